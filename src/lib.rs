@@ -1,0 +1,1 @@
+//! glrunner: GitLab Runner on EKS Fargate.
