@@ -1,1 +1,12 @@
-//! glrunner: GitLab Runner on EKS Fargate.
+//! glrunner: GitLab Runner on AWS EKS with every pod on Fargate, from an empty account to
+//! hundreds of parallel CI jobs and back to nothing.
+//!
+//! The root library composes the four crates (re-exported below), holds the shared CLI
+//! support of the examples and, as they land, the full flow and the sandbox world.
+
+pub mod cli;
+
+pub use glrunner_gitlab_client as gitlab;
+pub use glrunner_infra as infra;
+pub use glrunner_janitor as janitor;
+pub use glrunner_runner_chart as runner_chart;

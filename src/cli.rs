@@ -1,0 +1,130 @@
+//! Command-line support shared by every example: global flags, output, tracing and exit codes.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, ValueEnum};
+
+/// Exit code for success.
+pub const EXIT_OK: u8 = 0;
+/// Exit code for a failure while doing the work (AWS, GitLab, Kubernetes, helm...).
+pub const EXIT_FAILURE: u8 = 1;
+/// Exit code for invalid input: nothing was created, changed or deleted.
+pub const EXIT_INVALID_INPUT: u8 = 2;
+
+/// Which world the examples act on. Nothing switches backend silently: spending money is explicit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// The embedded in-memory world with a virtual clock: offline, free, seconds of wall time.
+    #[default]
+    Sandbox,
+    /// Real AWS (aws-config's standard chain, `AWS_ENDPOINT_URL` honoured), GitLab, helm and Kubernetes.
+    Aws,
+}
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputFormat {
+    /// Tables, trees and progress bars for a person at a terminal.
+    #[default]
+    Human,
+    /// One JSON document on stdout (progress as JSON lines on stderr).
+    Json,
+}
+
+/// The flags every example shares. Flatten it into each example's clap parser.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Stack name: prefixes and tags every resource (`glrunner.io/stack=<stack>`).
+    /// Lowercase letters, digits and hyphens, starting with a letter.
+    #[arg(long, global = true, env = "GLRUNNER_STACK", default_value = "glrunner")]
+    pub stack: String,
+
+    /// AWS region. Defaults to the standard AWS configuration (`AWS_REGION`, profile),
+    /// or us-east-1 on the sandbox.
+    #[arg(long, global = true)]
+    pub region: Option<String>,
+
+    /// Which world to act on: the free in-memory sandbox, or real AWS/GitLab/Kubernetes.
+    #[arg(long, global = true, value_enum, env = "GLRUNNER_BACKEND", default_value_t = Backend::Sandbox)]
+    pub backend: Backend,
+
+    /// Directory of the local state cache (`<state-dir>/<stack>.json`). The cache is never the
+    /// truth: everything is rediscovered by tag.
+    #[arg(long, global = true, env = "GLRUNNER_STATE_DIR", default_value = ".glrunner")]
+    pub state_dir: PathBuf,
+
+    /// Output format: `human` or `json` (machine-readable, one document on stdout).
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+
+    /// Print what would be done and change nothing.
+    #[arg(long, global = true)]
+    pub dry_run: bool,
+}
+
+/// Installs a tracing subscriber writing to stderr: human-readable, or JSON lines with `--output json`.
+/// `RUST_LOG` overrides the default `info` filter.
+pub fn init_tracing(output: OutputFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,glrunner=info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match output {
+        OutputFormat::Human => builder.with_target(false).try_init(),
+        OutputFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// An error as the examples report it: a message and the exit code it maps to.
+#[derive(Debug)]
+pub struct CliError {
+    /// Exit code: [`EXIT_INVALID_INPUT`] or [`EXIT_FAILURE`].
+    pub code: u8,
+    /// Message for the user, naming the field or resource and what to do.
+    pub message: String,
+}
+
+impl CliError {
+    /// Invalid input (exit 2): nothing was created or changed.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self { code: EXIT_INVALID_INPUT, message: message.into() }
+    }
+
+    /// A failure while working (exit 1).
+    pub fn failure(message: impl Into<String>) -> Self {
+        Self { code: EXIT_FAILURE, message: message.into() }
+    }
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Ends an example: prints the error (as JSON with `--output json`) and returns the exit code.
+pub fn finish(result: Result<(), CliError>, output: OutputFormat) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::from(EXIT_OK),
+        Err(err) => {
+            match output {
+                OutputFormat::Human => eprintln!("error: {}", err.message),
+                OutputFormat::Json => eprintln!(
+                    "{}",
+                    serde_json::json!({ "error": err.message, "exit_code": err.code })
+                ),
+            }
+            ExitCode::from(err.code)
+        }
+    }
+}
+
+/// Prints a serialisable value as pretty JSON on stdout.
+pub fn print_json<T: serde::Serialize>(value: &T) -> Result<(), CliError> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| CliError::failure(format!("cannot serialise output as JSON: {e}")))?;
+    println!("{text}");
+    Ok(())
+}
