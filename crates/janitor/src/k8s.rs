@@ -1,0 +1,510 @@
+//! The kube-rs backend: [`KubePodApi`] over a Kubernetes API server (kubeconfig, in-cluster, or a
+//! bearer-token provider such as an EKS token generator).
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, ListParams, Preconditions};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+
+use crate::api::PodApi;
+use crate::model::{DeleteMode, DeleteOutcome, ListQuery, OwnerRef, PodInfo, PodKey, PodPhase, PodRequests};
+use crate::{Error, Result};
+
+const BACKEND: &str = "kubernetes";
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A bearer token and when it stops being valid.
+#[derive(Clone)]
+pub struct BearerToken {
+    token: String,
+    expires_at: Option<Timestamp>,
+}
+
+impl BearerToken {
+    /// A token valid until `expires_at` (`None`: until the server rejects it).
+    pub fn new(token: impl Into<String>, expires_at: Option<Timestamp>) -> Self {
+        Self { token: token.into(), expires_at }
+    }
+
+    /// When the token expires.
+    pub fn expires_at(&self) -> Option<Timestamp> {
+        self.expires_at
+    }
+}
+
+impl fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BearerToken").field("token", &"<redacted>").field("expires_at", &self.expires_at).finish()
+    }
+}
+
+/// Produces bearer tokens for the API server, e.g. EKS tokens (`k8s-aws-v1.` presigned STS URLs,
+/// valid 15 minutes). The root package implements it with its STS signer.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait TokenProvider: Send + Sync {
+    /// A fresh token.
+    async fn token(&self) -> Result<BearerToken>;
+}
+
+enum Source {
+    Fixed(Client),
+    Token {
+        config: Config,
+        provider: Arc<dyn TokenProvider>,
+        cached: tokio::sync::Mutex<Option<(Client, Option<Timestamp>)>>,
+    },
+}
+
+/// [`PodApi`] over a real API server with kube-rs. Calls are bounded by connect (10 s) and read
+/// (60 s) timeouts; kube-rs does no client-side throttling.
+pub struct KubePodApi {
+    source: Source,
+    server: String,
+}
+
+impl fmt::Debug for KubePodApi {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KubePodApi").field("server", &self.server).finish_non_exhaustive()
+    }
+}
+
+fn bounded(mut config: Config) -> Config {
+    config.connect_timeout = Some(CONNECT_TIMEOUT);
+    config.read_timeout = Some(READ_TIMEOUT);
+    config
+}
+
+fn client_error(action: &str, resource: &str, e: kube::Error) -> Error {
+    Error::Backend {
+        backend: BACKEND,
+        action: action.to_owned(),
+        resource: resource.to_owned(),
+        message: e.to_string(),
+        source: Some(Box::new(e)),
+    }
+}
+
+impl KubePodApi {
+    /// Wraps a client built by the caller.
+    pub fn from_client(client: Client) -> Self {
+        Self { source: Source::Fixed(client), server: "(caller-provided client)".into() }
+    }
+
+    /// Connects with a kubeconfig: `path` (or `$KUBECONFIG`, or `~/.kube/config`) and `context`
+    /// (or the current context). An unknown context is [`Error::InvalidInput`] naming the contexts
+    /// the file has.
+    pub async fn from_kubeconfig(path: Option<&Path>, context: Option<&str>) -> Result<Self> {
+        let (kubeconfig, shown) = match path {
+            Some(p) => (Kubeconfig::read_from(p), p.display().to_string()),
+            None => (Kubeconfig::read(), "$KUBECONFIG or ~/.kube/config".to_owned()),
+        };
+        let kubeconfig = kubeconfig.map_err(|e| {
+            Error::invalid("kubeconfig", format!("cannot read kubeconfig {shown}: {e}; pass --kubeconfig PATH"))
+        })?;
+        if let Some(ctx) = context
+            && !kubeconfig.contexts.iter().any(|c| c.name == ctx)
+        {
+            let known: Vec<&str> = kubeconfig.contexts.iter().map(|c| c.name.as_str()).collect();
+            return Err(Error::invalid(
+                "context",
+                format!("kubeconfig {shown} has no context {ctx:?}; it has: {}", known.join(", ")),
+            ));
+        }
+        let options = KubeConfigOptions { context: context.map(str::to_owned), ..Default::default() };
+        let config = Config::from_custom_kubeconfig(kubeconfig, &options)
+            .await
+            .map_err(|e| Error::invalid("kubeconfig", format!("cannot use kubeconfig {shown}: {e}")))?;
+        Self::from_config(config)
+    }
+
+    /// Connects with the in-cluster service-account configuration (when running as a CronJob).
+    pub fn in_cluster() -> Result<Self> {
+        let config = Config::incluster().map_err(|e| {
+            Error::invalid("in-cluster config", format!("not running in a pod with a service account: {e}"))
+        })?;
+        Self::from_config(config)
+    }
+
+    /// Connects with an explicit kube-rs configuration.
+    pub fn from_config(config: Config) -> Result<Self> {
+        let server = config.cluster_url.to_string();
+        let client = Client::try_from(bounded(config))
+            .map_err(|e| client_error("connect to API server", &server, e))?;
+        Ok(Self { source: Source::Fixed(client), server })
+    }
+
+    /// Connects with `config` (server URL and CA, e.g. from EKS DescribeCluster), authenticating with
+    /// tokens from `provider`; a new token is fetched one minute before the previous one expires.
+    pub fn with_token_provider(config: Config, provider: Arc<dyn TokenProvider>) -> Self {
+        let server = config.cluster_url.to_string();
+        Self {
+            source: Source::Token { config: bounded(config), provider, cached: tokio::sync::Mutex::new(None) },
+            server,
+        }
+    }
+
+    async fn client(&self) -> Result<Client> {
+        match &self.source {
+            Source::Fixed(c) => Ok(c.clone()),
+            Source::Token { config, provider, cached } => {
+                let mut cached = cached.lock().await;
+                let refresh_at = |exp: Option<Timestamp>| {
+                    exp.map(|e| e.saturating_sub(jiff::SignedDuration::from_secs(60)).unwrap_or(e))
+                };
+                if let Some((client, exp)) = cached.as_ref()
+                    && refresh_at(*exp).is_none_or(|r| Timestamp::now() < r)
+                {
+                    return Ok(client.clone());
+                }
+                let token = provider.token().await?;
+                let mut config = config.clone();
+                config.auth_info.token = Some(token.token.clone().into());
+                let client = Client::try_from(config)
+                    .map_err(|e| client_error("connect to API server", &self.server, e))?;
+                *cached = Some((client.clone(), token.expires_at));
+                Ok(client)
+            }
+        }
+    }
+
+    fn map_error(&self, action: &str, resource: &str, e: kube::Error) -> Error {
+        let (action, resource) = (action.to_owned(), resource.to_owned());
+        match e {
+            kube::Error::Api(status) => {
+                let message = if status.message.is_empty() { status.reason.clone() } else { status.message.clone() };
+                match status.code {
+                    404 => Error::NotFound { action, resource },
+                    409 if status.reason == "AlreadyExists" => Error::AlreadyExists { action, resource },
+                    409 => Error::Conflict { action, resource, message },
+                    429 => Error::Throttled { action, resource },
+                    401 | 403 => Error::PermissionDenied { action, resource, message },
+                    400 | 422 => Error::invalid(resource, format!("{action}: {message}")),
+                    504 => Error::Timeout { action: format!("{action} {resource}"), waited: READ_TIMEOUT },
+                    _ => Error::Backend {
+                        backend: BACKEND,
+                        action,
+                        resource,
+                        message: format!("HTTP {} {}: {message}", status.code, status.reason),
+                        source: Some(Box::new(kube::Error::Api(status))),
+                    },
+                }
+            }
+            other => {
+                let text = format!("{other}");
+                let lower = text.to_lowercase();
+                if lower.contains("timed out") || lower.contains("timeout") || lower.contains("deadline") {
+                    Error::Timeout { action: format!("{action} {resource} at {}", self.server), waited: READ_TIMEOUT }
+                } else {
+                    Error::Backend {
+                        backend: BACKEND,
+                        action,
+                        resource,
+                        message: format!("cannot reach the API server at {}: {text}", self.server),
+                        source: Some(Box::new(other)),
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl PodApi for KubePodApi {
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+
+    async fn list_pods(&self, query: &ListQuery) -> Result<Vec<PodInfo>> {
+        let api: Api<Pod> = Api::namespaced(self.client().await?, &query.namespace);
+        let resource = format!("pods in namespace {}", query.namespace);
+        let mut params = ListParams::default().limit(query.page_size.max(1));
+        if let Some(selector) = &query.label_selector {
+            params = params.labels(selector);
+        }
+        let mut out = Vec::new();
+        loop {
+            let page = api.list(&params).await.map_err(|e| self.map_error("list", &resource, e))?;
+            out.extend(page.items.iter().filter_map(pod_info));
+            match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                Some(token) => params.continue_token = Some(token),
+                None => break,
+            }
+        }
+        tracing::debug!(namespace = %query.namespace, count = out.len(), "listed pods");
+        Ok(out)
+    }
+
+    async fn get_pod(&self, namespace: &str, name: &str) -> Result<Option<PodInfo>> {
+        let api: Api<Pod> = Api::namespaced(self.client().await?, namespace);
+        let pod = api
+            .get_opt(name)
+            .await
+            .map_err(|e| self.map_error("get pod", &format!("pod {namespace}/{name}"), e))?;
+        Ok(pod.as_ref().and_then(pod_info))
+    }
+
+    async fn delete_pod(&self, key: &PodKey, mode: DeleteMode) -> Result<DeleteOutcome> {
+        let api: Api<Pod> = Api::namespaced(self.client().await?, &key.namespace);
+        let params = DeleteParams {
+            grace_period_seconds: mode.grace_seconds,
+            preconditions: Some(Preconditions { uid: Some(key.uid.clone()), resource_version: None }),
+            ..DeleteParams::default()
+        };
+        let resource = key.to_string();
+        let action = if mode.is_force() { "force-delete pod" } else { "delete pod" };
+        let result = api.delete(&key.name, &params).await.map_err(|e| self.map_error(action, &resource, e))?;
+        Ok(match result.left() {
+            // The API server answers with the object while it is still there (graceful deletion
+            // pending a kubelet); an immediate deletion has no remaining grace period.
+            Some(pod)
+                if pod.metadata.deletion_timestamp.is_some()
+                    && pod.metadata.deletion_grace_period_seconds.unwrap_or(0) > 0 =>
+            {
+                DeleteOutcome::Terminating
+            }
+            _ => DeleteOutcome::Deleted,
+        })
+    }
+}
+
+/// Parses a CPU quantity (`500m`, `1`, `0.25`) into millicores.
+fn cpu_millis(q: &str) -> Option<u64> {
+    let q = q.trim();
+    if let Some(m) = q.strip_suffix('m') {
+        return m.parse::<f64>().ok().map(|v| v.ceil() as u64);
+    }
+    q.parse::<f64>().ok().map(|v| (v * 1000.0).ceil() as u64)
+}
+
+/// Parses a memory quantity (`768Mi`, `1Gi`, `512M`, `1e9`, bytes) into MiB, rounded up.
+fn memory_mib(q: &str) -> Option<u64> {
+    let q = q.trim();
+    const UNITS: &[(&str, f64)] = &[
+        ("Ki", 1024.0),
+        ("Mi", 1048576.0),
+        ("Gi", 1073741824.0),
+        ("Ti", 1099511627776.0),
+        ("k", 1e3),
+        ("K", 1e3),
+        ("M", 1e6),
+        ("G", 1e9),
+        ("T", 1e12),
+        ("m", 1e-3),
+    ];
+    let (num, factor) = UNITS
+        .iter()
+        .find_map(|(suffix, f)| q.strip_suffix(suffix).map(|n| (n, *f)))
+        .unwrap_or((q, 1.0));
+    let bytes = num.parse::<f64>().ok()? * factor;
+    Some((bytes / 1048576.0).ceil() as u64)
+}
+
+fn requests(pod: &Pod) -> PodRequests {
+    let Some(spec) = &pod.spec else { return PodRequests::default() };
+    let of = |c: &k8s_openapi::api::core::v1::Container| {
+        let req = c.resources.as_ref().and_then(|r| r.requests.as_ref());
+        let cpu = req.and_then(|r| r.get("cpu")).and_then(|q| cpu_millis(&q.0)).unwrap_or(0);
+        let mem = req.and_then(|r| r.get("memory")).and_then(|q| memory_mib(&q.0)).unwrap_or(0);
+        (cpu, mem)
+    };
+    let (mut cpu, mut mem) = spec.containers.iter().map(of).fold((0, 0), |(a, b), (c, d)| (a + c, b + d));
+    for init in spec.init_containers.iter().flatten() {
+        let (c, m) = of(init);
+        cpu = cpu.max(c);
+        mem = mem.max(m);
+    }
+    PodRequests { cpu_millis: cpu, memory_mib: mem }
+}
+
+/// Converts a kube Pod; pods without name, namespace, UID or creation time are skipped.
+fn pod_info(pod: &Pod) -> Option<PodInfo> {
+    let meta = &pod.metadata;
+    let status = pod.status.as_ref();
+    Some(PodInfo {
+        namespace: meta.namespace.clone()?,
+        name: meta.name.clone()?,
+        uid: meta.uid.clone()?,
+        labels: meta.labels.clone().unwrap_or_default(),
+        annotations: meta.annotations.clone().unwrap_or_default(),
+        owners: meta
+            .owner_references
+            .iter()
+            .flatten()
+            .map(|o| OwnerRef { kind: o.kind.clone(), name: o.name.clone(), controller: o.controller.unwrap_or(false) })
+            .collect(),
+        phase: PodPhase::parse(status.and_then(|s| s.phase.as_deref())),
+        node_name: pod.spec.as_ref().and_then(|s| s.node_name.clone()).filter(|n| !n.is_empty()),
+        created_at: meta.creation_timestamp.as_ref()?.0,
+        started_at: status.and_then(|s| s.start_time.as_ref()).map(|t| t.0),
+        deletion_timestamp: meta.deletion_timestamp.as_ref().map(|t| t.0),
+        requests: requests(pod),
+    })
+}
+
+/// Test fixtures creating namespaces and pods on a real API server (for the conformance suite).
+#[cfg(any(test, feature = "testing"))]
+pub mod fixtures {
+    //! Creates namespaces and pods on a real API server, setting status through the status subresource.
+
+    use std::collections::BTreeMap;
+
+    use async_trait::async_trait;
+    use k8s_openapi::api::core::v1::{Container, Namespace, Pod, PodSpec, PodStatus, ResourceRequirements};
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+    use kube::api::{Api, Patch, PatchParams, PostParams};
+    use kube::Client;
+
+    use super::pod_info;
+    use crate::conformance::PodFixtures;
+    use crate::memory::NewPod;
+    use crate::model::{PodInfo, PodPhase};
+    use crate::{Error, Result};
+
+    fn err(action: &str, resource: &str, e: kube::Error) -> Error {
+        Error::Backend {
+            backend: "kubernetes",
+            action: action.into(),
+            resource: resource.into(),
+            message: e.to_string(),
+            source: Some(Box::new(e)),
+        }
+    }
+
+    /// Creates fixtures with a kube client.
+    #[derive(Clone)]
+    pub struct KubeFixtures {
+        client: Client,
+    }
+
+    impl KubeFixtures {
+        /// Fixtures using `client`.
+        pub fn new(client: Client) -> Self {
+            Self { client }
+        }
+
+        /// Marks a pod Terminating the way a kubelet-less server does (graceful delete of a bound pod).
+        pub async fn start_terminating(&self, namespace: &str, name: &str) -> Result<()> {
+            let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+            api.delete(name, &kube::api::DeleteParams::default().grace_period(30))
+                .await
+                .map_err(|e| err("delete pod", name, e))?;
+            Ok(())
+        }
+    }
+
+    #[async_trait]
+    impl PodFixtures for KubeFixtures {
+        async fn create_namespace(&self, namespace: &str) -> Result<()> {
+            let api: Api<Namespace> = Api::all(self.client.clone());
+            let ns = Namespace {
+                metadata: ObjectMeta { name: Some(namespace.into()), ..Default::default() },
+                ..Default::default()
+            };
+            match api.create(&PostParams::default(), &ns).await {
+                Ok(_) => Ok(()),
+                Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+                Err(e) => Err(err("create namespace", namespace, e)),
+            }
+        }
+
+        async fn create_pod(&self, pod: NewPod) -> Result<PodInfo> {
+            let api: Api<Pod> = Api::namespaced(self.client.clone(), &pod.namespace);
+            let mut requests = BTreeMap::new();
+            if pod.requests.cpu_millis > 0 {
+                requests.insert("cpu".to_owned(), Quantity(format!("{}m", pod.requests.cpu_millis)));
+            }
+            if pod.requests.memory_mib > 0 {
+                requests.insert("memory".to_owned(), Quantity(format!("{}Mi", pod.requests.memory_mib)));
+            }
+            let owners: Vec<OwnerReference> = pod
+                .owners
+                .iter()
+                .enumerate()
+                .map(|(i, o)| OwnerReference {
+                    api_version: "apps/v1".into(),
+                    kind: o.kind.clone(),
+                    name: o.name.clone(),
+                    uid: format!("00000000-0000-0000-0000-{i:012}"),
+                    controller: Some(o.controller),
+                    block_owner_deletion: None,
+                })
+                .collect();
+            let object = Pod {
+                metadata: ObjectMeta {
+                    name: Some(pod.name.clone()),
+                    namespace: Some(pod.namespace.clone()),
+                    labels: Some(pod.labels.clone()),
+                    annotations: Some(pod.annotations.clone()),
+                    owner_references: (!owners.is_empty()).then_some(owners),
+                    ..Default::default()
+                },
+                spec: Some(PodSpec {
+                    containers: vec![Container {
+                        name: "build".into(),
+                        image: Some("alpine:3".into()),
+                        resources: (!requests.is_empty())
+                            .then(|| ResourceRequirements { requests: Some(requests), ..Default::default() }),
+                        ..Default::default()
+                    }],
+                    node_name: pod.node_name.clone(),
+                    ..Default::default()
+                }),
+                status: None,
+            };
+            let resource = format!("pod {}/{}", pod.namespace, pod.name);
+            let mut created = api.create(&PostParams::default(), &object).await.map_err(|e| err("create pod", &resource, e))?;
+            if pod.phase != PodPhase::Pending || pod.started_at.is_some() {
+                let status = PodStatus {
+                    phase: Some(pod.phase.as_str().to_owned()),
+                    start_time: pod.started_at.map(Time),
+                    ..Default::default()
+                };
+                let patch = serde_json::json!({ "status": status });
+                created = api
+                    .patch_status(&pod.name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map_err(|e| err("set pod status", &resource, e))?;
+            }
+            pod_info(&created).ok_or_else(|| Error::Backend {
+                backend: "kubernetes",
+                action: "create pod".into(),
+                resource,
+                message: "server returned a pod without metadata".into(),
+                source: None,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantities() {
+        assert_eq!(cpu_millis("500m"), Some(500));
+        assert_eq!(cpu_millis("1"), Some(1000));
+        assert_eq!(cpu_millis("0.25"), Some(250));
+        assert_eq!(memory_mib("768Mi"), Some(768));
+        assert_eq!(memory_mib("1Gi"), Some(1024));
+        assert_eq!(memory_mib("512M"), Some(489));
+        assert_eq!(memory_mib("1048576"), Some(1));
+        assert_eq!(memory_mib("x"), None);
+    }
+
+    #[test]
+    fn token_debug_is_redacted() {
+        let t = BearerToken::new("k8s-aws-v1.secret", None);
+        assert!(!format!("{t:?}").contains("secret"));
+    }
+}

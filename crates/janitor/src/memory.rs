@@ -1,0 +1,605 @@
+//! In-memory backends: [`InMemoryPods`] (a pod store with the API server's delete semantics) and
+//! [`InMemoryJobStatus`]; clones share state, so a sandbox world can drive and observe them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use jiff::{SignedDuration, Timestamp};
+use serde::Serialize;
+
+use crate::api::{JobStatus, JobStatusSource, PodApi};
+use crate::clock::{Clock, SystemClock};
+use crate::model::{keys, DeleteMode, DeleteOutcome, ListQuery, OwnerRef, PodInfo, PodKey, PodPhase, PodRequests};
+use crate::{Error, Result};
+
+const BACKEND: &str = "memory";
+/// The API server's default grace period for pods (`terminationGracePeriodSeconds`).
+const DEFAULT_GRACE_SECONDS: u32 = 30;
+
+/// A pod to insert into [`InMemoryPods`]: a builder with presets for the pods a runner fleet has.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewPod {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Annotations.
+    pub annotations: BTreeMap<String, String>,
+    /// Owner references.
+    pub owners: Vec<OwnerRef>,
+    /// Phase.
+    pub phase: PodPhase,
+    /// `spec.nodeName`.
+    pub node_name: Option<String>,
+    /// Creation time; `None` takes the store's clock.
+    pub created_at: Option<Timestamp>,
+    /// `status.startTime`.
+    pub started_at: Option<Timestamp>,
+    /// Resource requests.
+    pub requests: PodRequests,
+}
+
+impl NewPod {
+    /// A bare Pending pod with no labels.
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+            owners: Vec::new(),
+            phase: PodPhase::Pending,
+            node_name: None,
+            created_at: None,
+            started_at: None,
+            requests: PodRequests::default(),
+        }
+    }
+
+    /// A job pod as GitLab Runner's Kubernetes executor creates it: name
+    /// `runner-<token>-project-<project>-concurrent-<slot>-<suffix>`, the executor's labels and
+    /// annotations (job ID, project ID, a 1 h timeout, the manager's name).
+    pub fn job(namespace: impl Into<String>, manager: &str, project_id: u64, job_id: u64) -> Self {
+        let prefix = format!("runner-3lj4ihzt1-project-{project_id}-concurrent-{}", job_id % 10);
+        let name = format!("{prefix}-{:08x}", job_id.wrapping_mul(0x9e37_79b9) & 0xffff_ffff);
+        Self::new(namespace, name)
+            .with_label(keys::LABEL_JOB_POD, &prefix)
+            .with_label("pod", &prefix)
+            .with_label(keys::ANNOTATION_PROJECT_ID, &project_id.to_string())
+            .with_label(keys::LABEL_MANAGER_NAME, manager)
+            .with_annotation(keys::ANNOTATION_JOB_ID, &job_id.to_string())
+            .with_annotation(keys::ANNOTATION_PROJECT_ID, &project_id.to_string())
+            .with_annotation(keys::ANNOTATION_JOB_TIMEOUT, "1h0m0s")
+            .with_annotation(keys::ANNOTATION_JOB_URL, &format!("https://gitlab.example.com/p/-/jobs/{job_id}"))
+    }
+
+    /// A runner-manager pod as the gitlab-runner chart's Deployment creates it (chart labels,
+    /// owned by a ReplicaSet), named `<release>-gitlab-runner-<hash>-<suffix>`.
+    pub fn manager(namespace: impl Into<String>, release: &str, suffix: &str) -> Self {
+        let app = format!("{release}-gitlab-runner");
+        let rs = format!("{app}-5fd7489954");
+        Self::new(namespace, format!("{rs}-{suffix}"))
+            .with_label("app", &app)
+            .with_label("chart", "gitlab-runner-0.86.0")
+            .with_label("release", release)
+            .with_label("heritage", "Helm")
+            .with_label("pod-template-hash", "5fd7489954")
+            .with_owner(OwnerRef::controller("ReplicaSet", rs))
+            .with_phase(PodPhase::Running)
+            .with_node("fargate-manager")
+    }
+
+    /// Adds a label.
+    #[must_use]
+    pub fn with_label(mut self, key: &str, value: &str) -> Self {
+        self.labels.insert(key.to_owned(), value.to_owned());
+        self
+    }
+
+    /// Adds an annotation.
+    #[must_use]
+    pub fn with_annotation(mut self, key: &str, value: &str) -> Self {
+        self.annotations.insert(key.to_owned(), value.to_owned());
+        self
+    }
+
+    /// Adds an owner reference.
+    #[must_use]
+    pub fn with_owner(mut self, owner: OwnerRef) -> Self {
+        self.owners.push(owner);
+        self
+    }
+
+    /// Sets the phase.
+    #[must_use]
+    pub fn with_phase(mut self, phase: PodPhase) -> Self {
+        self.phase = phase;
+        self
+    }
+
+    /// Binds the pod to a node.
+    #[must_use]
+    pub fn with_node(mut self, node: &str) -> Self {
+        self.node_name = Some(node.to_owned());
+        self
+    }
+
+    /// Sets the creation time.
+    #[must_use]
+    pub fn created_at(mut self, at: Timestamp) -> Self {
+        self.created_at = Some(at);
+        self
+    }
+
+    /// Sets `status.startTime`.
+    #[must_use]
+    pub fn started_at(mut self, at: Timestamp) -> Self {
+        self.started_at = Some(at);
+        self
+    }
+
+    /// Sets the resource requests.
+    #[must_use]
+    pub fn with_requests(mut self, cpu_millis: u64, memory_mib: u64) -> Self {
+        self.requests = PodRequests { cpu_millis, memory_mib };
+        self
+    }
+}
+
+/// One delete call the store accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeletionRecord {
+    /// The pod deleted.
+    pub key: PodKey,
+    /// The grace period asked for.
+    pub grace_seconds: Option<u32>,
+    /// What happened.
+    pub outcome: DeleteOutcome,
+    /// When (store clock).
+    pub at: Timestamp,
+}
+
+/// A failure to inject into [`InMemoryPods`] calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Fault {
+    /// HTTP 429.
+    Throttled,
+    /// HTTP 403.
+    PermissionDenied,
+    /// Connection refused / 5xx.
+    Unavailable,
+}
+
+/// How many calls each operation received.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct CallCounts {
+    /// `list_pods` calls.
+    pub lists: u64,
+    /// Pages served (one per `limit`/`continue` round trip).
+    pub list_pages: u64,
+    /// `get_pod` calls.
+    pub gets: u64,
+    /// `delete_pod` calls (including failed ones).
+    pub deletes: u64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    pods: BTreeMap<(String, String), PodInfo>,
+    next_uid: u64,
+    deletions: Vec<DeletionRecord>,
+    clock: Option<Arc<dyn Clock>>,
+    latency: Duration,
+    kubelets: bool,
+    dead_nodes: BTreeSet<String>,
+    list_fault: Option<Fault>,
+    delete_faults: BTreeMap<String, Fault>,
+    calls: CallCounts,
+}
+
+impl State {
+    fn now(&self) -> Timestamp {
+        match &self.clock {
+            Some(clock) => clock.now(),
+            None => SystemClock.now(),
+        }
+    }
+
+    /// With live kubelets, Terminating pods on healthy nodes disappear once their grace is over.
+    fn settle(&mut self) {
+        if !self.kubelets {
+            return;
+        }
+        let now = self.now();
+        let dead = &self.dead_nodes;
+        self.pods.retain(|_, p| match (p.deletion_timestamp, &p.node_name) {
+            (Some(at), Some(node)) => !(at <= now && !dead.contains(node)),
+            _ => true,
+        });
+    }
+}
+
+/// An in-memory pod store implementing [`PodApi`] with the API server's semantics the janitor relies
+/// on: server-side label selection, pagination, UID preconditions (409 Conflict), immediate deletion
+/// of unbound pods, and bound pods going Terminating until their kubelet confirms (or a force delete).
+///
+/// By default there are no kubelets, as on the test apiserver: bound pods stay Terminating forever.
+/// [`InMemoryPods::with_kubelets`] makes them go away once their grace period ends, except on nodes
+/// marked dead with [`InMemoryPods::kill_node`]. Time comes from the injected [`Clock`]
+/// (e.g. [`crate::clock::TokioClock`] on a paused tokio runtime); latency uses `tokio::time::sleep`.
+#[derive(Debug, Clone, Default)]
+pub struct InMemoryPods {
+    state: Arc<Mutex<State>>,
+}
+
+impl InMemoryPods {
+    /// An empty store on the system clock.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Uses `clock` for creation and deletion timestamps.
+    #[must_use]
+    pub fn with_clock(self, clock: Arc<dyn Clock>) -> Self {
+        self.lock().clock = Some(clock);
+        self
+    }
+
+    /// Simulates live kubelets (see the type's docs).
+    #[must_use]
+    pub fn with_kubelets(self, kubelets: bool) -> Self {
+        self.lock().kubelets = kubelets;
+        self
+    }
+
+    /// Makes every API call take `latency` (tokio time).
+    pub fn set_latency(&self, latency: Duration) {
+        self.lock().latency = latency;
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Inserts a pod, assigning a UID (and the creation time if unset). Fails with
+    /// [`Error::AlreadyExists`] if a pod with that name exists.
+    pub fn insert(&self, pod: NewPod) -> Result<PodInfo> {
+        let mut st = self.lock();
+        let id = (pod.namespace.clone(), pod.name.clone());
+        if st.pods.contains_key(&id) {
+            return Err(Error::AlreadyExists {
+                action: "create pod".into(),
+                resource: format!("pod {}/{}", pod.namespace, pod.name),
+            });
+        }
+        st.next_uid += 1;
+        let info = PodInfo {
+            uid: format!("mem-{:08}", st.next_uid),
+            created_at: pod.created_at.unwrap_or_else(|| st.now()),
+            namespace: pod.namespace,
+            name: pod.name,
+            labels: pod.labels,
+            annotations: pod.annotations,
+            owners: pod.owners,
+            phase: pod.phase,
+            node_name: pod.node_name,
+            started_at: pod.started_at,
+            deletion_timestamp: None,
+            requests: pod.requests,
+        };
+        st.pods.insert(id, info.clone());
+        Ok(info)
+    }
+
+    /// Changes a pod in place (phase, labels, annotations, owners, node, times...). The UID and
+    /// name are restored after `change` runs. Fails with [`Error::NotFound`].
+    pub fn update(&self, namespace: &str, name: &str, change: impl FnOnce(&mut PodInfo)) -> Result<PodInfo> {
+        let mut st = self.lock();
+        let pod = st.pods.get_mut(&(namespace.to_owned(), name.to_owned())).ok_or_else(|| Error::NotFound {
+            action: "update pod".into(),
+            resource: format!("pod {namespace}/{name}"),
+        })?;
+        let (ns, n, uid) = (pod.namespace.clone(), pod.name.clone(), pod.uid.clone());
+        change(pod);
+        pod.namespace = ns;
+        pod.name = n;
+        pod.uid = uid;
+        Ok(pod.clone())
+    }
+
+    /// Sets a pod's phase (and `startTime` when it starts running).
+    pub fn set_phase(&self, namespace: &str, name: &str, phase: PodPhase) -> Result<PodInfo> {
+        let now = self.lock().now();
+        self.update(namespace, name, |p| {
+            if phase == PodPhase::Running && p.started_at.is_none() {
+                p.started_at = Some(now);
+            }
+            p.phase = phase;
+        })
+    }
+
+    /// Removes a pod outright, as a kubelet confirming termination or the runner cleaning up would.
+    /// Not recorded in [`InMemoryPods::deletions`].
+    pub fn remove(&self, namespace: &str, name: &str) -> Option<PodInfo> {
+        self.lock().pods.remove(&(namespace.to_owned(), name.to_owned()))
+    }
+
+    /// Marks a node's kubelet as gone: its Terminating pods stay Terminating.
+    pub fn kill_node(&self, node: &str) {
+        self.lock().dead_nodes.insert(node.to_owned());
+    }
+
+    /// A snapshot of every pod, ordered by namespace and name.
+    pub fn pods(&self) -> Vec<PodInfo> {
+        let mut st = self.lock();
+        st.settle();
+        st.pods.values().cloned().collect()
+    }
+
+    /// One pod, if it exists.
+    pub fn pod(&self, namespace: &str, name: &str) -> Option<PodInfo> {
+        let mut st = self.lock();
+        st.settle();
+        st.pods.get(&(namespace.to_owned(), name.to_owned())).cloned()
+    }
+
+    /// Every delete call accepted so far.
+    pub fn deletions(&self) -> Vec<DeletionRecord> {
+        self.lock().deletions.clone()
+    }
+
+    /// Returns and forgets the delete calls accepted so far.
+    pub fn take_deletions(&self) -> Vec<DeletionRecord> {
+        std::mem::take(&mut self.lock().deletions)
+    }
+
+    /// How many calls each operation received.
+    pub fn calls(&self) -> CallCounts {
+        self.lock().calls
+    }
+
+    /// Makes every `list_pods` call fail (or succeed again with `None`).
+    pub fn fail_lists(&self, fault: Option<Fault>) {
+        self.lock().list_fault = fault;
+    }
+
+    /// Makes deletes of the pod named `name` (any namespace) fail (or succeed again with `None`).
+    pub fn fail_deletes_of(&self, name: &str, fault: Option<Fault>) {
+        let mut st = self.lock();
+        match fault {
+            Some(f) => st.delete_faults.insert(name.to_owned(), f),
+            None => st.delete_faults.remove(name),
+        };
+    }
+
+    async fn delay(&self) {
+        let latency = self.lock().latency;
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+    }
+}
+
+fn fault_error(fault: Fault, action: &str, resource: String) -> Error {
+    let action = action.to_owned();
+    match fault {
+        Fault::Throttled => Error::Throttled { action, resource },
+        Fault::PermissionDenied => {
+            Error::PermissionDenied { action, resource, message: "injected fault (HTTP 403)".into() }
+        }
+        Fault::Unavailable => Error::Backend {
+            backend: BACKEND,
+            action,
+            resource,
+            message: "injected fault: API server unavailable".into(),
+            source: None,
+        },
+    }
+}
+
+/// One term of a label selector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Term {
+    Exists(String),
+    NotExists(String),
+    Equals(String, String),
+    NotEquals(String, String),
+}
+
+fn parse_selector(selector: &str) -> Result<Vec<Term>> {
+    let invalid = |why: &str| {
+        Error::invalid(
+            "label selector",
+            format!("{selector:?}: {why}; the memory backend supports key, !key, key=value, key!=value"),
+        )
+    };
+    selector
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            if let Some(key) = t.strip_prefix('!') {
+                Ok(Term::NotExists(key.trim().to_owned()))
+            } else if let Some((k, v)) = t.split_once("!=") {
+                Ok(Term::NotEquals(k.trim().to_owned(), v.trim().to_owned()))
+            } else if let Some((k, v)) = t.split_once("==").or_else(|| t.split_once('=')) {
+                Ok(Term::Equals(k.trim().to_owned(), v.trim().to_owned()))
+            } else if t.contains(' ') || t.contains('(') {
+                Err(invalid("set-based selectors are not supported"))
+            } else {
+                Ok(Term::Exists(t.to_owned()))
+            }
+        })
+        .collect()
+}
+
+fn matches(terms: &[Term], labels: &BTreeMap<String, String>) -> bool {
+    terms.iter().all(|t| match t {
+        Term::Exists(k) => labels.contains_key(k),
+        Term::NotExists(k) => !labels.contains_key(k),
+        Term::Equals(k, v) => labels.get(k) == Some(v),
+        Term::NotEquals(k, v) => labels.get(k) != Some(v),
+    })
+}
+
+#[async_trait]
+impl PodApi for InMemoryPods {
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+
+    async fn list_pods(&self, query: &ListQuery) -> Result<Vec<PodInfo>> {
+        let terms = parse_selector(query.label_selector.as_deref().unwrap_or(""))?;
+        self.delay().await;
+        let mut st = self.lock();
+        st.calls.lists += 1;
+        if let Some(fault) = st.list_fault {
+            return Err(fault_error(fault, "list pods", format!("namespace {}", query.namespace)));
+        }
+        st.settle();
+        let found: Vec<PodInfo> = st
+            .pods
+            .range((query.namespace.clone(), String::new())..)
+            .take_while(|((ns, _), _)| *ns == query.namespace)
+            .map(|(_, p)| p)
+            .filter(|p| matches(&terms, &p.labels))
+            .cloned()
+            .collect();
+        let page = u64::from(query.page_size.max(1));
+        st.calls.list_pages += (found.len() as u64).div_ceil(page).max(1);
+        Ok(found)
+    }
+
+    async fn get_pod(&self, namespace: &str, name: &str) -> Result<Option<PodInfo>> {
+        self.delay().await;
+        let mut st = self.lock();
+        st.calls.gets += 1;
+        st.settle();
+        Ok(st.pods.get(&(namespace.to_owned(), name.to_owned())).cloned())
+    }
+
+    async fn delete_pod(&self, key: &PodKey, mode: DeleteMode) -> Result<DeleteOutcome> {
+        self.delay().await;
+        let mut st = self.lock();
+        st.calls.deletes += 1;
+        let resource = key.to_string();
+        if let Some(&fault) = st.delete_faults.get(&key.name) {
+            return Err(fault_error(fault, "delete pod", resource));
+        }
+        st.settle();
+        let now = st.now();
+        let id = (key.namespace.clone(), key.name.clone());
+        let Some(pod) = st.pods.get_mut(&id) else {
+            return Err(Error::NotFound { action: "delete pod".into(), resource });
+        };
+        if pod.uid != key.uid {
+            return Err(Error::Conflict {
+                action: "delete pod".into(),
+                resource,
+                message: format!("UID precondition failed: the pod now has UID {}", pod.uid),
+            });
+        }
+        let grace = mode.grace_seconds.unwrap_or(DEFAULT_GRACE_SECONDS);
+        let outcome = if grace == 0 || pod.node_name.is_none() {
+            st.pods.remove(&id);
+            DeleteOutcome::Deleted
+        } else {
+            if pod.deletion_timestamp.is_none() {
+                let at = now.saturating_add(SignedDuration::from_secs(i64::from(grace))).unwrap_or(now);
+                pod.deletion_timestamp = Some(at);
+            }
+            DeleteOutcome::Terminating
+        };
+        st.deletions.push(DeletionRecord { key: key.clone(), grace_seconds: mode.grace_seconds, outcome, at: now });
+        Ok(outcome)
+    }
+}
+
+/// An in-memory [`JobStatusSource`]: statuses set by the caller; unknown jobs are
+/// [`JobStatus::NotFound`].
+#[derive(Debug, Clone, Default)]
+pub struct InMemoryJobStatus {
+    state: Arc<Mutex<(BTreeMap<(u64, u64), JobStatus>, Option<Fault>, u64)>>,
+}
+
+impl InMemoryJobStatus {
+    /// An empty source.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, (BTreeMap<(u64, u64), JobStatus>, Option<Fault>, u64)> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sets the status of a job.
+    pub fn set(&self, project_id: u64, job_id: u64, status: JobStatus) {
+        self.lock().0.insert((project_id, job_id), status);
+    }
+
+    /// Makes every lookup fail (or succeed again with `None`).
+    pub fn fail(&self, fault: Option<Fault>) {
+        self.lock().1 = fault;
+    }
+
+    /// How many lookups were made.
+    pub fn lookups(&self) -> u64 {
+        self.lock().2
+    }
+}
+
+#[async_trait]
+impl JobStatusSource for InMemoryJobStatus {
+    async fn job_status(&self, project_id: u64, job_id: u64) -> Result<JobStatus> {
+        let mut st = self.lock();
+        st.2 += 1;
+        if let Some(fault) = st.1 {
+            return Err(fault_error(fault, "get GitLab job", format!("job {job_id} of project {project_id}")));
+        }
+        Ok(st.0.get(&(project_id, job_id)).cloned().unwrap_or(JobStatus::NotFound))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selectors() {
+        let labels = BTreeMap::from([("a".to_owned(), "1".to_owned())]);
+        let ok = |s: &str| matches(&parse_selector(s).unwrap(), &labels);
+        assert!(ok("a"));
+        assert!(ok("a=1"));
+        assert!(ok("a==1,!b"));
+        assert!(ok("b!=2"));
+        assert!(!ok("b"));
+        assert!(!ok("a!=1"));
+        assert!(parse_selector("a in (1,2)").is_err());
+    }
+
+    #[tokio::test]
+    async fn memory_conformance() {
+        let api = InMemoryPods::new();
+        crate::conformance::run_all(&api, &api, "mem").await;
+    }
+
+    #[tokio::test]
+    async fn kubelets_finish_terminating_pods_unless_node_is_dead() {
+        let clock = crate::clock::ManualClock::new("2026-01-01T00:00:00Z".parse().unwrap());
+        let api = InMemoryPods::new().with_clock(Arc::new(clock.clone())).with_kubelets(true);
+        let a = api.insert(NewPod::new("ns", "a").with_node("n1")).unwrap();
+        let b = api.insert(NewPod::new("ns", "b").with_node("n2")).unwrap();
+        api.kill_node("n2");
+        for p in [&a, &b] {
+            assert_eq!(api.delete_pod(&p.key(), DeleteMode::graceful(Some(10))).await.unwrap(), DeleteOutcome::Terminating);
+        }
+        clock.advance(Duration::from_secs(11));
+        let left: Vec<_> = api.pods().into_iter().map(|p| p.name).collect();
+        assert_eq!(left, ["b"]);
+    }
+}

@@ -1,0 +1,201 @@
+#!/usr/bin/env bash
+# A real kube-apiserver + etcd on loopback, built from Debian packages (see ../shared/TESTING.md).
+#
+#   scripts/kube-apiserver.sh build        build kube-apiserver and fetch etcd into the cache (idempotent)
+#   scripts/kube-apiserver.sh start DIR    start etcd + kube-apiserver, write DIR/kubeconfig, print
+#                                          GLRUNNER_TEST_KUBECONFIG=DIR/kubeconfig
+#   scripts/kube-apiserver.sh stop DIR     stop what `start DIR` started (by the pids in DIR/pids)
+#
+# The cache lives outside the clone: ${GLRUNNER_CACHE:-/var/cache/glrunner}/kube/{bin,logs,src}.
+# `build` needs root (apt) only when the cached binaries are missing; it logs to
+# <cache>/kube/logs/build.log and prints one status line.
+set -euo pipefail
+
+CACHE="${GLRUNNER_CACHE:-/var/cache/glrunner}/kube"
+BIN="$CACHE/bin"
+APISERVER="$BIN/kube-apiserver"
+ETCD="$BIN/etcd"
+K8S_VERSION="v1.20.2"
+
+die() { echo "kube-apiserver.sh: $*" >&2; exit 1; }
+
+usage() {
+    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2
+    exit 2
+}
+
+have_binaries() { [[ -x "$APISERVER" && -x "$ETCD" ]]; }
+
+# Adds deb-src entries mirroring the deb822 "Types: deb" sources, unless some deb-src already exists.
+enable_deb_src() {
+    if grep -rqsE '^(Types:.*deb-src|deb-src )' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null; then
+        return 0
+    fi
+    local src=/etc/apt/sources.list.d/debian.sources
+    [[ -f "$src" ]] || die "no deb-src configured and $src not found; add a deb-src line for the Debian archive"
+    sed -E 's/^Types:[[:space:]]*deb[[:space:]]*$/Types: deb-src/' "$src" >/etc/apt/sources.list.d/glrunner-deb-src.sources
+}
+
+do_build() {
+    mkdir -p "$CACHE/logs" "$BIN"
+    local log="$CACHE/logs/build.log"
+    exec 9>"$CACHE/.build.lock"
+    flock 9 # one build at a time; a second caller waits and then finds the cache filled
+    if have_binaries; then
+        echo "kube-apiserver.sh: cached $APISERVER ($K8S_VERSION) and $ETCD"
+        return 0
+    fi
+    [[ $(id -u) -eq 0 ]] || die "build must run as root (apt-get) while the cache $BIN is empty"
+    echo "kube-apiserver.sh: building kube-apiserver $K8S_VERSION from Debian sources (~10-18 min); log: $log"
+    local rc=0
+    set +e
+    (
+        set -ex
+        export DEBIAN_FRONTEND=noninteractive
+        enable_deb_src
+        apt-get update -q
+        apt-get install -y -q --no-install-recommends golang-1.19-go make rsync openssl curl dpkg-dev
+        # etcd: unpack the package instead of installing it so no system service starts.
+        if [[ ! -x "$ETCD" ]]; then
+            local etcd_dir="$CACHE/src/etcd"
+            rm -rf "$etcd_dir" && mkdir -p "$etcd_dir"
+            (cd "$etcd_dir" && apt-get download etcd-server && dpkg -x etcd-server_*.deb x)
+            install -m 0755 "$etcd_dir/x/usr/bin/etcd" "$ETCD.tmp" && mv "$ETCD.tmp" "$ETCD"
+        fi
+        if [[ ! -x "$APISERVER" ]]; then
+            local src_dir="$CACHE/src/kubernetes"
+            rm -rf "$src_dir" && mkdir -p "$src_dir"
+            (cd "$src_dir" && apt-get source --download-only kubernetes)
+            local orig
+            orig=$(ls "$src_dir"/kubernetes_*.orig.tar.gz | head -n1)
+            tar -C "$src_dir" -xzf "$orig"
+            local tree
+            tree=$(find "$src_dir" -mindepth 1 -maxdepth 1 -type d -name 'kubernetes-*' | head -n1)
+            [[ -d "$tree/cmd/kube-apiserver" ]] || die "unexpected source layout in $src_dir"
+            (
+                cd "$tree"
+                mkdir -p .go/src/k8s.io
+                ln -sfn ../../.. .go/src/k8s.io/kubernetes
+                export GOPATH="$PWD/.go" GOROOT=/usr/lib/go-1.19 PATH="/usr/lib/go-1.19/bin:$PATH" \
+                    GOCACHE="$CACHE/src/gocache" CGO_ENABLED=0 GOPROXY=off GO111MODULE=off GOFLAGS= \
+                    KUBE_GIT_VERSION="$K8S_VERSION" KUBE_GIT_MAJOR=1 KUBE_GIT_MINOR=20 \
+                    KUBE_GIT_TREE_STATE=clean KUBE_GIT_COMMIT=faecb196815e248d3ecfb03c680a4507229c2a56
+                nice -n 5 make WHAT=cmd/kube-apiserver
+            )
+            install -m 0755 "$tree/_output/bin/kube-apiserver" "$APISERVER.tmp" && mv "$APISERVER.tmp" "$APISERVER"
+            rm -rf "$src_dir" "$CACHE/src/gocache" # 3 GB of build tree; the binary is all we need
+        fi
+    ) >>"$log" 2>&1
+    rc=$?
+    set -e
+    [[ $rc -eq 0 ]] || die "build failed (exit $rc); see the end of $log"
+    have_binaries || die "build finished but binaries are missing; see $log"
+    echo "kube-apiserver.sh: built $APISERVER ($K8S_VERSION) and $ETCD"
+}
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+do_start() {
+    local dir="${1:-}"
+    [[ -n "$dir" ]] || usage
+    have_binaries || die "no cached binaries in $BIN; run: $0 build"
+    mkdir -p "$dir"
+    dir=$(cd "$dir" && pwd)
+    [[ ! -s "$dir/pids" ]] || die "$dir/pids exists: already started? run: $0 stop $dir"
+    mkdir -p "$dir/certs" "$dir/etcd-data"
+
+    local etcd_port peer_port api_port token
+    etcd_port=$(free_port)
+    peer_port=$(free_port)
+    api_port=$(free_port)
+    token=$(openssl rand -hex 24)
+    openssl genrsa -out "$dir/sa.key" 2048 2>/dev/null
+    openssl rsa -in "$dir/sa.key" -pubout -out "$dir/sa.pub" 2>/dev/null
+    printf '%s,admin,admin-uid,system:masters\n' "$token" >"$dir/tokens.csv"
+    chmod 600 "$dir/tokens.csv" "$dir/sa.key"
+
+    "$ETCD" --name default --data-dir "$dir/etcd-data" \
+        --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
+        --listen-peer-urls "http://127.0.0.1:$peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
+        --initial-cluster "default=http://127.0.0.1:$peer_port" \
+        >"$dir/etcd.log" 2>&1 &
+    echo "$!" >"$dir/pids"
+
+    local i
+    for i in $(seq 1 40); do
+        curl -sf "http://127.0.0.1:$etcd_port/health" >/dev/null 2>&1 && break
+        sleep 0.25
+    done
+
+    "$APISERVER" --etcd-servers="http://127.0.0.1:$etcd_port" \
+        --bind-address=127.0.0.1 --secure-port="$api_port" --advertise-address=127.0.0.1 \
+        --cert-dir="$dir/certs" --endpoint-reconciler-type=none --service-cluster-ip-range=10.96.0.0/24 \
+        --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+        --service-account-key-file="$dir/sa.pub" --service-account-signing-key-file="$dir/sa.key" \
+        --authorization-mode=AlwaysAllow --token-auth-file="$dir/tokens.csv" \
+        --disable-admission-plugins=ServiceAccount \
+        >"$dir/kube-apiserver.log" 2>&1 &
+    echo "$!" >>"$dir/pids"
+
+    local ready=""
+    for i in $(seq 1 120); do # bounded: 60 s
+        if curl -sf --cacert "$dir/certs/apiserver.crt" -H "Authorization: Bearer $token" \
+            "https://127.0.0.1:$api_port/readyz" >/dev/null 2>&1; then
+            ready=1
+            break
+        fi
+        if ! kill -0 "$(tail -n1 "$dir/pids")" 2>/dev/null; then break; fi
+        sleep 0.5
+    done
+    if [[ -z "$ready" ]]; then
+        do_stop "$dir" || true
+        die "kube-apiserver not ready within 60 s; see $dir/kube-apiserver.log and $dir/etcd.log"
+    fi
+
+    cat >"$dir/kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: glrunner-test
+  cluster:
+    server: https://127.0.0.1:$api_port
+    certificate-authority: $dir/certs/apiserver.crt
+contexts:
+- name: glrunner-test
+  context:
+    cluster: glrunner-test
+    user: admin
+current-context: glrunner-test
+users:
+- name: admin
+  user:
+    token: $token
+EOF
+    chmod 600 "$dir/kubeconfig"
+    echo "GLRUNNER_TEST_KUBECONFIG=$dir/kubeconfig"
+}
+
+do_stop() {
+    local dir="${1:-}"
+    [[ -n "$dir" ]] || usage
+    [[ -f "$dir/pids" ]] || { echo "kube-apiserver.sh: nothing to stop in $dir" >&2; return 0; }
+    local pid
+    # apiserver first (last line), then etcd
+    for pid in $(tac "$dir/pids"); do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in $(tac "$dir/pids"); do
+        for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+        kill -9 "$pid" 2>/dev/null || true
+    done
+    rm -f "$dir/pids"
+}
+
+case "${1:-}" in
+build) do_build ;;
+start) do_start "${2:-}" ;;
+stop) do_stop "${2:-}" ;;
+*) usage ;;
+esac
