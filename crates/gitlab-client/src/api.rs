@@ -1,0 +1,133 @@
+//! The `GitLabApi` trait every backend implements, and `GitLabApiExt` helpers built on it.
+
+use async_trait::async_trait;
+
+use crate::error::{Error, Result};
+use crate::types::{
+    Commit, CommitAction, CreatedRunner, FileAction, Job, JobsQuery, Namespace, NewCommit, NewPipeline, NewProject,
+    NewRunner, Page, Pipeline, Project, ProjectRef, Runner, User,
+};
+
+/// The GitLab operations glrunner needs, over this crate's own types.
+///
+/// Implemented by [`crate::HttpGitLab`] (GitLab's REST API v4), [`crate::memory::InMemoryGitLab`]
+/// (an in-memory model with a runner simulator) and, with the `mock` feature, `MockGitLabApi`.
+/// Object safe: use `&dyn GitLabApi` / `Arc<DynGitLabApi>`.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait GitLabApi: Send + Sync {
+    /// The token's user (`GET /user`): the cheapest token check.
+    async fn current_user(&self) -> Result<User>;
+
+    /// A namespace (user or group) by full path (`GET /namespaces/:id`).
+    async fn get_namespace(&self, path: &str) -> Result<Namespace>;
+
+    /// A project by id or path (`GET /projects/:id`).
+    async fn get_project(&self, project: &ProjectRef) -> Result<Project>;
+
+    /// Creates a project (`POST /projects`).
+    async fn create_project(&self, new: &NewProject) -> Result<Project>;
+
+    /// Deletes a project (`DELETE /projects/:id`).
+    async fn delete_project(&self, project: &ProjectRef) -> Result<()>;
+
+    /// Creates a runner (`POST /user/runners`; needs the `create_runner` scope).
+    async fn create_runner(&self, new: &NewRunner) -> Result<CreatedRunner>;
+
+    /// All runners assigned to a project (`GET /projects/:id/runners`, every page).
+    async fn list_runners(&self, project: &ProjectRef) -> Result<Vec<Runner>>;
+
+    /// Deletes a runner (`DELETE /runners/:id`).
+    async fn delete_runner(&self, runner_id: u64) -> Result<()>;
+
+    /// Whether a file exists on a ref (`HEAD /projects/:id/repository/files/:file_path`).
+    async fn file_exists(&self, project: &ProjectRef, file_path: &str, ref_name: &str) -> Result<bool>;
+
+    /// Commits file actions atomically (`POST /projects/:id/repository/commits`).
+    async fn commit_files(&self, project: &ProjectRef, commit: &NewCommit) -> Result<Commit>;
+
+    /// Creates a pipeline (`POST /projects/:id/pipeline`).
+    async fn create_pipeline(&self, project: &ProjectRef, new: &NewPipeline) -> Result<Pipeline>;
+
+    /// A pipeline (`GET /projects/:id/pipelines/:pipeline_id`).
+    async fn get_pipeline(&self, project: &ProjectRef, pipeline_id: u64) -> Result<Pipeline>;
+
+    /// One page of a pipeline's jobs, newest first (`GET /projects/:id/pipelines/:pipeline_id/jobs`).
+    async fn list_pipeline_jobs(&self, project: &ProjectRef, pipeline_id: u64, query: &JobsQuery) -> Result<Page<Job>>;
+
+    /// One job (`GET /projects/:id/jobs/:job_id`).
+    async fn get_job(&self, project: &ProjectRef, job_id: u64) -> Result<Job>;
+
+    /// Cancels a pipeline's unfinished jobs (`POST /projects/:id/pipelines/:pipeline_id/cancel`).
+    async fn cancel_pipeline(&self, project: &ProjectRef, pipeline_id: u64) -> Result<Pipeline>;
+}
+
+/// A `dyn GitLabApi`.
+pub type DynGitLabApi = dyn GitLabApi;
+
+/// Multi-call helpers on top of [`GitLabApi`], for every implementation.
+#[async_trait]
+pub trait GitLabApiExt: GitLabApi {
+    /// Every job of a pipeline: pages of 100 until `x-next-page` is empty.
+    async fn all_pipeline_jobs(&self, project: &ProjectRef, pipeline_id: u64) -> Result<Vec<Job>> {
+        let mut jobs = Vec::new();
+        let mut query = JobsQuery::page(1);
+        loop {
+            let page = self.list_pipeline_jobs(project, pipeline_id, &query).await?;
+            jobs.extend(page.items);
+            match page.next_page {
+                Some(next) if next > query.page => query.page = next,
+                _ => return Ok(jobs),
+            }
+        }
+    }
+
+    /// Returns the project at `path`, creating it (private, with a README) when it does not
+    /// exist. The namespace part of the path must exist; without one, the user's namespace is used.
+    async fn get_or_create_project(&self, path: &str) -> Result<Project> {
+        let project_ref = ProjectRef::parse(path)?;
+        let path = match &project_ref {
+            ProjectRef::Id(_) => return self.get_project(&project_ref).await,
+            ProjectRef::Path(p) => p.clone(),
+        };
+        match self.get_project(&project_ref).await {
+            Err(Error::NotFound { .. }) => {}
+            other => return other,
+        }
+        let (namespace, name) = match path.rsplit_once('/') {
+            Some((ns, name)) => (Some(ns), name),
+            None => (None, path.as_str()),
+        };
+        let mut new = NewProject::new(name);
+        if let Some(ns) = namespace {
+            new = new.in_namespace(self.get_namespace(ns).await?.id);
+        }
+        tracing::info!(project = %path, "creating project");
+        match self.create_project(&new).await {
+            // Lost a race with another creator: read what they made.
+            Err(Error::AlreadyExists { .. }) => self.get_project(&project_ref).await,
+            other => other,
+        }
+    }
+
+    /// Creates or updates one file in a single commit on `branch`.
+    async fn put_file(
+        &self,
+        project: &ProjectRef,
+        branch: &str,
+        file_path: &str,
+        content: &str,
+        message: &str,
+    ) -> Result<Commit> {
+        let action =
+            if self.file_exists(project, file_path, branch).await? { FileAction::Update } else { FileAction::Create };
+        let commit = NewCommit {
+            branch: branch.to_owned(),
+            commit_message: message.to_owned(),
+            actions: vec![CommitAction { action, file_path: file_path.to_owned(), content: Some(content.to_owned()) }],
+        };
+        self.commit_files(project, &commit).await
+    }
+}
+
+impl<T: GitLabApi + ?Sized> GitLabApiExt for T {}

@@ -1,0 +1,742 @@
+//! The REST API v4 backend on reqwest, with the transport policy (429, retries, timeouts, redaction).
+//!
+//! # Transport policy
+//!
+//! - **429**: wait what GitLab asks (`Retry-After` seconds or HTTP date, else `RateLimit-Reset`
+//!   unix time, else `RateLimit-ResetTime`, else backoff), then retry, for every method (a
+//!   throttled request was not processed). Waits longer than
+//!   [`RetryPolicy::max_throttle_wait`] or more than [`RetryPolicy::max_retries`] throttles
+//!   give [`Error::Throttled`].
+//! - **5xx and timeouts**: retried with capped exponential backoff and jitter for idempotent
+//!   methods (GET, HEAD, DELETE). A POST is not repeated after a 5xx or a timeout, because
+//!   GitLab may have acted on it (a second pipeline); it is retried only on connection
+//!   errors, where nothing reached the server.
+//! - **Timeouts**: per request (default 30 s) and per connect (default 10 s).
+//! - **401/403** become [`Error::PermissionDenied`] naming the scope the call needs (or the
+//!   scope GitLab's `insufficient_scope` answer names).
+//! - **Secrets**: the token travels only in a sensitive `PRIVATE-TOKEN` header; logs carry
+//!   method, path, status and timing, never headers or bodies; error bodies are scrubbed of
+//!   the token; decode errors report only a position (serde messages can quote values).
+//! - **Plain http** only to loopback hosts unless [`HttpGitLabBuilder::allow_insecure_http`].
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::header::{HeaderMap, HeaderValue};
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use url::Url;
+
+use crate::api::GitLabApi;
+use crate::error::{Error, Result};
+use crate::secret::SecretToken;
+use crate::types::{
+    Commit, CreatedRunner, Job, JobsQuery, Namespace, NewCommit, NewPipeline, NewProject, NewRunner, Page, Pipeline,
+    Project, ProjectRef, Runner, User, encode_path,
+};
+
+/// How the HTTP backend retries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RetryPolicy {
+    /// Retries after the first attempt (for 429s, 5xx and connection errors alike).
+    pub max_retries: u32,
+    /// First backoff; doubles each retry.
+    pub initial_backoff: Duration,
+    /// Backoff ceiling.
+    pub max_backoff: Duration,
+    /// Longest `Retry-After` we are willing to sleep; longer asks give [`Error::Throttled`].
+    pub max_throttle_wait: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_retries: 5,
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
+            max_throttle_wait: Duration::from_secs(300),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Sets the retry count.
+    #[must_use]
+    pub fn with_max_retries(mut self, n: u32) -> Self {
+        self.max_retries = n;
+        self
+    }
+
+    /// Sets the backoff range.
+    #[must_use]
+    pub fn with_backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.initial_backoff = initial;
+        self.max_backoff = max.max(initial);
+        self
+    }
+
+    /// Sets the longest acceptable `Retry-After`.
+    #[must_use]
+    pub fn with_max_throttle_wait(mut self, d: Duration) -> Self {
+        self.max_throttle_wait = d;
+        self
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self.initial_backoff.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+        exp.min(self.max_backoff).mul_f64(0.5 + 0.5 * fastrand::f64())
+    }
+}
+
+/// Parses and checks a GitLab base URL (`https://gitlab.com`, optionally ending in `/api/v4`):
+/// a scheme is required, only `https` or `http`, and `http` only for loopback hosts unless
+/// `allow_insecure_http`. Returns the API base ending in `/api/v4/`.
+pub fn parse_gitlab_url(raw: &str, allow_insecure_http: bool) -> Result<Url> {
+    let bad = |msg: String| Error::invalid("use", "GitLab URL", msg);
+    let raw = raw.trim();
+    let url = Url::parse(raw).map_err(|e| match e {
+        url::ParseError::RelativeUrlWithoutBase => {
+            bad(format!("{raw:?} has no scheme; write it in full, e.g. https://{raw}"))
+        }
+        other => bad(format!("{raw:?} is not a URL: {other}")),
+    })?;
+    let host = url.host().ok_or_else(|| bad(format!("{raw:?} has no host")))?;
+    match url.scheme() {
+        "https" => {}
+        "http" => {
+            let loopback = match host {
+                url::Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
+                url::Host::Ipv4(ip) => ip.is_loopback(),
+                url::Host::Ipv6(ip) => ip.is_loopback(),
+            };
+            if !loopback && !allow_insecure_http {
+                return Err(bad(format!(
+                    "{raw:?} uses plain http to a non-loopback host, which would send the token unencrypted; \
+                     use https:// or explicitly allow insecure http"
+                )));
+            }
+        }
+        other => return Err(bad(format!("{raw:?} has scheme {other:?}; use https://"))),
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad("credentials in the URL are not accepted; use the GITLAB_TOKEN environment variable".into()));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(bad(format!("{raw:?} has a query or fragment; give only the base URL")));
+    }
+    let mut base = url.as_str().trim_end_matches('/').to_owned();
+    if let Some(stripped) = base.strip_suffix("/api/v4") {
+        base = stripped.to_owned();
+    }
+    Url::parse(&format!("{base}/api/v4/")).map_err(|e| bad(e.to_string()))
+}
+
+/// Builds an [`HttpGitLab`]; validation happens in [`HttpGitLabBuilder::build`].
+#[derive(Clone, Debug)]
+pub struct HttpGitLabBuilder {
+    url: Option<String>,
+    token: Option<SecretToken>,
+    allow_insecure_http: bool,
+    timeout: Duration,
+    connect_timeout: Duration,
+    retry: RetryPolicy,
+}
+
+impl Default for HttpGitLabBuilder {
+    fn default() -> Self {
+        Self {
+            url: None,
+            token: None,
+            allow_insecure_http: false,
+            timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+impl HttpGitLabBuilder {
+    /// Reads `GITLAB_URL` (else `CI_SERVER_URL`) and `GITLAB_TOKEN` from the environment,
+    /// keeping values already set.
+    #[must_use]
+    pub fn from_env(mut self) -> Self {
+        if self.url.is_none() {
+            self.url = std::env::var("GITLAB_URL").or_else(|_| std::env::var("CI_SERVER_URL")).ok();
+        }
+        if self.token.is_none() {
+            self.token = std::env::var("GITLAB_TOKEN").ok().map(SecretToken::new);
+        }
+        self
+    }
+
+    /// Sets the base URL (`https://gitlab.com`).
+    #[must_use]
+    pub fn with_url(mut self, url: impl Into<String>) -> Self {
+        self.url = Some(url.into());
+        self
+    }
+
+    /// Sets the API token (scope `api`; `create_runner` suffices for runner creation).
+    #[must_use]
+    pub fn with_token(mut self, token: SecretToken) -> Self {
+        self.token = Some(token);
+        self
+    }
+
+    /// Allows plain `http://` to non-loopback hosts (the token then travels unencrypted).
+    #[must_use]
+    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
+        self.allow_insecure_http = allow;
+        self
+    }
+
+    /// Sets the per-request timeout.
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets the connect timeout.
+    #[must_use]
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets the retry policy.
+    #[must_use]
+    pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Validates the URL and token and builds the client. Sends nothing.
+    pub fn build(self) -> Result<HttpGitLab> {
+        let url = self.url.ok_or_else(|| {
+            Error::invalid("use", "GitLab URL", "no URL given; set GITLAB_URL or CI_SERVER_URL, e.g. https://gitlab.com")
+        })?;
+        let api = parse_gitlab_url(&url, self.allow_insecure_http)?;
+        let token = self.token.filter(|t| !t.is_blank()).ok_or_else(|| {
+            Error::invalid(
+                "use",
+                "GitLab token",
+                "no token given; export GITLAB_TOKEN with a personal access token that has the `api` scope",
+            )
+        })?;
+        if token.expose().chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(Error::invalid("use", "GitLab token", "the token contains whitespace; check GITLAB_TOKEN"));
+        }
+        let client = reqwest::Client::builder()
+            .timeout(self.timeout)
+            .connect_timeout(self.connect_timeout)
+            .user_agent(concat!("glrunner-gitlab-client/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Error::Backend {
+                action: "build",
+                resource: "HTTP client".into(),
+                status: None,
+                message: "cannot initialise the HTTP client".into(),
+                source: Some(Box::new(e)),
+            })?;
+        Ok(HttpGitLab { client, api, token, retry: self.retry, requests: Arc::new(AtomicU64::new(0)) })
+    }
+}
+
+/// GitLab's REST API v4. Clones share the connection pool and the request counter.
+#[derive(Clone)]
+pub struct HttpGitLab {
+    client: reqwest::Client,
+    api: Url,
+    token: SecretToken,
+    retry: RetryPolicy,
+    requests: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for HttpGitLab {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpGitLab")
+            .field("api", &self.api.as_str())
+            .field("token", &self.token)
+            .field("retry", &self.retry)
+            .finish()
+    }
+}
+
+/// One call: what to send and how to describe it in errors.
+struct Call {
+    method: Method,
+    path: String,
+    query: Vec<(&'static str, String)>,
+    body: Option<serde_json::Value>,
+    action: &'static str,
+    resource: String,
+    scope: &'static str,
+}
+
+impl Call {
+    fn new(method: Method, path: String, action: &'static str, resource: String) -> Self {
+        Self { method, path, query: Vec::new(), body: None, action, resource, scope: "api" }
+    }
+
+    fn query(mut self, key: &'static str, value: impl ToString) -> Self {
+        self.query.push((key, value.to_string()));
+        self
+    }
+
+    fn json(mut self, body: &impl serde::Serialize) -> Result<Self> {
+        self.body = Some(serde_json::to_value(body).map_err(|e| Error::invalid(self.action, self.resource.clone(), e.to_string()))?);
+        Ok(self)
+    }
+
+    fn scope(mut self, scope: &'static str) -> Self {
+        self.scope = scope;
+        self
+    }
+
+    fn idempotent(&self) -> bool {
+        matches!(self.method, Method::GET | Method::HEAD | Method::DELETE | Method::PUT)
+    }
+}
+
+fn header<T: std::str::FromStr>(headers: &HeaderMap, name: &str) -> Option<T> {
+    headers.get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// How long a 429 asks us to wait.
+fn throttle_wait(headers: &HeaderMap) -> Option<Duration> {
+    let until = |t: jiff::Timestamp| {
+        let d = t.duration_since(jiff::Timestamp::now());
+        Duration::try_from(d).unwrap_or(Duration::ZERO)
+    };
+    if let Some(v) = headers.get("retry-after").and_then(|v| v.to_str().ok()) {
+        if let Ok(secs) = v.trim().parse::<u64>() {
+            return Some(Duration::from_secs(secs));
+        }
+        if let Ok(t) = jiff::fmt::rfc2822::DateTimeParser::new().parse_timestamp(v.trim()) {
+            return Some(until(t));
+        }
+    }
+    if let Some(reset) = header::<i64>(headers, "ratelimit-reset")
+        && let Ok(t) = jiff::Timestamp::from_second(reset)
+    {
+        return Some(until(t));
+    }
+    if let Some(v) = headers.get("ratelimit-resettime").and_then(|v| v.to_str().ok())
+        && let Ok(t) = jiff::fmt::rfc2822::DateTimeParser::new().parse_timestamp(v.trim())
+    {
+        return Some(until(t));
+    }
+    None
+}
+
+/// GitLab's error text from a body: `{"message": "..."}`, `{"message": {"field": ["..."]}}`,
+/// `{"error": "...", "error_description": "..."}`, or the raw text.
+fn gitlab_message(body: &str) -> String {
+    fn flatten(v: &serde_json::Value) -> String {
+        match v {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Array(a) => a.iter().map(flatten).collect::<Vec<_>>().join(", "),
+            serde_json::Value::Object(o) => {
+                o.iter().map(|(k, v)| format!("{k} {}", flatten(v))).collect::<Vec<_>>().join("; ")
+            }
+            other => other.to_string(),
+        }
+    }
+    let text = match serde_json::from_str::<serde_json::Value>(body) {
+        Ok(v) => {
+            if let Some(m) = v.get("message") {
+                flatten(m)
+            } else if let Some(d) = v.get("error_description").or_else(|| v.get("error")) {
+                flatten(d)
+            } else {
+                v.to_string()
+            }
+        }
+        Err(_) => body.trim().to_owned(),
+    };
+    let mut text: String = text.chars().take(300).collect();
+    if text.is_empty() {
+        text = "(no message)".into();
+    }
+    text
+}
+
+impl HttpGitLab {
+    /// A builder.
+    pub fn builder() -> HttpGitLabBuilder {
+        HttpGitLabBuilder::default()
+    }
+
+    /// HTTP requests sent so far, retries included.
+    pub fn requests_made(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// The API base URL (`…/api/v4/`).
+    pub fn api_url(&self) -> &Url {
+        &self.api
+    }
+
+    fn scrub(&self, text: String) -> String {
+        text.replace(self.token.expose(), &self.token.redacted())
+    }
+
+    async fn send(&self, call: &Call) -> Result<reqwest::Response> {
+        let url = self.api.join(&call.path).map_err(|e| Error::invalid(call.action, call.resource.clone(), e.to_string()))?;
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            self.requests.fetch_add(1, Ordering::Relaxed);
+            let mut token = HeaderValue::from_str(self.token.expose())
+                .map_err(|_| Error::invalid("use", "GitLab token", "the token is not a valid header value"))?;
+            token.set_sensitive(true);
+            let mut req = self.client.request(call.method.clone(), url.clone()).header("PRIVATE-TOKEN", token);
+            if !call.query.is_empty() {
+                req = req.query(&call.query);
+            }
+            if let Some(body) = &call.body {
+                req = req.json(body);
+            }
+            tracing::debug!(method = %call.method, path = %call.path, attempt, "GitLab request");
+            let retries_left = attempt <= self.retry.max_retries;
+            match req.send().await {
+                Ok(resp) => {
+                    let status = resp.status();
+                    tracing::debug!(
+                        method = %call.method,
+                        path = %call.path,
+                        status = status.as_u16(),
+                        ratelimit_remaining = header::<u64>(resp.headers(), "ratelimit-remaining"),
+                        "GitLab response"
+                    );
+                    if status.is_success() {
+                        return Ok(resp);
+                    }
+                    if status == StatusCode::TOO_MANY_REQUESTS {
+                        let wait = throttle_wait(resp.headers());
+                        let sleep = wait.unwrap_or_else(|| self.retry.backoff(attempt));
+                        if !retries_left || sleep > self.retry.max_throttle_wait {
+                            return Err(Error::Throttled {
+                                action: call.action,
+                                resource: call.resource.clone(),
+                                retry_after: Some(sleep),
+                            });
+                        }
+                        tracing::warn!(path = %call.path, wait_secs = sleep.as_secs_f64(), "GitLab throttled the request (429); waiting");
+                        tokio::time::sleep(sleep).await;
+                        continue;
+                    }
+                    if status.is_server_error() && call.idempotent() && retries_left {
+                        let sleep = self.retry.backoff(attempt);
+                        tracing::warn!(path = %call.path, status = status.as_u16(), wait_secs = sleep.as_secs_f64(), "GitLab server error; retrying");
+                        tokio::time::sleep(sleep).await;
+                        continue;
+                    }
+                    return Err(self.status_error(call, resp).await);
+                }
+                Err(e) => {
+                    let retryable = e.is_connect() || (e.is_timeout() && call.idempotent()) || (e.is_request() && call.idempotent());
+                    if retryable && retries_left {
+                        let sleep = self.retry.backoff(attempt);
+                        tracing::warn!(path = %call.path, wait_secs = sleep.as_secs_f64(), timeout = e.is_timeout(), connect = e.is_connect(), "GitLab request failed; retrying");
+                        tokio::time::sleep(sleep).await;
+                        continue;
+                    }
+                    if e.is_timeout() {
+                        return Err(Error::Timeout { action: call.action, resource: call.resource.clone(), after: Duration::ZERO });
+                    }
+                    let message = if e.is_connect() { "cannot connect to GitLab" } else { "the request failed" };
+                    return Err(Error::Backend {
+                        action: call.action,
+                        resource: call.resource.clone(),
+                        status: None,
+                        message: format!("{message} (after {attempt} attempts)"),
+                        source: Some(Box::new(e.without_url())),
+                    });
+                }
+            }
+        }
+    }
+
+    async fn status_error(&self, call: &Call, resp: reqwest::Response) -> Error {
+        let status = resp.status();
+        let body = self.scrub(resp.text().await.unwrap_or_default());
+        let message = gitlab_message(&body);
+        let (action, resource) = (call.action, call.resource.clone());
+        match status.as_u16() {
+            401 => Error::PermissionDenied {
+                action,
+                resource,
+                scope: call.scope.to_owned(),
+                message: format!(
+                    "GitLab rejected the token (HTTP 401 Unauthorized: {message}); it is missing, expired or revoked — \
+                     create a personal access token and export it as GITLAB_TOKEN"
+                ),
+            },
+            403 => {
+                let scope = serde_json::from_str::<serde_json::Value>(&body)
+                    .ok()
+                    .filter(|v| v.get("error").and_then(|e| e.as_str()) == Some("insufficient_scope"))
+                    .and_then(|v| v.get("scope").and_then(|s| s.as_str()).map(str::to_owned))
+                    .unwrap_or_else(|| call.scope.to_owned());
+                Error::PermissionDenied {
+                    action,
+                    resource,
+                    scope,
+                    message: format!(
+                        "HTTP 403 Forbidden: {message}; the token lacks a scope or the user lacks the Maintainer/Owner role"
+                    ),
+                }
+            }
+            404 => Error::NotFound { action, resource },
+            409 => Error::Conflict { action, resource, message },
+            400 | 422 if message.contains("has already been taken") || message.contains("already exists") => {
+                Error::AlreadyExists { action, resource }
+            }
+            400 | 422 => Error::InvalidInput { action, resource, message },
+            429 => Error::Throttled { action, resource, retry_after: None },
+            code => Error::Backend { action, resource, status: Some(code), message: format!("HTTP {code}: {message}"), source: None },
+        }
+    }
+
+    async fn json<T: DeserializeOwned>(&self, call: Call) -> Result<T> {
+        let resp = self.send(&call).await?;
+        self.decode(&call, resp).await.map(|(v, _)| v)
+    }
+
+    async fn decode<T: DeserializeOwned>(&self, call: &Call, resp: reqwest::Response) -> Result<(T, HeaderMap)> {
+        let headers = resp.headers().clone();
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.map_err(|e| Error::Backend {
+            action: call.action,
+            resource: call.resource.clone(),
+            status: Some(status),
+            message: "the response body could not be read".into(),
+            source: Some(Box::new(e.without_url())),
+        })?;
+        // serde_json messages can quote values (a token); report only the category and position.
+        let value = serde_json::from_slice(&bytes).map_err(|e| Error::Backend {
+            action: call.action,
+            resource: call.resource.clone(),
+            status: Some(status),
+            message: format!(
+                "the response is not the JSON GitLab documents ({:?} error at line {} column {})",
+                e.classify(),
+                e.line(),
+                e.column()
+            ),
+            source: None,
+        })?;
+        Ok((value, headers))
+    }
+
+    async fn no_content(&self, call: Call) -> Result<()> {
+        self.send(&call).await.map(|_| ())
+    }
+
+    fn project_path(project: &ProjectRef) -> String {
+        format!("projects/{}", project.api_segment())
+    }
+}
+
+fn page_of<T>(items: Vec<T>, headers: &HeaderMap, query_page: u32, per_page: u32) -> Page<T> {
+    Page {
+        items,
+        page: header(headers, "x-page").unwrap_or(query_page),
+        per_page: header(headers, "x-per-page").unwrap_or(per_page),
+        // `x-next-page` is empty on the last page.
+        next_page: header(headers, "x-next-page"),
+        total: header(headers, "x-total"),
+        total_pages: header(headers, "x-total-pages"),
+    }
+}
+
+#[async_trait]
+impl GitLabApi for HttpGitLab {
+    async fn current_user(&self) -> Result<User> {
+        self.json(Call::new(Method::GET, "user".into(), "get", "the token's user".into()).scope("read_user")).await
+    }
+
+    async fn get_namespace(&self, path: &str) -> Result<Namespace> {
+        let call = Call::new(Method::GET, format!("namespaces/{}", encode_path(path)), "get", format!("namespace {path:?}"));
+        self.json(call).await
+    }
+
+    async fn get_project(&self, project: &ProjectRef) -> Result<Project> {
+        self.json(Call::new(Method::GET, Self::project_path(project), "get", project.to_string()).scope("read_api")).await
+    }
+
+    async fn create_project(&self, new: &NewProject) -> Result<Project> {
+        let call = Call::new(Method::POST, "projects".into(), "create", format!("project {:?}", new.path)).json(new)?;
+        self.json(call).await
+    }
+
+    async fn delete_project(&self, project: &ProjectRef) -> Result<()> {
+        self.no_content(Call::new(Method::DELETE, Self::project_path(project), "delete", project.to_string())).await
+    }
+
+    async fn create_runner(&self, new: &NewRunner) -> Result<CreatedRunner> {
+        let call = Call::new(
+            Method::POST,
+            "user/runners".into(),
+            "create",
+            format!("runner {:?} for project {}", new.description, new.project_id),
+        )
+        .scope("create_runner")
+        .json(new)?;
+        let runner: CreatedRunner = self.json(call).await?;
+        tracing::info!(runner = runner.id, token = %runner.token, "runner created");
+        Ok(runner)
+    }
+
+    async fn list_runners(&self, project: &ProjectRef) -> Result<Vec<Runner>> {
+        let mut runners = Vec::new();
+        let mut page = 1u32;
+        loop {
+            let call = Call::new(Method::GET, format!("{}/runners", Self::project_path(project)), "list runners of", project.to_string())
+                .query("per_page", crate::MAX_PER_PAGE)
+                .query("page", page);
+            let resp = self.send(&call).await?;
+            let (items, headers) = self.decode::<Vec<Runner>>(&call, resp).await?;
+            runners.extend(items);
+            match header::<u32>(&headers, "x-next-page") {
+                Some(next) if next > page => page = next,
+                _ => return Ok(runners),
+            }
+        }
+    }
+
+    async fn delete_runner(&self, runner_id: u64) -> Result<()> {
+        self.no_content(Call::new(Method::DELETE, format!("runners/{runner_id}"), "delete", format!("runner {runner_id}"))).await
+    }
+
+    async fn file_exists(&self, project: &ProjectRef, file_path: &str, ref_name: &str) -> Result<bool> {
+        let call = Call::new(
+            Method::HEAD,
+            format!("{}/repository/files/{}", Self::project_path(project), encode_path(file_path)),
+            "check",
+            format!("file {file_path:?} on {ref_name:?} of {project}"),
+        )
+        .query("ref", ref_name);
+        match self.send(&call).await {
+            Ok(_) => Ok(true),
+            Err(Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn commit_files(&self, project: &ProjectRef, commit: &NewCommit) -> Result<Commit> {
+        let call = Call::new(
+            Method::POST,
+            format!("{}/repository/commits", Self::project_path(project)),
+            "commit to",
+            format!("branch {:?} of {project}", commit.branch),
+        )
+        .json(commit)?;
+        self.json(call).await
+    }
+
+    async fn create_pipeline(&self, project: &ProjectRef, new: &NewPipeline) -> Result<Pipeline> {
+        let call = Call::new(
+            Method::POST,
+            format!("{}/pipeline", Self::project_path(project)),
+            "create",
+            format!("pipeline on ref {:?} of {project}", new.ref_name),
+        )
+        .json(new)?;
+        self.json(call).await
+    }
+
+    async fn get_pipeline(&self, project: &ProjectRef, pipeline_id: u64) -> Result<Pipeline> {
+        let call = Call::new(
+            Method::GET,
+            format!("{}/pipelines/{pipeline_id}", Self::project_path(project)),
+            "get",
+            format!("pipeline {pipeline_id} of {project}"),
+        )
+        .scope("read_api");
+        self.json(call).await
+    }
+
+    async fn list_pipeline_jobs(&self, project: &ProjectRef, pipeline_id: u64, query: &JobsQuery) -> Result<Page<Job>> {
+        let per_page = query.per_page.clamp(1, crate::MAX_PER_PAGE);
+        let mut call = Call::new(
+            Method::GET,
+            format!("{}/pipelines/{pipeline_id}/jobs", Self::project_path(project)),
+            "list jobs of",
+            format!("pipeline {pipeline_id} of {project}"),
+        )
+        .scope("read_api")
+        .query("per_page", per_page)
+        .query("page", query.page.max(1));
+        for s in &query.scope {
+            call = call.query("scope[]", s.as_str());
+        }
+        let resp = self.send(&call).await?;
+        let (items, headers) = self.decode::<Vec<Job>>(&call, resp).await?;
+        Ok(page_of(items, &headers, query.page.max(1), per_page))
+    }
+
+    async fn get_job(&self, project: &ProjectRef, job_id: u64) -> Result<Job> {
+        let call = Call::new(
+            Method::GET,
+            format!("{}/jobs/{job_id}", Self::project_path(project)),
+            "get",
+            format!("job {job_id} of {project}"),
+        )
+        .scope("read_api");
+        self.json(call).await
+    }
+
+    async fn cancel_pipeline(&self, project: &ProjectRef, pipeline_id: u64) -> Result<Pipeline> {
+        let call = Call::new(
+            Method::POST,
+            format!("{}/pipelines/{pipeline_id}/cancel", Self::project_path(project)),
+            "cancel",
+            format!("pipeline {pipeline_id} of {project}"),
+        );
+        self.json(call).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(parse_gitlab_url("https://gitlab.com", false).unwrap().as_str(), "https://gitlab.com/api/v4/");
+        assert_eq!(parse_gitlab_url("https://x.org/gl/api/v4/", false).unwrap().as_str(), "https://x.org/gl/api/v4/");
+        assert!(parse_gitlab_url("http://127.0.0.1:8080", false).is_ok());
+        assert!(parse_gitlab_url("http://[::1]:8080", false).is_ok());
+        let e = parse_gitlab_url("gitlab.com", false).unwrap_err().to_string();
+        assert!(e.contains("no scheme") && e.contains("https://gitlab.com"), "{e}");
+        assert!(parse_gitlab_url("http://gitlab.example.com", false).is_err());
+        assert!(parse_gitlab_url("http://gitlab.example.com", true).is_ok());
+        assert!(parse_gitlab_url("ftp://gitlab.example.com", true).is_err());
+        assert!(parse_gitlab_url("https://user:pw@gitlab.example.com", true).is_err());
+    }
+
+    #[test]
+    fn messages() {
+        assert_eq!(gitlab_message(r#"{"message":"401 Unauthorized"}"#), "401 Unauthorized");
+        assert_eq!(gitlab_message(r#"{"message":{"path":["has already been taken"]}}"#), "path has already been taken");
+        assert_eq!(gitlab_message("Retry later\n"), "Retry later");
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_static("7"));
+        assert_eq!(throttle_wait(&h), Some(Duration::from_secs(7)));
+        let mut h = HeaderMap::new();
+        let reset = jiff::Timestamp::now().as_second() + 30;
+        h.insert("ratelimit-reset", HeaderValue::from_str(&reset.to_string()).unwrap());
+        let w = throttle_wait(&h).unwrap();
+        assert!(w > Duration::from_secs(25) && w <= Duration::from_secs(30), "{w:?}");
+    }
+}

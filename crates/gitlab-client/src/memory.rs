@@ -1,0 +1,920 @@
+//! In-memory GitLab with a runner-simulator interface, pagination and 429s, on tokio's clock.
+//!
+//! [`InMemoryGitLab`] implements [`GitLabApi`] over shared state (clones share it). It models
+//! what glrunner depends on: projects with files on branches, project runners with tags,
+//! pipelines created from the committed `.gitlab-ci.yml` (expanded with [`crate::ci::expand`];
+//! all jobs start `pending`, stages are not ordered), jobs listed newest first with
+//! offset pagination (`per_page` ≤ 100, `x-next-page`/`x-total` equivalents in [`Page`]),
+//! and a configurable request rate limit answering [`Error::Throttled`] like a 429.
+//!
+//! # Runner simulator interface
+//!
+//! The sandbox world plays GitLab Runner against this backend:
+//!
+//! 1. [`InMemoryGitLab::runner_id_for_token`] maps the `glrt-…` token a release was
+//!    installed with to its runner;
+//! 2. [`InMemoryGitLab::request_jobs`]`(runner_id, max)` hands out up to `max` pending jobs
+//!    the runner may take (tags ⊆ runner tags; untagged jobs only with `run_untagged`; the
+//!    runner's project; within [`InMemoryGitLab::set_runner_limit`]). As on GitLab, a job
+//!    becomes `running` with `started_at` when a runner picks it up; pod start latency is
+//!    therefore part of run time, not queue time;
+//! 3. [`InMemoryGitLab::finish_job`]`(job_id, outcome)` ends it (`success`, `failed` with a
+//!    `failure_reason`, or `canceled`) and frees the runner's slot.
+//!
+//! [`simulate_runners`] is a small built-in driver of that interface (fixed pod start, jitter
+//! and job duration), used by the `loadtest` example and the benchmark.
+//!
+//! # Time
+//!
+//! Durations use `tokio::time` only; wall timestamps come from a [`VirtualClock`] (a base
+//! timestamp plus tokio's elapsed time), so everything runs on a paused tokio clock.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use tokio::time::Instant;
+
+use crate::api::GitLabApi;
+use crate::ci;
+use crate::error::{Error, Result};
+use crate::secret::SecretToken;
+use crate::types::{
+    Commit, CreatedRunner, FileAction, Job, JobRunner, JobStatus, JobsQuery, Namespace, NewCommit, NewPipeline,
+    NewProject, NewRunner, Page, Pipeline, PipelineStatus, Project, ProjectRef, Runner, User,
+};
+
+/// Wall-clock timestamps for simulated time: `base + (tokio now − origin)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VirtualClock {
+    base: Timestamp,
+    origin: Instant,
+}
+
+impl VirtualClock {
+    /// A clock reading `base` now, advancing with tokio's clock (paused or not).
+    pub fn new(base: Timestamp) -> Self {
+        Self { base, origin: Instant::now() }
+    }
+
+    /// A clock starting at the current wall time.
+    pub fn starting_now() -> Self {
+        Self::new(Timestamp::now())
+    }
+
+    /// Time elapsed on tokio's clock since the clock was created.
+    pub fn elapsed(&self) -> Duration {
+        self.origin.elapsed()
+    }
+
+    /// The current virtual timestamp.
+    pub fn now(&self) -> Timestamp {
+        let elapsed = jiff::SignedDuration::try_from(self.elapsed()).unwrap_or(jiff::SignedDuration::MAX);
+        self.base.checked_add(elapsed).unwrap_or(Timestamp::MAX)
+    }
+}
+
+/// Behaviour knobs of the in-memory backend.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct MemoryConfig {
+    /// Username of the token's user (and its namespace path).
+    pub username: String,
+    /// `per_page` when a query asks for 0 (GitLab's default is 20).
+    pub default_per_page: u32,
+    /// Answer [`Error::Throttled`] past this many API requests per minute (GitLab.com: 2,000).
+    pub rate_limit_per_minute: Option<u32>,
+    /// Base of `web_url`s.
+    pub web_url: String,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        Self {
+            username: "sandbox".into(),
+            default_per_page: 20,
+            rate_limit_per_minute: None,
+            web_url: "https://gitlab.sandbox.invalid".into(),
+        }
+    }
+}
+
+impl MemoryConfig {
+    /// Sets the request rate limit.
+    #[must_use]
+    pub fn with_rate_limit_per_minute(mut self, limit: Option<u32>) -> Self {
+        self.rate_limit_per_minute = limit;
+        self
+    }
+}
+
+/// A job handed to a runner by [`InMemoryGitLab::request_jobs`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AssignedJob {
+    /// Job id (pass to [`InMemoryGitLab::finish_job`]).
+    pub job_id: u64,
+    /// Project id.
+    pub project_id: u64,
+    /// Pipeline id.
+    pub pipeline_id: u64,
+    /// Runner that took it.
+    pub runner_id: u64,
+    /// Job name (`loadtest-a 3/200`).
+    pub name: String,
+    /// Image to run.
+    pub image: Option<String>,
+    /// Tags the job required.
+    pub tags: Vec<String>,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When the runner picked it up.
+    pub started_at: Timestamp,
+}
+
+/// How a simulated job ends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JobOutcome {
+    /// The script passed.
+    Success,
+    /// The job failed with this `failure_reason` (`script_failure`, `runner_system_failure`…).
+    Failed {
+        /// GitLab's `failure_reason`.
+        reason: String,
+    },
+    /// The job was canceled.
+    Canceled,
+}
+
+#[derive(Debug)]
+struct ProjectState {
+    project: Project,
+    branches: BTreeMap<String, BTreeMap<String, String>>,
+    heads: BTreeMap<String, String>,
+}
+
+#[derive(Debug)]
+struct RunnerState {
+    runner: Runner,
+    project_id: u64,
+    token: SecretToken,
+    run_untagged: bool,
+    limit: Option<usize>,
+    running: BTreeSet<u64>,
+}
+
+#[derive(Debug)]
+struct JobState {
+    job: Job,
+    project_id: u64,
+    pipeline_id: u64,
+    image: Option<String>,
+    runner_id: Option<u64>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    next_id: BTreeMap<&'static str, u64>,
+    namespaces: Vec<Namespace>,
+    projects: BTreeMap<u64, ProjectState>,
+    runners: BTreeMap<u64, RunnerState>,
+    pipelines: BTreeMap<u64, Pipeline>,
+    jobs: BTreeMap<u64, JobState>,
+    requests: u64,
+    window: Option<(Instant, u32)>,
+    forced_throttles: u32,
+    forced_retry_after: Duration,
+}
+
+impl State {
+    fn id(&mut self, kind: &'static str) -> u64 {
+        let start = match kind {
+            "namespace" => 1,
+            "project" => 100,
+            "runner" => 500,
+            "pipeline" => 1000,
+            "commit" => 1,
+            _ => 10_000,
+        };
+        let next = self.next_id.entry(kind).or_insert(start);
+        let id = *next;
+        *next += 1;
+        id
+    }
+
+    fn project_id(&self, project: &ProjectRef, action: &'static str) -> Result<u64> {
+        let found = match project {
+            ProjectRef::Id(id) => self.projects.get(id).map(|p| p.project.id),
+            ProjectRef::Path(path) => self
+                .projects
+                .values()
+                .find(|p| p.project.path_with_namespace.eq_ignore_ascii_case(path))
+                .map(|p| p.project.id),
+        };
+        found.ok_or_else(|| Error::not_found(action, project.to_string()))
+    }
+
+    fn pipeline_of(&self, project_id: u64, pipeline_id: u64, action: &'static str) -> Result<&Pipeline> {
+        self.pipelines
+            .get(&pipeline_id)
+            .filter(|p| p.project_id == project_id)
+            .ok_or_else(|| Error::not_found(action, format!("pipeline {pipeline_id} of project {project_id}")))
+    }
+
+    fn release_runner_slot(&mut self, job_id: u64) {
+        if let Some(runner_id) = self.jobs.get(&job_id).and_then(|j| j.runner_id)
+            && let Some(r) = self.runners.get_mut(&runner_id)
+        {
+            r.running.remove(&job_id);
+        }
+    }
+
+    fn refresh_pipeline(&mut self, pipeline_id: u64, now: Timestamp) {
+        let jobs: Vec<&Job> = self.jobs.values().filter(|j| j.pipeline_id == pipeline_id).map(|j| &j.job).collect();
+        let any_active = jobs.iter().any(|j| !j.status.is_finished());
+        let any_started = jobs.iter().any(|j| j.started_at.is_some());
+        let first_start = jobs.iter().filter_map(|j| j.started_at).min();
+        let last_finish = jobs.iter().filter_map(|j| j.finished_at).max();
+        let failed = jobs.iter().any(|j| j.status == JobStatus::Failed && !j.allow_failure);
+        let canceled = jobs.iter().any(|j| j.status == JobStatus::Canceled);
+        let Some(p) = self.pipelines.get_mut(&pipeline_id) else { return };
+        if p.status.is_finished() {
+            return;
+        }
+        p.updated_at = Some(now);
+        p.started_at = p.started_at.or(first_start);
+        if any_active {
+            p.status = if any_started { PipelineStatus::Running } else { PipelineStatus::Pending };
+            return;
+        }
+        p.status = if failed {
+            PipelineStatus::Failed
+        } else if canceled {
+            PipelineStatus::Canceled
+        } else {
+            PipelineStatus::Success
+        };
+        p.finished_at = last_finish.or(Some(now));
+        if let (Some(s), Some(f)) = (p.started_at, p.finished_at) {
+            p.duration = Some(f.duration_since(s).as_secs_f64());
+        }
+        p.queued_duration = p.started_at.map(|s| s.duration_since(p.created_at).as_secs_f64());
+    }
+}
+
+struct Inner {
+    state: Mutex<State>,
+    clock: VirtualClock,
+    config: MemoryConfig,
+}
+
+/// The in-memory GitLab. Clones share state; see the [module docs](self).
+#[derive(Clone)]
+pub struct InMemoryGitLab {
+    inner: Arc<Inner>,
+}
+
+impl Default for InMemoryGitLab {
+    fn default() -> Self {
+        Self::new(MemoryConfig::default())
+    }
+}
+
+impl std::fmt::Debug for InMemoryGitLab {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let st = self.lock();
+        f.debug_struct("InMemoryGitLab")
+            .field("projects", &st.projects.len())
+            .field("runners", &st.runners.len())
+            .field("pipelines", &st.pipelines.len())
+            .field("jobs", &st.jobs.len())
+            .field("requests", &st.requests)
+            .finish()
+    }
+}
+
+impl InMemoryGitLab {
+    /// A fresh instance with a clock starting at the current wall time.
+    pub fn new(config: MemoryConfig) -> Self {
+        Self::with_clock(config, VirtualClock::starting_now())
+    }
+
+    /// A fresh instance with an injected clock (share one clock across the sandbox world).
+    pub fn with_clock(config: MemoryConfig, clock: VirtualClock) -> Self {
+        let mut state = State::default();
+        let id = state.id("namespace");
+        state.namespaces.push(Namespace { id, full_path: config.username.clone(), kind: "user".into() });
+        Self { inner: Arc::new(Inner { state: Mutex::new(state), clock, config }) }
+    }
+
+    /// The clock stamping `created_at` / `started_at` / `finished_at`.
+    pub fn clock(&self) -> VirtualClock {
+        self.inner.clock
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the state half-written in a way that
+        // matters for a simulation; keep serving.
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn now(&self) -> Timestamp {
+        self.inner.clock.now()
+    }
+
+    /// Counts an API request and applies the rate limit / forced 429s.
+    fn admit(&self, action: &'static str, resource: impl FnOnce() -> String) -> Result<MutexGuard<'_, State>> {
+        let mut st = self.lock();
+        st.requests += 1;
+        if st.forced_throttles > 0 {
+            st.forced_throttles -= 1;
+            return Err(Error::Throttled { action, resource: resource(), retry_after: Some(st.forced_retry_after) });
+        }
+        if let Some(limit) = self.inner.config.rate_limit_per_minute {
+            let now = Instant::now();
+            let window = match st.window {
+                Some((start, count)) if now.duration_since(start) < Duration::from_secs(60) => (start, count),
+                _ => (now, 0),
+            };
+            if window.1 >= limit {
+                st.window = Some(window);
+                let retry_after = Duration::from_secs(60).saturating_sub(now.duration_since(window.0));
+                return Err(Error::Throttled { action, resource: resource(), retry_after: Some(retry_after) });
+            }
+            st.window = Some((window.0, window.1 + 1));
+        }
+        Ok(st)
+    }
+
+    /// API requests received so far (throttled ones included; simulator calls excluded).
+    pub fn requests(&self) -> u64 {
+        self.lock().requests
+    }
+
+    /// Makes the next `count` API requests fail with a 429 asking to wait `retry_after`.
+    pub fn throttle_next(&self, count: u32, retry_after: Duration) {
+        let mut st = self.lock();
+        st.forced_throttles = count;
+        st.forced_retry_after = retry_after;
+    }
+
+    /// Adds a group namespace (projects can be created in it).
+    pub fn add_group(&self, full_path: &str) -> Namespace {
+        let mut st = self.lock();
+        if let Some(ns) = st.namespaces.iter().find(|n| n.full_path == full_path) {
+            return ns.clone();
+        }
+        let id = st.id("namespace");
+        let ns = Namespace { id, full_path: full_path.to_owned(), kind: "group".into() };
+        st.namespaces.push(ns.clone());
+        ns
+    }
+
+    /// The content of a file on a branch.
+    pub fn file(&self, project_id: u64, branch: &str, path: &str) -> Option<String> {
+        self.lock().projects.get(&project_id)?.branches.get(branch)?.get(path).cloned()
+    }
+
+    /// The runner registered with this authentication token.
+    pub fn runner_id_for_token(&self, token: &SecretToken) -> Option<u64> {
+        self.lock().runners.values().find(|r| &r.token == token).map(|r| r.runner.id)
+    }
+
+    /// Limits how many jobs a runner runs at once (`None`: only the caller's `max` limits it).
+    pub fn set_runner_limit(&self, runner_id: u64, limit: Option<usize>) -> Result<()> {
+        let mut st = self.lock();
+        let r = st.runners.get_mut(&runner_id).ok_or_else(|| Error::not_found("limit", format!("runner {runner_id}")))?;
+        r.limit = limit;
+        Ok(())
+    }
+
+    /// Jobs a runner is running now.
+    pub fn running_jobs(&self, runner_id: u64) -> usize {
+        self.lock().runners.get(&runner_id).map_or(0, |r| r.running.len())
+    }
+
+    /// Jobs still pending (not yet taken by any runner), across all pipelines.
+    pub fn pending_jobs(&self) -> usize {
+        self.lock().jobs.values().filter(|j| j.job.status == JobStatus::Pending).count()
+    }
+
+    /// Runner side: hands up to `max` pending jobs to the runner, oldest first, honouring the
+    /// runner's tags, `run_untagged`, project, pause state and limit. Each becomes `running`.
+    pub fn request_jobs(&self, runner_id: u64, max: usize) -> Result<Vec<AssignedJob>> {
+        let now = self.now();
+        let mut st = self.lock();
+        let (project_id, tags, run_untagged, free, description) = {
+            let r = st
+                .runners
+                .get_mut(&runner_id)
+                .ok_or_else(|| Error::not_found("request jobs", format!("runner {runner_id}")))?;
+            r.runner.status = Some("online".into());
+            if r.runner.paused {
+                return Ok(Vec::new());
+            }
+            let free = r.limit.map_or(max, |l| l.saturating_sub(r.running.len()).min(max));
+            let tags: BTreeSet<String> = r.runner.tag_list.iter().cloned().collect();
+            (r.project_id, tags, r.run_untagged, free, r.runner.description.clone())
+        };
+        if free == 0 {
+            return Ok(Vec::new());
+        }
+        let picked: Vec<u64> = st
+            .jobs
+            .values()
+            .filter(|j| {
+                j.job.status == JobStatus::Pending
+                    && j.project_id == project_id
+                    && (if j.job.tag_list.is_empty() { run_untagged } else { j.job.tag_list.iter().all(|t| tags.contains(t)) })
+            })
+            .take(free)
+            .map(|j| j.job.id)
+            .collect();
+        let mut out = Vec::with_capacity(picked.len());
+        let mut pipelines = BTreeSet::new();
+        for id in picked {
+            let Some(j) = st.jobs.get_mut(&id) else { continue };
+            j.job.status = JobStatus::Running;
+            j.job.started_at = Some(now);
+            j.job.queued_duration = Some(now.duration_since(j.job.created_at).as_secs_f64());
+            j.job.runner = Some(JobRunner { id: runner_id, description: description.clone() });
+            j.runner_id = Some(runner_id);
+            pipelines.insert(j.pipeline_id);
+            out.push(AssignedJob {
+                job_id: id,
+                project_id: j.project_id,
+                pipeline_id: j.pipeline_id,
+                runner_id,
+                name: j.job.name.clone(),
+                image: j.image.clone(),
+                tags: j.job.tag_list.clone(),
+                created_at: j.job.created_at,
+                started_at: now,
+            });
+            if let Some(r) = st.runners.get_mut(&runner_id) {
+                r.running.insert(id);
+            }
+        }
+        for p in pipelines {
+            st.refresh_pipeline(p, now);
+        }
+        tracing::trace!(runner = runner_id, picked = out.len(), "runner took jobs");
+        Ok(out)
+    }
+
+    /// Runner side: ends a job and frees its runner slot. Pending jobs may be failed or
+    /// canceled too (e.g. `stuck_or_timeout_failure`); finished jobs answer [`Error::Conflict`].
+    pub fn finish_job(&self, job_id: u64, outcome: JobOutcome) -> Result<Job> {
+        let now = self.now();
+        let mut st = self.lock();
+        let j = st.jobs.get_mut(&job_id).ok_or_else(|| Error::not_found("finish", format!("job {job_id}")))?;
+        if j.job.status.is_finished() {
+            return Err(Error::Conflict {
+                action: "finish",
+                resource: format!("job {job_id}"),
+                message: format!("the job is already {}", j.job.status),
+            });
+        }
+        if outcome == JobOutcome::Success && j.job.status != JobStatus::Running {
+            return Err(Error::Conflict {
+                action: "finish",
+                resource: format!("job {job_id}"),
+                message: format!("only a running job can succeed; it is {}", j.job.status),
+            });
+        }
+        match outcome {
+            JobOutcome::Success => j.job.status = JobStatus::Success,
+            JobOutcome::Failed { reason } => {
+                j.job.status = JobStatus::Failed;
+                j.job.failure_reason = Some(reason);
+            }
+            JobOutcome::Canceled => j.job.status = JobStatus::Canceled,
+        }
+        j.job.finished_at = Some(now);
+        j.job.duration = j.job.started_at.map(|s| now.duration_since(s).as_secs_f64());
+        let job = j.job.clone();
+        let pipeline_id = j.pipeline_id;
+        st.release_runner_slot(job_id);
+        st.refresh_pipeline(pipeline_id, now);
+        Ok(job)
+    }
+}
+
+fn sha(n: u64) -> String {
+    format!("{n:040x}")
+}
+
+#[async_trait]
+impl GitLabApi for InMemoryGitLab {
+    async fn current_user(&self) -> Result<User> {
+        let _st = self.admit("get", || "current user".into())?;
+        Ok(User { id: 1, username: self.inner.config.username.clone(), name: self.inner.config.username.clone() })
+    }
+
+    async fn get_namespace(&self, path: &str) -> Result<Namespace> {
+        let st = self.admit("get", || format!("namespace {path:?}"))?;
+        st.namespaces
+            .iter()
+            .find(|n| n.full_path.eq_ignore_ascii_case(path))
+            .cloned()
+            .ok_or_else(|| Error::not_found("get", format!("namespace {path:?}")))
+    }
+
+    async fn get_project(&self, project: &ProjectRef) -> Result<Project> {
+        let st = self.admit("get", || project.to_string())?;
+        let id = st.project_id(project, "get")?;
+        Ok(st.projects[&id].project.clone())
+    }
+
+    async fn create_project(&self, new: &NewProject) -> Result<Project> {
+        let mut st = self.admit("create", || format!("project {:?}", new.path))?;
+        ProjectRef::parse(&new.path)?;
+        let ns = match new.namespace_id {
+            None => st.namespaces[0].clone(),
+            Some(id) => st
+                .namespaces
+                .iter()
+                .find(|n| n.id == id)
+                .cloned()
+                .ok_or_else(|| Error::not_found("create project in", format!("namespace {id}")))?,
+        };
+        let full = format!("{}/{}", ns.full_path, new.path);
+        if st.projects.values().any(|p| p.project.path_with_namespace.eq_ignore_ascii_case(&full)) {
+            return Err(Error::AlreadyExists { action: "create", resource: format!("project {full:?}") });
+        }
+        let id = st.id("project");
+        let mut branches = BTreeMap::new();
+        let mut heads = BTreeMap::new();
+        if new.initialize_with_readme {
+            let readme = BTreeMap::from([("README.md".to_owned(), format!("# {}\n", new.path))]);
+            branches.insert("main".to_owned(), readme);
+            let c = st.id("commit");
+            heads.insert("main".to_owned(), sha(c));
+        }
+        let project = Project {
+            id,
+            name: new.name.clone().unwrap_or_else(|| new.path.clone()),
+            path_with_namespace: full.clone(),
+            default_branch: new.initialize_with_readme.then(|| "main".to_owned()),
+            web_url: format!("{}/{full}", self.inner.config.web_url),
+        };
+        st.projects.insert(id, ProjectState { project: project.clone(), branches, heads });
+        Ok(project)
+    }
+
+    async fn delete_project(&self, project: &ProjectRef) -> Result<()> {
+        let mut st = self.admit("delete", || project.to_string())?;
+        let id = st.project_id(project, "delete")?;
+        st.projects.remove(&id);
+        st.runners.retain(|_, r| r.project_id != id);
+        st.pipelines.retain(|_, p| p.project_id != id);
+        st.jobs.retain(|_, j| j.project_id != id);
+        Ok(())
+    }
+
+    async fn create_runner(&self, new: &NewRunner) -> Result<CreatedRunner> {
+        let mut st = self.admit("create", || format!("runner {:?}", new.description))?;
+        if new.runner_type != "project_type" {
+            return Err(Error::invalid("create", "runner", "the sandbox supports only runner_type=project_type"));
+        }
+        st.project_id(&ProjectRef::Id(new.project_id), "create runner for")?;
+        if let Some(t) = new.tag_list.iter().find(|t| t.trim().is_empty() || t.contains(',')) {
+            return Err(Error::invalid("create", "runner", format!("tag {t:?} is not valid")));
+        }
+        let id = st.id("runner");
+        let token = SecretToken::new(format!("glrt-sandbox{id:06}{:014x}", fastrand::u64(..) & 0xff_ffff_ffff_ffff));
+        let runner = Runner {
+            id,
+            description: Some(new.description.clone()),
+            runner_type: new.runner_type.clone(),
+            paused: false,
+            status: Some("never_contacted".into()),
+            tag_list: new.tag_list.clone(),
+        };
+        st.runners.insert(
+            id,
+            RunnerState {
+                runner,
+                project_id: new.project_id,
+                token: token.clone(),
+                run_untagged: new.run_untagged,
+                limit: None,
+                running: BTreeSet::new(),
+            },
+        );
+        Ok(CreatedRunner { id, token, token_expires_at: None })
+    }
+
+    async fn list_runners(&self, project: &ProjectRef) -> Result<Vec<Runner>> {
+        let st = self.admit("list runners of", || project.to_string())?;
+        let id = st.project_id(project, "list runners of")?;
+        Ok(st.runners.values().filter(|r| r.project_id == id).map(|r| r.runner.clone()).collect())
+    }
+
+    async fn delete_runner(&self, runner_id: u64) -> Result<()> {
+        let mut st = self.admit("delete", || format!("runner {runner_id}"))?;
+        st.runners.remove(&runner_id).map(|_| ()).ok_or_else(|| Error::not_found("delete", format!("runner {runner_id}")))
+    }
+
+    async fn file_exists(&self, project: &ProjectRef, file_path: &str, ref_name: &str) -> Result<bool> {
+        let st = self.admit("check", || format!("file {file_path:?} of {project}"))?;
+        let id = st.project_id(project, "read file of")?;
+        Ok(st.projects[&id].branches.get(ref_name).is_some_and(|files| files.contains_key(file_path)))
+    }
+
+    async fn commit_files(&self, project: &ProjectRef, commit: &NewCommit) -> Result<Commit> {
+        let mut st = self.admit("commit to", || project.to_string())?;
+        let id = st.project_id(project, "commit to")?;
+        let resource = || format!("branch {:?} of {project}", commit.branch);
+        if commit.actions.is_empty() {
+            return Err(Error::invalid("commit to", resource(), "a commit needs at least one action"));
+        }
+        let p = &st.projects[&id];
+        let default = p.project.default_branch.clone();
+        let mut files = match (p.branches.get(&commit.branch), default.as_ref().and_then(|d| p.branches.get(d))) {
+            (Some(files), _) | (None, Some(files)) => files.clone(),
+            (None, None) => BTreeMap::new(),
+        };
+        for a in &commit.actions {
+            let exists = files.contains_key(&a.file_path);
+            match a.action {
+                FileAction::Create if exists => {
+                    return Err(Error::invalid("commit to", resource(), format!("A file with this name already exists: {}", a.file_path)));
+                }
+                FileAction::Update | FileAction::Delete if !exists => {
+                    return Err(Error::invalid("commit to", resource(), format!("A file with this name doesn't exist: {}", a.file_path)));
+                }
+                FileAction::Create | FileAction::Update => {
+                    files.insert(a.file_path.clone(), a.content.clone().unwrap_or_default());
+                }
+                FileAction::Delete => {
+                    files.remove(&a.file_path);
+                }
+            }
+        }
+        let n = st.id("commit");
+        let now = self.now();
+        let p = st.projects.get_mut(&id).expect("checked above");
+        p.branches.insert(commit.branch.clone(), files);
+        p.heads.insert(commit.branch.clone(), sha(n));
+        p.project.default_branch.get_or_insert_with(|| commit.branch.clone());
+        Ok(Commit { id: sha(n), title: commit.commit_message.lines().next().unwrap_or("").to_owned(), created_at: Some(now) })
+    }
+
+    async fn create_pipeline(&self, project: &ProjectRef, new: &NewPipeline) -> Result<Pipeline> {
+        let mut st = self.admit("create pipeline on", || project.to_string())?;
+        let id = st.project_id(project, "create pipeline on")?;
+        let resource = || format!("pipeline on ref {:?} of {project}", new.ref_name);
+        let p = &st.projects[&id];
+        let files = p.branches.get(&new.ref_name).ok_or_else(|| Error::invalid("create", resource(), "Reference not found"))?;
+        let yaml = files.get(".gitlab-ci.yml").ok_or_else(|| Error::invalid("create", resource(), "Missing CI config file"))?;
+        let expanded = ci::expand(yaml)?;
+        if expanded.is_empty() {
+            return Err(Error::invalid("create", resource(), "No stages / jobs for this pipeline."));
+        }
+        let sha = p.heads.get(&new.ref_name).cloned().unwrap_or_default();
+        let web = p.project.web_url.clone();
+        let now = self.now();
+        let pipeline_id = st.id("pipeline");
+        let iid = st.pipelines.values().filter(|p| p.project_id == id).count() as u64 + 1;
+        let pipeline = Pipeline {
+            id: pipeline_id,
+            iid,
+            project_id: id,
+            status: PipelineStatus::Pending,
+            ref_name: new.ref_name.clone(),
+            sha,
+            created_at: now,
+            updated_at: Some(now),
+            started_at: None,
+            finished_at: None,
+            duration: None,
+            queued_duration: None,
+            web_url: format!("{web}/-/pipelines/{pipeline_id}"),
+        };
+        st.pipelines.insert(pipeline_id, pipeline.clone());
+        for e in expanded {
+            let job_id = st.id("job");
+            let job = Job {
+                id: job_id,
+                name: e.name,
+                stage: e.stage,
+                status: JobStatus::Pending,
+                tag_list: e.tags,
+                created_at: now,
+                started_at: None,
+                finished_at: None,
+                duration: None,
+                queued_duration: None,
+                failure_reason: None,
+                allow_failure: false,
+                runner: None,
+                web_url: format!("{web}/-/jobs/{job_id}"),
+            };
+            st.jobs.insert(job_id, JobState { job, project_id: id, pipeline_id, image: e.image, runner_id: None });
+        }
+        tracing::debug!(pipeline = pipeline_id, project = id, "sandbox pipeline created");
+        Ok(pipeline)
+    }
+
+    async fn get_pipeline(&self, project: &ProjectRef, pipeline_id: u64) -> Result<Pipeline> {
+        let st = self.admit("get", || format!("pipeline {pipeline_id} of {project}"))?;
+        let id = st.project_id(project, "get pipeline of")?;
+        st.pipeline_of(id, pipeline_id, "get").cloned()
+    }
+
+    async fn list_pipeline_jobs(&self, project: &ProjectRef, pipeline_id: u64, query: &JobsQuery) -> Result<Page<Job>> {
+        let st = self.admit("list jobs of", || format!("pipeline {pipeline_id} of {project}"))?;
+        let id = st.project_id(project, "list jobs of")?;
+        st.pipeline_of(id, pipeline_id, "list jobs of")?;
+        let per_page = match query.per_page {
+            0 => self.inner.config.default_per_page,
+            n => n.min(crate::MAX_PER_PAGE),
+        };
+        let page = query.page.max(1);
+        let matching: Vec<&Job> = st
+            .jobs
+            .values()
+            .rev()
+            .filter(|j| j.pipeline_id == pipeline_id)
+            .filter(|j| query.scope.is_empty() || query.scope.contains(&j.job.status))
+            .map(|j| &j.job)
+            .collect();
+        let total = matching.len() as u64;
+        let total_pages = (total.div_ceil(u64::from(per_page)).max(1)) as u32;
+        let start = (page as usize - 1).saturating_mul(per_page as usize);
+        let items: Vec<Job> = matching.into_iter().skip(start).take(per_page as usize).cloned().collect();
+        Ok(Page {
+            items,
+            page,
+            per_page,
+            next_page: (page < total_pages).then_some(page + 1),
+            total: Some(total),
+            total_pages: Some(total_pages),
+        })
+    }
+
+    async fn get_job(&self, project: &ProjectRef, job_id: u64) -> Result<Job> {
+        let st = self.admit("get", || format!("job {job_id} of {project}"))?;
+        let id = st.project_id(project, "get job of")?;
+        st.jobs
+            .get(&job_id)
+            .filter(|j| j.project_id == id)
+            .map(|j| j.job.clone())
+            .ok_or_else(|| Error::not_found("get", format!("job {job_id} of {project}")))
+    }
+
+    async fn cancel_pipeline(&self, project: &ProjectRef, pipeline_id: u64) -> Result<Pipeline> {
+        let now = self.now();
+        let mut st = self.admit("cancel", || format!("pipeline {pipeline_id} of {project}"))?;
+        let id = st.project_id(project, "cancel pipeline of")?;
+        st.pipeline_of(id, pipeline_id, "cancel")?;
+        let active: Vec<u64> = st
+            .jobs
+            .values()
+            .filter(|j| j.pipeline_id == pipeline_id && !j.job.status.is_finished())
+            .map(|j| j.job.id)
+            .collect();
+        for job_id in &active {
+            st.release_runner_slot(*job_id);
+            if let Some(j) = st.jobs.get_mut(job_id) {
+                j.job.status = JobStatus::Canceled;
+                j.job.finished_at = Some(now);
+            }
+        }
+        let p = st.pipelines.get_mut(&pipeline_id).expect("checked above");
+        if !p.status.is_finished() {
+            p.status = PipelineStatus::Canceled;
+            p.finished_at = Some(now);
+            p.updated_at = Some(now);
+        }
+        Ok(p.clone())
+    }
+}
+
+/// One runner the built-in simulator plays.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimulatedRunner {
+    /// Runner id (from `create_runner` or [`InMemoryGitLab::runner_id_for_token`]).
+    pub runner_id: u64,
+    /// How many jobs it runs at once (the runner's `concurrent`).
+    pub concurrent: usize,
+}
+
+/// Timing of the built-in runner simulator.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct SimulationConfig {
+    /// Runners to play.
+    pub runners: Vec<SimulatedRunner>,
+    /// How often each runner asks for jobs (GitLab Runner's `check_interval`, 3 s).
+    pub check_interval: Duration,
+    /// Job pod start latency (Fargate: 30-60 s).
+    pub pod_start: Duration,
+    /// Up to this much extra start latency per job (deterministic from `seed`).
+    pub pod_start_jitter: Duration,
+    /// Script run time.
+    pub job_duration: Duration,
+    /// Every n-th job taken fails with `script_failure`.
+    pub fail_every: Option<u64>,
+    /// Seed of the jitter.
+    pub seed: u64,
+}
+
+impl SimulationConfig {
+    /// Fargate-like defaults (40 s ± 20 s pod start, 5 s script) for the given runners.
+    pub fn new(runners: Vec<SimulatedRunner>) -> Self {
+        Self {
+            runners,
+            check_interval: Duration::from_secs(3),
+            pod_start: Duration::from_secs(30),
+            pod_start_jitter: Duration::from_secs(20),
+            job_duration: Duration::from_secs(5),
+            fail_every: None,
+            seed: 7,
+        }
+    }
+
+    /// Sets the pod start latency and its jitter.
+    #[must_use]
+    pub fn with_pod_start(mut self, base: Duration, jitter: Duration) -> Self {
+        self.pod_start = base;
+        self.pod_start_jitter = jitter;
+        self
+    }
+
+    /// Sets the script run time.
+    #[must_use]
+    pub fn with_job_duration(mut self, d: Duration) -> Self {
+        self.job_duration = d;
+        self
+    }
+
+    /// Makes every n-th job fail with `script_failure`.
+    #[must_use]
+    pub fn with_fail_every(mut self, n: Option<u64>) -> Self {
+        self.fail_every = n.filter(|n| *n > 0);
+        self
+    }
+}
+
+/// A running simulator; dropping it (or [`SimulatorHandle::stop`]) stops every runner.
+#[derive(Debug)]
+pub struct SimulatorHandle {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SimulatorHandle {
+    /// Stops the simulator.
+    pub fn stop(self) {}
+}
+
+impl Drop for SimulatorHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Plays GitLab Runner for the configured runners on a background tokio task: every
+/// `check_interval` each runner asks for as many jobs as it has free slots, and each job
+/// finishes after pod start + jitter + job duration (tokio time, so a paused clock works).
+pub fn simulate_runners(gitlab: InMemoryGitLab, config: SimulationConfig) -> SimulatorHandle {
+    let task = tokio::spawn(async move {
+        let mut rng = fastrand::Rng::with_seed(config.seed);
+        let mut jobs = tokio::task::JoinSet::new();
+        let mut taken = 0u64;
+        loop {
+            while jobs.try_join_next().is_some() {}
+            for r in &config.runners {
+                let free = r.concurrent.saturating_sub(gitlab.running_jobs(r.runner_id));
+                if free == 0 {
+                    continue;
+                }
+                let assigned = match gitlab.request_jobs(r.runner_id, free) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::debug!(runner = r.runner_id, error = %e, "simulated runner could not request jobs");
+                        continue;
+                    }
+                };
+                for job in assigned {
+                    taken += 1;
+                    let outcome = match config.fail_every {
+                        Some(n) if taken % n == 0 => JobOutcome::Failed { reason: "script_failure".into() },
+                        _ => JobOutcome::Success,
+                    };
+                    let delay = config.pod_start + config.pod_start_jitter.mul_f64(rng.f64()) + config.job_duration;
+                    let gitlab = gitlab.clone();
+                    jobs.spawn(async move {
+                        tokio::time::sleep(delay).await;
+                        // Canceled meanwhile: nothing to finish.
+                        let _ = gitlab.finish_job(job.job_id, outcome);
+                    });
+                }
+            }
+            tokio::time::sleep(config.check_interval).await;
+        }
+    });
+    SimulatorHandle { task }
+}

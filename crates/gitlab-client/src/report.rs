@@ -1,0 +1,193 @@
+//! The load-test report: counts, makespan, queue/run percentiles, throughput, failures; table and JSON.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+use crate::types::{Job, JobStatus, Pipeline};
+
+/// p50/p95/max of a set of durations, in seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Percentiles {
+    /// Number of samples.
+    pub count: usize,
+    /// Median (nearest rank).
+    pub p50: f64,
+    /// 95th percentile (nearest rank).
+    pub p95: f64,
+    /// Maximum.
+    pub max: f64,
+}
+
+impl Percentiles {
+    /// Nearest-rank percentiles (`rank = ceil(p/100 × n)`); `None` without samples.
+    pub fn of(mut samples: Vec<f64>) -> Option<Self> {
+        if samples.is_empty() {
+            return None;
+        }
+        samples.sort_by(f64::total_cmp);
+        let n = samples.len();
+        let rank = |p: f64| samples[((p / 100.0 * n as f64).ceil() as usize).clamp(1, n) - 1];
+        Some(Self { count: n, p50: rank(50.0), p95: rank(95.0), max: samples[n - 1] })
+    }
+}
+
+/// Why a watch ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WatchOutcome {
+    /// The pipeline reached a final status.
+    Finished,
+    /// The watch timeout passed first.
+    TimedOut,
+    /// The request budget ran out first.
+    BudgetExhausted,
+}
+
+/// The report of one load-test pipeline, computed from job timestamps.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Report {
+    /// Pipeline id.
+    pub pipeline_id: u64,
+    /// Pipeline web URL.
+    pub web_url: String,
+    /// Final (or last seen) pipeline status.
+    pub pipeline_status: String,
+    /// Why the watch ended.
+    pub outcome: WatchOutcome,
+    /// Jobs in the pipeline.
+    pub total_jobs: usize,
+    /// Jobs per status.
+    pub by_status: BTreeMap<String, usize>,
+    /// Pipeline creation → last job finished, in seconds.
+    pub makespan_secs: Option<f64>,
+    /// Queue time (job created → started) percentiles, seconds.
+    pub queue: Option<Percentiles>,
+    /// Run time (started → finished) percentiles, seconds.
+    pub run: Option<Percentiles>,
+    /// Finished jobs per minute of makespan.
+    pub jobs_per_minute: Option<f64>,
+    /// Failed jobs per `failure_reason` (`unknown` when GitLab gave none).
+    pub failures_by_reason: BTreeMap<String, usize>,
+    /// API requests the watch made.
+    pub requests: u64,
+    /// How long the watch took (on the tokio clock), seconds.
+    pub watch_secs: f64,
+}
+
+fn secs(from: Timestamp, to: Timestamp) -> f64 {
+    to.duration_since(from).as_secs_f64()
+}
+
+impl Report {
+    /// Computes the report from the pipeline and all its jobs.
+    pub fn compute(pipeline: &Pipeline, jobs: &[Job], outcome: WatchOutcome, requests: u64, watch_secs: f64) -> Self {
+        let mut by_status = BTreeMap::new();
+        let mut failures_by_reason = BTreeMap::new();
+        let mut queue = Vec::new();
+        let mut run = Vec::new();
+        let mut last_finished: Option<Timestamp> = None;
+        let mut finished = 0usize;
+        for job in jobs {
+            *by_status.entry(job.status.as_str().to_owned()).or_insert(0) += 1;
+            if job.status == JobStatus::Failed {
+                let reason = job.failure_reason.clone().unwrap_or_else(|| "unknown".into());
+                *failures_by_reason.entry(reason).or_insert(0) += 1;
+            }
+            if let Some(started) = job.started_at {
+                queue.push(secs(job.created_at, started));
+                if let Some(done) = job.finished_at {
+                    run.push(secs(started, done));
+                }
+            }
+            if let Some(done) = job.finished_at
+                && job.status.is_finished()
+            {
+                finished += 1;
+                last_finished = Some(last_finished.map_or(done, |l| l.max(done)));
+            }
+        }
+        let makespan_secs = last_finished.map(|l| secs(pipeline.created_at, l));
+        let jobs_per_minute = makespan_secs.filter(|m| *m > 0.0).map(|m| finished as f64 * 60.0 / m);
+        Self {
+            pipeline_id: pipeline.id,
+            web_url: pipeline.web_url.clone(),
+            pipeline_status: pipeline.status.as_str().to_owned(),
+            outcome,
+            total_jobs: jobs.len(),
+            by_status,
+            makespan_secs,
+            queue: Percentiles::of(queue),
+            run: Percentiles::of(run),
+            jobs_per_minute,
+            failures_by_reason,
+            requests,
+            watch_secs,
+        }
+    }
+
+    /// True when any job failed or the pipeline did not succeed.
+    pub fn has_failures(&self) -> bool {
+        !self.failures_by_reason.is_empty() || self.pipeline_status != "success"
+    }
+
+    /// The report as a human-readable table.
+    pub fn render_table(&self) -> String {
+        let mut out = String::new();
+        let opt = |v: Option<f64>, unit: &str| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}{unit}"));
+        let _ = writeln!(out, "pipeline {} ({}) — {:?}", self.pipeline_id, self.pipeline_status, self.outcome);
+        if !self.web_url.is_empty() {
+            let _ = writeln!(out, "  {}", self.web_url);
+        }
+        let _ = writeln!(out, "{:<22} {:>10}", "jobs", self.total_jobs);
+        for (status, n) in &self.by_status {
+            let _ = writeln!(out, "  {status:<20} {n:>10}");
+        }
+        let _ = writeln!(out, "{:<22} {:>10}", "makespan", opt(self.makespan_secs, " s"));
+        let _ = writeln!(out, "{:<22} {:>10}", "jobs/minute", opt(self.jobs_per_minute, ""));
+        let _ = writeln!(out, "{:<22} {:>10} {:>10} {:>10}", "", "p50", "p95", "max");
+        for (name, p) in [("queue time (s)", &self.queue), ("run time (s)", &self.run)] {
+            match p {
+                Some(p) => {
+                    let _ = writeln!(out, "{name:<22} {:>10.1} {:>10.1} {:>10.1}", p.p50, p.p95, p.max);
+                }
+                None => {
+                    let _ = writeln!(out, "{name:<22} {:>10} {:>10} {:>10}", "-", "-", "-");
+                }
+            }
+        }
+        if self.failures_by_reason.is_empty() {
+            let _ = writeln!(out, "{:<22} {:>10}", "failures", 0);
+        } else {
+            let _ = writeln!(out, "failures by reason");
+            for (reason, n) in &self.failures_by_reason {
+                let _ = writeln!(out, "  {reason:<20} {n:>10}");
+            }
+        }
+        let _ = writeln!(out, "{:<22} {:>10}", "API requests", self.requests);
+        let _ = write!(out, "{:<22} {:>10}", "watched for", format!("{:.1} s", self.watch_secs));
+        out
+    }
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.render_table())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank() {
+        let p = Percentiles::of((1..=20).map(f64::from).collect()).unwrap();
+        assert_eq!((p.p50, p.p95, p.max), (10.0, 19.0, 20.0));
+        let p = Percentiles::of(vec![7.0]).unwrap();
+        assert_eq!((p.p50, p.p95, p.max), (7.0, 7.0, 7.0));
+        assert!(Percentiles::of(vec![]).is_none());
+    }
+}
