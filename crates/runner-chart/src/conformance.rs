@@ -1,0 +1,213 @@
+//! Conformance suites every `ReleaseManager` and `TokenSecrets` backend must pass.
+//!
+//! Not API-stable. Each case creates and deletes the releases and Secrets it names, in the
+//! namespaces it is given; give each run its own namespaces. Cases panic on failure.
+
+use std::time::Duration;
+
+use crate::error::ErrorKind;
+use crate::release::{ReleaseId, ReleaseManager, ReleaseSpec, ReleaseState, Removal};
+use crate::secret::{RunnerToken, SecretOutcome, SecretRef, TokenSecrets};
+use crate::values::RunnerValues;
+
+/// Values used by the cases: a valid runner with concurrent 20 and tag `conformance`.
+pub fn test_values() -> RunnerValues {
+    RunnerValues::new("https://gitlab.example.com/")
+        .with_concurrent(20)
+        .with_runner_tags(["conformance"])
+}
+
+/// A spec named `name` in `namespace` with [`test_values`] and a 5-minute bound.
+pub fn test_spec(namespace: &str, name: &str) -> ReleaseSpec {
+    ReleaseSpec::new(name, namespace, test_values()).with_timeout(Duration::from_secs(300))
+}
+
+/// Runs every release case, each in `<prefix>-<case>` namespaces.
+pub async fn run_release_suite(rm: &dyn ReleaseManager, prefix: &str) {
+    ensure_installs_then_is_idempotent(rm, &format!("{prefix}-idem")).await;
+    upgrade_of_missing_release_is_not_found(rm, &format!("{prefix}-upg-missing")).await;
+    upgrade_applies_new_values(rm, &format!("{prefix}-upg")).await;
+    uninstall_is_idempotent(rm, &format!("{prefix}-uninst")).await;
+    status_of_missing_release_is_none(rm, &format!("{prefix}-missing")).await;
+    list_is_scoped_by_namespace(rm, &format!("{prefix}-list-a"), &format!("{prefix}-list-b")).await;
+    invalid_spec_is_rejected(rm, &format!("{prefix}-invalid")).await;
+}
+
+/// `ensure` installs (revision 1, deployed); `ensure` again with the same spec leaves one deployed release.
+pub async fn ensure_installs_then_is_idempotent(rm: &dyn ReleaseManager, ns: &str) {
+    let spec = test_spec(ns, "runner");
+    let first = rm.ensure(&spec).await.expect("first ensure");
+    assert_eq!(
+        (first.name.as_str(), first.namespace.as_str()),
+        ("runner", ns)
+    );
+    assert_eq!(first.state, ReleaseState::Deployed);
+    assert_eq!(first.revision, 1);
+    let second = rm.ensure(&spec).await.expect("second ensure");
+    assert_eq!(second.state, ReleaseState::Deployed);
+    assert!(second.revision >= first.revision);
+    let listed = rm.list(Some(ns)).await.expect("list");
+    assert_eq!(
+        listed.iter().filter(|r| r.name == "runner").count(),
+        1,
+        "{listed:?}"
+    );
+    let status = rm
+        .status(&spec.id())
+        .await
+        .expect("status")
+        .expect("release exists");
+    assert_eq!(status.state, ReleaseState::Deployed);
+    assert_eq!(status.revision, second.revision);
+    rm.uninstall(&spec.id(), Duration::from_secs(60))
+        .await
+        .expect("cleanup");
+}
+
+/// `upgrade` of a release that does not exist is [`ErrorKind::NotFound`] and installs nothing.
+pub async fn upgrade_of_missing_release_is_not_found(rm: &dyn ReleaseManager, ns: &str) {
+    let spec = test_spec(ns, "ghost");
+    let e = rm
+        .upgrade(&spec)
+        .await
+        .expect_err("upgrade of a missing release");
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    assert!(e.to_string().contains("ghost"), "{e}");
+    assert!(rm.status(&spec.id()).await.expect("status").is_none());
+}
+
+/// `upgrade` of an existing release applies the new values and bumps the revision.
+pub async fn upgrade_applies_new_values(rm: &dyn ReleaseManager, ns: &str) {
+    let spec = test_spec(ns, "runner");
+    let first = rm.ensure(&spec).await.expect("install");
+    let mut changed = spec.clone();
+    changed.values.concurrent = 40;
+    let up = rm.upgrade(&changed).await.expect("upgrade");
+    assert_eq!(up.state, ReleaseState::Deployed);
+    assert!(up.revision > first.revision);
+    if let Some(runner) = &up.runner {
+        assert_eq!(runner.concurrent, 40);
+        assert_eq!(runner.tags, ["conformance"]);
+    }
+    rm.uninstall(&spec.id(), Duration::from_secs(60))
+        .await
+        .expect("cleanup");
+}
+
+/// `uninstall` removes the release; a second `uninstall` reports it was already absent.
+pub async fn uninstall_is_idempotent(rm: &dyn ReleaseManager, ns: &str) {
+    let spec = test_spec(ns, "runner");
+    rm.ensure(&spec).await.expect("install");
+    assert_eq!(
+        rm.uninstall(&spec.id(), Duration::from_secs(60))
+            .await
+            .expect("uninstall"),
+        Removal::Removed
+    );
+    assert!(rm.status(&spec.id()).await.expect("status").is_none());
+    assert_eq!(
+        rm.uninstall(&spec.id(), Duration::from_secs(60))
+            .await
+            .expect("uninstall again"),
+        Removal::AlreadyAbsent
+    );
+}
+
+/// `status` of a release that never existed is `None`, not an error.
+pub async fn status_of_missing_release_is_none(rm: &dyn ReleaseManager, ns: &str) {
+    assert!(
+        rm.status(&ReleaseId::new(ns, "never-installed"))
+            .await
+            .expect("status")
+            .is_none()
+    );
+}
+
+/// `list(Some(ns))` shows only that namespace; `list(None)` shows both.
+pub async fn list_is_scoped_by_namespace(rm: &dyn ReleaseManager, ns_a: &str, ns_b: &str) {
+    let a = test_spec(ns_a, "runner-a");
+    let b = test_spec(ns_b, "runner-b");
+    rm.ensure(&a).await.expect("install a");
+    rm.ensure(&b).await.expect("install b");
+    let only_a = rm.list(Some(ns_a)).await.expect("list a");
+    assert_eq!(
+        only_a.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+        ["runner-a"]
+    );
+    let all = rm.list(None).await.expect("list all");
+    assert!(
+        all.iter().any(|r| r.id() == a.id()) && all.iter().any(|r| r.id() == b.id()),
+        "{all:?}"
+    );
+    rm.uninstall(&a.id(), Duration::from_secs(60))
+        .await
+        .expect("cleanup a");
+    rm.uninstall(&b.id(), Duration::from_secs(60))
+        .await
+        .expect("cleanup b");
+}
+
+/// Invalid specs fail with [`ErrorKind::InvalidInput`] naming the field, and nothing is installed.
+pub async fn invalid_spec_is_rejected(rm: &dyn ReleaseManager, ns: &str) {
+    let mut spec = test_spec(ns, "runner");
+    spec.values.concurrent = 0;
+    let e = rm.ensure(&spec).await.expect_err("concurrent 0");
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert!(e.issues().iter().any(|i| i.field == "concurrent"), "{e}");
+    let bad_name = test_spec(ns, "Not_A_Name");
+    let e = rm.ensure(&bad_name).await.expect_err("bad release name");
+    assert!(e.issues().iter().any(|i| i.field == "release"), "{e}");
+    assert!(rm.list(Some(ns)).await.expect("list").is_empty());
+}
+
+/// Runs every Secret case in `<prefix>-<case>` namespaces.
+pub async fn run_secret_suite(store: &dyn TokenSecrets, prefix: &str) {
+    secret_created_updated_deleted(store, &format!("{prefix}-secret")).await;
+    invalid_secret_ref_is_rejected(store).await;
+}
+
+/// The Secret is created with the token and an empty registration key, left unchanged when
+/// current, updated on a new token, and deleted idempotently.
+pub async fn secret_created_updated_deleted(store: &dyn TokenSecrets, ns: &str) {
+    let secret = SecretRef::new(ns, "gitlab-runner-token");
+    let first = RunnerToken::new("glrt-conformance-first-0123456789").expect("token");
+    let second = RunnerToken::new("glrt-conformance-second-9876543210").expect("token");
+    assert!(store.get(&secret).await.expect("get missing").is_none());
+    assert_eq!(
+        store.ensure(&secret, &first).await.expect("create"),
+        SecretOutcome::Created
+    );
+    let stored = store.get(&secret).await.expect("get").expect("exists");
+    assert_eq!(stored.token, first);
+    assert!(
+        stored.registration_key_empty,
+        "runner-registration-token must be present and empty"
+    );
+    assert!(stored.managed_by_glrunner);
+    assert_eq!(
+        store.ensure(&secret, &first).await.expect("ensure again"),
+        SecretOutcome::Unchanged
+    );
+    assert_eq!(
+        store.ensure(&secret, &second).await.expect("update"),
+        SecretOutcome::Updated
+    );
+    let stored = store.get(&secret).await.expect("get").expect("exists");
+    assert_eq!(stored.token, second);
+    assert!(stored.registration_key_empty);
+    assert!(store.delete(&secret).await.expect("delete"));
+    assert!(!store.delete(&secret).await.expect("delete again"));
+    assert!(store.get(&secret).await.expect("get deleted").is_none());
+}
+
+/// Invalid namespaces and names fail with [`ErrorKind::InvalidInput`] before any request.
+pub async fn invalid_secret_ref_is_rejected(store: &dyn TokenSecrets) {
+    let token = RunnerToken::new("glrt-conformance-x").expect("token");
+    let e = store
+        .ensure(&SecretRef::new("Bad NS", "x"), &token)
+        .await
+        .expect_err("bad namespace");
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert!(e.issues().iter().any(|i| i.field == "namespace"), "{e}");
+    assert!(!format!("{e} {e:?}").contains("glrt-conformance-x"));
+}

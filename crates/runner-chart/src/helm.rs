@@ -1,0 +1,561 @@
+//! `HelmCli`: the [`ReleaseManager`] backed by the `helm` binary through `tokio::process`.
+//!
+//! Values travel in a temporary file (mode 0600, removed when the command ends, also on error);
+//! the runner token never does: it is in the Secret named by `runners.secret`.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+
+use crate::cmd::HelmCmd;
+use crate::error::{Error, Result};
+use crate::release::{
+    CHART_NAME, ChartSource, GITLAB_REPO_NAME, GITLAB_REPO_URL, ReleaseId, ReleaseManager,
+    ReleaseSpec, ReleaseState, ReleaseStatus, Removal,
+};
+use crate::values::RunnerSummary;
+
+/// Environment variable naming the helm binary.
+pub const HELM_ENV: &str = "GLRUNNER_HELM";
+/// Revisions Helm keeps per release.
+const HISTORY_MAX: &str = "10";
+
+/// Builds a [`HelmCli`].
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct HelmCliBuilder {
+    program: Option<PathBuf>,
+    kubeconfig: Option<PathBuf>,
+    context: Option<String>,
+    repo_url: Option<String>,
+}
+
+impl HelmCliBuilder {
+    /// An empty builder: `helm` from `PATH`, helm's own kubeconfig discovery.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A builder reading `GLRUNNER_HELM` (the helm binary). Nothing else is read from the environment.
+    pub fn from_env() -> Self {
+        Self {
+            program: std::env::var_os(HELM_ENV)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
+            ..Self::default()
+        }
+    }
+
+    /// The helm binary.
+    pub fn with_program(mut self, program: impl Into<PathBuf>) -> Self {
+        self.program = Some(program.into());
+        self
+    }
+
+    /// The kubeconfig passed as `--kubeconfig`.
+    pub fn with_kubeconfig(mut self, path: impl Into<PathBuf>) -> Self {
+        self.kubeconfig = Some(path.into());
+        self
+    }
+
+    /// The context passed as `--kube-context`.
+    pub fn with_context(mut self, context: impl Into<String>) -> Self {
+        self.context = Some(context.into());
+        self
+    }
+
+    /// A mirror of the gitlab chart repository (default <https://charts.gitlab.io>).
+    pub fn with_repo_url(mut self, url: impl Into<String>) -> Self {
+        self.repo_url = Some(url.into());
+        self
+    }
+
+    /// Checks the settings and builds the client.
+    pub fn build(self) -> Result<HelmCli> {
+        let mut issues = Vec::new();
+        if let Some(k) = &self.kubeconfig
+            && !k.is_file()
+        {
+            issues.push(crate::Invalid::new(
+                "kubeconfig",
+                format!("{} is not a readable file", k.display()),
+                "pass the path of an existing kubeconfig with --kubeconfig",
+            ));
+        }
+        if let Some(c) = &self.context
+            && (c.is_empty() || c.starts_with('-'))
+        {
+            issues.push(crate::Invalid::new(
+                "context",
+                format!("{c:?} is not a context name"),
+                "pass a context from the kubeconfig",
+            ));
+        }
+        if let Some(p) = &self.program
+            && p.as_os_str().is_empty()
+        {
+            issues.push(crate::Invalid::new(
+                "helm",
+                "the helm path is empty",
+                "pass --helm PATH or set GLRUNNER_HELM",
+            ));
+        }
+        let repo_url = self.repo_url.unwrap_or_else(|| GITLAB_REPO_URL.to_string());
+        issues.extend(crate::validate::gitlab_url("repo_url", &repo_url, false).err());
+        Error::check(issues)?;
+        Ok(HelmCli {
+            program: self.program.unwrap_or_else(|| PathBuf::from("helm")),
+            kubeconfig: self.kubeconfig,
+            context: self.context,
+            repo_url,
+            repo_ready: tokio::sync::OnceCell::new(),
+        })
+    }
+}
+
+/// The helm CLI as a [`ReleaseManager`].
+#[derive(Debug)]
+pub struct HelmCli {
+    program: PathBuf,
+    kubeconfig: Option<PathBuf>,
+    context: Option<String>,
+    repo_url: String,
+    repo_ready: tokio::sync::OnceCell<()>,
+}
+
+impl HelmCli {
+    /// Starts a builder.
+    pub fn builder() -> HelmCliBuilder {
+        HelmCliBuilder::new()
+    }
+
+    /// The helm binary in use.
+    pub fn program(&self) -> &Path {
+        &self.program
+    }
+
+    fn cmd(&self, purpose: impl Into<String>) -> HelmCmd {
+        let mut cmd = HelmCmd::new(&self.program, purpose);
+        if let Some(k) = &self.kubeconfig {
+            cmd = cmd.args([
+                std::ffi::OsString::from("--kubeconfig"),
+                k.as_os_str().to_owned(),
+            ]);
+        }
+        if let Some(c) = &self.context {
+            cmd = cmd.args(["--kube-context", c.as_str()]);
+        }
+        cmd
+    }
+
+    /// Adds and refreshes the gitlab chart repository, once per client.
+    async fn prepare_repo(&self) -> Result<()> {
+        self.repo_ready
+            .get_or_try_init(|| async {
+                HelmCmd::new(
+                    &self.program,
+                    format!(
+                        "add the {GITLAB_REPO_NAME} chart repository {}",
+                        self.repo_url
+                    ),
+                )
+                .about(format!("helm repository {GITLAB_REPO_NAME:?}"), "add")
+                .args([
+                    "repo",
+                    "add",
+                    GITLAB_REPO_NAME,
+                    self.repo_url.as_str(),
+                    "--force-update",
+                ])
+                .run()
+                .await?;
+                HelmCmd::new(
+                    &self.program,
+                    format!("refresh the {GITLAB_REPO_NAME} chart repository index"),
+                )
+                .about(format!("helm repository {GITLAB_REPO_NAME:?}"), "update")
+                .args(["repo", "update", GITLAB_REPO_NAME])
+                .run()
+                .await?;
+                Ok::<(), Error>(())
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn chart_args(&self, chart: &ChartSource) -> Result<Vec<std::ffi::OsString>> {
+        Ok(match chart {
+            ChartSource::Repo { version } => {
+                self.prepare_repo().await?;
+                vec![
+                    format!("{GITLAB_REPO_NAME}/{CHART_NAME}").into(),
+                    "--version".into(),
+                    version.as_str().into(),
+                ]
+            }
+            ChartSource::Path { path } => vec![path.as_os_str().to_owned()],
+            ChartSource::Oci { reference, version } => {
+                vec![
+                    reference.into(),
+                    "--version".into(),
+                    version.as_str().into(),
+                ]
+            }
+        })
+    }
+
+    async fn deploy(&self, spec: &ReleaseSpec, install: bool) -> Result<ReleaseStatus> {
+        spec.validate()?;
+        let yaml = spec.values.to_yaml()?;
+        let id = spec.id();
+        let action = if install {
+            "install or upgrade"
+        } else {
+            "upgrade"
+        };
+        let chart = self.chart_args(&spec.chart).await?;
+        let values_file = ValuesFile::write(&yaml)?;
+        let timeout = format!("{}s", spec.timeout.as_secs());
+        let mut cmd = self
+            .cmd(format!(
+                "{action} {} with chart {}",
+                id.describe(),
+                spec.chart
+            ))
+            .about(id.describe(), action)
+            .args(["upgrade"]);
+        if install {
+            cmd = cmd.args(["--install", "--create-namespace"]);
+        }
+        let result = cmd
+            .args([id.name.as_str()])
+            .args(chart)
+            .args([
+                "--namespace",
+                id.namespace.as_str(),
+                "--reset-values",
+                "--values",
+            ])
+            .args([values_file.path().as_os_str()])
+            .args([
+                "--wait",
+                "--timeout",
+                timeout.as_str(),
+                "--history-max",
+                HISTORY_MAX,
+                "--output",
+                "json",
+            ])
+            .bounded(spec.timeout)
+            .run()
+            .await;
+        values_file.remove();
+        let stdout = result?;
+        let mut status = parse_release(&stdout, &id, action)?;
+        if status.runner.is_none() {
+            status.runner = Some(RunnerSummary::of(&spec.values));
+        }
+        tracing::info!(release = %id, revision = status.revision, state = %status.state, "helm release {action} done");
+        Ok(status)
+    }
+}
+
+/// The temporary values file: created 0600, removed on [`ValuesFile::remove`] or drop.
+struct ValuesFile(tempfile::NamedTempFile);
+
+impl ValuesFile {
+    fn write(yaml: &str) -> Result<Self> {
+        let io_err = |e: std::io::Error| Error::Backend {
+            backend: "helm",
+            resource: "temporary values file".into(),
+            action: "write".into(),
+            source: Box::new(e),
+        };
+        let mut file = tempfile::Builder::new()
+            .prefix("glrunner-values-")
+            .suffix(".yaml")
+            .tempfile()
+            .map_err(io_err)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            file.as_file()
+                .set_permissions(std::fs::Permissions::from_mode(0o600))
+                .map_err(io_err)?;
+        }
+        file.write_all(yaml.as_bytes()).map_err(io_err)?;
+        file.flush().map_err(io_err)?;
+        Ok(Self(file))
+    }
+
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+
+    fn remove(self) {
+        let path = self.0.path().to_path_buf();
+        if let Err(e) = self.0.close() {
+            tracing::warn!(path = %path.display(), error = %e, "could not remove the temporary values file");
+        }
+    }
+}
+
+#[async_trait]
+impl ReleaseManager for HelmCli {
+    async fn ensure(&self, spec: &ReleaseSpec) -> Result<ReleaseStatus> {
+        self.deploy(spec, true).await
+    }
+
+    async fn upgrade(&self, spec: &ReleaseSpec) -> Result<ReleaseStatus> {
+        self.deploy(spec, false).await
+    }
+
+    async fn uninstall(&self, id: &ReleaseId, timeout: Duration) -> Result<Removal> {
+        id.validate()?;
+        let secs = format!("{}s", timeout.as_secs().max(1));
+        let result = self
+            .cmd(format!("uninstall {}", id.describe()))
+            .about(id.describe(), "uninstall")
+            .args([
+                "uninstall",
+                id.name.as_str(),
+                "--namespace",
+                id.namespace.as_str(),
+                "--wait",
+                "--timeout",
+                secs.as_str(),
+            ])
+            .bounded(timeout)
+            .run()
+            .await;
+        match result {
+            Ok(_) => {
+                tracing::info!(release = %id, "helm release uninstalled");
+                Ok(Removal::Removed)
+            }
+            Err(Error::NotFound { .. }) => {
+                tracing::info!(release = %id, "helm release already absent");
+                Ok(Removal::AlreadyAbsent)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn status(&self, id: &ReleaseId) -> Result<Option<ReleaseStatus>> {
+        id.validate()?;
+        let result = self
+            .cmd(format!("read the status of {}", id.describe()))
+            .about(id.describe(), "read the status of")
+            .args([
+                "status",
+                id.name.as_str(),
+                "--namespace",
+                id.namespace.as_str(),
+                "--output",
+                "json",
+            ])
+            .run()
+            .await;
+        match result {
+            Ok(stdout) => parse_release(&stdout, id, "read the status of").map(Some),
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn list<'a>(&self, namespace: Option<&'a str>) -> Result<Vec<ReleaseStatus>> {
+        if let Some(ns) = namespace {
+            crate::validate::namespace("namespace", ns)
+                .map_err(|i| Error::InvalidInput { issues: vec![i] })?;
+        }
+        let scope = match namespace {
+            Some(ns) => format!("namespace {ns:?}"),
+            None => "all namespaces".to_string(),
+        };
+        let mut cmd = self
+            .cmd(format!("list gitlab-runner releases in {scope}"))
+            .about(format!("helm releases in {scope}"), "list")
+            .args(["list", "--all", "--output", "json"]);
+        cmd = match namespace {
+            Some(ns) => cmd.args(["--namespace", ns]),
+            None => cmd.args(["--all-namespaces"]),
+        };
+        let stdout = cmd.run().await?;
+        parse_list(&stdout, &scope)
+    }
+}
+
+#[derive(Deserialize)]
+struct HelmRelease {
+    name: String,
+    namespace: String,
+    #[serde(default)]
+    version: u32,
+    #[serde(default)]
+    info: HelmInfo,
+    #[serde(default)]
+    chart: Option<HelmChart>,
+    #[serde(default)]
+    config: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize, Default)]
+struct HelmInfo {
+    #[serde(default)]
+    status: String,
+}
+
+#[derive(Deserialize)]
+struct HelmChart {
+    metadata: HelmChartMetadata,
+}
+
+#[derive(Deserialize)]
+struct HelmChartMetadata {
+    #[serde(default)]
+    version: Option<String>,
+    #[serde(default, rename = "appVersion")]
+    app_version: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct HelmListItem {
+    name: String,
+    namespace: String,
+    #[serde(default)]
+    revision: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    chart: String,
+    #[serde(default)]
+    app_version: Option<String>,
+}
+
+fn bad_output(resource: String, action: &str, e: serde_json::Error) -> Error {
+    Error::Backend {
+        backend: "helm",
+        resource,
+        action: format!("parse helm's JSON output to {action}"),
+        source: Box::new(e),
+    }
+}
+
+/// Parses the release JSON printed by `helm status|upgrade --output json`.
+pub(crate) fn parse_release(stdout: &str, id: &ReleaseId, action: &str) -> Result<ReleaseStatus> {
+    let release: HelmRelease =
+        serde_json::from_str(stdout.trim()).map_err(|e| bad_output(id.describe(), action, e))?;
+    let (chart_version, app_version) = match release.chart {
+        Some(c) => (c.metadata.version, c.metadata.app_version),
+        None => (None, None),
+    };
+    Ok(ReleaseStatus {
+        name: release.name,
+        namespace: release.namespace,
+        revision: release.version,
+        state: ReleaseState::parse(&release.info.status),
+        chart_version,
+        app_version,
+        runner: release
+            .config
+            .as_ref()
+            .and_then(RunnerSummary::from_chart_values),
+    })
+}
+
+/// Parses `helm list --output json`, keeping only gitlab-runner releases.
+pub(crate) fn parse_list(stdout: &str, scope: &str) -> Result<Vec<ReleaseStatus>> {
+    let text = stdout.trim();
+    let items: Vec<HelmListItem> = if text.is_empty() {
+        Vec::new()
+    } else {
+        serde_json::from_str(text)
+            .map_err(|e| bad_output(format!("helm releases in {scope}"), "list", e))?
+    };
+    let prefix = format!("{CHART_NAME}-");
+    let mut out: Vec<ReleaseStatus> = items
+        .into_iter()
+        .filter_map(|item| {
+            let version = item.chart.strip_prefix(&prefix)?;
+            // "gitlab-runner-0.86.0", not some other chart whose name starts the same way.
+            if !version.starts_with(|c: char| c.is_ascii_digit()) {
+                return None;
+            }
+            Some(ReleaseStatus {
+                name: item.name,
+                namespace: item.namespace,
+                revision: item.revision.parse().unwrap_or(0),
+                state: ReleaseState::parse(&item.status),
+                chart_version: Some(version.to_string()),
+                app_version: item.app_version.filter(|v| !v.is_empty()),
+                runner: None,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_helm_status_json() {
+        let json = r#"{"name":"runner-1","namespace":"ci","version":3,
+            "info":{"first_deployed":"2026-11-28T00:00:00Z","status":"deployed","description":"Upgrade complete"},
+            "chart":{"metadata":{"name":"gitlab-runner","version":"0.86.0","appVersion":"18.9.0"}},
+            "config":{"concurrent":200,"deploymentAnnotations":{"glrunner.io/runner-tags":"glrunner-1"},
+                      "runners":{"secret":"tok","config":"[[runners]]\n  [runners.kubernetes]\n    namespace = \"jobs\"\n    poll_timeout = 300\n"}}}"#;
+        let s = parse_release(json, &ReleaseId::new("ci", "runner-1"), "read").unwrap();
+        assert_eq!(s.revision, 3);
+        assert_eq!(s.state, ReleaseState::Deployed);
+        assert_eq!(s.chart_version.as_deref(), Some("0.86.0"));
+        let r = s.runner.unwrap();
+        assert_eq!(r.concurrent, 200);
+        assert_eq!(r.tags, ["glrunner-1"]);
+        assert_eq!(r.job_namespace.as_deref(), Some("jobs"));
+        assert_eq!(r.poll_timeout, Some(Duration::from_secs(300)));
+        let e = parse_release("not json", &ReleaseId::new("ci", "runner-1"), "read").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("helm release \"runner-1\" in namespace \"ci\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn parses_helm_list_json_and_keeps_runner_charts() {
+        let json = r#"[{"name":"b","namespace":"ci","revision":"2","updated":"x","status":"deployed","chart":"gitlab-runner-0.86.0","app_version":"18.9.0"},
+            {"name":"a","namespace":"ci","revision":"1","updated":"x","status":"failed","chart":"gitlab-runner-0.85.1","app_version":""},
+            {"name":"db","namespace":"ci","revision":"1","updated":"x","status":"deployed","chart":"postgresql-12.1.0","app_version":"15"},
+            {"name":"c","namespace":"ci","revision":"1","updated":"x","status":"deployed","chart":"gitlab-runner-operator-1.0.0","app_version":"1"}]"#;
+        let l = parse_list(json, "ci").unwrap();
+        assert_eq!(
+            l.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        assert_eq!(l[0].state, ReleaseState::Failed);
+        assert_eq!(l[0].app_version, None);
+        assert_eq!(l[1].revision, 2);
+        assert!(parse_list("", "ci").unwrap().is_empty());
+    }
+
+    #[test]
+    fn builder_checks_inputs() {
+        let e = HelmCli::builder()
+            .with_kubeconfig("/nonexistent/kubeconfig")
+            .with_context("")
+            .build()
+            .unwrap_err();
+        let fields: Vec<&str> = e.issues().iter().map(|i| i.field.as_str()).collect();
+        assert_eq!(fields, ["kubeconfig", "context"]);
+        assert_eq!(
+            HelmCli::builder().build().unwrap().program(),
+            Path::new("helm")
+        );
+    }
+}

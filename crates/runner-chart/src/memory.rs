@@ -1,0 +1,540 @@
+//! In-memory backends (`InMemoryReleases`, `InMemoryTokenSecrets`) with Helm's semantics on tokio's clock.
+//!
+//! Clones share state. Simulated durations use `tokio::time` only, so a paused test clock (the
+//! sandbox world) runs them instantly. The sandbox's runner simulator reads installed runners
+//! (tags, `concurrent`, job namespace, state) through [`InMemoryReleases::runners`] and wakes on
+//! [`InMemoryReleases::subscribe`].
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::error::{Error, Result};
+use crate::fargate::FargateSize;
+use crate::release::{
+    ReleaseId, ReleaseManager, ReleaseSpec, ReleaseState, ReleaseStatus, Removal,
+};
+use crate::secret::{RunnerToken, SecretOutcome, SecretRef, StoredTokenSecret, TokenSecrets};
+use crate::values::{RunnerSummary, RunnerValues};
+
+/// App version the in-memory releases report for the pinned chart.
+const SIMULATED_APP_VERSION: &str = "18.9.0";
+
+/// How long simulated operations take on tokio's clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Timing {
+    /// First install until the runner manager pod is ready (Fargate node start + image pull).
+    pub install: Duration,
+    /// Upgrade with changed values until the new manager pod is ready.
+    pub upgrade: Duration,
+    /// Uninstall until the resources are gone.
+    pub uninstall: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self {
+            install: Duration::from_secs(45),
+            upgrade: Duration::from_secs(30),
+            uninstall: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Timing {
+    /// All operations instant.
+    pub fn instant() -> Self {
+        Self {
+            install: Duration::ZERO,
+            upgrade: Duration::ZERO,
+            uninstall: Duration::ZERO,
+        }
+    }
+
+    /// Sets the install duration.
+    #[must_use]
+    pub fn with_install(mut self, d: Duration) -> Self {
+        self.install = d;
+        self
+    }
+
+    /// Sets the upgrade duration.
+    #[must_use]
+    pub fn with_upgrade(mut self, d: Duration) -> Self {
+        self.upgrade = d;
+        self
+    }
+
+    /// Sets the uninstall duration.
+    #[must_use]
+    pub fn with_uninstall(mut self, d: Duration) -> Self {
+        self.uninstall = d;
+        self
+    }
+}
+
+#[derive(Debug, Clone)]
+struct StoredRelease {
+    spec: ReleaseSpec,
+    revision: u32,
+    state: ReleaseState,
+}
+
+impl StoredRelease {
+    fn status(&self) -> ReleaseStatus {
+        ReleaseStatus {
+            name: self.spec.name.clone(),
+            namespace: self.spec.namespace.clone(),
+            revision: self.revision,
+            state: self.state.clone(),
+            chart_version: Some(
+                self.spec
+                    .chart
+                    .version()
+                    .map_or_else(|| "local".to_string(), ToString::to_string),
+            ),
+            app_version: Some(SIMULATED_APP_VERSION.to_string()),
+            runner: Some(RunnerSummary::of(&self.spec.values)),
+        }
+    }
+}
+
+/// A runner release as the sandbox's runner simulator sees it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InstalledRunner {
+    /// The release.
+    pub id: ReleaseId,
+    /// Helm state; only [`ReleaseState::Deployed`] runners take jobs.
+    pub state: ReleaseState,
+    /// Revision.
+    pub revision: u32,
+    /// GitLab tags this runner takes jobs for.
+    pub tags: Vec<String>,
+    /// Maximum concurrent jobs.
+    pub concurrent: u32,
+    /// Namespace where its job pods run (the release namespace unless overridden).
+    pub job_namespace: String,
+    /// How long it waits for a job pod to start before failing the job.
+    pub poll_timeout: Duration,
+    /// Fargate size of one of its job pods (no service containers).
+    pub job_pod_size: Option<FargateSize>,
+    /// The full values.
+    pub values: RunnerValues,
+}
+
+impl InstalledRunner {
+    /// Whether the runner is up and taking jobs.
+    pub fn is_ready(&self) -> bool {
+        self.state == ReleaseState::Deployed
+    }
+}
+
+#[derive(Debug)]
+struct Shared {
+    releases: Mutex<BTreeMap<ReleaseId, StoredRelease>>,
+    changes: watch::Sender<u64>,
+}
+
+/// In-memory [`ReleaseManager`]: revisions, pending states, conflicts, `--wait` timeouts, and (when
+/// linked to [`InMemoryTokenSecrets`]) a runner that never becomes ready without its Secret.
+#[derive(Debug, Clone)]
+pub struct InMemoryReleases {
+    shared: Arc<Shared>,
+    timing: Timing,
+    secrets: Option<InMemoryTokenSecrets>,
+}
+
+impl Default for InMemoryReleases {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl InMemoryReleases {
+    /// An empty store with [`Timing::default`].
+    pub fn new() -> Self {
+        let (changes, _) = watch::channel(0);
+        Self {
+            shared: Arc::new(Shared {
+                releases: Mutex::new(BTreeMap::new()),
+                changes,
+            }),
+            timing: Timing::default(),
+            secrets: None,
+        }
+    }
+
+    /// Uses these simulated durations.
+    #[must_use]
+    pub fn with_timing(mut self, timing: Timing) -> Self {
+        self.timing = timing;
+        self
+    }
+
+    /// Links the Secret store: a release whose `runners.secret` is missing never becomes ready,
+    /// so `ensure` times out like `helm --wait` would.
+    #[must_use]
+    pub fn with_secrets(mut self, secrets: InMemoryTokenSecrets) -> Self {
+        self.secrets = Some(secrets);
+        self
+    }
+
+    /// A deep copy with its own state (for snapshots).
+    pub fn fork(&self) -> Self {
+        let copy = self.lock().clone();
+        let (changes, _) = watch::channel(0);
+        Self {
+            shared: Arc::new(Shared {
+                releases: Mutex::new(copy),
+                changes,
+            }),
+            timing: self.timing,
+            secrets: self.secrets.clone(),
+        }
+    }
+
+    /// Every release with its runner settings, sorted by namespace and name.
+    pub fn runners(&self) -> Vec<InstalledRunner> {
+        self.lock()
+            .values()
+            .map(|r| InstalledRunner {
+                id: r.spec.id(),
+                state: r.state.clone(),
+                revision: r.revision,
+                tags: r.spec.values.runner_tags.clone(),
+                concurrent: r.spec.values.concurrent,
+                job_namespace: r
+                    .spec
+                    .values
+                    .executor
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| r.spec.namespace.clone()),
+                poll_timeout: r.spec.values.executor.poll_timeout,
+                job_pod_size: r.spec.values.executor.job_pod_size(0),
+                values: r.spec.values.clone(),
+            })
+            .collect()
+    }
+
+    /// A receiver whose value changes whenever any release changes state.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.shared.changes.subscribe()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<ReleaseId, StoredRelease>> {
+        // A panic while holding the lock cannot leave the map half-updated (single inserts/removes).
+        self.shared
+            .releases
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn notify(&self) {
+        self.shared.changes.send_modify(|n| *n += 1);
+    }
+
+    /// Sets the state of `id` if it is still at `revision`; returns its status.
+    fn settle(&self, id: &ReleaseId, revision: u32, state: ReleaseState) -> Option<ReleaseStatus> {
+        let status = {
+            let mut map = self.lock();
+            let r = map.get_mut(id).filter(|r| r.revision == revision)?;
+            r.state = state;
+            r.status()
+        };
+        self.notify();
+        Some(status)
+    }
+
+    async fn deploy(&self, spec: &ReleaseSpec, install: bool) -> Result<ReleaseStatus> {
+        spec.validate()?;
+        let id = spec.id();
+        let action = if install {
+            "install or upgrade"
+        } else {
+            "upgrade"
+        };
+        let (revision, wait) = {
+            let mut map = self.lock();
+            match map.get_mut(&id) {
+                Some(r) if r.state.is_pending() => {
+                    return Err(Error::Conflict {
+                        resource: id.describe(),
+                        action: action.into(),
+                        detail: format!(
+                            "another operation (install/upgrade/rollback) is in progress (state {})",
+                            r.state
+                        ),
+                    });
+                }
+                Some(r) => {
+                    let unchanged = r.spec == *spec && r.state == ReleaseState::Deployed;
+                    r.revision += 1;
+                    r.state = ReleaseState::PendingUpgrade;
+                    r.spec = spec.clone();
+                    (
+                        r.revision,
+                        if unchanged {
+                            Duration::ZERO
+                        } else {
+                            self.timing.upgrade
+                        },
+                    )
+                }
+                None if !install => {
+                    return Err(Error::NotFound {
+                        resource: id.describe(),
+                        action: action.into(),
+                    });
+                }
+                None => {
+                    map.insert(
+                        id.clone(),
+                        StoredRelease {
+                            spec: spec.clone(),
+                            revision: 1,
+                            state: ReleaseState::PendingInstall,
+                        },
+                    );
+                    (1, self.timing.install)
+                }
+            }
+        };
+        self.notify();
+        tracing::info!(release = %id, revision, "simulated helm {action} started");
+        let secret_ready = match &self.secrets {
+            Some(secrets) => secrets.contains(&spec.secret()),
+            None => true,
+        };
+        if !secret_ready || wait > spec.timeout {
+            tokio::time::sleep(spec.timeout).await;
+            self.settle(&id, revision, ReleaseState::Failed);
+            tracing::warn!(release = %id, secret_ready, "simulated release did not become ready in time");
+            return Err(Error::Timeout {
+                resource: id.describe(),
+                action: action.into(),
+                waited: spec.timeout,
+            });
+        }
+        tokio::time::sleep(wait).await;
+        self.settle(&id, revision, ReleaseState::Deployed)
+            .ok_or_else(|| Error::Conflict {
+                resource: id.describe(),
+                action: action.into(),
+                detail: "the release was uninstalled or changed while this operation ran".into(),
+            })
+    }
+}
+
+#[async_trait]
+impl ReleaseManager for InMemoryReleases {
+    async fn ensure(&self, spec: &ReleaseSpec) -> Result<ReleaseStatus> {
+        self.deploy(spec, true).await
+    }
+
+    async fn upgrade(&self, spec: &ReleaseSpec) -> Result<ReleaseStatus> {
+        self.deploy(spec, false).await
+    }
+
+    async fn uninstall(&self, id: &ReleaseId, timeout: Duration) -> Result<Removal> {
+        id.validate()?;
+        let revision = {
+            let mut map = self.lock();
+            match map.get_mut(id) {
+                None => return Ok(Removal::AlreadyAbsent),
+                Some(r) => {
+                    r.state = ReleaseState::Uninstalling;
+                    r.revision
+                }
+            }
+        };
+        self.notify();
+        if self.timing.uninstall > timeout {
+            tokio::time::sleep(timeout).await;
+            return Err(Error::Timeout {
+                resource: id.describe(),
+                action: "uninstall".into(),
+                waited: timeout,
+            });
+        }
+        tokio::time::sleep(self.timing.uninstall).await;
+        {
+            let mut map = self.lock();
+            if map.get(id).is_some_and(|r| r.revision == revision) {
+                map.remove(id);
+            }
+        }
+        self.notify();
+        tracing::info!(release = %id, "simulated helm uninstall done");
+        Ok(Removal::Removed)
+    }
+
+    async fn status(&self, id: &ReleaseId) -> Result<Option<ReleaseStatus>> {
+        id.validate()?;
+        Ok(self.lock().get(id).map(StoredRelease::status))
+    }
+
+    async fn list<'a>(&self, namespace: Option<&'a str>) -> Result<Vec<ReleaseStatus>> {
+        if let Some(ns) = namespace {
+            crate::validate::namespace("namespace", ns)
+                .map_err(|i| Error::InvalidInput { issues: vec![i] })?;
+        }
+        Ok(self
+            .lock()
+            .values()
+            .filter(|r| namespace.is_none_or(|ns| r.spec.namespace == ns))
+            .map(StoredRelease::status)
+            .collect())
+    }
+}
+
+/// In-memory [`TokenSecrets`]. Clones share state.
+#[derive(Debug, Clone, Default)]
+pub struct InMemoryTokenSecrets {
+    secrets: Arc<Mutex<BTreeMap<SecretRef, RunnerToken>>>,
+}
+
+impl InMemoryTokenSecrets {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether the Secret exists.
+    pub fn contains(&self, secret: &SecretRef) -> bool {
+        self.lock().contains_key(secret)
+    }
+
+    /// Every stored Secret's reference.
+    pub fn refs(&self) -> Vec<SecretRef> {
+        self.lock().keys().cloned().collect()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<SecretRef, RunnerToken>> {
+        self.secrets
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[async_trait]
+impl TokenSecrets for InMemoryTokenSecrets {
+    async fn ensure(&self, secret: &SecretRef, token: &RunnerToken) -> Result<SecretOutcome> {
+        secret.validate()?;
+        let outcome = match self.lock().insert(secret.clone(), token.clone()) {
+            None => SecretOutcome::Created,
+            Some(old) if old == *token => SecretOutcome::Unchanged,
+            Some(_) => SecretOutcome::Updated,
+        };
+        tracing::info!(secret = %secret, ?outcome, "runner token secret ensured (memory)");
+        Ok(outcome)
+    }
+
+    async fn get(&self, secret: &SecretRef) -> Result<Option<StoredTokenSecret>> {
+        secret.validate()?;
+        Ok(self.lock().get(secret).map(|token| StoredTokenSecret {
+            token: token.clone(),
+            registration_key_empty: true,
+            managed_by_glrunner: true,
+        }))
+    }
+
+    async fn delete(&self, secret: &SecretRef) -> Result<bool> {
+        secret.validate()?;
+        Ok(self.lock().remove(secret).is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conformance;
+
+    #[tokio::test(start_paused = true)]
+    async fn release_conformance() {
+        let rm = InMemoryReleases::new();
+        conformance::run_release_suite(&rm, "mem").await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn secret_conformance() {
+        let s = InMemoryTokenSecrets::new();
+        conformance::run_secret_suite(&s, "mem").await;
+    }
+
+    fn spec(name: &str) -> ReleaseSpec {
+        ReleaseSpec::new(
+            name,
+            "ci",
+            RunnerValues::new("https://gitlab.example.com")
+                .with_runner_tags(["t1"])
+                .with_concurrent(50),
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn install_takes_simulated_time_and_passes_through_pending() {
+        let rm = InMemoryReleases::new();
+        let mut changes = rm.subscribe();
+        let start = tokio::time::Instant::now();
+        let task = tokio::spawn({
+            let rm = rm.clone();
+            async move { rm.ensure(&spec("r")).await }
+        });
+        changes.changed().await.unwrap();
+        let runners = rm.runners();
+        assert_eq!(runners[0].state, ReleaseState::PendingInstall);
+        assert!(!runners[0].is_ready());
+        // A second operation while pending conflicts, as with helm.
+        let e = rm.ensure(&spec("r")).await.unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Conflict);
+        let status = task.await.unwrap().unwrap();
+        assert_eq!(status.state, ReleaseState::Deployed);
+        assert_eq!(start.elapsed(), Timing::default().install);
+        let r = &rm.runners()[0];
+        assert!(r.is_ready());
+        assert_eq!(
+            (r.tags.as_slice(), r.concurrent, r.job_namespace.as_str()),
+            (&["t1".to_string()][..], 50, "ci")
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn missing_secret_means_wait_times_out() {
+        let secrets = InMemoryTokenSecrets::new();
+        let rm = InMemoryReleases::new().with_secrets(secrets.clone());
+        let s = spec("r").with_timeout(Duration::from_secs(120));
+        let e = rm.ensure(&s).await.unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Timeout);
+        assert_eq!(
+            rm.status(&s.id()).await.unwrap().unwrap().state,
+            ReleaseState::Failed
+        );
+        secrets
+            .ensure(&s.secret(), &RunnerToken::new("glrt-x1").unwrap())
+            .await
+            .unwrap();
+        assert_eq!(rm.ensure(&s).await.unwrap().state, ReleaseState::Deployed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slow_install_times_out_and_fork_is_independent() {
+        let rm = InMemoryReleases::new()
+            .with_timing(Timing::default().with_install(Duration::from_secs(900)));
+        assert_eq!(
+            rm.ensure(&spec("r")).await.unwrap_err().kind(),
+            crate::ErrorKind::Timeout
+        );
+        let fork = rm.fork();
+        rm.uninstall(&spec("r").id(), Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert!(rm.runners().is_empty());
+        assert_eq!(fork.runners().len(), 1);
+    }
+}

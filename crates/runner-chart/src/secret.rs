@@ -1,0 +1,195 @@
+//! The runner token, its redacted wrapper, and the `TokenSecrets` trait that stores it in a Kubernetes Secret.
+
+use std::fmt;
+
+use async_trait::async_trait;
+
+use crate::error::{Error, Invalid, Result};
+use crate::validate;
+
+/// Key of the Secret entry holding the runner authentication token (read by the chart's entrypoint).
+pub const RUNNER_TOKEN_KEY: &str = "runner-token";
+/// Key the chart still expects in the Secret; always stored as an empty string (registration tokens are gone in runner 18+).
+pub const REGISTRATION_TOKEN_KEY: &str = "runner-registration-token";
+/// Label put on every Secret this crate writes.
+pub const MANAGED_BY_LABEL: (&str, &str) = ("app.kubernetes.io/managed-by", "glrunner");
+/// Prefix of runner authentication tokens created through `POST /user/runners`.
+pub const TOKEN_PREFIX: &str = "glrt-";
+
+/// Whether a string contains something shaped like a runner authentication token.
+pub fn looks_like_token(s: &str) -> bool {
+    s.contains(TOKEN_PREFIX)
+}
+
+/// A GitLab runner authentication token (`glrt-…`).
+///
+/// `Debug` and `Display` print `glrt-[REDACTED]`; there is no `Serialize`. The only way to the
+/// text is [`RunnerToken::expose_secret`], which this crate calls in exactly one place: when it
+/// writes the Kubernetes Secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RunnerToken(String);
+
+impl RunnerToken {
+    /// Wraps a token, checking its shape. Legacy registration tokens are refused: runner 18+ will not start with them.
+    pub fn new(token: impl Into<String>) -> Result<Self> {
+        let token = token.into();
+        let fix = "create a runner with the GitLab API (POST /user/runners) and use the glrt-... token it returns";
+        if !token.starts_with(TOKEN_PREFIX) {
+            return Err(Error::invalid(
+                "runner_token",
+                "does not start with glrt- (legacy registration tokens no longer work with GitLab Runner 18+)",
+                fix,
+            ));
+        }
+        if token.len() <= TOKEN_PREFIX.len() || token.len() > 1024 {
+            return Err(Error::invalid(
+                "runner_token",
+                "has no text after glrt- or is implausibly long",
+                fix,
+            ));
+        }
+        if !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(Error::invalid(
+                "runner_token",
+                "contains whitespace or non-ASCII characters",
+                "pass the token exactly as GitLab returned it, without a trailing newline",
+            ));
+        }
+        Ok(Self(token))
+    }
+
+    /// The token text. Handle with care: never log it, put it in argv or write it to a file.
+    pub fn expose_secret(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for RunnerToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RunnerToken(glrt-[REDACTED])")
+    }
+}
+
+impl fmt::Display for RunnerToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("glrt-[REDACTED]")
+    }
+}
+
+/// Where a token Secret lives: namespace and name.
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+pub struct SecretRef {
+    /// The namespace (the release namespace: the runner manager reads it from there).
+    pub namespace: String,
+    /// The Secret's name (the chart's `runners.secret`).
+    pub name: String,
+}
+
+impl SecretRef {
+    /// A reference to Secret `name` in `namespace`.
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+
+    /// Checks both names.
+    pub fn validate(&self) -> Result<()> {
+        let mut issues: Vec<Invalid> = Vec::new();
+        issues.extend(validate::namespace("namespace", &self.namespace).err());
+        issues.extend(validate::object_name("runners.secret", &self.name).err());
+        Error::check(issues)
+    }
+
+    /// How error messages name it.
+    pub fn describe(&self) -> String {
+        format!("secret {:?} in namespace {:?}", self.name, self.namespace)
+    }
+}
+
+impl fmt::Display for SecretRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// What [`TokenSecrets::ensure`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecretOutcome {
+    /// The Secret did not exist and was created.
+    Created,
+    /// The Secret existed with other content and was updated.
+    Updated,
+    /// The Secret already held exactly this token.
+    Unchanged,
+}
+
+/// A token Secret as read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredTokenSecret {
+    /// The token under [`RUNNER_TOKEN_KEY`].
+    pub token: RunnerToken,
+    /// Whether [`REGISTRATION_TOKEN_KEY`] is present and empty, as the chart requires.
+    pub registration_key_empty: bool,
+    /// Whether the Secret carries [`MANAGED_BY_LABEL`].
+    pub managed_by_glrunner: bool,
+}
+
+/// Stores runner tokens in Kubernetes Secrets (`runner-token` plus an empty `runner-registration-token`).
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait TokenSecrets: Send + Sync {
+    /// Creates the Secret, or updates it when its content differs. Creates the namespace when missing.
+    async fn ensure(&self, secret: &SecretRef, token: &RunnerToken) -> Result<SecretOutcome>;
+
+    /// Reads the Secret back; `None` when it does not exist.
+    async fn get(&self, secret: &SecretRef) -> Result<Option<StoredTokenSecret>>;
+
+    /// Deletes the Secret; `Ok(false)` when it was already gone.
+    async fn delete(&self, secret: &SecretRef) -> Result<bool>;
+}
+
+/// `dyn TokenSecrets`, for `Arc<DynTokenSecrets>` and friends.
+pub type DynTokenSecrets = dyn TokenSecrets;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_is_redacted_everywhere() {
+        let t = RunnerToken::new("glrt-abcdef123456").unwrap();
+        assert_eq!(format!("{t}"), "glrt-[REDACTED]");
+        assert!(!format!("{t:?}").contains("abcdef"));
+        assert!(!format!("{:?}", Some(&t)).contains("abcdef"));
+        assert_eq!(t.expose_secret(), "glrt-abcdef123456");
+    }
+
+    #[test]
+    fn token_shape_is_checked_and_errors_do_not_echo_it() {
+        for bad in [
+            "GR1348941abcdef",
+            "glrt-",
+            "glrt-abcdef ghi",
+            "glrt-abcdef\n",
+            "",
+        ] {
+            let e = RunnerToken::new(bad).unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::InvalidInput);
+            if bad.len() > 8 {
+                assert!(!e.to_string().contains(&bad[5..]), "{e}");
+            }
+        }
+    }
+
+    #[test]
+    fn secret_ref_validation() {
+        assert!(SecretRef::new("ci", "runner-token").validate().is_ok());
+        let e = SecretRef::new("CI", "runner_token").validate().unwrap_err();
+        assert_eq!(e.issues().len(), 2);
+    }
+}

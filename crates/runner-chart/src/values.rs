@@ -1,0 +1,895 @@
+//! `RunnerValues`: a typed, validated model of the gitlab-runner chart's values, rendered to YAML.
+//!
+//! Only what this project sets is modelled; everything else keeps the chart default. The chart
+//! keys `runnerToken`, `runnerRegistrationToken`, `runners.tags`, `runners.runUntagged`,
+//! `runners.locked` and `runners.protected` are never emitted: GitLab Runner 18+ refuses to start
+//! with the deprecated ones, and the token lives in the Secret named by `runners.secret`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Invalid, Result};
+use crate::fargate::FargateSize;
+use crate::validate;
+
+/// Annotation on the runner Deployment recording the runner's GitLab tags (comma-separated), so a
+/// release can be matched to the jobs routed to it. The tags themselves are set on the GitLab
+/// runner when it is created (`tag_list`), not in the chart.
+pub const RUNNER_TAGS_ANNOTATION: &str = "glrunner.io/runner-tags";
+
+/// Default job image: Docker's official alpine through the ECR Public mirror, which has no Docker
+/// Hub pull rate limit and is close to EKS.
+pub const DEFAULT_JOB_IMAGE: &str = "public.ecr.aws/docker/library/alpine:3.22";
+
+/// Default `poll_timeout`: Fargate job pods take a minute or more to start (new node, empty image cache).
+pub const DEFAULT_POLL_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// CPU and memory for one container; used as both request and limit (Fargate runs pods as
+/// Guaranteed and bills by requests, rounded up to a valid size, plus 256 MB).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerResources {
+    /// CPU quantity, e.g. `"500m"` or `"1"`.
+    pub cpu: String,
+    /// Memory quantity, e.g. `"512Mi"` or `"2Gi"`.
+    pub memory: String,
+}
+
+impl ContainerResources {
+    /// Requests = limits = `cpu` / `memory`.
+    pub fn new(cpu: impl Into<String>, memory: impl Into<String>) -> Self {
+        Self {
+            cpu: cpu.into(),
+            memory: memory.into(),
+        }
+    }
+
+    fn check(&self, field: &str, issues: &mut Vec<Invalid>) -> Option<(u32, u64)> {
+        let cpu = validate::cpu_millis(&format!("{field}.cpu"), &self.cpu)
+            .map_err(|i| issues.push(i))
+            .ok();
+        let mem = validate::memory_mib(&format!("{field}.memory"), &self.memory)
+            .map_err(|i| issues.push(i))
+            .ok();
+        Some((cpu?, mem?))
+    }
+}
+
+/// One RBAC rule of the runner's namespace Role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyRule {
+    /// API groups (`""` is the core group).
+    pub api_groups: Vec<String>,
+    /// Resources, e.g. `pods/exec`.
+    pub resources: Vec<String>,
+    /// Verbs, e.g. `create`.
+    pub verbs: Vec<String>,
+}
+
+impl PolicyRule {
+    fn core(resources: &[&str], verbs: &[&str]) -> Self {
+        Self {
+            api_groups: vec![String::new()],
+            resources: resources.iter().map(|s| (*s).to_string()).collect(),
+            verbs: verbs.iter().map(|s| (*s).to_string()).collect(),
+        }
+    }
+}
+
+/// The namespace-scoped permissions the Kubernetes executor needs (attach strategy, no
+/// namespace-per-job), instead of the chart's `resources: ["*"], verbs: ["*"]` default.
+pub fn least_privilege_rules() -> Vec<PolicyRule> {
+    vec![
+        PolicyRule::core(&["events"], &["list", "watch"]),
+        PolicyRule::core(&["pods"], &["create", "delete", "get", "list", "watch"]),
+        PolicyRule::core(
+            &["pods/attach", "pods/exec"],
+            &["create", "delete", "get", "patch"],
+        ),
+        PolicyRule::core(&["pods/log"], &["get", "list"]),
+        PolicyRule::core(&["secrets"], &["create", "delete", "get", "update"]),
+        PolicyRule::core(&["serviceaccounts"], &["get"]),
+        PolicyRule::core(&["services"], &["create", "get"]),
+    ]
+}
+
+/// RBAC for the runner manager: a namespace Role (never cluster-wide).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rbac {
+    /// Whether the chart creates the Role and RoleBinding.
+    pub create: bool,
+    /// The Role's rules; [`least_privilege_rules`] by default.
+    pub rules: Vec<PolicyRule>,
+}
+
+impl Default for Rbac {
+    fn default() -> Self {
+        Self {
+            create: true,
+            rules: least_privilege_rules(),
+        }
+    }
+}
+
+/// The runner manager's service account.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceAccount {
+    /// Name to use; the chart derives one from the release when `None`.
+    pub name: Option<String>,
+    /// Annotations, e.g. `eks.amazonaws.com/role-arn` for IRSA.
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// One plain environment variable of the runner manager (`envVars`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvVar {
+    /// Variable name.
+    pub name: String,
+    /// Value. Never a secret: values are stored in Helm's release history.
+    pub value: String,
+}
+
+/// Settings of the Kubernetes executor (`[runners.kubernetes]` in `runners.config`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct KubernetesExecutor {
+    /// Namespace for job pods; the release namespace when `None`. It must match a Fargate profile.
+    pub namespace: Option<String>,
+    /// Default job image.
+    pub image: String,
+    /// Helper image override; the runner picks the matching one when `None`.
+    pub helper_image: Option<String>,
+    /// How often the runner polls a new job pod (`poll_interval`).
+    pub poll_interval: Duration,
+    /// How long the runner waits for a job pod to start (`poll_timeout`).
+    pub poll_timeout: Duration,
+    /// Build container requests = limits.
+    pub build: ContainerResources,
+    /// Helper container requests = limits.
+    pub helper: ContainerResources,
+    /// Service containers requests = limits.
+    pub service: ContainerResources,
+    /// Privileged job containers. Fargate refuses them, so validation requires `false`.
+    pub privileged: bool,
+    /// Extra labels on job pods (keys in `runner.gitlab.com` are ignored by the runner).
+    pub pod_labels: BTreeMap<String, String>,
+    /// Extra annotations on job pods.
+    pub pod_annotations: BTreeMap<String, String>,
+}
+
+impl Default for KubernetesExecutor {
+    fn default() -> Self {
+        Self {
+            namespace: None,
+            image: DEFAULT_JOB_IMAGE.to_string(),
+            helper_image: None,
+            poll_interval: Duration::from_secs(3),
+            poll_timeout: DEFAULT_POLL_TIMEOUT,
+            build: ContainerResources::new("250m", "512Mi"),
+            helper: ContainerResources::new("250m", "256Mi"),
+            service: ContainerResources::new("250m", "256Mi"),
+            privileged: false,
+            pod_labels: BTreeMap::new(),
+            pod_annotations: BTreeMap::new(),
+        }
+    }
+}
+
+impl KubernetesExecutor {
+    /// The Fargate size of a job pod with build + helper and `services` service containers;
+    /// `None` when the requests do not parse or exceed the largest size.
+    pub fn job_pod_size(&self, services: u32) -> Option<FargateSize> {
+        let mut ignore = Vec::new();
+        let (bc, bm) = self.build.check("", &mut ignore)?;
+        let (hc, hm) = self.helper.check("", &mut ignore)?;
+        let (sc, sm) = self.service.check("", &mut ignore)?;
+        FargateSize::for_requests(bc + hc + sc * services, bm + hm + sm * u64::from(services))
+    }
+
+    fn toml(&self) -> String {
+        let mut s = String::new();
+        let ns = match &self.namespace {
+            Some(ns) => toml_str(ns),
+            // Evaluated by the chart's `tpl`: the release namespace.
+            None => "\"{{ .Release.Namespace }}\"".to_string(),
+        };
+        let _ = writeln!(s, "[[runners]]");
+        let _ = writeln!(s, "  [runners.kubernetes]");
+        let _ = writeln!(s, "    namespace = {ns}");
+        let _ = writeln!(s, "    image = {}", toml_str(&self.image));
+        if let Some(helper) = &self.helper_image {
+            let _ = writeln!(s, "    helper_image = {}", toml_str(helper));
+        }
+        let _ = writeln!(s, "    privileged = {}", self.privileged);
+        let _ = writeln!(s, "    poll_interval = {}", self.poll_interval.as_secs());
+        let _ = writeln!(s, "    poll_timeout = {}", self.poll_timeout.as_secs());
+        for (prefix, r) in [
+            ("", &self.build),
+            ("helper_", &self.helper),
+            ("service_", &self.service),
+        ] {
+            let _ = writeln!(s, "    {prefix}cpu_request = {}", toml_str(&r.cpu));
+            let _ = writeln!(s, "    {prefix}cpu_limit = {}", toml_str(&r.cpu));
+            let _ = writeln!(s, "    {prefix}memory_request = {}", toml_str(&r.memory));
+            let _ = writeln!(s, "    {prefix}memory_limit = {}", toml_str(&r.memory));
+        }
+        for (table, map) in [
+            ("pod_labels", &self.pod_labels),
+            ("pod_annotations", &self.pod_annotations),
+        ] {
+            if !map.is_empty() {
+                let _ = writeln!(s, "    [runners.kubernetes.{table}]");
+                for (k, v) in map {
+                    let _ = writeln!(s, "      {} = {}", toml_str(k), toml_str(v));
+                }
+            }
+        }
+        s
+    }
+
+    fn check(&self, issues: &mut Vec<Invalid>) {
+        if let Some(ns) = &self.namespace {
+            issues.extend(validate::namespace("executor.namespace", ns).err());
+        }
+        check_image("executor.image", &self.image, issues);
+        if let Some(helper) = &self.helper_image {
+            check_image("executor.helper_image", helper, issues);
+        }
+        if self.poll_interval < Duration::from_secs(1) {
+            issues.push(Invalid::new(
+                "executor.poll_interval",
+                "must be at least 1s",
+                "use the runner default of 3s",
+            ));
+        }
+        if self.poll_timeout < Duration::from_secs(30) || self.poll_timeout < self.poll_interval {
+            issues.push(Invalid::new(
+                "poll_timeout",
+                format!(
+                    "{}s is too short for a Fargate job pod to start",
+                    self.poll_timeout.as_secs()
+                ),
+                format!(
+                    "use at least 30s; {}s is recommended on Fargate",
+                    DEFAULT_POLL_TIMEOUT.as_secs()
+                ),
+            ));
+        }
+        let build = self.build.check("executor.build", issues);
+        let helper = self.helper.check("executor.helper", issues);
+        self.service.check("executor.service", issues);
+        if let (Some((bc, bm)), Some((hc, hm))) = (build, helper)
+            && FargateSize::for_requests(bc + hc, bm + hm).is_none()
+        {
+            issues.push(Invalid::new(
+                "executor.build",
+                "build + helper requests exceed the largest Fargate pod (16 vCPU, 120 GB)",
+                "lower --cpu / --memory",
+            ));
+        }
+        if self.privileged {
+            issues.push(Invalid::new(
+                "executor.privileged",
+                "Fargate does not run privileged containers",
+                "set privileged = false (build images with kaniko or buildah instead of Docker-in-Docker)",
+            ));
+        }
+        check_labels("executor.pod_labels", &self.pod_labels, true, issues);
+        check_labels(
+            "executor.pod_annotations",
+            &self.pod_annotations,
+            false,
+            issues,
+        );
+    }
+}
+
+fn check_image(field: &str, image: &str, issues: &mut Vec<Invalid>) {
+    if image.is_empty() || image.chars().any(|c| c.is_whitespace() || c == '"') {
+        issues.push(Invalid::new(
+            field,
+            format!("{image:?} is not an image reference"),
+            "use e.g. \"alpine:3.22\"",
+        ));
+    }
+    issues.extend(validate::no_template(field, image).err());
+    issues.extend(validate::no_token(field, image).err());
+}
+
+fn check_labels(
+    field: &str,
+    map: &BTreeMap<String, String>,
+    values_are_labels: bool,
+    issues: &mut Vec<Invalid>,
+) {
+    for (k, v) in map {
+        let f = format!("{field}[{k}]");
+        issues.extend(validate::label_key(&f, k).err());
+        if values_are_labels {
+            issues.extend(validate::label_value(&f, v).err());
+        }
+        issues.extend(validate::no_template(&f, v).err());
+        issues.extend(validate::no_token(&f, v).err());
+    }
+}
+
+/// TOML basic string with escapes.
+fn toml_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04X}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Environment variables this crate refuses in `envVars`: tokens and the settings runner 18+ rejects.
+const FORBIDDEN_ENV: [&str; 8] = [
+    "CI_SERVER_TOKEN",
+    "RUNNER_TOKEN",
+    "REGISTRATION_TOKEN",
+    "RUNNER_TAG_LIST",
+    "REGISTER_RUN_UNTAGGED",
+    "REGISTER_LOCKED",
+    "REGISTER_ACCESS_LEVEL",
+    "REGISTER_MAXIMUM_TIMEOUT",
+];
+
+/// Typed values of the official gitlab-runner chart. Build with [`RunnerValues::new`], adjust the
+/// public fields or the setters, [`validate`](Self::validate), then [`to_yaml`](Self::to_yaml).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct RunnerValues {
+    /// GitLab instance URL (`gitlabUrl`).
+    pub gitlab_url: String,
+    /// Allow `http://` to a non-loopback host.
+    pub allow_insecure_url: bool,
+    /// Maximum concurrent jobs of this runner (`concurrent`); at least the largest batch routed to it.
+    pub concurrent: u32,
+    /// How often the runner asks GitLab for jobs (`checkInterval`).
+    pub check_interval: Duration,
+    /// Secret holding `runner-token` and `runner-registration-token` (`runners.secret`).
+    pub secret_name: String,
+    /// Namespace Role for the manager.
+    pub rbac: Rbac,
+    /// The manager's service account (`serviceAccount`).
+    pub service_account: ServiceAccount,
+    /// Labels on the manager pod (`podLabels`).
+    pub pod_labels: BTreeMap<String, String>,
+    /// Annotations on the manager pod (`podAnnotations`).
+    pub pod_annotations: BTreeMap<String, String>,
+    /// The manager pod's requests = limits (`resources`).
+    pub resources: ContainerResources,
+    /// Plain environment of the manager (`envVars`). Never secrets.
+    pub env_vars: Vec<EnvVar>,
+    /// Kubernetes executor settings, rendered into `runners.config`.
+    pub executor: KubernetesExecutor,
+    /// The GitLab tags of this runner, recorded in [`RUNNER_TAGS_ANNOTATION`] (not chart `tags`).
+    pub runner_tags: Vec<String>,
+}
+
+impl RunnerValues {
+    /// Values for a runner of `gitlab_url` with this project's defaults: concurrent 10, least-privilege
+    /// Role, Secret `gitlab-runner-token`, Fargate-sized requests = limits, poll timeout 300s.
+    pub fn new(gitlab_url: impl Into<String>) -> Self {
+        Self {
+            gitlab_url: gitlab_url.into(),
+            allow_insecure_url: false,
+            concurrent: 10,
+            check_interval: Duration::from_secs(3),
+            secret_name: "gitlab-runner-token".to_string(),
+            rbac: Rbac::default(),
+            service_account: ServiceAccount::default(),
+            pod_labels: BTreeMap::new(),
+            pod_annotations: BTreeMap::new(),
+            resources: ContainerResources::new("500m", "768Mi"),
+            env_vars: Vec::new(),
+            executor: KubernetesExecutor::default(),
+            runner_tags: Vec::new(),
+        }
+    }
+
+    /// Sets `concurrent`.
+    #[must_use]
+    pub fn with_concurrent(mut self, concurrent: u32) -> Self {
+        self.concurrent = concurrent;
+        self
+    }
+
+    /// Sets the Secret name (`runners.secret`).
+    #[must_use]
+    pub fn with_secret_name(mut self, name: impl Into<String>) -> Self {
+        self.secret_name = name.into();
+        self
+    }
+
+    /// Sets `poll_timeout`.
+    #[must_use]
+    pub fn with_poll_timeout(mut self, timeout: Duration) -> Self {
+        self.executor.poll_timeout = timeout;
+        self
+    }
+
+    /// Sets the build container's CPU and memory (requests = limits).
+    #[must_use]
+    pub fn with_build_resources(
+        mut self,
+        cpu: impl Into<String>,
+        memory: impl Into<String>,
+    ) -> Self {
+        self.executor.build = ContainerResources::new(cpu, memory);
+        self
+    }
+
+    /// Sets the job namespace.
+    #[must_use]
+    pub fn with_job_namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.executor.namespace = Some(namespace.into());
+        self
+    }
+
+    /// Sets the default job image.
+    #[must_use]
+    pub fn with_image(mut self, image: impl Into<String>) -> Self {
+        self.executor.image = image.into();
+        self
+    }
+
+    /// Sets the runner's GitLab tags.
+    #[must_use]
+    pub fn with_runner_tags<I, S>(mut self, tags: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.runner_tags = tags.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Allows plain `http://` to a non-loopback GitLab.
+    #[must_use]
+    pub fn allow_insecure_url(mut self, allow: bool) -> Self {
+        self.allow_insecure_url = allow;
+        self
+    }
+
+    /// Every problem with these values, each naming the field and the fix.
+    pub fn issues(&self) -> Vec<Invalid> {
+        let mut issues = Vec::new();
+        issues.extend(
+            validate::gitlab_url("gitlab_url", &self.gitlab_url, self.allow_insecure_url).err(),
+        );
+        issues.extend(validate::no_template("gitlab_url", &self.gitlab_url).err());
+        issues.extend(validate::no_token("gitlab_url", &self.gitlab_url).err());
+        if self.concurrent == 0 {
+            issues.push(Invalid::new(
+                "concurrent",
+                "must be at least 1 (GitLab Runner refuses 0)",
+                "pass --concurrent 1 or more",
+            ));
+        } else if self.concurrent > 10_000 {
+            issues.push(Invalid::new(
+                "concurrent",
+                format!("{} is more than one runner can drive", self.concurrent),
+                "split the jobs over several releases with plan-fleet",
+            ));
+        }
+        if self.check_interval < Duration::from_secs(1) {
+            issues.push(Invalid::new(
+                "check_interval",
+                "must be at least 1s",
+                "use the chart default of 3s",
+            ));
+        }
+        issues.extend(validate::object_name("runners.secret", &self.secret_name).err());
+        if self.rbac.create && self.rbac.rules.is_empty() {
+            issues.push(Invalid::new(
+                "rbac.rules",
+                "is empty, which makes the chart grant every verb on every resource",
+                "keep least_privilege_rules()",
+            ));
+        }
+        if let Some(name) = &self.service_account.name {
+            issues.extend(validate::object_name("service_account.name", name).err());
+        }
+        for (k, v) in &self.service_account.annotations {
+            let f = format!("service_account.annotations[{k}]");
+            issues.extend(validate::label_key(&f, k).err());
+            issues.extend(validate::no_template(&f, v).err());
+            issues.extend(validate::no_token(&f, v).err());
+        }
+        check_labels("pod_labels", &self.pod_labels, true, &mut issues);
+        check_labels("pod_annotations", &self.pod_annotations, false, &mut issues);
+        self.resources.check("resources", &mut issues);
+        for (i, var) in self.env_vars.iter().enumerate() {
+            let f = format!("env_vars[{i}]");
+            let name_ok = !var.name.is_empty()
+                && var
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                && !var.name.as_bytes()[0].is_ascii_digit();
+            if !name_ok {
+                issues.push(Invalid::new(
+                    &f,
+                    format!("{:?} is not an environment variable name", var.name),
+                    "use letters, digits and '_', not starting with a digit",
+                ));
+            }
+            if FORBIDDEN_ENV.contains(&var.name.as_str()) {
+                issues.push(Invalid::new(
+                    &f,
+                    format!("{} is a token or a registration setting that GitLab Runner 18+ rejects", var.name),
+                    "remove it: the token comes from runners.secret, tags and locking are set when the runner is created in GitLab",
+                ));
+            }
+            issues.extend(validate::no_token(&f, &var.value).err());
+            issues.extend(validate::no_template(&f, &var.value).err());
+        }
+        self.executor.check(&mut issues);
+        for tag in &self.runner_tags {
+            issues.extend(validate::runner_tag("runner_tags", tag).err());
+        }
+        issues
+    }
+
+    /// Checks every field; the error lists every problem.
+    pub fn validate(&self) -> Result<()> {
+        Error::check(self.issues())
+    }
+
+    /// Checks these values for a runner that receives `routed_jobs` jobs at once, whose job pods
+    /// take about `expected_pod_start` to start: `concurrent` must cover the batch and
+    /// `poll_timeout` must outlast the start.
+    pub fn validate_for(&self, routed_jobs: u32, expected_pod_start: Duration) -> Result<()> {
+        let mut issues = self.issues();
+        if self.concurrent != 0 && self.concurrent < routed_jobs {
+            issues.push(Invalid::new(
+                "concurrent",
+                format!("{} is below the {routed_jobs} jobs routed to this runner; the extra jobs would queue or fail", self.concurrent),
+                format!("pass --concurrent {routed_jobs} or more, or split the jobs with plan-fleet"),
+            ));
+        }
+        if self.executor.poll_timeout < expected_pod_start {
+            issues.push(Invalid::new(
+                "poll_timeout",
+                format!(
+                    "{}s is shorter than the expected Fargate pod start of {}s; jobs would fail with \"timed out waiting for pod to start\"",
+                    self.executor.poll_timeout.as_secs(),
+                    expected_pod_start.as_secs()
+                ),
+                format!("pass --poll-timeout {}s or more", expected_pod_start.as_secs().max(1) * 3),
+            ));
+        }
+        Error::check(issues)
+    }
+
+    /// The `runners.config` TOML this renders.
+    pub fn runners_config(&self) -> String {
+        self.executor.toml()
+    }
+
+    /// The chart values as a JSON tree (what `helm get values` would return).
+    pub fn to_chart_values(&self) -> Result<serde_json::Value> {
+        self.validate()?;
+        serde_json::to_value(self.chart_values()).map_err(|e| Error::Backend {
+            backend: "values",
+            resource: "chart values".into(),
+            action: "serialise".into(),
+            source: Box::new(e),
+        })
+    }
+
+    /// Validates, then renders the values YAML for `helm --values`. Never contains a token.
+    pub fn to_yaml(&self) -> Result<String> {
+        self.validate()?;
+        let yaml = serde_norway::to_string(&self.chart_values()).map_err(|e| Error::Backend {
+            backend: "values",
+            resource: "chart values".into(),
+            action: "serialise to YAML".into(),
+            source: Box::new(e),
+        })?;
+        // Defence in depth: validation already refuses token-shaped text anywhere.
+        if crate::secret::looks_like_token(&yaml) {
+            return Err(Error::invalid(
+                "values",
+                "rendered values contain a token",
+                "remove the token; it belongs in the Secret",
+            ));
+        }
+        Ok(yaml)
+    }
+
+    fn chart_values(&self) -> ChartValues<'_> {
+        let mut deployment_annotations = BTreeMap::new();
+        if !self.runner_tags.is_empty() {
+            deployment_annotations.insert(
+                RUNNER_TAGS_ANNOTATION.to_string(),
+                self.runner_tags.join(","),
+            );
+        }
+        ChartValues {
+            gitlab_url: &self.gitlab_url,
+            concurrent: self.concurrent,
+            check_interval: self.check_interval.as_secs(),
+            rbac: ChartRbac {
+                create: self.rbac.create,
+                cluster_wide_access: false,
+                rules: &self.rbac.rules,
+            },
+            service_account: ChartServiceAccount {
+                create: self.rbac.create,
+                name: self.service_account.name.as_deref(),
+                annotations: &self.service_account.annotations,
+            },
+            deployment_annotations,
+            pod_labels: &self.pod_labels,
+            pod_annotations: &self.pod_annotations,
+            resources: ChartResources {
+                requests: ChartQuantities {
+                    cpu: &self.resources.cpu,
+                    memory: &self.resources.memory,
+                },
+                limits: ChartQuantities {
+                    cpu: &self.resources.cpu,
+                    memory: &self.resources.memory,
+                },
+            },
+            env_vars: &self.env_vars,
+            runners: ChartRunners {
+                secret: &self.secret_name,
+                config: self.runners_config(),
+            },
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ChartValues<'a> {
+    gitlab_url: &'a str,
+    concurrent: u32,
+    check_interval: u64,
+    rbac: ChartRbac<'a>,
+    service_account: ChartServiceAccount<'a>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    deployment_annotations: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pod_labels: &'a BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pod_annotations: &'a BTreeMap<String, String>,
+    resources: ChartResources<'a>,
+    #[serde(skip_serializing_if = "<[EnvVar]>::is_empty")]
+    env_vars: &'a [EnvVar],
+    runners: ChartRunners<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ChartRbac<'a> {
+    create: bool,
+    cluster_wide_access: bool,
+    rules: &'a [PolicyRule],
+}
+
+#[derive(Serialize)]
+struct ChartServiceAccount<'a> {
+    create: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    annotations: &'a BTreeMap<String, String>,
+}
+
+#[derive(Serialize)]
+struct ChartResources<'a> {
+    requests: ChartQuantities<'a>,
+    limits: ChartQuantities<'a>,
+}
+
+#[derive(Serialize)]
+struct ChartQuantities<'a> {
+    cpu: &'a str,
+    memory: &'a str,
+}
+
+#[derive(Serialize)]
+struct ChartRunners<'a> {
+    secret: &'a str,
+    config: String,
+}
+
+/// What a release's values say about its runner, as read back from Helm (or the in-memory store).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunnerSummary {
+    /// `concurrent`.
+    pub concurrent: u32,
+    /// Tags from [`RUNNER_TAGS_ANNOTATION`].
+    pub tags: Vec<String>,
+    /// The Secret named by `runners.secret`.
+    pub secret_name: Option<String>,
+    /// `poll_timeout` from `runners.config`, when present.
+    pub poll_timeout: Option<Duration>,
+    /// Job namespace from `runners.config`, when set explicitly.
+    pub job_namespace: Option<String>,
+}
+
+impl RunnerSummary {
+    /// Summarises typed values.
+    pub fn of(values: &RunnerValues) -> Self {
+        Self {
+            concurrent: values.concurrent,
+            tags: values.runner_tags.clone(),
+            secret_name: Some(values.secret_name.clone()),
+            poll_timeout: Some(values.executor.poll_timeout),
+            job_namespace: values.executor.namespace.clone(),
+        }
+    }
+
+    /// Reads a summary from user-supplied chart values (`helm get values -o json`, or a release's `config`).
+    pub fn from_chart_values(values: &serde_json::Value) -> Option<Self> {
+        let concurrent = u32::try_from(values.get("concurrent")?.as_u64()?).ok()?;
+        let tags = values
+            .pointer("/deploymentAnnotations")
+            .and_then(|a| a.get(RUNNER_TAGS_ANNOTATION))
+            .and_then(|t| t.as_str())
+            .map(|t| {
+                t.split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let secret_name = values
+            .pointer("/runners/secret")
+            .and_then(|s| s.as_str())
+            .map(str::to_string);
+        let config = values
+            .pointer("/runners/config")
+            .and_then(|c| c.as_str())
+            .unwrap_or_default();
+        let setting = |key: &str| {
+            config.lines().map(str::trim).find_map(|l| {
+                let (k, v) = l.split_once('=')?;
+                (k.trim() == key).then(|| v.trim().to_string())
+            })
+        };
+        let poll_timeout = setting("poll_timeout")
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let job_namespace = setting("namespace")
+            .map(|v| v.trim_matches('"').to_string())
+            .filter(|v| !v.contains("{{"));
+        Some(Self {
+            concurrent,
+            tags,
+            secret_name,
+            poll_timeout,
+            job_namespace,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values() -> RunnerValues {
+        RunnerValues::new("https://gitlab.example.com/")
+            .with_concurrent(200)
+            .with_runner_tags(["glrunner-1"])
+    }
+
+    #[test]
+    fn defaults_are_valid_and_render() {
+        let v = values();
+        v.validate().unwrap();
+        let yaml = v.to_yaml().unwrap();
+        assert!(yaml.contains("concurrent: 200"));
+        assert!(yaml.contains("secret: gitlab-runner-token"));
+        for forbidden in [
+            "runnerToken",
+            "runnerRegistrationToken",
+            "runUntagged",
+            "locked",
+            "glrt-",
+        ] {
+            assert!(!yaml.contains(forbidden), "{forbidden} in {yaml}");
+        }
+        assert!(
+            !yaml.lines().any(|l| l.trim_start().starts_with("tags:")),
+            "{yaml}"
+        );
+        let cfg = v.runners_config();
+        assert!(cfg.contains("poll_timeout = 300"));
+        assert!(cfg.contains("privileged = false"));
+        assert!(cfg.contains("helper_cpu_request = \"250m\""));
+        assert!(cfg.contains("helper_cpu_limit = \"250m\""));
+        assert!(cfg.contains("namespace = \"{{ .Release.Namespace }}\""));
+    }
+
+    #[test]
+    fn summary_round_trips_through_chart_values() {
+        let v = values()
+            .with_job_namespace("ci-jobs")
+            .with_poll_timeout(Duration::from_secs(420));
+        let json = v.to_chart_values().unwrap();
+        let s = RunnerSummary::from_chart_values(&json).unwrap();
+        assert_eq!(s, RunnerSummary::of(&v));
+    }
+
+    #[test]
+    fn every_error_names_field_and_fix() {
+        let mut v = RunnerValues::new("gitlab.example.com")
+            .with_concurrent(0)
+            .with_build_resources("lots", "2Gb");
+        v.executor.privileged = true;
+        v.env_vars.push(EnvVar {
+            name: "RUNNER_TAG_LIST".into(),
+            value: "a".into(),
+        });
+        v.env_vars.push(EnvVar {
+            name: "X".into(),
+            value: "glrt-oops".into(),
+        });
+        v.pod_annotations
+            .insert("a".into(), "{{ .Values.x }}".into());
+        v.runner_tags.push("a,b".into());
+        let e = v.validate().unwrap_err();
+        let fields: Vec<&str> = e.issues().iter().map(|i| i.field.as_str()).collect();
+        for f in [
+            "gitlab_url",
+            "concurrent",
+            "executor.build.cpu",
+            "executor.build.memory",
+            "executor.privileged",
+            "env_vars[0]",
+            "env_vars[1]",
+            "pod_annotations[a]",
+            "runner_tags",
+        ] {
+            assert!(fields.contains(&f), "{f} missing from {fields:?}");
+        }
+        assert!(e.issues().iter().all(|i| !i.fix.is_empty()));
+        assert!(!e.to_string().contains("glrt-oops"));
+    }
+
+    #[test]
+    fn validate_for_routing() {
+        let v = values().with_concurrent(150);
+        let e = v.validate_for(200, Duration::from_secs(60)).unwrap_err();
+        assert!(e.to_string().contains("below the 200 jobs"), "{e}");
+        let e = values()
+            .with_poll_timeout(Duration::from_secs(60))
+            .validate_for(10, Duration::from_secs(90))
+            .unwrap_err();
+        assert_eq!(e.issues()[0].field, "poll_timeout");
+        values().validate_for(200, Duration::from_secs(90)).unwrap();
+    }
+
+    #[test]
+    fn toml_strings_are_escaped() {
+        assert_eq!(toml_str("a\"b\\c\n"), "\"a\\\"b\\\\c\\n\"");
+    }
+
+    #[test]
+    fn job_pod_size() {
+        let e = KubernetesExecutor::default();
+        assert_eq!(e.job_pod_size(0), FargateSize::for_requests(500, 768));
+        assert_eq!(e.job_pod_size(0).unwrap().vcpu_millis, 500);
+    }
+}
