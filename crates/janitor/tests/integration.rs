@@ -1,0 +1,11 @@
+//! Integration tests of the janitor: the in-memory backend always, the real kube-apiserver when
+//! `GLRUNNER_TEST_KUBECONFIG` is set (see `scripts/kube-apiserver.sh`).
+
+mod integration {
+    pub mod support;
+
+    mod kube_apiserver;
+    mod memory_reaper;
+    mod mock;
+    mod policy_props;
+}
