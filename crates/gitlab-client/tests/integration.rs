@@ -1,0 +1,11 @@
+//! The crate's one integration-test binary (each test binary links the whole graph).
+
+mod integration {
+    pub mod ci;
+    pub mod http;
+    pub mod live;
+    pub mod memory;
+    pub mod mock;
+    pub mod report;
+    pub mod watch;
+}
