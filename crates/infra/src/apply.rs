@@ -1,0 +1,288 @@
+//! Applying a plan: independent steps run concurrently, each reusing what exists before creating.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::plan::{Plan, Step};
+use crate::progress::{NoProgress, Progress, ProgressEvent};
+use crate::provider::{ClusterProvisioner, NetworkProvisioner};
+use crate::resource::{CreateRequest, Resource, ResourceKind, ResourceState, ResourceTags};
+use crate::spec::StackName;
+use crate::state::StateFile;
+use crate::wait::{WaitPolicy, needs_wait, retry, wait_for};
+
+/// Timing of one applied step, relative to the start of apply.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepTiming {
+    /// Step key.
+    pub key: String,
+    /// Resource id.
+    pub id: String,
+    /// Whether the step created the resource (false: it existed).
+    pub created: bool,
+    /// Seconds from the start of apply to the start of the step.
+    pub started_s: f64,
+    /// Seconds from the start of apply to the end of the step.
+    pub finished_s: f64,
+}
+
+/// What apply did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ApplyReport {
+    /// Stack name.
+    pub stack: String,
+    /// Every step, in completion order.
+    pub steps: Vec<StepTiming>,
+    /// Resources by step key.
+    pub resources: HashMap<String, Resource>,
+    /// Wall (or virtual) seconds from start to the last step's end.
+    pub makespan_s: f64,
+}
+
+impl ApplyReport {
+    /// Number of resources created by this run (0 on a converged re-run).
+    pub fn created(&self) -> usize {
+        self.steps.iter().filter(|s| s.created).count()
+    }
+}
+
+/// Runs plans and teardowns against a network and a cluster provisioner.
+pub struct Engine<'a> {
+    pub(crate) network: &'a dyn NetworkProvisioner,
+    pub(crate) cluster: &'a dyn ClusterProvisioner,
+    pub(crate) waits: WaitPolicy,
+    pub(crate) progress: &'a dyn Progress,
+    pub(crate) state: Option<&'a StateFile>,
+    pub(crate) extra_tags: std::collections::BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for Engine<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("waits", &self.waits).field("state", &self.state.map(|s| s.path())).finish_non_exhaustive()
+    }
+}
+
+impl<'a> Engine<'a> {
+    /// An engine with the default wait policy, no progress and no state file.
+    pub fn new(network: &'a dyn NetworkProvisioner, cluster: &'a dyn ClusterProvisioner) -> Self {
+        Self { network, cluster, waits: WaitPolicy::default(), progress: &NoProgress, state: None, extra_tags: Default::default() }
+    }
+
+    /// Sets the wait policy.
+    #[must_use]
+    pub fn with_waits(mut self, waits: WaitPolicy) -> Self {
+        self.waits = waits;
+        self
+    }
+
+    /// Sets the progress receiver.
+    #[must_use]
+    pub fn with_progress(mut self, progress: &'a dyn Progress) -> Self {
+        self.progress = progress;
+        self
+    }
+
+    /// Records created resources in this state file.
+    #[must_use]
+    pub fn with_state(mut self, state: &'a StateFile) -> Self {
+        self.state = Some(state);
+        self
+    }
+
+    /// Extra tags for every created resource.
+    #[must_use]
+    pub fn with_tags(mut self, tags: std::collections::BTreeMap<String, String>) -> Self {
+        self.extra_tags = tags;
+        self
+    }
+
+    /// Every resource of the stack, from both provisioners, by step key (gone NAT gateways excluded).
+    pub async fn existing(&self, stack: &StackName) -> Result<HashMap<String, Resource>> {
+        let (network, cluster) = tokio::try_join!(self.network.discover(stack), self.cluster.discover(stack))?;
+        let mut by_key = HashMap::new();
+        for res in network.into_iter().chain(cluster) {
+            if res.key.is_empty() || !res.state.is_present() {
+                continue;
+            }
+            if let Some(previous) = by_key.insert(res.key.clone(), res) {
+                tracing::warn!(key = %previous.key, id = %previous.id, "two resources carry the same key; using the later one");
+            }
+        }
+        Ok(by_key)
+    }
+
+    /// Applies the plan: steps whose dependencies are done run concurrently; each reuses the
+    /// resource with its key if one exists, else creates it, then waits where AWS requires.
+    /// On the first failure no new step starts; running steps finish; the error is returned.
+    pub async fn apply(&self, plan: &Plan) -> Result<ApplyReport> {
+        let stack = StackName::new(plan.stack.clone())?;
+        let start = Instant::now();
+        let existing = self.existing(&stack).await?;
+        let needs_caller = plan.steps.iter().any(|s| s.kind == ResourceKind::AccessEntry);
+        let caller = if needs_caller { self.cluster.caller_arn().await? } else { String::new() };
+        let cluster_name = plan
+            .steps
+            .iter()
+            .find_map(|s| match &s.action {
+                crate::plan::StepAction::Cluster { name, .. } => Some(name.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| plan.stack.clone());
+
+        let mut done: HashMap<String, Resource> = HashMap::new();
+        let mut timings = Vec::new();
+        let mut pending: Vec<&Step> = plan.steps.iter().collect();
+        let mut running = FuturesUnordered::new();
+        let mut failure: Option<Error> = None;
+        loop {
+            if failure.is_none() {
+                let mut still_pending = Vec::new();
+                for step in pending {
+                    if step.depends_on.iter().all(|d| done.contains_key(d)) {
+                        match step.action.resolve(&done, &caller, &cluster_name) {
+                            Ok(request) => {
+                                let found = existing.get(&step.key).cloned();
+                                running.push(self.run_step(&stack, step, request, found, start));
+                            }
+                            Err(err) => failure = Some(err),
+                        }
+                    } else {
+                        still_pending.push(step);
+                    }
+                }
+                pending = still_pending;
+            }
+            let Some((key, outcome)) = running.next().await else { break };
+            match outcome {
+                Ok((resource, timing)) => {
+                    if let Some(state) = self.state {
+                        state.record(&key, &resource)?;
+                    }
+                    timings.push(timing);
+                    done.insert(key, resource);
+                }
+                Err(err) => {
+                    self.progress.event(&ProgressEvent::StepFailed { key: key.clone(), error: err.to_string() });
+                    tracing::error!(step = %key, error = %err, "step failed");
+                    failure.get_or_insert(err);
+                }
+            }
+        }
+        if let Some(err) = failure {
+            return Err(err);
+        }
+        if !pending.is_empty() {
+            let keys: Vec<&str> = pending.iter().map(|s| s.key.as_str()).collect();
+            return Err(Error::invalid("plan", format!("steps never became ready: {}", keys.join(", "))));
+        }
+        Ok(ApplyReport { stack: plan.stack.clone(), steps: timings, resources: done, makespan_s: start.elapsed().as_secs_f64() })
+    }
+
+    async fn run_step(
+        &self,
+        stack: &StackName,
+        step: &Step,
+        request: CreateRequest,
+        found: Option<Resource>,
+        apply_start: Instant,
+    ) -> (String, Result<(Resource, StepTiming)>) {
+        let started = apply_start.elapsed();
+        self.progress.event(&ProgressEvent::StepStarted { key: step.key.clone(), description: step.description.clone() });
+        tracing::info!(step = %step.key, "{}", step.description);
+        let outcome = self.ensure(stack, step, &request, found).await.map(|(resource, created)| {
+            let finished = apply_start.elapsed();
+            self.progress.event(&ProgressEvent::StepDone {
+                key: step.key.clone(),
+                id: resource.id.clone(),
+                created,
+                elapsed: finished - started,
+            });
+            let timing = StepTiming {
+                key: step.key.clone(),
+                id: resource.id.clone(),
+                created,
+                started_s: started.as_secs_f64(),
+                finished_s: finished.as_secs_f64(),
+            };
+            (resource, timing)
+        });
+        (step.key.clone(), outcome)
+    }
+
+    /// Reuse or create, then wait until available. Returns the resource and whether it was created.
+    async fn ensure(&self, stack: &StackName, step: &Step, request: &CreateRequest, found: Option<Resource>) -> Result<(Resource, bool)> {
+        let kind = step.kind;
+        let timeout = self.waits.timeout_for(kind);
+        let mut found = found;
+        if let Some(existing) = &found {
+            match existing.state {
+                ResourceState::Failed => {
+                    return Err(Error::Failed {
+                        resource: existing.describe(),
+                        message: "found in a failed state; run teardown, then provision again".into(),
+                    });
+                }
+                ResourceState::Deleting => {
+                    // A previous teardown is still removing it: wait until it is gone, then create anew.
+                    self.wait_gone(&step.key, existing, timeout).await?;
+                    found = None;
+                }
+                _ => {}
+            }
+        }
+        let (resource, created) = match found {
+            Some(existing) => {
+                tracing::info!(step = %step.key, id = %existing.id, "found existing {}, reusing it", kind);
+                self.progress.event(&ProgressEvent::StepFound { key: step.key.clone(), id: existing.id.clone() });
+                (existing, false)
+            }
+            None => {
+                let tags = ResourceTags { stack: stack.to_string(), key: step.key.clone(), extra: self.extra_tags.clone() };
+                let created = retry(&step.key, timeout, &self.waits, self.progress, || async {
+                    if kind.is_network() { self.network.create(request, &tags).await } else { self.cluster.create(request, &tags).await }
+                })
+                .await?;
+                (created, true)
+            }
+        };
+        if needs_wait(kind) && resource.state != ResourceState::Available {
+            let waiting_for = format!("{} {} to become available", kind, resource.id);
+            let ready = wait_for(
+                &step.key,
+                &waiting_for,
+                timeout,
+                &self.waits,
+                self.progress,
+                || self.describe(kind, &resource.id),
+                |r| r.is_some_and(|r| r.state == ResourceState::Available),
+            )
+            .await?;
+            return Ok((ready.unwrap_or(resource), created));
+        }
+        Ok((resource, created))
+    }
+
+    pub(crate) async fn describe(&self, kind: ResourceKind, id: &str) -> Result<Option<Resource>> {
+        if kind.is_network() { self.network.describe(kind, id).await } else { self.cluster.describe(kind, id).await }
+    }
+
+    pub(crate) async fn wait_gone(&self, key: &str, resource: &Resource, timeout: Duration) -> Result<()> {
+        let waiting_for = format!("{} {} to be deleted", resource.kind, resource.id);
+        wait_for(
+            key,
+            &waiting_for,
+            timeout,
+            &self.waits,
+            self.progress,
+            || self.describe(resource.kind, &resource.id),
+            |r| r.is_none_or(|r| !r.state.is_present()),
+        )
+        .await
+        .map(|_| ())
+    }
+}

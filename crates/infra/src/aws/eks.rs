@@ -1,0 +1,556 @@
+//! EKS (cluster, Fargate profile, add-on, access entry), IAM roles and the STS caller identity.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_eks::types::{
+    AccessScope, AccessScopeType, AddonStatus, AuthenticationMode, ClusterStatus, CreateAccessConfigRequest, FargateProfileSelector,
+    FargateProfileStatus, ResolveConflicts, VpcConfigRequest,
+};
+
+use super::map_sdk_error;
+use crate::error::{Error, Result};
+use crate::provider::ClusterProvisioner;
+use crate::resource::{ClusterAccess, CreateRequest, Resource, ResourceKind, ResourceState, ResourceTags};
+use crate::spec::{KEY_TAG, STACK_TAG, StackName};
+
+/// IAM path of every role glrunner creates; discovery lists roles under it.
+pub const ROLE_PATH: &str = "/glrunner/";
+
+/// [`ClusterProvisioner`] on aws-sdk-eks, aws-sdk-iam and STS.
+#[derive(Debug, Clone)]
+pub struct AwsCluster {
+    eks: aws_sdk_eks::Client,
+    iam: aws_sdk_iam::Client,
+    sts: aws_sdk_sts::Client,
+}
+
+impl AwsCluster {
+    /// From a loaded [`aws_config::SdkConfig`] (see [`super::load_config`]).
+    pub fn new(config: &aws_config::SdkConfig) -> Self {
+        Self { eks: aws_sdk_eks::Client::new(config), iam: aws_sdk_iam::Client::new(config), sts: aws_sdk_sts::Client::new(config) }
+    }
+
+    /// From existing clients (tests pass mocked clients here).
+    pub fn from_clients(eks: aws_sdk_eks::Client, iam: aws_sdk_iam::Client, sts: aws_sdk_sts::Client) -> Self {
+        Self { eks, iam, sts }
+    }
+}
+
+fn cluster_state(status: Option<&ClusterStatus>) -> ResourceState {
+    match status {
+        Some(ClusterStatus::Active | ClusterStatus::Updating) => ResourceState::Available,
+        Some(ClusterStatus::Deleting) => ResourceState::Deleting,
+        Some(ClusterStatus::Failed) => ResourceState::Failed,
+        _ => ResourceState::Creating,
+    }
+}
+
+fn profile_state(status: Option<&FargateProfileStatus>) -> ResourceState {
+    match status {
+        Some(FargateProfileStatus::Active) => ResourceState::Available,
+        Some(FargateProfileStatus::Deleting) => ResourceState::Deleting,
+        Some(FargateProfileStatus::CreateFailed | FargateProfileStatus::DeleteFailed) => ResourceState::Failed,
+        _ => ResourceState::Creating,
+    }
+}
+
+fn addon_state(status: Option<&AddonStatus>) -> ResourceState {
+    match status {
+        Some(AddonStatus::Active | AddonStatus::Updating) => ResourceState::Available,
+        Some(AddonStatus::Deleting) => ResourceState::Deleting,
+        Some(AddonStatus::CreateFailed | AddonStatus::DeleteFailed | AddonStatus::UpdateFailed) => ResourceState::Failed,
+        // DEGRADED right after creation means CoreDNS pods are still being scheduled on Fargate.
+        _ => ResourceState::Creating,
+    }
+}
+
+fn key_of(tags: Option<&HashMap<String, String>>) -> String {
+    tags.and_then(|t| t.get(KEY_TAG)).cloned().unwrap_or_default()
+}
+
+fn is_ours(tags: Option<&HashMap<String, String>>, stack: &StackName) -> bool {
+    tags.and_then(|t| t.get(STACK_TAG)).map(String::as_str) == Some(stack.as_str())
+}
+
+/// Splits `cluster/name` ids of profiles, add-ons and access entries.
+fn split_id(kind: ResourceKind, id: &str) -> Result<(&str, &str)> {
+    id.split_once('/').ok_or_else(|| Error::invalid("id", format!("{kind} id {id:?} must look like <cluster>/<name>")))
+}
+
+/// Turns an STS assumed-role ARN into the role ARN an access entry needs.
+pub fn principal_arn(caller: &str) -> String {
+    // arn:aws:sts::123456789012:assumed-role/RoleName/session → arn:aws:iam::123456789012:role/RoleName
+    if let Some(rest) = caller.strip_prefix("arn:aws:sts::") {
+        if let Some((account, tail)) = rest.split_once(":assumed-role/") {
+            let role = tail.split('/').next().unwrap_or(tail);
+            return format!("arn:aws:iam::{account}:role/{role}");
+        }
+    }
+    caller.to_string()
+}
+
+fn trust_policy(service: &str) -> String {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{ "Effect": "Allow", "Principal": { "Service": service }, "Action": "sts:AssumeRole" }]
+    })
+    .to_string()
+}
+
+impl AwsCluster {
+    async fn describe_cluster_resource(&self, name: &str) -> Result<Option<(Resource, Option<HashMap<String, String>>)>> {
+        match self.eks.describe_cluster().name(name).send().await {
+            Ok(out) => Ok(out.cluster().map(|c| {
+                (
+                    Resource {
+                        kind: ResourceKind::Cluster,
+                        id: name.to_string(),
+                        key: key_of(c.tags()),
+                        arn: c.arn().map(str::to_string),
+                        state: cluster_state(c.status()),
+                    },
+                    c.tags().cloned(),
+                )
+            })),
+            Err(e) => match map_sdk_error("describe EKS cluster", name, "eks", e) {
+                err if err.is_not_found() => Ok(None),
+                err => Err(err),
+            },
+        }
+    }
+
+    async fn describe_profile(&self, cluster: &str, name: &str) -> Result<Option<Resource>> {
+        match self.eks.describe_fargate_profile().cluster_name(cluster).fargate_profile_name(name).send().await {
+            Ok(out) => Ok(out.fargate_profile().map(|p| Resource {
+                kind: ResourceKind::FargateProfile,
+                id: format!("{cluster}/{name}"),
+                key: key_of(p.tags()),
+                arn: p.fargate_profile_arn().map(str::to_string),
+                state: profile_state(p.status()),
+            })),
+            Err(e) => gone(map_sdk_error("describe Fargate profile", format!("{cluster}/{name}"), "eks", e)),
+        }
+    }
+
+    async fn describe_addon(&self, cluster: &str, name: &str) -> Result<Option<Resource>> {
+        match self.eks.describe_addon().cluster_name(cluster).addon_name(name).send().await {
+            Ok(out) => Ok(out.addon().map(|a| Resource {
+                kind: ResourceKind::Addon,
+                id: format!("{cluster}/{name}"),
+                key: key_of(a.tags()),
+                arn: a.addon_arn().map(str::to_string),
+                state: addon_state(a.status()),
+            })),
+            Err(e) => gone(map_sdk_error("describe EKS add-on", format!("{cluster}/{name}"), "eks", e)),
+        }
+    }
+
+    async fn describe_access_entry(&self, cluster: &str, principal: &str) -> Result<Option<Resource>> {
+        match self.eks.describe_access_entry().cluster_name(cluster).principal_arn(principal).send().await {
+            Ok(out) => Ok(out.access_entry().map(|a| Resource {
+                kind: ResourceKind::AccessEntry,
+                id: format!("{cluster}/{principal}"),
+                key: key_of(a.tags()),
+                arn: a.access_entry_arn().map(str::to_string),
+                state: ResourceState::Available,
+            })),
+            Err(e) => gone(map_sdk_error("describe EKS access entry", format!("{cluster}/{principal}"), "eks", e)),
+        }
+    }
+
+    async fn describe_role(&self, name: &str) -> Result<Option<(Resource, Vec<(String, String)>)>> {
+        match self.iam.get_role().role_name(name).send().await {
+            Ok(out) => Ok(out.role().map(|r| {
+                let tags: Vec<(String, String)> = r.tags().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect();
+                let key = tags.iter().find(|(k, _)| k == KEY_TAG).map(|(_, v)| v.clone()).unwrap_or_default();
+                (
+                    Resource { kind: ResourceKind::IamRole, id: name.to_string(), key, arn: Some(r.arn().to_string()), state: ResourceState::Available },
+                    tags,
+                )
+            })),
+            Err(e) => match map_sdk_error("get IAM role", name, "iam", e) {
+                err if err.is_not_found() => Ok(None),
+                err => Err(err),
+            },
+        }
+    }
+
+    async fn discover_roles(&self, stack: &StackName) -> Result<Vec<Resource>> {
+        let roles = self
+            .iam
+            .list_roles()
+            .path_prefix(ROLE_PATH)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| map_sdk_error("list IAM roles", ROLE_PATH, "iam", e))?;
+        let mut found = Vec::new();
+        let prefix = format!("{stack}-");
+        for role in roles.iter().filter(|r| r.role_name().starts_with(&prefix)) {
+            // ListRoles does not return tags; GetRole does.
+            if let Some((resource, tags)) = self.describe_role(role.role_name()).await? {
+                if tags.iter().any(|(k, v)| k == STACK_TAG && v == stack.as_str()) {
+                    found.push(resource);
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    async fn discover_in_cluster(&self, cluster: &str) -> Result<Vec<Resource>> {
+        let mut found = Vec::new();
+        let profiles = self
+            .eks
+            .list_fargate_profiles()
+            .cluster_name(cluster)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| map_sdk_error("list Fargate profiles", cluster, "eks", e))?;
+        for name in profiles {
+            found.extend(self.describe_profile(cluster, &name).await?);
+        }
+        let addons = self
+            .eks
+            .list_addons()
+            .cluster_name(cluster)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| map_sdk_error("list EKS add-ons", cluster, "eks", e))?;
+        for name in addons {
+            found.extend(self.describe_addon(cluster, &name).await?);
+        }
+        let entries = self
+            .eks
+            .list_access_entries()
+            .cluster_name(cluster)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| map_sdk_error("list EKS access entries", cluster, "eks", e))?;
+        for principal in entries {
+            found.extend(self.describe_access_entry(cluster, &principal).await?);
+        }
+        Ok(found)
+    }
+
+    async fn delete_role(&self, name: &str) -> Result<()> {
+        let attached = self
+            .iam
+            .list_attached_role_policies()
+            .role_name(name)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| map_sdk_error("list attached role policies", format!("IAM role {name}"), "iam", e))?;
+        for policy in attached {
+            if let Some(arn) = policy.policy_arn() {
+                match self.iam.detach_role_policy().role_name(name).policy_arn(arn).send().await.map_err(|e| map_sdk_error("detach role policy", format!("IAM role {name}"), "iam", e)) {
+                    Err(err) if !err.is_not_found() => return Err(err),
+                    _ => {}
+                }
+            }
+        }
+        let inline = self
+            .iam
+            .list_role_policies()
+            .role_name(name)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| map_sdk_error("list inline role policies", format!("IAM role {name}"), "iam", e))?;
+        for policy in inline {
+            match self.iam.delete_role_policy().role_name(name).policy_name(policy).send().await.map_err(|e| map_sdk_error("delete inline role policy", format!("IAM role {name}"), "iam", e)) {
+                Err(err) if !err.is_not_found() => return Err(err),
+                _ => {}
+            }
+        }
+        self.iam.delete_role().role_name(name).send().await.map(|_| ()).map_err(|e| map_sdk_error("delete IAM role", format!("IAM role {name}"), "iam", e))
+    }
+
+    async fn rollback(&self, resource: Resource, cause: Error) -> Error {
+        tracing::warn!(resource = %resource.describe(), error = %cause, "rolling back a half-created resource");
+        if let Err(e) = self.delete(&resource).await {
+            tracing::error!(resource = %resource.describe(), error = %e, "rollback failed; teardown will find it by tag");
+        }
+        cause
+    }
+}
+
+fn gone(err: Error) -> Result<Option<Resource>> {
+    if err.is_not_found() { Ok(None) } else { Err(err) }
+}
+
+#[async_trait]
+impl ClusterProvisioner for AwsCluster {
+    async fn caller_arn(&self) -> Result<String> {
+        let out = self.sts.get_caller_identity().send().await.map_err(|e| map_sdk_error("get caller identity", "STS", "sts", e))?;
+        let arn = out.arn().ok_or_else(|| Error::PermissionDenied { action: "get caller identity".into(), message: "STS returned no ARN".into() })?;
+        Ok(principal_arn(arn))
+    }
+
+    async fn discover(&self, stack: &StackName) -> Result<Vec<Resource>> {
+        let mut found = self.discover_roles(stack).await?;
+        let clusters = self
+            .eks
+            .list_clusters()
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| map_sdk_error("list EKS clusters", "region", "eks", e))?;
+        for name in clusters {
+            if let Some((cluster, tags)) = self.describe_cluster_resource(&name).await? {
+                if is_ours(tags.as_ref(), stack) {
+                    if cluster.state != ResourceState::Deleting {
+                        found.extend(self.discover_in_cluster(&name).await?);
+                    }
+                    found.push(cluster);
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    async fn create(&self, request: &CreateRequest, tags: &ResourceTags) -> Result<Resource> {
+        let kind = request.kind();
+        let action = format!("create {kind}");
+        let tag_map: HashMap<String, String> = tags.pairs().into_iter().collect();
+        match request {
+            CreateRequest::IamRole { name, trust, policy_arns } => {
+                let out = self
+                    .iam
+                    .create_role()
+                    .role_name(name)
+                    .path(ROLE_PATH)
+                    .assume_role_policy_document(trust_policy(trust.service()))
+                    .set_tags(Some(
+                        tag_map.iter().map(|(k, v)| aws_sdk_iam::types::Tag::builder().key(k).value(v).build()).collect::<Result<Vec<_>, _>>().map_err(
+                            |e| Error::Backend { action: action.clone(), backend: "iam", source: Box::new(e) },
+                        )?,
+                    ))
+                    .send()
+                    .await
+                    .map_err(|e| map_sdk_error(&action, name, "iam", e))?;
+                let role = Resource {
+                    kind,
+                    id: name.clone(),
+                    key: tags.key.clone(),
+                    arn: out.role().map(|r| r.arn().to_string()),
+                    state: ResourceState::Available,
+                };
+                for policy in policy_arns {
+                    if let Err(e) = self.iam.attach_role_policy().role_name(name).policy_arn(policy).send().await {
+                        let err = map_sdk_error("attach role policy", format!("{policy} to {name}"), "iam", e);
+                        return Err(self.rollback(role, err).await);
+                    }
+                }
+                Ok(role)
+            }
+            CreateRequest::Cluster { name, version, role_arn, subnet_ids } => {
+                let out = self
+                    .eks
+                    .create_cluster()
+                    .name(name)
+                    .version(version)
+                    .role_arn(role_arn)
+                    .resources_vpc_config(
+                        VpcConfigRequest::builder()
+                            .set_subnet_ids(Some(subnet_ids.clone()))
+                            .endpoint_public_access(true)
+                            .endpoint_private_access(true)
+                            .build(),
+                    )
+                    // Access entries only: no aws-auth ConfigMap, and no implicit admin for the
+                    // creator (we grant it explicitly, visibly, as a step of the plan).
+                    .access_config(
+                        CreateAccessConfigRequest::builder()
+                            .authentication_mode(AuthenticationMode::Api)
+                            .bootstrap_cluster_creator_admin_permissions(false)
+                            .build(),
+                    )
+                    .set_tags(Some(tag_map))
+                    .send()
+                    .await
+                    .map_err(|e| map_sdk_error(&action, name, "eks", e))?;
+                let cluster = out.cluster();
+                Ok(Resource {
+                    kind,
+                    id: name.clone(),
+                    key: tags.key.clone(),
+                    arn: cluster.and_then(|c| c.arn()).map(str::to_string),
+                    state: cluster_state(cluster.and_then(|c| c.status())),
+                })
+            }
+            CreateRequest::FargateProfile { cluster, name, pod_execution_role_arn, subnet_ids, selectors } => {
+                let selectors = selectors
+                    .iter()
+                    .map(|s| {
+                        FargateProfileSelector::builder()
+                            .namespace(&s.namespace)
+                            .set_labels((!s.labels.is_empty()).then(|| s.labels.clone().into_iter().collect()))
+                            .build()
+                    })
+                    .collect();
+                let out = self
+                    .eks
+                    .create_fargate_profile()
+                    .cluster_name(cluster)
+                    .fargate_profile_name(name)
+                    .pod_execution_role_arn(pod_execution_role_arn)
+                    .set_subnets(Some(subnet_ids.clone()))
+                    .set_selectors(Some(selectors))
+                    .set_tags(Some(tag_map))
+                    .send()
+                    .await
+                    .map_err(|e| map_sdk_error(&action, format!("{cluster}/{name}"), "eks", e))?;
+                let profile = out.fargate_profile();
+                Ok(Resource {
+                    kind,
+                    id: format!("{cluster}/{name}"),
+                    key: tags.key.clone(),
+                    arn: profile.and_then(|p| p.fargate_profile_arn()).map(str::to_string),
+                    state: profile_state(profile.and_then(|p| p.status())),
+                })
+            }
+            CreateRequest::Addon { cluster, name, configuration } => {
+                let out = self
+                    .eks
+                    .create_addon()
+                    .cluster_name(cluster)
+                    .addon_name(name)
+                    .configuration_values(configuration)
+                    .resolve_conflicts(ResolveConflicts::Overwrite)
+                    .set_tags(Some(tag_map))
+                    .send()
+                    .await
+                    .map_err(|e| map_sdk_error(&action, format!("{cluster}/{name}"), "eks", e))?;
+                let addon = out.addon();
+                Ok(Resource {
+                    kind,
+                    id: format!("{cluster}/{name}"),
+                    key: tags.key.clone(),
+                    arn: addon.and_then(|a| a.addon_arn()).map(str::to_string),
+                    state: addon_state(addon.and_then(|a| a.status())),
+                })
+            }
+            CreateRequest::AccessEntry { cluster, principal_arn, policy_arn } => {
+                let out = self
+                    .eks
+                    .create_access_entry()
+                    .cluster_name(cluster)
+                    .principal_arn(principal_arn)
+                    .r#type("STANDARD")
+                    .set_tags(Some(tag_map))
+                    .send()
+                    .await
+                    .map_err(|e| map_sdk_error(&action, format!("{cluster}/{principal_arn}"), "eks", e))?;
+                let entry = Resource {
+                    kind,
+                    id: format!("{cluster}/{principal_arn}"),
+                    key: tags.key.clone(),
+                    arn: out.access_entry().and_then(|a| a.access_entry_arn()).map(str::to_string),
+                    state: ResourceState::Available,
+                };
+                let associate = self
+                    .eks
+                    .associate_access_policy()
+                    .cluster_name(cluster)
+                    .principal_arn(principal_arn)
+                    .policy_arn(policy_arn)
+                    .access_scope(AccessScope::builder().r#type(AccessScopeType::Cluster).build())
+                    .send()
+                    .await;
+                if let Err(e) = associate {
+                    let err = map_sdk_error("associate access policy", format!("{policy_arn} with {principal_arn}"), "eks", e);
+                    return Err(self.rollback(entry, err).await);
+                }
+                Ok(entry)
+            }
+            other => Err(Error::invalid("request", format!("{} is not a cluster resource", other.kind()))),
+        }
+    }
+
+    async fn describe(&self, kind: ResourceKind, id: &str) -> Result<Option<Resource>> {
+        match kind {
+            ResourceKind::Cluster => Ok(self.describe_cluster_resource(id).await?.map(|(r, _)| r)),
+            ResourceKind::FargateProfile => {
+                let (cluster, name) = split_id(kind, id)?;
+                self.describe_profile(cluster, name).await
+            }
+            ResourceKind::Addon => {
+                let (cluster, name) = split_id(kind, id)?;
+                self.describe_addon(cluster, name).await
+            }
+            ResourceKind::AccessEntry => {
+                let (cluster, principal) = split_id(kind, id)?;
+                self.describe_access_entry(cluster, principal).await
+            }
+            ResourceKind::IamRole => Ok(self.describe_role(id).await?.map(|(r, _)| r)),
+            other => Err(Error::invalid("kind", format!("{other} is not a cluster resource"))),
+        }
+    }
+
+    async fn delete(&self, resource: &Resource) -> Result<()> {
+        let id = resource.id.as_str();
+        let action = format!("delete {}", resource.kind);
+        let what = resource.describe();
+        match resource.kind {
+            ResourceKind::Cluster => self.eks.delete_cluster().name(id).send().await.map(|_| ()).map_err(|e| map_sdk_error(&action, &what, "eks", e)),
+            ResourceKind::FargateProfile => {
+                let (cluster, name) = split_id(resource.kind, id)?;
+                self.eks.delete_fargate_profile().cluster_name(cluster).fargate_profile_name(name).send().await.map(|_| ()).map_err(|e| map_sdk_error(&action, &what, "eks", e))
+            }
+            ResourceKind::Addon => {
+                let (cluster, name) = split_id(resource.kind, id)?;
+                self.eks.delete_addon().cluster_name(cluster).addon_name(name).send().await.map(|_| ()).map_err(|e| map_sdk_error(&action, &what, "eks", e))
+            }
+            ResourceKind::AccessEntry => {
+                let (cluster, principal) = split_id(resource.kind, id)?;
+                self.eks.delete_access_entry().cluster_name(cluster).principal_arn(principal).send().await.map(|_| ()).map_err(|e| map_sdk_error(&action, &what, "eks", e))
+            }
+            ResourceKind::IamRole => self.delete_role(id).await,
+            other => Err(Error::invalid("kind", format!("{other} is not a cluster resource"))),
+        }
+    }
+
+    async fn cluster_access(&self, name: &str) -> Result<ClusterAccess> {
+        let out = self.eks.describe_cluster().name(name).send().await.map_err(|e| map_sdk_error("read cluster endpoint", name, "eks", e))?;
+        let cluster = out.cluster().ok_or_else(|| Error::NotFound { action: "read cluster endpoint".into(), resource: format!("EKS cluster {name}") })?;
+        Ok(ClusterAccess {
+            name: name.to_string(),
+            arn: cluster.arn().unwrap_or_default().to_string(),
+            endpoint: cluster.endpoint().unwrap_or_default().to_string(),
+            certificate_authority: cluster.certificate_authority().and_then(|c| c.data()).unwrap_or_default().to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn assumed_role_becomes_role_arn() {
+        assert_eq!(
+            principal_arn("arn:aws:sts::123456789012:assumed-role/Admin/me@example.com"),
+            "arn:aws:iam::123456789012:role/Admin"
+        );
+        assert_eq!(principal_arn("arn:aws:iam::123456789012:user/ci"), "arn:aws:iam::123456789012:user/ci");
+    }
+}

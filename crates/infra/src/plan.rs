@@ -1,0 +1,578 @@
+//! The provisioning plan: a DAG of described steps, rendered as a tree or JSON before anything runs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::resource::{CreateRequest, DefaultRoute, Resource, ResourceKind, RoleTrust};
+use crate::spec::{FargateSelector, NatMode, StackSpec, SubnetTier};
+
+/// Managed policies of the cluster role (as the eks Terraform module and eksctl attach them).
+pub const CLUSTER_ROLE_POLICIES: &[&str] = &[
+    "arn:aws:iam::aws:policy/AmazonEKSClusterPolicy",
+    "arn:aws:iam::aws:policy/AmazonEKSVPCResourceController",
+];
+/// Managed policy of the Fargate pod execution role.
+pub const FARGATE_ROLE_POLICIES: &[&str] = &["arn:aws:iam::aws:policy/AmazonEKSFargatePodExecutionRolePolicy"];
+/// EKS access policy granting cluster-admin.
+pub const CLUSTER_ADMIN_POLICY: &str = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy";
+/// CoreDNS add-on configuration that schedules it on Fargate.
+pub const COREDNS_FARGATE_CONFIG: &str = r#"{"computeType":"Fargate"}"#;
+
+/// Availability zones EKS refuses for control planes (UnsupportedAvailabilityZoneException).
+const EKS_UNSUPPORTED_AZS: &[&str] = &["us-east-1e", "us-west-1c", "ca-central-1d"];
+
+/// A reference to another step's resource, resolved at apply time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepRef(pub String);
+
+/// What a step creates, with references to the steps it needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum StepAction {
+    /// VPC.
+    Vpc {
+        /// CIDR block.
+        cidr: ipnet::Ipv4Net,
+    },
+    /// Subnet in the VPC.
+    Subnet {
+        /// VPC step.
+        vpc: StepRef,
+        /// Availability zone.
+        az: String,
+        /// CIDR block.
+        cidr: ipnet::Ipv4Net,
+        /// Tier.
+        tier: SubnetTier,
+    },
+    /// Internet gateway attached to the VPC.
+    InternetGateway {
+        /// VPC step.
+        vpc: StepRef,
+    },
+    /// Elastic IP.
+    ElasticIp,
+    /// NAT gateway.
+    NatGateway {
+        /// Public subnet step.
+        subnet: StepRef,
+        /// Elastic IP step.
+        eip: StepRef,
+    },
+    /// Route table.
+    RouteTable {
+        /// VPC step.
+        vpc: StepRef,
+        /// Internet gateway or NAT step for 0.0.0.0/0.
+        target: StepRef,
+        /// Whether `target` is a NAT gateway (else an internet gateway).
+        via_nat: bool,
+        /// Subnet steps to associate.
+        subnets: Vec<StepRef>,
+    },
+    /// IAM role.
+    IamRole {
+        /// Role name.
+        name: String,
+        /// Trusted service.
+        trust: RoleTrust,
+        /// Managed policies.
+        policy_arns: Vec<String>,
+    },
+    /// EKS cluster.
+    Cluster {
+        /// Cluster name.
+        name: String,
+        /// Kubernetes version.
+        version: String,
+        /// Cluster role step.
+        role: StepRef,
+        /// Private subnet steps.
+        subnets: Vec<StepRef>,
+    },
+    /// Fargate profile.
+    FargateProfile {
+        /// Cluster step.
+        cluster: StepRef,
+        /// Profile name.
+        name: String,
+        /// Pod execution role step.
+        role: StepRef,
+        /// Private subnet steps.
+        subnets: Vec<StepRef>,
+        /// Selectors.
+        selectors: Vec<FargateSelector>,
+    },
+    /// Managed add-on.
+    Addon {
+        /// Cluster step.
+        cluster: StepRef,
+        /// Add-on name.
+        name: String,
+        /// Configuration JSON.
+        configuration: String,
+    },
+    /// Access entry for the caller with an access policy.
+    AccessEntry {
+        /// Cluster step.
+        cluster: StepRef,
+        /// Access policy ARN.
+        policy_arn: String,
+    },
+}
+
+/// Whether a step will create its resource or found it already there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "kebab-case")]
+pub enum StepStatus {
+    /// Nothing with this key exists: apply creates it.
+    Create,
+    /// A resource with this key exists: apply reuses it.
+    Exists {
+        /// Its id.
+        id: String,
+    },
+}
+
+/// One described step of the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    /// Unique key; also the value of the resource's `glrunner.io/key` tag.
+    pub key: String,
+    /// Kind created.
+    pub kind: ResourceKind,
+    /// Imperative description, e.g. `create NAT gateway in us-east-1a`.
+    pub description: String,
+    /// Keys of the steps that must finish first.
+    pub depends_on: Vec<String>,
+    /// What to create.
+    pub action: StepAction,
+    /// Filled by [`Plan::mark_existing`].
+    pub status: StepStatus,
+}
+
+/// A DAG of steps for one stack.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    /// Stack name.
+    pub stack: String,
+    /// Region.
+    pub region: String,
+    /// Steps in a topological order.
+    pub steps: Vec<Step>,
+}
+
+/// Chooses the AZs for the stack: the first `count` (sorted) that EKS accepts for control planes.
+pub fn choose_azs(available: &[String], count: u8) -> Result<Vec<String>> {
+    let mut usable: Vec<&String> = available.iter().filter(|az| !EKS_UNSUPPORTED_AZS.contains(&az.as_str())).collect();
+    usable.sort();
+    if usable.len() < count as usize {
+        return Err(Error::invalid(
+            "azs",
+            format!(
+                "{count} availability zones requested but the region offers {} usable ones ({}); lower --azs",
+                usable.len(),
+                usable.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    }
+    Ok(usable.into_iter().take(count as usize).cloned().collect())
+}
+
+/// Name of the cluster IAM role of a stack.
+pub fn cluster_role_name(stack: &str) -> String {
+    format!("{stack}-eks-cluster")
+}
+
+/// Name of the Fargate pod execution role of a stack.
+pub fn fargate_role_name(stack: &str) -> String {
+    format!("{stack}-fargate-pod-execution")
+}
+
+/// Name of the stack's single Fargate profile.
+pub fn fargate_profile_name(stack: &str) -> String {
+    format!("{stack}-fargate")
+}
+
+fn r(key: impl Into<String>) -> StepRef {
+    StepRef(key.into())
+}
+
+impl Plan {
+    /// Builds the plan for a validated spec in the given availability zones.
+    ///
+    /// Shape: the VPC, roles and EIPs start at once; subnets and the IGW follow the VPC; the
+    /// cluster waits only for the private subnets and its role, so the NAT and routes finish
+    /// while the control plane is created. The one Fargate profile (kube-system + runner
+    /// namespace) follows the cluster and the private route tables; CoreDNS follows the profile.
+    pub fn build(spec: &StackSpec, azs: &[String]) -> Result<Self> {
+        spec.validate()?;
+        if azs.len() != spec.network.az_count as usize {
+            return Err(Error::invalid("azs", format!("expected {} availability zones, got {}", spec.network.az_count, azs.len())));
+        }
+        let stack = spec.stack.as_str();
+        let net = &spec.network;
+        let cluster = &spec.cluster;
+        let mut steps = Vec::new();
+        let mut add = |key: String, kind, description: String, depends_on: Vec<String>, action| {
+            steps.push(Step { key, kind, description, depends_on, action, status: StepStatus::Create });
+        };
+
+        add("vpc".into(), ResourceKind::Vpc, format!("create VPC {} with DNS support and hostnames", net.vpc_cidr), vec![], StepAction::Vpc { cidr: net.vpc_cidr });
+        for (i, az) in azs.iter().enumerate() {
+            for tier in [SubnetTier::Public, SubnetTier::Private] {
+                let cidr = net.subnet_cidr(tier, i);
+                add(
+                    format!("subnet/{tier}/{az}"),
+                    ResourceKind::Subnet,
+                    format!("create {tier} subnet {cidr} in {az}"),
+                    vec!["vpc".into()],
+                    StepAction::Subnet { vpc: r("vpc"), az: az.clone(), cidr, tier },
+                );
+            }
+        }
+        add("igw".into(), ResourceKind::InternetGateway, "create internet gateway and attach it to the VPC".into(), vec!["vpc".into()], StepAction::InternetGateway { vpc: r("vpc") });
+        let nat_azs: Vec<&String> = match net.nat {
+            NatMode::Single => azs.iter().take(1).collect(),
+            NatMode::PerAz => azs.iter().collect(),
+        };
+        for az in &nat_azs {
+            add(format!("eip/{az}"), ResourceKind::ElasticIp, format!("allocate Elastic IP for the NAT gateway in {az}"), vec![], StepAction::ElasticIp);
+            add(
+                format!("nat/{az}"),
+                ResourceKind::NatGateway,
+                format!("create NAT gateway in {az} and wait until available (~1-3 min)"),
+                // The IGW must be attached before a public NAT gateway can route.
+                vec![format!("subnet/public/{az}"), format!("eip/{az}"), "igw".into()],
+                StepAction::NatGateway { subnet: r(format!("subnet/public/{az}")), eip: r(format!("eip/{az}")) },
+            );
+        }
+        let public_subnets: Vec<String> = azs.iter().map(|az| format!("subnet/public/{az}")).collect();
+        let mut deps = vec!["vpc".to_string(), "igw".to_string()];
+        deps.extend(public_subnets.iter().cloned());
+        add(
+            "rt/public".into(),
+            ResourceKind::RouteTable,
+            format!("create public route table (0.0.0.0/0 via internet gateway) for {} subnets", public_subnets.len()),
+            deps,
+            StepAction::RouteTable { vpc: r("vpc"), target: r("igw"), via_nat: false, subnets: public_subnets.iter().cloned().map(StepRef).collect() },
+        );
+        let mut private_rt_keys = Vec::new();
+        match net.nat {
+            NatMode::Single => {
+                let nat = format!("nat/{}", azs[0]);
+                let subnets: Vec<String> = azs.iter().map(|az| format!("subnet/private/{az}")).collect();
+                let mut deps = vec!["vpc".to_string(), nat.clone()];
+                deps.extend(subnets.iter().cloned());
+                add(
+                    "rt/private".into(),
+                    ResourceKind::RouteTable,
+                    format!("create private route table (0.0.0.0/0 via NAT in {}) for {} subnets", azs[0], subnets.len()),
+                    deps,
+                    StepAction::RouteTable { vpc: r("vpc"), target: r(nat), via_nat: true, subnets: subnets.into_iter().map(StepRef).collect() },
+                );
+                private_rt_keys.push("rt/private".to_string());
+            }
+            NatMode::PerAz => {
+                for az in azs {
+                    let key = format!("rt/private/{az}");
+                    let nat = format!("nat/{az}");
+                    let subnet = format!("subnet/private/{az}");
+                    add(
+                        key.clone(),
+                        ResourceKind::RouteTable,
+                        format!("create private route table for {az} (0.0.0.0/0 via NAT in {az})"),
+                        vec!["vpc".into(), nat.clone(), subnet.clone()],
+                        StepAction::RouteTable { vpc: r("vpc"), target: r(nat), via_nat: true, subnets: vec![r(subnet)] },
+                    );
+                    private_rt_keys.push(key);
+                }
+            }
+        }
+        let cluster_role = cluster_role_name(stack);
+        add(
+            "role/cluster".into(),
+            ResourceKind::IamRole,
+            format!("create IAM role {cluster_role} for the EKS control plane"),
+            vec![],
+            StepAction::IamRole { name: cluster_role, trust: RoleTrust::EksCluster, policy_arns: CLUSTER_ROLE_POLICIES.iter().map(|s| s.to_string()).collect() },
+        );
+        let fargate_role = fargate_role_name(stack);
+        add(
+            "role/fargate".into(),
+            ResourceKind::IamRole,
+            format!("create IAM role {fargate_role} for Fargate pod execution"),
+            vec![],
+            StepAction::IamRole { name: fargate_role, trust: RoleTrust::FargatePods, policy_arns: FARGATE_ROLE_POLICIES.iter().map(|s| s.to_string()).collect() },
+        );
+        let private_subnets: Vec<String> = azs.iter().map(|az| format!("subnet/private/{az}")).collect();
+        let mut deps = vec!["role/cluster".to_string()];
+        deps.extend(private_subnets.iter().cloned());
+        add(
+            "cluster".into(),
+            ResourceKind::Cluster,
+            format!(
+                "create EKS cluster {} (Kubernetes {}, access entries, private subnets) and wait until ACTIVE (~10-15 min)",
+                cluster.name, cluster.kubernetes_version
+            ),
+            deps,
+            StepAction::Cluster {
+                name: cluster.name.clone(),
+                version: cluster.kubernetes_version.clone(),
+                role: r("role/cluster"),
+                subnets: private_subnets.iter().cloned().map(StepRef).collect(),
+            },
+        );
+        add(
+            "access/admin".into(),
+            ResourceKind::AccessEntry,
+            "grant the caller cluster-admin through an EKS access entry".into(),
+            vec!["cluster".into()],
+            StepAction::AccessEntry { cluster: r("cluster"), policy_arn: CLUSTER_ADMIN_POLICY.into() },
+        );
+        let selectors = cluster.fargate_selectors();
+        let profile = fargate_profile_name(stack);
+        let mut deps = vec!["cluster".to_string(), "role/fargate".to_string()];
+        deps.extend(private_rt_keys.iter().cloned());
+        add(
+            "fargate-profile".into(),
+            ResourceKind::FargateProfile,
+            format!(
+                "create Fargate profile {profile} for namespaces {} and wait until ACTIVE (~2-5 min)",
+                selectors.iter().map(|s| s.namespace.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+            deps,
+            StepAction::FargateProfile {
+                cluster: r("cluster"),
+                name: profile,
+                role: r("role/fargate"),
+                subnets: private_subnets.into_iter().map(StepRef).collect(),
+                selectors,
+            },
+        );
+        add(
+            "addon/coredns".into(),
+            ResourceKind::Addon,
+            "install the coredns add-on on Fargate ({\"computeType\":\"Fargate\"}) and wait until ACTIVE (~1 min)".into(),
+            vec!["fargate-profile".into()],
+            StepAction::Addon { cluster: r("cluster"), name: "coredns".into(), configuration: COREDNS_FARGATE_CONFIG.into() },
+        );
+        let plan = Self { stack: stack.to_string(), region: spec.region.clone(), steps };
+        plan.check_acyclic()?;
+        Ok(plan)
+    }
+
+    /// Marks the steps whose resources already exist (by `glrunner.io/key`).
+    pub fn mark_existing(&mut self, existing: &HashMap<String, Resource>) {
+        for step in &mut self.steps {
+            step.status = match existing.get(&step.key) {
+                Some(found) => StepStatus::Exists { id: found.id.clone() },
+                None => StepStatus::Create,
+            };
+        }
+    }
+
+    /// Steps grouped into waves: every step of a wave depends only on earlier waves.
+    pub fn waves(&self) -> Vec<Vec<&Step>> {
+        let mut level: HashMap<&str, usize> = HashMap::new();
+        for step in &self.steps {
+            let l = step.depends_on.iter().map(|d| level.get(d.as_str()).map_or(0, |l| l + 1)).max().unwrap_or(0);
+            level.insert(&step.key, l);
+        }
+        let mut waves: Vec<Vec<&Step>> = Vec::new();
+        for step in &self.steps {
+            let l = level[step.key.as_str()];
+            if waves.len() <= l {
+                waves.resize_with(l + 1, Vec::new);
+            }
+            waves[l].push(step);
+        }
+        waves
+    }
+
+    /// The plan as a tree of waves, for people.
+    pub fn render_tree(&self) -> String {
+        let mut out = String::new();
+        let waves = self.waves();
+        let creates = self.steps.iter().filter(|s| s.status == StepStatus::Create).count();
+        let _ = writeln!(
+            out,
+            "plan for stack {} in {}: {} steps in {} waves, {} to create, {} already exist",
+            self.stack,
+            self.region,
+            self.steps.len(),
+            waves.len(),
+            creates,
+            self.steps.len() - creates
+        );
+        for (i, wave) in waves.iter().enumerate() {
+            let last_wave = i + 1 == waves.len();
+            let _ = writeln!(out, "{} wave {}{}", if last_wave { "└─" } else { "├─" }, i + 1, if i == 0 { " (starts at once)" } else { "" });
+            for (j, step) in wave.iter().enumerate() {
+                let stem = if last_wave { "   " } else { "│  " };
+                let branch = if j + 1 == wave.len() { "└─" } else { "├─" };
+                let status = match &step.status {
+                    StepStatus::Create => String::new(),
+                    StepStatus::Exists { id } => format!(" [exists: {id}]"),
+                };
+                let after = if step.depends_on.is_empty() { String::new() } else { format!("  (after {})", step.depends_on.join(", ")) };
+                let _ = writeln!(out, "{stem}{branch} {}{status}{after}", step.description);
+            }
+        }
+        out
+    }
+
+    /// The step with this key.
+    pub fn step(&self, key: &str) -> Option<&Step> {
+        self.steps.iter().find(|s| s.key == key)
+    }
+
+    fn check_acyclic(&self) -> Result<()> {
+        let mut seen = std::collections::HashSet::new();
+        for step in &self.steps {
+            for dep in &step.depends_on {
+                if !seen.contains(dep.as_str()) {
+                    return Err(Error::invalid("plan", format!("step {} depends on {dep}, which is not an earlier step", step.key)));
+                }
+            }
+            if !seen.insert(step.key.as_str()) {
+                return Err(Error::invalid("plan", format!("duplicate step key {}", step.key)));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl StepAction {
+    /// Resolves step references into a concrete [`CreateRequest`].
+    pub fn resolve(&self, done: &HashMap<String, Resource>, caller_arn: &str, cluster_name: &str) -> Result<CreateRequest> {
+        let id = |r: &StepRef| -> Result<String> {
+            done.get(&r.0).map(|res| res.id.clone()).ok_or_else(|| Error::invalid("plan", format!("step {} has not produced a resource", r.0)))
+        };
+        let arn = |r: &StepRef| -> Result<String> {
+            done.get(&r.0)
+                .and_then(|res| res.arn.clone())
+                .ok_or_else(|| Error::invalid("plan", format!("step {} has not produced a resource with an ARN", r.0)))
+        };
+        let ids = |refs: &[StepRef]| refs.iter().map(id).collect::<Result<Vec<_>>>();
+        Ok(match self {
+            Self::Vpc { cidr } => CreateRequest::Vpc { cidr: *cidr },
+            Self::Subnet { vpc, az, cidr, tier } => CreateRequest::Subnet {
+                vpc_id: id(vpc)?,
+                az: az.clone(),
+                cidr: *cidr,
+                tier: *tier,
+                cluster_name: cluster_name.to_string(),
+            },
+            Self::InternetGateway { vpc } => CreateRequest::InternetGateway { vpc_id: id(vpc)? },
+            Self::ElasticIp => CreateRequest::ElasticIp,
+            Self::NatGateway { subnet, eip } => CreateRequest::NatGateway { subnet_id: id(subnet)?, allocation_id: id(eip)? },
+            Self::RouteTable { vpc, target, via_nat, subnets } => CreateRequest::RouteTable {
+                vpc_id: id(vpc)?,
+                default_route: if *via_nat { DefaultRoute::NatGateway(id(target)?) } else { DefaultRoute::InternetGateway(id(target)?) },
+                subnet_ids: ids(subnets)?,
+            },
+            Self::IamRole { name, trust, policy_arns } => CreateRequest::IamRole { name: name.clone(), trust: *trust, policy_arns: policy_arns.clone() },
+            Self::Cluster { name, version, role, subnets } => CreateRequest::Cluster {
+                name: name.clone(),
+                version: version.clone(),
+                role_arn: arn(role)?,
+                subnet_ids: ids(subnets)?,
+            },
+            Self::FargateProfile { cluster, name, role, subnets, selectors } => CreateRequest::FargateProfile {
+                cluster: id(cluster)?,
+                name: name.clone(),
+                pod_execution_role_arn: arn(role)?,
+                subnet_ids: ids(subnets)?,
+                selectors: selectors.clone(),
+            },
+            Self::Addon { cluster, name, configuration } => CreateRequest::Addon { cluster: id(cluster)?, name: name.clone(), configuration: configuration.clone() },
+            Self::AccessEntry { cluster, policy_arn } => CreateRequest::AccessEntry {
+                cluster: id(cluster)?,
+                principal_arn: caller_arn.to_string(),
+                policy_arn: policy_arn.clone(),
+            },
+        })
+    }
+}
+
+/// Counts of steps by kind, for summaries.
+pub fn count_by_kind(plan: &Plan) -> BTreeMap<ResourceKind, usize> {
+    let mut counts = BTreeMap::new();
+    for step in &plan.steps {
+        *counts.entry(step.kind).or_insert(0) += 1;
+    }
+    counts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{StackName, StackSpec};
+
+    fn spec(azs: u8, nat: NatMode) -> StackSpec {
+        let mut spec = StackSpec::new(StackName::new("glrunner").unwrap(), "us-east-1");
+        spec.network.az_count = azs;
+        spec.network.nat = nat;
+        spec
+    }
+
+    fn azs(n: usize) -> Vec<String> {
+        ["us-east-1a", "us-east-1b", "us-east-1c"][..n].iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn single_nat_plan_has_the_expected_steps() {
+        let plan = Plan::build(&spec(2, NatMode::Single), &azs(2)).unwrap();
+        let counts = count_by_kind(&plan);
+        assert_eq!(counts[&ResourceKind::Subnet], 4);
+        assert_eq!(counts[&ResourceKind::NatGateway], 1);
+        assert_eq!(counts[&ResourceKind::ElasticIp], 1);
+        assert_eq!(counts[&ResourceKind::RouteTable], 2);
+        assert_eq!(counts[&ResourceKind::FargateProfile], 1);
+        assert_eq!(counts[&ResourceKind::IamRole], 2);
+        assert_eq!(plan.steps.len(), 16);
+        assert!(plan.step("nat/us-east-1a").unwrap().description.contains("NAT gateway in us-east-1a"));
+    }
+
+    #[test]
+    fn per_az_nat_plan() {
+        let plan = Plan::build(&spec(3, NatMode::PerAz), &azs(3)).unwrap();
+        let counts = count_by_kind(&plan);
+        assert_eq!(counts[&ResourceKind::NatGateway], 3);
+        assert_eq!(counts[&ResourceKind::RouteTable], 4);
+        let profile = plan.step("fargate-profile").unwrap();
+        assert!(profile.depends_on.contains(&"rt/private/us-east-1c".to_string()));
+    }
+
+    #[test]
+    fn cluster_does_not_wait_for_nat() {
+        let plan = Plan::build(&spec(2, NatMode::Single), &azs(2)).unwrap();
+        let cluster = plan.step("cluster").unwrap();
+        assert!(cluster.depends_on.iter().all(|d| !d.starts_with("nat") && !d.starts_with("rt")));
+        // The first wave starts the VPC, both roles and the EIP together.
+        let first: Vec<&str> = plan.waves()[0].iter().map(|s| s.key.as_str()).collect();
+        assert_eq!(first, ["vpc", "eip/us-east-1a", "role/cluster", "role/fargate"]);
+    }
+
+    #[test]
+    fn tree_rendering_mentions_every_step() {
+        let plan = Plan::build(&spec(2, NatMode::Single), &azs(2)).unwrap();
+        let tree = plan.render_tree();
+        for step in &plan.steps {
+            assert!(tree.contains(&step.description), "{}", step.key);
+        }
+        assert!(tree.starts_with("plan for stack glrunner in us-east-1: 16 steps"));
+    }
+
+    #[test]
+    fn choose_azs_skips_unsupported_and_reports_shortage() {
+        let all = vec!["us-east-1e".to_string(), "us-east-1b".into(), "us-east-1a".into()];
+        assert_eq!(choose_azs(&all, 2).unwrap(), ["us-east-1a", "us-east-1b"]);
+        let err = choose_azs(&all, 3).unwrap_err().to_string();
+        assert!(err.contains("azs") && err.contains("lower --azs"), "{err}");
+    }
+}

@@ -1,0 +1,316 @@
+//! Resources as the provisioners see them: kinds, discovered resources and creation requests.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+use crate::spec::{FargateSelector, SubnetTier};
+
+/// Every kind of resource glrunner creates or cleans up, in teardown order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ResourceKind {
+    /// EKS managed add-on (CoreDNS).
+    Addon,
+    /// EKS access entry with its associated access policy.
+    AccessEntry,
+    /// EKS Fargate profile.
+    FargateProfile,
+    /// EKS cluster (control plane).
+    Cluster,
+    /// Elastic network interface left in the VPC (EKS, NAT).
+    NetworkInterface,
+    /// Non-default security group in the VPC (EKS cluster security group).
+    SecurityGroup,
+    /// NAT gateway.
+    NatGateway,
+    /// Elastic IP address.
+    ElasticIp,
+    /// Route table with its default route and subnet associations.
+    RouteTable,
+    /// Internet gateway (attached to the VPC).
+    InternetGateway,
+    /// Subnet.
+    Subnet,
+    /// VPC.
+    Vpc,
+    /// IAM role with its managed policies.
+    IamRole,
+}
+
+impl ResourceKind {
+    /// Human name, e.g. "NAT gateway".
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Addon => "EKS add-on",
+            Self::AccessEntry => "EKS access entry",
+            Self::FargateProfile => "Fargate profile",
+            Self::Cluster => "EKS cluster",
+            Self::NetworkInterface => "network interface",
+            Self::SecurityGroup => "security group",
+            Self::NatGateway => "NAT gateway",
+            Self::ElasticIp => "Elastic IP",
+            Self::RouteTable => "route table",
+            Self::InternetGateway => "internet gateway",
+            Self::Subnet => "subnet",
+            Self::Vpc => "VPC",
+            Self::IamRole => "IAM role",
+        }
+    }
+
+    /// Whether the network provisioner (EC2) owns this kind; otherwise the cluster provisioner does.
+    pub fn is_network(self) -> bool {
+        matches!(
+            self,
+            Self::NetworkInterface
+                | Self::SecurityGroup
+                | Self::NatGateway
+                | Self::ElasticIp
+                | Self::RouteTable
+                | Self::InternetGateway
+                | Self::Subnet
+                | Self::Vpc
+        )
+    }
+}
+
+impl fmt::Display for ResourceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// Lifecycle state, normalised across EC2, EKS and IAM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ResourceState {
+    /// Being created (EKS CREATING, NAT pending).
+    Creating,
+    /// Ready to use (ACTIVE, available, attached).
+    Available,
+    /// Being deleted (DELETING, NAT deleting).
+    Deleting,
+    /// Gone but still listed (NAT `deleted`, kept visible by AWS for about an hour).
+    Deleted,
+    /// Failed (CREATE_FAILED, NAT failed, DEGRADED).
+    Failed,
+}
+
+impl ResourceState {
+    /// Whether a resource in this state still exists for teardown purposes.
+    pub fn is_present(self) -> bool {
+        !matches!(self, Self::Deleted)
+    }
+}
+
+/// A resource found in the backend (by tag or by name).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resource {
+    /// Kind.
+    pub kind: ResourceKind,
+    /// Backend id: `vpc-…`, `subnet-…`, a role or cluster name, `<cluster>/<profile>`.
+    pub id: String,
+    /// Logical key (the plan step that owns it), from the [`crate::spec::KEY_TAG`] tag; empty for
+    /// resources glrunner did not create itself (EKS-created ENIs and security groups).
+    pub key: String,
+    /// ARN where the backend has one (IAM roles, clusters, Fargate profiles).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+    /// Current state.
+    pub state: ResourceState,
+}
+
+impl Resource {
+    /// `NAT gateway nat-0abc (nat/us-east-1a)`.
+    pub fn describe(&self) -> String {
+        if self.key.is_empty() {
+            format!("{} {}", self.kind, self.id)
+        } else {
+            format!("{} {} ({})", self.kind, self.id, self.key)
+        }
+    }
+}
+
+/// Where a route table sends 0.0.0.0/0.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DefaultRoute {
+    /// Through the internet gateway with this id.
+    InternetGateway(String),
+    /// Through the NAT gateway with this id.
+    NatGateway(String),
+}
+
+/// Which AWS service may assume an IAM role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RoleTrust {
+    /// `eks.amazonaws.com`: the cluster role.
+    EksCluster,
+    /// `eks-fargate-pods.amazonaws.com`: the Fargate pod execution role.
+    FargatePods,
+}
+
+impl RoleTrust {
+    /// The trusted service principal.
+    pub fn service(self) -> &'static str {
+        match self {
+            Self::EksCluster => "eks.amazonaws.com",
+            Self::FargatePods => "eks-fargate-pods.amazonaws.com",
+        }
+    }
+}
+
+/// A request to create one resource, with every reference already resolved to a backend id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum CreateRequest {
+    /// VPC with DNS support and hostnames enabled.
+    Vpc {
+        /// CIDR block.
+        cidr: Ipv4Net,
+    },
+    /// Subnet, tagged for load balancer discovery by tier.
+    Subnet {
+        /// VPC id.
+        vpc_id: String,
+        /// Availability zone.
+        az: String,
+        /// CIDR block.
+        cidr: Ipv4Net,
+        /// Public or private.
+        tier: SubnetTier,
+        /// Cluster name for the `kubernetes.io/cluster/<name>=shared` tag.
+        cluster_name: String,
+    },
+    /// Internet gateway, attached to the VPC.
+    InternetGateway {
+        /// VPC id.
+        vpc_id: String,
+    },
+    /// Elastic IP for a NAT gateway.
+    ElasticIp,
+    /// Public NAT gateway.
+    NatGateway {
+        /// Public subnet id.
+        subnet_id: String,
+        /// Elastic IP allocation id.
+        allocation_id: String,
+    },
+    /// Route table with a default route, associated with subnets.
+    RouteTable {
+        /// VPC id.
+        vpc_id: String,
+        /// Where 0.0.0.0/0 goes.
+        default_route: DefaultRoute,
+        /// Subnets to associate.
+        subnet_ids: Vec<String>,
+    },
+    /// IAM role with a trust policy and managed policies.
+    IamRole {
+        /// Role name.
+        name: String,
+        /// Who may assume it.
+        trust: RoleTrust,
+        /// Managed policy ARNs to attach.
+        policy_arns: Vec<String>,
+    },
+    /// EKS cluster with API (access entry) authentication, endpoint public + private.
+    Cluster {
+        /// Cluster name.
+        name: String,
+        /// Kubernetes version.
+        version: String,
+        /// Cluster role ARN.
+        role_arn: String,
+        /// Private subnet ids.
+        subnet_ids: Vec<String>,
+    },
+    /// Fargate profile (private subnets only).
+    FargateProfile {
+        /// Cluster name.
+        cluster: String,
+        /// Profile name.
+        name: String,
+        /// Pod execution role ARN.
+        pod_execution_role_arn: String,
+        /// Private subnet ids.
+        subnet_ids: Vec<String>,
+        /// Up to five selectors.
+        selectors: Vec<FargateSelector>,
+    },
+    /// EKS managed add-on.
+    Addon {
+        /// Cluster name.
+        cluster: String,
+        /// Add-on name (`coredns`).
+        name: String,
+        /// Configuration values as JSON (`{"computeType":"Fargate"}`).
+        configuration: String,
+    },
+    /// Access entry plus an associated cluster-scoped access policy.
+    AccessEntry {
+        /// Cluster name.
+        cluster: String,
+        /// IAM principal ARN.
+        principal_arn: String,
+        /// Access policy ARN (cluster admin).
+        policy_arn: String,
+    },
+}
+
+impl CreateRequest {
+    /// The kind this request creates.
+    pub fn kind(&self) -> ResourceKind {
+        match self {
+            Self::Vpc { .. } => ResourceKind::Vpc,
+            Self::Subnet { .. } => ResourceKind::Subnet,
+            Self::InternetGateway { .. } => ResourceKind::InternetGateway,
+            Self::ElasticIp => ResourceKind::ElasticIp,
+            Self::NatGateway { .. } => ResourceKind::NatGateway,
+            Self::RouteTable { .. } => ResourceKind::RouteTable,
+            Self::IamRole { .. } => ResourceKind::IamRole,
+            Self::Cluster { .. } => ResourceKind::Cluster,
+            Self::FargateProfile { .. } => ResourceKind::FargateProfile,
+            Self::Addon { .. } => ResourceKind::Addon,
+            Self::AccessEntry { .. } => ResourceKind::AccessEntry,
+        }
+    }
+}
+
+/// Tags applied to a created resource: stack, key, `Name` and the user's extra tags.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceTags {
+    /// Stack name ([`crate::spec::STACK_TAG`]).
+    pub stack: String,
+    /// Logical key ([`crate::spec::KEY_TAG`]).
+    pub key: String,
+    /// Extra user tags.
+    pub extra: BTreeMap<String, String>,
+}
+
+impl ResourceTags {
+    /// All tags as pairs, including `Name = <stack>-<key with / as ->`.
+    pub fn pairs(&self) -> BTreeMap<String, String> {
+        let mut tags = self.extra.clone();
+        tags.insert(crate::spec::STACK_TAG.to_string(), self.stack.clone());
+        tags.insert(crate::spec::KEY_TAG.to_string(), self.key.clone());
+        tags.insert("Name".to_string(), format!("{}-{}", self.stack, self.key.replace('/', "-")));
+        tags
+    }
+}
+
+/// What `ClusterProvisioner::cluster_access` returns: what a kubeconfig needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterAccess {
+    /// Cluster name.
+    pub name: String,
+    /// Cluster ARN.
+    pub arn: String,
+    /// API server endpoint URL.
+    pub endpoint: String,
+    /// Base64 PEM of the cluster CA, as EKS returns it.
+    pub certificate_authority: String,
+}

@@ -1,0 +1,166 @@
+//! Teardown: everything found by tag, deleted in dependency order, then a scan for leftovers.
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::apply::Engine;
+use crate::error::{Error, Result};
+use crate::progress::ProgressEvent;
+use crate::resource::{Resource, ResourceKind};
+use crate::spec::StackName;
+use crate::wait::{needs_wait, retry};
+
+/// Deletion order. ENIs are swept twice: once after the cluster (EKS-created interfaces),
+/// once after the NAT gateways (interfaces they release). IAM roles go last: EKS needs the
+/// cluster role until the cluster is gone, or it cannot clean up its own ENIs.
+pub const TEARDOWN_ORDER: &[ResourceKind] = &[
+    ResourceKind::Addon,
+    ResourceKind::AccessEntry,
+    ResourceKind::FargateProfile,
+    ResourceKind::Cluster,
+    ResourceKind::NetworkInterface,
+    ResourceKind::SecurityGroup,
+    ResourceKind::NatGateway,
+    ResourceKind::NetworkInterface,
+    ResourceKind::ElasticIp,
+    ResourceKind::RouteTable,
+    ResourceKind::InternetGateway,
+    ResourceKind::Subnet,
+    ResourceKind::Vpc,
+    ResourceKind::IamRole,
+];
+
+/// What teardown did (or, on dry-run, would do).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct TeardownReport {
+    /// Stack name.
+    pub stack: String,
+    /// Whether this was a dry run (nothing deleted).
+    pub dry_run: bool,
+    /// Resources deleted (or to delete), in order.
+    pub deleted: Vec<Resource>,
+    /// Errors met along the way (teardown keeps going past them).
+    pub errors: Vec<String>,
+    /// Resources still tagged with the stack after teardown.
+    pub leftovers: Vec<Resource>,
+    /// Seconds the teardown took.
+    pub makespan_s: f64,
+}
+
+impl Engine<'_> {
+    /// Deletes every resource of the stack found by tag, in [`TEARDOWN_ORDER`]. Fargate profiles
+    /// go one at a time (EKS allows one profile operation per cluster); other kinds in parallel.
+    /// NotFound counts as done; busy and dependency errors are retried within the wait policy.
+    /// Ends with a leftover scan and fails with [`Error::Leftovers`] naming anything left.
+    pub async fn teardown(&self, stack: &StackName) -> Result<TeardownReport> {
+        let start = Instant::now();
+        let mut report = TeardownReport { stack: stack.to_string(), ..TeardownReport::default() };
+        for &kind in TEARDOWN_ORDER {
+            let found = match self.discover_kind(stack, kind).await {
+                Ok(found) => found,
+                Err(err) => {
+                    report.errors.push(format!("discover {kind}s: {err}"));
+                    continue;
+                }
+            };
+            if kind == ResourceKind::FargateProfile {
+                for res in found {
+                    self.delete_one(res, &mut report).await;
+                }
+            } else {
+                let mut running: FuturesUnordered<_> = found.into_iter().map(|res| self.delete_resource(res)).collect();
+                while let Some((res, outcome)) = running.next().await {
+                    match outcome {
+                        Ok(()) => report.deleted.push(res),
+                        Err(err) => report.errors.push(format!("delete {}: {err}", res.describe())),
+                    }
+                }
+            }
+        }
+        report.leftovers = self.leftovers(stack).await?;
+        report.makespan_s = start.elapsed().as_secs_f64();
+        if let Some(state) = self.state {
+            if report.leftovers.is_empty() {
+                state.remove()?;
+            }
+        }
+        if !report.leftovers.is_empty() {
+            tracing::error!(count = report.leftovers.len(), "teardown left resources behind");
+            return Err(Error::Leftovers(report.leftovers.iter().map(Resource::describe).collect()));
+        }
+        if !report.errors.is_empty() {
+            return Err(Error::Failed { resource: format!("teardown of stack {stack}"), message: report.errors.join("; ") });
+        }
+        Ok(report)
+    }
+
+    /// What teardown would delete, in order, without deleting anything.
+    pub async fn teardown_plan(&self, stack: &StackName) -> Result<TeardownReport> {
+        let mut report = TeardownReport { stack: stack.to_string(), dry_run: true, ..TeardownReport::default() };
+        let (network, cluster) = tokio::try_join!(self.network.discover(stack), self.cluster.discover(stack))?;
+        let all: Vec<Resource> = network.into_iter().chain(cluster).filter(|r| r.state.is_present()).collect();
+        let mut seen = std::collections::HashSet::new();
+        for &kind in TEARDOWN_ORDER {
+            for res in all.iter().filter(|r| r.kind == kind) {
+                if seen.insert((res.kind, res.id.clone())) {
+                    report.deleted.push(res.clone());
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Everything still present with the stack's tag (gone NAT gateways excluded).
+    pub async fn leftovers(&self, stack: &StackName) -> Result<Vec<Resource>> {
+        let (network, cluster) = tokio::try_join!(self.network.discover(stack), self.cluster.discover(stack))?;
+        Ok(network.into_iter().chain(cluster).filter(|r| r.state.is_present()).collect())
+    }
+
+    async fn discover_kind(&self, stack: &StackName, kind: ResourceKind) -> Result<Vec<Resource>> {
+        let all = if kind.is_network() { self.network.discover(stack).await? } else { self.cluster.discover(stack).await? };
+        Ok(all.into_iter().filter(|r| r.kind == kind && r.state.is_present()).collect())
+    }
+
+    async fn delete_one(&self, res: Resource, report: &mut TeardownReport) {
+        let (res, outcome) = self.delete_resource(res).await;
+        match outcome {
+            Ok(()) => report.deleted.push(res),
+            Err(err) => report.errors.push(format!("delete {}: {err}", res.describe())),
+        }
+    }
+
+    /// Deletes one resource, retrying while busy, and waits until it is gone where AWS is asynchronous.
+    async fn delete_resource(&self, res: Resource) -> (Resource, Result<()>) {
+        let started = Instant::now();
+        let label = res.describe();
+        self.progress.event(&ProgressEvent::Deleting { resource: label.clone() });
+        tracing::info!("deleting {label}");
+        let timeout = self.waits.timeout_for(res.kind);
+        let outcome = async {
+            let deleted = retry(&label, timeout, &self.waits, self.progress, || async {
+                if res.kind.is_network() { self.network.delete(&res).await } else { self.cluster.delete(&res).await }
+            })
+            .await;
+            match deleted {
+                Ok(()) => {}
+                Err(err) if err.is_not_found() => return Ok(()),
+                Err(err) => return Err(err),
+            }
+            if needs_wait(res.kind) {
+                self.wait_gone(&label, &res, timeout).await?;
+            }
+            Ok(())
+        }
+        .await;
+        if outcome.is_ok() {
+            self.progress.event(&ProgressEvent::Deleted { resource: label, elapsed: started.elapsed() });
+            if let Some(state) = self.state {
+                if !res.key.is_empty() {
+                    let _ = state.forget(&res.key);
+                }
+            }
+        }
+        (res, outcome)
+    }
+}
