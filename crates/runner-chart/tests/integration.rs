@@ -1,0 +1,11 @@
+//! Integration tests of glrunner-runner-chart (one test binary; the modules live in `tests/integration/`).
+
+mod integration {
+    mod fake_helm;
+    mod fleet_props;
+    mod helm_cli;
+    mod kube_secrets;
+    #[cfg(feature = "mock")]
+    mod mocks;
+    mod values_golden;
+}

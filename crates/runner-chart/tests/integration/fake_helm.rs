@@ -1,0 +1,211 @@
+//! A fake `helm` executable: records argv, environment and the values files it is handed, and
+//! answers `upgrade`/`status`/`list`/`uninstall` from a small state directory.
+
+use std::path::{Path, PathBuf};
+
+/// One recorded invocation.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub argv: Vec<String>,
+    pub env: String,
+    /// (path it was given, content at call time, octal mode at call time)
+    pub values: Option<(PathBuf, String, String)>,
+}
+
+impl Call {
+    pub fn has(&self, arg: &str) -> bool {
+        self.argv.iter().any(|a| a == arg)
+    }
+
+    /// The value following flag `flag`.
+    pub fn flag(&self, flag: &str) -> Option<&str> {
+        self.argv
+            .iter()
+            .position(|a| a == flag)
+            .and_then(|i| self.argv.get(i + 1))
+            .map(String::as_str)
+    }
+
+    /// Positional arguments (flags and their values removed).
+    pub fn positional(&self) -> Vec<&str> {
+        const WITH_VALUE: [&str; 9] = [
+            "--namespace",
+            "--values",
+            "-f",
+            "--version",
+            "--timeout",
+            "--history-max",
+            "--output",
+            "--kubeconfig",
+            "--kube-context",
+        ];
+        let mut out = Vec::new();
+        let mut skip = false;
+        for a in &self.argv {
+            if skip {
+                skip = false;
+            } else if WITH_VALUE.contains(&a.as_str()) {
+                skip = true;
+            } else if !a.starts_with("--") {
+                out.push(a.as_str());
+            }
+        }
+        out
+    }
+}
+
+pub struct FakeHelm {
+    pub dir: tempfile::TempDir,
+}
+
+const SCRIPT: &str = r#"#!/bin/sh
+STATE='@STATE@'
+mkdir -p "$STATE/calls" "$STATE/releases"
+n=$(ls "$STATE/calls" | wc -l)
+call="$STATE/calls/$(printf '%04d' "$n")"
+mkdir -p "$call"
+printf '%s\n' "$@" > "$call/argv"
+env > "$call/env"
+ns=default; install=0; values=""; positional=""; all_ns=0; prev=""
+for a in "$@"; do
+  case "$prev" in
+    --namespace) ns="$a"; prev=""; continue;;
+    --values|-f) values="$a"; prev=""; continue;;
+    --version|--timeout|--history-max|--output|--kubeconfig|--kube-context) prev=""; continue;;
+  esac
+  case "$a" in
+    --namespace|--values|-f|--version|--timeout|--history-max|--output|--kubeconfig|--kube-context) prev="$a";;
+    --install) install=1;;
+    --all-namespaces) all_ns=1;;
+    -*) ;;
+    *) positional="$positional $a";;
+  esac
+done
+if [ -n "$values" ]; then
+  cp "$values" "$call/values.yaml"
+  stat -c %a "$values" > "$call/values.mode"
+  printf '%s' "$values" > "$call/values.path"
+fi
+if [ -f "$STATE/fail-next" ]; then
+  cat "$STATE/fail-next" >&2
+  rm -f "$STATE/fail-next"
+  exit 1
+fi
+set -- $positional
+sub="$1"
+release_json() {
+  printf '{"name":"%s","namespace":"%s","version":%s,"info":{"status":"deployed","description":"fake"},"chart":{"metadata":{"name":"gitlab-runner","version":"0.86.0","appVersion":"18.9.0"}}}\n' "$1" "$2" "$3"
+}
+case "$sub" in
+  version) echo 'version.BuildInfo{Version:"v3.16.0-fake"}';;
+  repo) echo "fake: repo $2 ok";;
+  upgrade)
+    name="$2"; f="$STATE/releases/$ns/$name"
+    if [ -f "$f" ]; then rev=$(( $(cat "$f") + 1 ));
+    elif [ "$install" = 1 ]; then rev=1;
+    else echo "Error: UPGRADE FAILED: \"$name\" has no deployed releases" >&2; exit 1; fi
+    mkdir -p "$STATE/releases/$ns"; echo "$rev" > "$f"
+    release_json "$name" "$ns" "$rev";;
+  status)
+    name="$2"; f="$STATE/releases/$ns/$name"
+    if [ -f "$f" ]; then release_json "$name" "$ns" "$(cat "$f")";
+    else echo "Error: release: not found" >&2; exit 1; fi;;
+  uninstall)
+    name="$2"; f="$STATE/releases/$ns/$name"
+    if [ -f "$f" ]; then rm -f "$f"; echo "release \"$name\" uninstalled";
+    else echo "Error: uninstall: Release not loaded: $name: release: not found" >&2; exit 1; fi;;
+  list)
+    sep=""; printf '['
+    for d in "$STATE"/releases/*; do
+      [ -d "$d" ] || continue
+      rns=$(basename "$d")
+      if [ "$all_ns" = 0 ] && [ "$rns" != "$ns" ]; then continue; fi
+      for f in "$d"/*; do
+        [ -f "$f" ] || continue
+        printf '%s{"name":"%s","namespace":"%s","revision":"%s","updated":"now","status":"deployed","chart":"gitlab-runner-0.86.0","app_version":"18.9.0"}' "$sep" "$(basename "$f")" "$rns" "$(cat "$f")"
+        sep=","
+      done
+    done
+    printf ']\n';;
+  *) echo "fake helm: unknown command $sub" >&2; exit 64;;
+esac
+"#;
+
+impl FakeHelm {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = dir.path().join("state");
+        std::fs::create_dir_all(&state).expect("state dir");
+        let script = SCRIPT.replace("@STATE@", &state.display().to_string());
+        let path = dir.path().join("helm");
+        std::fs::write(&path, script).expect("write fake helm");
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        Self { dir }
+    }
+
+    pub fn program(&self) -> PathBuf {
+        self.dir.path().join("helm")
+    }
+
+    /// A kubeconfig file helm is pointed at (the fake never reads it).
+    pub fn kubeconfig(&self) -> PathBuf {
+        let p = self.dir.path().join("kubeconfig");
+        if !p.exists() {
+            std::fs::write(&p, "apiVersion: v1\nkind: Config\n").expect("kubeconfig");
+        }
+        p
+    }
+
+    /// The next helm call fails with this stderr.
+    pub fn fail_next(&self, stderr: &str) {
+        std::fs::write(self.dir.path().join("state/fail-next"), stderr).expect("fail-next");
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        let calls_dir = self.dir.path().join("state/calls");
+        let mut dirs: Vec<PathBuf> = match std::fs::read_dir(&calls_dir) {
+            Ok(rd) => rd.map(|e| e.expect("entry").path()).collect(),
+            Err(_) => return Vec::new(),
+        };
+        dirs.sort();
+        dirs.iter().map(|d| read_call(d)).collect()
+    }
+
+    /// Every byte the fake saw: argv, environment and values files of every call.
+    pub fn everything_seen(&self) -> String {
+        self.calls()
+            .iter()
+            .map(|c| {
+                format!(
+                    "{}\n{}\n{}",
+                    c.argv.join("\n"),
+                    c.env,
+                    c.values.as_ref().map(|v| v.1.as_str()).unwrap_or("")
+                )
+            })
+            .collect()
+    }
+}
+
+fn read_call(d: &Path) -> Call {
+    let argv = std::fs::read_to_string(d.join("argv"))
+        .expect("argv")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let env = std::fs::read_to_string(d.join("env")).expect("env");
+    let values = std::fs::read_to_string(d.join("values.path"))
+        .ok()
+        .map(|p| {
+            (
+                PathBuf::from(p),
+                std::fs::read_to_string(d.join("values.yaml")).expect("values copy"),
+                std::fs::read_to_string(d.join("values.mode"))
+                    .expect("values mode")
+                    .trim()
+                    .to_string(),
+            )
+        });
+    Call { argv, env, values }
+}

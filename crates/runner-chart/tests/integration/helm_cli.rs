@@ -1,0 +1,340 @@
+//! `HelmCli` against the fake helm: the commands it issues, the values file's lifecycle, the
+//! token's absence from everything helm sees, error shapes, and the release conformance suite.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use glrunner_runner_chart::conformance;
+use glrunner_runner_chart::{
+    ChartSource, ChartVersion, Error, ErrorKind, HelmCli, InMemoryTokenSecrets, ReleaseId,
+    ReleaseManager, ReleaseSpec, ReleaseState, Removal, RunnerToken, RunnerValues, TokenSecrets,
+    deploy_runner, remove_runner,
+};
+
+use super::fake_helm::FakeHelm;
+
+const TOKEN: &str = "glrt-t1_SuperSecretTokenValue_0123456789";
+
+fn helm(fake: &FakeHelm) -> HelmCli {
+    HelmCli::builder()
+        .with_program(fake.program())
+        .with_kubeconfig(fake.kubeconfig())
+        .with_context("test-ctx")
+        .build()
+        .expect("helm cli")
+}
+
+fn spec() -> ReleaseSpec {
+    let values = RunnerValues::new("https://gitlab.example.com/")
+        .with_concurrent(200)
+        .with_runner_tags(["glrunner-1"]);
+    ReleaseSpec::new("gitlab-runner-1", "ci", values).with_timeout(Duration::from_secs(300))
+}
+
+/// A `tracing` writer that keeps everything logged, to prove the token never is.
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
+    type Writer = LogBuffer;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn install_upgrade_uninstall_issue_the_right_commands_and_the_token_is_in_none_of_them() {
+    let logs = LogBuffer::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(logs.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let fake = FakeHelm::new();
+    let helm = helm(&fake);
+    let secrets = InMemoryTokenSecrets::new();
+    let token = RunnerToken::new(TOKEN).unwrap();
+    let spec = spec();
+
+    // install: Secret first, then `helm upgrade --install`.
+    let deployed = deploy_runner(&secrets, &helm, &spec, &token)
+        .await
+        .expect("deploy");
+    assert_eq!(deployed.release.state, ReleaseState::Deployed);
+    assert_eq!(deployed.release.revision, 1);
+    assert_eq!(
+        deployed.release.runner.as_ref().unwrap().tags,
+        ["glrunner-1"]
+    );
+    assert_eq!(
+        secrets.get(&spec.secret()).await.unwrap().unwrap().token,
+        token
+    );
+
+    let calls = fake.calls();
+    assert_eq!(calls.len(), 3, "{calls:#?}");
+    assert_eq!(
+        calls[0].positional(),
+        ["repo", "add", "gitlab", "https://charts.gitlab.io"]
+    );
+    assert!(calls[0].has("--force-update"));
+    assert_eq!(calls[1].positional(), ["repo", "update", "gitlab"]);
+    let install = &calls[2];
+    assert_eq!(
+        install.positional(),
+        ["upgrade", "gitlab-runner-1", "gitlab/gitlab-runner"]
+    );
+    for flag in [
+        "--install",
+        "--create-namespace",
+        "--wait",
+        "--reset-values",
+    ] {
+        assert!(install.has(flag), "{flag} missing: {:?}", install.argv);
+    }
+    assert_eq!(install.flag("--version"), Some("0.86.0"));
+    assert_eq!(install.flag("--namespace"), Some("ci"));
+    assert_eq!(install.flag("--timeout"), Some("300s"));
+    assert_eq!(install.flag("--output"), Some("json"));
+    assert_eq!(
+        install.flag("--kubeconfig"),
+        Some(fake.kubeconfig().to_str().unwrap())
+    );
+    assert_eq!(install.flag("--kube-context"), Some("test-ctx"));
+    let (path, content, mode) = install.values.clone().expect("a values file was passed");
+    assert_eq!(mode, "600", "values file mode");
+    assert!(
+        !path.exists(),
+        "values file {} left on disk",
+        path.display()
+    );
+    assert_eq!(content, spec.values.to_yaml().unwrap());
+    assert!(content.contains("secret: gitlab-runner-token"));
+
+    // upgrade: no --install, repo not re-added, new values.
+    let mut changed = spec.clone();
+    changed.values.concurrent = 150;
+    let up = helm.upgrade(&changed).await.expect("upgrade");
+    assert_eq!(up.revision, 2);
+    let calls = fake.calls();
+    assert_eq!(calls.len(), 4);
+    let upgrade = &calls[3];
+    assert_eq!(
+        upgrade.positional(),
+        ["upgrade", "gitlab-runner-1", "gitlab/gitlab-runner"]
+    );
+    assert!(!upgrade.has("--install") && !upgrade.has("--create-namespace"));
+    let (path, content, mode) = upgrade.values.clone().unwrap();
+    assert_eq!(mode, "600");
+    assert!(!path.exists());
+    assert!(content.contains("concurrent: 150"));
+
+    // status and list read helm's JSON.
+    let status = helm.status(&spec.id()).await.unwrap().expect("exists");
+    assert_eq!(
+        (status.revision, status.state.clone()),
+        (2, ReleaseState::Deployed)
+    );
+    assert_eq!(status.chart_version.as_deref(), Some("0.86.0"));
+    let listed = helm.list(Some("ci")).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(fake.calls().last().unwrap().flag("--namespace"), Some("ci"));
+
+    // uninstall, twice: idempotent; then the Secret goes too.
+    let removal = remove_runner(
+        &secrets,
+        &helm,
+        &spec.id(),
+        &spec.values.secret_name,
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    assert_eq!(removal, Removal::Removed);
+    let uninstall = fake.calls().last().unwrap().clone();
+    assert_eq!(uninstall.positional(), ["uninstall", "gitlab-runner-1"]);
+    assert_eq!(uninstall.flag("--namespace"), Some("ci"));
+    assert!(uninstall.has("--wait"));
+    assert_eq!(uninstall.flag("--timeout"), Some("60s"));
+    assert!(secrets.get(&spec.secret()).await.unwrap().is_none());
+    assert_eq!(
+        helm.uninstall(&spec.id(), Duration::from_secs(60))
+            .await
+            .unwrap(),
+        Removal::AlreadyAbsent
+    );
+
+    // The token is nowhere: argv, environment, values files, logs, Debug output.
+    let seen = fake.everything_seen();
+    assert!(
+        !seen.contains(TOKEN) && !seen.contains("glrt-"),
+        "token reached helm"
+    );
+    let logged = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logged.contains("running helm"),
+        "logs were captured: {logged}"
+    );
+    assert!(
+        !logged.contains(TOKEN) && !logged.contains("SuperSecret"),
+        "token in logs"
+    );
+    let debug = format!("{spec:?} {token:?} {deployed:?} {secrets:?}");
+    assert!(!debug.contains("SuperSecret"), "token in Debug output");
+    // No values file of ours is left in the temp dir from these calls.
+    for call in fake.calls() {
+        if let Some((path, _, _)) = call.values {
+            assert!(!path.exists());
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_failing_helm_reports_purpose_status_and_stderr_and_the_values_file_is_still_removed() {
+    let fake = FakeHelm::new();
+    let helm = helm(&fake);
+    let spec = spec().with_chart(ChartSource::Path {
+        path: "/charts/gitlab-runner".into(),
+    });
+    fake.fail_next("Error: INSTALLATION FAILED: boom\nsecond line of context\n");
+    let e = helm.ensure(&spec).await.expect_err("helm failed");
+    assert_eq!(e.kind(), ErrorKind::Command);
+    let Error::Command {
+        purpose,
+        status,
+        stderr_tail,
+        program,
+    } = &e
+    else {
+        panic!("{e:?}")
+    };
+    assert!(
+        purpose.contains("install or upgrade helm release \"gitlab-runner-1\" in namespace \"ci\""),
+        "{purpose}"
+    );
+    assert_eq!(status, "exit status 1");
+    assert!(
+        stderr_tail.contains("boom") && stderr_tail.contains("second line"),
+        "{stderr_tail}"
+    );
+    assert!(program.ends_with("helm"));
+    let calls = fake.calls();
+    assert_eq!(calls.len(), 1, "a local chart needs no repo calls");
+    assert_eq!(
+        calls[0].positional(),
+        ["upgrade", "gitlab-runner-1", "/charts/gitlab-runner"]
+    );
+    assert_eq!(calls[0].flag("--version"), None);
+    let (path, _, mode) = calls[0].values.clone().unwrap();
+    assert_eq!(mode, "600");
+    assert!(!path.exists(), "values file left behind after a failure");
+}
+
+#[tokio::test]
+async fn helm_errors_map_to_categories() {
+    let fake = FakeHelm::new();
+    let helm = helm(&fake);
+    let spec = spec().with_chart(ChartSource::Path {
+        path: "chart".into(),
+    });
+    fake.fail_next(
+        "Error: UPGRADE FAILED: another operation (install/upgrade/rollback) is in progress",
+    );
+    assert_eq!(
+        helm.ensure(&spec).await.unwrap_err().kind(),
+        ErrorKind::Conflict
+    );
+    fake.fail_next("Error: UPGRADE FAILED: timed out waiting for the condition");
+    let e = helm.ensure(&spec).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout);
+    assert!(
+        e.to_string().contains("300s") && e.to_string().contains("gitlab-runner-1"),
+        "{e}"
+    );
+    fake.fail_next(
+        "Error: list: secrets is forbidden: User \"system:anonymous\" cannot list resource",
+    );
+    assert_eq!(
+        helm.list(None).await.unwrap_err().kind(),
+        ErrorKind::PermissionDenied
+    );
+}
+
+#[tokio::test]
+async fn oci_charts_are_pinned_and_skip_the_repo() {
+    let fake = FakeHelm::new();
+    let helm = helm(&fake);
+    let version = ChartVersion::parse("chart_version", "0.92.2").unwrap();
+    let spec = spec().with_chart(ChartSource::Oci {
+        reference: "oci://registry.example.com/charts/gitlab-runner".into(),
+        version,
+    });
+    helm.ensure(&spec).await.unwrap();
+    let calls = fake.calls();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(
+        calls[0].positional(),
+        [
+            "upgrade",
+            "gitlab-runner-1",
+            "oci://registry.example.com/charts/gitlab-runner"
+        ]
+    );
+    assert_eq!(calls[0].flag("--version"), Some("0.92.2"));
+}
+
+#[tokio::test]
+async fn invalid_input_runs_nothing() {
+    let fake = FakeHelm::new();
+    let helm = helm(&fake);
+    let mut bad = spec();
+    bad.values.concurrent = 0;
+    bad.values.gitlab_url = "http://gitlab.example.com".into();
+    let e = helm.ensure(&bad).await.unwrap_err();
+    let fields: Vec<&str> = e.issues().iter().map(|i| i.field.as_str()).collect();
+    assert_eq!(fields, ["gitlab_url", "concurrent"]);
+    assert!(
+        helm.uninstall(&ReleaseId::new("Bad NS", "r"), Duration::from_secs(5))
+            .await
+            .is_err()
+    );
+    assert!(helm.list(Some("Bad NS")).await.is_err());
+    assert!(fake.calls().is_empty(), "helm ran despite invalid input");
+}
+
+#[tokio::test]
+async fn a_missing_helm_binary_says_how_to_fix_it() {
+    let helm = HelmCli::builder()
+        .with_program("/nonexistent/bin/helm")
+        .build()
+        .unwrap();
+    let e = helm.status(&ReleaseId::new("ci", "r")).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Command);
+    let text = e.to_string();
+    assert!(
+        text.contains("did not start")
+            && text.contains("GLRUNNER_HELM")
+            && text.contains("read the status of"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn release_conformance_on_the_fake_helm() {
+    let fake = FakeHelm::new();
+    let helm = helm(&fake);
+    conformance::run_release_suite(&helm, "fake").await;
+    assert!(!fake.everything_seen().contains("glrt-"));
+}
