@@ -5,8 +5,8 @@ use std::fmt;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{DeleteMode, DeleteOutcome, ListQuery, PodInfo, PodKey};
 use crate::Result;
+use crate::model::{DeleteMode, DeleteOutcome, ListQuery, PodInfo, PodKey};
 
 /// Listing and deleting pods: what the janitor needs from a Kubernetes API server, and nothing more.
 ///
@@ -74,7 +74,10 @@ impl JobStatus {
 
     /// Whether the job is over in GitLab's eyes, so its pod has no further use.
     pub fn is_finished(&self) -> bool {
-        matches!(self, Self::Success | Self::Failed | Self::Canceled | Self::Skipped | Self::NotFound)
+        matches!(
+            self,
+            Self::Success | Self::Failed | Self::Canceled | Self::Skipped | Self::NotFound
+        )
     }
 
     /// The status as a short lowercase word.

@@ -34,7 +34,10 @@ pub struct TokioClock {
 impl TokioClock {
     /// A clock reading `base` now and advancing with tokio's clock.
     pub fn starting_at(base: Timestamp) -> Self {
-        Self { base, start: tokio::time::Instant::now() }
+        Self {
+            base,
+            start: tokio::time::Instant::now(),
+        }
     }
 }
 
@@ -55,7 +58,9 @@ pub struct ManualClock {
 impl ManualClock {
     /// A clock reading `now`.
     pub fn new(now: Timestamp) -> Self {
-        Self { now: std::sync::Arc::new(std::sync::Mutex::new(now)) }
+        Self {
+            now: std::sync::Arc::new(std::sync::Mutex::new(now)),
+        }
     }
 
     /// Moves the clock forward.
@@ -87,6 +92,9 @@ mod tests {
         let clock = TokioClock::starting_at(base);
         assert_eq!(clock.now(), base);
         tokio::time::advance(Duration::from_secs(3600)).await;
-        assert_eq!(clock.now(), "2026-01-01T01:00:00Z".parse::<Timestamp>().unwrap());
+        assert_eq!(
+            clock.now(),
+            "2026-01-01T01:00:00Z".parse::<Timestamp>().unwrap()
+        );
     }
 }

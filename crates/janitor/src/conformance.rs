@@ -10,7 +10,7 @@ use async_trait::async_trait;
 
 use crate::api::PodApi;
 use crate::memory::{InMemoryPods, NewPod};
-use crate::model::{keys, DeleteMode, DeleteOutcome, ListQuery, PodInfo, PodPhase};
+use crate::model::{DeleteMode, DeleteOutcome, ListQuery, PodInfo, PodPhase, keys};
 use crate::{Error, Result};
 
 /// Creates test objects on a backend.
@@ -44,12 +44,23 @@ fn names(pods: &[PodInfo]) -> BTreeSet<String> {
 }
 
 /// Lists select by label on the server and never cross namespaces; a missing namespace lists empty.
-pub async fn list_selects_by_label_within_namespace(api: &dyn PodApi, fx: &dyn PodFixtures, prefix: &str) {
+pub async fn list_selects_by_label_within_namespace(
+    api: &dyn PodApi,
+    fx: &dyn PodFixtures,
+    prefix: &str,
+) {
     let a = namespace(fx, prefix, "lbl-a").await;
     let b = namespace(fx, prefix, "lbl-b").await;
-    let job = fx.create_pod(NewPod::job(&a, "mgr", 7, 1001)).await.unwrap();
-    fx.create_pod(NewPod::new(&a, "runner-lookalike-0")).await.unwrap();
-    fx.create_pod(NewPod::job(&b, "mgr", 7, 1002)).await.unwrap();
+    let job = fx
+        .create_pod(NewPod::job(&a, "mgr", 7, 1001))
+        .await
+        .unwrap();
+    fx.create_pod(NewPod::new(&a, "runner-lookalike-0"))
+        .await
+        .unwrap();
+    fx.create_pod(NewPod::job(&b, "mgr", 7, 1002))
+        .await
+        .unwrap();
 
     let listed = api.list_pods(&ListQuery::job_pods(&a)).await.unwrap();
     assert_eq!(names(&listed), BTreeSet::from([job.name.clone()]));
@@ -57,12 +68,30 @@ pub async fn list_selects_by_label_within_namespace(api: &dyn PodApi, fx: &dyn P
     assert_eq!(got.namespace, a);
     assert!(!got.uid.is_empty());
     assert_eq!(got.uid, job.uid);
-    assert_eq!(got.annotations.get(keys::ANNOTATION_JOB_ID).map(String::as_str), Some("1001"));
-    assert_eq!(got.labels.get(keys::LABEL_MANAGER_NAME).map(String::as_str), Some("mgr"));
+    assert_eq!(
+        got.annotations
+            .get(keys::ANNOTATION_JOB_ID)
+            .map(String::as_str),
+        Some("1001")
+    );
+    assert_eq!(
+        got.labels.get(keys::LABEL_MANAGER_NAME).map(String::as_str),
+        Some("mgr")
+    );
 
-    let all = api.list_pods(&ListQuery { namespace: a.clone(), label_selector: None, page_size: 50 }).await.unwrap();
+    let all = api
+        .list_pods(&ListQuery {
+            namespace: a.clone(),
+            label_selector: None,
+            page_size: 50,
+        })
+        .await
+        .unwrap();
     assert_eq!(all.len(), 2);
-    let none = api.list_pods(&ListQuery::job_pods(format!("{prefix}-missing"))).await.unwrap();
+    let none = api
+        .list_pods(&ListQuery::job_pods(format!("{prefix}-missing")))
+        .await
+        .unwrap();
     assert!(none.is_empty());
 }
 
@@ -70,9 +99,14 @@ pub async fn list_selects_by_label_within_namespace(api: &dyn PodApi, fx: &dyn P
 pub async fn list_follows_pagination(api: &dyn PodApi, fx: &dyn PodFixtures, prefix: &str) {
     let ns = namespace(fx, prefix, "page").await;
     for i in 0..7 {
-        fx.create_pod(NewPod::job(&ns, "mgr", 8, 2000 + i)).await.unwrap();
+        fx.create_pod(NewPod::job(&ns, "mgr", 8, 2000 + i))
+            .await
+            .unwrap();
     }
-    let listed = api.list_pods(&ListQuery::job_pods(&ns).with_page_size(2)).await.unwrap();
+    let listed = api
+        .list_pods(&ListQuery::job_pods(&ns).with_page_size(2))
+        .await
+        .unwrap();
     assert_eq!(listed.len(), 7);
     assert_eq!(names(&listed).len(), 7, "no duplicates across pages");
 }
@@ -101,17 +135,31 @@ pub async fn fields_round_trip(api: &dyn PodApi, fx: &dyn PodFixtures, prefix: &
 pub async fn get_found_and_missing(api: &dyn PodApi, fx: &dyn PodFixtures, prefix: &str) {
     let ns = namespace(fx, prefix, "get").await;
     let pod = fx.create_pod(NewPod::new(&ns, "present")).await.unwrap();
-    assert_eq!(api.get_pod(&ns, "present").await.unwrap().map(|p| p.uid), Some(pod.uid));
+    assert_eq!(
+        api.get_pod(&ns, "present").await.unwrap().map(|p| p.uid),
+        Some(pod.uid)
+    );
     assert!(api.get_pod(&ns, "absent").await.unwrap().is_none());
 }
 
 /// Deleting an unbound pod removes it at once; deleting it again is NotFound.
 pub async fn delete_unbound_is_immediate(api: &dyn PodApi, fx: &dyn PodFixtures, prefix: &str) {
     let ns = namespace(fx, prefix, "del").await;
-    let pod = fx.create_pod(NewPod::job(&ns, "mgr", 1, 4001)).await.unwrap();
-    assert_eq!(api.delete_pod(&pod.key(), DeleteMode::graceful(None)).await.unwrap(), DeleteOutcome::Deleted);
+    let pod = fx
+        .create_pod(NewPod::job(&ns, "mgr", 1, 4001))
+        .await
+        .unwrap();
+    assert_eq!(
+        api.delete_pod(&pod.key(), DeleteMode::graceful(None))
+            .await
+            .unwrap(),
+        DeleteOutcome::Deleted
+    );
     assert!(api.get_pod(&ns, &pod.name).await.unwrap().is_none());
-    let again = api.delete_pod(&pod.key(), DeleteMode::graceful(None)).await.unwrap_err();
+    let again = api
+        .delete_pod(&pod.key(), DeleteMode::graceful(None))
+        .await
+        .unwrap_err();
     assert!(matches!(again, Error::NotFound { .. }), "{again:?}");
     assert!(again.to_string().contains(&pod.name), "{again}");
 }
@@ -119,29 +167,63 @@ pub async fn delete_unbound_is_immediate(api: &dyn PodApi, fx: &dyn PodFixtures,
 /// A pod deleted and recreated under the same name is protected by the UID precondition.
 pub async fn delete_with_stale_uid_conflicts(api: &dyn PodApi, fx: &dyn PodFixtures, prefix: &str) {
     let ns = namespace(fx, prefix, "uid").await;
-    let old = fx.create_pod(NewPod::job(&ns, "mgr", 1, 5001)).await.unwrap();
-    api.delete_pod(&old.key(), DeleteMode::force()).await.unwrap();
-    let new = fx.create_pod(NewPod::job(&ns, "mgr", 1, 5001)).await.unwrap();
+    let old = fx
+        .create_pod(NewPod::job(&ns, "mgr", 1, 5001))
+        .await
+        .unwrap();
+    api.delete_pod(&old.key(), DeleteMode::force())
+        .await
+        .unwrap();
+    let new = fx
+        .create_pod(NewPod::job(&ns, "mgr", 1, 5001))
+        .await
+        .unwrap();
     assert_eq!(old.name, new.name);
     assert_ne!(old.uid, new.uid);
-    let err = api.delete_pod(&old.key(), DeleteMode::force()).await.unwrap_err();
+    let err = api
+        .delete_pod(&old.key(), DeleteMode::force())
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Conflict { .. }), "{err:?}");
     assert!(err.to_string().contains("delete pod"), "{err}");
-    let still = api.get_pod(&ns, &new.name).await.unwrap().expect("recreated pod survives");
+    let still = api
+        .get_pod(&ns, &new.name)
+        .await
+        .unwrap()
+        .expect("recreated pod survives");
     assert_eq!(still.uid, new.uid);
 }
 
 /// A bound pod goes Terminating on a graceful delete and stays (no kubelet); a force delete removes it.
-pub async fn bound_pod_terminates_then_force_deletes(api: &dyn PodApi, fx: &dyn PodFixtures, prefix: &str) {
+pub async fn bound_pod_terminates_then_force_deletes(
+    api: &dyn PodApi,
+    fx: &dyn PodFixtures,
+    prefix: &str,
+) {
     let ns = namespace(fx, prefix, "term").await;
-    let pod = fx.create_pod(NewPod::job(&ns, "mgr", 1, 6001).with_node("fake-node-1")).await.unwrap();
-    let outcome = api.delete_pod(&pod.key(), DeleteMode::graceful(Some(30))).await.unwrap();
+    let pod = fx
+        .create_pod(NewPod::job(&ns, "mgr", 1, 6001).with_node("fake-node-1"))
+        .await
+        .unwrap();
+    let outcome = api
+        .delete_pod(&pod.key(), DeleteMode::graceful(Some(30)))
+        .await
+        .unwrap();
     assert_eq!(outcome, DeleteOutcome::Terminating);
-    let terminating = api.get_pod(&ns, &pod.name).await.unwrap().expect("still there");
+    let terminating = api
+        .get_pod(&ns, &pod.name)
+        .await
+        .unwrap()
+        .expect("still there");
     assert!(terminating.deletion_timestamp.is_some());
     let listed = api.list_pods(&ListQuery::job_pods(&ns)).await.unwrap();
     assert!(listed[0].is_terminating());
-    assert_eq!(api.delete_pod(&pod.key(), DeleteMode::force()).await.unwrap(), DeleteOutcome::Deleted);
+    assert_eq!(
+        api.delete_pod(&pod.key(), DeleteMode::force())
+            .await
+            .unwrap(),
+        DeleteOutcome::Deleted
+    );
     assert!(api.get_pod(&ns, &pod.name).await.unwrap().is_none());
 }
 

@@ -43,7 +43,12 @@ impl std::fmt::Display for FargateSize {
 
 /// Valid Fargate combinations: (vCPU millicores, memory options in MiB).
 fn combinations() -> impl Iterator<Item = (u64, Vec<u64>)> {
-    let gib = |from: u64, to: u64, step: u64| (from..=to).step_by(step as usize).map(|g| g * 1024).collect::<Vec<_>>();
+    let gib = |from: u64, to: u64, step: u64| {
+        (from..=to)
+            .step_by(step as usize)
+            .map(|g| g * 1024)
+            .collect::<Vec<_>>()
+    };
     [
         (250, vec![512, 1024, 2048]),
         (500, gib(1, 4, 1)),
@@ -65,10 +70,16 @@ pub fn fargate_size(requests: PodRequests) -> FargateSize {
             continue;
         }
         if let Some(&m) = memories.iter().find(|&&m| m >= memory) {
-            return FargateSize { cpu_millis: cpu, memory_mib: m };
+            return FargateSize {
+                cpu_millis: cpu,
+                memory_mib: m,
+            };
         }
     }
-    FargateSize { cpu_millis: 16000, memory_mib: 120 * 1024 }
+    FargateSize {
+        cpu_millis: 16000,
+        memory_mib: 120 * 1024,
+    }
 }
 
 /// Fargate prices for one region (Linux/x86).
@@ -86,7 +97,10 @@ pub struct FargatePricing {
 }
 
 mod secs {
-    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         s.serialize_u64(d.as_secs())
     }
 }
@@ -109,13 +123,28 @@ impl FargatePricing {
     }
 
     /// Custom prices.
-    pub fn new(region: impl Into<String>, vcpu_hour_usd: f64, gb_hour_usd: f64) -> crate::Result<Self> {
-        for (field, v) in [("vCPU-hour price", vcpu_hour_usd), ("GB-hour price", gb_hour_usd)] {
+    pub fn new(
+        region: impl Into<String>,
+        vcpu_hour_usd: f64,
+        gb_hour_usd: f64,
+    ) -> crate::Result<Self> {
+        for (field, v) in [
+            ("vCPU-hour price", vcpu_hour_usd),
+            ("GB-hour price", gb_hour_usd),
+        ] {
             if !(v.is_finite() && v >= 0.0) {
-                return Err(crate::Error::invalid(field, format!("{v} must be a non-negative number of USD")));
+                return Err(crate::Error::invalid(
+                    field,
+                    format!("{v} must be a non-negative number of USD"),
+                ));
             }
         }
-        Ok(Self { region: region.into(), vcpu_hour_usd, gb_hour_usd, minimum_billed: Duration::from_secs(60) })
+        Ok(Self {
+            region: region.into(),
+            vcpu_hour_usd,
+            gb_hour_usd,
+            minimum_billed: Duration::from_secs(60),
+        })
     }
 
     /// USD per hour for a size.
@@ -140,13 +169,24 @@ pub struct CostEstimate {
 pub fn estimate(pod: &PodInfo, now: Timestamp, pricing: &FargatePricing) -> CostEstimate {
     let size = fargate_size(pod.requests);
     if pod.node_name.is_none() {
-        return CostEstimate { size, usd_per_hour: 0.0, usd_burned: 0.0 };
+        return CostEstimate {
+            size,
+            usd_per_hour: 0.0,
+            usd_burned: 0.0,
+        };
     }
     let hourly = pricing.hourly(size);
     let since = pod.started_at.unwrap_or(pod.created_at);
-    let ran: Duration = now.duration_since(since).try_into().unwrap_or(Duration::ZERO);
+    let ran: Duration = now
+        .duration_since(since)
+        .try_into()
+        .unwrap_or(Duration::ZERO);
     let billed = ran.max(pricing.minimum_billed);
-    CostEstimate { size, usd_per_hour: hourly, usd_burned: hourly * billed.as_secs_f64() / 3600.0 }
+    CostEstimate {
+        size,
+        usd_per_hour: hourly,
+        usd_burned: hourly * billed.as_secs_f64() / 3600.0,
+    }
 }
 
 #[cfg(test)]
@@ -154,19 +194,64 @@ mod tests {
     use super::*;
 
     fn size(cpu: u64, mem: u64) -> FargateSize {
-        fargate_size(PodRequests { cpu_millis: cpu, memory_mib: mem })
+        fargate_size(PodRequests {
+            cpu_millis: cpu,
+            memory_mib: mem,
+        })
     }
 
     #[test]
     fn sizes_round_up() {
-        assert_eq!(size(0, 0), FargateSize { cpu_millis: 250, memory_mib: 512 });
-        assert_eq!(size(100, 256), FargateSize { cpu_millis: 250, memory_mib: 512 });
-        assert_eq!(size(100, 257), FargateSize { cpu_millis: 250, memory_mib: 1024 });
+        assert_eq!(
+            size(0, 0),
+            FargateSize {
+                cpu_millis: 250,
+                memory_mib: 512
+            }
+        );
+        assert_eq!(
+            size(100, 256),
+            FargateSize {
+                cpu_millis: 250,
+                memory_mib: 512
+            }
+        );
+        assert_eq!(
+            size(100, 257),
+            FargateSize {
+                cpu_millis: 250,
+                memory_mib: 1024
+            }
+        );
         // 0.25 vCPU tops out at 2 GB: 3 GB needs 0.5 vCPU.
-        assert_eq!(size(250, 2900), FargateSize { cpu_millis: 500, memory_mib: 4096 });
-        assert_eq!(size(1500, 1024), FargateSize { cpu_millis: 2000, memory_mib: 4096 });
-        assert_eq!(size(8000, 17 * 1024), FargateSize { cpu_millis: 8000, memory_mib: 20 * 1024 });
-        assert_eq!(size(64000, 1), FargateSize { cpu_millis: 16000, memory_mib: 120 * 1024 });
+        assert_eq!(
+            size(250, 2900),
+            FargateSize {
+                cpu_millis: 500,
+                memory_mib: 4096
+            }
+        );
+        assert_eq!(
+            size(1500, 1024),
+            FargateSize {
+                cpu_millis: 2000,
+                memory_mib: 4096
+            }
+        );
+        assert_eq!(
+            size(8000, 17 * 1024),
+            FargateSize {
+                cpu_millis: 8000,
+                memory_mib: 20 * 1024
+            }
+        );
+        assert_eq!(
+            size(64000, 1),
+            FargateSize {
+                cpu_millis: 16000,
+                memory_mib: 120 * 1024
+            }
+        );
     }
 
     #[test]

@@ -97,7 +97,10 @@ pub enum Error {
 impl Error {
     /// Shorthand for [`Error::InvalidInput`].
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::InvalidInput { field: field.into(), message: message.into() }
+        Self::InvalidInput {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 
     /// A stable, machine-readable name of the category (`not_found`, `conflict`...), used in reports.
@@ -116,7 +119,10 @@ impl Error {
 
     /// Whether retrying the same call later may succeed (throttling, timeouts, transient backend errors).
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Throttled { .. } | Self::Timeout { .. } | Self::Backend { .. })
+        matches!(
+            self,
+            Self::Throttled { .. } | Self::Timeout { .. } | Self::Backend { .. }
+        )
     }
 }
 
@@ -132,7 +138,10 @@ mod tests {
             message: "uid precondition failed".into(),
         };
         let text = e.to_string();
-        assert!(text.contains("delete pod") && text.contains("pod ns/p"), "{text}");
+        assert!(
+            text.contains("delete pod") && text.contains("pod ns/p"),
+            "{text}"
+        );
         assert_eq!(e.category(), "conflict");
     }
 }

@@ -14,7 +14,9 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
 use crate::api::PodApi;
-use crate::model::{DeleteMode, DeleteOutcome, ListQuery, OwnerRef, PodInfo, PodKey, PodPhase, PodRequests};
+use crate::model::{
+    DeleteMode, DeleteOutcome, ListQuery, OwnerRef, PodInfo, PodKey, PodPhase, PodRequests,
+};
 use crate::{Error, Result};
 
 const BACKEND: &str = "kubernetes";
@@ -31,7 +33,10 @@ pub struct BearerToken {
 impl BearerToken {
     /// A token valid until `expires_at` (`None`: until the server rejects it).
     pub fn new(token: impl Into<String>, expires_at: Option<Timestamp>) -> Self {
-        Self { token: token.into(), expires_at }
+        Self {
+            token: token.into(),
+            expires_at,
+        }
     }
 
     /// When the token expires.
@@ -42,7 +47,10 @@ impl BearerToken {
 
 impl fmt::Debug for BearerToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BearerToken").field("token", &"<redacted>").field("expires_at", &self.expires_at).finish()
+        f.debug_struct("BearerToken")
+            .field("token", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .finish()
     }
 }
 
@@ -58,7 +66,7 @@ pub trait TokenProvider: Send + Sync {
 enum Source {
     Fixed(Client),
     Token {
-        config: Config,
+        config: Box<Config>,
         provider: Arc<dyn TokenProvider>,
         cached: tokio::sync::Mutex<Option<(Client, Option<Timestamp>)>>,
     },
@@ -73,7 +81,9 @@ pub struct KubePodApi {
 
 impl fmt::Debug for KubePodApi {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KubePodApi").field("server", &self.server).finish_non_exhaustive()
+        f.debug_struct("KubePodApi")
+            .field("server", &self.server)
+            .finish_non_exhaustive()
     }
 }
 
@@ -96,7 +106,10 @@ fn client_error(action: &str, resource: &str, e: kube::Error) -> Error {
 impl KubePodApi {
     /// Wraps a client built by the caller.
     pub fn from_client(client: Client) -> Self {
-        Self { source: Source::Fixed(client), server: "(caller-provided client)".into() }
+        Self {
+            source: Source::Fixed(client),
+            server: "(caller-provided client)".into(),
+        }
     }
 
     /// Connects with a kubeconfig: `path` (or `$KUBECONFIG`, or `~/.kube/config`) and `context`
@@ -105,31 +118,52 @@ impl KubePodApi {
     pub async fn from_kubeconfig(path: Option<&Path>, context: Option<&str>) -> Result<Self> {
         let (kubeconfig, shown) = match path {
             Some(p) => (Kubeconfig::read_from(p), p.display().to_string()),
-            None => (Kubeconfig::read(), "$KUBECONFIG or ~/.kube/config".to_owned()),
+            None => (
+                Kubeconfig::read(),
+                "$KUBECONFIG or ~/.kube/config".to_owned(),
+            ),
         };
         let kubeconfig = kubeconfig.map_err(|e| {
-            Error::invalid("kubeconfig", format!("cannot read kubeconfig {shown}: {e}; pass --kubeconfig PATH"))
+            Error::invalid(
+                "kubeconfig",
+                format!("cannot read kubeconfig {shown}: {e}; pass --kubeconfig PATH"),
+            )
         })?;
         if let Some(ctx) = context
             && !kubeconfig.contexts.iter().any(|c| c.name == ctx)
         {
-            let known: Vec<&str> = kubeconfig.contexts.iter().map(|c| c.name.as_str()).collect();
+            let known: Vec<&str> = kubeconfig
+                .contexts
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect();
             return Err(Error::invalid(
                 "context",
-                format!("kubeconfig {shown} has no context {ctx:?}; it has: {}", known.join(", ")),
+                format!(
+                    "kubeconfig {shown} has no context {ctx:?}; it has: {}",
+                    known.join(", ")
+                ),
             ));
         }
-        let options = KubeConfigOptions { context: context.map(str::to_owned), ..Default::default() };
+        let options = KubeConfigOptions {
+            context: context.map(str::to_owned),
+            ..Default::default()
+        };
         let config = Config::from_custom_kubeconfig(kubeconfig, &options)
             .await
-            .map_err(|e| Error::invalid("kubeconfig", format!("cannot use kubeconfig {shown}: {e}")))?;
+            .map_err(|e| {
+                Error::invalid("kubeconfig", format!("cannot use kubeconfig {shown}: {e}"))
+            })?;
         Self::from_config(config)
     }
 
     /// Connects with the in-cluster service-account configuration (when running as a CronJob).
     pub fn in_cluster() -> Result<Self> {
         let config = Config::incluster().map_err(|e| {
-            Error::invalid("in-cluster config", format!("not running in a pod with a service account: {e}"))
+            Error::invalid(
+                "in-cluster config",
+                format!("not running in a pod with a service account: {e}"),
+            )
         })?;
         Self::from_config(config)
     }
@@ -139,7 +173,10 @@ impl KubePodApi {
         let server = config.cluster_url.to_string();
         let client = Client::try_from(bounded(config))
             .map_err(|e| client_error("connect to API server", &server, e))?;
-        Ok(Self { source: Source::Fixed(client), server })
+        Ok(Self {
+            source: Source::Fixed(client),
+            server,
+        })
     }
 
     /// Connects with `config` (server URL and CA, e.g. from EKS DescribeCluster), authenticating with
@@ -147,7 +184,11 @@ impl KubePodApi {
     pub fn with_token_provider(config: Config, provider: Arc<dyn TokenProvider>) -> Self {
         let server = config.cluster_url.to_string();
         Self {
-            source: Source::Token { config: bounded(config), provider, cached: tokio::sync::Mutex::new(None) },
+            source: Source::Token {
+                config: Box::new(bounded(config)),
+                provider,
+                cached: tokio::sync::Mutex::new(None),
+            },
             server,
         }
     }
@@ -155,10 +196,17 @@ impl KubePodApi {
     async fn client(&self) -> Result<Client> {
         match &self.source {
             Source::Fixed(c) => Ok(c.clone()),
-            Source::Token { config, provider, cached } => {
+            Source::Token {
+                config,
+                provider,
+                cached,
+            } => {
                 let mut cached = cached.lock().await;
                 let refresh_at = |exp: Option<Timestamp>| {
-                    exp.map(|e| e.saturating_sub(jiff::SignedDuration::from_secs(60)).unwrap_or(e))
+                    exp.map(|e| {
+                        e.saturating_sub(jiff::SignedDuration::from_secs(60))
+                            .unwrap_or(e)
+                    })
                 };
                 if let Some((client, exp)) = cached.as_ref()
                     && refresh_at(*exp).is_none_or(|r| Timestamp::now() < r)
@@ -166,7 +214,7 @@ impl KubePodApi {
                     return Ok(client.clone());
                 }
                 let token = provider.token().await?;
-                let mut config = config.clone();
+                let mut config = Config::clone(config);
                 config.auth_info.token = Some(token.token.clone().into());
                 let client = Client::try_from(config)
                     .map_err(|e| client_error("connect to API server", &self.server, e))?;
@@ -180,15 +228,32 @@ impl KubePodApi {
         let (action, resource) = (action.to_owned(), resource.to_owned());
         match e {
             kube::Error::Api(status) => {
-                let message = if status.message.is_empty() { status.reason.clone() } else { status.message.clone() };
+                let message = if status.message.is_empty() {
+                    status.reason.clone()
+                } else {
+                    status.message.clone()
+                };
                 match status.code {
                     404 => Error::NotFound { action, resource },
-                    409 if status.reason == "AlreadyExists" => Error::AlreadyExists { action, resource },
-                    409 => Error::Conflict { action, resource, message },
+                    409 if status.reason == "AlreadyExists" => {
+                        Error::AlreadyExists { action, resource }
+                    }
+                    409 => Error::Conflict {
+                        action,
+                        resource,
+                        message,
+                    },
                     429 => Error::Throttled { action, resource },
-                    401 | 403 => Error::PermissionDenied { action, resource, message },
+                    401 | 403 => Error::PermissionDenied {
+                        action,
+                        resource,
+                        message,
+                    },
                     400 | 422 => Error::invalid(resource, format!("{action}: {message}")),
-                    504 => Error::Timeout { action: format!("{action} {resource}"), waited: READ_TIMEOUT },
+                    504 => Error::Timeout {
+                        action: format!("{action} {resource}"),
+                        waited: READ_TIMEOUT,
+                    },
                     _ => Error::Backend {
                         backend: BACKEND,
                         action,
@@ -201,8 +266,14 @@ impl KubePodApi {
             other => {
                 let text = format!("{other}");
                 let lower = text.to_lowercase();
-                if lower.contains("timed out") || lower.contains("timeout") || lower.contains("deadline") {
-                    Error::Timeout { action: format!("{action} {resource} at {}", self.server), waited: READ_TIMEOUT }
+                if lower.contains("timed out")
+                    || lower.contains("timeout")
+                    || lower.contains("deadline")
+                {
+                    Error::Timeout {
+                        action: format!("{action} {resource} at {}", self.server),
+                        waited: READ_TIMEOUT,
+                    }
                 } else {
                     Error::Backend {
                         backend: BACKEND,
@@ -232,7 +303,10 @@ impl PodApi for KubePodApi {
         }
         let mut out = Vec::new();
         loop {
-            let page = api.list(&params).await.map_err(|e| self.map_error("list", &resource, e))?;
+            let page = api
+                .list(&params)
+                .await
+                .map_err(|e| self.map_error("list", &resource, e))?;
             out.extend(page.items.iter().filter_map(pod_info));
             match page.metadata.continue_.filter(|c| !c.is_empty()) {
                 Some(token) => params.continue_token = Some(token),
@@ -256,12 +330,22 @@ impl PodApi for KubePodApi {
         let api: Api<Pod> = Api::namespaced(self.client().await?, &key.namespace);
         let params = DeleteParams {
             grace_period_seconds: mode.grace_seconds,
-            preconditions: Some(Preconditions { uid: Some(key.uid.clone()), resource_version: None }),
+            preconditions: Some(Preconditions {
+                uid: Some(key.uid.clone()),
+                resource_version: None,
+            }),
             ..DeleteParams::default()
         };
         let resource = key.to_string();
-        let action = if mode.is_force() { "force-delete pod" } else { "delete pod" };
-        let result = api.delete(&key.name, &params).await.map_err(|e| self.map_error(action, &resource, e))?;
+        let action = if mode.is_force() {
+            "force-delete pod"
+        } else {
+            "delete pod"
+        };
+        let result = api
+            .delete(&key.name, &params)
+            .await
+            .map_err(|e| self.map_error(action, &resource, e))?;
         Ok(match result.left() {
             // The API server answers with the object while it is still there (graceful deletion
             // pending a kubelet); an immediate deletion has no remaining grace period.
@@ -309,20 +393,35 @@ fn memory_mib(q: &str) -> Option<u64> {
 }
 
 fn requests(pod: &Pod) -> PodRequests {
-    let Some(spec) = &pod.spec else { return PodRequests::default() };
+    let Some(spec) = &pod.spec else {
+        return PodRequests::default();
+    };
     let of = |c: &k8s_openapi::api::core::v1::Container| {
         let req = c.resources.as_ref().and_then(|r| r.requests.as_ref());
-        let cpu = req.and_then(|r| r.get("cpu")).and_then(|q| cpu_millis(&q.0)).unwrap_or(0);
-        let mem = req.and_then(|r| r.get("memory")).and_then(|q| memory_mib(&q.0)).unwrap_or(0);
+        let cpu = req
+            .and_then(|r| r.get("cpu"))
+            .and_then(|q| cpu_millis(&q.0))
+            .unwrap_or(0);
+        let mem = req
+            .and_then(|r| r.get("memory"))
+            .and_then(|q| memory_mib(&q.0))
+            .unwrap_or(0);
         (cpu, mem)
     };
-    let (mut cpu, mut mem) = spec.containers.iter().map(of).fold((0, 0), |(a, b), (c, d)| (a + c, b + d));
+    let (mut cpu, mut mem) = spec
+        .containers
+        .iter()
+        .map(of)
+        .fold((0, 0), |(a, b), (c, d)| (a + c, b + d));
     for init in spec.init_containers.iter().flatten() {
         let (c, m) = of(init);
         cpu = cpu.max(c);
         mem = mem.max(m);
     }
-    PodRequests { cpu_millis: cpu, memory_mib: mem }
+    PodRequests {
+        cpu_millis: cpu,
+        memory_mib: mem,
+    }
 }
 
 /// Converts a kube Pod; pods without name, namespace, UID or creation time are skipped.
@@ -339,10 +438,18 @@ fn pod_info(pod: &Pod) -> Option<PodInfo> {
             .owner_references
             .iter()
             .flatten()
-            .map(|o| OwnerRef { kind: o.kind.clone(), name: o.name.clone(), controller: o.controller.unwrap_or(false) })
+            .map(|o| OwnerRef {
+                kind: o.kind.clone(),
+                name: o.name.clone(),
+                controller: o.controller.unwrap_or(false),
+            })
             .collect(),
         phase: PodPhase::parse(status.and_then(|s| s.phase.as_deref())),
-        node_name: pod.spec.as_ref().and_then(|s| s.node_name.clone()).filter(|n| !n.is_empty()),
+        node_name: pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .filter(|n| !n.is_empty()),
         created_at: meta.creation_timestamp.as_ref()?.0,
         started_at: status.and_then(|s| s.start_time.as_ref()).map(|t| t.0),
         deletion_timestamp: meta.deletion_timestamp.as_ref().map(|t| t.0),
@@ -350,7 +457,6 @@ fn pod_info(pod: &Pod) -> Option<PodInfo> {
     })
 }
 
-/// Test fixtures creating namespaces and pods on a real API server (for the conformance suite).
 #[cfg(any(test, feature = "testing"))]
 pub mod fixtures {
     //! Creates namespaces and pods on a real API server, setting status through the status subresource.
@@ -358,11 +464,13 @@ pub mod fixtures {
     use std::collections::BTreeMap;
 
     use async_trait::async_trait;
-    use k8s_openapi::api::core::v1::{Container, Namespace, Pod, PodSpec, PodStatus, ResourceRequirements};
+    use k8s_openapi::api::core::v1::{
+        Container, Namespace, Pod, PodSpec, PodStatus, ResourceRequirements,
+    };
     use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
-    use kube::api::{Api, Patch, PatchParams, PostParams};
     use kube::Client;
+    use kube::api::{Api, Patch, PatchParams, PostParams};
 
     use super::pod_info;
     use crate::conformance::PodFixtures;
@@ -407,7 +515,10 @@ pub mod fixtures {
         async fn create_namespace(&self, namespace: &str) -> Result<()> {
             let api: Api<Namespace> = Api::all(self.client.clone());
             let ns = Namespace {
-                metadata: ObjectMeta { name: Some(namespace.into()), ..Default::default() },
+                metadata: ObjectMeta {
+                    name: Some(namespace.into()),
+                    ..Default::default()
+                },
                 ..Default::default()
             };
             match api.create(&PostParams::default(), &ns).await {
@@ -421,10 +532,16 @@ pub mod fixtures {
             let api: Api<Pod> = Api::namespaced(self.client.clone(), &pod.namespace);
             let mut requests = BTreeMap::new();
             if pod.requests.cpu_millis > 0 {
-                requests.insert("cpu".to_owned(), Quantity(format!("{}m", pod.requests.cpu_millis)));
+                requests.insert(
+                    "cpu".to_owned(),
+                    Quantity(format!("{}m", pod.requests.cpu_millis)),
+                );
             }
             if pod.requests.memory_mib > 0 {
-                requests.insert("memory".to_owned(), Quantity(format!("{}Mi", pod.requests.memory_mib)));
+                requests.insert(
+                    "memory".to_owned(),
+                    Quantity(format!("{}Mi", pod.requests.memory_mib)),
+                );
             }
             let owners: Vec<OwnerReference> = pod
                 .owners
@@ -452,8 +569,10 @@ pub mod fixtures {
                     containers: vec![Container {
                         name: "build".into(),
                         image: Some("alpine:3".into()),
-                        resources: (!requests.is_empty())
-                            .then(|| ResourceRequirements { requests: Some(requests), ..Default::default() }),
+                        resources: (!requests.is_empty()).then(|| ResourceRequirements {
+                            requests: Some(requests),
+                            ..Default::default()
+                        }),
                         ..Default::default()
                     }],
                     node_name: pod.node_name.clone(),
@@ -462,7 +581,10 @@ pub mod fixtures {
                 status: None,
             };
             let resource = format!("pod {}/{}", pod.namespace, pod.name);
-            let mut created = api.create(&PostParams::default(), &object).await.map_err(|e| err("create pod", &resource, e))?;
+            let mut created = api
+                .create(&PostParams::default(), &object)
+                .await
+                .map_err(|e| err("create pod", &resource, e))?;
             if pod.phase != PodPhase::Pending || pod.started_at.is_some() {
                 let status = PodStatus {
                     phase: Some(pod.phase.as_str().to_owned()),

@@ -62,11 +62,15 @@ pub mod policy;
 pub mod rbac;
 pub mod reaper;
 
+pub use api::{DynJobStatusSource, DynPodApi, JobStatus, JobStatusSource, PodApi};
 #[cfg(feature = "mock")]
 pub use api::{MockJobStatusSource, MockPodApi};
-pub use api::{DynJobStatusSource, DynPodApi, JobStatus, JobStatusSource, PodApi};
 pub use clock::{Clock, SystemClock, TokioClock};
 pub use error::{BoxError, Error, Result};
-pub use model::{DeleteMode, DeleteOutcome, ListQuery, OwnerRef, PodInfo, PodKey, PodPhase, PodRequests};
+/// The time crate used in the public API (`jiff::Timestamp`).
+pub use jiff;
+pub use model::{
+    DeleteMode, DeleteOutcome, ListQuery, OwnerRef, PodInfo, PodKey, PodPhase, PodRequests,
+};
 pub use policy::{Decision, KeepReason, Policy, ReapReason};
 pub use reaper::{Action, Reaper, ReaperConfig, Report};

@@ -11,7 +11,9 @@ use serde::Serialize;
 
 use crate::api::{JobStatus, JobStatusSource, PodApi};
 use crate::clock::{Clock, SystemClock};
-use crate::model::{keys, DeleteMode, DeleteOutcome, ListQuery, OwnerRef, PodInfo, PodKey, PodPhase, PodRequests};
+use crate::model::{
+    DeleteMode, DeleteOutcome, ListQuery, OwnerRef, PodInfo, PodKey, PodPhase, PodRequests, keys,
+};
 use crate::{Error, Result};
 
 const BACKEND: &str = "memory";
@@ -64,8 +66,14 @@ impl NewPod {
     /// `runner-<token>-project-<project>-concurrent-<slot>-<suffix>`, the executor's labels and
     /// annotations (job ID, project ID, a 1 h timeout, the manager's name).
     pub fn job(namespace: impl Into<String>, manager: &str, project_id: u64, job_id: u64) -> Self {
-        let prefix = format!("runner-3lj4ihzt1-project-{project_id}-concurrent-{}", job_id % 10);
-        let name = format!("{prefix}-{:08x}", job_id.wrapping_mul(0x9e37_79b9) & 0xffff_ffff);
+        let prefix = format!(
+            "runner-3lj4ihzt1-project-{project_id}-concurrent-{}",
+            job_id % 10
+        );
+        let name = format!(
+            "{prefix}-{:08x}",
+            job_id.wrapping_mul(0x9e37_79b9) & 0xffff_ffff
+        );
         Self::new(namespace, name)
             .with_label(keys::LABEL_JOB_POD, &prefix)
             .with_label("pod", &prefix)
@@ -74,7 +82,10 @@ impl NewPod {
             .with_annotation(keys::ANNOTATION_JOB_ID, &job_id.to_string())
             .with_annotation(keys::ANNOTATION_PROJECT_ID, &project_id.to_string())
             .with_annotation(keys::ANNOTATION_JOB_TIMEOUT, "1h0m0s")
-            .with_annotation(keys::ANNOTATION_JOB_URL, &format!("https://gitlab.example.com/p/-/jobs/{job_id}"))
+            .with_annotation(
+                keys::ANNOTATION_JOB_URL,
+                &format!("https://gitlab.example.com/p/-/jobs/{job_id}"),
+            )
     }
 
     /// A runner-manager pod as the gitlab-runner chart's Deployment creates it (chart labels,
@@ -145,7 +156,10 @@ impl NewPod {
     /// Sets the resource requests.
     #[must_use]
     pub fn with_requests(mut self, cpu_millis: u64, memory_mib: u64) -> Self {
-        self.requests = PodRequests { cpu_millis, memory_mib };
+        self.requests = PodRequests {
+            cpu_millis,
+            memory_mib,
+        };
         self
     }
 }
@@ -217,10 +231,11 @@ impl State {
         }
         let now = self.now();
         let dead = &self.dead_nodes;
-        self.pods.retain(|_, p| match (p.deletion_timestamp, &p.node_name) {
-            (Some(at), Some(node)) => !(at <= now && !dead.contains(node)),
-            _ => true,
-        });
+        self.pods
+            .retain(|_, p| match (p.deletion_timestamp, &p.node_name) {
+                (Some(at), Some(node)) => at > now || dead.contains(node),
+                _ => true,
+            });
     }
 }
 
@@ -298,12 +313,20 @@ impl InMemoryPods {
 
     /// Changes a pod in place (phase, labels, annotations, owners, node, times...). The UID and
     /// name are restored after `change` runs. Fails with [`Error::NotFound`].
-    pub fn update(&self, namespace: &str, name: &str, change: impl FnOnce(&mut PodInfo)) -> Result<PodInfo> {
+    pub fn update(
+        &self,
+        namespace: &str,
+        name: &str,
+        change: impl FnOnce(&mut PodInfo),
+    ) -> Result<PodInfo> {
         let mut st = self.lock();
-        let pod = st.pods.get_mut(&(namespace.to_owned(), name.to_owned())).ok_or_else(|| Error::NotFound {
-            action: "update pod".into(),
-            resource: format!("pod {namespace}/{name}"),
-        })?;
+        let pod = st
+            .pods
+            .get_mut(&(namespace.to_owned(), name.to_owned()))
+            .ok_or_else(|| Error::NotFound {
+                action: "update pod".into(),
+                resource: format!("pod {namespace}/{name}"),
+            })?;
         let (ns, n, uid) = (pod.namespace.clone(), pod.name.clone(), pod.uid.clone());
         change(pod);
         pod.namespace = ns;
@@ -326,7 +349,9 @@ impl InMemoryPods {
     /// Removes a pod outright, as a kubelet confirming termination or the runner cleaning up would.
     /// Not recorded in [`InMemoryPods::deletions`].
     pub fn remove(&self, namespace: &str, name: &str) -> Option<PodInfo> {
-        self.lock().pods.remove(&(namespace.to_owned(), name.to_owned()))
+        self.lock()
+            .pods
+            .remove(&(namespace.to_owned(), name.to_owned()))
     }
 
     /// Marks a node's kubelet as gone: its Terminating pods stay Terminating.
@@ -345,7 +370,9 @@ impl InMemoryPods {
     pub fn pod(&self, namespace: &str, name: &str) -> Option<PodInfo> {
         let mut st = self.lock();
         st.settle();
-        st.pods.get(&(namespace.to_owned(), name.to_owned())).cloned()
+        st.pods
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .cloned()
     }
 
     /// Every delete call accepted so far.
@@ -389,9 +416,11 @@ fn fault_error(fault: Fault, action: &str, resource: String) -> Error {
     let action = action.to_owned();
     match fault {
         Fault::Throttled => Error::Throttled { action, resource },
-        Fault::PermissionDenied => {
-            Error::PermissionDenied { action, resource, message: "injected fault (HTTP 403)".into() }
-        }
+        Fault::PermissionDenied => Error::PermissionDenied {
+            action,
+            resource,
+            message: "injected fault (HTTP 403)".into(),
+        },
         Fault::Unavailable => Error::Backend {
             backend: BACKEND,
             action,
@@ -415,7 +444,9 @@ fn parse_selector(selector: &str) -> Result<Vec<Term>> {
     let invalid = |why: &str| {
         Error::invalid(
             "label selector",
-            format!("{selector:?}: {why}; the memory backend supports key, !key, key=value, key!=value"),
+            format!(
+                "{selector:?}: {why}; the memory backend supports key, !key, key=value, key!=value"
+            ),
         )
     };
     selector
@@ -459,7 +490,11 @@ impl PodApi for InMemoryPods {
         let mut st = self.lock();
         st.calls.lists += 1;
         if let Some(fault) = st.list_fault {
-            return Err(fault_error(fault, "list pods", format!("namespace {}", query.namespace)));
+            return Err(fault_error(
+                fault,
+                "list pods",
+                format!("namespace {}", query.namespace),
+            ));
         }
         st.settle();
         let found: Vec<PodInfo> = st
@@ -480,7 +515,10 @@ impl PodApi for InMemoryPods {
         let mut st = self.lock();
         st.calls.gets += 1;
         st.settle();
-        Ok(st.pods.get(&(namespace.to_owned(), name.to_owned())).cloned())
+        Ok(st
+            .pods
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .cloned())
     }
 
     async fn delete_pod(&self, key: &PodKey, mode: DeleteMode) -> Result<DeleteOutcome> {
@@ -495,7 +533,10 @@ impl PodApi for InMemoryPods {
         let now = st.now();
         let id = (key.namespace.clone(), key.name.clone());
         let Some(pod) = st.pods.get_mut(&id) else {
-            return Err(Error::NotFound { action: "delete pod".into(), resource });
+            return Err(Error::NotFound {
+                action: "delete pod".into(),
+                resource,
+            });
         };
         if pod.uid != key.uid {
             return Err(Error::Conflict {
@@ -510,12 +551,19 @@ impl PodApi for InMemoryPods {
             DeleteOutcome::Deleted
         } else {
             if pod.deletion_timestamp.is_none() {
-                let at = now.saturating_add(SignedDuration::from_secs(i64::from(grace))).unwrap_or(now);
+                let at = now
+                    .saturating_add(SignedDuration::from_secs(i64::from(grace)))
+                    .unwrap_or(now);
                 pod.deletion_timestamp = Some(at);
             }
             DeleteOutcome::Terminating
         };
-        st.deletions.push(DeletionRecord { key: key.clone(), grace_seconds: mode.grace_seconds, outcome, at: now });
+        st.deletions.push(DeletionRecord {
+            key: key.clone(),
+            grace_seconds: mode.grace_seconds,
+            outcome,
+            at: now,
+        });
         Ok(outcome)
     }
 }
@@ -524,7 +572,14 @@ impl PodApi for InMemoryPods {
 /// [`JobStatus::NotFound`].
 #[derive(Debug, Clone, Default)]
 pub struct InMemoryJobStatus {
-    state: Arc<Mutex<(BTreeMap<(u64, u64), JobStatus>, Option<Fault>, u64)>>,
+    state: Arc<Mutex<JobState>>,
+}
+
+#[derive(Debug, Default)]
+struct JobState {
+    statuses: BTreeMap<(u64, u64), JobStatus>,
+    fault: Option<Fault>,
+    lookups: u64,
 }
 
 impl InMemoryJobStatus {
@@ -533,23 +588,23 @@ impl InMemoryJobStatus {
         Self::default()
     }
 
-    fn lock(&self) -> MutexGuard<'_, (BTreeMap<(u64, u64), JobStatus>, Option<Fault>, u64)> {
+    fn lock(&self) -> MutexGuard<'_, JobState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Sets the status of a job.
     pub fn set(&self, project_id: u64, job_id: u64, status: JobStatus) {
-        self.lock().0.insert((project_id, job_id), status);
+        self.lock().statuses.insert((project_id, job_id), status);
     }
 
     /// Makes every lookup fail (or succeed again with `None`).
     pub fn fail(&self, fault: Option<Fault>) {
-        self.lock().1 = fault;
+        self.lock().fault = fault;
     }
 
     /// How many lookups were made.
     pub fn lookups(&self) -> u64 {
-        self.lock().2
+        self.lock().lookups
     }
 }
 
@@ -557,12 +612,109 @@ impl InMemoryJobStatus {
 impl JobStatusSource for InMemoryJobStatus {
     async fn job_status(&self, project_id: u64, job_id: u64) -> Result<JobStatus> {
         let mut st = self.lock();
-        st.2 += 1;
-        if let Some(fault) = st.1 {
-            return Err(fault_error(fault, "get GitLab job", format!("job {job_id} of project {project_id}")));
+        st.lookups += 1;
+        if let Some(fault) = st.fault {
+            return Err(fault_error(
+                fault,
+                "get GitLab job",
+                format!("job {job_id} of project {project_id}"),
+            ));
         }
-        Ok(st.0.get(&(project_id, job_id)).cloned().unwrap_or(JobStatus::NotFound))
+        Ok(st
+            .statuses
+            .get(&(project_id, job_id))
+            .cloned()
+            .unwrap_or(JobStatus::NotFound))
     }
+}
+
+/// Seeds a small, realistic fleet into `pods` (and GitLab statuses into `jobs`) at time `now`:
+/// two runner-manager pods, healthy job pods, hung ones (Pending past the poll timeout, running
+/// past their timeout, finished but not deleted, stuck Terminating on a dead node, one whose job
+/// GitLab has canceled), a name-alike pod without the executor's labels, and job pods in another
+/// namespace. Used by the `reap` example's sandbox and by the sandbox world.
+pub fn seed_demo(
+    pods: &InMemoryPods,
+    jobs: &InMemoryJobStatus,
+    namespace: &str,
+    now: Timestamp,
+) -> Result<()> {
+    let ago = |secs: i64| {
+        now.saturating_sub(SignedDuration::from_secs(secs))
+            .unwrap_or(now)
+    };
+    let m1 =
+        pods.insert(NewPod::manager(namespace, "gitlab-runner", "jx682").created_at(ago(86_400)))?;
+    pods.insert(NewPod::manager(namespace, "runner-b", "q7w2e").created_at(ago(86_400)))?;
+    let job = |job_id: u64| NewPod::job(namespace, &m1.name, 4242, job_id).with_requests(500, 1024);
+    // Healthy: running within their 1 h timeout, and one that just started pending.
+    for id in 1..=6 {
+        let p = job(id)
+            .with_phase(PodPhase::Running)
+            .with_node(&format!("fargate-ip-10-0-1-{id}"));
+        pods.insert(p.created_at(ago(600)).started_at(ago(540)))?;
+        jobs.set(4242, id, JobStatus::Running);
+    }
+    pods.insert(job(7).created_at(ago(20)))?;
+    jobs.set(4242, 7, JobStatus::Queued);
+    // Hung Pending: the runner gave up after poll_timeout; Fargate nodes were started for them.
+    for id in 10..=12 {
+        pods.insert(
+            job(id)
+                .with_node(&format!("fargate-ip-10-0-2-{id}"))
+                .created_at(ago(1_800)),
+        )?;
+    }
+    // Running past their 1 h timeout.
+    for id in 20..=21 {
+        let p = job(id)
+            .with_phase(PodPhase::Running)
+            .with_node(&format!("fargate-ip-10-0-3-{id}"));
+        pods.insert(
+            p.with_requests(2000, 4096)
+                .created_at(ago(3 * 3600))
+                .started_at(ago(3 * 3600 - 60)),
+        )?;
+    }
+    // Finished long ago but never deleted.
+    for (id, phase) in [(30, PodPhase::Succeeded), (31, PodPhase::Failed)] {
+        let p = job(id)
+            .with_phase(phase)
+            .with_node(&format!("fargate-ip-10-0-4-{id}"));
+        pods.insert(p.created_at(ago(7_200)).started_at(ago(7_100)))?;
+    }
+    // Stuck Terminating on a node whose kubelet is gone.
+    let stuck = job(40)
+        .with_phase(PodPhase::Running)
+        .with_node("fargate-ip-10-0-5-40");
+    let stuck = pods.insert(stuck.created_at(ago(5_400)).started_at(ago(5_300)))?;
+    pods.update(namespace, &stuck.name, |p| {
+        p.deletion_timestamp = Some(ago(3_600))
+    })?;
+    pods.kill_node("fargate-ip-10-0-5-40");
+    // Running, within its timeout, but GitLab canceled the job (caught only with the GitLab cross-check).
+    let canceled = job(50)
+        .with_phase(PodPhase::Running)
+        .with_node("fargate-ip-10-0-6-50");
+    pods.insert(canceled.created_at(ago(1_200)).started_at(ago(1_100)))?;
+    jobs.set(4242, 50, JobStatus::Canceled);
+    // A name-alike without the executor's labels, and hung job pods of another namespace.
+    pods.insert(
+        NewPod::new(
+            namespace,
+            "runner-lookalike-project-1-concurrent-0-abcdefgh",
+        )
+        .created_at(ago(7_200)),
+    )?;
+    let other = if namespace == "other-team" {
+        "other-team-2"
+    } else {
+        "other-team"
+    };
+    for id in 60..=61 {
+        pods.insert(NewPod::job(other, "their-runner", 77, id).created_at(ago(7_200)))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -591,12 +743,19 @@ mod tests {
     #[tokio::test]
     async fn kubelets_finish_terminating_pods_unless_node_is_dead() {
         let clock = crate::clock::ManualClock::new("2026-01-01T00:00:00Z".parse().unwrap());
-        let api = InMemoryPods::new().with_clock(Arc::new(clock.clone())).with_kubelets(true);
+        let api = InMemoryPods::new()
+            .with_clock(Arc::new(clock.clone()))
+            .with_kubelets(true);
         let a = api.insert(NewPod::new("ns", "a").with_node("n1")).unwrap();
         let b = api.insert(NewPod::new("ns", "b").with_node("n2")).unwrap();
         api.kill_node("n2");
         for p in [&a, &b] {
-            assert_eq!(api.delete_pod(&p.key(), DeleteMode::graceful(Some(10))).await.unwrap(), DeleteOutcome::Terminating);
+            assert_eq!(
+                api.delete_pod(&p.key(), DeleteMode::graceful(Some(10)))
+                    .await
+                    .unwrap(),
+                DeleteOutcome::Terminating
+            );
         }
         clock.advance(Duration::from_secs(11));
         let left: Vec<_> = api.pods().into_iter().map(|p| p.name).collect();

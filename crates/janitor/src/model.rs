@@ -93,7 +93,11 @@ pub struct OwnerRef {
 impl OwnerRef {
     /// A controller owner reference.
     pub fn controller(kind: impl Into<String>, name: impl Into<String>) -> Self {
-        Self { kind: kind.into(), name: name.into(), controller: true }
+        Self {
+            kind: kind.into(),
+            name: name.into(),
+            controller: true,
+        }
     }
 }
 
@@ -138,7 +142,11 @@ pub struct PodInfo {
 impl PodInfo {
     /// The pod's key: namespace, name and UID.
     pub fn key(&self) -> PodKey {
-        PodKey { namespace: self.namespace.clone(), name: self.name.clone(), uid: self.uid.clone() }
+        PodKey {
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            uid: self.uid.clone(),
+        }
     }
 
     /// Whether the pod is Terminating (deletion requested, not yet gone).
@@ -214,7 +222,9 @@ impl DeleteMode {
 
     /// Force deletion: grace period 0.
     pub fn force() -> Self {
-        Self { grace_seconds: Some(0) }
+        Self {
+            grace_seconds: Some(0),
+        }
     }
 
     /// Whether this is a force deletion.
@@ -237,7 +247,9 @@ pub enum DeleteOutcome {
 pub fn validate_namespace(namespace: &str) -> crate::Result<()> {
     let ok = !namespace.is_empty()
         && namespace.len() <= 63
-        && namespace.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && namespace
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !namespace.starts_with('-')
         && !namespace.ends_with('-');
     if ok {

@@ -11,11 +11,18 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use crate::api::JobStatus;
-use crate::model::{keys, DeleteMode, PodInfo, PodPhase};
+use crate::model::{DeleteMode, PodInfo, PodPhase, keys};
 
 /// Owner kinds whose pods are never touched: they belong to a controller that recreates them.
-pub const PROTECTED_OWNER_KINDS: &[&str] =
-    &["ReplicaSet", "Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "ReplicationController"];
+pub const PROTECTED_OWNER_KINDS: &[&str] = &[
+    "ReplicaSet",
+    "Deployment",
+    "StatefulSet",
+    "DaemonSet",
+    "Job",
+    "CronJob",
+    "ReplicationController",
+];
 
 /// The knobs of the policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,7 +135,10 @@ impl KeepReason {
     pub fn is_identity(&self) -> bool {
         matches!(
             self,
-            Self::NotJobPod { .. } | Self::OwnedByController { .. } | Self::ChartLabels | Self::OutsideNamespaces
+            Self::NotJobPod { .. }
+                | Self::OwnedByController { .. }
+                | Self::ChartLabels
+                | Self::OutsideNamespaces
         )
     }
 }
@@ -207,7 +217,9 @@ impl fmt::Display for ReapReason {
         match self {
             Self::Finished { phase } => write!(f, "{phase} longer than grace"),
             Self::PendingTooLong => f.write_str("pending longer than pending timeout + grace"),
-            Self::PastJobTimeout { timeout_secs } => write!(f, "running past job timeout {timeout_secs}s + grace"),
+            Self::PastJobTimeout { timeout_secs } => {
+                write!(f, "running past job timeout {timeout_secs}s + grace")
+            }
             Self::StuckTerminating => f.write_str("stuck terminating (force delete)"),
             Self::ManagerGone { manager } => write!(f, "runner manager {manager:?} is gone"),
             Self::GitLabJobFinished { status } => write!(f, "GitLab job is {status}"),
@@ -250,17 +262,30 @@ pub fn check_identity(pod: &PodInfo, namespaces: &BTreeSet<String>) -> Result<()
         return Err(KeepReason::OutsideNamespaces);
     }
     if !pod.labels.contains_key(keys::LABEL_JOB_POD) {
-        return Err(KeepReason::NotJobPod { missing: format!("label {}", keys::LABEL_JOB_POD) });
+        return Err(KeepReason::NotJobPod {
+            missing: format!("label {}", keys::LABEL_JOB_POD),
+        });
     }
     if !pod.annotations.contains_key(keys::ANNOTATION_JOB_ID) {
-        return Err(KeepReason::NotJobPod { missing: format!("annotation {}", keys::ANNOTATION_JOB_ID) });
+        return Err(KeepReason::NotJobPod {
+            missing: format!("annotation {}", keys::ANNOTATION_JOB_ID),
+        });
     }
-    if let Some(owner) = pod.owners.iter().find(|o| o.controller || PROTECTED_OWNER_KINDS.contains(&o.kind.as_str())) {
-        return Err(KeepReason::OwnedByController { kind: owner.kind.clone() });
+    if let Some(owner) = pod
+        .owners
+        .iter()
+        .find(|o| o.controller || PROTECTED_OWNER_KINDS.contains(&o.kind.as_str()))
+    {
+        return Err(KeepReason::OwnedByController {
+            kind: owner.kind.clone(),
+        });
     }
-    let chart = pod.labels.get(keys::LABEL_CHART).is_some_and(|c| c.starts_with("gitlab-runner"));
-    let app_release =
-        pod.labels.contains_key(keys::LABEL_CHART_APP) && pod.labels.contains_key(keys::LABEL_CHART_RELEASE);
+    let chart = pod
+        .labels
+        .get(keys::LABEL_CHART)
+        .is_some_and(|c| c.starts_with("gitlab-runner"));
+    let app_release = pod.labels.contains_key(keys::LABEL_CHART_APP)
+        && pod.labels.contains_key(keys::LABEL_CHART_RELEASE);
     if chart || app_release {
         return Err(KeepReason::ChartLabels);
     }
@@ -268,7 +293,9 @@ pub fn check_identity(pod: &PodInfo, namespaces: &BTreeSet<String>) -> Result<()
 }
 
 fn elapsed(now: Timestamp, since: Timestamp) -> Duration {
-    now.duration_since(since).try_into().unwrap_or(Duration::ZERO)
+    now.duration_since(since)
+        .try_into()
+        .unwrap_or(Duration::ZERO)
 }
 
 /// Decides whether to keep or reap `pod` at time `now`.
@@ -292,7 +319,9 @@ pub fn decide(pod: &PodInfo, now: Timestamp, policy: &Policy, evidence: &Evidenc
         PodPhase::Succeeded | PodPhase::Failed => {
             let since = pod.started_at.unwrap_or(pod.created_at);
             if elapsed(now, since) > grace {
-                Decision::Reap(ReapReason::Finished { phase: pod.phase.clone() })
+                Decision::Reap(ReapReason::Finished {
+                    phase: pod.phase.clone(),
+                })
             } else {
                 Decision::Keep(KeepReason::FinishedWithinGrace)
             }
@@ -315,7 +344,9 @@ pub fn decide(pod: &PodInfo, now: Timestamp, policy: &Policy, evidence: &Evidenc
                 Some(timeout) => {
                     let since = pod.started_at.unwrap_or(pod.created_at);
                     if elapsed(now, since) > timeout.saturating_add(grace) {
-                        Decision::Reap(ReapReason::PastJobTimeout { timeout_secs: timeout.as_secs() })
+                        Decision::Reap(ReapReason::PastJobTimeout {
+                            timeout_secs: timeout.as_secs(),
+                        })
                     } else {
                         Decision::Keep(KeepReason::RunningWithinTimeout)
                     }
@@ -328,13 +359,19 @@ pub fn decide(pod: &PodInfo, now: Timestamp, policy: &Policy, evidence: &Evidenc
         return primary;
     }
     if evidence.manager_exists == Some(false) {
-        let manager = pod.labels.get(keys::LABEL_MANAGER_NAME).cloned().unwrap_or_default();
+        let manager = pod
+            .labels
+            .get(keys::LABEL_MANAGER_NAME)
+            .cloned()
+            .unwrap_or_default();
         return Decision::Reap(ReapReason::ManagerGone { manager });
     }
     if let Some(status) = &evidence.gitlab_status
         && status.is_finished()
     {
-        return Decision::Reap(ReapReason::GitLabJobFinished { status: status.clone() });
+        return Decision::Reap(ReapReason::GitLabJobFinished {
+            status: status.clone(),
+        });
     }
     primary
 }
@@ -353,13 +390,17 @@ pub fn parse_go_duration(text: &str) -> Option<Duration> {
     let mut total = 0f64;
     let mut rest = text;
     while !rest.is_empty() {
-        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
         if num_len == 0 {
             return None;
         }
         let value: f64 = rest[..num_len].parse().ok()?;
         rest = &rest[num_len..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let seconds = match &rest[..unit_len] {
             "ns" => 1e-9,
             "us" | "µs" | "μs" => 1e-6,
@@ -380,12 +421,19 @@ pub fn parse_go_duration(text: &str) -> Option<Duration> {
 pub fn parse_duration_flag(flag: &str, value: &str) -> crate::Result<Duration> {
     let hint = "write a positive duration such as 90s, 5m or 1h";
     if value.trim_start().starts_with('-') {
-        return Err(crate::Error::invalid(flag, format!("{value:?} is negative; {hint}")));
+        return Err(crate::Error::invalid(
+            flag,
+            format!("{value:?} is negative; {hint}"),
+        ));
     }
-    let parsed = humantime::parse_duration(value.trim())
-        .map_err(|e| crate::Error::invalid(flag, format!("{value:?} is not a duration ({e}); {hint}")))?;
+    let parsed = humantime::parse_duration(value.trim()).map_err(|e| {
+        crate::Error::invalid(flag, format!("{value:?} is not a duration ({e}); {hint}"))
+    })?;
     if parsed.is_zero() {
-        return Err(crate::Error::invalid(flag, format!("{value:?} is zero; {hint}")));
+        return Err(crate::Error::invalid(
+            flag,
+            format!("{value:?} is zero; {hint}"),
+        ));
     }
     Ok(parsed)
 }
@@ -407,8 +455,14 @@ mod tests {
             name: "runner-abc-project-1-concurrent-0-x1y2z3w4".into(),
             uid: "u1".into(),
             labels: BTreeMap::from([
-                (keys::LABEL_JOB_POD.into(), "runner-abc-project-1-concurrent-0".into()),
-                (keys::LABEL_MANAGER_NAME.into(), "gitlab-runner-5fd7489954-jx682".into()),
+                (
+                    keys::LABEL_JOB_POD.into(),
+                    "runner-abc-project-1-concurrent-0".into(),
+                ),
+                (
+                    keys::LABEL_MANAGER_NAME.into(),
+                    "gitlab-runner-5fd7489954-jx682".into(),
+                ),
             ]),
             annotations: BTreeMap::from([
                 (keys::ANNOTATION_JOB_ID.into(), "42".into()),
@@ -435,7 +489,10 @@ mod tests {
     #[test]
     fn go_durations() {
         assert_eq!(parse_go_duration("1h0m0s"), Some(Duration::from_secs(3600)));
-        assert_eq!(parse_go_duration("2h3m0.5s"), Some(Duration::from_millis(7_380_500)));
+        assert_eq!(
+            parse_go_duration("2h3m0.5s"),
+            Some(Duration::from_millis(7_380_500))
+        );
         assert_eq!(parse_go_duration("90s"), Some(Duration::from_secs(90)));
         assert_eq!(parse_go_duration("0"), Some(Duration::ZERO));
         assert_eq!(parse_go_duration("1.5h"), Some(Duration::from_secs(5400)));
@@ -447,9 +504,18 @@ mod tests {
 
     #[test]
     fn duration_flags() {
-        assert_eq!(parse_duration_flag("--grace", "90s").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_duration_flag("--grace", "5m").unwrap(), Duration::from_secs(300));
-        assert_eq!(parse_duration_flag("--grace", "1h").unwrap(), Duration::from_secs(3600));
+        assert_eq!(
+            parse_duration_flag("--grace", "90s").unwrap(),
+            Duration::from_secs(90)
+        );
+        assert_eq!(
+            parse_duration_flag("--grace", "5m").unwrap(),
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            parse_duration_flag("--grace", "1h").unwrap(),
+            Duration::from_secs(3600)
+        );
         for bad in ["abc", "0s", "-5m", ""] {
             let err = parse_duration_flag("--grace", bad).unwrap_err();
             assert!(err.to_string().contains("--grace"), "{err}");
@@ -463,18 +529,32 @@ mod tests {
 
         let mut p = job_pod(PodPhase::Running);
         p.labels.remove(keys::LABEL_JOB_POD);
-        assert!(matches!(check_identity(&p, &ns), Err(KeepReason::NotJobPod { .. })));
+        assert!(matches!(
+            check_identity(&p, &ns),
+            Err(KeepReason::NotJobPod { .. })
+        ));
 
         let mut p = job_pod(PodPhase::Running);
         p.annotations.remove(keys::ANNOTATION_JOB_ID);
-        assert!(matches!(check_identity(&p, &ns), Err(KeepReason::NotJobPod { .. })));
+        assert!(matches!(
+            check_identity(&p, &ns),
+            Err(KeepReason::NotJobPod { .. })
+        ));
 
         let mut p = job_pod(PodPhase::Running);
-        p.owners.push(OwnerRef { kind: "ReplicaSet".into(), name: "rs".into(), controller: false });
-        assert!(matches!(check_identity(&p, &ns), Err(KeepReason::OwnedByController { .. })));
+        p.owners.push(OwnerRef {
+            kind: "ReplicaSet".into(),
+            name: "rs".into(),
+            controller: false,
+        });
+        assert!(matches!(
+            check_identity(&p, &ns),
+            Err(KeepReason::OwnedByController { .. })
+        ));
 
         let mut p = job_pod(PodPhase::Running);
-        p.labels.insert("chart".into(), "gitlab-runner-0.86.0".into());
+        p.labels
+            .insert("chart".into(), "gitlab-runner-0.86.0".into());
         assert_eq!(check_identity(&p, &ns), Err(KeepReason::ChartLabels));
 
         let mut p = job_pod(PodPhase::Running);
@@ -485,18 +565,30 @@ mod tests {
     #[test]
     fn phases_and_deadlines() {
         let finished = job_pod(PodPhase::Failed);
-        assert_eq!(at("2026-01-01T00:01:30Z", &finished), Decision::Keep(KeepReason::FinishedWithinGrace));
+        assert_eq!(
+            at("2026-01-01T00:01:30Z", &finished),
+            Decision::Keep(KeepReason::FinishedWithinGrace)
+        );
         assert!(at("2026-01-01T00:02:01Z", &finished).is_reap());
 
         let mut pending = job_pod(PodPhase::Pending);
         pending.started_at = None;
         // pending timeout 180 s + grace 60 s
-        assert_eq!(at("2026-01-01T00:04:00Z", &pending), Decision::Keep(KeepReason::PendingWithinTimeout));
-        assert_eq!(at("2026-01-01T00:04:01Z", &pending), Decision::Reap(ReapReason::PendingTooLong));
+        assert_eq!(
+            at("2026-01-01T00:04:00Z", &pending),
+            Decision::Keep(KeepReason::PendingWithinTimeout)
+        );
+        assert_eq!(
+            at("2026-01-01T00:04:01Z", &pending),
+            Decision::Reap(ReapReason::PendingTooLong)
+        );
 
         let running = job_pod(PodPhase::Running);
         // started 00:01, timeout 1 h + grace 1 min
-        assert_eq!(at("2026-01-01T01:02:00Z", &running), Decision::Keep(KeepReason::RunningWithinTimeout));
+        assert_eq!(
+            at("2026-01-01T01:02:00Z", &running),
+            Decision::Keep(KeepReason::RunningWithinTimeout)
+        );
         assert_eq!(
             at("2026-01-01T01:02:01Z", &running),
             Decision::Reap(ReapReason::PastJobTimeout { timeout_secs: 3600 })
@@ -504,13 +596,27 @@ mod tests {
 
         let mut no_timeout = job_pod(PodPhase::Running);
         no_timeout.annotations.remove(keys::ANNOTATION_JOB_TIMEOUT);
-        assert_eq!(at("2030-01-01T00:00:00Z", &no_timeout), Decision::Keep(KeepReason::RunningWithoutTimeout));
+        assert_eq!(
+            at("2030-01-01T00:00:00Z", &no_timeout),
+            Decision::Keep(KeepReason::RunningWithoutTimeout)
+        );
         let with_default = policy().with_default_job_timeout(Some(Duration::from_secs(600)));
-        assert!(decide(&no_timeout, ts("2026-01-01T00:12:01Z"), &with_default, &Evidence::default()).is_reap());
+        assert!(
+            decide(
+                &no_timeout,
+                ts("2026-01-01T00:12:01Z"),
+                &with_default,
+                &Evidence::default()
+            )
+            .is_reap()
+        );
 
         let mut terminating = job_pod(PodPhase::Running);
         terminating.deletion_timestamp = Some(ts("2026-01-01T00:10:00Z"));
-        assert_eq!(at("2026-01-01T00:11:00Z", &terminating), Decision::Keep(KeepReason::TerminatingWithinGrace));
+        assert_eq!(
+            at("2026-01-01T00:11:00Z", &terminating),
+            Decision::Keep(KeepReason::TerminatingWithinGrace)
+        );
         let d = at("2026-01-01T00:11:01Z", &terminating);
         assert_eq!(d, Decision::Reap(ReapReason::StuckTerminating));
         assert!(ReapReason::StuckTerminating.delete_mode().is_force());
@@ -520,24 +626,45 @@ mod tests {
     fn optional_evidence() {
         let running = job_pod(PodPhase::Running);
         let now = ts("2026-01-01T00:30:00Z");
-        let gone = Evidence { manager_exists: Some(false), gitlab_status: None };
+        let gone = Evidence {
+            manager_exists: Some(false),
+            gitlab_status: None,
+        };
         assert_eq!(
             decide(&running, now, &policy(), &gone),
-            Decision::Reap(ReapReason::ManagerGone { manager: "gitlab-runner-5fd7489954-jx682".into() })
+            Decision::Reap(ReapReason::ManagerGone {
+                manager: "gitlab-runner-5fd7489954-jx682".into()
+            })
         );
-        let done = Evidence { manager_exists: Some(true), gitlab_status: Some(JobStatus::Canceled) };
+        let done = Evidence {
+            manager_exists: Some(true),
+            gitlab_status: Some(JobStatus::Canceled),
+        };
         assert_eq!(
             decide(&running, now, &policy(), &done),
-            Decision::Reap(ReapReason::GitLabJobFinished { status: JobStatus::Canceled })
+            Decision::Reap(ReapReason::GitLabJobFinished {
+                status: JobStatus::Canceled
+            })
         );
-        let active = Evidence { manager_exists: Some(true), gitlab_status: Some(JobStatus::Running) };
-        assert_eq!(decide(&running, now, &policy(), &active), Decision::Keep(KeepReason::RunningWithinTimeout));
+        let active = Evidence {
+            manager_exists: Some(true),
+            gitlab_status: Some(JobStatus::Running),
+        };
+        assert_eq!(
+            decide(&running, now, &policy(), &active),
+            Decision::Keep(KeepReason::RunningWithinTimeout)
+        );
         // Young pods are never reaped on evidence alone.
         assert!(!decide(&running, ts("2026-01-01T00:00:30Z"), &policy(), &gone).is_reap());
         // Evidence never overrides identity.
         let mut manager = job_pod(PodPhase::Running);
         manager.labels.insert("app".into(), "gitlab-runner".into());
-        manager.labels.insert("release".into(), "gitlab-runner".into());
-        assert_eq!(decide(&manager, now, &policy(), &gone), Decision::Keep(KeepReason::ChartLabels));
+        manager
+            .labels
+            .insert("release".into(), "gitlab-runner".into());
+        assert_eq!(
+            decide(&manager, now, &policy(), &gone),
+            Decision::Keep(KeepReason::ChartLabels)
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! RBAC for running the janitor in-cluster: a namespace-scoped ServiceAccount, Role and RoleBinding.
 
-use crate::model::validate_namespace;
 use crate::Result;
+use crate::model::validate_namespace;
 
 /// The verbs the janitor needs on pods, and nothing more.
 pub const POD_VERBS: &[&str] = &["get", "list", "watch", "delete"];
@@ -11,7 +11,10 @@ pub const POD_VERBS: &[&str] = &["get", "list", "watch", "delete"];
 /// Apply it with `kubectl apply -f -`; the janitor then runs as a CronJob with `serviceAccountName: name`.
 pub fn rbac_manifest(namespaces: &[String], name: &str) -> Result<String> {
     let Some(home) = namespaces.first() else {
-        return Err(crate::Error::invalid("namespace", "no namespace given; name at least one (e.g. gitlab-runner)"));
+        return Err(crate::Error::invalid(
+            "namespace",
+            "no namespace given; name at least one (e.g. gitlab-runner)",
+        ));
     };
     for ns in namespaces {
         validate_namespace(ns)?;
@@ -19,11 +22,17 @@ pub fn rbac_manifest(namespaces: &[String], name: &str) -> Result<String> {
     validate_namespace(name).map_err(|_| {
         crate::Error::invalid(
             "service account name",
-            format!("{name:?} must be 1-63 lowercase letters, digits and '-' (e.g. glrunner-janitor)"),
+            format!(
+                "{name:?} must be 1-63 lowercase letters, digits and '-' (e.g. glrunner-janitor)"
+            ),
         )
     })?;
     let labels = "    app.kubernetes.io/name: glrunner-janitor\n    app.kubernetes.io/managed-by: glrunner\n";
-    let verbs = POD_VERBS.iter().map(|v| format!("\"{v}\"")).collect::<Vec<_>>().join(", ");
+    let verbs = POD_VERBS
+        .iter()
+        .map(|v| format!("\"{v}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
     let mut out = format!(
         "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: {name}\n  namespace: {home}\n  labels:\n{labels}"
     );
@@ -45,7 +54,8 @@ mod tests {
 
     #[test]
     fn manifest_has_one_role_and_binding_per_namespace() {
-        let y = rbac_manifest(&["gitlab-runner".into(), "jobs".into()], "glrunner-janitor").unwrap();
+        let y =
+            rbac_manifest(&["gitlab-runner".into(), "jobs".into()], "glrunner-janitor").unwrap();
         let kinds = |k: &str| y.lines().filter(|l| *l == format!("kind: {k}")).count();
         assert_eq!(kinds("ServiceAccount"), 1);
         assert_eq!(kinds("Role"), 2);

@@ -14,9 +14,9 @@ use serde::Serialize;
 
 use crate::api::{DynJobStatusSource, DynPodApi, JobStatus};
 use crate::clock::{Clock, SystemClock};
-use crate::cost::{estimate, CostEstimate, FargatePricing};
-use crate::model::{keys, validate_namespace, DeleteOutcome, ListQuery, PodInfo, PodPhase};
-use crate::policy::{check_identity, decide, Decision, Evidence, Policy, ReapReason};
+use crate::cost::{CostEstimate, FargatePricing, estimate};
+use crate::model::{DeleteOutcome, ListQuery, PodInfo, PodPhase, keys, validate_namespace};
+use crate::policy::{Decision, Evidence, Policy, ReapReason, check_identity, decide};
 use crate::{Error, Result};
 
 /// How the reaper runs.
@@ -174,7 +174,10 @@ pub struct PodError {
 
 impl From<&Error> for PodError {
     fn from(e: &Error) -> Self {
-        Self { category: e.category(), message: e.to_string() }
+        Self {
+            category: e.category(),
+            message: e.to_string(),
+        }
     }
 }
 
@@ -219,7 +222,10 @@ pub struct Report {
 impl Report {
     /// Pods actually deleted or set Terminating by this round.
     pub fn deleted(&self) -> usize {
-        self.reaped.iter().filter(|p| matches!(p.action, Action::Deleted | Action::Terminating)).count()
+        self.reaped
+            .iter()
+            .filter(|p| matches!(p.action, Action::Deleted | Action::Terminating))
+            .count()
     }
 }
 
@@ -241,7 +247,11 @@ impl fmt::Display for Report {
             self.considered,
             self.namespaces.join(", "),
             self.elapsed_ms,
-            if self.dry_run { " — DRY RUN, nothing deleted" } else { "" }
+            if self.dry_run {
+                " — DRY RUN, nothing deleted"
+            } else {
+                ""
+            }
         )?;
         if !self.kept.is_empty() {
             writeln!(f, "kept:")?;
@@ -297,7 +307,10 @@ impl fmt::Display for Report {
 }
 
 fn parse_id(pod: &PodInfo, key: &str) -> Option<u64> {
-    pod.annotations.get(key).or_else(|| pod.labels.get(key)).and_then(|v| v.trim().parse().ok())
+    pod.annotations
+        .get(key)
+        .or_else(|| pod.labels.get(key))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 impl Reaper {
@@ -305,12 +318,20 @@ impl Reaper {
     /// namespace name is invalid, or the grace is zero.
     pub fn new(api: Arc<DynPodApi>, config: ReaperConfig) -> Result<Self> {
         if config.policy.namespaces.is_empty() {
-            return Err(Error::invalid("namespace", "no namespace configured; name at least one (e.g. gitlab-runner)"));
+            return Err(Error::invalid(
+                "namespace",
+                "no namespace configured; name at least one (e.g. gitlab-runner)",
+            ));
         }
         for ns in &config.policy.namespaces {
             validate_namespace(ns)?;
         }
-        Ok(Self { api, jobs: None, clock: Arc::new(SystemClock), config })
+        Ok(Self {
+            api,
+            jobs: None,
+            clock: Arc::new(SystemClock),
+            config,
+        })
     }
 
     /// Uses `clock` for the policy's `now`.
@@ -346,22 +367,36 @@ impl Reaper {
         let mut errors = Vec::new();
 
         // First pass without evidence: which pods could be reaped on evidence alone.
-        let first: Vec<Decision> = pods.iter().map(|p| decide(p, now, policy, &Evidence::default())).collect();
+        let first: Vec<Decision> = pods
+            .iter()
+            .map(|p| decide(p, now, policy, &Evidence::default()))
+            .collect();
         let needs_evidence = |p: &PodInfo, d: &Decision| {
             !d.is_reap()
                 && check_identity(p, &policy.namespaces).is_ok()
                 && !p.is_terminating()
-                && now.duration_since(p.created_at) > jiff::SignedDuration::try_from(policy.grace).unwrap_or_default()
+                && now.duration_since(p.created_at)
+                    > jiff::SignedDuration::try_from(policy.grace).unwrap_or_default()
         };
-        let candidates: Vec<usize> = (0..pods.len()).filter(|&i| needs_evidence(&pods[i], &first[i])).collect();
+        let candidates: Vec<usize> = (0..pods.len())
+            .filter(|&i| needs_evidence(&pods[i], &first[i]))
+            .collect();
 
         let managers = if self.config.check_manager {
-            self.manager_presence(candidates.iter().map(|&i| &pods[i]), &mut errors).await
+            self.manager_presence(candidates.iter().map(|&i| &pods[i]), &mut errors)
+                .await
         } else {
             HashMap::new()
         };
         let statuses = match &self.jobs {
-            Some(jobs) => self.job_statuses(jobs.as_ref(), candidates.iter().map(|&i| &pods[i]), &mut errors).await,
+            Some(jobs) => {
+                self.job_statuses(
+                    jobs.as_ref(),
+                    candidates.iter().map(|&i| &pods[i]),
+                    &mut errors,
+                )
+                .await
+            }
             None => HashMap::new(),
         };
 
@@ -370,7 +405,10 @@ impl Reaper {
         for (i, pod) in pods.iter().enumerate() {
             let decision = if candidates.contains(&i) {
                 let evidence = Evidence {
-                    manager_exists: pod.labels.get(keys::LABEL_MANAGER_NAME).and_then(|m| managers.get(m).copied()),
+                    manager_exists: pod
+                        .labels
+                        .get(keys::LABEL_MANAGER_NAME)
+                        .and_then(|m| managers.get(m).copied()),
                     gitlab_status: statuses.get(&pod.uid).cloned(),
                 };
                 decide(pod, now, policy, &evidence)
@@ -425,7 +463,9 @@ impl Reaper {
         pods: impl Iterator<Item = &'a PodInfo>,
         errors: &mut Vec<PodError>,
     ) -> HashMap<String, bool> {
-        let names: BTreeSet<String> = pods.filter_map(|p| p.labels.get(keys::LABEL_MANAGER_NAME).cloned()).collect();
+        let names: BTreeSet<String> = pods
+            .filter_map(|p| p.labels.get(keys::LABEL_MANAGER_NAME).cloned())
+            .collect();
         let mut presence = HashMap::new();
         'names: for name in names {
             for ns in &self.config.policy.namespaces {
@@ -455,7 +495,11 @@ impl Reaper {
     ) -> HashMap<String, JobStatus> {
         let lookups: Vec<(String, u64, u64)> = pods
             .filter_map(|p| {
-                Some((p.uid.clone(), parse_id(p, keys::ANNOTATION_PROJECT_ID)?, parse_id(p, keys::ANNOTATION_JOB_ID)?))
+                Some((
+                    p.uid.clone(),
+                    parse_id(p, keys::ANNOTATION_PROJECT_ID)?,
+                    parse_id(p, keys::ANNOTATION_JOB_ID)?,
+                ))
             })
             .collect();
         let results: Vec<(String, Result<JobStatus>)> = futures::stream::iter(lookups)
@@ -497,7 +541,7 @@ impl Reaper {
                         Err(e) => (Action::Failed, Some(e)),
                     }
                 };
-                tracing::info!(pod = %pod.qualified_name(), uid = %pod.uid, reason = %reason, action = action.as_str(), "reap");
+                tracing::debug!(pod = %pod.qualified_name(), uid = %pod.uid, reason = %reason, action = action.as_str(), "reap");
                 let reaped = ReapedPod {
                     namespace: pod.namespace.clone(),
                     name: pod.name.clone(),

@@ -4,16 +4,16 @@
 use std::collections::BTreeSet;
 use std::num::NonZeroUsize;
 use std::ops::ControlFlow;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use glrunner_janitor::clock::{ManualClock, TokioClock};
 use glrunner_janitor::memory::{Fault, InMemoryJobStatus, InMemoryPods, NewPod};
 use glrunner_janitor::{
-    Action, DeleteMode, DeleteOutcome, Error, JobStatus, ListQuery, PodApi, PodInfo, PodKey, PodPhase, Policy, Reaper,
-    ReaperConfig, Result,
+    Action, DeleteMode, DeleteOutcome, Error, JobStatus, ListQuery, PodApi, PodInfo, PodKey,
+    PodPhase, Policy, Reaper, ReaperConfig, Result,
 };
 use jiff::Timestamp;
 
@@ -25,12 +25,17 @@ fn t0() -> Timestamp {
 
 fn store() -> (InMemoryPods, ManualClock) {
     let clock = ManualClock::new(t0());
-    (InMemoryPods::new().with_clock(Arc::new(clock.clone())), clock)
+    (
+        InMemoryPods::new().with_clock(Arc::new(clock.clone())),
+        clock,
+    )
 }
 
 fn reaper(api: Arc<dyn PodApi>, clock: &ManualClock) -> Reaper {
     let policy = Policy::new([NS]).with_grace(Duration::from_secs(60));
-    Reaper::new(api, ReaperConfig::new(policy)).unwrap().with_clock(Arc::new(clock.clone()))
+    Reaper::new(api, ReaperConfig::new(policy))
+        .unwrap()
+        .with_clock(Arc::new(clock.clone()))
 }
 
 /// Counts deletes in flight.
@@ -68,10 +73,19 @@ async fn deletes_are_bounded_by_the_concurrency() {
         pods.insert(NewPod::job(NS, "mgr", 1, job)).unwrap();
     }
     clock.advance(Duration::from_secs(3600));
-    let counting = Arc::new(Counting { inner: pods.clone(), now: AtomicUsize::new(0), max: AtomicUsize::new(0) });
+    let counting = Arc::new(Counting {
+        inner: pods.clone(),
+        now: AtomicUsize::new(0),
+        max: AtomicUsize::new(0),
+    });
     let policy = Policy::new([NS]).with_grace(Duration::from_secs(60));
     let config = ReaperConfig::new(policy).with_concurrency(NonZeroUsize::new(4).unwrap());
-    let report = Reaper::new(counting.clone(), config).unwrap().with_clock(Arc::new(clock)).run_once().await.unwrap();
+    let report = Reaper::new(counting.clone(), config)
+        .unwrap()
+        .with_clock(Arc::new(clock))
+        .run_once()
+        .await
+        .unwrap();
     assert_eq!(report.deleted(), 100);
     assert_eq!(counting.max.load(Ordering::SeqCst), 4);
     assert!(pods.pods().is_empty());
@@ -86,12 +100,27 @@ async fn a_failed_delete_is_reported_and_the_round_goes_on() {
     pods.insert(NewPod::job(NS, "mgr", 1, 2)).unwrap();
     pods.fail_deletes_of(&bad.name, Some(Fault::PermissionDenied));
     clock.advance(Duration::from_secs(3600));
-    let report = reaper(Arc::new(pods.clone()), &clock).run_once().await.unwrap();
+    let report = reaper(Arc::new(pods.clone()), &clock)
+        .run_once()
+        .await
+        .unwrap();
     assert_eq!(report.deleted(), 1);
     assert_eq!(report.errors.len(), 1);
     assert_eq!(report.errors[0].category, "permission_denied");
-    assert!(report.errors[0].message.contains(&bad.name), "{}", report.errors[0].message);
-    assert_eq!(report.reaped.iter().find(|p| p.name == bad.name).unwrap().action, Action::Failed);
+    assert!(
+        report.errors[0].message.contains(&bad.name),
+        "{}",
+        report.errors[0].message
+    );
+    assert_eq!(
+        report
+            .reaped
+            .iter()
+            .find(|p| p.name == bad.name)
+            .unwrap()
+            .action,
+        Action::Failed
+    );
     assert_eq!(pods.pods().len(), 1);
 }
 
@@ -101,7 +130,10 @@ async fn a_failed_list_deletes_nothing() {
     pods.insert(NewPod::job(NS, "mgr", 1, 1)).unwrap();
     clock.advance(Duration::from_secs(3600));
     pods.fail_lists(Some(Fault::Unavailable));
-    let err = reaper(Arc::new(pods.clone()), &clock).run_once().await.unwrap_err();
+    let err = reaper(Arc::new(pods.clone()), &clock)
+        .run_once()
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains(NS), "{err}");
     assert!(pods.deletions().is_empty());
 }
@@ -109,17 +141,32 @@ async fn a_failed_list_deletes_nothing() {
 #[tokio::test]
 async fn manager_check_reaps_orphans_only() {
     let (pods, clock) = store();
-    let manager = pods.insert(NewPod::manager(NS, "gitlab-runner", "jx682")).unwrap();
-    let healthy = NewPod::job(NS, &manager.name, 1, 1).with_phase(PodPhase::Running).started_at(t0());
+    let manager = pods
+        .insert(NewPod::manager(NS, "gitlab-runner", "jx682"))
+        .unwrap();
+    let healthy = NewPod::job(NS, &manager.name, 1, 1)
+        .with_phase(PodPhase::Running)
+        .started_at(t0());
     let healthy = pods.insert(healthy).unwrap();
-    let orphan = NewPod::job(NS, "gitlab-runner-5fd7489954-dead1", 1, 2).with_phase(PodPhase::Running).started_at(t0());
+    let orphan = NewPod::job(NS, "gitlab-runner-5fd7489954-dead1", 1, 2)
+        .with_phase(PodPhase::Running)
+        .started_at(t0());
     let orphan = pods.insert(orphan).unwrap();
     clock.advance(Duration::from_secs(600));
     let api: Arc<dyn PodApi> = Arc::new(pods.clone());
     let policy = Policy::new([NS]).with_grace(Duration::from_secs(60));
     let config = ReaperConfig::new(policy).with_manager_check(true);
-    let report = Reaper::new(api, config).unwrap().with_clock(Arc::new(clock)).run_once().await.unwrap();
-    let reaped: Vec<_> = report.reaped.iter().map(|p| (p.name.as_str(), p.reason.code())).collect();
+    let report = Reaper::new(api, config)
+        .unwrap()
+        .with_clock(Arc::new(clock))
+        .run_once()
+        .await
+        .unwrap();
+    let reaped: Vec<_> = report
+        .reaped
+        .iter()
+        .map(|p| (p.name.as_str(), p.reason.code()))
+        .collect();
     assert_eq!(reaped, [(orphan.name.as_str(), "manager_gone")]);
     assert!(pods.pod(NS, &healthy.name).is_some());
     assert!(pods.pod(NS, &manager.name).is_some());
@@ -128,7 +175,11 @@ async fn manager_check_reaps_orphans_only() {
 #[tokio::test]
 async fn gitlab_check_reaps_finished_jobs_and_survives_lookup_failures() {
     let (pods, clock) = store();
-    let running = |job| NewPod::job(NS, "mgr", 5, job).with_phase(PodPhase::Running).started_at(t0());
+    let running = |job| {
+        NewPod::job(NS, "mgr", 5, job)
+            .with_phase(PodPhase::Running)
+            .started_at(t0())
+    };
     let done = pods.insert(running(1)).unwrap();
     let active = pods.insert(running(2)).unwrap();
     let jobs = InMemoryJobStatus::new();
@@ -137,14 +188,21 @@ async fn gitlab_check_reaps_finished_jobs_and_survives_lookup_failures() {
     clock.advance(Duration::from_secs(600));
     let r = reaper(Arc::new(pods.clone()), &clock).with_job_status(Arc::new(jobs.clone()));
     let report = r.run_once().await.unwrap();
-    let reaped: Vec<_> = report.reaped.iter().map(|p| (p.name.as_str(), p.reason.code())).collect();
+    let reaped: Vec<_> = report
+        .reaped
+        .iter()
+        .map(|p| (p.name.as_str(), p.reason.code()))
+        .collect();
     assert_eq!(reaped, [(done.name.as_str(), "gitlab_job_finished")]);
     assert!(pods.pod(NS, &active.name).is_some());
     assert_eq!(jobs.lookups(), 2);
 
     jobs.fail(Some(Fault::Throttled));
     let report = r.run_once().await.unwrap();
-    assert!(report.reaped.is_empty(), "unknown GitLab status never reaps");
+    assert!(
+        report.reaped.is_empty(),
+        "unknown GitLab status never reaps"
+    );
     assert_eq!(report.errors.len(), 1);
     assert_eq!(report.errors[0].category, "throttled");
 }
@@ -155,14 +213,26 @@ async fn watch_reaps_pods_as_they_become_hung_on_tokio_time() {
     let pods = InMemoryPods::new().with_clock(clock.clone());
     let hung = pods.insert(NewPod::job(NS, "mgr", 1, 1)).unwrap();
     let policy = Policy::new([NS]).with_grace(Duration::from_secs(60));
-    let reaper = Reaper::new(Arc::new(pods.clone()), ReaperConfig::new(policy)).unwrap().with_clock(clock);
+    let reaper = Reaper::new(Arc::new(pods.clone()), ReaperConfig::new(policy))
+        .unwrap()
+        .with_clock(clock);
     let mut rounds = Vec::new();
     let wall = std::time::Instant::now();
     reaper
         .watch(Duration::from_secs(60), std::future::pending(), |r| {
             let report = r.unwrap();
-            rounds.push(report.reaped.iter().map(|p| p.name.clone()).collect::<BTreeSet<_>>());
-            if rounds.len() == 6 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+            rounds.push(
+                report
+                    .reaped
+                    .iter()
+                    .map(|p| p.name.clone())
+                    .collect::<BTreeSet<_>>(),
+            );
+            if rounds.len() == 6 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
         })
         .await;
     assert!(wall.elapsed() < Duration::from_secs(5), "virtual time");
@@ -188,17 +258,36 @@ async fn watch_stops_on_shutdown() {
 #[tokio::test]
 async fn report_renders_human_and_json() {
     let (pods, clock) = store();
-    pods.insert(NewPod::job(NS, "mgr", 1, 1).with_node("fargate-1").with_requests(1000, 2048)).unwrap();
-    pods.insert(NewPod::job(NS, "mgr", 1, 2).with_phase(PodPhase::Running).started_at(t0())).unwrap();
+    pods.insert(
+        NewPod::job(NS, "mgr", 1, 1)
+            .with_node("fargate-1")
+            .with_requests(1000, 2048),
+    )
+    .unwrap();
+    pods.insert(
+        NewPod::job(NS, "mgr", 1, 2)
+            .with_phase(PodPhase::Running)
+            .started_at(t0()),
+    )
+    .unwrap();
     clock.advance(Duration::from_secs(3600));
     let report = reaper(Arc::new(pods), &clock).run_once().await.unwrap();
     let human = report.to_string();
-    assert!(human.contains("pending_too_long") && human.contains("1 vCPU / 3 GB"), "{human}");
-    assert!(human.contains("running_within_timeout") || human.contains("kept"), "{human}");
+    assert!(
+        human.contains("pending_too_long") && human.contains("1 vCPU / 3 GB"),
+        "{human}"
+    );
+    assert!(
+        human.contains("running_within_timeout") || human.contains("kept"),
+        "{human}"
+    );
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["considered"], 2);
     assert_eq!(json["reaped"][0]["reason"]["reason"], "pending_too_long");
-    assert_eq!(json["reaped"][0]["action"], "terminating", "bound pod: graceful delete");
+    assert_eq!(
+        json["reaped"][0]["action"], "terminating",
+        "bound pod: graceful delete"
+    );
     assert!(json["cost"]["usd_per_hour"].as_f64().unwrap() > 0.04);
     assert_eq!(json["cost"]["pricing"]["region"], "us-east-1");
 }
@@ -212,4 +301,44 @@ fn bad_namespaces_are_invalid_input() {
     }
     let none: [&str; 0] = [];
     assert!(Reaper::new(api, ReaperConfig::new(Policy::new(none))).is_err());
+}
+
+#[tokio::test]
+async fn demo_fleet_reaps_the_hung_pods_only() {
+    let clock = ManualClock::new(t0());
+    let pods = InMemoryPods::new().with_clock(Arc::new(clock.clone()));
+    let jobs = InMemoryJobStatus::new();
+    glrunner_janitor::memory::seed_demo(&pods, &jobs, NS, t0()).unwrap();
+    let total = pods.pods().len();
+    let r = reaper(Arc::new(pods.clone()), &clock).with_job_status(Arc::new(jobs));
+    let report = r.run_once().await.unwrap();
+    let by_reason: Vec<(&str, usize)> = report
+        .reaped_by_reason
+        .iter()
+        .map(|(k, v)| (*k, *v))
+        .collect();
+    assert_eq!(
+        by_reason,
+        [
+            ("finished", 2),
+            ("gitlab_job_finished", 1),
+            ("past_job_timeout", 2),
+            ("pending_too_long", 3),
+            ("stuck_terminating", 1)
+        ],
+        "{report}"
+    );
+    assert!(report.errors.is_empty(), "{report}");
+    // Managers, healthy jobs, the name-alike and the other namespace's pods are all still there.
+    let left = pods.pods();
+    assert!(left.iter().any(|p| p.labels.contains_key("chart")));
+    assert!(left.iter().any(|p| p.name.starts_with("runner-lookalike")));
+    assert_eq!(
+        left.iter().filter(|p| p.namespace == "other-team").count(),
+        2
+    );
+    // All demo job pods are bound to Fargate nodes: graceful deletes leave them Terminating (no kubelet
+    // in this store); only the stuck one was force-deleted.
+    assert_eq!(total - left.len(), 1);
+    assert_eq!(left.iter().filter(|p| p.is_terminating()).count(), 8);
 }

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use glrunner_janitor::clock::ManualClock;
 use glrunner_janitor::memory::{InMemoryPods, NewPod};
-use glrunner_janitor::{DeleteOutcome, MockJobStatusSource, MockPodApi, PodPhase, Policy, Reaper, ReaperConfig};
+use glrunner_janitor::{
+    DeleteOutcome, MockJobStatusSource, MockPodApi, PodPhase, Policy, Reaper, ReaperConfig,
+};
 use jiff::Timestamp;
 use mockall::predicate::{always, eq};
 
@@ -16,14 +18,24 @@ async fn stuck_terminating_pod_is_force_deleted_with_its_uid() {
     let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
     // Build realistic PodInfos with the memory store, then serve them from the mock.
     let store = InMemoryPods::new().with_clock(Arc::new(ManualClock::new(t0)));
-    let mut stuck = store.insert(NewPod::job("ns", "mgr", 1, 1).with_phase(PodPhase::Running).with_node("n")).unwrap();
+    let mut stuck = store
+        .insert(
+            NewPod::job("ns", "mgr", 1, 1)
+                .with_phase(PodPhase::Running)
+                .with_node("n"),
+        )
+        .unwrap();
     stuck.deletion_timestamp = Some(t0);
-    let manager = store.insert(NewPod::manager("ns", "gitlab-runner", "abcde")).unwrap();
+    let manager = store
+        .insert(NewPod::manager("ns", "gitlab-runner", "abcde"))
+        .unwrap();
     let listed = vec![stuck.clone(), manager];
 
     let mut api = MockPodApi::new();
     api.expect_backend().return_const("mock");
-    api.expect_list_pods().times(1).returning(move |_| Ok(listed.clone()));
+    api.expect_list_pods()
+        .times(1)
+        .returning(move |_| Ok(listed.clone()));
     let key = stuck.key();
     api.expect_delete_pod()
         .times(1)
@@ -45,5 +57,9 @@ async fn stuck_terminating_pod_is_force_deleted_with_its_uid() {
         .unwrap();
     assert_eq!(report.deleted(), 1);
     // The mock ignores the label selector and also returned the manager: identity still keeps it.
-    assert_eq!(report.kept, BTreeMap::from([("not_job_pod", 1)]), "{report}");
+    assert_eq!(
+        report.kept,
+        BTreeMap::from([("not_job_pod", 1)]),
+        "{report}"
+    );
 }

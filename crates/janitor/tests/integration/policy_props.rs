@@ -8,8 +8,10 @@ use std::time::Duration;
 use glrunner_janitor::clock::ManualClock;
 use glrunner_janitor::memory::InMemoryPods;
 use glrunner_janitor::model::keys;
-use glrunner_janitor::policy::{check_identity, decide, Evidence, PROTECTED_OWNER_KINDS};
-use glrunner_janitor::{JobStatus, OwnerRef, PodInfo, PodPhase, PodRequests, Policy, Reaper, ReaperConfig};
+use glrunner_janitor::policy::{Evidence, PROTECTED_OWNER_KINDS, check_identity, decide};
+use glrunner_janitor::{
+    JobStatus, OwnerRef, PodInfo, PodPhase, PodRequests, Policy, Reaper, ReaperConfig,
+};
 use jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
 
@@ -34,12 +36,18 @@ fn phase() -> impl Strategy<Value = PodPhase> {
 }
 
 fn owner() -> impl Strategy<Value = Option<OwnerRef>> {
-    let kinds: Vec<&str> = PROTECTED_OWNER_KINDS.iter().copied().chain(["Node", "Workflow"]).collect();
-    proptest::option::of((proptest::sample::select(kinds), any::<bool>()).prop_map(|(k, c)| OwnerRef {
-        kind: k.to_owned(),
-        name: "owner".into(),
-        controller: c,
-    }))
+    let kinds: Vec<&str> = PROTECTED_OWNER_KINDS
+        .iter()
+        .copied()
+        .chain(["Node", "Workflow"])
+        .collect();
+    proptest::option::of(
+        (proptest::sample::select(kinds), any::<bool>()).prop_map(|(k, c)| OwnerRef {
+            kind: k.to_owned(),
+            name: "owner".into(),
+            controller: c,
+        }),
+    )
 }
 
 prop_compose! {
@@ -99,15 +107,24 @@ fn evidence() -> impl Strategy<Value = Evidence> {
             JobStatus::Queued,
         ])),
     )
-        .prop_map(|(manager_exists, gitlab_status)| Evidence { manager_exists, gitlab_status })
+        .prop_map(|(manager_exists, gitlab_status)| Evidence {
+            manager_exists,
+            gitlab_status,
+        })
 }
 
 fn is_job_pod(p: &PodInfo, namespaces: &BTreeSet<String>) -> bool {
     namespaces.contains(&p.namespace)
         && p.labels.contains_key(keys::LABEL_JOB_POD)
         && p.annotations.contains_key(keys::ANNOTATION_JOB_ID)
-        && !p.owners.iter().any(|o| o.controller || PROTECTED_OWNER_KINDS.contains(&o.kind.as_str()))
-        && !p.labels.get("chart").is_some_and(|c| c.starts_with("gitlab-runner"))
+        && !p
+            .owners
+            .iter()
+            .any(|o| o.controller || PROTECTED_OWNER_KINDS.contains(&o.kind.as_str()))
+        && !p
+            .labels
+            .get("chart")
+            .is_some_and(|c| c.starts_with("gitlab-runner"))
         && !(p.labels.contains_key("app") && p.labels.contains_key("release"))
 }
 

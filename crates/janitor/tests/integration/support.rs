@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use glrunner_janitor::k8s::fixtures::KubeFixtures;
 use glrunner_janitor::k8s::KubePodApi;
+use glrunner_janitor::k8s::fixtures::KubeFixtures;
 
 /// The env var naming the test kubeconfig (written by `scripts/kube-apiserver.sh start DIR`).
 pub const KUBECONFIG_ENV: &str = "GLRUNNER_TEST_KUBECONFIG";
@@ -31,16 +31,33 @@ pub async fn kube(test: &str) -> Option<Kube> {
         return None;
     };
     let kubeconfig = PathBuf::from(path);
-    let api = KubePodApi::from_kubeconfig(Some(&kubeconfig), None).await.expect("kubeconfig of the test server");
+    let api = KubePodApi::from_kubeconfig(Some(&kubeconfig), None)
+        .await
+        .expect("kubeconfig of the test server");
     let kc = kube::config::Kubeconfig::read_from(&kubeconfig).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
     let client = kube::Client::try_from(config).unwrap();
-    Some(Kube { api, fixtures: KubeFixtures::new(client.clone()), client, kubeconfig })
+    Some(Kube {
+        api,
+        fixtures: KubeFixtures::new(client.clone()),
+        client,
+        kubeconfig,
+    })
 }
 
 /// A namespace-name prefix unique to this test process and call, for isolation on a shared server.
 pub fn unique(tag: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-    format!("jt-{tag}-{:x}{:x}-{}", std::process::id() & 0xffff, nanos & 0xffff, N.fetch_add(1, Ordering::Relaxed))
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "jt-{tag}-{:x}{:x}-{}",
+        std::process::id() & 0xffff,
+        nanos & 0xffff,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
