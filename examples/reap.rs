@@ -83,7 +83,12 @@ struct RunArgs {
     watch: bool,
 
     /// Time between rounds with --watch (`30s`, `5m`).
-    #[arg(long, default_value = "1m", requires = "watch")]
+    #[arg(
+        long,
+        default_value = "1m",
+        requires = "watch",
+        allow_hyphen_values = true
+    )]
     interval: String,
 
     /// Stop --watch after this many rounds (default: run until killed).
@@ -91,11 +96,11 @@ struct RunArgs {
     rounds: Option<u64>,
 
     /// How long a job pod may stay Pending: the runner's poll_timeout (`180s`).
-    #[arg(long, default_value = "180s")]
+    #[arg(long, default_value = "180s", allow_hyphen_values = true)]
     pending_timeout: String,
 
     /// Extra time past every deadline before a pod is reaped (`90s`, `5m`, `1h`).
-    #[arg(long, default_value = "5m")]
+    #[arg(long, default_value = "5m", allow_hyphen_values = true)]
     grace: String,
 
     /// Job timeout assumed for running pods without a `job.runner.gitlab.com/timeout` annotation

@@ -229,12 +229,12 @@ impl Report {
     }
 }
 
-fn truncate(s: &str, width: usize) -> String {
-    if s.chars().count() <= width {
-        s.to_owned()
-    } else {
-        let cut: String = s.chars().take(width.saturating_sub(1)).collect();
-        format!("{cut}…")
+fn short_age(secs: u64) -> String {
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m", secs / 60),
+        3600..86_400 => format!("{}h{:02}m", secs / 3600, secs % 3600 / 60),
+        _ => format!("{}d{:02}h", secs / 86_400, secs % 86_400 / 3600),
     }
 }
 
@@ -269,18 +269,27 @@ impl fmt::Display for Report {
             writeln!(f)?;
             writeln!(
                 f,
-                "{:<13} {:<58} {:<9} {:<20} {:>8} {:<17} {:>8} {:>9}",
-                "ACTION", "POD", "PHASE", "REASON", "AGE", "FARGATE SIZE", "$/HOUR", "$ BURNED"
+                "{:<13} {:<16} {:<55} {:<9} {:<19} {:>6} {:<17} {:>7} {:>8}",
+                "ACTION",
+                "NAMESPACE",
+                "NAME",
+                "PHASE",
+                "REASON",
+                "AGE",
+                "FARGATE SIZE",
+                "$/HOUR",
+                "$ BURNED"
             )?;
             for p in &self.reaped {
                 writeln!(
                     f,
-                    "{:<13} {:<58} {:<9} {:<20} {:>8} {:<17} {:>8.4} {:>9.4}",
+                    "{:<13} {:<16} {:<55} {:<9} {:<19} {:>6} {:<17} {:>7.4} {:>8.4}",
                     p.action.as_str(),
-                    truncate(&format!("{}/{}", p.namespace, p.name), 58),
+                    p.namespace,
+                    p.name,
                     p.phase.as_str(),
                     p.reason.code(),
-                    humantime::format_duration(Duration::from_secs(p.age_secs)).to_string(),
+                    short_age(p.age_secs),
                     p.cost.size.to_string(),
                     p.cost.usd_per_hour,
                     p.cost.usd_burned,
