@@ -884,6 +884,8 @@ pub fn simulate_runners(gitlab: InMemoryGitLab, config: SimulationConfig) -> Sim
         let mut rng = fastrand::Rng::with_seed(config.seed);
         let mut jobs = tokio::task::JoinSet::new();
         let mut taken = 0u64;
+        // Runners do not poll in lockstep with pipeline creation: start at a random phase.
+        tokio::time::sleep(config.check_interval.mul_f64(rng.f64())).await;
         loop {
             while jobs.try_join_next().is_some() {}
             for r in &config.runners {

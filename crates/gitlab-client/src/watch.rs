@@ -1,12 +1,12 @@
 //! Watching a pipeline to the end with an adaptive interval and a request budget.
 //!
-//! Each cycle costs one pipeline request plus `ceil(active jobs / 100)` job pages: the first
-//! cycle lists every job (to learn the total), later cycles list only jobs still in
-//! `created`/`waiting_for_resource`/`pending`/`running` (`scope[]`), and once the pipeline
-//! is final one last full listing reads every job's timestamps for the [`Report`]. The
-//! interval shrinks while jobs move and grows while nothing changes, never below what
-//! `max_requests_per_minute` allows. Sleeping uses `tokio::time`, so watches run on a
-//! paused clock in tests and in the sandbox.
+//! Each cycle costs at most one pipeline request plus `ceil(active jobs / 100)` job pages,
+//! usually far less: active jobs are counted from `x-total` of `scope[]`-filtered listings
+//! with `per_page=1` (or listed on one page once at most 100 remain). Once the pipeline is
+//! final, one full listing (pages of 100) reads every job's timestamps for the [`Report`].
+//! The interval follows the estimated time to completion, grows while nothing changes and
+//! never polls faster than `max_requests_per_minute` allows. Sleeping uses `tokio::time`,
+//! so watches run on a paused clock in tests and in the sandbox.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use crate::api::GitLabApi;
 use crate::error::{Error, Result};
 use crate::report::{Report, WatchOutcome};
-use crate::types::{Job, JobStatus, JobsQuery, Pipeline, ProjectRef};
+use crate::types::{Job, JobStatus, JobsQuery, Page, Pipeline, ProjectRef};
 
 /// How to watch.
 #[derive(Clone, Debug, PartialEq)]
@@ -146,28 +146,82 @@ struct State<'a> {
     requests: u64,
 }
 
+/// Statuses still waiting for a runner.
+const QUEUED: [JobStatus; 3] = [JobStatus::Created, JobStatus::WaitingForResource, JobStatus::Pending];
+
 impl State<'_> {
-    fn pages(&self, jobs: usize) -> u64 {
-        (jobs as u64).div_ceil(u64::from(self.cfg.per_page.clamp(1, crate::MAX_PER_PAGE))).max(1)
+    fn per_page(&self) -> u32 {
+        self.cfg.per_page.clamp(1, crate::MAX_PER_PAGE)
     }
 
+    fn pages(&self, jobs: usize) -> u64 {
+        (jobs as u64).div_ceil(u64::from(self.per_page())).max(1)
+    }
+
+    async fn page(&mut self, scope: &[JobStatus], page: u32, per_page: u32) -> Result<Page<Job>> {
+        let query = JobsQuery { page, per_page, scope: scope.to_vec() };
+        let (api, project, id) = (self.api, self.project, self.pipeline_id);
+        call!(self, api.list_pipeline_jobs(project, id, &query))
+    }
+
+    /// Every job in `scope`, page by page.
     async fn list(&mut self, scope: &[JobStatus]) -> Result<Vec<Job>> {
-        let mut query = JobsQuery { page: 1, per_page: self.cfg.per_page.clamp(1, crate::MAX_PER_PAGE), scope: scope.to_vec() };
+        let per_page = self.per_page();
         let mut jobs = Vec::new();
+        let mut page = 1;
         loop {
-            let (api, project, id) = (self.api, self.project, self.pipeline_id);
-            let page = call!(self, api.list_pipeline_jobs(project, id, &query))?;
-            jobs.extend(page.items);
-            match page.next_page {
-                Some(next) if next > query.page => query.page = next,
+            let p = self.page(scope, page, per_page).await?;
+            jobs.extend(p.items);
+            match p.next_page {
+                Some(next) if next > page => page = next,
                 _ => return Ok(jobs),
             }
         }
+    }
+
+    /// How many jobs are in `scope`: one request with `per_page=1` reading `x-total`, or a
+    /// full listing when GitLab omits it (above 10,000 records).
+    async fn count(&mut self, scope: &[JobStatus]) -> Result<usize> {
+        let first = self.page(scope, 1, 1).await?;
+        match first.total {
+            Some(total) => Ok(total as usize),
+            None => Ok(self.list(scope).await?.len()),
+        }
+    }
+
+    /// Unfinished jobs per status. With at most one page of them, one request lists them
+    /// all; otherwise two `x-total` counts (queued, running) replace paging through them.
+    async fn active(&mut self, last_active: Option<usize>) -> Result<BTreeMap<String, usize>> {
+        let mut by_status = BTreeMap::new();
+        if last_active.is_some_and(|a| a <= self.per_page() as usize) {
+            let page = self.page(&JobStatus::ACTIVE_SCOPE, 1, self.per_page()).await?;
+            if page.next_page.is_none() {
+                for job in page.items.iter().filter(|j| !j.status.is_finished()) {
+                    *by_status.entry(job.status.as_str().to_owned()).or_insert(0) += 1;
+                }
+                return Ok(by_status);
+            }
+        }
+        let queued = self.count(&QUEUED).await?;
+        let running = self.count(&[JobStatus::Running]).await?;
+        for (status, n) in [("pending", queued), ("running", running)] {
+            if n > 0 {
+                by_status.insert(status.to_owned(), n);
+            }
+        }
+        Ok(by_status)
     }
 }
 
 /// Watches a pipeline until it is final, the timeout passes or the budget runs out, and
 /// returns the report. `on_event` receives progress after every cycle; the library never prints.
+///
+/// Requests per cycle: the pipeline, then either one page of active jobs (when at most
+/// `per_page` remain) or two `per_page=1` counts read from `x-total` — never more than one
+/// pipeline request plus `ceil(active / 100)` pages. The interval follows the estimated time
+/// to completion (an eighth of it, from the recent finishing rate), grows by half while
+/// nothing changes, stays within `[min_interval, max_interval]` and never polls faster than
+/// `max_requests_per_minute` allows.
 pub async fn watch_pipeline(
     api: &dyn GitLabApi,
     project: &ProjectRef,
@@ -178,8 +232,10 @@ pub async fn watch_pipeline(
     let mut st = State { api, project, pipeline_id, cfg, on_event, start: Instant::now(), requests: 0 };
     let mut interval = cfg.initial_interval;
     let mut total: Option<usize> = None;
-    let mut active = 0usize;
+    let mut last_active: Option<usize> = None;
     let mut last_signature: Option<BTreeMap<String, usize>> = None;
+    let mut last_progress: Option<(Instant, usize)> = None;
+    let mut rate: Option<f64> = None;
     let mut pipeline: Pipeline;
     let outcome = loop {
         pipeline = call!(st, api.get_pipeline(project, pipeline_id))?;
@@ -189,41 +245,54 @@ pub async fn watch_pipeline(
         if st.start.elapsed() >= cfg.timeout {
             break WatchOutcome::TimedOut;
         }
-        // Keep enough budget for this cycle's listing and for the final full listing.
-        let known_total = total.unwrap_or(0);
-        let cycle_cost = st.pages(if total.is_some() { active } else { 0 });
-        let final_cost = st.pages(known_total);
+        // Keep enough budget for this cycle and for the final full listing.
+        let cycle_cost = if total.is_none() { 1 } else { 2 };
+        let final_cost = st.pages(total.unwrap_or(0));
         if st.requests + cycle_cost + final_cost > cfg.max_requests {
             break WatchOutcome::BudgetExhausted;
         }
-        let (jobs, scope_all) = match total {
-            None => (st.list(&[]).await?, true),
-            Some(_) => (st.list(&JobStatus::ACTIVE_SCOPE).await?, false),
+        let total_jobs = match total {
+            Some(t) => t,
+            None => {
+                let t = st.count(&[]).await?;
+                total = Some(t);
+                t
+            }
         };
-        let mut active_by_status = BTreeMap::new();
-        for job in jobs.iter().filter(|j| !j.status.is_finished()) {
-            *active_by_status.entry(job.status.as_str().to_owned()).or_insert(0) += 1;
+        let active_by_status = st.active(last_active.or(Some(total_jobs))).await?;
+        let active: usize = active_by_status.values().sum();
+        last_active = Some(active);
+        let finished = total_jobs.saturating_sub(active);
+
+        // Adapt the interval to the finishing rate (EWMA of finished jobs per second).
+        let now = Instant::now();
+        if let Some((t0, f0)) = last_progress {
+            let dt = now.duration_since(t0).as_secs_f64();
+            if dt > 0.0 && finished > f0 {
+                let r = (finished - f0) as f64 / dt;
+                rate = Some(rate.map_or(r, |old| 0.5 * old + 0.5 * r));
+            }
         }
-        active = active_by_status.values().sum();
-        if scope_all {
-            total = Some(jobs.len());
-        }
-        let total_jobs = total.unwrap_or(0).max(active);
-        // Adapt: faster while jobs move, slower while nothing changes, never above the rate ceiling.
-        if last_signature.as_ref() == Some(&active_by_status) {
-            interval = (interval.mul_f64(1.5)).min(cfg.max_interval);
+        last_progress = Some((now, finished));
+        interval = if last_signature.as_ref() == Some(&active_by_status) {
+            interval.mul_f64(1.5)
+        } else if let Some(r) = rate.filter(|r| *r > 0.0) {
+            Duration::from_secs_f64((active as f64 / r / 8.0).min(cfg.max_interval.as_secs_f64()))
         } else {
-            interval = (interval.mul_f64(2.0 / 3.0)).max(cfg.min_interval);
-        }
-        let next_cycle_requests = 1 + st.pages(active);
-        let floor = Duration::from_secs_f64(next_cycle_requests as f64 * 60.0 / f64::from(cfg.max_requests_per_minute.max(1)));
+            interval.mul_f64(2.0 / 3.0)
+        };
+        interval = interval.clamp(cfg.min_interval, cfg.max_interval.max(cfg.min_interval));
+        let next_cycle_requests = 1 + if active <= st.per_page() as usize { 1 } else { 2 };
+        let floor =
+            Duration::from_secs_f64(next_cycle_requests as f64 * 60.0 / f64::from(cfg.max_requests_per_minute.max(1)));
         interval = interval.max(floor);
         last_signature = Some(active_by_status.clone());
+
         let progress = WatchProgress {
             elapsed_secs: st.start.elapsed().as_secs_f64(),
             pipeline_status: pipeline.status.as_str().to_owned(),
             total_jobs,
-            finished_jobs: total_jobs - active,
+            finished_jobs: finished,
             active_by_status,
             requests: st.requests,
             next_interval_secs: interval.as_secs_f64(),
