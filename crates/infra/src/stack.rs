@@ -1,0 +1,113 @@
+//! One-call provision and teardown of a whole stack: plan, lock the state, apply, kubeconfig.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::apply::{ApplyReport, Engine};
+use crate::error::Result;
+use crate::plan::Plan;
+use crate::progress::{NoProgress, Progress};
+use crate::provider::{ClusterProvisioner, NetworkProvisioner};
+use crate::spec::{StackName, StackSpec};
+use crate::state::StateFile;
+use crate::teardown::TeardownReport;
+use crate::wait::WaitPolicy;
+
+/// Options shared by [`provision`] and [`teardown`].
+pub struct StackOptions<'a> {
+    /// Only plan (read-only calls), never create or delete.
+    pub dry_run: bool,
+    /// Where the state cache and kubeconfig go; `None` keeps nothing on disk.
+    pub state_dir: Option<PathBuf>,
+    /// Wait bounds and poll cadence.
+    pub waits: WaitPolicy,
+    /// Progress receiver.
+    pub progress: &'a dyn Progress,
+}
+
+impl Default for StackOptions<'_> {
+    fn default() -> Self {
+        Self { dry_run: false, state_dir: None, waits: WaitPolicy::default(), progress: &NoProgress }
+    }
+}
+
+impl std::fmt::Debug for StackOptions<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StackOptions").field("dry_run", &self.dry_run).field("state_dir", &self.state_dir).field("waits", &self.waits).finish()
+    }
+}
+
+/// What [`provision`] did.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProvisionOutcome {
+    /// The plan, with each step marked `create` or `exists`.
+    pub plan: Plan,
+    /// The apply report; `None` on dry-run.
+    pub applied: Option<ApplyReport>,
+    /// The kubeconfig written for the cluster, if any.
+    pub kubeconfig: Option<PathBuf>,
+}
+
+/// Validates, plans and (unless dry-run) applies a stack, then writes its kubeconfig.
+///
+/// Validation happens before any call. Dry-run makes only read calls (availability zones,
+/// discovery). A re-run after any interruption converges: every step reuses what exists.
+pub async fn provision(
+    spec: &StackSpec,
+    network: &dyn NetworkProvisioner,
+    cluster: &dyn ClusterProvisioner,
+    options: &StackOptions<'_>,
+) -> Result<ProvisionOutcome> {
+    spec.validate()?;
+    let state = match (&options.state_dir, options.dry_run) {
+        (Some(dir), false) => Some(StateFile::open(dir, &spec.stack, &spec.region)?),
+        _ => None,
+    };
+    let mut engine = Engine::new(network, cluster).with_waits(options.waits.clone()).with_progress(options.progress).with_tags(spec.cluster.tags.clone());
+    if let Some(state) = &state {
+        engine = engine.with_state(state);
+    }
+    let mut plan = crate::plan_stack(spec, network).await?;
+    plan.mark_existing(&engine.existing(&spec.stack).await?);
+    if options.dry_run {
+        return Ok(ProvisionOutcome { plan, applied: None, kubeconfig: None });
+    }
+    let report = engine.apply(&plan).await?;
+    let mut kubeconfig = None;
+    if let (Some(dir), Some(state)) = (&options.state_dir, &state) {
+        let access = cluster.cluster_access(&spec.cluster.name).await?;
+        let path = dir.join(format!("{}.kubeconfig", spec.stack));
+        crate::kubeconfig::write(&path, &access, &spec.region)?;
+        state.set_kubeconfig(&path)?;
+        kubeconfig = Some(path);
+    }
+    Ok(ProvisionOutcome { plan, applied: Some(report), kubeconfig })
+}
+
+/// Tears a stack down by tag (the state file is not needed), or on dry-run lists what would go.
+pub async fn teardown(
+    stack: &StackName,
+    region: &str,
+    network: &dyn NetworkProvisioner,
+    cluster: &dyn ClusterProvisioner,
+    options: &StackOptions<'_>,
+) -> Result<TeardownReport> {
+    let engine = Engine::new(network, cluster).with_waits(options.waits.clone()).with_progress(options.progress);
+    if options.dry_run {
+        return engine.teardown_plan(stack).await;
+    }
+    let state = match &options.state_dir {
+        Some(dir) => Some(StateFile::open(dir, stack, region)?),
+        None => None,
+    };
+    let engine = match &state {
+        Some(state) => engine.with_state(state),
+        None => engine,
+    };
+    let report = engine.teardown(stack).await?;
+    if let Some(dir) = &options.state_dir {
+        let _ = std::fs::remove_file(dir.join(format!("{stack}.kubeconfig")));
+    }
+    Ok(report)
+}

@@ -1,0 +1,8 @@
+//! Integration tests of glrunner-infra: in-memory conformance, AWS backend under
+//! aws-smithy-mocks, and the same conformance suite against a moto server when one runs.
+
+mod integration {
+    pub mod memory;
+    pub mod moto;
+    pub mod smithy;
+}
