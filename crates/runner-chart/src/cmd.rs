@@ -90,6 +90,11 @@ impl HelmCmd {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        // helm inherits our environment, which may hold the token (GLRUNNER_RUNNER_TOKEN) or other
+        // credentials helm never needs: withhold them.
+        for name in secret_env_names(std::env::vars_os()) {
+            command.env_remove(name);
+        }
         let child = command.spawn().map_err(|e| Error::Command {
             purpose: self.purpose.clone(),
             program: program.clone(),
@@ -137,6 +142,32 @@ impl HelmCmd {
             self.helm_timeout,
         ))
     }
+}
+
+/// Environment variables that hold credentials helm has no use for.
+const SECRET_ENV: [&str; 8] = [
+    "GLRUNNER_RUNNER_TOKEN",
+    "GITLAB_TOKEN",
+    "GITLAB_PRIVATE_TOKEN",
+    "CI_JOB_TOKEN",
+    "CI_SERVER_TOKEN",
+    "RUNNER_TOKEN",
+    "REGISTRATION_TOKEN",
+    "CI_REGISTRY_PASSWORD",
+];
+
+/// The names of variables to withhold from helm: known credential names, and any whose value
+/// looks like a runner or GitLab token.
+pub(crate) fn secret_env_names(vars: impl Iterator<Item = (OsString, OsString)>) -> Vec<OsString> {
+    vars.filter(|(name, value)| {
+        let name = name.to_string_lossy();
+        let value = value.to_string_lossy();
+        SECRET_ENV.contains(&name.as_ref())
+            || crate::secret::looks_like_token(&value)
+            || value.contains("glpat-")
+    })
+    .map(|(name, _)| name)
+    .collect()
 }
 
 /// Maps helm's stderr to a stable error category.
@@ -282,6 +313,22 @@ mod tests {
                 .contains("failed to p (exit status 1): Error: chart"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn credentials_are_withheld_from_helm() {
+        let vars = [
+            ("PATH", "/usr/bin"),
+            ("GLRUNNER_RUNNER_TOKEN", "x"),
+            ("OTHER", "glrt-abc"),
+            ("PAT", "glpat-1"),
+            ("HOME", "/root"),
+        ];
+        let names = secret_env_names(
+            vars.iter()
+                .map(|(k, v)| (OsString::from(k), OsString::from(v))),
+        );
+        assert_eq!(names, ["GLRUNNER_RUNNER_TOKEN", "OTHER", "PAT"]);
     }
 
     #[test]

@@ -41,7 +41,8 @@ pub struct FleetRequest {
     pub tag_prefix: String,
     /// At most this many jobs per release.
     pub max_per_release: u32,
-    /// How long a job pod takes to start on Fargate.
+    /// How long a job pod takes to start on Fargate (serialised as seconds).
+    #[serde(rename = "expected_pod_start_secs", serialize_with = "as_secs")]
     pub expected_pod_start: Duration,
     /// The job image, to warn about Docker Hub pull limits.
     pub job_image: Option<String>,
@@ -226,7 +227,8 @@ pub struct FleetPlan {
     pub total_jobs: u32,
     /// K shards, in index order.
     pub shards: Vec<Shard>,
-    /// Recommended `poll_timeout` for every release.
+    /// Recommended `poll_timeout` for every release (serialised as seconds).
+    #[serde(rename = "recommended_poll_timeout_secs", serialize_with = "as_secs")]
     pub recommended_poll_timeout: Duration,
     /// Warnings.
     pub warnings: Vec<FleetWarning>,
@@ -273,7 +275,7 @@ impl FleetPlan {
             }
         }
         for w in &warnings {
-            tracing::warn!(warning = %w, "fleet plan warning");
+            tracing::debug!(warning = %w, "fleet plan warning");
         }
         Ok(Self {
             total_jobs: n,
@@ -329,6 +331,10 @@ impl FleetPlan {
 pub fn recommend_poll_timeout(expected_pod_start: Duration) -> Duration {
     let secs = (expected_pod_start.as_secs().max(1) * 3).div_ceil(30) * 30;
     Duration::from_secs(secs).max(MIN_RECOMMENDED_POLL_TIMEOUT)
+}
+
+fn as_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_secs())
 }
 
 /// Splits `n` into the fewest parts of at most `cap`, as even as possible.
@@ -391,6 +397,15 @@ mod tests {
         assert_eq!(plan.shard_for_job(334).unwrap().index, 2);
         assert_eq!(plan.shard_for_job(1000).unwrap().index, 3);
         assert!(plan.shard_for_job(1001).is_none());
+    }
+
+    #[test]
+    fn json_shape() {
+        let plan = FleetPlan::new(&FleetRequest::new(250)).unwrap();
+        let json = serde_json::to_value(&plan).unwrap();
+        assert_eq!(json["recommended_poll_timeout_secs"], 300);
+        assert_eq!(json["shards"][1]["tag"], "glrunner-2");
+        assert_eq!(json["shards"][1]["jobs"], 125);
     }
 
     #[test]

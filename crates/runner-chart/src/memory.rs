@@ -119,12 +119,17 @@ pub struct InstalledRunner {
     pub concurrent: u32,
     /// Namespace where its job pods run (the release namespace unless overridden).
     pub job_namespace: String,
-    /// How long it waits for a job pod to start before failing the job.
+    /// How long it waits for a job pod to start before failing the job (serialised as seconds).
+    #[serde(rename = "poll_timeout_secs", serialize_with = "secs")]
     pub poll_timeout: Duration,
     /// Fargate size of one of its job pods (no service containers).
     pub job_pod_size: Option<FargateSize>,
     /// The full values.
     pub values: RunnerValues,
+}
+
+fn secs<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_secs())
 }
 
 impl InstalledRunner {

@@ -572,7 +572,11 @@ impl RunnerValues {
                     self.executor.poll_timeout.as_secs(),
                     expected_pod_start.as_secs()
                 ),
-                format!("pass --poll-timeout {}s or more", expected_pod_start.as_secs().max(1) * 3),
+                format!(
+                    "pass --poll-timeout {}s or more ({}s recommended)",
+                    expected_pod_start.as_secs(),
+                    crate::fleet::recommend_poll_timeout(expected_pod_start).as_secs()
+                ),
             ));
         }
         Error::check(issues)
@@ -722,7 +726,8 @@ pub struct RunnerSummary {
     pub tags: Vec<String>,
     /// The Secret named by `runners.secret`.
     pub secret_name: Option<String>,
-    /// `poll_timeout` from `runners.config`, when present.
+    /// `poll_timeout` from `runners.config`, when present (serialised as seconds).
+    #[serde(rename = "poll_timeout_secs", with = "opt_secs")]
     pub poll_timeout: Option<Duration>,
     /// Job namespace from `runners.config`, when set explicitly.
     pub job_namespace: Option<String>,
@@ -781,6 +786,26 @@ impl RunnerSummary {
             poll_timeout,
             job_namespace,
         })
+    }
+}
+
+/// `Option<Duration>` as whole seconds.
+mod opt_secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&d.as_secs()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_secs))
     }
 }
 

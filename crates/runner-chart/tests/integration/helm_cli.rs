@@ -338,3 +338,54 @@ async fn release_conformance_on_the_fake_helm() {
     conformance::run_release_suite(&helm, "fake").await;
     assert!(!fake.everything_seen().contains("glrt-"));
 }
+
+/// Set in the child process of `a_token_in_our_environment_does_not_reach_helm`.
+const CHILD_ENV: &str = "GLRUNNER_TEST_CHILD_FAKE_HELM";
+
+#[test]
+fn a_token_in_our_environment_does_not_reach_helm() {
+    // The child: our environment holds the token (as the runner example's does); run helm.
+    if let Some(program) = std::env::var_os(CHILD_ENV) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let helm = HelmCli::builder().with_program(program).build().unwrap();
+        rt.block_on(helm.ensure(&spec().with_chart(ChartSource::Path {
+            path: "chart".into(),
+        })))
+        .expect("ensure in child");
+        return;
+    }
+    // The parent: re-run this very test in a child process whose environment carries the token
+    // (setting variables in our own process would need `unsafe`).
+    let fake = FakeHelm::new();
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "integration::helm_cli::a_token_in_our_environment_does_not_reach_helm",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, fake.program())
+        .env("GLRUNNER_RUNNER_TOKEN", TOKEN)
+        .env("SOME_OTHER_VAR", TOKEN)
+        .output()
+        .expect("spawn child test");
+    assert!(
+        status.status.success(),
+        "child failed:\n{}\n{}",
+        String::from_utf8_lossy(&status.stdout),
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let calls = fake.calls();
+    assert_eq!(calls.len(), 1, "the child ran helm once");
+    assert!(
+        calls[0].env.contains(CHILD_ENV),
+        "the environment was recorded"
+    );
+    assert!(
+        !fake.everything_seen().contains("SuperSecret"),
+        "token reached helm's environment"
+    );
+}
