@@ -22,10 +22,13 @@ use clap::{Args, Parser, Subcommand};
 use glrunner::cli::{self, Backend, CliError, GlobalArgs, OutputFormat};
 use glrunner::gitlab::ci::{self, LoadTestSpec, ShardTarget};
 use glrunner::gitlab::http::parse_gitlab_url;
-use glrunner::gitlab::memory::{InMemoryGitLab, SimulatedRunner, SimulationConfig, simulate_runners};
+use glrunner::gitlab::memory::{
+    InMemoryGitLab, SimulatedRunner, SimulationConfig, simulate_runners,
+};
 use glrunner::gitlab::watch::{WatchConfig, WatchEvent, watch_pipeline};
 use glrunner::gitlab::{
-    Error, GitLabApi, GitLabApiExt, HttpGitLab, NewPipeline, NewRunner, ProjectRef, Report, SecretToken,
+    Error, GitLabApi, GitLabApiExt, HttpGitLab, NewPipeline, NewRunner, ProjectRef, Report,
+    SecretToken,
 };
 
 /// Run a GitLab CI load test: N hello-world jobs spread over runner shard tags in one pipeline,
@@ -133,11 +136,18 @@ fn plan(global: &GlobalArgs, args: &RunArgs) -> Result<Plan, CliError> {
     let tags: Vec<String> = if !args.tags.is_empty() {
         args.tags.iter().map(|t| t.trim().to_owned()).collect()
     } else {
-        let shards = args.shards.unwrap_or_else(|| args.jobs.div_ceil(ci::MAX_PARALLEL));
+        let shards = args
+            .shards
+            .unwrap_or_else(|| args.jobs.div_ceil(ci::MAX_PARALLEL));
         if shards == 0 || shards > args.jobs {
-            return Err(CliError::invalid(format!("--shards must be between 1 and --jobs ({}); got {shards}", args.jobs)));
+            return Err(CliError::invalid(format!(
+                "--shards must be between 1 and --jobs ({}); got {shards}",
+                args.jobs
+            )));
         }
-        (1..=shards).map(|i| format!("{}-shard-{i}", global.stack)).collect()
+        (1..=shards)
+            .map(|i| format!("{}-shard-{i}", global.stack))
+            .collect()
     };
     let mut spec = LoadTestSpec::even(args.jobs, &tags).with_max_jobs(args.max_jobs);
     if args.images.is_empty() {
@@ -150,19 +160,34 @@ fn plan(global: &GlobalArgs, args: &RunArgs) -> Result<Plan, CliError> {
     }
     spec.validate().map_err(|e| {
         let flag = match &e {
-            Error::InvalidInput { resource, .. } if resource.contains("tag") || resource.contains("shards") => "--tags",
-            Error::InvalidInput { resource, .. } if resource.contains("image") => "--image/--images",
+            Error::InvalidInput { resource, .. }
+                if resource.contains("tag") || resource.contains("shards") =>
+            {
+                "--tags"
+            }
+            Error::InvalidInput { resource, .. } if resource.contains("image") => {
+                "--image/--images"
+            }
             Error::InvalidInput { resource, .. } if resource.contains("script") => "--script",
             _ => "--jobs",
         };
         CliError::invalid(format!("{flag}: {e}"))
     })?;
-    let project = ProjectRef::parse(&args.project).map_err(|e| CliError::invalid(format!("--project: {e}")))?;
+    let project = ProjectRef::parse(&args.project)
+        .map_err(|e| CliError::invalid(format!("--project: {e}")))?;
     if args.max_requests_per_minute == 0 {
-        return Err(CliError::invalid("--max-requests-per-minute must be at least 1"));
+        return Err(CliError::invalid(
+            "--max-requests-per-minute must be at least 1",
+        ));
     }
-    let watch = WatchConfig::default().with_timeout(args.timeout).with_max_requests_per_minute(args.max_requests_per_minute);
-    Ok(Plan { spec, project, watch })
+    let watch = WatchConfig::default()
+        .with_timeout(args.timeout)
+        .with_max_requests_per_minute(args.max_requests_per_minute);
+    Ok(Plan {
+        spec,
+        project,
+        watch,
+    })
 }
 
 /// The GitLab client for `--backend aws`, checked without sending anything.
@@ -172,9 +197,17 @@ fn http_client(args: &RunArgs) -> Result<HttpGitLab, CliError> {
         .clone()
         .or_else(|| std::env::var("GITLAB_URL").ok())
         .or_else(|| std::env::var("CI_SERVER_URL").ok())
-        .ok_or_else(|| CliError::invalid("no GitLab URL: pass --gitlab-url https://gitlab.example.com or set GITLAB_URL"))?;
+        .ok_or_else(|| {
+            CliError::invalid(
+                "no GitLab URL: pass --gitlab-url https://gitlab.example.com or set GITLAB_URL",
+            )
+        })?;
     parse_gitlab_url(&url, args.allow_insecure_http).map_err(|e| {
-        let hint = if url.starts_with("http://") { " (or pass --allow-insecure-http)" } else { "" };
+        let hint = if url.starts_with("http://") {
+            " (or pass --allow-insecure-http)"
+        } else {
+            ""
+        };
         CliError::invalid(format!("--gitlab-url: {e}{hint}"))
     })?;
     let token = std::env::var("GITLAB_TOKEN").ok().filter(|t| !t.trim().is_empty()).ok_or_else(|| {
@@ -203,7 +236,11 @@ fn progress(output: OutputFormat) -> impl FnMut(&WatchEvent) + Send {
         OutputFormat::Json => eprintln!("{}", serde_json::to_string(event).unwrap_or_default()),
         OutputFormat::Human => match event {
             WatchEvent::Progress(p) => {
-                let active: Vec<String> = p.active_by_status.iter().map(|(s, n)| format!("{n} {s}")).collect();
+                let active: Vec<String> = p
+                    .active_by_status
+                    .iter()
+                    .map(|(s, n)| format!("{n} {s}"))
+                    .collect();
                 eprintln!(
                     "[{:>7.1} s] pipeline {}: {}/{} finished{}{} · {} requests",
                     p.elapsed_secs,
@@ -215,52 +252,86 @@ fn progress(output: OutputFormat) -> impl FnMut(&WatchEvent) + Send {
                     p.requests
                 );
             }
-            WatchEvent::Throttled { retry_after_secs } => eprintln!("GitLab throttled us (429); waiting {retry_after_secs:.0} s"),
+            WatchEvent::Throttled { retry_after_secs } => {
+                eprintln!("GitLab throttled us (429); waiting {retry_after_secs:.0} s")
+            }
             _ => {}
         },
     }
 }
 
 /// Commit the CI file, trigger one pipeline, watch it, return the report.
-async fn run(api: &dyn GitLabApi, plan: &Plan, args: &RunArgs, output: OutputFormat) -> Result<Report, CliError> {
+async fn run(
+    api: &dyn GitLabApi,
+    plan: &Plan,
+    args: &RunArgs,
+    output: OutputFormat,
+) -> Result<Report, CliError> {
     let project = match (&plan.project, args.create_project) {
         (ProjectRef::Path(path), true) => api.get_or_create_project(path).await,
         (project, _) => api.get_project(project).await,
     }
     .map_err(|e| match e {
-        Error::NotFound { .. } => CliError::failure(format!("{e}; pass --create-project to create it")),
+        Error::NotFound { .. } => {
+            CliError::failure(format!("{e}; pass --create-project to create it"))
+        }
         other => failure(other),
     })?;
     let project_ref = ProjectRef::Id(project.id);
-    let branch = args.ref_name.clone().or(project.default_branch.clone()).unwrap_or_else(|| "main".into());
+    let branch = args
+        .ref_name
+        .clone()
+        .or(project.default_branch.clone())
+        .unwrap_or_else(|| "main".into());
     let yaml = plan.spec.to_yaml().map_err(failure)?;
     let message = format!("glrunner load test: {} jobs", plan.spec.total_jobs());
-    api.put_file(&project_ref, &branch, ".gitlab-ci.yml", &yaml, &message).await.map_err(failure)?;
+    api.put_file(&project_ref, &branch, ".gitlab-ci.yml", &yaml, &message)
+        .await
+        .map_err(failure)?;
     let pipeline = api
-        .create_pipeline(&project_ref, &NewPipeline::new(&branch).variable("GLRUNNER_LOADTEST", "1"))
+        .create_pipeline(
+            &project_ref,
+            &NewPipeline::new(&branch).variable("GLRUNNER_LOADTEST", "1"),
+        )
         .await
         .map_err(failure)?;
     tracing::info!(pipeline = pipeline.id, url = %pipeline.web_url, "pipeline created");
     let mut on_event = progress(output);
-    watch_pipeline(api, &project_ref, pipeline.id, &plan.watch, &mut on_event).await.map_err(failure)
+    watch_pipeline(api, &project_ref, pipeline.id, &plan.watch, &mut on_event)
+        .await
+        .map_err(failure)
 }
 
 /// The sandbox: an in-memory GitLab, one simulated runner per shard tag, on a paused clock.
-async fn run_sandbox(plan: &Plan, args: &RunArgs, output: OutputFormat) -> Result<Report, CliError> {
+async fn run_sandbox(
+    plan: &Plan,
+    args: &RunArgs,
+    output: OutputFormat,
+) -> Result<Report, CliError> {
     let gitlab = InMemoryGitLab::default();
-    let project = gitlab.get_or_create_project("sandbox/loadtest").await.map_err(failure)?;
+    let project = gitlab
+        .get_or_create_project("sandbox/loadtest")
+        .await
+        .map_err(failure)?;
     let mut runners = Vec::new();
     for shard in plan.spec.shards.iter().filter(|s| s.jobs > 0) {
         let ShardTarget { tag, .. } = shard;
         let new = NewRunner::project(project.id, format!("sandbox-{tag}"), vec![tag.clone()]);
         let created = gitlab.create_runner(&new).await.map_err(failure)?;
-        runners.push(SimulatedRunner { runner_id: created.id, concurrent: args.sandbox_concurrent.max(1) });
+        runners.push(SimulatedRunner {
+            runner_id: created.id,
+            concurrent: args.sandbox_concurrent.max(1),
+        });
     }
     let _simulator = simulate_runners(
         gitlab.clone(),
         SimulationConfig::new(runners).with_fail_every(args.sandbox_fail_every),
     );
-    let plan = Plan { project: ProjectRef::Id(project.id), spec: plan.spec.clone(), watch: plan.watch.clone() };
+    let plan = Plan {
+        project: ProjectRef::Id(project.id),
+        spec: plan.spec.clone(),
+        watch: plan.watch.clone(),
+    };
     run(&gitlab, &plan, args, output).await
 }
 
@@ -288,9 +359,16 @@ fn real_main(cli: Cli) -> Result<(), CliError> {
                 "dry_run": true, "project": plan.project, "jobs": plan.spec.total_jobs(), "ci_jobs": entries,
             }));
         }
-        println!("(plan) would commit .gitlab-ci.yml to {} and run one pipeline of {} jobs:", plan.project, plan.spec.total_jobs());
+        println!(
+            "(plan) would commit .gitlab-ci.yml to {} and run one pipeline of {} jobs:",
+            plan.project,
+            plan.spec.total_jobs()
+        );
         for e in &entries {
-            println!("  {} (tag {}, parallel {}, image {})", e.name, e.tag, e.parallel, e.image);
+            println!(
+                "  {} (tag {}, parallel {}, image {})",
+                e.name, e.tag, e.parallel, e.image
+            );
         }
         println!("no changes were applied; rerun without --dry-run");
         return Ok(());

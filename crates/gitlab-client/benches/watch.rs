@@ -7,7 +7,9 @@
 use std::time::Duration;
 
 use glrunner_gitlab_client::ci::LoadTestSpec;
-use glrunner_gitlab_client::memory::{InMemoryGitLab, SimulatedRunner, SimulationConfig, simulate_runners};
+use glrunner_gitlab_client::memory::{
+    InMemoryGitLab, SimulatedRunner, SimulationConfig, simulate_runners,
+};
 use glrunner_gitlab_client::watch::{WatchConfig, watch_pipeline};
 use glrunner_gitlab_client::{GitLabApi, GitLabApiExt, NewPipeline, NewRunner, ProjectRef};
 
@@ -29,19 +31,46 @@ struct Row {
     wall_ms: u128,
 }
 
-async fn setup(s: &Scenario) -> (InMemoryGitLab, ProjectRef, u64, tokio::time::Instant, glrunner_gitlab_client::memory::SimulatorHandle) {
+async fn setup(
+    s: &Scenario,
+) -> (
+    InMemoryGitLab,
+    ProjectRef,
+    u64,
+    tokio::time::Instant,
+    glrunner_gitlab_client::memory::SimulatorHandle,
+) {
     let gl = InMemoryGitLab::default();
-    let project = gl.get_or_create_project("sandbox/bench").await.expect("project");
+    let project = gl
+        .get_or_create_project("sandbox/bench")
+        .await
+        .expect("project");
     let tags: Vec<String> = (1..=s.shards).map(|i| format!("shard-{i}")).collect();
     let mut runners = Vec::new();
     for tag in &tags {
-        let r = gl.create_runner(&NewRunner::project(project.id, tag.clone(), vec![tag.clone()])).await.expect("runner");
-        runners.push(SimulatedRunner { runner_id: r.id, concurrent: s.concurrent });
+        let r = gl
+            .create_runner(&NewRunner::project(
+                project.id,
+                tag.clone(),
+                vec![tag.clone()],
+            ))
+            .await
+            .expect("runner");
+        runners.push(SimulatedRunner {
+            runner_id: r.id,
+            concurrent: s.concurrent,
+        });
     }
     let pref = ProjectRef::Id(project.id);
     let yaml = LoadTestSpec::even(s.jobs, &tags).to_yaml().expect("yaml");
-    gl.put_file(&pref, "main", ".gitlab-ci.yml", &yaml, "bench").await.expect("commit");
-    let pipeline = gl.create_pipeline(&pref, &NewPipeline::new("main")).await.expect("pipeline").id;
+    gl.put_file(&pref, "main", ".gitlab-ci.yml", &yaml, "bench")
+        .await
+        .expect("commit");
+    let pipeline = gl
+        .create_pipeline(&pref, &NewPipeline::new("main"))
+        .await
+        .expect("pipeline")
+        .id;
     let sim = simulate_runners(gl.clone(), SimulationConfig::new(runners));
     (gl, pref, pipeline, tokio::time::Instant::now(), sim)
 }
@@ -50,7 +79,15 @@ async fn budgeted(s: &Scenario) -> Row {
     let wall = std::time::Instant::now();
     let (gl, project, pipeline, start, _sim) = setup(s).await;
     let before = gl.requests();
-    let report = watch_pipeline(&gl, &project, pipeline, &WatchConfig::default(), &mut |_| {}).await.expect("watch");
+    let report = watch_pipeline(
+        &gl,
+        &project,
+        pipeline,
+        &WatchConfig::default(),
+        &mut |_| {},
+    )
+    .await
+    .expect("watch");
     Row {
         scenario: s.name,
         strategy: "budgeted watcher",
@@ -66,7 +103,13 @@ async fn naive(s: &Scenario) -> Row {
     let wall = std::time::Instant::now();
     let (gl, project, pipeline, start, _sim) = setup(s).await;
     let before = gl.requests();
-    let mut open: Vec<u64> = gl.all_pipeline_jobs(&project, pipeline).await.expect("jobs").iter().map(|j| j.id).collect();
+    let mut open: Vec<u64> = gl
+        .all_pipeline_jobs(&project, pipeline)
+        .await
+        .expect("jobs")
+        .iter()
+        .map(|j| j.id)
+        .collect();
     let mut last_finish = None;
     loop {
         let p = gl.get_pipeline(&project, pipeline).await.expect("pipeline");
@@ -85,7 +128,11 @@ async fn naive(s: &Scenario) -> Row {
         }
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
-    let created = gl.get_pipeline(&project, pipeline).await.expect("pipeline").created_at;
+    let created = gl
+        .get_pipeline(&project, pipeline)
+        .await
+        .expect("pipeline")
+        .created_at;
     Row {
         scenario: s.name,
         strategy: "naive per-job polling",
@@ -97,20 +144,43 @@ async fn naive(s: &Scenario) -> Row {
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .expect("runtime");
     let scenarios = [
-        Scenario { name: "1000 jobs, 5 x 200 slots", jobs: 1000, shards: 5, concurrent: 200 },
-        Scenario { name: "1000 jobs, 2 x 100 slots", jobs: 1000, shards: 2, concurrent: 100 },
+        Scenario {
+            name: "1000 jobs, 5 x 200 slots",
+            jobs: 1000,
+            shards: 5,
+            concurrent: 200,
+        },
+        Scenario {
+            name: "1000 jobs, 2 x 100 slots",
+            jobs: 1000,
+            shards: 2,
+            concurrent: 100,
+        },
     ];
     let mut rows = Vec::new();
     for s in &scenarios {
         rows.push(rt.block_on(budgeted(s)));
         rows.push(rt.block_on(naive(s)));
     }
-    println!("watching a pipeline on the in-memory backend (paused tokio clock; Fargate-like 30-50 s pod start, 5 s job)");
+    println!(
+        "watching a pipeline on the in-memory backend (paused tokio clock; Fargate-like 30-50 s pod start, 5 s job)"
+    );
     println!(
         "{:<26} {:<22} {:>9} {:>11} {:>10} {:>9} {:>14} {:>8}",
-        "scenario", "strategy", "requests", "simulated s", "makespan s", "req/min", "of 2,000/min", "wall ms"
+        "scenario",
+        "strategy",
+        "requests",
+        "simulated s",
+        "makespan s",
+        "req/min",
+        "of 2,000/min",
+        "wall ms"
     );
     for r in &rows {
         let rpm = r.requests as f64 / (r.simulated_secs / 60.0).max(1e-9);

@@ -4,8 +4,8 @@ use async_trait::async_trait;
 
 use crate::error::{Error, Result};
 use crate::types::{
-    Commit, CommitAction, CreatedRunner, FileAction, Job, JobsQuery, Namespace, NewCommit, NewPipeline, NewProject,
-    NewRunner, Page, Pipeline, Project, ProjectRef, Runner, User,
+    Commit, CommitAction, CreatedRunner, FileAction, Job, JobsQuery, Namespace, NewCommit,
+    NewPipeline, NewProject, NewRunner, Page, Pipeline, Project, ProjectRef, Runner, User,
 };
 
 /// The GitLab operations glrunner needs, over this crate's own types.
@@ -41,7 +41,12 @@ pub trait GitLabApi: Send + Sync {
     async fn delete_runner(&self, runner_id: u64) -> Result<()>;
 
     /// Whether a file exists on a ref (`HEAD /projects/:id/repository/files/:file_path`).
-    async fn file_exists(&self, project: &ProjectRef, file_path: &str, ref_name: &str) -> Result<bool>;
+    async fn file_exists(
+        &self,
+        project: &ProjectRef,
+        file_path: &str,
+        ref_name: &str,
+    ) -> Result<bool>;
 
     /// Commits file actions atomically (`POST /projects/:id/repository/commits`).
     async fn commit_files(&self, project: &ProjectRef, commit: &NewCommit) -> Result<Commit>;
@@ -53,7 +58,12 @@ pub trait GitLabApi: Send + Sync {
     async fn get_pipeline(&self, project: &ProjectRef, pipeline_id: u64) -> Result<Pipeline>;
 
     /// One page of a pipeline's jobs, newest first (`GET /projects/:id/pipelines/:pipeline_id/jobs`).
-    async fn list_pipeline_jobs(&self, project: &ProjectRef, pipeline_id: u64, query: &JobsQuery) -> Result<Page<Job>>;
+    async fn list_pipeline_jobs(
+        &self,
+        project: &ProjectRef,
+        pipeline_id: u64,
+        query: &JobsQuery,
+    ) -> Result<Page<Job>>;
 
     /// One job (`GET /projects/:id/jobs/:job_id`).
     async fn get_job(&self, project: &ProjectRef, job_id: u64) -> Result<Job>;
@@ -73,7 +83,9 @@ pub trait GitLabApiExt: GitLabApi {
         let mut jobs = Vec::new();
         let mut query = JobsQuery::page(1);
         loop {
-            let page = self.list_pipeline_jobs(project, pipeline_id, &query).await?;
+            let page = self
+                .list_pipeline_jobs(project, pipeline_id, &query)
+                .await?;
             jobs.extend(page.items);
             match page.next_page {
                 Some(next) if next > query.page => query.page = next,
@@ -119,12 +131,19 @@ pub trait GitLabApiExt: GitLabApi {
         content: &str,
         message: &str,
     ) -> Result<Commit> {
-        let action =
-            if self.file_exists(project, file_path, branch).await? { FileAction::Update } else { FileAction::Create };
+        let action = if self.file_exists(project, file_path, branch).await? {
+            FileAction::Update
+        } else {
+            FileAction::Create
+        };
         let commit = NewCommit {
             branch: branch.to_owned(),
             commit_message: message.to_owned(),
-            actions: vec![CommitAction { action, file_path: file_path.to_owned(), content: Some(content.to_owned()) }],
+            actions: vec![CommitAction {
+                action,
+                file_path: file_path.to_owned(),
+                content: Some(content.to_owned()),
+            }],
         };
         self.commit_files(project, &commit).await
     }

@@ -32,7 +32,10 @@ pub struct ShardTarget {
 impl ShardTarget {
     /// `jobs` jobs for the runner tagged `tag`.
     pub fn new(tag: impl Into<String>, jobs: u32) -> Self {
-        Self { tag: tag.into(), jobs }
+        Self {
+            tag: tag.into(),
+            jobs,
+        }
     }
 }
 
@@ -44,7 +47,9 @@ pub fn split_evenly(total: u32, tags: &[String]) -> Vec<ShardTarget> {
     let n = tags.len() as u32;
     tags.iter()
         .enumerate()
-        .map(|(i, tag)| ShardTarget::new(tag.clone(), total / n + u32::from((i as u32) < total % n)))
+        .map(|(i, tag)| {
+            ShardTarget::new(tag.clone(), total / n + u32::from((i as u32) < total % n))
+        })
         .collect()
 }
 
@@ -123,13 +128,18 @@ impl LoadTestSpec {
     /// Checks the spec: 1..=max_jobs jobs, at least one shard, valid unique tags, non-empty
     /// image(s) and script.
     pub fn validate(&self) -> Result<()> {
-        let invalid = |what: &str, msg: String| Err(Error::invalid("generate", format!("load-test {what}"), msg));
+        let invalid = |what: &str, msg: String| {
+            Err(Error::invalid("generate", format!("load-test {what}"), msg))
+        };
         let total = self.total_jobs();
         if total == 0 {
             return invalid("job count", "the load test needs at least 1 job".into());
         }
         if total > u64::from(self.max_jobs) {
-            return invalid("job count", format!("{total} jobs is above the maximum of {}", self.max_jobs));
+            return invalid(
+                "job count",
+                format!("{total} jobs is above the maximum of {}", self.max_jobs),
+            );
         }
         let mut seen = std::collections::BTreeSet::new();
         for shard in &self.shards {
@@ -170,7 +180,12 @@ impl LoadTestSpec {
                 } else {
                     self.images[out.len() % self.images.len()].clone()
                 };
-                out.push(CiJob { name, tag: shard.tag.clone(), parallel: count, image });
+                out.push(CiJob {
+                    name,
+                    tag: shard.tag.clone(),
+                    parallel: count,
+                    image,
+                });
             }
         }
         Ok(out)
@@ -185,12 +200,19 @@ impl LoadTestSpec {
         // Hello-world jobs need no checkout: skip the clone, which is most of a tiny job's time.
         vars.insert("GIT_STRATEGY".into(), "none".into());
         root.insert("variables".into(), Value::Mapping(vars));
-        let script: Vec<Value> = self.script.iter().map(|l| Value::from(l.as_str())).collect();
+        let script: Vec<Value> = self
+            .script
+            .iter()
+            .map(|l| Value::from(l.as_str()))
+            .collect();
         for job in &plan {
             let mut m = Mapping::new();
             m.insert("stage".into(), STAGE.into());
             m.insert("image".into(), job.image.as_str().into());
-            m.insert("tags".into(), Value::Sequence(vec![job.tag.as_str().into()]));
+            m.insert(
+                "tags".into(),
+                Value::Sequence(vec![job.tag.as_str().into()]),
+            );
             if job.parallel > 1 {
                 m.insert("parallel".into(), Value::from(u64::from(job.parallel)));
             }
@@ -223,7 +245,10 @@ pub struct CiJob {
 }
 
 fn validate_tag(tag: &str) -> Result<()> {
-    if tag.is_empty() || tag.len() > 255 || tag.contains(',') || tag.chars().any(|c| c.is_whitespace() || c.is_control())
+    if tag.is_empty()
+        || tag.len() > 255
+        || tag.contains(',')
+        || tag.chars().any(|c| c.is_whitespace() || c.is_control())
     {
         return Err(Error::invalid(
             "generate",
@@ -247,16 +272,29 @@ pub struct ExpandedJob {
     pub image: Option<String>,
 }
 
-const RESERVED: &[&str] =
-    &["stages", "variables", "default", "include", "workflow", "image", "services", "cache", "before_script", "after_script"];
+const RESERVED: &[&str] = &[
+    "stages",
+    "variables",
+    "default",
+    "include",
+    "workflow",
+    "image",
+    "services",
+    "cache",
+    "before_script",
+    "after_script",
+];
 
 /// Expands a CI file into concrete jobs, as GitLab does for the subset load tests use:
 /// top-level jobs (hidden `.jobs` skipped), `parallel: N` (1..=200) as `name i/N`, `tags`,
 /// `image` (string or `{name:}`), `stage` (default `test`). Rejects `parallel: matrix`.
 pub fn expand(yaml: &str) -> Result<Vec<ExpandedJob>> {
     let bad = |msg: String| Error::invalid("expand", ".gitlab-ci.yml", msg);
-    let root: Value = serde_norway::from_str(yaml).map_err(|e| bad(format!("not valid YAML: {e}")))?;
-    let root = root.as_mapping().ok_or_else(|| bad("the top level is not a mapping".into()))?;
+    let root: Value =
+        serde_norway::from_str(yaml).map_err(|e| bad(format!("not valid YAML: {e}")))?;
+    let root = root
+        .as_mapping()
+        .ok_or_else(|| bad("the top level is not a mapping".into()))?;
     let image_of = |v: Option<&Value>| -> Option<String> {
         match v? {
             Value::String(s) => Some(s.clone()),
@@ -264,15 +302,19 @@ pub fn expand(yaml: &str) -> Result<Vec<ExpandedJob>> {
             _ => None,
         }
     };
-    let default_image =
-        image_of(root.get("image")).or_else(|| image_of(root.get("default").and_then(|d| d.get("image"))));
+    let default_image = image_of(root.get("image"))
+        .or_else(|| image_of(root.get("default").and_then(|d| d.get("image"))));
     let mut jobs = Vec::new();
     for (key, value) in root {
-        let Some(name) = key.as_str() else { return Err(bad(format!("job key {key:?} is not a string"))) };
+        let Some(name) = key.as_str() else {
+            return Err(bad(format!("job key {key:?} is not a string")));
+        };
         if name.starts_with('.') || RESERVED.contains(&name) {
             continue;
         }
-        let job = value.as_mapping().ok_or_else(|| bad(format!("job {name:?} is not a mapping")))?;
+        let job = value
+            .as_mapping()
+            .ok_or_else(|| bad(format!("job {name:?} is not a mapping")))?;
         if !job.contains_key("script") && !job.contains_key("trigger") {
             return Err(bad(format!("job {name:?} has no script")));
         }
@@ -280,19 +322,35 @@ pub fn expand(yaml: &str) -> Result<Vec<ExpandedJob>> {
             None => 1,
             Some(Value::Number(n)) => match n.as_u64() {
                 Some(p) if (1..=u64::from(MAX_PARALLEL)).contains(&p) => p,
-                _ => return Err(bad(format!("job {name:?}: parallel must be between 1 and {MAX_PARALLEL}, got {n}"))),
+                _ => {
+                    return Err(bad(format!(
+                        "job {name:?}: parallel must be between 1 and {MAX_PARALLEL}, got {n}"
+                    )));
+                }
             },
-            Some(_) => return Err(bad(format!("job {name:?}: only a numeric parallel is supported"))),
+            Some(_) => {
+                return Err(bad(format!(
+                    "job {name:?}: only a numeric parallel is supported"
+                )));
+            }
         };
         let tags = match job.get("tags") {
             None => Vec::new(),
             Some(Value::Sequence(s)) => s
                 .iter()
-                .map(|t| t.as_str().map(str::to_owned).ok_or_else(|| bad(format!("job {name:?}: tags must be strings"))))
+                .map(|t| {
+                    t.as_str()
+                        .map(str::to_owned)
+                        .ok_or_else(|| bad(format!("job {name:?}: tags must be strings")))
+                })
                 .collect::<Result<_>>()?,
             Some(_) => return Err(bad(format!("job {name:?}: tags must be a list"))),
         };
-        let stage = job.get("stage").and_then(Value::as_str).unwrap_or("test").to_owned();
+        let stage = job
+            .get("stage")
+            .and_then(Value::as_str)
+            .unwrap_or("test")
+            .to_owned();
         let image = image_of(job.get("image")).or_else(|| default_image.clone());
         for i in 1..=parallel {
             let job_name = if parallel == 1 && !job.contains_key("parallel") {
@@ -300,7 +358,12 @@ pub fn expand(yaml: &str) -> Result<Vec<ExpandedJob>> {
             } else {
                 format!("{name} {i}/{parallel}")
             };
-            jobs.push(ExpandedJob { name: job_name, stage: stage.clone(), tags: tags.clone(), image: image.clone() });
+            jobs.push(ExpandedJob {
+                name: job_name,
+                stage: stage.clone(),
+                tags: tags.clone(),
+                image: image.clone(),
+            });
         }
     }
     Ok(jobs)
@@ -314,23 +377,42 @@ mod tests {
     fn split_evenly_keeps_the_total() {
         let tags: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
         let s = split_evenly(401, &tags);
-        assert_eq!(s.iter().map(|s| s.jobs).collect::<Vec<_>>(), vec![134, 134, 133]);
+        assert_eq!(
+            s.iter().map(|s| s.jobs).collect::<Vec<_>>(),
+            vec![134, 134, 133]
+        );
     }
 
     #[test]
     fn images_cycle_over_entries() {
-        let spec = LoadTestSpec::new(vec![ShardTarget::new("a", 3)])
-            .with_images(vec!["alpine:3".into(), "busybox:1".into(), "bash:5".into()]);
+        let spec = LoadTestSpec::new(vec![ShardTarget::new("a", 3)]).with_images(vec![
+            "alpine:3".into(),
+            "busybox:1".into(),
+            "bash:5".into(),
+        ]);
         let plan = spec.plan().unwrap();
         assert_eq!(plan.len(), 3);
-        let images: Vec<_> = expand(&spec.to_yaml().unwrap()).unwrap().into_iter().map(|j| j.image.unwrap()).collect();
+        let images: Vec<_> = expand(&spec.to_yaml().unwrap())
+            .unwrap()
+            .into_iter()
+            .map(|j| j.image.unwrap())
+            .collect();
         assert_eq!(images, vec!["alpine:3", "busybox:1", "bash:5"]);
     }
 
     #[test]
     fn rejects_zero_and_too_many() {
         assert!(LoadTestSpec::even(0, &["a".into()]).validate().is_err());
-        assert!(LoadTestSpec::even(11, &["a".into()]).with_max_jobs(10).validate().is_err());
-        assert!(LoadTestSpec::new(vec![ShardTarget::new("a b", 1)]).validate().is_err());
+        assert!(
+            LoadTestSpec::even(11, &["a".into()])
+                .with_max_jobs(10)
+                .validate()
+                .is_err()
+        );
+        assert!(
+            LoadTestSpec::new(vec![ShardTarget::new("a b", 1)])
+                .validate()
+                .is_err()
+        );
     }
 }

@@ -11,7 +11,11 @@ use crate::error::{Error, Result};
 use crate::types::{JobStatus, JobsQuery, NewPipeline, NewRunner, PipelineStatus, ProjectRef};
 
 fn check(cond: bool, what: impl Into<String>) -> Result<()> {
-    if cond { Ok(()) } else { Err(Error::backend("check", "conformance", what.into())) }
+    if cond {
+        Ok(())
+    } else {
+        Err(Error::backend("check", "conformance", what.into()))
+    }
 }
 
 /// The token resolves to a user.
@@ -24,8 +28,17 @@ pub async fn token_identifies_user(api: &dyn GitLabApi) -> Result<()> {
 pub async fn missing_things_are_not_found(api: &dyn GitLabApi, prefix: &str) -> Result<()> {
     let user = api.current_user().await?;
     let missing = ProjectRef::Path(format!("{}/{prefix}-does-not-exist", user.username));
-    check(matches!(api.get_project(&missing).await, Err(Error::NotFound { .. })), "missing project is NotFound")?;
-    check(matches!(api.delete_runner(u64::MAX / 2).await, Err(Error::NotFound { .. })), "missing runner is NotFound")
+    check(
+        matches!(api.get_project(&missing).await, Err(Error::NotFound { .. })),
+        "missing project is NotFound",
+    )?;
+    check(
+        matches!(
+            api.delete_runner(u64::MAX / 2).await,
+            Err(Error::NotFound { .. })
+        ),
+        "missing runner is NotFound",
+    )
 }
 
 /// `get_or_create_project` creates once and then returns the same project.
@@ -34,8 +47,14 @@ pub async fn project_get_or_create_is_idempotent(api: &dyn GitLabApi, prefix: &s
     let path = format!("{}/{prefix}-project", user.username);
     let a = api.get_or_create_project(&path).await?;
     let b = api.get_or_create_project(&path).await?;
-    check(a.id == b.id, "second get_or_create returns the same project")?;
-    check(a.path_with_namespace.eq_ignore_ascii_case(&path), "project has the requested path")?;
+    check(
+        a.id == b.id,
+        "second get_or_create returns the same project",
+    )?;
+    check(
+        a.path_with_namespace.eq_ignore_ascii_case(&path),
+        "project has the requested path",
+    )?;
     let by_path = api.get_project(&ProjectRef::Path(path)).await?;
     check(by_path.id == a.id, "get by path finds it")?;
     api.delete_project(&ProjectRef::Id(a.id)).await
@@ -44,51 +63,131 @@ pub async fn project_get_or_create_is_idempotent(api: &dyn GitLabApi, prefix: &s
 /// Runners: create (token redacted, `glrt-`), list, delete, delete again is NotFound.
 pub async fn runner_lifecycle(api: &dyn GitLabApi, prefix: &str) -> Result<()> {
     let user = api.current_user().await?;
-    let project = api.get_or_create_project(&format!("{}/{prefix}-runners", user.username)).await?;
-    let new = NewRunner::project(project.id, format!("{prefix}-runner"), vec![format!("{prefix}-a")]);
+    let project = api
+        .get_or_create_project(&format!("{}/{prefix}-runners", user.username))
+        .await?;
+    let new = NewRunner::project(
+        project.id,
+        format!("{prefix}-runner"),
+        vec![format!("{prefix}-a")],
+    );
     let created = api.create_runner(&new).await?;
-    check(created.token.expose().starts_with("glrt-"), "runner token is a glrt- token")?;
-    check(!format!("{created:?}").contains(created.token.expose()), "Debug of the runner hides the token")?;
+    check(
+        created.token.expose().starts_with("glrt-"),
+        "runner token is a glrt- token",
+    )?;
+    check(
+        !format!("{created:?}").contains(created.token.expose()),
+        "Debug of the runner hides the token",
+    )?;
     let runners = api.list_runners(&ProjectRef::Id(project.id)).await?;
-    check(runners.iter().any(|r| r.id == created.id), "the new runner is listed")?;
+    check(
+        runners.iter().any(|r| r.id == created.id),
+        "the new runner is listed",
+    )?;
     api.delete_runner(created.id).await?;
-    check(matches!(api.delete_runner(created.id).await, Err(Error::NotFound { .. })), "deleting twice is NotFound")?;
+    check(
+        matches!(
+            api.delete_runner(created.id).await,
+            Err(Error::NotFound { .. })
+        ),
+        "deleting twice is NotFound",
+    )?;
     api.delete_project(&ProjectRef::Id(project.id)).await
 }
 
 /// Commit a CI file (create, then update), run a pipeline, list every job across pages of
 /// 100, cancel it.
-pub async fn pipeline_jobs_are_paginated_and_cancelable(api: &dyn GitLabApi, prefix: &str) -> Result<()> {
+pub async fn pipeline_jobs_are_paginated_and_cancelable(
+    api: &dyn GitLabApi,
+    prefix: &str,
+) -> Result<()> {
     let user = api.current_user().await?;
-    let project = api.get_or_create_project(&format!("{}/{prefix}-pipeline", user.username)).await?;
+    let project = api
+        .get_or_create_project(&format!("{}/{prefix}-pipeline", user.username))
+        .await?;
     let pref = ProjectRef::Id(project.id);
-    let branch = project.default_branch.clone().unwrap_or_else(|| "main".into());
-    let spec = LoadTestSpec::new(vec![ShardTarget::new(format!("{prefix}-a"), 150), ShardTarget::new(format!("{prefix}-b"), 101)]);
+    let branch = project
+        .default_branch
+        .clone()
+        .unwrap_or_else(|| "main".into());
+    let spec = LoadTestSpec::new(vec![
+        ShardTarget::new(format!("{prefix}-a"), 150),
+        ShardTarget::new(format!("{prefix}-b"), 101),
+    ]);
     let first = LoadTestSpec::new(vec![ShardTarget::new(format!("{prefix}-a"), 1)]);
-    api.put_file(&pref, &branch, ".gitlab-ci.yml", &first.to_yaml()?, "load test: 1 job").await?;
-    check(api.file_exists(&pref, ".gitlab-ci.yml", &branch).await?, "the CI file exists after the commit")?;
-    api.put_file(&pref, &branch, ".gitlab-ci.yml", &spec.to_yaml()?, "load test: 251 jobs").await?;
-    let pipeline = api.create_pipeline(&pref, &NewPipeline::new(&branch)).await?;
+    api.put_file(
+        &pref,
+        &branch,
+        ".gitlab-ci.yml",
+        &first.to_yaml()?,
+        "load test: 1 job",
+    )
+    .await?;
+    check(
+        api.file_exists(&pref, ".gitlab-ci.yml", &branch).await?,
+        "the CI file exists after the commit",
+    )?;
+    api.put_file(
+        &pref,
+        &branch,
+        ".gitlab-ci.yml",
+        &spec.to_yaml()?,
+        "load test: 251 jobs",
+    )
+    .await?;
+    let pipeline = api
+        .create_pipeline(&pref, &NewPipeline::new(&branch))
+        .await?;
     let got = api.get_pipeline(&pref, pipeline.id).await?;
     check(got.id == pipeline.id, "get_pipeline returns it")?;
-    let first_page = api.list_pipeline_jobs(&pref, pipeline.id, &JobsQuery::page(1)).await?;
-    check(first_page.items.len() == 100 && first_page.next_page == Some(2), "first page has 100 jobs and a next page")?;
+    let first_page = api
+        .list_pipeline_jobs(&pref, pipeline.id, &JobsQuery::page(1))
+        .await?;
+    check(
+        first_page.items.len() == 100 && first_page.next_page == Some(2),
+        "first page has 100 jobs and a next page",
+    )?;
     let jobs = api.all_pipeline_jobs(&pref, pipeline.id).await?;
-    check(jobs.len() == 251, format!("all 251 jobs listed, got {}", jobs.len()))?;
+    check(
+        jobs.len() == 251,
+        format!("all 251 jobs listed, got {}", jobs.len()),
+    )?;
     let mut ids: Vec<u64> = jobs.iter().map(|j| j.id).collect();
-    check(ids.windows(2).all(|w| w[0] > w[1]), "jobs are sorted by id descending")?;
+    check(
+        ids.windows(2).all(|w| w[0] > w[1]),
+        "jobs are sorted by id descending",
+    )?;
     ids.dedup();
     check(ids.len() == 251, "no job listed twice")?;
-    check(jobs.iter().all(|j| j.tag_list.len() == 1), "each job carries exactly one shard tag")?;
+    check(
+        jobs.iter().all(|j| j.tag_list.len() == 1),
+        "each job carries exactly one shard tag",
+    )?;
     let one = api.get_job(&pref, jobs[0].id).await?;
     check(one.id == jobs[0].id, "get_job returns the job")?;
     let canceled = api.cancel_pipeline(&pref, pipeline.id).await?;
     check(
-        matches!(canceled.status, PipelineStatus::Canceled | PipelineStatus::Canceling),
-        format!("canceled pipeline status is canceled, got {}", canceled.status),
+        matches!(
+            canceled.status,
+            PipelineStatus::Canceled | PipelineStatus::Canceling
+        ),
+        format!(
+            "canceled pipeline status is canceled, got {}",
+            canceled.status
+        ),
     )?;
-    let active = api.list_pipeline_jobs(&pref, pipeline.id, &JobsQuery::page(1).scope(&[JobStatus::Pending])).await?;
-    check(active.items.is_empty() || active.items.iter().all(|j| j.status == JobStatus::Pending), "scope filters by status")?;
+    let active = api
+        .list_pipeline_jobs(
+            &pref,
+            pipeline.id,
+            &JobsQuery::page(1).scope(&[JobStatus::Pending]),
+        )
+        .await?;
+    check(
+        active.items.is_empty() || active.items.iter().all(|j| j.status == JobStatus::Pending),
+        "scope filters by status",
+    )?;
     api.delete_project(&pref).await
 }
 

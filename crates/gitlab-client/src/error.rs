@@ -76,7 +76,9 @@ pub enum Error {
         message: String,
     },
     /// The token was rejected (401) or lacks a scope or role (403).
-    #[error("permission denied to {action} {resource}: {message} (the token needs the `{scope}` scope)")]
+    #[error(
+        "permission denied to {action} {resource}: {message} (the token needs the `{scope}` scope)"
+    )]
     PermissionDenied {
         /// What was attempted.
         action: &'static str,
@@ -119,14 +121,35 @@ impl Error {
     }
 
     pub(crate) fn not_found(action: &'static str, resource: impl Into<String>) -> Self {
-        Error::NotFound { action, resource: resource.into() }
+        Error::NotFound {
+            action,
+            resource: resource.into(),
+        }
     }
 
-    pub(crate) fn invalid(action: &'static str, resource: impl Into<String>, message: impl Into<String>) -> Self {
-        Error::InvalidInput { action, resource: resource.into(), message: message.into() }
+    pub(crate) fn invalid(
+        action: &'static str,
+        resource: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Error::InvalidInput {
+            action,
+            resource: resource.into(),
+            message: message.into(),
+        }
     }
 
-    pub(crate) fn backend(action: &'static str, resource: impl Into<String>, message: impl Into<String>) -> Self {
-        Error::Backend { action, resource: resource.into(), status: None, message: message.into(), source: None }
+    pub(crate) fn backend(
+        action: &'static str,
+        resource: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Error::Backend {
+            action,
+            resource: resource.into(),
+            status: None,
+            message: message.into(),
+            source: None,
+        }
     }
 }

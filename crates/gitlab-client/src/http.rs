@@ -33,8 +33,8 @@ use crate::api::GitLabApi;
 use crate::error::{Error, Result};
 use crate::secret::SecretToken;
 use crate::types::{
-    Commit, CreatedRunner, Job, JobsQuery, Namespace, NewCommit, NewPipeline, NewProject, NewRunner, Page, Pipeline,
-    Project, ProjectRef, Runner, User, encode_path,
+    Commit, CreatedRunner, Job, JobsQuery, Namespace, NewCommit, NewPipeline, NewProject,
+    NewRunner, Page, Pipeline, Project, ProjectRef, Runner, User, encode_path,
 };
 
 /// How the HTTP backend retries.
@@ -86,8 +86,11 @@ impl RetryPolicy {
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
-        let exp = self.initial_backoff.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
-        exp.min(self.max_backoff).mul_f64(0.5 + 0.5 * fastrand::f64())
+        let exp = self
+            .initial_backoff
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+        exp.min(self.max_backoff)
+            .mul_f64(0.5 + 0.5 * fastrand::f64())
     }
 }
 
@@ -98,12 +101,14 @@ pub fn parse_gitlab_url(raw: &str, allow_insecure_http: bool) -> Result<Url> {
     let bad = |msg: String| Error::invalid("use", "GitLab URL", msg);
     let raw = raw.trim();
     let url = Url::parse(raw).map_err(|e| match e {
-        url::ParseError::RelativeUrlWithoutBase => {
-            bad(format!("{raw:?} has no scheme; write it in full, e.g. https://{raw}"))
-        }
+        url::ParseError::RelativeUrlWithoutBase => bad(format!(
+            "{raw:?} has no scheme; write it in full, e.g. https://{raw}"
+        )),
         other => bad(format!("{raw:?} is not a URL: {other}")),
     })?;
-    let host = url.host().ok_or_else(|| bad(format!("{raw:?} has no host")))?;
+    let host = url
+        .host()
+        .ok_or_else(|| bad(format!("{raw:?} has no host")))?;
     match url.scheme() {
         "https" => {}
         "http" => {
@@ -122,10 +127,15 @@ pub fn parse_gitlab_url(raw: &str, allow_insecure_http: bool) -> Result<Url> {
         other => return Err(bad(format!("{raw:?} has scheme {other:?}; use https://"))),
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(bad("credentials in the URL are not accepted; use the GITLAB_TOKEN environment variable".into()));
+        return Err(bad(
+            "credentials in the URL are not accepted; use the GITLAB_TOKEN environment variable"
+                .into(),
+        ));
     }
     if url.query().is_some() || url.fragment().is_some() {
-        return Err(bad(format!("{raw:?} has a query or fragment; give only the base URL")));
+        return Err(bad(format!(
+            "{raw:?} has a query or fragment; give only the base URL"
+        )));
     }
     let mut base = url.as_str().trim_end_matches('/').to_owned();
     if let Some(stripped) = base.strip_suffix("/api/v4") {
@@ -164,7 +174,9 @@ impl HttpGitLabBuilder {
     #[must_use]
     pub fn from_env(mut self) -> Self {
         if self.url.is_none() {
-            self.url = std::env::var("GITLAB_URL").or_else(|_| std::env::var("CI_SERVER_URL")).ok();
+            self.url = std::env::var("GITLAB_URL")
+                .or_else(|_| std::env::var("CI_SERVER_URL"))
+                .ok();
         }
         if self.token.is_none() {
             self.token = std::env::var("GITLAB_TOKEN").ok().map(SecretToken::new);
@@ -217,7 +229,11 @@ impl HttpGitLabBuilder {
     /// Validates the URL and token and builds the client. Sends nothing.
     pub fn build(self) -> Result<HttpGitLab> {
         let url = self.url.ok_or_else(|| {
-            Error::invalid("use", "GitLab URL", "no URL given; set GITLAB_URL or CI_SERVER_URL, e.g. https://gitlab.com")
+            Error::invalid(
+                "use",
+                "GitLab URL",
+                "no URL given; set GITLAB_URL or CI_SERVER_URL, e.g. https://gitlab.com",
+            )
         })?;
         let api = parse_gitlab_url(&url, self.allow_insecure_http)?;
         let token = self.token.filter(|t| !t.is_blank()).ok_or_else(|| {
@@ -227,13 +243,24 @@ impl HttpGitLabBuilder {
                 "no token given; export GITLAB_TOKEN with a personal access token that has the `api` scope",
             )
         })?;
-        if token.expose().chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(Error::invalid("use", "GitLab token", "the token contains whitespace; check GITLAB_TOKEN"));
+        if token
+            .expose()
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(Error::invalid(
+                "use",
+                "GitLab token",
+                "the token contains whitespace; check GITLAB_TOKEN",
+            ));
         }
         let client = reqwest::Client::builder()
             .timeout(self.timeout)
             .connect_timeout(self.connect_timeout)
-            .user_agent(concat!("glrunner-gitlab-client/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!(
+                "glrunner-gitlab-client/",
+                env!("CARGO_PKG_VERSION")
+            ))
             .build()
             .map_err(|e| Error::Backend {
                 action: "build",
@@ -242,7 +269,13 @@ impl HttpGitLabBuilder {
                 message: "cannot initialise the HTTP client".into(),
                 source: Some(Box::new(e)),
             })?;
-        Ok(HttpGitLab { client, api, token, retry: self.retry, requests: Arc::new(AtomicU64::new(0)) })
+        Ok(HttpGitLab {
+            client,
+            api,
+            token,
+            retry: self.retry,
+            requests: Arc::new(AtomicU64::new(0)),
+        })
     }
 }
 
@@ -279,7 +312,15 @@ struct Call {
 
 impl Call {
     fn new(method: Method, path: String, action: &'static str, resource: String) -> Self {
-        Self { method, path, query: Vec::new(), body: None, action, resource, scope: "api" }
+        Self {
+            method,
+            path,
+            query: Vec::new(),
+            body: None,
+            action,
+            resource,
+            scope: "api",
+        }
     }
 
     fn query(mut self, key: &'static str, value: impl ToString) -> Self {
@@ -288,7 +329,10 @@ impl Call {
     }
 
     fn json(mut self, body: &impl serde::Serialize) -> Result<Self> {
-        self.body = Some(serde_json::to_value(body).map_err(|e| Error::invalid(self.action, self.resource.clone(), e.to_string()))?);
+        self.body = Some(
+            serde_json::to_value(body)
+                .map_err(|e| Error::invalid(self.action, self.resource.clone(), e.to_string()))?,
+        );
         Ok(self)
     }
 
@@ -298,7 +342,10 @@ impl Call {
     }
 
     fn idempotent(&self) -> bool {
-        matches!(self.method, Method::GET | Method::HEAD | Method::DELETE | Method::PUT)
+        matches!(
+            self.method,
+            Method::GET | Method::HEAD | Method::DELETE | Method::PUT
+        )
     }
 }
 
@@ -325,7 +372,9 @@ fn throttle_wait(headers: &HeaderMap) -> Option<Duration> {
     {
         return Some(until(t));
     }
-    if let Some(v) = headers.get("ratelimit-resettime").and_then(|v| v.to_str().ok())
+    if let Some(v) = headers
+        .get("ratelimit-resettime")
+        .and_then(|v| v.to_str().ok())
         && let Ok(t) = jiff::fmt::rfc2822::DateTimeParser::new().parse_timestamp(v.trim())
     {
         return Some(until(t));
@@ -340,9 +389,11 @@ fn gitlab_message(body: &str) -> String {
         match v {
             serde_json::Value::String(s) => s.clone(),
             serde_json::Value::Array(a) => a.iter().map(flatten).collect::<Vec<_>>().join(", "),
-            serde_json::Value::Object(o) => {
-                o.iter().map(|(k, v)| format!("{k} {}", flatten(v))).collect::<Vec<_>>().join("; ")
-            }
+            serde_json::Value::Object(o) => o
+                .iter()
+                .map(|(k, v)| format!("{k} {}", flatten(v)))
+                .collect::<Vec<_>>()
+                .join("; "),
             other => other.to_string(),
         }
     }
@@ -386,15 +437,26 @@ impl HttpGitLab {
     }
 
     async fn send(&self, call: &Call) -> Result<reqwest::Response> {
-        let url = self.api.join(&call.path).map_err(|e| Error::invalid(call.action, call.resource.clone(), e.to_string()))?;
+        let url = self
+            .api
+            .join(&call.path)
+            .map_err(|e| Error::invalid(call.action, call.resource.clone(), e.to_string()))?;
         let mut attempt = 0u32;
         loop {
             attempt += 1;
             self.requests.fetch_add(1, Ordering::Relaxed);
-            let mut token = HeaderValue::from_str(self.token.expose())
-                .map_err(|_| Error::invalid("use", "GitLab token", "the token is not a valid header value"))?;
+            let mut token = HeaderValue::from_str(self.token.expose()).map_err(|_| {
+                Error::invalid(
+                    "use",
+                    "GitLab token",
+                    "the token is not a valid header value",
+                )
+            })?;
             token.set_sensitive(true);
-            let mut req = self.client.request(call.method.clone(), url.clone()).header("PRIVATE-TOKEN", token);
+            let mut req = self
+                .client
+                .request(call.method.clone(), url.clone())
+                .header("PRIVATE-TOKEN", token);
             if !call.query.is_empty() {
                 req = req.query(&call.query);
             }
@@ -439,7 +501,9 @@ impl HttpGitLab {
                     return Err(self.status_error(call, resp).await);
                 }
                 Err(e) => {
-                    let retryable = e.is_connect() || (e.is_timeout() && call.idempotent()) || (e.is_request() && call.idempotent());
+                    let retryable = e.is_connect()
+                        || (e.is_timeout() && call.idempotent())
+                        || (e.is_request() && call.idempotent());
                     if retryable && retries_left {
                         let sleep = self.retry.backoff(attempt);
                         tracing::warn!(path = %call.path, wait_secs = sleep.as_secs_f64(), timeout = e.is_timeout(), connect = e.is_connect(), "GitLab request failed; retrying");
@@ -447,9 +511,17 @@ impl HttpGitLab {
                         continue;
                     }
                     if e.is_timeout() {
-                        return Err(Error::Timeout { action: call.action, resource: call.resource.clone(), after: Duration::ZERO });
+                        return Err(Error::Timeout {
+                            action: call.action,
+                            resource: call.resource.clone(),
+                            after: Duration::ZERO,
+                        });
                     }
-                    let message = if e.is_connect() { "cannot connect to GitLab" } else { "the request failed" };
+                    let message = if e.is_connect() {
+                        "cannot connect to GitLab"
+                    } else {
+                        "the request failed"
+                    };
                     return Err(Error::Backend {
                         action: call.action,
                         resource: call.resource.clone(),
@@ -480,7 +552,9 @@ impl HttpGitLab {
             403 => {
                 let scope = serde_json::from_str::<serde_json::Value>(&body)
                     .ok()
-                    .filter(|v| v.get("error").and_then(|e| e.as_str()) == Some("insufficient_scope"))
+                    .filter(|v| {
+                        v.get("error").and_then(|e| e.as_str()) == Some("insufficient_scope")
+                    })
                     .and_then(|v| v.get("scope").and_then(|s| s.as_str()).map(str::to_owned))
                     .unwrap_or_else(|| call.scope.to_owned());
                 Error::PermissionDenied {
@@ -493,13 +567,34 @@ impl HttpGitLab {
                 }
             }
             404 => Error::NotFound { action, resource },
-            409 => Error::Conflict { action, resource, message },
-            400 | 422 if message.contains("has already been taken") || message.contains("already exists") => {
+            409 => Error::Conflict {
+                action,
+                resource,
+                message,
+            },
+            400 | 422
+                if message.contains("has already been taken")
+                    || message.contains("already exists") =>
+            {
                 Error::AlreadyExists { action, resource }
             }
-            400 | 422 => Error::InvalidInput { action, resource, message },
-            429 => Error::Throttled { action, resource, retry_after: None },
-            code => Error::Backend { action, resource, status: Some(code), message: format!("HTTP {code}: {message}"), source: None },
+            400 | 422 => Error::InvalidInput {
+                action,
+                resource,
+                message,
+            },
+            429 => Error::Throttled {
+                action,
+                resource,
+                retry_after: None,
+            },
+            code => Error::Backend {
+                action,
+                resource,
+                status: Some(code),
+                message: format!("HTTP {code}: {message}"),
+                source: None,
+            },
         }
     }
 
@@ -508,7 +603,11 @@ impl HttpGitLab {
         self.decode(&call, resp).await.map(|(v, _)| v)
     }
 
-    async fn decode<T: DeserializeOwned>(&self, call: &Call, resp: reqwest::Response) -> Result<(T, HeaderMap)> {
+    async fn decode<T: DeserializeOwned>(
+        &self,
+        call: &Call,
+        resp: reqwest::Response,
+    ) -> Result<(T, HeaderMap)> {
         let headers = resp.headers().clone();
         let status = resp.status().as_u16();
         let bytes = resp.bytes().await.map_err(|e| Error::Backend {
@@ -558,25 +657,55 @@ fn page_of<T>(items: Vec<T>, headers: &HeaderMap, query_page: u32, per_page: u32
 #[async_trait]
 impl GitLabApi for HttpGitLab {
     async fn current_user(&self) -> Result<User> {
-        self.json(Call::new(Method::GET, "user".into(), "get", "the token's user".into()).scope("read_user")).await
+        self.json(
+            Call::new(Method::GET, "user".into(), "get", "the token's user".into())
+                .scope("read_user"),
+        )
+        .await
     }
 
     async fn get_namespace(&self, path: &str) -> Result<Namespace> {
-        let call = Call::new(Method::GET, format!("namespaces/{}", encode_path(path)), "get", format!("namespace {path:?}"));
+        let call = Call::new(
+            Method::GET,
+            format!("namespaces/{}", encode_path(path)),
+            "get",
+            format!("namespace {path:?}"),
+        );
         self.json(call).await
     }
 
     async fn get_project(&self, project: &ProjectRef) -> Result<Project> {
-        self.json(Call::new(Method::GET, Self::project_path(project), "get", project.to_string()).scope("read_api")).await
+        self.json(
+            Call::new(
+                Method::GET,
+                Self::project_path(project),
+                "get",
+                project.to_string(),
+            )
+            .scope("read_api"),
+        )
+        .await
     }
 
     async fn create_project(&self, new: &NewProject) -> Result<Project> {
-        let call = Call::new(Method::POST, "projects".into(), "create", format!("project {:?}", new.path)).json(new)?;
+        let call = Call::new(
+            Method::POST,
+            "projects".into(),
+            "create",
+            format!("project {:?}", new.path),
+        )
+        .json(new)?;
         self.json(call).await
     }
 
     async fn delete_project(&self, project: &ProjectRef) -> Result<()> {
-        self.no_content(Call::new(Method::DELETE, Self::project_path(project), "delete", project.to_string())).await
+        self.no_content(Call::new(
+            Method::DELETE,
+            Self::project_path(project),
+            "delete",
+            project.to_string(),
+        ))
+        .await
     }
 
     async fn create_runner(&self, new: &NewRunner) -> Result<CreatedRunner> {
@@ -584,7 +713,10 @@ impl GitLabApi for HttpGitLab {
             Method::POST,
             "user/runners".into(),
             "create",
-            format!("runner {:?} for project {}", new.description, new.project_id),
+            format!(
+                "runner {:?} for project {}",
+                new.description, new.project_id
+            ),
         )
         .scope("create_runner")
         .json(new)?;
@@ -597,9 +729,14 @@ impl GitLabApi for HttpGitLab {
         let mut runners = Vec::new();
         let mut page = 1u32;
         loop {
-            let call = Call::new(Method::GET, format!("{}/runners", Self::project_path(project)), "list runners of", project.to_string())
-                .query("per_page", crate::MAX_PER_PAGE)
-                .query("page", page);
+            let call = Call::new(
+                Method::GET,
+                format!("{}/runners", Self::project_path(project)),
+                "list runners of",
+                project.to_string(),
+            )
+            .query("per_page", crate::MAX_PER_PAGE)
+            .query("page", page);
             let resp = self.send(&call).await?;
             let (items, headers) = self.decode::<Vec<Runner>>(&call, resp).await?;
             runners.extend(items);
@@ -611,13 +748,28 @@ impl GitLabApi for HttpGitLab {
     }
 
     async fn delete_runner(&self, runner_id: u64) -> Result<()> {
-        self.no_content(Call::new(Method::DELETE, format!("runners/{runner_id}"), "delete", format!("runner {runner_id}"))).await
+        self.no_content(Call::new(
+            Method::DELETE,
+            format!("runners/{runner_id}"),
+            "delete",
+            format!("runner {runner_id}"),
+        ))
+        .await
     }
 
-    async fn file_exists(&self, project: &ProjectRef, file_path: &str, ref_name: &str) -> Result<bool> {
+    async fn file_exists(
+        &self,
+        project: &ProjectRef,
+        file_path: &str,
+        ref_name: &str,
+    ) -> Result<bool> {
         let call = Call::new(
             Method::HEAD,
-            format!("{}/repository/files/{}", Self::project_path(project), encode_path(file_path)),
+            format!(
+                "{}/repository/files/{}",
+                Self::project_path(project),
+                encode_path(file_path)
+            ),
             "check",
             format!("file {file_path:?} on {ref_name:?} of {project}"),
         )
@@ -662,11 +814,19 @@ impl GitLabApi for HttpGitLab {
         self.json(call).await
     }
 
-    async fn list_pipeline_jobs(&self, project: &ProjectRef, pipeline_id: u64, query: &JobsQuery) -> Result<Page<Job>> {
+    async fn list_pipeline_jobs(
+        &self,
+        project: &ProjectRef,
+        pipeline_id: u64,
+        query: &JobsQuery,
+    ) -> Result<Page<Job>> {
         let per_page = query.per_page.clamp(1, crate::MAX_PER_PAGE);
         let mut call = Call::new(
             Method::GET,
-            format!("{}/pipelines/{pipeline_id}/jobs", Self::project_path(project)),
+            format!(
+                "{}/pipelines/{pipeline_id}/jobs",
+                Self::project_path(project)
+            ),
             "list jobs of",
             format!("pipeline {pipeline_id} of {project}"),
         )
@@ -695,7 +855,10 @@ impl GitLabApi for HttpGitLab {
     async fn cancel_pipeline(&self, project: &ProjectRef, pipeline_id: u64) -> Result<Pipeline> {
         let call = Call::new(
             Method::POST,
-            format!("{}/pipelines/{pipeline_id}/cancel", Self::project_path(project)),
+            format!(
+                "{}/pipelines/{pipeline_id}/cancel",
+                Self::project_path(project)
+            ),
             "cancel",
             format!("pipeline {pipeline_id} of {project}"),
         );
@@ -709,12 +872,27 @@ mod tests {
 
     #[test]
     fn urls() {
-        assert_eq!(parse_gitlab_url("https://gitlab.com", false).unwrap().as_str(), "https://gitlab.com/api/v4/");
-        assert_eq!(parse_gitlab_url("https://x.org/gl/api/v4/", false).unwrap().as_str(), "https://x.org/gl/api/v4/");
+        assert_eq!(
+            parse_gitlab_url("https://gitlab.com", false)
+                .unwrap()
+                .as_str(),
+            "https://gitlab.com/api/v4/"
+        );
+        assert_eq!(
+            parse_gitlab_url("https://x.org/gl/api/v4/", false)
+                .unwrap()
+                .as_str(),
+            "https://x.org/gl/api/v4/"
+        );
         assert!(parse_gitlab_url("http://127.0.0.1:8080", false).is_ok());
         assert!(parse_gitlab_url("http://[::1]:8080", false).is_ok());
-        let e = parse_gitlab_url("gitlab.com", false).unwrap_err().to_string();
-        assert!(e.contains("no scheme") && e.contains("https://gitlab.com"), "{e}");
+        let e = parse_gitlab_url("gitlab.com", false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("no scheme") && e.contains("https://gitlab.com"),
+            "{e}"
+        );
         assert!(parse_gitlab_url("http://gitlab.example.com", false).is_err());
         assert!(parse_gitlab_url("http://gitlab.example.com", true).is_ok());
         assert!(parse_gitlab_url("ftp://gitlab.example.com", true).is_err());
@@ -723,8 +901,14 @@ mod tests {
 
     #[test]
     fn messages() {
-        assert_eq!(gitlab_message(r#"{"message":"401 Unauthorized"}"#), "401 Unauthorized");
-        assert_eq!(gitlab_message(r#"{"message":{"path":["has already been taken"]}}"#), "path has already been taken");
+        assert_eq!(
+            gitlab_message(r#"{"message":"401 Unauthorized"}"#),
+            "401 Unauthorized"
+        );
+        assert_eq!(
+            gitlab_message(r#"{"message":{"path":["has already been taken"]}}"#),
+            "path has already been taken"
+        );
         assert_eq!(gitlab_message("Retry later\n"), "Retry later");
     }
 
@@ -735,8 +919,14 @@ mod tests {
         assert_eq!(throttle_wait(&h), Some(Duration::from_secs(7)));
         let mut h = HeaderMap::new();
         let reset = jiff::Timestamp::now().as_second() + 30;
-        h.insert("ratelimit-reset", HeaderValue::from_str(&reset.to_string()).unwrap());
+        h.insert(
+            "ratelimit-reset",
+            HeaderValue::from_str(&reset.to_string()).unwrap(),
+        );
         let w = throttle_wait(&h).unwrap();
-        assert!(w > Duration::from_secs(25) && w <= Duration::from_secs(30), "{w:?}");
+        assert!(
+            w > Duration::from_secs(25) && w <= Duration::from_secs(30),
+            "{w:?}"
+        );
     }
 }

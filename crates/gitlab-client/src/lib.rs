@@ -75,9 +75,9 @@ pub mod secret;
 pub mod types;
 pub mod watch;
 
-pub use api::{DynGitLabApi, GitLabApi, GitLabApiExt};
 #[cfg(feature = "mock")]
 pub use api::MockGitLabApi;
+pub use api::{DynGitLabApi, GitLabApi, GitLabApiExt};
 pub use error::{Error, Result};
 pub use http::{HttpGitLab, HttpGitLabBuilder, RetryPolicy};
 pub use report::{Percentiles, Report, WatchOutcome};

@@ -42,8 +42,9 @@ use crate::ci;
 use crate::error::{Error, Result};
 use crate::secret::SecretToken;
 use crate::types::{
-    Commit, CreatedRunner, FileAction, Job, JobRunner, JobStatus, JobsQuery, Namespace, NewCommit, NewPipeline,
-    NewProject, NewRunner, Page, Pipeline, PipelineStatus, Project, ProjectRef, Runner, User,
+    Commit, CreatedRunner, FileAction, Job, JobRunner, JobStatus, JobsQuery, Namespace, NewCommit,
+    NewPipeline, NewProject, NewRunner, Page, Pipeline, PipelineStatus, Project, ProjectRef,
+    Runner, User,
 };
 
 /// Wall-clock timestamps for simulated time: `base + (tokio now − origin)`.
@@ -56,7 +57,10 @@ pub struct VirtualClock {
 impl VirtualClock {
     /// A clock reading `base` now, advancing with tokio's clock (paused or not).
     pub fn new(base: Timestamp) -> Self {
-        Self { base, origin: Instant::now() }
+        Self {
+            base,
+            origin: Instant::now(),
+        }
     }
 
     /// A clock starting at the current wall time.
@@ -71,7 +75,8 @@ impl VirtualClock {
 
     /// The current virtual timestamp.
     pub fn now(&self) -> Timestamp {
-        let elapsed = jiff::SignedDuration::try_from(self.elapsed()).unwrap_or(jiff::SignedDuration::MAX);
+        let elapsed =
+            jiff::SignedDuration::try_from(self.elapsed()).unwrap_or(jiff::SignedDuration::MAX);
         self.base.checked_add(elapsed).unwrap_or(Timestamp::MAX)
     }
 }
@@ -215,11 +220,21 @@ impl State {
         found.ok_or_else(|| Error::not_found(action, project.to_string()))
     }
 
-    fn pipeline_of(&self, project_id: u64, pipeline_id: u64, action: &'static str) -> Result<&Pipeline> {
+    fn pipeline_of(
+        &self,
+        project_id: u64,
+        pipeline_id: u64,
+        action: &'static str,
+    ) -> Result<&Pipeline> {
         self.pipelines
             .get(&pipeline_id)
             .filter(|p| p.project_id == project_id)
-            .ok_or_else(|| Error::not_found(action, format!("pipeline {pipeline_id} of project {project_id}")))
+            .ok_or_else(|| {
+                Error::not_found(
+                    action,
+                    format!("pipeline {pipeline_id} of project {project_id}"),
+                )
+            })
     }
 
     fn release_runner_slot(&mut self, job_id: u64) {
@@ -231,21 +246,34 @@ impl State {
     }
 
     fn refresh_pipeline(&mut self, pipeline_id: u64, now: Timestamp) {
-        let jobs: Vec<&Job> = self.jobs.values().filter(|j| j.pipeline_id == pipeline_id).map(|j| &j.job).collect();
+        let jobs: Vec<&Job> = self
+            .jobs
+            .values()
+            .filter(|j| j.pipeline_id == pipeline_id)
+            .map(|j| &j.job)
+            .collect();
         let any_active = jobs.iter().any(|j| !j.status.is_finished());
         let any_started = jobs.iter().any(|j| j.started_at.is_some());
         let first_start = jobs.iter().filter_map(|j| j.started_at).min();
         let last_finish = jobs.iter().filter_map(|j| j.finished_at).max();
-        let failed = jobs.iter().any(|j| j.status == JobStatus::Failed && !j.allow_failure);
+        let failed = jobs
+            .iter()
+            .any(|j| j.status == JobStatus::Failed && !j.allow_failure);
         let canceled = jobs.iter().any(|j| j.status == JobStatus::Canceled);
-        let Some(p) = self.pipelines.get_mut(&pipeline_id) else { return };
+        let Some(p) = self.pipelines.get_mut(&pipeline_id) else {
+            return;
+        };
         if p.status.is_finished() {
             return;
         }
         p.updated_at = Some(now);
         p.started_at = p.started_at.or(first_start);
         if any_active {
-            p.status = if any_started { PipelineStatus::Running } else { PipelineStatus::Pending };
+            p.status = if any_started {
+                PipelineStatus::Running
+            } else {
+                PipelineStatus::Pending
+            };
             return;
         }
         p.status = if failed {
@@ -259,7 +287,9 @@ impl State {
         if let (Some(s), Some(f)) = (p.started_at, p.finished_at) {
             p.duration = Some(f.duration_since(s).as_secs_f64());
         }
-        p.queued_duration = p.started_at.map(|s| s.duration_since(p.created_at).as_secs_f64());
+        p.queued_duration = p
+            .started_at
+            .map(|s| s.duration_since(p.created_at).as_secs_f64());
     }
 }
 
@@ -304,8 +334,18 @@ impl InMemoryGitLab {
     pub fn with_clock(config: MemoryConfig, clock: VirtualClock) -> Self {
         let mut state = State::default();
         let id = state.id("namespace");
-        state.namespaces.push(Namespace { id, full_path: config.username.clone(), kind: "user".into() });
-        Self { inner: Arc::new(Inner { state: Mutex::new(state), clock, config }) }
+        state.namespaces.push(Namespace {
+            id,
+            full_path: config.username.clone(),
+            kind: "user".into(),
+        });
+        Self {
+            inner: Arc::new(Inner {
+                state: Mutex::new(state),
+                clock,
+                config,
+            }),
+        }
     }
 
     /// The clock stamping `created_at` / `started_at` / `finished_at`.
@@ -324,23 +364,38 @@ impl InMemoryGitLab {
     }
 
     /// Counts an API request and applies the rate limit / forced 429s.
-    fn admit(&self, action: &'static str, resource: impl FnOnce() -> String) -> Result<MutexGuard<'_, State>> {
+    fn admit(
+        &self,
+        action: &'static str,
+        resource: impl FnOnce() -> String,
+    ) -> Result<MutexGuard<'_, State>> {
         let mut st = self.lock();
         st.requests += 1;
         if st.forced_throttles > 0 {
             st.forced_throttles -= 1;
-            return Err(Error::Throttled { action, resource: resource(), retry_after: Some(st.forced_retry_after) });
+            return Err(Error::Throttled {
+                action,
+                resource: resource(),
+                retry_after: Some(st.forced_retry_after),
+            });
         }
         if let Some(limit) = self.inner.config.rate_limit_per_minute {
             let now = Instant::now();
             let window = match st.window {
-                Some((start, count)) if now.duration_since(start) < Duration::from_secs(60) => (start, count),
+                Some((start, count)) if now.duration_since(start) < Duration::from_secs(60) => {
+                    (start, count)
+                }
                 _ => (now, 0),
             };
             if window.1 >= limit {
                 st.window = Some(window);
-                let retry_after = Duration::from_secs(60).saturating_sub(now.duration_since(window.0));
-                return Err(Error::Throttled { action, resource: resource(), retry_after: Some(retry_after) });
+                let retry_after =
+                    Duration::from_secs(60).saturating_sub(now.duration_since(window.0));
+                return Err(Error::Throttled {
+                    action,
+                    resource: resource(),
+                    retry_after: Some(retry_after),
+                });
             }
             st.window = Some((window.0, window.1 + 1));
         }
@@ -366,37 +421,61 @@ impl InMemoryGitLab {
             return ns.clone();
         }
         let id = st.id("namespace");
-        let ns = Namespace { id, full_path: full_path.to_owned(), kind: "group".into() };
+        let ns = Namespace {
+            id,
+            full_path: full_path.to_owned(),
+            kind: "group".into(),
+        };
         st.namespaces.push(ns.clone());
         ns
     }
 
     /// The content of a file on a branch.
     pub fn file(&self, project_id: u64, branch: &str, path: &str) -> Option<String> {
-        self.lock().projects.get(&project_id)?.branches.get(branch)?.get(path).cloned()
+        self.lock()
+            .projects
+            .get(&project_id)?
+            .branches
+            .get(branch)?
+            .get(path)
+            .cloned()
     }
 
     /// The runner registered with this authentication token.
     pub fn runner_id_for_token(&self, token: &SecretToken) -> Option<u64> {
-        self.lock().runners.values().find(|r| &r.token == token).map(|r| r.runner.id)
+        self.lock()
+            .runners
+            .values()
+            .find(|r| &r.token == token)
+            .map(|r| r.runner.id)
     }
 
     /// Limits how many jobs a runner runs at once (`None`: only the caller's `max` limits it).
     pub fn set_runner_limit(&self, runner_id: u64, limit: Option<usize>) -> Result<()> {
         let mut st = self.lock();
-        let r = st.runners.get_mut(&runner_id).ok_or_else(|| Error::not_found("limit", format!("runner {runner_id}")))?;
+        let r = st
+            .runners
+            .get_mut(&runner_id)
+            .ok_or_else(|| Error::not_found("limit", format!("runner {runner_id}")))?;
         r.limit = limit;
         Ok(())
     }
 
     /// Jobs a runner is running now.
     pub fn running_jobs(&self, runner_id: u64) -> usize {
-        self.lock().runners.get(&runner_id).map_or(0, |r| r.running.len())
+        self.lock()
+            .runners
+            .get(&runner_id)
+            .map_or(0, |r| r.running.len())
     }
 
     /// Jobs still pending (not yet taken by any runner), across all pipelines.
     pub fn pending_jobs(&self) -> usize {
-        self.lock().jobs.values().filter(|j| j.job.status == JobStatus::Pending).count()
+        self.lock()
+            .jobs
+            .values()
+            .filter(|j| j.job.status == JobStatus::Pending)
+            .count()
     }
 
     /// Runner side: hands up to `max` pending jobs to the runner, oldest first, honouring the
@@ -413,9 +492,17 @@ impl InMemoryGitLab {
             if r.runner.paused {
                 return Ok(Vec::new());
             }
-            let free = r.limit.map_or(max, |l| l.saturating_sub(r.running.len()).min(max));
+            let free = r
+                .limit
+                .map_or(max, |l| l.saturating_sub(r.running.len()).min(max));
             let tags: BTreeSet<String> = r.runner.tag_list.iter().cloned().collect();
-            (r.project_id, tags, r.run_untagged, free, r.runner.description.clone())
+            (
+                r.project_id,
+                tags,
+                r.run_untagged,
+                free,
+                r.runner.description.clone(),
+            )
         };
         if free == 0 {
             return Ok(Vec::new());
@@ -426,7 +513,11 @@ impl InMemoryGitLab {
             .filter(|j| {
                 j.job.status == JobStatus::Pending
                     && j.project_id == project_id
-                    && (if j.job.tag_list.is_empty() { run_untagged } else { j.job.tag_list.iter().all(|t| tags.contains(t)) })
+                    && (if j.job.tag_list.is_empty() {
+                        run_untagged
+                    } else {
+                        j.job.tag_list.iter().all(|t| tags.contains(t))
+                    })
             })
             .take(free)
             .map(|j| j.job.id)
@@ -434,11 +525,16 @@ impl InMemoryGitLab {
         let mut out = Vec::with_capacity(picked.len());
         let mut pipelines = BTreeSet::new();
         for id in picked {
-            let Some(j) = st.jobs.get_mut(&id) else { continue };
+            let Some(j) = st.jobs.get_mut(&id) else {
+                continue;
+            };
             j.job.status = JobStatus::Running;
             j.job.started_at = Some(now);
             j.job.queued_duration = Some(now.duration_since(j.job.created_at).as_secs_f64());
-            j.job.runner = Some(JobRunner { id: runner_id, description: description.clone() });
+            j.job.runner = Some(JobRunner {
+                id: runner_id,
+                description: description.clone(),
+            });
             j.runner_id = Some(runner_id);
             pipelines.insert(j.pipeline_id);
             out.push(AssignedJob {
@@ -468,7 +564,10 @@ impl InMemoryGitLab {
     pub fn finish_job(&self, job_id: u64, outcome: JobOutcome) -> Result<Job> {
         let now = self.now();
         let mut st = self.lock();
-        let j = st.jobs.get_mut(&job_id).ok_or_else(|| Error::not_found("finish", format!("job {job_id}")))?;
+        let j = st
+            .jobs
+            .get_mut(&job_id)
+            .ok_or_else(|| Error::not_found("finish", format!("job {job_id}")))?;
         if j.job.status.is_finished() {
             return Err(Error::Conflict {
                 action: "finish",
@@ -492,7 +591,10 @@ impl InMemoryGitLab {
             JobOutcome::Canceled => j.job.status = JobStatus::Canceled,
         }
         j.job.finished_at = Some(now);
-        j.job.duration = j.job.started_at.map(|s| now.duration_since(s).as_secs_f64());
+        j.job.duration = j
+            .job
+            .started_at
+            .map(|s| now.duration_since(s).as_secs_f64());
         let job = j.job.clone();
         let pipeline_id = j.pipeline_id;
         st.release_runner_slot(job_id);
@@ -509,7 +611,11 @@ fn sha(n: u64) -> String {
 impl GitLabApi for InMemoryGitLab {
     async fn current_user(&self) -> Result<User> {
         let _st = self.admit("get", || "current user".into())?;
-        Ok(User { id: 1, username: self.inner.config.username.clone(), name: self.inner.config.username.clone() })
+        Ok(User {
+            id: 1,
+            username: self.inner.config.username.clone(),
+            name: self.inner.config.username.clone(),
+        })
     }
 
     async fn get_namespace(&self, path: &str) -> Result<Namespace> {
@@ -540,8 +646,15 @@ impl GitLabApi for InMemoryGitLab {
                 .ok_or_else(|| Error::not_found("create project in", format!("namespace {id}")))?,
         };
         let full = format!("{}/{}", ns.full_path, new.path);
-        if st.projects.values().any(|p| p.project.path_with_namespace.eq_ignore_ascii_case(&full)) {
-            return Err(Error::AlreadyExists { action: "create", resource: format!("project {full:?}") });
+        if st
+            .projects
+            .values()
+            .any(|p| p.project.path_with_namespace.eq_ignore_ascii_case(&full))
+        {
+            return Err(Error::AlreadyExists {
+                action: "create",
+                resource: format!("project {full:?}"),
+            });
         }
         let id = st.id("project");
         let mut branches = BTreeMap::new();
@@ -559,7 +672,14 @@ impl GitLabApi for InMemoryGitLab {
             default_branch: new.initialize_with_readme.then(|| "main".to_owned()),
             web_url: format!("{}/{full}", self.inner.config.web_url),
         };
-        st.projects.insert(id, ProjectState { project: project.clone(), branches, heads });
+        st.projects.insert(
+            id,
+            ProjectState {
+                project: project.clone(),
+                branches,
+                heads,
+            },
+        );
         Ok(project)
     }
 
@@ -576,14 +696,29 @@ impl GitLabApi for InMemoryGitLab {
     async fn create_runner(&self, new: &NewRunner) -> Result<CreatedRunner> {
         let mut st = self.admit("create", || format!("runner {:?}", new.description))?;
         if new.runner_type != "project_type" {
-            return Err(Error::invalid("create", "runner", "the sandbox supports only runner_type=project_type"));
+            return Err(Error::invalid(
+                "create",
+                "runner",
+                "the sandbox supports only runner_type=project_type",
+            ));
         }
         st.project_id(&ProjectRef::Id(new.project_id), "create runner for")?;
-        if let Some(t) = new.tag_list.iter().find(|t| t.trim().is_empty() || t.contains(',')) {
-            return Err(Error::invalid("create", "runner", format!("tag {t:?} is not valid")));
+        if let Some(t) = new
+            .tag_list
+            .iter()
+            .find(|t| t.trim().is_empty() || t.contains(','))
+        {
+            return Err(Error::invalid(
+                "create",
+                "runner",
+                format!("tag {t:?} is not valid"),
+            ));
         }
         let id = st.id("runner");
-        let token = SecretToken::new(format!("glrt-sandbox{id:06}{:014x}", fastrand::u64(..) & 0xff_ffff_ffff_ffff));
+        let token = SecretToken::new(format!(
+            "glrt-sandbox{id:06}{:014x}",
+            fastrand::u64(..) & 0xff_ffff_ffff_ffff
+        ));
         let runner = Runner {
             id,
             description: Some(new.description.clone()),
@@ -603,24 +738,44 @@ impl GitLabApi for InMemoryGitLab {
                 running: BTreeSet::new(),
             },
         );
-        Ok(CreatedRunner { id, token, token_expires_at: None })
+        Ok(CreatedRunner {
+            id,
+            token,
+            token_expires_at: None,
+        })
     }
 
     async fn list_runners(&self, project: &ProjectRef) -> Result<Vec<Runner>> {
         let st = self.admit("list runners of", || project.to_string())?;
         let id = st.project_id(project, "list runners of")?;
-        Ok(st.runners.values().filter(|r| r.project_id == id).map(|r| r.runner.clone()).collect())
+        Ok(st
+            .runners
+            .values()
+            .filter(|r| r.project_id == id)
+            .map(|r| r.runner.clone())
+            .collect())
     }
 
     async fn delete_runner(&self, runner_id: u64) -> Result<()> {
         let mut st = self.admit("delete", || format!("runner {runner_id}"))?;
-        st.runners.remove(&runner_id).map(|_| ()).ok_or_else(|| Error::not_found("delete", format!("runner {runner_id}")))
+        st.runners
+            .remove(&runner_id)
+            .map(|_| ())
+            .ok_or_else(|| Error::not_found("delete", format!("runner {runner_id}")))
     }
 
-    async fn file_exists(&self, project: &ProjectRef, file_path: &str, ref_name: &str) -> Result<bool> {
+    async fn file_exists(
+        &self,
+        project: &ProjectRef,
+        file_path: &str,
+        ref_name: &str,
+    ) -> Result<bool> {
         let st = self.admit("check", || format!("file {file_path:?} of {project}"))?;
         let id = st.project_id(project, "read file of")?;
-        Ok(st.projects[&id].branches.get(ref_name).is_some_and(|files| files.contains_key(file_path)))
+        Ok(st.projects[&id]
+            .branches
+            .get(ref_name)
+            .is_some_and(|files| files.contains_key(file_path)))
     }
 
     async fn commit_files(&self, project: &ProjectRef, commit: &NewCommit) -> Result<Commit> {
@@ -628,11 +783,18 @@ impl GitLabApi for InMemoryGitLab {
         let id = st.project_id(project, "commit to")?;
         let resource = || format!("branch {:?} of {project}", commit.branch);
         if commit.actions.is_empty() {
-            return Err(Error::invalid("commit to", resource(), "a commit needs at least one action"));
+            return Err(Error::invalid(
+                "commit to",
+                resource(),
+                "a commit needs at least one action",
+            ));
         }
         let p = &st.projects[&id];
         let default = p.project.default_branch.clone();
-        let mut files = match (p.branches.get(&commit.branch), default.as_ref().and_then(|d| p.branches.get(d))) {
+        let mut files = match (
+            p.branches.get(&commit.branch),
+            default.as_ref().and_then(|d| p.branches.get(d)),
+        ) {
             (Some(files), _) | (None, Some(files)) => files.clone(),
             (None, None) => BTreeMap::new(),
         };
@@ -640,10 +802,18 @@ impl GitLabApi for InMemoryGitLab {
             let exists = files.contains_key(&a.file_path);
             match a.action {
                 FileAction::Create if exists => {
-                    return Err(Error::invalid("commit to", resource(), format!("A file with this name already exists: {}", a.file_path)));
+                    return Err(Error::invalid(
+                        "commit to",
+                        resource(),
+                        format!("A file with this name already exists: {}", a.file_path),
+                    ));
                 }
                 FileAction::Update | FileAction::Delete if !exists => {
-                    return Err(Error::invalid("commit to", resource(), format!("A file with this name doesn't exist: {}", a.file_path)));
+                    return Err(Error::invalid(
+                        "commit to",
+                        resource(),
+                        format!("A file with this name doesn't exist: {}", a.file_path),
+                    ));
                 }
                 FileAction::Create | FileAction::Update => {
                     files.insert(a.file_path.clone(), a.content.clone().unwrap_or_default());
@@ -658,8 +828,19 @@ impl GitLabApi for InMemoryGitLab {
         let p = st.projects.get_mut(&id).expect("checked above");
         p.branches.insert(commit.branch.clone(), files);
         p.heads.insert(commit.branch.clone(), sha(n));
-        p.project.default_branch.get_or_insert_with(|| commit.branch.clone());
-        Ok(Commit { id: sha(n), title: commit.commit_message.lines().next().unwrap_or("").to_owned(), created_at: Some(now) })
+        p.project
+            .default_branch
+            .get_or_insert_with(|| commit.branch.clone());
+        Ok(Commit {
+            id: sha(n),
+            title: commit
+                .commit_message
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_owned(),
+            created_at: Some(now),
+        })
     }
 
     async fn create_pipeline(&self, project: &ProjectRef, new: &NewPipeline) -> Result<Pipeline> {
@@ -667,11 +848,20 @@ impl GitLabApi for InMemoryGitLab {
         let id = st.project_id(project, "create pipeline on")?;
         let resource = || format!("pipeline on ref {:?} of {project}", new.ref_name);
         let p = &st.projects[&id];
-        let files = p.branches.get(&new.ref_name).ok_or_else(|| Error::invalid("create", resource(), "Reference not found"))?;
-        let yaml = files.get(".gitlab-ci.yml").ok_or_else(|| Error::invalid("create", resource(), "Missing CI config file"))?;
+        let files = p
+            .branches
+            .get(&new.ref_name)
+            .ok_or_else(|| Error::invalid("create", resource(), "Reference not found"))?;
+        let yaml = files
+            .get(".gitlab-ci.yml")
+            .ok_or_else(|| Error::invalid("create", resource(), "Missing CI config file"))?;
         let expanded = ci::expand(yaml)?;
         if expanded.is_empty() {
-            return Err(Error::invalid("create", resource(), "No stages / jobs for this pipeline."));
+            return Err(Error::invalid(
+                "create",
+                resource(),
+                "No stages / jobs for this pipeline.",
+            ));
         }
         let sha = p.heads.get(&new.ref_name).cloned().unwrap_or_default();
         let web = p.project.web_url.clone();
@@ -712,9 +902,22 @@ impl GitLabApi for InMemoryGitLab {
                 runner: None,
                 web_url: format!("{web}/-/jobs/{job_id}"),
             };
-            st.jobs.insert(job_id, JobState { job, project_id: id, pipeline_id, image: e.image, runner_id: None });
+            st.jobs.insert(
+                job_id,
+                JobState {
+                    job,
+                    project_id: id,
+                    pipeline_id,
+                    image: e.image,
+                    runner_id: None,
+                },
+            );
         }
-        tracing::debug!(pipeline = pipeline_id, project = id, "sandbox pipeline created");
+        tracing::debug!(
+            pipeline = pipeline_id,
+            project = id,
+            "sandbox pipeline created"
+        );
         Ok(pipeline)
     }
 
@@ -724,8 +927,15 @@ impl GitLabApi for InMemoryGitLab {
         st.pipeline_of(id, pipeline_id, "get").cloned()
     }
 
-    async fn list_pipeline_jobs(&self, project: &ProjectRef, pipeline_id: u64, query: &JobsQuery) -> Result<Page<Job>> {
-        let st = self.admit("list jobs of", || format!("pipeline {pipeline_id} of {project}"))?;
+    async fn list_pipeline_jobs(
+        &self,
+        project: &ProjectRef,
+        pipeline_id: u64,
+        query: &JobsQuery,
+    ) -> Result<Page<Job>> {
+        let st = self.admit("list jobs of", || {
+            format!("pipeline {pipeline_id} of {project}")
+        })?;
         let id = st.project_id(project, "list jobs of")?;
         st.pipeline_of(id, pipeline_id, "list jobs of")?;
         let per_page = match query.per_page {
@@ -744,7 +954,12 @@ impl GitLabApi for InMemoryGitLab {
         let total = matching.len() as u64;
         let total_pages = (total.div_ceil(u64::from(per_page)).max(1)) as u32;
         let start = (page as usize - 1).saturating_mul(per_page as usize);
-        let items: Vec<Job> = matching.into_iter().skip(start).take(per_page as usize).cloned().collect();
+        let items: Vec<Job> = matching
+            .into_iter()
+            .skip(start)
+            .take(per_page as usize)
+            .cloned()
+            .collect();
         Ok(Page {
             items,
             page,
@@ -889,7 +1104,9 @@ pub fn simulate_runners(gitlab: InMemoryGitLab, config: SimulationConfig) -> Sim
         loop {
             while jobs.try_join_next().is_some() {}
             for r in &config.runners {
-                let free = r.concurrent.saturating_sub(gitlab.running_jobs(r.runner_id));
+                let free = r
+                    .concurrent
+                    .saturating_sub(gitlab.running_jobs(r.runner_id));
                 if free == 0 {
                     continue;
                 }
@@ -903,10 +1120,14 @@ pub fn simulate_runners(gitlab: InMemoryGitLab, config: SimulationConfig) -> Sim
                 for job in assigned {
                     taken += 1;
                     let outcome = match config.fail_every {
-                        Some(n) if taken % n == 0 => JobOutcome::Failed { reason: "script_failure".into() },
+                        Some(n) if taken.is_multiple_of(n) => JobOutcome::Failed {
+                            reason: "script_failure".into(),
+                        },
                         _ => JobOutcome::Success,
                     };
-                    let delay = config.pod_start + config.pod_start_jitter.mul_f64(rng.f64()) + config.job_duration;
+                    let delay = config.pod_start
+                        + config.pod_start_jitter.mul_f64(rng.f64())
+                        + config.job_duration;
                     let gitlab = gitlab.clone();
                     jobs.spawn(async move {
                         tokio::time::sleep(delay).await;

@@ -30,7 +30,12 @@ impl Percentiles {
         samples.sort_by(f64::total_cmp);
         let n = samples.len();
         let rank = |p: f64| samples[((p / 100.0 * n as f64).ceil() as usize).clamp(1, n) - 1];
-        Some(Self { count: n, p50: rank(50.0), p95: rank(95.0), max: samples[n - 1] })
+        Some(Self {
+            count: n,
+            p50: rank(50.0),
+            p95: rank(95.0),
+            max: samples[n - 1],
+        })
     }
 }
 
@@ -83,7 +88,13 @@ fn secs(from: Timestamp, to: Timestamp) -> f64 {
 
 impl Report {
     /// Computes the report from the pipeline and all its jobs.
-    pub fn compute(pipeline: &Pipeline, jobs: &[Job], outcome: WatchOutcome, requests: u64, watch_secs: f64) -> Self {
+    pub fn compute(
+        pipeline: &Pipeline,
+        jobs: &[Job],
+        outcome: WatchOutcome,
+        requests: u64,
+        watch_secs: f64,
+    ) -> Self {
         let mut by_status = BTreeMap::new();
         let mut failures_by_reason = BTreeMap::new();
         let mut queue = Vec::new();
@@ -93,7 +104,10 @@ impl Report {
         for job in jobs {
             *by_status.entry(job.status.as_str().to_owned()).or_insert(0) += 1;
             if job.status == JobStatus::Failed {
-                let reason = job.failure_reason.clone().unwrap_or_else(|| "unknown".into());
+                let reason = job
+                    .failure_reason
+                    .clone()
+                    .unwrap_or_else(|| "unknown".into());
                 *failures_by_reason.entry(reason).or_insert(0) += 1;
             }
             if let Some(started) = job.started_at {
@@ -110,7 +124,9 @@ impl Report {
             }
         }
         let makespan_secs = last_finished.map(|l| secs(pipeline.created_at, l));
-        let jobs_per_minute = makespan_secs.filter(|m| *m > 0.0).map(|m| finished as f64 * 60.0 / m);
+        let jobs_per_minute = makespan_secs
+            .filter(|m| *m > 0.0)
+            .map(|m| finished as f64 * 60.0 / m);
         Self {
             pipeline_id: pipeline.id,
             web_url: pipeline.web_url.clone(),
@@ -136,8 +152,14 @@ impl Report {
     /// The report as a human-readable table.
     pub fn render_table(&self) -> String {
         let mut out = String::new();
-        let opt = |v: Option<f64>, unit: &str| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}{unit}"));
-        let _ = writeln!(out, "pipeline {} ({}) — {:?}", self.pipeline_id, self.pipeline_status, self.outcome);
+        let opt = |v: Option<f64>, unit: &str| {
+            v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}{unit}"))
+        };
+        let _ = writeln!(
+            out,
+            "pipeline {} ({}) — {:?}",
+            self.pipeline_id, self.pipeline_status, self.outcome
+        );
         if !self.web_url.is_empty() {
             let _ = writeln!(out, "  {}", self.web_url);
         }
@@ -145,13 +167,27 @@ impl Report {
         for (status, n) in &self.by_status {
             let _ = writeln!(out, "  {status:<20} {n:>10}");
         }
-        let _ = writeln!(out, "{:<22} {:>10}", "makespan", opt(self.makespan_secs, " s"));
-        let _ = writeln!(out, "{:<22} {:>10}", "jobs/minute", opt(self.jobs_per_minute, ""));
+        let _ = writeln!(
+            out,
+            "{:<22} {:>10}",
+            "makespan",
+            opt(self.makespan_secs, " s")
+        );
+        let _ = writeln!(
+            out,
+            "{:<22} {:>10}",
+            "jobs/minute",
+            opt(self.jobs_per_minute, "")
+        );
         let _ = writeln!(out, "{:<22} {:>10} {:>10} {:>10}", "", "p50", "p95", "max");
         for (name, p) in [("queue time (s)", &self.queue), ("run time (s)", &self.run)] {
             match p {
                 Some(p) => {
-                    let _ = writeln!(out, "{name:<22} {:>10.1} {:>10.1} {:>10.1}", p.p50, p.p95, p.max);
+                    let _ = writeln!(
+                        out,
+                        "{name:<22} {:>10.1} {:>10.1} {:>10.1}",
+                        p.p50, p.p95, p.max
+                    );
                 }
                 None => {
                     let _ = writeln!(out, "{name:<22} {:>10} {:>10} {:>10}", "-", "-", "-");
@@ -167,7 +203,12 @@ impl Report {
             }
         }
         let _ = writeln!(out, "{:<22} {:>10}", "API requests", self.requests);
-        let _ = write!(out, "{:<22} {:>10}", "watched for", format!("{:.1} s", self.watch_secs));
+        let _ = write!(
+            out,
+            "{:<22} {:>10}",
+            "watched for",
+            format!("{:.1} s", self.watch_secs)
+        );
         out
     }
 }

@@ -5,7 +5,8 @@ use std::fmt;
 /// Token prefixes GitLab documents; the redacted form keeps the prefix so logs still say
 /// which kind of token it was (`glrt-****`, `glpat-****`).
 const KNOWN_PREFIXES: &[&str] = &[
-    "glrt-", "glrtr-", "glpat-", "gldt-", "glcbt-", "glptt-", "glft-", "glimt-", "gloas-", "glsoat-",
+    "glrt-", "glrtr-", "glpat-", "gldt-", "glcbt-", "glptt-", "glft-", "glimt-", "gloas-",
+    "glsoat-",
 ];
 
 /// A GitLab token: a personal/project access token for the API, or a runner authentication
@@ -35,7 +36,11 @@ impl SecretToken {
 
     /// The redacted form: the known prefix followed by `****`, or just `****`.
     pub fn redacted(&self) -> String {
-        let prefix = KNOWN_PREFIXES.iter().find(|p| self.0.starts_with(*p)).copied().unwrap_or("");
+        let prefix = KNOWN_PREFIXES
+            .iter()
+            .find(|p| self.0.starts_with(*p))
+            .copied()
+            .unwrap_or("");
         format!("{prefix}****")
     }
 }

@@ -25,10 +25,9 @@ impl ProjectRef {
     pub fn parse(value: &str) -> Result<Self> {
         let value = value.trim();
         if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-            return value
-                .parse()
-                .map(ProjectRef::Id)
-                .map_err(|_| Error::invalid("parse", "project id", format!("{value:?} is too large")));
+            return value.parse().map(ProjectRef::Id).map_err(|_| {
+                Error::invalid("parse", "project id", format!("{value:?} is too large"))
+            });
         }
         validate_project_path(value)?;
         Ok(ProjectRef::Path(value.to_owned()))
@@ -76,7 +75,10 @@ fn validate_project_path(path: &str) -> Result<()> {
         if segment.is_empty() {
             return bad("has an empty segment (leading, trailing or double `/`)");
         }
-        if !segment.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b)) {
+        if !segment
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+        {
             return bad("may contain only letters, digits, `_`, `-`, `.` and `/`");
         }
         let first = segment.as_bytes()[0];
@@ -165,7 +167,13 @@ pub struct NewProject {
 impl NewProject {
     /// A private project with a README, in the user's namespace.
     pub fn new(path: impl Into<String>) -> Self {
-        Self { path: path.into(), name: None, namespace_id: None, visibility: "private".into(), initialize_with_readme: true }
+        Self {
+            path: path.into(),
+            name: None,
+            namespace_id: None,
+            visibility: "private".into(),
+            initialize_with_readme: true,
+        }
     }
 
     /// Creates the project in the given namespace.
@@ -322,13 +330,20 @@ pub struct NewPipeline {
 impl NewPipeline {
     /// A pipeline on `ref_name` without variables.
     pub fn new(ref_name: impl Into<String>) -> Self {
-        Self { ref_name: ref_name.into(), variables: Vec::new() }
+        Self {
+            ref_name: ref_name.into(),
+            variables: Vec::new(),
+        }
     }
 
     /// Adds an `env_var` variable.
     #[must_use]
     pub fn variable(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.variables.push(PipelineVariable { key: key.into(), value: value.into(), variable_type: "env_var".into() });
+        self.variables.push(PipelineVariable {
+            key: key.into(),
+            value: value.into(),
+            variable_type: "env_var".into(),
+        });
         self
     }
 }
@@ -370,7 +385,10 @@ pub enum PipelineStatus {
 impl PipelineStatus {
     /// True once the pipeline will not change any more (success, failed, canceled, skipped).
     pub fn is_finished(self) -> bool {
-        matches!(self, Self::Success | Self::Failed | Self::Canceled | Self::Skipped)
+        matches!(
+            self,
+            Self::Success | Self::Failed | Self::Canceled | Self::Skipped
+        )
     }
 
     /// The API spelling (`running`).
@@ -478,12 +496,19 @@ pub enum JobStatus {
 
 impl JobStatus {
     /// Statuses of jobs that will still change on their own: the `scope[]` the watcher polls.
-    pub const ACTIVE_SCOPE: [JobStatus; 4] =
-        [JobStatus::Created, JobStatus::WaitingForResource, JobStatus::Pending, JobStatus::Running];
+    pub const ACTIVE_SCOPE: [JobStatus; 4] = [
+        JobStatus::Created,
+        JobStatus::WaitingForResource,
+        JobStatus::Pending,
+        JobStatus::Running,
+    ];
 
     /// True once the job will not change any more (success, failed, canceled, skipped, manual).
     pub fn is_finished(self) -> bool {
-        matches!(self, Self::Success | Self::Failed | Self::Canceled | Self::Skipped | Self::Manual)
+        matches!(
+            self,
+            Self::Success | Self::Failed | Self::Canceled | Self::Skipped | Self::Manual
+        )
     }
 
     /// The API spelling (`pending`).
@@ -579,14 +604,21 @@ pub struct JobsQuery {
 
 impl Default for JobsQuery {
     fn default() -> Self {
-        Self { page: 1, per_page: crate::MAX_PER_PAGE, scope: Vec::new() }
+        Self {
+            page: 1,
+            per_page: crate::MAX_PER_PAGE,
+            scope: Vec::new(),
+        }
     }
 }
 
 impl JobsQuery {
     /// Page `page` of 100 jobs.
     pub fn page(page: u32) -> Self {
-        Self { page, ..Self::default() }
+        Self {
+            page,
+            ..Self::default()
+        }
     }
 
     /// Restricts to the given statuses.

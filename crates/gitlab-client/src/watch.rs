@@ -124,10 +124,17 @@ macro_rules! call {
         loop {
             $st.requests += 1;
             match $fut.await {
-                Err(Error::Throttled { retry_after, .. }) if $st.start.elapsed() < $st.cfg.timeout => {
+                Err(Error::Throttled { retry_after, .. })
+                    if $st.start.elapsed() < $st.cfg.timeout =>
+                {
                     let wait = retry_after.unwrap_or($st.cfg.initial_interval);
-                    tracing::warn!(wait_secs = wait.as_secs_f64(), "GitLab throttled the watcher; waiting");
-                    ($st.on_event)(&WatchEvent::Throttled { retry_after_secs: wait.as_secs_f64() });
+                    tracing::warn!(
+                        wait_secs = wait.as_secs_f64(),
+                        "GitLab throttled the watcher; waiting"
+                    );
+                    ($st.on_event)(&WatchEvent::Throttled {
+                        retry_after_secs: wait.as_secs_f64(),
+                    });
                     tokio::time::sleep(wait).await;
                 }
                 other => break other,
@@ -147,7 +154,11 @@ struct State<'a> {
 }
 
 /// Statuses still waiting for a runner.
-const QUEUED: [JobStatus; 3] = [JobStatus::Created, JobStatus::WaitingForResource, JobStatus::Pending];
+const QUEUED: [JobStatus; 3] = [
+    JobStatus::Created,
+    JobStatus::WaitingForResource,
+    JobStatus::Pending,
+];
 
 impl State<'_> {
     fn per_page(&self) -> u32 {
@@ -159,7 +170,11 @@ impl State<'_> {
     }
 
     async fn page(&mut self, scope: &[JobStatus], page: u32, per_page: u32) -> Result<Page<Job>> {
-        let query = JobsQuery { page, per_page, scope: scope.to_vec() };
+        let query = JobsQuery {
+            page,
+            per_page,
+            scope: scope.to_vec(),
+        };
         let (api, project, id) = (self.api, self.project, self.pipeline_id);
         call!(self, api.list_pipeline_jobs(project, id, &query))
     }
@@ -194,7 +209,9 @@ impl State<'_> {
     async fn active(&mut self, last_active: Option<usize>) -> Result<BTreeMap<String, usize>> {
         let mut by_status = BTreeMap::new();
         if last_active.is_some_and(|a| a <= self.per_page() as usize) {
-            let page = self.page(&JobStatus::ACTIVE_SCOPE, 1, self.per_page()).await?;
+            let page = self
+                .page(&JobStatus::ACTIVE_SCOPE, 1, self.per_page())
+                .await?;
             if page.next_page.is_none() {
                 for job in page.items.iter().filter(|j| !j.status.is_finished()) {
                     *by_status.entry(job.status.as_str().to_owned()).or_insert(0) += 1;
@@ -229,7 +246,15 @@ pub async fn watch_pipeline(
     cfg: &WatchConfig,
     on_event: &mut (dyn FnMut(&WatchEvent) + Send),
 ) -> Result<Report> {
-    let mut st = State { api, project, pipeline_id, cfg, on_event, start: Instant::now(), requests: 0 };
+    let mut st = State {
+        api,
+        project,
+        pipeline_id,
+        cfg,
+        on_event,
+        start: Instant::now(),
+        requests: 0,
+    };
     let mut interval = cfg.initial_interval;
     let mut total: Option<usize> = None;
     let mut last_active: Option<usize> = None;
@@ -282,9 +307,14 @@ pub async fn watch_pipeline(
             interval.mul_f64(2.0 / 3.0)
         };
         interval = interval.clamp(cfg.min_interval, cfg.max_interval.max(cfg.min_interval));
-        let next_cycle_requests = 1 + if active <= st.per_page() as usize { 1 } else { 2 };
-        let floor =
-            Duration::from_secs_f64(next_cycle_requests as f64 * 60.0 / f64::from(cfg.max_requests_per_minute.max(1)));
+        let next_cycle_requests = 1 + if active <= st.per_page() as usize {
+            1
+        } else {
+            2
+        };
+        let floor = Duration::from_secs_f64(
+            next_cycle_requests as f64 * 60.0 / f64::from(cfg.max_requests_per_minute.max(1)),
+        );
         interval = interval.max(floor);
         last_signature = Some(active_by_status.clone());
 
@@ -311,5 +341,11 @@ pub async fn watch_pipeline(
     let jobs = st.list(&[]).await?;
     let watch_secs = st.start.elapsed().as_secs_f64();
     tracing::info!(pipeline = pipeline_id, status = %pipeline.status, requests = st.requests, ?outcome, "watch ended");
-    Ok(Report::compute(&pipeline, &jobs, outcome, st.requests, watch_secs))
+    Ok(Report::compute(
+        &pipeline,
+        &jobs,
+        outcome,
+        st.requests,
+        watch_secs,
+    ))
 }

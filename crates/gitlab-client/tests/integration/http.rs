@@ -4,7 +4,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use glrunner_gitlab_client::{
-    Error, GitLabApi, GitLabApiExt, HttpGitLab, JobStatus, NewPipeline, NewRunner, ProjectRef, RetryPolicy, SecretToken,
+    Error, GitLabApi, GitLabApiExt, HttpGitLab, JobStatus, NewPipeline, NewRunner, ProjectRef,
+    RetryPolicy, SecretToken,
 };
 use serde_json::{Value, json};
 use wiremock::matchers::{header, method, path, query_param};
@@ -17,7 +18,10 @@ fn client(server: &MockServer) -> HttpGitLab {
     HttpGitLab::builder()
         .with_url(server.uri())
         .with_token(SecretToken::new(PAT))
-        .with_retry_policy(RetryPolicy::default().with_backoff(Duration::from_millis(5), Duration::from_millis(20)))
+        .with_retry_policy(
+            RetryPolicy::default()
+                .with_backoff(Duration::from_millis(5), Duration::from_millis(20)),
+        )
         .with_timeout(Duration::from_secs(5))
         .build()
         .expect("valid client")
@@ -76,7 +80,10 @@ fn page(items: Vec<Value>, page: u32, next: Option<u32>, total: u64) -> Response
         .insert_header("x-total-pages", pages.to_string())
         .insert_header(
             "link",
-            format!("<https://example.com/api/v4/projects/42/pipelines/7/jobs?page=1&per_page=100>; rel=\"first\""),
+            format!(
+                "<https://example.com/api/v4/projects/42/pipelines/7/jobs?page=1&per_page=100>; rel=\"first\", \
+                 <https://example.com/api/v4/projects/42/pipelines/7/jobs?page={pages}&per_page=100>; rel=\"last\""
+            ),
         )
         .insert_header("ratelimit-limit", "2000")
         .insert_header("ratelimit-remaining", "1990")
@@ -87,8 +94,15 @@ fn page(items: Vec<Value>, page: u32, next: Option<u32>, total: u64) -> Response
 async fn all_jobs_across_three_pages() {
     let server = MockServer::start().await;
     let jobs_path = "/api/v4/projects/42/pipelines/7/jobs";
-    for (p, range, next) in [(1u32, 151..=250u64, Some(2)), (2, 51..=150, Some(3)), (3, 1..=50, None)] {
-        let items = range.rev().map(|id| doc_job(id, if id % 50 == 0 { "failed" } else { "success" })).collect();
+    for (p, range, next) in [
+        (1u32, 151..=250u64, Some(2)),
+        (2, 51..=150, Some(3)),
+        (3, 1..=50, None),
+    ] {
+        let items = range
+            .rev()
+            .map(|id| doc_job(id, if id % 50 == 0 { "failed" } else { "success" }))
+            .collect();
         Mock::given(method("GET"))
             .and(path(jobs_path))
             .and(query_param("page", p.to_string()))
@@ -102,9 +116,21 @@ async fn all_jobs_across_three_pages() {
     let gl = client(&server);
     let jobs = gl.all_pipeline_jobs(&ProjectRef::Id(42), 7).await.unwrap();
     assert_eq!(jobs.len(), 250);
-    assert_eq!(jobs.iter().filter(|j| j.status == JobStatus::Failed).count(), 5);
+    assert_eq!(
+        jobs.iter()
+            .filter(|j| j.status == JobStatus::Failed)
+            .count(),
+        5
+    );
     assert_eq!(jobs[1].failure_reason, None);
-    assert_eq!(jobs.iter().find(|j| j.id == 50).unwrap().failure_reason.as_deref(), Some("script_failure"));
+    assert_eq!(
+        jobs.iter()
+            .find(|j| j.id == 50)
+            .unwrap()
+            .failure_reason
+            .as_deref(),
+        Some("script_failure")
+    );
     assert_eq!(gl.requests_made(), 3);
 }
 
@@ -112,16 +138,30 @@ async fn all_jobs_across_three_pages() {
 async fn scope_and_page_headers_are_parsed() {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
-        .and(path("/api/v4/projects/my-group%2Floadtest/pipelines/7/jobs"))
+        .and(path(
+            "/api/v4/projects/my-group%2Floadtest/pipelines/7/jobs",
+        ))
         .and(query_param("scope[]", "running"))
         .respond_with(page(vec![doc_job(3, "running")], 1, None, 1))
         .expect(1)
         .mount(&server)
         .await;
     let gl = client(&server);
-    let q = glrunner_gitlab_client::JobsQuery::page(1).scope(&[JobStatus::Pending, JobStatus::Running]);
-    let page = gl.list_pipeline_jobs(&ProjectRef::parse("my-group/loadtest").unwrap(), 7, &q).await.unwrap();
-    assert_eq!((page.items.len(), page.next_page, page.total, page.total_pages), (1, None, Some(1), Some(1)));
+    let q =
+        glrunner_gitlab_client::JobsQuery::page(1).scope(&[JobStatus::Pending, JobStatus::Running]);
+    let page = gl
+        .list_pipeline_jobs(&ProjectRef::parse("my-group/loadtest").unwrap(), 7, &q)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            page.items.len(),
+            page.next_page,
+            page.total,
+            page.total_pages
+        ),
+        (1, None, Some(1), Some(1))
+    );
 }
 
 #[tokio::test]
@@ -151,7 +191,11 @@ async fn waits_out_429_retry_after() {
     let gl = client(&server);
     let started = Instant::now();
     let p = gl.get_pipeline(&ProjectRef::Id(42), 7).await.unwrap();
-    assert!(started.elapsed() >= Duration::from_secs(1), "waited only {:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "waited only {:?}",
+        started.elapsed()
+    );
     assert_eq!(p.id, 7);
     assert_eq!(gl.requests_made(), 2);
 }
@@ -161,7 +205,11 @@ async fn retry_after_beyond_the_cap_is_throttled() {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path("/api/v4/user"))
-        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "3600").set_body_string("Retry later\n"))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("retry-after", "3600")
+                .set_body_string("Retry later\n"),
+        )
         .expect(1)
         .mount(&server)
         .await;
@@ -201,13 +249,32 @@ async fn server_errors_are_not_retried_for_pipeline_creation() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/api/v4/projects/42/pipeline"))
-        .respond_with(ResponseTemplate::new(500).set_body_json(json!({"message": "500 Internal Server Error"})))
+        .respond_with(
+            ResponseTemplate::new(500)
+                .set_body_json(json!({"message": "500 Internal Server Error"})),
+        )
         .expect(1)
         .mount(&server)
         .await;
-    let err = client(&server).create_pipeline(&ProjectRef::Id(42), &NewPipeline::new("main")).await.unwrap_err();
-    assert!(matches!(err, Error::Backend { status: Some(500), .. }), "{err:?}");
-    assert!(err.to_string().contains("create pipeline on ref \"main\" of project 42"), "{err}");
+    let err = client(&server)
+        .create_pipeline(&ProjectRef::Id(42), &NewPipeline::new("main"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Backend {
+                status: Some(500),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .contains("create pipeline on ref \"main\" of project 42"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -215,14 +282,21 @@ async fn unauthorized_is_a_clear_permission_error() {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path("/api/v4/user"))
-        .respond_with(ResponseTemplate::new(401).set_body_json(json!({"message": "401 Unauthorized"})))
+        .respond_with(
+            ResponseTemplate::new(401).set_body_json(json!({"message": "401 Unauthorized"})),
+        )
         .expect(1)
         .mount(&server)
         .await;
     let err = client(&server).current_user().await.unwrap_err();
     assert!(matches!(err, Error::PermissionDenied { .. }), "{err:?}");
     let msg = err.to_string();
-    assert!(msg.contains("401 Unauthorized") && msg.contains("GITLAB_TOKEN") && msg.contains("the token's user"), "{msg}");
+    assert!(
+        msg.contains("401 Unauthorized")
+            && msg.contains("GITLAB_TOKEN")
+            && msg.contains("the token's user"),
+        "{msg}"
+    );
     assert!(!msg.contains(PAT));
 }
 
@@ -239,7 +313,10 @@ async fn insufficient_scope_names_the_scope() {
         .expect(1)
         .mount(&server)
         .await;
-    let err = client(&server).create_runner(&NewRunner::project(42, "r", vec!["a".into()])).await.unwrap_err();
+    let err = client(&server)
+        .create_runner(&NewRunner::project(42, "r", vec!["a".into()]))
+        .await
+        .unwrap_err();
     match &err {
         Error::PermissionDenied { scope, .. } => assert_eq!(scope, "create_runner"),
         other => panic!("{other:?}"),
@@ -252,17 +329,30 @@ async fn not_found_and_already_taken() {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path("/api/v4/projects/9"))
-        .respond_with(ResponseTemplate::new(404).set_body_json(json!({"message": "404 Project Not Found"})))
+        .respond_with(
+            ResponseTemplate::new(404).set_body_json(json!({"message": "404 Project Not Found"})),
+        )
         .mount(&server)
         .await;
     Mock::given(method("POST"))
         .and(path("/api/v4/projects"))
-        .respond_with(ResponseTemplate::new(400).set_body_json(json!({"message": {"path": ["has already been taken"]}})))
+        .respond_with(
+            ResponseTemplate::new(400)
+                .set_body_json(json!({"message": {"path": ["has already been taken"]}})),
+        )
         .mount(&server)
         .await;
     let gl = client(&server);
-    assert!(gl.get_project(&ProjectRef::Id(9)).await.unwrap_err().is_not_found());
-    let err = gl.create_project(&glrunner_gitlab_client::NewProject::new("x")).await.unwrap_err();
+    assert!(
+        gl.get_project(&ProjectRef::Id(9))
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+    let err = gl
+        .create_project(&glrunner_gitlab_client::NewProject::new("x"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::AlreadyExists { .. }), "{err:?}");
 }
 
@@ -288,7 +378,16 @@ async fn put_file_creates_then_updates() {
         .expect(1)
         .mount(&server)
         .await;
-    let c = client(&server).put_file(&ProjectRef::Id(42), "main", ".gitlab-ci.yml", "x: 1", "load test").await.unwrap();
+    let c = client(&server)
+        .put_file(
+            &ProjectRef::Id(42),
+            "main",
+            ".gitlab-ci.yml",
+            "x: 1",
+            "load test",
+        )
+        .await
+        .unwrap();
     assert_eq!(c.id, "ed899a2f4b50b4370feeea94676502b42383c746");
 }
 
@@ -319,7 +418,8 @@ fn captured_logs() -> Capture {
                 .with_ansi(false)
                 .with_writer(move || writer.clone())
                 .finish();
-            tracing::subscriber::set_global_default(subscriber).expect("no other global subscriber in this binary");
+            tracing::subscriber::set_global_default(subscriber)
+                .expect("no other global subscriber in this binary");
             capture
         })
         .clone()
@@ -340,17 +440,27 @@ async fn tracing_output_never_contains_a_token() {
         .await;
     Mock::given(method("GET"))
         .and(path("/api/v4/user"))
-        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "0").set_body_string("Retry later"))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("retry-after", "0")
+                .set_body_string("Retry later"),
+        )
         .up_to_n_times(1)
         .mount(&server)
         .await;
     Mock::given(method("GET"))
         .and(path("/api/v4/user"))
-        .respond_with(ResponseTemplate::new(401).set_body_json(json!({"message": format!("401 Unauthorized: {PAT}")})))
+        .respond_with(
+            ResponseTemplate::new(401)
+                .set_body_json(json!({"message": format!("401 Unauthorized: {PAT}")})),
+        )
         .mount(&server)
         .await;
     let gl = client(&server);
-    let runner = gl.create_runner(&NewRunner::project(42, "shard-1", vec!["shard-1".into()])).await.unwrap();
+    let runner = gl
+        .create_runner(&NewRunner::project(42, "shard-1", vec!["shard-1".into()]))
+        .await
+        .unwrap();
     assert_eq!(runner.token.expose(), RUNNER_TOKEN);
     let err = gl.current_user().await.unwrap_err();
     tracing::error!(error = %err, debug = ?err, "user lookup failed");
@@ -358,26 +468,48 @@ async fn tracing_output_never_contains_a_token() {
 
     // Every test's logs so far, this one's included.
     let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
-    assert!(logs.contains("GitLab request"), "request lines were logged: {logs}");
+    assert!(
+        logs.contains("GitLab request"),
+        "request lines were logged: {logs}"
+    );
     assert!(logs.contains("429"), "the throttle was logged: {logs}");
-    assert!(logs.contains("glrt-****") && logs.contains("glpat-****"), "redacted forms appear: {logs}");
+    assert!(
+        logs.contains("glrt-****") && logs.contains("glpat-****"),
+        "redacted forms appear: {logs}"
+    );
     assert!(!logs.contains(PAT), "API token leaked into logs: {logs}");
-    assert!(!logs.contains(RUNNER_TOKEN), "runner token leaked into logs: {logs}");
-    assert!(!logs.contains("TESTtokenValue") && !logs.contains("RunnerSecret"), "token fragments leaked: {logs}");
+    assert!(
+        !logs.contains(RUNNER_TOKEN),
+        "runner token leaked into logs: {logs}"
+    );
+    assert!(
+        !logs.contains("TESTtokenValue") && !logs.contains("RunnerSecret"),
+        "token fragments leaked: {logs}"
+    );
 }
 
 #[test]
 fn bad_configuration_is_rejected_before_any_request() {
     let build = |url: &str, token: &str, insecure: bool| {
-        HttpGitLab::builder().with_url(url).with_token(SecretToken::new(token)).allow_insecure_http(insecure).build()
+        HttpGitLab::builder()
+            .with_url(url)
+            .with_token(SecretToken::new(token))
+            .allow_insecure_http(insecure)
+            .build()
     };
     let err = build("gitlab.example.com", PAT, false).unwrap_err();
-    assert!(matches!(err, Error::InvalidInput { .. }) && err.to_string().contains("no scheme"), "{err}");
+    assert!(
+        matches!(err, Error::InvalidInput { .. }) && err.to_string().contains("no scheme"),
+        "{err}"
+    );
     let err = build("http://gitlab.example.com", PAT, false).unwrap_err();
     assert!(err.to_string().contains("plain http"), "{err}");
     assert!(build("http://gitlab.example.com", PAT, true).is_ok());
     let err = build("https://gitlab.example.com", "  ", false).unwrap_err();
     assert!(err.to_string().contains("GITLAB_TOKEN"), "{err}");
-    let err = HttpGitLab::builder().with_token(SecretToken::new(PAT)).build().unwrap_err();
+    let err = HttpGitLab::builder()
+        .with_token(SecretToken::new(PAT))
+        .build()
+        .unwrap_err();
     assert!(err.to_string().contains("GITLAB_URL"), "{err}");
 }

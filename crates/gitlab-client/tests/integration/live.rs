@@ -8,7 +8,10 @@ async fn conformance_against_real_gitlab() {
     if std::env::var("GITLAB_URL").is_err() || std::env::var("GITLAB_TOKEN").is_err() {
         panic!("set GITLAB_URL and GITLAB_TOKEN to run this test against a real GitLab");
     }
-    let gl = HttpGitLab::builder().from_env().build().expect("GITLAB_URL / GITLAB_TOKEN are valid");
+    let gl = HttpGitLab::builder()
+        .from_env()
+        .build()
+        .expect("GITLAB_URL / GITLAB_TOKEN are valid");
     let prefix = format!("glrunner-conf-{}", jiff::Timestamp::now().as_second());
     conformance::run_all(&gl, &prefix).await.unwrap();
 }

@@ -6,7 +6,8 @@ use glrunner_gitlab_client::ci::{LoadTestSpec, ShardTarget};
 use glrunner_gitlab_client::conformance;
 use glrunner_gitlab_client::memory::{InMemoryGitLab, JobOutcome, MemoryConfig, VirtualClock};
 use glrunner_gitlab_client::{
-    Error, GitLabApi, GitLabApiExt, JobStatus, JobsQuery, NewPipeline, NewRunner, PipelineStatus, ProjectRef,
+    Error, GitLabApi, GitLabApiExt, JobStatus, JobsQuery, NewPipeline, NewRunner, PipelineStatus,
+    ProjectRef,
 };
 
 #[tokio::test]
@@ -22,16 +23,31 @@ struct Fixture {
 }
 
 async fn fixture(shards: Vec<ShardTarget>, untagged: usize) -> Fixture {
-    let gl = InMemoryGitLab::with_clock(MemoryConfig::default(), VirtualClock::new("2026-01-01T00:00:00Z".parse().unwrap()));
+    let gl = InMemoryGitLab::with_clock(
+        MemoryConfig::default(),
+        VirtualClock::new("2026-01-01T00:00:00Z".parse().unwrap()),
+    );
     let project = gl.get_or_create_project("sandbox/sim").await.unwrap();
     let project = ProjectRef::Id(project.id);
     let mut yaml = LoadTestSpec::new(shards).to_yaml().unwrap();
     for i in 0..untagged {
-        yaml.push_str(&format!("untagged-{i}:\n  stage: loadtest\n  script: [echo]\n"));
+        yaml.push_str(&format!(
+            "untagged-{i}:\n  stage: loadtest\n  script: [echo]\n"
+        ));
     }
-    gl.put_file(&project, "main", ".gitlab-ci.yml", &yaml, "ci").await.unwrap();
-    let pipeline = gl.create_pipeline(&project, &NewPipeline::new("main")).await.unwrap().id;
-    Fixture { gl, project, pipeline }
+    gl.put_file(&project, "main", ".gitlab-ci.yml", &yaml, "ci")
+        .await
+        .unwrap();
+    let pipeline = gl
+        .create_pipeline(&project, &NewPipeline::new("main"))
+        .await
+        .unwrap()
+        .id;
+    Fixture {
+        gl,
+        project,
+        pipeline,
+    }
 }
 
 async fn runner(f: &Fixture, tags: &[&str], untagged: bool) -> u64 {
@@ -39,7 +55,8 @@ async fn runner(f: &Fixture, tags: &[&str], untagged: bool) -> u64 {
         ProjectRef::Id(id) => id,
         _ => unreachable!(),
     };
-    let new = NewRunner::project(pid, "r", tags.iter().map(|t| t.to_string()).collect()).run_untagged(untagged);
+    let new = NewRunner::project(pid, "r", tags.iter().map(|t| t.to_string()).collect())
+        .run_untagged(untagged);
     f.gl.create_runner(&new).await.unwrap().id
 }
 
@@ -51,11 +68,19 @@ async fn runners_take_only_jobs_matching_their_tags() {
     let any = runner(&f, &["zzz"], true).await;
     let got_a = f.gl.request_jobs(a, 10).unwrap();
     assert_eq!(got_a.len(), 3);
-    assert!(got_a.iter().all(|j| j.tags == vec!["a".to_owned()] && j.runner_id == a));
+    assert!(
+        got_a
+            .iter()
+            .all(|j| j.tags == vec!["a".to_owned()] && j.runner_id == a)
+    );
     let got_b = f.gl.request_jobs(b, 10).unwrap();
     assert_eq!(got_b.len(), 2, "tags must be a subset of the runner's tags");
     let got_any = f.gl.request_jobs(any, 10).unwrap();
-    assert_eq!(got_any.len(), 1, "only the untagged job goes to the run_untagged runner");
+    assert_eq!(
+        got_any.len(),
+        1,
+        "only the untagged job goes to the run_untagged runner"
+    );
     assert!(got_any[0].tags.is_empty());
     assert_eq!(f.gl.pending_jobs(), 0);
 }
@@ -68,10 +93,15 @@ async fn runner_limit_bounds_concurrency() {
     let first = f.gl.request_jobs(a, 10).unwrap();
     assert_eq!(first.len(), 2);
     assert!(f.gl.request_jobs(a, 10).unwrap().is_empty(), "no free slot");
-    f.gl.finish_job(first[0].job_id, JobOutcome::Success).unwrap();
+    f.gl.finish_job(first[0].job_id, JobOutcome::Success)
+        .unwrap();
     assert_eq!(f.gl.request_jobs(a, 10).unwrap().len(), 1);
     assert_eq!(f.gl.running_jobs(a), 2);
-    assert_eq!(f.gl.request_jobs(a, 0).unwrap().len(), 0, "max 0 takes nothing");
+    assert_eq!(
+        f.gl.request_jobs(a, 0).unwrap().len(),
+        0,
+        "max 0 takes nothing"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -84,14 +114,31 @@ async fn jobs_move_pending_running_finished_with_virtual_timestamps() {
     tokio::time::sleep(Duration::from_secs(10)).await;
     let jobs = f.gl.request_jobs(a, 2).unwrap();
     assert_eq!(jobs[0].started_at.to_string(), "2026-01-01T00:00:10Z");
-    assert_eq!(f.gl.get_pipeline(&f.project, f.pipeline).await.unwrap().status, PipelineStatus::Running);
+    assert_eq!(
+        f.gl.get_pipeline(&f.project, f.pipeline)
+            .await
+            .unwrap()
+            .status,
+        PipelineStatus::Running
+    );
     tokio::time::sleep(Duration::from_secs(50)).await;
-    f.gl.finish_job(jobs[0].job_id, JobOutcome::Success).unwrap();
-    let failed = f.gl.finish_job(jobs[1].job_id, JobOutcome::Failed { reason: "script_failure".into() }).unwrap();
+    f.gl.finish_job(jobs[0].job_id, JobOutcome::Success)
+        .unwrap();
+    let failed =
+        f.gl.finish_job(
+            jobs[1].job_id,
+            JobOutcome::Failed {
+                reason: "script_failure".into(),
+            },
+        )
+        .unwrap();
     assert_eq!(failed.failure_reason.as_deref(), Some("script_failure"));
     assert_eq!(failed.duration, Some(50.0));
     assert_eq!(failed.queued_duration, Some(10.0));
-    assert!(matches!(f.gl.finish_job(jobs[1].job_id, JobOutcome::Success), Err(Error::Conflict { .. })));
+    assert!(matches!(
+        f.gl.finish_job(jobs[1].job_id, JobOutcome::Success),
+        Err(Error::Conflict { .. })
+    ));
     let p = f.gl.get_pipeline(&f.project, f.pipeline).await.unwrap();
     assert_eq!(p.status, PipelineStatus::Failed);
     assert_eq!(p.finished_at.unwrap().to_string(), "2026-01-01T00:01:00Z");
@@ -101,14 +148,39 @@ async fn jobs_move_pending_running_finished_with_virtual_timestamps() {
 #[tokio::test]
 async fn pagination_defaults_and_scope() {
     let f = fixture(vec![ShardTarget::new("a", 45)], 0).await;
-    let q = JobsQuery { page: 1, per_page: 0, scope: vec![] };
-    let page = f.gl.list_pipeline_jobs(&f.project, f.pipeline, &q).await.unwrap();
-    assert_eq!((page.items.len(), page.next_page, page.total, page.total_pages), (20, Some(2), Some(45), Some(3)));
-    let last = f.gl.list_pipeline_jobs(&f.project, f.pipeline, &JobsQuery { page: 3, ..q }).await.unwrap();
+    let q = JobsQuery {
+        page: 1,
+        per_page: 0,
+        scope: vec![],
+    };
+    let page =
+        f.gl.list_pipeline_jobs(&f.project, f.pipeline, &q)
+            .await
+            .unwrap();
+    assert_eq!(
+        (
+            page.items.len(),
+            page.next_page,
+            page.total,
+            page.total_pages
+        ),
+        (20, Some(2), Some(45), Some(3))
+    );
+    let last =
+        f.gl.list_pipeline_jobs(&f.project, f.pipeline, &JobsQuery { page: 3, ..q })
+            .await
+            .unwrap();
     assert_eq!((last.items.len(), last.next_page), (5, None));
     let a = runner(&f, &["a"], false).await;
     f.gl.request_jobs(a, 7).unwrap();
-    let running = f.gl.list_pipeline_jobs(&f.project, f.pipeline, &JobsQuery::page(1).scope(&[JobStatus::Running])).await.unwrap();
+    let running =
+        f.gl.list_pipeline_jobs(
+            &f.project,
+            f.pipeline,
+            &JobsQuery::page(1).scope(&[JobStatus::Running]),
+        )
+        .await
+        .unwrap();
     assert_eq!(running.total, Some(7));
 }
 
@@ -125,7 +197,10 @@ async fn rate_limit_answers_429_like_gitlab() {
     tokio::time::sleep(Duration::from_secs(40)).await;
     gl.current_user().await.unwrap();
     gl.throttle_next(1, Duration::from_secs(5));
-    assert_eq!(gl.current_user().await.unwrap_err().retry_after(), Some(Duration::from_secs(5)));
+    assert_eq!(
+        gl.current_user().await.unwrap_err().retry_after(),
+        Some(Duration::from_secs(5))
+    );
     assert_eq!(gl.requests(), 6);
 }
 
@@ -134,20 +209,40 @@ async fn pipeline_input_errors() {
     let gl = InMemoryGitLab::default();
     let p = gl.get_or_create_project("sandbox/empty").await.unwrap();
     let pref = ProjectRef::Id(p.id);
-    let err = gl.create_pipeline(&pref, &NewPipeline::new("main")).await.unwrap_err();
+    let err = gl
+        .create_pipeline(&pref, &NewPipeline::new("main"))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("Missing CI config file"), "{err}");
-    let err = gl.create_pipeline(&pref, &NewPipeline::new("nope")).await.unwrap_err();
+    let err = gl
+        .create_pipeline(&pref, &NewPipeline::new("nope"))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("Reference not found"), "{err}");
-    assert!(gl.get_or_create_project("no-such-group/x").await.unwrap_err().is_not_found());
+    assert!(
+        gl.get_or_create_project("no-such-group/x")
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
     gl.add_group("team");
-    assert_eq!(gl.get_or_create_project("team/x").await.unwrap().path_with_namespace, "team/x");
+    assert_eq!(
+        gl.get_or_create_project("team/x")
+            .await
+            .unwrap()
+            .path_with_namespace,
+        "team/x"
+    );
 }
 
 #[tokio::test]
 async fn runner_token_maps_back_to_the_runner() {
     let gl = InMemoryGitLab::default();
     let p = gl.get_or_create_project("sandbox/tok").await.unwrap();
-    let created = gl.create_runner(&NewRunner::project(p.id, "release-1", vec!["a".into()])).await.unwrap();
+    let created = gl
+        .create_runner(&NewRunner::project(p.id, "release-1", vec!["a".into()]))
+        .await
+        .unwrap();
     assert_eq!(gl.runner_id_for_token(&created.token), Some(created.id));
     assert!(format!("{created:?}").contains("glrt-****"));
 }

@@ -4,10 +4,18 @@ use glrunner_gitlab_client::{Job, Pipeline, Report, WatchOutcome};
 use serde_json::json;
 
 fn at(secs: i64) -> String {
-    jiff::Timestamp::from_second(1_700_000_000 + secs).unwrap().to_string()
+    jiff::Timestamp::from_second(1_700_000_000 + secs)
+        .unwrap()
+        .to_string()
 }
 
-fn job(id: u64, status: &str, started: Option<i64>, finished: Option<i64>, reason: Option<&str>) -> Job {
+fn job(
+    id: u64,
+    status: &str,
+    started: Option<i64>,
+    finished: Option<i64>,
+    reason: Option<&str>,
+) -> Job {
     serde_json::from_value(json!({
         "id": id, "name": format!("loadtest-a {id}/6"), "stage": "loadtest", "status": status,
         "tag_list": ["a"], "created_at": at(0),
@@ -26,12 +34,24 @@ fn report_matches_hand_computed_numbers() {
     }))
     .unwrap();
     let jobs = vec![
-        job(1, "success", Some(10), Some(70), None),                        // queue 10, run 60
-        job(2, "success", Some(20), Some(50), None),                        // queue 20, run 30
-        job(3, "failed", Some(30), Some(120), Some("script_failure")),      // queue 30, run 90
-        job(4, "failed", Some(40), Some(100), Some("runner_system_failure")), // queue 40, run 60
-        job(5, "canceled", None, Some(110), None),                          // never started
-        job(6, "failed", None, Some(90), Some("stuck_or_timeout_failure")), // never started
+        job(1, "success", Some(10), Some(70), None), // queue 10, run 60
+        job(2, "success", Some(20), Some(50), None), // queue 20, run 30
+        job(3, "failed", Some(30), Some(120), Some("script_failure")), // queue 30, run 90
+        job(
+            4,
+            "failed",
+            Some(40),
+            Some(100),
+            Some("runner_system_failure"),
+        ), // queue 40, run 60
+        job(5, "canceled", None, Some(110), None),   // never started
+        job(
+            6,
+            "failed",
+            None,
+            Some(90),
+            Some("stuck_or_timeout_failure"),
+        ), // never started
     ];
     let r = Report::compute(&pipeline, &jobs, WatchOutcome::Finished, 17, 125.0);
     assert_eq!(r.total_jobs, 6);
@@ -44,7 +64,10 @@ fn report_matches_hand_computed_numbers() {
     assert_eq!((q.count, q.p50, q.p95, q.max), (4, 20.0, 40.0, 40.0));
     // run samples 30,60,60,90: p50 = 60, p95 = 90
     let run = r.run.unwrap();
-    assert_eq!((run.count, run.p50, run.p95, run.max), (4, 60.0, 90.0, 90.0));
+    assert_eq!(
+        (run.count, run.p50, run.p95, run.max),
+        (4, 60.0, 90.0, 90.0)
+    );
     // 6 finished jobs in 2 minutes
     assert_eq!(r.jobs_per_minute, Some(3.0));
     assert_eq!(r.failures_by_reason.len(), 3);
@@ -55,7 +78,16 @@ fn report_matches_hand_computed_numbers() {
     assert_eq!(r.requests, 17);
 
     let table = r.render_table();
-    for needle in ["makespan", "120.0 s", "queue time", "20.0", "40.0", "script_failure", "API requests", "17"] {
+    for needle in [
+        "makespan",
+        "120.0 s",
+        "queue time",
+        "20.0",
+        "40.0",
+        "script_failure",
+        "API requests",
+        "17",
+    ] {
         assert!(table.contains(needle), "table lacks {needle:?}:\n{table}");
     }
     let v = serde_json::to_value(&r).unwrap();
@@ -70,6 +102,9 @@ fn empty_pipeline_reports_no_numbers() {
     let pipeline: Pipeline =
         serde_json::from_value(json!({"id": 1, "status": "pending", "created_at": at(0)})).unwrap();
     let r = Report::compute(&pipeline, &[], WatchOutcome::TimedOut, 1, 1.0);
-    assert_eq!((r.makespan_secs, r.queue, r.run, r.jobs_per_minute), (None, None, None, None));
+    assert_eq!(
+        (r.makespan_secs, r.queue, r.run, r.jobs_per_minute),
+        (None, None, None, None)
+    );
     assert!(r.render_table().contains('-'));
 }

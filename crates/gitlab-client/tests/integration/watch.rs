@@ -3,9 +3,13 @@
 use std::time::Duration;
 
 use glrunner_gitlab_client::ci::LoadTestSpec;
-use glrunner_gitlab_client::memory::{InMemoryGitLab, SimulatedRunner, SimulationConfig, simulate_runners};
+use glrunner_gitlab_client::memory::{
+    InMemoryGitLab, SimulatedRunner, SimulationConfig, simulate_runners,
+};
 use glrunner_gitlab_client::watch::{WatchConfig, WatchEvent, watch_pipeline};
-use glrunner_gitlab_client::{GitLabApi, GitLabApiExt, NewPipeline, NewRunner, ProjectRef, WatchOutcome};
+use glrunner_gitlab_client::{
+    GitLabApi, GitLabApiExt, NewPipeline, NewRunner, ProjectRef, WatchOutcome,
+};
 
 struct World {
     gl: InMemoryGitLab,
@@ -20,13 +24,40 @@ async fn world(jobs: u32, shards: usize, concurrent: usize) -> World {
     let tags: Vec<String> = (1..=shards).map(|i| format!("shard-{i}")).collect();
     let mut runners = Vec::new();
     for tag in &tags {
-        let r = gl.create_runner(&NewRunner::project(project.id, tag.clone(), vec![tag.clone()])).await.unwrap();
-        runners.push(SimulatedRunner { runner_id: r.id, concurrent });
+        let r = gl
+            .create_runner(&NewRunner::project(
+                project.id,
+                tag.clone(),
+                vec![tag.clone()],
+            ))
+            .await
+            .unwrap();
+        runners.push(SimulatedRunner {
+            runner_id: r.id,
+            concurrent,
+        });
     }
     let pref = ProjectRef::Id(project.id);
-    gl.put_file(&pref, "main", ".gitlab-ci.yml", &LoadTestSpec::even(jobs, &tags).to_yaml().unwrap(), "ci").await.unwrap();
-    let pipeline = gl.create_pipeline(&pref, &NewPipeline::new("main")).await.unwrap().id;
-    World { gl, project: pref, pipeline, runners }
+    gl.put_file(
+        &pref,
+        "main",
+        ".gitlab-ci.yml",
+        &LoadTestSpec::even(jobs, &tags).to_yaml().unwrap(),
+        "ci",
+    )
+    .await
+    .unwrap();
+    let pipeline = gl
+        .create_pipeline(&pref, &NewPipeline::new("main"))
+        .await
+        .unwrap()
+        .id;
+    World {
+        gl,
+        project: pref,
+        pipeline,
+        runners,
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -37,27 +68,47 @@ async fn watches_1000_jobs_to_the_end_within_budget() {
     let before = w.gl.requests();
     let mut events = Vec::new();
     let cfg = WatchConfig::default();
-    let report = watch_pipeline(&w.gl, &w.project, w.pipeline, &cfg, &mut |e| events.push(e.clone())).await.unwrap();
+    let report = watch_pipeline(&w.gl, &w.project, w.pipeline, &cfg, &mut |e| {
+        events.push(e.clone())
+    })
+    .await
+    .unwrap();
     assert_eq!(report.outcome, WatchOutcome::Finished);
     assert_eq!(report.total_jobs, 1000);
     assert_eq!(report.by_status["success"], 990);
     assert_eq!(report.failures_by_reason["script_failure"], 10);
     assert_eq!(report.pipeline_status, "failed");
-    assert_eq!(report.requests, w.gl.requests() - before, "the report counts every request");
+    assert_eq!(
+        report.requests,
+        w.gl.requests() - before,
+        "the report counts every request"
+    );
     // Simulated: 30-50 s pod start + 5 s script, one wave per shard.
     let makespan = report.makespan_secs.unwrap();
     assert!((35.0..=60.0).contains(&makespan), "makespan {makespan}");
     let q = report.queue.unwrap();
-    assert!(q.max <= 3.0 + 1e-9, "every job is picked within one check interval: {q:?}");
+    assert!(
+        q.max <= 3.0 + 1e-9,
+        "every job is picked within one check interval: {q:?}"
+    );
     assert!(report.jobs_per_minute.unwrap() > 900.0);
-    let progress: Vec<_> = events.iter().filter(|e| matches!(e, WatchEvent::Progress(_))).collect();
+    let progress: Vec<_> = events
+        .iter()
+        .filter(|e| matches!(e, WatchEvent::Progress(_)))
+        .collect();
     assert!(!progress.is_empty());
     // Rate ceiling: requests per minute of watching stay under the configured 300/min.
     let rpm = report.requests as f64 / (report.watch_secs / 60.0);
-    assert!(rpm <= f64::from(cfg.max_requests_per_minute) * 1.5, "rpm {rpm}");
+    assert!(
+        rpm <= f64::from(cfg.max_requests_per_minute) * 1.5,
+        "rpm {rpm}"
+    );
     // Far cheaper than polling each job: at most a few listings of 10 pages plus small cycles.
     assert!(report.requests < 120, "requests {}", report.requests);
-    let all = w.gl.all_pipeline_jobs(&w.project, w.pipeline).await.unwrap();
+    let all =
+        w.gl.all_pipeline_jobs(&w.project, w.pipeline)
+            .await
+            .unwrap();
     assert!(all.iter().all(|j| j.status.is_finished()));
 }
 
@@ -67,11 +118,17 @@ async fn waits_out_429s_and_reports_them() {
     let _sim = simulate_runners(w.gl.clone(), SimulationConfig::new(w.runners.clone()));
     w.gl.throttle_next(2, Duration::from_secs(7));
     let mut throttles = 0;
-    let report = watch_pipeline(&w.gl, &w.project, w.pipeline, &WatchConfig::default(), &mut |e| {
-        if matches!(e, WatchEvent::Throttled { retry_after_secs } if *retry_after_secs == 7.0) {
-            throttles += 1;
-        }
-    })
+    let report = watch_pipeline(
+        &w.gl,
+        &w.project,
+        w.pipeline,
+        &WatchConfig::default(),
+        &mut |e| {
+            if matches!(e, WatchEvent::Throttled { retry_after_secs } if *retry_after_secs == 7.0) {
+                throttles += 1;
+            }
+        },
+    )
     .await
     .unwrap();
     assert_eq!(throttles, 2);
@@ -83,10 +140,16 @@ async fn waits_out_429s_and_reports_them() {
 async fn times_out_with_a_partial_report_when_no_runner_takes_jobs() {
     let w = world(10, 1, 10).await;
     let cfg = WatchConfig::default().with_timeout(Duration::from_secs(120));
-    let report = watch_pipeline(&w.gl, &w.project, w.pipeline, &cfg, &mut |_| {}).await.unwrap();
+    let report = watch_pipeline(&w.gl, &w.project, w.pipeline, &cfg, &mut |_| {})
+        .await
+        .unwrap();
     assert_eq!(report.outcome, WatchOutcome::TimedOut);
     assert_eq!(report.by_status["pending"], 10);
-    assert!(report.watch_secs >= 120.0 && report.watch_secs < 160.0, "{}", report.watch_secs);
+    assert!(
+        report.watch_secs >= 120.0 && report.watch_secs < 160.0,
+        "{}",
+        report.watch_secs
+    );
     assert!(report.has_failures());
 }
 
@@ -94,7 +157,9 @@ async fn times_out_with_a_partial_report_when_no_runner_takes_jobs() {
 async fn stops_when_the_request_budget_runs_out() {
     let w = world(10, 1, 10).await;
     let cfg = WatchConfig::default().with_max_requests(8);
-    let report = watch_pipeline(&w.gl, &w.project, w.pipeline, &cfg, &mut |_| {}).await.unwrap();
+    let report = watch_pipeline(&w.gl, &w.project, w.pipeline, &cfg, &mut |_| {})
+        .await
+        .unwrap();
     assert_eq!(report.outcome, WatchOutcome::BudgetExhausted);
     assert!(report.requests <= 8, "{}", report.requests);
 }
