@@ -435,3 +435,57 @@ async fn unreachable_api_server_fails_the_round_and_deletes_nothing() {
     );
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// Hands out the test server's token, expiring soon, and counts how often it was asked.
+struct CountingTokens {
+    token: String,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait]
+impl glrunner_janitor::k8s::TokenProvider for CountingTokens {
+    async fn token(&self) -> Result<glrunner_janitor::k8s::BearerToken> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        // Expires within the refresh margin: every call fetches a fresh token.
+        let soon = Timestamp::now()
+            .checked_add(SignedDuration::from_secs(30))
+            .unwrap();
+        Ok(glrunner_janitor::k8s::BearerToken::new(
+            self.token.clone(),
+            Some(soon),
+        ))
+    }
+}
+
+#[tokio::test]
+async fn token_provider_authenticates_and_refreshes() {
+    let Some(k) = kube("token_provider_authenticates_and_refreshes").await else {
+        return;
+    };
+    let text = std::fs::read_to_string(&k.kubeconfig).unwrap();
+    let token = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("token:"))
+        .expect("token in kubeconfig")
+        .trim();
+    let kc = kube::config::Kubeconfig::read_from(&k.kubeconfig).unwrap();
+    let mut config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
+    config.auth_info.token = None;
+    let tokens = Arc::new(CountingTokens {
+        token: token.to_owned(),
+        calls: Default::default(),
+    });
+    let api = KubePodApi::with_token_provider(config, tokens.clone());
+    let ns = format!("{}-tok", unique("tok"));
+    k.fixtures.create_namespace(&ns).await.unwrap();
+    assert!(
+        api.list_pods(&ListQuery::job_pods(&ns))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(api.get_pod(&ns, "nope").await.unwrap().is_none());
+    assert_eq!(tokens.calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+}

@@ -1,0 +1,261 @@
+//! Benchmark (not a test): the janitor against the reference one-liner on a real kube-apiserver.
+//!
+//! ```text
+//! scripts/kube-apiserver.sh build && scripts/kube-apiserver.sh start /tmp/kube
+//! GLRUNNER_TEST_KUBECONFIG=/tmp/kube/kubeconfig cargo bench -p glrunner-janitor --bench reap_vs_kubectl
+//! ```
+//!
+//! Population (seeded afresh before each contender): N hung job pods (default 500, Pending, no
+//! `spec.nodeName` so kubectl does not wait on kubelets) and 2 runner-manager pods in the runner
+//! namespace (default `gitlab-runner`), name-alike `runner-...` pods without the executor's labels
+//! beside them, and job pods in a foreign namespace. Contenders:
+//!
+//! - janitor: one `Reaper::run_once` round (what `reap --once --backend aws` runs), pending
+//!   timeout and grace of 1 s so the just-created pods count as hung;
+//! - reference: `kubectl get pods --all-namespaces --no-headers | awk '{if ($2 ~ "runner-*") print $2}'
+//!   | xargs kubectl -n NS delete pod`.
+//!
+//! Env: `GLRUNNER_BENCH_PODS` (500), `GLRUNNER_BENCH_NAMESPACE` (gitlab-runner), `GLRUNNER_KUBECTL`
+//! (default: the newest `kubectl.1.*` of the Google Cloud SDK, else `kubectl` on PATH).
+//! The runner namespace is emptied before each contender: use a server no one else is using.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use glrunner_janitor::conformance::PodFixtures;
+use glrunner_janitor::k8s::KubePodApi;
+use glrunner_janitor::k8s::fixtures::KubeFixtures;
+use glrunner_janitor::memory::NewPod;
+use glrunner_janitor::{Policy, Reaper, ReaperConfig};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, ListParams};
+
+const FOREIGN_NS: &str = "bench-team-b";
+
+struct Setup {
+    client: kube::Client,
+    fixtures: KubeFixtures,
+    kubeconfig: PathBuf,
+    ns: String,
+    pods: u64,
+}
+
+/// name → eligible?
+type Seeded = BTreeMap<(String, String), bool>;
+
+async fn all_pods(client: &kube::Client) -> Vec<(String, String)> {
+    let api: Api<Pod> = Api::all(client.clone());
+    api.list(&ListParams::default())
+        .await
+        .expect("list all pods")
+        .items
+        .into_iter()
+        // A Terminating pod counts as deleted: a kubelet would finish it.
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .map(|p| {
+            (
+                p.metadata.namespace.unwrap_or_default(),
+                p.metadata.name.unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+async fn empty(client: &kube::Client, ns: &str) {
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let _ = api
+        .delete_collection(
+            &DeleteParams::default().grace_period(0),
+            &ListParams::default(),
+        )
+        .await;
+}
+
+async fn seed(s: &Setup) -> Seeded {
+    for ns in [s.ns.as_str(), FOREIGN_NS] {
+        s.fixtures.create_namespace(ns).await.expect("namespace");
+        empty(&s.client, ns).await;
+    }
+    let mut specs: Vec<(NewPod, bool)> = Vec::new();
+    for job in 0..s.pods {
+        specs.push((
+            NewPod::job(&s.ns, "gitlab-runner-5fd7489954-jx682", 4242, job),
+            true,
+        ));
+    }
+    for suffix in ["jx682", "q7w2e"] {
+        // Unbound, so the reference's kubectl does not wait forever for a kubelet.
+        let mut manager = NewPod::manager(&s.ns, "gitlab-runner", suffix);
+        manager.node_name = None;
+        specs.push((manager, false));
+    }
+    for i in 0..3 {
+        specs.push((
+            NewPod::new(&s.ns, format!("runner-docs-preview-{i}")),
+            false,
+        ));
+    }
+    for job in 0..20 {
+        specs.push((
+            NewPod::job(FOREIGN_NS, "their-runner", 77, 10_000 + job),
+            false,
+        ));
+    }
+    let fx = &s.fixtures;
+    let created: Vec<_> = futures::stream::iter(specs)
+        .map(|(spec, eligible)| async move {
+            let pod = fx.create_pod(spec).await.expect("create pod");
+            ((pod.namespace, pod.name), eligible)
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    created.into_iter().collect()
+}
+
+struct Outcome {
+    seconds: f64,
+    reaped: usize,
+    missed: usize,
+    wrong: usize,
+    note: String,
+}
+
+async fn score(s: &Setup, seeded: &Seeded, seconds: f64, note: String) -> Outcome {
+    let left: std::collections::BTreeSet<_> = all_pods(&s.client).await.into_iter().collect();
+    let mut o = Outcome {
+        seconds,
+        reaped: 0,
+        missed: 0,
+        wrong: 0,
+        note,
+    };
+    for (key, eligible) in seeded {
+        match (left.contains(key), eligible) {
+            (false, true) => o.reaped += 1,
+            (true, true) => o.missed += 1,
+            (false, false) => o.wrong += 1,
+            (true, false) => {}
+        }
+    }
+    o
+}
+
+async fn janitor(s: &Setup) -> Outcome {
+    let seeded = seed(s).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await; // older than pending timeout + grace
+    let api = KubePodApi::from_kubeconfig(Some(&s.kubeconfig), None)
+        .await
+        .expect("kubeconfig");
+    let policy = Policy::new([s.ns.clone()])
+        .with_pending_timeout(Duration::from_secs(1))
+        .with_grace(Duration::from_secs(1));
+    let reaper = Reaper::new(Arc::new(api), ReaperConfig::new(policy)).expect("reaper");
+    let t = Instant::now();
+    let report = reaper.run_once().await.expect("janitor round");
+    let secs = t.elapsed().as_secs_f64();
+    score(s, &seeded, secs, format!("{} errors", report.errors.len())).await
+}
+
+fn kubectl() -> String {
+    if let Ok(k) = std::env::var("GLRUNNER_KUBECTL") {
+        return k;
+    }
+    let sdk = "/usr/lib/google-cloud-sdk/bin";
+    let mut pinned: Vec<String> = std::fs::read_dir(sdk)
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| n.starts_with("kubectl.1."))
+                .collect()
+        })
+        .unwrap_or_default();
+    pinned.sort_by_key(|n| {
+        n.trim_start_matches("kubectl.1.")
+            .parse::<u32>()
+            .unwrap_or(0)
+    });
+    pinned
+        .pop()
+        .map(|n| format!("{sdk}/{n}"))
+        .unwrap_or_else(|| "kubectl".into())
+}
+
+async fn reference(s: &Setup) -> Outcome {
+    let seeded = seed(s).await;
+    let k = kubectl();
+    let script = format!(
+        "{k} get pods --all-namespaces --no-headers | awk '{{if ($2 ~ \"runner-*\") print $2}}' | xargs {k} -n {} delete pod",
+        s.ns
+    );
+    let t = Instant::now();
+    let out = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .env("KUBECONFIG", &s.kubeconfig)
+        .output()
+        .await
+        .expect("run the reference one-liner");
+    let secs = t.elapsed().as_secs_f64();
+    let note = format!("{k}, exit {}", out.status.code().unwrap_or(-1));
+    score(s, &seeded, secs, note).await
+}
+
+#[tokio::main]
+async fn main() {
+    let Some(path) = std::env::var_os("GLRUNNER_TEST_KUBECONFIG").filter(|p| !p.is_empty()) else {
+        eprintln!(
+            "reap_vs_kubectl: GLRUNNER_TEST_KUBECONFIG is not set; start a server with \
+             scripts/kube-apiserver.sh start DIR and export the line it prints"
+        );
+        return;
+    };
+    let kubeconfig = PathBuf::from(path);
+    let kc = kube::config::Kubeconfig::read_from(&kubeconfig).expect("kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .expect("config");
+    let client = kube::Client::try_from(config).expect("client");
+    let s = Setup {
+        fixtures: KubeFixtures::new(client.clone()),
+        client,
+        kubeconfig,
+        ns: std::env::var("GLRUNNER_BENCH_NAMESPACE").unwrap_or_else(|_| "gitlab-runner".into()),
+        pods: std::env::var("GLRUNNER_BENCH_PODS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(500),
+    };
+    println!(
+        "population: {} hung job pods + 2 runner managers + 3 name-alikes in {}, 20 job pods in {FOREIGN_NS}",
+        s.pods, s.ns
+    );
+    let j = janitor(&s).await;
+    let r = reference(&s).await;
+    for ns in [s.ns.as_str(), FOREIGN_NS] {
+        empty(&s.client, ns).await;
+    }
+    println!();
+    println!(
+        "{:<34} {:>10} {:>8} {:>8} {:>16}  note",
+        "contender", "wall (s)", "reaped", "missed", "wrongly deleted"
+    );
+    for (name, o) in [
+        ("janitor (reap --once)", &j),
+        ("reference kubectl|awk|xargs", &r),
+    ] {
+        println!(
+            "{name:<34} {:>10.2} {:>8} {:>8} {:>16}  {}",
+            o.seconds, o.reaped, o.missed, o.wrong, o.note
+        );
+    }
+    println!();
+    println!(
+        "janitor is {:.1}x faster; wrongly deleted: janitor {} vs reference {}",
+        r.seconds / j.seconds.max(1e-9),
+        j.wrong,
+        r.wrong
+    );
+}
