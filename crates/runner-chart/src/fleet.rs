@@ -460,7 +460,7 @@ mod tests {
         assert_eq!(values.len(), 2);
         for (shard, v) in &values {
             assert_eq!(v.concurrent, shard.jobs);
-            assert_eq!(v.runner_tags, [shard.tag.clone()]);
+            assert_eq!(v.runner_tags, std::slice::from_ref(&shard.tag));
             assert_eq!(v.executor.poll_timeout, plan.recommended_poll_timeout);
             v.validate_for(shard.jobs, DEFAULT_EXPECTED_POD_START)
                 .unwrap();

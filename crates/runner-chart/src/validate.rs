@@ -188,8 +188,7 @@ pub fn cpu_millis(field: &str, q: &str) -> Result<u32, Invalid> {
         }
         m.parse::<u64>().map_err(|_| bad())?
     } else {
-        let cores = decimal_thousandths(q).ok_or_else(bad)?;
-        cores
+        decimal_thousandths(q).ok_or_else(bad)?
     };
     if millis == 0 || millis > 16_000 {
         return Err(bad());
