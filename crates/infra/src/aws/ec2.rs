@@ -144,7 +144,9 @@ impl AwsNetwork {
             .collect())
     }
 
-    async fn nat_gateways(&self, filters: Vec<Filter>, ids: Vec<String>) -> Result<Vec<Resource>> {
+    /// NAT gateways; with `stack`, only those tagged with it (checked here too, because some
+    /// EC2 implementations, moto among them, ignore tag filters on DescribeNatGateways).
+    async fn nat_gateways(&self, filters: Vec<Filter>, ids: Vec<String>, stack: Option<&StackName>) -> Result<Vec<Resource>> {
         let nats = self
             .ec2
             .describe_nat_gateways()
@@ -158,6 +160,7 @@ impl AwsNetwork {
             .map_err(|e| map_sdk_error("describe NAT gateways", "NAT gateways", "ec2", e))?;
         Ok(nats
             .iter()
+            .filter(|n| stack.is_none_or(|stack| n.tags().iter().any(|t| t.key() == Some(STACK_TAG) && t.value() == Some(stack.as_str()))))
             .filter_map(|n| res(ResourceKind::NatGateway, n.nat_gateway_id(), key_of(n.tags()), nat_state(n.state())))
             .collect())
     }
@@ -243,7 +246,7 @@ impl NetworkProvisioner for AwsNetwork {
             self.internet_gateways(f(), vec![]),
             self.route_tables(f(), vec![]),
             self.addresses(f(), vec![]),
-            self.nat_gateways(f(), vec![]),
+            self.nat_gateways(f(), vec![], Some(stack)),
         )?;
         let mut all = Vec::new();
         if !vpcs.is_empty() {
@@ -391,7 +394,7 @@ impl NetworkProvisioner for AwsNetwork {
             ResourceKind::InternetGateway => self.internet_gateways(vec![], ids).await,
             ResourceKind::RouteTable => self.route_tables(vec![], ids).await,
             ResourceKind::ElasticIp => self.addresses(vec![], ids).await,
-            ResourceKind::NatGateway => self.nat_gateways(vec![], ids).await,
+            ResourceKind::NatGateway => self.nat_gateways(vec![], ids, None).await,
             ResourceKind::SecurityGroup => self.security_groups(vec![], ids).await,
             ResourceKind::NetworkInterface => self.network_interfaces(vec![], ids).await,
             other => Err(Error::invalid("kind", format!("{other} is not a network resource"))),

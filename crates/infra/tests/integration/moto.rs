@@ -1,1 +1,177 @@
-//! moto placeholder
+//! The conformance suite and whole-stack checks against a real moto server (with the
+//! project's EKS shim for add-ons and access entries). `./scripts/test.sh` starts it and sets
+//! `GLRUNNER_TEST_MOTO_URL`; without it these tests skip, except under `CI=true`.
+//!
+//! moto is synchronous (everything is ACTIVE at once) and never busy, so waiting, retrying
+//! and ordering are proven in `smithy.rs` and `memory.rs`; here we prove the real SDK calls,
+//! tags, discovery and convergence.
+
+use aws_sdk_ec2::types::Filter;
+use glrunner_infra::aws::{AwsCluster, AwsNetwork};
+use glrunner_infra::conformance::{self, Capabilities};
+use glrunner_infra::spec::{STACK_TAG, StackName, StackSpec};
+use glrunner_infra::{StackOptions, WaitPolicy};
+
+/// moto is one shared server: run its tests one at a time.
+static MOTO: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn moto() -> Option<aws_config::SdkConfig> {
+    let Ok(url) = std::env::var("GLRUNNER_TEST_MOTO_URL") else {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "GLRUNNER_TEST_MOTO_URL is not set: run ./scripts/test.sh");
+        eprintln!("skipping: GLRUNNER_TEST_MOTO_URL is not set (./scripts/test.sh starts moto and sets it)");
+        return None;
+    };
+    Some(
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(url)
+            .region(aws_config::Region::new("us-east-1"))
+            .test_credentials()
+            // moto answers some not-found paths with HTTP 500, which the SDK would retry.
+            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(2))
+            .load()
+            .await,
+    )
+}
+
+fn spec(name: &str) -> StackSpec {
+    StackSpec::new(StackName::new(name).unwrap(), "us-east-1")
+}
+
+#[tokio::test]
+async fn network_lifecycle() {
+    let Some(config) = moto().await else { return };
+    let _guard = MOTO.lock().await;
+    let network = AwsNetwork::new(&config);
+    conformance::network_lifecycle(&network, &StackName::new("moto-net").unwrap(), Capabilities { vpc_dependency_check: true }).await.unwrap();
+}
+
+#[tokio::test]
+async fn cluster_lifecycle() {
+    let Some(config) = moto().await else { return };
+    let _guard = MOTO.lock().await;
+    conformance::cluster_lifecycle(&AwsNetwork::new(&config), &AwsCluster::new(&config), &StackName::new("moto-clu").unwrap(), &WaitPolicy::fast())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn interrupted_provision_converges() {
+    let Some(config) = moto().await else { return };
+    let _guard = MOTO.lock().await;
+    conformance::interrupted_provision_converges(&AwsNetwork::new(&config), &AwsCluster::new(&config), &spec("moto-crash"), &WaitPolicy::fast())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn dry_run_mutates_nothing() {
+    let Some(config) = moto().await else { return };
+    let _guard = MOTO.lock().await;
+    let plan = conformance::dry_run_mutates_nothing(&AwsNetwork::new(&config), &AwsCluster::new(&config), &spec("moto-dry")).await.unwrap();
+    assert_eq!(plan.steps.len(), 16);
+    let ec2 = aws_sdk_ec2::Client::new(&config);
+    let vpcs = ec2.describe_vpcs().filters(tag_filter("moto-dry")).send().await.unwrap();
+    assert!(vpcs.vpcs().is_empty());
+}
+
+fn tag_filter(stack: &str) -> Filter {
+    Filter::builder().name(format!("tag:{STACK_TAG}")).values(stack).build()
+}
+
+/// Counts every resource moto holds for the stack, by type, straight from the SDK.
+async fn census(config: &aws_config::SdkConfig, stack: &str) -> Vec<(&'static str, usize)> {
+    let ec2 = aws_sdk_ec2::Client::new(config);
+    let eks = aws_sdk_eks::Client::new(config);
+    let iam = aws_sdk_iam::Client::new(config);
+    let vpcs = ec2.describe_vpcs().filters(tag_filter(stack)).send().await.unwrap();
+    let subnets = ec2.describe_subnets().filters(tag_filter(stack)).send().await.unwrap();
+    let igws = ec2.describe_internet_gateways().filters(tag_filter(stack)).send().await.unwrap();
+    let eips = ec2.describe_addresses().filters(tag_filter(stack)).send().await.unwrap();
+    let nats = ec2.describe_nat_gateways().filter(tag_filter(stack)).send().await.unwrap();
+    let live_nats = nats.nat_gateways().iter().filter(|n| n.state().map(|s| s.as_str()) != Some("deleted")).count();
+    let tables = ec2.describe_route_tables().filters(tag_filter(stack)).send().await.unwrap();
+    let mut tagged_subnets_ok = true;
+    for subnet in subnets.subnets() {
+        let keys: Vec<&str> = subnet.tags().iter().filter_map(|t| t.key()).collect();
+        tagged_subnets_ok &= keys.contains(&"glrunner.io/key")
+            && (keys.contains(&"kubernetes.io/role/elb") || keys.contains(&"kubernetes.io/role/internal-elb"));
+    }
+    assert!(tagged_subnets_ok, "every subnet carries the key and its load-balancer role tag");
+    let roles = [format!("{stack}-eks-cluster"), format!("{stack}-fargate-pod-execution")];
+    let mut role_count = 0;
+    for role in &roles {
+        if let Ok(out) = iam.get_role().role_name(role).send().await {
+            assert!(out.role().unwrap().tags().iter().any(|t| t.key() == STACK_TAG && t.value() == stack), "role {role} is tagged");
+            role_count += 1;
+        }
+    }
+    let clusters = eks.list_clusters().send().await.unwrap();
+    let ours = clusters.clusters().iter().filter(|c| c.as_str() == stack).count();
+    let (mut profiles, mut addons, mut entries) = (0, 0, 0);
+    if ours == 1 {
+        let described = eks.describe_cluster().name(stack).send().await.unwrap();
+        assert_eq!(described.cluster().unwrap().tags().unwrap().get(STACK_TAG).map(String::as_str), Some(stack));
+        profiles = eks.list_fargate_profiles().cluster_name(stack).send().await.unwrap().fargate_profile_names().len();
+        addons = eks.list_addons().cluster_name(stack).send().await.unwrap().addons().len();
+        entries = eks.list_access_entries().cluster_name(stack).send().await.unwrap().access_entries().len();
+    }
+    vec![
+        ("vpc", vpcs.vpcs().len()),
+        ("subnet", subnets.subnets().len()),
+        ("internet gateway", igws.internet_gateways().len()),
+        ("elastic ip", eips.addresses().len()),
+        ("nat gateway", live_nats),
+        ("route table", tables.route_tables().len()),
+        ("iam role", role_count),
+        ("cluster", ours),
+        ("fargate profile", profiles),
+        ("addon", addons),
+        ("access entry", entries),
+    ]
+}
+
+#[tokio::test]
+async fn provision_twice_then_teardown_without_state_leaves_nothing() {
+    let Some(config) = moto().await else { return };
+    let _guard = MOTO.lock().await;
+    let (network, cluster) = (AwsNetwork::new(&config), AwsCluster::new(&config));
+    let spec = spec("moto-full");
+    let dir = tempfile::tempdir().unwrap();
+    let options = StackOptions { state_dir: Some(dir.path().to_path_buf()), waits: WaitPolicy::fast(), ..Default::default() };
+
+    let first = glrunner_infra::provision(&spec, &network, &cluster, &options).await.unwrap();
+    let expected = vec![
+        ("vpc", 1),
+        ("subnet", 4),
+        ("internet gateway", 1),
+        ("elastic ip", 1),
+        ("nat gateway", 1),
+        ("route table", 2),
+        ("iam role", 2),
+        ("cluster", 1),
+        ("fargate profile", 1),
+        ("addon", 1),
+        ("access entry", 1),
+    ];
+    assert_eq!(census(&config, "moto-full").await, expected, "exactly the planned resources, all tagged");
+    assert!(first.kubeconfig.as_ref().unwrap().exists());
+
+    let second = glrunner_infra::provision(&spec, &network, &cluster, &options).await.unwrap();
+    let (a, b) = (first.applied.unwrap(), second.applied.unwrap());
+    assert_eq!(b.created(), 0, "a second provision creates nothing");
+    for (key, res) in &a.resources {
+        assert_eq!(b.resources[key].id, res.id, "{key} kept its id");
+    }
+    assert_eq!(census(&config, "moto-full").await, expected);
+
+    // The state file is only a cache: teardown finds everything by tag without it.
+    std::fs::remove_file(dir.path().join("moto-full.json")).unwrap();
+    let report = glrunner_infra::teardown(&spec.stack, &spec.region, &network, &cluster, &options).await.unwrap();
+    assert!(report.leftovers.is_empty());
+    let after = census(&config, "moto-full").await;
+    assert!(after.iter().all(|(_, n)| *n == 0), "left behind: {after:?}");
+    // NAT gateways stay listed as `deleted`, like on AWS.
+    let ec2 = aws_sdk_ec2::Client::new(&config);
+    let nats = ec2.describe_nat_gateways().filter(tag_filter("moto-full")).send().await.unwrap();
+    assert!(nats.nat_gateways().iter().all(|n| n.state().map(|s| s.as_str()) == Some("deleted")));
+}
