@@ -321,3 +321,71 @@ impl TokenSecrets for KubeTokenSecrets {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+
+    fn api(code: u16, reason: &str) -> kube::Error {
+        kube::Error::Api(Box::new(kube::core::Status {
+            code,
+            reason: reason.into(),
+            message: "m".into(),
+            ..Default::default()
+        }))
+    }
+
+    #[test]
+    fn kube_errors_map_to_categories_naming_resource_and_action() {
+        let cases = [
+            (404, "NotFound", ErrorKind::NotFound),
+            (409, "AlreadyExists", ErrorKind::AlreadyExists),
+            (409, "Conflict", ErrorKind::Conflict),
+            (403, "Forbidden", ErrorKind::PermissionDenied),
+            (401, "Unauthorized", ErrorKind::PermissionDenied),
+            (429, "TooManyRequests", ErrorKind::Throttled),
+            (504, "Timeout", ErrorKind::Timeout),
+            (500, "InternalError", ErrorKind::Backend),
+        ];
+        for (code, reason, kind) in cases {
+            let e = map_kube(
+                api(code, reason),
+                "secret \"s\" in namespace \"n\"",
+                "update",
+            );
+            assert_eq!(e.kind(), kind, "{code} {reason}");
+            assert!(
+                e.to_string().contains("secret \"s\" in namespace \"n\""),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn currency_check_requires_exact_data_and_label() {
+        let token = RunnerToken::new("glrt-abc").unwrap();
+        let mut s = Secret {
+            metadata: ObjectMeta {
+                labels: Some(BTreeMap::from([(
+                    MANAGED_BY_LABEL.0.to_string(),
+                    MANAGED_BY_LABEL.1.to_string(),
+                )])),
+                ..ObjectMeta::default()
+            },
+            type_: Some("Opaque".into()),
+            data: Some(desired_data(&token)),
+            ..Secret::default()
+        };
+        assert!(is_current(&s, &token));
+        assert!(!is_current(&s, &RunnerToken::new("glrt-other").unwrap()));
+        s.data
+            .as_mut()
+            .unwrap()
+            .insert("extra".into(), ByteString(vec![1]));
+        assert!(!is_current(&s, &token));
+        s.data = Some(desired_data(&token));
+        s.metadata.labels = None;
+        assert!(!is_current(&s, &token));
+    }
+}

@@ -5,7 +5,6 @@ mod integration {
     mod fleet_props;
     mod helm_cli;
     mod kube_secrets;
-    #[cfg(feature = "mock")]
     mod mocks;
     mod values_golden;
 }

@@ -389,3 +389,61 @@ fn a_token_in_our_environment_does_not_reach_helm() {
         "token reached helm's environment"
     );
 }
+
+/// The values render with the official chart: a namespace Role (no ClusterRole), the configured
+/// `concurrent` and executor settings in the ConfigMap, the Secret referenced, no token.
+/// Run with `cargo test -p glrunner-runner-chart -- --ignored values_render` where a real helm 3
+/// (`GLRUNNER_HELM` or `helm` on PATH) can reach charts.gitlab.io.
+#[test]
+#[ignore = "needs a real helm 3 and network access to charts.gitlab.io"]
+fn values_render_with_the_official_chart() {
+    let helm = std::env::var_os("GLRUNNER_HELM").unwrap_or_else(|| "helm".into());
+    let dir = tempfile::tempdir().unwrap();
+    let values = RunnerValues::new("https://gitlab.example.com/")
+        .with_concurrent(200)
+        .with_runner_tags(["glrunner-1"]);
+    let file = dir.path().join("values.yaml");
+    std::fs::write(&file, values.to_yaml().unwrap()).unwrap();
+    let run = |args: &[&std::ffi::OsStr]| {
+        let out = std::process::Command::new(&helm)
+            .args(args)
+            .output()
+            .expect("run helm");
+        assert!(
+            out.status.success(),
+            "helm {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    run(&[
+        "repo".as_ref(),
+        "add".as_ref(),
+        "gitlab".as_ref(),
+        "https://charts.gitlab.io".as_ref(),
+        "--force-update".as_ref(),
+    ]);
+    let rendered = run(&[
+        "template".as_ref(),
+        "gitlab-runner-1".as_ref(),
+        "gitlab/gitlab-runner".as_ref(),
+        "--version".as_ref(),
+        glrunner_runner_chart::DEFAULT_CHART_VERSION.as_ref(),
+        "--namespace".as_ref(),
+        "ci".as_ref(),
+        "--values".as_ref(),
+        file.as_os_str(),
+    ]);
+    assert!(rendered.contains("kind: Role\n"), "no namespace Role");
+    assert!(!rendered.contains("kind: ClusterRole"), "cluster-wide RBAC");
+    for needle in [
+        "concurrent = 200",
+        "poll_timeout = 300",
+        "privileged = false",
+        "cpu_limit = \"250m\"",
+        "gitlab-runner-token",
+    ] {
+        assert!(rendered.contains(needle), "{needle} not rendered");
+    }
+    assert!(!rendered.contains("glrt-"), "a token in the rendered chart");
+}
