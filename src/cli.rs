@@ -66,10 +66,11 @@ pub struct GlobalArgs {
 }
 
 /// Installs a tracing subscriber writing to stderr: human-readable, or JSON lines with `--output json`.
-/// `RUST_LOG` overrides the default `info` filter.
+/// The default shows warnings only (progress has its own rendering); `RUST_LOG` overrides it
+/// (e.g. `RUST_LOG=glrunner_infra=debug`).
 pub fn init_tracing(output: OutputFormat) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,glrunner=info"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match output {
         OutputFormat::Human => builder.with_target(false).try_init(),

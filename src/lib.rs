@@ -5,6 +5,7 @@
 //! support of the examples and, as they land, the full flow and the sandbox world.
 
 pub mod cli;
+pub mod provisioning;
 
 pub use glrunner_gitlab_client as gitlab;
 pub use glrunner_infra as infra;

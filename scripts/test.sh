@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh machine: installs and starts what the tests need (moto with
+# the EKS shim; a kube-apiserver + etcd built from Debian's sources, cached outside the
+# clone), runs `cargo test --workspace`, and stops the servers again.
+#
+# Build outputs are cached outside the clone (CARGO_TARGET_DIR, default
+# /var/cache/glrunner/target when writable), so repeated runs rebuild only what changed.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+cache=${GLRUNNER_CACHE:-/var/cache/glrunner}
+if mkdir -p "$cache" 2>/dev/null && [ -w "$cache" ]; then
+  export GLRUNNER_CACHE=$cache
+  export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$cache/target}
+fi
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+
+run_dir=$(mktemp -d /tmp/glrunner-test.XXXXXX)
+cleanup() {
+  "$root/scripts/moto.sh" stop "$run_dir/moto" || true
+  "$root/scripts/kube-apiserver.sh" stop "$run_dir/kube" >/dev/null 2>&1 || true
+  rm -rf "$run_dir"
+}
+trap cleanup EXIT
+
+log() { echo "[test.sh] $*" >&2; }
+
+# Start the slow, independent preparations side by side: the apiserver build (first run only,
+# ~10 min), moto's install, and the Rust build of every test binary.
+log "preparing kube-apiserver (cached under $GLRUNNER_CACHE/kube after the first run)"
+"$root/scripts/kube-apiserver.sh" build > "$run_dir/kube-build.out" 2>&1 &
+kube_build=$!
+log "installing moto"
+"$root/scripts/moto.sh" install
+log "building the workspace and its tests"
+cargo test --workspace --no-run --quiet
+if ! wait "$kube_build"; then
+  cat "$run_dir/kube-build.out" >&2
+  log "kube-apiserver build failed"
+  exit 1
+fi
+cat "$run_dir/kube-build.out" >&2
+
+eval "export $("$root/scripts/moto.sh" start "$run_dir/moto" | tail -1)"
+log "moto at $GLRUNNER_TEST_MOTO_URL"
+eval "export $("$root/scripts/kube-apiserver.sh" start "$run_dir/kube" | tail -1)"
+log "kube-apiserver kubeconfig at $GLRUNNER_TEST_KUBECONFIG"
+
+cargo test --workspace "$@"
