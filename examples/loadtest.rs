@@ -62,9 +62,10 @@ struct RunArgs {
     #[arg(long, global = true)]
     allow_insecure_http: bool,
 
-    /// Project path (`group/project`) or numeric id.
-    #[arg(long, global = true, default_value = "sandbox/loadtest")]
-    project: String,
+    /// Project path (`group/project`) or numeric id. Required with `--backend aws`;
+    /// the sandbox defaults to `sandbox/loadtest`.
+    #[arg(long, global = true)]
+    project: Option<String>,
 
     /// Create the project (private, with a README) if it does not exist.
     #[arg(long, global = true)]
@@ -173,8 +174,17 @@ fn plan(global: &GlobalArgs, args: &RunArgs) -> Result<Plan, CliError> {
         };
         CliError::invalid(format!("{flag}: {e}"))
     })?;
-    let project = ProjectRef::parse(&args.project)
-        .map_err(|e| CliError::invalid(format!("--project: {e}")))?;
+    let project = match (&args.project, global.backend) {
+        (Some(p), _) => p.as_str(),
+        (None, Backend::Sandbox) => "sandbox/loadtest",
+        (None, Backend::Aws) => {
+            return Err(CliError::invalid(
+                "--project is required with --backend aws: pass a path like my-group/loadtest (add --create-project to create it) or a numeric id",
+            ));
+        }
+    };
+    let project =
+        ProjectRef::parse(project).map_err(|e| CliError::invalid(format!("--project: {e}")))?;
     if args.max_requests_per_minute == 0 {
         return Err(CliError::invalid(
             "--max-requests-per-minute must be at least 1",
@@ -191,7 +201,8 @@ fn plan(global: &GlobalArgs, args: &RunArgs) -> Result<Plan, CliError> {
 }
 
 /// The GitLab client for `--backend aws`, checked without sending anything.
-fn http_client(args: &RunArgs) -> Result<HttpGitLab, CliError> {
+/// With `dry_run`, only the URL is checked (a dry run needs no token) and `None` is returned.
+fn http_client(args: &RunArgs, dry_run: bool) -> Result<Option<HttpGitLab>, CliError> {
     let url = args
         .gitlab_url
         .clone()
@@ -210,6 +221,9 @@ fn http_client(args: &RunArgs) -> Result<HttpGitLab, CliError> {
         };
         CliError::invalid(format!("--gitlab-url: {e}{hint}"))
     })?;
+    if dry_run {
+        return Ok(None);
+    }
     let token = std::env::var("GITLAB_TOKEN").ok().filter(|t| !t.trim().is_empty()).ok_or_else(|| {
         CliError::invalid("GITLAB_TOKEN is not set: export a personal access token with the `api` scope (never pass it as a flag)")
     })?;
@@ -218,6 +232,7 @@ fn http_client(args: &RunArgs) -> Result<HttpGitLab, CliError> {
         .with_token(SecretToken::new(token))
         .allow_insecure_http(args.allow_insecure_http)
         .build()
+        .map(Some)
         .map_err(|e| CliError::invalid(e.to_string()))
 }
 
@@ -309,10 +324,15 @@ async fn run_sandbox(
     output: OutputFormat,
 ) -> Result<Report, CliError> {
     let gitlab = InMemoryGitLab::default();
-    let project = gitlab
-        .get_or_create_project("sandbox/loadtest")
-        .await
-        .map_err(failure)?;
+    // The sandbox starts empty: create the project (and its group) the run asks for.
+    let path = match &plan.project {
+        ProjectRef::Path(path) => path.clone(),
+        ProjectRef::Id(_) => "sandbox/loadtest".to_owned(),
+    };
+    if let Some((group, _)) = path.rsplit_once('/') {
+        gitlab.add_group(group);
+    }
+    let project = gitlab.get_or_create_project(&path).await.map_err(failure)?;
     let mut runners = Vec::new();
     for shard in plan.spec.shards.iter().filter(|s| s.jobs > 0) {
         let ShardTarget { tag, .. } = shard;
@@ -349,7 +369,7 @@ fn real_main(cli: Cli) -> Result<(), CliError> {
         return Ok(());
     }
     let http = match cli.global.backend {
-        Backend::Aws => Some(http_client(&cli.run)?),
+        Backend::Aws => http_client(&cli.run, cli.global.dry_run)?,
         Backend::Sandbox => None,
     };
     if cli.global.dry_run {
