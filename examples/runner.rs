@@ -27,7 +27,7 @@ use glrunner::runner_chart::{
     ChartSource, ChartVersion, DEFAULT_CHART_VERSION, Error, FleetPlan, FleetRequest, HelmCli,
     InMemoryReleases, InMemoryTokenSecrets, KubeTokenSecrets, ReleaseId, ReleaseManager,
     ReleaseSpec, ReleaseStatus, RunnerToken, RunnerValues, TokenSecrets, deploy_runner,
-    remove_runner,
+    remove_runner, upgrade_runner,
 };
 
 /// Environment variable holding the runner authentication token for `install` / `upgrade`.
@@ -504,23 +504,11 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let spec = spec(&args.release)?;
             let token = token(backend)?;
             let b = backends(backend, &args.connection).await?;
-            if b.releases
-                .status(&spec.id())
-                .await
-                .map_err(cli_error)?
-                .is_none()
-            {
-                return Err(CliError::failure(format!(
-                    "cannot upgrade {}: not found (fix: run `install` first)",
-                    spec.id().describe()
-                )));
-            }
-            b.secrets
-                .ensure(&spec.secret(), &token)
+            let upgraded = upgrade_runner(b.secrets.as_ref(), b.releases.as_ref(), &spec, &token)
                 .await
                 .map_err(cli_error)?;
-            let status = b.releases.upgrade(&spec).await.map_err(cli_error)?;
-            print_status(&status, output)
+            tracing::info!(secret = ?upgraded.secret, "token secret stored");
+            print_status(&upgraded.release, output)
         }
         Command::Uninstall(args) => {
             let id = ReleaseId::new(&args.target.namespace, &args.target.release);

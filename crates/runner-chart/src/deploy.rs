@@ -17,8 +17,24 @@ pub struct Deployed {
     pub release: ReleaseStatus,
 }
 
+/// Pod annotation on the runner manager carrying a short fingerprint of the token, so that a
+/// rotated token rolls the manager pod (the chart only checksums Secrets it renders itself).
+/// The fingerprint is 32 bits of a hash: it cannot give back a token of 100+ random bits.
+pub const TOKEN_FINGERPRINT_ANNOTATION: &str = "glrunner.io/token-fingerprint";
+
+/// A short, stable, non-reversible fingerprint of the token (FNV-1a 64, folded to 32 bits).
+pub fn token_fingerprint(token: &RunnerToken) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in token.expose_secret().bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{:08x}", (hash >> 32) as u32 ^ hash as u32)
+}
+
 /// Validates `spec`, stores `token` in the Secret its values reference (in the release
-/// namespace), then installs or upgrades the release. Nothing runs when validation fails.
+/// namespace), then installs or upgrades the release with the token's fingerprint as a manager
+/// pod annotation ([`TOKEN_FINGERPRINT_ANNOTATION`]). Nothing runs when validation fails.
 pub async fn deploy_runner(
     secrets: &dyn TokenSecrets,
     releases: &dyn ReleaseManager,
@@ -26,8 +42,38 @@ pub async fn deploy_runner(
     token: &RunnerToken,
 ) -> Result<Deployed> {
     spec.validate()?;
+    let mut spec = spec.clone();
+    spec.values.pod_annotations.insert(
+        TOKEN_FINGERPRINT_ANNOTATION.to_string(),
+        token_fingerprint(token),
+    );
     let secret = secrets.ensure(&spec.secret(), token).await?;
-    let release = releases.ensure(spec).await?;
+    let release = releases.ensure(&spec).await?;
+    Ok(Deployed { secret, release })
+}
+
+/// Like [`deploy_runner`], but only for an existing release: [`crate::Error::NotFound`] (and no
+/// Secret written) when it is absent.
+pub async fn upgrade_runner(
+    secrets: &dyn TokenSecrets,
+    releases: &dyn ReleaseManager,
+    spec: &ReleaseSpec,
+    token: &RunnerToken,
+) -> Result<Deployed> {
+    spec.validate()?;
+    if releases.status(&spec.id()).await?.is_none() {
+        return Err(crate::Error::NotFound {
+            resource: spec.id().describe(),
+            action: "upgrade".into(),
+        });
+    }
+    let mut spec = spec.clone();
+    spec.values.pod_annotations.insert(
+        TOKEN_FINGERPRINT_ANNOTATION.to_string(),
+        token_fingerprint(token),
+    );
+    let secret = secrets.ensure(&spec.secret(), token).await?;
+    let release = releases.upgrade(&spec).await?;
     Ok(Deployed { secret, release })
 }
 
@@ -64,6 +110,13 @@ mod tests {
             .unwrap();
         assert_eq!(d.secret, SecretOutcome::Created);
         assert!(secrets.contains(&spec.secret()));
+        let up = upgrade_runner(&secrets, &releases, &spec, &token)
+            .await
+            .unwrap();
+        assert_eq!(
+            (up.secret, up.release.revision),
+            (SecretOutcome::Unchanged, 2)
+        );
         let r = remove_runner(
             &secrets,
             &releases,
@@ -75,6 +128,14 @@ mod tests {
         .unwrap();
         assert_eq!(r, Removal::Removed);
         assert!(!secrets.contains(&spec.secret()));
+        let e = upgrade_runner(&secrets, &releases, &spec, &token)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::NotFound);
+        assert!(
+            !secrets.contains(&spec.secret()),
+            "no Secret written for a missing release"
+        );
         let r = remove_runner(
             &secrets,
             &releases,
@@ -85,6 +146,39 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(r, Removal::AlreadyAbsent);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rotated_token_changes_the_manager_pod_annotation() {
+        let secrets = InMemoryTokenSecrets::new();
+        let releases = InMemoryReleases::new().with_secrets(secrets.clone());
+        let spec = ReleaseSpec::new("r", "ci", RunnerValues::new("https://gitlab.example.com"));
+        let a = RunnerToken::new("glrt-aaaaaaaaaaaaaaaaaaaa").unwrap();
+        let b = RunnerToken::new("glrt-bbbbbbbbbbbbbbbbbbbb").unwrap();
+        deploy_runner(&secrets, &releases, &spec, &a).await.unwrap();
+        let first =
+            releases.runners()[0].values.pod_annotations[TOKEN_FINGERPRINT_ANNOTATION].clone();
+        let again = deploy_runner(&secrets, &releases, &spec, &a).await.unwrap();
+        assert_eq!(again.secret, SecretOutcome::Unchanged);
+        assert_eq!(
+            releases.runners()[0].values.pod_annotations[TOKEN_FINGERPRINT_ANNOTATION],
+            first,
+            "stable"
+        );
+        let rotated = deploy_runner(&secrets, &releases, &spec, &b).await.unwrap();
+        assert_eq!(rotated.secret, SecretOutcome::Updated);
+        let second =
+            releases.runners()[0].values.pod_annotations[TOKEN_FINGERPRINT_ANNOTATION].clone();
+        assert_ne!(first, second);
+        assert_eq!(first.len(), 8);
+        assert!(!"glrt-aaaaaaaaaaaaaaaaaaaa".contains(&first));
+        assert!(
+            spec.values
+                .to_yaml()
+                .unwrap()
+                .lines()
+                .all(|l| !l.contains(TOKEN_FINGERPRINT_ANNOTATION))
+        );
     }
 
     #[tokio::test]

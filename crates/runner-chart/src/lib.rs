@@ -81,7 +81,10 @@ pub mod secret;
 pub mod validate;
 pub mod values;
 
-pub use deploy::{Deployed, deploy_runner, remove_runner};
+pub use deploy::{
+    Deployed, TOKEN_FINGERPRINT_ANNOTATION, deploy_runner, remove_runner, token_fingerprint,
+    upgrade_runner,
+};
 pub use error::{Error, ErrorKind, Invalid, Result};
 pub use fargate::FargateSize;
 pub use fleet::{FleetPlan, FleetRequest, FleetWarning, Shard};

@@ -227,6 +227,14 @@ impl InMemoryReleases {
             .collect()
     }
 
+    /// Ready runners that take jobs tagged `tag`.
+    pub fn ready_runners_for_tag(&self, tag: &str) -> Vec<InstalledRunner> {
+        self.runners()
+            .into_iter()
+            .filter(|r| r.is_ready() && r.tags.iter().any(|t| t == tag))
+            .collect()
+    }
+
     /// A receiver whose value changes whenever any release changes state.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.shared.changes.subscribe()
@@ -503,6 +511,8 @@ mod tests {
         assert_eq!(start.elapsed(), Timing::default().install);
         let r = &rm.runners()[0];
         assert!(r.is_ready());
+        assert_eq!(rm.ready_runners_for_tag("t1").len(), 1);
+        assert!(rm.ready_runners_for_tag("t2").is_empty());
         assert_eq!(
             (r.tags.as_slice(), r.concurrent, r.job_namespace.as_str()),
             (&["t1".to_string()][..], 50, "ci")

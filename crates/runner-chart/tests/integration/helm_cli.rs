@@ -7,8 +7,8 @@ use std::time::Duration;
 use glrunner_runner_chart::conformance;
 use glrunner_runner_chart::{
     ChartSource, ChartVersion, Error, ErrorKind, HelmCli, InMemoryTokenSecrets, ReleaseId,
-    ReleaseManager, ReleaseSpec, ReleaseState, Removal, RunnerToken, RunnerValues, TokenSecrets,
-    deploy_runner, remove_runner,
+    ReleaseManager, ReleaseSpec, ReleaseState, Removal, RunnerToken, RunnerValues,
+    TOKEN_FINGERPRINT_ANNOTATION, TokenSecrets, deploy_runner, remove_runner, token_fingerprint,
 };
 
 use super::fake_helm::FakeHelm;
@@ -120,7 +120,16 @@ async fn install_upgrade_uninstall_issue_the_right_commands_and_the_token_is_in_
         "values file {} left on disk",
         path.display()
     );
-    assert_eq!(content, spec.values.to_yaml().unwrap());
+    let mut expected = spec.values.clone();
+    expected.pod_annotations.insert(
+        TOKEN_FINGERPRINT_ANNOTATION.to_string(),
+        token_fingerprint(&token),
+    );
+    assert_eq!(
+        content,
+        expected.to_yaml().unwrap(),
+        "helm got exactly the typed values (plus the token fingerprint)"
+    );
     assert!(content.contains("secret: gitlab-runner-token"));
 
     // upgrade: no --install, repo not re-added, new values.
