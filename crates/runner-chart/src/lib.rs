@@ -17,7 +17,7 @@
 //!   `upgrade`, `uninstall` (idempotent), `status`, `list`.
 //! - [`FleetPlan`]: N concurrent jobs → K releases `<prefix>-1..K`, each with its own tag and
 //!   `concurrent`; the per-shard `(tag, jobs)` routes feed the CI generator.
-//! - [`deploy_runner`] / [`remove_runner`]: Secret then release, and back.
+//! - [`deploy_runner`] / [`upgrade_runner`] / [`remove_runner`]: Secret then release, and back.
 //!
 //! # Implementations
 //!
