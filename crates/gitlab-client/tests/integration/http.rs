@@ -513,3 +513,49 @@ fn bad_configuration_is_rejected_before_any_request() {
         .unwrap_err();
     assert!(err.to_string().contains("GITLAB_URL"), "{err}");
 }
+
+#[tokio::test]
+async fn watcher_runs_over_http() {
+    use glrunner_gitlab_client::WatchOutcome;
+    use glrunner_gitlab_client::watch::{WatchConfig, watch_pipeline};
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v4/projects/42/pipelines/7"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(pipeline_json(7, "running")))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v4/projects/42/pipelines/7"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(pipeline_json(7, "failed")))
+        .mount(&server)
+        .await;
+    let jobs = vec![
+        doc_job(3, "success"),
+        doc_job(2, "failed"),
+        doc_job(1, "success"),
+    ];
+    Mock::given(method("GET"))
+        .and(path("/api/v4/projects/42/pipelines/7/jobs"))
+        .respond_with(page(jobs, 1, None, 3))
+        .mount(&server)
+        .await;
+    let gl = client(&server);
+    let cfg = WatchConfig::default()
+        .with_intervals(
+            Duration::from_millis(10),
+            Duration::from_millis(10),
+            Duration::from_millis(10),
+        )
+        .with_max_requests_per_minute(1_000_000);
+    let report = watch_pipeline(&gl, &ProjectRef::Id(42), 7, &cfg, &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, WatchOutcome::Finished);
+    assert_eq!(report.total_jobs, 3);
+    assert_eq!(report.pipeline_status, "failed");
+    assert_eq!(report.failures_by_reason["script_failure"], 1);
+    // pipeline, total count, active page, pipeline, final listing
+    assert_eq!(report.requests, 5);
+    assert_eq!(gl.requests_made(), 5);
+}
