@@ -109,13 +109,11 @@ fn profile_region() -> Option<String> {
     for line in text.lines().map(str::trim) {
         if line.starts_with('[') {
             in_section = line == header;
-        } else if in_section {
-            if let Some((key, value)) = line.split_once('=') {
-                if key.trim() == "region" {
+        } else if in_section
+            && let Some((key, value)) = line.split_once('=')
+                && key.trim() == "region" {
                     return Some(value.trim().to_string());
                 }
-            }
-        }
     }
     None
 }

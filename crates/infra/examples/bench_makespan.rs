@@ -19,7 +19,14 @@ fn staged_baseline(plan: &Plan) -> Plan {
     for step in &plan.steps {
         let mut expanded = vec![step.clone()];
         // The reference created one Fargate profile per namespace.
-        if let StepAction::FargateProfile { cluster, name, role, subnets, selectors } = &step.action {
+        if let StepAction::FargateProfile {
+            cluster,
+            name,
+            role,
+            subnets,
+            selectors,
+        } = &step.action
+        {
             expanded = selectors
                 .iter()
                 .map(|selector| {
@@ -39,23 +46,40 @@ fn staged_baseline(plan: &Plan) -> Plan {
         }
         for mut one in expanded {
             // Everything strictly after the previous step, which keeps the original deps satisfied.
-            one.depends_on = steps.last().map(|prev| vec![prev.key.clone()]).unwrap_or_default();
+            one.depends_on = steps
+                .last()
+                .map(|prev| vec![prev.key.clone()])
+                .unwrap_or_default();
             steps.push(one);
         }
     }
     // Steps that referenced the single profile now follow the last per-namespace profile anyway.
-    Plan { steps, ..plan.clone() }
+    Plan {
+        steps,
+        ..plan.clone()
+    }
 }
 
 fn critical_path(plan: &Plan, report: &ApplyReport) -> Vec<(String, f64)> {
-    let timing: HashMap<&str, (f64, f64)> = report.steps.iter().map(|s| (s.key.as_str(), (s.started_s, s.finished_s))).collect();
-    let mut key = report.steps.iter().max_by(|a, b| a.finished_s.total_cmp(&b.finished_s)).map(|s| s.key.clone());
+    let timing: HashMap<&str, (f64, f64)> = report
+        .steps
+        .iter()
+        .map(|s| (s.key.as_str(), (s.started_s, s.finished_s)))
+        .collect();
+    let mut key = report
+        .steps
+        .iter()
+        .max_by(|a, b| a.finished_s.total_cmp(&b.finished_s))
+        .map(|s| s.key.clone());
     let mut path = Vec::new();
     while let Some(k) = key {
         let (start, end) = timing[k.as_str()];
         path.push((k.clone(), end - start));
         key = plan.step(&k).and_then(|step| {
-            step.depends_on.iter().max_by(|a, b| timing[a.as_str()].1.total_cmp(&timing[b.as_str()].1)).cloned()
+            step.depends_on
+                .iter()
+                .max_by(|a, b| timing[a.as_str()].1.total_cmp(&timing[b.as_str()].1))
+                .cloned()
         });
     }
     path.reverse();
@@ -64,28 +88,54 @@ fn critical_path(plan: &Plan, report: &ApplyReport) -> Vec<(String, f64)> {
 
 async fn measure(plan: &Plan) -> ApplyReport {
     let cloud = InMemoryCloud::default();
-    Engine::new(&cloud, &cloud).apply(plan).await.expect("apply on the in-memory cloud")
+    Engine::new(&cloud, &cloud)
+        .apply(plan)
+        .await
+        .expect("apply on the in-memory cloud")
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .expect("runtime");
     let wall = Instant::now();
     runtime.block_on(async {
         let spec = StackSpec::new(StackName::new("bench").expect("valid"), "us-east-1");
         let cloud = InMemoryCloud::default();
-        let ours = glrunner_infra::plan_stack(&spec, &cloud).await.expect("plan");
+        let ours = glrunner_infra::plan_stack(&spec, &cloud)
+            .await
+            .expect("plan");
         let baseline = staged_baseline(&ours);
         let ours_report = measure(&ours).await;
         let baseline_report = measure(&baseline).await;
         let minutes = |s: f64| s / 60.0;
-        println!("provisioning makespan on the in-memory cloud (published durations, virtual clock)");
-        println!("  glrunner plan ({} steps, {} waves): {:6.1} min", ours.steps.len(), ours.waves().len(), minutes(ours_report.makespan_s));
-        println!("  staged sequential baseline ({} steps):  {:6.1} min", baseline.steps.len(), minutes(baseline_report.makespan_s));
-        println!("  ratio baseline / glrunner: {:.2}x", baseline_report.makespan_s / ours_report.makespan_s);
+        println!(
+            "provisioning makespan on the in-memory cloud (published durations, virtual clock)"
+        );
+        println!(
+            "  glrunner plan ({} steps, {} waves): {:6.1} min",
+            ours.steps.len(),
+            ours.waves().len(),
+            minutes(ours_report.makespan_s)
+        );
+        println!(
+            "  staged sequential baseline ({} steps):  {:6.1} min",
+            baseline.steps.len(),
+            minutes(baseline_report.makespan_s)
+        );
+        println!(
+            "  ratio baseline / glrunner: {:.2}x",
+            baseline_report.makespan_s / ours_report.makespan_s
+        );
         println!("  critical path of the glrunner plan:");
         for (key, secs) in critical_path(&ours, &ours_report) {
             println!("    {key:<28} {:6.1} min", minutes(secs));
         }
     });
-    println!("  (wall time of this benchmark: {:.0} ms)", wall.elapsed().as_secs_f64() * 1000.0);
+    println!(
+        "  (wall time of this benchmark: {:.0} ms)",
+        wall.elapsed().as_secs_f64() * 1000.0
+    );
 }

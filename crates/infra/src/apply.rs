@@ -63,14 +63,24 @@ pub struct Engine<'a> {
 
 impl std::fmt::Debug for Engine<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("waits", &self.waits).field("state", &self.state.map(|s| s.path())).finish_non_exhaustive()
+        f.debug_struct("Engine")
+            .field("waits", &self.waits)
+            .field("state", &self.state.map(|s| s.path()))
+            .finish_non_exhaustive()
     }
 }
 
 impl<'a> Engine<'a> {
     /// An engine with the default wait policy, no progress and no state file.
     pub fn new(network: &'a dyn NetworkProvisioner, cluster: &'a dyn ClusterProvisioner) -> Self {
-        Self { network, cluster, waits: WaitPolicy::default(), progress: &NoProgress, state: None, extra_tags: Default::default() }
+        Self {
+            network,
+            cluster,
+            waits: WaitPolicy::default(),
+            progress: &NoProgress,
+            state: None,
+            extra_tags: Default::default(),
+        }
     }
 
     /// Sets the wait policy.
@@ -103,7 +113,8 @@ impl<'a> Engine<'a> {
 
     /// Every resource of the stack, from both provisioners, by step key (gone NAT gateways excluded).
     pub async fn existing(&self, stack: &StackName) -> Result<HashMap<String, Resource>> {
-        let (network, cluster) = tokio::try_join!(self.network.discover(stack), self.cluster.discover(stack))?;
+        let (network, cluster) =
+            tokio::try_join!(self.network.discover(stack), self.cluster.discover(stack))?;
         let mut by_key = HashMap::new();
         for res in network.into_iter().chain(cluster) {
             if res.key.is_empty() || !res.state.is_present() {
@@ -123,8 +134,15 @@ impl<'a> Engine<'a> {
         let stack = StackName::new(plan.stack.clone())?;
         let start = Instant::now();
         let existing = self.existing(&stack).await?;
-        let needs_caller = plan.steps.iter().any(|s| s.kind == ResourceKind::AccessEntry);
-        let caller = if needs_caller { self.cluster.caller_arn().await? } else { String::new() };
+        let needs_caller = plan
+            .steps
+            .iter()
+            .any(|s| s.kind == ResourceKind::AccessEntry);
+        let caller = if needs_caller {
+            self.cluster.caller_arn().await?
+        } else {
+            String::new()
+        };
         let cluster_name = plan
             .steps
             .iter()
@@ -157,7 +175,9 @@ impl<'a> Engine<'a> {
                 }
                 pending = still_pending;
             }
-            let Some((key, outcome)) = running.next().await else { break };
+            let Some((key, outcome)) = running.next().await else {
+                break;
+            };
             match outcome {
                 Ok((resource, timing)) => {
                     if let Some(state) = self.state {
@@ -167,7 +187,10 @@ impl<'a> Engine<'a> {
                     done.insert(key, resource);
                 }
                 Err(err) => {
-                    self.progress.event(&ProgressEvent::StepFailed { key: key.clone(), error: err.to_string() });
+                    self.progress.event(&ProgressEvent::StepFailed {
+                        key: key.clone(),
+                        error: err.to_string(),
+                    });
                     tracing::error!(step = %key, error = %err, "step failed");
                     failure.get_or_insert(err);
                 }
@@ -178,9 +201,17 @@ impl<'a> Engine<'a> {
         }
         if !pending.is_empty() {
             let keys: Vec<&str> = pending.iter().map(|s| s.key.as_str()).collect();
-            return Err(Error::invalid("plan", format!("steps never became ready: {}", keys.join(", "))));
+            return Err(Error::invalid(
+                "plan",
+                format!("steps never became ready: {}", keys.join(", ")),
+            ));
         }
-        Ok(ApplyReport { stack: plan.stack.clone(), steps: timings, resources: done, makespan_s: start.elapsed().as_secs_f64() })
+        Ok(ApplyReport {
+            stack: plan.stack.clone(),
+            steps: timings,
+            resources: done,
+            makespan_s: start.elapsed().as_secs_f64(),
+        })
     }
 
     async fn run_step(
@@ -192,30 +223,42 @@ impl<'a> Engine<'a> {
         apply_start: Instant,
     ) -> (String, Result<(Resource, StepTiming)>) {
         let started = apply_start.elapsed();
-        self.progress.event(&ProgressEvent::StepStarted { key: step.key.clone(), description: step.description.clone() });
-        tracing::info!(step = %step.key, "{}", step.description);
-        let outcome = self.ensure(stack, step, &request, found).await.map(|(resource, created)| {
-            let finished = apply_start.elapsed();
-            self.progress.event(&ProgressEvent::StepDone {
-                key: step.key.clone(),
-                id: resource.id.clone(),
-                created,
-                elapsed: finished - started,
-            });
-            let timing = StepTiming {
-                key: step.key.clone(),
-                id: resource.id.clone(),
-                created,
-                started_s: started.as_secs_f64(),
-                finished_s: finished.as_secs_f64(),
-            };
-            (resource, timing)
+        self.progress.event(&ProgressEvent::StepStarted {
+            key: step.key.clone(),
+            description: step.description.clone(),
         });
+        tracing::info!(step = %step.key, "{}", step.description);
+        let outcome = self
+            .ensure(stack, step, &request, found)
+            .await
+            .map(|(resource, created)| {
+                let finished = apply_start.elapsed();
+                self.progress.event(&ProgressEvent::StepDone {
+                    key: step.key.clone(),
+                    id: resource.id.clone(),
+                    created,
+                    elapsed: finished - started,
+                });
+                let timing = StepTiming {
+                    key: step.key.clone(),
+                    id: resource.id.clone(),
+                    created,
+                    started_s: started.as_secs_f64(),
+                    finished_s: finished.as_secs_f64(),
+                };
+                (resource, timing)
+            });
         (step.key.clone(), outcome)
     }
 
     /// Reuse or create, then wait until available. Returns the resource and whether it was created.
-    async fn ensure(&self, stack: &StackName, step: &Step, request: &CreateRequest, found: Option<Resource>) -> Result<(Resource, bool)> {
+    async fn ensure(
+        &self,
+        stack: &StackName,
+        step: &Step,
+        request: &CreateRequest,
+        found: Option<Resource>,
+    ) -> Result<(Resource, bool)> {
         let kind = step.kind;
         let timeout = self.waits.timeout_for(kind);
         let mut found = found;
@@ -224,7 +267,8 @@ impl<'a> Engine<'a> {
                 ResourceState::Failed => {
                     return Err(Error::Failed {
                         resource: existing.describe(),
-                        message: "found in a failed state; run teardown, then provision again".into(),
+                        message: "found in a failed state; run teardown, then provision again"
+                            .into(),
                     });
                 }
                 ResourceState::Deleting => {
@@ -238,13 +282,24 @@ impl<'a> Engine<'a> {
         let (resource, created) = match found {
             Some(existing) => {
                 tracing::info!(step = %step.key, id = %existing.id, "found existing {}, reusing it", kind);
-                self.progress.event(&ProgressEvent::StepFound { key: step.key.clone(), id: existing.id.clone() });
+                self.progress.event(&ProgressEvent::StepFound {
+                    key: step.key.clone(),
+                    id: existing.id.clone(),
+                });
                 (existing, false)
             }
             None => {
-                let tags = ResourceTags { stack: stack.to_string(), key: step.key.clone(), extra: self.extra_tags.clone() };
+                let tags = ResourceTags {
+                    stack: stack.to_string(),
+                    key: step.key.clone(),
+                    extra: self.extra_tags.clone(),
+                };
                 let created = retry(&step.key, timeout, &self.waits, self.progress, || async {
-                    if kind.is_network() { self.network.create(request, &tags).await } else { self.cluster.create(request, &tags).await }
+                    if kind.is_network() {
+                        self.network.create(request, &tags).await
+                    } else {
+                        self.cluster.create(request, &tags).await
+                    }
                 })
                 .await?;
                 (created, true)
@@ -268,10 +323,19 @@ impl<'a> Engine<'a> {
     }
 
     pub(crate) async fn describe(&self, kind: ResourceKind, id: &str) -> Result<Option<Resource>> {
-        if kind.is_network() { self.network.describe(kind, id).await } else { self.cluster.describe(kind, id).await }
+        if kind.is_network() {
+            self.network.describe(kind, id).await
+        } else {
+            self.cluster.describe(kind, id).await
+        }
     }
 
-    pub(crate) async fn wait_gone(&self, key: &str, resource: &Resource, timeout: Duration) -> Result<()> {
+    pub(crate) async fn wait_gone(
+        &self,
+        key: &str,
+        resource: &Resource,
+        timeout: Duration,
+    ) -> Result<()> {
         let waiting_for = format!("{} {} to be deleted", resource.kind, resource.id);
         wait_for(
             key,

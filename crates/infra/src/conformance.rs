@@ -12,11 +12,13 @@ use async_trait::async_trait;
 use crate::apply::Engine;
 use crate::error::{Error, Result};
 use crate::plan::Plan;
+use crate::progress::NoProgress;
 use crate::provider::{ClusterProvisioner, NetworkProvisioner};
-use crate::resource::{ClusterAccess, CreateRequest, Resource, ResourceKind, ResourceState, ResourceTags, RoleTrust};
+use crate::resource::{
+    ClusterAccess, CreateRequest, Resource, ResourceKind, ResourceState, ResourceTags, RoleTrust,
+};
 use crate::spec::{StackName, StackSpec, SubnetTier};
 use crate::wait::{WaitPolicy, wait_for};
-use crate::progress::NoProgress;
 
 /// What a backend can be asked to prove.
 #[derive(Debug, Clone, Copy)]
@@ -37,14 +39,23 @@ pub struct Instrumented<'a> {
 
 impl std::fmt::Debug for Instrumented<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Instrumented").field("calls", &self.calls).field("fail_after_create", &self.fail_after_create).finish_non_exhaustive()
+        f.debug_struct("Instrumented")
+            .field("calls", &self.calls)
+            .field("fail_after_create", &self.fail_after_create)
+            .finish_non_exhaustive()
     }
 }
 
 impl<'a> Instrumented<'a> {
     /// Records calls, injects nothing.
     pub fn new(network: &'a dyn NetworkProvisioner, cluster: &'a dyn ClusterProvisioner) -> Self {
-        Self { network, cluster, calls: Mutex::default(), creates: AtomicUsize::new(0), fail_after_create: None }
+        Self {
+            network,
+            cluster,
+            calls: Mutex::default(),
+            creates: AtomicUsize::new(0),
+            fail_after_create: None,
+        }
     }
 
     /// Fails the `n`-th create (1-based) after the backend performed it.
@@ -61,7 +72,10 @@ impl<'a> Instrumented<'a> {
 
     /// The calls that change something.
     pub fn mutating_calls(&self) -> Vec<String> {
-        self.calls().into_iter().filter(|c| c.starts_with("create") || c.starts_with("delete")).collect()
+        self.calls()
+            .into_iter()
+            .filter(|c| c.starts_with("create") || c.starts_with("delete"))
+            .collect()
     }
 
     fn log(&self, call: String) {
@@ -135,18 +149,39 @@ impl ClusterProvisioner for Instrumented<'_> {
 }
 
 fn tags(stack: &StackName, key: &str) -> ResourceTags {
-    ResourceTags { stack: stack.to_string(), key: key.to_string(), extra: BTreeMap::new() }
+    ResourceTags {
+        stack: stack.to_string(),
+        key: key.to_string(),
+        extra: BTreeMap::new(),
+    }
 }
 
 fn check(condition: bool, what: impl FnOnce() -> String) -> Result<()> {
-    if condition { Ok(()) } else { Err(Error::invalid("conformance", what())) }
+    if condition {
+        Ok(())
+    } else {
+        Err(Error::invalid("conformance", what()))
+    }
 }
 
 /// Network resources: create, discover by tag with keys, describe, dependency check, idempotent delete.
-pub async fn network_lifecycle(network: &dyn NetworkProvisioner, stack: &StackName, caps: Capabilities) -> Result<()> {
+pub async fn network_lifecycle(
+    network: &dyn NetworkProvisioner,
+    stack: &StackName,
+    caps: Capabilities,
+) -> Result<()> {
     let azs = network.availability_zones().await?;
-    check(azs.len() >= 2, || format!("expected at least two availability zones, got {azs:?}"))?;
-    let vpc = network.create(&CreateRequest::Vpc { cidr: "10.42.0.0/16".parse().expect("literal") }, &tags(stack, "vpc")).await?;
+    check(azs.len() >= 2, || {
+        format!("expected at least two availability zones, got {azs:?}")
+    })?;
+    let vpc = network
+        .create(
+            &CreateRequest::Vpc {
+                cidr: "10.42.0.0/16".parse().expect("literal"),
+            },
+            &tags(stack, "vpc"),
+        )
+        .await?;
     let subnet = network
         .create(
             &CreateRequest::Subnet {
@@ -161,39 +196,112 @@ pub async fn network_lifecycle(network: &dyn NetworkProvisioner, stack: &StackNa
         .await?;
     let found = network.discover(stack).await?;
     for (res, key) in [(&vpc, "vpc"), (&subnet, "subnet/private/a")] {
-        check(found.iter().any(|f| f.id == res.id && f.key == key), || format!("discover did not return {} with key {key}: {found:?}", res.id))?;
+        check(found.iter().any(|f| f.id == res.id && f.key == key), || {
+            format!(
+                "discover did not return {} with key {key}: {found:?}",
+                res.id
+            )
+        })?;
     }
-    check(network.describe(ResourceKind::Subnet, &subnet.id).await?.is_some(), || "describe lost the subnet".into())?;
+    check(
+        network
+            .describe(ResourceKind::Subnet, &subnet.id)
+            .await?
+            .is_some(),
+        || "describe lost the subnet".into(),
+    )?;
     if caps.vpc_dependency_check {
         let err = network.delete(&vpc).await.err();
-        check(matches!(err, Some(Error::DependencyViolation { .. })), || format!("deleting a VPC with a subnet gave {err:?}"))?;
+        check(
+            matches!(err, Some(Error::DependencyViolation { .. })),
+            || format!("deleting a VPC with a subnet gave {err:?}"),
+        )?;
     }
     network.delete(&subnet).await?;
     network.delete(&vpc).await?;
     let again = network.delete(&vpc).await.err();
-    check(again.as_ref().is_some_and(Error::is_not_found), || format!("second delete of the VPC gave {again:?}"))?;
-    check(network.describe(ResourceKind::Vpc, &vpc.id).await?.is_none(), || "deleted VPC still described".into())?;
+    check(again.as_ref().is_some_and(Error::is_not_found), || {
+        format!("second delete of the VPC gave {again:?}")
+    })?;
+    check(
+        network
+            .describe(ResourceKind::Vpc, &vpc.id)
+            .await?
+            .is_none(),
+        || "deleted VPC still described".into(),
+    )?;
     let left = network.discover(stack).await?;
-    check(left.iter().all(|r| !r.state.is_present()), || format!("resources left: {left:?}"))
+    check(left.iter().all(|r| !r.state.is_present()), || {
+        format!("resources left: {left:?}")
+    })
 }
 
 /// IAM roles and the EKS cluster with its profile, add-on and access entry: create, wait,
 /// discover, read access, delete in order, nothing left.
-pub async fn cluster_lifecycle(network: &dyn NetworkProvisioner, cluster: &dyn ClusterProvisioner, stack: &StackName, waits: &WaitPolicy) -> Result<()> {
+pub async fn cluster_lifecycle(
+    network: &dyn NetworkProvisioner,
+    cluster: &dyn ClusterProvisioner,
+    stack: &StackName,
+    waits: &WaitPolicy,
+) -> Result<()> {
     let azs = network.availability_zones().await?;
-    let vpc = network.create(&CreateRequest::Vpc { cidr: "10.43.0.0/16".parse().expect("literal") }, &tags(stack, "vpc")).await?;
+    let vpc = network
+        .create(
+            &CreateRequest::Vpc {
+                cidr: "10.43.0.0/16".parse().expect("literal"),
+            },
+            &tags(stack, "vpc"),
+        )
+        .await?;
     let mut subnets = Vec::new();
     for (i, az) in azs.iter().take(2).enumerate() {
-        let cidr = format!("10.43.{}.0/20", i * 16).parse().expect("valid cidr");
-        let req = CreateRequest::Subnet { vpc_id: vpc.id.clone(), az: az.clone(), cidr, tier: SubnetTier::Private, cluster_name: stack.to_string() };
-        subnets.push(network.create(&req, &tags(stack, &format!("subnet/private/{az}"))).await?);
+        let cidr = format!("10.43.{}.0/20", i * 16)
+            .parse()
+            .expect("valid cidr");
+        let req = CreateRequest::Subnet {
+            vpc_id: vpc.id.clone(),
+            az: az.clone(),
+            cidr,
+            tier: SubnetTier::Private,
+            cluster_name: stack.to_string(),
+        };
+        subnets.push(
+            network
+                .create(&req, &tags(stack, &format!("subnet/private/{az}")))
+                .await?,
+        );
     }
     let subnet_ids: Vec<String> = subnets.iter().map(|s| s.id.clone()).collect();
-    let role = |name: String, trust| CreateRequest::IamRole { name, trust, policy_arns: vec![crate::plan::FARGATE_ROLE_POLICIES[0].to_string()] };
-    let cluster_role = cluster.create(&role(format!("{stack}-eks-cluster"), RoleTrust::EksCluster), &tags(stack, "role/cluster")).await?;
-    let pod_role = cluster.create(&role(format!("{stack}-fargate-pod-execution"), RoleTrust::FargatePods), &tags(stack, "role/fargate")).await?;
-    let dup = cluster.create(&role(format!("{stack}-eks-cluster"), RoleTrust::EksCluster), &tags(stack, "role/cluster")).await.err();
-    check(matches!(dup, Some(Error::AlreadyExists { .. })), || format!("creating a role twice gave {dup:?}"))?;
+    let role = |name: String, trust| CreateRequest::IamRole {
+        name,
+        trust,
+        policy_arns: vec![crate::plan::FARGATE_ROLE_POLICIES[0].to_string()],
+    };
+    let cluster_role = cluster
+        .create(
+            &role(format!("{stack}-eks-cluster"), RoleTrust::EksCluster),
+            &tags(stack, "role/cluster"),
+        )
+        .await?;
+    let pod_role = cluster
+        .create(
+            &role(
+                format!("{stack}-fargate-pod-execution"),
+                RoleTrust::FargatePods,
+            ),
+            &tags(stack, "role/fargate"),
+        )
+        .await?;
+    let dup = cluster
+        .create(
+            &role(format!("{stack}-eks-cluster"), RoleTrust::EksCluster),
+            &tags(stack, "role/cluster"),
+        )
+        .await
+        .err();
+    check(matches!(dup, Some(Error::AlreadyExists { .. })), || {
+        format!("creating a role twice gave {dup:?}")
+    })?;
     let name = stack.to_string();
     let created = cluster
         .create(
@@ -208,7 +316,16 @@ pub async fn cluster_lifecycle(network: &dyn NetworkProvisioner, cluster: &dyn C
         .await?;
     let describe = |kind, id: String| async move { cluster.describe(kind, &id).await };
     let available = |r: Option<&Resource>| r.is_some_and(|r| r.state == ResourceState::Available);
-    wait_for("cluster", "cluster ACTIVE", waits.cluster_timeout, waits, &NoProgress, || describe(ResourceKind::Cluster, created.id.clone()), available).await?;
+    wait_for(
+        "cluster",
+        "cluster ACTIVE",
+        waits.cluster_timeout,
+        waits,
+        &NoProgress,
+        || describe(ResourceKind::Cluster, created.id.clone()),
+        available,
+    )
+    .await?;
     let profile = cluster
         .create(
             &CreateRequest::FargateProfile {
@@ -221,30 +338,75 @@ pub async fn cluster_lifecycle(network: &dyn NetworkProvisioner, cluster: &dyn C
             &tags(stack, "fargate-profile"),
         )
         .await?;
-    wait_for("profile", "profile ACTIVE", waits.fargate_profile_timeout, waits, &NoProgress, || describe(ResourceKind::FargateProfile, profile.id.clone()), available).await?;
+    wait_for(
+        "profile",
+        "profile ACTIVE",
+        waits.fargate_profile_timeout,
+        waits,
+        &NoProgress,
+        || describe(ResourceKind::FargateProfile, profile.id.clone()),
+        available,
+    )
+    .await?;
     let addon = cluster
         .create(
-            &CreateRequest::Addon { cluster: name.clone(), name: "coredns".into(), configuration: crate::plan::COREDNS_FARGATE_CONFIG.into() },
+            &CreateRequest::Addon {
+                cluster: name.clone(),
+                name: "coredns".into(),
+                configuration: crate::plan::COREDNS_FARGATE_CONFIG.into(),
+            },
             &tags(stack, "addon/coredns"),
         )
         .await?;
-    wait_for("addon", "add-on ACTIVE", waits.addon_timeout, waits, &NoProgress, || describe(ResourceKind::Addon, addon.id.clone()), available).await?;
+    wait_for(
+        "addon",
+        "add-on ACTIVE",
+        waits.addon_timeout,
+        waits,
+        &NoProgress,
+        || describe(ResourceKind::Addon, addon.id.clone()),
+        available,
+    )
+    .await?;
     let caller = cluster.caller_arn().await?;
     let entry = cluster
         .create(
-            &CreateRequest::AccessEntry { cluster: name.clone(), principal_arn: caller, policy_arn: crate::plan::CLUSTER_ADMIN_POLICY.into() },
+            &CreateRequest::AccessEntry {
+                cluster: name.clone(),
+                principal_arn: caller,
+                policy_arn: crate::plan::CLUSTER_ADMIN_POLICY.into(),
+            },
             &tags(stack, "access/admin"),
         )
         .await?;
     let found = cluster.discover(stack).await?;
-    for (res, key) in [(&cluster_role, "role/cluster"), (&created, "cluster"), (&profile, "fargate-profile"), (&addon, "addon/coredns"), (&entry, "access/admin")] {
-        check(found.iter().any(|f| f.id == res.id && f.key == key && f.kind == res.kind), || format!("discover missed {} ({key}): {found:?}", res.id))?;
+    for (res, key) in [
+        (&cluster_role, "role/cluster"),
+        (&created, "cluster"),
+        (&profile, "fargate-profile"),
+        (&addon, "addon/coredns"),
+        (&entry, "access/admin"),
+    ] {
+        check(
+            found
+                .iter()
+                .any(|f| f.id == res.id && f.key == key && f.kind == res.kind),
+            || format!("discover missed {} ({key}): {found:?}", res.id),
+        )?;
     }
     let access = cluster.cluster_access(&name).await?;
-    check(access.endpoint.starts_with("https://") && !access.certificate_authority.is_empty(), || format!("bad cluster access {access:?}"))?;
+    check(
+        access.endpoint.starts_with("https://") && !access.certificate_authority.is_empty(),
+        || format!("bad cluster access {access:?}"),
+    )?;
     // The generic teardown does the ordered deletion, including the VPC we made.
-    let report = Engine::new(network, cluster).with_waits(waits.clone()).teardown(stack).await?;
-    check(report.leftovers.is_empty(), || format!("leftovers: {:?}", report.leftovers))
+    let report = Engine::new(network, cluster)
+        .with_waits(waits.clone())
+        .teardown(stack)
+        .await?;
+    check(report.leftovers.is_empty(), || {
+        format!("leftovers: {:?}", report.leftovers)
+    })
 }
 
 /// Whole-stack provision twice (the second creates nothing and returns the same ids), then
@@ -258,20 +420,38 @@ pub async fn provision_converges_and_teardown_leaves_nothing(
     let plan = crate::plan_stack(spec, network).await?;
     let engine = Engine::new(network, cluster).with_waits(waits.clone());
     let first = engine.apply(&plan).await?;
-    check(first.created() == plan.steps.len(), || format!("first apply created {} of {} steps", first.created(), plan.steps.len()))?;
+    check(first.created() == plan.steps.len(), || {
+        format!(
+            "first apply created {} of {} steps",
+            first.created(),
+            plan.steps.len()
+        )
+    })?;
     let found = engine.existing(&spec.stack).await?;
     for step in &plan.steps {
-        check(found.get(&step.key).is_some_and(|r| r.kind == step.kind), || format!("step {} has no tagged {} after apply", step.key, step.kind))?;
+        check(
+            found.get(&step.key).is_some_and(|r| r.kind == step.kind),
+            || format!("step {} has no tagged {} after apply", step.key, step.kind),
+        )?;
     }
     let second = engine.apply(&plan).await?;
-    check(second.created() == 0, || format!("second apply created {} resources", second.created()))?;
+    check(second.created() == 0, || {
+        format!("second apply created {} resources", second.created())
+    })?;
     for (key, res) in &first.resources {
-        check(second.resources.get(key).map(|r| &r.id) == Some(&res.id), || format!("step {key} changed id on re-run"))?;
+        check(
+            second.resources.get(key).map(|r| &r.id) == Some(&res.id),
+            || format!("step {key} changed id on re-run"),
+        )?;
     }
     let report = engine.teardown(&spec.stack).await?;
-    check(report.leftovers.is_empty(), || format!("leftovers {:?}", report.leftovers))?;
+    check(report.leftovers.is_empty(), || {
+        format!("leftovers {:?}", report.leftovers)
+    })?;
     let after = engine.existing(&spec.stack).await?;
-    check(after.is_empty(), || format!("still tagged after teardown: {after:?}"))
+    check(after.is_empty(), || {
+        format!("still tagged after teardown: {after:?}")
+    })
 }
 
 /// For each step n, a run that crashes right after its n-th create, then a clean re-run,
@@ -285,36 +465,66 @@ pub async fn interrupted_provision_converges(
     let plan = crate::plan_stack(spec, network).await?;
     for n in 1..=plan.steps.len() {
         let faulty = Instrumented::new(network, cluster).failing_after_create(n);
-        let crashed = Engine::new(&faulty, &faulty).with_waits(waits.clone()).apply(&plan).await;
-        check(crashed.is_err(), || format!("run with a crash after create #{n} did not fail"))?;
+        let crashed = Engine::new(&faulty, &faulty)
+            .with_waits(waits.clone())
+            .apply(&plan)
+            .await;
+        check(crashed.is_err(), || {
+            format!("run with a crash after create #{n} did not fail")
+        })?;
         let engine = Engine::new(network, cluster).with_waits(waits.clone());
         let rerun = engine.apply(&plan).await?;
         // Steps already running when the crash hit may still have finished, so at most the rest remain.
         check(rerun.created() <= plan.steps.len() - n, || {
-            format!("after a crash at create #{n}, the re-run created {} (at most {} expected)", rerun.created(), plan.steps.len() - n)
+            format!(
+                "after a crash at create #{n}, the re-run created {} (at most {} expected)",
+                rerun.created(),
+                plan.steps.len() - n
+            )
         })?;
         let all: Vec<Resource> = {
-            let (a, b) = tokio::try_join!(network.discover(&spec.stack), cluster.discover(&spec.stack))?;
-            a.into_iter().chain(b).filter(|r| r.state.is_present() && !r.key.is_empty()).collect()
+            let (a, b) =
+                tokio::try_join!(network.discover(&spec.stack), cluster.discover(&spec.stack))?;
+            a.into_iter()
+                .chain(b)
+                .filter(|r| r.state.is_present() && !r.key.is_empty())
+                .collect()
         };
         let mut per_key: HashMap<&str, usize> = HashMap::new();
         for res in &all {
             *per_key.entry(res.key.as_str()).or_default() += 1;
         }
-        check(per_key.len() == plan.steps.len() && per_key.values().all(|&c| c == 1), || format!("crash at #{n}: duplicates or gaps {per_key:?}"))?;
+        check(
+            per_key.len() == plan.steps.len() && per_key.values().all(|&c| c == 1),
+            || format!("crash at #{n}: duplicates or gaps {per_key:?}"),
+        )?;
         let report = engine.teardown(&spec.stack).await?;
-        check(report.leftovers.is_empty(), || format!("crash at #{n}: leftovers {:?}", report.leftovers))?;
+        check(report.leftovers.is_empty(), || {
+            format!("crash at #{n}: leftovers {:?}", report.leftovers)
+        })?;
     }
     Ok(())
 }
 
 /// A dry-run provision and a dry-run teardown make no mutating call.
-pub async fn dry_run_mutates_nothing(network: &dyn NetworkProvisioner, cluster: &dyn ClusterProvisioner, spec: &StackSpec) -> Result<Plan> {
+pub async fn dry_run_mutates_nothing(
+    network: &dyn NetworkProvisioner,
+    cluster: &dyn ClusterProvisioner,
+    spec: &StackSpec,
+) -> Result<Plan> {
     let recorder = Instrumented::new(network, cluster);
-    let options = crate::stack::StackOptions { dry_run: true, ..Default::default() };
+    let options = crate::stack::StackOptions {
+        dry_run: true,
+        ..Default::default()
+    };
     let outcome = crate::stack::provision(spec, &recorder, &recorder, &options).await?;
     crate::stack::teardown(&spec.stack, &spec.region, &recorder, &recorder, &options).await?;
-    check(recorder.mutating_calls().is_empty(), || format!("dry-run made mutating calls: {:?}", recorder.mutating_calls()))?;
+    check(recorder.mutating_calls().is_empty(), || {
+        format!(
+            "dry-run made mutating calls: {:?}",
+            recorder.mutating_calls()
+        )
+    })?;
     check(outcome.applied.is_none(), || "dry-run applied".into())?;
     Ok(outcome.plan)
 }

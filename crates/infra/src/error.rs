@@ -116,7 +116,10 @@ pub enum Error {
 impl Error {
     /// Shorthand for [`Error::InvalidInput`].
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::InvalidInput { field: field.into(), message: message.into() }
+        Self::InvalidInput {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 
     /// True for [`Error::NotFound`].
@@ -127,6 +130,9 @@ impl Error {
     /// True for errors worth retrying after a pause: busy resources, throttling, dependents that
     /// are still going away.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Conflict { .. } | Self::Throttled { .. } | Self::DependencyViolation { .. })
+        matches!(
+            self,
+            Self::Conflict { .. } | Self::Throttled { .. } | Self::DependencyViolation { .. }
+        )
     }
 }

@@ -15,7 +15,11 @@ use crate::resource::ClusterAccess;
 
 /// Renders a kubeconfig whose user runs `aws eks get-token`, as `aws eks update-kubeconfig` writes it.
 pub fn render(access: &ClusterAccess, region: &str) -> String {
-    let name = if access.arn.is_empty() { access.name.clone() } else { access.arn.clone() };
+    let name = if access.arn.is_empty() {
+        access.name.clone()
+    } else {
+        access.arn.clone()
+    };
     let config = json!({
         "apiVersion": "v1",
         "kind": "Config",
@@ -36,7 +40,10 @@ pub fn render(access: &ClusterAccess, region: &str) -> String {
 
 /// Writes the kubeconfig atomically with mode 0600 (it names the cluster and how to get in).
 pub fn write(path: &Path, access: &ClusterAccess, region: &str) -> Result<()> {
-    let err = |message: String| Error::State { path: path.display().to_string(), message };
+    let err = |message: String| Error::State {
+        path: path.display().to_string(),
+        message,
+    };
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).map_err(|e| err(format!("cannot create directory: {e}")))?;
     }
@@ -71,7 +78,10 @@ impl EksToken {
 
 impl std::fmt::Debug for EksToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EksToken").field("token", &"k8s-aws-v1.****").field("expires_at", &self.expires_at).finish()
+        f.debug_struct("EksToken")
+            .field("token", &"k8s-aws-v1.****")
+            .field("expires_at", &self.expires_at)
+            .finish()
     }
 }
 
@@ -90,30 +100,49 @@ impl EksTokenGenerator {
             action: "generate EKS token".into(),
             message: "no AWS credentials configured; set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY".into(),
         })?;
-        let region = config
-            .region()
-            .map(|r| r.to_string())
-            .ok_or_else(|| Error::invalid("region", "no AWS region configured; pass --region or set AWS_REGION"))?;
-        Ok(Self { credentials, region })
+        let region = config.region().map(|r| r.to_string()).ok_or_else(|| {
+            Error::invalid(
+                "region",
+                "no AWS region configured; pass --region or set AWS_REGION",
+            )
+        })?;
+        Ok(Self {
+            credentials,
+            region,
+        })
     }
 
     /// From an explicit credentials provider and region.
     pub fn from_parts(credentials: SharedCredentialsProvider, region: impl Into<String>) -> Self {
-        Self { credentials, region: region.into() }
+        Self {
+            credentials,
+            region: region.into(),
+        }
     }
 
     /// A fresh token for `cluster`, signed now.
     pub async fn token(&self, cluster: &str) -> Result<EksToken> {
-        let credentials = self.credentials.provide_credentials().await.map_err(|e| Error::PermissionDenied {
-            action: "generate EKS token".into(),
-            message: format!("cannot load AWS credentials: {e}"),
-        })?;
+        let credentials =
+            self.credentials
+                .provide_credentials()
+                .await
+                .map_err(|e| Error::PermissionDenied {
+                    action: "generate EKS token".into(),
+                    message: format!("cannot load AWS credentials: {e}"),
+                })?;
         self.token_at(cluster, credentials, SystemTime::now())
     }
 
     /// Deterministic signing at a given time (for tests).
-    pub fn token_at(&self, cluster: &str, credentials: aws_credential_types::Credentials, now: SystemTime) -> Result<EksToken> {
-        use aws_sigv4::http_request::{SignableBody, SignableRequest, SignatureLocation, SigningSettings, sign};
+    pub fn token_at(
+        &self,
+        cluster: &str,
+        credentials: aws_credential_types::Credentials,
+        now: SystemTime,
+    ) -> Result<EksToken> {
+        use aws_sigv4::http_request::{
+            SignableBody, SignableRequest, SignatureLocation, SigningSettings, sign,
+        };
         use aws_sigv4::sign::v4;
 
         let identity = credentials.into();
@@ -127,20 +156,46 @@ impl EksTokenGenerator {
             .time(now)
             .settings(settings)
             .build()
-            .map_err(|e| Error::Backend { action: "sign EKS token".into(), backend: "sts", source: Box::new(e) })?
+            .map_err(|e| Error::Backend {
+                action: "sign EKS token".into(),
+                backend: "sts",
+                source: Box::new(e),
+            })?
             .into();
-        let url = format!("https://sts.{}.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15", self.region);
+        let url = format!(
+            "https://sts.{}.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15",
+            self.region
+        );
         let headers = [("x-k8s-aws-id", cluster)];
-        let signable = SignableRequest::new("GET", &url, headers.into_iter(), SignableBody::Bytes(&[]))
-            .map_err(|e| Error::Backend { action: "sign EKS token".into(), backend: "sts", source: Box::new(e) })?;
+        let signable =
+            SignableRequest::new("GET", &url, headers.into_iter(), SignableBody::Bytes(&[]))
+                .map_err(|e| Error::Backend {
+                    action: "sign EKS token".into(),
+                    backend: "sts",
+                    source: Box::new(e),
+                })?;
         let (instructions, _signature) = sign(signable, &params)
-            .map_err(|e| Error::Backend { action: "sign EKS token".into(), backend: "sts", source: Box::new(e) })?
+            .map_err(|e| Error::Backend {
+                action: "sign EKS token".into(),
+                backend: "sts",
+                source: Box::new(e),
+            })?
             .into_parts();
-        let mut request = http::Request::builder().method("GET").uri(&url).body(()).expect("static request parts are valid");
+        let mut request = http::Request::builder()
+            .method("GET")
+            .uri(&url)
+            .body(())
+            .expect("static request parts are valid");
         instructions.apply_to_request_http1x(&mut request);
         let presigned = request.uri().to_string();
-        let token = format!("k8s-aws-v1.{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(presigned));
-        Ok(EksToken { token, expires_at: now + Duration::from_secs(14 * 60) })
+        let token = format!(
+            "k8s-aws-v1.{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(presigned)
+        );
+        Ok(EksToken {
+            token,
+            expires_at: now + Duration::from_secs(14 * 60),
+        })
     }
 }
 
@@ -164,33 +219,90 @@ mod tests {
         write(&path, &access(), "us-east-1").unwrap();
         let text = fs::read_to_string(&path).unwrap();
         let parsed: serde_json::Value = serde_norway::from_str(&text).unwrap();
-        assert_eq!(parsed["current-context"], "arn:aws:eks:us-east-1:123456789012:cluster/demo");
-        assert_eq!(parsed["clusters"][0]["cluster"]["server"], "https://ABC.gr7.us-east-1.eks.amazonaws.com");
-        let args: Vec<&str> = parsed["users"][0]["user"]["exec"]["args"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-        assert_eq!(args, ["--region", "us-east-1", "eks", "get-token", "--cluster-name", "demo", "--output", "json"]);
+        assert_eq!(
+            parsed["current-context"],
+            "arn:aws:eks:us-east-1:123456789012:cluster/demo"
+        );
+        assert_eq!(
+            parsed["clusters"][0]["cluster"]["server"],
+            "https://ABC.gr7.us-east-1.eks.amazonaws.com"
+        );
+        let args: Vec<&str> = parsed["users"][0]["user"]["exec"]["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(
+            args,
+            [
+                "--region",
+                "us-east-1",
+                "eks",
+                "get-token",
+                "--cluster-name",
+                "demo",
+                "--output",
+                "json"
+            ]
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
     }
 
     #[test]
     fn token_is_a_presigned_get_caller_identity_bound_to_the_cluster() {
-        let creds = aws_credential_types::Credentials::new("AKIDEXAMPLE", "secret", None, None, "test");
-        let generator = EksTokenGenerator::from_parts(SharedCredentialsProvider::new(creds.clone()), "us-east-1");
+        let creds =
+            aws_credential_types::Credentials::new("AKIDEXAMPLE", "secret", None, None, "test");
+        let generator = EksTokenGenerator::from_parts(
+            SharedCredentialsProvider::new(creds.clone()),
+            "us-east-1",
+        );
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let token = generator.token_at("demo", creds.clone(), now).unwrap();
         let encoded = token.expose().strip_prefix("k8s-aws-v1.").expect("prefix");
-        let url = String::from_utf8(base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(encoded).unwrap()).unwrap();
-        assert!(url.starts_with("https://sts.us-east-1.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15&"), "{url}");
-        for part in ["X-Amz-Algorithm=AWS4-HMAC-SHA256", "X-Amz-Expires=60", "X-Amz-Date=20231114T221320Z", "X-Amz-Signature="] {
+        let url = String::from_utf8(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(encoded)
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(
+            url.starts_with(
+                "https://sts.us-east-1.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15&"
+            ),
+            "{url}"
+        );
+        for part in [
+            "X-Amz-Algorithm=AWS4-HMAC-SHA256",
+            "X-Amz-Expires=60",
+            "X-Amz-Date=20231114T221320Z",
+            "X-Amz-Signature=",
+        ] {
             assert!(url.contains(part), "{part} missing from {url}");
         }
-        assert!(url.contains("X-Amz-SignedHeaders=host%3Bx-k8s-aws-id"), "{url}");
+        assert!(
+            url.contains("X-Amz-SignedHeaders=host%3Bx-k8s-aws-id"),
+            "{url}"
+        );
         // Same inputs sign the same; another cluster signs differently.
-        assert_eq!(generator.token_at("demo", creds.clone(), now).unwrap().expose(), token.expose());
-        assert_ne!(generator.token_at("other", creds, now).unwrap().expose(), token.expose());
+        assert_eq!(
+            generator
+                .token_at("demo", creds.clone(), now)
+                .unwrap()
+                .expose(),
+            token.expose()
+        );
+        assert_ne!(
+            generator.token_at("other", creds, now).unwrap().expose(),
+            token.expose()
+        );
         assert!(!format!("{token:?}").contains(encoded));
     }
 }

@@ -15,7 +15,9 @@ use tokio::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::provider::{ClusterProvisioner, NetworkProvisioner};
-use crate::resource::{ClusterAccess, CreateRequest, DefaultRoute, Resource, ResourceKind, ResourceState, ResourceTags};
+use crate::resource::{
+    ClusterAccess, CreateRequest, DefaultRoute, Resource, ResourceKind, ResourceState, ResourceTags,
+};
 use crate::spec::{KEY_TAG, STACK_TAG, StackName};
 
 const ACCOUNT: &str = "123456789012";
@@ -94,7 +96,9 @@ struct Entry {
 impl Entry {
     fn state(&self, now: Instant) -> Option<ResourceState> {
         match self.deleting_until {
-            Some(until) if now >= until => (self.kind == ResourceKind::NatGateway).then_some(ResourceState::Deleted),
+            Some(until) if now >= until => {
+                (self.kind == ResourceKind::NatGateway).then_some(ResourceState::Deleted)
+            }
             Some(_) => Some(ResourceState::Deleting),
             None if now < self.ready_at => Some(ResourceState::Creating),
             None => Some(ResourceState::Available),
@@ -129,25 +133,42 @@ impl World {
     /// detaches EKS ENIs of clusters that are gone.
     fn settle(&mut self, now: Instant) {
         self.entries.retain(|e| e.state(now).is_some());
-        let live_clusters: Vec<String> =
-            self.entries.iter().filter(|e| e.kind == ResourceKind::Cluster).map(|e| e.id.clone()).collect();
+        let live_clusters: Vec<String> = self
+            .entries
+            .iter()
+            .filter(|e| e.kind == ResourceKind::Cluster)
+            .map(|e| e.id.clone())
+            .collect();
         for entry in &mut self.entries {
-            if entry.attached_to.as_ref().is_some_and(|c| !live_clusters.contains(c)) {
+            if entry
+                .attached_to
+                .as_ref()
+                .is_some_and(|c| !live_clusters.contains(c))
+            {
                 entry.attached_to = None;
             }
         }
     }
 
     fn find(&self, kind: ResourceKind, id: &str, now: Instant) -> Option<&Entry> {
-        self.entries.iter().find(|e| e.kind == kind && e.id == id && e.state(now).is_some_and(|s| s.is_present()))
+        self.entries
+            .iter()
+            .find(|e| e.kind == kind && e.id == id && e.state(now).is_some_and(|s| s.is_present()))
     }
 
     fn present<'a>(&'a self, now: Instant) -> impl Iterator<Item = &'a Entry> + 'a {
-        self.entries.iter().filter(move |e| e.state(now).is_some_and(|s| s.is_present()))
+        self.entries
+            .iter()
+            .filter(move |e| e.state(now).is_some_and(|s| s.is_present()))
     }
 
     fn present_not_deleting<'a>(&'a self, now: Instant) -> impl Iterator<Item = &'a Entry> + 'a {
-        self.entries.iter().filter(move |e| matches!(e.state(now), Some(ResourceState::Creating | ResourceState::Available)))
+        self.entries.iter().filter(move |e| {
+            matches!(
+                e.state(now),
+                Some(ResourceState::Creating | ResourceState::Available)
+            )
+        })
     }
 }
 
@@ -167,17 +188,28 @@ impl Default for InMemoryCloud {
 }
 
 fn not_found(action: &str, kind: ResourceKind, id: &str) -> Error {
-    Error::NotFound { action: action.to_string(), resource: format!("{kind} {id}") }
+    Error::NotFound {
+        action: action.to_string(),
+        resource: format!("{kind} {id}"),
+    }
 }
 
 fn dependency(action: &str, kind: ResourceKind, id: &str, message: String) -> Error {
-    Error::DependencyViolation { action: action.to_string(), resource: format!("{kind} {id}"), message }
+    Error::DependencyViolation {
+        action: action.to_string(),
+        resource: format!("{kind} {id}"),
+        message,
+    }
 }
 
 impl InMemoryCloud {
     /// A fresh, empty cloud in `region` with the default durations.
     pub fn new(region: impl Into<String>) -> Self {
-        Self { world: Arc::default(), durations: Durations::default(), region: region.into() }
+        Self {
+            world: Arc::default(),
+            durations: Durations::default(),
+            region: region.into(),
+        }
     }
 
     /// Replaces the operation durations.
@@ -194,7 +226,10 @@ impl InMemoryCloud {
 
     /// Calls that change something (create/delete).
     pub fn mutating_calls(&self) -> Vec<String> {
-        self.calls().into_iter().filter(|c| c.starts_with("create") || c.starts_with("delete")).collect()
+        self.calls()
+            .into_iter()
+            .filter(|c| c.starts_with("create") || c.starts_with("delete"))
+            .collect()
     }
 
     /// Every resource present in the account, whatever its tags (for leftover assertions).
@@ -202,7 +237,10 @@ impl InMemoryCloud {
         let now = Instant::now();
         let mut world = self.world.lock().expect("world");
         world.settle(now);
-        world.present(now).filter_map(|e| e.to_resource(now)).collect()
+        world
+            .present(now)
+            .filter_map(|e| e.to_resource(now))
+            .collect()
     }
 
     fn log(&self, world: &mut World, call: String) {
@@ -214,11 +252,17 @@ impl InMemoryCloud {
         let now = Instant::now();
         let mut world = self.world.lock().expect("world");
         world.settle(now);
-        self.log(&mut world, format!("discover {}", if network { "network" } else { "cluster" }));
+        self.log(
+            &mut world,
+            format!("discover {}", if network { "network" } else { "cluster" }),
+        );
         let stack_vpcs: Vec<String> = world
             .entries
             .iter()
-            .filter(|e| e.kind == ResourceKind::Vpc && e.tags.get(STACK_TAG).map(String::as_str) == Some(stack.as_str()))
+            .filter(|e| {
+                e.kind == ResourceKind::Vpc
+                    && e.tags.get(STACK_TAG).map(String::as_str) == Some(stack.as_str())
+            })
             .map(|e| e.id.clone())
             .collect();
         world
@@ -227,8 +271,10 @@ impl InMemoryCloud {
             .filter(|e| e.kind.is_network() == network)
             .filter(|e| {
                 e.tags.get(STACK_TAG).map(String::as_str) == Some(stack.as_str())
-                    || (matches!(e.kind, ResourceKind::NetworkInterface | ResourceKind::SecurityGroup)
-                        && e.parent.as_ref().is_some_and(|v| stack_vpcs.contains(v)))
+                    || (matches!(
+                        e.kind,
+                        ResourceKind::NetworkInterface | ResourceKind::SecurityGroup
+                    ) && e.parent.as_ref().is_some_and(|v| stack_vpcs.contains(v)))
             })
             .filter_map(|e| e.to_resource(now))
             .collect()
@@ -239,7 +285,11 @@ impl InMemoryCloud {
         let mut world = self.world.lock().expect("world");
         world.settle(now);
         self.log(&mut world, format!("describe {kind}"));
-        world.entries.iter().find(|e| e.kind == kind && e.id == id).and_then(|e| e.to_resource(now))
+        world
+            .entries
+            .iter()
+            .find(|e| e.kind == kind && e.id == id)
+            .and_then(|e| e.to_resource(now))
     }
 
     fn create_impl(&self, request: &CreateRequest, tags: &ResourceTags) -> Result<Resource> {
@@ -263,7 +313,10 @@ impl InMemoryCloud {
             attached_to: None,
         };
         let need = |world: &World, k: ResourceKind, id: &str| -> Result<()> {
-            world.find(k, id, now).map(|_| ()).ok_or_else(|| not_found(&action, k, id))
+            world
+                .find(k, id, now)
+                .map(|_| ())
+                .ok_or_else(|| not_found(&action, k, id))
         };
         match request {
             CreateRequest::Vpc { .. } => entry.id = world.id("vpc"),
@@ -278,10 +331,16 @@ impl InMemoryCloud {
                 entry.parent = Some(vpc_id.clone());
             }
             CreateRequest::ElasticIp => entry.id = world.id("eipalloc"),
-            CreateRequest::NatGateway { subnet_id, allocation_id } => {
+            CreateRequest::NatGateway {
+                subnet_id,
+                allocation_id,
+            } => {
                 need(&world, ResourceKind::Subnet, subnet_id)?;
                 need(&world, ResourceKind::ElasticIp, allocation_id)?;
-                if world.present_not_deleting(now).any(|e| e.kind == ResourceKind::NatGateway && e.uses.contains(allocation_id)) {
+                if world
+                    .present_not_deleting(now)
+                    .any(|e| e.kind == ResourceKind::NatGateway && e.uses.contains(allocation_id))
+                {
                     return Err(Error::Conflict {
                         action,
                         resource: format!("Elastic IP {allocation_id}"),
@@ -289,14 +348,22 @@ impl InMemoryCloud {
                     });
                 }
                 entry.id = world.id("nat");
-                entry.parent = world.find(ResourceKind::Subnet, subnet_id, now).and_then(|s| s.parent.clone());
+                entry.parent = world
+                    .find(ResourceKind::Subnet, subnet_id, now)
+                    .and_then(|s| s.parent.clone());
                 entry.uses = vec![subnet_id.clone(), allocation_id.clone()];
                 entry.ready_at = now + d.nat_create;
             }
-            CreateRequest::RouteTable { vpc_id, default_route, subnet_ids } => {
+            CreateRequest::RouteTable {
+                vpc_id,
+                default_route,
+                subnet_ids,
+            } => {
                 need(&world, ResourceKind::Vpc, vpc_id)?;
                 match default_route {
-                    DefaultRoute::InternetGateway(id) => need(&world, ResourceKind::InternetGateway, id)?,
+                    DefaultRoute::InternetGateway(id) => {
+                        need(&world, ResourceKind::InternetGateway, id)?
+                    }
                     DefaultRoute::NatGateway(id) => need(&world, ResourceKind::NatGateway, id)?,
                 }
                 for subnet in subnet_ids {
@@ -308,22 +375,35 @@ impl InMemoryCloud {
             }
             CreateRequest::IamRole { name, .. } => {
                 if world.find(ResourceKind::IamRole, name, now).is_some() {
-                    return Err(Error::AlreadyExists { action, resource: format!("IAM role {name}") });
+                    return Err(Error::AlreadyExists {
+                        action,
+                        resource: format!("IAM role {name}"),
+                    });
                 }
                 entry.id = name.clone();
                 entry.arn = Some(format!("arn:aws:iam::{ACCOUNT}:role/glrunner/{name}"));
             }
-            CreateRequest::Cluster { name, subnet_ids, .. } => {
+            CreateRequest::Cluster {
+                name, subnet_ids, ..
+            } => {
                 if world.find(ResourceKind::Cluster, name, now).is_some() {
-                    return Err(Error::AlreadyExists { action, resource: format!("EKS cluster {name}") });
+                    return Err(Error::AlreadyExists {
+                        action,
+                        resource: format!("EKS cluster {name}"),
+                    });
                 }
                 let mut vpc = None;
                 for subnet in subnet_ids {
                     need(&world, ResourceKind::Subnet, subnet)?;
-                    vpc = world.find(ResourceKind::Subnet, subnet, now).and_then(|s| s.parent.clone());
+                    vpc = world
+                        .find(ResourceKind::Subnet, subnet, now)
+                        .and_then(|s| s.parent.clone());
                 }
                 entry.id = name.clone();
-                entry.arn = Some(format!("arn:aws:eks:{}:{ACCOUNT}:cluster/{name}", self.region));
+                entry.arn = Some(format!(
+                    "arn:aws:eks:{}:{ACCOUNT}:cluster/{name}",
+                    self.region
+                ));
                 entry.ready_at = now + d.cluster_create;
                 entry.uses = subnet_ids.clone();
                 // What EKS itself puts in the VPC: the cluster security group and one
@@ -357,15 +437,26 @@ impl InMemoryCloud {
                     }
                 }
             }
-            CreateRequest::FargateProfile { cluster, name, subnet_ids, .. } => {
+            CreateRequest::FargateProfile {
+                cluster,
+                name,
+                subnet_ids,
+                ..
+            } => {
                 self.require_active_cluster(&world, cluster, &action, now)?;
                 let id = format!("{cluster}/{name}");
                 if world.find(ResourceKind::FargateProfile, &id, now).is_some() {
-                    return Err(Error::AlreadyExists { action, resource: format!("Fargate profile {id}") });
+                    return Err(Error::AlreadyExists {
+                        action,
+                        resource: format!("Fargate profile {id}"),
+                    });
                 }
                 self.one_profile_operation_at_a_time(&world, cluster, &action, now)?;
                 entry.id = id;
-                entry.arn = Some(format!("arn:aws:eks:{}:{ACCOUNT}:fargateprofile/{cluster}/{name}/0", self.region));
+                entry.arn = Some(format!(
+                    "arn:aws:eks:{}:{ACCOUNT}:fargateprofile/{cluster}/{name}/0",
+                    self.region
+                ));
                 entry.parent = Some(cluster.clone());
                 entry.uses = subnet_ids.clone();
                 entry.ready_at = now + d.fargate_profile_create;
@@ -374,17 +465,27 @@ impl InMemoryCloud {
                 self.require_active_cluster(&world, cluster, &action, now)?;
                 let id = format!("{cluster}/{name}");
                 if world.find(ResourceKind::Addon, &id, now).is_some() {
-                    return Err(Error::AlreadyExists { action, resource: format!("EKS add-on {id}") });
+                    return Err(Error::AlreadyExists {
+                        action,
+                        resource: format!("EKS add-on {id}"),
+                    });
                 }
                 entry.id = id;
                 entry.parent = Some(cluster.clone());
                 entry.ready_at = now + d.addon_create;
             }
-            CreateRequest::AccessEntry { cluster, principal_arn, .. } => {
+            CreateRequest::AccessEntry {
+                cluster,
+                principal_arn,
+                ..
+            } => {
                 self.require_active_cluster(&world, cluster, &action, now)?;
                 let id = format!("{cluster}/{principal_arn}");
                 if world.find(ResourceKind::AccessEntry, &id, now).is_some() {
-                    return Err(Error::AlreadyExists { action, resource: format!("EKS access entry {id}") });
+                    return Err(Error::AlreadyExists {
+                        action,
+                        resource: format!("EKS access entry {id}"),
+                    });
                 }
                 entry.id = id;
                 entry.parent = Some(cluster.clone());
@@ -395,8 +496,17 @@ impl InMemoryCloud {
         Ok(resource)
     }
 
-    fn require_active_cluster(&self, world: &World, cluster: &str, action: &str, now: Instant) -> Result<()> {
-        match world.find(ResourceKind::Cluster, cluster, now).and_then(|c| c.state(now)) {
+    fn require_active_cluster(
+        &self,
+        world: &World,
+        cluster: &str,
+        action: &str,
+        now: Instant,
+    ) -> Result<()> {
+        match world
+            .find(ResourceKind::Cluster, cluster, now)
+            .and_then(|c| c.state(now))
+        {
             None => Err(not_found(action, ResourceKind::Cluster, cluster)),
             Some(ResourceState::Available) => Ok(()),
             Some(state) => Err(Error::Conflict {
@@ -407,11 +517,20 @@ impl InMemoryCloud {
         }
     }
 
-    fn one_profile_operation_at_a_time(&self, world: &World, cluster: &str, action: &str, now: Instant) -> Result<()> {
+    fn one_profile_operation_at_a_time(
+        &self,
+        world: &World,
+        cluster: &str,
+        action: &str,
+        now: Instant,
+    ) -> Result<()> {
         let busy = world.entries.iter().find(|e| {
             e.kind == ResourceKind::FargateProfile
                 && e.parent.as_deref() == Some(cluster)
-                && matches!(e.state(now), Some(ResourceState::Creating | ResourceState::Deleting))
+                && matches!(
+                    e.state(now),
+                    Some(ResourceState::Creating | ResourceState::Deleting)
+                )
         });
         match busy {
             Some(other) => Err(Error::Conflict {
@@ -435,8 +554,9 @@ impl InMemoryCloud {
         let mut world = self.world.lock().expect("world");
         world.settle(now);
         self.log(&mut world, action.clone());
-        let Some(index) = world.entries.iter().position(|e| e.kind == kind && e.id == id && e.state(now).is_some_and(|s| s.is_present()))
-        else {
+        let Some(index) = world.entries.iter().position(|e| {
+            e.kind == kind && e.id == id && e.state(now).is_some_and(|s| s.is_present())
+        }) else {
             return Err(not_found(&action, kind, id));
         };
         let entry = world.entries[index].clone();
@@ -445,34 +565,66 @@ impl InMemoryCloud {
         }
         let d = &self.durations;
         let dependents = |pred: &dyn Fn(&Entry) -> bool| -> Vec<String> {
-            world.present(now).filter(|e| pred(e)).map(|e| format!("{} {}", e.kind, e.id)).collect()
+            world
+                .present(now)
+                .filter(|e| pred(e))
+                .map(|e| format!("{} {}", e.kind, e.id))
+                .collect()
         };
         let blocked: Vec<String> = match kind {
-            ResourceKind::Vpc => dependents(&|e| e.kind != ResourceKind::Vpc && e.kind.is_network() && e.parent.as_deref() == Some(id) && e.kind != ResourceKind::NatGateway),
+            ResourceKind::Vpc => dependents(&|e| {
+                e.kind != ResourceKind::Vpc
+                    && e.kind.is_network()
+                    && e.parent.as_deref() == Some(id)
+                    && e.kind != ResourceKind::NatGateway
+            }),
             ResourceKind::Subnet => dependents(&|e| {
-                matches!(e.kind, ResourceKind::NatGateway | ResourceKind::NetworkInterface) && e.uses.iter().any(|u| u == id)
+                matches!(
+                    e.kind,
+                    ResourceKind::NatGateway | ResourceKind::NetworkInterface
+                ) && e.uses.iter().any(|u| u == id)
             }),
             ResourceKind::InternetGateway => {
                 // AWS refuses to detach while public addresses (NAT EIPs) are mapped in the VPC.
                 let vpc = entry.parent.clone().unwrap_or_default();
-                dependents(&|e| e.kind == ResourceKind::NatGateway && e.parent.as_deref() == Some(vpc.as_str()))
+                dependents(&|e| {
+                    e.kind == ResourceKind::NatGateway && e.parent.as_deref() == Some(vpc.as_str())
+                })
             }
-            ResourceKind::ElasticIp => dependents(&|e| e.kind == ResourceKind::NatGateway && e.uses.iter().any(|u| u == id)),
-            ResourceKind::SecurityGroup => dependents(&|e| e.kind == ResourceKind::NetworkInterface && e.uses.iter().any(|u| u == id)),
-            ResourceKind::NetworkInterface => entry.attached_to.iter().map(|c| format!("EKS cluster {c} (attached)")).collect(),
+            ResourceKind::ElasticIp => dependents(&|e| {
+                e.kind == ResourceKind::NatGateway && e.uses.iter().any(|u| u == id)
+            }),
+            ResourceKind::SecurityGroup => dependents(&|e| {
+                e.kind == ResourceKind::NetworkInterface && e.uses.iter().any(|u| u == id)
+            }),
+            ResourceKind::NetworkInterface => entry
+                .attached_to
+                .iter()
+                .map(|c| format!("EKS cluster {c} (attached)"))
+                .collect(),
             _ => Vec::new(),
         };
         if !blocked.is_empty() {
-            return Err(dependency(&action, kind, id, format!("used by {}", blocked.join(", "))));
+            return Err(dependency(
+                &action,
+                kind,
+                id,
+                format!("used by {}", blocked.join(", ")),
+            ));
         }
         let until = match kind {
             ResourceKind::Cluster => {
-                let profiles = dependents(&|e| e.kind == ResourceKind::FargateProfile && e.parent.as_deref() == Some(id));
+                let profiles = dependents(&|e| {
+                    e.kind == ResourceKind::FargateProfile && e.parent.as_deref() == Some(id)
+                });
                 if !profiles.is_empty() {
                     return Err(Error::Conflict {
                         action,
                         resource: format!("EKS cluster {id}"),
-                        message: format!("ResourceInUseException: delete its Fargate profiles first ({})", profiles.join(", ")),
+                        message: format!(
+                            "ResourceInUseException: delete its Fargate profiles first ({})",
+                            profiles.join(", ")
+                        ),
                     });
                 }
                 now + d.cluster_delete
@@ -489,7 +641,10 @@ impl InMemoryCloud {
         if kind == ResourceKind::Cluster {
             // Add-ons and access entries go with the cluster.
             for e in world.entries.iter_mut() {
-                if matches!(e.kind, ResourceKind::Addon | ResourceKind::AccessEntry) && e.parent.as_deref() == Some(id) && e.deleting_until.is_none() {
+                if matches!(e.kind, ResourceKind::Addon | ResourceKind::AccessEntry)
+                    && e.parent.as_deref() == Some(id)
+                    && e.deleting_until.is_none()
+                {
                     e.deleting_until = Some(until);
                 }
             }
@@ -505,7 +660,10 @@ impl NetworkProvisioner for InMemoryCloud {
     async fn availability_zones(&self) -> Result<Vec<String>> {
         let mut world = self.world.lock().expect("world");
         self.log(&mut world, "describe availability zones".into());
-        Ok(["a", "b", "c", "d"].iter().map(|s| format!("{}{s}", self.region)).collect())
+        Ok(["a", "b", "c", "d"]
+            .iter()
+            .map(|s| format!("{}{s}", self.region))
+            .collect())
     }
 
     async fn discover(&self, stack: &StackName) -> Result<Vec<Resource>> {
@@ -551,7 +709,9 @@ impl ClusterProvisioner for InMemoryCloud {
 
     async fn cluster_access(&self, name: &str) -> Result<ClusterAccess> {
         use base64::Engine as _;
-        let cluster = self.describe_impl(ResourceKind::Cluster, name).ok_or_else(|| not_found("read cluster endpoint", ResourceKind::Cluster, name))?;
+        let cluster = self
+            .describe_impl(ResourceKind::Cluster, name)
+            .ok_or_else(|| not_found("read cluster endpoint", ResourceKind::Cluster, name))?;
         if cluster.state != ResourceState::Available {
             return Err(Error::Conflict {
                 action: "read cluster endpoint".into(),
@@ -562,7 +722,11 @@ impl ClusterProvisioner for InMemoryCloud {
         Ok(ClusterAccess {
             name: name.to_string(),
             arn: cluster.arn.unwrap_or_default(),
-            endpoint: format!("https://{:X}.gr7.{}.eks.amazonaws.com", fxhash(name), self.region),
+            endpoint: format!(
+                "https://{:X}.gr7.{}.eks.amazonaws.com",
+                fxhash(name),
+                self.region
+            ),
             certificate_authority: base64::engine::general_purpose::STANDARD
                 .encode("-----BEGIN CERTIFICATE-----\nc2FuZGJveA==\n-----END CERTIFICATE-----\n"),
         })
@@ -570,5 +734,7 @@ impl ClusterProvisioner for InMemoryCloud {
 }
 
 fn fxhash(s: &str) -> u64 {
-    s.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100000001b3))
+    s.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+    })
 }

@@ -15,9 +15,11 @@ pub const CLUSTER_ROLE_POLICIES: &[&str] = &[
     "arn:aws:iam::aws:policy/AmazonEKSVPCResourceController",
 ];
 /// Managed policy of the Fargate pod execution role.
-pub const FARGATE_ROLE_POLICIES: &[&str] = &["arn:aws:iam::aws:policy/AmazonEKSFargatePodExecutionRolePolicy"];
+pub const FARGATE_ROLE_POLICIES: &[&str] =
+    &["arn:aws:iam::aws:policy/AmazonEKSFargatePodExecutionRolePolicy"];
 /// EKS access policy granting cluster-admin.
-pub const CLUSTER_ADMIN_POLICY: &str = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy";
+pub const CLUSTER_ADMIN_POLICY: &str =
+    "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy";
 /// CoreDNS add-on configuration that schedules it on Fargate.
 pub const COREDNS_FARGATE_CONFIG: &str = r#"{"computeType":"Fargate"}"#;
 
@@ -167,7 +169,10 @@ pub struct Plan {
 
 /// Chooses the AZs for the stack: the first `count` (sorted) that EKS accepts for control planes.
 pub fn choose_azs(available: &[String], count: u8) -> Result<Vec<String>> {
-    let mut usable: Vec<&String> = available.iter().filter(|az| !EKS_UNSUPPORTED_AZS.contains(&az.as_str())).collect();
+    let mut usable: Vec<&String> = available
+        .iter()
+        .filter(|az| !EKS_UNSUPPORTED_AZS.contains(&az.as_str()))
+        .collect();
     usable.sort();
     if usable.len() < count as usize {
         return Err(Error::invalid(
@@ -175,7 +180,11 @@ pub fn choose_azs(available: &[String], count: u8) -> Result<Vec<String>> {
             format!(
                 "{count} availability zones requested but the region offers {} usable ones ({}); lower --azs",
                 usable.len(),
-                usable.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                usable
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         ));
     }
@@ -211,17 +220,37 @@ impl Plan {
     pub fn build(spec: &StackSpec, azs: &[String]) -> Result<Self> {
         spec.validate()?;
         if azs.len() != spec.network.az_count as usize {
-            return Err(Error::invalid("azs", format!("expected {} availability zones, got {}", spec.network.az_count, azs.len())));
+            return Err(Error::invalid(
+                "azs",
+                format!(
+                    "expected {} availability zones, got {}",
+                    spec.network.az_count,
+                    azs.len()
+                ),
+            ));
         }
         let stack = spec.stack.as_str();
         let net = &spec.network;
         let cluster = &spec.cluster;
         let mut steps = Vec::new();
         let mut add = |key: String, kind, description: String, depends_on: Vec<String>, action| {
-            steps.push(Step { key, kind, description, depends_on, action, status: StepStatus::Create });
+            steps.push(Step {
+                key,
+                kind,
+                description,
+                depends_on,
+                action,
+                status: StepStatus::Create,
+            });
         };
 
-        add("vpc".into(), ResourceKind::Vpc, format!("create VPC {} with DNS support and hostnames", net.vpc_cidr), vec![], StepAction::Vpc { cidr: net.vpc_cidr });
+        add(
+            "vpc".into(),
+            ResourceKind::Vpc,
+            format!("create VPC {} with DNS support and hostnames", net.vpc_cidr),
+            vec![],
+            StepAction::Vpc { cidr: net.vpc_cidr },
+        );
         for (i, az) in azs.iter().enumerate() {
             for tier in [SubnetTier::Public, SubnetTier::Private] {
                 let cidr = net.subnet_cidr(tier, i);
@@ -230,49 +259,94 @@ impl Plan {
                     ResourceKind::Subnet,
                     format!("create {tier} subnet {cidr} in {az}"),
                     vec!["vpc".into()],
-                    StepAction::Subnet { vpc: r("vpc"), az: az.clone(), cidr, tier },
+                    StepAction::Subnet {
+                        vpc: r("vpc"),
+                        az: az.clone(),
+                        cidr,
+                        tier,
+                    },
                 );
             }
         }
-        add("igw".into(), ResourceKind::InternetGateway, "create internet gateway and attach it to the VPC".into(), vec!["vpc".into()], StepAction::InternetGateway { vpc: r("vpc") });
+        add(
+            "igw".into(),
+            ResourceKind::InternetGateway,
+            "create internet gateway and attach it to the VPC".into(),
+            vec!["vpc".into()],
+            StepAction::InternetGateway { vpc: r("vpc") },
+        );
         let nat_azs: Vec<&String> = match net.nat {
             NatMode::Single => azs.iter().take(1).collect(),
             NatMode::PerAz => azs.iter().collect(),
         };
         for az in &nat_azs {
-            add(format!("eip/{az}"), ResourceKind::ElasticIp, format!("allocate Elastic IP for the NAT gateway in {az}"), vec![], StepAction::ElasticIp);
+            add(
+                format!("eip/{az}"),
+                ResourceKind::ElasticIp,
+                format!("allocate Elastic IP for the NAT gateway in {az}"),
+                vec![],
+                StepAction::ElasticIp,
+            );
             add(
                 format!("nat/{az}"),
                 ResourceKind::NatGateway,
                 format!("create NAT gateway in {az} and wait until available (~1-3 min)"),
                 // The IGW must be attached before a public NAT gateway can route.
-                vec![format!("subnet/public/{az}"), format!("eip/{az}"), "igw".into()],
-                StepAction::NatGateway { subnet: r(format!("subnet/public/{az}")), eip: r(format!("eip/{az}")) },
+                vec![
+                    format!("subnet/public/{az}"),
+                    format!("eip/{az}"),
+                    "igw".into(),
+                ],
+                StepAction::NatGateway {
+                    subnet: r(format!("subnet/public/{az}")),
+                    eip: r(format!("eip/{az}")),
+                },
             );
         }
-        let public_subnets: Vec<String> = azs.iter().map(|az| format!("subnet/public/{az}")).collect();
+        let public_subnets: Vec<String> =
+            azs.iter().map(|az| format!("subnet/public/{az}")).collect();
         let mut deps = vec!["vpc".to_string(), "igw".to_string()];
         deps.extend(public_subnets.iter().cloned());
         add(
             "rt/public".into(),
             ResourceKind::RouteTable,
-            format!("create public route table (0.0.0.0/0 via internet gateway) for {} subnets", public_subnets.len()),
+            format!(
+                "create public route table (0.0.0.0/0 via internet gateway) for {} subnets",
+                public_subnets.len()
+            ),
             deps,
-            StepAction::RouteTable { vpc: r("vpc"), target: r("igw"), via_nat: false, subnets: public_subnets.iter().cloned().map(StepRef).collect() },
+            StepAction::RouteTable {
+                vpc: r("vpc"),
+                target: r("igw"),
+                via_nat: false,
+                subnets: public_subnets.iter().cloned().map(StepRef).collect(),
+            },
         );
         let mut private_rt_keys = Vec::new();
         match net.nat {
             NatMode::Single => {
                 let nat = format!("nat/{}", azs[0]);
-                let subnets: Vec<String> = azs.iter().map(|az| format!("subnet/private/{az}")).collect();
+                let subnets: Vec<String> = azs
+                    .iter()
+                    .map(|az| format!("subnet/private/{az}"))
+                    .collect();
                 let mut deps = vec!["vpc".to_string(), nat.clone()];
                 deps.extend(subnets.iter().cloned());
                 add(
                     "rt/private".into(),
                     ResourceKind::RouteTable,
-                    format!("create private route table (0.0.0.0/0 via NAT in {}) for {} subnets", azs[0], subnets.len()),
+                    format!(
+                        "create private route table (0.0.0.0/0 via NAT in {}) for {} subnets",
+                        azs[0],
+                        subnets.len()
+                    ),
                     deps,
-                    StepAction::RouteTable { vpc: r("vpc"), target: r(nat), via_nat: true, subnets: subnets.into_iter().map(StepRef).collect() },
+                    StepAction::RouteTable {
+                        vpc: r("vpc"),
+                        target: r(nat),
+                        via_nat: true,
+                        subnets: subnets.into_iter().map(StepRef).collect(),
+                    },
                 );
                 private_rt_keys.push("rt/private".to_string());
             }
@@ -286,7 +360,12 @@ impl Plan {
                         ResourceKind::RouteTable,
                         format!("create private route table for {az} (0.0.0.0/0 via NAT in {az})"),
                         vec!["vpc".into(), nat.clone(), subnet.clone()],
-                        StepAction::RouteTable { vpc: r("vpc"), target: r(nat), via_nat: true, subnets: vec![r(subnet)] },
+                        StepAction::RouteTable {
+                            vpc: r("vpc"),
+                            target: r(nat),
+                            via_nat: true,
+                            subnets: vec![r(subnet)],
+                        },
                     );
                     private_rt_keys.push(key);
                 }
@@ -298,7 +377,14 @@ impl Plan {
             ResourceKind::IamRole,
             format!("create IAM role {cluster_role} for the EKS control plane"),
             vec![],
-            StepAction::IamRole { name: cluster_role, trust: RoleTrust::EksCluster, policy_arns: CLUSTER_ROLE_POLICIES.iter().map(|s| s.to_string()).collect() },
+            StepAction::IamRole {
+                name: cluster_role,
+                trust: RoleTrust::EksCluster,
+                policy_arns: CLUSTER_ROLE_POLICIES
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+            },
         );
         let fargate_role = fargate_role_name(stack);
         add(
@@ -306,9 +392,19 @@ impl Plan {
             ResourceKind::IamRole,
             format!("create IAM role {fargate_role} for Fargate pod execution"),
             vec![],
-            StepAction::IamRole { name: fargate_role, trust: RoleTrust::FargatePods, policy_arns: FARGATE_ROLE_POLICIES.iter().map(|s| s.to_string()).collect() },
+            StepAction::IamRole {
+                name: fargate_role,
+                trust: RoleTrust::FargatePods,
+                policy_arns: FARGATE_ROLE_POLICIES
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+            },
         );
-        let private_subnets: Vec<String> = azs.iter().map(|az| format!("subnet/private/{az}")).collect();
+        let private_subnets: Vec<String> = azs
+            .iter()
+            .map(|az| format!("subnet/private/{az}"))
+            .collect();
         let mut deps = vec!["role/cluster".to_string()];
         deps.extend(private_subnets.iter().cloned());
         add(
@@ -331,7 +427,10 @@ impl Plan {
             ResourceKind::AccessEntry,
             "grant the caller cluster-admin through an EKS access entry".into(),
             vec!["cluster".into()],
-            StepAction::AccessEntry { cluster: r("cluster"), policy_arn: CLUSTER_ADMIN_POLICY.into() },
+            StepAction::AccessEntry {
+                cluster: r("cluster"),
+                policy_arn: CLUSTER_ADMIN_POLICY.into(),
+            },
         );
         let selectors = cluster.fargate_selectors();
         let profile = fargate_profile_name(stack);
@@ -342,7 +441,11 @@ impl Plan {
             ResourceKind::FargateProfile,
             format!(
                 "create Fargate profile {profile} for namespaces {} and wait until ACTIVE (~2-5 min)",
-                selectors.iter().map(|s| s.namespace.as_str()).collect::<Vec<_>>().join(", ")
+                selectors
+                    .iter()
+                    .map(|s| s.namespace.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
             deps,
             StepAction::FargateProfile {
@@ -360,7 +463,11 @@ impl Plan {
             vec!["fargate-profile".into()],
             StepAction::Addon { cluster: r("cluster"), name: "coredns".into(), configuration: COREDNS_FARGATE_CONFIG.into() },
         );
-        let plan = Self { stack: stack.to_string(), region: spec.region.clone(), steps };
+        let plan = Self {
+            stack: stack.to_string(),
+            region: spec.region.clone(),
+            steps,
+        };
         plan.check_acyclic()?;
         Ok(plan)
     }
@@ -369,7 +476,9 @@ impl Plan {
     pub fn mark_existing(&mut self, existing: &HashMap<String, Resource>) {
         for step in &mut self.steps {
             step.status = match existing.get(&step.key) {
-                Some(found) => StepStatus::Exists { id: found.id.clone() },
+                Some(found) => StepStatus::Exists {
+                    id: found.id.clone(),
+                },
                 None => StepStatus::Create,
             };
         }
@@ -379,7 +488,12 @@ impl Plan {
     pub fn waves(&self) -> Vec<Vec<&Step>> {
         let mut level: HashMap<&str, usize> = HashMap::new();
         for step in &self.steps {
-            let l = step.depends_on.iter().map(|d| level.get(d.as_str()).map_or(0, |l| l + 1)).max().unwrap_or(0);
+            let l = step
+                .depends_on
+                .iter()
+                .map(|d| level.get(d.as_str()).map_or(0, |l| l + 1))
+                .max()
+                .unwrap_or(0);
             level.insert(&step.key, l);
         }
         let mut waves: Vec<Vec<&Step>> = Vec::new();
@@ -397,7 +511,11 @@ impl Plan {
     pub fn render_tree(&self) -> String {
         let mut out = String::new();
         let waves = self.waves();
-        let creates = self.steps.iter().filter(|s| s.status == StepStatus::Create).count();
+        let creates = self
+            .steps
+            .iter()
+            .filter(|s| s.status == StepStatus::Create)
+            .count();
         let _ = writeln!(
             out,
             "plan for stack {} in {}: {} steps in {} waves, {} to create, {} already exist",
@@ -410,15 +528,29 @@ impl Plan {
         );
         for (i, wave) in waves.iter().enumerate() {
             let last_wave = i + 1 == waves.len();
-            let _ = writeln!(out, "{} wave {}{}", if last_wave { "└─" } else { "├─" }, i + 1, if i == 0 { " (starts at once)" } else { "" });
+            let _ = writeln!(
+                out,
+                "{} wave {}{}",
+                if last_wave { "└─" } else { "├─" },
+                i + 1,
+                if i == 0 { " (starts at once)" } else { "" }
+            );
             for (j, step) in wave.iter().enumerate() {
                 let stem = if last_wave { "   " } else { "│  " };
-                let branch = if j + 1 == wave.len() { "└─" } else { "├─" };
+                let branch = if j + 1 == wave.len() {
+                    "└─"
+                } else {
+                    "├─"
+                };
                 let status = match &step.status {
                     StepStatus::Create => String::new(),
                     StepStatus::Exists { id } => format!(" [exists: {id}]"),
                 };
-                let after = if step.depends_on.is_empty() { String::new() } else { format!("  (after {})", step.depends_on.join(", ")) };
+                let after = if step.depends_on.is_empty() {
+                    String::new()
+                } else {
+                    format!("  (after {})", step.depends_on.join(", "))
+                };
                 let _ = writeln!(out, "{stem}{branch} {}{status}{after}", step.description);
             }
         }
@@ -435,11 +567,20 @@ impl Plan {
         for step in &self.steps {
             for dep in &step.depends_on {
                 if !seen.contains(dep.as_str()) {
-                    return Err(Error::invalid("plan", format!("step {} depends on {dep}, which is not an earlier step", step.key)));
+                    return Err(Error::invalid(
+                        "plan",
+                        format!(
+                            "step {} depends on {dep}, which is not an earlier step",
+                            step.key
+                        ),
+                    ));
                 }
             }
             if !seen.insert(step.key.as_str()) {
-                return Err(Error::invalid("plan", format!("duplicate step key {}", step.key)));
+                return Err(Error::invalid(
+                    "plan",
+                    format!("duplicate step key {}", step.key),
+                ));
             }
         }
         Ok(())
@@ -448,19 +589,36 @@ impl Plan {
 
 impl StepAction {
     /// Resolves step references into a concrete [`CreateRequest`].
-    pub fn resolve(&self, done: &HashMap<String, Resource>, caller_arn: &str, cluster_name: &str) -> Result<CreateRequest> {
+    pub fn resolve(
+        &self,
+        done: &HashMap<String, Resource>,
+        caller_arn: &str,
+        cluster_name: &str,
+    ) -> Result<CreateRequest> {
         let id = |r: &StepRef| -> Result<String> {
-            done.get(&r.0).map(|res| res.id.clone()).ok_or_else(|| Error::invalid("plan", format!("step {} has not produced a resource", r.0)))
+            done.get(&r.0).map(|res| res.id.clone()).ok_or_else(|| {
+                Error::invalid("plan", format!("step {} has not produced a resource", r.0))
+            })
         };
         let arn = |r: &StepRef| -> Result<String> {
             done.get(&r.0)
                 .and_then(|res| res.arn.clone())
-                .ok_or_else(|| Error::invalid("plan", format!("step {} has not produced a resource with an ARN", r.0)))
+                .ok_or_else(|| {
+                    Error::invalid(
+                        "plan",
+                        format!("step {} has not produced a resource with an ARN", r.0),
+                    )
+                })
         };
         let ids = |refs: &[StepRef]| refs.iter().map(id).collect::<Result<Vec<_>>>();
         Ok(match self {
             Self::Vpc { cidr } => CreateRequest::Vpc { cidr: *cidr },
-            Self::Subnet { vpc, az, cidr, tier } => CreateRequest::Subnet {
+            Self::Subnet {
+                vpc,
+                az,
+                cidr,
+                tier,
+            } => CreateRequest::Subnet {
                 vpc_id: id(vpc)?,
                 az: az.clone(),
                 cidr: *cidr,
@@ -469,28 +627,70 @@ impl StepAction {
             },
             Self::InternetGateway { vpc } => CreateRequest::InternetGateway { vpc_id: id(vpc)? },
             Self::ElasticIp => CreateRequest::ElasticIp,
-            Self::NatGateway { subnet, eip } => CreateRequest::NatGateway { subnet_id: id(subnet)?, allocation_id: id(eip)? },
-            Self::RouteTable { vpc, target, via_nat, subnets } => CreateRequest::RouteTable {
+            Self::NatGateway { subnet, eip } => CreateRequest::NatGateway {
+                subnet_id: id(subnet)?,
+                allocation_id: id(eip)?,
+            },
+            Self::RouteTable {
+                vpc,
+                target,
+                via_nat,
+                subnets,
+            } => CreateRequest::RouteTable {
                 vpc_id: id(vpc)?,
-                default_route: if *via_nat { DefaultRoute::NatGateway(id(target)?) } else { DefaultRoute::InternetGateway(id(target)?) },
+                default_route: if *via_nat {
+                    DefaultRoute::NatGateway(id(target)?)
+                } else {
+                    DefaultRoute::InternetGateway(id(target)?)
+                },
                 subnet_ids: ids(subnets)?,
             },
-            Self::IamRole { name, trust, policy_arns } => CreateRequest::IamRole { name: name.clone(), trust: *trust, policy_arns: policy_arns.clone() },
-            Self::Cluster { name, version, role, subnets } => CreateRequest::Cluster {
+            Self::IamRole {
+                name,
+                trust,
+                policy_arns,
+            } => CreateRequest::IamRole {
+                name: name.clone(),
+                trust: *trust,
+                policy_arns: policy_arns.clone(),
+            },
+            Self::Cluster {
+                name,
+                version,
+                role,
+                subnets,
+            } => CreateRequest::Cluster {
                 name: name.clone(),
                 version: version.clone(),
                 role_arn: arn(role)?,
                 subnet_ids: ids(subnets)?,
             },
-            Self::FargateProfile { cluster, name, role, subnets, selectors } => CreateRequest::FargateProfile {
+            Self::FargateProfile {
+                cluster,
+                name,
+                role,
+                subnets,
+                selectors,
+            } => CreateRequest::FargateProfile {
                 cluster: id(cluster)?,
                 name: name.clone(),
                 pod_execution_role_arn: arn(role)?,
                 subnet_ids: ids(subnets)?,
                 selectors: selectors.clone(),
             },
-            Self::Addon { cluster, name, configuration } => CreateRequest::Addon { cluster: id(cluster)?, name: name.clone(), configuration: configuration.clone() },
-            Self::AccessEntry { cluster, policy_arn } => CreateRequest::AccessEntry {
+            Self::Addon {
+                cluster,
+                name,
+                configuration,
+            } => CreateRequest::Addon {
+                cluster: id(cluster)?,
+                name: name.clone(),
+                configuration: configuration.clone(),
+            },
+            Self::AccessEntry {
+                cluster,
+                policy_arn,
+            } => CreateRequest::AccessEntry {
                 cluster: id(cluster)?,
                 principal_arn: caller_arn.to_string(),
                 policy_arn: policy_arn.clone(),
@@ -521,7 +721,10 @@ mod tests {
     }
 
     fn azs(n: usize) -> Vec<String> {
-        ["us-east-1a", "us-east-1b", "us-east-1c"][..n].iter().map(|s| s.to_string()).collect()
+        ["us-east-1a", "us-east-1b", "us-east-1c"][..n]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
     }
 
     #[test]
@@ -535,7 +738,12 @@ mod tests {
         assert_eq!(counts[&ResourceKind::FargateProfile], 1);
         assert_eq!(counts[&ResourceKind::IamRole], 2);
         assert_eq!(plan.steps.len(), 16);
-        assert!(plan.step("nat/us-east-1a").unwrap().description.contains("NAT gateway in us-east-1a"));
+        assert!(
+            plan.step("nat/us-east-1a")
+                .unwrap()
+                .description
+                .contains("NAT gateway in us-east-1a")
+        );
     }
 
     #[test]
@@ -545,17 +753,29 @@ mod tests {
         assert_eq!(counts[&ResourceKind::NatGateway], 3);
         assert_eq!(counts[&ResourceKind::RouteTable], 4);
         let profile = plan.step("fargate-profile").unwrap();
-        assert!(profile.depends_on.contains(&"rt/private/us-east-1c".to_string()));
+        assert!(
+            profile
+                .depends_on
+                .contains(&"rt/private/us-east-1c".to_string())
+        );
     }
 
     #[test]
     fn cluster_does_not_wait_for_nat() {
         let plan = Plan::build(&spec(2, NatMode::Single), &azs(2)).unwrap();
         let cluster = plan.step("cluster").unwrap();
-        assert!(cluster.depends_on.iter().all(|d| !d.starts_with("nat") && !d.starts_with("rt")));
+        assert!(
+            cluster
+                .depends_on
+                .iter()
+                .all(|d| !d.starts_with("nat") && !d.starts_with("rt"))
+        );
         // The first wave starts the VPC, both roles and the EIP together.
         let first: Vec<&str> = plan.waves()[0].iter().map(|s| s.key.as_str()).collect();
-        assert_eq!(first, ["vpc", "eip/us-east-1a", "role/cluster", "role/fargate"]);
+        assert_eq!(
+            first,
+            ["vpc", "eip/us-east-1a", "role/cluster", "role/fargate"]
+        );
     }
 
     #[test]
@@ -570,7 +790,11 @@ mod tests {
 
     #[test]
     fn choose_azs_skips_unsupported_and_reports_shortage() {
-        let all = vec!["us-east-1e".to_string(), "us-east-1b".into(), "us-east-1a".into()];
+        let all = vec![
+            "us-east-1e".to_string(),
+            "us-east-1b".into(),
+            "us-east-1a".into(),
+        ];
         assert_eq!(choose_azs(&all, 2).unwrap(), ["us-east-1a", "us-east-1b"]);
         let err = choose_azs(&all, 3).unwrap_err().to_string();
         assert!(err.contains("azs") && err.contains("lower --azs"), "{err}");

@@ -297,7 +297,10 @@ impl ResourceTags {
         let mut tags = self.extra.clone();
         tags.insert(crate::spec::STACK_TAG.to_string(), self.stack.clone());
         tags.insert(crate::spec::KEY_TAG.to_string(), self.key.clone());
-        tags.insert("Name".to_string(), format!("{}-{}", self.stack, self.key.replace('/', "-")));
+        tags.insert(
+            "Name".to_string(),
+            format!("{}-{}", self.stack, self.key.replace('/', "-")),
+        );
         tags
     }
 }

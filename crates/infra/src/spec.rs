@@ -16,18 +16,47 @@ pub const KEY_TAG: &str = "glrunner.io/key";
 
 /// Kubernetes versions EKS offers (standard + extended support) as of 2026-11.
 /// AWS stays the final judge; this list lets us reject typos before any AWS call.
-pub const EKS_KUBERNETES_VERSIONS: &[&str] = &["1.30", "1.31", "1.32", "1.33", "1.34", "1.35", "1.36"];
+pub const EKS_KUBERNETES_VERSIONS: &[&str] =
+    &["1.30", "1.31", "1.32", "1.33", "1.34", "1.35", "1.36"];
 /// Default Kubernetes version for new clusters (EKS's default, not its newest).
 pub const DEFAULT_KUBERNETES_VERSION: &str = "1.34";
 
 /// AWS regions where EKS with Fargate is offered (commercial partition).
 pub const AWS_REGIONS: &[&str] = &[
-    "us-east-1", "us-east-2", "us-west-1", "us-west-2", "af-south-1", "ap-east-1", "ap-south-1",
-    "ap-south-2", "ap-southeast-1", "ap-southeast-2", "ap-southeast-3", "ap-southeast-4",
-    "ap-southeast-5", "ap-southeast-7", "ap-northeast-1", "ap-northeast-2", "ap-northeast-3",
-    "ca-central-1", "ca-west-1", "eu-central-1", "eu-central-2", "eu-west-1", "eu-west-2",
-    "eu-west-3", "eu-south-1", "eu-south-2", "eu-north-1", "il-central-1", "me-south-1",
-    "me-central-1", "mx-central-1", "sa-east-1", "us-gov-east-1", "us-gov-west-1",
+    "us-east-1",
+    "us-east-2",
+    "us-west-1",
+    "us-west-2",
+    "af-south-1",
+    "ap-east-1",
+    "ap-south-1",
+    "ap-south-2",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ap-southeast-3",
+    "ap-southeast-4",
+    "ap-southeast-5",
+    "ap-southeast-7",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-northeast-3",
+    "ca-central-1",
+    "ca-west-1",
+    "eu-central-1",
+    "eu-central-2",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "eu-south-1",
+    "eu-south-2",
+    "eu-north-1",
+    "il-central-1",
+    "me-south-1",
+    "me-central-1",
+    "mx-central-1",
+    "sa-east-1",
+    "us-gov-east-1",
+    "us-gov-west-1",
 ];
 
 /// A stack name: prefixes resource names and is the value of the [`STACK_TAG`] tag.
@@ -47,21 +76,38 @@ impl StackName {
         let name = name.into();
         let fix = "use 1-28 lowercase letters, digits and hyphens, starting with a letter (e.g. glrunner-ci)";
         if name.is_empty() || name.len() > Self::MAX_LEN {
-            return Err(Error::invalid("stack", format!("{name:?} must be 1-{} characters; {fix}", Self::MAX_LEN)));
+            return Err(Error::invalid(
+                "stack",
+                format!("{name:?} must be 1-{} characters; {fix}", Self::MAX_LEN),
+            ));
         }
         if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
-            return Err(Error::invalid("stack", format!("{name:?} must start with a lowercase letter; {fix}")));
+            return Err(Error::invalid(
+                "stack",
+                format!("{name:?} must start with a lowercase letter; {fix}"),
+            ));
         }
-        if let Some(bad) = name.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-')) {
-            return Err(Error::invalid("stack", format!("{name:?} contains {bad:?}; {fix}")));
+        if let Some(bad) = name
+            .chars()
+            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+        {
+            return Err(Error::invalid(
+                "stack",
+                format!("{name:?} contains {bad:?}; {fix}"),
+            ));
         }
         if name.ends_with('-') || name.contains("--") {
-            return Err(Error::invalid("stack", format!("{name:?} must not end with '-' or contain '--'; {fix}")));
+            return Err(Error::invalid(
+                "stack",
+                format!("{name:?} must not end with '-' or contain '--'; {fix}"),
+            ));
         }
         if name.starts_with("eks-") || name.starts_with("aws") {
             return Err(Error::invalid(
                 "stack",
-                format!("{name:?} starts with a prefix AWS reserves (eks-, aws); choose another name"),
+                format!(
+                    "{name:?} starts with a prefix AWS reserves (eks-, aws); choose another name"
+                ),
             ));
         }
         Ok(Self(name))
@@ -99,7 +145,9 @@ pub fn validate_region(region: &str) -> Result<()> {
     } else {
         Err(Error::invalid(
             "region",
-            format!("{region:?} is not an AWS region with EKS Fargate; use one such as us-east-1, eu-west-1 or ap-southeast-2"),
+            format!(
+                "{region:?} is not an AWS region with EKS Fargate; use one such as us-east-1, eu-west-1 or ap-southeast-2"
+            ),
         ))
     }
 }
@@ -147,7 +195,11 @@ pub struct NetworkSpec {
 
 impl Default for NetworkSpec {
     fn default() -> Self {
-        Self { vpc_cidr: "10.0.0.0/16".parse().expect("valid literal"), az_count: 2, nat: NatMode::Single }
+        Self {
+            vpc_cidr: "10.0.0.0/16".parse().expect("valid literal"),
+            az_count: 2,
+            nat: NatMode::Single,
+        }
     }
 }
 
@@ -155,7 +207,10 @@ impl NetworkSpec {
     /// Parses and validates a CIDR as given on the command line (`--vpc-cidr`).
     pub fn parse_cidr(text: &str) -> Result<Ipv4Net> {
         let net: Ipv4Net = text.trim().parse().map_err(|_| {
-            Error::invalid("vpc_cidr", format!("{text:?} is not an IPv4 CIDR block; write it like 10.0.0.0/16"))
+            Error::invalid(
+                "vpc_cidr",
+                format!("{text:?} is not an IPv4 CIDR block; write it like 10.0.0.0/16"),
+            )
         })?;
         Ok(net)
     }
@@ -166,16 +221,25 @@ impl NetworkSpec {
         if net.network() != net.addr() {
             return Err(Error::invalid(
                 "vpc_cidr",
-                format!("{net} has host bits set; did you mean {}/{}?", net.network(), net.prefix_len()),
+                format!(
+                    "{net} has host bits set; did you mean {}/{}?",
+                    net.network(),
+                    net.prefix_len()
+                ),
             ));
         }
         if net.prefix_len() < 16 {
-            return Err(Error::invalid("vpc_cidr", format!("{net} is larger than AWS allows for a VPC; use a /16 to /20 block")));
+            return Err(Error::invalid(
+                "vpc_cidr",
+                format!("{net} is larger than AWS allows for a VPC; use a /16 to /20 block"),
+            ));
         }
         if net.prefix_len() > 20 {
             return Err(Error::invalid(
                 "vpc_cidr",
-                format!("{net} is too small: every Fargate pod takes one IP of a private subnet; use a /16 to /20 block"),
+                format!(
+                    "{net} is too small: every Fargate pod takes one IP of a private subnet; use a /16 to /20 block"
+                ),
             ));
         }
         let private_ranges: [Ipv4Net; 4] = [
@@ -187,13 +251,18 @@ impl NetworkSpec {
         if !private_ranges.iter().any(|r| r.contains(&net)) {
             return Err(Error::invalid(
                 "vpc_cidr",
-                format!("{net} is not in a private range; use one inside 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16 or 100.64.0.0/10"),
+                format!(
+                    "{net} is not in a private range; use one inside 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16 or 100.64.0.0/10"
+                ),
             ));
         }
         if !(2..=3).contains(&self.az_count) {
             return Err(Error::invalid(
                 "azs",
-                format!("{} availability zones requested; EKS needs at least 2 and glrunner lays out 2 or 3", self.az_count),
+                format!(
+                    "{} availability zones requested; EKS needs at least 2 and glrunner lays out 2 or 3",
+                    self.az_count
+                ),
             ));
         }
         Ok(())
@@ -237,7 +306,10 @@ pub struct FargateSelector {
 impl FargateSelector {
     /// A selector for every pod of a namespace.
     pub fn namespace(namespace: impl Into<String>) -> Self {
-        Self { namespace: namespace.into(), labels: BTreeMap::new() }
+        Self {
+            namespace: namespace.into(),
+            labels: BTreeMap::new(),
+        }
     }
 }
 
@@ -271,8 +343,10 @@ impl ClusterSpec {
     /// All selectors of the single Fargate profile: `kube-system` (CoreDNS), the runner
     /// namespace, then the extra ones, without duplicates.
     pub fn fargate_selectors(&self) -> Vec<FargateSelector> {
-        let mut selectors =
-            vec![FargateSelector::namespace("kube-system"), FargateSelector::namespace(&self.runner_namespace)];
+        let mut selectors = vec![
+            FargateSelector::namespace("kube-system"),
+            FargateSelector::namespace(&self.runner_namespace),
+        ];
         for extra in &self.extra_selectors {
             if !selectors.contains(extra) {
                 selectors.push(extra.clone());
@@ -298,7 +372,10 @@ impl ClusterSpec {
         if selectors.len() > 5 {
             return Err(Error::invalid(
                 "fargate_selectors",
-                format!("{} selectors requested; an EKS Fargate profile takes at most 5 (kube-system and the runner namespace included)", selectors.len()),
+                format!(
+                    "{} selectors requested; an EKS Fargate profile takes at most 5 (kube-system and the runner namespace included)",
+                    selectors.len()
+                ),
             ));
         }
         for selector in &selectors {
@@ -306,7 +383,11 @@ impl ClusterSpec {
             if selector.labels.len() > 5 {
                 return Err(Error::invalid(
                     "fargate_selectors.labels",
-                    format!("selector for namespace {} has {} labels; EKS allows at most 5", selector.namespace, selector.labels.len()),
+                    format!(
+                        "selector for namespace {} has {} labels; EKS allows at most 5",
+                        selector.namespace,
+                        selector.labels.len()
+                    ),
                 ));
             }
         }
@@ -314,11 +395,16 @@ impl ClusterSpec {
             if key.is_empty() || key.len() > 128 || value.len() > 256 || key.starts_with("aws:") {
                 return Err(Error::invalid(
                     "tags",
-                    format!("tag {key:?}={value:?} is invalid; keys are 1-128 characters not starting with aws:, values at most 256"),
+                    format!(
+                        "tag {key:?}={value:?} is invalid; keys are 1-128 characters not starting with aws:, values at most 256"
+                    ),
                 ));
             }
             if key == STACK_TAG || key == KEY_TAG {
-                return Err(Error::invalid("tags", format!("tag key {key:?} is reserved for glrunner; remove it")));
+                return Err(Error::invalid(
+                    "tags",
+                    format!("tag key {key:?} is reserved for glrunner; remove it"),
+                ));
             }
         }
         Ok(())
@@ -328,13 +414,20 @@ impl ClusterSpec {
 fn validate_dns_label(field: &str, value: &str) -> Result<()> {
     let ok = !value.is_empty()
         && value.len() <= 63
-        && value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && value
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && value.starts_with(|c: char| c.is_ascii_alphanumeric())
         && value.ends_with(|c: char| c.is_ascii_alphanumeric());
     if ok {
         Ok(())
     } else {
-        Err(Error::invalid(field, format!("{value:?} is not a Kubernetes namespace name; use 1-63 lowercase letters, digits and '-' (e.g. gitlab-runner)")))
+        Err(Error::invalid(
+            field,
+            format!(
+                "{value:?} is not a Kubernetes namespace name; use 1-63 lowercase letters, digits and '-' (e.g. gitlab-runner)"
+            ),
+        ))
     }
 }
 
@@ -355,7 +448,12 @@ impl StackSpec {
     /// Defaults for a stack in a region.
     pub fn new(stack: StackName, region: impl Into<String>) -> Self {
         let cluster = ClusterSpec::for_stack(&stack);
-        Self { stack, region: region.into(), network: NetworkSpec::default(), cluster }
+        Self {
+            stack,
+            region: region.into(),
+            network: NetworkSpec::default(),
+            cluster,
+        }
     }
 
     /// Validates every field; call before constructing any backend.
@@ -374,9 +472,22 @@ mod tests {
     fn stack_names() {
         assert!(StackName::new("glrunner").is_ok());
         assert!(StackName::new("ci-2").is_ok());
-        for bad in ["", "Glrunner", "1abc", "a_b", "abc-", "a--b", "eks-x", "awsome", &"a".repeat(29)] {
+        for bad in [
+            "",
+            "Glrunner",
+            "1abc",
+            "a_b",
+            "abc-",
+            "a--b",
+            "eks-x",
+            "awsome",
+            &"a".repeat(29),
+        ] {
             let err = StackName::new(bad).unwrap_err();
-            assert!(matches!(err, Error::InvalidInput { ref field, .. } if field == "stack"), "{bad}: {err}");
+            assert!(
+                matches!(err, Error::InvalidInput { ref field, .. } if field == "stack"),
+                "{bad}: {err}"
+            );
         }
     }
 
@@ -392,16 +503,27 @@ mod tests {
         ] {
             spec.vpc_cidr = cidr.parse().unwrap();
             let err = spec.validate().unwrap_err().to_string();
-            assert!(err.contains("vpc_cidr") && err.contains(needle), "{cidr}: {err}");
+            assert!(
+                err.contains("vpc_cidr") && err.contains(needle),
+                "{cidr}: {err}"
+            );
         }
         assert!(NetworkSpec::parse_cidr("10.0.0.0").is_err());
-        assert!(NetworkSpec::parse_cidr("nonsense").unwrap_err().to_string().contains("10.0.0.0/16"));
+        assert!(
+            NetworkSpec::parse_cidr("nonsense")
+                .unwrap_err()
+                .to_string()
+                .contains("10.0.0.0/16")
+        );
     }
 
     #[test]
     fn az_count_is_two_or_three() {
         for (count, ok) in [(1, false), (2, true), (3, true), (4, false)] {
-            let spec = NetworkSpec { az_count: count, ..NetworkSpec::default() };
+            let spec = NetworkSpec {
+                az_count: count,
+                ..NetworkSpec::default()
+            };
             assert_eq!(spec.validate().is_ok(), ok, "{count}");
         }
     }
@@ -409,7 +531,11 @@ mod tests {
     #[test]
     fn subnets_do_not_overlap_and_stay_inside_the_vpc() {
         for cidr in ["10.0.0.0/16", "172.20.0.0/18", "192.168.16.0/20"] {
-            let spec = NetworkSpec { vpc_cidr: cidr.parse().unwrap(), az_count: 3, nat: NatMode::PerAz };
+            let spec = NetworkSpec {
+                vpc_cidr: cidr.parse().unwrap(),
+                az_count: 3,
+                nat: NatMode::PerAz,
+            };
             let mut all = Vec::new();
             for i in 0..3 {
                 all.push(spec.subnet_cidr(SubnetTier::Private, i));
@@ -418,13 +544,22 @@ mod tests {
             for (i, a) in all.iter().enumerate() {
                 assert!(spec.vpc_cidr.contains(a), "{a} outside {cidr}");
                 for b in &all[i + 1..] {
-                    assert!(!a.contains(&b.network()) && !b.contains(&a.network()), "{a} overlaps {b}");
+                    assert!(
+                        !a.contains(&b.network()) && !b.contains(&a.network()),
+                        "{a} overlaps {b}"
+                    );
                 }
             }
         }
         let spec = NetworkSpec::default();
-        assert_eq!(spec.subnet_cidr(SubnetTier::Private, 1).to_string(), "10.0.64.0/18");
-        assert_eq!(spec.subnet_cidr(SubnetTier::Public, 0).to_string(), "10.0.192.0/21");
+        assert_eq!(
+            spec.subnet_cidr(SubnetTier::Private, 1).to_string(),
+            "10.0.64.0/18"
+        );
+        assert_eq!(
+            spec.subnet_cidr(SubnetTier::Public, 0).to_string(),
+            "10.0.192.0/21"
+        );
     }
 
     #[test]
@@ -433,19 +568,41 @@ mod tests {
         let mut spec = ClusterSpec::for_stack(&stack);
         assert!(spec.validate().is_ok());
         spec.kubernetes_version = "1.19".into();
-        assert!(spec.validate().unwrap_err().to_string().contains("kubernetes_version"));
+        assert!(
+            spec.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("kubernetes_version")
+        );
         spec.kubernetes_version = DEFAULT_KUBERNETES_VERSION.into();
-        spec.extra_selectors = (0..4).map(|i| FargateSelector::namespace(format!("ns{i}"))).collect();
-        assert!(spec.validate().unwrap_err().to_string().contains("at most 5"));
+        spec.extra_selectors = (0..4)
+            .map(|i| FargateSelector::namespace(format!("ns{i}")))
+            .collect();
+        assert!(
+            spec.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("at most 5")
+        );
         spec.extra_selectors.truncate(3);
         assert!(spec.validate().is_ok());
         spec.runner_namespace = "Bad_NS".into();
-        assert!(spec.validate().unwrap_err().to_string().contains("runner_namespace"));
+        assert!(
+            spec.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("runner_namespace")
+        );
     }
 
     #[test]
     fn regions() {
         assert!(validate_region("us-east-1").is_ok());
-        assert!(validate_region("us-east-9").unwrap_err().to_string().contains("region"));
+        assert!(
+            validate_region("us-east-9")
+                .unwrap_err()
+                .to_string()
+                .contains("region")
+        );
     }
 }

@@ -28,13 +28,22 @@ pub struct StackOptions<'a> {
 
 impl Default for StackOptions<'_> {
     fn default() -> Self {
-        Self { dry_run: false, state_dir: None, waits: WaitPolicy::default(), progress: &NoProgress }
+        Self {
+            dry_run: false,
+            state_dir: None,
+            waits: WaitPolicy::default(),
+            progress: &NoProgress,
+        }
     }
 }
 
 impl std::fmt::Debug for StackOptions<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StackOptions").field("dry_run", &self.dry_run).field("state_dir", &self.state_dir).field("waits", &self.waits).finish()
+        f.debug_struct("StackOptions")
+            .field("dry_run", &self.dry_run)
+            .field("state_dir", &self.state_dir)
+            .field("waits", &self.waits)
+            .finish()
     }
 }
 
@@ -64,14 +73,21 @@ pub async fn provision(
         (Some(dir), false) => Some(StateFile::open(dir, &spec.stack, &spec.region)?),
         _ => None,
     };
-    let mut engine = Engine::new(network, cluster).with_waits(options.waits.clone()).with_progress(options.progress).with_tags(spec.cluster.tags.clone());
+    let mut engine = Engine::new(network, cluster)
+        .with_waits(options.waits.clone())
+        .with_progress(options.progress)
+        .with_tags(spec.cluster.tags.clone());
     if let Some(state) = &state {
         engine = engine.with_state(state);
     }
     let mut plan = crate::plan_stack(spec, network).await?;
     plan.mark_existing(&engine.existing(&spec.stack).await?);
     if options.dry_run {
-        return Ok(ProvisionOutcome { plan, applied: None, kubeconfig: None });
+        return Ok(ProvisionOutcome {
+            plan,
+            applied: None,
+            kubeconfig: None,
+        });
     }
     let report = engine.apply(&plan).await?;
     let mut kubeconfig = None;
@@ -82,7 +98,11 @@ pub async fn provision(
         state.set_kubeconfig(&path)?;
         kubeconfig = Some(path);
     }
-    Ok(ProvisionOutcome { plan, applied: Some(report), kubeconfig })
+    Ok(ProvisionOutcome {
+        plan,
+        applied: Some(report),
+        kubeconfig,
+    })
 }
 
 /// Tears a stack down by tag (the state file is not needed), or on dry-run lists what would go.
@@ -93,7 +113,9 @@ pub async fn teardown(
     cluster: &dyn ClusterProvisioner,
     options: &StackOptions<'_>,
 ) -> Result<TeardownReport> {
-    let engine = Engine::new(network, cluster).with_waits(options.waits.clone()).with_progress(options.progress);
+    let engine = Engine::new(network, cluster)
+        .with_waits(options.waits.clone())
+        .with_progress(options.progress);
     if options.dry_run {
         return engine.teardown_plan(stack).await;
     }

@@ -54,7 +54,10 @@ pub struct StateFile {
 }
 
 fn state_err(path: &Path, message: impl Into<String>) -> Error {
-    Error::State { path: path.display().to_string(), message: message.into() }
+    Error::State {
+        path: path.display().to_string(),
+        message: message.into(),
+    }
 }
 
 impl StateFile {
@@ -66,7 +69,8 @@ impl StateFile {
     /// Opens (creating the directory) and locks the state of `stack`. Fails at once with
     /// [`Error::Conflict`] if another run holds the lock.
     pub fn open(dir: &Path, stack: &StackName, region: &str) -> Result<Self> {
-        fs::create_dir_all(dir).map_err(|e| state_err(dir, format!("cannot create the state directory: {e}")))?;
+        fs::create_dir_all(dir)
+            .map_err(|e| state_err(dir, format!("cannot create the state directory: {e}")))?;
         let path = Self::path_for(dir, stack);
         let lock_path = dir.join(format!("{stack}.lock"));
         let lock = OpenOptions::new()
@@ -81,21 +85,36 @@ impl StateFile {
                 return Err(Error::Conflict {
                     action: "lock the state file".into(),
                     resource: format!("stack {stack}"),
-                    message: format!("another glrunner run holds {}; wait for it to finish", lock_path.display()),
+                    message: format!(
+                        "another glrunner run holds {}; wait for it to finish",
+                        lock_path.display()
+                    ),
                 });
             }
-            Err(fs::TryLockError::Error(e)) => return Err(state_err(&lock_path, format!("cannot lock: {e}"))),
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(state_err(&lock_path, format!("cannot lock: {e}")));
+            }
         }
         let state = match fs::read(&path) {
             Ok(bytes) => serde_json::from_slice::<StackState>(&bytes).map_err(|e| {
-                state_err(&path, format!("cannot parse ({e}); it is only a cache: delete it and run again"))
+                state_err(
+                    &path,
+                    format!("cannot parse ({e}); it is only a cache: delete it and run again"),
+                )
             })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                StackState { version: 1, stack: stack.to_string(), region: region.to_string(), ..StackState::default() }
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => StackState {
+                version: 1,
+                stack: stack.to_string(),
+                region: region.to_string(),
+                ..StackState::default()
+            },
             Err(e) => return Err(state_err(&path, format!("cannot read: {e}"))),
         };
-        Ok(Self { path, state: Mutex::new(state), _lock: lock })
+        Ok(Self {
+            path,
+            state: Mutex::new(state),
+            _lock: lock,
+        })
     }
 
     /// The state file path.
@@ -111,7 +130,14 @@ impl StateFile {
     /// Records a resource under its step key and writes the file.
     pub fn record(&self, key: &str, resource: &Resource) -> Result<()> {
         let mut state = self.state.lock().expect("state mutex");
-        state.resources.insert(key.to_string(), StateEntry { kind: resource.kind, id: resource.id.clone(), arn: resource.arn.clone() });
+        state.resources.insert(
+            key.to_string(),
+            StateEntry {
+                kind: resource.kind,
+                id: resource.id.clone(),
+                arn: resource.arn.clone(),
+            },
+        );
         self.write_locked(&state)
     }
 
@@ -143,7 +169,8 @@ impl StateFile {
     /// Atomic replace: write a sibling temp file, fsync, rename over the old file.
     fn write_locked(&self, state: &StackState) -> Result<()> {
         let tmp = self.path.with_extension("json.tmp");
-        let bytes = serde_json::to_vec_pretty(state).map_err(|e| state_err(&self.path, e.to_string()))?;
+        let bytes =
+            serde_json::to_vec_pretty(state).map_err(|e| state_err(&self.path, e.to_string()))?;
         let write = || -> std::io::Result<()> {
             let mut file = File::create(&tmp)?;
             file.write_all(&bytes)?;
@@ -160,7 +187,13 @@ mod tests {
     use crate::resource::ResourceState;
 
     fn res(id: &str) -> Resource {
-        Resource { kind: ResourceKind::Vpc, id: id.into(), key: "vpc".into(), arn: None, state: ResourceState::Available }
+        Resource {
+            kind: ResourceKind::Vpc,
+            id: id.into(),
+            key: "vpc".into(),
+            arn: None,
+            state: ResourceState::Available,
+        }
     }
 
     #[test]
@@ -185,7 +218,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let stack = StackName::new("st").unwrap();
         fs::write(dir.path().join("st.json"), b"{not json").unwrap();
-        let err = StateFile::open(dir.path(), &stack, "us-east-1").unwrap_err().to_string();
+        let err = StateFile::open(dir.path(), &stack, "us-east-1")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("delete it and run again"), "{err}");
     }
 }

@@ -55,7 +55,10 @@ impl Engine<'_> {
     /// Ends with a leftover scan and fails with [`Error::Leftovers`] naming anything left.
     pub async fn teardown(&self, stack: &StackName) -> Result<TeardownReport> {
         let start = Instant::now();
-        let mut report = TeardownReport { stack: stack.to_string(), ..TeardownReport::default() };
+        let mut report = TeardownReport {
+            stack: stack.to_string(),
+            ..TeardownReport::default()
+        };
         for &kind in TEARDOWN_ORDER {
             let found = match self.discover_kind(stack, kind).await {
                 Ok(found) => found,
@@ -69,37 +72,59 @@ impl Engine<'_> {
                     self.delete_one(res, &mut report).await;
                 }
             } else {
-                let mut running: FuturesUnordered<_> = found.into_iter().map(|res| self.delete_resource(res)).collect();
+                let mut running: FuturesUnordered<_> = found
+                    .into_iter()
+                    .map(|res| self.delete_resource(res))
+                    .collect();
                 while let Some((res, outcome)) = running.next().await {
                     match outcome {
                         Ok(()) => report.deleted.push(res),
-                        Err(err) => report.errors.push(format!("delete {}: {err}", res.describe())),
+                        Err(err) => report
+                            .errors
+                            .push(format!("delete {}: {err}", res.describe())),
                     }
                 }
             }
         }
         report.leftovers = self.leftovers(stack).await?;
         report.makespan_s = start.elapsed().as_secs_f64();
-        if let Some(state) = self.state {
-            if report.leftovers.is_empty() {
-                state.remove()?;
-            }
+        if let Some(state) = self.state
+            && report.leftovers.is_empty()
+        {
+            state.remove()?;
         }
         if !report.leftovers.is_empty() {
-            tracing::error!(count = report.leftovers.len(), "teardown left resources behind");
-            return Err(Error::Leftovers(report.leftovers.iter().map(Resource::describe).collect()));
+            tracing::error!(
+                count = report.leftovers.len(),
+                "teardown left resources behind"
+            );
+            return Err(Error::Leftovers(
+                report.leftovers.iter().map(Resource::describe).collect(),
+            ));
         }
         if !report.errors.is_empty() {
-            return Err(Error::Failed { resource: format!("teardown of stack {stack}"), message: report.errors.join("; ") });
+            return Err(Error::Failed {
+                resource: format!("teardown of stack {stack}"),
+                message: report.errors.join("; "),
+            });
         }
         Ok(report)
     }
 
     /// What teardown would delete, in order, without deleting anything.
     pub async fn teardown_plan(&self, stack: &StackName) -> Result<TeardownReport> {
-        let mut report = TeardownReport { stack: stack.to_string(), dry_run: true, ..TeardownReport::default() };
-        let (network, cluster) = tokio::try_join!(self.network.discover(stack), self.cluster.discover(stack))?;
-        let all: Vec<Resource> = network.into_iter().chain(cluster).filter(|r| r.state.is_present()).collect();
+        let mut report = TeardownReport {
+            stack: stack.to_string(),
+            dry_run: true,
+            ..TeardownReport::default()
+        };
+        let (network, cluster) =
+            tokio::try_join!(self.network.discover(stack), self.cluster.discover(stack))?;
+        let all: Vec<Resource> = network
+            .into_iter()
+            .chain(cluster)
+            .filter(|r| r.state.is_present())
+            .collect();
         let mut seen = std::collections::HashSet::new();
         for &kind in TEARDOWN_ORDER {
             for res in all.iter().filter(|r| r.kind == kind) {
@@ -113,20 +138,34 @@ impl Engine<'_> {
 
     /// Everything still present with the stack's tag (gone NAT gateways excluded).
     pub async fn leftovers(&self, stack: &StackName) -> Result<Vec<Resource>> {
-        let (network, cluster) = tokio::try_join!(self.network.discover(stack), self.cluster.discover(stack))?;
-        Ok(network.into_iter().chain(cluster).filter(|r| r.state.is_present()).collect())
+        let (network, cluster) =
+            tokio::try_join!(self.network.discover(stack), self.cluster.discover(stack))?;
+        Ok(network
+            .into_iter()
+            .chain(cluster)
+            .filter(|r| r.state.is_present())
+            .collect())
     }
 
     async fn discover_kind(&self, stack: &StackName, kind: ResourceKind) -> Result<Vec<Resource>> {
-        let all = if kind.is_network() { self.network.discover(stack).await? } else { self.cluster.discover(stack).await? };
-        Ok(all.into_iter().filter(|r| r.kind == kind && r.state.is_present()).collect())
+        let all = if kind.is_network() {
+            self.network.discover(stack).await?
+        } else {
+            self.cluster.discover(stack).await?
+        };
+        Ok(all
+            .into_iter()
+            .filter(|r| r.kind == kind && r.state.is_present())
+            .collect())
     }
 
     async fn delete_one(&self, res: Resource, report: &mut TeardownReport) {
         let (res, outcome) = self.delete_resource(res).await;
         match outcome {
             Ok(()) => report.deleted.push(res),
-            Err(err) => report.errors.push(format!("delete {}: {err}", res.describe())),
+            Err(err) => report
+                .errors
+                .push(format!("delete {}: {err}", res.describe())),
         }
     }
 
@@ -134,12 +173,18 @@ impl Engine<'_> {
     async fn delete_resource(&self, res: Resource) -> (Resource, Result<()>) {
         let started = Instant::now();
         let label = res.describe();
-        self.progress.event(&ProgressEvent::Deleting { resource: label.clone() });
+        self.progress.event(&ProgressEvent::Deleting {
+            resource: label.clone(),
+        });
         tracing::info!("deleting {label}");
         let timeout = self.waits.timeout_for(res.kind);
         let outcome = async {
             let deleted = retry(&label, timeout, &self.waits, self.progress, || async {
-                if res.kind.is_network() { self.network.delete(&res).await } else { self.cluster.delete(&res).await }
+                if res.kind.is_network() {
+                    self.network.delete(&res).await
+                } else {
+                    self.cluster.delete(&res).await
+                }
             })
             .await;
             match deleted {
@@ -154,11 +199,14 @@ impl Engine<'_> {
         }
         .await;
         if outcome.is_ok() {
-            self.progress.event(&ProgressEvent::Deleted { resource: label, elapsed: started.elapsed() });
-            if let Some(state) = self.state {
-                if !res.key.is_empty() {
-                    let _ = state.forget(&res.key);
-                }
+            self.progress.event(&ProgressEvent::Deleted {
+                resource: label,
+                elapsed: started.elapsed(),
+            });
+            if let Some(state) = self.state
+                && !res.key.is_empty()
+            {
+                let _ = state.forget(&res.key);
             }
         }
         (res, outcome)

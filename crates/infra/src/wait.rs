@@ -76,12 +76,24 @@ impl WaitPolicy {
 
 /// Whether a kind goes through an asynchronous state that apply must wait out.
 pub fn needs_wait(kind: ResourceKind) -> bool {
-    matches!(kind, ResourceKind::Cluster | ResourceKind::FargateProfile | ResourceKind::NatGateway | ResourceKind::Addon)
+    matches!(
+        kind,
+        ResourceKind::Cluster
+            | ResourceKind::FargateProfile
+            | ResourceKind::NatGateway
+            | ResourceKind::Addon
+    )
 }
 
 /// Runs `op` until it succeeds or fails with a non-retryable error, backing off between
 /// retryable failures (busy, throttled, dependents going away) until `timeout`.
-pub async fn retry<T, F, Fut>(key: &str, timeout: Duration, policy: &WaitPolicy, progress: &dyn Progress, mut op: F) -> Result<T>
+pub async fn retry<T, F, Fut>(
+    key: &str,
+    timeout: Duration,
+    policy: &WaitPolicy,
+    progress: &dyn Progress,
+    mut op: F,
+) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T>>,
@@ -98,7 +110,11 @@ where
                     return Err(err);
                 }
                 tracing::info!(key, error = %err, attempt, "retryable error, trying again in {delay:?}");
-                progress.event(&ProgressEvent::Retrying { key: key.to_string(), reason: err.to_string(), attempt });
+                progress.event(&ProgressEvent::Retrying {
+                    key: key.to_string(),
+                    reason: err.to_string(),
+                    attempt,
+                });
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(policy.max_poll_interval);
             }
@@ -127,26 +143,46 @@ where
     loop {
         match describe().await {
             Ok(current) => {
-                if let Some(res) = current.as_ref().filter(|r| r.state == ResourceState::Failed) {
-                    return Err(Error::Failed { resource: res.describe(), message: format!("while waiting for {waiting_for}") });
+                if let Some(res) = current
+                    .as_ref()
+                    .filter(|r| r.state == ResourceState::Failed)
+                {
+                    return Err(Error::Failed {
+                        resource: res.describe(),
+                        message: format!("while waiting for {waiting_for}"),
+                    });
                 }
                 if done(current.as_ref()) {
                     return Ok(current);
                 }
             }
             // Throttled or busy while looking: keep polling, the bound below still holds.
-            Err(err) if err.is_retryable() => tracing::debug!(key, error = %err, "describe failed, polling again"),
+            Err(err) if err.is_retryable() => {
+                tracing::debug!(key, error = %err, "describe failed, polling again")
+            }
             Err(err) => return Err(err),
         }
         let elapsed = start.elapsed();
         if elapsed >= timeout {
-            return Err(Error::Timeout { waiting_for: waiting_for.to_string(), waited: elapsed });
+            return Err(Error::Timeout {
+                waiting_for: waiting_for.to_string(),
+                waited: elapsed,
+            });
         }
         if last_report.elapsed() >= policy.progress_every {
             last_report = Instant::now();
-            progress.event(&ProgressEvent::Waiting { key: key.to_string(), waiting_for: waiting_for.to_string(), elapsed });
+            progress.event(&ProgressEvent::Waiting {
+                key: key.to_string(),
+                waiting_for: waiting_for.to_string(),
+                elapsed,
+            });
         }
-        tokio::time::sleep(delay.min(timeout.saturating_sub(elapsed)).max(Duration::from_millis(1))).await;
+        tokio::time::sleep(
+            delay
+                .min(timeout.saturating_sub(elapsed))
+                .max(Duration::from_millis(1)),
+        )
+        .await;
         delay = (delay * 2).min(policy.max_poll_interval);
     }
 }

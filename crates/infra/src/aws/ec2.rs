@@ -3,12 +3,16 @@
 
 use async_trait::async_trait;
 use aws_sdk_ec2::Client;
-use aws_sdk_ec2::types::{AttributeBooleanValue, DomainType, Filter, NatGatewayState, ResourceType, Tag, TagSpecification};
+use aws_sdk_ec2::types::{
+    AttributeBooleanValue, DomainType, Filter, NatGatewayState, ResourceType, Tag, TagSpecification,
+};
 
 use super::map_sdk_error;
 use crate::error::{Error, Result};
 use crate::provider::NetworkProvisioner;
-use crate::resource::{CreateRequest, DefaultRoute, Resource, ResourceKind, ResourceState, ResourceTags};
+use crate::resource::{
+    CreateRequest, DefaultRoute, Resource, ResourceKind, ResourceState, ResourceTags,
+};
 use crate::spec::{KEY_TAG, STACK_TAG, StackName, SubnetTier};
 
 /// [`NetworkProvisioner`] on aws-sdk-ec2.
@@ -20,7 +24,9 @@ pub struct AwsNetwork {
 impl AwsNetwork {
     /// From a loaded [`aws_config::SdkConfig`] (see [`super::load_config`]).
     pub fn new(config: &aws_config::SdkConfig) -> Self {
-        Self { ec2: Client::new(config) }
+        Self {
+            ec2: Client::new(config),
+        }
     }
 
     /// From an existing EC2 client (tests pass mocked clients here).
@@ -29,21 +35,37 @@ impl AwsNetwork {
     }
 }
 
-fn tag_spec(resource_type: ResourceType, tags: &ResourceTags, extra: &[(String, String)]) -> TagSpecification {
+fn tag_spec(
+    resource_type: ResourceType,
+    tags: &ResourceTags,
+    extra: &[(String, String)],
+) -> TagSpecification {
     let mut pairs = tags.pairs();
     pairs.extend(extra.iter().cloned());
     TagSpecification::builder()
         .resource_type(resource_type)
-        .set_tags(Some(pairs.into_iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()))
+        .set_tags(Some(
+            pairs
+                .into_iter()
+                .map(|(k, v)| Tag::builder().key(k).value(v).build())
+                .collect(),
+        ))
         .build()
 }
 
 fn stack_filter(stack: &StackName) -> Filter {
-    Filter::builder().name(format!("tag:{STACK_TAG}")).values(stack.as_str()).build()
+    Filter::builder()
+        .name(format!("tag:{STACK_TAG}"))
+        .values(stack.as_str())
+        .build()
 }
 
 fn key_of(tags: &[Tag]) -> String {
-    tags.iter().find(|t| t.key() == Some(KEY_TAG)).and_then(|t| t.value()).unwrap_or_default().to_string()
+    tags.iter()
+        .find(|t| t.key() == Some(KEY_TAG))
+        .and_then(|t| t.value())
+        .unwrap_or_default()
+        .to_string()
 }
 
 fn nat_state(state: Option<&NatGatewayState>) -> ResourceState {
@@ -57,8 +79,19 @@ fn nat_state(state: Option<&NatGatewayState>) -> ResourceState {
     }
 }
 
-fn res(kind: ResourceKind, id: Option<&str>, key: String, state: ResourceState) -> Option<Resource> {
-    id.map(|id| Resource { kind, id: id.to_string(), key, arn: None, state })
+fn res(
+    kind: ResourceKind,
+    id: Option<&str>,
+    key: String,
+    state: ResourceState,
+) -> Option<Resource> {
+    id.map(|id| Resource {
+        kind,
+        id: id.to_string(),
+        key,
+        arn: None,
+        state,
+    })
 }
 
 impl AwsNetwork {
@@ -74,7 +107,17 @@ impl AwsNetwork {
             .try_collect()
             .await
             .map_err(|e| map_sdk_error("describe VPCs", "VPCs", "ec2", e))?;
-        Ok(vpcs.iter().filter_map(|v| res(ResourceKind::Vpc, v.vpc_id(), key_of(v.tags()), ResourceState::Available)).collect())
+        Ok(vpcs
+            .iter()
+            .filter_map(|v| {
+                res(
+                    ResourceKind::Vpc,
+                    v.vpc_id(),
+                    key_of(v.tags()),
+                    ResourceState::Available,
+                )
+            })
+            .collect())
     }
 
     async fn subnets(&self, filters: Vec<Filter>, ids: Vec<String>) -> Result<Vec<Resource>> {
@@ -89,10 +132,24 @@ impl AwsNetwork {
             .try_collect()
             .await
             .map_err(|e| map_sdk_error("describe subnets", "subnets", "ec2", e))?;
-        Ok(subnets.iter().filter_map(|s| res(ResourceKind::Subnet, s.subnet_id(), key_of(s.tags()), ResourceState::Available)).collect())
+        Ok(subnets
+            .iter()
+            .filter_map(|s| {
+                res(
+                    ResourceKind::Subnet,
+                    s.subnet_id(),
+                    key_of(s.tags()),
+                    ResourceState::Available,
+                )
+            })
+            .collect())
     }
 
-    async fn internet_gateways(&self, filters: Vec<Filter>, ids: Vec<String>) -> Result<Vec<Resource>> {
+    async fn internet_gateways(
+        &self,
+        filters: Vec<Filter>,
+        ids: Vec<String>,
+    ) -> Result<Vec<Resource>> {
         let igws = self
             .ec2
             .describe_internet_gateways()
@@ -103,10 +160,19 @@ impl AwsNetwork {
             .send()
             .try_collect()
             .await
-            .map_err(|e| map_sdk_error("describe internet gateways", "internet gateways", "ec2", e))?;
+            .map_err(|e| {
+                map_sdk_error("describe internet gateways", "internet gateways", "ec2", e)
+            })?;
         Ok(igws
             .iter()
-            .filter_map(|g| res(ResourceKind::InternetGateway, g.internet_gateway_id(), key_of(g.tags()), ResourceState::Available))
+            .filter_map(|g| {
+                res(
+                    ResourceKind::InternetGateway,
+                    g.internet_gateway_id(),
+                    key_of(g.tags()),
+                    ResourceState::Available,
+                )
+            })
             .collect())
     }
 
@@ -124,7 +190,14 @@ impl AwsNetwork {
             .map_err(|e| map_sdk_error("describe route tables", "route tables", "ec2", e))?;
         Ok(tables
             .iter()
-            .filter_map(|t| res(ResourceKind::RouteTable, t.route_table_id(), key_of(t.tags()), ResourceState::Available))
+            .filter_map(|t| {
+                res(
+                    ResourceKind::RouteTable,
+                    t.route_table_id(),
+                    key_of(t.tags()),
+                    ResourceState::Available,
+                )
+            })
             .collect())
     }
 
@@ -140,13 +213,25 @@ impl AwsNetwork {
         Ok(out
             .addresses()
             .iter()
-            .filter_map(|a| res(ResourceKind::ElasticIp, a.allocation_id(), key_of(a.tags()), ResourceState::Available))
+            .filter_map(|a| {
+                res(
+                    ResourceKind::ElasticIp,
+                    a.allocation_id(),
+                    key_of(a.tags()),
+                    ResourceState::Available,
+                )
+            })
             .collect())
     }
 
     /// NAT gateways; with `stack`, only those tagged with it (checked here too, because some
     /// EC2 implementations, moto among them, ignore tag filters on DescribeNatGateways).
-    async fn nat_gateways(&self, filters: Vec<Filter>, ids: Vec<String>, stack: Option<&StackName>) -> Result<Vec<Resource>> {
+    async fn nat_gateways(
+        &self,
+        filters: Vec<Filter>,
+        ids: Vec<String>,
+        stack: Option<&StackName>,
+    ) -> Result<Vec<Resource>> {
         let nats = self
             .ec2
             .describe_nat_gateways()
@@ -160,12 +245,29 @@ impl AwsNetwork {
             .map_err(|e| map_sdk_error("describe NAT gateways", "NAT gateways", "ec2", e))?;
         Ok(nats
             .iter()
-            .filter(|n| stack.is_none_or(|stack| n.tags().iter().any(|t| t.key() == Some(STACK_TAG) && t.value() == Some(stack.as_str()))))
-            .filter_map(|n| res(ResourceKind::NatGateway, n.nat_gateway_id(), key_of(n.tags()), nat_state(n.state())))
+            .filter(|n| {
+                stack.is_none_or(|stack| {
+                    n.tags()
+                        .iter()
+                        .any(|t| t.key() == Some(STACK_TAG) && t.value() == Some(stack.as_str()))
+                })
+            })
+            .filter_map(|n| {
+                res(
+                    ResourceKind::NatGateway,
+                    n.nat_gateway_id(),
+                    key_of(n.tags()),
+                    nat_state(n.state()),
+                )
+            })
             .collect())
     }
 
-    async fn security_groups(&self, filters: Vec<Filter>, ids: Vec<String>) -> Result<Vec<Resource>> {
+    async fn security_groups(
+        &self,
+        filters: Vec<Filter>,
+        ids: Vec<String>,
+    ) -> Result<Vec<Resource>> {
         let groups = self
             .ec2
             .describe_security_groups()
@@ -181,11 +283,22 @@ impl AwsNetwork {
             .iter()
             // Every VPC's `default` group goes with the VPC and cannot be deleted on its own.
             .filter(|g| g.group_name() != Some("default"))
-            .filter_map(|g| res(ResourceKind::SecurityGroup, g.group_id(), key_of(g.tags()), ResourceState::Available))
+            .filter_map(|g| {
+                res(
+                    ResourceKind::SecurityGroup,
+                    g.group_id(),
+                    key_of(g.tags()),
+                    ResourceState::Available,
+                )
+            })
             .collect())
     }
 
-    async fn network_interfaces(&self, filters: Vec<Filter>, ids: Vec<String>) -> Result<Vec<Resource>> {
+    async fn network_interfaces(
+        &self,
+        filters: Vec<Filter>,
+        ids: Vec<String>,
+    ) -> Result<Vec<Resource>> {
         let enis = self
             .ec2
             .describe_network_interfaces()
@@ -196,12 +309,26 @@ impl AwsNetwork {
             .send()
             .try_collect()
             .await
-            .map_err(|e| map_sdk_error("describe network interfaces", "network interfaces", "ec2", e))?;
+            .map_err(|e| {
+                map_sdk_error(
+                    "describe network interfaces",
+                    "network interfaces",
+                    "ec2",
+                    e,
+                )
+            })?;
         Ok(enis
             .iter()
             // A NAT gateway's own interface goes away with the NAT gateway.
             .filter(|n| n.interface_type().map(|t| t.as_str()) != Some("nat_gateway"))
-            .filter_map(|n| res(ResourceKind::NetworkInterface, n.network_interface_id(), key_of(n.tag_set()), ResourceState::Available))
+            .filter_map(|n| {
+                res(
+                    ResourceKind::NetworkInterface,
+                    n.network_interface_id(),
+                    key_of(n.tag_set()),
+                    ResourceState::Available,
+                )
+            })
             .collect())
     }
 
@@ -233,7 +360,11 @@ impl NetworkProvisioner for AwsNetwork {
             .send()
             .await
             .map_err(|e| map_sdk_error("describe availability zones", "region", "ec2", e))?;
-        let mut zones: Vec<String> = out.availability_zones().iter().filter_map(|z| z.zone_name().map(str::to_string)).collect();
+        let mut zones: Vec<String> = out
+            .availability_zones()
+            .iter()
+            .filter_map(|z| z.zone_name().map(str::to_string))
+            .collect();
         zones.sort();
         Ok(zones)
     }
@@ -250,8 +381,18 @@ impl NetworkProvisioner for AwsNetwork {
         )?;
         let mut all = Vec::new();
         if !vpcs.is_empty() {
-            let in_vpcs = || vec![Filter::builder().name("vpc-id").set_values(Some(vpcs.iter().map(|v| v.id.clone()).collect())).build()];
-            let (groups, enis) = tokio::try_join!(self.security_groups(in_vpcs(), vec![]), self.network_interfaces(in_vpcs(), vec![]))?;
+            let in_vpcs = || {
+                vec![
+                    Filter::builder()
+                        .name("vpc-id")
+                        .set_values(Some(vpcs.iter().map(|v| v.id.clone()).collect()))
+                        .build(),
+                ]
+            };
+            let (groups, enis) = tokio::try_join!(
+                self.security_groups(in_vpcs(), vec![]),
+                self.network_interfaces(in_vpcs(), vec![])
+            )?;
             all.extend(groups);
             all.extend(enis);
         }
@@ -267,7 +408,13 @@ impl NetworkProvisioner for AwsNetwork {
     async fn create(&self, request: &CreateRequest, tags: &ResourceTags) -> Result<Resource> {
         let kind = request.kind();
         let action = format!("create {kind}");
-        let available = |id: &str| Resource { kind, id: id.to_string(), key: tags.key.clone(), arn: None, state: ResourceState::Available };
+        let available = |id: &str| Resource {
+            kind,
+            id: id.to_string(),
+            key: tags.key.clone(),
+            arn: None,
+            state: ResourceState::Available,
+        };
         match request {
             CreateRequest::Vpc { cidr } => {
                 let out = self
@@ -278,13 +425,21 @@ impl NetworkProvisioner for AwsNetwork {
                     .send()
                     .await
                     .map_err(|e| map_sdk_error(&action, cidr.to_string(), "ec2", e))?;
-                let id = out.vpc().and_then(|v| v.vpc_id()).unwrap_or_default().to_string();
+                let id = out
+                    .vpc()
+                    .and_then(|v| v.vpc_id())
+                    .unwrap_or_default()
+                    .to_string();
                 let vpc = available(&id);
                 // DNS hostnames are required for the EKS private endpoint; one attribute per call.
                 for hostnames in [false, true] {
                     let mut call = self.ec2.modify_vpc_attribute().vpc_id(&id);
                     let on = AttributeBooleanValue::builder().value(true).build();
-                    call = if hostnames { call.enable_dns_hostnames(on) } else { call.enable_dns_support(on) };
+                    call = if hostnames {
+                        call.enable_dns_hostnames(on)
+                    } else {
+                        call.enable_dns_support(on)
+                    };
                     if let Err(e) = call.send().await {
                         let err = map_sdk_error("enable DNS on VPC", &id, "ec2", e);
                         return Err(self.rollback(vpc, err).await);
@@ -292,12 +447,24 @@ impl NetworkProvisioner for AwsNetwork {
                 }
                 Ok(vpc)
             }
-            CreateRequest::Subnet { vpc_id, az, cidr, tier, cluster_name } => {
+            CreateRequest::Subnet {
+                vpc_id,
+                az,
+                cidr,
+                tier,
+                cluster_name,
+            } => {
                 let role_tag = match tier {
                     SubnetTier::Public => "kubernetes.io/role/elb",
                     SubnetTier::Private => "kubernetes.io/role/internal-elb",
                 };
-                let extra = [(role_tag.to_string(), "1".to_string()), (format!("kubernetes.io/cluster/{cluster_name}"), "shared".to_string())];
+                let extra = [
+                    (role_tag.to_string(), "1".to_string()),
+                    (
+                        format!("kubernetes.io/cluster/{cluster_name}"),
+                        "shared".to_string(),
+                    ),
+                ];
                 let out = self
                     .ec2
                     .create_subnet()
@@ -307,8 +474,12 @@ impl NetworkProvisioner for AwsNetwork {
                     .tag_specifications(tag_spec(ResourceType::Subnet, tags, &extra))
                     .send()
                     .await
-                    .map_err(|e| map_sdk_error(&action, format!("{tier} {cidr} in {az}"), "ec2", e))?;
-                Ok(available(out.subnet().and_then(|s| s.subnet_id()).unwrap_or_default()))
+                    .map_err(|e| {
+                        map_sdk_error(&action, format!("{tier} {cidr} in {az}"), "ec2", e)
+                    })?;
+                Ok(available(
+                    out.subnet().and_then(|s| s.subnet_id()).unwrap_or_default(),
+                ))
             }
             CreateRequest::InternetGateway { vpc_id } => {
                 let out = self
@@ -318,9 +489,25 @@ impl NetworkProvisioner for AwsNetwork {
                     .send()
                     .await
                     .map_err(|e| map_sdk_error(&action, vpc_id, "ec2", e))?;
-                let igw = available(out.internet_gateway().and_then(|g| g.internet_gateway_id()).unwrap_or_default());
-                if let Err(e) = self.ec2.attach_internet_gateway().internet_gateway_id(&igw.id).vpc_id(vpc_id).send().await {
-                    let err = map_sdk_error("attach internet gateway", format!("{} to {vpc_id}", igw.id), "ec2", e);
+                let igw = available(
+                    out.internet_gateway()
+                        .and_then(|g| g.internet_gateway_id())
+                        .unwrap_or_default(),
+                );
+                if let Err(e) = self
+                    .ec2
+                    .attach_internet_gateway()
+                    .internet_gateway_id(&igw.id)
+                    .vpc_id(vpc_id)
+                    .send()
+                    .await
+                {
+                    let err = map_sdk_error(
+                        "attach internet gateway",
+                        format!("{} to {vpc_id}", igw.id),
+                        "ec2",
+                        e,
+                    );
                     return Err(self.rollback(igw, err).await);
                 }
                 Ok(igw)
@@ -336,7 +523,10 @@ impl NetworkProvisioner for AwsNetwork {
                     .map_err(|e| map_sdk_error(&action, &tags.key, "ec2", e))?;
                 Ok(available(out.allocation_id().unwrap_or_default()))
             }
-            CreateRequest::NatGateway { subnet_id, allocation_id } => {
+            CreateRequest::NatGateway {
+                subnet_id,
+                allocation_id,
+            } => {
                 let out = self
                     .ec2
                     .create_nat_gateway()
@@ -349,13 +539,20 @@ impl NetworkProvisioner for AwsNetwork {
                 let nat = out.nat_gateway();
                 Ok(Resource {
                     kind,
-                    id: nat.and_then(|n| n.nat_gateway_id()).unwrap_or_default().to_string(),
+                    id: nat
+                        .and_then(|n| n.nat_gateway_id())
+                        .unwrap_or_default()
+                        .to_string(),
                     key: tags.key.clone(),
                     arn: None,
                     state: nat_state(nat.and_then(|n| n.state())),
                 })
             }
-            CreateRequest::RouteTable { vpc_id, default_route, subnet_ids } => {
+            CreateRequest::RouteTable {
+                vpc_id,
+                default_route,
+                subnet_ids,
+            } => {
                 let out = self
                     .ec2
                     .create_route_table()
@@ -364,8 +561,16 @@ impl NetworkProvisioner for AwsNetwork {
                     .send()
                     .await
                     .map_err(|e| map_sdk_error(&action, vpc_id, "ec2", e))?;
-                let table = available(out.route_table().and_then(|t| t.route_table_id()).unwrap_or_default());
-                let route = self.ec2.create_route().route_table_id(&table.id).destination_cidr_block("0.0.0.0/0");
+                let table = available(
+                    out.route_table()
+                        .and_then(|t| t.route_table_id())
+                        .unwrap_or_default(),
+                );
+                let route = self
+                    .ec2
+                    .create_route()
+                    .route_table_id(&table.id)
+                    .destination_cidr_block("0.0.0.0/0");
                 let route = match default_route {
                     DefaultRoute::InternetGateway(id) => route.gateway_id(id),
                     DefaultRoute::NatGateway(id) => route.nat_gateway_id(id),
@@ -375,14 +580,29 @@ impl NetworkProvisioner for AwsNetwork {
                     return Err(self.rollback(table, err).await);
                 }
                 for subnet in subnet_ids {
-                    if let Err(e) = self.ec2.associate_route_table().route_table_id(&table.id).subnet_id(subnet).send().await {
-                        let err = map_sdk_error("associate route table", format!("{} with {subnet}", table.id), "ec2", e);
+                    if let Err(e) = self
+                        .ec2
+                        .associate_route_table()
+                        .route_table_id(&table.id)
+                        .subnet_id(subnet)
+                        .send()
+                        .await
+                    {
+                        let err = map_sdk_error(
+                            "associate route table",
+                            format!("{} with {subnet}", table.id),
+                            "ec2",
+                            e,
+                        );
                         return Err(self.rollback(table, err).await);
                     }
                 }
                 Ok(table)
             }
-            other => Err(Error::invalid("request", format!("{} is not a network resource", other.kind()))),
+            other => Err(Error::invalid(
+                "request",
+                format!("{} is not a network resource", other.kind()),
+            )),
         }
     }
 
@@ -397,7 +617,10 @@ impl NetworkProvisioner for AwsNetwork {
             ResourceKind::NatGateway => self.nat_gateways(vec![], ids, None).await,
             ResourceKind::SecurityGroup => self.security_groups(vec![], ids).await,
             ResourceKind::NetworkInterface => self.network_interfaces(vec![], ids).await,
-            other => Err(Error::invalid("kind", format!("{other} is not a network resource"))),
+            other => Err(Error::invalid(
+                "kind",
+                format!("{other} is not a network resource"),
+            )),
         })
     }
 
@@ -406,48 +629,134 @@ impl NetworkProvisioner for AwsNetwork {
         let action = format!("delete {}", resource.kind);
         let what = resource.describe();
         match resource.kind {
-            ResourceKind::Vpc => self.ec2.delete_vpc().vpc_id(id).send().await.map(|_| ()).map_err(|e| map_sdk_error(&action, &what, "ec2", e)),
-            ResourceKind::Subnet => self.ec2.delete_subnet().subnet_id(id).send().await.map(|_| ()).map_err(|e| map_sdk_error(&action, &what, "ec2", e)),
+            ResourceKind::Vpc => self
+                .ec2
+                .delete_vpc()
+                .vpc_id(id)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| map_sdk_error(&action, &what, "ec2", e)),
+            ResourceKind::Subnet => self
+                .ec2
+                .delete_subnet()
+                .subnet_id(id)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| map_sdk_error(&action, &what, "ec2", e)),
             ResourceKind::InternetGateway => {
-                let out = self.ec2.describe_internet_gateways().internet_gateway_ids(id).send().await.map_err(|e| map_sdk_error(&action, &what, "ec2", e))?;
+                let out = self
+                    .ec2
+                    .describe_internet_gateways()
+                    .internet_gateway_ids(id)
+                    .send()
+                    .await
+                    .map_err(|e| map_sdk_error(&action, &what, "ec2", e))?;
                 for igw in out.internet_gateways() {
                     for attachment in igw.attachments() {
                         if let Some(vpc) = attachment.vpc_id() {
-                            match self.ec2.detach_internet_gateway().internet_gateway_id(id).vpc_id(vpc).send().await {
+                            match self
+                                .ec2
+                                .detach_internet_gateway()
+                                .internet_gateway_id(id)
+                                .vpc_id(vpc)
+                                .send()
+                                .await
+                            {
                                 Ok(_) => {}
-                                Err(e) => match map_sdk_error("detach internet gateway", &what, "ec2", e) {
-                                    err if err.is_not_found() => {}
-                                    err => return Err(err),
-                                },
-                            }
-                        }
-                    }
-                }
-                self.ec2.delete_internet_gateway().internet_gateway_id(id).send().await.map(|_| ()).map_err(|e| map_sdk_error(&action, &what, "ec2", e))
-            }
-            ResourceKind::ElasticIp => self.ec2.release_address().allocation_id(id).send().await.map(|_| ()).map_err(|e| map_sdk_error(&action, &what, "ec2", e)),
-            ResourceKind::NatGateway => self.ec2.delete_nat_gateway().nat_gateway_id(id).send().await.map(|_| ()).map_err(|e| map_sdk_error(&action, &what, "ec2", e)),
-            ResourceKind::RouteTable => {
-                let out = self.ec2.describe_route_tables().route_table_ids(id).send().await.map_err(|e| map_sdk_error(&action, &what, "ec2", e))?;
-                for table in out.route_tables() {
-                    for assoc in table.associations().iter().filter(|a| a.main() != Some(true)) {
-                        if let Some(assoc_id) = assoc.route_table_association_id() {
-                            if let Err(e) = self.ec2.disassociate_route_table().association_id(assoc_id).send().await {
-                                let err = map_sdk_error("disassociate route table", &what, "ec2", e);
-                                if !err.is_not_found() {
-                                    return Err(err);
+                                Err(e) => {
+                                    match map_sdk_error("detach internet gateway", &what, "ec2", e)
+                                    {
+                                        err if err.is_not_found() => {}
+                                        err => return Err(err),
+                                    }
                                 }
                             }
                         }
                     }
                 }
-                self.ec2.delete_route_table().route_table_id(id).send().await.map(|_| ()).map_err(|e| map_sdk_error(&action, &what, "ec2", e))
+                self.ec2
+                    .delete_internet_gateway()
+                    .internet_gateway_id(id)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| map_sdk_error(&action, &what, "ec2", e))
             }
-            ResourceKind::SecurityGroup => self.ec2.delete_security_group().group_id(id).send().await.map(|_| ()).map_err(|e| map_sdk_error(&action, &what, "ec2", e)),
-            ResourceKind::NetworkInterface => {
-                self.ec2.delete_network_interface().network_interface_id(id).send().await.map(|_| ()).map_err(|e| map_sdk_error(&action, &what, "ec2", e))
+            ResourceKind::ElasticIp => self
+                .ec2
+                .release_address()
+                .allocation_id(id)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| map_sdk_error(&action, &what, "ec2", e)),
+            ResourceKind::NatGateway => self
+                .ec2
+                .delete_nat_gateway()
+                .nat_gateway_id(id)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| map_sdk_error(&action, &what, "ec2", e)),
+            ResourceKind::RouteTable => {
+                let out = self
+                    .ec2
+                    .describe_route_tables()
+                    .route_table_ids(id)
+                    .send()
+                    .await
+                    .map_err(|e| map_sdk_error(&action, &what, "ec2", e))?;
+                for table in out.route_tables() {
+                    for assoc in table
+                        .associations()
+                        .iter()
+                        .filter(|a| a.main() != Some(true))
+                    {
+                        if let Some(assoc_id) = assoc.route_table_association_id()
+                            && let Err(e) = self
+                                .ec2
+                                .disassociate_route_table()
+                                .association_id(assoc_id)
+                                .send()
+                                .await
+                        {
+                            let err = map_sdk_error("disassociate route table", &what, "ec2", e);
+                            if !err.is_not_found() {
+                                return Err(err);
+                            }
+                        }
+                    }
+                }
+                self.ec2
+                    .delete_route_table()
+                    .route_table_id(id)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| map_sdk_error(&action, &what, "ec2", e))
             }
-            other => Err(Error::invalid("kind", format!("{other} is not a network resource"))),
+            ResourceKind::SecurityGroup => self
+                .ec2
+                .delete_security_group()
+                .group_id(id)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| map_sdk_error(&action, &what, "ec2", e)),
+            ResourceKind::NetworkInterface => self
+                .ec2
+                .delete_network_interface()
+                .network_interface_id(id)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| map_sdk_error(&action, &what, "ec2", e)),
+            other => Err(Error::invalid(
+                "kind",
+                format!("{other} is not a network resource"),
+            )),
         }
     }
 }

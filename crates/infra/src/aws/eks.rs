@@ -4,14 +4,17 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_eks::types::{
-    AccessScope, AccessScopeType, AddonStatus, AuthenticationMode, ClusterStatus, CreateAccessConfigRequest, FargateProfileSelector,
-    FargateProfileStatus, ResolveConflicts, VpcConfigRequest,
+    AccessScope, AccessScopeType, AddonStatus, AuthenticationMode, ClusterStatus,
+    CreateAccessConfigRequest, FargateProfileSelector, FargateProfileStatus, ResolveConflicts,
+    VpcConfigRequest,
 };
 
 use super::map_sdk_error;
 use crate::error::{Error, Result};
 use crate::provider::ClusterProvisioner;
-use crate::resource::{ClusterAccess, CreateRequest, Resource, ResourceKind, ResourceState, ResourceTags};
+use crate::resource::{
+    ClusterAccess, CreateRequest, Resource, ResourceKind, ResourceState, ResourceTags,
+};
 use crate::spec::{KEY_TAG, STACK_TAG, StackName};
 
 /// IAM path of every role glrunner creates; discovery lists roles under it.
@@ -28,11 +31,19 @@ pub struct AwsCluster {
 impl AwsCluster {
     /// From a loaded [`aws_config::SdkConfig`] (see [`super::load_config`]).
     pub fn new(config: &aws_config::SdkConfig) -> Self {
-        Self { eks: aws_sdk_eks::Client::new(config), iam: aws_sdk_iam::Client::new(config), sts: aws_sdk_sts::Client::new(config) }
+        Self {
+            eks: aws_sdk_eks::Client::new(config),
+            iam: aws_sdk_iam::Client::new(config),
+            sts: aws_sdk_sts::Client::new(config),
+        }
     }
 
     /// From existing clients (tests pass mocked clients here).
-    pub fn from_clients(eks: aws_sdk_eks::Client, iam: aws_sdk_iam::Client, sts: aws_sdk_sts::Client) -> Self {
+    pub fn from_clients(
+        eks: aws_sdk_eks::Client,
+        iam: aws_sdk_iam::Client,
+        sts: aws_sdk_sts::Client,
+    ) -> Self {
         Self { eks, iam, sts }
     }
 }
@@ -50,7 +61,9 @@ fn profile_state(status: Option<&FargateProfileStatus>) -> ResourceState {
     match status {
         Some(FargateProfileStatus::Active) => ResourceState::Available,
         Some(FargateProfileStatus::Deleting) => ResourceState::Deleting,
-        Some(FargateProfileStatus::CreateFailed | FargateProfileStatus::DeleteFailed) => ResourceState::Failed,
+        Some(FargateProfileStatus::CreateFailed | FargateProfileStatus::DeleteFailed) => {
+            ResourceState::Failed
+        }
         _ => ResourceState::Creating,
     }
 }
@@ -59,14 +72,18 @@ fn addon_state(status: Option<&AddonStatus>) -> ResourceState {
     match status {
         Some(AddonStatus::Active | AddonStatus::Updating) => ResourceState::Available,
         Some(AddonStatus::Deleting) => ResourceState::Deleting,
-        Some(AddonStatus::CreateFailed | AddonStatus::DeleteFailed | AddonStatus::UpdateFailed) => ResourceState::Failed,
+        Some(AddonStatus::CreateFailed | AddonStatus::DeleteFailed | AddonStatus::UpdateFailed) => {
+            ResourceState::Failed
+        }
         // DEGRADED right after creation means CoreDNS pods are still being scheduled on Fargate.
         _ => ResourceState::Creating,
     }
 }
 
 fn key_of(tags: Option<&HashMap<String, String>>) -> String {
-    tags.and_then(|t| t.get(KEY_TAG)).cloned().unwrap_or_default()
+    tags.and_then(|t| t.get(KEY_TAG))
+        .cloned()
+        .unwrap_or_default()
 }
 
 fn is_ours(tags: Option<&HashMap<String, String>>, stack: &StackName) -> bool {
@@ -75,17 +92,22 @@ fn is_ours(tags: Option<&HashMap<String, String>>, stack: &StackName) -> bool {
 
 /// Splits `cluster/name` ids of profiles, add-ons and access entries.
 fn split_id(kind: ResourceKind, id: &str) -> Result<(&str, &str)> {
-    id.split_once('/').ok_or_else(|| Error::invalid("id", format!("{kind} id {id:?} must look like <cluster>/<name>")))
+    id.split_once('/').ok_or_else(|| {
+        Error::invalid(
+            "id",
+            format!("{kind} id {id:?} must look like <cluster>/<name>"),
+        )
+    })
 }
 
 /// Turns an STS assumed-role ARN into the role ARN an access entry needs.
 pub fn principal_arn(caller: &str) -> String {
     // arn:aws:sts::123456789012:assumed-role/RoleName/session → arn:aws:iam::123456789012:role/RoleName
-    if let Some(rest) = caller.strip_prefix("arn:aws:sts::") {
-        if let Some((account, tail)) = rest.split_once(":assumed-role/") {
-            let role = tail.split('/').next().unwrap_or(tail);
-            return format!("arn:aws:iam::{account}:role/{role}");
-        }
+    if let Some(rest) = caller.strip_prefix("arn:aws:sts::")
+        && let Some((account, tail)) = rest.split_once(":assumed-role/")
+    {
+        let role = tail.split('/').next().unwrap_or(tail);
+        return format!("arn:aws:iam::{account}:role/{role}");
     }
     caller.to_string()
 }
@@ -99,7 +121,10 @@ fn trust_policy(service: &str) -> String {
 }
 
 impl AwsCluster {
-    async fn describe_cluster_resource(&self, name: &str) -> Result<Option<(Resource, Option<HashMap<String, String>>)>> {
+    async fn describe_cluster_resource(
+        &self,
+        name: &str,
+    ) -> Result<Option<(Resource, Option<HashMap<String, String>>)>> {
         match self.eks.describe_cluster().name(name).send().await {
             Ok(out) => Ok(out.cluster().map(|c| {
                 (
@@ -121,7 +146,14 @@ impl AwsCluster {
     }
 
     async fn describe_profile(&self, cluster: &str, name: &str) -> Result<Option<Resource>> {
-        match self.eks.describe_fargate_profile().cluster_name(cluster).fargate_profile_name(name).send().await {
+        match self
+            .eks
+            .describe_fargate_profile()
+            .cluster_name(cluster)
+            .fargate_profile_name(name)
+            .send()
+            .await
+        {
             Ok(out) => Ok(out.fargate_profile().map(|p| Resource {
                 kind: ResourceKind::FargateProfile,
                 id: format!("{cluster}/{name}"),
@@ -129,12 +161,24 @@ impl AwsCluster {
                 arn: p.fargate_profile_arn().map(str::to_string),
                 state: profile_state(p.status()),
             })),
-            Err(e) => gone(map_sdk_error("describe Fargate profile", format!("{cluster}/{name}"), "eks", e)),
+            Err(e) => gone(map_sdk_error(
+                "describe Fargate profile",
+                format!("{cluster}/{name}"),
+                "eks",
+                e,
+            )),
         }
     }
 
     async fn describe_addon(&self, cluster: &str, name: &str) -> Result<Option<Resource>> {
-        match self.eks.describe_addon().cluster_name(cluster).addon_name(name).send().await {
+        match self
+            .eks
+            .describe_addon()
+            .cluster_name(cluster)
+            .addon_name(name)
+            .send()
+            .await
+        {
             Ok(out) => Ok(out.addon().map(|a| Resource {
                 kind: ResourceKind::Addon,
                 id: format!("{cluster}/{name}"),
@@ -142,12 +186,28 @@ impl AwsCluster {
                 arn: a.addon_arn().map(str::to_string),
                 state: addon_state(a.status()),
             })),
-            Err(e) => gone(map_sdk_error("describe EKS add-on", format!("{cluster}/{name}"), "eks", e)),
+            Err(e) => gone(map_sdk_error(
+                "describe EKS add-on",
+                format!("{cluster}/{name}"),
+                "eks",
+                e,
+            )),
         }
     }
 
-    async fn describe_access_entry(&self, cluster: &str, principal: &str) -> Result<Option<Resource>> {
-        match self.eks.describe_access_entry().cluster_name(cluster).principal_arn(principal).send().await {
+    async fn describe_access_entry(
+        &self,
+        cluster: &str,
+        principal: &str,
+    ) -> Result<Option<Resource>> {
+        match self
+            .eks
+            .describe_access_entry()
+            .cluster_name(cluster)
+            .principal_arn(principal)
+            .send()
+            .await
+        {
             Ok(out) => Ok(out.access_entry().map(|a| Resource {
                 kind: ResourceKind::AccessEntry,
                 id: format!("{cluster}/{principal}"),
@@ -155,17 +215,36 @@ impl AwsCluster {
                 arn: a.access_entry_arn().map(str::to_string),
                 state: ResourceState::Available,
             })),
-            Err(e) => gone(map_sdk_error("describe EKS access entry", format!("{cluster}/{principal}"), "eks", e)),
+            Err(e) => gone(map_sdk_error(
+                "describe EKS access entry",
+                format!("{cluster}/{principal}"),
+                "eks",
+                e,
+            )),
         }
     }
 
     async fn describe_role(&self, name: &str) -> Result<Option<(Resource, Vec<(String, String)>)>> {
         match self.iam.get_role().role_name(name).send().await {
             Ok(out) => Ok(out.role().map(|r| {
-                let tags: Vec<(String, String)> = r.tags().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect();
-                let key = tags.iter().find(|(k, _)| k == KEY_TAG).map(|(_, v)| v.clone()).unwrap_or_default();
+                let tags: Vec<(String, String)> = r
+                    .tags()
+                    .iter()
+                    .map(|t| (t.key().to_string(), t.value().to_string()))
+                    .collect();
+                let key = tags
+                    .iter()
+                    .find(|(k, _)| k == KEY_TAG)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default();
                 (
-                    Resource { kind: ResourceKind::IamRole, id: name.to_string(), key, arn: Some(r.arn().to_string()), state: ResourceState::Available },
+                    Resource {
+                        kind: ResourceKind::IamRole,
+                        id: name.to_string(),
+                        key,
+                        arn: Some(r.arn().to_string()),
+                        state: ResourceState::Available,
+                    },
                     tags,
                 )
             })),
@@ -191,10 +270,12 @@ impl AwsCluster {
         let prefix = format!("{stack}-");
         for role in roles.iter().filter(|r| r.role_name().starts_with(&prefix)) {
             // ListRoles does not return tags; GetRole does.
-            if let Some((resource, tags)) = self.describe_role(role.role_name()).await? {
-                if tags.iter().any(|(k, v)| k == STACK_TAG && v == stack.as_str()) {
-                    found.push(resource);
-                }
+            if let Some((resource, tags)) = self.describe_role(role.role_name()).await?
+                && tags
+                    .iter()
+                    .any(|(k, v)| k == STACK_TAG && v == stack.as_str())
+            {
+                found.push(resource);
             }
         }
         Ok(found)
@@ -254,10 +335,26 @@ impl AwsCluster {
             .send()
             .try_collect()
             .await
-            .map_err(|e| map_sdk_error("list attached role policies", format!("IAM role {name}"), "iam", e))?;
+            .map_err(|e| {
+                map_sdk_error(
+                    "list attached role policies",
+                    format!("IAM role {name}"),
+                    "iam",
+                    e,
+                )
+            })?;
         for policy in attached {
             if let Some(arn) = policy.policy_arn() {
-                match self.iam.detach_role_policy().role_name(name).policy_arn(arn).send().await.map_err(|e| map_sdk_error("detach role policy", format!("IAM role {name}"), "iam", e)) {
+                match self
+                    .iam
+                    .detach_role_policy()
+                    .role_name(name)
+                    .policy_arn(arn)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        map_sdk_error("detach role policy", format!("IAM role {name}"), "iam", e)
+                    }) {
                     Err(err) if !err.is_not_found() => return Err(err),
                     _ => {}
                 }
@@ -272,14 +369,41 @@ impl AwsCluster {
             .send()
             .try_collect()
             .await
-            .map_err(|e| map_sdk_error("list inline role policies", format!("IAM role {name}"), "iam", e))?;
+            .map_err(|e| {
+                map_sdk_error(
+                    "list inline role policies",
+                    format!("IAM role {name}"),
+                    "iam",
+                    e,
+                )
+            })?;
         for policy in inline {
-            match self.iam.delete_role_policy().role_name(name).policy_name(policy).send().await.map_err(|e| map_sdk_error("delete inline role policy", format!("IAM role {name}"), "iam", e)) {
+            match self
+                .iam
+                .delete_role_policy()
+                .role_name(name)
+                .policy_name(policy)
+                .send()
+                .await
+                .map_err(|e| {
+                    map_sdk_error(
+                        "delete inline role policy",
+                        format!("IAM role {name}"),
+                        "iam",
+                        e,
+                    )
+                }) {
                 Err(err) if !err.is_not_found() => return Err(err),
                 _ => {}
             }
         }
-        self.iam.delete_role().role_name(name).send().await.map(|_| ()).map_err(|e| map_sdk_error("delete IAM role", format!("IAM role {name}"), "iam", e))
+        self.iam
+            .delete_role()
+            .role_name(name)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| map_sdk_error("delete IAM role", format!("IAM role {name}"), "iam", e))
     }
 
     async fn rollback(&self, resource: Resource, cause: Error) -> Error {
@@ -292,14 +416,26 @@ impl AwsCluster {
 }
 
 fn gone(err: Error) -> Result<Option<Resource>> {
-    if err.is_not_found() { Ok(None) } else { Err(err) }
+    if err.is_not_found() {
+        Ok(None)
+    } else {
+        Err(err)
+    }
 }
 
 #[async_trait]
 impl ClusterProvisioner for AwsCluster {
     async fn caller_arn(&self) -> Result<String> {
-        let out = self.sts.get_caller_identity().send().await.map_err(|e| map_sdk_error("get caller identity", "STS", "sts", e))?;
-        let arn = out.arn().ok_or_else(|| Error::PermissionDenied { action: "get caller identity".into(), message: "STS returned no ARN".into() })?;
+        let out = self
+            .sts
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| map_sdk_error("get caller identity", "STS", "sts", e))?;
+        let arn = out.arn().ok_or_else(|| Error::PermissionDenied {
+            action: "get caller identity".into(),
+            message: "STS returned no ARN".into(),
+        })?;
         Ok(principal_arn(arn))
     }
 
@@ -315,13 +451,13 @@ impl ClusterProvisioner for AwsCluster {
             .await
             .map_err(|e| map_sdk_error("list EKS clusters", "region", "eks", e))?;
         for name in clusters {
-            if let Some((cluster, tags)) = self.describe_cluster_resource(&name).await? {
-                if is_ours(tags.as_ref(), stack) {
-                    if cluster.state != ResourceState::Deleting {
-                        found.extend(self.discover_in_cluster(&name).await?);
-                    }
-                    found.push(cluster);
+            if let Some((cluster, tags)) = self.describe_cluster_resource(&name).await?
+                && is_ours(tags.as_ref(), stack)
+            {
+                if cluster.state != ResourceState::Deleting {
+                    found.extend(self.discover_in_cluster(&name).await?);
                 }
+                found.push(cluster);
             }
         }
         Ok(found)
@@ -332,7 +468,11 @@ impl ClusterProvisioner for AwsCluster {
         let action = format!("create {kind}");
         let tag_map: HashMap<String, String> = tags.pairs().into_iter().collect();
         match request {
-            CreateRequest::IamRole { name, trust, policy_arns } => {
+            CreateRequest::IamRole {
+                name,
+                trust,
+                policy_arns,
+            } => {
                 let out = self
                     .iam
                     .create_role()
@@ -340,9 +480,17 @@ impl ClusterProvisioner for AwsCluster {
                     .path(ROLE_PATH)
                     .assume_role_policy_document(trust_policy(trust.service()))
                     .set_tags(Some(
-                        tag_map.iter().map(|(k, v)| aws_sdk_iam::types::Tag::builder().key(k).value(v).build()).collect::<Result<Vec<_>, _>>().map_err(
-                            |e| Error::Backend { action: action.clone(), backend: "iam", source: Box::new(e) },
-                        )?,
+                        tag_map
+                            .iter()
+                            .map(|(k, v)| {
+                                aws_sdk_iam::types::Tag::builder().key(k).value(v).build()
+                            })
+                            .collect::<Result<Vec<_>, _>>()
+                            .map_err(|e| Error::Backend {
+                                action: action.clone(),
+                                backend: "iam",
+                                source: Box::new(e),
+                            })?,
                     ))
                     .send()
                     .await
@@ -355,14 +503,31 @@ impl ClusterProvisioner for AwsCluster {
                     state: ResourceState::Available,
                 };
                 for policy in policy_arns {
-                    if let Err(e) = self.iam.attach_role_policy().role_name(name).policy_arn(policy).send().await {
-                        let err = map_sdk_error("attach role policy", format!("{policy} to {name}"), "iam", e);
+                    if let Err(e) = self
+                        .iam
+                        .attach_role_policy()
+                        .role_name(name)
+                        .policy_arn(policy)
+                        .send()
+                        .await
+                    {
+                        let err = map_sdk_error(
+                            "attach role policy",
+                            format!("{policy} to {name}"),
+                            "iam",
+                            e,
+                        );
                         return Err(self.rollback(role, err).await);
                     }
                 }
                 Ok(role)
             }
-            CreateRequest::Cluster { name, version, role_arn, subnet_ids } => {
+            CreateRequest::Cluster {
+                name,
+                version,
+                role_arn,
+                subnet_ids,
+            } => {
                 let out = self
                     .eks
                     .create_cluster()
@@ -397,13 +562,22 @@ impl ClusterProvisioner for AwsCluster {
                     state: cluster_state(cluster.and_then(|c| c.status())),
                 })
             }
-            CreateRequest::FargateProfile { cluster, name, pod_execution_role_arn, subnet_ids, selectors } => {
+            CreateRequest::FargateProfile {
+                cluster,
+                name,
+                pod_execution_role_arn,
+                subnet_ids,
+                selectors,
+            } => {
                 let selectors = selectors
                     .iter()
                     .map(|s| {
                         FargateProfileSelector::builder()
                             .namespace(&s.namespace)
-                            .set_labels((!s.labels.is_empty()).then(|| s.labels.clone().into_iter().collect()))
+                            .set_labels(
+                                (!s.labels.is_empty())
+                                    .then(|| s.labels.clone().into_iter().collect()),
+                            )
                             .build()
                     })
                     .collect();
@@ -424,11 +598,17 @@ impl ClusterProvisioner for AwsCluster {
                     kind,
                     id: format!("{cluster}/{name}"),
                     key: tags.key.clone(),
-                    arn: profile.and_then(|p| p.fargate_profile_arn()).map(str::to_string),
+                    arn: profile
+                        .and_then(|p| p.fargate_profile_arn())
+                        .map(str::to_string),
                     state: profile_state(profile.and_then(|p| p.status())),
                 })
             }
-            CreateRequest::Addon { cluster, name, configuration } => {
+            CreateRequest::Addon {
+                cluster,
+                name,
+                configuration,
+            } => {
                 let out = self
                     .eks
                     .create_addon()
@@ -449,7 +629,11 @@ impl ClusterProvisioner for AwsCluster {
                     state: addon_state(addon.and_then(|a| a.status())),
                 })
             }
-            CreateRequest::AccessEntry { cluster, principal_arn, policy_arn } => {
+            CreateRequest::AccessEntry {
+                cluster,
+                principal_arn,
+                policy_arn,
+            } => {
                 let out = self
                     .eks
                     .create_access_entry()
@@ -459,12 +643,17 @@ impl ClusterProvisioner for AwsCluster {
                     .set_tags(Some(tag_map))
                     .send()
                     .await
-                    .map_err(|e| map_sdk_error(&action, format!("{cluster}/{principal_arn}"), "eks", e))?;
+                    .map_err(|e| {
+                        map_sdk_error(&action, format!("{cluster}/{principal_arn}"), "eks", e)
+                    })?;
                 let entry = Resource {
                     kind,
                     id: format!("{cluster}/{principal_arn}"),
                     key: tags.key.clone(),
-                    arn: out.access_entry().and_then(|a| a.access_entry_arn()).map(str::to_string),
+                    arn: out
+                        .access_entry()
+                        .and_then(|a| a.access_entry_arn())
+                        .map(str::to_string),
                     state: ResourceState::Available,
                 };
                 let associate = self
@@ -473,16 +662,28 @@ impl ClusterProvisioner for AwsCluster {
                     .cluster_name(cluster)
                     .principal_arn(principal_arn)
                     .policy_arn(policy_arn)
-                    .access_scope(AccessScope::builder().r#type(AccessScopeType::Cluster).build())
+                    .access_scope(
+                        AccessScope::builder()
+                            .r#type(AccessScopeType::Cluster)
+                            .build(),
+                    )
                     .send()
                     .await;
                 if let Err(e) = associate {
-                    let err = map_sdk_error("associate access policy", format!("{policy_arn} with {principal_arn}"), "eks", e);
+                    let err = map_sdk_error(
+                        "associate access policy",
+                        format!("{policy_arn} with {principal_arn}"),
+                        "eks",
+                        e,
+                    );
                     return Err(self.rollback(entry, err).await);
                 }
                 Ok(entry)
             }
-            other => Err(Error::invalid("request", format!("{} is not a cluster resource", other.kind()))),
+            other => Err(Error::invalid(
+                "request",
+                format!("{} is not a cluster resource", other.kind()),
+            )),
         }
     }
 
@@ -502,7 +703,10 @@ impl ClusterProvisioner for AwsCluster {
                 self.describe_access_entry(cluster, principal).await
             }
             ResourceKind::IamRole => Ok(self.describe_role(id).await?.map(|(r, _)| r)),
-            other => Err(Error::invalid("kind", format!("{other} is not a cluster resource"))),
+            other => Err(Error::invalid(
+                "kind",
+                format!("{other} is not a cluster resource"),
+            )),
         }
     }
 
@@ -511,32 +715,76 @@ impl ClusterProvisioner for AwsCluster {
         let action = format!("delete {}", resource.kind);
         let what = resource.describe();
         match resource.kind {
-            ResourceKind::Cluster => self.eks.delete_cluster().name(id).send().await.map(|_| ()).map_err(|e| map_sdk_error(&action, &what, "eks", e)),
+            ResourceKind::Cluster => self
+                .eks
+                .delete_cluster()
+                .name(id)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| map_sdk_error(&action, &what, "eks", e)),
             ResourceKind::FargateProfile => {
                 let (cluster, name) = split_id(resource.kind, id)?;
-                self.eks.delete_fargate_profile().cluster_name(cluster).fargate_profile_name(name).send().await.map(|_| ()).map_err(|e| map_sdk_error(&action, &what, "eks", e))
+                self.eks
+                    .delete_fargate_profile()
+                    .cluster_name(cluster)
+                    .fargate_profile_name(name)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| map_sdk_error(&action, &what, "eks", e))
             }
             ResourceKind::Addon => {
                 let (cluster, name) = split_id(resource.kind, id)?;
-                self.eks.delete_addon().cluster_name(cluster).addon_name(name).send().await.map(|_| ()).map_err(|e| map_sdk_error(&action, &what, "eks", e))
+                self.eks
+                    .delete_addon()
+                    .cluster_name(cluster)
+                    .addon_name(name)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| map_sdk_error(&action, &what, "eks", e))
             }
             ResourceKind::AccessEntry => {
                 let (cluster, principal) = split_id(resource.kind, id)?;
-                self.eks.delete_access_entry().cluster_name(cluster).principal_arn(principal).send().await.map(|_| ()).map_err(|e| map_sdk_error(&action, &what, "eks", e))
+                self.eks
+                    .delete_access_entry()
+                    .cluster_name(cluster)
+                    .principal_arn(principal)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| map_sdk_error(&action, &what, "eks", e))
             }
             ResourceKind::IamRole => self.delete_role(id).await,
-            other => Err(Error::invalid("kind", format!("{other} is not a cluster resource"))),
+            other => Err(Error::invalid(
+                "kind",
+                format!("{other} is not a cluster resource"),
+            )),
         }
     }
 
     async fn cluster_access(&self, name: &str) -> Result<ClusterAccess> {
-        let out = self.eks.describe_cluster().name(name).send().await.map_err(|e| map_sdk_error("read cluster endpoint", name, "eks", e))?;
-        let cluster = out.cluster().ok_or_else(|| Error::NotFound { action: "read cluster endpoint".into(), resource: format!("EKS cluster {name}") })?;
+        let out = self
+            .eks
+            .describe_cluster()
+            .name(name)
+            .send()
+            .await
+            .map_err(|e| map_sdk_error("read cluster endpoint", name, "eks", e))?;
+        let cluster = out.cluster().ok_or_else(|| Error::NotFound {
+            action: "read cluster endpoint".into(),
+            resource: format!("EKS cluster {name}"),
+        })?;
         Ok(ClusterAccess {
             name: name.to_string(),
             arn: cluster.arn().unwrap_or_default().to_string(),
             endpoint: cluster.endpoint().unwrap_or_default().to_string(),
-            certificate_authority: cluster.certificate_authority().and_then(|c| c.data()).unwrap_or_default().to_string(),
+            certificate_authority: cluster
+                .certificate_authority()
+                .and_then(|c| c.data())
+                .unwrap_or_default()
+                .to_string(),
         })
     }
 }
@@ -551,6 +799,9 @@ mod tests {
             principal_arn("arn:aws:sts::123456789012:assumed-role/Admin/me@example.com"),
             "arn:aws:iam::123456789012:role/Admin"
         );
-        assert_eq!(principal_arn("arn:aws:iam::123456789012:user/ci"), "arn:aws:iam::123456789012:user/ci");
+        assert_eq!(
+            principal_arn("arn:aws:iam::123456789012:user/ci"),
+            "arn:aws:iam::123456789012:user/ci"
+        );
     }
 }

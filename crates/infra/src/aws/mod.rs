@@ -28,11 +28,20 @@ pub async fn load_config(region: Option<&str>) -> aws_config::SdkConfig {
 
 /// Error codes meaning "this does not exist" across EC2, EKS and IAM.
 fn is_not_found_code(code: &str) -> bool {
-    code.ends_with(".NotFound") || matches!(code, "NatGatewayNotFound" | "ResourceNotFoundException" | "NoSuchEntity")
+    code.ends_with(".NotFound")
+        || matches!(
+            code,
+            "NatGatewayNotFound" | "ResourceNotFoundException" | "NoSuchEntity"
+        )
 }
 
 /// Maps an SDK error to the crate's stable categories by its error code.
-pub(crate) fn map_sdk_error<E, R>(action: impl Into<String>, resource: impl Into<String>, backend: &'static str, err: SdkError<E, R>) -> Error
+pub(crate) fn map_sdk_error<E, R>(
+    action: impl Into<String>,
+    resource: impl Into<String>,
+    backend: &'static str,
+    err: SdkError<E, R>,
+) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
@@ -43,17 +52,44 @@ where
     let message = err.message().unwrap_or_default().to_string();
     match code.as_str() {
         c if is_not_found_code(c) => Error::NotFound { action, resource },
-        "DependencyViolation" | "DeleteConflict" | "InvalidIPAddress.InUse" | "InvalidNetworkInterface.InUse" => {
-            Error::DependencyViolation { action, resource, message }
-        }
-        "ResourceInUseException" if message.contains("already exists") => Error::AlreadyExists { action, resource },
-        "ResourceInUseException" => Error::Conflict { action, resource, message },
-        "EntityAlreadyExists" | "RouteAlreadyExists" | "InvalidGroup.Duplicate" | "ResourceAlreadyExists" => {
+        "DependencyViolation"
+        | "DeleteConflict"
+        | "InvalidIPAddress.InUse"
+        | "InvalidNetworkInterface.InUse" => Error::DependencyViolation {
+            action,
+            resource,
+            message,
+        },
+        "ResourceInUseException" if message.contains("already exists") => {
             Error::AlreadyExists { action, resource }
         }
-        "Throttling" | "ThrottlingException" | "RequestLimitExceeded" | "TooManyRequestsException" => Error::Throttled { action },
-        "AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation" | "AuthFailure" | "UnrecognizedClientException"
-        | "InvalidClientTokenId" | "ExpiredToken" => Error::PermissionDenied { action: format!("{action} ({resource})"), message },
-        _ => Error::Backend { action: format!("{action} ({resource})"), backend, source: Box::new(err) },
+        "ResourceInUseException" => Error::Conflict {
+            action,
+            resource,
+            message,
+        },
+        "EntityAlreadyExists"
+        | "RouteAlreadyExists"
+        | "InvalidGroup.Duplicate"
+        | "ResourceAlreadyExists" => Error::AlreadyExists { action, resource },
+        "Throttling"
+        | "ThrottlingException"
+        | "RequestLimitExceeded"
+        | "TooManyRequestsException" => Error::Throttled { action },
+        "AccessDenied"
+        | "AccessDeniedException"
+        | "UnauthorizedOperation"
+        | "AuthFailure"
+        | "UnrecognizedClientException"
+        | "InvalidClientTokenId"
+        | "ExpiredToken" => Error::PermissionDenied {
+            action: format!("{action} ({resource})"),
+            message,
+        },
+        _ => Error::Backend {
+            action: format!("{action} ({resource})"),
+            backend,
+            source: Box::new(err),
+        },
     }
 }

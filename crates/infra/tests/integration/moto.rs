@@ -17,8 +17,13 @@ static MOTO: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn moto() -> Option<aws_config::SdkConfig> {
     let Ok(url) = std::env::var("GLRUNNER_TEST_MOTO_URL") else {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "GLRUNNER_TEST_MOTO_URL is not set: run ./scripts/test.sh");
-        eprintln!("skipping: GLRUNNER_TEST_MOTO_URL is not set (./scripts/test.sh starts moto and sets it)");
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "GLRUNNER_TEST_MOTO_URL is not set: run ./scripts/test.sh"
+        );
+        eprintln!(
+            "skipping: GLRUNNER_TEST_MOTO_URL is not set (./scripts/test.sh starts moto and sets it)"
+        );
         return None;
     };
     Some(
@@ -42,40 +47,72 @@ async fn network_lifecycle() {
     let Some(config) = moto().await else { return };
     let _guard = MOTO.lock().await;
     let network = AwsNetwork::new(&config);
-    conformance::network_lifecycle(&network, &StackName::new("moto-net").unwrap(), Capabilities { vpc_dependency_check: true }).await.unwrap();
+    conformance::network_lifecycle(
+        &network,
+        &StackName::new("moto-net").unwrap(),
+        Capabilities {
+            vpc_dependency_check: true,
+        },
+    )
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
 async fn cluster_lifecycle() {
     let Some(config) = moto().await else { return };
     let _guard = MOTO.lock().await;
-    conformance::cluster_lifecycle(&AwsNetwork::new(&config), &AwsCluster::new(&config), &StackName::new("moto-clu").unwrap(), &WaitPolicy::fast())
-        .await
-        .unwrap();
+    conformance::cluster_lifecycle(
+        &AwsNetwork::new(&config),
+        &AwsCluster::new(&config),
+        &StackName::new("moto-clu").unwrap(),
+        &WaitPolicy::fast(),
+    )
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
 async fn interrupted_provision_converges() {
     let Some(config) = moto().await else { return };
     let _guard = MOTO.lock().await;
-    conformance::interrupted_provision_converges(&AwsNetwork::new(&config), &AwsCluster::new(&config), &spec("moto-crash"), &WaitPolicy::fast())
-        .await
-        .unwrap();
+    conformance::interrupted_provision_converges(
+        &AwsNetwork::new(&config),
+        &AwsCluster::new(&config),
+        &spec("moto-crash"),
+        &WaitPolicy::fast(),
+    )
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
 async fn dry_run_mutates_nothing() {
     let Some(config) = moto().await else { return };
     let _guard = MOTO.lock().await;
-    let plan = conformance::dry_run_mutates_nothing(&AwsNetwork::new(&config), &AwsCluster::new(&config), &spec("moto-dry")).await.unwrap();
+    let plan = conformance::dry_run_mutates_nothing(
+        &AwsNetwork::new(&config),
+        &AwsCluster::new(&config),
+        &spec("moto-dry"),
+    )
+    .await
+    .unwrap();
     assert_eq!(plan.steps.len(), 16);
     let ec2 = aws_sdk_ec2::Client::new(&config);
-    let vpcs = ec2.describe_vpcs().filters(tag_filter("moto-dry")).send().await.unwrap();
+    let vpcs = ec2
+        .describe_vpcs()
+        .filters(tag_filter("moto-dry"))
+        .send()
+        .await
+        .unwrap();
     assert!(vpcs.vpcs().is_empty());
 }
 
 fn tag_filter(stack: &str) -> Filter {
-    Filter::builder().name(format!("tag:{STACK_TAG}")).values(stack).build()
+    Filter::builder()
+        .name(format!("tag:{STACK_TAG}"))
+        .values(stack)
+        .build()
 }
 
 /// Counts every resource moto holds for the stack, by type, straight from the SDK.
@@ -83,37 +120,119 @@ async fn census(config: &aws_config::SdkConfig, stack: &str) -> Vec<(&'static st
     let ec2 = aws_sdk_ec2::Client::new(config);
     let eks = aws_sdk_eks::Client::new(config);
     let iam = aws_sdk_iam::Client::new(config);
-    let vpcs = ec2.describe_vpcs().filters(tag_filter(stack)).send().await.unwrap();
-    let subnets = ec2.describe_subnets().filters(tag_filter(stack)).send().await.unwrap();
-    let igws = ec2.describe_internet_gateways().filters(tag_filter(stack)).send().await.unwrap();
-    let eips = ec2.describe_addresses().filters(tag_filter(stack)).send().await.unwrap();
-    let nats = ec2.describe_nat_gateways().filter(tag_filter(stack)).send().await.unwrap();
-    let live_nats = nats.nat_gateways().iter().filter(|n| n.state().map(|s| s.as_str()) != Some("deleted")).count();
-    let tables = ec2.describe_route_tables().filters(tag_filter(stack)).send().await.unwrap();
+    let vpcs = ec2
+        .describe_vpcs()
+        .filters(tag_filter(stack))
+        .send()
+        .await
+        .unwrap();
+    let subnets = ec2
+        .describe_subnets()
+        .filters(tag_filter(stack))
+        .send()
+        .await
+        .unwrap();
+    let igws = ec2
+        .describe_internet_gateways()
+        .filters(tag_filter(stack))
+        .send()
+        .await
+        .unwrap();
+    let eips = ec2
+        .describe_addresses()
+        .filters(tag_filter(stack))
+        .send()
+        .await
+        .unwrap();
+    let nats = ec2
+        .describe_nat_gateways()
+        .filter(tag_filter(stack))
+        .send()
+        .await
+        .unwrap();
+    let live_nats = nats
+        .nat_gateways()
+        .iter()
+        .filter(|n| n.state().map(|s| s.as_str()) != Some("deleted"))
+        .count();
+    let tables = ec2
+        .describe_route_tables()
+        .filters(tag_filter(stack))
+        .send()
+        .await
+        .unwrap();
     let mut tagged_subnets_ok = true;
     for subnet in subnets.subnets() {
         let keys: Vec<&str> = subnet.tags().iter().filter_map(|t| t.key()).collect();
         tagged_subnets_ok &= keys.contains(&"glrunner.io/key")
-            && (keys.contains(&"kubernetes.io/role/elb") || keys.contains(&"kubernetes.io/role/internal-elb"));
+            && (keys.contains(&"kubernetes.io/role/elb")
+                || keys.contains(&"kubernetes.io/role/internal-elb"));
     }
-    assert!(tagged_subnets_ok, "every subnet carries the key and its load-balancer role tag");
-    let roles = [format!("{stack}-eks-cluster"), format!("{stack}-fargate-pod-execution")];
+    assert!(
+        tagged_subnets_ok,
+        "every subnet carries the key and its load-balancer role tag"
+    );
+    let roles = [
+        format!("{stack}-eks-cluster"),
+        format!("{stack}-fargate-pod-execution"),
+    ];
     let mut role_count = 0;
     for role in &roles {
         if let Ok(out) = iam.get_role().role_name(role).send().await {
-            assert!(out.role().unwrap().tags().iter().any(|t| t.key() == STACK_TAG && t.value() == stack), "role {role} is tagged");
+            assert!(
+                out.role()
+                    .unwrap()
+                    .tags()
+                    .iter()
+                    .any(|t| t.key() == STACK_TAG && t.value() == stack),
+                "role {role} is tagged"
+            );
             role_count += 1;
         }
     }
     let clusters = eks.list_clusters().send().await.unwrap();
-    let ours = clusters.clusters().iter().filter(|c| c.as_str() == stack).count();
+    let ours = clusters
+        .clusters()
+        .iter()
+        .filter(|c| c.as_str() == stack)
+        .count();
     let (mut profiles, mut addons, mut entries) = (0, 0, 0);
     if ours == 1 {
         let described = eks.describe_cluster().name(stack).send().await.unwrap();
-        assert_eq!(described.cluster().unwrap().tags().unwrap().get(STACK_TAG).map(String::as_str), Some(stack));
-        profiles = eks.list_fargate_profiles().cluster_name(stack).send().await.unwrap().fargate_profile_names().len();
-        addons = eks.list_addons().cluster_name(stack).send().await.unwrap().addons().len();
-        entries = eks.list_access_entries().cluster_name(stack).send().await.unwrap().access_entries().len();
+        assert_eq!(
+            described
+                .cluster()
+                .unwrap()
+                .tags()
+                .unwrap()
+                .get(STACK_TAG)
+                .map(String::as_str),
+            Some(stack)
+        );
+        profiles = eks
+            .list_fargate_profiles()
+            .cluster_name(stack)
+            .send()
+            .await
+            .unwrap()
+            .fargate_profile_names()
+            .len();
+        addons = eks
+            .list_addons()
+            .cluster_name(stack)
+            .send()
+            .await
+            .unwrap()
+            .addons()
+            .len();
+        entries = eks
+            .list_access_entries()
+            .cluster_name(stack)
+            .send()
+            .await
+            .unwrap()
+            .access_entries()
+            .len();
     }
     vec![
         ("vpc", vpcs.vpcs().len()),
@@ -137,9 +256,15 @@ async fn provision_twice_then_teardown_without_state_leaves_nothing() {
     let (network, cluster) = (AwsNetwork::new(&config), AwsCluster::new(&config));
     let spec = spec("moto-full");
     let dir = tempfile::tempdir().unwrap();
-    let options = StackOptions { state_dir: Some(dir.path().to_path_buf()), waits: WaitPolicy::fast(), ..Default::default() };
+    let options = StackOptions {
+        state_dir: Some(dir.path().to_path_buf()),
+        waits: WaitPolicy::fast(),
+        ..Default::default()
+    };
 
-    let first = glrunner_infra::provision(&spec, &network, &cluster, &options).await.unwrap();
+    let first = glrunner_infra::provision(&spec, &network, &cluster, &options)
+        .await
+        .unwrap();
     let expected = vec![
         ("vpc", 1),
         ("subnet", 4),
@@ -153,10 +278,16 @@ async fn provision_twice_then_teardown_without_state_leaves_nothing() {
         ("addon", 1),
         ("access entry", 1),
     ];
-    assert_eq!(census(&config, "moto-full").await, expected, "exactly the planned resources, all tagged");
+    assert_eq!(
+        census(&config, "moto-full").await,
+        expected,
+        "exactly the planned resources, all tagged"
+    );
     assert!(first.kubeconfig.as_ref().unwrap().exists());
 
-    let second = glrunner_infra::provision(&spec, &network, &cluster, &options).await.unwrap();
+    let second = glrunner_infra::provision(&spec, &network, &cluster, &options)
+        .await
+        .unwrap();
     let (a, b) = (first.applied.unwrap(), second.applied.unwrap());
     assert_eq!(b.created(), 0, "a second provision creates nothing");
     for (key, res) in &a.resources {
@@ -166,12 +297,23 @@ async fn provision_twice_then_teardown_without_state_leaves_nothing() {
 
     // The state file is only a cache: teardown finds everything by tag without it.
     std::fs::remove_file(dir.path().join("moto-full.json")).unwrap();
-    let report = glrunner_infra::teardown(&spec.stack, &spec.region, &network, &cluster, &options).await.unwrap();
+    let report = glrunner_infra::teardown(&spec.stack, &spec.region, &network, &cluster, &options)
+        .await
+        .unwrap();
     assert!(report.leftovers.is_empty());
     let after = census(&config, "moto-full").await;
     assert!(after.iter().all(|(_, n)| *n == 0), "left behind: {after:?}");
     // NAT gateways stay listed as `deleted`, like on AWS.
     let ec2 = aws_sdk_ec2::Client::new(&config);
-    let nats = ec2.describe_nat_gateways().filter(tag_filter("moto-full")).send().await.unwrap();
-    assert!(nats.nat_gateways().iter().all(|n| n.state().map(|s| s.as_str()) == Some("deleted")));
+    let nats = ec2
+        .describe_nat_gateways()
+        .filter(tag_filter("moto-full"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        nats.nat_gateways()
+            .iter()
+            .all(|n| n.state().map(|s| s.as_str()) == Some("deleted"))
+    );
 }
