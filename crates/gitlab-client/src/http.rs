@@ -274,6 +274,7 @@ impl HttpGitLabBuilder {
             api,
             token,
             retry: self.retry,
+            timeout: self.timeout,
             requests: Arc::new(AtomicU64::new(0)),
         })
     }
@@ -286,6 +287,7 @@ pub struct HttpGitLab {
     api: Url,
     token: SecretToken,
     retry: RetryPolicy,
+    timeout: Duration,
     requests: Arc<AtomicU64>,
 }
 
@@ -514,7 +516,7 @@ impl HttpGitLab {
                         return Err(Error::Timeout {
                             action: call.action,
                             resource: call.resource.clone(),
-                            after: Duration::ZERO,
+                            after: self.timeout,
                         });
                     }
                     let message = if e.is_connect() {

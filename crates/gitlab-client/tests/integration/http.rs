@@ -559,3 +559,33 @@ async fn watcher_runs_over_http() {
     assert_eq!(report.requests, 5);
     assert_eq!(gl.requests_made(), 5);
 }
+
+#[tokio::test]
+async fn slow_gets_are_retried_then_time_out_with_a_bound() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v4/projects/42/pipelines/7"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_delay(Duration::from_secs(2))
+                .set_body_json(pipeline_json(7, "running")),
+        )
+        .expect(2)
+        .mount(&server)
+        .await;
+    let gl = HttpGitLab::builder()
+        .with_url(server.uri())
+        .with_token(SecretToken::new(PAT))
+        .with_timeout(Duration::from_millis(200))
+        .with_retry_policy(
+            RetryPolicy::default()
+                .with_max_retries(1)
+                .with_backoff(Duration::from_millis(5), Duration::from_millis(5)),
+        )
+        .build()
+        .unwrap();
+    let err = gl.get_pipeline(&ProjectRef::Id(42), 7).await.unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+    assert!(err.to_string().contains("timed out after 0.2 s"), "{err}");
+    assert_eq!(gl.requests_made(), 2, "one retry, then the bound");
+}
