@@ -3,6 +3,7 @@
 
 mod integration {
     pub mod memory;
+    pub mod mocks;
     pub mod moto;
     pub mod smithy;
 }
