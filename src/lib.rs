@@ -5,7 +5,9 @@
 //! support of the examples and, as they land, the full flow and the sandbox world.
 
 pub mod cli;
+pub mod flow;
 pub mod provisioning;
+pub mod sandbox;
 
 pub use glrunner_gitlab_client as gitlab;
 pub use glrunner_infra as infra;

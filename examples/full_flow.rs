@@ -1,0 +1,39 @@
+//! `full_flow`: provision → GitLab project → fleet plan → runners → releases → load test →
+//! reap hung pods → teardown, in one command, with a summary report.
+//!
+//! ```text
+//! cargo run --example full_flow                              # sandbox: 400 jobs, offline, seconds of wall time
+//! cargo run --example full_flow -- --jobs 1000               # the fleet plan shards automatically
+//! cargo run --example full_flow -- --output json             # one JSON document on stdout
+//! cargo run --example full_flow -- --inject-fault releases   # watch the cleanup after a failure
+//! GITLAB_TOKEN=glpat-… cargo run --example full_flow -- --backend aws --region us-east-1 \
+//!     --gitlab-url https://gitlab.com --project my-group/loadtest          # real AWS: costs money
+//! ```
+//!
+//! Exit codes: 0 success, 1 a phase failed (after cleaning up unless --keep), 2 invalid input.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use glrunner::cli::{self, CliError, GlobalArgs};
+use glrunner::flow::command::{FlowArgs, full_flow};
+
+/// The whole glrunner flow on the sandbox (default) or on AWS + GitLab (`--backend aws`).
+#[derive(Debug, Parser)]
+#[command(name = "full_flow", version)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+
+    #[command(flatten)]
+    flow: FlowArgs,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    cli::init_tracing(cli.global.output);
+    let result = glrunner::provisioning::runtime(cli.global.backend)
+        .map_err(|e| CliError::failure(format!("cannot start the async runtime: {e}")))
+        .and_then(|rt| rt.block_on(full_flow(&cli.global, &cli.flow)));
+    cli::finish(result, cli.global.output)
+}

@@ -1,0 +1,331 @@
+//! The `full_flow` command: flags, backend wiring, progress rendering and output.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use clap::Args;
+use serde::Serialize;
+
+use super::{FlowConfig, FlowEvent, FlowProgress, Phase};
+use crate::cli::{Backend, CliError, GlobalArgs, OutputFormat, print_json};
+use crate::provisioning::{ProgressRenderer, ProvisionArgs, stack_spec};
+use crate::sandbox::{Fault, SandboxConfig, SandboxWorld};
+
+/// Default GitLab project of the sandbox.
+pub const SANDBOX_PROJECT: &str = "sandbox/loadtest";
+
+/// Flags of `full_flow`.
+#[derive(Debug, Clone, Args)]
+pub struct FlowArgs {
+    /// Jobs in the load-test pipeline, all meant to run at once. The fleet plan shards them
+    /// over runner releases of at most --max-per-release each.
+    #[arg(long, default_value_t = 400)]
+    pub jobs: u32,
+
+    /// At most this many jobs per runner release.
+    #[arg(long, default_value_t = glrunner_runner_chart::fleet::DEFAULT_MAX_PER_RELEASE)]
+    pub max_per_release: u32,
+
+    /// GitLab project path (`group/project`) or id; created if missing. Required with
+    /// `--backend aws`; the sandbox uses `sandbox/loadtest`.
+    #[arg(long)]
+    pub project: Option<String>,
+
+    /// GitLab base URL (default: $GITLAB_URL, else $CI_SERVER_URL). `--backend aws` only; the
+    /// token comes from $GITLAB_TOKEN, never from a flag.
+    #[arg(long)]
+    pub gitlab_url: Option<String>,
+
+    /// Phases to run, comma-separated (default: all): provision, project, plan, runners,
+    /// releases, load-test, reap, teardown.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub phases: Vec<Phase>,
+
+    /// Keep the infrastructure at the end.
+    #[arg(long)]
+    pub keep_infra: bool,
+
+    /// Keep the runner releases and GitLab runners (and the infrastructure) at the end.
+    #[arg(long)]
+    pub keep_runners: bool,
+
+    /// On failure, keep what was created for inspection instead of cleaning up.
+    #[arg(long)]
+    pub keep: bool,
+
+    /// Job image (default: public.ecr.aws/docker/library/bash).
+    #[arg(long)]
+    pub image: Option<String>,
+
+    /// helm binary (`--backend aws`; default: $GLRUNNER_HELM, else `helm` on PATH).
+    #[arg(long)]
+    pub helm: Option<PathBuf>,
+
+    /// Sandbox: seed of every random choice.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+
+    /// Sandbox: fraction of job pods the simulated runners leave hung (0.0–1.0).
+    #[arg(long, default_value_t = 0.05)]
+    pub hung_fraction: f64,
+
+    /// Sandbox: inject a failure into one phase (to watch the cleanup).
+    #[arg(long, value_enum)]
+    pub inject_fault: Option<Fault>,
+
+    /// Network and cluster flags.
+    #[command(flatten)]
+    pub infra: ProvisionArgs,
+}
+
+/// What `--dry-run` prints: the phases and the fleet, with no call made.
+#[derive(Debug, Serialize)]
+pub struct DryRun {
+    /// Phases that would run.
+    pub phases: Vec<Phase>,
+    /// Stack.
+    pub stack: String,
+    /// Region.
+    pub region: String,
+    /// GitLab project.
+    pub project: String,
+    /// The fleet plan.
+    pub fleet: glrunner_runner_chart::FleetPlan,
+}
+
+/// Builds the flow configuration from the flags. Makes no call.
+pub fn flow_config(global: &GlobalArgs, args: &FlowArgs) -> Result<FlowConfig, CliError> {
+    let spec = stack_spec(global, &args.infra)?;
+    let project = match (&args.project, global.backend) {
+        (Some(p), _) => p.clone(),
+        (None, Backend::Sandbox) => SANDBOX_PROJECT.to_owned(),
+        (None, Backend::Aws) => return Err(CliError::invalid("--project: required with --backend aws (e.g. my-group/loadtest)")),
+    };
+    if !(0.0..=1.0).contains(&args.hung_fraction) {
+        return Err(CliError::invalid("--hung-fraction: must be between 0.0 and 1.0"));
+    }
+    if global.backend == Backend::Aws && args.inject_fault.is_some() {
+        return Err(CliError::invalid("--inject-fault: sandbox only"));
+    }
+    let mut config = FlowConfig::new(spec, project, args.jobs)
+        .with_max_per_release(args.max_per_release)
+        .with_keep(args.keep_infra, args.keep_runners, args.keep);
+    if !args.phases.is_empty() {
+        config = config.with_phases(args.phases.iter().copied());
+    }
+    config.image = args.image.clone();
+    Ok(config)
+}
+
+fn invalid_or_failure(e: super::Error) -> CliError {
+    match e {
+        super::Error::InvalidInput { .. } => CliError::invalid(e.to_string()),
+        other => CliError::failure(other.to_string()),
+    }
+}
+
+/// Runs `full_flow`: the sandbox world (default) or AWS + GitLab + Kubernetes, then prints the
+/// report. A failed phase is exit 1 (after cleanup); invalid input exit 2.
+pub async fn full_flow(global: &GlobalArgs, args: &FlowArgs) -> Result<(), CliError> {
+    let config = flow_config(global, args)?;
+    let renderer = FlowRenderer::new(global.output);
+    let report = match global.backend {
+        Backend::Sandbox => {
+            let world = SandboxWorld::new(
+                &config.spec.region,
+                SandboxConfig::default().with_seed(args.seed).with_hung_fraction(args.hung_fraction).with_fault(args.inject_fault),
+            );
+            config.validate(&world.backends().gitlab_url).map_err(invalid_or_failure)?;
+            if global.dry_run {
+                return dry_run(global, &config, &world.backends().gitlab_url);
+            }
+            if global.output == OutputFormat::Human {
+                eprintln!(
+                    "full flow: stack {} in {} on the sandbox (virtual clock), {} jobs",
+                    config.spec.stack, config.spec.region, config.jobs
+                );
+            }
+            let _runners = world.start_runners();
+            super::run(&config, &world.backends(), &renderer).await.map_err(invalid_or_failure)?
+        }
+        Backend::Aws => {
+            let connection = super::aws::Connection::from_env(args.gitlab_url.as_deref(), args.helm.clone(), global)?;
+            if global.dry_run {
+                config.validate(&connection.gitlab_url).map_err(invalid_or_failure)?;
+                return dry_run(global, &config, &connection.gitlab_url);
+            }
+            let backends = super::aws::connect(&config.spec, connection).await?;
+            config.validate(&backends.gitlab_url).map_err(invalid_or_failure)?;
+            if global.output == OutputFormat::Human {
+                eprintln!(
+                    "full flow: stack {} in {} on AWS — this creates billable resources (EKS, NAT gateway, Fargate)",
+                    config.spec.stack, config.spec.region
+                );
+            }
+            super::run(&config, &backends, &renderer).await.map_err(invalid_or_failure)?
+        }
+    };
+    renderer.finish();
+    match global.output {
+        OutputFormat::Json => print_json(&report)?,
+        OutputFormat::Human => print!("{}", report.render_text()),
+    }
+    match &report.failure {
+        None => Ok(()),
+        Some(f) => Err(CliError::failure(format!(
+            "the {} phase failed: {}{}",
+            f.phase,
+            f.error,
+            if f.cleaned_up { " (everything this run created was removed)" } else { "" }
+        ))),
+    }
+}
+
+fn dry_run(global: &GlobalArgs, config: &FlowConfig, gitlab_url: &str) -> Result<(), CliError> {
+    let fleet = glrunner_runner_chart::FleetPlan::new(&config.fleet_request(&config.template(gitlab_url)))
+        .map_err(|e| CliError::invalid(format!("--jobs: {e}")))?;
+    let plan = DryRun {
+        phases: config.phases.iter().copied().collect(),
+        stack: config.spec.stack.to_string(),
+        region: config.spec.region.clone(),
+        project: config.project.clone(),
+        fleet,
+    };
+    match global.output {
+        OutputFormat::Json => print_json(&plan)?,
+        OutputFormat::Human => {
+            let phases: Vec<&str> = plan.phases.iter().map(|p| p.as_str()).collect();
+            println!("full flow for stack {} in {}: {}", plan.stack, plan.region, phases.join(" → "));
+            for s in &plan.fleet.shards {
+                println!("  release {:<28} tag {:<16} concurrent {:<4} parallel {:?}", s.release, s.tag, s.concurrent, s.parallel);
+            }
+            println!("dry run: nothing was created; run again without --dry-run");
+        }
+    }
+    Ok(())
+}
+
+/// Renders flow events on stderr: lines (and infra spinners on a terminal), or JSON lines.
+pub struct FlowRenderer {
+    output: OutputFormat,
+    infra: Mutex<Option<ProgressRenderer>>,
+    last_pipeline_line: Mutex<Option<f64>>,
+}
+
+impl std::fmt::Debug for FlowRenderer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlowRenderer").field("output", &self.output).finish_non_exhaustive()
+    }
+}
+
+impl FlowRenderer {
+    /// A renderer for `output`.
+    pub fn new(output: OutputFormat) -> Self {
+        Self { output, infra: Mutex::new(None), last_pipeline_line: Mutex::new(None) }
+    }
+
+    fn end_infra(&self) {
+        if let Some(r) = self.infra.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            r.finish();
+        }
+    }
+
+    /// Clears any spinner.
+    pub fn finish(&self) {
+        self.end_infra();
+    }
+
+    fn json(&self, value: serde_json::Value) {
+        eprintln!("{value}");
+    }
+}
+
+fn secs(d: Duration) -> String {
+    humantime::format_duration(Duration::from_secs(d.as_secs_f64().round() as u64)).to_string()
+}
+
+impl FlowProgress for FlowRenderer {
+    fn event(&self, event: &FlowEvent<'_>) {
+        use serde_json::json;
+        let human = self.output == OutputFormat::Human;
+        match event {
+            FlowEvent::PhaseStarted { phase } => {
+                if matches!(phase, Phase::Provision | Phase::Teardown) {
+                    *self.infra.lock().unwrap_or_else(|e| e.into_inner()) = Some(ProgressRenderer::new(self.output, 16));
+                }
+                if human {
+                    eprintln!("▶ {phase}");
+                } else {
+                    self.json(json!({"event": "phase-started", "phase": phase}));
+                }
+            }
+            FlowEvent::Step { phase, message } => {
+                if human {
+                    eprintln!("  · {message}");
+                } else {
+                    self.json(json!({"event": "step", "phase": phase, "message": message}));
+                }
+            }
+            FlowEvent::PhaseDone { phase, elapsed, summary } => {
+                self.end_infra();
+                if human {
+                    eprintln!("✓ {phase} ({}): {summary}", secs(*elapsed));
+                } else {
+                    self.json(json!({"event": "phase-done", "phase": phase, "secs": elapsed.as_secs_f64(), "summary": summary}));
+                }
+            }
+            FlowEvent::PhaseSkipped { phase } => {
+                if human {
+                    eprintln!("– {phase} (not selected)");
+                } else {
+                    self.json(json!({"event": "phase-skipped", "phase": phase}));
+                }
+            }
+            FlowEvent::PhaseFailed { phase, error } => {
+                self.end_infra();
+                if human {
+                    eprintln!("✗ {phase}: {error}");
+                } else {
+                    self.json(json!({"event": "phase-failed", "phase": phase, "error": error}));
+                }
+            }
+            FlowEvent::CleanupStarted => {
+                *self.infra.lock().unwrap_or_else(|e| e.into_inner()) = Some(ProgressRenderer::new(self.output, 16));
+                if human {
+                    eprintln!("▶ cleanup: removing what this run created");
+                } else {
+                    self.json(json!({"event": "cleanup-started"}));
+                }
+            }
+            FlowEvent::Infra(e) => {
+                if let Some(r) = self.infra.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                    glrunner_infra::Progress::event(r, e);
+                }
+            }
+            FlowEvent::Pipeline(p) => {
+                if !human {
+                    if let Ok(v) = serde_json::to_value(p) {
+                        self.json(json!({"event": "pipeline", "progress": v}));
+                    }
+                    return;
+                }
+                // At most one line per 15 s of flow time.
+                let mut last = self.last_pipeline_line.lock().unwrap_or_else(|e| e.into_inner());
+                let done = p.finished_jobs == p.total_jobs && p.total_jobs > 0;
+                if done || last.is_none_or(|t| p.elapsed_secs - t >= 15.0) {
+                    *last = Some(p.elapsed_secs);
+                    let active: Vec<String> = p.active_by_status.iter().map(|(k, v)| format!("{v} {k}")).collect();
+                    eprintln!(
+                        "  · pipeline {}: {}/{} finished [{}] at {:.0}s",
+                        p.pipeline_status,
+                        p.finished_jobs,
+                        p.total_jobs,
+                        active.join(", "),
+                        p.elapsed_secs
+                    );
+                }
+            }
+        }
+    }
+}
