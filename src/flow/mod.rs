@@ -851,6 +851,16 @@ impl Run<'_> {
                         }
                         Err(e) => summary.errors.push(e),
                     }
+                    // Secrets written for releases that never got installed.
+                    let shards = self.plan.as_ref().map(|p| p.shards.clone()).unwrap_or_default();
+                    for shard in shards {
+                        let secret = SecretRef::new(&namespace, Self::secret_name(&shard.release));
+                        match retry(&format!("delete {}", secret.describe()), || c.secrets.delete(&secret)).await {
+                            Ok(true) => self.step(phase, format!("deleted {}", secret.describe())),
+                            Ok(false) => {}
+                            Err(e) => summary.errors.push(e),
+                        }
+                    }
                     clients = Some(c);
                 }
                 // No cluster (never created, or already gone): no release can exist.
