@@ -94,19 +94,31 @@ fn res(
     })
 }
 
-impl AwsNetwork {
-    async fn vpcs(&self, filters: Vec<Filter>, ids: Vec<String>) -> Result<Vec<Resource>> {
-        let vpcs = self
+/// Runs a paginated EC2 Describe call with optional filters and ids and collects every item.
+macro_rules! describe_all {
+    ($self:ident . $op:ident, $set_filters:ident($filters:expr), $set_ids:ident($ids:expr), $what:literal) => {
+        $self
             .ec2
-            .describe_vpcs()
-            .set_filters(Some(filters))
-            .set_vpc_ids((!ids.is_empty()).then_some(ids))
+            .$op()
+            .$set_filters(Some($filters))
+            .$set_ids((!$ids.is_empty()).then_some($ids))
             .into_paginator()
             .items()
             .send()
             .try_collect()
             .await
-            .map_err(|e| map_sdk_error("describe VPCs", "VPCs", "ec2", e))?;
+            .map_err(|e| map_sdk_error(concat!("describe ", $what), $what, "ec2", e))?
+    };
+}
+
+impl AwsNetwork {
+    async fn vpcs(&self, filters: Vec<Filter>, ids: Vec<String>) -> Result<Vec<Resource>> {
+        let vpcs = describe_all!(
+            self.describe_vpcs,
+            set_filters(filters),
+            set_vpc_ids(ids),
+            "VPCs"
+        );
         Ok(vpcs
             .iter()
             .filter_map(|v| {
@@ -121,17 +133,12 @@ impl AwsNetwork {
     }
 
     async fn subnets(&self, filters: Vec<Filter>, ids: Vec<String>) -> Result<Vec<Resource>> {
-        let subnets = self
-            .ec2
-            .describe_subnets()
-            .set_filters(Some(filters))
-            .set_subnet_ids((!ids.is_empty()).then_some(ids))
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| map_sdk_error("describe subnets", "subnets", "ec2", e))?;
+        let subnets = describe_all!(
+            self.describe_subnets,
+            set_filters(filters),
+            set_subnet_ids(ids),
+            "subnets"
+        );
         Ok(subnets
             .iter()
             .filter_map(|s| {
@@ -150,19 +157,12 @@ impl AwsNetwork {
         filters: Vec<Filter>,
         ids: Vec<String>,
     ) -> Result<Vec<Resource>> {
-        let igws = self
-            .ec2
-            .describe_internet_gateways()
-            .set_filters(Some(filters))
-            .set_internet_gateway_ids((!ids.is_empty()).then_some(ids))
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| {
-                map_sdk_error("describe internet gateways", "internet gateways", "ec2", e)
-            })?;
+        let igws = describe_all!(
+            self.describe_internet_gateways,
+            set_filters(filters),
+            set_internet_gateway_ids(ids),
+            "internet gateways"
+        );
         Ok(igws
             .iter()
             .filter_map(|g| {
@@ -177,17 +177,12 @@ impl AwsNetwork {
     }
 
     async fn route_tables(&self, filters: Vec<Filter>, ids: Vec<String>) -> Result<Vec<Resource>> {
-        let tables = self
-            .ec2
-            .describe_route_tables()
-            .set_filters(Some(filters))
-            .set_route_table_ids((!ids.is_empty()).then_some(ids))
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| map_sdk_error("describe route tables", "route tables", "ec2", e))?;
+        let tables = describe_all!(
+            self.describe_route_tables,
+            set_filters(filters),
+            set_route_table_ids(ids),
+            "route tables"
+        );
         Ok(tables
             .iter()
             .filter_map(|t| {
@@ -232,17 +227,12 @@ impl AwsNetwork {
         ids: Vec<String>,
         stack: Option<&StackName>,
     ) -> Result<Vec<Resource>> {
-        let nats = self
-            .ec2
-            .describe_nat_gateways()
-            .set_filter(Some(filters))
-            .set_nat_gateway_ids((!ids.is_empty()).then_some(ids))
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| map_sdk_error("describe NAT gateways", "NAT gateways", "ec2", e))?;
+        let nats = describe_all!(
+            self.describe_nat_gateways,
+            set_filter(filters),
+            set_nat_gateway_ids(ids),
+            "NAT gateways"
+        );
         Ok(nats
             .iter()
             .filter(|n| {
@@ -268,17 +258,12 @@ impl AwsNetwork {
         filters: Vec<Filter>,
         ids: Vec<String>,
     ) -> Result<Vec<Resource>> {
-        let groups = self
-            .ec2
-            .describe_security_groups()
-            .set_filters(Some(filters))
-            .set_group_ids((!ids.is_empty()).then_some(ids))
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| map_sdk_error("describe security groups", "security groups", "ec2", e))?;
+        let groups = describe_all!(
+            self.describe_security_groups,
+            set_filters(filters),
+            set_group_ids(ids),
+            "security groups"
+        );
         Ok(groups
             .iter()
             // Every VPC's `default` group goes with the VPC and cannot be deleted on its own.
@@ -299,24 +284,12 @@ impl AwsNetwork {
         filters: Vec<Filter>,
         ids: Vec<String>,
     ) -> Result<Vec<Resource>> {
-        let enis = self
-            .ec2
-            .describe_network_interfaces()
-            .set_filters(Some(filters))
-            .set_network_interface_ids((!ids.is_empty()).then_some(ids))
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| {
-                map_sdk_error(
-                    "describe network interfaces",
-                    "network interfaces",
-                    "ec2",
-                    e,
-                )
-            })?;
+        let enis = describe_all!(
+            self.describe_network_interfaces,
+            set_filters(filters),
+            set_network_interface_ids(ids),
+            "network interfaces"
+        );
         Ok(enis
             .iter()
             // A NAT gateway's own interface goes away with the NAT gateway.

@@ -7,11 +7,19 @@ use glrunner_infra::{Error, MockClusterProvisioner, MockNetworkProvisioner, Stac
 async fn too_few_zones_fails_before_any_mutation() {
     let mut network = MockNetworkProvisioner::new();
     // One read call; any create or delete would fail the test (no expectation set).
-    network.expect_availability_zones().times(1).returning(|| Ok(vec!["us-east-1a".to_string()]));
+    network
+        .expect_availability_zones()
+        .times(1)
+        .returning(|| Ok(vec!["us-east-1a".to_string()]));
     let cluster = MockClusterProvisioner::new();
     let spec = StackSpec::new(StackName::new("mocked").unwrap(), "us-east-1");
-    let err = glrunner_infra::provision(&spec, &network, &cluster, &StackOptions::default()).await.unwrap_err();
-    assert!(matches!(err, Error::InvalidInput { ref field, .. } if field == "azs"), "{err}");
+    let err = glrunner_infra::provision(&spec, &network, &cluster, &StackOptions::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidInput { ref field, .. } if field == "azs"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -21,6 +29,14 @@ async fn teardown_of_an_empty_stack_only_reads() {
     let mut cluster = MockClusterProvisioner::new();
     cluster.expect_discover().returning(|_| Ok(Vec::new()));
     let stack = StackName::new("empty").unwrap();
-    let report = glrunner_infra::teardown(&stack, "us-east-1", &network, &cluster, &StackOptions::default()).await.unwrap();
+    let report = glrunner_infra::teardown(
+        &stack,
+        "us-east-1",
+        &network,
+        &cluster,
+        &StackOptions::default(),
+    )
+    .await
+    .unwrap();
     assert!(report.deleted.is_empty() && report.leftovers.is_empty());
 }
