@@ -17,7 +17,11 @@ fn spec(stack: &str) -> StackSpec {
 }
 
 /// Runs the flow on a fresh sandbox world (the test runtime's clock is paused).
-async fn run(jobs: u32, sandbox: SandboxConfig, tweak: impl FnOnce(FlowConfig) -> FlowConfig) -> (SandboxWorld, FlowConfig, FlowReport) {
+async fn run(
+    jobs: u32,
+    sandbox: SandboxConfig,
+    tweak: impl FnOnce(FlowConfig) -> FlowConfig,
+) -> (SandboxWorld, FlowConfig, FlowReport) {
     let world = SandboxWorld::new("us-east-1", sandbox);
     let config = tweak(FlowConfig::new(spec("flowtest"), PROJECT, jobs));
     let report = run_on(&world, &config).await;
@@ -26,7 +30,9 @@ async fn run(jobs: u32, sandbox: SandboxConfig, tweak: impl FnOnce(FlowConfig) -
 
 async fn run_on(world: &SandboxWorld, config: &FlowConfig) -> FlowReport {
     let _runners = world.start_runners();
-    flow::run(config, &world.backends(), &|_: &FlowEvent<'_>| {}).await.expect("valid input")
+    flow::run(config, &world.backends(), &|_: &FlowEvent<'_>| {})
+        .await
+        .expect("valid input")
 }
 
 /// Everything the issue asks of a successful run.
@@ -38,9 +44,17 @@ async fn assert_whole_flow(jobs: u32, shards: usize) {
     // Every job finished, successfully.
     let load = report.load_test.as_ref().unwrap();
     assert_eq!(load.total_jobs, jobs as usize);
-    assert_eq!(load.by_status.get("success"), Some(&(jobs as usize)), "{:?}", load.by_status);
+    assert_eq!(
+        load.by_status.get("success"),
+        Some(&(jobs as usize)),
+        "{:?}",
+        load.by_status
+    );
     assert_eq!(world.gitlab.pending_jobs(), 0);
-    assert!(load.job_makespan_secs.unwrap() > 30.0, "Fargate start latency is part of the makespan");
+    assert!(
+        load.job_makespan_secs.unwrap() > 30.0,
+        "Fargate start latency is part of the makespan"
+    );
     assert!(load.queue_p95_secs.is_some() && load.jobs_per_minute.unwrap() > 0.0);
 
     // The fleet sharded; no shard ever ran more than its concurrent.
@@ -50,7 +64,12 @@ async fn assert_whole_flow(jobs: u32, shards: usize) {
     assert_eq!(stats.runners.len(), shards);
     let mut taken = 0;
     for (release, r) in &stats.runners {
-        assert!(r.max_in_flight <= r.concurrent, "{release} ran {} jobs at once with concurrent {}", r.max_in_flight, r.concurrent);
+        assert!(
+            r.max_in_flight <= r.concurrent,
+            "{release} ran {} jobs at once with concurrent {}",
+            r.max_in_flight,
+            r.concurrent
+        );
         assert!(r.max_in_flight > 0);
         assert_eq!(r.jobs_taken, r.jobs_finished);
         taken += r.jobs_taken;
@@ -64,9 +83,17 @@ async fn assert_whole_flow(jobs: u32, shards: usize) {
     assert_eq!(reap.remaining_job_pods, 0);
     assert!(reap.usd_per_hour_avoided > 0.0);
     // The runners' own deletes leave stuck pods Terminating; the janitor's remove them.
-    let deleted: Vec<_> = world.pods.deletions().into_iter().filter(|d| d.outcome == DeleteOutcome::Deleted).collect();
+    let deleted: Vec<_> = world
+        .pods
+        .deletions()
+        .into_iter()
+        .filter(|d| d.outcome == DeleteOutcome::Deleted)
+        .collect();
     assert_eq!(deleted.len() as u64, stats.hung_pods);
-    assert!(deleted.iter().all(|d| d.key.name.starts_with("runner-")), "only job pods are reaped");
+    assert!(
+        deleted.iter().all(|d| d.key.name.starts_with("runner-")),
+        "only job pods are reaped"
+    );
 
     // Nothing left after teardown.
     assert_eq!(report.leftovers(), Some(0));
@@ -76,7 +103,11 @@ async fn assert_whole_flow(jobs: u32, shards: usize) {
 
     // Provisioning includes the ~12-minute EKS creation on the virtual clock, in seconds of wall time.
     assert!(report.provisioning.as_ref().unwrap().makespan_secs >= 12.0 * 60.0);
-    assert!(report.wall_secs < 60.0, "took {}s of wall time", report.wall_secs);
+    assert!(
+        report.wall_secs < 60.0,
+        "took {}s of wall time",
+        report.wall_secs
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -102,26 +133,51 @@ async fn an_injected_failure_in_each_phase_still_cleans_up() {
         (Fault::Teardown, None),
     ];
     for (fault, failed) in cases {
-        let (world, config, report) = run(400, SandboxConfig::default().with_fault(Some(fault)), |c| c).await;
-        assert_eq!(report.failure.as_ref().map(|f| f.phase), failed, "{fault:?}: {}", report.render_text());
+        let (world, config, report) =
+            run(400, SandboxConfig::default().with_fault(Some(fault)), |c| c).await;
+        assert_eq!(
+            report.failure.as_ref().map(|f| f.phase),
+            failed,
+            "{fault:?}: {}",
+            report.render_text()
+        );
         if let Some(failure) = &report.failure {
             assert!(failure.cleaned_up, "{fault:?}: {}", report.render_text());
-            let later: Vec<_> = report.phases.iter().filter(|p| p.phase > failure.phase).collect();
-            assert!(later.is_empty(), "{fault:?}: no phase runs after the failure");
+            let later: Vec<_> = report
+                .phases
+                .iter()
+                .filter(|p| p.phase > failure.phase)
+                .collect();
+            assert!(
+                later.is_empty(),
+                "{fault:?}: no phase runs after the failure"
+            );
         }
         let teardown = report.teardown.as_ref().unwrap();
-        assert!(teardown.errors.is_empty(), "{fault:?}: {:?}", teardown.errors);
+        assert!(
+            teardown.errors.is_empty(),
+            "{fault:?}: {:?}",
+            teardown.errors
+        );
         assert_eq!(teardown.leftovers.total, 0);
         let left = world.leftovers(&config.spec.stack, PROJECT).await;
         assert_eq!(left.total(), 0, "{fault:?}: {left:?}");
         assert!(world.cloud.all_resources().is_empty(), "{fault:?}");
-        assert!(world.releases.runners().is_empty() && world.secrets.refs().is_empty(), "{fault:?}");
+        assert!(
+            world.releases.runners().is_empty() && world.secrets.refs().is_empty(),
+            "{fault:?}"
+        );
     }
 }
 
 #[tokio::test(start_paused = true)]
 async fn keep_leaves_everything_for_inspection() {
-    let (world, config, report) = run(400, SandboxConfig::default().with_fault(Some(Fault::Releases)), |c| c.with_keep(false, false, true)).await;
+    let (world, config, report) = run(
+        400,
+        SandboxConfig::default().with_fault(Some(Fault::Releases)),
+        |c| c.with_keep(false, false, true),
+    )
+    .await;
     assert_eq!(report.failure.as_ref().unwrap().phase, Phase::Releases);
     assert!(report.teardown.is_none(), "no cleanup with --keep");
     let left = world.leftovers(&config.spec.stack, PROJECT).await;
@@ -132,29 +188,58 @@ async fn keep_leaves_everything_for_inspection() {
 
 #[tokio::test(start_paused = true)]
 async fn keep_infra_and_keep_runners() {
-    let (world, config, report) = run(400, SandboxConfig::default().with_hung_fraction(0.0), |c| c.with_keep(true, false, false)).await;
+    let (world, config, report) = run(400, SandboxConfig::default().with_hung_fraction(0.0), |c| {
+        c.with_keep(true, false, false)
+    })
+    .await;
     assert!(report.is_success(), "{}", report.render_text());
     let left = world.leftovers(&config.spec.stack, PROJECT).await;
     assert!(left.releases.is_empty() && left.runners.is_empty() && left.secrets.is_empty());
     assert!(!left.infra.is_empty(), "--keep-infra keeps the stack");
     assert_eq!(report.reap.as_ref().unwrap().reaped, 0);
 
-    let (world, config, report) = run(400, SandboxConfig::default(), |c| c.with_keep(false, true, false)).await;
+    let (world, config, report) = run(400, SandboxConfig::default(), |c| {
+        c.with_keep(false, true, false)
+    })
+    .await;
     assert!(report.is_success(), "{}", report.render_text());
     let left = world.leftovers(&config.spec.stack, PROJECT).await;
-    assert_eq!((left.releases.len(), left.runners.len(), left.secrets.len()), (2, 2, 2));
-    assert!(!left.infra.is_empty(), "--keep-runners keeps the cluster they run in");
-    assert!(left.pods.iter().all(|p| p.contains("gitlab-runner-")), "only manager pods remain: {:?}", left.pods);
+    assert_eq!(
+        (left.releases.len(), left.runners.len(), left.secrets.len()),
+        (2, 2, 2)
+    );
+    assert!(
+        !left.infra.is_empty(),
+        "--keep-runners keeps the cluster they run in"
+    );
+    assert!(
+        left.pods.iter().all(|p| p.contains("gitlab-runner-")),
+        "only manager pods remain: {:?}",
+        left.pods
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn phases_are_selectable_and_a_rerun_resumes() {
     // Only the infrastructure: GitLab is never touched.
-    let (world, config, report) = run(400, SandboxConfig::default(), |c| c.with_phases([Phase::Provision, Phase::Teardown])).await;
+    let (world, config, report) = run(400, SandboxConfig::default(), |c| {
+        c.with_phases([Phase::Provision, Phase::Teardown])
+    })
+    .await;
     assert!(report.is_success(), "{}", report.render_text());
-    assert_eq!(report.phases.iter().filter(|p| p.status == PhaseStatus::Skipped).count(), 6);
+    assert_eq!(
+        report
+            .phases
+            .iter()
+            .filter(|p| p.status == PhaseStatus::Skipped)
+            .count(),
+        6
+    );
     assert!(world.gitlab.requests() == 0 || report.load_test.is_none());
-    assert_eq!(world.leftovers(&config.spec.stack, PROJECT).await.total(), 0);
+    assert_eq!(
+        world.leftovers(&config.spec.stack, PROJECT).await.total(),
+        0
+    );
 
     // Up to the releases, then a full re-run on the same world: everything is found and reused.
     let world = SandboxWorld::new("us-east-1", SandboxConfig::default());
@@ -174,9 +259,20 @@ async fn phases_are_selectable_and_a_rerun_resumes() {
     assert!(report.is_success(), "{}", report.render_text());
     let provisioning = report.provisioning.as_ref().unwrap();
     assert_eq!(provisioning.created, 0, "the stack is found by tag");
-    let runners = report.phases.iter().find(|p| p.phase == Phase::Runners).unwrap();
-    assert!(runners.summary.contains("0 runner(s) created, 2 reused"), "{}", runners.summary);
-    assert_eq!(report.load_test.as_ref().unwrap().by_status.get("success"), Some(&400));
+    let runners = report
+        .phases
+        .iter()
+        .find(|p| p.phase == Phase::Runners)
+        .unwrap();
+    assert!(
+        runners.summary.contains("0 runner(s) created, 2 reused"),
+        "{}",
+        runners.summary
+    );
+    assert_eq!(
+        report.load_test.as_ref().unwrap().by_status.get("success"),
+        Some(&400)
+    );
     assert_eq!(world.leftovers(&again.spec.stack, PROJECT).await.total(), 0);
 }
 
@@ -186,7 +282,12 @@ async fn runs_are_reproducible() {
     let (_, _, b) = run(400, SandboxConfig::default().with_seed(7), |c| c).await;
     let key = |r: &FlowReport| {
         let l = r.load_test.as_ref().unwrap();
-        (l.job_makespan_secs, l.queue_p95_secs, r.reap.as_ref().unwrap().reaped, r.total_secs)
+        (
+            l.job_makespan_secs,
+            l.queue_p95_secs,
+            r.reap.as_ref().unwrap().reaped,
+            r.total_secs,
+        )
     };
     assert_eq!(key(&a), key(&b));
 }
@@ -198,12 +299,18 @@ async fn tokens_never_reach_the_report_or_events() {
     let events = Arc::new(std::sync::Mutex::new(Vec::new()));
     let sink = events.clone();
     let _runners = world.start_runners();
-    let report = flow::run(&config, &world.backends(), &move |e: &FlowEvent<'_>| sink.lock().unwrap().push(format!("{e:?}")))
-        .await
-        .unwrap();
+    let report = flow::run(&config, &world.backends(), &move |e: &FlowEvent<'_>| {
+        sink.lock().unwrap().push(format!("{e:?}"))
+    })
+    .await
+    .unwrap();
     assert!(report.is_success());
     let json = serde_json::to_string(&report).unwrap();
-    let text = format!("{}{report:?}{}", report.render_text(), events.lock().unwrap().join("\n"));
+    let text = format!(
+        "{}{report:?}{}",
+        report.render_text(),
+        events.lock().unwrap().join("\n")
+    );
     for haystack in [&json, &text] {
         assert!(!haystack.contains("glrt-"), "a runner token leaked");
     }
@@ -222,7 +329,9 @@ async fn invalid_input_changes_nothing() {
         FlowConfig::new(spec("flowtest"), "", 400),
         FlowConfig::new(spec("flowtest"), PROJECT, 400).with_phases([]),
     ] {
-        let err = flow::run(&config, &world.backends(), &|_: &FlowEvent<'_>| {}).await.unwrap_err();
+        let err = flow::run(&config, &world.backends(), &|_: &FlowEvent<'_>| {})
+            .await
+            .unwrap_err();
         assert!(matches!(err, flow::Error::InvalidInput { .. }), "{err}");
     }
     assert!(world.cloud.mutating_calls().is_empty());
@@ -234,8 +343,13 @@ async fn invalid_input_changes_nothing() {
 #[tokio::test]
 async fn infrastructure_phases_against_moto() {
     let Ok(url) = std::env::var("GLRUNNER_TEST_MOTO_URL") else {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "GLRUNNER_TEST_MOTO_URL is not set: run ./scripts/test.sh");
-        eprintln!("skipping: GLRUNNER_TEST_MOTO_URL is not set (./scripts/test.sh starts moto and sets it)");
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "GLRUNNER_TEST_MOTO_URL is not set: run ./scripts/test.sh"
+        );
+        eprintln!(
+            "skipping: GLRUNNER_TEST_MOTO_URL is not set (./scripts/test.sh starts moto and sets it)"
+        );
         return;
     };
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
@@ -257,10 +371,13 @@ async fn infrastructure_phases_against_moto() {
         Phase::Runners,
         Phase::Teardown,
     ]);
-    let report = tokio::time::timeout(Duration::from_secs(300), flow::run(&config, &backends, &|_: &FlowEvent<'_>| {}))
-        .await
-        .expect("bounded")
-        .unwrap();
+    let report = tokio::time::timeout(
+        Duration::from_secs(300),
+        flow::run(&config, &backends, &|_: &FlowEvent<'_>| {}),
+    )
+    .await
+    .expect("bounded")
+    .unwrap();
     assert!(report.is_success(), "{}", report.render_text());
     assert!(report.provisioning.as_ref().unwrap().created > 0);
     let teardown = report.teardown.as_ref().unwrap();

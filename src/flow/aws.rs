@@ -15,7 +15,10 @@ use glrunner_gitlab_client::{HttpGitLab, SecretToken};
 use glrunner_infra::kubeconfig::EksTokenGenerator;
 use glrunner_infra::{ClusterAccess, StackSpec};
 use glrunner_janitor::k8s::{BearerToken, KubePodApi, TokenProvider};
-use glrunner_runner_chart::{HelmCli, KubeTokenSecrets, RunnerToken, SecretOutcome, SecretRef, StoredTokenSecret, TokenSecrets};
+use glrunner_runner_chart::{
+    HelmCli, KubeTokenSecrets, RunnerToken, SecretOutcome, SecretRef, StoredTokenSecret,
+    TokenSecrets,
+};
 
 use super::{Backends, ClusterClients, ClusterConnector, Error};
 use crate::cli::{Backend, CliError, GlobalArgs};
@@ -37,20 +40,35 @@ pub struct Connection {
 
 impl Connection {
     /// `--gitlab-url`, else `GITLAB_URL`, else `CI_SERVER_URL`; the token from `GITLAB_TOKEN` only.
-    pub fn from_env(gitlab_url: Option<&str>, helm: Option<PathBuf>, global: &GlobalArgs) -> Result<Self, CliError> {
+    pub fn from_env(
+        gitlab_url: Option<&str>,
+        helm: Option<PathBuf>,
+        global: &GlobalArgs,
+    ) -> Result<Self, CliError> {
         let url = gitlab_url
             .map(str::to_owned)
             .or_else(|| std::env::var("GITLAB_URL").ok())
             .or_else(|| std::env::var("CI_SERVER_URL").ok())
             .ok_or_else(|| CliError::invalid("--gitlab-url: no GitLab URL; pass --gitlab-url or set GITLAB_URL / CI_SERVER_URL"))?;
-        glrunner_gitlab_client::http::parse_gitlab_url(&url, false).map_err(|e| CliError::invalid(format!("--gitlab-url: {e}")))?;
+        glrunner_gitlab_client::http::parse_gitlab_url(&url, false)
+            .map_err(|e| CliError::invalid(format!("--gitlab-url: {e}")))?;
         let token = std::env::var("GITLAB_TOKEN")
             .ok()
             .map(|t| SecretToken::new(t.trim()))
             .filter(|t| !t.is_blank())
-            .ok_or_else(|| CliError::invalid("GITLAB_TOKEN: not set (a token with the api and create_runner scopes)"))?;
+            .ok_or_else(|| {
+                CliError::invalid(
+                    "GITLAB_TOKEN: not set (a token with the api and create_runner scopes)",
+                )
+            })?;
         let helm = helm.or_else(|| std::env::var_os("GLRUNNER_HELM").map(PathBuf::from));
-        Ok(Self { gitlab_url: url, token, helm, region: resolve_region(global)?, state_dir: global.state_dir.clone() })
+        Ok(Self {
+            gitlab_url: url,
+            token,
+            helm,
+            region: resolve_region(global)?,
+            state_dir: global.state_dir.clone(),
+        })
     }
 }
 
@@ -63,7 +81,9 @@ pub async fn connect(spec: &StackSpec, connection: Connection) -> Result<Backend
         .with_token(connection.token)
         .build()
         .map_err(|e| CliError::invalid(format!("GitLab: {e}")))?;
-    let kubeconfig = connection.state_dir.join(format!("{}.kubeconfig", spec.stack));
+    let kubeconfig = connection
+        .state_dir
+        .join(format!("{}.kubeconfig", spec.stack));
     Ok(Backends {
         kind: Backend::Aws,
         network: Arc::from(infra.network),
@@ -72,7 +92,11 @@ pub async fn connect(spec: &StackSpec, connection: Connection) -> Result<Backend
         state_dir: Some(connection.state_dir),
         gitlab: Arc::new(gitlab),
         gitlab_url: connection.gitlab_url,
-        connector: Arc::new(AwsConnector { sdk, helm: connection.helm, kubeconfig }),
+        connector: Arc::new(AwsConnector {
+            sdk,
+            helm: connection.helm,
+            kubeconfig,
+        }),
     })
 }
 
@@ -85,7 +109,10 @@ struct AwsConnector {
 
 /// A kube-rs configuration for the cluster's endpoint and CA (no credentials).
 pub fn kube_config(access: &ClusterAccess) -> Result<kube::Config, String> {
-    let uri: http::Uri = access.endpoint.parse().map_err(|e| format!("cluster endpoint {}: {e}", access.endpoint))?;
+    let uri: http::Uri = access
+        .endpoint
+        .parse()
+        .map_err(|e| format!("cluster endpoint {}: {e}", access.endpoint))?;
     let pem = base64::engine::general_purpose::STANDARD
         .decode(access.certificate_authority.trim())
         .map_err(|e| format!("cluster CA of {}: {e}", access.name))?;
@@ -99,13 +126,20 @@ pub fn kube_config(access: &ClusterAccess) -> Result<kube::Config, String> {
             body.clear();
         } else if line.starts_with("-----END") {
             inside = false;
-            certs.push(base64::engine::general_purpose::STANDARD.decode(&body).map_err(|e| format!("cluster CA of {}: {e}", access.name))?);
+            certs.push(
+                base64::engine::general_purpose::STANDARD
+                    .decode(&body)
+                    .map_err(|e| format!("cluster CA of {}: {e}", access.name))?,
+            );
         } else if inside {
             body.push_str(line);
         }
     }
     if certs.is_empty() {
-        return Err(format!("cluster CA of {}: no certificate in the PEM", access.name));
+        return Err(format!(
+            "cluster CA of {}: no certificate in the PEM",
+            access.name
+        ));
     }
     let mut config = kube::Config::new(uri);
     config.root_cert = Some(certs);
@@ -124,10 +158,12 @@ struct EksTokens {
 #[async_trait]
 impl TokenProvider for EksTokens {
     async fn token(&self) -> glrunner_janitor::Result<BearerToken> {
-        let token = self.generator.token(&self.cluster).await.map_err(|e| glrunner_janitor::Error::PermissionDenied {
-            action: "authenticate".into(),
-            resource: format!("EKS cluster {}", self.cluster),
-            message: e.to_string(),
+        let token = self.generator.token(&self.cluster).await.map_err(|e| {
+            glrunner_janitor::Error::PermissionDenied {
+                action: "authenticate".into(),
+                resource: format!("EKS cluster {}", self.cluster),
+                message: e.to_string(),
+            }
         })?;
         let expires = jiff::Timestamp::try_from(token.expires_at).ok();
         Ok(BearerToken::new(token.expose(), expires))
@@ -154,7 +190,12 @@ impl RefreshingSecrets {
             action: "authenticate".into(),
             detail: message,
         };
-        let token = self.tokens.generator.token(&self.tokens.cluster).await.map_err(|e| denied(e.to_string()))?;
+        let token = self
+            .tokens
+            .generator
+            .token(&self.tokens.cluster)
+            .await
+            .map_err(|e| denied(e.to_string()))?;
         let mut config = self.config.clone();
         config.auth_info.token = Some(token.expose().to_owned().into());
         let client = kube::Client::try_from(config).map_err(|e| denied(e.to_string()))?;
@@ -166,10 +207,17 @@ impl RefreshingSecrets {
 
 #[async_trait]
 impl TokenSecrets for RefreshingSecrets {
-    async fn ensure(&self, secret: &SecretRef, token: &RunnerToken) -> glrunner_runner_chart::Result<SecretOutcome> {
+    async fn ensure(
+        &self,
+        secret: &SecretRef,
+        token: &RunnerToken,
+    ) -> glrunner_runner_chart::Result<SecretOutcome> {
         self.inner().await?.ensure(secret, token).await
     }
-    async fn get(&self, secret: &SecretRef) -> glrunner_runner_chart::Result<Option<StoredTokenSecret>> {
+    async fn get(
+        &self,
+        secret: &SecretRef,
+    ) -> glrunner_runner_chart::Result<Option<StoredTokenSecret>> {
         self.inner().await?.get(secret).await
     }
     async fn delete(&self, secret: &SecretRef) -> glrunner_runner_chart::Result<bool> {
@@ -179,12 +227,24 @@ impl TokenSecrets for RefreshingSecrets {
 
 #[async_trait]
 impl ClusterConnector for AwsConnector {
-    async fn connect(&self, spec: &StackSpec, access: Option<&ClusterAccess>) -> Result<ClusterClients, Error> {
+    async fn connect(
+        &self,
+        spec: &StackSpec,
+        access: Option<&ClusterAccess>,
+    ) -> Result<ClusterClients, Error> {
         let phase = super::Phase::Releases;
-        let access = access.ok_or_else(|| Error::phase(phase, format!("cluster {} has no endpoint yet", spec.cluster.name)))?;
+        let access = access.ok_or_else(|| {
+            Error::phase(
+                phase,
+                format!("cluster {} has no endpoint yet", spec.cluster.name),
+            )
+        })?;
         let config = kube_config(access).map_err(|e| Error::phase(phase, e))?;
         let generator = EksTokenGenerator::new(&self.sdk).map_err(|e| Error::phase(phase, e))?;
-        let tokens = EksTokens { generator, cluster: access.name.clone() };
+        let tokens = EksTokens {
+            generator,
+            cluster: access.name.clone(),
+        };
         let pods = KubePodApi::with_token_provider(config.clone(), Arc::new(tokens.clone()));
         let mut helm = HelmCli::builder().with_kubeconfig(&self.kubeconfig);
         if let Some(program) = &self.helm {
@@ -193,7 +253,11 @@ impl ClusterConnector for AwsConnector {
         let helm = helm.build().map_err(|e| Error::phase(phase, e))?;
         Ok(ClusterClients {
             releases: Arc::new(helm),
-            secrets: Arc::new(RefreshingSecrets { config, tokens, cached: tokio::sync::Mutex::new(None) }),
+            secrets: Arc::new(RefreshingSecrets {
+                config,
+                tokens,
+                cached: tokio::sync::Mutex::new(None),
+            }),
             pods: Arc::new(pods),
             clock: Arc::new(glrunner_janitor::SystemClock),
         })

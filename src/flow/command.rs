@@ -100,10 +100,16 @@ pub fn flow_config(global: &GlobalArgs, args: &FlowArgs) -> Result<FlowConfig, C
     let project = match (&args.project, global.backend) {
         (Some(p), _) => p.clone(),
         (None, Backend::Sandbox) => SANDBOX_PROJECT.to_owned(),
-        (None, Backend::Aws) => return Err(CliError::invalid("--project: required with --backend aws (e.g. my-group/loadtest)")),
+        (None, Backend::Aws) => {
+            return Err(CliError::invalid(
+                "--project: required with --backend aws (e.g. my-group/loadtest)",
+            ));
+        }
     };
     if !(0.0..=1.0).contains(&args.hung_fraction) {
-        return Err(CliError::invalid("--hung-fraction: must be between 0.0 and 1.0"));
+        return Err(CliError::invalid(
+            "--hung-fraction: must be between 0.0 and 1.0",
+        ));
     }
     if global.backend == Backend::Aws && args.inject_fault.is_some() {
         return Err(CliError::invalid("--inject-fault: sandbox only"));
@@ -134,9 +140,14 @@ pub async fn full_flow(global: &GlobalArgs, args: &FlowArgs) -> Result<(), CliEr
         Backend::Sandbox => {
             let world = SandboxWorld::new(
                 &config.spec.region,
-                SandboxConfig::default().with_seed(args.seed).with_hung_fraction(args.hung_fraction).with_fault(args.inject_fault),
+                SandboxConfig::default()
+                    .with_seed(args.seed)
+                    .with_hung_fraction(args.hung_fraction)
+                    .with_fault(args.inject_fault),
             );
-            config.validate(&world.backends().gitlab_url).map_err(invalid_or_failure)?;
+            config
+                .validate(&world.backends().gitlab_url)
+                .map_err(invalid_or_failure)?;
             if global.dry_run {
                 return dry_run(global, &config, &world.backends().gitlab_url);
             }
@@ -147,23 +158,35 @@ pub async fn full_flow(global: &GlobalArgs, args: &FlowArgs) -> Result<(), CliEr
                 );
             }
             let _runners = world.start_runners();
-            super::run(&config, &world.backends(), &renderer).await.map_err(invalid_or_failure)?
+            super::run(&config, &world.backends(), &renderer)
+                .await
+                .map_err(invalid_or_failure)?
         }
         Backend::Aws => {
-            let connection = super::aws::Connection::from_env(args.gitlab_url.as_deref(), args.helm.clone(), global)?;
+            let connection = super::aws::Connection::from_env(
+                args.gitlab_url.as_deref(),
+                args.helm.clone(),
+                global,
+            )?;
             if global.dry_run {
-                config.validate(&connection.gitlab_url).map_err(invalid_or_failure)?;
+                config
+                    .validate(&connection.gitlab_url)
+                    .map_err(invalid_or_failure)?;
                 return dry_run(global, &config, &connection.gitlab_url);
             }
             let backends = super::aws::connect(&config.spec, connection).await?;
-            config.validate(&backends.gitlab_url).map_err(invalid_or_failure)?;
+            config
+                .validate(&backends.gitlab_url)
+                .map_err(invalid_or_failure)?;
             if global.output == OutputFormat::Human {
                 eprintln!(
                     "full flow: stack {} in {} on AWS — this creates billable resources (EKS, NAT gateway, Fargate)",
                     config.spec.stack, config.spec.region
                 );
             }
-            super::run(&config, &backends, &renderer).await.map_err(invalid_or_failure)?
+            super::run(&config, &backends, &renderer)
+                .await
+                .map_err(invalid_or_failure)?
         }
     };
     renderer.finish();
@@ -177,14 +200,19 @@ pub async fn full_flow(global: &GlobalArgs, args: &FlowArgs) -> Result<(), CliEr
             "the {} phase failed: {}{}",
             f.phase,
             f.error,
-            if f.cleaned_up { " (everything this run created was removed)" } else { "" }
+            if f.cleaned_up {
+                " (everything this run created was removed)"
+            } else {
+                ""
+            }
         ))),
     }
 }
 
 fn dry_run(global: &GlobalArgs, config: &FlowConfig, gitlab_url: &str) -> Result<(), CliError> {
-    let fleet = glrunner_runner_chart::FleetPlan::new(&config.fleet_request(&config.template(gitlab_url)))
-        .map_err(|e| CliError::invalid(format!("--jobs: {e}")))?;
+    let fleet =
+        glrunner_runner_chart::FleetPlan::new(&config.fleet_request(&config.template(gitlab_url)))
+            .map_err(|e| CliError::invalid(format!("--jobs: {e}")))?;
     let plan = DryRun {
         phases: config.phases.iter().copied().collect(),
         stack: config.spec.stack.to_string(),
@@ -196,9 +224,17 @@ fn dry_run(global: &GlobalArgs, config: &FlowConfig, gitlab_url: &str) -> Result
         OutputFormat::Json => print_json(&plan)?,
         OutputFormat::Human => {
             let phases: Vec<&str> = plan.phases.iter().map(|p| p.as_str()).collect();
-            println!("full flow for stack {} in {}: {}", plan.stack, plan.region, phases.join(" → "));
+            println!(
+                "full flow for stack {} in {}: {}",
+                plan.stack,
+                plan.region,
+                phases.join(" → ")
+            );
             for s in &plan.fleet.shards {
-                println!("  release {:<28} tag {:<16} concurrent {:<4} parallel {:?}", s.release, s.tag, s.concurrent, s.parallel);
+                println!(
+                    "  release {:<28} tag {:<16} concurrent {:<4} parallel {:?}",
+                    s.release, s.tag, s.concurrent, s.parallel
+                );
             }
             println!("dry run: nothing was created; run again without --dry-run");
         }
@@ -215,14 +251,20 @@ pub struct FlowRenderer {
 
 impl std::fmt::Debug for FlowRenderer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FlowRenderer").field("output", &self.output).finish_non_exhaustive()
+        f.debug_struct("FlowRenderer")
+            .field("output", &self.output)
+            .finish_non_exhaustive()
     }
 }
 
 impl FlowRenderer {
     /// A renderer for `output`.
     pub fn new(output: OutputFormat) -> Self {
-        Self { output, infra: Mutex::new(None), last_pipeline_line: Mutex::new(None) }
+        Self {
+            output,
+            infra: Mutex::new(None),
+            last_pipeline_line: Mutex::new(None),
+        }
     }
 
     fn end_infra(&self) {
@@ -252,7 +294,8 @@ impl FlowProgress for FlowRenderer {
         match event {
             FlowEvent::PhaseStarted { phase } => {
                 if matches!(phase, Phase::Provision | Phase::Teardown) {
-                    *self.infra.lock().unwrap_or_else(|e| e.into_inner()) = Some(ProgressRenderer::new(self.output, 16));
+                    *self.infra.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some(ProgressRenderer::new(self.output, 16));
                 }
                 if human {
                     eprintln!("▶ {phase}");
@@ -267,7 +310,11 @@ impl FlowProgress for FlowRenderer {
                     self.json(json!({"event": "step", "phase": phase, "message": message}));
                 }
             }
-            FlowEvent::PhaseDone { phase, elapsed, summary } => {
+            FlowEvent::PhaseDone {
+                phase,
+                elapsed,
+                summary,
+            } => {
                 self.end_infra();
                 if human {
                     eprintln!("✓ {phase} ({}): {summary}", secs(*elapsed));
@@ -291,7 +338,8 @@ impl FlowProgress for FlowRenderer {
                 }
             }
             FlowEvent::CleanupStarted => {
-                *self.infra.lock().unwrap_or_else(|e| e.into_inner()) = Some(ProgressRenderer::new(self.output, 16));
+                *self.infra.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some(ProgressRenderer::new(self.output, 16));
                 if human {
                     eprintln!("▶ cleanup: removing what this run created");
                 } else {
@@ -299,7 +347,12 @@ impl FlowProgress for FlowRenderer {
                 }
             }
             FlowEvent::Infra(e) => {
-                if let Some(r) = self.infra.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                if let Some(r) = self
+                    .infra
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_ref()
+                {
                     glrunner_infra::Progress::event(r, e);
                 }
             }
@@ -311,11 +364,18 @@ impl FlowProgress for FlowRenderer {
                     return;
                 }
                 // At most one line per 15 s of flow time.
-                let mut last = self.last_pipeline_line.lock().unwrap_or_else(|e| e.into_inner());
+                let mut last = self
+                    .last_pipeline_line
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
                 let done = p.finished_jobs == p.total_jobs && p.total_jobs > 0;
                 if done || last.is_none_or(|t| p.elapsed_secs - t >= 15.0) {
                     *last = Some(p.elapsed_secs);
-                    let active: Vec<String> = p.active_by_status.iter().map(|(k, v)| format!("{v} {k}")).collect();
+                    let active: Vec<String> = p
+                        .active_by_status
+                        .iter()
+                        .map(|(k, v)| format!("{v} {k}"))
+                        .collect();
                     eprintln!(
                         "  · pipeline {}: {}/{} finished [{}] at {:.0}s",
                         p.pipeline_status,

@@ -40,17 +40,25 @@ use std::time::Duration;
 use async_trait::async_trait;
 use glrunner_gitlab_client::ci::{LoadTestSpec, ShardTarget};
 use glrunner_gitlab_client::watch::{WatchConfig, WatchEvent, WatchProgress, watch_pipeline};
-use glrunner_gitlab_client::{GitLabApi, GitLabApiExt, NewPipeline, NewRunner, Project, ProjectRef, WatchOutcome};
-use glrunner_infra::{ClusterAccess, ClusterProvisioner, Engine, NetworkProvisioner, ProgressEvent, StackOptions, StackSpec, WaitPolicy};
+use glrunner_gitlab_client::{
+    GitLabApi, GitLabApiExt, NewPipeline, NewRunner, Project, ProjectRef, WatchOutcome,
+};
+use glrunner_infra::{
+    ClusterAccess, ClusterProvisioner, Engine, NetworkProvisioner, ProgressEvent, StackOptions,
+    StackSpec, WaitPolicy,
+};
 use glrunner_janitor::policy::Policy;
 use glrunner_janitor::{Clock, ListQuery, PodApi, Reaper, ReaperConfig};
-use glrunner_runner_chart::{FleetPlan, FleetRequest, ReleaseId, ReleaseManager, ReleaseSpec, RunnerToken, RunnerValues, SecretRef, TokenSecrets};
+use glrunner_runner_chart::{
+    FleetPlan, FleetRequest, ReleaseId, ReleaseManager, ReleaseSpec, RunnerToken, RunnerValues,
+    SecretRef, TokenSecrets,
+};
 use serde::Serialize;
 use tokio::time::Instant;
 
 pub use report::{
-    Failure, FleetSummary, FlowReport, Leftovers, LoadTestSummary, PhaseRecord, PhaseStatus, ProvisioningSummary, ReapSummary,
-    ShardSummary, TeardownSummary,
+    Failure, FleetSummary, FlowReport, Leftovers, LoadTestSummary, PhaseRecord, PhaseStatus,
+    ProvisioningSummary, ReapSummary, ShardSummary, TeardownSummary,
 };
 
 use crate::cli::Backend;
@@ -79,8 +87,16 @@ pub enum Phase {
 
 impl Phase {
     /// Every phase, in order.
-    pub const ALL: [Phase; 8] =
-        [Phase::Provision, Phase::Project, Phase::Plan, Phase::Runners, Phase::Releases, Phase::LoadTest, Phase::Reap, Phase::Teardown];
+    pub const ALL: [Phase; 8] = [
+        Phase::Provision,
+        Phase::Project,
+        Phase::Plan,
+        Phase::Runners,
+        Phase::Releases,
+        Phase::LoadTest,
+        Phase::Reap,
+        Phase::Teardown,
+    ];
 
     /// Short name (`load-test`).
     pub fn as_str(self) -> &'static str {
@@ -127,11 +143,17 @@ pub enum Error {
 
 impl Error {
     fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::InvalidInput { field: field.into(), message: message.into() }
+        Self::InvalidInput {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 
     fn phase(phase: Phase, message: impl fmt::Display) -> Self {
-        Self::Phase { phase, message: message.to_string() }
+        Self::Phase {
+            phase,
+            message: message.to_string(),
+        }
     }
 }
 
@@ -246,12 +268,15 @@ impl FlowConfig {
 
     /// Checks everything checkable before any call.
     pub fn validate(&self, gitlab_url: &str) -> Result<(), Error> {
-        self.spec.validate().map_err(|e| Error::invalid("stack", e.to_string()))?;
+        self.spec
+            .validate()
+            .map_err(|e| Error::invalid("stack", e.to_string()))?;
         if self.phases.is_empty() {
             return Err(Error::invalid("--phases", "no phase selected"));
         }
         ProjectRef::parse(&self.project).map_err(|e| Error::invalid("--project", e.to_string()))?;
-        FleetPlan::new(&self.fleet_request(&self.template(gitlab_url))).map_err(|e| Error::invalid("--jobs", e.to_string()))?;
+        FleetPlan::new(&self.fleet_request(&self.template(gitlab_url)))
+            .map_err(|e| Error::invalid("--jobs", e.to_string()))?;
         if self.reap_interval.is_zero() {
             return Err(Error::invalid("reap_interval", "must be above zero"));
         }
@@ -283,7 +308,9 @@ pub struct ClusterClients {
 
 impl fmt::Debug for ClusterClients {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClusterClients").field("pods", &self.pods.backend()).finish_non_exhaustive()
+        f.debug_struct("ClusterClients")
+            .field("pods", &self.pods.backend())
+            .finish_non_exhaustive()
     }
 }
 
@@ -291,7 +318,11 @@ impl fmt::Debug for ClusterClients {
 #[async_trait]
 pub trait ClusterConnector: Send + Sync + fmt::Debug {
     /// Clients for the stack's cluster; `access` is its endpoint and CA when known.
-    async fn connect(&self, spec: &StackSpec, access: Option<&ClusterAccess>) -> Result<ClusterClients, Error>;
+    async fn connect(
+        &self,
+        spec: &StackSpec,
+        access: Option<&ClusterAccess>,
+    ) -> Result<ClusterClients, Error>;
 }
 
 /// Every backend the flow uses.
@@ -316,7 +347,10 @@ pub struct Backends {
 
 impl fmt::Debug for Backends {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Backends").field("kind", &self.kind).field("gitlab_url", &self.gitlab_url).finish_non_exhaustive()
+        f.debug_struct("Backends")
+            .field("kind", &self.kind)
+            .field("gitlab_url", &self.gitlab_url)
+            .finish_non_exhaustive()
     }
 }
 
@@ -390,10 +424,18 @@ struct GitLabJobStatus(Arc<dyn GitLabApi>);
 
 #[async_trait]
 impl glrunner_janitor::JobStatusSource for GitLabJobStatus {
-    async fn job_status(&self, project_id: u64, job_id: u64) -> glrunner_janitor::Result<glrunner_janitor::JobStatus> {
+    async fn job_status(
+        &self,
+        project_id: u64,
+        job_id: u64,
+    ) -> glrunner_janitor::Result<glrunner_janitor::JobStatus> {
         match self.0.get_job(&ProjectRef::Id(project_id), job_id).await {
-            Ok(job) => Ok(glrunner_janitor::JobStatus::from_gitlab(job.status.as_str())),
-            Err(glrunner_gitlab_client::Error::NotFound { .. }) => Ok(glrunner_janitor::JobStatus::NotFound),
+            Ok(job) => Ok(glrunner_janitor::JobStatus::from_gitlab(
+                job.status.as_str(),
+            )),
+            Err(glrunner_gitlab_client::Error::NotFound { .. }) => {
+                Ok(glrunner_janitor::JobStatus::NotFound)
+            }
             Err(e) => Err(glrunner_janitor::Error::Backend {
                 backend: "gitlab",
                 action: "get job".into(),
@@ -436,7 +478,11 @@ struct Run<'a> {
 
 /// Runs the flow. `Err` only for invalid input (nothing was done); otherwise the report says
 /// whether a phase failed ([`FlowReport::failure`]) and what the cleanup left (nothing, normally).
-pub async fn run(config: &FlowConfig, backends: &Backends, progress: &dyn FlowProgress) -> Result<FlowReport, Error> {
+pub async fn run(
+    config: &FlowConfig,
+    backends: &Backends,
+    progress: &dyn FlowProgress,
+) -> Result<FlowReport, Error> {
     config.validate(&backends.gitlab_url)?;
     let wall = std::time::Instant::now();
     let start = Instant::now();
@@ -456,7 +502,12 @@ pub async fn run(config: &FlowConfig, backends: &Backends, progress: &dyn FlowPr
     let mut failed = None;
     for phase in Phase::ALL {
         if !config.runs(phase) {
-            run.report.phases.push(PhaseRecord { phase, status: PhaseStatus::Skipped, secs: 0.0, summary: String::new() });
+            run.report.phases.push(PhaseRecord {
+                phase,
+                status: PhaseStatus::Skipped,
+                secs: 0.0,
+                summary: String::new(),
+            });
             progress.event(&FlowEvent::PhaseSkipped { phase });
             continue;
         }
@@ -467,20 +518,39 @@ pub async fn run(config: &FlowConfig, backends: &Backends, progress: &dyn FlowPr
         match result {
             Ok(summary) => {
                 tracing::info!(%phase, secs = elapsed.as_secs_f64(), "phase done");
-                progress.event(&FlowEvent::PhaseDone { phase, elapsed, summary: summary.clone() });
-                run.report.phases.push(PhaseRecord { phase, status: PhaseStatus::Done, secs: elapsed.as_secs_f64(), summary });
+                progress.event(&FlowEvent::PhaseDone {
+                    phase,
+                    elapsed,
+                    summary: summary.clone(),
+                });
+                run.report.phases.push(PhaseRecord {
+                    phase,
+                    status: PhaseStatus::Done,
+                    secs: elapsed.as_secs_f64(),
+                    summary,
+                });
             }
             Err(e) => {
-                let message = e.to_string();
+                let message = match e {
+                    Error::Phase { message, .. } => message,
+                    other => other.to_string(),
+                };
                 tracing::warn!(%phase, error = %message, "phase failed");
-                progress.event(&FlowEvent::PhaseFailed { phase, error: message.clone() });
+                progress.event(&FlowEvent::PhaseFailed {
+                    phase,
+                    error: message.clone(),
+                });
                 run.report.phases.push(PhaseRecord {
                     phase,
                     status: PhaseStatus::Failed,
                     secs: elapsed.as_secs_f64(),
                     summary: message.clone(),
                 });
-                failed = Some(Failure { phase, error: message, cleaned_up: false });
+                failed = Some(Failure {
+                    phase,
+                    error: message,
+                    cleaned_up: false,
+                });
                 break;
             }
         }
@@ -515,7 +585,10 @@ struct Scope {
 
 impl Run<'_> {
     fn step(&self, phase: Phase, message: impl Into<String>) {
-        self.progress.event(&FlowEvent::Step { phase, message: message.into() });
+        self.progress.event(&FlowEvent::Step {
+            phase,
+            message: message.into(),
+        });
     }
 
     async fn phase(&mut self, phase: Phase) -> Result<String, Error> {
@@ -523,7 +596,10 @@ impl Run<'_> {
             Phase::Provision => self.provision().await,
             Phase::Project => {
                 let project = self.project(true).await?;
-                Ok(format!("project {} (id {})", project.path_with_namespace, project.id))
+                Ok(format!(
+                    "project {} (id {})",
+                    project.path_with_namespace, project.id
+                ))
             }
             Phase::Plan => {
                 let plan = self.plan()?;
@@ -541,7 +617,10 @@ impl Run<'_> {
             Phase::Reap => self.reap().await,
             Phase::Teardown => {
                 if self.config.keep_runners || self.config.keep_infra {
-                    self.step(Phase::Teardown, "keeping what --keep-runners/--keep-infra asked to keep");
+                    self.step(
+                        Phase::Teardown,
+                        "keeping what --keep-runners/--keep-infra asked to keep",
+                    );
                 }
                 let scope = Scope {
                     releases: !self.config.keep_runners,
@@ -553,7 +632,11 @@ impl Run<'_> {
                 let line = summary.one_line();
                 let errors = summary.errors.clone();
                 self.report.teardown = Some(summary);
-                if errors.is_empty() { Ok(line) } else { Err(Error::phase(Phase::Teardown, errors.join("; "))) }
+                if errors.is_empty() {
+                    Ok(line)
+                } else {
+                    Err(Error::phase(Phase::Teardown, errors.join("; ")))
+                }
             }
         }
     }
@@ -561,21 +644,42 @@ impl Run<'_> {
     async fn provision(&mut self) -> Result<String, Error> {
         let b = self.backends;
         let progress = InfraProgress(self.progress);
-        let options = StackOptions { dry_run: false, state_dir: b.state_dir.clone(), waits: b.waits.clone(), progress: &progress };
+        let options = StackOptions {
+            dry_run: false,
+            state_dir: b.state_dir.clone(),
+            waits: b.waits.clone(),
+            progress: &progress,
+        };
         self.created.infra = true;
-        let outcome = glrunner_infra::provision(&self.config.spec, b.network.as_ref(), b.cluster.as_ref(), &options)
-            .await
-            .map_err(at(Phase::Provision))?;
-        let applied = outcome.applied.as_ref().ok_or_else(|| Error::phase(Phase::Provision, "nothing was applied"))?;
+        let outcome = glrunner_infra::provision(
+            &self.config.spec,
+            b.network.as_ref(),
+            b.cluster.as_ref(),
+            &options,
+        )
+        .await
+        .map_err(at(Phase::Provision))?;
+        let applied = outcome
+            .applied
+            .as_ref()
+            .ok_or_else(|| Error::phase(Phase::Provision, "nothing was applied"))?;
         let summary = ProvisioningSummary {
             makespan_secs: applied.makespan_s,
             steps: applied.steps.len(),
             created: applied.created(),
             kubeconfig: outcome.kubeconfig.clone(),
         };
-        let line = format!("{} resource(s), {} created, makespan {:.0}s", summary.steps, summary.created, summary.makespan_secs);
+        let line = format!(
+            "{} resource(s), {} created, makespan {:.0}s",
+            summary.steps, summary.created, summary.makespan_secs
+        );
         self.report.provisioning = Some(summary);
-        self.access = Some(b.cluster.cluster_access(&self.config.spec.cluster.name).await.map_err(at(Phase::Provision))?);
+        self.access = Some(
+            b.cluster
+                .cluster_access(&self.config.spec.cluster.name)
+                .await
+                .map_err(at(Phase::Provision))?,
+        );
         Ok(line)
     }
 
@@ -585,9 +689,19 @@ impl Run<'_> {
             return Ok(c.clone());
         }
         if self.access.is_none() {
-            self.access = Some(self.backends.cluster.cluster_access(&self.config.spec.cluster.name).await.map_err(at(phase))?);
+            self.access = Some(
+                self.backends
+                    .cluster
+                    .cluster_access(&self.config.spec.cluster.name)
+                    .await
+                    .map_err(at(phase))?,
+            );
         }
-        let clients = self.backends.connector.connect(&self.config.spec, self.access.as_ref()).await?;
+        let clients = self
+            .backends
+            .connector
+            .connect(&self.config.spec, self.access.as_ref())
+            .await?;
         self.clients = Some(clients.clone());
         Ok(clients)
     }
@@ -599,7 +713,10 @@ impl Run<'_> {
         }
         let gitlab = &self.backends.gitlab;
         let project = if create {
-            gitlab.get_or_create_project(&self.config.project).await.map_err(at(Phase::Project))?
+            gitlab
+                .get_or_create_project(&self.config.project)
+                .await
+                .map_err(at(Phase::Project))?
         } else {
             let r = ProjectRef::parse(&self.config.project).map_err(at(Phase::Project))?;
             gitlab.get_project(&r).await.map_err(at(Phase::Project))?
@@ -613,7 +730,8 @@ impl Run<'_> {
             return Ok(p.clone());
         }
         let template = self.config.template(&self.backends.gitlab_url);
-        let plan = FleetPlan::new(&self.config.fleet_request(&template)).map_err(at(Phase::Plan))?;
+        let plan =
+            FleetPlan::new(&self.config.fleet_request(&template)).map_err(at(Phase::Plan))?;
         for warning in &plan.warnings {
             tracing::warn!(?warning, "fleet plan warning");
             self.step(Phase::Plan, format!("warning: {warning:?}"));
@@ -648,20 +766,29 @@ impl Run<'_> {
         let plan = self.plan()?;
         let project = self.project(false).await?;
         let gitlab = self.backends.gitlab.clone();
-        let existing = gitlab.list_runners(&ProjectRef::Id(project.id)).await.map_err(at(phase))?;
+        let existing = gitlab
+            .list_runners(&ProjectRef::Id(project.id))
+            .await
+            .map_err(at(phase))?;
         let namespace = self.config.spec.cluster.runner_namespace.clone();
         let (mut created, mut reused) = (0, 0);
         self.runners.clear();
         for shard in &plan.shards {
             let description = self.config.runner_description(&shard.release);
-            let found = existing.iter().find(|r| r.description.as_deref() == Some(description.as_str()));
+            let found = existing
+                .iter()
+                .find(|r| r.description.as_deref() == Some(description.as_str()));
             if let Some(runner) = found {
                 let clients = self.clients(phase).await?;
                 let secret = SecretRef::new(&namespace, Self::secret_name(&shard.release));
                 if let Some(stored) = clients.secrets.get(&secret).await.map_err(at(phase))?
                     && runner.tag_list.contains(&shard.tag)
                 {
-                    self.runners.push(ShardRunner { release: shard.release.clone(), runner_id: runner.id, token: stored.token });
+                    self.runners.push(ShardRunner {
+                        release: shard.release.clone(),
+                        runner_id: runner.id,
+                        token: stored.token,
+                    });
                     reused += 1;
                     continue;
                 }
@@ -672,13 +799,27 @@ impl Run<'_> {
             let new = NewRunner::project(project.id, description, vec![shard.tag.clone()]);
             let runner = gitlab.create_runner(&new).await.map_err(at(phase))?;
             let token = RunnerToken::new(runner.token.expose()).map_err(at(phase))?;
-            self.step(phase, format!("runner {} for tag {} ({})", runner.id, shard.tag, shard.release));
-            self.runners.push(ShardRunner { release: shard.release.clone(), runner_id: runner.id, token });
+            self.step(
+                phase,
+                format!(
+                    "runner {} for tag {} ({})",
+                    runner.id, shard.tag, shard.release
+                ),
+            );
+            self.runners.push(ShardRunner {
+                release: shard.release.clone(),
+                runner_id: runner.id,
+                token,
+            });
             created += 1;
         }
         if let Some(fleet) = &mut self.report.fleet {
             for s in &mut fleet.shards {
-                s.runner_id = self.runners.iter().find(|r| r.release == s.release).map(|r| r.runner_id);
+                s.runner_id = self
+                    .runners
+                    .iter()
+                    .find(|r| r.release == s.release)
+                    .map(|r| r.runner_id);
             }
         }
         Ok(format!("{created} runner(s) created, {reused} reused"))
@@ -699,31 +840,61 @@ impl Run<'_> {
                 Some(r) => r.token.clone(),
                 None => {
                     let secret = SecretRef::new(&namespace, Self::secret_name(&shard.release));
-                    clients.secrets.get(&secret).await.map_err(at(phase))?.map(|s| s.token).ok_or_else(|| {
-                        Error::phase(phase, format!("no runner token for {} (run the runners phase first)", shard.release))
-                    })?
+                    clients
+                        .secrets
+                        .get(&secret)
+                        .await
+                        .map_err(at(phase))?
+                        .map(|s| s.token)
+                        .ok_or_else(|| {
+                            Error::phase(
+                                phase,
+                                format!(
+                                    "no runner token for {} (run the runners phase first)",
+                                    shard.release
+                                ),
+                            )
+                        })?
                 }
             };
-            let spec = ReleaseSpec::new(&shard.release, &namespace, values.with_secret_name(Self::secret_name(&shard.release)))
-                .with_timeout(self.config.release_timeout);
+            let spec = ReleaseSpec::new(
+                &shard.release,
+                &namespace,
+                values.with_secret_name(Self::secret_name(&shard.release)),
+            )
+            .with_timeout(self.config.release_timeout);
             installs.push((spec, token));
         }
         self.created.releases = true;
         let results = futures::future::join_all(installs.iter().map(|(spec, token)| {
-            glrunner_runner_chart::deploy_runner(clients.secrets.as_ref(), clients.releases.as_ref(), spec, token)
+            glrunner_runner_chart::deploy_runner(
+                clients.secrets.as_ref(),
+                clients.releases.as_ref(),
+                spec,
+                token,
+            )
         }))
         .await;
         let mut errors = Vec::new();
         for ((spec, _), result) in installs.iter().zip(results) {
             match result {
-                Ok(d) => self.step(phase, format!("release {} {} (revision {})", d.release.name, d.release.state, d.release.revision)),
+                Ok(d) => self.step(
+                    phase,
+                    format!(
+                        "release {} {} (revision {})",
+                        d.release.name, d.release.state, d.release.revision
+                    ),
+                ),
                 Err(e) => errors.push(format!("release {}: {e}", spec.name)),
             }
         }
         if !errors.is_empty() {
             return Err(Error::phase(phase, errors.join("; ")));
         }
-        Ok(format!("{} release(s) deployed in {namespace}", installs.len()))
+        Ok(format!(
+            "{} release(s) deployed in {namespace}",
+            installs.len()
+        ))
     }
 
     async fn load_test(&mut self) -> Result<String, Error> {
@@ -731,41 +902,82 @@ impl Run<'_> {
         let plan = self.plan()?;
         let project = self.project(false).await?;
         let gitlab = self.backends.gitlab.clone();
-        let mut spec = LoadTestSpec::new(plan.shards.iter().map(|s| ShardTarget::new(&s.tag, s.jobs)).collect());
+        let mut spec = LoadTestSpec::new(
+            plan.shards
+                .iter()
+                .map(|s| ShardTarget::new(&s.tag, s.jobs))
+                .collect(),
+        );
         if let Some(image) = &self.config.image {
             spec = spec.with_image(image);
         }
         let yaml = spec.to_yaml().map_err(at(phase))?;
         let project_ref = ProjectRef::Id(project.id);
-        let branch = project.default_branch.clone().unwrap_or_else(|| "main".into());
+        let branch = project
+            .default_branch
+            .clone()
+            .unwrap_or_else(|| "main".into());
         let commit = gitlab
-            .put_file(&project_ref, &branch, ".gitlab-ci.yml", &yaml, &format!("glrunner: load test of {} jobs", plan.total_jobs))
+            .put_file(
+                &project_ref,
+                &branch,
+                ".gitlab-ci.yml",
+                &yaml,
+                &format!("glrunner: load test of {} jobs", plan.total_jobs),
+            )
             .await
             .map_err(at(phase))?;
-        self.step(phase, format!("committed .gitlab-ci.yml ({})", &commit.id[..commit.id.len().min(8)]));
-        let pipeline = gitlab.create_pipeline(&project_ref, &NewPipeline::new(&branch)).await.map_err(at(phase))?;
+        self.step(
+            phase,
+            format!(
+                "committed .gitlab-ci.yml ({})",
+                &commit.id[..commit.id.len().min(8)]
+            ),
+        );
+        let pipeline = gitlab
+            .create_pipeline(&project_ref, &NewPipeline::new(&branch))
+            .await
+            .map_err(at(phase))?;
         self.created.pipeline = Some(pipeline.id);
-        self.step(phase, format!("pipeline {} created: {}", pipeline.id, pipeline.web_url));
+        self.step(
+            phase,
+            format!("pipeline {} created: {}", pipeline.id, pipeline.web_url),
+        );
         let progress = self.progress;
         let mut on_event = |event: &WatchEvent| {
             if let WatchEvent::Progress(p) = event {
                 progress.event(&FlowEvent::Pipeline(p));
             }
         };
-        let report = watch_pipeline(gitlab.as_ref(), &project_ref, pipeline.id, &self.config.watch, &mut on_event)
-            .await
-            .map_err(at(phase))?;
+        let report = watch_pipeline(
+            gitlab.as_ref(),
+            &project_ref,
+            pipeline.id,
+            &self.config.watch,
+            &mut on_event,
+        )
+        .await
+        .map_err(at(phase))?;
         let summary = LoadTestSummary::from_report(&report);
         let line = summary.one_line();
         self.report.load_test = Some(summary);
         if report.outcome != WatchOutcome::Finished {
-            return Err(Error::phase(phase, format!("pipeline {} did not finish: {:?}", pipeline.id, report.outcome)));
+            return Err(Error::phase(
+                phase,
+                format!(
+                    "pipeline {} did not finish: {:?}",
+                    pipeline.id, report.outcome
+                ),
+            ));
         }
         self.created.pipeline = None;
         if report.has_failures() || report.pipeline_status != "success" {
             return Err(Error::phase(
                 phase,
-                format!("pipeline {} ended {}: failures {:?}", pipeline.id, report.pipeline_status, report.failures_by_reason),
+                format!(
+                    "pipeline {} ended {}: failures {:?}",
+                    pipeline.id, report.pipeline_status, report.failures_by_reason
+                ),
             ));
         }
         Ok(line)
@@ -776,11 +988,21 @@ impl Run<'_> {
         let phase = Phase::Reap;
         let clients = self.clients(phase).await?;
         let namespace = self.config.spec.cluster.runner_namespace.clone();
-        let pending_timeout = self.plan.as_ref().map_or(Policy::DEFAULT_PENDING_TIMEOUT, |p| p.recommended_poll_timeout);
-        let policy = Policy::new([namespace.clone()]).with_grace(self.config.reap_grace).with_pending_timeout(pending_timeout);
-        let mut reaper = Reaper::new(clients.pods.clone(), ReaperConfig::new(policy)).map_err(at(phase))?.with_clock(clients.clock.clone());
+        let pending_timeout = self
+            .plan
+            .as_ref()
+            .map_or(Policy::DEFAULT_PENDING_TIMEOUT, |p| {
+                p.recommended_poll_timeout
+            });
+        let policy = Policy::new([namespace.clone()])
+            .with_grace(self.config.reap_grace)
+            .with_pending_timeout(pending_timeout);
+        let mut reaper = Reaper::new(clients.pods.clone(), ReaperConfig::new(policy))
+            .map_err(at(phase))?
+            .with_clock(clients.clock.clone());
         if self.project.is_some() {
-            reaper = reaper.with_job_status(Arc::new(GitLabJobStatus(self.backends.gitlab.clone())));
+            reaper =
+                reaper.with_job_status(Arc::new(GitLabJobStatus(self.backends.gitlab.clone())));
         }
         let t0 = Instant::now();
         let mut summary = ReapSummary::default();
@@ -788,9 +1010,20 @@ impl Run<'_> {
             let round = reaper.run_once().await.map_err(at(phase))?;
             summary.add_round(&round);
             if round.deleted() > 0 {
-                self.step(phase, format!("round {}: reaped {} pod(s)", summary.rounds, round.deleted()));
+                self.step(
+                    phase,
+                    format!(
+                        "round {}: reaped {} pod(s)",
+                        summary.rounds,
+                        round.deleted()
+                    ),
+                );
             }
-            let left = clients.pods.list_pods(&ListQuery::job_pods(&namespace)).await.map_err(at(phase))?;
+            let left = clients
+                .pods
+                .list_pods(&ListQuery::job_pods(&namespace))
+                .await
+                .map_err(at(phase))?;
             summary.remaining_job_pods = left.len();
             if left.is_empty() || t0.elapsed() >= self.config.reap_deadline {
                 break;
@@ -807,7 +1040,10 @@ impl Run<'_> {
     /// is tried; errors are collected), then checks for leftovers.
     async fn teardown(&mut self, scope: Scope) -> TeardownSummary {
         let phase = Phase::Teardown;
-        let mut summary = TeardownSummary { trigger: scope.trigger.to_owned(), ..TeardownSummary::default() };
+        let mut summary = TeardownSummary {
+            trigger: scope.trigger.to_owned(),
+            ..TeardownSummary::default()
+        };
         let prefix = format!("{}-", self.config.release_prefix());
         let namespace = self.config.spec.cluster.runner_namespace.clone();
         let gitlab = self.backends.gitlab.clone();
@@ -815,9 +1051,14 @@ impl Run<'_> {
         if let Some(pipeline) = self.created.pipeline.take()
             && let Some(project) = &self.project
         {
-            match gitlab.cancel_pipeline(&ProjectRef::Id(project.id), pipeline).await {
+            match gitlab
+                .cancel_pipeline(&ProjectRef::Id(project.id), pipeline)
+                .await
+            {
                 Ok(_) => summary.pipeline_canceled = Some(pipeline),
-                Err(e) => summary.errors.push(format!("cancel pipeline {pipeline}: {e}")),
+                Err(e) => summary
+                    .errors
+                    .push(format!("cancel pipeline {pipeline}: {e}")),
             }
         }
 
@@ -827,19 +1068,21 @@ impl Run<'_> {
                 Ok(c) => {
                     match retry("list releases", || c.releases.list(Some(&namespace))).await {
                         Ok(list) => {
-                            for release in list.into_iter().filter(|r| r.name.starts_with(&prefix)) {
+                            for release in list.into_iter().filter(|r| r.name.starts_with(&prefix))
+                            {
                                 let id = ReleaseId::new(&namespace, &release.name);
                                 let secret = Self::secret_name(&release.name);
-                                let removed = retry(&format!("uninstall {}", id.describe()), || {
-                                    glrunner_runner_chart::remove_runner(
-                                        c.secrets.as_ref(),
-                                        c.releases.as_ref(),
-                                        &id,
-                                        &secret,
-                                        self.config.release_timeout,
-                                    )
-                                })
-                                .await;
+                                let removed =
+                                    retry(&format!("uninstall {}", id.describe()), || {
+                                        glrunner_runner_chart::remove_runner(
+                                            c.secrets.as_ref(),
+                                            c.releases.as_ref(),
+                                            &id,
+                                            &secret,
+                                            self.config.release_timeout,
+                                        )
+                                    })
+                                    .await;
                                 match removed {
                                     Ok(_) => {
                                         self.step(phase, format!("uninstalled {}", id.describe()));
@@ -852,10 +1095,18 @@ impl Run<'_> {
                         Err(e) => summary.errors.push(e),
                     }
                     // Secrets written for releases that never got installed.
-                    let shards = self.plan.as_ref().map(|p| p.shards.clone()).unwrap_or_default();
+                    let shards = self
+                        .plan
+                        .as_ref()
+                        .map(|p| p.shards.clone())
+                        .unwrap_or_default();
                     for shard in shards {
                         let secret = SecretRef::new(&namespace, Self::secret_name(&shard.release));
-                        match retry(&format!("delete {}", secret.describe()), || c.secrets.delete(&secret)).await {
+                        match retry(&format!("delete {}", secret.describe()), || {
+                            c.secrets.delete(&secret)
+                        })
+                        .await
+                        {
                             Ok(true) => self.step(phase, format!("deleted {}", secret.describe())),
                             Ok(false) => {}
                             Err(e) => summary.errors.push(e),
@@ -880,7 +1131,11 @@ impl Run<'_> {
             let project_ref = ProjectRef::Id(project.id);
             match retry("list runners", || gitlab.list_runners(&project_ref)).await {
                 Ok(list) => {
-                    for runner in list.into_iter().filter(|r| r.description.as_deref().is_some_and(|d| d.starts_with(&mine))) {
+                    for runner in list.into_iter().filter(|r| {
+                        r.description
+                            .as_deref()
+                            .is_some_and(|d| d.starts_with(&mine))
+                    }) {
                         let deleted = retry(&format!("delete runner {}", runner.id), || async {
                             match gitlab.delete_runner(runner.id).await {
                                 Err(glrunner_gitlab_client::Error::NotFound { .. }) => Ok(()),
@@ -906,8 +1161,16 @@ impl Run<'_> {
             && let Some(c) = &clients
         {
             match c.releases.list(Some(&namespace)).await {
-                Ok(list) => summary.leftovers.releases = list.into_iter().filter(|r| r.name.starts_with(&prefix)).map(|r| r.name).collect(),
-                Err(e) => summary.errors.push(format!("list releases after teardown: {e}")),
+                Ok(list) => {
+                    summary.leftovers.releases = list
+                        .into_iter()
+                        .filter(|r| r.name.starts_with(&prefix))
+                        .map(|r| r.name)
+                        .collect()
+                }
+                Err(e) => summary
+                    .errors
+                    .push(format!("list releases after teardown: {e}")),
             }
         }
         if scope.runners
@@ -918,20 +1181,39 @@ impl Run<'_> {
                 Ok(list) => {
                     summary.leftovers.runners = list
                         .into_iter()
-                        .filter(|r| r.description.as_deref().is_some_and(|d| d.starts_with(&mine)))
+                        .filter(|r| {
+                            r.description
+                                .as_deref()
+                                .is_some_and(|d| d.starts_with(&mine))
+                        })
                         .map(|r| format!("runner {}", r.id))
                         .collect();
                 }
-                Err(e) => summary.errors.push(format!("list runners after teardown: {e}")),
+                Err(e) => summary
+                    .errors
+                    .push(format!("list runners after teardown: {e}")),
             }
         }
 
         if scope.infra {
             let b = self.backends;
             let progress = InfraProgress(self.progress);
-            let options = StackOptions { dry_run: false, state_dir: b.state_dir.clone(), waits: b.waits.clone(), progress: &progress };
+            let options = StackOptions {
+                dry_run: false,
+                state_dir: b.state_dir.clone(),
+                waits: b.waits.clone(),
+                progress: &progress,
+            };
             let spec = &self.config.spec;
-            match glrunner_infra::teardown(&spec.stack, &spec.region, b.network.as_ref(), b.cluster.as_ref(), &options).await {
+            match glrunner_infra::teardown(
+                &spec.stack,
+                &spec.region,
+                b.network.as_ref(),
+                b.cluster.as_ref(),
+                &options,
+            )
+            .await
+            {
                 Ok(report) => summary.infra_deleted = report.deleted.len(),
                 Err(e) => summary.errors.push(format!("infrastructure teardown: {e}")),
             }
@@ -943,9 +1225,14 @@ impl Run<'_> {
             self.clients = None;
             self.access = None;
         }
-        summary.leftovers.total = summary.leftovers.infra.len() + summary.leftovers.releases.len() + summary.leftovers.runners.len();
+        summary.leftovers.total = summary.leftovers.infra.len()
+            + summary.leftovers.releases.len()
+            + summary.leftovers.runners.len();
         if summary.leftovers.total > 0 {
-            summary.errors.push(format!("{} resource(s) left after teardown", summary.leftovers.total));
+            summary.errors.push(format!(
+                "{} resource(s) left after teardown",
+                summary.leftovers.total
+            ));
         }
         summary
     }

@@ -126,7 +126,8 @@ impl LoadTestSummary {
             self.pipeline_status,
             self.total_jobs,
             secs(self.job_makespan_secs),
-            self.jobs_per_minute.map_or("-".into(), |v| format!("{v:.0}"))
+            self.jobs_per_minute
+                .map_or("-".into(), |v| format!("{v:.0}"))
         )
     }
 }
@@ -262,14 +263,23 @@ pub struct FlowReport {
 }
 
 fn secs(v: Option<f64>) -> String {
-    v.map_or_else(|| "-".to_owned(), |s| humantime::format_duration(std::time::Duration::from_secs(s.round() as u64)).to_string())
+    v.map_or_else(
+        || "-".to_owned(),
+        |s| {
+            humantime::format_duration(std::time::Duration::from_secs(s.round() as u64)).to_string()
+        },
+    )
 }
 
 impl FlowReport {
     pub(super) fn new(config: &FlowConfig, backend: Backend) -> Self {
         Self {
             backend,
-            clock: if backend == Backend::Sandbox { "virtual" } else { "wall" },
+            clock: if backend == Backend::Sandbox {
+                "virtual"
+            } else {
+                "wall"
+            },
             stack: config.spec.stack.to_string(),
             region: config.spec.region.clone(),
             project: config.project.clone(),
@@ -318,51 +328,144 @@ impl FlowReport {
                 PhaseStatus::Skipped => "skipped",
                 PhaseStatus::Failed => "FAILED",
             };
-            let time = if p.status == PhaseStatus::Skipped { "-".into() } else { secs(Some(p.secs)) };
-            let _ = writeln!(out, "  {:<11} {:<8} {:<9} {}", p.phase.as_str(), status, time, p.summary);
+            let time = if p.status == PhaseStatus::Skipped {
+                "-".into()
+            } else {
+                secs(Some(p.secs))
+            };
+            let _ = writeln!(
+                out,
+                "  {:<11} {:<8} {:<9} {}",
+                p.phase.as_str(),
+                status,
+                time,
+                p.summary
+            );
         }
         let _ = writeln!(out);
         let row = |out: &mut String, k: &str, v: String| {
             let _ = writeln!(out, "  {k:<26} {v}");
         };
         if let Some(p) = &self.provisioning {
-            row(&mut out, "provisioning makespan", format!("{} ({} of {} resources created)", secs(Some(p.makespan_secs)), p.created, p.steps));
+            row(
+                &mut out,
+                "provisioning makespan",
+                format!(
+                    "{} ({} of {} resources created)",
+                    secs(Some(p.makespan_secs)),
+                    p.created,
+                    p.steps
+                ),
+            );
         }
         if let Some(f) = &self.fleet {
-            let shards: Vec<String> = f.shards.iter().map(|s| format!("{}={}", s.tag, s.concurrent)).collect();
-            row(&mut out, "fleet", format!("{} shard(s): {}", f.shards.len(), shards.join(", ")));
+            let shards: Vec<String> = f
+                .shards
+                .iter()
+                .map(|s| format!("{}={}", s.tag, s.concurrent))
+                .collect();
+            row(
+                &mut out,
+                "fleet",
+                format!("{} shard(s): {}", f.shards.len(), shards.join(", ")),
+            );
         }
         if let Some(l) = &self.load_test {
-            let by: Vec<String> = l.by_status.iter().map(|(k, v)| format!("{v} {k}")).collect();
-            row(&mut out, "pipeline", format!("{} {} ({})", l.pipeline_id, l.pipeline_status, by.join(", ")));
+            let by: Vec<String> = l
+                .by_status
+                .iter()
+                .map(|(k, v)| format!("{v} {k}"))
+                .collect();
+            row(
+                &mut out,
+                "pipeline",
+                format!(
+                    "{} {} ({})",
+                    l.pipeline_id,
+                    l.pipeline_status,
+                    by.join(", ")
+                ),
+            );
             row(&mut out, "job makespan", secs(l.job_makespan_secs));
             let q = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |s| format!("{s:.1}s"));
-            row(&mut out, "queue time p50 / p95", format!("{} / {}", q(l.queue_p50_secs), q(l.queue_p95_secs)));
-            row(&mut out, "jobs per minute", l.jobs_per_minute.map_or("-".into(), |v| format!("{v:.0}")));
+            row(
+                &mut out,
+                "queue time p50 / p95",
+                format!("{} / {}", q(l.queue_p50_secs), q(l.queue_p95_secs)),
+            );
+            row(
+                &mut out,
+                "jobs per minute",
+                l.jobs_per_minute.map_or("-".into(), |v| format!("{v:.0}")),
+            );
             if !l.failures_by_reason.is_empty() {
                 row(&mut out, "failures", format!("{:?}", l.failures_by_reason));
             }
         }
         if let Some(r) = &self.reap {
-            let by: Vec<String> = r.by_reason.iter().map(|(k, v)| format!("{v} {k}")).collect();
-            row(&mut out, "pods reaped", format!("{} ({})", r.reaped, if by.is_empty() { "none hung".into() } else { by.join(", ") }));
-            row(&mut out, "cost avoided", format!("${:.3}/hour (${:.4} burned while hung)", r.usd_per_hour_avoided, r.usd_burned));
+            let by: Vec<String> = r
+                .by_reason
+                .iter()
+                .map(|(k, v)| format!("{v} {k}"))
+                .collect();
+            row(
+                &mut out,
+                "pods reaped",
+                format!(
+                    "{} ({})",
+                    r.reaped,
+                    if by.is_empty() {
+                        "none hung".into()
+                    } else {
+                        by.join(", ")
+                    }
+                ),
+            );
+            row(
+                &mut out,
+                "cost avoided",
+                format!(
+                    "${:.3}/hour (${:.4} burned while hung)",
+                    r.usd_per_hour_avoided, r.usd_burned
+                ),
+            );
         }
         if let Some(t) = &self.teardown {
-            row(&mut out, "teardown", format!("{}: {}", t.trigger, t.one_line()));
-            row(&mut out, "leftovers after teardown", t.leftovers.total.to_string());
+            row(
+                &mut out,
+                "teardown",
+                format!("{}: {}", t.trigger, t.one_line()),
+            );
+            row(
+                &mut out,
+                "leftovers after teardown",
+                t.leftovers.total.to_string(),
+            );
             for e in &t.errors {
                 row(&mut out, "teardown error", e.clone());
             }
         }
-        row(&mut out, "total", format!("{} {} time, {:.2}s wall time", secs(Some(self.total_secs)), self.clock, self.wall_secs));
+        row(
+            &mut out,
+            "total",
+            format!(
+                "{} {} time, {:.2}s wall time",
+                secs(Some(self.total_secs)),
+                self.clock,
+                self.wall_secs
+            ),
+        );
         if let Some(f) = &self.failure {
             let _ = writeln!(
                 out,
                 "\nFAILED in {}: {}\n{}",
                 f.phase,
                 f.error,
-                if f.cleaned_up { "cleanup removed everything this run created" } else { "cleanup was skipped or incomplete: see above" }
+                if f.cleaned_up {
+                    "cleanup removed everything this run created"
+                } else {
+                    "cleanup was skipped or incomplete: see above"
+                }
             );
         }
         out

@@ -6,10 +6,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use glrunner_gitlab_client::{
-    Commit, CreatedRunner, GitLabApi, Job, JobsQuery, Namespace, NewCommit, NewPipeline, NewProject, NewRunner, Page, Pipeline,
-    Project, ProjectRef, Runner, User,
+    Commit, CreatedRunner, GitLabApi, Job, JobsQuery, Namespace, NewCommit, NewPipeline,
+    NewProject, NewRunner, Page, Pipeline, Project, ProjectRef, Runner, User,
 };
-use glrunner_infra::{ClusterAccess, ClusterProvisioner, CreateRequest, NetworkProvisioner, Resource, ResourceKind, StackName};
+use glrunner_infra::{
+    ClusterAccess, ClusterProvisioner, CreateRequest, NetworkProvisioner, Resource, ResourceKind,
+    StackName,
+};
 use glrunner_runner_chart::{ReleaseId, ReleaseManager, ReleaseSpec, ReleaseStatus, Removal};
 use serde::Serialize;
 
@@ -35,20 +38,28 @@ pub enum Fault {
     Teardown,
 }
 
-type Wrapped = (Arc<dyn NetworkProvisioner>, Arc<dyn ClusterProvisioner>, Arc<dyn GitLabApi>);
+type Wrapped = (
+    Arc<dyn NetworkProvisioner>,
+    Arc<dyn ClusterProvisioner>,
+    Arc<dyn GitLabApi>,
+);
 
 /// The world's infra and GitLab backends, wrapped when the fault targets them.
 pub(super) fn wrap(world: &SandboxWorld) -> Wrapped {
     let fault = world.config.fault;
     let network: Arc<dyn NetworkProvisioner> = Arc::new(world.cloud.clone());
     let cluster: Arc<dyn ClusterProvisioner> = match fault {
-        Some(Fault::Provision) => Arc::new(FaultyCluster { inner: world.cloud.clone() }),
+        Some(Fault::Provision) => Arc::new(FaultyCluster {
+            inner: world.cloud.clone(),
+        }),
         _ => Arc::new(world.cloud.clone()),
     };
     let gitlab: Arc<dyn GitLabApi> = match fault {
-        Some(f @ (Fault::Project | Fault::Runners | Fault::LoadTest)) => {
-            Arc::new(FaultyGitLab { inner: world.gitlab.clone(), fault: f, calls: AtomicU32::new(0) })
-        }
+        Some(f @ (Fault::Project | Fault::Runners | Fault::LoadTest)) => Arc::new(FaultyGitLab {
+            inner: world.gitlab.clone(),
+            fault: f,
+            calls: AtomicU32::new(0),
+        }),
         _ => Arc::new(world.gitlab.clone()),
     };
     (network, cluster, gitlab)
@@ -57,9 +68,11 @@ pub(super) fn wrap(world: &SandboxWorld) -> Wrapped {
 /// The world's release manager, wrapped when the fault targets it.
 pub(super) fn releases(world: &SandboxWorld) -> Arc<dyn ReleaseManager> {
     match world.config.fault {
-        Some(f @ (Fault::Releases | Fault::Teardown)) => {
-            Arc::new(FaultyReleases { inner: world.releases.clone(), fault: f, calls: AtomicU32::new(0) })
-        }
+        Some(f @ (Fault::Releases | Fault::Teardown)) => Arc::new(FaultyReleases {
+            inner: world.releases.clone(),
+            fault: f,
+            calls: AtomicU32::new(0),
+        }),
         _ => Arc::new(world.releases.clone()),
     }
 }
@@ -76,16 +89,25 @@ impl ClusterProvisioner for FaultyCluster {
     async fn discover(&self, stack: &StackName) -> glrunner_infra::Result<Vec<Resource>> {
         ClusterProvisioner::discover(&self.inner, stack).await
     }
-    async fn create(&self, request: &CreateRequest, tags: &glrunner_infra::resource::ResourceTags) -> glrunner_infra::Result<Resource> {
+    async fn create(
+        &self,
+        request: &CreateRequest,
+        tags: &glrunner_infra::resource::ResourceTags,
+    ) -> glrunner_infra::Result<Resource> {
         if request.kind() == ResourceKind::FargateProfile {
             return Err(glrunner_infra::Error::PermissionDenied {
                 action: "create Fargate profile".into(),
-                message: "injected fault: not authorized to perform eks:CreateFargateProfile".into(),
+                message: "injected fault: not authorized to perform eks:CreateFargateProfile"
+                    .into(),
             });
         }
         ClusterProvisioner::create(&self.inner, request, tags).await
     }
-    async fn describe(&self, kind: ResourceKind, id: &str) -> glrunner_infra::Result<Option<Resource>> {
+    async fn describe(
+        &self,
+        kind: ResourceKind,
+        id: &str,
+    ) -> glrunner_infra::Result<Option<Resource>> {
         ClusterProvisioner::describe(&self.inner, kind, id).await
     }
     async fn delete(&self, resource: &Resource) -> glrunner_infra::Result<()> {
@@ -103,7 +125,11 @@ struct FaultyGitLab {
 }
 
 impl FaultyGitLab {
-    fn denied(action: &'static str, resource: String, scope: &str) -> glrunner_gitlab_client::Error {
+    fn denied(
+        action: &'static str,
+        resource: String,
+        scope: &str,
+    ) -> glrunner_gitlab_client::Error {
         glrunner_gitlab_client::Error::PermissionDenied {
             action,
             resource,
@@ -126,38 +152,74 @@ impl GitLabApi for FaultyGitLab {
     }
     async fn create_project(&self, new: &NewProject) -> glrunner_gitlab_client::Result<Project> {
         if self.fault == Fault::Project {
-            return Err(Self::denied("create", format!("project {}", new.path), "api"));
+            return Err(Self::denied(
+                "create",
+                format!("project {}", new.path),
+                "api",
+            ));
         }
         self.inner.create_project(new).await
     }
     async fn delete_project(&self, project: &ProjectRef) -> glrunner_gitlab_client::Result<()> {
         self.inner.delete_project(project).await
     }
-    async fn create_runner(&self, new: &NewRunner) -> glrunner_gitlab_client::Result<CreatedRunner> {
+    async fn create_runner(
+        &self,
+        new: &NewRunner,
+    ) -> glrunner_gitlab_client::Result<CreatedRunner> {
         if self.fault == Fault::Runners && self.calls.fetch_add(1, Ordering::SeqCst) >= 1 {
-            return Err(Self::denied("create", format!("runner {}", new.description), "create_runner"));
+            return Err(Self::denied(
+                "create",
+                format!("runner {}", new.description),
+                "create_runner",
+            ));
         }
         self.inner.create_runner(new).await
     }
-    async fn list_runners(&self, project: &ProjectRef) -> glrunner_gitlab_client::Result<Vec<Runner>> {
+    async fn list_runners(
+        &self,
+        project: &ProjectRef,
+    ) -> glrunner_gitlab_client::Result<Vec<Runner>> {
         self.inner.list_runners(project).await
     }
     async fn delete_runner(&self, runner_id: u64) -> glrunner_gitlab_client::Result<()> {
         self.inner.delete_runner(runner_id).await
     }
-    async fn file_exists(&self, project: &ProjectRef, file_path: &str, ref_name: &str) -> glrunner_gitlab_client::Result<bool> {
+    async fn file_exists(
+        &self,
+        project: &ProjectRef,
+        file_path: &str,
+        ref_name: &str,
+    ) -> glrunner_gitlab_client::Result<bool> {
         self.inner.file_exists(project, file_path, ref_name).await
     }
-    async fn commit_files(&self, project: &ProjectRef, commit: &NewCommit) -> glrunner_gitlab_client::Result<Commit> {
+    async fn commit_files(
+        &self,
+        project: &ProjectRef,
+        commit: &NewCommit,
+    ) -> glrunner_gitlab_client::Result<Commit> {
         self.inner.commit_files(project, commit).await
     }
-    async fn create_pipeline(&self, project: &ProjectRef, new: &NewPipeline) -> glrunner_gitlab_client::Result<Pipeline> {
+    async fn create_pipeline(
+        &self,
+        project: &ProjectRef,
+        new: &NewPipeline,
+    ) -> glrunner_gitlab_client::Result<Pipeline> {
         self.inner.create_pipeline(project, new).await
     }
-    async fn get_pipeline(&self, project: &ProjectRef, pipeline_id: u64) -> glrunner_gitlab_client::Result<Pipeline> {
+    async fn get_pipeline(
+        &self,
+        project: &ProjectRef,
+        pipeline_id: u64,
+    ) -> glrunner_gitlab_client::Result<Pipeline> {
         self.inner.get_pipeline(project, pipeline_id).await
     }
-    async fn list_pipeline_jobs(&self, project: &ProjectRef, pipeline_id: u64, query: &JobsQuery) -> glrunner_gitlab_client::Result<Page<Job>> {
+    async fn list_pipeline_jobs(
+        &self,
+        project: &ProjectRef,
+        pipeline_id: u64,
+        query: &JobsQuery,
+    ) -> glrunner_gitlab_client::Result<Page<Job>> {
         if self.fault == Fault::LoadTest && self.calls.fetch_add(1, Ordering::SeqCst) >= 2 {
             return Err(glrunner_gitlab_client::Error::Backend {
                 action: "list jobs of",
@@ -167,12 +229,22 @@ impl GitLabApi for FaultyGitLab {
                 source: None,
             });
         }
-        self.inner.list_pipeline_jobs(project, pipeline_id, query).await
+        self.inner
+            .list_pipeline_jobs(project, pipeline_id, query)
+            .await
     }
-    async fn get_job(&self, project: &ProjectRef, job_id: u64) -> glrunner_gitlab_client::Result<Job> {
+    async fn get_job(
+        &self,
+        project: &ProjectRef,
+        job_id: u64,
+    ) -> glrunner_gitlab_client::Result<Job> {
         self.inner.get_job(project, job_id).await
     }
-    async fn cancel_pipeline(&self, project: &ProjectRef, pipeline_id: u64) -> glrunner_gitlab_client::Result<Pipeline> {
+    async fn cancel_pipeline(
+        &self,
+        project: &ProjectRef,
+        pipeline_id: u64,
+    ) -> glrunner_gitlab_client::Result<Pipeline> {
         self.inner.cancel_pipeline(project, pipeline_id).await
     }
 }
@@ -198,12 +270,18 @@ impl ReleaseManager for FaultyReleases {
     async fn upgrade(&self, spec: &ReleaseSpec) -> glrunner_runner_chart::Result<ReleaseStatus> {
         self.inner.upgrade(spec).await
     }
-    async fn uninstall(&self, id: &ReleaseId, timeout: Duration) -> glrunner_runner_chart::Result<Removal> {
+    async fn uninstall(
+        &self,
+        id: &ReleaseId,
+        timeout: Duration,
+    ) -> glrunner_runner_chart::Result<Removal> {
         if self.fault == Fault::Teardown && self.calls.fetch_add(1, Ordering::SeqCst) == 0 {
             return Err(glrunner_runner_chart::Error::Conflict {
                 resource: id.describe(),
                 action: "uninstall".into(),
-                detail: "injected fault: another operation (install/upgrade/rollback) is in progress".into(),
+                detail:
+                    "injected fault: another operation (install/upgrade/rollback) is in progress"
+                        .into(),
             });
         }
         self.inner.uninstall(id, timeout).await
@@ -211,7 +289,10 @@ impl ReleaseManager for FaultyReleases {
     async fn status(&self, id: &ReleaseId) -> glrunner_runner_chart::Result<Option<ReleaseStatus>> {
         self.inner.status(id).await
     }
-    async fn list<'a>(&self, namespace: Option<&'a str>) -> glrunner_runner_chart::Result<Vec<ReleaseStatus>> {
+    async fn list<'a>(
+        &self,
+        namespace: Option<&'a str>,
+    ) -> glrunner_runner_chart::Result<Vec<ReleaseStatus>> {
         self.inner.list(namespace).await
     }
 }

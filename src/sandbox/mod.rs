@@ -37,7 +37,9 @@ use glrunner_infra::{Engine, StackName, WaitPolicy};
 use glrunner_janitor::memory::{InMemoryPods, NewPod};
 use glrunner_janitor::model::keys;
 use glrunner_janitor::{Clock, DeleteMode, PodApi, PodPhase, TokioClock};
-use glrunner_runner_chart::{InMemoryReleases, InMemoryTokenSecrets, InstalledRunner, ReleaseId, SecretRef, TokenSecrets};
+use glrunner_runner_chart::{
+    InMemoryReleases, InMemoryTokenSecrets, InstalledRunner, ReleaseId, SecretRef, TokenSecrets,
+};
 use serde::Serialize;
 
 pub use faults::Fault;
@@ -96,7 +98,11 @@ impl SandboxConfig {
     /// Sets the fraction of jobs leaving a hung pod (clamped to 0..=1).
     #[must_use]
     pub fn with_hung_fraction(mut self, fraction: f64) -> Self {
-        self.hung_fraction = if fraction.is_finite() { fraction.clamp(0.0, 1.0) } else { 0.0 };
+        self.hung_fraction = if fraction.is_finite() {
+            fraction.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
         self
     }
 
@@ -156,7 +162,11 @@ pub struct WorldLeftovers {
 impl WorldLeftovers {
     /// Total count.
     pub fn total(&self) -> usize {
-        self.infra.len() + self.releases.len() + self.secrets.len() + self.runners.len() + self.pods.len()
+        self.infra.len()
+            + self.releases.len()
+            + self.secrets.len()
+            + self.runners.len()
+            + self.pods.len()
     }
 }
 
@@ -190,9 +200,13 @@ impl SandboxWorld {
         let clock = TokioClock::starting_at(base);
         let secrets = InMemoryTokenSecrets::new();
         let releases = InMemoryReleases::new()
-            .with_timing(glrunner_runner_chart::Timing::default().with_install(config.release_install))
+            .with_timing(
+                glrunner_runner_chart::Timing::default().with_install(config.release_install),
+            )
             .with_secrets(secrets.clone());
-        let pods = InMemoryPods::new().with_clock(Arc::new(clock)).with_kubelets(true);
+        let pods = InMemoryPods::new()
+            .with_clock(Arc::new(clock))
+            .with_kubelets(true);
         if config.fault == Some(Fault::Reap) {
             pods.fail_lists(Some(glrunner_janitor::memory::Fault::Unavailable));
         }
@@ -225,14 +239,18 @@ impl SandboxWorld {
             state_dir: None,
             gitlab,
             gitlab_url: "https://gitlab.sandbox.invalid/".into(),
-            connector: Arc::new(SandboxConnector { world: self.clone() }),
+            connector: Arc::new(SandboxConnector {
+                world: self.clone(),
+            }),
         }
     }
 
     /// Starts the runner simulator on a background task; it stops when the handle is dropped.
     pub fn start_runners(&self) -> RunnerSimulator {
         let world = self.clone();
-        RunnerSimulator { task: tokio::spawn(async move { world.simulate().await }) }
+        RunnerSimulator {
+            task: tokio::spawn(async move { world.simulate().await }),
+        }
     }
 
     /// What the simulator did so far.
@@ -244,18 +262,57 @@ impl SandboxWorld {
     /// Secrets, the runners of project `project`, and pods (while a cluster exists).
     pub async fn leftovers(&self, stack: &StackName, project: &str) -> WorldLeftovers {
         let engine = Engine::new(&self.cloud, &self.cloud);
-        let infra: Vec<String> = engine.leftovers(stack).await.unwrap_or_default().iter().map(|r| r.describe()).collect();
-        let cluster_alive = self.cloud.all_resources().iter().any(|r| r.kind == glrunner_infra::ResourceKind::Cluster);
-        let runners = match self.gitlab.get_project(&ProjectRef::Path(project.to_owned())).await {
-            Ok(p) => self.gitlab.list_runners(&ProjectRef::Id(p.id)).await.unwrap_or_default().iter().map(|r| r.id).collect(),
+        let infra: Vec<String> = engine
+            .leftovers(stack)
+            .await
+            .unwrap_or_default()
+            .iter()
+            .map(|r| r.describe())
+            .collect();
+        let cluster_alive = self
+            .cloud
+            .all_resources()
+            .iter()
+            .any(|r| r.kind == glrunner_infra::ResourceKind::Cluster);
+        let runners = match self
+            .gitlab
+            .get_project(&ProjectRef::Path(project.to_owned()))
+            .await
+        {
+            Ok(p) => self
+                .gitlab
+                .list_runners(&ProjectRef::Id(p.id))
+                .await
+                .unwrap_or_default()
+                .iter()
+                .map(|r| r.id)
+                .collect(),
             Err(_) => Vec::new(),
         };
         WorldLeftovers {
             infra,
-            releases: self.releases.runners().iter().map(|r| r.id.describe()).collect(),
-            secrets: self.secrets.refs().iter().map(SecretRef::describe).collect(),
+            releases: self
+                .releases
+                .runners()
+                .iter()
+                .map(|r| r.id.describe())
+                .collect(),
+            secrets: self
+                .secrets
+                .refs()
+                .iter()
+                .map(SecretRef::describe)
+                .collect(),
             runners,
-            pods: if cluster_alive { self.pods.pods().iter().map(|p| p.qualified_name()).collect() } else { Vec::new() },
+            pods: if cluster_alive {
+                self.pods
+                    .pods()
+                    .iter()
+                    .map(|p| p.qualified_name())
+                    .collect()
+            } else {
+                Vec::new()
+            },
         }
     }
 
@@ -274,7 +331,9 @@ impl SandboxWorld {
             let installed = self.releases.runners();
             self.sync_managers(&installed, &mut managers);
             for runner in installed.iter().filter(|r| r.is_ready()) {
-                let Some(runner_id) = self.runner_id(runner, &mut runner_ids).await else { continue };
+                let Some(runner_id) = self.runner_id(runner, &mut runner_ids).await else {
+                    continue;
+                };
                 let name = runner.id.describe();
                 let free = {
                     let in_flight = self.with_stats(|s| {
@@ -303,15 +362,28 @@ impl SandboxWorld {
                         runner_id,
                         project_id: job.project_id,
                         job_id: job.job_id,
-                        node: format!("fargate-ip-10-0-{}-{}.ec2.internal", (node_seq / 250) % 250, node_seq % 250 + 1),
-                        start: self.config.pod_start + self.config.pod_start_spread.mul_f64(rng.f64()),
-                        run: self.config.job_duration + self.config.job_duration_spread.mul_f64(rng.f64()),
+                        node: format!(
+                            "fargate-ip-10-0-{}-{}.ec2.internal",
+                            (node_seq / 250) % 250,
+                            node_seq % 250 + 1
+                        ),
+                        start: self.config.pod_start
+                            + self.config.pod_start_spread.mul_f64(rng.f64()),
+                        run: self.config.job_duration
+                            + self.config.job_duration_spread.mul_f64(rng.f64()),
                         hang: if rng.f64() < self.config.hung_fraction {
-                            if rng.bool() { Hang::OrphanPending } else { Hang::StuckTerminating }
+                            if rng.bool() {
+                                Hang::OrphanPending
+                            } else {
+                                Hang::StuckTerminating
+                            }
                         } else {
                             Hang::None
                         },
-                        requests: runner.job_pod_size.map(|s| (u64::from(s.vcpu_millis), s.memory_mib)).unwrap_or((250, 512)),
+                        requests: runner
+                            .job_pod_size
+                            .map(|s| (u64::from(s.vcpu_millis), s.memory_mib))
+                            .unwrap_or((250, 512)),
                     };
                     self.with_stats(|s| {
                         let entry = s.runners.entry(name.clone()).or_default();
@@ -329,20 +401,30 @@ impl SandboxWorld {
     }
 
     /// The GitLab runner of a release, read from its token Secret like the chart's runner does.
-    async fn runner_id(&self, runner: &InstalledRunner, cache: &mut HashMap<(ReleaseId, u32), u64>) -> Option<u64> {
+    async fn runner_id(
+        &self,
+        runner: &InstalledRunner,
+        cache: &mut HashMap<(ReleaseId, u32), u64>,
+    ) -> Option<u64> {
         let key = (runner.id.clone(), runner.revision);
         if let Some(id) = cache.get(&key) {
             return Some(*id);
         }
         let secret = SecretRef::new(&runner.id.namespace, &runner.values.secret_name);
         let stored = self.secrets.get(&secret).await.ok().flatten()?;
-        let id = self.gitlab.runner_id_for_token(&SecretToken::new(stored.token.expose_secret()))?;
+        let id = self
+            .gitlab
+            .runner_id_for_token(&SecretToken::new(stored.token.expose_secret()))?;
         cache.insert(key, id);
         Some(id)
     }
 
     /// One runner-manager pod per ready release; removed with the release.
-    fn sync_managers(&self, installed: &[InstalledRunner], managers: &mut BTreeMap<ReleaseId, String>) {
+    fn sync_managers(
+        &self,
+        installed: &[InstalledRunner],
+        managers: &mut BTreeMap<ReleaseId, String>,
+    ) {
         for runner in installed.iter().filter(|r| r.is_ready()) {
             if !managers.contains_key(&runner.id) {
                 let pod = NewPod::manager(&runner.id.namespace, &runner.id.name, "x7k2p");
@@ -362,7 +444,12 @@ impl SandboxWorld {
     }
 
     async fn run_job(self, plan: JobPlan) {
-        let prefix = format!("runner-{}-project-{}-concurrent-{}", plan.runner_id, plan.project_id, plan.job_id % 200);
+        let prefix = format!(
+            "runner-{}-project-{}-concurrent-{}",
+            plan.runner_id,
+            plan.project_id,
+            plan.job_id % 200
+        );
         let job_pod = |suffix: &str| {
             NewPod::new(&plan.namespace, format!("{prefix}-{suffix}"))
                 .with_label(keys::LABEL_JOB_POD, &prefix)
@@ -372,13 +459,23 @@ impl SandboxWorld {
                 .with_annotation(keys::ANNOTATION_JOB_ID, &plan.job_id.to_string())
                 .with_annotation(keys::ANNOTATION_PROJECT_ID, &plan.project_id.to_string())
                 .with_annotation(keys::ANNOTATION_JOB_TIMEOUT, "1h0m0s")
-                .with_annotation(keys::ANNOTATION_JOB_URL, &format!("https://gitlab.sandbox.invalid/-/jobs/{}", plan.job_id))
+                .with_annotation(
+                    keys::ANNOTATION_JOB_URL,
+                    &format!("https://gitlab.sandbox.invalid/-/jobs/{}", plan.job_id),
+                )
                 .with_requests(plan.requests.0, plan.requests.1)
         };
-        let suffix = format!("{:08x}", plan.job_id.wrapping_mul(0x9e37_79b9) & 0xffff_ffff);
+        let suffix = format!(
+            "{:08x}",
+            plan.job_id.wrapping_mul(0x9e37_79b9) & 0xffff_ffff
+        );
         if plan.hang == Hang::OrphanPending {
             // The first create timed out client-side but reached the API server; never scheduled.
-            if self.pods.insert(job_pod(&format!("{suffix}-orphan"))).is_ok() {
+            if self
+                .pods
+                .insert(job_pod(&format!("{suffix}-orphan")))
+                .is_ok()
+            {
                 self.with_stats(|s| {
                     s.pods_created += 1;
                     s.hung_pods += 1;
@@ -390,7 +487,12 @@ impl SandboxWorld {
             Ok(pod) => pod,
             Err(e) => {
                 tracing::warn!(error = %e, job = plan.job_id, "simulated runner could not create the job pod");
-                let _ = self.gitlab.finish_job(plan.job_id, JobOutcome::Failed { reason: "runner_system_failure".into() });
+                let _ = self.gitlab.finish_job(
+                    plan.job_id,
+                    JobOutcome::Failed {
+                        reason: "runner_system_failure".into(),
+                    },
+                );
                 self.job_done(&plan.release);
                 return;
             }
@@ -410,7 +512,12 @@ impl SandboxWorld {
         if plan.hang == Hang::StuckTerminating {
             // The Fargate node's kubelet is gone: the runner's delete never completes.
             self.pods.kill_node(&plan.node);
-            if self.pods.delete_pod(&pod.key(), DeleteMode::graceful(None)).await.is_ok() {
+            if self
+                .pods
+                .delete_pod(&pod.key(), DeleteMode::graceful(None))
+                .await
+                .is_ok()
+            {
                 self.with_stats(|s| {
                     s.hung_pods += 1;
                     s.hung_terminating += 1;
@@ -478,7 +585,11 @@ struct SandboxConnector {
 
 #[async_trait::async_trait]
 impl ClusterConnector for SandboxConnector {
-    async fn connect(&self, _spec: &glrunner_infra::StackSpec, _access: Option<&glrunner_infra::ClusterAccess>) -> Result<ClusterClients, FlowError> {
+    async fn connect(
+        &self,
+        _spec: &glrunner_infra::StackSpec,
+        _access: Option<&glrunner_infra::ClusterAccess>,
+    ) -> Result<ClusterClients, FlowError> {
         let releases = faults::releases(&self.world);
         Ok(ClusterClients {
             releases,
