@@ -94,7 +94,15 @@ do_build() {
 }
 
 free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+    if command -v python3 >/dev/null 2>&1; then
+        python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+        return
+    fi
+    local port
+    while :; do # no python: a random high port nobody listens on
+        port=$((20000 + RANDOM % 40000))
+        ss -Hltn "sport = :$port" 2>/dev/null | grep -q . || { echo "$port"; return; }
+    done
 }
 
 do_start() {

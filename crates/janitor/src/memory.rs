@@ -214,6 +214,7 @@ struct State {
     list_fault: Option<Fault>,
     delete_faults: BTreeMap<String, Fault>,
     calls: CallCounts,
+    deletion_events: Option<tokio::sync::broadcast::Sender<DeletionRecord>>,
 }
 
 impl State {
@@ -383,6 +384,14 @@ impl InMemoryPods {
     /// Returns and forgets the delete calls accepted so far.
     pub fn take_deletions(&self) -> Vec<DeletionRecord> {
         std::mem::take(&mut self.lock().deletions)
+    }
+
+    /// A stream of accepted delete calls from now on (lagging receivers lose the oldest records).
+    pub fn subscribe_deletions(&self) -> tokio::sync::broadcast::Receiver<DeletionRecord> {
+        let mut st = self.lock();
+        st.deletion_events
+            .get_or_insert_with(|| tokio::sync::broadcast::channel(1024).0)
+            .subscribe()
     }
 
     /// How many calls each operation received.
@@ -558,12 +567,16 @@ impl PodApi for InMemoryPods {
             }
             DeleteOutcome::Terminating
         };
-        st.deletions.push(DeletionRecord {
+        let record = DeletionRecord {
             key: key.clone(),
             grace_seconds: mode.grace_seconds,
             outcome,
             at: now,
-        });
+        };
+        if let Some(tx) = &st.deletion_events {
+            let _ = tx.send(record.clone());
+        }
+        st.deletions.push(record);
         Ok(outcome)
     }
 }
@@ -758,6 +771,12 @@ mod tests {
             );
         }
         clock.advance(Duration::from_secs(11));
+        let mut events = api.subscribe_deletions();
+        let c = api.insert(NewPod::new("ns", "c")).unwrap();
+        api.delete_pod(&c.key(), DeleteMode::graceful(None))
+            .await
+            .unwrap();
+        assert_eq!(events.recv().await.unwrap().key, c.key());
         let left: Vec<_> = api.pods().into_iter().map(|p| p.name).collect();
         assert_eq!(left, ["b"]);
     }

@@ -387,7 +387,7 @@ impl Reaper {
                 && now.duration_since(p.created_at)
                     > jiff::SignedDuration::try_from(policy.grace).unwrap_or_default()
         };
-        let candidates: Vec<usize> = (0..pods.len())
+        let candidates: BTreeSet<usize> = (0..pods.len())
             .filter(|&i| needs_evidence(&pods[i], &first[i]))
             .collect();
 
