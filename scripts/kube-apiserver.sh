@@ -112,6 +112,7 @@ do_start() {
     mkdir -p "$dir"
     dir=$(cd "$dir" && pwd)
     [[ ! -s "$dir/pids" ]] || die "$dir/pids exists: already started? run: $0 stop $dir"
+    rm -rf "$dir/etcd-data" "$dir/certs" # a fresh, empty cluster each start
     mkdir -p "$dir/certs" "$dir/etcd-data"
 
     local etcd_port peer_port api_port token
