@@ -2,6 +2,9 @@
 //! in each phase in turn, the keep flags, phase selection and resumption, secrets hygiene, and
 //! the infrastructure phases against moto (`GLRUNNER_TEST_MOTO_URL`, started by scripts/test.sh).
 
+#[path = "flow/example.rs"]
+mod example;
+
 use std::sync::Arc;
 use std::time::Duration;
 
