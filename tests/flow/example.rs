@@ -98,6 +98,9 @@ fn an_injected_failure_exits_1_after_cleaning_up() {
     assert_eq!(err["exit_code"], 1);
 }
 
+/// Extra flags, extra environment, what the message must name.
+type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+
 #[test]
 fn invalid_aws_input_exits_2_and_calls_nothing() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -118,7 +121,7 @@ fn invalid_aws_input_exits_2_and_calls_nothing() {
         "--state-dir",
         state.as_str(),
     ];
-    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             vec![
                 "--gitlab-url",
