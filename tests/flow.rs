@@ -388,3 +388,41 @@ async fn infrastructure_phases_against_moto() {
     assert_eq!(teardown.runners_deleted, 2);
     assert_eq!(teardown.leftovers.total, 0, "{teardown:?}");
 }
+
+#[test]
+fn aws_kube_config_takes_the_eks_endpoint_and_ca() {
+    use base64::Engine as _;
+    let der = b"certificate bytes".to_vec();
+    let body = base64::engine::general_purpose::STANDARD.encode(&der);
+    let pem = format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n{}\n-----END CERTIFICATE-----\n",
+        &body[..10],
+        &body[10..]
+    );
+    let access = glrunner::infra::ClusterAccess {
+        name: "flowtest".into(),
+        arn: "arn:aws:eks:us-east-1:123456789012:cluster/flowtest".into(),
+        endpoint: "https://ABCDEF.gr7.us-east-1.eks.amazonaws.com".into(),
+        certificate_authority: base64::engine::general_purpose::STANDARD.encode(pem),
+    };
+    let config = glrunner::flow::aws::kube_config(&access).unwrap();
+    assert_eq!(
+        config.cluster_url.host(),
+        Some("ABCDEF.gr7.us-east-1.eks.amazonaws.com")
+    );
+    assert_eq!(config.root_cert, Some(vec![der]));
+    assert!(
+        config.auth_info.token.is_none(),
+        "credentials come from the EKS token provider, per request"
+    );
+
+    let broken = glrunner::infra::ClusterAccess {
+        certificate_authority: "not base64!".into(),
+        ..access
+    };
+    assert!(
+        glrunner::flow::aws::kube_config(&broken)
+            .unwrap_err()
+            .contains("cluster CA of flowtest")
+    );
+}
