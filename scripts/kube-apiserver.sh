@@ -24,7 +24,9 @@ usage() {
     exit 2
 }
 
-have_binaries() { [[ -x "$APISERVER" && -x "$ETCD" ]]; }
+# Bump when the build recipe changes, so cached binaries from an older recipe are rebuilt.
+RECIPE="k8s-$K8S_VERSION+reflect2-1.0.2"
+have_binaries() { [[ -x "$APISERVER" && -x "$ETCD" && "$(cat "$BIN/recipe" 2>/dev/null)" == "$RECIPE" ]]; }
 
 # Adds deb-src entries mirroring the deb822 "Types: deb" sources, unless some deb-src already exists.
 enable_deb_src() {
@@ -54,7 +56,8 @@ do_build() {
         export DEBIAN_FRONTEND=noninteractive
         enable_deb_src
         apt-get update -q
-        apt-get install -y -q --no-install-recommends golang-1.19-go make rsync openssl curl dpkg-dev
+        apt-get install -y -q --no-install-recommends golang-1.19-go make rsync openssl curl dpkg-dev \
+            golang-github-modern-go-reflect2-dev
         # etcd: unpack the package instead of installing it so no system service starts.
         if [[ ! -x "$ETCD" ]]; then
             local etcd_dir="$CACHE/src/etcd"
@@ -62,7 +65,7 @@ do_build() {
             (cd "$etcd_dir" && apt-get download etcd-server && dpkg -x etcd-server_*.deb x)
             install -m 0755 "$etcd_dir/x/usr/bin/etcd" "$ETCD.tmp" && mv "$ETCD.tmp" "$ETCD"
         fi
-        if [[ ! -x "$APISERVER" ]]; then
+        if [[ ! -x "$APISERVER" || "$(cat "$BIN/recipe" 2>/dev/null)" != "$RECIPE" ]]; then
             local src_dir="$CACHE/src/kubernetes"
             rm -rf "$src_dir" && mkdir -p "$src_dir"
             (cd "$src_dir" && apt-get source --download-only kubernetes)
@@ -72,6 +75,10 @@ do_build() {
             local tree
             tree=$(find "$src_dir" -mindepth 1 -maxdepth 1 -type d -name 'kubernetes-*' | head -n1)
             [[ -d "$tree/cmd/kube-apiserver" ]] || die "unexpected source layout in $src_dir"
+            # Kubernetes 1.20 vendors modern-go/reflect2 1.0.1, whose map iteration crashes the
+            # apiserver (SIGSEGV in json-iterator) when built with Go >= 1.18; 1.0.2 fixes it.
+            rm -rf "$tree/vendor/github.com/modern-go/reflect2"
+            cp -r /usr/share/gocode/src/github.com/modern-go/reflect2 "$tree/vendor/github.com/modern-go/reflect2"
             (
                 cd "$tree"
                 mkdir -p .go/src/k8s.io
@@ -83,6 +90,7 @@ do_build() {
                 nice -n 5 make WHAT=cmd/kube-apiserver
             )
             install -m 0755 "$tree/_output/bin/kube-apiserver" "$APISERVER.tmp" && mv "$APISERVER.tmp" "$APISERVER"
+            echo "$RECIPE" >"$BIN/recipe"
             rm -rf "$src_dir" "$CACHE/src/gocache" # 3 GB of build tree; the binary is all we need
         fi
     ) >>"$log" 2>&1
