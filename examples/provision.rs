@@ -10,7 +10,10 @@ use glrunner::provisioning::{ProvisionArgs, provision, runtime};
 /// Provision the VPC, IAM roles, EKS cluster, Fargate profile, CoreDNS add-on and admin access
 /// entry of a glrunner stack. Re-running converges; nothing is duplicated.
 #[derive(Debug, Parser)]
-#[command(version, after_help = "Exit codes: 0 success, 1 failure, 2 invalid input (nothing created).")]
+#[command(
+    version,
+    after_help = "Exit codes: 0 success, 1 failure, 2 invalid input (nothing created)."
+)]
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
@@ -22,7 +25,9 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.global.output);
     let result = runtime(cli.global.backend)
-        .map_err(|e| glrunner::cli::CliError::failure(format!("cannot start the async runtime: {e}")))
+        .map_err(|e| {
+            glrunner::cli::CliError::failure(format!("cannot start the async runtime: {e}"))
+        })
         .and_then(|rt| rt.block_on(provision(&cli.global, &cli.args)));
     finish(result, cli.global.output)
 }

@@ -39,7 +39,12 @@ pub enum OutputFormat {
 pub struct GlobalArgs {
     /// Stack name: prefixes and tags every resource (`glrunner.io/stack=<stack>`).
     /// Lowercase letters, digits and hyphens, starting with a letter.
-    #[arg(long, global = true, env = "GLRUNNER_STACK", default_value = "glrunner")]
+    #[arg(
+        long,
+        global = true,
+        env = "GLRUNNER_STACK",
+        default_value = "glrunner"
+    )]
     pub stack: String,
 
     /// AWS region. Defaults to the standard AWS configuration (`AWS_REGION`, profile),
@@ -53,7 +58,12 @@ pub struct GlobalArgs {
 
     /// Directory of the local state cache (`<state-dir>/<stack>.json`). The cache is never the
     /// truth: everything is rediscovered by tag.
-    #[arg(long, global = true, env = "GLRUNNER_STATE_DIR", default_value = ".glrunner")]
+    #[arg(
+        long,
+        global = true,
+        env = "GLRUNNER_STATE_DIR",
+        default_value = ".glrunner"
+    )]
     pub state_dir: PathBuf,
 
     /// Output format: `human` or `json` (machine-readable, one document on stdout).
@@ -71,7 +81,9 @@ pub struct GlobalArgs {
 pub fn init_tracing(output: OutputFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match output {
         OutputFormat::Human => builder.with_target(false).try_init(),
         OutputFormat::Json => builder.json().try_init(),
@@ -90,12 +102,18 @@ pub struct CliError {
 impl CliError {
     /// Invalid input (exit 2): nothing was created or changed.
     pub fn invalid(message: impl Into<String>) -> Self {
-        Self { code: EXIT_INVALID_INPUT, message: message.into() }
+        Self {
+            code: EXIT_INVALID_INPUT,
+            message: message.into(),
+        }
     }
 
     /// A failure while working (exit 1).
     pub fn failure(message: impl Into<String>) -> Self {
-        Self { code: EXIT_FAILURE, message: message.into() }
+        Self {
+            code: EXIT_FAILURE,
+            message: message.into(),
+        }
     }
 }
 

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use glrunner_infra::{
-    ClusterProvisioner, NetworkProvisioner, Progress, ProgressEvent, StackName, StackOptions, StackSpec, WaitPolicy,
+    ClusterProvisioner, NetworkProvisioner, Progress, ProgressEvent, StackName, StackOptions,
+    StackSpec, WaitPolicy,
 };
 
 use crate::cli::{Backend, CliError, GlobalArgs, OutputFormat, print_json};
@@ -50,10 +51,12 @@ pub fn cli_error(err: glrunner_infra::Error) -> CliError {
 
 /// Builds and validates the stack spec from the flags. Makes no call of any kind.
 pub fn stack_spec(global: &GlobalArgs, args: &ProvisionArgs) -> Result<StackSpec, CliError> {
-    let stack = StackName::new(global.stack.clone()).map_err(|e| CliError::invalid(flag_hint(e)))?;
+    let stack =
+        StackName::new(global.stack.clone()).map_err(|e| CliError::invalid(flag_hint(e)))?;
     let region = resolve_region(global)?;
     let mut spec = StackSpec::new(stack, region);
-    spec.network.vpc_cidr = glrunner_infra::NetworkSpec::parse_cidr(&args.vpc_cidr).map_err(|e| CliError::invalid(format!("--vpc-cidr: {e}")))?;
+    spec.network.vpc_cidr = glrunner_infra::NetworkSpec::parse_cidr(&args.vpc_cidr)
+        .map_err(|e| CliError::invalid(format!("--vpc-cidr: {e}")))?;
     spec.network.az_count = args.azs;
     spec.network.nat = match args.nat {
         NatArg::Single => glrunner_infra::NatMode::Single,
@@ -61,7 +64,8 @@ pub fn stack_spec(global: &GlobalArgs, args: &ProvisionArgs) -> Result<StackSpec
     };
     spec.cluster.kubernetes_version = args.kubernetes_version.clone();
     spec.cluster.runner_namespace = args.runner_namespace.clone();
-    spec.validate().map_err(|e| CliError::invalid(flag_hint(e)))?;
+    spec.validate()
+        .map_err(|e| CliError::invalid(flag_hint(e)))?;
     Ok(spec)
 }
 
@@ -79,7 +83,11 @@ fn flag_hint(err: glrunner_infra::Error) -> String {
         },
         _ => "",
     };
-    if flag.is_empty() { err.to_string() } else { format!("{flag}: {err}") }
+    if flag.is_empty() {
+        err.to_string()
+    } else {
+        format!("{flag}: {err}")
+    }
 }
 
 /// The region from `--region`, else `AWS_REGION`/`AWS_DEFAULT_REGION`, else the AWS profile;
@@ -87,33 +95,48 @@ fn flag_hint(err: glrunner_infra::Error) -> String {
 pub fn resolve_region(global: &GlobalArgs) -> Result<String, CliError> {
     let region = match &global.region {
         Some(region) => Some(region.clone()),
-        None => std::env::var("AWS_REGION").or_else(|_| std::env::var("AWS_DEFAULT_REGION")).ok().or_else(profile_region),
+        None => std::env::var("AWS_REGION")
+            .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
+            .ok()
+            .or_else(profile_region),
     };
     let region = match (region, global.backend) {
         (Some(region), _) => region,
         (None, Backend::Sandbox) => "us-east-1".to_string(),
-        (None, Backend::Aws) => return Err(CliError::invalid("--region: no AWS region configured; pass --region (e.g. us-east-1) or set AWS_REGION")),
+        (None, Backend::Aws) => {
+            return Err(CliError::invalid(
+                "--region: no AWS region configured; pass --region (e.g. us-east-1) or set AWS_REGION",
+            ));
+        }
     };
-    glrunner_infra::spec::validate_region(&region).map_err(|e| CliError::invalid(format!("--region: {e}")))?;
+    glrunner_infra::spec::validate_region(&region)
+        .map_err(|e| CliError::invalid(format!("--region: {e}")))?;
     Ok(region)
 }
 
 /// Reads `region` of the active profile from the AWS config file (no network).
 fn profile_region() -> Option<String> {
     let home = std::env::var_os("HOME")?;
-    let path = std::env::var_os("AWS_CONFIG_FILE").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(home).join(".aws/config"));
+    let path = std::env::var_os("AWS_CONFIG_FILE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(home).join(".aws/config"));
     let text = std::fs::read_to_string(path).ok()?;
     let profile = std::env::var("AWS_PROFILE").unwrap_or_else(|_| "default".into());
-    let header = if profile == "default" { "[default]".to_string() } else { format!("[profile {profile}]") };
+    let header = if profile == "default" {
+        "[default]".to_string()
+    } else {
+        format!("[profile {profile}]")
+    };
     let mut in_section = false;
     for line in text.lines().map(str::trim) {
         if line.starts_with('[') {
             in_section = line == header;
         } else if in_section
             && let Some((key, value)) = line.split_once('=')
-                && key.trim() == "region" {
-                    return Some(value.trim().to_string());
-                }
+            && key.trim() == "region"
+        {
+            return Some(value.trim().to_string());
+        }
     }
     None
 }
@@ -130,7 +153,9 @@ pub struct InfraBackend {
 
 impl std::fmt::Debug for InfraBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("InfraBackend").field("waits", &self.waits).finish_non_exhaustive()
+        f.debug_struct("InfraBackend")
+            .field("waits", &self.waits)
+            .finish_non_exhaustive()
     }
 }
 
@@ -141,7 +166,11 @@ impl InfraBackend {
         match backend {
             Backend::Sandbox => {
                 let cloud = glrunner_infra::memory::InMemoryCloud::new(region);
-                Self { network: Box::new(cloud.clone()), cluster: Box::new(cloud), waits: WaitPolicy::default() }
+                Self {
+                    network: Box::new(cloud.clone()),
+                    cluster: Box::new(cloud),
+                    waits: WaitPolicy::default(),
+                }
             }
             Backend::Aws => {
                 let config = glrunner_infra::aws::load_config(Some(region)).await;
@@ -170,7 +199,9 @@ pub struct ProgressRenderer {
 
 impl std::fmt::Debug for ProgressRenderer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ProgressRenderer").field("output", &self.output).finish_non_exhaustive()
+        f.debug_struct("ProgressRenderer")
+            .field("output", &self.output)
+            .finish_non_exhaustive()
     }
 }
 
@@ -180,11 +211,18 @@ impl ProgressRenderer {
         use std::io::IsTerminal as _;
         let bar = (output == OutputFormat::Human && std::io::stderr().is_terminal()).then(|| {
             let bar = indicatif::ProgressBar::new(total as u64);
-            bar.set_style(indicatif::ProgressStyle::with_template("{spinner} [{pos}/{len}] {wide_msg}").expect("valid template"));
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} [{pos}/{len}] {wide_msg}")
+                    .expect("valid template"),
+            );
             bar.enable_steady_tick(Duration::from_millis(120));
             bar
         });
-        Self { output, bar, done: Mutex::new(0) }
+        Self {
+            output,
+            bar,
+            done: Mutex::new(0),
+        }
     }
 
     fn line(&self, text: String) {
@@ -216,22 +254,38 @@ impl Progress for ProgressRenderer {
                     bar.set_message(description.clone());
                 }
             }
-            ProgressEvent::StepDone { key, id, created, elapsed } => {
+            ProgressEvent::StepDone {
+                key,
+                id,
+                created,
+                elapsed,
+            } => {
                 *self.done.lock().expect("counter") += 1;
                 if let Some(bar) = &self.bar {
                     bar.inc(1);
                 }
                 let verb = if *created { "created" } else { "found" };
-                self.line(format!("  ✓ {key:<24} {verb} {id} ({:.0}s)", elapsed.as_secs_f64()));
+                self.line(format!(
+                    "  ✓ {key:<24} {verb} {id} ({:.0}s)",
+                    elapsed.as_secs_f64()
+                ));
             }
-            ProgressEvent::Waiting { waiting_for, elapsed, .. } => {
+            ProgressEvent::Waiting {
+                waiting_for,
+                elapsed,
+                ..
+            } => {
                 let text = format!("waiting for {waiting_for} ({:.0}s)", elapsed.as_secs_f64());
                 match &self.bar {
                     Some(bar) => bar.set_message(text),
                     None => eprintln!("  … {text}"),
                 }
             }
-            ProgressEvent::Retrying { key, reason, attempt } => self.line(format!("  ↻ {key}: {reason} (attempt {attempt}), retrying")),
+            ProgressEvent::Retrying {
+                key,
+                reason,
+                attempt,
+            } => self.line(format!("  ↻ {key}: {reason} (attempt {attempt}), retrying")),
             ProgressEvent::StepFailed { key, error } => self.line(format!("  ✗ {key}: {error}")),
             ProgressEvent::Deleting { resource } => {
                 if let Some(bar) = &self.bar {
@@ -242,7 +296,10 @@ impl Progress for ProgressRenderer {
                 if let Some(bar) = &self.bar {
                     bar.inc(1);
                 }
-                self.line(format!("  ✓ deleted {resource} ({:.0}s)", elapsed.as_secs_f64()));
+                self.line(format!(
+                    "  ✓ deleted {resource} ({:.0}s)",
+                    elapsed.as_secs_f64()
+                ));
             }
             ProgressEvent::StepFound { .. } => {}
         }
@@ -262,9 +319,18 @@ pub async fn provision(global: &GlobalArgs, args: &ProvisionArgs) -> Result<(), 
         progress: &progress,
     };
     if global.output == OutputFormat::Human && !global.dry_run {
-        eprintln!("provisioning stack {} in {} on the {:?} backend", spec.stack, spec.region, global.backend);
+        eprintln!(
+            "provisioning stack {} in {} on the {:?} backend",
+            spec.stack, spec.region, global.backend
+        );
     }
-    let outcome = glrunner_infra::provision(&spec, backend.network.as_ref(), backend.cluster.as_ref(), &options).await;
+    let outcome = glrunner_infra::provision(
+        &spec,
+        backend.network.as_ref(),
+        backend.cluster.as_ref(),
+        &options,
+    )
+    .await;
     progress.finish();
     let outcome = outcome.map_err(cli_error)?;
     match global.output {
@@ -276,11 +342,21 @@ pub async fn provision(global: &GlobalArgs, args: &ProvisionArgs) -> Result<(), 
                     spec.stack,
                     report.created(),
                     report.steps.len() - report.created(),
-                    humantime::format_duration(Duration::from_secs(report.makespan_s.round() as u64)),
-                    if global.backend == Backend::Sandbox { "virtual" } else { "wall" }
+                    humantime::format_duration(Duration::from_secs(
+                        report.makespan_s.round() as u64
+                    )),
+                    if global.backend == Backend::Sandbox {
+                        "virtual"
+                    } else {
+                        "wall"
+                    }
                 );
                 if let Some(path) = &outcome.kubeconfig {
-                    println!("kubeconfig: {}  (KUBECONFIG={} kubectl get pods -A)", path.display(), path.display());
+                    println!(
+                        "kubeconfig: {}  (KUBECONFIG={} kubectl get pods -A)",
+                        path.display(),
+                        path.display()
+                    );
                 }
             } else {
                 print!("{}", outcome.plan.render_tree());
@@ -293,7 +369,8 @@ pub async fn provision(global: &GlobalArgs, args: &ProvisionArgs) -> Result<(), 
 
 /// Runs `teardown`: everything found by tag, in dependency order, then a leftover scan.
 pub async fn teardown(global: &GlobalArgs) -> Result<(), CliError> {
-    let stack = StackName::new(global.stack.clone()).map_err(|e| CliError::invalid(flag_hint(e)))?;
+    let stack =
+        StackName::new(global.stack.clone()).map_err(|e| CliError::invalid(flag_hint(e)))?;
     let region = resolve_region(global)?;
     let backend = InfraBackend::connect(global.backend, &region).await;
     let progress = ProgressRenderer::new(global.output, 0);
@@ -303,19 +380,32 @@ pub async fn teardown(global: &GlobalArgs) -> Result<(), CliError> {
         waits: backend.waits.clone(),
         progress: &progress,
     };
-    let report = glrunner_infra::teardown(&stack, &region, backend.network.as_ref(), backend.cluster.as_ref(), &options).await;
+    let report = glrunner_infra::teardown(
+        &stack,
+        &region,
+        backend.network.as_ref(),
+        backend.cluster.as_ref(),
+        &options,
+    )
+    .await;
     progress.finish();
     let report = report.map_err(cli_error)?;
     match global.output {
         OutputFormat::Json => print_json(&report)?,
         OutputFormat::Human if report.dry_run => {
-            println!("teardown of stack {stack} would delete {} resource(s), in this order:", report.deleted.len());
+            println!(
+                "teardown of stack {stack} would delete {} resource(s), in this order:",
+                report.deleted.len()
+            );
             for res in &report.deleted {
                 println!("  - {}", res.describe());
             }
             println!("dry run: nothing was deleted");
         }
-        OutputFormat::Human => println!("stack {stack} torn down: {} resource(s) deleted, nothing left", report.deleted.len()),
+        OutputFormat::Human => println!(
+            "stack {stack} torn down: {} resource(s) deleted, nothing left",
+            report.deleted.len()
+        ),
     }
     Ok(())
 }
@@ -324,7 +414,12 @@ pub async fn teardown(global: &GlobalArgs) -> Result<(), CliError> {
 /// EKS creation takes milliseconds; on AWS, a normal multi-threaded runtime.
 pub fn runtime(backend: Backend) -> std::io::Result<tokio::runtime::Runtime> {
     match backend {
-        Backend::Sandbox => tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build(),
-        Backend::Aws => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+        Backend::Sandbox => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build(),
+        Backend::Aws => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
     }
 }

@@ -7,17 +7,25 @@ use std::process::{Command, Output};
 
 /// `target/debug/examples/<name>`: cargo builds the examples before running the tests.
 fn example(name: &str) -> PathBuf {
-    let deps = std::env::current_exe().unwrap().parent().unwrap().to_path_buf();
+    let deps = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
     deps.parent().unwrap().join("examples").join(name)
 }
 
 fn run(name: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(example(name));
-    cmd.args(args).env_remove("AWS_ENDPOINT_URL").env_remove("AWS_REGION").env("AWS_EC2_METADATA_DISABLED", "true");
+    cmd.args(args)
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("AWS_REGION")
+        .env("AWS_EC2_METADATA_DISABLED", "true");
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.output().unwrap_or_else(|e| panic!("cannot run example {name}: {e}"))
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run example {name}: {e}"))
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -53,7 +61,10 @@ fn bad_input_exits_2_names_the_flag_and_calls_nothing() {
         (&["--stack", "eks-x"], "--stack"),
         (&["--region", "us-moon-1"], "--region"),
         (&["--kubernetes-version", "1.19"], "--kubernetes-version"),
-        (&["--runner-namespace", "Not_A_Namespace"], "--runner-namespace"),
+        (
+            &["--runner-namespace", "Not_A_Namespace"],
+            "--runner-namespace",
+        ),
     ];
     for (args, needle) in cases {
         let wire = Tripwire::new();
@@ -63,12 +74,27 @@ fn bad_input_exits_2_names_the_flag_and_calls_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let state_dir = dir.path().to_str().unwrap().to_string();
         full.extend_from_slice(&["--state-dir", &state_dir]);
-        let out = run("provision", &full, &[("AWS_ENDPOINT_URL", &url), ("AWS_ACCESS_KEY_ID", "x"), ("AWS_SECRET_ACCESS_KEY", "x")]);
+        let out = run(
+            "provision",
+            &full,
+            &[
+                ("AWS_ENDPOINT_URL", &url),
+                ("AWS_ACCESS_KEY_ID", "x"),
+                ("AWS_SECRET_ACCESS_KEY", "x"),
+            ],
+        );
         let stderr = text(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
-        assert!(stderr.contains(needle), "{args:?}: message should name {needle}: {stderr}");
+        assert!(
+            stderr.contains(needle),
+            "{args:?}: message should name {needle}: {stderr}"
+        );
         assert!(!wire.touched(), "{args:?}: an AWS call was made");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "{args:?}: nothing written");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "{args:?}: nothing written"
+        );
     }
 }
 
@@ -77,8 +103,14 @@ fn sandbox_dry_run_prints_the_plan_tree_and_json() {
     let human = run("provision", &["--dry-run"], &[]);
     assert!(human.status.success(), "{}", text(&human.stderr));
     let stdout = text(&human.stdout);
-    assert!(stdout.starts_with("plan for stack glrunner in us-east-1: 16 steps"), "{stdout}");
-    assert!(stdout.contains("create NAT gateway in us-east-1a") && stdout.contains("└─ wave"), "{stdout}");
+    assert!(
+        stdout.starts_with("plan for stack glrunner in us-east-1: 16 steps"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("create NAT gateway in us-east-1a") && stdout.contains("└─ wave"),
+        "{stdout}"
+    );
     let json = run("provision", &["--dry-run", "--output", "json"], &[]);
     assert!(json.status.success());
     let doc: serde_json::Value = serde_json::from_slice(&json.stdout).expect("one JSON document");
@@ -94,21 +126,42 @@ fn sandbox_provision_reports_the_virtual_makespan() {
     let makespan = doc["applied"]["makespan_s"].as_f64().unwrap();
     assert!((16.0 * 60.0..18.0 * 60.0).contains(&makespan), "{makespan}");
     let help = run("provision", &["--help"], &[]);
-    assert!(text(&help.stdout).contains("--nat <NAT>") && text(&help.stdout).contains("Exit codes"));
+    assert!(
+        text(&help.stdout).contains("--nat <NAT>") && text(&help.stdout).contains("Exit codes")
+    );
 }
 
 /// provision → provision again → teardown with the state file deleted, through the binaries.
 #[test]
 fn round_trip_against_moto() {
     let Ok(url) = std::env::var("GLRUNNER_TEST_MOTO_URL") else {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "GLRUNNER_TEST_MOTO_URL is not set: run ./scripts/test.sh");
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "GLRUNNER_TEST_MOTO_URL is not set: run ./scripts/test.sh"
+        );
         eprintln!("skipping: GLRUNNER_TEST_MOTO_URL is not set (./scripts/test.sh starts moto)");
         return;
     };
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().to_str().unwrap();
-    let env = [("AWS_ENDPOINT_URL", url.as_str()), ("AWS_ACCESS_KEY_ID", "x"), ("AWS_SECRET_ACCESS_KEY", "x"), ("AWS_MAX_ATTEMPTS", "2")];
-    let common = ["--backend", "aws", "--region", "us-east-1", "--stack", "cli-moto", "--state-dir", state, "--output", "json"];
+    let env = [
+        ("AWS_ENDPOINT_URL", url.as_str()),
+        ("AWS_ACCESS_KEY_ID", "x"),
+        ("AWS_SECRET_ACCESS_KEY", "x"),
+        ("AWS_MAX_ATTEMPTS", "2"),
+    ];
+    let common = [
+        "--backend",
+        "aws",
+        "--region",
+        "us-east-1",
+        "--stack",
+        "cli-moto",
+        "--state-dir",
+        state,
+        "--output",
+        "json",
+    ];
 
     let dry = run("provision", &[&common[..], &["--dry-run"]].concat(), &env);
     assert!(dry.status.success(), "{}", text(&dry.stderr));
@@ -116,13 +169,25 @@ fn round_trip_against_moto() {
     assert!(first.status.success(), "{}", text(&first.stderr));
     let first: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
     assert_eq!(first["applied"]["steps"].as_array().unwrap().len(), 16);
-    assert!(dir.path().join("cli-moto.json").exists() && dir.path().join("cli-moto.kubeconfig").exists());
+    assert!(
+        dir.path().join("cli-moto.json").exists()
+            && dir.path().join("cli-moto.kubeconfig").exists()
+    );
 
     let second = run("provision", &common, &env);
     let second: serde_json::Value = serde_json::from_slice(&second.stdout).unwrap();
-    let created = second["applied"]["steps"].as_array().unwrap().iter().filter(|s| s["created"] == true).count();
+    let created = second["applied"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["created"] == true)
+        .count();
     assert_eq!(created, 0, "the re-run created nothing");
-    let plan_exists = second["plan"]["steps"].as_array().unwrap().iter().all(|s| s["status"]["status"] == "exists");
+    let plan_exists = second["plan"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["status"]["status"] == "exists");
     assert!(plan_exists);
 
     std::fs::remove_file(dir.path().join("cli-moto.json")).unwrap();
@@ -133,5 +198,8 @@ fn round_trip_against_moto() {
     assert!(report["deleted"].as_array().unwrap().len() >= 16);
     let again = run("teardown", &[&common[..], &["--dry-run"]].concat(), &env);
     let again: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
-    assert!(again["deleted"].as_array().unwrap().is_empty(), "nothing tagged is left: {again}");
+    assert!(
+        again["deleted"].as_array().unwrap().is_empty(),
+        "nothing tagged is left: {again}"
+    );
 }
