@@ -162,6 +162,16 @@ async fn an_injected_failure_in_each_phase_still_cleans_up() {
             "{fault:?}: {:?}",
             teardown.errors
         );
+        if fault == Fault::LoadTest {
+            assert!(
+                teardown.pipeline_canceled.is_some(),
+                "the running pipeline is canceled"
+            );
+            assert!(
+                world.stats().pods_created > 0,
+                "the failure hit while jobs were running"
+            );
+        }
         assert_eq!(teardown.leftovers.total, 0);
         let left = world.leftovers(&config.spec.stack, PROJECT).await;
         assert_eq!(left.total(), 0, "{fault:?}: {left:?}");

@@ -293,10 +293,6 @@ impl FlowProgress for FlowRenderer {
         let human = self.output == OutputFormat::Human;
         match event {
             FlowEvent::PhaseStarted { phase } => {
-                if matches!(phase, Phase::Provision | Phase::Teardown) {
-                    *self.infra.lock().unwrap_or_else(|e| e.into_inner()) =
-                        Some(ProgressRenderer::new(self.output, 16));
-                }
                 if human {
                     eprintln!("▶ {phase}");
                 } else {
@@ -338,8 +334,6 @@ impl FlowProgress for FlowRenderer {
                 }
             }
             FlowEvent::CleanupStarted => {
-                *self.infra.lock().unwrap_or_else(|e| e.into_inner()) =
-                    Some(ProgressRenderer::new(self.output, 16));
                 if human {
                     eprintln!("▶ cleanup: removing what this run created");
                 } else {
@@ -347,14 +341,11 @@ impl FlowProgress for FlowRenderer {
                 }
             }
             FlowEvent::Infra(e) => {
-                if let Some(r) = self
-                    .infra
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .as_ref()
-                {
-                    glrunner_infra::Progress::event(r, e);
-                }
+                // The spinner starts with the first infrastructure event and ends with the phase,
+                // so the flow's own lines never interleave with it.
+                let mut infra = self.infra.lock().unwrap_or_else(|e| e.into_inner());
+                let renderer = infra.get_or_insert_with(|| ProgressRenderer::new(self.output, 16));
+                glrunner_infra::Progress::event(renderer, e);
             }
             FlowEvent::Pipeline(p) => {
                 if !human {

@@ -535,7 +535,7 @@ pub async fn run(
                     Error::Phase { message, .. } => message,
                     other => other.to_string(),
                 };
-                tracing::warn!(%phase, error = %message, "phase failed");
+                tracing::info!(%phase, error = %message, "phase failed");
                 progress.event(&FlowEvent::PhaseFailed {
                     phase,
                     error: message.clone(),
@@ -1055,7 +1055,10 @@ impl Run<'_> {
                 .cancel_pipeline(&ProjectRef::Id(project.id), pipeline)
                 .await
             {
-                Ok(_) => summary.pipeline_canceled = Some(pipeline),
+                Ok(_) => {
+                    self.step(phase, format!("canceled pipeline {pipeline}"));
+                    summary.pipeline_canceled = Some(pipeline);
+                }
                 Err(e) => summary
                     .errors
                     .push(format!("cancel pipeline {pipeline}: {e}")),

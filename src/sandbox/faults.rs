@@ -30,7 +30,7 @@ pub enum Fault {
     Runners,
     /// Installing the second runner release fails (the first one is installed).
     Releases,
-    /// GitLab fails while the pipeline runs (job listing answers 500 from the third call on).
+    /// GitLab fails while the pipeline runs (job listing answers 500 from the seventh call on).
     LoadTest,
     /// The Kubernetes API server refuses to list pods.
     Reap,
@@ -220,7 +220,7 @@ impl GitLabApi for FaultyGitLab {
         pipeline_id: u64,
         query: &JobsQuery,
     ) -> glrunner_gitlab_client::Result<Page<Job>> {
-        if self.fault == Fault::LoadTest && self.calls.fetch_add(1, Ordering::SeqCst) >= 2 {
+        if self.fault == Fault::LoadTest && self.calls.fetch_add(1, Ordering::SeqCst) >= 6 {
             return Err(glrunner_gitlab_client::Error::Backend {
                 action: "list jobs of",
                 resource: format!("pipeline {pipeline_id}"),
