@@ -58,6 +58,8 @@ pub struct SandboxConfig {
     pub pod_start: Duration,
     /// Extra start latency, uniformly spread over `0..pod_start_spread`.
     pub pod_start_spread: Duration,
+    /// Fargate pod launches per second across the cluster; a burst queues behind it.
+    pub launches_per_second: f64,
     /// Script run time, lower bound.
     pub job_duration: Duration,
     /// Extra run time, uniformly spread over `0..job_duration_spread`.
@@ -71,13 +73,15 @@ pub struct SandboxConfig {
 }
 
 impl Default for SandboxConfig {
-    /// Fargate-like timings: pods start in 35–65 s, hello-world scripts run 3–8 s, 5 % of pods hang.
+    /// Fargate-like timings: 10 pod launches/s, pods start in 35–65 s after launch, hello-world
+    /// scripts run 3–8 s, 5 % of pods hang.
     fn default() -> Self {
         Self {
             seed: 42,
             check_interval: Duration::from_secs(3),
             pod_start: Duration::from_secs(35),
             pod_start_spread: Duration::from_secs(30),
+            launches_per_second: 10.0,
             job_duration: Duration::from_secs(3),
             job_duration_spread: Duration::from_secs(5),
             hung_fraction: 0.05,
@@ -326,6 +330,8 @@ impl SandboxWorld {
         let mut runner_ids: HashMap<(ReleaseId, u32), u64> = HashMap::new();
         let mut managers: BTreeMap<ReleaseId, String> = BTreeMap::new();
         let mut node_seq: u64 = 0;
+        let mut next_launch = tokio::time::Instant::now();
+        let launch_gap = Duration::from_secs_f64(1.0 / self.config.launches_per_second.max(0.001));
         loop {
             while jobs.try_join_next().is_some() {}
             let installed = self.releases.runners();
@@ -367,8 +373,15 @@ impl SandboxWorld {
                             (node_seq / 250) % 250,
                             node_seq % 250 + 1
                         ),
-                        start: self.config.pod_start
-                            + self.config.pod_start_spread.mul_f64(rng.f64()),
+                        start: {
+                            // Queue behind Fargate's launch rate, then the pod's own start.
+                            let now = tokio::time::Instant::now();
+                            let slot = next_launch.max(now);
+                            next_launch = slot + launch_gap;
+                            (slot - now)
+                                + self.config.pod_start
+                                + self.config.pod_start_spread.mul_f64(rng.f64())
+                        },
                         run: self.config.job_duration
                             + self.config.job_duration_spread.mul_f64(rng.f64()),
                         hang: if rng.f64() < self.config.hung_fraction {
