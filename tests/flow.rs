@@ -436,3 +436,23 @@ fn aws_kube_config_takes_the_eks_endpoint_and_ca() {
             .contains("cluster CA of flowtest")
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn cleanup_after_a_failure_honours_keep_infra() {
+    let (world, config, report) = run(
+        400,
+        SandboxConfig::default().with_fault(Some(Fault::Releases)),
+        |c| c.with_keep(true, false, false),
+    )
+    .await;
+    assert_eq!(report.failure.as_ref().unwrap().phase, Phase::Releases);
+    let left = world.leftovers(&config.spec.stack, PROJECT).await;
+    assert!(
+        left.releases.is_empty() && left.runners.is_empty() && left.secrets.is_empty(),
+        "{left:?}"
+    );
+    assert!(
+        !left.infra.is_empty(),
+        "--keep-infra keeps the stack after a failure too"
+    );
+}

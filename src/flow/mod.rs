@@ -180,9 +180,10 @@ pub struct FlowConfig {
     pub image: Option<String>,
     /// Phases to run.
     pub phases: BTreeSet<Phase>,
-    /// Teardown keeps the infrastructure.
+    /// Teardown (and the cleanup after a failure) keeps the infrastructure.
     pub keep_infra: bool,
-    /// Teardown keeps the runner releases and GitLab runners (and therefore the infrastructure).
+    /// Teardown (and the cleanup after a failure) keeps the runner releases and GitLab runners,
+    /// and therefore the infrastructure they run on.
     pub keep_runners: bool,
     /// On failure, keep everything for inspection instead of cleaning up.
     pub keep: bool,
@@ -558,10 +559,12 @@ pub async fn run(
     if let Some(mut failure) = failed {
         if !config.keep {
             progress.event(&FlowEvent::CleanupStarted);
+            // What this run created, minus what --keep-runners / --keep-infra keep.
+            let keep_runners = config.keep_runners;
             let scope = Scope {
-                releases: run.created.releases || run.created.runners,
-                runners: run.created.runners,
-                infra: run.created.infra,
+                releases: (run.created.releases || run.created.runners) && !keep_runners,
+                runners: run.created.runners && !keep_runners,
+                infra: run.created.infra && !keep_runners && !config.keep_infra,
                 trigger: "cleanup after failure",
             };
             let summary = run.teardown(scope).await;
