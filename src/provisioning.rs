@@ -174,15 +174,10 @@ impl InfraBackend {
             }
             Backend::Aws => {
                 let config = glrunner_infra::aws::load_config(Some(region)).await;
-                let mut waits = WaitPolicy::default();
-                if std::env::var_os("AWS_ENDPOINT_URL").is_some() {
-                    // A local endpoint (moto) answers at once; poll fast.
-                    waits = WaitPolicy::fast();
-                }
                 Self {
                     network: Box::new(glrunner_infra::aws::AwsNetwork::new(&config)),
                     cluster: Box::new(glrunner_infra::aws::AwsCluster::new(&config)),
-                    waits,
+                    waits: WaitPolicy::default(),
                 }
             }
         }
