@@ -5,6 +5,7 @@
 //! support of the examples and, as they land, the full flow and the sandbox world.
 
 pub mod cli;
+pub mod commands;
 pub mod flow;
 pub mod provisioning;
 pub mod sandbox;

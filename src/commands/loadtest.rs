@@ -1,0 +1,1 @@
+//! The `loadtest` example's command (being moved here from examples/loadtest.rs).

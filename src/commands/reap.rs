@@ -1,0 +1,1 @@
+//! The `reap` example's command (being moved here from examples/reap.rs).

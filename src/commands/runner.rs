@@ -1,0 +1,1 @@
+//! The `runner` example's command (being moved here from examples/runner.rs).
