@@ -1,1 +1,618 @@
-//! The `runner` example's command (being moved here from examples/runner.rs).
+//! The `runner` example's command: GitLab Runner Helm releases (values, fleet plans,
+//! install/upgrade/uninstall, status, list).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use glrunner_runner_chart::helm::HELM_ENV;
+use glrunner_runner_chart::memory::Timing;
+use glrunner_runner_chart::{
+    ChartSource, ChartVersion, DEFAULT_CHART_VERSION, Error, FleetPlan, FleetRequest, HelmCli,
+    InMemoryReleases, InMemoryTokenSecrets, KubeTokenSecrets, ReleaseId, ReleaseManager,
+    ReleaseSpec, ReleaseStatus, Removal, RunnerToken, RunnerValues, TokenSecrets, deploy_runner,
+    remove_runner, upgrade_runner,
+};
+
+use crate::cli::{self, Backend, CliError, GlobalArgs, OutputFormat};
+
+/// Environment variable holding the runner authentication token for `install` / `upgrade`.
+pub const TOKEN_ENV: &str = "GLRUNNER_RUNNER_TOKEN";
+
+/// The `runner` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the chart values YAML for the given flags (never contains a token).
+    Values(ReleaseArgs),
+    /// Split N concurrent jobs into runner releases, each with its own tag and `concurrent`.
+    PlanFleet(PlanArgs),
+    /// Store the token Secret, then install or upgrade the release (`helm upgrade --install --wait`).
+    Install(DeployArgs),
+    /// Store the token Secret, then upgrade an existing release (`helm upgrade --wait`).
+    Upgrade(DeployArgs),
+    /// Uninstall the release and delete its token Secret (idempotent).
+    Uninstall(RemoveArgs),
+    /// Show one release.
+    Status(StatusArgs),
+    /// List gitlab-runner releases.
+    List(ListArgs),
+}
+
+/// Which release a command acts on.
+#[derive(Debug, Clone, Args)]
+pub struct Target {
+    /// Helm release name.
+    #[arg(long, default_value = "gitlab-runner")]
+    pub release: String,
+    /// Release namespace (also where the token Secret lives).
+    #[arg(long, default_value = "gitlab-runner")]
+    pub namespace: String,
+}
+
+/// Flags that describe a release: chart values, token Secret, chart source, timeout.
+#[derive(Debug, Clone, Args)]
+pub struct ReleaseArgs {
+    /// Release name and namespace.
+    #[command(flatten)]
+    pub target: Target,
+    /// GitLab URL (default: $CI_SERVER_URL).
+    #[arg(long, env = "CI_SERVER_URL", default_value = "https://gitlab.com/")]
+    pub gitlab_url: String,
+    /// Allow plain http:// to a non-loopback GitLab.
+    #[arg(long)]
+    pub allow_insecure_url: bool,
+    /// Maximum concurrent jobs of this runner; at least the jobs routed to it.
+    #[arg(long, default_value_t = 10, allow_negative_numbers = true)]
+    pub concurrent: i64,
+    /// Jobs routed to this runner at once (checks --concurrent and --poll-timeout against it).
+    #[arg(long)]
+    pub jobs: Option<u32>,
+    /// How long the runner waits for a job pod to start, e.g. 300s or 5m.
+    #[arg(long, default_value = "300s")]
+    pub poll_timeout: String,
+    /// Expected Fargate job pod start, e.g. 90s (checks --poll-timeout).
+    #[arg(long, default_value = "90s")]
+    pub expected_pod_start: String,
+    /// Build container CPU (requests = limits), e.g. 500m or 1.
+    #[arg(long, default_value = "250m")]
+    pub cpu: String,
+    /// Build container memory (requests = limits), e.g. 512Mi or 2Gi.
+    #[arg(long, default_value = "512Mi")]
+    pub memory: String,
+    /// Default job image.
+    #[arg(long)]
+    pub image: Option<String>,
+    /// Namespace for job pods (default: the release namespace).
+    #[arg(long)]
+    pub job_namespace: Option<String>,
+    /// The runner's GitLab tag(s), recorded on the release (repeatable).
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Secret holding the token (default: <release>-token).
+    #[arg(long)]
+    pub secret_name: Option<String>,
+    /// Chart version from the gitlab repository (exact, e.g. 0.86.0).
+    #[arg(long, default_value = DEFAULT_CHART_VERSION)]
+    pub chart_version: String,
+    /// Use this chart instead of the gitlab repository: a directory, a .tgz, or oci://HOST/PATH.
+    #[arg(long)]
+    pub chart: Option<String>,
+    /// Bound on the whole install/upgrade, e.g. 10m.
+    #[arg(long, default_value = "10m")]
+    pub timeout: String,
+}
+
+/// How to reach helm and the cluster (`--backend aws`).
+#[derive(Debug, Clone, Args)]
+pub struct Connection {
+    /// The helm binary.
+    #[arg(long = "helm", env = HELM_ENV, default_value = "helm")]
+    pub helm: PathBuf,
+    /// Kubeconfig passed to helm and kube-rs.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context.
+    #[arg(long)]
+    pub context: Option<String>,
+}
+
+/// Flags of `install` and `upgrade`.
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// The release to deploy.
+    #[command(flatten)]
+    pub release: ReleaseArgs,
+    /// How to reach helm and the cluster.
+    #[command(flatten)]
+    pub connection: Connection,
+}
+
+/// Flags of `uninstall`.
+#[derive(Debug, Args)]
+pub struct RemoveArgs {
+    /// Release name and namespace.
+    #[command(flatten)]
+    pub target: Target,
+    /// Secret holding the token (default: <release>-token).
+    #[arg(long)]
+    pub secret_name: Option<String>,
+    /// Bound on the uninstall, e.g. 5m.
+    #[arg(long, default_value = "5m")]
+    pub timeout: String,
+    /// How to reach helm and the cluster.
+    #[command(flatten)]
+    pub connection: Connection,
+}
+
+/// Flags of `status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Release name and namespace.
+    #[command(flatten)]
+    pub target: Target,
+    /// How to reach helm and the cluster.
+    #[command(flatten)]
+    pub connection: Connection,
+}
+
+/// Flags of `list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only this namespace (default: all namespaces).
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// How to reach helm and the cluster.
+    #[command(flatten)]
+    pub connection: Connection,
+}
+
+/// Flags of `plan-fleet`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Jobs that should run at the same time.
+    #[arg(long, allow_negative_numbers = true)]
+    pub jobs: i64,
+    /// At most this many jobs per release.
+    #[arg(long, default_value_t = 200, allow_negative_numbers = true)]
+    pub max_per_release: i64,
+    /// Release names are <prefix>-1..K.
+    #[arg(long, default_value = "gitlab-runner")]
+    pub release_prefix: String,
+    /// Runner tags are <prefix>-1..K.
+    #[arg(long, default_value = "glrunner")]
+    pub tag_prefix: String,
+    /// Expected Fargate job pod start, e.g. 90s.
+    #[arg(long, default_value = "90s")]
+    pub expected_pod_start: String,
+    /// Job image (warns about Docker Hub pull limits).
+    #[arg(long)]
+    pub image: Option<String>,
+    /// Build container CPU, to size job pods for the quota check.
+    #[arg(long, default_value = "250m")]
+    pub cpu: String,
+    /// Build container memory, to size job pods for the quota check.
+    #[arg(long, default_value = "512Mi")]
+    pub memory: String,
+    /// The account's Fargate vCPU quota (warns when the fleet needs more).
+    #[arg(long)]
+    pub fargate_vcpu_quota: Option<u32>,
+}
+
+/// The command-line flag (or variable) a validation field comes from.
+pub fn flag_for(field: &str) -> String {
+    let flag = match field {
+        "gitlab_url" => "--gitlab-url",
+        "concurrent" => "--concurrent",
+        "poll_timeout" => "--poll-timeout",
+        "expected_pod_start" => "--expected-pod-start",
+        "release" => "--release",
+        "namespace" => "--namespace",
+        "executor.namespace" => "--job-namespace",
+        "executor.image" => "--image",
+        "executor.build.cpu" => "--cpu",
+        "executor.build.memory" => "--memory",
+        "runner_tags" => "--tag",
+        "runners.secret" => "--secret-name",
+        "chart" => "--chart",
+        "chart_version" => "--chart-version",
+        "timeout" => "--timeout",
+        "jobs" => "--jobs",
+        "max_per_release" => "--max-per-release",
+        "release_prefix" => "--release-prefix",
+        "tag_prefix" => "--tag-prefix",
+        "kubeconfig" => "--kubeconfig",
+        "context" => "--context",
+        "helm" => "--helm",
+        "runner_token" => TOKEN_ENV,
+        other => return other.to_string(),
+    };
+    flag.to_string()
+}
+
+/// Library errors as the CLI reports them: invalid input names the flag (exit 2), the rest exit 1.
+pub fn cli_error(e: Error) -> CliError {
+    match &e {
+        Error::InvalidInput { issues } => CliError::invalid(
+            issues
+                .iter()
+                .map(|i| format!("{}: {} (fix: {})", flag_for(&i.field), i.problem, i.fix))
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+        _ => CliError::failure(e.to_string()),
+    }
+}
+
+/// Parses a duration flag: plain seconds or a humantime value (`90s`, `5m`).
+pub fn duration(flag: &str, raw: &str) -> Result<Duration, CliError> {
+    let parsed = if raw.bytes().all(|b| b.is_ascii_digit()) && !raw.is_empty() {
+        raw.parse::<u64>().ok().map(Duration::from_secs)
+    } else {
+        humantime::parse_duration(raw).ok()
+    };
+    parsed.ok_or_else(|| {
+        CliError::invalid(format!(
+            "{flag}: {raw:?} is not a duration (fix: use seconds or e.g. 90s, 5m)"
+        ))
+    })
+}
+
+/// The chart to install from `--chart` / `--chart-version`.
+pub fn chart_source(args: &ReleaseArgs) -> Result<ChartSource, CliError> {
+    let version = ChartVersion::parse("chart_version", &args.chart_version)
+        .map_err(|i| cli_error(Error::InvalidInput { issues: vec![i] }))?;
+    Ok(match &args.chart {
+        None => ChartSource::Repo { version },
+        Some(r) if r.starts_with("oci://") => ChartSource::Oci {
+            reference: r.clone(),
+            version,
+        },
+        Some(path) => ChartSource::Path {
+            path: PathBuf::from(path),
+        },
+    })
+}
+
+/// Builds and validates the release spec from the flags; nothing runs before this succeeds.
+pub fn spec(args: &ReleaseArgs) -> Result<ReleaseSpec, CliError> {
+    let concurrent = u32::try_from(args.concurrent).map_err(|_| {
+        CliError::invalid(format!(
+            "--concurrent: {} is not a job count (fix: pass --concurrent 1 or more)",
+            args.concurrent
+        ))
+    })?;
+    let mut values = RunnerValues::new(&args.gitlab_url)
+        .allow_insecure_url(args.allow_insecure_url)
+        .with_concurrent(concurrent)
+        .with_poll_timeout(duration("--poll-timeout", &args.poll_timeout)?)
+        .with_build_resources(&args.cpu, &args.memory)
+        .with_runner_tags(args.tags.clone())
+        .with_secret_name(
+            args.secret_name
+                .clone()
+                .unwrap_or_else(|| format!("{}-token", args.target.release)),
+        );
+    if let Some(image) = &args.image {
+        values = values.with_image(image);
+    }
+    if let Some(ns) = &args.job_namespace {
+        values = values.with_job_namespace(ns);
+    }
+    let spec = ReleaseSpec::new(&args.target.release, &args.target.namespace, values)
+        .with_chart(chart_source(args)?)
+        .with_timeout(duration("--timeout", &args.timeout)?);
+    let mut issues = spec.issues();
+    let expected = duration("--expected-pod-start", &args.expected_pod_start)?;
+    if let Err(e) = spec.values.validate_for(args.jobs.unwrap_or(0), expected) {
+        for issue in e.issues() {
+            if !issues.contains(issue) {
+                issues.push(issue.clone());
+            }
+        }
+    }
+    Error::check(issues).map_err(cli_error)?;
+    Ok(spec)
+}
+
+/// The runner token from `GLRUNNER_RUNNER_TOKEN` (a placeholder on the sandbox).
+pub fn token(backend: Backend) -> Result<RunnerToken, CliError> {
+    match std::env::var(TOKEN_ENV) {
+        Ok(raw) => RunnerToken::new(raw.trim()).map_err(cli_error),
+        Err(_) if backend == Backend::Sandbox => {
+            RunnerToken::new("glrt-sandbox-0000000000000000").map_err(cli_error)
+        }
+        Err(_) => Err(CliError::invalid(format!(
+            "{TOKEN_ENV}: not set (fix: create the runner in GitLab (POST /user/runners) and export its glrt-... token as {TOKEN_ENV})"
+        ))),
+    }
+}
+
+/// The two backends the commands need.
+pub struct Backends {
+    /// Helm releases.
+    pub releases: Box<dyn ReleaseManager>,
+    /// Token Secrets.
+    pub secrets: Box<dyn TokenSecrets>,
+}
+
+/// Wires the release and Secret backends: in-memory on the sandbox, helm + kube-rs on `aws`.
+pub async fn backends(backend: Backend, connection: &Connection) -> Result<Backends, CliError> {
+    match backend {
+        Backend::Sandbox => {
+            let secrets = InMemoryTokenSecrets::new();
+            let releases = InMemoryReleases::new()
+                .with_timing(Timing::instant())
+                .with_secrets(secrets.clone());
+            Ok(Backends {
+                releases: Box::new(releases),
+                secrets: Box::new(secrets),
+            })
+        }
+        Backend::Aws => {
+            let mut builder = HelmCli::builder().with_program(&connection.helm);
+            if let Some(k) = &connection.kubeconfig {
+                builder = builder.with_kubeconfig(k);
+            }
+            if let Some(c) = &connection.context {
+                builder = builder.with_context(c);
+            }
+            let helm = builder.build().map_err(cli_error)?;
+            let secrets = KubeTokenSecrets::connect(
+                connection.kubeconfig.as_deref(),
+                connection.context.as_deref(),
+            )
+            .await
+            .map_err(cli_error)?;
+            Ok(Backends {
+                releases: Box::new(helm),
+                secrets: Box::new(secrets),
+            })
+        }
+    }
+}
+
+/// Prints one release: a line (plus the runner summary) or JSON.
+pub fn print_status(status: &ReleaseStatus, output: OutputFormat) -> Result<(), CliError> {
+    match output {
+        OutputFormat::Json => cli::print_json(status),
+        OutputFormat::Human => {
+            println!(
+                "{}/{}: {} (revision {}, chart {})",
+                status.namespace,
+                status.name,
+                status.state,
+                status.revision,
+                status.chart_version.as_deref().unwrap_or("?")
+            );
+            if let Some(r) = &status.runner {
+                println!(
+                    "  concurrent {}, tags [{}], secret {}",
+                    r.concurrent,
+                    r.tags.join(", "),
+                    r.secret_name.as_deref().unwrap_or("?")
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Prints the chart values: YAML, or the values document as JSON.
+pub fn print_values(values: &RunnerValues, output: OutputFormat) -> Result<(), CliError> {
+    match output {
+        OutputFormat::Human => print!("{}", values.to_yaml().map_err(cli_error)?),
+        OutputFormat::Json => cli::print_json(&values.to_chart_values().map_err(cli_error)?)?,
+    }
+    Ok(())
+}
+
+/// Prints a fleet plan: one line per release plus warnings, or JSON.
+pub fn print_fleet_plan(plan: &FleetPlan, output: OutputFormat) -> Result<(), CliError> {
+    match output {
+        OutputFormat::Json => cli::print_json(&plan),
+        OutputFormat::Human => {
+            println!(
+                "{} jobs -> {} release(s); poll_timeout {}s recommended",
+                plan.total_jobs,
+                plan.shards.len(),
+                plan.recommended_poll_timeout.as_secs()
+            );
+            for s in &plan.shards {
+                let parallel: Vec<String> = s.parallel.iter().map(ToString::to_string).collect();
+                println!(
+                    "  {:<24} tag {:<16} jobs {:>5} (#{}..#{})  concurrent {:>5}  parallel [{}]",
+                    s.release,
+                    s.tag,
+                    s.jobs,
+                    s.first_job,
+                    s.first_job + s.jobs - 1,
+                    s.concurrent,
+                    parallel.join(", ")
+                );
+            }
+            for w in &plan.warnings {
+                println!("warning: {w}");
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Prints what `install` / `upgrade --dry-run` would do.
+pub fn print_deploy_plan(spec: &ReleaseSpec) {
+    println!(
+        "(plan) would create or update {} with the runner token",
+        spec.secret().describe()
+    );
+    println!(
+        "(plan) would install or upgrade {} with chart {} (helm --wait, timeout {}s)",
+        spec.id().describe(),
+        spec.chart,
+        spec.timeout.as_secs()
+    );
+    println!("no changes were applied");
+}
+
+/// Prints what `uninstall --dry-run` would do.
+pub fn print_uninstall_plan(id: &ReleaseId, secret_name: &str) {
+    println!(
+        "(plan) would helm uninstall --wait {}, then delete secret {secret_name:?}",
+        id.describe()
+    );
+    println!("no changes were applied");
+}
+
+/// Prints the outcome of `uninstall`.
+pub fn print_removal(
+    id: &ReleaseId,
+    removal: &Removal,
+    output: OutputFormat,
+) -> Result<(), CliError> {
+    match output {
+        OutputFormat::Json => {
+            cli::print_json(&serde_json::json!({ "release": id, "removal": removal }))
+        }
+        OutputFormat::Human => {
+            println!("{}: {removal:?}", id.describe());
+            Ok(())
+        }
+    }
+}
+
+/// Prints the releases found by `list`.
+pub fn print_releases(releases: &[ReleaseStatus], output: OutputFormat) -> Result<(), CliError> {
+    match output {
+        OutputFormat::Json => cli::print_json(&releases),
+        OutputFormat::Human => {
+            if releases.is_empty() {
+                println!("no gitlab-runner releases");
+            }
+            for r in releases {
+                print_status(r, output)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Runs one `runner` subcommand.
+pub async fn run(global: &GlobalArgs, command: Command) -> Result<(), CliError> {
+    let output = global.output;
+    let backend = global.backend;
+    let dry_run = global.dry_run;
+    match command {
+        Command::Values(args) => {
+            let spec = spec(&args)?;
+            print_values(&spec.values, output)
+        }
+        Command::PlanFleet(args) => {
+            let jobs = u32::try_from(args.jobs).map_err(|_| {
+                CliError::invalid(format!(
+                    "--jobs: {} is not a job count (fix: pass --jobs 1 or more)",
+                    args.jobs
+                ))
+            })?;
+            let cap = u32::try_from(args.max_per_release).map_err(|_| {
+                CliError::invalid(format!(
+                    "--max-per-release: {} is not a job count (fix: use e.g. 200)",
+                    args.max_per_release
+                ))
+            })?;
+            let mut template = RunnerValues::new("https://gitlab.com/")
+                .with_build_resources(&args.cpu, &args.memory);
+            if let Some(image) = &args.image {
+                template = template.with_image(image);
+            }
+            let mut request = FleetRequest::new(jobs)
+                .with_max_per_release(cap)
+                .with_release_prefix(&args.release_prefix)
+                .with_tag_prefix(&args.tag_prefix)
+                .with_expected_pod_start(duration(
+                    "--expected-pod-start",
+                    &args.expected_pod_start,
+                )?)
+                .with_values(&template);
+            if let Some(quota) = args.fargate_vcpu_quota {
+                request = request.with_fargate_vcpu_quota(quota);
+            }
+            let plan = FleetPlan::new(&request).map_err(cli_error)?;
+            print_fleet_plan(&plan, output)
+        }
+        Command::Install(args) | Command::Upgrade(args) if dry_run => {
+            let spec = spec(&args.release)?;
+            token(backend)?;
+            print_deploy_plan(&spec);
+            Ok(())
+        }
+        Command::Install(args) => {
+            let spec = spec(&args.release)?;
+            let token = token(backend)?;
+            let b = backends(backend, &args.connection).await?;
+            let deployed = deploy_runner(b.secrets.as_ref(), b.releases.as_ref(), &spec, &token)
+                .await
+                .map_err(cli_error)?;
+            tracing::info!(secret = ?deployed.secret, "token secret stored");
+            print_status(&deployed.release, output)
+        }
+        Command::Upgrade(args) => {
+            let spec = spec(&args.release)?;
+            let token = token(backend)?;
+            let b = backends(backend, &args.connection).await?;
+            let upgraded = upgrade_runner(b.secrets.as_ref(), b.releases.as_ref(), &spec, &token)
+                .await
+                .map_err(cli_error)?;
+            tracing::info!(secret = ?upgraded.secret, "token secret stored");
+            print_status(&upgraded.release, output)
+        }
+        Command::Uninstall(args) => {
+            let id = ReleaseId::new(&args.target.namespace, &args.target.release);
+            id.validate().map_err(cli_error)?;
+            let timeout = duration("--timeout", &args.timeout)?;
+            let secret_name = args
+                .secret_name
+                .clone()
+                .unwrap_or_else(|| format!("{}-token", args.target.release));
+            if dry_run {
+                print_uninstall_plan(&id, &secret_name);
+                return Ok(());
+            }
+            let b = backends(backend, &args.connection).await?;
+            let removal = remove_runner(
+                b.secrets.as_ref(),
+                b.releases.as_ref(),
+                &id,
+                &secret_name,
+                timeout,
+            )
+            .await
+            .map_err(cli_error)?;
+            print_removal(&id, &removal, output)
+        }
+        Command::Status(args) => {
+            let id = ReleaseId::new(&args.target.namespace, &args.target.release);
+            id.validate().map_err(cli_error)?;
+            let b = backends(backend, &args.connection).await?;
+            match b.releases.status(&id).await.map_err(cli_error)? {
+                Some(status) => print_status(&status, output),
+                None => Err(CliError::failure(format!(
+                    "{} not found{}",
+                    id.describe(),
+                    if backend == Backend::Sandbox {
+                        " (the sandbox keeps no state between runs)"
+                    } else {
+                        ""
+                    }
+                ))),
+            }
+        }
+        Command::List(args) => {
+            let b = backends(backend, &args.connection).await?;
+            let releases = b
+                .releases
+                .list(args.namespace.as_deref())
+                .await
+                .map_err(cli_error)?;
+            print_releases(&releases, output)
+        }
+    }
+}
