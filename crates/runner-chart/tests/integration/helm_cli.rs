@@ -15,6 +15,12 @@ use super::fake_helm::FakeHelm;
 
 const TOKEN: &str = "glrt-t1_SuperSecretTokenValue_0123456789";
 
+/// The tests here run helm in-process one at a time. Besides keeping their fake-helm output
+/// apart, this matters for the log-capture test: `tracing` caches each callsite's interest
+/// when it is first hit, and a first hit on another thread racing with `set_default` can
+/// leave a callsite disabled for the capturing subscriber.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn helm(fake: &FakeHelm) -> HelmCli {
     HelmCli::builder()
         .with_program(fake.program())
@@ -54,6 +60,7 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
 
 #[tokio::test(flavor = "current_thread")]
 async fn install_upgrade_uninstall_issue_the_right_commands_and_the_token_is_in_none_of_them() {
+    let _serial = SERIAL.lock().await;
     let logs = LogBuffer::default();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
@@ -212,6 +219,7 @@ async fn install_upgrade_uninstall_issue_the_right_commands_and_the_token_is_in_
 
 #[tokio::test]
 async fn a_failing_helm_reports_purpose_status_and_stderr_and_the_values_file_is_still_removed() {
+    let _serial = SERIAL.lock().await;
     let fake = FakeHelm::new();
     let helm = helm(&fake);
     let spec = spec().with_chart(ChartSource::Path {
@@ -253,6 +261,7 @@ async fn a_failing_helm_reports_purpose_status_and_stderr_and_the_values_file_is
 
 #[tokio::test]
 async fn helm_errors_map_to_categories() {
+    let _serial = SERIAL.lock().await;
     let fake = FakeHelm::new();
     let helm = helm(&fake);
     let spec = spec().with_chart(ChartSource::Path {
@@ -283,6 +292,7 @@ async fn helm_errors_map_to_categories() {
 
 #[tokio::test]
 async fn oci_charts_are_pinned_and_skip_the_repo() {
+    let _serial = SERIAL.lock().await;
     let fake = FakeHelm::new();
     let helm = helm(&fake);
     let version = ChartVersion::parse("chart_version", "0.92.2").unwrap();
@@ -306,6 +316,7 @@ async fn oci_charts_are_pinned_and_skip_the_repo() {
 
 #[tokio::test]
 async fn invalid_input_runs_nothing() {
+    let _serial = SERIAL.lock().await;
     let fake = FakeHelm::new();
     let helm = helm(&fake);
     let mut bad = spec();
@@ -325,6 +336,7 @@ async fn invalid_input_runs_nothing() {
 
 #[tokio::test]
 async fn a_missing_helm_binary_says_how_to_fix_it() {
+    let _serial = SERIAL.lock().await;
     let helm = HelmCli::builder()
         .with_program("/nonexistent/bin/helm")
         .build()
@@ -342,6 +354,7 @@ async fn a_missing_helm_binary_says_how_to_fix_it() {
 
 #[tokio::test]
 async fn release_conformance_on_the_fake_helm() {
+    let _serial = SERIAL.lock().await;
     let fake = FakeHelm::new();
     let helm = helm(&fake);
     conformance::run_release_suite(&helm, "fake").await;
@@ -353,6 +366,7 @@ const CHILD_ENV: &str = "GLRUNNER_TEST_CHILD_FAKE_HELM";
 
 #[test]
 fn a_token_in_our_environment_does_not_reach_helm() {
+    let _serial = SERIAL.blocking_lock();
     // The child: our environment holds the token (as the runner example's does); run helm.
     if let Some(program) = std::env::var_os(CHILD_ENV) {
         let rt = tokio::runtime::Builder::new_current_thread()
