@@ -282,44 +282,28 @@ impl AwsCluster {
     }
 
     async fn discover_in_cluster(&self, cluster: &str) -> Result<Vec<Resource>> {
+        /// Every name a paginated EKS List call returns for the cluster.
+        macro_rules! list_all {
+            ($op:ident, $what:literal) => {
+                self.eks
+                    .$op()
+                    .cluster_name(cluster)
+                    .into_paginator()
+                    .items()
+                    .send()
+                    .try_collect()
+                    .await
+                    .map_err(|e| map_sdk_error(concat!("list ", $what), cluster, "eks", e))?
+            };
+        }
         let mut found = Vec::new();
-        let profiles = self
-            .eks
-            .list_fargate_profiles()
-            .cluster_name(cluster)
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| map_sdk_error("list Fargate profiles", cluster, "eks", e))?;
-        for name in profiles {
+        for name in list_all!(list_fargate_profiles, "Fargate profiles") {
             found.extend(self.describe_profile(cluster, &name).await?);
         }
-        let addons = self
-            .eks
-            .list_addons()
-            .cluster_name(cluster)
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| map_sdk_error("list EKS add-ons", cluster, "eks", e))?;
-        for name in addons {
+        for name in list_all!(list_addons, "EKS add-ons") {
             found.extend(self.describe_addon(cluster, &name).await?);
         }
-        let entries = self
-            .eks
-            .list_access_entries()
-            .cluster_name(cluster)
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| map_sdk_error("list EKS access entries", cluster, "eks", e))?;
-        for principal in entries {
+        for principal in list_all!(list_access_entries, "EKS access entries") {
             found.extend(self.describe_access_entry(cluster, &principal).await?);
         }
         Ok(found)
