@@ -1,7 +1,6 @@
 //! The `provision` and `teardown` commands: flags, backend wiring, progress and output.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
@@ -189,7 +188,6 @@ impl InfraBackend {
 pub struct ProgressRenderer {
     output: OutputFormat,
     bar: Option<indicatif::ProgressBar>,
-    done: Mutex<usize>,
 }
 
 impl std::fmt::Debug for ProgressRenderer {
@@ -213,11 +211,7 @@ impl ProgressRenderer {
             bar.enable_steady_tick(Duration::from_millis(120));
             bar
         });
-        Self {
-            output,
-            bar,
-            done: Mutex::new(0),
-        }
+        Self { output, bar }
     }
 
     fn line(&self, text: String) {
@@ -255,7 +249,6 @@ impl Progress for ProgressRenderer {
                 created,
                 elapsed,
             } => {
-                *self.done.lock().expect("counter") += 1;
                 if let Some(bar) = &self.bar {
                     bar.inc(1);
                 }
