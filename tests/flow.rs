@@ -2,6 +2,8 @@
 //! in each phase in turn, the keep flags, phase selection and resumption, secrets hygiene, and
 //! the infrastructure phases against moto (`GLRUNNER_TEST_MOTO_URL`, started by scripts/test.sh).
 
+#[path = "flow/byo.rs"]
+mod byo;
 #[path = "flow/example.rs"]
 mod example;
 
@@ -399,8 +401,8 @@ async fn infrastructure_phases_against_moto() {
     assert_eq!(teardown.leftovers.total, 0, "{teardown:?}");
 }
 
-#[test]
-fn aws_kube_config_takes_the_eks_endpoint_and_ca() {
+#[tokio::test]
+async fn aws_kube_config_takes_the_eks_endpoint_and_ca() {
     use base64::Engine as _;
     let der = b"certificate bytes".to_vec();
     let body = base64::engine::general_purpose::STANDARD.encode(&der);
@@ -414,8 +416,9 @@ fn aws_kube_config_takes_the_eks_endpoint_and_ca() {
         arn: "arn:aws:eks:us-east-1:123456789012:cluster/flowtest".into(),
         endpoint: "https://ABCDEF.gr7.us-east-1.eks.amazonaws.com".into(),
         certificate_authority: base64::engine::general_purpose::STANDARD.encode(pem),
+        fargate_profiles: Vec::new(),
     };
-    let config = glrunner::flow::aws::kube_config(&access).unwrap();
+    let config = glrunner::flow::aws::kube_config(&access).await.unwrap();
     assert_eq!(
         config.cluster_url.host(),
         Some("ABCDEF.gr7.us-east-1.eks.amazonaws.com")
@@ -432,8 +435,9 @@ fn aws_kube_config_takes_the_eks_endpoint_and_ca() {
     };
     assert!(
         glrunner::flow::aws::kube_config(&broken)
+            .await
             .unwrap_err()
-            .contains("cluster CA of flowtest")
+            .contains("cluster flowtest")
     );
 }
 

@@ -6,9 +6,9 @@ use std::time::Duration;
 use glrunner_gitlab_client::ProjectRef;
 use glrunner_gitlab_client::watch::WatchConfig;
 use glrunner_infra::StackSpec;
-use glrunner_runner_chart::{FleetPlan, FleetRequest, RunnerValues};
+use glrunner_runner_chart::{ChartSource, FleetPlan, FleetRequest, RunnerValues};
 
-use super::{Error, Phase};
+use super::{ClusterSource, Error, Phase};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -45,6 +45,10 @@ pub struct FlowConfig {
     pub reap_deadline: Duration,
     /// Bound of each helm install/uninstall.
     pub release_timeout: Duration,
+    /// The cluster: provisioned by the flow (default) or brought by the user.
+    pub cluster: ClusterSource,
+    /// The chart the releases install (default: the pinned gitlab-runner chart).
+    pub chart: ChartSource,
 }
 
 impl FlowConfig {
@@ -66,6 +70,26 @@ impl FlowConfig {
             reap_interval: Duration::from_secs(30),
             reap_deadline: Duration::from_secs(20 * 60),
             release_timeout: Duration::from_secs(600),
+            cluster: ClusterSource::default(),
+            chart: ChartSource::default(),
+        }
+    }
+
+    /// Runs on a cluster the user brings (provisioning and the infrastructure teardown are
+    /// skipped) or, with [`ClusterSource::Provisioned`], on the stack's own.
+    #[must_use]
+    pub fn with_cluster(mut self, cluster: ClusterSource) -> Self {
+        self.cluster = cluster;
+        self
+    }
+
+    /// The EKS cluster whose endpoint, CA and Fargate profiles the flow reads (none for a
+    /// kubeconfig).
+    pub(super) fn eks_cluster_name(&self) -> Option<&str> {
+        match &self.cluster {
+            ClusterSource::Provisioned => Some(&self.spec.cluster.name),
+            ClusterSource::Eks { name } => Some(name),
+            ClusterSource::Kubeconfig { .. } => None,
         }
     }
 
@@ -94,6 +118,7 @@ impl FlowConfig {
 
     pub(super) fn runs(&self, phase: Phase) -> bool {
         self.phases.contains(&phase)
+            && !(phase == Phase::Provision && self.cluster.brought_by_user())
     }
 
     /// Release names are `<stack>-runner-<i>`.

@@ -2,7 +2,7 @@
 
 use glrunner_runner_chart::{ReleaseSpec, SecretRef};
 
-use super::{Error, Phase, Run, at};
+use super::{ClusterClients, ClusterSource, Error, Phase, Run, at, check_cluster};
 
 impl Run<'_> {
     /// Token Secret + release per shard (tokens from the runners phase, else from the Secrets).
@@ -11,6 +11,7 @@ impl Run<'_> {
         let plan = self.plan()?;
         let clients = self.clients(phase).await?;
         let namespace = self.config.spec.cluster.runner_namespace.clone();
+        self.check_cluster(&clients, &namespace).await?;
         let template = self.config.template(&self.backends.gitlab_url);
         let values = plan.release_values(&template).map_err(at(phase))?;
         // Install the shards concurrently: the ~45 s manager pod starts overlap.
@@ -42,7 +43,8 @@ impl Run<'_> {
                 &namespace,
                 values.with_secret_name(Self::secret_name(&shard.release)),
             )
-            .with_timeout(self.config.release_timeout);
+            .with_timeout(self.config.release_timeout)
+            .with_chart(self.config.chart.clone());
             installs.push((spec, token));
         }
         self.created.releases = true;
@@ -75,5 +77,33 @@ impl Run<'_> {
             "{} release(s) deployed in {namespace}",
             installs.len()
         ))
+    }
+
+    /// Before anything is installed: Fargate covers the namespaces (known on EKS), the caller may
+    /// create what a release needs, CoreDNS runs. Every miss is one line of the phase's error.
+    async fn check_cluster(
+        &mut self,
+        clients: &ClusterClients,
+        namespace: &str,
+    ) -> Result<(), Error> {
+        let phase = Phase::Releases;
+        let fargate = match &self.config.cluster {
+            ClusterSource::Kubeconfig { .. } => None,
+            _ => self.access.as_ref().map(|a| a.fargate_profiles.as_slice()),
+        };
+        let report = check_cluster(clients.checks.as_ref(), fargate, namespace, namespace).await;
+        for warning in &report.warnings {
+            tracing::warn!(%warning, "cluster check");
+            self.step(phase, format!("warning: {warning}"));
+        }
+        if report.errors.is_empty() {
+            self.step(
+                phase,
+                "cluster checks passed (Fargate coverage, RBAC, CoreDNS)",
+            );
+            Ok(())
+        } else {
+            Err(Error::phase(phase, report.errors.join("; ")))
+        }
     }
 }

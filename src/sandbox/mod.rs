@@ -191,6 +191,8 @@ pub struct SandboxWorld {
     pub pods: InMemoryPods,
     /// Wall time of the janitor and pod store (virtual).
     pub clock: TokioClock,
+    /// RBAC and CoreDNS answers of the cluster (all allowed, CoreDNS running, unless told).
+    pub cluster_checks: Arc<crate::flow::MemoryClusterChecks>,
     region: String,
     config: SandboxConfig,
     stats: Arc<Mutex<SimulatorStats>>,
@@ -221,6 +223,7 @@ impl SandboxWorld {
             secrets,
             pods,
             clock,
+            cluster_checks: Arc::default(),
             region,
             config,
             stats: Arc::default(),
@@ -601,7 +604,7 @@ impl ClusterConnector for SandboxConnector {
     async fn connect(
         &self,
         _spec: &glrunner_infra::StackSpec,
-        _access: Option<&glrunner_infra::ClusterAccess>,
+        _target: crate::flow::ClusterTarget<'_>,
     ) -> Result<ClusterClients, FlowError> {
         let releases = faults::releases(&self.world);
         Ok(ClusterClients {
@@ -609,6 +612,7 @@ impl ClusterConnector for SandboxConnector {
             secrets: Arc::new(self.world.secrets.clone()),
             pods: Arc::new(self.world.pods.clone()) as Arc<dyn PodApi>,
             clock: Arc::new(self.world.clock),
+            checks: self.world.cluster_checks.clone(),
         })
     }
 }

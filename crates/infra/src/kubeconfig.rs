@@ -209,6 +209,7 @@ mod tests {
             arn: "arn:aws:eks:us-east-1:123456789012:cluster/demo".into(),
             endpoint: "https://ABC.gr7.us-east-1.eks.amazonaws.com".into(),
             certificate_authority: "Q0E=".into(),
+            fargate_profiles: Vec::new(),
         }
     }
 

@@ -52,7 +52,9 @@ pub use progress::{NoProgress, Progress, ProgressEvent};
 pub use provider::{ClusterProvisioner, NetworkProvisioner};
 #[cfg(feature = "mock")]
 pub use provider::{MockClusterProvisioner, MockNetworkProvisioner};
-pub use resource::{ClusterAccess, CreateRequest, Resource, ResourceKind, ResourceState};
+pub use resource::{
+    ClusterAccess, CreateRequest, FargateProfileSelectors, Resource, ResourceKind, ResourceState,
+};
 pub use spec::{ClusterSpec, FargateSelector, NatMode, NetworkSpec, StackName, StackSpec};
 pub use stack::{ProvisionOutcome, StackOptions, provision, teardown};
 pub use state::StateFile;

@@ -91,6 +91,8 @@ struct Entry {
     deleting_until: Option<Instant>,
     /// ENIs created by EKS: attached while their cluster lives.
     attached_to: Option<String>,
+    /// Selectors of a Fargate profile.
+    selectors: Vec<crate::spec::FargateSelector>,
 }
 
 impl Entry {
@@ -311,6 +313,7 @@ impl InMemoryCloud {
             ready_at: now,
             deleting_until: None,
             attached_to: None,
+            selectors: Vec::new(),
         };
         let need = |world: &World, k: ResourceKind, id: &str| -> Result<()> {
             world
@@ -420,6 +423,7 @@ impl InMemoryCloud {
                         ready_at: now,
                         deleting_until: None,
                         attached_to: None,
+                        selectors: Vec::new(),
                     });
                     for subnet in subnet_ids {
                         let eni = world.id("eni");
@@ -433,6 +437,7 @@ impl InMemoryCloud {
                             ready_at: now,
                             deleting_until: None,
                             attached_to: Some(name.clone()),
+                            selectors: Vec::new(),
                         });
                     }
                 }
@@ -441,6 +446,7 @@ impl InMemoryCloud {
                 cluster,
                 name,
                 subnet_ids,
+                selectors,
                 ..
             } => {
                 self.require_active_cluster(&world, cluster, &action, now)?;
@@ -459,6 +465,7 @@ impl InMemoryCloud {
                 ));
                 entry.parent = Some(cluster.clone());
                 entry.uses = subnet_ids.clone();
+                entry.selectors = selectors.clone();
                 entry.ready_at = now + d.fargate_profile_create;
             }
             CreateRequest::Addon { cluster, name, .. } => {
@@ -729,7 +736,28 @@ impl ClusterProvisioner for InMemoryCloud {
             ),
             certificate_authority: base64::engine::general_purpose::STANDARD
                 .encode("-----BEGIN CERTIFICATE-----\nc2FuZGJveA==\n-----END CERTIFICATE-----\n"),
+            fargate_profiles: self.fargate_profiles(name),
         })
+    }
+}
+
+impl InMemoryCloud {
+    /// The live Fargate profiles of `cluster` with their selectors.
+    fn fargate_profiles(&self, cluster: &str) -> Vec<crate::FargateProfileSelectors> {
+        let now = Instant::now();
+        let world = self.world.lock().expect("world");
+        world
+            .entries
+            .iter()
+            .filter(|e| {
+                e.kind == ResourceKind::FargateProfile && e.parent.as_deref() == Some(cluster)
+            })
+            .filter(|e| e.to_resource(now).is_some())
+            .map(|e| crate::FargateProfileSelectors {
+                name: e.id.rsplit('/').next().unwrap_or(&e.id).to_owned(),
+                selectors: e.selectors.clone(),
+            })
+            .collect()
     }
 }
 

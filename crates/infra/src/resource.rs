@@ -316,4 +316,16 @@ pub struct ClusterAccess {
     pub endpoint: String,
     /// Base64 PEM of the cluster CA, as EKS returns it.
     pub certificate_authority: String,
+    /// The cluster's Fargate profiles and their selectors (which namespaces run on Fargate).
+    #[serde(default)]
+    pub fargate_profiles: Vec<FargateProfileSelectors>,
+}
+
+/// One Fargate profile of a cluster and its selectors.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FargateProfileSelectors {
+    /// Profile name.
+    pub name: String,
+    /// Its selectors.
+    pub selectors: Vec<crate::spec::FargateSelector>,
 }

@@ -760,7 +760,53 @@ impl ClusterProvisioner for AwsCluster {
             action: "read cluster endpoint".into(),
             resource: format!("EKS cluster {name}"),
         })?;
+        let profiles: Vec<String> = self
+            .eks
+            .list_fargate_profiles()
+            .cluster_name(name)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| map_sdk_error("list Fargate profiles", name, "eks", e))?;
+        let mut fargate_profiles = Vec::new();
+        for profile in profiles {
+            let out = self
+                .eks
+                .describe_fargate_profile()
+                .cluster_name(name)
+                .fargate_profile_name(&profile)
+                .send()
+                .await
+                .map_err(|e| {
+                    map_sdk_error(
+                        "describe Fargate profile",
+                        format!("{name}/{profile}"),
+                        "eks",
+                        e,
+                    )
+                })?;
+            let selectors = out
+                .fargate_profile()
+                .map(|p| p.selectors())
+                .unwrap_or_default()
+                .iter()
+                .map(|s| crate::FargateSelector {
+                    namespace: s.namespace().unwrap_or_default().to_owned(),
+                    labels: s
+                        .labels()
+                        .map(|l| l.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                        .unwrap_or_default(),
+                })
+                .collect();
+            fargate_profiles.push(crate::FargateProfileSelectors {
+                name: profile,
+                selectors,
+            });
+        }
         Ok(ClusterAccess {
+            fargate_profiles,
             name: name.to_string(),
             arn: cluster.arn().unwrap_or_default().to_string(),
             endpoint: cluster.endpoint().unwrap_or_default().to_string(),
