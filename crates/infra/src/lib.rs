@@ -54,7 +54,9 @@ pub use provider::{ClusterProvisioner, NetworkProvisioner};
 pub use provider::{MockClusterProvisioner, MockNetworkProvisioner};
 pub use resource::{ClusterAccess, CreateRequest, Resource, ResourceKind, ResourceState};
 pub use spec::{ClusterSpec, FargateSelector, NatMode, NetworkSpec, StackName, StackSpec};
-pub use stack::{ProvisionOutcome, StackOptions, provision, teardown};
+pub use stack::{
+    ProvisionOutcome, StackOptions, provision, provision_until, teardown, teardown_until,
+};
 pub use state::StateFile;
 pub use teardown::TeardownReport;
 pub use wait::WaitPolicy;
