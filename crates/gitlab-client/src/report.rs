@@ -49,6 +49,8 @@ pub enum WatchOutcome {
     TimedOut,
     /// The request budget ran out first.
     BudgetExhausted,
+    /// The caller stopped watching (SIGINT/SIGTERM): the report covers the jobs so far.
+    Interrupted,
 }
 
 /// The report of one load-test pipeline, computed from job timestamps.
