@@ -9,6 +9,7 @@ use glrunner_infra::{
     StackSpec, WaitPolicy,
 };
 
+use crate::cli::signals::{Interrupt, hold};
 use crate::cli::{Backend, CliError, GlobalArgs, OutputFormat, print_json};
 
 /// NAT layout flag.
@@ -257,6 +258,7 @@ impl Progress for ProgressRenderer {
                     "  ✓ {key:<24} {verb} {id} ({:.0}s)",
                     elapsed.as_secs_f64()
                 ));
+                hold(&format!("step-done:{key}"));
             }
             ProgressEvent::Waiting {
                 waiting_for,
@@ -288,6 +290,7 @@ impl Progress for ProgressRenderer {
                     "  ✓ deleted {resource} ({:.0}s)",
                     elapsed.as_secs_f64()
                 ));
+                hold(&format!("deleted:{resource}"));
             }
             ProgressEvent::StepFound { .. } => {}
         }
@@ -296,6 +299,17 @@ impl Progress for ProgressRenderer {
 
 /// Runs `provision`: validate, plan, then apply (or print the plan on `--dry-run`).
 pub async fn provision(global: &GlobalArgs, args: &ProvisionArgs) -> Result<(), CliError> {
+    provision_until(global, args, &Interrupt::detached()).await
+}
+
+/// [`provision`] that stops cleanly on `interrupt` (SIGINT/SIGTERM): no new step starts, calls in
+/// flight finish, the state is saved, what exists is printed, and the error exits 130/143.
+/// A re-run resumes.
+pub async fn provision_until(
+    global: &GlobalArgs,
+    args: &ProvisionArgs,
+    interrupt: &Interrupt,
+) -> Result<(), CliError> {
     let spec = stack_spec(global, args)?;
     let backend = InfraBackend::connect(global.backend, &spec.region).await;
     let progress = ProgressRenderer::new(global.output, 16);
@@ -312,15 +326,25 @@ pub async fn provision(global: &GlobalArgs, args: &ProvisionArgs) -> Result<(), 
             spec.stack, spec.region, global.backend
         );
     }
-    let outcome = glrunner_infra::provision(
+    let outcome = glrunner_infra::provision_until(
         &spec,
         backend.network.as_ref(),
         backend.cluster.as_ref(),
         &options,
+        &interrupt.token(),
     )
     .await;
     progress.finish();
-    let outcome = outcome.map_err(cli_error)?;
+    let outcome = match outcome {
+        Err(err @ glrunner_infra::Error::Interrupted { .. }) => {
+            let existing =
+                glrunner_infra::Engine::new(backend.network.as_ref(), backend.cluster.as_ref())
+                    .existing(&spec.stack)
+                    .await;
+            return Err(interrupted(global, interrupt, err, existing));
+        }
+        other => other.map_err(cli_error)?,
+    };
     match global.output {
         OutputFormat::Json => print_json(&outcome)?,
         OutputFormat::Human => {
@@ -355,8 +379,48 @@ pub async fn provision(global: &GlobalArgs, args: &ProvisionArgs) -> Result<(), 
     Ok(())
 }
 
+/// Prints what exists after a stopped provision or teardown (a list, or one JSON document) and
+/// returns the error that exits 130/143.
+fn interrupted(
+    global: &GlobalArgs,
+    interrupt: &Interrupt,
+    err: glrunner_infra::Error,
+    existing: glrunner_infra::Result<std::collections::HashMap<String, glrunner_infra::Resource>>,
+) -> CliError {
+    let mut resources: Vec<_> = existing.unwrap_or_default().into_values().collect();
+    resources.sort_by(|a, b| a.key.cmp(&b.key));
+    match global.output {
+        OutputFormat::Json => {
+            let _ = print_json(&serde_json::json!({
+                "interrupted": true,
+                "signal": interrupt.received().map(|s| s.name()),
+                "message": err.to_string(),
+                "existing": resources,
+            }));
+        }
+        OutputFormat::Human => {
+            println!(
+                "stopped: {} resource(s) of stack {} exist",
+                resources.len(),
+                global.stack
+            );
+            for res in &resources {
+                println!("  - {:<24} {}", res.key, res.describe());
+            }
+        }
+    }
+    interrupt.error(&err).unwrap_or_else(|| cli_error(err))
+}
+
 /// Runs `teardown`: everything found by tag, in dependency order, then a leftover scan.
 pub async fn teardown(global: &GlobalArgs) -> Result<(), CliError> {
+    teardown_until(global, &Interrupt::detached()).await
+}
+
+/// [`teardown`] that stops cleanly on `interrupt`: the deletion in flight finishes, the state
+/// forgets what was deleted, what is left is printed, and the error exits 130/143. A re-run
+/// continues.
+pub async fn teardown_until(global: &GlobalArgs, interrupt: &Interrupt) -> Result<(), CliError> {
     let stack =
         StackName::new(global.stack.clone()).map_err(|e| CliError::invalid(flag_hint(e)))?;
     let region = resolve_region(global)?;
@@ -368,16 +432,26 @@ pub async fn teardown(global: &GlobalArgs) -> Result<(), CliError> {
         waits: backend.waits.clone(),
         progress: &progress,
     };
-    let report = glrunner_infra::teardown(
+    let report = glrunner_infra::teardown_until(
         &stack,
         &region,
         backend.network.as_ref(),
         backend.cluster.as_ref(),
         &options,
+        &interrupt.token(),
     )
     .await;
     progress.finish();
-    let report = report.map_err(cli_error)?;
+    let report = match report {
+        Err(err @ glrunner_infra::Error::Interrupted { .. }) => {
+            let existing =
+                glrunner_infra::Engine::new(backend.network.as_ref(), backend.cluster.as_ref())
+                    .existing(&stack)
+                    .await;
+            return Err(interrupted(global, interrupt, err, existing));
+        }
+        other => other.map_err(cli_error)?,
+    };
     match global.output {
         OutputFormat::Json => print_json(&report)?,
         OutputFormat::Human if report.dry_run => {

@@ -243,18 +243,10 @@ pub fn cli_error(e: Error) -> CliError {
     }
 }
 
-/// Parses a duration flag: plain seconds or a humantime value (`90s`, `5m`).
+/// Parses a duration flag with the examples' one grammar (`90s`, `5m`, `1h30m`; see
+/// [`crate::cli::duration`]); zero is refused.
 pub fn duration(flag: &str, raw: &str) -> Result<Duration, CliError> {
-    let parsed = if raw.bytes().all(|b| b.is_ascii_digit()) && !raw.is_empty() {
-        raw.parse::<u64>().ok().map(Duration::from_secs)
-    } else {
-        humantime::parse_duration(raw).ok()
-    };
-    parsed.ok_or_else(|| {
-        CliError::invalid(format!(
-            "{flag}: {raw:?} is not a duration (fix: use seconds or e.g. 90s, 5m)"
-        ))
-    })
+    cli::duration::parse(flag, raw, cli::duration::Zero::Refused)
 }
 
 /// The chart to install from `--chart` / `--chart-version`.

@@ -6,6 +6,7 @@ use std::time::Duration;
 use futures::stream::{FuturesUnordered, StreamExt};
 use serde::Serialize;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
 use crate::plan::{Plan, Step};
@@ -59,6 +60,7 @@ pub struct Engine<'a> {
     pub(crate) progress: &'a dyn Progress,
     pub(crate) state: Option<&'a StateFile>,
     pub(crate) extra_tags: std::collections::BTreeMap<String, String>,
+    pub(crate) cancel: CancellationToken,
 }
 
 impl std::fmt::Debug for Engine<'_> {
@@ -80,7 +82,17 @@ impl<'a> Engine<'a> {
             progress: &NoProgress,
             state: None,
             extra_tags: Default::default(),
+            cancel: CancellationToken::new(),
         }
+    }
+
+    /// Stops on this token: apply starts no new step and cuts waits short (a create call in
+    /// flight finishes, so nothing is left half-made), teardown finishes the deletions in flight
+    /// and starts no other; both then return [`Error::Interrupted`].
+    #[must_use]
+    pub fn with_cancel(mut self, cancel: CancellationToken) -> Self {
+        self.cancel = cancel;
+        self
     }
 
     /// Sets the wait policy.
@@ -158,7 +170,7 @@ impl<'a> Engine<'a> {
         let mut running = FuturesUnordered::new();
         let mut failure: Option<Error> = None;
         loop {
-            if failure.is_none() {
+            if failure.is_none() && !self.cancel.is_cancelled() {
                 let mut still_pending = Vec::new();
                 for step in pending {
                     if step.depends_on.iter().all(|d| done.contains_key(d)) {
@@ -195,6 +207,17 @@ impl<'a> Engine<'a> {
                     failure.get_or_insert(err);
                 }
             }
+        }
+        if self.cancel.is_cancelled() {
+            return Err(Error::Interrupted {
+                during: format!("apply of stack {}", plan.stack),
+                progress: format!(
+                    "{} of {} step(s) done, {} not started",
+                    done.len(),
+                    plan.steps.len(),
+                    pending.len()
+                ),
+            });
         }
         if let Some(err) = failure {
             return Err(err);
@@ -307,7 +330,7 @@ impl<'a> Engine<'a> {
         };
         if needs_wait(kind) && resource.state != ResourceState::Available {
             let waiting_for = format!("{} {} to become available", kind, resource.id);
-            let ready = wait_for(
+            let wait = wait_for(
                 &step.key,
                 &waiting_for,
                 timeout,
@@ -315,8 +338,19 @@ impl<'a> Engine<'a> {
                 self.progress,
                 || self.describe(kind, &resource.id),
                 |r| r.is_some_and(|r| r.state == ResourceState::Available),
-            )
-            .await?;
+            );
+            // Only the wait is cut short on a stop: the resource exists and carries its tags,
+            // so a re-run finds it and waits again.
+            let ready = tokio::select! {
+                biased;
+                () = self.cancel.cancelled() => {
+                    return Err(Error::Interrupted {
+                        during: format!("step {}", step.key),
+                        progress: format!("{} {} exists, not yet available", kind, resource.id),
+                    });
+                }
+                ready = wait => ready?,
+            };
             return Ok((ready.unwrap_or(resource), created));
         }
         Ok((resource, created))

@@ -100,6 +100,15 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// A stop was requested (SIGINT/SIGTERM): calls in flight finished, nothing new started.
+    /// Everything done so far is tagged and recorded, so running the same command again resumes.
+    #[error("interrupted during {during}: {progress}; run the same command again to continue")]
+    Interrupted {
+        /// What was stopped, e.g. `apply of stack glrunner`.
+        during: String,
+        /// What was done before the stop.
+        progress: String,
+    },
     /// Any other backend failure.
     #[error("{action}: {backend} error: {source}")]
     Backend {

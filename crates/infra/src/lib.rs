@@ -56,7 +56,9 @@ pub use resource::{
     ClusterAccess, CreateRequest, FargateProfileSelectors, Resource, ResourceKind, ResourceState,
 };
 pub use spec::{ClusterSpec, FargateSelector, NatMode, NetworkSpec, StackName, StackSpec};
-pub use stack::{ProvisionOutcome, StackOptions, provision, teardown};
+pub use stack::{
+    ProvisionOutcome, StackOptions, provision, provision_until, teardown, teardown_until,
+};
 pub use state::StateFile;
 pub use teardown::TeardownReport;
 pub use wait::WaitPolicy;

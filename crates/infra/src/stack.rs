@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
 use crate::apply::{ApplyReport, Engine};
 use crate::error::Result;
@@ -68,6 +69,18 @@ pub async fn provision(
     cluster: &dyn ClusterProvisioner,
     options: &StackOptions<'_>,
 ) -> Result<ProvisionOutcome> {
+    provision_until(spec, network, cluster, options, &CancellationToken::new()).await
+}
+
+/// [`provision`] that stops when `cancel` fires: no new step starts, waits are cut short, the
+/// state file keeps what was done, and [`crate::Error::Interrupted`] is returned (a re-run resumes).
+pub async fn provision_until(
+    spec: &StackSpec,
+    network: &dyn NetworkProvisioner,
+    cluster: &dyn ClusterProvisioner,
+    options: &StackOptions<'_>,
+    cancel: &CancellationToken,
+) -> Result<ProvisionOutcome> {
     spec.validate()?;
     let state = match (&options.state_dir, options.dry_run) {
         (Some(dir), false) => Some(StateFile::open(dir, &spec.stack, &spec.region)?),
@@ -76,7 +89,8 @@ pub async fn provision(
     let mut engine = Engine::new(network, cluster)
         .with_waits(options.waits.clone())
         .with_progress(options.progress)
-        .with_tags(spec.cluster.tags.clone());
+        .with_tags(spec.cluster.tags.clone())
+        .with_cancel(cancel.clone());
     if let Some(state) = &state {
         engine = engine.with_state(state);
     }
@@ -113,9 +127,32 @@ pub async fn teardown(
     cluster: &dyn ClusterProvisioner,
     options: &StackOptions<'_>,
 ) -> Result<TeardownReport> {
+    teardown_until(
+        stack,
+        region,
+        network,
+        cluster,
+        options,
+        &CancellationToken::new(),
+    )
+    .await
+}
+
+/// [`teardown`] that stops when `cancel` fires: deletions in flight finish, no other starts, the
+/// state file forgets what was deleted, and [`crate::Error::Interrupted`] is returned (a re-run
+/// continues).
+pub async fn teardown_until(
+    stack: &StackName,
+    region: &str,
+    network: &dyn NetworkProvisioner,
+    cluster: &dyn ClusterProvisioner,
+    options: &StackOptions<'_>,
+    cancel: &CancellationToken,
+) -> Result<TeardownReport> {
     let engine = Engine::new(network, cluster)
         .with_waits(options.waits.clone())
-        .with_progress(options.progress);
+        .with_progress(options.progress)
+        .with_cancel(cancel.clone());
     if options.dry_run {
         return engine.teardown_plan(stack).await;
     }

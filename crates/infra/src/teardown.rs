@@ -60,6 +60,9 @@ impl Engine<'_> {
             ..TeardownReport::default()
         };
         for &kind in TEARDOWN_ORDER {
+            if self.cancel.is_cancelled() {
+                return Err(self.interrupted(stack, &report));
+            }
             let found = match self.discover_kind(stack, kind).await {
                 Ok(found) => found,
                 Err(err) => {
@@ -69,6 +72,9 @@ impl Engine<'_> {
             };
             if kind == ResourceKind::FargateProfile {
                 for res in found {
+                    if self.cancel.is_cancelled() {
+                        return Err(self.interrupted(stack, &report));
+                    }
                     self.delete_one(res, &mut report).await;
                 }
             } else {
@@ -109,6 +115,21 @@ impl Engine<'_> {
             });
         }
         Ok(report)
+    }
+
+    fn interrupted(&self, stack: &StackName, report: &TeardownReport) -> Error {
+        let mut progress = format!("{} resource(s) deleted", report.deleted.len());
+        if !report.errors.is_empty() {
+            progress.push_str(&format!(
+                " ({} error(s): {})",
+                report.errors.len(),
+                report.errors.join("; ")
+            ));
+        }
+        Error::Interrupted {
+            during: format!("teardown of stack {stack}"),
+            progress,
+        }
     }
 
     /// What teardown would delete, in order, without deleting anything.

@@ -20,7 +20,9 @@ const ENV: &str = "GLRUNNER_TEST_KUBECONFIG";
 fn kubeconfig(test: &str) -> Option<PathBuf> {
     match std::env::var_os(ENV).filter(|v| !v.is_empty()) {
         Some(path) => Some(PathBuf::from(path)),
-        None if std::env::var("CI").is_ok_and(|v| v == "true") => {
+        None if std::env::var("CI").is_ok_and(|v| v == "true")
+            || std::env::var_os("GLRUNNER_TEST_REQUIRE_SERVERS").is_some_and(|v| v == "1") =>
+        {
             panic!(
                 "{ENV} is unset in CI: run ./scripts/test.sh, which starts a kube-apiserver (scripts/kube-apiserver.sh)"
             )
