@@ -50,7 +50,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 pub use backends::{Backends, ClusterClients, ClusterConnector};
-pub use config::FlowConfig;
+pub use config::{DEFAULT_HELM_CONCURRENCY, FlowConfig, MAX_HELM_CONCURRENCY, fargate_selects};
 pub use events::{FlowEvent, FlowProgress};
 pub use report::{
     Failure, FleetSummary, FlowReport, Leftovers, LoadTestSummary, PhaseRecord, PhaseStatus,
