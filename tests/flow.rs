@@ -461,3 +461,39 @@ async fn cleanup_after_a_failure_honours_keep_infra() {
         "--keep-infra keeps the stack after a failure too"
     );
 }
+
+/// Past helm's default `list --max` of 256: 300 releases are installed (at most 4 helm
+/// operations at once), all found by teardown, and none is left over.
+#[tokio::test(start_paused = true)]
+async fn a_fleet_of_300_releases_is_installed_found_and_torn_down() {
+    let (world, config, report) = run(300, SandboxConfig::default(), |c| {
+        c.with_max_per_release(1).with_phases([
+            Phase::Provision,
+            Phase::Project,
+            Phase::Plan,
+            Phase::Runners,
+            Phase::Releases,
+            Phase::Teardown,
+        ])
+    })
+    .await;
+    assert!(report.is_success(), "{}", report.render_text());
+    let releases = report
+        .phases
+        .iter()
+        .find(|p| p.phase == Phase::Releases)
+        .unwrap();
+    assert!(
+        releases.summary.starts_with("300 release(s) deployed"),
+        "{}",
+        releases.summary
+    );
+    let teardown = report.teardown.as_ref().unwrap();
+    assert_eq!(teardown.releases_removed, 300, "{teardown:?}");
+    assert_eq!(teardown.leftovers.total, 0, "{teardown:?}");
+    assert!(world.releases.runners().is_empty());
+    assert_eq!(
+        world.leftovers(&config.spec.stack, PROJECT).await.total(),
+        0
+    );
+}

@@ -249,6 +249,15 @@ impl TokenSecrets for RefreshingSecrets {
     async fn delete(&self, secret: &SecretRef) -> glrunner_runner_chart::Result<bool> {
         self.inner().await?.delete(secret).await
     }
+    async fn ownership(
+        &self,
+        secret: &SecretRef,
+    ) -> glrunner_runner_chart::Result<glrunner_runner_chart::Ownership> {
+        self.inner().await?.ownership(secret).await
+    }
+    async fn ensure_namespace(&self, namespace: &str) -> glrunner_runner_chart::Result<bool> {
+        self.inner().await?.ensure_namespace(namespace).await
+    }
 }
 
 #[async_trait]

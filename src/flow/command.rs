@@ -27,6 +27,10 @@ pub struct FlowArgs {
     #[arg(long, default_value_t = glrunner_runner_chart::fleet::DEFAULT_MAX_PER_RELEASE)]
     pub max_per_release: u32,
 
+    /// At most this many helm installs/upgrades at once (1..=32).
+    #[arg(long, default_value_t = super::config::DEFAULT_HELM_CONCURRENCY)]
+    pub helm_concurrency: usize,
+
     /// GitLab project path (`group/project`) or id; created if missing. Required with
     /// `--backend aws`; the sandbox uses `sandbox/loadtest`.
     #[arg(long)]
@@ -137,6 +141,7 @@ pub fn flow_config(global: &GlobalArgs, args: &FlowArgs) -> Result<FlowConfig, C
     let cluster = cluster_source(global, args)?;
     let mut config = FlowConfig::new(spec, project, args.jobs)
         .with_max_per_release(args.max_per_release)
+        .with_helm_concurrency(args.helm_concurrency)
         .with_keep(args.keep_infra, args.keep_runners, args.keep);
     if !args.phases.is_empty() {
         config = config.with_phases(args.phases.iter().copied());

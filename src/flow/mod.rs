@@ -57,7 +57,7 @@ pub use cluster::{
     ClusterCheckReport, ClusterChecks, ClusterSource, ClusterTarget, KubeClusterChecks,
     MemoryClusterChecks, Permission, check_cluster, required_permissions,
 };
-pub use config::FlowConfig;
+pub use config::{DEFAULT_HELM_CONCURRENCY, FlowConfig, MAX_HELM_CONCURRENCY, fargate_selects};
 pub use events::{FlowEvent, FlowProgress};
 pub use report::{
     Failure, FleetSummary, FlowReport, Leftovers, LoadTestSummary, PhaseRecord, PhaseStatus,
