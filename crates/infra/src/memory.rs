@@ -742,7 +742,7 @@ impl InMemoryCloud {
                 name,
                 subnet_ids,
                 pod_execution_role_arn,
-                ..
+                selectors,
             } => {
                 self.require_active_cluster(&world, cluster, &action, now)?;
                 let id = format!("{cluster}/{name}");
