@@ -4,6 +4,8 @@
 
 #[path = "flow/byo.rs"]
 mod byo;
+#[path = "flow/e2e.rs"]
+mod e2e;
 #[path = "flow/example.rs"]
 mod example;
 
