@@ -232,6 +232,18 @@ impl ProgressRenderer {
 
 impl Progress for ProgressRenderer {
     fn event(&self, event: &ProgressEvent) {
+        self.render(event);
+        // Test support: where a test may freeze the run to deliver a signal (see `hold`).
+        match event {
+            ProgressEvent::StepDone { key, .. } => hold(&format!("step-done:{key}")),
+            ProgressEvent::Deleted { resource, .. } => hold(&format!("deleted:{resource}")),
+            _ => {}
+        }
+    }
+}
+
+impl ProgressRenderer {
+    fn render(&self, event: &ProgressEvent) {
         if self.output == OutputFormat::Json {
             if let Ok(line) = serde_json::to_string(event) {
                 eprintln!("{line}");
@@ -258,7 +270,6 @@ impl Progress for ProgressRenderer {
                     "  ✓ {key:<24} {verb} {id} ({:.0}s)",
                     elapsed.as_secs_f64()
                 ));
-                hold(&format!("step-done:{key}"));
             }
             ProgressEvent::Waiting {
                 waiting_for,
@@ -290,7 +301,6 @@ impl Progress for ProgressRenderer {
                     "  ✓ deleted {resource} ({:.0}s)",
                     elapsed.as_secs_f64()
                 ));
-                hold(&format!("deleted:{resource}"));
             }
             ProgressEvent::StepFound { .. } => {}
         }

@@ -4,6 +4,8 @@
 
 #[path = "flow/example.rs"]
 mod example;
+#[path = "flow/faults.rs"]
+mod faults;
 
 use std::sync::Arc;
 use std::time::Duration;
