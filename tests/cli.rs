@@ -1,6 +1,8 @@
 //! The provision and teardown examples as CI pipelines call them: exit codes, messages, JSON,
 //! no AWS call on bad input or dry-run, and a full round trip against moto when it runs.
 
+#[path = "cli/runner_example.rs"]
+mod runner_example;
 #[path = "cli/scripts.rs"]
 mod scripts;
 #[path = "cli/signals.rs"]
@@ -72,6 +74,14 @@ fn bad_input_exits_2_names_the_flag_and_calls_nothing() {
             &["--runner-namespace", "Not_A_Namespace"],
             "--runner-namespace",
         ),
+        (
+            &[
+                "--admin-principal",
+                "arn:aws:sts::123456789012:assumed-role/Admin/me",
+            ],
+            "--admin-principal",
+        ),
+        (&["--public-access-cidrs", "203.0.113.7"], "--public-access-cidrs"),
     ];
     for (args, needle) in cases {
         let wire = Tripwire::new();
@@ -103,6 +113,34 @@ fn bad_input_exits_2_names_the_flag_and_calls_nothing() {
             "{args:?}: nothing written"
         );
     }
+}
+
+/// The region comes from aws-config's profile provider: `[profile default]`, an inline
+/// comment, and `AWS_CONFIG_FILE` without `HOME` all work as the aws CLI reads them.
+#[test]
+fn region_comes_from_the_aws_config_file_as_the_aws_cli_reads_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config");
+    std::fs::write(
+        &config,
+        "[profile default]\nregion = eu-west-1 # the team's region\n",
+    )
+    .unwrap();
+    let out = Command::new(example("provision"))
+        .args(["--dry-run"])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("AWS_CONFIG_FILE", &config)
+        .env("AWS_SHARED_CREDENTIALS_FILE", dir.path().join("none"))
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        stdout.starts_with("plan for stack glrunner in eu-west-1:"),
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -6,7 +6,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::apply::{ApplyReport, Engine};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::plan::Plan;
 use crate::progress::{NoProgress, Progress};
 use crate::provider::{ClusterProvisioner, NetworkProvisioner};
@@ -103,12 +103,43 @@ pub async fn provision_until(
             kubeconfig: None,
         });
     }
-    let report = engine.apply(&plan).await?;
+    let report = match engine.apply(&plan).await {
+        Err(Error::UnsupportedZones {
+            valid_zones,
+            message,
+            ..
+        }) => {
+            // EKS named the zones it accepts: plan again on those, remove what this stack
+            // built in the others (and its route tables, whose subnets change), apply again.
+            tracing::warn!(%message, ?valid_zones, "EKS refused the availability zones; planning again on the zones it accepts");
+            let available: Vec<_> = network
+                .availability_zones()
+                .await?
+                .into_iter()
+                .filter(|z| valid_zones.contains(&z.name))
+                .collect();
+            let azs = crate::plan::choose_azs(&available, spec.network.az_count)?;
+            let mut replanned = Plan::build(spec, &azs)?;
+            engine
+                .prune(&spec.stack, |res| {
+                    res.kind != crate::ResourceKind::RouteTable
+                        && replanned.step(&res.key).is_some()
+                })
+                .await?;
+            replanned.mark_existing(&engine.existing(&spec.stack).await?);
+            let report = engine.apply(&replanned).await?;
+            plan = replanned;
+            report
+        }
+        other => other?,
+    };
     let mut kubeconfig = None;
     if let (Some(dir), Some(state)) = (&options.state_dir, &state) {
         let access = cluster.cluster_access(&spec.cluster.name).await?;
         let path = dir.join(format!("{}.kubeconfig", spec.stack));
-        crate::kubeconfig::write(&path, &access, &spec.region)?;
+        // The aws CLI in the kubeconfig's exec entry should use the profile glrunner used.
+        let profile = std::env::var("AWS_PROFILE").ok();
+        crate::kubeconfig::write(&path, &access, &spec.region, profile.as_deref())?;
         state.set_kubeconfig(&path)?;
         kubeconfig = Some(path);
     }
