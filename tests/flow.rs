@@ -8,6 +8,8 @@ mod byo;
 mod e2e;
 #[path = "flow/example.rs"]
 mod example;
+#[path = "flow/faults.rs"]
+mod faults;
 
 use std::sync::Arc;
 use std::time::Duration;
