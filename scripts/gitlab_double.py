@@ -18,8 +18,9 @@ real binaries meet it:
 - a runner is `online` only once its manager exists: with `--kubeconfig`, once a Secret in the
   cluster holds its token under `runner-token` (the chart's layout), which is how glrunner
   deploys it; jobs run only on online runners whose tags match;
-- faults: `POST /double/faults` with `{"METHOD /path-regex": [status, count]}` answers the next
-  `count` matching calls with `status` (429 carries `Retry-After: 1`).
+- faults: `POST /double/faults` with `{"METHOD /path-regex": [status, count, skip]}` lets the
+  next `skip` matching calls through (optional), then answers `count` of them with `status`
+  (429 carries `Retry-After: 1`).
 
 `GET /double/state` returns counters for the tests (projects, runners, pipelines by source,
 jobs by status, requests). Nothing here is a secret store: tokens are random test values.
@@ -309,6 +310,9 @@ class Handler(BaseHTTPRequestHandler):
             for key, fault in STATE["faults"].items():
                 fm, _, rx = key.partition(" ")
                 if fm == method and fault[1] > 0 and re.fullmatch(rx, path):
+                    if len(fault) > 2 and fault[2] > 0:  # let the first `skip` calls through
+                        fault[2] -= 1
+                        continue
                     fault[1] -= 1
                     hdr = {"Retry-After": "1"} if fault[0] == 429 else {}
                     return self.reply(fault[0], {"message": "injected fault"}, hdr)
