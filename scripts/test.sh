@@ -50,7 +50,8 @@ cat "$run_dir/kube-build.out" >&2
 
 eval "export $("$root/scripts/moto.sh" start "$run_dir/moto" | tail -1)"
 log "moto at $GLRUNNER_TEST_MOTO_URL"
-eval "export $("$root/scripts/kube-apiserver.sh" start "$run_dir/kube" | tail -1)"
+# --rbac: the admin keeps full access; the janitor's RBAC test acts as a ServiceAccount with least privilege.
+eval "export $("$root/scripts/kube-apiserver.sh" start "$run_dir/kube" --rbac | tail -1)"
 log "kube-apiserver kubeconfig at $GLRUNNER_TEST_KUBECONFIG"
 
 cargo test --workspace "$@"

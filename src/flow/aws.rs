@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use base64::Engine as _;
 use glrunner_gitlab_client::{HttpGitLab, SecretToken};
-use glrunner_infra::kubeconfig::EksTokenGenerator;
+use glrunner_infra::kubeconfig::{EksTokenCache, EksTokenGenerator};
 use glrunner_infra::{ClusterAccess, StackSpec};
 use glrunner_janitor::k8s::{BearerToken, KubePodApi, TokenProvider};
 use glrunner_runner_chart::{
@@ -148,59 +148,59 @@ pub fn kube_config(access: &ClusterAccess) -> Result<kube::Config, String> {
     Ok(config)
 }
 
-/// EKS tokens for one cluster.
+/// The janitor's tokens, from the run's one EKS token cache (infra's [`EksTokenCache`]): the
+/// cache alone decides when a token is re-signed.
 #[derive(Debug, Clone)]
-struct EksTokens {
-    generator: EksTokenGenerator,
-    cluster: String,
-}
+struct EksTokens(Arc<EksTokenCache>);
 
 #[async_trait]
 impl TokenProvider for EksTokens {
     async fn token(&self) -> glrunner_janitor::Result<BearerToken> {
-        let token = self.generator.token(&self.cluster).await.map_err(|e| {
-            glrunner_janitor::Error::PermissionDenied {
-                action: "authenticate".into(),
-                resource: format!("EKS cluster {}", self.cluster),
-                message: e.to_string(),
-            }
-        })?;
+        let token =
+            self.0
+                .token()
+                .await
+                .map_err(|e| glrunner_janitor::Error::PermissionDenied {
+                    action: "authenticate".into(),
+                    resource: format!("EKS cluster {}", self.0.cluster()),
+                    message: e.to_string(),
+                })?;
         let expires = jiff::Timestamp::try_from(token.expires_at).ok();
         Ok(BearerToken::new(token.expose(), expires))
     }
 }
 
-/// [`TokenSecrets`] on kube-rs with a fresh EKS token whenever the last one is near expiry.
+/// [`TokenSecrets`] on kube-rs with the shared cache's current EKS token; the client is rebuilt
+/// only when the cache hands out a new token (each new token has a new expiry).
 struct RefreshingSecrets {
     config: kube::Config,
-    tokens: EksTokens,
-    cached: tokio::sync::Mutex<Option<(Arc<KubeTokenSecrets>, SystemTime)>>,
+    tokens: Arc<EksTokenCache>,
+    current: tokio::sync::Mutex<Option<(SystemTime, Arc<KubeTokenSecrets>)>>,
 }
 
 impl RefreshingSecrets {
     async fn inner(&self) -> glrunner_runner_chart::Result<Arc<KubeTokenSecrets>> {
-        let mut cached = self.cached.lock().await;
-        if let Some((secrets, expires)) = cached.as_ref()
-            && SystemTime::now() + Duration::from_secs(60) < *expires
-        {
-            return Ok(secrets.clone());
-        }
         let denied = |message: String| glrunner_runner_chart::Error::PermissionDenied {
-            resource: format!("EKS cluster {}", self.tokens.cluster),
+            resource: format!("EKS cluster {}", self.tokens.cluster()),
             action: "authenticate".into(),
             detail: message,
         };
         let token = self
             .tokens
-            .generator
-            .token(&self.tokens.cluster)
+            .token()
             .await
             .map_err(|e| denied(e.to_string()))?;
+        let mut current = self.current.lock().await;
+        if let Some((expires, secrets)) = current.as_ref()
+            && *expires == token.expires_at
+        {
+            return Ok(secrets.clone());
+        }
         let mut config = self.config.clone();
         config.auth_info.token = Some(token.expose().to_owned().into());
         let client = kube::Client::try_from(config).map_err(|e| denied(e.to_string()))?;
         let secrets = Arc::new(KubeTokenSecrets::new(client));
-        *cached = Some((secrets.clone(), token.expires_at));
+        *current = Some((token.expires_at, secrets.clone()));
         Ok(secrets)
     }
 }
@@ -241,11 +241,10 @@ impl ClusterConnector for AwsConnector {
         })?;
         let config = kube_config(access).map_err(|e| Error::phase(phase, e))?;
         let generator = EksTokenGenerator::new(&self.sdk).map_err(|e| Error::phase(phase, e))?;
-        let tokens = EksTokens {
-            generator,
-            cluster: access.name.clone(),
-        };
-        let pods = KubePodApi::with_token_provider(config.clone(), Arc::new(tokens.clone()));
+        // One token cache for every client of the cluster.
+        let tokens = Arc::new(EksTokenCache::new(generator, access.name.clone()));
+        let pods =
+            KubePodApi::with_token_provider(config.clone(), Arc::new(EksTokens(tokens.clone())));
         let mut helm = HelmCli::builder().with_kubeconfig(&self.kubeconfig);
         if let Some(program) = &self.helm {
             helm = helm.with_program(program);
@@ -256,7 +255,7 @@ impl ClusterConnector for AwsConnector {
             secrets: Arc::new(RefreshingSecrets {
                 config,
                 tokens,
-                cached: tokio::sync::Mutex::new(None),
+                current: tokio::sync::Mutex::new(None),
             }),
             pods: Arc::new(pods),
             clock: Arc::new(glrunner_janitor::SystemClock),
