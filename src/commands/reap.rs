@@ -10,11 +10,12 @@ use clap::{Args, Subcommand};
 use glrunner_janitor::cost::FargatePricing;
 use glrunner_janitor::k8s::KubePodApi;
 use glrunner_janitor::memory::{InMemoryJobStatus, InMemoryPods, seed_demo};
-use glrunner_janitor::policy::{Policy, parse_duration_flag};
+use glrunner_janitor::policy::Policy;
 use glrunner_janitor::{
     Clock, Error, PodApi, Reaper, ReaperConfig, Report, SystemClock, model, rbac,
 };
 
+use crate::cli::signals::Interrupt;
 use crate::cli::{self, Backend, CliError, GlobalArgs, OutputFormat};
 
 /// The `reap` subcommands (none: reap).
@@ -122,9 +123,10 @@ pub fn flag_error(flag: &str, e: Error) -> CliError {
     }
 }
 
-/// Parses a duration flag (`30s`, `5m`, `1h`).
+/// Parses a duration flag with the examples' one grammar (`30s`, `5m`, `1h`; see
+/// [`crate::cli::duration`]); zero is refused.
 pub fn duration(flag: &str, value: &str) -> Result<Duration, CliError> {
-    parse_duration_flag(flag, value).map_err(|e| flag_error(flag, e))
+    cli::duration::parse(flag, value, cli::duration::Zero::Refused)
 }
 
 /// Validates the flags into the reaper configuration; touches no cluster.
@@ -143,7 +145,12 @@ pub fn config(run: &RunArgs, global: &GlobalArgs) -> Result<ReaperConfig, CliErr
         .map(|v| duration("--default-job-timeout", v))
         .transpose()?;
     let policy = Policy::new(run.namespaces.iter().cloned())
-        .with_grace(duration("--grace", &run.grace)?)
+        // Zero grace is meaningful: reap as soon as a deadline passes.
+        .with_grace(cli::duration::parse(
+            "--grace",
+            &run.grace,
+            cli::duration::Zero::Allowed,
+        )?)
         .with_pending_timeout(duration("--pending-timeout", &run.pending_timeout)?)
         .with_default_job_timeout(default_job_timeout);
     let default = FargatePricing::us_east_1();
@@ -206,6 +213,18 @@ pub async fn run(
     command: Option<Command>,
     run: &RunArgs,
 ) -> Result<(), CliError> {
+    run_until(global, command, run, &Interrupt::detached()).await
+}
+
+/// [`run`] that stops `--watch` cleanly on `interrupt` (SIGINT/SIGTERM): the round in flight
+/// finishes its deletes, its report is printed, and the command ends as after its last round
+/// (exit 0 when every round succeeded).
+pub async fn run_until(
+    global: &GlobalArgs,
+    command: Option<Command>,
+    run: &RunArgs,
+    interrupt: &Interrupt,
+) -> Result<(), CliError> {
     if let Some(Command::Rbac {
         namespaces,
         service_account,
@@ -215,7 +234,6 @@ pub async fn run(
     }
     let config = config(run, global)?;
     let interval = duration("--interval", &run.interval)?;
-    check_backend_flags(run, global.backend)?;
     if run.gitlab_url.is_some() && global.backend == Backend::Aws {
         return Err(CliError::invalid(
             "--gitlab-url with --backend aws needs the root package's GitLab job-status adapter, which is not \
@@ -268,46 +286,44 @@ pub async fn run(
         return round_result(&report);
     }
 
-    let (_, outcome) = watch(&reaper, interval, run.rounds, |report| {
-        print_report(report, global.output)
-    })
+    let (rounds, outcome) = watch(
+        &reaper,
+        interval,
+        run.rounds,
+        interrupt.token().cancelled_owned(),
+        |report| print_report(report, global.output),
+    )
     .await;
+    if let Some(signal) = interrupt.received() {
+        match global.output {
+            OutputFormat::Human => eprintln!(
+                "stopped by {} after {rounds} round(s); in-flight deletes finished",
+                signal.name()
+            ),
+            OutputFormat::Json => eprintln!(
+                "{}",
+                serde_json::json!({"event": "stopped", "signal": signal.name(), "rounds": rounds})
+            ),
+        }
+    }
     outcome
 }
 
-/// `--kubeconfig`, `--context` and `--in-cluster` name a real cluster: on the sandbox they are
-/// invalid input, never silently ignored.
-pub fn check_backend_flags(run: &RunArgs, backend: Backend) -> Result<(), CliError> {
-    if backend != Backend::Sandbox {
-        return Ok(());
-    }
-    let real = [
-        ("--kubeconfig", run.kubeconfig.is_some()),
-        ("--context", run.context.is_some()),
-        ("--in-cluster", run.in_cluster),
-    ];
-    match real.iter().find(|(_, given)| *given) {
-        Some((flag, _)) => Err(CliError::invalid(format!(
-            "{flag} names a real cluster but --backend is sandbox; add --backend aws to reap a real \
-             cluster, or drop {flag} to reap the sandbox's demo fleet"
-        ))),
-        None => Ok(()),
-    }
-}
-
-/// Runs `--watch` rounds every `interval` until `max_rounds` (or forever), handing each report to
-/// `emit`. A round with failed deletes, or a round that failed outright (API server unreachable),
-/// makes the outcome a failure (exit 1) and the watch goes on. Returns how many rounds ran.
+/// Runs `--watch` rounds every `interval` until `max_rounds` (or forever) or `shutdown` (checked
+/// between rounds), handing each report to `emit`. A round with failed deletes, or a round that
+/// failed outright (API server unreachable), makes the outcome a failure (exit 1) and the watch
+/// goes on. Returns how many rounds ran.
 pub async fn watch(
     reaper: &Reaper,
     interval: Duration,
     max_rounds: Option<u64>,
+    shutdown: impl std::future::Future<Output = ()>,
     mut emit: impl FnMut(&Report) -> Result<(), CliError>,
 ) -> (u64, Result<(), CliError>) {
     let mut rounds = 0u64;
     let mut outcome = Ok(());
     reaper
-        .watch(interval, std::future::pending(), |result| {
+        .watch(interval, shutdown, |result| {
             rounds += 1;
             match result {
                 Ok(report) => {
@@ -360,7 +376,6 @@ mod tests {
         let cli = parse(args);
         let err = config(&cli.run, &cli.global)
             .and_then(|_| duration("--interval", &cli.run.interval))
-            .and_then(|_| check_backend_flags(&cli.run, cli.global.backend))
             .unwrap_err();
         assert_eq!(err.code, EXIT_INVALID_INPUT, "{args:?}: {}", err.message);
         err.message
@@ -370,16 +385,12 @@ mod tests {
     fn bad_flags_are_invalid_input_naming_the_flag() {
         for (args, flag) in [
             (&["--namespace", "Bad_NS"][..], "--namespace"),
-            (&["--grace", "0s"], "--grace"),
-            (&["--grace", "-5m"], "--grace"),
+            (&["--grace", "soon"], "--grace"),
             (&["--pending-timeout", "soon"], "--pending-timeout"),
             (&["--default-job-timeout", "0"], "--default-job-timeout"),
             (&["--concurrency", "0"], "--concurrency"),
             (&["--watch", "--interval", "0s"], "--interval"),
             (&["--vcpu-hour-usd=-1"], "--vcpu-hour-usd"),
-            (&["--kubeconfig", "/tmp/kc"], "--kubeconfig"),
-            (&["--context", "prod"], "--context"),
-            (&["--in-cluster"], "--in-cluster"),
         ] {
             let message = invalid_message(args);
             assert!(message.contains(flag), "{args:?}: {message}");
@@ -408,7 +419,6 @@ mod tests {
             "--check-manager",
             "--dry-run",
         ]);
-        check_backend_flags(&cli.run, cli.global.backend).unwrap();
         let c = config(&cli.run, &cli.global).unwrap();
         assert_eq!(c.policy.namespaces.iter().collect::<Vec<_>>(), ["a", "b"]);
         assert_eq!(c.policy.grace, Duration::from_secs(90));
@@ -439,10 +449,16 @@ mod tests {
     async fn watch_runs_the_asked_rounds_and_emits_each_report() {
         let (reaper, pods) = demo_reaper(false);
         let mut reports = Vec::new();
-        let (rounds, outcome) = watch(&reaper, Duration::from_secs(60), Some(3), |r| {
-            reports.push(r.clone());
-            Ok(())
-        })
+        let (rounds, outcome) = watch(
+            &reaper,
+            Duration::from_secs(60),
+            Some(3),
+            std::future::pending(),
+            |r| {
+                reports.push(r.clone());
+                Ok(())
+            },
+        )
         .await;
         outcome.unwrap();
         assert_eq!(rounds, 3);
@@ -464,11 +480,17 @@ mod tests {
             );
         }
         let mut emitted = 0;
-        let (rounds, outcome) = watch(&reaper, Duration::from_secs(60), Some(2), |r| {
-            emitted += 1;
-            assert!(r.reaped.iter().all(|p| p.action == Action::Failed), "{r}");
-            Ok(())
-        })
+        let (rounds, outcome) = watch(
+            &reaper,
+            Duration::from_secs(60),
+            Some(2),
+            std::future::pending(),
+            |r| {
+                emitted += 1;
+                assert!(r.reaped.iter().all(|p| p.action == Action::Failed), "{r}");
+                Ok(())
+            },
+        )
         .await;
         assert_eq!((rounds, emitted), (2, 2));
         let err = outcome.unwrap_err();
@@ -485,10 +507,16 @@ mod tests {
         let (reaper, pods) = demo_reaper(true);
         pods.fail_lists(Some(glrunner_janitor::memory::Fault::Unavailable));
         let mut emitted = 0;
-        let (rounds, outcome) = watch(&reaper, Duration::from_secs(1), Some(2), |_| {
-            emitted += 1;
-            Ok(())
-        })
+        let (rounds, outcome) = watch(
+            &reaper,
+            Duration::from_secs(1),
+            Some(2),
+            std::future::pending(),
+            |_| {
+                emitted += 1;
+                Ok(())
+            },
+        )
         .await;
         assert_eq!((rounds, emitted), (2, 0));
         assert!(outcome.unwrap_err().message.contains("list pods"));
