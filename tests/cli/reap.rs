@@ -105,7 +105,7 @@ fn watch_prints_one_report_per_round_and_stops_after_the_asked_rounds() {
 fn bad_input_exits_2_naming_the_flag() {
     for (args, needle) in [
         (&["--namespace", "Bad_NS"][..], "--namespace"),
-        (&["--grace", "0s"], "--grace"),
+        (&["--grace", "soon"], "--grace"),
         (&["--concurrency", "0"], "--concurrency"),
         (&["--watch", "--interval", "never"], "--interval"),
         (&["--interval", "5m"], "--watch"),
