@@ -4,6 +4,8 @@
 #   scripts/kube-apiserver.sh build        build kube-apiserver and fetch etcd into the cache (idempotent)
 #   scripts/kube-apiserver.sh start DIR    start etcd + kube-apiserver, write DIR/kubeconfig, print
 #                                          GLRUNNER_TEST_KUBECONFIG=DIR/kubeconfig
+#   scripts/kube-apiserver.sh start DIR --rbac   the same with --authorization-mode=RBAC (the
+#                                          kubeconfig's admin is in system:masters and keeps full access)
 #   scripts/kube-apiserver.sh stop DIR     stop what `start DIR` started (by the pids in DIR/pids)
 #
 # The cache lives outside the clone: ${GLRUNNER_CACHE:-/var/cache/glrunner}/kube/{bin,logs,src}.
@@ -20,7 +22,7 @@ K8S_VERSION="v1.20.2"
 die() { echo "kube-apiserver.sh: $*" >&2; exit 1; }
 
 usage() {
-    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -114,8 +116,13 @@ free_port() {
 }
 
 do_start() {
-    local dir="${1:-}"
+    local dir="${1:-}" authz=AlwaysAllow
     [[ -n "$dir" ]] || usage
+    case "${2:-}" in
+    "") ;;
+    --rbac) authz=RBAC ;;
+    *) die "unknown start option ${2}; the only one is --rbac" ;;
+    esac
     have_binaries || die "no cached binaries in $BIN; run: $0 build"
     mkdir -p "$dir"
     dir=$(cd "$dir" && pwd)
@@ -151,7 +158,7 @@ do_start() {
         --cert-dir="$dir/certs" --endpoint-reconciler-type=none --service-cluster-ip-range=10.96.0.0/24 \
         --service-account-issuer=https://kubernetes.default.svc.cluster.local \
         --service-account-key-file="$dir/sa.pub" --service-account-signing-key-file="$dir/sa.key" \
-        --authorization-mode=AlwaysAllow --token-auth-file="$dir/tokens.csv" \
+        --authorization-mode="$authz" --token-auth-file="$dir/tokens.csv" \
         --disable-admission-plugins=ServiceAccount \
         >"$dir/kube-apiserver.log" 2>&1 &
     echo "$!" >>"$dir/pids"
@@ -212,7 +219,7 @@ do_stop() {
 
 case "${1:-}" in
 build) do_build ;;
-start) do_start "${2:-}" ;;
+start) do_start "${2:-}" "${3:-}" ;;
 stop) do_stop "${2:-}" ;;
 *) usage ;;
 esac

@@ -50,6 +50,7 @@ fi
 cat "$run_dir/kube-build.out" >&2
 
 start_server moto GLRUNNER_TEST_MOTO_URL "$root/scripts/moto.sh" start "$run_dir/moto" || exit 1
-start_server kube-apiserver GLRUNNER_TEST_KUBECONFIG "$root/scripts/kube-apiserver.sh" start "$run_dir/kube" || exit 1
+# --rbac: the admin keeps full access; the janitor's RBAC test acts as a ServiceAccount with least privilege.
+start_server kube-apiserver GLRUNNER_TEST_KUBECONFIG "$root/scripts/kube-apiserver.sh" start "$run_dir/kube" --rbac || exit 1
 
 cargo test --workspace "$@"

@@ -252,3 +252,6 @@ fn round_trip_against_moto() {
         "nothing tagged is left: {again}"
     );
 }
+
+#[path = "cli/reap.rs"]
+mod reap;

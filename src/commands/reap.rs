@@ -286,32 +286,14 @@ pub async fn run_until(
         return round_result(&report);
     }
 
-    let mut rounds = 0u64;
-    let mut outcome = Ok(());
-    reaper
-        .watch(interval, interrupt.token().cancelled_owned(), |result| {
-            rounds += 1;
-            match result {
-                Ok(report) => {
-                    if let Err(e) =
-                        print_report(&report, global.output).and_then(|()| round_result(&report))
-                    {
-                        tracing::warn!("{e}");
-                        outcome = Err(e);
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "round failed; retrying next interval");
-                    outcome = Err(CliError::failure(e.to_string()));
-                }
-            }
-            if run.rounds.is_some_and(|max| rounds >= max) {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            }
-        })
-        .await;
+    let (rounds, outcome) = watch(
+        &reaper,
+        interval,
+        run.rounds,
+        interrupt.token().cancelled_owned(),
+        |report| print_report(report, global.output),
+    )
+    .await;
     if let Some(signal) = interrupt.received() {
         match global.output {
             OutputFormat::Human => eprintln!(
@@ -325,4 +307,218 @@ pub async fn run_until(
         }
     }
     outcome
+}
+
+/// Runs `--watch` rounds every `interval` until `max_rounds` (or forever) or `shutdown` (checked
+/// between rounds), handing each report to `emit`. A round with failed deletes, or a round that
+/// failed outright (API server unreachable), makes the outcome a failure (exit 1) and the watch
+/// goes on. Returns how many rounds ran.
+pub async fn watch(
+    reaper: &Reaper,
+    interval: Duration,
+    max_rounds: Option<u64>,
+    shutdown: impl std::future::Future<Output = ()>,
+    mut emit: impl FnMut(&Report) -> Result<(), CliError>,
+) -> (u64, Result<(), CliError>) {
+    let mut rounds = 0u64;
+    let mut outcome = Ok(());
+    reaper
+        .watch(interval, shutdown, |result| {
+            rounds += 1;
+            match result {
+                Ok(report) => {
+                    if let Err(e) = emit(&report).and_then(|()| round_result(&report)) {
+                        tracing::warn!("{}", e.message);
+                        outcome = Err(e);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "round failed; retrying next interval");
+                    outcome = Err(CliError::failure(e.to_string()));
+                }
+            }
+            if max_rounds.is_some_and(|max| rounds >= max) {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .await;
+    (rounds, outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use glrunner_janitor::Action;
+    use glrunner_janitor::clock::ManualClock;
+    use glrunner_janitor::memory::{InMemoryJobStatus, InMemoryPods, seed_demo};
+
+    use super::*;
+    use crate::cli::EXIT_INVALID_INPUT;
+
+    /// The `reap` example's command line.
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        global: GlobalArgs,
+        #[command(subcommand)]
+        command: Option<Command>,
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("reap").chain(args.iter().copied())).unwrap()
+    }
+
+    fn invalid_message(args: &[&str]) -> String {
+        let cli = parse(args);
+        let err = config(&cli.run, &cli.global)
+            .and_then(|_| duration("--interval", &cli.run.interval))
+            .unwrap_err();
+        assert_eq!(err.code, EXIT_INVALID_INPUT, "{args:?}: {}", err.message);
+        err.message
+    }
+
+    #[test]
+    fn bad_flags_are_invalid_input_naming_the_flag() {
+        for (args, flag) in [
+            (&["--namespace", "Bad_NS"][..], "--namespace"),
+            (&["--grace", "soon"], "--grace"),
+            (&["--pending-timeout", "soon"], "--pending-timeout"),
+            (&["--default-job-timeout", "0"], "--default-job-timeout"),
+            (&["--concurrency", "0"], "--concurrency"),
+            (&["--watch", "--interval", "0s"], "--interval"),
+            (&["--vcpu-hour-usd=-1"], "--vcpu-hour-usd"),
+        ] {
+            let message = invalid_message(args);
+            assert!(message.contains(flag), "{args:?}: {message}");
+        }
+    }
+
+    #[test]
+    fn flags_reach_the_reaper_configuration() {
+        let cli = parse(&[
+            "--backend",
+            "aws",
+            "--kubeconfig",
+            "/tmp/kc",
+            "-n",
+            "a",
+            "-n",
+            "b",
+            "--grace",
+            "90s",
+            "--pending-timeout",
+            "10m",
+            "--default-job-timeout",
+            "2h",
+            "--concurrency",
+            "3",
+            "--check-manager",
+            "--dry-run",
+        ]);
+        let c = config(&cli.run, &cli.global).unwrap();
+        assert_eq!(c.policy.namespaces.iter().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(c.policy.grace, Duration::from_secs(90));
+        assert_eq!(c.policy.pending_timeout, Duration::from_secs(600));
+        assert_eq!(
+            c.policy.default_job_timeout,
+            Some(Duration::from_secs(7200))
+        );
+        assert_eq!(c.concurrency.get(), 3);
+        assert!(c.check_manager && c.dry_run);
+        assert_eq!(c.pricing.region, "us-east-1");
+    }
+
+    fn demo_reaper(dry_run: bool) -> (Reaper, InMemoryPods) {
+        let now: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let clock = Arc::new(ManualClock::new(now));
+        let pods = InMemoryPods::new().with_clock(clock.clone());
+        seed_demo(&pods, &InMemoryJobStatus::new(), "gitlab-runner", now).unwrap();
+        let config = ReaperConfig::new(glrunner_janitor::Policy::new(["gitlab-runner"]))
+            .with_dry_run(dry_run);
+        let reaper = Reaper::new(Arc::new(pods.clone()), config)
+            .unwrap()
+            .with_clock(clock);
+        (reaper, pods)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn watch_runs_the_asked_rounds_and_emits_each_report() {
+        let (reaper, pods) = demo_reaper(false);
+        let mut reports = Vec::new();
+        let (rounds, outcome) = watch(
+            &reaper,
+            Duration::from_secs(60),
+            Some(3),
+            std::future::pending(),
+            |r| {
+                reports.push(r.clone());
+                Ok(())
+            },
+        )
+        .await;
+        outcome.unwrap();
+        assert_eq!(rounds, 3);
+        let deleted: Vec<usize> = reports.iter().map(Report::deleted).collect();
+        // The first round reaps the demo fleet's hung pods; graceful deletes leave bound ones
+        // Terminating within grace, so the next rounds have nothing new to do.
+        assert!(deleted[0] > 0, "{}", reports[0]);
+        assert_eq!(&deleted[1..], [0, 0]);
+        assert_eq!(pods.calls().lists, 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_round_with_failed_deletes_fails_the_watch_but_the_watch_goes_on() {
+        let (reaper, pods) = demo_reaper(false);
+        for p in pods.pods() {
+            pods.fail_deletes_of(
+                &p.name,
+                Some(glrunner_janitor::memory::Fault::PermissionDenied),
+            );
+        }
+        let mut emitted = 0;
+        let (rounds, outcome) = watch(
+            &reaper,
+            Duration::from_secs(60),
+            Some(2),
+            std::future::pending(),
+            |r| {
+                emitted += 1;
+                assert!(r.reaped.iter().all(|p| p.action == Action::Failed), "{r}");
+                Ok(())
+            },
+        )
+        .await;
+        assert_eq!((rounds, emitted), (2, 2));
+        let err = outcome.unwrap_err();
+        assert_eq!(err.code, crate::cli::EXIT_FAILURE);
+        assert!(
+            err.message.contains("could not be deleted"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unreachable_cluster_fails_each_round_and_is_reported() {
+        let (reaper, pods) = demo_reaper(true);
+        pods.fail_lists(Some(glrunner_janitor::memory::Fault::Unavailable));
+        let mut emitted = 0;
+        let (rounds, outcome) = watch(
+            &reaper,
+            Duration::from_secs(1),
+            Some(2),
+            std::future::pending(),
+            |_| {
+                emitted += 1;
+                Ok(())
+            },
+        )
+        .await;
+        assert_eq!((rounds, emitted), (2, 0));
+        assert!(outcome.unwrap_err().message.contains("list pods"));
+    }
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use glrunner_gitlab_client::{HttpGitLab, SecretToken};
-use glrunner_infra::kubeconfig::{EksTokenGenerator, TokenKubeconfig};
+use glrunner_infra::kubeconfig::{EksTokenCache, EksTokenGenerator, TokenKubeconfig};
 use glrunner_infra::{ClusterAccess, StackSpec};
 use glrunner_janitor::k8s::{BearerToken, KubePodApi, TokenProvider};
 use glrunner_runner_chart::{
@@ -171,59 +171,59 @@ pub async fn kube_config_from_file(
     Ok(config)
 }
 
-/// EKS tokens for one cluster.
+/// The janitor's tokens, from the run's one EKS token cache (infra's [`EksTokenCache`]): the
+/// cache alone decides when a token is re-signed.
 #[derive(Debug, Clone)]
-struct EksTokens {
-    generator: EksTokenGenerator,
-    cluster: String,
-}
+struct EksTokens(Arc<EksTokenCache>);
 
 #[async_trait]
 impl TokenProvider for EksTokens {
     async fn token(&self) -> glrunner_janitor::Result<BearerToken> {
-        let token = self.generator.token(&self.cluster).await.map_err(|e| {
-            glrunner_janitor::Error::PermissionDenied {
-                action: "authenticate".into(),
-                resource: format!("EKS cluster {}", self.cluster),
-                message: e.to_string(),
-            }
-        })?;
+        let token =
+            self.0
+                .token()
+                .await
+                .map_err(|e| glrunner_janitor::Error::PermissionDenied {
+                    action: "authenticate".into(),
+                    resource: format!("EKS cluster {}", self.0.cluster()),
+                    message: e.to_string(),
+                })?;
         let expires = jiff::Timestamp::try_from(token.expires_at).ok();
         Ok(BearerToken::new(token.expose(), expires))
     }
 }
 
-/// [`TokenSecrets`] on kube-rs with a fresh EKS token whenever the last one is near expiry.
+/// [`TokenSecrets`] on kube-rs with the shared cache's current EKS token; the client is rebuilt
+/// only when the cache hands out a new token (each new token has a new expiry).
 struct RefreshingSecrets {
     config: kube::Config,
-    tokens: EksTokens,
-    cached: tokio::sync::Mutex<Option<(Arc<KubeTokenSecrets>, SystemTime)>>,
+    tokens: Arc<EksTokenCache>,
+    current: tokio::sync::Mutex<Option<(SystemTime, Arc<KubeTokenSecrets>)>>,
 }
 
 impl RefreshingSecrets {
     async fn inner(&self) -> glrunner_runner_chart::Result<Arc<KubeTokenSecrets>> {
-        let mut cached = self.cached.lock().await;
-        if let Some((secrets, expires)) = cached.as_ref()
-            && SystemTime::now() + Duration::from_secs(60) < *expires
-        {
-            return Ok(secrets.clone());
-        }
         let denied = |message: String| glrunner_runner_chart::Error::PermissionDenied {
-            resource: format!("EKS cluster {}", self.tokens.cluster),
+            resource: format!("EKS cluster {}", self.tokens.cluster()),
             action: "authenticate".into(),
             detail: message,
         };
         let token = self
             .tokens
-            .generator
-            .token(&self.tokens.cluster)
+            .token()
             .await
             .map_err(|e| denied(e.to_string()))?;
+        let mut current = self.current.lock().await;
+        if let Some((expires, secrets)) = current.as_ref()
+            && *expires == token.expires_at
+        {
+            return Ok(secrets.clone());
+        }
         let mut config = self.config.clone();
         config.auth_info.token = Some(token.expose().to_owned().into());
         let client = kube::Client::try_from(config).map_err(|e| denied(e.to_string()))?;
         let secrets = Arc::new(KubeTokenSecrets::new(client));
-        *cached = Some((secrets.clone(), token.expires_at));
+        *current = Some((token.expires_at, secrets.clone()));
         Ok(secrets)
     }
 }
@@ -257,12 +257,12 @@ impl TokenSecrets for RefreshingSecrets {
     }
 }
 
-/// [`ReleaseManager`] that runs helm with a fresh EKS token on every call: a private temporary
-/// kubeconfig (mode 0600) written just before the call and removed right after it. EKS tokens
-/// live 15 minutes, so one kubeconfig per call keeps long flows authenticated.
+/// [`ReleaseManager`] that runs helm with a current EKS token on every call (from the shared
+/// token cache, re-signed a minute before it expires): a private temporary kubeconfig (mode 0600)
+/// written just before the call and removed right after it, so long flows stay authenticated.
 pub struct TokenHelm {
     access: ClusterAccess,
-    tokens: EksTokens,
+    tokens: Arc<EksTokenCache>,
     program: Option<PathBuf>,
 }
 
@@ -282,10 +282,16 @@ impl TokenHelm {
         generator: EksTokenGenerator,
         program: Option<PathBuf>,
     ) -> Self {
-        let tokens = EksTokens {
-            generator,
-            cluster: access.name.clone(),
-        };
+        let tokens = Arc::new(EksTokenCache::new(generator, access.name.clone()));
+        Self::with_tokens(access, tokens, program)
+    }
+
+    /// Helm for `access`, authenticated with tokens from a shared cache.
+    pub fn with_tokens(
+        access: ClusterAccess,
+        tokens: Arc<EksTokenCache>,
+        program: Option<PathBuf>,
+    ) -> Self {
         Self {
             access,
             tokens,
@@ -302,8 +308,7 @@ impl TokenHelm {
         };
         let token = self
             .tokens
-            .generator
-            .token(&self.tokens.cluster)
+            .token()
             .await
             .map_err(|e| denied(e.to_string()))?;
         let kubeconfig =
@@ -386,22 +391,18 @@ impl ClusterConnector for AwsConnector {
                 let config = kube_config(access).await.map_err(fail)?;
                 let generator =
                     EksTokenGenerator::new(&self.sdk).map_err(|e| fail(e.to_string()))?;
-                let tokens = EksTokens {
-                    generator,
-                    cluster: access.name.clone(),
-                };
-                // The checks run once, right after connecting: one fresh token is enough.
+                // One token cache for every client of the cluster (checks, pods, Secrets, helm).
+                let tokens = Arc::new(EksTokenCache::new(generator, access.name.clone()));
+                // The checks run once, right after connecting: one token is enough.
                 let mut checks_config = config.clone();
-                let token = tokens
-                    .generator
-                    .token(&tokens.cluster)
-                    .await
-                    .map_err(|e| fail(e.to_string()))?;
+                let token = tokens.token().await.map_err(|e| fail(e.to_string()))?;
                 checks_config.auth_info.token = Some(token.expose().to_owned().into());
                 let checks_client =
                     kube::Client::try_from(checks_config).map_err(|e| fail(e.to_string()))?;
-                let pods =
-                    KubePodApi::with_token_provider(config.clone(), Arc::new(tokens.clone()));
+                let pods = KubePodApi::with_token_provider(
+                    config.clone(),
+                    Arc::new(EksTokens(tokens.clone())),
+                );
                 // Fail now, not at the first release, when no helm can be found.
                 let mut probe = HelmCli::builder();
                 if let Some(program) = &self.helm {
@@ -409,13 +410,13 @@ impl ClusterConnector for AwsConnector {
                 }
                 probe.build().map_err(|e| fail(e.to_string()))?;
                 let helm =
-                    TokenHelm::new(access.clone(), tokens.generator.clone(), self.helm.clone());
+                    TokenHelm::with_tokens(access.clone(), tokens.clone(), self.helm.clone());
                 Ok(ClusterClients {
                     releases: Arc::new(helm),
                     secrets: Arc::new(RefreshingSecrets {
                         config,
                         tokens,
-                        cached: tokio::sync::Mutex::new(None),
+                        current: tokio::sync::Mutex::new(None),
                     }),
                     pods: Arc::new(pods),
                     clock: Arc::new(glrunner_janitor::SystemClock),

@@ -1,6 +1,6 @@
 //! The flow's summary report, as a table for people and as JSON.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
@@ -151,18 +151,29 @@ pub struct ReapSummary {
     pub remaining_job_pods: usize,
     /// Flow-clock seconds.
     pub secs: f64,
+    /// UIDs of the pods already counted: a pod deleted gracefully in one round (Terminating) and
+    /// force-deleted as stuck in a later one is one pod reaped, not two.
+    #[serde(skip)]
+    counted: BTreeSet<String>,
 }
 
 impl ReapSummary {
     pub(super) fn add_round(&mut self, r: &glrunner_janitor::Report) {
+        use glrunner_janitor::Action;
         self.rounds += 1;
-        self.reaped += r.deleted();
-        for (reason, n) in &r.reaped_by_reason {
-            *self.by_reason.entry((*reason).to_owned()).or_default() += n;
-        }
-        if !r.dry_run {
-            self.usd_per_hour_avoided += r.cost.usd_per_hour;
-            self.usd_burned += r.cost.usd_burned;
+        for pod in &r.reaped {
+            let acted = matches!(pod.action, Action::Deleted | Action::Terminating);
+            if !acted || !self.counted.insert(pod.uid.clone()) {
+                continue;
+            }
+            self.reaped += 1;
+            // The reason and cost of the round that first deleted it.
+            *self
+                .by_reason
+                .entry(pod.reason.code().to_owned())
+                .or_default() += 1;
+            self.usd_per_hour_avoided += pod.cost.usd_per_hour;
+            self.usd_burned += pod.cost.usd_burned;
         }
         self.errors += r.errors.len();
     }
@@ -473,5 +484,56 @@ impl FlowReport {
             );
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use glrunner_janitor::clock::ManualClock;
+    use glrunner_janitor::memory::{InMemoryPods, NewPod};
+    use glrunner_janitor::{PodPhase, Policy, Reaper, ReaperConfig};
+
+    use super::ReapSummary;
+
+    #[tokio::test]
+    async fn a_pod_terminated_then_force_deleted_counts_once() {
+        let t0: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let clock = ManualClock::new(t0);
+        // No kubelet: a graceful delete leaves the bound pod Terminating, as on a dead Fargate node.
+        let pods = InMemoryPods::new().with_clock(Arc::new(clock.clone()));
+        let late = NewPod::job("ns", "mgr", 1, 1)
+            .with_phase(PodPhase::Running)
+            .with_node("fargate-1")
+            .with_requests(1000, 2048)
+            .started_at(t0);
+        pods.insert(late).unwrap();
+        let policy = Policy::new(["ns"]).with_grace(Duration::from_secs(60));
+        let reaper = Reaper::new(Arc::new(pods.clone()), ReaperConfig::new(policy))
+            .unwrap()
+            .with_clock(Arc::new(clock.clone()));
+        let mut summary = ReapSummary::default();
+
+        clock.advance(Duration::from_secs(2 * 3600));
+        let first = reaper.run_once().await.unwrap();
+        assert_eq!(first.deleted(), 1, "{first}");
+        summary.add_round(&first);
+        clock.advance(Duration::from_secs(600));
+        let second = reaper.run_once().await.unwrap();
+        let stuck: Vec<_> = second.reaped.iter().map(|p| p.reason.code()).collect();
+        assert_eq!(stuck, ["stuck_terminating"], "{second}");
+        summary.add_round(&second);
+
+        assert!(pods.pods().is_empty());
+        assert_eq!(summary.rounds, 2);
+        assert_eq!(summary.reaped, 1);
+        let by_reason: Vec<_> = summary.by_reason.iter().collect();
+        assert_eq!(by_reason, [(&"past_job_timeout".to_owned(), &1)]);
+        assert!(
+            (summary.usd_per_hour_avoided - first.cost.usd_per_hour).abs() < 1e-12,
+            "cost counted once: {summary:?}"
+        );
     }
 }

@@ -178,15 +178,18 @@ impl EksTokenGenerator {
 
     /// A fresh token for `cluster`, signed now.
     pub async fn token(&self, cluster: &str) -> Result<EksToken> {
-        let credentials =
-            self.credentials
-                .provide_credentials()
-                .await
-                .map_err(|e| Error::PermissionDenied {
-                    action: "generate EKS token".into(),
-                    message: format!("cannot load AWS credentials: {e}"),
-                })?;
+        let credentials = self.load_credentials().await?;
         self.token_at(cluster, credentials, SystemTime::now())
+    }
+
+    async fn load_credentials(&self) -> Result<aws_credential_types::Credentials> {
+        self.credentials
+            .provide_credentials()
+            .await
+            .map_err(|e| Error::PermissionDenied {
+                action: "generate EKS token".into(),
+                message: format!("cannot load AWS credentials: {e}"),
+            })
     }
 
     /// Deterministic signing at a given time (for tests).
@@ -255,6 +258,54 @@ impl EksTokenGenerator {
     }
 }
 
+/// How long before its expiry a cached EKS token is replaced by a fresh one.
+pub const TOKEN_REFRESH_MARGIN: Duration = Duration::from_secs(60);
+
+/// EKS tokens for one cluster, signed once and reused until [`TOKEN_REFRESH_MARGIN`] before they
+/// expire: the one token cache that every Kubernetes client of a run shares (the root package
+/// hands it to the janitor's pod client and to the runner-token Secrets client).
+#[derive(Debug)]
+pub struct EksTokenCache {
+    generator: EksTokenGenerator,
+    cluster: String,
+    cached: tokio::sync::Mutex<Option<EksToken>>,
+}
+
+impl EksTokenCache {
+    /// A cache of `generator`'s tokens for `cluster`.
+    pub fn new(generator: EksTokenGenerator, cluster: impl Into<String>) -> Self {
+        Self {
+            generator,
+            cluster: cluster.into(),
+            cached: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The cluster the tokens are for.
+    pub fn cluster(&self) -> &str {
+        &self.cluster
+    }
+
+    /// The cached token while it has more than [`TOKEN_REFRESH_MARGIN`] left, else a fresh one.
+    pub async fn token(&self) -> Result<EksToken> {
+        self.token_at(SystemTime::now()).await
+    }
+
+    /// [`EksTokenCache::token`] as of `now` (for tests).
+    pub async fn token_at(&self, now: SystemTime) -> Result<EksToken> {
+        let mut cached = self.cached.lock().await;
+        if let Some(token) = cached.as_ref()
+            && now + TOKEN_REFRESH_MARGIN < token.expires_at
+        {
+            return Ok(token.clone());
+        }
+        let credentials = self.generator.load_credentials().await?;
+        let token = self.generator.token_at(&self.cluster, credentials, now)?;
+        *cached = Some(token.clone());
+        Ok(token)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,6 +362,31 @@ mod tests {
                 0o600
             );
         }
+    }
+
+    #[tokio::test]
+    async fn token_cache_reuses_a_token_until_a_minute_before_it_expires() {
+        let creds =
+            aws_credential_types::Credentials::new("AKIDEXAMPLE", "secret", None, None, "test");
+        let generator =
+            EksTokenGenerator::from_parts(SharedCredentialsProvider::new(creds), "us-east-1");
+        let cache = EksTokenCache::new(generator, "demo");
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let first = cache.token_at(t0).await.unwrap();
+        assert_eq!(first.expires_at, t0 + Duration::from_secs(14 * 60));
+        let minute = Duration::from_secs(60);
+        let reused = cache.token_at(t0 + 12 * minute).await.unwrap();
+        assert_eq!(reused.expose(), first.expose());
+        // Within the last minute before expiry: signed afresh (another X-Amz-Date).
+        let renewed = cache
+            .token_at(t0 + 13 * minute + Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert_ne!(renewed.expose(), first.expose());
+        assert_eq!(
+            renewed.expires_at,
+            t0 + 27 * minute + Duration::from_secs(1)
+        );
     }
 
     #[test]

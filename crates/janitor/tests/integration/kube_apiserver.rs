@@ -436,30 +436,32 @@ async fn unreachable_api_server_fails_the_round_and_deletes_nothing() {
     std::fs::remove_dir_all(dir).ok();
 }
 
-/// Hands out the test server's token, expiring soon, and counts how often it was asked.
+/// Hands out the test server's token (valid for an hour) on the first call and `later` after
+/// that, counting how often it was asked.
 struct CountingTokens {
     token: String,
+    later: String,
     calls: std::sync::atomic::AtomicUsize,
 }
 
 #[async_trait]
 impl glrunner_janitor::k8s::TokenProvider for CountingTokens {
     async fn token(&self) -> Result<glrunner_janitor::k8s::BearerToken> {
-        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        // Expires within the refresh margin: every call fetches a fresh token.
-        let soon = Timestamp::now()
-            .checked_add(SignedDuration::from_secs(30))
+        let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let hour = Timestamp::now()
+            .checked_add(SignedDuration::from_secs(3600))
             .unwrap();
+        let token = if n == 0 { &self.token } else { &self.later };
         Ok(glrunner_janitor::k8s::BearerToken::new(
-            self.token.clone(),
-            Some(soon),
+            token.clone(),
+            Some(hour),
         ))
     }
 }
 
 #[tokio::test]
-async fn token_provider_authenticates_and_refreshes() {
-    let Some(k) = kube("token_provider_authenticates_and_refreshes").await else {
+async fn every_call_uses_the_token_the_provider_hands_out_now() {
+    let Some(k) = kube("every_call_uses_the_token_the_provider_hands_out_now").await else {
         return;
     };
     let text = std::fs::read_to_string(&k.kubeconfig).unwrap();
@@ -473,8 +475,11 @@ async fn token_provider_authenticates_and_refreshes() {
         .await
         .unwrap();
     config.auth_info.token = None;
+    // The provider (e.g. the EKS token cache) decides when a token changes; here the second
+    // token is one the server rejects, though the first was still valid for an hour.
     let tokens = Arc::new(CountingTokens {
         token: token.to_owned(),
+        later: "revoked-token".to_owned(),
         calls: Default::default(),
     });
     let api = KubePodApi::with_token_provider(config, tokens.clone());
@@ -486,6 +491,7 @@ async fn token_provider_authenticates_and_refreshes() {
             .unwrap()
             .is_empty()
     );
-    assert!(api.get_pod(&ns, "nope").await.unwrap().is_none());
+    let err = api.get_pod(&ns, "nope").await.unwrap_err();
+    assert!(matches!(err, Error::PermissionDenied { .. }), "{err:?}");
     assert_eq!(tokens.calls.load(std::sync::atomic::Ordering::SeqCst), 2);
 }
