@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::{FlowConfig, FlowEvent, FlowProgress, Phase};
 use crate::cli::{Backend, CliError, GlobalArgs, OutputFormat, print_json};
 use crate::provisioning::{ProgressRenderer, ProvisionArgs, stack_spec};
-use crate::sandbox::{Fault, SandboxConfig, SandboxWorld};
+use crate::sandbox::{Fault, RunnerProfile, SandboxConfig, SandboxWorld};
 
 /// Default GitLab project of the sandbox.
 pub const SANDBOX_PROJECT: &str = "sandbox/loadtest";
@@ -74,6 +74,19 @@ pub struct FlowArgs {
     #[arg(long, value_enum)]
     pub inject_fault: Option<Fault>,
 
+    /// Runner configuration to install: `reference` reproduces the reference tutorial's (the
+    /// `bash` image from Docker Hub, `request_concurrency = 1`, `poll_timeout` 180 s, one
+    /// release per 200 jobs); `tuned` is glrunner's (public ECR image, request concurrency
+    /// derived from `concurrent`, the fleet plan's poll timeout, sized managers). On the sandbox
+    /// the runner simulator reads what was installed; every timing it reports is a model.
+    #[arg(long, value_enum, default_value_t = RunnerProfile::Tuned)]
+    pub runner_profile: RunnerProfile,
+
+    /// Sandbox: the account's Fargate vCPU quota in the model (default: the value fitted to the
+    /// reference tutorial's published makespans; a new account's documented default is 6).
+    #[arg(long)]
+    pub fargate_vcpu_quota: Option<f64>,
+
     /// Network and cluster flags.
     #[command(flatten)]
     pub infra: ProvisionArgs,
@@ -114,6 +127,18 @@ pub fn flow_config(global: &GlobalArgs, args: &FlowArgs) -> Result<FlowConfig, C
     if global.backend == Backend::Aws && args.inject_fault.is_some() {
         return Err(CliError::invalid("--inject-fault: sandbox only"));
     }
+    if let Some(quota) = args.fargate_vcpu_quota {
+        if global.backend == Backend::Aws {
+            return Err(CliError::invalid(
+                "--fargate-vcpu-quota: sandbox only (on AWS the account's quota applies)",
+            ));
+        }
+        if !quota.is_finite() || quota < 0.25 {
+            return Err(CliError::invalid(
+                "--fargate-vcpu-quota: must be a number of vCPUs of at least 0.25 (e.g. 52 or 4000)",
+            ));
+        }
+    }
     let mut config = FlowConfig::new(spec, project, args.jobs)
         .with_max_per_release(args.max_per_release)
         .with_keep(args.keep_infra, args.keep_runners, args.keep);
@@ -121,7 +146,7 @@ pub fn flow_config(global: &GlobalArgs, args: &FlowArgs) -> Result<FlowConfig, C
         config = config.with_phases(args.phases.iter().copied());
     }
     config.image = args.image.clone();
-    Ok(config)
+    Ok(config.with_runner_profile(args.runner_profile))
 }
 
 fn invalid_or_failure(e: super::Error) -> CliError {
@@ -138,13 +163,15 @@ pub async fn full_flow(global: &GlobalArgs, args: &FlowArgs) -> Result<(), CliEr
     let renderer = FlowRenderer::new(global.output);
     let report = match global.backend {
         Backend::Sandbox => {
-            let world = SandboxWorld::new(
-                &config.spec.region,
-                SandboxConfig::default()
-                    .with_seed(args.seed)
-                    .with_hung_fraction(args.hung_fraction)
-                    .with_fault(args.inject_fault),
-            );
+            let mut sandbox = SandboxConfig::default()
+                .with_seed(args.seed)
+                .with_hung_fraction(args.hung_fraction)
+                .with_fault(args.inject_fault)
+                .with_profile(config.runner_profile);
+            if let Some(quota) = args.fargate_vcpu_quota {
+                sandbox = sandbox.with_fargate_vcpu_quota(quota);
+            }
+            let world = SandboxWorld::new(&config.spec.region, sandbox);
             config
                 .validate(&world.backends().gitlab_url)
                 .map_err(invalid_or_failure)?;
@@ -153,12 +180,11 @@ pub async fn full_flow(global: &GlobalArgs, args: &FlowArgs) -> Result<(), CliEr
             }
             if global.output == OutputFormat::Human {
                 eprintln!(
-                    "full flow: stack {} in {} on the sandbox (virtual clock), {} jobs",
-                    config.spec.stack, config.spec.region, config.jobs
+                    "full flow: stack {} in {} on the sandbox (virtual clock; timings are a model, runner profile {}), {} jobs",
+                    config.spec.stack, config.spec.region, config.runner_profile, config.jobs
                 );
             }
-            let _runners = world.start_runners();
-            super::run(&config, &world.backends(), &renderer)
+            crate::sandbox::run_flow(&world, &config, &renderer)
                 .await
                 .map_err(invalid_or_failure)?
         }

@@ -9,6 +9,7 @@ use glrunner_infra::StackSpec;
 use glrunner_runner_chart::{FleetPlan, FleetRequest, RunnerValues};
 
 use super::{Error, Phase};
+use crate::sandbox::RunnerProfile;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -45,6 +46,8 @@ pub struct FlowConfig {
     pub reap_deadline: Duration,
     /// Bound of each helm install/uninstall.
     pub release_timeout: Duration,
+    /// Runner configuration to install: the reference tutorial's or glrunner's tuned one.
+    pub runner_profile: RunnerProfile,
 }
 
 impl FlowConfig {
@@ -66,6 +69,7 @@ impl FlowConfig {
             reap_interval: Duration::from_secs(30),
             reap_deadline: Duration::from_secs(20 * 60),
             release_timeout: Duration::from_secs(600),
+            runner_profile: RunnerProfile::default(),
         }
     }
 
@@ -90,6 +94,20 @@ impl FlowConfig {
     pub fn with_max_per_release(mut self, cap: u32) -> Self {
         self.max_per_release = cap;
         self
+    }
+
+    /// Sets the runner profile.
+    #[must_use]
+    pub fn with_runner_profile(mut self, profile: RunnerProfile) -> Self {
+        self.runner_profile = profile;
+        self
+    }
+
+    /// The load test's job image: `--image`, else the profile's (`None`: the CI generator's).
+    pub fn job_image(&self) -> Option<String> {
+        self.image
+            .clone()
+            .or_else(|| self.runner_profile.job_image().map(str::to_owned))
     }
 
     pub(super) fn runs(&self, phase: Phase) -> bool {
@@ -134,8 +152,10 @@ impl FlowConfig {
 
     pub(super) fn template(&self, gitlab_url: &str) -> RunnerValues {
         let ns = &self.spec.cluster.runner_namespace;
-        let mut values = RunnerValues::new(gitlab_url).with_job_namespace(ns);
-        if let Some(image) = &self.image {
+        let mut values = self
+            .runner_profile
+            .template(RunnerValues::new(gitlab_url).with_job_namespace(ns));
+        if let Some(image) = self.job_image() {
             values = values.with_image(image);
         }
         values

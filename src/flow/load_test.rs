@@ -19,7 +19,7 @@ impl Run<'_> {
                 .map(|s| ShardTarget::new(&s.tag, s.jobs))
                 .collect(),
         );
-        if let Some(image) = &self.config.image {
+        if let Some(image) = self.config.job_image() {
             spec = spec.with_image(image);
         }
         let yaml = spec.to_yaml().map_err(at(phase))?;

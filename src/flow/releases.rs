@@ -16,6 +16,7 @@ impl Run<'_> {
         // Install the shards concurrently: the ~45 s manager pod starts overlap.
         let mut installs = Vec::new();
         for (shard, values) in values {
+            let values = self.config.runner_profile.finalize(values);
             let token = match self.runners.iter().find(|r| r.release == shard.release) {
                 Some(r) => r.token.clone(),
                 None => {
