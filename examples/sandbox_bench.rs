@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo run --example sandbox_bench              # everything
-//! cargo run --example sandbox_bench -- scale     # only the wall-time table
+//! cargo run --example sandbox_bench -- scale     # only the wall-time table (sizes may follow)
 //! ```
 //!
 //! Every makespan and queue time it prints is a model (see `glrunner::sandbox::model`); only the
@@ -19,7 +19,14 @@ fn secs(v: Option<f64>) -> String {
 }
 
 fn main() {
-    let only_scale = std::env::args().nth(1).as_deref() == Some("scale");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let only_scale = args.first().map(String::as_str) == Some("scale");
+    let sizes: Vec<u32> = args.iter().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let sizes = if sizes.is_empty() {
+        vec![1_000, 10_000, 50_000]
+    } else {
+        sizes
+    };
     let runtime = glrunner::provisioning::runtime(Backend::Sandbox).expect("tokio runtime");
     runtime.block_on(async {
         if !only_scale {
@@ -73,7 +80,7 @@ fn main() {
             }
         }
         println!("\nWALL TIME of the simulator (measured, debug or release as built; quota not binding)");
-        for jobs in [1_000, 10_000, 50_000] {
+        for &jobs in &sizes {
             let (wall, failed) = wall_time(jobs).await;
             println!(
                 "  {:>6} jobs: {:>7.2}s wall, {:>6.1} ms per 1,000 jobs{}",

@@ -48,6 +48,9 @@ pub struct FlowConfig {
     pub release_timeout: Duration,
     /// Runner configuration to install: the reference tutorial's or glrunner's tuned one.
     pub runner_profile: RunnerProfile,
+    /// Most jobs one load-test pipeline may hold (GitLab's per-pipeline limit; the CI
+    /// generator's default, 10,000, unless a self-managed instance allows more).
+    pub max_pipeline_jobs: u32,
 }
 
 impl FlowConfig {
@@ -70,6 +73,7 @@ impl FlowConfig {
             reap_deadline: Duration::from_secs(20 * 60),
             release_timeout: Duration::from_secs(600),
             runner_profile: RunnerProfile::default(),
+            max_pipeline_jobs: glrunner_gitlab_client::ci::DEFAULT_MAX_JOBS,
         }
     }
 

@@ -22,6 +22,7 @@ impl Run<'_> {
         if let Some(image) = self.config.job_image() {
             spec = spec.with_image(image);
         }
+        spec = spec.with_max_jobs(self.config.max_pipeline_jobs);
         let yaml = spec.to_yaml().map_err(at(phase))?;
         let project_ref = ProjectRef::Id(project.id);
         let branch = project

@@ -34,6 +34,21 @@ pub struct ModelledRun {
 /// Runs the whole flow on a fresh world (no hung pods) and summarises it. Call inside a paused
 /// tokio runtime ([`crate::provisioning::runtime`] with the sandbox backend).
 pub async fn modelled_run(jobs: u32, profile: RunnerProfile, model: FleetModel) -> ModelledRun {
+    modelled_run_with(
+        jobs,
+        profile,
+        model,
+        glrunner_gitlab_client::ci::DEFAULT_MAX_JOBS,
+    )
+    .await
+}
+
+async fn modelled_run_with(
+    jobs: u32,
+    profile: RunnerProfile,
+    model: FleetModel,
+    max_pipeline_jobs: u32,
+) -> ModelledRun {
     let started = Instant::now();
     let world = SandboxWorld::new(
         "us-east-1",
@@ -48,6 +63,10 @@ pub async fn modelled_run(jobs: u32, profile: RunnerProfile, model: FleetModel) 
         jobs,
     )
     .with_runner_profile(profile);
+    let config = FlowConfig {
+        max_pipeline_jobs,
+        ..config
+    };
     let report = super::run_flow(&world, &config, &|_: &FlowEvent<'_>| {}).await;
     let (load, limit) = match &report {
         Ok(r) => (r.load_test.clone(), r.model.as_ref().map(|m| m.limit)),
@@ -114,11 +133,14 @@ pub async fn sensitivity(jobs: u32, profile: RunnerProfile) -> (Option<f64>, Vec
     (baseline, rows)
 }
 
-/// Wall-clock seconds of a whole sandbox flow of `jobs` jobs on an account whose quota does not
-/// bind (the cost of the simulation itself, not a modelled figure).
+/// Wall-clock seconds of a whole sandbox flow of `jobs` jobs on an account whose quota and launch
+/// rate do not bind (the cost of the simulation itself, not a modelled figure), and its failed jobs.
 pub async fn wall_time(jobs: u32) -> (f64, usize) {
     let mut model = FleetModel::default();
     model.fargate.vcpu_quota = 1_000_000.0;
-    let run = modelled_run(jobs, RunnerProfile::Tuned, model).await;
+    model.fargate.launch_burst = 1_000_000.0;
+    model.fargate.launch_per_second = 1_000_000.0;
+    // One pipeline of all the jobs, as a self-managed GitLab that allows it would run.
+    let run = modelled_run_with(jobs, RunnerProfile::Tuned, model, jobs.max(1)).await;
     (run.wall_secs, run.failed_jobs)
 }

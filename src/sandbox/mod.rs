@@ -422,11 +422,15 @@ impl SandboxWorld {
         f(&mut self.stats.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// Starts a manager per ready release and stops it when the release goes; every second.
+    /// Starts a manager per ready release and stops it when the release goes. Woken by release
+    /// changes (not by polling, so its cost does not grow with the run's length), and every
+    /// second while a ready release has no token Secret or GitLab runner yet.
     async fn simulate(self) {
         let mut managers: BTreeMap<ReleaseId, Manager> = BTreeMap::new();
         let mut runner_ids: HashMap<(ReleaseId, u32), u64> = HashMap::new();
+        let mut changes = self.releases.subscribe();
         loop {
+            let mut unresolved = false;
             let installed = self.releases.runners();
             for runner in installed.iter().filter(|r| r.is_ready()) {
                 if managers
@@ -436,6 +440,7 @@ impl SandboxWorld {
                     continue;
                 }
                 let Some(runner_id) = self.runner_id(runner, &mut runner_ids).await else {
+                    unresolved = true;
                     continue;
                 };
                 if let Some(old) = managers.remove(&runner.id) {
@@ -453,7 +458,19 @@ impl SandboxWorld {
                     self.stop_manager(m);
                 }
             }
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            let retry = if unresolved {
+                Duration::from_secs(1)
+            } else {
+                Duration::from_secs(600)
+            };
+            tokio::select! {
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        tokio::time::sleep(retry).await;
+                    }
+                }
+                () = tokio::time::sleep(retry) => {}
+            }
         }
     }
 
