@@ -35,10 +35,11 @@ kube_build=$!
 log "installing moto"
 "$root/scripts/moto.sh" install
 log "installing Helm's engine (PyPI helm-python-sdk behind a helm-compatible CLI, cached under $GLRUNNER_CACHE)"
-helm_line=$("$root/scripts/helm-sdk.sh" install | tail -1)
-[[ $helm_line == GLRUNNER_TEST_HELM=* ]] || { log "helm-sdk.sh install failed"; exit 1; }
-export "$helm_line"
-log "helm-compatible CLI at $GLRUNNER_TEST_HELM"
+# Each start's exit status is checked and its variable required; the tests then fail (never
+# skip) when a server or tool they need is missing.
+. "$root/scripts/servers.sh"
+export GLRUNNER_TEST_REQUIRE_SERVERS=1
+start_server helm-sdk GLRUNNER_TEST_HELM "$root/scripts/helm-sdk.sh" install || exit 1
 log "building the workspace and its tests"
 cargo test --workspace --no-run --quiet
 if ! wait "$kube_build"; then
@@ -48,9 +49,7 @@ if ! wait "$kube_build"; then
 fi
 cat "$run_dir/kube-build.out" >&2
 
-eval "export $("$root/scripts/moto.sh" start "$run_dir/moto" | tail -1)"
-log "moto at $GLRUNNER_TEST_MOTO_URL"
-eval "export $("$root/scripts/kube-apiserver.sh" start "$run_dir/kube" | tail -1)"
-log "kube-apiserver kubeconfig at $GLRUNNER_TEST_KUBECONFIG"
+start_server moto GLRUNNER_TEST_MOTO_URL "$root/scripts/moto.sh" start "$run_dir/moto" || exit 1
+start_server kube-apiserver GLRUNNER_TEST_KUBECONFIG "$root/scripts/kube-apiserver.sh" start "$run_dir/kube" || exit 1
 
 cargo test --workspace "$@"

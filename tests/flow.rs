@@ -2,8 +2,14 @@
 //! in each phase in turn, the keep flags, phase selection and resumption, secrets hygiene, and
 //! the infrastructure phases against moto (`GLRUNNER_TEST_MOTO_URL`, started by scripts/test.sh).
 
+#[path = "flow/byo.rs"]
+mod byo;
+#[path = "flow/e2e.rs"]
+mod e2e;
 #[path = "flow/example.rs"]
 mod example;
+#[path = "flow/faults.rs"]
+mod faults;
 #[path = "flow/sandbox_model.rs"]
 mod sandbox_model;
 
@@ -362,7 +368,8 @@ async fn invalid_input_changes_nothing() {
 async fn infrastructure_phases_against_moto() {
     let Ok(url) = std::env::var("GLRUNNER_TEST_MOTO_URL") else {
         assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
+            std::env::var("CI").as_deref() != Ok("true")
+                && std::env::var("GLRUNNER_TEST_REQUIRE_SERVERS").as_deref() != Ok("1"),
             "GLRUNNER_TEST_MOTO_URL is not set: run ./scripts/test.sh"
         );
         eprintln!(
@@ -404,8 +411,8 @@ async fn infrastructure_phases_against_moto() {
     assert_eq!(teardown.leftovers.total, 0, "{teardown:?}");
 }
 
-#[test]
-fn aws_kube_config_takes_the_eks_endpoint_and_ca() {
+#[tokio::test]
+async fn aws_kube_config_takes_the_eks_endpoint_and_ca() {
     use base64::Engine as _;
     let der = b"certificate bytes".to_vec();
     let body = base64::engine::general_purpose::STANDARD.encode(&der);
@@ -419,8 +426,9 @@ fn aws_kube_config_takes_the_eks_endpoint_and_ca() {
         arn: "arn:aws:eks:us-east-1:123456789012:cluster/flowtest".into(),
         endpoint: "https://ABCDEF.gr7.us-east-1.eks.amazonaws.com".into(),
         certificate_authority: base64::engine::general_purpose::STANDARD.encode(pem),
+        fargate_profiles: Vec::new(),
     };
-    let config = glrunner::flow::aws::kube_config(&access).unwrap();
+    let config = glrunner::flow::aws::kube_config(&access).await.unwrap();
     assert_eq!(
         config.cluster_url.host(),
         Some("ABCDEF.gr7.us-east-1.eks.amazonaws.com")
@@ -437,8 +445,9 @@ fn aws_kube_config_takes_the_eks_endpoint_and_ca() {
     };
     assert!(
         glrunner::flow::aws::kube_config(&broken)
+            .await
             .unwrap_err()
-            .contains("cluster CA of flowtest")
+            .contains("cluster flowtest")
     );
 }
 
@@ -460,4 +469,104 @@ async fn cleanup_after_a_failure_honours_keep_infra() {
         !left.infra.is_empty(),
         "--keep-infra keeps the stack after a failure too"
     );
+}
+
+/// Past helm's default `list --max` of 256: 300 releases are installed (at most 4 helm
+/// operations at once), all found by teardown, and none is left over.
+#[tokio::test(start_paused = true)]
+async fn a_fleet_of_300_releases_is_installed_found_and_torn_down() {
+    let (world, config, report) = run(300, SandboxConfig::default(), |c| {
+        c.with_max_per_release(1).with_phases([
+            Phase::Provision,
+            Phase::Project,
+            Phase::Plan,
+            Phase::Runners,
+            Phase::Releases,
+            Phase::Teardown,
+        ])
+    })
+    .await;
+    assert!(report.is_success(), "{}", report.render_text());
+    let releases = report
+        .phases
+        .iter()
+        .find(|p| p.phase == Phase::Releases)
+        .unwrap();
+    assert!(
+        releases.summary.starts_with("300 release(s) deployed"),
+        "{}",
+        releases.summary
+    );
+    let teardown = report.teardown.as_ref().unwrap();
+    assert_eq!(teardown.releases_removed, 300, "{teardown:?}");
+    assert_eq!(teardown.leftovers.total, 0, "{teardown:?}");
+    assert!(world.releases.runners().is_empty());
+    assert_eq!(
+        world.leftovers(&config.spec.stack, PROJECT).await.total(),
+        0
+    );
+}
+
+/// helm on `--backend aws` needs no aws CLI: each call reads a private kubeconfig with a fresh
+/// EKS token, gone after the call; the token is in no argument.
+#[cfg(unix)]
+#[tokio::test]
+async fn helm_gets_a_fresh_token_kubeconfig_per_call_without_the_aws_cli() {
+    use glrunner::runner_chart::ReleaseManager as _;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("capture");
+    std::fs::create_dir(&capture).unwrap();
+    let helm = dir.path().join("helm");
+    std::fs::write(
+        &helm,
+        format!(
+            r#"#!/bin/sh
+case "$*" in *version*) echo v3.16.2+g13654a5; exit 0;; esac
+echo "$@" >> {c}/argv
+while [ $# -gt 0 ]; do
+  if [ "$1" = --kubeconfig ]; then cp "$2" {c}/kubeconfig; stat -c %a "$2" > {c}/mode; echo "$2" > {c}/path; fi
+  shift
+done
+echo '[]'
+"#,
+            c = capture.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&helm, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .test_credentials()
+        .load()
+        .await;
+    let access = glrunner::infra::ClusterAccess {
+        name: "flowtest".into(),
+        arn: "arn:aws:eks:us-east-1:123456789012:cluster/flowtest".into(),
+        endpoint: "https://ABCDEF.gr7.us-east-1.eks.amazonaws.com".into(),
+        certificate_authority: "Q0E=".into(),
+        fargate_profiles: Vec::new(),
+    };
+    let generator = glrunner::infra::kubeconfig::EksTokenGenerator::new(&sdk).unwrap();
+    let releases = glrunner::flow::aws::TokenHelm::new(access, generator, Some(helm));
+    assert!(releases.list(None).await.unwrap().is_empty());
+    let kubeconfig = std::fs::read_to_string(capture.join("kubeconfig")).unwrap();
+    assert!(kubeconfig.contains("token: k8s-aws-v1."), "{kubeconfig}");
+    assert!(
+        !kubeconfig.contains("get-token"),
+        "no aws CLI: {kubeconfig}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(capture.join("mode"))
+            .unwrap()
+            .trim(),
+        "600"
+    );
+    let used = std::fs::read_to_string(capture.join("path")).unwrap();
+    assert!(
+        !std::path::Path::new(used.trim()).exists(),
+        "removed after the call"
+    );
+    let argv = std::fs::read_to_string(capture.join("argv")).unwrap();
+    assert!(!argv.contains("k8s-aws-v1"), "{argv}");
 }

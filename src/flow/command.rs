@@ -7,7 +7,8 @@ use std::time::Duration;
 use clap::Args;
 use serde::Serialize;
 
-use super::{FlowConfig, FlowEvent, FlowProgress, Phase};
+use super::{ClusterSource, FlowConfig, FlowEvent, FlowProgress, Phase};
+use crate::cli::signals::{Interrupt, hold};
 use crate::cli::{Backend, CliError, GlobalArgs, OutputFormat, print_json};
 use crate::provisioning::{ProgressRenderer, ProvisionArgs, stack_spec};
 use crate::sandbox::{Fault, RunnerProfile, SandboxConfig, SandboxWorld};
@@ -26,6 +27,10 @@ pub struct FlowArgs {
     /// At most this many jobs per runner release.
     #[arg(long, default_value_t = glrunner_runner_chart::fleet::DEFAULT_MAX_PER_RELEASE)]
     pub max_per_release: u32,
+
+    /// At most this many helm installs/upgrades at once (1..=32).
+    #[arg(long, default_value_t = super::config::DEFAULT_HELM_CONCURRENCY)]
+    pub helm_concurrency: usize,
 
     /// GitLab project path (`group/project`) or id; created if missing. Required with
     /// `--backend aws`; the sandbox uses `sandbox/loadtest`.
@@ -62,6 +67,26 @@ pub struct FlowArgs {
     #[arg(long)]
     pub helm: Option<PathBuf>,
 
+    /// Bring your own EKS cluster (`--backend aws`): its endpoint, CA and Fargate profiles come
+    /// from the EKS API, credentials from glrunner's token generator. Provisioning and the
+    /// infrastructure teardown are skipped; nothing outside the runner namespace is touched.
+    #[arg(long, value_name = "NAME", conflicts_with = "kubeconfig")]
+    pub cluster: Option<String>,
+
+    /// Bring your own cluster through a kubeconfig (`--backend aws`; any conformant cluster).
+    /// Provisioning and the infrastructure teardown are skipped.
+    #[arg(long, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// The kubeconfig context (default: its current context).
+    #[arg(long, value_name = "NAME", requires = "kubeconfig")]
+    pub context: Option<String>,
+
+    /// The runner chart: a directory, a .tgz or oci://HOST/PATH (default: gitlab/gitlab-runner
+    /// from charts.gitlab.io, pinned).
+    #[arg(long, value_name = "REF")]
+    pub chart: Option<String>,
+
     /// Sandbox: seed of every random choice.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -86,6 +111,11 @@ pub struct FlowArgs {
     /// reference tutorial's published makespans; a new account's documented default is 6).
     #[arg(long)]
     pub fargate_vcpu_quota: Option<f64>,
+
+    /// Bound of the cleanup after a failure or a stop (SIGINT/SIGTERM), a Go-style duration;
+    /// past it, the report says what is left and how to finish.
+    #[arg(long, default_value = "45m", value_parser = crate::cli::duration::positive)]
+    pub cleanup_timeout: Duration,
 
     /// Network and cluster flags.
     #[command(flatten)]
@@ -139,14 +169,77 @@ pub fn flow_config(global: &GlobalArgs, args: &FlowArgs) -> Result<FlowConfig, C
             ));
         }
     }
+    let cluster = cluster_source(global, args)?;
     let mut config = FlowConfig::new(spec, project, args.jobs)
         .with_max_per_release(args.max_per_release)
+        .with_helm_concurrency(args.helm_concurrency)
         .with_keep(args.keep_infra, args.keep_runners, args.keep);
     if !args.phases.is_empty() {
         config = config.with_phases(args.phases.iter().copied());
     }
     config.image = args.image.clone();
+    config.cleanup_timeout = args.cleanup_timeout;
+    config.cluster = cluster;
+    if let Some(chart) = &args.chart {
+        config.chart = chart_source(chart)?;
+    }
     Ok(config.with_runner_profile(args.runner_profile))
+}
+
+/// `--cluster` / `--kubeconfig [--context]`: a cluster the user brings. These name a real target,
+/// so the sandbox refuses them rather than ignoring them.
+fn cluster_source(global: &GlobalArgs, args: &FlowArgs) -> Result<ClusterSource, CliError> {
+    let named = [
+        ("--cluster", args.cluster.is_some()),
+        ("--kubeconfig", args.kubeconfig.is_some()),
+        ("--chart", args.chart.is_some()),
+    ];
+    if global.backend == Backend::Sandbox
+        && let Some((flag, _)) = named.iter().find(|(_, set)| *set)
+    {
+        return Err(CliError::invalid(format!(
+            "{flag}: names a real target, but the backend is the sandbox; add --backend aws (or drop {flag})"
+        )));
+    }
+    Ok(match (&args.cluster, &args.kubeconfig) {
+        (Some(name), _) => {
+            if name.trim().is_empty() {
+                return Err(CliError::invalid("--cluster: empty cluster name"));
+            }
+            ClusterSource::Eks { name: name.clone() }
+        }
+        (None, Some(path)) => {
+            if !path.is_file() {
+                return Err(CliError::invalid(format!(
+                    "--kubeconfig: {} is not a readable file",
+                    path.display()
+                )));
+            }
+            ClusterSource::Kubeconfig {
+                path: path.clone(),
+                context: args.context.clone(),
+            }
+        }
+        (None, None) => ClusterSource::Provisioned,
+    })
+}
+
+/// `--chart`: a directory or .tgz on disk, or an `oci://` reference at the pinned version.
+fn chart_source(chart: &str) -> Result<glrunner_runner_chart::ChartSource, CliError> {
+    use glrunner_runner_chart::ChartSource;
+    if chart.starts_with("oci://") {
+        return Ok(ChartSource::Oci {
+            reference: chart.to_owned(),
+            version: Default::default(),
+        });
+    }
+    let path = PathBuf::from(chart);
+    if !path.exists() {
+        return Err(CliError::invalid(format!(
+            "--chart: {chart} is neither an oci:// reference nor an existing chart directory or .tgz"
+        )));
+    }
+    Ok(ChartSource::Path { path })
 }
 
 fn invalid_or_failure(e: super::Error) -> CliError {
@@ -159,7 +252,28 @@ fn invalid_or_failure(e: super::Error) -> CliError {
 /// Runs `full_flow`: the sandbox world (default) or AWS + GitLab + Kubernetes, then prints the
 /// report. A failed phase is exit 1 (after cleanup); invalid input exit 2.
 pub async fn full_flow(global: &GlobalArgs, args: &FlowArgs) -> Result<(), CliError> {
+    full_flow_until(global, args, &Interrupt::detached()).await
+}
+
+/// [`full_flow`] that stops cleanly on `interrupt` (SIGINT/SIGTERM): the running phase ends, what
+/// this run created is cleaned up (unless `--keep`) within `--cleanup-timeout`, the report is
+/// printed and the exit code is 130/143. A second signal stops at once and prints the command
+/// that finishes the cleanup.
+pub async fn full_flow_until(
+    global: &GlobalArgs,
+    args: &FlowArgs,
+    interrupt: &Interrupt,
+) -> Result<(), CliError> {
     let config = flow_config(global, args)?;
+    interrupt.set_abort_hint(match global.backend {
+        Backend::Sandbox => "the sandbox world ends with the process: nothing is left".to_owned(),
+        Backend::Aws => format!(
+            "finish the cleanup with: cargo run --example full_flow -- --backend aws --stack {} \
+             --region {} --project {} --phases teardown",
+            config.spec.stack, config.spec.region, config.project
+        ),
+    });
+    let stop = interrupt.token();
     let renderer = FlowRenderer::new(global.output);
     let report = match global.backend {
         Backend::Sandbox => {
@@ -184,9 +298,13 @@ pub async fn full_flow(global: &GlobalArgs, args: &FlowArgs) -> Result<(), CliEr
                     config.spec.stack, config.spec.region, config.runner_profile, config.jobs
                 );
             }
-            crate::sandbox::run_flow(&world, &config, &renderer)
+            let _runners = world.start_runners();
+            let mut report = super::run_until(&config, &world.backends(), &renderer, &stop)
                 .await
-                .map_err(invalid_or_failure)?
+                .map_err(invalid_or_failure)?;
+            let queue_p95 = report.load_test.as_ref().and_then(|l| l.queue_p95_secs);
+            report.model = Some(world.model_report(queue_p95));
+            report
         }
         Backend::Aws => {
             let connection = super::aws::Connection::from_env(
@@ -205,12 +323,20 @@ pub async fn full_flow(global: &GlobalArgs, args: &FlowArgs) -> Result<(), CliEr
                 .validate(&backends.gitlab_url)
                 .map_err(invalid_or_failure)?;
             if global.output == OutputFormat::Human {
-                eprintln!(
-                    "full flow: stack {} in {} on AWS — this creates billable resources (EKS, NAT gateway, Fargate)",
-                    config.spec.stack, config.spec.region
-                );
+                if config.cluster.brought_by_user() {
+                    eprintln!(
+                        "full flow: stack {} on a cluster {} — its job pods are billable",
+                        config.spec.stack,
+                        config.cluster.describe()
+                    );
+                } else {
+                    eprintln!(
+                        "full flow: stack {} in {} on AWS — this creates billable resources (EKS, NAT gateway, Fargate)",
+                        config.spec.stack, config.spec.region
+                    );
+                }
             }
-            super::run(&config, &backends, &renderer)
+            super::run_until(&config, &backends, &renderer, &stop)
                 .await
                 .map_err(invalid_or_failure)?
         }
@@ -219,6 +345,24 @@ pub async fn full_flow(global: &GlobalArgs, args: &FlowArgs) -> Result<(), CliEr
     match global.output {
         OutputFormat::Json => print_json(&report)?,
         OutputFormat::Human => print!("{}", report.render_text()),
+    }
+    if let Some(f) = &report.failure
+        && let Some(err) = interrupt.error(format!(
+            "the {} phase was stopped; {}",
+            f.phase,
+            if config.keep {
+                "everything was kept (--keep)".to_owned()
+            } else if f.cleaned_up {
+                "everything this run created was removed".to_owned()
+            } else {
+                format!(
+                    "the cleanup left {} resource(s); see the report",
+                    report.leftovers().unwrap_or(0)
+                )
+            }
+        ))
+    {
+        return Err(err);
     }
     match &report.failure {
         None => Ok(()),
@@ -343,6 +487,7 @@ impl FlowProgress for FlowRenderer {
                 } else {
                     self.json(json!({"event": "phase-done", "phase": phase, "secs": elapsed.as_secs_f64(), "summary": summary}));
                 }
+                hold(&format!("phase-done:{phase}"));
             }
             FlowEvent::PhaseSkipped { phase } => {
                 if human {

@@ -28,6 +28,7 @@
 
 pub mod aws;
 mod backends;
+mod cluster;
 pub mod command;
 mod config;
 mod events;
@@ -48,9 +49,16 @@ use glrunner_infra::ClusterAccess;
 use glrunner_runner_chart::{FleetPlan, RunnerToken};
 use serde::Serialize;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 pub use backends::{Backends, ClusterClients, ClusterConnector};
-pub use config::FlowConfig;
+#[cfg(feature = "mock")]
+pub use cluster::MockClusterChecks;
+pub use cluster::{
+    ClusterCheckReport, ClusterChecks, ClusterSource, ClusterTarget, KubeClusterChecks,
+    MemoryClusterChecks, Permission, check_cluster, required_permissions,
+};
+pub use config::{DEFAULT_HELM_CONCURRENCY, FlowConfig, MAX_HELM_CONCURRENCY, fargate_selects};
 pub use events::{FlowEvent, FlowProgress};
 pub use report::{
     Failure, FleetSummary, FlowReport, Leftovers, LoadTestSummary, PhaseRecord, PhaseStatus,
@@ -185,6 +193,7 @@ struct Run<'a> {
     plan: Option<FleetPlan>,
     runners: Vec<ShardRunner>,
     created: Created,
+    stop: CancellationToken,
 }
 
 /// Runs the flow. `Err` only for invalid input (nothing was done); otherwise the report says
@@ -193,6 +202,22 @@ pub async fn run(
     config: &FlowConfig,
     backends: &Backends,
     progress: &dyn FlowProgress,
+) -> Result<FlowReport, Error> {
+    run_until(config, backends, progress, &CancellationToken::new()).await
+}
+
+/// What a stopped phase reports as its error.
+pub const STOPPED: &str = "stopped (SIGINT/SIGTERM)";
+
+/// [`run`] that stops when `stop` fires (SIGINT/SIGTERM in the examples): provisioning starts no
+/// new step, the pipeline watch and the janitor's rounds end, no further phase starts, and the
+/// cleanup removes what this run created (unless [`FlowConfig::keep`]) within
+/// [`FlowConfig::cleanup_timeout`]; the report's failure says the run was stopped.
+pub async fn run_until(
+    config: &FlowConfig,
+    backends: &Backends,
+    progress: &dyn FlowProgress,
+    stop: &CancellationToken,
 ) -> Result<FlowReport, Error> {
     config.validate(&backends.gitlab_url)?;
     let wall = std::time::Instant::now();
@@ -208,23 +233,35 @@ pub async fn run(
         plan: None,
         runners: Vec::new(),
         created: Created::default(),
+        stop: stop.clone(),
     };
     tracing::info!(stack = %config.spec.stack, jobs = config.jobs, backend = ?backends.kind, "flow started");
     let mut failed = None;
     for phase in Phase::ALL {
         if !config.runs(phase) {
+            let summary = if phase == Phase::Provision && config.cluster.brought_by_user() {
+                format!("cluster {}", config.cluster.describe())
+            } else {
+                String::new()
+            };
             run.report.phases.push(PhaseRecord {
                 phase,
                 status: PhaseStatus::Skipped,
                 secs: 0.0,
-                summary: String::new(),
+                summary,
             });
             progress.event(&FlowEvent::PhaseSkipped { phase });
             continue;
         }
         progress.event(&FlowEvent::PhaseStarted { phase });
         let t0 = Instant::now();
-        let result = run.phase(phase).await;
+        // A stop ends the phases that wait (provision, load test, reap) early; the others are
+        // bounded and finish. The teardown phase is itself a cleanup, so it goes on.
+        let result = if stop.is_cancelled() && phase != Phase::Teardown {
+            Err(Error::phase(phase, STOPPED))
+        } else {
+            run.phase(phase).await
+        };
         let elapsed = t0.elapsed();
         match result {
             Ok(summary) => {
@@ -274,10 +311,17 @@ pub async fn run(
             let scope = Scope {
                 releases: (run.created.releases || run.created.runners) && !keep_runners,
                 runners: run.created.runners && !keep_runners,
-                infra: run.created.infra && !keep_runners && !config.keep_infra,
+                infra: run.created.infra
+                    && !keep_runners
+                    && !config.keep_infra
+                    && !config.cluster.brought_by_user(),
                 trigger: "cleanup after failure",
             };
-            let summary = run.teardown(scope).await;
+            let summary =
+                match tokio::time::timeout(config.cleanup_timeout, run.teardown(scope)).await {
+                    Ok(summary) => summary,
+                    Err(_) => run.cleanup_timed_out().await,
+                };
             failure.cleaned_up = summary.errors.is_empty();
             run.report.teardown = Some(summary);
         }
@@ -330,7 +374,10 @@ impl Run<'_> {
                 let scope = Scope {
                     releases: !self.config.keep_runners,
                     runners: !self.config.keep_runners,
-                    infra: !self.config.keep_infra && !self.config.keep_runners,
+                    // A cluster the user brought is never torn down.
+                    infra: !self.config.keep_infra
+                        && !self.config.keep_runners
+                        && !self.config.cluster.brought_by_user(),
                     trigger: "teardown phase",
                 };
                 let summary = self.teardown(scope).await;
@@ -351,19 +398,29 @@ impl Run<'_> {
         if let Some(c) = &self.clients {
             return Ok(c.clone());
         }
-        if self.access.is_none() {
-            self.access = Some(
-                self.backends
-                    .cluster
-                    .cluster_access(&self.config.spec.cluster.name)
-                    .await
-                    .map_err(at(phase))?,
-            );
-        }
+        let target = match &self.config.cluster {
+            ClusterSource::Kubeconfig { path, context } => ClusterTarget::Kubeconfig {
+                path,
+                context: context.as_deref(),
+            },
+            _ => {
+                if self.access.is_none() {
+                    let name = self.config.eks_cluster_name().unwrap_or_default();
+                    self.access = Some(
+                        self.backends
+                            .cluster
+                            .cluster_access(name)
+                            .await
+                            .map_err(at(phase))?,
+                    );
+                }
+                ClusterTarget::Eks(self.access.as_ref().expect("access was just read"))
+            }
+        };
         let clients = self
             .backends
             .connector
-            .connect(&self.config.spec, self.access.as_ref())
+            .connect(&self.config.spec, target)
             .await?;
         self.clients = Some(clients.clone());
         Ok(clients)

@@ -280,6 +280,8 @@ pub struct SandboxWorld {
     pub pods: InMemoryPods,
     /// Wall time of the janitor and pod store (virtual).
     pub clock: TokioClock,
+    /// RBAC and CoreDNS answers of the cluster (all allowed, CoreDNS running, unless told).
+    pub cluster_checks: Arc<crate::flow::MemoryClusterChecks>,
     region: String,
     config: SandboxConfig,
     fargate: Arc<FargateAccount>,
@@ -311,6 +313,7 @@ impl SandboxWorld {
             secrets,
             pods,
             clock,
+            cluster_checks: Arc::default(),
             region,
             fargate: Arc::new(FargateAccount::new(&config.model.fargate)),
             config,
@@ -958,7 +961,7 @@ impl ClusterConnector for SandboxConnector {
     async fn connect(
         &self,
         _spec: &glrunner_infra::StackSpec,
-        _access: Option<&glrunner_infra::ClusterAccess>,
+        _target: crate::flow::ClusterTarget<'_>,
     ) -> Result<ClusterClients, FlowError> {
         let releases = faults::releases(&self.world);
         Ok(ClusterClients {
@@ -966,6 +969,7 @@ impl ClusterConnector for SandboxConnector {
             secrets: Arc::new(self.world.secrets.clone()),
             pods: Arc::new(self.world.pods.clone()) as Arc<dyn PodApi>,
             clock: Arc::new(self.world.clock),
+            checks: self.world.cluster_checks.clone(),
         })
     }
 }
