@@ -10,6 +10,8 @@ mod e2e;
 mod example;
 #[path = "flow/faults.rs"]
 mod faults;
+#[path = "flow/sandbox_model.rs"]
+mod sandbox_model;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,7 +48,10 @@ async fn run_on(world: &SandboxWorld, config: &FlowConfig) -> FlowReport {
 
 /// Everything the issue asks of a successful run.
 async fn assert_whole_flow(jobs: u32, shards: usize) {
-    let (world, config, report) = run(jobs, SandboxConfig::default(), |c| c).await;
+    // An account whose vCPU quota does not bind: this test is about the flow; capacity is
+    // tests/flow/sandbox_model.rs's.
+    let sandbox = SandboxConfig::default().with_fargate_vcpu_quota(4000.0);
+    let (world, config, report) = run(jobs, sandbox, |c| c).await;
     assert!(report.is_success(), "{}", report.render_text());
     assert!(report.phases.iter().all(|p| p.status == PhaseStatus::Done));
 

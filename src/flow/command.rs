@@ -11,7 +11,7 @@ use super::{ClusterSource, FlowConfig, FlowEvent, FlowProgress, Phase};
 use crate::cli::signals::{Interrupt, hold};
 use crate::cli::{Backend, CliError, GlobalArgs, OutputFormat, print_json};
 use crate::provisioning::{ProgressRenderer, ProvisionArgs, stack_spec};
-use crate::sandbox::{Fault, SandboxConfig, SandboxWorld};
+use crate::sandbox::{Fault, RunnerProfile, SandboxConfig, SandboxWorld};
 
 /// Default GitLab project of the sandbox.
 pub const SANDBOX_PROJECT: &str = "sandbox/loadtest";
@@ -99,6 +99,19 @@ pub struct FlowArgs {
     #[arg(long, value_enum)]
     pub inject_fault: Option<Fault>,
 
+    /// Runner configuration to install: `reference` reproduces the reference tutorial's (the
+    /// `bash` image from Docker Hub, `request_concurrency = 1`, `poll_timeout` 180 s, one
+    /// release per 200 jobs); `tuned` is glrunner's (public ECR image, request concurrency
+    /// derived from `concurrent`, the fleet plan's poll timeout, sized managers). On the sandbox
+    /// the runner simulator reads what was installed; every timing it reports is a model.
+    #[arg(long, value_enum, default_value_t = RunnerProfile::Tuned)]
+    pub runner_profile: RunnerProfile,
+
+    /// Sandbox: the account's Fargate vCPU quota in the model (default: the value fitted to the
+    /// reference tutorial's published makespans; a new account's documented default is 6).
+    #[arg(long)]
+    pub fargate_vcpu_quota: Option<f64>,
+
     /// Bound of the cleanup after a failure or a stop (SIGINT/SIGTERM), a Go-style duration;
     /// past it, the report says what is left and how to finish.
     #[arg(long, default_value = "45m", value_parser = crate::cli::duration::positive)]
@@ -144,6 +157,18 @@ pub fn flow_config(global: &GlobalArgs, args: &FlowArgs) -> Result<FlowConfig, C
     if global.backend == Backend::Aws && args.inject_fault.is_some() {
         return Err(CliError::invalid("--inject-fault: sandbox only"));
     }
+    if let Some(quota) = args.fargate_vcpu_quota {
+        if global.backend == Backend::Aws {
+            return Err(CliError::invalid(
+                "--fargate-vcpu-quota: sandbox only (on AWS the account's quota applies)",
+            ));
+        }
+        if !quota.is_finite() || quota < 0.25 {
+            return Err(CliError::invalid(
+                "--fargate-vcpu-quota: must be a number of vCPUs of at least 0.25 (e.g. 52 or 4000)",
+            ));
+        }
+    }
     let cluster = cluster_source(global, args)?;
     let mut config = FlowConfig::new(spec, project, args.jobs)
         .with_max_per_release(args.max_per_release)
@@ -158,7 +183,7 @@ pub fn flow_config(global: &GlobalArgs, args: &FlowArgs) -> Result<FlowConfig, C
     if let Some(chart) = &args.chart {
         config.chart = chart_source(chart)?;
     }
-    Ok(config)
+    Ok(config.with_runner_profile(args.runner_profile))
 }
 
 /// `--cluster` / `--kubeconfig [--context]`: a cluster the user brings. These name a real target,
@@ -252,13 +277,15 @@ pub async fn full_flow_until(
     let renderer = FlowRenderer::new(global.output);
     let report = match global.backend {
         Backend::Sandbox => {
-            let world = SandboxWorld::new(
-                &config.spec.region,
-                SandboxConfig::default()
-                    .with_seed(args.seed)
-                    .with_hung_fraction(args.hung_fraction)
-                    .with_fault(args.inject_fault),
-            );
+            let mut sandbox = SandboxConfig::default()
+                .with_seed(args.seed)
+                .with_hung_fraction(args.hung_fraction)
+                .with_fault(args.inject_fault)
+                .with_profile(config.runner_profile);
+            if let Some(quota) = args.fargate_vcpu_quota {
+                sandbox = sandbox.with_fargate_vcpu_quota(quota);
+            }
+            let world = SandboxWorld::new(&config.spec.region, sandbox);
             config
                 .validate(&world.backends().gitlab_url)
                 .map_err(invalid_or_failure)?;
@@ -267,14 +294,17 @@ pub async fn full_flow_until(
             }
             if global.output == OutputFormat::Human {
                 eprintln!(
-                    "full flow: stack {} in {} on the sandbox (virtual clock), {} jobs",
-                    config.spec.stack, config.spec.region, config.jobs
+                    "full flow: stack {} in {} on the sandbox (virtual clock; timings are a model, runner profile {}), {} jobs",
+                    config.spec.stack, config.spec.region, config.runner_profile, config.jobs
                 );
             }
             let _runners = world.start_runners();
-            super::run_until(&config, &world.backends(), &renderer, &stop)
+            let mut report = super::run_until(&config, &world.backends(), &renderer, &stop)
                 .await
-                .map_err(invalid_or_failure)?
+                .map_err(invalid_or_failure)?;
+            let queue_p95 = report.load_test.as_ref().and_then(|l| l.queue_p95_secs);
+            report.model = Some(world.model_report(queue_p95));
+            report
         }
         Backend::Aws => {
             let connection = super::aws::Connection::from_env(

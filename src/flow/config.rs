@@ -9,6 +9,7 @@ use glrunner_infra::StackSpec;
 use glrunner_runner_chart::{ChartSource, FleetPlan, FleetRequest, RunnerValues};
 
 use super::{ClusterSource, Error, Phase};
+use crate::sandbox::RunnerProfile;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -45,6 +46,11 @@ pub struct FlowConfig {
     pub reap_deadline: Duration,
     /// Bound of each helm install/uninstall.
     pub release_timeout: Duration,
+    /// Runner configuration to install: the reference tutorial's or glrunner's tuned one.
+    pub runner_profile: RunnerProfile,
+    /// Most jobs one load-test pipeline may hold (GitLab's per-pipeline limit; the CI
+    /// generator's default, 10,000, unless a self-managed instance allows more).
+    pub max_pipeline_jobs: u32,
     /// Bound of the cleanup after a failure or a stop (SIGINT/SIGTERM): past it, the flow says
     /// what is left and how to finish.
     pub cleanup_timeout: Duration,
@@ -79,6 +85,8 @@ impl FlowConfig {
             reap_interval: Duration::from_secs(30),
             reap_deadline: Duration::from_secs(20 * 60),
             release_timeout: Duration::from_secs(600),
+            runner_profile: RunnerProfile::default(),
+            max_pipeline_jobs: glrunner_gitlab_client::ci::DEFAULT_MAX_JOBS,
             cleanup_timeout: Duration::from_secs(45 * 60),
             helm_concurrency: DEFAULT_HELM_CONCURRENCY,
             cluster: ClusterSource::default(),
@@ -132,6 +140,20 @@ impl FlowConfig {
     pub fn with_max_per_release(mut self, cap: u32) -> Self {
         self.max_per_release = cap;
         self
+    }
+
+    /// Sets the runner profile.
+    #[must_use]
+    pub fn with_runner_profile(mut self, profile: RunnerProfile) -> Self {
+        self.runner_profile = profile;
+        self
+    }
+
+    /// The load test's job image: `--image`, else the profile's (`None`: the CI generator's).
+    pub fn job_image(&self) -> Option<String> {
+        self.image
+            .clone()
+            .or_else(|| self.runner_profile.job_image().map(str::to_owned))
     }
 
     pub(super) fn runs(&self, phase: Phase) -> bool {
@@ -204,8 +226,10 @@ impl FlowConfig {
 
     pub(super) fn template(&self, gitlab_url: &str) -> RunnerValues {
         let ns = &self.spec.cluster.runner_namespace;
-        let mut values = RunnerValues::new(gitlab_url).with_job_namespace(ns);
-        if let Some(image) = &self.image {
+        let mut values = self
+            .runner_profile
+            .template(RunnerValues::new(gitlab_url).with_job_namespace(ns));
+        if let Some(image) = self.job_image() {
             values = values.with_image(image);
         }
         values

@@ -19,9 +19,10 @@ impl Run<'_> {
                 .map(|s| ShardTarget::new(&s.tag, s.jobs))
                 .collect(),
         );
-        if let Some(image) = &self.config.image {
+        if let Some(image) = self.config.job_image() {
             spec = spec.with_image(image);
         }
+        spec = spec.with_max_jobs(self.config.max_pipeline_jobs);
         let yaml = spec.to_yaml().map_err(at(phase))?;
         let project_ref = ProjectRef::Id(project.id);
         let branch = project

@@ -21,6 +21,7 @@ impl Run<'_> {
         // pod starts overlap without starting every `helm --wait` of a large fleet together.
         let mut installs = Vec::new();
         for (shard, values) in values {
+            let values = self.config.runner_profile.finalize(values);
             let token = match self.runners.iter().find(|r| r.release == shard.release) {
                 Some(r) => r.token.clone(),
                 None => {

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::{FlowConfig, Phase};
 use crate::cli::Backend;
+use crate::sandbox::{ModelReport, RunnerProfile};
 
 /// How a phase went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -273,6 +274,13 @@ pub struct FlowReport {
     pub total_secs: f64,
     /// Wall-clock seconds of the whole run.
     pub wall_secs: f64,
+    /// The runner profile installed.
+    pub runner_profile: RunnerProfile,
+    /// On the sandbox: says that every timing above comes from a model (`None` on AWS).
+    pub modelled: Option<String>,
+    /// On the sandbox: the model's parameters, waits and what limited the makespan (set by
+    /// `full_flow`, which owns the world).
+    pub model: Option<ModelReport>,
 }
 
 fn secs(v: Option<f64>) -> String {
@@ -307,6 +315,15 @@ impl FlowReport {
             failure: None,
             total_secs: 0.0,
             wall_secs: 0.0,
+            runner_profile: config.runner_profile,
+            modelled: (backend == Backend::Sandbox).then(|| {
+                format!(
+                    "every timing in this report comes from the sandbox's model (runner profile \
+                     {}), not from a measurement",
+                    config.runner_profile
+                )
+            }),
+            model: None,
         }
     }
 
@@ -335,6 +352,10 @@ impl FlowReport {
             self.clock,
             self.jobs
         );
+        let _ = writeln!(out, "runner profile: {}", self.runner_profile);
+        if let Some(note) = &self.modelled {
+            let _ = writeln!(out, "NOTE: {note}");
+        }
         let _ = writeln!(out, "  cluster: {}", self.cluster);
         let _ = writeln!(out, "\n  phase       status   time      summary");
         for p in &self.phases {
@@ -366,8 +387,13 @@ impl FlowReport {
                 &mut out,
                 "provisioning makespan",
                 format!(
-                    "{} ({} of {} resources created)",
+                    "{}{} ({} of {} resources created)",
                     secs(Some(p.makespan_secs)),
+                    if self.modelled.is_some() {
+                        " (modelled: published AWS durations)"
+                    } else {
+                        ""
+                    },
                     p.created,
                     p.steps
                 ),
@@ -470,6 +496,10 @@ impl FlowReport {
                 self.wall_secs
             ),
         );
+        if let Some(model) = &self.model {
+            let _ = writeln!(out);
+            out.push_str(&model.render_text());
+        }
         if let Some(f) = &self.failure {
             let _ = writeln!(
                 out,

@@ -38,6 +38,7 @@
 //! The simulator's cost grows linearly with the jobs: every job is a handful of timer waits and
 //! O(log n) calls into the in-memory backends.
 
+pub mod bench;
 mod faults;
 pub mod model;
 pub mod profile;
@@ -58,8 +59,7 @@ use glrunner_janitor::memory::{InMemoryPods, NewPod};
 use glrunner_janitor::model::keys;
 use glrunner_janitor::{Clock, DeleteMode, PodApi, PodPhase, TokioClock};
 use glrunner_runner_chart::{
-    FargateSize, InMemoryReleases, InMemoryTokenSecrets, InstalledRunner, ReleaseId, SecretRef,
-    TokenSecrets,
+    InMemoryReleases, InMemoryTokenSecrets, InstalledRunner, ReleaseId, SecretRef, TokenSecrets,
 };
 use serde::Serialize;
 use tokio::sync::Semaphore;
@@ -80,8 +80,8 @@ use profile::RequestConcurrency;
 pub struct SandboxConfig {
     /// Seed of every random choice (latencies, run times, which pods hang).
     pub seed: u64,
-    /// The runner configuration under test (decides `request_concurrency` until the release
-    /// values carry it; see [`profile::request_concurrency`]).
+    /// The runner configuration under test (the flow installs it; the simulator uses it only
+    /// to size the reference's manager pod, see [`profile::manager_millis`], and to name it).
     pub profile: RunnerProfile,
     /// Every timing parameter, with its source.
     pub model: FleetModel,
@@ -425,11 +425,15 @@ impl SandboxWorld {
         f(&mut self.stats.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// Starts a manager per ready release and stops it when the release goes; every second.
+    /// Starts a manager per ready release and stops it when the release goes. Woken by release
+    /// changes (not by polling, so its cost does not grow with the run's length), and every
+    /// second while a ready release has no token Secret or GitLab runner yet.
     async fn simulate(self) {
         let mut managers: BTreeMap<ReleaseId, Manager> = BTreeMap::new();
         let mut runner_ids: HashMap<(ReleaseId, u32), u64> = HashMap::new();
+        let mut changes = self.releases.subscribe();
         loop {
+            let mut unresolved = false;
             let installed = self.releases.runners();
             for runner in installed.iter().filter(|r| r.is_ready()) {
                 if managers
@@ -439,6 +443,7 @@ impl SandboxWorld {
                     continue;
                 }
                 let Some(runner_id) = self.runner_id(runner, &mut runner_ids).await else {
+                    unresolved = true;
                     continue;
                 };
                 if let Some(old) = managers.remove(&runner.id) {
@@ -456,7 +461,19 @@ impl SandboxWorld {
                     self.stop_manager(m);
                 }
             }
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            let retry = if unresolved {
+                Duration::from_secs(1)
+            } else {
+                Duration::from_secs(600)
+            };
+            tokio::select! {
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        tokio::time::sleep(retry).await;
+                    }
+                }
+                () = tokio::time::sleep(retry) => {}
+            }
         }
     }
 
@@ -484,7 +501,7 @@ impl SandboxWorld {
     fn start_manager(&self, runner: &InstalledRunner, runner_id: u64) -> Manager {
         let pod = NewPod::manager(&runner.id.namespace, &runner.id.name, "x7k2p");
         let pod_name = self.pods.insert(pod).ok().map(|p| p.name);
-        let size = manager_pod_size(runner);
+        let size = profile::manager_millis(self.config.profile, &runner.values);
         let millis = match self.fargate.capacity.try_acquire_many(size) {
             Ok(permit) => {
                 permit.forget();
@@ -496,7 +513,7 @@ impl SandboxWorld {
                 0
             }
         };
-        let concurrency = profile::request_concurrency(self.config.profile, &runner.values);
+        let concurrency = profile::request_concurrency(&runner.values);
         let name = runner.id.describe();
         self.with_stats(|s| {
             let entry = s.runners.entry(name.clone()).or_default();
@@ -799,17 +816,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Fargate millicores of a release's manager pod.
-fn manager_pod_size(runner: &InstalledRunner) -> u32 {
-    let resources = &runner.values.resources;
-    let cpu = glrunner_runner_chart::validate::cpu_millis("resources.cpu", &resources.cpu).ok();
-    let memory =
-        glrunner_runner_chart::validate::memory_mib("resources.memory", &resources.memory).ok();
-    cpu.zip(memory)
-        .and_then(|(c, m)| FargateSize::for_requests(c, m))
-        .map_or(250, |s| s.vcpu_millis)
-}
-
 /// A running manager of one release.
 #[derive(Debug)]
 struct Manager {
@@ -916,6 +922,20 @@ enum Hang {
     None,
     OrphanPending,
     StuckTerminating,
+}
+
+/// Runs the flow on `world` with its runner simulator, and attaches the model's account of the
+/// run ([`ModelReport`]) to the report.
+pub async fn run_flow(
+    world: &SandboxWorld,
+    config: &crate::flow::FlowConfig,
+    progress: &dyn crate::flow::FlowProgress,
+) -> Result<crate::flow::FlowReport, FlowError> {
+    let _runners = world.start_runners();
+    let mut report = crate::flow::run(config, &world.backends(), progress).await?;
+    let queue_p95 = report.load_test.as_ref().and_then(|l| l.queue_p95_secs);
+    report.model = Some(world.model_report(queue_p95));
+    Ok(report)
 }
 
 /// The running runner simulator; dropping it stops every simulated runner and job.

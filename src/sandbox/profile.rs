@@ -49,7 +49,7 @@ impl RunnerProfile {
     }
 
     /// Values every release starts from, before the fleet plan sets `concurrent`, tags and
-    /// `poll_timeout`.
+    /// `poll_timeout`; the image is the flow's (see [`RunnerProfile::job_image`]).
     ///
     /// Both profiles size the hello-world job pod at Fargate's smallest size (0.25 vCPU /
     /// 0.5 GB: build 200m/128Mi + helper 50m/128Mi + Fargate's 256 MB), which is what a pod
@@ -58,18 +58,16 @@ impl RunnerProfile {
     pub fn template(self, values: RunnerValues) -> RunnerValues {
         let mut values = values.with_build_resources("200m", "128Mi");
         values.executor.helper = glrunner_runner_chart::ContainerResources::new("50m", "128Mi");
-        if self == RunnerProfile::Reference {
-            // The chart's default `resources: {}` gives the manager the smallest Fargate pod.
-            values.resources = glrunner_runner_chart::ContainerResources::new("250m", "256Mi");
-        }
         values
     }
 
-    /// Values of one release after the fleet plan: the reference keeps GitLab Runner's default
-    /// `poll_timeout` (the plan raises it to its recommendation otherwise).
+    /// Values of one release after the fleet plan: the reference keeps GitLab Runner's defaults,
+    /// `poll_timeout` 180 s (the plan raises it to its recommendation otherwise) and
+    /// `request_concurrency = 1` (glrunner derives one request per 10 job slots otherwise).
     pub fn finalize(self, mut values: RunnerValues) -> RunnerValues {
         if self == RunnerProfile::Reference {
             values.executor.poll_timeout = RUNNER_DEFAULT_POLL_TIMEOUT;
+            values.request_concurrency = Some(1);
         }
         values
     }
@@ -90,24 +88,33 @@ pub struct RequestConcurrency {
     pub adaptive: bool,
 }
 
-/// The request concurrency of an installed release.
-///
-/// SWITCH (issue 11 item 5): this is the one place that decides it. `RunnerValues` does not
-/// carry `request_concurrency` yet, so it comes from the profile: GitLab Runner's default of 1
-/// for the reference, and for tuned the Helm issue's rule (one request per 10 job slots, at
-/// most 50, adaptive). Once the values carry it, read `values.effective_request_concurrency()`
-/// and the adaptive flag from the values here, and drop the profile argument.
-pub fn request_concurrency(profile: RunnerProfile, values: &RunnerValues) -> RequestConcurrency {
-    match profile {
-        RunnerProfile::Reference => RequestConcurrency {
-            max: 1,
-            adaptive: false,
-        },
-        RunnerProfile::Tuned => RequestConcurrency {
-            max: values.concurrent.div_ceil(10).clamp(1, 50),
-            adaptive: true,
-        },
+/// The request concurrency of an installed release, read from its values like the runner reads
+/// its `config.toml`: `request_concurrency` (explicit or derived from `concurrent`), adaptive
+/// because glrunner always renders `FF_USE_ADAPTIVE_REQUEST_CONCURRENCY` (runner-chart values).
+pub fn request_concurrency(values: &RunnerValues) -> RequestConcurrency {
+    RequestConcurrency {
+        max: values.effective_request_concurrency(),
+        adaptive: true,
     }
+}
+
+/// Fargate millicores of a release's runner-manager pod.
+///
+/// The reference tutorial installed the chart with its default `resources: {}`, which Fargate
+/// runs at its smallest size (0.25 vCPU). `RunnerValues` always renders a manager size (at
+/// least the one `manager_resources_for` derives from `concurrent`), so the reference's manager
+/// is sized here rather than in its values.
+pub fn manager_millis(profile: RunnerProfile, values: &RunnerValues) -> u32 {
+    if profile == RunnerProfile::Reference {
+        return 250;
+    }
+    let resources = values.manager_resources();
+    let cpu = glrunner_runner_chart::validate::cpu_millis("resources.cpu", &resources.cpu).ok();
+    let memory =
+        glrunner_runner_chart::validate::memory_mib("resources.memory", &resources.memory).ok();
+    cpu.zip(memory)
+        .and_then(|(c, m)| glrunner_runner_chart::FargateSize::for_requests(c, m))
+        .map_or(250, |s| s.vcpu_millis)
 }
 
 #[cfg(test)]
@@ -129,16 +136,12 @@ mod tests {
         let reference =
             RunnerProfile::Reference.finalize(RunnerProfile::Reference.template(base.clone()));
         assert_eq!(reference.executor.poll_timeout, RUNNER_DEFAULT_POLL_TIMEOUT);
-        assert_eq!(
-            request_concurrency(RunnerProfile::Reference, &reference),
-            RequestConcurrency {
-                max: 1,
-                adaptive: false
-            }
-        );
+        assert_eq!(request_concurrency(&reference).max, 1);
+        assert_eq!(manager_millis(RunnerProfile::Reference, &reference), 250);
         let tuned = RunnerProfile::Tuned.finalize(RunnerProfile::Tuned.template(base));
         assert!(tuned.executor.poll_timeout > RUNNER_DEFAULT_POLL_TIMEOUT);
-        assert_eq!(request_concurrency(RunnerProfile::Tuned, &tuned).max, 20);
+        assert_eq!(request_concurrency(&tuned).max, 20);
+        assert_eq!(manager_millis(RunnerProfile::Tuned, &tuned), 2000);
         assert_eq!(RunnerProfile::Reference.job_image(), Some("bash"));
     }
 }

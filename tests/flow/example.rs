@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 /// `target/debug/examples/full_flow`: cargo builds the examples before running the tests.
-fn full_flow(args: &[&str], env: &[(&str, &str)]) -> Output {
+pub(super) fn full_flow(args: &[&str], env: &[(&str, &str)]) -> Output {
     let deps = std::env::current_exe()
         .unwrap()
         .parent()
@@ -65,7 +65,18 @@ fn no_arguments_runs_the_sandbox_flow_and_prints_the_report() {
 
 #[test]
 fn json_output_is_one_document_and_progress_is_json_lines() {
-    let out = full_flow(&["--output", "json", "--jobs", "1000"], &[]);
+    // A quota that does not bind: at the model's fitted quota, 1000 jobs queue past poll_timeout.
+    let out = full_flow(
+        &[
+            "--output",
+            "json",
+            "--jobs",
+            "1000",
+            "--fargate-vcpu-quota",
+            "4000",
+        ],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let doc: serde_json::Value =
         serde_json::from_slice(&out.stdout).expect("stdout is one JSON document");

@@ -1070,7 +1070,9 @@ impl GitLabApi for InMemoryGitLab {
         let total_pages = (total.div_ceil(u64::from(per_page)).max(1)) as u32;
         let start = (page as usize - 1).saturating_mul(per_page as usize);
         let newest_first = agg.ids.iter().rev().filter_map(|id| st.jobs.get(id));
-        let items: Vec<Job> = if query.scope.is_empty() {
+        let items: Vec<Job> = if start as u64 >= total {
+            Vec::new()
+        } else if query.scope.is_empty() {
             agg.ids
                 .iter()
                 .rev()

@@ -112,7 +112,7 @@ fn main() {
         let baseline_report = measure(&baseline).await;
         let minutes = |s: f64| s / 60.0;
         println!(
-            "provisioning makespan on the in-memory cloud (published durations, virtual clock)"
+            "MODELLED provisioning makespan on the in-memory cloud (published AWS durations, virtual clock; not a measurement)"
         );
         println!(
             "  glrunner plan ({} steps, {} waves): {:6.1} min",
@@ -126,7 +126,7 @@ fn main() {
             minutes(baseline_report.makespan_s)
         );
         println!(
-            "  ratio baseline / glrunner: {:.2}x",
+            "  ratio baseline / glrunner (modelled): {:.2}x",
             baseline_report.makespan_s / ours_report.makespan_s
         );
         println!("  critical path of the glrunner plan:");

@@ -1,0 +1,177 @@
+//! The sandbox's timing model against the reference tutorial's published measurements, through
+//! the `full_flow` binary: calibration within ±25 %, what stops the reference at 600 jobs, the
+//! tuned profile against the reference, queue times that differ between jobs, and reports that
+//! say their timings are a model.
+
+use glrunner::flow::{self, FlowConfig, FlowEvent};
+use glrunner::infra::{StackName, StackSpec};
+use glrunner::sandbox::model::published;
+use glrunner::sandbox::{RunnerProfile, SandboxConfig, SandboxWorld};
+use serde_json::Value;
+
+use super::example::full_flow;
+
+/// `full_flow --output json --runner-profile <profile> --jobs <jobs> --hung-fraction 0`.
+fn run(profile: &str, jobs: u32) -> (Value, i32) {
+    let jobs = jobs.to_string();
+    let out = full_flow(
+        &[
+            "--output",
+            "json",
+            "--runner-profile",
+            profile,
+            "--jobs",
+            &jobs,
+            "--hung-fraction",
+            "0",
+        ],
+        &[],
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not one JSON document ({e}): {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (report, out.status.code().unwrap_or(-1))
+}
+
+fn makespan(report: &Value) -> f64 {
+    report["load_test"]["job_makespan_secs"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no makespan: {report:#}"))
+}
+
+#[test]
+fn reference_profile_lands_within_25_percent_of_the_published_makespans() {
+    for jobs in [200, 400] {
+        let (report, code) = run("reference", jobs);
+        assert_eq!(code, 0, "{report:#}");
+        assert_eq!(report["load_test"]["by_status"]["success"], jobs);
+        let figure = published(jobs).expect("published");
+        let got = makespan(&report);
+        let ratio = got / figure.makespan_secs;
+        assert!(
+            (0.75..=1.25).contains(&ratio),
+            "{jobs} jobs: modelled {got:.0}s against the published {} ({:.0}s): ratio {ratio:.2}",
+            figure.words,
+            figure.makespan_secs
+        );
+    }
+}
+
+#[test]
+fn reference_profile_at_600_jobs_says_what_stops_it() {
+    let (report, code) = run("reference", 600);
+    let model = &report["model"];
+    let limit = model["limit"].as_str().unwrap();
+    let verdict = model["verdict"].as_str().unwrap();
+    // Either the model names the constraint, or it says it cannot tell.
+    assert!(
+        ["vcpu-quota", "launch-rate", "pickup"].contains(&limit) || verdict.contains("cannot tell"),
+        "{model:#}"
+    );
+    // The tutorial's jobs hung beyond 400; in the model they queue for the vCPU quota (and
+    // finish, or fail after poll_timeout), and the report says so.
+    assert!(
+        code == 0 || model["jobs_timed_out"].as_u64().unwrap() > 0,
+        "{model:#}"
+    );
+    assert_eq!(limit, "vcpu-quota", "{verdict}");
+    let quota_p95 = model["quota_wait"]["p95"].as_f64().unwrap();
+    assert!(quota_p95 > 30.0, "pods queued for the quota: {model:#}");
+    assert!(
+        verdict.contains("cannot tell"),
+        "the quota is fitted: {verdict}"
+    );
+}
+
+#[test]
+fn tuned_profile_is_faster_than_the_reference_at_400_jobs() {
+    let (reference, code) = run("reference", 400);
+    assert_eq!(code, 0);
+    let (tuned, code) = run("tuned", 400);
+    assert_eq!(code, 0, "{tuned:#}");
+    assert!(
+        makespan(&tuned) < makespan(&reference),
+        "tuned {:.0}s, reference {:.0}s",
+        makespan(&tuned),
+        makespan(&reference)
+    );
+    assert_eq!(tuned["runner_profile"], "tuned");
+    assert_eq!(reference["runner_profile"], "reference");
+}
+
+#[test]
+fn queue_times_differ_between_jobs() {
+    for profile in ["reference", "tuned"] {
+        let (report, _) = run(profile, 400);
+        let p50 = report["load_test"]["queue_p50_secs"].as_f64().unwrap();
+        let p95 = report["load_test"]["queue_p95_secs"].as_f64().unwrap();
+        assert!(p95 > p50 + 0.5, "{profile}: queue p50 {p50}s, p95 {p95}s");
+    }
+}
+
+#[test]
+fn the_human_report_says_its_timings_are_a_model_and_names_the_profile() {
+    let out = full_flow(&["--runner-profile", "reference", "--jobs", "200"], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("runner profile: reference"), "{stdout}");
+    assert!(
+        stdout.contains("comes from the sandbox's model"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("limited by"), "{stdout}");
+    assert!(stdout.contains("fargate.vcpu_quota"), "{stdout}");
+    assert!(
+        stdout.contains("(modelled: published AWS durations)"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn fargate_vcpu_quota_is_sandbox_only_and_checked() {
+    let out = full_flow(&["--fargate-vcpu-quota", "0"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--fargate-vcpu-quota"));
+    let out = full_flow(
+        &[
+            "--backend",
+            "aws",
+            "--region",
+            "us-east-1",
+            "--project",
+            "g/p",
+            "--fargate-vcpu-quota",
+            "100",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sandbox only"));
+}
+
+/// The library path too: a flow run on the sandbox without the world's model report still says
+/// its timings are modelled.
+#[tokio::test(start_paused = true)]
+async fn every_sandbox_flow_report_is_marked_as_modelled() {
+    let world = SandboxWorld::new("us-east-1", SandboxConfig::default());
+    let config = FlowConfig::new(
+        StackSpec::new(StackName::new("modelled").unwrap(), "us-east-1"),
+        "sandbox/loadtest",
+        50,
+    )
+    .with_runner_profile(RunnerProfile::Reference);
+    let _runners = world.start_runners();
+    let report = flow::run(&config, &world.backends(), &|_: &FlowEvent<'_>| {})
+        .await
+        .unwrap();
+    assert!(report.modelled.as_deref().unwrap().contains("reference"));
+    assert!(report.render_text().contains("NOTE: every timing"));
+    // And the model's own account lists its parameters and gives a verdict.
+    let model = world.model_report(report.load_test.as_ref().and_then(|l| l.queue_p95_secs));
+    assert!(model.parameters.len() >= 10 && !model.verdict.is_empty());
+    assert!(model.note.contains("fitted"), "{}", model.note);
+}
