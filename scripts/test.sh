@@ -41,6 +41,9 @@ if ! wait "$kube_build"; then
   exit 1
 fi
 cat "$run_dir/kube-build.out" >&2
+# After the apiserver build: both use apt-get, which allows one installer at a time.
+log "installing chromium, xmllint and the JUnit schema (load-test artifact tests)"
+eval "export $("$root/scripts/report-tools.sh" install | tail -1)"
 
 eval "export $("$root/scripts/moto.sh" start "$run_dir/moto" | tail -1)"
 log "moto at $GLRUNNER_TEST_MOTO_URL"
