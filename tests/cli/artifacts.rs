@@ -413,3 +413,68 @@ fn unwritable_artifact_paths_exit_2_before_anything_runs() {
         "nothing was written"
     );
 }
+
+#[test]
+fn sandbox_full_flow_writes_the_artifacts_with_its_phases() {
+    let a = sandbox_run("full_flow", &["--jobs", "300", "--max-per-release", "100"]);
+    assert!(a.out.status.success(), "{}", text(&a.out.stderr));
+    let report = a.report();
+    assert_eq!(report["load_test"]["total_jobs"], 300);
+    assert!(
+        report.get("load_test_report").is_none(),
+        "the timeline stays out of the JSON document"
+    );
+    let html = a.read(a.html());
+    assert_eq!(
+        occurrences(&html, "<g class=\"lane\""),
+        3,
+        "3 shards of 100"
+    );
+    assert_eq!(occurrences(&html, "<g class=\"job"), 300);
+    let phases = report["phases"].as_array().unwrap();
+    assert_eq!(occurrences(&html, "<tr class=\"phase\">"), phases.len());
+    for phase in phases {
+        let name = phase["phase"].as_str().unwrap();
+        assert!(
+            html.contains(&format!("<tr class=\"phase\"><td>{name}</td>")),
+            "phase {name} in the HTML"
+        );
+    }
+    assert!(html.contains("hung pods reaped"));
+    assert_eq!(occurrences(&a.read(a.junit()), "<testcase "), 300);
+    let metrics = gitlab_metrics(&a.read(a.metrics()));
+    assert_eq!(metrics["glrunner_loadtest_jobs"], "300");
+    assert_eq!(
+        metrics["glrunner_reaped_pods"],
+        report["reap"]["reaped"].to_string()
+    );
+    let load_test_secs = phases.iter().find(|p| p["phase"] == "load-test").unwrap()["secs"]
+        .as_f64()
+        .unwrap();
+    assert_eq!(
+        metrics["glrunner_phase_load_test_seconds"],
+        format!("{load_test_secs:.1}")
+    );
+}
+
+#[test]
+fn full_flow_failing_after_the_load_test_still_writes_them() {
+    let a = sandbox_run("full_flow", &["--jobs", "100", "--inject-fault", "reap"]);
+    assert_eq!(a.out.status.code(), Some(1), "{}", text(&a.out.stderr));
+    let html = a.read(a.html());
+    assert!(
+        html.contains("<td>reap</td><td class=\"status-failed\">failed</td>"),
+        "the failed phase is shown"
+    );
+    assert_eq!(occurrences(&a.read(a.junit()), "<testcase "), 100);
+
+    // Failing before any pipeline ran: nothing to draw, said so, nothing written.
+    let b = sandbox_run("full_flow", &["--jobs", "100", "--inject-fault", "project"]);
+    assert_eq!(b.out.status.code(), Some(1), "{}", text(&b.out.stderr));
+    assert!(
+        text(&b.out.stderr).contains("not written"),
+        "{}",
+        text(&b.out.stderr)
+    );
+    assert!(!b.html().exists() && !b.junit().exists() && !b.metrics().exists());
+}
