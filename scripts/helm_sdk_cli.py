@@ -314,9 +314,11 @@ COMMANDS = {
 
 
 def main(argv: list[str]) -> None:
-    if not argv or argv[0] not in COMMANDS:
-        fail(f'unknown command "{argv[0] if argv else ""}" for "helm" (this helm-compatible CLI implements {", ".join(sorted(COMMANDS))})', 64)
-    command, rest = argv[0], Args(argv[1:])
+    # Global flags may come before the command, as with helm.
+    rest = Args(argv)
+    command = rest.positional.pop(0) if rest.positional else ""
+    if command not in COMMANDS:
+        fail(f'unknown command "{command}" for "helm" (this helm-compatible CLI implements {", ".join(sorted(COMMANDS))})', 64)
     if command not in ("version", "list", "ls", "get") and not rest.positional:
         fail(f'"helm {command}" requires 1 argument')
     try:

@@ -56,7 +56,7 @@ LOCK = threading.RLock()
 MOTO = DomainDispatcherApplication(create_backend_app)
 
 CONFIG = {
-    "strict": os.environ.get("GLRUNNER_SHIM_STRICT", "0") != "0",
+    "strict": os.environ.get("GLRUNNER_SHIM_STRICT", "1") != "0",
     "iam_propagation_s": float(os.environ.get("GLRUNNER_SHIM_IAM_PROPAGATION_S", "2")),
     "ec2_consistency_s": float(os.environ.get("GLRUNNER_SHIM_EC2_CONSISTENCY_S", "10")),
     "zones": True,

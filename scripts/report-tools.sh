@@ -3,12 +3,15 @@
 # cached under $GLRUNNER_CACHE (default /var/cache/glrunner):
 #   - Debian's chromium (headless rendering of the HTML report) and libxml2-utils (xmllint);
 #   - the JUnit XML schema pytest vendors from Jenkins' xunit plugin (junit-10.xsd), taken from
-#     pytest's source distribution on PyPI.
-#   scripts/report-tools.sh install   install what is missing; prints the test variables
-#                                     (GLRUNNER_TEST_CHROMIUM=…, GLRUNNER_TEST_JUNIT_XSD=…)
+#     pytest's source distribution on PyPI;
+#   - check-jsonschema from PyPI (it vendors GitLab's .gitlab-ci.yml schema), for the README's
+#     CI example.
+#   scripts/report-tools.sh install   install what is missing; prints the test variables, one
+#                                     a line (GLRUNNER_TEST_CHROMIUM=…, GLRUNNER_TEST_JUNIT_XSD=…)
 set -euo pipefail
 cache=${GLRUNNER_CACHE:-/var/cache/glrunner}
 PYTEST_SDIST_VERSION=8.3.5
+CHECK_JSONSCHEMA_VERSION=0.39.0
 
 apt_install() {
   # Keep the downloaded .debs in the cache so a reinstall on this machine needs no download.
@@ -44,11 +47,22 @@ junit_xsd() {
   echo "$xsd"
 }
 
+check_jsonschema() {
+  if ! command -v check-jsonschema >/dev/null 2>&1 \
+    || [ "$(check-jsonschema --version | awk '{print $NF}')" != "$CHECK_JSONSCHEMA_VERSION" ]; then
+    python3 -m pip install --quiet --disable-pip-version-check "check-jsonschema==$CHECK_JSONSCHEMA_VERSION" >&2
+  fi
+  command -v check-jsonschema
+}
+
 install() {
   apt_install chromium libxml2-utils fonts-dejavu-core
-  local xsd
+  local xsd cjs
   xsd=$(junit_xsd)
-  echo "GLRUNNER_TEST_CHROMIUM=$(command -v chromium) GLRUNNER_TEST_JUNIT_XSD=$xsd"
+  cjs=$(check_jsonschema)
+  echo "GLRUNNER_TEST_CHROMIUM=$(command -v chromium)"
+  echo "GLRUNNER_TEST_JUNIT_XSD=$xsd"
+  echo "GLRUNNER_TEST_CHECK_JSONSCHEMA=$cjs"
 }
 
 case "${1:-}" in

@@ -49,11 +49,15 @@ fi
 cat "$run_dir/kube-build.out" >&2
 # After the apiserver build: both use apt-get, which allows one installer at a time.
 log "installing chromium, xmllint and the JUnit schema (load-test artifact tests)"
-eval "export $("$root/scripts/report-tools.sh" install | tail -1)"
+report_tools=$("$root/scripts/report-tools.sh" install) || { log "report tools did not install"; exit 1; }
+for line in $report_tools; do export "$line"; done
+log "report tools: $report_tools"
 
-eval "export $("$root/scripts/moto.sh" start "$run_dir/moto" | tail -1)"
-log "moto at $GLRUNNER_TEST_MOTO_URL"
-eval "export $("$root/scripts/kube-apiserver.sh" start "$run_dir/kube" | tail -1)"
-log "kube-apiserver kubeconfig at $GLRUNNER_TEST_KUBECONFIG"
+# Each start's exit status is checked and its variable required; the tests then fail (never
+# skip) when a server they need is missing.
+. "$root/scripts/servers.sh"
+export GLRUNNER_TEST_REQUIRE_SERVERS=1
+start_server moto GLRUNNER_TEST_MOTO_URL "$root/scripts/moto.sh" start "$run_dir/moto" || exit 1
+start_server kube-apiserver GLRUNNER_TEST_KUBECONFIG "$root/scripts/kube-apiserver.sh" start "$run_dir/kube" || exit 1
 
 cargo test --workspace "$@"

@@ -7,6 +7,7 @@
 pub mod artifacts;
 pub mod cli;
 pub mod commands;
+pub mod fault_suite;
 pub mod flow;
 pub mod provisioning;
 pub mod sandbox;

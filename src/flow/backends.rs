@@ -6,13 +6,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use glrunner_gitlab_client::GitLabApi;
-use glrunner_infra::{
-    ClusterAccess, ClusterProvisioner, NetworkProvisioner, StackSpec, WaitPolicy,
-};
+use glrunner_infra::{ClusterProvisioner, NetworkProvisioner, StackSpec, WaitPolicy};
 use glrunner_janitor::{Clock, PodApi};
 use glrunner_runner_chart::{ReleaseManager, TokenSecrets};
 
-use super::Error;
+use super::{ClusterChecks, ClusterTarget, Error};
 use crate::cli::Backend;
 
 /// Kubernetes-side clients of the provisioned cluster.
@@ -26,6 +24,8 @@ pub struct ClusterClients {
     pub pods: Arc<dyn PodApi>,
     /// The clock the janitor judges pod ages with.
     pub clock: Arc<dyn Clock>,
+    /// RBAC and CoreDNS checks before anything is installed.
+    pub checks: Arc<dyn ClusterChecks>,
 }
 
 impl fmt::Debug for ClusterClients {
@@ -39,11 +39,11 @@ impl fmt::Debug for ClusterClients {
 /// Connects to the cluster once it exists (real: kube client + helm; sandbox: the world).
 #[async_trait]
 pub trait ClusterConnector: Send + Sync + fmt::Debug {
-    /// Clients for the stack's cluster; `access` is its endpoint and CA when known.
+    /// Clients for the cluster `target` names (the stack's own, or one the user brought).
     async fn connect(
         &self,
         spec: &StackSpec,
-        access: Option<&ClusterAccess>,
+        target: ClusterTarget<'_>,
     ) -> Result<ClusterClients, Error>;
 }
 

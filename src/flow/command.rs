@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Args;
 use serde::Serialize;
 
-use super::{FlowConfig, FlowEvent, FlowProgress, FlowReport, Phase};
+use super::{ClusterSource, FlowConfig, FlowEvent, FlowProgress, FlowReport, Phase};
 use crate::artifacts::ArtifactArgs;
 use crate::cli::{Backend, CliError, GlobalArgs, OutputFormat, print_json};
 use crate::provisioning::{ProgressRenderer, ProvisionArgs, stack_spec};
@@ -27,6 +27,10 @@ pub struct FlowArgs {
     /// At most this many jobs per runner release.
     #[arg(long, default_value_t = glrunner_runner_chart::fleet::DEFAULT_MAX_PER_RELEASE)]
     pub max_per_release: u32,
+
+    /// At most this many helm installs/upgrades at once (1..=32).
+    #[arg(long, default_value_t = super::config::DEFAULT_HELM_CONCURRENCY)]
+    pub helm_concurrency: usize,
 
     /// GitLab project path (`group/project`) or id; created if missing. Required with
     /// `--backend aws`; the sandbox uses `sandbox/loadtest`.
@@ -62,6 +66,26 @@ pub struct FlowArgs {
     /// helm binary (`--backend aws`; default: $GLRUNNER_HELM, else `helm` on PATH).
     #[arg(long)]
     pub helm: Option<PathBuf>,
+
+    /// Bring your own EKS cluster (`--backend aws`): its endpoint, CA and Fargate profiles come
+    /// from the EKS API, credentials from glrunner's token generator. Provisioning and the
+    /// infrastructure teardown are skipped; nothing outside the runner namespace is touched.
+    #[arg(long, value_name = "NAME", conflicts_with = "kubeconfig")]
+    pub cluster: Option<String>,
+
+    /// Bring your own cluster through a kubeconfig (`--backend aws`; any conformant cluster).
+    /// Provisioning and the infrastructure teardown are skipped.
+    #[arg(long, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// The kubeconfig context (default: its current context).
+    #[arg(long, value_name = "NAME", requires = "kubeconfig")]
+    pub context: Option<String>,
+
+    /// The runner chart: a directory, a .tgz or oci://HOST/PATH (default: gitlab/gitlab-runner
+    /// from charts.gitlab.io, pinned).
+    #[arg(long, value_name = "REF")]
+    pub chart: Option<String>,
 
     /// Sandbox: seed of every random choice.
     #[arg(long, default_value_t = 42)]
@@ -123,14 +147,76 @@ pub fn flow_config(global: &GlobalArgs, args: &FlowArgs) -> Result<FlowConfig, C
     args.artifacts
         .validate()
         .map_err(|e| CliError::invalid(e.to_string()))?;
+    let cluster = cluster_source(global, args)?;
     let mut config = FlowConfig::new(spec, project, args.jobs)
         .with_max_per_release(args.max_per_release)
+        .with_helm_concurrency(args.helm_concurrency)
         .with_keep(args.keep_infra, args.keep_runners, args.keep);
     if !args.phases.is_empty() {
         config = config.with_phases(args.phases.iter().copied());
     }
     config.image = args.image.clone();
+    config.cluster = cluster;
+    if let Some(chart) = &args.chart {
+        config.chart = chart_source(chart)?;
+    }
     Ok(config)
+}
+
+/// `--cluster` / `--kubeconfig [--context]`: a cluster the user brings. These name a real target,
+/// so the sandbox refuses them rather than ignoring them.
+fn cluster_source(global: &GlobalArgs, args: &FlowArgs) -> Result<ClusterSource, CliError> {
+    let named = [
+        ("--cluster", args.cluster.is_some()),
+        ("--kubeconfig", args.kubeconfig.is_some()),
+        ("--chart", args.chart.is_some()),
+    ];
+    if global.backend == Backend::Sandbox
+        && let Some((flag, _)) = named.iter().find(|(_, set)| *set)
+    {
+        return Err(CliError::invalid(format!(
+            "{flag}: names a real target, but the backend is the sandbox; add --backend aws (or drop {flag})"
+        )));
+    }
+    Ok(match (&args.cluster, &args.kubeconfig) {
+        (Some(name), _) => {
+            if name.trim().is_empty() {
+                return Err(CliError::invalid("--cluster: empty cluster name"));
+            }
+            ClusterSource::Eks { name: name.clone() }
+        }
+        (None, Some(path)) => {
+            if !path.is_file() {
+                return Err(CliError::invalid(format!(
+                    "--kubeconfig: {} is not a readable file",
+                    path.display()
+                )));
+            }
+            ClusterSource::Kubeconfig {
+                path: path.clone(),
+                context: args.context.clone(),
+            }
+        }
+        (None, None) => ClusterSource::Provisioned,
+    })
+}
+
+/// `--chart`: a directory or .tgz on disk, or an `oci://` reference at the pinned version.
+fn chart_source(chart: &str) -> Result<glrunner_runner_chart::ChartSource, CliError> {
+    use glrunner_runner_chart::ChartSource;
+    if chart.starts_with("oci://") {
+        return Ok(ChartSource::Oci {
+            reference: chart.to_owned(),
+            version: Default::default(),
+        });
+    }
+    let path = PathBuf::from(chart);
+    if !path.exists() {
+        return Err(CliError::invalid(format!(
+            "--chart: {chart} is neither an oci:// reference nor an existing chart directory or .tgz"
+        )));
+    }
+    Ok(ChartSource::Path { path })
 }
 
 fn invalid_or_failure(e: super::Error) -> CliError {
@@ -188,10 +274,18 @@ pub async fn full_flow(global: &GlobalArgs, args: &FlowArgs) -> Result<(), CliEr
                 .validate(&backends.gitlab_url)
                 .map_err(invalid_or_failure)?;
             if global.output == OutputFormat::Human {
-                eprintln!(
-                    "full flow: stack {} in {} on AWS — this creates billable resources (EKS, NAT gateway, Fargate)",
-                    config.spec.stack, config.spec.region
-                );
+                if config.cluster.brought_by_user() {
+                    eprintln!(
+                        "full flow: stack {} on a cluster {} — its job pods are billable",
+                        config.spec.stack,
+                        config.cluster.describe()
+                    );
+                } else {
+                    eprintln!(
+                        "full flow: stack {} in {} on AWS — this creates billable resources (EKS, NAT gateway, Fargate)",
+                        config.spec.stack, config.spec.region
+                    );
+                }
             }
             super::run(&config, &backends, &renderer)
                 .await

@@ -6,9 +6,9 @@ use std::time::Duration;
 use glrunner_gitlab_client::ProjectRef;
 use glrunner_gitlab_client::watch::WatchConfig;
 use glrunner_infra::StackSpec;
-use glrunner_runner_chart::{FleetPlan, FleetRequest, RunnerValues};
+use glrunner_runner_chart::{ChartSource, FleetPlan, FleetRequest, RunnerValues};
 
-use super::{Error, Phase};
+use super::{ClusterSource, Error, Phase};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -45,7 +45,17 @@ pub struct FlowConfig {
     pub reap_deadline: Duration,
     /// Bound of each helm install/uninstall.
     pub release_timeout: Duration,
+    /// The cluster: provisioned by the flow (default) or brought by the user.
+    pub cluster: ClusterSource,
+    /// The chart the releases install (default: the pinned gitlab-runner chart).
+    pub chart: ChartSource,
+    /// At most this many helm installs/upgrades at once (results keep the shards' order).
+    pub helm_concurrency: usize,
 }
+
+/// Default bound on concurrent helm operations: enough to overlap the ~45 s manager pod starts,
+/// few enough not to queue dozens of `helm --wait` watches against the API server at once.
+pub const DEFAULT_HELM_CONCURRENCY: usize = 4;
 
 impl FlowConfig {
     /// All phases for `jobs` jobs in `project` on `spec`'s stack, with defaults.
@@ -66,7 +76,35 @@ impl FlowConfig {
             reap_interval: Duration::from_secs(30),
             reap_deadline: Duration::from_secs(20 * 60),
             release_timeout: Duration::from_secs(600),
+            helm_concurrency: DEFAULT_HELM_CONCURRENCY,
+            cluster: ClusterSource::default(),
+            chart: ChartSource::default(),
         }
+    }
+
+    /// Runs on a cluster the user brings (provisioning and the infrastructure teardown are
+    /// skipped) or, with [`ClusterSource::Provisioned`], on the stack's own.
+    #[must_use]
+    pub fn with_cluster(mut self, cluster: ClusterSource) -> Self {
+        self.cluster = cluster;
+        self
+    }
+
+    /// The EKS cluster whose endpoint, CA and Fargate profiles the flow reads (none for a
+    /// kubeconfig).
+    pub(super) fn eks_cluster_name(&self) -> Option<&str> {
+        match &self.cluster {
+            ClusterSource::Provisioned => Some(&self.spec.cluster.name),
+            ClusterSource::Eks { name } => Some(name),
+            ClusterSource::Kubeconfig { .. } => None,
+        }
+    }
+
+    /// Sets the bound on concurrent helm operations.
+    #[must_use]
+    pub fn with_helm_concurrency(mut self, concurrency: usize) -> Self {
+        self.helm_concurrency = concurrency;
+        self
     }
 
     /// Runs only these phases.
@@ -94,6 +132,7 @@ impl FlowConfig {
 
     pub(super) fn runs(&self, phase: Phase) -> bool {
         self.phases.contains(&phase)
+            && !(phase == Phase::Provision && self.cluster.brought_by_user())
     }
 
     /// Release names are `<stack>-runner-<i>`.
@@ -129,6 +168,33 @@ impl FlowConfig {
         if self.reap_interval.is_zero() {
             return Err(Error::invalid("reap_interval", "must be above zero"));
         }
+        if !(1..=MAX_HELM_CONCURRENCY).contains(&self.helm_concurrency) {
+            return Err(Error::invalid(
+                "--helm-concurrency",
+                format!(
+                    "{} is outside 1..={MAX_HELM_CONCURRENCY} (fix: use e.g. {DEFAULT_HELM_CONCURRENCY})",
+                    self.helm_concurrency
+                ),
+            ));
+        }
+        let template = self.template(gitlab_url);
+        let job_namespace = template
+            .executor
+            .namespace
+            .clone()
+            .unwrap_or_else(|| self.spec.cluster.runner_namespace.clone());
+        if !fargate_selects(
+            &self.spec.cluster.fargate_selectors(),
+            &job_namespace,
+            &template.executor.pod_labels,
+        ) {
+            return Err(Error::invalid(
+                "--runner-namespace",
+                format!(
+                    "no selector of the Fargate profile matches job namespace {job_namespace:?}: job pods would stay Pending (fix: add the namespace to the profile's selectors)"
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -139,5 +205,45 @@ impl FlowConfig {
             values = values.with_image(image);
         }
         values
+    }
+}
+
+/// Most helm operations at once that `--helm-concurrency` accepts.
+pub const MAX_HELM_CONCURRENCY: usize = 32;
+
+/// Whether a Fargate profile with `selectors` takes the job pods of `namespace` that carry
+/// `pod_labels`: a selector matches its namespace and requires all of its labels on the pod.
+pub fn fargate_selects(
+    selectors: &[glrunner_infra::FargateSelector],
+    namespace: &str,
+    pod_labels: &std::collections::BTreeMap<String, String>,
+) -> bool {
+    selectors.iter().any(|s| {
+        s.namespace == namespace && s.labels.iter().all(|(k, v)| pod_labels.get(k) == Some(v))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use glrunner_infra::FargateSelector;
+
+    use super::*;
+
+    #[test]
+    fn fargate_selectors_must_cover_the_job_namespace_and_labels() {
+        let plain = [
+            FargateSelector::namespace("kube-system"),
+            FargateSelector::namespace("ci"),
+        ];
+        let none = BTreeMap::new();
+        assert!(fargate_selects(&plain, "ci", &none));
+        assert!(!fargate_selects(&plain, "ci-jobs", &none));
+        let mut labelled = FargateSelector::namespace("ci-jobs");
+        labelled.labels.insert("fargate".into(), "yes".into());
+        assert!(!fargate_selects(&[labelled.clone()], "ci-jobs", &none));
+        let pod = BTreeMap::from([("fargate".to_string(), "yes".to_string())]);
+        assert!(fargate_selects(&[labelled], "ci-jobs", &pod));
     }
 }

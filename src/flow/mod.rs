@@ -28,6 +28,7 @@
 
 pub mod aws;
 mod backends;
+mod cluster;
 pub mod command;
 mod config;
 mod events;
@@ -50,7 +51,13 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 pub use backends::{Backends, ClusterClients, ClusterConnector};
-pub use config::FlowConfig;
+#[cfg(feature = "mock")]
+pub use cluster::MockClusterChecks;
+pub use cluster::{
+    ClusterCheckReport, ClusterChecks, ClusterSource, ClusterTarget, KubeClusterChecks,
+    MemoryClusterChecks, Permission, check_cluster, required_permissions,
+};
+pub use config::{DEFAULT_HELM_CONCURRENCY, FlowConfig, MAX_HELM_CONCURRENCY, fargate_selects};
 pub use events::{FlowEvent, FlowProgress};
 pub use report::{
     Failure, FleetSummary, FlowReport, Leftovers, LoadTestSummary, PhaseRecord, PhaseStatus,
@@ -213,11 +220,16 @@ pub async fn run(
     let mut failed = None;
     for phase in Phase::ALL {
         if !config.runs(phase) {
+            let summary = if phase == Phase::Provision && config.cluster.brought_by_user() {
+                format!("cluster {}", config.cluster.describe())
+            } else {
+                String::new()
+            };
             run.report.phases.push(PhaseRecord {
                 phase,
                 status: PhaseStatus::Skipped,
                 secs: 0.0,
-                summary: String::new(),
+                summary,
             });
             progress.event(&FlowEvent::PhaseSkipped { phase });
             continue;
@@ -274,7 +286,10 @@ pub async fn run(
             let scope = Scope {
                 releases: (run.created.releases || run.created.runners) && !keep_runners,
                 runners: run.created.runners && !keep_runners,
-                infra: run.created.infra && !keep_runners && !config.keep_infra,
+                infra: run.created.infra
+                    && !keep_runners
+                    && !config.keep_infra
+                    && !config.cluster.brought_by_user(),
                 trigger: "cleanup after failure",
             };
             let summary = run.teardown(scope).await;
@@ -330,7 +345,10 @@ impl Run<'_> {
                 let scope = Scope {
                     releases: !self.config.keep_runners,
                     runners: !self.config.keep_runners,
-                    infra: !self.config.keep_infra && !self.config.keep_runners,
+                    // A cluster the user brought is never torn down.
+                    infra: !self.config.keep_infra
+                        && !self.config.keep_runners
+                        && !self.config.cluster.brought_by_user(),
                     trigger: "teardown phase",
                 };
                 let summary = self.teardown(scope).await;
@@ -351,19 +369,29 @@ impl Run<'_> {
         if let Some(c) = &self.clients {
             return Ok(c.clone());
         }
-        if self.access.is_none() {
-            self.access = Some(
-                self.backends
-                    .cluster
-                    .cluster_access(&self.config.spec.cluster.name)
-                    .await
-                    .map_err(at(phase))?,
-            );
-        }
+        let target = match &self.config.cluster {
+            ClusterSource::Kubeconfig { path, context } => ClusterTarget::Kubeconfig {
+                path,
+                context: context.as_deref(),
+            },
+            _ => {
+                if self.access.is_none() {
+                    let name = self.config.eks_cluster_name().unwrap_or_default();
+                    self.access = Some(
+                        self.backends
+                            .cluster
+                            .cluster_access(name)
+                            .await
+                            .map_err(at(phase))?,
+                    );
+                }
+                ClusterTarget::Eks(self.access.as_ref().expect("access was just read"))
+            }
+        };
         let clients = self
             .backends
             .connector
-            .connect(&self.config.spec, self.access.as_ref())
+            .connect(&self.config.spec, target)
             .await?;
         self.clients = Some(clients.clone());
         Ok(clients)

@@ -241,6 +241,8 @@ pub struct FlowReport {
     pub region: String,
     /// GitLab project.
     pub project: String,
+    /// Where the cluster came from (`provisioned by glrunner`, `brought by the user (…)`).
+    pub cluster: String,
     /// Jobs asked for.
     pub jobs: u32,
     /// Every phase.
@@ -289,6 +291,7 @@ impl FlowReport {
             stack: config.spec.stack.to_string(),
             region: config.spec.region.clone(),
             project: config.project.clone(),
+            cluster: config.cluster.describe(),
             jobs: config.jobs,
             phases: Vec::new(),
             provisioning: None,
@@ -378,6 +381,7 @@ impl FlowReport {
             self.clock,
             self.jobs
         );
+        let _ = writeln!(out, "  cluster: {}", self.cluster);
         let _ = writeln!(out, "\n  phase       status   time      summary");
         for p in &self.phases {
             let status = match p.status {

@@ -49,6 +49,8 @@ pub enum WatchOutcome {
     TimedOut,
     /// The request budget ran out first.
     BudgetExhausted,
+    /// The caller stopped watching (SIGINT/SIGTERM): the report covers the jobs so far.
+    Interrupted,
 }
 
 /// One job on the pipeline's timeline: offsets in seconds from the pipeline's creation, so a

@@ -180,7 +180,11 @@ async fn janitor(s: &Setup) -> Outcome {
         .await
         .expect("run the janitor child process");
     let secs = t.elapsed().as_secs_f64();
-    assert!(out.status.success(), "janitor child failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "janitor child failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let errors = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     score(s, &seeded, secs, format!("{errors} errors, own process")).await
 }
@@ -281,7 +285,9 @@ async fn main() {
         );
     }
     println!();
-    println!("both timers: process start to exit (process start, kubeconfig and client setup included)");
+    println!(
+        "both timers: process start to exit (process start, kubeconfig and client setup included)"
+    );
     println!(
         "janitor is {:.1}x faster; wrongly deleted: janitor {} vs reference {}",
         r.seconds / j.seconds.max(1e-9),

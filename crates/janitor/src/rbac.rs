@@ -152,7 +152,11 @@ mod tests {
             [
                 ("v1", "ServiceAccount", "gitlab-runner"),
                 ("rbac.authorization.k8s.io/v1", "Role", "gitlab-runner"),
-                ("rbac.authorization.k8s.io/v1", "RoleBinding", "gitlab-runner"),
+                (
+                    "rbac.authorization.k8s.io/v1",
+                    "RoleBinding",
+                    "gitlab-runner"
+                ),
                 ("rbac.authorization.k8s.io/v1", "Role", "jobs"),
                 ("rbac.authorization.k8s.io/v1", "RoleBinding", "jobs"),
             ]

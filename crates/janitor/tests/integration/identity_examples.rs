@@ -36,7 +36,10 @@ pub fn executor_job_pod(job_id: u64, phase: PodPhase, created_at: Timestamp) -> 
     let unique = "runner-3lj4ihzt1-project-69309276-concurrent-0";
     PodInfo {
         namespace: NS.to_owned(),
-        name: format!("{unique}-{:08x}", job_id.wrapping_mul(2_654_435_761) & 0xffff_ffff),
+        name: format!(
+            "{unique}-{:08x}",
+            job_id.wrapping_mul(2_654_435_761) & 0xffff_ffff
+        ),
         uid: format!("uid-job-{job_id}"),
         labels: map(&[
             ("pod", unique),
@@ -44,10 +47,16 @@ pub fn executor_job_pod(job_id: u64, phase: PodPhase, created_at: Timestamp) -> 
             ("project.runner.gitlab.com/namespace-id", "123"),
             ("project.runner.gitlab.com/name", "some-project-name"),
             ("project.runner.gitlab.com/namespace", "some-namespace"),
-            ("project.runner.gitlab.com/root-namespace", "some-root-namespace"),
+            (
+                "project.runner.gitlab.com/root-namespace",
+                "some-root-namespace",
+            ),
             ("project.runner.gitlab.com/root-namespace-id", "43"),
             ("job.runner.gitlab.com/pod", unique),
-            ("manager.runner.gitlab.com/name", "gitlab-runner-5fd7489954-jx682"),
+            (
+                "manager.runner.gitlab.com/name",
+                "gitlab-runner-5fd7489954-jx682",
+            ),
             ("manager.runner.gitlab.com/id-short", "3LJ4iHZt1"),
         ]),
         annotations: map(&[
@@ -56,8 +65,14 @@ pub fn executor_job_pod(job_id: u64, phase: PodPhase, created_at: Timestamp) -> 
                 "job.runner.gitlab.com/url",
                 &format!("https://gitlab.com/g/p/-/jobs/{job_id}"),
             ),
-            ("job.runner.gitlab.com/sha", "5b1ef1d3cc1a0bce7a3e21e7ef9d4e4b4d4c1a2b"),
-            ("job.runner.gitlab.com/before_sha", "0000000000000000000000000000000000000000"),
+            (
+                "job.runner.gitlab.com/sha",
+                "5b1ef1d3cc1a0bce7a3e21e7ef9d4e4b4d4c1a2b",
+            ),
+            (
+                "job.runner.gitlab.com/before_sha",
+                "0000000000000000000000000000000000000000",
+            ),
             ("job.runner.gitlab.com/ref", "main"),
             ("job.runner.gitlab.com/name", "hello 1/200"),
             ("job.runner.gitlab.com/timeout", "2h0m0s"),
@@ -92,7 +107,10 @@ pub fn chart_manager_pod(created_at: Timestamp) -> PodInfo {
         uid: "uid-manager".to_owned(),
         labels: chart_labels(),
         annotations: map(&[("checksum/configmap", "0f3c"), ("checksum/secrets", "9a1b")]),
-        owners: vec![OwnerRef::controller("ReplicaSet", "gitlab-runner-5fd7489954")],
+        owners: vec![OwnerRef::controller(
+            "ReplicaSet",
+            "gitlab-runner-5fd7489954",
+        )],
         phase: PodPhase::Running,
         node_name: Some("fargate-ip-10-0-2-7.ec2.internal".to_owned()),
         created_at,
@@ -130,7 +148,10 @@ mod fixed {
     #[test]
     fn the_executors_hung_job_pods_are_reaped_and_healthy_ones_kept() {
         let pending = executor_job_pod(1, PodPhase::Pending, t0());
-        assert_eq!(verdict(&pending, hours_later(1)), Decision::Reap(ReapReason::PendingTooLong));
+        assert_eq!(
+            verdict(&pending, hours_later(1)),
+            Decision::Reap(ReapReason::PendingTooLong)
+        );
         let mut running = executor_job_pod(2, PodPhase::Running, t0());
         running.started_at = Some(t0());
         // The executor's 2h0m0s timeout annotation: kept at 1 h, reaped at 3 h.
@@ -146,7 +167,11 @@ mod fixed {
     #[test]
     fn user_pod_labels_and_the_legacy_label_gone_do_not_change_the_verdict() {
         let mut pod = executor_job_pod(4, PodPhase::Pending, t0());
-        for (k, v) in [("test", "label"), ("another", "label"), ("var", "sometestvar")] {
+        for (k, v) in [
+            ("test", "label"),
+            ("another", "label"),
+            ("var", "sometestvar"),
+        ] {
             pod.labels.insert(k.into(), v.into());
         }
         pod.labels.remove("pod");

@@ -31,7 +31,9 @@ async fn api_for(server: &MockServer, dir: &std::path::Path) -> KubePodApi {
         ),
     )
     .unwrap();
-    KubePodApi::from_kubeconfig(Some(&path), None).await.unwrap()
+    KubePodApi::from_kubeconfig(Some(&path), None)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]

@@ -256,7 +256,11 @@ async fn watch_stops_on_shutdown_after_the_round_in_progress() {
         ControlFlow::Continue(())
     })
     .await;
-    assert_eq!(reaped, [1, 0], "two rounds ran, the first reaped the hung pod");
+    assert_eq!(
+        reaped,
+        [1, 0],
+        "two rounds ran, the first reaped the hung pod"
+    );
     assert!(pods.pod(NS, &hung.name).is_none());
     assert_eq!(pods.calls().lists, 2);
 }
