@@ -10,13 +10,15 @@
 //!     --gitlab-url https://gitlab.com --project my-group/loadtest          # real AWS: costs money
 //! ```
 //!
-//! Exit codes: 0 success, 1 a phase failed (after cleaning up unless --keep), 2 invalid input.
+//! Exit codes: 0 success, 1 a phase failed (after cleaning up unless --keep), 2 invalid input,
+//! 130/143 stopped by SIGINT/SIGTERM (after cleaning up unless --keep, within
+//! --cleanup-timeout; a second signal stops at once and prints the command that finishes).
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use glrunner::cli::{self, CliError, GlobalArgs};
-use glrunner::flow::command::{FlowArgs, full_flow};
+use glrunner::flow::command::{FlowArgs, full_flow_until};
 
 /// The whole glrunner flow on the sandbox (default) or on AWS + GitLab (`--backend aws`).
 #[derive(Debug, Parser)]
@@ -32,10 +34,10 @@ struct Cli {
 fn main() -> ExitCode {
     let (cli, matches) = cli::parse::<Cli>();
     cli::init_tracing(cli.global.output);
-    let result = cli::targets::check(&cli.global, &matches).and_then(|()| {
+    let result = cli::start(&cli.global, &matches).and_then(|interrupt| {
         glrunner::provisioning::runtime(cli.global.backend)
             .map_err(|e| CliError::failure(format!("cannot start the async runtime: {e}")))
-            .and_then(|rt| rt.block_on(full_flow(&cli.global, &cli.flow)))
+            .and_then(|rt| rt.block_on(full_flow_until(&cli.global, &cli.flow, &interrupt)))
     });
     cli::finish(result, cli.global.output)
 }

@@ -35,10 +35,11 @@ kube_build=$!
 log "installing moto"
 "$root/scripts/moto.sh" install
 log "installing Helm's engine (PyPI helm-python-sdk behind a helm-compatible CLI, cached under $GLRUNNER_CACHE)"
-helm_line=$("$root/scripts/helm-sdk.sh" install | tail -1)
-[[ $helm_line == GLRUNNER_TEST_HELM=* ]] || { log "helm-sdk.sh install failed"; exit 1; }
-export "$helm_line"
-log "helm-compatible CLI at $GLRUNNER_TEST_HELM"
+# Each start's exit status is checked and its variable required; the tests then fail (never
+# skip) when a server or tool they need is missing.
+. "$root/scripts/servers.sh"
+export GLRUNNER_TEST_REQUIRE_SERVERS=1
+start_server helm-sdk GLRUNNER_TEST_HELM "$root/scripts/helm-sdk.sh" install || exit 1
 log "building the workspace and its tests"
 cargo test --workspace --no-run --quiet
 if ! wait "$kube_build"; then
@@ -53,10 +54,6 @@ report_tools=$("$root/scripts/report-tools.sh" install) || { log "report tools d
 for line in $report_tools; do export "$line"; done
 log "report tools: $report_tools"
 
-# Each start's exit status is checked and its variable required; the tests then fail (never
-# skip) when a server they need is missing.
-. "$root/scripts/servers.sh"
-export GLRUNNER_TEST_REQUIRE_SERVERS=1
 start_server moto GLRUNNER_TEST_MOTO_URL "$root/scripts/moto.sh" start "$run_dir/moto" || exit 1
 start_server kube-apiserver GLRUNNER_TEST_KUBECONFIG "$root/scripts/kube-apiserver.sh" start "$run_dir/kube" || exit 1
 

@@ -375,7 +375,9 @@ impl<B> ChaosCloud<B> {
 
 #[async_trait]
 impl<B: NetworkProvisioner> NetworkProvisioner for ChaosCloud<B> {
-    async fn availability_zones(&self) -> glrunner_infra::Result<Vec<String>> {
+    async fn availability_zones(
+        &self,
+    ) -> glrunner_infra::Result<Vec<glrunner_infra::AvailabilityZone>> {
         self.inner.availability_zones().await
     }
     async fn discover(&self, stack: &StackName) -> glrunner_infra::Result<Vec<Resource>> {

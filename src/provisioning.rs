@@ -253,6 +253,18 @@ impl ProgressRenderer {
 
 impl Progress for ProgressRenderer {
     fn event(&self, event: &ProgressEvent) {
+        self.render(event);
+        // Test support: where a test may freeze the run to deliver a signal (see `hold`).
+        match event {
+            ProgressEvent::StepDone { key, .. } => hold(&format!("step-done:{key}")),
+            ProgressEvent::Deleted { resource, .. } => hold(&format!("deleted:{resource}")),
+            _ => {}
+        }
+    }
+}
+
+impl ProgressRenderer {
+    fn render(&self, event: &ProgressEvent) {
         if self.output == OutputFormat::Json {
             if let Ok(line) = serde_json::to_string(event) {
                 eprintln!("{line}");
@@ -279,7 +291,6 @@ impl Progress for ProgressRenderer {
                     "  ✓ {key:<24} {verb} {id} ({:.0}s)",
                     elapsed.as_secs_f64()
                 ));
-                hold(&format!("step-done:{key}"));
             }
             ProgressEvent::Waiting {
                 waiting_for,
@@ -311,7 +322,6 @@ impl Progress for ProgressRenderer {
                     "  ✓ deleted {resource} ({:.0}s)",
                     elapsed.as_secs_f64()
                 ));
-                hold(&format!("deleted:{resource}"));
             }
             ProgressEvent::Warning { key, message } => self.line(format!("  ! {key}: {message}")),
             ProgressEvent::StepFound { .. } => {}

@@ -83,7 +83,10 @@ fn bad_input_exits_2_names_the_flag_and_calls_nothing() {
             ],
             "--admin-principal",
         ),
-        (&["--public-access-cidrs", "203.0.113.7"], "--public-access-cidrs"),
+        (
+            &["--public-access-cidrs", "203.0.113.7"],
+            "--public-access-cidrs",
+        ),
     ];
     for (args, needle) in cases {
         let wire = Tripwire::new();

@@ -4,8 +4,12 @@
 
 #[path = "flow/byo.rs"]
 mod byo;
+#[path = "flow/e2e.rs"]
+mod e2e;
 #[path = "flow/example.rs"]
 mod example;
+#[path = "flow/faults.rs"]
+mod faults;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -496,4 +500,66 @@ async fn a_fleet_of_300_releases_is_installed_found_and_torn_down() {
         world.leftovers(&config.spec.stack, PROJECT).await.total(),
         0
     );
+
+/// helm on `--backend aws` needs no aws CLI: each call reads a private kubeconfig with a fresh
+/// EKS token, gone after the call; the token is in no argument.
+#[cfg(unix)]
+#[tokio::test]
+async fn helm_gets_a_fresh_token_kubeconfig_per_call_without_the_aws_cli() {
+    use glrunner::runner_chart::ReleaseManager as _;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("capture");
+    std::fs::create_dir(&capture).unwrap();
+    let helm = dir.path().join("helm");
+    std::fs::write(
+        &helm,
+        format!(
+            r#"#!/bin/sh
+case "$*" in *version*) echo v3.16.2+g13654a5; exit 0;; esac
+echo "$@" >> {c}/argv
+while [ $# -gt 0 ]; do
+  if [ "$1" = --kubeconfig ]; then cp "$2" {c}/kubeconfig; stat -c %a "$2" > {c}/mode; echo "$2" > {c}/path; fi
+  shift
+done
+echo '[]'
+"#,
+            c = capture.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&helm, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .test_credentials()
+        .load()
+        .await;
+    let access = glrunner::infra::ClusterAccess {
+        name: "flowtest".into(),
+        arn: "arn:aws:eks:us-east-1:123456789012:cluster/flowtest".into(),
+        endpoint: "https://ABCDEF.gr7.us-east-1.eks.amazonaws.com".into(),
+        certificate_authority: "Q0E=".into(),
+    };
+    let generator = glrunner::infra::kubeconfig::EksTokenGenerator::new(&sdk).unwrap();
+    let releases = glrunner::flow::aws::TokenHelm::new(access, generator, Some(helm));
+    assert!(releases.list(None).await.unwrap().is_empty());
+    let kubeconfig = std::fs::read_to_string(capture.join("kubeconfig")).unwrap();
+    assert!(kubeconfig.contains("token: k8s-aws-v1."), "{kubeconfig}");
+    assert!(
+        !kubeconfig.contains("get-token"),
+        "no aws CLI: {kubeconfig}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(capture.join("mode"))
+            .unwrap()
+            .trim(),
+        "600"
+    );
+    let used = std::fs::read_to_string(capture.join("path")).unwrap();
+    assert!(
+        !std::path::Path::new(used.trim()).exists(),
+        "removed after the call"
+    );
+    let argv = std::fs::read_to_string(capture.join("argv")).unwrap();
+    assert!(!argv.contains("k8s-aws-v1"), "{argv}");
 }

@@ -7,7 +7,7 @@
 //! then exits 130 (SIGINT) or 143 (SIGTERM). A second signal stops at once, after printing the
 //! command's hint (for `full_flow`: the command that finishes the cleanup).
 
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,8 +20,11 @@ use super::{CliError, OutputFormat};
 /// an exact point of a run that would otherwise finish too fast on the sandbox's virtual clock.
 pub const HOLD_ENV: &str = "GLRUNNER_TEST_HOLD_AT";
 
-/// Set once a first stop signal arrived (read by [`hold`]).
-static SIGNALLED: AtomicBool = AtomicBool::new(false);
+/// How many stop signals arrived (read by [`hold`]).
+static SIGNALS: AtomicU8 = AtomicU8::new(0);
+
+/// The entries of [`HOLD_ENV`] already used: each holds once.
+static HELD: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 /// Which stop signal arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,7 +147,7 @@ impl Interrupt {
             .received
             .compare_exchange(0, signal.exit_code(), Ordering::SeqCst, Ordering::SeqCst)
             .is_ok();
-        SIGNALLED.store(true, Ordering::SeqCst);
+        SIGNALS.fetch_add(1, Ordering::SeqCst);
         self.token.cancel();
         first
     }
@@ -207,24 +210,30 @@ fn announce(output: OutputFormat, signal: StopSignal) {
     }
 }
 
-/// Test support: when [`HOLD_ENV`] lists a prefix of `point`, prints `holding at <point>` on
-/// stderr and blocks this thread until a stop signal arrives (at most ten minutes). Blocking is
-/// deliberate: it freezes a sandbox run, virtual clock included, exactly at `point`.
+/// Test support: when an entry of [`HOLD_ENV`] not used yet is a prefix of `point`, prints
+/// `holding at <point>` on stderr and blocks this thread until the next stop signal arrives (at
+/// most ten minutes). Each entry holds once. Blocking is deliberate: it freezes a sandbox run,
+/// virtual clock included, exactly at `point`.
 pub fn hold(point: &str) {
     let Ok(wanted) = std::env::var(HOLD_ENV) else {
         return;
     };
-    if !wanted
-        .split(',')
-        .map(str::trim)
-        .any(|w| !w.is_empty() && point.starts_with(w))
-        || SIGNALLED.load(Ordering::SeqCst)
-    {
-        return;
-    }
-    eprintln!("holding at {point} until a stop signal arrives ({HOLD_ENV})");
+    let entry = {
+        let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(entry) = wanted
+            .split(',')
+            .map(str::trim)
+            .find(|w| !w.is_empty() && point.starts_with(w) && !held.iter().any(|h| h == w))
+        else {
+            return;
+        };
+        held.push(entry.to_owned());
+        entry.to_owned()
+    };
+    let seen = SIGNALS.load(Ordering::SeqCst);
+    eprintln!("holding at {point} until a stop signal arrives ({HOLD_ENV}={entry})");
     let give_up = std::time::Instant::now() + Duration::from_secs(600);
-    while !SIGNALLED.load(Ordering::SeqCst) && std::time::Instant::now() < give_up {
+    while SIGNALS.load(Ordering::SeqCst) == seen && std::time::Instant::now() < give_up {
         std::thread::sleep(Duration::from_millis(5));
     }
 }

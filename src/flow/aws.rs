@@ -2,8 +2,10 @@
 //! `GITLAB_TOKEN`, the `helm` binary, and kube-rs clients for the new cluster authenticated
 //! with the built-in EKS token generator (no aws CLI for the janitor and the Secrets).
 //!
-//! helm itself reads the kubeconfig that provisioning writes (`<state-dir>/<stack>.kubeconfig`),
-//! whose user runs `aws eks get-token`.
+//! helm gets its credentials from glrunner too: every helm call reads a private temporary
+//! kubeconfig (mode 0600, removed after the call) carrying a fresh EKS token from the built-in
+//! generator, so CI images without the aws CLI work and the token never appears in argv. The
+//! kubeconfig written for people (`<state-dir>/<stack>.kubeconfig`) keeps `aws eks get-token`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,12 +13,12 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use glrunner_gitlab_client::{HttpGitLab, SecretToken};
-use glrunner_infra::kubeconfig::EksTokenGenerator;
+use glrunner_infra::kubeconfig::{EksTokenGenerator, TokenKubeconfig};
 use glrunner_infra::{ClusterAccess, StackSpec};
 use glrunner_janitor::k8s::{BearerToken, KubePodApi, TokenProvider};
 use glrunner_runner_chart::{
-    HelmCli, KubeTokenSecrets, RunnerToken, SecretOutcome, SecretRef, StoredTokenSecret,
-    TokenSecrets,
+    HelmCli, KubeTokenSecrets, ReleaseId, ReleaseManager, ReleaseSpec, ReleaseStatus, Removal,
+    RunnerToken, SecretOutcome, SecretRef, StoredTokenSecret, TokenSecrets,
 };
 
 use super::{Backends, ClusterClients, ClusterConnector, ClusterTarget, Error, KubeClusterChecks};
@@ -72,7 +74,7 @@ impl Connection {
 }
 
 /// Wires the real backends. Loading the AWS configuration makes no call.
-pub async fn connect(spec: &StackSpec, connection: Connection) -> Result<Backends, CliError> {
+pub async fn connect(_spec: &StackSpec, connection: Connection) -> Result<Backends, CliError> {
     let infra = InfraBackend::connect(Backend::Aws, &connection.region).await;
     let sdk = glrunner_infra::aws::load_config(Some(&connection.region)).await;
     let gitlab = HttpGitLab::builder()
@@ -80,9 +82,6 @@ pub async fn connect(spec: &StackSpec, connection: Connection) -> Result<Backend
         .with_token(connection.token)
         .build()
         .map_err(|e| CliError::invalid(format!("GitLab: {e}")))?;
-    let kubeconfig = connection
-        .state_dir
-        .join(format!("{}.kubeconfig", spec.stack));
     Ok(Backends {
         kind: Backend::Aws,
         network: Arc::from(infra.network),
@@ -94,7 +93,6 @@ pub async fn connect(spec: &StackSpec, connection: Connection) -> Result<Backend
         connector: Arc::new(AwsConnector {
             sdk,
             helm: connection.helm,
-            kubeconfig,
         }),
     })
 }
@@ -103,7 +101,6 @@ pub async fn connect(spec: &StackSpec, connection: Connection) -> Result<Backend
 struct AwsConnector {
     sdk: aws_config::SdkConfig,
     helm: Option<PathBuf>,
-    kubeconfig: PathBuf,
 }
 
 /// A kube-rs configuration for the cluster's endpoint and CA (no credentials), built with kube's
@@ -260,6 +257,96 @@ impl TokenSecrets for RefreshingSecrets {
     }
 }
 
+/// [`ReleaseManager`] that runs helm with a fresh EKS token on every call: a private temporary
+/// kubeconfig (mode 0600) written just before the call and removed right after it. EKS tokens
+/// live 15 minutes, so one kubeconfig per call keeps long flows authenticated.
+pub struct TokenHelm {
+    access: ClusterAccess,
+    tokens: EksTokens,
+    program: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for TokenHelm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenHelm")
+            .field("cluster", &self.access.name)
+            .field("program", &self.program)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenHelm {
+    /// Helm for `access`, authenticated with tokens from `generator`.
+    pub fn new(
+        access: ClusterAccess,
+        generator: EksTokenGenerator,
+        program: Option<PathBuf>,
+    ) -> Self {
+        let tokens = EksTokens {
+            generator,
+            cluster: access.name.clone(),
+        };
+        Self {
+            access,
+            tokens,
+            program,
+        }
+    }
+
+    /// A helm client bound to a fresh token kubeconfig; the kubeconfig goes when dropped.
+    async fn helm(&self) -> glrunner_runner_chart::Result<(HelmCli, TokenKubeconfig)> {
+        let denied = |message: String| glrunner_runner_chart::Error::PermissionDenied {
+            resource: format!("EKS cluster {}", self.access.name),
+            action: "authenticate helm".into(),
+            detail: message,
+        };
+        let token = self
+            .tokens
+            .generator
+            .token(&self.tokens.cluster)
+            .await
+            .map_err(|e| denied(e.to_string()))?;
+        let kubeconfig =
+            TokenKubeconfig::new(&self.access, &token).map_err(|e| denied(e.to_string()))?;
+        let mut builder = HelmCli::builder().with_kubeconfig(kubeconfig.path());
+        if let Some(program) = &self.program {
+            builder = builder.with_program(program);
+        }
+        Ok((builder.build()?, kubeconfig))
+    }
+}
+
+#[async_trait]
+impl ReleaseManager for TokenHelm {
+    async fn ensure(&self, spec: &ReleaseSpec) -> glrunner_runner_chart::Result<ReleaseStatus> {
+        let (helm, _kubeconfig) = self.helm().await?;
+        helm.ensure(spec).await
+    }
+    async fn upgrade(&self, spec: &ReleaseSpec) -> glrunner_runner_chart::Result<ReleaseStatus> {
+        let (helm, _kubeconfig) = self.helm().await?;
+        helm.upgrade(spec).await
+    }
+    async fn uninstall(
+        &self,
+        id: &ReleaseId,
+        timeout: Duration,
+    ) -> glrunner_runner_chart::Result<Removal> {
+        let (helm, _kubeconfig) = self.helm().await?;
+        helm.uninstall(id, timeout).await
+    }
+    async fn status(&self, id: &ReleaseId) -> glrunner_runner_chart::Result<Option<ReleaseStatus>> {
+        let (helm, _kubeconfig) = self.helm().await?;
+        helm.status(id).await
+    }
+    async fn list<'a>(
+        &self,
+        namespace: Option<&'a str>,
+    ) -> glrunner_runner_chart::Result<Vec<ReleaseStatus>> {
+        let (helm, _kubeconfig) = self.helm().await?;
+        helm.list(namespace).await
+    }
+}
+
 #[async_trait]
 impl ClusterConnector for AwsConnector {
     async fn connect(
@@ -315,11 +402,14 @@ impl ClusterConnector for AwsConnector {
                     kube::Client::try_from(checks_config).map_err(|e| fail(e.to_string()))?;
                 let pods =
                     KubePodApi::with_token_provider(config.clone(), Arc::new(tokens.clone()));
-                let mut helm = HelmCli::builder().with_kubeconfig(&self.kubeconfig);
+                // Fail now, not at the first release, when no helm can be found.
+                let mut probe = HelmCli::builder();
                 if let Some(program) = &self.helm {
-                    helm = helm.with_program(program);
+                    probe = probe.with_program(program);
                 }
-                let helm = helm.build().map_err(|e| fail(e.to_string()))?;
+                probe.build().map_err(|e| fail(e.to_string()))?;
+                let helm =
+                    TokenHelm::new(access.clone(), tokens.generator.clone(), self.helm.clone());
                 Ok(ClusterClients {
                     releases: Arc::new(helm),
                     secrets: Arc::new(RefreshingSecrets {

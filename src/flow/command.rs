@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::{ClusterSource, FlowConfig, FlowEvent, FlowProgress, FlowReport, Phase};
 use crate::artifacts::ArtifactArgs;
+use crate::cli::signals::{Interrupt, hold};
 use crate::cli::{Backend, CliError, GlobalArgs, OutputFormat, print_json};
 use crate::provisioning::{ProgressRenderer, ProvisionArgs, stack_spec};
 use crate::sandbox::{Fault, SandboxConfig, SandboxWorld};
@@ -99,6 +100,11 @@ pub struct FlowArgs {
     #[arg(long, value_enum)]
     pub inject_fault: Option<Fault>,
 
+    /// Bound of the cleanup after a failure or a stop (SIGINT/SIGTERM), a Go-style duration;
+    /// past it, the report says what is left and how to finish.
+    #[arg(long, default_value = "45m", value_parser = crate::cli::duration::positive)]
+    pub cleanup_timeout: Duration,
+
     /// Network and cluster flags.
     #[command(flatten)]
     pub infra: ProvisionArgs,
@@ -156,6 +162,7 @@ pub fn flow_config(global: &GlobalArgs, args: &FlowArgs) -> Result<FlowConfig, C
         config = config.with_phases(args.phases.iter().copied());
     }
     config.image = args.image.clone();
+    config.cleanup_timeout = args.cleanup_timeout;
     config.cluster = cluster;
     if let Some(chart) = &args.chart {
         config.chart = chart_source(chart)?;
@@ -229,7 +236,28 @@ fn invalid_or_failure(e: super::Error) -> CliError {
 /// Runs `full_flow`: the sandbox world (default) or AWS + GitLab + Kubernetes, then prints the
 /// report. A failed phase is exit 1 (after cleanup); invalid input exit 2.
 pub async fn full_flow(global: &GlobalArgs, args: &FlowArgs) -> Result<(), CliError> {
+    full_flow_until(global, args, &Interrupt::detached()).await
+}
+
+/// [`full_flow`] that stops cleanly on `interrupt` (SIGINT/SIGTERM): the running phase ends, what
+/// this run created is cleaned up (unless `--keep`) within `--cleanup-timeout`, the report is
+/// printed and the exit code is 130/143. A second signal stops at once and prints the command
+/// that finishes the cleanup.
+pub async fn full_flow_until(
+    global: &GlobalArgs,
+    args: &FlowArgs,
+    interrupt: &Interrupt,
+) -> Result<(), CliError> {
     let config = flow_config(global, args)?;
+    interrupt.set_abort_hint(match global.backend {
+        Backend::Sandbox => "the sandbox world ends with the process: nothing is left".to_owned(),
+        Backend::Aws => format!(
+            "finish the cleanup with: cargo run --example full_flow -- --backend aws --stack {} \
+             --region {} --project {} --phases teardown",
+            config.spec.stack, config.spec.region, config.project
+        ),
+    });
+    let stop = interrupt.token();
     let renderer = FlowRenderer::new(global.output);
     let report = match global.backend {
         Backend::Sandbox => {
@@ -253,7 +281,7 @@ pub async fn full_flow(global: &GlobalArgs, args: &FlowArgs) -> Result<(), CliEr
                 );
             }
             let _runners = world.start_runners();
-            super::run(&config, &world.backends(), &renderer)
+            super::run_until(&config, &world.backends(), &renderer, &stop)
                 .await
                 .map_err(invalid_or_failure)?
         }
@@ -287,7 +315,7 @@ pub async fn full_flow(global: &GlobalArgs, args: &FlowArgs) -> Result<(), CliEr
                     );
                 }
             }
-            super::run(&config, &backends, &renderer)
+            super::run_until(&config, &backends, &renderer, &stop)
                 .await
                 .map_err(invalid_or_failure)?
         }
@@ -298,6 +326,24 @@ pub async fn full_flow(global: &GlobalArgs, args: &FlowArgs) -> Result<(), CliEr
     match global.output {
         OutputFormat::Json => print_json(&report)?,
         OutputFormat::Human => print!("{}", report.render_text()),
+    }
+    if let Some(f) = &report.failure
+        && let Some(err) = interrupt.error(format!(
+            "the {} phase was stopped; {}",
+            f.phase,
+            if config.keep {
+                "everything was kept (--keep)".to_owned()
+            } else if f.cleaned_up {
+                "everything this run created was removed".to_owned()
+            } else {
+                format!(
+                    "the cleanup left {} resource(s); see the report",
+                    report.leftovers().unwrap_or(0)
+                )
+            }
+        ))
+    {
+        return Err(err);
     }
     match &report.failure {
         None => Ok(()),
@@ -448,6 +494,7 @@ impl FlowProgress for FlowRenderer {
                 } else {
                     self.json(json!({"event": "phase-done", "phase": phase, "secs": elapsed.as_secs_f64(), "summary": summary}));
                 }
+                hold(&format!("phase-done:{phase}"));
             }
             FlowEvent::PhaseSkipped { phase } => {
                 if human {

@@ -45,6 +45,9 @@ pub struct FlowConfig {
     pub reap_deadline: Duration,
     /// Bound of each helm install/uninstall.
     pub release_timeout: Duration,
+    /// Bound of the cleanup after a failure or a stop (SIGINT/SIGTERM): past it, the flow says
+    /// what is left and how to finish.
+    pub cleanup_timeout: Duration,
     /// The cluster: provisioned by the flow (default) or brought by the user.
     pub cluster: ClusterSource,
     /// The chart the releases install (default: the pinned gitlab-runner chart).
@@ -76,6 +79,7 @@ impl FlowConfig {
             reap_interval: Duration::from_secs(30),
             reap_deadline: Duration::from_secs(20 * 60),
             release_timeout: Duration::from_secs(600),
+            cleanup_timeout: Duration::from_secs(45 * 60),
             helm_concurrency: DEFAULT_HELM_CONCURRENCY,
             cluster: ClusterSource::default(),
             chart: ChartSource::default(),

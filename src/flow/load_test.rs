@@ -60,15 +60,24 @@ impl Run<'_> {
                 progress.event(&FlowEvent::Pipeline(p));
             }
         };
-        let report = watch_pipeline(
-            gitlab.as_ref(),
-            &project_ref,
-            pipeline.id,
-            &self.config.watch,
-            &mut on_event,
-        )
-        .await
-        .map_err(at(phase))?;
+        let stop = self.stop.clone();
+        let report = tokio::select! {
+            biased;
+            // The pipeline stays in `created`, so the cleanup cancels it.
+            () = stop.cancelled() => {
+                return Err(Error::phase(
+                    phase,
+                    format!("{}; pipeline {} will be canceled", super::STOPPED, pipeline.id),
+                ));
+            }
+            report = watch_pipeline(
+                gitlab.as_ref(),
+                &project_ref,
+                pipeline.id,
+                &self.config.watch,
+                &mut on_event,
+            ) => report.map_err(at(phase))?,
+        };
         let summary = LoadTestSummary::from_report(&report);
         let line = summary.one_line();
         self.report.load_test = Some(summary);

@@ -49,6 +49,7 @@ use glrunner_infra::ClusterAccess;
 use glrunner_runner_chart::{FleetPlan, RunnerToken};
 use serde::Serialize;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 pub use backends::{Backends, ClusterClients, ClusterConnector};
 #[cfg(feature = "mock")]
@@ -192,6 +193,7 @@ struct Run<'a> {
     plan: Option<FleetPlan>,
     runners: Vec<ShardRunner>,
     created: Created,
+    stop: CancellationToken,
 }
 
 /// Runs the flow. `Err` only for invalid input (nothing was done); otherwise the report says
@@ -200,6 +202,22 @@ pub async fn run(
     config: &FlowConfig,
     backends: &Backends,
     progress: &dyn FlowProgress,
+) -> Result<FlowReport, Error> {
+    run_until(config, backends, progress, &CancellationToken::new()).await
+}
+
+/// What a stopped phase reports as its error.
+pub const STOPPED: &str = "stopped (SIGINT/SIGTERM)";
+
+/// [`run`] that stops when `stop` fires (SIGINT/SIGTERM in the examples): provisioning starts no
+/// new step, the pipeline watch and the janitor's rounds end, no further phase starts, and the
+/// cleanup removes what this run created (unless [`FlowConfig::keep`]) within
+/// [`FlowConfig::cleanup_timeout`]; the report's failure says the run was stopped.
+pub async fn run_until(
+    config: &FlowConfig,
+    backends: &Backends,
+    progress: &dyn FlowProgress,
+    stop: &CancellationToken,
 ) -> Result<FlowReport, Error> {
     config.validate(&backends.gitlab_url)?;
     let wall = std::time::Instant::now();
@@ -215,6 +233,7 @@ pub async fn run(
         plan: None,
         runners: Vec::new(),
         created: Created::default(),
+        stop: stop.clone(),
     };
     tracing::info!(stack = %config.spec.stack, jobs = config.jobs, backend = ?backends.kind, "flow started");
     let mut failed = None;
@@ -236,7 +255,13 @@ pub async fn run(
         }
         progress.event(&FlowEvent::PhaseStarted { phase });
         let t0 = Instant::now();
-        let result = run.phase(phase).await;
+        // A stop ends the phases that wait (provision, load test, reap) early; the others are
+        // bounded and finish. The teardown phase is itself a cleanup, so it goes on.
+        let result = if stop.is_cancelled() && phase != Phase::Teardown {
+            Err(Error::phase(phase, STOPPED))
+        } else {
+            run.phase(phase).await
+        };
         let elapsed = t0.elapsed();
         match result {
             Ok(summary) => {
@@ -292,7 +317,11 @@ pub async fn run(
                     && !config.cluster.brought_by_user(),
                 trigger: "cleanup after failure",
             };
-            let summary = run.teardown(scope).await;
+            let summary =
+                match tokio::time::timeout(config.cleanup_timeout, run.teardown(scope)).await {
+                    Ok(summary) => summary,
+                    Err(_) => run.cleanup_timed_out().await,
+                };
             failure.cleaned_up = summary.errors.is_empty();
             run.report.teardown = Some(summary);
         }

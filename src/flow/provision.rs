@@ -17,11 +17,12 @@ impl Run<'_> {
             progress: &progress,
         };
         self.created.infra = true;
-        let outcome = glrunner_infra::provision(
+        let outcome = glrunner_infra::provision_until(
             &self.config.spec,
             b.network.as_ref(),
             b.cluster.as_ref(),
             &options,
+            &self.stop,
         )
         .await
         .map_err(at(Phase::Provision))?;

@@ -39,6 +39,15 @@ impl glrunner_janitor::JobStatusSource for GitLabJobStatus {
 }
 
 impl Run<'_> {
+    /// Sleeps one reap interval; a stop ends the phase (`Err`).
+    async fn pause_or_stop(&self, phase: Phase) -> Result<(), Error> {
+        tokio::select! {
+            biased;
+            () = self.stop.cancelled() => Err(Error::phase(phase, super::STOPPED)),
+            () = tokio::time::sleep(self.config.reap_interval) => Ok(()),
+        }
+    }
+
     /// Janitor rounds until no job pod is left or the deadline passes.
     pub(super) async fn reap(&mut self) -> Result<String, Error> {
         let phase = Phase::Reap;
@@ -62,8 +71,33 @@ impl Run<'_> {
         }
         let t0 = Instant::now();
         let mut summary = ReapSummary::default();
+        let mut last_error: Option<glrunner_janitor::Error>;
         loop {
-            let round = reaper.run_once().await.map_err(at(phase))?;
+            // A failed round (the API server restarting, throttling) is retried next interval,
+            // as `reap --watch` does; only a deadline with no successful round fails the phase.
+            let round = match reaper.run_once().await {
+                Ok(round) => {
+                    last_error = None;
+                    round
+                }
+                Err(e) => {
+                    self.step(
+                        phase,
+                        format!(
+                            "round failed, retrying in {:?}: {e}",
+                            self.config.reap_interval
+                        ),
+                    );
+                    tracing::warn!(error = %e, "reap round failed; retrying next interval");
+                    let deadline_passed = t0.elapsed() >= self.config.reap_deadline;
+                    last_error = Some(e);
+                    if deadline_passed {
+                        break;
+                    }
+                    self.pause_or_stop(phase).await?;
+                    continue;
+                }
+            };
             summary.add_round(&round);
             if round.deleted() > 0 {
                 self.step(
@@ -75,16 +109,34 @@ impl Run<'_> {
                     ),
                 );
             }
-            let left = clients
+            let left = match clients
                 .pods
                 .list_pods(&ListQuery::job_pods(&namespace))
                 .await
-                .map_err(at(phase))?;
+            {
+                Ok(left) => left,
+                Err(e) => {
+                    self.step(phase, format!("listing job pods failed, retrying: {e}"));
+                    let deadline_passed = t0.elapsed() >= self.config.reap_deadline;
+                    last_error = Some(e);
+                    if deadline_passed {
+                        break;
+                    }
+                    self.pause_or_stop(phase).await?;
+                    continue;
+                }
+            };
             summary.remaining_job_pods = left.len();
             if left.is_empty() || t0.elapsed() >= self.config.reap_deadline {
                 break;
             }
-            tokio::time::sleep(self.config.reap_interval).await;
+            self.pause_or_stop(phase).await?;
+        }
+        if let Some(e) = last_error {
+            return Err(Error::phase(
+                phase,
+                format!("no janitor round succeeded before the deadline: {e}"),
+            ));
         }
         summary.secs = t0.elapsed().as_secs_f64();
         let line = summary.one_line();

@@ -20,6 +20,34 @@ pub(super) struct Scope {
 }
 
 impl Run<'_> {
+    /// The cleanup's summary when it ran past [`super::FlowConfig::cleanup_timeout`]: what the
+    /// infrastructure still holds, and how to finish.
+    pub(super) async fn cleanup_timed_out(&mut self) -> TeardownSummary {
+        let b = self.backends;
+        let spec = &self.config.spec;
+        let mut summary = TeardownSummary {
+            trigger: "cleanup after failure".to_owned(),
+            ..TeardownSummary::default()
+        };
+        summary.errors.push(format!(
+            "cleanup did not finish within {}; finish it with `full_flow --phases teardown` \
+             (same --backend, --stack {}, --region {} and --project {})",
+            humantime::format_duration(self.config.cleanup_timeout),
+            spec.stack,
+            spec.region,
+            self.config.project
+        ));
+        match Engine::new(b.network.as_ref(), b.cluster.as_ref())
+            .leftovers(&spec.stack)
+            .await
+        {
+            Ok(left) => summary.leftovers.infra = left.iter().map(|r| r.describe()).collect(),
+            Err(e) => summary.errors.push(format!("leftover scan: {e}")),
+        }
+        summary.leftovers.total = summary.leftovers.infra.len();
+        summary
+    }
+
     /// Removes releases, GitLab runners and infrastructure per `scope`, best effort (every step
     /// is tried; errors are collected), then checks for leftovers.
     pub(super) async fn teardown(&mut self, scope: Scope) -> TeardownSummary {

@@ -84,7 +84,9 @@ fn install_status_uninstall_through_the_binary_on_helms_real_engine() {
     let (Some(helm), Some(kubeconfig)) =
         (get("GLRUNNER_TEST_HELM"), get("GLRUNNER_TEST_KUBECONFIG"))
     else {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
+        if std::env::var("CI").is_ok_and(|v| v == "true")
+            || std::env::var("GLRUNNER_TEST_REQUIRE_SERVERS").as_deref() == Ok("1")
+        {
             panic!(
                 "GLRUNNER_TEST_HELM and GLRUNNER_TEST_KUBECONFIG must be set in CI (./scripts/test.sh)"
             );

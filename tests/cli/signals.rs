@@ -209,3 +209,135 @@ fn reap_watch_finishes_its_round_reports_and_exits_0_on_sigterm() {
         "at least one round was reported"
     );
 }
+
+#[test]
+fn sandbox_full_flow_cleans_up_on_sigterm_and_a_second_signal_stops_at_once() {
+    let mut run = Running::start(
+        "full_flow",
+        &["--output", "json"],
+        &[(HOLD, "phase-done:releases")],
+    );
+    run.wait_for("holding at phase-done:releases");
+    run.signal("TERM");
+    let out = run.finish();
+    assert_eq!(out.code, Some(143), "{}\n{}", out.stdout, out.stderr);
+    let report: serde_json::Value =
+        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout));
+    assert_eq!(report["failure"]["phase"], "load-test", "{report}");
+    assert_eq!(report["failure"]["cleaned_up"], true, "{report}");
+    assert_eq!(report["teardown"]["leftovers"]["total"], 0, "{report}");
+    assert!(
+        report["teardown"]["releases_removed"].as_u64() > Some(0),
+        "the releases this run made were removed: {report}"
+    );
+
+    // A second signal during the cleanup stops at once and says so.
+    let mut run = Running::start("full_flow", &[], &[(HOLD, "phase-done:releases,deleted:")]);
+    run.wait_for("holding at phase-done:releases");
+    run.signal("INT");
+    run.wait_for("holding at deleted:");
+    run.signal("INT");
+    let out = run.finish();
+    assert_eq!(out.code, Some(130), "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("second SIGINT: stopping at once"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stdout.trim().is_empty(),
+        "no report after an abort: {}",
+        out.stdout
+    );
+}
+
+/// SIGTERM during `provision` and `teardown` on moto, each followed by a re-run: nothing
+/// duplicated, nothing left.
+#[test]
+fn provision_and_teardown_on_moto_stop_on_sigterm_and_resume() {
+    let Ok(url) = std::env::var("GLRUNNER_TEST_MOTO_URL") else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true")
+                && std::env::var("GLRUNNER_TEST_REQUIRE_SERVERS").as_deref() != Ok("1"),
+            "GLRUNNER_TEST_MOTO_URL is not set: run ./scripts/test.sh"
+        );
+        eprintln!("skipping: GLRUNNER_TEST_MOTO_URL is not set (./scripts/test.sh starts moto)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().to_str().unwrap();
+    let env = |hold: &'static str| {
+        vec![
+            ("AWS_ENDPOINT_URL", url.clone()),
+            ("AWS_ACCESS_KEY_ID", "x".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "x".to_owned()),
+            ("AWS_MAX_ATTEMPTS", "2".to_owned()),
+            (HOLD, hold.to_owned()),
+        ]
+    };
+    let common = [
+        "--backend",
+        "aws",
+        "--region",
+        "us-east-1",
+        "--stack",
+        "sig-moto",
+        "--state-dir",
+        state,
+        "--output",
+        "json",
+    ];
+    let start = |name: &str, hold: &'static str, extra: &[&str]| {
+        let env = env(hold);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        Running::start(name, &[&common[..], extra].concat(), &env)
+    };
+
+    let mut run = start("provision", "step-done:vpc", &[]);
+    run.wait_for("holding at step-done:vpc");
+    run.signal("TERM");
+    let out = run.finish();
+    assert_eq!(out.code, Some(143), "{}\n{}", out.stdout, out.stderr);
+    let stopped: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(stopped["interrupted"], true, "{stopped}");
+    let existing = stopped["existing"].as_array().unwrap().len();
+    assert!((1..16).contains(&existing), "{stopped}");
+    assert!(
+        dir.path().join("sig-moto.json").exists(),
+        "the state was saved"
+    );
+
+    let out = start("provision", "", &[]).finish();
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let resumed: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let steps = resumed["applied"]["steps"].as_array().unwrap();
+    let created = steps.iter().filter(|s| s["created"] == true).count();
+    assert!(
+        created < steps.len(),
+        "the re-run reused what the stopped run made"
+    );
+    let plan = start("teardown", "", &["--dry-run"]).finish();
+    let plan: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
+    let mut keys = std::collections::BTreeMap::new();
+    for r in plan["deleted"].as_array().unwrap() {
+        let key = r["key"].as_str().unwrap_or_default().to_owned();
+        if !key.is_empty() {
+            *keys.entry(key).or_insert(0) += 1;
+        }
+    }
+    assert!(keys.values().all(|n| *n == 1), "a duplicate: {keys:?}");
+
+    let mut run = start("teardown", "deleted:", &[]);
+    run.wait_for("holding at deleted:");
+    run.signal("TERM");
+    let out = run.finish();
+    assert_eq!(out.code, Some(143), "{}\n{}", out.stdout, out.stderr);
+    let out = start("teardown", "", &[]).finish();
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let plan = start("teardown", "", &["--dry-run"]).finish();
+    let plan: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
+    assert!(
+        plan["deleted"].as_array().unwrap().is_empty(),
+        "left: {plan}"
+    );
+}

@@ -54,8 +54,8 @@ pub use provider::{ClusterProvisioner, NetworkProvisioner};
 #[cfg(feature = "mock")]
 pub use provider::{MockClusterProvisioner, MockNetworkProvisioner};
 pub use resource::{
-    AvailabilityZone, ClusterAccess, CreateRequest, FargateProfileSelectors, Resource, ResourceKind,
-    ResourceState,
+    AvailabilityZone, ClusterAccess, CreateRequest, FargateProfileSelectors, Resource,
+    ResourceKind, ResourceState,
 };
 pub use spec::{ClusterSpec, FargateSelector, NatMode, NetworkSpec, StackName, StackSpec};
 pub use stack::{

@@ -711,7 +711,10 @@ mod tests {
         assert!(validate_region("us-east-1").is_ok());
         assert_eq!(partition("us-gov-west-1"), "aws-us-gov");
         let china = validate_region("cn-north-1").unwrap_err().to_string();
-        assert!(china.contains("region") && china.contains("aws-cn"), "{china}");
+        assert!(
+            china.contains("region") && china.contains("aws-cn"),
+            "{china}"
+        );
         assert!(
             validate_region("us-east-9")
                 .unwrap_err()

@@ -44,7 +44,7 @@ fn real_parts(test: &str) -> Option<(PathBuf, PathBuf)> {
     match (get(HELM_ENV), get(KUBE_ENV)) {
         (Some(helm), Some(kube)) => Some((helm, kube)),
         _ if std::env::var("CI").is_ok_and(|v| v == "true")
-            || std::env::var_os("GLRUNNER_REQUIRE_SERVERS").is_some() =>
+            || std::env::var_os("GLRUNNER_TEST_REQUIRE_SERVERS").is_some_and(|v| v == "1") =>
         {
             panic!(
                 "{HELM_ENV} and {KUBE_ENV} must be set here: run ./scripts/test.sh, which installs Helm's engine (scripts/helm-sdk.sh) and starts a kube-apiserver"

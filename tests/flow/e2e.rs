@@ -1,0 +1,406 @@
+//! The whole flow on the real backends, end to end: the `full_flow` binary with `--backend aws`
+//! on a cluster brought through `--kubeconfig` (the real kube-apiserver of scripts/test.sh),
+//! Helm's real engine (`GLRUNNER_TEST_HELM`) with a chart written here that follows the official
+//! chart's interface, and the loopback GitLab double (scripts/gitlab_double.py) whose runners come
+//! online once their token Secret exists in the cluster. Every phase but provisioning runs through
+//! the code users run; afterwards nothing is left: no release, no Secret, no GitLab runner.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+
+const GITLAB_TOKEN: &str = "glpat-e2e-double-token";
+
+/// `(helm, kubeconfig)` from scripts/test.sh, or `None` (skip) outside CI.
+fn servers() -> Option<(String, String)> {
+    let get = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    match (get("GLRUNNER_TEST_HELM"), get("GLRUNNER_TEST_KUBECONFIG")) {
+        (Some(h), Some(k)) => Some((h, k)),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true")
+            || std::env::var("GLRUNNER_TEST_REQUIRE_SERVERS").as_deref() == Ok("1") =>
+        {
+            panic!(
+                "GLRUNNER_TEST_HELM and GLRUNNER_TEST_KUBECONFIG must be set (./scripts/test.sh)"
+            )
+        }
+        _ => {
+            eprintln!(
+                "skipping: set GLRUNNER_TEST_HELM (scripts/helm-sdk.sh install) and GLRUNNER_TEST_KUBECONFIG \
+                 (scripts/kube-apiserver.sh start DIR)"
+            );
+            None
+        }
+    }
+}
+
+/// The GitLab double on a free loopback port; killed on drop.
+struct GitLabDouble {
+    child: Child,
+    url: String,
+}
+
+impl GitLabDouble {
+    fn start(kubeconfig: &str) -> Self {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/gitlab_double.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .args(["0", "--kubeconfig", kubeconfig, "--token", GITLAB_TOKEN])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 runs the GitLab double");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("GLRUNNER_TEST_GITLAB_URL=")
+            .unwrap_or_else(|| panic!("the double did not start: {line:?}"))
+            .to_owned();
+        Self { child, url }
+    }
+
+    fn get(&self, path: &str) -> serde_json::Value {
+        let out = Command::new("curl")
+            .args(["-sf", &format!("{}{path}", self.url)])
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+    }
+
+    fn post(&self, path: &str, body: &str) {
+        let status = Command::new("curl")
+            .args([
+                "-sf",
+                "-o",
+                "/dev/null",
+                "-X",
+                "POST",
+                "-H",
+                "Content-Type: application/json",
+                "-d",
+                body,
+            ])
+            .arg(format!("{}{path}", self.url))
+            .status()
+            .unwrap();
+        assert!(status.success(), "POST {path}");
+    }
+}
+
+impl Drop for GitLabDouble {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A chart with the official gitlab-runner chart's interface for what glrunner relies on: the
+/// token Secret (`runners.secret`) mounted through a projected volume that needs both keys, the
+/// runner configuration (`runners.config`) in a ConfigMap, and the executor's Role and RoleBinding
+/// in `runners.jobNamespace` (falling back to the release namespace).
+fn write_chart(dir: &Path) -> PathBuf {
+    let chart = dir.join("gitlab-runner");
+    std::fs::create_dir_all(chart.join("templates")).unwrap();
+    let files = [
+        (
+            "Chart.yaml",
+            "apiVersion: v2\nname: gitlab-runner\nversion: 0.86.0\nappVersion: 18.9.0\n",
+        ),
+        (
+            "templates/configmap.yaml",
+            r#"apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ .Release.Name }}-gitlab-runner
+  labels: {app: {{ .Release.Name }}-gitlab-runner, release: {{ .Release.Name | quote }}}
+data:
+  concurrent: {{ .Values.concurrent | quote }}
+  config.template.toml: {{ .Values.runners.config | quote }}
+"#,
+        ),
+        (
+            "templates/role.yaml",
+            r#"apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: {{ .Release.Name }}-gitlab-runner
+  namespace: {{ default .Release.Namespace .Values.runners.jobNamespace }}
+rules:
+- apiGroups: [""]
+  resources: ["pods", "pods/exec", "pods/attach", "secrets", "configmaps"]
+  verbs: ["*"]
+"#,
+        ),
+        (
+            "templates/deployment.yaml",
+            r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ .Release.Name }}-gitlab-runner
+  labels: {app: {{ .Release.Name }}-gitlab-runner, release: {{ .Release.Name | quote }}}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: {{ .Release.Name }}-gitlab-runner}}
+  template:
+    metadata:
+      labels: {app: {{ .Release.Name }}-gitlab-runner, release: {{ .Release.Name | quote }}}
+    spec:
+      containers:
+      - name: gitlab-runner
+        image: registry.gitlab.com/gitlab-org/gitlab-runner:alpine-v18.9.0
+        env: [{name: CI_SERVER_URL, value: {{ .Values.gitlabUrl | quote }}}]
+        volumeMounts: [{name: projected-secrets, mountPath: /secrets}]
+      volumes:
+      - name: projected-secrets
+        projected:
+          sources:
+          - secret:
+              name: {{ required "runners.secret is required" .Values.runners.secret }}
+              items:
+              - {key: runner-registration-token, path: runner-registration-token}
+              - {key: runner-token, path: runner-token}
+"#,
+        ),
+    ];
+    for (name, body) in files {
+        std::fs::write(chart.join(name), body).unwrap();
+    }
+    chart
+}
+
+/// CoreDNS as the flow's check wants it: a Running `k8s-app=kube-dns` pod in kube-system. The test
+/// apiserver has no scheduler or kubelet, so the phase is set through the status subresource.
+async fn ensure_coredns(client: &kube::Client) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "kube-system");
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "coredns-e2e", "labels": {"k8s-app": "kube-dns"}},
+        "spec": {"containers": [{"name": "coredns", "image": "coredns"}]}
+    }))
+    .unwrap();
+    match pods.create(&PostParams::default(), &pod).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => panic!("create CoreDNS pod: {e}"),
+    }
+    pods.patch_status(
+        "coredns-e2e",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"status": {"phase": "Running"}})),
+    )
+    .await
+    .unwrap();
+}
+
+fn full_flow(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let deps = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let bin = deps.parent().unwrap().join("examples").join("full_flow");
+    let mut cmd = Command::new(&bin);
+    cmd.args(args)
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("GITLAB_URL")
+        .env_remove("CI_SERVER_URL")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("GITLAB_TOKEN", GITLAB_TOKEN);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+async fn kube_client(kubeconfig: &str) -> kube::Client {
+    let config = glrunner::flow::aws::kube_config_from_file(Path::new(kubeconfig), None)
+        .await
+        .unwrap();
+    kube::Client::try_from(config).unwrap()
+}
+
+/// What glrunner left in the namespace: its token Secrets and helm's release records.
+async fn leftovers(client: &kube::Client, namespace: &str) -> Vec<String> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    secrets
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|s| s.metadata.name)
+        .filter(|n| n.contains("-runner-"))
+        .collect()
+}
+
+fn flow_args<'a>(
+    stack: &'a str,
+    namespace: &'a str,
+    kubeconfig: &'a str,
+    helm: &'a str,
+    chart: &'a str,
+    gitlab: &'a str,
+) -> Vec<&'a str> {
+    vec![
+        "--backend",
+        "aws",
+        "--region",
+        "us-east-1",
+        "--output",
+        "json",
+        "--stack",
+        stack,
+        "--runner-namespace",
+        namespace,
+        "--kubeconfig",
+        kubeconfig,
+        "--helm",
+        helm,
+        "--chart",
+        chart,
+        "--gitlab-url",
+        gitlab,
+        "--project",
+        "e2e/loadtest",
+        "--jobs",
+        "400",
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_flow_on_the_real_backends_with_a_brought_cluster_leaves_nothing() {
+    let Some((helm, kubeconfig)) = servers() else {
+        return;
+    };
+    let client = kube_client(&kubeconfig).await;
+    ensure_coredns(&client).await;
+    let double = GitLabDouble::start(&kubeconfig);
+    let dir = tempfile::tempdir().unwrap();
+    let chart = write_chart(dir.path());
+    let stack = format!("e2e{}", std::process::id());
+    let namespace = format!("{stack}-runners");
+    let state = dir.path().join("state");
+    let mut args = flow_args(
+        &stack,
+        &namespace,
+        &kubeconfig,
+        &helm,
+        chart.to_str().unwrap(),
+        &double.url,
+    );
+    args.extend(["--state-dir", state.to_str().unwrap()]);
+    let out = full_flow(&args, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON report");
+    assert!(report["failure"].is_null(), "{report}");
+    assert!(
+        report["cluster"]
+            .as_str()
+            .unwrap()
+            .contains("brought by the user"),
+        "{report}"
+    );
+    let phases = report["phases"].as_array().unwrap();
+    assert_eq!(phases[0]["phase"], "provision");
+    assert_eq!(phases[0]["status"], "skipped");
+    for p in &phases[1..] {
+        assert_eq!(p["status"], "done", "{p}");
+    }
+    assert_eq!(report["load_test"]["total_jobs"], 400, "{report}");
+    assert_eq!(report["load_test"]["by_status"]["success"], 400, "{report}");
+    assert_eq!(report["fleet"]["shards"].as_array().unwrap().len(), 2);
+    assert_eq!(report["teardown"]["leftovers"]["total"], 0);
+    assert_eq!(report["teardown"]["infra_deleted"], 0);
+
+    let state_of_gitlab = double.get("/double/state");
+    assert_eq!(
+        state_of_gitlab["pipelines"], 1,
+        "exactly one pipeline: {state_of_gitlab}"
+    );
+    assert_eq!(state_of_gitlab["pipelines_by_source"]["api"], 1);
+    assert_eq!(
+        state_of_gitlab["runners"], 0,
+        "runners deleted: {state_of_gitlab}"
+    );
+    assert_eq!(state_of_gitlab["jobs"]["success"], 400);
+    assert!(
+        leftovers(&client, &namespace).await.is_empty(),
+        "no Secret or release record left in {namespace}"
+    );
+    assert!(!stderr.contains("glrt-"), "no runner token in the output");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fault_in_the_runners_phase_fails_clearly_and_leaves_nothing() {
+    let Some((helm, kubeconfig)) = servers() else {
+        return;
+    };
+    let client = kube_client(&kubeconfig).await;
+    ensure_coredns(&client).await;
+    let double = GitLabDouble::start(&kubeconfig);
+    // The second runner creation fails for good (more 500s than the client retries).
+    double.post(
+        "/double/faults",
+        r#"{"POST /api/v4/user/runners": [500, 0]}"#,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let chart = write_chart(dir.path());
+    let stack = format!("e2f{}", std::process::id());
+    let namespace = format!("{stack}-runners");
+    let state = dir.path().join("state");
+    let mut args = flow_args(
+        &stack,
+        &namespace,
+        &kubeconfig,
+        &helm,
+        chart.to_str().unwrap(),
+        &double.url,
+    );
+    args.extend(["--state-dir", state.to_str().unwrap()]);
+    // One runner is created, then GitLab fails every further creation.
+    let first = std::thread::spawn({
+        let url = double.url.clone();
+        move || {
+            for _ in 0..600 {
+                let out = Command::new("curl")
+                    .args(["-sf", &format!("{url}/double/state")])
+                    .output()
+                    .unwrap();
+                let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+                if v["runners"].as_u64() == Some(1) {
+                    let _ = Command::new("curl")
+                        .args([
+                            "-sf",
+                            "-o",
+                            "/dev/null",
+                            "-X",
+                            "POST",
+                            "-H",
+                            "Content-Type: application/json",
+                            "-d",
+                        ])
+                        .arg(r#"{"POST /api/v4/user/runners": [500, 100]}"#)
+                        .arg(format!("{url}/double/faults"))
+                        .status();
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+    });
+    let out = full_flow(&args, &[]);
+    first.join().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON report");
+    assert_eq!(report["failure"]["phase"], "runners", "{report}");
+    assert_eq!(report["failure"]["cleaned_up"], true, "{report}");
+    let state_of_gitlab = double.get("/double/state");
+    assert_eq!(state_of_gitlab["runners"], 0, "{state_of_gitlab}");
+    assert_eq!(state_of_gitlab["pipelines"], 0);
+    assert!(leftovers(&client, &namespace).await.is_empty());
+}
