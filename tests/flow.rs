@@ -500,6 +500,7 @@ async fn a_fleet_of_300_releases_is_installed_found_and_torn_down() {
         world.leftovers(&config.spec.stack, PROJECT).await.total(),
         0
     );
+}
 
 /// helm on `--backend aws` needs no aws CLI: each call reads a private kubeconfig with a fresh
 /// EKS token, gone after the call; the token is in no argument.
@@ -539,6 +540,7 @@ echo '[]'
         arn: "arn:aws:eks:us-east-1:123456789012:cluster/flowtest".into(),
         endpoint: "https://ABCDEF.gr7.us-east-1.eks.amazonaws.com".into(),
         certificate_authority: "Q0E=".into(),
+        fargate_profiles: Vec::new(),
     };
     let generator = glrunner::infra::kubeconfig::EksTokenGenerator::new(&sdk).unwrap();
     let releases = glrunner::flow::aws::TokenHelm::new(access, generator, Some(helm));
