@@ -48,6 +48,11 @@ if ! wait "$kube_build"; then
   exit 1
 fi
 cat "$run_dir/kube-build.out" >&2
+# After the apiserver build: both use apt-get, which allows one installer at a time.
+log "installing chromium, xmllint and the JUnit schema (load-test artifact tests)"
+report_tools=$("$root/scripts/report-tools.sh" install) || { log "report tools did not install"; exit 1; }
+for line in $report_tools; do export "$line"; done
+log "report tools: $report_tools"
 
 start_server moto GLRUNNER_TEST_MOTO_URL "$root/scripts/moto.sh" start "$run_dir/moto" || exit 1
 # --rbac: the admin keeps full access; the janitor's RBAC test acts as a ServiceAccount with least privilege.

@@ -4,6 +4,7 @@
 //! The root library composes the four crates (re-exported below), holds the shared CLI
 //! support of the examples and, as they land, the full flow and the sandbox world.
 
+pub mod artifacts;
 pub mod cli;
 pub mod commands;
 pub mod fault_suite;

@@ -1,6 +1,8 @@
 //! The provision and teardown examples as CI pipelines call them: exit codes, messages, JSON,
 //! no AWS call on bad input or dry-run, and a full round trip against moto when it runs.
 
+#[path = "cli/artifacts.rs"]
+mod artifacts;
 #[path = "cli/runner_example.rs"]
 mod runner_example;
 #[path = "cli/scripts.rs"]

@@ -14,6 +14,7 @@ use glrunner_gitlab_client::{
     SecretToken,
 };
 
+use crate::artifacts::{ArtifactArgs, RunContext};
 use crate::cli::signals::{CancellationToken, Interrupt, hold};
 use crate::cli::{self, Backend, CliError, GlobalArgs, OutputFormat};
 
@@ -95,6 +96,10 @@ pub struct RunArgs {
     /// Sandbox only: make every n-th job fail with `script_failure`.
     #[arg(long, global = true)]
     pub sandbox_fail_every: Option<u64>,
+
+    /// `--report-html`, `--junit`, `--metrics`: files for people and for GitLab's reports.
+    #[command(flatten)]
+    pub artifacts: ArtifactArgs,
 }
 
 /// Everything checked before any request.
@@ -172,6 +177,9 @@ pub fn plan(global: &GlobalArgs, args: &RunArgs) -> Result<Plan, CliError> {
             "--max-requests-per-minute must be at least 1",
         ));
     }
+    args.artifacts
+        .validate()
+        .map_err(|e| CliError::invalid(e.to_string()))?;
     let watch = WatchConfig::default()
         .with_timeout(args.timeout)
         .with_max_requests_per_minute(args.max_requests_per_minute);
@@ -435,6 +443,73 @@ pub fn print_report(report: &Report, output: OutputFormat) -> Result<(), CliErro
     Ok(())
 }
 
+/// What the artifacts show besides the report: the run's parameters.
+pub fn artifact_context(global: &GlobalArgs, args: &RunArgs, plan: &Plan) -> RunContext {
+    let backend = match global.backend {
+        Backend::Sandbox => "sandbox",
+        Backend::Aws => "aws",
+    };
+    let clock = match global.backend {
+        Backend::Sandbox => "virtual",
+        Backend::Aws => "wall",
+    };
+    let shards: Vec<String> = plan
+        .spec
+        .shards
+        .iter()
+        .map(|s| format!("{} ({} jobs)", s.tag, s.jobs))
+        .collect();
+    let mut context = RunContext::new("glrunner load test", backend, clock)
+        .parameter("stack", &global.stack)
+        .parameter("project", &plan.project)
+        .parameter("jobs", plan.spec.total_jobs())
+        .parameter("shards", shards.join(", "))
+        .parameter(
+            "images",
+            if args.images.is_empty() {
+                args.image.clone()
+            } else {
+                args.images.join(", ")
+            },
+        )
+        .parameter("timeout", humantime::format_duration(args.timeout))
+        .parameter("max requests per minute", args.max_requests_per_minute);
+    if global.backend == Backend::Sandbox {
+        context = context
+            .parameter("sandbox concurrent per runner", args.sandbox_concurrent)
+            .parameter(
+                "sandbox fail every",
+                args.sandbox_fail_every
+                    .map_or("never".into(), |n| format!("{n}th job")),
+            );
+    }
+    context
+}
+
+/// Writes the artifacts the flags ask for; says where on stderr (stdout stays the report).
+pub fn write_artifacts(
+    artifacts: &ArtifactArgs,
+    report: &Report,
+    context: &RunContext,
+    output: OutputFormat,
+) -> Result<(), CliError> {
+    let written = artifacts
+        .write(report, context)
+        .map_err(|e| CliError::failure(e.to_string()))?;
+    for w in &written {
+        match output {
+            OutputFormat::Json => eprintln!(
+                "{}",
+                serde_json::json!({"event": "artifact_written", "kind": w.kind, "path": w.path, "bytes": w.bytes})
+            ),
+            OutputFormat::Human => {
+                eprintln!("wrote {} ({} bytes): {}", w.kind, w.bytes, w.path.display())
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Runs the `loadtest` command: validate, then print the CI file, the dry-run plan, or run one
 /// pipeline (GitLab on `--backend aws`, simulated runners on the sandbox) and report it.
 /// Exits 1 when a job failed.
@@ -470,6 +545,13 @@ pub async fn run_until(
         Some(http) => run_pipeline_until(&http, &plan, args, global.output, &stop).await?,
         None => run_sandbox_until(&plan, args, global.output, &stop).await?,
     };
+    // Written before the exit code is decided: a failed run is when the files matter most.
+    write_artifacts(
+        &args.artifacts,
+        &report,
+        &artifact_context(global, args, &plan),
+        global.output,
+    )?;
     print_report(&report, global.output)?;
     if report.outcome == glrunner_gitlab_client::WatchOutcome::Interrupted
         && let Some(err) = interrupt.error(format!(

@@ -7,7 +7,8 @@ use std::time::Duration;
 use clap::Args;
 use serde::Serialize;
 
-use super::{ClusterSource, FlowConfig, FlowEvent, FlowProgress, Phase};
+use super::{ClusterSource, FlowConfig, FlowEvent, FlowProgress, FlowReport, Phase};
+use crate::artifacts::ArtifactArgs;
 use crate::cli::signals::{Interrupt, hold};
 use crate::cli::{Backend, CliError, GlobalArgs, OutputFormat, print_json};
 use crate::provisioning::{ProgressRenderer, ProvisionArgs, stack_spec};
@@ -120,6 +121,11 @@ pub struct FlowArgs {
     /// Network and cluster flags.
     #[command(flatten)]
     pub infra: ProvisionArgs,
+
+    /// `--report-html`, `--junit`, `--metrics`: the load test as a page, JUnit and GitLab
+    /// metrics, with the phases and their durations.
+    #[command(flatten)]
+    pub artifacts: ArtifactArgs,
 }
 
 /// What `--dry-run` prints: the phases and the fleet, with no call made.
@@ -169,6 +175,9 @@ pub fn flow_config(global: &GlobalArgs, args: &FlowArgs) -> Result<FlowConfig, C
             ));
         }
     }
+    args.artifacts
+        .validate()
+        .map_err(|e| CliError::invalid(e.to_string()))?;
     let cluster = cluster_source(global, args)?;
     let mut config = FlowConfig::new(spec, project, args.jobs)
         .with_max_per_release(args.max_per_release)
@@ -342,6 +351,8 @@ pub async fn full_flow_until(
         }
     };
     renderer.finish();
+    // Before the exit code: the files matter most when a phase failed.
+    write_artifacts(&args.artifacts, &report, global.output)?;
     match global.output {
         OutputFormat::Json => print_json(&report)?,
         OutputFormat::Human => print!("{}", report.render_text()),
@@ -376,6 +387,32 @@ pub async fn full_flow_until(
                 ""
             }
         ))),
+    }
+}
+
+/// Writes the artifact files the flags ask for, when the load test ran far enough to have a
+/// timeline; otherwise says which files were not written and why.
+fn write_artifacts(
+    artifacts: &ArtifactArgs,
+    report: &FlowReport,
+    output: OutputFormat,
+) -> Result<(), CliError> {
+    if !artifacts.any() {
+        return Ok(());
+    }
+    match &report.load_test_report {
+        Some(load_test) => crate::commands::loadtest::write_artifacts(
+            artifacts,
+            load_test,
+            &report.artifact_context(),
+            output,
+        ),
+        None => {
+            eprintln!(
+                "no load-test timeline (the load-test phase did not watch a pipeline): --report-html/--junit/--metrics not written"
+            );
+            Ok(())
+        }
     }
 }
 

@@ -82,6 +82,7 @@ impl Run<'_> {
         let summary = LoadTestSummary::from_report(&report);
         let line = summary.one_line();
         self.report.load_test = Some(summary);
+        self.report.load_test_report = Some(report.clone());
         if report.outcome != WatchOutcome::Finished {
             return Err(Error::phase(
                 phase,

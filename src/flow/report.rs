@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use super::{FlowConfig, Phase};
+use crate::artifacts::{PhaseRow, RunContext};
 use crate::cli::Backend;
 use crate::sandbox::{ModelReport, RunnerProfile};
 
@@ -281,6 +282,11 @@ pub struct FlowReport {
     /// On the sandbox: the model's parameters, waits and what limited the makespan (set by
     /// `full_flow`, which owns the world).
     pub model: Option<ModelReport>,
+    /// The load test's full report with its per-job timeline, for the artifact files
+    /// (`--report-html`, `--junit`, `--metrics`); left out of the JSON document, which keeps
+    /// the summary in `load_test`.
+    #[serde(skip)]
+    pub load_test_report: Option<glrunner_gitlab_client::Report>,
 }
 
 fn secs(v: Option<f64>) -> String {
@@ -324,7 +330,58 @@ impl FlowReport {
                 )
             }),
             model: None,
+            load_test_report: None,
         }
+    }
+
+    /// What the artifact files show besides the load-test timeline: the run's parameters, the
+    /// phases with their durations and the reaped pods. The cost section stays empty until a
+    /// cost projection exists (set `cost` on the returned context).
+    pub fn artifact_context(&self) -> RunContext {
+        let mut context = RunContext::new(
+            "glrunner full flow",
+            match self.backend {
+                Backend::Sandbox => "sandbox",
+                Backend::Aws => "aws",
+            },
+            self.clock,
+        )
+        .parameter("stack", &self.stack)
+        .parameter("region", &self.region)
+        .parameter("project", &self.project)
+        .parameter("jobs", self.jobs);
+        if let Some(fleet) = &self.fleet {
+            let shards: Vec<String> = fleet
+                .shards
+                .iter()
+                .map(|s| format!("{} ({} jobs, concurrent {})", s.tag, s.jobs, s.concurrent))
+                .collect();
+            context = context.parameter("shards", shards.join(", ")).parameter(
+                "runner poll timeout",
+                format!("{} s", fleet.poll_timeout_secs),
+            );
+        }
+        context = context.parameter(
+            "total time",
+            format!("{} ({} clock)", secs(Some(self.total_secs)), self.clock),
+        );
+        context.phases = self
+            .phases
+            .iter()
+            .map(|p| PhaseRow {
+                name: p.phase.as_str().to_owned(),
+                status: match p.status {
+                    PhaseStatus::Done => "done",
+                    PhaseStatus::Skipped => "skipped",
+                    PhaseStatus::Failed => "failed",
+                }
+                .to_owned(),
+                secs: (p.status != PhaseStatus::Skipped).then_some(p.secs),
+                summary: p.summary.clone(),
+            })
+            .collect();
+        context.reaped_pods = self.reap.as_ref().map(|r| r.reaped);
+        context
     }
 
     /// Whether every selected phase finished and nothing was left behind by a teardown.
