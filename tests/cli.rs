@@ -1,6 +1,9 @@
 //! The provision and teardown examples as CI pipelines call them: exit codes, messages, JSON,
 //! no AWS call on bad input or dry-run, and a full round trip against moto when it runs.
 
+#[path = "cli/loadtest.rs"]
+mod loadtest;
+
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Command, Output};

@@ -340,6 +340,9 @@ impl SandboxWorld {
                 let Some(runner_id) = self.runner_id(runner, &mut runner_ids).await else {
                     continue;
                 };
+                // A started manager contacts GitLab on every poll, free slots or not: only
+                // now does GitLab report the runner online.
+                let _ = self.gitlab.runner_contacted(runner_id);
                 let name = runner.id.describe();
                 let free = {
                     let in_flight = self.with_stats(|s| {
