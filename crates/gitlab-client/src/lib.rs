@@ -91,7 +91,7 @@ pub use api::MockGitLabApi;
 pub use api::{DynGitLabApi, GitLabApi, GitLabApiExt};
 pub use error::{Error, Result};
 pub use http::{AuthScheme, HttpGitLab, HttpGitLabBuilder, RetryPolicy};
-pub use report::{Percentiles, PipelineSummary, Report, WatchOutcome};
+pub use report::{JobTiming, Percentiles, PipelineSummary, Report, WatchOutcome};
 pub use secret::SecretToken;
 pub use types::*;
 

@@ -1,0 +1,143 @@
+//! What a flow run is asked to do: [`FlowConfig`] and its validation.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use glrunner_gitlab_client::ProjectRef;
+use glrunner_gitlab_client::watch::WatchConfig;
+use glrunner_infra::StackSpec;
+use glrunner_runner_chart::{FleetPlan, FleetRequest, RunnerValues};
+
+use super::{Error, Phase};
+
+/// What to run.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct FlowConfig {
+    /// The stack: name, region, network and cluster.
+    pub spec: StackSpec,
+    /// GitLab project path (`group/project`) or numeric id.
+    pub project: String,
+    /// Jobs in the load-test pipeline (all meant to run at once).
+    pub jobs: u32,
+    /// At most this many jobs per runner release (the fleet plan shards beyond it).
+    pub max_per_release: u32,
+    /// Expected Fargate start of a job pod (sets the runners' poll timeout).
+    pub expected_pod_start: Duration,
+    /// Job image (default: the CI generator's bash image).
+    pub image: Option<String>,
+    /// Phases to run.
+    pub phases: BTreeSet<Phase>,
+    /// Teardown (and the cleanup after a failure) keeps the infrastructure.
+    pub keep_infra: bool,
+    /// Teardown (and the cleanup after a failure) keeps the runner releases and GitLab runners,
+    /// and therefore the infrastructure they run on.
+    pub keep_runners: bool,
+    /// On failure, keep everything for inspection instead of cleaning up.
+    pub keep: bool,
+    /// How the pipeline is watched.
+    pub watch: WatchConfig,
+    /// The janitor's grace period.
+    pub reap_grace: Duration,
+    /// Pause between janitor rounds.
+    pub reap_interval: Duration,
+    /// Stop reaping after this long even if job pods remain.
+    pub reap_deadline: Duration,
+    /// Bound of each helm install/uninstall.
+    pub release_timeout: Duration,
+}
+
+impl FlowConfig {
+    /// All phases for `jobs` jobs in `project` on `spec`'s stack, with defaults.
+    pub fn new(spec: StackSpec, project: impl Into<String>, jobs: u32) -> Self {
+        Self {
+            spec,
+            project: project.into(),
+            jobs,
+            max_per_release: glrunner_runner_chart::fleet::DEFAULT_MAX_PER_RELEASE,
+            expected_pod_start: glrunner_runner_chart::fleet::DEFAULT_EXPECTED_POD_START,
+            image: None,
+            phases: Phase::ALL.into_iter().collect(),
+            keep_infra: false,
+            keep_runners: false,
+            keep: false,
+            watch: WatchConfig::default(),
+            reap_grace: Duration::from_secs(60),
+            reap_interval: Duration::from_secs(30),
+            reap_deadline: Duration::from_secs(20 * 60),
+            release_timeout: Duration::from_secs(600),
+        }
+    }
+
+    /// Runs only these phases.
+    #[must_use]
+    pub fn with_phases(mut self, phases: impl IntoIterator<Item = Phase>) -> Self {
+        self.phases = phases.into_iter().collect();
+        self
+    }
+
+    /// Sets the keep flags.
+    #[must_use]
+    pub fn with_keep(mut self, keep_infra: bool, keep_runners: bool, keep: bool) -> Self {
+        self.keep_infra = keep_infra;
+        self.keep_runners = keep_runners;
+        self.keep = keep;
+        self
+    }
+
+    /// Sets the cap of jobs per release.
+    #[must_use]
+    pub fn with_max_per_release(mut self, cap: u32) -> Self {
+        self.max_per_release = cap;
+        self
+    }
+
+    pub(super) fn runs(&self, phase: Phase) -> bool {
+        self.phases.contains(&phase)
+    }
+
+    /// Release names are `<stack>-runner-<i>`.
+    pub fn release_prefix(&self) -> String {
+        format!("{}-runner", self.spec.stack)
+    }
+
+    /// GitLab runner descriptions are `<stack>/<release>`.
+    pub(super) fn runner_description(&self, release: &str) -> String {
+        format!("{}/{release}", self.spec.stack)
+    }
+
+    pub(super) fn fleet_request(&self, template: &RunnerValues) -> FleetRequest {
+        FleetRequest::new(self.jobs)
+            .with_release_prefix(self.release_prefix())
+            .with_tag_prefix(self.spec.stack.to_string())
+            .with_max_per_release(self.max_per_release)
+            .with_expected_pod_start(self.expected_pod_start)
+            .with_values(template)
+    }
+
+    /// Checks everything checkable before any call.
+    pub fn validate(&self, gitlab_url: &str) -> Result<(), Error> {
+        self.spec
+            .validate()
+            .map_err(|e| Error::invalid("stack", e.to_string()))?;
+        if self.phases.is_empty() {
+            return Err(Error::invalid("--phases", "no phase selected"));
+        }
+        ProjectRef::parse(&self.project).map_err(|e| Error::invalid("--project", e.to_string()))?;
+        FleetPlan::new(&self.fleet_request(&self.template(gitlab_url)))
+            .map_err(|e| Error::invalid("--jobs", e.to_string()))?;
+        if self.reap_interval.is_zero() {
+            return Err(Error::invalid("reap_interval", "must be above zero"));
+        }
+        Ok(())
+    }
+
+    pub(super) fn template(&self, gitlab_url: &str) -> RunnerValues {
+        let ns = &self.spec.cluster.runner_namespace;
+        let mut values = RunnerValues::new(gitlab_url).with_job_namespace(ns);
+        if let Some(image) = &self.image {
+            values = values.with_image(image);
+        }
+        values
+    }
+}
