@@ -9,12 +9,15 @@
 //! ```
 //!
 //! The token comes only from the environment (`GITLAB_TOKEN`), never from a flag. The URL
-//! comes from `--gitlab-url`, else `GITLAB_URL`, else `CI_SERVER_URL`. One pipeline per run
-//! (GitLab.com allows 25 pipeline creations per minute).
+//! comes from `--gitlab-url`, else `GITLAB_URL`, else `CI_SERVER_URL`. Exactly the pipeline it
+//! watches is created (the CI file is committed with `[skip ci]` and runs only API
+//! pipelines); above `--max-jobs-per-pipeline` several, watched as one. No pipeline variable
+//! is sent unless `--variable KEY=VALUE`. An early end (`--timeout`, request budget, error)
+//! cancels the pipeline(s) unless `--keep-pipeline`.
 //!
-//! Exit codes: 0 every job passed, 1 a job failed or GitLab failed, 2 invalid input (no
-//! request was sent), 130/143 stopped by SIGINT/SIGTERM (the pipeline is cancelled unless
-//! `--keep-pipeline`, and the partial report is printed).
+//! Exit codes: 0 every job passed, 1 a job failed, the run ended early or GitLab failed, 2
+//! invalid input (no request was sent), 130/143 stopped by SIGINT/SIGTERM (the pipeline is
+//! cancelled unless `--keep-pipeline`, and the partial report is printed).
 
 use std::process::ExitCode;
 

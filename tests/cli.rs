@@ -11,6 +11,8 @@ mod scripts;
 mod signals;
 #[path = "cli/targets.rs"]
 mod targets;
+#[path = "cli/loadtest.rs"]
+mod loadtest;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

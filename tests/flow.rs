@@ -277,6 +277,16 @@ async fn phases_are_selectable_and_a_rerun_resumes() {
     let report = run_on(&world, &first).await;
     assert!(report.is_success(), "{}", report.render_text());
     assert_eq!(world.releases.runners().len(), 2);
+    let runner_ids = |r: &FlowReport| -> Vec<Option<u64>> {
+        r.fleet
+            .as_ref()
+            .unwrap()
+            .shards
+            .iter()
+            .map(|s| s.runner_id)
+            .collect()
+    };
+    let first_runners = runner_ids(&report);
 
     let again = FlowConfig::new(spec("flowtest"), PROJECT, 400);
     let report = run_on(&world, &again).await;
@@ -293,6 +303,9 @@ async fn phases_are_selectable_and_a_rerun_resumes() {
         "{}",
         runners.summary
     );
+    // The same GitLab runners, so the same tokens the managers already hold (GitLab's runner
+    // list carries no tags: reuse reads them from each runner's details).
+    assert_eq!(runner_ids(&report), first_runners);
     assert_eq!(
         report.load_test.as_ref().unwrap().by_status.get("success"),
         Some(&400)

@@ -1,17 +1,18 @@
-//! The `loadtest` example's command: generate the load-test CI file, run one pipeline, watch it, report.
+//! The `loadtest` example's command: generate the load-test CI file, run its pipeline(s), watch them, report.
 
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use glrunner_gitlab_client::ci::{self, LoadTestSpec, ShardTarget};
 use glrunner_gitlab_client::http::parse_gitlab_url;
+use glrunner_gitlab_client::loadtest::{self, CancelSummary, LoadTestRun, RunningPipelines};
 use glrunner_gitlab_client::memory::{
     InMemoryGitLab, SimulatedRunner, SimulationConfig, simulate_runners,
 };
-use glrunner_gitlab_client::watch::{WatchConfig, WatchEvent, watch_pipeline};
+use glrunner_gitlab_client::watch::{WatchConfig, WatchEvent};
 use glrunner_gitlab_client::{
-    Error, GitLabApi, GitLabApiExt, HttpGitLab, NewPipeline, NewRunner, ProjectRef, Report,
-    SecretToken,
+    AuthScheme, Error, GitLabApi, GitLabApiExt, HttpGitLab, NewRunner, PipelineVariable,
+    ProjectRef, Report, SecretToken, WatchOutcome,
 };
 
 use crate::artifacts::{ArtifactArgs, RunContext};
@@ -36,6 +37,11 @@ pub struct RunArgs {
     #[arg(long, global = true)]
     pub allow_insecure_http: bool,
 
+    /// How GITLAB_TOKEN is sent: auto (from its shape), private-token (access tokens),
+    /// bearer (OAuth 2.0 tokens), job-token (CI_JOB_TOKEN).
+    #[arg(long, global = true, default_value = "auto")]
+    pub gitlab_auth: String,
+
     /// Project path (`group/project`) or numeric id. Required with `--backend aws`;
     /// the sandbox defaults to `sandbox/loadtest`.
     #[arg(long, global = true)]
@@ -52,6 +58,22 @@ pub struct RunArgs {
     /// Refuse more jobs than this.
     #[arg(long, global = true, default_value_t = ci::DEFAULT_MAX_JOBS)]
     pub max_jobs: u32,
+
+    /// Split the load test into pipelines of at most this many jobs, started together and
+    /// reported as one (GitLab.com limits jobs per pipeline: 500 on Free, up to 2,000 on
+    /// Ultimate; self-managed has no limit by default).
+    #[arg(long, global = true)]
+    pub max_jobs_per_pipeline: Option<u32>,
+
+    /// A pipeline variable KEY=VALUE (repeatable). None is sent by default: GitLab.com
+    /// refuses pipeline variables in new namespaces unless the project allows them.
+    #[arg(long = "variable", global = true, value_name = "KEY=VALUE")]
+    pub variables: Vec<String>,
+
+    /// Leave the pipeline(s) running when the load test ends early (timeout, request
+    /// budget, error, SIGINT/SIGTERM); by default they are canceled.
+    #[arg(long, global = true)]
+    pub keep_pipeline: bool,
 
     /// Number of runner shards; tags are `<stack>-shard-<i>` (default: one per 200 jobs).
     #[arg(long, global = true, conflicts_with = "tags")]
@@ -85,10 +107,6 @@ pub struct RunArgs {
     #[arg(long, global = true, default_value_t = 300)]
     pub max_requests_per_minute: u32,
 
-    /// On SIGINT/SIGTERM, leave the pipeline running instead of cancelling it.
-    #[arg(long, global = true)]
-    pub keep_pipeline: bool,
-
     /// Sandbox only: jobs each simulated runner runs at once.
     #[arg(long, global = true, default_value_t = 200)]
     pub sandbox_concurrent: usize,
@@ -111,6 +129,31 @@ pub struct Plan {
     pub project: ProjectRef,
     /// How the pipeline is watched.
     pub watch: WatchConfig,
+    /// Pipeline variables from `--variable`.
+    pub variables: Vec<PipelineVariable>,
+}
+
+/// Parses `--variable KEY=VALUE` values: keys of letters, digits and `_`.
+fn parse_variables(raw: &[String]) -> Result<Vec<PipelineVariable>, CliError> {
+    raw.iter()
+        .map(|v| {
+            let (key, value) = v.split_once('=').ok_or_else(|| {
+                CliError::invalid(format!(
+                    "--variable {v:?}: expected KEY=VALUE, e.g. --variable LOADTEST_LABEL=nightly"
+                ))
+            })?;
+            if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                return Err(CliError::invalid(format!(
+                    "--variable {v:?}: the key must be letters, digits and `_`"
+                )));
+            }
+            Ok(PipelineVariable {
+                key: key.to_owned(),
+                value: value.to_owned(),
+                variable_type: "env_var".into(),
+            })
+        })
+        .collect()
 }
 
 /// Validates the flags into a [`Plan`]; sends nothing.
@@ -177,6 +220,14 @@ pub fn plan(global: &GlobalArgs, args: &RunArgs) -> Result<Plan, CliError> {
             "--max-requests-per-minute must be at least 1",
         ));
     }
+    if args.max_jobs_per_pipeline == Some(0) {
+        return Err(CliError::invalid(
+            "--max-jobs-per-pipeline must be at least 1 (GitLab.com Free allows 500)",
+        ));
+    }
+    AuthScheme::parse(&args.gitlab_auth)
+        .map_err(|e| CliError::invalid(format!("--gitlab-auth: {e}")))?;
+    let variables = parse_variables(&args.variables)?;
     args.artifacts
         .validate()
         .map_err(|e| CliError::invalid(e.to_string()))?;
@@ -187,6 +238,28 @@ pub fn plan(global: &GlobalArgs, args: &RunArgs) -> Result<Plan, CliError> {
         spec,
         project,
         watch,
+        variables,
+    })
+}
+
+/// GitLab.com's jobs-per-pipeline limit on the Free tier.
+const GITLAB_COM_FREE_JOBS_PER_PIPELINE: u64 = 500;
+
+/// The warning for a load test above GitLab.com's Free limit without `--max-jobs-per-pipeline`.
+pub fn jobs_limit_warning(
+    url: &str,
+    jobs: u64,
+    max_jobs_per_pipeline: Option<u32>,
+) -> Option<String> {
+    let host = parse_gitlab_url(url, true)
+        .ok()?
+        .host_str()?
+        .to_ascii_lowercase();
+    (host == "gitlab.com" && jobs > GITLAB_COM_FREE_JOBS_PER_PIPELINE && max_jobs_per_pipeline.is_none()).then(|| {
+        format!(
+            "{jobs} jobs in one pipeline: GitLab.com limits jobs per pipeline (500 on Free, up to 2,000 on Ultimate); \
+             if pipeline creation is refused, pass --max-jobs-per-pipeline 500"
+        )
     })
 }
 
@@ -217,9 +290,17 @@ pub fn http_client(args: &RunArgs, dry_run: bool) -> Result<Option<HttpGitLab>, 
     let token = std::env::var("GITLAB_TOKEN").ok().filter(|t| !t.trim().is_empty()).ok_or_else(|| {
         CliError::invalid("GITLAB_TOKEN is not set: export a personal access token with the `api` scope (never pass it as a flag)")
     })?;
+    let auth = AuthScheme::parse(&args.gitlab_auth)
+        .map_err(|e| CliError::invalid(format!("--gitlab-auth: {e}")))?;
+    if let Some(warning) =
+        jobs_limit_warning(&url, u64::from(args.jobs), args.max_jobs_per_pipeline)
+    {
+        tracing::warn!("{warning}");
+    }
     HttpGitLab::builder()
         .with_url(url)
         .with_token(SecretToken::new(token))
+        .with_auth(auth)
         .allow_insecure_http(args.allow_insecure_http)
         .build()
         .map(Some)
@@ -267,27 +348,39 @@ pub fn progress(output: OutputFormat) -> impl FnMut(&WatchEvent) + Send {
     }
 }
 
-/// Commit the CI file, trigger one pipeline, watch it, return the report.
+/// What a load test produced: the report, and what was canceled because it ended early.
+#[derive(Debug)]
+pub struct RunOutcome {
+    /// The report over every pipeline.
+    pub report: Report,
+    /// Pipelines canceled after an early end (timeout, budget).
+    pub cancel: CancelSummary,
+}
+
+/// Commits the CI file(s) with `[skip ci]`, creates exactly the pipeline(s) it watches (split
+/// under `--max-jobs-per-pipeline`), watches them as one and returns the report. On an early
+/// end the pipelines are canceled unless `--keep-pipeline`; `running` lets a signal handler
+/// cancel them too.
 pub async fn run_pipeline(
     api: &dyn GitLabApi,
     plan: &Plan,
     args: &RunArgs,
     output: OutputFormat,
-) -> Result<Report, CliError> {
-    run_pipeline_until(api, plan, args, output, &CancellationToken::new()).await
+    running: &RunningPipelines,
+) -> Result<RunOutcome, CliError> {
+    run_pipeline_until(api, plan, args, output, running, &CancellationToken::new()).await
 }
 
-/// [`run_pipeline`] that stops watching when `stop` fires: the pipeline is cancelled unless
+/// [`run_pipeline`] that stops when `stop` fires: the pipeline(s) are canceled unless
 /// `--keep-pipeline`, and the report covers the jobs so far ([`WatchOutcome::Interrupted`]).
-///
-/// [`WatchOutcome::Interrupted`]: glrunner_gitlab_client::WatchOutcome::Interrupted
 pub async fn run_pipeline_until(
     api: &dyn GitLabApi,
     plan: &Plan,
     args: &RunArgs,
     output: OutputFormat,
+    running: &RunningPipelines,
     stop: &CancellationToken,
-) -> Result<Report, CliError> {
+) -> Result<RunOutcome, CliError> {
     let project = match (&plan.project, args.create_project) {
         (ProjectRef::Path(path), true) => api.get_or_create_project(path).await,
         (project, _) => api.get_project(project).await,
@@ -298,63 +391,74 @@ pub async fn run_pipeline_until(
         }
         other => failure(other),
     })?;
-    let project_ref = ProjectRef::Id(project.id);
-    let branch = args
-        .ref_name
-        .clone()
-        .or(project.default_branch.clone())
-        .unwrap_or_else(|| "main".into());
-    let yaml = plan.spec.to_yaml().map_err(failure)?;
-    let message = format!("glrunner load test: {} jobs", plan.spec.total_jobs());
-    api.put_file(&project_ref, &branch, ".gitlab-ci.yml", &yaml, &message)
-        .await
-        .map_err(failure)?;
-    let pipeline = api
-        .create_pipeline(
-            &project_ref,
-            &NewPipeline::new(&branch).variable("GLRUNNER_LOADTEST", "1"),
-        )
-        .await
-        .map_err(failure)?;
-    tracing::info!(pipeline = pipeline.id, url = %pipeline.web_url, "pipeline created");
-    hold("pipeline-created");
-    let mut on_event = progress(output);
+    let run = LoadTestRun::new(plan.spec.clone())
+        .with_branch(args.ref_name.clone())
+        .with_variables(plan.variables.clone())
+        .with_max_jobs_per_pipeline(args.max_jobs_per_pipeline)
+        .with_keep_pipeline(args.keep_pipeline);
+    let mut print = progress(output);
+    let mut held = false;
+    let mut on_event = |event: &WatchEvent| {
+        if !held {
+            // The pipeline(s) exist from the first watch event on.
+            hold("pipeline-created");
+            held = true;
+        }
+        print(event);
+    };
     let started = tokio::time::Instant::now();
-    tokio::select! {
+    let result = tokio::select! {
         biased;
-        () = stop.cancelled() => {}
-        report = watch_pipeline(api, &project_ref, pipeline.id, &plan.watch, &mut on_event) => {
-            return report.map_err(failure);
+        () = stop.cancelled() => None,
+        r = loadtest::run(api, &project, &run, &plan.watch, running, &mut on_event) => Some(r),
+    };
+    let Some(result) = result else {
+        // Stopped: cancel the pipeline(s) (unless kept), then report what ran so far.
+        let ids = running.ids();
+        let cancel = if args.keep_pipeline {
+            eprintln!("keeping pipeline(s) {ids:?} running (--keep-pipeline)");
+            CancelSummary::default()
+        } else {
+            let summary = running.cancel(api).await;
+            eprintln!("{}", summary.describe());
+            summary
+        };
+        let project_ref = ProjectRef::Id(project.id);
+        let mut pipelines = Vec::new();
+        let mut jobs = Vec::new();
+        for id in ids {
+            pipelines.push(api.get_pipeline(&project_ref, id).await.map_err(failure)?);
+            jobs.extend(
+                api.all_pipeline_jobs(&project_ref, id)
+                    .await
+                    .map_err(failure)?,
+            );
+        }
+        let report = Report::compute_many(
+            &pipelines,
+            &jobs,
+            WatchOutcome::Interrupted,
+            api.requests_sent(),
+            started.elapsed().as_secs_f64(),
+        );
+        return Ok(RunOutcome { report, cancel });
+    };
+    match result {
+        Ok(outcome) => Ok(RunOutcome {
+            report: outcome.report,
+            cancel: outcome.cancel,
+        }),
+        Err(f) => {
+            let mut message = failure(f.error).to_string();
+            if !f.pipelines.is_empty() {
+                message.push_str(&format!("; {}", f.cancel.describe()));
+                if args.keep_pipeline {
+                    message.push_str(" (--keep-pipeline)");
+                }
+            }
+            Err(CliError::failure(message))
         }
     }
-    // Stopped: cancel the pipeline (unless kept), then report what ran so far.
-    let pipeline = if args.keep_pipeline {
-        eprintln!(
-            "keeping pipeline {} running (--keep-pipeline): {}",
-            pipeline.id, pipeline.web_url
-        );
-        api.get_pipeline(&project_ref, pipeline.id)
-            .await
-            .map_err(failure)?
-    } else {
-        let canceled = api
-            .cancel_pipeline(&project_ref, pipeline.id)
-            .await
-            .map_err(failure)?;
-        eprintln!("canceled pipeline {} ({})", canceled.id, canceled.status);
-        canceled
-    };
-    let jobs = api
-        .all_pipeline_jobs(&project_ref, pipeline.id)
-        .await
-        .map_err(failure)?;
-    Ok(Report::compute(
-        &pipeline,
-        &jobs,
-        glrunner_gitlab_client::WatchOutcome::Interrupted,
-        0,
-        started.elapsed().as_secs_f64(),
-    ))
 }
 
 /// Runs the load test on the sandbox: an in-memory GitLab, one simulated runner per shard tag, on a paused clock.
@@ -362,7 +466,7 @@ pub async fn run_sandbox(
     plan: &Plan,
     args: &RunArgs,
     output: OutputFormat,
-) -> Result<Report, CliError> {
+) -> Result<RunOutcome, CliError> {
     run_sandbox_until(plan, args, output, &CancellationToken::new()).await
 }
 
@@ -372,7 +476,7 @@ pub async fn run_sandbox_until(
     args: &RunArgs,
     output: OutputFormat,
     stop: &CancellationToken,
-) -> Result<Report, CliError> {
+) -> Result<RunOutcome, CliError> {
     let gitlab = InMemoryGitLab::default();
     // The sandbox starts empty: create the project (and its group) the run asks for.
     let path = match &plan.project {
@@ -401,8 +505,17 @@ pub async fn run_sandbox_until(
         project: ProjectRef::Id(project.id),
         spec: plan.spec.clone(),
         watch: plan.watch.clone(),
+        variables: plan.variables.clone(),
     };
-    run_pipeline_until(&gitlab, &plan, args, output, stop).await
+    run_pipeline_until(
+        &gitlab,
+        &plan,
+        args,
+        output,
+        &RunningPipelines::default(),
+        stop,
+    )
+    .await
 }
 
 /// Prints the generated `.gitlab-ci.yml` (`ci-yaml`).
@@ -420,7 +533,7 @@ pub fn print_dry_run(plan: &Plan, output: OutputFormat) -> Result<(), CliError> 
         }));
     }
     println!(
-        "(plan) would commit .gitlab-ci.yml to {} and run one pipeline of {} jobs:",
+        "(plan) would commit .gitlab-ci.yml (with [skip ci]) to {} and run {} job(s) in exactly the pipeline(s) it watches:",
         plan.project,
         plan.spec.total_jobs()
     );
@@ -510,9 +623,11 @@ pub fn write_artifacts(
     Ok(())
 }
 
-/// Runs the `loadtest` command: validate, then print the CI file, the dry-run plan, or run one
-/// pipeline (GitLab on `--backend aws`, simulated runners on the sandbox) and report it.
-/// Exits 1 when a job failed.
+
+/// Runs the `loadtest` command: validate, then print the CI file, the dry-run plan, or run the
+/// load test (GitLab on `--backend aws`, simulated runners on the sandbox) and report it.
+/// Exits 1 when a job failed or the run ended early (its pipelines canceled unless
+/// `--keep-pipeline`).
 pub async fn run(
     global: &GlobalArgs,
     command: Option<Command>,
@@ -521,14 +636,15 @@ pub async fn run(
     run_until(global, command, args, &Interrupt::detached()).await
 }
 
-/// [`run`] that stops cleanly on `interrupt` (SIGINT/SIGTERM): the pipeline is cancelled unless
-/// `--keep-pipeline`, the partial report is printed, and the error exits 130/143.
+/// [`run`] that stops cleanly on `interrupt` (SIGINT/SIGTERM): the pipeline(s) are canceled
+/// unless `--keep-pipeline`, the partial report is printed, and the error exits 130/143.
 pub async fn run_until(
     global: &GlobalArgs,
     command: Option<Command>,
     args: &RunArgs,
     interrupt: &Interrupt,
 ) -> Result<(), CliError> {
+    let running = RunningPipelines::default();
     let plan = plan(global, args)?;
     if matches!(command, Some(Command::CiYaml)) {
         return print_ci_yaml(&plan.spec);
@@ -541,26 +657,29 @@ pub async fn run_until(
         return print_dry_run(&plan, global.output);
     }
     let stop = interrupt.token();
-    let report = match http {
-        Some(http) => run_pipeline_until(&http, &plan, args, global.output, &stop).await?,
+    let outcome = match http {
+        Some(http) => {
+            run_pipeline_until(&http, &plan, args, global.output, &running, &stop).await?
+        }
         None => run_sandbox_until(&plan, args, global.output, &stop).await?,
     };
+    let report = &outcome.report;
     // Written before the exit code is decided: a failed run is when the files matter most.
     write_artifacts(
         &args.artifacts,
-        &report,
+        report,
         &artifact_context(global, args, &plan),
         global.output,
     )?;
-    print_report(&report, global.output)?;
-    if report.outcome == glrunner_gitlab_client::WatchOutcome::Interrupted
+    print_report(report, global.output)?;
+    if report.outcome == WatchOutcome::Interrupted
         && let Some(err) = interrupt.error(format!(
-            "pipeline {} {} with {} of {} job(s) succeeded",
-            report.pipeline_id,
+            "pipeline(s) {:?} {} with {} of {} job(s) succeeded",
+            report.pipelines.iter().map(|p| p.id).collect::<Vec<_>>(),
             if args.keep_pipeline {
-                "kept running (--keep-pipeline)"
+                "kept running (--keep-pipeline)".to_owned()
             } else {
-                "canceled"
+                outcome.cancel.describe()
             },
             report.by_status.get("success").copied().unwrap_or(0),
             report.total_jobs
@@ -568,12 +687,92 @@ pub async fn run_until(
     {
         return Err(err);
     }
+    let pipelines = report
+        .pipelines
+        .iter()
+        .map(|p| p.id.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    if report.outcome != WatchOutcome::Finished {
+        let what = if args.keep_pipeline {
+            "left running (--keep-pipeline)".to_owned()
+        } else {
+            outcome.cancel.describe()
+        };
+        return Err(CliError::failure(format!(
+            "pipeline(s) {pipelines} did not finish ({:?}); {what}",
+            report.outcome
+        )));
+    }
     if report.has_failures() {
         let failed: usize = report.failures_by_reason.values().sum();
         return Err(CliError::failure(format!(
-            "pipeline {} ended {} ({:?}) with {failed} failed job(s)",
-            report.pipeline_id, report.pipeline_status, report.outcome
+            "pipeline(s) {pipelines} ended {} with {failed} failed job(s)",
+            report.pipeline_status
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        global: GlobalArgs,
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn plan_of(args: &[&str]) -> Result<Plan, CliError> {
+        let cli = Cli::try_parse_from(std::iter::once("loadtest").chain(args.iter().copied()))
+            .expect("clap accepts the flags");
+        plan(&cli.global, &cli.run)
+    }
+
+    fn invalid(args: &[&str], needle: &str) {
+        let err = plan_of(args).expect_err("invalid input");
+        let text = format!("{err:?}");
+        assert!(text.contains(needle), "{args:?}: {text}");
+    }
+
+    #[test]
+    fn no_pipeline_variable_unless_asked() {
+        assert!(plan_of(&["--jobs", "10"]).unwrap().variables.is_empty());
+        let plan = plan_of(&[
+            "--jobs",
+            "10",
+            "--variable",
+            "LABEL=a=b",
+            "--variable",
+            "X=",
+        ])
+        .unwrap();
+        let pairs: Vec<(&str, &str)> = plan
+            .variables
+            .iter()
+            .map(|v| (v.key.as_str(), v.value.as_str()))
+            .collect();
+        assert_eq!(pairs, vec![("LABEL", "a=b"), ("X", "")]);
+    }
+
+    #[test]
+    fn bad_flags_name_the_flag() {
+        invalid(&["--variable", "LABEL"], "--variable");
+        invalid(&["--variable", "BAD-KEY=1"], "--variable");
+        invalid(&["--max-jobs-per-pipeline", "0"], "--max-jobs-per-pipeline");
+        invalid(&["--gitlab-auth", "basic"], "--gitlab-auth");
+    }
+
+    #[test]
+    fn warns_above_gitlab_com_free_limit_without_the_flag() {
+        assert!(jobs_limit_warning("https://gitlab.com", 501, None).is_some());
+        assert!(jobs_limit_warning("https://gitlab.com", 500, None).is_none());
+        assert!(jobs_limit_warning("https://gitlab.com", 1200, Some(500)).is_none());
+        assert!(jobs_limit_warning("https://gitlab.example.com", 5000, None).is_none());
+    }
 }

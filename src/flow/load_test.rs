@@ -1,18 +1,79 @@
-//! Phase 6, load test: commit the CI file, run one pipeline and watch it to the end.
+//! Phase 6, load test: wait until every shard's runner has contacted GitLab, then commit the
+//! CI file and run exactly the pipeline that is watched, to the end.
+
+use std::time::Duration;
 
 use glrunner_gitlab_client::ci::{LoadTestSpec, ShardTarget};
-use glrunner_gitlab_client::watch::{WatchEvent, watch_pipeline};
-use glrunner_gitlab_client::{GitLabApiExt, NewPipeline, ProjectRef, WatchOutcome};
+use glrunner_gitlab_client::loadtest::{self, LoadTestRun, RunningPipelines};
+use glrunner_gitlab_client::runners::wait_until_online;
+use glrunner_gitlab_client::watch::WatchEvent;
+use glrunner_gitlab_client::{Project, ProjectRef, WatchOutcome};
 
 use super::{Error, FlowEvent, LoadTestSummary, Phase, Run, at};
 
+/// How long the runners may take to contact GitLab once their releases are deployed: the
+/// manager pod's Fargate start (about a minute) plus registration, with room to spare.
+const RUNNERS_ONLINE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// How often GitLab is asked meanwhile.
+const RUNNERS_ONLINE_POLL: Duration = Duration::from_secs(5);
+
 impl Run<'_> {
-    /// Commits the CI file, creates one pipeline and watches it to the end.
+    /// The GitLab runners of the plan's shards: from the runners phase, else found by description.
+    async fn shard_runner_ids(&mut self, project: &Project) -> Result<Vec<u64>, Error> {
+        if !self.runners.is_empty() {
+            return Ok(self.runners.iter().map(|r| r.runner_id).collect());
+        }
+        let plan = self.plan()?;
+        let listed = self
+            .backends
+            .gitlab
+            .list_runners(&ProjectRef::Id(project.id))
+            .await
+            .map_err(at(Phase::LoadTest))?;
+        Ok(plan
+            .shards
+            .iter()
+            .filter_map(|s| {
+                let description = self.config.runner_description(&s.release);
+                listed
+                    .iter()
+                    .find(|r| r.description.as_deref() == Some(description.as_str()))
+                    .map(|r| r.id)
+            })
+            .collect())
+    }
+
+    /// Waits for the runners, then commits the CI file (with `[skip ci]`; its `workflow: rules`
+    /// run only API pipelines), creates one pipeline and watches it to the end.
     pub(super) async fn load_test(&mut self) -> Result<String, Error> {
         let phase = Phase::LoadTest;
         let plan = self.plan()?;
         let project = self.project(false).await?;
         let gitlab = self.backends.gitlab.clone();
+
+        // A deployed release does not mean a registered runner: the chart's readiness probe
+        // passes before registration, and a bad token only shows later.
+        let runner_ids = self.shard_runner_ids(&project).await?;
+        if !runner_ids.is_empty() {
+            let online = wait_until_online(
+                gitlab.as_ref(),
+                &runner_ids,
+                RUNNERS_ONLINE_TIMEOUT,
+                RUNNERS_ONLINE_POLL,
+                &mut |_| {},
+            )
+            .await
+            .map_err(|e| {
+                Error::phase(
+                    phase,
+                    format!(
+                        "{e}; the pipeline was not started (check the runner manager pods' logs)"
+                    ),
+                )
+            })?;
+            self.step(phase, format!("{} runner(s) online", online.len()));
+        }
+
         let mut spec = LoadTestSpec::new(
             plan.shards
                 .iter()
@@ -23,82 +84,67 @@ impl Run<'_> {
             spec = spec.with_image(image);
         }
         spec = spec.with_max_jobs(self.config.max_pipeline_jobs);
-        let yaml = spec.to_yaml().map_err(at(phase))?;
-        let project_ref = ProjectRef::Id(project.id);
-        let branch = project
-            .default_branch
-            .clone()
-            .unwrap_or_else(|| "main".into());
-        let commit = gitlab
-            .put_file(
-                &project_ref,
-                &branch,
-                ".gitlab-ci.yml",
-                &yaml,
-                &format!("glrunner: load test of {} jobs", plan.total_jobs),
-            )
-            .await
-            .map_err(at(phase))?;
-        self.step(
-            phase,
-            format!(
-                "committed .gitlab-ci.yml ({})",
-                &commit.id[..commit.id.len().min(8)]
-            ),
-        );
-        let pipeline = gitlab
-            .create_pipeline(&project_ref, &NewPipeline::new(&branch))
-            .await
-            .map_err(at(phase))?;
-        self.created.pipeline = Some(pipeline.id);
-        self.step(
-            phase,
-            format!("pipeline {} created: {}", pipeline.id, pipeline.web_url),
-        );
+        // The flow's own cleanup (teardown, unless --keep) cancels a pipeline left running.
+        let run = LoadTestRun::new(spec).with_keep_pipeline(true);
         let progress = self.progress;
         let mut on_event = |event: &WatchEvent| {
             if let WatchEvent::Progress(p) = event {
                 progress.event(&FlowEvent::Pipeline(p));
             }
         };
+        let running = RunningPipelines::default();
+        let on_stop = running.clone();
         let stop = self.stop.clone();
-        let report = tokio::select! {
+        let outcome = tokio::select! {
             biased;
-            // The pipeline stays in `created`, so the cleanup cancels it.
             () = stop.cancelled() => {
+                let canceled = on_stop.cancel(gitlab.as_ref()).await;
                 return Err(Error::phase(
                     phase,
-                    format!("{}; pipeline {} will be canceled", super::STOPPED, pipeline.id),
+                    format!("{}; {}", super::STOPPED, canceled.describe()),
                 ));
             }
-            report = watch_pipeline(
+            outcome = loadtest::run(
                 gitlab.as_ref(),
-                &project_ref,
-                pipeline.id,
+                &project,
+                &run,
                 &self.config.watch,
+                &running,
                 &mut on_event,
-            ) => report.map_err(at(phase))?,
+            ) => outcome,
         };
+        let report = match outcome {
+            Ok(o) => o.report,
+            Err(failure) => {
+                self.created.pipeline = failure.pipelines.first().copied();
+                return Err(Error::phase(phase, failure.error));
+            }
+        };
+        let pipeline_id = report.pipeline_id;
+        self.step(
+            phase,
+            format!("pipeline {pipeline_id} ran: {}", report.web_url),
+        );
         let summary = LoadTestSummary::from_report(&report);
         let line = summary.one_line();
         self.report.load_test = Some(summary);
         self.report.load_test_report = Some(report.clone());
         if report.outcome != WatchOutcome::Finished {
+            self.created.pipeline = Some(pipeline_id);
             return Err(Error::phase(
                 phase,
                 format!(
-                    "pipeline {} did not finish: {:?}",
-                    pipeline.id, report.outcome
+                    "pipeline {pipeline_id} did not finish: {:?}",
+                    report.outcome
                 ),
             ));
         }
-        self.created.pipeline = None;
         if report.has_failures() || report.pipeline_status != "success" {
             return Err(Error::phase(
                 phase,
                 format!(
-                    "pipeline {} ended {}: failures {:?}",
-                    pipeline.id, report.pipeline_status, report.failures_by_reason
+                    "pipeline {pipeline_id} ended {}: failures {:?}",
+                    report.pipeline_status, report.failures_by_reason
                 ),
             ));
         }

@@ -32,8 +32,14 @@ impl Run<'_> {
             if let Some(runner) = found {
                 let clients = self.clients(phase).await?;
                 let secret = SecretRef::new(&namespace, Self::secret_name(&shard.release));
+                // GitLab's list entries carry no tags: read them from the runner's details.
+                let tags = gitlab
+                    .get_runner(runner.id)
+                    .await
+                    .map_err(at(phase))?
+                    .tag_list;
                 if let Some(stored) = clients.secrets.get(&secret).await.map_err(at(phase))?
-                    && runner.tag_list.contains(&shard.tag)
+                    && tags.contains(&shard.tag)
                 {
                     self.runners.push(ShardRunner {
                         release: shard.release.clone(),

@@ -182,8 +182,28 @@ impl GitLabApi for FaultyGitLab {
     ) -> glrunner_gitlab_client::Result<Vec<Runner>> {
         self.inner.list_runners(project).await
     }
+    async fn get_runner(
+        &self,
+        runner_id: u64,
+    ) -> glrunner_gitlab_client::Result<glrunner_gitlab_client::RunnerDetails> {
+        self.inner.get_runner(runner_id).await
+    }
     async fn delete_runner(&self, runner_id: u64) -> glrunner_gitlab_client::Result<()> {
         self.inner.delete_runner(runner_id).await
+    }
+    async fn get_branch(
+        &self,
+        project: &ProjectRef,
+        branch: &str,
+    ) -> glrunner_gitlab_client::Result<glrunner_gitlab_client::Branch> {
+        self.inner.get_branch(project, branch).await
+    }
+    async fn list_pipelines(
+        &self,
+        project: &ProjectRef,
+        ref_name: &str,
+    ) -> glrunner_gitlab_client::Result<Vec<Pipeline>> {
+        self.inner.list_pipelines(project, ref_name).await
     }
     async fn file_exists(
         &self,
@@ -246,6 +266,9 @@ impl GitLabApi for FaultyGitLab {
         pipeline_id: u64,
     ) -> glrunner_gitlab_client::Result<Pipeline> {
         self.inner.cancel_pipeline(project, pipeline_id).await
+    }
+    fn requests_sent(&self) -> u64 {
+        self.inner.requests_sent()
     }
 }
 

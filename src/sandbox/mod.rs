@@ -499,6 +499,8 @@ impl SandboxWorld {
     /// The manager pod (chart labels, ReplicaSet owner, its vCPUs held from the quota) and the
     /// manager task taking jobs for the release.
     fn start_manager(&self, runner: &InstalledRunner, runner_id: u64) -> Manager {
+        // A started manager contacts GitLab: only now does GitLab report its runner online.
+        let _ = self.gitlab.runner_contacted(runner_id);
         let pod = NewPod::manager(&runner.id.namespace, &runner.id.name, "x7k2p");
         let pod_name = self.pods.insert(pod).ok().map(|p| p.name);
         let size = profile::manager_millis(self.config.profile, &runner.values);

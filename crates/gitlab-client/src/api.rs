@@ -4,8 +4,9 @@ use async_trait::async_trait;
 
 use crate::error::{Error, Result};
 use crate::types::{
-    Commit, CommitAction, CreatedRunner, FileAction, Job, JobsQuery, Namespace, NewCommit,
-    NewPipeline, NewProject, NewRunner, Page, Pipeline, Project, ProjectRef, Runner, User,
+    Branch, Commit, CommitAction, CreatedRunner, FileAction, Job, JobsQuery, Namespace, NewCommit,
+    NewPipeline, NewProject, NewRunner, Page, Pipeline, Project, ProjectRef, Runner, RunnerDetails,
+    User,
 };
 
 /// The GitLab operations glrunner needs, over this crate's own types.
@@ -34,8 +35,12 @@ pub trait GitLabApi: Send + Sync {
     /// Creates a runner (`POST /user/runners`; needs the `create_runner` scope).
     async fn create_runner(&self, new: &NewRunner) -> Result<CreatedRunner>;
 
-    /// All runners assigned to a project (`GET /projects/:id/runners`, every page).
+    /// All project runners of a project (`GET /projects/:id/runners?type=project_type`, every
+    /// page). List entries carry no tags: read them with [`GitLabApi::get_runner`].
     async fn list_runners(&self, project: &ProjectRef) -> Result<Vec<Runner>>;
+
+    /// A runner's details: tags, status and last contact (`GET /runners/:id`).
+    async fn get_runner(&self, runner_id: u64) -> Result<RunnerDetails>;
 
     /// Deletes a runner (`DELETE /runners/:id`).
     async fn delete_runner(&self, runner_id: u64) -> Result<()>;
@@ -48,11 +53,19 @@ pub trait GitLabApi: Send + Sync {
         ref_name: &str,
     ) -> Result<bool>;
 
+    /// A branch (`GET /projects/:id/repository/branches/:branch`); [`Error::NotFound`] when
+    /// it does not exist.
+    async fn get_branch(&self, project: &ProjectRef, branch: &str) -> Result<Branch>;
+
     /// Commits file actions atomically (`POST /projects/:id/repository/commits`).
     async fn commit_files(&self, project: &ProjectRef, commit: &NewCommit) -> Result<Commit>;
 
     /// Creates a pipeline (`POST /projects/:id/pipeline`).
     async fn create_pipeline(&self, project: &ProjectRef, new: &NewPipeline) -> Result<Pipeline>;
+
+    /// The newest pipelines of a ref, newest first (`GET /projects/:id/pipelines?ref=`, one
+    /// page of up to 100).
+    async fn list_pipelines(&self, project: &ProjectRef, ref_name: &str) -> Result<Vec<Pipeline>>;
 
     /// A pipeline (`GET /projects/:id/pipelines/:pipeline_id`).
     async fn get_pipeline(&self, project: &ProjectRef, pipeline_id: u64) -> Result<Pipeline>;
@@ -70,6 +83,10 @@ pub trait GitLabApi: Send + Sync {
 
     /// Cancels a pipeline's unfinished jobs (`POST /projects/:id/pipelines/:pipeline_id/cancel`).
     async fn cancel_pipeline(&self, project: &ProjectRef, pipeline_id: u64) -> Result<Pipeline>;
+
+    /// Requests this client has sent so far, the transport's own retries included (callers
+    /// with a request budget count with it).
+    fn requests_sent(&self) -> u64;
 }
 
 /// A `dyn GitLabApi`.
@@ -122,7 +139,8 @@ pub trait GitLabApiExt: GitLabApi {
         }
     }
 
-    /// Creates or updates one file in a single commit on `branch`.
+    /// Creates or updates one file in a single commit on `branch`. A `branch` that does not
+    /// exist yet is created from the project's default branch (`start_branch`).
     async fn put_file(
         &self,
         project: &ProjectRef,
@@ -131,13 +149,21 @@ pub trait GitLabApiExt: GitLabApi {
         content: &str,
         message: &str,
     ) -> Result<Commit> {
-        let action = if self.file_exists(project, file_path, branch).await? {
+        let start_branch = match self.get_branch(project, branch).await {
+            Ok(_) => None,
+            Err(Error::NotFound { .. }) => self.get_project(project).await?.default_branch,
+            Err(e) => return Err(e),
+        };
+        // On a new branch the file's current state is the start branch's.
+        let read_from = start_branch.as_deref().unwrap_or(branch);
+        let action = if self.file_exists(project, file_path, read_from).await? {
             FileAction::Update
         } else {
             FileAction::Create
         };
         let commit = NewCommit {
             branch: branch.to_owned(),
+            start_branch,
             commit_message: message.to_owned(),
             actions: vec![CommitAction {
                 action,

@@ -19,6 +19,10 @@ pub const DEFAULT_IMAGE: &str = "public.ecr.aws/docker/library/bash";
 pub const DEFAULT_MAX_JOBS: u32 = 10_000;
 /// The stage every load-test job runs in.
 pub const STAGE: &str = "loadtest";
+/// The `workflow: rules` condition of generated files: only API-triggered pipelines run.
+pub const API_ONLY_RULE: &str = "$CI_PIPELINE_SOURCE == \"api\"";
+/// What a commit message needs so that GitLab starts no push pipeline for it.
+pub const SKIP_CI: &str = "[skip ci]";
 
 /// Jobs routed to one shard: the runner(s) registered with `tag` take them.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -120,6 +124,50 @@ impl LoadTestSpec {
         self
     }
 
+    /// Splits the load test into pipelines of at most `max_per_pipeline` jobs each (GitLab's
+    /// jobs-per-pipeline limit), filling them in shard order and splitting a shard across
+    /// pipelines where needed. One part keeps the spec as it is; with several, part `k`'s
+    /// job names start with `<prefix>-p<k>` so the jobs of all parts stay distinguishable.
+    pub fn split_into_pipelines(&self, max_per_pipeline: u32) -> Result<Vec<LoadTestSpec>> {
+        if max_per_pipeline == 0 {
+            return Err(Error::invalid(
+                "split",
+                "load test",
+                "the jobs-per-pipeline limit must be at least 1",
+            ));
+        }
+        if self.total_jobs() <= u64::from(max_per_pipeline) {
+            return Ok(vec![self.clone()]);
+        }
+        let mut parts: Vec<Vec<ShardTarget>> = vec![Vec::new()];
+        let mut room = max_per_pipeline;
+        for shard in self.shards.iter().filter(|s| s.jobs > 0) {
+            let mut left = shard.jobs;
+            while left > 0 {
+                if room == 0 {
+                    parts.push(Vec::new());
+                    room = max_per_pipeline;
+                }
+                let take = left.min(room);
+                parts
+                    .last_mut()
+                    .expect("parts starts non-empty")
+                    .push(ShardTarget::new(shard.tag.clone(), take));
+                left -= take;
+                room -= take;
+            }
+        }
+        Ok(parts
+            .into_iter()
+            .enumerate()
+            .map(|(k, shards)| LoadTestSpec {
+                shards,
+                job_prefix: format!("{}-p{}", self.job_prefix, k + 1),
+                ..self.clone()
+            })
+            .collect())
+    }
+
     /// Total jobs over all shards.
     pub fn total_jobs(&self) -> u64 {
         self.shards.iter().map(|s| u64::from(s.jobs)).sum()
@@ -195,6 +243,13 @@ impl LoadTestSpec {
     pub fn to_yaml(&self) -> Result<String> {
         let plan = self.plan()?;
         let mut root = Mapping::new();
+        // Only `POST /pipeline` runs this file: the commit that writes it (and any later push,
+        // schedule or web run) must not start a second pipeline of all N jobs.
+        let mut rule = Mapping::new();
+        rule.insert("if".into(), API_ONLY_RULE.into());
+        let mut workflow = Mapping::new();
+        workflow.insert("rules".into(), Value::Sequence(vec![Value::Mapping(rule)]));
+        root.insert("workflow".into(), Value::Mapping(workflow));
         root.insert("stages".into(), Value::Sequence(vec![STAGE.into()]));
         let mut vars = Mapping::new();
         // Hello-world jobs need no checkout: skip the clone, which is most of a tiny job's time.
@@ -369,9 +424,164 @@ pub fn expand(yaml: &str) -> Result<Vec<ExpandedJob>> {
     Ok(jobs)
 }
 
+/// True when a commit message asks GitLab to start no push pipeline: `[skip ci]` or
+/// `[ci skip]`, any case, with ` `, `_` or `-` between the words (GitLab's own pattern).
+pub fn message_skips_ci(message: &str) -> bool {
+    let lower = message.to_ascii_lowercase();
+    ["ci", "skip"].iter().any(|first| {
+        let second = if *first == "ci" { "skip" } else { "ci" };
+        [' ', '_', '-']
+            .iter()
+            .any(|sep| lower.contains(&format!("[{first}{sep}{second}]")))
+    })
+}
+
+/// Whether the file's `workflow: rules` let a pipeline run, given the pipeline's predefined
+/// variables (`CI_PIPELINE_SOURCE`, `CI_COMMIT_BRANCH`, ...). As in GitLab: no workflow rules
+/// → it runs; otherwise the first rule that matches decides (`when: never` → no pipeline,
+/// anything else → runs), and no match → no pipeline.
+///
+/// Supported `if:` expressions: `$VAR == "value"`, `$VAR != "value"` (single or double
+/// quotes, or `null`), a bare `$VAR` (set and non-empty), joined with `&&` and `||` (`&&`
+/// binds tighter; no parentheses). Anything else is an error rather than a guess.
+pub fn workflow_allows(
+    yaml: &str,
+    variables: &std::collections::BTreeMap<String, String>,
+) -> Result<bool> {
+    let bad = |msg: String| Error::invalid("evaluate", ".gitlab-ci.yml workflow:rules", msg);
+    let root: Value =
+        serde_norway::from_str(yaml).map_err(|e| bad(format!("not valid YAML: {e}")))?;
+    let Some(rules) = root.get("workflow").and_then(|w| w.get("rules")) else {
+        return Ok(true);
+    };
+    let rules = rules
+        .as_sequence()
+        .ok_or_else(|| bad("workflow:rules is not a list".into()))?;
+    for rule in rules {
+        let matched = match rule.get("if") {
+            None => true,
+            Some(Value::String(expr)) => eval_rule_expression(expr, variables).map_err(bad)?,
+            Some(other) => return Err(bad(format!("`if: {other:?}` is not a string"))),
+        };
+        if matched {
+            let when = rule.get("when").and_then(Value::as_str).unwrap_or("always");
+            return Ok(when != "never");
+        }
+    }
+    Ok(false)
+}
+
+fn eval_rule_expression(
+    expr: &str,
+    variables: &std::collections::BTreeMap<String, String>,
+) -> std::result::Result<bool, String> {
+    if expr.contains('(') || expr.contains("=~") || expr.contains("!~") {
+        return Err(format!("unsupported expression {expr:?}"));
+    }
+    let value_of = |name: &str| variables.get(name).map(String::as_str);
+    let literal = |raw: &str| -> std::result::Result<Option<String>, String> {
+        let raw = raw.trim();
+        if raw == "null" {
+            return Ok(None);
+        }
+        for q in ['"', '\''] {
+            if let Some(inner) = raw.strip_prefix(q).and_then(|r| r.strip_suffix(q)) {
+                return Ok(Some(inner.to_owned()));
+            }
+        }
+        Err(format!("{raw:?} is not a quoted string in {expr:?}"))
+    };
+    let variable = |raw: &str| -> std::result::Result<String, String> {
+        let name = raw
+            .trim()
+            .strip_prefix('$')
+            .ok_or_else(|| format!("{:?} is not a variable ($NAME) in {expr:?}", raw.trim()))?;
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(format!("{name:?} is not a variable name in {expr:?}"));
+        }
+        Ok(name.to_owned())
+    };
+    let comparison = |term: &str| -> std::result::Result<bool, String> {
+        if let Some((lhs, rhs)) = term.split_once("!=") {
+            let name = variable(lhs)?;
+            return Ok(value_of(&name).map(str::to_owned) != literal(rhs)?);
+        }
+        if let Some((lhs, rhs)) = term.split_once("==") {
+            let name = variable(lhs)?;
+            return Ok(value_of(&name).map(str::to_owned) == literal(rhs)?);
+        }
+        let name = variable(term)?;
+        Ok(value_of(&name).is_some_and(|v| !v.is_empty()))
+    };
+    let mut any = false;
+    for alternative in expr.split("||") {
+        let mut all = true;
+        for term in alternative.split("&&") {
+            all &= comparison(term)?;
+        }
+        any |= all;
+    }
+    Ok(any)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn skip_ci_markers() {
+        for m in ["x [skip ci]", "[ci skip] x", "A [Skip-CI]", "[ci_skip]"] {
+            assert!(message_skips_ci(m), "{m}");
+        }
+        for m in ["skip ci", "[skipci]", "load test", "[ci]skip"] {
+            assert!(!message_skips_ci(m), "{m}");
+        }
+    }
+
+    #[test]
+    fn generated_workflow_runs_only_api_pipelines() {
+        let yaml = LoadTestSpec::even(3, &["a".into()]).to_yaml().unwrap();
+        for (source, runs) in [
+            ("api", true),
+            ("push", false),
+            ("web", false),
+            ("schedule", false),
+        ] {
+            assert_eq!(
+                workflow_allows(&yaml, &vars(&[("CI_PIPELINE_SOURCE", source)])).unwrap(),
+                runs,
+                "{source}"
+            );
+        }
+    }
+
+    #[test]
+    fn workflow_rules_semantics() {
+        let no_rules = "job:\n  script: [echo]\n";
+        assert!(workflow_allows(no_rules, &vars(&[])).unwrap());
+        let never_push = "workflow:\n  rules:\n    - if: $CI_PIPELINE_SOURCE == 'push'\n      when: never\n    - when: always\n";
+        assert!(!workflow_allows(never_push, &vars(&[("CI_PIPELINE_SOURCE", "push")])).unwrap());
+        assert!(workflow_allows(never_push, &vars(&[("CI_PIPELINE_SOURCE", "api")])).unwrap());
+        let both = "workflow:\n  rules:\n    - if: $CI_PIPELINE_SOURCE == \"api\" && $CI_COMMIT_BRANCH || $FORCE\n";
+        assert!(
+            workflow_allows(
+                both,
+                &vars(&[("CI_PIPELINE_SOURCE", "api"), ("CI_COMMIT_BRANCH", "main")])
+            )
+            .unwrap()
+        );
+        assert!(!workflow_allows(both, &vars(&[("CI_PIPELINE_SOURCE", "api")])).unwrap());
+        assert!(workflow_allows(both, &vars(&[("FORCE", "1")])).unwrap());
+        let unsupported = "workflow:\n  rules:\n    - if: $CI_COMMIT_BRANCH =~ /^main/\n";
+        assert!(workflow_allows(unsupported, &vars(&[])).is_err());
+    }
 
     #[test]
     fn split_evenly_keeps_the_total() {
@@ -381,6 +591,34 @@ mod tests {
             s.iter().map(|s| s.jobs).collect::<Vec<_>>(),
             vec![134, 134, 133]
         );
+    }
+
+    #[test]
+    fn splits_into_pipelines_under_the_limit() {
+        let tags: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        let spec = LoadTestSpec::even(1200, &tags);
+        let parts = spec.split_into_pipelines(500).unwrap();
+        let sizes: Vec<u64> = parts.iter().map(LoadTestSpec::total_jobs).collect();
+        assert_eq!(sizes, vec![500, 500, 200]);
+        let mut names = std::collections::BTreeSet::new();
+        for part in &parts {
+            for job in expand(&part.to_yaml().unwrap()).unwrap() {
+                assert!(names.insert(job.name.clone()), "{} twice", job.name);
+            }
+        }
+        assert_eq!(names.len(), 1200);
+        // Every shard keeps its jobs: 400 per tag over all parts.
+        for tag in &tags {
+            let n: u32 = parts
+                .iter()
+                .flat_map(|p| &p.shards)
+                .filter(|s| &s.tag == tag)
+                .map(|s| s.jobs)
+                .sum();
+            assert_eq!(n, 400, "{tag}");
+        }
+        assert_eq!(spec.split_into_pipelines(1200).unwrap(), vec![spec.clone()]);
+        assert!(spec.split_into_pipelines(0).is_err());
     }
 
     #[test]

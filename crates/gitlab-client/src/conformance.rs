@@ -4,11 +4,34 @@
 //! The in-memory backend runs them always; the HTTP backend runs them against a real
 //! GitLab only when `GITLAB_URL` and `GITLAB_TOKEN` are set (ignored tests). Cases that
 //! need a runner to take jobs are not here: a real GitLab needs a real runner for that.
+//!
+//! Push pipelines are created asynchronously on a real GitLab (Sidekiq): cases that check
+//! for them (or their absence) take a `settle` time to wait; the in-memory backend needs none.
 
 use crate::api::{GitLabApi, GitLabApiExt};
 use crate::ci::{LoadTestSpec, ShardTarget};
 use crate::error::{Error, Result};
-use crate::types::{JobStatus, JobsQuery, NewPipeline, NewRunner, PipelineStatus, ProjectRef};
+use crate::types::{
+    JobStatus, JobsQuery, NewPipeline, NewRunner, Pipeline, PipelineStatus, ProjectRef,
+};
+
+/// Waits up to `settle` (polling every 2 s) for the ref's pipelines to satisfy `done`.
+async fn pipelines_after(
+    api: &dyn GitLabApi,
+    project: &ProjectRef,
+    ref_name: &str,
+    settle: std::time::Duration,
+    done: impl Fn(&[Pipeline]) -> bool,
+) -> Result<Vec<Pipeline>> {
+    let deadline = tokio::time::Instant::now() + settle;
+    loop {
+        let pipelines = api.list_pipelines(project, ref_name).await?;
+        if done(&pipelines) || tokio::time::Instant::now() >= deadline {
+            return Ok(pipelines);
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    }
+}
 
 fn check(cond: bool, what: impl Into<String>) -> Result<()> {
     if cond {
@@ -84,6 +107,18 @@ pub async fn runner_lifecycle(api: &dyn GitLabApi, prefix: &str) -> Result<()> {
     check(
         runners.iter().any(|r| r.id == created.id),
         "the new runner is listed",
+    )?;
+    let details = api.get_runner(created.id).await?;
+    check(
+        details.tag_list == vec![format!("{prefix}-a")],
+        format!("runner details carry the tags, got {:?}", details.tag_list),
+    )?;
+    check(
+        !details.is_online() && details.contacted_at.is_none(),
+        format!(
+            "a runner no manager has contacted GitLab with is not online, got {:?}",
+            details.status
+        ),
     )?;
     api.delete_runner(created.id).await?;
     check(
@@ -191,11 +226,114 @@ pub async fn pipeline_jobs_are_paginated_and_cancelable(
     api.delete_project(&pref).await
 }
 
+/// Push pipelines: the generated CI file (api-only `workflow: rules`) committed without
+/// `[skip ci]` starts none, and `POST /pipeline` then starts exactly one; a plain CI file
+/// committed with `[skip ci]` starts none, and without it starts a push pipeline; a commit to
+/// a new branch works (`start_branch`).
+pub async fn commits_start_only_the_pipelines_glrunner_watches(
+    api: &dyn GitLabApi,
+    prefix: &str,
+    settle: std::time::Duration,
+) -> Result<()> {
+    let user = api.current_user().await?;
+    let project = api
+        .get_or_create_project(&format!("{}/{prefix}-push", user.username))
+        .await?;
+    let pref = ProjectRef::Id(project.id);
+    let branch = project
+        .default_branch
+        .clone()
+        .unwrap_or_else(|| "main".into());
+    let spec = LoadTestSpec::new(vec![ShardTarget::new(format!("{prefix}-a"), 2)]);
+    api.put_file(
+        &pref,
+        &branch,
+        ".gitlab-ci.yml",
+        &spec.to_yaml()?,
+        "load test",
+    )
+    .await?;
+    let api_pipeline = api
+        .create_pipeline(&pref, &NewPipeline::new(&branch))
+        .await?;
+    let seen = pipelines_after(api, &pref, &branch, settle, |p| p.len() > 1).await?;
+    check(
+        seen.len() == 1 && seen[0].id == api_pipeline.id,
+        format!(
+            "exactly the API pipeline exists, got {:?}",
+            seen.iter()
+                .map(|p| (p.id, p.source.clone()))
+                .collect::<Vec<_>>()
+        ),
+    )?;
+    api.cancel_pipeline(&pref, api_pipeline.id).await?;
+
+    let plain = format!("plain:\n  tags: [{prefix}-a]\n  script: [echo]\n");
+    let new_branch = format!("{prefix}-new-branch");
+    api.put_file(
+        &pref,
+        &new_branch,
+        ".gitlab-ci.yml",
+        &plain,
+        "plain file [skip ci]",
+    )
+    .await?;
+    check(
+        api.get_branch(&pref, &new_branch).await.is_ok(),
+        "a commit to a new branch creates it",
+    )?;
+    let skipped = pipelines_after(api, &pref, &new_branch, settle, |p| !p.is_empty()).await?;
+    check(
+        skipped.is_empty(),
+        format!("[skip ci] starts no pipeline, got {}", skipped.len()),
+    )?;
+    api.put_file(
+        &pref,
+        &new_branch,
+        ".gitlab-ci.yml",
+        &format!("{plain}# again\n"),
+        "plain file",
+    )
+    .await?;
+    let pushed = pipelines_after(
+        api,
+        &pref,
+        &new_branch,
+        settle.max(std::time::Duration::from_secs(1)) * 6,
+        |p| !p.is_empty(),
+    )
+    .await?;
+    check(
+        pushed.len() == 1 && pushed[0].source.as_deref() == Some("push"),
+        format!(
+            "a commit without [skip ci] starts a push pipeline, got {:?}",
+            pushed
+                .iter()
+                .map(|p| (p.id, p.source.clone()))
+                .collect::<Vec<_>>()
+        ),
+    )?;
+    for p in pushed {
+        api.cancel_pipeline(&pref, p.id).await?;
+    }
+    api.delete_project(&pref).await
+}
+
 /// Every case, in order.
 pub async fn run_all(api: &dyn GitLabApi, prefix: &str) -> Result<()> {
+    run_all_settling(api, prefix, std::time::Duration::ZERO).await
+}
+
+/// Every case, in order, waiting `settle` for asynchronous push pipelines (a real GitLab).
+pub async fn run_all_settling(
+    api: &dyn GitLabApi,
+    prefix: &str,
+    settle: std::time::Duration,
+) -> Result<()> {
     token_identifies_user(api).await?;
     missing_things_are_not_found(api, prefix).await?;
     project_get_or_create_is_idempotent(api, prefix).await?;
     runner_lifecycle(api, prefix).await?;
-    pipeline_jobs_are_paginated_and_cancelable(api, prefix).await
+    pipeline_jobs_are_paginated_and_cancelable(api, prefix).await?;
+    commits_start_only_the_pipelines_glrunner_watches(api, prefix, settle).await
 }

@@ -54,6 +54,11 @@ pub enum Error {
         resource: String,
         /// How long GitLab asked us to wait (`Retry-After` / `RateLimit-Reset`).
         retry_after: Option<Duration>,
+        /// True when the transport already waited and retried (the HTTP client's policy) or
+        /// judged the wait too long: the one retry layer has given up, so callers must not
+        /// retry again. False when a backend reports GitLab's 429 as it came (the in-memory
+        /// GitLab), leaving the wait to the caller.
+        retried: bool,
     },
     /// An operation or a wait did not finish in time.
     #[error("timed out after {} s trying to {action} {resource}", after.as_secs_f64())]
@@ -113,6 +118,25 @@ impl Error {
             Error::Throttled { retry_after, .. } => *retry_after,
             _ => None,
         }
+    }
+
+    /// True when GitLab refused the pipeline's variables: GitLab.com, since 17.7, refuses
+    /// pipeline variables by default in new namespaces ("Insufficient permissions to set
+    /// pipeline variables").
+    pub fn is_pipeline_variables_refused(&self) -> bool {
+        match self {
+            Error::InvalidInput { message, .. }
+            | Error::PermissionDenied { message, .. }
+            | Error::Conflict { message, .. } => {
+                message.contains("Insufficient permissions to set pipeline variables")
+            }
+            _ => false,
+        }
+    }
+
+    /// True when GitLab refused the pipeline for its size (the jobs-per-pipeline limit).
+    pub fn is_pipeline_size_exceeded(&self) -> bool {
+        matches!(self, Error::InvalidInput { message, .. } if message.contains("number of jobs has exceeded the limit"))
     }
 
     /// True for [`Error::NotFound`].

@@ -14,7 +14,12 @@
 //! - **Timeouts**: per request (default 30 s) and per connect (default 10 s).
 //! - **401/403** become [`Error::PermissionDenied`] naming the scope the call needs (or the
 //!   scope GitLab's `insufficient_scope` answer names).
-//! - **Secrets**: the token travels only in a sensitive `PRIVATE-TOKEN` header; logs carry
+//! - **Authentication** ([`AuthScheme`]): `PRIVATE-TOKEN` for personal, project and group
+//!   access tokens, `Authorization: Bearer` for OAuth 2.0 access tokens, `JOB-TOKEN` for CI
+//!   job tokens (`glcbt-`); chosen explicitly or from the token's shape.
+//! - **One retry layer**: a [`Error::Throttled`] from this client has `retried: true` (it
+//!   already waited what GitLab asked, or the wait was too long); callers do not retry it.
+//! - **Secrets**: the token travels only in a sensitive header; logs carry
 //!   method, path, status and timing, never headers or bodies; error bodies are scrubbed of
 //!   the token; decode errors report only a position (serde messages can quote values).
 //! - **Plain http** only to loopback hosts unless [`HttpGitLabBuilder::allow_insecure_http`].
@@ -33,9 +38,71 @@ use crate::api::GitLabApi;
 use crate::error::{Error, Result};
 use crate::secret::SecretToken;
 use crate::types::{
-    Commit, CreatedRunner, Job, JobsQuery, Namespace, NewCommit, NewPipeline, NewProject,
-    NewRunner, Page, Pipeline, Project, ProjectRef, Runner, User, encode_path,
+    Branch, Commit, CreatedRunner, Job, JobsQuery, Namespace, NewCommit, NewPipeline, NewProject,
+    NewRunner, Page, Pipeline, Project, ProjectRef, Runner, RunnerDetails, User, encode_path,
 };
+
+/// How the token is sent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AuthScheme {
+    /// From the token's shape: `glcbt-…` is a job token; 64 hexadecimal characters without a
+    /// GitLab prefix is an OAuth 2.0 access token; anything else an access token.
+    #[default]
+    Auto,
+    /// `PRIVATE-TOKEN: <token>`: personal, project and group access tokens.
+    PrivateToken,
+    /// `Authorization: Bearer <token>`: OAuth 2.0 access tokens (access tokens work too).
+    Bearer,
+    /// `JOB-TOKEN: <token>`: a CI job token (`$CI_JOB_TOKEN`), with the job token's limited access.
+    JobToken,
+}
+
+impl AuthScheme {
+    /// The concrete scheme for this token ([`AuthScheme::Auto`] decided by its shape).
+    pub fn resolve(self, token: &SecretToken) -> AuthScheme {
+        if self != AuthScheme::Auto {
+            return self;
+        }
+        let value = token.expose();
+        if value.starts_with("glcbt-") {
+            AuthScheme::JobToken
+        } else if token.prefix().is_empty()
+            && value.len() == 64
+            && value.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            AuthScheme::Bearer
+        } else {
+            AuthScheme::PrivateToken
+        }
+    }
+
+    /// Parses `auto`, `private-token`, `bearer` or `job-token`.
+    pub fn parse(value: &str) -> Result<Self> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(AuthScheme::Auto),
+            "private-token" | "private_token" => Ok(AuthScheme::PrivateToken),
+            "bearer" | "oauth" => Ok(AuthScheme::Bearer),
+            "job-token" | "job_token" => Ok(AuthScheme::JobToken),
+            other => Err(Error::invalid(
+                "use",
+                "GitLab authentication scheme",
+                format!("{other:?} is not one of auto, private-token, bearer, job-token"),
+            )),
+        }
+    }
+
+    /// The header name and value to send.
+    fn header(self, token: &SecretToken) -> (&'static str, String) {
+        match self.resolve(token) {
+            AuthScheme::Bearer => ("authorization", format!("Bearer {}", token.expose())),
+            AuthScheme::JobToken => ("job-token", token.expose().to_owned()),
+            AuthScheme::PrivateToken | AuthScheme::Auto => {
+                ("private-token", token.expose().to_owned())
+            }
+        }
+    }
+}
 
 /// How the HTTP backend retries.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -149,6 +216,7 @@ pub fn parse_gitlab_url(raw: &str, allow_insecure_http: bool) -> Result<Url> {
 pub struct HttpGitLabBuilder {
     url: Option<String>,
     token: Option<SecretToken>,
+    auth: AuthScheme,
     allow_insecure_http: bool,
     timeout: Duration,
     connect_timeout: Duration,
@@ -160,6 +228,7 @@ impl Default for HttpGitLabBuilder {
         Self {
             url: None,
             token: None,
+            auth: AuthScheme::Auto,
             allow_insecure_http: false,
             timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
@@ -195,6 +264,13 @@ impl HttpGitLabBuilder {
     #[must_use]
     pub fn with_token(mut self, token: SecretToken) -> Self {
         self.token = Some(token);
+        self
+    }
+
+    /// Sets how the token is sent (default: [`AuthScheme::Auto`]).
+    #[must_use]
+    pub fn with_auth(mut self, auth: AuthScheme) -> Self {
+        self.auth = auth;
         self
     }
 
@@ -272,6 +348,7 @@ impl HttpGitLabBuilder {
         Ok(HttpGitLab {
             client,
             api,
+            auth: self.auth.resolve(&token),
             token,
             retry: self.retry,
             timeout: self.timeout,
@@ -286,6 +363,7 @@ pub struct HttpGitLab {
     client: reqwest::Client,
     api: Url,
     token: SecretToken,
+    auth: AuthScheme,
     retry: RetryPolicy,
     timeout: Duration,
     requests: Arc<AtomicU64>,
@@ -296,6 +374,7 @@ impl std::fmt::Debug for HttpGitLab {
         f.debug_struct("HttpGitLab")
             .field("api", &self.api.as_str())
             .field("token", &self.token)
+            .field("auth", &self.auth)
             .field("retry", &self.retry)
             .finish()
     }
@@ -429,6 +508,11 @@ impl HttpGitLab {
         self.requests.load(Ordering::Relaxed)
     }
 
+    /// How the token is sent (never [`AuthScheme::Auto`]: resolved at build time).
+    pub fn auth_scheme(&self) -> AuthScheme {
+        self.auth
+    }
+
     /// The API base URL (`…/api/v4/`).
     pub fn api_url(&self) -> &Url {
         &self.api
@@ -447,7 +531,8 @@ impl HttpGitLab {
         loop {
             attempt += 1;
             self.requests.fetch_add(1, Ordering::Relaxed);
-            let mut token = HeaderValue::from_str(self.token.expose()).map_err(|_| {
+            let (auth_header, auth_value) = self.auth.header(&self.token);
+            let mut token = HeaderValue::from_str(&auth_value).map_err(|_| {
                 Error::invalid(
                     "use",
                     "GitLab token",
@@ -458,7 +543,7 @@ impl HttpGitLab {
             let mut req = self
                 .client
                 .request(call.method.clone(), url.clone())
-                .header("PRIVATE-TOKEN", token);
+                .header(auth_header, token);
             if !call.query.is_empty() {
                 req = req.query(&call.query);
             }
@@ -488,6 +573,7 @@ impl HttpGitLab {
                                 action: call.action,
                                 resource: call.resource.clone(),
                                 retry_after: Some(sleep),
+                                retried: true,
                             });
                         }
                         tracing::warn!(path = %call.path, wait_secs = sleep.as_secs_f64(), "GitLab throttled the request (429); waiting");
@@ -589,6 +675,7 @@ impl HttpGitLab {
                 action,
                 resource,
                 retry_after: None,
+                retried: true,
             },
             code => Error::Backend {
                 action,
@@ -737,6 +824,7 @@ impl GitLabApi for HttpGitLab {
                 "list runners of",
                 project.to_string(),
             )
+            .query("type", "project_type")
             .query("per_page", crate::MAX_PER_PAGE)
             .query("page", page);
             let resp = self.send(&call).await?;
@@ -747,6 +835,19 @@ impl GitLabApi for HttpGitLab {
                 _ => return Ok(runners),
             }
         }
+    }
+
+    async fn get_runner(&self, runner_id: u64) -> Result<RunnerDetails> {
+        self.json(
+            Call::new(
+                Method::GET,
+                format!("runners/{runner_id}"),
+                "get",
+                format!("runner {runner_id}"),
+            )
+            .scope("read_api"),
+        )
+        .await
     }
 
     async fn delete_runner(&self, runner_id: u64) -> Result<()> {
@@ -783,6 +884,23 @@ impl GitLabApi for HttpGitLab {
         }
     }
 
+    async fn get_branch(&self, project: &ProjectRef, branch: &str) -> Result<Branch> {
+        self.json(
+            Call::new(
+                Method::GET,
+                format!(
+                    "{}/repository/branches/{}",
+                    Self::project_path(project),
+                    encode_path(branch)
+                ),
+                "get",
+                format!("branch {branch:?} of {project}"),
+            )
+            .scope("read_api"),
+        )
+        .await
+    }
+
     async fn commit_files(&self, project: &ProjectRef, commit: &NewCommit) -> Result<Commit> {
         let call = Call::new(
             Method::POST,
@@ -802,6 +920,19 @@ impl GitLabApi for HttpGitLab {
             format!("pipeline on ref {:?} of {project}", new.ref_name),
         )
         .json(new)?;
+        self.json(call).await
+    }
+
+    async fn list_pipelines(&self, project: &ProjectRef, ref_name: &str) -> Result<Vec<Pipeline>> {
+        let call = Call::new(
+            Method::GET,
+            format!("{}/pipelines", Self::project_path(project)),
+            "list pipelines of",
+            format!("ref {ref_name:?} of {project}"),
+        )
+        .scope("read_api")
+        .query("ref", ref_name)
+        .query("per_page", crate::MAX_PER_PAGE);
         self.json(call).await
     }
 
@@ -865,6 +996,10 @@ impl GitLabApi for HttpGitLab {
             format!("pipeline {pipeline_id} of {project}"),
         );
         self.json(call).await
+    }
+
+    fn requests_sent(&self) -> u64 {
+        self.requests_made()
     }
 }
 

@@ -20,7 +20,12 @@
 //!   - `MockGitLabApi` (feature `mock`): a mockall mock for embedders' unit tests.
 //! - [`ci`]: load-test `.gitlab-ci.yml` generation from explicit shard tags, ≤200 per
 //!   `parallel`, and [`ci::expand`] to turn a CI file back into concrete jobs.
-//! - [`watch`]: [`watch::watch_pipeline`] with an adaptive interval and a request budget,
+//! - [`loadtest`]: one load test end to end: the CI file committed with `[skip ci]` (and
+//!   `workflow: rules` that run only API pipelines), exactly the pipelines that are watched
+//!   (split under a jobs-per-pipeline limit), no pipeline variables unless asked, and the
+//!   pipelines canceled when the run ends early ([`loadtest::RunningPipelines`] for signal
+//!   handlers).
+//! - [`watch`]: [`watch::watch_pipelines`] with an adaptive interval and a request budget,
 //!   progress events, and a [`Report`] (makespan, queue/run percentiles, jobs/minute,
 //!   failures by reason, requests) as a table or JSON.
 //! - [`conformance`]: one behavioural suite run against every backend (not API-stable).
@@ -30,6 +35,7 @@
 //! | feature | what it adds |
 //! |---|---|
 //! | `mock` | `MockGitLabApi` (mockall) |
+//! | `testing` | `testing::serve`: the in-memory GitLab over HTTP (wiremock) for tests of clients and binaries |
 //!
 //! # Why not the `gitlab` crate
 //!
@@ -70,9 +76,13 @@ pub mod ci;
 pub mod conformance;
 pub mod error;
 pub mod http;
+pub mod loadtest;
 pub mod memory;
 pub mod report;
+pub mod runners;
 pub mod secret;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod types;
 pub mod watch;
 
@@ -80,8 +90,8 @@ pub mod watch;
 pub use api::MockGitLabApi;
 pub use api::{DynGitLabApi, GitLabApi, GitLabApiExt};
 pub use error::{Error, Result};
-pub use http::{HttpGitLab, HttpGitLabBuilder, RetryPolicy};
-pub use report::{JobTiming, Percentiles, Report, WatchOutcome};
+pub use http::{AuthScheme, HttpGitLab, HttpGitLabBuilder, RetryPolicy};
+pub use report::{JobTiming, Percentiles, PipelineSummary, Report, WatchOutcome};
 pub use secret::SecretToken;
 pub use types::*;
 

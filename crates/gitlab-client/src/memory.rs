@@ -7,6 +7,24 @@
 //! offset pagination (`per_page` ≤ 100, `x-next-page`/`x-total` equivalents in [`Page`]),
 //! and a configurable request rate limit answering [`Error::Throttled`] like a 429.
 //!
+//! # As strict as GitLab where glrunner depends on it
+//!
+//! - A commit through the Commits API starts a **push pipeline** when the branch has a
+//!   `.gitlab-ci.yml`, unless the message has `[skip ci]`/`[ci skip]` or the file's
+//!   `workflow: rules` exclude `CI_PIPELINE_SOURCE == "push"` ([`crate::ci::workflow_allows`]);
+//!   `POST /pipeline` is refused when the rules exclude `api`.
+//! - A commit to a branch that does not exist needs `start_branch` (except the first commit
+//!   of an empty repository).
+//! - [`MemoryConfig::with_refuse_pipeline_variables`]: GitLab.com's default for new
+//!   namespaces since 17.7 ("Insufficient permissions to set pipeline variables").
+//! - [`MemoryConfig::with_max_jobs_per_pipeline`]: GitLab.com's jobs-per-pipeline limit
+//!   (500 on Free); a larger pipeline is refused with GitLab's message.
+//! - List endpoints return GitLab's list shapes: runner list entries carry no tags
+//!   ([`GitLabApi::get_runner`] does); `scope[]` accepts only the documented job statuses.
+//! - A runner is `never_contacted` until its manager contacts GitLab
+//!   ([`InMemoryGitLab::runner_contacted`], or asking for jobs), then `online` for two
+//!   hours after each contact (GitLab's `ONLINE_CONTACT_TIMEOUT`), then `offline`.
+//!
 //! # Runner simulator interface
 //!
 //! The sandbox world plays GitLab Runner against this backend:
@@ -42,9 +60,9 @@ use crate::ci;
 use crate::error::{Error, Result};
 use crate::secret::SecretToken;
 use crate::types::{
-    Commit, CreatedRunner, FileAction, Job, JobRunner, JobStatus, JobsQuery, Namespace, NewCommit,
-    NewPipeline, NewProject, NewRunner, Page, Pipeline, PipelineStatus, Project, ProjectRef,
-    Runner, User,
+    Branch, BranchCommit, Commit, CreatedRunner, FileAction, Job, JobRunner, JobStatus, JobsQuery,
+    Namespace, NewCommit, NewPipeline, NewProject, NewRunner, Page, Pipeline, PipelineStatus,
+    Project, ProjectRef, Runner, RunnerDetails, User,
 };
 
 /// Wall-clock timestamps for simulated time: `base + (tokio now − origin)`.
@@ -93,6 +111,10 @@ pub struct MemoryConfig {
     pub rate_limit_per_minute: Option<u32>,
     /// Base of `web_url`s.
     pub web_url: String,
+    /// Refuse pipeline variables like GitLab.com does by default in new namespaces.
+    pub refuse_pipeline_variables: bool,
+    /// Refuse pipelines with more jobs than this (GitLab.com: 500 on Free, 2,000 on Ultimate).
+    pub max_jobs_per_pipeline: Option<u32>,
 }
 
 impl Default for MemoryConfig {
@@ -102,6 +124,8 @@ impl Default for MemoryConfig {
             default_per_page: 20,
             rate_limit_per_minute: None,
             web_url: "https://gitlab.sandbox.invalid".into(),
+            refuse_pipeline_variables: false,
+            max_jobs_per_pipeline: None,
         }
     }
 }
@@ -113,7 +137,24 @@ impl MemoryConfig {
         self.rate_limit_per_minute = limit;
         self
     }
+
+    /// Refuses pipeline variables ("Insufficient permissions to set pipeline variables").
+    #[must_use]
+    pub fn with_refuse_pipeline_variables(mut self, refuse: bool) -> Self {
+        self.refuse_pipeline_variables = refuse;
+        self
+    }
+
+    /// Refuses pipelines with more than `limit` jobs.
+    #[must_use]
+    pub fn with_max_jobs_per_pipeline(mut self, limit: Option<u32>) -> Self {
+        self.max_jobs_per_pipeline = limit;
+        self
+    }
 }
+
+/// GitLab counts a runner online while its last contact is younger than this.
+pub const ONLINE_CONTACT_TIMEOUT: Duration = Duration::from_secs(2 * 3600);
 
 /// A job handed to a runner by [`InMemoryGitLab::request_jobs`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -162,6 +203,8 @@ struct ProjectState {
 #[derive(Debug)]
 struct RunnerState {
     runner: Runner,
+    tags: Vec<String>,
+    contacted_at: Option<Timestamp>,
     project_id: u64,
     token: SecretToken,
     run_untagged: bool,
@@ -257,6 +300,122 @@ impl State {
                     format!("pipeline {pipeline_id} of project {project_id}"),
                 )
             })
+    }
+
+    /// The pipelines of a project on a ref, and whether the ref exists (for `POST /pipeline`
+    /// and push pipelines alike).
+    fn new_pipeline(
+        &mut self,
+        project_id: u64,
+        ref_name: &str,
+        source: &str,
+        now: Timestamp,
+        config: &MemoryConfig,
+    ) -> Result<Option<Pipeline>> {
+        let resource = || format!("pipeline on ref {ref_name:?} of project {project_id}");
+        let p = &self.projects[&project_id];
+        let files = p
+            .branches
+            .get(ref_name)
+            .ok_or_else(|| Error::invalid("create", resource(), "Reference not found"))?;
+        let yaml = files
+            .get(".gitlab-ci.yml")
+            .ok_or_else(|| Error::invalid("create", resource(), "Missing CI config file"))?;
+        let variables = std::collections::BTreeMap::from([
+            ("CI_PIPELINE_SOURCE".to_owned(), source.to_owned()),
+            ("CI_COMMIT_BRANCH".to_owned(), ref_name.to_owned()),
+            ("CI_COMMIT_REF_NAME".to_owned(), ref_name.to_owned()),
+        ]);
+        if !ci::workflow_allows(yaml, &variables)? {
+            // GitLab creates nothing for a push; the API answers 400.
+            return if source == "api" {
+                Err(Error::invalid(
+                    "create",
+                    resource(),
+                    "Pipeline filtered out by workflow rules.",
+                ))
+            } else {
+                Ok(None)
+            };
+        }
+        let expanded = ci::expand(yaml)?;
+        if expanded.is_empty() {
+            return Err(Error::invalid(
+                "create",
+                resource(),
+                "No stages / jobs for this pipeline.",
+            ));
+        }
+        if let Some(limit) = config.max_jobs_per_pipeline
+            && expanded.len() > limit as usize
+        {
+            return Err(Error::invalid(
+                "create",
+                resource(),
+                format!(
+                    "The number of jobs has exceeded the limit of {limit}. Try splitting the configuration with parent-child-pipelines"
+                ),
+            ));
+        }
+        let sha = p.heads.get(ref_name).cloned().unwrap_or_default();
+        let web = p.project.web_url.clone();
+        let pipeline_id = self.id("pipeline");
+        let iid = self
+            .pipelines
+            .values()
+            .filter(|p| p.project_id == project_id)
+            .count() as u64
+            + 1;
+        let pipeline = Pipeline {
+            id: pipeline_id,
+            iid,
+            project_id,
+            status: PipelineStatus::Pending,
+            ref_name: ref_name.to_owned(),
+            sha,
+            source: Some(source.to_owned()),
+            created_at: now,
+            updated_at: Some(now),
+            started_at: None,
+            finished_at: None,
+            duration: None,
+            queued_duration: None,
+            web_url: format!("{web}/-/pipelines/{pipeline_id}"),
+        };
+        self.pipelines.insert(pipeline_id, pipeline.clone());
+        for e in expanded {
+            let job_id = self.id("job");
+            let job = Job {
+                id: job_id,
+                name: e.name,
+                stage: e.stage,
+                status: JobStatus::Pending,
+                tag_list: e.tags,
+                created_at: now,
+                started_at: None,
+                finished_at: None,
+                duration: None,
+                queued_duration: None,
+                failure_reason: None,
+                allow_failure: false,
+                runner: None,
+                web_url: format!("{web}/-/jobs/{job_id}"),
+            };
+            self.add_job(JobState {
+                job,
+                project_id,
+                pipeline_id,
+                image: e.image,
+                runner_id: None,
+            });
+        }
+        tracing::debug!(
+            pipeline = pipeline_id,
+            project = project_id,
+            source,
+            "sandbox pipeline created"
+        );
+        Ok(Some(pipeline))
     }
 
     fn release_runner_slot(&mut self, job_id: u64) {
@@ -503,6 +662,7 @@ impl InMemoryGitLab {
                 action,
                 resource: resource(),
                 retry_after: Some(st.forced_retry_after),
+                retried: false,
             });
         }
         if let Some(limit) = self.inner.config.rate_limit_per_minute {
@@ -521,6 +681,7 @@ impl InMemoryGitLab {
                     action,
                     resource: resource(),
                     retry_after: Some(retry_after),
+                    retried: false,
                 });
             }
             st.window = Some((window.0, window.1 + 1));
@@ -576,6 +737,54 @@ impl InMemoryGitLab {
             .map(|r| r.runner.id)
     }
 
+    /// Runner side: a runner manager contacted GitLab (it started, or it polled for jobs).
+    /// Until the first contact the runner is `never_contacted`; see [`ONLINE_CONTACT_TIMEOUT`].
+    pub fn runner_contacted(&self, runner_id: u64) -> Result<()> {
+        let now = self.now();
+        let mut st = self.lock();
+        let r = st
+            .runners
+            .get_mut(&runner_id)
+            .ok_or_else(|| Error::not_found("contact", format!("runner {runner_id}")))?;
+        r.contacted_at = Some(now);
+        Ok(())
+    }
+
+    /// Every pipeline of a project, oldest first (what GitLab's pipeline list would show).
+    pub fn pipelines(&self, project_id: u64) -> Vec<Pipeline> {
+        self.lock()
+            .pipelines
+            .values()
+            .filter(|p| p.project_id == project_id)
+            .cloned()
+            .collect()
+    }
+
+    /// Test hook: puts a job into a status GitLab reaches in ways this model does not play
+    /// (`preparing`, `scheduled`, `waiting_for_resource`, `canceling`, ...).
+    pub fn force_job_status(&self, job_id: u64, status: JobStatus) -> Result<()> {
+        let now = self.now();
+        let mut st = self.lock();
+        let j = st
+            .jobs
+            .get_mut(&job_id)
+            .ok_or_else(|| Error::not_found("set status of", format!("job {job_id}")))?;
+        let before = j.job.status;
+        j.job.status = status;
+        let (pipeline_id, key) = (j.pipeline_id, (j.project_id, j.job.tag_list.clone()));
+        // Keep the indexes in step: out of the pending set, into the new status's tally.
+        if before == JobStatus::Pending
+            && let Some(set) = st.pending.get_mut(&key)
+        {
+            set.remove(&job_id);
+        }
+        if let Some(agg) = st.pipeline_jobs.get_mut(&pipeline_id) {
+            move_status(agg, before, status);
+        }
+        st.refresh_pipeline(pipeline_id, now);
+        Ok(())
+    }
+
     /// Limits how many jobs a runner runs at once (`None`: only the caller's `max` limits it).
     pub fn set_runner_limit(&self, runner_id: u64, limit: Option<usize>) -> Result<()> {
         let mut st = self.lock();
@@ -610,14 +819,15 @@ impl InMemoryGitLab {
                 .runners
                 .get_mut(&runner_id)
                 .ok_or_else(|| Error::not_found("request jobs", format!("runner {runner_id}")))?;
-            r.runner.status = Some("online".into());
+            // Asking for jobs is a contact, as on GitLab.
+            r.contacted_at = Some(now);
             if r.runner.paused {
                 return Ok(Vec::new());
             }
             let free = r
                 .limit
                 .map_or(max, |l| l.saturating_sub(r.running.len()).min(max));
-            let tags: BTreeSet<String> = r.runner.tag_list.iter().cloned().collect();
+            let tags: BTreeSet<String> = r.tags.iter().cloned().collect();
             (
                 r.project_id,
                 tags,
@@ -709,6 +919,49 @@ fn move_status(agg: &mut PipelineJobs, from: JobStatus, to: JobStatus) {
 
 fn sha(n: u64) -> String {
     format!("{n:040x}")
+}
+
+/// GitLab's status of a runner from its last contact: `never_contacted`, `online` (contact
+/// younger than [`ONLINE_CONTACT_TIMEOUT`]) or `offline`.
+fn runner_status(contacted_at: Option<Timestamp>, now: Timestamp) -> (&'static str, bool) {
+    match contacted_at {
+        None => ("never_contacted", false),
+        Some(at) => {
+            let age = now.duration_since(at);
+            if age < jiff::SignedDuration::try_from(ONLINE_CONTACT_TIMEOUT).unwrap_or_default() {
+                ("online", true)
+            } else {
+                ("offline", false)
+            }
+        }
+    }
+}
+
+impl RunnerState {
+    /// The list entry GitLab returns: no tags, status from the last contact.
+    fn list_entry(&self, now: Timestamp) -> Runner {
+        let (status, online) = runner_status(self.contacted_at, now);
+        Runner {
+            status: Some(status.into()),
+            online: Some(online),
+            ..self.runner.clone()
+        }
+    }
+
+    fn details(&self, now: Timestamp) -> RunnerDetails {
+        let entry = self.list_entry(now);
+        RunnerDetails {
+            id: entry.id,
+            description: entry.description,
+            runner_type: entry.runner_type,
+            paused: entry.paused,
+            status: entry.status,
+            online: entry.online,
+            contacted_at: self.contacted_at,
+            tag_list: self.tags.clone(),
+            run_untagged: self.run_untagged,
+        }
+    }
 }
 
 #[async_trait]
@@ -833,12 +1086,14 @@ impl GitLabApi for InMemoryGitLab {
             runner_type: new.runner_type.clone(),
             paused: false,
             status: Some("never_contacted".into()),
-            tag_list: new.tag_list.clone(),
+            online: Some(false),
         };
         st.runners.insert(
             id,
             RunnerState {
                 runner,
+                tags: new.tag_list.clone(),
+                contacted_at: None,
                 project_id: new.project_id,
                 token: token.clone(),
                 run_untagged: new.run_untagged,
@@ -854,14 +1109,24 @@ impl GitLabApi for InMemoryGitLab {
     }
 
     async fn list_runners(&self, project: &ProjectRef) -> Result<Vec<Runner>> {
+        let now = self.now();
         let st = self.admit("list runners of", || project.to_string())?;
         let id = st.project_id(project, "list runners of")?;
         Ok(st
             .runners
             .values()
             .filter(|r| r.project_id == id)
-            .map(|r| r.runner.clone())
+            .map(|r| r.list_entry(now))
             .collect())
+    }
+
+    async fn get_runner(&self, runner_id: u64) -> Result<RunnerDetails> {
+        let now = self.now();
+        let st = self.admit("get", || format!("runner {runner_id}"))?;
+        st.runners
+            .get(&runner_id)
+            .map(|r| r.details(now))
+            .ok_or_else(|| Error::not_found("get", format!("runner {runner_id}")))
     }
 
     async fn delete_runner(&self, runner_id: u64) -> Result<()> {
@@ -886,6 +1151,22 @@ impl GitLabApi for InMemoryGitLab {
             .is_some_and(|files| files.contains_key(file_path)))
     }
 
+    async fn get_branch(&self, project: &ProjectRef, branch: &str) -> Result<Branch> {
+        let st = self.admit("get", || format!("branch {branch:?} of {project}"))?;
+        let id = st.project_id(project, "get branch of")?;
+        let p = &st.projects[&id];
+        p.branches
+            .contains_key(branch)
+            .then(|| Branch {
+                name: branch.to_owned(),
+                commit: p
+                    .heads
+                    .get(branch)
+                    .map(|sha| BranchCommit { id: sha.clone() }),
+            })
+            .ok_or_else(|| Error::not_found("get", format!("branch {branch:?} of {project}")))
+    }
+
     async fn commit_files(&self, project: &ProjectRef, commit: &NewCommit) -> Result<Commit> {
         let mut st = self.admit("commit to", || project.to_string())?;
         let id = st.project_id(project, "commit to")?;
@@ -898,13 +1179,25 @@ impl GitLabApi for InMemoryGitLab {
             ));
         }
         let p = &st.projects[&id];
-        let default = p.project.default_branch.clone();
-        let mut files = match (
-            p.branches.get(&commit.branch),
-            default.as_ref().and_then(|d| p.branches.get(d)),
-        ) {
-            (Some(files), _) | (None, Some(files)) => files.clone(),
-            (None, None) => BTreeMap::new(),
+        // GitLab: a missing branch is created from `start_branch`; without one, only the first
+        // commit of an empty repository may create a branch.
+        let mut files = match (p.branches.get(&commit.branch), &commit.start_branch) {
+            (Some(files), _) => files.clone(),
+            (None, Some(start)) => p.branches.get(start).cloned().ok_or_else(|| {
+                Error::invalid(
+                    "commit to",
+                    resource(),
+                    format!("Invalid start branch {start:?}: the branch does not exist"),
+                )
+            })?,
+            (None, None) if p.branches.is_empty() => BTreeMap::new(),
+            (None, None) => {
+                return Err(Error::invalid(
+                    "commit to",
+                    resource(),
+                    "You can only create or edit files when you are on a branch",
+                ));
+            }
         };
         for a in &commit.actions {
             let exists = files.contains_key(&a.file_path);
@@ -934,11 +1227,22 @@ impl GitLabApi for InMemoryGitLab {
         let n = st.id("commit");
         let now = self.now();
         let p = st.projects.get_mut(&id).expect("checked above");
+        let has_ci_file = files.contains_key(".gitlab-ci.yml");
         p.branches.insert(commit.branch.clone(), files);
         p.heads.insert(commit.branch.clone(), sha(n));
         p.project
             .default_branch
             .get_or_insert_with(|| commit.branch.clone());
+        // The push hooks: a branch pipeline unless the message or workflow:rules skip it. A
+        // push pipeline that GitLab cannot create (bad file, size limit) is not the commit's
+        // failure.
+        if has_ci_file && !ci::message_skips_ci(&commit.commit_message) {
+            match st.new_pipeline(id, &commit.branch, "push", now, &self.inner.config) {
+                Ok(Some(p)) => tracing::debug!(pipeline = p.id, "push pipeline created"),
+                Ok(None) => {}
+                Err(e) => tracing::debug!(error = %e, "no push pipeline"),
+            }
+        }
         Ok(Commit {
             id: sha(n),
             title: commit
@@ -952,78 +1256,31 @@ impl GitLabApi for InMemoryGitLab {
     }
 
     async fn create_pipeline(&self, project: &ProjectRef, new: &NewPipeline) -> Result<Pipeline> {
+        let now = self.now();
         let mut st = self.admit("create pipeline on", || project.to_string())?;
         let id = st.project_id(project, "create pipeline on")?;
-        let resource = || format!("pipeline on ref {:?} of {project}", new.ref_name);
-        let p = &st.projects[&id];
-        let files = p
-            .branches
-            .get(&new.ref_name)
-            .ok_or_else(|| Error::invalid("create", resource(), "Reference not found"))?;
-        let yaml = files
-            .get(".gitlab-ci.yml")
-            .ok_or_else(|| Error::invalid("create", resource(), "Missing CI config file"))?;
-        let expanded = ci::expand(yaml)?;
-        if expanded.is_empty() {
+        if !new.variables.is_empty() && self.inner.config.refuse_pipeline_variables {
             return Err(Error::invalid(
                 "create",
-                resource(),
-                "No stages / jobs for this pipeline.",
+                format!("pipeline on ref {:?} of {project}", new.ref_name),
+                "Insufficient permissions to set pipeline variables",
             ));
         }
-        let sha = p.heads.get(&new.ref_name).cloned().unwrap_or_default();
-        let web = p.project.web_url.clone();
-        let now = self.now();
-        let pipeline_id = st.id("pipeline");
-        let iid = st.pipelines.values().filter(|p| p.project_id == id).count() as u64 + 1;
-        let pipeline = Pipeline {
-            id: pipeline_id,
-            iid,
-            project_id: id,
-            status: PipelineStatus::Pending,
-            ref_name: new.ref_name.clone(),
-            sha,
-            created_at: now,
-            updated_at: Some(now),
-            started_at: None,
-            finished_at: None,
-            duration: None,
-            queued_duration: None,
-            web_url: format!("{web}/-/pipelines/{pipeline_id}"),
-        };
-        st.pipelines.insert(pipeline_id, pipeline.clone());
-        for e in expanded {
-            let job_id = st.id("job");
-            let job = Job {
-                id: job_id,
-                name: e.name,
-                stage: e.stage,
-                status: JobStatus::Pending,
-                tag_list: e.tags,
-                created_at: now,
-                started_at: None,
-                finished_at: None,
-                duration: None,
-                queued_duration: None,
-                failure_reason: None,
-                allow_failure: false,
-                runner: None,
-                web_url: format!("{web}/-/jobs/{job_id}"),
-            };
-            st.add_job(JobState {
-                job,
-                project_id: id,
-                pipeline_id,
-                image: e.image,
-                runner_id: None,
-            });
-        }
-        tracing::debug!(
-            pipeline = pipeline_id,
-            project = id,
-            "sandbox pipeline created"
-        );
-        Ok(pipeline)
+        st.new_pipeline(id, &new.ref_name, "api", now, &self.inner.config)?
+            .ok_or_else(|| Error::backend("create", project.to_string(), "no pipeline"))
+    }
+
+    async fn list_pipelines(&self, project: &ProjectRef, ref_name: &str) -> Result<Vec<Pipeline>> {
+        let st = self.admit("list pipelines of", || project.to_string())?;
+        let id = st.project_id(project, "list pipelines of")?;
+        Ok(st
+            .pipelines
+            .values()
+            .rev()
+            .filter(|p| p.project_id == id && p.ref_name == ref_name)
+            .take(crate::MAX_PER_PAGE as usize)
+            .cloned()
+            .collect())
     }
 
     async fn get_pipeline(&self, project: &ProjectRef, pipeline_id: u64) -> Result<Pipeline> {
@@ -1047,6 +1304,17 @@ impl GitLabApi for InMemoryGitLab {
             0 => self.inner.config.default_per_page,
             n => n.min(crate::MAX_PER_PAGE),
         };
+        if let Some(bad) = query
+            .scope
+            .iter()
+            .find(|s| !JobStatus::DOCUMENTED_SCOPES.contains(s))
+        {
+            return Err(Error::invalid(
+                "list jobs of",
+                format!("pipeline {pipeline_id} of {project}"),
+                format!("scope does not have a valid value ({bad})"),
+            ));
+        }
         let page = query.page.max(1);
         let Some(agg) = st.pipeline_jobs.get(&pipeline_id) else {
             return Ok(Page {
@@ -1134,6 +1402,10 @@ impl GitLabApi for InMemoryGitLab {
             p.updated_at = Some(now);
         }
         Ok(p.clone())
+    }
+
+    fn requests_sent(&self) -> u64 {
+        self.requests()
     }
 }
 

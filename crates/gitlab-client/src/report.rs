@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use jiff::Timestamp;
 use serde::Serialize;
 
-use crate::types::{Job, JobStatus, Pipeline};
+use crate::types::{Job, JobStatus, Pipeline, PipelineStatus};
 
 /// p50/p95/max of a set of durations, in seconds.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
@@ -51,6 +51,17 @@ pub enum WatchOutcome {
     BudgetExhausted,
     /// The caller stopped watching (SIGINT/SIGTERM): the report covers the jobs so far.
     Interrupted,
+}
+
+/// One pipeline of a load test that ran as several (GitLab's jobs-per-pipeline limit).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PipelineSummary {
+    /// Pipeline id.
+    pub id: u64,
+    /// Web URL.
+    pub web_url: String,
+    /// Final (or last seen) status.
+    pub status: String,
 }
 
 /// One job on the pipeline's timeline: offsets in seconds from the pipeline's creation, so a
@@ -124,15 +135,18 @@ impl JobTiming {
     }
 }
 
-/// The report of one load-test pipeline, computed from job timestamps.
+/// The report of one load test (one pipeline, or several watched as one), computed from job
+/// timestamps.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Report {
-    /// Pipeline id.
+    /// Pipeline id (the first one when there are several).
     pub pipeline_id: u64,
-    /// Pipeline web URL.
+    /// Pipeline web URL (of the first one).
     pub web_url: String,
-    /// Final (or last seen) pipeline status.
+    /// Final (or last seen) pipeline status; with several pipelines the worst of them.
     pub pipeline_status: String,
+    /// Every pipeline of the load test, in creation order.
+    pub pipelines: Vec<PipelineSummary>,
     /// Why the watch ended.
     pub outcome: WatchOutcome,
     /// Jobs in the pipeline.
@@ -143,6 +157,8 @@ pub struct Report {
     pub makespan_secs: Option<f64>,
     /// Queue time (job created → started) percentiles, seconds.
     pub queue: Option<Percentiles>,
+    /// GitLab's own `queued_duration` (job pending → running) percentiles, seconds.
+    pub gitlab_queued: Option<Percentiles>,
     /// Run time (started → finished) percentiles, seconds.
     pub run: Option<Percentiles>,
     /// Finished jobs per minute of makespan.
@@ -153,7 +169,7 @@ pub struct Report {
     pub requests: u64,
     /// How long the watch took (on the tokio clock), seconds.
     pub watch_secs: f64,
-    /// When the pipeline was created (time zero of [`JobTiming`]).
+    /// When the (first) pipeline was created (time zero of [`JobTiming`]).
     pub created_at: Timestamp,
     /// Every job's timeline, by job id.
     pub jobs: Vec<JobTiming>,
@@ -162,6 +178,27 @@ pub struct Report {
 /// `to - from` in seconds (negative when `to` is earlier: clock skew between GitLab's nodes).
 fn secs(from: Timestamp, to: Timestamp) -> f64 {
     to.duration_since(from).as_secs_f64()
+}
+
+/// The status that speaks for several pipelines: an unfinished one's, else failed, else
+/// canceled, else skipped, else success.
+fn combined_status(pipelines: &[Pipeline]) -> String {
+    if let Some(p) = pipelines.iter().find(|p| !p.status.is_finished()) {
+        return p.status.as_str().to_owned();
+    }
+    for status in [
+        PipelineStatus::Failed,
+        PipelineStatus::Canceled,
+        PipelineStatus::Skipped,
+    ] {
+        if pipelines.iter().any(|p| p.status == status) {
+            return status.as_str().to_owned();
+        }
+    }
+    pipelines
+        .first()
+        .map_or("unknown", |p| p.status.as_str())
+        .to_owned()
 }
 
 impl Report {
@@ -173,7 +210,26 @@ impl Report {
         requests: u64,
         watch_secs: f64,
     ) -> Self {
+        Self::compute_many(
+            std::slice::from_ref(pipeline),
+            jobs,
+            outcome,
+            requests,
+            watch_secs,
+        )
+    }
+
+    /// Computes one report from several pipelines of one load test and all their jobs: the
+    /// makespan runs from the first pipeline's creation to the last job's end.
+    pub fn compute_many(
+        pipelines: &[Pipeline],
+        jobs: &[Job],
+        outcome: WatchOutcome,
+        requests: u64,
+        watch_secs: f64,
+    ) -> Self {
         let mut by_status = BTreeMap::new();
+        let mut gitlab_queued = Vec::new();
         let mut failures_by_reason = BTreeMap::new();
         let mut queue = Vec::new();
         let mut run = Vec::new();
@@ -188,6 +244,9 @@ impl Report {
                     .unwrap_or_else(|| "unknown".into());
                 *failures_by_reason.entry(reason).or_insert(0) += 1;
             }
+            if let Some(q) = job.queued_duration {
+                gitlab_queued.push(q);
+            }
             if let Some(started) = job.started_at {
                 queue.push(secs(job.created_at, started));
                 if let Some(done) = job.finished_at {
@@ -201,30 +260,42 @@ impl Report {
                 last_finished = Some(last_finished.map_or(done, |l| l.max(done)));
             }
         }
-        let makespan_secs = last_finished.map(|l| secs(pipeline.created_at, l));
+        let first_created = pipelines.iter().map(|p| p.created_at).min();
+        let makespan_secs = last_finished.zip(first_created).map(|(l, c)| secs(c, l));
         let jobs_per_minute = makespan_secs
             .filter(|m| *m > 0.0)
             .map(|m| finished as f64 * 60.0 / m);
         Self {
-            pipeline_id: pipeline.id,
-            web_url: pipeline.web_url.clone(),
-            pipeline_status: pipeline.status.as_str().to_owned(),
+            pipeline_id: pipelines.first().map_or(0, |p| p.id),
+            web_url: pipelines
+                .first()
+                .map(|p| p.web_url.clone())
+                .unwrap_or_default(),
+            pipeline_status: combined_status(pipelines),
+            pipelines: pipelines
+                .iter()
+                .map(|p| PipelineSummary {
+                    id: p.id,
+                    web_url: p.web_url.clone(),
+                    status: p.status.as_str().to_owned(),
+                })
+                .collect(),
             outcome,
             total_jobs: jobs.len(),
             by_status,
             makespan_secs,
             queue: Percentiles::of(queue),
+            gitlab_queued: Percentiles::of(gitlab_queued),
             run: Percentiles::of(run),
             jobs_per_minute,
             failures_by_reason,
             requests,
             watch_secs,
-            created_at: pipeline.created_at,
+            created_at: first_created.unwrap_or_default(),
             jobs: {
-                let mut timeline: Vec<JobTiming> = jobs
-                    .iter()
-                    .map(|j| JobTiming::of(j, pipeline.created_at))
-                    .collect();
+                let zero = first_created.unwrap_or_default();
+                let mut timeline: Vec<JobTiming> =
+                    jobs.iter().map(|j| JobTiming::of(j, zero)).collect();
                 timeline.sort_by_key(|j| j.id);
                 timeline
             },
@@ -242,13 +313,26 @@ impl Report {
         let opt = |v: Option<f64>, unit: &str| {
             v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}{unit}"))
         };
-        let _ = writeln!(
-            out,
-            "pipeline {} ({}) — {:?}",
-            self.pipeline_id, self.pipeline_status, self.outcome
-        );
-        if !self.web_url.is_empty() {
-            let _ = writeln!(out, "  {}", self.web_url);
+        if self.pipelines.len() > 1 {
+            let _ = writeln!(
+                out,
+                "{} pipelines ({}) — {:?}",
+                self.pipelines.len(),
+                self.pipeline_status,
+                self.outcome
+            );
+            for p in &self.pipelines {
+                let _ = writeln!(out, "  pipeline {} ({}) {}", p.id, p.status, p.web_url);
+            }
+        } else {
+            let _ = writeln!(
+                out,
+                "pipeline {} ({}) — {:?}",
+                self.pipeline_id, self.pipeline_status, self.outcome
+            );
+            if !self.web_url.is_empty() {
+                let _ = writeln!(out, "  {}", self.web_url);
+            }
         }
         let _ = writeln!(out, "{:<22} {:>10}", "jobs", self.total_jobs);
         for (status, n) in &self.by_status {
@@ -267,7 +351,11 @@ impl Report {
             opt(self.jobs_per_minute, "")
         );
         let _ = writeln!(out, "{:<22} {:>10} {:>10} {:>10}", "", "p50", "p95", "max");
-        for (name, p) in [("queue time (s)", &self.queue), ("run time (s)", &self.run)] {
+        for (name, p) in [
+            ("queue time (s)", &self.queue),
+            ("queued, GitLab (s)", &self.gitlab_queued),
+            ("run time (s)", &self.run),
+        ] {
             match p {
                 Some(p) => {
                     let _ = writeln!(

@@ -224,7 +224,9 @@ impl NewRunner {
 }
 
 /// The answer of `POST /user/runners`: the only time GitLab shows the runner token.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Not `Serialize`: it carries a [`SecretToken`], which never serialises.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 pub struct CreatedRunner {
     /// Runner id.
     pub id: u64,
@@ -235,7 +237,8 @@ pub struct CreatedRunner {
     pub token_expires_at: Option<Timestamp>,
 }
 
-/// A runner as listed by `GET /projects/:id/runners` (tags only on detail responses).
+/// A runner as listed by `GET /projects/:id/runners`: GitLab's list entries carry no
+/// `tag_list` and no `contacted_at` (only [`RunnerDetails`] from `GET /runners/:id` does).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Runner {
     /// Runner id.
@@ -252,9 +255,67 @@ pub struct Runner {
     /// `online`, `offline`, `stale` or `never_contacted`.
     #[serde(default)]
     pub status: Option<String>,
-    /// Tags (present on detail responses and from the in-memory backend).
+    /// Whether a runner manager contacted GitLab recently (GitLab: within the last 2 hours).
+    #[serde(default)]
+    pub online: Option<bool>,
+}
+
+/// A runner's details (`GET /runners/:id`): the list fields plus tags and last contact.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunnerDetails {
+    /// Runner id.
+    pub id: u64,
+    /// Description.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// `instance_type`, `group_type` or `project_type`.
+    #[serde(default)]
+    pub runner_type: String,
+    /// Paused runners take no jobs.
+    #[serde(default)]
+    pub paused: bool,
+    /// `online`, `offline`, `stale` or `never_contacted`.
+    #[serde(default)]
+    pub status: Option<String>,
+    /// Whether a runner manager contacted GitLab recently.
+    #[serde(default)]
+    pub online: Option<bool>,
+    /// When a runner manager last contacted GitLab (`None`: never).
+    #[serde(default)]
+    pub contacted_at: Option<Timestamp>,
+    /// Tags; jobs must carry a subset of these to be picked up.
     #[serde(default)]
     pub tag_list: Vec<String>,
+    /// Whether it also takes jobs without tags.
+    #[serde(default)]
+    pub run_untagged: bool,
+}
+
+impl RunnerDetails {
+    /// True once a runner manager has contacted GitLab and GitLab counts it online.
+    pub fn is_online(&self) -> bool {
+        match self.online {
+            Some(online) => online,
+            None => self.status.as_deref() == Some("online"),
+        }
+    }
+}
+
+/// A branch (`GET /projects/:id/repository/branches/:branch`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Branch {
+    /// Branch name.
+    pub name: String,
+    /// The head commit.
+    #[serde(default)]
+    pub commit: Option<BranchCommit>,
+}
+
+/// The head commit of a [`Branch`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BranchCommit {
+    /// Full SHA.
+    pub id: String,
 }
 
 /// One file action of a commit.
@@ -286,6 +347,10 @@ pub enum FileAction {
 pub struct NewCommit {
     /// Branch to commit to (created from `start_branch`, or as the first branch of an empty repository).
     pub branch: String,
+    /// Creates `branch` from this branch when `branch` does not exist yet (GitLab refuses a
+    /// commit to a missing branch of a non-empty repository without it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_branch: Option<String>,
     /// Commit message.
     pub commit_message: String,
     /// File actions, applied atomically.
@@ -436,6 +501,9 @@ pub struct Pipeline {
     /// Commit SHA.
     #[serde(default)]
     pub sha: String,
+    /// What started it: `api` (`POST /pipeline`), `push` (a commit), `web`, `schedule`, ...
+    #[serde(default)]
+    pub source: Option<String>,
     /// Creation time (start of the makespan).
     pub created_at: Timestamp,
     /// Last update.
@@ -495,12 +563,37 @@ pub enum JobStatus {
 }
 
 impl JobStatus {
-    /// Statuses of jobs that will still change on their own: the `scope[]` the watcher polls.
-    pub const ACTIVE_SCOPE: [JobStatus; 4] = [
+    /// The values GitLab documents for the `scope[]` filter of job listings. Other statuses
+    /// (`preparing`, `scheduled`, `canceling`, ...) exist but are not documented as filters,
+    /// so the watcher never sends them.
+    pub const DOCUMENTED_SCOPES: [JobStatus; 9] = [
+        JobStatus::Created,
+        JobStatus::Pending,
+        JobStatus::Running,
+        JobStatus::Failed,
+        JobStatus::Success,
+        JobStatus::Canceled,
+        JobStatus::Skipped,
+        JobStatus::WaitingForResource,
+        JobStatus::Manual,
+    ];
+
+    /// Final statuses as a `scope[]`: unfinished = total − these, which counts every active
+    /// status (`preparing`, `canceling`, `scheduled`, `waiting_for_resource`, ...) without
+    /// having to name it.
+    pub const FINISHED_SCOPE: [JobStatus; 5] = [
+        JobStatus::Success,
+        JobStatus::Failed,
+        JobStatus::Canceled,
+        JobStatus::Skipped,
+        JobStatus::Manual,
+    ];
+
+    /// Statuses of jobs still waiting for a runner, as a `scope[]`.
+    pub const QUEUED_SCOPE: [JobStatus; 3] = [
         JobStatus::Created,
         JobStatus::WaitingForResource,
         JobStatus::Pending,
-        JobStatus::Running,
     ];
 
     /// True once the job will not change any more (success, failed, canceled, skipped, manual).

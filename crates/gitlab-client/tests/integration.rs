@@ -2,10 +2,12 @@
 
 mod integration {
     pub mod ci;
+    pub mod double;
     pub mod http;
     pub mod live;
     pub mod memory;
     pub mod mock;
     pub mod report;
+    pub mod strict;
     pub mod watch;
 }

@@ -356,39 +356,228 @@ async fn not_found_and_already_taken() {
     assert!(matches!(err, Error::AlreadyExists { .. }), "{err:?}");
 }
 
-#[tokio::test]
-async fn put_file_creates_then_updates() {
+fn commit_answer() -> ResponseTemplate {
+    ResponseTemplate::new(201).set_body_json(json!({
+        "id": "ed899a2f4b50b4370feeea94676502b42383c746", "short_id": "ed899a2f4b5", "title": "load test",
+        "created_at": "2016-09-20T09:26:24.000-07:00", "message": "load test"
+    }))
+}
+
+fn branch_answer(name: &str) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({
+        "name": name, "merged": false, "protected": true, "default": name == "main",
+        "commit": {"id": "7b5c3cc8be40ee161ae89a06bba6229da1032a0c", "short_id": "7b5c3cc", "title": "add projects API"}
+    }))
+}
+
+/// `put_file` on `branch` of a server whose file `exists` (or not) and whose branch exists
+/// (or not): the commit body it sends must match `expected`.
+async fn put_file_sends(branch: &str, branch_exists: bool, exists: bool, expected: Value) {
     let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(format!(
+            "/api/v4/projects/42/repository/branches/{branch}"
+        )))
+        .respond_with(if branch_exists {
+            branch_answer(branch)
+        } else {
+            ResponseTemplate::new(404).set_body_json(json!({"message": "404 Branch Not Found"}))
+        })
+        .expect(1)
+        .mount(&server)
+        .await;
+    if !branch_exists {
+        Mock::given(method("GET"))
+            .and(path("/api/v4/projects/42"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "id": 42, "name": "loadtest", "path_with_namespace": "group/loadtest",
+                "default_branch": "main", "web_url": "https://example.com/group/loadtest"
+            })))
+            .expect(1)
+            .mount(&server)
+            .await;
+    }
+    // The file is looked up where it is now: the branch, or the start branch of a new one.
+    let read_ref = if branch_exists { branch } else { "main" };
     Mock::given(method("HEAD"))
         .and(path("/api/v4/projects/42/repository/files/.gitlab-ci.yml"))
-        .and(query_param("ref", "main"))
-        .respond_with(ResponseTemplate::new(404))
+        .and(query_param("ref", read_ref))
+        .respond_with(ResponseTemplate::new(if exists { 200 } else { 404 }))
         .expect(1)
         .mount(&server)
         .await;
     Mock::given(method("POST"))
         .and(path("/api/v4/projects/42/repository/commits"))
-        .and(wiremock::matchers::body_partial_json(json!({
-            "branch": "main", "actions": [{"action": "create", "file_path": ".gitlab-ci.yml"}]
-        })))
-        .respond_with(ResponseTemplate::new(201).set_body_json(json!({
-            "id": "ed899a2f4b50b4370feeea94676502b42383c746", "short_id": "ed899a2f4b5", "title": "load test",
-            "created_at": "2016-09-20T09:26:24.000-07:00", "message": "load test"
-        })))
+        .and(wiremock::matchers::body_partial_json(expected))
+        .respond_with(commit_answer())
         .expect(1)
         .mount(&server)
         .await;
     let c = client(&server)
         .put_file(
             &ProjectRef::Id(42),
-            "main",
+            branch,
             ".gitlab-ci.yml",
             "x: 1",
-            "load test",
+            "load test [skip ci]",
         )
         .await
         .unwrap();
     assert_eq!(c.id, "ed899a2f4b50b4370feeea94676502b42383c746");
+}
+
+#[tokio::test]
+async fn put_file_creates_a_new_file() {
+    put_file_sends(
+        "main",
+        true,
+        false,
+        json!({"branch": "main", "commit_message": "load test [skip ci]",
+               "actions": [{"action": "create", "file_path": ".gitlab-ci.yml", "content": "x: 1"}]}),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn put_file_updates_an_existing_file() {
+    put_file_sends(
+        "main",
+        true,
+        true,
+        json!({"branch": "main", "actions": [{"action": "update", "file_path": ".gitlab-ci.yml", "content": "x: 1"}]}),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn put_file_to_a_new_branch_starts_it_from_the_default_branch() {
+    put_file_sends(
+        "loadtest-part-2",
+        false,
+        true,
+        json!({"branch": "loadtest-part-2", "start_branch": "main",
+               "actions": [{"action": "update", "file_path": ".gitlab-ci.yml"}]}),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn runner_list_asks_for_project_runners_and_details_carry_tags() {
+    let server = MockServer::start().await;
+    // GitLab's list entries: no tag_list, no contacted_at.
+    Mock::given(method("GET"))
+        .and(path("/api/v4/projects/42/runners"))
+        .and(query_param("type", "project_type"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([
+            {"active": true, "paused": false, "description": "stack/stack-runner-1", "id": 6, "ip_address": null,
+             "is_shared": false, "runner_type": "project_type", "name": null, "online": false, "status": "never_contacted"}
+        ])))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v4/runners/6"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "active": true, "paused": false, "architecture": "amd64", "description": "stack/stack-runner-1", "id": 6,
+            "ip_address": "10.0.1.7", "is_shared": false, "runner_type": "project_type", "contacted_at": "2026-01-01T10:00:00.000Z",
+            "maintenance_note": null, "name": "gitlab-runner", "online": true, "status": "online", "platform": "linux",
+            "projects": [{"id": 42, "name": "loadtest"}], "revision": "5316d4ac", "tag_list": ["stack-shard-1"],
+            "run_untagged": false, "version": "18.9.0", "access_level": "not_protected", "maximum_timeout": null, "locked": false
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let gl = client(&server);
+    let list = gl.list_runners(&ProjectRef::Id(42)).await.unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].online, Some(false));
+    let details = gl.get_runner(list[0].id).await.unwrap();
+    assert_eq!(details.tag_list, vec!["stack-shard-1"]);
+    assert!(details.is_online());
+    assert!(details.contacted_at.is_some());
+}
+
+#[tokio::test]
+async fn the_token_travels_in_the_header_its_kind_needs() {
+    use glrunner_gitlab_client::AuthScheme;
+    let oauth = "a".repeat(64);
+    for (token, auth, header_name, value) in [
+        (
+            PAT.to_owned(),
+            AuthScheme::Auto,
+            "PRIVATE-TOKEN",
+            PAT.to_owned(),
+        ),
+        (
+            oauth.clone(),
+            AuthScheme::Auto,
+            "Authorization",
+            format!("Bearer {oauth}"),
+        ),
+        (
+            "glcbt-64_job".to_owned(),
+            AuthScheme::Auto,
+            "JOB-TOKEN",
+            "glcbt-64_job".to_owned(),
+        ),
+        (
+            PAT.to_owned(),
+            AuthScheme::Bearer,
+            "Authorization",
+            format!("Bearer {PAT}"),
+        ),
+    ] {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/api/v4/user"))
+            .and(header(header_name, value.as_str()))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_json(json!({"id": 1, "username": "root"})),
+            )
+            .expect(1)
+            .mount(&server)
+            .await;
+        let gl = HttpGitLab::builder()
+            .with_url(server.uri())
+            .with_token(SecretToken::new(token.clone()))
+            .with_auth(auth)
+            .build()
+            .unwrap();
+        assert_eq!(
+            gl.current_user().await.unwrap().username,
+            "root",
+            "{header_name}"
+        );
+        assert!(!format!("{gl:?}").contains(&token), "Debug shows no token");
+    }
+    assert!(AuthScheme::parse("bearer").is_ok());
+    assert!(
+        AuthScheme::parse("basic")
+            .unwrap_err()
+            .to_string()
+            .contains("private-token")
+    );
+}
+
+#[tokio::test]
+async fn refused_pipeline_variables_are_recognised() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/v4/projects/42/pipeline"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(
+            json!({"message": {"base": ["Insufficient permissions to set pipeline variables"]}}),
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let err = client(&server)
+        .create_pipeline(
+            &ProjectRef::Id(42),
+            &NewPipeline::new("main").variable("A", "1"),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.is_pipeline_variables_refused(), "{err:?}");
 }
 
 #[derive(Clone, Default)]
@@ -588,4 +777,77 @@ async fn slow_gets_are_retried_then_time_out_with_a_bound() {
     assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
     assert!(err.to_string().contains("timed out after 0.2 s"), "{err}");
     assert_eq!(gl.requests_made(), 2, "one retry, then the bound");
+}
+
+#[tokio::test]
+async fn the_watch_budget_counts_the_transports_own_retries() {
+    use glrunner_gitlab_client::watch::{WatchConfig, watch_pipeline};
+    let server = MockServer::start().await;
+    // The first pipeline read is a 502 that the client retries on its own.
+    Mock::given(method("GET"))
+        .and(path("/api/v4/projects/42/pipelines/7"))
+        .respond_with(ResponseTemplate::new(502))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v4/projects/42/pipelines/7"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(pipeline_json(7, "success")))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v4/projects/42/pipelines/7/jobs"))
+        .respond_with(page(vec![doc_job(1, "success")], 1, None, 1))
+        .mount(&server)
+        .await;
+    let gl = client(&server);
+    let report = watch_pipeline(
+        &gl,
+        &ProjectRef::Id(42),
+        7,
+        &WatchConfig::default(),
+        &mut |_| {},
+    )
+    .await
+    .unwrap();
+    let received = server.received_requests().await.unwrap().len() as u64;
+    assert_eq!(
+        received, 3,
+        "502, then the pipeline, then the final listing"
+    );
+    assert_eq!(report.requests, received, "the retry counts in the budget");
+}
+
+#[tokio::test]
+async fn the_watcher_does_not_retry_a_429_the_client_already_retried() {
+    use glrunner_gitlab_client::watch::{WatchConfig, watch_pipeline};
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v4/projects/42/pipelines/7"))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("retry-after", "0")
+                .set_body_string("Retry later"),
+        )
+        .mount(&server)
+        .await;
+    let gl = HttpGitLab::builder()
+        .with_url(server.uri())
+        .with_token(SecretToken::new(PAT))
+        .with_retry_policy(RetryPolicy::default().with_max_retries(2))
+        .build()
+        .unwrap();
+    let cfg = WatchConfig::default().with_timeout(Duration::from_secs(20));
+    let err = watch_pipeline(&gl, &ProjectRef::Id(42), 7, &cfg, &mut |_| {})
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Throttled { retried: true, .. }),
+        "{err:?}"
+    );
+    let received = server.received_requests().await.unwrap().len();
+    assert_eq!(
+        received, 3,
+        "one request and the client's two retries, no second layer"
+    );
 }

@@ -1,4 +1,9 @@
 //! The conformance suite against a real GitLab (ignored; needs GITLAB_URL and GITLAB_TOKEN).
+//!
+//! It covers for real: exactly one pipeline per load test (the generated file's
+//! `workflow: rules`, `[skip ci]`, push pipelines otherwise), runner tags read from
+//! `GET /runners/:id` (list entries carry none), and a runner no manager contacted is not
+//! online.
 
 use glrunner_gitlab_client::{HttpGitLab, conformance};
 
@@ -13,5 +18,8 @@ async fn conformance_against_real_gitlab() {
         .build()
         .expect("GITLAB_URL / GITLAB_TOKEN are valid");
     let prefix = format!("glrunner-conf-{}", jiff::Timestamp::now().as_second());
-    conformance::run_all(&gl, &prefix).await.unwrap();
+    // Push pipelines are created asynchronously: give them 20 s to (not) appear.
+    conformance::run_all_settling(&gl, &prefix, std::time::Duration::from_secs(20))
+        .await
+        .unwrap();
 }

@@ -1,0 +1,353 @@
+//! One load test on GitLab: commit the CI file without a push pipeline, create exactly the
+//! pipelines that are watched, watch them as one, and cancel them when the run ends early.
+//!
+//! - **Exactly one pipeline per part.** The commit message carries `[skip ci]` and the
+//!   generated file's `workflow: rules` run only `api` pipelines, so neither the commit nor a
+//!   later push, schedule or web run starts the N jobs a second time.
+//! - **No pipeline variables** unless asked ([`LoadTestRun::variables`]); GitLab.com refuses
+//!   them by default in new namespaces, and that refusal is explained.
+//! - **Jobs-per-pipeline limit** ([`LoadTestRun::max_jobs_per_pipeline`]): above it the load
+//!   test is split into several pipelines (part `k` ≥ 2 on branch `<branch>-glrunner-part-<k>`,
+//!   created from `<branch>`), created together and watched as one report.
+//! - **New branches**: a branch that does not exist is created from the default branch.
+//! - **Early end** (timeout, request budget, an error after a pipeline exists): the
+//!   pipelines are canceled unless [`LoadTestRun::keep_pipeline`]. [`RunningPipelines`] lets a
+//!   signal handler cancel them too.
+
+use std::sync::{Arc, Mutex};
+
+use crate::api::{GitLabApi, GitLabApiExt};
+use crate::ci::{LoadTestSpec, SKIP_CI};
+use crate::error::{Error, Result};
+use crate::report::{Report, WatchOutcome};
+use crate::types::{NewPipeline, Pipeline, PipelineVariable, Project, ProjectRef};
+use crate::watch::{WatchConfig, WatchEvent, watch_pipelines};
+
+/// The file every load test commits.
+pub const CI_FILE: &str = ".gitlab-ci.yml";
+
+/// What to run.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct LoadTestRun {
+    /// The jobs, shards, images and script.
+    pub spec: LoadTestSpec,
+    /// Branch to commit to and run (`None`: the project's default branch, else `main`).
+    pub branch: Option<String>,
+    /// Pipeline variables (none by default: GitLab.com refuses them in new namespaces).
+    pub variables: Vec<PipelineVariable>,
+    /// Split into pipelines of at most this many jobs (`None`: one pipeline).
+    pub max_jobs_per_pipeline: Option<u32>,
+    /// Leave the pipelines running when the run ends early.
+    pub keep_pipeline: bool,
+}
+
+impl LoadTestRun {
+    /// One pipeline of `spec` on the default branch, no variables, canceled on an early end.
+    pub fn new(spec: LoadTestSpec) -> Self {
+        Self {
+            spec,
+            branch: None,
+            variables: Vec::new(),
+            max_jobs_per_pipeline: None,
+            keep_pipeline: false,
+        }
+    }
+
+    /// Sets the branch.
+    #[must_use]
+    pub fn with_branch(mut self, branch: Option<String>) -> Self {
+        self.branch = branch;
+        self
+    }
+
+    /// Sets the pipeline variables.
+    #[must_use]
+    pub fn with_variables(mut self, variables: Vec<PipelineVariable>) -> Self {
+        self.variables = variables;
+        self
+    }
+
+    /// Sets the jobs-per-pipeline limit.
+    #[must_use]
+    pub fn with_max_jobs_per_pipeline(mut self, limit: Option<u32>) -> Self {
+        self.max_jobs_per_pipeline = limit;
+        self
+    }
+
+    /// Keeps the pipelines when the run ends early.
+    #[must_use]
+    pub fn with_keep_pipeline(mut self, keep: bool) -> Self {
+        self.keep_pipeline = keep;
+        self
+    }
+
+    /// The parts (one per pipeline) and the branch of each.
+    pub fn parts(&self, default_branch: &str) -> Result<Vec<(String, LoadTestSpec)>> {
+        let branch = self
+            .branch
+            .clone()
+            .unwrap_or_else(|| default_branch.to_owned());
+        let parts = match self.max_jobs_per_pipeline {
+            Some(limit) => self.spec.split_into_pipelines(limit)?,
+            None => vec![self.spec.clone()],
+        };
+        Ok(parts
+            .into_iter()
+            .enumerate()
+            .map(|(k, part)| {
+                let b = if k == 0 {
+                    branch.clone()
+                } else {
+                    format!("{branch}-glrunner-part-{}", k + 1)
+                };
+                (b, part)
+            })
+            .collect())
+    }
+}
+
+/// The pipelines of a running load test, shared with whoever must cancel them (a signal
+/// handler): clones share the list. Empty before the first pipeline exists and after the run
+/// ended normally.
+#[derive(Clone, Debug, Default)]
+pub struct RunningPipelines {
+    inner: Arc<Mutex<Option<(ProjectRef, Vec<u64>)>>>,
+}
+
+/// What [`RunningPipelines::cancel`] / [`cancel_pipelines`] did.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct CancelSummary {
+    /// Pipelines GitLab accepted to cancel.
+    pub canceled: Vec<u64>,
+    /// Pipelines that could not be canceled, with the reason.
+    pub failed: Vec<(u64, String)>,
+}
+
+impl CancelSummary {
+    /// One line for a human: what was canceled and what was not.
+    pub fn describe(&self) -> String {
+        let ids = |v: &[u64]| v.iter().map(u64::to_string).collect::<Vec<_>>().join(", ");
+        let mut out = if self.canceled.is_empty() {
+            "no pipeline canceled".to_owned()
+        } else {
+            format!("canceled pipeline(s) {}", ids(&self.canceled))
+        };
+        for (id, why) in &self.failed {
+            out.push_str(&format!("; pipeline {id} NOT canceled: {why}"));
+        }
+        out
+    }
+}
+
+impl RunningPipelines {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(ProjectRef, Vec<u64>)>> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn add(&self, project: &ProjectRef, id: u64) {
+        let mut g = self.lock();
+        match g.as_mut() {
+            Some((_, ids)) => ids.push(id),
+            None => *g = Some((project.clone(), vec![id])),
+        }
+    }
+
+    fn clear(&self) {
+        *self.lock() = None;
+    }
+
+    /// The pipelines created so far and not yet finished or canceled.
+    pub fn ids(&self) -> Vec<u64> {
+        self.lock()
+            .as_ref()
+            .map(|(_, ids)| ids.clone())
+            .unwrap_or_default()
+    }
+
+    /// Cancels every registered pipeline (each once: the list is emptied).
+    pub async fn cancel(&self, api: &dyn GitLabApi) -> CancelSummary {
+        let taken = self.lock().take();
+        match taken {
+            Some((project, ids)) => cancel_pipelines(api, &project, &ids).await,
+            None => CancelSummary::default(),
+        }
+    }
+}
+
+/// Cancels pipelines (`POST .../cancel`, which GitLab answers 200 in any state), one call each,
+/// continuing past failures. The client's own retry policy is the only retry.
+pub async fn cancel_pipelines(
+    api: &dyn GitLabApi,
+    project: &ProjectRef,
+    pipeline_ids: &[u64],
+) -> CancelSummary {
+    let mut summary = CancelSummary::default();
+    for &id in pipeline_ids {
+        match api.cancel_pipeline(project, id).await {
+            Ok(p) => {
+                tracing::info!(pipeline = id, status = %p.status, "pipeline canceled");
+                summary.canceled.push(id);
+            }
+            Err(e) => {
+                tracing::warn!(pipeline = id, error = %e, "pipeline could not be canceled");
+                summary.failed.push((id, e.to_string()));
+            }
+        }
+    }
+    summary
+}
+
+/// The pipelines a load test started.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Started {
+    /// The project (by id).
+    pub project: ProjectRef,
+    /// One pipeline per part, in order.
+    pub pipelines: Vec<Pipeline>,
+    /// The branch of each part.
+    pub branches: Vec<String>,
+}
+
+/// GitLab's pipeline-creation refusals, with what they mean and what to do.
+fn explain_creation_error(e: Error, run: &LoadTestRun, jobs: u64) -> Error {
+    if e.is_pipeline_variables_refused() {
+        let names: Vec<&str> = run.variables.iter().map(|v| v.key.as_str()).collect();
+        return Error::InvalidInput {
+            action: "create",
+            resource: "load-test pipeline".into(),
+            message: format!(
+                "GitLab refused the pipeline variables {names:?} (\"Insufficient permissions to set pipeline variables\"): \
+                 the project does not let the token's role set pipeline variables, which is GitLab.com's default for new \
+                 namespaces since 17.7; run without variables, or raise the project's \"Minimum role to use pipeline \
+                 variables\" (Settings > CI/CD > Variables)"
+            ),
+        };
+    }
+    if e.is_pipeline_size_exceeded() {
+        return Error::InvalidInput {
+            action: "create",
+            resource: "load-test pipeline".into(),
+            message: format!(
+                "{e}; the pipeline of {jobs} jobs is above GitLab's jobs-per-pipeline limit (GitLab.com: 500 on Free): \
+                 split it with a jobs-per-pipeline limit (loadtest --max-jobs-per-pipeline)"
+            ),
+        };
+    }
+    e
+}
+
+/// Commits each part's CI file (with `[skip ci]`) and then creates one pipeline per part, so
+/// the pipelines start together. When a creation fails, the pipelines already created are
+/// canceled (they would otherwise run a partial load test unobserved) and the error explains
+/// GitLab's refusal.
+pub async fn start(
+    api: &dyn GitLabApi,
+    project: &Project,
+    run: &LoadTestRun,
+    running: &RunningPipelines,
+) -> Result<Started> {
+    let project_ref = ProjectRef::Id(project.id);
+    let default_branch = project.default_branch.as_deref().unwrap_or("main");
+    let parts = run.parts(default_branch)?;
+    for (k, (branch, part)) in parts.iter().enumerate() {
+        let yaml = part.to_yaml()?;
+        let message = if parts.len() == 1 {
+            format!("glrunner load test: {} jobs {SKIP_CI}", part.total_jobs())
+        } else {
+            format!(
+                "glrunner load test: part {}/{} ({} jobs) {SKIP_CI}",
+                k + 1,
+                parts.len(),
+                part.total_jobs()
+            )
+        };
+        api.put_file(&project_ref, branch, CI_FILE, &yaml, &message)
+            .await?;
+    }
+    let mut pipelines = Vec::new();
+    for (branch, part) in &parts {
+        let mut new = NewPipeline::new(branch);
+        new.variables = run.variables.clone();
+        match api.create_pipeline(&project_ref, &new).await {
+            Ok(p) => {
+                tracing::info!(pipeline = p.id, branch = %branch, jobs = part.total_jobs(), url = %p.web_url, "pipeline created");
+                running.add(&project_ref, p.id);
+                pipelines.push(p);
+            }
+            Err(e) => {
+                let e = explain_creation_error(e, run, part.total_jobs());
+                if !pipelines.is_empty() {
+                    let summary = running.cancel(api).await;
+                    tracing::warn!(summary = %summary.describe(), "creating a later pipeline failed; canceled the earlier ones");
+                }
+                return Err(e);
+            }
+        }
+    }
+    Ok(Started {
+        project: project_ref,
+        branches: parts.into_iter().map(|(b, _)| b).collect(),
+        pipelines,
+    })
+}
+
+/// How a load test ended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outcome {
+    /// The report over every pipeline.
+    pub report: Report,
+    /// What was canceled because the run ended early (empty when it finished or
+    /// [`LoadTestRun::keep_pipeline`]).
+    pub cancel: CancelSummary,
+}
+
+/// A load test that failed after its pipelines existed: the error and what was canceled.
+#[derive(Debug, thiserror::Error)]
+#[error("{error} ({})", cancel.describe())]
+pub struct Failure {
+    /// What failed.
+    #[source]
+    pub error: Error,
+    /// The pipelines the run had started.
+    pub pipelines: Vec<u64>,
+    /// What was canceled (nothing with [`LoadTestRun::keep_pipeline`]).
+    pub cancel: CancelSummary,
+}
+
+/// Starts the load test ([`start`]) and watches its pipelines as one. When the watch ends
+/// early (timeout, budget) or fails, the pipelines are canceled unless
+/// [`LoadTestRun::keep_pipeline`], and the outcome says so.
+pub async fn run(
+    api: &dyn GitLabApi,
+    project: &Project,
+    run: &LoadTestRun,
+    watch: &WatchConfig,
+    running: &RunningPipelines,
+    on_event: &mut (dyn FnMut(&WatchEvent) + Send),
+) -> std::result::Result<Outcome, Failure> {
+    let started = start(api, project, run, running)
+        .await
+        .map_err(|error| Failure {
+            error,
+            pipelines: Vec::new(),
+            cancel: CancelSummary::default(),
+        })?;
+    let ids: Vec<u64> = started.pipelines.iter().map(|p| p.id).collect();
+    let result = watch_pipelines(api, &started.project, &ids, watch, on_event).await;
+    let ended_early = !matches!(&result, Ok(r) if r.outcome == WatchOutcome::Finished);
+    let cancel = if ended_early && !run.keep_pipeline {
+        running.cancel(api).await
+    } else {
+        running.clear();
+        CancelSummary::default()
+    };
+    match result {
+        Ok(report) => Ok(Outcome { report, cancel }),
+        Err(error) => Err(Failure {
+            error,
+            pipelines: ids,
+            cancel,
+        }),
+    }
+}

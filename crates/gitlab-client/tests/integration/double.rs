@@ -1,0 +1,106 @@
+//! The HTTP client against the GitLab double (`testing::serve`): the conformance suite and a
+//! whole load test over real HTTP, with GitLab's behaviours (push pipelines, refused pipeline
+//! variables, the jobs-per-pipeline limit, list shapes).
+
+use std::time::Duration;
+
+use glrunner_gitlab_client::ci::LoadTestSpec;
+use glrunner_gitlab_client::loadtest::{self, LoadTestRun, RunningPipelines};
+use glrunner_gitlab_client::memory::{
+    InMemoryGitLab, MemoryConfig, SimulatedRunner, SimulationConfig, simulate_runners,
+};
+use glrunner_gitlab_client::watch::WatchConfig;
+use glrunner_gitlab_client::{
+    GitLabApi, GitLabApiExt, HttpGitLab, NewRunner, RetryPolicy, SecretToken, WatchOutcome,
+    conformance, testing,
+};
+
+const TOKEN: &str = "glpat-double-token-123";
+
+fn client(uri: &str) -> HttpGitLab {
+    HttpGitLab::builder()
+        .with_url(uri)
+        .with_token(SecretToken::new(TOKEN))
+        .with_retry_policy(
+            RetryPolicy::default()
+                .with_backoff(Duration::from_millis(5), Duration::from_millis(20)),
+        )
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn conformance_suite_over_http() {
+    let server = testing::serve(InMemoryGitLab::default(), TOKEN).await;
+    conformance::run_all(&client(&server.uri()), "http")
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_wrong_token_is_a_401() {
+    let server = testing::serve(InMemoryGitLab::default(), TOKEN).await;
+    let gl = HttpGitLab::builder()
+        .with_url(server.uri())
+        .with_token(SecretToken::new("glpat-wrong"))
+        .build()
+        .unwrap();
+    let err = gl.current_user().await.unwrap_err();
+    assert!(err.to_string().contains("401"), "{err}");
+}
+
+#[tokio::test]
+async fn a_load_test_over_http_runs_one_pipeline_and_sends_no_variable() {
+    let gl = InMemoryGitLab::new(
+        MemoryConfig::default()
+            .with_refuse_pipeline_variables(true)
+            .with_max_jobs_per_pipeline(Some(500)),
+    );
+    let server = testing::serve(gl.clone(), TOKEN).await;
+    let http = client(&server.uri());
+    let project = http.get_or_create_project("sandbox/double").await.unwrap();
+    let tags: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+    let mut runners = Vec::new();
+    for tag in &tags {
+        let r = http
+            .create_runner(&NewRunner::project(
+                project.id,
+                tag.clone(),
+                vec![tag.clone()],
+            ))
+            .await
+            .unwrap();
+        runners.push(SimulatedRunner {
+            runner_id: r.id,
+            concurrent: 200,
+        });
+    }
+    // Real time here (the client talks over sockets): fast simulated pods.
+    let mut sim = SimulationConfig::new(runners)
+        .with_pod_start(Duration::from_millis(20), Duration::from_millis(20))
+        .with_job_duration(Duration::from_millis(20));
+    sim.check_interval = Duration::from_millis(50);
+    let _sim = simulate_runners(gl.clone(), sim);
+    let watch = WatchConfig::default()
+        .with_intervals(
+            Duration::from_millis(100),
+            Duration::from_millis(100),
+            Duration::from_millis(300),
+        )
+        .with_max_requests_per_minute(100_000);
+    let run = LoadTestRun::new(LoadTestSpec::even(450, &tags));
+    let outcome = loadtest::run(
+        &http,
+        &project,
+        &run,
+        &watch,
+        &RunningPipelines::default(),
+        &mut |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(outcome.report.outcome, WatchOutcome::Finished);
+    assert_eq!(outcome.report.by_status["success"], 450);
+    assert_eq!(gl.pipelines(project.id).len(), 1, "exactly one pipeline");
+    assert!(outcome.report.requests > 0 && outcome.report.requests <= http.requests_sent());
+}
