@@ -98,7 +98,8 @@ fn main() {
     let rt = glrunner::provisioning::runtime(cli.global.backend).expect("runtime");
     let report = rt
         .block_on(loadtest::run_sandbox(&plan, &cli.run, OutputFormat::Json))
-        .expect("sandbox run");
+        .expect("sandbox run")
+        .report;
     let context = loadtest::artifact_context(&cli.global, &cli.run, &plan);
 
     let rounds = 20;
