@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: installs and starts what the tests need (moto with
 # the EKS shim; a kube-apiserver + etcd built from Debian's sources, cached outside the
-# clone; Helm's real engine from PyPI's helm-python-sdk), runs `cargo test --workspace`, and
+# clone; Helm's real engine from PyPI's helm-python-sdk), runs `cargo test --workspace --all-features` (every crate's mocks included), and
 # stops the servers again.
 #
 # Build outputs are cached outside the clone (CARGO_TARGET_DIR, default
@@ -41,7 +41,7 @@ log "installing Helm's engine (PyPI helm-python-sdk behind a helm-compatible CLI
 export GLRUNNER_TEST_REQUIRE_SERVERS=1
 start_server helm-sdk GLRUNNER_TEST_HELM "$root/scripts/helm-sdk.sh" install || exit 1
 log "building the workspace and its tests"
-cargo test --workspace --no-run --quiet
+cargo test --workspace --all-features --no-run --quiet
 if ! wait "$kube_build"; then
   cat "$run_dir/kube-build.out" >&2
   log "kube-apiserver build failed"
@@ -58,4 +58,4 @@ start_server moto GLRUNNER_TEST_MOTO_URL "$root/scripts/moto.sh" start "$run_dir
 # --rbac: the admin keeps full access; the janitor's RBAC test acts as a ServiceAccount with least privilege.
 start_server kube-apiserver GLRUNNER_TEST_KUBECONFIG "$root/scripts/kube-apiserver.sh" start "$run_dir/kube" --rbac || exit 1
 
-cargo test --workspace "$@"
+cargo test --workspace --all-features "$@"
