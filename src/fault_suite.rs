@@ -206,7 +206,9 @@ async fn judge(
     let left_by_cleanup = left.total();
     if left_by_cleanup > 0 {
         // As a user would after a clear failure: run the teardown phase again.
-        detail.push(format!("the flow's cleanup left {left_by_cleanup}: {left:?}; ran the teardown phase again"));
+        detail.push(format!(
+            "the flow's cleanup left {left_by_cleanup}: {left:?}; ran the teardown phase again"
+        ));
         let again = config.clone().with_phases([Phase::Teardown]);
         let _ = flow::run(&again, &world.backends(), &|_: &FlowEvent<'_>| {}).await;
         left = world.leftovers(&config.spec.stack, PROJECT).await;
