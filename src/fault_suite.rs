@@ -36,7 +36,10 @@ pub struct CaseResult {
     pub faults_injected: u64,
     /// `done` (every phase succeeded) or `failed: <phase>: <error>` (a clear failure).
     pub outcome: String,
-    /// Resources left in AWS, GitLab and Kubernetes after the case's teardown.
+    /// Resources the flow's own teardown or cleanup left behind (a finding when above 0: a second
+    /// teardown, as a user would run after a clear failure, then removes them).
+    pub left_by_cleanup: usize,
+    /// Resources left in AWS, GitLab and Kubernetes at the end of the case.
     pub leftovers: usize,
     /// Resources that existed twice at once (two of one step key, two runners of one shard).
     pub duplicates: usize,
@@ -58,6 +61,8 @@ pub struct SuiteReport {
     pub cases: Vec<CaseResult>,
     /// Sum of the faults injected.
     pub faults_injected: u64,
+    /// Sum of what the flow's own cleanups left (findings; a second teardown removed them).
+    pub left_by_cleanup: usize,
     /// Sum of the leftovers (0 when the suite passes).
     pub leftovers: usize,
     /// Sum of the duplicates (0 when the suite passes).
@@ -96,6 +101,7 @@ impl SuiteReport {
         let _ = writeln!(out);
         let _ = writeln!(out, "cases {}", self.cases.len());
         let _ = writeln!(out, "faults_injected {}", self.faults_injected);
+        let _ = writeln!(out, "left_by_cleanup {}", self.left_by_cleanup);
         let _ = writeln!(out, "leftovers {}", self.leftovers);
         let _ = writeln!(out, "duplicates {}", self.duplicates);
         let _ = writeln!(
@@ -136,6 +142,7 @@ pub async fn run_suite(jobs: u32, seed: u64) -> SuiteReport {
     cases.push(apiserver_restart_mid_reap(jobs, seed).await);
     let report = SuiteReport {
         faults_injected: cases.iter().map(|c| c.faults_injected).sum(),
+        left_by_cleanup: cases.iter().map(|c| c.left_by_cleanup).sum(),
         leftovers: cases.iter().map(|c| c.leftovers).sum(),
         duplicates: cases.iter().map(|c| c.duplicates).sum(),
         cases,
@@ -195,11 +202,21 @@ async fn judge(
     report: &FlowReport,
     mut detail: Vec<String>,
 ) -> CaseResult {
-    let left = world.leftovers(&config.spec.stack, PROJECT).await;
-    let leftovers = left.total();
-    if leftovers > 0 {
-        detail.push(format!("left: {left:?}"));
+    let mut left = world.leftovers(&config.spec.stack, PROJECT).await;
+    let left_by_cleanup = left.total();
+    if left_by_cleanup > 0 {
+        // As a user would after a clear failure: run the teardown phase again.
+        detail.push(format!(
+            "the flow's cleanup left {left_by_cleanup}: {left:?}; ran the teardown phase again"
+        ));
+        let again = config.clone().with_phases([Phase::Teardown]);
+        let _ = flow::run(&again, &world.backends(), &|_: &FlowEvent<'_>| {}).await;
+        left = world.leftovers(&config.spec.stack, PROJECT).await;
+        if left.total() > 0 {
+            detail.push(format!("left after the second teardown: {left:?}"));
+        }
     }
+    let leftovers = left.total();
     let duplicates = detail.iter().filter(|d| d.starts_with("duplicate")).count();
     let outcome = match &report.failure {
         None => "done".to_owned(),
@@ -209,6 +226,7 @@ async fn judge(
         name: name.to_owned(),
         faults_injected: faults,
         outcome,
+        left_by_cleanup,
         leftovers,
         duplicates,
         detail,
