@@ -104,5 +104,6 @@ pub use secret::{
 };
 pub use validate::{ChartVersion, DEFAULT_CHART_VERSION};
 pub use values::{
-    ContainerResources, EnvVar, KubernetesExecutor, PolicyRule, RunnerSummary, RunnerValues,
+    ContainerResources, EnvVar, FargateRounding, KubernetesExecutor, PolicyRule, RunnerSummary,
+    RunnerValues,
 };
