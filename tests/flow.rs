@@ -2,6 +2,8 @@
 //! in each phase in turn, the keep flags, phase selection and resumption, secrets hygiene, and
 //! the infrastructure phases against moto (`GLRUNNER_TEST_MOTO_URL`, started by scripts/test.sh).
 
+#[path = "flow/doctor.rs"]
+mod doctor;
 #[path = "flow/example.rs"]
 mod example;
 

@@ -5,14 +5,18 @@
 //! IGW + attachment, route table + route + associations, role + policies, access entry +
 //! policy) roll back what they created when a later call fails, so a retry starts clean.
 
+mod account;
+pub mod actions;
 mod ec2;
 mod eks;
 
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_smithy_runtime_api::client::result::SdkError;
 
+pub use account::{AwsAccount, PRICING_API_REGION, on_demand_usd};
 pub use ec2::AwsNetwork;
 pub use eks::AwsCluster;
+pub(crate) use eks::principal_arn;
 
 use crate::error::Error;
 
