@@ -18,7 +18,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use glrunner::cli::{self, CliError, GlobalArgs};
 use glrunner::flow::command::FlowArgs;
-use glrunner::preflight::command::{PreflightArgs, doctor};
+use glrunner::preflight::command::doctor;
 
 /// Preflight checks and the cost projection of a glrunner run, on the sandbox (default) or AWS.
 #[derive(Debug, Parser)]
@@ -27,11 +27,9 @@ struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
 
+    /// full_flow's flags, the preflight's among them.
     #[command(flatten)]
     flow: FlowArgs,
-
-    #[command(flatten)]
-    preflight: PreflightArgs,
 }
 
 fn main() -> ExitCode {
@@ -39,6 +37,6 @@ fn main() -> ExitCode {
     cli::init_tracing(cli.global.output);
     let result = glrunner::provisioning::runtime(cli.global.backend)
         .map_err(|e| CliError::failure(format!("cannot start the async runtime: {e}")))
-        .and_then(|rt| rt.block_on(doctor(&cli.global, &cli.flow, &cli.preflight)));
+        .and_then(|rt| rt.block_on(doctor(&cli.global, &cli.flow)));
     cli::finish(result, cli.global.output)
 }

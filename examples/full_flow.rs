@@ -30,10 +30,12 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let (cli, matches) = cli::parse::<Cli>();
     cli::init_tracing(cli.global.output);
-    let result = glrunner::provisioning::runtime(cli.global.backend)
-        .map_err(|e| CliError::failure(format!("cannot start the async runtime: {e}")))
-        .and_then(|rt| rt.block_on(full_flow(&cli.global, &cli.flow)));
+    let result = cli::targets::check(&cli.global, &matches).and_then(|()| {
+        glrunner::provisioning::runtime(cli.global.backend)
+            .map_err(|e| CliError::failure(format!("cannot start the async runtime: {e}")))
+            .and_then(|rt| rt.block_on(full_flow(&cli.global, &cli.flow)))
+    });
     cli::finish(result, cli.global.output)
 }

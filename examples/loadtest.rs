@@ -13,13 +13,14 @@
 //! (GitLab.com allows 25 pipeline creations per minute).
 //!
 //! Exit codes: 0 every job passed, 1 a job failed or GitLab failed, 2 invalid input (no
-//! request was sent).
+//! request was sent), 130/143 stopped by SIGINT/SIGTERM (the pipeline is cancelled unless
+//! `--keep-pipeline`, and the partial report is printed).
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use glrunner::cli::{self, CliError, GlobalArgs};
-use glrunner::commands::loadtest::{Command, RunArgs, run};
+use glrunner::commands::loadtest::{Command, RunArgs, run_until};
 use glrunner::provisioning::runtime;
 
 /// Run a GitLab CI load test: N hello-world jobs spread over runner shard tags in one pipeline,
@@ -38,11 +39,13 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let (cli, matches) = cli::parse::<Cli>();
     cli::init_tracing(cli.global.output);
     // Sandbox: a paused clock, so simulated minutes pass in milliseconds of wall time.
-    let result = runtime(cli.global.backend)
-        .map_err(|e| CliError::failure(format!("cannot start the async runtime: {e}")))
-        .and_then(|rt| rt.block_on(run(&cli.global, cli.command, &cli.run)));
+    let result = cli::start(&cli.global, &matches).and_then(|interrupt| {
+        runtime(cli.global.backend)
+            .map_err(|e| CliError::failure(format!("cannot start the async runtime: {e}")))
+            .and_then(|rt| rt.block_on(run_until(&cli.global, cli.command, &cli.run, &interrupt)))
+    });
     cli::finish(result, cli.global.output)
 }

@@ -8,13 +8,14 @@
 //! cargo run --example reap -- rbac --namespace gitlab-runner | kubectl apply -f -
 //! ```
 //!
-//! Exit codes: 0 done, 1 failure (API server unreachable, deletes failed), 2 invalid input.
+//! Exit codes: 0 done (also `--watch` stopped by SIGINT/SIGTERM: the round in flight finishes and
+//! is reported), 1 failure (API server unreachable, deletes failed), 2 invalid input.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use glrunner::cli::{self, GlobalArgs};
-use glrunner::commands::reap::{Command, RunArgs, run};
+use glrunner::commands::reap::{Command, RunArgs, run_until};
 
 /// Reap hung GitLab Runner job pods (Kubernetes executor) safely: identified by the executor's
 /// labels and annotations, never by name; deleted with a UID precondition; dry-run first if unsure.
@@ -35,8 +36,11 @@ struct Cli {
 // the system clock, and `--watch` waits real intervals.
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let (cli, matches) = cli::parse::<Cli>();
     cli::init_tracing(cli.global.output);
-    let result = run(&cli.global, cli.command, &cli.run).await;
+    let result = match cli::start(&cli.global, &matches) {
+        Ok(interrupt) => run_until(&cli.global, cli.command, &cli.run, &interrupt).await,
+        Err(e) => Err(e),
+    };
     cli::finish(result, cli.global.output)
 }

@@ -35,8 +35,11 @@ struct Cli {
 // A multi-threaded runtime on a real clock on every backend, as before the move.
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let (cli, matches) = cli::parse::<Cli>();
     cli::init_tracing(cli.global.output);
-    let result = run(&cli.global, cli.command).await;
+    let result = match cli::targets::check(&cli.global, &matches) {
+        Ok(()) => run(&cli.global, cli.command).await,
+        Err(e) => Err(e),
+    };
     cli::finish(result, cli.global.output)
 }

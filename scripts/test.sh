@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: installs and starts what the tests need (moto with
 # the EKS shim; a kube-apiserver + etcd built from Debian's sources, cached outside the
-# clone), runs `cargo test --workspace`, and stops the servers again.
+# clone; Helm's real engine from PyPI's helm-python-sdk), runs `cargo test --workspace`, and
+# stops the servers again.
 #
 # Build outputs are cached outside the clone (CARGO_TARGET_DIR, default
 # /var/cache/glrunner/target when writable), so repeated runs rebuild only what changed.
@@ -33,6 +34,11 @@ log "preparing kube-apiserver (cached under $GLRUNNER_CACHE/kube after the first
 kube_build=$!
 log "installing moto"
 "$root/scripts/moto.sh" install
+log "installing Helm's engine (PyPI helm-python-sdk behind a helm-compatible CLI, cached under $GLRUNNER_CACHE)"
+helm_line=$("$root/scripts/helm-sdk.sh" install | tail -1)
+[[ $helm_line == GLRUNNER_TEST_HELM=* ]] || { log "helm-sdk.sh install failed"; exit 1; }
+export "$helm_line"
+log "helm-compatible CLI at $GLRUNNER_TEST_HELM"
 log "building the workspace and its tests"
 cargo test --workspace --no-run --quiet
 if ! wait "$kube_build"; then
@@ -42,9 +48,11 @@ if ! wait "$kube_build"; then
 fi
 cat "$run_dir/kube-build.out" >&2
 
-eval "export $("$root/scripts/moto.sh" start "$run_dir/moto" | tail -1)"
-log "moto at $GLRUNNER_TEST_MOTO_URL"
-eval "export $("$root/scripts/kube-apiserver.sh" start "$run_dir/kube" | tail -1)"
-log "kube-apiserver kubeconfig at $GLRUNNER_TEST_KUBECONFIG"
+# Each start's exit status is checked and its variable required; the tests then fail (never
+# skip) when a server they need is missing.
+. "$root/scripts/servers.sh"
+export GLRUNNER_TEST_REQUIRE_SERVERS=1
+start_server moto GLRUNNER_TEST_MOTO_URL "$root/scripts/moto.sh" start "$run_dir/moto" || exit 1
+start_server kube-apiserver GLRUNNER_TEST_KUBECONFIG "$root/scripts/kube-apiserver.sh" start "$run_dir/kube" || exit 1
 
 cargo test --workspace "$@"

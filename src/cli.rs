@@ -5,6 +5,10 @@ use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 
+pub mod duration;
+pub mod signals;
+pub mod targets;
+
 /// Exit code for success.
 pub const EXIT_OK: u8 = 0;
 /// Exit code for a failure while doing the work (AWS, GitLab, Kubernetes, helm...).
@@ -73,6 +77,29 @@ pub struct GlobalArgs {
     /// Print what would be done and change nothing.
     #[arg(long, global = true)]
     pub dry_run: bool,
+}
+
+/// Parses the command line like `C::parse()` (exiting on `--help` or a usage error, code 2) and
+/// keeps clap's matches, so [`targets::check`] can tell a flag given on the command line from a
+/// default or an environment variable.
+pub fn parse<C: clap::Parser>() -> (C, clap::ArgMatches) {
+    let mut command = C::command();
+    let matches = command.clone().get_matches();
+    match C::from_arg_matches(&matches) {
+        Ok(cli) => (cli, matches),
+        Err(e) => e.format(&mut command).exit(),
+    }
+}
+
+/// What every example does before its work: refuse real-target flags on the sandbox (exit 2,
+/// see [`targets::check`]), then listen for SIGINT/SIGTERM ([`signals::Interrupt::install`]).
+pub fn start(
+    global: &GlobalArgs,
+    matches: &clap::ArgMatches,
+) -> Result<signals::Interrupt, CliError> {
+    targets::check(global, matches)?;
+    signals::Interrupt::install(global.output)
+        .map_err(|e| CliError::failure(format!("cannot listen for SIGINT/SIGTERM: {e}")))
 }
 
 /// Installs a tracing subscriber writing to stderr: human-readable, or JSON lines with `--output json`.

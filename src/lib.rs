@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod commands;
+pub mod fault_suite;
 pub mod flow;
 pub mod preflight;
 pub mod provisioning;

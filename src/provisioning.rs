@@ -1,6 +1,5 @@
 //! The `provision` and `teardown` commands: flags, backend wiring, progress and output.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
@@ -9,6 +8,7 @@ use glrunner_infra::{
     StackSpec, WaitPolicy,
 };
 
+use crate::cli::signals::{Interrupt, hold};
 use crate::cli::{Backend, CliError, GlobalArgs, OutputFormat, print_json};
 
 /// NAT layout flag.
@@ -38,6 +38,14 @@ pub struct ProvisionArgs {
     /// Namespace of the runner managers and job pods (covered by the Fargate profile).
     #[arg(long, default_value = "gitlab-runner")]
     pub runner_namespace: String,
+    /// Another IAM role or user ARN (path included) that gets cluster-admin besides the
+    /// caller, e.g. your CI role or an IAM Identity Center role. Repeatable.
+    #[arg(long = "admin-principal", value_name = "ARN")]
+    pub admin_principals: Vec<String>,
+    /// CIDR blocks allowed to reach the cluster's public API endpoint, comma-separated
+    /// (default: 0.0.0.0/0, with a warning). Include the address glrunner runs from.
+    #[arg(long, value_name = "CIDR,...", value_delimiter = ',')]
+    pub public_access_cidrs: Vec<String>,
 }
 
 /// Maps an infra error to the examples' exit codes: invalid input is 2, the rest 1.
@@ -63,6 +71,20 @@ pub fn stack_spec(global: &GlobalArgs, args: &ProvisionArgs) -> Result<StackSpec
     };
     spec.cluster.kubernetes_version = args.kubernetes_version.clone();
     spec.cluster.runner_namespace = args.runner_namespace.clone();
+    spec.cluster.admin_principals = args.admin_principals.clone();
+    if !args.public_access_cidrs.is_empty() {
+        spec.cluster.public_access_cidrs = args
+            .public_access_cidrs
+            .iter()
+            .map(|c| {
+                c.trim().parse().map_err(|_| {
+                    CliError::invalid(format!(
+                        "--public-access-cidrs: {c:?} is not an IPv4 CIDR block; write it like 203.0.113.0/24"
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+    }
     spec.validate()
         .map_err(|e| CliError::invalid(flag_hint(e)))?;
     Ok(spec)
@@ -78,6 +100,9 @@ fn flag_hint(err: glrunner_infra::Error) -> String {
             "runner_namespace" => "--runner-namespace",
             "region" => "--region",
             "stack" => "--stack",
+            "admin_principals" => "--admin-principal",
+            "public_access_cidrs" => "--public-access-cidrs",
+            "caller" => "AWS credentials",
             _ => "",
         },
         _ => "",
@@ -89,15 +114,13 @@ fn flag_hint(err: glrunner_infra::Error) -> String {
     }
 }
 
-/// The region from `--region`, else `AWS_REGION`/`AWS_DEFAULT_REGION`, else the AWS profile;
-/// us-east-1 on the sandbox. Never asks the network (no instance metadata lookups).
+/// The region from `--region`, else aws-config's environment and profile region providers
+/// (`AWS_REGION`, `AWS_DEFAULT_REGION`, then the active profile of `AWS_CONFIG_FILE` or
+/// `~/.aws/config`); us-east-1 on the sandbox. Never asks the network (no instance metadata).
 pub fn resolve_region(global: &GlobalArgs) -> Result<String, CliError> {
     let region = match &global.region {
         Some(region) => Some(region.clone()),
-        None => std::env::var("AWS_REGION")
-            .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
-            .ok()
-            .or_else(profile_region),
+        None => configured_region(),
     };
     let region = match (region, global.backend) {
         (Some(region), _) => region,
@@ -113,31 +136,30 @@ pub fn resolve_region(global: &GlobalArgs) -> Result<String, CliError> {
     Ok(region)
 }
 
-/// Reads `region` of the active profile from the AWS config file (no network).
-fn profile_region() -> Option<String> {
-    let home = std::env::var_os("HOME")?;
-    let path = std::env::var_os("AWS_CONFIG_FILE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(home).join(".aws/config"));
-    let text = std::fs::read_to_string(path).ok()?;
-    let profile = std::env::var("AWS_PROFILE").unwrap_or_else(|_| "default".into());
-    let header = if profile == "default" {
-        "[default]".to_string()
-    } else {
-        format!("[profile {profile}]")
-    };
-    let mut in_section = false;
-    for line in text.lines().map(str::trim) {
-        if line.starts_with('[') {
-            in_section = line == header;
-        } else if in_section
-            && let Some((key, value)) = line.split_once('=')
-            && key.trim() == "region"
-        {
-            return Some(value.trim().to_string());
-        }
-    }
-    None
+/// The region of aws-config's environment and profile providers, without instance metadata.
+///
+/// Both providers only read the environment and files, so this runs them to completion on a
+/// private current-thread runtime on its own thread (callers may already be inside a runtime).
+pub fn configured_region() -> Option<String> {
+    use aws_config::meta::region::RegionProviderChain;
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let runtime = tokio::runtime::Builder::new_current_thread().build().ok()?;
+                runtime.block_on(async {
+                    RegionProviderChain::first_try(
+                        aws_config::environment::region::EnvironmentVariableRegionProvider::new(),
+                    )
+                    .or_else(aws_config::profile::ProfileFileRegionProvider::new())
+                    .region()
+                    .await
+                    .map(|r| r.to_string())
+                })
+            })
+            .join()
+            .ok()
+            .flatten()
+    })
 }
 
 /// The network and cluster provisioners of the selected backend.
@@ -257,6 +279,7 @@ impl Progress for ProgressRenderer {
                     "  ✓ {key:<24} {verb} {id} ({:.0}s)",
                     elapsed.as_secs_f64()
                 ));
+                hold(&format!("step-done:{key}"));
             }
             ProgressEvent::Waiting {
                 waiting_for,
@@ -288,7 +311,9 @@ impl Progress for ProgressRenderer {
                     "  ✓ deleted {resource} ({:.0}s)",
                     elapsed.as_secs_f64()
                 ));
+                hold(&format!("deleted:{resource}"));
             }
+            ProgressEvent::Warning { key, message } => self.line(format!("  ! {key}: {message}")),
             ProgressEvent::StepFound { .. } => {}
         }
     }
@@ -296,6 +321,17 @@ impl Progress for ProgressRenderer {
 
 /// Runs `provision`: validate, plan, then apply (or print the plan on `--dry-run`).
 pub async fn provision(global: &GlobalArgs, args: &ProvisionArgs) -> Result<(), CliError> {
+    provision_until(global, args, &Interrupt::detached()).await
+}
+
+/// [`provision`] that stops cleanly on `interrupt` (SIGINT/SIGTERM): no new step starts, calls in
+/// flight finish, the state is saved, what exists is printed, and the error exits 130/143.
+/// A re-run resumes.
+pub async fn provision_until(
+    global: &GlobalArgs,
+    args: &ProvisionArgs,
+    interrupt: &Interrupt,
+) -> Result<(), CliError> {
     let spec = stack_spec(global, args)?;
     let backend = InfraBackend::connect(global.backend, &spec.region).await;
     let progress = ProgressRenderer::new(global.output, 16);
@@ -311,16 +347,31 @@ pub async fn provision(global: &GlobalArgs, args: &ProvisionArgs) -> Result<(), 
             "provisioning stack {} in {} on the {:?} backend",
             spec.stack, spec.region, global.backend
         );
+        if spec.cluster.public_endpoint_is_open() {
+            eprintln!(
+                "warning: the cluster's public API endpoint will be open to 0.0.0.0/0; restrict it with --public-access-cidrs"
+            );
+        }
     }
-    let outcome = glrunner_infra::provision(
+    let outcome = glrunner_infra::provision_until(
         &spec,
         backend.network.as_ref(),
         backend.cluster.as_ref(),
         &options,
+        &interrupt.token(),
     )
     .await;
     progress.finish();
-    let outcome = outcome.map_err(cli_error)?;
+    let outcome = match outcome {
+        Err(err @ glrunner_infra::Error::Interrupted { .. }) => {
+            let existing =
+                glrunner_infra::Engine::new(backend.network.as_ref(), backend.cluster.as_ref())
+                    .existing(&spec.stack)
+                    .await;
+            return Err(interrupted(global, interrupt, err, existing));
+        }
+        other => other.map_err(cli_error)?,
+    };
     match global.output {
         OutputFormat::Json => print_json(&outcome)?,
         OutputFormat::Human => {
@@ -339,6 +390,9 @@ pub async fn provision(global: &GlobalArgs, args: &ProvisionArgs) -> Result<(), 
                         "wall"
                     }
                 );
+                for line in &report.drift {
+                    println!("drift (left as is): {line}");
+                }
                 if let Some(path) = &outcome.kubeconfig {
                     println!(
                         "kubeconfig: {}  (KUBECONFIG={} kubectl get pods -A)",
@@ -355,8 +409,48 @@ pub async fn provision(global: &GlobalArgs, args: &ProvisionArgs) -> Result<(), 
     Ok(())
 }
 
+/// Prints what exists after a stopped provision or teardown (a list, or one JSON document) and
+/// returns the error that exits 130/143.
+fn interrupted(
+    global: &GlobalArgs,
+    interrupt: &Interrupt,
+    err: glrunner_infra::Error,
+    existing: glrunner_infra::Result<std::collections::HashMap<String, glrunner_infra::Resource>>,
+) -> CliError {
+    let mut resources: Vec<_> = existing.unwrap_or_default().into_values().collect();
+    resources.sort_by(|a, b| a.key.cmp(&b.key));
+    match global.output {
+        OutputFormat::Json => {
+            let _ = print_json(&serde_json::json!({
+                "interrupted": true,
+                "signal": interrupt.received().map(|s| s.name()),
+                "message": err.to_string(),
+                "existing": resources,
+            }));
+        }
+        OutputFormat::Human => {
+            println!(
+                "stopped: {} resource(s) of stack {} exist",
+                resources.len(),
+                global.stack
+            );
+            for res in &resources {
+                println!("  - {:<24} {}", res.key, res.describe());
+            }
+        }
+    }
+    interrupt.error(&err).unwrap_or_else(|| cli_error(err))
+}
+
 /// Runs `teardown`: everything found by tag, in dependency order, then a leftover scan.
 pub async fn teardown(global: &GlobalArgs) -> Result<(), CliError> {
+    teardown_until(global, &Interrupt::detached()).await
+}
+
+/// [`teardown`] that stops cleanly on `interrupt`: the deletion in flight finishes, the state
+/// forgets what was deleted, what is left is printed, and the error exits 130/143. A re-run
+/// continues.
+pub async fn teardown_until(global: &GlobalArgs, interrupt: &Interrupt) -> Result<(), CliError> {
     let stack =
         StackName::new(global.stack.clone()).map_err(|e| CliError::invalid(flag_hint(e)))?;
     let region = resolve_region(global)?;
@@ -368,16 +462,26 @@ pub async fn teardown(global: &GlobalArgs) -> Result<(), CliError> {
         waits: backend.waits.clone(),
         progress: &progress,
     };
-    let report = glrunner_infra::teardown(
+    let report = glrunner_infra::teardown_until(
         &stack,
         &region,
         backend.network.as_ref(),
         backend.cluster.as_ref(),
         &options,
+        &interrupt.token(),
     )
     .await;
     progress.finish();
-    let report = report.map_err(cli_error)?;
+    let report = match report {
+        Err(err @ glrunner_infra::Error::Interrupted { .. }) => {
+            let existing =
+                glrunner_infra::Engine::new(backend.network.as_ref(), backend.cluster.as_ref())
+                    .existing(&stack)
+                    .await;
+            return Err(interrupted(global, interrupt, err, existing));
+        }
+        other => other.map_err(cli_error)?,
+    };
     match global.output {
         OutputFormat::Json => print_json(&report)?,
         OutputFormat::Human if report.dry_run => {

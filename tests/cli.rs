@@ -1,6 +1,15 @@
 //! The provision and teardown examples as CI pipelines call them: exit codes, messages, JSON,
 //! no AWS call on bad input or dry-run, and a full round trip against moto when it runs.
 
+#[path = "cli/runner_example.rs"]
+mod runner_example;
+#[path = "cli/scripts.rs"]
+mod scripts;
+#[path = "cli/signals.rs"]
+mod signals;
+#[path = "cli/targets.rs"]
+mod targets;
+
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -65,6 +74,17 @@ fn bad_input_exits_2_names_the_flag_and_calls_nothing() {
             &["--runner-namespace", "Not_A_Namespace"],
             "--runner-namespace",
         ),
+        (
+            &[
+                "--admin-principal",
+                "arn:aws:sts::123456789012:assumed-role/Admin/me",
+            ],
+            "--admin-principal",
+        ),
+        (
+            &["--public-access-cidrs", "203.0.113.7"],
+            "--public-access-cidrs",
+        ),
     ];
     for (args, needle) in cases {
         let wire = Tripwire::new();
@@ -96,6 +116,34 @@ fn bad_input_exits_2_names_the_flag_and_calls_nothing() {
             "{args:?}: nothing written"
         );
     }
+}
+
+/// The region comes from aws-config's profile provider: `[profile default]`, an inline
+/// comment, and `AWS_CONFIG_FILE` without `HOME` all work as the aws CLI reads them.
+#[test]
+fn region_comes_from_the_aws_config_file_as_the_aws_cli_reads_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config");
+    std::fs::write(
+        &config,
+        "[profile default]\nregion = eu-west-1 # the team's region\n",
+    )
+    .unwrap();
+    let out = Command::new(example("provision"))
+        .args(["--dry-run"])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("AWS_CONFIG_FILE", &config)
+        .env("AWS_SHARED_CREDENTIALS_FILE", dir.path().join("none"))
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        stdout.starts_with("plan for stack glrunner in eu-west-1:"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -136,7 +184,8 @@ fn sandbox_provision_reports_the_virtual_makespan() {
 fn round_trip_against_moto() {
     let Ok(url) = std::env::var("GLRUNNER_TEST_MOTO_URL") else {
         assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
+            std::env::var("CI").as_deref() != Ok("true")
+                && std::env::var("GLRUNNER_TEST_REQUIRE_SERVERS").as_deref() != Ok("1"),
             "GLRUNNER_TEST_MOTO_URL is not set: run ./scripts/test.sh"
         );
         eprintln!("skipping: GLRUNNER_TEST_MOTO_URL is not set (./scripts/test.sh starts moto)");

@@ -2,6 +2,8 @@
 //! in each phase in turn, the keep flags, phase selection and resumption, secrets hygiene, and
 //! the infrastructure phases against moto (`GLRUNNER_TEST_MOTO_URL`, started by scripts/test.sh).
 
+#[path = "flow/byo.rs"]
+mod byo;
 #[path = "flow/doctor.rs"]
 mod doctor;
 #[path = "flow/example.rs"]
@@ -359,7 +361,8 @@ async fn invalid_input_changes_nothing() {
 async fn infrastructure_phases_against_moto() {
     let Ok(url) = std::env::var("GLRUNNER_TEST_MOTO_URL") else {
         assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
+            std::env::var("CI").as_deref() != Ok("true")
+                && std::env::var("GLRUNNER_TEST_REQUIRE_SERVERS").as_deref() != Ok("1"),
             "GLRUNNER_TEST_MOTO_URL is not set: run ./scripts/test.sh"
         );
         eprintln!(
@@ -401,8 +404,8 @@ async fn infrastructure_phases_against_moto() {
     assert_eq!(teardown.leftovers.total, 0, "{teardown:?}");
 }
 
-#[test]
-fn aws_kube_config_takes_the_eks_endpoint_and_ca() {
+#[tokio::test]
+async fn aws_kube_config_takes_the_eks_endpoint_and_ca() {
     use base64::Engine as _;
     let der = b"certificate bytes".to_vec();
     let body = base64::engine::general_purpose::STANDARD.encode(&der);
@@ -416,8 +419,9 @@ fn aws_kube_config_takes_the_eks_endpoint_and_ca() {
         arn: "arn:aws:eks:us-east-1:123456789012:cluster/flowtest".into(),
         endpoint: "https://ABCDEF.gr7.us-east-1.eks.amazonaws.com".into(),
         certificate_authority: base64::engine::general_purpose::STANDARD.encode(pem),
+        fargate_profiles: Vec::new(),
     };
-    let config = glrunner::flow::aws::kube_config(&access).unwrap();
+    let config = glrunner::flow::aws::kube_config(&access).await.unwrap();
     assert_eq!(
         config.cluster_url.host(),
         Some("ABCDEF.gr7.us-east-1.eks.amazonaws.com")
@@ -434,8 +438,9 @@ fn aws_kube_config_takes_the_eks_endpoint_and_ca() {
     };
     assert!(
         glrunner::flow::aws::kube_config(&broken)
+            .await
             .unwrap_err()
-            .contains("cluster CA of flowtest")
+            .contains("cluster flowtest")
     );
 }
 
@@ -456,5 +461,41 @@ async fn cleanup_after_a_failure_honours_keep_infra() {
     assert!(
         !left.infra.is_empty(),
         "--keep-infra keeps the stack after a failure too"
+    );
+}
+
+/// Past helm's default `list --max` of 256: 300 releases are installed (at most 4 helm
+/// operations at once), all found by teardown, and none is left over.
+#[tokio::test(start_paused = true)]
+async fn a_fleet_of_300_releases_is_installed_found_and_torn_down() {
+    let (world, config, report) = run(300, SandboxConfig::default(), |c| {
+        c.with_max_per_release(1).with_phases([
+            Phase::Provision,
+            Phase::Project,
+            Phase::Plan,
+            Phase::Runners,
+            Phase::Releases,
+            Phase::Teardown,
+        ])
+    })
+    .await;
+    assert!(report.is_success(), "{}", report.render_text());
+    let releases = report
+        .phases
+        .iter()
+        .find(|p| p.phase == Phase::Releases)
+        .unwrap();
+    assert!(
+        releases.summary.starts_with("300 release(s) deployed"),
+        "{}",
+        releases.summary
+    );
+    let teardown = report.teardown.as_ref().unwrap();
+    assert_eq!(teardown.releases_removed, 300, "{teardown:?}");
+    assert_eq!(teardown.leftovers.total, 0, "{teardown:?}");
+    assert!(world.releases.runners().is_empty());
+    assert_eq!(
+        world.leftovers(&config.spec.stack, PROJECT).await.total(),
+        0
     );
 }

@@ -14,6 +14,7 @@ use glrunner_gitlab_client::{
     SecretToken,
 };
 
+use crate::cli::signals::{CancellationToken, Interrupt, hold};
 use crate::cli::{self, Backend, CliError, GlobalArgs, OutputFormat};
 
 /// The `loadtest` subcommands (none: run the load test).
@@ -75,13 +76,17 @@ pub struct RunArgs {
     #[arg(long = "ref", global = true)]
     pub ref_name: Option<String>,
 
-    /// Give up watching after this long (e.g. 30m, 2h).
-    #[arg(long, global = true, default_value = "1h", value_parser = humantime::parse_duration)]
+    /// Give up watching after this long (Go-style duration, e.g. 30m, 2h, 1h30m).
+    #[arg(long, global = true, default_value = "1h", value_parser = cli::duration::positive)]
     pub timeout: Duration,
 
     /// Ceiling on the watcher's API requests per minute (GitLab.com allows 2,000 per user in total).
     #[arg(long, global = true, default_value_t = 300)]
     pub max_requests_per_minute: u32,
+
+    /// On SIGINT/SIGTERM, leave the pipeline running instead of cancelling it.
+    #[arg(long, global = true)]
+    pub keep_pipeline: bool,
 
     /// Sandbox only: jobs each simulated runner runs at once.
     #[arg(long, global = true, default_value_t = 200)]
@@ -261,6 +266,20 @@ pub async fn run_pipeline(
     args: &RunArgs,
     output: OutputFormat,
 ) -> Result<Report, CliError> {
+    run_pipeline_until(api, plan, args, output, &CancellationToken::new()).await
+}
+
+/// [`run_pipeline`] that stops watching when `stop` fires: the pipeline is cancelled unless
+/// `--keep-pipeline`, and the report covers the jobs so far ([`WatchOutcome::Interrupted`]).
+///
+/// [`WatchOutcome::Interrupted`]: glrunner_gitlab_client::WatchOutcome::Interrupted
+pub async fn run_pipeline_until(
+    api: &dyn GitLabApi,
+    plan: &Plan,
+    args: &RunArgs,
+    output: OutputFormat,
+    stop: &CancellationToken,
+) -> Result<Report, CliError> {
     let project = match (&plan.project, args.create_project) {
         (ProjectRef::Path(path), true) => api.get_or_create_project(path).await,
         (project, _) => api.get_project(project).await,
@@ -290,10 +309,44 @@ pub async fn run_pipeline(
         .await
         .map_err(failure)?;
     tracing::info!(pipeline = pipeline.id, url = %pipeline.web_url, "pipeline created");
+    hold("pipeline-created");
     let mut on_event = progress(output);
-    watch_pipeline(api, &project_ref, pipeline.id, &plan.watch, &mut on_event)
+    let started = tokio::time::Instant::now();
+    tokio::select! {
+        biased;
+        () = stop.cancelled() => {}
+        report = watch_pipeline(api, &project_ref, pipeline.id, &plan.watch, &mut on_event) => {
+            return report.map_err(failure);
+        }
+    }
+    // Stopped: cancel the pipeline (unless kept), then report what ran so far.
+    let pipeline = if args.keep_pipeline {
+        eprintln!(
+            "keeping pipeline {} running (--keep-pipeline): {}",
+            pipeline.id, pipeline.web_url
+        );
+        api.get_pipeline(&project_ref, pipeline.id)
+            .await
+            .map_err(failure)?
+    } else {
+        let canceled = api
+            .cancel_pipeline(&project_ref, pipeline.id)
+            .await
+            .map_err(failure)?;
+        eprintln!("canceled pipeline {} ({})", canceled.id, canceled.status);
+        canceled
+    };
+    let jobs = api
+        .all_pipeline_jobs(&project_ref, pipeline.id)
         .await
-        .map_err(failure)
+        .map_err(failure)?;
+    Ok(Report::compute(
+        &pipeline,
+        &jobs,
+        glrunner_gitlab_client::WatchOutcome::Interrupted,
+        0,
+        started.elapsed().as_secs_f64(),
+    ))
 }
 
 /// Runs the load test on the sandbox: an in-memory GitLab, one simulated runner per shard tag, on a paused clock.
@@ -301,6 +354,16 @@ pub async fn run_sandbox(
     plan: &Plan,
     args: &RunArgs,
     output: OutputFormat,
+) -> Result<Report, CliError> {
+    run_sandbox_until(plan, args, output, &CancellationToken::new()).await
+}
+
+/// [`run_sandbox`] that stops like [`run_pipeline_until`].
+pub async fn run_sandbox_until(
+    plan: &Plan,
+    args: &RunArgs,
+    output: OutputFormat,
+    stop: &CancellationToken,
 ) -> Result<Report, CliError> {
     let gitlab = InMemoryGitLab::default();
     // The sandbox starts empty: create the project (and its group) the run asks for.
@@ -331,7 +394,7 @@ pub async fn run_sandbox(
         spec: plan.spec.clone(),
         watch: plan.watch.clone(),
     };
-    run_pipeline(&gitlab, &plan, args, output).await
+    run_pipeline_until(&gitlab, &plan, args, output, stop).await
 }
 
 /// Prints the generated `.gitlab-ci.yml` (`ci-yaml`).
@@ -380,6 +443,17 @@ pub async fn run(
     command: Option<Command>,
     args: &RunArgs,
 ) -> Result<(), CliError> {
+    run_until(global, command, args, &Interrupt::detached()).await
+}
+
+/// [`run`] that stops cleanly on `interrupt` (SIGINT/SIGTERM): the pipeline is cancelled unless
+/// `--keep-pipeline`, the partial report is printed, and the error exits 130/143.
+pub async fn run_until(
+    global: &GlobalArgs,
+    command: Option<Command>,
+    args: &RunArgs,
+    interrupt: &Interrupt,
+) -> Result<(), CliError> {
     let plan = plan(global, args)?;
     if matches!(command, Some(Command::CiYaml)) {
         return print_ci_yaml(&plan.spec);
@@ -391,11 +465,27 @@ pub async fn run(
     if global.dry_run {
         return print_dry_run(&plan, global.output);
     }
+    let stop = interrupt.token();
     let report = match http {
-        Some(http) => run_pipeline(&http, &plan, args, global.output).await?,
-        None => run_sandbox(&plan, args, global.output).await?,
+        Some(http) => run_pipeline_until(&http, &plan, args, global.output, &stop).await?,
+        None => run_sandbox_until(&plan, args, global.output, &stop).await?,
     };
     print_report(&report, global.output)?;
+    if report.outcome == glrunner_gitlab_client::WatchOutcome::Interrupted
+        && let Some(err) = interrupt.error(format!(
+            "pipeline {} {} with {} of {} job(s) succeeded",
+            report.pipeline_id,
+            if args.keep_pipeline {
+                "kept running (--keep-pipeline)"
+            } else {
+                "canceled"
+            },
+            report.by_status.get("success").copied().unwrap_or(0),
+            report.total_jobs
+        ))
+    {
+        return Err(err);
+    }
     if report.has_failures() {
         let failed: usize = report.failures_by_reason.values().sum();
         return Err(CliError::failure(format!(

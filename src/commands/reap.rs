@@ -10,11 +10,12 @@ use clap::{Args, Subcommand};
 use glrunner_janitor::cost::FargatePricing;
 use glrunner_janitor::k8s::KubePodApi;
 use glrunner_janitor::memory::{InMemoryJobStatus, InMemoryPods, seed_demo};
-use glrunner_janitor::policy::{Policy, parse_duration_flag};
+use glrunner_janitor::policy::Policy;
 use glrunner_janitor::{
     Clock, Error, PodApi, Reaper, ReaperConfig, Report, SystemClock, model, rbac,
 };
 
+use crate::cli::signals::Interrupt;
 use crate::cli::{self, Backend, CliError, GlobalArgs, OutputFormat};
 
 /// The `reap` subcommands (none: reap).
@@ -122,9 +123,10 @@ pub fn flag_error(flag: &str, e: Error) -> CliError {
     }
 }
 
-/// Parses a duration flag (`30s`, `5m`, `1h`).
+/// Parses a duration flag with the examples' one grammar (`30s`, `5m`, `1h`; see
+/// [`crate::cli::duration`]); zero is refused.
 pub fn duration(flag: &str, value: &str) -> Result<Duration, CliError> {
-    parse_duration_flag(flag, value).map_err(|e| flag_error(flag, e))
+    cli::duration::parse(flag, value, cli::duration::Zero::Refused)
 }
 
 /// Validates the flags into the reaper configuration; touches no cluster.
@@ -143,7 +145,12 @@ pub fn config(run: &RunArgs, global: &GlobalArgs) -> Result<ReaperConfig, CliErr
         .map(|v| duration("--default-job-timeout", v))
         .transpose()?;
     let policy = Policy::new(run.namespaces.iter().cloned())
-        .with_grace(duration("--grace", &run.grace)?)
+        // Zero grace is meaningful: reap as soon as a deadline passes.
+        .with_grace(cli::duration::parse(
+            "--grace",
+            &run.grace,
+            cli::duration::Zero::Allowed,
+        )?)
         .with_pending_timeout(duration("--pending-timeout", &run.pending_timeout)?)
         .with_default_job_timeout(default_job_timeout);
     let default = FargatePricing::us_east_1();
@@ -206,6 +213,18 @@ pub async fn run(
     global: &GlobalArgs,
     command: Option<Command>,
     run: &RunArgs,
+) -> Result<(), CliError> {
+    run_until(global, command, run, &Interrupt::detached()).await
+}
+
+/// [`run`] that stops `--watch` cleanly on `interrupt` (SIGINT/SIGTERM): the round in flight
+/// finishes its deletes, its report is printed, and the command ends as after its last round
+/// (exit 0 when every round succeeded).
+pub async fn run_until(
+    global: &GlobalArgs,
+    command: Option<Command>,
+    run: &RunArgs,
+    interrupt: &Interrupt,
 ) -> Result<(), CliError> {
     if let Some(Command::Rbac {
         namespaces,
@@ -271,7 +290,7 @@ pub async fn run(
     let mut rounds = 0u64;
     let mut outcome = Ok(());
     reaper
-        .watch(interval, std::future::pending(), |result| {
+        .watch(interval, interrupt.token().cancelled_owned(), |result| {
             rounds += 1;
             match result {
                 Ok(report) => {
@@ -294,5 +313,17 @@ pub async fn run(
             }
         })
         .await;
+    if let Some(signal) = interrupt.received() {
+        match global.output {
+            OutputFormat::Human => eprintln!(
+                "stopped by {} after {rounds} round(s); in-flight deletes finished",
+                signal.name()
+            ),
+            OutputFormat::Json => eprintln!(
+                "{}",
+                serde_json::json!({"event": "stopped", "signal": signal.name(), "rounds": rounds})
+            ),
+        }
+    }
     outcome
 }

@@ -82,9 +82,14 @@ pub struct ReleaseArgs {
     /// Default job image.
     #[arg(long)]
     pub image: Option<String>,
-    /// Namespace for job pods (default: the release namespace).
+    /// Namespace for job pods (default: the release namespace). Created when missing; the
+    /// executor's Role goes there. A Fargate profile must select it.
     #[arg(long)]
     pub job_namespace: Option<String>,
+    /// Job requests in flight to GitLab (default: one per 10 of --concurrent, at most 50, with
+    /// the runner's adaptive request concurrency on).
+    #[arg(long)]
+    pub request_concurrency: Option<u32>,
     /// The runner's GitLab tag(s), recorded on the release (repeatable).
     #[arg(long = "tag")]
     pub tags: Vec<String>,
@@ -213,6 +218,7 @@ pub fn flag_for(field: &str) -> String {
         "executor.build.memory" => "--memory",
         "runner_tags" => "--tag",
         "runners.secret" => "--secret-name",
+        "request_concurrency" => "--request-concurrency",
         "chart" => "--chart",
         "chart_version" => "--chart-version",
         "timeout" => "--timeout",
@@ -243,18 +249,10 @@ pub fn cli_error(e: Error) -> CliError {
     }
 }
 
-/// Parses a duration flag: plain seconds or a humantime value (`90s`, `5m`).
+/// Parses a duration flag with the examples' one grammar (`90s`, `5m`, `1h30m`; see
+/// [`crate::cli::duration`]); zero is refused.
 pub fn duration(flag: &str, raw: &str) -> Result<Duration, CliError> {
-    let parsed = if raw.bytes().all(|b| b.is_ascii_digit()) && !raw.is_empty() {
-        raw.parse::<u64>().ok().map(Duration::from_secs)
-    } else {
-        humantime::parse_duration(raw).ok()
-    };
-    parsed.ok_or_else(|| {
-        CliError::invalid(format!(
-            "{flag}: {raw:?} is not a duration (fix: use seconds or e.g. 90s, 5m)"
-        ))
-    })
+    cli::duration::parse(flag, raw, cli::duration::Zero::Refused)
 }
 
 /// The chart to install from `--chart` / `--chart-version`.
@@ -298,6 +296,9 @@ pub fn spec(args: &ReleaseArgs) -> Result<ReleaseSpec, CliError> {
     if let Some(ns) = &args.job_namespace {
         values = values.with_job_namespace(ns);
     }
+    if let Some(requests) = args.request_concurrency {
+        values = values.with_request_concurrency(requests);
+    }
     let spec = ReleaseSpec::new(&args.target.release, &args.target.namespace, values)
         .with_chart(chart_source(args)?)
         .with_timeout(duration("--timeout", &args.timeout)?);
@@ -316,15 +317,32 @@ pub fn spec(args: &ReleaseArgs) -> Result<ReleaseSpec, CliError> {
 
 /// The runner token from `GLRUNNER_RUNNER_TOKEN` (a placeholder on the sandbox).
 pub fn token(backend: Backend) -> Result<RunnerToken, CliError> {
-    match std::env::var(TOKEN_ENV) {
-        Ok(raw) => RunnerToken::new(raw.trim()).map_err(cli_error),
-        Err(_) if backend == Backend::Sandbox => {
+    token_from(std::env::var(TOKEN_ENV).ok(), backend)
+}
+
+/// The runner token from the value of `GLRUNNER_RUNNER_TOKEN` (`None` when unset): surrounding
+/// whitespace (a trailing newline from a file) is dropped; an empty or unset variable is a
+/// placeholder on the sandbox and invalid input on `aws`.
+pub fn token_from(raw: Option<String>, backend: Backend) -> Result<RunnerToken, CliError> {
+    match raw.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        Some(token) => RunnerToken::new(token).map_err(cli_error),
+        None if backend == Backend::Sandbox => {
             RunnerToken::new("glrt-sandbox-0000000000000000").map_err(cli_error)
         }
-        Err(_) => Err(CliError::invalid(format!(
+        None => Err(CliError::invalid(format!(
             "{TOKEN_ENV}: not set (fix: create the runner in GitLab (POST /user/runners) and export its glrt-... token as {TOKEN_ENV})"
         ))),
     }
+}
+
+/// The warning for a job namespace that a Fargate profile may not select: the `runner` command
+/// does not know the cluster's profiles (the full flow checks them).
+pub fn job_namespace_warning(spec: &ReleaseSpec) -> Option<String> {
+    spec.separate_job_namespace().map(|ns| {
+        format!(
+            "cannot tell whether a Fargate profile selects job namespace {ns:?}; unless one does, job pods stay Pending (add the namespace to the profile's selectors)"
+        )
+    })
 }
 
 /// The two backends the commands need.
@@ -559,6 +577,9 @@ pub async fn run(global: &GlobalArgs, command: Command) -> Result<(), CliError> 
         Command::Install(args) => {
             let spec = spec(&args.release)?;
             let token = token(backend)?;
+            if let Some(warning) = job_namespace_warning(&spec) {
+                tracing::warn!("{warning}");
+            }
             let b = backends(backend, &args.connection).await?;
             let deployed = deploy_runner(b.secrets.as_ref(), b.releases.as_ref(), &spec, &token)
                 .await
@@ -626,5 +647,130 @@ pub async fn run(global: &GlobalArgs, command: Command) -> Result<(), CliError> 
                 .map_err(cli_error)?;
             print_releases(&releases, output)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct TestCli {
+        #[command(flatten)]
+        global: GlobalArgs,
+        #[command(subcommand)]
+        command: Command,
+    }
+
+    fn parse(args: &[&str]) -> TestCli {
+        TestCli::try_parse_from(std::iter::once("runner").chain(args.iter().copied()))
+            .expect("arguments parse")
+    }
+
+    fn release_args(args: &[&str]) -> ReleaseArgs {
+        let mut full = vec!["values"];
+        full.extend_from_slice(args);
+        match parse(&full).command {
+            Command::Values(a) => a,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn tokens_come_from_the_environment_value_trimmed_and_never_echoed() {
+        let t = token_from(Some("glrt-abcDEF123456\n".into()), Backend::Aws).unwrap();
+        assert_eq!(t.expose_secret(), "glrt-abcDEF123456");
+        let e = token_from(None, Backend::Aws).unwrap_err();
+        assert_eq!(e.code, 2);
+        assert!(e.message.contains(TOKEN_ENV), "{}", e.message);
+        let e = token_from(Some("   ".into()), Backend::Aws).unwrap_err();
+        assert_eq!(e.code, 2, "an empty variable is as good as unset");
+        let e = token_from(Some("GR1348941legacySecret99".into()), Backend::Aws).unwrap_err();
+        assert_eq!(e.code, 2);
+        assert!(e.message.contains(TOKEN_ENV), "{}", e.message);
+        assert!(!e.message.contains("legacySecret99"), "{}", e.message);
+        assert!(
+            token_from(None, Backend::Sandbox).is_ok(),
+            "a placeholder on the sandbox"
+        );
+    }
+
+    #[test]
+    fn flags_become_a_validated_spec() {
+        let spec = spec(&release_args(&[
+            "--release",
+            "runner-a",
+            "--namespace",
+            "ci",
+            "--job-namespace",
+            "ci-jobs",
+            "--concurrent",
+            "200",
+            "--tag",
+            "t1",
+        ]))
+        .unwrap();
+        assert_eq!(spec.id(), ReleaseId::new("ci", "runner-a"));
+        assert_eq!(spec.values.secret_name, "runner-a-token");
+        assert_eq!(spec.values.executor.namespace.as_deref(), Some("ci-jobs"));
+        assert_eq!(spec.values.effective_request_concurrency(), 20);
+        assert!(job_namespace_warning(&spec).unwrap().contains("ci-jobs"));
+        let same = spec_for(&["--namespace", "ci", "--job-namespace", "ci"]);
+        assert!(job_namespace_warning(&same).is_none());
+        let explicit = spec_for(&["--concurrent", "50", "--request-concurrency", "2"]);
+        assert_eq!(explicit.values.effective_request_concurrency(), 2);
+    }
+
+    fn spec_for(args: &[&str]) -> ReleaseSpec {
+        spec(&release_args(args)).unwrap()
+    }
+
+    #[test]
+    fn bad_flags_are_exit_2_and_name_the_flag() {
+        for (args, flag) in [
+            (&["--concurrent", "-1"][..], "--concurrent"),
+            (&["--job-namespace", "Not_Valid"][..], "--job-namespace"),
+            (&["--secret-name", "Bad Name"][..], "--secret-name"),
+            (&["--chart-version", "v0.86"][..], "--chart-version"),
+            (&["--poll-timeout", "soon"][..], "--poll-timeout"),
+            (
+                &["--concurrent", "5", "--request-concurrency", "9"][..],
+                "--request-concurrency",
+            ),
+        ] {
+            let e = spec(&release_args(args)).err().expect("invalid");
+            assert_eq!(e.code, 2, "{args:?}");
+            assert!(e.message.contains(flag), "{args:?}: {}", e.message);
+        }
+    }
+
+    #[tokio::test]
+    async fn install_then_uninstall_on_the_sandbox_wires_secret_and_release() {
+        let cli = parse(&["install", "--release", "runner-a", "--namespace", "ci"]);
+        let Command::Install(args) = cli.command else {
+            panic!()
+        };
+        let b = backends(Backend::Sandbox, &args.connection).await.unwrap();
+        let spec = spec(&args.release).unwrap();
+        let token = token_from(None, Backend::Sandbox).unwrap();
+        let deployed = deploy_runner(b.secrets.as_ref(), b.releases.as_ref(), &spec, &token)
+            .await
+            .unwrap();
+        assert_eq!(deployed.release.revision, 1);
+        assert!(b.secrets.get(&spec.secret()).await.unwrap().is_some());
+        let removal = remove_runner(
+            b.secrets.as_ref(),
+            b.releases.as_ref(),
+            &spec.id(),
+            &spec.values.secret_name,
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+        assert_eq!(removal, Removal::Removed);
+        assert!(b.secrets.get(&spec.secret()).await.unwrap().is_none());
+        assert!(b.releases.status(&spec.id()).await.unwrap().is_none());
     }
 }

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use base64::Engine as _;
 use glrunner_gitlab_client::{HttpGitLab, SecretToken};
 use glrunner_infra::kubeconfig::EksTokenGenerator;
 use glrunner_infra::{ClusterAccess, StackSpec};
@@ -20,7 +19,7 @@ use glrunner_runner_chart::{
     TokenSecrets,
 };
 
-use super::{Backends, ClusterClients, ClusterConnector, Error};
+use super::{Backends, ClusterClients, ClusterConnector, ClusterTarget, Error, KubeClusterChecks};
 use crate::cli::{Backend, CliError, GlobalArgs};
 use crate::provisioning::{InfraBackend, resolve_region};
 
@@ -107,42 +106,69 @@ struct AwsConnector {
     kubeconfig: PathBuf,
 }
 
-/// A kube-rs configuration for the cluster's endpoint and CA (no credentials).
-pub fn kube_config(access: &ClusterAccess) -> Result<kube::Config, String> {
-    let uri: http::Uri = access
-        .endpoint
-        .parse()
-        .map_err(|e| format!("cluster endpoint {}: {e}", access.endpoint))?;
-    let pem = base64::engine::general_purpose::STANDARD
-        .decode(access.certificate_authority.trim())
-        .map_err(|e| format!("cluster CA of {}: {e}", access.name))?;
-    let pem = String::from_utf8(pem).map_err(|e| format!("cluster CA of {}: {e}", access.name))?;
-    let mut certs = Vec::new();
-    let mut body = String::new();
-    let mut inside = false;
-    for line in pem.lines().map(str::trim) {
-        if line.starts_with("-----BEGIN") {
-            inside = true;
-            body.clear();
-        } else if line.starts_with("-----END") {
-            inside = false;
-            certs.push(
-                base64::engine::general_purpose::STANDARD
-                    .decode(&body)
-                    .map_err(|e| format!("cluster CA of {}: {e}", access.name))?,
-            );
-        } else if inside {
-            body.push_str(line);
-        }
-    }
-    if certs.is_empty() {
-        return Err(format!(
-            "cluster CA of {}: no certificate in the PEM",
-            access.name
-        ));
-    }
-    let mut config = kube::Config::new(uri);
-    config.root_cert = Some(certs);
+/// A kube-rs configuration for the cluster's endpoint and CA (no credentials), built with kube's
+/// own kubeconfig types so the CA bundle is decoded and checked by kube, not by hand.
+pub async fn kube_config(access: &ClusterAccess) -> Result<kube::Config, String> {
+    use kube::config::{
+        AuthInfo, Cluster, Context, KubeConfigOptions, Kubeconfig, NamedAuthInfo, NamedCluster,
+        NamedContext,
+    };
+    let name = access.name.clone();
+    let kubeconfig = Kubeconfig {
+        clusters: vec![NamedCluster {
+            name: name.clone(),
+            cluster: Some(Cluster {
+                server: Some(access.endpoint.clone()),
+                certificate_authority_data: Some(access.certificate_authority.trim().to_owned()),
+                ..Cluster::default()
+            }),
+            other: Default::default(),
+        }],
+        auth_infos: vec![NamedAuthInfo {
+            name: name.clone(),
+            auth_info: Some(AuthInfo::default()),
+            other: Default::default(),
+        }],
+        contexts: vec![NamedContext {
+            name: name.clone(),
+            context: Some(Context {
+                cluster: name.clone(),
+                user: Some(name.clone()),
+                ..Context::default()
+            }),
+            other: Default::default(),
+        }],
+        current_context: Some(name),
+        ..Kubeconfig::default()
+    };
+    let mut config =
+        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .map_err(|e| {
+                format!(
+                    "cluster {} (endpoint {}): {e}",
+                    access.name, access.endpoint
+                )
+            })?;
+    config.connect_timeout = Some(Duration::from_secs(10));
+    config.read_timeout = Some(Duration::from_secs(60));
+    Ok(config)
+}
+
+/// A kube-rs configuration from a kubeconfig file the user brought (`--kubeconfig`, `--context`).
+pub async fn kube_config_from_file(
+    path: &std::path::Path,
+    context: Option<&str>,
+) -> Result<kube::Config, String> {
+    let kubeconfig = kube::config::Kubeconfig::read_from(path)
+        .map_err(|e| format!("--kubeconfig {}: {e}", path.display()))?;
+    let options = kube::config::KubeConfigOptions {
+        context: context.map(str::to_owned),
+        ..Default::default()
+    };
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+        .await
+        .map_err(|e| format!("--kubeconfig {}: {e}", path.display()))?;
     config.connect_timeout = Some(Duration::from_secs(10));
     config.read_timeout = Some(Duration::from_secs(60));
     Ok(config)
@@ -223,43 +249,89 @@ impl TokenSecrets for RefreshingSecrets {
     async fn delete(&self, secret: &SecretRef) -> glrunner_runner_chart::Result<bool> {
         self.inner().await?.delete(secret).await
     }
+    async fn ownership(
+        &self,
+        secret: &SecretRef,
+    ) -> glrunner_runner_chart::Result<glrunner_runner_chart::Ownership> {
+        self.inner().await?.ownership(secret).await
+    }
+    async fn ensure_namespace(&self, namespace: &str) -> glrunner_runner_chart::Result<bool> {
+        self.inner().await?.ensure_namespace(namespace).await
+    }
 }
 
 #[async_trait]
 impl ClusterConnector for AwsConnector {
     async fn connect(
         &self,
-        spec: &StackSpec,
-        access: Option<&ClusterAccess>,
+        _spec: &StackSpec,
+        target: ClusterTarget<'_>,
     ) -> Result<ClusterClients, Error> {
         let phase = super::Phase::Releases;
-        let access = access.ok_or_else(|| {
-            Error::phase(
-                phase,
-                format!("cluster {} has no endpoint yet", spec.cluster.name),
-            )
-        })?;
-        let config = kube_config(access).map_err(|e| Error::phase(phase, e))?;
-        let generator = EksTokenGenerator::new(&self.sdk).map_err(|e| Error::phase(phase, e))?;
-        let tokens = EksTokens {
-            generator,
-            cluster: access.name.clone(),
-        };
-        let pods = KubePodApi::with_token_provider(config.clone(), Arc::new(tokens.clone()));
-        let mut helm = HelmCli::builder().with_kubeconfig(&self.kubeconfig);
-        if let Some(program) = &self.helm {
-            helm = helm.with_program(program);
+        let fail = |e: String| Error::phase(phase, e);
+        match target {
+            ClusterTarget::Kubeconfig { path, context } => {
+                // Any conformant cluster: kube-rs and helm read the same file and context.
+                let config = kube_config_from_file(path, context).await.map_err(fail)?;
+                let client = kube::Client::try_from(config).map_err(|e| fail(e.to_string()))?;
+                let mut helm = HelmCli::builder().with_kubeconfig(path);
+                if let Some(context) = context {
+                    helm = helm.with_context(context);
+                }
+                if let Some(program) = &self.helm {
+                    helm = helm.with_program(program);
+                }
+                let helm = helm.build().map_err(|e| fail(e.to_string()))?;
+                Ok(ClusterClients {
+                    releases: Arc::new(helm),
+                    secrets: Arc::new(KubeTokenSecrets::new(client.clone())),
+                    pods: Arc::new(
+                        KubePodApi::from_config(
+                            kube_config_from_file(path, context).await.map_err(fail)?,
+                        )
+                        .map_err(|e| fail(e.to_string()))?,
+                    ),
+                    clock: Arc::new(glrunner_janitor::SystemClock),
+                    checks: Arc::new(KubeClusterChecks::new(client)),
+                })
+            }
+            ClusterTarget::Eks(access) => {
+                let config = kube_config(access).await.map_err(fail)?;
+                let generator =
+                    EksTokenGenerator::new(&self.sdk).map_err(|e| fail(e.to_string()))?;
+                let tokens = EksTokens {
+                    generator,
+                    cluster: access.name.clone(),
+                };
+                // The checks run once, right after connecting: one fresh token is enough.
+                let mut checks_config = config.clone();
+                let token = tokens
+                    .generator
+                    .token(&tokens.cluster)
+                    .await
+                    .map_err(|e| fail(e.to_string()))?;
+                checks_config.auth_info.token = Some(token.expose().to_owned().into());
+                let checks_client =
+                    kube::Client::try_from(checks_config).map_err(|e| fail(e.to_string()))?;
+                let pods =
+                    KubePodApi::with_token_provider(config.clone(), Arc::new(tokens.clone()));
+                let mut helm = HelmCli::builder().with_kubeconfig(&self.kubeconfig);
+                if let Some(program) = &self.helm {
+                    helm = helm.with_program(program);
+                }
+                let helm = helm.build().map_err(|e| fail(e.to_string()))?;
+                Ok(ClusterClients {
+                    releases: Arc::new(helm),
+                    secrets: Arc::new(RefreshingSecrets {
+                        config,
+                        tokens,
+                        cached: tokio::sync::Mutex::new(None),
+                    }),
+                    pods: Arc::new(pods),
+                    clock: Arc::new(glrunner_janitor::SystemClock),
+                    checks: Arc::new(KubeClusterChecks::new(checks_client)),
+                })
+            }
         }
-        let helm = helm.build().map_err(|e| Error::phase(phase, e))?;
-        Ok(ClusterClients {
-            releases: Arc::new(helm),
-            secrets: Arc::new(RefreshingSecrets {
-                config,
-                tokens,
-                cached: tokio::sync::Mutex::new(None),
-            }),
-            pods: Arc::new(pods),
-            clock: Arc::new(glrunner_janitor::SystemClock),
-        })
     }
 }

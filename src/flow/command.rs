@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Args;
 use serde::Serialize;
 
-use super::{FlowConfig, FlowEvent, FlowProgress, Phase};
+use super::{ClusterSource, FlowConfig, FlowEvent, FlowProgress, Phase};
 use crate::cli::{Backend, CliError, GlobalArgs, OutputFormat, print_json};
 use crate::provisioning::{ProgressRenderer, ProvisionArgs, stack_spec};
 use crate::sandbox::{Fault, SandboxConfig, SandboxWorld};
@@ -26,6 +26,10 @@ pub struct FlowArgs {
     /// At most this many jobs per runner release.
     #[arg(long, default_value_t = glrunner_runner_chart::fleet::DEFAULT_MAX_PER_RELEASE)]
     pub max_per_release: u32,
+
+    /// At most this many helm installs/upgrades at once (1..=32).
+    #[arg(long, default_value_t = super::config::DEFAULT_HELM_CONCURRENCY)]
+    pub helm_concurrency: usize,
 
     /// GitLab project path (`group/project`) or id; created if missing. Required with
     /// `--backend aws`; the sandbox uses `sandbox/loadtest`.
@@ -62,6 +66,26 @@ pub struct FlowArgs {
     #[arg(long)]
     pub helm: Option<PathBuf>,
 
+    /// Bring your own EKS cluster (`--backend aws`): its endpoint, CA and Fargate profiles come
+    /// from the EKS API, credentials from glrunner's token generator. Provisioning and the
+    /// infrastructure teardown are skipped; nothing outside the runner namespace is touched.
+    #[arg(long, value_name = "NAME", conflicts_with = "kubeconfig")]
+    pub cluster: Option<String>,
+
+    /// Bring your own cluster through a kubeconfig (`--backend aws`; any conformant cluster).
+    /// Provisioning and the infrastructure teardown are skipped.
+    #[arg(long, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// The kubeconfig context (default: its current context).
+    #[arg(long, value_name = "NAME", requires = "kubeconfig")]
+    pub context: Option<String>,
+
+    /// The runner chart: a directory, a .tgz or oci://HOST/PATH (default: gitlab/gitlab-runner
+    /// from charts.gitlab.io, pinned).
+    #[arg(long, value_name = "REF")]
+    pub chart: Option<String>,
+
     /// Sandbox: seed of every random choice.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -77,6 +101,14 @@ pub struct FlowArgs {
     /// Network and cluster flags.
     #[command(flatten)]
     pub infra: ProvisionArgs,
+
+    /// Preflight and cost projection flags (`--budget`, `--expected-job-duration`, ...).
+    #[command(flatten)]
+    pub preflight: crate::preflight::command::PreflightArgs,
+
+    /// Skip the preflight checks (quotas, permissions, GitLab, --budget) before provisioning.
+    #[arg(long)]
+    pub skip_preflight: bool,
 }
 
 /// What `--dry-run` prints: the phases and the fleet, with no call made.
@@ -92,6 +124,8 @@ pub struct DryRun {
     pub project: String,
     /// The fleet plan.
     pub fleet: glrunner_runner_chart::FleetPlan,
+    /// What the run would cost (table prices: a dry run makes no call).
+    pub projection: crate::preflight::CostProjection,
 }
 
 /// Builds the flow configuration from the flags. Makes no call.
@@ -114,14 +148,76 @@ pub fn flow_config(global: &GlobalArgs, args: &FlowArgs) -> Result<FlowConfig, C
     if global.backend == Backend::Aws && args.inject_fault.is_some() {
         return Err(CliError::invalid("--inject-fault: sandbox only"));
     }
+    let cluster = cluster_source(global, args)?;
     let mut config = FlowConfig::new(spec, project, args.jobs)
         .with_max_per_release(args.max_per_release)
+        .with_helm_concurrency(args.helm_concurrency)
         .with_keep(args.keep_infra, args.keep_runners, args.keep);
     if !args.phases.is_empty() {
         config = config.with_phases(args.phases.iter().copied());
     }
     config.image = args.image.clone();
+    config.cluster = cluster;
+    if let Some(chart) = &args.chart {
+        config.chart = chart_source(chart)?;
+    }
     Ok(config)
+}
+
+/// `--cluster` / `--kubeconfig [--context]`: a cluster the user brings. These name a real target,
+/// so the sandbox refuses them rather than ignoring them.
+fn cluster_source(global: &GlobalArgs, args: &FlowArgs) -> Result<ClusterSource, CliError> {
+    let named = [
+        ("--cluster", args.cluster.is_some()),
+        ("--kubeconfig", args.kubeconfig.is_some()),
+        ("--chart", args.chart.is_some()),
+    ];
+    if global.backend == Backend::Sandbox
+        && let Some((flag, _)) = named.iter().find(|(_, set)| *set)
+    {
+        return Err(CliError::invalid(format!(
+            "{flag}: names a real target, but the backend is the sandbox; add --backend aws (or drop {flag})"
+        )));
+    }
+    Ok(match (&args.cluster, &args.kubeconfig) {
+        (Some(name), _) => {
+            if name.trim().is_empty() {
+                return Err(CliError::invalid("--cluster: empty cluster name"));
+            }
+            ClusterSource::Eks { name: name.clone() }
+        }
+        (None, Some(path)) => {
+            if !path.is_file() {
+                return Err(CliError::invalid(format!(
+                    "--kubeconfig: {} is not a readable file",
+                    path.display()
+                )));
+            }
+            ClusterSource::Kubeconfig {
+                path: path.clone(),
+                context: args.context.clone(),
+            }
+        }
+        (None, None) => ClusterSource::Provisioned,
+    })
+}
+
+/// `--chart`: a directory or .tgz on disk, or an `oci://` reference at the pinned version.
+fn chart_source(chart: &str) -> Result<glrunner_runner_chart::ChartSource, CliError> {
+    use glrunner_runner_chart::ChartSource;
+    if chart.starts_with("oci://") {
+        return Ok(ChartSource::Oci {
+            reference: chart.to_owned(),
+            version: Default::default(),
+        });
+    }
+    let path = PathBuf::from(chart);
+    if !path.exists() {
+        return Err(CliError::invalid(format!(
+            "--chart: {chart} is neither an oci:// reference nor an existing chart directory or .tgz"
+        )));
+    }
+    Ok(ChartSource::Path { path })
 }
 
 fn invalid_or_failure(e: super::Error) -> CliError {
@@ -148,9 +244,25 @@ pub async fn full_flow(global: &GlobalArgs, args: &FlowArgs) -> Result<(), CliEr
             config
                 .validate(&world.backends().gitlab_url)
                 .map_err(invalid_or_failure)?;
+            crate::preflight::command::configure_sandbox(&world, &args.preflight);
+            let pre = args
+                .preflight
+                .plan(&config, &world.backends().gitlab_url, global.backend)?;
             if global.dry_run {
-                return dry_run(global, &config, &world.backends().gitlab_url);
+                return dry_run(global, &config, &world.backends().gitlab_url, &pre);
             }
+            let backends = world.backends();
+            let projected = preflight_gate(
+                global,
+                args,
+                &pre,
+                &crate::preflight::PreflightSources {
+                    account: &world.account,
+                    network: backends.network.as_ref(),
+                    gitlab: Some(backends.gitlab.as_ref()),
+                },
+            )
+            .await?;
             if global.output == OutputFormat::Human {
                 eprintln!(
                     "full flow: stack {} in {} on the sandbox (virtual clock), {} jobs",
@@ -158,9 +270,11 @@ pub async fn full_flow(global: &GlobalArgs, args: &FlowArgs) -> Result<(), CliEr
                 );
             }
             let _runners = world.start_runners();
-            super::run(&config, &world.backends(), &renderer)
+            let mut report = super::run(&config, &world.backends(), &renderer)
                 .await
-                .map_err(invalid_or_failure)?
+                .map_err(invalid_or_failure)?;
+            report.cost = Some(compare(&pre, projected, &report));
+            report
         }
         Backend::Aws => {
             let connection = super::aws::Connection::from_env(
@@ -168,25 +282,57 @@ pub async fn full_flow(global: &GlobalArgs, args: &FlowArgs) -> Result<(), CliEr
                 args.helm.clone(),
                 global,
             )?;
+            let mut pre = args
+                .preflight
+                .plan(&config, &connection.gitlab_url, global.backend)?;
             if global.dry_run {
                 config
                     .validate(&connection.gitlab_url)
                     .map_err(invalid_or_failure)?;
-                return dry_run(global, &config, &connection.gitlab_url);
+                return dry_run(global, &config, &connection.gitlab_url, &pre);
             }
+            pre.helm = Some(
+                connection
+                    .helm
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from("helm")),
+            );
+            let sdk = glrunner_infra::aws::load_config(Some(&connection.region)).await;
             let backends = super::aws::connect(&config.spec, connection).await?;
             config
                 .validate(&backends.gitlab_url)
                 .map_err(invalid_or_failure)?;
+            let account = glrunner_infra::aws::AwsAccount::new(&sdk);
+            let projected = preflight_gate(
+                global,
+                args,
+                &pre,
+                &crate::preflight::PreflightSources {
+                    account: &account,
+                    network: backends.network.as_ref(),
+                    gitlab: Some(backends.gitlab.as_ref()),
+                },
+            )
+            .await?;
             if global.output == OutputFormat::Human {
-                eprintln!(
-                    "full flow: stack {} in {} on AWS — this creates billable resources (EKS, NAT gateway, Fargate)",
-                    config.spec.stack, config.spec.region
-                );
+                if config.cluster.brought_by_user() {
+                    eprintln!(
+                        "full flow: stack {} on a cluster {} — its job pods are billable",
+                        config.spec.stack,
+                        config.cluster.describe()
+                    );
+                } else {
+                    eprintln!(
+                        "full flow: stack {} in {} on AWS — this creates billable resources (EKS, NAT gateway, Fargate)",
+                        config.spec.stack, config.spec.region
+                    );
+                }
             }
-            super::run(&config, &backends, &renderer)
+            let mut report = super::run(&config, &backends, &renderer)
                 .await
-                .map_err(invalid_or_failure)?
+                .map_err(invalid_or_failure)?;
+            report.cost = Some(compare(&pre, projected, &report));
+            report
         }
     };
     renderer.finish();
@@ -209,16 +355,103 @@ pub async fn full_flow(global: &GlobalArgs, args: &FlowArgs) -> Result<(), CliEr
     }
 }
 
-fn dry_run(global: &GlobalArgs, config: &FlowConfig, gitlab_url: &str) -> Result<(), CliError> {
+/// Runs the preflight before anything billable exists (or says loudly that it was skipped) and
+/// returns the cost projection. A failed check stops the flow: exit 1, nothing created.
+async fn preflight_gate(
+    global: &GlobalArgs,
+    args: &FlowArgs,
+    plan: &crate::preflight::PreflightPlan,
+    sources: &crate::preflight::PreflightSources<'_>,
+) -> Result<crate::preflight::CostProjection, CliError> {
+    if args.skip_preflight {
+        eprintln!(
+            "WARNING: --skip-preflight: quotas, permissions, GitLab and --budget were NOT checked before creating billable resources"
+        );
+        let prices = crate::preflight::Prices::table(&plan.spec.region);
+        return Ok(crate::preflight::cost::project(
+            &plan.cost_inputs(),
+            &plan.durations,
+            &prices,
+        ));
+    }
+    let report = crate::preflight::run(plan, sources).await;
+    if report.failed() {
+        match global.output {
+            OutputFormat::Json => print_json(&serde_json::json!({ "preflight": &report }))?,
+            OutputFormat::Human => print!("{}", report.render_text()),
+        }
+        return Err(CliError::failure(format!(
+            "preflight failed, nothing was created: {} (fix these, or pass --skip-preflight to bypass)",
+            report.failure_summary()
+        )));
+    }
+    if global.output == OutputFormat::Human {
+        let warnings = report
+            .checks
+            .iter()
+            .filter(|c| c.status == crate::preflight::Status::Warn)
+            .count();
+        eprintln!(
+            "preflight: {} checks passed ({warnings} warning(s)); projected cost ${:.2}",
+            report.checks.len() - warnings,
+            report.projection.total_usd
+        );
+    }
+    Ok(report.projection)
+}
+
+/// The projection against the same lines from the durations the run measured.
+fn compare(
+    plan: &crate::preflight::PreflightPlan,
+    projected: crate::preflight::CostProjection,
+    report: &super::FlowReport,
+) -> crate::preflight::CostComparison {
+    let measured = |phase: Phase| {
+        report
+            .phases
+            .iter()
+            .find(|p| p.phase == phase && p.status == super::PhaseStatus::Done)
+            .map(|p| Duration::from_secs_f64(p.secs))
+    };
+    let releases = match (measured(Phase::Runners), measured(Phase::Releases)) {
+        (None, None) => None,
+        (a, b) => Some(a.unwrap_or_default() + b.unwrap_or_default()),
+    };
+    let durations = projected.durations.with_measured(
+        measured(Phase::Provision),
+        releases,
+        measured(Phase::LoadTest),
+        measured(Phase::Teardown),
+    );
+    // The estimate uses the projection's prices: only the durations differ.
+    let prices = projected.prices.clone();
+    crate::preflight::CostComparison {
+        estimated: crate::preflight::cost::project(&plan.cost_inputs(), &durations, &prices),
+        projected,
+    }
+}
+
+fn dry_run(
+    global: &GlobalArgs,
+    config: &FlowConfig,
+    gitlab_url: &str,
+    pre: &crate::preflight::PreflightPlan,
+) -> Result<(), CliError> {
     let fleet =
         glrunner_runner_chart::FleetPlan::new(&config.fleet_request(&config.template(gitlab_url)))
             .map_err(|e| CliError::invalid(format!("--jobs: {e}")))?;
+    let projection = crate::preflight::cost::project(
+        &pre.cost_inputs(),
+        &pre.durations,
+        &crate::preflight::Prices::table(&config.spec.region),
+    );
     let plan = DryRun {
         phases: config.phases.iter().copied().collect(),
         stack: config.spec.stack.to_string(),
         region: config.spec.region.clone(),
         project: config.project.clone(),
         fleet,
+        projection,
     };
     match global.output {
         OutputFormat::Json => print_json(&plan)?,
@@ -236,6 +469,8 @@ fn dry_run(global: &GlobalArgs, config: &FlowConfig, gitlab_url: &str) -> Result
                     s.release, s.tag, s.concurrent, s.parallel
                 );
             }
+            println!("projected cost:");
+            print!("{}", plan.projection.render_text());
             println!("dry run: nothing was created; run again without --dry-run");
         }
     }

@@ -240,6 +240,8 @@ pub struct FlowReport {
     pub region: String,
     /// GitLab project.
     pub project: String,
+    /// Where the cluster came from (`provisioned by glrunner`, `brought by the user (…)`).
+    pub cluster: String,
     /// Jobs asked for.
     pub jobs: u32,
     /// Every phase.
@@ -260,6 +262,8 @@ pub struct FlowReport {
     pub total_secs: f64,
     /// Wall-clock seconds of the whole run.
     pub wall_secs: f64,
+    /// The cost projected before the run and estimated from its measured durations.
+    pub cost: Option<crate::preflight::CostComparison>,
 }
 
 fn secs(v: Option<f64>) -> String {
@@ -283,6 +287,7 @@ impl FlowReport {
             stack: config.spec.stack.to_string(),
             region: config.spec.region.clone(),
             project: config.project.clone(),
+            cluster: config.cluster.describe(),
             jobs: config.jobs,
             phases: Vec::new(),
             provisioning: None,
@@ -293,6 +298,7 @@ impl FlowReport {
             failure: None,
             total_secs: 0.0,
             wall_secs: 0.0,
+            cost: None,
         }
     }
 
@@ -321,6 +327,7 @@ impl FlowReport {
             self.clock,
             self.jobs
         );
+        let _ = writeln!(out, "  cluster: {}", self.cluster);
         let _ = writeln!(out, "\n  phase       status   time      summary");
         for p in &self.phases {
             let status = match p.status {
@@ -444,6 +451,29 @@ impl FlowReport {
             for e in &t.errors {
                 row(&mut out, "teardown error", e.clone());
             }
+        }
+        if let Some(c) = &self.cost {
+            row(
+                &mut out,
+                "projected cost",
+                format!(
+                    "${:.2} before the run ({})",
+                    c.projected.total_usd,
+                    if c.projected.price_list_api {
+                        "AWS Price List API prices"
+                    } else {
+                        "price tables in the code"
+                    }
+                ),
+            );
+            row(
+                &mut out,
+                "estimated cost",
+                format!(
+                    "${:.2} from the measured phase durations ({} clock; an estimate, not a bill)",
+                    c.estimated.total_usd, self.clock
+                ),
+            );
         }
         row(
             &mut out,

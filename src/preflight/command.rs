@@ -88,11 +88,8 @@ pub fn configure_sandbox(world: &SandboxWorld, args: &PreflightArgs) {
 
 /// Runs the preflight for `full_flow`'s flags on the chosen backend and returns the report.
 /// Creates nothing.
-pub async fn preflight(
-    global: &GlobalArgs,
-    flow: &FlowArgs,
-    args: &PreflightArgs,
-) -> Result<PreflightReport, CliError> {
+pub async fn preflight(global: &GlobalArgs, flow: &FlowArgs) -> Result<PreflightReport, CliError> {
+    let args = &flow.preflight;
     let config = flow_config(global, flow)?;
     match global.backend {
         Backend::Sandbox => {
@@ -137,12 +134,13 @@ pub async fn preflight(
 }
 
 /// `doctor`: prints the checks and the projection; exit 1 when a check fails.
-pub async fn doctor(
-    global: &GlobalArgs,
-    flow: &FlowArgs,
-    args: &PreflightArgs,
-) -> Result<(), CliError> {
-    let report = preflight(global, flow, args).await?;
+pub async fn doctor(global: &GlobalArgs, flow: &FlowArgs) -> Result<(), CliError> {
+    if flow.skip_preflight {
+        return Err(CliError::invalid(
+            "--skip-preflight: doctor is the preflight; the flag belongs to full_flow",
+        ));
+    }
+    let report = preflight(global, flow).await?;
     match global.output {
         OutputFormat::Json => print_json(&report)?,
         OutputFormat::Human => print!("{}", report.render_text()),

@@ -122,6 +122,26 @@ impl Default for ExpectedDurations {
 }
 
 impl ExpectedDurations {
+    /// These durations with the measured ones put in where a phase ran: the load test's
+    /// measured time replaces the modelled pod start + job + pickup (the job keeps its
+    /// expected length, the rest counts as pod start).
+    pub fn with_measured(
+        &self,
+        provision: Option<Duration>,
+        releases: Option<Duration>,
+        load_test: Option<Duration>,
+        teardown: Option<Duration>,
+    ) -> Self {
+        let mut d = *self;
+        d.provision = provision.unwrap_or(d.provision);
+        d.releases = releases.unwrap_or(d.releases);
+        d.teardown = teardown.unwrap_or(d.teardown);
+        if let Some(load) = load_test {
+            d.pod_start = load.saturating_sub(d.job + Duration::from_secs(30));
+        }
+        d
+    }
+
     /// The load test: every job at once, so one pod start plus one job (plus GitLab's pickup).
     pub fn load_test(&self) -> Duration {
         self.pod_start + self.job + Duration::from_secs(30)
@@ -174,6 +194,8 @@ pub struct CostProjection {
     pub durations: ExpectedDurations,
     /// Whether any price came from the Price List API (else the tables).
     pub price_list_api: bool,
+    /// The prices used, with their sources.
+    pub prices: Prices,
 }
 
 fn hours(d: Duration) -> f64 {
@@ -275,7 +297,18 @@ pub fn project(
         total_usd,
         durations: *durations,
         price_list_api: prices.used_price_list_api(),
+        prices: prices.clone(),
     }
+}
+
+/// What the run was projected to cost before it started, and the same lines from the
+/// durations it measured (still an estimate: prices times modelled pod counts, not a bill).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CostComparison {
+    /// Before the run.
+    pub projected: CostProjection,
+    /// From the measured phase durations.
+    pub estimated: CostProjection,
 }
 
 impl CostProjection {

@@ -20,7 +20,7 @@ use glrunner_infra::{AccountInspector, AccountUsage, NatMode, NetworkProvisioner
 use glrunner_runner_chart::{FleetPlan, FleetWarning};
 use serde::Serialize;
 
-pub use cost::{CostInputs, CostProjection, ExpectedDurations, Prices};
+pub use cost::{CostComparison, CostInputs, CostProjection, ExpectedDurations, Prices};
 
 /// Service code and quota code of the Fargate On-Demand vCPU quota.
 pub const FARGATE_VCPU_QUOTA: (&str, &str) = ("fargate", "L-3032A538");
@@ -123,8 +123,16 @@ impl PreflightPlan {
             .with_expected_pod_start(config.expected_pod_start)
             .with_values(&template);
         let fleet = FleetPlan::new(&request).map_err(|e| e.to_string())?;
-        let (Some(job_pod_size), Some(manager_pod_size)) =
-            (request.job_pod_size, request.manager_pod_size)
+        // The manager is sized for the shard it drives (the largest one bounds the peak).
+        let manager = template
+            .clone()
+            .with_concurrent(fleet.largest_batch())
+            .manager_resources();
+        let manager_pod_size = glrunner_fargate::quantity::cpu_millis(&manager.cpu)
+            .ok()
+            .zip(glrunner_fargate::quantity::memory_mib(&manager.memory).ok())
+            .and_then(|(c, m)| FargateSize::for_requests(c, m));
+        let (Some(job_pod_size), Some(manager_pod_size)) = (request.job_pod_size, manager_pod_size)
         else {
             return Err("the runner values' requests do not fit a Fargate pod".into());
         };
@@ -292,6 +300,18 @@ async fn identity(
 ) -> Option<String> {
     match sources.account.caller().await {
         Ok(caller) => {
+            if let Err(e) = glrunner_infra::identity::classify_caller(&caller.arn) {
+                checks.push(
+                    Check::new(
+                        "aws.identity",
+                        Status::Fail,
+                        format!("{} in account {}: {e}", caller.arn, caller.account),
+                        "an IAM role or user an EKS access entry can name",
+                    )
+                    .fix("run as an IAM role or user (or pass --admin-principal)"),
+                );
+                return None;
+            }
             let partition_ok = match caller.partition.as_str() {
                 "aws" => !region.starts_with("cn-") && !region.starts_with("us-gov-"),
                 "aws-cn" => region.starts_with("cn-"),

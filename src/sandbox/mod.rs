@@ -1,36 +1,56 @@
 //! The sandbox world: the in-memory backends of all four crates on one virtual clock, plus a
-//! runner simulator playing GitLab Runner's Kubernetes executor.
+//! runner simulator playing GitLab Runner's Kubernetes executor on EKS Fargate.
 //!
 //! Everything runs on tokio's clock. Under a paused runtime
 //! ([`crate::provisioning::runtime`] with [`crate::cli::Backend::Sandbox`]) a 12-minute EKS
 //! creation, Fargate pod starts of tens of seconds and minutes of janitor grace pass in
-//! milliseconds of wall time. All randomness comes from one seeded RNG, so a run is reproducible.
+//! milliseconds of wall time. All randomness comes from one seed, so a run is reproducible.
+//!
+//! **Every timing the sandbox reports is a model.** [`model`] lists what decides a fleet's
+//! makespan, each parameter with its source (documented, measured, fitted to the reference
+//! tutorial's published makespans, or assumed); [`RunnerProfile`] is the runner configuration
+//! under test (the tutorial's or glrunner's).
 //!
 //! # The runner simulator
 //!
 //! For each installed, ready release in the in-memory [`InMemoryReleases`] it reads the runner
-//! token from the release's Secret (as the chart's runner does), maps it to the GitLab runner,
-//! and every `check_interval`:
+//! token from the release's Secret (as the chart's runner does), maps it to the GitLab runner and
+//! starts a runner manager that, as GitLab Runner does:
 //!
-//! - asks GitLab for pending jobs matching its tags, at most `concurrent` minus what it runs;
+//! - every `check_interval` (from the release's values) feeds its runner entry to idle workers,
+//!   each asking GitLab for one job; a worker that gets one requeues the entry at once, so jobs
+//!   are taken one request round trip apart, at most `request_concurrency` requests in flight
+//!   and `concurrent` jobs running;
 //! - creates one job pod per job in the job namespace with the executor's labels and
-//!   annotations (`job.runner.gitlab.com/pod`, `job.runner.gitlab.com/id`, ...), Pending and unbound;
-//! - binds and starts it after a Fargate start latency (base + seeded spread), runs the script,
-//!   finishes the job in GitLab and deletes the pod;
+//!   annotations (`job.runner.gitlab.com/pod`, `job.runner.gitlab.com/id`, ...), Pending;
+//! - the pod waits for room under the account's Fargate vCPU quota and for a launch-rate token,
+//!   then starts on a new node (node start, pod setup, helper and job image pulls by registry);
+//!   the runner sees it at its next `poll_interval` and fails the job when it is not running
+//!   after `poll_timeout`;
+//! - runs the script, finishes the job in GitLab and deletes the pod;
 //! - leaves a configurable fraction hung: an orphaned Pending pod (a create call that timed out
 //!   client-side but succeeded server-side; the runner retried with a second pod), or a pod stuck
 //!   Terminating because its Fargate node's kubelet is gone.
 //!
 //! It also keeps one runner-manager pod per release (chart labels, owned by a ReplicaSet), which
-//! the janitor must never touch.
+//! the janitor must never touch, and whose vCPUs count against the quota.
+//!
+//! The simulator's cost grows linearly with the jobs: every job is a handful of timer waits and
+//! O(log n) calls into the in-memory backends.
 
 mod faults;
+pub mod model;
+pub mod profile;
+mod report;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use glrunner_gitlab_client::memory::{InMemoryGitLab, JobOutcome, MemoryConfig, VirtualClock};
+use glrunner_gitlab_client::memory::{
+    AssignedJob, InMemoryGitLab, JobOutcome, MemoryConfig, VirtualClock,
+};
 use glrunner_gitlab_client::{GitLabApi, ProjectRef, SecretToken};
 use glrunner_infra::memory::InMemoryCloud;
 use glrunner_infra::{Engine, StackName, WaitPolicy};
@@ -38,32 +58,33 @@ use glrunner_janitor::memory::{InMemoryPods, NewPod};
 use glrunner_janitor::model::keys;
 use glrunner_janitor::{Clock, DeleteMode, PodApi, PodPhase, TokioClock};
 use glrunner_runner_chart::{
-    InMemoryReleases, InMemoryTokenSecrets, InstalledRunner, ReleaseId, SecretRef, TokenSecrets,
+    FargateSize, InMemoryReleases, InMemoryTokenSecrets, InstalledRunner, ReleaseId, SecretRef,
+    TokenSecrets,
 };
 use serde::Serialize;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
 
 pub use faults::Fault;
+pub use model::FleetModel;
+pub use profile::RunnerProfile;
+pub use report::{Limit, ModelReport, WaitSummary};
 
 use crate::flow::{Backends, ClusterClients, ClusterConnector, Error as FlowError};
+use model::TokenBucket;
+use profile::RequestConcurrency;
 
 /// Knobs of the sandbox world.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct SandboxConfig {
-    /// Seed of every random choice (start latency spread, job run time, which pods hang).
+    /// Seed of every random choice (latencies, run times, which pods hang).
     pub seed: u64,
-    /// How often each runner asks GitLab for jobs (GitLab Runner's `check_interval`).
-    pub check_interval: Duration,
-    /// Fargate job pod start latency, lower bound.
-    pub pod_start: Duration,
-    /// Extra start latency, uniformly spread over `0..pod_start_spread`.
-    pub pod_start_spread: Duration,
-    /// Fargate pod launches per second across the cluster; a burst queues behind it.
-    pub launches_per_second: f64,
-    /// Script run time, lower bound.
-    pub job_duration: Duration,
-    /// Extra run time, uniformly spread over `0..job_duration_spread`.
-    pub job_duration_spread: Duration,
+    /// The runner configuration under test (decides `request_concurrency` until the release
+    /// values carry it; see [`profile::request_concurrency`]).
+    pub profile: RunnerProfile,
+    /// Every timing parameter, with its source.
+    pub model: FleetModel,
     /// Fraction of jobs (0.0..=1.0) that leave a hung pod behind.
     pub hung_fraction: f64,
     /// Helm install duration of a runner release (manager pod on Fargate).
@@ -73,17 +94,12 @@ pub struct SandboxConfig {
 }
 
 impl Default for SandboxConfig {
-    /// Fargate-like timings: 10 pod launches/s, pods start in 35–65 s after launch, hello-world
-    /// scripts run 3–8 s, 5 % of pods hang.
+    /// The calibrated [`FleetModel`], the tuned profile, 5 % of pods left hung.
     fn default() -> Self {
         Self {
             seed: 42,
-            check_interval: Duration::from_secs(3),
-            pod_start: Duration::from_secs(35),
-            pod_start_spread: Duration::from_secs(30),
-            launches_per_second: 10.0,
-            job_duration: Duration::from_secs(3),
-            job_duration_spread: Duration::from_secs(5),
+            profile: RunnerProfile::default(),
+            model: FleetModel::default(),
             hung_fraction: 0.05,
             release_install: Duration::from_secs(45),
             fault: None,
@@ -96,6 +112,29 @@ impl SandboxConfig {
     #[must_use]
     pub fn with_seed(mut self, seed: u64) -> Self {
         self.seed = seed;
+        self
+    }
+
+    /// Sets the runner profile.
+    #[must_use]
+    pub fn with_profile(mut self, profile: RunnerProfile) -> Self {
+        self.profile = profile;
+        self
+    }
+
+    /// Replaces the timing model.
+    #[must_use]
+    pub fn with_model(mut self, model: FleetModel) -> Self {
+        self.model = model;
+        self
+    }
+
+    /// Sets the account's Fargate vCPU quota (ignored unless positive and finite).
+    #[must_use]
+    pub fn with_fargate_vcpu_quota(mut self, vcpus: f64) -> Self {
+        if vcpus.is_finite() && vcpus > 0.0 {
+            self.model.fargate.vcpu_quota = vcpus;
+        }
         self
     }
 
@@ -123,9 +162,13 @@ impl SandboxConfig {
 pub struct RunnerStats {
     /// The release's `concurrent`.
     pub concurrent: u32,
+    /// Its `request_concurrency`.
+    pub request_concurrency: u32,
+    /// Job requests sent to GitLab.
+    pub requests: u64,
     /// Jobs taken from GitLab.
     pub jobs_taken: u64,
-    /// Jobs finished.
+    /// Jobs finished (any outcome).
     pub jobs_finished: u64,
     /// Most jobs in flight at once.
     pub max_in_flight: u32,
@@ -133,8 +176,8 @@ pub struct RunnerStats {
     pub in_flight: u32,
 }
 
-/// What the runner simulator did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+/// What the simulator did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct SimulatorStats {
     /// Per release (`namespace/name`).
     pub runners: BTreeMap<String, RunnerStats>,
@@ -146,6 +189,16 @@ pub struct SimulatorStats {
     pub hung_pending: u64,
     /// Of which stuck Terminating.
     pub hung_terminating: u64,
+    /// Jobs failed because their pod was not running after `poll_timeout`.
+    pub jobs_timed_out: u64,
+    /// Per started pod: seconds it waited for room under the vCPU quota.
+    pub quota_waits: Vec<f64>,
+    /// Per started pod: seconds it waited for a launch-rate token.
+    pub launch_waits: Vec<f64>,
+    /// Per started pod: seconds from creation to running.
+    pub pod_starts: Vec<f64>,
+    /// Most Fargate vCPUs held at once (system pods, managers, job pods).
+    pub peak_vcpus: f64,
 }
 
 /// Resources still present in the sandbox world.
@@ -175,6 +228,42 @@ impl WorldLeftovers {
 }
 
 /// The in-memory backends of all four crates, sharing tokio's clock. Clones share state.
+/// The account's Fargate capacity: the vCPU quota (a fair, first-come-first-served semaphore of
+/// millicores) and the launch-rate token bucket.
+#[derive(Debug)]
+struct FargateAccount {
+    capacity: Arc<Semaphore>,
+    launches: Mutex<TokenBucket>,
+    held_millis: AtomicU32,
+}
+
+impl FargateAccount {
+    fn new(model: &model::FargateModel) -> Self {
+        let quota_millis = (model.vcpu_quota * 1000.0)
+            .round()
+            .clamp(0.0, f64::from(u32::MAX >> 4)) as u32;
+        let system = (model.system_vcpu * 1000.0).round().max(0.0) as u32;
+        Self {
+            capacity: Arc::new(Semaphore::new(quota_millis.saturating_sub(system) as usize)),
+            launches: Mutex::new(TokenBucket::new(
+                model.launch_burst,
+                model.launch_per_second,
+            )),
+            held_millis: AtomicU32::new(system.min(quota_millis)),
+        }
+    }
+
+    /// Records `millis` more (or fewer) vCPU millicores held; returns the new total.
+    fn hold(&self, millis: u32) -> u32 {
+        self.held_millis.fetch_add(millis, Ordering::Relaxed) + millis
+    }
+
+    fn release(&self, millis: u32) {
+        self.held_millis.fetch_sub(millis, Ordering::Relaxed);
+    }
+}
+
+/// The in-memory backends of all four crates, sharing tokio's clock. Clones share state.
 ///
 /// Build it inside the runtime that will run the flow (the clocks start at construction).
 #[derive(Debug, Clone)]
@@ -191,8 +280,11 @@ pub struct SandboxWorld {
     pub pods: InMemoryPods,
     /// Wall time of the janitor and pod store (virtual).
     pub clock: TokioClock,
+    /// RBAC and CoreDNS answers of the cluster (all allowed, CoreDNS running, unless told).
+    pub cluster_checks: Arc<crate::flow::MemoryClusterChecks>,
     region: String,
     config: SandboxConfig,
+    fargate: Arc<FargateAccount>,
     stats: Arc<Mutex<SimulatorStats>>,
     /// The AWS account as the preflight sees it: quotas, permissions, prices.
     pub account: glrunner_infra::InMemoryAccount,
@@ -223,7 +315,9 @@ impl SandboxWorld {
             secrets,
             pods,
             clock,
+            cluster_checks: Arc::default(),
             region,
+            fargate: Arc::new(FargateAccount::new(&config.model.fargate)),
             config,
             stats: Arc::default(),
             account: sandbox_account(),
@@ -263,6 +357,13 @@ impl SandboxWorld {
     /// What the simulator did so far.
     pub fn stats(&self) -> SimulatorStats {
         self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// What the model says about this run: the profile, every parameter with its source, the
+    /// waits per constraint and what limited the makespan. `queue_p95_secs` is the load test's
+    /// queue-time p95 (job created → picked up), from GitLab's timestamps.
+    pub fn model_report(&self, queue_p95_secs: Option<f64>) -> ModelReport {
+        ModelReport::new(&self.config, &self.stats(), queue_p95_secs)
     }
 
     /// Everything still present that the flow creates: infrastructure of `stack`, releases,
@@ -327,92 +428,38 @@ impl SandboxWorld {
         f(&mut self.stats.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
+    /// Starts a manager per ready release and stops it when the release goes; every second.
     async fn simulate(self) {
-        let mut rng = fastrand::Rng::with_seed(self.config.seed);
-        let mut jobs = tokio::task::JoinSet::new();
+        let mut managers: BTreeMap<ReleaseId, Manager> = BTreeMap::new();
         let mut runner_ids: HashMap<(ReleaseId, u32), u64> = HashMap::new();
-        let mut managers: BTreeMap<ReleaseId, String> = BTreeMap::new();
-        let mut node_seq: u64 = 0;
-        let mut next_launch = tokio::time::Instant::now();
-        let launch_gap = Duration::from_secs_f64(1.0 / self.config.launches_per_second.max(0.001));
         loop {
-            while jobs.try_join_next().is_some() {}
             let installed = self.releases.runners();
-            self.sync_managers(&installed, &mut managers);
             for runner in installed.iter().filter(|r| r.is_ready()) {
+                if managers
+                    .get(&runner.id)
+                    .is_some_and(|m| m.revision == runner.revision)
+                {
+                    continue;
+                }
                 let Some(runner_id) = self.runner_id(runner, &mut runner_ids).await else {
                     continue;
                 };
-                let name = runner.id.describe();
-                let free = {
-                    let in_flight = self.with_stats(|s| {
-                        let entry = s.runners.entry(name.clone()).or_default();
-                        entry.concurrent = runner.concurrent;
-                        entry.in_flight
-                    });
-                    runner.concurrent.saturating_sub(in_flight) as usize
-                };
-                if free == 0 {
-                    continue;
+                if let Some(old) = managers.remove(&runner.id) {
+                    self.stop_manager(old);
                 }
-                let assigned = match self.gitlab.request_jobs(runner_id, free) {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::debug!(runner = runner_id, error = %e, "simulated runner could not request jobs");
-                        continue;
-                    }
-                };
-                for job in assigned {
-                    node_seq += 1;
-                    let plan = JobPlan {
-                        release: name.clone(),
-                        namespace: runner.job_namespace.clone(),
-                        manager: format!("{}-gitlab-runner", runner.id.name),
-                        runner_id,
-                        project_id: job.project_id,
-                        job_id: job.job_id,
-                        node: format!(
-                            "fargate-ip-10-0-{}-{}.ec2.internal",
-                            (node_seq / 250) % 250,
-                            node_seq % 250 + 1
-                        ),
-                        start: {
-                            // Queue behind Fargate's launch rate, then the pod's own start.
-                            let now = tokio::time::Instant::now();
-                            let slot = next_launch.max(now);
-                            next_launch = slot + launch_gap;
-                            (slot - now)
-                                + self.config.pod_start
-                                + self.config.pod_start_spread.mul_f64(rng.f64())
-                        },
-                        run: self.config.job_duration
-                            + self.config.job_duration_spread.mul_f64(rng.f64()),
-                        hang: if rng.f64() < self.config.hung_fraction {
-                            if rng.bool() {
-                                Hang::OrphanPending
-                            } else {
-                                Hang::StuckTerminating
-                            }
-                        } else {
-                            Hang::None
-                        },
-                        requests: runner
-                            .job_pod_size
-                            .map(|s| (u64::from(s.vcpu_millis), s.memory_mib))
-                            .unwrap_or((250, 512)),
-                    };
-                    self.with_stats(|s| {
-                        let entry = s.runners.entry(name.clone()).or_default();
-                        entry.jobs_taken += 1;
-                        entry.in_flight += 1;
-                        entry.max_in_flight = entry.max_in_flight.max(entry.in_flight);
-                    });
-                    let world = self.clone();
-                    jobs.spawn(async move { world.run_job(plan).await });
+                managers.insert(runner.id.clone(), self.start_manager(runner, runner_id));
+            }
+            let gone: Vec<ReleaseId> = managers
+                .keys()
+                .filter(|id| !installed.iter().any(|r| &r.id == *id && r.is_ready()))
+                .cloned()
+                .collect();
+            for id in gone {
+                if let Some(m) = managers.remove(&id) {
+                    self.stop_manager(m);
                 }
             }
-            // Runners do not poll in lockstep with anything: ±20 % around check_interval.
-            tokio::time::sleep(self.config.check_interval.mul_f64(0.8 + 0.4 * rng.f64())).await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
 
@@ -435,57 +482,177 @@ impl SandboxWorld {
         Some(id)
     }
 
-    /// One runner-manager pod per ready release; removed with the release.
-    fn sync_managers(
-        &self,
-        installed: &[InstalledRunner],
-        managers: &mut BTreeMap<ReleaseId, String>,
-    ) {
-        for runner in installed.iter().filter(|r| r.is_ready()) {
-            if !managers.contains_key(&runner.id) {
-                let pod = NewPod::manager(&runner.id.namespace, &runner.id.name, "x7k2p");
-                let name = pod.name.clone();
-                if self.pods.insert(pod).is_ok() {
-                    managers.insert(runner.id.clone(), name);
+    /// The manager pod (chart labels, ReplicaSet owner, its vCPUs held from the quota) and the
+    /// manager task taking jobs for the release.
+    fn start_manager(&self, runner: &InstalledRunner, runner_id: u64) -> Manager {
+        let pod = NewPod::manager(&runner.id.namespace, &runner.id.name, "x7k2p");
+        let pod_name = self.pods.insert(pod).ok().map(|p| p.name);
+        let size = manager_pod_size(runner);
+        let millis = match self.fargate.capacity.try_acquire_many(size) {
+            Ok(permit) => {
+                permit.forget();
+                self.note_held(size);
+                size
+            }
+            Err(_) => {
+                tracing::warn!(release = %runner.id.describe(), "no Fargate vCPU left for the runner manager pod; it runs outside the quota in the model");
+                0
+            }
+        };
+        let concurrency = profile::request_concurrency(self.config.profile, &runner.values);
+        let name = runner.id.describe();
+        self.with_stats(|s| {
+            let entry = s.runners.entry(name.clone()).or_default();
+            entry.concurrent = runner.concurrent;
+            entry.request_concurrency = concurrency.max;
+        });
+        let seed = self.config.seed ^ runner_id.wrapping_mul(0x2545_f491_4f6c_dd1d);
+        let setup = ManagerSetup {
+            release: name,
+            namespace: runner.job_namespace.clone(),
+            manager_name: format!("{}-gitlab-runner", runner.id.name),
+            runner_id,
+            concurrent: runner.concurrent,
+            concurrency,
+            check_interval: runner.values.check_interval.max(Duration::from_millis(100)),
+            poll_interval: runner
+                .values
+                .executor
+                .poll_interval
+                .max(Duration::from_millis(100)),
+            poll_timeout: runner.poll_timeout,
+            pod_millis: runner.job_pod_size.map_or(250, |s| s.vcpu_millis),
+            pod_memory_mib: runner.job_pod_size.map_or(512, |s| s.memory_mib),
+            default_image: runner.values.executor.image.clone(),
+            seed,
+        };
+        let world = self.clone();
+        Manager {
+            revision: runner.revision,
+            namespace: runner.id.namespace.clone(),
+            pod_name,
+            held_millis: millis,
+            task: tokio::spawn(async move { world.run_manager(setup).await }),
+        }
+    }
+
+    fn stop_manager(&self, manager: Manager) {
+        manager.task.abort();
+        if let Some(name) = &manager.pod_name {
+            self.pods.remove(&manager.namespace, name);
+        }
+        if manager.held_millis > 0 {
+            self.fargate
+                .capacity
+                .add_permits(manager.held_millis as usize);
+            self.fargate.release(manager.held_millis);
+        }
+    }
+
+    fn note_held(&self, millis: u32) {
+        let held = self.fargate.hold(millis);
+        let vcpus = f64::from(held) / 1000.0;
+        self.with_stats(|s| s.peak_vcpus = s.peak_vcpus.max(vcpus));
+    }
+
+    /// One runner manager: feeds its runner entry to idle workers every `check_interval`; each
+    /// worker chain takes jobs one request round trip apart until a request comes back empty.
+    async fn run_manager(self, setup: ManagerSetup) {
+        let setup = Arc::new(setup);
+        let shared = Arc::new(Mutex::new(ManagerState {
+            busy_workers: 0,
+            requests_in_flight: 0,
+            allowed_requests: 1.0,
+        }));
+        let (taken, mut jobs_rx) = tokio::sync::mpsc::unbounded_channel::<AssignedJob>();
+        let mut chains = tokio::task::JoinSet::new();
+        let mut jobs = tokio::task::JoinSet::new();
+        let mut rng = fastrand::Rng::with_seed(setup.seed);
+        // A manager does not feed in step with the pipeline: its first feed comes at a random phase.
+        let mut next_feed = Instant::now() + setup.check_interval.mul_f64(rng.f64());
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep_until(next_feed) => {
+                    next_feed += setup.check_interval;
+                    while chains.try_join_next().is_some() {}
+                    while jobs.try_join_next().is_some() {}
+                    let idle = {
+                        let st = lock(&shared);
+                        let allowed = if setup.concurrency.adaptive {
+                            (st.allowed_requests.floor() as u32).clamp(1, setup.concurrency.max)
+                        } else {
+                            setup.concurrency.max
+                        };
+                        allowed.saturating_sub(st.requests_in_flight)
+                    };
+                    for _ in 0..idle {
+                        let chain = WorkerChain {
+                            world: self.clone(),
+                            setup: setup.clone(),
+                            shared: shared.clone(),
+                            taken: taken.clone(),
+                            rng: fastrand::Rng::with_seed(rng.u64(..)),
+                        };
+                        chains.spawn(chain.run());
+                    }
+                }
+                Some(job) = jobs_rx.recv() => {
+                    let world = self.clone();
+                    let setup = setup.clone();
+                    let shared = shared.clone();
+                    jobs.spawn(async move {
+                        world.run_job(&setup, job).await;
+                        lock(&shared).busy_workers -= 1;
+                    });
                 }
             }
         }
-        managers.retain(|id, name| {
-            let present = installed.iter().any(|r| &r.id == id);
-            if !present {
-                self.pods.remove(&id.namespace, name);
-            }
-            present
-        });
     }
 
-    async fn run_job(self, plan: JobPlan) {
+    /// A job from pickup to the pod's deletion: prepare, create the pod, wait for Fargate
+    /// capacity and a launch token, start the node, pull, run, report, delete.
+    async fn run_job(&self, setup: &ManagerSetup, job: AssignedJob) {
+        let job_id = job.job_id;
+        let model = &self.config.model;
+        let mut rng =
+            fastrand::Rng::with_seed(self.config.seed ^ job_id.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let hang = if rng.f64() < self.config.hung_fraction {
+            if rng.bool() {
+                Hang::OrphanPending
+            } else {
+                Hang::StuckTerminating
+            }
+        } else {
+            Hang::None
+        };
+        let project_id = job.project_id;
+        // The job's `image:`, else the runner's default image.
+        let image = job.image.unwrap_or_else(|| setup.default_image.clone());
+        // "Preparing the kubernetes executor", then the API calls before the pod exists.
+        tokio::time::sleep(model.runner.executor_prepare.sample(&mut rng)).await;
         let prefix = format!(
             "runner-{}-project-{}-concurrent-{}",
-            plan.runner_id,
-            plan.project_id,
-            plan.job_id % 200
+            setup.runner_id,
+            project_id,
+            job_id % 200
         );
         let job_pod = |suffix: &str| {
-            NewPod::new(&plan.namespace, format!("{prefix}-{suffix}"))
+            NewPod::new(&setup.namespace, format!("{prefix}-{suffix}"))
                 .with_label(keys::LABEL_JOB_POD, &prefix)
                 .with_label("pod", &prefix)
-                .with_label(keys::ANNOTATION_PROJECT_ID, &plan.project_id.to_string())
-                .with_label(keys::LABEL_MANAGER_NAME, &plan.manager)
-                .with_annotation(keys::ANNOTATION_JOB_ID, &plan.job_id.to_string())
-                .with_annotation(keys::ANNOTATION_PROJECT_ID, &plan.project_id.to_string())
+                .with_label(keys::ANNOTATION_PROJECT_ID, &project_id.to_string())
+                .with_label(keys::LABEL_MANAGER_NAME, &setup.manager_name)
+                .with_annotation(keys::ANNOTATION_JOB_ID, &job_id.to_string())
+                .with_annotation(keys::ANNOTATION_PROJECT_ID, &project_id.to_string())
                 .with_annotation(keys::ANNOTATION_JOB_TIMEOUT, "1h0m0s")
                 .with_annotation(
                     keys::ANNOTATION_JOB_URL,
-                    &format!("https://gitlab.sandbox.invalid/-/jobs/{}", plan.job_id),
+                    &format!("https://gitlab.sandbox.invalid/-/jobs/{job_id}"),
                 )
-                .with_requests(plan.requests.0, plan.requests.1)
+                .with_requests(u64::from(setup.pod_millis), setup.pod_memory_mib)
         };
-        let suffix = format!(
-            "{:08x}",
-            plan.job_id.wrapping_mul(0x9e37_79b9) & 0xffff_ffff
-        );
-        if plan.hang == Hang::OrphanPending {
+        let suffix = format!("{:08x}", job_id.wrapping_mul(0x9e37_79b9) & 0xffff_ffff);
+        if hang == Hang::OrphanPending {
             // The first create timed out client-side but reached the API server; never scheduled.
             if self
                 .pods
@@ -502,32 +669,44 @@ impl SandboxWorld {
         let pod = match self.pods.insert(job_pod(&suffix)) {
             Ok(pod) => pod,
             Err(e) => {
-                tracing::warn!(error = %e, job = plan.job_id, "simulated runner could not create the job pod");
-                let _ = self.gitlab.finish_job(
-                    plan.job_id,
-                    JobOutcome::Failed {
-                        reason: "runner_system_failure".into(),
-                    },
-                );
-                self.job_done(&plan.release);
+                tracing::warn!(error = %e, job = job_id, "simulated runner could not create the job pod");
+                self.fail_job(setup, job_id);
                 return;
             }
         };
         self.with_stats(|s| s.pods_created += 1);
-        tokio::time::sleep(plan.start).await;
+        let created = Instant::now();
+        let start = self.start_pod(setup, &image, &mut rng, created);
+        let Ok((permit, node)) = tokio::time::timeout_at(created + setup.poll_timeout, start).await
+        else {
+            // "Job failed (system failure): timed out waiting for pod to start": the runner
+            // deletes the pod (unbound, so the API server removes it at once).
+            self.pods.remove(&pod.namespace, &pod.name);
+            self.with_stats(|s| s.jobs_timed_out += 1);
+            self.fail_job(setup, job_id);
+            return;
+        };
+        let running = Instant::now();
         let now = self.clock.now();
-        let node = plan.node.clone();
+        let bound = node.clone();
         let _ = self.pods.update(&pod.namespace, &pod.name, |p| {
-            p.node_name = Some(node);
+            p.node_name = Some(bound);
             p.phase = PodPhase::Running;
             p.started_at = Some(now);
         });
-        tokio::time::sleep(plan.run).await;
+        // The runner notices at its next poll of the pod.
+        let polls = (running - created)
+            .as_secs_f64()
+            .div_euclid(setup.poll_interval.as_secs_f64())
+            + 1.0;
+        tokio::time::sleep_until(created + setup.poll_interval.mul_f64(polls)).await;
+        tokio::time::sleep(model.runner.script.sample(&mut rng)).await;
+        tokio::time::sleep(model.runner.finish).await;
         // Canceled meanwhile (the flow cleaning up): the runner still removes its pod.
-        let _ = self.gitlab.finish_job(plan.job_id, JobOutcome::Success);
-        if plan.hang == Hang::StuckTerminating {
+        let _ = self.gitlab.finish_job(job_id, JobOutcome::Success);
+        if hang == Hang::StuckTerminating {
             // The Fargate node's kubelet is gone: the runner's delete never completes.
-            self.pods.kill_node(&plan.node);
+            self.pods.kill_node(&node);
             if self
                 .pods
                 .delete_pod(&pod.key(), DeleteMode::graceful(None))
@@ -542,7 +721,67 @@ impl SandboxWorld {
         } else {
             self.pods.remove(&pod.namespace, &pod.name);
         }
-        self.job_done(&plan.release);
+        self.job_done(&setup.release);
+        tokio::time::sleep(model.fargate.capacity_release).await;
+        self.fargate.release(setup.pod_millis);
+        drop(permit);
+    }
+
+    /// Fargate's side of a pod start; returns the quota permit and the node name.
+    async fn start_pod(
+        &self,
+        setup: &ManagerSetup,
+        image: &str,
+        rng: &mut fastrand::Rng,
+        created: Instant,
+    ) -> (tokio::sync::OwnedSemaphorePermit, String) {
+        let model = &self.config.model;
+        let permit = match self
+            .fargate
+            .capacity
+            .clone()
+            .acquire_many_owned(setup.pod_millis)
+            .await
+        {
+            Ok(p) => p,
+            // The semaphore is never closed; wait out the poll timeout if it were.
+            Err(_) => std::future::pending().await,
+        };
+        self.note_held(setup.pod_millis);
+        let got_room = Instant::now();
+        let launch_wait = lock(&self.fargate.launches).reserve(got_room);
+        tokio::time::sleep(launch_wait).await;
+        let start = model.fargate.node_start.sample(rng)
+            + model.fargate.pod_setup.sample(rng)
+            + model.pulls.helper_image()
+            + model.pulls.job_image(image);
+        tokio::time::sleep(start).await;
+        let node_seq = rng.u32(..);
+        let quota_wait = (got_room - created).as_secs_f64();
+        let total = created.elapsed().as_secs_f64();
+        self.with_stats(|s| {
+            s.quota_waits.push(quota_wait);
+            s.launch_waits.push(launch_wait.as_secs_f64());
+            s.pod_starts.push(total);
+        });
+        (
+            permit,
+            format!(
+                "fargate-ip-10-0-{}-{}.ec2.internal",
+                (node_seq >> 8) % 250,
+                node_seq % 250 + 1
+            ),
+        )
+    }
+
+    fn fail_job(&self, setup: &ManagerSetup, job_id: u64) {
+        let _ = self.gitlab.finish_job(
+            job_id,
+            JobOutcome::Failed {
+                reason: "runner_system_failure".into(),
+            },
+        );
+        self.job_done(&setup.release);
     }
 
     fn job_done(&self, release: &str) {
@@ -559,26 +798,127 @@ impl SandboxWorld {
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Fargate millicores of a release's manager pod.
+fn manager_pod_size(runner: &InstalledRunner) -> u32 {
+    let resources = &runner.values.resources;
+    let cpu = glrunner_runner_chart::validate::cpu_millis("resources.cpu", &resources.cpu).ok();
+    let memory =
+        glrunner_runner_chart::validate::memory_mib("resources.memory", &resources.memory).ok();
+    cpu.zip(memory)
+        .and_then(|(c, m)| FargateSize::for_requests(u64::from(c), m))
+        .map_or(250, |s| s.vcpu_millis)
+}
+
+/// A running manager of one release.
+#[derive(Debug)]
+struct Manager {
+    revision: u32,
+    namespace: String,
+    pod_name: Option<String>,
+    held_millis: u32,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// What a manager knows about its release.
+#[derive(Debug)]
+struct ManagerSetup {
+    release: String,
+    namespace: String,
+    manager_name: String,
+    runner_id: u64,
+    concurrent: u32,
+    concurrency: RequestConcurrency,
+    check_interval: Duration,
+    poll_interval: Duration,
+    poll_timeout: Duration,
+    pod_millis: u32,
+    pod_memory_mib: u64,
+    default_image: String,
+    seed: u64,
+}
+
+/// A manager's workers: jobs running and requests in flight.
+#[derive(Debug)]
+struct ManagerState {
+    busy_workers: u32,
+    requests_in_flight: u32,
+    /// With adaptive request concurrency: the requests allowed in flight now.
+    allowed_requests: f64,
+}
+
+/// One chain of job requests: request, and on a job, requeue at once.
+struct WorkerChain {
+    world: SandboxWorld,
+    setup: Arc<ManagerSetup>,
+    shared: Arc<Mutex<ManagerState>>,
+    taken: tokio::sync::mpsc::UnboundedSender<AssignedJob>,
+    rng: fastrand::Rng,
+}
+
+impl WorkerChain {
+    async fn run(mut self) {
+        let model = &self.world.config.model.runner;
+        loop {
+            {
+                // A worker is free only while fewer than `concurrent` jobs run.
+                let mut st = lock(&self.shared);
+                if st.busy_workers + st.requests_in_flight >= self.setup.concurrent {
+                    return;
+                }
+                st.requests_in_flight += 1;
+            }
+            tokio::time::sleep(model.request_round_trip.sample(&mut self.rng)).await;
+            let job = self
+                .world
+                .gitlab
+                .request_jobs(self.setup.runner_id, 1)
+                .ok()
+                .and_then(|mut jobs| jobs.pop());
+            let release = &self.setup.release;
+            self.world.with_stats(|s| {
+                let entry = s.runners.entry(release.clone()).or_default();
+                entry.requests += 1;
+                if job.is_some() {
+                    entry.jobs_taken += 1;
+                    entry.in_flight += 1;
+                    entry.max_in_flight = entry.max_in_flight.max(entry.in_flight);
+                }
+            });
+            let mut st = lock(&self.shared);
+            st.requests_in_flight -= 1;
+            match job {
+                Some(job) => {
+                    st.busy_workers += 1;
+                    if self.setup.concurrency.adaptive {
+                        st.allowed_requests = (st.allowed_requests * (1.0 + model.adaptive_growth))
+                            .max(st.allowed_requests + model.adaptive_growth)
+                            .min(f64::from(self.setup.concurrency.max));
+                    }
+                    drop(st);
+                    if self.taken.send(job).is_err() {
+                        return;
+                    }
+                }
+                None => {
+                    if self.setup.concurrency.adaptive {
+                        st.allowed_requests = 1.0;
+                    }
+                    return;
+                }
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Hang {
     None,
     OrphanPending,
     StuckTerminating,
-}
-
-#[derive(Debug)]
-struct JobPlan {
-    release: String,
-    namespace: String,
-    manager: String,
-    runner_id: u64,
-    project_id: u64,
-    job_id: u64,
-    node: String,
-    start: Duration,
-    run: Duration,
-    hang: Hang,
-    requests: (u64, u64),
 }
 
 /// The running runner simulator; dropping it stops every simulated runner and job.
@@ -604,7 +944,7 @@ impl ClusterConnector for SandboxConnector {
     async fn connect(
         &self,
         _spec: &glrunner_infra::StackSpec,
-        _access: Option<&glrunner_infra::ClusterAccess>,
+        _target: crate::flow::ClusterTarget<'_>,
     ) -> Result<ClusterClients, FlowError> {
         let releases = faults::releases(&self.world);
         Ok(ClusterClients {
@@ -612,6 +952,7 @@ impl ClusterConnector for SandboxConnector {
             secrets: Arc::new(self.world.secrets.clone()),
             pods: Arc::new(self.world.pods.clone()) as Arc<dyn PodApi>,
             clock: Arc::new(self.world.clock),
+            checks: self.world.cluster_checks.clone(),
         })
     }
 }

@@ -65,7 +65,7 @@ fn doctor_fails_a_sandbox_quota_of_8_vcpus_for_400_jobs() {
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
     assert!(stdout.contains("[fail] quota.fargate-vcpu"), "{stdout}");
     assert!(
-        stderr.contains("L-3032A538") && stderr.contains("= 201 vCPUs"),
+        stderr.contains("L-3032A538") && stderr.contains("= 204 vCPUs"),
         "{stderr}"
     );
     assert!(stderr.contains("request an increase"), "{stderr}");
@@ -207,4 +207,113 @@ fn doctor_on_the_aws_shim_fails_a_small_quota_and_creates_nothing() {
         text(&vpcs.stdout)
     );
     assert!(!state.path().join("doctor-shim.json").exists());
+}
+
+#[test]
+fn full_flow_runs_the_preflight_first_and_stops_on_a_failed_check() {
+    let out = example("full_flow", &["--fargate-vcpu-quota", "8"], &[]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stdout.contains("[fail] quota.fargate-vcpu"), "{stdout}");
+    assert!(
+        stderr.contains("preflight failed, nothing was created"),
+        "{stderr}"
+    );
+    // No phase started.
+    assert!(!stderr.contains("▶ provision"), "{stderr}");
+
+    let out = example("full_flow", &["--budget", "0.01"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stdout).contains("[fail] cost.budget"));
+
+    // --skip-preflight bypasses it, loudly.
+    let out = example(
+        "full_flow",
+        &[
+            "--fargate-vcpu-quota",
+            "8",
+            "--skip-preflight",
+            "--jobs",
+            "20",
+        ],
+        &[],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("WARNING: --skip-preflight"), "{stderr}");
+}
+
+#[test]
+fn full_flow_reports_projected_and_estimated_cost_and_dry_run_projects() {
+    let out = example("full_flow", &[], &[]);
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    assert!(
+        stdout.contains("projected cost") && stdout.contains("estimated cost"),
+        "{stdout}"
+    );
+    let out = example("full_flow", &["--output", "json"], &[]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(doc["cost"]["projected"]["total_usd"].as_f64().unwrap() > 0.0);
+    assert!(doc["cost"]["estimated"]["total_usd"].as_f64().unwrap() > 0.0);
+    let out = example("full_flow", &["--dry-run"], &[]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        stdout.contains("projected cost") && stdout.contains("EKS control plane"),
+        "{stdout}"
+    );
+}
+
+/// `full_flow --backend aws --budget 0.01` on moto + shim stops before any resource exists.
+#[test]
+fn full_flow_on_the_aws_shim_stops_on_the_budget_before_creating_anything() {
+    let Ok(url) = std::env::var("GLRUNNER_TEST_MOTO_URL") else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "GLRUNNER_TEST_MOTO_URL is not set: run ./scripts/test.sh"
+        );
+        eprintln!("skipping: GLRUNNER_TEST_MOTO_URL is not set");
+        return;
+    };
+    let state = tempfile::tempdir().unwrap();
+    let out = example(
+        "full_flow",
+        &[
+            "--backend",
+            "aws",
+            "--region",
+            "us-east-1",
+            "--stack",
+            "budget-shim",
+            "--budget",
+            "0.01",
+            "--project",
+            "group/loadtest",
+            "--gitlab-url",
+            "http://127.0.0.1:9",
+            "--helm",
+            "/bin/true",
+            "--state-dir",
+            state.path().to_str().unwrap(),
+        ],
+        &[
+            ("AWS_ENDPOINT_URL", &url),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_MAX_ATTEMPTS", "1"),
+            ("GITLAB_TOKEN", "glpat-test"),
+        ],
+    );
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stdout.contains("[fail] cost.budget"), "{stdout}");
+    assert!(stderr.contains("nothing was created"), "{stderr}");
+    assert!(!stderr.contains("▶ provision"), "{stderr}");
+    assert!(!state.path().join("budget-shim.json").exists());
 }

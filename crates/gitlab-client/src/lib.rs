@@ -81,7 +81,7 @@ pub use api::MockGitLabApi;
 pub use api::{DynGitLabApi, GitLabApi, GitLabApiExt};
 pub use error::{Error, Result};
 pub use http::{HttpGitLab, HttpGitLabBuilder, RetryPolicy};
-pub use report::{Percentiles, Report, WatchOutcome};
+pub use report::{JobTiming, Percentiles, Report, WatchOutcome};
 pub use secret::SecretToken;
 pub use types::*;
 

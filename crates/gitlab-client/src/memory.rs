@@ -178,6 +178,24 @@ struct JobState {
     runner_id: Option<u64>,
 }
 
+/// The jobs of one pipeline and the counts its status derives from, kept up to date by
+/// [`State::add_job`], [`State::start_job`] and [`State::end_job`] so that neither a status
+/// refresh nor a job listing walks every job of the instance.
+#[derive(Debug, Default)]
+struct PipelineJobs {
+    ids: Vec<u64>,
+    by_status: BTreeMap<JobStatus, usize>,
+    started: usize,
+    first_start: Option<Timestamp>,
+    last_finish: Option<Timestamp>,
+    failed: usize,
+    canceled: usize,
+}
+
+/// Pending jobs keyed by (project, required tags), oldest first: a job request looks only at
+/// the tag sets its runner can take.
+type PendingIndex = BTreeMap<(u64, Vec<String>), BTreeSet<u64>>;
+
 #[derive(Debug, Default)]
 struct State {
     next_id: BTreeMap<&'static str, u64>,
@@ -185,7 +203,11 @@ struct State {
     projects: BTreeMap<u64, ProjectState>,
     runners: BTreeMap<u64, RunnerState>,
     pipelines: BTreeMap<u64, Pipeline>,
+    /// Every job; change a job's status only through `add_job`, `start_job` and `end_job`,
+    /// which keep `pending` and `pipeline_jobs` in step.
     jobs: BTreeMap<u64, JobState>,
+    pending: PendingIndex,
+    pipeline_jobs: BTreeMap<u64, PipelineJobs>,
     requests: u64,
     window: Option<(Instant, u32)>,
     forced_throttles: u32,
@@ -245,21 +267,125 @@ impl State {
         }
     }
 
+    /// Adds a new job (pending unless already finished) to the indexes.
+    fn add_job(&mut self, job: JobState) {
+        let id = job.job.id;
+        let agg = self.pipeline_jobs.entry(job.pipeline_id).or_default();
+        agg.ids.push(id);
+        *agg.by_status.entry(job.job.status).or_insert(0) += 1;
+        if job.job.status == JobStatus::Pending {
+            self.pending
+                .entry((job.project_id, job.job.tag_list.clone()))
+                .or_default()
+                .insert(id);
+        }
+        self.jobs.insert(id, job);
+    }
+
+    /// Moves a pending job to running on `runner`.
+    fn start_job(&mut self, id: u64, runner: JobRunner, now: Timestamp) -> Option<&JobState> {
+        let j = self.jobs.get_mut(&id)?;
+        if j.job.status != JobStatus::Pending {
+            return None;
+        }
+        if let Some(set) = self
+            .pending
+            .get_mut(&(j.project_id, j.job.tag_list.clone()))
+        {
+            set.remove(&id);
+        }
+        j.job.status = JobStatus::Running;
+        j.job.started_at = Some(now);
+        j.job.queued_duration = Some(now.duration_since(j.job.created_at).as_secs_f64());
+        j.runner_id = Some(runner.id);
+        j.job.runner = Some(runner);
+        let agg = self.pipeline_jobs.entry(j.pipeline_id).or_default();
+        move_status(agg, JobStatus::Pending, JobStatus::Running);
+        agg.started += 1;
+        agg.first_start = Some(agg.first_start.map_or(now, |t| t.min(now)));
+        Some(j)
+    }
+
+    /// Ends an unfinished job with `status` (a finished one is left alone).
+    fn end_job(
+        &mut self,
+        id: u64,
+        status: JobStatus,
+        failure_reason: Option<String>,
+        now: Timestamp,
+    ) {
+        let Some(j) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        let before = j.job.status;
+        if before.is_finished() {
+            return;
+        }
+        if before == JobStatus::Pending
+            && let Some(set) = self
+                .pending
+                .get_mut(&(j.project_id, j.job.tag_list.clone()))
+        {
+            set.remove(&id);
+        }
+        j.job.status = status;
+        if failure_reason.is_some() {
+            j.job.failure_reason = failure_reason;
+        }
+        j.job.finished_at = Some(now);
+        j.job.duration = j
+            .job
+            .started_at
+            .map(|s| now.duration_since(s).as_secs_f64());
+        let agg = self.pipeline_jobs.entry(j.pipeline_id).or_default();
+        move_status(agg, before, status);
+        agg.last_finish = Some(agg.last_finish.map_or(now, |t| t.max(now)));
+        if status == JobStatus::Failed && !j.job.allow_failure {
+            agg.failed += 1;
+        }
+        if status == JobStatus::Canceled {
+            agg.canceled += 1;
+        }
+    }
+
+    /// Up to `max` pending jobs runner `r` may take, oldest first.
+    fn pickable(
+        &self,
+        project_id: u64,
+        tags: &BTreeSet<String>,
+        run_untagged: bool,
+        max: usize,
+    ) -> Vec<u64> {
+        let mut picked: Vec<u64> = Vec::new();
+        let range = (project_id, Vec::new())..(project_id.saturating_add(1), Vec::new());
+        for ((_, required), ids) in self.pending.range(range) {
+            let fits = if required.is_empty() {
+                run_untagged
+            } else {
+                required.iter().all(|t| tags.contains(t))
+            };
+            if fits {
+                picked.extend(ids.iter().take(max));
+            }
+        }
+        picked.sort_unstable();
+        picked.truncate(max);
+        picked
+    }
+
     fn refresh_pipeline(&mut self, pipeline_id: u64, now: Timestamp) {
-        let jobs: Vec<&Job> = self
-            .jobs
-            .values()
-            .filter(|j| j.pipeline_id == pipeline_id)
-            .map(|j| &j.job)
-            .collect();
-        let any_active = jobs.iter().any(|j| !j.status.is_finished());
-        let any_started = jobs.iter().any(|j| j.started_at.is_some());
-        let first_start = jobs.iter().filter_map(|j| j.started_at).min();
-        let last_finish = jobs.iter().filter_map(|j| j.finished_at).max();
-        let failed = jobs
+        let Some(agg) = self.pipeline_jobs.get(&pipeline_id) else {
+            return;
+        };
+        let any_active = agg
+            .by_status
             .iter()
-            .any(|j| j.status == JobStatus::Failed && !j.allow_failure);
-        let canceled = jobs.iter().any(|j| j.status == JobStatus::Canceled);
+            .any(|(status, n)| *n > 0 && !status.is_finished());
+        let any_started = agg.started > 0;
+        let first_start = agg.first_start;
+        let last_finish = agg.last_finish;
+        let failed = agg.failed > 0;
+        let canceled = agg.canceled > 0;
         let Some(p) = self.pipelines.get_mut(&pipeline_id) else {
             return;
         };
@@ -471,11 +597,7 @@ impl InMemoryGitLab {
 
     /// Jobs still pending (not yet taken by any runner), across all pipelines.
     pub fn pending_jobs(&self) -> usize {
-        self.lock()
-            .jobs
-            .values()
-            .filter(|j| j.job.status == JobStatus::Pending)
-            .count()
+        self.lock().pending.values().map(BTreeSet::len).sum()
     }
 
     /// Runner side: hands up to `max` pending jobs to the runner, oldest first, honouring the
@@ -507,35 +629,17 @@ impl InMemoryGitLab {
         if free == 0 {
             return Ok(Vec::new());
         }
-        let picked: Vec<u64> = st
-            .jobs
-            .values()
-            .filter(|j| {
-                j.job.status == JobStatus::Pending
-                    && j.project_id == project_id
-                    && (if j.job.tag_list.is_empty() {
-                        run_untagged
-                    } else {
-                        j.job.tag_list.iter().all(|t| tags.contains(t))
-                    })
-            })
-            .take(free)
-            .map(|j| j.job.id)
-            .collect();
+        let picked = st.pickable(project_id, &tags, run_untagged, free);
         let mut out = Vec::with_capacity(picked.len());
         let mut pipelines = BTreeSet::new();
         for id in picked {
-            let Some(j) = st.jobs.get_mut(&id) else {
-                continue;
-            };
-            j.job.status = JobStatus::Running;
-            j.job.started_at = Some(now);
-            j.job.queued_duration = Some(now.duration_since(j.job.created_at).as_secs_f64());
-            j.job.runner = Some(JobRunner {
+            let runner = JobRunner {
                 id: runner_id,
                 description: description.clone(),
-            });
-            j.runner_id = Some(runner_id);
+            };
+            let Some(j) = st.start_job(id, runner, now) else {
+                continue;
+            };
             pipelines.insert(j.pipeline_id);
             out.push(AssignedJob {
                 job_id: id,
@@ -582,25 +686,25 @@ impl InMemoryGitLab {
                 message: format!("only a running job can succeed; it is {}", j.job.status),
             });
         }
-        match outcome {
-            JobOutcome::Success => j.job.status = JobStatus::Success,
-            JobOutcome::Failed { reason } => {
-                j.job.status = JobStatus::Failed;
-                j.job.failure_reason = Some(reason);
-            }
-            JobOutcome::Canceled => j.job.status = JobStatus::Canceled,
-        }
-        j.job.finished_at = Some(now);
-        j.job.duration = j
-            .job
-            .started_at
-            .map(|s| now.duration_since(s).as_secs_f64());
-        let job = j.job.clone();
         let pipeline_id = j.pipeline_id;
+        let (status, reason) = match outcome {
+            JobOutcome::Success => (JobStatus::Success, None),
+            JobOutcome::Failed { reason } => (JobStatus::Failed, Some(reason)),
+            JobOutcome::Canceled => (JobStatus::Canceled, None),
+        };
+        st.end_job(job_id, status, reason, now);
+        let job = st.jobs[&job_id].job.clone();
         st.release_runner_slot(job_id);
         st.refresh_pipeline(pipeline_id, now);
         Ok(job)
     }
+}
+
+fn move_status(agg: &mut PipelineJobs, from: JobStatus, to: JobStatus) {
+    if let Some(n) = agg.by_status.get_mut(&from) {
+        *n = n.saturating_sub(1);
+    }
+    *agg.by_status.entry(to).or_insert(0) += 1;
 }
 
 fn sha(n: u64) -> String {
@@ -690,6 +794,10 @@ impl GitLabApi for InMemoryGitLab {
         st.runners.retain(|_, r| r.project_id != id);
         st.pipelines.retain(|_, p| p.project_id != id);
         st.jobs.retain(|_, j| j.project_id != id);
+        let st = &mut *st;
+        let pipelines = &st.pipelines;
+        st.pipeline_jobs.retain(|p, _| pipelines.contains_key(p));
+        st.pending.retain(|(project, _), _| *project != id);
         Ok(())
     }
 
@@ -902,16 +1010,13 @@ impl GitLabApi for InMemoryGitLab {
                 runner: None,
                 web_url: format!("{web}/-/jobs/{job_id}"),
             };
-            st.jobs.insert(
-                job_id,
-                JobState {
-                    job,
-                    project_id: id,
-                    pipeline_id,
-                    image: e.image,
-                    runner_id: None,
-                },
-            );
+            st.add_job(JobState {
+                job,
+                project_id: id,
+                pipeline_id,
+                image: e.image,
+                runner_id: None,
+            });
         }
         tracing::debug!(
             pipeline = pipeline_id,
@@ -943,23 +1048,45 @@ impl GitLabApi for InMemoryGitLab {
             n => n.min(crate::MAX_PER_PAGE),
         };
         let page = query.page.max(1);
-        let matching: Vec<&Job> = st
-            .jobs
-            .values()
-            .rev()
-            .filter(|j| j.pipeline_id == pipeline_id)
-            .filter(|j| query.scope.is_empty() || query.scope.contains(&j.job.status))
-            .map(|j| &j.job)
-            .collect();
-        let total = matching.len() as u64;
+        let Some(agg) = st.pipeline_jobs.get(&pipeline_id) else {
+            return Ok(Page {
+                items: Vec::new(),
+                page,
+                per_page,
+                next_page: None,
+                total: Some(0),
+                total_pages: Some(1),
+            });
+        };
+        // Counts come from the pipeline's per-status tallies; the page is read newest first,
+        // stopping as soon as it is full (no walk over every job of the instance).
+        let in_scope = |status: &JobStatus| query.scope.is_empty() || query.scope.contains(status);
+        let total: u64 = agg
+            .by_status
+            .iter()
+            .filter(|(status, _)| in_scope(status))
+            .map(|(_, n)| *n as u64)
+            .sum();
         let total_pages = (total.div_ceil(u64::from(per_page)).max(1)) as u32;
         let start = (page as usize - 1).saturating_mul(per_page as usize);
-        let items: Vec<Job> = matching
-            .into_iter()
-            .skip(start)
-            .take(per_page as usize)
-            .cloned()
-            .collect();
+        let newest_first = agg.ids.iter().rev().filter_map(|id| st.jobs.get(id));
+        let items: Vec<Job> = if query.scope.is_empty() {
+            agg.ids
+                .iter()
+                .rev()
+                .skip(start)
+                .take(per_page as usize)
+                .filter_map(|id| st.jobs.get(id))
+                .map(|j| j.job.clone())
+                .collect()
+        } else {
+            newest_first
+                .filter(|j| in_scope(&j.job.status))
+                .skip(start)
+                .take(per_page as usize)
+                .map(|j| j.job.clone())
+                .collect()
+        };
         Ok(Page {
             items,
             page,
@@ -986,17 +1113,17 @@ impl GitLabApi for InMemoryGitLab {
         let id = st.project_id(project, "cancel pipeline of")?;
         st.pipeline_of(id, pipeline_id, "cancel")?;
         let active: Vec<u64> = st
-            .jobs
-            .values()
-            .filter(|j| j.pipeline_id == pipeline_id && !j.job.status.is_finished())
-            .map(|j| j.job.id)
+            .pipeline_jobs
+            .get(&pipeline_id)
+            .map(|agg| agg.ids.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .copied()
+            .filter(|id| st.jobs.get(id).is_some_and(|j| !j.job.status.is_finished()))
             .collect();
         for job_id in &active {
             st.release_runner_slot(*job_id);
-            if let Some(j) = st.jobs.get_mut(job_id) {
-                j.job.status = JobStatus::Canceled;
-                j.job.finished_at = Some(now);
-            }
+            st.end_job(*job_id, JobStatus::Canceled, None, now);
         }
         let p = st.pipelines.get_mut(&pipeline_id).expect("checked above");
         if !p.status.is_finished() {

@@ -49,6 +49,79 @@ pub enum WatchOutcome {
     TimedOut,
     /// The request budget ran out first.
     BudgetExhausted,
+    /// The caller stopped watching (SIGINT/SIGTERM): the report covers the jobs so far.
+    Interrupted,
+}
+
+/// One job on the pipeline's timeline: offsets in seconds from the pipeline's creation, so a
+/// renderer (HTML chart, JUnit, metrics) needs no clock arithmetic of its own.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct JobTiming {
+    /// Job id.
+    pub id: u64,
+    /// Job name, e.g. `loadtest-shard-1 3/200`.
+    pub name: String,
+    /// The shard that ran it: its first runner tag (`untagged` when it has none).
+    pub shard: String,
+    /// Final (or last seen) status.
+    pub status: String,
+    /// Created, seconds after the pipeline was created.
+    pub created_secs: f64,
+    /// Became pending: started minus GitLab's `queued_duration` when both are known, else created.
+    pub queued_secs: f64,
+    /// A runner picked it up.
+    pub started_secs: Option<f64>,
+    /// It ended.
+    pub finished_secs: Option<f64>,
+    /// GitLab's `failure_reason` of a failed job (`unknown` when GitLab gave none).
+    pub failure_reason: Option<String>,
+    /// The runner that took it.
+    pub runner_id: Option<u64>,
+}
+
+impl JobTiming {
+    /// The timeline entry of `job` in a pipeline created at `pipeline_created`.
+    pub fn of(job: &Job, pipeline_created: Timestamp) -> Self {
+        let offset = |t: Timestamp| secs(pipeline_created, t);
+        let created_secs = offset(job.created_at);
+        let started_secs = job.started_at.map(offset);
+        let queued_secs = match (started_secs, job.queued_duration) {
+            (Some(started), Some(queued)) if queued >= 0.0 => {
+                (started - queued).clamp(created_secs, started)
+            }
+            _ => created_secs,
+        };
+        Self {
+            id: job.id,
+            name: job.name.clone(),
+            shard: job
+                .tag_list
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "untagged".into()),
+            status: job.status.as_str().to_owned(),
+            created_secs,
+            queued_secs,
+            started_secs,
+            finished_secs: job.finished_at.map(offset),
+            failure_reason: (job.status == JobStatus::Failed).then(|| {
+                job.failure_reason
+                    .clone()
+                    .unwrap_or_else(|| "unknown".into())
+            }),
+            runner_id: job.runner.as_ref().map(|r| r.id),
+        }
+    }
+
+    /// Queue time as the report's percentiles count it: created → started.
+    pub fn queue_secs(&self) -> Option<f64> {
+        self.started_secs.map(|s| s - self.created_secs)
+    }
+
+    /// Seconds from start to end.
+    pub fn run_secs(&self) -> Option<f64> {
+        Some(self.finished_secs? - self.started_secs?)
+    }
 }
 
 /// The report of one load-test pipeline, computed from job timestamps.
@@ -80,8 +153,13 @@ pub struct Report {
     pub requests: u64,
     /// How long the watch took (on the tokio clock), seconds.
     pub watch_secs: f64,
+    /// When the pipeline was created (time zero of [`JobTiming`]).
+    pub created_at: Timestamp,
+    /// Every job's timeline, by job id.
+    pub jobs: Vec<JobTiming>,
 }
 
+/// `to - from` in seconds (negative when `to` is earlier: clock skew between GitLab's nodes).
 fn secs(from: Timestamp, to: Timestamp) -> f64 {
     to.duration_since(from).as_secs_f64()
 }
@@ -141,6 +219,15 @@ impl Report {
             failures_by_reason,
             requests,
             watch_secs,
+            created_at: pipeline.created_at,
+            jobs: {
+                let mut timeline: Vec<JobTiming> = jobs
+                    .iter()
+                    .map(|j| JobTiming::of(j, pipeline.created_at))
+                    .collect();
+                timeline.sort_by_key(|j| j.id);
+                timeline
+            },
         }
     }
 

@@ -28,13 +28,25 @@ pub struct CallerIdentity {
 }
 
 impl CallerIdentity {
-    /// From an STS ARN: the principal is the role behind an assumed-role session.
+    /// From an STS ARN: the principal is the role behind an assumed-role session (named
+    /// without its path: [`crate::aws::AwsAccount`] reads the path with `iam:GetRole`). A caller
+    /// that cannot be a principal (account root, federated user) keeps its own ARN;
+    /// [`crate::identity::classify_caller`] says why.
     pub fn from_arn(account: impl Into<String>, arn: impl Into<String>) -> Self {
+        use crate::identity::{Caller, classify_caller};
         let arn = arn.into();
         let partition = arn.split(':').nth(1).unwrap_or("aws").to_owned();
+        let principal_arn = match classify_caller(&arn) {
+            Ok(Caller::AssumedRole {
+                partition,
+                account,
+                role_name,
+            }) => format!("arn:{partition}:iam::{account}:role/{role_name}"),
+            _ => arn.clone(),
+        };
         Self {
             account: account.into(),
-            principal_arn: crate::aws::principal_arn(&arn),
+            principal_arn,
             arn,
             partition,
         }

@@ -1,20 +1,22 @@
 //! Applying a plan: independent steps run concurrently, each reusing what exists before creating.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use serde::Serialize;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
 use crate::plan::{Plan, Step};
 use crate::progress::{NoProgress, Progress, ProgressEvent};
 use crate::provider::{ClusterProvisioner, NetworkProvisioner};
 use crate::resource::{CreateRequest, Resource, ResourceKind, ResourceState, ResourceTags};
-use crate::spec::StackName;
+use crate::spec::{REGION_TAG, StackName};
 use crate::state::StateFile;
-use crate::wait::{WaitPolicy, needs_wait, retry, wait_for};
+use crate::wait::{WaitPolicy, needs_wait, retry_if, wait_for};
 
 /// Timing of one applied step, relative to the start of apply.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -42,6 +44,9 @@ pub struct ApplyReport {
     pub resources: HashMap<String, Resource>,
     /// Wall (or virtual) seconds from start to the last step's end.
     pub makespan_s: f64,
+    /// How reused resources differ from what the plan would create (reported, not changed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drift: Vec<String>,
 }
 
 impl ApplyReport {
@@ -49,6 +54,14 @@ impl ApplyReport {
     pub fn created(&self) -> usize {
         self.steps.iter().filter(|s| s.created).count()
     }
+}
+
+/// What one step needs to know about the run it belongs to.
+struct StepContext<'r> {
+    stack: &'r StackName,
+    region: &'r str,
+    fresh: HashSet<String>,
+    drift: &'r Mutex<Vec<String>>,
 }
 
 /// Runs plans and teardowns against a network and a cluster provisioner.
@@ -59,6 +72,7 @@ pub struct Engine<'a> {
     pub(crate) progress: &'a dyn Progress,
     pub(crate) state: Option<&'a StateFile>,
     pub(crate) extra_tags: std::collections::BTreeMap<String, String>,
+    pub(crate) cancel: CancellationToken,
 }
 
 impl std::fmt::Debug for Engine<'_> {
@@ -80,7 +94,17 @@ impl<'a> Engine<'a> {
             progress: &NoProgress,
             state: None,
             extra_tags: Default::default(),
+            cancel: CancellationToken::new(),
         }
+    }
+
+    /// Stops on this token: apply starts no new step and cuts waits short (a create call in
+    /// flight finishes, so nothing is left half-made), teardown finishes the deletions in flight
+    /// and starts no other; both then return [`Error::Interrupted`].
+    #[must_use]
+    pub fn with_cancel(mut self, cancel: CancellationToken) -> Self {
+        self.cancel = cancel;
+        self
     }
 
     /// Sets the wait policy.
@@ -117,7 +141,7 @@ impl<'a> Engine<'a> {
             tokio::try_join!(self.network.discover(stack), self.cluster.discover(stack))?;
         let mut by_key = HashMap::new();
         for res in network.into_iter().chain(cluster) {
-            if res.key.is_empty() || !res.state.is_present() {
+            if res.key.is_empty() || !res.exists() {
                 continue;
             }
             if let Some(previous) = by_key.insert(res.key.clone(), res) {
@@ -153,19 +177,32 @@ impl<'a> Engine<'a> {
             .unwrap_or_else(|| plan.stack.clone());
 
         let mut done: HashMap<String, Resource> = HashMap::new();
+        // Ids and ARNs of what this run created or just found: AWS's eventual consistency may
+        // hide them from the next call for a while (a NotFound on them is retried).
+        let mut fresh: HashSet<String> = HashSet::new();
+        let drift = Mutex::new(Vec::new());
         let mut timings = Vec::new();
         let mut pending: Vec<&Step> = plan.steps.iter().collect();
         let mut running = FuturesUnordered::new();
         let mut failure: Option<Error> = None;
         loop {
-            if failure.is_none() {
+            if failure.is_none() && !self.cancel.is_cancelled() {
                 let mut still_pending = Vec::new();
                 for step in pending {
                     if step.depends_on.iter().all(|d| done.contains_key(d)) {
-                        match step.action.resolve(&done, &caller, &cluster_name) {
+                        match step
+                            .action
+                            .resolve(&done, &caller, &cluster_name, &plan.region)
+                        {
                             Ok(request) => {
                                 let found = existing.get(&step.key).cloned();
-                                running.push(self.run_step(&stack, step, request, found, start));
+                                let context = StepContext {
+                                    stack: &stack,
+                                    region: &plan.region,
+                                    fresh: fresh.clone(),
+                                    drift: &drift,
+                                };
+                                running.push(self.run_step(context, step, request, found, start));
                             }
                             Err(err) => failure = Some(err),
                         }
@@ -183,6 +220,8 @@ impl<'a> Engine<'a> {
                     if let Some(state) = self.state {
                         state.record(&key, &resource)?;
                     }
+                    fresh.insert(resource.id.clone());
+                    fresh.extend(resource.arn.clone());
                     timings.push(timing);
                     done.insert(key, resource);
                 }
@@ -195,6 +234,19 @@ impl<'a> Engine<'a> {
                     failure.get_or_insert(err);
                 }
             }
+        }
+        // The finished step futures borrowed the drift list.
+        drop(running);
+        if self.cancel.is_cancelled() {
+            return Err(Error::Interrupted {
+                during: format!("apply of stack {}", plan.stack),
+                progress: format!(
+                    "{} of {} step(s) done, {} not started",
+                    done.len(),
+                    plan.steps.len(),
+                    pending.len()
+                ),
+            });
         }
         if let Some(err) = failure {
             return Err(err);
@@ -211,12 +263,13 @@ impl<'a> Engine<'a> {
             steps: timings,
             resources: done,
             makespan_s: start.elapsed().as_secs_f64(),
+            drift: drift.into_inner().expect("drift mutex"),
         })
     }
 
     async fn run_step(
         &self,
-        stack: &StackName,
+        context: StepContext<'_>,
         step: &Step,
         request: CreateRequest,
         found: Option<Resource>,
@@ -228,33 +281,33 @@ impl<'a> Engine<'a> {
             description: step.description.clone(),
         });
         tracing::info!(step = %step.key, "{}", step.description);
-        let outcome = self
-            .ensure(stack, step, &request, found)
-            .await
-            .map(|(resource, created)| {
-                let finished = apply_start.elapsed();
-                self.progress.event(&ProgressEvent::StepDone {
-                    key: step.key.clone(),
-                    id: resource.id.clone(),
-                    created,
-                    elapsed: finished - started,
+        let outcome =
+            self.ensure(&context, step, &request, found)
+                .await
+                .map(|(resource, created)| {
+                    let finished = apply_start.elapsed();
+                    self.progress.event(&ProgressEvent::StepDone {
+                        key: step.key.clone(),
+                        id: resource.id.clone(),
+                        created,
+                        elapsed: finished - started,
+                    });
+                    let timing = StepTiming {
+                        key: step.key.clone(),
+                        id: resource.id.clone(),
+                        created,
+                        started_s: started.as_secs_f64(),
+                        finished_s: finished.as_secs_f64(),
+                    };
+                    (resource, timing)
                 });
-                let timing = StepTiming {
-                    key: step.key.clone(),
-                    id: resource.id.clone(),
-                    created,
-                    started_s: started.as_secs_f64(),
-                    finished_s: finished.as_secs_f64(),
-                };
-                (resource, timing)
-            });
         (step.key.clone(), outcome)
     }
 
     /// Reuse or create, then wait until available. Returns the resource and whether it was created.
     async fn ensure(
         &self,
-        stack: &StackName,
+        context: &StepContext<'_>,
         step: &Step,
         request: &CreateRequest,
         found: Option<Resource>,
@@ -286,28 +339,32 @@ impl<'a> Engine<'a> {
                     key: step.key.clone(),
                     id: existing.id.clone(),
                 });
+                self.report_drift(context, step, request, &existing).await;
                 (existing, false)
             }
-            None => {
-                let tags = ResourceTags {
-                    stack: stack.to_string(),
-                    key: step.key.clone(),
-                    extra: self.extra_tags.clone(),
-                };
-                let created = retry(&step.key, timeout, &self.waits, self.progress, || async {
-                    if kind.is_network() {
-                        self.network.create(request, &tags).await
-                    } else {
-                        self.cluster.create(request, &tags).await
+            None => match self.create(context, step, request).await {
+                Ok(created) => (created, true),
+                Err(err) if err.is_already_exists() => {
+                    // Another run (or a lost response) made it: find it and reuse it.
+                    match self.rediscover(context, step, request).await? {
+                        Some(existing) => {
+                            tracing::info!(step = %step.key, id = %existing.id, "{kind} already exists, reusing it");
+                            self.progress.event(&ProgressEvent::StepFound {
+                                key: step.key.clone(),
+                                id: existing.id.clone(),
+                            });
+                            self.report_drift(context, step, request, &existing).await;
+                            (existing, false)
+                        }
+                        None => return Err(err),
                     }
-                })
-                .await?;
-                (created, true)
-            }
+                }
+                Err(err) => return Err(err),
+            },
         };
         if needs_wait(kind) && resource.state != ResourceState::Available {
             let waiting_for = format!("{} {} to become available", kind, resource.id);
-            let ready = wait_for(
+            let wait = wait_for(
                 &step.key,
                 &waiting_for,
                 timeout,
@@ -315,11 +372,118 @@ impl<'a> Engine<'a> {
                 self.progress,
                 || self.describe(kind, &resource.id),
                 |r| r.is_some_and(|r| r.state == ResourceState::Available),
-            )
-            .await?;
+            );
+            // Only the wait is cut short on a stop: the resource exists and carries its tags,
+            // so a re-run finds it and waits again.
+            let ready = tokio::select! {
+                biased;
+                () = self.cancel.cancelled() => {
+                    return Err(Error::Interrupted {
+                        during: format!("step {}", step.key),
+                        progress: format!("{} {} exists, not yet available", kind, resource.id),
+                    });
+                }
+                ready = wait => ready?,
+            };
             return Ok((ready.unwrap_or(resource), created));
         }
         Ok((resource, created))
+    }
+
+    /// Creates the step's resource, retrying busy and throttled answers within the kind's
+    /// bound, and, within the propagation window, what AWS's eventual consistency causes: an
+    /// IAM role EKS cannot assume yet ([`Error::Propagating`]) and NotFound for an id this run
+    /// just created (EC2: "Eventual consistency in the Amazon EC2 API").
+    async fn create(
+        &self,
+        context: &StepContext<'_>,
+        step: &Step,
+        request: &CreateRequest,
+    ) -> Result<Resource> {
+        let kind = step.kind;
+        let mut extra = self.extra_tags.clone();
+        extra.insert(REGION_TAG.to_string(), context.region.to_string());
+        let tags = ResourceTags {
+            stack: context.stack.to_string(),
+            key: step.key.clone(),
+            extra,
+        };
+        let names_fresh = request
+            .referenced_ids()
+            .iter()
+            .any(|id| context.fresh.contains(*id));
+        let first_propagation_error: Mutex<Option<Instant>> = Mutex::new(None);
+        let propagating = |err: &Error| -> bool {
+            let eventual =
+                matches!(err, Error::Propagating { .. }) || (err.is_not_found() && names_fresh);
+            if !eventual {
+                return false;
+            }
+            let mut first = first_propagation_error.lock().expect("propagation clock");
+            let since = *first.get_or_insert_with(Instant::now);
+            since.elapsed() < self.waits.propagation_timeout
+        };
+        retry_if(
+            &step.key,
+            self.waits
+                .timeout_for(kind)
+                .max(self.waits.propagation_timeout),
+            &self.waits,
+            self.progress,
+            || async {
+                if kind.is_network() {
+                    self.network.create(request, &tags).await
+                } else {
+                    self.cluster.create(request, &tags).await
+                }
+            },
+            |err| err.is_retryable() || propagating(err),
+        )
+        .await
+    }
+
+    /// After AlreadyExists: the resource by its known id (roles, clusters, EKS children), else
+    /// whatever carries the step's key now.
+    async fn rediscover(
+        &self,
+        context: &StepContext<'_>,
+        step: &Step,
+        request: &CreateRequest,
+    ) -> Result<Option<Resource>> {
+        if let Some(id) = request.known_id()
+            && let Some(found) = self.describe(step.kind, &id).await?
+        {
+            return Ok(Some(found));
+        }
+        Ok(self.existing(context.stack).await?.remove(&step.key))
+    }
+
+    async fn report_drift(
+        &self,
+        context: &StepContext<'_>,
+        step: &Step,
+        request: &CreateRequest,
+        found: &Resource,
+    ) {
+        if step.kind.is_network() {
+            return;
+        }
+        match self.cluster.drift(request, found).await {
+            Ok(lines) => {
+                for line in lines {
+                    let message = format!("{}: {line}", found.describe());
+                    tracing::warn!(step = %step.key, "drift: {message}");
+                    self.progress.event(&ProgressEvent::Warning {
+                        key: step.key.clone(),
+                        message: message.clone(),
+                    });
+                    context.drift.lock().expect("drift mutex").push(message);
+                }
+            }
+            Err(err) => {
+                tracing::warn!(step = %step.key, error = %err, "could not check the reused resource for drift")
+            }
+        }
     }
 
     pub(crate) async fn describe(&self, kind: ResourceKind, id: &str) -> Result<Option<Resource>> {

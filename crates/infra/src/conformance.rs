@@ -15,10 +15,11 @@ use crate::plan::Plan;
 use crate::progress::NoProgress;
 use crate::provider::{ClusterProvisioner, NetworkProvisioner};
 use crate::resource::{
-    ClusterAccess, CreateRequest, Resource, ResourceKind, ResourceState, ResourceTags, RoleTrust,
+    AvailabilityZone, ClusterAccess, CreateRequest, Resource, ResourceKind, ResourceState,
+    ResourceTags, RoleTrust,
 };
 use crate::spec::{StackName, StackSpec, SubnetTier};
-use crate::wait::{WaitPolicy, wait_for};
+use crate::wait::{WaitPolicy, retry_if, wait_for};
 
 /// What a backend can be asked to prove.
 #[derive(Debug, Clone, Copy)]
@@ -98,7 +99,7 @@ impl<'a> Instrumented<'a> {
 
 #[async_trait]
 impl NetworkProvisioner for Instrumented<'_> {
-    async fn availability_zones(&self) -> Result<Vec<String>> {
+    async fn availability_zones(&self) -> Result<Vec<AvailabilityZone>> {
         self.log("describe availability zones".into());
         self.network.availability_zones().await
     }
@@ -156,6 +157,24 @@ fn tags(stack: &StackName, key: &str) -> ResourceTags {
     }
 }
 
+/// Creates through `create`, retrying what AWS's eventual consistency causes right after a
+/// creation (NotFound for a new id, a role EKS cannot assume yet), as the engine does.
+async fn eventually<F, Fut>(waits: &WaitPolicy, what: &str, create: F) -> Result<Resource>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Resource>>,
+{
+    retry_if(
+        what,
+        waits.propagation_timeout,
+        waits,
+        &NoProgress,
+        create,
+        |e| e.is_retryable() || e.is_not_found() || matches!(e, Error::Propagating { .. }),
+    )
+    .await
+}
+
 fn check(condition: bool, what: impl FnOnce() -> String) -> Result<()> {
     if condition {
         Ok(())
@@ -169,6 +188,7 @@ pub async fn network_lifecycle(
     network: &dyn NetworkProvisioner,
     stack: &StackName,
     caps: Capabilities,
+    waits: &WaitPolicy,
 ) -> Result<()> {
     let azs = network.availability_zones().await?;
     check(azs.len() >= 2, || {
@@ -182,18 +202,18 @@ pub async fn network_lifecycle(
             &tags(stack, "vpc"),
         )
         .await?;
-    let subnet = network
-        .create(
-            &CreateRequest::Subnet {
-                vpc_id: vpc.id.clone(),
-                az: azs[0].clone(),
-                cidr: "10.42.0.0/20".parse().expect("literal"),
-                tier: SubnetTier::Private,
-                cluster_name: stack.to_string(),
-            },
-            &tags(stack, "subnet/private/a"),
-        )
-        .await?;
+    let subnet_request = CreateRequest::Subnet {
+        vpc_id: vpc.id.clone(),
+        az: azs[0].name.clone(),
+        cidr: "10.42.0.0/20".parse().expect("literal"),
+        tier: SubnetTier::Private,
+        cluster_name: stack.to_string(),
+    };
+    let subnet_tags = tags(stack, "subnet/private/a");
+    let subnet = eventually(waits, "subnet", || {
+        network.create(&subnet_request, &subnet_tags)
+    })
+    .await?;
     let found = network.discover(stack).await?;
     for (res, key) in [(&vpc, "vpc"), (&subnet, "subnet/private/a")] {
         check(found.iter().any(|f| f.id == res.id && f.key == key), || {
@@ -254,7 +274,9 @@ pub async fn cluster_lifecycle(
         )
         .await?;
     let mut subnets = Vec::new();
-    for (i, az) in azs.iter().take(2).enumerate() {
+    // Zones EKS accepts for control planes, judged by zone ID.
+    let usable = crate::plan::choose_azs(&azs, 2)?;
+    for (i, az) in usable.iter().enumerate() {
         let cidr = format!("10.43.{}.0/20", i * 16)
             .parse()
             .expect("valid cidr");
@@ -265,36 +287,39 @@ pub async fn cluster_lifecycle(
             tier: SubnetTier::Private,
             cluster_name: stack.to_string(),
         };
-        subnets.push(
-            network
-                .create(&req, &tags(stack, &format!("subnet/private/{az}")))
-                .await?,
-        );
+        let subnet_tags = tags(stack, &format!("subnet/private/{az}"));
+        subnets.push(eventually(waits, "subnet", || network.create(&req, &subnet_tags)).await?);
     }
     let subnet_ids: Vec<String> = subnets.iter().map(|s| s.id.clone()).collect();
+    let caller = cluster.caller_arn().await?;
+    let partition = caller.split(':').nth(1).unwrap_or("aws").to_string();
     let role = |name: String, trust| CreateRequest::IamRole {
         name,
         trust,
-        policy_arns: vec![crate::plan::FARGATE_ROLE_POLICIES[0].to_string()],
+        policy_arns: match trust {
+            RoleTrust::EksCluster => crate::plan::CLUSTER_ROLE_POLICIES,
+            RoleTrust::FargatePods => crate::plan::FARGATE_ROLE_POLICIES,
+        }
+        .iter()
+        .map(|p| crate::plan::managed_policy_arn(&partition, p))
+        .collect(),
+        source_arn: None,
     };
     let cluster_role = cluster
         .create(
-            &role(format!("{stack}-eks-cluster"), RoleTrust::EksCluster),
+            &role(format!("{stack}-conf-eks-cluster"), RoleTrust::EksCluster),
             &tags(stack, "role/cluster"),
         )
         .await?;
     let pod_role = cluster
         .create(
-            &role(
-                format!("{stack}-fargate-pod-execution"),
-                RoleTrust::FargatePods,
-            ),
+            &role(format!("{stack}-conf-fargate-pods"), RoleTrust::FargatePods),
             &tags(stack, "role/fargate"),
         )
         .await?;
     let dup = cluster
         .create(
-            &role(format!("{stack}-eks-cluster"), RoleTrust::EksCluster),
+            &role(format!("{stack}-conf-eks-cluster"), RoleTrust::EksCluster),
             &tags(stack, "role/cluster"),
         )
         .await
@@ -303,17 +328,19 @@ pub async fn cluster_lifecycle(
         format!("creating a role twice gave {dup:?}")
     })?;
     let name = stack.to_string();
-    let created = cluster
-        .create(
-            &CreateRequest::Cluster {
-                name: name.clone(),
-                version: crate::spec::DEFAULT_KUBERNETES_VERSION.into(),
-                role_arn: cluster_role.arn.clone().unwrap_or_default(),
-                subnet_ids: subnet_ids.clone(),
-            },
-            &tags(stack, "cluster"),
-        )
-        .await?;
+    let cluster_request = CreateRequest::Cluster {
+        name: name.clone(),
+        version: crate::spec::DEFAULT_KUBERNETES_VERSION.into(),
+        role_arn: cluster_role.arn.clone().unwrap_or_default(),
+        subnet_ids: subnet_ids.clone(),
+        public_access_cidrs: crate::spec::open_public_access(),
+    };
+    let cluster_tags = tags(stack, "cluster");
+    // A role created a moment ago: EKS refuses it until IAM has propagated.
+    let created = eventually(waits, "cluster", || {
+        cluster.create(&cluster_request, &cluster_tags)
+    })
+    .await?;
     let describe = |kind, id: String| async move { cluster.describe(kind, &id).await };
     let available = |r: Option<&Resource>| r.is_some_and(|r| r.state == ResourceState::Available);
     wait_for(
@@ -326,18 +353,18 @@ pub async fn cluster_lifecycle(
         available,
     )
     .await?;
-    let profile = cluster
-        .create(
-            &CreateRequest::FargateProfile {
-                cluster: name.clone(),
-                name: format!("{stack}-fargate"),
-                pod_execution_role_arn: pod_role.arn.clone().unwrap_or_default(),
-                subnet_ids,
-                selectors: vec![crate::spec::FargateSelector::namespace("kube-system")],
-            },
-            &tags(stack, "fargate-profile"),
-        )
-        .await?;
+    let profile_request = CreateRequest::FargateProfile {
+        cluster: name.clone(),
+        name: format!("{stack}-fargate"),
+        pod_execution_role_arn: pod_role.arn.clone().unwrap_or_default(),
+        subnet_ids,
+        selectors: vec![crate::spec::FargateSelector::namespace("kube-system")],
+    };
+    let profile_tags = tags(stack, "fargate-profile");
+    let profile = eventually(waits, "profile", || {
+        cluster.create(&profile_request, &profile_tags)
+    })
+    .await?;
     wait_for(
         "profile",
         "profile ACTIVE",
@@ -368,13 +395,15 @@ pub async fn cluster_lifecycle(
         available,
     )
     .await?;
-    let caller = cluster.caller_arn().await?;
     let entry = cluster
         .create(
             &CreateRequest::AccessEntry {
                 cluster: name.clone(),
                 principal_arn: caller,
-                policy_arn: crate::plan::CLUSTER_ADMIN_POLICY.into(),
+                policy_arn: crate::plan::access_policy_arn(
+                    &partition,
+                    crate::plan::CLUSTER_ADMIN_POLICY,
+                ),
             },
             &tags(stack, "access/admin"),
         )
@@ -487,7 +516,7 @@ pub async fn interrupted_provision_converges(
                 tokio::try_join!(network.discover(&spec.stack), cluster.discover(&spec.stack))?;
             a.into_iter()
                 .chain(b)
-                .filter(|r| r.state.is_present() && !r.key.is_empty())
+                .filter(|r| r.exists() && !r.key.is_empty())
                 .collect()
         };
         let mut per_key: HashMap<&str, usize> = HashMap::new();

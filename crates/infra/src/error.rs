@@ -92,6 +92,28 @@ pub enum Error {
     /// Teardown finished but resources tagged with the stack remain.
     #[error("teardown left {} resource(s) behind: {}", .0.len(), .0.join(", "))]
     Leftovers(Vec<String>),
+    /// AWS has not yet propagated something this run just created (IAM eventual consistency:
+    /// EKS cannot assume a role created seconds ago). Retried for a bounded propagation window.
+    #[error("{action}: {resource} is not usable yet (AWS eventual consistency): {message}")]
+    Propagating {
+        /// What was being attempted.
+        action: String,
+        /// The resource.
+        resource: String,
+        /// The backend's explanation.
+        message: String,
+    },
+    /// EKS refused the availability zones of the cluster's subnets
+    /// (`UnsupportedAvailabilityZoneException`); `valid_zones` are the ones it accepts.
+    #[error("{action}: EKS does not support the chosen availability zones: {message}")]
+    UnsupportedZones {
+        /// What was being attempted.
+        action: String,
+        /// The backend's explanation.
+        message: String,
+        /// Zones EKS named as usable.
+        valid_zones: Vec<String>,
+    },
     /// Local state file trouble (I/O, lock, parse).
     #[error("state file {path}: {message}")]
     State {
@@ -99,6 +121,15 @@ pub enum Error {
         path: String,
         /// What went wrong.
         message: String,
+    },
+    /// A stop was requested (SIGINT/SIGTERM): calls in flight finished, nothing new started.
+    /// Everything done so far is tagged and recorded, so running the same command again resumes.
+    #[error("interrupted during {during}: {progress}; run the same command again to continue")]
+    Interrupted {
+        /// What was stopped, e.g. `apply of stack glrunner`.
+        during: String,
+        /// What was done before the stop.
+        progress: String,
     },
     /// Any other backend failure.
     #[error("{action}: {backend} error: {source}")]
@@ -125,6 +156,11 @@ impl Error {
     /// True for [`Error::NotFound`].
     pub fn is_not_found(&self) -> bool {
         matches!(self, Self::NotFound { .. })
+    }
+
+    /// True for [`Error::AlreadyExists`].
+    pub fn is_already_exists(&self) -> bool {
+        matches!(self, Self::AlreadyExists { .. })
     }
 
     /// True for errors worth retrying after a pause: busy resources, throttling, dependents that

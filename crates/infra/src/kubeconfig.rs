@@ -8,18 +8,31 @@ use std::time::{Duration, SystemTime};
 use aws_credential_types::provider::ProvideCredentials as _;
 use aws_credential_types::provider::SharedCredentialsProvider;
 use base64::Engine as _;
+use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::json;
 
 use crate::error::{Error, Result};
 use crate::resource::ClusterAccess;
 
-/// Renders a kubeconfig whose user runs `aws eks get-token`, as `aws eks update-kubeconfig` writes it.
-pub fn render(access: &ClusterAccess, region: &str) -> String {
+/// Renders a kubeconfig whose user runs `aws eks get-token`, as `aws eks update-kubeconfig`
+/// writes it; with `profile`, the exec entry sets `AWS_PROFILE` so the token comes from the
+/// same credentials glrunner used.
+pub fn render(access: &ClusterAccess, region: &str, profile: Option<&str>) -> String {
     let name = if access.arn.is_empty() {
         access.name.clone()
     } else {
         access.arn.clone()
     };
+    let mut exec = json!({
+        "apiVersion": "client.authentication.k8s.io/v1beta1",
+        "command": "aws",
+        "args": ["--region", region, "eks", "get-token", "--cluster-name", access.name, "--output", "json"],
+        "interactiveMode": "IfAvailable",
+        "provideClusterInfo": false
+    });
+    if let Some(profile) = profile.filter(|p| !p.is_empty()) {
+        exec["env"] = json!([{ "name": "AWS_PROFILE", "value": profile }]);
+    }
     let config = json!({
         "apiVersion": "v1",
         "kind": "Config",
@@ -27,44 +40,96 @@ pub fn render(access: &ClusterAccess, region: &str) -> String {
         "contexts": [{ "name": name, "context": { "cluster": name, "user": name } }],
         "current-context": name,
         "preferences": {},
-        "users": [{ "name": name, "user": { "exec": {
-            "apiVersion": "client.authentication.k8s.io/v1beta1",
-            "command": "aws",
-            "args": ["--region", region, "eks", "get-token", "--cluster-name", access.name, "--output", "json"],
-            "interactiveMode": "IfAvailable",
-            "provideClusterInfo": false
-        }}}]
+        "users": [{ "name": name, "user": { "exec": exec } }]
     });
     serde_norway::to_string(&config).expect("a JSON value always serialises to YAML")
 }
 
 /// Writes the kubeconfig atomically with mode 0600 (it names the cluster and how to get in).
-pub fn write(path: &Path, access: &ClusterAccess, region: &str) -> Result<()> {
-    let err = |message: String| Error::State {
+pub fn write(
+    path: &Path,
+    access: &ClusterAccess,
+    region: &str,
+    profile: Option<&str>,
+) -> Result<()> {
+    write_private(path, render(access, region, profile).as_bytes()).map_err(|e| Error::State {
         path: path.display().to_string(),
-        message,
-    };
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).map_err(|e| err(format!("cannot create directory: {e}")))?;
-    }
-    let tmp = path.with_extension("tmp");
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let result = (|| {
-        let mut file = options.open(&tmp)?;
-        file.write_all(render(access, region).as_bytes())?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    result.map_err(|e| err(format!("cannot write kubeconfig: {e}")))
+        message: format!("cannot write kubeconfig: {e}"),
+    })
 }
 
-/// An EKS bearer token (`k8s-aws-v1.…`). Debug output never shows it.
-#[derive(Clone)]
+/// Replaces `path` atomically with `bytes`, readable by the owner only (mode 0600 on Unix,
+/// whatever the old file's mode was): a uniquely named temporary file in the same directory,
+/// synced, then renamed over it. On error the temporary file is removed.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    fs::create_dir_all(dir)?;
+    // tempfile creates the file with mode 0600 and deletes it if we bail out before persist.
+    let mut file = tempfile::Builder::new()
+        .prefix(".glrunner-")
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
+    file.write_all(bytes)?;
+    file.as_file().sync_all()?;
+    file.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// A kubeconfig for one cluster that carries a fresh bearer token instead of an exec entry,
+/// in a private temporary file (mode 0600) removed when this value is dropped. For tools such
+/// as helm that read a kubeconfig: no aws CLI needed, and the token never appears in argv.
+/// Tokens live 15 minutes: make one per call.
+#[derive(Debug)]
+pub struct TokenKubeconfig {
+    file: tempfile::NamedTempFile,
+}
+
+impl TokenKubeconfig {
+    /// Writes the kubeconfig for `access` with `token` into a new private temporary file.
+    pub fn new(access: &ClusterAccess, token: &EksToken) -> Result<Self> {
+        let name = if access.arn.is_empty() {
+            access.name.clone()
+        } else {
+            access.arn.clone()
+        };
+        let config = json!({
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{ "name": name, "cluster": { "server": access.endpoint, "certificate-authority-data": access.certificate_authority } }],
+            "contexts": [{ "name": name, "context": { "cluster": name, "user": name } }],
+            "current-context": name,
+            "preferences": {},
+            "users": [{ "name": name, "user": { "token": token.expose() } }]
+        });
+        let text =
+            serde_norway::to_string(&config).expect("a JSON value always serialises to YAML");
+        let err = |e: std::io::Error| Error::State {
+            path: std::env::temp_dir().display().to_string(),
+            message: format!("cannot write a temporary kubeconfig: {e}"),
+        };
+        let mut file = tempfile::Builder::new()
+            .prefix("glrunner-kubeconfig-")
+            .tempfile()
+            .map_err(err)?;
+        file.write_all(text.as_bytes()).map_err(err)?;
+        file.as_file().sync_all().map_err(err)?;
+        Ok(Self { file })
+    }
+
+    /// Where the kubeconfig is, while this value lives.
+    pub fn path(&self) -> &Path {
+        self.file.path()
+    }
+}
+
+/// An EKS bearer token (`k8s-aws-v1.…`), held as a [`SecretString`]: Debug redacts it and
+/// it is zeroed on drop.
+#[derive(Debug, Clone)]
 pub struct EksToken {
-    token: String,
+    token: SecretString,
     /// When the token stops being accepted (tokens live 15 minutes; we report 14 to leave margin).
     pub expires_at: SystemTime,
 }
@@ -72,16 +137,7 @@ pub struct EksToken {
 impl EksToken {
     /// The token, for an `Authorization: Bearer` header.
     pub fn expose(&self) -> &str {
-        &self.token
-    }
-}
-
-impl std::fmt::Debug for EksToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EksToken")
-            .field("token", &"k8s-aws-v1.****")
-            .field("expires_at", &self.expires_at)
-            .finish()
+        self.token.expose_secret()
     }
 }
 
@@ -193,7 +249,7 @@ impl EksTokenGenerator {
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(presigned)
         );
         Ok(EksToken {
-            token,
+            token: SecretString::from(token),
             expires_at: now + Duration::from_secs(14 * 60),
         })
     }
@@ -209,6 +265,7 @@ mod tests {
             arn: "arn:aws:eks:us-east-1:123456789012:cluster/demo".into(),
             endpoint: "https://ABC.gr7.us-east-1.eks.amazonaws.com".into(),
             certificate_authority: "Q0E=".into(),
+            fargate_profiles: Vec::new(),
         }
     }
 
@@ -216,7 +273,7 @@ mod tests {
     fn kubeconfig_uses_exec_get_token_and_is_private() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("demo.kubeconfig");
-        write(&path, &access(), "us-east-1").unwrap();
+        write(&path, &access(), "us-east-1", None).unwrap();
         let text = fs::read_to_string(&path).unwrap();
         let parsed: serde_json::Value = serde_norway::from_str(&text).unwrap();
         assert_eq!(
@@ -254,6 +311,86 @@ mod tests {
                 0o600
             );
         }
+    }
+
+    #[test]
+    fn kubeconfig_carries_the_profile_for_the_aws_cli() {
+        let text = render(&access(), "us-east-1", Some("ci-admin"));
+        let parsed: serde_json::Value = serde_norway::from_str(&text).unwrap();
+        assert_eq!(
+            parsed["users"][0]["user"]["exec"]["env"][0],
+            serde_json::json!({ "name": "AWS_PROFILE", "value": "ci-admin" })
+        );
+        let plain: serde_json::Value =
+            serde_norway::from_str(&render(&access(), "us-east-1", None)).unwrap();
+        assert!(plain["users"][0]["user"]["exec"].get("env").is_none());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_leftover_with_a_loose_mode_still_ends_up_0600_and_no_temp_file_stays() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("demo.kubeconfig");
+        // An earlier file (or the old fixed-name temp file) readable by everyone.
+        fs::write(&path, "old").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        fs::write(path.with_extension("tmp"), "stale").unwrap();
+        fs::set_permissions(
+            path.with_extension("tmp"),
+            fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        write(&path, &access(), "us-east-1", None).unwrap();
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let names: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            names.iter().all(|n| !n.starts_with(".glrunner-")),
+            "{names:?}"
+        );
+    }
+
+    #[test]
+    fn token_kubeconfig_is_private_and_goes_away() {
+        let creds =
+            aws_credential_types::Credentials::new("AKIDEXAMPLE", "secret", None, None, "test");
+        let generator = EksTokenGenerator::from_parts(
+            SharedCredentialsProvider::new(creds.clone()),
+            "us-east-1",
+        );
+        let token = generator
+            .token_at(
+                "demo",
+                creds,
+                SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            )
+            .unwrap();
+        let kubeconfig = TokenKubeconfig::new(&access(), &token).unwrap();
+        let path = kubeconfig.path().to_path_buf();
+        let parsed: serde_json::Value =
+            serde_norway::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(parsed["users"][0]["user"]["token"], token.expose());
+        assert!(
+            parsed["users"][0]["user"].get("exec").is_none(),
+            "no aws CLI"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+        }
+        assert!(!format!("{kubeconfig:?}").contains(token.expose()));
+        drop(kubeconfig);
+        assert!(!path.exists());
     }
 
     #[test]

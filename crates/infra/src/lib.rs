@@ -34,6 +34,7 @@ pub mod apply;
 pub mod aws;
 pub mod conformance;
 pub mod error;
+pub mod identity;
 pub mod kubeconfig;
 pub mod memory;
 pub mod plan;
@@ -59,9 +60,14 @@ pub use progress::{NoProgress, Progress, ProgressEvent};
 pub use provider::{ClusterProvisioner, NetworkProvisioner};
 #[cfg(feature = "mock")]
 pub use provider::{MockClusterProvisioner, MockNetworkProvisioner};
-pub use resource::{ClusterAccess, CreateRequest, Resource, ResourceKind, ResourceState};
+pub use resource::{
+    AvailabilityZone, ClusterAccess, CreateRequest, FargateProfileSelectors, Resource,
+    ResourceKind, ResourceState,
+};
 pub use spec::{ClusterSpec, FargateSelector, NatMode, NetworkSpec, StackName, StackSpec};
-pub use stack::{ProvisionOutcome, StackOptions, provision, teardown};
+pub use stack::{
+    ProvisionOutcome, StackOptions, provision, provision_until, teardown, teardown_until,
+};
 pub use state::StateFile;
 pub use teardown::TeardownReport;
 pub use wait::WaitPolicy;

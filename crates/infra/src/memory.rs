@@ -5,6 +5,14 @@
 //! AlreadyExists, DependencyViolation on deleting what still has dependents, EKS's
 //! one-Fargate-profile-operation-at-a-time rule, and the ENIs and security group EKS leaves in
 //! the VPC after a cluster is deleted (which is what blocks VPC deletion in real teardowns).
+//!
+//! It also refuses what real AWS refuses: an IAM role younger than IAM's propagation delay
+//! cannot be used by EKS yet, and an EC2 id younger than EC2's consistency delay is NotFound
+//! to calls that name it; IAM is global to the account while everything else is regional
+//! ([`InMemoryCloud::in_region`]); zones have IDs that differ from their names, the region
+//! lists an opted-in Local Zone, and EKS refuses some zone IDs; an access entry names an
+//! existing IAM role or user (path included), and managed-policy ARNs must be in the region's
+//! partition.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -14,11 +22,13 @@ use async_trait::async_trait;
 use tokio::time::Instant;
 
 use crate::error::{Error, Result};
+use crate::identity::{Caller, classify_caller};
 use crate::provider::{ClusterProvisioner, NetworkProvisioner};
 use crate::resource::{
-    ClusterAccess, CreateRequest, DefaultRoute, Resource, ResourceKind, ResourceState, ResourceTags,
+    AvailabilityZone, ClusterAccess, CreateRequest, DefaultRoute, Resource, ResourceKind,
+    ResourceState, ResourceTags, RoleTrust,
 };
-use crate::spec::{KEY_TAG, STACK_TAG, StackName};
+use crate::spec::{KEY_TAG, REGION_TAG, STACK_TAG, StackName, partition};
 
 const ACCOUNT: &str = "123456789012";
 
@@ -42,6 +52,10 @@ pub struct Durations {
     pub addon_create: Duration,
     /// Add-on DELETING → gone.
     pub addon_delete: Duration,
+    /// How long after CreateRole EKS still cannot assume the role (IAM propagation).
+    pub iam_propagation: Duration,
+    /// How long after its creation an EC2 id is NotFound to calls that name it.
+    pub ec2_propagation: Duration,
 }
 
 impl Default for Durations {
@@ -57,12 +71,15 @@ impl Default for Durations {
             nat_delete: Duration::from_secs(60),
             addon_create: Duration::from_secs(60),
             addon_delete: Duration::from_secs(30),
+            iam_propagation: Duration::from_secs(8),
+            ec2_propagation: Duration::from_secs(2),
         }
     }
 }
 
 impl Durations {
-    /// Every operation completes at once (like moto).
+    /// Every operation completes at once and is visible at once (like moto without the
+    /// project's strict shim).
     pub fn instant() -> Self {
         Self {
             cluster_create: Duration::ZERO,
@@ -73,9 +90,19 @@ impl Durations {
             nat_delete: Duration::ZERO,
             addon_create: Duration::ZERO,
             addon_delete: Duration::ZERO,
+            iam_propagation: Duration::ZERO,
+            ec2_propagation: Duration::ZERO,
         }
     }
 }
+
+/// EKS's answer while a new cluster role has not propagated (or does not exist, or does not
+/// trust EKS): the message the AWS backend recognises.
+const ROLE_NOT_ASSUMABLE: &str =
+    "could not be assumed because it does not exist or the trusted entity is not correct";
+const NO_MANAGED_POLICIES: &str =
+    "The provided role doesn't have the Amazon EKS Managed Policies associated with it";
+const FARGATE_ROLE_BAD: &str = "Misconfigured PodExecutionRole Trust Property; Please add the eks-fargate-pods.amazonaws.com Service Principal";
 
 #[derive(Debug, Clone)]
 struct Entry {
@@ -83,23 +110,59 @@ struct Entry {
     id: String,
     arn: Option<String>,
     tags: BTreeMap<String, String>,
+    /// `None` for IAM (global); the region of everything else.
+    region: Option<String>,
     /// VPC of network resources; cluster name of profiles, add-ons and access entries.
     parent: Option<String>,
     /// Ids this resource uses (subnet of a NAT, EIP of a NAT, subnets of a route table...).
     uses: Vec<String>,
     ready_at: Instant,
+    /// Eventual consistency: other calls see this resource from then on.
+    visible_at: Instant,
     deleting_until: Option<Instant>,
     /// ENIs created by EKS: attached while their cluster lives.
     attached_to: Option<String>,
+    /// Selectors of a Fargate profile.
+    selectors: Vec<crate::spec::FargateSelector>,
+    /// Subnets: their availability zone name.
+    zone: Option<String>,
+    /// Roles: who may assume them.
+    trust: Option<RoleTrust>,
+    /// Roles: attached managed policies; access entries: associated access policies.
+    policies: Vec<String>,
+    /// Set by [`InMemoryCloud::mark_failed`].
+    failed: bool,
 }
 
 impl Entry {
+    fn new(kind: ResourceKind, region: Option<String>, now: Instant) -> Self {
+        Self {
+            kind,
+            id: String::new(),
+            arn: None,
+            tags: BTreeMap::new(),
+            region,
+            parent: None,
+            uses: Vec::new(),
+            ready_at: now,
+            visible_at: now,
+            deleting_until: None,
+            attached_to: None,
+            zone: None,
+            trust: None,
+            policies: Vec::new(),
+            failed: false,
+            selectors: Vec::new(),
+        }
+    }
+
     fn state(&self, now: Instant) -> Option<ResourceState> {
         match self.deleting_until {
             Some(until) if now >= until => {
                 (self.kind == ResourceKind::NatGateway).then_some(ResourceState::Deleted)
             }
             Some(_) => Some(ResourceState::Deleting),
+            None if self.failed => Some(ResourceState::Failed),
             None if now < self.ready_at => Some(ResourceState::Creating),
             None => Some(ResourceState::Available),
         }
@@ -114,6 +177,10 @@ impl Entry {
             state: self.state(now)?,
         })
     }
+
+    fn is_present(&self, now: Instant) -> bool {
+        self.state(now).is_some_and(|s| s.is_present())
+    }
 }
 
 #[derive(Debug, Default)]
@@ -121,6 +188,8 @@ struct World {
     entries: Vec<Entry>,
     next_id: u64,
     calls: Vec<String>,
+    /// IAM users of the account (ARNs, path included).
+    users: Vec<String>,
 }
 
 impl World {
@@ -133,52 +202,37 @@ impl World {
     /// detaches EKS ENIs of clusters that are gone.
     fn settle(&mut self, now: Instant) {
         self.entries.retain(|e| e.state(now).is_some());
-        let live_clusters: Vec<String> = self
+        let live_clusters: Vec<(Option<String>, String)> = self
             .entries
             .iter()
             .filter(|e| e.kind == ResourceKind::Cluster)
-            .map(|e| e.id.clone())
+            .map(|e| (e.region.clone(), e.id.clone()))
             .collect();
         for entry in &mut self.entries {
-            if entry
-                .attached_to
-                .as_ref()
-                .is_some_and(|c| !live_clusters.contains(c))
-            {
+            if entry.attached_to.as_ref().is_some_and(|c| {
+                !live_clusters
+                    .iter()
+                    .any(|(r, id)| *r == entry.region && id == c)
+            }) {
                 entry.attached_to = None;
             }
         }
     }
-
-    fn find(&self, kind: ResourceKind, id: &str, now: Instant) -> Option<&Entry> {
-        self.entries
-            .iter()
-            .find(|e| e.kind == kind && e.id == id && e.state(now).is_some_and(|s| s.is_present()))
-    }
-
-    fn present<'a>(&'a self, now: Instant) -> impl Iterator<Item = &'a Entry> + 'a {
-        self.entries
-            .iter()
-            .filter(move |e| e.state(now).is_some_and(|s| s.is_present()))
-    }
-
-    fn present_not_deleting<'a>(&'a self, now: Instant) -> impl Iterator<Item = &'a Entry> + 'a {
-        self.entries.iter().filter(move |e| {
-            matches!(
-                e.state(now),
-                Some(ResourceState::Creating | ResourceState::Available)
-            )
-        })
-    }
 }
 
-/// One in-memory AWS account and region implementing both [`NetworkProvisioner`] and
-/// [`ClusterProvisioner`]. Clones share the same world.
+/// One in-memory AWS account seen from one region, implementing both [`NetworkProvisioner`]
+/// and [`ClusterProvisioner`]. Clones share the same world; [`InMemoryCloud::in_region`] gives
+/// another region of the same account (same IAM, separate EC2 and EKS).
 #[derive(Debug, Clone)]
 pub struct InMemoryCloud {
     world: Arc<Mutex<World>>,
     durations: Durations,
     region: String,
+    /// The region's zones; `false` marks Local/Wavelength Zones.
+    zones: Vec<(AvailabilityZone, bool)>,
+    eks_refused_zone_ids: Vec<String>,
+    /// What STS GetCallerIdentity answers.
+    caller: String,
 }
 
 impl Default for InMemoryCloud {
@@ -202,13 +256,80 @@ fn dependency(action: &str, kind: ResourceKind, id: &str, message: String) -> Er
     }
 }
 
+fn invalid_parameter(action: &str, message: String) -> Error {
+    Error::Backend {
+        action: action.to_string(),
+        backend: "memory",
+        source: format!("InvalidParameterException: {message}").into(),
+    }
+}
+
+/// Zones of a region in this account: us-east-1 as moto lists it (us-east-1e is use1-az3, the
+/// zone ID EKS refuses), elsewhere four zones; plus one opted-in Local Zone.
+fn default_zones(region: &str) -> Vec<(AvailabilityZone, bool)> {
+    let mut zones: Vec<(AvailabilityZone, bool)> = if region == "us-east-1" {
+        [
+            ("a", "use1-az6"),
+            ("b", "use1-az1"),
+            ("c", "use1-az2"),
+            ("d", "use1-az4"),
+            ("e", "use1-az3"),
+        ]
+        .iter()
+        .map(|(l, id)| (AvailabilityZone::new(format!("{region}{l}"), *id), true))
+        .collect()
+    } else {
+        ["a", "b", "c", "d"]
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                (
+                    AvailabilityZone::new(format!("{region}{l}"), format!("{region}-az{}", i + 1)),
+                    true,
+                )
+            })
+            .collect()
+    };
+    zones.push((
+        AvailabilityZone::new(format!("{region}-lcl-1a"), format!("{region}-lcl1-az1")),
+        false,
+    ));
+    zones
+}
+
 impl InMemoryCloud {
-    /// A fresh, empty cloud in `region` with the default durations.
+    /// A fresh, empty account seen from `region`, with the default durations, zones, and an
+    /// IAM user `sandbox` as the caller.
     pub fn new(region: impl Into<String>) -> Self {
+        let region = region.into();
+        let caller = format!("arn:{}:iam::{ACCOUNT}:user/sandbox", partition(&region));
+        let world = World {
+            users: vec![caller.clone()],
+            ..World::default()
+        };
         Self {
-            world: Arc::default(),
+            world: Arc::new(Mutex::new(world)),
             durations: Durations::default(),
-            region: region.into(),
+            zones: default_zones(&region),
+            eks_refused_zone_ids: crate::plan::EKS_UNSUPPORTED_ZONE_IDS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            region,
+            caller,
+        }
+    }
+
+    /// The same account seen from another region: IAM is shared, EC2 and EKS are not.
+    pub fn in_region(&self, region: impl Into<String>) -> Self {
+        let region = region.into();
+        Self {
+            world: self.world.clone(),
+            durations: self.durations.clone(),
+            zones: default_zones(&region),
+            eks_refused_zone_ids: self.eks_refused_zone_ids.clone(),
+            region,
+            caller: self.caller.clone(),
         }
     }
 
@@ -217,6 +338,66 @@ impl InMemoryCloud {
     pub fn with_durations(mut self, durations: Durations) -> Self {
         self.durations = durations;
         self
+    }
+
+    /// Replaces the region's availability zones (all of type `availability-zone`).
+    #[must_use]
+    pub fn with_zones(mut self, zones: Vec<AvailabilityZone>) -> Self {
+        self.zones = zones.into_iter().map(|z| (z, true)).collect();
+        self
+    }
+
+    /// Replaces the zone IDs this EKS refuses for control planes.
+    #[must_use]
+    pub fn with_eks_refused_zone_ids(mut self, ids: Vec<String>) -> Self {
+        self.eks_refused_zone_ids = ids;
+        self
+    }
+
+    /// Sets what STS GetCallerIdentity answers: an IAM user ARN (the user is added to the
+    /// account) or an `arn:aws:sts::…:assumed-role/NAME/SESSION` of a role added with
+    /// [`InMemoryCloud::add_role`], or anything else AWS could answer (root, federated users).
+    #[must_use]
+    pub fn with_caller(mut self, arn: impl Into<String>) -> Self {
+        self.caller = arn.into();
+        if let Ok(Caller::IamUser { arn }) = classify_caller(&self.caller) {
+            let mut world = self.world.lock().expect("world");
+            if !world.users.contains(&arn) {
+                world.users.push(arn);
+            }
+        }
+        self
+    }
+
+    /// Adds an IAM role that exists outside glrunner (an IAM Identity Center role, say) with
+    /// its path, e.g. `/aws-reserved/sso.amazonaws.com/us-east-1/`; returns its ARN.
+    pub fn add_role(&self, path: &str, name: &str) -> String {
+        let now = Instant::now();
+        let arn = format!(
+            "arn:{}:iam::{ACCOUNT}:role{path}{name}",
+            partition(&self.region)
+        );
+        let mut entry = Entry::new(ResourceKind::IamRole, None, now);
+        entry.id = name.to_string();
+        entry.arn = Some(arn.clone());
+        self.world.lock().expect("world").entries.push(entry);
+        arn
+    }
+
+    /// Puts a resource in a failed state, as AWS does (a NAT gateway that could not be
+    /// created, a cluster that failed). Returns whether it was found.
+    pub fn mark_failed(&self, kind: ResourceKind, id: &str) -> bool {
+        let mut world = self.world.lock().expect("world");
+        let region = self.region.clone();
+        match world.entries.iter_mut().find(|e| {
+            e.kind == kind && e.id == id && e.region.as_deref().is_none_or(|r| r == region)
+        }) {
+            Some(entry) => {
+                entry.failed = true;
+                true
+            }
+            None => false,
+        }
     }
 
     /// Every call made so far, as `operation kind` strings (e.g. `create NAT gateway`).
@@ -232,13 +413,16 @@ impl InMemoryCloud {
             .collect()
     }
 
-    /// Every resource present in the account, whatever its tags (for leftover assertions).
+    /// Every resource present in the account, whatever its tags and region (for leftover
+    /// assertions).
     pub fn all_resources(&self) -> Vec<Resource> {
         let now = Instant::now();
         let mut world = self.world.lock().expect("world");
         world.settle(now);
         world
-            .present(now)
+            .entries
+            .iter()
+            .filter(|e| e.is_present(now))
             .filter_map(|e| e.to_resource(now))
             .collect()
     }
@@ -246,6 +430,24 @@ impl InMemoryCloud {
     fn log(&self, world: &mut World, call: String) {
         tracing::trace!(%call, "in-memory cloud call");
         world.calls.push(call);
+    }
+
+    /// Whether an entry is visible from this region (IAM is global).
+    fn here(&self, e: &Entry) -> bool {
+        e.region.as_deref().is_none_or(|r| r == self.region)
+    }
+
+    fn find<'w>(
+        &self,
+        world: &'w World,
+        kind: ResourceKind,
+        id: &str,
+        now: Instant,
+    ) -> Option<&'w Entry> {
+        world
+            .entries
+            .iter()
+            .find(|e| e.kind == kind && e.id == id && self.here(e) && e.is_present(now))
     }
 
     fn discover_impl(&self, stack: &StackName, network: bool) -> Vec<Resource> {
@@ -256,21 +458,25 @@ impl InMemoryCloud {
             &mut world,
             format!("discover {}", if network { "network" } else { "cluster" }),
         );
+        let ours = |e: &Entry| e.tags.get(STACK_TAG).map(String::as_str) == Some(stack.as_str());
         let stack_vpcs: Vec<String> = world
             .entries
             .iter()
-            .filter(|e| {
-                e.kind == ResourceKind::Vpc
-                    && e.tags.get(STACK_TAG).map(String::as_str) == Some(stack.as_str())
-            })
+            .filter(|e| e.kind == ResourceKind::Vpc && self.here(e) && ours(e))
             .map(|e| e.id.clone())
             .collect();
         world
             .entries
             .iter()
-            .filter(|e| e.kind.is_network() == network)
+            .filter(|e| e.kind.is_network() == network && self.here(e))
             .filter(|e| {
-                e.tags.get(STACK_TAG).map(String::as_str) == Some(stack.as_str())
+                // Roles are global: only those of this region's stack.
+                if e.kind == ResourceKind::IamRole {
+                    return ours(e)
+                        && e.tags.get(REGION_TAG).map(String::as_str)
+                            == Some(self.region.as_str());
+                }
+                ours(e)
                     || (matches!(
                         e.kind,
                         ResourceKind::NetworkInterface | ResourceKind::SecurityGroup
@@ -288,7 +494,7 @@ impl InMemoryCloud {
         world
             .entries
             .iter()
-            .find(|e| e.kind == kind && e.id == id)
+            .find(|e| e.kind == kind && e.id == id && self.here(e))
             .and_then(|e| e.to_resource(now))
     }
 
@@ -300,30 +506,47 @@ impl InMemoryCloud {
         world.settle(now);
         self.log(&mut world, action.clone());
         let d = &self.durations;
-        let tags = tags.pairs();
-        let mut entry = Entry {
-            kind,
-            id: String::new(),
-            arn: None,
-            tags,
-            parent: None,
-            uses: Vec::new(),
-            ready_at: now,
-            deleting_until: None,
-            attached_to: None,
-        };
+        let partition = partition(&self.region);
+        let regional = (kind != ResourceKind::IamRole).then(|| self.region.clone());
+        let mut entry = Entry::new(kind, regional, now);
+        entry.tags = tags.pairs();
+        if kind.is_network() {
+            entry.visible_at = now + d.ec2_propagation;
+        }
+        // EC2 references: NotFound while the named resource has not propagated yet.
         let need = |world: &World, k: ResourceKind, id: &str| -> Result<()> {
-            world
-                .find(k, id, now)
-                .map(|_| ())
-                .ok_or_else(|| not_found(&action, k, id))
+            match self.find(world, k, id, now) {
+                Some(e) if e.visible_at <= now => Ok(()),
+                _ => Err(not_found(&action, k, id)),
+            }
+        };
+        // IAM role references by EKS: refused until the role has propagated.
+        let usable_role = |world: &World, arn: &str, trust: RoleTrust| -> bool {
+            world.entries.iter().any(|e| {
+                e.kind == ResourceKind::IamRole
+                    && e.arn.as_deref() == Some(arn)
+                    && e.is_present(now)
+                    && e.trust == Some(trust)
+                    && e.visible_at <= now
+            })
         };
         match request {
             CreateRequest::Vpc { .. } => entry.id = world.id("vpc"),
-            CreateRequest::Subnet { vpc_id, .. } => {
+            CreateRequest::Subnet { vpc_id, az, .. } => {
                 need(&world, ResourceKind::Vpc, vpc_id)?;
+                if !self.zones.iter().any(|(z, _)| &z.name == az) {
+                    return Err(Error::Backend {
+                        action,
+                        backend: "memory",
+                        source: format!(
+                            "InvalidParameterValue: Value ({az}) for parameter availabilityZone is invalid"
+                        )
+                        .into(),
+                    });
+                }
                 entry.id = world.id("subnet");
                 entry.parent = Some(vpc_id.clone());
+                entry.zone = Some(az.clone());
             }
             CreateRequest::InternetGateway { vpc_id } => {
                 need(&world, ResourceKind::Vpc, vpc_id)?;
@@ -337,10 +560,15 @@ impl InMemoryCloud {
             } => {
                 need(&world, ResourceKind::Subnet, subnet_id)?;
                 need(&world, ResourceKind::ElasticIp, allocation_id)?;
-                if world
-                    .present_not_deleting(now)
-                    .any(|e| e.kind == ResourceKind::NatGateway && e.uses.contains(allocation_id))
-                {
+                if world.entries.iter().any(|e| {
+                    e.kind == ResourceKind::NatGateway
+                        && self.here(e)
+                        && e.uses.contains(allocation_id)
+                        && matches!(
+                            e.state(now),
+                            Some(ResourceState::Creating | ResourceState::Available)
+                        )
+                }) {
                     return Err(Error::Conflict {
                         action,
                         resource: format!("Elastic IP {allocation_id}"),
@@ -348,8 +576,8 @@ impl InMemoryCloud {
                     });
                 }
                 entry.id = world.id("nat");
-                entry.parent = world
-                    .find(ResourceKind::Subnet, subnet_id, now)
+                entry.parent = self
+                    .find(&world, ResourceKind::Subnet, subnet_id, now)
                     .and_then(|s| s.parent.clone());
                 entry.uses = vec![subnet_id.clone(), allocation_id.clone()];
                 entry.ready_at = now + d.nat_create;
@@ -373,35 +601,113 @@ impl InMemoryCloud {
                 entry.parent = Some(vpc_id.clone());
                 entry.uses = subnet_ids.clone();
             }
-            CreateRequest::IamRole { name, .. } => {
-                if world.find(ResourceKind::IamRole, name, now).is_some() {
+            CreateRequest::IamRole {
+                name,
+                trust,
+                policy_arns,
+                ..
+            } => {
+                if self
+                    .find(&world, ResourceKind::IamRole, name, now)
+                    .is_some()
+                {
                     return Err(Error::AlreadyExists {
                         action,
                         resource: format!("IAM role {name}"),
                     });
                 }
+                let prefix = format!("arn:{partition}:iam::aws:policy/");
+                if let Some(bad) = policy_arns.iter().find(|p| !p.starts_with(&prefix)) {
+                    // IAM: NoSuchEntity, "Policy … does not exist or is not attachable."
+                    return Err(Error::NotFound {
+                        action: format!("attach role policy to {name}"),
+                        resource: format!("managed policy {bad} (not in partition {partition})"),
+                    });
+                }
                 entry.id = name.clone();
-                entry.arn = Some(format!("arn:aws:iam::{ACCOUNT}:role/glrunner/{name}"));
+                entry.arn = Some(format!(
+                    "arn:{partition}:iam::{ACCOUNT}:role{}{name}",
+                    crate::aws::ROLE_PATH
+                ));
+                entry
+                    .tags
+                    .insert(REGION_TAG.to_string(), self.region.clone());
+                entry.trust = Some(*trust);
+                entry.policies = policy_arns.clone();
+                entry.visible_at = now + d.iam_propagation;
             }
             CreateRequest::Cluster {
-                name, subnet_ids, ..
+                name,
+                role_arn,
+                subnet_ids,
+                ..
             } => {
-                if world.find(ResourceKind::Cluster, name, now).is_some() {
+                if self
+                    .find(&world, ResourceKind::Cluster, name, now)
+                    .is_some()
+                {
                     return Err(Error::AlreadyExists {
                         action,
                         resource: format!("EKS cluster {name}"),
                     });
                 }
+                if !usable_role(&world, role_arn, RoleTrust::EksCluster) {
+                    return Err(Error::Propagating {
+                        action,
+                        resource: format!("IAM role {role_arn}"),
+                        message: format!(
+                            "InvalidParameterException: Role with arn: {role_arn}, {ROLE_NOT_ASSUMABLE}"
+                        ),
+                    });
+                }
+                let cluster_policy =
+                    format!("arn:{partition}:iam::aws:policy/AmazonEKSClusterPolicy");
+                if !world.entries.iter().any(|e| {
+                    e.kind == ResourceKind::IamRole
+                        && e.arn.as_deref() == Some(role_arn.as_str())
+                        && e.policies.contains(&cluster_policy)
+                }) {
+                    return Err(Error::Propagating {
+                        action,
+                        resource: format!("IAM role {role_arn}"),
+                        message: format!("InvalidParameterException: {NO_MANAGED_POLICIES}"),
+                    });
+                }
                 let mut vpc = None;
+                let mut refused = Vec::new();
                 for subnet in subnet_ids {
                     need(&world, ResourceKind::Subnet, subnet)?;
-                    vpc = world
-                        .find(ResourceKind::Subnet, subnet, now)
-                        .and_then(|s| s.parent.clone());
+                    let found = self.find(&world, ResourceKind::Subnet, subnet, now);
+                    vpc = found.and_then(|s| s.parent.clone());
+                    let zone = found.and_then(|s| s.zone.clone()).unwrap_or_default();
+                    let ok = self.zones.iter().any(|(z, is_az)| {
+                        z.name == zone && *is_az && !self.eks_refused_zone_ids.contains(&z.id)
+                    });
+                    if !ok {
+                        refused.push(zone);
+                    }
+                }
+                if !refused.is_empty() {
+                    let mut valid: Vec<String> = self
+                        .zones
+                        .iter()
+                        .filter(|(z, is_az)| *is_az && !self.eks_refused_zone_ids.contains(&z.id))
+                        .map(|(z, _)| z.name.clone())
+                        .collect();
+                    valid.sort();
+                    return Err(Error::UnsupportedZones {
+                        action,
+                        message: format!(
+                            "Cannot create cluster '{name}' because {}, the targeted availability zone, does not currently have sufficient capacity to support the cluster. Retry and choose from these availability zones: {}",
+                            refused.join(", "),
+                            valid.join(", ")
+                        ),
+                        valid_zones: valid,
+                    });
                 }
                 entry.id = name.clone();
                 entry.arn = Some(format!(
-                    "arn:aws:eks:{}:{ACCOUNT}:cluster/{name}",
+                    "arn:{partition}:eks:{}:{ACCOUNT}:cluster/{name}",
                     self.region
                 ));
                 entry.ready_at = now + d.cluster_create;
@@ -410,30 +716,24 @@ impl InMemoryCloud {
                 // control-plane ENI per subnet. Neither carries our tags.
                 if let Some(vpc) = vpc {
                     let sg = world.id("sg");
-                    world.entries.push(Entry {
-                        kind: ResourceKind::SecurityGroup,
-                        id: sg.clone(),
-                        arn: None,
-                        tags: BTreeMap::from([("aws:eks:cluster-name".to_string(), name.clone())]),
-                        parent: Some(vpc.clone()),
-                        uses: vec![],
-                        ready_at: now,
-                        deleting_until: None,
-                        attached_to: None,
-                    });
+                    let mut group =
+                        Entry::new(ResourceKind::SecurityGroup, Some(self.region.clone()), now);
+                    group.id = sg.clone();
+                    group.tags =
+                        BTreeMap::from([("aws:eks:cluster-name".to_string(), name.clone())]);
+                    group.parent = Some(vpc.clone());
+                    world.entries.push(group);
                     for subnet in subnet_ids {
-                        let eni = world.id("eni");
-                        world.entries.push(Entry {
-                            kind: ResourceKind::NetworkInterface,
-                            id: eni,
-                            arn: None,
-                            tags: BTreeMap::new(),
-                            parent: Some(vpc.clone()),
-                            uses: vec![subnet.clone(), sg.clone()],
-                            ready_at: now,
-                            deleting_until: None,
-                            attached_to: Some(name.clone()),
-                        });
+                        let mut eni = Entry::new(
+                            ResourceKind::NetworkInterface,
+                            Some(self.region.clone()),
+                            now,
+                        );
+                        eni.id = world.id("eni");
+                        eni.parent = Some(vpc.clone());
+                        eni.uses = vec![subnet.clone(), sg.clone()];
+                        eni.attached_to = Some(name.clone());
+                        world.entries.push(eni);
                     }
                 }
             }
@@ -441,30 +741,46 @@ impl InMemoryCloud {
                 cluster,
                 name,
                 subnet_ids,
+                pod_execution_role_arn,
+                selectors,
                 ..
             } => {
                 self.require_active_cluster(&world, cluster, &action, now)?;
                 let id = format!("{cluster}/{name}");
-                if world.find(ResourceKind::FargateProfile, &id, now).is_some() {
+                if self
+                    .find(&world, ResourceKind::FargateProfile, &id, now)
+                    .is_some()
+                {
                     return Err(Error::AlreadyExists {
                         action,
                         resource: format!("Fargate profile {id}"),
                     });
                 }
+                if !usable_role(&world, pod_execution_role_arn, RoleTrust::FargatePods) {
+                    return Err(Error::Propagating {
+                        action,
+                        resource: format!("IAM role {pod_execution_role_arn}"),
+                        message: format!("InvalidParameterException: {FARGATE_ROLE_BAD}"),
+                    });
+                }
+                for subnet in subnet_ids {
+                    need(&world, ResourceKind::Subnet, subnet)?;
+                }
                 self.one_profile_operation_at_a_time(&world, cluster, &action, now)?;
                 entry.id = id;
                 entry.arn = Some(format!(
-                    "arn:aws:eks:{}:{ACCOUNT}:fargateprofile/{cluster}/{name}/0",
+                    "arn:{partition}:eks:{}:{ACCOUNT}:fargateprofile/{cluster}/{name}/0",
                     self.region
                 ));
                 entry.parent = Some(cluster.clone());
                 entry.uses = subnet_ids.clone();
+                entry.selectors = selectors.clone();
                 entry.ready_at = now + d.fargate_profile_create;
             }
             CreateRequest::Addon { cluster, name, .. } => {
                 self.require_active_cluster(&world, cluster, &action, now)?;
                 let id = format!("{cluster}/{name}");
-                if world.find(ResourceKind::Addon, &id, now).is_some() {
+                if self.find(&world, ResourceKind::Addon, &id, now).is_some() {
                     return Err(Error::AlreadyExists {
                         action,
                         resource: format!("EKS add-on {id}"),
@@ -477,18 +793,44 @@ impl InMemoryCloud {
             CreateRequest::AccessEntry {
                 cluster,
                 principal_arn,
-                ..
+                policy_arn,
             } => {
                 self.require_active_cluster(&world, cluster, &action, now)?;
                 let id = format!("{cluster}/{principal_arn}");
-                if world.find(ResourceKind::AccessEntry, &id, now).is_some() {
+                if self
+                    .find(&world, ResourceKind::AccessEntry, &id, now)
+                    .is_some()
+                {
                     return Err(Error::AlreadyExists {
                         action,
                         resource: format!("EKS access entry {id}"),
                     });
                 }
+                let known = world.users.contains(principal_arn)
+                    || world.entries.iter().any(|e| {
+                        e.kind == ResourceKind::IamRole
+                            && e.arn.as_deref() == Some(principal_arn.as_str())
+                            && e.is_present(now)
+                    });
+                if !known {
+                    return Err(invalid_parameter(
+                        &action,
+                        format!(
+                            "The specified principalArn is invalid: invalid principal ({principal_arn})"
+                        ),
+                    ));
+                }
+                if !policy_arn
+                    .starts_with(&format!("arn:{partition}:eks::aws:cluster-access-policy/"))
+                {
+                    return Err(invalid_parameter(
+                        &action,
+                        format!("The specified policyArn is invalid: {policy_arn}"),
+                    ));
+                }
                 entry.id = id;
                 entry.parent = Some(cluster.clone());
+                entry.policies = vec![policy_arn.clone()];
             }
         }
         let resource = entry.to_resource(now).expect("new entry is present");
@@ -503,8 +845,8 @@ impl InMemoryCloud {
         action: &str,
         now: Instant,
     ) -> Result<()> {
-        match world
-            .find(ResourceKind::Cluster, cluster, now)
+        match self
+            .find(world, ResourceKind::Cluster, cluster, now)
             .and_then(|c| c.state(now))
         {
             None => Err(not_found(action, ResourceKind::Cluster, cluster)),
@@ -526,6 +868,7 @@ impl InMemoryCloud {
     ) -> Result<()> {
         let busy = world.entries.iter().find(|e| {
             e.kind == ResourceKind::FargateProfile
+                && self.here(e)
                 && e.parent.as_deref() == Some(cluster)
                 && matches!(
                     e.state(now),
@@ -554,9 +897,11 @@ impl InMemoryCloud {
         let mut world = self.world.lock().expect("world");
         world.settle(now);
         self.log(&mut world, action.clone());
-        let Some(index) = world.entries.iter().position(|e| {
-            e.kind == kind && e.id == id && e.state(now).is_some_and(|s| s.is_present())
-        }) else {
+        let Some(index) = world
+            .entries
+            .iter()
+            .position(|e| e.kind == kind && e.id == id && self.here(e) && e.is_present(now))
+        else {
             return Err(not_found(&action, kind, id));
         };
         let entry = world.entries[index].clone();
@@ -566,11 +911,13 @@ impl InMemoryCloud {
         let d = &self.durations;
         let dependents = |pred: &dyn Fn(&Entry) -> bool| -> Vec<String> {
             world
-                .present(now)
-                .filter(|e| pred(e))
+                .entries
+                .iter()
+                .filter(|e| self.here(e) && e.is_present(now) && pred(e))
                 .map(|e| format!("{} {}", e.kind, e.id))
                 .collect()
         };
+        let live_nat = |e: &Entry| e.kind == ResourceKind::NatGateway && !e.failed;
         let blocked: Vec<String> = match kind {
             ResourceKind::Vpc => dependents(&|e| {
                 e.kind != ResourceKind::Vpc
@@ -579,21 +926,17 @@ impl InMemoryCloud {
                     && e.kind != ResourceKind::NatGateway
             }),
             ResourceKind::Subnet => dependents(&|e| {
-                matches!(
-                    e.kind,
-                    ResourceKind::NatGateway | ResourceKind::NetworkInterface
-                ) && e.uses.iter().any(|u| u == id)
+                (live_nat(e) || e.kind == ResourceKind::NetworkInterface)
+                    && e.uses.iter().any(|u| u == id)
             }),
             ResourceKind::InternetGateway => {
                 // AWS refuses to detach while public addresses (NAT EIPs) are mapped in the VPC.
                 let vpc = entry.parent.clone().unwrap_or_default();
-                dependents(&|e| {
-                    e.kind == ResourceKind::NatGateway && e.parent.as_deref() == Some(vpc.as_str())
-                })
+                dependents(&|e| live_nat(e) && e.parent.as_deref() == Some(vpc.as_str()))
             }
-            ResourceKind::ElasticIp => dependents(&|e| {
-                e.kind == ResourceKind::NatGateway && e.uses.iter().any(|u| u == id)
-            }),
+            ResourceKind::ElasticIp => {
+                dependents(&|e| live_nat(e) && e.uses.iter().any(|u| u == id))
+            }
             ResourceKind::SecurityGroup => dependents(&|e| {
                 e.kind == ResourceKind::NetworkInterface && e.uses.iter().any(|u| u == id)
             }),
@@ -640,8 +983,10 @@ impl InMemoryCloud {
         };
         if kind == ResourceKind::Cluster {
             // Add-ons and access entries go with the cluster.
+            let region = self.region.clone();
             for e in world.entries.iter_mut() {
                 if matches!(e.kind, ResourceKind::Addon | ResourceKind::AccessEntry)
+                    && e.region.as_deref() == Some(region.as_str())
                     && e.parent.as_deref() == Some(id)
                     && e.deleting_until.is_none()
                 {
@@ -653,17 +998,57 @@ impl InMemoryCloud {
         world.settle(now);
         Ok(())
     }
+
+    fn drift_impl(&self, request: &CreateRequest, found: &Resource) -> Vec<String> {
+        let now = Instant::now();
+        let world = self.world.lock().expect("world");
+        let Some(entry) = self.find(&world, found.kind, &found.id, now) else {
+            return Vec::new();
+        };
+        match request {
+            CreateRequest::IamRole {
+                trust, policy_arns, ..
+            } => {
+                let mut lines: Vec<String> = policy_arns
+                    .iter()
+                    .filter(|p| !entry.policies.contains(p))
+                    .map(|p| format!("managed policy {p} is not attached"))
+                    .collect();
+                if entry.trust != Some(*trust) {
+                    lines.push(format!(
+                        "its trust policy does not let {} assume it",
+                        trust.service()
+                    ));
+                }
+                lines
+            }
+            CreateRequest::AccessEntry { policy_arn, .. } => {
+                if entry.policies.contains(policy_arn) {
+                    Vec::new()
+                } else {
+                    vec![format!("access policy {policy_arn} is not associated")]
+                }
+            }
+            _ => Vec::new(),
+        }
+    }
 }
 
 #[async_trait]
 impl NetworkProvisioner for InMemoryCloud {
-    async fn availability_zones(&self) -> Result<Vec<String>> {
+    async fn availability_zones(&self) -> Result<Vec<AvailabilityZone>> {
         let mut world = self.world.lock().expect("world");
         self.log(&mut world, "describe availability zones".into());
-        Ok(["a", "b", "c", "d"]
+        // DescribeAvailabilityZones filtered on zone-type=availability-zone, as the AWS
+        // backend asks for it: the Local Zone stays out.
+        let mut zones: Vec<AvailabilityZone> = self
+            .zones
             .iter()
-            .map(|s| format!("{}{s}", self.region))
-            .collect())
+            .filter(|(_, is_az)| *is_az)
+            .map(|(z, _)| z.clone())
+            .collect();
+        zones.sort();
+        Ok(zones)
     }
 
     async fn discover(&self, stack: &StackName) -> Result<Vec<Resource>> {
@@ -686,9 +1071,16 @@ impl NetworkProvisioner for InMemoryCloud {
 #[async_trait]
 impl ClusterProvisioner for InMemoryCloud {
     async fn caller_arn(&self) -> Result<String> {
+        let now = Instant::now();
         let mut world = self.world.lock().expect("world");
         self.log(&mut world, "describe caller identity".into());
-        Ok(format!("arn:aws:iam::{ACCOUNT}:user/sandbox"))
+        match classify_caller(&self.caller)? {
+            Caller::IamUser { arn } => Ok(arn),
+            Caller::AssumedRole { role_name, .. } => self
+                .find(&world, ResourceKind::IamRole, &role_name, now)
+                .and_then(|e| e.arn.clone())
+                .ok_or_else(|| not_found("get IAM role", ResourceKind::IamRole, &role_name)),
+        }
     }
 
     async fn discover(&self, stack: &StackName) -> Result<Vec<Resource>> {
@@ -705,6 +1097,10 @@ impl ClusterProvisioner for InMemoryCloud {
 
     async fn delete(&self, resource: &Resource) -> Result<()> {
         self.delete_impl(resource)
+    }
+
+    async fn drift(&self, request: &CreateRequest, found: &Resource) -> Result<Vec<String>> {
+        Ok(self.drift_impl(request, found))
     }
 
     async fn cluster_access(&self, name: &str) -> Result<ClusterAccess> {
@@ -729,7 +1125,30 @@ impl ClusterProvisioner for InMemoryCloud {
             ),
             certificate_authority: base64::engine::general_purpose::STANDARD
                 .encode("-----BEGIN CERTIFICATE-----\nc2FuZGJveA==\n-----END CERTIFICATE-----\n"),
+            fargate_profiles: self.fargate_profiles(name),
         })
+    }
+}
+
+impl InMemoryCloud {
+    /// The live Fargate profiles of `cluster` with their selectors.
+    fn fargate_profiles(&self, cluster: &str) -> Vec<crate::FargateProfileSelectors> {
+        let now = Instant::now();
+        let world = self.world.lock().expect("world");
+        world
+            .entries
+            .iter()
+            .filter(|e| {
+                e.kind == ResourceKind::FargateProfile
+                    && e.parent.as_deref() == Some(cluster)
+                    && e.region.as_deref() == Some(self.region.as_str())
+            })
+            .filter(|e| e.to_resource(now).is_some())
+            .map(|e| crate::FargateProfileSelectors {
+                name: e.id.rsplit('/').next().unwrap_or(&e.id).to_owned(),
+                selectors: e.selectors.clone(),
+            })
+            .collect()
     }
 }
 

@@ -6,25 +6,34 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::resource::{CreateRequest, DefaultRoute, Resource, ResourceKind, RoleTrust};
-use crate::spec::{FargateSelector, NatMode, StackSpec, SubnetTier};
+use crate::resource::{
+    AvailabilityZone, CreateRequest, DefaultRoute, Resource, ResourceKind, RoleTrust,
+};
+use crate::spec::{FargateSelector, NatMode, StackSpec, SubnetTier, partition};
 
 /// Managed policies of the cluster role (as the eks Terraform module and eksctl attach them).
-pub const CLUSTER_ROLE_POLICIES: &[&str] = &[
-    "arn:aws:iam::aws:policy/AmazonEKSClusterPolicy",
-    "arn:aws:iam::aws:policy/AmazonEKSVPCResourceController",
-];
+pub const CLUSTER_ROLE_POLICIES: &[&str] =
+    &["AmazonEKSClusterPolicy", "AmazonEKSVPCResourceController"];
 /// Managed policy of the Fargate pod execution role.
-pub const FARGATE_ROLE_POLICIES: &[&str] =
-    &["arn:aws:iam::aws:policy/AmazonEKSFargatePodExecutionRolePolicy"];
+pub const FARGATE_ROLE_POLICIES: &[&str] = &["AmazonEKSFargatePodExecutionRolePolicy"];
 /// EKS access policy granting cluster-admin.
-pub const CLUSTER_ADMIN_POLICY: &str =
-    "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy";
+pub const CLUSTER_ADMIN_POLICY: &str = "AmazonEKSClusterAdminPolicy";
 /// CoreDNS add-on configuration that schedules it on Fargate.
 pub const COREDNS_FARGATE_CONFIG: &str = r#"{"computeType":"Fargate"}"#;
 
-/// Availability zones EKS refuses for control planes (UnsupportedAvailabilityZoneException).
-const EKS_UNSUPPORTED_AZS: &[&str] = &["us-east-1e", "us-west-1c", "ca-central-1d"];
+/// ARN of an AWS managed IAM policy in a partition: `arn:<partition>:iam::aws:policy/<name>`.
+pub fn managed_policy_arn(partition: &str, name: &str) -> String {
+    format!("arn:{partition}:iam::aws:policy/{name}")
+}
+
+/// ARN of an EKS access policy in a partition.
+pub fn access_policy_arn(partition: &str, name: &str) -> String {
+    format!("arn:{partition}:eks::aws:cluster-access-policy/{name}")
+}
+
+/// Zone IDs EKS refuses for control planes (UnsupportedAvailabilityZoneException), from the
+/// EKS user guide. Keyed by ID: names map to IDs differently in every account.
+pub const EKS_UNSUPPORTED_ZONE_IDS: &[&str] = &["use1-az3", "usw1-az2", "cac1-az3"];
 
 /// A reference to another step's resource, resolved at apply time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +92,10 @@ pub enum StepAction {
         trust: RoleTrust,
         /// Managed policies.
         policy_arns: Vec<String>,
+        /// For the Fargate pod execution role: the cluster whose Fargate profiles alone may
+        /// assume it (an `aws:SourceArn` condition, completed with the caller's account).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        source_cluster: Option<String>,
     },
     /// EKS cluster.
     Cluster {
@@ -94,6 +107,9 @@ pub enum StepAction {
         role: StepRef,
         /// Private subnet steps.
         subnets: Vec<StepRef>,
+        /// CIDR blocks allowed to reach the public endpoint.
+        #[serde(default = "crate::spec::open_public_access")]
+        public_access_cidrs: Vec<String>,
     },
     /// Fargate profile.
     FargateProfile {
@@ -117,12 +133,15 @@ pub enum StepAction {
         /// Configuration JSON.
         configuration: String,
     },
-    /// Access entry for the caller with an access policy.
+    /// Access entry with an access policy, for the caller or a named principal.
     AccessEntry {
         /// Cluster step.
         cluster: StepRef,
         /// Access policy ARN.
         policy_arn: String,
+        /// IAM role or user ARN; `None` for the caller's own IAM principal.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        principal: Option<String>,
     },
 }
 
@@ -165,15 +184,21 @@ pub struct Plan {
     pub region: String,
     /// Steps in a topological order.
     pub steps: Vec<Step>,
+    /// Things worth knowing before applying (an endpoint open to the internet...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
-/// Chooses the AZs for the stack: the first `count` (sorted) that EKS accepts for control planes.
-pub fn choose_azs(available: &[String], count: u8) -> Result<Vec<String>> {
+/// Chooses the AZs for the stack: the first `count` (sorted by name) that EKS accepts for
+/// control planes, judged by zone ID.
+pub fn choose_azs(available: &[AvailabilityZone], count: u8) -> Result<Vec<String>> {
     let mut usable: Vec<&String> = available
         .iter()
-        .filter(|az| !EKS_UNSUPPORTED_AZS.contains(&az.as_str()))
+        .filter(|az| !EKS_UNSUPPORTED_ZONE_IDS.contains(&az.id.as_str()))
+        .map(|az| &az.name)
         .collect();
     usable.sort();
+    usable.dedup();
     if usable.len() < count as usize {
         return Err(Error::invalid(
             "azs",
@@ -191,14 +216,16 @@ pub fn choose_azs(available: &[String], count: u8) -> Result<Vec<String>> {
     Ok(usable.into_iter().take(count as usize).cloned().collect())
 }
 
-/// Name of the cluster IAM role of a stack.
-pub fn cluster_role_name(stack: &str) -> String {
-    format!("{stack}-eks-cluster")
+/// Name of the cluster IAM role of a stack in a region. IAM is global: the region keeps the
+/// same stack name in two regions from sharing (and tearing down) one role. At most 55
+/// characters (stack 28 + region 14 + suffix), within IAM's 64.
+pub fn cluster_role_name(stack: &str, region: &str) -> String {
+    format!("{stack}-{region}-eks-cluster")
 }
 
-/// Name of the Fargate pod execution role of a stack.
-pub fn fargate_role_name(stack: &str) -> String {
-    format!("{stack}-fargate-pod-execution")
+/// Name of the Fargate pod execution role of a stack in a region (at most 56 characters).
+pub fn fargate_role_name(stack: &str, region: &str) -> String {
+    format!("{stack}-{region}-fargate-pods")
 }
 
 /// Name of the stack's single Fargate profile.
@@ -371,7 +398,8 @@ impl Plan {
                 }
             }
         }
-        let cluster_role = cluster_role_name(stack);
+        let partition = partition(&spec.region);
+        let cluster_role = cluster_role_name(stack, &spec.region);
         add(
             "role/cluster".into(),
             ResourceKind::IamRole,
@@ -382,23 +410,28 @@ impl Plan {
                 trust: RoleTrust::EksCluster,
                 policy_arns: CLUSTER_ROLE_POLICIES
                     .iter()
-                    .map(|s| s.to_string())
+                    .map(|name| managed_policy_arn(partition, name))
                     .collect(),
+                source_cluster: None,
             },
         );
-        let fargate_role = fargate_role_name(stack);
+        let fargate_role = fargate_role_name(stack, &spec.region);
         add(
             "role/fargate".into(),
             ResourceKind::IamRole,
-            format!("create IAM role {fargate_role} for Fargate pod execution"),
+            format!(
+                "create IAM role {fargate_role} for Fargate pod execution (assumable only by the Fargate profiles of cluster {})",
+                cluster.name
+            ),
             vec![],
             StepAction::IamRole {
                 name: fargate_role,
                 trust: RoleTrust::FargatePods,
                 policy_arns: FARGATE_ROLE_POLICIES
                     .iter()
-                    .map(|s| s.to_string())
+                    .map(|name| managed_policy_arn(partition, name))
                     .collect(),
+                source_cluster: Some(cluster.name.clone()),
             },
         );
         let private_subnets: Vec<String> = azs
@@ -420,18 +453,40 @@ impl Plan {
                 version: cluster.kubernetes_version.clone(),
                 role: r("role/cluster"),
                 subnets: private_subnets.iter().cloned().map(StepRef).collect(),
+                public_access_cidrs: cluster
+                    .public_access_cidrs
+                    .iter()
+                    .map(|c| c.to_string())
+                    .collect(),
             },
         );
         add(
             "access/admin".into(),
             ResourceKind::AccessEntry,
-            "grant the caller cluster-admin through an EKS access entry".into(),
+            "grant the caller's IAM role or user cluster-admin through an EKS access entry".into(),
             vec!["cluster".into()],
             StepAction::AccessEntry {
                 cluster: r("cluster"),
-                policy_arn: CLUSTER_ADMIN_POLICY.into(),
+                policy_arn: access_policy_arn(partition, CLUSTER_ADMIN_POLICY),
+                principal: None,
             },
         );
+        let mut principals = cluster.admin_principals.clone();
+        principals.sort();
+        principals.dedup();
+        for principal in principals {
+            add(
+                format!("access/principal/{principal}"),
+                ResourceKind::AccessEntry,
+                format!("grant {principal} cluster-admin through an EKS access entry"),
+                vec!["cluster".into()],
+                StepAction::AccessEntry {
+                    cluster: r("cluster"),
+                    policy_arn: access_policy_arn(partition, CLUSTER_ADMIN_POLICY),
+                    principal: Some(principal),
+                },
+            );
+        }
         let selectors = cluster.fargate_selectors();
         let profile = fargate_profile_name(stack);
         let mut deps = vec!["cluster".to_string(), "role/fargate".to_string()];
@@ -463,10 +518,17 @@ impl Plan {
             vec!["fargate-profile".into()],
             StepAction::Addon { cluster: r("cluster"), name: "coredns".into(), configuration: COREDNS_FARGATE_CONFIG.into() },
         );
+        let mut warnings = Vec::new();
+        if cluster.public_endpoint_is_open() {
+            warnings.push(
+                "the cluster's public API endpoint is open to 0.0.0.0/0 (every address on the internet; access still needs IAM credentials); restrict it with --public-access-cidrs".to_string(),
+            );
+        }
         let plan = Self {
             stack: stack.to_string(),
             region: spec.region.clone(),
             steps,
+            warnings,
         };
         plan.check_acyclic()?;
         Ok(plan)
@@ -554,6 +616,9 @@ impl Plan {
                 let _ = writeln!(out, "{stem}{branch} {}{status}{after}", step.description);
             }
         }
+        for warning in &self.warnings {
+            let _ = writeln!(out, "warning: {warning}");
+        }
         out
     }
 
@@ -589,11 +654,15 @@ impl Plan {
 
 impl StepAction {
     /// Resolves step references into a concrete [`CreateRequest`].
+    ///
+    /// `caller_arn` is the caller's IAM principal (its account completes the Fargate role's
+    /// `aws:SourceArn` condition); `region` is the stack's.
     pub fn resolve(
         &self,
         done: &HashMap<String, Resource>,
         caller_arn: &str,
         cluster_name: &str,
+        region: &str,
     ) -> Result<CreateRequest> {
         let id = |r: &StepRef| -> Result<String> {
             done.get(&r.0).map(|res| res.id.clone()).ok_or_else(|| {
@@ -649,21 +718,31 @@ impl StepAction {
                 name,
                 trust,
                 policy_arns,
+                source_cluster,
             } => CreateRequest::IamRole {
                 name: name.clone(),
                 trust: *trust,
                 policy_arns: policy_arns.clone(),
+                source_arn: match (source_cluster, account_of(caller_arn)) {
+                    (Some(cluster), Some(account)) => Some(format!(
+                        "arn:{}:eks:{region}:{account}:fargateprofile/{cluster}/*",
+                        partition(region)
+                    )),
+                    _ => None,
+                },
             },
             Self::Cluster {
                 name,
                 version,
                 role,
                 subnets,
+                public_access_cidrs,
             } => CreateRequest::Cluster {
                 name: name.clone(),
                 version: version.clone(),
                 role_arn: arn(role)?,
                 subnet_ids: ids(subnets)?,
+                public_access_cidrs: public_access_cidrs.clone(),
             },
             Self::FargateProfile {
                 cluster,
@@ -690,13 +769,19 @@ impl StepAction {
             Self::AccessEntry {
                 cluster,
                 policy_arn,
+                principal,
             } => CreateRequest::AccessEntry {
                 cluster: id(cluster)?,
-                principal_arn: caller_arn.to_string(),
+                principal_arn: principal.clone().unwrap_or_else(|| caller_arn.to_string()),
                 policy_arn: policy_arn.clone(),
             },
         })
     }
+}
+
+/// The account id inside an ARN (`arn:aws:iam::123456789012:role/x` → `123456789012`).
+pub fn account_of(arn: &str) -> Option<&str> {
+    arn.split(':').nth(4).filter(|a| !a.is_empty())
 }
 
 /// Counts of steps by kind, for summaries.
@@ -718,6 +803,13 @@ mod tests {
         spec.network.az_count = azs;
         spec.network.nat = nat;
         spec
+    }
+
+    fn zones(names_ids: &[(&str, &str)]) -> Vec<AvailabilityZone> {
+        names_ids
+            .iter()
+            .map(|(n, i)| AvailabilityZone::new(*n, *i))
+            .collect()
     }
 
     fn azs(n: usize) -> Vec<String> {
@@ -790,13 +882,98 @@ mod tests {
 
     #[test]
     fn choose_azs_skips_unsupported_and_reports_shortage() {
-        let all = vec![
-            "us-east-1e".to_string(),
-            "us-east-1b".into(),
-            "us-east-1a".into(),
-        ];
+        let all = zones(&[
+            ("us-east-1e", "use1-az3"),
+            ("us-east-1b", "use1-az1"),
+            ("us-east-1a", "use1-az6"),
+        ]);
         assert_eq!(choose_azs(&all, 2).unwrap(), ["us-east-1a", "us-east-1b"]);
         let err = choose_azs(&all, 3).unwrap_err().to_string();
         assert!(err.contains("azs") && err.contains("lower --azs"), "{err}");
+    }
+
+    #[test]
+    fn unsupported_zones_are_judged_by_id_not_name() {
+        // In this account us-east-1a is use1-az3, the zone EKS refuses; us-east-1e is fine.
+        let all = zones(&[
+            ("us-east-1a", "use1-az3"),
+            ("us-east-1b", "use1-az1"),
+            ("us-east-1e", "use1-az6"),
+        ]);
+        assert_eq!(choose_azs(&all, 2).unwrap(), ["us-east-1b", "us-east-1e"]);
+    }
+
+    #[test]
+    fn role_names_carry_the_region_and_fit_iam() {
+        let stack = "a".repeat(crate::spec::StackName::MAX_LEN);
+        for region in crate::spec::AWS_REGIONS {
+            for name in [
+                cluster_role_name(&stack, region),
+                fargate_role_name(&stack, region),
+            ] {
+                assert!(name.len() <= 64 && name.contains(region), "{name}");
+            }
+        }
+        assert_ne!(
+            cluster_role_name("ci", "us-east-1"),
+            cluster_role_name("ci", "us-west-2")
+        );
+    }
+
+    #[test]
+    fn arns_follow_the_partition_of_the_region() {
+        let mut gov = spec(2, NatMode::Single);
+        gov.region = "us-gov-west-1".into();
+        let plan = Plan::build(&gov, &["us-gov-west-1a".into(), "us-gov-west-1b".into()]).unwrap();
+        let mut arns = Vec::new();
+        for step in &plan.steps {
+            match &step.action {
+                StepAction::IamRole { policy_arns, .. } => arns.extend(policy_arns.clone()),
+                StepAction::AccessEntry { policy_arn, .. } => arns.push(policy_arn.clone()),
+                _ => {}
+            }
+        }
+        assert_eq!(arns.len(), 4);
+        assert!(
+            arns.iter().all(|a| a.starts_with("arn:aws-us-gov:")),
+            "{arns:?}"
+        );
+        let commercial = Plan::build(&spec(2, NatMode::Single), &azs(2)).unwrap();
+        let role = commercial.step("role/fargate").unwrap();
+        let request = role
+            .action
+            .resolve(
+                &HashMap::new(),
+                "arn:aws:iam::123456789012:user/ci",
+                "glrunner",
+                "us-east-1",
+            )
+            .unwrap();
+        assert!(
+            matches!(request, CreateRequest::IamRole { source_arn: Some(ref a), .. }
+                if a == "arn:aws:eks:us-east-1:123456789012:fargateprofile/glrunner/*"),
+            "{request:?}"
+        );
+    }
+
+    #[test]
+    fn extra_principals_get_their_own_access_entries_and_open_endpoints_warn() {
+        let mut spec = spec(2, NatMode::Single);
+        spec.cluster.admin_principals = vec![
+            "arn:aws:iam::123456789012:role/ci".into(),
+            "arn:aws:iam::123456789012:role/ci".into(),
+        ];
+        let plan = Plan::build(&spec, &azs(2)).unwrap();
+        assert!(
+            plan.step("access/principal/arn:aws:iam::123456789012:role/ci")
+                .is_some()
+        );
+        assert_eq!(plan.steps.len(), 17);
+        assert!(
+            plan.render_tree()
+                .contains("warning: the cluster's public API endpoint is open")
+        );
+        spec.cluster.public_access_cidrs = vec!["203.0.113.0/24".parse().unwrap()];
+        assert!(Plan::build(&spec, &azs(2)).unwrap().warnings.is_empty());
     }
 }

@@ -60,6 +60,14 @@ pub enum ProgressEvent {
         /// The error.
         error: String,
     },
+    /// Something worth a person's attention that does not stop the run (drift of a reused
+    /// resource, a resource kept back during teardown).
+    Warning {
+        /// Step key or resource.
+        key: String,
+        /// What was found.
+        message: String,
+    },
     /// A resource is being deleted.
     Deleting {
         /// Resource description.

@@ -3,7 +3,9 @@
 use async_trait::async_trait;
 
 use crate::error::Result;
-use crate::resource::{ClusterAccess, CreateRequest, Resource, ResourceKind, ResourceTags};
+use crate::resource::{
+    AvailabilityZone, ClusterAccess, CreateRequest, Resource, ResourceKind, ResourceTags,
+};
 use crate::spec::StackName;
 
 /// Creates, finds and deletes the network resources of a stack (VPC, subnets, gateways, routes).
@@ -13,8 +15,10 @@ use crate::spec::StackName;
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait NetworkProvisioner: Send + Sync {
-    /// Availability zones of the region, sorted by name (read-only; dry-run may call it).
-    async fn availability_zones(&self) -> Result<Vec<String>>;
+    /// The region's availability zones with their zone IDs, sorted by name: zones of type
+    /// `availability-zone` only, never the Local or Wavelength Zones an account opted into
+    /// (read-only; dry-run may call it).
+    async fn availability_zones(&self) -> Result<Vec<AvailabilityZone>>;
 
     /// Every network resource of the stack: tagged resources, plus the ENIs and non-default
     /// security groups inside the stack's VPCs (EKS creates those untagged by us).
@@ -38,7 +42,9 @@ pub trait NetworkProvisioner: Send + Sync {
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait ClusterProvisioner: Send + Sync {
-    /// ARN of the IAM principal making the calls (the access entry grants it cluster-admin).
+    /// IAM ARN of the principal making the calls, path included (the access entry grants it
+    /// cluster-admin): an assumed role resolves to its role's ARN. A caller EKS cannot grant
+    /// access to (the account root, a federated user) is [`crate::Error::InvalidInput`].
     async fn caller_arn(&self) -> Result<String>;
 
     /// Every IAM role, cluster, Fargate profile, add-on and access entry of the stack.
@@ -56,4 +62,12 @@ pub trait ClusterProvisioner: Send + Sync {
 
     /// Endpoint and CA of an ACTIVE cluster, for kubeconfig.
     async fn cluster_access(&self, name: &str) -> Result<ClusterAccess>;
+
+    /// How a resource found and reused differs from what `request` would create (an IAM role
+    /// missing a managed policy, an access entry without the admin policy), one line per
+    /// difference; empty when it matches. Reported, never changed.
+    async fn drift(&self, request: &CreateRequest, found: &Resource) -> Result<Vec<String>> {
+        let _ = (request, found);
+        Ok(Vec::new())
+    }
 }

@@ -123,6 +123,13 @@ pub struct Resource {
 }
 
 impl Resource {
+    /// Whether the resource still exists for apply and teardown: not gone, and not a NAT
+    /// gateway in `failed` state (AWS deletes those by itself; DeleteNatGateway has nothing to do).
+    pub fn exists(&self) -> bool {
+        self.state.is_present()
+            && !(self.kind == ResourceKind::NatGateway && self.state == ResourceState::Failed)
+    }
+
     /// `NAT gateway nat-0abc (nat/us-east-1a)`.
     pub fn describe(&self) -> String {
         if self.key.is_empty() {
@@ -216,6 +223,11 @@ pub enum CreateRequest {
         trust: RoleTrust,
         /// Managed policy ARNs to attach.
         policy_arns: Vec<String>,
+        /// `aws:SourceArn` condition of the trust policy (the confused-deputy guard EKS
+        /// recommends for the Fargate pod execution role), e.g.
+        /// `arn:aws:eks:us-east-1:123456789012:fargateprofile/<cluster>/*`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        source_arn: Option<String>,
     },
     /// EKS cluster with API (access entry) authentication, endpoint public + private.
     Cluster {
@@ -227,6 +239,9 @@ pub enum CreateRequest {
         role_arn: String,
         /// Private subnet ids.
         subnet_ids: Vec<String>,
+        /// CIDR blocks allowed to reach the public endpoint.
+        #[serde(default = "crate::spec::open_public_access")]
+        public_access_cidrs: Vec<String>,
     },
     /// Fargate profile (private subnets only).
     FargateProfile {
@@ -262,6 +277,69 @@ pub enum CreateRequest {
 }
 
 impl CreateRequest {
+    /// Ids and ARNs of other resources this request names (a subnet's VPC, a NAT's EIP, a
+    /// cluster's role and subnets...): what eventual consistency may not show yet.
+    pub fn referenced_ids(&self) -> Vec<&str> {
+        match self {
+            Self::Vpc { .. } | Self::ElasticIp | Self::IamRole { .. } => Vec::new(),
+            Self::Subnet { vpc_id, .. } | Self::InternetGateway { vpc_id } => vec![vpc_id],
+            Self::NatGateway {
+                subnet_id,
+                allocation_id,
+            } => vec![subnet_id, allocation_id],
+            Self::RouteTable {
+                vpc_id,
+                default_route,
+                subnet_ids,
+            } => {
+                let target = match default_route {
+                    DefaultRoute::InternetGateway(id) | DefaultRoute::NatGateway(id) => id,
+                };
+                let mut ids = vec![vpc_id.as_str(), target.as_str()];
+                ids.extend(subnet_ids.iter().map(String::as_str));
+                ids
+            }
+            Self::Cluster {
+                role_arn,
+                subnet_ids,
+                ..
+            } => {
+                let mut ids = vec![role_arn.as_str()];
+                ids.extend(subnet_ids.iter().map(String::as_str));
+                ids
+            }
+            Self::FargateProfile {
+                cluster,
+                pod_execution_role_arn,
+                subnet_ids,
+                ..
+            } => {
+                let mut ids = vec![cluster.as_str(), pod_execution_role_arn.as_str()];
+                ids.extend(subnet_ids.iter().map(String::as_str));
+                ids
+            }
+            Self::Addon { cluster, .. } | Self::AccessEntry { cluster, .. } => vec![cluster],
+        }
+    }
+
+    /// The id the resource will have when the backend derives it from the request (names of
+    /// roles and clusters, `<cluster>/<name>` of profiles, add-ons and access entries); `None`
+    /// for EC2 resources, whose ids AWS assigns.
+    pub fn known_id(&self) -> Option<String> {
+        match self {
+            Self::IamRole { name, .. } | Self::Cluster { name, .. } => Some(name.clone()),
+            Self::FargateProfile { cluster, name, .. } | Self::Addon { cluster, name, .. } => {
+                Some(format!("{cluster}/{name}"))
+            }
+            Self::AccessEntry {
+                cluster,
+                principal_arn,
+                ..
+            } => Some(format!("{cluster}/{principal_arn}")),
+            _ => None,
+        }
+    }
+
     /// The kind this request creates.
     pub fn kind(&self) -> ResourceKind {
         match self {
@@ -305,6 +383,25 @@ impl ResourceTags {
     }
 }
 
+/// One availability zone: its name (which differs per account) and its zone ID (which does not).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct AvailabilityZone {
+    /// Zone name, e.g. `us-east-1a`.
+    pub name: String,
+    /// Zone ID, e.g. `use1-az6`: the same physical zone in every account.
+    pub id: String,
+}
+
+impl AvailabilityZone {
+    /// A zone from its name and ID.
+    pub fn new(name: impl Into<String>, id: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            id: id.into(),
+        }
+    }
+}
+
 /// What `ClusterProvisioner::cluster_access` returns: what a kubeconfig needs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterAccess {
@@ -316,4 +413,16 @@ pub struct ClusterAccess {
     pub endpoint: String,
     /// Base64 PEM of the cluster CA, as EKS returns it.
     pub certificate_authority: String,
+    /// The cluster's Fargate profiles and their selectors (which namespaces run on Fargate).
+    #[serde(default)]
+    pub fargate_profiles: Vec<FargateProfileSelectors>,
+}
+
+/// One Fargate profile of a cluster and its selectors.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FargateProfileSelectors {
+    /// Profile name.
+    pub name: String,
+    /// Its selectors.
+    pub selectors: Vec<crate::spec::FargateSelector>,
 }

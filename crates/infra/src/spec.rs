@@ -13,6 +13,26 @@ use crate::error::{Error, Result};
 pub const STACK_TAG: &str = "glrunner.io/stack";
 /// Tag key naming the logical resource (plan step key), so re-runs find what exists.
 pub const KEY_TAG: &str = "glrunner.io/key";
+/// Tag key carrying the region of the stack. IAM is global: a stack of the same name in two
+/// regions tells its roles apart by this tag (and by the region in the role names).
+pub const REGION_TAG: &str = "glrunner.io/region";
+
+/// The CIDR list that leaves the public endpoint open to the whole internet (EKS's default).
+pub fn open_public_access() -> Vec<String> {
+    vec!["0.0.0.0/0".to_string()]
+}
+
+/// The AWS partition of a region: `aws`, `aws-us-gov` or `aws-cn`. Every ARN glrunner builds
+/// (managed policies, access policies, roles) starts with `arn:<partition>:`.
+pub fn partition(region: &str) -> &'static str {
+    if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else if region.starts_with("cn-") {
+        "aws-cn"
+    } else {
+        "aws"
+    }
+}
 
 /// Kubernetes versions EKS offers (standard + extended support) as of 2026-11.
 /// AWS stays the final judge; this list lets us reject typos before any AWS call.
@@ -140,6 +160,14 @@ impl From<StackName> for String {
 
 /// Checks a region name against [`AWS_REGIONS`].
 pub fn validate_region(region: &str) -> Result<()> {
+    if partition(region) == "aws-cn" {
+        return Err(Error::invalid(
+            "region",
+            format!(
+                "{region:?} is in the China partition (aws-cn), which glrunner does not support (its service principals and endpoints differ); use a region of the aws or aws-us-gov partition"
+            ),
+        ));
+    }
     if AWS_REGIONS.contains(&region) {
         Ok(())
     } else {
@@ -326,6 +354,16 @@ pub struct ClusterSpec {
     pub extra_selectors: Vec<FargateSelector>,
     /// Extra tags applied to every resource.
     pub tags: BTreeMap<String, String>,
+    /// IAM role or user ARNs (path included) that get cluster-admin besides the caller.
+    #[serde(default)]
+    pub admin_principals: Vec<String>,
+    /// CIDR blocks allowed to reach the public API endpoint (default: the whole internet).
+    #[serde(default = "default_public_access")]
+    pub public_access_cidrs: Vec<Ipv4Net>,
+}
+
+fn default_public_access() -> Vec<Ipv4Net> {
+    vec![Ipv4Net::default()]
 }
 
 impl ClusterSpec {
@@ -337,7 +375,14 @@ impl ClusterSpec {
             runner_namespace: "gitlab-runner".to_string(),
             extra_selectors: Vec::new(),
             tags: BTreeMap::new(),
+            admin_principals: Vec::new(),
+            public_access_cidrs: default_public_access(),
         }
+    }
+
+    /// Whether the public endpoint is open to the whole internet (worth a warning).
+    pub fn public_endpoint_is_open(&self) -> bool {
+        self.public_access_cidrs.iter().any(|c| c.prefix_len() == 0)
     }
 
     /// All selectors of the single Fargate profile: `kube-system` (CoreDNS), the runner
@@ -391,6 +436,30 @@ impl ClusterSpec {
                 ));
             }
         }
+        for principal in &self.admin_principals {
+            validate_principal_arn("admin_principals", principal)?;
+        }
+        if self.public_access_cidrs.is_empty() || self.public_access_cidrs.len() > 40 {
+            return Err(Error::invalid(
+                "public_access_cidrs",
+                format!(
+                    "{} CIDR blocks given; EKS takes 1 to 40 (e.g. 203.0.113.0/24)",
+                    self.public_access_cidrs.len()
+                ),
+            ));
+        }
+        for cidr in &self.public_access_cidrs {
+            if cidr.network() != cidr.addr() {
+                return Err(Error::invalid(
+                    "public_access_cidrs",
+                    format!(
+                        "{cidr} has host bits set; did you mean {}/{}?",
+                        cidr.network(),
+                        cidr.prefix_len()
+                    ),
+                ));
+            }
+        }
         for (key, value) in &self.tags {
             if key.is_empty() || key.len() > 128 || value.len() > 256 || key.starts_with("aws:") {
                 return Err(Error::invalid(
@@ -408,6 +477,30 @@ impl ClusterSpec {
             }
         }
         Ok(())
+    }
+}
+
+/// Checks that `arn` names an IAM role or user (what an EKS access entry accepts), path allowed.
+pub fn validate_principal_arn(field: &str, arn: &str) -> Result<()> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let ok = parts.len() == 6
+        && parts[0] == "arn"
+        && matches!(parts[1], "aws" | "aws-us-gov")
+        && parts[2] == "iam"
+        && parts[3].is_empty()
+        && parts[4].len() == 12
+        && parts[4].bytes().all(|b| b.is_ascii_digit())
+        && (parts[5].starts_with("role/") || parts[5].starts_with("user/"))
+        && !parts[5].ends_with('/');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            field,
+            format!(
+                "{arn:?} is not an IAM role or user ARN; write it like arn:aws:iam::123456789012:role/ci or arn:aws:iam::123456789012:role/aws-reserved/sso.amazonaws.com/us-east-1/AWSReservedSSO_Admin_0123 (path included, not an sts assumed-role ARN)"
+            ),
+        ))
     }
 }
 
@@ -460,7 +553,25 @@ impl StackSpec {
     pub fn validate(&self) -> Result<()> {
         validate_region(&self.region)?;
         self.network.validate()?;
-        self.cluster.validate()
+        self.cluster.validate()?;
+        let partition = partition(&self.region);
+        for principal in &self.cluster.admin_principals {
+            if !principal.starts_with(&format!("arn:{partition}:")) {
+                return Err(Error::invalid(
+                    "admin_principals",
+                    format!(
+                        "{principal} is not in the {partition} partition of region {}; use an ARN starting with arn:{partition}:",
+                        self.region
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The AWS partition of the stack's region.
+    pub fn partition(&self) -> &'static str {
+        partition(&self.region)
     }
 }
 
@@ -598,6 +709,12 @@ mod tests {
     #[test]
     fn regions() {
         assert!(validate_region("us-east-1").is_ok());
+        assert_eq!(partition("us-gov-west-1"), "aws-us-gov");
+        let china = validate_region("cn-north-1").unwrap_err().to_string();
+        assert!(
+            china.contains("region") && china.contains("aws-cn"),
+            "{china}"
+        );
         assert!(
             validate_region("us-east-9")
                 .unwrap_err()

@@ -3,9 +3,10 @@
 use std::path::PathBuf;
 
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
 use crate::apply::{ApplyReport, Engine};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::plan::Plan;
 use crate::progress::{NoProgress, Progress};
 use crate::provider::{ClusterProvisioner, NetworkProvisioner};
@@ -68,6 +69,18 @@ pub async fn provision(
     cluster: &dyn ClusterProvisioner,
     options: &StackOptions<'_>,
 ) -> Result<ProvisionOutcome> {
+    provision_until(spec, network, cluster, options, &CancellationToken::new()).await
+}
+
+/// [`provision`] that stops when `cancel` fires: no new step starts, waits are cut short, the
+/// state file keeps what was done, and [`crate::Error::Interrupted`] is returned (a re-run resumes).
+pub async fn provision_until(
+    spec: &StackSpec,
+    network: &dyn NetworkProvisioner,
+    cluster: &dyn ClusterProvisioner,
+    options: &StackOptions<'_>,
+    cancel: &CancellationToken,
+) -> Result<ProvisionOutcome> {
     spec.validate()?;
     let state = match (&options.state_dir, options.dry_run) {
         (Some(dir), false) => Some(StateFile::open(dir, &spec.stack, &spec.region)?),
@@ -76,7 +89,8 @@ pub async fn provision(
     let mut engine = Engine::new(network, cluster)
         .with_waits(options.waits.clone())
         .with_progress(options.progress)
-        .with_tags(spec.cluster.tags.clone());
+        .with_tags(spec.cluster.tags.clone())
+        .with_cancel(cancel.clone());
     if let Some(state) = &state {
         engine = engine.with_state(state);
     }
@@ -89,12 +103,43 @@ pub async fn provision(
             kubeconfig: None,
         });
     }
-    let report = engine.apply(&plan).await?;
+    let report = match engine.apply(&plan).await {
+        Err(Error::UnsupportedZones {
+            valid_zones,
+            message,
+            ..
+        }) => {
+            // EKS named the zones it accepts: plan again on those, remove what this stack
+            // built in the others (and its route tables, whose subnets change), apply again.
+            tracing::warn!(%message, ?valid_zones, "EKS refused the availability zones; planning again on the zones it accepts");
+            let available: Vec<_> = network
+                .availability_zones()
+                .await?
+                .into_iter()
+                .filter(|z| valid_zones.contains(&z.name))
+                .collect();
+            let azs = crate::plan::choose_azs(&available, spec.network.az_count)?;
+            let mut replanned = Plan::build(spec, &azs)?;
+            engine
+                .prune(&spec.stack, |res| {
+                    res.kind != crate::ResourceKind::RouteTable
+                        && replanned.step(&res.key).is_some()
+                })
+                .await?;
+            replanned.mark_existing(&engine.existing(&spec.stack).await?);
+            let report = engine.apply(&replanned).await?;
+            plan = replanned;
+            report
+        }
+        other => other?,
+    };
     let mut kubeconfig = None;
     if let (Some(dir), Some(state)) = (&options.state_dir, &state) {
         let access = cluster.cluster_access(&spec.cluster.name).await?;
         let path = dir.join(format!("{}.kubeconfig", spec.stack));
-        crate::kubeconfig::write(&path, &access, &spec.region)?;
+        // The aws CLI in the kubeconfig's exec entry should use the profile glrunner used.
+        let profile = std::env::var("AWS_PROFILE").ok();
+        crate::kubeconfig::write(&path, &access, &spec.region, profile.as_deref())?;
         state.set_kubeconfig(&path)?;
         kubeconfig = Some(path);
     }
@@ -113,9 +158,32 @@ pub async fn teardown(
     cluster: &dyn ClusterProvisioner,
     options: &StackOptions<'_>,
 ) -> Result<TeardownReport> {
+    teardown_until(
+        stack,
+        region,
+        network,
+        cluster,
+        options,
+        &CancellationToken::new(),
+    )
+    .await
+}
+
+/// [`teardown`] that stops when `cancel` fires: deletions in flight finish, no other starts, the
+/// state file forgets what was deleted, and [`crate::Error::Interrupted`] is returned (a re-run
+/// continues).
+pub async fn teardown_until(
+    stack: &StackName,
+    region: &str,
+    network: &dyn NetworkProvisioner,
+    cluster: &dyn ClusterProvisioner,
+    options: &StackOptions<'_>,
+    cancel: &CancellationToken,
+) -> Result<TeardownReport> {
     let engine = Engine::new(network, cluster)
         .with_waits(options.waits.clone())
-        .with_progress(options.progress);
+        .with_progress(options.progress)
+        .with_cancel(cancel.clone());
     if options.dry_run {
         return engine.teardown_plan(stack).await;
     }

@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -166,18 +165,12 @@ impl StateFile {
         }
     }
 
-    /// Atomic replace: write a sibling temp file, fsync, rename over the old file.
+    /// Atomic replace through a uniquely named temporary file (mode 0600, removed on error).
     fn write_locked(&self, state: &StackState) -> Result<()> {
-        let tmp = self.path.with_extension("json.tmp");
         let bytes =
             serde_json::to_vec_pretty(state).map_err(|e| state_err(&self.path, e.to_string()))?;
-        let write = || -> std::io::Result<()> {
-            let mut file = File::create(&tmp)?;
-            file.write_all(&bytes)?;
-            file.sync_all()?;
-            fs::rename(&tmp, &self.path)
-        };
-        write().map_err(|e| state_err(&self.path, format!("cannot write: {e}")))
+        crate::kubeconfig::write_private(&self.path, &bytes)
+            .map_err(|e| state_err(&self.path, format!("cannot write: {e}")))
     }
 }
 

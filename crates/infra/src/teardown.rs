@@ -44,6 +44,10 @@ pub struct TeardownReport {
     pub errors: Vec<String>,
     /// Resources still tagged with the stack after teardown.
     pub leftovers: Vec<Resource>,
+    /// Resources deliberately left in place, with the reason (the network and roles of a
+    /// cluster that is still there: EKS needs them to finish deleting it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kept: Vec<String>,
     /// Seconds the teardown took.
     pub makespan_s: f64,
 }
@@ -59,7 +63,35 @@ impl Engine<'_> {
             stack: stack.to_string(),
             ..TeardownReport::default()
         };
+        let mut cluster_remains: Option<Vec<Resource>> = None;
         for &kind in TEARDOWN_ORDER {
+            if self.cancel.is_cancelled() {
+                return Err(self.interrupted(stack, &report));
+            }
+            if let Some(clusters) = &cluster_remains
+                && kind != ResourceKind::Cluster
+                && (kind.is_network() || kind == ResourceKind::IamRole)
+            {
+                // EKS still needs the cluster role and the VPC to clean up its ENIs and
+                // security group; deleting them now would strand the cluster.
+                if let Ok(found) = self.discover_kind(stack, kind).await {
+                    for res in found {
+                        let names: Vec<String> = clusters.iter().map(|c| c.id.clone()).collect();
+                        let why = format!(
+                            "{} kept: EKS cluster {} still exists and needs it to finish deleting; run teardown again once the cluster is gone",
+                            res.describe(),
+                            names.join(", ")
+                        );
+                        self.progress.event(&ProgressEvent::Warning {
+                            key: res.describe(),
+                            message: why.clone(),
+                        });
+                        tracing::warn!("{why}");
+                        report.kept.push(why);
+                    }
+                }
+                continue;
+            }
             let found = match self.discover_kind(stack, kind).await {
                 Ok(found) => found,
                 Err(err) => {
@@ -69,6 +101,9 @@ impl Engine<'_> {
             };
             if kind == ResourceKind::FargateProfile {
                 for res in found {
+                    if self.cancel.is_cancelled() {
+                        return Err(self.interrupted(stack, &report));
+                    }
                     self.delete_one(res, &mut report).await;
                 }
             } else {
@@ -85,6 +120,17 @@ impl Engine<'_> {
                     }
                 }
             }
+            if kind == ResourceKind::Cluster {
+                match self.discover_kind(stack, kind).await {
+                    Ok(left) if left.is_empty() => {}
+                    Ok(left) => cluster_remains = Some(left),
+                    // Unknown: assume it is still there, which is the safe side.
+                    Err(err) => {
+                        report.errors.push(format!("discover EKS clusters: {err}"));
+                        cluster_remains = Some(Vec::new());
+                    }
+                }
+            }
         }
         report.leftovers = self.leftovers(stack).await?;
         report.makespan_s = start.elapsed().as_secs_f64();
@@ -92,6 +138,18 @@ impl Engine<'_> {
             && report.leftovers.is_empty()
         {
             state.remove()?;
+        }
+        if !report.kept.is_empty() {
+            let mut message = report.errors.clone();
+            message.push(format!(
+                "kept {} resource(s) because the cluster still exists: {}",
+                report.kept.len(),
+                report.kept.join("; ")
+            ));
+            return Err(Error::Failed {
+                resource: format!("teardown of stack {stack}"),
+                message: message.join("; "),
+            });
         }
         if !report.leftovers.is_empty() {
             tracing::error!(
@@ -111,6 +169,21 @@ impl Engine<'_> {
         Ok(report)
     }
 
+    fn interrupted(&self, stack: &StackName, report: &TeardownReport) -> Error {
+        let mut progress = format!("{} resource(s) deleted", report.deleted.len());
+        if !report.errors.is_empty() {
+            progress.push_str(&format!(
+                " ({} error(s): {})",
+                report.errors.len(),
+                report.errors.join("; ")
+            ));
+        }
+        Error::Interrupted {
+            during: format!("teardown of stack {stack}"),
+            progress,
+        }
+    }
+
     /// What teardown would delete, in order, without deleting anything.
     pub async fn teardown_plan(&self, stack: &StackName) -> Result<TeardownReport> {
         let mut report = TeardownReport {
@@ -123,7 +196,7 @@ impl Engine<'_> {
         let all: Vec<Resource> = network
             .into_iter()
             .chain(cluster)
-            .filter(|r| r.state.is_present())
+            .filter(Resource::exists)
             .collect();
         let mut seen = std::collections::HashSet::new();
         for &kind in TEARDOWN_ORDER {
@@ -143,8 +216,33 @@ impl Engine<'_> {
         Ok(network
             .into_iter()
             .chain(cluster)
-            .filter(|r| r.state.is_present())
+            .filter(Resource::exists)
             .collect())
+    }
+
+    /// Deletes the stack's resources that `keep` rejects, in [`TEARDOWN_ORDER`] (used when a
+    /// plan changes under a half-applied stack, e.g. after EKS refused its zones). Returns what
+    /// was deleted; the first error stops it.
+    pub async fn prune(
+        &self,
+        stack: &StackName,
+        keep: impl Fn(&Resource) -> bool,
+    ) -> Result<Vec<Resource>> {
+        let mut deleted = Vec::new();
+        for &kind in TEARDOWN_ORDER {
+            let found: Vec<Resource> = self
+                .discover_kind(stack, kind)
+                .await?
+                .into_iter()
+                .filter(|r| !r.key.is_empty() && !keep(r))
+                .collect();
+            for res in found {
+                let (res, outcome) = self.delete_resource(res).await;
+                outcome?;
+                deleted.push(res);
+            }
+        }
+        Ok(deleted)
     }
 
     async fn discover_kind(&self, stack: &StackName, kind: ResourceKind) -> Result<Vec<Resource>> {
@@ -155,7 +253,7 @@ impl Engine<'_> {
         };
         Ok(all
             .into_iter()
-            .filter(|r| r.kind == kind && r.state.is_present())
+            .filter(|r| r.kind == kind && r.exists())
             .collect())
     }
 

@@ -30,6 +30,14 @@ pub struct WaitPolicy {
     pub retry_timeout: Duration,
     /// How often a `Waiting` progress event is emitted during long waits.
     pub progress_every: Duration,
+    /// Bound on waiting for AWS to propagate what this run just created (a new IAM role
+    /// usable by EKS, a new VPC visible to CreateSubnet). The Terraform AWS provider uses 2 min.
+    #[serde(default = "default_propagation_timeout")]
+    pub propagation_timeout: Duration,
+}
+
+fn default_propagation_timeout() -> Duration {
+    Duration::from_secs(2 * 60)
 }
 
 impl Default for WaitPolicy {
@@ -43,6 +51,7 @@ impl Default for WaitPolicy {
             addon_timeout: Duration::from_secs(15 * 60),
             retry_timeout: Duration::from_secs(10 * 60),
             progress_every: Duration::from_secs(30),
+            propagation_timeout: default_propagation_timeout(),
         }
     }
 }
@@ -59,6 +68,7 @@ impl WaitPolicy {
             addon_timeout: Duration::from_secs(30),
             retry_timeout: Duration::from_secs(30),
             progress_every: Duration::from_secs(5),
+            propagation_timeout: Duration::from_secs(20),
         }
     }
 
@@ -92,7 +102,23 @@ pub async fn retry<T, F, Fut>(
     timeout: Duration,
     policy: &WaitPolicy,
     progress: &dyn Progress,
+    op: F,
+) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    retry_if(key, timeout, policy, progress, op, Error::is_retryable).await
+}
+
+/// [`retry`] with the caller's rule for which errors are worth another attempt.
+pub async fn retry_if<T, F, Fut>(
+    key: &str,
+    timeout: Duration,
+    policy: &WaitPolicy,
+    progress: &dyn Progress,
     mut op: F,
+    retryable: impl Fn(&Error) -> bool,
 ) -> Result<T>
 where
     F: FnMut() -> Fut,
@@ -104,7 +130,7 @@ where
     loop {
         attempt += 1;
         match op().await {
-            Err(err) if err.is_retryable() => {
+            Err(err) if retryable(&err) => {
                 if start.elapsed() + delay > timeout {
                     tracing::warn!(key, error = %err, "giving up after {attempt} attempts");
                     return Err(err);

@@ -3,6 +3,7 @@
 
 mod integration {
     pub mod account;
+    pub mod cancel;
     pub mod memory;
     pub mod mocks;
     pub mod moto;

@@ -15,6 +15,11 @@
 //! - reference: `kubectl get pods --all-namespaces --no-headers | awk '{if ($2 ~ "runner-*") print $2}'
 //!   | xargs kubectl -n NS delete pod`.
 //!
+//! Both sides are timed the same way, from process start to process exit: the janitor runs as a
+//! child process of this binary (re-executed with `GLRUNNER_BENCH_JANITOR_CHILD=1`), so its timer
+//! includes process and runtime start, reading the kubeconfig and building the client, as the
+//! reference's includes kubectl's.
+//!
 //! Env: `GLRUNNER_BENCH_PODS` (500), `GLRUNNER_BENCH_NAMESPACE` (gitlab-runner), `GLRUNNER_KUBECTL`
 //! (default: the newest `kubectl.1.*` of the Google Cloud SDK, else `kubectl` on PATH).
 //! The runner namespace is emptied before each contender: use a server no one else is using.
@@ -144,20 +149,44 @@ async fn score(s: &Setup, seeded: &Seeded, seconds: f64, note: String) -> Outcom
     o
 }
 
-async fn janitor(s: &Setup) -> Outcome {
-    let seeded = seed(s).await;
-    tokio::time::sleep(Duration::from_millis(2500)).await; // older than pending timeout + grace
-    let api = KubePodApi::from_kubeconfig(Some(&s.kubeconfig), None)
+/// The env var that makes this binary a janitor child process (one round, then exit).
+const CHILD_ENV: &str = "GLRUNNER_BENCH_JANITOR_CHILD";
+
+/// The janitor as a process of its own, as `reap --once --backend aws` runs: start, read the
+/// kubeconfig, build the client, one round. Prints the number of failed deletes.
+async fn janitor_child(kubeconfig: PathBuf, ns: String) {
+    let api = KubePodApi::from_kubeconfig(Some(&kubeconfig), None)
         .await
         .expect("kubeconfig");
-    let policy = Policy::new([s.ns.clone()])
+    let policy = Policy::new([ns])
         .with_pending_timeout(Duration::from_secs(1))
         .with_grace(Duration::from_secs(1));
     let reaper = Reaper::new(Arc::new(api), ReaperConfig::new(policy)).expect("reaper");
-    let t = Instant::now();
     let report = reaper.run_once().await.expect("janitor round");
+    println!("{}", report.errors.len());
+}
+
+async fn janitor(s: &Setup) -> Outcome {
+    let seeded = seed(s).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await; // older than pending timeout + grace
+    // Timed like the reference: from process start (runtime, kubeconfig, client setup included)
+    // to process exit.
+    let t = Instant::now();
+    let out = tokio::process::Command::new(std::env::current_exe().expect("own path"))
+        .env(CHILD_ENV, "1")
+        .env("GLRUNNER_TEST_KUBECONFIG", &s.kubeconfig)
+        .env("GLRUNNER_BENCH_NAMESPACE", &s.ns)
+        .output()
+        .await
+        .expect("run the janitor child process");
     let secs = t.elapsed().as_secs_f64();
-    score(s, &seeded, secs, format!("{} errors", report.errors.len())).await
+    assert!(
+        out.status.success(),
+        "janitor child failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let errors = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    score(s, &seeded, secs, format!("{errors} errors, own process")).await
 }
 
 fn kubectl() -> String {
@@ -213,6 +242,10 @@ async fn main() {
         return;
     };
     let kubeconfig = PathBuf::from(path);
+    let ns = std::env::var("GLRUNNER_BENCH_NAMESPACE").unwrap_or_else(|_| "gitlab-runner".into());
+    if std::env::var_os(CHILD_ENV).is_some() {
+        return janitor_child(kubeconfig, ns).await;
+    }
     let kc = kube::config::Kubeconfig::read_from(&kubeconfig).expect("kubeconfig");
     let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
         .await
@@ -222,7 +255,7 @@ async fn main() {
         fixtures: KubeFixtures::new(client.clone()),
         client,
         kubeconfig,
-        ns: std::env::var("GLRUNNER_BENCH_NAMESPACE").unwrap_or_else(|_| "gitlab-runner".into()),
+        ns,
         pods: std::env::var("GLRUNNER_BENCH_PODS")
             .ok()
             .and_then(|v| v.parse().ok())
@@ -252,6 +285,9 @@ async fn main() {
         );
     }
     println!();
+    println!(
+        "both timers: process start to exit (process start, kubeconfig and client setup included)"
+    );
     println!(
         "janitor is {:.1}x faster; wrongly deleted: janitor {} vs reference {}",
         r.seconds / j.seconds.max(1e-9),

@@ -227,6 +227,36 @@ pub async fn bound_pod_terminates_then_force_deletes(
     assert!(api.get_pod(&ns, &pod.name).await.unwrap().is_none());
 }
 
+/// A bound pod that already Succeeded or Failed is deleted at once by a graceful delete (the API
+/// server's pod strategy sets the grace to 0 for terminated pods), so it never shows Terminating.
+pub async fn finished_bound_pod_is_deleted_at_once(
+    api: &dyn PodApi,
+    fx: &dyn PodFixtures,
+    prefix: &str,
+) {
+    let ns = namespace(fx, prefix, "done").await;
+    for (job, phase) in [(6101, PodPhase::Succeeded), (6102, PodPhase::Failed)] {
+        let pod = fx
+            .create_pod(
+                NewPod::job(&ns, "mgr", 1, job)
+                    .with_node("fake-node-1")
+                    .with_phase(phase.clone()),
+            )
+            .await
+            .unwrap();
+        assert_eq!(pod.phase, phase);
+        let outcome = api
+            .delete_pod(&pod.key(), DeleteMode::graceful(Some(30)))
+            .await
+            .unwrap();
+        assert_eq!(outcome, DeleteOutcome::Deleted, "{phase} pod");
+        assert!(
+            api.get_pod(&ns, &pod.name).await.unwrap().is_none(),
+            "{phase} pod gone at once"
+        );
+    }
+}
+
 /// Runs every case.
 pub async fn run_all(api: &dyn PodApi, fx: &dyn PodFixtures, prefix: &str) {
     list_selects_by_label_within_namespace(api, fx, prefix).await;
@@ -236,4 +266,5 @@ pub async fn run_all(api: &dyn PodApi, fx: &dyn PodFixtures, prefix: &str) {
     delete_unbound_is_immediate(api, fx, prefix).await;
     delete_with_stale_uid_conflicts(api, fx, prefix).await;
     bound_pod_terminates_then_force_deletes(api, fx, prefix).await;
+    finished_bound_pod_is_deleted_at_once(api, fx, prefix).await;
 }

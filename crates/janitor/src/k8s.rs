@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, Preconditions};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
+use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::api::PodApi;
 use crate::model::{
@@ -23,10 +24,11 @@ const BACKEND: &str = "kubernetes";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A bearer token and when it stops being valid.
+/// A bearer token and when it stops being valid. The token is a [`SecretString`]: it never shows
+/// in `Debug` output and is zeroed when dropped.
 #[derive(Clone)]
 pub struct BearerToken {
-    token: String,
+    token: SecretString,
     expires_at: Option<Timestamp>,
 }
 
@@ -34,7 +36,7 @@ impl BearerToken {
     /// A token valid until `expires_at` (`None`: until the server rejects it).
     pub fn new(token: impl Into<String>, expires_at: Option<Timestamp>) -> Self {
         Self {
-            token: token.into(),
+            token: SecretString::from(token.into()),
             expires_at,
         }
     }
@@ -48,18 +50,22 @@ impl BearerToken {
 impl fmt::Debug for BearerToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BearerToken")
-            .field("token", &"<redacted>")
+            .field("token", &self.token)
             .field("expires_at", &self.expires_at)
             .finish()
     }
 }
 
-/// Produces bearer tokens for the API server, e.g. EKS tokens (`k8s-aws-v1.` presigned STS URLs,
-/// valid 15 minutes). The root package implements it with its STS signer.
+/// A source of bearer tokens for the API server, e.g. EKS tokens (`k8s-aws-v1.` presigned STS URLs,
+/// valid 15 minutes). The root package implements it with infra's EKS token cache.
+///
+/// [`KubePodApi`] asks for the token before **every** API call and keeps no expiry logic of its
+/// own: the source decides when a token is refreshed (and must be cheap while its cached token is
+/// still good). The client is rebuilt only when the token changes.
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait TokenProvider: Send + Sync {
-    /// A fresh token.
+    /// The token to use now.
     async fn token(&self) -> Result<BearerToken>;
 }
 
@@ -68,12 +74,19 @@ enum Source {
     Token {
         config: Box<Config>,
         provider: Arc<dyn TokenProvider>,
-        cached: tokio::sync::Mutex<Option<(Client, Option<Timestamp>)>>,
+        /// The client built for the last token the provider handed out.
+        current: tokio::sync::Mutex<Option<(SecretString, Client)>>,
     },
 }
 
-/// [`PodApi`] over a real API server with kube-rs. Calls are bounded by connect (10 s) and read
-/// (60 s) timeouts; kube-rs does no client-side throttling.
+/// [`PodApi`] over a real API server with kube-rs.
+///
+/// Every call is bounded: connect (10 s) and read (60 s) timeouts, and **no retries inside a
+/// call** — kube-rs's default retry layer (429/503/504, up to 15 times with delays growing to
+/// 1000 s) is turned off for every client this type builds. A throttled call fails at once with
+/// [`Error::Throttled`], a 504 with [`Error::Timeout`]; the next reaping round is the retry.
+/// [`KubePodApi::from_client`] uses the caller's client as it is. kube-rs does no client-side
+/// throttling.
 pub struct KubePodApi {
     source: Source,
     server: String,
@@ -87,9 +100,12 @@ impl fmt::Debug for KubePodApi {
     }
 }
 
+/// Bounds every call of a client built from `config`: timeouts, and no retry layer (see
+/// [`KubePodApi`]).
 fn bounded(mut config: Config) -> Config {
     config.connect_timeout = Some(CONNECT_TIMEOUT);
     config.read_timeout = Some(READ_TIMEOUT);
+    config.default_retry = false;
     config
 }
 
@@ -104,7 +120,7 @@ fn client_error(action: &str, resource: &str, e: kube::Error) -> Error {
 }
 
 impl KubePodApi {
-    /// Wraps a client built by the caller.
+    /// Wraps a client built by the caller, as it is: its timeouts and retry layer are the caller's.
     pub fn from_client(client: Client) -> Self {
         Self {
             source: Source::Fixed(client),
@@ -180,14 +196,14 @@ impl KubePodApi {
     }
 
     /// Connects with `config` (server URL and CA, e.g. from EKS DescribeCluster), authenticating with
-    /// tokens from `provider`; a new token is fetched one minute before the previous one expires.
+    /// the token `provider` hands out before each call (see [`TokenProvider`]).
     pub fn with_token_provider(config: Config, provider: Arc<dyn TokenProvider>) -> Self {
         let server = config.cluster_url.to_string();
         Self {
             source: Source::Token {
                 config: Box::new(bounded(config)),
                 provider,
-                cached: tokio::sync::Mutex::new(None),
+                current: tokio::sync::Mutex::new(None),
             },
             server,
         }
@@ -199,26 +215,20 @@ impl KubePodApi {
             Source::Token {
                 config,
                 provider,
-                cached,
+                current,
             } => {
-                let mut cached = cached.lock().await;
-                let refresh_at = |exp: Option<Timestamp>| {
-                    exp.map(|e| {
-                        e.saturating_sub(jiff::SignedDuration::from_secs(60))
-                            .unwrap_or(e)
-                    })
-                };
-                if let Some((client, exp)) = cached.as_ref()
-                    && refresh_at(*exp).is_none_or(|r| Timestamp::now() < r)
+                let token = provider.token().await?;
+                let mut current = current.lock().await;
+                if let Some((last, client)) = current.as_ref()
+                    && last.expose_secret() == token.token.expose_secret()
                 {
                     return Ok(client.clone());
                 }
-                let token = provider.token().await?;
                 let mut config = Config::clone(config);
-                config.auth_info.token = Some(token.token.clone().into());
+                config.auth_info.token = Some(token.token.clone());
                 let client = Client::try_from(config)
                     .map_err(|e| client_error("connect to API server", &self.server, e))?;
-                *cached = Some((client.clone(), token.expires_at));
+                *current = Some((token.token, client.clone()));
                 Ok(client)
             }
         }
@@ -642,7 +652,15 @@ mod tests {
 
     #[test]
     fn token_debug_is_redacted() {
-        let t = BearerToken::new("k8s-aws-v1.secret", None);
-        assert!(!format!("{t:?}").contains("secret"));
+        let t = BearerToken::new("k8s-aws-v1.hunter2", None);
+        assert!(!format!("{t:?}").contains("hunter2"), "{t:?}");
+    }
+
+    #[test]
+    fn clients_are_built_without_the_retry_layer_and_with_timeouts() {
+        let config = bounded(Config::new("https://127.0.0.1:6443".parse().unwrap()));
+        assert!(!config.default_retry);
+        assert_eq!(config.read_timeout, Some(READ_TIMEOUT));
+        assert_eq!(config.connect_timeout, Some(CONNECT_TIMEOUT));
     }
 }

@@ -26,7 +26,7 @@
 //! | [`JobStatusSource`] | trait: GitLab's view of a job, for the optional cross-check |
 //! | [`Reaper`] | one round or a watch loop; dry run; bounded delete concurrency; a [`Report`] |
 //! | [`cost`] | Fargate size (+256 MiB, rounded up) and price of each reaped pod |
-//! | [`rbac::rbac_manifest`] | ServiceAccount + Role + RoleBinding to run in-cluster |
+//! | [`rbac::rbac_manifest`] | ServiceAccount + Role + RoleBinding to run in-cluster (k8s-openapi objects, [`rbac::rbac_objects`]) |
 //!
 //! # Features
 //!

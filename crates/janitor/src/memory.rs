@@ -241,8 +241,9 @@ impl State {
 }
 
 /// An in-memory pod store implementing [`PodApi`] with the API server's semantics the janitor relies
-/// on: server-side label selection, pagination, UID preconditions (409 Conflict), immediate deletion
-/// of unbound pods, and bound pods going Terminating until their kubelet confirms (or a force delete).
+/// on: server-side label selection, pagination (one round trip per page of `page_size`), UID
+/// preconditions (409 Conflict), immediate deletion of unbound and of Succeeded/Failed pods, and
+/// other bound pods going Terminating until their kubelet confirms (or a force delete).
 ///
 /// By default there are no kubelets, as on the test apiserver: bound pods stay Terminating forever.
 /// [`InMemoryPods::with_kubelets`] makes them go away once their grace period ends, except on nodes
@@ -495,27 +496,35 @@ impl PodApi for InMemoryPods {
 
     async fn list_pods(&self, query: &ListQuery) -> Result<Vec<PodInfo>> {
         let terms = parse_selector(query.label_selector.as_deref().unwrap_or(""))?;
+        // The first page fixes the snapshot, as the API server serves every `continue` page
+        // from the resource version of the first one.
         self.delay().await;
-        let mut st = self.lock();
-        st.calls.lists += 1;
-        if let Some(fault) = st.list_fault {
-            return Err(fault_error(
-                fault,
-                "list pods",
-                format!("namespace {}", query.namespace),
-            ));
+        let found: Vec<PodInfo> = {
+            let mut st = self.lock();
+            st.calls.lists += 1;
+            if let Some(fault) = st.list_fault {
+                return Err(fault_error(
+                    fault,
+                    "list pods",
+                    format!("namespace {}", query.namespace),
+                ));
+            }
+            st.settle();
+            st.calls.list_pages += 1;
+            st.pods
+                .range((query.namespace.clone(), String::new())..)
+                .take_while(|((ns, _), _)| *ns == query.namespace)
+                .map(|(_, p)| p)
+                .filter(|p| matches(&terms, &p.labels))
+                .cloned()
+                .collect()
+        };
+        // One round trip (and one latency) per further page of `page_size` items.
+        let page_size = usize::try_from(query.page_size.max(1)).unwrap_or(usize::MAX);
+        for _ in 1..found.len().div_ceil(page_size) {
+            self.delay().await;
+            self.lock().calls.list_pages += 1;
         }
-        st.settle();
-        let found: Vec<PodInfo> = st
-            .pods
-            .range((query.namespace.clone(), String::new())..)
-            .take_while(|((ns, _), _)| *ns == query.namespace)
-            .map(|(_, p)| p)
-            .filter(|p| matches(&terms, &p.labels))
-            .cloned()
-            .collect();
-        let page = u64::from(query.page_size.max(1));
-        st.calls.list_pages += (found.len() as u64).div_ceil(page).max(1);
         Ok(found)
     }
 
@@ -555,7 +564,9 @@ impl PodApi for InMemoryPods {
             });
         }
         let grace = mode.grace_seconds.unwrap_or(DEFAULT_GRACE_SECONDS);
-        let outcome = if grace == 0 || pod.node_name.is_none() {
+        // As the API server's pod strategy (CheckGracefulDelete): a pod not bound to a node, or
+        // already Succeeded/Failed, is deleted at once whatever grace period was asked for.
+        let outcome = if grace == 0 || pod.node_name.is_none() || pod.phase.is_finished() {
             st.pods.remove(&id);
             DeleteOutcome::Deleted
         } else {
@@ -751,6 +762,28 @@ mod tests {
     async fn memory_conformance() {
         let api = InMemoryPods::new();
         crate::conformance::run_all(&api, &api, "mem").await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_page_is_a_round_trip() {
+        let api = InMemoryPods::new();
+        for i in 0..7 {
+            api.insert(NewPod::job("ns", "mgr", 1, i)).unwrap();
+        }
+        api.set_latency(Duration::from_millis(50));
+        let query = ListQuery::job_pods("ns").with_page_size(2);
+        let started = tokio::time::Instant::now();
+        let listed = api.list_pods(&query).await.unwrap();
+        assert_eq!(listed.len(), 7);
+        // 7 pods in pages of 2: 4 round trips of 50 ms each on tokio's (paused) clock.
+        assert_eq!(started.elapsed(), Duration::from_millis(200));
+        assert_eq!(api.calls().list_pages, 4);
+        let started = tokio::time::Instant::now();
+        api.list_pods(&ListQuery::job_pods("ns").with_page_size(250))
+            .await
+            .unwrap();
+        assert_eq!(started.elapsed(), Duration::from_millis(50));
+        assert_eq!(api.calls().list_pages, 5);
     }
 
     #[tokio::test]

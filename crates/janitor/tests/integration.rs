@@ -4,7 +4,9 @@
 mod integration {
     pub mod support;
 
+    pub mod identity_examples;
     mod kube_apiserver;
+    mod kube_retries;
     mod memory_reaper;
     mod mock;
     mod policy_props;

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use crate::error::ErrorKind;
-use crate::release::{ReleaseId, ReleaseManager, ReleaseSpec, ReleaseState, Removal};
+use crate::release::{ChartSource, ReleaseId, ReleaseManager, ReleaseSpec, ReleaseState, Removal};
 use crate::secret::{RunnerToken, SecretOutcome, SecretRef, TokenSecrets};
 use crate::values::RunnerValues;
 
@@ -22,20 +22,44 @@ pub fn test_spec(namespace: &str, name: &str) -> ReleaseSpec {
     ReleaseSpec::new(name, namespace, test_values()).with_timeout(Duration::from_secs(300))
 }
 
-/// Runs every release case, each in `<prefix>-<case>` namespaces.
+/// Where the cases take their chart from.
+#[derive(Debug, Clone, Default)]
+pub struct Suite {
+    /// The chart every case installs (a chart directory on a real engine without network).
+    pub chart: ChartSource,
+}
+
+impl Suite {
+    fn spec(&self, namespace: &str, name: &str) -> ReleaseSpec {
+        test_spec(namespace, name).with_chart(self.chart.clone())
+    }
+}
+
+/// Runs every release case with the default chart, each in `<prefix>-<case>` namespaces.
 pub async fn run_release_suite(rm: &dyn ReleaseManager, prefix: &str) {
-    ensure_installs_then_is_idempotent(rm, &format!("{prefix}-idem")).await;
-    upgrade_of_missing_release_is_not_found(rm, &format!("{prefix}-upg-missing")).await;
-    upgrade_applies_new_values(rm, &format!("{prefix}-upg")).await;
-    uninstall_is_idempotent(rm, &format!("{prefix}-uninst")).await;
+    run_release_suite_with(rm, prefix, &Suite::default()).await;
+}
+
+/// Runs every release case with `suite`'s chart, each in `<prefix>-<case>` namespaces.
+pub async fn run_release_suite_with(rm: &dyn ReleaseManager, prefix: &str, suite: &Suite) {
+    ensure_installs_then_is_idempotent(rm, suite, &format!("{prefix}-idem")).await;
+    upgrade_of_missing_release_is_not_found(rm, suite, &format!("{prefix}-upg-missing")).await;
+    upgrade_applies_new_values(rm, suite, &format!("{prefix}-upg")).await;
+    uninstall_is_idempotent(rm, suite, &format!("{prefix}-uninst")).await;
     status_of_missing_release_is_none(rm, &format!("{prefix}-missing")).await;
-    list_is_scoped_by_namespace(rm, &format!("{prefix}-list-a"), &format!("{prefix}-list-b")).await;
-    invalid_spec_is_rejected(rm, &format!("{prefix}-invalid")).await;
+    list_is_scoped_by_namespace(
+        rm,
+        suite,
+        &format!("{prefix}-list-a"),
+        &format!("{prefix}-list-b"),
+    )
+    .await;
+    invalid_spec_is_rejected(rm, suite, &format!("{prefix}-invalid")).await;
 }
 
 /// `ensure` installs (revision 1, deployed); `ensure` again with the same spec leaves one deployed release.
-pub async fn ensure_installs_then_is_idempotent(rm: &dyn ReleaseManager, ns: &str) {
-    let spec = test_spec(ns, "runner");
+pub async fn ensure_installs_then_is_idempotent(rm: &dyn ReleaseManager, suite: &Suite, ns: &str) {
+    let spec = suite.spec(ns, "runner");
     let first = rm.ensure(&spec).await.expect("first ensure");
     assert_eq!(
         (first.name.as_str(), first.namespace.as_str()),
@@ -59,14 +83,25 @@ pub async fn ensure_installs_then_is_idempotent(rm: &dyn ReleaseManager, ns: &st
         .expect("release exists");
     assert_eq!(status.state, ReleaseState::Deployed);
     assert_eq!(status.revision, second.revision);
+    assert!(
+        status.chart_version.is_some(),
+        "status reports the chart version: {status:?}"
+    );
+    let runner = status.runner.expect("status reports the release's values");
+    assert_eq!(runner.concurrent, 20);
+    assert_eq!(runner.tags, ["conformance"]);
     rm.uninstall(&spec.id(), Duration::from_secs(60))
         .await
         .expect("cleanup");
 }
 
 /// `upgrade` of a release that does not exist is [`ErrorKind::NotFound`] and installs nothing.
-pub async fn upgrade_of_missing_release_is_not_found(rm: &dyn ReleaseManager, ns: &str) {
-    let spec = test_spec(ns, "ghost");
+pub async fn upgrade_of_missing_release_is_not_found(
+    rm: &dyn ReleaseManager,
+    suite: &Suite,
+    ns: &str,
+) {
+    let spec = suite.spec(ns, "ghost");
     let e = rm
         .upgrade(&spec)
         .await
@@ -77,26 +112,32 @@ pub async fn upgrade_of_missing_release_is_not_found(rm: &dyn ReleaseManager, ns
 }
 
 /// `upgrade` of an existing release applies the new values and bumps the revision.
-pub async fn upgrade_applies_new_values(rm: &dyn ReleaseManager, ns: &str) {
-    let spec = test_spec(ns, "runner");
+pub async fn upgrade_applies_new_values(rm: &dyn ReleaseManager, suite: &Suite, ns: &str) {
+    let spec = suite.spec(ns, "runner");
     let first = rm.ensure(&spec).await.expect("install");
     let mut changed = spec.clone();
     changed.values.concurrent = 40;
     let up = rm.upgrade(&changed).await.expect("upgrade");
     assert_eq!(up.state, ReleaseState::Deployed);
     assert!(up.revision > first.revision);
-    if let Some(runner) = &up.runner {
-        assert_eq!(runner.concurrent, 40);
-        assert_eq!(runner.tags, ["conformance"]);
-    }
+    let runner = up.runner.expect("the upgrade reports the new values");
+    assert_eq!(runner.concurrent, 40);
+    assert_eq!(runner.tags, ["conformance"]);
+    let status = rm
+        .status(&spec.id())
+        .await
+        .expect("status")
+        .expect("release exists");
+    assert_eq!(status.revision, up.revision);
+    assert_eq!(status.runner.expect("values").concurrent, 40);
     rm.uninstall(&spec.id(), Duration::from_secs(60))
         .await
         .expect("cleanup");
 }
 
 /// `uninstall` removes the release; a second `uninstall` reports it was already absent.
-pub async fn uninstall_is_idempotent(rm: &dyn ReleaseManager, ns: &str) {
-    let spec = test_spec(ns, "runner");
+pub async fn uninstall_is_idempotent(rm: &dyn ReleaseManager, suite: &Suite, ns: &str) {
+    let spec = suite.spec(ns, "runner");
     rm.ensure(&spec).await.expect("install");
     assert_eq!(
         rm.uninstall(&spec.id(), Duration::from_secs(60))
@@ -124,9 +165,14 @@ pub async fn status_of_missing_release_is_none(rm: &dyn ReleaseManager, ns: &str
 }
 
 /// `list(Some(ns))` shows only that namespace; `list(None)` shows both.
-pub async fn list_is_scoped_by_namespace(rm: &dyn ReleaseManager, ns_a: &str, ns_b: &str) {
-    let a = test_spec(ns_a, "runner-a");
-    let b = test_spec(ns_b, "runner-b");
+pub async fn list_is_scoped_by_namespace(
+    rm: &dyn ReleaseManager,
+    suite: &Suite,
+    ns_a: &str,
+    ns_b: &str,
+) {
+    let a = suite.spec(ns_a, "runner-a");
+    let b = suite.spec(ns_b, "runner-b");
     rm.ensure(&a).await.expect("install a");
     rm.ensure(&b).await.expect("install b");
     let only_a = rm.list(Some(ns_a)).await.expect("list a");
@@ -148,13 +194,13 @@ pub async fn list_is_scoped_by_namespace(rm: &dyn ReleaseManager, ns_a: &str, ns
 }
 
 /// Invalid specs fail with [`ErrorKind::InvalidInput`] naming the field, and nothing is installed.
-pub async fn invalid_spec_is_rejected(rm: &dyn ReleaseManager, ns: &str) {
-    let mut spec = test_spec(ns, "runner");
+pub async fn invalid_spec_is_rejected(rm: &dyn ReleaseManager, suite: &Suite, ns: &str) {
+    let mut spec = suite.spec(ns, "runner");
     spec.values.concurrent = 0;
     let e = rm.ensure(&spec).await.expect_err("concurrent 0");
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
     assert!(e.issues().iter().any(|i| i.field == "concurrent"), "{e}");
-    let bad_name = test_spec(ns, "Not_A_Name");
+    let bad_name = suite.spec(ns, "Not_A_Name");
     let e = rm.ensure(&bad_name).await.expect_err("bad release name");
     assert!(e.issues().iter().any(|i| i.field == "release"), "{e}");
     assert!(rm.list(Some(ns)).await.expect("list").is_empty());

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::release::{ReleaseId, ReleaseManager, ReleaseSpec, ReleaseStatus, Removal};
-use crate::secret::{RunnerToken, SecretOutcome, SecretRef, TokenSecrets};
+use crate::secret::{Ownership, RunnerToken, SecretOutcome, SecretRef, TokenSecrets};
 
 /// What [`deploy_runner`] did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -33,8 +33,11 @@ pub fn token_fingerprint(token: &RunnerToken) -> String {
 }
 
 /// Validates `spec`, stores `token` in the Secret its values reference (in the release
-/// namespace), then installs or upgrades the release with the token's fingerprint as a manager
-/// pod annotation ([`TOKEN_FINGERPRINT_ANNOTATION`]). Nothing runs when validation fails.
+/// namespace; a Secret of that name that glrunner did not create is refused, nothing changed),
+/// creates the job namespace when it is a separate one (Helm does not; the chart puts the
+/// executor's Role there), then installs or upgrades the release with the token's fingerprint
+/// as a manager pod annotation ([`TOKEN_FINGERPRINT_ANNOTATION`]). Nothing runs when validation
+/// fails.
 pub async fn deploy_runner(
     secrets: &dyn TokenSecrets,
     releases: &dyn ReleaseManager,
@@ -48,6 +51,9 @@ pub async fn deploy_runner(
         token_fingerprint(token),
     );
     let secret = secrets.ensure(&spec.secret(), token).await?;
+    if let Some(job_ns) = spec.separate_job_namespace() {
+        secrets.ensure_namespace(job_ns).await?;
+    }
     let release = releases.ensure(&spec).await?;
     Ok(Deployed { secret, release })
 }
@@ -73,11 +79,15 @@ pub async fn upgrade_runner(
         token_fingerprint(token),
     );
     let secret = secrets.ensure(&spec.secret(), token).await?;
+    if let Some(job_ns) = spec.separate_job_namespace() {
+        secrets.ensure_namespace(job_ns).await?;
+    }
     let release = releases.upgrade(&spec).await?;
     Ok(Deployed { secret, release })
 }
 
-/// Uninstalls the release, then deletes its token Secret. Idempotent.
+/// Uninstalls the release, then deletes its token Secret. Idempotent. A Secret of that name that
+/// glrunner did not create is refused before anything is uninstalled.
 pub async fn remove_runner(
     secrets: &dyn TokenSecrets,
     releases: &dyn ReleaseManager,
@@ -86,8 +96,11 @@ pub async fn remove_runner(
     timeout: Duration,
 ) -> Result<Removal> {
     id.validate()?;
-    let secret = SecretRef::new(&id.namespace, secret_name);
+    let secret = SecretRef::new(&id.namespace, secret_name).for_release(&id.name);
     secret.validate()?;
+    if secrets.ownership(&secret).await? == Ownership::Foreign {
+        return Err(secret.foreign_error("delete"));
+    }
     let removal = releases.uninstall(id, timeout).await?;
     secrets.delete(&secret).await?;
     Ok(removal)
@@ -179,6 +192,58 @@ mod tests {
                 .lines()
                 .all(|l| !l.contains(TOKEN_FINGERPRINT_ANNOTATION))
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_foreign_secret_is_neither_written_nor_deleted_and_nothing_is_installed() {
+        let secrets = InMemoryTokenSecrets::new();
+        let releases = InMemoryReleases::new().with_secrets(secrets.clone());
+        let spec = ReleaseSpec::new("r", "ci", RunnerValues::new("https://gitlab.example.com"));
+        secrets.insert_foreign(&spec.secret());
+        let token = RunnerToken::new("glrt-abc").unwrap();
+        let e = deploy_runner(&secrets, &releases, &spec, &token)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Conflict);
+        assert!(e.to_string().contains("--secret-name"), "{e}");
+        assert!(releases.runners().is_empty(), "nothing installed");
+        assert!(!secrets.contains(&spec.secret()), "still the foreign one");
+        let e = remove_runner(
+            &secrets,
+            &releases,
+            &spec.id(),
+            "gitlab-runner-token",
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Conflict);
+        assert_eq!(
+            secrets.refs(),
+            [spec.secret()],
+            "the foreign Secret is still there"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_separate_job_namespace_is_created_before_the_release() {
+        let secrets = InMemoryTokenSecrets::new();
+        let releases = InMemoryReleases::new().with_secrets(secrets.clone());
+        let spec = ReleaseSpec::new(
+            "r",
+            "ci",
+            RunnerValues::new("https://gitlab.example.com").with_job_namespace("ci-jobs"),
+        );
+        // The double refuses a job namespace nobody created, as Helm does.
+        let e = releases.ensure(&spec).await.unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::NotFound);
+        assert!(e.to_string().contains("ci-jobs"), "{e}");
+        let token = RunnerToken::new("glrt-abc").unwrap();
+        let d = deploy_runner(&secrets, &releases, &spec, &token)
+            .await
+            .unwrap();
+        assert_eq!(d.release.state, crate::ReleaseState::Deployed);
+        assert!(secrets.has_namespace("ci-jobs"));
     }
 
     #[tokio::test]

@@ -2,6 +2,13 @@
 //!
 //! Values travel in a temporary file (mode 0600, removed when the command ends, also on error);
 //! the runner token never does: it is in the Secret named by `runners.secret`.
+//!
+//! Helm versions: the client asks `helm version --short` once and refuses anything older than
+//! [`MIN_HELM_VERSION`] (3.8, the first with OCI charts by default). Helm 4 gets `--wait=watcher`
+//! (its `--wait` takes a strategy; Helm 3's is a plain switch) and keeps Helm 4's server-side
+//! apply default (`--server-side=auto`: the method of the release's previous revision). The
+//! official chart is fetched with `--repo URL` on the command itself, so the user's own helm
+//! repositories (a `gitlab` entry pointing elsewhere, say) are never rewritten.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -13,8 +20,8 @@ use serde::Deserialize;
 use crate::cmd::HelmCmd;
 use crate::error::{Error, Result};
 use crate::release::{
-    CHART_NAME, ChartSource, GITLAB_REPO_NAME, GITLAB_REPO_URL, ReleaseId, ReleaseManager,
-    ReleaseSpec, ReleaseState, ReleaseStatus, Removal,
+    CHART_NAME, ChartSource, GITLAB_REPO_URL, ReleaseId, ReleaseManager, ReleaseSpec, ReleaseState,
+    ReleaseStatus, Removal,
 };
 use crate::values::RunnerSummary;
 
@@ -22,6 +29,43 @@ use crate::values::RunnerSummary;
 pub const HELM_ENV: &str = "GLRUNNER_HELM";
 /// Revisions Helm keeps per release.
 const HISTORY_MAX: &str = "10";
+/// Oldest helm this client drives.
+pub const MIN_HELM_VERSION: semver::Version = semver::Version::new(3, 8, 0);
+/// First helm with `helm get metadata`.
+const GET_METADATA_SINCE: semver::Version = semver::Version::new(3, 13, 0);
+
+/// The helm CLI's version, as `helm version --short` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HelmVersion(pub semver::Version);
+
+impl HelmVersion {
+    /// Parses `helm version --short` output such as `v3.16.2+g13654a5` or `v4.0.1+g1a2b3c4`.
+    pub fn parse(output: &str) -> Option<Self> {
+        let token = output.split_whitespace().next()?;
+        let token = token.strip_prefix('v').unwrap_or(token);
+        let core = token.split('+').next()?;
+        semver::Version::parse(core).ok().map(Self)
+    }
+
+    /// Whether this is Helm 4 or later.
+    pub fn is_helm4(&self) -> bool {
+        self.0.major >= 4
+    }
+
+    /// The `--wait` argument for install, upgrade and uninstall.
+    fn wait_flag(&self) -> &'static str {
+        if self.is_helm4() {
+            "--wait=watcher"
+        } else {
+            "--wait"
+        }
+    }
+
+    /// Whether `helm get metadata` exists.
+    fn has_get_metadata(&self) -> bool {
+        self.0 >= GET_METADATA_SINCE
+    }
+}
 
 /// Builds a [`HelmCli`].
 #[derive(Debug, Clone, Default)]
@@ -111,7 +155,7 @@ impl HelmCliBuilder {
             kubeconfig: self.kubeconfig,
             context: self.context,
             repo_url,
-            repo_ready: tokio::sync::OnceCell::new(),
+            version: tokio::sync::OnceCell::new(),
         })
     }
 }
@@ -123,7 +167,7 @@ pub struct HelmCli {
     kubeconfig: Option<PathBuf>,
     context: Option<String>,
     repo_url: String,
-    repo_ready: tokio::sync::OnceCell<()>,
+    version: tokio::sync::OnceCell<HelmVersion>,
 }
 
 impl HelmCli {
@@ -151,51 +195,51 @@ impl HelmCli {
         cmd
     }
 
-    /// Adds and refreshes the gitlab chart repository, once per client.
-    async fn prepare_repo(&self) -> Result<()> {
-        self.repo_ready
+    /// The helm CLI's version, asked once per client; versions before [`MIN_HELM_VERSION`] are refused.
+    pub async fn version(&self) -> Result<HelmVersion> {
+        self.version
             .get_or_try_init(|| async {
-                HelmCmd::new(
-                    &self.program,
-                    format!(
-                        "add the {GITLAB_REPO_NAME} chart repository {}",
-                        self.repo_url
-                    ),
-                )
-                .about(format!("helm repository {GITLAB_REPO_NAME:?}"), "add")
-                .args([
-                    "repo",
-                    "add",
-                    GITLAB_REPO_NAME,
-                    self.repo_url.as_str(),
-                    "--force-update",
-                ])
-                .run()
-                .await?;
-                HelmCmd::new(
-                    &self.program,
-                    format!("refresh the {GITLAB_REPO_NAME} chart repository index"),
-                )
-                .about(format!("helm repository {GITLAB_REPO_NAME:?}"), "update")
-                .args(["repo", "update", GITLAB_REPO_NAME])
-                .run()
-                .await?;
-                Ok::<(), Error>(())
+                let out = HelmCmd::new(&self.program, "read the helm CLI's version")
+                    .about("the helm CLI", "read the version of")
+                    .args(["version", "--short"])
+                    .run()
+                    .await?;
+                let version = HelmVersion::parse(&out).ok_or_else(|| Error::Backend {
+                    backend: "helm",
+                    resource: format!("the helm CLI {}", self.program.display()),
+                    action: "read the version of".into(),
+                    source: format!("unexpected `helm version --short` output {:?}", out.trim())
+                        .into(),
+                })?;
+                if version.0 < MIN_HELM_VERSION {
+                    return Err(Error::invalid(
+                        "helm",
+                        format!(
+                            "{} is helm {}, older than the {MIN_HELM_VERSION} this tool needs",
+                            self.program.display(),
+                            version.0
+                        ),
+                        "install Helm 3.8 or newer (Helm 4 works too) and point --helm / GLRUNNER_HELM at it",
+                    ));
+                }
+                tracing::debug!(version = %version.0, "helm CLI version");
+                Ok(version)
             })
-            .await?;
-        Ok(())
+            .await
+            .cloned()
     }
 
-    async fn chart_args(&self, chart: &ChartSource) -> Result<Vec<std::ffi::OsString>> {
-        Ok(match chart {
-            ChartSource::Repo { version } => {
-                self.prepare_repo().await?;
-                vec![
-                    format!("{GITLAB_REPO_NAME}/{CHART_NAME}").into(),
-                    "--version".into(),
-                    version.as_str().into(),
-                ]
-            }
+    fn chart_args(&self, chart: &ChartSource) -> Vec<std::ffi::OsString> {
+        match chart {
+            // `--repo` fetches from the URL directly: no `helm repo add`, so a user's own
+            // repository named `gitlab` is left alone.
+            ChartSource::Repo { version } => vec![
+                CHART_NAME.into(),
+                "--repo".into(),
+                self.repo_url.as_str().into(),
+                "--version".into(),
+                version.as_str().into(),
+            ],
             ChartSource::Path { path } => vec![path.as_os_str().to_owned()],
             ChartSource::Oci { reference, version } => {
                 vec![
@@ -204,7 +248,60 @@ impl HelmCli {
                     version.as_str().into(),
                 ]
             }
-        })
+        }
+    }
+
+    /// The chart version and app version of a release.
+    async fn chart_of(
+        &self,
+        id: &ReleaseId,
+        helm: &HelmVersion,
+    ) -> Result<(Option<String>, Option<String>)> {
+        if helm.has_get_metadata() {
+            let stdout = self
+                .cmd(format!("read the chart metadata of {}", id.describe()))
+                .about(id.describe(), "read the chart metadata of")
+                .args([
+                    "get",
+                    "metadata",
+                    id.name.as_str(),
+                    "--namespace",
+                    id.namespace.as_str(),
+                    "--output",
+                    "json",
+                ])
+                .run()
+                .await?;
+            let meta: HelmMetadata = serde_json::from_str(stdout.trim())
+                .map_err(|e| bad_output(id.describe(), "read the chart metadata of", e))?;
+            return Ok((
+                meta.version.filter(|v| !v.is_empty()),
+                meta.app_version.filter(|v| !v.is_empty()),
+            ));
+        }
+        let filter = format!("^{}$", id.name);
+        let stdout = self
+            .cmd(format!("find {} in helm list", id.describe()))
+            .about(id.describe(), "list")
+            .args([
+                "list",
+                "--all",
+                "--max",
+                "0",
+                "--filter",
+                filter.as_str(),
+                "--namespace",
+                id.namespace.as_str(),
+                "--output",
+                "json",
+            ])
+            .run()
+            .await?;
+        Ok(parse_list(&stdout, &id.namespace)?
+            .into_iter()
+            .find(|r| r.name == id.name)
+            .map(|r| (r.chart_version, r.app_version))
+            .unwrap_or_default())
     }
 
     async fn deploy(&self, spec: &ReleaseSpec, install: bool) -> Result<ReleaseStatus> {
@@ -216,7 +313,8 @@ impl HelmCli {
         } else {
             "upgrade"
         };
-        let chart = self.chart_args(&spec.chart).await?;
+        let helm = self.version().await?;
+        let chart = self.chart_args(&spec.chart);
         let values_file = ValuesFile::write(&yaml)?;
         let timeout = format!("{}s", spec.timeout.as_secs());
         let mut cmd = self
@@ -241,7 +339,7 @@ impl HelmCli {
             ])
             .args([values_file.path().as_os_str()])
             .args([
-                "--wait",
+                helm.wait_flag(),
                 "--timeout",
                 timeout.as_str(),
                 "--history-max",
@@ -254,10 +352,8 @@ impl HelmCli {
             .await;
         values_file.remove();
         let stdout = result?;
-        let mut status = parse_release(&stdout, &id, action)?;
-        if status.runner.is_none() {
-            status.runner = Some(RunnerSummary::of(&spec.values));
-        }
+        // Only what helm reported: no field is filled in from the request.
+        let status = parse_release(&stdout, &id, action)?;
         tracing::info!(release = %id, revision = status.revision, state = %status.state, "helm release {action} done");
         Ok(status)
     }
@@ -315,6 +411,7 @@ impl ReleaseManager for HelmCli {
 
     async fn uninstall(&self, id: &ReleaseId, timeout: Duration) -> Result<Removal> {
         id.validate()?;
+        let helm = self.version().await?;
         let secs = format!("{}s", timeout.as_secs().max(1));
         let result = self
             .cmd(format!("uninstall {}", id.describe()))
@@ -324,7 +421,7 @@ impl ReleaseManager for HelmCli {
                 id.name.as_str(),
                 "--namespace",
                 id.namespace.as_str(),
-                "--wait",
+                helm.wait_flag(),
                 "--timeout",
                 secs.as_str(),
             ])
@@ -346,6 +443,7 @@ impl ReleaseManager for HelmCli {
 
     async fn status(&self, id: &ReleaseId) -> Result<Option<ReleaseStatus>> {
         id.validate()?;
+        let helm = self.version().await?;
         let result = self
             .cmd(format!("read the status of {}", id.describe()))
             .about(id.describe(), "read the status of")
@@ -359,11 +457,19 @@ impl ReleaseManager for HelmCli {
             ])
             .run()
             .await;
-        match result {
-            Ok(stdout) => parse_release(&stdout, id, "read the status of").map(Some),
-            Err(Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(e),
+        let mut status = match result {
+            Ok(stdout) => parse_release(&stdout, id, "read the status of")?,
+            Err(Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        // `helm status -o json` strips the chart: read its version from the release metadata
+        // (helm 3.13+) or from `helm list --filter` (older helm).
+        if status.chart_version.is_none() {
+            let (chart_version, app_version) = self.chart_of(id, &helm).await?;
+            status.chart_version = chart_version;
+            status.app_version = app_version;
         }
+        Ok(Some(status))
     }
 
     async fn list<'a>(&self, namespace: Option<&'a str>) -> Result<Vec<ReleaseStatus>> {
@@ -378,7 +484,8 @@ impl ReleaseManager for HelmCli {
         let mut cmd = self
             .cmd(format!("list gitlab-runner releases in {scope}"))
             .about(format!("helm releases in {scope}"), "list")
-            .args(["list", "--all", "--output", "json"]);
+            // `--max 0`: every release (helm's default stops at 256).
+            .args(["list", "--all", "--max", "0", "--output", "json"]);
         cmd = match namespace {
             Some(ns) => cmd.args(["--namespace", ns]),
             None => cmd.args(["--all-namespaces"]),
@@ -415,6 +522,15 @@ struct HelmChart {
 
 #[derive(Deserialize)]
 struct HelmChartMetadata {
+    #[serde(default)]
+    version: Option<String>,
+    #[serde(default, rename = "appVersion")]
+    app_version: Option<String>,
+}
+
+/// `helm get metadata --output json`.
+#[derive(Deserialize)]
+struct HelmMetadata {
     #[serde(default)]
     version: Option<String>,
     #[serde(default, rename = "appVersion")]

@@ -1,4 +1,6 @@
-//! `KubeTokenSecrets`: the [`TokenSecrets`] backend on kube-rs (create, compare, replace with optimistic locking).
+//! `KubeTokenSecrets`: the [`TokenSecrets`] backend on kube-rs: the Secret is written with
+//! server-side apply (field manager `glrunner`), only when it is absent or carries glrunner's
+//! label, and deleted with a resourceVersion precondition after the same check.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -7,18 +9,18 @@ use async_trait::async_trait;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{DeleteParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 
 use crate::error::{Error, Result};
 use crate::secret::{
-    MANAGED_BY_LABEL, REGISTRATION_TOKEN_KEY, RUNNER_TOKEN_KEY, RunnerToken, SecretOutcome,
-    SecretRef, StoredTokenSecret, TokenSecrets,
+    MANAGED_BY_LABEL, Ownership, REGISTRATION_TOKEN_KEY, RELEASE_LABEL, RUNNER_TOKEN_KEY,
+    RunnerToken, SecretOutcome, SecretRef, StoredTokenSecret, TokenSecrets,
 };
 
-/// Attempts at a create/replace race before giving up with [`Error::Conflict`].
-const MAX_ATTEMPTS: usize = 4;
+/// Field manager of glrunner's server-side applies.
+const FIELD_MANAGER: &str = "glrunner";
 
 /// Runner token Secrets through the Kubernetes API.
 #[derive(Clone)]
@@ -74,7 +76,7 @@ impl KubeTokenSecrets {
         Ok(Self { client })
     }
 
-    async fn ensure_namespace(&self, ns: &str) -> Result<()> {
+    async fn create_namespace(&self, ns: &str) -> Result<bool> {
         let api: Api<Namespace> = Api::all(self.client.clone());
         let resource = format!("namespace {ns:?}");
         if api
@@ -83,7 +85,7 @@ impl KubeTokenSecrets {
             .map_err(|e| map_kube(e, &resource, "read"))?
             .is_some()
         {
-            return Ok(());
+            return Ok(false);
         }
         let namespace = Namespace {
             metadata: ObjectMeta {
@@ -99,10 +101,10 @@ impl KubeTokenSecrets {
         match api.create(&PostParams::default(), &namespace).await {
             Ok(_) => {
                 tracing::info!(namespace = ns, "created namespace");
-                Ok(())
+                Ok(true)
             }
             Err(e) => match map_kube(e, &resource, "create") {
-                Error::AlreadyExists { .. } => Ok(()),
+                Error::AlreadyExists { .. } => Ok(false),
                 other => Err(other),
             },
         }
@@ -120,17 +122,37 @@ fn desired_data(token: &RunnerToken) -> BTreeMap<String, ByteString> {
     ])
 }
 
-fn is_current(existing: &Secret, token: &RunnerToken) -> bool {
-    let data_ok =
-        existing.data.as_ref() == Some(&desired_data(token)) && existing.string_data.is_none();
-    let labelled = existing
+/// The labels glrunner puts on a token Secret.
+fn desired_labels(secret: &SecretRef) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::from([(
+        MANAGED_BY_LABEL.0.to_string(),
+        MANAGED_BY_LABEL.1.to_string(),
+    )]);
+    if let Some(release) = &secret.release {
+        labels.insert(RELEASE_LABEL.to_string(), release.clone());
+    }
+    labels
+}
+
+/// Whether the Secret carries glrunner's label.
+fn is_managed(existing: &Secret) -> bool {
+    existing
         .metadata
         .labels
         .as_ref()
         .and_then(|l| l.get(MANAGED_BY_LABEL.0))
-        .is_some_and(|v| v == MANAGED_BY_LABEL.1);
+        .is_some_and(|v| v == MANAGED_BY_LABEL.1)
+}
+
+fn is_current(existing: &Secret, secret: &SecretRef, token: &RunnerToken) -> bool {
+    let data_ok =
+        existing.data.as_ref() == Some(&desired_data(token)) && existing.string_data.is_none();
+    let labels = existing.metadata.labels.clone().unwrap_or_default();
+    let labels_ok = desired_labels(secret)
+        .iter()
+        .all(|(k, v)| labels.get(k) == Some(v));
     let type_ok = existing.type_.as_deref().is_none_or(|t| t == "Opaque");
-    data_ok && labelled && type_ok
+    data_ok && labels_ok && type_ok
 }
 
 /// Maps a kube error to a category, naming the resource and the action.
@@ -180,91 +202,56 @@ fn map_kube(e: kube::Error, resource: &str, action: &str) -> Error {
 impl TokenSecrets for KubeTokenSecrets {
     async fn ensure(&self, secret: &SecretRef, token: &RunnerToken) -> Result<SecretOutcome> {
         secret.validate()?;
-        self.ensure_namespace(&secret.namespace).await?;
+        self.create_namespace(&secret.namespace).await?;
         let api: Api<Secret> = Api::namespaced(self.client.clone(), &secret.namespace);
         let resource = secret.describe();
-        for attempt in 1..=MAX_ATTEMPTS {
-            let existing = api
-                .get_opt(&secret.name)
-                .await
-                .map_err(|e| map_kube(e, &resource, "read"))?;
-            match existing {
-                None => {
-                    let new = Secret {
-                        metadata: ObjectMeta {
-                            name: Some(secret.name.clone()),
-                            namespace: Some(secret.namespace.clone()),
-                            labels: Some(BTreeMap::from([(
-                                MANAGED_BY_LABEL.0.to_string(),
-                                MANAGED_BY_LABEL.1.to_string(),
-                            )])),
-                            ..ObjectMeta::default()
-                        },
-                        type_: Some("Opaque".to_string()),
-                        data: Some(desired_data(token)),
-                        ..Secret::default()
-                    };
-                    match api.create(&PostParams::default(), &new).await {
-                        Ok(_) => {
-                            tracing::info!(secret = %secret, "created runner token secret");
-                            return Ok(SecretOutcome::Created);
-                        }
-                        Err(e) => match map_kube(e, &resource, "create") {
-                            Error::AlreadyExists { .. } if attempt < MAX_ATTEMPTS => continue,
-                            other => return Err(other),
-                        },
-                    }
-                }
-                Some(current) if is_current(&current, token) => {
-                    tracing::info!(secret = %secret, "runner token secret already current");
-                    return Ok(SecretOutcome::Unchanged);
-                }
-                Some(mut current) => {
-                    if current.type_.as_deref().is_some_and(|t| t != "Opaque") {
-                        return Err(Error::Conflict {
-                            resource,
-                            action: "update".into(),
-                            detail: format!(
-                                "it has type {:?}, not Opaque; delete it or choose another runners.secret",
-                                current.type_
-                            ),
-                        });
-                    }
-                    current.data = Some(desired_data(token));
-                    current.string_data = None;
-                    current
-                        .metadata
-                        .labels
-                        .get_or_insert_with(BTreeMap::new)
-                        .insert(
-                            MANAGED_BY_LABEL.0.to_string(),
-                            MANAGED_BY_LABEL.1.to_string(),
-                        );
-                    // resourceVersion from the read makes this an optimistic, race-safe replace.
-                    match api
-                        .replace(&secret.name, &PostParams::default(), &current)
-                        .await
-                    {
-                        Ok(_) => {
-                            tracing::info!(secret = %secret, "updated runner token secret");
-                            return Ok(SecretOutcome::Updated);
-                        }
-                        Err(e) => match map_kube(e, &resource, "update") {
-                            Error::Conflict { .. } | Error::NotFound { .. }
-                                if attempt < MAX_ATTEMPTS =>
-                            {
-                                continue;
-                            }
-                            other => return Err(other),
-                        },
-                    }
-                }
+        let existing = api
+            .get_opt(&secret.name)
+            .await
+            .map_err(|e| map_kube(e, &resource, "read"))?;
+        let resource_version = match &existing {
+            Some(current) if !is_managed(current) => return Err(secret.foreign_error("write")),
+            Some(current) if is_current(current, secret, token) => {
+                tracing::info!(secret = %secret, "runner token secret already current");
+                return Ok(SecretOutcome::Unchanged);
             }
-        }
-        Err(Error::Conflict {
-            resource,
-            action: "create or update".into(),
-            detail: format!("still racing after {MAX_ATTEMPTS} attempts"),
+            Some(current) if current.type_.as_deref().is_some_and(|t| t != "Opaque") => {
+                return Err(Error::Conflict {
+                    resource,
+                    action: "update".into(),
+                    detail: format!(
+                        "it has type {:?}, not Opaque; delete it or choose another --secret-name",
+                        current.type_
+                    ),
+                });
+            }
+            Some(current) => current.metadata.resource_version.clone(),
+            None => None,
+        };
+        let desired = Secret {
+            metadata: ObjectMeta {
+                name: Some(secret.name.clone()),
+                namespace: Some(secret.namespace.clone()),
+                labels: Some(desired_labels(secret)),
+                // The version we checked: the apply fails with a conflict if the Secret changed
+                // (say, was replaced by a foreign one) since.
+                resource_version: resource_version.clone(),
+                ..ObjectMeta::default()
+            },
+            type_: Some("Opaque".to_string()),
+            data: Some(desired_data(token)),
+            ..Secret::default()
+        };
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        api.patch(&secret.name, &params, &Patch::Apply(&desired))
+            .await
+            .map_err(|e| map_kube(e, &resource, "apply"))?;
+        Ok(if resource_version.is_some() {
+            tracing::info!(secret = %secret, "updated runner token secret");
+            SecretOutcome::Updated
+        } else {
+            tracing::info!(secret = %secret, "created runner token secret");
+            SecretOutcome::Created
         })
     }
 
@@ -309,16 +296,57 @@ impl TokenSecrets for KubeTokenSecrets {
     async fn delete(&self, secret: &SecretRef) -> Result<bool> {
         secret.validate()?;
         let api: Api<Secret> = Api::namespaced(self.client.clone(), &secret.namespace);
-        match api.delete(&secret.name, &DeleteParams::default()).await {
+        let resource = secret.describe();
+        let Some(current) = api
+            .get_opt(&secret.name)
+            .await
+            .map_err(|e| map_kube(e, &resource, "read"))?
+        else {
+            return Ok(false);
+        };
+        if !is_managed(&current) {
+            return Err(secret.foreign_error("delete"));
+        }
+        // Delete exactly the Secret we checked, not one created in its place since.
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: current.metadata.uid.clone(),
+                resource_version: current.metadata.resource_version.clone(),
+            }),
+            ..DeleteParams::default()
+        };
+        match api.delete(&secret.name, &params).await {
             Ok(_) => {
                 tracing::info!(secret = %secret, "deleted runner token secret");
                 Ok(true)
             }
-            Err(e) => match map_kube(e, &secret.describe(), "delete") {
+            Err(e) => match map_kube(e, &resource, "delete") {
                 Error::NotFound { .. } => Ok(false),
                 other => Err(other),
             },
         }
+    }
+
+    async fn ownership(&self, secret: &SecretRef) -> Result<Ownership> {
+        secret.validate()?;
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), &secret.namespace);
+        Ok(
+            match api
+                .get_opt(&secret.name)
+                .await
+                .map_err(|e| map_kube(e, &secret.describe(), "read"))?
+            {
+                None => Ownership::Absent,
+                Some(s) if is_managed(&s) => Ownership::Glrunner,
+                Some(_) => Ownership::Foreign,
+            },
+        )
+    }
+
+    async fn ensure_namespace(&self, namespace: &str) -> Result<bool> {
+        crate::validate::namespace("namespace", namespace)
+            .map_err(|i| Error::InvalidInput { issues: vec![i] })?;
+        self.create_namespace(namespace).await
     }
 }
 
@@ -365,6 +393,7 @@ mod tests {
     #[test]
     fn currency_check_requires_exact_data_and_label() {
         let token = RunnerToken::new("glrt-abc").unwrap();
+        let r = SecretRef::new("ci", "s");
         let mut s = Secret {
             metadata: ObjectMeta {
                 labels: Some(BTreeMap::from([(
@@ -377,15 +406,24 @@ mod tests {
             data: Some(desired_data(&token)),
             ..Secret::default()
         };
-        assert!(is_current(&s, &token));
-        assert!(!is_current(&s, &RunnerToken::new("glrt-other").unwrap()));
+        assert!(is_current(&s, &r, &token));
+        assert!(!is_current(
+            &s,
+            &r,
+            &RunnerToken::new("glrt-other").unwrap()
+        ));
+        assert!(
+            !is_current(&s, &r.clone().for_release("runner-1"), &token),
+            "the release label is missing"
+        );
         s.data
             .as_mut()
             .unwrap()
             .insert("extra".into(), ByteString(vec![1]));
-        assert!(!is_current(&s, &token));
+        assert!(!is_current(&s, &r, &token));
         s.data = Some(desired_data(&token));
         s.metadata.labels = None;
-        assert!(!is_current(&s, &token));
+        assert!(!is_current(&s, &r, &token));
+        assert!(!is_managed(&s));
     }
 }

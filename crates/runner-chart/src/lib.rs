@@ -10,9 +10,10 @@
 //!   `poll_timeout`, requests = limits for build, helper and services, `privileged = false`).
 //!   Rendered to YAML with `serde_norway`. Every validation error names the field and the fix.
 //! - [`RunnerToken`] and the [`TokenSecrets`] trait: the `glrt-` token lives in a Kubernetes
-//!   Secret (`runner-token` plus the empty `runner-registration-token` the chart expects). The
-//!   token is redacted in `Debug`/`Display`, never on helm's command line, never in a values file
-//!   or Helm's stored values, never logged.
+//!   Secret (`runner-token` plus the empty `runner-registration-token` the chart expects),
+//!   labelled `app.kubernetes.io/managed-by: glrunner` and with its release; a Secret without
+//!   that label is never written over nor deleted. The token is redacted in `Debug`/`Display`,
+//!   never on helm's command line, never in a values file or Helm's stored values, never logged.
 //! - The [`ReleaseManager`] trait: `ensure` (`helm upgrade --install --wait`, idempotent, bounded),
 //!   `upgrade`, `uninstall` (idempotent), `status`, `list`.
 //! - [`FleetPlan`]: N concurrent jobs → K releases `<prefix>-1..K`, each with its own tag and
@@ -88,7 +89,7 @@ pub use deploy::{
 pub use error::{Error, ErrorKind, Invalid, Result};
 pub use fargate::FargateSize;
 pub use fleet::{FleetPlan, FleetRequest, FleetWarning, Shard};
-pub use helm::{HelmCli, HelmCliBuilder};
+pub use helm::{HelmCli, HelmCliBuilder, HelmVersion};
 pub use k8s::KubeTokenSecrets;
 pub use memory::{InMemoryReleases, InMemoryTokenSecrets, InstalledRunner, Timing};
 #[cfg(feature = "mock")]
@@ -100,10 +101,11 @@ pub use release::{
 #[cfg(feature = "mock")]
 pub use secret::MockTokenSecrets;
 pub use secret::{
-    DynTokenSecrets, RunnerToken, SecretOutcome, SecretRef, StoredTokenSecret, TokenSecrets,
+    DynTokenSecrets, Ownership, RunnerToken, SecretOutcome, SecretRef, StoredTokenSecret,
+    TokenSecrets,
 };
 pub use validate::{ChartVersion, DEFAULT_CHART_VERSION};
 pub use values::{
     ContainerResources, EnvVar, FargateRounding, KubernetesExecutor, PolicyRule, RunnerSummary,
-    RunnerValues,
+    RunnerValues, manager_resources_for, recommended_request_concurrency,
 };

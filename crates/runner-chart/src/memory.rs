@@ -5,7 +5,7 @@
 //! (tags, `concurrent`, job namespace, state) through [`InMemoryReleases::runners`] and wakes on
 //! [`InMemoryReleases::subscribe`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -18,7 +18,9 @@ use crate::fargate::FargateSize;
 use crate::release::{
     ReleaseId, ReleaseManager, ReleaseSpec, ReleaseState, ReleaseStatus, Removal,
 };
-use crate::secret::{RunnerToken, SecretOutcome, SecretRef, StoredTokenSecret, TokenSecrets};
+use crate::secret::{
+    Ownership, RunnerToken, SecretOutcome, SecretRef, StoredTokenSecret, TokenSecrets,
+};
 use crate::values::{RunnerSummary, RunnerValues};
 
 /// App version the in-memory releases report for the pinned chart.
@@ -272,6 +274,47 @@ impl InMemoryReleases {
         } else {
             "upgrade"
         };
+        // Helm creates the release namespace (--create-namespace), never the job namespace the
+        // chart puts the executor's Role in: the apply fails, the release is left failed.
+        let missing_job_namespace = match (&self.secrets, &spec.values.executor.namespace) {
+            (Some(secrets), Some(job_ns)) if *job_ns != spec.namespace => {
+                (!secrets.has_namespace(job_ns)).then(|| job_ns.clone())
+            }
+            _ => None,
+        };
+        if let Some(secrets) = &self.secrets
+            && install
+        {
+            secrets.add_namespace(&spec.namespace);
+        }
+        if let Some(job_ns) = missing_job_namespace {
+            {
+                let mut map = self.lock();
+                match map.get_mut(&id) {
+                    Some(r) if !r.state.is_pending() => {
+                        r.revision += 1;
+                        r.spec = spec.clone();
+                        r.state = ReleaseState::Failed;
+                    }
+                    None if install => {
+                        map.insert(
+                            id.clone(),
+                            StoredRelease {
+                                spec: spec.clone(),
+                                revision: 1,
+                                state: ReleaseState::Failed,
+                            },
+                        );
+                    }
+                    _ => {}
+                }
+            }
+            self.notify();
+            return Err(Error::NotFound {
+                resource: format!("namespace {job_ns:?} (the job namespace)"),
+                action: format!("{action} {} (its Role goes there)", id.describe()),
+            });
+        }
         let (revision, wait) = {
             let mut map = self.lock();
             match map.get_mut(&id) {
@@ -406,10 +449,26 @@ impl ReleaseManager for InMemoryReleases {
     }
 }
 
-/// In-memory [`TokenSecrets`]. Clones share state.
+/// One stored Secret: glrunner's (with its token) or someone else's.
+#[derive(Debug, Clone)]
+enum StoredSecret {
+    Glrunner(RunnerToken),
+    Foreign,
+}
+
+#[derive(Debug, Default)]
+struct SecretsState {
+    secrets: BTreeMap<SecretRef, StoredSecret>,
+    namespaces: BTreeSet<String>,
+}
+
+/// In-memory [`TokenSecrets`], with the namespaces it created. Clones share state.
+///
+/// Like the API server it holds Secrets glrunner did not create ([`Self::insert_foreign`]),
+/// which are never written over nor deleted.
 #[derive(Debug, Clone, Default)]
 pub struct InMemoryTokenSecrets {
-    secrets: Arc<Mutex<BTreeMap<SecretRef, RunnerToken>>>,
+    state: Arc<Mutex<SecretsState>>,
 }
 
 impl InMemoryTokenSecrets {
@@ -418,18 +477,39 @@ impl InMemoryTokenSecrets {
         Self::default()
     }
 
-    /// Whether the Secret exists.
+    /// Whether glrunner's Secret exists (a foreign one of that name does not count).
     pub fn contains(&self, secret: &SecretRef) -> bool {
-        self.lock().contains_key(secret)
+        matches!(
+            self.lock().secrets.get(secret),
+            Some(StoredSecret::Glrunner(_))
+        )
     }
 
-    /// Every stored Secret's reference.
+    /// Every stored Secret's reference (foreign ones included).
     pub fn refs(&self) -> Vec<SecretRef> {
-        self.lock().keys().cloned().collect()
+        self.lock().secrets.keys().cloned().collect()
     }
 
-    fn lock(&self) -> MutexGuard<'_, BTreeMap<SecretRef, RunnerToken>> {
-        self.secrets
+    /// Puts a Secret there that glrunner did not create (no managed-by label), as someone else would.
+    pub fn insert_foreign(&self, secret: &SecretRef) {
+        let mut state = self.lock();
+        state.namespaces.insert(secret.namespace.clone());
+        state.secrets.insert(secret.clone(), StoredSecret::Foreign);
+    }
+
+    /// Whether `namespace` exists (created by [`TokenSecrets::ensure`] or
+    /// [`TokenSecrets::ensure_namespace`], or by [`Self::insert_foreign`]).
+    pub fn has_namespace(&self, namespace: &str) -> bool {
+        self.lock().namespaces.contains(namespace)
+    }
+
+    /// Records a namespace created elsewhere (Helm's `--create-namespace`, an administrator).
+    pub fn add_namespace(&self, namespace: &str) {
+        self.lock().namespaces.insert(namespace.to_string());
+    }
+
+    fn lock(&self) -> MutexGuard<'_, SecretsState> {
+        self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -439,27 +519,67 @@ impl InMemoryTokenSecrets {
 impl TokenSecrets for InMemoryTokenSecrets {
     async fn ensure(&self, secret: &SecretRef, token: &RunnerToken) -> Result<SecretOutcome> {
         secret.validate()?;
-        let outcome = match self.lock().insert(secret.clone(), token.clone()) {
+        let mut state = self.lock();
+        let outcome = match state.secrets.get(secret) {
+            Some(StoredSecret::Foreign) => return Err(secret.foreign_error("write")),
             None => SecretOutcome::Created,
-            Some(old) if old == *token => SecretOutcome::Unchanged,
-            Some(_) => SecretOutcome::Updated,
+            Some(StoredSecret::Glrunner(old)) if old == token => SecretOutcome::Unchanged,
+            Some(StoredSecret::Glrunner(_)) => SecretOutcome::Updated,
         };
+        state.namespaces.insert(secret.namespace.clone());
+        state
+            .secrets
+            .insert(secret.clone(), StoredSecret::Glrunner(token.clone()));
+        drop(state);
         tracing::info!(secret = %secret, ?outcome, "runner token secret ensured (memory)");
         Ok(outcome)
     }
 
     async fn get(&self, secret: &SecretRef) -> Result<Option<StoredTokenSecret>> {
         secret.validate()?;
-        Ok(self.lock().get(secret).map(|token| StoredTokenSecret {
-            token: token.clone(),
-            registration_key_empty: true,
-            managed_by_glrunner: true,
-        }))
+        Ok(match self.lock().secrets.get(secret) {
+            None => None,
+            Some(StoredSecret::Glrunner(token)) => Some(StoredTokenSecret {
+                token: token.clone(),
+                registration_key_empty: true,
+                managed_by_glrunner: true,
+            }),
+            Some(StoredSecret::Foreign) => {
+                return Err(Error::invalid(
+                    format!("{} key runner-token", secret.describe()),
+                    "is not a glrunner runner token (the Secret was not created by glrunner)",
+                    "choose another --secret-name",
+                ));
+            }
+        })
     }
 
     async fn delete(&self, secret: &SecretRef) -> Result<bool> {
         secret.validate()?;
-        Ok(self.lock().remove(secret).is_some())
+        let mut state = self.lock();
+        match state.secrets.get(secret) {
+            None => Ok(false),
+            Some(StoredSecret::Foreign) => Err(secret.foreign_error("delete")),
+            Some(StoredSecret::Glrunner(_)) => {
+                state.secrets.remove(secret);
+                Ok(true)
+            }
+        }
+    }
+
+    async fn ownership(&self, secret: &SecretRef) -> Result<Ownership> {
+        secret.validate()?;
+        Ok(match self.lock().secrets.get(secret) {
+            None => Ownership::Absent,
+            Some(StoredSecret::Glrunner(_)) => Ownership::Glrunner,
+            Some(StoredSecret::Foreign) => Ownership::Foreign,
+        })
+    }
+
+    async fn ensure_namespace(&self, namespace: &str) -> Result<bool> {
+        crate::validate::namespace("namespace", namespace)
+            .map_err(|i| Error::InvalidInput { issues: vec![i] })?;
+        Ok(self.lock().namespaces.insert(namespace.to_string()))
     }
 }
 

@@ -157,9 +157,18 @@ impl ReleaseSpec {
         ReleaseId::new(&self.namespace, &self.name)
     }
 
-    /// The token Secret these values reference.
+    /// The token Secret these values reference (labelled with this release).
     pub fn secret(&self) -> SecretRef {
-        SecretRef::new(&self.namespace, &self.values.secret_name)
+        SecretRef::new(&self.namespace, &self.values.secret_name).for_release(&self.name)
+    }
+
+    /// The job namespace when it differs from the release namespace (Helm does not create it).
+    pub fn separate_job_namespace(&self) -> Option<&str> {
+        self.values
+            .executor
+            .namespace
+            .as_deref()
+            .filter(|ns| *ns != self.namespace)
     }
 
     /// Every problem with the spec, including its values.

@@ -11,8 +11,11 @@ use crate::validate;
 pub const RUNNER_TOKEN_KEY: &str = "runner-token";
 /// Key the chart still expects in the Secret; always stored as an empty string (registration tokens are gone in runner 18+).
 pub const REGISTRATION_TOKEN_KEY: &str = "runner-registration-token";
-/// Label put on every Secret this crate writes.
+/// Label put on every Secret this crate writes. A Secret without it was not created by glrunner:
+/// it is never written over nor deleted.
 pub const MANAGED_BY_LABEL: (&str, &str) = ("app.kubernetes.io/managed-by", "glrunner");
+/// Label naming the Helm release a token Secret belongs to.
+pub const RELEASE_LABEL: &str = "glrunner.io/release";
 /// Prefix of runner authentication tokens created through `POST /user/runners`.
 pub const TOKEN_PREFIX: &str = "glrt-";
 
@@ -21,13 +24,22 @@ pub fn looks_like_token(s: &str) -> bool {
     s.contains(TOKEN_PREFIX)
 }
 
-/// A GitLab runner authentication token (`glrt-…`).
+/// A GitLab runner authentication token (`glrt-…`), held in a [`secrecy::SecretString`] (zeroed
+/// on drop).
 ///
 /// `Debug` and `Display` print `glrt-[REDACTED]`; there is no `Serialize`. The only way to the
-/// text is [`RunnerToken::expose_secret`], which this crate calls in exactly one place: when it
-/// writes the Kubernetes Secret.
-#[derive(Clone, PartialEq, Eq)]
-pub struct RunnerToken(String);
+/// text is [`RunnerToken::expose_secret`], which this crate calls where it writes the Kubernetes
+/// Secret and where it fingerprints the token.
+#[derive(Clone)]
+pub struct RunnerToken(secrecy::SecretString);
+
+impl PartialEq for RunnerToken {
+    fn eq(&self, other: &Self) -> bool {
+        self.expose_secret() == other.expose_secret()
+    }
+}
+
+impl Eq for RunnerToken {}
 
 impl RunnerToken {
     /// Wraps a token, checking its shape. Legacy registration tokens are refused: runner 18+ will not start with them.
@@ -55,12 +67,12 @@ impl RunnerToken {
                 "pass the token exactly as GitLab returned it, without a trailing newline",
             ));
         }
-        Ok(Self(token))
+        Ok(Self(secrecy::SecretString::from(token)))
     }
 
     /// The token text. Handle with care: never log it, put it in argv or write it to a file.
     pub fn expose_secret(&self) -> &str {
-        &self.0
+        secrecy::ExposeSecret::expose_secret(&self.0)
     }
 }
 
@@ -76,15 +88,43 @@ impl fmt::Display for RunnerToken {
     }
 }
 
-/// Where a token Secret lives: namespace and name.
-#[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
+/// Where a token Secret lives: namespace and name (its identity), plus the release it belongs to
+/// (recorded in [`RELEASE_LABEL`]; not part of the identity).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct SecretRef {
     /// The namespace (the release namespace: the runner manager reads it from there).
     pub namespace: String,
     /// The Secret's name (the chart's `runners.secret`).
     pub name: String,
+    /// The Helm release the Secret belongs to, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
+}
+
+impl PartialEq for SecretRef {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.namespace, &self.name) == (&other.namespace, &other.name)
+    }
+}
+
+impl Eq for SecretRef {}
+
+impl std::hash::Hash for SecretRef {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (&self.namespace, &self.name).hash(state);
+    }
+}
+
+impl PartialOrd for SecretRef {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for SecretRef {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (&self.namespace, &self.name).cmp(&(&other.namespace, &other.name))
+    }
 }
 
 impl SecretRef {
@@ -93,6 +133,26 @@ impl SecretRef {
         Self {
             namespace: namespace.into(),
             name: name.into(),
+            release: None,
+        }
+    }
+
+    /// Records the release the Secret belongs to.
+    #[must_use]
+    pub fn for_release(mut self, release: impl Into<String>) -> Self {
+        self.release = Some(release.into());
+        self
+    }
+
+    /// The error for a Secret glrunner did not create: nothing was changed.
+    pub fn foreign_error(&self, action: &str) -> Error {
+        Error::Conflict {
+            resource: self.describe(),
+            action: action.to_string(),
+            detail: format!(
+                "it was not created by glrunner (no label {}={}), so it is left as it is; choose another --secret-name (runners.secret) or remove the Secret yourself",
+                MANAGED_BY_LABEL.0, MANAGED_BY_LABEL.1
+            ),
         }
     }
 
@@ -139,18 +199,55 @@ pub struct StoredTokenSecret {
     pub managed_by_glrunner: bool,
 }
 
+/// Who a Secret of that name belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ownership {
+    /// No such Secret.
+    Absent,
+    /// It carries [`MANAGED_BY_LABEL`]: glrunner created it.
+    Glrunner,
+    /// It exists without [`MANAGED_BY_LABEL`]: someone else's; never written nor deleted.
+    Foreign,
+}
+
 /// Stores runner tokens in Kubernetes Secrets (`runner-token` plus an empty `runner-registration-token`).
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait TokenSecrets: Send + Sync {
-    /// Creates the Secret, or updates it when its content differs. Creates the namespace when missing.
+    /// Creates the Secret (labelled [`MANAGED_BY_LABEL`] and [`RELEASE_LABEL`]), or updates it
+    /// when its content differs. Creates the namespace when missing. A Secret of that name
+    /// without [`MANAGED_BY_LABEL`] is left untouched: [`crate::Error::Conflict`].
     async fn ensure(&self, secret: &SecretRef, token: &RunnerToken) -> Result<SecretOutcome>;
 
     /// Reads the Secret back; `None` when it does not exist.
     async fn get(&self, secret: &SecretRef) -> Result<Option<StoredTokenSecret>>;
 
-    /// Deletes the Secret; `Ok(false)` when it was already gone.
+    /// Deletes the Secret; `Ok(false)` when it was already gone. A Secret without
+    /// [`MANAGED_BY_LABEL`] is left untouched: [`crate::Error::Conflict`].
     async fn delete(&self, secret: &SecretRef) -> Result<bool>;
+
+    /// Whether the Secret exists and whether glrunner created it. The default reads it with
+    /// [`TokenSecrets::get`].
+    async fn ownership(&self, secret: &SecretRef) -> Result<Ownership> {
+        Ok(match self.get(secret).await? {
+            None => Ownership::Absent,
+            Some(s) if s.managed_by_glrunner => Ownership::Glrunner,
+            Some(_) => Ownership::Foreign,
+        })
+    }
+
+    /// Creates `namespace` (labelled [`MANAGED_BY_LABEL`]) when it does not exist; `Ok(true)`
+    /// when it was created. Used for the job namespace, which Helm does not create. The default
+    /// refuses: a backend that can create namespaces overrides it.
+    async fn ensure_namespace(&self, namespace: &str) -> Result<bool> {
+        Err(Error::Backend {
+            backend: "secrets",
+            resource: format!("namespace {namespace:?}"),
+            action: "create".into(),
+            source: "this token Secret backend cannot create namespaces".into(),
+        })
+    }
 }
 
 /// `dyn TokenSecrets`, for `Arc<DynTokenSecrets>` and friends.

@@ -216,12 +216,14 @@ pub fn memory_mib(field: &str, q: &str) -> Result<u64, Invalid> {
     Ok(mib)
 }
 
-/// An exact chart version, `MAJOR.MINOR.PATCH` with optional `-prerelease` and `+build`, e.g. `0.86.0`.
-#[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
+/// An exact chart version, `MAJOR.MINOR.PATCH` with optional `-prerelease` and `+build`, e.g.
+/// `0.86.0`: parsed and ordered by the `semver` crate (so `0.9.0 < 0.86.0`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct ChartVersion(String);
+pub struct ChartVersion {
+    text: String,
+    version: semver::Version,
+}
 
 /// The chart version this crate's values model was checked against (chart 0.86.0 = GitLab Runner 18.9.0).
 pub const DEFAULT_CHART_VERSION: &str = "0.86.0";
@@ -229,53 +231,71 @@ pub const DEFAULT_CHART_VERSION: &str = "0.86.0";
 impl ChartVersion {
     /// Parses an exact semantic version; ranges, `v` prefixes and `latest` are rejected so installs are repeatable.
     pub fn parse(field: &str, raw: &str) -> Result<Self, Invalid> {
-        let bad = || {
-            Invalid::new(
-                field,
-                format!("{raw:?} is not an exact chart version"),
-                format!(
-                    "use MAJOR.MINOR.PATCH without a 'v' or a range, e.g. {DEFAULT_CHART_VERSION}"
-                ),
-            )
-        };
-        let core = raw.split(['-', '+']).next().unwrap_or_default();
-        let rest = &raw[core.len()..];
-        let parts: Vec<&str> = core.split('.').collect();
-        let numeric = |p: &&str| {
-            !p.is_empty()
-                && p.bytes().all(|b| b.is_ascii_digit())
-                && (p.len() == 1 || !p.starts_with('0'))
-        };
-        if parts.len() != 3 || !parts.iter().all(numeric) {
-            return Err(bad());
-        }
-        let rest_ok = rest.is_empty()
-            || ((rest.starts_with('-') || rest.starts_with('+'))
-                && rest.len() > 1
-                && rest[1..]
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'+')));
-        if !rest_ok {
-            return Err(bad());
-        }
-        Ok(Self(raw.to_string()))
+        semver::Version::parse(raw)
+            .map(|version| Self {
+                text: raw.to_string(),
+                version,
+            })
+            .map_err(|e| {
+                Invalid::new(
+                    field,
+                    format!("{raw:?} is not an exact chart version ({e})"),
+                    format!(
+                        "use MAJOR.MINOR.PATCH without a 'v' or a range, e.g. {DEFAULT_CHART_VERSION}"
+                    ),
+                )
+            })
     }
 
     /// The version text.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.text
+    }
+
+    /// The parsed version.
+    pub fn version(&self) -> &semver::Version {
+        &self.version
+    }
+}
+
+impl PartialEq for ChartVersion {
+    fn eq(&self, other: &Self) -> bool {
+        self.version == other.version
+    }
+}
+
+impl Eq for ChartVersion {}
+
+impl std::hash::Hash for ChartVersion {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.version.hash(state);
+    }
+}
+
+impl PartialOrd for ChartVersion {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ChartVersion {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.version.cmp(&other.version)
     }
 }
 
 impl Default for ChartVersion {
     fn default() -> Self {
-        Self(DEFAULT_CHART_VERSION.to_string())
+        Self {
+            text: DEFAULT_CHART_VERSION.to_string(),
+            version: semver::Version::new(0, 86, 0),
+        }
     }
 }
 
 impl fmt::Display for ChartVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.text)
     }
 }
 
@@ -295,7 +315,7 @@ impl TryFrom<String> for ChartVersion {
 
 impl From<ChartVersion> for String {
     fn from(v: ChartVersion) -> Self {
-        v.0
+        v.text
     }
 }
 
@@ -393,5 +413,20 @@ mod tests {
             assert!(ChartVersion::parse("v", bad).is_err(), "{bad}");
         }
         assert_eq!(ChartVersion::default().as_str(), DEFAULT_CHART_VERSION);
+        assert_eq!(
+            ChartVersion::default(),
+            ChartVersion::parse("v", DEFAULT_CHART_VERSION).unwrap()
+        );
+    }
+
+    #[test]
+    fn chart_versions_order_as_semver_not_as_text() {
+        let v = |s: &str| ChartVersion::parse("v", s).unwrap();
+        assert!(v("0.9.0") < v("0.86.0"));
+        assert!(v("0.86.0-rc.1") < v("0.86.0"));
+        assert!(v("0.92.2") > v("0.86.0"));
+        for bad in ["1.2.3-01", "1.2.3+", "1.2.3-a..b"] {
+            assert!(ChartVersion::parse("v", bad).is_err(), "{bad}");
+        }
     }
 }

@@ -6,7 +6,6 @@
 //! with the deprecated ones, and the token lives in the Secret named by `runners.secret`.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -26,6 +25,42 @@ pub const DEFAULT_JOB_IMAGE: &str = "public.ecr.aws/docker/library/alpine:3.22";
 
 /// Default `poll_timeout`: Fargate job pods take a minute or more to start (new node, empty image cache).
 pub const DEFAULT_POLL_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The `namespace` the chart's `tpl` turns into the release namespace.
+const RELEASE_NAMESPACE_TEMPLATE: &str = "{{ .Release.Namespace }}";
+
+/// Runner feature flag that lets `request_concurrency` adapt between 1 and its configured cap
+/// (raised 10% per job taken, lowered when requests come back empty), so a high cap costs GitLab
+/// nothing while the runner is idle.
+pub const ADAPTIVE_REQUEST_CONCURRENCY_FLAG: &str = "FF_USE_ADAPTIVE_REQUEST_CONCURRENCY";
+
+/// Upper bound of the derived `request_concurrency` (GitLab.com allows 2,000 job requests per
+/// minute per runner token).
+pub const MAX_REQUEST_CONCURRENCY: u32 = 50;
+
+/// The `request_concurrency` glrunner derives from `concurrent`: one job request in flight per 10
+/// job slots, at least 1 and at most [`MAX_REQUEST_CONCURRENCY`].
+///
+/// Why: GitLab Runner's default of 1 lets a manager with `concurrent = 200` take one job per
+/// request round trip (GitLab's long-polling docs list it as the cause of slow job pick-up), and
+/// the adaptive feature flag ([`ADAPTIVE_REQUEST_CONCURRENCY_FLAG`], set alongside) keeps an
+/// idle runner at one request.
+pub fn recommended_request_concurrency(concurrent: u32) -> u32 {
+    concurrent.div_ceil(10).clamp(1, MAX_REQUEST_CONCURRENCY)
+}
+
+/// The manager pod's requests = limits for a runner with `concurrent` job slots.
+///
+/// Rule: the chart's own example `resources` (100m CPU and 128Mi for its default `concurrent` of
+/// 10, in the chart's values.yaml) scaled linearly per job slot (10m and 12.8Mi each), never
+/// below glrunner's floor of 500m / 768Mi. A manager streams the log of every running job from
+/// the API server, so its load grows with the jobs it drives. For `concurrent = 200` that is
+/// 2 vCPU / 2560Mi (a 2 vCPU / 4 GB Fargate pod).
+pub fn manager_resources_for(concurrent: u32) -> ContainerResources {
+    let cpu_millis = (10 * u64::from(concurrent)).max(500);
+    let memory_mib = (128 * u64::from(concurrent)).div_ceil(10).max(768);
+    ContainerResources::new(format!("{cpu_millis}m"), format!("{memory_mib}Mi"))
+}
 
 /// CPU and memory for one container; used as both request and limit (Fargate runs pods as
 /// Guaranteed and bills by requests, rounded up to a valid size, plus 256 MB).
@@ -192,45 +227,38 @@ impl KubernetesExecutor {
         )
     }
 
-    fn toml(&self) -> String {
-        let mut s = String::new();
-        let ns = match &self.namespace {
-            Some(ns) => toml_str(ns),
-            // Evaluated by the chart's `tpl`: the release namespace.
-            None => "\"{{ .Release.Namespace }}\"".to_string(),
-        };
-        let _ = writeln!(s, "[[runners]]");
-        let _ = writeln!(s, "  [runners.kubernetes]");
-        let _ = writeln!(s, "    namespace = {ns}");
-        let _ = writeln!(s, "    image = {}", toml_str(&self.image));
-        if let Some(helper) = &self.helper_image {
-            let _ = writeln!(s, "    helper_image = {}", toml_str(helper));
+    /// The `[runners.kubernetes]` table.
+    fn toml_table(&self) -> KubernetesToml {
+        let quantities = |r: &ContainerResources| (r.cpu.clone(), r.memory.clone());
+        let (cpu, memory) = quantities(&self.build);
+        let (helper_cpu, helper_memory) = quantities(&self.helper);
+        let (service_cpu, service_memory) = quantities(&self.service);
+        KubernetesToml {
+            namespace: Some(match &self.namespace {
+                Some(ns) => ns.clone(),
+                // Evaluated by the chart's `tpl`: the release namespace.
+                None => RELEASE_NAMESPACE_TEMPLATE.to_string(),
+            }),
+            image: Some(self.image.clone()),
+            helper_image: self.helper_image.clone(),
+            privileged: Some(self.privileged),
+            poll_interval: Some(self.poll_interval.as_secs()),
+            poll_timeout: Some(self.poll_timeout.as_secs()),
+            cpu_request: Some(cpu.clone()),
+            cpu_limit: Some(cpu),
+            memory_request: Some(memory.clone()),
+            memory_limit: Some(memory),
+            helper_cpu_request: Some(helper_cpu.clone()),
+            helper_cpu_limit: Some(helper_cpu),
+            helper_memory_request: Some(helper_memory.clone()),
+            helper_memory_limit: Some(helper_memory),
+            service_cpu_request: Some(service_cpu.clone()),
+            service_cpu_limit: Some(service_cpu),
+            service_memory_request: Some(service_memory.clone()),
+            service_memory_limit: Some(service_memory),
+            pod_labels: self.pod_labels.clone(),
+            pod_annotations: self.pod_annotations.clone(),
         }
-        let _ = writeln!(s, "    privileged = {}", self.privileged);
-        let _ = writeln!(s, "    poll_interval = {}", self.poll_interval.as_secs());
-        let _ = writeln!(s, "    poll_timeout = {}", self.poll_timeout.as_secs());
-        for (prefix, r) in [
-            ("", &self.build),
-            ("helper_", &self.helper),
-            ("service_", &self.service),
-        ] {
-            let _ = writeln!(s, "    {prefix}cpu_request = {}", toml_str(&r.cpu));
-            let _ = writeln!(s, "    {prefix}cpu_limit = {}", toml_str(&r.cpu));
-            let _ = writeln!(s, "    {prefix}memory_request = {}", toml_str(&r.memory));
-            let _ = writeln!(s, "    {prefix}memory_limit = {}", toml_str(&r.memory));
-        }
-        for (table, map) in [
-            ("pod_labels", &self.pod_labels),
-            ("pod_annotations", &self.pod_annotations),
-        ] {
-            if !map.is_empty() {
-                let _ = writeln!(s, "    [runners.kubernetes.{table}]");
-                for (k, v) in map {
-                    let _ = writeln!(s, "      {} = {}", toml_str(k), toml_str(v));
-                }
-            }
-        }
-        s
     }
 
     fn check(&self, issues: &mut Vec<Invalid>) {
@@ -319,27 +347,6 @@ fn check_labels(
     }
 }
 
-/// TOML basic string with escapes.
-fn toml_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{:04X}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 /// Environment variables this crate refuses in `envVars`: tokens and the settings runner 18+ rejects.
 const FORBIDDEN_ENV: [&str; 8] = [
     "CI_SERVER_TOKEN",
@@ -365,6 +372,10 @@ pub struct RunnerValues {
     pub concurrent: u32,
     /// How often the runner asks GitLab for jobs (`checkInterval`).
     pub check_interval: Duration,
+    /// Job requests in flight to GitLab (`request_concurrency` in `runners.config`); `None` derives
+    /// it from `concurrent` with [`recommended_request_concurrency`]. Read the value in force
+    /// with [`RunnerValues::effective_request_concurrency`].
+    pub request_concurrency: Option<u32>,
     /// Secret holding `runner-token` and `runner-registration-token` (`runners.secret`).
     pub secret_name: String,
     /// Namespace Role for the manager.
@@ -375,7 +386,8 @@ pub struct RunnerValues {
     pub pod_labels: BTreeMap<String, String>,
     /// Annotations on the manager pod (`podAnnotations`).
     pub pod_annotations: BTreeMap<String, String>,
-    /// The manager pod's requests = limits (`resources`).
+    /// The manager pod's requests = limits (`resources`), a floor: what is rendered is the larger
+    /// of this and [`manager_resources_for`] `concurrent` (see [`RunnerValues::manager_resources`]).
     pub resources: ContainerResources,
     /// Plain environment of the manager (`envVars`). Never secrets.
     pub env_vars: Vec<EnvVar>,
@@ -394,6 +406,7 @@ impl RunnerValues {
             allow_insecure_url: false,
             concurrent: 10,
             check_interval: Duration::from_secs(3),
+            request_concurrency: None,
             secret_name: "gitlab-runner-token".to_string(),
             rbac: Rbac::default(),
             service_account: ServiceAccount::default(),
@@ -411,6 +424,41 @@ impl RunnerValues {
     pub fn with_concurrent(mut self, concurrent: u32) -> Self {
         self.concurrent = concurrent;
         self
+    }
+
+    /// Sets `request_concurrency` explicitly (instead of deriving it from `concurrent`).
+    #[must_use]
+    pub fn with_request_concurrency(mut self, requests: u32) -> Self {
+        self.request_concurrency = Some(requests);
+        self
+    }
+
+    /// The `request_concurrency` in force: the explicit value, else the one derived from
+    /// `concurrent` ([`recommended_request_concurrency`]).
+    pub fn effective_request_concurrency(&self) -> u32 {
+        self.request_concurrency
+            .unwrap_or_else(|| recommended_request_concurrency(self.concurrent))
+    }
+
+    /// The manager pod's requests = limits as rendered: per resource, the larger of
+    /// [`RunnerValues::resources`] and [`manager_resources_for`] `concurrent`.
+    pub fn manager_resources(&self) -> ContainerResources {
+        let sized = manager_resources_for(self.concurrent);
+        let cpu = match (
+            validate::cpu_millis("resources.cpu", &self.resources.cpu),
+            validate::cpu_millis("resources.cpu", &sized.cpu),
+        ) {
+            (Ok(mine), Ok(rule)) if rule > mine => sized.cpu,
+            _ => self.resources.cpu.clone(),
+        };
+        let memory = match (
+            validate::memory_mib("resources.memory", &self.resources.memory),
+            validate::memory_mib("resources.memory", &sized.memory),
+        ) {
+            (Ok(mine), Ok(rule)) if rule > mine => sized.memory,
+            _ => self.resources.memory.clone(),
+        };
+        ContainerResources::new(cpu, memory)
     }
 
     /// Sets the Secret name (`runners.secret`).
@@ -496,6 +544,21 @@ impl RunnerValues {
                 "check_interval",
                 "must be at least 1s",
                 "use the chart default of 3s",
+            ));
+        }
+        if let Some(requests) = self.request_concurrency
+            && (requests == 0 || requests > self.concurrent.max(1))
+        {
+            issues.push(Invalid::new(
+                "request_concurrency",
+                format!(
+                    "{requests} is outside 1..={} (at most one job request per job slot)",
+                    self.concurrent.max(1)
+                ),
+                format!(
+                    "leave it unset to derive it from concurrent ({})",
+                    recommended_request_concurrency(self.concurrent)
+                ),
             ));
         }
         issues.extend(validate::object_name("runners.secret", &self.secret_name).err());
@@ -608,7 +671,7 @@ impl RunnerValues {
             };
             found.push(FargateRounding::new("job", field, current, miss));
         }
-        if let Some((cpu, mem)) = self.resources.check("", &mut ignore)
+        if let Some((cpu, mem)) = self.manager_resources().check("", &mut ignore)
             && let Some(miss) = NearMiss::find(u64::from(cpu), mem)
         {
             let (field, current) = match miss.resource {
@@ -620,9 +683,20 @@ impl RunnerValues {
         found
     }
 
-    /// The `runners.config` TOML this renders.
+    /// The `runners.config` TOML this renders (one `[[runners]]` entry, serialised by the `toml` crate).
     pub fn runners_config(&self) -> String {
-        self.executor.toml()
+        let config = RunnersConfig {
+            runners: vec![RunnerEntry {
+                request_concurrency: Some(self.effective_request_concurrency()),
+                feature_flags: BTreeMap::from([(
+                    ADAPTIVE_REQUEST_CONCURRENCY_FLAG.to_string(),
+                    true,
+                )]),
+                kubernetes: self.executor.toml_table(),
+            }],
+        };
+        // Plain data with string keys: serialising it cannot fail.
+        toml::to_string(&config).unwrap_or_default()
     }
 
     /// The chart values as a JSON tree (what `helm get values` would return).
@@ -657,6 +731,7 @@ impl RunnerValues {
     }
 
     fn chart_values(&self) -> ChartValues<'_> {
+        let manager = self.manager_resources();
         let mut deployment_annotations = BTreeMap::new();
         if !self.runner_tags.is_empty() {
             deployment_annotations.insert(
@@ -674,7 +749,10 @@ impl RunnerValues {
                 rules: &self.rbac.rules,
             },
             service_account: ChartServiceAccount {
-                create: self.rbac.create,
+                // The chart only applies `serviceAccount.annotations` (IRSA's role ARN) to a
+                // service account it creates: create one whenever there are annotations, even
+                // with rbac.create = false, or the role is silently lost.
+                create: self.rbac.create || !self.service_account.annotations.is_empty(),
                 name: self.service_account.name.as_deref(),
                 annotations: &self.service_account.annotations,
             },
@@ -682,18 +760,16 @@ impl RunnerValues {
             pod_labels: &self.pod_labels,
             pod_annotations: &self.pod_annotations,
             resources: ChartResources {
-                requests: ChartQuantities {
-                    cpu: &self.resources.cpu,
-                    memory: &self.resources.memory,
-                },
-                limits: ChartQuantities {
-                    cpu: &self.resources.cpu,
-                    memory: &self.resources.memory,
-                },
+                requests: manager.clone(),
+                limits: manager,
             },
             env_vars: &self.env_vars,
             runners: ChartRunners {
                 secret: &self.secret_name,
+                // The chart puts the executor's Role and RoleBinding in `runners.jobNamespace`
+                // (falling back to the release namespace): without it the runner may not create
+                // job pods in another namespace.
+                job_namespace: self.executor.namespace.as_deref(),
                 config: self.runners_config(),
             },
         }
@@ -714,7 +790,7 @@ struct ChartValues<'a> {
     pod_labels: &'a BTreeMap<String, String>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pod_annotations: &'a BTreeMap<String, String>,
-    resources: ChartResources<'a>,
+    resources: ChartResources,
     #[serde(skip_serializing_if = "<[EnvVar]>::is_empty")]
     env_vars: &'a [EnvVar],
     runners: ChartRunners<'a>,
@@ -738,21 +814,81 @@ struct ChartServiceAccount<'a> {
 }
 
 #[derive(Serialize)]
-struct ChartResources<'a> {
-    requests: ChartQuantities<'a>,
-    limits: ChartQuantities<'a>,
+struct ChartResources {
+    requests: ContainerResources,
+    limits: ContainerResources,
 }
 
 #[derive(Serialize)]
-struct ChartQuantities<'a> {
-    cpu: &'a str,
-    memory: &'a str,
-}
-
-#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 struct ChartRunners<'a> {
     secret: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    job_namespace: Option<&'a str>,
     config: String,
+}
+
+/// `runners.config`: GitLab Runner's `config.toml` entries (only what glrunner sets or reads).
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct RunnersConfig {
+    #[serde(default)]
+    runners: Vec<RunnerEntry>,
+}
+
+/// One `[[runners]]` entry.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct RunnerEntry {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    request_concurrency: Option<u32>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    feature_flags: BTreeMap<String, bool>,
+    #[serde(default)]
+    kubernetes: KubernetesToml,
+}
+
+/// `[runners.kubernetes]`: the Kubernetes executor's settings.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct KubernetesToml {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    helper_image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    privileged: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    poll_interval: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    poll_timeout: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cpu_request: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cpu_limit: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    memory_request: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    memory_limit: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    helper_cpu_request: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    helper_cpu_limit: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    helper_memory_request: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    helper_memory_limit: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    service_cpu_request: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    service_cpu_limit: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    service_memory_request: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    service_memory_limit: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pod_labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pod_annotations: BTreeMap<String, String>,
 }
 
 /// What a release's values say about its runner, as read back from Helm (or the in-memory store).
@@ -767,8 +903,11 @@ pub struct RunnerSummary {
     /// `poll_timeout` from `runners.config`, when present (serialised as seconds).
     #[serde(rename = "poll_timeout_secs", with = "opt_secs")]
     pub poll_timeout: Option<Duration>,
-    /// Job namespace from `runners.config`, when set explicitly.
+    /// Job namespace (`runners.jobNamespace`, else `runners.config`), when set explicitly.
     pub job_namespace: Option<String>,
+    /// `request_concurrency` from `runners.config`, when present.
+    #[serde(default)]
+    pub request_concurrency: Option<u32>,
 }
 
 impl RunnerSummary {
@@ -780,6 +919,7 @@ impl RunnerSummary {
             secret_name: Some(values.secret_name.clone()),
             poll_timeout: Some(values.executor.poll_timeout),
             job_namespace: values.executor.namespace.clone(),
+            request_concurrency: Some(values.effective_request_concurrency()),
         }
     }
 
@@ -801,28 +941,27 @@ impl RunnerSummary {
             .pointer("/runners/secret")
             .and_then(|s| s.as_str())
             .map(str::to_string);
-        let config = values
+        let config: RunnersConfig = values
             .pointer("/runners/config")
             .and_then(|c| c.as_str())
+            .and_then(|c| toml::from_str(c).ok())
             .unwrap_or_default();
-        let setting = |key: &str| {
-            config.lines().map(str::trim).find_map(|l| {
-                let (k, v) = l.split_once('=')?;
-                (k.trim() == key).then(|| v.trim().to_string())
-            })
-        };
-        let poll_timeout = setting("poll_timeout")
-            .and_then(|v| v.parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let job_namespace = setting("namespace")
-            .map(|v| v.trim_matches('"').to_string())
+        let entry = config.runners.into_iter().next().unwrap_or_default();
+        let poll_timeout = entry.kubernetes.poll_timeout.map(Duration::from_secs);
+        let job_namespace = values
+            .pointer("/runners/jobNamespace")
+            .and_then(|n| n.as_str())
+            .map(str::to_string)
+            .or(entry.kubernetes.namespace)
             .filter(|v| !v.contains("{{"));
+        let request_concurrency = entry.request_concurrency;
         Some(Self {
             concurrent,
             tags,
             secret_name,
             poll_timeout,
             job_namespace,
+            request_concurrency,
         })
     }
 }
@@ -945,8 +1084,99 @@ mod tests {
     }
 
     #[test]
-    fn toml_strings_are_escaped() {
-        assert_eq!(toml_str("a\"b\\c\n"), "\"a\\\"b\\\\c\\n\"");
+    fn runners_config_is_toml_that_round_trips_awkward_strings() {
+        let mut v = values();
+        v.executor.pod_annotations.insert(
+            "glrunner.io/note".into(),
+            "quote \" backslash \\ newline \n = x".into(),
+        );
+        let parsed: RunnersConfig = toml::from_str(&v.runners_config()).unwrap();
+        assert_eq!(
+            parsed.runners[0].kubernetes.pod_annotations["glrunner.io/note"],
+            "quote \" backslash \\ newline \n = x"
+        );
+    }
+
+    #[test]
+    fn request_concurrency_follows_concurrent_and_is_rendered() {
+        assert_eq!(recommended_request_concurrency(1), 1);
+        assert_eq!(recommended_request_concurrency(10), 1);
+        assert_eq!(recommended_request_concurrency(200), 20);
+        assert_eq!(
+            recommended_request_concurrency(10_000),
+            MAX_REQUEST_CONCURRENCY
+        );
+        let v = values();
+        assert_eq!(v.effective_request_concurrency(), 20);
+        let parsed: RunnersConfig = toml::from_str(&v.runners_config()).unwrap();
+        assert_eq!(parsed.runners[0].request_concurrency, Some(20));
+        assert_eq!(
+            parsed.runners[0]
+                .feature_flags
+                .get(ADAPTIVE_REQUEST_CONCURRENCY_FLAG),
+            Some(&true)
+        );
+        let explicit = values().with_request_concurrency(4);
+        assert_eq!(explicit.effective_request_concurrency(), 4);
+        let e = values().with_request_concurrency(0).validate().unwrap_err();
+        assert_eq!(e.issues()[0].field, "request_concurrency");
+        let e = values()
+            .with_concurrent(5)
+            .with_request_concurrency(6)
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.issues()[0].field, "request_concurrency");
+    }
+
+    #[test]
+    fn the_manager_pod_grows_with_concurrent() {
+        let small = RunnerValues::new("https://gitlab.example.com/").with_concurrent(10);
+        assert_eq!(small.manager_resources(), small.resources);
+        let big = values();
+        assert_eq!(
+            big.manager_resources(),
+            ContainerResources::new("2000m", "2560Mi")
+        );
+        let tree = big.to_chart_values().unwrap();
+        assert_eq!(tree["resources"]["requests"]["cpu"], "2000m");
+        assert_eq!(tree["resources"]["limits"]["memory"], "2560Mi");
+        let mut generous = values();
+        generous.resources = ContainerResources::new("4", "8Gi");
+        assert_eq!(generous.manager_resources(), generous.resources);
+    }
+
+    #[test]
+    fn a_job_namespace_moves_the_executor_role_there() {
+        let tree = values()
+            .with_job_namespace("ci-jobs")
+            .to_chart_values()
+            .unwrap();
+        assert_eq!(tree["runners"]["jobNamespace"], "ci-jobs");
+        let tree = values().to_chart_values().unwrap();
+        assert!(tree["runners"].get("jobNamespace").is_none(), "{tree}");
+    }
+
+    #[test]
+    fn irsa_annotations_survive_rbac_create_false() {
+        let mut v = values();
+        v.rbac.create = false;
+        v.service_account.annotations.insert(
+            "eks.amazonaws.com/role-arn".into(),
+            "arn:aws:iam::123456789012:role/runner".into(),
+        );
+        let tree = v.to_chart_values().unwrap();
+        assert_eq!(tree["serviceAccount"]["create"], true);
+        assert_eq!(
+            tree["serviceAccount"]["annotations"]["eks.amazonaws.com/role-arn"],
+            "arn:aws:iam::123456789012:role/runner"
+        );
+        assert_eq!(tree["rbac"]["create"], false);
+        let mut plain = values();
+        plain.rbac.create = false;
+        assert_eq!(
+            plain.to_chart_values().unwrap()["serviceAccount"]["create"],
+            false
+        );
     }
 
     #[test]

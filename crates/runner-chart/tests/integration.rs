@@ -6,5 +6,6 @@ mod integration {
     mod helm_cli;
     mod kube_secrets;
     mod mocks;
+    mod real_helm;
     mod values_golden;
 }

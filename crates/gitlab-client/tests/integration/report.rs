@@ -108,3 +108,50 @@ fn empty_pipeline_reports_no_numbers() {
     );
     assert!(r.render_table().contains('-'));
 }
+
+#[test]
+fn timeline_has_every_job_with_offsets_shard_and_reason() {
+    let pipeline: Pipeline = serde_json::from_value(json!({
+        "id": 7, "status": "failed", "created_at": at(0)
+    }))
+    .unwrap();
+    let mut late = job(9, "failed", Some(40), Some(100), Some("script_failure"));
+    late.created_at = jiff::Timestamp::from_second(1_700_000_005).unwrap();
+    late.queued_duration = Some(25.0);
+    late.tag_list = vec!["shard-2".into(), "extra".into()];
+    let mut untagged = job(3, "canceled", None, Some(30), None);
+    untagged.tag_list.clear();
+    let unknown = job(4, "failed", None, Some(50), None);
+    let r = Report::compute(
+        &pipeline,
+        &[late, untagged, unknown],
+        WatchOutcome::Finished,
+        3,
+        1.0,
+    );
+    assert_eq!(r.created_at, pipeline.created_at);
+    let ids: Vec<u64> = r.jobs.iter().map(|j| j.id).collect();
+    assert_eq!(ids, [3, 4, 9], "sorted by id");
+    let j = &r.jobs[2];
+    assert_eq!(j.shard, "shard-2");
+    assert_eq!(
+        (
+            j.created_secs,
+            j.queued_secs,
+            j.started_secs,
+            j.finished_secs
+        ),
+        (5.0, 15.0, Some(40.0), Some(100.0))
+    );
+    assert_eq!((j.queue_secs(), j.run_secs()), (Some(35.0), Some(60.0)));
+    assert_eq!(j.failure_reason.as_deref(), Some("script_failure"));
+    assert_eq!(r.jobs[0].shard, "untagged");
+    assert_eq!(r.jobs[0].failure_reason, None, "canceled is not a failure");
+    assert_eq!(
+        r.jobs[0].queued_secs, 0.0,
+        "never started: queued at creation"
+    );
+    assert_eq!(r.jobs[1].failure_reason.as_deref(), Some("unknown"));
+    let v = serde_json::to_value(&r).unwrap();
+    assert_eq!(v["jobs"][2]["failure_reason"], json!("script_failure"));
+}

@@ -117,13 +117,31 @@ impl AccountInspector for AwsAccount {
             .send()
             .await
             .map_err(|e| map_sdk_error("get caller identity", "STS", "sts", e))?;
-        match (out.account(), out.arn()) {
-            (Some(account), Some(arn)) => Ok(CallerIdentity::from_arn(account, arn)),
-            _ => Err(Error::PermissionDenied {
+        let (Some(account), Some(arn)) = (out.account(), out.arn()) else {
+            return Err(Error::PermissionDenied {
                 action: "get caller identity".into(),
                 message: "STS returned no account or ARN".into(),
-            }),
+            });
+        };
+        let mut caller = CallerIdentity::from_arn(account, arn);
+        // The assumed-role ARN drops the role's path; simulation and access entries need it.
+        if let Ok(crate::identity::Caller::AssumedRole { role_name, .. }) =
+            crate::identity::classify_caller(arn)
+        {
+            match self.iam.get_role().role_name(&role_name).send().await {
+                Ok(out) => {
+                    if let Some(role) = out.role() {
+                        caller.principal_arn = role.arn().to_owned();
+                    }
+                }
+                Err(e) => tracing::warn!(
+                    role = %role_name,
+                    error = %map_sdk_error("get IAM role of the caller", &role_name, "iam", e),
+                    "cannot read the caller's role path; using its ARN without path"
+                ),
+            }
         }
+        Ok(caller)
     }
 
     async fn simulate(

@@ -53,6 +53,7 @@ pub const CALLED_ACTIONS: &[&str] = &[
     "eks:DescribeFargateProfile",
     "eks:ListAccessEntries",
     "eks:ListAddons",
+    "eks:ListAssociatedAccessPolicies",
     "eks:ListClusters",
     "eks:ListFargateProfiles",
     // Roles (aws-sdk-iam).
@@ -194,6 +195,7 @@ mod tests {
             "ec2:CreateVpc",
             "ec2:DescribeVpcs",
             "eks:ListAddons",
+            "eks:ListAssociatedAccessPolicies",
             "sts:GetCallerIdentity",
         ] {
             assert!(called.contains(sure), "scan missed {sure}: {called:?}");

@@ -7,31 +7,43 @@ use aws_sdk_ec2::types::{
     AttributeBooleanValue, DomainType, Filter, NatGatewayState, ResourceType, Tag, TagSpecification,
 };
 
-use super::map_sdk_error;
+use super::{CONSISTENCY_WINDOW, map_sdk_error, until_visible};
 use crate::error::{Error, Result};
 use crate::provider::NetworkProvisioner;
 use crate::resource::{
-    CreateRequest, DefaultRoute, Resource, ResourceKind, ResourceState, ResourceTags,
+    AvailabilityZone, CreateRequest, DefaultRoute, Resource, ResourceKind, ResourceState,
+    ResourceTags,
 };
 use crate::spec::{KEY_TAG, STACK_TAG, StackName, SubnetTier};
+use std::time::Duration;
 
 /// [`NetworkProvisioner`] on aws-sdk-ec2.
 #[derive(Debug, Clone)]
 pub struct AwsNetwork {
     ec2: Client,
+    consistency_window: Duration,
 }
 
 impl AwsNetwork {
     /// From a loaded [`aws_config::SdkConfig`] (see [`super::load_config`]).
     pub fn new(config: &aws_config::SdkConfig) -> Self {
-        Self {
-            ec2: Client::new(config),
-        }
+        Self::from_client(Client::new(config))
     }
 
     /// From an existing EC2 client (tests pass mocked clients here).
     pub fn from_client(ec2: Client) -> Self {
-        Self { ec2 }
+        Self {
+            ec2,
+            consistency_window: CONSISTENCY_WINDOW,
+        }
+    }
+
+    /// How long a creation retries NotFound for an id it has just made (default
+    /// [`CONSISTENCY_WINDOW`]).
+    #[must_use]
+    pub fn with_consistency_window(mut self, window: Duration) -> Self {
+        self.consistency_window = window;
+        self
     }
 }
 
@@ -325,18 +337,27 @@ fn found(result: Result<Vec<Resource>>) -> Result<Option<Resource>> {
 
 #[async_trait]
 impl NetworkProvisioner for AwsNetwork {
-    async fn availability_zones(&self) -> Result<Vec<String>> {
+    async fn availability_zones(&self) -> Result<Vec<AvailabilityZone>> {
+        // Opted-in Local and Wavelength Zones are listed too unless filtered out (eksctl
+        // filters the same way); sorted by name they would come first.
         let out = self
             .ec2
             .describe_availability_zones()
             .filters(Filter::builder().name("state").values("available").build())
+            .filters(
+                Filter::builder()
+                    .name("zone-type")
+                    .values("availability-zone")
+                    .build(),
+            )
             .send()
             .await
             .map_err(|e| map_sdk_error("describe availability zones", "region", "ec2", e))?;
-        let mut zones: Vec<String> = out
+        let mut zones: Vec<AvailabilityZone> = out
             .availability_zones()
             .iter()
-            .filter_map(|z| z.zone_name().map(str::to_string))
+            .filter(|z| z.zone_type().is_none_or(|t| t == "availability-zone"))
+            .filter_map(|z| Some(AvailabilityZone::new(z.zone_name()?, z.zone_id()?)))
             .collect();
         zones.sort();
         Ok(zones)
@@ -406,14 +427,19 @@ impl NetworkProvisioner for AwsNetwork {
                 let vpc = available(&id);
                 // DNS hostnames are required for the EKS private endpoint; one attribute per call.
                 for hostnames in [false, true] {
-                    let mut call = self.ec2.modify_vpc_attribute().vpc_id(&id);
-                    let on = AttributeBooleanValue::builder().value(true).build();
-                    call = if hostnames {
-                        call.enable_dns_hostnames(on)
-                    } else {
-                        call.enable_dns_support(on)
+                    let modify = || {
+                        let call = self.ec2.modify_vpc_attribute().vpc_id(&id);
+                        let on = AttributeBooleanValue::builder().value(true).build();
+                        let call = if hostnames {
+                            call.enable_dns_hostnames(on)
+                        } else {
+                            call.enable_dns_support(on)
+                        };
+                        call.send()
                     };
-                    if let Err(e) = call.send().await {
+                    if let Err(e) =
+                        until_visible("modify VPC attribute", self.consistency_window, modify).await
+                    {
                         let err = map_sdk_error("enable DNS on VPC", &id, "ec2", e);
                         return Err(self.rollback(vpc, err).await);
                     }
@@ -467,13 +493,15 @@ impl NetworkProvisioner for AwsNetwork {
                         .and_then(|g| g.internet_gateway_id())
                         .unwrap_or_default(),
                 );
-                if let Err(e) = self
-                    .ec2
-                    .attach_internet_gateway()
-                    .internet_gateway_id(&igw.id)
-                    .vpc_id(vpc_id)
-                    .send()
-                    .await
+                let attach = || {
+                    self.ec2
+                        .attach_internet_gateway()
+                        .internet_gateway_id(&igw.id)
+                        .vpc_id(vpc_id)
+                        .send()
+                };
+                if let Err(e) =
+                    until_visible("attach internet gateway", self.consistency_window, attach).await
                 {
                     let err = map_sdk_error(
                         "attach internet gateway",
@@ -539,27 +567,35 @@ impl NetworkProvisioner for AwsNetwork {
                         .and_then(|t| t.route_table_id())
                         .unwrap_or_default(),
                 );
-                let route = self
-                    .ec2
-                    .create_route()
-                    .route_table_id(&table.id)
-                    .destination_cidr_block("0.0.0.0/0");
-                let route = match default_route {
-                    DefaultRoute::InternetGateway(id) => route.gateway_id(id),
-                    DefaultRoute::NatGateway(id) => route.nat_gateway_id(id),
+                let route = || {
+                    let route = self
+                        .ec2
+                        .create_route()
+                        .route_table_id(&table.id)
+                        .destination_cidr_block("0.0.0.0/0");
+                    match default_route {
+                        DefaultRoute::InternetGateway(id) => route.gateway_id(id),
+                        DefaultRoute::NatGateway(id) => route.nat_gateway_id(id),
+                    }
+                    .send()
                 };
-                if let Err(e) = route.send().await {
+                if let Err(e) =
+                    until_visible("create default route", self.consistency_window, route).await
+                {
                     let err = map_sdk_error("create default route", &table.id, "ec2", e);
                     return Err(self.rollback(table, err).await);
                 }
                 for subnet in subnet_ids {
-                    if let Err(e) = self
-                        .ec2
-                        .associate_route_table()
-                        .route_table_id(&table.id)
-                        .subnet_id(subnet)
-                        .send()
-                        .await
+                    let associate = || {
+                        self.ec2
+                            .associate_route_table()
+                            .route_table_id(&table.id)
+                            .subnet_id(subnet)
+                            .send()
+                    };
+                    if let Err(e) =
+                        until_visible("associate route table", self.consistency_window, associate)
+                            .await
                     {
                         let err = map_sdk_error(
                             "associate route table",

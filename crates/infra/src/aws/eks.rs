@@ -11,11 +11,12 @@ use aws_sdk_eks::types::{
 
 use super::map_sdk_error;
 use crate::error::{Error, Result};
+use crate::identity::{Caller, classify_caller};
 use crate::provider::ClusterProvisioner;
 use crate::resource::{
     ClusterAccess, CreateRequest, Resource, ResourceKind, ResourceState, ResourceTags,
 };
-use crate::spec::{KEY_TAG, STACK_TAG, StackName};
+use crate::spec::{KEY_TAG, REGION_TAG, STACK_TAG, StackName};
 
 /// IAM path of every role glrunner creates; discovery lists roles under it.
 pub const ROLE_PATH: &str = "/glrunner/";
@@ -26,25 +27,37 @@ pub struct AwsCluster {
     eks: aws_sdk_eks::Client,
     iam: aws_sdk_iam::Client,
     sts: aws_sdk_sts::Client,
+    /// The EKS client's region: IAM is global, so roles are told apart by region.
+    region: String,
 }
 
 impl AwsCluster {
     /// From a loaded [`aws_config::SdkConfig`] (see [`super::load_config`]).
     pub fn new(config: &aws_config::SdkConfig) -> Self {
-        Self {
-            eks: aws_sdk_eks::Client::new(config),
-            iam: aws_sdk_iam::Client::new(config),
-            sts: aws_sdk_sts::Client::new(config),
-        }
+        Self::from_clients(
+            aws_sdk_eks::Client::new(config),
+            aws_sdk_iam::Client::new(config),
+            aws_sdk_sts::Client::new(config),
+        )
     }
 
-    /// From existing clients (tests pass mocked clients here).
+    /// From existing clients (tests pass mocked clients here). The region is the EKS client's.
     pub fn from_clients(
         eks: aws_sdk_eks::Client,
         iam: aws_sdk_iam::Client,
         sts: aws_sdk_sts::Client,
     ) -> Self {
-        Self { eks, iam, sts }
+        let region = eks
+            .config()
+            .region()
+            .map(|r| r.to_string())
+            .unwrap_or_default();
+        Self {
+            eks,
+            iam,
+            sts,
+            region,
+        }
     }
 }
 
@@ -100,24 +113,58 @@ fn split_id(kind: ResourceKind, id: &str) -> Result<(&str, &str)> {
     })
 }
 
-/// Turns an STS assumed-role ARN into the role ARN an access entry needs.
-pub fn principal_arn(caller: &str) -> String {
-    // arn:aws:sts::123456789012:assumed-role/RoleName/session → arn:aws:iam::123456789012:role/RoleName
-    if let Some(rest) = caller.strip_prefix("arn:aws:sts::")
-        && let Some((account, tail)) = rest.split_once(":assumed-role/")
-    {
-        let role = tail.split('/').next().unwrap_or(tail);
-        return format!("arn:aws:iam::{account}:role/{role}");
+/// The trust policy of a role glrunner creates; with `source_arn`, the `aws:SourceArn`
+/// condition EKS recommends against the confused-deputy problem.
+pub fn trust_policy(service: &str, source_arn: Option<&str>) -> String {
+    let mut statement = serde_json::json!({
+        "Effect": "Allow",
+        "Principal": { "Service": service },
+        "Action": "sts:AssumeRole"
+    });
+    if let Some(arn) = source_arn {
+        statement["Condition"] = serde_json::json!({ "ArnLike": { "aws:SourceArn": arn } });
     }
-    caller.to_string()
+    serde_json::json!({ "Version": "2012-10-17", "Statement": [statement] }).to_string()
 }
 
-fn trust_policy(service: &str) -> String {
-    serde_json::json!({
-        "Version": "2012-10-17",
-        "Statement": [{ "Effect": "Allow", "Principal": { "Service": service }, "Action": "sts:AssumeRole" }]
+/// Whether a (possibly URL-encoded) trust policy lets `service` assume the role.
+fn trusts(document: &str, service: &str) -> bool {
+    let decoded = percent_decode(document);
+    let Ok(doc) = serde_json::from_str::<serde_json::Value>(&decoded) else {
+        return false;
+    };
+    let statements = match &doc["Statement"] {
+        serde_json::Value::Array(list) => list.clone(),
+        other => vec![other.clone()],
+    };
+    statements.iter().any(|s| {
+        s["Effect"] == "Allow"
+            && match &s["Principal"]["Service"] {
+                serde_json::Value::String(one) => one == service,
+                serde_json::Value::Array(many) => many.iter().any(|v| v == service),
+                _ => false,
+            }
     })
-    .to_string()
+}
+
+/// IAM returns policy documents URL-encoded.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(byte) = u8::from_str_radix(&text[i + 1..i + 3], 16)
+        {
+            out.push(byte);
+            i += 3;
+            continue;
+        }
+        out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 impl AwsCluster {
@@ -269,11 +316,15 @@ impl AwsCluster {
         let mut found = Vec::new();
         let prefix = format!("{stack}-");
         for role in roles.iter().filter(|r| r.role_name().starts_with(&prefix)) {
-            // ListRoles does not return tags; GetRole does.
+            // ListRoles does not return tags; GetRole does. IAM is global: the same stack
+            // name in another region has its own roles, told apart by the region tag.
             if let Some((resource, tags)) = self.describe_role(role.role_name()).await?
                 && tags
                     .iter()
                     .any(|(k, v)| k == STACK_TAG && v == stack.as_str())
+                && tags
+                    .iter()
+                    .any(|(k, v)| k == REGION_TAG && *v == self.region)
             {
                 found.push(resource);
             }
@@ -297,7 +348,15 @@ impl AwsCluster {
             };
         }
         let mut found = Vec::new();
-        for name in list_all!(list_fargate_profiles, "Fargate profiles") {
+        // A cluster deleted since ListClusters answers ClientException "No cluster found".
+        let profiles: Result<Vec<String>> =
+            async { Ok(list_all!(list_fargate_profiles, "Fargate profiles")) }.await;
+        let profiles = match profiles {
+            Ok(names) => names,
+            Err(err) if Error::is_not_found(&err) => return Ok(found),
+            Err(err) => return Err(err),
+        };
+        for name in profiles {
             found.extend(self.describe_profile(cluster, &name).await?);
         }
         for name in list_all!(list_addons, "EKS add-ons") {
@@ -420,7 +479,32 @@ impl ClusterProvisioner for AwsCluster {
             action: "get caller identity".into(),
             message: "STS returned no ARN".into(),
         })?;
-        Ok(principal_arn(arn))
+        match classify_caller(arn)? {
+            Caller::IamUser { arn } => Ok(arn),
+            // The assumed-role ARN drops the role's path; the access entry needs it.
+            Caller::AssumedRole { role_name, .. } => {
+                let out = self
+                    .iam
+                    .get_role()
+                    .role_name(&role_name)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        map_sdk_error(
+                            "get IAM role of the caller (iam:GetRole, to name it with its path in the access entry)",
+                            format!("IAM role {role_name}"),
+                            "iam",
+                            e,
+                        )
+                    })?;
+                out.role()
+                    .map(|r| r.arn().to_string())
+                    .ok_or_else(|| Error::NotFound {
+                        action: "get IAM role of the caller".into(),
+                        resource: format!("IAM role {role_name}"),
+                    })
+            }
+        }
     }
 
     async fn discover(&self, stack: &StackName) -> Result<Vec<Resource>> {
@@ -456,15 +540,21 @@ impl ClusterProvisioner for AwsCluster {
                 name,
                 trust,
                 policy_arns,
+                source_arn,
             } => {
+                let mut role_tags = tag_map.clone();
+                role_tags.insert(REGION_TAG.to_string(), self.region.clone());
                 let out = self
                     .iam
                     .create_role()
                     .role_name(name)
                     .path(ROLE_PATH)
-                    .assume_role_policy_document(trust_policy(trust.service()))
+                    .assume_role_policy_document(trust_policy(
+                        trust.service(),
+                        source_arn.as_deref(),
+                    ))
                     .set_tags(Some(
-                        tag_map
+                        role_tags
                             .iter()
                             .map(|(k, v)| {
                                 aws_sdk_iam::types::Tag::builder().key(k).value(v).build()
@@ -511,6 +601,7 @@ impl ClusterProvisioner for AwsCluster {
                 version,
                 role_arn,
                 subnet_ids,
+                public_access_cidrs,
             } => {
                 let out = self
                     .eks
@@ -523,6 +614,7 @@ impl ClusterProvisioner for AwsCluster {
                             .set_subnet_ids(Some(subnet_ids.clone()))
                             .endpoint_public_access(true)
                             .endpoint_private_access(true)
+                            .set_public_access_cidrs(Some(public_access_cidrs.clone()))
                             .build(),
                     )
                     // Access entries only: no aws-auth ConfigMap, and no implicit admin for the
@@ -536,7 +628,20 @@ impl ClusterProvisioner for AwsCluster {
                     .set_tags(Some(tag_map))
                     .send()
                     .await
-                    .map_err(|e| map_sdk_error(&action, name, "eks", e))?;
+                    .map_err(|e| {
+                        use aws_sdk_eks::operation::create_cluster::CreateClusterError;
+                        // EKS names the zones it accepts; the stack re-plans on them.
+                        if let Some(CreateClusterError::UnsupportedAvailabilityZoneException(z)) =
+                            e.as_service_error()
+                        {
+                            return Error::UnsupportedZones {
+                                action: format!("{action} {name}"),
+                                message: z.message().unwrap_or_default().to_string(),
+                                valid_zones: z.valid_zones().to_vec(),
+                            };
+                        }
+                        map_sdk_error(&action, name, "eks", e)
+                    })?;
                 let cluster = out.cluster();
                 Ok(Resource {
                     kind,
@@ -748,6 +853,85 @@ impl ClusterProvisioner for AwsCluster {
         }
     }
 
+    async fn drift(&self, request: &CreateRequest, found: &Resource) -> Result<Vec<String>> {
+        match request {
+            CreateRequest::IamRole {
+                name,
+                trust,
+                policy_arns,
+                ..
+            } => {
+                let attached = self
+                    .iam
+                    .list_attached_role_policies()
+                    .role_name(name)
+                    .into_paginator()
+                    .items()
+                    .send()
+                    .try_collect()
+                    .await
+                    .map_err(|e| {
+                        map_sdk_error("list attached role policies", found.describe(), "iam", e)
+                    })?;
+                let attached: Vec<&str> = attached.iter().filter_map(|p| p.policy_arn()).collect();
+                let mut lines: Vec<String> = policy_arns
+                    .iter()
+                    .filter(|p| !attached.contains(&p.as_str()))
+                    .map(|p| format!("managed policy {p} is not attached"))
+                    .collect();
+                let role = self
+                    .iam
+                    .get_role()
+                    .role_name(name)
+                    .send()
+                    .await
+                    .map_err(|e| map_sdk_error("get IAM role", found.describe(), "iam", e))?;
+                let document = role
+                    .role()
+                    .and_then(|r| r.assume_role_policy_document())
+                    .unwrap_or_default();
+                if !trusts(document, trust.service()) {
+                    lines.push(format!(
+                        "its trust policy does not let {} assume it",
+                        trust.service()
+                    ));
+                }
+                Ok(lines)
+            }
+            CreateRequest::AccessEntry {
+                cluster,
+                principal_arn,
+                policy_arn,
+            } => {
+                let out = self
+                    .eks
+                    .list_associated_access_policies()
+                    .cluster_name(cluster)
+                    .principal_arn(principal_arn)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        map_sdk_error(
+                            "list associated access policies",
+                            found.describe(),
+                            "eks",
+                            e,
+                        )
+                    })?;
+                let associated = out
+                    .associated_access_policies()
+                    .iter()
+                    .any(|p| p.policy_arn() == Some(policy_arn.as_str()));
+                Ok(if associated {
+                    Vec::new()
+                } else {
+                    vec![format!("access policy {policy_arn} is not associated")]
+                })
+            }
+            _ => Ok(Vec::new()),
+        }
+    }
+
     async fn cluster_access(&self, name: &str) -> Result<ClusterAccess> {
         let out = self
             .eks
@@ -760,7 +944,53 @@ impl ClusterProvisioner for AwsCluster {
             action: "read cluster endpoint".into(),
             resource: format!("EKS cluster {name}"),
         })?;
+        let profiles: Vec<String> = self
+            .eks
+            .list_fargate_profiles()
+            .cluster_name(name)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| map_sdk_error("list Fargate profiles", name, "eks", e))?;
+        let mut fargate_profiles = Vec::new();
+        for profile in profiles {
+            let out = self
+                .eks
+                .describe_fargate_profile()
+                .cluster_name(name)
+                .fargate_profile_name(&profile)
+                .send()
+                .await
+                .map_err(|e| {
+                    map_sdk_error(
+                        "describe Fargate profile",
+                        format!("{name}/{profile}"),
+                        "eks",
+                        e,
+                    )
+                })?;
+            let selectors = out
+                .fargate_profile()
+                .map(|p| p.selectors())
+                .unwrap_or_default()
+                .iter()
+                .map(|s| crate::FargateSelector {
+                    namespace: s.namespace().unwrap_or_default().to_owned(),
+                    labels: s
+                        .labels()
+                        .map(|l| l.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                        .unwrap_or_default(),
+                })
+                .collect();
+            fargate_profiles.push(crate::FargateProfileSelectors {
+                name: profile,
+                selectors,
+            });
+        }
         Ok(ClusterAccess {
+            fargate_profiles,
             name: name.to_string(),
             arn: cluster.arn().unwrap_or_default().to_string(),
             endpoint: cluster.endpoint().unwrap_or_default().to_string(),
@@ -778,14 +1008,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn assumed_role_becomes_role_arn() {
+    fn fargate_trust_policy_carries_the_source_arn_condition() {
+        let arn = "arn:aws:eks:us-east-1:123456789012:fargateprofile/c/*";
+        let doc: serde_json::Value =
+            serde_json::from_str(&trust_policy("eks-fargate-pods.amazonaws.com", Some(arn)))
+                .unwrap();
         assert_eq!(
-            principal_arn("arn:aws:sts::123456789012:assumed-role/Admin/me@example.com"),
-            "arn:aws:iam::123456789012:role/Admin"
+            doc["Statement"][0]["Condition"]["ArnLike"]["aws:SourceArn"],
+            arn
         );
-        assert_eq!(
-            principal_arn("arn:aws:iam::123456789012:user/ci"),
-            "arn:aws:iam::123456789012:user/ci"
-        );
+        assert!(trusts(
+            "%7B%22Statement%22%3A%5B%7B%22Effect%22%3A%22Allow%22%2C%22Principal%22%3A%7B%22Service%22%3A%22eks.amazonaws.com%22%7D%7D%5D%7D",
+            "eks.amazonaws.com"
+        ));
+        assert!(!trusts(
+            &trust_policy("eks.amazonaws.com", None),
+            "eks-fargate-pods.amazonaws.com"
+        ));
     }
 }

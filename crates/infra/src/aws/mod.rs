@@ -10,13 +10,49 @@ pub mod actions;
 mod ec2;
 mod eks;
 
+use std::future::Future;
+use std::time::Duration;
+
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_smithy_runtime_api::client::result::SdkError;
 
 pub use account::{AwsAccount, PRICING_API_REGION, on_demand_usd};
 pub use ec2::AwsNetwork;
-pub use eks::AwsCluster;
-pub(crate) use eks::principal_arn;
+pub use eks::{AwsCluster, ROLE_PATH};
+
+/// How long a multi-call creation keeps retrying `*.NotFound` for the id it has just created
+/// (EC2 eventual consistency: ModifyVpcAttribute right after CreateVpc, AttachInternetGateway
+/// right after CreateInternetGateway, CreateRoute right after CreateRouteTable).
+pub const CONSISTENCY_WINDOW: Duration = Duration::from_secs(2 * 60);
+
+/// Runs `op` again while it answers `*.NotFound`, within `window`: for calls naming an id the
+/// same creation made moments ago, where NotFound means "not propagated yet".
+pub(crate) async fn until_visible<T, E, R, F, Fut>(
+    what: &str,
+    window: Duration,
+    mut op: F,
+) -> Result<T, SdkError<E, R>>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, SdkError<E, R>>>,
+    E: ProvideErrorMetadata,
+{
+    let start = tokio::time::Instant::now();
+    let mut delay = Duration::from_millis(250);
+    loop {
+        match op().await {
+            Err(err)
+                if err.code().is_some_and(|c| c.ends_with(".NotFound"))
+                    && start.elapsed() + delay <= window =>
+            {
+                tracing::info!(what, code = ?err.code(), "not visible yet (EC2 eventual consistency), trying again in {delay:?}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            other => return other,
+        }
+    }
+}
 
 use crate::error::Error;
 
@@ -39,6 +75,19 @@ fn is_not_found_code(code: &str) -> bool {
         )
 }
 
+/// Messages with which EKS refuses an IAM role that IAM has not propagated yet (the same
+/// messages the Terraform AWS provider retries on for CreateCluster and CreateFargateProfile).
+const PROPAGATION_MESSAGES: &[&str] = &[
+    "could not be assumed because it does not exist or the trusted entity is not correct",
+    "doesn't have the Amazon EKS Managed Policies associated with it",
+    "Misconfigured PodExecutionRole Trust Property",
+];
+
+/// Whether an `InvalidParameterException` is IAM eventual consistency rather than a real fault.
+fn is_propagation(code: &str, message: &str) -> bool {
+    code == "InvalidParameterException" && PROPAGATION_MESSAGES.iter().any(|m| message.contains(m))
+}
+
 /// Maps an SDK error to the crate's stable categories by its error code.
 pub(crate) fn map_sdk_error<E, R>(
     action: impl Into<String>,
@@ -56,6 +105,16 @@ where
     let message = err.message().unwrap_or_default().to_string();
     match code.as_str() {
         c if is_not_found_code(c) => Error::NotFound { action, resource },
+        // EKS answers ClientException "No cluster found for name: x." on calls under a cluster
+        // that is gone (ListFargateProfiles, ListAddons...).
+        "ClientException" if message.contains("No cluster found") => {
+            Error::NotFound { action, resource }
+        }
+        c if is_propagation(c, &message) => Error::Propagating {
+            action,
+            resource,
+            message,
+        },
         "DependencyViolation"
         | "DeleteConflict"
         | "InvalidIPAddress.InUse"
@@ -64,7 +123,11 @@ where
             resource,
             message,
         },
-        "ResourceInUseException" if message.contains("already exists") => {
+        // "Addon already exists.", "The specified access entry resource is already in use on
+        // this cluster.": it exists, reuse it; other ResourceInUse messages mean busy.
+        "ResourceInUseException"
+            if message.contains("already exists") || message.contains("already in use") =>
+        {
             Error::AlreadyExists { action, resource }
         }
         "ResourceInUseException" => Error::Conflict {

@@ -21,6 +21,7 @@ async fn network_lifecycle() {
         Capabilities {
             vpc_dependency_check: true,
         },
+        &WaitPolicy::default(),
     )
     .await
     .unwrap();
@@ -139,7 +140,7 @@ async fn fargate_profile_operations_are_serialized_and_retried() {
     let role = glrunner_infra::ClusterProvisioner::describe(
         &cloud,
         ResourceKind::IamRole,
-        "serial-fargate-pod-execution",
+        &glrunner_infra::plan::fargate_role_name("serial", "us-east-1"),
     )
     .await
     .unwrap()
@@ -222,7 +223,9 @@ async fn leftovers_fail_the_teardown_and_are_named() {
     struct KeepVpc<'a>(Instrumented<'a>);
     #[async_trait::async_trait]
     impl glrunner_infra::NetworkProvisioner for KeepVpc<'_> {
-        async fn availability_zones(&self) -> glrunner_infra::Result<Vec<String>> {
+        async fn availability_zones(
+            &self,
+        ) -> glrunner_infra::Result<Vec<glrunner_infra::AvailabilityZone>> {
             glrunner_infra::NetworkProvisioner::availability_zones(&self.0).await
         }
         async fn discover(
@@ -268,4 +271,429 @@ async fn leftovers_fail_the_teardown_and_are_named() {
         ),
         other => panic!("expected leftovers, got {other}"),
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// What a first run on a real account hits (issue 9), modelled by the in-memory cloud.
+
+/// Progress events, recorded.
+#[derive(Default)]
+struct Recorder(std::sync::Mutex<Vec<glrunner_infra::ProgressEvent>>);
+
+impl glrunner_infra::Progress for Recorder {
+    fn event(&self, event: &glrunner_infra::ProgressEvent) {
+        self.0.lock().unwrap().push(event.clone());
+    }
+}
+
+impl Recorder {
+    fn retries(&self, key: &str) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|e| match e {
+                glrunner_infra::ProgressEvent::Retrying { key: k, reason, .. } if k == key => {
+                    Some(reason.clone())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn iam_and_ec2_propagation_are_waited_out_with_progress() {
+    // The cluster role is a few seconds old when CreateCluster runs; subnets name a VPC a
+    // moment old. Both are refused at first, as on AWS, and retried.
+    let cloud = InMemoryCloud::default();
+    let spec = spec("fresh");
+    let plan = glrunner_infra::plan_stack(&spec, &cloud).await.unwrap();
+    let progress = Recorder::default();
+    Engine::new(&cloud, &cloud)
+        .with_progress(&progress)
+        .apply(&plan)
+        .await
+        .unwrap();
+    let cluster = progress.retries("cluster");
+    assert!(
+        cluster.iter().any(|r| r.contains("could not be assumed")),
+        "{cluster:?}"
+    );
+    let subnet = progress.retries("subnet/private/us-east-1a");
+    assert!(subnet.iter().any(|r| r.contains("not found")), "{subnet:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_role_that_never_works_fails_after_the_propagation_window() {
+    use glrunner_infra::memory::Durations;
+    let mut durations = Durations::default();
+    durations.iam_propagation = Duration::from_secs(3600);
+    let cloud = InMemoryCloud::default().with_durations(durations);
+    let plan = glrunner_infra::plan_stack(&spec("stuck"), &cloud)
+        .await
+        .unwrap();
+    let start = tokio::time::Instant::now();
+    let err = Engine::new(&cloud, &cloud).apply(&plan).await.unwrap_err();
+    assert!(matches!(err, Error::Propagating { .. }), "{err}");
+    assert!(
+        start.elapsed() < Duration::from_secs(5 * 60),
+        "bounded: {:?}",
+        start.elapsed()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn zones_are_chosen_by_id_and_refused_zones_are_replanned() {
+    use glrunner_infra::AvailabilityZone;
+    // This account's us-east-1a is use1-az3, the zone ID EKS refuses.
+    let cloud = InMemoryCloud::default().with_zones(vec![
+        AvailabilityZone::new("us-east-1a", "use1-az3"),
+        AvailabilityZone::new("us-east-1b", "use1-az1"),
+        AvailabilityZone::new("us-east-1c", "use1-az2"),
+    ]);
+    let plan = glrunner_infra::plan_stack(&spec("byid"), &cloud)
+        .await
+        .unwrap();
+    assert!(plan.step("subnet/private/us-east-1a").is_none());
+    Engine::new(&cloud, &cloud).apply(&plan).await.unwrap();
+
+    // A zone glrunner does not know EKS refuses: CreateCluster names the valid ones and the
+    // stack is planned again on them.
+    let cloud = InMemoryCloud::default()
+        .with_eks_refused_zone_ids(vec!["use1-az6".into(), "use1-az3".into()]);
+    let spec = spec("replan");
+    let outcome = glrunner_infra::provision(
+        &spec,
+        &cloud,
+        &cloud,
+        &glrunner_infra::StackOptions::default(),
+    )
+    .await
+    .unwrap();
+    let azs: Vec<&str> = outcome
+        .plan
+        .steps
+        .iter()
+        .filter_map(|s| s.key.strip_prefix("subnet/private/"))
+        .collect();
+    assert_eq!(azs, ["us-east-1b", "us-east-1c"]);
+    let report = Engine::new(&cloud, &cloud)
+        .teardown(&spec.stack)
+        .await
+        .unwrap();
+    assert!(report.leftovers.is_empty());
+    assert!(
+        cloud
+            .all_resources()
+            .iter()
+            .all(|r| r.kind == ResourceKind::NatGateway),
+        "the subnets of the refused zone were removed too: {:?}",
+        cloud.all_resources()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_access_entry_names_the_callers_role_with_its_path() {
+    let cloud = InMemoryCloud::default();
+    let role = cloud.add_role(
+        "/aws-reserved/sso.amazonaws.com/us-east-1/",
+        "AWSReservedSSO_Admin_0123",
+    );
+    let mut spec = spec("sso");
+    spec.cluster.admin_principals = vec!["arn:aws:iam::123456789012:user/ops".into()];
+    // with_caller on an IAM user adds it to the account; the caller is the SSO session.
+    let cloud = cloud
+        .with_caller("arn:aws:iam::123456789012:user/ops")
+        .with_caller(
+            "arn:aws:sts::123456789012:assumed-role/AWSReservedSSO_Admin_0123/me@example.com",
+        );
+    let plan = glrunner_infra::plan_stack(&spec, &cloud).await.unwrap();
+    let report = Engine::new(&cloud, &cloud).apply(&plan).await.unwrap();
+    assert_eq!(
+        report.resources["access/admin"].id,
+        format!("sso/{role}"),
+        "the role ARN with its path"
+    );
+    assert!(
+        report.resources["access/principal/arn:aws:iam::123456789012:user/ops"]
+            .id
+            .ends_with(":user/ops")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn root_and_federated_callers_are_refused_before_anything_is_created() {
+    for caller in [
+        "arn:aws:iam::123456789012:root",
+        "arn:aws:sts::123456789012:federated-user/bob",
+    ] {
+        let cloud = InMemoryCloud::default().with_caller(caller);
+        let plan = glrunner_infra::plan_stack(&spec("who"), &cloud)
+            .await
+            .unwrap();
+        let err = Engine::new(&cloud, &cloud).apply(&plan).await.unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidInput { ref message, .. } if message.contains("--admin-principal")),
+            "{caller}: {err}"
+        );
+        assert!(cloud.mutating_calls().is_empty(), "{caller}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_access_entry_that_already_exists_is_reused() {
+    let cloud = InMemoryCloud::default();
+    let spec = spec("inuse");
+    let plan = glrunner_infra::plan_stack(&spec, &cloud).await.unwrap();
+    Engine::new(&cloud, &cloud).apply(&plan).await.unwrap();
+    // Someone removed our tags' record of it (another run made it, a lost response...): the
+    // entry exists, but no resource carries the step's key any more.
+    let entry = glrunner_infra::ClusterProvisioner::describe(
+        &cloud,
+        ResourceKind::AccessEntry,
+        "inuse/arn:aws:iam::123456789012:user/sandbox",
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    // A discovery that misses the entry (another run created it a moment ago): CreateAccessEntry
+    // answers "already in use", which means "exists, reuse it".
+    struct MissEntries<'a>(&'a InMemoryCloud);
+    #[async_trait::async_trait]
+    impl glrunner_infra::ClusterProvisioner for MissEntries<'_> {
+        async fn caller_arn(&self) -> glrunner_infra::Result<String> {
+            glrunner_infra::ClusterProvisioner::caller_arn(self.0).await
+        }
+        async fn discover(
+            &self,
+            s: &StackName,
+        ) -> glrunner_infra::Result<Vec<glrunner_infra::Resource>> {
+            let all = glrunner_infra::ClusterProvisioner::discover(self.0, s).await?;
+            Ok(all
+                .into_iter()
+                .filter(|r| r.kind != ResourceKind::AccessEntry)
+                .collect())
+        }
+        async fn create(
+            &self,
+            r: &CreateRequest,
+            t: &ResourceTags,
+        ) -> glrunner_infra::Result<glrunner_infra::Resource> {
+            glrunner_infra::ClusterProvisioner::create(self.0, r, t).await
+        }
+        async fn describe(
+            &self,
+            k: ResourceKind,
+            id: &str,
+        ) -> glrunner_infra::Result<Option<glrunner_infra::Resource>> {
+            glrunner_infra::ClusterProvisioner::describe(self.0, k, id).await
+        }
+        async fn delete(&self, r: &glrunner_infra::Resource) -> glrunner_infra::Result<()> {
+            glrunner_infra::ClusterProvisioner::delete(self.0, r).await
+        }
+        async fn cluster_access(
+            &self,
+            name: &str,
+        ) -> glrunner_infra::Result<glrunner_infra::ClusterAccess> {
+            glrunner_infra::ClusterProvisioner::cluster_access(self.0, name).await
+        }
+    }
+    let report = Engine::new(&cloud, &MissEntries(&cloud))
+        .apply(&plan)
+        .await
+        .unwrap();
+    assert_eq!(report.resources["access/admin"].id, entry.id);
+    assert_eq!(report.created(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn gov_cloud_arns_use_the_partition() {
+    let cloud = InMemoryCloud::new("us-gov-west-1");
+    let spec = StackSpec::new(StackName::new("gov").unwrap(), "us-gov-west-1");
+    let plan = glrunner_infra::plan_stack(&spec, &cloud).await.unwrap();
+    let report = Engine::new(&cloud, &cloud).apply(&plan).await.unwrap();
+    assert!(
+        report.resources["role/cluster"]
+            .arn
+            .as_deref()
+            .unwrap()
+            .starts_with("arn:aws-us-gov:iam::")
+    );
+    Engine::new(&cloud, &cloud)
+        .teardown(&spec.stack)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_same_stack_in_two_regions_is_two_stacks() {
+    let east = InMemoryCloud::default();
+    let west = east.in_region("us-west-2");
+    let name = StackName::new("twin").unwrap();
+    for (cloud, region) in [(&east, "us-east-1"), (&west, "us-west-2")] {
+        let spec = StackSpec::new(name.clone(), region);
+        let plan = glrunner_infra::plan_stack(&spec, cloud).await.unwrap();
+        let report = Engine::new(cloud, cloud).apply(&plan).await.unwrap();
+        assert_eq!(report.created(), plan.steps.len(), "nothing shared");
+    }
+    Engine::new(&east, &east).teardown(&name).await.unwrap();
+    let left = Engine::new(&west, &west).existing(&name).await.unwrap();
+    for key in [
+        "cluster",
+        "role/cluster",
+        "role/fargate",
+        "fargate-profile",
+        "vpc",
+    ] {
+        assert!(left.contains_key(key), "west lost {key}: {left:?}");
+    }
+    Engine::new(&west, &west).teardown(&name).await.unwrap();
+    assert!(
+        east.all_resources()
+            .iter()
+            .all(|r| r.kind == ResourceKind::NatGateway),
+        "{:?}",
+        east.all_resources()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn teardown_keeps_network_and_roles_while_the_cluster_remains() {
+    use glrunner_infra::conformance::Instrumented;
+    let cloud = InMemoryCloud::default();
+    let spec = spec("stays");
+    let plan = glrunner_infra::plan_stack(&spec, &cloud).await.unwrap();
+    Engine::new(&cloud, &cloud).apply(&plan).await.unwrap();
+    struct RefuseClusterDelete<'a>(Instrumented<'a>);
+    #[async_trait::async_trait]
+    impl glrunner_infra::ClusterProvisioner for RefuseClusterDelete<'_> {
+        async fn caller_arn(&self) -> glrunner_infra::Result<String> {
+            glrunner_infra::ClusterProvisioner::caller_arn(&self.0).await
+        }
+        async fn discover(
+            &self,
+            s: &StackName,
+        ) -> glrunner_infra::Result<Vec<glrunner_infra::Resource>> {
+            glrunner_infra::ClusterProvisioner::discover(&self.0, s).await
+        }
+        async fn create(
+            &self,
+            r: &CreateRequest,
+            t: &ResourceTags,
+        ) -> glrunner_infra::Result<glrunner_infra::Resource> {
+            glrunner_infra::ClusterProvisioner::create(&self.0, r, t).await
+        }
+        async fn describe(
+            &self,
+            k: ResourceKind,
+            id: &str,
+        ) -> glrunner_infra::Result<Option<glrunner_infra::Resource>> {
+            glrunner_infra::ClusterProvisioner::describe(&self.0, k, id).await
+        }
+        async fn delete(&self, r: &glrunner_infra::Resource) -> glrunner_infra::Result<()> {
+            if r.kind == ResourceKind::Cluster {
+                return Err(Error::PermissionDenied {
+                    action: "delete EKS cluster".into(),
+                    message: "test refuses".into(),
+                });
+            }
+            glrunner_infra::ClusterProvisioner::delete(&self.0, r).await
+        }
+        async fn cluster_access(
+            &self,
+            name: &str,
+        ) -> glrunner_infra::Result<glrunner_infra::ClusterAccess> {
+            glrunner_infra::ClusterProvisioner::cluster_access(&self.0, name).await
+        }
+    }
+    let refuse = RefuseClusterDelete(Instrumented::new(&cloud, &cloud));
+    let err = Engine::new(&cloud, &refuse)
+        .teardown(&spec.stack)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("still exists") && err.contains("kept"),
+        "{err}"
+    );
+    let left = Engine::new(&cloud, &cloud)
+        .existing(&spec.stack)
+        .await
+        .unwrap();
+    for key in [
+        "cluster",
+        "role/cluster",
+        "vpc",
+        "subnet/private/us-east-1a",
+        "igw",
+    ] {
+        assert!(
+            left.contains_key(key),
+            "{key} was deleted under a live cluster: {left:?}"
+        );
+    }
+    // Once the cluster can go, a second teardown finishes the job.
+    Engine::new(&cloud, &cloud)
+        .teardown(&spec.stack)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_nat_gateway_is_gone_for_teardown_and_replaced_on_apply() {
+    let cloud = InMemoryCloud::default();
+    let spec = spec("natfail");
+    let plan = glrunner_infra::plan_stack(&spec, &cloud).await.unwrap();
+    let first = Engine::new(&cloud, &cloud).apply(&plan).await.unwrap();
+    let nat = first.resources["nat/us-east-1a"].id.clone();
+    assert!(cloud.mark_failed(ResourceKind::NatGateway, &nat));
+    let again = Engine::new(&cloud, &cloud).apply(&plan).await.unwrap();
+    assert_ne!(
+        again.resources["nat/us-east-1a"].id, nat,
+        "a new NAT gateway"
+    );
+    assert!(cloud.mark_failed(
+        ResourceKind::NatGateway,
+        &again.resources["nat/us-east-1a"].id
+    ));
+    let report = Engine::new(&cloud, &cloud)
+        .teardown(&spec.stack)
+        .await
+        .unwrap();
+    assert!(report.errors.is_empty() && report.leftovers.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn drift_of_a_reused_role_is_reported() {
+    let cloud = InMemoryCloud::default();
+    let spec = spec("drift");
+    // A role with the step's key but only one of its two policies (someone detached one).
+    let name = glrunner_infra::plan::cluster_role_name("drift", "us-east-1");
+    glrunner_infra::ClusterProvisioner::create(
+        &cloud,
+        &CreateRequest::IamRole {
+            name: name.clone(),
+            trust: glrunner_infra::resource::RoleTrust::EksCluster,
+            policy_arns: vec!["arn:aws:iam::aws:policy/AmazonEKSClusterPolicy".into()],
+            source_arn: None,
+        },
+        &ResourceTags {
+            stack: "drift".into(),
+            key: "role/cluster".into(),
+            extra: Default::default(),
+        },
+    )
+    .await
+    .unwrap();
+    let plan = glrunner_infra::plan_stack(&spec, &cloud).await.unwrap();
+    let report = Engine::new(&cloud, &cloud).apply(&plan).await.unwrap();
+    assert!(
+        report
+            .drift
+            .iter()
+            .any(|d| d.contains(&name) && d.contains("AmazonEKSVPCResourceController")),
+        "{:?}",
+        report.drift
+    );
 }

@@ -7,10 +7,12 @@ use glrunner_infra::{Error, MockClusterProvisioner, MockNetworkProvisioner, Stac
 async fn too_few_zones_fails_before_any_mutation() {
     let mut network = MockNetworkProvisioner::new();
     // One read call; any create or delete would fail the test (no expectation set).
-    network
-        .expect_availability_zones()
-        .times(1)
-        .returning(|| Ok(vec!["us-east-1a".to_string()]));
+    network.expect_availability_zones().times(1).returning(|| {
+        Ok(vec![glrunner_infra::AvailabilityZone::new(
+            "us-east-1a",
+            "use1-az6",
+        )])
+    });
     let cluster = MockClusterProvisioner::new();
     let spec = StackSpec::new(StackName::new("mocked").unwrap(), "us-east-1");
     let err = glrunner_infra::provision(&spec, &network, &cluster, &StackOptions::default())

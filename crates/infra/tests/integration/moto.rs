@@ -4,7 +4,9 @@
 //!
 //! moto is synchronous (everything is ACTIVE at once) and never busy, so waiting, retrying
 //! and ordering are proven in `smithy.rs` and `memory.rs`; here we prove the real SDK calls,
-//! tags, discovery and convergence.
+//! tags, discovery and convergence. The shim runs in strict mode (scripts/moto_shim.py): new
+//! IAM roles are refused by EKS for a moment, new EC2 ids are NotFound once, us-east-1a is the
+//! zone ID EKS refuses, a Local Zone is listed, and access entries need a real IAM principal.
 
 use aws_sdk_ec2::types::Filter;
 use glrunner_infra::aws::{AwsCluster, AwsNetwork};
@@ -16,9 +18,14 @@ use glrunner_infra::{StackOptions, WaitPolicy};
 static MOTO: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn moto() -> Option<aws_config::SdkConfig> {
+    moto_in("us-east-1").await
+}
+
+async fn moto_in(region: &'static str) -> Option<aws_config::SdkConfig> {
     let Ok(url) = std::env::var("GLRUNNER_TEST_MOTO_URL") else {
         assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
+            std::env::var("CI").as_deref() != Ok("true")
+                && std::env::var("GLRUNNER_TEST_REQUIRE_SERVERS").as_deref() != Ok("1"),
             "GLRUNNER_TEST_MOTO_URL is not set: run ./scripts/test.sh"
         );
         eprintln!(
@@ -26,16 +33,32 @@ async fn moto() -> Option<aws_config::SdkConfig> {
         );
         return None;
     };
-    Some(
-        aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .endpoint_url(url)
-            .region(aws_config::Region::new("us-east-1"))
-            .test_credentials()
-            // moto answers some not-found paths with HTTP 500, which the SDK would retry.
-            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(2))
-            .load()
-            .await,
-    )
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(url)
+        .region(aws_config::Region::new(region))
+        .test_credentials()
+        // moto answers some not-found paths with HTTP 500, which the SDK would retry.
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(2))
+        .load()
+        .await;
+    assert_strict(&config).await;
+    Some(config)
+}
+
+/// The shim's strict mode lists a Local Zone; plain moto does not.
+async fn assert_strict(config: &aws_config::SdkConfig) {
+    let zones = aws_sdk_ec2::Client::new(config)
+        .describe_availability_zones()
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        zones
+            .availability_zones()
+            .iter()
+            .any(|z| z.zone_type() == Some("local-zone")),
+        "moto runs without the strict shim: start it with scripts/moto.sh"
+    );
 }
 
 fn spec(name: &str) -> StackSpec {
@@ -53,6 +76,7 @@ async fn network_lifecycle() {
         Capabilities {
             vpc_dependency_check: true,
         },
+        &WaitPolicy::fast(),
     )
     .await
     .unwrap();
@@ -172,9 +196,10 @@ async fn census(config: &aws_config::SdkConfig, stack: &str) -> Vec<(&'static st
         tagged_subnets_ok,
         "every subnet carries the key and its load-balancer role tag"
     );
+    let region = config.region().unwrap().to_string();
     let roles = [
-        format!("{stack}-eks-cluster"),
-        format!("{stack}-fargate-pod-execution"),
+        glrunner_infra::plan::cluster_role_name(stack, &region),
+        glrunner_infra::plan::fargate_role_name(stack, &region),
     ];
     let mut role_count = 0;
     for role in &roles {
@@ -316,4 +341,164 @@ async fn provision_twice_then_teardown_without_state_leaves_nothing() {
             .iter()
             .all(|n| n.state().map(|s| s.as_str()) == Some("deleted"))
     );
+}
+
+/// A caller like an IAM Identity Center session: an assumed role whose role lives under a path.
+async fn sso_session(config: &aws_config::SdkConfig) -> (aws_config::SdkConfig, String) {
+    let iam = aws_sdk_iam::Client::new(config);
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":"sts:AssumeRole"}]}"#;
+    let name = "AWSReservedSSO_Admin_0123";
+    let role = match iam
+        .create_role()
+        .role_name(name)
+        .path("/aws-reserved/sso.amazonaws.com/us-east-1/")
+        .assume_role_policy_document(trust)
+        .send()
+        .await
+    {
+        Ok(out) => out.role().unwrap().arn().to_string(),
+        Err(_) => iam
+            .get_role()
+            .role_name(name)
+            .send()
+            .await
+            .unwrap()
+            .role()
+            .unwrap()
+            .arn()
+            .to_string(),
+    };
+    let creds = aws_sdk_sts::Client::new(config)
+        .assume_role()
+        .role_arn(&role)
+        .role_session_name("me@example.com")
+        .send()
+        .await
+        .unwrap();
+    let c = creds.credentials().unwrap();
+    let session = config
+        .to_builder()
+        .credentials_provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(
+                aws_credential_types::Credentials::new(
+                    c.access_key_id(),
+                    c.secret_access_key(),
+                    Some(c.session_token().to_string()),
+                    None,
+                    "moto-assume-role",
+                ),
+            ),
+        )
+        .build();
+    (session, role)
+}
+
+#[tokio::test]
+async fn provision_as_an_assumed_role_with_a_path_on_the_first_try() {
+    let Some(config) = moto().await else { return };
+    let _guard = MOTO.lock().await;
+    let (session, role) = sso_session(&config).await;
+    assert!(
+        role.contains(":role/aws-reserved/sso.amazonaws.com/us-east-1/"),
+        "{role}"
+    );
+    let (network, cluster) = (AwsNetwork::new(&session), AwsCluster::new(&session));
+    let spec = spec("moto-sso");
+    let outcome = glrunner_infra::provision(
+        &spec,
+        &network,
+        &cluster,
+        &StackOptions {
+            waits: WaitPolicy::fast(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let applied = outcome.applied.unwrap();
+    assert_eq!(
+        applied.resources["access/admin"].id,
+        format!("moto-sso/{role}")
+    );
+    // The zones EKS accepts, by ID: this account's us-east-1a is use1-az3.
+    assert!(outcome.plan.step("subnet/private/us-east-1a").is_none());
+    let entries = aws_sdk_eks::Client::new(&session)
+        .list_access_entries()
+        .cluster_name("moto-sso")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(entries.access_entries(), [role.as_str()]);
+    glrunner_infra::teardown(
+        &spec.stack,
+        &spec.region,
+        &network,
+        &cluster,
+        &StackOptions {
+            waits: WaitPolicy::fast(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn the_same_stack_in_two_regions_is_two_stacks() {
+    let Some(east) = moto_in("us-east-1").await else {
+        return;
+    };
+    let Some(west) = moto_in("us-west-2").await else {
+        return;
+    };
+    let _guard = MOTO.lock().await;
+    let options = StackOptions {
+        waits: WaitPolicy::fast(),
+        ..Default::default()
+    };
+    let stack = StackName::new("moto-twin").unwrap();
+    for config in [&east, &west] {
+        let region = config.region().unwrap().to_string();
+        let spec = StackSpec::new(stack.clone(), &region);
+        let outcome = glrunner_infra::provision(
+            &spec,
+            &AwsNetwork::new(config),
+            &AwsCluster::new(config),
+            &options,
+        )
+        .await
+        .unwrap();
+        let applied = outcome.applied.unwrap();
+        assert_eq!(
+            applied.created(),
+            outcome.plan.steps.len(),
+            "{region}: nothing shared"
+        );
+    }
+    glrunner_infra::teardown(
+        &stack,
+        "us-east-1",
+        &AwsNetwork::new(&east),
+        &AwsCluster::new(&east),
+        &options,
+    )
+    .await
+    .unwrap();
+    let west_census = census(&west, "moto-twin").await;
+    for (what, n) in &west_census {
+        assert!(*n > 0, "us-west-2 lost its {what}: {west_census:?}");
+    }
+    glrunner_infra::teardown(
+        &stack,
+        "us-west-2",
+        &AwsNetwork::new(&west),
+        &AwsCluster::new(&west),
+        &options,
+    )
+    .await
+    .unwrap();
+    for config in [&east, &west] {
+        let after = census(config, "moto-twin").await;
+        assert!(after.iter().all(|(_, n)| *n == 0), "left behind: {after:?}");
+    }
 }

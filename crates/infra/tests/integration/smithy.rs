@@ -321,3 +321,277 @@ async fn not_found_codes_map_to_not_found() {
     let err = AwsNetwork::from_client(ec2).delete(&vpc).await.unwrap_err();
     assert!(matches!(err, Error::DependencyViolation { .. }), "{err}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// What a first run on a real account hits (issue 9), at the SDK level.
+
+#[tokio::test]
+async fn availability_zones_leave_out_local_zones_and_keep_zone_ids() {
+    use aws_sdk_ec2::operation::describe_availability_zones::DescribeAvailabilityZonesOutput;
+    use aws_sdk_ec2::types::AvailabilityZone as Zone;
+    // AWS lists opted-in Local Zones too unless asked not to; answer with one anyway.
+    let rule = mock!(aws_sdk_ec2::Client::describe_availability_zones)
+        .match_requests(|r| {
+            r.filters()
+                .iter()
+                .any(|f| f.name() == Some("zone-type") && f.values() == ["availability-zone"])
+        })
+        .then_output(|| {
+            DescribeAvailabilityZonesOutput::builder()
+                .availability_zones(
+                    Zone::builder()
+                        .zone_name("us-west-2-lax-1a")
+                        .zone_id("usw2-lax1-az1")
+                        .zone_type("local-zone")
+                        .build(),
+                )
+                .availability_zones(
+                    Zone::builder()
+                        .zone_name("us-west-2b")
+                        .zone_id("usw2-az1")
+                        .zone_type("availability-zone")
+                        .build(),
+                )
+                .availability_zones(
+                    Zone::builder()
+                        .zone_name("us-west-2a")
+                        .zone_id("usw2-az2")
+                        .zone_type("availability-zone")
+                        .build(),
+                )
+                .build()
+        });
+    let ec2 = mock_client!(aws_sdk_ec2, RuleMode::MatchAny, [&rule]);
+    let zones = AwsNetwork::from_client(ec2)
+        .availability_zones()
+        .await
+        .unwrap();
+    assert_eq!(
+        zones,
+        [
+            glrunner_infra::AvailabilityZone::new("us-west-2a", "usw2-az2"),
+            glrunner_infra::AvailabilityZone::new("us-west-2b", "usw2-az1"),
+        ]
+    );
+    assert_eq!(
+        rule.num_calls(),
+        1,
+        "the request carried the zone-type filter"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_vpc_not_yet_visible_to_modify_vpc_attribute_is_retried() {
+    let create = mock!(aws_sdk_ec2::Client::create_vpc).then_output(|| {
+        CreateVpcOutput::builder()
+            .vpc(aws_sdk_ec2::types::Vpc::builder().vpc_id("vpc-3").build())
+            .build()
+    });
+    let modify = mock!(aws_sdk_ec2::Client::modify_vpc_attribute)
+        .sequence()
+        .http_response(|| ec2_error("InvalidVpcID.NotFound"))
+        .times(2)
+        .output(|| ModifyVpcAttributeOutput::builder().build())
+        .repeatedly()
+        .build();
+    let delete = mock!(aws_sdk_ec2::Client::delete_vpc)
+        .then_output(|| aws_sdk_ec2::operation::delete_vpc::DeleteVpcOutput::builder().build());
+    let ec2 = mock_client!(
+        aws_sdk_ec2,
+        RuleMode::MatchAny,
+        [&create, &modify, &delete],
+        |c| c.retry_config(RetryConfig::disabled())
+    );
+    let vpc = AwsNetwork::from_client(ec2)
+        .create(
+            &CreateRequest::Vpc {
+                cidr: "10.0.0.0/16".parse().unwrap(),
+            },
+            &ResourceTags {
+                stack: "s".into(),
+                key: "vpc".into(),
+                extra: Default::default(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(vpc.id, "vpc-3");
+    assert_eq!(modify.num_calls(), 4, "two NotFound, then both attributes");
+    assert_eq!(delete.num_calls(), 0, "no rollback");
+}
+
+fn sts_caller(arn: &'static str) -> aws_sdk_sts::Client {
+    let rule = mock!(aws_sdk_sts::Client::get_caller_identity).then_output(move || {
+        aws_sdk_sts::operation::get_caller_identity::GetCallerIdentityOutput::builder()
+            .arn(arn)
+            .account("123456789012")
+            .build()
+    });
+    mock_client!(aws_sdk_sts, RuleMode::MatchAny, [&rule])
+}
+
+#[tokio::test]
+async fn an_assumed_role_caller_is_named_by_its_role_arn_with_the_path() {
+    let get_role = mock!(aws_sdk_iam::Client::get_role)
+        .match_requests(|r| r.role_name() == Some("AWSReservedSSO_Admin_0123"))
+        .then_output(|| {
+            aws_sdk_iam::operation::get_role::GetRoleOutput::builder()
+                .role(
+                    aws_sdk_iam::types::Role::builder()
+                        .path("/aws-reserved/sso.amazonaws.com/us-east-1/")
+                        .role_name("AWSReservedSSO_Admin_0123")
+                        .role_id("AROA")
+                        .arn("arn:aws:iam::123456789012:role/aws-reserved/sso.amazonaws.com/us-east-1/AWSReservedSSO_Admin_0123")
+                        .create_date(aws_smithy_types::DateTime::from_secs(0))
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+        });
+    let cluster = AwsCluster::from_clients(
+        mock_client!(aws_sdk_eks, []),
+        mock_client!(aws_sdk_iam, RuleMode::MatchAny, [&get_role]),
+        sts_caller(
+            "arn:aws:sts::123456789012:assumed-role/AWSReservedSSO_Admin_0123/me@example.com",
+        ),
+    );
+    assert_eq!(
+        cluster.caller_arn().await.unwrap(),
+        "arn:aws:iam::123456789012:role/aws-reserved/sso.amazonaws.com/us-east-1/AWSReservedSSO_Admin_0123"
+    );
+    let federated = AwsCluster::from_clients(
+        mock_client!(aws_sdk_eks, []),
+        mock_client!(aws_sdk_iam, []),
+        sts_caller("arn:aws:sts::123456789012:federated-user/bob"),
+    );
+    let err = federated.caller_arn().await.unwrap_err();
+    assert!(matches!(err, Error::InvalidInput { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn eks_answers_map_to_what_they_mean() {
+    let cases: [(u16, &'static str, &'static str, fn(&Error) -> bool); 4] = [
+        (
+            400,
+            "InvalidParameterException",
+            "Role with arn: arn:aws:iam::1:role/glrunner/x, could not be assumed because it does not exist or the trusted entity is not correct",
+            |e| matches!(e, Error::Propagating { .. }),
+        ),
+        (
+            409,
+            "ResourceInUseException",
+            "The specified access entry resource is already in use on this cluster.",
+            Error::is_already_exists,
+        ),
+        (
+            400,
+            "ClientException",
+            "No cluster found for name: c.",
+            Error::is_not_found,
+        ),
+        (
+            409,
+            "ResourceInUseException",
+            "Cannot delete Fargate Profile b because cluster c currently has Fargate profile a in status DELETING",
+            |e| matches!(e, Error::Conflict { .. }),
+        ),
+    ];
+    for (status, code, message, expected) in cases {
+        let rule = mock!(aws_sdk_eks::Client::delete_cluster)
+            .then_http_response(move || eks_error(status, code, message));
+        let cluster = cluster_with(mock_client!(
+            aws_sdk_eks,
+            RuleMode::MatchAny,
+            [&rule],
+            |c| c.retry_config(RetryConfig::disabled())
+        ));
+        let err = cluster
+            .delete(&Resource {
+                kind: ResourceKind::Cluster,
+                id: "c".into(),
+                key: "cluster".into(),
+                arn: None,
+                state: ResourceState::Available,
+            })
+            .await
+            .unwrap_err();
+        assert!(expected(&err), "{code} {message}: {err:?}");
+    }
+}
+
+#[tokio::test]
+async fn unsupported_zones_carry_the_zones_eks_accepts() {
+    let rule = mock!(aws_sdk_eks::Client::create_cluster).then_http_response(|| {
+        let mut response = HttpResponse::new(
+            StatusCode::try_from(400).unwrap(),
+            SdkBody::from(
+                r#"{"message":"Cannot create cluster 'c' because us-east-1e, the targeted availability zone, does not currently have sufficient capacity to support the cluster. Retry and choose from these availability zones: us-east-1a, us-east-1b","clusterName":"c","validZones":["us-east-1a","us-east-1b"]}"#,
+            ),
+        );
+        response
+            .headers_mut()
+            .insert("x-amzn-ErrorType", "UnsupportedAvailabilityZoneException");
+        response
+            .headers_mut()
+            .insert("content-type", "application/json");
+        response
+    });
+    let cluster = cluster_with(mock_client!(
+        aws_sdk_eks,
+        RuleMode::MatchAny,
+        [&rule],
+        |c| c.retry_config(RetryConfig::disabled())
+    ));
+    let err = cluster
+        .create(
+            &CreateRequest::Cluster {
+                name: "c".into(),
+                version: "1.34".into(),
+                role_arn: "arn:aws:iam::1:role/r".into(),
+                subnet_ids: vec!["subnet-1".into()],
+                public_access_cidrs: vec!["203.0.113.0/24".into()],
+            },
+            &ResourceTags {
+                stack: "s".into(),
+                key: "cluster".into(),
+                extra: Default::default(),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::UnsupportedZones { ref valid_zones, .. } if valid_zones == &["us-east-1a", "us-east-1b"]),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_public_endpoint_cidrs_reach_create_cluster() {
+    let rule = mock!(aws_sdk_eks::Client::create_cluster)
+        .match_requests(|r| {
+            r.resources_vpc_config()
+                .is_some_and(|v| v.public_access_cidrs() == ["203.0.113.0/24"])
+        })
+        .then_output(|| {
+            aws_sdk_eks::operation::create_cluster::CreateClusterOutput::builder().build()
+        });
+    let cluster = cluster_with(mock_client!(aws_sdk_eks, RuleMode::MatchAny, [&rule]));
+    cluster
+        .create(
+            &CreateRequest::Cluster {
+                name: "c".into(),
+                version: "1.34".into(),
+                role_arn: "arn:aws:iam::1:role/r".into(),
+                subnet_ids: vec!["subnet-1".into()],
+                public_access_cidrs: vec!["203.0.113.0/24".into()],
+            },
+            &ResourceTags {
+                stack: "s".into(),
+                key: "cluster".into(),
+                extra: Default::default(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(rule.num_calls(), 1);
+}

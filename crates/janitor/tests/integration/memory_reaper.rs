@@ -242,17 +242,44 @@ async fn watch_reaps_pods_as_they_become_hung_on_tokio_time() {
     assert!(pods.pods().is_empty());
 }
 
-#[tokio::test]
-async fn watch_stops_on_shutdown() {
+#[tokio::test(start_paused = true)]
+async fn watch_stops_on_shutdown_after_the_round_in_progress() {
     let (pods, clock) = store();
-    let r = reaper(Arc::new(pods), &clock);
-    let mut n = 0;
-    r.watch(Duration::from_secs(3600), async {}, |_| {
-        n += 1;
+    let hung = pods.insert(NewPod::job(NS, "mgr", 1, 1)).unwrap();
+    clock.advance(Duration::from_secs(3600));
+    let r = reaper(Arc::new(pods.clone()), &clock);
+    // Shutdown arrives 90 s in: rounds at 0 s and 60 s ran, the one due at 120 s never starts.
+    let shutdown = tokio::time::sleep(Duration::from_secs(90));
+    let mut reaped = Vec::new();
+    r.watch(Duration::from_secs(60), shutdown, |round| {
+        reaped.push(round.unwrap().reaped.len());
         ControlFlow::Continue(())
     })
     .await;
-    assert!(n <= 1);
+    assert_eq!(
+        reaped,
+        [1, 0],
+        "two rounds ran, the first reaped the hung pod"
+    );
+    assert!(pods.pod(NS, &hung.name).is_none());
+    assert_eq!(pods.calls().lists, 2);
+}
+
+#[tokio::test]
+async fn watch_with_shutdown_already_resolved_still_runs_one_whole_round() {
+    let (pods, clock) = store();
+    pods.insert(NewPod::job(NS, "mgr", 1, 1)).unwrap();
+    clock.advance(Duration::from_secs(3600));
+    let r = reaper(Arc::new(pods.clone()), &clock);
+    let mut rounds = 0;
+    r.watch(Duration::from_secs(3600), async {}, |round| {
+        rounds += 1;
+        assert_eq!(round.unwrap().deleted(), 1);
+        ControlFlow::Continue(())
+    })
+    .await;
+    assert_eq!(rounds, 1);
+    assert_eq!(pods.deletions().len(), 1);
 }
 
 #[tokio::test]
@@ -277,10 +304,17 @@ async fn report_renders_human_and_json() {
         human.contains("pending_too_long") && human.contains("1 vCPU / 3 GB"),
         "{human}"
     );
-    assert!(
-        human.contains("running_within_timeout") || human.contains("kept"),
+    // The kept section lists the healthy running pod under its reason, with its count.
+    let kept_line = human
+        .lines()
+        .find(|l| l.trim_start().starts_with("running_within_timeout"))
+        .unwrap_or_else(|| panic!("no kept line for the running pod: {human}"));
+    assert_eq!(
+        kept_line.split_whitespace().collect::<Vec<_>>(),
+        ["running_within_timeout", "1"],
         "{human}"
     );
+    assert_eq!(report.kept.get("running_within_timeout"), Some(&1));
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["considered"], 2);
     assert_eq!(json["reaped"][0]["reason"]["reason"], "pending_too_long");
@@ -337,8 +371,9 @@ async fn demo_fleet_reaps_the_hung_pods_only() {
         left.iter().filter(|p| p.namespace == "other-team").count(),
         2
     );
-    // All demo job pods are bound to Fargate nodes: graceful deletes leave them Terminating (no kubelet
-    // in this store); only the stuck one was force-deleted.
-    assert_eq!(total - left.len(), 1);
-    assert_eq!(left.iter().filter(|p| p.is_terminating()).count(), 8);
+    // All demo job pods are bound to Fargate nodes: graceful deletes leave running and pending ones
+    // Terminating (no kubelet in this store); the two finished ones went at once, as the API server
+    // deletes Succeeded/Failed pods without grace, and the stuck one was force-deleted.
+    assert_eq!(total - left.len(), 3);
+    assert_eq!(left.iter().filter(|p| p.is_terminating()).count(), 6);
 }

@@ -1,14 +1,20 @@
-//! Property tests of the policy over random pod populations: it never reaps a pod that is not a job
-//! pod, never a pod younger than the grace, and the reaper deletes only what the policy reaps.
+//! Property tests of the policy. Which pods are job pods is not restated here: pods start from the
+//! independent examples of `identity_examples` (the executor's real job pod, the chart's real
+//! manager pod) and go through mutations whose effect the design fixes (remove the executor's label
+//! or annotation, add the chart's labels, a controller owner, another namespace: never reaped;
+//! user labels and annotations: no effect). The policy must reap exactly the pods no protective
+//! mutation touched, never a pod younger than the grace, and the reaper delete exactly those.
 
 use std::collections::{BTreeMap, BTreeSet};
+
+use super::identity_examples;
 use std::sync::Arc;
 use std::time::Duration;
 
 use glrunner_janitor::clock::ManualClock;
 use glrunner_janitor::memory::InMemoryPods;
 use glrunner_janitor::model::keys;
-use glrunner_janitor::policy::{Evidence, PROTECTED_OWNER_KINDS, check_identity, decide};
+use glrunner_janitor::policy::{Evidence, PROTECTED_OWNER_KINDS, decide};
 use glrunner_janitor::{
     JobStatus, OwnerRef, PodInfo, PodPhase, PodRequests, Policy, Reaper, ReaperConfig,
 };
@@ -113,32 +119,148 @@ fn evidence() -> impl Strategy<Value = Evidence> {
         })
 }
 
-fn is_job_pod(p: &PodInfo, namespaces: &BTreeSet<String>) -> bool {
-    namespaces.contains(&p.namespace)
-        && p.labels.contains_key(keys::LABEL_JOB_POD)
-        && p.annotations.contains_key(keys::ANNOTATION_JOB_ID)
-        && !p
-            .owners
-            .iter()
-            .any(|o| o.controller || PROTECTED_OWNER_KINDS.contains(&o.kind.as_str()))
-        && !p
-            .labels
-            .get("chart")
-            .is_some_and(|c| c.starts_with("gitlab-runner"))
-        && !(p.labels.contains_key("app") && p.labels.contains_key("release"))
+/// A change to an example pod, and whether the design says it makes the pod untouchable.
+#[derive(Debug, Clone)]
+enum Mutation {
+    RemoveJobLabel,
+    RemoveJobAnnotation,
+    AddChartLabels,
+    AddOwner(&'static str),
+    OtherNamespace,
+    AddUserLabel(String, String),
+    AddUserAnnotation(String, String),
+    RemoveLegacyPodLabel,
+}
+
+impl Mutation {
+    fn protects(&self) -> bool {
+        matches!(
+            self,
+            Self::RemoveJobLabel
+                | Self::RemoveJobAnnotation
+                | Self::AddChartLabels
+                | Self::AddOwner(_)
+                | Self::OtherNamespace
+        )
+    }
+
+    fn apply(&self, pod: &mut PodInfo) {
+        match self {
+            Self::RemoveJobLabel => {
+                pod.labels.remove(keys::LABEL_JOB_POD);
+            }
+            Self::RemoveJobAnnotation => {
+                pod.annotations.remove(keys::ANNOTATION_JOB_ID);
+            }
+            Self::AddChartLabels => pod.labels.extend(identity_examples::chart_labels()),
+            Self::AddOwner(kind) => pod.owners.push(OwnerRef::controller(*kind, "owner")),
+            Self::OtherNamespace => pod.namespace = "kube-system".into(),
+            Self::AddUserLabel(k, v) => {
+                pod.labels.insert(k.clone(), v.clone());
+            }
+            Self::AddUserAnnotation(k, v) => {
+                pod.annotations.insert(k.clone(), v.clone());
+            }
+            Self::RemoveLegacyPodLabel => {
+                pod.labels.remove("pod");
+            }
+        }
+    }
+}
+
+/// Keys a user may set through `pod_labels`/`pod_annotations`: not in the executor's
+/// `runner.gitlab.com` namespace (the executor drops those) and not the chart's keys.
+fn user_key() -> impl Strategy<Value = String> {
+    "[a-z]{1,8}(\\.[a-z]{2,6}/[a-z]{1,8})?"
+        .prop_filter("not the chart's keys", |k| {
+            !["app", "chart", "release", "heritage"].contains(&k.as_str())
+        })
+        .prop_filter("not the executor's namespace", |k| {
+            !k.contains("runner.gitlab.com")
+        })
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    prop_oneof![
+        Just(Mutation::RemoveJobLabel),
+        Just(Mutation::RemoveJobAnnotation),
+        Just(Mutation::AddChartLabels),
+        proptest::sample::select(PROTECTED_OWNER_KINDS.to_vec()).prop_map(Mutation::AddOwner),
+        Just(Mutation::OtherNamespace),
+        (user_key(), "[a-z0-9]{0,12}").prop_map(|(k, v)| Mutation::AddUserLabel(k, v)),
+        (user_key(), "[ -~]{0,20}").prop_map(|(k, v)| Mutation::AddUserAnnotation(k, v)),
+        Just(Mutation::RemoveLegacyPodLabel),
+    ]
+}
+
+/// An executor job pod that is hung at `at(40_000)` whatever its phase (Pending for hours,
+/// Running past its 2 h timeout, finished long ago, or stuck Terminating), then mutated.
+fn mutated_job_pod() -> impl Strategy<Value = (PodInfo, bool)> {
+    (
+        0u64..1_000_000,
+        phase().prop_filter("a known phase", |p| *p != PodPhase::Unknown),
+        any::<bool>(),
+        proptest::collection::vec(mutation(), 0..4),
+    )
+        .prop_map(|(job, phase, terminating, mutations)| {
+            let mut pod = identity_examples::executor_job_pod(job, phase, at(0));
+            pod.started_at = Some(at(60));
+            if terminating {
+                pod.deletion_timestamp = Some(at(600));
+            }
+            for m in &mutations {
+                m.apply(&mut pod);
+            }
+            (pod, mutations.iter().any(Mutation::protects))
+        })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
-    fn never_reaps_a_non_job_pod(p in pod(), ev in evidence(), now in 0i64..40_000, grace in 1u64..2_000) {
+    fn reaps_a_hung_executor_pod_exactly_when_nothing_protects_it((pod, protected) in mutated_job_pod(), ev in evidence()) {
+        let policy = Policy::new([identity_examples::NS]).with_grace(Duration::from_secs(300));
+        let d = decide(&pod, at(40_000), &policy, &ev);
+        prop_assert_eq!(d.is_reap(), !protected, "{:?} -> {:?}", pod, d);
+    }
+
+    #[test]
+    fn never_reaps_the_charts_manager_pod(
+        mutations in proptest::collection::vec(
+            mutation().prop_filter("keeps the chart's identity", |m| {
+                !matches!(m, Mutation::OtherNamespace)
+            }),
+            0..4,
+        ),
+        executor_keys in any::<bool>(),
+        phase in phase(),
+        terminating in any::<bool>(),
+        now in 0i64..400_000,
+        ev in evidence(),
+    ) {
+        let mut pod = identity_examples::chart_manager_pod(at(0));
+        pod.phase = phase;
+        if terminating {
+            pod.deletion_timestamp = Some(at(10));
+        }
+        if executor_keys {
+            // The chart's podLabels/podAnnotations can copy the executor's keys.
+            pod.labels.insert(keys::LABEL_JOB_POD.into(), "runner-x-project-1-concurrent-0".into());
+            pod.annotations.insert(keys::ANNOTATION_JOB_ID.into(), "7".into());
+        }
+        for m in &mutations {
+            m.apply(&mut pod);
+        }
+        let policy = Policy::new([identity_examples::NS]).with_grace(Duration::from_secs(60));
+        prop_assert!(!decide(&pod, at(now), &policy, &ev).is_reap(), "{:?}", pod);
+    }
+
+    #[test]
+    fn never_reaps_a_pod_younger_than_the_grace(p in pod(), ev in evidence(), now in 0i64..40_000, grace in 1u64..2_000) {
         let policy = Policy::new(["gitlab-runner"]).with_grace(Duration::from_secs(grace));
         let d = decide(&p, at(now), &policy, &ev);
         if d.is_reap() {
-            prop_assert!(is_job_pod(&p, &policy.namespaces), "reaped a non-job pod: {p:?} -> {d:?}");
-            prop_assert!(check_identity(&p, &policy.namespaces).is_ok());
-            // Never a pod younger than the grace.
             prop_assert!(at(now).duration_since(p.created_at) > SignedDuration::try_from(policy.grace).unwrap());
         }
     }
@@ -148,38 +270,53 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
-    fn reaper_deletes_only_job_pods_of_random_populations(pods in proptest::collection::vec(pod(), 0..60), now in 0i64..40_000) {
+    fn reaper_deletes_exactly_the_unprotected_pods_of_random_populations(
+        pods in proptest::collection::vec(mutated_job_pod(), 0..60),
+        managers in 0usize..3,
+    ) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
             let clock = ManualClock::new(base());
             let store = InMemoryPods::new().with_clock(Arc::new(clock.clone()));
-            let mut by_name = BTreeMap::new();
-            for p in &pods {
-                let mut new = glrunner_janitor::memory::NewPod::new(&p.namespace, &p.name).with_phase(p.phase.clone()).created_at(p.created_at);
+            let mut population: Vec<(PodInfo, bool)> = pods;
+            for i in 0..managers {
+                let mut m = identity_examples::chart_manager_pod(at(0));
+                m.name = format!("{}-{i}", m.name);
+                population.push((m, true));
+            }
+            let mut expected = BTreeSet::new();
+            let mut protected = BTreeSet::new();
+            for (p, is_protected) in &population {
+                let mut new = glrunner_janitor::memory::NewPod::new(&p.namespace, &p.name)
+                    .with_phase(p.phase.clone())
+                    .created_at(p.created_at);
                 new.labels = p.labels.clone();
                 new.annotations = p.annotations.clone();
                 new.owners = p.owners.clone();
                 new.node_name = p.node_name.clone();
                 new.started_at = p.started_at;
-                if let Ok(info) = store.insert(new) {
-                    if let Some(d) = p.deletion_timestamp {
-                        store.update(&info.namespace, &info.name, |x| x.deletion_timestamp = Some(d)).unwrap();
-                    }
-                    by_name.insert((info.namespace.clone(), info.name.clone()), store.pod(&info.namespace, &info.name).unwrap());
+                // Job IDs may repeat: a repeated name is the same pod, keep the first.
+                let Ok(info) = store.insert(new) else { continue };
+                if let Some(d) = p.deletion_timestamp {
+                    store.update(&info.namespace, &info.name, |x| x.deletion_timestamp = Some(d)).unwrap();
                 }
+                let key = (info.namespace.clone(), info.name.clone());
+                if *is_protected { protected.insert(key); } else { expected.insert(key); }
             }
-            clock.set(at(now));
-            let policy = Policy::new(["gitlab-runner", "default"]).with_grace(Duration::from_secs(60));
-            let namespaces = policy.namespaces.clone();
+            clock.set(at(40_000));
+            let policy = Policy::new([identity_examples::NS, "default"]).with_grace(Duration::from_secs(300));
             let reaper = Reaper::new(Arc::new(store.clone()), ReaperConfig::new(policy).with_manager_check(true))
                 .unwrap()
                 .with_clock(Arc::new(clock));
             let report = reaper.run_once().await.unwrap();
-            for d in store.deletions() {
-                let p = &by_name[&(d.key.namespace.clone(), d.key.name.clone())];
-                assert!(is_job_pod(p, &namespaces), "deleted a non-job pod: {p:?}");
-            }
-            assert!(report.reaped.len() <= by_name.values().filter(|p| is_job_pod(p, &namespaces)).count());
+            let deleted: BTreeSet<(String, String)> = store
+                .deletions()
+                .into_iter()
+                .map(|d| (d.key.namespace, d.key.name))
+                .collect();
+            assert_eq!(deleted, expected, "{report}");
+            assert!(deleted.is_disjoint(&protected));
+            assert!(report.errors.is_empty(), "{report}");
         });
     }
 }

@@ -28,7 +28,7 @@ impl Call {
 
     /// Positional arguments (flags and their values removed).
     pub fn positional(&self) -> Vec<&str> {
-        const WITH_VALUE: [&str; 9] = [
+        const WITH_VALUE: [&str; 12] = [
             "--namespace",
             "--values",
             "-f",
@@ -38,6 +38,9 @@ impl Call {
             "--output",
             "--kubeconfig",
             "--kube-context",
+            "--repo",
+            "--max",
+            "--filter",
         ];
         let mut out = Vec::new();
         let mut skip = false;
@@ -66,15 +69,17 @@ call="$STATE/calls/$(printf '%04d' "$n")"
 mkdir -p "$call"
 printf '%s\n' "$@" > "$call/argv"
 env > "$call/env"
-ns=default; install=0; values=""; positional=""; all_ns=0; prev=""
+ns=default; install=0; values=""; positional=""; all_ns=0; prev=""; max=256; filter=""
 for a in "$@"; do
   case "$prev" in
     --namespace) ns="$a"; prev=""; continue;;
     --values|-f) values="$a"; prev=""; continue;;
-    --version|--timeout|--history-max|--output|--kubeconfig|--kube-context) prev=""; continue;;
+    --max) max="$a"; prev=""; continue;;
+    --filter) filter="$a"; prev=""; continue;;
+    --version|--timeout|--history-max|--output|--kubeconfig|--kube-context|--repo) prev=""; continue;;
   esac
   case "$a" in
-    --namespace|--values|-f|--version|--timeout|--history-max|--output|--kubeconfig|--kube-context) prev="$a";;
+    --namespace|--values|-f|--version|--timeout|--history-max|--output|--kubeconfig|--kube-context|--repo|--max|--filter) prev="$a";;
     --install) install=1;;
     --all-namespaces) all_ns=1;;
     -*) ;;
@@ -86,18 +91,29 @@ if [ -n "$values" ]; then
   stat -c %a "$values" > "$call/values.mode"
   printf '%s' "$values" > "$call/values.path"
 fi
-if [ -f "$STATE/fail-next" ]; then
+# `helm version` (asked once per client) never consumes a planned failure.
+case "$positional" in " version"*) is_version=1;; *) is_version=0;; esac
+if [ -f "$STATE/fail-next" ] && [ "$is_version" = 0 ]; then
   cat "$STATE/fail-next" >&2
   rm -f "$STATE/fail-next"
   exit 1
 fi
 set -- $positional
 sub="$1"
+# Like helm: install/upgrade print the chart, `status` strips it.
 release_json() {
   printf '{"name":"%s","namespace":"%s","version":%s,"info":{"status":"deployed","description":"fake"},"chart":{"metadata":{"name":"gitlab-runner","version":"0.86.0","appVersion":"18.9.0"}}}\n' "$1" "$2" "$3"
 }
+status_json() {
+  printf '{"name":"%s","namespace":"%s","version":%s,"info":{"status":"deployed","description":"fake"}}\n' "$1" "$2" "$3"
+}
 case "$sub" in
-  version) echo 'version.BuildInfo{Version:"v3.16.0-fake"}';;
+  version) cat "$STATE/version" 2>/dev/null || echo 'v3.16.0+gfake';;
+  get)
+    name="$3"; f="$STATE/releases/$ns/$name"
+    if [ "$2" != metadata ]; then echo "fake helm: unknown get $2" >&2; exit 64; fi
+    if [ -f "$f" ]; then printf '{"name":"%s","chart":"gitlab-runner","version":"0.86.0","appVersion":"18.9.0","namespace":"%s","revision":%s,"status":"deployed"}\n' "$name" "$ns" "$(cat "$f")";
+    else echo "Error: release: not found" >&2; exit 1; fi;;
   repo) echo "fake: repo $2 ok";;
   upgrade)
     name="$2"; f="$STATE/releases/$ns/$name"
@@ -108,22 +124,26 @@ case "$sub" in
     release_json "$name" "$ns" "$rev";;
   status)
     name="$2"; f="$STATE/releases/$ns/$name"
-    if [ -f "$f" ]; then release_json "$name" "$ns" "$(cat "$f")";
+    if [ -f "$f" ]; then status_json "$name" "$ns" "$(cat "$f")";
     else echo "Error: release: not found" >&2; exit 1; fi;;
   uninstall)
     name="$2"; f="$STATE/releases/$ns/$name"
     if [ -f "$f" ]; then rm -f "$f"; echo "release \"$name\" uninstalled";
     else echo "Error: uninstall: Release not loaded: $name: release: not found" >&2; exit 1; fi;;
   list)
-    sep=""; printf '['
+    # Helm's --max defaults to 256 (0 = no limit); --filter is a regular expression on names.
+    sep=""; printf '['; shown=0
     for d in "$STATE"/releases/*; do
       [ -d "$d" ] || continue
       rns=$(basename "$d")
       if [ "$all_ns" = 0 ] && [ "$rns" != "$ns" ]; then continue; fi
       for f in "$d"/*; do
         [ -f "$f" ] || continue
-        printf '%s{"name":"%s","namespace":"%s","revision":"%s","updated":"now","status":"deployed","chart":"gitlab-runner-0.86.0","app_version":"18.9.0"}' "$sep" "$(basename "$f")" "$rns" "$(cat "$f")"
-        sep=","
+        rname=$(basename "$f")
+        if [ -n "$filter" ] && ! printf '%s' "$rname" | grep -Eq "$filter"; then continue; fi
+        if [ "$max" != 0 ] && [ "$shown" -ge "$max" ]; then break 2; fi
+        printf '%s{"name":"%s","namespace":"%s","revision":"%s","updated":"now","status":"deployed","chart":"gitlab-runner-0.86.0","app_version":"18.9.0"}' "$sep" "$rname" "$rns" "$(cat "$f")"
+        sep=","; shown=$((shown + 1))
       done
     done
     printf ']\n';;
@@ -155,6 +175,21 @@ impl FakeHelm {
             std::fs::write(&p, "apiVersion: v1\nkind: Config\n").expect("kubeconfig");
         }
         p
+    }
+
+    /// `helm version --short` answers this from now on.
+    pub fn set_version(&self, short: &str) {
+        std::fs::write(self.dir.path().join("state/version"), format!("{short}\n"))
+            .expect("version");
+    }
+
+    /// Puts `count` deployed releases `r-0001..` into `namespace`, as if installed earlier.
+    pub fn seed_releases(&self, namespace: &str, count: usize) {
+        let dir = self.dir.path().join("state/releases").join(namespace);
+        std::fs::create_dir_all(&dir).expect("releases dir");
+        for i in 1..=count {
+            std::fs::write(dir.join(format!("r-{i:04}")), "1\n").expect("release");
+        }
     }
 
     /// The next helm call fails with this stderr.

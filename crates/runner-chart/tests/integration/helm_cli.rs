@@ -1,10 +1,10 @@
-//! `HelmCli` against the fake helm: the commands it issues, the values file's lifecycle, the
-//! token's absence from everything helm sees, error shapes, and the release conformance suite.
+//! `HelmCli` against the fake helm: what only a fake can show (the commands it issues, the values
+//! file's lifecycle, the token's absence from everything helm sees, error shapes, helm versions).
+//! The release conformance suite runs on Helm's real engine (`real_helm.rs`).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use glrunner_runner_chart::conformance;
 use glrunner_runner_chart::{
     ChartSource, ChartVersion, Error, ErrorKind, HelmCli, InMemoryTokenSecrets, ReleaseId,
     ReleaseManager, ReleaseSpec, ReleaseState, Removal, RunnerToken, RunnerValues,
@@ -81,28 +81,29 @@ async fn install_upgrade_uninstall_issue_the_right_commands_and_the_token_is_in_
         .expect("deploy");
     assert_eq!(deployed.release.state, ReleaseState::Deployed);
     assert_eq!(deployed.release.revision, 1);
-    assert_eq!(
-        deployed.release.runner.as_ref().unwrap().tags,
-        ["glrunner-1"]
-    );
+    assert_eq!(deployed.release.chart_version.as_deref(), Some("0.86.0"));
+    // The fake prints no `config`: nothing may be filled in from the request.
+    assert_eq!(deployed.release.runner, None);
     assert_eq!(
         secrets.get(&spec.secret()).await.unwrap().unwrap().token,
         token
     );
 
     let calls = fake.calls();
-    assert_eq!(calls.len(), 3, "{calls:#?}");
-    assert_eq!(
-        calls[0].positional(),
-        ["repo", "add", "gitlab", "https://charts.gitlab.io"]
+    assert_eq!(calls.len(), 2, "{calls:#?}");
+    assert_eq!(calls[0].positional(), ["version"]);
+    assert!(calls[0].has("--short"));
+    // No `helm repo add`: the chart comes with --repo, the user's repositories stay as they are.
+    assert!(
+        calls.iter().all(|c| c.positional()[0] != "repo"),
+        "{calls:#?}"
     );
-    assert!(calls[0].has("--force-update"));
-    assert_eq!(calls[1].positional(), ["repo", "update", "gitlab"]);
-    let install = &calls[2];
+    let install = &calls[1];
     assert_eq!(
         install.positional(),
-        ["upgrade", "gitlab-runner-1", "gitlab/gitlab-runner"]
+        ["upgrade", "gitlab-runner-1", "gitlab-runner"]
     );
+    assert_eq!(install.flag("--repo"), Some("https://charts.gitlab.io"));
     for flag in [
         "--install",
         "--create-namespace",
@@ -145,11 +146,11 @@ async fn install_upgrade_uninstall_issue_the_right_commands_and_the_token_is_in_
     let up = helm.upgrade(&changed).await.expect("upgrade");
     assert_eq!(up.revision, 2);
     let calls = fake.calls();
-    assert_eq!(calls.len(), 4);
-    let upgrade = &calls[3];
+    assert_eq!(calls.len(), 3, "the version is asked once per client");
+    let upgrade = &calls[2];
     assert_eq!(
         upgrade.positional(),
-        ["upgrade", "gitlab-runner-1", "gitlab/gitlab-runner"]
+        ["upgrade", "gitlab-runner-1", "gitlab-runner"]
     );
     assert!(!upgrade.has("--install") && !upgrade.has("--create-namespace"));
     let (path, content, mode) = upgrade.values.clone().unwrap();
@@ -157,16 +158,25 @@ async fn install_upgrade_uninstall_issue_the_right_commands_and_the_token_is_in_
     assert!(!path.exists());
     assert!(content.contains("concurrent: 150"));
 
-    // status and list read helm's JSON.
+    // status and list read helm's JSON; `helm status` strips the chart, so its version comes
+    // from `helm get metadata`.
     let status = helm.status(&spec.id()).await.unwrap().expect("exists");
     assert_eq!(
         (status.revision, status.state.clone()),
         (2, ReleaseState::Deployed)
     );
     assert_eq!(status.chart_version.as_deref(), Some("0.86.0"));
+    assert_eq!(status.app_version.as_deref(), Some("18.9.0"));
+    let metadata = fake.calls().last().unwrap().clone();
+    assert_eq!(
+        metadata.positional(),
+        ["get", "metadata", "gitlab-runner-1"]
+    );
     let listed = helm.list(Some("ci")).await.unwrap();
     assert_eq!(listed.len(), 1);
-    assert_eq!(fake.calls().last().unwrap().flag("--namespace"), Some("ci"));
+    let list = fake.calls().last().unwrap().clone();
+    assert_eq!(list.flag("--namespace"), Some("ci"));
+    assert_eq!(list.flag("--max"), Some("0"));
 
     // uninstall, twice: idempotent; then the Secret goes too.
     let removal = remove_runner(
@@ -248,13 +258,18 @@ async fn a_failing_helm_reports_purpose_status_and_stderr_and_the_values_file_is
     );
     assert!(program.ends_with("helm"));
     let calls = fake.calls();
-    assert_eq!(calls.len(), 1, "a local chart needs no repo calls");
     assert_eq!(
-        calls[0].positional(),
+        calls.len(),
+        2,
+        "version, then the upgrade: a local chart needs no repo"
+    );
+    assert_eq!(
+        calls[1].positional(),
         ["upgrade", "gitlab-runner-1", "/charts/gitlab-runner"]
     );
-    assert_eq!(calls[0].flag("--version"), None);
-    let (path, _, mode) = calls[0].values.clone().unwrap();
+    assert_eq!(calls[1].flag("--version"), None);
+    assert_eq!(calls[1].flag("--repo"), None);
+    let (path, _, mode) = calls[1].values.clone().unwrap();
     assert_eq!(mode, "600");
     assert!(!path.exists(), "values file left behind after a failure");
 }
@@ -302,16 +317,16 @@ async fn oci_charts_are_pinned_and_skip_the_repo() {
     });
     helm.ensure(&spec).await.unwrap();
     let calls = fake.calls();
-    assert_eq!(calls.len(), 1);
+    assert_eq!(calls.len(), 2);
     assert_eq!(
-        calls[0].positional(),
+        calls[1].positional(),
         [
             "upgrade",
             "gitlab-runner-1",
             "oci://registry.example.com/charts/gitlab-runner"
         ]
     );
-    assert_eq!(calls[0].flag("--version"), Some("0.92.2"));
+    assert_eq!(calls[1].flag("--version"), Some("0.92.2"));
 }
 
 #[tokio::test]
@@ -347,18 +362,66 @@ async fn a_missing_helm_binary_says_how_to_fix_it() {
     assert!(
         text.contains("did not start")
             && text.contains("GLRUNNER_HELM")
-            && text.contains("read the status of"),
+            && text.contains("read the helm CLI's version"),
         "{text}"
     );
 }
 
 #[tokio::test]
-async fn release_conformance_on_the_fake_helm() {
+async fn list_sees_every_release_past_helms_default_of_256() {
     let _serial = SERIAL.lock().await;
     let fake = FakeHelm::new();
+    fake.seed_releases("ci", 300);
     let helm = helm(&fake);
-    conformance::run_release_suite(&helm, "fake").await;
-    assert!(!fake.everything_seen().contains("glrt-"));
+    let listed = helm.list(None).await.unwrap();
+    assert_eq!(listed.len(), 300);
+    assert_eq!(helm.list(Some("ci")).await.unwrap().len(), 300);
+}
+
+#[tokio::test]
+async fn helm_older_than_3_8_is_refused_with_a_clear_message() {
+    let _serial = SERIAL.lock().await;
+    let fake = FakeHelm::new();
+    fake.set_version("v3.7.2+g663a896");
+    let helm = helm(&fake);
+    let e = helm.status(&ReleaseId::new("ci", "r")).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    let text = e.to_string();
+    assert!(text.contains("3.7.2") && text.contains("3.8"), "{text}");
+    assert_eq!(fake.calls().len(), 1, "only `helm version` ran");
+}
+
+#[tokio::test]
+async fn helm_4_waits_with_the_watcher_and_helm_3_12_reads_the_chart_from_list() {
+    let _serial = SERIAL.lock().await;
+    let fake = FakeHelm::new();
+    fake.set_version("v4.0.1+g1a2b3c4");
+    let helm = helm(&fake);
+    let spec = spec().with_chart(ChartSource::Path {
+        path: "chart".into(),
+    });
+    helm.ensure(&spec).await.unwrap();
+    let upgrade = fake.calls().last().unwrap().clone();
+    assert!(upgrade.has("--wait=watcher"), "{:?}", upgrade.argv);
+    assert!(!upgrade.has("--wait"), "{:?}", upgrade.argv);
+    helm.uninstall(&spec.id(), Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(fake.calls().last().unwrap().has("--wait=watcher"));
+
+    let old = FakeHelm::new();
+    old.set_version("v3.12.3+g3a31588");
+    let helm = self::helm(&old);
+    helm.ensure(&spec).await.unwrap();
+    let status = helm.status(&spec.id()).await.unwrap().unwrap();
+    assert_eq!(status.chart_version.as_deref(), Some("0.86.0"));
+    let last = old.calls().last().unwrap().clone();
+    assert_eq!(
+        last.positional(),
+        ["list"],
+        "no `get metadata` before helm 3.13"
+    );
+    assert_eq!(last.flag("--filter"), Some("^gitlab-runner-1$"));
 }
 
 /// Set in the child process of `a_token_in_our_environment_does_not_reach_helm`.
@@ -402,7 +465,11 @@ fn a_token_in_our_environment_does_not_reach_helm() {
         String::from_utf8_lossy(&status.stderr)
     );
     let calls = fake.calls();
-    assert_eq!(calls.len(), 1, "the child ran helm once");
+    assert_eq!(
+        calls.len(),
+        2,
+        "the child ran helm twice (version, upgrade)"
+    );
     assert!(
         calls[0].env.contains(CHILD_ENV),
         "the environment was recorded"

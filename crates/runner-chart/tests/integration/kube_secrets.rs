@@ -20,7 +20,9 @@ const ENV: &str = "GLRUNNER_TEST_KUBECONFIG";
 fn kubeconfig(test: &str) -> Option<PathBuf> {
     match std::env::var_os(ENV).filter(|v| !v.is_empty()) {
         Some(path) => Some(PathBuf::from(path)),
-        None if std::env::var("CI").is_ok_and(|v| v == "true") => {
+        None if std::env::var("CI").is_ok_and(|v| v == "true")
+            || std::env::var_os("GLRUNNER_TEST_REQUIRE_SERVERS").is_some_and(|v| v == "1") =>
+        {
             panic!(
                 "{ENV} is unset in CI: run ./scripts/test.sh, which starts a kube-apiserver (scripts/kube-apiserver.sh)"
             )
@@ -167,41 +169,58 @@ async fn the_secret_is_created_updated_and_left_correct_on_a_real_apiserver() {
     );
     assert_ne!(s.metadata.resource_version, rv_created);
 
-    // A hand-made Secret with stale content and extra keys is brought back to exactly ours.
+    // A hand-made Secret (no glrunner label) is neither written over nor deleted.
     let api = Api::<Secret>::namespaced(client.clone(), &ns);
-    let stale = SecretRef::new(&ns, "hand-made");
+    let foreign = SecretRef::new(&ns, "hand-made");
+    let foreign_data = BTreeMap::from([
+        (
+            RUNNER_TOKEN_KEY.to_string(),
+            ByteString(b"glrt-old".to_vec()),
+        ),
+        ("leftover".to_string(), ByteString(b"x".to_vec())),
+    ]);
     api.create(
         &PostParams::default(),
         &Secret {
             metadata: ObjectMeta {
-                name: Some(stale.name.clone()),
+                name: Some(foreign.name.clone()),
                 ..ObjectMeta::default()
             },
-            data: Some(BTreeMap::from([
-                (
-                    RUNNER_TOKEN_KEY.to_string(),
-                    ByteString(b"glrt-old".to_vec()),
-                ),
-                ("leftover".to_string(), ByteString(b"x".to_vec())),
-            ])),
+            data: Some(foreign_data.clone()),
             ..Secret::default()
         },
     )
     .await
     .unwrap();
+    let before = raw(&client, &foreign).await;
+    let e = store.ensure(&foreign, &first).await.unwrap_err();
+    assert_eq!(e.kind(), glrunner_runner_chart::ErrorKind::Conflict, "{e}");
+    assert!(e.to_string().contains("--secret-name"), "{e}");
+    let e = store.delete(&foreign).await.unwrap_err();
+    assert_eq!(e.kind(), glrunner_runner_chart::ErrorKind::Conflict, "{e}");
     assert_eq!(
-        store.ensure(&stale, &first).await.unwrap(),
-        SecretOutcome::Updated
+        store.ownership(&foreign).await.unwrap(),
+        glrunner_runner_chart::Ownership::Foreign
     );
-    let s = raw(&client, &stale).await;
+    let after = raw(&client, &foreign).await;
+    assert_eq!(after.data, Some(foreign_data), "untouched");
     assert_eq!(
-        data(&s).keys().collect::<Vec<_>>(),
-        [REGISTRATION_TOKEN_KEY, RUNNER_TOKEN_KEY]
+        after.metadata.resource_version,
+        before.metadata.resource_version
     );
-    let read = store.get(&stale).await.unwrap().unwrap();
-    assert_eq!(read.token, first);
+    let read = store.get(&secret).await.unwrap().unwrap();
+    assert_eq!(read.token, second);
     assert!(read.registration_key_empty && read.managed_by_glrunner);
-    assert!(!format!("{read:?}").contains("AAAA"), "token in Debug");
+    assert!(!format!("{read:?}").contains("BBBB"), "token in Debug");
+    // Labelled with its release when the reference names one.
+    let labelled = SecretRef::new(&ns, "with-release").for_release("runner-7");
+    store.ensure(&labelled, &first).await.unwrap();
+    let labels = raw(&client, &labelled).await.metadata.labels.unwrap();
+    assert_eq!(
+        labels[glrunner_runner_chart::secret::RELEASE_LABEL],
+        "runner-7"
+    );
+    assert!(store.delete(&labelled).await.unwrap());
 
     // Deleted, idempotently.
     assert!(store.delete(&secret).await.unwrap());

@@ -127,13 +127,21 @@ fn yaml_has_the_chart_structure_and_no_token_keys() {
         "helper_memory_request = \"256Mi\"",
         "helper_memory_limit = \"256Mi\"",
         "service_cpu_limit = \"250m\"",
-        "\"glrunner.io/note\" = \"quote \\\" and backslash \\\\\"",
+        "request_concurrency = 20",
+        "FF_USE_ADAPTIVE_REQUEST_CONCURRENCY = true",
     ] {
         assert!(
             config.lines().any(|l| l.trim() == line),
             "{line:?} not in\n{config}"
         );
     }
+    // Awkward strings survive as TOML (the runner parses it, not a line splitter).
+    let parsed: toml::Table = toml::from_str(config).unwrap();
+    assert_eq!(
+        parsed["runners"][0]["kubernetes"]["pod_annotations"]["glrunner.io/note"].as_str(),
+        Some("quote \" and backslash \\")
+    );
+    assert_eq!(tree["runners"]["jobNamespace"], "gitlab-jobs");
     // What status reads back from Helm's stored values matches what we set.
     assert_eq!(
         RunnerSummary::from_chart_values(&tree).unwrap(),

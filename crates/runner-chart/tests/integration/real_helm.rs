@@ -1,0 +1,592 @@
+//! `HelmCli` on Helm's real engine (PyPI helm-python-sdk behind `scripts/helm_sdk_cli.py`,
+//! installed by `scripts/helm-sdk.sh install`, which prints `GLRUNNER_TEST_HELM=...`) against a
+//! real kube-apiserver (`GLRUNNER_TEST_KUBECONFIG`): the release conformance suite, and a runner's
+//! whole life with a job namespace, a foreign Secret, a token rotation and an uninstall.
+//!
+//! The official chart cannot be committed, so the tests write a small chart that follows its
+//! interface for what glrunner relies on: `runners.secret` mounted through a projected volume
+//! that needs both token keys, `runners.config` rendered with `tpl` into a ConfigMap, the Role
+//! and RoleBinding in `runners.jobNamespace` (else the release namespace), a service account
+//! with `serviceAccount.annotations`, `podAnnotations` on the manager pod.
+//!
+//! The test apiserver has no kubelet: no pod ever becomes Ready, so the helm-compatible CLI
+//! accepts `--wait` without honouring it (a real wait could only time out).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use glrunner_runner_chart::conformance::{self, Suite};
+use glrunner_runner_chart::secret::{MANAGED_BY_LABEL, RELEASE_LABEL};
+use glrunner_runner_chart::{
+    ChartSource, ErrorKind, HelmCli, KubeTokenSecrets, ReleaseManager, ReleaseSpec, ReleaseState,
+    Removal, RunnerToken, RunnerValues, SecretOutcome, TOKEN_FINGERPRINT_ANNOTATION, deploy_runner,
+    remove_runner,
+};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Api;
+use kube::api::{DeleteParams, ListParams, PostParams};
+
+const HELM_ENV: &str = "GLRUNNER_TEST_HELM";
+const KUBE_ENV: &str = "GLRUNNER_TEST_KUBECONFIG";
+
+/// The helm-compatible CLI and the kubeconfig, or `None` (with the reason printed) outside CI.
+fn real_parts(test: &str) -> Option<(PathBuf, PathBuf)> {
+    let get = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    match (get(HELM_ENV), get(KUBE_ENV)) {
+        (Some(helm), Some(kube)) => Some((helm, kube)),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true")
+            || std::env::var_os("GLRUNNER_REQUIRE_SERVERS").is_some() =>
+        {
+            panic!(
+                "{HELM_ENV} and {KUBE_ENV} must be set here: run ./scripts/test.sh, which installs Helm's engine (scripts/helm-sdk.sh) and starts a kube-apiserver"
+            )
+        }
+        _ => {
+            eprintln!(
+                "skipping {test}: set {HELM_ENV} (`scripts/helm-sdk.sh install`) and {KUBE_ENV} (`scripts/kube-apiserver.sh start DIR`)"
+            );
+            None
+        }
+    }
+}
+
+/// A namespace prefix unique to this test run.
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id() % 100_000,
+        nanos % 100_000
+    )
+}
+
+const CHART_YAML: &str = "apiVersion: v2
+name: gitlab-runner
+version: 0.86.0
+appVersion: 18.9.0
+description: test chart following the official gitlab-runner chart's interface
+";
+
+const VALUES_YAML: &str = "concurrent: 10
+checkInterval: 3
+rbac:
+  create: false
+  clusterWideAccess: false
+  rules: []
+serviceAccount:
+  create: false
+  annotations: {}
+podAnnotations: {}
+podLabels: {}
+deploymentAnnotations: {}
+resources: {}
+envVars: []
+runners:
+  config: |
+    [[runners]]
+      [runners.kubernetes]
+        namespace = \"{{.Release.Namespace}}\"
+        image = \"alpine\"
+";
+
+const HELPERS: &str = r#"{{- define "gitlab-runner.fullname" -}}
+{{- if contains "gitlab-runner" .Release.Name -}}{{ .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else -}}{{ printf "%s-gitlab-runner" .Release.Name | trunc 63 | trimSuffix "-" }}{{- end -}}
+{{- end -}}
+{{- define "gitlab-runner.labels" -}}
+app: {{ include "gitlab-runner.fullname" . }}
+chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+release: {{ .Release.Name | quote }}
+heritage: {{ .Release.Service | quote }}
+{{- end -}}
+{{- define "gitlab-runner.secret" -}}{{ default (include "gitlab-runner.fullname" .) .Values.runners.secret }}{{- end -}}
+{{- define "gitlab-runner.serviceAccountName" -}}{{ default (include "gitlab-runner.fullname" .) .Values.serviceAccount.name }}{{- end -}}
+"#;
+
+const CONFIGMAP: &str = r#"apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ include "gitlab-runner.fullname" . }}
+  labels:
+    {{- include "gitlab-runner.labels" . | nindent 4 }}
+data:
+  concurrent: {{ .Values.concurrent | quote }}
+  check-interval: {{ .Values.checkInterval | quote }}
+  config.template.toml: {{ tpl .Values.runners.config . | quote }}
+"#;
+
+const DEPLOYMENT: &str = r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ include "gitlab-runner.fullname" . }}
+  labels:
+    {{- include "gitlab-runner.labels" . | nindent 4 }}
+  {{- with .Values.deploymentAnnotations }}
+  annotations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+spec:
+  replicas: 1
+  selector:
+    matchLabels:
+      app: {{ include "gitlab-runner.fullname" . }}
+  template:
+    metadata:
+      labels:
+        {{- include "gitlab-runner.labels" . | nindent 8 }}
+        {{- with .Values.podLabels }}{{ toYaml . | nindent 8 }}{{ end }}
+      annotations:
+        checksum/configmap: {{ include (print $.Template.BasePath "/configmap.yaml") . | sha256sum }}
+        {{- with .Values.podAnnotations }}{{ toYaml . | nindent 8 }}{{ end }}
+    spec:
+      serviceAccountName: {{ if or .Values.serviceAccount.create .Values.rbac.create }}{{ include "gitlab-runner.serviceAccountName" . }}{{ else }}default{{ end }}
+      terminationGracePeriodSeconds: 3600
+      containers:
+      - name: {{ include "gitlab-runner.fullname" . }}
+        image: registry.gitlab.com/gitlab-org/gitlab-runner:alpine-v{{ .Chart.AppVersion }}
+        env:
+        - name: CI_SERVER_URL
+          value: {{ .Values.gitlabUrl | quote }}
+        {{- range .Values.envVars }}
+        - name: {{ .name }}
+          value: {{ .value | quote }}
+        {{- end }}
+        resources:
+          {{- toYaml .Values.resources | nindent 10 }}
+        volumeMounts:
+        - name: projected-secrets
+          mountPath: /secrets
+        - name: configmaps
+          mountPath: /configmaps
+      volumes:
+      - name: configmaps
+        configMap:
+          name: {{ include "gitlab-runner.fullname" . }}
+      - name: projected-secrets
+        projected:
+          sources:
+          - secret:
+              name: {{ include "gitlab-runner.secret" . }}
+              items:
+              - key: runner-registration-token
+                path: runner-registration-token
+              - key: runner-token
+                path: runner-token
+"#;
+
+const RBAC: &str = r#"{{- if .Values.rbac.create }}
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: {{ include "gitlab-runner.fullname" . }}
+  namespace: {{ default .Release.Namespace .Values.runners.jobNamespace | quote }}
+  labels:
+    {{- include "gitlab-runner.labels" . | nindent 4 }}
+rules:
+{{- if .Values.rbac.rules }}
+{{ toYaml .Values.rbac.rules }}
+{{- else }}
+- apiGroups: [""]
+  resources: ["*"]
+  verbs: ["*"]
+{{- end }}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: {{ include "gitlab-runner.fullname" . }}
+  namespace: {{ default .Release.Namespace .Values.runners.jobNamespace | quote }}
+  labels:
+    {{- include "gitlab-runner.labels" . | nindent 4 }}
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: Role
+  name: {{ include "gitlab-runner.fullname" . }}
+subjects:
+- kind: ServiceAccount
+  name: {{ include "gitlab-runner.serviceAccountName" . }}
+  namespace: {{ .Release.Namespace | quote }}
+{{- end }}
+"#;
+
+const SERVICE_ACCOUNT: &str = r#"{{- if or .Values.serviceAccount.create .Values.rbac.create }}
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: {{ include "gitlab-runner.serviceAccountName" . }}
+  labels:
+    {{- include "gitlab-runner.labels" . | nindent 4 }}
+  {{- with .Values.serviceAccount.annotations }}
+  annotations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}
+"#;
+
+/// Writes the test chart into `dir` and returns its path.
+fn write_test_chart(dir: &Path) -> PathBuf {
+    let chart = dir.join("gitlab-runner");
+    let templates = chart.join("templates");
+    std::fs::create_dir_all(&templates).expect("chart dir");
+    for (path, text) in [
+        (chart.join("Chart.yaml"), CHART_YAML),
+        (chart.join("values.yaml"), VALUES_YAML),
+        (templates.join("_helpers.tpl"), HELPERS),
+        (templates.join("configmap.yaml"), CONFIGMAP),
+        (templates.join("deployment.yaml"), DEPLOYMENT),
+        (templates.join("rbac.yaml"), RBAC),
+        (templates.join("service-account.yaml"), SERVICE_ACCOUNT),
+    ] {
+        std::fs::write(path, text).expect("chart file");
+    }
+    chart
+}
+
+async fn kube_client(kubeconfig: &Path) -> kube::Client {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig).expect("kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .expect("kube config");
+    kube::Client::try_from(config).expect("kube client")
+}
+
+async fn delete_namespaces(client: &kube::Client, namespaces: &[String]) {
+    let api = Api::<Namespace>::all(client.clone());
+    for ns in namespaces {
+        let _ = api.delete(ns, &DeleteParams::default()).await;
+    }
+}
+
+#[tokio::test]
+async fn release_conformance_on_helms_real_engine() {
+    let Some((helm_path, kubeconfig)) = real_parts("release_conformance_on_helms_real_engine")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let chart = write_test_chart(dir.path());
+    let helm = HelmCli::builder()
+        .with_program(&helm_path)
+        .with_kubeconfig(&kubeconfig)
+        .build()
+        .unwrap();
+    let prefix = unique("glr-helm");
+    let suite = Suite {
+        chart: ChartSource::Path { path: chart },
+    };
+    conformance::run_release_suite_with(&helm, &prefix, &suite).await;
+    let client = kube_client(&kubeconfig).await;
+    let cases = [
+        "idem",
+        "upg-missing",
+        "upg",
+        "uninst",
+        "missing",
+        "list-a",
+        "list-b",
+        "invalid",
+    ];
+    delete_namespaces(&client, &cases.map(|c| format!("{prefix}-{c}"))).await;
+}
+
+/// Names of every object of kind `K` in `namespace` carrying the chart's `release` label.
+async fn release_objects<K>(client: &kube::Client, namespace: &str, release: &str) -> Vec<String>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    <K as kube::Resource>::DynamicType: Default,
+{
+    Api::<K>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default().labels(&format!("release={release}")))
+        .await
+        .expect("list")
+        .items
+        .into_iter()
+        .filter_map(|o| o.meta().name.clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_runner_release_with_a_job_namespace_lives_and_goes_on_helms_real_engine() {
+    let Some((helm_path, kubeconfig)) =
+        real_parts("a_runner_release_with_a_job_namespace_lives_and_goes_on_helms_real_engine")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let chart = write_test_chart(dir.path());
+    let helm = HelmCli::builder()
+        .with_program(&helm_path)
+        .with_kubeconfig(&kubeconfig)
+        .build()
+        .unwrap();
+    let secrets = KubeTokenSecrets::connect(Some(&kubeconfig), None)
+        .await
+        .unwrap();
+    let client = kube_client(&kubeconfig).await;
+    let ns = unique("glr-life");
+    let jobs_ns = format!("{ns}-jobs");
+    let mut values = RunnerValues::new("https://gitlab.example.com/")
+        .with_concurrent(200)
+        .with_runner_tags(["glrunner-1"])
+        .with_job_namespace(&jobs_ns)
+        .with_secret_name("gitlab-runner-1-token");
+    values.service_account.annotations.insert(
+        "eks.amazonaws.com/role-arn".into(),
+        "arn:aws:iam::123456789012:role/runner".into(),
+    );
+    let spec = ReleaseSpec::new("gitlab-runner-1", &ns, values)
+        .with_chart(ChartSource::Path { path: chart })
+        .with_timeout(Duration::from_secs(120));
+    let first = RunnerToken::new("glrt-first-AAAAAAAAAAAAAAAAAAAA").unwrap();
+    let second = RunnerToken::new("glrt-second-BBBBBBBBBBBBBBBBBBBB").unwrap();
+
+    // Install: the job namespace is created and holds the executor's Role and RoleBinding.
+    let deployed = deploy_runner(&secrets, &helm, &spec, &first).await.unwrap();
+    assert_eq!(deployed.secret, SecretOutcome::Created);
+    assert_eq!(
+        (deployed.release.revision, deployed.release.state.clone()),
+        (1, ReleaseState::Deployed)
+    );
+    let runner = deployed
+        .release
+        .runner
+        .clone()
+        .expect("helm reported the values");
+    assert_eq!(runner.concurrent, 200);
+    assert_eq!(runner.job_namespace.as_deref(), Some(jobs_ns.as_str()));
+    assert_eq!(runner.request_concurrency, Some(20));
+    assert!(
+        Api::<Namespace>::all(client.clone())
+            .get_opt(&jobs_ns)
+            .await
+            .unwrap()
+            .is_some(),
+        "the job namespace exists"
+    );
+    assert_eq!(
+        release_objects::<Role>(&client, &jobs_ns, "gitlab-runner-1").await,
+        ["gitlab-runner-1"],
+        "the Role is in the job namespace"
+    );
+    assert_eq!(
+        release_objects::<RoleBinding>(&client, &jobs_ns, "gitlab-runner-1").await,
+        ["gitlab-runner-1"]
+    );
+    assert!(
+        release_objects::<Role>(&client, &ns, "gitlab-runner-1")
+            .await
+            .is_empty()
+    );
+    let sa = Api::<ServiceAccount>::namespaced(client.clone(), &ns)
+        .get("gitlab-runner-1")
+        .await
+        .expect("the chart created the service account");
+    assert_eq!(
+        sa.metadata.annotations.unwrap_or_default()["eks.amazonaws.com/role-arn"],
+        "arn:aws:iam::123456789012:role/runner"
+    );
+    let token_secret = Api::<Secret>::namespaced(client.clone(), &ns)
+        .get("gitlab-runner-1-token")
+        .await
+        .unwrap();
+    let labels = token_secret.metadata.labels.unwrap_or_default();
+    assert_eq!(
+        labels.get(MANAGED_BY_LABEL.0).map(String::as_str),
+        Some(MANAGED_BY_LABEL.1)
+    );
+    assert_eq!(
+        labels.get(RELEASE_LABEL).map(String::as_str),
+        Some("gitlab-runner-1")
+    );
+    let config = Api::<ConfigMap>::namespaced(client.clone(), &ns)
+        .get("gitlab-runner-1")
+        .await
+        .unwrap();
+    let toml = &config.data.unwrap()["config.template.toml"];
+    assert!(
+        toml.contains(&format!("namespace = \"{jobs_ns}\"")),
+        "{toml}"
+    );
+    assert!(toml.contains("request_concurrency = 20"), "{toml}");
+
+    // status shows the chart version (helm status itself strips the chart).
+    let status = helm.status(&spec.id()).await.unwrap().expect("installed");
+    assert_eq!(status.chart_version.as_deref(), Some("0.86.0"));
+    assert_eq!(status.app_version.as_deref(), Some("18.9.0"));
+
+    // A token rotation: revision 2, and the manager pod template changes (the pod rolls).
+    let pod_annotations = |d: Deployment| {
+        d.spec
+            .template
+            .metadata
+            .and_then(|m| m.annotations)
+            .unwrap_or_default()
+    };
+    let deployments = Api::<Deployment>::namespaced(client.clone(), &ns);
+    let before = pod_annotations(deployments.get("gitlab-runner-1").await.unwrap());
+    let rotated = deploy_runner(&secrets, &helm, &spec, &second)
+        .await
+        .unwrap();
+    assert_eq!(rotated.secret, SecretOutcome::Updated);
+    assert_eq!(rotated.release.revision, 2);
+    let after = pod_annotations(deployments.get("gitlab-runner-1").await.unwrap());
+    assert_ne!(
+        before.get(TOKEN_FINGERPRINT_ANNOTATION),
+        after.get(TOKEN_FINGERPRINT_ANNOTATION),
+        "the rotated token rolls the manager pod"
+    );
+
+    // Uninstall leaves nothing of the release in either namespace.
+    let removal = remove_runner(
+        &secrets,
+        &helm,
+        &spec.id(),
+        "gitlab-runner-1-token",
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    assert_eq!(removal, Removal::Removed);
+    for namespace in [&ns, &jobs_ns] {
+        assert!(
+            release_objects::<Role>(&client, namespace, "gitlab-runner-1")
+                .await
+                .is_empty()
+        );
+        assert!(
+            release_objects::<RoleBinding>(&client, namespace, "gitlab-runner-1")
+                .await
+                .is_empty()
+        );
+        assert!(
+            release_objects::<Deployment>(&client, namespace, "gitlab-runner-1")
+                .await
+                .is_empty()
+        );
+        assert!(
+            release_objects::<ConfigMap>(&client, namespace, "gitlab-runner-1")
+                .await
+                .is_empty()
+        );
+        let left: Vec<String> = Api::<Secret>::namespaced(client.clone(), namespace)
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter_map(|s| s.metadata.name)
+            .filter(|n| !n.starts_with("default-token-"))
+            .collect();
+        assert!(left.is_empty(), "Secrets left in {namespace}: {left:?}");
+    }
+    assert!(helm.status(&spec.id()).await.unwrap().is_none());
+    delete_namespaces(&client, &[ns, jobs_ns]).await;
+}
+
+#[tokio::test]
+async fn an_install_over_a_foreign_secret_fails_and_leaves_it_as_it_was() {
+    let Some((helm_path, kubeconfig)) =
+        real_parts("an_install_over_a_foreign_secret_fails_and_leaves_it_as_it_was")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let chart = write_test_chart(dir.path());
+    let helm = HelmCli::builder()
+        .with_program(&helm_path)
+        .with_kubeconfig(&kubeconfig)
+        .build()
+        .unwrap();
+    let secrets = KubeTokenSecrets::connect(Some(&kubeconfig), None)
+        .await
+        .unwrap();
+    let client = kube_client(&kubeconfig).await;
+    let ns = unique("glr-foreign");
+    Api::<Namespace>::all(client.clone())
+        .create(
+            &PostParams::default(),
+            &Namespace {
+                metadata: ObjectMeta {
+                    name: Some(ns.clone()),
+                    ..ObjectMeta::default()
+                },
+                ..Namespace::default()
+            },
+        )
+        .await
+        .unwrap();
+    let secret_api = Api::<Secret>::namespaced(client.clone(), &ns);
+    let foreign_data = BTreeMap::from([
+        ("password".to_string(), ByteString(b"hunter2".to_vec())),
+        (
+            "runner-token".to_string(),
+            ByteString(b"someone-elses".to_vec()),
+        ),
+    ]);
+    secret_api
+        .create(
+            &PostParams::default(),
+            &Secret {
+                metadata: ObjectMeta {
+                    name: Some("shared-secret".into()),
+                    ..ObjectMeta::default()
+                },
+                data: Some(foreign_data.clone()),
+                ..Secret::default()
+            },
+        )
+        .await
+        .unwrap();
+    let before = secret_api.get("shared-secret").await.unwrap();
+    let spec = ReleaseSpec::new(
+        "gitlab-runner-1",
+        &ns,
+        RunnerValues::new("https://gitlab.example.com/").with_secret_name("shared-secret"),
+    )
+    .with_chart(ChartSource::Path { path: chart })
+    .with_timeout(Duration::from_secs(120));
+    let token = RunnerToken::new("glrt-mine-CCCCCCCCCCCCCCCCCCCC").unwrap();
+
+    let e = deploy_runner(&secrets, &helm, &spec, &token)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+    assert!(e.to_string().contains("--secret-name"), "{e}");
+    let e = remove_runner(
+        &secrets,
+        &helm,
+        &spec.id(),
+        "shared-secret",
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+
+    let after = secret_api.get("shared-secret").await.unwrap();
+    assert_eq!(after.data, Some(foreign_data), "data untouched");
+    assert_eq!(
+        after.metadata.resource_version,
+        before.metadata.resource_version
+    );
+    assert!(
+        helm.status(&spec.id()).await.unwrap().is_none(),
+        "nothing installed"
+    );
+    delete_namespaces(&client, &[ns]).await;
+}

@@ -1,0 +1,524 @@
+#!/usr/bin/env python3
+"""A GitLab double on loopback for the end-to-end tests: GitLab's REST API (v4) subset that
+glrunner calls, with GitLab's documented behaviour where glrunner depends on it, and runners
+that play themselves.
+
+    python3 scripts/gitlab_double.py PORT [--kubeconfig KC] [--token TOKEN]
+
+Why it exists: no GitLab runs here (see TESTING.md), and the in-memory GitLab only speaks the
+Rust trait. This serves the same behaviour over HTTP so the real client, the real flow and the
+real binaries meet it:
+
+- every call needs `PRIVATE-TOKEN: TOKEN` or `Authorization: Bearer TOKEN` (401 otherwise);
+- list endpoints return GitLab's smaller entities (`GET /projects/:id/runners` has no
+  `tag_list`; `GET /runners/:id` has it, with `status`, `online`, `contacted_at`);
+- a commit starts a push pipeline unless its message has `[skip ci]`/`[ci skip]` or the CI
+  file's `workflow: rules` only admit `$CI_PIPELINE_SOURCE == "api"`;
+- pipeline jobs are paginated (`page`, `per_page` ≤ 100, `x-next-page`, `x-total`), newest first;
+- a runner is `online` only once its manager exists: with `--kubeconfig`, once a Secret in the
+  cluster holds its token under `runner-token` (the chart's layout), which is how glrunner
+  deploys it; jobs run only on online runners whose tags match;
+- faults: `POST /double/faults` with `{"METHOD /path-regex": [status, count]}` answers the next
+  `count` matching calls with `status` (429 carries `Retry-After: 1`).
+
+`GET /double/state` returns counters for the tests (projects, runners, pipelines by source,
+jobs by status, requests). Nothing here is a secret store: tokens are random test values.
+"""
+import base64
+import json
+import re
+import secrets
+import ssl
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import yaml  # PyYAML: installed with moto[server]
+
+LOCK = threading.RLock()
+STATE = {
+    "projects": {},  # id -> project
+    "runners": {},  # id -> runner (with token, tags, contacted_at)
+    "files": {},  # (project id, ref) -> {path: content}
+    "branches": {},  # project id -> set of branch names
+    "pipelines": {},  # id -> pipeline
+    "jobs": {},  # id -> job
+    "namespaces": {},  # id -> full path
+    "faults": {},  # "METHOD regex" -> [status, remaining]
+    "requests": 0,
+    "refuse_variables": False,
+    "max_jobs_per_pipeline": 0,
+}
+IDS = {"project": 100, "runner": 9000, "pipeline": 500, "job": 70000, "commit": 1}
+TOKEN = "glpat-double-token"
+KUBE = None  # (server, bearer token) when --kubeconfig is given
+RUN_SECONDS = 1.0  # how long a job's script "runs"
+START_SECONDS = 0.3  # pending -> running once a runner took it
+
+
+def now_iso(t=None):
+    t = time.time() if t is None else t
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + ".%03dZ" % int((t % 1) * 1000)
+
+
+def next_id(kind):
+    with LOCK:
+        IDS[kind] += 1
+        return IDS[kind]
+
+
+# --- the cluster side: which runner tokens have a Secret (their manager "exists") -------------
+
+def load_kubeconfig(path):
+    with open(path) as f:
+        kc = yaml.safe_load(f)
+    ctx_name = kc.get("current-context")
+    ctx = next(c["context"] for c in kc["contexts"] if c["name"] == ctx_name)
+    cluster = next(c["cluster"] for c in kc["clusters"] if c["name"] == ctx["cluster"])
+    user = next(u["user"] for u in kc["users"] if u["name"] == ctx["user"])
+    return cluster["server"].rstrip("/"), user.get("token")
+
+
+def tokens_in_cluster():
+    server, token = KUBE
+    req = urllib.request.Request(server + "/api/v1/secrets?limit=500")
+    if token:
+        req.add_header("Authorization", "Bearer " + token)
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with urllib.request.urlopen(req, context=ctx, timeout=5) as resp:
+        items = json.load(resp).get("items", [])
+    found = set()
+    for s in items:
+        data = s.get("data") or {}
+        if "runner-token" in data:
+            try:
+                found.add(base64.b64decode(data["runner-token"]).decode())
+            except Exception:  # noqa: BLE001 - a foreign Secret with odd data is not ours
+                pass
+    return found
+
+
+def runners_loop():
+    """Marks runners online once their manager exists, and plays their jobs."""
+    while True:
+        time.sleep(0.2)
+        live = None
+        if KUBE is not None:
+            try:
+                live = tokens_in_cluster()
+            except Exception as e:  # noqa: BLE001 - the apiserver may restart; try again
+                print(f"gitlab-double: cannot list Secrets: {e}", file=sys.stderr)
+        t = time.time()
+        with LOCK:
+            for r in STATE["runners"].values():
+                if KUBE is None or (live is not None and r["token"] in live):
+                    r["contacted_at"] = t
+                elif live is not None:
+                    r["contacted_at"] = r["contacted_at"] if r["contacted_at"] and t - r["contacted_at"] < 3600 else None
+            online = [r for r in STATE["runners"].values() if r["contacted_at"] and not r["paused"]]
+            for job in sorted(STATE["jobs"].values(), key=lambda j: j["id"]):
+                if job["status"] == "pending":
+                    runner = next((r for r in online if set(job["tag_list"]) <= set(r["tags"])), None)
+                    if runner is not None:
+                        job["status"] = "running"
+                        job["started_at"] = t + START_SECONDS
+                        job["runner"] = {"id": runner["id"], "description": runner["description"]}
+                elif job["status"] == "running" and t >= job["started_at"] + RUN_SECONDS:
+                    job["status"] = "success"
+                    job["finished_at"] = t
+            for p in STATE["pipelines"].values():
+                update_pipeline(p)
+
+
+def update_pipeline(p):
+    jobs = [STATE["jobs"][j] for j in p["job_ids"]]
+    statuses = {j["status"] for j in jobs}
+    if p["status"] in ("canceled", "failed", "success"):
+        return
+    if statuses & {"running"}:
+        p["status"] = "running"
+        p["started_at"] = p["started_at"] or time.time()
+    elif jobs and statuses <= {"success"}:
+        p["status"] = "success"
+        p["finished_at"] = time.time()
+    elif statuses & {"failed"} and not statuses & {"pending", "running"}:
+        p["status"] = "failed"
+        p["finished_at"] = time.time()
+
+
+# --- entities as GitLab shapes them ---------------------------------------------------------
+
+def project_json(p):
+    return {k: p[k] for k in ("id", "name", "path", "path_with_namespace", "default_branch", "web_url")} | {
+        "namespace": {"id": 1, "full_path": p["path_with_namespace"].rsplit("/", 1)[0]}
+    }
+
+
+def runner_status(r):
+    if r["contacted_at"] is None:
+        return "never_contacted"
+    return "online" if time.time() - r["contacted_at"] < 7200 else "offline"
+
+
+def runner_list_json(r):
+    # GitLab's list entity: no tag_list, no contacted_at.
+    return {"id": r["id"], "description": r["description"], "runner_type": "project_type",
+            "paused": r["paused"], "active": not r["paused"], "is_shared": False,
+            "name": None, "online": runner_status(r) == "online", "status": runner_status(r)}
+
+
+def runner_detail_json(r):
+    return runner_list_json(r) | {
+        "tag_list": r["tags"],
+        "contacted_at": now_iso(r["contacted_at"]) if r["contacted_at"] else None,
+        "projects": [{"id": r["project_id"]}],
+    }
+
+
+def ts(t):
+    return now_iso(t) if t else None
+
+
+def pipeline_json(p):
+    started, finished = p["started_at"], p["finished_at"]
+    return {"id": p["id"], "iid": p["id"], "project_id": p["project_id"], "status": p["status"],
+            "source": p["source"], "ref": p["ref"], "sha": p["sha"],
+            "web_url": f"http://gitlab.double/p/-/pipelines/{p['id']}",
+            "created_at": ts(p["created_at"]), "updated_at": now_iso(), "started_at": ts(started),
+            "finished_at": ts(finished),
+            "duration": (finished - started) if started and finished else None,
+            "queued_duration": (started - p["created_at"]) if started else None}
+
+
+def job_json(j):
+    started = j["started_at"] if j["status"] not in ("pending", "created") else None
+    return {"id": j["id"], "name": j["name"], "stage": "test", "status": j["status"],
+            "ref": j["ref"], "tag": False, "allow_failure": False, "tag_list": j["tag_list"],
+            "created_at": ts(j["created_at"]), "started_at": ts(started),
+            "finished_at": ts(j["finished_at"]),
+            "duration": (j["finished_at"] - started) if started and j["finished_at"] else None,
+            "queued_duration": (started - j["created_at"]) if started else None,
+            "failure_reason": j.get("failure_reason"), "runner": j.get("runner"),
+            "pipeline": {"id": j["pipeline_id"], "project_id": j["project_id"], "status": STATE["pipelines"][j["pipeline_id"]]["status"]},
+            "web_url": f"http://gitlab.double/p/-/jobs/{j['id']}"}
+
+
+# --- CI file semantics ----------------------------------------------------------------------
+
+def expand_jobs(content):
+    """(name, tags) of every job the CI file defines, `parallel: N` expanded as `name i/N`."""
+    doc = yaml.safe_load(content) or {}
+    out = []
+    for name, job in doc.items():
+        if name in ("workflow", "stages", "variables", "default", "include") or name.startswith("."):
+            continue
+        if not isinstance(job, dict):
+            continue
+        tags = job.get("tags") or []
+        n = job.get("parallel")
+        if isinstance(n, int) and n > 1:
+            out += [(f"{name} {i}/{n}", tags) for i in range(1, n + 1)]
+        else:
+            out.append((name, tags))
+    return out
+
+
+def admits(content, source):
+    """Whether `workflow: rules` admit a pipeline of `source` (the subset glrunner emits)."""
+    doc = yaml.safe_load(content) or {}
+    rules = (doc.get("workflow") or {}).get("rules")
+    if not rules:
+        return True
+    for rule in rules:
+        cond = rule.get("if")
+        when = rule.get("when", "always")
+        if cond is None:
+            return when != "never"
+        m = re.fullmatch(r'\$CI_PIPELINE_SOURCE\s*(==|!=)\s*"([a-z_]+)"', cond.strip())
+        if not m:
+            continue
+        hit = (source == m.group(2)) if m.group(1) == "==" else (source != m.group(2))
+        if hit:
+            return when != "never"
+    return False
+
+
+def start_pipeline(project, ref, source):
+    content = STATE["files"].get((project["id"], ref), {}).get(".gitlab-ci.yml")
+    if content is None:
+        return None, (400, {"message": {"base": ["Missing CI config file"]}})
+    if not admits(content, source):
+        return None, (400, {"message": {"base": ["Pipeline will not run for the selected trigger. The rules configuration prevented any jobs from being added to the pipeline."]}})
+    jobs = expand_jobs(content)
+    limit = STATE["max_jobs_per_pipeline"]
+    if limit and len(jobs) > limit:
+        return None, (400, {"message": {"base": [f"Pipeline has too many jobs! Requested {len(jobs)}, but the limit is {limit}. To run a larger pipeline, please contact support."]}})
+    t = time.time()
+    pid = next_id("pipeline")
+    p = {"id": pid, "project_id": project["id"], "status": "pending", "source": source, "ref": ref,
+         "sha": "%040x" % IDS["commit"], "created_at": t, "started_at": None, "finished_at": None, "job_ids": []}
+    for name, tags in jobs:
+        jid = next_id("job")
+        STATE["jobs"][jid] = {"id": jid, "name": name, "tag_list": tags, "status": "pending", "ref": ref,
+                              "created_at": t, "started_at": None, "finished_at": None,
+                              "pipeline_id": pid, "project_id": project["id"]}
+        p["job_ids"].append(jid)
+    STATE["pipelines"][pid] = p
+    return p, None
+
+
+# --- HTTP -----------------------------------------------------------------------------------
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, fmt, *args):  # quiet; the tests read /double/state
+        pass
+
+    def reply(self, status, body=None, headers=None):
+        data = b"" if body is None else json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def body(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(n) if n else b""
+        if not raw:
+            return {}
+        if "json" in (self.headers.get("Content-Type") or ""):
+            return json.loads(raw)
+        return {k: v[0] for k, v in urllib.parse.parse_qs(raw.decode()).items()}
+
+    def handle_any(self, method):
+        url = urllib.parse.urlsplit(self.path)
+        path, query = url.path, {k: v[-1] for k, v in urllib.parse.parse_qs(url.query).items()}
+        if path.startswith("/double/"):
+            return self.control(method, path)
+        with LOCK:
+            STATE["requests"] += 1
+            for key, fault in STATE["faults"].items():
+                fm, _, rx = key.partition(" ")
+                if fm == method and fault[1] > 0 and re.fullmatch(rx, path):
+                    fault[1] -= 1
+                    hdr = {"Retry-After": "1"} if fault[0] == 429 else {}
+                    return self.reply(fault[0], {"message": "injected fault"}, hdr)
+        auth = self.headers.get("PRIVATE-TOKEN") or (self.headers.get("Authorization") or "").removeprefix("Bearer ")
+        if auth != TOKEN:
+            return self.reply(401, {"message": "401 Unauthorized"})
+        if not path.startswith("/api/v4/"):
+            return self.reply(404, {"message": "404 Not Found"})
+        body = self.body() if method in ("POST", "PUT") else {}
+        with LOCK:
+            return self.api(method, path[len("/api/v4/"):], query, body)
+
+    def project(self, ident):
+        ident = urllib.parse.unquote(ident)
+        if ident.isdigit():
+            return STATE["projects"].get(int(ident))
+        return next((p for p in STATE["projects"].values() if p["path_with_namespace"] == ident), None)
+
+    def api(self, method, path, q, body):
+        parts = path.split("/")
+        nf = lambda what: self.reply(404, {"message": f"404 {what} Not Found"})  # noqa: E731
+        if path == "version":
+            return self.reply(200, {"version": "18.9.0", "revision": "double"})
+        if path == "user":
+            return self.reply(200, {"id": 1, "username": "double", "name": "Double"})
+        if path == "personal_access_tokens/self":
+            return self.reply(200, {"id": 1, "name": "double", "scopes": ["api", "create_runner"], "active": True})
+        if parts[0] == "namespaces" and method == "GET":
+            full = urllib.parse.unquote("/".join(parts[1:]))
+            nid = next((i for i, n in STATE["namespaces"].items() if n == full), None) or len(STATE["namespaces"]) + 1
+            STATE["namespaces"][nid] = full
+            return self.reply(200, {"id": nid, "full_path": full, "path": full.rsplit("/", 1)[-1], "kind": "group"})
+        if path == "projects" and method == "POST":
+            ns = STATE["namespaces"].get(int(body.get("namespace_id") or 0), "double")
+            name = body.get("path") or body.get("name")
+            pid = next_id("project")
+            full = f"{ns}/{name}"
+            p = {"id": pid, "name": name, "path": name, "path_with_namespace": full,
+                 "default_branch": body.get("default_branch") or "main", "web_url": f"http://gitlab.double/{full}"}
+            STATE["projects"][pid] = p
+            STATE["branches"][pid] = {p["default_branch"]}
+            return self.reply(201, project_json(p))
+        if parts[0] == "projects" and len(parts) >= 2:
+            p = self.project(parts[1])
+            if p is None:
+                return nf("Project")
+            rest = parts[2:]
+            if not rest:
+                if method == "DELETE":
+                    STATE["projects"].pop(p["id"])
+                    return self.reply(202, {"message": "202 Accepted"})
+                return self.reply(200, project_json(p))
+            return self.project_api(method, p, rest, q, body)
+        if path == "user/runners" and method == "POST":
+            p = STATE["projects"].get(int(body.get("project_id") or 0))
+            if body.get("runner_type") != "project_type" or p is None:
+                return self.reply(400, {"message": "project_id is invalid"})
+            rid = next_id("runner")
+            tags = body.get("tag_list") or []
+            if isinstance(tags, str):
+                tags = [t for t in tags.split(",") if t]
+            token = "glrt-" + secrets.token_urlsafe(15)
+            STATE["runners"][rid] = {"id": rid, "token": token, "tags": tags, "project_id": p["id"],
+                                     "description": body.get("description"), "paused": bool(body.get("paused")),
+                                     "contacted_at": None}
+            return self.reply(201, {"id": rid, "token": token, "token_expires_at": None})
+        if parts[0] == "runners" and len(parts) == 2 and parts[1].isdigit():
+            r = STATE["runners"].get(int(parts[1]))
+            if r is None:
+                return nf("Runner")
+            if method == "DELETE":
+                STATE["runners"].pop(r["id"])
+                return self.reply(204)
+            return self.reply(200, runner_detail_json(r))
+        return nf("Endpoint")
+
+    def project_api(self, method, p, rest, q, body):
+        pid = p["id"]
+        if rest == ["runners"] and method == "GET":
+            rs = [r for r in STATE["runners"].values() if r["project_id"] == pid]
+            if q.get("tag_list"):
+                want = set(q["tag_list"].split(","))
+                rs = [r for r in rs if want <= set(r["tags"])]
+            return self.reply(200, [runner_list_json(r) for r in rs], {"x-next-page": "", "x-total": str(len(rs))})
+        if rest[:3] == ["repository", "files"] and method in ("GET", "HEAD"):
+            fpath = urllib.parse.unquote("/".join(rest[3:]))
+            files = STATE["files"].get((pid, q.get("ref", p["default_branch"])), {})
+            if fpath not in files:
+                return self.reply(404, {"message": "404 File Not Found"})
+            return self.reply(200, {"file_path": fpath, "content": base64.b64encode(files[fpath].encode()).decode(), "encoding": "base64"})
+        if rest == ["repository", "commits"] and method == "POST":
+            branch = body.get("branch")
+            start = body.get("start_branch")
+            branches = STATE["branches"][pid]
+            if branch not in branches:
+                if not start or start not in branches:
+                    return self.reply(400, {"message": "You can only create or edit files when you are on a branch"})
+                STATE["files"][(pid, branch)] = dict(STATE["files"].get((pid, start), {}))
+                branches.add(branch)
+            files = STATE["files"].setdefault((pid, branch), {})
+            for a in body.get("actions", []):
+                exists = a["file_path"] in files
+                if a["action"] == "create" and exists:
+                    return self.reply(400, {"message": "A file with this name already exists"})
+                if a["action"] == "update" and not exists:
+                    return self.reply(400, {"message": "A file with this name doesn't exist"})
+                if a["action"] == "delete":
+                    files.pop(a["file_path"], None)
+                else:
+                    files[a["file_path"]] = a.get("content") or ""
+            IDS["commit"] += 1
+            msg = body.get("commit_message", "")
+            if "[skip ci]" not in msg.lower() and "[ci skip]" not in msg.lower() and ".gitlab-ci.yml" in files:
+                start_pipeline(p, branch, "push")  # GitLab runs the push hooks; rules may refuse quietly
+            return self.reply(201, {"id": "%040x" % IDS["commit"], "short_id": "%08x" % IDS["commit"], "title": msg.splitlines()[0] if msg else ""})
+        if rest == ["pipeline"] and method == "POST":
+            if body.get("variables") and STATE["refuse_variables"]:
+                return self.reply(400, {"message": {"base": ["Insufficient permissions to set pipeline variables"]}})
+            ref = body.get("ref") or p["default_branch"]
+            pl, err = start_pipeline(p, ref, "api")
+            if err:
+                return self.reply(*err)
+            return self.reply(201, pipeline_json(pl))
+        if rest[0] == "pipelines" and len(rest) >= 2 and rest[1].isdigit():
+            pl = STATE["pipelines"].get(int(rest[1]))
+            if pl is None or pl["project_id"] != pid:
+                return self.reply(404, {"message": "404 Not found"})
+            if rest[2:] == [] and method == "GET":
+                return self.reply(200, pipeline_json(pl))
+            if rest[2:] == ["cancel"] and method == "POST":
+                for j in pl["job_ids"]:
+                    if STATE["jobs"][j]["status"] in ("pending", "running", "created"):
+                        STATE["jobs"][j]["status"] = "canceled"
+                        STATE["jobs"][j]["finished_at"] = time.time()
+                if pl["status"] not in ("success", "failed"):
+                    pl["status"] = "canceled"
+                    pl["finished_at"] = time.time()
+                return self.reply(200, pipeline_json(pl))
+            if rest[2:] == ["jobs"] and method == "GET":
+                jobs = sorted((STATE["jobs"][j] for j in pl["job_ids"]), key=lambda j: -j["id"])
+                per = min(int(q.get("per_page", 20)), 100)
+                page = max(int(q.get("page", 1)), 1)
+                chunk = jobs[(page - 1) * per: page * per]
+                nxt = str(page + 1) if page * per < len(jobs) else ""
+                return self.reply(200, [job_json(j) for j in chunk],
+                                  {"x-next-page": nxt, "x-page": str(page), "x-per-page": str(per),
+                                   "x-total": str(len(jobs)), "x-total-pages": str(max(1, -(-len(jobs) // per)))})
+        if rest[0] == "jobs" and len(rest) == 2 and rest[1].isdigit():
+            j = STATE["jobs"].get(int(rest[1]))
+            if j is None or j["project_id"] != pid:
+                return self.reply(404, {"message": "404 Not found"})
+            return self.reply(200, job_json(j))
+        return self.reply(404, {"message": "404 Endpoint Not Found"})
+
+    def control(self, method, path):
+        with LOCK:
+            if path == "/double/state":
+                by_source = {}
+                for pl in STATE["pipelines"].values():
+                    by_source[pl["source"]] = by_source.get(pl["source"], 0) + 1
+                jobs = {}
+                for j in STATE["jobs"].values():
+                    jobs[j["status"]] = jobs.get(j["status"], 0) + 1
+                return self.reply(200, {
+                    "projects": len(STATE["projects"]), "runners": len(STATE["runners"]),
+                    "online_runners": sum(runner_status(r) == "online" for r in STATE["runners"].values()),
+                    "pipelines": len(STATE["pipelines"]), "pipelines_by_source": by_source,
+                    "active_pipelines": sum(p["status"] in ("pending", "running", "created") for p in STATE["pipelines"].values()),
+                    "jobs": jobs, "requests": STATE["requests"]})
+            if path == "/double/faults" and method == "POST":
+                for k, v in self.body().items():
+                    STATE["faults"][k] = list(v)
+                return self.reply(200, {"faults": STATE["faults"]})
+            if path == "/double/config" and method == "POST":
+                b = self.body()
+                for k in ("refuse_variables", "max_jobs_per_pipeline"):
+                    if k in b:
+                        STATE[k] = b[k]
+                return self.reply(200, {})
+        return self.reply(404, {"message": "no such control"})
+
+    def do_GET(self):
+        self.handle_any("GET")
+
+    def do_POST(self):
+        self.handle_any("POST")
+
+    def do_PUT(self):
+        self.handle_any("PUT")
+
+    def do_DELETE(self):
+        self.handle_any("DELETE")
+
+    def do_HEAD(self):
+        self.handle_any("HEAD")
+
+
+def main():
+    global KUBE, TOKEN
+    args = sys.argv[1:]
+    port = int(args[0])
+    if "--kubeconfig" in args:
+        KUBE = load_kubeconfig(args[args.index("--kubeconfig") + 1])
+    if "--token" in args:
+        TOKEN = args[args.index("--token") + 1]
+    threading.Thread(target=runners_loop, daemon=True).start()
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    print(f"GLRUNNER_TEST_GITLAB_URL=http://127.0.0.1:{server.server_address[1]}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+//! Phase 7, reap: janitor rounds until no job pod is left, cross-checked with GitLab.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use glrunner_gitlab_client::{GitLabApi, ProjectRef};
+use glrunner_janitor::policy::Policy;
+use glrunner_janitor::{ListQuery, Reaper, ReaperConfig};
+use tokio::time::Instant;
+
+use super::{Error, Phase, ReapSummary, Run, at};
+
+/// GitLab's view of a job for the janitor's cross-check.
+struct GitLabJobStatus(Arc<dyn GitLabApi>);
+
+#[async_trait]
+impl glrunner_janitor::JobStatusSource for GitLabJobStatus {
+    async fn job_status(
+        &self,
+        project_id: u64,
+        job_id: u64,
+    ) -> glrunner_janitor::Result<glrunner_janitor::JobStatus> {
+        match self.0.get_job(&ProjectRef::Id(project_id), job_id).await {
+            Ok(job) => Ok(glrunner_janitor::JobStatus::from_gitlab(
+                job.status.as_str(),
+            )),
+            Err(glrunner_gitlab_client::Error::NotFound { .. }) => {
+                Ok(glrunner_janitor::JobStatus::NotFound)
+            }
+            Err(e) => Err(glrunner_janitor::Error::Backend {
+                backend: "gitlab",
+                action: "get job".into(),
+                resource: format!("job {job_id} of project {project_id}"),
+                message: e.to_string(),
+                source: None,
+            }),
+        }
+    }
+}
+
+impl Run<'_> {
+    /// Janitor rounds until no job pod is left or the deadline passes.
+    pub(super) async fn reap(&mut self) -> Result<String, Error> {
+        let phase = Phase::Reap;
+        let clients = self.clients(phase).await?;
+        let namespace = self.config.spec.cluster.runner_namespace.clone();
+        let pending_timeout = self
+            .plan
+            .as_ref()
+            .map_or(Policy::DEFAULT_PENDING_TIMEOUT, |p| {
+                p.recommended_poll_timeout
+            });
+        let policy = Policy::new([namespace.clone()])
+            .with_grace(self.config.reap_grace)
+            .with_pending_timeout(pending_timeout);
+        let mut reaper = Reaper::new(clients.pods.clone(), ReaperConfig::new(policy))
+            .map_err(at(phase))?
+            .with_clock(clients.clock.clone());
+        if self.project.is_some() {
+            reaper =
+                reaper.with_job_status(Arc::new(GitLabJobStatus(self.backends.gitlab.clone())));
+        }
+        let t0 = Instant::now();
+        let mut summary = ReapSummary::default();
+        loop {
+            let round = reaper.run_once().await.map_err(at(phase))?;
+            summary.add_round(&round);
+            if round.deleted() > 0 {
+                self.step(
+                    phase,
+                    format!(
+                        "round {}: reaped {} pod(s)",
+                        summary.rounds,
+                        round.deleted()
+                    ),
+                );
+            }
+            let left = clients
+                .pods
+                .list_pods(&ListQuery::job_pods(&namespace))
+                .await
+                .map_err(at(phase))?;
+            summary.remaining_job_pods = left.len();
+            if left.is_empty() || t0.elapsed() >= self.config.reap_deadline {
+                break;
+            }
+            tokio::time::sleep(self.config.reap_interval).await;
+        }
+        summary.secs = t0.elapsed().as_secs_f64();
+        let line = summary.one_line();
+        self.report.reap = Some(summary);
+        Ok(line)
+    }
+}

@@ -1,0 +1,78 @@
+//! Phase 4, runners: one GitLab runner per shard, reused while its token is in its Secret.
+
+use glrunner_gitlab_client::{NewRunner, ProjectRef};
+use glrunner_runner_chart::{RunnerToken, SecretRef};
+
+use super::{Error, Phase, Run, ShardRunner, at};
+
+impl Run<'_> {
+    /// The name of a release's token Secret.
+    pub(super) fn secret_name(release: &str) -> String {
+        format!("{release}-token")
+    }
+
+    /// One GitLab runner per shard; a runner whose token is still in its Secret is reused.
+    pub(super) async fn create_runners(&mut self) -> Result<String, Error> {
+        let phase = Phase::Runners;
+        let plan = self.plan()?;
+        let project = self.project(false).await?;
+        let gitlab = self.backends.gitlab.clone();
+        let existing = gitlab
+            .list_runners(&ProjectRef::Id(project.id))
+            .await
+            .map_err(at(phase))?;
+        let namespace = self.config.spec.cluster.runner_namespace.clone();
+        let (mut created, mut reused) = (0, 0);
+        self.runners.clear();
+        for shard in &plan.shards {
+            let description = self.config.runner_description(&shard.release);
+            let found = existing
+                .iter()
+                .find(|r| r.description.as_deref() == Some(description.as_str()));
+            if let Some(runner) = found {
+                let clients = self.clients(phase).await?;
+                let secret = SecretRef::new(&namespace, Self::secret_name(&shard.release));
+                if let Some(stored) = clients.secrets.get(&secret).await.map_err(at(phase))?
+                    && runner.tag_list.contains(&shard.tag)
+                {
+                    self.runners.push(ShardRunner {
+                        release: shard.release.clone(),
+                        runner_id: runner.id,
+                        token: stored.token,
+                    });
+                    reused += 1;
+                    continue;
+                }
+                // Its token is lost (or its tags are stale): replace it.
+                gitlab.delete_runner(runner.id).await.map_err(at(phase))?;
+            }
+            self.created.runners = true;
+            let new = NewRunner::project(project.id, description, vec![shard.tag.clone()]);
+            let runner = gitlab.create_runner(&new).await.map_err(at(phase))?;
+            let token = RunnerToken::new(runner.token.expose()).map_err(at(phase))?;
+            self.step(
+                phase,
+                format!(
+                    "runner {} for tag {} ({})",
+                    runner.id, shard.tag, shard.release
+                ),
+            );
+            self.runners.push(ShardRunner {
+                release: shard.release.clone(),
+                runner_id: runner.id,
+                token,
+            });
+            created += 1;
+        }
+        if let Some(fleet) = &mut self.report.fleet {
+            for s in &mut fleet.shards {
+                s.runner_id = self
+                    .runners
+                    .iter()
+                    .find(|r| r.release == s.release)
+                    .map(|r| r.runner_id);
+            }
+        }
+        Ok(format!("{created} runner(s) created, {reused} reused"))
+    }
+}

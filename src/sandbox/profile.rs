@@ -1,0 +1,144 @@
+//! Runner profiles: the reference tutorial's runner configuration and glrunner's tuned one.
+//!
+//! A profile changes what the flow installs (job image, job pod size, the manager's size,
+//! `poll_timeout`, `request_concurrency`), so `--runner-profile reference` on `--backend aws`
+//! reproduces the tutorial's setup for real, and on the sandbox the runner simulator reads the
+//! installed values like a real runner would.
+
+use std::time::Duration;
+
+use glrunner_runner_chart::RunnerValues;
+use serde::Serialize;
+
+/// Which runner configuration the flow installs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum RunnerProfile {
+    /// The reference tutorial: `bash` from Docker Hub, GitLab Runner's defaults
+    /// (`request_concurrency = 1`, `poll_timeout` 180 s), a manager without resources (the
+    /// smallest Fargate pod), one release of `concurrent: 200` per 200 jobs.
+    Reference,
+    /// glrunner: `bash` from Amazon ECR Public, request concurrency derived from `concurrent`
+    /// and adaptive, the fleet plan's `poll_timeout`, glrunner's manager sizing.
+    #[default]
+    Tuned,
+}
+
+/// GitLab Runner's own `poll_timeout` default (common/consts.go; advanced-configuration.md).
+pub const RUNNER_DEFAULT_POLL_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// Job image of the reference tutorial: `bash` from Docker Hub.
+pub const REFERENCE_JOB_IMAGE: &str = "bash";
+
+impl RunnerProfile {
+    /// `reference` or `tuned`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunnerProfile::Reference => "reference",
+            RunnerProfile::Tuned => "tuned",
+        }
+    }
+
+    /// The load test's job image when `--image` is not given (`None`: the CI generator's
+    /// default, `public.ecr.aws/docker/library/bash`).
+    pub fn job_image(self) -> Option<&'static str> {
+        match self {
+            RunnerProfile::Reference => Some(REFERENCE_JOB_IMAGE),
+            RunnerProfile::Tuned => None,
+        }
+    }
+
+    /// Values every release starts from, before the fleet plan sets `concurrent`, tags and
+    /// `poll_timeout`.
+    ///
+    /// Both profiles size the hello-world job pod at Fargate's smallest size (0.25 vCPU /
+    /// 0.5 GB: build 200m/128Mi + helper 50m/128Mi + Fargate's 256 MB), which is what a pod
+    /// without requests gets (the tutorial's case) and what glrunner asks for on purpose: the
+    /// account's vCPU quota counts every running pod.
+    pub fn template(self, values: RunnerValues) -> RunnerValues {
+        let mut values = values.with_build_resources("200m", "128Mi");
+        values.executor.helper = glrunner_runner_chart::ContainerResources::new("50m", "128Mi");
+        if self == RunnerProfile::Reference {
+            // The chart's default `resources: {}` gives the manager the smallest Fargate pod.
+            values.resources = glrunner_runner_chart::ContainerResources::new("250m", "256Mi");
+        }
+        values
+    }
+
+    /// Values of one release after the fleet plan: the reference keeps GitLab Runner's default
+    /// `poll_timeout` (the plan raises it to its recommendation otherwise).
+    pub fn finalize(self, mut values: RunnerValues) -> RunnerValues {
+        if self == RunnerProfile::Reference {
+            values.executor.poll_timeout = RUNNER_DEFAULT_POLL_TIMEOUT;
+        }
+        values
+    }
+}
+
+impl std::fmt::Display for RunnerProfile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How many job requests one runner entry keeps in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RequestConcurrency {
+    /// `request_concurrency`: the most requests in flight.
+    pub max: u32,
+    /// `FF_USE_ADAPTIVE_REQUEST_CONCURRENCY`: start at one and grow with the jobs taken.
+    pub adaptive: bool,
+}
+
+/// The request concurrency of an installed release.
+///
+/// SWITCH (issue 11 item 5): this is the one place that decides it. `RunnerValues` does not
+/// carry `request_concurrency` yet, so it comes from the profile: GitLab Runner's default of 1
+/// for the reference, and for tuned the Helm issue's rule (one request per 10 job slots, at
+/// most 50, adaptive). Once the values carry it, read `values.effective_request_concurrency()`
+/// and the adaptive flag from the values here, and drop the profile argument.
+pub fn request_concurrency(profile: RunnerProfile, values: &RunnerValues) -> RequestConcurrency {
+    match profile {
+        RunnerProfile::Reference => RequestConcurrency {
+            max: 1,
+            adaptive: false,
+        },
+        RunnerProfile::Tuned => RequestConcurrency {
+            max: values.concurrent.div_ceil(10).clamp(1, 50),
+            adaptive: true,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_profiles_size_job_pods_at_the_smallest_fargate_size() {
+        for profile in [RunnerProfile::Reference, RunnerProfile::Tuned] {
+            let values = profile.template(RunnerValues::new("https://gitlab.example.com"));
+            let size = values.executor.job_pod_size(0).expect("valid requests");
+            assert_eq!((size.vcpu_millis, size.memory_mib), (250, 512), "{profile}");
+        }
+    }
+
+    #[test]
+    fn reference_keeps_the_runner_defaults() {
+        let base = RunnerValues::new("https://gitlab.example.com").with_concurrent(200);
+        let reference =
+            RunnerProfile::Reference.finalize(RunnerProfile::Reference.template(base.clone()));
+        assert_eq!(reference.executor.poll_timeout, RUNNER_DEFAULT_POLL_TIMEOUT);
+        assert_eq!(
+            request_concurrency(RunnerProfile::Reference, &reference),
+            RequestConcurrency {
+                max: 1,
+                adaptive: false
+            }
+        );
+        let tuned = RunnerProfile::Tuned.finalize(RunnerProfile::Tuned.template(base));
+        assert!(tuned.executor.poll_timeout > RUNNER_DEFAULT_POLL_TIMEOUT);
+        assert_eq!(request_concurrency(RunnerProfile::Tuned, &tuned).max, 20);
+        assert_eq!(RunnerProfile::Reference.job_image(), Some("bash"));
+    }
+}
