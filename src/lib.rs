@@ -9,9 +9,11 @@ pub mod cli;
 pub mod commands;
 pub mod fault_suite;
 pub mod flow;
+pub mod preflight;
 pub mod provisioning;
 pub mod sandbox;
 
+pub use glrunner_fargate as fargate;
 pub use glrunner_gitlab_client as gitlab;
 pub use glrunner_infra as infra;
 pub use glrunner_janitor as janitor;

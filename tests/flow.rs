@@ -6,6 +6,8 @@
 mod byo;
 #[path = "flow/e2e.rs"]
 mod e2e;
+#[path = "flow/doctor.rs"]
+mod doctor;
 #[path = "flow/example.rs"]
 mod example;
 #[path = "flow/faults.rs"]

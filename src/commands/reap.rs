@@ -165,8 +165,9 @@ pub fn config(run: &RunArgs, global: &GlobalArgs) -> Result<ReaperConfig, CliErr
             global.region.clone().unwrap_or_else(|| "custom".into()),
             vcpu.unwrap_or(default.vcpu_hour_usd),
             gb.unwrap_or(default.gb_hour_usd),
+            "--vcpu-hour-usd/--gb-hour-usd",
         )
-        .map_err(|e| flag_error("--vcpu-hour-usd/--gb-hour-usd", e))?,
+        .map_err(|e| CliError::invalid(format!("invalid --vcpu-hour-usd/--gb-hour-usd: {e}")))?,
     };
     Ok(ReaperConfig::new(policy)
         .with_dry_run(global.dry_run)

@@ -521,6 +521,18 @@ pub async fn run(global: &GlobalArgs, command: Command) -> Result<(), CliError> 
     match command {
         Command::Values(args) => {
             let spec = spec(&args)?;
+            // Warnings go to stderr: stdout is the values document.
+            for r in spec.values.fargate_rounding() {
+                match output {
+                    OutputFormat::Human => {
+                        eprintln!("warning: {r} ({})", flag_for(&r.field));
+                    }
+                    OutputFormat::Json => eprintln!(
+                        "{}",
+                        serde_json::json!({"warning": "fargate_rounding", "detail": r, "message": r.to_string()})
+                    ),
+                }
+            }
             print_values(&spec.values, output)
         }
         Command::PlanFleet(args) => {

@@ -126,6 +126,14 @@ pub struct FlowArgs {
     /// metrics, with the phases and their durations.
     #[command(flatten)]
     pub artifacts: ArtifactArgs,
+
+    /// Preflight and cost projection flags (`--budget`, `--expected-job-duration`, ...).
+    #[command(flatten)]
+    pub preflight: crate::preflight::command::PreflightArgs,
+
+    /// Skip the preflight checks (quotas, permissions, GitLab, --budget) before provisioning.
+    #[arg(long)]
+    pub skip_preflight: bool,
 }
 
 /// What `--dry-run` prints: the phases and the fleet, with no call made.
@@ -141,6 +149,8 @@ pub struct DryRun {
     pub project: String,
     /// The fleet plan.
     pub fleet: glrunner_runner_chart::FleetPlan,
+    /// What the run would cost (table prices: a dry run makes no call).
+    pub projection: crate::preflight::CostProjection,
 }
 
 /// Builds the flow configuration from the flags. Makes no call.
@@ -298,9 +308,25 @@ pub async fn full_flow_until(
             config
                 .validate(&world.backends().gitlab_url)
                 .map_err(invalid_or_failure)?;
+            crate::preflight::command::configure_sandbox(&world, &args.preflight);
+            let pre = args
+                .preflight
+                .plan(&config, &world.backends().gitlab_url, global.backend)?;
             if global.dry_run {
-                return dry_run(global, &config, &world.backends().gitlab_url);
+                return dry_run(global, &config, &world.backends().gitlab_url, &pre);
             }
+            let backends = world.backends();
+            let projected = preflight_gate(
+                global,
+                args,
+                &pre,
+                &crate::preflight::PreflightSources {
+                    account: &world.account,
+                    network: backends.network.as_ref(),
+                    gitlab: Some(backends.gitlab.as_ref()),
+                },
+            )
+            .await?;
             if global.output == OutputFormat::Human {
                 eprintln!(
                     "full flow: stack {} in {} on the sandbox (virtual clock; timings are a model, runner profile {}), {} jobs",
@@ -313,6 +339,7 @@ pub async fn full_flow_until(
                 .map_err(invalid_or_failure)?;
             let queue_p95 = report.load_test.as_ref().and_then(|l| l.queue_p95_secs);
             report.model = Some(world.model_report(queue_p95));
+            report.cost = Some(compare(&pre, projected, &report));
             report
         }
         Backend::Aws => {
@@ -321,16 +348,38 @@ pub async fn full_flow_until(
                 args.helm.clone(),
                 global,
             )?;
+            let mut pre = args
+                .preflight
+                .plan(&config, &connection.gitlab_url, global.backend)?;
             if global.dry_run {
                 config
                     .validate(&connection.gitlab_url)
                     .map_err(invalid_or_failure)?;
-                return dry_run(global, &config, &connection.gitlab_url);
+                return dry_run(global, &config, &connection.gitlab_url, &pre);
             }
+            pre.helm = Some(
+                connection
+                    .helm
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from("helm")),
+            );
+            let sdk = glrunner_infra::aws::load_config(Some(&connection.region)).await;
             let backends = super::aws::connect(&config.spec, connection).await?;
             config
                 .validate(&backends.gitlab_url)
                 .map_err(invalid_or_failure)?;
+            let account = glrunner_infra::aws::AwsAccount::new(&sdk);
+            let projected = preflight_gate(
+                global,
+                args,
+                &pre,
+                &crate::preflight::PreflightSources {
+                    account: &account,
+                    network: backends.network.as_ref(),
+                    gitlab: Some(backends.gitlab.as_ref()),
+                },
+            )
+            .await?;
             if global.output == OutputFormat::Human {
                 if config.cluster.brought_by_user() {
                     eprintln!(
@@ -345,9 +394,11 @@ pub async fn full_flow_until(
                     );
                 }
             }
-            super::run_until(&config, &backends, &renderer, &stop)
+            let mut report = super::run_until(&config, &backends, &renderer, &stop)
                 .await
-                .map_err(invalid_or_failure)?
+                .map_err(invalid_or_failure)?;
+            report.cost = Some(compare(&pre, projected, &report));
+            report
         }
     };
     renderer.finish();
@@ -416,16 +467,103 @@ fn write_artifacts(
     }
 }
 
-fn dry_run(global: &GlobalArgs, config: &FlowConfig, gitlab_url: &str) -> Result<(), CliError> {
+/// Runs the preflight before anything billable exists (or says loudly that it was skipped) and
+/// returns the cost projection. A failed check stops the flow: exit 1, nothing created.
+async fn preflight_gate(
+    global: &GlobalArgs,
+    args: &FlowArgs,
+    plan: &crate::preflight::PreflightPlan,
+    sources: &crate::preflight::PreflightSources<'_>,
+) -> Result<crate::preflight::CostProjection, CliError> {
+    if args.skip_preflight {
+        eprintln!(
+            "WARNING: --skip-preflight: quotas, permissions, GitLab and --budget were NOT checked before creating billable resources"
+        );
+        let prices = crate::preflight::Prices::table(&plan.spec.region);
+        return Ok(crate::preflight::cost::project(
+            &plan.cost_inputs(),
+            &plan.durations,
+            &prices,
+        ));
+    }
+    let report = crate::preflight::run(plan, sources).await;
+    if report.failed() {
+        match global.output {
+            OutputFormat::Json => print_json(&serde_json::json!({ "preflight": &report }))?,
+            OutputFormat::Human => print!("{}", report.render_text()),
+        }
+        return Err(CliError::failure(format!(
+            "preflight failed, nothing was created: {} (fix these, or pass --skip-preflight to bypass)",
+            report.failure_summary()
+        )));
+    }
+    if global.output == OutputFormat::Human {
+        let warnings = report
+            .checks
+            .iter()
+            .filter(|c| c.status == crate::preflight::Status::Warn)
+            .count();
+        eprintln!(
+            "preflight: {} checks passed ({warnings} warning(s)); projected cost ${:.2}",
+            report.checks.len() - warnings,
+            report.projection.total_usd
+        );
+    }
+    Ok(report.projection)
+}
+
+/// The projection against the same lines from the durations the run measured.
+fn compare(
+    plan: &crate::preflight::PreflightPlan,
+    projected: crate::preflight::CostProjection,
+    report: &super::FlowReport,
+) -> crate::preflight::CostComparison {
+    let measured = |phase: Phase| {
+        report
+            .phases
+            .iter()
+            .find(|p| p.phase == phase && p.status == super::PhaseStatus::Done)
+            .map(|p| Duration::from_secs_f64(p.secs))
+    };
+    let releases = match (measured(Phase::Runners), measured(Phase::Releases)) {
+        (None, None) => None,
+        (a, b) => Some(a.unwrap_or_default() + b.unwrap_or_default()),
+    };
+    let durations = projected.durations.with_measured(
+        measured(Phase::Provision),
+        releases,
+        measured(Phase::LoadTest),
+        measured(Phase::Teardown),
+    );
+    // The estimate uses the projection's prices: only the durations differ.
+    let prices = projected.prices.clone();
+    crate::preflight::CostComparison {
+        estimated: crate::preflight::cost::project(&plan.cost_inputs(), &durations, &prices),
+        projected,
+    }
+}
+
+fn dry_run(
+    global: &GlobalArgs,
+    config: &FlowConfig,
+    gitlab_url: &str,
+    pre: &crate::preflight::PreflightPlan,
+) -> Result<(), CliError> {
     let fleet =
         glrunner_runner_chart::FleetPlan::new(&config.fleet_request(&config.template(gitlab_url)))
             .map_err(|e| CliError::invalid(format!("--jobs: {e}")))?;
+    let projection = crate::preflight::cost::project(
+        &pre.cost_inputs(),
+        &pre.durations,
+        &crate::preflight::Prices::table(&config.spec.region),
+    );
     let plan = DryRun {
         phases: config.phases.iter().copied().collect(),
         stack: config.spec.stack.to_string(),
         region: config.spec.region.clone(),
         project: config.project.clone(),
         fleet,
+        projection,
     };
     match global.output {
         OutputFormat::Json => print_json(&plan)?,
@@ -443,6 +581,8 @@ fn dry_run(global: &GlobalArgs, config: &FlowConfig, gitlab_url: &str) -> Result
                     s.release, s.tag, s.concurrent, s.parallel
                 );
             }
+            println!("projected cost:");
+            print!("{}", plan.projection.render_text());
             println!("dry run: nothing was created; run again without --dry-run");
         }
     }

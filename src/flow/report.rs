@@ -287,6 +287,8 @@ pub struct FlowReport {
     /// the summary in `load_test`.
     #[serde(skip)]
     pub load_test_report: Option<glrunner_gitlab_client::Report>,
+    /// The cost projected before the run and estimated from its measured durations.
+    pub cost: Option<crate::preflight::CostComparison>,
 }
 
 fn secs(v: Option<f64>) -> String {
@@ -331,6 +333,7 @@ impl FlowReport {
             }),
             model: None,
             load_test_report: None,
+            cost: None,
         }
     }
 
@@ -542,6 +545,29 @@ impl FlowReport {
             for e in &t.errors {
                 row(&mut out, "teardown error", e.clone());
             }
+        }
+        if let Some(c) = &self.cost {
+            row(
+                &mut out,
+                "projected cost",
+                format!(
+                    "${:.2} before the run ({})",
+                    c.projected.total_usd,
+                    if c.projected.price_list_api {
+                        "AWS Price List API prices"
+                    } else {
+                        "price tables in the code"
+                    }
+                ),
+            );
+            row(
+                &mut out,
+                "estimated cost",
+                format!(
+                    "${:.2} from the measured phase durations ({} clock; an estimate, not a bill)",
+                    c.estimated.total_usd, self.clock
+                ),
+            );
         }
         row(
             &mut out,

@@ -286,6 +286,8 @@ pub struct SandboxWorld {
     config: SandboxConfig,
     fargate: Arc<FargateAccount>,
     stats: Arc<Mutex<SimulatorStats>>,
+    /// The AWS account as the preflight sees it: quotas, permissions, prices.
+    pub account: glrunner_infra::InMemoryAccount,
 }
 
 impl SandboxWorld {
@@ -318,6 +320,7 @@ impl SandboxWorld {
             fargate: Arc::new(FargateAccount::new(&config.model.fargate)),
             config,
             stats: Arc::default(),
+            account: sandbox_account(),
         }
     }
 
@@ -974,4 +977,16 @@ impl ClusterConnector for SandboxConnector {
             checks: self.world.cluster_checks.clone(),
         })
     }
+}
+
+/// The sandbox's account: AWS's defaults, except a Fargate vCPU quota raised to 1000 (the
+/// default of 6 would not run the default 400 jobs); `--fargate-vcpu-quota` lowers it.
+fn sandbox_account() -> glrunner_infra::InMemoryAccount {
+    let account = glrunner_infra::InMemoryAccount::new();
+    account.set_quota(
+        "fargate",
+        "L-3032A538",
+        f64::from(crate::preflight::command::SANDBOX_FARGATE_VCPU_QUOTA),
+    );
+    account
 }

@@ -29,6 +29,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod account;
 pub mod apply;
 pub mod aws;
 pub mod conformance;
@@ -46,6 +47,12 @@ pub mod state;
 pub mod teardown;
 pub mod wait;
 
+#[cfg(feature = "mock")]
+pub use account::MockAccountInspector;
+pub use account::{
+    AccountInspector, AccountUsage, ActionDecision, CallerIdentity, InMemoryAccount, PriceQuote,
+    QuotaValue,
+};
 pub use apply::{ApplyReport, Engine, StepTiming};
 pub use error::{Error, Result};
 pub use plan::{Plan, Step, StepStatus};

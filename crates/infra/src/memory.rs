@@ -743,6 +743,7 @@ impl InMemoryCloud {
                 subnet_ids,
                 pod_execution_role_arn,
                 selectors,
+                ..
             } => {
                 self.require_active_cluster(&world, cluster, &action, now)?;
                 let id = format!("{cluster}/{name}");

@@ -2,6 +2,7 @@
 //! aws-smithy-mocks, and the same conformance suite against a moto server when one runs.
 
 mod integration {
+    pub mod account;
     pub mod cancel;
     pub mod memory;
     pub mod mocks;

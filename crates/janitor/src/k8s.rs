@@ -317,7 +317,9 @@ impl PodApi for KubePodApi {
                 .list(&params)
                 .await
                 .map_err(|e| self.map_error("list", &resource, e))?;
-            out.extend(page.items.iter().filter_map(pod_info));
+            for pod in &page.items {
+                out.extend(pod_info(pod)?);
+            }
             match page.metadata.continue_.filter(|c| !c.is_empty()) {
                 Some(token) => params.continue_token = Some(token),
                 None => break,
@@ -333,7 +335,7 @@ impl PodApi for KubePodApi {
             .get_opt(name)
             .await
             .map_err(|e| self.map_error("get pod", &format!("pod {namespace}/{name}"), e))?;
-        Ok(pod.as_ref().and_then(pod_info))
+        Ok(pod.as_ref().map(pod_info).transpose()?.flatten())
     }
 
     async fn delete_pod(&self, key: &PodKey, mode: DeleteMode) -> Result<DeleteOutcome> {
@@ -370,72 +372,62 @@ impl PodApi for KubePodApi {
     }
 }
 
-/// Parses a CPU quantity (`500m`, `1`, `0.25`) into millicores.
-fn cpu_millis(q: &str) -> Option<u64> {
-    let q = q.trim();
-    if let Some(m) = q.strip_suffix('m') {
-        return m.parse::<f64>().ok().map(|v| v.ceil() as u64);
-    }
-    q.parse::<f64>().ok().map(|v| (v * 1000.0).ceil() as u64)
-}
-
-/// Parses a memory quantity (`768Mi`, `1Gi`, `512M`, `1e9`, bytes) into MiB, rounded up.
-fn memory_mib(q: &str) -> Option<u64> {
-    let q = q.trim();
-    const UNITS: &[(&str, f64)] = &[
-        ("Ki", 1024.0),
-        ("Mi", 1048576.0),
-        ("Gi", 1073741824.0),
-        ("Ti", 1099511627776.0),
-        ("k", 1e3),
-        ("K", 1e3),
-        ("M", 1e6),
-        ("G", 1e9),
-        ("T", 1e12),
-        ("m", 1e-3),
-    ];
-    let (num, factor) = UNITS
-        .iter()
-        .find_map(|(suffix, f)| q.strip_suffix(suffix).map(|n| (n, *f)))
-        .unwrap_or((q, 1.0));
-    let bytes = num.parse::<f64>().ok()? * factor;
-    Some((bytes / 1048576.0).ceil() as u64)
-}
-
-fn requests(pod: &Pod) -> PodRequests {
+/// A pod's requests as Fargate counts them, parsed exactly ([`glrunner_fargate::quantity`]);
+/// a quantity that does not parse is an error, never 0.
+fn requests(pod: &Pod) -> std::result::Result<PodRequests, glrunner_fargate::QuantityError> {
     let Some(spec) = &pod.spec else {
-        return PodRequests::default();
+        return Ok(PodRequests::default());
     };
     let of = |c: &k8s_openapi::api::core::v1::Container| {
         let req = c.resources.as_ref().and_then(|r| r.requests.as_ref());
         let cpu = req
             .and_then(|r| r.get("cpu"))
-            .and_then(|q| cpu_millis(&q.0))
+            .map(|q| glrunner_fargate::quantity::cpu_millis(&q.0))
+            .transpose()?
             .unwrap_or(0);
         let mem = req
             .and_then(|r| r.get("memory"))
-            .and_then(|q| memory_mib(&q.0))
+            .map(|q| glrunner_fargate::quantity::memory_mib(&q.0))
+            .transpose()?
             .unwrap_or(0);
-        (cpu, mem)
+        Ok::<_, glrunner_fargate::QuantityError>((cpu, mem))
     };
-    let (mut cpu, mut mem) = spec
+    let containers = spec
         .containers
         .iter()
         .map(of)
-        .fold((0, 0), |(a, b), (c, d)| (a + c, b + d));
-    for init in spec.init_containers.iter().flatten() {
-        let (c, m) = of(init);
-        cpu = cpu.max(c);
-        mem = mem.max(m);
-    }
-    PodRequests {
-        cpu_millis: cpu,
-        memory_mib: mem,
-    }
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let init = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .map(of)
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let (cpu_millis, memory_mib) = glrunner_fargate::pod_requests(containers, init);
+    Ok(PodRequests {
+        cpu_millis,
+        memory_mib,
+    })
 }
 
-/// Converts a kube Pod; pods without name, namespace, UID or creation time are skipped.
-fn pod_info(pod: &Pod) -> Option<PodInfo> {
+/// Converts a kube Pod; pods without name, namespace, UID or creation time are skipped (`None`).
+/// A resource request that is not a Kubernetes quantity is an error naming the pod.
+fn pod_info(pod: &Pod) -> Result<Option<PodInfo>> {
+    let meta = &pod.metadata;
+    let requests = requests(pod).map_err(|e| {
+        Error::invalid(
+            format!(
+                "resource requests of pod {}/{}",
+                meta.namespace.as_deref().unwrap_or_default(),
+                meta.name.as_deref().unwrap_or_default()
+            ),
+            e.to_string(),
+        )
+    })?;
+    Ok(pod_fields(pod, requests))
+}
+
+fn pod_fields(pod: &Pod, requests: PodRequests) -> Option<PodInfo> {
     let meta = &pod.metadata;
     let status = pod.status.as_ref();
     Some(PodInfo {
@@ -463,7 +455,7 @@ fn pod_info(pod: &Pod) -> Option<PodInfo> {
         created_at: meta.creation_timestamp.as_ref()?.0,
         started_at: status.and_then(|s| s.start_time.as_ref()).map(|t| t.0),
         deletion_timestamp: meta.deletion_timestamp.as_ref().map(|t| t.0),
-        requests: requests(pod),
+        requests,
     })
 }
 
@@ -607,7 +599,7 @@ pub mod fixtures {
                     .await
                     .map_err(|e| err("set pod status", &resource, e))?;
             }
-            pod_info(&created).ok_or_else(|| Error::Backend {
+            pod_info(&created)?.ok_or_else(|| Error::Backend {
                 backend: "kubernetes",
                 action: "create pod".into(),
                 resource,
@@ -622,16 +614,40 @@ pub mod fixtures {
 mod tests {
     use super::*;
 
+    fn pod_requesting(cpu: &str, memory: &str) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "ci", "uid": "u", "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {
+                "containers": [
+                    {"name": "build", "resources": {"requests": {"cpu": cpu, "memory": memory}}},
+                    {"name": "helper", "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}}}
+                ],
+                "initContainers": [{"name": "init", "resources": {"requests": {"cpu": "3", "memory": "1Mi"}}}]
+            }
+        }))
+        .unwrap()
+    }
+
     #[test]
-    fn quantities() {
-        assert_eq!(cpu_millis("500m"), Some(500));
-        assert_eq!(cpu_millis("1"), Some(1000));
-        assert_eq!(cpu_millis("0.25"), Some(250));
-        assert_eq!(memory_mib("768Mi"), Some(768));
-        assert_eq!(memory_mib("1Gi"), Some(1024));
-        assert_eq!(memory_mib("512M"), Some(489));
-        assert_eq!(memory_mib("1048576"), Some(1));
-        assert_eq!(memory_mib("x"), None);
+    fn requests_are_exact_and_init_containers_count_as_the_max() {
+        let pod = pod_requesting("2.007", "1.5Gi");
+        let info = pod_info(&pod).unwrap().unwrap();
+        // 2.007 CPU is 2007m exactly (f64 made it 2008m); 1.5Gi is valid.
+        assert_eq!(info.requests.cpu_millis, 3000);
+        assert_eq!(info.requests.memory_mib, 1536 + 256);
+        let pod = pod_requesting("2.007", "512Mi");
+        let r = requests(&pod).unwrap();
+        assert_eq!(r.cpu_millis, 3000.max(2007 + 250));
+        let mut pod = pod_requesting("2.007", "512Mi");
+        pod.spec.as_mut().unwrap().init_containers = None;
+        assert_eq!(requests(&pod).unwrap().cpu_millis, 2257);
+    }
+
+    #[test]
+    fn an_unparseable_request_is_an_error_naming_the_pod_not_zero() {
+        let pod = pod_requesting("500m", "lots");
+        let err = pod_info(&pod).unwrap_err().to_string();
+        assert!(err.contains("ci/p") && err.contains("\"lots\""), "{err}");
     }
 
     #[test]

@@ -52,6 +52,8 @@ pub struct FleetRequest {
     pub manager_pod_size: Option<FargateSize>,
     /// The account's Fargate vCPU quota, when known.
     pub fargate_vcpu_quota: Option<u32>,
+    /// Pods of the template whose requests land just past a Fargate size.
+    pub fargate_rounding: Vec<crate::values::FargateRounding>,
 }
 
 impl FleetRequest {
@@ -67,6 +69,7 @@ impl FleetRequest {
             job_pod_size: None,
             manager_pod_size: None,
             fargate_vcpu_quota: None,
+            fargate_rounding: Vec::new(),
         }
     }
 
@@ -107,7 +110,8 @@ impl FleetRequest {
         let mem = validate::memory_mib("resources.memory", &values.resources.memory).ok();
         self.manager_pod_size = cpu
             .zip(mem)
-            .and_then(|(c, m)| FargateSize::for_requests(c, m));
+            .and_then(|(c, m)| FargateSize::for_requests(u64::from(c), m));
+        self.fargate_rounding = values.fargate_rounding();
         self
     }
 
@@ -194,6 +198,8 @@ pub enum FleetWarning {
         /// Pulls at once.
         pulls: u32,
     },
+    /// A pod's requests land just past a Fargate size: a slightly lower request halves its cost.
+    FargateRounding(crate::values::FargateRounding),
     /// The fleet needs more Fargate vCPUs than the account's quota.
     FargateVcpuQuota {
         /// vCPUs the fleet needs at peak (job pods + runner managers).
@@ -211,6 +217,7 @@ impl std::fmt::Display for FleetWarning {
                 "job image {image:?} comes from Docker Hub and {pulls} Fargate pods will each pull it on an empty cache; \
                  Docker Hub pull rate limits will fail jobs: mirror it (e.g. public.ecr.aws/docker/library/...) or use a private registry"
             ),
+            Self::FargateRounding(r) => write!(f, "{r}"),
             Self::FargateVcpuQuota { needed, quota } => write!(
                 f,
                 "the fleet needs {needed} Fargate vCPUs at peak but the account quota is {quota}; pods beyond it stay Pending \
@@ -267,6 +274,13 @@ impl FleetPlan {
                 pulls: n,
             });
         }
+        warnings.extend(
+            request
+                .fargate_rounding
+                .iter()
+                .cloned()
+                .map(FleetWarning::FargateRounding),
+        );
         if let (Some(quota), Some(job)) = (request.fargate_vcpu_quota, request.job_pod_size) {
             let managers = request.manager_pod_size.map_or(0.25, |m| m.vcpus()) * f64::from(k);
             let needed = job.vcpus() * f64::from(n) + managers;
@@ -406,6 +420,46 @@ mod tests {
         assert_eq!(json["recommended_poll_timeout_secs"], 300);
         assert_eq!(json["shards"][1]["tag"], "glrunner-2");
         assert_eq!(json["shards"][1]["jobs"], 125);
+    }
+
+    #[test]
+    fn a_job_pod_just_past_a_fargate_size_is_warned_with_the_request_that_fits() {
+        // --cpu 1 plus the 250m helper is 1.25 vCPU: billed as 2 vCPU / 4 GB.
+        let values = RunnerValues::new("https://gitlab.com/").with_build_resources("1", "512Mi");
+        let plan = FleetPlan::new(&FleetRequest::new(10).with_values(&values)).unwrap();
+        let rounding: Vec<_> = plan
+            .warnings
+            .iter()
+            .filter_map(|w| match w {
+                FleetWarning::FargateRounding(r) => Some(r),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(rounding.len(), 1, "{:?}", plan.warnings);
+        assert_eq!(rounding[0].pod, "job");
+        assert_eq!(rounding[0].field, "executor.build.cpu");
+        assert_eq!(rounding[0].fits, "750m");
+        let text = plan.warnings[0].to_string();
+        assert!(
+            text.contains("2 vCPU / 4 GB") && text.contains("1 vCPU / 2 GB"),
+            "{text}"
+        );
+        let json = serde_json::to_value(&plan.warnings[0]).unwrap();
+        assert_eq!(json["kind"], "fargate_rounding");
+        assert_eq!(json["excess"], 250);
+
+        // The defaults (250m + 250m, 512Mi + 256Mi) sit inside 0.5 vCPU / 1 GB: no warning.
+        let values = RunnerValues::new("https://gitlab.com/");
+        let plan = FleetPlan::new(&FleetRequest::new(10).with_values(&values)).unwrap();
+        assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+
+        // Memory: 1792Mi + 256Mi helper + 256Mi overhead is 2.25 GB, billed as 3 GB.
+        let values =
+            RunnerValues::new("https://gitlab.com/").with_build_resources("500m", "1792Mi");
+        let found = values.fargate_rounding();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].field, "executor.build.memory");
+        assert_eq!(found[0].fits, "1536Mi");
     }
 
     #[test]

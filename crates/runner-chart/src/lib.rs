@@ -106,6 +106,6 @@ pub use secret::{
 };
 pub use validate::{ChartVersion, DEFAULT_CHART_VERSION};
 pub use values::{
-    ContainerResources, EnvVar, KubernetesExecutor, PolicyRule, RunnerSummary, RunnerValues,
-    manager_resources_for, recommended_request_concurrency,
+    ContainerResources, EnvVar, FargateRounding, KubernetesExecutor, PolicyRule, RunnerSummary,
+    RunnerValues, manager_resources_for, recommended_request_concurrency,
 };

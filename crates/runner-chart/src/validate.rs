@@ -173,84 +173,45 @@ pub fn gitlab_url(field: &str, raw: &str, allow_insecure: bool) -> Result<url::U
     }
 }
 
-/// Parses a CPU quantity (`"500m"`, `"1"`, `"0.25"`, `"2"`) into millicores.
+/// Parses a CPU quantity (`"500m"`, `"1"`, `"0.25"`, `"2.007"`) into millicores, exactly
+/// (Kubernetes' grammar through [`glrunner_fargate::quantity`]); at least 1m, at most 16 cores.
 pub fn cpu_millis(field: &str, q: &str) -> Result<u32, Invalid> {
-    let bad = || {
+    let fix = "use millicores like \"500m\" or cores like \"0.5\", \"1\", \"2\" (at least 1m, at most 16 cores on Fargate)";
+    let millis = glrunner_fargate::quantity::cpu_millis(q).map_err(|e| {
         Invalid::new(
             field,
-            format!("{q:?} is not a CPU quantity"),
-            "use millicores like \"500m\" or cores like \"0.5\", \"1\", \"2\" (at least 1m, at most 16 cores on Fargate)",
+            format!("{q:?} is not a CPU quantity: {}", e.reason),
+            fix,
         )
-    };
-    let millis = if let Some(m) = q.strip_suffix('m') {
-        if m.is_empty() || !m.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(bad());
-        }
-        m.parse::<u64>().map_err(|_| bad())?
-    } else {
-        decimal_thousandths(q).ok_or_else(bad)?
-    };
+    })?;
     if millis == 0 || millis > 16_000 {
-        return Err(bad());
+        return Err(Invalid::new(
+            field,
+            format!("{q:?} is outside the CPU a Fargate pod can request"),
+            fix,
+        ));
     }
     Ok(millis as u32)
 }
 
-/// Parses `"1"`, `"0.25"`, `"1.5"` into thousandths; at most three decimals.
-fn decimal_thousandths(s: &str) -> Option<u64> {
-    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
-    if int.is_empty() && frac.is_empty() {
-        return None;
-    }
-    if !int.bytes().all(|b| b.is_ascii_digit())
-        || !frac.bytes().all(|b| b.is_ascii_digit())
-        || frac.len() > 3
-    {
-        return None;
-    }
-    let int: u64 = if int.is_empty() { 0 } else { int.parse().ok()? };
-    let mut frac_padded = frac.to_string();
-    while frac_padded.len() < 3 {
-        frac_padded.push('0');
-    }
-    int.checked_mul(1000)?
-        .checked_add(frac_padded.parse::<u64>().ok()?)
-}
-
-/// Parses a memory quantity (`"512Mi"`, `"2Gi"`, `"1G"`, `"1500M"`) into MiB, rounding up.
+/// Parses a memory quantity (`"512Mi"`, `"1.5Gi"`, `"1G"`, `"1500M"`) into MiB, rounding up
+/// (Kubernetes' grammar through [`glrunner_fargate::quantity`]); at least 1Mi, at most 120Gi.
 pub fn memory_mib(field: &str, q: &str) -> Result<u64, Invalid> {
-    let bad = || {
+    let fix = "use a number with a unit, e.g. \"512Mi\", \"1.5Gi\" or \"2G\" (at least 1Mi, at most 120Gi on Fargate)";
+    let bytes = glrunner_fargate::quantity::memory_bytes(q).map_err(|e| {
         Invalid::new(
             field,
-            format!("{q:?} is not a memory quantity"),
-            "use a whole number with a unit, e.g. \"512Mi\", \"2Gi\" or \"2G\" (at least 1Mi, at most 120Gi on Fargate)",
+            format!("{q:?} is not a memory quantity: {}", e.reason),
+            fix,
         )
-    };
-    let units: [(&str, u64); 8] = [
-        ("Ki", 1 << 10),
-        ("Mi", 1 << 20),
-        ("Gi", 1 << 30),
-        ("Ti", 1 << 40),
-        ("k", 1_000),
-        ("M", 1_000_000),
-        ("G", 1_000_000_000),
-        ("T", 1_000_000_000_000),
-    ];
-    let (digits, mult) = units
-        .iter()
-        .find_map(|(suffix, mult)| q.strip_suffix(suffix).map(|d| (d, *mult)))
-        .unwrap_or((q, 1));
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(bad());
-    }
-    let bytes = digits
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(mult))
-        .ok_or_else(bad)?;
-    let mib = bytes.div_ceil(1 << 20);
+    })?;
+    let mib = bytes.div_ceil(glrunner_fargate::quantity::MIB);
     if mib == 0 || mib > 120 * 1024 {
-        return Err(bad());
+        return Err(Invalid::new(
+            field,
+            format!("{q:?} is outside the memory a Fargate pod can request"),
+            fix,
+        ));
     }
     Ok(mib)
 }
@@ -426,13 +387,17 @@ mod tests {
         assert_eq!(cpu_millis("cpu", "1").unwrap(), 1000);
         assert_eq!(cpu_millis("cpu", "0.25").unwrap(), 250);
         assert_eq!(cpu_millis("cpu", ".5").unwrap(), 500);
-        for bad in ["", "m", "0", "abc", "1.2345", "-1", "17"] {
+        assert_eq!(cpu_millis("cpu", "2.007").unwrap(), 2007);
+        for bad in ["", "m", "0", "abc", "1.2345", "-1", "17", "1.5.0"] {
             assert!(cpu_millis("cpu", bad).is_err(), "{bad}");
         }
         assert_eq!(memory_mib("memory", "512Mi").unwrap(), 512);
         assert_eq!(memory_mib("memory", "2Gi").unwrap(), 2048);
         assert_eq!(memory_mib("memory", "1G").unwrap(), 954);
-        for bad in ["", "Gi", "2.5Gi", "0Mi", "1Pi", "200Gi"] {
+        // Kubernetes accepts decimals with binary suffixes (issue 17 item 12).
+        assert_eq!(memory_mib("memory", "1.5Gi").unwrap(), 1536);
+        assert_eq!(memory_mib("memory", "2.5Gi").unwrap(), 2560);
+        for bad in ["", "Gi", "0Mi", "1Pi", "200Gi", "-1Gi", "1GiB", "0"] {
             assert!(memory_mib("memory", bad).is_err(), "{bad}");
         }
     }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Invalid, Result};
-use crate::fargate::FargateSize;
+use crate::fargate::{FargateSize, NearMiss, Resource};
 use crate::validate;
 
 /// Annotation on the runner Deployment recording the runner's GitLab tags (comma-separated), so a
@@ -221,7 +221,10 @@ impl KubernetesExecutor {
         let (bc, bm) = self.build.check("", &mut ignore)?;
         let (hc, hm) = self.helper.check("", &mut ignore)?;
         let (sc, sm) = self.service.check("", &mut ignore)?;
-        FargateSize::for_requests(bc + hc + sc * services, bm + hm + sm * u64::from(services))
+        FargateSize::for_requests(
+            u64::from(bc + hc + sc * services),
+            bm + hm + sm * u64::from(services),
+        )
     }
 
     /// The `[runners.kubernetes]` table.
@@ -290,7 +293,7 @@ impl KubernetesExecutor {
         let helper = self.helper.check("executor.helper", issues);
         self.service.check("executor.service", issues);
         if let (Some((bc, bm)), Some((hc, hm))) = (build, helper)
-            && FargateSize::for_requests(bc + hc, bm + hm).is_none()
+            && FargateSize::for_requests(u64::from(bc + hc), bm + hm).is_none()
         {
             issues.push(Invalid::new(
                 "executor.build",
@@ -643,6 +646,41 @@ impl RunnerValues {
             ));
         }
         Error::check(issues)
+    }
+
+    /// The release's pods whose requests land just past a Fargate size, each naming the request
+    /// that would fit the smaller size (e.g. `--cpu 1` plus the 250m helper is 1.25 vCPU, billed
+    /// as 2 vCPU / 4 GB). Requests that do not parse are left to [`Self::validate`].
+    pub fn fargate_rounding(&self) -> Vec<FargateRounding> {
+        let mut ignore = Vec::new();
+        let mut found = Vec::new();
+        let e = &self.executor;
+        if let (Some(build), Some(helper)) = (
+            e.build.check("", &mut ignore),
+            e.helper.check("", &mut ignore),
+        ) && let Some(miss) = NearMiss::find(u64::from(build.0 + helper.0), build.1 + helper.1)
+        {
+            // Lower the build container (the one --cpu/--memory set) when it can give enough.
+            let (field, current) = match miss.resource {
+                Resource::Cpu if u64::from(build.0) > miss.excess => {
+                    ("executor.build.cpu", u64::from(build.0))
+                }
+                Resource::Cpu => ("executor.helper.cpu", u64::from(helper.0)),
+                Resource::Memory if build.1 > miss.excess => ("executor.build.memory", build.1),
+                Resource::Memory => ("executor.helper.memory", helper.1),
+            };
+            found.push(FargateRounding::new("job", field, current, miss));
+        }
+        if let Some((cpu, mem)) = self.manager_resources().check("", &mut ignore)
+            && let Some(miss) = NearMiss::find(u64::from(cpu), mem)
+        {
+            let (field, current) = match miss.resource {
+                Resource::Cpu => ("resources.cpu", u64::from(cpu)),
+                Resource::Memory => ("resources.memory", mem),
+            };
+            found.push(FargateRounding::new("manager", field, current, miss));
+        }
+        found
     }
 
     /// The `runners.config` TOML this renders (one `[[runners]]` entry, serialised by the `toml` crate).
@@ -1146,5 +1184,63 @@ mod tests {
         let e = KubernetesExecutor::default();
         assert_eq!(e.job_pod_size(0), FargateSize::for_requests(500, 768));
         assert_eq!(e.job_pod_size(0).unwrap().vcpu_millis, 500);
+    }
+}
+
+/// A pod of a release whose requests land just past a Fargate size, and the request that would
+/// fit the smaller (cheaper) size.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FargateRounding {
+    /// `job` (build + helper containers) or `manager` (the runner manager pod).
+    pub pod: String,
+    /// The values field to lower, e.g. `executor.build.cpu`.
+    pub field: String,
+    /// The value that fits the smaller size, e.g. `750m` or `1792Mi`.
+    pub fits: String,
+    /// The sizes and the excess.
+    #[serde(flatten)]
+    pub near_miss: NearMiss,
+}
+
+impl FargateRounding {
+    fn new(pod: &str, field: &str, current: u64, near_miss: NearMiss) -> Self {
+        let lowered = current - near_miss.excess;
+        let fits = match near_miss.resource {
+            Resource::Cpu => format!("{lowered}m"),
+            Resource::Memory => format!("{lowered}Mi"),
+        };
+        Self {
+            pod: pod.to_owned(),
+            field: field.to_owned(),
+            fits,
+            near_miss,
+        }
+    }
+}
+
+impl std::fmt::Display for FargateRounding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let m = &self.near_miss;
+        let (what, unit) = match m.resource {
+            Resource::Cpu => ("CPU", "m"),
+            Resource::Memory => ("memory", "Mi (+256Mi Fargate overhead)"),
+        };
+        write!(
+            f,
+            "{} pods request {}{unit} of {what}, {}{} past a Fargate size, so each is billed as {}; \
+             set {} to {} to fit {}",
+            self.pod,
+            m.total,
+            m.excess,
+            if m.resource == Resource::Cpu {
+                "m"
+            } else {
+                "Mi"
+            },
+            m.billed,
+            self.field,
+            self.fits,
+            m.smaller
+        )
     }
 }

@@ -5,6 +5,8 @@
 //! IGW + attachment, route table + route + associations, role + policies, access entry +
 //! policy) roll back what they created when a later call fails, so a retry starts clean.
 
+mod account;
+pub mod actions;
 mod ec2;
 mod eks;
 
@@ -14,6 +16,7 @@ use std::time::Duration;
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_smithy_runtime_api::client::result::SdkError;
 
+pub use account::{AwsAccount, PRICING_API_REGION, on_demand_usd};
 pub use ec2::AwsNetwork;
 pub use eks::{AwsCluster, ROLE_PATH};
 

@@ -1,0 +1,42 @@
+//! `doctor`: know before you spend. Checks the AWS identity, permissions and quotas, an existing
+//! stack, GitLab, helm and the job image against the plan `full_flow` would run, and projects
+//! what the run will cost. Creates nothing.
+//!
+//! ```text
+//! cargo run --example doctor                                        # sandbox: the default 400-job plan
+//! cargo run --example doctor -- --fargate-vcpu-quota 8              # sandbox: a quota too small (exit 1)
+//! cargo run --example doctor -- --jobs 1000 --budget 5 --output json
+//! GITLAB_TOKEN=glpat-… cargo run --example doctor -- --backend aws --region us-east-1 \
+//!     --gitlab-url https://gitlab.com --project my-group/loadtest
+//! ```
+//!
+//! Takes the same flags as `full_flow`, so it checks exactly the plan `full_flow` would run.
+//! Exit codes: 0 nothing failed (warnings allowed), 1 a check failed, 2 invalid input.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use glrunner::cli::{self, CliError, GlobalArgs};
+use glrunner::flow::command::FlowArgs;
+use glrunner::preflight::command::doctor;
+
+/// Preflight checks and the cost projection of a glrunner run, on the sandbox (default) or AWS.
+#[derive(Debug, Parser)]
+#[command(name = "doctor", version)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+
+    /// full_flow's flags, the preflight's among them.
+    #[command(flatten)]
+    flow: FlowArgs,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    cli::init_tracing(cli.global.output);
+    let result = glrunner::provisioning::runtime(cli.global.backend)
+        .map_err(|e| CliError::failure(format!("cannot start the async runtime: {e}")))
+        .and_then(|rt| rt.block_on(doctor(&cli.global, &cli.flow)));
+    cli::finish(result, cli.global.output)
+}

@@ -1,0 +1,397 @@
+//! What a run will cost, line by line, before anything billable exists; and the same lines
+//! again from the durations a finished run measured.
+//!
+//! Prices come from the AWS Price List API when it answered ([`Prices::from_quote`]), else from
+//! the tables here and in `glrunner-fargate`, each line saying which. The durations are
+//! modelled (see [`ExpectedDurations`]), so the projection is an estimate, not a bill.
+
+use std::time::Duration;
+
+use glrunner_fargate::{FargatePricing, FargateSize};
+use glrunner_infra::PriceQuote;
+use serde::Serialize;
+
+/// Where the non-Fargate table prices come from.
+pub const TABLE_SOURCE: &str = "table: AWS EKS and VPC pricing pages (us-east-1 list prices, 2025)";
+/// EKS control plane, standard support: USD per cluster-hour.
+pub const EKS_CLUSTER_HOUR_USD: f64 = 0.10;
+/// NAT gateway: USD per gateway-hour.
+pub const NAT_GATEWAY_HOUR_USD: f64 = 0.045;
+/// NAT gateway: USD per GB processed.
+pub const NAT_GATEWAY_GB_USD: f64 = 0.045;
+/// Public IPv4 address (the NAT gateways' Elastic IPs): USD per address-hour.
+pub const PUBLIC_IPV4_HOUR_USD: f64 = 0.005;
+/// Data each job pod pulls through the NAT gateway (image layers on an empty Fargate node):
+/// the default bash image is about 6 MB compressed plus the runner helper image of ~50 MB.
+pub const NAT_GB_PER_JOB_POD: f64 = 0.06;
+/// The default load-test script only echoes: a job runs for seconds once its pod is up.
+pub const DEFAULT_EXPECTED_JOB_DURATION: Duration = Duration::from_secs(30);
+
+/// The prices a projection uses, with their sources.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Prices {
+    /// Fargate vCPU and GB prices.
+    pub fargate: FargatePricing,
+    /// EKS control plane per cluster-hour.
+    pub eks_cluster_hour: f64,
+    /// Where the EKS price comes from.
+    pub eks_source: String,
+    /// NAT gateway per hour.
+    pub nat_hour: f64,
+    /// NAT gateway per GB processed.
+    pub nat_gb: f64,
+    /// Public IPv4 per address-hour.
+    pub ipv4_hour: f64,
+    /// Where the NAT and IPv4 prices come from (always the table).
+    pub network_source: String,
+}
+
+impl Prices {
+    /// The tables' prices for `region` (us-east-1's as a lower bound where the table has no entry).
+    pub fn table(region: &str) -> Self {
+        Self {
+            fargate: FargatePricing::table_or_lower_bound(region),
+            eks_cluster_hour: EKS_CLUSTER_HOUR_USD,
+            eks_source: TABLE_SOURCE.into(),
+            nat_hour: NAT_GATEWAY_HOUR_USD,
+            nat_gb: NAT_GATEWAY_GB_USD,
+            ipv4_hour: PUBLIC_IPV4_HOUR_USD,
+            network_source: TABLE_SOURCE.into(),
+        }
+    }
+
+    /// The Price List API's answer where it has one, the table elsewhere.
+    pub fn from_quote(region: &str, quote: &PriceQuote) -> Self {
+        let mut prices = Self::table(region);
+        const API: &str = "AWS Price List API";
+        if let (Some(vcpu), Some(gb)) = (quote.fargate_vcpu_hour, quote.fargate_gb_hour)
+            && let Ok(p) = FargatePricing::new(region, vcpu, gb, API)
+        {
+            prices.fargate = p;
+        }
+        if let Some(hour) = quote
+            .eks_cluster_hour
+            .filter(|h| h.is_finite() && *h >= 0.0)
+        {
+            prices.eks_cluster_hour = hour;
+            prices.eks_source = API.into();
+        }
+        prices
+    }
+
+    /// Whether any price came from the Price List API.
+    pub fn used_price_list_api(&self) -> bool {
+        self.fargate.source.contains("Price List") || self.eks_source.contains("Price List")
+    }
+}
+
+/// How long each part of the run is expected to take: modelled, not measured.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ExpectedDurations {
+    /// Network + EKS control plane + Fargate profile + CoreDNS (EKS alone is 10–15 min).
+    #[serde(serialize_with = "secs")]
+    pub provision: Duration,
+    /// Runner releases until their manager pods run.
+    #[serde(serialize_with = "secs")]
+    pub releases: Duration,
+    /// A job pod's start on Fargate (node + image pull).
+    #[serde(serialize_with = "secs")]
+    pub pod_start: Duration,
+    /// One job once its pod runs.
+    #[serde(serialize_with = "secs")]
+    pub job: Duration,
+    /// Teardown (releases, Fargate profile, cluster, NAT, VPC).
+    #[serde(serialize_with = "secs")]
+    pub teardown: Duration,
+}
+
+fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+impl Default for ExpectedDurations {
+    fn default() -> Self {
+        Self {
+            provision: Duration::from_secs(15 * 60),
+            releases: Duration::from_secs(3 * 60),
+            pod_start: Duration::from_secs(90),
+            job: DEFAULT_EXPECTED_JOB_DURATION,
+            teardown: Duration::from_secs(12 * 60),
+        }
+    }
+}
+
+impl ExpectedDurations {
+    /// These durations with the measured ones put in where a phase ran: the load test's
+    /// measured time replaces the modelled pod start + job + pickup (the job keeps its
+    /// expected length, the rest counts as pod start).
+    pub fn with_measured(
+        &self,
+        provision: Option<Duration>,
+        releases: Option<Duration>,
+        load_test: Option<Duration>,
+        teardown: Option<Duration>,
+    ) -> Self {
+        let mut d = *self;
+        d.provision = provision.unwrap_or(d.provision);
+        d.releases = releases.unwrap_or(d.releases);
+        d.teardown = teardown.unwrap_or(d.teardown);
+        if let Some(load) = load_test {
+            d.pod_start = load.saturating_sub(d.job + Duration::from_secs(30));
+        }
+        d
+    }
+
+    /// The load test: every job at once, so one pod start plus one job (plus GitLab's pickup).
+    pub fn load_test(&self) -> Duration {
+        self.pod_start + self.job + Duration::from_secs(30)
+    }
+
+    /// From the control plane's creation to its deletion.
+    pub fn wall(&self) -> Duration {
+        self.provision + self.releases + self.load_test() + self.teardown
+    }
+}
+
+/// What the run will have running.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CostInputs {
+    /// The region.
+    pub region: String,
+    /// NAT gateways (one, or one per AZ), each with an Elastic IP.
+    pub nat_gateways: u32,
+    /// Runner manager pods (one per release).
+    pub manager_pods: u32,
+    /// The manager pod's Fargate size.
+    pub manager_pod_size: FargateSize,
+    /// Job pods (all the load test's jobs).
+    pub job_pods: u32,
+    /// A job pod's Fargate size.
+    pub job_pod_size: FargateSize,
+}
+
+/// One line of the projection.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CostLine {
+    /// What is billed.
+    pub item: String,
+    /// How the amount is computed.
+    pub basis: String,
+    /// USD.
+    pub usd: f64,
+    /// Where the price comes from.
+    pub price_source: String,
+}
+
+/// The projected (or, from measured durations, estimated) cost of a run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CostProjection {
+    /// The lines.
+    pub lines: Vec<CostLine>,
+    /// Their sum in USD.
+    pub total_usd: f64,
+    /// The durations used.
+    pub durations: ExpectedDurations,
+    /// Whether any price came from the Price List API (else the tables).
+    pub price_list_api: bool,
+    /// The prices used, with their sources.
+    pub prices: Prices,
+}
+
+fn hours(d: Duration) -> f64 {
+    d.as_secs_f64() / 3600.0
+}
+
+fn minutes(d: Duration) -> String {
+    format!("{:.1} min", d.as_secs_f64() / 60.0)
+}
+
+/// Projects the cost of a run of `inputs` lasting `durations` at `prices`.
+pub fn project(
+    inputs: &CostInputs,
+    durations: &ExpectedDurations,
+    prices: &Prices,
+) -> CostProjection {
+    let wall = durations.wall();
+    let nat = f64::from(inputs.nat_gateways);
+    // Managers run from their release until teardown removes them.
+    let manager_time = durations.releases + durations.load_test() + Duration::from_secs(60);
+    let job_time = durations.pod_start + durations.job;
+    let mut lines = vec![
+        CostLine {
+            item: "EKS control plane".into(),
+            basis: format!(
+                "1 cluster × {} × ${}/h",
+                minutes(wall),
+                prices.eks_cluster_hour
+            ),
+            usd: prices.eks_cluster_hour * hours(wall),
+            price_source: prices.eks_source.clone(),
+        },
+        CostLine {
+            item: "NAT gateway hours".into(),
+            basis: format!(
+                "{} × {} × ${}/h",
+                inputs.nat_gateways,
+                minutes(wall),
+                prices.nat_hour
+            ),
+            usd: nat * prices.nat_hour * hours(wall),
+            price_source: prices.network_source.clone(),
+        },
+        CostLine {
+            item: "NAT data processed".into(),
+            basis: format!(
+                "{} job pods × {} GB of image pulls × ${}/GB",
+                inputs.job_pods, NAT_GB_PER_JOB_POD, prices.nat_gb
+            ),
+            usd: f64::from(inputs.job_pods) * NAT_GB_PER_JOB_POD * prices.nat_gb,
+            price_source: prices.network_source.clone(),
+        },
+        CostLine {
+            item: "public IPv4 addresses".into(),
+            basis: format!(
+                "{} Elastic IP(s) × {} × ${}/h",
+                inputs.nat_gateways,
+                minutes(wall),
+                prices.ipv4_hour
+            ),
+            usd: nat * prices.ipv4_hour * hours(wall),
+            price_source: prices.network_source.clone(),
+        },
+    ];
+    // CoreDNS runs on Fargate too: two replicas of the smallest size for the cluster's life.
+    let coredns = FargateSize::for_requests(100, 70).unwrap_or(FargateSize::LARGEST);
+    lines.push(CostLine {
+        item: "CoreDNS pods".into(),
+        basis: format!("2 × {coredns} × {}", minutes(wall)),
+        usd: 2.0 * prices.fargate.cost(coredns, wall),
+        price_source: prices.fargate.source.clone(),
+    });
+    lines.push(CostLine {
+        item: "runner manager pods".into(),
+        basis: format!(
+            "{} × {} × {}",
+            inputs.manager_pods,
+            inputs.manager_pod_size,
+            minutes(manager_time)
+        ),
+        usd: f64::from(inputs.manager_pods)
+            * prices.fargate.cost(inputs.manager_pod_size, manager_time),
+        price_source: prices.fargate.source.clone(),
+    });
+    lines.push(CostLine {
+        item: "job pods".into(),
+        basis: format!(
+            "{} × {} × {} (pod start + job; 1 min minimum)",
+            inputs.job_pods,
+            inputs.job_pod_size,
+            minutes(job_time)
+        ),
+        usd: f64::from(inputs.job_pods) * prices.fargate.cost(inputs.job_pod_size, job_time),
+        price_source: prices.fargate.source.clone(),
+    });
+    let total_usd = lines.iter().map(|l| l.usd).sum();
+    CostProjection {
+        lines,
+        total_usd,
+        durations: *durations,
+        price_list_api: prices.used_price_list_api(),
+        prices: prices.clone(),
+    }
+}
+
+/// What the run was projected to cost before it started, and the same lines from the
+/// durations it measured (still an estimate: prices times modelled pod counts, not a bill).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CostComparison {
+    /// Before the run.
+    pub projected: CostProjection,
+    /// From the measured phase durations.
+    pub estimated: CostProjection,
+}
+
+impl CostProjection {
+    /// The projection as text lines.
+    pub fn render_text(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        for l in &self.lines {
+            let _ = writeln!(out, "  {:<24} ${:>9.4}  {}", l.item, l.usd, l.basis);
+        }
+        let _ = writeln!(
+            out,
+            "  {:<24} ${:>9.4}  over {} wall time (modelled durations); prices: {}",
+            "total",
+            self.total_usd,
+            minutes(self.durations.wall()),
+            if self.price_list_api {
+                "AWS Price List API where it answered, tables elsewhere"
+            } else {
+                "tables in the code (Price List API not used)"
+            }
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inputs(jobs: u32) -> CostInputs {
+        CostInputs {
+            region: "us-east-1".into(),
+            nat_gateways: 1,
+            manager_pods: jobs.div_ceil(200),
+            manager_pod_size: FargateSize::for_requests(250, 256).unwrap(),
+            job_pods: jobs,
+            job_pod_size: FargateSize::for_requests(500, 768).unwrap(),
+        }
+    }
+
+    #[test]
+    fn the_projection_adds_up_its_lines_and_grows_with_the_jobs() {
+        let prices = Prices::table("us-east-1");
+        let d = ExpectedDurations::default();
+        let small = project(&inputs(10), &d, &prices);
+        let big = project(&inputs(400), &d, &prices);
+        let sum: f64 = big.lines.iter().map(|l| l.usd).sum();
+        assert!((big.total_usd - sum).abs() < 1e-12);
+        assert!(big.total_usd > small.total_usd);
+        // EKS for ~32 minutes at $0.10/h.
+        let eks = &big.lines[0];
+        assert!((eks.usd - 0.10 * d.wall().as_secs_f64() / 3600.0).abs() < 1e-12);
+        // 400 job pods of 0.5 vCPU / 1 GB for 2 minutes each.
+        let jobs = big.lines.iter().find(|l| l.item == "job pods").unwrap();
+        let per_pod = (0.5 * 0.04048 + 1.0 * 0.004445) * 120.0 / 3600.0;
+        assert!((jobs.usd - 400.0 * per_pod).abs() < 1e-9, "{}", jobs.usd);
+        assert!(!big.price_list_api);
+        assert!(big.render_text().contains("tables in the code"));
+    }
+
+    #[test]
+    fn price_list_answers_replace_the_table_and_say_so() {
+        let quote = PriceQuote {
+            region: "eu-west-1".into(),
+            fargate_vcpu_hour: Some(0.05),
+            fargate_gb_hour: Some(0.005),
+            eks_cluster_hour: None,
+        };
+        let prices = Prices::from_quote("eu-west-1", &quote);
+        assert_eq!(prices.fargate.vcpu_hour_usd, 0.05);
+        assert!(prices.fargate.source.contains("Price List"));
+        assert!(prices.eks_source.starts_with("table"));
+        assert!(prices.used_price_list_api());
+        let partial = PriceQuote {
+            fargate_gb_hour: None,
+            ..quote
+        };
+        let prices = Prices::from_quote("eu-west-1", &partial);
+        assert!(
+            prices.fargate.source.contains("lower bound"),
+            "{}",
+            prices.fargate.source
+        );
+    }
+}

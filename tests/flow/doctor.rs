@@ -1,0 +1,319 @@
+//! The `doctor` example (preflight + cost projection) as a CI pipeline calls it, on the sandbox
+//! and, when moto runs, on AWS through the project's shim; and the `runner` example's Fargate
+//! rounding warning.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn example(name: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let deps = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let bin = deps.parent().unwrap().join("examples").join(name);
+    let mut cmd = Command::new(PathBuf::from(&bin));
+    cmd.args(args)
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("AWS_REGION")
+        .env_remove("AWS_PROFILE")
+        .env_remove("GITLAB_TOKEN")
+        .env_remove("GITLAB_URL")
+        .env_remove("CI_SERVER_URL")
+        .env_remove("GLRUNNER_BACKEND")
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()))
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn doctor_on_the_sandbox_passes_and_projects_the_cost() {
+    let out = example("doctor", &[], &[]);
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    for needle in [
+        "quota.fargate-vcpu",
+        "aws.permissions",
+        "EKS control plane",
+        "job pods",
+        "tables in the code",
+    ] {
+        assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");
+    }
+}
+
+#[test]
+fn doctor_fails_a_sandbox_quota_of_8_vcpus_for_400_jobs() {
+    let out = example(
+        "doctor",
+        &["--fargate-vcpu-quota", "8", "--jobs", "400"],
+        &[],
+    );
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stdout.contains("[fail] quota.fargate-vcpu"), "{stdout}");
+    assert!(
+        stderr.contains("L-3032A538") && stderr.contains("= 204 vCPUs"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("request an increase"), "{stderr}");
+}
+
+#[test]
+fn doctor_json_is_one_document_and_the_budget_guard_fails() {
+    let out = example("doctor", &["--budget", "0.01", "--output", "json"], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let budget = doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "cost.budget")
+        .unwrap();
+    assert_eq!(budget["status"], "fail");
+    assert!(doc["projection"]["total_usd"].as_f64().unwrap() > 0.01);
+}
+
+#[test]
+fn doctor_bad_input_exits_2_naming_the_flag() {
+    for (args, flag) in [
+        (&["--budget", "-1"][..], "--budget"),
+        (
+            &["--expected-job-duration", "soon"][..],
+            "--expected-job-duration",
+        ),
+        (
+            &[
+                "--backend",
+                "aws",
+                "--region",
+                "us-east-1",
+                "--fargate-vcpu-quota",
+                "8",
+                "--project",
+                "g/p",
+                "--gitlab-url",
+                "https://gitlab.example.com",
+            ][..],
+            "--fargate-vcpu-quota",
+        ),
+    ] {
+        let out = example("doctor", args, &[("GITLAB_TOKEN", "glpat-test")]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(flag), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn runner_values_warns_when_a_job_pod_lands_just_past_a_fargate_size() {
+    let out = example("runner", &["values", "--cpu", "1"], &[]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("2 vCPU / 4 GB") && stderr.contains("750m") && stderr.contains("--cpu"),
+        "{stderr}"
+    );
+    let out = example("runner", &["values"], &[]);
+    assert!(
+        !text(&out.stderr).contains("warning"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// `doctor --backend aws` against moto + the preflight shim: a quota below the peak exits 1,
+/// names quota, need and fix, and creates nothing.
+#[test]
+fn doctor_on_the_aws_shim_fails_a_small_quota_and_creates_nothing() {
+    let Ok(url) = std::env::var("GLRUNNER_TEST_MOTO_URL") else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "GLRUNNER_TEST_MOTO_URL is not set: run ./scripts/test.sh"
+        );
+        eprintln!("skipping: GLRUNNER_TEST_MOTO_URL is not set");
+        return;
+    };
+    let post = |body: &str| {
+        let status = Command::new("curl")
+            .args(["-sf", "-X", "POST", "-d", body])
+            .arg(format!("{url}/glrunner-shim/preflight"))
+            .status()
+            .expect("curl");
+        assert!(status.success(), "the moto shim has no preflight routes");
+    };
+    post(r#"{"quotas": {"fargate/L-3032A538": 8}}"#);
+    let state = tempfile::tempdir().unwrap();
+    let out = example(
+        "doctor",
+        &[
+            "--backend",
+            "aws",
+            "--region",
+            "us-east-1",
+            "--stack",
+            "doctor-shim",
+            "--jobs",
+            "400",
+            "--project",
+            "group/loadtest",
+            "--gitlab-url",
+            "http://127.0.0.1:9",
+            "--helm",
+            "/bin/true",
+            "--state-dir",
+            state.path().to_str().unwrap(),
+        ],
+        &[
+            ("AWS_ENDPOINT_URL", &url),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_MAX_ATTEMPTS", "1"),
+            ("GITLAB_TOKEN", "glpat-test"),
+        ],
+    );
+    post(r#"{"quotas": {}}"#);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stdout.contains("[fail] quota.fargate-vcpu"), "{stdout}");
+    assert!(stdout.contains("(fargate/L-3032A538) is 8"), "{stdout}");
+    assert!(stdout.contains("[ok  ] aws.permissions"), "{stdout}");
+    assert!(stdout.contains("Price List API"), "{stdout}");
+    // Nothing was created: no VPC, no cluster (moto's own read APIs).
+    let vpcs = Command::new("curl")
+        .args(["-s", "-d", "Action=DescribeVpcs&Version=2016-11-15"])
+        .args([
+            "-H",
+            "Authorization: AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/ec2/aws4_request",
+        ])
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert!(
+        !text(&vpcs.stdout).contains("doctor-shim"),
+        "{}",
+        text(&vpcs.stdout)
+    );
+    assert!(!state.path().join("doctor-shim.json").exists());
+}
+
+#[test]
+fn full_flow_runs_the_preflight_first_and_stops_on_a_failed_check() {
+    let out = example("full_flow", &["--fargate-vcpu-quota", "8"], &[]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stdout.contains("[fail] quota.fargate-vcpu"), "{stdout}");
+    assert!(
+        stderr.contains("preflight failed, nothing was created"),
+        "{stderr}"
+    );
+    // No phase started.
+    assert!(!stderr.contains("▶ provision"), "{stderr}");
+
+    let out = example("full_flow", &["--budget", "0.01"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stdout).contains("[fail] cost.budget"));
+
+    // --skip-preflight bypasses it, loudly.
+    let out = example(
+        "full_flow",
+        &[
+            "--fargate-vcpu-quota",
+            "8",
+            "--skip-preflight",
+            "--jobs",
+            "20",
+        ],
+        &[],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("WARNING: --skip-preflight"), "{stderr}");
+}
+
+#[test]
+fn full_flow_reports_projected_and_estimated_cost_and_dry_run_projects() {
+    let out = example("full_flow", &[], &[]);
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    assert!(
+        stdout.contains("projected cost") && stdout.contains("estimated cost"),
+        "{stdout}"
+    );
+    let out = example("full_flow", &["--output", "json"], &[]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(doc["cost"]["projected"]["total_usd"].as_f64().unwrap() > 0.0);
+    assert!(doc["cost"]["estimated"]["total_usd"].as_f64().unwrap() > 0.0);
+    let out = example("full_flow", &["--dry-run"], &[]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        stdout.contains("projected cost") && stdout.contains("EKS control plane"),
+        "{stdout}"
+    );
+}
+
+/// `full_flow --backend aws --budget 0.01` on moto + shim stops before any resource exists.
+#[test]
+fn full_flow_on_the_aws_shim_stops_on_the_budget_before_creating_anything() {
+    let Ok(url) = std::env::var("GLRUNNER_TEST_MOTO_URL") else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "GLRUNNER_TEST_MOTO_URL is not set: run ./scripts/test.sh"
+        );
+        eprintln!("skipping: GLRUNNER_TEST_MOTO_URL is not set");
+        return;
+    };
+    let state = tempfile::tempdir().unwrap();
+    let out = example(
+        "full_flow",
+        &[
+            "--backend",
+            "aws",
+            "--region",
+            "us-east-1",
+            "--stack",
+            "budget-shim",
+            "--budget",
+            "0.01",
+            "--project",
+            "group/loadtest",
+            "--gitlab-url",
+            "http://127.0.0.1:9",
+            "--helm",
+            "/bin/true",
+            "--state-dir",
+            state.path().to_str().unwrap(),
+        ],
+        &[
+            ("AWS_ENDPOINT_URL", &url),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_MAX_ATTEMPTS", "1"),
+            ("GITLAB_TOKEN", "glpat-test"),
+        ],
+    );
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stdout.contains("[fail] cost.budget"), "{stdout}");
+    assert!(stderr.contains("nothing was created"), "{stderr}");
+    assert!(!stderr.contains("▶ provision"), "{stderr}");
+    assert!(!state.path().join("budget-shim.json").exists());
+}
