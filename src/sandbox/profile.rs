@@ -113,7 +113,7 @@ pub fn manager_millis(profile: RunnerProfile, values: &RunnerValues) -> u32 {
     let memory =
         glrunner_runner_chart::validate::memory_mib("resources.memory", &resources.memory).ok();
     cpu.zip(memory)
-        .and_then(|(c, m)| glrunner_runner_chart::FargateSize::for_requests(c, m))
+        .and_then(|(c, m)| glrunner_runner_chart::FargateSize::for_requests(u64::from(c), m))
         .map_or(250, |s| s.vcpu_millis)
 }
 
