@@ -405,6 +405,10 @@ async fn permissions(account: &dyn AccountInspector, principal: &str) -> Check {
     }
 }
 
+/// One quota check: id, (service code, quota code), what the plan needs, current usage, and the
+/// need in words.
+type QuotaItem = (&'static str, (&'static str, &'static str), f64, f64, String);
+
 async fn quotas(
     plan: &PreflightPlan,
     account: &dyn AccountInspector,
@@ -413,7 +417,7 @@ async fn quotas(
     let nat = f64::from(plan.nat_gateways());
     let u = usage.unwrap_or_default();
     let peak = plan.peak_vcpus();
-    let items: [(&str, (&str, &str), f64, f64, String); 5] = [
+    let items: [QuotaItem; 5] = [
         (
             "quota.fargate-vcpu",
             FARGATE_VCPU_QUOTA,
