@@ -3,6 +3,8 @@
 
 #[path = "cli/artifacts.rs"]
 mod artifacts;
+#[path = "cli/loadtest.rs"]
+mod loadtest;
 #[path = "cli/runner_example.rs"]
 mod runner_example;
 #[path = "cli/scripts.rs"]
@@ -11,8 +13,6 @@ mod scripts;
 mod signals;
 #[path = "cli/targets.rs"]
 mod targets;
-#[path = "cli/loadtest.rs"]
-mod loadtest;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

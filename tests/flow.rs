@@ -4,10 +4,10 @@
 
 #[path = "flow/byo.rs"]
 mod byo;
-#[path = "flow/e2e.rs"]
-mod e2e;
 #[path = "flow/doctor.rs"]
 mod doctor;
+#[path = "flow/e2e.rs"]
+mod e2e;
 #[path = "flow/example.rs"]
 mod example;
 #[path = "flow/faults.rs"]

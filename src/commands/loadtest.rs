@@ -623,7 +623,6 @@ pub fn write_artifacts(
     Ok(())
 }
 
-
 /// Runs the `loadtest` command: validate, then print the CI file, the dry-run plan, or run the
 /// load test (GitLab on `--backend aws`, simulated runners on the sandbox) and report it.
 /// Exits 1 when a job failed or the run ended early (its pipelines canceled unless

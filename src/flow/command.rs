@@ -108,11 +108,6 @@ pub struct FlowArgs {
     #[arg(long, value_enum, default_value_t = RunnerProfile::Tuned)]
     pub runner_profile: RunnerProfile,
 
-    /// Sandbox: the account's Fargate vCPU quota in the model (default: the value fitted to the
-    /// reference tutorial's published makespans; a new account's documented default is 6).
-    #[arg(long)]
-    pub fargate_vcpu_quota: Option<f64>,
-
     /// Bound of the cleanup after a failure or a stop (SIGINT/SIGTERM), a Go-style duration;
     /// past it, the report says what is left and how to finish.
     #[arg(long, default_value = "45m", value_parser = crate::cli::duration::positive)]
@@ -173,15 +168,15 @@ pub fn flow_config(global: &GlobalArgs, args: &FlowArgs) -> Result<FlowConfig, C
     if global.backend == Backend::Aws && args.inject_fault.is_some() {
         return Err(CliError::invalid("--inject-fault: sandbox only"));
     }
-    if let Some(quota) = args.fargate_vcpu_quota {
+    if let Some(quota) = args.preflight.fargate_vcpu_quota {
         if global.backend == Backend::Aws {
             return Err(CliError::invalid(
                 "--fargate-vcpu-quota: sandbox only (on AWS the account's quota applies)",
             ));
         }
-        if !quota.is_finite() || quota < 0.25 {
+        if quota == 0 {
             return Err(CliError::invalid(
-                "--fargate-vcpu-quota: must be a number of vCPUs of at least 0.25 (e.g. 52 or 4000)",
+                "--fargate-vcpu-quota: must be at least 1 vCPU (e.g. 52 or 4000)",
             ));
         }
     }
@@ -301,8 +296,9 @@ pub async fn full_flow_until(
                 .with_hung_fraction(args.hung_fraction)
                 .with_fault(args.inject_fault)
                 .with_profile(config.runner_profile);
-            if let Some(quota) = args.fargate_vcpu_quota {
-                sandbox = sandbox.with_fargate_vcpu_quota(quota);
+            // One quota for the preflight's account and the runner simulator's model.
+            if let Some(quota) = args.preflight.fargate_vcpu_quota {
+                sandbox = sandbox.with_fargate_vcpu_quota(f64::from(quota));
             }
             let world = SandboxWorld::new(&config.spec.region, sandbox);
             config

@@ -23,8 +23,9 @@ pub struct PreflightArgs {
     #[arg(long, default_value = "30s")]
     pub expected_job_duration: String,
 
-    /// Sandbox only: the simulated account's Fargate On-Demand vCPU quota (L-3032A538);
-    /// the sandbox default is a raised quota of 1000.
+    /// Sandbox only: the simulated account's Fargate On-Demand vCPU quota (L-3032A538), for the
+    /// preflight and for the runner simulator's model alike (default: the preflight sees a raised
+    /// quota of 1000, the model its value fitted to the reference tutorial's makespans).
     #[arg(long, value_name = "VCPUS")]
     pub fargate_vcpu_quota: Option<u32>,
 }
