@@ -289,7 +289,10 @@ class Handler(BaseHTTPRequestHandler):
         for k, v in (headers or {}).items():
             self.send_header(k, v)
         self.end_headers()
-        self.wfile.write(data)
+        # A HEAD response carries the headers of the GET but never its body: bytes written here
+        # would sit on the kept-alive connection and corrupt the next response read from it.
+        if self.command != "HEAD":
+            self.wfile.write(data)
 
     def body(self):
         n = int(self.headers.get("Content-Length") or 0)

@@ -16,6 +16,9 @@ if mkdir -p "$cache" 2>/dev/null && [ -w "$cache" ]; then
   export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$cache/target}
 fi
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+# Incremental state is several GB per edit of the workspace and buys nothing on a clean CI
+# clone; without it the cache stays at the size of the built artifacts.
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 
 run_dir=$(mktemp -d /tmp/glrunner-test.XXXXXX)
 cleanup() {
