@@ -18,7 +18,8 @@ Two parts, as on EKS:
   AmazonEKSClusterAdminPolicy maps to the group system:masters, as EKS does.
 
 What is not modelled: the signature itself (moto does not check SigV4 either) and which of the
-registered clusters the token names (the header value is signed but not carried in the URL).
+registered clusters the token names (the header value is signed but not carried in the URL), so
+an access entry on any registered cluster lets its principal in.
 """
 
 import base64

@@ -420,20 +420,10 @@ fn apiserver_endpoint(kubeconfig: &str) -> (String, String) {
     )
 }
 
-/// The HTTP status of a namespace list on the apiserver with an EKS token for the e2e stack's
-/// cluster, signed with the flow's (moto) credentials: the shim's webhook decides.
-async fn status_with_eks_token(e2e: &E2e, endpoint: &str) -> u16 {
-    use aws_credential_types::{Credentials, provider::SharedCredentialsProvider};
-    let credentials = Credentials::new("e2e", "e2e", None, None, "e2e");
-    let token = glrunner_infra::kubeconfig::EksTokenGenerator::from_parts(
-        SharedCredentialsProvider::new(credentials),
-        "us-east-1",
-    )
-    .token(&e2e.stack)
-    .await
-    .unwrap();
+/// The HTTP status of a namespace list on the apiserver with `token`.
+async fn status_with_token(e2e: &E2e, endpoint: &str, token: &str) -> u16 {
     let header = e2e.dir.path().join("auth-header");
-    std::fs::write(&header, format!("Authorization: Bearer {}", token.expose())).unwrap();
+    std::fs::write(&header, format!("Authorization: Bearer {token}")).unwrap();
     let out = Command::new("curl")
         .args(["-sk", "-o", "/dev/null", "-w", "%{http_code}", "-H"])
         .arg(format!("@{}", header.display()))
@@ -463,8 +453,12 @@ async fn full_flow_provisions_on_strict_moto_and_runs_on_the_real_apiserver_leav
         .status()
         .unwrap();
     assert!(registered.success(), "the moto shim has no EKS auth routes");
-    // Before the stack exists, glrunner's own EKS token opens nothing: no access entry names it.
-    assert_eq!(status_with_eks_token(&e2e, &endpoint).await, 401);
+    // A malformed EKS token opens nothing (whether an access entry lets a principal in is shared
+    // state of the one apiserver, so other tests' clusters would make a check of it racy).
+    assert_eq!(
+        status_with_token(&e2e, &endpoint, "k8s-aws-v1.bm90LWEtdXJs").await,
+        401
+    );
 
     let state = e2e.dir.path().join("state");
     let args = [
@@ -519,8 +513,6 @@ async fn full_flow_provisions_on_strict_moto_and_runs_on_the_real_apiserver_leav
     assert_eq!(state_of_gitlab["pipelines"], 1, "{state_of_gitlab}");
     assert_eq!(state_of_gitlab["runners"], 0, "{state_of_gitlab}");
     assert!(leftovers(&e2e.client, &e2e.namespace).await.is_empty());
-    // The access entry went with the cluster: the same kind of token is refused again.
-    assert_eq!(status_with_eks_token(&e2e, &endpoint).await, 401);
 
     // What AWS holds afterwards, read independently of the flow: the `teardown` example's plan
     // (discovery by the stack tag, no state file needed) deletes nothing.
@@ -558,4 +550,172 @@ async fn full_flow_provisions_on_strict_moto_and_runs_on_the_real_apiserver_leav
         serde_json::json!([]),
         "left in AWS: {plan}"
     );
+}
+
+/// `--cluster NAME` on moto + the real apiserver: the stack is provisioned first (as a team's
+/// existing EKS cluster would be); `full_flow` with a namespace outside every Fargate selector is
+/// refused with the selectors shown before any GitLab runner exists; `runner install/uninstall`
+/// and `reap` reach the same cluster through the EKS API and glrunner's own tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_brought_eks_cluster_is_found_through_the_eks_api() {
+    let Some(e2e) = E2e::prepare("e2c").await else {
+        return;
+    };
+    let moto = std::env::var("GLRUNNER_TEST_MOTO_URL").expect("./scripts/test.sh starts moto");
+    let aws_env = [
+        ("AWS_ENDPOINT_URL", moto.as_str()),
+        ("AWS_ACCESS_KEY_ID", "e2e"),
+        ("AWS_SECRET_ACCESS_KEY", "e2e"),
+    ];
+    let (endpoint, ca) = apiserver_endpoint(&e2e.kubeconfig);
+    let registered = Command::new("curl")
+        .args(["-sf", "-o", "/dev/null", "-X", "POST", "-d"])
+        .arg(serde_json::json!({ &e2e.stack: {"endpoint": endpoint, "ca": ca} }).to_string())
+        .arg(format!("{moto}/glrunner-shim/eks-endpoints"))
+        .status()
+        .unwrap();
+    assert!(registered.success(), "the moto shim has no EKS auth routes");
+    let state = e2e.dir.path().join("state");
+    let state = state.to_str().unwrap();
+    let stack_args = [
+        "--backend",
+        "aws",
+        "--region",
+        "us-east-1",
+        "--stack",
+        &e2e.stack,
+        "--state-dir",
+        state,
+        "--output",
+        "json",
+    ];
+    let run = |name: &str, extra: &[&str]| {
+        let out = example(name, &[&stack_args[..], extra].concat(), &aws_env);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, _, stderr) = run("provision", &["--runner-namespace", &e2e.namespace]);
+    assert_eq!(code, Some(0), "{stderr}");
+
+    // A runner namespace that no Fargate profile selects: refused, nothing created anywhere.
+    let (code, stdout, stderr) = run(
+        "full_flow",
+        &[
+            "--cluster",
+            &e2e.stack,
+            "--runner-namespace",
+            "not-on-fargate",
+            "--helm",
+            &e2e.helm,
+            "--chart",
+            e2e.chart.to_str().unwrap(),
+            "--gitlab-url",
+            &e2e.double.url,
+            "--project",
+            "e2e/loadtest",
+            "--jobs",
+            "10",
+            "--skip-preflight",
+        ],
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON report");
+    let error = report["failure"]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("namespace not-on-fargate is not covered") && error.contains("selectors:"),
+        "{report}"
+    );
+    assert!(
+        error.contains(&format!("namespace={}", e2e.namespace)),
+        "the profile's selectors are shown: {report}"
+    );
+    assert!(
+        report["cluster"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("EKS cluster {}", e2e.stack)),
+        "{report}"
+    );
+    let gitlab = e2e.double.get("/double/state");
+    assert_eq!(
+        gitlab["runners"], 0,
+        "no GitLab runner was created: {gitlab}"
+    );
+
+    // `runner` on the same cluster by name: a release and its Secret in the Fargate namespace.
+    let release = format!("{}-byo", e2e.stack);
+    let runner = |subcommand: &str, extra: &[&str]| {
+        let mut args = vec![
+            "--backend",
+            "aws",
+            "--region",
+            "us-east-1",
+            "--output",
+            "json",
+            subcommand,
+            "--cluster",
+            &e2e.stack,
+            "--helm",
+            &e2e.helm,
+            "--release",
+            &release,
+            "--namespace",
+            &e2e.namespace,
+        ];
+        args.extend_from_slice(extra);
+        let mut env = aws_env.to_vec();
+        env.push(("GLRUNNER_RUNNER_TOKEN", "glrt-e2e-byo-cluster-token"));
+        example("runner", &args, &env)
+    };
+    let out = runner(
+        "install",
+        &[
+            "--gitlab-url",
+            &e2e.double.url,
+            "--chart",
+            e2e.chart.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let secrets: Api<Secret> = Api::namespaced(e2e.client.clone(), &e2e.namespace);
+    assert!(
+        secrets
+            .get_opt(&format!("{release}-token"))
+            .await
+            .unwrap()
+            .is_some(),
+        "the token Secret is in the cluster"
+    );
+
+    // `reap --cluster`: one round through the EKS API's endpoint and glrunner's tokens.
+    let (code, stdout, stderr) = run(
+        "reap",
+        &[
+            "--cluster",
+            &e2e.stack,
+            "--namespace",
+            &e2e.namespace,
+            "--once",
+        ],
+    );
+    assert_eq!(code, Some(0), "{stderr}\n{stdout}");
+
+    let out = runner("uninstall", &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(leftovers(&e2e.client, &e2e.namespace).await.is_empty());
+    let (code, _, stderr) = run("teardown", &[]);
+    assert_eq!(code, Some(0), "{stderr}");
 }
