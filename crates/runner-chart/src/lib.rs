@@ -101,11 +101,12 @@ pub use release::{
 #[cfg(feature = "mock")]
 pub use secret::MockTokenSecrets;
 pub use secret::{
-    DynTokenSecrets, Ownership, RunnerToken, SecretOutcome, SecretRef, StoredTokenSecret,
-    TokenSecrets,
+    DynTokenSecrets, JOB_POD_MANAGER_ID_LABEL, Ownership, RunnerToken, SecretOutcome, SecretRef,
+    StoredTokenSecret, TokenSecrets,
 };
 pub use validate::{ChartVersion, DEFAULT_CHART_VERSION};
 pub use values::{
-    ContainerResources, EnvVar, FargateRounding, KubernetesExecutor, PolicyRule, RunnerSummary,
-    RunnerValues, manager_resources_for, recommended_request_concurrency,
+    ContainerResources, DEFAULT_DRAIN_TIMEOUT, EnvVar, FargateRounding, GracefulStop,
+    KubernetesExecutor, PolicyRule, RunnerSummary, RunnerValues, manager_resources_for,
+    recommended_request_concurrency,
 };
