@@ -142,6 +142,11 @@ pub struct Connection {
     /// Kubeconfig context.
     #[arg(long)]
     pub context: Option<String>,
+    /// An EKS cluster found through the EKS API of --region: its endpoint, CA and Fargate
+    /// profiles are read there, and helm and kube-rs authenticate with glrunner's own EKS tokens
+    /// (no kubeconfig, no aws CLI). The release and job namespaces must be Fargate-selected.
+    #[arg(long, conflicts_with_all = ["kubeconfig", "context"])]
+    pub cluster: Option<String>,
 }
 
 /// Flags of `install` and `upgrade`.
@@ -389,6 +394,44 @@ pub struct Backends {
     pub secrets: Box<dyn TokenSecrets>,
     /// Pods, to see a shard's running job pods before an upgrade.
     pub pods: Box<dyn PodApi>,
+}
+
+/// The namespaces a release's pods run in: its own and a separate job namespace.
+fn pod_namespaces(spec: &ReleaseSpec) -> Vec<&str> {
+    std::iter::once(spec.namespace.as_str())
+        .chain(spec.separate_job_namespace())
+        .collect()
+}
+
+/// Wires the backends for `connection`: with `--cluster NAME` (on `aws`) the EKS cluster found
+/// through the EKS API, after checking that Fargate selects `namespaces` (when given); else
+/// [`backends`].
+pub async fn connect(
+    global: &GlobalArgs,
+    connection: &Connection,
+    namespaces: &[&str],
+) -> Result<Backends, CliError> {
+    let (Backend::Aws, Some(name)) = (global.backend, &connection.cluster) else {
+        return backends(global.backend, connection).await;
+    };
+    let region = crate::provisioning::resolve_region(global)?;
+    let cluster = crate::flow::aws::EksCluster::find(&region, name).await?;
+    let uncovered =
+        crate::flow::fargate_coverage_errors(&cluster.access().fargate_profiles, namespaces);
+    if !uncovered.is_empty() {
+        return Err(CliError::failure(format!(
+            "EKS cluster {name}: {}",
+            uncovered.join("; ")
+        )));
+    }
+    let releases = cluster
+        .releases(Some(connection.helm.clone()))
+        .map_err(|e| CliError::failure(format!("--helm: {e}")))?;
+    Ok(Backends {
+        releases: Box::new(releases),
+        secrets: Box::new(cluster.secrets()),
+        pods: Box::new(cluster.pods()),
+    })
 }
 
 /// Wires the release and Secret backends: in-memory on the sandbox, helm + kube-rs on `aws`.
@@ -719,10 +762,12 @@ pub async fn run(global: &GlobalArgs, command: Command) -> Result<(), CliError> 
             let spec = spec(&args.release)?;
             let policy = drain_policy(&args)?;
             let token = token(backend)?;
-            if let Some(warning) = job_namespace_warning(&spec) {
+            if args.connection.cluster.is_none()
+                && let Some(warning) = job_namespace_warning(&spec)
+            {
                 tracing::warn!("{warning}");
             }
-            let b = backends(backend, &args.connection).await?;
+            let b = connect(global, &args.connection, &pod_namespaces(&spec)).await?;
             let drain = drain_before_upgrade(
                 b.releases.as_ref(),
                 b.secrets.as_ref(),
@@ -744,7 +789,7 @@ pub async fn run(global: &GlobalArgs, command: Command) -> Result<(), CliError> 
             let spec = spec(&args.release)?;
             let policy = drain_policy(&args)?;
             let token = token(backend)?;
-            let b = backends(backend, &args.connection).await?;
+            let b = connect(global, &args.connection, &pod_namespaces(&spec)).await?;
             let drain = drain_before_upgrade(
                 b.releases.as_ref(),
                 b.secrets.as_ref(),
@@ -774,7 +819,7 @@ pub async fn run(global: &GlobalArgs, command: Command) -> Result<(), CliError> 
                 print_uninstall_plan(&id, &secret_name);
                 return Ok(());
             }
-            let b = backends(backend, &args.connection).await?;
+            let b = connect(global, &args.connection, &[]).await?;
             let removal = remove_runner(
                 b.secrets.as_ref(),
                 b.releases.as_ref(),
@@ -789,7 +834,7 @@ pub async fn run(global: &GlobalArgs, command: Command) -> Result<(), CliError> 
         Command::Status(args) => {
             let id = ReleaseId::new(&args.target.namespace, &args.target.release);
             id.validate().map_err(cli_error)?;
-            let b = backends(backend, &args.connection).await?;
+            let b = connect(global, &args.connection, &[]).await?;
             match b.releases.status(&id).await.map_err(cli_error)? {
                 Some(status) => print_status(&status, output),
                 None => Err(CliError::failure(format!(
@@ -804,7 +849,7 @@ pub async fn run(global: &GlobalArgs, command: Command) -> Result<(), CliError> 
             }
         }
         Command::List(args) => {
-            let b = backends(backend, &args.connection).await?;
+            let b = connect(global, &args.connection, &[]).await?;
             let releases = b
                 .releases
                 .list(args.namespace.as_deref())
