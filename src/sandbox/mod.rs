@@ -455,11 +455,15 @@ impl SandboxWorld {
             while retiring.try_join_next().is_some() {}
             let installed = self.releases.runners();
             for runner in installed.iter().filter(|r| r.is_ready()) {
-                if managers
-                    .get(&runner.id)
-                    .is_some_and(|m| m.revision == runner.revision)
-                {
-                    continue;
+                if let Some(m) = managers.get_mut(&runner.id) {
+                    if m.revision == runner.revision {
+                        continue;
+                    }
+                    if m.values == runner.values {
+                        // Same values, same pod template: Kubernetes rolls nothing.
+                        m.revision = runner.revision;
+                        continue;
+                    }
                 }
                 let Some((runner_id, short_id)) = self.runner_id(runner, &mut runner_ids).await
                 else {
@@ -589,6 +593,7 @@ impl SandboxWorld {
             namespace: runner.id.namespace.clone(),
             pod_name,
             held_millis: millis,
+            values: runner.values.clone(),
             graceful_stop: runner.values.graceful_stop,
             control,
             task: tokio::spawn(async move { world.run_manager(setup, stop).await }),
@@ -961,6 +966,8 @@ struct Manager {
     namespace: String,
     pod_name: Option<String>,
     held_millis: u32,
+    /// The values its pod was started with (other values roll it).
+    values: glrunner_runner_chart::RunnerValues,
     /// How its pod stops when replaced (from the release's values).
     graceful_stop: Option<GracefulStop>,
     control: watch::Sender<Stop>,

@@ -23,9 +23,16 @@ struct Outcome {
     stats: SimulatorStats,
 }
 
-/// Installs one runner (`concurrent` 20), starts `JOBS` jobs for it, upgrades the release with
-/// a values change while 20 run, and waits for the pipeline to end.
+/// Installs one runner (`concurrent` 20), starts `JOBS` jobs for it, upgrades the release while
+/// 20 run (with a values change unless `same_values`), and waits for the pipeline to end.
 async fn upgrade_during_a_load_test(graceful_stop: Option<GracefulStop>) -> Outcome {
+    upgrade_during_a_load_test_with(graceful_stop, false).await
+}
+
+async fn upgrade_during_a_load_test_with(
+    graceful_stop: Option<GracefulStop>,
+    same_values: bool,
+) -> Outcome {
     let world = SandboxWorld::new(
         "us-east-1",
         SandboxConfig::default().with_hung_fraction(0.0),
@@ -98,7 +105,11 @@ async fn upgrade_during_a_load_test(graceful_stop: Option<GracefulStop>) -> Outc
     let upgraded = ReleaseSpec::new(
         "gitlab-runner-1",
         "gitlab-runner",
-        values.with_concurrent(25),
+        if same_values {
+            values
+        } else {
+            values.with_concurrent(25)
+        },
     );
     let status = upgrade_runner(&world.secrets, &world.releases, &upgraded, &token)
         .await
@@ -187,5 +198,16 @@ async fn a_drain_that_runs_out_aborts_what_is_left() {
     assert_eq!(
         outcome.stats.jobs_aborted as usize,
         outcome.failed_by_the_runner
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_upgrade_that_changes_nothing_rolls_nothing() {
+    // helm upgrade with the same values and token: a new revision, the same pod template.
+    let outcome = upgrade_during_a_load_test_with(None, true).await;
+    assert_eq!(outcome.stats.managers_replaced, 0);
+    assert_eq!(
+        (outcome.succeeded, outcome.failed_by_the_runner),
+        (JOBS as usize, 0)
     );
 }
