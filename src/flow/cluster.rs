@@ -421,6 +421,9 @@ impl ClusterChecks for KubeClusterChecks {
             .take(LOG_TAIL_PODS)
         {
             let text = match api.logs(&name, &params).await {
+                Ok(text) if text.trim().is_empty() => {
+                    "(its log is empty: the container may not have started)".to_owned()
+                }
                 Ok(text) => last_lines(&text, lines),
                 Err(e) => format!("(its log cannot be read: {e})"),
             };

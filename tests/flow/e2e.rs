@@ -719,3 +719,50 @@ async fn a_brought_eks_cluster_is_found_through_the_eks_api() {
     let (code, _, stderr) = run("teardown", &[]);
     assert_eq!(code, Some(0), "{stderr}");
 }
+
+/// The manager-log tail through the real apiserver: the chart's `release=<name>` label finds the
+/// manager pod, and a pod that never ran (this apiserver has no kubelet: it answers an empty log)
+/// says so instead of showing nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manager_log_tails_find_the_release_pods_and_say_when_a_log_is_empty() {
+    use glrunner::flow::ClusterChecks as _;
+    let Some((_, kubeconfig)) = servers() else {
+        return;
+    };
+    let client = kube_client(&kubeconfig).await;
+    let namespace = format!("logs{}", std::process::id());
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let ns = serde_json::from_value(serde_json::json!({"metadata": {"name": namespace}})).unwrap();
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    for (name, release) in [("manager-a", "shard-1"), ("manager-b", "shard-2")] {
+        let pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "labels": {"app": format!("{release}-gitlab-runner"), "release": release}},
+            "spec": {"containers": [{"name": "gitlab-runner", "image": "gitlab-runner"}]}
+        }))
+        .unwrap();
+        pods.create(&PostParams::default(), &pod).await.unwrap();
+    }
+    let checks = glrunner::flow::KubeClusterChecks::new(client.clone());
+    let tails = checks
+        .log_tail(&namespace, "release=shard-1", 20)
+        .await
+        .unwrap();
+    assert_eq!(tails.len(), 1, "{tails:?}");
+    assert_eq!(tails[0].0, "manager-a");
+    assert!(tails[0].1.contains("may not have started"), "{tails:?}");
+    assert!(
+        checks
+            .log_tail(&namespace, "release=none", 20)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    namespaces
+        .delete(&namespace, &Default::default())
+        .await
+        .unwrap();
+}

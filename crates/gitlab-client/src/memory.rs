@@ -1172,6 +1172,25 @@ impl GitLabApi for InMemoryGitLab {
             .ok_or_else(|| Error::not_found("get", format!("branch {branch:?} of {project}")))
     }
 
+    async fn delete_branch(&self, project: &ProjectRef, branch: &str) -> Result<()> {
+        let mut st = self.admit("delete", || format!("branch {branch:?} of {project}"))?;
+        let id = st.project_id(project, "delete branch of")?;
+        let p = st.projects.get_mut(&id).expect("project_id found it");
+        if p.project.default_branch.as_deref() == Some(branch) {
+            // GitLab: 405 "The default branch of a project cannot be deleted."
+            return Err(Error::invalid(
+                "delete",
+                format!("branch {branch:?} of {project}"),
+                "the default branch of a project cannot be deleted",
+            ));
+        }
+        p.heads.remove(branch);
+        p.branches
+            .remove(branch)
+            .map(|_| ())
+            .ok_or_else(|| Error::not_found("delete", format!("branch {branch:?} of {project}")))
+    }
+
     async fn commit_files(&self, project: &ProjectRef, commit: &NewCommit) -> Result<Commit> {
         let mut st = self.admit("commit to", || project.to_string())?;
         let id = st.project_id(project, "commit to")?;
