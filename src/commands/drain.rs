@@ -347,6 +347,58 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn the_job_pods_are_looked_for_in_the_deployed_job_namespace() {
+        let secrets = InMemoryTokenSecrets::new();
+        let releases = InMemoryReleases::new()
+            .with_timing(Timing::instant())
+            .with_secrets(secrets.clone());
+        let spec = ReleaseSpec::new(
+            "runner-1",
+            "ci",
+            RunnerValues::new("https://gitlab.example.com/")
+                .with_secret_name("runner-1-token")
+                .with_job_namespace("ci-jobs")
+                .with_graceful_stop(None),
+        );
+        let token = RunnerToken::new(TOKEN).unwrap();
+        deploy_runner(&secrets, &releases, &spec, &token)
+            .await
+            .unwrap();
+        let pods = InMemoryPods::new();
+        // A pod with the label in the release namespace is not one of this shard's jobs.
+        pods.insert(job_pod("elsewhere", "3LJ4iHZt1")).unwrap();
+        let policy = DrainPolicy::new(Duration::from_secs(30));
+        let report = drain_before_upgrade(
+            &releases,
+            &secrets,
+            &pods,
+            &spec,
+            &token,
+            &policy,
+            &|_: &DrainProgress| {},
+        )
+        .await
+        .unwrap();
+        assert_eq!(report.outcome, DrainOutcome::Idle);
+        assert_eq!(report.job_namespace.as_deref(), Some("ci-jobs"));
+        let mut in_jobs_ns = job_pod("job-1", "3LJ4iHZt1");
+        in_jobs_ns.namespace = "ci-jobs".into();
+        pods.insert(in_jobs_ns).unwrap();
+        let e = drain_before_upgrade(
+            &releases,
+            &secrets,
+            &pods,
+            &spec,
+            &token,
+            &policy,
+            &|_: &DrainProgress| {},
+        )
+        .await
+        .unwrap_err();
+        assert!(e.to_string().contains("\"ci-jobs\""), "{e}");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_shard_that_does_not_drain_stops_the_upgrade_and_force_goes_ahead() {
         let (releases, secrets, spec) = installed(None).await;
         let pods = InMemoryPods::new();
