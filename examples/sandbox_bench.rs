@@ -4,14 +4,15 @@
 //!
 //! ```text
 //! cargo run --example sandbox_bench              # everything
-//! cargo run --example sandbox_bench -- scale     # only the wall-time table (sizes may follow)
+//! cargo run --example sandbox_bench -- scale     # only the cost table (sizes may follow)
+//! cargo run --example sandbox_bench -- scale --without-parking   # also the cost without idle parking
 //! ```
 //!
 //! Every makespan and queue time it prints is a model (see `glrunner::sandbox::model`); only the
 //! wall times are measurements, of the simulator itself.
 
 use glrunner::cli::Backend;
-use glrunner::sandbox::bench::{modelled_run, sensitivity, wall_time};
+use glrunner::sandbox::bench::{ScaleRun, modelled_run, scale_run, sensitivity};
 use glrunner::sandbox::{FleetModel, RunnerProfile};
 
 fn secs(v: Option<f64>) -> String {
@@ -20,6 +21,7 @@ fn secs(v: Option<f64>) -> String {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    let compare = args.iter().any(|a| a == "--without-parking");
     let only_scale = args.first().map(String::as_str) == Some("scale");
     let sizes: Vec<u32> = args.iter().skip(1).filter_map(|a| a.parse().ok()).collect();
     let sizes = if sizes.is_empty() {
@@ -79,16 +81,38 @@ fn main() {
                 );
             }
         }
-        println!("\nWALL TIME of the simulator (measured, debug or release as built; quota not binding)");
-        for &jobs in &sizes {
-            let (wall, failed) = wall_time(jobs).await;
-            println!(
-                "  {:>6} jobs: {:>7.2}s wall, {:>6.1} ms per 1,000 jobs{}",
-                jobs,
-                wall,
-                wall * 1000.0 / (f64::from(jobs) / 1000.0),
-                if failed > 0 { format!(" ({failed} failed)") } else { String::new() }
-            );
+        println!("\nCOST of the simulator (measured, debug or release as built; quota not binding)");
+        let variants: &[(bool, &str)] = if compare {
+            &[(true, "idle managers parked"), (false, "without idle parking")]
+        } else {
+            &[(true, "idle managers parked")]
+        };
+        for &(parking, label) in variants {
+            println!("  {label}:");
+            let mut runs: Vec<ScaleRun> = Vec::new();
+            for &jobs in &sizes {
+                let run = scale_run(jobs, parking).await;
+                println!(
+                    "  {:>6} jobs: {:>7.2}s wall, {:>7} CPU, {:>7.1} ms CPU per 1,000 jobs, {:.2} empty request tasks per job{}",
+                    jobs,
+                    run.wall_secs,
+                    run.cpu_secs.map_or_else(|| "-".to_owned(), |c| format!("{c:.2}s")),
+                    run.ms_per_1000_jobs(),
+                    run.stats.empty_request_tasks as f64 / f64::from(jobs.max(1)),
+                    if run.failed_jobs > 0 { format!(" ({} failed)", run.failed_jobs) } else { String::new() }
+                );
+                runs.push(run);
+            }
+            if let (Some(first), Some(last)) = (runs.first(), runs.last())
+                && runs.len() > 1
+            {
+                println!(
+                    "  cost per 1,000 jobs at {} / at {}: {:.2} (1.00 = linear)",
+                    last.jobs,
+                    first.jobs,
+                    last.ms_per_1000_jobs() / first.ms_per_1000_jobs()
+                );
+            }
         }
     });
 }

@@ -100,6 +100,10 @@ pub struct SandboxConfig {
     pub release_install: Duration,
     /// A failure to inject (tests of the cleanup path).
     pub fault: Option<Fault>,
+    /// Whether an idle runner manager parks (plays its empty polls without a task each, until a
+    /// job for it becomes pending; same outcome, see `SandboxWorld::park`). Off only to measure
+    /// what parking saves.
+    pub idle_parking: bool,
 }
 
 impl Default for SandboxConfig {
@@ -112,6 +116,7 @@ impl Default for SandboxConfig {
             hung_fraction: 0.05,
             release_install: Duration::from_secs(45),
             fault: None,
+            idle_parking: true,
         }
     }
 }
@@ -155,6 +160,13 @@ impl SandboxConfig {
         } else {
             0.0
         };
+        self
+    }
+
+    /// Turns idle parking of runner managers on or off.
+    #[must_use]
+    pub fn with_idle_parking(mut self, on: bool) -> Self {
+        self.idle_parking = on;
         self
     }
 
@@ -205,6 +217,10 @@ pub struct SimulatorStats {
     pub jobs_aborted: u64,
     /// Runner manager pods replaced by an upgrade (each stopped as its release's values say).
     pub managers_replaced: u64,
+    /// Job requests that found nothing and were played with a task and a timer each (a parked
+    /// manager plays its idle polls without: they count in each runner's `requests` only).
+    /// With parking this grows linearly with the jobs; without, with the jobs squared.
+    pub empty_request_tasks: u64,
     /// Per started pod: seconds it waited for room under the vCPU quota.
     pub quota_waits: Vec<f64>,
     /// Per started pod: seconds it waited for a launch-rate token.
@@ -213,6 +229,17 @@ pub struct SimulatorStats {
     pub pod_starts: Vec<f64>,
     /// Most Fargate vCPUs held at once (system pods, managers, job pods).
     pub peak_vcpus: f64,
+}
+
+impl SimulatorStats {
+    /// The counters of a release (looked up without allocating: this runs once per request).
+    fn runner(&mut self, release: &str) -> &mut RunnerStats {
+        if !self.runners.contains_key(release) {
+            self.runners
+                .insert(release.to_owned(), RunnerStats::default());
+        }
+        self.runners.get_mut(release).expect("inserted above")
+    }
 }
 
 /// Resources still present in the sandbox world.
@@ -453,8 +480,20 @@ impl SandboxWorld {
         loop {
             let mut unresolved = false;
             while retiring.try_join_next().is_some() {}
-            let installed = self.releases.runners();
-            for runner in installed.iter().filter(|r| r.is_ready()) {
+            // Identities and revisions only: a change to one release does not copy every
+            // release's values (a big fleet changes as many times as it has releases).
+            let states = self.releases.states();
+            let ready = states
+                .iter()
+                .filter(|(_, _, state)| *state == ReleaseState::Deployed);
+            for (id, revision, _) in ready {
+                if managers.get(id).is_some_and(|m| m.revision == *revision) {
+                    continue;
+                }
+                let Some(runner) = self.releases.runner(id).filter(|r| r.is_ready()) else {
+                    continue;
+                };
+                let runner = &runner;
                 if let Some(m) = managers.get_mut(&runner.id) {
                     if m.revision == runner.revision {
                         continue;
@@ -482,13 +521,16 @@ impl SandboxWorld {
                 }
             }
             // While an upgrade is pending the old manager pod still serves (the new one starts first).
+            let serving: std::collections::BTreeSet<&ReleaseId> = states
+                .iter()
+                .filter(|(_, _, state)| {
+                    *state == ReleaseState::Deployed || *state == ReleaseState::PendingUpgrade
+                })
+                .map(|(id, _, _)| id)
+                .collect();
             let gone: Vec<ReleaseId> = managers
                 .keys()
-                .filter(|id| {
-                    !installed.iter().any(|r| {
-                        &r.id == *id && (r.is_ready() || r.state == ReleaseState::PendingUpgrade)
-                    })
-                })
+                .filter(|id| !serving.contains(id))
                 .cloned()
                 .collect();
             for id in gone {
@@ -655,6 +697,10 @@ impl SandboxWorld {
         let mut chains = tokio::task::JoinSet::new();
         let mut jobs = tokio::task::JoinSet::new();
         let mut rng = fastrand::Rng::with_seed(setup.seed);
+        let mut idle_polls = IdlePolls {
+            signal: world.gitlab.pending_signal(setup.runner_id).ok(),
+            grid: Instant::now(),
+        };
         // A manager does not feed in step with the pipeline: its first feed comes at a random phase.
         let mut next_feed = Instant::now() + setup.check_interval.mul_f64(rng.f64());
         loop {
@@ -691,21 +737,115 @@ impl SandboxWorld {
                         };
                         allowed.saturating_sub(st.requests_in_flight)
                     };
+                    let new_chain = |stop: &watch::Receiver<Stop>, rng: fastrand::Rng, first_request_at: Option<Instant>| WorkerChain {
+                        world: world.clone(),
+                        setup: setup.clone(),
+                        shared: shared.clone(),
+                        taken: taken.clone(),
+                        stop: stop.clone(),
+                        rng,
+                        first_request_at,
+                    };
+                    if world.parkable(&setup, &shared, idle, jobs.is_empty() && chains.is_empty(), &idle_polls) {
+                        let (resume_at, in_flight) = world
+                            .park(&setup, idle, &mut idle_polls, &mut stop, &mut rng, next_feed)
+                            .await;
+                        next_feed = resume_at;
+                        lock(&shared).requests_in_flight += in_flight.len() as u32;
+                        for (at, chain_rng) in in_flight {
+                            chains.spawn(new_chain(&stop, chain_rng, Some(at)).run());
+                        }
+                        continue;
+                    }
                     for _ in 0..idle {
-                        let chain = WorkerChain {
-                            world: world.clone(),
-                            setup: setup.clone(),
-                            shared: shared.clone(),
-                            taken: taken.clone(),
-                            stop: stop.clone(),
-                            rng: fastrand::Rng::with_seed(rng.u64(..)),
-                        };
-                        chains.spawn(chain.run());
+                        chains.spawn(new_chain(&stop, fastrand::Rng::with_seed(rng.u64(..)), None).run());
                     }
                 }
                 Some(job) = jobs_rx.recv() => {
                     Self::spawn_job(&world, &mut jobs, &setup, &shared, &stop, job);
                 }
+            }
+        }
+    }
+
+    /// Whether a feed of `idle` chains may be played without tasks ([`SandboxWorld::park`]): the
+    /// manager runs nothing and has nothing in flight, its request concurrency would not change
+    /// after an empty request, a request's round trip ends before the next feed, and GitLab has no
+    /// job for it now.
+    fn parkable(
+        &self,
+        setup: &ManagerSetup,
+        shared: &Mutex<ManagerState>,
+        idle: u32,
+        no_tasks: bool,
+        idle_polls: &IdlePolls,
+    ) -> bool {
+        let rtt = &self.config.model.runner.request_round_trip;
+        let stable = {
+            let st = lock(shared);
+            st.busy_workers == 0
+                && st.requests_in_flight == 0
+                && (!setup.concurrency.adaptive || st.allowed_requests == 1.0)
+        };
+        self.config.idle_parking
+            && no_tasks
+            && stable
+            && idle > 0
+            && idle_polls.signal.is_some()
+            && idle_polls.on_grid(Instant::now())
+            && rtt.low.max(rtt.high) + Duration::from_millis(2) < setup.check_interval
+            && !self.gitlab.has_jobs_for(setup.runner_id)
+    }
+
+    /// Plays the feeds of an idle manager from the one due now (`next_feed` is the one after it)
+    /// without a task or a timer per request: each feed still draws its chains' seeds and round
+    /// trips from the manager's random stream, and each request that found nothing is counted and
+    /// recorded as a contact, as GitLab Runner's polling does. It returns when a job this runner
+    /// may take becomes pending or the manager is signalled, with the next feed still to play and
+    /// the requests then in flight (when each reaches GitLab, and its chain's random stream).
+    ///
+    /// Without it, every manager of a big fleet polls every `check_interval` while the other
+    /// releases install, a cost that grows with releases × install time, i.e. with the jobs squared.
+    /// tokio's paused clock moves in whole milliseconds, so a request sent at a virtual instant
+    /// reaches GitLab at the millisecond tick its timer would have fired at.
+    async fn park(
+        &self,
+        setup: &ManagerSetup,
+        idle: u32,
+        idle_polls: &mut IdlePolls,
+        stop: &mut watch::Receiver<Stop>,
+        rng: &mut fastrand::Rng,
+        next_feed: Instant,
+    ) -> (Instant, Vec<(Instant, fastrand::Rng)>) {
+        let mut parked = Parked {
+            world: self,
+            setup,
+            idle,
+            grid: idle_polls.grid,
+            rng,
+            next_feed,
+            in_flight: Vec::new(),
+            resumed: false,
+        };
+        parked.draw(Instant::now());
+        loop {
+            let catch_up = Instant::now() + IDLE_CATCH_UP;
+            let signal = idle_polls.signal.as_mut();
+            let woke = tokio::select! {
+                _ = stop.changed() => Wake::Stop,
+                _ = async { match signal { Some(s) => s.changed().await, None => std::future::pending().await } } => Wake::Work,
+                () = tokio::time::sleep_until(catch_up) => Wake::CatchUp,
+            };
+            let now = Instant::now();
+            parked.advance(now);
+            let resume = match woke {
+                Wake::Stop => true,
+                Wake::Work => self.gitlab.has_jobs_for(setup.runner_id),
+                Wake::CatchUp => false,
+            };
+            if resume || !idle_polls.on_grid(now) {
+                parked.resumed = true;
+                return (parked.next_feed, std::mem::take(&mut parked.in_flight));
             }
         }
     }
@@ -946,7 +1086,7 @@ impl SandboxWorld {
 
     fn job_done(&self, release: &str) {
         self.with_stats(|s| {
-            let entry = s.runners.entry(release.to_owned()).or_default();
+            let entry = s.runner(release);
             entry.jobs_finished += 1;
             entry.in_flight = entry.in_flight.saturating_sub(1);
         });
@@ -975,6 +1115,116 @@ struct Manager {
     graceful_stop: Option<GracefulStop>,
     control: watch::Sender<Stop>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// How often a parked manager records its idle polls (GitLab's "last contact" of its runner
+/// lags by at most this; a runner is online for two hours after a contact).
+const IDLE_CATCH_UP: Duration = Duration::from_secs(300);
+
+/// The idle polls of a parked manager ([`SandboxWorld::park`]). Dropped without resuming (the
+/// manager stopped), it records the polls sent until then.
+struct Parked<'a> {
+    world: &'a SandboxWorld,
+    setup: &'a ManagerSetup,
+    idle: u32,
+    grid: Instant,
+    rng: &'a mut fastrand::Rng,
+    /// The next feed not yet played.
+    next_feed: Instant,
+    /// Requests sent and not yet at GitLab: when they get there, and their chain's stream.
+    in_flight: Vec<(Instant, fastrand::Rng)>,
+    resumed: bool,
+}
+
+impl Parked<'_> {
+    fn tick(&self, at: Instant) -> Instant {
+        IdlePolls::tick_on(self.grid, at)
+    }
+
+    /// One feed at `wake`: each chain's seed from the manager's stream, and its round trip.
+    fn draw(&mut self, wake: Instant) {
+        let rtt = self.world.config.model.runner.request_round_trip;
+        for i in 0..self.idle {
+            let seed = self.rng.u64(..);
+            // A chain finding `concurrent` requests already in flight sends none.
+            if i < self.setup.concurrent {
+                let mut chain = fastrand::Rng::with_seed(seed);
+                let at = wake + rtt.sample(&mut chain);
+                self.in_flight.push((at, chain));
+            }
+        }
+    }
+
+    /// Plays the feeds due by `now` and records the requests that reached GitLab before it (they
+    /// found nothing: no job for this runner became pending meanwhile, or the manager would have
+    /// been woken).
+    fn advance(&mut self, now: Instant) {
+        while self.tick(self.next_feed) <= now {
+            let wake = self.tick(self.next_feed);
+            self.draw(wake);
+            self.next_feed += self.setup.check_interval;
+        }
+        let mut found_nothing = 0u64;
+        let mut last_contact = None;
+        let grid = self.grid;
+        self.in_flight.retain(|(at, _)| {
+            let fired = IdlePolls::tick_on(grid, *at);
+            if fired < now {
+                found_nothing += 1;
+                last_contact = Some(fired);
+                false
+            } else {
+                true
+            }
+        });
+        if found_nothing > 0 {
+            let release = &self.setup.release;
+            self.world
+                .with_stats(|s| s.runner(release).requests += found_nothing);
+        }
+        if let Some(at) = last_contact {
+            let gitlab = &self.world.gitlab;
+            let _ = gitlab.runner_contacted_at(self.setup.runner_id, gitlab.clock().at(at));
+        }
+    }
+}
+
+impl Drop for Parked<'_> {
+    fn drop(&mut self) {
+        if !self.resumed {
+            self.advance(Instant::now());
+        }
+    }
+}
+
+/// What woke a parked manager.
+enum Wake {
+    Stop,
+    Work,
+    CatchUp,
+}
+
+/// What a manager needs to play its idle polls without tasks ([`SandboxWorld::park`]).
+struct IdlePolls {
+    /// Changes when a job becomes pending in the runner's project.
+    signal: Option<watch::Receiver<u64>>,
+    /// An instant on the paused clock's millisecond grid (the manager's start).
+    grid: Instant,
+}
+
+impl IdlePolls {
+    /// The instant a timer due at `at` fires: the next millisecond tick of tokio's paused clock.
+    fn tick_on(grid: Instant, at: Instant) -> Instant {
+        let since = at.saturating_duration_since(grid).as_nanos();
+        let ticks = since.div_ceil(1_000_000);
+        grid + Duration::from_millis(u64::try_from(ticks).unwrap_or(u64::MAX))
+    }
+
+    /// Whether `now` is on the grid (if tokio's clock ever moved by a fraction of a millisecond,
+    /// the ticks above would be wrong, and the manager polls with tasks again).
+    fn on_grid(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.grid).as_nanos() % 1_000_000 == 0
+    }
 }
 
 /// The signal a manager got: none, SIGQUIT (graceful), or SIGTERM (abort all builds).
@@ -1043,23 +1293,31 @@ struct WorkerChain {
     /// After SIGQUIT (or SIGTERM) the runner asks for no more jobs.
     stop: watch::Receiver<Stop>,
     rng: fastrand::Rng,
+    /// For a request already in flight when the manager resumed from parking: when it reaches
+    /// GitLab (its round trip already drawn from `rng`, `requests_in_flight` already counted).
+    first_request_at: Option<Instant>,
 }
 
 impl WorkerChain {
     async fn run(mut self) {
         let model = &self.world.config.model.runner;
+        let mut first_request_at = self.first_request_at.take();
         loop {
-            {
-                // A worker is free only while fewer than `concurrent` jobs run.
-                let mut st = lock(&self.shared);
-                if st.busy_workers + st.requests_in_flight >= self.setup.concurrent
-                    || *self.stop.borrow() != Stop::Run
+            if let Some(at) = first_request_at.take() {
+                tokio::time::sleep_until(at).await;
+            } else {
                 {
-                    return;
+                    // A worker is free only while fewer than `concurrent` jobs run.
+                    let mut st = lock(&self.shared);
+                    if st.busy_workers + st.requests_in_flight >= self.setup.concurrent
+                        || *self.stop.borrow() != Stop::Run
+                    {
+                        return;
+                    }
+                    st.requests_in_flight += 1;
                 }
-                st.requests_in_flight += 1;
+                tokio::time::sleep(model.request_round_trip.sample(&mut self.rng)).await;
             }
-            tokio::time::sleep(model.request_round_trip.sample(&mut self.rng)).await;
             let job = self
                 .world
                 .gitlab
@@ -1068,7 +1326,10 @@ impl WorkerChain {
                 .and_then(|mut jobs| jobs.pop());
             let release = &self.setup.release;
             self.world.with_stats(|s| {
-                let entry = s.runners.entry(release.clone()).or_default();
+                if job.is_none() {
+                    s.empty_request_tasks += 1;
+                }
+                let entry = s.runner(release);
                 entry.requests += 1;
                 if job.is_some() {
                     entry.jobs_taken += 1;

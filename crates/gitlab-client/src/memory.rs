@@ -91,6 +91,18 @@ impl VirtualClock {
         self.origin.elapsed()
     }
 
+    /// The virtual timestamp of a tokio instant (past or future).
+    pub fn at(&self, instant: Instant) -> Timestamp {
+        let offset = if instant >= self.origin {
+            jiff::SignedDuration::try_from(instant - self.origin)
+        } else {
+            jiff::SignedDuration::try_from(self.origin - instant).map(|d| -d)
+        };
+        self.base
+            .checked_add(offset.unwrap_or(jiff::SignedDuration::MAX))
+            .unwrap_or(Timestamp::MAX)
+    }
+
     /// The current virtual timestamp.
     pub fn now(&self) -> Timestamp {
         let elapsed =
@@ -262,6 +274,9 @@ struct State {
     jobs: BTreeMap<u64, JobState>,
     pending: PendingIndex,
     pipeline_jobs: BTreeMap<u64, PipelineJobs>,
+    /// Bumped whenever a job becomes pending in a project: a simulated runner that found nothing
+    /// to take waits on it instead of polling ([`InMemoryGitLab::pending_signal`]).
+    pending_signals: BTreeMap<u64, tokio::sync::watch::Sender<u64>>,
     requests: u64,
     window: Option<(Instant, u32)>,
     forced_throttles: u32,
@@ -434,6 +449,12 @@ impl State {
             && let Some(r) = self.runners.get_mut(&runner_id)
         {
             r.running.remove(&job_id);
+            // A runner at its limit may take a job again.
+            if r.limit.is_some()
+                && let Some(signal) = self.pending_signals.get(&r.project_id)
+            {
+                signal.send_modify(|n| *n += 1);
+            }
         }
     }
 
@@ -448,6 +469,9 @@ impl State {
                 .entry(pending_key(job.project_id, &job.job.tag_list))
                 .or_default()
                 .insert(id);
+            if let Some(signal) = self.pending_signals.get(&job.project_id) {
+                signal.send_modify(|n| *n += 1);
+            }
         }
         self.jobs.insert(id, job);
     }
@@ -838,6 +862,49 @@ impl InMemoryGitLab {
             .runners
             .get(&runner_id)
             .map_or(0, |r| r.running.len())
+    }
+
+    /// A receiver whose value changes whenever a job becomes pending in the runner's project, so
+    /// that a simulated runner that found nothing to take can wait for work instead of polling.
+    pub fn pending_signal(&self, runner_id: u64) -> Result<tokio::sync::watch::Receiver<u64>> {
+        let mut st = self.lock();
+        let project_id = st
+            .runners
+            .get(&runner_id)
+            .ok_or_else(|| Error::not_found("watch", format!("runner {runner_id}")))?
+            .project_id;
+        Ok(st
+            .pending_signals
+            .entry(project_id)
+            .or_insert_with(|| tokio::sync::watch::channel(0).0)
+            .subscribe())
+    }
+
+    /// Whether [`InMemoryGitLab::request_jobs`] would hand the runner a job now (a runner that
+    /// does not exist, is paused or at its limit has none). Not an API request, not a contact.
+    pub fn has_jobs_for(&self, runner_id: u64) -> bool {
+        let st = self.lock();
+        let Some(r) = st.runners.get(&runner_id) else {
+            return false;
+        };
+        if r.runner.paused || r.limit.is_some_and(|l| r.running.len() >= l) {
+            return false;
+        }
+        let tags: BTreeSet<String> = r.tags.iter().cloned().collect();
+        !st.pickable(r.project_id, &tags, r.run_untagged, 1)
+            .is_empty()
+    }
+
+    /// Runner side: a contact at `at` (a job request that found nothing, accounted after the
+    /// fact by a simulator); an older contact than the last one changes nothing.
+    pub fn runner_contacted_at(&self, runner_id: u64, at: Timestamp) -> Result<()> {
+        let mut st = self.lock();
+        let r = st
+            .runners
+            .get_mut(&runner_id)
+            .ok_or_else(|| Error::not_found("contact", format!("runner {runner_id}")))?;
+        r.contacted_at = Some(r.contacted_at.map_or(at, |t| t.max(at)));
+        Ok(())
     }
 
     /// Jobs still pending (not yet taken by any runner), across all pipelines.

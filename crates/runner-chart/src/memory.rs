@@ -88,6 +88,26 @@ struct StoredRelease {
 }
 
 impl StoredRelease {
+    fn runner(&self) -> InstalledRunner {
+        InstalledRunner {
+            id: self.spec.id(),
+            state: self.state.clone(),
+            revision: self.revision,
+            tags: self.spec.values.runner_tags.clone(),
+            concurrent: self.spec.values.concurrent,
+            job_namespace: self
+                .spec
+                .values
+                .executor
+                .namespace
+                .clone()
+                .unwrap_or_else(|| self.spec.namespace.clone()),
+            poll_timeout: self.spec.values.executor.poll_timeout,
+            job_pod_size: self.spec.values.executor.job_pod_size(0),
+            values: self.spec.values.clone(),
+        }
+    }
+
     fn status(&self) -> ReleaseStatus {
         ReleaseStatus {
             name: self.spec.name.clone(),
@@ -207,26 +227,22 @@ impl InMemoryReleases {
 
     /// Every release with its runner settings, sorted by namespace and name.
     pub fn runners(&self) -> Vec<InstalledRunner> {
+        self.lock().values().map(StoredRelease::runner).collect()
+    }
+
+    /// Every release's identity, revision and state, sorted by namespace and name: what a
+    /// watcher of [`InMemoryReleases::subscribe`] reads on each change without copying every
+    /// release's values.
+    pub fn states(&self) -> Vec<(ReleaseId, u32, ReleaseState)> {
         self.lock()
-            .values()
-            .map(|r| InstalledRunner {
-                id: r.spec.id(),
-                state: r.state.clone(),
-                revision: r.revision,
-                tags: r.spec.values.runner_tags.clone(),
-                concurrent: r.spec.values.concurrent,
-                job_namespace: r
-                    .spec
-                    .values
-                    .executor
-                    .namespace
-                    .clone()
-                    .unwrap_or_else(|| r.spec.namespace.clone()),
-                poll_timeout: r.spec.values.executor.poll_timeout,
-                job_pod_size: r.spec.values.executor.job_pod_size(0),
-                values: r.spec.values.clone(),
-            })
+            .iter()
+            .map(|(id, r)| (id.clone(), r.revision, r.state.clone()))
             .collect()
+    }
+
+    /// One release with its runner settings.
+    pub fn runner(&self, id: &ReleaseId) -> Option<InstalledRunner> {
+        self.lock().get(id).map(StoredRelease::runner)
     }
 
     /// Ready runners that take jobs tagged `tag`.
