@@ -205,6 +205,10 @@ pub struct CallCounts {
 #[derive(Debug, Default)]
 struct State {
     pods: BTreeMap<(String, String), PodInfo>,
+    /// Pods given a deletion timestamp, by that timestamp: what [`State::settle`] may remove,
+    /// found without walking every pod (a call per API request would make a big fleet's cost
+    /// grow with the pods squared).
+    terminating: BTreeSet<(Timestamp, String, String)>,
     next_uid: u64,
     deletions: Vec<DeletionRecord>,
     clock: Option<Arc<dyn Clock>>,
@@ -231,12 +235,32 @@ impl State {
             return;
         }
         let now = self.now();
-        let dead = &self.dead_nodes;
-        self.pods
-            .retain(|_, p| match (p.deletion_timestamp, &p.node_name) {
-                (Some(at), Some(node)) => at > now || dead.contains(node),
-                _ => true,
+        while let Some(first) = self.terminating.first() {
+            if first.0 > now {
+                break;
+            }
+            let (at, namespace, name) = self.terminating.pop_first().expect("checked above");
+            let id = (namespace, name);
+            // Gone since, given another deletion timestamp (indexed again), unbound, or on a node
+            // whose kubelet is gone (nodes never come back): nothing to do for this entry.
+            let done = self.pods.get(&id).is_some_and(|p| {
+                p.deletion_timestamp == Some(at)
+                    && p.node_name
+                        .as_ref()
+                        .is_some_and(|node| !self.dead_nodes.contains(node))
             });
+            if done {
+                self.pods.remove(&id);
+            }
+        }
+    }
+
+    /// Indexes a pod's deletion timestamp for [`State::settle`].
+    fn note_terminating(&mut self, pod: &PodInfo) {
+        if let Some(at) = pod.deletion_timestamp {
+            self.terminating
+                .insert((at, pod.namespace.clone(), pod.name.clone()));
+        }
     }
 }
 
@@ -334,7 +358,9 @@ impl InMemoryPods {
         pod.namespace = ns;
         pod.name = n;
         pod.uid = uid;
-        Ok(pod.clone())
+        let pod = pod.clone();
+        st.note_terminating(&pod);
+        Ok(pod)
     }
 
     /// Sets a pod's phase (and `startTime` when it starts running).
@@ -575,6 +601,8 @@ impl PodApi for InMemoryPods {
                     .saturating_add(SignedDuration::from_secs(i64::from(grace)))
                     .unwrap_or(now);
                 pod.deletion_timestamp = Some(at);
+                st.terminating
+                    .insert((at, key.namespace.clone(), key.name.clone()));
             }
             DeleteOutcome::Terminating
         };
