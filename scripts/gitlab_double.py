@@ -17,7 +17,8 @@ real binaries meet it:
 - pipeline jobs are paginated (`page`, `per_page` ≤ 100, `x-next-page`, `x-total`), newest first;
 - a runner is `online` only once its manager exists: with `--kubeconfig`, once a Secret in the
   cluster holds its token under `runner-token` (the chart's layout), which is how glrunner
-  deploys it; jobs run only on online runners whose tags match;
+  deploys it (without `--kubeconfig` no runner ever contacts); jobs run only on online runners
+  whose tags match;
 - faults: `POST /double/faults` with `{"METHOD /path-regex": [status, count, skip]}` lets the
   next `skip` matching calls through (optional), then answers `count` of them with `status`
   (429 carries `Retry-After: 1`).
@@ -117,7 +118,8 @@ def runners_loop():
         t = time.time()
         with LOCK:
             for r in STATE["runners"].values():
-                if KUBE is None or (live is not None and r["token"] in live):
+                # Without a cluster no manager runs anywhere: as on GitLab, nothing contacts.
+                if live is not None and r["token"] in live:
                     r["contacted_at"] = t
                 elif live is not None:
                     r["contacted_at"] = r["contacted_at"] if r["contacted_at"] and t - r["contacted_at"] < 3600 else None
@@ -306,6 +308,8 @@ class Handler(BaseHTTPRequestHandler):
     def handle_any(self, method):
         url = urllib.parse.urlsplit(self.path)
         path, query = url.path, {k: v[-1] for k, v in urllib.parse.parse_qs(url.query).items()}
+        # Array parameters (`scope[]=pending&scope[]=running`) keep every value.
+        self.query_lists = urllib.parse.parse_qs(url.query)
         if path.startswith("/double/"):
             return self.control(method, path)
         with LOCK:
@@ -400,8 +404,8 @@ class Handler(BaseHTTPRequestHandler):
                 want = set(q["tag_list"].split(","))
                 rs = [r for r in rs if want <= set(r["tags"])]
             return self.reply(200, [runner_list_json(r) for r in rs], {"x-next-page": "", "x-total": str(len(rs))})
-        if rest[:3] == ["repository", "files"] and method in ("GET", "HEAD"):
-            fpath = urllib.parse.unquote("/".join(rest[3:]))
+        if rest[:2] == ["repository", "files"] and len(rest) >= 3 and method in ("GET", "HEAD"):
+            fpath = urllib.parse.unquote("/".join(rest[2:]))
             files = STATE["files"].get((pid, q.get("ref", p["default_branch"])), {})
             if fpath not in files:
                 return self.reply(404, {"message": "404 File Not Found"})
@@ -442,6 +446,11 @@ class Handler(BaseHTTPRequestHandler):
             if "[skip ci]" not in msg.lower() and "[ci skip]" not in msg.lower() and ".gitlab-ci.yml" in files:
                 start_pipeline(p, branch, "push")  # GitLab runs the push hooks; rules may refuse quietly
             return self.reply(201, {"id": "%040x" % IDS["commit"], "short_id": "%08x" % IDS["commit"], "title": msg.splitlines()[0] if msg else ""})
+        if rest == ["pipelines"] and method == "GET":
+            pls = sorted((pl for pl in STATE["pipelines"].values() if pl["project_id"] == pid
+                          and ("ref" not in q or pl["ref"] == q["ref"])), key=lambda pl: -pl["id"])
+            per = min(int(q.get("per_page", 20)), 100)
+            return self.reply(200, [pipeline_json(pl) for pl in pls[:per]])
         if rest == ["pipeline"] and method == "POST":
             if body.get("variables") and STATE["refuse_variables"]:
                 return self.reply(400, {"message": {"base": ["Insufficient permissions to set pipeline variables"]}})
@@ -467,6 +476,13 @@ class Handler(BaseHTTPRequestHandler):
                 return self.reply(200, pipeline_json(pl))
             if rest[2:] == ["jobs"] and method == "GET":
                 jobs = sorted((STATE["jobs"][j] for j in pl["job_ids"]), key=lambda j: -j["id"])
+                scope = self.query_lists.get("scope[]", []) + self.query_lists.get("scope", [])
+                valid = {"created", "pending", "running", "failed", "success", "canceled", "skipped",
+                         "waiting_for_resource", "manual"}
+                if any(s not in valid for s in scope):
+                    return self.reply(400, {"error": "scope does not have a valid value"})
+                if scope:
+                    jobs = [j for j in jobs if j["status"] in scope]
                 per = min(int(q.get("per_page", 20)), 100)
                 page = max(int(q.get("page", 1)), 1)
                 chunk = jobs[(page - 1) * per: page * per]

@@ -104,3 +104,34 @@ async fn a_load_test_over_http_runs_one_pipeline_and_sends_no_variable() {
     assert_eq!(gl.pipelines(project.id).len(), 1, "exactly one pipeline");
     assert!(outcome.report.requests > 0 && outcome.report.requests <= http.requests_sent());
 }
+
+/// The loopback GitLab double the end-to-end tests use (scripts/gitlab_double.py) answers the
+/// conformance suite like GitLab too: the e2e tests are only as honest as their double.
+#[tokio::test]
+async fn the_python_double_of_the_e2e_tests_passes_the_conformance_suite() {
+    use std::io::BufRead as _;
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/gitlab_double.py");
+    let mut child = match std::process::Command::new("python3")
+        .arg(&script)
+        .args(["0", "--token", TOKEN])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(e) => panic!("python3 runs {}: {e}", script.display()),
+    };
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("GLRUNNER_TEST_GITLAB_URL=")
+        .unwrap_or_else(|| panic!("the double did not start: {line:?}"))
+        .to_owned();
+    let result = conformance::run_all(&client(&url), "py").await;
+    let _ = child.kill();
+    let _ = child.wait();
+    result.unwrap();
+}
