@@ -314,6 +314,21 @@ impl E2e {
         })
     }
 
+    /// `(moto URL, apiserver endpoint)`: the moto shim shows the EKS cluster of this stack (named
+    /// after the stack) with the apiserver's endpoint and CA.
+    fn moto_cluster_on_the_apiserver(&self) -> (String, String) {
+        let moto = std::env::var("GLRUNNER_TEST_MOTO_URL").expect("./scripts/test.sh starts moto");
+        let (endpoint, ca) = apiserver_endpoint(&self.kubeconfig);
+        let registered = Command::new("curl")
+            .args(["-sf", "-o", "/dev/null", "-X", "POST", "-d"])
+            .arg(serde_json::json!({ &self.stack: {"endpoint": endpoint, "ca": ca} }).to_string())
+            .arg(format!("{moto}/glrunner-shim/eks-endpoints"))
+            .status()
+            .unwrap();
+        assert!(registered.success(), "the moto shim has no EKS auth routes");
+        (moto, endpoint)
+    }
+
     /// Runs the `full_flow` binary against this world.
     fn run(&self) -> Output {
         let state = self.dir.path().join("state");
@@ -443,16 +458,7 @@ async fn full_flow_provisions_on_strict_moto_and_runs_on_the_real_apiserver_leav
     let Some(e2e) = E2e::prepare("e2m").await else {
         return;
     };
-    let moto = std::env::var("GLRUNNER_TEST_MOTO_URL").expect("./scripts/test.sh starts moto");
-    let (endpoint, ca) = apiserver_endpoint(&e2e.kubeconfig);
-    // The stack's cluster is named after the stack.
-    let registered = Command::new("curl")
-        .args(["-sf", "-o", "/dev/null", "-X", "POST", "-d"])
-        .arg(serde_json::json!({ &e2e.stack: {"endpoint": endpoint, "ca": ca} }).to_string())
-        .arg(format!("{moto}/glrunner-shim/eks-endpoints"))
-        .status()
-        .unwrap();
-    assert!(registered.success(), "the moto shim has no EKS auth routes");
+    let (moto, endpoint) = e2e.moto_cluster_on_the_apiserver();
     // A malformed EKS token opens nothing (whether an access entry lets a principal in is shared
     // state of the one apiserver, so other tests' clusters would make a check of it racy).
     assert_eq!(
@@ -561,20 +567,12 @@ async fn a_brought_eks_cluster_is_found_through_the_eks_api() {
     let Some(e2e) = E2e::prepare("e2c").await else {
         return;
     };
-    let moto = std::env::var("GLRUNNER_TEST_MOTO_URL").expect("./scripts/test.sh starts moto");
+    let (moto, _) = e2e.moto_cluster_on_the_apiserver();
     let aws_env = [
         ("AWS_ENDPOINT_URL", moto.as_str()),
         ("AWS_ACCESS_KEY_ID", "e2e"),
         ("AWS_SECRET_ACCESS_KEY", "e2e"),
     ];
-    let (endpoint, ca) = apiserver_endpoint(&e2e.kubeconfig);
-    let registered = Command::new("curl")
-        .args(["-sf", "-o", "/dev/null", "-X", "POST", "-d"])
-        .arg(serde_json::json!({ &e2e.stack: {"endpoint": endpoint, "ca": ca} }).to_string())
-        .arg(format!("{moto}/glrunner-shim/eks-endpoints"))
-        .status()
-        .unwrap();
-    assert!(registered.success(), "the moto shim has no EKS auth routes");
     let state = e2e.dir.path().join("state");
     let state = state.to_str().unwrap();
     let stack_args = [
