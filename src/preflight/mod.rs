@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use glrunner_fargate::FargateSize;
-use glrunner_gitlab_client::{GitLabApi, ProjectRef};
+use glrunner_gitlab_client::{GitLabApi, MemberScope, ProjectRef, access_level};
 use glrunner_infra::aws::actions;
 use glrunner_infra::{AccountInspector, AccountUsage, NatMode, NetworkProvisioner, StackSpec};
 use glrunner_runner_chart::{FleetPlan, FleetWarning};
@@ -107,6 +107,12 @@ pub struct PreflightPlan {
     pub budget_usd: Option<f64>,
     /// The helm binary to check (`None`: no helm needed, e.g. on the sandbox).
     pub helm: Option<PathBuf>,
+    /// The GitLab base URL (for messages).
+    pub gitlab_url: String,
+    /// Whether the run passes pipeline variables (`full_flow` passes none).
+    pub pipeline_variables: bool,
+    /// Jobs in the largest pipeline the run creates (`full_flow`: all of them in one).
+    pub pipeline_jobs: u32,
 }
 
 impl PreflightPlan {
@@ -148,6 +154,9 @@ impl PreflightPlan {
             },
             budget_usd: None,
             helm: None,
+            gitlab_url: gitlab_url.to_owned(),
+            pipeline_variables: false,
+            pipeline_jobs: config.jobs.min(config.max_pipeline_jobs),
         })
     }
 
@@ -525,6 +534,37 @@ async fn existing_stack(plan: &PreflightPlan, network: &dyn NetworkProvisioner) 
     }
 }
 
+/// The token scopes glrunner needs: `api` for projects, commits and pipelines, `create_runner`
+/// for `POST /user/runners`.
+pub const REQUIRED_SCOPES: [&str; 2] = ["api", "create_runner"];
+
+/// The oldest GitLab with `POST /user/runners` (runner authentication tokens).
+pub const MIN_GITLAB_VERSION: (u32, u32) = (15, 10);
+
+/// GitLab.com's jobs-per-pipeline limit of a namespace's plan (source: GitLab docs,
+/// doc/user/gitlab_com/_index.md, "Maximum jobs in a single pipeline": 500 Free, 1,000 trials,
+/// 1,500 Premium, 2,000 Ultimate; read 2026). `None` for a plan the table does not know.
+pub fn gitlab_com_pipeline_limit(plan: &str) -> Option<u32> {
+    match plan {
+        "free" | "default" => Some(500),
+        p if p.ends_with("_trial") || p == "trial" => Some(1_000),
+        "premium" | "silver" | "bronze" => Some(1_500),
+        "ultimate" | "gold" | "opensource" => Some(2_000),
+        _ => None,
+    }
+}
+
+/// What a pipeline-variables role name means as an access level (`None`: nobody).
+fn variables_role_level(role: &str) -> Option<u32> {
+    match role {
+        "no_one_allowed" => None,
+        "developer" => Some(access_level::DEVELOPER),
+        "maintainer" => Some(access_level::MAINTAINER),
+        "owner" => Some(access_level::OWNER),
+        _ => Some(access_level::DEVELOPER),
+    }
+}
+
 async fn gitlab(plan: &PreflightPlan, gitlab: Option<&dyn GitLabApi>) -> Vec<Check> {
     let Some(gitlab) = gitlab else {
         return vec![
@@ -537,14 +577,61 @@ async fn gitlab(plan: &PreflightPlan, gitlab: Option<&dyn GitLabApi>) -> Vec<Che
             .fix("set --gitlab-url (or GITLAB_URL/CI_SERVER_URL) and GITLAB_TOKEN"),
         ];
     };
+    let url = &plan.gitlab_url;
+    let token_fix = "check GITLAB_TOKEN: a personal access token with the api and create_runner scopes, not expired or revoked";
     let mut checks = Vec::new();
-    match gitlab.current_user().await {
-        Ok(user) => checks.push(Check::new(
-            "gitlab.token",
-            Status::Ok,
-            format!("token of {} works", user.username),
-            "a token with the api and create_runner scopes",
-        )),
+    let reachable_need = "GitLab's REST API at --gitlab-url";
+    match gitlab.version().await {
+        Ok(version) => {
+            checks.push(Check::new(
+                "gitlab.reachable",
+                Status::Ok,
+                format!("{url} answers"),
+                reachable_need,
+            ));
+            checks.push(gitlab_version(&version));
+        }
+        Err(e @ glrunner_gitlab_client::Error::PermissionDenied { .. }) => {
+            checks.push(Check::new(
+                "gitlab.reachable",
+                Status::Ok,
+                format!("{url} answers, but refuses the token"),
+                reachable_need,
+            ));
+            checks.push(
+                Check::new(
+                    "gitlab.token",
+                    Status::Fail,
+                    format!("GET /version: {e}"),
+                    "a valid token",
+                )
+                .fix(token_fix),
+            );
+            return checks;
+        }
+        Err(e) => {
+            checks.push(
+                Check::new(
+                    "gitlab.reachable",
+                    Status::Fail,
+                    format!("cannot reach {url}: {e}"),
+                    reachable_need,
+                )
+                .fix("check --gitlab-url (the base URL, e.g. https://gitlab.com), the network path and any proxy"),
+            );
+            return checks;
+        }
+    }
+    let user = match gitlab.current_user().await {
+        Ok(user) => {
+            checks.push(Check::new(
+                "gitlab.token",
+                Status::Ok,
+                format!("token of {} works", user.username),
+                "a token with the api and create_runner scopes",
+            ));
+            user
+        }
         Err(e) => {
             checks.push(
                 Check::new(
@@ -553,45 +640,366 @@ async fn gitlab(plan: &PreflightPlan, gitlab: Option<&dyn GitLabApi>) -> Vec<Che
                     format!("GET /user failed: {e}"),
                     "a reachable GitLab and a valid token",
                 )
-                .fix("check --gitlab-url and GITLAB_TOKEN (a personal access token with api and create_runner)"),
+                .fix(token_fix),
             );
             return checks;
         }
-    }
-    if let Some(project) = &plan.project {
-        let check = match ProjectRef::parse(project) {
-            Err(e) => Check::new(
+    };
+    checks.push(token_scopes(gitlab).await);
+    let Some(project) = &plan.project else {
+        return checks;
+    };
+    let reference = match ProjectRef::parse(project) {
+        Ok(r) => r,
+        Err(e) => {
+            checks.push(
+                Check::new(
+                    "gitlab.project",
+                    Status::Fail,
+                    e.to_string(),
+                    "a project path or id",
+                )
+                .fix("pass --project group/name"),
+            );
+            return checks;
+        }
+    };
+    let project_need = "the load-test project, or a namespace to create it in";
+    let existing = match gitlab.get_project(&reference).await {
+        Ok(p) => {
+            checks.push(Check::new(
                 "gitlab.project",
-                Status::Fail,
-                e.to_string(),
-                "a project path or id",
-            )
-            .fix("pass --project group/name"),
-            Ok(reference) => match gitlab.get_project(&reference).await {
-                Ok(p) => Check::new(
-                    "gitlab.project",
-                    Status::Ok,
-                    format!("project {} exists", p.path_with_namespace),
-                    "the load-test project, or a namespace to create it in",
-                ),
-                Err(e) if e.is_not_found() => Check::new(
-                    "gitlab.project",
-                    Status::Ok,
-                    format!("project {project} does not exist yet: the flow creates it"),
-                    "the load-test project, or a namespace to create it in",
-                ),
-                Err(e) => Check::new(
+                Status::Ok,
+                format!("project {} exists", p.path_with_namespace),
+                project_need,
+            ));
+            Some(p)
+        }
+        Err(e) if e.is_not_found() => {
+            checks.push(Check::new(
+                "gitlab.project",
+                Status::Ok,
+                format!("project {project} does not exist yet: the flow creates it"),
+                project_need,
+            ));
+            None
+        }
+        Err(e) => {
+            checks.push(
+                Check::new(
                     "gitlab.project",
                     Status::Fail,
                     format!("cannot read project {project}: {e}"),
                     "read access to the project",
                 )
                 .fix("use a token of a user with at least the Maintainer role on the project"),
-            },
-        };
-        checks.push(check);
-    }
+            );
+            return checks;
+        }
+    };
+    let path = existing
+        .as_ref()
+        .map(|p| p.path_with_namespace.clone())
+        .unwrap_or_else(|| project.clone());
+    checks.push(role(gitlab, &user, existing.as_ref(), &path).await);
+    checks.push(pipeline_variables(plan, existing.as_ref()));
+    checks.push(pipeline_size(plan, gitlab, &path).await);
     checks
+}
+
+fn gitlab_version(version: &glrunner_gitlab_client::ServerVersion) -> Check {
+    let (major, minor) = MIN_GITLAB_VERSION;
+    let needed =
+        format!("GitLab {major}.{minor} or newer (runner creation through POST /user/runners)");
+    match version.at_least(major, minor) {
+        Some(true) => Check::new(
+            "gitlab.version",
+            Status::Ok,
+            format!("GitLab {}", version.version),
+            needed,
+        ),
+        Some(false) => Check::new(
+            "gitlab.version",
+            Status::Fail,
+            format!(
+                "GitLab {} has no POST /user/runners (runner authentication tokens came in {major}.{minor})",
+                version.version
+            ),
+            needed,
+        )
+        .fix(format!(
+            "upgrade GitLab to {major}.{minor} or newer (glrunner does not use registration tokens, removed in 18.0)"
+        )),
+        None => Check::new(
+            "gitlab.version",
+            Status::Warn,
+            format!("GET /version answered {:?}, not a version", version.version),
+            needed,
+        )
+        .fix("check that --gitlab-url points at GitLab"),
+    }
+}
+
+async fn token_scopes(gitlab: &dyn GitLabApi) -> Check {
+    let needed =
+        "the api scope (projects, commits, pipelines) and create_runner (POST /user/runners)";
+    match gitlab.token_info().await {
+        Ok(token) => {
+            let missing: Vec<&str> = REQUIRED_SCOPES
+                .into_iter()
+                .filter(|s| !token.scopes.iter().any(|t| t == s))
+                .collect();
+            let found = format!(
+                "token {:?} has the scopes {}",
+                token.name,
+                token.scopes.join(", ")
+            );
+            if !token.active {
+                Check::new(
+                    "gitlab.token-scopes",
+                    Status::Fail,
+                    format!("token {:?} is not active (revoked or expired)", token.name),
+                    needed,
+                )
+                .fix("create a personal access token with the api and create_runner scopes and put it in GITLAB_TOKEN")
+            } else if missing.is_empty() {
+                Check::new("gitlab.token-scopes", Status::Ok, found, needed)
+            } else {
+                Check::new(
+                    "gitlab.token-scopes",
+                    Status::Fail,
+                    format!("{found}; missing: {}", missing.join(", ")),
+                    needed,
+                )
+                .fix(format!(
+                    "create a token with the {} scope(s) as well (a token's scopes cannot be changed) and put it in GITLAB_TOKEN",
+                    missing.join(" and ")
+                ))
+            }
+        }
+        Err(e) => Check::new(
+            "gitlab.token-scopes",
+            Status::Warn,
+            format!("cannot read the token's scopes (GET /personal_access_tokens/self): {e}"),
+            needed,
+        )
+        .fix("use a personal, project or group access token (OAuth and CI job tokens have no scopes to read)"),
+    }
+}
+
+/// The user's role where the runners are created: Maintainer+ on an existing project (project
+/// runners, GitLab's runners_scope docs), or on the group a new project is created in.
+async fn role(
+    gitlab: &dyn GitLabApi,
+    user: &glrunner_gitlab_client::User,
+    existing: Option<&glrunner_gitlab_client::Project>,
+    path: &str,
+) -> Check {
+    let maintainer = access_level::name(access_level::MAINTAINER);
+    let describe = |level: Option<u32>| level.map_or("not a member", access_level::name);
+    if let Some(project) = existing {
+        let needed =
+            format!("at least {maintainer} on project {path}: creating project runners needs it");
+        let scope = MemberScope::Project(ProjectRef::Id(project.id));
+        return match gitlab.member(&scope, user.id).await {
+            Ok(member) => {
+                let level = member.map(|m| m.access_level);
+                let found = format!("{} is {} on project {path}", user.username, describe(level));
+                if level.unwrap_or(0) >= access_level::MAINTAINER {
+                    Check::new("gitlab.role", Status::Ok, found, needed)
+                } else {
+                    Check::new("gitlab.role", Status::Fail, found, needed).fix(format!(
+                        "ask an Owner of {path} to give {} the {maintainer} role, or use a --project where it has it",
+                        user.username
+                    ))
+                }
+            }
+            Err(e) => Check::new(
+                "gitlab.role",
+                Status::Warn,
+                format!("not checked: {e}"),
+                needed,
+            ),
+        };
+    }
+    let Some((namespace, _)) = path.rsplit_once('/') else {
+        return Check::new(
+            "gitlab.role",
+            Status::Warn,
+            format!("not checked: {path} names no namespace"),
+            "a namespace to create the project in",
+        )
+        .fix("pass --project group/name");
+    };
+    let needed = format!(
+        "at least {maintainer} on group {namespace} (to create the project and its runners), or the user's own namespace"
+    );
+    match gitlab.get_namespace(namespace).await {
+        Ok(ns) if ns.kind == "user" => {
+            if ns.full_path.eq_ignore_ascii_case(&user.username) {
+                Check::new(
+                    "gitlab.role",
+                    Status::Ok,
+                    format!("{namespace} is {}'s own namespace", user.username),
+                    needed,
+                )
+            } else {
+                Check::new(
+                    "gitlab.role",
+                    Status::Fail,
+                    format!(
+                        "{namespace} is another user's namespace; {} cannot create projects in it",
+                        user.username
+                    ),
+                    needed,
+                )
+                .fix(format!("use --project {}/<name> or a group", user.username))
+            }
+        }
+        Ok(_) => match gitlab
+            .member(&MemberScope::Group(namespace.to_owned()), user.id)
+            .await
+        {
+            Ok(member) => {
+                let level = member.map(|m| m.access_level);
+                let found = format!(
+                    "{} is {} on group {namespace}",
+                    user.username,
+                    describe(level)
+                );
+                match level.unwrap_or(0) {
+                    l if l >= access_level::MAINTAINER => {
+                        Check::new("gitlab.role", Status::Ok, found, needed)
+                    }
+                    l if l >= access_level::DEVELOPER => Check::new(
+                        "gitlab.role",
+                        Status::Warn,
+                        found,
+                        needed,
+                    )
+                    .fix(format!(
+                        "a Developer creates projects only where the group allows it; ask for {maintainer} on {namespace}, or create the project first and give {} {maintainer} on it",
+                        user.username
+                    )),
+                    _ => Check::new("gitlab.role", Status::Fail, found, needed).fix(format!(
+                        "ask an Owner of {namespace} for the {maintainer} role, or use --project {}/<name>",
+                        user.username
+                    )),
+                }
+            }
+            Err(e) => Check::new(
+                "gitlab.role",
+                Status::Warn,
+                format!("not checked: {e}"),
+                needed,
+            ),
+        },
+        Err(e) if e.is_not_found() => Check::new(
+            "gitlab.role",
+            Status::Fail,
+            format!("namespace {namespace} does not exist (or the token cannot see it)"),
+            needed,
+        )
+        .fix(format!(
+            "create the group {namespace} first, or use --project {}/<name>",
+            user.username
+        )),
+        Err(e) => Check::new(
+            "gitlab.role",
+            Status::Warn,
+            format!("not checked: {e}"),
+            needed,
+        ),
+    }
+}
+
+fn pipeline_variables(
+    plan: &PreflightPlan,
+    existing: Option<&glrunner_gitlab_client::Project>,
+) -> Check {
+    let setting = existing.and_then(|p| p.ci_pipeline_variables_minimum_override_role.clone());
+    let described = setting
+        .as_deref()
+        .map(|r| format!("the project's minimum role for pipeline variables is {r}"))
+        .unwrap_or_else(|| "the project's pipeline-variables setting is unknown".to_owned());
+    if !plan.pipeline_variables {
+        return Check::new(
+            "gitlab.pipeline-variables",
+            Status::Ok,
+            format!("glrunner passes no pipeline variables ({described})"),
+            "none",
+        );
+    }
+    let needed = "a project that lets the token's role set pipeline variables";
+    let fix = "set Settings > CI/CD > Variables > \"Minimum role to use pipeline variables\" to Developer, or run without variables";
+    match setting.as_deref() {
+        Some(role) => match variables_role_level(role) {
+            None => Check::new("gitlab.pipeline-variables", Status::Fail, described, needed)
+                .fix(fix),
+            Some(level) => Check::new(
+                "gitlab.pipeline-variables",
+                Status::Ok,
+                format!("{described} ({} or above may set them)", access_level::name(level)),
+                needed,
+            ),
+        },
+        None if existing.is_none() => Check::new(
+            "gitlab.pipeline-variables",
+            Status::Warn,
+            "the project does not exist yet; GitLab.com refuses pipeline variables in new namespaces since 17.7",
+            needed,
+        )
+        .fix(fix),
+        None => Check::new("gitlab.pipeline-variables", Status::Ok, described, needed),
+    }
+}
+
+async fn pipeline_size(plan: &PreflightPlan, gitlab: &dyn GitLabApi, path: &str) -> Check {
+    let jobs = plan.pipeline_jobs;
+    let needed = format!("{jobs} jobs in one pipeline");
+    let root = path.split('/').next().unwrap_or(path);
+    match gitlab.get_namespace(root).await {
+        Ok(ns) => match ns.plan.as_deref() {
+            None => Check::new(
+                "gitlab.pipeline-size",
+                Status::Ok,
+                format!(
+                    "namespace {root} reports no GitLab.com plan: the instance's own limit applies (ci_pipeline_size, unlimited by default)"
+                ),
+                needed,
+            ),
+            Some(tier) => match gitlab_com_pipeline_limit(tier) {
+                Some(limit) if jobs > limit => Check::new(
+                    "gitlab.pipeline-size",
+                    Status::Fail,
+                    format!("namespace {root} is on GitLab.com's {tier} plan: at most {limit} jobs per pipeline"),
+                    needed,
+                )
+                .fix(format!(
+                    "run at most {limit} --jobs, or use a namespace on a plan with a higher limit (Premium 1,500, Ultimate 2,000)"
+                )),
+                Some(limit) => Check::new(
+                    "gitlab.pipeline-size",
+                    Status::Ok,
+                    format!("namespace {root} is on GitLab.com's {tier} plan: up to {limit} jobs per pipeline"),
+                    needed,
+                ),
+                None => Check::new(
+                    "gitlab.pipeline-size",
+                    Status::Warn,
+                    format!("namespace {root} is on plan {tier:?}, whose jobs-per-pipeline limit glrunner does not know"),
+                    needed,
+                )
+                .fix("see GitLab.com's CI/CD settings (\"Maximum jobs in a single pipeline\") for the plan"),
+            },
+        },
+        Err(e) => Check::new(
+            "gitlab.pipeline-size",
+            Status::Warn,
+            format!("not checked: {e}"),
+            needed,
+        ),
+    }
 }
 
 /// How long `helm version` may take.

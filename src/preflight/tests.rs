@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use glrunner_gitlab_client::memory::{InMemoryGitLab, MemoryConfig};
+use glrunner_gitlab_client::{GitLabApi as _, GitLabApiExt as _};
 use glrunner_infra::memory::InMemoryCloud;
 use glrunner_infra::{InMemoryAccount, NetworkProvisioner, PriceQuote, StackName, StackSpec};
 
@@ -179,4 +180,246 @@ async fn a_docker_hub_image_is_a_warning_with_the_mirror_to_use() {
     let c = check(&report, "images.docker-hub");
     assert_eq!(c.status, Status::Warn);
     assert!(c.fix.contains("public.ecr.aws"), "{}", c.fix);
+}
+
+fn world_with(config: MemoryConfig) -> World {
+    World {
+        gitlab: Arc::new(InMemoryGitLab::new(config)),
+        ..world()
+    }
+}
+
+fn plan_for(project: &str, jobs: u32) -> PreflightPlan {
+    let spec = StackSpec::new(StackName::new("pre").unwrap(), "us-east-1");
+    let config = FlowConfig::new(spec, project, jobs);
+    PreflightPlan::from_flow(&config, "https://gitlab.example.com/").unwrap()
+}
+
+#[tokio::test]
+async fn gitlab_checks_pass_against_a_gitlab_that_allows_the_run() {
+    let w = world();
+    let report = run_on(&w, &plan(400)).await;
+    for id in [
+        "gitlab.reachable",
+        "gitlab.version",
+        "gitlab.token",
+        "gitlab.token-scopes",
+        "gitlab.project",
+        "gitlab.role",
+        "gitlab.pipeline-variables",
+        "gitlab.pipeline-size",
+    ] {
+        let c = check(&report, id);
+        assert_eq!(c.status, Status::Ok, "{c:?}");
+    }
+    assert!(check(&report, "gitlab.version").found.contains("18.9"));
+}
+
+#[tokio::test]
+async fn a_gitlab_older_than_15_10_fails_the_version_check() {
+    let w = world_with(MemoryConfig::default().with_version("15.9.3-ee"));
+    // The double answers like GitLab before 15.10: there is no POST /user/runners.
+    let project = w.gitlab.get_or_create_project("sandbox/p").await.unwrap();
+    let refused = w
+        .gitlab
+        .create_runner(&glrunner_gitlab_client::NewRunner::project(
+            project.id,
+            "r",
+            vec!["t".into()],
+        ))
+        .await
+        .unwrap_err();
+    assert!(refused.is_not_found(), "{refused}");
+    let report = run_on(&w, &plan(10)).await;
+    let c = check(&report, "gitlab.version");
+    assert_eq!(c.status, Status::Fail, "{c:?}");
+    assert!(
+        c.found.contains("15.9.3") && c.needed.contains("15.10"),
+        "{c:?}"
+    );
+    assert!(c.fix.contains("upgrade"), "{}", c.fix);
+    let w = world_with(MemoryConfig::default().with_version("15.10.0"));
+    let report = run_on(&w, &plan(10)).await;
+    assert_eq!(check(&report, "gitlab.version").status, Status::Ok);
+}
+
+#[tokio::test]
+async fn a_token_without_create_runner_fails_naming_the_missing_scope() {
+    let w = world_with(MemoryConfig::default().with_token_scopes(&["api", "read_user"]));
+    let project = w.gitlab.get_or_create_project("sandbox/p").await.unwrap();
+    let refused = w
+        .gitlab
+        .create_runner(&glrunner_gitlab_client::NewRunner::project(
+            project.id,
+            "r",
+            vec!["t".into()],
+        ))
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("create_runner"), "{refused}");
+    let report = run_on(&w, &plan(10)).await;
+    let c = check(&report, "gitlab.token-scopes");
+    assert_eq!(c.status, Status::Fail, "{c:?}");
+    assert!(c.found.contains("missing: create_runner"), "{}", c.found);
+    assert!(c.fix.contains("create_runner"), "{}", c.fix);
+    let w = world_with(MemoryConfig::default().with_token_scopes(&["create_runner"]));
+    let c = check(&run_on(&w, &plan(10)).await, "gitlab.token-scopes").clone();
+    assert!(c.found.contains("missing: api"), "{}", c.found);
+}
+
+#[tokio::test]
+async fn the_role_on_the_project_or_its_group_must_be_maintainer() {
+    use glrunner_gitlab_client::access_level;
+    // A new project in a group where the user is a Reporter: fail.
+    let w = world_with(MemoryConfig::default().with_access_level(access_level::REPORTER));
+    w.gitlab.add_group("team");
+    let report = run_on(&w, &plan_for("team/loadtest", 10)).await;
+    let c = check(&report, "gitlab.role");
+    assert_eq!(c.status, Status::Fail, "{c:?}");
+    assert!(c.found.contains("Reporter on group team"), "{}", c.found);
+    assert!(c.needed.contains("Maintainer"), "{}", c.needed);
+    // An existing project where the user is a Developer: fail, as POST /user/runners would.
+    let w = world_with(MemoryConfig::default().with_access_level(access_level::DEVELOPER));
+    w.gitlab.add_group("team");
+    let project = w
+        .gitlab
+        .get_or_create_project("team/loadtest")
+        .await
+        .unwrap();
+    assert!(
+        w.gitlab
+            .create_runner(&glrunner_gitlab_client::NewRunner::project(
+                project.id,
+                "r",
+                vec!["t".into()],
+            ))
+            .await
+            .is_err()
+    );
+    let c = check(
+        &run_on(&w, &plan_for("team/loadtest", 10)).await,
+        "gitlab.role",
+    )
+    .clone();
+    assert_eq!(c.status, Status::Fail, "{c:?}");
+    assert!(
+        c.found.contains("Developer on project team/loadtest"),
+        "{}",
+        c.found
+    );
+    // Maintainer on the group: ok; a missing group: fail with the fix.
+    let w = world_with(MemoryConfig::default().with_access_level(access_level::MAINTAINER));
+    w.gitlab.add_group("team");
+    let c = check(
+        &run_on(&w, &plan_for("team/loadtest", 10)).await,
+        "gitlab.role",
+    )
+    .clone();
+    assert_eq!(c.status, Status::Ok, "{c:?}");
+    let c = check(
+        &run_on(&w, &plan_for("nowhere/loadtest", 10)).await,
+        "gitlab.role",
+    )
+    .clone();
+    assert_eq!(c.status, Status::Fail, "{c:?}");
+    assert!(c.fix.contains("create the group nowhere"), "{}", c.fix);
+}
+
+#[tokio::test]
+async fn refused_pipeline_variables_fail_only_when_the_run_passes_some() {
+    let w = world_with(MemoryConfig::default().with_refuse_pipeline_variables(true));
+    w.gitlab
+        .get_or_create_project("sandbox/loadtest")
+        .await
+        .unwrap();
+    let mut p = plan(10);
+    let c = check(&run_on(&w, &p).await, "gitlab.pipeline-variables").clone();
+    assert_eq!(c.status, Status::Ok, "{c:?}");
+    assert!(c.found.contains("no_one_allowed"), "{}", c.found);
+    p.pipeline_variables = true;
+    let c = check(&run_on(&w, &p).await, "gitlab.pipeline-variables").clone();
+    assert_eq!(c.status, Status::Fail, "{c:?}");
+    assert!(c.fix.contains("Minimum role"), "{}", c.fix);
+}
+
+#[tokio::test]
+async fn the_gitlab_com_jobs_per_pipeline_limit_is_held_against_the_jobs() {
+    let w = world_with(MemoryConfig::default().with_plan(Some("free")));
+    let c = check(&run_on(&w, &plan(600)).await, "gitlab.pipeline-size").clone();
+    assert_eq!(c.status, Status::Fail, "{c:?}");
+    assert!(c.found.contains("at most 500"), "{}", c.found);
+    assert!(c.needed.contains("600 jobs"), "{}", c.needed);
+    assert!(c.fix.contains("at most 500 --jobs"), "{}", c.fix);
+    let c = check(&run_on(&w, &plan(400)).await, "gitlab.pipeline-size").clone();
+    assert_eq!(c.status, Status::Ok, "{c:?}");
+    let w = world_with(MemoryConfig::default().with_plan(Some("ultimate")));
+    let c = check(&run_on(&w, &plan(1000)).await, "gitlab.pipeline-size").clone();
+    assert_eq!(c.status, Status::Ok, "{c:?}");
+    let w = world_with(MemoryConfig::default().with_plan(Some("platinum-ish")));
+    let c = check(&run_on(&w, &plan(10)).await, "gitlab.pipeline-size").clone();
+    assert_eq!(c.status, Status::Warn, "{c:?}");
+}
+
+async fn gitlab_checks_over(gitlab: &dyn glrunner_gitlab_client::GitLabApi) -> PreflightReport {
+    let w = world();
+    let sources = PreflightSources {
+        account: &w.account,
+        network: &w.cloud,
+        gitlab: Some(gitlab),
+    };
+    run(&plan(10), &sources).await
+}
+
+#[tokio::test]
+async fn an_unreachable_gitlab_and_a_refused_token_fail_with_their_fix() {
+    use glrunner_gitlab_client::{HttpGitLab, RetryPolicy, SecretToken};
+    // Nothing listens on the discard port.
+    let nowhere = HttpGitLab::builder()
+        .with_url("http://127.0.0.1:9")
+        .with_token(SecretToken::new("glpat-preflight"))
+        .with_retry_policy(RetryPolicy::default().with_max_retries(0))
+        .build()
+        .unwrap();
+    let report = gitlab_checks_over(&nowhere).await;
+    let c = check(&report, "gitlab.reachable");
+    assert_eq!(c.status, Status::Fail, "{c:?}");
+    assert!(c.fix.contains("--gitlab-url"), "{}", c.fix);
+    assert!(report.checks.iter().all(|c| c.id != "gitlab.token"));
+
+    // GitLab's REST routes over HTTP, with another token than the one sent: 401.
+    let server = glrunner_gitlab_client::testing::serve(
+        InMemoryGitLab::new(MemoryConfig::default()),
+        "glpat-the-right-one",
+    )
+    .await;
+    let refused = HttpGitLab::builder()
+        .with_url(server.uri())
+        .with_token(SecretToken::new("glpat-preflight"))
+        .build()
+        .unwrap();
+    let report = gitlab_checks_over(&refused).await;
+    assert_eq!(check(&report, "gitlab.reachable").status, Status::Ok);
+    let c = check(&report, "gitlab.token");
+    assert_eq!(c.status, Status::Fail, "{c:?}");
+    assert!(c.fix.contains("GITLAB_TOKEN"), "{}", c.fix);
+    assert!(
+        !format!("{report:?}").contains("glpat-preflight"),
+        "no token in the report"
+    );
+
+    // The same double with the right token, scopes read over HTTP.
+    let server = glrunner_gitlab_client::testing::serve(
+        InMemoryGitLab::new(MemoryConfig::default().with_token_scopes(&["api"])),
+        "glpat-preflight",
+    )
+    .await;
+    let http = HttpGitLab::builder()
+        .with_url(server.uri())
+        .with_token(SecretToken::new("glpat-preflight"))
+        .build()
+        .unwrap();
+    let report = gitlab_checks_over(&http).await;
+    let c = check(&report, "gitlab.token-scopes");
+    assert_eq!(c.status, Status::Fail, "{c:?}");
+    assert!(c.found.contains("missing: create_runner"), "{}", c.found);
 }
