@@ -320,6 +320,7 @@ pub async fn full_flow_until(
                     account: &world.account,
                     network: backends.network.as_ref(),
                     gitlab: Some(backends.gitlab.as_ref()),
+                    eks_tokens: None,
                 },
             )
             .await?;
@@ -365,6 +366,8 @@ pub async fn full_flow_until(
                 .validate(&backends.gitlab_url)
                 .map_err(invalid_or_failure)?;
             let account = glrunner_infra::aws::AwsAccount::new(&sdk);
+            // Signing is local: no call until helm runs.
+            let eks_tokens = glrunner_infra::kubeconfig::EksTokenGenerator::new(&sdk).ok();
             let projected = preflight_gate(
                 global,
                 args,
@@ -373,6 +376,7 @@ pub async fn full_flow_until(
                     account: &account,
                     network: backends.network.as_ref(),
                     gitlab: Some(backends.gitlab.as_ref()),
+                    eks_tokens: eks_tokens.as_ref(),
                 },
             )
             .await?;

@@ -105,6 +105,7 @@ pub async fn preflight(global: &GlobalArgs, flow: &FlowArgs) -> Result<Preflight
                 account: &world.account,
                 network: backends.network.as_ref(),
                 gitlab: Some(backends.gitlab.as_ref()),
+                eks_tokens: None,
             };
             Ok(super::run(&plan, &sources).await)
         }
@@ -124,10 +125,13 @@ pub async fn preflight(global: &GlobalArgs, flow: &FlowArgs) -> Result<Preflight
             plan.helm = Some(helm);
             let sdk = glrunner_infra::aws::load_config(Some(&region)).await;
             let account = glrunner_infra::aws::AwsAccount::new(&sdk);
+            // Signing is local: no call until helm runs.
+            let eks_tokens = glrunner_infra::kubeconfig::EksTokenGenerator::new(&sdk).ok();
             let sources = PreflightSources {
                 account: &account,
                 network: backends.network.as_ref(),
                 gitlab: Some(backends.gitlab.as_ref()),
+                eks_tokens: eks_tokens.as_ref(),
             };
             Ok(super::run(&plan, &sources).await)
         }

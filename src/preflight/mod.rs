@@ -113,6 +113,8 @@ pub struct PreflightPlan {
     pub pipeline_variables: bool,
     /// Jobs in the largest pipeline the run creates (`full_flow`: all of them in one).
     pub pipeline_jobs: u32,
+    /// Where the cluster comes from: provisioned, an EKS cluster by name, or a kubeconfig.
+    pub cluster: crate::flow::ClusterSource,
 }
 
 impl PreflightPlan {
@@ -157,6 +159,7 @@ impl PreflightPlan {
             gitlab_url: gitlab_url.to_owned(),
             pipeline_variables: false,
             pipeline_jobs: config.jobs.min(config.max_pipeline_jobs),
+            cluster: config.cluster.clone(),
         })
     }
 
@@ -195,6 +198,9 @@ pub struct PreflightSources<'a> {
     pub network: &'a dyn NetworkProvisioner,
     /// GitLab (`None`: not configured; the check says so).
     pub gitlab: Option<&'a dyn GitLabApi>,
+    /// glrunner's EKS token generator, whose tokens helm gets for an EKS cluster (`None` on the
+    /// sandbox, where no helm runs).
+    pub eks_tokens: Option<&'a glrunner_infra::kubeconfig::EksTokenGenerator>,
 }
 
 impl std::fmt::Debug for PreflightSources<'_> {
@@ -282,6 +288,7 @@ pub async fn run(plan: &PreflightPlan, sources: &PreflightSources<'_>) -> Prefli
     checks.extend(gitlab(plan, sources.gitlab).await);
     if let Some(helm) = &plan.helm {
         checks.push(helm_tool(helm).await);
+        checks.push(helm_credentials(plan, sources.eks_tokens).await);
     }
     checks.extend(fleet_warnings(&plan.fleet));
     let prices = match sources.account.prices(&plan.spec.region).await {
@@ -1061,6 +1068,209 @@ async fn helm_tool(helm: &std::path::Path) -> Check {
             needed,
         ),
     }
+}
+
+/// Whether helm's credentials work here: for a kubeconfig the user brought, every program its
+/// exec plugin runs (`aws eks get-token`, ...) must be on PATH; for an EKS cluster glrunner hands
+/// helm a per-call kubeconfig with a token it signs itself, which must carry no exec plugin.
+async fn helm_credentials(
+    plan: &PreflightPlan,
+    tokens: Option<&glrunner_infra::kubeconfig::EksTokenGenerator>,
+) -> Check {
+    use crate::flow::ClusterSource;
+    let needed =
+        "credentials helm can use without programs that are missing here (such as the aws CLI)";
+    match &plan.cluster {
+        ClusterSource::Kubeconfig { path, context } => {
+            let search_path = std::env::var_os("PATH");
+            kubeconfig_credentials(path, context.as_deref(), search_path.as_deref(), needed)
+        }
+        ClusterSource::Provisioned | ClusterSource::Eks { .. } => {
+            let Some(tokens) = tokens else {
+                return Check::new(
+                    "tools.helm-credentials",
+                    Status::Warn,
+                    "not checked: no AWS credentials to sign EKS tokens with",
+                    needed,
+                );
+            };
+            let cluster = match &plan.cluster {
+                ClusterSource::Eks { name } => name.clone(),
+                _ => plan.spec.stack.to_string(),
+            };
+            token_kubeconfig_credentials(tokens, &cluster, needed).await
+        }
+    }
+}
+
+async fn token_kubeconfig_credentials(
+    tokens: &glrunner_infra::kubeconfig::EksTokenGenerator,
+    cluster: &str,
+    needed: &str,
+) -> Check {
+    let fail = |found: String| {
+        Check::new("tools.helm-credentials", Status::Fail, found, needed).fix(
+            "configure AWS credentials glrunner can load (AWS_PROFILE, aws sso login, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)",
+        )
+    };
+    let token = match tokens.token(cluster).await {
+        Ok(t) => t,
+        Err(e) => return fail(format!("glrunner cannot sign an EKS token for helm: {e}")),
+    };
+    // The same kubeconfig helm gets on every call, for a stand-in endpoint.
+    let access = glrunner_infra::ClusterAccess {
+        name: cluster.to_owned(),
+        arn: String::new(),
+        endpoint: "https://preflight.invalid".into(),
+        certificate_authority: String::new(),
+        fargate_profiles: Vec::new(),
+    };
+    let file = match glrunner_infra::kubeconfig::TokenKubeconfig::new(&access, &token) {
+        Ok(f) => f,
+        Err(e) => return fail(format!("cannot write helm's kubeconfig: {e}")),
+    };
+    let exec_plugins: Vec<String> = match kube::config::Kubeconfig::read_from(file.path()) {
+        Ok(kc) => kc
+            .auth_infos
+            .iter()
+            .filter_map(|a| a.auth_info.as_ref()?.exec.as_ref()?.command.clone())
+            .collect(),
+        Err(e) => return fail(format!("helm's kubeconfig does not parse: {e}")),
+    };
+    if !exec_plugins.is_empty() {
+        return Check::new(
+            "tools.helm-credentials",
+            Status::Fail,
+            format!(
+                "helm's kubeconfig runs {} for credentials",
+                exec_plugins.join(", ")
+            ),
+            needed,
+        );
+    }
+    let search_path = std::env::var_os("PATH");
+    let aws = find_program("aws", search_path.as_deref()).map_or_else(
+        || "the aws CLI is not installed, and not needed".to_owned(),
+        |p| format!("the aws CLI at {} is not used", p.display()),
+    );
+    Check::new(
+        "tools.helm-credentials",
+        Status::Ok,
+        format!(
+            "helm gets a private per-call kubeconfig with an EKS token glrunner signs, no exec plugin; {aws}"
+        ),
+        needed,
+    )
+}
+
+/// The helm-credentials check of a kubeconfig the user brought, with programs looked up in
+/// `search_path` (a `PATH` value).
+pub fn kubeconfig_credentials(
+    path: &std::path::Path,
+    context: Option<&str>,
+    search_path: Option<&std::ffi::OsStr>,
+    needed: &str,
+) -> Check {
+    let id = "tools.helm-credentials";
+    let kubeconfig = match kube::config::Kubeconfig::read_from(path) {
+        Ok(k) => k,
+        Err(e) => {
+            return Check::new(
+                id,
+                Status::Fail,
+                format!("cannot read --kubeconfig {}: {e}", path.display()),
+                needed,
+            )
+            .fix("pass a readable kubeconfig file");
+        }
+    };
+    let Some(context_name) = context
+        .map(str::to_owned)
+        .or_else(|| kubeconfig.current_context.clone())
+    else {
+        return Check::new(
+            id,
+            Status::Fail,
+            format!("{} has no current context", path.display()),
+            needed,
+        )
+        .fix("pass --context NAME");
+    };
+    let user = kubeconfig
+        .contexts
+        .iter()
+        .find(|c| c.name == context_name)
+        .and_then(|c| c.context.as_ref()?.user.clone());
+    let Some(user) = user else {
+        return Check::new(
+            id,
+            Status::Fail,
+            format!(
+                "{}: context {context_name:?} is missing or names no user",
+                path.display()
+            ),
+            needed,
+        )
+        .fix("pass --context with a context that has a user");
+    };
+    let exec = kubeconfig
+        .auth_infos
+        .iter()
+        .find(|a| a.name == user)
+        .and_then(|a| a.auth_info.as_ref()?.exec.clone());
+    let Some(exec) = exec else {
+        return Check::new(
+            id,
+            Status::Ok,
+            format!(
+                "user {user:?} of context {context_name:?} has its credentials in the kubeconfig: helm runs no credential plugin"
+            ),
+            needed,
+        );
+    };
+    let command = exec.command.unwrap_or_default();
+    let args = exec.args.unwrap_or_default().join(" ");
+    match find_program(&command, search_path) {
+        Some(found) => Check::new(
+            id,
+            Status::Ok,
+            format!(
+                "user {user:?} gets credentials from `{command} {args}`; {command} is {}",
+                found.display()
+            ),
+            needed,
+        ),
+        None => {
+            let fix = if command == "aws" || command.ends_with("/aws") {
+                "install the aws CLI, or for an EKS cluster use --cluster NAME (glrunner then signs helm's tokens itself, no aws CLI)".to_owned()
+            } else {
+                format!("install {command}, or use a kubeconfig whose user has a token")
+            };
+            Check::new(
+                id,
+                Status::Fail,
+                format!(
+                    "user {user:?} gets credentials from `{command} {args}`, but {command} is not on PATH"
+                ),
+                needed,
+            )
+            .fix(fix)
+        }
+    }
+}
+
+/// `program` as a path, or found in `search_path` (a `PATH` value).
+fn find_program(program: &str, search_path: Option<&std::ffi::OsStr>) -> Option<PathBuf> {
+    if program.is_empty() {
+        return None;
+    }
+    if program.contains('/') {
+        let path = PathBuf::from(program);
+        return path.is_file().then_some(path);
+    }
+    std::env::split_paths(search_path?)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
 }
 
 fn fleet_warnings(fleet: &FleetPlan) -> Vec<Check> {

@@ -35,6 +35,7 @@ async fn run_on(w: &World, plan: &PreflightPlan) -> PreflightReport {
         account: &w.account,
         network: &w.cloud,
         gitlab: Some(w.gitlab.as_ref()),
+        eks_tokens: None,
     };
     run(plan, &sources).await
 }
@@ -366,6 +367,7 @@ async fn gitlab_checks_over(gitlab: &dyn glrunner_gitlab_client::GitLabApi) -> P
         account: &w.account,
         network: &w.cloud,
         gitlab: Some(gitlab),
+        eks_tokens: None,
     };
     run(&plan(10), &sources).await
 }
@@ -422,4 +424,96 @@ async fn an_unreachable_gitlab_and_a_refused_token_fail_with_their_fix() {
     let c = check(&report, "gitlab.token-scopes");
     assert_eq!(c.status, Status::Fail, "{c:?}");
     assert!(c.found.contains("missing: create_runner"), "{}", c.found);
+}
+
+fn write_kubeconfig(dir: &std::path::Path, user: serde_json::Value) -> std::path::PathBuf {
+    let doc = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:6443"}}],
+        "contexts": [{"name": "ctx", "context": {"cluster": "c", "user": "u"}}],
+        "current-context": "ctx",
+        "users": [{"name": "u", "user": user}],
+    });
+    let path = dir.join("kubeconfig");
+    std::fs::write(&path, serde_norway::to_string(&doc).unwrap()).unwrap();
+    path
+}
+
+#[test]
+fn a_kubeconfig_that_runs_the_aws_cli_needs_aws_on_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let exec = serde_json::json!({"exec": {
+        "apiVersion": "client.authentication.k8s.io/v1beta1",
+        "command": "aws",
+        "args": ["eks", "get-token", "--cluster-name", "c"],
+    }});
+    let kubeconfig = write_kubeconfig(dir.path(), exec);
+    let c = kubeconfig_credentials(&kubeconfig, None, Some(bin.as_os_str()), "creds");
+    assert_eq!(c.status, Status::Fail, "{c:?}");
+    assert!(
+        c.found.contains("aws eks get-token") && c.found.contains("not on PATH"),
+        "{}",
+        c.found
+    );
+    assert!(
+        c.fix.contains("install the aws CLI") && c.fix.contains("--cluster"),
+        "{}",
+        c.fix
+    );
+    std::fs::write(bin.join("aws"), "#!/bin/sh\n").unwrap();
+    let c = kubeconfig_credentials(&kubeconfig, None, Some(bin.as_os_str()), "creds");
+    assert_eq!(c.status, Status::Ok, "{c:?}");
+    // A token in the kubeconfig needs no program at all.
+    let token = write_kubeconfig(dir.path(), serde_json::json!({"token": "abc"}));
+    let c = kubeconfig_credentials(&token, None, None, "creds");
+    assert_eq!(c.status, Status::Ok, "{c:?}");
+    assert!(
+        !c.found.contains("abc"),
+        "no token in the report: {}",
+        c.found
+    );
+    // A context that does not exist names the flag to fix it.
+    let c = kubeconfig_credentials(&token, Some("other"), None, "creds");
+    assert_eq!(c.status, Status::Fail, "{c:?}");
+    assert!(c.fix.contains("--context"), "{}", c.fix);
+}
+
+#[tokio::test]
+async fn helm_on_eks_gets_a_token_kubeconfig_without_an_exec_plugin() {
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .test_credentials()
+        .load()
+        .await;
+    let tokens = glrunner_infra::kubeconfig::EksTokenGenerator::new(&sdk).unwrap();
+    let w = world();
+    let mut p = plan(10);
+    p.helm = Some("/bin/true".into());
+    let sources = PreflightSources {
+        account: &w.account,
+        network: &w.cloud,
+        gitlab: Some(w.gitlab.as_ref()),
+        eks_tokens: Some(&tokens),
+    };
+    let report = run(&p, &sources).await;
+    let c = check(&report, "tools.helm-credentials");
+    assert_eq!(c.status, Status::Ok, "{c:?}");
+    assert!(c.found.contains("no exec plugin"), "{}", c.found);
+    assert!(
+        !format!("{report:?}").contains("k8s-aws-v1"),
+        "no token in the report"
+    );
+    // Without credentials to sign with, the check says it could not look.
+    let sources = PreflightSources {
+        eks_tokens: None,
+        ..sources
+    };
+    let report = run(&p, &sources).await;
+    assert_eq!(
+        check(&report, "tools.helm-credentials").status,
+        Status::Warn
+    );
 }
