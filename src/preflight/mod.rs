@@ -9,6 +9,7 @@
 
 pub mod command;
 pub mod cost;
+pub mod regions;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -267,6 +268,7 @@ impl PreflightReport {
 pub async fn run(plan: &PreflightPlan, sources: &PreflightSources<'_>) -> PreflightReport {
     let mut checks = Vec::new();
     let identity = identity(sources, &plan.spec.region, &mut checks).await;
+    checks.push(region(&plan.spec.region));
     if let Some(principal) = &identity {
         checks.push(permissions(sources.account, principal).await);
     }
@@ -274,7 +276,7 @@ pub async fn run(plan: &PreflightPlan, sources: &PreflightSources<'_>) -> Prefli
     if let Err(e) = &usage {
         checks.push(
             Check::new(
-                "region.eks",
+                "aws.usage",
                 Status::Warn,
                 format!("cannot read current usage in {}: {e}", plan.spec.region),
                 "ec2:DescribeVpcs/DescribeAddresses/DescribeNatGateways, eks:ListClusters",
@@ -306,6 +308,41 @@ pub async fn run(plan: &PreflightPlan, sources: &PreflightSources<'_>) -> Prefli
         checks,
         projection,
         budget_usd: plan.budget_usd,
+    }
+}
+
+/// Whether the Region offers EKS and Fargate for EKS pods (every glrunner pod runs on Fargate).
+fn region(region: &str) -> Check {
+    let needed = "a Region with Amazon EKS and AWS Fargate for EKS pods";
+    let fix =
+        "pick another --region, e.g. us-east-1 or eu-west-1 (every glrunner pod runs on Fargate)";
+    match regions::offer(region) {
+        regions::Offer::EksAndFargate => Check::new(
+            "region.eks-fargate",
+            Status::Ok,
+            format!("{region} offers EKS and Fargate for EKS pods"),
+            needed,
+        ),
+        regions::Offer::EksWithoutFargate => Check::new(
+            "region.eks-fargate",
+            Status::Fail,
+            format!(
+                "{region} offers EKS but no Fargate for EKS pods (source: {})",
+                regions::SOURCE
+            ),
+            needed,
+        )
+        .fix(fix),
+        regions::Offer::Unknown => Check::new(
+            "region.eks-fargate",
+            Status::Warn,
+            format!(
+                "{region} is not in glrunner's Region table (source: {}): EKS and Fargate are not confirmed",
+                regions::SOURCE
+            ),
+            needed,
+        )
+        .fix("check the spelling of --region and the AWS Regional Services List"),
     }
 }
 

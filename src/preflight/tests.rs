@@ -517,3 +517,39 @@ async fn helm_on_eks_gets_a_token_kubeconfig_without_an_exec_plugin() {
         Status::Warn
     );
 }
+
+fn plan_in(region: &str) -> PreflightPlan {
+    let spec = StackSpec::new(StackName::new("pre").unwrap(), region);
+    let config = FlowConfig::new(spec, "sandbox/loadtest", 10);
+    PreflightPlan::from_flow(&config, "https://gitlab.example.com/").unwrap()
+}
+
+#[tokio::test]
+async fn a_region_without_fargate_for_eks_fails_naming_region_and_fix() {
+    let w = world();
+    let c = check(
+        &run_on(&w, &plan_in("us-gov-west-1")).await,
+        "region.eks-fargate",
+    )
+    .clone();
+    assert_eq!(c.status, Status::Fail, "{c:?}");
+    assert!(
+        c.found.contains("us-gov-west-1") && c.found.contains("no Fargate"),
+        "{}",
+        c.found
+    );
+    assert!(c.fix.contains("--region"), "{}", c.fix);
+    let c = check(
+        &run_on(&w, &plan_in("eu-west-1")).await,
+        "region.eks-fargate",
+    )
+    .clone();
+    assert_eq!(c.status, Status::Ok, "{c:?}");
+    let c = check(
+        &run_on(&w, &plan_in("xx-nowhere-9")).await,
+        "region.eks-fargate",
+    )
+    .clone();
+    assert_eq!(c.status, Status::Warn, "{c:?}");
+    assert!(c.found.contains("xx-nowhere-9"), "{}", c.found);
+}
