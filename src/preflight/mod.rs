@@ -267,7 +267,62 @@ impl PreflightReport {
 /// `warn` or `fail` checks saying what could not be checked.
 pub async fn run(plan: &PreflightPlan, sources: &PreflightSources<'_>) -> PreflightReport {
     let mut checks = Vec::new();
-    let identity = identity(sources, &plan.spec.region, &mut checks).await;
+    let aws_account = match &plan.cluster {
+        // A cluster brought through a kubeconfig: glrunner calls no AWS API, so there is no
+        // account to check (and none may be configured).
+        crate::flow::ClusterSource::Kubeconfig { path, .. } => {
+            checks.push(Check::new(
+                "aws.account",
+                Status::Ok,
+                format!(
+                    "not checked: the cluster comes from --kubeconfig {}; glrunner creates nothing in AWS",
+                    path.display()
+                ),
+                "no AWS account (identity, quotas, permissions and existing stacks are for clusters on AWS)",
+            ));
+            false
+        }
+        _ => {
+            aws_account_checks(plan, sources, &mut checks).await;
+            true
+        }
+    };
+    checks.extend(gitlab(plan, sources.gitlab).await);
+    if let Some(helm) = &plan.helm {
+        checks.push(helm_tool(helm).await);
+        checks.push(helm_credentials(plan, sources.eks_tokens).await);
+    }
+    checks.extend(fleet_warnings(&plan.fleet));
+    let prices = if aws_account {
+        match sources.account.prices(&plan.spec.region).await {
+            Ok(quote) => Prices::from_quote(&plan.spec.region, &quote),
+            Err(e) => {
+                tracing::info!(error = %e, "Price List API not reachable; using the price tables");
+                Prices::table(&plan.spec.region)
+            }
+        }
+    } else {
+        Prices::table(&plan.spec.region)
+    };
+    let projection = cost::project(&plan.cost_inputs(), &plan.durations, &prices);
+    if let Some(budget) = plan.budget_usd {
+        checks.push(budget_check(&projection, budget));
+    }
+    PreflightReport {
+        checks,
+        projection,
+        budget_usd: plan.budget_usd,
+    }
+}
+
+/// The checks of the AWS account a cluster on AWS needs: identity, Region, permissions, quotas
+/// against current usage, and an existing stack of this name.
+async fn aws_account_checks(
+    plan: &PreflightPlan,
+    sources: &PreflightSources<'_>,
+    checks: &mut Vec<Check>,
+) {
+    let identity = identity(sources, &plan.spec.region, checks).await;
     checks.push(region(&plan.spec.region));
     if let Some(principal) = &identity {
         checks.push(permissions(sources.account, principal).await);
@@ -287,28 +342,6 @@ pub async fn run(plan: &PreflightPlan, sources: &PreflightSources<'_>) -> Prefli
     let usage = usage.ok();
     checks.extend(quotas(plan, sources.account, usage).await);
     checks.push(existing_stack(plan, sources.network).await);
-    checks.extend(gitlab(plan, sources.gitlab).await);
-    if let Some(helm) = &plan.helm {
-        checks.push(helm_tool(helm).await);
-        checks.push(helm_credentials(plan, sources.eks_tokens).await);
-    }
-    checks.extend(fleet_warnings(&plan.fleet));
-    let prices = match sources.account.prices(&plan.spec.region).await {
-        Ok(quote) => Prices::from_quote(&plan.spec.region, &quote),
-        Err(e) => {
-            tracing::info!(error = %e, "Price List API not reachable; using the price tables");
-            Prices::table(&plan.spec.region)
-        }
-    };
-    let projection = cost::project(&plan.cost_inputs(), &plan.durations, &prices);
-    if let Some(budget) = plan.budget_usd {
-        checks.push(budget_check(&projection, budget));
-    }
-    PreflightReport {
-        checks,
-        projection,
-        budget_usd: plan.budget_usd,
-    }
 }
 
 /// Whether the Region offers EKS and Fargate for EKS pods (every glrunner pod runs on Fargate).

@@ -553,3 +553,39 @@ async fn a_region_without_fargate_for_eks_fails_naming_region_and_fix() {
     assert_eq!(c.status, Status::Warn, "{c:?}");
     assert!(c.found.contains("xx-nowhere-9"), "{}", c.found);
 }
+
+#[tokio::test]
+async fn a_kubeconfig_cluster_skips_the_aws_account_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = write_kubeconfig(dir.path(), serde_json::json!({"token": "abc"}));
+    // An account whose default quota (6 vCPU) and prices would fail and change the run.
+    let w = world();
+    w.account.set_prices(Some(PriceQuote {
+        region: String::new(),
+        fargate_vcpu_hour: Some(1.0),
+        fargate_gb_hour: Some(1.0),
+        eks_cluster_hour: Some(1.0),
+    }));
+    assert!(run_on(&w, &plan(400)).await.failed());
+    let mut p = plan(400);
+    p.cluster = crate::flow::ClusterSource::Kubeconfig {
+        path: kubeconfig,
+        context: None,
+    };
+    p.helm = Some("/bin/true".into());
+    let report = run_on(&w, &p).await;
+    assert!(!report.failed(), "{}", report.render_text());
+    assert_eq!(check(&report, "aws.account").status, Status::Ok);
+    for id in [
+        "aws.identity",
+        "aws.permissions",
+        "quota.fargate-vcpu",
+        "stack.existing",
+        "region.eks-fargate",
+    ] {
+        assert!(report.checks.iter().all(|c| c.id != id), "{id} was checked");
+    }
+    assert!(!report.projection.price_list_api, "no AWS call for prices");
+    assert_eq!(check(&report, "tools.helm-credentials").status, Status::Ok);
+    assert_eq!(check(&report, "gitlab.token-scopes").status, Status::Ok);
+}
