@@ -743,6 +743,11 @@ impl InMemoryGitLab {
         self.lock().requests
     }
 
+    /// Runners that exist now, in every project.
+    pub fn runner_count(&self) -> usize {
+        self.lock().runners.len()
+    }
+
     /// Makes the next `count` API requests fail with a 429 asking to wait `retry_after`.
     pub fn throttle_next(&self, count: u32, retry_after: Duration) {
         let mut st = self.lock();
