@@ -116,22 +116,29 @@ pub struct PreflightPlan {
     pub pipeline_jobs: u32,
     /// Where the cluster comes from: provisioned, an EKS cluster by name, or a kubeconfig.
     pub cluster: crate::flow::ClusterSource,
+    /// The runners' `poll_timeout`: a job whose pod is not running this long after its creation
+    /// fails ("timed out waiting for pod to start").
+    pub poll_timeout: Duration,
 }
 
 impl PreflightPlan {
     /// The plan `full_flow` would run with `config` against `gitlab_url`: the same fleet plan
     /// and pod sizes. Fails (invalid input) when the fleet cannot be planned.
     pub fn from_flow(config: &crate::flow::FlowConfig, gitlab_url: &str) -> Result<Self, String> {
-        let mut template = glrunner_runner_chart::RunnerValues::new(gitlab_url)
-            .with_job_namespace(&config.spec.cluster.runner_namespace);
-        if let Some(image) = &config.image {
-            template = template.with_image(image);
-        }
-        let request = glrunner_runner_chart::FleetRequest::new(config.jobs)
-            .with_max_per_release(config.max_per_release)
-            .with_expected_pod_start(config.expected_pod_start)
-            .with_values(&template);
+        // The same values and fleet the flow installs (its runner profile included), so the
+        // preflight sizes the pods the run will start.
+        let template = config.template(gitlab_url);
+        let request = config.fleet_request(&template);
         let fleet = FleetPlan::new(&request).map_err(|e| e.to_string())?;
+        let poll = template
+            .executor
+            .poll_timeout
+            .max(fleet.recommended_poll_timeout);
+        let poll_timeout = config
+            .runner_profile
+            .finalize(template.clone().with_poll_timeout(poll))
+            .executor
+            .poll_timeout;
         // The manager is sized for the shard it drives (the largest one bounds the peak).
         let manager = template
             .clone()
@@ -161,6 +168,7 @@ impl PreflightPlan {
             pipeline_variables: false,
             pipeline_jobs: config.jobs.min(config.max_pipeline_jobs),
             cluster: config.cluster.clone(),
+            poll_timeout,
         })
     }
 
@@ -178,6 +186,40 @@ impl PreflightPlan {
             + self.fleet.shards.len() as f64 * self.manager_pod_size.vcpus()
     }
 
+    /// How the job pods queue under a Fargate vCPU `quota`: the manager and CoreDNS pods run
+    /// throughout, job pods take the rest, a wave at a time; each wave holds its vCPUs for a pod
+    /// start and a job. `None` when not even one job pod fits beside them.
+    pub fn fargate_queue(&self, quota: f64) -> Option<FargateQueue> {
+        let always = self.fleet.shards.len() as f64 * self.manager_pod_size.vcpus()
+            + f64::from(cost::COREDNS_PODS) * cost::coredns_pod_size().vcpus();
+        let fits = ((quota - always) / self.job_pod_size.vcpus()).floor();
+        if !(fits >= 1.0) {
+            return None;
+        }
+        let at_once = fits.min(f64::from(u32::MAX)) as u32;
+        let waves = self.fleet.total_jobs.div_ceil(at_once).max(1);
+        let start = self.durations.pod_start;
+        let turnover = start + self.durations.job;
+        let last_wave_waits = turnover * (waves - 1);
+        let last_wave_running = last_wave_waits + start;
+        // Waves whose pods run within poll_timeout of their creation.
+        let waves_in_time = if self.poll_timeout < start {
+            0
+        } else {
+            ((self.poll_timeout - start).as_secs_f64() / turnover.as_secs_f64().max(0.001))
+                .floor()
+                .min(f64::from(u32::MAX - 1)) as u32
+                + 1
+        };
+        Some(FargateQueue {
+            job_pods_at_once: at_once,
+            waves,
+            last_wave_waits,
+            last_wave_running,
+            jobs_within_poll_timeout: waves_in_time.saturating_mul(at_once),
+        })
+    }
+
     /// The cost projection's inputs.
     pub fn cost_inputs(&self) -> CostInputs {
         CostInputs {
@@ -189,6 +231,21 @@ impl PreflightPlan {
             job_pod_size: self.job_pod_size,
         }
     }
+}
+
+/// How a plan's job pods queue under a Fargate vCPU quota below its peak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FargateQueue {
+    /// Job pods that fit beside the manager and CoreDNS pods.
+    pub job_pods_at_once: u32,
+    /// Waves the jobs start in.
+    pub waves: u32,
+    /// How long a last-wave pod waits for room (Pending) after its creation.
+    pub last_wave_waits: Duration,
+    /// From its creation until a last-wave pod runs: its wait for room plus its start.
+    pub last_wave_running: Duration,
+    /// Jobs whose pods run within the runners' `poll_timeout` (the rest time out).
+    pub jobs_within_poll_timeout: u32,
 }
 
 /// Where the checks read from. Everything here is read-only.
@@ -557,7 +614,9 @@ async fn quotas(
                     String::new()
                 };
                 let found = format!("{} ({service}/{code}) is {}{used_text}", q.name, q.value);
-                if used + need > q.value {
+                if id == "quota.fargate-vcpu" && need > q.value {
+                    fargate_below_peak(plan, q.value, found, needed)
+                } else if used + need > q.value {
                     Check::new(id, Status::Fail, found, needed).fix(format!(
                         "request an increase of {service}/{code} to at least {} in Service Quotas{}",
                         (used + need).ceil(),
@@ -577,6 +636,72 @@ async fn quotas(
         checks.push(check);
     }
     checks
+}
+
+/// A Fargate vCPU quota below the plan's peak: job pods queue for it (EKS keeps them Pending until
+/// vCPUs free up). A failure when the last wave's pods would still be waiting for room at the
+/// runners' `poll_timeout` (their jobs time out for certain), or when no job pod fits at all; a
+/// warning otherwise, saying whether the last wave may time out while its pods start. The
+/// estimate assumes every pod is created at once; runners create them as they pick jobs, later.
+fn fargate_below_peak(plan: &PreflightPlan, quota: f64, found: String, needed: String) -> Check {
+    let id = "quota.fargate-vcpu";
+    let (service, code) = FARGATE_VCPU_QUOTA;
+    let increase = format!(
+        "request an increase of {service}/{code} to at least {} in Service Quotas",
+        plan.peak_vcpus().ceil()
+    );
+    let secs = |d: Duration| humantime::format_duration(Duration::from_secs(d.as_secs()));
+    match plan.fargate_queue(quota) {
+        None => Check::new(
+            id,
+            Status::Fail,
+            format!("{found}: the runner manager and CoreDNS pods leave no room for a job pod"),
+            needed,
+        )
+        .fix(increase),
+        Some(q) if q.last_wave_waits > plan.poll_timeout => Check::new(
+            id,
+            Status::Fail,
+            format!(
+                "{found}: {} job pods fit at once, so {} jobs start in {} waves and the last wave's pods would wait about {} for room, past the runners' poll_timeout of {}: those jobs fail (\"timed out waiting for pod to start\")",
+                q.job_pods_at_once,
+                plan.fleet.total_jobs,
+                q.waves,
+                secs(q.last_wave_waits),
+                secs(plan.poll_timeout)
+            ),
+            needed,
+        )
+        .fix(format!(
+            "{increase} (or plan at most {} --jobs, or smaller job pods)",
+            q.jobs_within_poll_timeout
+        )),
+        Some(q) => {
+            let timing = if q.last_wave_running > plan.poll_timeout {
+                format!(
+                    "the last runs about {} after its pod's creation, past the poll_timeout of {}: its jobs may time out",
+                    secs(q.last_wave_running),
+                    secs(plan.poll_timeout)
+                )
+            } else {
+                format!(
+                    "the last runs about {} after its pod's creation, within the poll_timeout of {}",
+                    secs(q.last_wave_running),
+                    secs(plan.poll_timeout)
+                )
+            };
+            Check::new(
+                id,
+                Status::Warn,
+                format!(
+                    "{found}: {} job pods fit at once, so {} jobs start in {} waves ({timing}): the run is slower than at full concurrency",
+                    q.job_pods_at_once, plan.fleet.total_jobs, q.waves
+                ),
+                needed,
+            )
+            .fix(format!("{increase} to run every job at once"))
+        }
+    }
 }
 
 async fn existing_stack(plan: &PreflightPlan, network: &dyn NetworkProvisioner) -> Check {

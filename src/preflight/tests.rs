@@ -56,14 +56,15 @@ async fn a_fargate_quota_below_the_peak_fails_naming_quota_need_and_fix() {
     assert!(report.failed());
     let c = check(&report, "quota.fargate-vcpu");
     assert_eq!(c.status, Status::Fail, "{c:?}");
-    // 400 job pods of 0.5 vCPU + 2 managers of 2 vCPU (sized for 200 concurrent jobs each).
-    assert!(c.needed.contains("= 204 vCPUs"), "{}", c.needed);
+    // 400 job pods of 0.25 vCPU (the flow's job pod) + 2 managers of 2 vCPU (sized for 200
+    // concurrent jobs each).
+    assert!(c.needed.contains("= 104 vCPUs"), "{}", c.needed);
     assert!(
         c.found.contains("L-3032A538") && c.found.contains(" 8"),
         "{}",
         c.found
     );
-    assert!(c.fix.contains("at least 204"), "{}", c.fix);
+    assert!(c.fix.contains("at least 104"), "{}", c.fix);
     assert!(report.failure_summary().contains("quota.fargate-vcpu"));
     // And nothing was created.
     let stack = StackName::new("pre").unwrap();

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-fn example(name: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+pub(super) fn example(name: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
     let deps = std::env::current_exe()
         .unwrap()
         .parent()
@@ -65,7 +65,7 @@ fn doctor_fails_a_sandbox_quota_of_8_vcpus_for_400_jobs() {
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
     assert!(stdout.contains("[fail] quota.fargate-vcpu"), "{stdout}");
     assert!(
-        stderr.contains("L-3032A538") && stderr.contains("= 204 vCPUs"),
+        stderr.contains("L-3032A538") && stderr.contains("= 104 vCPUs"),
         "{stderr}"
     );
     assert!(stderr.contains("request an increase"), "{stderr}");

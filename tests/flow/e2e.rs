@@ -741,7 +741,10 @@ async fn manager_log_tails_find_the_release_pods_and_say_when_a_log_is_empty() {
     let namespace = format!("logs{}", std::process::id());
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
     let ns = serde_json::from_value(serde_json::json!({"metadata": {"name": namespace}})).unwrap();
-    namespaces.create(&PostParams::default(), &ns).await.unwrap();
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
     let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
     for (name, release) in [("manager-a", "shard-1"), ("manager-b", "shard-2")] {
         let pod = serde_json::from_value(serde_json::json!({
