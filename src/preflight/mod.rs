@@ -193,7 +193,7 @@ impl PreflightPlan {
         let always = self.fleet.shards.len() as f64 * self.manager_pod_size.vcpus()
             + f64::from(cost::COREDNS_PODS) * cost::coredns_pod_size().vcpus();
         let fits = ((quota - always) / self.job_pod_size.vcpus()).floor();
-        if !(fits >= 1.0) {
+        if fits.is_nan() || fits < 1.0 {
             return None;
         }
         let at_once = fits.min(f64::from(u32::MAX)) as u32;

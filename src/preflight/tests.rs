@@ -590,3 +590,34 @@ async fn a_kubeconfig_cluster_skips_the_aws_account_checks() {
     assert_eq!(check(&report, "tools.helm-credentials").status, Status::Ok);
     assert_eq!(check(&report, "gitlab.token-scopes").status, Status::Ok);
 }
+
+#[tokio::test]
+async fn a_quota_below_the_peak_queues_job_pods_in_waves_and_warns_until_they_would_time_out() {
+    // 400 job pods of 0.25 vCPU + 2 managers of 2 vCPU: 104 vCPUs at peak. At 60, 222 job pods
+    // fit beside the managers and CoreDNS: two waves, the second runs within poll_timeout.
+    let p = plan(400);
+    let q = p.fargate_queue(60.0).unwrap();
+    assert_eq!((q.job_pods_at_once, q.waves), (222, 2));
+    assert!(
+        q.last_wave_running < p.poll_timeout,
+        "{q:?} {:?}",
+        p.poll_timeout
+    );
+    let w = world();
+    w.account.set_quota("fargate", "L-3032A538", 60.0);
+    let report = run_on(&w, &p).await;
+    let c = check(&report, "quota.fargate-vcpu");
+    assert_eq!(c.status, Status::Warn, "{c:?}");
+    assert!(c.found.contains("2 waves"), "{}", c.found);
+    assert!(!report.failed(), "{}", report.render_text());
+    // At 8, 14 fit at once: the last of 29 waves waits far past poll_timeout.
+    let q = p.fargate_queue(8.0).unwrap();
+    assert_eq!((q.job_pods_at_once, q.waves), (14, 29));
+    assert!(q.last_wave_waits > p.poll_timeout);
+    // Nothing fits beside the managers and CoreDNS at 4.5 vCPUs.
+    assert_eq!(p.fargate_queue(4.5), None);
+    w.account.set_quota("fargate", "L-3032A538", 4.0);
+    let c = check(&run_on(&w, &p).await, "quota.fargate-vcpu").clone();
+    assert_eq!(c.status, Status::Fail, "{c:?}");
+    assert!(c.found.contains("no room for a job pod"), "{}", c.found);
+}
