@@ -195,8 +195,9 @@ async fn the_preflight_account_and_the_model_hold_one_fargate_quota() {
 }
 
 /// The preflight's verdict on the quota is what the model then does: at the default quota the
-/// 400 jobs queue in waves (a warning) and all succeed; at 8 vCPUs the preflight fails, and the
-/// model run past it (`--skip-preflight`) times jobs out, about as many as the preflight said.
+/// 400 jobs queue in waves (a warning) and all succeed; at 8 vCPUs, or with 1000 jobs, the
+/// preflight fails, and the model run past it (`--skip-preflight`) times jobs out, leaving about
+/// as many in time as the preflight said.
 #[test]
 fn the_sandbox_preflight_and_the_model_agree_on_the_fargate_quota() {
     let doctor = |args: &[&str]| {
@@ -217,35 +218,47 @@ fn the_sandbox_preflight_and_the_model_agree_on_the_fargate_quota() {
     assert_eq!(report["model"]["vcpu_quota"], 60.0);
     assert_eq!(report["model"]["jobs_timed_out"], 0);
 
-    let (code, stdout) = doctor(&["--fargate-vcpu-quota", "8"]);
-    assert_eq!(code, Some(1), "{stdout}");
-    assert!(stdout.contains("[fail] quota.fargate-vcpu"), "{stdout}");
-    let within: u64 = stdout
-        .split("plan at most ")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no job count in the fix: {stdout}"));
-    let out = full_flow(
-        &[
-            "--output",
-            "json",
-            "--fargate-vcpu-quota",
-            "8",
-            "--hung-fraction",
-            "0",
-            "--skip-preflight",
-        ],
-        &[],
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["model"]["vcpu_quota"], 8.0);
-    let timed_out = report["model"]["jobs_timed_out"].as_u64().unwrap();
-    assert!(timed_out > 0, "{:#}", report["model"]);
-    let succeeded = 400 - timed_out;
-    // The estimate is coarse (all pods created at once): within a factor of two.
-    assert!(
-        succeeded <= 2 * within && within <= 2 * succeeded,
-        "the model ran {succeeded} jobs in time, the preflight expected {within}"
-    );
+    // Too small a quota for 400 jobs, and too many jobs for the default quota.
+    for (args, jobs, quota) in [
+        (
+            &["--fargate-vcpu-quota", "8", "--jobs", "400"][..],
+            400,
+            8.0,
+        ),
+        (&["--jobs", "1000"][..], 1000, 60.0),
+    ] {
+        let (code, stdout) = doctor(args);
+        assert_eq!(code, Some(1), "{args:?}: {stdout}");
+        assert!(stdout.contains("[fail] quota.fargate-vcpu"), "{stdout}");
+        let within: u64 = stdout
+            .split("plan at most ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no job count in the fix: {stdout}"));
+        let out = full_flow(
+            &[
+                args,
+                &[
+                    "--output",
+                    "json",
+                    "--hung-fraction",
+                    "0",
+                    "--skip-preflight",
+                ],
+            ]
+            .concat(),
+            &[],
+        );
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["model"]["vcpu_quota"], quota);
+        let timed_out = report["model"]["jobs_timed_out"].as_u64().unwrap();
+        assert!(timed_out > 0, "{args:?}: {:#}", report["model"]);
+        let succeeded = jobs - timed_out;
+        // The estimate is coarse (every pod created at once): within a factor of two.
+        assert!(
+            succeeded <= 2 * within && within <= 2 * succeeded,
+            "{args:?}: the model ran {succeeded} jobs in time, the preflight expected {within}"
+        );
+    }
 }
