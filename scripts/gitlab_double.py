@@ -444,6 +444,17 @@ class Handler(BaseHTTPRequestHandler):
             if fpath not in files:
                 return self.reply(404, {"message": "404 File Not Found"})
             return self.reply(200, {"file_path": fpath, "content": base64.b64encode(files[fpath].encode()).decode(), "encoding": "base64"})
+        if rest[:2] == ["repository", "branches"] and len(rest) == 3:
+            name = urllib.parse.unquote(rest[2])
+            if name not in STATE["branches"][pid]:
+                return self.reply(404, {"message": "404 Branch Not Found"})
+            if method == "DELETE":
+                if name == p["default_branch"]:
+                    return self.reply(405, {"message": "The default branch of a project cannot be deleted."})
+                STATE["branches"][pid].discard(name)
+                STATE["files"].pop((pid, name), None)
+                return self.reply(204)
+            return self.reply(200, {"name": name, "default": name == p["default_branch"]})
         if rest == ["repository", "commits"] and method == "POST":
             branch = body.get("branch")
             start = body.get("start_branch")
@@ -522,7 +533,8 @@ class Handler(BaseHTTPRequestHandler):
                     "online_runners": sum(runner_status(r) == "online" for r in STATE["runners"].values()),
                     "pipelines": len(STATE["pipelines"]), "pipelines_by_source": by_source,
                     "active_pipelines": sum(p["status"] in ("pending", "running", "created") for p in STATE["pipelines"].values()),
-                    "jobs": jobs, "requests": STATE["requests"]})
+                    "jobs": jobs, "requests": STATE["requests"],
+                    "branches": sum(len(b) for b in STATE["branches"].values())})
             if path == "/double/faults" and method == "POST":
                 for k, v in self.body().items():
                     STATE["faults"][k] = list(v)
