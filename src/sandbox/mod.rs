@@ -322,6 +322,7 @@ impl SandboxWorld {
         if config.fault == Some(Fault::Reap) {
             pods.fail_lists(Some(glrunner_janitor::memory::Fault::Unavailable));
         }
+        let account = sandbox_account(config.model.fargate.vcpu_quota);
         Self {
             cloud: InMemoryCloud::new(region.clone()),
             gitlab: InMemoryGitLab::with_clock(MemoryConfig::default(), VirtualClock::new(base)),
@@ -334,7 +335,7 @@ impl SandboxWorld {
             fargate: Arc::new(FargateAccount::new(&config.model.fargate)),
             config,
             stats: Arc::default(),
-            account: sandbox_account(),
+            account,
         }
     }
 
@@ -1159,14 +1160,12 @@ impl ClusterConnector for SandboxConnector {
     }
 }
 
-/// The sandbox's account: AWS's defaults, except a Fargate vCPU quota raised to 1000 (the
-/// default of 6 would not run the default 400 jobs); `--fargate-vcpu-quota` lowers it.
-fn sandbox_account() -> glrunner_infra::InMemoryAccount {
+/// The sandbox's account: AWS's defaults, except the Fargate vCPU quota, which is the timing
+/// model's (fitted, see [`model::FleetModel`]; `--fargate-vcpu-quota` sets both): one value, so
+/// the preflight judges the quota the simulated runners wait for.
+fn sandbox_account(fargate_vcpu_quota: f64) -> glrunner_infra::InMemoryAccount {
     let account = glrunner_infra::InMemoryAccount::new();
-    account.set_quota(
-        "fargate",
-        "L-3032A538",
-        f64::from(crate::preflight::command::SANDBOX_FARGATE_VCPU_QUOTA),
-    );
+    let (service, code) = crate::preflight::FARGATE_VCPU_QUOTA;
+    account.set_quota(service, code, fargate_vcpu_quota);
     account
 }

@@ -12,7 +12,7 @@ use std::process::{Child, Command, Output, Stdio};
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 
-const GITLAB_TOKEN: &str = "glpat-e2e-double-token";
+pub(crate) const GITLAB_TOKEN: &str = "glpat-e2e-double-token";
 
 /// `(helm, kubeconfig)` from scripts/test.sh, or `None` (skip) outside CI.
 fn servers() -> Option<(String, String)> {
@@ -37,17 +37,29 @@ fn servers() -> Option<(String, String)> {
 }
 
 /// The GitLab double on a free loopback port; killed on drop.
-struct GitLabDouble {
+pub(crate) struct GitLabDouble {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl GitLabDouble {
     fn start(kubeconfig: &str) -> Self {
+        Self::start_with(&["--kubeconfig", kubeconfig])
+    }
+
+    /// The double with its runners online at once (no cluster to watch), for tests that create
+    /// no runner manager; its token is [`GITLAB_TOKEN`].
+    pub(crate) fn start_without_cluster() -> Self {
+        Self::start_with(&[])
+    }
+
+    fn start_with(args: &[&str]) -> Self {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/gitlab_double.py");
         let mut child = Command::new("python3")
             .arg(script)
-            .args(["0", "--kubeconfig", kubeconfig, "--token", GITLAB_TOKEN])
+            .arg("0")
+            .args(args)
+            .args(["--token", GITLAB_TOKEN])
             .stdout(Stdio::piped())
             .spawn()
             .expect("python3 runs the GitLab double");
@@ -71,7 +83,7 @@ impl GitLabDouble {
         serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
     }
 
-    fn post(&self, path: &str, body: &str) {
+    pub(crate) fn post(&self, path: &str, body: &str) {
         let status = Command::new("curl")
             .args([
                 "-sf",
@@ -272,10 +284,6 @@ fn flow_args<'a>(
         "e2e/loadtest",
         "--jobs",
         "400",
-        // The preflight checks an AWS account (identity, quotas, prices); with a cluster brought
-        // through a kubeconfig there is none here. Known gap: the preflight should skip its AWS
-        // checks for such a cluster instead of needing this flag.
-        "--skip-preflight",
     ]
 }
 
