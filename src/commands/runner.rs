@@ -958,7 +958,9 @@ mod tests {
             (&["--drain-timeout", "soon"][..], "--drain-timeout"),
             (&["--drain-timeout", "48h"][..], "--drain-timeout"),
         ] {
-            let e = spec(&release_args(args)).err().expect("invalid");
+            let Err(e) = spec(&release_args(args)) else {
+                panic!("{args:?} must be invalid")
+            };
             assert_eq!(e.code, 2, "{args:?}");
             assert!(e.message.contains(flag), "{args:?}: {}", e.message);
         }

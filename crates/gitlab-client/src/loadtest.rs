@@ -112,8 +112,11 @@ impl LoadTestRun {
 /// ended normally.
 #[derive(Clone, Debug, Default)]
 pub struct RunningPipelines {
-    inner: Arc<Mutex<Option<(ProjectRef, Vec<u64>)>>>,
+    inner: Arc<Mutex<Option<ProjectPipelines>>>,
 }
+
+/// A project and the ids of its pipelines this run started.
+type ProjectPipelines = (ProjectRef, Vec<u64>);
 
 /// What [`RunningPipelines::cancel`] / [`cancel_pipelines`] did.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]

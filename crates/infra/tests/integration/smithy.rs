@@ -470,7 +470,9 @@ async fn an_assumed_role_caller_is_named_by_its_role_arn_with_the_path() {
 
 #[tokio::test]
 async fn eks_answers_map_to_what_they_mean() {
-    let cases: [(u16, &'static str, &'static str, fn(&Error) -> bool); 4] = [
+    // (HTTP status, EKS error type, message, what the error must be)
+    type Case = (u16, &'static str, &'static str, fn(&Error) -> bool);
+    let cases: [Case; 4] = [
         (
             400,
             "InvalidParameterException",
