@@ -402,28 +402,69 @@ async fn full_flow_on_the_real_backends_with_a_brought_cluster_leaves_nothing() 
     assert!(!stderr.contains("glrt-"), "no runner token in the output");
 }
 
+/// A fault in each phase that talks to a real backend: the flow fails in that phase with a clear
+/// error, cleans up what it created, and leaves nothing in GitLab or the cluster. (The reap phase
+/// reads the apiserver, which cannot be told to fail one call; `tests/flow/faults.rs` covers it on
+/// the in-memory pod API.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_fault_in_the_runners_phase_fails_clearly_and_leaves_nothing() {
-    let Some(e2e) = E2e::prepare("e2f").await else {
-        return;
-    };
-    let (client, double, namespace) = (&e2e.client, &e2e.double, &e2e.namespace);
-    // The first runner is created, then GitLab fails every further creation (more 500s than
-    // the client retries).
-    double.post(
-        "/double/faults",
-        r#"{"POST /api/v4/user/runners": [500, 100, 1]}"#,
-    );
-    let out = e2e.run();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON report");
-    assert_eq!(report["failure"]["phase"], "runners", "{report}");
-    assert_eq!(report["failure"]["cleaned_up"], true, "{report}");
-    let state_of_gitlab = double.get("/double/state");
-    assert_eq!(state_of_gitlab["runners"], 0, "{state_of_gitlab}");
-    assert_eq!(state_of_gitlab["pipelines"], 0);
-    assert!(leftovers(client, namespace).await.is_empty());
+async fn a_fault_in_each_phase_fails_clearly_and_leaves_nothing() {
+    // (phase, GitLab faults `{"METHOD path-regex": [status, count, skip]}`, break the chart)
+    let cases: [(&str, &str, bool); 4] = [
+        // GitLab cannot create the project (more 500s than the client retries).
+        ("project", r#"{"POST /api/v4/projects": [500, 100]}"#, false),
+        // The first runner is created, then every further creation fails.
+        (
+            "runners",
+            r#"{"POST /api/v4/user/runners": [500, 100, 1]}"#,
+            false,
+        ),
+        // Helm cannot render the chart.
+        ("releases", "{}", true),
+        // GitLab refuses to create the pipeline (a POST is never repeated blindly).
+        (
+            "load-test",
+            r#"{"POST /api/v4/projects/[0-9]+/pipeline": [500, 100]}"#,
+            false,
+        ),
+    ];
+    for (phase, faults, break_chart) in cases {
+        let Some(e2e) = E2e::prepare(&format!("e2f{}", &phase[..1])).await else {
+            return;
+        };
+        let (client, double, namespace) = (&e2e.client, &e2e.double, &e2e.namespace);
+        double.post("/double/faults", faults);
+        if break_chart {
+            std::fs::write(
+                e2e.chart.join("templates/broken.yaml"),
+                "{{ fail \"injected: this chart cannot be rendered\" }}\n",
+            )
+            .unwrap();
+        }
+        let out = e2e.run();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{phase}: {stderr}");
+        let report: serde_json::Value =
+            serde_json::from_slice(&out.stdout).expect("one JSON report");
+        assert_eq!(report["failure"]["phase"], phase, "{report}");
+        assert!(
+            !report["failure"]["error"]
+                .as_str()
+                .unwrap_or_default()
+                .is_empty(),
+            "{phase}: the error says what failed: {report}"
+        );
+        assert_eq!(report["failure"]["cleaned_up"], true, "{phase}: {report}");
+        let state_of_gitlab = double.get("/double/state");
+        assert_eq!(state_of_gitlab["runners"], 0, "{phase}: {state_of_gitlab}");
+        assert_eq!(
+            state_of_gitlab["active_pipelines"], 0,
+            "{phase}: {state_of_gitlab}"
+        );
+        assert!(
+            leftovers(client, namespace).await.is_empty(),
+            "{phase}: nothing left in {namespace}"
+        );
+    }
 }
 
 /// The kube-apiserver's endpoint and base64 CA, from the kubeconfig scripts/kube-apiserver.sh wrote.
