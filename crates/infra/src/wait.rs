@@ -150,6 +150,13 @@ where
 }
 
 /// Polls `describe` until `done` says so, failing on [`ResourceState::Failed`] and after `timeout`.
+/// Transient describe errors ([`Error::is_transient`]: throttling, busy, 5xx and transport
+/// failures that outlasted the SDK's own retries) are polled through within `timeout`.
+///
+/// Retry layers: the AWS SDK owns per-call retries (its standard mode); this engine retries
+/// only states that take time to clear (busy, dependents, throttling beyond the SDK, AWS's
+/// eventual consistency) and polls through transient errors while waiting. Nothing above
+/// the engine retries infrastructure calls again.
 pub async fn wait_for<F, Fut>(
     key: &str,
     waiting_for: &str,
@@ -182,9 +189,10 @@ where
                     return Ok(current);
                 }
             }
-            // Throttled or busy while looking: keep polling, the bound below still holds.
-            Err(err) if err.is_retryable() => {
-                tracing::debug!(key, error = %err, "describe failed, polling again")
+            // Throttled, busy or a 5xx burst while looking: a wait only reads, so it keeps
+            // polling through transient errors; the bound below still holds.
+            Err(err) if err.is_transient() => {
+                tracing::info!(key, error = %err, "describe failed transiently, polling again")
             }
             Err(err) => return Err(err),
         }
