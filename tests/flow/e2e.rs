@@ -397,3 +397,39 @@ async fn a_fault_in_the_runners_phase_fails_clearly_and_leaves_nothing() {
     assert_eq!(state_of_gitlab["pipelines"], 0);
     assert!(leftovers(client, namespace).await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gitlab_answers_lost_after_the_runner_commit_and_pipeline_posts_duplicate_nothing() {
+    let Some(e2e) = E2e::prepare("e2g").await else {
+        return;
+    };
+    let (client, double, namespace) = (&e2e.client, &e2e.double, &e2e.namespace);
+    // GitLab acts on each POST once, then a proxy answers 502: the runner, the load test's
+    // commit and its pipeline exist, their answers are lost. The flow checks before sending
+    // any of them again.
+    double.post(
+        "/double/faults",
+        r#"{"POST /api/v4/user/runners": [502, 1, 0, "after"],
+            "POST /api/v4/projects/[^/]+/repository/commits": [502, 1, 0, "after"],
+            "POST /api/v4/projects/[^/]+/pipeline": [502, 1, 0, "after"]}"#,
+    );
+    let out = e2e.run();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stderr}\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON report");
+    assert!(report["failure"].is_null(), "{report}");
+    assert_eq!(report["load_test"]["by_status"]["success"], 400, "{report}");
+    let state_of_gitlab = double.get("/double/state");
+    assert_eq!(
+        state_of_gitlab["pipelines"], 1,
+        "the lost pipeline was found, not started twice: {state_of_gitlab}"
+    );
+    assert_eq!(state_of_gitlab["runners"], 0, "{state_of_gitlab}");
+    assert_eq!(state_of_gitlab["jobs"]["success"], 400, "{state_of_gitlab}");
+    assert!(leftovers(client, namespace).await.is_empty());
+}
