@@ -34,6 +34,14 @@ pub struct WaitPolicy {
     /// usable by EKS, a new VPC visible to CreateSubnet). The Terraform AWS provider uses 2 min.
     #[serde(default = "default_propagation_timeout")]
     pub propagation_timeout: Duration,
+    /// How long another run's changes to a stack must have settled (nothing created, nothing
+    /// changed, no network resource being created) before this run reuses what it made.
+    #[serde(default = "default_other_run_quiet")]
+    pub other_run_quiet: Duration,
+}
+
+fn default_other_run_quiet() -> Duration {
+    Duration::from_secs(30)
 }
 
 fn default_propagation_timeout() -> Duration {
@@ -52,6 +60,7 @@ impl Default for WaitPolicy {
             retry_timeout: Duration::from_secs(10 * 60),
             progress_every: Duration::from_secs(30),
             propagation_timeout: default_propagation_timeout(),
+            other_run_quiet: default_other_run_quiet(),
         }
     }
 }
@@ -69,6 +78,7 @@ impl WaitPolicy {
             retry_timeout: Duration::from_secs(30),
             progress_every: Duration::from_secs(5),
             propagation_timeout: Duration::from_secs(20),
+            other_run_quiet: Duration::from_secs(1),
         }
     }
 
