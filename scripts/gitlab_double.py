@@ -413,8 +413,8 @@ class Handler(BaseHTTPRequestHandler):
                 want = set(q["tag_list"].split(","))
                 rs = [r for r in rs if want <= set(r["tags"])]
             return self.reply(200, [runner_list_json(r) for r in rs], {"x-next-page": "", "x-total": str(len(rs))})
-        if rest[:3] == ["repository", "files"] and method in ("GET", "HEAD"):
-            fpath = urllib.parse.unquote("/".join(rest[3:]))
+        if rest[:2] == ["repository", "files"] and method in ("GET", "HEAD"):
+            fpath = urllib.parse.unquote("/".join(rest[2:]))
             files = STATE["files"].get((pid, q.get("ref", p["default_branch"])), {})
             if fpath not in files:
                 return self.reply(404, {"message": "404 File Not Found"})
