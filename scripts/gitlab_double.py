@@ -419,12 +419,20 @@ class Handler(BaseHTTPRequestHandler):
             if fpath not in files:
                 return self.reply(404, {"message": "404 File Not Found"})
             return self.reply(200, {"file_path": fpath, "content": base64.b64encode(files[fpath].encode()).decode(), "encoding": "base64"})
-        if rest[:2] == ["repository", "branches"] and len(rest) >= 3 and method == "GET":
+        if rest[:2] == ["repository", "branches"] and len(rest) >= 3 and method in ("GET", "DELETE"):
             name = urllib.parse.unquote("/".join(rest[2:]))
             if name not in STATE["branches"][pid]:
                 return self.reply(404, {"message": "404 Branch Not Found"})
+            if method == "DELETE":
+                if name == p["default_branch"]:
+                    return self.reply(405, {"message": "The default branch of a project cannot be deleted."})
+                STATE["branches"][pid].discard(name)
+                STATE["files"].pop((pid, name), None)
+                STATE["heads"].pop((pid, name), None)
+                return self.reply(204)
             sha, title = STATE["heads"].get((pid, name), ("%040x" % 0, ""))
-            return self.reply(200, {"name": name, "commit": {"id": sha, "short_id": sha[:8], "title": title}})
+            return self.reply(200, {"name": name, "default": name == p["default_branch"],
+                                    "commit": {"id": sha, "short_id": sha[:8], "title": title}})
         if rest == ["pipelines"] and method == "GET":
             pls = [pl for pl in STATE["pipelines"].values() if pl["project_id"] == pid
                    and (not q.get("ref") or pl["ref"] == q["ref"])]
@@ -510,7 +518,8 @@ class Handler(BaseHTTPRequestHandler):
                     "online_runners": sum(runner_status(r) == "online" for r in STATE["runners"].values()),
                     "pipelines": len(STATE["pipelines"]), "pipelines_by_source": by_source,
                     "active_pipelines": sum(p["status"] in ("pending", "running", "created") for p in STATE["pipelines"].values()),
-                    "jobs": jobs, "requests": STATE["requests"]})
+                    "jobs": jobs, "requests": STATE["requests"],
+                    "branches": sum(len(b) for b in STATE["branches"].values())})
             if path == "/double/faults" and method == "POST":
                 for k, v in self.body().items():
                     STATE["faults"][k] = list(v)

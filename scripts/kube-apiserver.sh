@@ -6,6 +6,9 @@
 #                                          GLRUNNER_TEST_KUBECONFIG=DIR/kubeconfig
 #   scripts/kube-apiserver.sh start DIR --rbac   the same with --authorization-mode=RBAC (the
 #                                          kubeconfig's admin is in system:masters and keeps full access)
+#   scripts/kube-apiserver.sh start DIR --eks-webhook URL   (combinable with --rbac) also accept
+#                                          EKS bearer tokens, reviewed by the token webhook at URL
+#                                          (the moto shim's /glrunner-shim/tokenreview plays EKS)
 #   scripts/kube-apiserver.sh stop DIR     stop what `start DIR` started (by the pids in DIR/pids)
 #
 # The cache lives outside the clone: ${GLRUNNER_CACHE:-/var/cache/glrunner}/kube/{bin,logs,src}.
@@ -116,13 +119,21 @@ free_port() {
 }
 
 do_start() {
-    local dir="${1:-}" authz=AlwaysAllow
+    local dir="${1:-}" authz=AlwaysAllow webhook=""
     [[ -n "$dir" ]] || usage
-    case "${2:-}" in
-    "") ;;
-    --rbac) authz=RBAC ;;
-    *) die "unknown start option ${2}; the only one is --rbac" ;;
-    esac
+    shift
+    while [[ $# -gt 0 ]]; do
+        case "$1" in
+        --rbac) authz=RBAC ;;
+        --eks-webhook)
+            [[ -n "${2:-}" ]] || die "--eks-webhook needs the webhook's URL"
+            webhook=$2
+            shift
+            ;;
+        *) die "unknown start option $1; the options are --rbac and --eks-webhook URL" ;;
+        esac
+        shift
+    done
     have_binaries || die "no cached binaries in $BIN; run: $0 build"
     mkdir -p "$dir"
     dir=$(cd "$dir" && pwd)
@@ -153,13 +164,37 @@ do_start() {
         sleep 0.25
     done
 
+    local webhook_flags=()
+    if [[ -n "$webhook" ]]; then
+        # A token the static file does not know goes to the webhook, as EKS sends it to its
+        # authenticator; a short cache so a test's fresh access entry counts within seconds.
+        cat >"$dir/eks-webhook.kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: eks-auth
+  cluster:
+    server: $webhook
+users:
+- name: kube-apiserver
+contexts:
+- name: eks-auth
+  context:
+    cluster: eks-auth
+    user: kube-apiserver
+current-context: eks-auth
+EOF
+        webhook_flags=(--authentication-token-webhook-config-file="$dir/eks-webhook.kubeconfig"
+            --authentication-token-webhook-version=v1 --authentication-token-webhook-cache-ttl=5s)
+    fi
+
     "$APISERVER" --etcd-servers="http://127.0.0.1:$etcd_port" \
         --bind-address=127.0.0.1 --secure-port="$api_port" --advertise-address=127.0.0.1 \
         --cert-dir="$dir/certs" --endpoint-reconciler-type=none --service-cluster-ip-range=10.96.0.0/24 \
         --service-account-issuer=https://kubernetes.default.svc.cluster.local \
         --service-account-key-file="$dir/sa.pub" --service-account-signing-key-file="$dir/sa.key" \
         --authorization-mode="$authz" --token-auth-file="$dir/tokens.csv" \
-        --disable-admission-plugins=ServiceAccount \
+        --disable-admission-plugins=ServiceAccount "${webhook_flags[@]}" \
         >"$dir/kube-apiserver.log" 2>&1 &
     echo "$!" >>"$dir/pids"
 
@@ -219,7 +254,10 @@ do_stop() {
 
 case "${1:-}" in
 build) do_build ;;
-start) do_start "${2:-}" "${3:-}" ;;
+start)
+    shift
+    do_start "$@"
+    ;;
 stop) do_stop "${2:-}" ;;
 *) usage ;;
 esac

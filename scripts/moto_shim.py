@@ -73,6 +73,9 @@ STATE = {
 }
 
 ROUTES = []
+# Functions (region, cluster name, DescribeCluster body) -> body that plugins add to change how a
+# cluster is shown (e.g. shim_eks_auth.py points a cluster's endpoint at a real kube-apiserver).
+CLUSTER_VIEWS = []
 
 
 def route(handler):
@@ -441,8 +444,12 @@ def eks_describe(req):
         return None
     m = CLUSTER.match(req.path)
     if m:
+        name = unquote(m.group("cluster"))
         status, headers, out = req.forward()
-        return respond(status, headers, rewrite_status(out, "cluster", ("cluster", req.region, unquote(m.group("cluster")))))
+        out = rewrite_status(out, "cluster", ("cluster", req.region, name))
+        for view in CLUSTER_VIEWS:
+            out = view(req.region, name, out)
+        return respond(status, headers, out)
     m = PROFILE.match(req.path)
     if m:
         key = ("fargateprofile", req.region, f"{unquote(m.group('cluster'))}/{unquote(m.group('name'))}")

@@ -59,6 +59,9 @@ log "report tools: $report_tools"
 
 start_server moto GLRUNNER_TEST_MOTO_URL "$root/scripts/moto.sh" start "$run_dir/moto" || exit 1
 # --rbac: the admin keeps full access; the janitor's RBAC test acts as a ServiceAccount with least privilege.
-start_server kube-apiserver GLRUNNER_TEST_KUBECONFIG "$root/scripts/kube-apiserver.sh" start "$run_dir/kube" --rbac || exit 1
+# --eks-webhook: EKS tokens are reviewed by the moto shim, which lets in the principals that have an
+# access entry on a moto cluster pointed at this apiserver (the e2e test with provisioning).
+start_server kube-apiserver GLRUNNER_TEST_KUBECONFIG "$root/scripts/kube-apiserver.sh" start "$run_dir/kube" \
+  --rbac --eks-webhook "$GLRUNNER_TEST_MOTO_URL/glrunner-shim/tokenreview" || exit 1
 
 cargo test --workspace --all-features "$@"

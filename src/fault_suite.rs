@@ -838,6 +838,13 @@ impl<G: glrunner_gitlab_client::GitLabApi> glrunner_gitlab_client::GitLabApi for
     ) -> glrunner_gitlab_client::Result<glrunner_gitlab_client::Branch> {
         self.inner.get_branch(project, branch).await
     }
+    async fn delete_branch(
+        &self,
+        project: &glrunner_gitlab_client::ProjectRef,
+        branch: &str,
+    ) -> glrunner_gitlab_client::Result<()> {
+        self.inner.delete_branch(project, branch).await
+    }
     async fn commit_files(
         &self,
         project: &glrunner_gitlab_client::ProjectRef,

@@ -247,7 +247,8 @@ async fn keep_infra_and_keep_runners() {
 
 #[tokio::test(start_paused = true)]
 async fn phases_are_selectable_and_a_rerun_resumes() {
-    // Only the infrastructure: GitLab is never touched.
+    // Only the infrastructure: nothing is created in GitLab, but teardown still looks for the
+    // stack's runners there (a previous run may have left some).
     let (world, config, report) = run(400, SandboxConfig::default(), |c| {
         c.with_phases([Phase::Provision, Phase::Teardown])
     })
@@ -261,7 +262,12 @@ async fn phases_are_selectable_and_a_rerun_resumes() {
             .count(),
         6
     );
-    assert!(world.gitlab.requests() == 0 || report.load_test.is_none());
+    assert!(report.load_test.is_none(), "no load test ran");
+    assert_eq!(world.gitlab.runner_count(), 0, "no runner was created");
+    assert!(
+        world.gitlab.requests() > 0,
+        "teardown looked for the stack's runners in GitLab"
+    );
     assert_eq!(
         world.leftovers(&config.spec.stack, PROJECT).await.total(),
         0
@@ -584,4 +590,42 @@ echo '[]'
     );
     let argv = std::fs::read_to_string(capture.join("argv")).unwrap();
     assert!(!argv.contains("k8s-aws-v1"), "{argv}");
+}
+
+/// A runner that never contacts GitLab (no manager picks its token up): the pipeline is not
+/// started, and the error names the runner, what GitLab says and the last lines of its manager
+/// pod's log, read through the cluster (the chart's `release=<name>` label).
+#[tokio::test(start_paused = true)]
+async fn an_offline_runner_is_explained_with_its_manager_log_and_no_pipeline_starts() {
+    let world = SandboxWorld::new("us-east-1", SandboxConfig::default());
+    let config = FlowConfig::new(spec("offline"), PROJECT, 10);
+    let namespace = config.spec.cluster.runner_namespace.clone();
+    world.cluster_checks.set_log(
+        &namespace,
+        "release=offline-runner-1",
+        "offline-runner-1-gitlab-runner-5fd7489954-jx682",
+        "Registering runner... succeeded\nERROR: Checking for jobs... forbidden  status=403 Forbidden\nERROR: Runner token is invalid",
+    );
+    // No runner simulator: nothing ever contacts GitLab.
+    let report = flow::run(&config, &world.backends(), &|_: &FlowEvent<'_>| {})
+        .await
+        .expect("valid input");
+    let failure = report
+        .failure
+        .as_ref()
+        .expect("the runner never came online");
+    assert_eq!(failure.phase, Phase::LoadTest, "{failure:?}");
+    assert!(failure.error.contains("not online"), "{}", failure.error);
+    assert!(
+        failure.error.contains("the pipeline was not started"),
+        "{}",
+        failure.error
+    );
+    assert!(
+        failure.error.contains("last lines of ")
+            && failure.error.contains("Runner token is invalid"),
+        "the manager's log is shown: {}",
+        failure.error
+    );
+    assert!(report.load_test.is_none(), "no pipeline ran");
 }

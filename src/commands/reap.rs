@@ -52,6 +52,11 @@ pub struct RunArgs {
     #[arg(long, conflicts_with_all = ["kubeconfig", "context"])]
     pub in_cluster: bool,
 
+    /// An EKS cluster found through the EKS API of --region, reached with glrunner's own EKS
+    /// tokens (no kubeconfig, no aws CLI). `--backend aws` only.
+    #[arg(long, conflicts_with_all = ["kubeconfig", "context", "in_cluster"])]
+    pub cluster: Option<String>,
+
     /// Run one round and exit (the default).
     #[arg(long, conflicts_with = "watch")]
     pub once: bool,
@@ -256,6 +261,12 @@ pub async fn run_until(
                 "sandbox: seeded a demo fleet (runner managers, healthy and hung job pods)"
             );
             (Arc::new(pods), run.gitlab_url.is_some().then_some(jobs))
+        }
+        Backend::Aws if run.cluster.is_some() => {
+            let name = run.cluster.as_deref().unwrap_or_default();
+            let region = crate::provisioning::resolve_region(global)?;
+            let cluster = crate::flow::aws::EksCluster::find(&region, name).await?;
+            (Arc::new(cluster.pods()), None)
         }
         Backend::Aws => {
             let api = if run.in_cluster {

@@ -119,6 +119,11 @@ pub struct Connection {
     /// Kubeconfig context.
     #[arg(long)]
     pub context: Option<String>,
+    /// An EKS cluster found through the EKS API of --region: its endpoint, CA and Fargate
+    /// profiles are read there, and helm and kube-rs authenticate with glrunner's own EKS tokens
+    /// (no kubeconfig, no aws CLI). The release and job namespaces must be Fargate-selected.
+    #[arg(long, conflicts_with_all = ["kubeconfig", "context"])]
+    pub cluster: Option<String>,
 }
 
 /// Flags of `install` and `upgrade`.
@@ -353,6 +358,43 @@ pub struct Backends {
     pub secrets: Box<dyn TokenSecrets>,
 }
 
+/// The namespaces a release's pods run in: its own and a separate job namespace.
+fn pod_namespaces(spec: &ReleaseSpec) -> Vec<&str> {
+    std::iter::once(spec.namespace.as_str())
+        .chain(spec.separate_job_namespace())
+        .collect()
+}
+
+/// Wires the backends for `connection`: with `--cluster NAME` (on `aws`) the EKS cluster found
+/// through the EKS API, after checking that Fargate selects `namespaces` (when given); else
+/// [`backends`].
+pub async fn connect(
+    global: &GlobalArgs,
+    connection: &Connection,
+    namespaces: &[&str],
+) -> Result<Backends, CliError> {
+    let (Backend::Aws, Some(name)) = (global.backend, &connection.cluster) else {
+        return backends(global.backend, connection).await;
+    };
+    let region = crate::provisioning::resolve_region(global)?;
+    let cluster = crate::flow::aws::EksCluster::find(&region, name).await?;
+    let uncovered =
+        crate::flow::fargate_coverage_errors(&cluster.access().fargate_profiles, namespaces);
+    if !uncovered.is_empty() {
+        return Err(CliError::failure(format!(
+            "EKS cluster {name}: {}",
+            uncovered.join("; ")
+        )));
+    }
+    let releases = cluster
+        .releases(Some(connection.helm.clone()))
+        .map_err(|e| CliError::failure(format!("--helm: {e}")))?;
+    Ok(Backends {
+        releases: Box::new(releases),
+        secrets: Box::new(cluster.secrets()),
+    })
+}
+
 /// Wires the release and Secret backends: in-memory on the sandbox, helm + kube-rs on `aws`.
 pub async fn backends(backend: Backend, connection: &Connection) -> Result<Backends, CliError> {
     match backend {
@@ -577,10 +619,12 @@ pub async fn run(global: &GlobalArgs, command: Command) -> Result<(), CliError> 
         Command::Install(args) => {
             let spec = spec(&args.release)?;
             let token = token(backend)?;
-            if let Some(warning) = job_namespace_warning(&spec) {
+            if args.connection.cluster.is_none()
+                && let Some(warning) = job_namespace_warning(&spec)
+            {
                 tracing::warn!("{warning}");
             }
-            let b = backends(backend, &args.connection).await?;
+            let b = connect(global, &args.connection, &pod_namespaces(&spec)).await?;
             let deployed = deploy_runner(b.secrets.as_ref(), b.releases.as_ref(), &spec, &token)
                 .await
                 .map_err(cli_error)?;
@@ -590,7 +634,7 @@ pub async fn run(global: &GlobalArgs, command: Command) -> Result<(), CliError> 
         Command::Upgrade(args) => {
             let spec = spec(&args.release)?;
             let token = token(backend)?;
-            let b = backends(backend, &args.connection).await?;
+            let b = connect(global, &args.connection, &pod_namespaces(&spec)).await?;
             let upgraded = upgrade_runner(b.secrets.as_ref(), b.releases.as_ref(), &spec, &token)
                 .await
                 .map_err(cli_error)?;
@@ -609,7 +653,7 @@ pub async fn run(global: &GlobalArgs, command: Command) -> Result<(), CliError> 
                 print_uninstall_plan(&id, &secret_name);
                 return Ok(());
             }
-            let b = backends(backend, &args.connection).await?;
+            let b = connect(global, &args.connection, &[]).await?;
             let removal = remove_runner(
                 b.secrets.as_ref(),
                 b.releases.as_ref(),
@@ -624,7 +668,7 @@ pub async fn run(global: &GlobalArgs, command: Command) -> Result<(), CliError> 
         Command::Status(args) => {
             let id = ReleaseId::new(&args.target.namespace, &args.target.release);
             id.validate().map_err(cli_error)?;
-            let b = backends(backend, &args.connection).await?;
+            let b = connect(global, &args.connection, &[]).await?;
             match b.releases.status(&id).await.map_err(cli_error)? {
                 Some(status) => print_status(&status, output),
                 None => Err(CliError::failure(format!(
@@ -639,7 +683,7 @@ pub async fn run(global: &GlobalArgs, command: Command) -> Result<(), CliError> 
             }
         }
         Command::List(args) => {
-            let b = backends(backend, &args.connection).await?;
+            let b = connect(global, &args.connection, &[]).await?;
             let releases = b
                 .releases
                 .list(args.namespace.as_deref())

@@ -103,6 +103,106 @@ struct AwsConnector {
     helm: Option<PathBuf>,
 }
 
+/// An EKS cluster reached with glrunner's own EKS tokens: endpoint, CA and Fargate profiles come
+/// from the EKS API, and one token cache serves every client of the cluster (checks, pods,
+/// Secrets, helm). The flow's connector uses it for its own and for a brought cluster
+/// (`--cluster NAME`); the `runner` and `reap` commands use it for `--cluster NAME`.
+pub struct EksCluster {
+    access: ClusterAccess,
+    config: kube::Config,
+    tokens: Arc<EksTokenCache>,
+}
+
+impl std::fmt::Debug for EksCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EksCluster")
+            .field("name", &self.access.name)
+            .field("endpoint", &self.access.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EksCluster {
+    /// Finds the cluster `name` through the EKS API of `region` (`--cluster NAME`). A cluster
+    /// that does not exist (or is not ACTIVE) is invalid input naming `--cluster`.
+    pub async fn find(region: &str, name: &str) -> Result<Self, CliError> {
+        let infra = InfraBackend::connect(Backend::Aws, region).await;
+        let access = infra.cluster.cluster_access(name).await.map_err(|e| match e {
+            glrunner_infra::Error::NotFound { .. } | glrunner_infra::Error::Conflict { .. } => {
+                CliError::invalid(format!(
+                    "--cluster: {e} (fix: name an ACTIVE EKS cluster of region {region}; `aws eks list-clusters` lists them)"
+                ))
+            }
+            other => CliError::failure(format!("--cluster {name}: {other}")),
+        })?;
+        let sdk = glrunner_infra::aws::load_config(Some(region)).await;
+        Self::connect(&sdk, access)
+            .await
+            .map_err(|e| CliError::failure(format!("--cluster {name}: {e}")))
+    }
+
+    /// The cluster at `access`, authenticated with tokens signed by `sdk`'s credentials.
+    pub async fn connect(
+        sdk: &aws_config::SdkConfig,
+        access: ClusterAccess,
+    ) -> Result<Self, String> {
+        let config = kube_config(&access).await?;
+        let generator = EksTokenGenerator::new(sdk).map_err(|e| e.to_string())?;
+        let tokens = Arc::new(EksTokenCache::new(generator, access.name.clone()));
+        Ok(Self {
+            access,
+            config,
+            tokens,
+        })
+    }
+
+    /// Endpoint, CA and Fargate profiles as the EKS API reported them.
+    pub fn access(&self) -> &ClusterAccess {
+        &self.access
+    }
+
+    /// The janitor's pod API, re-authenticating as tokens expire.
+    pub fn pods(&self) -> KubePodApi {
+        KubePodApi::with_token_provider(
+            self.config.clone(),
+            Arc::new(EksTokens(self.tokens.clone())),
+        )
+    }
+
+    /// The runners' token Secrets, re-authenticating as tokens expire.
+    pub fn secrets(&self) -> impl TokenSecrets + use<> {
+        RefreshingSecrets {
+            config: self.config.clone(),
+            tokens: self.tokens.clone(),
+            current: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Helm with a fresh token kubeconfig on every call; fails now, not at the first release,
+    /// when no helm can be found.
+    pub fn releases(&self, program: Option<PathBuf>) -> Result<TokenHelm, String> {
+        let mut probe = HelmCli::builder();
+        if let Some(program) = &program {
+            probe = probe.with_program(program);
+        }
+        probe.build().map_err(|e| e.to_string())?;
+        Ok(TokenHelm::with_tokens(
+            self.access.clone(),
+            self.tokens.clone(),
+            program,
+        ))
+    }
+
+    /// The pre-install checks' client. They run once, right after connecting: one token is enough.
+    pub async fn checks(&self) -> Result<KubeClusterChecks, String> {
+        let token = self.tokens.token().await.map_err(|e| e.to_string())?;
+        let mut config = self.config.clone();
+        config.auth_info.token = Some(token.expose().to_owned().into());
+        let client = kube::Client::try_from(config).map_err(|e| e.to_string())?;
+        Ok(KubeClusterChecks::new(client))
+    }
+}
+
 /// A kube-rs configuration for the cluster's endpoint and CA (no credentials), built with kube's
 /// own kubeconfig types so the CA bundle is decoded and checked by kube, not by hand.
 pub async fn kube_config(access: &ClusterAccess) -> Result<kube::Config, String> {
@@ -138,18 +238,25 @@ pub async fn kube_config(access: &ClusterAccess) -> Result<kube::Config, String>
         current_context: Some(name),
         ..Kubeconfig::default()
     };
-    let mut config =
-        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-            .await
-            .map_err(|e| {
-                format!(
-                    "cluster {} (endpoint {}): {e}",
-                    access.name, access.endpoint
-                )
-            })?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .map_err(|e| {
+            format!(
+                "cluster {} (endpoint {}): {e}",
+                access.name, access.endpoint
+            )
+        })?;
+    Ok(bounded(config))
+}
+
+/// Every call of the flow's kube-rs clients is bounded: connect and read timeouts, and no kube-rs
+/// retry layer (429/503/504 up to 15 times with delays growing to minutes). Retrying is the
+/// flow's decision: the janitor's next round, teardown's one retry of a retryable error.
+fn bounded(mut config: kube::Config) -> kube::Config {
     config.connect_timeout = Some(Duration::from_secs(10));
     config.read_timeout = Some(Duration::from_secs(60));
-    Ok(config)
+    config.default_retry = false;
+    config
 }
 
 /// A kube-rs configuration from a kubeconfig file the user brought (`--kubeconfig`, `--context`).
@@ -163,12 +270,10 @@ pub async fn kube_config_from_file(
         context: context.map(str::to_owned),
         ..Default::default()
     };
-    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
         .await
         .map_err(|e| format!("--kubeconfig {}: {e}", path.display()))?;
-    config.connect_timeout = Some(Duration::from_secs(10));
-    config.read_timeout = Some(Duration::from_secs(60));
-    Ok(config)
+    Ok(bounded(config))
 }
 
 /// The janitor's tokens, from the run's one EKS token cache (infra's [`EksTokenCache`]): the
@@ -388,41 +493,41 @@ impl ClusterConnector for AwsConnector {
                 })
             }
             ClusterTarget::Eks(access) => {
-                let config = kube_config(access).await.map_err(fail)?;
-                let generator =
-                    EksTokenGenerator::new(&self.sdk).map_err(|e| fail(e.to_string()))?;
-                // One token cache for every client of the cluster (checks, pods, Secrets, helm).
-                let tokens = Arc::new(EksTokenCache::new(generator, access.name.clone()));
-                // The checks run once, right after connecting: one token is enough.
-                let mut checks_config = config.clone();
-                let token = tokens.token().await.map_err(|e| fail(e.to_string()))?;
-                checks_config.auth_info.token = Some(token.expose().to_owned().into());
-                let checks_client =
-                    kube::Client::try_from(checks_config).map_err(|e| fail(e.to_string()))?;
-                let pods = KubePodApi::with_token_provider(
-                    config.clone(),
-                    Arc::new(EksTokens(tokens.clone())),
-                );
-                // Fail now, not at the first release, when no helm can be found.
-                let mut probe = HelmCli::builder();
-                if let Some(program) = &self.helm {
-                    probe = probe.with_program(program);
-                }
-                probe.build().map_err(|e| fail(e.to_string()))?;
-                let helm =
-                    TokenHelm::with_tokens(access.clone(), tokens.clone(), self.helm.clone());
+                let cluster = EksCluster::connect(&self.sdk, access.clone())
+                    .await
+                    .map_err(fail)?;
                 Ok(ClusterClients {
-                    releases: Arc::new(helm),
-                    secrets: Arc::new(RefreshingSecrets {
-                        config,
-                        tokens,
-                        current: tokio::sync::Mutex::new(None),
-                    }),
-                    pods: Arc::new(pods),
+                    releases: Arc::new(cluster.releases(self.helm.clone()).map_err(fail)?),
+                    secrets: Arc::new(cluster.secrets()),
+                    pods: Arc::new(cluster.pods()),
                     clock: Arc::new(glrunner_janitor::SystemClock),
-                    checks: Arc::new(KubeClusterChecks::new(checks_client)),
+                    checks: Arc::new(cluster.checks().await.map_err(fail)?),
                 })
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_flow_s_kube_clients_have_no_retry_layer_and_timeouts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kubeconfig");
+        std::fs::write(
+            &path,
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: 'https://127.0.0.1:6443'}\n\
+             users:\n- name: u\n  user: {token: t}\ncontexts:\n- name: x\n  context: {cluster: c, user: u}\n\
+             current-context: x\n",
+        )
+        .unwrap();
+        let config = kube_config_from_file(&path, None).await.unwrap();
+        assert!(
+            !config.default_retry,
+            "kube-rs would retry 429/503/504 up to 15 times"
+        );
+        assert!(config.read_timeout.is_some() && config.connect_timeout.is_some());
     }
 }

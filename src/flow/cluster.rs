@@ -134,7 +134,7 @@ pub fn required_permissions(release_namespace: &str, job_namespace: &str) -> Vec
     out.into_iter().collect()
 }
 
-/// Questions the flow asks the cluster before installing anything.
+/// Questions the flow asks the cluster: before installing anything, and to explain a failure.
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait ClusterChecks: Send + Sync {
@@ -142,15 +142,34 @@ pub trait ClusterChecks: Send + Sync {
     async fn allowed(&self, permission: &Permission) -> Result<bool, String>;
     /// How many pods matching `label_selector` in `namespace` are Running.
     async fn running_pods(&self, namespace: &str, label_selector: &str) -> Result<usize, String>;
+    /// The last `lines` log lines of each pod matching `label_selector` in `namespace` (at most
+    /// [`LOG_TAIL_PODS`] pods), as `(pod, text)`: what a runner manager said when its runner
+    /// never came online. A pod whose log cannot be read says why in its text.
+    async fn log_tail(
+        &self,
+        namespace: &str,
+        label_selector: &str,
+        lines: i64,
+    ) -> Result<Vec<(String, String)>, String>;
+}
+
+/// At most this many pods' logs are shown per release (a crash-looping Deployment may have more).
+pub const LOG_TAIL_PODS: usize = 3;
+
+/// The last `lines` lines of `text`.
+fn last_lines(text: &str, lines: i64) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    let keep = usize::try_from(lines).unwrap_or(0).min(all.len());
+    all[all.len() - keep..].join("\n")
 }
 
 /// Whether a Fargate profile's selectors schedule pods of `namespace` (with any labels) on Fargate.
 fn covers(profiles: &[FargateProfileSelectors], namespace: &str) -> bool {
-    profiles.iter().any(|p| {
-        p.selectors
-            .iter()
-            .any(|s| s.namespace == namespace && s.labels.is_empty())
-    })
+    // The pods glrunner starts carry no label a selector could require.
+    let no_labels = std::collections::BTreeMap::new();
+    profiles
+        .iter()
+        .any(|p| super::fargate_selects(&p.selectors, namespace, &no_labels))
 }
 
 /// What the checks found: errors stop the flow before anything is installed; warnings are shown.
@@ -162,6 +181,45 @@ pub struct ClusterCheckReport {
     pub warnings: Vec<String>,
 }
 
+/// One error per namespace no Fargate profile selects (its pods would stay Pending), each showing
+/// the cluster's selectors and the fix.
+pub fn fargate_coverage_errors(
+    profiles: &[FargateProfileSelectors],
+    namespaces: &[&str],
+) -> Vec<String> {
+    let shown: Vec<String> = profiles
+        .iter()
+        .map(|p| {
+            let sel: Vec<String> = p
+                .selectors
+                .iter()
+                .map(|s| {
+                    if s.labels.is_empty() {
+                        format!("namespace={}", s.namespace)
+                    } else {
+                        let labels: Vec<String> =
+                            s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                        format!("namespace={} labels {}", s.namespace, labels.join(","))
+                    }
+                })
+                .collect();
+            format!("{}: [{}]", p.name, sel.join("; "))
+        })
+        .collect();
+    let namespaces: BTreeSet<&str> = namespaces.iter().copied().collect();
+    namespaces
+        .into_iter()
+        .filter(|ns| !covers(profiles, ns))
+        .map(|ns| {
+            format!(
+                "namespace {ns} is not covered by any Fargate profile selector, so its pods would stay Pending; \
+                 selectors: {}; fix: add a selector for namespace {ns} (no labels) or choose a covered namespace",
+                if shown.is_empty() { "none".to_owned() } else { shown.join(" | ") }
+            )
+        })
+        .collect()
+}
+
 /// Checks Fargate coverage (when `fargate` is known: EKS), RBAC and CoreDNS.
 pub async fn check_cluster(
     checks: &dyn ClusterChecks,
@@ -171,37 +229,10 @@ pub async fn check_cluster(
 ) -> ClusterCheckReport {
     let mut report = ClusterCheckReport::default();
     match fargate {
-        Some(profiles) => {
-            let shown: Vec<String> = profiles
-                .iter()
-                .map(|p| {
-                    let sel: Vec<String> = p
-                        .selectors
-                        .iter()
-                        .map(|s| {
-                            if s.labels.is_empty() {
-                                format!("namespace={}", s.namespace)
-                            } else {
-                                let labels: Vec<String> =
-                                    s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                                format!("namespace={} labels {}", s.namespace, labels.join(","))
-                            }
-                        })
-                        .collect();
-                    format!("{}: [{}]", p.name, sel.join("; "))
-                })
-                .collect();
-            let namespaces: BTreeSet<&str> = [release_namespace, job_namespace].into();
-            for ns in namespaces {
-                if !covers(profiles, ns) {
-                    report.errors.push(format!(
-                        "namespace {ns} is not covered by any Fargate profile selector, so its pods would stay Pending; \
-                         selectors: {}; fix: add a selector for namespace {ns} (no labels) or choose a covered namespace",
-                        if shown.is_empty() { "none".to_owned() } else { shown.join(" | ") }
-                    ));
-                }
-            }
-        }
+        Some(profiles) => report.errors.extend(fargate_coverage_errors(
+            profiles,
+            &[release_namespace, job_namespace],
+        )),
         None => report.warnings.push(format!(
             "cannot tell whether namespaces {release_namespace} and {job_namespace} run on Fargate (not an EKS cluster \
              reached through the EKS API); make sure their pods can be scheduled"
@@ -239,6 +270,8 @@ pub async fn check_cluster(
 pub struct MemoryClusterChecks {
     denied: Mutex<BTreeSet<(String, String, String)>>,
     coredns_down: Mutex<bool>,
+    /// (namespace, label selector) -> (pod, log text).
+    logs: Mutex<std::collections::BTreeMap<(String, String), Vec<(String, String)>>>,
 }
 
 impl MemoryClusterChecks {
@@ -253,6 +286,16 @@ impl MemoryClusterChecks {
     /// Makes CoreDNS not running.
     pub fn stop_coredns(&self) {
         *self.coredns_down.lock().unwrap_or_else(|e| e.into_inner()) = true;
+    }
+
+    /// Gives the pod `pod`, matched by `label_selector` in `namespace`, the log `text`.
+    pub fn set_log(&self, namespace: &str, label_selector: &str, pod: &str, text: &str) {
+        self.logs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((namespace.into(), label_selector.into()))
+            .or_default()
+            .push((pod.into(), text.into()));
     }
 }
 
@@ -270,6 +313,22 @@ impl ClusterChecks for MemoryClusterChecks {
                 namespace == "kube-system" && label_selector == "k8s-app=kube-dns" && !down,
             ) * 2,
         )
+    }
+
+    async fn log_tail(
+        &self,
+        namespace: &str,
+        label_selector: &str,
+        lines: i64,
+    ) -> Result<Vec<(String, String)>, String> {
+        let logs = self.logs.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(logs
+            .get(&(namespace.to_owned(), label_selector.to_owned()))
+            .into_iter()
+            .flatten()
+            .take(LOG_TAIL_PODS)
+            .map(|(pod, text)| (pod.clone(), last_lines(text, lines)))
+            .collect())
     }
 }
 
@@ -336,6 +395,41 @@ impl ClusterChecks for KubeClusterChecks {
                     .is_some_and(|ph| ph == "Running")
             })
             .count())
+    }
+
+    async fn log_tail(
+        &self,
+        namespace: &str,
+        label_selector: &str,
+        lines: i64,
+    ) -> Result<Vec<(String, String)>, String> {
+        use k8s_openapi::api::core::v1::Pod;
+        let api: kube::Api<Pod> = kube::Api::namespaced(self.client.clone(), namespace);
+        let pods = api
+            .list(&kube::api::ListParams::default().labels(label_selector))
+            .await
+            .map_err(|e| format!("list pods {label_selector} in {namespace}: {e}"))?;
+        let params = kube::api::LogParams {
+            tail_lines: Some(lines),
+            ..kube::api::LogParams::default()
+        };
+        let mut tails = Vec::new();
+        for name in pods
+            .items
+            .iter()
+            .filter_map(|p| p.metadata.name.clone())
+            .take(LOG_TAIL_PODS)
+        {
+            let text = match api.logs(&name, &params).await {
+                Ok(text) if text.trim().is_empty() => {
+                    "(its log is empty: the container may not have started)".to_owned()
+                }
+                Ok(text) => last_lines(&text, lines),
+                Err(e) => format!("(its log cannot be read: {e})"),
+            };
+            tails.push((name, text));
+        }
+        Ok(tails)
     }
 }
 

@@ -16,12 +16,19 @@ use super::{Error, FlowEvent, LoadTestSummary, Phase, Run, at};
 const RUNNERS_ONLINE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 /// How often GitLab is asked meanwhile.
 const RUNNERS_ONLINE_POLL: Duration = Duration::from_secs(5);
+/// How many lines of a manager pod's log a runner that never came online is explained with.
+const MANAGER_LOG_LINES: i64 = 20;
 
 impl Run<'_> {
-    /// The GitLab runners of the plan's shards: from the runners phase, else found by description.
-    async fn shard_runner_ids(&mut self, project: &Project) -> Result<Vec<u64>, Error> {
+    /// The GitLab runners of the plan's shards, as `(release, runner id)`: from the runners
+    /// phase, else found by description.
+    async fn shard_runners(&mut self, project: &Project) -> Result<Vec<(String, u64)>, Error> {
         if !self.runners.is_empty() {
-            return Ok(self.runners.iter().map(|r| r.runner_id).collect());
+            return Ok(self
+                .runners
+                .iter()
+                .map(|r| (r.release.clone(), r.runner_id))
+                .collect());
         }
         let plan = self.plan()?;
         let listed = self
@@ -38,9 +45,42 @@ impl Run<'_> {
                 listed
                     .iter()
                     .find(|r| r.description.as_deref() == Some(description.as_str()))
-                    .map(|r| r.id)
+                    .map(|r| (s.release.clone(), r.id))
             })
             .collect())
+    }
+
+    /// The last lines of the manager pods' logs of the releases whose runners are not online,
+    /// read through the Kubernetes API (chart label `release=<name>`); empty when unreadable.
+    async fn manager_logs(&mut self, releases: &[&str]) -> String {
+        let Ok(clients) = self.clients(Phase::LoadTest).await else {
+            return String::new();
+        };
+        let namespace = self.config.spec.cluster.runner_namespace.clone();
+        let mut shown = String::new();
+        for release in releases {
+            let selector = format!("release={release}");
+            match clients
+                .checks
+                .log_tail(&namespace, &selector, MANAGER_LOG_LINES)
+                .await
+            {
+                Ok(tails) if tails.is_empty() => shown.push_str(&format!(
+                    "\nno manager pod of release {release} in {namespace}"
+                )),
+                Ok(tails) => {
+                    for (pod, text) in tails {
+                        shown.push_str(&format!(
+                            "\nlast lines of {namespace}/{pod} (release {release}):\n{text}"
+                        ));
+                    }
+                }
+                Err(e) => shown.push_str(&format!(
+                    "\nthe manager log of release {release} cannot be read: {e}"
+                )),
+            }
+        }
+        shown
     }
 
     /// Waits for the runners, then commits the CI file (with `[skip ci]`; its `workflow: rules`
@@ -53,25 +93,37 @@ impl Run<'_> {
 
         // A deployed release does not mean a registered runner: the chart's readiness probe
         // passes before registration, and a bad token only shows later.
-        let runner_ids = self.shard_runner_ids(&project).await?;
-        if !runner_ids.is_empty() {
-            let online = wait_until_online(
+        let shard_runners = self.shard_runners(&project).await?;
+        if !shard_runners.is_empty() {
+            let runner_ids: Vec<u64> = shard_runners.iter().map(|(_, id)| *id).collect();
+            let waited = wait_until_online(
                 gitlab.as_ref(),
                 &runner_ids,
                 RUNNERS_ONLINE_TIMEOUT,
                 RUNNERS_ONLINE_POLL,
                 &mut |_| {},
             )
-            .await
-            .map_err(|e| {
-                Error::phase(
-                    phase,
-                    format!(
-                        "{e}; the pipeline was not started (check the runner manager pods' logs)"
-                    ),
-                )
-            })?;
-            self.step(phase, format!("{} runner(s) online", online.len()));
+            .await;
+            match waited {
+                Ok(online) => self.step(phase, format!("{} runner(s) online", online.len())),
+                Err(e) => {
+                    let releases: Vec<&str> = e
+                        .not_online
+                        .iter()
+                        .filter_map(|(id, _)| {
+                            shard_runners
+                                .iter()
+                                .find(|(_, r)| r == id)
+                                .map(|(release, _)| release.as_str())
+                        })
+                        .collect();
+                    let logs = self.manager_logs(&releases).await;
+                    return Err(Error::phase(
+                        phase,
+                        format!("{e}; the pipeline was not started{logs}"),
+                    ));
+                }
+            }
         }
 
         let mut spec = LoadTestSpec::new(

@@ -56,7 +56,7 @@ pub use backends::{Backends, ClusterClients, ClusterConnector};
 pub use cluster::MockClusterChecks;
 pub use cluster::{
     ClusterCheckReport, ClusterChecks, ClusterSource, ClusterTarget, KubeClusterChecks,
-    MemoryClusterChecks, Permission, check_cluster, required_permissions,
+    MemoryClusterChecks, Permission, check_cluster, fargate_coverage_errors, required_permissions,
 };
 pub use config::{DEFAULT_HELM_CONCURRENCY, FlowConfig, MAX_HELM_CONCURRENCY, fargate_selects};
 pub use events::{FlowEvent, FlowProgress};
@@ -189,6 +189,8 @@ struct Run<'a> {
     report: FlowReport,
     access: Option<ClusterAccess>,
     clients: Option<ClusterClients>,
+    /// Whether the cluster passed its pre-install checks in this run.
+    cluster_checked: bool,
     project: Option<Project>,
     plan: Option<FleetPlan>,
     runners: Vec<ShardRunner>,
@@ -229,6 +231,7 @@ pub async fn run_until(
         report: FlowReport::new(config, backends.kind),
         access: None,
         clients: None,
+        cluster_checked: false,
         project: None,
         plan: None,
         runners: Vec::new(),

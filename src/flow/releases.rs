@@ -12,9 +12,8 @@ impl Run<'_> {
     pub(super) async fn install_releases(&mut self) -> Result<String, Error> {
         let phase = Phase::Releases;
         let plan = self.plan()?;
-        let clients = self.clients(phase).await?;
+        let clients = self.checked_clients(phase).await?;
         let namespace = self.config.spec.cluster.runner_namespace.clone();
-        self.check_cluster(&clients, &namespace).await?;
         let template = self.config.template(&self.backends.gitlab_url);
         let values = plan.release_values(&template).map_err(at(phase))?;
         // Install the shards concurrently, at most `helm_concurrency` at once: the ~45 s manager
@@ -82,32 +81,33 @@ impl Run<'_> {
         ))
     }
 
-    /// Before anything is installed: Fargate covers the namespaces (known on EKS), the caller may
-    /// create what a release needs, CoreDNS runs. Every miss is one line of the phase's error.
-    async fn check_cluster(
-        &mut self,
-        clients: &ClusterClients,
-        namespace: &str,
-    ) -> Result<(), Error> {
-        let phase = Phase::Releases;
+    /// The cluster's clients, once it passed the checks made before anything is created for it
+    /// (in GitLab or in the cluster): Fargate covers the namespaces (known on EKS), the caller may
+    /// create what a release needs, CoreDNS runs. Every miss is one line of `phase`'s error.
+    pub(super) async fn checked_clients(&mut self, phase: Phase) -> Result<ClusterClients, Error> {
+        let clients = self.clients(phase).await?;
+        if self.cluster_checked {
+            return Ok(clients);
+        }
+        let namespace = self.config.spec.cluster.runner_namespace.clone();
         let fargate = match &self.config.cluster {
             ClusterSource::Kubeconfig { .. } => None,
             _ => self.access.as_ref().map(|a| a.fargate_profiles.as_slice()),
         };
-        let report = check_cluster(clients.checks.as_ref(), fargate, namespace, namespace).await;
+        let report = check_cluster(clients.checks.as_ref(), fargate, &namespace, &namespace).await;
         for warning in &report.warnings {
             tracing::warn!(%warning, "cluster check");
             self.step(phase, format!("warning: {warning}"));
         }
-        if report.errors.is_empty() {
-            self.step(
-                phase,
-                "cluster checks passed (Fargate coverage, RBAC, CoreDNS)",
-            );
-            Ok(())
-        } else {
-            Err(Error::phase(phase, report.errors.join("; ")))
+        if !report.errors.is_empty() {
+            return Err(Error::phase(phase, report.errors.join("; ")));
         }
+        self.step(
+            phase,
+            "cluster checks passed (Fargate coverage, RBAC, CoreDNS)",
+        );
+        self.cluster_checked = true;
+        Ok(clients)
     }
 }
 

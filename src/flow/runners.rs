@@ -15,6 +15,8 @@ impl Run<'_> {
     pub(super) async fn create_runners(&mut self) -> Result<String, Error> {
         let phase = Phase::Runners;
         let plan = self.plan()?;
+        // A runner is only worth creating on a cluster that can run it.
+        self.checked_clients(phase).await?;
         let project = self.project(false).await?;
         let gitlab = self.backends.gitlab.clone();
         let existing = gitlab
@@ -30,7 +32,7 @@ impl Run<'_> {
                 .iter()
                 .find(|r| r.description.as_deref() == Some(description.as_str()));
             if let Some(runner) = found {
-                let clients = self.clients(phase).await?;
+                let clients = self.checked_clients(phase).await?;
                 let secret = SecretRef::new(&namespace, Self::secret_name(&shard.release));
                 // GitLab's list entries carry no tags: read them from the runner's details.
                 let tags = gitlab

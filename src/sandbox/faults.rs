@@ -198,6 +198,13 @@ impl GitLabApi for FaultyGitLab {
     ) -> glrunner_gitlab_client::Result<glrunner_gitlab_client::Branch> {
         self.inner.get_branch(project, branch).await
     }
+    async fn delete_branch(
+        &self,
+        project: &ProjectRef,
+        branch: &str,
+    ) -> glrunner_gitlab_client::Result<()> {
+        self.inner.delete_branch(project, branch).await
+    }
     async fn list_pipelines(
         &self,
         project: &ProjectRef,

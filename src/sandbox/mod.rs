@@ -577,6 +577,9 @@ impl SandboxWorld {
     /// One runner manager: feeds its runner entry to idle workers every `check_interval`; each
     /// worker chain takes jobs one request round trip apart until a request comes back empty.
     async fn run_manager(self, setup: ManagerSetup) {
+        // One shared world for this manager's tasks: a clone per job would copy the whole world
+        // (cloud, config, model) thousands of times in a big load test.
+        let world = Arc::new(self);
         let setup = Arc::new(setup);
         let shared = Arc::new(Mutex::new(ManagerState {
             busy_workers: 0,
@@ -606,7 +609,7 @@ impl SandboxWorld {
                     };
                     for _ in 0..idle {
                         let chain = WorkerChain {
-                            world: self.clone(),
+                            world: world.clone(),
                             setup: setup.clone(),
                             shared: shared.clone(),
                             taken: taken.clone(),
@@ -616,7 +619,7 @@ impl SandboxWorld {
                     }
                 }
                 Some(job) = jobs_rx.recv() => {
-                    let world = self.clone();
+                    let world = world.clone();
                     let setup = setup.clone();
                     let shared = shared.clone();
                     jobs.spawn(async move {
@@ -860,7 +863,7 @@ struct ManagerState {
 
 /// One chain of job requests: request, and on a job, requeue at once.
 struct WorkerChain {
-    world: SandboxWorld,
+    world: Arc<SandboxWorld>,
     setup: Arc<ManagerSetup>,
     shared: Arc<Mutex<ManagerState>>,
     taken: tokio::sync::mpsc::UnboundedSender<AssignedJob>,

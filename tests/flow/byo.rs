@@ -83,7 +83,9 @@ async fn a_namespace_outside_every_fargate_selector_is_refused_with_the_selector
         .await
         .unwrap();
     let failure = report.failure.as_ref().expect("refused");
-    assert_eq!(failure.phase, Phase::Releases);
+    // Refused before the first GitLab runner is created for a cluster that could not run it.
+    assert_eq!(failure.phase, Phase::Runners);
+    assert_eq!(world.gitlab.runner_count(), 0);
     assert!(
         failure.error.contains("namespace not-on-fargate"),
         "{failure:?}"
@@ -110,7 +112,8 @@ async fn missing_rbac_and_coredns_are_named_before_anything_is_installed() {
         .await
         .unwrap();
     let failure = report.failure.as_ref().expect("refused");
-    assert_eq!(failure.phase, Phase::Releases);
+    assert_eq!(failure.phase, Phase::Runners);
+    assert_eq!(world.gitlab.runner_count(), 0);
     assert!(
         failure.error.contains(&format!(
             "create roles.rbac.authorization.k8s.io in namespace {ns}"

@@ -196,12 +196,17 @@ async fn ensure_coredns(client: &kube::Client) {
 }
 
 fn full_flow(args: &[&str], env: &[(&str, &str)]) -> Output {
+    example("full_flow", args, env)
+}
+
+/// Runs an example binary built beside this test, with a clean environment for its targets.
+fn example(name: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
     let deps = std::env::current_exe()
         .unwrap()
         .parent()
         .unwrap()
         .to_path_buf();
-    let bin = deps.parent().unwrap().join("examples").join("full_flow");
+    let bin = deps.parent().unwrap().join("examples").join(name);
     let mut cmd = Command::new(&bin);
     cmd.args(args)
         .env_remove("AWS_ENDPOINT_URL")
@@ -522,4 +527,367 @@ async fn full_flow_killed_at_random_points_then_rerun_leaves_nothing() {
         leftovers(client, namespace).await.is_empty(),
         "no Secret or release record left in {namespace}"
     );
+}
+/// The kube-apiserver's endpoint and base64 CA, from the kubeconfig scripts/kube-apiserver.sh wrote.
+fn apiserver_endpoint(kubeconfig: &str) -> (String, String) {
+    let text = std::fs::read_to_string(kubeconfig).unwrap();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(name))
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_else(|| panic!("{name} in {kubeconfig}"))
+    };
+    let ca = std::fs::read(field("certificate-authority:")).unwrap();
+    use base64::Engine as _;
+    (
+        field("server:"),
+        base64::engine::general_purpose::STANDARD.encode(ca),
+    )
+}
+
+/// The HTTP status of a namespace list on the apiserver with `token`.
+async fn status_with_token(e2e: &E2e, endpoint: &str, token: &str) -> u16 {
+    let header = e2e.dir.path().join("auth-header");
+    std::fs::write(&header, format!("Authorization: Bearer {token}")).unwrap();
+    let out = Command::new("curl")
+        .args(["-sk", "-o", "/dev/null", "-w", "%{http_code}", "-H"])
+        .arg(format!("@{}", header.display()))
+        .arg(format!("{endpoint}/api/v1/namespaces"))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).parse().unwrap()
+}
+
+/// Every phase through the code users run, provisioning included: the infrastructure on moto with
+/// the strict shim (IAM and EC2 propagation, principals), the EKS cluster's endpoint pointed at the
+/// real kube-apiserver, which accepts glrunner's own EKS tokens through the shim's token-review
+/// webhook only for principals with an access entry (scripts/shim_eks_auth.py). Afterwards nothing
+/// is left in AWS, Kubernetes or GitLab.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_flow_provisions_on_strict_moto_and_runs_on_the_real_apiserver_leaves_nothing() {
+    let Some(e2e) = E2e::prepare("e2m").await else {
+        return;
+    };
+    let moto = std::env::var("GLRUNNER_TEST_MOTO_URL").expect("./scripts/test.sh starts moto");
+    let (endpoint, ca) = apiserver_endpoint(&e2e.kubeconfig);
+    // The stack's cluster is named after the stack.
+    let registered = Command::new("curl")
+        .args(["-sf", "-o", "/dev/null", "-X", "POST", "-d"])
+        .arg(serde_json::json!({ &e2e.stack: {"endpoint": endpoint, "ca": ca} }).to_string())
+        .arg(format!("{moto}/glrunner-shim/eks-endpoints"))
+        .status()
+        .unwrap();
+    assert!(registered.success(), "the moto shim has no EKS auth routes");
+    // A malformed EKS token opens nothing (whether an access entry lets a principal in is shared
+    // state of the one apiserver, so other tests' clusters would make a check of it racy).
+    assert_eq!(
+        status_with_token(&e2e, &endpoint, "k8s-aws-v1.bm90LWEtdXJs").await,
+        401
+    );
+
+    let state = e2e.dir.path().join("state");
+    let args = [
+        "--backend",
+        "aws",
+        "--region",
+        "us-east-1",
+        "--output",
+        "json",
+        "--stack",
+        &e2e.stack,
+        "--runner-namespace",
+        &e2e.namespace,
+        "--helm",
+        &e2e.helm,
+        "--chart",
+        e2e.chart.to_str().unwrap(),
+        "--gitlab-url",
+        &e2e.double.url,
+        "--project",
+        "e2e/loadtest",
+        "--jobs",
+        "400",
+        "--state-dir",
+        state.to_str().unwrap(),
+        // The doctor tests set the shim's (global) quotas to fail on purpose while this runs; the
+        // preflight on the shim is covered there.
+        "--skip-preflight",
+    ];
+    let out = full_flow(
+        &args,
+        &[
+            ("AWS_ENDPOINT_URL", moto.as_str()),
+            ("AWS_ACCESS_KEY_ID", "e2e"),
+            ("AWS_SECRET_ACCESS_KEY", "e2e"),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON report");
+    assert!(report["failure"].is_null(), "{report}");
+    for p in report["phases"].as_array().unwrap() {
+        assert_eq!(p["status"], "done", "{p}");
+    }
+    assert_eq!(report["load_test"]["by_status"]["success"], 400, "{report}");
+    assert_eq!(report["teardown"]["leftovers"]["total"], 0, "{report}");
+    assert!(
+        report["teardown"]["infra_deleted"].as_u64().unwrap() > 10,
+        "{report}"
+    );
+    let state_of_gitlab = e2e.double.get("/double/state");
+    assert_eq!(state_of_gitlab["pipelines"], 1, "{state_of_gitlab}");
+    assert_eq!(state_of_gitlab["runners"], 0, "{state_of_gitlab}");
+    assert!(leftovers(&e2e.client, &e2e.namespace).await.is_empty());
+
+    // What AWS holds afterwards, read independently of the flow: the `teardown` example's plan
+    // (discovery by the stack tag, no state file needed) deletes nothing.
+    let plan = example(
+        "teardown",
+        &[
+            "--backend",
+            "aws",
+            "--region",
+            "us-east-1",
+            "--output",
+            "json",
+            "--stack",
+            &e2e.stack,
+            "--state-dir",
+            e2e.dir.path().join("fresh").to_str().unwrap(),
+            "--dry-run",
+        ],
+        &[
+            ("AWS_ENDPOINT_URL", moto.as_str()),
+            ("AWS_ACCESS_KEY_ID", "e2e"),
+            ("AWS_SECRET_ACCESS_KEY", "e2e"),
+        ],
+    );
+    let text = String::from_utf8_lossy(&plan.stdout);
+    assert_eq!(
+        plan.status.code(),
+        Some(0),
+        "{text}\n{}",
+        String::from_utf8_lossy(&plan.stderr)
+    );
+    let plan: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        plan["deleted"],
+        serde_json::json!([]),
+        "left in AWS: {plan}"
+    );
+}
+
+/// `--cluster NAME` on moto + the real apiserver: the stack is provisioned first (as a team's
+/// existing EKS cluster would be); `full_flow` with a namespace outside every Fargate selector is
+/// refused with the selectors shown before any GitLab runner exists; `runner install/uninstall`
+/// and `reap` reach the same cluster through the EKS API and glrunner's own tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_brought_eks_cluster_is_found_through_the_eks_api() {
+    let Some(e2e) = E2e::prepare("e2c").await else {
+        return;
+    };
+    let moto = std::env::var("GLRUNNER_TEST_MOTO_URL").expect("./scripts/test.sh starts moto");
+    let aws_env = [
+        ("AWS_ENDPOINT_URL", moto.as_str()),
+        ("AWS_ACCESS_KEY_ID", "e2e"),
+        ("AWS_SECRET_ACCESS_KEY", "e2e"),
+    ];
+    let (endpoint, ca) = apiserver_endpoint(&e2e.kubeconfig);
+    let registered = Command::new("curl")
+        .args(["-sf", "-o", "/dev/null", "-X", "POST", "-d"])
+        .arg(serde_json::json!({ &e2e.stack: {"endpoint": endpoint, "ca": ca} }).to_string())
+        .arg(format!("{moto}/glrunner-shim/eks-endpoints"))
+        .status()
+        .unwrap();
+    assert!(registered.success(), "the moto shim has no EKS auth routes");
+    let state = e2e.dir.path().join("state");
+    let state = state.to_str().unwrap();
+    let stack_args = [
+        "--backend",
+        "aws",
+        "--region",
+        "us-east-1",
+        "--stack",
+        &e2e.stack,
+        "--state-dir",
+        state,
+        "--output",
+        "json",
+    ];
+    let run = |name: &str, extra: &[&str]| {
+        let out = example(name, &[&stack_args[..], extra].concat(), &aws_env);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, _, stderr) = run("provision", &["--runner-namespace", &e2e.namespace]);
+    assert_eq!(code, Some(0), "{stderr}");
+
+    // A runner namespace that no Fargate profile selects: refused, nothing created anywhere.
+    let (code, stdout, stderr) = run(
+        "full_flow",
+        &[
+            "--cluster",
+            &e2e.stack,
+            "--runner-namespace",
+            "not-on-fargate",
+            "--helm",
+            &e2e.helm,
+            "--chart",
+            e2e.chart.to_str().unwrap(),
+            "--gitlab-url",
+            &e2e.double.url,
+            "--project",
+            "e2e/loadtest",
+            "--jobs",
+            "10",
+            "--skip-preflight",
+        ],
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON report");
+    let error = report["failure"]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("namespace not-on-fargate is not covered") && error.contains("selectors:"),
+        "{report}"
+    );
+    assert!(
+        error.contains(&format!("namespace={}", e2e.namespace)),
+        "the profile's selectors are shown: {report}"
+    );
+    assert!(
+        report["cluster"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("EKS cluster {}", e2e.stack)),
+        "{report}"
+    );
+    let gitlab = e2e.double.get("/double/state");
+    assert_eq!(
+        gitlab["runners"], 0,
+        "no GitLab runner was created: {gitlab}"
+    );
+
+    // `runner` on the same cluster by name: a release and its Secret in the Fargate namespace.
+    let release = format!("{}-byo", e2e.stack);
+    let runner = |subcommand: &str, extra: &[&str]| {
+        let mut args = vec![
+            "--backend",
+            "aws",
+            "--region",
+            "us-east-1",
+            "--output",
+            "json",
+            subcommand,
+            "--cluster",
+            &e2e.stack,
+            "--helm",
+            &e2e.helm,
+            "--release",
+            &release,
+            "--namespace",
+            &e2e.namespace,
+        ];
+        args.extend_from_slice(extra);
+        let mut env = aws_env.to_vec();
+        env.push(("GLRUNNER_RUNNER_TOKEN", "glrt-e2e-byo-cluster-token"));
+        example("runner", &args, &env)
+    };
+    let out = runner(
+        "install",
+        &[
+            "--gitlab-url",
+            &e2e.double.url,
+            "--chart",
+            e2e.chart.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let secrets: Api<Secret> = Api::namespaced(e2e.client.clone(), &e2e.namespace);
+    assert!(
+        secrets
+            .get_opt(&format!("{release}-token"))
+            .await
+            .unwrap()
+            .is_some(),
+        "the token Secret is in the cluster"
+    );
+
+    // `reap --cluster`: one round through the EKS API's endpoint and glrunner's tokens.
+    let (code, stdout, stderr) = run(
+        "reap",
+        &[
+            "--cluster",
+            &e2e.stack,
+            "--namespace",
+            &e2e.namespace,
+            "--once",
+        ],
+    );
+    assert_eq!(code, Some(0), "{stderr}\n{stdout}");
+
+    let out = runner("uninstall", &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(leftovers(&e2e.client, &e2e.namespace).await.is_empty());
+    let (code, _, stderr) = run("teardown", &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+/// The manager-log tail through the real apiserver: the chart's `release=<name>` label finds the
+/// manager pod, and a pod that never ran (this apiserver has no kubelet: it answers an empty log)
+/// says so instead of showing nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manager_log_tails_find_the_release_pods_and_say_when_a_log_is_empty() {
+    use glrunner::flow::ClusterChecks as _;
+    let Some((_, kubeconfig)) = servers() else {
+        return;
+    };
+    let client = kube_client(&kubeconfig).await;
+    let namespace = format!("logs{}", std::process::id());
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let ns = serde_json::from_value(serde_json::json!({"metadata": {"name": namespace}})).unwrap();
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    for (name, release) in [("manager-a", "shard-1"), ("manager-b", "shard-2")] {
+        let pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "labels": {"app": format!("{release}-gitlab-runner"), "release": release}},
+            "spec": {"containers": [{"name": "gitlab-runner", "image": "gitlab-runner"}]}
+        }))
+        .unwrap();
+        pods.create(&PostParams::default(), &pod).await.unwrap();
+    }
+    let checks = glrunner::flow::KubeClusterChecks::new(client.clone());
+    let tails = checks
+        .log_tail(&namespace, "release=shard-1", 20)
+        .await
+        .unwrap();
+    assert_eq!(tails.len(), 1, "{tails:?}");
+    assert_eq!(tails[0].0, "manager-a");
+    assert!(tails[0].1.contains("may not have started"), "{tails:?}");
+    assert!(
+        checks
+            .log_tail(&namespace, "release=none", 20)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    namespaces
+        .delete(&namespace, &Default::default())
+        .await
+        .unwrap();
 }

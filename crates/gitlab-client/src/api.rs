@@ -57,6 +57,10 @@ pub trait GitLabApi: Send + Sync {
     /// it does not exist.
     async fn get_branch(&self, project: &ProjectRef, branch: &str) -> Result<Branch>;
 
+    /// Deletes a branch (`DELETE /projects/:id/repository/branches/:branch`); [`Error::NotFound`]
+    /// when it does not exist. GitLab refuses the default branch and protected branches.
+    async fn delete_branch(&self, project: &ProjectRef, branch: &str) -> Result<()>;
+
     /// Commits file actions atomically (`POST /projects/:id/repository/commits`).
     async fn commit_files(&self, project: &ProjectRef, commit: &NewCommit) -> Result<Commit>;
 

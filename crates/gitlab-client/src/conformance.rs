@@ -229,7 +229,7 @@ pub async fn pipeline_jobs_are_paginated_and_cancelable(
 /// Push pipelines: the generated CI file (api-only `workflow: rules`) committed without
 /// `[skip ci]` starts none, and `POST /pipeline` then starts exactly one; a plain CI file
 /// committed with `[skip ci]` starts none, and without it starts a push pipeline; a commit to
-/// a new branch works (`start_branch`).
+/// a new branch works (`start_branch`), and deleting it again too (never the default branch).
 pub async fn commits_start_only_the_pipelines_glrunner_watches(
     api: &dyn GitLabApi,
     prefix: &str,
@@ -316,6 +316,25 @@ pub async fn commits_start_only_the_pipelines_glrunner_watches(
     for p in pushed {
         api.cancel_pipeline(&pref, p.id).await?;
     }
+    api.delete_branch(&pref, &new_branch).await?;
+    check(
+        matches!(
+            api.get_branch(&pref, &new_branch).await,
+            Err(Error::NotFound { .. })
+        ),
+        "a deleted branch is gone",
+    )?;
+    check(
+        matches!(
+            api.delete_branch(&pref, &new_branch).await,
+            Err(Error::NotFound { .. })
+        ),
+        "deleting a missing branch is NotFound",
+    )?;
+    check(
+        api.delete_branch(&pref, &branch).await.is_err(),
+        "the default branch cannot be deleted",
+    )?;
     api.delete_project(&pref).await
 }
 

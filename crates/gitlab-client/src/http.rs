@@ -901,6 +901,20 @@ impl GitLabApi for HttpGitLab {
         .await
     }
 
+    async fn delete_branch(&self, project: &ProjectRef, branch: &str) -> Result<()> {
+        self.no_content(Call::new(
+            Method::DELETE,
+            format!(
+                "{}/repository/branches/{}",
+                Self::project_path(project),
+                encode_path(branch)
+            ),
+            "delete",
+            format!("branch {branch:?} of {project}"),
+        ))
+        .await
+    }
+
     async fn commit_files(&self, project: &ProjectRef, commit: &NewCommit) -> Result<Commit> {
         let call = Call::new(
             Method::POST,

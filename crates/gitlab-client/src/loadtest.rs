@@ -315,6 +315,21 @@ pub struct Failure {
     pub cancel: CancelSummary,
 }
 
+/// Deletes the branches glrunner made for parts 2.. of a split load test (`<branch>-glrunner-
+/// part-<k>`); the first part runs on the user's branch, which stays. A branch that cannot be
+/// deleted is logged, not fatal: the load test's result does not depend on it.
+async fn delete_part_branches(api: &dyn GitLabApi, project: &ProjectRef, branches: &[String]) {
+    for branch in branches.iter().skip(1) {
+        match api.delete_branch(project, branch).await {
+            Ok(()) => tracing::info!(%branch, "deleted the load test's part branch"),
+            Err(Error::NotFound { .. }) => {}
+            Err(e) => {
+                tracing::warn!(%branch, error = %e, "could not delete the load test's part branch")
+            }
+        }
+    }
+}
+
 /// Starts the load test ([`start`]) and watches its pipelines as one. When the watch ends
 /// early (timeout, budget) or fails, the pipelines are canceled unless
 /// [`LoadTestRun::keep_pipeline`], and the outcome says so.
@@ -326,13 +341,22 @@ pub async fn run(
     running: &RunningPipelines,
     on_event: &mut (dyn FnMut(&WatchEvent) + Send),
 ) -> std::result::Result<Outcome, Failure> {
-    let started = start(api, project, run, running)
-        .await
-        .map_err(|error| Failure {
-            error,
-            pipelines: Vec::new(),
-            cancel: CancelSummary::default(),
-        })?;
+    let started = match start(api, project, run, running).await {
+        Ok(started) => started,
+        Err(error) => {
+            // Parts committed before a creation failed have no pipeline left running.
+            let default_branch = project.default_branch.as_deref().unwrap_or("main");
+            if let Ok(parts) = run.parts(default_branch) {
+                let branches: Vec<String> = parts.into_iter().map(|(b, _)| b).collect();
+                delete_part_branches(api, &ProjectRef::Id(project.id), &branches).await;
+            }
+            return Err(Failure {
+                error,
+                pipelines: Vec::new(),
+                cancel: CancelSummary::default(),
+            });
+        }
+    };
     let ids: Vec<u64> = started.pipelines.iter().map(|p| p.id).collect();
     let result = watch_pipelines(api, &started.project, &ids, watch, on_event).await;
     let ended_early = !matches!(&result, Ok(r) if r.outcome == WatchOutcome::Finished);
@@ -342,6 +366,10 @@ pub async fn run(
         running.clear();
         CancelSummary::default()
     };
+    // A kept pipeline still runs on its part branch; otherwise every pipeline has ended.
+    if !(ended_early && run.keep_pipeline) {
+        delete_part_branches(api, &started.project, &started.branches).await;
+    }
     match result {
         Ok(report) => Ok(Outcome { report, cancel }),
         Err(error) => Err(Failure {

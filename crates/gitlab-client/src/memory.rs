@@ -235,9 +235,20 @@ struct PipelineJobs {
     canceled: usize,
 }
 
-/// Pending jobs keyed by (project, required tags), oldest first: a job request looks only at
-/// the tag sets its runner can take.
+/// Pending jobs keyed by (project, required tags sorted and deduplicated), oldest first: a job
+/// request looks only at the tag sets its runner can take.
 type PendingIndex = BTreeMap<(u64, Vec<String>), BTreeSet<u64>>;
+
+/// A job's key in the [`PendingIndex`]: tags sorted and deduplicated, so that a runner finds the
+/// jobs it may take by looking up the subsets of its own tags.
+fn pending_key(project_id: u64, tags: &[String]) -> (u64, Vec<String>) {
+    let tags: BTreeSet<&String> = tags.iter().collect();
+    (project_id, tags.into_iter().cloned().collect())
+}
+
+/// Runners with more tags than this are matched by scanning the project's tag sets instead of
+/// looking up each subset of their tags (2^n lookups).
+const SUBSET_LOOKUP_MAX_TAGS: usize = 8;
 
 #[derive(Debug, Default)]
 struct State {
@@ -434,7 +445,7 @@ impl State {
         *agg.by_status.entry(job.job.status).or_insert(0) += 1;
         if job.job.status == JobStatus::Pending {
             self.pending
-                .entry((job.project_id, job.job.tag_list.clone()))
+                .entry(pending_key(job.project_id, &job.job.tag_list))
                 .or_default()
                 .insert(id);
         }
@@ -449,7 +460,7 @@ impl State {
         }
         if let Some(set) = self
             .pending
-            .get_mut(&(j.project_id, j.job.tag_list.clone()))
+            .get_mut(&pending_key(j.project_id, &j.job.tag_list))
         {
             set.remove(&id);
         }
@@ -483,7 +494,7 @@ impl State {
         if before == JobStatus::Pending
             && let Some(set) = self
                 .pending
-                .get_mut(&(j.project_id, j.job.tag_list.clone()))
+                .get_mut(&pending_key(j.project_id, &j.job.tag_list))
         {
             set.remove(&id);
         }
@@ -516,15 +527,35 @@ impl State {
         max: usize,
     ) -> Vec<u64> {
         let mut picked: Vec<u64> = Vec::new();
-        let range = (project_id, Vec::new())..(project_id.saturating_add(1), Vec::new());
-        for ((_, required), ids) in self.pending.range(range) {
-            let fits = if required.is_empty() {
-                run_untagged
-            } else {
-                required.iter().all(|t| tags.contains(t))
-            };
-            if fits {
-                picked.extend(ids.iter().take(max));
+        if tags.len() <= SUBSET_LOOKUP_MAX_TAGS {
+            // The tag sets a runner can take are exactly the subsets of its tags: look each up
+            // instead of walking every tag set of the project (one per shard in a big fleet).
+            let tags: Vec<&String> = tags.iter().collect();
+            for mask in 0u32..(1 << tags.len()) {
+                if mask == 0 && !run_untagged {
+                    continue;
+                }
+                let subset: Vec<String> = tags
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| mask & (1 << i) != 0)
+                    .map(|(_, t)| (*t).clone())
+                    .collect();
+                if let Some(ids) = self.pending.get(&(project_id, subset)) {
+                    picked.extend(ids.iter().take(max));
+                }
+            }
+        } else {
+            let range = (project_id, Vec::new())..(project_id.saturating_add(1), Vec::new());
+            for ((_, required), ids) in self.pending.range(range) {
+                let fits = if required.is_empty() {
+                    run_untagged
+                } else {
+                    required.iter().all(|t| tags.contains(t))
+                };
+                if fits {
+                    picked.extend(ids.iter().take(max));
+                }
             }
         }
         picked.sort_unstable();
@@ -694,6 +725,11 @@ impl InMemoryGitLab {
         self.lock().requests
     }
 
+    /// Runners that exist now, in every project.
+    pub fn runner_count(&self) -> usize {
+        self.lock().runners.len()
+    }
+
     /// Makes the next `count` API requests fail with a 429 asking to wait `retry_after`.
     pub fn throttle_next(&self, count: u32, retry_after: Duration) {
         let mut st = self.lock();
@@ -771,7 +807,7 @@ impl InMemoryGitLab {
             .ok_or_else(|| Error::not_found("set status of", format!("job {job_id}")))?;
         let before = j.job.status;
         j.job.status = status;
-        let (pipeline_id, key) = (j.pipeline_id, (j.project_id, j.job.tag_list.clone()));
+        let (pipeline_id, key) = (j.pipeline_id, pending_key(j.project_id, &j.job.tag_list));
         // Keep the indexes in step: out of the pending set, into the new status's tally.
         if before == JobStatus::Pending
             && let Some(set) = st.pending.get_mut(&key)
@@ -1165,6 +1201,25 @@ impl GitLabApi for InMemoryGitLab {
                     .map(|sha| BranchCommit { id: sha.clone() }),
             })
             .ok_or_else(|| Error::not_found("get", format!("branch {branch:?} of {project}")))
+    }
+
+    async fn delete_branch(&self, project: &ProjectRef, branch: &str) -> Result<()> {
+        let mut st = self.admit("delete", || format!("branch {branch:?} of {project}"))?;
+        let id = st.project_id(project, "delete branch of")?;
+        let p = st.projects.get_mut(&id).expect("project_id found it");
+        if p.project.default_branch.as_deref() == Some(branch) {
+            // GitLab: 405 "The default branch of a project cannot be deleted."
+            return Err(Error::invalid(
+                "delete",
+                format!("branch {branch:?} of {project}"),
+                "the default branch of a project cannot be deleted",
+            ));
+        }
+        p.heads.remove(branch);
+        p.branches
+            .remove(branch)
+            .map(|_| ())
+            .ok_or_else(|| Error::not_found("delete", format!("branch {branch:?} of {project}")))
     }
 
     async fn commit_files(&self, project: &ProjectRef, commit: &NewCommit) -> Result<Commit> {

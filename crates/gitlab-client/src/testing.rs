@@ -334,6 +334,12 @@ impl Double {
             ("GET", ["projects", p, "repository", "branches", branch]) => {
                 answer(200, now(gl.get_branch(&Self::project(p), branch)))
             }
+            ("DELETE", ["projects", p, "repository", "branches", branch]) => {
+                match now(gl.delete_branch(&Self::project(p), branch)) {
+                    Some(Ok(())) => ResponseTemplate::new(204),
+                    other => answer::<()>(204, other),
+                }
+            }
             ("POST", ["projects", p, "repository", "commits"]) => {
                 match serde_json::from_value::<CommitBody>(body()) {
                     Ok(b) => {

@@ -71,8 +71,8 @@ impl KubeTokenSecrets {
                 .await
                 .map_err(|e| backend("infer", Box::new(e)))?,
         };
-        let client =
-            Client::try_from(config).map_err(|e| backend("build a client from", Box::new(e)))?;
+        let client = Client::try_from(bounded(config))
+            .map_err(|e| backend("build a client from", Box::new(e)))?;
         Ok(Self { client })
     }
 
@@ -350,6 +350,14 @@ impl TokenSecrets for KubeTokenSecrets {
     }
 }
 
+/// Bounds every Secret call of a client built from `config`: no kube-rs retry layer (it retries
+/// 429/503/504 up to 15 times with delays growing to minutes, under a caller that promised a
+/// bounded install); a throttled call fails with [`Error::Throttled`] and the caller decides.
+pub fn bounded(mut config: Config) -> Config {
+    config.default_retry = false;
+    config
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -362,6 +370,13 @@ mod tests {
             message: "m".into(),
             ..Default::default()
         }))
+    }
+
+    #[test]
+    fn secret_clients_are_built_without_kube_rs_retry_layer() {
+        let config = Config::new("https://127.0.0.1:6443".parse().unwrap());
+        assert!(config.default_retry, "kube-rs retries by default");
+        assert!(!bounded(config).default_retry);
     }
 
     #[test]

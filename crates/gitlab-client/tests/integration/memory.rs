@@ -86,6 +86,39 @@ async fn runners_take_only_jobs_matching_their_tags() {
 }
 
 #[tokio::test]
+async fn jobs_with_several_tags_go_to_runners_holding_all_of_them_in_any_order() {
+    let f = fixture(vec![ShardTarget::new("unused", 1)], 0).await;
+    let yaml =
+        "two:\n  script: [echo]\n  tags: [y, x]\nthree:\n  script: [echo]\n  tags: [x, z, y]\n";
+    f.gl.put_file(&f.project, "main", ".gitlab-ci.yml", yaml, "ci [skip ci]")
+        .await
+        .unwrap();
+    f.gl.create_pipeline(&f.project, &NewPipeline::new("main"))
+        .await
+        .unwrap();
+    let only_x = runner(&f, &["x"], true).await;
+    assert!(f.gl.request_jobs(only_x, 10).unwrap().is_empty());
+    let x_y = runner(&f, &["x", "y"], false).await;
+    let got = f.gl.request_jobs(x_y, 10).unwrap();
+    assert_eq!(
+        got.iter().map(|j| j.name.as_str()).collect::<Vec<_>>(),
+        ["two"]
+    );
+    // More tags than the subset lookup covers: the scan finds the job all the same.
+    let many: Vec<String> = (0..12)
+        .map(|i| format!("t{i}"))
+        .chain(["z", "y", "x"].map(String::from))
+        .collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    let wide = runner(&f, &many, false).await;
+    let got = f.gl.request_jobs(wide, 10).unwrap();
+    assert_eq!(
+        got.iter().map(|j| j.name.as_str()).collect::<Vec<_>>(),
+        ["three"]
+    );
+}
+
+#[tokio::test]
 async fn runner_limit_bounds_concurrency() {
     let f = fixture(vec![ShardTarget::new("a", 5)], 0).await;
     let a = runner(&f, &["a"], false).await;

@@ -468,6 +468,18 @@ async fn a_load_test_above_the_limit_runs_as_several_pipelines_reported_as_one()
     assert_eq!(outcome.report.total_jobs, 1200);
     assert_eq!(outcome.report.by_status["success"], 1200);
     assert_eq!(outcome.report.pipeline_status, "success");
+    // The part branches glrunner made are gone once their pipelines ended; the user's stays.
+    let project = ProjectRef::Id(p.id);
+    for part in ["main-glrunner-part-2", "main-glrunner-part-3"] {
+        assert!(
+            matches!(
+                gl.get_branch(&project, part).await,
+                Err(glrunner_gitlab_client::Error::NotFound { .. })
+            ),
+            "{part} is left"
+        );
+    }
+    assert!(gl.get_branch(&project, "main").await.is_ok());
 }
 
 #[tokio::test(start_paused = true)]
@@ -573,6 +585,13 @@ impl GitLabApi for FailingJobs {
         r: &str,
     ) -> glrunner_gitlab_client::Result<bool> {
         self.0.file_exists(project, file, r).await
+    }
+    async fn delete_branch(
+        &self,
+        project: &ProjectRef,
+        b: &str,
+    ) -> glrunner_gitlab_client::Result<()> {
+        self.0.delete_branch(project, b).await
     }
     async fn get_branch(
         &self,
