@@ -7,7 +7,8 @@
 //! Cases: a failure injected into each phase ([`Fault`]); AWS throttling on a share of create,
 //! describe and delete calls plus a burst of 5xx (also during teardown's wait for the
 //! cluster); GitLab 502s before and after GitLab acted on the runner, commit and pipeline
-//! POSTs, and a 429 storm on runner creation ([`ChaosGitLab`]); the Kubernetes API server unavailable in the
+//! POSTs, and a 429 storm on runner creation ([`ChaosGitLab`]); two runs of one stack at once;
+//! the Kubernetes API server unavailable in the
 //! middle of the reap phase (an apiserver restart); and the flow stopped at seeded points of
 //! provision, releases and teardown, then run again (what a SIGKILL and a re-run leave).
 
@@ -175,6 +176,12 @@ pub async fn run_suite(jobs: u32, seed: u64) -> SuiteReport {
         .await,
     );
     cases.push(apiserver_restart_mid_reap(jobs, seed).await);
+    let mut rng = fastrand::Rng::with_seed(seed);
+    for phase in [Phase::Provision, Phase::Releases, Phase::Teardown] {
+        let after = 2 + rng.u32(..3);
+        cases.push(killed_then_rerun(jobs, seed, phase, after).await);
+    }
+    cases.push(two_runs_of_one_stack(jobs, seed, rng.u64(..30)).await);
     let report = SuiteReport {
         faults_injected: cases.iter().map(|c| c.faults_injected).sum(),
         left_by_cleanup: cases.iter().map(|c| c.left_by_cleanup).sum(),
@@ -384,6 +391,79 @@ async fn apiserver_restart_mid_reap(jobs: u32, seed: u64) -> CaseResult {
         Vec::new(),
     )
     .await
+}
+
+/// The flow dropped at once (as SIGKILL leaves it: no cleanup, nothing saved) at the
+/// `after`-th event of `phase`, then run again as a user would: the re-run finds what the
+/// killed run made (by tags, runner descriptions, release names), duplicates nothing, and its
+/// teardown leaves nothing.
+async fn killed_then_rerun(jobs: u32, seed: u64, phase: Phase, after: u32) -> CaseResult {
+    let name = format!("killed-in-{phase}-then-rerun");
+    let world = SandboxWorld::new("us-east-1", SandboxConfig::default().with_seed(seed));
+    let config = config(&name, jobs);
+    let cloud = Arc::new(ChaosCloud::new(world.cloud.clone(), seed, 0.0, 0));
+    let gitlab = Arc::new(ChaosGitLab::new(world.gitlab.clone()));
+    let mut backends = world.backends();
+    backends.network = cloud.clone();
+    backends.cluster = cloud.clone();
+    backends.gitlab = gitlab.clone();
+    let kill = tokio::sync::Notify::new();
+    let in_phase = std::sync::atomic::AtomicBool::new(false);
+    let seen = std::sync::atomic::AtomicU32::new(0);
+    let progress = |event: &FlowEvent<'_>| {
+        if matches!(event, FlowEvent::PhaseStarted { phase: p } if *p == phase) {
+            in_phase.store(true, Ordering::SeqCst);
+        }
+        if in_phase.load(Ordering::SeqCst) && seen.fetch_add(1, Ordering::SeqCst) + 1 == after {
+            kill.notify_one();
+        }
+    };
+    let _runners = world.start_runners();
+    let killed = tokio::select! {
+        _ = flow::run(&config, &backends, &progress) => false,
+        () = kill.notified() => true,
+    };
+    let report = flow::run(&config, &backends, &|_: &FlowEvent<'_>| {})
+        .await
+        .unwrap_or_else(|e| panic!("the fault suite's input is valid: {e}"));
+    let mut detail = cloud.duplicates();
+    detail.extend(gitlab.duplicates());
+    judge(&name, u64::from(killed), &world, &config, &report, detail).await
+}
+
+/// Two runs of one stack at once (two CI jobs with separate state directories, so no local
+/// lock), the second `lag_secs` later; then the whole flow. Both provisions must end without
+/// error, with one stack between them.
+async fn two_runs_of_one_stack(jobs: u32, seed: u64, lag_secs: u64) -> CaseResult {
+    let name = "two-runs-of-one-stack";
+    let world = SandboxWorld::new("us-east-1", SandboxConfig::default().with_seed(seed));
+    let config = config(name, jobs);
+    let cloud = Arc::new(ChaosCloud::new(world.cloud.clone(), seed, 0.0, 0));
+    let mut backends = world.backends();
+    backends.network = cloud.clone();
+    backends.cluster = cloud.clone();
+    let provision = config.clone().with_phases([Phase::Provision]);
+    let noop = |_: &FlowEvent<'_>| {};
+    let (first, second) = tokio::join!(flow::run(&provision, &backends, &noop), async {
+        tokio::time::sleep(Duration::from_secs(lag_secs)).await;
+        flow::run(&provision, &backends, &noop).await
+    });
+    let mut detail = Vec::new();
+    for (which, run) in [("first", first), ("second", second)] {
+        match run {
+            Ok(r) if r.failure.is_none() => {}
+            Ok(r) => detail.push(format!("the {which} provision failed: {:?}", r.failure)),
+            Err(e) => detail.push(format!("the {which} provision failed: {e}")),
+        }
+    }
+    let report = run_flow(&world, &config, backends).await;
+    let failed = !detail.is_empty();
+    detail.extend(cloud.duplicates());
+    let mut result = judge(name, 1, &world, &config, &report, detail).await;
+    if failed {
+        result.outcome = format!("failed: concurrent provision; then {}", result.outcome);
+    }
+    result
 }
 
 /// Infrastructure backends that throttle a seeded share of calls and answer a burst of 5xx,
@@ -657,15 +737,17 @@ impl<G: glrunner_gitlab_client::GitLabApi> ChaosGitLab<G> {
         lock(&self.calls).get(&call).copied().unwrap_or(0)
     }
 
-    /// `duplicate …` lines: runners that lived twice with one description, refs with two
-    /// pipelines started through the API.
+    /// `duplicate …` lines: runners that lived twice with one description, pipelines started
+    /// on a ref while another one still ran there.
     pub fn duplicates(&self) -> Vec<String> {
         let mut out = lock(&self.duplicates).clone();
         out.extend(
             lock(&self.pipelines_by_ref)
                 .iter()
-                .filter(|(_, n)| **n > 1)
-                .map(|(r, n)| format!("duplicate pipelines: {n} started on ref {r}")),
+                .filter(|(_, n)| **n > 0)
+                .map(|(r, n)| {
+                    format!("duplicate pipelines: {n} started on ref {r} while another ran")
+                }),
         );
         out
     }
@@ -868,10 +950,19 @@ impl<G: glrunner_gitlab_client::GitLabApi> glrunner_gitlab_client::GitLabApi for
             "create",
             || format!("pipeline on {:?} of {project}", new.ref_name),
             || async {
+                // Two load-test pipelines running on one ref at once: one was started twice.
+                let running = self
+                    .inner
+                    .list_pipelines(project, &new.ref_name)
+                    .await
+                    .map(|list| list.iter().filter(|p| !p.status.is_finished()).count())
+                    .unwrap_or(0);
                 let pipeline = self.inner.create_pipeline(project, new).await?;
-                *lock(&self.pipelines_by_ref)
-                    .entry(new.ref_name.clone())
-                    .or_default() += 1;
+                if running > 0 {
+                    *lock(&self.pipelines_by_ref)
+                        .entry(new.ref_name.clone())
+                        .or_default() += 1;
+                }
                 Ok(pipeline)
             },
         )

@@ -44,7 +44,7 @@ pub mod model;
 pub mod profile;
 mod report;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -433,22 +433,24 @@ impl SandboxWorld {
     /// second while a ready release has no token Secret or GitLab runner yet.
     async fn simulate(self) {
         let mut managers: BTreeMap<ReleaseId, Manager> = BTreeMap::new();
-        let mut runner_ids: HashMap<(ReleaseId, u32), u64> = HashMap::new();
         let mut changes = self.releases.subscribe();
         loop {
             let mut unresolved = false;
             let installed = self.releases.runners();
             for runner in installed.iter().filter(|r| r.is_ready()) {
-                if managers
-                    .get(&runner.id)
-                    .is_some_and(|m| m.revision == runner.revision)
-                {
-                    continue;
-                }
-                let Some(runner_id) = self.runner_id(runner, &mut runner_ids).await else {
+                // Read from the Secret every time, as a new manager pod would: a release
+                // uninstalled and installed again (a re-run after a killed teardown) is at
+                // revision 1 again, with another runner's token.
+                let Some(runner_id) = self.runner_id(runner).await else {
                     unresolved = true;
                     continue;
                 };
+                if managers
+                    .get(&runner.id)
+                    .is_some_and(|m| m.revision == runner.revision && m.runner_id == runner_id)
+                {
+                    continue;
+                }
                 if let Some(old) = managers.remove(&runner.id) {
                     self.stop_manager(old);
                 }
@@ -481,21 +483,12 @@ impl SandboxWorld {
     }
 
     /// The GitLab runner of a release, read from its token Secret like the chart's runner does.
-    async fn runner_id(
-        &self,
-        runner: &InstalledRunner,
-        cache: &mut HashMap<(ReleaseId, u32), u64>,
-    ) -> Option<u64> {
-        let key = (runner.id.clone(), runner.revision);
-        if let Some(id) = cache.get(&key) {
-            return Some(*id);
-        }
+    async fn runner_id(&self, runner: &InstalledRunner) -> Option<u64> {
         let secret = SecretRef::new(&runner.id.namespace, &runner.values.secret_name);
         let stored = self.secrets.get(&secret).await.ok().flatten()?;
         let id = self
             .gitlab
             .runner_id_for_token(&SecretToken::new(stored.token.expose_secret()))?;
-        cache.insert(key, id);
         Some(id)
     }
 
@@ -548,6 +541,7 @@ impl SandboxWorld {
         let world = self.clone();
         Manager {
             revision: runner.revision,
+            runner_id,
             namespace: runner.id.namespace.clone(),
             pod_name,
             held_millis: millis,
@@ -828,6 +822,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[derive(Debug)]
 struct Manager {
     revision: u32,
+    /// The GitLab runner whose token the manager read at its start.
+    runner_id: u64,
     namespace: String,
     pod_name: Option<String>,
     held_millis: u32,

@@ -12,7 +12,7 @@ use glrunner::sandbox::{SandboxConfig, SandboxWorld};
 async fn the_fault_suite_leaves_nothing_and_duplicates_nothing() {
     let report = run_suite(400, 42).await;
     eprintln!("{}", report.render_text());
-    assert!(report.cases.len() >= 14, "{}", report.render_text());
+    assert!(report.cases.len() >= 18, "{}", report.render_text());
     assert!(
         report.cases.iter().all(|c| c.faults_injected > 0),
         "every case injected its fault: {}",
@@ -54,6 +54,19 @@ async fn the_fault_suite_leaves_nothing_and_duplicates_nothing() {
     for name in ["gitlab-502-on-posts", "gitlab-502-after-posts"] {
         let c = case(name);
         assert_eq!(c.faults_injected, 3, "{}", report.render_text());
+        assert_eq!(c.outcome, "done", "{}", report.render_text());
+        assert_eq!(c.left_by_cleanup, 0, "{}", report.render_text());
+    }
+    // Killed at once (as by SIGKILL) inside provision, releases or teardown, then run again:
+    // the re-run reuses what the killed run made and gets the job done; two runs of one stack
+    // at once end with one stack and no error.
+    for name in [
+        "killed-in-provision-then-rerun",
+        "killed-in-releases-then-rerun",
+        "killed-in-teardown-then-rerun",
+        "two-runs-of-one-stack",
+    ] {
+        let c = case(name);
         assert_eq!(c.outcome, "done", "{}", report.render_text());
         assert_eq!(c.left_by_cleanup, 0, "{}", report.render_text());
     }
