@@ -460,3 +460,70 @@ fn provision_and_teardown_on_moto_killed_at_random_points_then_rerun_leave_nothi
         "left: {plan}"
     );
 }
+
+/// Two CI jobs run `provision` of one stack at once on moto from separate state directories
+/// (the local lock cannot help): both succeed, nothing is made twice, one teardown removes it
+/// all.
+#[test]
+fn two_provisions_of_one_stack_at_once_on_moto_make_one_stack() {
+    let Ok(url) = std::env::var("GLRUNNER_TEST_MOTO_URL") else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true")
+                && std::env::var("GLRUNNER_TEST_REQUIRE_SERVERS").as_deref() != Ok("1"),
+            "GLRUNNER_TEST_MOTO_URL is not set: run ./scripts/test.sh"
+        );
+        eprintln!("skipping: GLRUNNER_TEST_MOTO_URL is not set (./scripts/test.sh starts moto)");
+        return;
+    };
+    let stack = format!("twin-{}", std::process::id() % 100_000);
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let env = [
+        ("AWS_ENDPOINT_URL", url.as_str()),
+        ("AWS_ACCESS_KEY_ID", "x"),
+        ("AWS_SECRET_ACCESS_KEY", "x"),
+        ("AWS_MAX_ATTEMPTS", "2"),
+    ];
+    let start = |name: &str, dir: &std::path::Path, extra: &[&str]| {
+        let args = [
+            "--backend",
+            "aws",
+            "--region",
+            "us-east-1",
+            "--stack",
+            &stack,
+            "--state-dir",
+            dir.to_str().unwrap(),
+            "--output",
+            "json",
+        ];
+        Running::start(name, &[&args[..], extra].concat(), &env)
+    };
+    let a = start("provision", dir_a.path(), &[]);
+    let b = start("provision", dir_b.path(), &[]);
+    let (a, b) = (a.finish(), b.finish());
+    assert_eq!(a.code, Some(0), "first: {}", a.stderr);
+    assert_eq!(b.code, Some(0), "second: {}", b.stderr);
+    let waited = [&a, &b]
+        .iter()
+        .any(|o| o.stderr.contains("another run is provisioning"));
+    eprintln!("a run waited for the other: {waited}");
+    let plan = start("teardown", dir_a.path(), &["--dry-run"]).finish();
+    let plan: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
+    let mut keys = std::collections::BTreeMap::new();
+    for r in plan["deleted"].as_array().unwrap() {
+        let key = r["key"].as_str().unwrap_or_default().to_owned();
+        if !key.is_empty() {
+            *keys.entry(key).or_insert(0) += 1;
+        }
+    }
+    assert!(keys.len() >= 10, "one whole stack: {keys:?}");
+    assert!(keys.values().all(|n| *n == 1), "a duplicate: {keys:?}");
+    let out = start("teardown", dir_a.path(), &[]).finish();
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let plan = start("teardown", dir_b.path(), &["--dry-run"]).finish();
+    let plan: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
+    assert!(
+        plan["deleted"].as_array().unwrap().is_empty(),
+        "left: {plan}"
+    );
+}
