@@ -14,6 +14,8 @@ mod example;
 mod faults;
 #[path = "flow/sandbox_model.rs"]
 mod sandbox_model;
+#[path = "flow/upgrade.rs"]
+mod upgrade;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -5,15 +5,22 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
+use glrunner_janitor::PodApi;
+use glrunner_janitor::k8s::KubePodApi;
+use glrunner_janitor::memory::InMemoryPods;
 use glrunner_runner_chart::helm::HELM_ENV;
 use glrunner_runner_chart::memory::Timing;
 use glrunner_runner_chart::{
-    ChartSource, ChartVersion, DEFAULT_CHART_VERSION, Error, FleetPlan, FleetRequest, HelmCli,
-    InMemoryReleases, InMemoryTokenSecrets, KubeTokenSecrets, ReleaseId, ReleaseManager,
+    ChartSource, ChartVersion, DEFAULT_CHART_VERSION, Error, FleetPlan, FleetRequest, GracefulStop,
+    HelmCli, InMemoryReleases, InMemoryTokenSecrets, KubeTokenSecrets, ReleaseId, ReleaseManager,
     ReleaseSpec, ReleaseStatus, Removal, RunnerToken, RunnerValues, TokenSecrets, deploy_runner,
     remove_runner, upgrade_runner,
 };
+use serde::Serialize;
 
+use super::drain::{
+    DrainError, DrainOutcome, DrainPolicy, DrainProgress, DrainReport, drain_before_upgrade,
+};
 use crate::cli::{self, Backend, CliError, GlobalArgs, OutputFormat};
 
 /// Environment variable holding the runner authentication token for `install` / `upgrade`.
@@ -27,8 +34,19 @@ pub enum Command {
     /// Split N concurrent jobs into runner releases, each with its own tag and `concurrent`.
     PlanFleet(PlanArgs),
     /// Store the token Secret, then install or upgrade the release (`helm upgrade --install --wait`).
+    ///
+    /// An existing release is drained first, as with `upgrade`.
     Install(DeployArgs),
-    /// Store the token Secret, then upgrade an existing release (`helm upgrade --wait`).
+    /// Drain the shard, store the token Secret, then upgrade an existing release (`helm upgrade --wait`).
+    ///
+    /// Any values change (a token rotation too) replaces the runner manager pod, and GitLab Runner
+    /// takes the kubelet's SIGTERM as "abort all running builds". glrunner's values make the
+    /// manager stop gracefully instead (a preStop hook sends SIGQUIT: no new jobs, running ones
+    /// finish, for up to --drain-timeout; terminationGracePeriodSeconds = drain + shutdown_timeout
+    /// 30s + 15s). A deployed release without that graceful stop (installed before it, or by
+    /// hand) is drained first: the upgrade waits, up to --drain-timeout, until the shard runs no
+    /// job pod (its job namespace's pods labelled manager.runner.gitlab.com/id-short with the
+    /// runner's short token). --force upgrades at once.
     Upgrade(DeployArgs),
     /// Uninstall the release and delete its token Secret (idempotent).
     Uninstall(RemoveArgs),
@@ -105,6 +123,11 @@ pub struct ReleaseArgs {
     /// Bound on the whole install/upgrade, e.g. 10m.
     #[arg(long, default_value = "10m")]
     pub timeout: String,
+    /// How long running jobs may take to finish when the manager pod is replaced (preStop
+    /// SIGQUIT; the pod's termination grace period is this + 45s), and the longest wait of an
+    /// upgrade for the shard's running jobs, e.g. 1h. Use at least your longest job's timeout.
+    #[arg(long, default_value = "1h")]
+    pub drain_timeout: String,
 }
 
 /// How to reach helm and the cluster (`--backend aws`).
@@ -132,6 +155,14 @@ pub struct DeployArgs {
     /// The release to deploy.
     #[command(flatten)]
     pub release: ReleaseArgs,
+    /// Upgrade at once without draining the shard first (jobs of a manager without graceful
+    /// stop are aborted).
+    #[arg(long)]
+    pub force: bool,
+    /// Wait for the shard's running jobs before upgrading even when the deployed manager stops
+    /// gracefully by itself.
+    #[arg(long, conflicts_with = "force")]
+    pub wait_for_idle: bool,
     /// How to reach helm and the cluster.
     #[command(flatten)]
     pub connection: Connection,
@@ -227,6 +258,7 @@ pub fn flag_for(field: &str) -> String {
         "chart" => "--chart",
         "chart_version" => "--chart-version",
         "timeout" => "--timeout",
+        "graceful_stop.drain_timeout" => "--drain-timeout",
         "jobs" => "--jobs",
         "max_per_release" => "--max-per-release",
         "release_prefix" => "--release-prefix",
@@ -304,6 +336,10 @@ pub fn spec(args: &ReleaseArgs) -> Result<ReleaseSpec, CliError> {
     if let Some(requests) = args.request_concurrency {
         values = values.with_request_concurrency(requests);
     }
+    values = values.with_graceful_stop(Some(GracefulStop::new(duration(
+        "--drain-timeout",
+        &args.drain_timeout,
+    )?)));
     let spec = ReleaseSpec::new(&args.target.release, &args.target.namespace, values)
         .with_chart(chart_source(args)?)
         .with_timeout(duration("--timeout", &args.timeout)?);
@@ -350,12 +386,14 @@ pub fn job_namespace_warning(spec: &ReleaseSpec) -> Option<String> {
     })
 }
 
-/// The two backends the commands need.
+/// The backends the commands need.
 pub struct Backends {
     /// Helm releases.
     pub releases: Box<dyn ReleaseManager>,
     /// Token Secrets.
     pub secrets: Box<dyn TokenSecrets>,
+    /// Pods, to see a shard's running job pods before an upgrade.
+    pub pods: Box<dyn PodApi>,
 }
 
 /// The namespaces a release's pods run in: its own and a separate job namespace.
@@ -392,6 +430,7 @@ pub async fn connect(
     Ok(Backends {
         releases: Box::new(releases),
         secrets: Box::new(cluster.secrets()),
+        pods: Box::new(cluster.pods()),
     })
 }
 
@@ -406,6 +445,7 @@ pub async fn backends(backend: Backend, connection: &Connection) -> Result<Backe
             Ok(Backends {
                 releases: Box::new(releases),
                 secrets: Box::new(secrets),
+                pods: Box::new(InMemoryPods::new()),
             })
         }
         Backend::Aws => {
@@ -423,9 +463,18 @@ pub async fn backends(backend: Backend, connection: &Connection) -> Result<Backe
             )
             .await
             .map_err(cli_error)?;
+            let pods = KubePodApi::from_kubeconfig(
+                connection.kubeconfig.as_deref(),
+                connection.context.as_deref(),
+            )
+            .await
+            .map_err(|e| {
+                CliError::failure(format!("connect to the cluster to list job pods: {e}"))
+            })?;
             Ok(Backends {
                 releases: Box::new(helm),
                 secrets: Box::new(secrets),
+                pods: Box::new(pods),
             })
         }
     }
@@ -454,6 +503,90 @@ pub fn print_status(status: &ReleaseStatus, output: OutputFormat) -> Result<(), 
             }
             Ok(())
         }
+    }
+}
+
+/// What `install` / `upgrade` print: the release as Helm reports it, and the drain before it.
+#[derive(Debug, Serialize)]
+pub struct DeployOutput<'a> {
+    /// The release after the install or upgrade.
+    #[serde(flatten)]
+    pub release: &'a ReleaseStatus,
+    /// What was drained or waited for first.
+    pub drain: &'a DrainReport,
+}
+
+/// Prints the deployed release and its drain: lines, or one JSON document (the release's fields
+/// plus `drain`).
+pub fn print_deployed(
+    release: &ReleaseStatus,
+    drain: &DrainReport,
+    output: OutputFormat,
+) -> Result<(), CliError> {
+    match output {
+        OutputFormat::Json => cli::print_json(&DeployOutput { release, drain }),
+        OutputFormat::Human => {
+            print_status(release, output)?;
+            println!("  drain: {}", describe_drain(drain));
+            Ok(())
+        }
+    }
+}
+
+/// One line about a drain.
+pub fn describe_drain(drain: &DrainReport) -> String {
+    let ns = drain.job_namespace.as_deref().unwrap_or("?");
+    let running = drain.running_at_start.unwrap_or(0);
+    match drain.outcome {
+        DrainOutcome::NotInstalled => "new release, nothing to drain".to_string(),
+        DrainOutcome::Forced => format!(
+            "--force: upgraded at once with {} job pod(s) running in {ns}",
+            drain
+                .running_at_upgrade
+                .map_or_else(|| "an unknown number of".to_string(), |n| n.to_string())
+        ),
+        DrainOutcome::GracefulStop => format!(
+            "the deployed manager stops gracefully (SIGQUIT, up to {}s): its {running} running job(s) in {ns} finish while the new manager takes new ones",
+            drain
+                .deployed_graceful_stop
+                .map_or(0, |g| g.drain_timeout.as_secs())
+        ),
+        DrainOutcome::Idle => format!("no job pod running in {ns}"),
+        DrainOutcome::Drained => format!(
+            "waited {:.0}s until the {running} running job pod(s) in {ns} ended",
+            drain.waited_secs
+        ),
+    }
+}
+
+/// Reports each look at a draining shard on stderr: a line, or a JSON line.
+pub fn drain_progress(output: OutputFormat) -> impl Fn(&DrainProgress) + Send + Sync {
+    move |p: &DrainProgress| match output {
+        OutputFormat::Json => eprintln!(
+            "{}",
+            serde_json::json!({"event": "drain_wait", "progress": p})
+        ),
+        OutputFormat::Human => eprintln!(
+            "waiting for {} job pod(s) of {} in namespace {} to finish before the upgrade ({:.0}s of {}s; --force skips this)",
+            p.running, p.release, p.job_namespace, p.waited_secs, p.timeout_secs
+        ),
+    }
+}
+
+/// The drain policy of `install` / `upgrade` from their flags.
+pub fn drain_policy(args: &DeployArgs) -> Result<DrainPolicy, CliError> {
+    Ok(DrainPolicy {
+        force: args.force,
+        wait_for_idle: args.wait_for_idle,
+        ..DrainPolicy::new(duration("--drain-timeout", &args.release.drain_timeout)?)
+    })
+}
+
+/// A drain that stopped the upgrade: exit 1, nothing changed.
+pub fn drain_error(e: DrainError) -> CliError {
+    match e {
+        DrainError::Release(e) => cli_error(e),
+        other => CliError::failure(other.to_string()),
     }
 }
 
@@ -499,7 +632,15 @@ pub fn print_fleet_plan(plan: &FleetPlan, output: OutputFormat) -> Result<(), Cl
 }
 
 /// Prints what `install` / `upgrade --dry-run` would do.
-pub fn print_deploy_plan(spec: &ReleaseSpec) {
+pub fn print_deploy_plan(spec: &ReleaseSpec, policy: &DrainPolicy) {
+    if policy.force {
+        println!("(plan) --force: would not drain the shard before upgrading an existing release");
+    } else {
+        println!(
+            "(plan) if the release exists and its deployed manager has no graceful stop, would wait up to {}s until the shard runs no job pod",
+            policy.timeout.as_secs()
+        );
+    }
     println!(
         "(plan) would create or update {} with the runner token",
         spec.secret().describe()
@@ -553,6 +694,41 @@ pub fn print_releases(releases: &[ReleaseStatus], output: OutputFormat) -> Resul
             Ok(())
         }
     }
+}
+
+/// `install` (`upgrade` false: installs, or upgrades an existing release) and `upgrade`: drains
+/// the shard first unless the deployed manager stops gracefully (or `--force`), then deploys.
+async fn deploy(global: &GlobalArgs, args: &DeployArgs, upgrade: bool) -> Result<(), CliError> {
+    let spec = spec(&args.release)?;
+    let policy = drain_policy(args)?;
+    let token = token(global.backend)?;
+    if !upgrade
+        && args.connection.cluster.is_none()
+        && let Some(warning) = job_namespace_warning(&spec)
+    {
+        tracing::warn!("{warning}");
+    }
+    let b = connect(global, &args.connection, &pod_namespaces(&spec)).await?;
+    let drain = drain_before_upgrade(
+        b.releases.as_ref(),
+        b.secrets.as_ref(),
+        b.pods.as_ref(),
+        &spec,
+        &token,
+        &policy,
+        &drain_progress(global.output),
+    )
+    .await
+    .map_err(drain_error)?;
+    let (secrets, releases) = (b.secrets.as_ref(), b.releases.as_ref());
+    let deployed = if upgrade {
+        upgrade_runner(secrets, releases, &spec, &token).await
+    } else {
+        deploy_runner(secrets, releases, &spec, &token).await
+    }
+    .map_err(cli_error)?;
+    tracing::info!(secret = ?deployed.secret, "token secret stored");
+    print_deployed(&deployed.release, &drain, global.output)
 }
 
 /// Runs one `runner` subcommand.
@@ -612,35 +788,13 @@ pub async fn run(global: &GlobalArgs, command: Command) -> Result<(), CliError> 
         }
         Command::Install(args) | Command::Upgrade(args) if dry_run => {
             let spec = spec(&args.release)?;
+            let policy = drain_policy(&args)?;
             token(backend)?;
-            print_deploy_plan(&spec);
+            print_deploy_plan(&spec, &policy);
             Ok(())
         }
-        Command::Install(args) => {
-            let spec = spec(&args.release)?;
-            let token = token(backend)?;
-            if args.connection.cluster.is_none()
-                && let Some(warning) = job_namespace_warning(&spec)
-            {
-                tracing::warn!("{warning}");
-            }
-            let b = connect(global, &args.connection, &pod_namespaces(&spec)).await?;
-            let deployed = deploy_runner(b.secrets.as_ref(), b.releases.as_ref(), &spec, &token)
-                .await
-                .map_err(cli_error)?;
-            tracing::info!(secret = ?deployed.secret, "token secret stored");
-            print_status(&deployed.release, output)
-        }
-        Command::Upgrade(args) => {
-            let spec = spec(&args.release)?;
-            let token = token(backend)?;
-            let b = connect(global, &args.connection, &pod_namespaces(&spec)).await?;
-            let upgraded = upgrade_runner(b.secrets.as_ref(), b.releases.as_ref(), &spec, &token)
-                .await
-                .map_err(cli_error)?;
-            tracing::info!(secret = ?upgraded.secret, "token secret stored");
-            print_status(&upgraded.release, output)
-        }
+        Command::Install(args) => deploy(global, &args, false).await,
+        Command::Upgrade(args) => deploy(global, &args, true).await,
         Command::Uninstall(args) => {
             let id = ReleaseId::new(&args.target.namespace, &args.target.release);
             id.validate().map_err(cli_error)?;
@@ -767,6 +921,24 @@ mod tests {
         assert_eq!(explicit.values.effective_request_concurrency(), 2);
     }
 
+    #[test]
+    fn the_drain_timeout_sets_the_graceful_stop_and_the_wait() {
+        let spec = spec_for(&["--drain-timeout", "20m"]);
+        let stop = spec.values.graceful_stop.unwrap();
+        assert_eq!(stop.drain_timeout, Duration::from_secs(1200));
+        let cli = parse(&["upgrade", "--drain-timeout", "20m", "--force"]);
+        let Command::Upgrade(args) = cli.command else {
+            panic!()
+        };
+        let policy = drain_policy(&args).unwrap();
+        assert_eq!(policy.timeout, Duration::from_secs(1200));
+        assert!(policy.force && !policy.wait_for_idle);
+        assert!(
+            TestCli::try_parse_from(["runner", "upgrade", "--force", "--wait-for-idle"]).is_err(),
+            "--force and --wait-for-idle exclude each other"
+        );
+    }
+
     fn spec_for(args: &[&str]) -> ReleaseSpec {
         spec(&release_args(args)).unwrap()
     }
@@ -783,6 +955,8 @@ mod tests {
                 &["--concurrent", "5", "--request-concurrency", "9"][..],
                 "--request-concurrency",
             ),
+            (&["--drain-timeout", "soon"][..], "--drain-timeout"),
+            (&["--drain-timeout", "48h"][..], "--drain-timeout"),
         ] {
             let e = spec(&release_args(args)).err().expect("invalid");
             assert_eq!(e.code, 2, "{args:?}");

@@ -35,6 +35,14 @@
 //! It also keeps one runner-manager pod per release (chart labels, owned by a ReplicaSet), which
 //! the janitor must never touch, and whose vCPUs count against the quota.
 //!
+//! An upgrade that changes the release rolls the manager as the chart's Deployment does
+//! (RollingUpdate, one replica: the new pod first, then the old one is terminated): the old
+//! manager keeps taking jobs while the upgrade is pending; once the new revision is ready the
+//! old pod is stopped as its values say. With glrunner's graceful stop (preStop SIGQUIT) it
+//! takes no new jobs and its running jobs finish, for up to the drain timeout; then (or at once,
+//! without it: the kubelet's SIGTERM) GitLab Runner aborts the rest, which fail with
+//! `runner_system_failure` and whose pods it deletes.
+//!
 //! The simulator's cost grows linearly with the jobs: every job is a handful of timer waits and
 //! O(log n) calls into the in-memory backends.
 
@@ -59,10 +67,11 @@ use glrunner_janitor::memory::{InMemoryPods, NewPod};
 use glrunner_janitor::model::keys;
 use glrunner_janitor::{Clock, DeleteMode, PodApi, PodPhase, TokioClock};
 use glrunner_runner_chart::{
-    InMemoryReleases, InMemoryTokenSecrets, InstalledRunner, ReleaseId, SecretRef, TokenSecrets,
+    GracefulStop, InMemoryReleases, InMemoryTokenSecrets, InstalledRunner,
+    JOB_POD_MANAGER_ID_LABEL, ReleaseId, ReleaseState, SecretRef, TokenSecrets,
 };
 use serde::Serialize;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 
 pub use faults::Fault;
@@ -191,6 +200,11 @@ pub struct SimulatorStats {
     pub hung_terminating: u64,
     /// Jobs failed because their pod was not running after `poll_timeout`.
     pub jobs_timed_out: u64,
+    /// Jobs aborted because their runner manager was stopped with SIGTERM (a replaced manager
+    /// pod without a graceful stop, or whose drain ran out): failed with `runner_system_failure`.
+    pub jobs_aborted: u64,
+    /// Runner manager pods replaced by an upgrade (each stopped as its release's values say).
+    pub managers_replaced: u64,
     /// Per started pod: seconds it waited for room under the vCPU quota.
     pub quota_waits: Vec<f64>,
     /// Per started pod: seconds it waited for a launch-rate token.
@@ -308,6 +322,7 @@ impl SandboxWorld {
         if config.fault == Some(Fault::Reap) {
             pods.fail_lists(Some(glrunner_janitor::memory::Fault::Unavailable));
         }
+        let account = sandbox_account(config.model.fargate.vcpu_quota);
         Self {
             cloud: InMemoryCloud::new(region.clone()),
             gitlab: InMemoryGitLab::with_clock(MemoryConfig::default(), VirtualClock::new(base)),
@@ -320,7 +335,7 @@ impl SandboxWorld {
             fargate: Arc::new(FargateAccount::new(&config.model.fargate)),
             config,
             stats: Arc::default(),
-            account: sandbox_account(),
+            account,
         }
     }
 
@@ -433,32 +448,51 @@ impl SandboxWorld {
     /// second while a ready release has no token Secret or GitLab runner yet.
     async fn simulate(self) {
         let mut managers: BTreeMap<ReleaseId, Manager> = BTreeMap::new();
+        let mut retiring = tokio::task::JoinSet::new();
         let mut changes = self.releases.subscribe();
         loop {
             let mut unresolved = false;
+            while retiring.try_join_next().is_some() {}
             let installed = self.releases.runners();
             for runner in installed.iter().filter(|r| r.is_ready()) {
                 // Read from the Secret every time, as a new manager pod would: a release
                 // uninstalled and installed again (a re-run after a killed teardown) is at
                 // revision 1 again, with another runner's token.
-                let Some(runner_id) = self.runner_id(runner).await else {
+                let Some((runner_id, short_id)) = self.runner_id(runner).await else {
                     unresolved = true;
                     continue;
                 };
-                if managers
-                    .get(&runner.id)
-                    .is_some_and(|m| m.revision == runner.revision && m.runner_id == runner_id)
+                if let Some(m) = managers.get_mut(&runner.id)
+                    && m.runner_id == runner_id
                 {
-                    continue;
+                    if m.revision == runner.revision {
+                        continue;
+                    }
+                    if m.values == runner.values {
+                        // Same values, same pod template: Kubernetes rolls nothing.
+                        m.revision = runner.revision;
+                        continue;
+                    }
                 }
-                if let Some(old) = managers.remove(&runner.id) {
-                    self.stop_manager(old);
+                let replaced = managers.remove(&runner.id);
+                managers.insert(
+                    runner.id.clone(),
+                    self.start_manager(runner, runner_id, short_id),
+                );
+                if let Some(old) = replaced {
+                    // The Deployment's rolling update: the new manager pod is up, the old one stops.
+                    self.with_stats(|s| s.managers_replaced += 1);
+                    retiring.spawn(self.clone().retire_manager(old));
                 }
-                managers.insert(runner.id.clone(), self.start_manager(runner, runner_id));
             }
+            // While an upgrade is pending the old manager pod still serves (the new one starts first).
             let gone: Vec<ReleaseId> = managers
                 .keys()
-                .filter(|id| !installed.iter().any(|r| &r.id == *id && r.is_ready()))
+                .filter(|id| {
+                    !installed.iter().any(|r| {
+                        &r.id == *id && (r.is_ready() || r.state == ReleaseState::PendingUpgrade)
+                    })
+                })
                 .cloned()
                 .collect();
             for id in gone {
@@ -483,21 +517,28 @@ impl SandboxWorld {
     }
 
     /// The GitLab runner of a release, read from its token Secret like the chart's runner does.
-    async fn runner_id(&self, runner: &InstalledRunner) -> Option<u64> {
+    /// Also returns the token's short id, which the runner puts on its job pods.
+    async fn runner_id(&self, runner: &InstalledRunner) -> Option<(u64, String)> {
         let secret = SecretRef::new(&runner.id.namespace, &runner.values.secret_name);
         let stored = self.secrets.get(&secret).await.ok().flatten()?;
         let id = self
             .gitlab
             .runner_id_for_token(&SecretToken::new(stored.token.expose_secret()))?;
-        Some(id)
+        Some((id, stored.token.short_id()))
     }
 
     /// The manager pod (chart labels, ReplicaSet owner, its vCPUs held from the quota) and the
     /// manager task taking jobs for the release.
-    fn start_manager(&self, runner: &InstalledRunner, runner_id: u64) -> Manager {
+    fn start_manager(&self, runner: &InstalledRunner, runner_id: u64, short_id: String) -> Manager {
         // A started manager contacts GitLab: only now does GitLab report its runner online.
         let _ = self.gitlab.runner_contacted(runner_id);
-        let pod = NewPod::manager(&runner.id.namespace, &runner.id.name, "x7k2p");
+        // Each revision's pod has its own name: old and new overlap during a rolling update.
+        let suffix = if runner.revision <= 1 {
+            "x7k2p".to_string()
+        } else {
+            format!("r{}x7k2p", runner.revision)
+        };
+        let pod = NewPod::manager(&runner.id.namespace, &runner.id.name, &suffix);
         let pod_name = self.pods.insert(pod).ok().map(|p| p.name);
         let size = profile::manager_millis(self.config.profile, &runner.values);
         let millis = match self.fargate.capacity.try_acquire_many(size) {
@@ -524,6 +565,7 @@ impl SandboxWorld {
             namespace: runner.job_namespace.clone(),
             manager_name: format!("{}-gitlab-runner", runner.id.name),
             runner_id,
+            short_id,
             concurrent: runner.concurrent,
             concurrency,
             check_interval: runner.values.check_interval.max(Duration::from_millis(100)),
@@ -539,14 +581,38 @@ impl SandboxWorld {
             seed,
         };
         let world = self.clone();
+        let (control, stop) = watch::channel(Stop::Run);
         Manager {
             revision: runner.revision,
             runner_id,
             namespace: runner.id.namespace.clone(),
             pod_name,
             held_millis: millis,
-            task: tokio::spawn(async move { world.run_manager(setup).await }),
+            values: runner.values.clone(),
+            graceful_stop: runner.values.graceful_stop,
+            control,
+            task: tokio::spawn(async move { world.run_manager(setup, stop).await }),
         }
+    }
+
+    /// Stops a replaced manager as its pod's values say: with a graceful stop, SIGQUIT (no new
+    /// jobs, running ones finish) for up to the drain timeout; then, or at once without one, the
+    /// kubelet's SIGTERM: the runner aborts what still runs.
+    async fn retire_manager(self, mut manager: Manager) {
+        if let Some(GracefulStop { drain_timeout, .. }) = manager.graceful_stop {
+            let _ = manager.control.send(Stop::Drain);
+            if tokio::time::timeout(drain_timeout, &mut manager.task)
+                .await
+                .is_ok()
+            {
+                self.stop_manager(manager);
+                return;
+            }
+        }
+        let _ = manager.control.send(Stop::Abort);
+        // Aborting is a handful of API calls; the runner exits once its jobs are failed.
+        let _ = tokio::time::timeout(Duration::from_secs(30), &mut manager.task).await;
+        self.stop_manager(manager);
     }
 
     fn stop_manager(&self, manager: Manager) {
@@ -570,7 +636,7 @@ impl SandboxWorld {
 
     /// One runner manager: feeds its runner entry to idle workers every `check_interval`; each
     /// worker chain takes jobs one request round trip apart until a request comes back empty.
-    async fn run_manager(self, setup: ManagerSetup) {
+    async fn run_manager(self, setup: ManagerSetup, mut stop: watch::Receiver<Stop>) {
         // One shared world for this manager's tasks: a clone per job would copy the whole world
         // (cloud, config, model) thousands of times in a big load test.
         let world = Arc::new(self);
@@ -587,8 +653,27 @@ impl SandboxWorld {
         // A manager does not feed in step with the pipeline: its first feed comes at a random phase.
         let mut next_feed = Instant::now() + setup.check_interval.mul_f64(rng.f64());
         loop {
+            let feeding = *stop.borrow() == Stop::Run;
+            if !feeding {
+                // Jobs taken by requests that were in flight when the signal came still run.
+                while let Ok(job) = jobs_rx.try_recv() {
+                    Self::spawn_job(&world, &mut jobs, &setup, &shared, &stop, job);
+                }
+                if jobs.is_empty() && chains.is_empty() {
+                    // SIGQUIT and every job finished (or aborted): the runner exits.
+                    return;
+                }
+            }
             tokio::select! {
-                () = tokio::time::sleep_until(next_feed) => {
+                changed = stop.changed() => {
+                    if changed.is_err() {
+                        // The simulator is gone: nothing will stop this manager gracefully.
+                        std::future::pending::<()>().await;
+                    }
+                }
+                Some(_) = chains.join_next(), if !feeding => {}
+                Some(_) = jobs.join_next(), if !feeding => {}
+                () = tokio::time::sleep_until(next_feed), if feeding => {
                     next_feed += setup.check_interval;
                     while chains.try_join_next().is_some() {}
                     while jobs.try_join_next().is_some() {}
@@ -607,27 +692,46 @@ impl SandboxWorld {
                             setup: setup.clone(),
                             shared: shared.clone(),
                             taken: taken.clone(),
+                            stop: stop.clone(),
                             rng: fastrand::Rng::with_seed(rng.u64(..)),
                         };
                         chains.spawn(chain.run());
                     }
                 }
                 Some(job) = jobs_rx.recv() => {
-                    let world = world.clone();
-                    let setup = setup.clone();
-                    let shared = shared.clone();
-                    jobs.spawn(async move {
-                        world.run_job(&setup, job).await;
-                        lock(&shared).busy_workers -= 1;
-                    });
+                    Self::spawn_job(&world, &mut jobs, &setup, &shared, &stop, job);
                 }
             }
         }
     }
 
+    /// Runs one taken job on `jobs`, until it ends or the manager aborts its builds.
+    fn spawn_job(
+        world: &Arc<Self>,
+        jobs: &mut tokio::task::JoinSet<()>,
+        setup: &Arc<ManagerSetup>,
+        shared: &Arc<Mutex<ManagerState>>,
+        stop: &watch::Receiver<Stop>,
+        job: AssignedJob,
+    ) {
+        let world = world.clone();
+        let setup = setup.clone();
+        let shared = shared.clone();
+        let mut abort = stop.clone();
+        jobs.spawn(async move {
+            let job_id = job.job_id;
+            let slot = Mutex::new(JobSlot::default());
+            tokio::select! {
+                () = world.run_job(&setup, job, &slot) => {}
+                () = aborted(&mut abort) => world.abort_job(&setup, job_id, &slot),
+            }
+            lock(&shared).busy_workers -= 1;
+        });
+    }
+
     /// A job from pickup to the pod's deletion: prepare, create the pod, wait for Fargate
     /// capacity and a launch token, start the node, pull, run, report, delete.
-    async fn run_job(&self, setup: &ManagerSetup, job: AssignedJob) {
+    async fn run_job(&self, setup: &ManagerSetup, job: AssignedJob, slot: &Mutex<JobSlot>) {
         let job_id = job.job_id;
         let model = &self.config.model;
         let mut rng =
@@ -658,6 +762,7 @@ impl SandboxWorld {
                 .with_label("pod", &prefix)
                 .with_label(keys::ANNOTATION_PROJECT_ID, &project_id.to_string())
                 .with_label(keys::LABEL_MANAGER_NAME, &setup.manager_name)
+                .with_label(JOB_POD_MANAGER_ID_LABEL, &setup.short_id)
                 .with_annotation(keys::ANNOTATION_JOB_ID, &job_id.to_string())
                 .with_annotation(keys::ANNOTATION_PROJECT_ID, &project_id.to_string())
                 .with_annotation(keys::ANNOTATION_JOB_TIMEOUT, "1h0m0s")
@@ -691,8 +796,9 @@ impl SandboxWorld {
             }
         };
         self.with_stats(|s| s.pods_created += 1);
+        lock(slot).pod = Some((pod.namespace.clone(), pod.name.clone()));
         let created = Instant::now();
-        let start = self.start_pod(setup, &image, &mut rng, created);
+        let start = self.start_pod(setup, &image, &mut rng, created, slot);
         let Ok((permit, node)) = tokio::time::timeout_at(created + setup.poll_timeout, start).await
         else {
             // "Job failed (system failure): timed out waiting for pod to start": the runner
@@ -720,6 +826,7 @@ impl SandboxWorld {
         tokio::time::sleep(model.runner.finish).await;
         // Canceled meanwhile (the flow cleaning up): the runner still removes its pod.
         let _ = self.gitlab.finish_job(job_id, JobOutcome::Success);
+        lock(slot).finished = true;
         if hang == Hang::StuckTerminating {
             // The Fargate node's kubelet is gone: the runner's delete never completes.
             self.pods.kill_node(&node);
@@ -738,9 +845,39 @@ impl SandboxWorld {
             self.pods.remove(&pod.namespace, &pod.name);
         }
         self.job_done(&setup.release);
+        {
+            let mut slot = lock(slot);
+            slot.pod = None;
+            slot.done = true;
+        }
         tokio::time::sleep(model.fargate.capacity_release).await;
+        lock(slot).held = false;
         self.fargate.release(setup.pod_millis);
         drop(permit);
+    }
+
+    /// The runner's forceful shutdown of one job: failed in GitLab unless it already finished,
+    /// its pod deleted, its Fargate capacity back.
+    fn abort_job(&self, setup: &ManagerSetup, job_id: u64, slot: &Mutex<JobSlot>) {
+        let slot = std::mem::take(&mut *lock(slot));
+        if !slot.finished {
+            let _ = self.gitlab.finish_job(
+                job_id,
+                JobOutcome::Failed {
+                    reason: "runner_system_failure".into(),
+                },
+            );
+            self.with_stats(|s| s.jobs_aborted += 1);
+        }
+        if !slot.done {
+            self.job_done(&setup.release);
+        }
+        if let Some((namespace, name)) = &slot.pod {
+            self.pods.remove(namespace, name);
+        }
+        if slot.held {
+            self.fargate.release(setup.pod_millis);
+        }
     }
 
     /// Fargate's side of a pod start; returns the quota permit and the node name.
@@ -750,6 +887,7 @@ impl SandboxWorld {
         image: &str,
         rng: &mut fastrand::Rng,
         created: Instant,
+        slot: &Mutex<JobSlot>,
     ) -> (tokio::sync::OwnedSemaphorePermit, String) {
         let model = &self.config.model;
         let permit = match self
@@ -764,6 +902,7 @@ impl SandboxWorld {
             Err(_) => std::future::pending().await,
         };
         self.note_held(setup.pod_millis);
+        lock(slot).held = true;
         let got_room = Instant::now();
         let launch_wait = lock(&self.fargate.launches).reserve(got_room);
         tokio::time::sleep(launch_wait).await;
@@ -827,7 +966,40 @@ struct Manager {
     namespace: String,
     pod_name: Option<String>,
     held_millis: u32,
+    /// The values its pod was started with (other values roll it).
+    values: glrunner_runner_chart::RunnerValues,
+    /// How its pod stops when replaced (from the release's values).
+    graceful_stop: Option<GracefulStop>,
+    control: watch::Sender<Stop>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// The signal a manager got: none, SIGQUIT (graceful), or SIGTERM (abort all builds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Run,
+    Drain,
+    Abort,
+}
+
+/// Resolves once the manager is told to abort its builds (never, if its control is gone).
+async fn aborted(stop: &mut watch::Receiver<Stop>) {
+    if stop.wait_for(|s| *s == Stop::Abort).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// What a running job holds, for the runner's cleanup when it is aborted.
+#[derive(Debug, Default)]
+struct JobSlot {
+    /// Its job pod (namespace, name), once created.
+    pod: Option<(String, String)>,
+    /// Whether its pod's vCPUs are counted as held.
+    held: bool,
+    /// Whether GitLab already has its outcome.
+    finished: bool,
+    /// Whether the simulator's counters already saw it end.
+    done: bool,
 }
 
 /// What a manager knows about its release.
@@ -837,6 +1009,8 @@ struct ManagerSetup {
     namespace: String,
     manager_name: String,
     runner_id: u64,
+    /// The `manager.runner.gitlab.com/id-short` label on its job pods.
+    short_id: String,
     concurrent: u32,
     concurrency: RequestConcurrency,
     check_interval: Duration,
@@ -863,6 +1037,8 @@ struct WorkerChain {
     setup: Arc<ManagerSetup>,
     shared: Arc<Mutex<ManagerState>>,
     taken: tokio::sync::mpsc::UnboundedSender<AssignedJob>,
+    /// After SIGQUIT (or SIGTERM) the runner asks for no more jobs.
+    stop: watch::Receiver<Stop>,
     rng: fastrand::Rng,
 }
 
@@ -873,7 +1049,9 @@ impl WorkerChain {
             {
                 // A worker is free only while fewer than `concurrent` jobs run.
                 let mut st = lock(&self.shared);
-                if st.busy_workers + st.requests_in_flight >= self.setup.concurrent {
+                if st.busy_workers + st.requests_in_flight >= self.setup.concurrent
+                    || *self.stop.borrow() != Stop::Run
+                {
                     return;
                 }
                 st.requests_in_flight += 1;
@@ -978,14 +1156,12 @@ impl ClusterConnector for SandboxConnector {
     }
 }
 
-/// The sandbox's account: AWS's defaults, except a Fargate vCPU quota raised to 1000 (the
-/// default of 6 would not run the default 400 jobs); `--fargate-vcpu-quota` lowers it.
-fn sandbox_account() -> glrunner_infra::InMemoryAccount {
+/// The sandbox's account: AWS's defaults, except the Fargate vCPU quota, which is the timing
+/// model's (fitted, see [`model::FleetModel`]; `--fargate-vcpu-quota` sets both): one value, so
+/// the preflight judges the quota the simulated runners wait for.
+fn sandbox_account(fargate_vcpu_quota: f64) -> glrunner_infra::InMemoryAccount {
     let account = glrunner_infra::InMemoryAccount::new();
-    account.set_quota(
-        "fargate",
-        "L-3032A538",
-        f64::from(crate::preflight::command::SANDBOX_FARGATE_VCPU_QUOTA),
-    );
+    let (service, code) = crate::preflight::FARGATE_VCPU_QUOTA;
+    account.set_quota(service, code, fargate_vcpu_quota);
     account
 }

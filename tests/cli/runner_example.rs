@@ -1,7 +1,8 @@
 //! The `runner` example as a CI pipeline calls it: the token only from `GLRUNNER_RUNNER_TOKEN`,
 //! exit 2 on bad input, never the token in its output; and, with Helm's real engine and a real
 //! kube-apiserver (`GLRUNNER_TEST_HELM`, `GLRUNNER_TEST_KUBECONFIG`), install → status →
-//! uninstall through the binary.
+//! uninstall through the binary, and an upgrade that drains the shard's job pods first (pods
+//! created directly in the API server with the executor's labels: it has no kubelet).
 
 use super::{run, text};
 
@@ -177,4 +178,240 @@ fn install_status_uninstall_through_the_binary_on_helms_real_engine() {
     assert_eq!(doc["removal"], "removed");
     let out = call(common("status"));
     assert_eq!(out.status.code(), Some(1), "gone: {}", text(&out.stdout));
+}
+
+/// The helm-compatible CLI and kubeconfig of the real parts, or `None` (skip) outside CI.
+fn real_parts() -> Option<(String, String)> {
+    let get = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    match (get("GLRUNNER_TEST_HELM"), get("GLRUNNER_TEST_KUBECONFIG")) {
+        (Some(helm), Some(kubeconfig)) => Some((helm, kubeconfig)),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true")
+            || std::env::var("GLRUNNER_TEST_REQUIRE_SERVERS").as_deref() == Ok("1") =>
+        {
+            panic!(
+                "GLRUNNER_TEST_HELM and GLRUNNER_TEST_KUBECONFIG must be set in CI (./scripts/test.sh)"
+            )
+        }
+        _ => {
+            eprintln!(
+                "skipping: set GLRUNNER_TEST_HELM (scripts/helm-sdk.sh install) and GLRUNNER_TEST_KUBECONFIG"
+            );
+            None
+        }
+    }
+}
+
+async fn kube_client(kubeconfig: &str) -> kube::Client {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig).expect("kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .expect("kube config");
+    kube::Client::try_from(config).expect("kube client")
+}
+
+/// A job pod as GitLab Runner's Kubernetes executor labels it (unbound: Pending, no kubelet).
+fn job_pod(name: &str, id_short: &str) -> k8s_openapi::api::core::v1::Pod {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {
+            "name": name,
+            "labels": {
+                "job.runner.gitlab.com/pod": name,
+                "manager.runner.gitlab.com/id-short": id_short,
+                "manager.runner.gitlab.com/name": "runner-drain-gitlab-runner-5fd7489954-x7k2p",
+            },
+            "annotations": {"job.runner.gitlab.com/id": "4242"},
+        },
+        "spec": {"containers": [{"name": "build", "image": "alpine:3.22"}]},
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn an_upgrade_waits_for_the_shards_job_pods_on_helms_real_engine() {
+    use k8s_openapi::api::core::v1::{Namespace, Pod};
+    use kube::Api;
+    use kube::api::{DeleteParams, PostParams};
+
+    let Some((helm, kubeconfig)) = real_parts() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let chart = dir.path().join("gitlab-runner");
+    std::fs::create_dir_all(chart.join("templates")).unwrap();
+    std::fs::write(
+        chart.join("Chart.yaml"),
+        "apiVersion: v2\nname: gitlab-runner\nversion: 0.86.0\nappVersion: 18.9.0\n",
+    )
+    .unwrap();
+    std::fs::write(
+        chart.join("templates/configmap.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}\ndata:\n  concurrent: {{ .Values.concurrent | quote }}\n",
+    )
+    .unwrap();
+    let ns = format!("glr-drain-{}", std::process::id());
+    let chart_arg = chart.to_str().unwrap().to_string();
+    let deploy = |cmd: &str, extra: &[&str]| -> Vec<String> {
+        let mut args: Vec<String> = [
+            "--backend",
+            "aws",
+            "--output",
+            "json",
+            cmd,
+            "--release",
+            "runner-drain",
+            "--namespace",
+            &ns,
+            "--helm",
+            &helm,
+            "--kubeconfig",
+            &kubeconfig,
+            "--gitlab-url",
+            "https://gitlab.example.com",
+            "--chart",
+            &chart_arg,
+            "--timeout",
+            "60s",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    let call = |args: Vec<String>| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run("runner", &args, &[("GLRUNNER_RUNNER_TOKEN", TOKEN)])
+    };
+    let json = |out: &std::process::Output| -> serde_json::Value {
+        serde_json::from_str(&text(&out.stdout))
+            .unwrap_or_else(|e| panic!("{e}: {}\n{}", text(&out.stdout), text(&out.stderr)))
+    };
+
+    let out = call(deploy("install", &[]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let doc = json(&out);
+    assert_eq!(doc["drain"]["outcome"], "not_installed");
+    assert_eq!(
+        doc["runner"]["graceful_stop"]["drain_timeout_secs"], 3600,
+        "helm stored the graceful stop: {doc}"
+    );
+
+    // Two jobs of this shard run (the token's short id is "example-S"), one of another shard,
+    // and one pod that is not a job pod of any runner.
+    let client = kube_client(&kubeconfig).await;
+    let pods = Api::<Pod>::namespaced(client.clone(), &ns);
+    for (name, short) in [
+        ("runner-example-s-job-1", "example-S"),
+        ("runner-example-s-job-2", "example-S"),
+        ("runner-other-job-1", "otherShrd"),
+    ] {
+        pods.create(&PostParams::default(), &job_pod(name, short))
+            .await
+            .unwrap();
+    }
+
+    // Waiting for the shard to drain runs out: exit 1, nothing upgraded, the flag to skip named.
+    let out = call(deploy(
+        "upgrade",
+        &[
+            "--wait-for-idle",
+            "--drain-timeout",
+            "2s",
+            "--concurrent",
+            "11",
+        ],
+    ));
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("2 job pod(s)"), "{stderr}");
+    assert!(stderr.contains("--force"), "{stderr}");
+    assert!(
+        stderr.contains("\"event\":\"drain_wait\""),
+        "progress lines: {stderr}"
+    );
+    assert!(
+        !stderr.contains("SuperSecret") && !stderr.contains("example-S"),
+        "{stderr}"
+    );
+    let status = call(deploy_status(&ns, &helm, &kubeconfig));
+    assert_eq!(json(&status)["revision"], 1, "nothing was upgraded");
+
+    // The deployed manager stops gracefully: no wait, the roll lets the jobs finish.
+    let out = call(deploy("upgrade", &["--concurrent", "12"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let doc = json(&out);
+    assert_eq!(doc["revision"], 2);
+    assert_eq!(doc["drain"]["outcome"], "graceful_stop");
+    assert_eq!(doc["drain"]["running_at_start"], 2);
+    assert_eq!(doc["drain"]["job_namespace"], ns.as_str());
+
+    // --force: at once, and it says what was running.
+    let out = call(deploy("upgrade", &["--force", "--concurrent", "13"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let doc = json(&out);
+    assert_eq!(doc["drain"]["outcome"], "forced");
+    assert_eq!(doc["drain"]["running_at_upgrade"], 2);
+
+    // The jobs end while the upgrade waits: it goes ahead once the shard is idle.
+    let waiting = {
+        let args = deploy(
+            "upgrade",
+            &[
+                "--wait-for-idle",
+                "--drain-timeout",
+                "2m",
+                "--concurrent",
+                "14",
+            ],
+        );
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            run("runner", &args, &[("GLRUNNER_RUNNER_TOKEN", TOKEN)])
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    for name in ["runner-example-s-job-1", "runner-example-s-job-2"] {
+        pods.delete(name, &DeleteParams::default()).await.unwrap();
+    }
+    let out = waiting.await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let doc = json(&out);
+    assert_eq!(doc["drain"]["outcome"], "drained", "{doc}");
+    assert_eq!(doc["drain"]["running_at_start"], 2);
+    assert_eq!(doc["drain"]["running_at_upgrade"], 0);
+    assert!(
+        doc["drain"]["waited_secs"].as_f64().unwrap() >= 1.0,
+        "{doc}"
+    );
+    assert_eq!(doc["revision"], 4);
+
+    let mut uninstall: Vec<String> = deploy_status(&ns, &helm, &kubeconfig);
+    uninstall[4] = "uninstall".into();
+    let out = call(uninstall);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let _ = Api::<Namespace>::all(client)
+        .delete(&ns, &DeleteParams::default())
+        .await;
+}
+
+/// `runner status` of the drain test's release.
+fn deploy_status(ns: &str, helm: &str, kubeconfig: &str) -> Vec<String> {
+    [
+        "--backend",
+        "aws",
+        "--output",
+        "json",
+        "status",
+        "--release",
+        "runner-drain",
+        "--namespace",
+        ns,
+        "--helm",
+        helm,
+        "--kubeconfig",
+        kubeconfig,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
 }

@@ -12,7 +12,7 @@ use std::process::{Child, Command, Output, Stdio};
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 
-const GITLAB_TOKEN: &str = "glpat-e2e-double-token";
+pub(crate) const GITLAB_TOKEN: &str = "glpat-e2e-double-token";
 
 /// `(helm, kubeconfig)` from scripts/test.sh, or `None` (skip) outside CI.
 fn servers() -> Option<(String, String)> {
@@ -37,17 +37,29 @@ fn servers() -> Option<(String, String)> {
 }
 
 /// The GitLab double on a free loopback port; killed on drop.
-struct GitLabDouble {
+pub(crate) struct GitLabDouble {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl GitLabDouble {
     fn start(kubeconfig: &str) -> Self {
+        Self::start_with(&["--kubeconfig", kubeconfig])
+    }
+
+    /// The double with its runners online at once (no cluster to watch), for tests that create
+    /// no runner manager; its token is [`GITLAB_TOKEN`].
+    pub(crate) fn start_without_cluster() -> Self {
+        Self::start_with(&[])
+    }
+
+    fn start_with(args: &[&str]) -> Self {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/gitlab_double.py");
         let mut child = Command::new("python3")
             .arg(script)
-            .args(["0", "--kubeconfig", kubeconfig, "--token", GITLAB_TOKEN])
+            .arg("0")
+            .args(args)
+            .args(["--token", GITLAB_TOKEN])
             .stdout(Stdio::piped())
             .spawn()
             .expect("python3 runs the GitLab double");
@@ -71,7 +83,7 @@ impl GitLabDouble {
         serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
     }
 
-    fn post(&self, path: &str, body: &str) {
+    pub(crate) fn post(&self, path: &str, body: &str) {
         let status = Command::new("curl")
             .args([
                 "-sf",
@@ -272,10 +284,6 @@ fn flow_args<'a>(
         "e2e/loadtest",
         "--jobs",
         "400",
-        // The preflight checks an AWS account (identity, quotas, prices); with a cluster brought
-        // through a kubeconfig there is none here. Known gap: the preflight should skip its AWS
-        // checks for such a cluster instead of needing this flag.
-        "--skip-preflight",
     ]
 }
 
@@ -312,6 +320,21 @@ impl E2e {
             stack,
             namespace,
         })
+    }
+
+    /// `(moto URL, apiserver endpoint)`: the moto shim shows the EKS cluster of this stack (named
+    /// after the stack) with the apiserver's endpoint and CA.
+    fn moto_cluster_on_the_apiserver(&self) -> (String, String) {
+        let moto = std::env::var("GLRUNNER_TEST_MOTO_URL").expect("./scripts/test.sh starts moto");
+        let (endpoint, ca) = apiserver_endpoint(&self.kubeconfig);
+        let registered = Command::new("curl")
+            .args(["-sf", "-o", "/dev/null", "-X", "POST", "-d"])
+            .arg(serde_json::json!({ &self.stack: {"endpoint": endpoint, "ca": ca} }).to_string())
+            .arg(format!("{moto}/glrunner-shim/eks-endpoints"))
+            .status()
+            .unwrap();
+        assert!(registered.success(), "the moto shim has no EKS auth routes");
+        (moto, endpoint)
     }
 
     /// Runs the `full_flow` binary against this world.
@@ -568,16 +591,7 @@ async fn full_flow_provisions_on_strict_moto_and_runs_on_the_real_apiserver_leav
     let Some(e2e) = E2e::prepare("e2m").await else {
         return;
     };
-    let moto = std::env::var("GLRUNNER_TEST_MOTO_URL").expect("./scripts/test.sh starts moto");
-    let (endpoint, ca) = apiserver_endpoint(&e2e.kubeconfig);
-    // The stack's cluster is named after the stack.
-    let registered = Command::new("curl")
-        .args(["-sf", "-o", "/dev/null", "-X", "POST", "-d"])
-        .arg(serde_json::json!({ &e2e.stack: {"endpoint": endpoint, "ca": ca} }).to_string())
-        .arg(format!("{moto}/glrunner-shim/eks-endpoints"))
-        .status()
-        .unwrap();
-    assert!(registered.success(), "the moto shim has no EKS auth routes");
+    let (moto, endpoint) = e2e.moto_cluster_on_the_apiserver();
     // A malformed EKS token opens nothing (whether an access entry lets a principal in is shared
     // state of the one apiserver, so other tests' clusters would make a check of it racy).
     assert_eq!(
@@ -686,20 +700,12 @@ async fn a_brought_eks_cluster_is_found_through_the_eks_api() {
     let Some(e2e) = E2e::prepare("e2c").await else {
         return;
     };
-    let moto = std::env::var("GLRUNNER_TEST_MOTO_URL").expect("./scripts/test.sh starts moto");
+    let (moto, _) = e2e.moto_cluster_on_the_apiserver();
     let aws_env = [
         ("AWS_ENDPOINT_URL", moto.as_str()),
         ("AWS_ACCESS_KEY_ID", "e2e"),
         ("AWS_SECRET_ACCESS_KEY", "e2e"),
     ];
-    let (endpoint, ca) = apiserver_endpoint(&e2e.kubeconfig);
-    let registered = Command::new("curl")
-        .args(["-sf", "-o", "/dev/null", "-X", "POST", "-d"])
-        .arg(serde_json::json!({ &e2e.stack: {"endpoint": endpoint, "ca": ca} }).to_string())
-        .arg(format!("{moto}/glrunner-shim/eks-endpoints"))
-        .status()
-        .unwrap();
-    assert!(registered.success(), "the moto shim has no EKS auth routes");
     let state = e2e.dir.path().join("state");
     let state = state.to_str().unwrap();
     let stack_args = [

@@ -4,9 +4,9 @@ use async_trait::async_trait;
 
 use crate::error::{Error, Result};
 use crate::types::{
-    Branch, Commit, CommitAction, CreatedRunner, FileAction, Job, JobsQuery, Namespace, NewCommit,
-    NewPipeline, NewProject, NewRunner, Page, Pipeline, Project, ProjectRef, Runner, RunnerDetails,
-    User,
+    Branch, Commit, CommitAction, CreatedRunner, FileAction, Job, JobsQuery, Member, MemberScope,
+    Namespace, NewCommit, NewPipeline, NewProject, NewRunner, Page, Pipeline, Project, ProjectRef,
+    Runner, RunnerDetails, ServerVersion, TokenInfo, User,
 };
 
 /// The GitLab operations glrunner needs, over this crate's own types.
@@ -19,6 +19,17 @@ use crate::types::{
 pub trait GitLabApi: Send + Sync {
     /// The token's user (`GET /user`): the cheapest token check.
     async fn current_user(&self) -> Result<User>;
+
+    /// GitLab's version (`GET /version`); runner creation through `POST /user/runners` needs 15.10+.
+    async fn version(&self) -> Result<ServerVersion>;
+
+    /// The access token in use and its scopes (`GET /personal_access_tokens/self`).
+    async fn token_info(&self) -> Result<TokenInfo>;
+
+    /// A user's effective role in a project or group, inherited memberships included
+    /// (`GET /projects/:id/members/all/:user_id`, `GET /groups/:id/members/all/:user_id`);
+    /// `None` when the user is not a member.
+    async fn member(&self, scope: &MemberScope, user_id: u64) -> Result<Option<Member>>;
 
     /// A namespace (user or group) by full path (`GET /namespaces/:id`).
     async fn get_namespace(&self, path: &str) -> Result<Namespace>;

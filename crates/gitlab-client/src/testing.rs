@@ -20,8 +20,8 @@ use crate::api::GitLabApi;
 use crate::error::Error;
 use crate::memory::InMemoryGitLab;
 use crate::types::{
-    CommitAction, JobStatus, JobsQuery, NewCommit, NewPipeline, NewProject, NewRunner,
-    PipelineVariable, ProjectRef,
+    CommitAction, JobStatus, JobsQuery, Member, MemberScope, NewCommit, NewPipeline, NewProject,
+    NewRunner, PipelineVariable, ProjectRef,
 };
 
 /// Starts a loopback server answering GitLab's REST API v4 from `gitlab`; requests need `token`.
@@ -213,6 +213,18 @@ impl Double {
             .map(|(_, v)| v.into_owned())
     }
 
+    /// A membership as GitLab answers it: the member, or 404 for a user who is not one.
+    fn member(result: Option<crate::Result<Option<Member>>>) -> ResponseTemplate {
+        match result {
+            Some(Ok(None)) => {
+                ResponseTemplate::new(404).set_body_json(json!({"message": "404 Not found"}))
+            }
+            Some(Ok(Some(m))) => json_ok(200, &m),
+            Some(Err(e)) => error_response(&e),
+            None => answer::<()>(200, None),
+        }
+    }
+
     fn project(segment: &str) -> ProjectRef {
         ProjectRef::parse(segment).unwrap_or_else(|_| ProjectRef::Path(segment.to_owned()))
     }
@@ -267,6 +279,16 @@ impl Double {
         let body = || request.body_json::<Value>().unwrap_or(Value::Null);
         match (request.method.as_str(), seg.as_slice()) {
             ("GET", ["user"]) => answer(200, now(gl.current_user())),
+            ("GET", ["version"]) => answer(200, now(gl.version())),
+            ("GET", ["personal_access_tokens", "self"]) => answer(200, now(gl.token_info())),
+            ("GET", ["projects", p, "members", "all", user]) => Self::member(now(gl.member(
+                &MemberScope::Project(Self::project(p)),
+                id_of(user).unwrap_or(0),
+            ))),
+            ("GET", ["groups", g, "members", "all", user]) => Self::member(now(gl.member(
+                &MemberScope::Group((*g).to_owned()),
+                id_of(user).unwrap_or(0),
+            ))),
             ("GET", ["namespaces", ns]) => answer(200, now(gl.get_namespace(ns))),
             ("POST", ["projects"]) => match serde_json::from_value::<NewProjectBody>(body()) {
                 Ok(b) => {

@@ -378,42 +378,18 @@ pub fn decide(pod: &PodInfo, now: Timestamp, policy: &Policy, evidence: &Evidenc
 
 /// Parses a Go `time.Duration` string as the executor writes it (`2h3m0.5s`, `1h0m0s`, `90s`, `0`).
 /// Negative or malformed values give `None`.
+///
+/// What Go's `Duration.String()` writes is a subset of jiff's "friendly" duration format (units
+/// `h`/`m`/`s`/`ms`/`us`/`µs`/`ns`, no spaces needed, a fraction on the last unit), so jiff parses
+/// it; only Go's bare `0` needs saying.
 pub fn parse_go_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
+    let text = text.strip_prefix('+').unwrap_or(text);
     if text == "0" {
         return Some(Duration::ZERO);
     }
-    let text = text.strip_prefix('+').unwrap_or(text);
-    if text.is_empty() || text.starts_with('-') {
-        return None;
-    }
-    let mut total = 0f64;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        if num_len == 0 {
-            return None;
-        }
-        let value: f64 = rest[..num_len].parse().ok()?;
-        rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let seconds = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" | "μs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        rest = &rest[unit_len..];
-        total += value * seconds;
-    }
-    Duration::try_from_secs_f64(total).ok()
+    let parsed: jiff::SignedDuration = text.parse().ok()?;
+    Duration::try_from(parsed).ok()
 }
 
 /// Parses a duration flag written like `90s`, `5m`, `1h30m`; zero and negative values are rejected
@@ -497,6 +473,15 @@ mod tests {
         assert_eq!(parse_go_duration("0"), Some(Duration::ZERO));
         assert_eq!(parse_go_duration("1.5h"), Some(Duration::from_secs(5400)));
         assert_eq!(parse_go_duration("300ms"), Some(Duration::from_millis(300)));
+        assert_eq!(
+            parse_go_duration("2m0.5s"),
+            Some(Duration::from_millis(120_500))
+        );
+        assert_eq!(
+            parse_go_duration("1h30m0s"),
+            Some(Duration::from_secs(5400))
+        );
+        assert_eq!(parse_go_duration("1µs"), Some(Duration::from_micros(1)));
         for bad in ["", "-1h", "1x", "h", "1h m", "abc"] {
             assert_eq!(parse_go_duration(bad), None, "{bad}");
         }

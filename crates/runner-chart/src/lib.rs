@@ -9,6 +9,9 @@
 //!   typed Kubernetes-executor settings ([`KubernetesExecutor`]: job namespace, image,
 //!   `poll_timeout`, requests = limits for build, helper and services, `privileged = false`).
 //!   Rendered to YAML with `serde_norway`. Every validation error names the field and the fix.
+//! - [`GracefulStop`]: the manager pod stops gracefully when it is replaced (a preStop hook sends
+//!   GitLab Runner SIGQUIT and waits up to the drain timeout; `shutdown_timeout` and
+//!   `terminationGracePeriodSeconds` to match), so an upgrade does not abort running jobs.
 //! - [`RunnerToken`] and the [`TokenSecrets`] trait: the `glrt-` token lives in a Kubernetes
 //!   Secret (`runner-token` plus the empty `runner-registration-token` the chart expects),
 //!   labelled `app.kubernetes.io/managed-by: glrunner` and with its release; a Secret without
@@ -101,11 +104,12 @@ pub use release::{
 #[cfg(feature = "mock")]
 pub use secret::MockTokenSecrets;
 pub use secret::{
-    DynTokenSecrets, Ownership, RunnerToken, SecretOutcome, SecretRef, StoredTokenSecret,
-    TokenSecrets,
+    DynTokenSecrets, JOB_POD_MANAGER_ID_LABEL, Ownership, RunnerToken, SecretOutcome, SecretRef,
+    StoredTokenSecret, TokenSecrets,
 };
 pub use validate::{ChartVersion, DEFAULT_CHART_VERSION};
 pub use values::{
-    ContainerResources, EnvVar, FargateRounding, KubernetesExecutor, PolicyRule, RunnerSummary,
-    RunnerValues, manager_resources_for, recommended_request_concurrency,
+    ContainerResources, DEFAULT_DRAIN_TIMEOUT, EnvVar, FargateRounding, GracefulStop,
+    KubernetesExecutor, PolicyRule, RunnerSummary, RunnerValues, manager_resources_for,
+    recommended_request_concurrency,
 };

@@ -74,7 +74,40 @@ impl RunnerToken {
     pub fn expose_secret(&self) -> &str {
         secrecy::ExposeSecret::expose_secret(&self.0)
     }
+
+    /// The value of the [`JOB_POD_MANAGER_ID_LABEL`] label on this runner's job pods: the token
+    /// without its `glrt-` (and partition `t1_`..`t3_`) prefix, first 9 characters, sanitised as
+    /// a label value (GitLab Runner's `helpers.ShortenToken` and the Kubernetes executor's
+    /// `sanitizeLabel`). GitLab shows it as the runner's public short token
+    /// (`CI_RUNNER_SHORT_TOKEN`); glrunner still never prints it.
+    pub fn short_id(&self) -> String {
+        let text = self.expose_secret();
+        let mut rest = text.strip_prefix(TOKEN_PREFIX).unwrap_or(text);
+        for partition in ["t1_", "t2_", "t3_"] {
+            if let Some(stripped) = rest.strip_prefix(partition) {
+                rest = stripped;
+                break;
+            }
+        }
+        let short: String = rest
+            .chars()
+            .take(9)
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        short.trim_matches(['-', '_', '.']).to_string()
+    }
 }
+
+/// The label GitLab Runner's Kubernetes executor puts on every job pod with the short token of
+/// the runner that created it (`manager.runner.gitlab.com/id-short`; it cannot be overridden).
+/// glrunner finds a shard's running jobs by it before an upgrade.
+pub const JOB_POD_MANAGER_ID_LABEL: &str = "manager.runner.gitlab.com/id-short";
 
 impl fmt::Debug for RunnerToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -256,6 +289,21 @@ pub type DynTokenSecrets = dyn TokenSecrets;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_id_is_the_runners_id_short_label() {
+        // The label of a real job pod (reference/gitlab.md): token 3LJ4iHZt1... -> 3LJ4iHZt1.
+        let t = RunnerToken::new("glrt-3LJ4iHZt1xxxxxxxxxxxx").unwrap();
+        assert_eq!(t.short_id(), "3LJ4iHZt1");
+        let t = RunnerToken::new("glrt-t1_AbCdEfGhIjKlMn").unwrap();
+        assert_eq!(t.short_id(), "AbCdEfGhI", "partition prefix stripped");
+        let t = RunnerToken::new("glrt-_ab").unwrap();
+        assert_eq!(
+            t.short_id(),
+            "ab",
+            "label values start and end alphanumeric"
+        );
+    }
 
     #[test]
     fn token_is_redacted_everywhere() {

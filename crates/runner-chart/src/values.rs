@@ -62,6 +62,135 @@ pub fn manager_resources_for(concurrent: u32) -> ContainerResources {
     ContainerResources::new(format!("{cpu_millis}m"), format!("{memory_mib}Mi"))
 }
 
+/// Default bound on the manager's drain when its pod is replaced: GitLab's default job timeout
+/// (60 minutes) and the chart's default `terminationGracePeriodSeconds` (3600).
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// Default `shutdown_timeout`: GitLab Runner's own default (30 s) for cleaning up after it aborted
+/// its builds (the chart's `0` means the same default).
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Longest drain accepted (one day).
+pub const MAX_DRAIN_TIMEOUT: Duration = Duration::from_secs(86_400);
+
+/// Seconds added to the termination grace period after the drain and `shutdown_timeout`, so the
+/// runner's own cleanup finishes before the kubelet's SIGKILL.
+const TERMINATION_MARGIN: Duration = Duration::from_secs(15);
+
+/// Deployment annotation recording the drain bound glrunner rendered (seconds), so a deployed
+/// release can be read back as one whose manager stops gracefully.
+pub const DRAIN_TIMEOUT_ANNOTATION: &str = "glrunner.io/drain-timeout-secs";
+
+/// How the runner manager pod stops when Kubernetes replaces it (any upgrade that changes the
+/// pod, a token rotation, a node drain): gracefully, so running jobs finish.
+///
+/// GitLab Runner treats SIGTERM (what the kubelet sends) as "abort all running builds", and
+/// SIGQUIT as "take no new jobs and exit when the running ones finish" (GitLab Runner docs,
+/// `commands/_index.md#signals`; `commands/multi.go` `handleGracefulShutdown`). The chart has
+/// no stop-signal setting, but it renders `deploymentLifecycle` as the manager container's
+/// `lifecycle` and `terminationGracePeriodSeconds` as the pod's (chart 0.86.0
+/// `templates/deployment.yaml`). So glrunner renders a preStop hook that sends SIGQUIT to PID 1
+/// (the chart's `dumb-init`, which forwards it to the runner) and waits up to
+/// [`GracefulStop::drain_timeout`] while the runner lives; when the drain runs out, the kubelet's
+/// SIGTERM aborts what is left and the runner has `shutdown_timeout` to clean up; the grace
+/// period covers all of it ([`GracefulStop::termination_grace_period`]).
+///
+/// The chart runs its own preStop hook (`unregister --all-runners`) only when
+/// `deploymentLifecycle` is empty, so this replaces it: with a `glrt-` token that hook only
+/// deleted the runner *manager* record, which GitLab also drops when the manager goes stale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GracefulStop {
+    /// How long running jobs may take to finish after SIGQUIT (serialised as seconds).
+    #[serde(rename = "drain_timeout_secs", with = "secs")]
+    pub drain_timeout: Duration,
+    /// `shutdown_timeout`: how long the runner cleans up after the SIGTERM that follows an
+    /// unfinished drain (serialised as seconds).
+    #[serde(rename = "shutdown_timeout_secs", with = "secs")]
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for GracefulStop {
+    fn default() -> Self {
+        Self {
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+        }
+    }
+}
+
+impl GracefulStop {
+    /// A graceful stop that lets jobs run for up to `drain_timeout`.
+    pub fn new(drain_timeout: Duration) -> Self {
+        Self {
+            drain_timeout,
+            ..Self::default()
+        }
+    }
+
+    /// The pod's `terminationGracePeriodSeconds`: the drain, then `shutdown_timeout`, plus a
+    /// 15 s margin before the kubelet's SIGKILL.
+    pub fn termination_grace_period(&self) -> Duration {
+        self.drain_timeout + self.shutdown_timeout + TERMINATION_MARGIN
+    }
+
+    /// The preStop hook's command: SIGQUIT to the runner (through PID 1, the chart's
+    /// `dumb-init`), then wait while it lives, at most the drain timeout.
+    pub fn pre_stop_command(&self) -> Vec<String> {
+        let drain = self.drain_timeout.as_secs();
+        vec![
+            "/bin/sh".to_string(),
+            "-c".to_string(),
+            format!(
+                "kill -QUIT 1; i=0; while [ \"$i\" -lt {drain} ] && kill -0 1 2>/dev/null; do sleep 1; i=$((i+1)); done"
+            ),
+        ]
+    }
+
+    fn check(&self, issues: &mut Vec<Invalid>) {
+        if self.drain_timeout < Duration::from_secs(1) || self.drain_timeout > MAX_DRAIN_TIMEOUT {
+            issues.push(Invalid::new(
+                "graceful_stop.drain_timeout",
+                format!(
+                    "{}s is outside 1s..{}s",
+                    self.drain_timeout.as_secs(),
+                    MAX_DRAIN_TIMEOUT.as_secs()
+                ),
+                format!(
+                    "use at least your longest job's timeout, e.g. {}s",
+                    DEFAULT_DRAIN_TIMEOUT.as_secs()
+                ),
+            ));
+        }
+        if self.shutdown_timeout < Duration::from_secs(1)
+            || self.shutdown_timeout > Duration::from_secs(3600)
+        {
+            issues.push(Invalid::new(
+                "graceful_stop.shutdown_timeout",
+                format!("{}s is outside 1s..3600s", self.shutdown_timeout.as_secs()),
+                format!(
+                    "use the runner default of {}s",
+                    DEFAULT_SHUTDOWN_TIMEOUT.as_secs()
+                ),
+            ));
+        }
+    }
+}
+
+/// `Duration` as whole seconds.
+mod secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_secs(u64::deserialize(d)?))
+    }
+}
+
 /// CPU and memory for one container; used as both request and limit (Fargate runs pods as
 /// Guaranteed and bills by requests, rounded up to a valid size, plus 256 MB).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -395,6 +524,10 @@ pub struct RunnerValues {
     pub executor: KubernetesExecutor,
     /// The GitLab tags of this runner, recorded in [`RUNNER_TAGS_ANNOTATION`] (not chart `tags`).
     pub runner_tags: Vec<String>,
+    /// How the manager pod stops when it is replaced; `None` renders the chart's defaults, whose
+    /// SIGTERM aborts every running job (what releases before glrunner's graceful stop have).
+    #[serde(default)]
+    pub graceful_stop: Option<GracefulStop>,
 }
 
 impl RunnerValues {
@@ -416,7 +549,16 @@ impl RunnerValues {
             env_vars: Vec::new(),
             executor: KubernetesExecutor::default(),
             runner_tags: Vec::new(),
+            graceful_stop: Some(GracefulStop::default()),
         }
+    }
+
+    /// Sets how the manager pod stops when replaced (`None`: the chart's SIGTERM, which aborts
+    /// running jobs).
+    #[must_use]
+    pub fn with_graceful_stop(mut self, stop: Option<GracefulStop>) -> Self {
+        self.graceful_stop = stop;
+        self
     }
 
     /// Sets `concurrent`.
@@ -607,6 +749,9 @@ impl RunnerValues {
             issues.extend(validate::no_template(&f, &var.value).err());
         }
         self.executor.check(&mut issues);
+        if let Some(stop) = &self.graceful_stop {
+            stop.check(&mut issues);
+        }
         for tag in &self.runner_tags {
             issues.extend(validate::runner_tag("runner_tags", tag).err());
         }
@@ -739,10 +884,34 @@ impl RunnerValues {
                 self.runner_tags.join(","),
             );
         }
+        let (shutdown_timeout, termination_grace_period_seconds, deployment_lifecycle) =
+            match &self.graceful_stop {
+                Some(stop) => {
+                    deployment_annotations.insert(
+                        DRAIN_TIMEOUT_ANNOTATION.to_string(),
+                        stop.drain_timeout.as_secs().to_string(),
+                    );
+                    (
+                        Some(stop.shutdown_timeout.as_secs()),
+                        Some(stop.termination_grace_period().as_secs()),
+                        Some(ChartLifecycle {
+                            pre_stop: ChartHook {
+                                exec: ChartExec {
+                                    command: stop.pre_stop_command(),
+                                },
+                            },
+                        }),
+                    )
+                }
+                None => (None, None, None),
+            };
         ChartValues {
             gitlab_url: &self.gitlab_url,
             concurrent: self.concurrent,
             check_interval: self.check_interval.as_secs(),
+            shutdown_timeout,
+            termination_grace_period_seconds,
+            deployment_lifecycle,
             rbac: ChartRbac {
                 create: self.rbac.create,
                 cluster_wide_access: false,
@@ -782,6 +951,13 @@ struct ChartValues<'a> {
     gitlab_url: &'a str,
     concurrent: u32,
     check_interval: u64,
+    /// The chart writes it into the global section of config.toml.
+    #[serde(rename = "shutdown_timeout", skip_serializing_if = "Option::is_none")]
+    shutdown_timeout: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    termination_grace_period_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deployment_lifecycle: Option<ChartLifecycle>,
     rbac: ChartRbac<'a>,
     service_account: ChartServiceAccount<'a>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
@@ -794,6 +970,23 @@ struct ChartValues<'a> {
     #[serde(skip_serializing_if = "<[EnvVar]>::is_empty")]
     env_vars: &'a [EnvVar],
     runners: ChartRunners<'a>,
+}
+
+/// `deploymentLifecycle`: the manager container's `lifecycle`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ChartLifecycle {
+    pre_stop: ChartHook,
+}
+
+#[derive(Serialize)]
+struct ChartHook {
+    exec: ChartExec,
+}
+
+#[derive(Serialize)]
+struct ChartExec {
+    command: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -908,6 +1101,10 @@ pub struct RunnerSummary {
     /// `request_concurrency` from `runners.config`, when present.
     #[serde(default)]
     pub request_concurrency: Option<u32>,
+    /// How the manager stops when its pod is replaced; `None` when the release's SIGTERM aborts
+    /// running jobs (no graceful stop rendered by glrunner).
+    #[serde(default)]
+    pub graceful_stop: Option<GracefulStop>,
 }
 
 impl RunnerSummary {
@@ -920,6 +1117,7 @@ impl RunnerSummary {
             poll_timeout: Some(values.executor.poll_timeout),
             job_namespace: values.executor.namespace.clone(),
             request_concurrency: Some(values.effective_request_concurrency()),
+            graceful_stop: values.graceful_stop,
         }
     }
 
@@ -955,6 +1153,28 @@ impl RunnerSummary {
             .or(entry.kubernetes.namespace)
             .filter(|v| !v.contains("{{"));
         let request_concurrency = entry.request_concurrency;
+        // Graceful only when glrunner's preStop hook is there (the annotation alone could be stale).
+        let sends_sigquit = values
+            .pointer("/deploymentLifecycle/preStop/exec/command")
+            .and_then(|c| c.as_array())
+            .is_some_and(|c| {
+                c.iter()
+                    .any(|a| a.as_str().is_some_and(|a| a.contains("kill -QUIT")))
+            });
+        let graceful_stop = values
+            .pointer("/deploymentAnnotations")
+            .and_then(|a| a.get(DRAIN_TIMEOUT_ANNOTATION))
+            .and_then(|t| t.as_str())
+            .and_then(|t| t.parse::<u64>().ok())
+            .filter(|_| sends_sigquit)
+            .map(|drain| GracefulStop {
+                drain_timeout: Duration::from_secs(drain),
+                shutdown_timeout: values
+                    .get("shutdown_timeout")
+                    .and_then(serde_json::Value::as_u64)
+                    .filter(|s| *s > 0)
+                    .map_or(DEFAULT_SHUTDOWN_TIMEOUT, Duration::from_secs),
+            });
         Some(Self {
             concurrent,
             tags,
@@ -962,6 +1182,7 @@ impl RunnerSummary {
             poll_timeout,
             job_namespace,
             request_concurrency,
+            graceful_stop,
         })
     }
 }
@@ -1177,6 +1398,48 @@ mod tests {
             plain.to_chart_values().unwrap()["serviceAccount"]["create"],
             false
         );
+    }
+
+    #[test]
+    fn the_manager_stops_gracefully_and_the_grace_period_covers_drain_and_cleanup() {
+        let v = values().with_graceful_stop(Some(GracefulStop::new(Duration::from_secs(600))));
+        let tree = v.to_chart_values().unwrap();
+        assert_eq!(tree["terminationGracePeriodSeconds"], 600 + 30 + 15);
+        assert_eq!(tree["shutdown_timeout"], 30);
+        let command = tree["deploymentLifecycle"]["preStop"]["exec"]["command"]
+            .as_array()
+            .unwrap();
+        assert_eq!(command[0], "/bin/sh");
+        let script = command[2].as_str().unwrap();
+        assert!(script.starts_with("kill -QUIT 1;"), "{script}");
+        assert!(script.contains("-lt 600 "), "{script}");
+        assert_eq!(
+            tree["deploymentAnnotations"][DRAIN_TIMEOUT_ANNOTATION],
+            "600"
+        );
+        let summary = RunnerSummary::from_chart_values(&tree).unwrap();
+        assert_eq!(summary.graceful_stop, v.graceful_stop);
+        // Without it: the chart's defaults (SIGTERM aborts the jobs), and the summary says so.
+        let abrupt = values().with_graceful_stop(None);
+        let tree = abrupt.to_chart_values().unwrap();
+        for key in [
+            "terminationGracePeriodSeconds",
+            "shutdown_timeout",
+            "deploymentLifecycle",
+        ] {
+            assert!(tree.get(key).is_none(), "{key} in {tree}");
+        }
+        assert_eq!(
+            RunnerSummary::from_chart_values(&tree)
+                .unwrap()
+                .graceful_stop,
+            None
+        );
+        let e = values()
+            .with_graceful_stop(Some(GracefulStop::new(Duration::ZERO)))
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.issues()[0].field, "graceful_stop.drain_timeout");
     }
 
     #[test]

@@ -368,8 +368,9 @@ impl AwsCluster {
         Ok(found)
     }
 
-    async fn delete_role(&self, name: &str) -> Result<()> {
-        let attached = self
+    /// The ARNs of the managed policies attached to role `name` (every page).
+    async fn attached_policy_arns(&self, name: &str) -> Result<Vec<String>> {
+        let attached: Vec<_> = self
             .iam
             .list_attached_role_policies()
             .role_name(name)
@@ -386,21 +387,27 @@ impl AwsCluster {
                     e,
                 )
             })?;
-        for policy in attached {
-            if let Some(arn) = policy.policy_arn() {
-                match self
-                    .iam
-                    .detach_role_policy()
-                    .role_name(name)
-                    .policy_arn(arn)
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        map_sdk_error("detach role policy", format!("IAM role {name}"), "iam", e)
-                    }) {
-                    Err(err) if !err.is_not_found() => return Err(err),
-                    _ => {}
-                }
+        Ok(attached
+            .iter()
+            .filter_map(|p| p.policy_arn().map(str::to_owned))
+            .collect())
+    }
+
+    async fn delete_role(&self, name: &str) -> Result<()> {
+        let attached = self.attached_policy_arns(name).await?;
+        for arn in &attached {
+            match self
+                .iam
+                .detach_role_policy()
+                .role_name(name)
+                .policy_arn(arn)
+                .send()
+                .await
+                .map_err(|e| {
+                    map_sdk_error("detach role policy", format!("IAM role {name}"), "iam", e)
+                }) {
+                Err(err) if !err.is_not_found() => return Err(err),
+                _ => {}
             }
         }
         let inline = self
@@ -861,19 +868,8 @@ impl ClusterProvisioner for AwsCluster {
                 policy_arns,
                 ..
             } => {
-                let attached = self
-                    .iam
-                    .list_attached_role_policies()
-                    .role_name(name)
-                    .into_paginator()
-                    .items()
-                    .send()
-                    .try_collect()
-                    .await
-                    .map_err(|e| {
-                        map_sdk_error("list attached role policies", found.describe(), "iam", e)
-                    })?;
-                let attached: Vec<&str> = attached.iter().filter_map(|p| p.policy_arn()).collect();
+                let attached = self.attached_policy_arns(name).await?;
+                let attached: Vec<&str> = attached.iter().map(String::as_str).collect();
                 let mut lines: Vec<String> = policy_arns
                     .iter()
                     .filter(|p| !attached.contains(&p.as_str()))

@@ -7,7 +7,10 @@
 //! interface for what glrunner relies on: `runners.secret` mounted through a projected volume
 //! that needs both token keys, `runners.config` rendered with `tpl` into a ConfigMap, the Role
 //! and RoleBinding in `runners.jobNamespace` (else the release namespace), a service account
-//! with `serviceAccount.annotations`, `podAnnotations` on the manager pod.
+//! with `serviceAccount.annotations`, `podAnnotations` on the manager pod, and the manager's stop:
+//! `terminationGracePeriodSeconds` on the pod, `deploymentLifecycle` as the container's
+//! `lifecycle`, `shutdown_timeout` into config.toml (chart 0.86.0 `templates/deployment.yaml`,
+//! `templates/configmap.yaml`).
 //!
 //! The test apiserver has no kubelet: no pod ever becomes Ready, so the helm-compatible CLI
 //! accepts `--wait` without honouring it (a real wait could only time out).
@@ -81,6 +84,9 @@ description: test chart following the official gitlab-runner chart's interface
 
 const VALUES_YAML: &str = "concurrent: 10
 checkInterval: 3
+shutdown_timeout: 0
+terminationGracePeriodSeconds: 3600
+deploymentLifecycle: {}
 rbac:
   create: false
   clusterWideAccess: false
@@ -124,6 +130,9 @@ metadata:
 data:
   concurrent: {{ .Values.concurrent | quote }}
   check-interval: {{ .Values.checkInterval | quote }}
+  config.toml: |
+    shutdown_timeout = {{ .Values.shutdown_timeout }}
+    concurrent = {{ .Values.concurrent }}
   config.template.toml: {{ tpl .Values.runners.config . | quote }}
 "#;
 
@@ -152,10 +161,14 @@ spec:
         {{- with .Values.podAnnotations }}{{ toYaml . | nindent 8 }}{{ end }}
     spec:
       serviceAccountName: {{ if or .Values.serviceAccount.create .Values.rbac.create }}{{ include "gitlab-runner.serviceAccountName" . }}{{ else }}default{{ end }}
-      terminationGracePeriodSeconds: 3600
+      terminationGracePeriodSeconds: {{ .Values.terminationGracePeriodSeconds }}
       containers:
       - name: {{ include "gitlab-runner.fullname" . }}
         image: registry.gitlab.com/gitlab-org/gitlab-runner:alpine-v{{ .Chart.AppVersion }}
+        command: ["/usr/bin/dumb-init", "--", "/bin/bash", "/configmaps/entrypoint"]
+        {{- if .Values.deploymentLifecycle }}
+        lifecycle: {{ toYaml .Values.deploymentLifecycle | nindent 10 }}
+        {{- end }}
         env:
         - name: CI_SERVER_URL
           value: {{ .Values.gitlabUrl | quote }}
@@ -423,6 +436,42 @@ async fn a_runner_release_with_a_job_namespace_lives_and_goes_on_helms_real_engi
         "{toml}"
     );
     assert!(toml.contains("request_concurrency = 20"), "{toml}");
+
+    // The graceful stop: the API server accepted the preStop hook and the grace period, and the
+    // runner's config.toml has the shutdown_timeout; helm's stored values read back as graceful.
+    let stop = spec.values.graceful_stop.expect("glrunner's default");
+    let deployment = Api::<Deployment>::namespaced(client.clone(), &ns)
+        .get("gitlab-runner-1")
+        .await
+        .unwrap();
+    let pod_spec = deployment.spec.template.spec.unwrap();
+    assert_eq!(
+        pod_spec.termination_grace_period_seconds,
+        Some(i64::try_from(stop.termination_grace_period().as_secs()).unwrap())
+    );
+    let pre_stop = pod_spec.containers[0]
+        .lifecycle
+        .clone()
+        .and_then(|l| l.pre_stop)
+        .and_then(|h| h.exec)
+        .and_then(|e| e.command)
+        .expect("preStop exec hook");
+    assert_eq!(pre_stop, stop.pre_stop_command());
+    let config_toml = Api::<ConfigMap>::namespaced(client.clone(), &ns)
+        .get("gitlab-runner-1")
+        .await
+        .unwrap()
+        .data
+        .unwrap()["config.toml"]
+        .clone();
+    assert!(
+        config_toml.contains(&format!(
+            "shutdown_timeout = {}",
+            stop.shutdown_timeout.as_secs()
+        )),
+        "{config_toml}"
+    );
+    assert_eq!(runner.graceful_stop, Some(stop));
 
     // status shows the chart version (helm status itself strips the chart).
     let status = helm.status(&spec.id()).await.unwrap().expect("installed");
