@@ -26,7 +26,9 @@ real binaries meet it:
   is 404 before 15.10 and 403 without the `create_runner` scope or below Maintainer (40);
 - faults: `POST /double/faults` with `{"METHOD /path-regex": [status, count, skip]}` lets the
   next `skip` matching calls through (optional), then answers `count` of them with `status`
-  (429 carries `Retry-After: 1`).
+  (429 carries `Retry-After: 1`). A fourth element `"after"` makes GitLab act first and then
+  answers `status` (a proxy's 502 after GitLab created the runner, commit or pipeline: the
+  answer is lost, the effect is not).
 
 `GET /double/state` returns counters for the tests (projects, runners, pipelines by source,
 jobs by status, requests). Nothing here is a secret store: tokens are random test values.
@@ -51,6 +53,7 @@ STATE = {
     "runners": {},  # id -> runner (with token, tags, contacted_at)
     "files": {},  # (project id, ref) -> {path: content}
     "branches": {},  # project id -> set of branch names
+    "heads": {},  # (project id, branch) -> (head commit sha, title)
     "pipelines": {},  # id -> pipeline
     "jobs": {},  # id -> job
     "namespaces": {},  # id -> full path
@@ -309,6 +312,10 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     def reply(self, status, body=None, headers=None):
+        lost = getattr(self, "lost_answer", None)
+        if lost is not None:  # GitLab acted; the answer is replaced on the way back
+            self.lost_answer = None
+            status, body, headers = lost, {"message": "injected fault after the effect"}, {}
         data = b"" if body is None else json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -331,6 +338,7 @@ class Handler(BaseHTTPRequestHandler):
         return {k: v[0] for k, v in urllib.parse.parse_qs(raw.decode()).items()}
 
     def handle_any(self, method):
+        self.lost_answer = None  # one handler serves every request of a kept-alive connection
         url = urllib.parse.urlsplit(self.path)
         path, query = url.path, {k: v[-1] for k, v in urllib.parse.parse_qs(url.query).items()}
         # Array parameters (`scope[]=pending&scope[]=running`) keep every value.
@@ -346,6 +354,9 @@ class Handler(BaseHTTPRequestHandler):
                         fault[2] -= 1
                         continue
                     fault[1] -= 1
+                    if len(fault) > 3 and fault[3] == "after":
+                        self.lost_answer = fault[0]
+                        break
                     hdr = {"Retry-After": "1"} if fault[0] == 429 else {}
                     return self.reply(fault[0], {"message": "injected fault"}, hdr)
         auth = self.headers.get("PRIVATE-TOKEN") or (self.headers.get("Authorization") or "").removeprefix("Bearer ")
@@ -391,6 +402,8 @@ class Handler(BaseHTTPRequestHandler):
                  "default_branch": body.get("default_branch") or "main", "web_url": f"http://gitlab.double/{full}"}
             STATE["projects"][pid] = p
             STATE["branches"][pid] = {p["default_branch"]}
+            IDS["commit"] += 1  # the README commit that initialises the default branch
+            STATE["heads"][(pid, p["default_branch"])] = ("%040x" % IDS["commit"], "Initial commit")
             return self.reply(201, project_json(p))
         if parts[0] == "projects" and len(parts) >= 2:
             p = self.project(parts[1])
@@ -448,8 +461,8 @@ class Handler(BaseHTTPRequestHandler):
             if fpath not in files:
                 return self.reply(404, {"message": "404 File Not Found"})
             return self.reply(200, {"file_path": fpath, "content": base64.b64encode(files[fpath].encode()).decode(), "encoding": "base64"})
-        if rest[:2] == ["repository", "branches"] and len(rest) == 3:
-            name = urllib.parse.unquote(rest[2])
+        if rest[:2] == ["repository", "branches"] and len(rest) >= 3 and method in ("GET", "DELETE"):
+            name = urllib.parse.unquote("/".join(rest[2:]))
             if name not in STATE["branches"][pid]:
                 return self.reply(404, {"message": "404 Branch Not Found"})
             if method == "DELETE":
@@ -457,8 +470,17 @@ class Handler(BaseHTTPRequestHandler):
                     return self.reply(405, {"message": "The default branch of a project cannot be deleted."})
                 STATE["branches"][pid].discard(name)
                 STATE["files"].pop((pid, name), None)
+                STATE["heads"].pop((pid, name), None)
                 return self.reply(204)
-            return self.reply(200, {"name": name, "default": name == p["default_branch"]})
+            sha, title = STATE["heads"].get((pid, name), ("%040x" % 0, ""))
+            return self.reply(200, {"name": name, "default": name == p["default_branch"],
+                                    "commit": {"id": sha, "short_id": sha[:8], "title": title}})
+        if rest == ["pipelines"] and method == "GET":
+            pls = [pl for pl in STATE["pipelines"].values() if pl["project_id"] == pid
+                   and (not q.get("ref") or pl["ref"] == q["ref"])]
+            pls.sort(key=lambda pl: -pl["id"])  # newest first
+            per = min(int(q.get("per_page", 20)), 100)
+            return self.reply(200, [pipeline_json(pl) for pl in pls[:per]], {"x-next-page": ""})
         if rest == ["repository", "commits"] and method == "POST":
             branch = body.get("branch")
             start = body.get("start_branch")
@@ -481,6 +503,7 @@ class Handler(BaseHTTPRequestHandler):
                     files[a["file_path"]] = a.get("content") or ""
             IDS["commit"] += 1
             msg = body.get("commit_message", "")
+            STATE["heads"][(pid, branch)] = ("%040x" % IDS["commit"], msg.splitlines()[0] if msg else "")
             if "[skip ci]" not in msg.lower() and "[ci skip]" not in msg.lower() and ".gitlab-ci.yml" in files:
                 start_pipeline(p, branch, "push")  # GitLab runs the push hooks; rules may refuse quietly
             return self.reply(201, {"id": "%040x" % IDS["commit"], "short_id": "%08x" % IDS["commit"], "title": msg.splitlines()[0] if msg else ""})

@@ -644,6 +644,7 @@ impl FlowProgress for FlowRenderer {
                 } else {
                     self.json(json!({"event": "step", "phase": phase, "message": message}));
                 }
+                hold(&format!("step:{phase}:{message}"));
             }
             FlowEvent::PhaseDone {
                 phase,

@@ -52,7 +52,7 @@ pub mod model;
 pub mod profile;
 mod report;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -448,7 +448,6 @@ impl SandboxWorld {
     /// second while a ready release has no token Secret or GitLab runner yet.
     async fn simulate(self) {
         let mut managers: BTreeMap<ReleaseId, Manager> = BTreeMap::new();
-        let mut runner_ids: HashMap<(ReleaseId, u32), (u64, String)> = HashMap::new();
         let mut retiring = tokio::task::JoinSet::new();
         let mut changes = self.releases.subscribe();
         loop {
@@ -456,7 +455,16 @@ impl SandboxWorld {
             while retiring.try_join_next().is_some() {}
             let installed = self.releases.runners();
             for runner in installed.iter().filter(|r| r.is_ready()) {
-                if let Some(m) = managers.get_mut(&runner.id) {
+                // Read from the Secret every time, as a new manager pod would: a release
+                // uninstalled and installed again (a re-run after a killed teardown) is at
+                // revision 1 again, with another runner's token.
+                let Some((runner_id, short_id)) = self.runner_id(runner).await else {
+                    unresolved = true;
+                    continue;
+                };
+                if let Some(m) = managers.get_mut(&runner.id)
+                    && m.runner_id == runner_id
+                {
                     if m.revision == runner.revision {
                         continue;
                     }
@@ -466,11 +474,6 @@ impl SandboxWorld {
                         continue;
                     }
                 }
-                let Some((runner_id, short_id)) = self.runner_id(runner, &mut runner_ids).await
-                else {
-                    unresolved = true;
-                    continue;
-                };
                 let replaced = managers.remove(&runner.id);
                 managers.insert(
                     runner.id.clone(),
@@ -515,23 +518,13 @@ impl SandboxWorld {
 
     /// The GitLab runner of a release, read from its token Secret like the chart's runner does.
     /// Also returns the token's short id, which the runner puts on its job pods.
-    async fn runner_id(
-        &self,
-        runner: &InstalledRunner,
-        cache: &mut HashMap<(ReleaseId, u32), (u64, String)>,
-    ) -> Option<(u64, String)> {
-        let key = (runner.id.clone(), runner.revision);
-        if let Some(found) = cache.get(&key) {
-            return Some(found.clone());
-        }
+    async fn runner_id(&self, runner: &InstalledRunner) -> Option<(u64, String)> {
         let secret = SecretRef::new(&runner.id.namespace, &runner.values.secret_name);
         let stored = self.secrets.get(&secret).await.ok().flatten()?;
         let id = self
             .gitlab
             .runner_id_for_token(&SecretToken::new(stored.token.expose_secret()))?;
-        let found = (id, stored.token.short_id());
-        cache.insert(key, found.clone());
-        Some(found)
+        Some((id, stored.token.short_id()))
     }
 
     /// The manager pod (chart labels, ReplicaSet owner, its vCPUs held from the quota) and the
@@ -591,6 +584,7 @@ impl SandboxWorld {
         let (control, stop) = watch::channel(Stop::Run);
         Manager {
             revision: runner.revision,
+            runner_id,
             namespace: runner.id.namespace.clone(),
             pod_name,
             held_millis: millis,
@@ -967,6 +961,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[derive(Debug)]
 struct Manager {
     revision: u32,
+    /// The GitLab runner whose token the manager read at its start.
+    runner_id: u64,
     namespace: String,
     pod_name: Option<String>,
     held_millis: u32,

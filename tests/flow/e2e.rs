@@ -467,6 +467,131 @@ async fn a_fault_in_each_phase_fails_clearly_and_leaves_nothing() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gitlab_answers_lost_after_the_runner_commit_and_pipeline_posts_duplicate_nothing() {
+    let Some(e2e) = E2e::prepare("e2g").await else {
+        return;
+    };
+    let (client, double, namespace) = (&e2e.client, &e2e.double, &e2e.namespace);
+    // GitLab acts on each POST once, then a proxy answers 502: the runner, the load test's
+    // commit and its pipeline exist, their answers are lost. The flow checks before sending
+    // any of them again.
+    double.post(
+        "/double/faults",
+        r#"{"POST /api/v4/user/runners": [502, 1, 0, "after"],
+            "POST /api/v4/projects/[^/]+/repository/commits": [502, 1, 0, "after"],
+            "POST /api/v4/projects/[^/]+/pipeline": [502, 1, 0, "after"]}"#,
+    );
+    let out = e2e.run();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stderr}\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON report");
+    assert!(report["failure"].is_null(), "{report}");
+    assert_eq!(report["load_test"]["by_status"]["success"], 400, "{report}");
+    let state_of_gitlab = double.get("/double/state");
+    assert_eq!(
+        state_of_gitlab["pipelines"], 1,
+        "the lost pipeline was found, not started twice: {state_of_gitlab}"
+    );
+    assert_eq!(state_of_gitlab["runners"], 0, "{state_of_gitlab}");
+    assert_eq!(state_of_gitlab["jobs"]["success"], 400, "{state_of_gitlab}");
+    assert!(leftovers(client, namespace).await.is_empty());
+}
+
+/// SIGKILL of `full_flow` (nothing saved, no cleanup) at seeded random points of the runners,
+/// releases and teardown phases, then a re-run: it reuses or replaces what the killed run
+/// made, and ends with no release, no token Secret and no GitLab runner left, and no
+/// pipeline running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_flow_killed_at_random_points_then_rerun_leaves_nothing() {
+    let Some(e2e) = E2e::prepare("e2k").await else {
+        return;
+    };
+    let (client, double, namespace) = (&e2e.client, &e2e.double, &e2e.namespace);
+    let seed: u64 = std::env::var("GLRUNNER_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(13);
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let points = [
+        "step:runners:runner",
+        "step:releases:release",
+        "phase-done:releases",
+        "step:teardown:uninstalled",
+        "step:teardown:deleted GitLab runner",
+    ];
+    let point = points[rng.usize(..points.len())];
+    eprintln!("seed {seed}: killing full_flow at {point}");
+    let state = e2e.dir.path().join("state");
+    let mut args = flow_args(
+        &e2e.stack,
+        namespace,
+        &e2e.kubeconfig,
+        &e2e.helm,
+        e2e.chart.to_str().unwrap(),
+        &double.url,
+    );
+    args.extend(["--state-dir", state.to_str().unwrap()]);
+    let bin = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join("full_flow");
+    let mut child = Command::new(&bin)
+        .args(&args)
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("GITLAB_URL")
+        .env_remove("CI_SERVER_URL")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("GITLAB_TOKEN", GITLAB_TOKEN)
+        .env("GLRUNNER_TEST_HOLD_AT", point)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut seen = Vec::new();
+    let held = {
+        use std::io::BufRead;
+        let mut held = false;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            held = line.contains("holding at ");
+            seen.push(line);
+            if held {
+                break;
+            }
+        }
+        held
+    };
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert!(held, "never held at {point}:\n{}", seen.join("\n"));
+    assert_eq!(status.code(), None, "killed by SIGKILL");
+
+    let out = e2e.run();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON report");
+    assert_eq!(report["load_test"]["by_status"]["success"], 400, "{report}");
+    let state_of_gitlab = double.get("/double/state");
+    assert_eq!(state_of_gitlab["runners"], 0, "{state_of_gitlab}");
+    assert_eq!(state_of_gitlab["active_pipelines"], 0, "{state_of_gitlab}");
+    assert!(
+        leftovers(client, namespace).await.is_empty(),
+        "no Secret or release record left in {namespace}"
+    );
+}
 /// The kube-apiserver's endpoint and base64 CA, from the kubeconfig scripts/kube-apiserver.sh wrote.
 fn apiserver_endpoint(kubeconfig: &str) -> (String, String) {
     let text = std::fs::read_to_string(kubeconfig).unwrap();

@@ -272,7 +272,7 @@ pub async fn start(
     for (branch, part) in &parts {
         let mut new = NewPipeline::new(branch);
         new.variables = run.variables.clone();
-        match api.create_pipeline(&project_ref, &new).await {
+        match api.create_pipeline_checked(&project_ref, &new).await {
             Ok(p) => {
                 tracing::info!(pipeline = p.id, branch = %branch, jobs = part.total_jobs(), url = %p.web_url, "pipeline created");
                 running.add(&project_ref, p.id);

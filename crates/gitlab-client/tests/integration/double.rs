@@ -162,6 +162,137 @@ async fn a_load_test_over_http_runs_one_pipeline_and_sends_no_variable() {
     assert!(outcome.report.requests > 0 && outcome.report.requests <= http.requests_sent());
 }
 
+/// A client whose 429 waits are short (the double asks for 1 s).
+async fn faulty_double() -> (
+    InMemoryGitLab,
+    wiremock::MockServer,
+    testing::Faults,
+    HttpGitLab,
+    glrunner_gitlab_client::Project,
+) {
+    let gl = InMemoryGitLab::default();
+    let (server, faults) = testing::serve_with_faults(gl.clone(), TOKEN).await;
+    let http = client(&server.uri());
+    let project = http.get_or_create_project("sandbox/lost").await.unwrap();
+    (gl, server, faults, http, project)
+}
+
+fn described(runners: &[glrunner_gitlab_client::Runner], description: &str) -> Vec<u64> {
+    runners
+        .iter()
+        .filter(|r| r.description.as_deref() == Some(description))
+        .map(|r| r.id)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_runner_post_whose_answer_was_lost_is_checked_and_leaves_one_runner() {
+    let (_gl, _server, faults, http, project) = faulty_double().await;
+    let pref = glrunner_gitlab_client::ProjectRef::Id(project.id);
+    let new = NewRunner::project(project.id, "stack/shard-1", vec!["shard-1".into()]);
+    // GitLab created the runner, then a proxy answered 502: the token is gone with the answer.
+    faults.after_effect("POST", "/user/runners", 502, 1);
+    let created = http.create_runner_checked(&new).await.unwrap();
+    let runners = http.list_runners(&pref).await.unwrap();
+    assert_eq!(
+        described(&runners, "stack/shard-1"),
+        vec![created.id],
+        "one runner, the one whose token we hold: {runners:?}"
+    );
+    // A 502 before GitLab acted: nothing to clean, created once more.
+    faults.before("POST", "/user/runners", 502, 1);
+    let second = NewRunner::project(project.id, "stack/shard-2", vec!["shard-2".into()]);
+    let created = http.create_runner_checked(&second).await.unwrap();
+    let runners = http.list_runners(&pref).await.unwrap();
+    assert_eq!(described(&runners, "stack/shard-2"), vec![created.id]);
+    // Without the check, the plain POST reports the lost answer and leaves a runner behind.
+    faults.after_effect("POST", "/user/runners", 502, 1);
+    let third = NewRunner::project(project.id, "stack/shard-3", vec!["shard-3".into()]);
+    let err = http.create_runner(&third).await.unwrap_err();
+    assert!(err.may_have_taken_effect(), "{err}");
+}
+
+#[tokio::test]
+async fn a_commit_whose_answer_was_lost_is_found_on_the_branch_not_repeated() {
+    let (gl, _server, faults, http, project) = faulty_double().await;
+    let pref = glrunner_gitlab_client::ProjectRef::Id(project.id);
+    let before = http
+        .get_branch(&pref, "main")
+        .await
+        .unwrap()
+        .commit
+        .unwrap()
+        .id;
+    faults.after_effect("POST", "/repository/commits", 502, 1);
+    // A blind repeat of this `create` would fail: the file exists after the first POST.
+    let commit = http
+        .put_file(
+            &pref,
+            "main",
+            ".gitlab-ci.yml",
+            "job:\n  script: [true]\n",
+            "load test [skip ci]",
+        )
+        .await
+        .unwrap();
+    let head = http
+        .get_branch(&pref, "main")
+        .await
+        .unwrap()
+        .commit
+        .unwrap()
+        .id;
+    assert_ne!(head, before);
+    assert_eq!(commit.id, head, "the commit the lost answer named");
+    assert_eq!(commit.title, "load test [skip ci]");
+    assert_eq!(
+        gl.file(project.id, "main", ".gitlab-ci.yml").as_deref(),
+        Some("job:\n  script: [true]\n")
+    );
+    // On a new branch, and with the 502 before GitLab acted: committed once more.
+    faults.before("POST", "/repository/commits", 502, 1);
+    http.put_file(
+        &pref,
+        "part-2",
+        ".gitlab-ci.yml",
+        "b: {script: [true]}\n",
+        "part 2 [skip ci]",
+    )
+    .await
+    .unwrap();
+    assert!(gl.file(project.id, "part-2", ".gitlab-ci.yml").is_some());
+}
+
+#[tokio::test]
+async fn a_pipeline_post_whose_answer_was_lost_is_reused_not_started_twice() {
+    let (gl, _server, faults, http, project) = faulty_double().await;
+    let pref = glrunner_gitlab_client::ProjectRef::Id(project.id);
+    http.put_file(
+        &pref,
+        "main",
+        ".gitlab-ci.yml",
+        "job:\n  script: [true]\n",
+        "ci [skip ci]",
+    )
+    .await
+    .unwrap();
+    faults.after_effect("POST", "/pipeline", 502, 1);
+    let pipeline = http
+        .create_pipeline_checked(&pref, &glrunner_gitlab_client::NewPipeline::new("main"))
+        .await
+        .unwrap();
+    let all = gl.pipelines(project.id);
+    assert_eq!(all.len(), 1, "one pipeline: {all:?}");
+    assert_eq!(all[0].id, pipeline.id);
+    faults.before("POST", "/pipeline", 502, 1);
+    let second = http
+        .create_pipeline_checked(&pref, &glrunner_gitlab_client::NewPipeline::new("main"))
+        .await
+        .unwrap();
+    assert_ne!(second.id, pipeline.id);
+    assert_eq!(gl.pipelines(project.id).len(), 2);
+}
+
 /// The loopback GitLab double the end-to-end tests use (scripts/gitlab_double.py) answers the
 /// conformance suite like GitLab too: the e2e tests are only as honest as their double.
 #[tokio::test]
