@@ -1,6 +1,8 @@
 //! `fault_suite`: the whole flow on the sandbox under injected faults (a failure in each phase,
-//! AWS throttling and a 5xx burst, the apiserver restarting mid-reap), with a benchmark-style
-//! summary for CI: cases, faults injected, leftovers, duplicates.
+//! AWS throttling and 5xx bursts, GitLab 502s before and after the runner/commit/pipeline POSTs
+//! and a 429 storm, the apiserver restarting mid-reap, the flow killed inside provision,
+//! releases and teardown then run again, two runs of one stack at once), with a
+//! benchmark-style summary for CI: cases, faults injected, leftovers, duplicates.
 //!
 //! ```text
 //! cargo run --example fault_suite                    # table + `name value` summary lines

@@ -17,10 +17,18 @@ real binaries meet it:
 - pipeline jobs are paginated (`page`, `per_page` ≤ 100, `x-next-page`, `x-total`), newest first;
 - a runner is `online` only once its manager exists: with `--kubeconfig`, once a Secret in the
   cluster holds its token under `runner-token` (the chart's layout), which is how glrunner
-  deploys it; jobs run only on online runners whose tags match;
+  deploys it (without `--kubeconfig` no runner ever contacts); jobs run only on online runners
+  whose tags match;
+- `GET /version`, `GET /personal_access_tokens/self` (scopes), `GET /{projects,groups}/:id/members/all/:user_id`
+  (the token user's role, 404 for others), a namespace's `plan` (GitLab.com only) and a project's
+  `ci_pipeline_variables_minimum_override_role` answer like GitLab, set through `POST /double/config`
+  (`version`, `scopes`, `access_level`, `plan`, `refuse_variables`, `max_jobs_per_pipeline`); `POST /user/runners`
+  is 404 before 15.10 and 403 without the `create_runner` scope or below Maintainer (40);
 - faults: `POST /double/faults` with `{"METHOD /path-regex": [status, count, skip]}` lets the
   next `skip` matching calls through (optional), then answers `count` of them with `status`
-  (429 carries `Retry-After: 1`).
+  (429 carries `Retry-After: 1`). A fourth element `"after"` makes GitLab act first and then
+  answers `status` (a proxy's 502 after GitLab created the runner, commit or pipeline: the
+  answer is lost, the effect is not).
 
 `GET /double/state` returns counters for the tests (projects, runners, pipelines by source,
 jobs by status, requests). Nothing here is a secret store: tokens are random test values.
@@ -45,6 +53,7 @@ STATE = {
     "runners": {},  # id -> runner (with token, tags, contacted_at)
     "files": {},  # (project id, ref) -> {path: content}
     "branches": {},  # project id -> set of branch names
+    "heads": {},  # (project id, branch) -> (head commit sha, title)
     "pipelines": {},  # id -> pipeline
     "jobs": {},  # id -> job
     "namespaces": {},  # id -> full path
@@ -52,6 +61,10 @@ STATE = {
     "requests": 0,
     "refuse_variables": False,
     "max_jobs_per_pipeline": 0,
+    "version": "18.9.0",
+    "scopes": ["api", "create_runner"],
+    "access_level": 50,  # the token user's role everywhere (Owner)
+    "plan": None,  # GitLab.com reports a namespace's plan ("free", ...); self-managed none
 }
 IDS = {"project": 100, "runner": 9000, "pipeline": 500, "job": 70000, "commit": 1}
 TOKEN = "glpat-double-token"
@@ -117,7 +130,8 @@ def runners_loop():
         t = time.time()
         with LOCK:
             for r in STATE["runners"].values():
-                if KUBE is None or (live is not None and r["token"] in live):
+                # Without a cluster no manager runs anywhere: as on GitLab, nothing contacts.
+                if live is not None and r["token"] in live:
                     r["contacted_at"] = t
                 elif live is not None:
                     r["contacted_at"] = r["contacted_at"] if r["contacted_at"] and t - r["contacted_at"] < 3600 else None
@@ -156,8 +170,24 @@ def update_pipeline(p):
 
 def project_json(p):
     return {k: p[k] for k in ("id", "name", "path", "path_with_namespace", "default_branch", "web_url")} | {
-        "namespace": {"id": 1, "full_path": p["path_with_namespace"].rsplit("/", 1)[0]}
+        "namespace": {"id": 1, "full_path": p["path_with_namespace"].rsplit("/", 1)[0]},
+        "ci_pipeline_variables_minimum_override_role": "no_one_allowed" if STATE["refuse_variables"] else "developer",
     }
+
+
+def version_tuple(v):
+    try:
+        major, minor = v.split("-")[0].split(".")[:2]
+        return int(major), int(minor)
+    except ValueError:
+        return (0, 0)
+
+
+def member_reply(handler, user_id):
+    """GET .../members/all/:user_id: the token's user (id 1) with the configured role; 404 for others."""
+    if user_id == "1" and STATE["access_level"] > 0:
+        return handler.reply(200, {"id": 1, "username": "double", "access_level": STATE["access_level"]})
+    return handler.reply(404, {"message": "404 Not found"})
 
 
 def runner_status(r):
@@ -282,6 +312,10 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     def reply(self, status, body=None, headers=None):
+        lost = getattr(self, "lost_answer", None)
+        if lost is not None:  # GitLab acted; the answer is replaced on the way back
+            self.lost_answer = None
+            status, body, headers = lost, {"message": "injected fault after the effect"}, {}
         data = b"" if body is None else json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -304,8 +338,11 @@ class Handler(BaseHTTPRequestHandler):
         return {k: v[0] for k, v in urllib.parse.parse_qs(raw.decode()).items()}
 
     def handle_any(self, method):
+        self.lost_answer = None  # one handler serves every request of a kept-alive connection
         url = urllib.parse.urlsplit(self.path)
         path, query = url.path, {k: v[-1] for k, v in urllib.parse.parse_qs(url.query).items()}
+        # Array parameters (`scope[]=pending&scope[]=running`) keep every value.
+        self.query_lists = urllib.parse.parse_qs(url.query)
         if path.startswith("/double/"):
             return self.control(method, path)
         with LOCK:
@@ -317,6 +354,9 @@ class Handler(BaseHTTPRequestHandler):
                         fault[2] -= 1
                         continue
                     fault[1] -= 1
+                    if len(fault) > 3 and fault[3] == "after":
+                        self.lost_answer = fault[0]
+                        break
                     hdr = {"Retry-After": "1"} if fault[0] == 429 else {}
                     return self.reply(fault[0], {"message": "injected fault"}, hdr)
         auth = self.headers.get("PRIVATE-TOKEN") or (self.headers.get("Authorization") or "").removeprefix("Bearer ")
@@ -338,16 +378,21 @@ class Handler(BaseHTTPRequestHandler):
         parts = path.split("/")
         nf = lambda what: self.reply(404, {"message": f"404 {what} Not Found"})  # noqa: E731
         if path == "version":
-            return self.reply(200, {"version": "18.9.0", "revision": "double"})
+            return self.reply(200, {"version": STATE["version"], "revision": "double"})
         if path == "user":
             return self.reply(200, {"id": 1, "username": "double", "name": "Double"})
         if path == "personal_access_tokens/self":
-            return self.reply(200, {"id": 1, "name": "double", "scopes": ["api", "create_runner"], "active": True})
+            return self.reply(200, {"id": 1, "name": "double", "scopes": STATE["scopes"], "active": True})
+        if parts[0] == "groups" and len(parts) == 5 and parts[2:4] == ["members", "all"] and method == "GET":
+            return member_reply(self, parts[4])
         if parts[0] == "namespaces" and method == "GET":
             full = urllib.parse.unquote("/".join(parts[1:]))
             nid = next((i for i, n in STATE["namespaces"].items() if n == full), None) or len(STATE["namespaces"]) + 1
             STATE["namespaces"][nid] = full
-            return self.reply(200, {"id": nid, "full_path": full, "path": full.rsplit("/", 1)[-1], "kind": "group"})
+            ns = {"id": nid, "full_path": full, "path": full.rsplit("/", 1)[-1], "kind": "group"}
+            if STATE["plan"]:
+                ns["plan"] = STATE["plan"]
+            return self.reply(200, ns)
         if path == "projects" and method == "POST":
             ns = STATE["namespaces"].get(int(body.get("namespace_id") or 0), "double")
             name = body.get("path") or body.get("name")
@@ -357,6 +402,8 @@ class Handler(BaseHTTPRequestHandler):
                  "default_branch": body.get("default_branch") or "main", "web_url": f"http://gitlab.double/{full}"}
             STATE["projects"][pid] = p
             STATE["branches"][pid] = {p["default_branch"]}
+            IDS["commit"] += 1  # the README commit that initialises the default branch
+            STATE["heads"][(pid, p["default_branch"])] = ("%040x" % IDS["commit"], "Initial commit")
             return self.reply(201, project_json(p))
         if parts[0] == "projects" and len(parts) >= 2:
             p = self.project(parts[1])
@@ -370,6 +417,12 @@ class Handler(BaseHTTPRequestHandler):
                 return self.reply(200, project_json(p))
             return self.project_api(method, p, rest, q, body)
         if path == "user/runners" and method == "POST":
+            if version_tuple(STATE["version"]) < (15, 10):
+                return nf("Endpoint")
+            if "create_runner" not in STATE["scopes"]:
+                return self.reply(403, {"error": "insufficient_scope", "error_description": "The request requires higher privileges than provided by the access token.", "scope": "create_runner"})
+            if STATE["access_level"] < 40:
+                return self.reply(403, {"message": "403 Forbidden"})
             p = STATE["projects"].get(int(body.get("project_id") or 0))
             if body.get("runner_type") != "project_type" or p is None:
                 return self.reply(400, {"message": "project_id is invalid"})
@@ -394,20 +447,22 @@ class Handler(BaseHTTPRequestHandler):
 
     def project_api(self, method, p, rest, q, body):
         pid = p["id"]
+        if len(rest) == 3 and rest[:2] == ["members", "all"] and method == "GET":
+            return member_reply(self, rest[2])
         if rest == ["runners"] and method == "GET":
             rs = [r for r in STATE["runners"].values() if r["project_id"] == pid]
             if q.get("tag_list"):
                 want = set(q["tag_list"].split(","))
                 rs = [r for r in rs if want <= set(r["tags"])]
             return self.reply(200, [runner_list_json(r) for r in rs], {"x-next-page": "", "x-total": str(len(rs))})
-        if rest[:3] == ["repository", "files"] and method in ("GET", "HEAD"):
-            fpath = urllib.parse.unquote("/".join(rest[3:]))
+        if rest[:2] == ["repository", "files"] and len(rest) >= 3 and method in ("GET", "HEAD"):
+            fpath = urllib.parse.unquote("/".join(rest[2:]))
             files = STATE["files"].get((pid, q.get("ref", p["default_branch"])), {})
             if fpath not in files:
                 return self.reply(404, {"message": "404 File Not Found"})
             return self.reply(200, {"file_path": fpath, "content": base64.b64encode(files[fpath].encode()).decode(), "encoding": "base64"})
-        if rest[:2] == ["repository", "branches"] and len(rest) == 3:
-            name = urllib.parse.unquote(rest[2])
+        if rest[:2] == ["repository", "branches"] and len(rest) >= 3 and method in ("GET", "DELETE"):
+            name = urllib.parse.unquote("/".join(rest[2:]))
             if name not in STATE["branches"][pid]:
                 return self.reply(404, {"message": "404 Branch Not Found"})
             if method == "DELETE":
@@ -415,8 +470,17 @@ class Handler(BaseHTTPRequestHandler):
                     return self.reply(405, {"message": "The default branch of a project cannot be deleted."})
                 STATE["branches"][pid].discard(name)
                 STATE["files"].pop((pid, name), None)
+                STATE["heads"].pop((pid, name), None)
                 return self.reply(204)
-            return self.reply(200, {"name": name, "default": name == p["default_branch"]})
+            sha, title = STATE["heads"].get((pid, name), ("%040x" % 0, ""))
+            return self.reply(200, {"name": name, "default": name == p["default_branch"],
+                                    "commit": {"id": sha, "short_id": sha[:8], "title": title}})
+        if rest == ["pipelines"] and method == "GET":
+            pls = [pl for pl in STATE["pipelines"].values() if pl["project_id"] == pid
+                   and (not q.get("ref") or pl["ref"] == q["ref"])]
+            pls.sort(key=lambda pl: -pl["id"])  # newest first
+            per = min(int(q.get("per_page", 20)), 100)
+            return self.reply(200, [pipeline_json(pl) for pl in pls[:per]], {"x-next-page": ""})
         if rest == ["repository", "commits"] and method == "POST":
             branch = body.get("branch")
             start = body.get("start_branch")
@@ -439,9 +503,15 @@ class Handler(BaseHTTPRequestHandler):
                     files[a["file_path"]] = a.get("content") or ""
             IDS["commit"] += 1
             msg = body.get("commit_message", "")
+            STATE["heads"][(pid, branch)] = ("%040x" % IDS["commit"], msg.splitlines()[0] if msg else "")
             if "[skip ci]" not in msg.lower() and "[ci skip]" not in msg.lower() and ".gitlab-ci.yml" in files:
                 start_pipeline(p, branch, "push")  # GitLab runs the push hooks; rules may refuse quietly
             return self.reply(201, {"id": "%040x" % IDS["commit"], "short_id": "%08x" % IDS["commit"], "title": msg.splitlines()[0] if msg else ""})
+        if rest == ["pipelines"] and method == "GET":
+            pls = sorted((pl for pl in STATE["pipelines"].values() if pl["project_id"] == pid
+                          and ("ref" not in q or pl["ref"] == q["ref"])), key=lambda pl: -pl["id"])
+            per = min(int(q.get("per_page", 20)), 100)
+            return self.reply(200, [pipeline_json(pl) for pl in pls[:per]])
         if rest == ["pipeline"] and method == "POST":
             if body.get("variables") and STATE["refuse_variables"]:
                 return self.reply(400, {"message": {"base": ["Insufficient permissions to set pipeline variables"]}})
@@ -467,6 +537,13 @@ class Handler(BaseHTTPRequestHandler):
                 return self.reply(200, pipeline_json(pl))
             if rest[2:] == ["jobs"] and method == "GET":
                 jobs = sorted((STATE["jobs"][j] for j in pl["job_ids"]), key=lambda j: -j["id"])
+                scope = self.query_lists.get("scope[]", []) + self.query_lists.get("scope", [])
+                valid = {"created", "pending", "running", "failed", "success", "canceled", "skipped",
+                         "waiting_for_resource", "manual"}
+                if any(s not in valid for s in scope):
+                    return self.reply(400, {"error": "scope does not have a valid value"})
+                if scope:
+                    jobs = [j for j in jobs if j["status"] in scope]
                 per = min(int(q.get("per_page", 20)), 100)
                 page = max(int(q.get("page", 1)), 1)
                 chunk = jobs[(page - 1) * per: page * per]
@@ -503,7 +580,7 @@ class Handler(BaseHTTPRequestHandler):
                 return self.reply(200, {"faults": STATE["faults"]})
             if path == "/double/config" and method == "POST":
                 b = self.body()
-                for k in ("refuse_variables", "max_jobs_per_pipeline"):
+                for k in ("refuse_variables", "max_jobs_per_pipeline", "version", "scopes", "access_level", "plan"):
                     if k in b:
                         STATE[k] = b[k]
                 return self.reply(200, {})

@@ -10,6 +10,9 @@
 #                                          EKS bearer tokens, reviewed by the token webhook at URL
 #                                          (the moto shim's /glrunner-shim/tokenreview plays EKS)
 #   scripts/kube-apiserver.sh stop DIR     stop what `start DIR` started (by the pids in DIR/pids)
+#   scripts/kube-apiserver.sh stop-apiserver DIR    stop only the kube-apiserver (etcd keeps its data)
+#   scripts/kube-apiserver.sh start-apiserver DIR   start it again with the same flags, port, certs
+#                                          and etcd: a restart, as a control-plane upgrade does
 #
 # The cache lives outside the clone: ${GLRUNNER_CACHE:-/var/cache/glrunner}/kube/{bin,logs,src}.
 # `build` needs root (apt) only when the cached binaries are missing; it logs to
@@ -25,7 +28,7 @@ K8S_VERSION="v1.20.2"
 die() { echo "kube-apiserver.sh: $*" >&2; exit 1; }
 
 usage() {
-    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -188,27 +191,20 @@ EOF
             --authentication-token-webhook-version=v1 --authentication-token-webhook-cache-ttl=5s)
     fi
 
-    "$APISERVER" --etcd-servers="http://127.0.0.1:$etcd_port" \
-        --bind-address=127.0.0.1 --secure-port="$api_port" --advertise-address=127.0.0.1 \
-        --cert-dir="$dir/certs" --endpoint-reconciler-type=none --service-cluster-ip-range=10.96.0.0/24 \
-        --service-account-issuer=https://kubernetes.default.svc.cluster.local \
-        --service-account-key-file="$dir/sa.pub" --service-account-signing-key-file="$dir/sa.key" \
-        --authorization-mode="$authz" --token-auth-file="$dir/tokens.csv" \
-        --disable-admission-plugins=ServiceAccount "${webhook_flags[@]}" \
-        >"$dir/kube-apiserver.log" 2>&1 &
+    local api_cmd=("$APISERVER" --etcd-servers="http://127.0.0.1:$etcd_port"
+        --bind-address=127.0.0.1 --secure-port="$api_port" --advertise-address=127.0.0.1
+        --cert-dir="$dir/certs" --endpoint-reconciler-type=none --service-cluster-ip-range=10.96.0.0/24
+        --service-account-issuer=https://kubernetes.default.svc.cluster.local
+        --service-account-key-file="$dir/sa.pub" --service-account-signing-key-file="$dir/sa.key"
+        --authorization-mode="$authz" --token-auth-file="$dir/tokens.csv"
+        --disable-admission-plugins=ServiceAccount "${webhook_flags[@]}")
+    # Kept for start-apiserver: a restart reuses the flags, the port, the certs and etcd.
+    printf '%q ' "${api_cmd[@]}" >"$dir/apiserver.cmd"
+    echo "$api_port" >"$dir/apiserver.port"
+    "${api_cmd[@]}" >"$dir/kube-apiserver.log" 2>&1 &
     echo "$!" >>"$dir/pids"
 
-    local ready=""
-    for i in $(seq 1 120); do # bounded: 60 s
-        if curl -sf --cacert "$dir/certs/apiserver.crt" -H "Authorization: Bearer $token" \
-            "https://127.0.0.1:$api_port/readyz" >/dev/null 2>&1; then
-            ready=1
-            break
-        fi
-        if ! kill -0 "$(tail -n1 "$dir/pids")" 2>/dev/null; then break; fi
-        sleep 0.5
-    done
-    if [[ -z "$ready" ]]; then
+    if ! wait_ready "$dir"; then
         do_stop "$dir" || true
         die "kube-apiserver not ready within 60 s; see $dir/kube-apiserver.log and $dir/etcd.log"
     fi
@@ -236,6 +232,47 @@ EOF
     echo "GLRUNNER_TEST_KUBECONFIG=$dir/kubeconfig"
 }
 
+# Waits (at most 60 s) until the apiserver of DIR answers /readyz; fails if it exits or never does.
+wait_ready() {
+    local dir=$1 port token i
+    port=$(cat "$dir/apiserver.port")
+    token=$(cut -d, -f1 "$dir/tokens.csv")
+    for i in $(seq 1 120); do
+        if curl -sf --cacert "$dir/certs/apiserver.crt" -H "Authorization: Bearer $token" \
+            "https://127.0.0.1:$port/readyz" >/dev/null 2>&1; then
+            return 0
+        fi
+        kill -0 "$(tail -n1 "$dir/pids")" 2>/dev/null || return 1
+        sleep 0.5
+    done
+    return 1
+}
+
+# Stops only the apiserver of DIR (the last pid); etcd and its data stay.
+do_stop_apiserver() {
+    local dir="${1:-}"
+    [[ -n "$dir" && -s "$dir/pids" ]] || die "nothing started in ${dir:-?}"
+    [[ $(wc -l <"$dir/pids") -eq 2 ]] || die "the apiserver of $dir is not running"
+    local pid
+    pid=$(tail -n1 "$dir/pids")
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+    kill -9 "$pid" 2>/dev/null || true
+    head -n1 "$dir/pids" >"$dir/pids.tmp" && mv "$dir/pids.tmp" "$dir/pids"
+    echo "kube-apiserver of $dir stopped (etcd keeps running)"
+}
+
+# Starts the apiserver of DIR again, as `start` did, on the same port and etcd.
+do_start_apiserver() {
+    local dir="${1:-}"
+    [[ -n "$dir" && -s "$dir/apiserver.cmd" && -s "$dir/pids" ]] || die "nothing started in ${dir:-?}"
+    [[ $(wc -l <"$dir/pids") -eq 1 ]] || die "the apiserver of $dir is already running"
+    eval "$(cat "$dir/apiserver.cmd")" >>"$dir/kube-apiserver.log" 2>&1 &
+    echo "$!" >>"$dir/pids"
+    wait_ready "$dir" || die "kube-apiserver not ready again within 60 s; see $dir/kube-apiserver.log"
+    echo "kube-apiserver of $dir ready again"
+}
+
 do_stop() {
     local dir="${1:-}"
     [[ -n "$dir" ]] || usage
@@ -259,5 +296,7 @@ start)
     do_start "$@"
     ;;
 stop) do_stop "${2:-}" ;;
+stop-apiserver) do_stop_apiserver "${2:-}" ;;
+start-apiserver) do_start_apiserver "${2:-}" ;;
 *) usage ;;
 esac

@@ -65,3 +65,8 @@ start_server kube-apiserver GLRUNNER_TEST_KUBECONFIG "$root/scripts/kube-apiserv
   --rbac --eks-webhook "$GLRUNNER_TEST_MOTO_URL/glrunner-shim/tokenreview" || exit 1
 
 cargo test --workspace --all-features "$@"
+
+# The fault suite's benchmark-style summary (cases, faults injected, leftovers, duplicates): the
+# same suite the flow tests assert on, printed for the CI log; it fails the run on a leftover.
+log "fault suite summary"
+"${CARGO_TARGET_DIR:-$root/target}/debug/examples/fault_suite"

@@ -5,7 +5,10 @@
 //! injected, leftovers, duplicates) that `cargo run --example fault_suite` prints for CI.
 //!
 //! Cases: a failure injected into each phase ([`Fault`]); AWS throttling on a share of create,
-//! describe and delete calls plus a burst of 5xx; the Kubernetes API server unavailable in the
+//! describe and delete calls plus a burst of 5xx (also during teardown's wait for the
+//! cluster); GitLab 502s before and after GitLab acted on the runner, commit and pipeline
+//! POSTs, and a 429 storm on runner creation ([`ChaosGitLab`]); two runs of one stack at once;
+//! the Kubernetes API server unavailable in the
 //! middle of the reap phase (an apiserver restart); and the flow stopped at seeded points of
 //! provision, releases and teardown, then run again (what a SIGKILL and a re-run leave).
 
@@ -139,7 +142,46 @@ pub async fn run_suite(jobs: u32, seed: u64) -> SuiteReport {
     }
     cases.push(aws_faults("aws-throttling", jobs, seed, 0.2, 0).await);
     cases.push(aws_faults("aws-5xx-burst", jobs, seed, 0.0, 5).await);
+    cases.push(aws_burst_in_cleanup(jobs, seed).await);
+    use GitLabCall::{CommitFiles, CreatePipeline, CreateRunner};
+    let posts = [CreateRunner, CommitFiles, CreatePipeline];
+    cases.push(
+        gitlab_faults(
+            "gitlab-502-on-posts",
+            jobs,
+            seed,
+            &posts,
+            GitLabFault::BadGateway,
+        )
+        .await,
+    );
+    cases.push(
+        gitlab_faults(
+            "gitlab-502-after-posts",
+            jobs,
+            seed,
+            &posts,
+            GitLabFault::BadGatewayAfterEffect,
+        )
+        .await,
+    );
+    cases.push(
+        gitlab_faults(
+            "gitlab-429-storm-runners",
+            jobs,
+            seed,
+            &[CreateRunner],
+            GitLabFault::TooManyRequests,
+        )
+        .await,
+    );
     cases.push(apiserver_restart_mid_reap(jobs, seed).await);
+    let mut rng = fastrand::Rng::with_seed(seed);
+    for phase in [Phase::Provision, Phase::Releases, Phase::Teardown] {
+        let after = 2 + rng.u32(..3);
+        cases.push(killed_then_rerun(jobs, seed, phase, after).await);
+    }
+    cases.push(two_runs_of_one_stack(jobs, seed, rng.u64(..30)).await);
     let report = SuiteReport {
         faults_injected: cases.iter().map(|c| c.faults_injected).sum(),
         left_by_cleanup: cases.iter().map(|c| c.left_by_cleanup).sum(),
@@ -259,6 +301,58 @@ async fn aws_faults(
     judge(name, chaos.injected(), &world, &config, &report, detail).await
 }
 
+/// GitLab faults on the given calls, once each: a 502 before or after GitLab acted on a POST
+/// (runner creation, the load test's commit and pipeline), which the flow checks before sending
+/// the POST again, or a 429 storm that outlasted the client's retries (a clear failure).
+async fn gitlab_faults(
+    name: &str,
+    jobs: u32,
+    seed: u64,
+    calls: &[GitLabCall],
+    fault: GitLabFault,
+) -> CaseResult {
+    let world = SandboxWorld::new("us-east-1", SandboxConfig::default().with_seed(seed));
+    let config = config(name, jobs);
+    let chaos = Arc::new(ChaosGitLab::new(world.gitlab.clone()));
+    for &call in calls {
+        chaos.inject(call, fault, 1);
+    }
+    let mut backends = world.backends();
+    backends.gitlab = chaos.clone();
+    let report = run_flow(&world, &config, backends).await;
+    let detail = chaos.duplicates();
+    judge(name, chaos.injected(), &world, &config, &report, detail).await
+}
+
+/// A burst of 5xx answers to the cluster's describe calls from the start of the teardown
+/// phase, so it hits teardown's wait for the cluster to go: the wait polls through it (a read)
+/// and the teardown leaves nothing, instead of keeping the whole network because the wait
+/// failed.
+async fn aws_burst_in_cleanup(jobs: u32, seed: u64) -> CaseResult {
+    let name = "aws-5xx-burst-in-cleanup";
+    let world = SandboxWorld::new("us-east-1", SandboxConfig::default().with_seed(seed));
+    let config = config(name, jobs);
+    let chaos = Arc::new(ChaosCloud::new(world.cloud.clone(), seed, 0.0, 0));
+    let mut backends = world.backends();
+    backends.network = chaos.clone();
+    backends.cluster = chaos.clone();
+    let armed = chaos.clone();
+    let progress = move |event: &FlowEvent<'_>| {
+        if let FlowEvent::PhaseStarted {
+            phase: Phase::Teardown,
+        } = event
+        {
+            armed.arm_burst(8, Some(ResourceKind::Cluster));
+        }
+    };
+    let _runners = world.start_runners();
+    let report = flow::run(&config, &backends, &progress)
+        .await
+        .unwrap_or_else(|e| panic!("the fault suite's input is valid: {e}"));
+    let detail = chaos.duplicates();
+    judge(name, chaos.injected(), &world, &config, &report, detail).await
+}
+
 /// The Kubernetes API server unavailable for a minute from the start of the reap phase (a
 /// restart): the janitor's rounds fail, then resume; teardown still leaves nothing.
 async fn apiserver_restart_mid_reap(jobs: u32, seed: u64) -> CaseResult {
@@ -299,6 +393,79 @@ async fn apiserver_restart_mid_reap(jobs: u32, seed: u64) -> CaseResult {
     .await
 }
 
+/// The flow dropped at once (as SIGKILL leaves it: no cleanup, nothing saved) at the
+/// `after`-th event of `phase`, then run again as a user would: the re-run finds what the
+/// killed run made (by tags, runner descriptions, release names), duplicates nothing, and its
+/// teardown leaves nothing.
+async fn killed_then_rerun(jobs: u32, seed: u64, phase: Phase, after: u32) -> CaseResult {
+    let name = format!("killed-in-{phase}-then-rerun");
+    let world = SandboxWorld::new("us-east-1", SandboxConfig::default().with_seed(seed));
+    let config = config(&name, jobs);
+    let cloud = Arc::new(ChaosCloud::new(world.cloud.clone(), seed, 0.0, 0));
+    let gitlab = Arc::new(ChaosGitLab::new(world.gitlab.clone()));
+    let mut backends = world.backends();
+    backends.network = cloud.clone();
+    backends.cluster = cloud.clone();
+    backends.gitlab = gitlab.clone();
+    let kill = tokio::sync::Notify::new();
+    let in_phase = std::sync::atomic::AtomicBool::new(false);
+    let seen = std::sync::atomic::AtomicU32::new(0);
+    let progress = |event: &FlowEvent<'_>| {
+        if matches!(event, FlowEvent::PhaseStarted { phase: p } if *p == phase) {
+            in_phase.store(true, Ordering::SeqCst);
+        }
+        if in_phase.load(Ordering::SeqCst) && seen.fetch_add(1, Ordering::SeqCst) + 1 == after {
+            kill.notify_one();
+        }
+    };
+    let _runners = world.start_runners();
+    let killed = tokio::select! {
+        _ = flow::run(&config, &backends, &progress) => false,
+        () = kill.notified() => true,
+    };
+    let report = flow::run(&config, &backends, &|_: &FlowEvent<'_>| {})
+        .await
+        .unwrap_or_else(|e| panic!("the fault suite's input is valid: {e}"));
+    let mut detail = cloud.duplicates();
+    detail.extend(gitlab.duplicates());
+    judge(&name, u64::from(killed), &world, &config, &report, detail).await
+}
+
+/// Two runs of one stack at once (two CI jobs with separate state directories, so no local
+/// lock), the second `lag_secs` later; then the whole flow. Both provisions must end without
+/// error, with one stack between them.
+async fn two_runs_of_one_stack(jobs: u32, seed: u64, lag_secs: u64) -> CaseResult {
+    let name = "two-runs-of-one-stack";
+    let world = SandboxWorld::new("us-east-1", SandboxConfig::default().with_seed(seed));
+    let config = config(name, jobs);
+    let cloud = Arc::new(ChaosCloud::new(world.cloud.clone(), seed, 0.0, 0));
+    let mut backends = world.backends();
+    backends.network = cloud.clone();
+    backends.cluster = cloud.clone();
+    let provision = config.clone().with_phases([Phase::Provision]);
+    let noop = |_: &FlowEvent<'_>| {};
+    let (first, second) = tokio::join!(flow::run(&provision, &backends, &noop), async {
+        tokio::time::sleep(Duration::from_secs(lag_secs)).await;
+        flow::run(&provision, &backends, &noop).await
+    });
+    let mut detail = Vec::new();
+    for (which, run) in [("first", first), ("second", second)] {
+        match run {
+            Ok(r) if r.failure.is_none() => {}
+            Ok(r) => detail.push(format!("the {which} provision failed: {:?}", r.failure)),
+            Err(e) => detail.push(format!("the {which} provision failed: {e}")),
+        }
+    }
+    let report = run_flow(&world, &config, backends).await;
+    let failed = !detail.is_empty();
+    detail.extend(cloud.duplicates());
+    let mut result = judge(name, 1, &world, &config, &report, detail).await;
+    if failed {
+        result.outcome = format!("failed: concurrent provision; then {}", result.outcome);
+    }
+    result
+}
+
 /// Infrastructure backends that throttle a seeded share of calls and answer a burst of 5xx,
 /// and record every present resource's step key to catch duplicates.
 pub struct ChaosCloud<B> {
@@ -306,6 +473,7 @@ pub struct ChaosCloud<B> {
     rng: std::sync::Mutex<fastrand::Rng>,
     throttle_share: f64,
     burst_left: AtomicU64,
+    burst_kind: std::sync::Mutex<Option<ResourceKind>>,
     injected: AtomicU64,
     seen: std::sync::Mutex<BTreeMap<String, std::collections::BTreeSet<String>>>,
 }
@@ -327,9 +495,17 @@ impl<B> ChaosCloud<B> {
             rng: std::sync::Mutex::new(fastrand::Rng::with_seed(seed)),
             throttle_share,
             burst_left: AtomicU64::new(burst),
+            burst_kind: std::sync::Mutex::new(None),
             injected: AtomicU64::new(0),
             seen: std::sync::Mutex::default(),
         }
+    }
+
+    /// From now on, the next `count` describe calls of `kind` (any kind when `None`) answer a
+    /// 5xx (e.g. armed when the teardown starts, to hit its wait for the cluster).
+    pub fn arm_burst(&self, count: u64, kind: Option<ResourceKind>) {
+        *self.burst_kind.lock().unwrap_or_else(|e| e.into_inner()) = kind;
+        self.burst_left.store(count, Ordering::SeqCst);
     }
 
     /// Faults injected so far.
@@ -359,15 +535,20 @@ impl<B> ChaosCloud<B> {
         Ok(())
     }
 
-    fn burst(&self, action: &str) -> Result<(), InfraError> {
+    fn burst(&self, action: &str, kind: ResourceKind) -> Result<(), InfraError> {
+        let targeted = *self.burst_kind.lock().unwrap_or_else(|e| e.into_inner());
+        if targeted.is_some_and(|k| k != kind) {
+            return Ok(());
+        }
         if self
             .burst_left
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok()
         {
             self.injected.fetch_add(1, Ordering::SeqCst);
-            return Err(InfraError::Backend {
-                action: action.to_owned(),
+            // What the AWS backend maps a 503 that outlasted the SDK's own retries to.
+            return Err(InfraError::Unavailable {
+                action: format!("{action} {kind}"),
                 backend: "memory",
                 source: "injected 503 Service Unavailable (outlasting the SDK's own retries)"
                     .into(),
@@ -416,7 +597,7 @@ impl<B: NetworkProvisioner> NetworkProvisioner for ChaosCloud<B> {
         kind: ResourceKind,
         id: &str,
     ) -> glrunner_infra::Result<Option<Resource>> {
-        self.burst("describe")?;
+        self.burst("describe", kind)?;
         self.throttle("describe")?;
         NetworkProvisioner::describe(&self.inner, kind, id).await
     }
@@ -449,7 +630,7 @@ impl<B: ClusterProvisioner> ClusterProvisioner for ChaosCloud<B> {
         kind: ResourceKind,
         id: &str,
     ) -> glrunner_infra::Result<Option<Resource>> {
-        self.burst("describe")?;
+        self.burst("describe", kind)?;
         self.throttle("describe")?;
         ClusterProvisioner::describe(&self.inner, kind, id).await
     }
@@ -459,5 +640,395 @@ impl<B: ClusterProvisioner> ClusterProvisioner for ChaosCloud<B> {
     }
     async fn cluster_access(&self, name: &str) -> glrunner_infra::Result<ClusterAccess> {
         self.inner.cluster_access(name).await
+    }
+}
+
+/// A GitLab call [`ChaosGitLab`] can fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum GitLabCall {
+    /// `POST /user/runners`.
+    CreateRunner,
+    /// `GET /projects/:id/runners`.
+    ListRunners,
+    /// `DELETE /runners/:id`.
+    DeleteRunner,
+    /// `POST /projects/:id/repository/commits`.
+    CommitFiles,
+    /// `POST /projects/:id/pipeline`.
+    CreatePipeline,
+    /// `GET /projects/:id/pipelines/:id/jobs`.
+    ListPipelineJobs,
+}
+
+/// What a faulted GitLab call answers, as the HTTP client reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum GitLabFault {
+    /// HTTP 502 before GitLab acted.
+    BadGateway,
+    /// GitLab acted, then a proxy answered 502: the effect happened, the answer was lost.
+    BadGatewayAfterEffect,
+    /// A 429 storm that outlasted the client's own retries.
+    TooManyRequests,
+    /// HTTP 403.
+    Forbidden,
+}
+
+struct GitLabRule {
+    call: GitLabCall,
+    fault: GitLabFault,
+    left: u64,
+}
+
+/// A GitLab backend that faults chosen calls, counts every call, and records the runners and
+/// pipelines that existed to catch duplicates (two live runners with one description, two
+/// pipelines started on one ref).
+pub struct ChaosGitLab<G> {
+    inner: G,
+    rules: std::sync::Mutex<Vec<GitLabRule>>,
+    calls: std::sync::Mutex<BTreeMap<GitLabCall, u64>>,
+    injected: AtomicU64,
+    live_runners: std::sync::Mutex<BTreeMap<u64, String>>,
+    duplicates: std::sync::Mutex<Vec<String>>,
+    pipelines_by_ref: std::sync::Mutex<BTreeMap<String, u64>>,
+}
+
+impl<G> std::fmt::Debug for ChaosGitLab<G> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChaosGitLab")
+            .field("injected", &self.injected.load(Ordering::SeqCst))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<G: glrunner_gitlab_client::GitLabApi> ChaosGitLab<G> {
+    /// No fault until [`ChaosGitLab::inject`].
+    pub fn new(inner: G) -> Self {
+        Self {
+            inner,
+            rules: std::sync::Mutex::default(),
+            calls: std::sync::Mutex::default(),
+            injected: AtomicU64::new(0),
+            live_runners: std::sync::Mutex::default(),
+            duplicates: std::sync::Mutex::default(),
+            pipelines_by_ref: std::sync::Mutex::default(),
+        }
+    }
+
+    /// The next `count` calls of `call` answer `fault`.
+    pub fn inject(&self, call: GitLabCall, fault: GitLabFault, count: u64) {
+        lock(&self.rules).push(GitLabRule {
+            call,
+            fault,
+            left: count,
+        });
+    }
+
+    /// Faults injected so far.
+    pub fn injected(&self) -> u64 {
+        self.injected.load(Ordering::SeqCst)
+    }
+
+    /// Calls of `call` so far (faulted ones included).
+    pub fn calls(&self, call: GitLabCall) -> u64 {
+        lock(&self.calls).get(&call).copied().unwrap_or(0)
+    }
+
+    /// `duplicate …` lines: runners that lived twice with one description, pipelines started
+    /// on a ref while another one still ran there.
+    pub fn duplicates(&self) -> Vec<String> {
+        let mut out = lock(&self.duplicates).clone();
+        out.extend(
+            lock(&self.pipelines_by_ref)
+                .iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(r, n)| {
+                    format!("duplicate pipelines: {n} started on ref {r} while another ran")
+                }),
+        );
+        out
+    }
+
+    /// Counts the call; the fault to answer, if a rule matches.
+    fn hit(&self, call: GitLabCall) -> Option<GitLabFault> {
+        *lock(&self.calls).entry(call).or_default() += 1;
+        let mut rules = lock(&self.rules);
+        let rule = rules.iter_mut().find(|r| r.call == call && r.left > 0)?;
+        rule.left -= 1;
+        self.injected.fetch_add(1, Ordering::SeqCst);
+        Some(rule.fault)
+    }
+
+    fn error(
+        fault: GitLabFault,
+        action: &'static str,
+        resource: String,
+    ) -> glrunner_gitlab_client::Error {
+        use glrunner_gitlab_client::Error;
+        match fault {
+            GitLabFault::BadGateway | GitLabFault::BadGatewayAfterEffect => Error::Backend {
+                action,
+                resource,
+                status: Some(502),
+                message: "HTTP 502: injected fault (Bad Gateway)".into(),
+                source: None,
+            },
+            GitLabFault::TooManyRequests => Error::Throttled {
+                action,
+                resource,
+                retry_after: Some(Duration::from_secs(60)),
+                retried: true,
+            },
+            GitLabFault::Forbidden => Error::PermissionDenied {
+                action,
+                resource,
+                scope: "api".into(),
+                message: "HTTP 403 Forbidden: injected fault".into(),
+            },
+        }
+    }
+
+    /// Runs `op` unless the fault answers before GitLab acts; after the effect, the answer is
+    /// replaced by the fault's.
+    async fn faulted<T, Fut>(
+        &self,
+        call: GitLabCall,
+        action: &'static str,
+        resource: impl FnOnce() -> String,
+        op: impl FnOnce() -> Fut,
+    ) -> glrunner_gitlab_client::Result<T>
+    where
+        Fut: std::future::Future<Output = glrunner_gitlab_client::Result<T>>,
+    {
+        match self.hit(call) {
+            None => op().await,
+            Some(GitLabFault::BadGatewayAfterEffect) => {
+                let _effect = op().await;
+                Err(Self::error(
+                    GitLabFault::BadGatewayAfterEffect,
+                    action,
+                    resource(),
+                ))
+            }
+            Some(fault) => Err(Self::error(fault, action, resource())),
+        }
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[async_trait]
+impl<G: glrunner_gitlab_client::GitLabApi> glrunner_gitlab_client::GitLabApi for ChaosGitLab<G> {
+    async fn current_user(&self) -> glrunner_gitlab_client::Result<glrunner_gitlab_client::User> {
+        self.inner.current_user().await
+    }
+    async fn version(
+        &self,
+    ) -> glrunner_gitlab_client::Result<glrunner_gitlab_client::ServerVersion> {
+        self.inner.version().await
+    }
+    async fn token_info(
+        &self,
+    ) -> glrunner_gitlab_client::Result<glrunner_gitlab_client::TokenInfo> {
+        self.inner.token_info().await
+    }
+    async fn member(
+        &self,
+        scope: &glrunner_gitlab_client::MemberScope,
+        user_id: u64,
+    ) -> glrunner_gitlab_client::Result<Option<glrunner_gitlab_client::Member>> {
+        self.inner.member(scope, user_id).await
+    }
+    async fn get_namespace(
+        &self,
+        path: &str,
+    ) -> glrunner_gitlab_client::Result<glrunner_gitlab_client::Namespace> {
+        self.inner.get_namespace(path).await
+    }
+    async fn get_project(
+        &self,
+        project: &glrunner_gitlab_client::ProjectRef,
+    ) -> glrunner_gitlab_client::Result<glrunner_gitlab_client::Project> {
+        self.inner.get_project(project).await
+    }
+    async fn create_project(
+        &self,
+        new: &glrunner_gitlab_client::NewProject,
+    ) -> glrunner_gitlab_client::Result<glrunner_gitlab_client::Project> {
+        self.inner.create_project(new).await
+    }
+    async fn delete_project(
+        &self,
+        project: &glrunner_gitlab_client::ProjectRef,
+    ) -> glrunner_gitlab_client::Result<()> {
+        self.inner.delete_project(project).await
+    }
+    async fn create_runner(
+        &self,
+        new: &glrunner_gitlab_client::NewRunner,
+    ) -> glrunner_gitlab_client::Result<glrunner_gitlab_client::CreatedRunner> {
+        self.faulted(
+            GitLabCall::CreateRunner,
+            "create",
+            || format!("runner {}", new.description),
+            || async {
+                let created = self.inner.create_runner(new).await?;
+                let mut live = lock(&self.live_runners);
+                if live.values().any(|d| *d == new.description) {
+                    lock(&self.duplicates).push(format!(
+                        "duplicate runner: two live runners described {:?}",
+                        new.description
+                    ));
+                }
+                live.insert(created.id, new.description.clone());
+                Ok(created)
+            },
+        )
+        .await
+    }
+    async fn list_runners(
+        &self,
+        project: &glrunner_gitlab_client::ProjectRef,
+    ) -> glrunner_gitlab_client::Result<Vec<glrunner_gitlab_client::Runner>> {
+        self.faulted(
+            GitLabCall::ListRunners,
+            "list runners of",
+            || project.to_string(),
+            || self.inner.list_runners(project),
+        )
+        .await
+    }
+    async fn get_runner(
+        &self,
+        runner_id: u64,
+    ) -> glrunner_gitlab_client::Result<glrunner_gitlab_client::RunnerDetails> {
+        self.inner.get_runner(runner_id).await
+    }
+    async fn delete_runner(&self, runner_id: u64) -> glrunner_gitlab_client::Result<()> {
+        self.faulted(
+            GitLabCall::DeleteRunner,
+            "delete",
+            || format!("runner {runner_id}"),
+            || async {
+                self.inner.delete_runner(runner_id).await?;
+                lock(&self.live_runners).remove(&runner_id);
+                Ok(())
+            },
+        )
+        .await
+    }
+    async fn file_exists(
+        &self,
+        project: &glrunner_gitlab_client::ProjectRef,
+        file_path: &str,
+        ref_name: &str,
+    ) -> glrunner_gitlab_client::Result<bool> {
+        self.inner.file_exists(project, file_path, ref_name).await
+    }
+    async fn get_branch(
+        &self,
+        project: &glrunner_gitlab_client::ProjectRef,
+        branch: &str,
+    ) -> glrunner_gitlab_client::Result<glrunner_gitlab_client::Branch> {
+        self.inner.get_branch(project, branch).await
+    }
+    async fn delete_branch(
+        &self,
+        project: &glrunner_gitlab_client::ProjectRef,
+        branch: &str,
+    ) -> glrunner_gitlab_client::Result<()> {
+        self.inner.delete_branch(project, branch).await
+    }
+    async fn commit_files(
+        &self,
+        project: &glrunner_gitlab_client::ProjectRef,
+        commit: &glrunner_gitlab_client::NewCommit,
+    ) -> glrunner_gitlab_client::Result<glrunner_gitlab_client::Commit> {
+        self.faulted(
+            GitLabCall::CommitFiles,
+            "commit to",
+            || format!("branch {:?} of {project}", commit.branch),
+            || self.inner.commit_files(project, commit),
+        )
+        .await
+    }
+    async fn create_pipeline(
+        &self,
+        project: &glrunner_gitlab_client::ProjectRef,
+        new: &glrunner_gitlab_client::NewPipeline,
+    ) -> glrunner_gitlab_client::Result<glrunner_gitlab_client::Pipeline> {
+        self.faulted(
+            GitLabCall::CreatePipeline,
+            "create",
+            || format!("pipeline on {:?} of {project}", new.ref_name),
+            || async {
+                // Two load-test pipelines running on one ref at once: one was started twice.
+                let running = self
+                    .inner
+                    .list_pipelines(project, &new.ref_name)
+                    .await
+                    .map(|list| list.iter().filter(|p| !p.status.is_finished()).count())
+                    .unwrap_or(0);
+                let pipeline = self.inner.create_pipeline(project, new).await?;
+                if running > 0 {
+                    *lock(&self.pipelines_by_ref)
+                        .entry(new.ref_name.clone())
+                        .or_default() += 1;
+                }
+                Ok(pipeline)
+            },
+        )
+        .await
+    }
+    async fn list_pipelines(
+        &self,
+        project: &glrunner_gitlab_client::ProjectRef,
+        ref_name: &str,
+    ) -> glrunner_gitlab_client::Result<Vec<glrunner_gitlab_client::Pipeline>> {
+        self.inner.list_pipelines(project, ref_name).await
+    }
+    async fn get_pipeline(
+        &self,
+        project: &glrunner_gitlab_client::ProjectRef,
+        pipeline_id: u64,
+    ) -> glrunner_gitlab_client::Result<glrunner_gitlab_client::Pipeline> {
+        self.inner.get_pipeline(project, pipeline_id).await
+    }
+    async fn list_pipeline_jobs(
+        &self,
+        project: &glrunner_gitlab_client::ProjectRef,
+        pipeline_id: u64,
+        query: &glrunner_gitlab_client::JobsQuery,
+    ) -> glrunner_gitlab_client::Result<glrunner_gitlab_client::Page<glrunner_gitlab_client::Job>>
+    {
+        self.faulted(
+            GitLabCall::ListPipelineJobs,
+            "list jobs of",
+            || format!("pipeline {pipeline_id}"),
+            || self.inner.list_pipeline_jobs(project, pipeline_id, query),
+        )
+        .await
+    }
+    async fn get_job(
+        &self,
+        project: &glrunner_gitlab_client::ProjectRef,
+        job_id: u64,
+    ) -> glrunner_gitlab_client::Result<glrunner_gitlab_client::Job> {
+        self.inner.get_job(project, job_id).await
+    }
+    async fn cancel_pipeline(
+        &self,
+        project: &glrunner_gitlab_client::ProjectRef,
+        pipeline_id: u64,
+    ) -> glrunner_gitlab_client::Result<glrunner_gitlab_client::Pipeline> {
+        self.inner.cancel_pipeline(project, pipeline_id).await
+    }
+    fn requests_sent(&self) -> u64 {
+        self.inner.requests_sent()
     }
 }

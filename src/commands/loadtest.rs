@@ -491,7 +491,7 @@ pub async fn run_sandbox_until(
     for shard in plan.spec.shards.iter().filter(|s| s.jobs > 0) {
         let ShardTarget { tag, .. } = shard;
         let new = NewRunner::project(project.id, format!("sandbox-{tag}"), vec![tag.clone()]);
-        let created = gitlab.create_runner(&new).await.map_err(failure)?;
+        let created = gitlab.create_runner_checked(&new).await.map_err(failure)?;
         runners.push(SimulatedRunner {
             runner_id: created.id,
             concurrent: args.sandbox_concurrent.max(1),

@@ -696,6 +696,41 @@ pub fn print_releases(releases: &[ReleaseStatus], output: OutputFormat) -> Resul
     }
 }
 
+/// `install` (`upgrade` false: installs, or upgrades an existing release) and `upgrade`: drains
+/// the shard first unless the deployed manager stops gracefully (or `--force`), then deploys.
+async fn deploy(global: &GlobalArgs, args: &DeployArgs, upgrade: bool) -> Result<(), CliError> {
+    let spec = spec(&args.release)?;
+    let policy = drain_policy(args)?;
+    let token = token(global.backend)?;
+    if !upgrade
+        && args.connection.cluster.is_none()
+        && let Some(warning) = job_namespace_warning(&spec)
+    {
+        tracing::warn!("{warning}");
+    }
+    let b = connect(global, &args.connection, &pod_namespaces(&spec)).await?;
+    let drain = drain_before_upgrade(
+        b.releases.as_ref(),
+        b.secrets.as_ref(),
+        b.pods.as_ref(),
+        &spec,
+        &token,
+        &policy,
+        &drain_progress(global.output),
+    )
+    .await
+    .map_err(drain_error)?;
+    let (secrets, releases) = (b.secrets.as_ref(), b.releases.as_ref());
+    let deployed = if upgrade {
+        upgrade_runner(secrets, releases, &spec, &token).await
+    } else {
+        deploy_runner(secrets, releases, &spec, &token).await
+    }
+    .map_err(cli_error)?;
+    tracing::info!(secret = ?deployed.secret, "token secret stored");
+    print_deployed(&deployed.release, &drain, global.output)
+}
+
 /// Runs one `runner` subcommand.
 pub async fn run(global: &GlobalArgs, command: Command) -> Result<(), CliError> {
     let output = global.output;
@@ -758,55 +793,8 @@ pub async fn run(global: &GlobalArgs, command: Command) -> Result<(), CliError> 
             print_deploy_plan(&spec, &policy);
             Ok(())
         }
-        Command::Install(args) => {
-            let spec = spec(&args.release)?;
-            let policy = drain_policy(&args)?;
-            let token = token(backend)?;
-            if args.connection.cluster.is_none()
-                && let Some(warning) = job_namespace_warning(&spec)
-            {
-                tracing::warn!("{warning}");
-            }
-            let b = connect(global, &args.connection, &pod_namespaces(&spec)).await?;
-            let drain = drain_before_upgrade(
-                b.releases.as_ref(),
-                b.secrets.as_ref(),
-                b.pods.as_ref(),
-                &spec,
-                &token,
-                &policy,
-                &drain_progress(output),
-            )
-            .await
-            .map_err(drain_error)?;
-            let deployed = deploy_runner(b.secrets.as_ref(), b.releases.as_ref(), &spec, &token)
-                .await
-                .map_err(cli_error)?;
-            tracing::info!(secret = ?deployed.secret, "token secret stored");
-            print_deployed(&deployed.release, &drain, output)
-        }
-        Command::Upgrade(args) => {
-            let spec = spec(&args.release)?;
-            let policy = drain_policy(&args)?;
-            let token = token(backend)?;
-            let b = connect(global, &args.connection, &pod_namespaces(&spec)).await?;
-            let drain = drain_before_upgrade(
-                b.releases.as_ref(),
-                b.secrets.as_ref(),
-                b.pods.as_ref(),
-                &spec,
-                &token,
-                &policy,
-                &drain_progress(output),
-            )
-            .await
-            .map_err(drain_error)?;
-            let upgraded = upgrade_runner(b.secrets.as_ref(), b.releases.as_ref(), &spec, &token)
-                .await
-                .map_err(cli_error)?;
-            tracing::info!(secret = ?upgraded.secret, "token secret stored");
-            print_deployed(&upgraded.release, &drain, output)
-        }
+        Command::Install(args) => deploy(global, &args, false).await,
+        Command::Upgrade(args) => deploy(global, &args, true).await,
         Command::Uninstall(args) => {
             let id = ReleaseId::new(&args.target.namespace, &args.target.release);
             id.validate().map_err(cli_error)?;
@@ -970,7 +958,9 @@ mod tests {
             (&["--drain-timeout", "soon"][..], "--drain-timeout"),
             (&["--drain-timeout", "48h"][..], "--drain-timeout"),
         ] {
-            let e = spec(&release_args(args)).err().expect("invalid");
+            let Err(e) = spec(&release_args(args)) else {
+                panic!("{args:?} must be invalid")
+            };
             assert_eq!(e.code, 2, "{args:?}");
             assert!(e.message.contains(flag), "{args:?}: {}", e.message);
         }

@@ -270,9 +270,11 @@ pub async fn check_cluster(
 pub struct MemoryClusterChecks {
     denied: Mutex<BTreeSet<(String, String, String)>>,
     coredns_down: Mutex<bool>,
-    /// (namespace, label selector) -> (pod, log text).
-    logs: Mutex<std::collections::BTreeMap<(String, String), Vec<(String, String)>>>,
+    logs: Mutex<PodLogs>,
 }
+
+/// (namespace, label selector) -> (pod, log text), for [`MemoryClusterChecks::set_log`].
+type PodLogs = std::collections::BTreeMap<(String, String), Vec<(String, String)>>;
 
 impl MemoryClusterChecks {
     /// Denies `verb` on `resource` in `namespace`.

@@ -12,7 +12,7 @@ use crate::artifacts::ArtifactArgs;
 use crate::cli::signals::{Interrupt, hold};
 use crate::cli::{Backend, CliError, GlobalArgs, OutputFormat, print_json};
 use crate::provisioning::{ProgressRenderer, ProvisionArgs, stack_spec};
-use crate::sandbox::{Fault, RunnerProfile, SandboxConfig, SandboxWorld};
+use crate::sandbox::{Fault, RunnerProfile, SandboxWorld};
 
 /// Default GitLab project of the sandbox.
 pub const SANDBOX_PROJECT: &str = "sandbox/loadtest";
@@ -291,23 +291,15 @@ pub async fn full_flow_until(
     let renderer = FlowRenderer::new(global.output);
     let report = match global.backend {
         Backend::Sandbox => {
-            let mut sandbox = SandboxConfig::default()
-                .with_seed(args.seed)
-                .with_hung_fraction(args.hung_fraction)
-                .with_fault(args.inject_fault)
-                .with_profile(config.runner_profile);
             // One quota for the preflight's account and the runner simulator's model.
-            if let Some(quota) = args.preflight.fargate_vcpu_quota {
-                sandbox = sandbox.with_fargate_vcpu_quota(f64::from(quota));
-            }
+            let sandbox = crate::preflight::command::sandbox_config(args)
+                .with_hung_fraction(args.hung_fraction)
+                .with_fault(args.inject_fault);
             let world = SandboxWorld::new(&config.spec.region, sandbox);
             config
                 .validate(&world.backends().gitlab_url)
                 .map_err(invalid_or_failure)?;
-            crate::preflight::command::configure_sandbox(&world, &args.preflight);
-            let pre = args
-                .preflight
-                .plan(&config, &world.backends().gitlab_url, global.backend)?;
+            let pre = args.preflight.sandbox_plan(&config, &world)?;
             if global.dry_run {
                 return dry_run(global, &config, &world.backends().gitlab_url, &pre);
             }
@@ -320,6 +312,7 @@ pub async fn full_flow_until(
                     account: &world.account,
                     network: backends.network.as_ref(),
                     gitlab: Some(backends.gitlab.as_ref()),
+                    eks_tokens: None,
                 },
             )
             .await?;
@@ -365,6 +358,8 @@ pub async fn full_flow_until(
                 .validate(&backends.gitlab_url)
                 .map_err(invalid_or_failure)?;
             let account = glrunner_infra::aws::AwsAccount::new(&sdk);
+            // Signing is local: no call until helm runs.
+            let eks_tokens = glrunner_infra::kubeconfig::EksTokenGenerator::new(&sdk).ok();
             let projected = preflight_gate(
                 global,
                 args,
@@ -373,6 +368,7 @@ pub async fn full_flow_until(
                     account: &account,
                     network: backends.network.as_ref(),
                     gitlab: Some(backends.gitlab.as_ref()),
+                    eks_tokens: eks_tokens.as_ref(),
                 },
             )
             .await?;
@@ -648,6 +644,7 @@ impl FlowProgress for FlowRenderer {
                 } else {
                     self.json(json!({"event": "step", "phase": phase, "message": message}));
                 }
+                hold(&format!("step:{phase}:{message}"));
             }
             FlowEvent::PhaseDone {
                 phase,

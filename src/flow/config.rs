@@ -171,7 +171,7 @@ impl FlowConfig {
         format!("{}/{release}", self.spec.stack)
     }
 
-    pub(super) fn fleet_request(&self, template: &RunnerValues) -> FleetRequest {
+    pub(crate) fn fleet_request(&self, template: &RunnerValues) -> FleetRequest {
         FleetRequest::new(self.jobs)
             .with_release_prefix(self.release_prefix())
             .with_tag_prefix(self.spec.stack.to_string())
@@ -224,7 +224,7 @@ impl FlowConfig {
         Ok(())
     }
 
-    pub(super) fn template(&self, gitlab_url: &str) -> RunnerValues {
+    pub(crate) fn template(&self, gitlab_url: &str) -> RunnerValues {
         let ns = &self.spec.cluster.runner_namespace;
         let mut values = self
             .runner_profile

@@ -1,6 +1,6 @@
 //! Phase 4, runners: one GitLab runner per shard, reused while its token is in its Secret.
 
-use glrunner_gitlab_client::{NewRunner, ProjectRef};
+use glrunner_gitlab_client::{GitLabApiExt, NewRunner, ProjectRef};
 use glrunner_runner_chart::{RunnerToken, SecretRef};
 
 use super::{Error, Phase, Run, ShardRunner, at};
@@ -56,7 +56,10 @@ impl Run<'_> {
             }
             self.created.runners = true;
             let new = NewRunner::project(project.id, description, vec![shard.tag.clone()]);
-            let runner = gitlab.create_runner(&new).await.map_err(at(phase))?;
+            let runner = gitlab
+                .create_runner_checked(&new)
+                .await
+                .map_err(at(phase))?;
             let token = RunnerToken::new(runner.token.expose()).map_err(at(phase))?;
             self.step(
                 phase,

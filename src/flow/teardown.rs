@@ -1,12 +1,11 @@
 //! Phase 8, teardown (also the cleanup after a failure): releases, GitLab runners, infrastructure.
 
-use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
 use glrunner_gitlab_client::ProjectRef;
 use glrunner_infra::{Engine, StackOptions};
-use glrunner_runner_chart::{ReleaseId, SecretRef};
+use glrunner_runner_chart::{ErrorKind, ReleaseId, SecretRef};
 
 use super::events::InfraProgress;
 use super::{Phase, Run, TeardownSummary};
@@ -81,14 +80,14 @@ impl Run<'_> {
         if scope.releases {
             match self.clients(phase).await {
                 Ok(c) => {
-                    match retry("list releases", || c.releases.list(Some(&namespace))).await {
+                    match once_more("list releases", || c.releases.list(Some(&namespace))).await {
                         Ok(list) => {
                             for release in list.into_iter().filter(|r| r.name.starts_with(&prefix))
                             {
                                 let id = ReleaseId::new(&namespace, &release.name);
                                 let secret = Self::secret_name(&release.name);
                                 let removed =
-                                    retry(&format!("uninstall {}", id.describe()), || {
+                                    once_more(&format!("uninstall {}", id.describe()), || {
                                         glrunner_runner_chart::remove_runner(
                                             c.secrets.as_ref(),
                                             c.releases.as_ref(),
@@ -117,7 +116,7 @@ impl Run<'_> {
                         .unwrap_or_default();
                     for shard in shards {
                         let secret = SecretRef::new(&namespace, Self::secret_name(&shard.release));
-                        match retry(&format!("delete {}", secret.describe()), || {
+                        match once_more(&format!("delete {}", secret.describe()), || {
                             c.secrets.delete(&secret)
                         })
                         .await
@@ -144,30 +143,27 @@ impl Run<'_> {
         {
             let mine = format!("{}/", self.config.spec.stack);
             let project_ref = ProjectRef::Id(project.id);
-            match retry("list runners", || gitlab.list_runners(&project_ref)).await {
+            // The GitLab client owns the retries of these calls (429s, 5xx of idempotent
+            // calls); the cleanup does not retry them again.
+            match gitlab.list_runners(&project_ref).await {
                 Ok(list) => {
                     for runner in list.into_iter().filter(|r| {
                         r.description
                             .as_deref()
                             .is_some_and(|d| d.starts_with(&mine))
                     }) {
-                        let deleted = retry(&format!("delete runner {}", runner.id), || async {
-                            match gitlab.delete_runner(runner.id).await {
-                                Err(glrunner_gitlab_client::Error::NotFound { .. }) => Ok(()),
-                                other => other,
-                            }
-                        })
-                        .await;
-                        match deleted {
-                            Ok(()) => {
+                        match gitlab.delete_runner(runner.id).await {
+                            Ok(()) | Err(glrunner_gitlab_client::Error::NotFound { .. }) => {
                                 self.step(phase, format!("deleted GitLab runner {}", runner.id));
                                 summary.runners_deleted += 1;
                             }
-                            Err(e) => summary.errors.push(e),
+                            Err(e) => summary
+                                .errors
+                                .push(format!("delete runner {}: {e}", runner.id)),
                         }
                     }
                 }
-                Err(e) => summary.errors.push(e),
+                Err(e) => summary.errors.push(format!("list runners: {e}")),
             }
         }
 
@@ -253,23 +249,111 @@ impl Run<'_> {
     }
 }
 
-/// Tries `f` up to three times, pausing 5 s (flow clock) between attempts.
-async fn retry<T, E, F, Fut>(what: &str, mut f: F) -> Result<T, String>
+/// Runs a cleanup call on the cluster (helm, Kubernetes Secrets) and, when it fails with what
+/// clears by itself, once more after a pause.
+///
+/// Retry layers in the cleanup: GitLab calls are retried by the GitLab client alone (429s
+/// with their `Retry-After`, 5xx of idempotent calls), infrastructure calls by the AWS SDK and
+/// the infra engine alone; neither is retried here. Helm has no retry layer for its
+/// operations and kube-rs retries only throttling and 503/504, so this is the one layer for
+/// what those leave: another helm operation in progress ([`ErrorKind::Conflict`]) and
+/// transport failures ([`ErrorKind::Backend`], e.g. the apiserver restarting), once. Denied,
+/// missing, invalid, timed-out (already waited its bound) and throttled (a lower layer already
+/// waited) answers are not retried.
+async fn once_more<T, F, Fut>(what: &str, mut f: F) -> Result<T, String>
 where
-    E: fmt::Display,
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, E>>,
+    Fut: Future<Output = Result<T, glrunner_runner_chart::Error>>,
 {
-    let mut attempt = 1;
-    loop {
-        match f().await {
-            Ok(v) => return Ok(v),
-            Err(e) if attempt < 3 => {
-                tracing::warn!(%what, attempt, error = %e, "cleanup step failed; retrying");
-                attempt += 1;
-                tokio::time::sleep(Duration::from_secs(5)).await;
-            }
-            Err(e) => return Err(format!("{what}: {e}")),
+    match f().await {
+        Ok(v) => Ok(v),
+        Err(e) if worth_one_more_try(&e) => {
+            tracing::warn!(%what, error = %e, "cleanup step failed transiently; trying once more");
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            f().await.map_err(|e| format!("{what}: {e}"))
         }
+        Err(e) => Err(format!("{what}: {e}")),
+    }
+}
+
+/// Whether a cluster-side cleanup error clears by itself (see [`once_more`]).
+fn worth_one_more_try(e: &glrunner_runner_chart::Error) -> bool {
+    matches!(e.kind(), ErrorKind::Conflict | ErrorKind::Backend)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use glrunner_runner_chart::Error;
+
+    use super::*;
+
+    fn failing(kind: ErrorKind) -> Error {
+        let (resource, action) = (
+            "helm release \"r\" in namespace \"n\"".to_owned(),
+            "uninstall".to_owned(),
+        );
+        match kind {
+            ErrorKind::Conflict => Error::Conflict {
+                resource,
+                action,
+                detail: "another operation (install/upgrade/rollback) is in progress".into(),
+            },
+            ErrorKind::Backend => Error::Backend {
+                backend: "kube",
+                resource,
+                action,
+                source: "connection refused (the apiserver restarting)".into(),
+            },
+            ErrorKind::PermissionDenied => Error::PermissionDenied {
+                resource,
+                action,
+                detail: "forbidden".into(),
+            },
+            ErrorKind::NotFound => Error::NotFound { resource, action },
+            ErrorKind::Throttled => Error::Throttled {
+                resource,
+                action,
+                retry_after: None,
+            },
+            _ => Error::Timeout {
+                resource,
+                action,
+                waited: Duration::from_secs(300),
+            },
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cleanup_call_is_tried_once_more_only_when_its_error_clears_by_itself() {
+        for (kind, expected) in [
+            (ErrorKind::Conflict, 2),
+            (ErrorKind::Backend, 2),
+            (ErrorKind::PermissionDenied, 1),
+            (ErrorKind::NotFound, 1),
+            (ErrorKind::Throttled, 1),
+            (ErrorKind::Timeout, 1),
+        ] {
+            let calls = AtomicU32::new(0);
+            let outcome: Result<(), String> = once_more("uninstall r", || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Err(failing(kind))
+            })
+            .await;
+            assert!(outcome.unwrap_err().starts_with("uninstall r: "));
+            assert_eq!(calls.load(Ordering::SeqCst), expected, "{kind:?}");
+        }
+        // A conflict that clears: the second try succeeds.
+        let calls = AtomicU32::new(0);
+        let outcome = once_more("uninstall r", || async {
+            if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                Err(failing(ErrorKind::Conflict))
+            } else {
+                Ok(7)
+            }
+        })
+        .await;
+        assert_eq!(outcome, Ok(7));
     }
 }

@@ -18,24 +18,22 @@ pub struct PreflightArgs {
     #[arg(long, value_name = "USD", allow_negative_numbers = true)]
     pub budget: Option<f64>,
 
-    /// How long one load-test job runs once its pod is up, for the cost projection (e.g. 30s,
-    /// 5m). The default load-test script only echoes.
-    #[arg(long, default_value = "30s")]
-    pub expected_job_duration: String,
+    /// How long one load-test job runs once its pod is up, for the cost projection and the
+    /// quota's queueing estimate (e.g. 30s, 5m). Default: 30s on AWS (the default load-test
+    /// script only echoes); on the sandbox, the timing model's own mean.
+    #[arg(long)]
+    pub expected_job_duration: Option<String>,
 
-    /// Sandbox only: the simulated account's Fargate On-Demand vCPU quota (L-3032A538), for the
-    /// preflight and for the runner simulator's model alike (default: the preflight sees a raised
-    /// quota of 1000, the model its value fitted to the reference tutorial's makespans).
+    /// Sandbox only: the simulated account's Fargate On-Demand vCPU quota (L-3032A538), one value
+    /// for the preflight and the runner simulator's model (default: the model's, fitted to the
+    /// reference tutorial's makespans: 60).
     #[arg(long, value_name = "VCPUS")]
     pub fargate_vcpu_quota: Option<u32>,
 }
 
-/// The sandbox account's Fargate vCPU quota unless `--fargate-vcpu-quota` says otherwise.
-pub const SANDBOX_FARGATE_VCPU_QUOTA: u32 = 1000;
-
 impl PreflightArgs {
-    /// Checks the flags; invalid input names the flag.
-    pub fn validate(&self, backend: Backend) -> Result<Duration, CliError> {
+    /// Checks the flags; invalid input names the flag. Returns `--expected-job-duration`.
+    pub fn validate(&self, backend: Backend) -> Result<Option<Duration>, CliError> {
         if let Some(b) = self.budget
             && !(b.is_finite() && b >= 0.0)
         {
@@ -48,10 +46,13 @@ impl PreflightArgs {
                 "--fargate-vcpu-quota: sandbox only (on AWS the preflight reads the real quota)",
             ));
         }
-        let d = humantime::parse_duration(&self.expected_job_duration).map_err(|e| {
+        let Some(raw) = &self.expected_job_duration else {
+            return Ok(None);
+        };
+        let d = humantime::parse_duration(raw).map_err(|e| {
             CliError::invalid(format!(
                 "--expected-job-duration: {:?} is not a duration ({e}; fix: e.g. 30s or 5m)",
-                self.expected_job_duration
+                raw
             ))
         })?;
         if d.is_zero() {
@@ -59,7 +60,7 @@ impl PreflightArgs {
                 "--expected-job-duration: must be above zero (fix: e.g. 30s)",
             ));
         }
-        Ok(d)
+        Ok(Some(d))
     }
 
     /// The preflight plan of `config`, with these flags applied.
@@ -72,19 +73,44 @@ impl PreflightArgs {
         let job = self.validate(backend)?;
         let mut plan = PreflightPlan::from_flow(config, gitlab_url)
             .map_err(|e| CliError::invalid(format!("--jobs: {e}")))?;
-        plan.durations.job = job;
+        if let Some(job) = job {
+            plan.durations.job = job;
+        }
         plan.budget_usd = self.budget;
+        Ok(plan)
+    }
+
+    /// The preflight plan of `config` on a sandbox `world`: a job pod's start and (unless
+    /// `--expected-job-duration` is given) a job's duration are the timing model's, so the
+    /// preflight expects what the simulated runners will do.
+    pub fn sandbox_plan(
+        &self,
+        config: &FlowConfig,
+        world: &SandboxWorld,
+    ) -> Result<PreflightPlan, CliError> {
+        let mut plan = self.plan(config, &world.backends().gitlab_url, Backend::Sandbox)?;
+        let model = &world.config().model;
+        let image = config
+            .job_image()
+            .unwrap_or_else(|| glrunner_gitlab_client::ci::DEFAULT_IMAGE.to_owned());
+        plan.durations.pod_start = model.expected_pod_start(&image);
+        if self.expected_job_duration.is_none() {
+            plan.durations.job = model.expected_job();
+        }
         Ok(plan)
     }
 }
 
-/// Applies `--fargate-vcpu-quota` (or the sandbox default) to a sandbox world's account.
-pub fn configure_sandbox(world: &SandboxWorld, args: &PreflightArgs) {
-    let (service, code) = super::FARGATE_VCPU_QUOTA;
-    let quota = args
-        .fargate_vcpu_quota
-        .unwrap_or(SANDBOX_FARGATE_VCPU_QUOTA);
-    world.account.set_quota(service, code, f64::from(quota));
+/// The sandbox configuration `full_flow`'s and `doctor`'s flags ask for: seed, runner profile and
+/// `--fargate-vcpu-quota` (one quota for the preflight's account and the model).
+pub fn sandbox_config(flow: &FlowArgs) -> SandboxConfig {
+    let mut sandbox = SandboxConfig::default()
+        .with_seed(flow.seed)
+        .with_profile(flow.runner_profile);
+    if let Some(quota) = flow.preflight.fargate_vcpu_quota {
+        sandbox = sandbox.with_fargate_vcpu_quota(f64::from(quota));
+    }
+    sandbox
 }
 
 /// Runs the preflight for `full_flow`'s flags on the chosen backend and returns the report.
@@ -94,17 +120,14 @@ pub async fn preflight(global: &GlobalArgs, flow: &FlowArgs) -> Result<Preflight
     let config = flow_config(global, flow)?;
     match global.backend {
         Backend::Sandbox => {
-            let world = SandboxWorld::new(
-                &config.spec.region,
-                SandboxConfig::default().with_seed(flow.seed),
-            );
-            configure_sandbox(&world, args);
+            let world = SandboxWorld::new(&config.spec.region, sandbox_config(flow));
             let backends = world.backends();
-            let plan = args.plan(&config, &backends.gitlab_url, Backend::Sandbox)?;
+            let plan = args.sandbox_plan(&config, &world)?;
             let sources = PreflightSources {
                 account: &world.account,
                 network: backends.network.as_ref(),
                 gitlab: Some(backends.gitlab.as_ref()),
+                eks_tokens: None,
             };
             Ok(super::run(&plan, &sources).await)
         }
@@ -124,10 +147,13 @@ pub async fn preflight(global: &GlobalArgs, flow: &FlowArgs) -> Result<Preflight
             plan.helm = Some(helm);
             let sdk = glrunner_infra::aws::load_config(Some(&region)).await;
             let account = glrunner_infra::aws::AwsAccount::new(&sdk);
+            // Signing is local: no call until helm runs.
+            let eks_tokens = glrunner_infra::kubeconfig::EksTokenGenerator::new(&sdk).ok();
             let sources = PreflightSources {
                 account: &account,
                 network: backends.network.as_ref(),
                 gitlab: Some(backends.gitlab.as_ref()),
+                eks_tokens: eks_tokens.as_ref(),
             };
             Ok(super::run(&plan, &sources).await)
         }

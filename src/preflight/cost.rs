@@ -27,6 +27,15 @@ pub const NAT_GB_PER_JOB_POD: f64 = 0.06;
 /// The default load-test script only echoes: a job runs for seconds once its pod is up.
 pub const DEFAULT_EXPECTED_JOB_DURATION: Duration = Duration::from_secs(30);
 
+/// CoreDNS replicas on Fargate (the managed add-on's default).
+pub const COREDNS_PODS: u32 = 2;
+
+/// A CoreDNS pod's Fargate size: the add-on's requests (100m, 70Mi) + Fargate's 256 MiB, the
+/// smallest size.
+pub fn coredns_pod_size() -> FargateSize {
+    FargateSize::for_requests(100, 70).unwrap_or(FargateSize::LARGEST)
+}
+
 /// The prices a projection uses, with their sources.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Prices {
@@ -261,11 +270,11 @@ pub fn project(
         },
     ];
     // CoreDNS runs on Fargate too: two replicas of the smallest size for the cluster's life.
-    let coredns = FargateSize::for_requests(100, 70).unwrap_or(FargateSize::LARGEST);
+    let coredns = coredns_pod_size();
     lines.push(CostLine {
         item: "CoreDNS pods".into(),
-        basis: format!("2 × {coredns} × {}", minutes(wall)),
-        usd: 2.0 * prices.fargate.cost(coredns, wall),
+        basis: format!("{COREDNS_PODS} × {coredns} × {}", minutes(wall)),
+        usd: f64::from(COREDNS_PODS) * prices.fargate.cost(coredns, wall),
         price_source: prices.fargate.source.clone(),
     });
     lines.push(CostLine {

@@ -144,6 +144,23 @@ impl GitLabApi for FaultyGitLab {
     async fn current_user(&self) -> glrunner_gitlab_client::Result<User> {
         self.inner.current_user().await
     }
+    async fn version(
+        &self,
+    ) -> glrunner_gitlab_client::Result<glrunner_gitlab_client::ServerVersion> {
+        self.inner.version().await
+    }
+    async fn token_info(
+        &self,
+    ) -> glrunner_gitlab_client::Result<glrunner_gitlab_client::TokenInfo> {
+        self.inner.token_info().await
+    }
+    async fn member(
+        &self,
+        scope: &glrunner_gitlab_client::MemberScope,
+        user_id: u64,
+    ) -> glrunner_gitlab_client::Result<Option<glrunner_gitlab_client::Member>> {
+        self.inner.member(scope, user_id).await
+    }
     async fn get_namespace(&self, path: &str) -> glrunner_gitlab_client::Result<Namespace> {
         self.inner.get_namespace(path).await
     }

@@ -52,7 +52,7 @@ pub mod model;
 pub mod profile;
 mod report;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -349,6 +349,7 @@ impl SandboxWorld {
         if config.fault == Some(Fault::Reap) {
             pods.fail_lists(Some(glrunner_janitor::memory::Fault::Unavailable));
         }
+        let account = sandbox_account(config.model.fargate.vcpu_quota);
         Self {
             cloud: InMemoryCloud::new(region.clone()),
             gitlab: InMemoryGitLab::with_clock(MemoryConfig::default(), VirtualClock::new(base)),
@@ -361,7 +362,7 @@ impl SandboxWorld {
             fargate: Arc::new(FargateAccount::new(&config.model.fargate)),
             config,
             stats: Arc::default(),
-            account: sandbox_account(),
+            account,
         }
     }
 
@@ -474,7 +475,6 @@ impl SandboxWorld {
     /// second while a ready release has no token Secret or GitLab runner yet.
     async fn simulate(self) {
         let mut managers: BTreeMap<ReleaseId, Manager> = BTreeMap::new();
-        let mut runner_ids: HashMap<(ReleaseId, u32), (u64, String)> = HashMap::new();
         let mut retiring = tokio::task::JoinSet::new();
         let mut changes = self.releases.subscribe();
         loop {
@@ -487,14 +487,32 @@ impl SandboxWorld {
                 .iter()
                 .filter(|(_, _, state)| *state == ReleaseState::Deployed);
             for (id, revision, _) in ready {
-                if managers.get(id).is_some_and(|m| m.revision == *revision) {
-                    continue;
+                // Read from the Secret every time, as a new manager pod would: a release
+                // uninstalled and installed again (a re-run after a killed teardown) is at
+                // revision 1 again, with another runner's token.
+                if let Some(m) = managers.get(id)
+                    && m.revision == *revision
+                {
+                    let secret = SecretRef::new(&id.namespace, &m.values.secret_name);
+                    if self
+                        .runner_id_in(&secret)
+                        .await
+                        .is_some_and(|(runner_id, _)| runner_id == m.runner_id)
+                    {
+                        continue;
+                    }
                 }
                 let Some(runner) = self.releases.runner(id).filter(|r| r.is_ready()) else {
                     continue;
                 };
                 let runner = &runner;
-                if let Some(m) = managers.get_mut(&runner.id) {
+                let Some((runner_id, short_id)) = self.runner_id(runner).await else {
+                    unresolved = true;
+                    continue;
+                };
+                if let Some(m) = managers.get_mut(&runner.id)
+                    && m.runner_id == runner_id
+                {
                     if m.revision == runner.revision {
                         continue;
                     }
@@ -504,11 +522,6 @@ impl SandboxWorld {
                         continue;
                     }
                 }
-                let Some((runner_id, short_id)) = self.runner_id(runner, &mut runner_ids).await
-                else {
-                    unresolved = true;
-                    continue;
-                };
                 let replaced = managers.remove(&runner.id);
                 managers.insert(
                     runner.id.clone(),
@@ -556,23 +569,18 @@ impl SandboxWorld {
 
     /// The GitLab runner of a release, read from its token Secret like the chart's runner does.
     /// Also returns the token's short id, which the runner puts on its job pods.
-    async fn runner_id(
-        &self,
-        runner: &InstalledRunner,
-        cache: &mut HashMap<(ReleaseId, u32), (u64, String)>,
-    ) -> Option<(u64, String)> {
-        let key = (runner.id.clone(), runner.revision);
-        if let Some(found) = cache.get(&key) {
-            return Some(found.clone());
-        }
+    async fn runner_id(&self, runner: &InstalledRunner) -> Option<(u64, String)> {
         let secret = SecretRef::new(&runner.id.namespace, &runner.values.secret_name);
-        let stored = self.secrets.get(&secret).await.ok().flatten()?;
+        self.runner_id_in(&secret).await
+    }
+
+    /// The GitLab runner whose token the Secret holds, and the token's short id.
+    async fn runner_id_in(&self, secret: &SecretRef) -> Option<(u64, String)> {
+        let stored = self.secrets.get(secret).await.ok().flatten()?;
         let id = self
             .gitlab
             .runner_id_for_token(&SecretToken::new(stored.token.expose_secret()))?;
-        let found = (id, stored.token.short_id());
-        cache.insert(key, found.clone());
-        Some(found)
+        Some((id, stored.token.short_id()))
     }
 
     /// The manager pod (chart labels, ReplicaSet owner, its vCPUs held from the quota) and the
@@ -632,6 +640,7 @@ impl SandboxWorld {
         let (control, stop) = watch::channel(Stop::Run);
         Manager {
             revision: runner.revision,
+            runner_id,
             namespace: runner.id.namespace.clone(),
             pod_name,
             held_millis: millis,
@@ -1106,6 +1115,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[derive(Debug)]
 struct Manager {
     revision: u32,
+    /// The GitLab runner whose token the manager read at its start.
+    runner_id: u64,
     namespace: String,
     pod_name: Option<String>,
     held_millis: u32,
@@ -1420,14 +1431,12 @@ impl ClusterConnector for SandboxConnector {
     }
 }
 
-/// The sandbox's account: AWS's defaults, except a Fargate vCPU quota raised to 1000 (the
-/// default of 6 would not run the default 400 jobs); `--fargate-vcpu-quota` lowers it.
-fn sandbox_account() -> glrunner_infra::InMemoryAccount {
+/// The sandbox's account: AWS's defaults, except the Fargate vCPU quota, which is the timing
+/// model's (fitted, see [`model::FleetModel`]; `--fargate-vcpu-quota` sets both): one value, so
+/// the preflight judges the quota the simulated runners wait for.
+fn sandbox_account(fargate_vcpu_quota: f64) -> glrunner_infra::InMemoryAccount {
     let account = glrunner_infra::InMemoryAccount::new();
-    account.set_quota(
-        "fargate",
-        "L-3032A538",
-        f64::from(crate::preflight::command::SANDBOX_FARGATE_VCPU_QUOTA),
-    );
+    let (service, code) = crate::preflight::FARGATE_VCPU_QUOTA;
+    account.set_quota(service, code, fargate_vcpu_quota);
     account
 }

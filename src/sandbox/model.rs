@@ -336,6 +336,26 @@ impl Default for FleetModel {
 }
 
 impl FleetModel {
+    /// A job pod's mean start in the model once Fargate has room: a new node, the pod's setup,
+    /// and the helper and `image` pulls onto its empty cache. The sandbox's preflight expects
+    /// this, so its quota verdict and the model agree.
+    pub fn expected_pod_start(&self, image: &str) -> Duration {
+        let mean = |s: Spread| (s.low + s.high) / 2;
+        mean(self.fargate.node_start)
+            + mean(self.fargate.pod_setup)
+            + self.pulls.helper_image()
+            + self.pulls.job_image(image)
+    }
+
+    /// A hello-world job's mean time on its pod in the model, until its vCPUs are free again.
+    pub fn expected_job(&self) -> Duration {
+        let mean = |s: Spread| (s.low + s.high) / 2;
+        mean(self.runner.executor_prepare)
+            + mean(self.runner.script)
+            + self.runner.finish
+            + self.fargate.capacity_release
+    }
+
     /// Every parameter with its value, basis and source.
     pub fn parameters(&self) -> Vec<Parameter> {
         let f = &self.fargate;

@@ -327,7 +327,7 @@ async fn rbac_manifest_lets_the_service_account_reap_its_namespaces_and_nothing_
     assert!(report["errors"].as_array().unwrap().is_empty(), "{report}");
     assert_eq!(
         pod_names(&admin_pods, &runner_ns).await,
-        [manager.name.clone()],
+        std::slice::from_ref(&manager.name),
         "manager kept"
     );
     assert!(

@@ -36,7 +36,9 @@ fn sandbox_install_takes_the_token_from_the_environment_and_never_prints_it() {
 
 #[test]
 fn bad_tokens_and_flags_exit_2_and_name_the_variable_or_flag() {
-    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+    // (arguments, environment, what the error must name)
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
         // On aws the token is required.
         (
             &[

@@ -341,3 +341,189 @@ fn provision_and_teardown_on_moto_stop_on_sigterm_and_resume() {
         "left: {plan}"
     );
 }
+
+/// SIGKILL (no clean stop: nothing saved, no cleanup) of `provision` and `teardown` on moto at
+/// seeded random points — right after a step's resource was made but before the state file
+/// recorded it, or right after a deletion — each followed by a re-run: the re-run finds what
+/// the killed run made by its tags, nothing is duplicated, and after the last teardown nothing
+/// of the stack is left.
+#[test]
+fn provision_and_teardown_on_moto_killed_at_random_points_then_rerun_leave_nothing() {
+    let Ok(url) = std::env::var("GLRUNNER_TEST_MOTO_URL") else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true")
+                && std::env::var("GLRUNNER_TEST_REQUIRE_SERVERS").as_deref() != Ok("1"),
+            "GLRUNNER_TEST_MOTO_URL is not set: run ./scripts/test.sh"
+        );
+        eprintln!("skipping: GLRUNNER_TEST_MOTO_URL is not set (./scripts/test.sh starts moto)");
+        return;
+    };
+    let seed: u64 = std::env::var("GLRUNNER_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(13);
+    let mut rng = fastrand::Rng::with_seed(seed);
+    // Steps of the moto plan, in the order apply reaches them.
+    let steps = [
+        "vpc",
+        "role/cluster",
+        "role/fargate",
+        "subnet/",
+        "igw",
+        "eip/",
+        "nat/",
+        "rt/",
+        "cluster",
+        "fargate-profile",
+    ];
+    let mut points: Vec<&str> = Vec::new();
+    while points.len() < 2 {
+        let p = steps[rng.usize(..steps.len())];
+        if !points.contains(&p) {
+            points.push(p);
+        }
+    }
+    eprintln!("seed {seed}: killing provision at {points:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().to_str().unwrap();
+    let stack = format!("kill-{}", std::process::id() % 100_000);
+    let common = [
+        "--backend",
+        "aws",
+        "--region",
+        "us-east-1",
+        "--stack",
+        &stack,
+        "--state-dir",
+        state,
+        "--output",
+        "json",
+    ];
+    let start = |name: &str, hold: &str, extra: &[&str]| {
+        let env = [
+            ("AWS_ENDPOINT_URL", url.as_str()),
+            ("AWS_ACCESS_KEY_ID", "x"),
+            ("AWS_SECRET_ACCESS_KEY", "x"),
+            ("AWS_MAX_ATTEMPTS", "2"),
+            (HOLD, hold),
+        ];
+        Running::start(name, &[&common[..], extra].concat(), &env)
+    };
+    let kill_at = |name: &str, point: &str| {
+        let mut run = start(name, point, &[]);
+        run.wait_for("holding at ");
+        run.signal("KILL");
+        let out = run.finish();
+        assert_eq!(out.code, None, "killed by a signal: {}", out.stderr);
+    };
+    let no_duplicates = || {
+        let plan = start("teardown", "", &["--dry-run"]).finish();
+        let plan: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
+        let mut keys = std::collections::BTreeMap::new();
+        for r in plan["deleted"].as_array().unwrap() {
+            let key = r["key"].as_str().unwrap_or_default().to_owned();
+            if !key.is_empty() {
+                *keys.entry(key).or_insert(0) += 1;
+            }
+        }
+        assert!(keys.values().all(|n| *n == 1), "a duplicate: {keys:?}");
+        keys.len()
+    };
+    for point in &points {
+        kill_at("provision", &format!("step-done:{point}"));
+        no_duplicates();
+    }
+    let out = start("provision", "", &[]).finish();
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let resources = no_duplicates();
+    assert!(resources >= 10, "the whole stack: {resources}");
+
+    // Teardown killed right after a seeded kind of resource was deleted, then run again.
+    let kinds = [
+        "Fargate profile",
+        "EKS cluster",
+        "NAT gateway",
+        "subnet",
+        "internet gateway",
+        "VPC",
+    ];
+    let kind = kinds[rng.usize(..kinds.len())];
+    eprintln!("seed {seed}: killing teardown after deleting a {kind}");
+    kill_at("teardown", &format!("deleted:{kind}"));
+    no_duplicates();
+    let out = start("teardown", "", &[]).finish();
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let plan = start("teardown", "", &["--dry-run"]).finish();
+    let plan: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
+    assert!(
+        plan["deleted"].as_array().unwrap().is_empty(),
+        "left: {plan}"
+    );
+}
+
+/// Two CI jobs run `provision` of one stack at once on moto from separate state directories
+/// (the local lock cannot help): both succeed, nothing is made twice, one teardown removes it
+/// all.
+#[test]
+fn two_provisions_of_one_stack_at_once_on_moto_make_one_stack() {
+    let Ok(url) = std::env::var("GLRUNNER_TEST_MOTO_URL") else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true")
+                && std::env::var("GLRUNNER_TEST_REQUIRE_SERVERS").as_deref() != Ok("1"),
+            "GLRUNNER_TEST_MOTO_URL is not set: run ./scripts/test.sh"
+        );
+        eprintln!("skipping: GLRUNNER_TEST_MOTO_URL is not set (./scripts/test.sh starts moto)");
+        return;
+    };
+    let stack = format!("twin-{}", std::process::id() % 100_000);
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let env = [
+        ("AWS_ENDPOINT_URL", url.as_str()),
+        ("AWS_ACCESS_KEY_ID", "x"),
+        ("AWS_SECRET_ACCESS_KEY", "x"),
+        ("AWS_MAX_ATTEMPTS", "2"),
+    ];
+    let start = |name: &str, dir: &std::path::Path, extra: &[&str]| {
+        let args = [
+            "--backend",
+            "aws",
+            "--region",
+            "us-east-1",
+            "--stack",
+            &stack,
+            "--state-dir",
+            dir.to_str().unwrap(),
+            "--output",
+            "json",
+        ];
+        Running::start(name, &[&args[..], extra].concat(), &env)
+    };
+    let a = start("provision", dir_a.path(), &[]);
+    let b = start("provision", dir_b.path(), &[]);
+    let (a, b) = (a.finish(), b.finish());
+    assert_eq!(a.code, Some(0), "first: {}", a.stderr);
+    assert_eq!(b.code, Some(0), "second: {}", b.stderr);
+    let waited = [&a, &b]
+        .iter()
+        .any(|o| o.stderr.contains("another run is provisioning"));
+    eprintln!("a run waited for the other: {waited}");
+    let plan = start("teardown", dir_a.path(), &["--dry-run"]).finish();
+    let plan: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
+    let mut keys = std::collections::BTreeMap::new();
+    for r in plan["deleted"].as_array().unwrap() {
+        let key = r["key"].as_str().unwrap_or_default().to_owned();
+        if !key.is_empty() {
+            *keys.entry(key).or_insert(0) += 1;
+        }
+    }
+    assert!(keys.len() >= 10, "one whole stack: {keys:?}");
+    assert!(keys.values().all(|n| *n == 1), "a duplicate: {keys:?}");
+    let out = start("teardown", dir_a.path(), &[]).finish();
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let plan = start("teardown", dir_b.path(), &["--dry-run"]).finish();
+    let plan: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
+    assert!(
+        plan["deleted"].as_array().unwrap().is_empty(),
+        "left: {plan}"
+    );
+}

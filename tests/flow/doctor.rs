@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-fn example(name: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+pub(super) fn example(name: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
     let deps = std::env::current_exe()
         .unwrap()
         .parent()
@@ -65,7 +65,7 @@ fn doctor_fails_a_sandbox_quota_of_8_vcpus_for_400_jobs() {
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
     assert!(stdout.contains("[fail] quota.fargate-vcpu"), "{stdout}");
     assert!(
-        stderr.contains("L-3032A538") && stderr.contains("= 204 vCPUs"),
+        stderr.contains("L-3032A538") && stderr.contains("= 104 vCPUs"),
         "{stderr}"
     );
     assert!(stderr.contains("request an increase"), "{stderr}");
@@ -316,4 +316,158 @@ fn full_flow_on_the_aws_shim_stops_on_the_budget_before_creating_anything() {
     assert!(stderr.contains("nothing was created"), "{stderr}");
     assert!(!stderr.contains("▶ provision"), "{stderr}");
     assert!(!state.path().join("budget-shim.json").exists());
+}
+
+/// Whether python3 with PyYAML (installed with moto by scripts/test.sh) can run the GitLab double.
+fn python_double_available() -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", "import yaml"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "python3 with PyYAML is needed for the GitLab double: run ./scripts/test.sh"
+        );
+        eprintln!("skipping: python3 with PyYAML is not available for the GitLab double");
+    }
+    ok
+}
+
+fn token_kubeconfig(dir: &std::path::Path, user: &str) -> std::path::PathBuf {
+    let path = dir.join("kubeconfig");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: 'https://127.0.0.1:9'}}\n\
+             contexts:\n- name: ctx\n  context: {{cluster: c, user: u}}\ncurrent-context: ctx\n\
+             users:\n- name: u\n  user: {user}\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// `doctor --backend aws --kubeconfig`: no AWS account is checked (none is configured here), the
+/// GitLab checks run against the loopback GitLab double (scripts/gitlab_double.py) and fail the
+/// way that GitLab would refuse the run, each naming what it found and the fix; and a kubeconfig
+/// whose credentials come from the aws CLI fails when aws is not on PATH.
+#[test]
+fn doctor_with_a_kubeconfig_checks_gitlab_and_helm_but_no_aws_account() {
+    if !python_double_available() {
+        return;
+    }
+    let double = crate::e2e::GitLabDouble::start_without_cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = token_kubeconfig(dir.path(), "{token: not-a-secret}");
+    let state = dir.path().join("state");
+    let doctor = |jobs: &str, kubeconfig: &std::path::Path, path_var: Option<&str>| {
+        let mut env = vec![("GITLAB_TOKEN", crate::e2e::GITLAB_TOKEN)];
+        if let Some(p) = path_var {
+            env.push(("PATH", p));
+        }
+        let out = example(
+            "doctor",
+            &[
+                "--backend",
+                "aws",
+                "--region",
+                "us-east-1",
+                "--kubeconfig",
+                kubeconfig.to_str().unwrap(),
+                "--helm",
+                "/bin/true",
+                "--gitlab-url",
+                &double.url,
+                "--project",
+                "team/loadtest",
+                "--jobs",
+                jobs,
+                "--state-dir",
+                state.to_str().unwrap(),
+            ],
+            &env,
+        );
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    };
+    let (code, stdout, stderr) = doctor("400", &kubeconfig, None);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("[ok  ] aws.account"), "{stdout}");
+    for absent in [
+        "aws.identity",
+        "quota.fargate-vcpu",
+        "aws.permissions",
+        "stack.existing",
+    ] {
+        assert!(!stdout.contains(absent), "{absent} in:\n{stdout}");
+    }
+    for ok in [
+        "gitlab.reachable",
+        "gitlab.version",
+        "gitlab.token-scopes",
+        "gitlab.role",
+        "gitlab.pipeline-size",
+        "tools.helm-credentials",
+    ] {
+        assert!(
+            stdout.contains(&format!("[ok  ] {ok}")),
+            "{ok} in:\n{stdout}"
+        );
+    }
+
+    for (config, jobs, failed, said) in [
+        (r#"{"version": "15.9.0"}"#, "400", "gitlab.version", "15.10"),
+        (
+            r#"{"version": "18.9.0", "scopes": ["api"]}"#,
+            "400",
+            "gitlab.token-scopes",
+            "missing: create_runner",
+        ),
+        (
+            r#"{"scopes": ["api", "create_runner"], "access_level": 20}"#,
+            "400",
+            "gitlab.role",
+            "Reporter on group team",
+        ),
+        (
+            r#"{"access_level": 50, "plan": "free"}"#,
+            "600",
+            "gitlab.pipeline-size",
+            "at most 500 jobs per pipeline",
+        ),
+    ] {
+        double.post("/double/config", config);
+        let (code, stdout, stderr) = doctor(jobs, &kubeconfig, None);
+        assert_eq!(code, Some(1), "{config}: {stdout}\n{stderr}");
+        assert!(
+            stdout.contains(&format!("[fail] {failed}")),
+            "{config}: {stdout}"
+        );
+        assert!(stderr.contains(said), "{config}: {stderr}");
+    }
+    double.post("/double/config", r#"{"plan": null}"#);
+
+    // A kubeconfig that runs `aws eks get-token`, with no aws on PATH.
+    let exec = token_kubeconfig(
+        dir.path(),
+        "{exec: {apiVersion: client.authentication.k8s.io/v1beta1, command: aws, args: [eks, get-token, --cluster-name, c]}}",
+    );
+    let empty = dir.path().join("empty-bin");
+    std::fs::create_dir(&empty).unwrap();
+    let (code, stdout, stderr) = doctor("400", &exec, Some(empty.to_str().unwrap()));
+    assert_eq!(code, Some(1), "{stdout}\n{stderr}");
+    assert!(stdout.contains("[fail] tools.helm-credentials"), "{stdout}");
+    assert!(stderr.contains("install the aws CLI"), "{stderr}");
+}
+
+#[test]
+fn doctor_fails_a_region_without_fargate_for_eks() {
+    let out = example("doctor", &["--region", "us-gov-west-1"], &[]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stdout.contains("[fail] region.eks-fargate"), "{stdout}");
+    assert!(
+        stderr.contains("us-gov-west-1 offers EKS but no Fargate"),
+        "{stderr}"
+    );
 }

@@ -12,7 +12,7 @@ use std::process::{Child, Command, Output, Stdio};
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 
-const GITLAB_TOKEN: &str = "glpat-e2e-double-token";
+pub(crate) const GITLAB_TOKEN: &str = "glpat-e2e-double-token";
 
 /// `(helm, kubeconfig)` from scripts/test.sh, or `None` (skip) outside CI.
 fn servers() -> Option<(String, String)> {
@@ -37,17 +37,29 @@ fn servers() -> Option<(String, String)> {
 }
 
 /// The GitLab double on a free loopback port; killed on drop.
-struct GitLabDouble {
+pub(crate) struct GitLabDouble {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl GitLabDouble {
     fn start(kubeconfig: &str) -> Self {
+        Self::start_with(&["--kubeconfig", kubeconfig])
+    }
+
+    /// The double with its runners online at once (no cluster to watch), for tests that create
+    /// no runner manager; its token is [`GITLAB_TOKEN`].
+    pub(crate) fn start_without_cluster() -> Self {
+        Self::start_with(&[])
+    }
+
+    fn start_with(args: &[&str]) -> Self {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/gitlab_double.py");
         let mut child = Command::new("python3")
             .arg(script)
-            .args(["0", "--kubeconfig", kubeconfig, "--token", GITLAB_TOKEN])
+            .arg("0")
+            .args(args)
+            .args(["--token", GITLAB_TOKEN])
             .stdout(Stdio::piped())
             .spawn()
             .expect("python3 runs the GitLab double");
@@ -71,7 +83,7 @@ impl GitLabDouble {
         serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
     }
 
-    fn post(&self, path: &str, body: &str) {
+    pub(crate) fn post(&self, path: &str, body: &str) {
         let status = Command::new("curl")
             .args([
                 "-sf",
@@ -272,10 +284,6 @@ fn flow_args<'a>(
         "e2e/loadtest",
         "--jobs",
         "400",
-        // The preflight checks an AWS account (identity, quotas, prices); with a cluster brought
-        // through a kubeconfig there is none here. Known gap: the preflight should skip its AWS
-        // checks for such a cluster instead of needing this flag.
-        "--skip-preflight",
     ]
 }
 
@@ -312,6 +320,21 @@ impl E2e {
             stack,
             namespace,
         })
+    }
+
+    /// `(moto URL, apiserver endpoint)`: the moto shim shows the EKS cluster of this stack (named
+    /// after the stack) with the apiserver's endpoint and CA.
+    fn moto_cluster_on_the_apiserver(&self) -> (String, String) {
+        let moto = std::env::var("GLRUNNER_TEST_MOTO_URL").expect("./scripts/test.sh starts moto");
+        let (endpoint, ca) = apiserver_endpoint(&self.kubeconfig);
+        let registered = Command::new("curl")
+            .args(["-sf", "-o", "/dev/null", "-X", "POST", "-d"])
+            .arg(serde_json::json!({ &self.stack: {"endpoint": endpoint, "ca": ca} }).to_string())
+            .arg(format!("{moto}/glrunner-shim/eks-endpoints"))
+            .status()
+            .unwrap();
+        assert!(registered.success(), "the moto shim has no EKS auth routes");
+        (moto, endpoint)
     }
 
     /// Runs the `full_flow` binary against this world.
@@ -379,30 +402,196 @@ async fn full_flow_on_the_real_backends_with_a_brought_cluster_leaves_nothing() 
     assert!(!stderr.contains("glrt-"), "no runner token in the output");
 }
 
+/// A fault in each phase that talks to a real backend: the flow fails in that phase with a clear
+/// error, cleans up what it created, and leaves nothing in GitLab or the cluster. (The reap phase
+/// reads the apiserver, which cannot be told to fail one call; `tests/flow/faults.rs` covers it on
+/// the in-memory pod API.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_fault_in_the_runners_phase_fails_clearly_and_leaves_nothing() {
-    let Some(e2e) = E2e::prepare("e2f").await else {
+async fn a_fault_in_each_phase_fails_clearly_and_leaves_nothing() {
+    // (phase, GitLab faults `{"METHOD path-regex": [status, count, skip]}`, break the chart)
+    let cases: [(&str, &str, bool); 4] = [
+        // GitLab cannot create the project (more 500s than the client retries).
+        ("project", r#"{"POST /api/v4/projects": [500, 100]}"#, false),
+        // The first runner is created, then every further creation fails.
+        (
+            "runners",
+            r#"{"POST /api/v4/user/runners": [500, 100, 1]}"#,
+            false,
+        ),
+        // Helm cannot render the chart.
+        ("releases", "{}", true),
+        // GitLab refuses to create the pipeline (a POST is never repeated blindly).
+        (
+            "load-test",
+            r#"{"POST /api/v4/projects/[0-9]+/pipeline": [500, 100]}"#,
+            false,
+        ),
+    ];
+    for (phase, faults, break_chart) in cases {
+        let Some(e2e) = E2e::prepare(&format!("e2f{}", &phase[..1])).await else {
+            return;
+        };
+        let (client, double, namespace) = (&e2e.client, &e2e.double, &e2e.namespace);
+        double.post("/double/faults", faults);
+        if break_chart {
+            std::fs::write(
+                e2e.chart.join("templates/broken.yaml"),
+                "{{ fail \"injected: this chart cannot be rendered\" }}\n",
+            )
+            .unwrap();
+        }
+        let out = e2e.run();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{phase}: {stderr}");
+        let report: serde_json::Value =
+            serde_json::from_slice(&out.stdout).expect("one JSON report");
+        assert_eq!(report["failure"]["phase"], phase, "{report}");
+        assert!(
+            !report["failure"]["error"]
+                .as_str()
+                .unwrap_or_default()
+                .is_empty(),
+            "{phase}: the error says what failed: {report}"
+        );
+        assert_eq!(report["failure"]["cleaned_up"], true, "{phase}: {report}");
+        let state_of_gitlab = double.get("/double/state");
+        assert_eq!(state_of_gitlab["runners"], 0, "{phase}: {state_of_gitlab}");
+        assert_eq!(
+            state_of_gitlab["active_pipelines"], 0,
+            "{phase}: {state_of_gitlab}"
+        );
+        assert!(
+            leftovers(client, namespace).await.is_empty(),
+            "{phase}: nothing left in {namespace}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gitlab_answers_lost_after_the_runner_commit_and_pipeline_posts_duplicate_nothing() {
+    let Some(e2e) = E2e::prepare("e2g").await else {
         return;
     };
     let (client, double, namespace) = (&e2e.client, &e2e.double, &e2e.namespace);
-    // The first runner is created, then GitLab fails every further creation (more 500s than
-    // the client retries).
+    // GitLab acts on each POST once, then a proxy answers 502: the runner, the load test's
+    // commit and its pipeline exist, their answers are lost. The flow checks before sending
+    // any of them again.
     double.post(
         "/double/faults",
-        r#"{"POST /api/v4/user/runners": [500, 100, 1]}"#,
+        r#"{"POST /api/v4/user/runners": [502, 1, 0, "after"],
+            "POST /api/v4/projects/[^/]+/repository/commits": [502, 1, 0, "after"],
+            "POST /api/v4/projects/[^/]+/pipeline": [502, 1, 0, "after"]}"#,
     );
     let out = e2e.run();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stderr}\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON report");
-    assert_eq!(report["failure"]["phase"], "runners", "{report}");
-    assert_eq!(report["failure"]["cleaned_up"], true, "{report}");
+    assert!(report["failure"].is_null(), "{report}");
+    assert_eq!(report["load_test"]["by_status"]["success"], 400, "{report}");
     let state_of_gitlab = double.get("/double/state");
+    assert_eq!(
+        state_of_gitlab["pipelines"], 1,
+        "the lost pipeline was found, not started twice: {state_of_gitlab}"
+    );
     assert_eq!(state_of_gitlab["runners"], 0, "{state_of_gitlab}");
-    assert_eq!(state_of_gitlab["pipelines"], 0);
+    assert_eq!(state_of_gitlab["jobs"]["success"], 400, "{state_of_gitlab}");
     assert!(leftovers(client, namespace).await.is_empty());
 }
 
+/// SIGKILL of `full_flow` (nothing saved, no cleanup) at seeded random points of the runners,
+/// releases and teardown phases, then a re-run: it reuses or replaces what the killed run
+/// made, and ends with no release, no token Secret and no GitLab runner left, and no
+/// pipeline running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_flow_killed_at_random_points_then_rerun_leaves_nothing() {
+    let Some(e2e) = E2e::prepare("e2k").await else {
+        return;
+    };
+    let (client, double, namespace) = (&e2e.client, &e2e.double, &e2e.namespace);
+    let seed: u64 = std::env::var("GLRUNNER_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(13);
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let points = [
+        "step:runners:runner",
+        "step:releases:release",
+        "phase-done:releases",
+        "step:teardown:uninstalled",
+        "step:teardown:deleted GitLab runner",
+    ];
+    let point = points[rng.usize(..points.len())];
+    eprintln!("seed {seed}: killing full_flow at {point}");
+    let state = e2e.dir.path().join("state");
+    let mut args = flow_args(
+        &e2e.stack,
+        namespace,
+        &e2e.kubeconfig,
+        &e2e.helm,
+        e2e.chart.to_str().unwrap(),
+        &double.url,
+    );
+    args.extend(["--state-dir", state.to_str().unwrap()]);
+    let bin = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join("full_flow");
+    let mut child = Command::new(&bin)
+        .args(&args)
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("GITLAB_URL")
+        .env_remove("CI_SERVER_URL")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("GITLAB_TOKEN", GITLAB_TOKEN)
+        .env("GLRUNNER_TEST_HOLD_AT", point)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut seen = Vec::new();
+    let held = {
+        use std::io::BufRead;
+        let mut held = false;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            held = line.contains("holding at ");
+            seen.push(line);
+            if held {
+                break;
+            }
+        }
+        held
+    };
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert!(held, "never held at {point}:\n{}", seen.join("\n"));
+    assert_eq!(status.code(), None, "killed by SIGKILL");
+
+    let out = e2e.run();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON report");
+    assert_eq!(report["load_test"]["by_status"]["success"], 400, "{report}");
+    let state_of_gitlab = double.get("/double/state");
+    assert_eq!(state_of_gitlab["runners"], 0, "{state_of_gitlab}");
+    assert_eq!(state_of_gitlab["active_pipelines"], 0, "{state_of_gitlab}");
+    assert!(
+        leftovers(client, namespace).await.is_empty(),
+        "no Secret or release record left in {namespace}"
+    );
+}
 /// The kube-apiserver's endpoint and base64 CA, from the kubeconfig scripts/kube-apiserver.sh wrote.
 fn apiserver_endpoint(kubeconfig: &str) -> (String, String) {
     let text = std::fs::read_to_string(kubeconfig).unwrap();
@@ -443,16 +632,7 @@ async fn full_flow_provisions_on_strict_moto_and_runs_on_the_real_apiserver_leav
     let Some(e2e) = E2e::prepare("e2m").await else {
         return;
     };
-    let moto = std::env::var("GLRUNNER_TEST_MOTO_URL").expect("./scripts/test.sh starts moto");
-    let (endpoint, ca) = apiserver_endpoint(&e2e.kubeconfig);
-    // The stack's cluster is named after the stack.
-    let registered = Command::new("curl")
-        .args(["-sf", "-o", "/dev/null", "-X", "POST", "-d"])
-        .arg(serde_json::json!({ &e2e.stack: {"endpoint": endpoint, "ca": ca} }).to_string())
-        .arg(format!("{moto}/glrunner-shim/eks-endpoints"))
-        .status()
-        .unwrap();
-    assert!(registered.success(), "the moto shim has no EKS auth routes");
+    let (moto, endpoint) = e2e.moto_cluster_on_the_apiserver();
     // A malformed EKS token opens nothing (whether an access entry lets a principal in is shared
     // state of the one apiserver, so other tests' clusters would make a check of it racy).
     assert_eq!(
@@ -561,20 +741,12 @@ async fn a_brought_eks_cluster_is_found_through_the_eks_api() {
     let Some(e2e) = E2e::prepare("e2c").await else {
         return;
     };
-    let moto = std::env::var("GLRUNNER_TEST_MOTO_URL").expect("./scripts/test.sh starts moto");
+    let (moto, _) = e2e.moto_cluster_on_the_apiserver();
     let aws_env = [
         ("AWS_ENDPOINT_URL", moto.as_str()),
         ("AWS_ACCESS_KEY_ID", "e2e"),
         ("AWS_SECRET_ACCESS_KEY", "e2e"),
     ];
-    let (endpoint, ca) = apiserver_endpoint(&e2e.kubeconfig);
-    let registered = Command::new("curl")
-        .args(["-sf", "-o", "/dev/null", "-X", "POST", "-d"])
-        .arg(serde_json::json!({ &e2e.stack: {"endpoint": endpoint, "ca": ca} }).to_string())
-        .arg(format!("{moto}/glrunner-shim/eks-endpoints"))
-        .status()
-        .unwrap();
-    assert!(registered.success(), "the moto shim has no EKS auth routes");
     let state = e2e.dir.path().join("state");
     let state = state.to_str().unwrap();
     let stack_args = [

@@ -175,3 +175,90 @@ async fn every_sandbox_flow_report_is_marked_as_modelled() {
     assert!(model.parameters.len() >= 10 && !model.verdict.is_empty());
     assert!(model.note.contains("fitted"), "{}", model.note);
 }
+
+/// One Fargate vCPU quota on the sandbox: the account the preflight reads and the model the
+/// simulated runners wait in hold the same value, the model's fitted one unless
+/// `--fargate-vcpu-quota` sets both.
+#[tokio::test]
+async fn the_preflight_account_and_the_model_hold_one_fargate_quota() {
+    use glrunner::infra::AccountInspector as _;
+    for config in [
+        SandboxConfig::default(),
+        SandboxConfig::default().with_fargate_vcpu_quota(8.0),
+    ] {
+        let model_quota = config.model.fargate.vcpu_quota;
+        let world = SandboxWorld::new("us-east-1", config);
+        let quota = world.account.quota("fargate", "L-3032A538").await.unwrap();
+        assert_eq!(quota.value, model_quota);
+        assert_eq!(world.config().model.fargate.vcpu_quota, model_quota);
+    }
+}
+
+/// The preflight's verdict on the quota is what the model then does: at the default quota the
+/// 400 jobs queue in waves (a warning) and all succeed; at 8 vCPUs, or with 1000 jobs, the
+/// preflight fails, and the model run past it (`--skip-preflight`) times jobs out, leaving about
+/// as many in time as the preflight said.
+#[test]
+fn the_sandbox_preflight_and_the_model_agree_on_the_fargate_quota() {
+    let doctor = |args: &[&str]| {
+        let out = super::doctor::example("doctor", args, &[]);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, stdout) = doctor(&[]);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(
+        stdout.contains("[warn] quota.fargate-vcpu") && stdout.contains(") is 60: "),
+        "{stdout}"
+    );
+    let (report, code) = run("tuned", 400);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["model"]["vcpu_quota"], 60.0);
+    assert_eq!(report["model"]["jobs_timed_out"], 0);
+
+    // Too small a quota for 400 jobs, and too many jobs for the default quota.
+    for (args, jobs, quota) in [
+        (
+            &["--fargate-vcpu-quota", "8", "--jobs", "400"][..],
+            400,
+            8.0,
+        ),
+        (&["--jobs", "1000"][..], 1000, 60.0),
+    ] {
+        let (code, stdout) = doctor(args);
+        assert_eq!(code, Some(1), "{args:?}: {stdout}");
+        assert!(stdout.contains("[fail] quota.fargate-vcpu"), "{stdout}");
+        let within: u64 = stdout
+            .split("plan at most ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no job count in the fix: {stdout}"));
+        let out = full_flow(
+            &[
+                args,
+                &[
+                    "--output",
+                    "json",
+                    "--hung-fraction",
+                    "0",
+                    "--skip-preflight",
+                ],
+            ]
+            .concat(),
+            &[],
+        );
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["model"]["vcpu_quota"], quota);
+        let timed_out = report["model"]["jobs_timed_out"].as_u64().unwrap();
+        assert!(timed_out > 0, "{args:?}: {:#}", report["model"]);
+        let succeeded = jobs - timed_out;
+        // The estimate is coarse (every pod created at once): within a factor of two.
+        assert!(
+            succeeded <= 2 * within && within <= 2 * succeeded,
+            "{args:?}: the model ran {succeeded} jobs in time, the preflight expected {within}"
+        );
+    }
+}

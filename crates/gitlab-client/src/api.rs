@@ -4,9 +4,9 @@ use async_trait::async_trait;
 
 use crate::error::{Error, Result};
 use crate::types::{
-    Branch, Commit, CommitAction, CreatedRunner, FileAction, Job, JobsQuery, Namespace, NewCommit,
-    NewPipeline, NewProject, NewRunner, Page, Pipeline, Project, ProjectRef, Runner, RunnerDetails,
-    User,
+    Branch, Commit, CommitAction, CreatedRunner, FileAction, Job, JobsQuery, Member, MemberScope,
+    Namespace, NewCommit, NewPipeline, NewProject, NewRunner, Page, Pipeline, Project, ProjectRef,
+    Runner, RunnerDetails, ServerVersion, TokenInfo, User,
 };
 
 /// The GitLab operations glrunner needs, over this crate's own types.
@@ -19,6 +19,17 @@ use crate::types::{
 pub trait GitLabApi: Send + Sync {
     /// The token's user (`GET /user`): the cheapest token check.
     async fn current_user(&self) -> Result<User>;
+
+    /// GitLab's version (`GET /version`); runner creation through `POST /user/runners` needs 15.10+.
+    async fn version(&self) -> Result<ServerVersion>;
+
+    /// The access token in use and its scopes (`GET /personal_access_tokens/self`).
+    async fn token_info(&self) -> Result<TokenInfo>;
+
+    /// A user's effective role in a project or group, inherited memberships included
+    /// (`GET /projects/:id/members/all/:user_id`, `GET /groups/:id/members/all/:user_id`);
+    /// `None` when the user is not a member.
+    async fn member(&self, scope: &MemberScope, user_id: u64) -> Result<Option<Member>>;
 
     /// A namespace (user or group) by full path (`GET /namespaces/:id`).
     async fn get_namespace(&self, path: &str) -> Result<Namespace>;
@@ -143,8 +154,101 @@ pub trait GitLabApiExt: GitLabApi {
         }
     }
 
+    /// Creates a runner (`POST /user/runners`) without ever leaving two for one description.
+    ///
+    /// When the answer is lost ([`Error::may_have_taken_effect`]: a 502 from a proxy after
+    /// GitLab acted, a timeout), the POST is not repeated blindly: the project's runners are
+    /// listed, and a runner with this description that was not there before the call is the
+    /// one it made. GitLab shows a runner's token only in the creation answer, so that runner
+    /// cannot be used: it is deleted, then the runner is created once more. Other errors
+    /// (and a second lost answer) are returned as they are.
+    async fn create_runner_checked(&self, new: &NewRunner) -> Result<CreatedRunner> {
+        let project = ProjectRef::Id(new.project_id);
+        let mine = |r: &Runner| r.description.as_deref() == Some(new.description.as_str());
+        let before: Vec<u64> = self
+            .list_runners(&project)
+            .await?
+            .iter()
+            .filter(|r| mine(r))
+            .map(|r| r.id)
+            .collect();
+        let first = match self.create_runner(new).await {
+            Err(e) if e.may_have_taken_effect() => e,
+            other => return other,
+        };
+        let made: Vec<u64> = match self.list_runners(&project).await {
+            Ok(list) => list
+                .iter()
+                .filter(|r| mine(r) && !before.contains(&r.id))
+                .map(|r| r.id)
+                .collect(),
+            Err(check) => {
+                tracing::warn!(error = %check, "cannot check whether the runner was created");
+                return Err(first);
+            }
+        };
+        for id in made {
+            tracing::warn!(runner = id, description = %new.description, error = %first,
+                "the runner was created but its answer (and token) was lost; deleting it");
+            match self.delete_runner(id).await {
+                Ok(()) | Err(Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        tracing::info!(description = %new.description, error = %first, "creating the runner once more");
+        self.create_runner(new).await
+    }
+
+    /// Creates a pipeline (`POST /projects/:id/pipeline`) without ever starting two.
+    ///
+    /// When the answer is lost ([`Error::may_have_taken_effect`]), the ref's pipelines are
+    /// listed: a pipeline that was not there before the call (and not a push pipeline) is the
+    /// one it made, and is returned; only when there is none is the POST sent once more.
+    async fn create_pipeline_checked(
+        &self,
+        project: &ProjectRef,
+        new: &NewPipeline,
+    ) -> Result<Pipeline> {
+        let before: Vec<u64> = self
+            .list_pipelines(project, &new.ref_name)
+            .await?
+            .iter()
+            .map(|p| p.id)
+            .collect();
+        let first = match self.create_pipeline(project, new).await {
+            Err(e) if e.may_have_taken_effect() => e,
+            other => return other,
+        };
+        let made = match self.list_pipelines(project, &new.ref_name).await {
+            Ok(list) => list
+                .into_iter()
+                .filter(|p| !before.contains(&p.id) && p.source.as_deref() != Some("push"))
+                .max_by_key(|p| p.id),
+            Err(check) => {
+                tracing::warn!(error = %check, "cannot check whether the pipeline was created");
+                return Err(first);
+            }
+        };
+        match made {
+            Some(pipeline) => {
+                tracing::warn!(pipeline = pipeline.id, error = %first,
+                    "the pipeline was created but its answer was lost; using it");
+                Ok(pipeline)
+            }
+            None => {
+                tracing::info!(error = %first, "the pipeline was not created; creating it once more");
+                self.create_pipeline(project, new).await
+            }
+        }
+    }
+
     /// Creates or updates one file in a single commit on `branch`. A `branch` that does not
     /// exist yet is created from the project's default branch (`start_branch`).
+    ///
+    /// When the commit's answer is lost ([`Error::may_have_taken_effect`]), the commit is not
+    /// sent again blindly: if the branch's head moved (or the branch appeared) since it was
+    /// read just before, the commit took effect and the new head is returned; otherwise it is
+    /// sent once more.
     async fn put_file(
         &self,
         project: &ProjectRef,
@@ -153,9 +257,12 @@ pub trait GitLabApiExt: GitLabApi {
         content: &str,
         message: &str,
     ) -> Result<Commit> {
-        let start_branch = match self.get_branch(project, branch).await {
-            Ok(_) => None,
-            Err(Error::NotFound { .. }) => self.get_project(project).await?.default_branch,
+        let (start_branch, before) = match self.get_branch(project, branch).await {
+            Ok(b) => (None, Head::At(b.commit.map(|c| c.id))),
+            Err(Error::NotFound { .. }) => (
+                self.get_project(project).await?.default_branch,
+                Head::Missing,
+            ),
             Err(e) => return Err(e),
         };
         // On a new branch the file's current state is the start branch's.
@@ -175,7 +282,48 @@ pub trait GitLabApiExt: GitLabApi {
                 content: Some(content.to_owned()),
             }],
         };
-        self.commit_files(project, &commit).await
+        let first = match self.commit_files(project, &commit).await {
+            Err(e) if e.may_have_taken_effect() => e,
+            other => return other,
+        };
+        let after = match self.get_branch(project, branch).await {
+            Ok(b) => Head::At(b.commit.map(|c| c.id)),
+            Err(Error::NotFound { .. }) => Head::Missing,
+            Err(check) => {
+                tracing::warn!(error = %check, "cannot check whether the commit was made");
+                return Err(first);
+            }
+        };
+        match (&before, after) {
+            // GitLab named no head commit: whether the commit happened cannot be told.
+            (_, Head::At(None)) | (Head::At(None), _) => Err(first),
+            (Head::Missing, Head::At(Some(id))) => Ok(made_commit(id, message, &first)),
+            (Head::At(Some(old)), Head::At(Some(id))) if *old != id => {
+                Ok(made_commit(id, message, &first))
+            }
+            _ => {
+                tracing::info!(error = %first, branch, "the commit was not made; committing once more");
+                self.commit_files(project, &commit).await
+            }
+        }
+    }
+}
+
+/// A branch's head as read before and after a commit.
+enum Head {
+    /// The branch does not exist.
+    Missing,
+    /// The branch's head commit, if GitLab named it.
+    At(Option<String>),
+}
+
+/// The commit a lost answer would have returned: the branch's new head.
+fn made_commit(id: String, message: &str, lost: &Error) -> Commit {
+    tracing::warn!(commit = %id, error = %lost, "the commit was made but its answer was lost; using the branch's new head");
+    Commit {
+        id,
+        title: message.lines().next().unwrap_or_default().to_owned(),
+        created_at: None,
     }
 }
 

@@ -338,6 +338,34 @@ pub async fn commits_start_only_the_pipelines_glrunner_watches(
     api.delete_project(&pref).await
 }
 
+/// The preflight's reads: a version string with major and minor, the token's scopes, and the
+/// user's role in its own project (found; a stranger is not a member).
+pub async fn preflight_reads_answer(api: &dyn GitLabApi, prefix: &str) -> Result<()> {
+    let version = api.version().await?;
+    check(
+        version.major_minor().is_some(),
+        format!("GET /version answers MAJOR.MINOR: {:?}", version.version),
+    )?;
+    let token = api.token_info().await?;
+    check(
+        token.scopes.iter().any(|s| s == "api"),
+        format!("the token has the api scope: {:?}", token.scopes),
+    )?;
+    let user = api.current_user().await?;
+    let project = api
+        .get_or_create_project(&format!("{}/{prefix}-members", user.username))
+        .await?;
+    let scope = crate::types::MemberScope::Project(ProjectRef::Id(project.id));
+    let me = api.member(&scope, user.id).await?;
+    check(
+        me.is_some_and(|m| m.access_level >= crate::types::access_level::MAINTAINER),
+        "the project's creator is at least Maintainer",
+    )?;
+    let stranger = api.member(&scope, u64::from(u32::MAX) - 7).await?;
+    check(stranger.is_none(), "a stranger is no member")?;
+    api.delete_project(&ProjectRef::Id(project.id)).await
+}
+
 /// Every case, in order.
 pub async fn run_all(api: &dyn GitLabApi, prefix: &str) -> Result<()> {
     run_all_settling(api, prefix, std::time::Duration::ZERO).await
@@ -350,6 +378,7 @@ pub async fn run_all_settling(
     settle: std::time::Duration,
 ) -> Result<()> {
     token_identifies_user(api).await?;
+    preflight_reads_answer(api, prefix).await?;
     missing_things_are_not_found(api, prefix).await?;
     project_get_or_create_is_idempotent(api, prefix).await?;
     runner_lifecycle(api, prefix).await?;

@@ -139,6 +139,22 @@ impl Error {
         matches!(self, Error::InvalidInput { message, .. } if message.contains("number of jobs has exceeded the limit"))
     }
 
+    /// Whether GitLab may have carried out a failed call although no success came back: a 5xx
+    /// answer (a proxy's 502 after GitLab acted), a timeout, a transport failure, or a success
+    /// whose body could not be read. A POST that
+    /// failed so is never sent again blindly: check whether it took effect first (the
+    /// `*_checked` helpers of [`crate::GitLabApiExt`]).
+    pub fn may_have_taken_effect(&self) -> bool {
+        match self {
+            Error::Timeout { .. } => true,
+            // 2xx: GitLab acted, but its answer could not be read.
+            Error::Backend { status, .. } => {
+                status.is_none_or(|s| s >= 500 || (200..300).contains(&s))
+            }
+            _ => false,
+        }
+    }
+
     /// True for [`Error::NotFound`].
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::NotFound { .. })

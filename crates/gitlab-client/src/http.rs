@@ -38,8 +38,9 @@ use crate::api::GitLabApi;
 use crate::error::{Error, Result};
 use crate::secret::SecretToken;
 use crate::types::{
-    Branch, Commit, CreatedRunner, Job, JobsQuery, Namespace, NewCommit, NewPipeline, NewProject,
-    NewRunner, Page, Pipeline, Project, ProjectRef, Runner, RunnerDetails, User, encode_path,
+    Branch, Commit, CreatedRunner, Job, JobsQuery, Member, MemberScope, Namespace, NewCommit,
+    NewPipeline, NewProject, NewRunner, Page, Pipeline, Project, ProjectRef, Runner, RunnerDetails,
+    ServerVersion, TokenInfo, User, encode_path,
 };
 
 /// How the token is sent.
@@ -751,6 +752,49 @@ impl GitLabApi for HttpGitLab {
                 .scope("read_user"),
         )
         .await
+    }
+
+    async fn version(&self) -> Result<ServerVersion> {
+        self.json(
+            Call::new(
+                Method::GET,
+                "version".into(),
+                "get",
+                "GitLab's version".into(),
+            )
+            .scope("read_api"),
+        )
+        .await
+    }
+
+    async fn token_info(&self) -> Result<TokenInfo> {
+        self.json(Call::new(
+            Method::GET,
+            "personal_access_tokens/self".into(),
+            "get",
+            "the access token in use".into(),
+        ))
+        .await
+    }
+
+    async fn member(&self, scope: &MemberScope, user_id: u64) -> Result<Option<Member>> {
+        let path = match scope {
+            MemberScope::Project(p) => format!("{}/members/all/{user_id}", Self::project_path(p)),
+            MemberScope::Group(g) => format!("groups/{}/members/all/{user_id}", encode_path(g)),
+        };
+        let call = Call::new(
+            Method::GET,
+            path,
+            "get",
+            format!("user {user_id} in {scope}"),
+        )
+        .scope("read_api");
+        match self.json(call).await {
+            Ok(member) => Ok(Some(member)),
+            // GitLab answers 404 for a user who is not a member (and for a scope the user cannot see).
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     async fn get_namespace(&self, path: &str) -> Result<Namespace> {

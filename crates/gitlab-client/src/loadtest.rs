@@ -112,8 +112,11 @@ impl LoadTestRun {
 /// ended normally.
 #[derive(Clone, Debug, Default)]
 pub struct RunningPipelines {
-    inner: Arc<Mutex<Option<(ProjectRef, Vec<u64>)>>>,
+    inner: Arc<Mutex<Option<ProjectPipelines>>>,
 }
+
+/// A project and the ids of its pipelines this run started.
+type ProjectPipelines = (ProjectRef, Vec<u64>);
 
 /// What [`RunningPipelines::cancel`] / [`cancel_pipelines`] did.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
@@ -269,7 +272,7 @@ pub async fn start(
     for (branch, part) in &parts {
         let mut new = NewPipeline::new(branch);
         new.variables = run.variables.clone();
-        match api.create_pipeline(&project_ref, &new).await {
+        match api.create_pipeline_checked(&project_ref, &new).await {
             Ok(p) => {
                 tracing::info!(pipeline = p.id, branch = %branch, jobs = part.total_jobs(), url = %p.web_url, "pipeline created");
                 running.add(&project_ref, p.id);

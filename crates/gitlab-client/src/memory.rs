@@ -19,6 +19,11 @@
 //!   namespaces since 17.7 ("Insufficient permissions to set pipeline variables").
 //! - [`MemoryConfig::with_max_jobs_per_pipeline`]: GitLab.com's jobs-per-pipeline limit
 //!   (500 on Free); a larger pipeline is refused with GitLab's message.
+//! - `GET /version`, the token's scopes and the user's role ([`MemoryConfig::with_version`],
+//!   [`MemoryConfig::with_token_scopes`], [`MemoryConfig::with_access_level`]) answer like
+//!   GitLab, and `POST /user/runners` is refused without the `create_runner` scope, before
+//!   15.10, or below the Maintainer role; [`MemoryConfig::with_plan`] makes namespaces report a
+//!   GitLab.com plan.
 //! - List endpoints return GitLab's list shapes: runner list entries carry no tags
 //!   ([`GitLabApi::get_runner`] does); `scope[]` accepts only the documented job statuses.
 //! - A runner is `never_contacted` until its manager contacts GitLab
@@ -61,8 +66,9 @@ use crate::error::{Error, Result};
 use crate::secret::SecretToken;
 use crate::types::{
     Branch, BranchCommit, Commit, CreatedRunner, FileAction, Job, JobRunner, JobStatus, JobsQuery,
-    Namespace, NewCommit, NewPipeline, NewProject, NewRunner, Page, Pipeline, PipelineStatus,
-    Project, ProjectRef, Runner, RunnerDetails, User,
+    Member, MemberScope, Namespace, NewCommit, NewPipeline, NewProject, NewRunner, Page, Pipeline,
+    PipelineStatus, Project, ProjectRef, Runner, RunnerDetails, ServerVersion, TokenInfo, User,
+    access_level,
 };
 
 /// Wall-clock timestamps for simulated time: `base + (tokio now − origin)`.
@@ -127,6 +133,16 @@ pub struct MemoryConfig {
     pub refuse_pipeline_variables: bool,
     /// Refuse pipelines with more jobs than this (GitLab.com: 500 on Free, 2,000 on Ultimate).
     pub max_jobs_per_pipeline: Option<u32>,
+    /// What `GET /version` answers.
+    pub version: String,
+    /// The token's scopes (`GET /personal_access_tokens/self`).
+    pub token_scopes: Vec<String>,
+    /// The user's role in every group and in projects outside the user's own namespace (the
+    /// user owns its own namespace).
+    pub access_level: u32,
+    /// The plan namespaces report (`Some("free")` is GitLab.com Free; `None` a self-managed
+    /// instance, which reports none).
+    pub plan: Option<String>,
 }
 
 impl Default for MemoryConfig {
@@ -138,6 +154,10 @@ impl Default for MemoryConfig {
             web_url: "https://gitlab.sandbox.invalid".into(),
             refuse_pipeline_variables: false,
             max_jobs_per_pipeline: None,
+            version: "18.9.0".into(),
+            token_scopes: vec!["api".into(), "create_runner".into()],
+            access_level: access_level::OWNER,
+            plan: None,
         }
     }
 }
@@ -161,6 +181,34 @@ impl MemoryConfig {
     #[must_use]
     pub fn with_max_jobs_per_pipeline(mut self, limit: Option<u32>) -> Self {
         self.max_jobs_per_pipeline = limit;
+        self
+    }
+
+    /// Sets what `GET /version` answers.
+    #[must_use]
+    pub fn with_version(mut self, version: impl Into<String>) -> Self {
+        self.version = version.into();
+        self
+    }
+
+    /// Sets the token's scopes.
+    #[must_use]
+    pub fn with_token_scopes(mut self, scopes: &[&str]) -> Self {
+        self.token_scopes = scopes.iter().map(|s| (*s).to_owned()).collect();
+        self
+    }
+
+    /// Sets the user's role in groups and in projects outside its own namespace.
+    #[must_use]
+    pub fn with_access_level(mut self, level: u32) -> Self {
+        self.access_level = level;
+        self
+    }
+
+    /// Makes namespaces report a GitLab.com plan (`free`, `premium`, `ultimate`, ...).
+    #[must_use]
+    pub fn with_plan(mut self, plan: Option<&str>) -> Self {
+        self.plan = plan.map(str::to_owned);
         self
     }
 }
@@ -678,6 +726,7 @@ impl InMemoryGitLab {
             id,
             full_path: config.username.clone(),
             kind: "user".into(),
+            plan: config.plan.clone(),
         });
         Self {
             inner: Arc::new(Inner {
@@ -761,6 +810,51 @@ impl InMemoryGitLab {
         st.forced_retry_after = retry_after;
     }
 
+    /// The user's role in a namespace: Owner of its own, the configured role elsewhere.
+    fn access_level_in(&self, namespace: &str) -> u32 {
+        let own = &self.inner.config.username;
+        if namespace.eq_ignore_ascii_case(own) {
+            access_level::OWNER
+        } else {
+            self.inner.config.access_level
+        }
+    }
+
+    /// `POST /user/runners` as GitLab refuses it: before 15.10, without the `create_runner`
+    /// scope, or below the Maintainer role on the project.
+    fn may_create_runner(&self, st: &State, project_id: u64) -> Result<()> {
+        let config = &self.inner.config;
+        let version = ServerVersion {
+            version: config.version.clone(),
+            revision: String::new(),
+        };
+        if version.at_least(15, 10) == Some(false) {
+            return Err(Error::not_found(
+                "create",
+                "POST /user/runners (GitLab before 15.10)",
+            ));
+        }
+        let path = &st.projects[&project_id].project.path_with_namespace;
+        if !config.token_scopes.iter().any(|s| s == "create_runner") {
+            return Err(Error::PermissionDenied {
+                action: "create",
+                resource: format!("runner for project {path:?}"),
+                scope: "create_runner".into(),
+                message: "insufficient_scope".into(),
+            });
+        }
+        let namespace = path.rsplit_once('/').map_or("", |(ns, _)| ns);
+        if self.access_level_in(namespace) < access_level::MAINTAINER {
+            return Err(Error::PermissionDenied {
+                action: "create",
+                resource: format!("runner for project {path:?}"),
+                scope: "create_runner".into(),
+                message: "403 Forbidden: the Maintainer role is needed".into(),
+            });
+        }
+        Ok(())
+    }
+
     /// Adds a group namespace (projects can be created in it).
     pub fn add_group(&self, full_path: &str) -> Namespace {
         let mut st = self.lock();
@@ -772,6 +866,7 @@ impl InMemoryGitLab {
             id,
             full_path: full_path.to_owned(),
             kind: "group".into(),
+            plan: self.inner.config.plan.clone(),
         };
         st.namespaces.push(ns.clone());
         ns
@@ -1078,6 +1173,53 @@ impl GitLabApi for InMemoryGitLab {
         })
     }
 
+    async fn version(&self) -> Result<ServerVersion> {
+        let _st = self.admit("get", || "GitLab's version".into())?;
+        Ok(ServerVersion {
+            version: self.inner.config.version.clone(),
+            revision: "memory".into(),
+        })
+    }
+
+    async fn token_info(&self) -> Result<TokenInfo> {
+        let _st = self.admit("get", || "the access token in use".into())?;
+        Ok(TokenInfo {
+            id: 1,
+            name: "sandbox".into(),
+            scopes: self.inner.config.token_scopes.clone(),
+            active: true,
+            expires_at: None,
+        })
+    }
+
+    async fn member(&self, scope: &MemberScope, user_id: u64) -> Result<Option<Member>> {
+        let st = self.admit("get", || format!("user {user_id} in {scope}"))?;
+        let namespace = match scope {
+            MemberScope::Project(p) => {
+                let id = st.project_id(p, "get members of")?;
+                let path = &st.projects[&id].project.path_with_namespace;
+                path.rsplit_once('/').map_or("", |(ns, _)| ns).to_owned()
+            }
+            MemberScope::Group(g) => {
+                let found = st
+                    .namespaces
+                    .iter()
+                    .any(|n| n.kind == "group" && n.full_path.eq_ignore_ascii_case(g));
+                if !found {
+                    return Err(Error::not_found("get members of", format!("group {g:?}")));
+                }
+                g.clone()
+            }
+        };
+        // The token's user has id 1 (see `current_user`); nobody else is a member.
+        let level = self.access_level_in(&namespace);
+        Ok((user_id == 1 && level > 0).then(|| Member {
+            id: 1,
+            username: self.inner.config.username.clone(),
+            access_level: level,
+        }))
+    }
+
     async fn get_namespace(&self, path: &str) -> Result<Namespace> {
         let st = self.admit("get", || format!("namespace {path:?}"))?;
         st.namespaces
@@ -1131,6 +1273,14 @@ impl GitLabApi for InMemoryGitLab {
             path_with_namespace: full.clone(),
             default_branch: new.initialize_with_readme.then(|| "main".to_owned()),
             web_url: format!("{}/{full}", self.inner.config.web_url),
+            ci_pipeline_variables_minimum_override_role: Some(
+                if self.inner.config.refuse_pipeline_variables {
+                    "no_one_allowed"
+                } else {
+                    "developer"
+                }
+                .to_owned(),
+            ),
         };
         st.projects.insert(
             id,
@@ -1166,7 +1316,8 @@ impl GitLabApi for InMemoryGitLab {
                 "the sandbox supports only runner_type=project_type",
             ));
         }
-        st.project_id(&ProjectRef::Id(new.project_id), "create runner for")?;
+        let project_id = st.project_id(&ProjectRef::Id(new.project_id), "create runner for")?;
+        self.may_create_runner(&st, project_id)?;
         if let Some(t) = new
             .tag_list
             .iter()

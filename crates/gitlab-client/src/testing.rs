@@ -20,8 +20,8 @@ use crate::api::GitLabApi;
 use crate::error::Error;
 use crate::memory::InMemoryGitLab;
 use crate::types::{
-    CommitAction, JobStatus, JobsQuery, NewCommit, NewPipeline, NewProject, NewRunner,
-    PipelineVariable, ProjectRef,
+    CommitAction, JobStatus, JobsQuery, Member, MemberScope, NewCommit, NewPipeline, NewProject,
+    NewRunner, PipelineVariable, ProjectRef,
 };
 
 /// Starts a loopback server answering GitLab's REST API v4 from `gitlab`; requests need `token`.
@@ -31,15 +31,95 @@ pub async fn serve(gitlab: InMemoryGitLab, token: &str) -> MockServer {
         .respond_with(Double {
             gitlab,
             token: token.to_owned(),
+            faults: Faults::default(),
         })
         .mount(&server)
         .await;
     server
 }
 
+/// Starts [`serve`]'s double with faults the test can inject while it runs.
+pub async fn serve_with_faults(gitlab: InMemoryGitLab, token: &str) -> (MockServer, Faults) {
+    let server = MockServer::start().await;
+    let faults = Faults::default();
+    Mock::given(wiremock::matchers::any())
+        .respond_with(Double {
+            gitlab,
+            token: token.to_owned(),
+            faults: faults.clone(),
+        })
+        .mount(&server)
+        .await;
+    (server, faults)
+}
+
+/// Faults of the double: the next calls of a method and path answer a status instead of
+/// GitLab's answer, before GitLab acts or after (a proxy's 502 once GitLab created the runner,
+/// commit or pipeline: the effect happened, the answer was lost). Clones share the list.
+#[derive(Clone, Debug, Default)]
+pub struct Faults(std::sync::Arc<std::sync::Mutex<Vec<FaultRule>>>);
+
+/// One rule of [`Faults`].
+#[derive(Clone, Debug)]
+struct FaultRule {
+    method: String,
+    path_suffix: String,
+    status: u16,
+    left: u32,
+    after_effect: bool,
+}
+
+impl Faults {
+    /// The next `count` `method` calls whose path ends with `path_suffix` answer `status`
+    /// without GitLab acting (429 carries `Retry-After: 1`).
+    pub fn before(&self, method: &str, path_suffix: &str, status: u16, count: u32) {
+        self.push(method, path_suffix, status, count, false);
+    }
+
+    /// The next `count` matching calls are carried out, then answer `status`.
+    pub fn after_effect(&self, method: &str, path_suffix: &str, status: u16, count: u32) {
+        self.push(method, path_suffix, status, count, true);
+    }
+
+    fn push(&self, method: &str, path_suffix: &str, status: u16, left: u32, after_effect: bool) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(FaultRule {
+                method: method.to_ascii_uppercase(),
+                path_suffix: path_suffix.to_owned(),
+                status,
+                left,
+                after_effect,
+            });
+    }
+
+    /// The matching rule's status and whether it answers after the effect; consumes one use.
+    fn take(&self, request: &Request) -> Option<(u16, bool)> {
+        let mut rules = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let rule = rules.iter_mut().find(|r| {
+            r.left > 0
+                && r.method == request.method.as_str()
+                && request.url.path().ends_with(&r.path_suffix)
+        })?;
+        rule.left -= 1;
+        Some((rule.status, rule.after_effect))
+    }
+}
+
+fn injected(status: u16) -> ResponseTemplate {
+    let t = ResponseTemplate::new(status).set_body_json(json!({"message": "injected fault"}));
+    if status == 429 {
+        t.insert_header("retry-after", "1")
+    } else {
+        t
+    }
+}
+
 struct Double {
     gitlab: InMemoryGitLab,
     token: String,
+    faults: Faults,
 }
 
 /// Runs one in-memory call: they never wait on anything, so one poll finishes them.
@@ -133,6 +213,18 @@ impl Double {
             .map(|(_, v)| v.into_owned())
     }
 
+    /// A membership as GitLab answers it: the member, or 404 for a user who is not one.
+    fn member(result: Option<crate::Result<Option<Member>>>) -> ResponseTemplate {
+        match result {
+            Some(Ok(None)) => {
+                ResponseTemplate::new(404).set_body_json(json!({"message": "404 Not found"}))
+            }
+            Some(Ok(Some(m))) => json_ok(200, &m),
+            Some(Err(e)) => error_response(&e),
+            None => answer::<()>(200, None),
+        }
+    }
+
     fn project(segment: &str) -> ProjectRef {
         ProjectRef::parse(segment).unwrap_or_else(|_| ProjectRef::Path(segment.to_owned()))
     }
@@ -187,6 +279,16 @@ impl Double {
         let body = || request.body_json::<Value>().unwrap_or(Value::Null);
         match (request.method.as_str(), seg.as_slice()) {
             ("GET", ["user"]) => answer(200, now(gl.current_user())),
+            ("GET", ["version"]) => answer(200, now(gl.version())),
+            ("GET", ["personal_access_tokens", "self"]) => answer(200, now(gl.token_info())),
+            ("GET", ["projects", p, "members", "all", user]) => Self::member(now(gl.member(
+                &MemberScope::Project(Self::project(p)),
+                id_of(user).unwrap_or(0),
+            ))),
+            ("GET", ["groups", g, "members", "all", user]) => Self::member(now(gl.member(
+                &MemberScope::Group((*g).to_owned()),
+                id_of(user).unwrap_or(0),
+            ))),
             ("GET", ["namespaces", ns]) => answer(200, now(gl.get_namespace(ns))),
             ("POST", ["projects"]) => match serde_json::from_value::<NewProjectBody>(body()) {
                 Ok(b) => {
@@ -315,7 +417,14 @@ impl Respond for Double {
             return ResponseTemplate::new(401)
                 .set_body_json(json!({"message": "401 Unauthorized"}));
         }
-        self.route(request)
+        match self.faults.take(request) {
+            None => self.route(request),
+            Some((status, false)) => injected(status),
+            Some((status, true)) => {
+                let _lost = self.route(request);
+                injected(status)
+            }
+        }
     }
 }
 

@@ -127,6 +127,10 @@ pub struct Namespace {
     /// `user` or `group`.
     #[serde(default)]
     pub kind: String,
+    /// The subscription plan (`free`, `premium`, `ultimate`, `ultimate_trial`, ...). GitLab.com
+    /// reports it; self-managed instances do not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
 }
 
 /// A project (`GET /projects/:id`).
@@ -145,6 +149,120 @@ pub struct Project {
     /// Web URL.
     #[serde(default)]
     pub web_url: String,
+    /// The minimum role that may set pipeline variables (`no_one_allowed`, `developer`,
+    /// `maintainer`, `owner`); GitLab.com sets `no_one_allowed` in new namespaces since 17.7.
+    /// `None` on GitLab versions before the setting existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ci_pipeline_variables_minimum_override_role: Option<String>,
+}
+
+/// What `GET /version` answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerVersion {
+    /// e.g. `17.5.1-ee` or `16.0.0-pre`.
+    pub version: String,
+    /// The Git revision.
+    #[serde(default)]
+    pub revision: String,
+}
+
+impl ServerVersion {
+    /// Major and minor version, when the string starts with `MAJOR.MINOR`.
+    pub fn major_minor(&self) -> Option<(u32, u32)> {
+        let mut parts = self
+            .version
+            .trim()
+            .trim_start_matches('v')
+            .split(['.', '-']);
+        let major = parts.next()?.parse().ok()?;
+        let minor = parts.next()?.parse().ok()?;
+        Some((major, minor))
+    }
+
+    /// Whether this is at least `major.minor`.
+    pub fn at_least(&self, major: u32, minor: u32) -> Option<bool> {
+        self.major_minor().map(|v| v >= (major, minor))
+    }
+}
+
+/// The access token in use (`GET /personal_access_tokens/self`): its scopes, never its value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenInfo {
+    /// Token id.
+    pub id: u64,
+    /// The token's name.
+    #[serde(default)]
+    pub name: String,
+    /// Scopes, e.g. `api`, `create_runner`.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// False once revoked or expired.
+    #[serde(default = "yes")]
+    pub active: bool,
+    /// Expiry date (`YYYY-MM-DD`), if any.
+    #[serde(default)]
+    pub expires_at: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Roles as GitLab's `access_level` numbers.
+pub mod access_level {
+    /// Guest.
+    pub const GUEST: u32 = 10;
+    /// Reporter.
+    pub const REPORTER: u32 = 20;
+    /// Developer.
+    pub const DEVELOPER: u32 = 30;
+    /// Maintainer.
+    pub const MAINTAINER: u32 = 40;
+    /// Owner.
+    pub const OWNER: u32 = 50;
+
+    /// The role's name.
+    pub fn name(level: u32) -> &'static str {
+        match level {
+            l if l >= OWNER => "Owner",
+            l if l >= MAINTAINER => "Maintainer",
+            l if l >= DEVELOPER => "Developer",
+            l if l >= REPORTER => "Reporter",
+            l if l >= GUEST => "Guest",
+            _ => "no role",
+        }
+    }
+}
+
+/// Where a membership is looked up: a project, or a group by full path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MemberScope {
+    /// A project.
+    Project(ProjectRef),
+    /// A group, by full path.
+    Group(String),
+}
+
+impl fmt::Display for MemberScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MemberScope::Project(p) => write!(f, "{p}"),
+            MemberScope::Group(g) => write!(f, "group {g}"),
+        }
+    }
+}
+
+/// A member with its effective role (`GET /projects/:id/members/all/:user_id`, inherited
+/// memberships included).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// User id.
+    pub id: u64,
+    /// Login name.
+    #[serde(default)]
+    pub username: String,
+    /// The role, see [`access_level`].
+    pub access_level: u32,
 }
 
 /// Input of `POST /projects`.

@@ -18,6 +18,9 @@ use crate::spec::{REGION_TAG, StackName};
 use crate::state::StateFile;
 use crate::wait::{WaitPolicy, needs_wait, retry_if, wait_for};
 
+/// The step whose creation claims a stack for one run (see [`Engine::apply`]).
+const CLAIM_STEP: &str = "role/cluster";
+
 /// Timing of one applied step, relative to the start of apply.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StepTiming {
@@ -153,11 +156,26 @@ impl<'a> Engine<'a> {
 
     /// Applies the plan: steps whose dependencies are done run concurrently; each reuses the
     /// resource with its key if one exists, else creates it, then waits where AWS requires.
+    ///
+    /// Two runs of one stack at once (two CI jobs with separate state directories): a run
+    /// that has network resources to create first creates the stack's cluster role alone. If
+    /// that role already exists (the create answered AlreadyExists, or it was found), another
+    /// run holds the stack: this run waits until that run's changes settle, says so, and then
+    /// reuses what it made. Named resources (roles, cluster, Fargate profile, add-ons, access
+    /// entries) that the other run creates meanwhile answer AlreadyExists and are reused.
     /// On the first failure no new step starts; running steps finish; the error is returned.
     pub async fn apply(&self, plan: &Plan) -> Result<ApplyReport> {
         let stack = StackName::new(plan.stack.clone())?;
         let start = Instant::now();
-        let existing = self.existing(&stack).await?;
+        let mut existing = self.existing(&stack).await?;
+        // Unnamed EC2 resources (VPC, subnets, gateways...) cannot refuse a second creation, so
+        // a run about to create them first claims the stack by creating its cluster role alone
+        // (IAM names are unique: of two runs, one gets EntityAlreadyExists).
+        let mut claim_pending = plan.step(CLAIM_STEP).is_some()
+            && plan
+                .steps
+                .iter()
+                .any(|s| s.kind.is_network() && !existing.contains_key(&s.key));
         let needs_caller = plan
             .steps
             .iter()
@@ -189,6 +207,10 @@ impl<'a> Engine<'a> {
             if failure.is_none() && !self.cancel.is_cancelled() {
                 let mut still_pending = Vec::new();
                 for step in pending {
+                    if claim_pending && step.key != CLAIM_STEP {
+                        still_pending.push(step);
+                        continue;
+                    }
                     if step.depends_on.iter().all(|d| done.contains_key(d)) {
                         match step
                             .action
@@ -222,8 +244,22 @@ impl<'a> Engine<'a> {
                     }
                     fresh.insert(resource.id.clone());
                     fresh.extend(resource.arn.clone());
+                    let contended = claim_pending && key == CLAIM_STEP && !timing.created;
+                    if claim_pending && key == CLAIM_STEP {
+                        claim_pending = false;
+                    }
                     timings.push(timing);
                     done.insert(key, resource);
+                    if contended {
+                        // Another run made the claim (now, or earlier and maybe died): let it
+                        // finish its network, then reuse what it made.
+                        match self.wait_for_other_run(&stack).await {
+                            Ok(()) => existing = self.existing(&stack).await?,
+                            Err(err) => {
+                                failure.get_or_insert(err);
+                            }
+                        }
+                    }
                 }
                 Err(err) => {
                     self.progress.event(&ProgressEvent::StepFailed {
@@ -265,6 +301,71 @@ impl<'a> Engine<'a> {
             makespan_s: start.elapsed().as_secs_f64(),
             drift: drift.into_inner().expect("drift mutex"),
         })
+    }
+
+    /// Waits while another run provisions this stack: until no network resource of the stack
+    /// is being created and nothing of the stack changed for [`WaitPolicy::other_run_quiet`],
+    /// bounded by [`WaitPolicy::retry_timeout`] (then this run goes on, reusing what exists).
+    /// Says so through progress, as it can take minutes.
+    async fn wait_for_other_run(&self, stack: &StackName) -> Result<()> {
+        let message = format!(
+            "another run is provisioning stack {stack} (its cluster role exists but its network is incomplete): \
+             waiting until that run's changes settle, then reusing what it made"
+        );
+        tracing::warn!("{message}");
+        self.progress.event(&ProgressEvent::Warning {
+            key: CLAIM_STEP.to_string(),
+            message,
+        });
+        let snapshot = |found: &HashMap<String, Resource>| -> Vec<(String, String, ResourceState)> {
+            let mut v: Vec<_> = found
+                .iter()
+                .map(|(k, r)| (k.clone(), r.id.clone(), r.state))
+                .collect();
+            v.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+            v
+        };
+        let start = Instant::now();
+        let mut last = None;
+        let mut quiet_since = Instant::now();
+        let mut last_report = start;
+        loop {
+            if self.cancel.is_cancelled() {
+                return Ok(());
+            }
+            let found = match self.existing(stack).await {
+                Ok(found) => Some(found),
+                // A read: transient errors are waited out like any other change.
+                Err(err) if err.is_transient() => None,
+                Err(err) => return Err(err),
+            };
+            if let Some(found) = found {
+                let busy = found
+                    .values()
+                    .any(|r| r.kind.is_network() && r.state == ResourceState::Creating);
+                let now = snapshot(&found);
+                if busy || last.as_ref() != Some(&now) {
+                    quiet_since = Instant::now();
+                    last = Some(now);
+                } else if quiet_since.elapsed() >= self.waits.other_run_quiet {
+                    tracing::info!(stack = %stack, waited = ?start.elapsed(), "the other run's changes settled");
+                    return Ok(());
+                }
+            }
+            if start.elapsed() >= self.waits.retry_timeout {
+                tracing::warn!(stack = %stack, "the stack still changes after {:?}; going on", start.elapsed());
+                return Ok(());
+            }
+            if last_report.elapsed() >= self.waits.progress_every {
+                last_report = Instant::now();
+                self.progress.event(&ProgressEvent::Waiting {
+                    key: CLAIM_STEP.to_string(),
+                    waiting_for: format!("another run provisioning stack {stack}"),
+                    elapsed: start.elapsed(),
+                });
+            }
+            tokio::time::sleep(self.waits.poll_interval).await;
+        }
     }
 
     async fn run_step(

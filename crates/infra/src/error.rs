@@ -131,6 +131,19 @@ pub enum Error {
         /// What was done before the stop.
         progress: String,
     },
+    /// The service failed transiently and the SDK's own retries did not outlast it: an HTTP
+    /// 5xx (`InternalError`, `ServiceUnavailable`, `ServerException`...) or a transport failure
+    /// (connection, timeout). A read is safe to repeat later; a create may have taken effect.
+    #[error("{action}: {backend} unavailable (transient): {source}")]
+    Unavailable {
+        /// What was being attempted.
+        action: String,
+        /// Which backend (`ec2`, `eks`, `iam`, `memory`).
+        backend: &'static str,
+        /// The underlying error.
+        #[source]
+        source: BoxError,
+    },
     /// Any other backend failure.
     #[error("{action}: {backend} error: {source}")]
     Backend {
@@ -170,5 +183,13 @@ impl Error {
             self,
             Self::Conflict { .. } | Self::Throttled { .. } | Self::DependencyViolation { .. }
         )
+    }
+
+    /// Whether the error is transient: throttled, busy, or the service unavailable for a
+    /// while ([`Error::Unavailable`]). Waits, which only read, keep polling through these
+    /// within their bound; creates do not retry [`Error::Unavailable`] (it may have taken
+    /// effect, and the SDK already retried it).
+    pub fn is_transient(&self) -> bool {
+        self.is_retryable() || matches!(self, Self::Unavailable { .. })
     }
 }

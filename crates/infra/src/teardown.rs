@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::progress::ProgressEvent;
 use crate::resource::{Resource, ResourceKind};
 use crate::spec::StackName;
-use crate::wait::{needs_wait, retry};
+use crate::wait::{needs_wait, retry, retry_if};
 
 /// Deletion order. ENIs are swept twice: once after the cluster (EKS-created interfaces),
 /// once after the NAT gateways (interfaces they release). IAM roles go last: EKS needs the
@@ -245,12 +245,26 @@ impl Engine<'_> {
         Ok(deleted)
     }
 
+    /// The stack's resources of one kind. A read: transient errors (a 5xx burst, throttling)
+    /// are retried within the wait policy's bound, so a burst does not make teardown skip a
+    /// kind (or keep the whole network because the cluster's fate is unknown).
     async fn discover_kind(&self, stack: &StackName, kind: ResourceKind) -> Result<Vec<Resource>> {
-        let all = if kind.is_network() {
-            self.network.discover(stack).await?
-        } else {
-            self.cluster.discover(stack).await?
-        };
+        let what = format!("discover {kind}s of stack {stack}");
+        let all = retry_if(
+            &what,
+            self.waits.retry_timeout,
+            &self.waits,
+            self.progress,
+            || async {
+                if kind.is_network() {
+                    self.network.discover(stack).await
+                } else {
+                    self.cluster.discover(stack).await
+                }
+            },
+            Error::is_transient,
+        )
+        .await?;
         Ok(all
             .into_iter()
             .filter(|r| r.kind == kind && r.exists())

@@ -34,6 +34,14 @@ pub struct WaitPolicy {
     /// usable by EKS, a new VPC visible to CreateSubnet). The Terraform AWS provider uses 2 min.
     #[serde(default = "default_propagation_timeout")]
     pub propagation_timeout: Duration,
+    /// How long another run's changes to a stack must have settled (nothing created, nothing
+    /// changed, no network resource being created) before this run reuses what it made.
+    #[serde(default = "default_other_run_quiet")]
+    pub other_run_quiet: Duration,
+}
+
+fn default_other_run_quiet() -> Duration {
+    Duration::from_secs(30)
 }
 
 fn default_propagation_timeout() -> Duration {
@@ -52,6 +60,7 @@ impl Default for WaitPolicy {
             retry_timeout: Duration::from_secs(10 * 60),
             progress_every: Duration::from_secs(30),
             propagation_timeout: default_propagation_timeout(),
+            other_run_quiet: default_other_run_quiet(),
         }
     }
 }
@@ -69,6 +78,7 @@ impl WaitPolicy {
             retry_timeout: Duration::from_secs(30),
             progress_every: Duration::from_secs(5),
             propagation_timeout: Duration::from_secs(20),
+            other_run_quiet: Duration::from_secs(1),
         }
     }
 
@@ -150,6 +160,13 @@ where
 }
 
 /// Polls `describe` until `done` says so, failing on [`ResourceState::Failed`] and after `timeout`.
+/// Transient describe errors ([`Error::is_transient`]: throttling, busy, 5xx and transport
+/// failures that outlasted the SDK's own retries) are polled through within `timeout`.
+///
+/// Retry layers: the AWS SDK owns per-call retries (its standard mode); this engine retries
+/// only states that take time to clear (busy, dependents, throttling beyond the SDK, AWS's
+/// eventual consistency) and polls through transient errors while waiting. Nothing above
+/// the engine retries infrastructure calls again.
 pub async fn wait_for<F, Fut>(
     key: &str,
     waiting_for: &str,
@@ -182,9 +199,10 @@ where
                     return Ok(current);
                 }
             }
-            // Throttled or busy while looking: keep polling, the bound below still holds.
-            Err(err) if err.is_retryable() => {
-                tracing::debug!(key, error = %err, "describe failed, polling again")
+            // Throttled, busy or a 5xx burst while looking: a wait only reads, so it keeps
+            // polling through transient errors; the bound below still holds.
+            Err(err) if err.is_transient() => {
+                tracing::info!(key, error = %err, "describe failed transiently, polling again")
             }
             Err(err) => return Err(err),
         }

@@ -4,6 +4,7 @@
 mod integration {
     pub mod support;
 
+    mod apiserver_restart;
     pub mod identity_examples;
     mod kube_apiserver;
     mod kube_retries;

@@ -539,6 +539,23 @@ impl GitLabApi for FailingJobs {
     async fn current_user(&self) -> glrunner_gitlab_client::Result<glrunner_gitlab_client::User> {
         self.0.current_user().await
     }
+    async fn version(
+        &self,
+    ) -> glrunner_gitlab_client::Result<glrunner_gitlab_client::ServerVersion> {
+        self.0.version().await
+    }
+    async fn token_info(
+        &self,
+    ) -> glrunner_gitlab_client::Result<glrunner_gitlab_client::TokenInfo> {
+        self.0.token_info().await
+    }
+    async fn member(
+        &self,
+        scope: &glrunner_gitlab_client::MemberScope,
+        user_id: u64,
+    ) -> glrunner_gitlab_client::Result<Option<glrunner_gitlab_client::Member>> {
+        self.0.member(scope, user_id).await
+    }
     async fn get_namespace(
         &self,
         path: &str,

@@ -75,6 +75,31 @@ fn is_not_found_code(code: &str) -> bool {
         )
 }
 
+/// Error codes of AWS's 5xx answers (EC2 `InternalError`/`Unavailable`, EKS `ServerException`,
+/// IAM `ServiceFailure`, the generic `InternalFailure`/`ServiceUnavailable`).
+fn is_unavailable_code(code: &str) -> bool {
+    matches!(
+        code,
+        "InternalError"
+            | "InternalFailure"
+            | "InternalServerError"
+            | "ServerException"
+            | "ServiceFailure"
+            | "ServiceUnavailable"
+            | "ServiceUnavailableException"
+            | "Unavailable"
+    )
+}
+
+/// A request that got no (complete) answer: the connection failed, timed out, or the
+/// response could not be read.
+fn is_transport_failure<E, R>(err: &SdkError<E, R>) -> bool {
+    matches!(
+        err,
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_)
+    )
+}
+
 /// Messages with which EKS refuses an IAM role that IAM has not propagated yet (the same
 /// messages the Terraform AWS provider retries on for CreateCluster and CreateFargateProfile).
 const PROPAGATION_MESSAGES: &[&str] = &[
@@ -152,6 +177,12 @@ where
         | "ExpiredToken" => Error::PermissionDenied {
             action: format!("{action} ({resource})"),
             message,
+        },
+        // 5xx answers and transport failures that outlasted the SDK's own retries.
+        c if is_unavailable_code(c) || is_transport_failure(&err) => Error::Unavailable {
+            action: format!("{action} ({resource})"),
+            backend,
+            source: Box::new(err),
         },
         _ => Error::Backend {
             action: format!("{action} ({resource})"),

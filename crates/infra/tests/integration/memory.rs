@@ -697,3 +697,79 @@ async fn drift_of_a_reused_role_is_reported() {
         report.drift
     );
 }
+
+/// Progress events, recorded.
+#[derive(Default)]
+struct Recorded(std::sync::Mutex<Vec<String>>);
+
+impl glrunner_infra::Progress for Recorded {
+    fn event(&self, event: &glrunner_infra::ProgressEvent) {
+        if let glrunner_infra::ProgressEvent::Warning { message, .. } = event {
+            self.0.lock().unwrap().push(message.clone());
+        }
+    }
+}
+
+/// Two CI jobs provision the same stack at once from two machines (separate state
+/// directories, so the local lock cannot help), on one AWS account; the second starts at
+/// once, during the first one's network creation, or while its cluster is being created.
+/// Both end with one stack: no error, no resource twice, the second reusing the first's.
+#[tokio::test(start_paused = true)]
+async fn two_concurrent_runs_of_one_stack_end_with_one_stack() {
+    for (n, lag) in [0u64, 1, 20, 300].into_iter().enumerate() {
+        let cloud = InMemoryCloud::default();
+        let spec = spec(&format!("twins{n}"));
+        let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (said_a, said_b) = (Recorded::default(), Recorded::default());
+        let a = glrunner_infra::StackOptions {
+            state_dir: Some(dir_a.path().to_path_buf()),
+            progress: &said_a,
+            ..Default::default()
+        };
+        let b = glrunner_infra::StackOptions {
+            state_dir: Some(dir_b.path().to_path_buf()),
+            progress: &said_b,
+            ..Default::default()
+        };
+        let (first, second) = tokio::join!(
+            glrunner_infra::provision(&spec, &cloud, &cloud, &a),
+            async {
+                tokio::time::sleep(Duration::from_secs(lag)).await;
+                glrunner_infra::provision(&spec, &cloud, &cloud, &b).await
+            },
+        );
+        let mut by_key: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for r in cloud.all_resources() {
+            if !r.key.is_empty() && r.exists() {
+                by_key.entry(r.key.clone()).or_default().push(r.id.clone());
+            }
+        }
+        let duplicates: Vec<_> = by_key.iter().filter(|(_, ids)| ids.len() > 1).collect();
+        let first = first.unwrap_or_else(|e| panic!("lag {lag}s: first run: {e}"));
+        let second = second.unwrap_or_else(|e| panic!("lag {lag}s: second run: {e}"));
+        assert!(
+            duplicates.is_empty(),
+            "lag {lag}s: duplicates: {duplicates:?}"
+        );
+        let (first, second) = (first.applied.unwrap(), second.applied.unwrap());
+        assert_eq!(
+            first.created() + second.created(),
+            first.steps.len(),
+            "lag {lag}s: every resource made once between the two runs"
+        );
+        if lag <= 20 {
+            let said: Vec<String> = [&said_a, &said_b]
+                .iter()
+                .flat_map(|r| r.0.lock().unwrap().clone())
+                .collect();
+            assert!(
+                said.iter()
+                    .any(|m| m.contains("another run is provisioning")),
+                "lag {lag}s: the waiting run says so: {said:?}"
+            );
+        }
+        glrunner_infra::teardown(&spec.stack, &spec.region, &cloud, &cloud, &a)
+            .await
+            .unwrap();
+    }
+}

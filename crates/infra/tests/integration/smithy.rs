@@ -114,6 +114,63 @@ async fn wait_is_bounded_and_says_what_it_waited_for() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_5xx_burst_during_a_wait_is_waited_out_within_the_bound() {
+    // EKS answers 500 ServerException to a few polls (more than the SDK retries when it runs
+    // with one attempt): a read, so the wait keeps polling instead of failing the teardown.
+    let rule = mock!(aws_sdk_eks::Client::describe_cluster)
+        .sequence()
+        .http_response(|| eks_error(500, "ServerException", "internal error"))
+        .times(3)
+        .output(|| describe_status(ClusterStatus::Active))
+        .build();
+    let cluster = cluster_with(mock_client!(
+        aws_sdk_eks,
+        RuleMode::Sequential,
+        [&rule],
+        |c| c.retry_config(RetryConfig::disabled())
+    ));
+    let policy = WaitPolicy::default();
+    let ready = wait_for(
+        "cluster",
+        "EKS cluster c to become ACTIVE",
+        policy.cluster_timeout,
+        &policy,
+        &NoProgress,
+        || cluster.describe(ResourceKind::Cluster, "c"),
+        |r| r.is_some_and(|r| r.state == ResourceState::Available),
+    )
+    .await
+    .unwrap();
+    assert_eq!(ready.unwrap().state, ResourceState::Available);
+    assert_eq!(rule.num_calls(), 4, "three 5xx answers, then ACTIVE");
+    // A 5xx maps to the transient category, a 4xx it does not know stays a hard error.
+    let rule = mock!(aws_sdk_eks::Client::describe_cluster)
+        .sequence()
+        .http_response(|| eks_error(503, "ServiceUnavailableException", "try later"))
+        .http_response(|| eks_error(400, "InvalidRequestException", "bad"))
+        .build();
+    let cluster = cluster_with(mock_client!(
+        aws_sdk_eks,
+        RuleMode::Sequential,
+        [&rule],
+        |c| c.retry_config(RetryConfig::disabled())
+    ));
+    let err = cluster
+        .describe(ResourceKind::Cluster, "c")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Unavailable { .. }) && err.is_transient(),
+        "{err}"
+    );
+    let err = cluster
+        .describe(ResourceKind::Cluster, "c")
+        .await
+        .unwrap_err();
+    assert!(!err.is_transient(), "{err}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn failed_cluster_stops_the_wait() {
     let rule = mock!(aws_sdk_eks::Client::describe_cluster)
         .then_output(|| describe_status(ClusterStatus::Failed));
@@ -470,7 +527,9 @@ async fn an_assumed_role_caller_is_named_by_its_role_arn_with_the_path() {
 
 #[tokio::test]
 async fn eks_answers_map_to_what_they_mean() {
-    let cases: [(u16, &'static str, &'static str, fn(&Error) -> bool); 4] = [
+    // (HTTP status, EKS error type, message, what the error must be)
+    type Case = (u16, &'static str, &'static str, fn(&Error) -> bool);
+    let cases: [Case; 4] = [
         (
             400,
             "InvalidParameterException",
