@@ -316,6 +316,10 @@ struct State {
     namespaces: Vec<Namespace>,
     projects: BTreeMap<u64, ProjectState>,
     runners: BTreeMap<u64, RunnerState>,
+    /// Runners by a hash of their token (never the token itself: this state derives `Debug`);
+    /// entries of deleted runners stay and are skipped. A simulator looks a token up once per
+    /// release per change of the fleet, so a scan of every runner would cost releases cubed.
+    runners_by_token: BTreeMap<u64, Vec<u64>>,
     pipelines: BTreeMap<u64, Pipeline>,
     /// Every job; change a job's status only through `add_job`, `start_job` and `end_job`,
     /// which keep `pending` and `pipeline_jobs` in step.
@@ -885,9 +889,11 @@ impl InMemoryGitLab {
 
     /// The runner registered with this authentication token.
     pub fn runner_id_for_token(&self, token: &SecretToken) -> Option<u64> {
-        self.lock()
-            .runners
-            .values()
+        let st = self.lock();
+        st.runners_by_token
+            .get(&token_hash(token))?
+            .iter()
+            .filter_map(|id| st.runners.get(id))
             .find(|r| &r.token == token)
             .map(|r| r.runner.id)
     }
@@ -1113,6 +1119,13 @@ fn move_status(agg: &mut PipelineJobs, from: JobStatus, to: JobStatus) {
         *n = n.saturating_sub(1);
     }
     *agg.by_status.entry(to).or_insert(0) += 1;
+}
+
+fn token_hash(token: &SecretToken) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    token.expose().hash(&mut hasher);
+    hasher.finish()
 }
 
 fn sha(n: u64) -> String {
@@ -1342,6 +1355,10 @@ impl GitLabApi for InMemoryGitLab {
             status: Some("never_contacted".into()),
             online: Some(false),
         };
+        st.runners_by_token
+            .entry(token_hash(&token))
+            .or_default()
+            .push(id);
         st.runners.insert(
             id,
             RunnerState {
