@@ -1234,7 +1234,9 @@ impl IdlePolls {
     /// Whether `now` is on the grid (if tokio's clock ever moved by a fraction of a millisecond,
     /// the ticks above would be wrong, and the manager polls with tasks again).
     fn on_grid(&self, now: Instant) -> bool {
-        now.saturating_duration_since(self.grid).as_nanos() % 1_000_000 == 0
+        now.saturating_duration_since(self.grid)
+            .as_nanos()
+            .is_multiple_of(1_000_000)
     }
 }
 
