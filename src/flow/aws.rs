@@ -246,17 +246,9 @@ pub async fn kube_config(access: &ClusterAccess) -> Result<kube::Config, String>
                 access.name, access.endpoint
             )
         })?;
-    Ok(bounded(config))
-}
-
-/// Every call of the flow's kube-rs clients is bounded: connect and read timeouts, and no kube-rs
-/// retry layer (429/503/504 up to 15 times with delays growing to minutes). Retrying is the
-/// flow's decision: the janitor's next round, teardown's one retry of a retryable error.
-fn bounded(mut config: kube::Config) -> kube::Config {
-    config.connect_timeout = Some(Duration::from_secs(10));
-    config.read_timeout = Some(Duration::from_secs(60));
-    config.default_retry = false;
-    config
+    // Every call of the flow's kube-rs clients is bounded, as the janitor's are: retrying is the
+    // flow's decision (the janitor's next round, teardown's one retry of a retryable error).
+    Ok(glrunner_janitor::k8s::bounded(config))
 }
 
 /// A kube-rs configuration from a kubeconfig file the user brought (`--kubeconfig`, `--context`).
@@ -273,7 +265,9 @@ pub async fn kube_config_from_file(
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
         .await
         .map_err(|e| format!("--kubeconfig {}: {e}", path.display()))?;
-    Ok(bounded(config))
+    // Every call of the flow's kube-rs clients is bounded, as the janitor's are: retrying is the
+    // flow's decision (the janitor's next round, teardown's one retry of a retryable error).
+    Ok(glrunner_janitor::k8s::bounded(config))
 }
 
 /// The janitor's tokens, from the run's one EKS token cache (infra's [`EksTokenCache`]): the

@@ -100,9 +100,10 @@ impl fmt::Debug for KubePodApi {
     }
 }
 
-/// Bounds every call of a client built from `config`: timeouts, and no retry layer (see
-/// [`KubePodApi`]).
-fn bounded(mut config: Config) -> Config {
+/// Bounds every call of a client built from `config`: connect and read timeouts, and no kube-rs
+/// retry layer (it retries 429/503/504 up to 15 times with delays growing to minutes; see
+/// [`KubePodApi`]). The caller decides what to retry.
+pub fn bounded(mut config: Config) -> Config {
     config.connect_timeout = Some(CONNECT_TIMEOUT);
     config.read_timeout = Some(READ_TIMEOUT);
     config.default_retry = false;

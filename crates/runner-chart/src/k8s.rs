@@ -353,7 +353,7 @@ impl TokenSecrets for KubeTokenSecrets {
 /// Bounds every Secret call of a client built from `config`: no kube-rs retry layer (it retries
 /// 429/503/504 up to 15 times with delays growing to minutes, under a caller that promised a
 /// bounded install); a throttled call fails with [`Error::Throttled`] and the caller decides.
-pub fn bounded(mut config: Config) -> Config {
+fn bounded(mut config: Config) -> Config {
     config.default_retry = false;
     config
 }
