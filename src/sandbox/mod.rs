@@ -952,8 +952,26 @@ impl SandboxWorld {
         self.with_stats(|s| s.pods_created += 1);
         lock(slot).pod = Some((pod.namespace.clone(), pod.name.clone()));
         let created = Instant::now();
-        let start = self.start_pod(setup, &image, &mut rng, created, slot);
-        let Ok((permit, node)) = tokio::time::timeout_at(created + setup.poll_timeout, start).await
+        // The runner fails the job when its pod is not running after `poll_timeout`.
+        let deadline = created + setup.poll_timeout;
+        let started = match self.start_pod(setup, &image, &mut rng, created, slot).await {
+            Some(start) if start.running_at <= deadline => {
+                tokio::time::sleep_until(start.running_at).await;
+                Some(start)
+            }
+            late => {
+                tokio::time::sleep_until(deadline).await;
+                drop(late);
+                None
+            }
+        };
+        let Some(PodStart {
+            permit,
+            node,
+            got_room,
+            launch_wait,
+            ..
+        }) = started
         else {
             // "Job failed (system failure): timed out waiting for pod to start": the runner
             // deletes the pod (unbound, so the API server removes it at once).
@@ -963,6 +981,11 @@ impl SandboxWorld {
             return;
         };
         let running = Instant::now();
+        self.with_stats(|s| {
+            s.quota_waits.push((got_room - created).as_secs_f64());
+            s.launch_waits.push(launch_wait.as_secs_f64());
+            s.pod_starts.push((running - created).as_secs_f64());
+        });
         let now = self.clock.now();
         let bound = node.clone();
         let _ = self.pods.update(&pod.namespace, &pod.name, |p| {
@@ -970,14 +993,16 @@ impl SandboxWorld {
             p.phase = PodPhase::Running;
             p.started_at = Some(now);
         });
-        // The runner notices at its next poll of the pod.
+        // The runner notices at its next poll of the pod, then the script runs and the runner
+        // reports: nothing anyone sees happens between, so one timer plays the three waits.
         let polls = (running - created)
             .as_secs_f64()
             .div_euclid(setup.poll_interval.as_secs_f64())
             + 1.0;
-        tokio::time::sleep_until(created + setup.poll_interval.mul_f64(polls)).await;
-        tokio::time::sleep(model.runner.script.sample(&mut rng)).await;
-        tokio::time::sleep(model.runner.finish).await;
+        let noticed = created + whole_millis(setup.poll_interval.mul_f64(polls));
+        let script = model.runner.script.sample(&mut rng);
+        tokio::time::sleep_until(noticed + whole_millis(script) + whole_millis(model.runner.finish))
+            .await;
         // Canceled meanwhile (the flow cleaning up): the runner still removes its pod.
         let _ = self.gitlab.finish_job(job_id, JobOutcome::Success);
         lock(slot).finished = true;
@@ -986,7 +1011,7 @@ impl SandboxWorld {
             self.pods.kill_node(&node);
             if self
                 .pods
-                .delete_pod(&pod.key(), DeleteMode::graceful(None))
+                .delete_pod(&pod, DeleteMode::graceful(None))
                 .await
                 .is_ok()
             {
@@ -1034,7 +1059,10 @@ impl SandboxWorld {
         }
     }
 
-    /// Fargate's side of a pod start; returns the quota permit and the node name.
+    /// Fargate's side of a pod start: room under the vCPU quota (waited for until the runner's
+    /// `poll_timeout`, else `None`), then a launch-rate token, node start, pod setup and the image pulls, which
+    /// nothing else observes: they are drawn at once and the caller waits for
+    /// [`PodStart::running_at`] (or gives up at the deadline).
     async fn start_pod(
         &self,
         setup: &ManagerSetup,
@@ -1042,45 +1070,40 @@ impl SandboxWorld {
         rng: &mut fastrand::Rng,
         created: Instant,
         slot: &Mutex<JobSlot>,
-    ) -> (tokio::sync::OwnedSemaphorePermit, String) {
+    ) -> Option<PodStart> {
         let model = &self.config.model;
-        let permit = match self
-            .fargate
-            .capacity
-            .clone()
-            .acquire_many_owned(setup.pod_millis)
-            .await
-        {
-            Ok(p) => p,
-            // The semaphore is never closed; wait out the poll timeout if it were.
-            Err(_) => std::future::pending().await,
+        let deadline = created + setup.poll_timeout;
+        let capacity = &self.fargate.capacity;
+        let permit = match capacity.clone().try_acquire_many_owned(setup.pod_millis) {
+            Ok(permit) => permit,
+            Err(_) => {
+                let wait = capacity.clone().acquire_many_owned(setup.pod_millis);
+                match tokio::time::timeout_at(deadline, wait).await {
+                    Ok(Ok(permit)) => permit,
+                    Ok(Err(_)) | Err(_) => return None,
+                }
+            }
         };
         self.note_held(setup.pod_millis);
         lock(slot).held = true;
         let got_room = Instant::now();
         let launch_wait = lock(&self.fargate.launches).reserve(got_room);
-        tokio::time::sleep(launch_wait).await;
         let start = model.fargate.node_start.sample(rng)
             + model.fargate.pod_setup.sample(rng)
             + model.pulls.helper_image()
             + model.pulls.job_image(image);
-        tokio::time::sleep(start).await;
         let node_seq = rng.u32(..);
-        let quota_wait = (got_room - created).as_secs_f64();
-        let total = created.elapsed().as_secs_f64();
-        self.with_stats(|s| {
-            s.quota_waits.push(quota_wait);
-            s.launch_waits.push(launch_wait.as_secs_f64());
-            s.pod_starts.push(total);
-        });
-        (
+        Some(PodStart {
             permit,
-            format!(
+            node: format!(
                 "fargate-ip-10-0-{}-{}.ec2.internal",
                 (node_seq >> 8) % 250,
                 node_seq % 250 + 1
             ),
-        )
+            got_room,
+            launch_wait,
+            running_at: got_room + whole_millis(launch_wait) + whole_millis(start),
+        })
     }
 
     fn fail_job(&self, setup: &ManagerSetup, job_id: u64) {
@@ -1109,6 +1132,28 @@ impl SandboxWorld {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `d` rounded up to whole milliseconds: how far tokio's paused clock moves for a `sleep(d)`
+/// begun on its millisecond grid (a timer fires at the first tick at or after its deadline).
+/// Consecutive waits of one job that nothing else observes are played as one timer to the sum
+/// of their rounded lengths: the same instant as one timer each, at a fraction of the cost.
+fn whole_millis(d: Duration) -> Duration {
+    Duration::from_millis(u64::try_from(d.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX))
+}
+
+/// A job pod Fargate found room for ([`SandboxWorld::start_pod`]).
+struct PodStart {
+    /// Its share of the vCPU quota, held until the capacity is released after the pod.
+    permit: tokio::sync::OwnedSemaphorePermit,
+    /// The Fargate node it runs on.
+    node: String,
+    /// When the quota had room for it.
+    got_room: Instant,
+    /// Its wait for a launch-rate token after that.
+    launch_wait: Duration,
+    /// When it runs: after the launch token, node start, pod setup and pulls.
+    running_at: Instant,
 }
 
 /// A running manager of one release.

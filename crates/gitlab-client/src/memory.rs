@@ -264,6 +264,8 @@ struct ProjectState {
 struct RunnerState {
     runner: Runner,
     tags: Vec<String>,
+    /// `tags` as the set a job's required tags must be a subset of.
+    tag_set: BTreeSet<String>,
     contacted_at: Option<Timestamp>,
     project_id: u64,
     token: SecretToken,
@@ -279,6 +281,8 @@ struct JobState {
     pipeline_id: u64,
     image: Option<String>,
     runner_id: Option<u64>,
+    /// Its key in [`State::pending`], computed once (a runner's every pickup looks it up).
+    pending_key: PendingKey,
 }
 
 /// The jobs of one pipeline and the counts its status derives from, kept up to date by
@@ -297,11 +301,14 @@ struct PipelineJobs {
 
 /// Pending jobs keyed by (project, required tags sorted and deduplicated), oldest first: a job
 /// request looks only at the tag sets its runner can take.
-type PendingIndex = BTreeMap<(u64, Vec<String>), BTreeSet<u64>>;
+type PendingIndex = BTreeMap<PendingKey, BTreeSet<u64>>;
+
+/// A project and a set of required tags (sorted and deduplicated).
+type PendingKey = (u64, Vec<String>);
 
 /// A job's key in the [`PendingIndex`]: tags sorted and deduplicated, so that a runner finds the
 /// jobs it may take by looking up the subsets of its own tags.
-fn pending_key(project_id: u64, tags: &[String]) -> (u64, Vec<String>) {
+fn pending_key(project_id: u64, tags: &[String]) -> PendingKey {
     let tags: BTreeSet<&String> = tags.iter().collect();
     (project_id, tags.into_iter().cloned().collect())
 }
@@ -480,6 +487,7 @@ impl State {
                 web_url: format!("{web}/-/jobs/{job_id}"),
             };
             self.add_job(JobState {
+                pending_key: pending_key(project_id, &job.tag_list),
                 job,
                 project_id,
                 pipeline_id,
@@ -517,10 +525,15 @@ impl State {
         agg.ids.push(id);
         *agg.by_status.entry(job.job.status).or_insert(0) += 1;
         if job.job.status == JobStatus::Pending {
-            self.pending
-                .entry(pending_key(job.project_id, &job.job.tag_list))
-                .or_default()
-                .insert(id);
+            match self.pending.get_mut(&job.pending_key) {
+                Some(ids) => {
+                    ids.insert(id);
+                }
+                None => {
+                    self.pending
+                        .insert(job.pending_key.clone(), BTreeSet::from([id]));
+                }
+            }
             if let Some(signal) = self.pending_signals.get(&job.project_id) {
                 signal.send_modify(|n| *n += 1);
             }
@@ -534,10 +547,7 @@ impl State {
         if j.job.status != JobStatus::Pending {
             return None;
         }
-        if let Some(set) = self
-            .pending
-            .get_mut(&pending_key(j.project_id, &j.job.tag_list))
-        {
+        if let Some(set) = self.pending.get_mut(&j.pending_key) {
             set.remove(&id);
         }
         j.job.status = JobStatus::Running;
@@ -568,9 +578,7 @@ impl State {
             return;
         }
         if before == JobStatus::Pending
-            && let Some(set) = self
-                .pending
-                .get_mut(&pending_key(j.project_id, &j.job.tag_list))
+            && let Some(set) = self.pending.get_mut(&j.pending_key)
         {
             set.remove(&id);
         }
@@ -925,17 +933,18 @@ impl InMemoryGitLab {
     /// (`preparing`, `scheduled`, `waiting_for_resource`, `canceling`, ...).
     pub fn force_job_status(&self, job_id: u64, status: JobStatus) -> Result<()> {
         let now = self.now();
-        let mut st = self.lock();
+        let mut guard = self.lock();
+        let st = &mut *guard;
         let j = st
             .jobs
             .get_mut(&job_id)
             .ok_or_else(|| Error::not_found("set status of", format!("job {job_id}")))?;
         let before = j.job.status;
         j.job.status = status;
-        let (pipeline_id, key) = (j.pipeline_id, pending_key(j.project_id, &j.job.tag_list));
+        let pipeline_id = j.pipeline_id;
         // Keep the indexes in step: out of the pending set, into the new status's tally.
         if before == JobStatus::Pending
-            && let Some(set) = st.pending.get_mut(&key)
+            && let Some(set) = st.pending.get_mut(&j.pending_key)
         {
             set.remove(&job_id);
         }
@@ -991,8 +1000,7 @@ impl InMemoryGitLab {
         if r.runner.paused || r.limit.is_some_and(|l| r.running.len() >= l) {
             return false;
         }
-        let tags: BTreeSet<String> = r.tags.iter().cloned().collect();
-        !st.pickable(r.project_id, &tags, r.run_untagged, 1)
+        !st.pickable(r.project_id, &r.tag_set, r.run_untagged, 1)
             .is_empty()
     }
 
@@ -1018,7 +1026,7 @@ impl InMemoryGitLab {
     pub fn request_jobs(&self, runner_id: u64, max: usize) -> Result<Vec<AssignedJob>> {
         let now = self.now();
         let mut st = self.lock();
-        let (project_id, tags, run_untagged, free, description) = {
+        let (free, description) = {
             let r = st
                 .runners
                 .get_mut(&runner_id)
@@ -1031,19 +1039,13 @@ impl InMemoryGitLab {
             let free = r
                 .limit
                 .map_or(max, |l| l.saturating_sub(r.running.len()).min(max));
-            let tags: BTreeSet<String> = r.tags.iter().cloned().collect();
-            (
-                r.project_id,
-                tags,
-                r.run_untagged,
-                free,
-                r.runner.description.clone(),
-            )
+            (free, r.runner.description.clone())
         };
         if free == 0 {
             return Ok(Vec::new());
         }
-        let picked = st.pickable(project_id, &tags, run_untagged, free);
+        let r = &st.runners[&runner_id];
+        let picked = st.pickable(r.project_id, &r.tag_set, r.run_untagged, free);
         let mut out = Vec::with_capacity(picked.len());
         let mut pipelines = BTreeSet::new();
         for id in picked {
@@ -1364,6 +1366,7 @@ impl GitLabApi for InMemoryGitLab {
             RunnerState {
                 runner,
                 tags: new.tag_list.clone(),
+                tag_set: new.tag_list.iter().cloned().collect(),
                 contacted_at: None,
                 project_id: new.project_id,
                 token: token.clone(),

@@ -27,7 +27,7 @@ impl Percentiles {
         if samples.is_empty() {
             return None;
         }
-        samples.sort_by(f64::total_cmp);
+        samples.sort_unstable_by(f64::total_cmp);
         let n = samples.len();
         let rank = |p: f64| samples[((p / 100.0 * n as f64).ceil() as usize).clamp(1, n) - 1];
         Some(Self {

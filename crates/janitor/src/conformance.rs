@@ -29,7 +29,12 @@ impl PodFixtures for InMemoryPods {
     }
 
     async fn create_pod(&self, pod: NewPod) -> Result<PodInfo> {
-        self.insert(pod)
+        let key = self.insert(pod)?;
+        self.pod(&key.namespace, &key.name)
+            .ok_or_else(|| crate::Error::NotFound {
+                action: "read created pod".into(),
+                resource: key.to_string(),
+            })
     }
 }
 

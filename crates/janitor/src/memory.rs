@@ -1,6 +1,7 @@
 //! In-memory backends: [`InMemoryPods`] (a pod store with the API server's delete semantics) and
 //! [`InMemoryJobStatus`]; clones share state, so a sandbox world can drive and observe them.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -254,14 +255,6 @@ impl State {
             }
         }
     }
-
-    /// Indexes a pod's deletion timestamp for [`State::settle`].
-    fn note_terminating(&mut self, pod: &PodInfo) {
-        if let Some(at) = pod.deletion_timestamp {
-            self.terminating
-                .insert((at, pod.namespace.clone(), pod.name.clone()));
-        }
-    }
 }
 
 /// An in-memory pod store implementing [`PodApi`] with the API server's semantics the janitor relies
@@ -307,23 +300,34 @@ impl InMemoryPods {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Inserts a pod, assigning a UID (and the creation time if unset). Fails with
-    /// [`Error::AlreadyExists`] if a pod with that name exists.
-    pub fn insert(&self, pod: NewPod) -> Result<PodInfo> {
-        let mut st = self.lock();
-        let id = (pod.namespace.clone(), pod.name.clone());
-        if st.pods.contains_key(&id) {
-            return Err(Error::AlreadyExists {
-                action: "create pod".into(),
-                resource: format!("pod {}/{}", pod.namespace, pod.name),
-            });
-        }
+    /// Inserts a pod, assigning a UID (and the creation time if unset), and returns its key.
+    /// Fails with [`Error::AlreadyExists`] if a pod with that name exists.
+    pub fn insert(&self, pod: NewPod) -> Result<PodKey> {
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        let created_at = pod.created_at.unwrap_or_else(|| st.now());
+        let entry = match st.pods.entry((pod.namespace, pod.name)) {
+            Entry::Occupied(e) => {
+                let (namespace, name) = e.key();
+                return Err(Error::AlreadyExists {
+                    action: "create pod".into(),
+                    resource: format!("pod {namespace}/{name}"),
+                });
+            }
+            Entry::Vacant(e) => e,
+        };
         st.next_uid += 1;
-        let info = PodInfo {
+        let (namespace, name) = entry.key().clone();
+        let key = PodKey {
+            namespace: namespace.clone(),
+            name: name.clone(),
             uid: format!("mem-{:08}", st.next_uid),
-            created_at: pod.created_at.unwrap_or_else(|| st.now()),
-            namespace: pod.namespace,
-            name: pod.name,
+        };
+        entry.insert(PodInfo {
+            uid: key.uid.clone(),
+            created_at,
+            namespace,
+            name,
             labels: pod.labels,
             annotations: pod.annotations,
             owners: pod.owners,
@@ -332,9 +336,8 @@ impl InMemoryPods {
             started_at: pod.started_at,
             deletion_timestamp: None,
             requests: pod.requests,
-        };
-        st.pods.insert(id, info.clone());
-        Ok(info)
+        });
+        Ok(key)
     }
 
     /// Changes a pod in place (phase, labels, annotations, owners, node, times...). The UID and
@@ -344,8 +347,9 @@ impl InMemoryPods {
         namespace: &str,
         name: &str,
         change: impl FnOnce(&mut PodInfo),
-    ) -> Result<PodInfo> {
-        let mut st = self.lock();
+    ) -> Result<()> {
+        let mut guard = self.lock();
+        let st = &mut *guard;
         let pod = st
             .pods
             .get_mut(&(namespace.to_owned(), name.to_owned()))
@@ -353,18 +357,20 @@ impl InMemoryPods {
                 action: "update pod".into(),
                 resource: format!("pod {namespace}/{name}"),
             })?;
-        let (ns, n, uid) = (pod.namespace.clone(), pod.name.clone(), pod.uid.clone());
+        let uid = pod.uid.clone();
         change(pod);
-        pod.namespace = ns;
-        pod.name = n;
+        namespace.clone_into(&mut pod.namespace);
+        name.clone_into(&mut pod.name);
         pod.uid = uid;
-        let pod = pod.clone();
-        st.note_terminating(&pod);
-        Ok(pod)
+        if let Some(at) = pod.deletion_timestamp {
+            st.terminating
+                .insert((at, namespace.to_owned(), name.to_owned()));
+        }
+        Ok(())
     }
 
     /// Sets a pod's phase (and `startTime` when it starts running).
-    pub fn set_phase(&self, namespace: &str, name: &str, phase: PodPhase) -> Result<PodInfo> {
+    pub fn set_phase(&self, namespace: &str, name: &str, phase: PodPhase) -> Result<()> {
         let now = self.lock().now();
         self.update(namespace, name, |p| {
             if phase == PodPhase::Running && p.started_at.is_none() {
@@ -825,7 +831,7 @@ mod tests {
         api.kill_node("n2");
         for p in [&a, &b] {
             assert_eq!(
-                api.delete_pod(&p.key(), DeleteMode::graceful(Some(10)))
+                api.delete_pod(p, DeleteMode::graceful(Some(10)))
                     .await
                     .unwrap(),
                 DeleteOutcome::Terminating
@@ -834,10 +840,10 @@ mod tests {
         clock.advance(Duration::from_secs(11));
         let mut events = api.subscribe_deletions();
         let c = api.insert(NewPod::new("ns", "c")).unwrap();
-        api.delete_pod(&c.key(), DeleteMode::graceful(None))
+        api.delete_pod(&c, DeleteMode::graceful(None))
             .await
             .unwrap();
-        assert_eq!(events.recv().await.unwrap().key, c.key());
+        assert_eq!(events.recv().await.unwrap().key, c);
         let left: Vec<_> = api.pods().into_iter().map(|p| p.name).collect();
         assert_eq!(left, ["b"]);
     }

@@ -18,17 +18,17 @@ async fn stuck_terminating_pod_is_force_deleted_with_its_uid() {
     let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
     // Build realistic PodInfos with the memory store, then serve them from the mock.
     let store = InMemoryPods::new().with_clock(Arc::new(ManualClock::new(t0)));
-    let mut stuck = store
-        .insert(
-            NewPod::job("ns", "mgr", 1, 1)
-                .with_phase(PodPhase::Running)
-                .with_node("n"),
-        )
-        .unwrap();
+    let created = |pod: NewPod| {
+        let key = store.insert(pod).unwrap();
+        store.pod(&key.namespace, &key.name).unwrap()
+    };
+    let mut stuck = created(
+        NewPod::job("ns", "mgr", 1, 1)
+            .with_phase(PodPhase::Running)
+            .with_node("n"),
+    );
     stuck.deletion_timestamp = Some(t0);
-    let manager = store
-        .insert(NewPod::manager("ns", "gitlab-runner", "abcde"))
-        .unwrap();
+    let manager = created(NewPod::manager("ns", "gitlab-runner", "abcde"));
     let listed = vec![stuck.clone(), manager];
 
     let mut api = MockPodApi::new();
