@@ -712,6 +712,10 @@ impl SandboxWorld {
         };
         // A manager does not feed in step with the pipeline: its first feed comes at a random phase.
         let mut next_feed = Instant::now() + setup.check_interval.mul_f64(rng.f64());
+        // One timer for the feeds, moved on after each, not one per turn of the loop (a turn per
+        // job taken, in a big load test).
+        let feed = tokio::time::sleep_until(next_feed);
+        tokio::pin!(feed);
         loop {
             let feeding = *stop.borrow() == Stop::Run;
             if !feeding {
@@ -733,8 +737,9 @@ impl SandboxWorld {
                 }
                 Some(_) = chains.join_next(), if !feeding => {}
                 Some(_) = jobs.join_next(), if !feeding => {}
-                () = tokio::time::sleep_until(next_feed), if feeding => {
+                () = &mut feed, if feeding => {
                     next_feed += setup.check_interval;
+                    feed.as_mut().reset(next_feed);
                     while chains.try_join_next().is_some() {}
                     while jobs.try_join_next().is_some() {}
                     let idle = {
@@ -760,6 +765,7 @@ impl SandboxWorld {
                             .park(&setup, idle, &mut idle_polls, &mut stop, &mut rng, next_feed)
                             .await;
                         next_feed = resume_at;
+                        feed.as_mut().reset(next_feed);
                         lock(&shared).requests_in_flight += in_flight.len() as u32;
                         for (at, chain_rng) in in_flight {
                             chains.spawn(new_chain(&stop, chain_rng, Some(at)).run());
