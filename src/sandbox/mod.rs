@@ -967,7 +967,12 @@ impl SandboxWorld {
             }
             late => {
                 tokio::time::sleep_until(deadline).await;
-                drop(late);
+                if late.is_some() {
+                    // Room was found but the pod would not run in time: its vCPUs go back with
+                    // the permit when the runner deletes it.
+                    lock(slot).held = false;
+                    self.fargate.release(setup.pod_millis);
+                }
                 None
             }
         };
@@ -1007,8 +1012,10 @@ impl SandboxWorld {
             + 1.0;
         let noticed = created + whole_millis(setup.poll_interval.mul_f64(polls));
         let script = model.runner.script.sample(&mut rng);
-        tokio::time::sleep_until(noticed + whole_millis(script) + whole_millis(model.runner.finish))
-            .await;
+        tokio::time::sleep_until(
+            noticed + whole_millis(script) + whole_millis(model.runner.finish),
+        )
+        .await;
         // Canceled meanwhile (the flow cleaning up): the runner still removes its pod.
         let _ = self.gitlab.finish_job(job_id, JobOutcome::Success);
         lock(slot).finished = true;

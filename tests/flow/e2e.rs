@@ -54,7 +54,13 @@ impl GitLabDouble {
     }
 
     fn start_with(args: &[&str]) -> Self {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/gitlab_double.py");
+        // The checkout's directory at run time: the build cache is shared between checkouts, so this
+        // binary may have been built in another one.
+        let script = std::path::PathBuf::from(
+            std::env::var_os("CARGO_MANIFEST_DIR")
+                .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+        )
+        .join("scripts/gitlab_double.py");
         let mut child = Command::new("python3")
             .arg(script)
             .arg("0")

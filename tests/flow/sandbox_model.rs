@@ -87,6 +87,38 @@ fn reference_profile_at_600_jobs_says_what_stops_it() {
     );
 }
 
+/// Far past the quota (1,000 reference jobs: a third time out, many after Fargate found room but
+/// before their pod ran), the vCPUs the model counts as held never exceed the quota: a pod that
+/// times out gives its vCPUs back.
+#[test]
+fn vcpus_held_never_exceed_the_quota_when_jobs_time_out() {
+    let out = full_flow(
+        &[
+            "--output",
+            "json",
+            "--runner-profile",
+            "reference",
+            "--jobs",
+            "1000",
+            "--hung-fraction",
+            "0",
+            "--skip-preflight",
+        ],
+        &[],
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    let model = &report["model"];
+    assert!(model["jobs_timed_out"].as_u64().unwrap() > 0, "{model:#}");
+    let (peak, quota) = (
+        model["peak_vcpus"].as_f64().unwrap(),
+        model["vcpu_quota"].as_f64().unwrap(),
+    );
+    assert!(
+        peak <= quota,
+        "peak {peak} vCPUs held of a {quota} vCPU quota"
+    );
+}
+
 #[test]
 fn tuned_profile_is_faster_than_the_reference_at_400_jobs() {
     let (reference, code) = run("reference", 400);

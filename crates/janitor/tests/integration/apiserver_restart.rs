@@ -26,7 +26,12 @@ use jiff::{SignedDuration, Timestamp};
 use super::support::kube;
 
 fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/kube-apiserver.sh")
+    // The checkout's directory at run time: the build cache is shared between checkouts, so this
+    // binary may have been built in another one.
+    std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../../scripts/kube-apiserver.sh")
 }
 
 fn control(command: &str, dir: &Path) -> String {

@@ -9,9 +9,13 @@ use glrunner_runner_chart::values::{EnvVar, RUNNER_TAGS_ANNOTATION};
 use glrunner_runner_chart::{RunnerSummary, RunnerValues};
 
 fn golden(name: &str, actual: &str) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(name);
+    // The checkout's directory at run time: the build cache is shared between checkouts, so this
+    // binary may have been built in another one.
+    let path = PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("tests/golden")
+    .join(name);
     if std::env::var_os("GLRUNNER_BLESS").is_some() {
         std::fs::write(&path, actual).expect("write golden file");
         return;
