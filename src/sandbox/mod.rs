@@ -43,8 +43,10 @@
 //! without it: the kubelet's SIGTERM) GitLab Runner aborts the rest, which fail with
 //! `runner_system_failure` and whose pods it deletes.
 //!
-//! The simulator's cost grows linearly with the jobs: every job is a handful of timer waits and
-//! O(log n) calls into the in-memory backends.
+//! The simulator's cost grows linearly with the jobs: every job is five timer waits (its request's
+//! round trip, the executor's preparation, the pod start, the poll + script + report, the capacity
+//! release; stretches nobody else observes are one timer each) and O(log n) calls into the
+//! in-memory backends; an idle manager costs nothing per poll (see `SandboxWorld::park`).
 
 pub mod bench;
 mod faults;
