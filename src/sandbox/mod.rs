@@ -270,7 +270,6 @@ impl WorldLeftovers {
     }
 }
 
-/// The in-memory backends of all four crates, sharing tokio's clock. Clones share state.
 /// The account's Fargate capacity: the vCPU quota (a fair, first-come-first-served semaphore of
 /// millicores) and the launch-rate token bucket.
 #[derive(Debug)]
@@ -1075,9 +1074,9 @@ impl SandboxWorld {
     }
 
     /// Fargate's side of a pod start: room under the vCPU quota (waited for until the runner's
-    /// `poll_timeout`, else `None`), then a launch-rate token, node start, pod setup and the image pulls, which
-    /// nothing else observes: they are drawn at once and the caller waits for
-    /// [`PodStart::running_at`] (or gives up at the deadline).
+    /// `poll_timeout`, else `None`), then a launch-rate token, node start, pod setup and the
+    /// image pulls, which nothing else observes: they are drawn at once and the caller waits
+    /// for [`PodStart::running_at`] (or gives up at the deadline).
     async fn start_pod(
         &self,
         setup: &ManagerSetup,
