@@ -517,7 +517,7 @@ pub async fn teardown_until(global: &GlobalArgs, interrupt: &Interrupt) -> Resul
 ///
 /// The sandbox's runtime has timers only: the sandbox is offline by construction (no socket, no
 /// child process), and without an I/O driver each turn of the virtual clock skips a poll of the
-/// operating system, a large share of a big simulation's cost.
+/// operating system (a few per cent of a big simulation's cost).
 pub fn runtime(backend: Backend) -> std::io::Result<tokio::runtime::Runtime> {
     match backend {
         Backend::Sandbox => tokio::runtime::Builder::new_current_thread()

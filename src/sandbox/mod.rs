@@ -712,10 +712,10 @@ impl SandboxWorld {
             grid: Instant::now(),
         };
         // A manager does not feed in step with the pipeline: its first feed comes at a random phase.
-        let mut next_feed = Instant::now() + setup.check_interval.mul_f64(rng.f64());
-        // One timer for the feeds, moved on after each, not one per turn of the loop (a turn per
-        // job taken, in a big load test).
-        let feed = tokio::time::sleep_until(next_feed);
+        // One timer for the feeds, its deadline the next feed, moved on after each (not a timer
+        // per turn of the loop: a turn per job taken, in a big load test).
+        let feed =
+            tokio::time::sleep_until(Instant::now() + setup.check_interval.mul_f64(rng.f64()));
         tokio::pin!(feed);
         loop {
             let feeding = *stop.borrow() == Stop::Run;
@@ -739,7 +739,7 @@ impl SandboxWorld {
                 Some(_) = chains.join_next(), if !feeding => {}
                 Some(_) = jobs.join_next(), if !feeding => {}
                 () = &mut feed, if feeding => {
-                    next_feed += setup.check_interval;
+                    let next_feed = feed.deadline() + setup.check_interval;
                     feed.as_mut().reset(next_feed);
                     while chains.try_join_next().is_some() {}
                     while jobs.try_join_next().is_some() {}
@@ -765,8 +765,7 @@ impl SandboxWorld {
                         let (resume_at, in_flight) = world
                             .park(&setup, idle, &mut idle_polls, &mut stop, &mut rng, next_feed)
                             .await;
-                        next_feed = resume_at;
-                        feed.as_mut().reset(next_feed);
+                        feed.as_mut().reset(resume_at);
                         lock(&shared).requests_in_flight += in_flight.len() as u32;
                         for (at, chain_rng) in in_flight {
                             chains.spawn(new_chain(&stop, chain_rng, Some(at)).run());
@@ -961,7 +960,10 @@ impl SandboxWorld {
         let created = Instant::now();
         // The runner fails the job when its pod is not running after `poll_timeout`.
         let deadline = created + setup.poll_timeout;
-        let started = match self.start_pod(setup, &image, &mut rng, created, slot).await {
+        let started = match self
+            .start_pod(setup, &image, &mut rng, deadline, slot)
+            .await
+        {
             Some(start) if start.running_at <= deadline => {
                 tokio::time::sleep_until(start.running_at).await;
                 Some(start)
@@ -1073,8 +1075,8 @@ impl SandboxWorld {
         }
     }
 
-    /// Fargate's side of a pod start: room under the vCPU quota (waited for until the runner's
-    /// `poll_timeout`, else `None`), then a launch-rate token, node start, pod setup and the
+    /// Fargate's side of a pod start: room under the vCPU quota (waited for until `deadline`, the
+    /// runner's `poll_timeout` after the pod's creation, else `None`), then a launch-rate token, node start, pod setup and the
     /// image pulls, which nothing else observes: they are drawn at once and the caller waits
     /// for [`PodStart::running_at`] (or gives up at the deadline).
     async fn start_pod(
@@ -1082,11 +1084,10 @@ impl SandboxWorld {
         setup: &ManagerSetup,
         image: &str,
         rng: &mut fastrand::Rng,
-        created: Instant,
+        deadline: Instant,
         slot: &Mutex<JobSlot>,
     ) -> Option<PodStart> {
         let model = &self.config.model;
-        let deadline = created + setup.poll_timeout;
         let capacity = &self.fargate.capacity;
         let permit = match capacity.clone().try_acquire_many_owned(setup.pod_millis) {
             Ok(permit) => permit,
@@ -1285,9 +1286,7 @@ struct IdlePolls {
 impl IdlePolls {
     /// The instant a timer due at `at` fires: the next millisecond tick of tokio's paused clock.
     fn tick_on(grid: Instant, at: Instant) -> Instant {
-        let since = at.saturating_duration_since(grid).as_nanos();
-        let ticks = since.div_ceil(1_000_000);
-        grid + Duration::from_millis(u64::try_from(ticks).unwrap_or(u64::MAX))
+        grid + whole_millis(at.saturating_duration_since(grid))
     }
 
     /// Whether `now` is on the grid (if tokio's clock ever moved by a fraction of a millisecond,

@@ -56,7 +56,7 @@ impl GitLabDouble {
     fn start_with(args: &[&str]) -> Self {
         // The checkout's directory at run time: the build cache is shared between checkouts, so this
         // binary may have been built in another one.
-        let script = std::path::PathBuf::from(
+        let script = PathBuf::from(
             std::env::var_os("CARGO_MANIFEST_DIR")
                 .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
         )

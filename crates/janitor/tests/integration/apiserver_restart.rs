@@ -28,7 +28,7 @@ use super::support::kube;
 fn script() -> PathBuf {
     // The checkout's directory at run time: the build cache is shared between checkouts, so this
     // binary may have been built in another one.
-    std::path::PathBuf::from(
+    PathBuf::from(
         std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
     )
     .join("../../scripts/kube-apiserver.sh")
