@@ -95,7 +95,7 @@ fn main() {
         .chain(std::env::args().skip(1)),
     );
     let plan = loadtest::plan(&cli.global, &cli.run).expect("valid parameters");
-    let rt = glrunner::provisioning::runtime(cli.global.backend).expect("runtime");
+    let rt = glrunner::cli::runtime(cli.global.backend).expect("runtime");
     let report = rt
         .block_on(loadtest::run_sandbox(&plan, &cli.run, OutputFormat::Json))
         .expect("sandbox run")

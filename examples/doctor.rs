@@ -17,8 +17,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use glrunner::cli::{self, CliError, GlobalArgs};
-use glrunner::flow::command::FlowArgs;
-use glrunner::preflight::command::doctor;
+use glrunner::commands::doctor::doctor;
+use glrunner::commands::full_flow::FlowArgs;
 
 /// Preflight checks and the cost projection of a glrunner run, on the sandbox (default) or AWS.
 #[derive(Debug, Parser)]
@@ -35,7 +35,7 @@ struct Cli {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     cli::init_tracing(cli.global.output);
-    let result = glrunner::provisioning::runtime(cli.global.backend)
+    let result = glrunner::cli::runtime(cli.global.backend)
         .map_err(|e| CliError::failure(format!("cannot start the async runtime: {e}")))
         .and_then(|rt| rt.block_on(doctor(&cli.global, &cli.flow)));
     cli::finish(result, cli.global.output)

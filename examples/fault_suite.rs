@@ -41,7 +41,7 @@ fn main() -> ExitCode {
                 "--backend: the fault suite runs on the sandbox only (it injects faults into its doubles)",
             ));
         }
-        let rt = glrunner::provisioning::runtime(cli::Backend::Sandbox)
+        let rt = glrunner::cli::runtime(cli::Backend::Sandbox)
             .map_err(|e| CliError::failure(format!("cannot start the async runtime: {e}")))?;
         let report = rt.block_on(run_suite(cli.jobs, cli.seed));
         match cli.global.output {

@@ -18,7 +18,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use glrunner::cli::{self, CliError, GlobalArgs};
-use glrunner::flow::command::{FlowArgs, full_flow_until};
+use glrunner::commands::full_flow::{FlowArgs, full_flow_until};
 
 /// The whole glrunner flow on the sandbox (default) or on AWS + GitLab (`--backend aws`).
 #[derive(Debug, Parser)]
@@ -35,7 +35,7 @@ fn main() -> ExitCode {
     let (cli, matches) = cli::parse::<Cli>();
     cli::init_tracing(cli.global.output);
     let result = cli::start(&cli.global, &matches).and_then(|interrupt| {
-        glrunner::provisioning::runtime(cli.global.backend)
+        glrunner::cli::runtime(cli.global.backend)
             .map_err(|e| CliError::failure(format!("cannot start the async runtime: {e}")))
             .and_then(|rt| rt.block_on(full_flow_until(&cli.global, &cli.flow, &interrupt)))
     });

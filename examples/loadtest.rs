@@ -22,9 +22,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use glrunner::cli::runtime;
 use glrunner::cli::{self, CliError, GlobalArgs};
 use glrunner::commands::loadtest::{Command, RunArgs, run_until};
-use glrunner::provisioning::runtime;
 
 /// Run a GitLab CI load test: N hello-world jobs spread over runner shard tags in one pipeline,
 /// watched to the end with a bounded request rate, reported as makespan, queue and run times.

@@ -6,8 +6,9 @@
 //! exit 130/143; running it again resumes.
 
 use clap::Parser;
+use glrunner::cli::runtime;
 use glrunner::cli::{self, CliError, GlobalArgs, finish, init_tracing};
-use glrunner::provisioning::{ProvisionArgs, provision_until, runtime};
+use glrunner::commands::provision::{ProvisionArgs, provision_until};
 
 /// Provision the VPC, IAM roles, EKS cluster, Fargate profile, CoreDNS add-on and admin access
 /// entry of a glrunner stack. Re-running converges; nothing is duplicated.

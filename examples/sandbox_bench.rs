@@ -29,7 +29,7 @@ fn main() {
     } else {
         sizes
     };
-    let runtime = glrunner::provisioning::runtime(Backend::Sandbox).expect("tokio runtime");
+    let runtime = glrunner::cli::runtime(Backend::Sandbox).expect("tokio runtime");
     runtime.block_on(async {
         if !only_scale {
             println!("MODELLED makespans (sandbox model, virtual clock; not measurements)");

@@ -3,8 +3,9 @@
 //! finish the deletion in flight, save progress and exit 130/143; running it again continues.
 
 use clap::Parser;
+use glrunner::cli::runtime;
 use glrunner::cli::{self, CliError, GlobalArgs, finish, init_tracing};
-use glrunner::provisioning::{runtime, teardown_until};
+use glrunner::commands::provision::teardown_until;
 
 /// Tear down a glrunner stack: add-ons, Fargate profiles (one at a time), the cluster, EKS's
 /// leftover ENIs and security groups, NAT, EIPs, routes, IGW, subnets, VPC, IAM roles.

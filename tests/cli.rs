@@ -3,6 +3,8 @@
 
 #[path = "cli/artifacts.rs"]
 mod artifacts;
+#[path = "cli/golden.rs"]
+mod golden;
 #[path = "cli/loadtest.rs"]
 mod loadtest;
 #[path = "cli/runner_example.rs"]

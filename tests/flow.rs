@@ -8,6 +8,8 @@ mod byo;
 mod doctor;
 #[path = "flow/e2e.rs"]
 mod e2e;
+#[path = "flow/embedder.rs"]
+mod embedder;
 #[path = "flow/example.rs"]
 mod example;
 #[path = "flow/faults.rs"]

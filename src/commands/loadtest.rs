@@ -15,9 +15,9 @@ use glrunner_gitlab_client::{
     ProjectRef, Report, SecretToken, WatchOutcome,
 };
 
-use crate::artifacts::{ArtifactArgs, RunContext};
 use crate::cli::signals::{CancellationToken, Interrupt, hold};
 use crate::cli::{self, Backend, CliError, GlobalArgs, OutputFormat};
+use glrunner_flow::artifacts::{ArtifactFiles, RunContext};
 
 /// The `loadtest` subcommands (none: run the load test).
 #[derive(Debug, Subcommand)]
@@ -117,7 +117,7 @@ pub struct RunArgs {
 
     /// `--report-html`, `--junit`, `--metrics`: files for people and for GitLab's reports.
     #[command(flatten)]
-    pub artifacts: ArtifactArgs,
+    pub artifacts: ArtifactFiles,
 }
 
 /// Everything checked before any request.
@@ -601,7 +601,7 @@ pub fn artifact_context(global: &GlobalArgs, args: &RunArgs, plan: &Plan) -> Run
 
 /// Writes the artifacts the flags ask for; says where on stderr (stdout stays the report).
 pub fn write_artifacts(
-    artifacts: &ArtifactArgs,
+    artifacts: &ArtifactFiles,
     report: &Report,
     context: &RunContext,
     output: OutputFormat,

@@ -264,8 +264,8 @@ pub async fn run_until(
         }
         Backend::Aws if run.cluster.is_some() => {
             let name = run.cluster.as_deref().unwrap_or_default();
-            let region = crate::provisioning::resolve_region(global)?;
-            let cluster = crate::flow::aws::EksCluster::find(&region, name).await?;
+            let region = super::provision::resolve_region(global)?;
+            let cluster = glrunner_flow::aws::EksCluster::find(&region, name).await?;
             (Arc::new(cluster.pods()), None)
         }
         Backend::Aws => {

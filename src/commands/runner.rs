@@ -18,10 +18,10 @@ use glrunner_runner_chart::{
 };
 use serde::Serialize;
 
-use super::drain::{
+use crate::cli::{self, Backend, CliError, GlobalArgs, OutputFormat};
+use glrunner_flow::drain::{
     DrainError, DrainOutcome, DrainPolicy, DrainProgress, DrainReport, drain_before_upgrade,
 };
-use crate::cli::{self, Backend, CliError, GlobalArgs, OutputFormat};
 
 /// Environment variable holding the runner authentication token for `install` / `upgrade`.
 pub const TOKEN_ENV: &str = "GLRUNNER_RUNNER_TOKEN";
@@ -414,10 +414,10 @@ pub async fn connect(
     let (Backend::Aws, Some(name)) = (global.backend, &connection.cluster) else {
         return backends(global.backend, connection).await;
     };
-    let region = crate::provisioning::resolve_region(global)?;
-    let cluster = crate::flow::aws::EksCluster::find(&region, name).await?;
+    let region = super::provision::resolve_region(global)?;
+    let cluster = glrunner_flow::aws::EksCluster::find(&region, name).await?;
     let uncovered =
-        crate::flow::fargate_coverage_errors(&cluster.access().fargate_profiles, namespaces);
+        glrunner_flow::fargate_coverage_errors(&cluster.access().fargate_profiles, namespaces);
     if !uncovered.is_empty() {
         return Err(CliError::failure(format!(
             "EKS cluster {name}: {}",

@@ -81,7 +81,7 @@ impl GitLabDouble {
         Self { child, url }
     }
 
-    fn get(&self, path: &str) -> serde_json::Value {
+    pub(crate) fn get(&self, path: &str) -> serde_json::Value {
         let out = Command::new("curl")
             .args(["-sf", &format!("{}{path}", self.url)])
             .output()
@@ -294,20 +294,20 @@ fn flow_args<'a>(
 }
 
 /// One end-to-end world: the servers, CoreDNS, the GitLab double, a chart and a fresh stack.
-struct E2e {
-    helm: String,
-    kubeconfig: String,
+pub(crate) struct E2e {
+    pub(crate) helm: String,
+    pub(crate) kubeconfig: String,
     client: kube::Client,
-    double: GitLabDouble,
-    dir: tempfile::TempDir,
-    chart: PathBuf,
-    stack: String,
-    namespace: String,
+    pub(crate) double: GitLabDouble,
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) chart: PathBuf,
+    pub(crate) stack: String,
+    pub(crate) namespace: String,
 }
 
 impl E2e {
     /// `None` (skip) when the servers are not running outside CI.
-    async fn prepare(prefix: &str) -> Option<Self> {
+    pub(crate) async fn prepare(prefix: &str) -> Option<Self> {
         let (helm, kubeconfig) = servers()?;
         let client = kube_client(&kubeconfig).await;
         ensure_coredns(&client).await;

@@ -1,0 +1,325 @@
+//! What a flow run is asked to do: [`FlowConfig`] and its validation.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use glrunner_gitlab_client::ProjectRef;
+use glrunner_gitlab_client::watch::WatchConfig;
+use glrunner_infra::StackSpec;
+use glrunner_runner_chart::{ChartSource, FleetPlan, FleetRequest, RunnerValues};
+use serde::Serialize;
+
+use super::{Error, Phase};
+use crate::RunnerProfile;
+
+/// What to run.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct FlowConfig {
+    /// The stack: name, region, network and cluster.
+    pub spec: StackSpec,
+    /// GitLab project path (`group/project`) or numeric id.
+    pub project: String,
+    /// Jobs in the load-test pipeline (all meant to run at once).
+    pub jobs: u32,
+    /// At most this many jobs per runner release (the fleet plan shards beyond it).
+    pub max_per_release: u32,
+    /// Expected Fargate start of a job pod (sets the runners' poll timeout).
+    pub expected_pod_start: Duration,
+    /// Job image (default: the CI generator's bash image).
+    pub image: Option<String>,
+    /// Phases to run.
+    pub phases: BTreeSet<Phase>,
+    /// Teardown (and the cleanup after a failure) keeps the infrastructure.
+    pub keep_infra: bool,
+    /// Teardown (and the cleanup after a failure) keeps the runner releases and GitLab runners,
+    /// and therefore the infrastructure they run on.
+    pub keep_runners: bool,
+    /// On failure, keep everything for inspection instead of cleaning up.
+    pub keep: bool,
+    /// How the pipeline is watched.
+    pub watch: WatchConfig,
+    /// The janitor's grace period.
+    pub reap_grace: Duration,
+    /// Pause between janitor rounds.
+    pub reap_interval: Duration,
+    /// Stop reaping after this long even if job pods remain.
+    pub reap_deadline: Duration,
+    /// Bound of each helm install/uninstall.
+    pub release_timeout: Duration,
+    /// Runner configuration to install: the reference tutorial's or glrunner's tuned one.
+    pub runner_profile: RunnerProfile,
+    /// Most jobs one load-test pipeline may hold (GitLab's per-pipeline limit; the CI
+    /// generator's default, 10,000, unless a self-managed instance allows more).
+    pub max_pipeline_jobs: u32,
+    /// Bound of the cleanup after a failure or a stop (SIGINT/SIGTERM): past it, the flow says
+    /// what is left and how to finish.
+    pub cleanup_timeout: Duration,
+    /// The cluster: provisioned by the flow (default) or brought by the user.
+    pub cluster: ClusterSource,
+    /// The chart the releases install (default: the pinned gitlab-runner chart).
+    pub chart: ChartSource,
+    /// At most this many helm installs/upgrades at once (results keep the shards' order).
+    pub helm_concurrency: usize,
+}
+
+/// Default bound on concurrent helm operations: enough to overlap the ~45 s manager pod starts,
+/// few enough not to queue dozens of `helm --wait` watches against the API server at once.
+pub const DEFAULT_HELM_CONCURRENCY: usize = 4;
+
+impl FlowConfig {
+    /// All phases for `jobs` jobs in `project` on `spec`'s stack, with defaults.
+    pub fn new(spec: StackSpec, project: impl Into<String>, jobs: u32) -> Self {
+        Self {
+            spec,
+            project: project.into(),
+            jobs,
+            max_per_release: glrunner_runner_chart::fleet::DEFAULT_MAX_PER_RELEASE,
+            expected_pod_start: glrunner_runner_chart::fleet::DEFAULT_EXPECTED_POD_START,
+            image: None,
+            phases: Phase::ALL.into_iter().collect(),
+            keep_infra: false,
+            keep_runners: false,
+            keep: false,
+            watch: WatchConfig::default(),
+            reap_grace: Duration::from_secs(60),
+            reap_interval: Duration::from_secs(30),
+            reap_deadline: Duration::from_secs(20 * 60),
+            release_timeout: Duration::from_secs(600),
+            runner_profile: RunnerProfile::default(),
+            max_pipeline_jobs: glrunner_gitlab_client::ci::DEFAULT_MAX_JOBS,
+            cleanup_timeout: Duration::from_secs(45 * 60),
+            helm_concurrency: DEFAULT_HELM_CONCURRENCY,
+            cluster: ClusterSource::default(),
+            chart: ChartSource::default(),
+        }
+    }
+
+    /// Runs on a cluster the user brings (provisioning and the infrastructure teardown are
+    /// skipped) or, with [`ClusterSource::Provisioned`], on the stack's own.
+    #[must_use]
+    pub fn with_cluster(mut self, cluster: ClusterSource) -> Self {
+        self.cluster = cluster;
+        self
+    }
+
+    /// The EKS cluster whose endpoint, CA and Fargate profiles the flow reads (none for a
+    /// kubeconfig).
+    pub(super) fn eks_cluster_name(&self) -> Option<&str> {
+        match &self.cluster {
+            ClusterSource::Provisioned => Some(&self.spec.cluster.name),
+            ClusterSource::Eks { name } => Some(name),
+            ClusterSource::Kubeconfig { .. } => None,
+        }
+    }
+
+    /// Sets the bound on concurrent helm operations.
+    #[must_use]
+    pub fn with_helm_concurrency(mut self, concurrency: usize) -> Self {
+        self.helm_concurrency = concurrency;
+        self
+    }
+
+    /// Runs only these phases.
+    #[must_use]
+    pub fn with_phases(mut self, phases: impl IntoIterator<Item = Phase>) -> Self {
+        self.phases = phases.into_iter().collect();
+        self
+    }
+
+    /// Sets the keep flags.
+    #[must_use]
+    pub fn with_keep(mut self, keep_infra: bool, keep_runners: bool, keep: bool) -> Self {
+        self.keep_infra = keep_infra;
+        self.keep_runners = keep_runners;
+        self.keep = keep;
+        self
+    }
+
+    /// Sets the cap of jobs per release.
+    #[must_use]
+    pub fn with_max_per_release(mut self, cap: u32) -> Self {
+        self.max_per_release = cap;
+        self
+    }
+
+    /// Sets the runner profile.
+    #[must_use]
+    pub fn with_runner_profile(mut self, profile: RunnerProfile) -> Self {
+        self.runner_profile = profile;
+        self
+    }
+
+    /// The load test's job image: `--image`, else the profile's (`None`: the CI generator's).
+    pub fn job_image(&self) -> Option<String> {
+        self.image
+            .clone()
+            .or_else(|| self.runner_profile.job_image().map(str::to_owned))
+    }
+
+    pub(super) fn runs(&self, phase: Phase) -> bool {
+        self.phases.contains(&phase)
+            && !(phase == Phase::Provision && self.cluster.brought_by_user())
+    }
+
+    /// Release names are `<stack>-runner-<i>`.
+    pub fn release_prefix(&self) -> String {
+        format!("{}-runner", self.spec.stack)
+    }
+
+    /// GitLab runner descriptions are `<stack>/<release>`.
+    pub(super) fn runner_description(&self, release: &str) -> String {
+        format!("{}/{release}", self.spec.stack)
+    }
+
+    pub(crate) fn fleet_request(&self, template: &RunnerValues) -> FleetRequest {
+        FleetRequest::new(self.jobs)
+            .with_release_prefix(self.release_prefix())
+            .with_tag_prefix(self.spec.stack.to_string())
+            .with_max_per_release(self.max_per_release)
+            .with_expected_pod_start(self.expected_pod_start)
+            .with_values(template)
+    }
+
+    /// Checks everything checkable before any call.
+    pub fn validate(&self, gitlab_url: &str) -> Result<(), Error> {
+        self.spec
+            .validate()
+            .map_err(|e| Error::invalid("stack", e.to_string()))?;
+        if self.phases.is_empty() {
+            return Err(Error::invalid("--phases", "no phase selected"));
+        }
+        ProjectRef::parse(&self.project).map_err(|e| Error::invalid("--project", e.to_string()))?;
+        FleetPlan::new(&self.fleet_request(&self.template(gitlab_url)))
+            .map_err(|e| Error::invalid("--jobs", e.to_string()))?;
+        if self.reap_interval.is_zero() {
+            return Err(Error::invalid("reap_interval", "must be above zero"));
+        }
+        if !(1..=MAX_HELM_CONCURRENCY).contains(&self.helm_concurrency) {
+            return Err(Error::invalid(
+                "--helm-concurrency",
+                format!(
+                    "{} is outside 1..={MAX_HELM_CONCURRENCY} (fix: use e.g. {DEFAULT_HELM_CONCURRENCY})",
+                    self.helm_concurrency
+                ),
+            ));
+        }
+        let template = self.template(gitlab_url);
+        let job_namespace = template
+            .executor
+            .namespace
+            .clone()
+            .unwrap_or_else(|| self.spec.cluster.runner_namespace.clone());
+        if !fargate_selects(
+            &self.spec.cluster.fargate_selectors(),
+            &job_namespace,
+            &template.executor.pod_labels,
+        ) {
+            return Err(Error::invalid(
+                "--runner-namespace",
+                format!(
+                    "no selector of the Fargate profile matches job namespace {job_namespace:?}: job pods would stay Pending (fix: add the namespace to the profile's selectors)"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn template(&self, gitlab_url: &str) -> RunnerValues {
+        let ns = &self.spec.cluster.runner_namespace;
+        let mut values = self
+            .runner_profile
+            .template(RunnerValues::new(gitlab_url).with_job_namespace(ns));
+        if let Some(image) = self.job_image() {
+            values = values.with_image(image);
+        }
+        values
+    }
+}
+
+/// Most helm operations at once that `--helm-concurrency` accepts.
+pub const MAX_HELM_CONCURRENCY: usize = 32;
+
+/// Where the cluster comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum ClusterSource {
+    /// glrunner provisions the stack's own cluster and tears it down again.
+    #[default]
+    Provisioned,
+    /// An existing EKS cluster, found through the EKS API (`--cluster NAME`); credentials come from
+    /// glrunner's own EKS token generator.
+    Eks {
+        /// The cluster's name.
+        name: String,
+    },
+    /// Any conformant cluster reached through a kubeconfig (`--kubeconfig PATH [--context NAME]`).
+    Kubeconfig {
+        /// The kubeconfig file.
+        path: PathBuf,
+        /// Its context (default: the current context).
+        context: Option<String>,
+    },
+}
+
+impl ClusterSource {
+    /// Whether the user brought the cluster: provisioning and the infrastructure teardown are
+    /// skipped, and nothing outside the runner namespaces is created or deleted.
+    pub fn brought_by_user(&self) -> bool {
+        !matches!(self, Self::Provisioned)
+    }
+
+    /// One line for reports: `provisioned by glrunner`, `brought by the user (EKS cluster x)`.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Provisioned => "provisioned by glrunner".into(),
+            Self::Eks { name } => format!("brought by the user (EKS cluster {name})"),
+            Self::Kubeconfig { path, context } => format!(
+                "brought by the user (kubeconfig {}{})",
+                path.display(),
+                context
+                    .as_deref()
+                    .map(|c| format!(", context {c}"))
+                    .unwrap_or_default()
+            ),
+        }
+    }
+}
+
+/// Whether a Fargate profile with `selectors` takes the job pods of `namespace` that carry
+/// `pod_labels`: a selector matches its namespace and requires all of its labels on the pod.
+pub fn fargate_selects(
+    selectors: &[glrunner_infra::FargateSelector],
+    namespace: &str,
+    pod_labels: &std::collections::BTreeMap<String, String>,
+) -> bool {
+    selectors.iter().any(|s| {
+        s.namespace == namespace && s.labels.iter().all(|(k, v)| pod_labels.get(k) == Some(v))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use glrunner_infra::FargateSelector;
+
+    use super::*;
+
+    #[test]
+    fn fargate_selectors_must_cover_the_job_namespace_and_labels() {
+        let plain = [
+            FargateSelector::namespace("kube-system"),
+            FargateSelector::namespace("ci"),
+        ];
+        let none = BTreeMap::new();
+        assert!(fargate_selects(&plain, "ci", &none));
+        assert!(!fargate_selects(&plain, "ci-jobs", &none));
+        let mut labelled = FargateSelector::namespace("ci-jobs");
+        labelled.labels.insert("fargate".into(), "yes".into());
+        assert!(!fargate_selects(&[labelled.clone()], "ci-jobs", &none));
+        let pod = BTreeMap::from([("fargate".to_string(), "yes".to_string())]);
+        assert!(fargate_selects(&[labelled], "ci-jobs", &pod));
+    }
+}

@@ -1,0 +1,290 @@
+//! The phases of a run, one file each, and the run that drives them in order: provision →
+//! project → plan → runners → releases → load test → reap → teardown, then the cleanup after a
+//! failure.
+
+mod load_test;
+mod plan;
+mod project;
+mod provision;
+mod reap;
+mod releases;
+mod runners;
+mod teardown;
+
+use glrunner_gitlab_client::Project;
+use glrunner_infra::ClusterAccess;
+use glrunner_runner_chart::{FleetPlan, RunnerToken};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::at;
+use crate::{
+    Backends, ClusterClients, ClusterSource, ClusterTarget, Error, Failure, FleetSummary,
+    FlowConfig, FlowEvent, FlowProgress, FlowReport, LoadTestSummary, Phase, PhaseRecord,
+    PhaseStatus, ProvisioningSummary, ReapSummary, ShardSummary, TeardownSummary, check_cluster,
+};
+use teardown::Scope;
+
+/// A GitLab runner of one shard, and its token while this run holds it.
+struct ShardRunner {
+    release: String,
+    runner_id: u64,
+    token: RunnerToken,
+}
+
+/// What this run created (the scope of the cleanup after a failure).
+#[derive(Default)]
+struct Created {
+    infra: bool,
+    runners: bool,
+    releases: bool,
+    pipeline: Option<u64>,
+}
+
+struct Run<'a> {
+    config: &'a FlowConfig,
+    backends: &'a Backends,
+    progress: &'a dyn FlowProgress,
+    report: FlowReport,
+    access: Option<ClusterAccess>,
+    clients: Option<ClusterClients>,
+    /// Whether the cluster passed its pre-install checks in this run.
+    cluster_checked: bool,
+    project: Option<Project>,
+    plan: Option<FleetPlan>,
+    runners: Vec<ShardRunner>,
+    created: Created,
+    stop: CancellationToken,
+}
+
+/// Runs the flow. `Err` only for invalid input (nothing was done); otherwise the report says
+/// whether a phase failed ([`FlowReport::failure`]) and what the cleanup left (nothing, normally).
+pub async fn run(
+    config: &FlowConfig,
+    backends: &Backends,
+    progress: &dyn FlowProgress,
+) -> Result<FlowReport, Error> {
+    run_until(config, backends, progress, &CancellationToken::new()).await
+}
+
+/// What a stopped phase reports as its error.
+pub const STOPPED: &str = "stopped (SIGINT/SIGTERM)";
+
+/// [`run`] that stops when `stop` fires (SIGINT/SIGTERM in the examples): provisioning starts no
+/// new step, the pipeline watch and the janitor's rounds end, no further phase starts, and the
+/// cleanup removes what this run created (unless [`FlowConfig::keep`]) within
+/// [`FlowConfig::cleanup_timeout`]; the report's failure says the run was stopped.
+pub async fn run_until(
+    config: &FlowConfig,
+    backends: &Backends,
+    progress: &dyn FlowProgress,
+    stop: &CancellationToken,
+) -> Result<FlowReport, Error> {
+    config.validate(&backends.gitlab_url)?;
+    let wall = std::time::Instant::now();
+    let start = Instant::now();
+    let mut run = Run {
+        config,
+        backends,
+        progress,
+        report: FlowReport::new(config, backends.kind),
+        access: None,
+        clients: None,
+        cluster_checked: false,
+        project: None,
+        plan: None,
+        runners: Vec::new(),
+        created: Created::default(),
+        stop: stop.clone(),
+    };
+    tracing::info!(stack = %config.spec.stack, jobs = config.jobs, backend = ?backends.kind, "flow started");
+    let mut failed = None;
+    for phase in Phase::ALL {
+        if !config.runs(phase) {
+            let summary = if phase == Phase::Provision && config.cluster.brought_by_user() {
+                format!("cluster {}", config.cluster.describe())
+            } else {
+                String::new()
+            };
+            run.report.phases.push(PhaseRecord {
+                phase,
+                status: PhaseStatus::Skipped,
+                secs: 0.0,
+                summary,
+            });
+            progress.event(&FlowEvent::PhaseSkipped { phase });
+            continue;
+        }
+        progress.event(&FlowEvent::PhaseStarted { phase });
+        let t0 = Instant::now();
+        // A stop ends the phases that wait (provision, load test, reap) early; the others are
+        // bounded and finish. The teardown phase is itself a cleanup, so it goes on.
+        let result = if stop.is_cancelled() && phase != Phase::Teardown {
+            Err(Error::phase(phase, STOPPED))
+        } else {
+            run.phase(phase).await
+        };
+        let elapsed = t0.elapsed();
+        match result {
+            Ok(summary) => {
+                tracing::info!(%phase, secs = elapsed.as_secs_f64(), "phase done");
+                progress.event(&FlowEvent::PhaseDone {
+                    phase,
+                    elapsed,
+                    summary: summary.clone(),
+                });
+                run.report.phases.push(PhaseRecord {
+                    phase,
+                    status: PhaseStatus::Done,
+                    secs: elapsed.as_secs_f64(),
+                    summary,
+                });
+            }
+            Err(e) => {
+                let message = match e {
+                    Error::Phase { message, .. } => message,
+                    other => other.to_string(),
+                };
+                tracing::info!(%phase, error = %message, "phase failed");
+                progress.event(&FlowEvent::PhaseFailed {
+                    phase,
+                    error: message.clone(),
+                });
+                run.report.phases.push(PhaseRecord {
+                    phase,
+                    status: PhaseStatus::Failed,
+                    secs: elapsed.as_secs_f64(),
+                    summary: message.clone(),
+                });
+                failed = Some(Failure {
+                    phase,
+                    error: message,
+                    cleaned_up: false,
+                });
+                break;
+            }
+        }
+    }
+    if let Some(mut failure) = failed {
+        if !config.keep {
+            progress.event(&FlowEvent::CleanupStarted);
+            // What this run created, minus what --keep-runners / --keep-infra keep.
+            let keep_runners = config.keep_runners;
+            let scope = Scope {
+                releases: (run.created.releases || run.created.runners) && !keep_runners,
+                runners: run.created.runners && !keep_runners,
+                infra: run.created.infra
+                    && !keep_runners
+                    && !config.keep_infra
+                    && !config.cluster.brought_by_user(),
+                trigger: "cleanup after failure",
+            };
+            let summary =
+                match tokio::time::timeout(config.cleanup_timeout, run.teardown(scope)).await {
+                    Ok(summary) => summary,
+                    Err(_) => run.cleanup_timed_out().await,
+                };
+            failure.cleaned_up = summary.errors.is_empty();
+            run.report.teardown = Some(summary);
+        }
+        run.report.failure = Some(failure);
+    }
+    run.report.total_secs = start.elapsed().as_secs_f64();
+    run.report.wall_secs = wall.elapsed().as_secs_f64();
+    Ok(run.report)
+}
+
+impl Run<'_> {
+    fn step(&self, phase: Phase, message: impl Into<String>) {
+        self.progress.event(&FlowEvent::Step {
+            phase,
+            message: message.into(),
+        });
+    }
+
+    async fn phase(&mut self, phase: Phase) -> Result<String, Error> {
+        match phase {
+            Phase::Provision => self.provision().await,
+            Phase::Project => {
+                let project = self.project(true).await?;
+                Ok(format!(
+                    "project {} (id {})",
+                    project.path_with_namespace, project.id
+                ))
+            }
+            Phase::Plan => {
+                let plan = self.plan()?;
+                Ok(format!(
+                    "{} job(s) over {} shard(s) of at most {} (poll timeout {}s)",
+                    plan.total_jobs,
+                    plan.shards.len(),
+                    plan.largest_batch(),
+                    plan.recommended_poll_timeout.as_secs()
+                ))
+            }
+            Phase::Runners => self.create_runners().await,
+            Phase::Releases => self.install_releases().await,
+            Phase::LoadTest => self.load_test().await,
+            Phase::Reap => self.reap().await,
+            Phase::Teardown => {
+                if self.config.keep_runners || self.config.keep_infra {
+                    self.step(
+                        Phase::Teardown,
+                        "keeping what --keep-runners/--keep-infra asked to keep",
+                    );
+                }
+                let scope = Scope {
+                    releases: !self.config.keep_runners,
+                    runners: !self.config.keep_runners,
+                    // A cluster the user brought is never torn down.
+                    infra: !self.config.keep_infra
+                        && !self.config.keep_runners
+                        && !self.config.cluster.brought_by_user(),
+                    trigger: "teardown phase",
+                };
+                let summary = self.teardown(scope).await;
+                let line = summary.one_line();
+                let errors = summary.errors.clone();
+                self.report.teardown = Some(summary);
+                if errors.is_empty() {
+                    Ok(line)
+                } else {
+                    Err(Error::phase(Phase::Teardown, errors.join("; ")))
+                }
+            }
+        }
+    }
+
+    /// The cluster's clients, connecting on first use.
+    async fn clients(&mut self, phase: Phase) -> Result<ClusterClients, Error> {
+        if let Some(c) = &self.clients {
+            return Ok(c.clone());
+        }
+        let target = match &self.config.cluster {
+            ClusterSource::Kubeconfig { path, context } => ClusterTarget::Kubeconfig {
+                path,
+                context: context.as_deref(),
+            },
+            _ => {
+                if self.access.is_none() {
+                    let name = self.config.eks_cluster_name().unwrap_or_default();
+                    self.access = Some(
+                        self.backends
+                            .cluster
+                            .cluster_access(name)
+                            .await
+                            .map_err(at(phase))?,
+                    );
+                }
+                ClusterTarget::Eks(self.access.as_ref().expect("access was just read"))
+            }
+        };
+        let clients = self
+            .backends
+            .connector
+            .connect(&self.config.spec, target)
+            .await?;
+        self.clients = Some(clients.clone());
+        Ok(clients)
+    }
+}

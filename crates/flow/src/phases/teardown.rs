@@ -1,0 +1,359 @@
+//! Phase 8, teardown (also the cleanup after a failure): releases, GitLab runners, infrastructure.
+
+use std::future::Future;
+use std::time::Duration;
+
+use glrunner_gitlab_client::ProjectRef;
+use glrunner_infra::{Engine, StackOptions};
+use glrunner_runner_chart::{ErrorKind, ReleaseId, SecretRef};
+
+use super::{Phase, Run, TeardownSummary};
+use crate::events::InfraProgress;
+
+/// What a teardown covers.
+pub(super) struct Scope {
+    pub(super) releases: bool,
+    pub(super) runners: bool,
+    pub(super) infra: bool,
+    pub(super) trigger: &'static str,
+}
+
+impl Run<'_> {
+    /// The cleanup's summary when it ran past [`super::FlowConfig::cleanup_timeout`]: what the
+    /// infrastructure still holds, and how to finish.
+    pub(super) async fn cleanup_timed_out(&mut self) -> TeardownSummary {
+        let b = self.backends;
+        let spec = &self.config.spec;
+        let mut summary = TeardownSummary {
+            trigger: "cleanup after failure".to_owned(),
+            ..TeardownSummary::default()
+        };
+        summary.errors.push(format!(
+            "cleanup did not finish within {}; finish it with `full_flow --phases teardown` \
+             (same --backend, --stack {}, --region {} and --project {})",
+            humantime::format_duration(self.config.cleanup_timeout),
+            spec.stack,
+            spec.region,
+            self.config.project
+        ));
+        match Engine::new(b.network.as_ref(), b.cluster.as_ref())
+            .leftovers(&spec.stack)
+            .await
+        {
+            Ok(left) => summary.leftovers.infra = left.iter().map(|r| r.describe()).collect(),
+            Err(e) => summary.errors.push(format!("leftover scan: {e}")),
+        }
+        summary.leftovers.total = summary.leftovers.infra.len();
+        summary
+    }
+
+    /// Removes releases, GitLab runners and infrastructure per `scope`, best effort (every step
+    /// is tried; errors are collected), then checks for leftovers.
+    pub(super) async fn teardown(&mut self, scope: Scope) -> TeardownSummary {
+        let phase = Phase::Teardown;
+        let mut summary = TeardownSummary {
+            trigger: scope.trigger.to_owned(),
+            ..TeardownSummary::default()
+        };
+        let prefix = format!("{}-", self.config.release_prefix());
+        let namespace = self.config.spec.cluster.runner_namespace.clone();
+        let gitlab = self.backends.gitlab.clone();
+
+        if let Some(pipeline) = self.created.pipeline.take()
+            && let Some(project) = &self.project
+        {
+            match gitlab
+                .cancel_pipeline(&ProjectRef::Id(project.id), pipeline)
+                .await
+            {
+                Ok(_) => {
+                    self.step(phase, format!("canceled pipeline {pipeline}"));
+                    summary.pipeline_canceled = Some(pipeline);
+                }
+                Err(e) => summary
+                    .errors
+                    .push(format!("cancel pipeline {pipeline}: {e}")),
+            }
+        }
+
+        let mut clients = None;
+        if scope.releases {
+            match self.clients(phase).await {
+                Ok(c) => {
+                    match once_more("list releases", || c.releases.list(Some(&namespace))).await {
+                        Ok(list) => {
+                            for release in list.into_iter().filter(|r| r.name.starts_with(&prefix))
+                            {
+                                let id = ReleaseId::new(&namespace, &release.name);
+                                let secret = Self::secret_name(&release.name);
+                                let removed =
+                                    once_more(&format!("uninstall {}", id.describe()), || {
+                                        glrunner_runner_chart::remove_runner(
+                                            c.secrets.as_ref(),
+                                            c.releases.as_ref(),
+                                            &id,
+                                            &secret,
+                                            self.config.release_timeout,
+                                        )
+                                    })
+                                    .await;
+                                match removed {
+                                    Ok(_) => {
+                                        self.step(phase, format!("uninstalled {}", id.describe()));
+                                        summary.releases_removed += 1;
+                                    }
+                                    Err(e) => summary.errors.push(e),
+                                }
+                            }
+                        }
+                        Err(e) => summary.errors.push(e),
+                    }
+                    // Secrets written for releases that never got installed.
+                    let shards = self
+                        .plan
+                        .as_ref()
+                        .map(|p| p.shards.clone())
+                        .unwrap_or_default();
+                    for shard in shards {
+                        let secret = SecretRef::new(&namespace, Self::secret_name(&shard.release));
+                        match once_more(&format!("delete {}", secret.describe()), || {
+                            c.secrets.delete(&secret)
+                        })
+                        .await
+                        {
+                            Ok(true) => self.step(phase, format!("deleted {}", secret.describe())),
+                            Ok(false) => {}
+                            Err(e) => summary.errors.push(e),
+                        }
+                    }
+                    clients = Some(c);
+                }
+                // No cluster (never created, or already gone): no release can exist.
+                Err(e) => tracing::info!(error = %e, "no cluster to uninstall releases from"),
+            }
+        }
+
+        let project = match &self.project {
+            Some(p) => Some(p.clone()),
+            None if scope.runners => self.project(false).await.ok(),
+            None => None,
+        };
+        if scope.runners
+            && let Some(project) = &project
+        {
+            let mine = format!("{}/", self.config.spec.stack);
+            let project_ref = ProjectRef::Id(project.id);
+            // The GitLab client owns the retries of these calls (429s, 5xx of idempotent
+            // calls); the cleanup does not retry them again.
+            match gitlab.list_runners(&project_ref).await {
+                Ok(list) => {
+                    for runner in list.into_iter().filter(|r| {
+                        r.description
+                            .as_deref()
+                            .is_some_and(|d| d.starts_with(&mine))
+                    }) {
+                        match gitlab.delete_runner(runner.id).await {
+                            Ok(()) | Err(glrunner_gitlab_client::Error::NotFound { .. }) => {
+                                self.step(phase, format!("deleted GitLab runner {}", runner.id));
+                                summary.runners_deleted += 1;
+                            }
+                            Err(e) => summary
+                                .errors
+                                .push(format!("delete runner {}: {e}", runner.id)),
+                        }
+                    }
+                }
+                Err(e) => summary.errors.push(format!("list runners: {e}")),
+            }
+        }
+
+        // Leftovers of the cluster side are checked before the cluster goes away.
+        if scope.releases
+            && let Some(c) = &clients
+        {
+            match c.releases.list(Some(&namespace)).await {
+                Ok(list) => {
+                    summary.leftovers.releases = list
+                        .into_iter()
+                        .filter(|r| r.name.starts_with(&prefix))
+                        .map(|r| r.name)
+                        .collect()
+                }
+                Err(e) => summary
+                    .errors
+                    .push(format!("list releases after teardown: {e}")),
+            }
+        }
+        if scope.runners
+            && let Some(project) = &project
+        {
+            let mine = format!("{}/", self.config.spec.stack);
+            match gitlab.list_runners(&ProjectRef::Id(project.id)).await {
+                Ok(list) => {
+                    summary.leftovers.runners = list
+                        .into_iter()
+                        .filter(|r| {
+                            r.description
+                                .as_deref()
+                                .is_some_and(|d| d.starts_with(&mine))
+                        })
+                        .map(|r| format!("runner {}", r.id))
+                        .collect();
+                }
+                Err(e) => summary
+                    .errors
+                    .push(format!("list runners after teardown: {e}")),
+            }
+        }
+
+        if scope.infra {
+            let b = self.backends;
+            let progress = InfraProgress(self.progress);
+            let options = StackOptions {
+                dry_run: false,
+                state_dir: b.state_dir.clone(),
+                waits: b.waits.clone(),
+                progress: &progress,
+            };
+            let spec = &self.config.spec;
+            match glrunner_infra::teardown(
+                &spec.stack,
+                &spec.region,
+                b.network.as_ref(),
+                b.cluster.as_ref(),
+                &options,
+            )
+            .await
+            {
+                Ok(report) => summary.infra_deleted = report.deleted.len(),
+                Err(e) => summary.errors.push(format!("infrastructure teardown: {e}")),
+            }
+            let engine = Engine::new(b.network.as_ref(), b.cluster.as_ref());
+            match engine.leftovers(&spec.stack).await {
+                Ok(left) => summary.leftovers.infra = left.iter().map(|r| r.describe()).collect(),
+                Err(e) => summary.errors.push(format!("leftover scan: {e}")),
+            }
+            self.clients = None;
+            self.access = None;
+        }
+        summary.leftovers.total = summary.leftovers.infra.len()
+            + summary.leftovers.releases.len()
+            + summary.leftovers.runners.len();
+        if summary.leftovers.total > 0 {
+            summary.errors.push(format!(
+                "{} resource(s) left after teardown",
+                summary.leftovers.total
+            ));
+        }
+        summary
+    }
+}
+
+/// Runs a cleanup call on the cluster (helm, Kubernetes Secrets) and, when it fails with what
+/// clears by itself, once more after a pause.
+///
+/// Retry layers in the cleanup: GitLab calls are retried by the GitLab client alone (429s
+/// with their `Retry-After`, 5xx of idempotent calls), infrastructure calls by the AWS SDK and
+/// the infra engine alone; neither is retried here. Helm has no retry layer for its
+/// operations and kube-rs retries only throttling and 503/504, so this is the one layer for
+/// what those leave: another helm operation in progress ([`ErrorKind::Conflict`]) and
+/// transport failures ([`ErrorKind::Backend`], e.g. the apiserver restarting), once. Denied,
+/// missing, invalid, timed-out (already waited its bound) and throttled (a lower layer already
+/// waited) answers are not retried.
+async fn once_more<T, F, Fut>(what: &str, mut f: F) -> Result<T, String>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, glrunner_runner_chart::Error>>,
+{
+    match f().await {
+        Ok(v) => Ok(v),
+        Err(e) if worth_one_more_try(&e) => {
+            tracing::warn!(%what, error = %e, "cleanup step failed transiently; trying once more");
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            f().await.map_err(|e| format!("{what}: {e}"))
+        }
+        Err(e) => Err(format!("{what}: {e}")),
+    }
+}
+
+/// Whether a cluster-side cleanup error clears by itself (see [`once_more`]).
+fn worth_one_more_try(e: &glrunner_runner_chart::Error) -> bool {
+    matches!(e.kind(), ErrorKind::Conflict | ErrorKind::Backend)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use glrunner_runner_chart::Error;
+
+    use super::*;
+
+    fn failing(kind: ErrorKind) -> Error {
+        let (resource, action) = (
+            "helm release \"r\" in namespace \"n\"".to_owned(),
+            "uninstall".to_owned(),
+        );
+        match kind {
+            ErrorKind::Conflict => Error::Conflict {
+                resource,
+                action,
+                detail: "another operation (install/upgrade/rollback) is in progress".into(),
+            },
+            ErrorKind::Backend => Error::Backend {
+                backend: "kube",
+                resource,
+                action,
+                source: "connection refused (the apiserver restarting)".into(),
+            },
+            ErrorKind::PermissionDenied => Error::PermissionDenied {
+                resource,
+                action,
+                detail: "forbidden".into(),
+            },
+            ErrorKind::NotFound => Error::NotFound { resource, action },
+            ErrorKind::Throttled => Error::Throttled {
+                resource,
+                action,
+                retry_after: None,
+            },
+            _ => Error::Timeout {
+                resource,
+                action,
+                waited: Duration::from_secs(300),
+            },
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cleanup_call_is_tried_once_more_only_when_its_error_clears_by_itself() {
+        for (kind, expected) in [
+            (ErrorKind::Conflict, 2),
+            (ErrorKind::Backend, 2),
+            (ErrorKind::PermissionDenied, 1),
+            (ErrorKind::NotFound, 1),
+            (ErrorKind::Throttled, 1),
+            (ErrorKind::Timeout, 1),
+        ] {
+            let calls = AtomicU32::new(0);
+            let outcome: Result<(), String> = once_more("uninstall r", || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Err(failing(kind))
+            })
+            .await;
+            assert!(outcome.unwrap_err().starts_with("uninstall r: "));
+            assert_eq!(calls.load(Ordering::SeqCst), expected, "{kind:?}");
+        }
+        // A conflict that clears: the second try succeeds.
+        let calls = AtomicU32::new(0);
+        let outcome = once_more("uninstall r", || async {
+            if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                Err(failing(ErrorKind::Conflict))
+            } else {
+                Ok(7)
+            }
+        })
+        .await;
+        assert_eq!(outcome, Ok(7));
+    }
+}

@@ -1,0 +1,1514 @@
+//! The preflight (`doctor`, and `full_flow` before anything billable): a table of checks, each
+//! `ok`, `warn` or `fail` with what was found, what is needed and the fix, plus the cost
+//! projection and the budget guard.
+//!
+//! Every check is read-only: the sources are [`AccountInspector`] (STS, IAM simulation,
+//! Service Quotas, Price List), [`NetworkProvisioner::discover`] and GitLab reads, so running
+//! the preflight against an account creates nothing. The library never prints: it returns a
+//! [`PreflightReport`].
+
+pub mod regions;
+
+/// The cost projection, at its old path.
+pub use crate::cost;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use glrunner_fargate::FargateSize;
+use glrunner_gitlab_client::{GitLabApi, MemberScope, ProjectRef, access_level};
+use glrunner_infra::aws::actions;
+use glrunner_infra::{AccountInspector, AccountUsage, NatMode, NetworkProvisioner, StackSpec};
+use glrunner_runner_chart::{FleetPlan, FleetWarning};
+use serde::Serialize;
+
+pub use cost::{CostComparison, CostInputs, CostProjection, ExpectedDurations, Prices};
+
+/// Service code and quota code of the Fargate On-Demand vCPU quota.
+pub const FARGATE_VCPU_QUOTA: (&str, &str) = ("fargate", "L-3032A538");
+/// EC2-VPC Elastic IPs.
+pub const ELASTIC_IP_QUOTA: (&str, &str) = ("ec2", "L-0263D0A3");
+/// VPCs per region.
+pub const VPC_QUOTA: (&str, &str) = ("vpc", "L-F678F1CE");
+/// NAT gateways per availability zone.
+pub const NAT_PER_AZ_QUOTA: (&str, &str) = ("vpc", "L-FE5A380F");
+/// EKS clusters per region.
+pub const EKS_CLUSTER_QUOTA: (&str, &str) = ("eks", "L-1194D53C");
+
+/// The outcome of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Fine.
+    Ok,
+    /// Worth knowing; the run may still work.
+    Warn,
+    /// The run would fail or overspend: fix it first.
+    Fail,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `pad` honours width and alignment (`{:<4}` in the table).
+        f.pad(match self {
+            Status::Ok => "ok",
+            Status::Warn => "warn",
+            Status::Fail => "fail",
+        })
+    }
+}
+
+/// One check: what was found, what is needed, and how to fix it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Check {
+    /// Stable id, e.g. `quota.fargate-vcpu`.
+    pub id: String,
+    /// The outcome.
+    pub status: Status,
+    /// What was found.
+    pub found: String,
+    /// What the plan needs.
+    pub needed: String,
+    /// How to fix it (empty when ok).
+    pub fix: String,
+}
+
+impl Check {
+    fn new(id: &str, status: Status, found: impl Into<String>, needed: impl Into<String>) -> Self {
+        Self {
+            id: id.to_owned(),
+            status,
+            found: found.into(),
+            needed: needed.into(),
+            fix: String::new(),
+        }
+    }
+
+    fn fix(mut self, fix: impl Into<String>) -> Self {
+        self.fix = fix.into();
+        self
+    }
+}
+
+/// What the run will need: derived from the same flags `full_flow` takes.
+#[derive(Debug, Clone)]
+pub struct PreflightPlan {
+    /// The stack (name, region, network, cluster).
+    pub spec: StackSpec,
+    /// The fleet: releases and their `concurrent`.
+    pub fleet: FleetPlan,
+    /// A job pod's Fargate size.
+    pub job_pod_size: FargateSize,
+    /// A runner manager pod's Fargate size.
+    pub manager_pod_size: FargateSize,
+    /// The GitLab project (path or id); `None` skips the project check.
+    pub project: Option<String>,
+    /// Modelled durations for the cost projection.
+    pub durations: ExpectedDurations,
+    /// Abort when the projection exceeds this many USD.
+    pub budget_usd: Option<f64>,
+    /// The helm binary to check (`None`: no helm needed, e.g. on the sandbox).
+    pub helm: Option<PathBuf>,
+    /// The GitLab base URL (for messages).
+    pub gitlab_url: String,
+    /// Whether the run passes pipeline variables (`full_flow` passes none).
+    pub pipeline_variables: bool,
+    /// Jobs in the largest pipeline the run creates (`full_flow`: all of them in one).
+    pub pipeline_jobs: u32,
+    /// Where the cluster comes from: provisioned, an EKS cluster by name, or a kubeconfig.
+    pub cluster: crate::ClusterSource,
+    /// The runners' `poll_timeout`: a job whose pod is not running this long after its creation
+    /// fails ("timed out waiting for pod to start").
+    pub poll_timeout: Duration,
+}
+
+impl PreflightPlan {
+    /// The plan `full_flow` would run with `config` against `gitlab_url`: the same fleet plan
+    /// and pod sizes. Fails (invalid input) when the fleet cannot be planned.
+    pub fn from_flow(config: &crate::FlowConfig, gitlab_url: &str) -> Result<Self, String> {
+        // The same values and fleet the flow installs (its runner profile included), so the
+        // preflight sizes the pods the run will start.
+        let template = config.template(gitlab_url);
+        let request = config.fleet_request(&template);
+        let fleet = FleetPlan::new(&request).map_err(|e| e.to_string())?;
+        let poll = template
+            .executor
+            .poll_timeout
+            .max(fleet.recommended_poll_timeout);
+        let poll_timeout = config
+            .runner_profile
+            .finalize(template.clone().with_poll_timeout(poll))
+            .executor
+            .poll_timeout;
+        // The manager is sized for the shard it drives (the largest one bounds the peak).
+        let manager = template
+            .clone()
+            .with_concurrent(fleet.largest_batch())
+            .manager_resources();
+        let manager_pod_size = glrunner_fargate::quantity::cpu_millis(&manager.cpu)
+            .ok()
+            .zip(glrunner_fargate::quantity::memory_mib(&manager.memory).ok())
+            .and_then(|(c, m)| FargateSize::for_requests(c, m));
+        let (Some(job_pod_size), Some(manager_pod_size)) = (request.job_pod_size, manager_pod_size)
+        else {
+            return Err("the runner values' requests do not fit a Fargate pod".into());
+        };
+        Ok(Self {
+            spec: config.spec.clone(),
+            fleet,
+            job_pod_size,
+            manager_pod_size,
+            project: Some(config.project.clone()),
+            durations: ExpectedDurations {
+                pod_start: config.expected_pod_start,
+                ..ExpectedDurations::default()
+            },
+            budget_usd: None,
+            helm: None,
+            gitlab_url: gitlab_url.to_owned(),
+            pipeline_variables: false,
+            pipeline_jobs: config.jobs.min(config.max_pipeline_jobs),
+            cluster: config.cluster.clone(),
+            poll_timeout,
+        })
+    }
+
+    /// NAT gateways the network needs (each with an Elastic IP).
+    pub fn nat_gateways(&self) -> u32 {
+        match self.spec.network.nat {
+            NatMode::Single => 1,
+            NatMode::PerAz => u32::from(self.spec.network.az_count),
+        }
+    }
+
+    /// Fargate vCPUs at the plan's peak: every job pod at once plus the manager pods.
+    pub fn peak_vcpus(&self) -> f64 {
+        f64::from(self.fleet.total_jobs) * self.job_pod_size.vcpus()
+            + self.fleet.shards.len() as f64 * self.manager_pod_size.vcpus()
+    }
+
+    /// How the job pods queue under a Fargate vCPU `quota`: the manager and CoreDNS pods run
+    /// throughout, job pods take the rest, a wave at a time; each wave holds its vCPUs for a pod
+    /// start and a job. `None` when not even one job pod fits beside them.
+    pub fn fargate_queue(&self, quota: f64) -> Option<FargateQueue> {
+        let always = self.fleet.shards.len() as f64 * self.manager_pod_size.vcpus()
+            + f64::from(cost::COREDNS_PODS) * cost::coredns_pod_size().vcpus();
+        let fits = ((quota - always) / self.job_pod_size.vcpus()).floor();
+        if fits.is_nan() || fits < 1.0 {
+            return None;
+        }
+        let at_once = fits.min(f64::from(u32::MAX)) as u32;
+        let waves = self.fleet.total_jobs.div_ceil(at_once).max(1);
+        let start = self.durations.pod_start;
+        let turnover = start + self.durations.job;
+        let last_wave_waits = turnover * (waves - 1);
+        let last_wave_running = last_wave_waits + start;
+        // Waves whose pods run within poll_timeout of their creation.
+        let waves_in_time = if self.poll_timeout < start {
+            0
+        } else {
+            ((self.poll_timeout - start).as_secs_f64() / turnover.as_secs_f64().max(0.001))
+                .floor()
+                .min(f64::from(u32::MAX - 1)) as u32
+                + 1
+        };
+        Some(FargateQueue {
+            job_pods_at_once: at_once,
+            waves,
+            last_wave_waits,
+            last_wave_running,
+            jobs_within_poll_timeout: waves_in_time.saturating_mul(at_once),
+        })
+    }
+
+    /// The cost projection's inputs.
+    pub fn cost_inputs(&self) -> CostInputs {
+        CostInputs {
+            region: self.spec.region.clone(),
+            nat_gateways: self.nat_gateways(),
+            manager_pods: u32::try_from(self.fleet.shards.len()).unwrap_or(u32::MAX),
+            manager_pod_size: self.manager_pod_size,
+            job_pods: self.fleet.total_jobs,
+            job_pod_size: self.job_pod_size,
+        }
+    }
+}
+
+/// How a plan's job pods queue under a Fargate vCPU quota below its peak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FargateQueue {
+    /// Job pods that fit beside the manager and CoreDNS pods.
+    pub job_pods_at_once: u32,
+    /// Waves the jobs start in.
+    pub waves: u32,
+    /// How long a last-wave pod waits for room (Pending) after its creation.
+    pub last_wave_waits: Duration,
+    /// From its creation until a last-wave pod runs: its wait for room plus its start.
+    pub last_wave_running: Duration,
+    /// Jobs whose pods run within the runners' `poll_timeout` (the rest time out).
+    pub jobs_within_poll_timeout: u32,
+}
+
+/// Where the checks read from. Everything here is read-only.
+pub struct PreflightSources<'a> {
+    /// The AWS account.
+    pub account: &'a dyn AccountInspector,
+    /// The network side, to find an existing stack of this name.
+    pub network: &'a dyn NetworkProvisioner,
+    /// GitLab (`None`: not configured; the check says so).
+    pub gitlab: Option<&'a dyn GitLabApi>,
+    /// glrunner's EKS token generator, whose tokens helm gets for an EKS cluster (`None` on the
+    /// sandbox, where no helm runs).
+    pub eks_tokens: Option<&'a glrunner_infra::kubeconfig::EksTokenGenerator>,
+}
+
+impl std::fmt::Debug for PreflightSources<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreflightSources").finish_non_exhaustive()
+    }
+}
+
+/// The preflight's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct PreflightReport {
+    /// The checks, in order.
+    pub checks: Vec<Check>,
+    /// The cost projection.
+    pub projection: CostProjection,
+    /// The budget it was held against.
+    pub budget_usd: Option<f64>,
+}
+
+impl PreflightReport {
+    /// Whether any check failed.
+    pub fn failed(&self) -> bool {
+        self.checks.iter().any(|c| c.status == Status::Fail)
+    }
+
+    /// The failed checks.
+    pub fn failures(&self) -> impl Iterator<Item = &Check> {
+        self.checks.iter().filter(|c| c.status == Status::Fail)
+    }
+
+    /// One line per failed check: `id: found; needs …; fix: …`.
+    pub fn failure_summary(&self) -> String {
+        self.failures()
+            .map(|c| format!("{}: {} (needs {}; fix: {})", c.id, c.found, c.needed, c.fix))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// The table and the projection as text.
+    pub fn render_text(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let _ = writeln!(out, "preflight checks:");
+        for c in &self.checks {
+            let _ = writeln!(out, "  [{:<4}] {:<26} {}", c.status, c.id, c.found);
+            if c.status != Status::Ok {
+                let _ = writeln!(out, "         {:<26} needs: {}", "", c.needed);
+                if !c.fix.is_empty() {
+                    let _ = writeln!(out, "         {:<26} fix: {}", "", c.fix);
+                }
+            }
+        }
+        let _ = writeln!(out, "projected cost:");
+        out.push_str(&self.projection.render_text());
+        if let Some(budget) = self.budget_usd {
+            let _ = writeln!(out, "  budget                   ${budget:>9.4}");
+        }
+        out
+    }
+}
+
+/// Runs every check and the projection. Never creates anything; errors from a source become
+/// `warn` or `fail` checks saying what could not be checked.
+pub async fn run(plan: &PreflightPlan, sources: &PreflightSources<'_>) -> PreflightReport {
+    let mut checks = Vec::new();
+    let aws_account = match &plan.cluster {
+        // A cluster brought through a kubeconfig: glrunner calls no AWS API, so there is no
+        // account to check (and none may be configured).
+        crate::ClusterSource::Kubeconfig { path, .. } => {
+            checks.push(Check::new(
+                "aws.account",
+                Status::Ok,
+                format!(
+                    "not checked: the cluster comes from --kubeconfig {}; glrunner creates nothing in AWS",
+                    path.display()
+                ),
+                "no AWS account (identity, quotas, permissions and existing stacks are for clusters on AWS)",
+            ));
+            false
+        }
+        _ => {
+            aws_account_checks(plan, sources, &mut checks).await;
+            true
+        }
+    };
+    checks.extend(gitlab(plan, sources.gitlab).await);
+    if let Some(helm) = &plan.helm {
+        checks.push(helm_tool(helm).await);
+        checks.push(helm_credentials(plan, sources.eks_tokens).await);
+    }
+    checks.extend(fleet_warnings(&plan.fleet));
+    let prices = if aws_account {
+        match sources.account.prices(&plan.spec.region).await {
+            Ok(quote) => Prices::from_quote(&plan.spec.region, &quote),
+            Err(e) => {
+                tracing::info!(error = %e, "Price List API not reachable; using the price tables");
+                Prices::table(&plan.spec.region)
+            }
+        }
+    } else {
+        Prices::table(&plan.spec.region)
+    };
+    let projection = cost::project(&plan.cost_inputs(), &plan.durations, &prices);
+    if let Some(budget) = plan.budget_usd {
+        checks.push(budget_check(&projection, budget));
+    }
+    PreflightReport {
+        checks,
+        projection,
+        budget_usd: plan.budget_usd,
+    }
+}
+
+/// The checks of the AWS account a cluster on AWS needs: identity, Region, permissions, quotas
+/// against current usage, and an existing stack of this name.
+async fn aws_account_checks(
+    plan: &PreflightPlan,
+    sources: &PreflightSources<'_>,
+    checks: &mut Vec<Check>,
+) {
+    let identity = identity(sources, &plan.spec.region, checks).await;
+    checks.push(region(&plan.spec.region));
+    if let Some(principal) = &identity {
+        checks.push(permissions(sources.account, principal).await);
+    }
+    let usage = sources.account.usage().await;
+    if let Err(e) = &usage {
+        checks.push(
+            Check::new(
+                "aws.usage",
+                Status::Warn,
+                format!("cannot read current usage in {}: {e}", plan.spec.region),
+                "ec2:DescribeVpcs/DescribeAddresses/DescribeNatGateways, eks:ListClusters",
+            )
+            .fix("quota checks below compare the plan alone, without current usage"),
+        );
+    }
+    let usage = usage.ok();
+    checks.extend(quotas(plan, sources.account, usage).await);
+    checks.push(existing_stack(plan, sources.network).await);
+}
+
+/// Whether the Region offers EKS and Fargate for EKS pods (every glrunner pod runs on Fargate).
+fn region(region: &str) -> Check {
+    let needed = "a Region with Amazon EKS and AWS Fargate for EKS pods";
+    let fix =
+        "pick another --region, e.g. us-east-1 or eu-west-1 (every glrunner pod runs on Fargate)";
+    match regions::offer(region) {
+        regions::Offer::EksAndFargate => Check::new(
+            "region.eks-fargate",
+            Status::Ok,
+            format!("{region} offers EKS and Fargate for EKS pods"),
+            needed,
+        ),
+        regions::Offer::EksWithoutFargate => Check::new(
+            "region.eks-fargate",
+            Status::Fail,
+            format!(
+                "{region} offers EKS but no Fargate for EKS pods (source: {})",
+                regions::SOURCE
+            ),
+            needed,
+        )
+        .fix(fix),
+        regions::Offer::Unknown => Check::new(
+            "region.eks-fargate",
+            Status::Warn,
+            format!(
+                "{region} is not in glrunner's Region table (source: {}): EKS and Fargate are not confirmed",
+                regions::SOURCE
+            ),
+            needed,
+        )
+        .fix("check the spelling of --region and the AWS Regional Services List"),
+    }
+}
+
+async fn identity(
+    sources: &PreflightSources<'_>,
+    region: &str,
+    checks: &mut Vec<Check>,
+) -> Option<String> {
+    match sources.account.caller().await {
+        Ok(caller) => {
+            if let Err(e) = glrunner_infra::identity::classify_caller(&caller.arn) {
+                checks.push(
+                    Check::new(
+                        "aws.identity",
+                        Status::Fail,
+                        format!("{} in account {}: {e}", caller.arn, caller.account),
+                        "an IAM role or user an EKS access entry can name",
+                    )
+                    .fix("run as an IAM role or user (or pass --admin-principal)"),
+                );
+                return None;
+            }
+            let partition_ok = match caller.partition.as_str() {
+                "aws" => !region.starts_with("cn-") && !region.starts_with("us-gov-"),
+                "aws-cn" => region.starts_with("cn-"),
+                "aws-us-gov" => region.starts_with("us-gov-"),
+                _ => false,
+            };
+            let mut check = Check::new(
+                "aws.identity",
+                if partition_ok {
+                    Status::Ok
+                } else {
+                    Status::Fail
+                },
+                format!(
+                    "{} in account {} (partition {}); cluster access goes to {}",
+                    caller.arn, caller.account, caller.partition, caller.principal_arn
+                ),
+                format!("credentials of the partition that holds {region}"),
+            );
+            if !partition_ok {
+                check = check.fix(format!(
+                    "use credentials of the partition of {region}, or a region of partition {}",
+                    caller.partition
+                ));
+            }
+            checks.push(check);
+            Some(caller.principal_arn)
+        }
+        Err(e) => {
+            checks.push(
+                Check::new(
+                    "aws.identity",
+                    Status::Fail,
+                    format!("sts:GetCallerIdentity failed: {e}"),
+                    "valid AWS credentials",
+                )
+                .fix("configure credentials (AWS_PROFILE, aws sso login, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)"),
+            );
+            None
+        }
+    }
+}
+
+async fn permissions(account: &dyn AccountInspector, principal: &str) -> Check {
+    let needed: Vec<String> = actions::required_actions()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    let what = format!("{} IAM actions glrunner calls", needed.len());
+    match account.simulate(principal, &needed).await {
+        Ok(decisions) => {
+            let denied: Vec<&str> = decisions
+                .iter()
+                .filter(|d| !d.allowed())
+                .map(|d| d.action.as_str())
+                .collect();
+            if denied.is_empty() {
+                Check::new(
+                    "aws.permissions",
+                    Status::Ok,
+                    format!("{principal} may call all {}", needed.len()),
+                    what,
+                )
+            } else {
+                Check::new(
+                    "aws.permissions",
+                    Status::Fail,
+                    format!(
+                        "{principal} is denied {}: {}",
+                        denied.len(),
+                        denied.join(", ")
+                    ),
+                    what,
+                )
+                .fix("grant the denied actions to the principal (or run as one that has them)")
+            }
+        }
+        Err(glrunner_infra::Error::PermissionDenied { message, .. }) => Check::new(
+            "aws.permissions",
+            Status::Warn,
+            format!("not checked: the caller may not simulate its policies ({message})"),
+            what,
+        )
+        .fix("allow iam:SimulatePrincipalPolicy on the principal to check permissions up front"),
+        Err(e) => Check::new(
+            "aws.permissions",
+            Status::Warn,
+            format!("not checked: {e}"),
+            what,
+        ),
+    }
+}
+
+/// One quota check: id, (service code, quota code), what the plan needs, current usage, and the
+/// need in words.
+type QuotaItem = (&'static str, (&'static str, &'static str), f64, f64, String);
+
+async fn quotas(
+    plan: &PreflightPlan,
+    account: &dyn AccountInspector,
+    usage: Option<AccountUsage>,
+) -> Vec<Check> {
+    let nat = f64::from(plan.nat_gateways());
+    let u = usage.unwrap_or_default();
+    let peak = plan.peak_vcpus();
+    let items: [QuotaItem; 5] = [
+        (
+            "quota.fargate-vcpu",
+            FARGATE_VCPU_QUOTA,
+            peak,
+            // Fargate usage is not listed here: other workloads' pods count against it too.
+            0.0,
+            format!(
+                "{} job pods × {} + {} manager pods × {} = {peak} vCPUs at peak",
+                plan.fleet.total_jobs,
+                plan.job_pod_size,
+                plan.fleet.shards.len(),
+                plan.manager_pod_size
+            ),
+        ),
+        (
+            "quota.elastic-ips",
+            ELASTIC_IP_QUOTA,
+            nat,
+            f64::from(u.elastic_ips),
+            format!("{nat} Elastic IP(s) for the NAT gateway(s)"),
+        ),
+        (
+            "quota.vpcs",
+            VPC_QUOTA,
+            1.0,
+            f64::from(u.vpcs),
+            "1 VPC".into(),
+        ),
+        (
+            "quota.nat-per-az",
+            NAT_PER_AZ_QUOTA,
+            1.0,
+            f64::from(u.nat_gateways_max_per_az),
+            "1 NAT gateway per availability zone used".into(),
+        ),
+        (
+            "quota.eks-clusters",
+            EKS_CLUSTER_QUOTA,
+            1.0,
+            f64::from(u.eks_clusters),
+            "1 EKS cluster".into(),
+        ),
+    ];
+    let mut checks = Vec::new();
+    for (id, (service, code), need, used, needed) in items {
+        let check = match account.quota(service, code).await {
+            Ok(q) => {
+                let used_text = if usage.is_some() && used > 0.0 {
+                    format!(", {used} in use")
+                } else {
+                    String::new()
+                };
+                let found = format!("{} ({service}/{code}) is {}{used_text}", q.name, q.value);
+                if id == "quota.fargate-vcpu" && need > q.value {
+                    fargate_below_peak(plan, q.value, found, needed)
+                } else if used + need > q.value {
+                    Check::new(id, Status::Fail, found, needed).fix(format!(
+                        "request an increase of {service}/{code} to at least {} in Service Quotas{}",
+                        (used + need).ceil(),
+                        if id == "quota.fargate-vcpu" {
+                            " (or plan fewer --jobs, or smaller job pods)"
+                        } else {
+                            " (or free some)"
+                        }
+                    ))
+                } else {
+                    Check::new(id, Status::Ok, found, needed)
+                }
+            }
+            Err(e) => Check::new(id, Status::Warn, format!("not checked: {e}"), needed)
+                .fix("allow servicequotas:GetServiceQuota to check quotas up front"),
+        };
+        checks.push(check);
+    }
+    checks
+}
+
+/// A Fargate vCPU quota below the plan's peak: job pods queue for it (EKS keeps them Pending until
+/// vCPUs free up). A failure when the last wave's pods would still be waiting for room at the
+/// runners' `poll_timeout` (their jobs time out for certain), or when no job pod fits at all; a
+/// warning otherwise, saying whether the last wave may time out while its pods start. The
+/// estimate assumes every pod is created at once; runners create them as they pick jobs, later.
+fn fargate_below_peak(plan: &PreflightPlan, quota: f64, found: String, needed: String) -> Check {
+    let id = "quota.fargate-vcpu";
+    let (service, code) = FARGATE_VCPU_QUOTA;
+    let increase = format!(
+        "request an increase of {service}/{code} to at least {} in Service Quotas",
+        plan.peak_vcpus().ceil()
+    );
+    let secs = |d: Duration| humantime::format_duration(Duration::from_secs(d.as_secs()));
+    match plan.fargate_queue(quota) {
+        None => Check::new(
+            id,
+            Status::Fail,
+            format!("{found}: the runner manager and CoreDNS pods leave no room for a job pod"),
+            needed,
+        )
+        .fix(increase),
+        Some(q) if q.last_wave_waits > plan.poll_timeout => Check::new(
+            id,
+            Status::Fail,
+            format!(
+                "{found}: {} job pods fit at once, so {} jobs start in {} waves and the last wave's pods would wait about {} for room, past the runners' poll_timeout of {}: those jobs fail (\"timed out waiting for pod to start\")",
+                q.job_pods_at_once,
+                plan.fleet.total_jobs,
+                q.waves,
+                secs(q.last_wave_waits),
+                secs(plan.poll_timeout)
+            ),
+            needed,
+        )
+        .fix(format!(
+            "{increase} (or plan at most {} --jobs, or smaller job pods)",
+            q.jobs_within_poll_timeout
+        )),
+        Some(q) => {
+            let timing = if q.last_wave_running > plan.poll_timeout {
+                format!(
+                    "the last runs about {} after its pod's creation, past the poll_timeout of {}: its jobs may time out",
+                    secs(q.last_wave_running),
+                    secs(plan.poll_timeout)
+                )
+            } else {
+                format!(
+                    "the last runs about {} after its pod's creation, within the poll_timeout of {}",
+                    secs(q.last_wave_running),
+                    secs(plan.poll_timeout)
+                )
+            };
+            Check::new(
+                id,
+                Status::Warn,
+                format!(
+                    "{found}: {} job pods fit at once, so {} jobs start in {} waves ({timing}): the run is slower than at full concurrency",
+                    q.job_pods_at_once, plan.fleet.total_jobs, q.waves
+                ),
+                needed,
+            )
+            .fix(format!("{increase} to run every job at once"))
+        }
+    }
+}
+
+async fn existing_stack(plan: &PreflightPlan, network: &dyn NetworkProvisioner) -> Check {
+    let stack = &plan.spec.stack;
+    let needed = format!("no foreign resources tagged glrunner.io/stack={stack}");
+    match network.discover(stack).await {
+        Ok(found) if found.is_empty() => Check::new(
+            "stack.existing",
+            Status::Ok,
+            format!("no stack {stack} in {}", plan.spec.region),
+            needed,
+        ),
+        Ok(found) => Check::new(
+            "stack.existing",
+            Status::Warn,
+            format!(
+                "stack {stack} already has {} network resource(s) in {}: provision resumes it",
+                found.len(),
+                plan.spec.region
+            ),
+            needed,
+        )
+        .fix(format!(
+            "nothing to do if it is yours; otherwise pick another --stack or tear {stack} down first"
+        )),
+        Err(e) => Check::new(
+            "stack.existing",
+            Status::Warn,
+            format!("not checked: {e}"),
+            needed,
+        ),
+    }
+}
+
+/// The token scopes glrunner needs: `api` for projects, commits and pipelines, `create_runner`
+/// for `POST /user/runners`.
+pub const REQUIRED_SCOPES: [&str; 2] = ["api", "create_runner"];
+
+/// The oldest GitLab with `POST /user/runners` (runner authentication tokens).
+pub const MIN_GITLAB_VERSION: (u32, u32) = (15, 10);
+
+/// GitLab.com's jobs-per-pipeline limit of a namespace's plan (source: GitLab docs,
+/// doc/user/gitlab_com/_index.md, "Maximum jobs in a single pipeline": 500 Free, 1,000 trials,
+/// 1,500 Premium, 2,000 Ultimate; read 2026). `None` for a plan the table does not know.
+pub fn gitlab_com_pipeline_limit(plan: &str) -> Option<u32> {
+    match plan {
+        "free" | "default" => Some(500),
+        p if p.ends_with("_trial") || p == "trial" => Some(1_000),
+        "premium" | "silver" | "bronze" => Some(1_500),
+        "ultimate" | "gold" | "opensource" => Some(2_000),
+        _ => None,
+    }
+}
+
+/// What a pipeline-variables role name means as an access level (`None`: nobody).
+fn variables_role_level(role: &str) -> Option<u32> {
+    match role {
+        "no_one_allowed" => None,
+        "developer" => Some(access_level::DEVELOPER),
+        "maintainer" => Some(access_level::MAINTAINER),
+        "owner" => Some(access_level::OWNER),
+        _ => Some(access_level::DEVELOPER),
+    }
+}
+
+async fn gitlab(plan: &PreflightPlan, gitlab: Option<&dyn GitLabApi>) -> Vec<Check> {
+    let Some(gitlab) = gitlab else {
+        return vec![
+            Check::new(
+                "gitlab.reachable",
+                Status::Warn,
+                "not checked: no GitLab configured",
+                "a GitLab URL and GITLAB_TOKEN",
+            )
+            .fix("set --gitlab-url (or GITLAB_URL/CI_SERVER_URL) and GITLAB_TOKEN"),
+        ];
+    };
+    let url = &plan.gitlab_url;
+    let token_fix = "check GITLAB_TOKEN: a personal access token with the api and create_runner scopes, not expired or revoked";
+    let mut checks = Vec::new();
+    let reachable_need = "GitLab's REST API at --gitlab-url";
+    match gitlab.version().await {
+        Ok(version) => {
+            checks.push(Check::new(
+                "gitlab.reachable",
+                Status::Ok,
+                format!("{url} answers"),
+                reachable_need,
+            ));
+            checks.push(gitlab_version(&version));
+        }
+        Err(e @ glrunner_gitlab_client::Error::PermissionDenied { .. }) => {
+            checks.push(Check::new(
+                "gitlab.reachable",
+                Status::Ok,
+                format!("{url} answers, but refuses the token"),
+                reachable_need,
+            ));
+            checks.push(
+                Check::new(
+                    "gitlab.token",
+                    Status::Fail,
+                    format!("GET /version: {e}"),
+                    "a valid token",
+                )
+                .fix(token_fix),
+            );
+            return checks;
+        }
+        Err(e) => {
+            checks.push(
+                Check::new(
+                    "gitlab.reachable",
+                    Status::Fail,
+                    format!("cannot reach {url}: {e}"),
+                    reachable_need,
+                )
+                .fix("check --gitlab-url (the base URL, e.g. https://gitlab.com), the network path and any proxy"),
+            );
+            return checks;
+        }
+    }
+    let user = match gitlab.current_user().await {
+        Ok(user) => {
+            checks.push(Check::new(
+                "gitlab.token",
+                Status::Ok,
+                format!("token of {} works", user.username),
+                "a token with the api and create_runner scopes",
+            ));
+            user
+        }
+        Err(e) => {
+            checks.push(
+                Check::new(
+                    "gitlab.token",
+                    Status::Fail,
+                    format!("GET /user failed: {e}"),
+                    "a reachable GitLab and a valid token",
+                )
+                .fix(token_fix),
+            );
+            return checks;
+        }
+    };
+    checks.push(token_scopes(gitlab).await);
+    let Some(project) = &plan.project else {
+        return checks;
+    };
+    let reference = match ProjectRef::parse(project) {
+        Ok(r) => r,
+        Err(e) => {
+            checks.push(
+                Check::new(
+                    "gitlab.project",
+                    Status::Fail,
+                    e.to_string(),
+                    "a project path or id",
+                )
+                .fix("pass --project group/name"),
+            );
+            return checks;
+        }
+    };
+    let project_need = "the load-test project, or a namespace to create it in";
+    let existing = match gitlab.get_project(&reference).await {
+        Ok(p) => {
+            checks.push(Check::new(
+                "gitlab.project",
+                Status::Ok,
+                format!("project {} exists", p.path_with_namespace),
+                project_need,
+            ));
+            Some(p)
+        }
+        Err(e) if e.is_not_found() => {
+            checks.push(Check::new(
+                "gitlab.project",
+                Status::Ok,
+                format!("project {project} does not exist yet: the flow creates it"),
+                project_need,
+            ));
+            None
+        }
+        Err(e) => {
+            checks.push(
+                Check::new(
+                    "gitlab.project",
+                    Status::Fail,
+                    format!("cannot read project {project}: {e}"),
+                    "read access to the project",
+                )
+                .fix("use a token of a user with at least the Maintainer role on the project"),
+            );
+            return checks;
+        }
+    };
+    let path = existing
+        .as_ref()
+        .map(|p| p.path_with_namespace.clone())
+        .unwrap_or_else(|| project.clone());
+    checks.push(role(gitlab, &user, existing.as_ref(), &path).await);
+    checks.push(pipeline_variables(plan, existing.as_ref()));
+    checks.push(pipeline_size(plan, gitlab, &path).await);
+    checks
+}
+
+fn gitlab_version(version: &glrunner_gitlab_client::ServerVersion) -> Check {
+    let (major, minor) = MIN_GITLAB_VERSION;
+    let needed =
+        format!("GitLab {major}.{minor} or newer (runner creation through POST /user/runners)");
+    match version.at_least(major, minor) {
+        Some(true) => Check::new(
+            "gitlab.version",
+            Status::Ok,
+            format!("GitLab {}", version.version),
+            needed,
+        ),
+        Some(false) => Check::new(
+            "gitlab.version",
+            Status::Fail,
+            format!(
+                "GitLab {} has no POST /user/runners (runner authentication tokens came in {major}.{minor})",
+                version.version
+            ),
+            needed,
+        )
+        .fix(format!(
+            "upgrade GitLab to {major}.{minor} or newer (glrunner does not use registration tokens, removed in 18.0)"
+        )),
+        None => Check::new(
+            "gitlab.version",
+            Status::Warn,
+            format!("GET /version answered {:?}, not a version", version.version),
+            needed,
+        )
+        .fix("check that --gitlab-url points at GitLab"),
+    }
+}
+
+async fn token_scopes(gitlab: &dyn GitLabApi) -> Check {
+    let needed =
+        "the api scope (projects, commits, pipelines) and create_runner (POST /user/runners)";
+    match gitlab.token_info().await {
+        Ok(token) => {
+            let missing: Vec<&str> = REQUIRED_SCOPES
+                .into_iter()
+                .filter(|s| !token.scopes.iter().any(|t| t == s))
+                .collect();
+            let found = format!(
+                "token {:?} has the scopes {}",
+                token.name,
+                token.scopes.join(", ")
+            );
+            if !token.active {
+                Check::new(
+                    "gitlab.token-scopes",
+                    Status::Fail,
+                    format!("token {:?} is not active (revoked or expired)", token.name),
+                    needed,
+                )
+                .fix("create a personal access token with the api and create_runner scopes and put it in GITLAB_TOKEN")
+            } else if missing.is_empty() {
+                Check::new("gitlab.token-scopes", Status::Ok, found, needed)
+            } else {
+                Check::new(
+                    "gitlab.token-scopes",
+                    Status::Fail,
+                    format!("{found}; missing: {}", missing.join(", ")),
+                    needed,
+                )
+                .fix(format!(
+                    "create a token with the {} scope(s) as well (a token's scopes cannot be changed) and put it in GITLAB_TOKEN",
+                    missing.join(" and ")
+                ))
+            }
+        }
+        Err(e) => Check::new(
+            "gitlab.token-scopes",
+            Status::Warn,
+            format!("cannot read the token's scopes (GET /personal_access_tokens/self): {e}"),
+            needed,
+        )
+        .fix("use a personal, project or group access token (OAuth and CI job tokens have no scopes to read)"),
+    }
+}
+
+/// The user's role where the runners are created: Maintainer+ on an existing project (project
+/// runners, GitLab's runners_scope docs), or on the group a new project is created in.
+async fn role(
+    gitlab: &dyn GitLabApi,
+    user: &glrunner_gitlab_client::User,
+    existing: Option<&glrunner_gitlab_client::Project>,
+    path: &str,
+) -> Check {
+    let maintainer = access_level::name(access_level::MAINTAINER);
+    let describe = |level: Option<u32>| level.map_or("not a member", access_level::name);
+    if let Some(project) = existing {
+        let needed =
+            format!("at least {maintainer} on project {path}: creating project runners needs it");
+        let scope = MemberScope::Project(ProjectRef::Id(project.id));
+        return match gitlab.member(&scope, user.id).await {
+            Ok(member) => {
+                let level = member.map(|m| m.access_level);
+                let found = format!("{} is {} on project {path}", user.username, describe(level));
+                if level.unwrap_or(0) >= access_level::MAINTAINER {
+                    Check::new("gitlab.role", Status::Ok, found, needed)
+                } else {
+                    Check::new("gitlab.role", Status::Fail, found, needed).fix(format!(
+                        "ask an Owner of {path} to give {} the {maintainer} role, or use a --project where it has it",
+                        user.username
+                    ))
+                }
+            }
+            Err(e) => Check::new(
+                "gitlab.role",
+                Status::Warn,
+                format!("not checked: {e}"),
+                needed,
+            ),
+        };
+    }
+    let Some((namespace, _)) = path.rsplit_once('/') else {
+        return Check::new(
+            "gitlab.role",
+            Status::Warn,
+            format!("not checked: {path} names no namespace"),
+            "a namespace to create the project in",
+        )
+        .fix("pass --project group/name");
+    };
+    let needed = format!(
+        "at least {maintainer} on group {namespace} (to create the project and its runners), or the user's own namespace"
+    );
+    match gitlab.get_namespace(namespace).await {
+        Ok(ns) if ns.kind == "user" => {
+            if ns.full_path.eq_ignore_ascii_case(&user.username) {
+                Check::new(
+                    "gitlab.role",
+                    Status::Ok,
+                    format!("{namespace} is {}'s own namespace", user.username),
+                    needed,
+                )
+            } else {
+                Check::new(
+                    "gitlab.role",
+                    Status::Fail,
+                    format!(
+                        "{namespace} is another user's namespace; {} cannot create projects in it",
+                        user.username
+                    ),
+                    needed,
+                )
+                .fix(format!("use --project {}/<name> or a group", user.username))
+            }
+        }
+        Ok(_) => match gitlab
+            .member(&MemberScope::Group(namespace.to_owned()), user.id)
+            .await
+        {
+            Ok(member) => {
+                let level = member.map(|m| m.access_level);
+                let found = format!(
+                    "{} is {} on group {namespace}",
+                    user.username,
+                    describe(level)
+                );
+                match level.unwrap_or(0) {
+                    l if l >= access_level::MAINTAINER => {
+                        Check::new("gitlab.role", Status::Ok, found, needed)
+                    }
+                    l if l >= access_level::DEVELOPER => Check::new(
+                        "gitlab.role",
+                        Status::Warn,
+                        found,
+                        needed,
+                    )
+                    .fix(format!(
+                        "a Developer creates projects only where the group allows it; ask for {maintainer} on {namespace}, or create the project first and give {} {maintainer} on it",
+                        user.username
+                    )),
+                    _ => Check::new("gitlab.role", Status::Fail, found, needed).fix(format!(
+                        "ask an Owner of {namespace} for the {maintainer} role, or use --project {}/<name>",
+                        user.username
+                    )),
+                }
+            }
+            Err(e) => Check::new(
+                "gitlab.role",
+                Status::Warn,
+                format!("not checked: {e}"),
+                needed,
+            ),
+        },
+        Err(e) if e.is_not_found() => Check::new(
+            "gitlab.role",
+            Status::Fail,
+            format!("namespace {namespace} does not exist (or the token cannot see it)"),
+            needed,
+        )
+        .fix(format!(
+            "create the group {namespace} first, or use --project {}/<name>",
+            user.username
+        )),
+        Err(e) => Check::new(
+            "gitlab.role",
+            Status::Warn,
+            format!("not checked: {e}"),
+            needed,
+        ),
+    }
+}
+
+fn pipeline_variables(
+    plan: &PreflightPlan,
+    existing: Option<&glrunner_gitlab_client::Project>,
+) -> Check {
+    let setting = existing.and_then(|p| p.ci_pipeline_variables_minimum_override_role.clone());
+    let described = setting
+        .as_deref()
+        .map(|r| format!("the project's minimum role for pipeline variables is {r}"))
+        .unwrap_or_else(|| "the project's pipeline-variables setting is unknown".to_owned());
+    if !plan.pipeline_variables {
+        return Check::new(
+            "gitlab.pipeline-variables",
+            Status::Ok,
+            format!("glrunner passes no pipeline variables ({described})"),
+            "none",
+        );
+    }
+    let needed = "a project that lets the token's role set pipeline variables";
+    let fix = "set Settings > CI/CD > Variables > \"Minimum role to use pipeline variables\" to Developer, or run without variables";
+    match setting.as_deref() {
+        Some(role) => match variables_role_level(role) {
+            None => Check::new("gitlab.pipeline-variables", Status::Fail, described, needed)
+                .fix(fix),
+            Some(level) => Check::new(
+                "gitlab.pipeline-variables",
+                Status::Ok,
+                format!("{described} ({} or above may set them)", access_level::name(level)),
+                needed,
+            ),
+        },
+        None if existing.is_none() => Check::new(
+            "gitlab.pipeline-variables",
+            Status::Warn,
+            "the project does not exist yet; GitLab.com refuses pipeline variables in new namespaces since 17.7",
+            needed,
+        )
+        .fix(fix),
+        None => Check::new("gitlab.pipeline-variables", Status::Ok, described, needed),
+    }
+}
+
+async fn pipeline_size(plan: &PreflightPlan, gitlab: &dyn GitLabApi, path: &str) -> Check {
+    let jobs = plan.pipeline_jobs;
+    let needed = format!("{jobs} jobs in one pipeline");
+    let root = path.split('/').next().unwrap_or(path);
+    match gitlab.get_namespace(root).await {
+        Ok(ns) => match ns.plan.as_deref() {
+            None => Check::new(
+                "gitlab.pipeline-size",
+                Status::Ok,
+                format!(
+                    "namespace {root} reports no GitLab.com plan: the instance's own limit applies (ci_pipeline_size, unlimited by default)"
+                ),
+                needed,
+            ),
+            Some(tier) => match gitlab_com_pipeline_limit(tier) {
+                Some(limit) if jobs > limit => Check::new(
+                    "gitlab.pipeline-size",
+                    Status::Fail,
+                    format!("namespace {root} is on GitLab.com's {tier} plan: at most {limit} jobs per pipeline"),
+                    needed,
+                )
+                .fix(format!(
+                    "run at most {limit} --jobs, or use a namespace on a plan with a higher limit (Premium 1,500, Ultimate 2,000)"
+                )),
+                Some(limit) => Check::new(
+                    "gitlab.pipeline-size",
+                    Status::Ok,
+                    format!("namespace {root} is on GitLab.com's {tier} plan: up to {limit} jobs per pipeline"),
+                    needed,
+                ),
+                None => Check::new(
+                    "gitlab.pipeline-size",
+                    Status::Warn,
+                    format!("namespace {root} is on plan {tier:?}, whose jobs-per-pipeline limit glrunner does not know"),
+                    needed,
+                )
+                .fix("see GitLab.com's CI/CD settings (\"Maximum jobs in a single pipeline\") for the plan"),
+            },
+        },
+        Err(e) => Check::new(
+            "gitlab.pipeline-size",
+            Status::Warn,
+            format!("not checked: {e}"),
+            needed,
+        ),
+    }
+}
+
+/// How long `helm version` may take.
+const HELM_VERSION_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn helm_tool(helm: &std::path::Path) -> Check {
+    let needed = "helm 3.8 or newer";
+    let run = tokio::process::Command::new(helm)
+        .args(["version", "--short"])
+        .kill_on_drop(true)
+        .output();
+    match tokio::time::timeout(HELM_VERSION_TIMEOUT, run).await {
+        Ok(Ok(out)) if out.status.success() => {
+            let version = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            if !version.starts_with('v') {
+                return Check::new(
+                    "tools.helm",
+                    Status::Warn,
+                    format!(
+                        "{} answered `version --short` with {version:?}, not a helm version",
+                        helm.display()
+                    ),
+                    needed,
+                )
+                .fix("pass --helm /path/to/helm (helm 3.8+)");
+            }
+            Check::new(
+                "tools.helm",
+                Status::Ok,
+                format!("{} is {version}", helm.display()),
+                needed,
+            )
+        }
+        Ok(Ok(out)) => Check::new(
+            "tools.helm",
+            Status::Fail,
+            format!(
+                "{} version failed: {}",
+                helm.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+            needed,
+        )
+        .fix("install helm 3.8+ or pass --helm /path/to/helm"),
+        Ok(Err(e)) => Check::new(
+            "tools.helm",
+            Status::Fail,
+            format!("cannot run {}: {e}", helm.display()),
+            needed,
+        )
+        .fix("install helm 3.8+ or pass --helm /path/to/helm"),
+        Err(_) => Check::new(
+            "tools.helm",
+            Status::Fail,
+            format!(
+                "{} version did not answer within {HELM_VERSION_TIMEOUT:?}",
+                helm.display()
+            ),
+            needed,
+        ),
+    }
+}
+
+/// Whether helm's credentials work here: for a kubeconfig the user brought, every program its
+/// exec plugin runs (`aws eks get-token`, ...) must be on PATH; for an EKS cluster glrunner hands
+/// helm a per-call kubeconfig with a token it signs itself, which must carry no exec plugin.
+async fn helm_credentials(
+    plan: &PreflightPlan,
+    tokens: Option<&glrunner_infra::kubeconfig::EksTokenGenerator>,
+) -> Check {
+    use crate::ClusterSource;
+    let needed =
+        "credentials helm can use without programs that are missing here (such as the aws CLI)";
+    match &plan.cluster {
+        ClusterSource::Kubeconfig { path, context } => {
+            let search_path = std::env::var_os("PATH");
+            kubeconfig_credentials(path, context.as_deref(), search_path.as_deref(), needed)
+        }
+        ClusterSource::Provisioned | ClusterSource::Eks { .. } => {
+            let Some(tokens) = tokens else {
+                return Check::new(
+                    "tools.helm-credentials",
+                    Status::Warn,
+                    "not checked: no AWS credentials to sign EKS tokens with",
+                    needed,
+                );
+            };
+            let cluster = match &plan.cluster {
+                ClusterSource::Eks { name } => name.clone(),
+                _ => plan.spec.stack.to_string(),
+            };
+            token_kubeconfig_credentials(tokens, &cluster, needed).await
+        }
+    }
+}
+
+async fn token_kubeconfig_credentials(
+    tokens: &glrunner_infra::kubeconfig::EksTokenGenerator,
+    cluster: &str,
+    needed: &str,
+) -> Check {
+    let fail = |found: String| {
+        Check::new("tools.helm-credentials", Status::Fail, found, needed).fix(
+            "configure AWS credentials glrunner can load (AWS_PROFILE, aws sso login, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)",
+        )
+    };
+    let token = match tokens.token(cluster).await {
+        Ok(t) => t,
+        Err(e) => return fail(format!("glrunner cannot sign an EKS token for helm: {e}")),
+    };
+    // The same kubeconfig helm gets on every call, for a stand-in endpoint.
+    let access = glrunner_infra::ClusterAccess {
+        name: cluster.to_owned(),
+        arn: String::new(),
+        endpoint: "https://preflight.invalid".into(),
+        certificate_authority: String::new(),
+        fargate_profiles: Vec::new(),
+    };
+    let file = match glrunner_infra::kubeconfig::TokenKubeconfig::new(&access, &token) {
+        Ok(f) => f,
+        Err(e) => return fail(format!("cannot write helm's kubeconfig: {e}")),
+    };
+    let exec_plugins: Vec<String> = match kube::config::Kubeconfig::read_from(file.path()) {
+        Ok(kc) => kc
+            .auth_infos
+            .iter()
+            .filter_map(|a| a.auth_info.as_ref()?.exec.as_ref()?.command.clone())
+            .collect(),
+        Err(e) => return fail(format!("helm's kubeconfig does not parse: {e}")),
+    };
+    if !exec_plugins.is_empty() {
+        return Check::new(
+            "tools.helm-credentials",
+            Status::Fail,
+            format!(
+                "helm's kubeconfig runs {} for credentials",
+                exec_plugins.join(", ")
+            ),
+            needed,
+        );
+    }
+    let search_path = std::env::var_os("PATH");
+    let aws = find_program("aws", search_path.as_deref()).map_or_else(
+        || "the aws CLI is not installed, and not needed".to_owned(),
+        |p| format!("the aws CLI at {} is not used", p.display()),
+    );
+    Check::new(
+        "tools.helm-credentials",
+        Status::Ok,
+        format!(
+            "helm gets a private per-call kubeconfig with an EKS token glrunner signs, no exec plugin; {aws}"
+        ),
+        needed,
+    )
+}
+
+/// The helm-credentials check of a kubeconfig the user brought, with programs looked up in
+/// `search_path` (a `PATH` value).
+pub fn kubeconfig_credentials(
+    path: &std::path::Path,
+    context: Option<&str>,
+    search_path: Option<&std::ffi::OsStr>,
+    needed: &str,
+) -> Check {
+    let id = "tools.helm-credentials";
+    let kubeconfig = match kube::config::Kubeconfig::read_from(path) {
+        Ok(k) => k,
+        Err(e) => {
+            return Check::new(
+                id,
+                Status::Fail,
+                format!("cannot read --kubeconfig {}: {e}", path.display()),
+                needed,
+            )
+            .fix("pass a readable kubeconfig file");
+        }
+    };
+    let Some(context_name) = context
+        .map(str::to_owned)
+        .or_else(|| kubeconfig.current_context.clone())
+    else {
+        return Check::new(
+            id,
+            Status::Fail,
+            format!("{} has no current context", path.display()),
+            needed,
+        )
+        .fix("pass --context NAME");
+    };
+    let user = kubeconfig
+        .contexts
+        .iter()
+        .find(|c| c.name == context_name)
+        .and_then(|c| c.context.as_ref()?.user.clone());
+    let Some(user) = user else {
+        return Check::new(
+            id,
+            Status::Fail,
+            format!(
+                "{}: context {context_name:?} is missing or names no user",
+                path.display()
+            ),
+            needed,
+        )
+        .fix("pass --context with a context that has a user");
+    };
+    let exec = kubeconfig
+        .auth_infos
+        .iter()
+        .find(|a| a.name == user)
+        .and_then(|a| a.auth_info.as_ref()?.exec.clone());
+    let Some(exec) = exec else {
+        return Check::new(
+            id,
+            Status::Ok,
+            format!(
+                "user {user:?} of context {context_name:?} has its credentials in the kubeconfig: helm runs no credential plugin"
+            ),
+            needed,
+        );
+    };
+    let command = exec.command.unwrap_or_default();
+    let args = exec.args.unwrap_or_default().join(" ");
+    match find_program(&command, search_path) {
+        Some(found) => Check::new(
+            id,
+            Status::Ok,
+            format!(
+                "user {user:?} gets credentials from `{command} {args}`; {command} is {}",
+                found.display()
+            ),
+            needed,
+        ),
+        None => {
+            let fix = if command == "aws" || command.ends_with("/aws") {
+                "install the aws CLI, or for an EKS cluster use --cluster NAME (glrunner then signs helm's tokens itself, no aws CLI)".to_owned()
+            } else {
+                format!("install {command}, or use a kubeconfig whose user has a token")
+            };
+            Check::new(
+                id,
+                Status::Fail,
+                format!(
+                    "user {user:?} gets credentials from `{command} {args}`, but {command} is not on PATH"
+                ),
+                needed,
+            )
+            .fix(fix)
+        }
+    }
+}
+
+/// `program` as a path, or found in `search_path` (a `PATH` value).
+fn find_program(program: &str, search_path: Option<&std::ffi::OsStr>) -> Option<PathBuf> {
+    if program.is_empty() {
+        return None;
+    }
+    if program.contains('/') {
+        let path = PathBuf::from(program);
+        return path.is_file().then_some(path);
+    }
+    std::env::split_paths(search_path?)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}
+
+fn fleet_warnings(fleet: &FleetPlan) -> Vec<Check> {
+    fleet
+        .warnings
+        .iter()
+        .filter_map(|w| match w {
+            FleetWarning::DockerHubImage { image, pulls } => Some(
+                Check::new(
+                    "images.docker-hub",
+                    Status::Warn,
+                    format!("{image} comes from Docker Hub; {pulls} Fargate pods pull it at once"),
+                    "an image registry without pull rate limits",
+                )
+                .fix("use the ECR Public mirror, e.g. public.ecr.aws/docker/library/<image>"),
+            ),
+            FleetWarning::FargateRounding(r) => Some(
+                Check::new(
+                    "fargate.rounding",
+                    Status::Warn,
+                    r.to_string(),
+                    format!("requests that fit {}", r.near_miss.smaller),
+                )
+                .fix(format!("set {} to {}", r.field, r.fits)),
+            ),
+            // The quota check above reads the quota itself.
+            _ => None,
+        })
+        .collect()
+}
+
+fn budget_check(projection: &CostProjection, budget: f64) -> Check {
+    let found = format!("projected ${:.4}", projection.total_usd);
+    let needed = format!("at most the budget of ${budget:.4}");
+    if projection.total_usd > budget {
+        Check::new("cost.budget", Status::Fail, found, needed).fix(
+            "raise --budget, or plan fewer --jobs / smaller pods (the projection lists each line)",
+        )
+    } else {
+        Check::new("cost.budget", Status::Ok, found, needed)
+    }
+}
+
+#[cfg(test)]
+mod tests;

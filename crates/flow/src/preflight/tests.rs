@@ -1,0 +1,623 @@
+//! The preflight against the in-memory account, network and GitLab.
+
+use std::sync::Arc;
+
+use glrunner_gitlab_client::memory::{InMemoryGitLab, MemoryConfig};
+use glrunner_gitlab_client::{GitLabApi as _, GitLabApiExt as _};
+use glrunner_infra::memory::InMemoryCloud;
+use glrunner_infra::{InMemoryAccount, NetworkProvisioner, PriceQuote, StackName, StackSpec};
+
+use super::*;
+use crate::FlowConfig;
+
+fn plan(jobs: u32) -> PreflightPlan {
+    let spec = StackSpec::new(StackName::new("pre").unwrap(), "us-east-1");
+    let config = FlowConfig::new(spec, "sandbox/loadtest", jobs);
+    PreflightPlan::from_flow(&config, "https://gitlab.example.com/").unwrap()
+}
+
+struct World {
+    account: InMemoryAccount,
+    cloud: InMemoryCloud,
+    gitlab: Arc<InMemoryGitLab>,
+}
+
+fn world() -> World {
+    World {
+        account: InMemoryAccount::new(),
+        cloud: InMemoryCloud::new("us-east-1"),
+        gitlab: Arc::new(InMemoryGitLab::new(MemoryConfig::default())),
+    }
+}
+
+async fn run_on(w: &World, plan: &PreflightPlan) -> PreflightReport {
+    let sources = PreflightSources {
+        account: &w.account,
+        network: &w.cloud,
+        gitlab: Some(w.gitlab.as_ref()),
+        eks_tokens: None,
+    };
+    run(plan, &sources).await
+}
+
+fn check<'a>(report: &'a PreflightReport, id: &str) -> &'a Check {
+    report
+        .checks
+        .iter()
+        .find(|c| c.id == id)
+        .unwrap_or_else(|| panic!("no check {id} in {:#?}", report.checks))
+}
+
+#[tokio::test]
+async fn a_fargate_quota_below_the_peak_fails_naming_quota_need_and_fix() {
+    let w = world();
+    w.account.set_quota("fargate", "L-3032A538", 8.0);
+    let report = run_on(&w, &plan(400)).await;
+    assert!(report.failed());
+    let c = check(&report, "quota.fargate-vcpu");
+    assert_eq!(c.status, Status::Fail, "{c:?}");
+    // 400 job pods of 0.25 vCPU (the flow's job pod) + 2 managers of 2 vCPU (sized for 200
+    // concurrent jobs each).
+    assert!(c.needed.contains("= 104 vCPUs"), "{}", c.needed);
+    assert!(
+        c.found.contains("L-3032A538") && c.found.contains(" 8"),
+        "{}",
+        c.found
+    );
+    assert!(c.fix.contains("at least 104"), "{}", c.fix);
+    assert!(report.failure_summary().contains("quota.fargate-vcpu"));
+    // And nothing was created.
+    let stack = StackName::new("pre").unwrap();
+    assert!(w.cloud.discover(&stack).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn enough_quota_passes() {
+    let w = world();
+    w.account.set_quota("fargate", "L-3032A538", 256.0);
+    let report = run_on(&w, &plan(400)).await;
+    assert!(!report.failed(), "{}", report.render_text());
+    assert_eq!(check(&report, "quota.fargate-vcpu").status, Status::Ok);
+    // AWS's default of 6 vCPUs does not hold 400 jobs.
+    let report = run_on(&world(), &plan(400)).await;
+    assert_eq!(check(&report, "quota.fargate-vcpu").status, Status::Fail);
+}
+
+#[tokio::test]
+async fn usage_counts_against_the_other_quotas() {
+    let w = world();
+    w.account.set_quota("fargate", "L-3032A538", 1000.0);
+    w.account.set_usage(glrunner_infra::AccountUsage {
+        vpcs: 5,
+        elastic_ips: 2,
+        nat_gateways_max_per_az: 0,
+        eks_clusters: 3,
+    });
+    let report = run_on(&w, &plan(10)).await;
+    let vpcs = check(&report, "quota.vpcs");
+    assert_eq!(vpcs.status, Status::Fail, "{vpcs:?}");
+    assert!(vpcs.found.contains("5 in use"), "{}", vpcs.found);
+    assert_eq!(check(&report, "quota.elastic-ips").status, Status::Ok);
+    assert_eq!(check(&report, "quota.eks-clusters").status, Status::Ok);
+}
+
+#[tokio::test]
+async fn a_denied_action_fails_and_a_denied_simulation_warns() {
+    let w = world();
+    w.account
+        .set_quota("fargate", "L-3032A538", 1000.0)
+        .deny("eks:CreateCluster")
+        .deny("iam:PassRole");
+    let report = run_on(&w, &plan(10)).await;
+    let c = check(&report, "aws.permissions");
+    assert_eq!(c.status, Status::Fail);
+    assert!(
+        c.found.contains("eks:CreateCluster") && c.found.contains("iam:PassRole"),
+        "{}",
+        c.found
+    );
+    w.account.deny_simulation(true);
+    let report = run_on(&w, &plan(10)).await;
+    let c = check(&report, "aws.permissions");
+    assert_eq!(c.status, Status::Warn);
+    assert!(c.fix.contains("iam:SimulatePrincipalPolicy"), "{}", c.fix);
+    assert!(!report.failed(), "{}", report.render_text());
+}
+
+#[tokio::test]
+async fn the_budget_guard_fails_when_the_projection_exceeds_it() {
+    let w = world();
+    w.account.set_quota("fargate", "L-3032A538", 1000.0);
+    let mut p = plan(400);
+    p.budget_usd = Some(0.01);
+    let report = run_on(&w, &p).await;
+    let c = check(&report, "cost.budget");
+    assert_eq!(c.status, Status::Fail);
+    assert!(report.projection.total_usd > 0.01);
+    p.budget_usd = Some(report.projection.total_usd + 0.01);
+    let report = run_on(&w, &p).await;
+    assert_eq!(check(&report, "cost.budget").status, Status::Ok);
+    assert!(!report.failed());
+}
+
+#[tokio::test]
+async fn prices_come_from_the_price_list_api_when_it_answers() {
+    let w = world();
+    let report = run_on(&w, &plan(10)).await;
+    assert!(!report.projection.price_list_api);
+    w.account.set_prices(Some(PriceQuote {
+        region: String::new(),
+        fargate_vcpu_hour: Some(0.08),
+        fargate_gb_hour: Some(0.009),
+        eks_cluster_hour: Some(0.2),
+    }));
+    let dearer = run_on(&w, &plan(10)).await;
+    assert!(dearer.projection.price_list_api);
+    assert!(dearer.projection.total_usd > report.projection.total_usd);
+    assert!(dearer.render_text().contains("Price List API"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_existing_stack_is_a_warning_and_gitlab_is_checked() {
+    let w = world();
+    w.account.set_quota("fargate", "L-3032A538", 1000.0);
+    let spec = StackSpec::new(StackName::new("pre").unwrap(), "us-east-1");
+    let engine = glrunner_infra::Engine::new(&w.cloud, &w.cloud);
+    let plan_ = glrunner_infra::plan_stack(&spec, &w.cloud).await.unwrap();
+    engine.apply(&plan_).await.unwrap();
+    let report = run_on(&w, &plan(10)).await;
+    assert_eq!(check(&report, "stack.existing").status, Status::Warn);
+    assert_eq!(check(&report, "gitlab.token").status, Status::Ok);
+    assert_eq!(check(&report, "gitlab.project").status, Status::Ok);
+}
+
+#[tokio::test]
+async fn a_docker_hub_image_is_a_warning_with_the_mirror_to_use() {
+    let spec = StackSpec::new(StackName::new("pre").unwrap(), "us-east-1");
+    let mut config = FlowConfig::new(spec, "sandbox/loadtest", 400);
+    config.image = Some("alpine:3".into());
+    let p = PreflightPlan::from_flow(&config, "https://gitlab.example.com/").unwrap();
+    let w = world();
+    let report = run_on(&w, &p).await;
+    let c = check(&report, "images.docker-hub");
+    assert_eq!(c.status, Status::Warn);
+    assert!(c.fix.contains("public.ecr.aws"), "{}", c.fix);
+}
+
+fn world_with(config: MemoryConfig) -> World {
+    World {
+        gitlab: Arc::new(InMemoryGitLab::new(config)),
+        ..world()
+    }
+}
+
+fn plan_for(project: &str, jobs: u32) -> PreflightPlan {
+    let spec = StackSpec::new(StackName::new("pre").unwrap(), "us-east-1");
+    let config = FlowConfig::new(spec, project, jobs);
+    PreflightPlan::from_flow(&config, "https://gitlab.example.com/").unwrap()
+}
+
+#[tokio::test]
+async fn gitlab_checks_pass_against_a_gitlab_that_allows_the_run() {
+    let w = world();
+    let report = run_on(&w, &plan(400)).await;
+    for id in [
+        "gitlab.reachable",
+        "gitlab.version",
+        "gitlab.token",
+        "gitlab.token-scopes",
+        "gitlab.project",
+        "gitlab.role",
+        "gitlab.pipeline-variables",
+        "gitlab.pipeline-size",
+    ] {
+        let c = check(&report, id);
+        assert_eq!(c.status, Status::Ok, "{c:?}");
+    }
+    assert!(check(&report, "gitlab.version").found.contains("18.9"));
+}
+
+#[tokio::test]
+async fn a_gitlab_older_than_15_10_fails_the_version_check() {
+    let w = world_with(MemoryConfig::default().with_version("15.9.3-ee"));
+    // The double answers like GitLab before 15.10: there is no POST /user/runners.
+    let project = w.gitlab.get_or_create_project("sandbox/p").await.unwrap();
+    let refused = w
+        .gitlab
+        .create_runner(&glrunner_gitlab_client::NewRunner::project(
+            project.id,
+            "r",
+            vec!["t".into()],
+        ))
+        .await
+        .unwrap_err();
+    assert!(refused.is_not_found(), "{refused}");
+    let report = run_on(&w, &plan(10)).await;
+    let c = check(&report, "gitlab.version");
+    assert_eq!(c.status, Status::Fail, "{c:?}");
+    assert!(
+        c.found.contains("15.9.3") && c.needed.contains("15.10"),
+        "{c:?}"
+    );
+    assert!(c.fix.contains("upgrade"), "{}", c.fix);
+    let w = world_with(MemoryConfig::default().with_version("15.10.0"));
+    let report = run_on(&w, &plan(10)).await;
+    assert_eq!(check(&report, "gitlab.version").status, Status::Ok);
+}
+
+#[tokio::test]
+async fn a_token_without_create_runner_fails_naming_the_missing_scope() {
+    let w = world_with(MemoryConfig::default().with_token_scopes(&["api", "read_user"]));
+    let project = w.gitlab.get_or_create_project("sandbox/p").await.unwrap();
+    let refused = w
+        .gitlab
+        .create_runner(&glrunner_gitlab_client::NewRunner::project(
+            project.id,
+            "r",
+            vec!["t".into()],
+        ))
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("create_runner"), "{refused}");
+    let report = run_on(&w, &plan(10)).await;
+    let c = check(&report, "gitlab.token-scopes");
+    assert_eq!(c.status, Status::Fail, "{c:?}");
+    assert!(c.found.contains("missing: create_runner"), "{}", c.found);
+    assert!(c.fix.contains("create_runner"), "{}", c.fix);
+    let w = world_with(MemoryConfig::default().with_token_scopes(&["create_runner"]));
+    let c = check(&run_on(&w, &plan(10)).await, "gitlab.token-scopes").clone();
+    assert!(c.found.contains("missing: api"), "{}", c.found);
+}
+
+#[tokio::test]
+async fn the_role_on_the_project_or_its_group_must_be_maintainer() {
+    use glrunner_gitlab_client::access_level;
+    // A new project in a group where the user is a Reporter: fail.
+    let w = world_with(MemoryConfig::default().with_access_level(access_level::REPORTER));
+    w.gitlab.add_group("team");
+    let report = run_on(&w, &plan_for("team/loadtest", 10)).await;
+    let c = check(&report, "gitlab.role");
+    assert_eq!(c.status, Status::Fail, "{c:?}");
+    assert!(c.found.contains("Reporter on group team"), "{}", c.found);
+    assert!(c.needed.contains("Maintainer"), "{}", c.needed);
+    // An existing project where the user is a Developer: fail, as POST /user/runners would.
+    let w = world_with(MemoryConfig::default().with_access_level(access_level::DEVELOPER));
+    w.gitlab.add_group("team");
+    let project = w
+        .gitlab
+        .get_or_create_project("team/loadtest")
+        .await
+        .unwrap();
+    assert!(
+        w.gitlab
+            .create_runner(&glrunner_gitlab_client::NewRunner::project(
+                project.id,
+                "r",
+                vec!["t".into()],
+            ))
+            .await
+            .is_err()
+    );
+    let c = check(
+        &run_on(&w, &plan_for("team/loadtest", 10)).await,
+        "gitlab.role",
+    )
+    .clone();
+    assert_eq!(c.status, Status::Fail, "{c:?}");
+    assert!(
+        c.found.contains("Developer on project team/loadtest"),
+        "{}",
+        c.found
+    );
+    // Maintainer on the group: ok; a missing group: fail with the fix.
+    let w = world_with(MemoryConfig::default().with_access_level(access_level::MAINTAINER));
+    w.gitlab.add_group("team");
+    let c = check(
+        &run_on(&w, &plan_for("team/loadtest", 10)).await,
+        "gitlab.role",
+    )
+    .clone();
+    assert_eq!(c.status, Status::Ok, "{c:?}");
+    let c = check(
+        &run_on(&w, &plan_for("nowhere/loadtest", 10)).await,
+        "gitlab.role",
+    )
+    .clone();
+    assert_eq!(c.status, Status::Fail, "{c:?}");
+    assert!(c.fix.contains("create the group nowhere"), "{}", c.fix);
+}
+
+#[tokio::test]
+async fn refused_pipeline_variables_fail_only_when_the_run_passes_some() {
+    let w = world_with(MemoryConfig::default().with_refuse_pipeline_variables(true));
+    w.gitlab
+        .get_or_create_project("sandbox/loadtest")
+        .await
+        .unwrap();
+    let mut p = plan(10);
+    let c = check(&run_on(&w, &p).await, "gitlab.pipeline-variables").clone();
+    assert_eq!(c.status, Status::Ok, "{c:?}");
+    assert!(c.found.contains("no_one_allowed"), "{}", c.found);
+    p.pipeline_variables = true;
+    let c = check(&run_on(&w, &p).await, "gitlab.pipeline-variables").clone();
+    assert_eq!(c.status, Status::Fail, "{c:?}");
+    assert!(c.fix.contains("Minimum role"), "{}", c.fix);
+}
+
+#[tokio::test]
+async fn the_gitlab_com_jobs_per_pipeline_limit_is_held_against_the_jobs() {
+    let w = world_with(MemoryConfig::default().with_plan(Some("free")));
+    let c = check(&run_on(&w, &plan(600)).await, "gitlab.pipeline-size").clone();
+    assert_eq!(c.status, Status::Fail, "{c:?}");
+    assert!(c.found.contains("at most 500"), "{}", c.found);
+    assert!(c.needed.contains("600 jobs"), "{}", c.needed);
+    assert!(c.fix.contains("at most 500 --jobs"), "{}", c.fix);
+    let c = check(&run_on(&w, &plan(400)).await, "gitlab.pipeline-size").clone();
+    assert_eq!(c.status, Status::Ok, "{c:?}");
+    let w = world_with(MemoryConfig::default().with_plan(Some("ultimate")));
+    let c = check(&run_on(&w, &plan(1000)).await, "gitlab.pipeline-size").clone();
+    assert_eq!(c.status, Status::Ok, "{c:?}");
+    let w = world_with(MemoryConfig::default().with_plan(Some("platinum-ish")));
+    let c = check(&run_on(&w, &plan(10)).await, "gitlab.pipeline-size").clone();
+    assert_eq!(c.status, Status::Warn, "{c:?}");
+}
+
+async fn gitlab_checks_over(gitlab: &dyn glrunner_gitlab_client::GitLabApi) -> PreflightReport {
+    let w = world();
+    let sources = PreflightSources {
+        account: &w.account,
+        network: &w.cloud,
+        gitlab: Some(gitlab),
+        eks_tokens: None,
+    };
+    run(&plan(10), &sources).await
+}
+
+#[tokio::test]
+async fn an_unreachable_gitlab_and_a_refused_token_fail_with_their_fix() {
+    use glrunner_gitlab_client::{HttpGitLab, RetryPolicy, SecretToken};
+    // Nothing listens on the discard port.
+    let nowhere = HttpGitLab::builder()
+        .with_url("http://127.0.0.1:9")
+        .with_token(SecretToken::new("glpat-preflight"))
+        .with_retry_policy(RetryPolicy::default().with_max_retries(0))
+        .build()
+        .unwrap();
+    let report = gitlab_checks_over(&nowhere).await;
+    let c = check(&report, "gitlab.reachable");
+    assert_eq!(c.status, Status::Fail, "{c:?}");
+    assert!(c.fix.contains("--gitlab-url"), "{}", c.fix);
+    assert!(report.checks.iter().all(|c| c.id != "gitlab.token"));
+
+    // GitLab's REST routes over HTTP, with another token than the one sent: 401.
+    let server = glrunner_gitlab_client::testing::serve(
+        InMemoryGitLab::new(MemoryConfig::default()),
+        "glpat-the-right-one",
+    )
+    .await;
+    let refused = HttpGitLab::builder()
+        .with_url(server.uri())
+        .with_token(SecretToken::new("glpat-preflight"))
+        .build()
+        .unwrap();
+    let report = gitlab_checks_over(&refused).await;
+    assert_eq!(check(&report, "gitlab.reachable").status, Status::Ok);
+    let c = check(&report, "gitlab.token");
+    assert_eq!(c.status, Status::Fail, "{c:?}");
+    assert!(c.fix.contains("GITLAB_TOKEN"), "{}", c.fix);
+    assert!(
+        !format!("{report:?}").contains("glpat-preflight"),
+        "no token in the report"
+    );
+
+    // The same double with the right token, scopes read over HTTP.
+    let server = glrunner_gitlab_client::testing::serve(
+        InMemoryGitLab::new(MemoryConfig::default().with_token_scopes(&["api"])),
+        "glpat-preflight",
+    )
+    .await;
+    let http = HttpGitLab::builder()
+        .with_url(server.uri())
+        .with_token(SecretToken::new("glpat-preflight"))
+        .build()
+        .unwrap();
+    let report = gitlab_checks_over(&http).await;
+    let c = check(&report, "gitlab.token-scopes");
+    assert_eq!(c.status, Status::Fail, "{c:?}");
+    assert!(c.found.contains("missing: create_runner"), "{}", c.found);
+}
+
+fn write_kubeconfig(dir: &std::path::Path, user: serde_json::Value) -> std::path::PathBuf {
+    let doc = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:6443"}}],
+        "contexts": [{"name": "ctx", "context": {"cluster": "c", "user": "u"}}],
+        "current-context": "ctx",
+        "users": [{"name": "u", "user": user}],
+    });
+    let path = dir.join("kubeconfig");
+    std::fs::write(&path, serde_norway::to_string(&doc).unwrap()).unwrap();
+    path
+}
+
+#[test]
+fn a_kubeconfig_that_runs_the_aws_cli_needs_aws_on_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let exec = serde_json::json!({"exec": {
+        "apiVersion": "client.authentication.k8s.io/v1beta1",
+        "command": "aws",
+        "args": ["eks", "get-token", "--cluster-name", "c"],
+    }});
+    let kubeconfig = write_kubeconfig(dir.path(), exec);
+    let c = kubeconfig_credentials(&kubeconfig, None, Some(bin.as_os_str()), "creds");
+    assert_eq!(c.status, Status::Fail, "{c:?}");
+    assert!(
+        c.found.contains("aws eks get-token") && c.found.contains("not on PATH"),
+        "{}",
+        c.found
+    );
+    assert!(
+        c.fix.contains("install the aws CLI") && c.fix.contains("--cluster"),
+        "{}",
+        c.fix
+    );
+    std::fs::write(bin.join("aws"), "#!/bin/sh\n").unwrap();
+    let c = kubeconfig_credentials(&kubeconfig, None, Some(bin.as_os_str()), "creds");
+    assert_eq!(c.status, Status::Ok, "{c:?}");
+    // A token in the kubeconfig needs no program at all.
+    let token = write_kubeconfig(dir.path(), serde_json::json!({"token": "abc"}));
+    let c = kubeconfig_credentials(&token, None, None, "creds");
+    assert_eq!(c.status, Status::Ok, "{c:?}");
+    assert!(
+        !c.found.contains("abc"),
+        "no token in the report: {}",
+        c.found
+    );
+    // A context that does not exist names the flag to fix it.
+    let c = kubeconfig_credentials(&token, Some("other"), None, "creds");
+    assert_eq!(c.status, Status::Fail, "{c:?}");
+    assert!(c.fix.contains("--context"), "{}", c.fix);
+}
+
+#[tokio::test]
+async fn helm_on_eks_gets_a_token_kubeconfig_without_an_exec_plugin() {
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .test_credentials()
+        .load()
+        .await;
+    let tokens = glrunner_infra::kubeconfig::EksTokenGenerator::new(&sdk).unwrap();
+    let w = world();
+    let mut p = plan(10);
+    p.helm = Some("/bin/true".into());
+    let sources = PreflightSources {
+        account: &w.account,
+        network: &w.cloud,
+        gitlab: Some(w.gitlab.as_ref()),
+        eks_tokens: Some(&tokens),
+    };
+    let report = run(&p, &sources).await;
+    let c = check(&report, "tools.helm-credentials");
+    assert_eq!(c.status, Status::Ok, "{c:?}");
+    assert!(c.found.contains("no exec plugin"), "{}", c.found);
+    assert!(
+        !format!("{report:?}").contains("k8s-aws-v1"),
+        "no token in the report"
+    );
+    // Without credentials to sign with, the check says it could not look.
+    let sources = PreflightSources {
+        eks_tokens: None,
+        ..sources
+    };
+    let report = run(&p, &sources).await;
+    assert_eq!(
+        check(&report, "tools.helm-credentials").status,
+        Status::Warn
+    );
+}
+
+fn plan_in(region: &str) -> PreflightPlan {
+    let spec = StackSpec::new(StackName::new("pre").unwrap(), region);
+    let config = FlowConfig::new(spec, "sandbox/loadtest", 10);
+    PreflightPlan::from_flow(&config, "https://gitlab.example.com/").unwrap()
+}
+
+#[tokio::test]
+async fn a_region_without_fargate_for_eks_fails_naming_region_and_fix() {
+    let w = world();
+    let c = check(
+        &run_on(&w, &plan_in("us-gov-west-1")).await,
+        "region.eks-fargate",
+    )
+    .clone();
+    assert_eq!(c.status, Status::Fail, "{c:?}");
+    assert!(
+        c.found.contains("us-gov-west-1") && c.found.contains("no Fargate"),
+        "{}",
+        c.found
+    );
+    assert!(c.fix.contains("--region"), "{}", c.fix);
+    let c = check(
+        &run_on(&w, &plan_in("eu-west-1")).await,
+        "region.eks-fargate",
+    )
+    .clone();
+    assert_eq!(c.status, Status::Ok, "{c:?}");
+    let c = check(
+        &run_on(&w, &plan_in("xx-nowhere-9")).await,
+        "region.eks-fargate",
+    )
+    .clone();
+    assert_eq!(c.status, Status::Warn, "{c:?}");
+    assert!(c.found.contains("xx-nowhere-9"), "{}", c.found);
+}
+
+#[tokio::test]
+async fn a_kubeconfig_cluster_skips_the_aws_account_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = write_kubeconfig(dir.path(), serde_json::json!({"token": "abc"}));
+    // An account whose default quota (6 vCPU) and prices would fail and change the run.
+    let w = world();
+    w.account.set_prices(Some(PriceQuote {
+        region: String::new(),
+        fargate_vcpu_hour: Some(1.0),
+        fargate_gb_hour: Some(1.0),
+        eks_cluster_hour: Some(1.0),
+    }));
+    assert!(run_on(&w, &plan(400)).await.failed());
+    let mut p = plan(400);
+    p.cluster = crate::ClusterSource::Kubeconfig {
+        path: kubeconfig,
+        context: None,
+    };
+    p.helm = Some("/bin/true".into());
+    let report = run_on(&w, &p).await;
+    assert!(!report.failed(), "{}", report.render_text());
+    assert_eq!(check(&report, "aws.account").status, Status::Ok);
+    for id in [
+        "aws.identity",
+        "aws.permissions",
+        "quota.fargate-vcpu",
+        "stack.existing",
+        "region.eks-fargate",
+    ] {
+        assert!(report.checks.iter().all(|c| c.id != id), "{id} was checked");
+    }
+    assert!(!report.projection.price_list_api, "no AWS call for prices");
+    assert_eq!(check(&report, "tools.helm-credentials").status, Status::Ok);
+    assert_eq!(check(&report, "gitlab.token-scopes").status, Status::Ok);
+}
+
+#[tokio::test]
+async fn a_quota_below_the_peak_queues_job_pods_in_waves_and_warns_until_they_would_time_out() {
+    // 400 job pods of 0.25 vCPU + 2 managers of 2 vCPU: 104 vCPUs at peak. At 60, 222 job pods
+    // fit beside the managers and CoreDNS: two waves, the second runs within poll_timeout.
+    let p = plan(400);
+    let q = p.fargate_queue(60.0).unwrap();
+    assert_eq!((q.job_pods_at_once, q.waves), (222, 2));
+    assert!(
+        q.last_wave_running < p.poll_timeout,
+        "{q:?} {:?}",
+        p.poll_timeout
+    );
+    let w = world();
+    w.account.set_quota("fargate", "L-3032A538", 60.0);
+    let report = run_on(&w, &p).await;
+    let c = check(&report, "quota.fargate-vcpu");
+    assert_eq!(c.status, Status::Warn, "{c:?}");
+    assert!(c.found.contains("2 waves"), "{}", c.found);
+    assert!(!report.failed(), "{}", report.render_text());
+    // At 8, 14 fit at once: the last of 29 waves waits far past poll_timeout.
+    let q = p.fargate_queue(8.0).unwrap();
+    assert_eq!((q.job_pods_at_once, q.waves), (14, 29));
+    assert!(q.last_wave_waits > p.poll_timeout);
+    // Nothing fits beside the managers and CoreDNS at 4.5 vCPUs.
+    assert_eq!(p.fargate_queue(4.5), None);
+    w.account.set_quota("fargate", "L-3032A538", 4.0);
+    let c = check(&run_on(&w, &p).await, "quota.fargate-vcpu").clone();
+    assert_eq!(c.status, Status::Fail, "{c:?}");
+    assert!(c.found.contains("no room for a job pod"), "{}", c.found);
+}

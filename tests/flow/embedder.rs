@@ -1,0 +1,125 @@
+//! An embedder's use of the library crates, with no command line: `glrunner-flow` against real
+//! loopback backends (the AWS wiring built with `Environment::builder`, then `run_checked`), and
+//! the sandbox flow through `glrunner-sandbox` alone. Neither path touches `glrunner::cli`.
+
+use glrunner_flow::aws::Environment;
+use glrunner_flow::{
+    ClusterSource, FlowConfig, FlowEvent, Phase, PhaseStatus, PreflightGate, PreflightOptions,
+};
+use glrunner_gitlab_client::SecretToken;
+use glrunner_infra::{StackName, StackSpec};
+use glrunner_sandbox::{SandboxConfig, SandboxWorld};
+use tokio_util::sync::CancellationToken;
+
+use super::e2e::{E2e, GITLAB_TOKEN};
+
+/// The sandbox flow as an embedder's test writes it: a world, a config, `run_checked`.
+#[tokio::test(start_paused = true)]
+async fn the_sandbox_flow_runs_through_glrunner_sandbox_alone() {
+    let world = SandboxWorld::new(
+        "us-east-1",
+        SandboxConfig::default().with_hung_fraction(0.0),
+    );
+    let spec = StackSpec::new(StackName::new("embedded").unwrap(), "us-east-1");
+    let config = FlowConfig::new(spec, glrunner_sandbox::SANDBOX_PROJECT, 200);
+    let plan = world
+        .preflight_plan(&config, &PreflightOptions::default())
+        .unwrap();
+    let report = world
+        .run_checked(
+            &config,
+            &plan,
+            PreflightGate::Check,
+            &|_: &FlowEvent<'_>| {},
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert!(report.is_success(), "{}", report.render_text());
+    let cost = report.cost.as_ref().expect("run_checked fills the cost");
+    assert!(cost.projected.total_usd > 0.0 && cost.estimated.total_usd > 0.0);
+    assert_eq!(report.leftovers(), Some(0));
+    assert!(report.model.note.contains("model"), "{}", report.model.note);
+}
+
+/// A failed preflight is a typed error carrying the report, and nothing is created.
+#[tokio::test(start_paused = true)]
+async fn a_failed_preflight_is_a_typed_error_and_creates_nothing() {
+    let world = SandboxWorld::new("us-east-1", SandboxConfig::default());
+    let spec = StackSpec::new(StackName::new("overbudget").unwrap(), "us-east-1");
+    let config = FlowConfig::new(spec, glrunner_sandbox::SANDBOX_PROJECT, 400);
+    let options = PreflightOptions {
+        budget_usd: Some(0.01),
+        ..PreflightOptions::default()
+    };
+    let plan = world.preflight_plan(&config, &options).unwrap();
+    let err = world
+        .run_checked(
+            &config,
+            &plan,
+            PreflightGate::Check,
+            &|_: &FlowEvent<'_>| {},
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap_err();
+    let glrunner_flow::CheckedError::Preflight(report) = err else {
+        panic!("a failed budget check is CheckedError::Preflight: {err}");
+    };
+    assert!(report.failed(), "{}", report.render_text());
+    let left = world
+        .leftovers(&config.spec.stack, glrunner_sandbox::SANDBOX_PROJECT)
+        .await;
+    assert_eq!(left.total(), 0, "nothing was created: {left:?}");
+}
+
+/// The AWS wiring from explicit values (no environment variable, no clap): GitLab (the loopback
+/// double), helm (Helm's real engine) and a cluster brought through a kubeconfig (the real
+/// apiserver), then `run_checked` with the preflight gate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedder_builds_the_aws_flow_and_runs_it_checked() {
+    let Some(e2e) = E2e::prepare("emb").await else {
+        return;
+    };
+    let env = Environment::builder()
+        .gitlab_url(&e2e.double.url)
+        .gitlab_token(SecretToken::new(GITLAB_TOKEN))
+        .helm(&e2e.helm)
+        .region("us-east-1")
+        .state_dir(e2e.dir.path().join("state"))
+        .build()
+        .unwrap();
+    let backends = env.connect().await.unwrap();
+    let mut spec = StackSpec::new(StackName::new(e2e.stack.clone()).unwrap(), "us-east-1");
+    spec.cluster.runner_namespace = e2e.namespace.clone();
+    let mut config = FlowConfig::new(spec, "e2e/loadtest", 200);
+    config.cluster = ClusterSource::Kubeconfig {
+        path: e2e.kubeconfig.clone().into(),
+        context: None,
+    };
+    config.chart = glrunner_runner_chart::ChartSource::Path {
+        path: e2e.chart.clone(),
+    };
+    let mut plan = PreflightOptions::default()
+        .plan(&config, env.gitlab_url())
+        .unwrap();
+    plan.helm = Some(e2e.helm.clone().into());
+    let clients = env.preflight_clients().await;
+    let report = glrunner_flow::run_checked(
+        &config,
+        &backends,
+        &plan,
+        &clients.sources(&backends),
+        PreflightGate::Check,
+        &|_: &FlowEvent<'_>| {},
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert!(report.is_success(), "{}", report.render_text());
+    let provision = report.phases.iter().find(|p| p.phase == Phase::Provision);
+    assert_eq!(provision.map(|p| p.status), Some(PhaseStatus::Skipped));
+    assert!(report.cost.is_some(), "run_checked fills the cost");
+    assert_eq!(report.leftovers(), Some(0));
+    assert_eq!(e2e.double.get("/double/state")["runners"], 0);
+}
