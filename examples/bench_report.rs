@@ -80,20 +80,36 @@ fn screenshot(bin: &Path, dir: &Path, page: &Path, round: usize) -> Duration {
 }
 
 fn main() {
-    let cli = Cli::parse_from(
-        [
-            "bench_report",
-            "--jobs",
-            "1000",
-            "--shards",
-            "5",
-            "--sandbox-fail-every",
-            "97",
-        ]
-        .into_iter()
-        .map(String::from)
-        .chain(std::env::args().skip(1)),
-    );
+    let args: Vec<String> = [
+        "bench_report",
+        "--jobs",
+        "1000",
+        "--shards",
+        "5",
+        "--sandbox-fail-every",
+        "97",
+    ]
+    .into_iter()
+    .map(String::from)
+    .chain(std::env::args().skip(1))
+    .collect();
+    let mut command = <Cli as clap::CommandFactory>::command();
+    let matches = command.clone().get_matches_from(args);
+    let cli = <Cli as clap::FromArgMatches>::from_arg_matches(&matches)
+        .unwrap_or_else(|e| e.format(&mut command).exit());
+    // The bench renders a sandbox run: a real target named on the command line would be ignored.
+    let refused = if cli.global.backend != glrunner::cli::Backend::Sandbox {
+        Err(glrunner::cli::CliError::invalid(
+            "--backend: bench_report renders a sandbox run only (drop --backend aws)",
+        ))
+    } else {
+        glrunner::cli::targets::check(&cli.global, &matches)
+    };
+    if let Err(e) = refused {
+        let code = e.code;
+        glrunner::cli::finish(Err(e), cli.global.output);
+        std::process::exit(i32::from(code));
+    }
     let plan = loadtest::plan(&cli.global, &cli.run).expect("valid parameters");
     let rt = glrunner::cli::runtime(cli.global.backend).expect("runtime");
     let report = rt

@@ -33,10 +33,13 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let (cli, matches) = cli::parse::<Cli>();
     cli::init_tracing(cli.global.output);
-    let result = glrunner::cli::runtime(cli.global.backend)
-        .map_err(|e| CliError::failure(format!("cannot start the async runtime: {e}")))
-        .and_then(|rt| rt.block_on(doctor(&cli.global, &cli.flow)));
+    // The same rule as every example: a real-target flag on the sandbox is refused (exit 2).
+    let result = cli::start(&cli.global, &matches).and_then(|_interrupt| {
+        glrunner::cli::runtime(cli.global.backend)
+            .map_err(|e| CliError::failure(format!("cannot start the async runtime: {e}")))
+            .and_then(|rt| rt.block_on(doctor(&cli.global, &cli.flow)))
+    });
     cli::finish(result, cli.global.output)
 }

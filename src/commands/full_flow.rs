@@ -169,7 +169,7 @@ pub fn flow_config(global: &GlobalArgs, args: &FlowArgs) -> Result<FlowConfig, C
     args.artifacts
         .validate()
         .map_err(|e| CliError::invalid(e.to_string()))?;
-    let cluster = cluster_source(global, args)?;
+    let cluster = cluster_source(args)?;
     let mut config = FlowConfig::new(spec, project, args.jobs)
         .with_max_per_release(args.max_per_release)
         .with_helm_concurrency(args.helm_concurrency)
@@ -186,21 +186,9 @@ pub fn flow_config(global: &GlobalArgs, args: &FlowArgs) -> Result<FlowConfig, C
     Ok(config.with_runner_profile(args.runner_profile))
 }
 
-/// `--cluster` / `--kubeconfig [--context]`: a cluster the user brings. These name a real target,
-/// so the sandbox refuses them rather than ignoring them.
-fn cluster_source(global: &GlobalArgs, args: &FlowArgs) -> Result<ClusterSource, CliError> {
-    let named = [
-        ("--cluster", args.cluster.is_some()),
-        ("--kubeconfig", args.kubeconfig.is_some()),
-        ("--chart", args.chart.is_some()),
-    ];
-    if global.backend == Backend::Sandbox
-        && let Some((flag, _)) = named.iter().find(|(_, set)| *set)
-    {
-        return Err(CliError::invalid(format!(
-            "{flag}: names a real target, but the backend is the sandbox; add --backend aws (or drop {flag})"
-        )));
-    }
+/// `--cluster` / `--kubeconfig [--context]`: a cluster the user brings. These name a real target:
+/// on the sandbox the examples refuse them before any of this runs ([`crate::cli::targets`]).
+fn cluster_source(args: &FlowArgs) -> Result<ClusterSource, CliError> {
     Ok(match (&args.cluster, &args.kubeconfig) {
         (Some(name), _) => {
             if name.trim().is_empty() {
@@ -354,10 +342,7 @@ pub async fn full_flow_until(
                 .map_err(invalid_or_failure)?;
             let pre = world.preflight_plan(&config, &options)?;
             if global.dry_run {
-                return print_dry_run(
-                    global,
-                    &DryRun::new(&config, glrunner_sandbox::SANDBOX_GITLAB_URL, &pre)?,
-                );
+                return print_dry_run(global, &DryRun::new(&config, &pre));
             }
             if global.output == OutputFormat::Human {
                 eprintln!(
@@ -383,7 +368,7 @@ pub async fn full_flow_until(
                 config
                     .validate(env.gitlab_url())
                     .map_err(invalid_or_failure)?;
-                return print_dry_run(global, &DryRun::new(&config, env.gitlab_url(), &pre)?);
+                return print_dry_run(global, &DryRun::new(&config, &pre));
             }
             pre.helm = Some(
                 env.helm()

@@ -214,3 +214,86 @@ fn the_aws_backend_is_not_refused_by_the_rule() {
     assert!(!stderr.contains("sandbox"), "{stderr}");
     assert!(stderr.contains("kubeconfig"), "{stderr}");
 }
+
+/// Every example, with a real-target flag it takes (and must refuse on the sandbox), or `None`
+/// when it takes none (its `--help` must then list none). A new example fails
+/// [`every_example_follows_the_real_target_rule`] until it is added here.
+const EXAMPLES: &[(&str, Option<(&[&str], &str)>)] = &[
+    (
+        "bench_report",
+        Some((
+            &["--gitlab-url", "https://gitlab.example.com"],
+            "--gitlab-url",
+        )),
+    ),
+    (
+        "doctor",
+        Some((
+            &[
+                "--gitlab-url",
+                "https://gitlab.example.com",
+                "--project",
+                "sandbox/x",
+            ],
+            "--gitlab-url",
+        )),
+    ),
+    ("fault_suite", None),
+    ("full_flow", Some((&["--cluster", "prod"], "--cluster"))),
+    ("loadtest", Some((&["--project", "g/p"], "--project"))),
+    ("provision", None),
+    ("reap", Some((&["--in-cluster"], "--in-cluster"))),
+    (
+        "runner",
+        Some((&["status", "--kubeconfig", "kc.yaml"], "--kubeconfig")),
+    ),
+    ("sandbox_bench", None),
+    ("teardown", None),
+];
+
+#[test]
+fn every_example_follows_the_real_target_rule() {
+    // The checkout at run time (the build cache may be shared between checkouts).
+    let dir =
+        std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap()).join("examples");
+    let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().ok()?;
+            name.strip_suffix(".rs").map(str::to_owned)
+        })
+        .collect();
+    on_disk.sort();
+    let listed: Vec<&str> = EXAMPLES.iter().map(|(name, _)| *name).collect();
+    assert_eq!(
+        on_disk, listed,
+        "examples/ and EXAMPLES in tests/cli/targets.rs must agree"
+    );
+    let target_flags = [
+        "--kubeconfig",
+        "--context",
+        "--in-cluster",
+        "--cluster",
+        "--gitlab-url",
+        "--project",
+        "--create-project",
+        "--helm",
+        "--chart",
+    ];
+    for (name, case) in EXAMPLES {
+        match case {
+            Some((args, flag)) => assert_refused(name, args, &[flag]),
+            None => {
+                let help = text(&sandbox(name, &["--help"], &[]).stdout);
+                for flag in target_flags {
+                    assert!(
+                        !help
+                            .split_whitespace()
+                            .any(|w| w.trim_end_matches(',') == flag),
+                        "{name} takes {flag}: give it a case in EXAMPLES"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -294,3 +294,39 @@ fn the_sandbox_preflight_and_the_model_agree_on_the_fargate_quota() {
         );
     }
 }
+
+/// The report states the poll timeout the runners were installed with, for both profiles: the
+/// reference keeps GitLab Runner's 180 s default, which the report used to give as the fleet
+/// plan's 300 s recommendation (issue 22, item 10).
+#[tokio::test(start_paused = true)]
+async fn the_report_states_the_poll_timeout_that_was_installed() {
+    for profile in [RunnerProfile::Reference, RunnerProfile::Tuned] {
+        let world = SandboxWorld::new("us-east-1", SandboxConfig::default());
+        let config = FlowConfig::new(
+            StackSpec::new(StackName::new("polltimeout").unwrap(), "us-east-1"),
+            "sandbox/loadtest",
+            400,
+        )
+        .with_runner_profile(profile)
+        .with_keep(false, true, false);
+        let _runners = world.start_runners();
+        let report = flow::run(&config, &world.backends(), &|_: &FlowEvent<'_>| {})
+            .await
+            .unwrap();
+        let installed: Vec<u64> = world
+            .releases
+            .runners()
+            .iter()
+            .map(|r| r.poll_timeout.as_secs())
+            .collect();
+        assert_eq!(installed.len(), 2, "{profile}: both releases kept");
+        let reported = report.fleet.as_ref().unwrap().poll_timeout_secs;
+        assert!(
+            installed.iter().all(|&p| p == reported),
+            "{profile}: reported {reported}s, installed {installed:?}"
+        );
+        if profile == RunnerProfile::Reference {
+            assert_eq!(reported, 180);
+        }
+    }
+}

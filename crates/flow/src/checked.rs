@@ -9,7 +9,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::preflight::{
-    self, CostComparison, CostProjection, PreflightPlan, PreflightReport, PreflightSources, Prices,
+    self, CostComparison, CostProjection, PreflightPlan, PreflightReport, PreflightSources,
 };
 use crate::{Backends, Error, FlowConfig, FlowEvent, FlowProgress, FlowReport, Phase, PhaseStatus};
 
@@ -90,9 +90,7 @@ pub async fn preflight_gate(
         tracing::warn!(
             "preflight skipped: quotas, permissions, GitLab and the budget were not checked"
         );
-        let prices = Prices::table(&plan.spec.region);
-        let projection = preflight::cost::project(&plan.cost_inputs(), &plan.durations, &prices);
-        return Ok((None, projection));
+        return Ok((None, plan.table_projection()));
     }
     let report = preflight::run(plan, sources).await;
     if report.failed() {
@@ -176,23 +174,16 @@ pub struct DryRun {
 }
 
 impl DryRun {
-    /// The dry-run plan of `config` against `gitlab_url` with the preflight plan `pre`.
-    pub fn new(config: &FlowConfig, gitlab_url: &str, pre: &PreflightPlan) -> Result<Self, Error> {
-        let fleet = FleetPlan::new(&config.fleet_request(&config.template(gitlab_url)))
-            .map_err(|e| Error::invalid("--jobs", e.to_string()))?;
-        let projection = preflight::cost::project(
-            &pre.cost_inputs(),
-            &pre.durations,
-            &Prices::table(&config.spec.region),
-        );
-        Ok(Self {
+    /// The dry-run plan of `config` with its preflight plan `pre` (see [`FlowConfig::plan`]).
+    pub fn new(config: &FlowConfig, pre: &PreflightPlan) -> Self {
+        Self {
             phases: config.phases.iter().copied().collect(),
             stack: config.spec.stack.to_string(),
             region: config.spec.region.clone(),
             project: config.project.clone(),
-            fleet,
-            projection,
-        })
+            fleet: pre.fleet.clone(),
+            projection: pre.table_projection(),
+        }
     }
 
     /// The plan as lines for a terminal.

@@ -1,8 +1,8 @@
 //! The crate's layering, checked: every module imports only from its own layer or below.
 //!
 //! The layers, bottom up (ARCHITECTURE.md, "Inside glrunner-flow modules import downward
-//! only"): the vocabulary → ports, cluster checks, drain, reports → the preflight → the phases
-//! → the checked run and the AWS wiring. A name the crate root re-exports (`crate::FlowConfig`,
+//! only"): the vocabulary → the plan → ports, cluster checks, drain, reports → the preflight →
+//! the phases → the checked run and the AWS wiring. A name the crate root re-exports (`crate::FlowConfig`,
 //! `super::Error` from a top-level module) counts as an import of the module that defines it.
 
 use std::collections::BTreeMap;
@@ -15,13 +15,14 @@ const MODULES: &[(&str, u8, &[&str])] = &[
     ("error", 0, &[include_str!("error.rs")]),
     ("config", 0, &[include_str!("config.rs")]),
     ("cost", 0, &[include_str!("cost.rs")]),
-    ("backends", 1, &[include_str!("backends.rs")]),
-    ("cluster", 1, &[include_str!("cluster.rs")]),
-    ("drain", 1, &[include_str!("drain.rs")]),
-    ("report", 1, &[include_str!("report.rs")]),
+    ("plan", 1, &[include_str!("plan.rs")]),
+    ("backends", 2, &[include_str!("backends.rs")]),
+    ("cluster", 2, &[include_str!("cluster.rs")]),
+    ("drain", 2, &[include_str!("drain.rs")]),
+    ("report", 2, &[include_str!("report.rs")]),
     (
         "artifacts",
-        1,
+        2,
         &[
             include_str!("artifacts/mod.rs"),
             include_str!("artifacts/html.rs"),
@@ -31,17 +32,17 @@ const MODULES: &[(&str, u8, &[&str])] = &[
     ),
     (
         "preflight",
-        2,
+        3,
         &[
             include_str!("preflight/mod.rs"),
             include_str!("preflight/regions.rs"),
             include_str!("preflight/tests.rs"),
         ],
     ),
-    ("events", 3, &[include_str!("events.rs")]),
+    ("events", 4, &[include_str!("events.rs")]),
     (
         "phases",
-        3,
+        4,
         &[
             include_str!("phases/mod.rs"),
             include_str!("phases/plan.rs"),
@@ -54,8 +55,8 @@ const MODULES: &[(&str, u8, &[&str])] = &[
             include_str!("phases/teardown.rs"),
         ],
     ),
-    ("checked", 4, &[include_str!("checked.rs")]),
-    ("aws", 4, &[include_str!("aws.rs")]),
+    ("checked", 5, &[include_str!("checked.rs")]),
+    ("aws", 5, &[include_str!("aws.rs")]),
 ];
 
 const LIB: &str = include_str!("lib.rs");

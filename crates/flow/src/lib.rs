@@ -45,6 +45,7 @@ mod error;
 mod events;
 mod phase;
 mod phases;
+mod plan;
 pub mod preflight;
 mod profile;
 mod report;
@@ -67,6 +68,7 @@ pub use error::Error;
 pub use events::{FlowEvent, FlowProgress};
 pub use phase::Phase;
 pub use phases::{STOPPED, run, run_until};
+pub use plan::RunPlan;
 pub use profile::{REFERENCE_JOB_IMAGE, RUNNER_DEFAULT_POLL_TIMEOUT, RunnerProfile};
 pub use report::{
     Failure, FleetSummary, FlowReport, Leftovers, LoadTestSummary, PhaseRecord, PhaseStatus,

@@ -285,7 +285,7 @@ pub struct FlowReport {
     #[serde(skip)]
     pub load_test_report: Option<glrunner_gitlab_client::Report>,
     /// The cost projected before the run and estimated from its measured durations.
-    pub cost: Option<crate::preflight::CostComparison>,
+    pub cost: Option<crate::cost::CostComparison>,
 }
 
 fn secs(v: Option<f64>) -> String {

@@ -106,11 +106,12 @@ impl FleetRequest {
     pub fn with_values(mut self, values: &RunnerValues) -> Self {
         self.job_image = Some(values.executor.image.clone());
         self.job_pod_size = values.executor.job_pod_size(0);
-        let cpu = validate::cpu_millis("resources.cpu", &values.resources.cpu).ok();
-        let mem = validate::memory_mib("resources.memory", &values.resources.memory).ok();
-        self.manager_pod_size = cpu
-            .zip(mem)
-            .and_then(|(c, m)| FargateSize::for_requests(u64::from(c), m));
+        // The manager as rendered for the largest shard this request can make (its size grows
+        // with `concurrent`), not the template's bare `resources`.
+        self.manager_pod_size = values
+            .clone()
+            .with_concurrent(self.max_per_release)
+            .manager_pod_size();
         self.fargate_rounding = values.fargate_rounding();
         self
     }

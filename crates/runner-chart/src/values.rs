@@ -210,6 +210,13 @@ impl ContainerResources {
         }
     }
 
+    /// The Fargate size a pod of this one container runs at (requests rounded up to the
+    /// next size Fargate offers); `None` when a quantity does not parse or exceeds the largest.
+    pub fn fargate_size(&self) -> Option<FargateSize> {
+        let (cpu, memory) = self.check("", &mut Vec::new())?;
+        FargateSize::for_requests(u64::from(cpu), memory)
+    }
+
     fn check(&self, field: &str, issues: &mut Vec<Invalid>) -> Option<(u32, u64)> {
         let cpu = validate::cpu_millis(&format!("{field}.cpu"), &self.cpu)
             .map_err(|i| issues.push(i))
@@ -601,6 +608,11 @@ impl RunnerValues {
             _ => self.resources.memory.clone(),
         };
         ContainerResources::new(cpu, memory)
+    }
+
+    /// The Fargate size of the runner-manager pod as rendered ([`RunnerValues::manager_resources`]).
+    pub fn manager_pod_size(&self) -> Option<FargateSize> {
+        self.manager_resources().fargate_size()
     }
 
     /// Sets the Secret name (`runners.secret`).

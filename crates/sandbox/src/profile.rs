@@ -34,13 +34,7 @@ pub fn manager_millis(profile: RunnerProfile, values: &RunnerValues) -> u32 {
     if profile == RunnerProfile::Reference {
         return 250;
     }
-    let resources = values.manager_resources();
-    let cpu = glrunner_runner_chart::validate::cpu_millis("resources.cpu", &resources.cpu).ok();
-    let memory =
-        glrunner_runner_chart::validate::memory_mib("resources.memory", &resources.memory).ok();
-    cpu.zip(memory)
-        .and_then(|(c, m)| glrunner_runner_chart::FargateSize::for_requests(u64::from(c), m))
-        .map_or(250, |s| s.vcpu_millis)
+    values.manager_pod_size().map_or(250, |s| s.vcpu_millis)
 }
 
 #[cfg(test)]

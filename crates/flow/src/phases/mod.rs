@@ -13,7 +13,7 @@ mod teardown;
 
 use glrunner_gitlab_client::Project;
 use glrunner_infra::ClusterAccess;
-use glrunner_runner_chart::{FleetPlan, RunnerToken};
+use glrunner_runner_chart::RunnerToken;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -51,7 +51,7 @@ struct Run<'a> {
     /// Whether the cluster passed its pre-install checks in this run.
     cluster_checked: bool,
     project: Option<Project>,
-    plan: Option<FleetPlan>,
+    plan: Option<crate::RunPlan>,
     runners: Vec<ShardRunner>,
     created: Created,
     stop: CancellationToken,
@@ -213,13 +213,13 @@ impl Run<'_> {
                 ))
             }
             Phase::Plan => {
-                let plan = self.plan()?;
+                let plan = self.run_plan()?;
                 Ok(format!(
                     "{} job(s) over {} shard(s) of at most {} (poll timeout {}s)",
-                    plan.total_jobs,
-                    plan.shards.len(),
-                    plan.largest_batch(),
-                    plan.recommended_poll_timeout.as_secs()
+                    plan.fleet.total_jobs,
+                    plan.fleet.shards.len(),
+                    plan.fleet.largest_batch(),
+                    plan.poll_timeout.as_secs()
                 ))
             }
             Phase::Runners => self.create_runners().await,

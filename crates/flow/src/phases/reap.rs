@@ -53,12 +53,11 @@ impl Run<'_> {
         let phase = Phase::Reap;
         let clients = self.clients(phase).await?;
         let namespace = self.config.spec.cluster.runner_namespace.clone();
+        // A job pod Pending past the runners' poll timeout is one its runner gave up on.
         let pending_timeout = self
             .plan
             .as_ref()
-            .map_or(Policy::DEFAULT_PENDING_TIMEOUT, |p| {
-                p.recommended_poll_timeout
-            });
+            .map_or(Policy::DEFAULT_PENDING_TIMEOUT, |p| p.poll_timeout);
         let policy = Policy::new([namespace.clone()])
             .with_grace(self.config.reap_grace)
             .with_pending_timeout(pending_timeout);

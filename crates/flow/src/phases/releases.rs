@@ -11,16 +11,13 @@ impl Run<'_> {
     /// Token Secret + release per shard (tokens from the runners phase, else from the Secrets).
     pub(super) async fn install_releases(&mut self) -> Result<String, Error> {
         let phase = Phase::Releases;
-        let plan = self.plan()?;
+        let plan = self.run_plan()?;
         let clients = self.checked_clients(phase).await?;
         let namespace = self.config.spec.cluster.runner_namespace.clone();
-        let template = self.config.template(&self.backends.gitlab_url);
-        let values = plan.release_values(&template).map_err(at(phase))?;
         // Install the shards concurrently, at most `helm_concurrency` at once: the ~45 s manager
         // pod starts overlap without starting every `helm --wait` of a large fleet together.
         let mut installs = Vec::new();
-        for (shard, values) in values {
-            let values = self.config.runner_profile.finalize(values);
+        for (shard, values) in plan.releases {
             let token = match self.runners.iter().find(|r| r.release == shard.release) {
                 Some(r) => r.token.clone(),
                 None => {

@@ -112,7 +112,7 @@ impl Run<'_> {
                     let shards = self
                         .plan
                         .as_ref()
-                        .map(|p| p.shards.clone())
+                        .map(|p| p.fleet.shards.clone())
                         .unwrap_or_default();
                     for shard in shards {
                         let secret = SecretRef::new(&namespace, Self::secret_name(&shard.release));
