@@ -247,8 +247,8 @@ pub async fn full_flow(global: &GlobalArgs, args: &FlowArgs) -> Result<(), CliEr
 
 /// The report of a finished run: the sandbox's carries the model.
 enum Finished {
-    Sandbox(glrunner_sandbox::SandboxReport),
-    Aws(FlowReport),
+    Sandbox(Box<glrunner_sandbox::SandboxReport>),
+    Aws(Box<FlowReport>),
 }
 
 impl Finished {
@@ -354,7 +354,7 @@ pub async fn full_flow_until(
                 .run_checked(&config, &pre, gate(args), &renderer, &stop)
                 .await
                 .map_err(|e| preflight_failed(e, global.output))?;
-            Finished::Sandbox(report)
+            Finished::Sandbox(Box::new(report))
         }
         Backend::Aws => {
             let env = Environment::from_env(
@@ -404,7 +404,7 @@ pub async fn full_flow_until(
             )
             .await
             .map_err(|e| preflight_failed(e, global.output))?;
-            Finished::Aws(report)
+            Finished::Aws(Box::new(report))
         }
     };
     renderer.finish();
@@ -588,19 +588,17 @@ impl FlowProgress for FlowRenderer {
                 let renderer = infra.get_or_insert_with(|| ProgressRenderer::new(self.output, 16));
                 glrunner_infra::Progress::event(renderer, e);
             }
-            FlowEvent::Preflight(report) => {
-                if human {
-                    let warnings = report
-                        .checks
-                        .iter()
-                        .filter(|c| c.status == glrunner_flow::preflight::Status::Warn)
-                        .count();
-                    eprintln!(
-                        "preflight: {} checks passed ({warnings} warning(s)); projected cost ${:.2}",
-                        report.checks.len() - warnings,
-                        report.projection.total_usd
-                    );
-                }
+            FlowEvent::Preflight(report) if human => {
+                let warnings = report
+                    .checks
+                    .iter()
+                    .filter(|c| c.status == glrunner_flow::preflight::Status::Warn)
+                    .count();
+                eprintln!(
+                    "preflight: {} checks passed ({warnings} warning(s)); projected cost ${:.2}",
+                    report.checks.len() - warnings,
+                    report.projection.total_usd
+                );
             }
             FlowEvent::Pipeline(p) => {
                 if !human {

@@ -66,3 +66,47 @@ fn a_start_without_its_variable_fails_and_a_good_one_exports_it() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("got http://127.0.0.1:1"));
 }
+
+/// The composition library carries no command line and no virtual clock into an embedder's
+/// build: `cargo tree -p glrunner-flow -e normal` (default features) has no clap, indicatif or
+/// tokio's `test-util`, and the sandbox depends on the flow, never the reverse.
+#[test]
+fn the_flow_crate_s_tree_has_no_cli_and_no_test_clock() {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let root = std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap());
+    let tree = |args: &[&str]| {
+        let out = std::process::Command::new(&cargo)
+            .current_dir(&root)
+            .args([
+                "tree",
+                "--offline",
+                "--prefix",
+                "none",
+                "-p",
+                "glrunner-flow",
+            ])
+            .args(args)
+            .output()
+            .expect("cargo runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let crates = tree(&["-e", "normal"]);
+    for banned in ["clap ", "indicatif ", "glrunner-sandbox ", "glrunner v"] {
+        assert!(
+            !crates.lines().any(|l| l.starts_with(banned)),
+            "glrunner-flow depends on {banned}:\n{crates}"
+        );
+    }
+    let tokio = tree(&["-e", "normal,features", "-i", "tokio"]);
+    assert!(
+        !tokio
+            .lines()
+            .any(|l| l.starts_with("tokio feature \"test-util\"")),
+        "tokio's test-util reaches glrunner-flow:\n{tokio}"
+    );
+}

@@ -218,7 +218,10 @@ fn the_aws_backend_is_not_refused_by_the_rule() {
 /// Every example, with a real-target flag it takes (and must refuse on the sandbox), or `None`
 /// when it takes none (its `--help` must then list none). A new example fails
 /// [`every_example_follows_the_real_target_rule`] until it is added here.
-const EXAMPLES: &[(&str, Option<(&[&str], &str)>)] = &[
+/// Arguments naming a real target, and the flag the refusal must name.
+type TargetCase = (&'static [&'static str], &'static str);
+
+const EXAMPLES: &[(&str, Option<TargetCase>)] = &[
     (
         "bench_report",
         Some((

@@ -925,6 +925,17 @@ async fn manager_log_tails_find_the_release_pods_and_say_when_a_log_is_empty() {
         pods.create(&PostParams::default(), &pod).await.unwrap();
     }
     let checks = glrunner::flow::KubeClusterChecks::new(client.clone());
+    // The conformance suite every backend of ClusterChecks passes (CoreDNS is the one
+    // `ensure_coredns` marks Running).
+    ensure_coredns(&client).await;
+    glrunner_flow::conformance::run(
+        &checks,
+        &glrunner_flow::conformance::Fixture {
+            namespace: namespace.clone(),
+            coredns_running: true,
+        },
+    )
+    .await;
     let tails = checks
         .log_tail(&namespace, "release=shard-1", 20)
         .await

@@ -123,3 +123,30 @@ async fn an_embedder_builds_the_aws_flow_and_runs_it_checked() {
     assert_eq!(report.leftovers(), Some(0));
     assert_eq!(e2e.double.get("/double/state")["runners"], 0);
 }
+
+/// A failed phase keeps the category of the capability error behind it: an embedder tells a
+/// missing permission from a throttled call without reading the message.
+#[tokio::test(start_paused = true)]
+async fn a_failed_phase_keeps_its_source_error_s_category() {
+    let world = SandboxWorld::new(
+        "us-east-1",
+        SandboxConfig::default().with_fault(Some(glrunner_sandbox::Fault::Provision)),
+    );
+    let spec = StackSpec::new(StackName::new("category").unwrap(), "us-east-1");
+    let config = FlowConfig::new(spec, glrunner_sandbox::SANDBOX_PROJECT, 50);
+    let report = world
+        .run_flow(&config, &|_: &FlowEvent<'_>| {})
+        .await
+        .unwrap();
+    let failure = report
+        .failure
+        .as_ref()
+        .expect("the injected fault fails provisioning");
+    assert_eq!(failure.phase, Phase::Provision);
+    assert_eq!(
+        failure.category,
+        glrunner_flow::Category::PermissionDenied,
+        "{}",
+        failure.error
+    );
+}

@@ -18,6 +18,7 @@ const MODULES: &[(&str, u8, &[&str])] = &[
     ("plan", 1, &[include_str!("plan.rs")]),
     ("backends", 2, &[include_str!("backends.rs")]),
     ("cluster", 2, &[include_str!("cluster.rs")]),
+    ("conformance", 2, &[include_str!("conformance.rs")]),
     ("drain", 2, &[include_str!("drain.rs")]),
     ("report", 2, &[include_str!("report.rs")]),
     (

@@ -17,17 +17,40 @@
 //! ([`Backend`], [`Phase`], [`RunnerProfile`], config) → the plan → ports, cluster checks,
 //! drain, reports → [`preflight`] → the phases → [`artifacts`] and the AWS wiring ([`aws`]).
 //!
-//! ```no_run
-//! # async fn demo() -> Result<(), glrunner_flow::Error> {
-//! use glrunner_flow::{self as flow, FlowConfig};
-//! use glrunner_flow::aws::Environment;
-//! use glrunner_infra::{StackName, StackSpec};
+//! An embedder builds an [`aws::Environment`] from explicit values (or from the standard
+//! environment with [`aws::Environment::from_env`]), makes a [`FlowConfig`] and calls
+//! [`run_checked`]: the preflight gate (a failed check is [`CheckedError::Preflight`] with the
+//! report, and nothing is created), the run, and its cost.
 //!
-//! let env = Environment::from_env(None, None, Some("us-east-1"), ".glrunner".into())?;
-//! let spec = StackSpec::new(StackName::new("demo").unwrap(), env.region());
+//! ```no_run
+//! use glrunner_flow::aws::Environment;
+//! use glrunner_flow::{FlowConfig, FlowEvent, PreflightGate, PreflightOptions};
+//! use glrunner_gitlab_client::SecretToken;
+//! use glrunner_infra::{StackName, StackSpec};
+//! use tokio_util::sync::CancellationToken;
+//!
+//! # async fn demo(token: String) -> Result<(), glrunner_flow::CheckedError> {
+//! let env = Environment::builder()
+//!     .gitlab_url("https://gitlab.example.com")
+//!     .gitlab_token(SecretToken::new(token))
+//!     .region("eu-west-1")
+//!     .build()?;
+//! let spec = StackSpec::new(StackName::new("ci").unwrap(), env.region());
 //! let config = FlowConfig::new(spec, "my-group/loadtest", 400);
+//! let options = PreflightOptions { budget_usd: Some(5.0), ..Default::default() };
+//! let plan = options.plan(&config, env.gitlab_url())?;
 //! let backends = env.connect().await?;
-//! let report = flow::run(&config, &backends, &|_: &flow::FlowEvent<'_>| {}).await?;
+//! let clients = env.preflight_clients().await;
+//! let report = glrunner_flow::run_checked(
+//!     &config,
+//!     &backends,
+//!     &plan,
+//!     &clients.sources(&backends),
+//!     PreflightGate::Check,
+//!     &|_: &FlowEvent<'_>| {},
+//!     &CancellationToken::new(),
+//! )
+//! .await?;
 //! println!("{}", report.render_text());
 //! # Ok(()) }
 //! ```
@@ -39,6 +62,8 @@ mod backends;
 mod checked;
 mod cluster;
 mod config;
+#[cfg(any(test, feature = "testing"))]
+pub mod conformance;
 pub mod cost;
 pub mod drain;
 mod error;
@@ -64,7 +89,7 @@ pub use cluster::{
 pub use config::{
     ClusterSource, DEFAULT_HELM_CONCURRENCY, FlowConfig, MAX_HELM_CONCURRENCY, fargate_selects,
 };
-pub use error::Error;
+pub use error::{Category, Error};
 pub use events::{FlowEvent, FlowProgress};
 pub use phase::Phase;
 pub use phases::{STOPPED, run, run_until};

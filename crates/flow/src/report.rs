@@ -236,6 +236,8 @@ pub struct Failure {
     pub phase: Phase,
     /// The error.
     pub error: String,
+    /// The error's category (the capability crate's own, kept through the phase).
+    pub category: crate::Category,
     /// Whether the cleanup removed everything it created.
     pub cleaned_up: bool,
 }

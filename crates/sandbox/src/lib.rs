@@ -46,6 +46,26 @@
 //! round trip, the executor's preparation, the pod start, the poll + script + report, the capacity
 //! release; stretches nobody else observes are one timer each) and O(log n) calls into the
 //! in-memory backends; an idle manager costs nothing per poll (see `SandboxWorld::park`).
+//!
+//! # In an embedder's tests
+//!
+//! ```no_run
+//! use glrunner_flow::{FlowConfig, FlowEvent};
+//! use glrunner_infra::{StackName, StackSpec};
+//! use glrunner_sandbox::{SandboxConfig, SandboxWorld};
+//!
+//! // A paused clock: the 12-minute cluster creation takes milliseconds of wall time.
+//! let runtime = glrunner_sandbox::runtime().unwrap();
+//! let report = runtime.block_on(async {
+//!     let world = SandboxWorld::new("us-east-1", SandboxConfig::default());
+//!     let spec = StackSpec::new(StackName::new("demo").unwrap(), "us-east-1");
+//!     let config = FlowConfig::new(spec, glrunner_sandbox::SANDBOX_PROJECT, 400);
+//!     world.run_flow(&config, &|_: &FlowEvent<'_>| {}).await
+//! });
+//! let report = report.unwrap();
+//! assert!(report.is_success());
+//! println!("{}", report.render_text()); // the flow's summary, then the model's account
+//! ```
 
 pub mod bench;
 pub mod fault_suite;

@@ -151,7 +151,7 @@ impl Run<'_> {
             biased;
             () = stop.cancelled() => {
                 let canceled = on_stop.cancel(gitlab.as_ref()).await;
-                return Err(Error::phase(
+                return Err(Error::stopped(
                     phase,
                     format!("{}; {}", super::STOPPED, canceled.describe()),
                 ));

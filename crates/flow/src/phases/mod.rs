@@ -120,7 +120,7 @@ pub async fn run_until(
         // A stop ends the phases that wait (provision, load test, reap) early; the others are
         // bounded and finish. The teardown phase is itself a cleanup, so it goes on.
         let result = if stop.is_cancelled() && phase != Phase::Teardown {
-            Err(Error::phase(phase, STOPPED))
+            Err(Error::stopped(phase, STOPPED))
         } else {
             run.phase(phase).await
         };
@@ -141,6 +141,7 @@ pub async fn run_until(
                 });
             }
             Err(e) => {
+                let category = e.category();
                 let message = match e {
                     Error::Phase { message, .. } => message,
                     other => other.to_string(),
@@ -159,6 +160,7 @@ pub async fn run_until(
                 failed = Some(Failure {
                     phase,
                     error: message,
+                    category,
                     cleaned_up: false,
                 });
                 break;

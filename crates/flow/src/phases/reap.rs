@@ -43,7 +43,7 @@ impl Run<'_> {
     async fn pause_or_stop(&self, phase: Phase) -> Result<(), Error> {
         tokio::select! {
             biased;
-            () = self.stop.cancelled() => Err(Error::phase(phase, super::STOPPED)),
+            () = self.stop.cancelled() => Err(Error::stopped(phase, super::STOPPED)),
             () = tokio::time::sleep(self.config.reap_interval) => Ok(()),
         }
     }
