@@ -325,7 +325,7 @@ pub fn spec(args: &ReleaseArgs) -> Result<ReleaseSpec, CliError> {
         .with_secret_name(
             args.secret_name
                 .clone()
-                .unwrap_or_else(|| format!("{}-token", args.target.release)),
+                .unwrap_or_else(|| glrunner_flow::Ownership::secret_name(&args.target.release)),
         );
     if let Some(image) = &args.image {
         values = values.with_image(image);
@@ -802,7 +802,7 @@ pub async fn run(global: &GlobalArgs, command: Command) -> Result<(), CliError> 
             let secret_name = args
                 .secret_name
                 .clone()
-                .unwrap_or_else(|| format!("{}-token", args.target.release));
+                .unwrap_or_else(|| glrunner_flow::Ownership::secret_name(&args.target.release));
             if dry_run {
                 print_uninstall_plan(&id, &secret_name);
                 return Ok(());

@@ -163,14 +163,14 @@ impl FlowConfig {
             && !(phase == Phase::Provision && self.cluster.brought_by_user())
     }
 
-    /// Release names are `<stack>-runner-<i>`.
-    pub fn release_prefix(&self) -> String {
-        format!("{}-runner", self.spec.stack)
+    /// The names this run's stack owns (releases, Secrets, GitLab runners).
+    pub fn ownership(&self) -> crate::Ownership<'_> {
+        crate::Ownership::of(&self.spec.stack)
     }
 
-    /// GitLab runner descriptions are `<stack>/<release>`.
-    pub(super) fn runner_description(&self, release: &str) -> String {
-        format!("{}/{release}", self.spec.stack)
+    /// Release names are `<stack>-runner-<i>` ([`crate::Ownership::release_prefix`]).
+    pub fn release_prefix(&self) -> String {
+        self.ownership().release_prefix()
     }
 
     pub(crate) fn fleet_request(&self, template: &RunnerValues) -> FleetRequest {

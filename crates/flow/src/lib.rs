@@ -68,6 +68,7 @@ pub mod cost;
 pub mod drain;
 mod error;
 mod events;
+mod ownership;
 mod phase;
 mod phases;
 mod plan;
@@ -91,6 +92,7 @@ pub use config::{
 };
 pub use error::{Category, Error};
 pub use events::{FlowEvent, FlowProgress};
+pub use ownership::Ownership;
 pub use phase::Phase;
 pub use phases::{STOPPED, run, run_until};
 pub use plan::RunPlan;

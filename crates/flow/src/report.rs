@@ -290,6 +290,11 @@ pub struct FlowReport {
     pub cost: Option<crate::cost::CostComparison>,
 }
 
+/// One `key value` line of the summary.
+fn row(out: &mut String, k: &str, v: String) {
+    let _ = writeln!(out, "  {k:<26} {v}");
+}
+
 fn secs(v: Option<f64>) -> String {
     v.map_or_else(
         || "-".to_owned(),
@@ -403,9 +408,25 @@ impl FlowReport {
         out
     }
 
-    /// The run's parameters, its phases and the totals (everything but the failure).
+    /// The run's parameters, its phases and the totals (everything but the failure), one
+    /// section after another.
     pub fn render_summary(&self) -> String {
         let mut out = String::new();
+        self.render_header(&mut out);
+        self.render_phases(&mut out);
+        let _ = writeln!(out);
+        self.render_provisioning(&mut out);
+        self.render_fleet(&mut out);
+        self.render_load_test(&mut out);
+        self.render_reap(&mut out);
+        self.render_teardown(&mut out);
+        self.render_cost(&mut out);
+        self.render_total(&mut out);
+        out
+    }
+
+    /// The title, runner profile, the model note and the cluster.
+    fn render_header(&self, out: &mut String) {
         let _ = writeln!(
             out,
             "glrunner full flow — stack {} in {} on the {} backend ({} clock), {} jobs",
@@ -423,6 +444,10 @@ impl FlowReport {
             let _ = writeln!(out, "NOTE: {note}");
         }
         let _ = writeln!(out, "  cluster: {}", self.cluster);
+    }
+
+    /// One line per phase: status, time, summary.
+    fn render_phases(&self, out: &mut String) {
         let _ = writeln!(out, "\n  phase       status   time      summary");
         for p in &self.phases {
             let status = match p.status {
@@ -444,13 +469,13 @@ impl FlowReport {
                 p.summary
             );
         }
-        let _ = writeln!(out);
-        let row = |out: &mut String, k: &str, v: String| {
-            let _ = writeln!(out, "  {k:<26} {v}");
-        };
+    }
+
+    /// The provisioning makespan.
+    fn render_provisioning(&self, out: &mut String) {
         if let Some(p) = &self.provisioning {
             row(
-                &mut out,
+                out,
                 "provisioning makespan",
                 format!(
                     "{}{} ({} of {} resources created)",
@@ -465,6 +490,10 @@ impl FlowReport {
                 ),
             );
         }
+    }
+
+    /// The fleet plan.
+    fn render_fleet(&self, out: &mut String) {
         if let Some(f) = &self.fleet {
             let shards: Vec<String> = f
                 .shards
@@ -472,11 +501,15 @@ impl FlowReport {
                 .map(|s| format!("{}={}", s.tag, s.concurrent))
                 .collect();
             row(
-                &mut out,
+                out,
                 "fleet",
                 format!("{} shard(s): {}", f.shards.len(), shards.join(", ")),
             );
         }
+    }
+
+    /// The load test.
+    fn render_load_test(&self, out: &mut String) {
         if let Some(l) = &self.load_test {
             let by: Vec<String> = l
                 .by_status
@@ -484,7 +517,7 @@ impl FlowReport {
                 .map(|(k, v)| format!("{v} {k}"))
                 .collect();
             row(
-                &mut out,
+                out,
                 "pipeline",
                 format!(
                     "{} {} ({})",
@@ -493,22 +526,26 @@ impl FlowReport {
                     by.join(", ")
                 ),
             );
-            row(&mut out, "job makespan", secs(l.job_makespan_secs));
+            row(out, "job makespan", secs(l.job_makespan_secs));
             let q = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |s| format!("{s:.1}s"));
             row(
-                &mut out,
+                out,
                 "queue time p50 / p95",
                 format!("{} / {}", q(l.queue_p50_secs), q(l.queue_p95_secs)),
             );
             row(
-                &mut out,
+                out,
                 "jobs per minute",
                 l.jobs_per_minute.map_or("-".into(), |v| format!("{v:.0}")),
             );
             if !l.failures_by_reason.is_empty() {
-                row(&mut out, "failures", format!("{:?}", l.failures_by_reason));
+                row(out, "failures", format!("{:?}", l.failures_by_reason));
             }
         }
+    }
+
+    /// The janitor.
+    fn render_reap(&self, out: &mut String) {
         if let Some(r) = &self.reap {
             let by: Vec<String> = r
                 .by_reason
@@ -516,7 +553,7 @@ impl FlowReport {
                 .map(|(k, v)| format!("{v} {k}"))
                 .collect();
             row(
-                &mut out,
+                out,
                 "pods reaped",
                 format!(
                     "{} ({})",
@@ -529,7 +566,7 @@ impl FlowReport {
                 ),
             );
             row(
-                &mut out,
+                out,
                 "cost avoided",
                 format!(
                     "${:.3}/hour (${:.4} burned while hung)",
@@ -537,24 +574,28 @@ impl FlowReport {
                 ),
             );
         }
+    }
+
+    /// The teardown or cleanup.
+    fn render_teardown(&self, out: &mut String) {
         if let Some(t) = &self.teardown {
+            row(out, "teardown", format!("{}: {}", t.trigger, t.one_line()));
             row(
-                &mut out,
-                "teardown",
-                format!("{}: {}", t.trigger, t.one_line()),
-            );
-            row(
-                &mut out,
+                out,
                 "leftovers after teardown",
                 t.leftovers.total.to_string(),
             );
             for e in &t.errors {
-                row(&mut out, "teardown error", e.clone());
+                row(out, "teardown error", e.clone());
             }
         }
+    }
+
+    /// The projected and estimated cost.
+    fn render_cost(&self, out: &mut String) {
         if let Some(c) = &self.cost {
             row(
-                &mut out,
+                out,
                 "projected cost",
                 format!(
                     "${:.2} before the run ({})",
@@ -567,7 +608,7 @@ impl FlowReport {
                 ),
             );
             row(
-                &mut out,
+                out,
                 "estimated cost",
                 format!(
                     "${:.2} from the measured phase durations ({} clock; an estimate, not a bill)",
@@ -575,8 +616,12 @@ impl FlowReport {
                 ),
             );
         }
+    }
+
+    /// The run's total time.
+    fn render_total(&self, out: &mut String) {
         row(
-            &mut out,
+            out,
             "total",
             format!(
                 "{} {} time, {:.2}s wall time",
@@ -585,7 +630,6 @@ impl FlowReport {
                 self.wall_secs
             ),
         );
-        out
     }
 
     /// The failed phase and what its cleanup left (empty when the run succeeded).

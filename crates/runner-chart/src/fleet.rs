@@ -490,8 +490,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(plan.warnings.len(), 2, "{:?}", plan.warnings);
+        // 400 job pods of 0.5 vCPU, and two managers sized as rendered for `concurrent: 200`
+        // (2 vCPU each, `manager_resources_for`), not at the template's bare `resources`.
         assert!(
-            matches!(plan.warnings[1], FleetWarning::FargateVcpuQuota { needed, quota: 100 } if needed == 201.0)
+            matches!(plan.warnings[1], FleetWarning::FargateVcpuQuota { needed, quota: 100 } if needed == 204.0),
+            "{:?}",
+            plan.warnings
         );
         let plan = FleetPlan::new(&FleetRequest::new(50).with_values(&values)).unwrap();
         assert!(plan.warnings.is_empty());

@@ -41,7 +41,7 @@ impl Run<'_> {
             .shards
             .iter()
             .filter_map(|s| {
-                let description = self.config.runner_description(&s.release);
+                let description = self.config.ownership().runner_description(&s.release);
                 listed
                     .iter()
                     .find(|r| r.description.as_deref() == Some(description.as_str()))

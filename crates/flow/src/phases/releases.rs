@@ -6,6 +6,7 @@ use glrunner_runner_chart::{
 };
 
 use super::{ClusterClients, ClusterSource, Error, Phase, Run, at, check_cluster};
+use crate::Ownership;
 
 impl Run<'_> {
     /// Token Secret + release per shard (tokens from the runners phase, else from the Secrets).
@@ -21,7 +22,7 @@ impl Run<'_> {
             let token = match self.runners.iter().find(|r| r.release == shard.release) {
                 Some(r) => r.token.clone(),
                 None => {
-                    let secret = SecretRef::new(&namespace, Self::secret_name(&shard.release));
+                    let secret = SecretRef::new(&namespace, Ownership::secret_name(&shard.release));
                     clients
                         .secrets
                         .get(&secret)
@@ -42,7 +43,7 @@ impl Run<'_> {
             let spec = ReleaseSpec::new(
                 &shard.release,
                 &namespace,
-                values.with_secret_name(Self::secret_name(&shard.release)),
+                values.with_secret_name(Ownership::secret_name(&shard.release)),
             )
             .with_timeout(self.config.release_timeout)
             .with_chart(self.config.chart.clone());

@@ -4,13 +4,9 @@ use glrunner_gitlab_client::{GitLabApiExt, NewRunner, ProjectRef};
 use glrunner_runner_chart::{RunnerToken, SecretRef};
 
 use super::{Error, Phase, Run, ShardRunner, at};
+use crate::Ownership;
 
 impl Run<'_> {
-    /// The name of a release's token Secret.
-    pub(super) fn secret_name(release: &str) -> String {
-        format!("{release}-token")
-    }
-
     /// One GitLab runner per shard; a runner whose token is still in its Secret is reused.
     pub(super) async fn create_runners(&mut self) -> Result<String, Error> {
         let phase = Phase::Runners;
@@ -27,13 +23,13 @@ impl Run<'_> {
         let (mut created, mut reused) = (0, 0);
         self.runners.clear();
         for shard in &plan.shards {
-            let description = self.config.runner_description(&shard.release);
+            let description = self.config.ownership().runner_description(&shard.release);
             let found = existing
                 .iter()
                 .find(|r| r.description.as_deref() == Some(description.as_str()));
             if let Some(runner) = found {
                 let clients = self.checked_clients(phase).await?;
-                let secret = SecretRef::new(&namespace, Self::secret_name(&shard.release));
+                let secret = SecretRef::new(&namespace, Ownership::secret_name(&shard.release));
                 // GitLab's list entries carry no tags: read them from the runner's details.
                 let tags = gitlab
                     .get_runner(runner.id)

@@ -8,6 +8,7 @@ use glrunner_infra::{Engine, StackOptions};
 use glrunner_runner_chart::{ErrorKind, ReleaseId, SecretRef};
 
 use super::{Phase, Run, TeardownSummary};
+use crate::Ownership;
 use crate::events::InfraProgress;
 
 /// What a teardown covers.
@@ -55,7 +56,7 @@ impl Run<'_> {
             trigger: scope.trigger.to_owned(),
             ..TeardownSummary::default()
         };
-        let prefix = format!("{}-", self.config.release_prefix());
+        let owner = self.config.ownership();
         let namespace = self.config.spec.cluster.runner_namespace.clone();
         let gitlab = self.backends.gitlab.clone();
 
@@ -82,10 +83,10 @@ impl Run<'_> {
                 Ok(c) => {
                     match once_more("list releases", || c.releases.list(Some(&namespace))).await {
                         Ok(list) => {
-                            for release in list.into_iter().filter(|r| r.name.starts_with(&prefix))
+                            for release in list.into_iter().filter(|r| owner.owns_release(&r.name))
                             {
                                 let id = ReleaseId::new(&namespace, &release.name);
-                                let secret = Self::secret_name(&release.name);
+                                let secret = Ownership::secret_name(&release.name);
                                 let removed =
                                     once_more(&format!("uninstall {}", id.describe()), || {
                                         glrunner_runner_chart::remove_runner(
@@ -115,7 +116,8 @@ impl Run<'_> {
                         .map(|p| p.fleet.shards.clone())
                         .unwrap_or_default();
                     for shard in shards {
-                        let secret = SecretRef::new(&namespace, Self::secret_name(&shard.release));
+                        let secret =
+                            SecretRef::new(&namespace, Ownership::secret_name(&shard.release));
                         match once_more(&format!("delete {}", secret.describe()), || {
                             c.secrets.delete(&secret)
                         })
@@ -141,7 +143,6 @@ impl Run<'_> {
         if scope.runners
             && let Some(project) = &project
         {
-            let mine = format!("{}/", self.config.spec.stack);
             let project_ref = ProjectRef::Id(project.id);
             // The GitLab client owns the retries of these calls (429s, 5xx of idempotent
             // calls); the cleanup does not retry them again.
@@ -150,7 +151,7 @@ impl Run<'_> {
                     for runner in list.into_iter().filter(|r| {
                         r.description
                             .as_deref()
-                            .is_some_and(|d| d.starts_with(&mine))
+                            .is_some_and(|d| owner.owns_runner(d))
                     }) {
                         match gitlab.delete_runner(runner.id).await {
                             Ok(()) | Err(glrunner_gitlab_client::Error::NotFound { .. }) => {
@@ -175,7 +176,7 @@ impl Run<'_> {
                 Ok(list) => {
                     summary.leftovers.releases = list
                         .into_iter()
-                        .filter(|r| r.name.starts_with(&prefix))
+                        .filter(|r| owner.owns_release(&r.name))
                         .map(|r| r.name)
                         .collect()
                 }
@@ -187,7 +188,6 @@ impl Run<'_> {
         if scope.runners
             && let Some(project) = &project
         {
-            let mine = format!("{}/", self.config.spec.stack);
             match gitlab.list_runners(&ProjectRef::Id(project.id)).await {
                 Ok(list) => {
                     summary.leftovers.runners = list
@@ -195,7 +195,7 @@ impl Run<'_> {
                         .filter(|r| {
                             r.description
                                 .as_deref()
-                                .is_some_and(|d| d.starts_with(&mine))
+                                .is_some_and(|d| owner.owns_runner(d))
                         })
                         .map(|r| format!("runner {}", r.id))
                         .collect();
