@@ -389,6 +389,29 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_cached_token_does_not_outlive_the_credentials_that_signed_it() {
+        // An assumed-role session with five minutes left: STS refuses what it signed once the
+        // session has expired, so the token is good for those five minutes at most.
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let minute = Duration::from_secs(60);
+        let creds = aws_credential_types::Credentials::new(
+            "ASIAEXAMPLE",
+            "secret",
+            Some("session".into()),
+            Some(t0 + 5 * minute),
+            "test",
+        );
+        let generator =
+            EksTokenGenerator::from_parts(SharedCredentialsProvider::new(creds), "us-east-1");
+        let cache = EksTokenCache::new(generator, "demo");
+        let first = cache.token_at(t0).await.unwrap();
+        assert_eq!(first.expires_at, t0 + 5 * minute);
+        // Within the refresh margin of the credentials' end: not the old token any more.
+        let later = cache.token_at(t0 + 4 * minute + minute / 2).await.unwrap();
+        assert_ne!(later.expose(), first.expose());
+    }
+
     #[test]
     fn kubeconfig_carries_the_profile_for_the_aws_cli() {
         let text = render(&access(), "us-east-1", Some("ci-admin"));
