@@ -675,7 +675,7 @@ impl InMemoryCloud {
                 entry.id = name.clone();
                 entry.arn = Some(format!(
                     "arn:{partition}:iam::{ACCOUNT}:role{}{name}",
-                    crate::aws::ROLE_PATH
+                    trust.path()
                 ));
                 entry
                     .tags

@@ -18,7 +18,9 @@ use crate::resource::{
 };
 use crate::spec::{KEY_TAG, REGION_TAG, STACK_TAG, StackName};
 
-/// IAM path of every role glrunner creates; discovery lists roles under it.
+/// IAM path of the EKS cluster role glrunner creates. The Fargate pod execution role lives at
+/// `/` ([`crate::resource::RoleTrust::path`]); discovery lists every path (older stacks made
+/// both roles under this one).
 pub const ROLE_PATH: &str = "/glrunner/";
 
 /// [`ClusterProvisioner`] on aws-sdk-eks, aws-sdk-iam and STS.
@@ -306,13 +308,13 @@ impl AwsCluster {
         let roles = self
             .iam
             .list_roles()
-            .path_prefix(ROLE_PATH)
+            .path_prefix("/")
             .into_paginator()
             .items()
             .send()
             .try_collect()
             .await
-            .map_err(|e| map_sdk_error("list IAM roles", ROLE_PATH, "iam", e))?;
+            .map_err(|e| map_sdk_error("list IAM roles", "/", "iam", e))?;
         let mut found = Vec::new();
         let prefix = format!("{stack}-");
         for role in roles.iter().filter(|r| r.role_name().starts_with(&prefix)) {
@@ -555,7 +557,7 @@ impl ClusterProvisioner for AwsCluster {
                     .iam
                     .create_role()
                     .role_name(name)
-                    .path(ROLE_PATH)
+                    .path(trust.path())
                     .assume_role_policy_document(trust_policy(
                         trust.service(),
                         source_arn.as_deref(),
