@@ -527,7 +527,12 @@ impl ClusterProvisioner for AwsCluster {
             .try_collect()
             .await
             .map_err(|e| map_sdk_error("list EKS clusters", "region", "eks", e))?;
-        for name in clusters {
+        // A stack's cluster is named after it (StackSpec::validate). In a shared account the
+        // caller may list every cluster of the Region but not describe the others' (a policy
+        // scoped to `arn:aws:eks:*:*:cluster/<stack>` answers AccessDeniedException), so only
+        // the stack's own name is described. An error on that one is not skipped: the cluster
+        // may be ours, and teardown keeps the network while it may exist.
+        for name in clusters.into_iter().filter(|n| n == stack.as_str()) {
             if let Some((cluster, tags)) = self.describe_cluster_resource(&name).await?
                 && is_ours(tags.as_ref(), stack)
             {
@@ -901,12 +906,17 @@ impl ClusterProvisioner for AwsCluster {
                 principal_arn,
                 policy_arn,
             } => {
-                let out = self
+                // Every page (maxResults/nextToken: EKS API reference,
+                // ListAssociatedAccessPolicies).
+                let policies: Vec<_> = self
                     .eks
                     .list_associated_access_policies()
                     .cluster_name(cluster)
                     .principal_arn(principal_arn)
+                    .into_paginator()
+                    .items()
                     .send()
+                    .try_collect()
                     .await
                     .map_err(|e| {
                         map_sdk_error(
@@ -916,8 +926,7 @@ impl ClusterProvisioner for AwsCluster {
                             e,
                         )
                     })?;
-                let associated = out
-                    .associated_access_policies()
+                let associated = policies
                     .iter()
                     .any(|p| p.policy_arn() == Some(policy_arn.as_str()));
                 Ok(if associated {
