@@ -419,7 +419,7 @@ async fn provision_as_an_assumed_role_with_a_path_on_the_first_try() {
     .unwrap();
     let applied = outcome.applied.unwrap();
     assert_eq!(
-        applied.resources["access/admin"].id,
+        applied.resources[&glrunner_infra::plan::access_entry_key(&role)].id,
         format!("moto-sso/{role}")
     );
     // The zones EKS accepts, by ID: this account's us-east-1a is use1-az3.
