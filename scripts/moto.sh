@@ -4,7 +4,10 @@
 #   scripts/moto.sh start DIR    start on a free port; prints GLRUNNER_TEST_MOTO_URL=...
 #                                The shim starts in strict mode (GLRUNNER_SHIM_STRICT=0 turns it
 #                                off; GLRUNNER_SHIM_CREATION_DELAY_S=N keeps new clusters, Fargate
-#                                profiles and add-ons CREATING for N s); at run time:
+#                                profiles and add-ons CREATING for N s;
+#                                GLRUNNER_SHIM_EIP_AUTH_FAILURE_S=N (default 2) refuses ReleaseAddress
+#                                with AuthFailure for N s after the address's NAT gateway is deleted);
+#                                at run time:
 #                                curl -X POST URL/glrunner-shim/config -d '{"creation_delay_s": 30}'
 #   scripts/moto.sh config DIR JSON   change the running shim's strict-mode settings
 #   scripts/moto.sh stop DIR     stop the server started in DIR

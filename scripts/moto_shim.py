@@ -30,6 +30,17 @@ Strict mode (on unless GLRUNNER_SHIM_STRICT=0; switch at run time with
   made-up `arn:aws:sts::…:user/moto`.
 - `creation_delay_s` (0, or GLRUNNER_SHIM_CREATION_DELAY_S): clusters, Fargate profiles and
   add-ons stay CREATING this long after their creation (time to interrupt a run).
+- `eip_auth_failure_s` (2, or GLRUNNER_SHIM_EIP_AUTH_FAILURE_S): ReleaseAddress of an address
+  whose NAT gateway was deleted less than this ago answers `AuthFailure` ("You do not have
+  permission to access the specified resource."), as EC2 does for a while after the NAT gateway
+  is gone.
+- `role_paths` (true): CreateFargateProfile refuses a pod execution role ARN with an IAM path.
+- `access_policies_page_size` (100, EKS's default maxResults): page size of
+  ListAssociatedAccessPolicies when the caller sends no maxResults.
+
+Shared accounts: `POST /glrunner-shim/foreign-clusters` with {"region": …, "name": …} adds an
+EKS cluster that belongs to someone else: ListClusters lists it, every call under it (DescribeCluster
+first) answers AccessDeniedException for every caller. `DELETE` removes them all again.
 
 `POST /moto-api/reset` also clears the shim's own state (not its configuration).
 
@@ -62,6 +73,9 @@ CONFIG = {
     "zones": True,
     "principals": True,
     "creation_delay_s": float(os.environ.get("GLRUNNER_SHIM_CREATION_DELAY_S", "0")),
+    "eip_auth_failure_s": float(os.environ.get("GLRUNNER_SHIM_EIP_AUTH_FAILURE_S", "2")),
+    "role_paths": True,
+    "access_policies_page_size": 100,
 }
 
 # Shim state, cleared by /moto-api/reset.
@@ -70,6 +84,8 @@ STATE = {
     "ec2_created": {},  # id -> creation time
     "ec2_faulted": set(),  # ids that already answered NotFound once
     "created_at": {},  # ("cluster"|"fargateprofile", region, id) -> creation time
+    "nat_released": {},  # allocation id -> when its NAT gateway was deleted
+    "foreign_clusters": set(),  # (region, name) of clusters the caller may not touch
 }
 
 ROUTES = []
@@ -199,7 +215,11 @@ def control(req):
             STATE["ec2_created"].clear()
             STATE["ec2_faulted"].clear()
             STATE["created_at"].clear()
+            STATE["nat_released"].clear()
+            STATE["foreign_clusters"].clear()
         return None
+    if req.path == "/glrunner-shim/foreign-clusters":
+        return foreign_clusters(req)
     return None
 
 
@@ -298,6 +318,43 @@ def ec2_consistency(req):
 
 
 # ---------------------------------------------------------------------------------------------
+# EC2: an Elastic IP cannot be released for a while after its NAT gateway was deleted.
+#
+# Right after DeleteNatGateway, and for a while even after DescribeNatGateways says `deleted`,
+# ReleaseAddress of the gateway's address answers AuthFailure "You do not have permission to
+# access the specified resource." although the caller may release it: reported in
+# terraform-aws-modules/terraform-aws-vpc#64 (the first `terraform destroy` leaves every NAT EIP),
+# hashicorp/terraform-provider-aws#13763 (intermittent AuthFailure on aws_eip destroy) and
+# eformat/sno-for-100#9 (still there after waiting for the NAT gateway to be deleted). moto
+# deletes a NAT gateway at once, so the window starts at DeleteNatGateway.
+
+AUTH_FAILURE = "You do not have permission to access the specified resource."
+
+
+@route
+def nat_eip_release(req):
+    if req.service != "ec2" or req.action not in ("DeleteNatGateway", "ReleaseAddress"):
+        return None
+    if req.action == "DeleteNatGateway":
+        nat_id = req.params.get("NatGatewayId", "")
+        with LOCK:
+            nat = ec2_backend(req.region).nat_gateways.get(nat_id)
+            allocations = [a.get("allocationId") for a in (nat.address_set if nat else []) if a.get("allocationId")]
+        status, headers, body = req.forward()
+        if status.startswith("200"):
+            with LOCK:
+                for allocation in allocations:
+                    STATE["nat_released"][allocation] = time.time()
+        return respond(status, headers, body)
+    allocation = req.params.get("AllocationId", "")
+    with LOCK:
+        released = STATE["nat_released"].get(allocation)
+    if strict("eip_auth_failure_s") and released is not None and age(released) < CONFIG["eip_auth_failure_s"]:
+        return ec2_error("AuthFailure", AUTH_FAILURE)
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
 # STS: an unknown caller is an IAM user, as on AWS.
 
 
@@ -315,6 +372,84 @@ def caller_identity(req):
                 backend.create_user(req.region, "moto")
         text = text.replace(made_up, f"arn:aws:iam::{ACCOUNT}:user/moto")
     return respond(status, headers, text.encode())
+
+
+def principal_for_access_key(region, access_key):
+    """The IAM principal (ARN with its path) behind an access key, as EKS's authenticator maps a
+    token's caller: an assumed-role session is its role (aws-iam-authenticator canonicalises the
+    STS assumed-role ARN to the role; the EKS access entry names the role with its path), an IAM
+    user's key is that user, any other key is the IAM user `moto` (see caller_identity)."""
+    from moto.sts.models import sts_backends
+    from moto.utilities.utils import get_partition
+
+    assumed = sts_backends[ACCOUNT][get_partition(region)].get_assumed_role_from_access_key(access_key)
+    if assumed is not None:
+        # arn:aws:sts::ACCOUNT:assumed-role/NAME/SESSION
+        name = assumed.arn.split(":assumed-role/", 1)[-1].split("/", 1)[0]
+        try:
+            return iam_backend(region).get_role(name).arn
+        except Exception:
+            return f"arn:{get_partition(region)}:iam::{ACCOUNT}:role/{name}"
+    user = iam_backend(region).get_user_from_access_key_id(access_key)
+    if user is not None:
+        return user.arn
+    return f"arn:{get_partition(region)}:iam::{ACCOUNT}:user/moto"
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared accounts: clusters of other teams that the caller may list but not describe.
+#
+# ListClusters is authorised on `*` and lists every cluster of the Region; DescribeCluster and
+# every call under a cluster are authorised on the cluster's ARN, so an IAM policy scoped to
+# glrunner's own clusters (`arn:aws:eks:*:*:cluster/<stack>`) answers AccessDeniedException for
+# the others (EKS service authorization reference: ListClusters has no resource type,
+# DescribeCluster has `cluster`).
+
+CLUSTER_PATH = re.compile(r"^/clusters/(?P<cluster>[^/]+)(?:/.*)?$")
+
+
+def foreign_clusters(req):
+    if req.method == "POST":
+        body = req.json()
+        region, name = body.get("region", "us-east-1"), body["name"]
+        with LOCK:
+            backend = eks_backend(region)
+            if name not in backend.clusters:
+                backend.create_cluster(
+                    name=name,
+                    role_arn=f"arn:aws:iam::{ACCOUNT}:role/{name}-team-role",
+                    resources_vpc_config={"subnetIds": [], "endpointPublicAccess": True},
+                    tags={"team": "someone-else"},
+                )
+            STATE["foreign_clusters"].add((region, name))
+    elif req.method == "DELETE":
+        with LOCK:
+            for region, name in STATE["foreign_clusters"]:
+                eks_backend(region).clusters.pop(name, None)
+            STATE["foreign_clusters"].clear()
+    with LOCK:
+        return reply_json(200, sorted(f"{r}/{n}" for r, n in STATE["foreign_clusters"]))
+
+
+@route
+def foreign_cluster_denied(req):
+    if req.service != "eks":
+        return None
+    m = CLUSTER_PATH.match(req.path)
+    if not m:
+        return None
+    name = unquote(m.group("cluster"))
+    with LOCK:
+        foreign = (req.region, name) in STATE["foreign_clusters"]
+    if not foreign:
+        return None
+    caller = principal_for_access_key(req.region, req.access_key)
+    arn = f"arn:aws:eks:{req.region}:{ACCOUNT}:cluster/{name}"
+    return reply_json(
+        403,
+        {"message": f"User: {caller} is not authorized to perform: eks:DescribeCluster on resource: {arn}"},
+        "AccessDeniedException",
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -407,8 +542,21 @@ def eks_create(req):
     if m:
         body = req.json()
         cluster = unquote(m.group("cluster"))
+        role_arn = body.get("podExecutionRoleArn", "")
+        if strict("role_paths") and role_has_path(role_arn):
+            # EKS User Guide, "Get started with AWS Fargate for your cluster", step 4 (latest/ug/
+            # nodes/fargate-getting-started.adoc in awsdocs/amazon-eks-user-guide): "The role ARN
+            # can't include a path other than /". The guide does not say how EKS fails otherwise
+            # (the message below is the shim's, not EKS's); refusing the create is the side that
+            # cannot lose money: nothing is billed for a refused profile, while a profile whose
+            # pods never start leaves the control plane, NAT gateway and EIP billing.
+            return reply_json(
+                400,
+                {"message": f"The Pod execution role ARN can't include a path other than /: {role_arn}"},
+                "InvalidParameterException",
+            )
         if strict("iam_propagation_s"):
-            role = role_by_arn(req.region, body.get("podExecutionRoleArn", ""))
+            role = role_by_arn(req.region, role_arn)
             if role is None or not trusts(role, "eks-fargate-pods.amazonaws.com") or role_age(role) < CONFIG["iam_propagation_s"]:
                 return reply_json(400, {"message": FARGATE_ROLE_BAD}, "InvalidParameterException")
         status, headers, out = req.forward()
@@ -416,8 +564,34 @@ def eks_create(req):
         if status.startswith("200"):
             with LOCK:
                 STATE["created_at"][key] = time.time()
+                add_fargate_access_entry(req.region, cluster, role_arn)
         return respond(status, headers, rewrite_status(out, "fargateProfile", key))
     return None
+
+
+def role_has_path(arn):
+    """Whether an IAM role ARN has a path other than / (arn:aws:iam::1:role/a/b/name)."""
+    resource = arn.split(":", 5)[-1]
+    return resource.startswith("role/") and "/" in resource[len("role/"):]
+
+
+def add_fargate_access_entry(region, cluster, role_arn):
+    """The access entry EKS makes for a Fargate profile's pod execution role on a cluster that
+    authenticates with access entries: type FARGATE_LINUX, username system:node:{{SessionName}}
+    (EKS User Guide, "Grant IAM users access to Kubernetes with EKS access entries", the type and
+    username tables). It carries none of glrunner's tags, and EKS does not remove it with the
+    profile (aws/containers-roadmap#2441); it goes with the cluster. Caller holds LOCK."""
+    state = STATE["eks"].setdefault((region, cluster), {"addons": {}, "access-entries": {}})
+    entries = state["access-entries"]
+    if role_arn in entries:
+        return
+    now = time.time()
+    entries[role_arn] = {
+        "clusterName": cluster, "principalArn": role_arn, "type": "FARGATE_LINUX",
+        "kubernetesGroups": ["system:node-proxier"], "username": "system:node:{{SessionName}}",
+        "accessEntryArn": f"arn:aws:eks:{region}:{ACCOUNT}:access-entry/{cluster}/{len(entries)}",
+        "createdAt": now, "modifiedAt": now, "tags": {}, "_policies": {},
+    }
 
 
 def still_creating(key):
@@ -506,7 +680,16 @@ def addons_and_access_entries(req):
                 policy = {"policyArn": body.get("policyArn"), "accessScope": body.get("accessScope", {}), "associatedAt": now, "modifiedAt": now}
                 entry["_policies"][policy["policyArn"]] = policy
                 return reply_json(200, {"clusterName": cluster, "principalArn": name, "associatedAccessPolicy": policy})
-            return reply_json(200, {"clusterName": cluster, "principalArn": name, "associatedAccessPolicies": list(entry["_policies"].values())})
+            # ListAssociatedAccessPolicies pages: maxResults (1-100, default 100) and nextToken
+            # (EKS API reference, ListAssociatedAccessPolicies).
+            query = parse_qs(req.query_string)
+            size = int((query.get("maxResults") or [CONFIG["access_policies_page_size"]])[0])
+            start = int((query.get("nextToken") or ["0"])[0])
+            policies = list(entry["_policies"].values())
+            page = {"clusterName": cluster, "principalArn": name, "associatedAccessPolicies": policies[start:start + size]}
+            if start + size < len(policies):
+                page["nextToken"] = str(start + size)
+            return reply_json(200, page)
         if name is None and method == "GET":
             listing = "addons" if kind == "addons" else "accessEntries"
             return reply_json(200, {listing: sorted(items)})

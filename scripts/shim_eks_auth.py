@@ -12,10 +12,12 @@ Two parts, as on EKS:
   (kube-apiserver `--authentication-token-webhook-config-file`, scripts/kube-apiserver.sh
   `--eks-webhook URL`) that plays aws-iam-authenticator plus EKS access entries: a
   `k8s-aws-v1.` token must be a base64url pre-signed STS GetCallerIdentity URL that signs the
-  `x-k8s-aws-id` header and is at most 15 minutes old; its caller is mapped to the IAM
-  principal moto reports (moto answers every access key with the IAM user `moto`), and that
-  principal is let in only when an access entry of a registered cluster names it. An entry with
-  AmazonEKSClusterAdminPolicy maps to the group system:masters, as EKS does.
+  `x-k8s-aws-id` header and is at most 15 minutes old; its caller is the IAM principal of the
+  access key that signed it (`X-Amz-Credential`), as aws-iam-authenticator maps it: an
+  assumed-role session is its role (with the role's path, as access entries name it), an IAM
+  user's key is that user, an unknown key the IAM user `moto`; that principal is let in only when
+  an access entry of a registered cluster names it. An entry with AmazonEKSClusterAdminPolicy
+  maps to the group system:masters, as EKS does.
 
 What is not modelled: the signature itself (moto does not check SigV4 either) and which of the
 registered clusters the token names (the header value is signed but not carried in the URL), so
@@ -53,9 +55,13 @@ def cluster_view(region, name, body):
     return json.dumps(doc).encode()
 
 
-def caller_arn():
-    """The IAM principal moto reports for the token's access key (see caller_identity in the shim)."""
-    return f"arn:aws:iam::{SHIM.ACCOUNT}:user/moto"
+def caller_arn(credential):
+    """The IAM principal behind the access key of a pre-signed request's X-Amz-Credential
+    (`AKID/DATE/REGION/sts/aws4_request`): each caller is its own principal, never one shared user."""
+    parts = credential.split("/")
+    region = parts[2] if len(parts) > 2 and parts[2] else "us-east-1"
+    with SHIM.LOCK:
+        return SHIM.principal_for_access_key(region, parts[0])
 
 
 def verify(token):
@@ -78,7 +84,7 @@ def verify(token):
     age = (datetime.datetime.now(datetime.timezone.utc) - signed).total_seconds()
     if age > TOKEN_LIFETIME_S:
         raise ValueError(f"the token expired ({int(age)} s old, at most {TOKEN_LIFETIME_S})")
-    arn = caller_arn()
+    arn = caller_arn(query["X-Amz-Credential"])
     with LOCK:
         clusters = set(ENDPOINTS)
     groups = None

@@ -185,6 +185,17 @@ impl<'a> Engine<'a> {
         } else {
             String::new()
         };
+        // The caller's access entry step is keyed by the caller's ARN (Plan::bind_caller), so
+        // another principal of the same stack gets an entry of its own.
+        let bound;
+        let plan = if plan.needs_caller() {
+            let mut named = plan.clone();
+            named.bind_caller(&caller);
+            bound = named;
+            &bound
+        } else {
+            plan
+        };
         let cluster_name = plan
             .steps
             .iter()
@@ -447,7 +458,10 @@ impl<'a> Engine<'a> {
                 Ok(created) => (created, true),
                 Err(err) if err.is_already_exists() => {
                     // Another run (or a lost response) made it: find it and reuse it.
-                    match self.rediscover(context, step, request).await? {
+                    match self
+                        .rediscover_until_visible(context, step, request)
+                        .await?
+                    {
                         Some(existing) => {
                             tracing::info!(step = %step.key, id = %existing.id, "{kind} already exists, reusing it");
                             self.progress.event(&ProgressEvent::StepFound {
@@ -541,6 +555,45 @@ impl<'a> Engine<'a> {
             |err| err.is_retryable() || propagating(err),
         )
         .await
+    }
+
+    /// [`Engine::rediscover`], again while it finds nothing, within the propagation window:
+    /// IAM is eventually consistent, so GetRole may not show a role that another run (or a
+    /// crashed attempt of this one) created a moment ago although CreateRole already answers
+    /// EntityAlreadyExists (IAM User Guide, "Troubleshoot IAM": "Changes that I make are not
+    /// always immediately visible").
+    async fn rediscover_until_visible(
+        &self,
+        context: &StepContext<'_>,
+        step: &Step,
+        request: &CreateRequest,
+    ) -> Result<Option<Resource>> {
+        let start = Instant::now();
+        let mut delay = self.waits.poll_interval;
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            if let Some(found) = self.rediscover(context, step, request).await? {
+                return Ok(Some(found));
+            }
+            if start.elapsed() + delay > self.waits.propagation_timeout
+                || self.cancel.is_cancelled()
+            {
+                return Ok(None);
+            }
+            let reason = format!(
+                "{} exists but is not visible yet (AWS eventual consistency)",
+                step.kind
+            );
+            tracing::info!(step = %step.key, attempt, "{reason}; looking again in {delay:?}");
+            self.progress.event(&ProgressEvent::Retrying {
+                key: step.key.clone(),
+                reason,
+                attempt,
+            });
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(self.waits.max_poll_interval);
+        }
     }
 
     /// After AlreadyExists: the resource by its known id (roles, clusters, EKS children), else

@@ -399,13 +399,13 @@ pub async fn cluster_lifecycle(
         .create(
             &CreateRequest::AccessEntry {
                 cluster: name.clone(),
-                principal_arn: caller,
+                principal_arn: caller.clone(),
                 policy_arn: crate::plan::access_policy_arn(
                     &partition,
                     crate::plan::CLUSTER_ADMIN_POLICY,
                 ),
             },
-            &tags(stack, "access/admin"),
+            &tags(stack, &crate::plan::access_entry_key(&caller)),
         )
         .await?;
     let found = cluster.discover(stack).await?;
@@ -414,7 +414,7 @@ pub async fn cluster_lifecycle(
         (&created, "cluster"),
         (&profile, "fargate-profile"),
         (&addon, "addon/coredns"),
-        (&entry, "access/admin"),
+        (&entry, crate::plan::access_entry_key(&caller).as_str()),
     ] {
         check(
             found
@@ -446,7 +446,9 @@ pub async fn provision_converges_and_teardown_leaves_nothing(
     spec: &StackSpec,
     waits: &WaitPolicy,
 ) -> Result<()> {
-    let plan = crate::plan_stack(spec, network).await?;
+    let mut plan = crate::plan_stack(spec, network).await?;
+    // The caller's access entry step is keyed by the caller (Plan::bind_caller).
+    plan.bind_caller(&cluster.caller_arn().await?);
     let engine = Engine::new(network, cluster).with_waits(waits.clone());
     let first = engine.apply(&plan).await?;
     check(first.created() == plan.steps.len(), || {

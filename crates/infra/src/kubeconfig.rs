@@ -130,7 +130,9 @@ impl TokenKubeconfig {
 #[derive(Debug, Clone)]
 pub struct EksToken {
     token: SecretString,
-    /// When the token stops being accepted (tokens live 15 minutes; we report 14 to leave margin).
+    /// When the token stops being accepted: 14 minutes after signing (tokens live 15; one
+    /// minute of margin), or when the credentials that signed it expire, whichever is first (a
+    /// pre-signed request is refused once its session credentials have expired).
     pub expires_at: SystemTime,
 }
 
@@ -204,6 +206,10 @@ impl EksTokenGenerator {
         };
         use aws_sigv4::sign::v4;
 
+        let lifetime = now + Duration::from_secs(14 * 60);
+        let expires_at = credentials
+            .expiry()
+            .map_or(lifetime, |expiry| expiry.min(lifetime));
         let identity = credentials.into();
         let mut settings = SigningSettings::default();
         settings.signature_location = SignatureLocation::QueryParams;
@@ -253,7 +259,7 @@ impl EksTokenGenerator {
         );
         Ok(EksToken {
             token: SecretString::from(token),
-            expires_at: now + Duration::from_secs(14 * 60),
+            expires_at,
         })
     }
 }
@@ -286,7 +292,8 @@ impl EksTokenCache {
         &self.cluster
     }
 
-    /// The cached token while it has more than [`TOKEN_REFRESH_MARGIN`] left, else a fresh one.
+    /// The cached token while it has more than [`TOKEN_REFRESH_MARGIN`] left (of its own 15
+    /// minutes and of the credentials that signed it), else a fresh one.
     pub async fn token(&self) -> Result<EksToken> {
         self.token_at(SystemTime::now()).await
     }
@@ -387,6 +394,29 @@ mod tests {
             renewed.expires_at,
             t0 + 27 * minute + Duration::from_secs(1)
         );
+    }
+
+    #[tokio::test]
+    async fn a_cached_token_does_not_outlive_the_credentials_that_signed_it() {
+        // An assumed-role session with five minutes left: STS refuses what it signed once the
+        // session has expired, so the token is good for those five minutes at most.
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let minute = Duration::from_secs(60);
+        let creds = aws_credential_types::Credentials::new(
+            "ASIAEXAMPLE",
+            "secret",
+            Some("session".into()),
+            Some(t0 + 5 * minute),
+            "test",
+        );
+        let generator =
+            EksTokenGenerator::from_parts(SharedCredentialsProvider::new(creds), "us-east-1");
+        let cache = EksTokenCache::new(generator, "demo");
+        let first = cache.token_at(t0).await.unwrap();
+        assert_eq!(first.expires_at, t0 + 5 * minute);
+        // Within the refresh margin of the credentials' end: not the old token any more.
+        let later = cache.token_at(t0 + 4 * minute + minute / 2).await.unwrap();
+        assert_ne!(later.expose(), first.expose());
     }
 
     #[test]

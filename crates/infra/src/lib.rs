@@ -12,6 +12,9 @@
 //!   tokio's clock) and mockall mocks (feature `mock`).
 //! - [`state`]: the local state cache (atomic writes, exclusive lock).
 //! - [`kubeconfig`]: kubeconfig writing and a built-in EKS bearer-token generator.
+//! - [`regions`], [`versions`]: dated tables of the Regions with EKS on Fargate and of the
+//!   Kubernetes versions EKS creates, with their control-plane price.
+//! - [`selector`]: which pods a Fargate profile's selectors take, wildcards included.
 //!
 //! Every resource carries the tags `glrunner.io/stack=<stack>` and `glrunner.io/key=<step>`;
 //! a re-run after any interruption finds what exists and converges without duplicates.
@@ -40,11 +43,14 @@ pub mod memory;
 pub mod plan;
 pub mod progress;
 pub mod provider;
+pub mod regions;
 pub mod resource;
+pub mod selector;
 pub mod spec;
 pub mod stack;
 pub mod state;
 pub mod teardown;
+pub mod versions;
 pub mod wait;
 
 #[cfg(feature = "mock")]
@@ -64,6 +70,7 @@ pub use resource::{
     AvailabilityZone, ClusterAccess, CreateRequest, FargateProfileSelectors, Resource,
     ResourceKind, ResourceState,
 };
+pub use selector::{selects, wildcard_match};
 pub use spec::{ClusterSpec, FargateSelector, NatMode, NetworkSpec, StackName, StackSpec};
 pub use stack::{
     ProvisionOutcome, StackOptions, provision, provision_until, teardown, teardown_until,

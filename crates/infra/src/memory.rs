@@ -12,7 +12,9 @@
 //! ([`InMemoryCloud::in_region`]); zones have IDs that differ from their names, the region
 //! lists an opted-in Local Zone, and EKS refuses some zone IDs; an access entry names an
 //! existing IAM role or user (path included), and managed-policy ARNs must be in the region's
-//! partition.
+//! partition. An Elastic IP cannot be released for a while after its NAT gateway is deleted,
+//! GetRole does not see a role another run created a moment ago, a Fargate profile's pod
+//! execution role ARN has no path, and a Fargate profile brings its own EKS-managed access entry.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -56,6 +58,16 @@ pub struct Durations {
     pub iam_propagation: Duration,
     /// How long after its creation an EC2 id is NotFound to calls that name it.
     pub ec2_propagation: Duration,
+    /// How long after CreateRole the role is missing from GetRole and ListRoles (IAM is
+    /// eventually consistent: IAM User Guide, "Troubleshoot IAM", "Changes that I make are not
+    /// always immediately visible"). CreateRole of the same name already answers
+    /// EntityAlreadyExists meanwhile.
+    pub iam_read_propagation: Duration,
+    /// How long after its NAT gateway is deleted ReleaseAddress of the gateway's Elastic IP still
+    /// answers AuthFailure (terraform-aws-modules/terraform-aws-vpc#64,
+    /// hashicorp/terraform-provider-aws#13763, eformat/sno-for-100#9: "a small pause" after the
+    /// NAT gateway is `deleted` was enough there; nobody measured it).
+    pub eip_release_after_nat: Duration,
 }
 
 impl Default for Durations {
@@ -73,6 +85,8 @@ impl Default for Durations {
             addon_delete: Duration::from_secs(30),
             iam_propagation: Duration::from_secs(8),
             ec2_propagation: Duration::from_secs(2),
+            iam_read_propagation: Duration::from_secs(5),
+            eip_release_after_nat: Duration::from_secs(20),
         }
     }
 }
@@ -92,6 +106,8 @@ impl Durations {
             addon_delete: Duration::ZERO,
             iam_propagation: Duration::ZERO,
             ec2_propagation: Duration::ZERO,
+            iam_read_propagation: Duration::ZERO,
+            eip_release_after_nat: Duration::ZERO,
         }
     }
 }
@@ -119,6 +135,8 @@ struct Entry {
     ready_at: Instant,
     /// Eventual consistency: other calls see this resource from then on.
     visible_at: Instant,
+    /// IAM roles: GetRole and ListRoles return the role from then on.
+    readable_at: Instant,
     deleting_until: Option<Instant>,
     /// ENIs created by EKS: attached while their cluster lives.
     attached_to: Option<String>,
@@ -132,6 +150,10 @@ struct Entry {
     policies: Vec<String>,
     /// Set by [`InMemoryCloud::mark_failed`].
     failed: bool,
+    /// Access entries: `FARGATE_LINUX` for the one EKS makes for a Fargate profile's role.
+    entry_type: Option<&'static str>,
+    /// Fargate profiles: the pod execution role ARN.
+    role: Option<String>,
 }
 
 impl Entry {
@@ -146,6 +168,7 @@ impl Entry {
             uses: Vec::new(),
             ready_at: now,
             visible_at: now,
+            readable_at: now,
             deleting_until: None,
             attached_to: None,
             zone: None,
@@ -153,6 +176,8 @@ impl Entry {
             policies: Vec::new(),
             failed: false,
             selectors: Vec::new(),
+            entry_type: None,
+            role: None,
         }
     }
 
@@ -190,6 +215,8 @@ struct World {
     calls: Vec<String>,
     /// IAM users of the account (ARNs, path included).
     users: Vec<String>,
+    /// Fargate profiles whose pod execution role lost its access entry while they existed.
+    fargate_auth_broken: Vec<String>,
 }
 
 impl World {
@@ -262,6 +289,12 @@ fn invalid_parameter(action: &str, message: String) -> Error {
         backend: "memory",
         source: format!("InvalidParameterException: {message}").into(),
     }
+}
+
+/// Whether an IAM role ARN has a path other than `/` (`arn:aws:iam::1:role/team/name`).
+fn role_has_path(arn: &str) -> bool {
+    arn.split_once(":role/")
+        .is_some_and(|(_, rest)| rest.contains('/'))
 }
 
 /// Zones of a region in this account: us-east-1 as moto lists it (us-east-1e is use1-az3, the
@@ -400,6 +433,17 @@ impl InMemoryCloud {
         }
     }
 
+    /// Fargate profiles that lost the access entry of their pod execution role while they still
+    /// existed (their Fargate nodes can no longer authenticate). Empty when teardown keeps the
+    /// EKS-managed entry until the profile is gone.
+    pub fn fargate_auth_broken(&self) -> Vec<String> {
+        self.world
+            .lock()
+            .expect("world")
+            .fargate_auth_broken
+            .clone()
+    }
+
     /// Every call made so far, as `operation kind` strings (e.g. `create NAT gateway`).
     pub fn calls(&self) -> Vec<String> {
         self.world.lock().expect("world").calls.clone()
@@ -469,6 +513,8 @@ impl InMemoryCloud {
             .entries
             .iter()
             .filter(|e| e.kind.is_network() == network && self.here(e))
+            // ListRoles does not list a role IAM has not propagated yet.
+            .filter(|e| e.kind != ResourceKind::IamRole || e.readable_at <= now)
             .filter(|e| {
                 // Roles are global: only those of this region's stack.
                 if e.kind == ResourceKind::IamRole {
@@ -495,6 +541,8 @@ impl InMemoryCloud {
             .entries
             .iter()
             .find(|e| e.kind == kind && e.id == id && self.here(e))
+            // GetRole answers NoSuchEntity for a role IAM has not propagated yet.
+            .filter(|e| e.kind != ResourceKind::IamRole || e.readable_at <= now)
             .and_then(|e| e.to_resource(now))
     }
 
@@ -627,7 +675,7 @@ impl InMemoryCloud {
                 entry.id = name.clone();
                 entry.arn = Some(format!(
                     "arn:{partition}:iam::{ACCOUNT}:role{}{name}",
-                    crate::aws::ROLE_PATH
+                    trust.path()
                 ));
                 entry
                     .tags
@@ -635,6 +683,7 @@ impl InMemoryCloud {
                 entry.trust = Some(*trust);
                 entry.policies = policy_arns.clone();
                 entry.visible_at = now + d.iam_propagation;
+                entry.readable_at = now + d.iam_read_propagation;
             }
             CreateRequest::Cluster {
                 name,
@@ -746,6 +795,16 @@ impl InMemoryCloud {
                 ..
             } => {
                 self.require_active_cluster(&world, cluster, &action, now)?;
+                if crate::regions::offer(&self.region) != crate::regions::Offer::EksAndFargate {
+                    // "AWS Fargate with Amazon EKS isn't available in AWS GovCloud (US-East) and
+                    // AWS GovCloud (US-West)" (EKS User Guide, AWS Fargate). EKS's exact answer
+                    // is not documented; what matters is that it comes after the network and
+                    // the control plane were built and billed.
+                    return Err(invalid_parameter(
+                        &action,
+                        format!("Fargate is not available for Amazon EKS in {}", self.region),
+                    ));
+                }
                 let id = format!("{cluster}/{name}");
                 if self
                     .find(&world, ResourceKind::FargateProfile, &id, now)
@@ -755,6 +814,17 @@ impl InMemoryCloud {
                         action,
                         resource: format!("Fargate profile {id}"),
                     });
+                }
+                // EKS User Guide, "Get started with AWS Fargate for your cluster", step 4: "The
+                // role ARN can't include a path other than /". How EKS fails is not documented;
+                // refused here, as in the moto shim (scripts/moto_shim.py, role_paths).
+                if role_has_path(pod_execution_role_arn) {
+                    return Err(invalid_parameter(
+                        &action,
+                        format!(
+                            "The Pod execution role ARN can't include a path other than /: {pod_execution_role_arn}"
+                        ),
+                    ));
                 }
                 if !usable_role(&world, pod_execution_role_arn, RoleTrust::FargatePods) {
                     return Err(Error::Propagating {
@@ -776,6 +846,24 @@ impl InMemoryCloud {
                 entry.uses = subnet_ids.clone();
                 entry.selectors = selectors.clone();
                 entry.ready_at = now + d.fargate_profile_create;
+                entry.role = Some(pod_execution_role_arn.clone());
+                // EKS makes an access entry of type FARGATE_LINUX for the pod execution role
+                // (EKS User Guide, "Grant IAM users access to Kubernetes with EKS access
+                // entries": the FARGATE_LINUX type, and "Amazon EKS adds entries for these
+                // roles"); it carries none of our tags, and EKS does not remove it with the
+                // profile (aws/containers-roadmap#2441): it goes with the cluster.
+                let entry_id = format!("{cluster}/{pod_execution_role_arn}");
+                if self
+                    .find(&world, ResourceKind::AccessEntry, &entry_id, now)
+                    .is_none()
+                {
+                    let mut managed =
+                        Entry::new(ResourceKind::AccessEntry, Some(self.region.clone()), now);
+                    managed.id = entry_id;
+                    managed.parent = Some(cluster.clone());
+                    managed.entry_type = Some("FARGATE_LINUX");
+                    world.entries.push(managed);
+                }
             }
             CreateRequest::Addon { cluster, name, .. } => {
                 self.require_active_cluster(&world, cluster, &action, now)?;
@@ -955,6 +1043,50 @@ impl InMemoryCloud {
                 format!("used by {}", blocked.join(", ")),
             ));
         }
+        if kind == ResourceKind::ElasticIp
+            && let Some(nat) = world.entries.iter().find(|e| {
+                e.kind == ResourceKind::NatGateway
+                    && self.here(e)
+                    && e.uses.iter().any(|u| u == id)
+                    && e.deleting_until.is_some_and(|gone| {
+                        now >= gone && now < gone + self.durations.eip_release_after_nat
+                    })
+            })
+        {
+            // ReleaseAddress answers AuthFailure for a while after the address's NAT gateway
+            // is deleted (see Durations::eip_release_after_nat); the AWS backend reports it as
+            // eventual consistency, as this does.
+            return Err(Error::Propagating {
+                action,
+                resource: format!("Elastic IP {id}"),
+                message: format!(
+                    "AuthFailure: You do not have permission to access the specified resource. (its NAT gateway {} was deleted moments ago)",
+                    nat.id
+                ),
+            });
+        }
+        let mut broken_profiles = Vec::new();
+        if kind == ResourceKind::AccessEntry {
+            // Deleting the EKS-managed entry of a profile's role while the profile exists
+            // unmaps the Fargate nodes: "identity is not mapped" (aws/containers-roadmap#2441),
+            // "Pod execution role is not found in auth config" and the profile "blocked for new
+            // launches" (terraform-aws-modules/terraform-aws-eks#2972).
+            let cluster = entry.parent.clone().unwrap_or_default();
+            let principal = id.strip_prefix(&format!("{cluster}/")).unwrap_or_default();
+            let broken: Vec<String> = world
+                .entries
+                .iter()
+                .filter(|e| {
+                    e.kind == ResourceKind::FargateProfile
+                        && self.here(e)
+                        && e.is_present(now)
+                        && e.parent.as_deref() == Some(cluster.as_str())
+                        && e.role.as_deref() == Some(principal)
+                })
+                .map(|e| e.id.clone())
+                .collect();
+            broken_profiles = broken;
+        }
         let until = match kind {
             ResourceKind::Cluster => {
                 let profiles = dependents(&|e| {
@@ -994,6 +1126,7 @@ impl InMemoryCloud {
                 }
             }
         }
+        world.fargate_auth_broken.extend(broken_profiles);
         world.entries[index].deleting_until = Some(until);
         world.settle(now);
         Ok(())

@@ -228,6 +228,15 @@ pub fn fargate_role_name(stack: &str, region: &str) -> String {
     format!("{stack}-{region}-fargate-pods")
 }
 
+/// Key of the access entry step of an IAM principal: an access entry belongs to a principal,
+/// so two principals that provision one stack get one entry each.
+pub fn access_entry_key(principal_arn: &str) -> String {
+    format!("access/principal/{principal_arn}")
+}
+
+/// Key of the caller's access entry step before [`Plan::bind_caller`] names the caller.
+pub const CALLER_ACCESS_KEY: &str = "access/caller";
+
 /// Name of the stack's single Fargate profile.
 pub fn fargate_profile_name(stack: &str) -> String {
     format!("{stack}-fargate")
@@ -461,7 +470,7 @@ impl Plan {
             },
         );
         add(
-            "access/admin".into(),
+            CALLER_ACCESS_KEY.into(),
             ResourceKind::AccessEntry,
             "grant the caller's IAM role or user cluster-admin through an EKS access entry".into(),
             vec!["cluster".into()],
@@ -476,7 +485,7 @@ impl Plan {
         principals.dedup();
         for principal in principals {
             add(
-                format!("access/principal/{principal}"),
+                access_entry_key(&principal),
                 ResourceKind::AccessEntry,
                 format!("grant {principal} cluster-admin through an EKS access entry"),
                 vec!["cluster".into()],
@@ -532,6 +541,49 @@ impl Plan {
         };
         plan.check_acyclic()?;
         Ok(plan)
+    }
+
+    /// Names the caller in its access entry step: the step becomes
+    /// [`access_entry_key`]`(caller_arn)`, the key its entry is tagged with, so another caller
+    /// of the same stack gets a step (and an entry) of its own instead of reusing this one's.
+    /// When the caller is also one of the named admin principals, its step already exists and
+    /// the caller step goes away.
+    pub fn bind_caller(&mut self, caller_arn: &str) {
+        let key = access_entry_key(caller_arn);
+        let is_caller = |s: &Step| {
+            matches!(
+                s.action,
+                StepAction::AccessEntry {
+                    principal: None,
+                    ..
+                }
+            )
+        };
+        if self.step(&key).is_some() {
+            self.steps.retain(|s| !is_caller(s));
+            return;
+        }
+        for step in self.steps.iter_mut().filter(|s| is_caller(s)) {
+            step.key = key.clone();
+            step.description =
+                format!("grant the caller {caller_arn} cluster-admin through an EKS access entry");
+            if let StepAction::AccessEntry { principal, .. } = &mut step.action {
+                *principal = Some(caller_arn.to_string());
+            }
+        }
+    }
+
+    /// Whether the plan still has a caller access entry step that [`Plan::bind_caller`] has not named.
+    pub fn needs_caller(&self) -> bool {
+        self.steps.iter().any(|s| {
+            matches!(
+                s.action,
+                StepAction::AccessEntry {
+                    principal: None,
+                    ..
+                }
+            )
+        })
     }
 
     /// Marks the steps whose resources already exist (by `glrunner.io/key`).
@@ -906,7 +958,7 @@ mod tests {
     #[test]
     fn role_names_carry_the_region_and_fit_iam() {
         let stack = "a".repeat(crate::spec::StackName::MAX_LEN);
-        for region in crate::spec::AWS_REGIONS {
+        for region in crate::regions::with_eks_fargate() {
             for name in [
                 cluster_role_name(&stack, region),
                 fargate_role_name(&stack, region),
@@ -922,11 +974,17 @@ mod tests {
 
     #[test]
     fn arns_follow_the_partition_of_the_region() {
-        let mut gov = spec(2, NatMode::Single);
-        gov.region = "us-gov-west-1".into();
-        let plan = Plan::build(&gov, &["us-gov-west-1a".into(), "us-gov-west-1b".into()]).unwrap();
+        // GovCloud has no EKS Fargate (crate::regions), so no stack is planned there; the ARNs
+        // glrunner builds still carry the partition.
+        assert_eq!(
+            managed_policy_arn("aws-us-gov", "AmazonEKSClusterPolicy"),
+            "arn:aws-us-gov:iam::aws:policy/AmazonEKSClusterPolicy"
+        );
         let mut arns = Vec::new();
-        for step in &plan.steps {
+        for step in &Plan::build(&spec(2, NatMode::Single), &azs(2))
+            .unwrap()
+            .steps
+        {
             match &step.action {
                 StepAction::IamRole { policy_arns, .. } => arns.extend(policy_arns.clone()),
                 StepAction::AccessEntry { policy_arn, .. } => arns.push(policy_arn.clone()),
@@ -934,10 +992,7 @@ mod tests {
             }
         }
         assert_eq!(arns.len(), 4);
-        assert!(
-            arns.iter().all(|a| a.starts_with("arn:aws-us-gov:")),
-            "{arns:?}"
-        );
+        assert!(arns.iter().all(|a| a.starts_with("arn:aws:")), "{arns:?}");
         let commercial = Plan::build(&spec(2, NatMode::Single), &azs(2)).unwrap();
         let role = commercial.step("role/fargate").unwrap();
         let request = role
@@ -969,6 +1024,20 @@ mod tests {
                 .is_some()
         );
         assert_eq!(plan.steps.len(), 17);
+        // The caller is named in its own step; a caller that is also an admin principal has one.
+        let mut bound = plan.clone();
+        bound.bind_caller("arn:aws:iam::123456789012:user/dev");
+        assert!(!bound.needs_caller());
+        assert!(
+            bound
+                .step("access/principal/arn:aws:iam::123456789012:user/dev")
+                .is_some()
+        );
+        assert_eq!(bound.steps.len(), 17);
+        let mut same = plan.clone();
+        same.bind_caller("arn:aws:iam::123456789012:role/ci");
+        assert_eq!(same.steps.len(), 16);
+        assert!(!same.needs_caller() && same.step(CALLER_ACCESS_KEY).is_none());
         assert!(
             plan.render_tree()
                 .contains("warning: the cluster's public API endpoint is open")

@@ -161,6 +161,17 @@ pub enum RoleTrust {
 }
 
 impl RoleTrust {
+    /// The IAM path glrunner creates the role at: the cluster role under
+    /// [`crate::aws::ROLE_PATH`], the Fargate pod execution role at `/`, as EKS requires ("The
+    /// role ARN can't include a path other than /": EKS User Guide, "Get started with AWS
+    /// Fargate for your cluster", step 4).
+    pub fn path(self) -> &'static str {
+        match self {
+            Self::EksCluster => crate::aws::ROLE_PATH,
+            Self::FargatePods => "/",
+        }
+    }
+
     /// The trusted service principal.
     pub fn service(self) -> &'static str {
         match self {

@@ -34,50 +34,10 @@ pub fn partition(region: &str) -> &'static str {
     }
 }
 
-/// Kubernetes versions EKS offers (standard + extended support) as of 2026-11.
-/// AWS stays the final judge; this list lets us reject typos before any AWS call.
-pub const EKS_KUBERNETES_VERSIONS: &[&str] =
-    &["1.30", "1.31", "1.32", "1.33", "1.34", "1.35", "1.36"];
-/// Default Kubernetes version for new clusters (EKS's default, not its newest).
-pub const DEFAULT_KUBERNETES_VERSION: &str = "1.34";
-
-/// AWS regions where EKS with Fargate is offered (commercial partition).
-pub const AWS_REGIONS: &[&str] = &[
-    "us-east-1",
-    "us-east-2",
-    "us-west-1",
-    "us-west-2",
-    "af-south-1",
-    "ap-east-1",
-    "ap-south-1",
-    "ap-south-2",
-    "ap-southeast-1",
-    "ap-southeast-2",
-    "ap-southeast-3",
-    "ap-southeast-4",
-    "ap-southeast-5",
-    "ap-southeast-7",
-    "ap-northeast-1",
-    "ap-northeast-2",
-    "ap-northeast-3",
-    "ca-central-1",
-    "ca-west-1",
-    "eu-central-1",
-    "eu-central-2",
-    "eu-west-1",
-    "eu-west-2",
-    "eu-west-3",
-    "eu-south-1",
-    "eu-south-2",
-    "eu-north-1",
-    "il-central-1",
-    "me-south-1",
-    "me-central-1",
-    "mx-central-1",
-    "sa-east-1",
-    "us-gov-east-1",
-    "us-gov-west-1",
-];
+/// Default Kubernetes version for new clusters: the newest one in standard support for the
+/// longest while when [`crate::versions::READ_ON`] was read (1.34 entered extended support on
+/// 2026-12-02, at six times the control-plane price).
+pub const DEFAULT_KUBERNETES_VERSION: &str = "1.35";
 
 /// A stack name: prefixes resource names and is the value of the [`STACK_TAG`] tag.
 ///
@@ -158,7 +118,8 @@ impl From<StackName> for String {
     }
 }
 
-/// Checks a region name against [`AWS_REGIONS`].
+/// Checks a region against [`crate::regions`]: refused unless EKS runs pods on Fargate there,
+/// before any AWS call, so `provision` never builds what cannot finish.
 pub fn validate_region(region: &str) -> Result<()> {
     if partition(region) == "aws-cn" {
         return Err(Error::invalid(
@@ -168,15 +129,20 @@ pub fn validate_region(region: &str) -> Result<()> {
             ),
         ));
     }
-    if AWS_REGIONS.contains(&region) {
-        Ok(())
-    } else {
-        Err(Error::invalid(
+    match crate::regions::offer(region) {
+        crate::regions::Offer::EksAndFargate => Ok(()),
+        crate::regions::Offer::EksWithoutFargate => Err(Error::invalid(
+            "region",
+            format!(
+                "{region} offers EKS but no Fargate for EKS pods (\"AWS Fargate with Amazon EKS isn't available in AWS GovCloud\", EKS User Guide), and glrunner runs every pod on Fargate; use a commercial region such as us-east-1, eu-west-1 or ap-southeast-2"
+            ),
+        )),
+        crate::regions::Offer::Unknown => Err(Error::invalid(
             "region",
             format!(
                 "{region:?} is not an AWS region with EKS Fargate; use one such as us-east-1, eu-west-1 or ap-southeast-2"
             ),
-        ))
+        )),
     }
 }
 
@@ -346,7 +312,7 @@ impl FargateSelector {
 pub struct ClusterSpec {
     /// Cluster name (defaults to the stack name).
     pub name: String,
-    /// Kubernetes version, one of [`EKS_KUBERNETES_VERSIONS`].
+    /// Kubernetes version, one EKS creates today ([`crate::versions`]).
     pub kubernetes_version: String,
     /// Namespace the runner managers and job pods run in.
     pub runner_namespace: String,
@@ -400,17 +366,45 @@ impl ClusterSpec {
         selectors
     }
 
-    /// Validates version, namespace names, selector count and tags.
+    /// Validates version (one EKS creates today), namespace names, selector count and tags.
     pub fn validate(&self) -> Result<()> {
-        if !EKS_KUBERNETES_VERSIONS.contains(&self.kubernetes_version.as_str()) {
-            return Err(Error::invalid(
-                "kubernetes_version",
-                format!(
-                    "EKS does not offer Kubernetes {:?}; use one of {} (default {DEFAULT_KUBERNETES_VERSION})",
-                    self.kubernetes_version,
-                    EKS_KUBERNETES_VERSIONS.join(", ")
-                ),
-            ));
+        self.validate_on(crate::versions::today())
+    }
+
+    /// [`ClusterSpec::validate`] as of `day`: EKS creates no cluster of a version past its end
+    /// of extended support ("on the end of extended support date, you can no longer create new
+    /// Amazon EKS clusters with the unsupported version": EKS version lifecycle page).
+    pub fn validate_on(&self, day: jiff::civil::Date) -> Result<()> {
+        let creatable: Vec<&str> = crate::versions::EKS_VERSIONS
+            .iter()
+            .filter(|v| v.creatable_on(day))
+            .map(|v| v.version)
+            .collect();
+        match crate::versions::eks_version(&self.kubernetes_version) {
+            Some(v) if v.creatable_on(day) => {}
+            Some(v) => {
+                return Err(Error::invalid(
+                    "kubernetes_version",
+                    format!(
+                        "EKS no longer creates (or does not yet create) clusters of Kubernetes {} on {day}: its support runs from {} to {} ({}); use one of {} (default {DEFAULT_KUBERNETES_VERSION})",
+                        v.version,
+                        v.eks_release,
+                        v.end_of_extended_support,
+                        crate::versions::SOURCE,
+                        creatable.join(", ")
+                    ),
+                ));
+            }
+            None => {
+                return Err(Error::invalid(
+                    "kubernetes_version",
+                    format!(
+                        "EKS does not offer Kubernetes {:?}; use one of {} (default {DEFAULT_KUBERNETES_VERSION})",
+                        self.kubernetes_version,
+                        creatable.join(", ")
+                    ),
+                ));
+            }
         }
         validate_dns_label("runner_namespace", &self.runner_namespace)?;
         let selectors = self.fargate_selectors();
@@ -554,6 +548,17 @@ impl StackSpec {
         validate_region(&self.region)?;
         self.network.validate()?;
         self.cluster.validate()?;
+        if self.cluster.name != self.stack.as_str() {
+            // Discovery describes only the cluster named after the stack: in a shared account
+            // the others' clusters may not be described at all.
+            return Err(Error::invalid(
+                "cluster.name",
+                format!(
+                    "the cluster of stack {} must be named {} (glrunner finds a stack's cluster by its name), not {}",
+                    self.stack, self.stack, self.cluster.name
+                ),
+            ));
+        }
         let partition = partition(&self.region);
         for principal in &self.cluster.admin_principals {
             if !principal.starts_with(&format!("arn:{partition}:")) {
@@ -707,8 +712,50 @@ mod tests {
     }
 
     #[test]
+    fn a_version_past_its_extended_support_is_refused() {
+        let stack = StackName::new("glrunner").unwrap();
+        let mut spec = ClusterSpec::for_stack(&stack);
+        spec.kubernetes_version = "1.30".into();
+        let day = jiff::civil::date(2026, 7, 23);
+        let err = spec.validate_on(day).unwrap_err().to_string();
+        assert!(
+            err.contains("kubernetes_version") && err.contains("2026-07-23"),
+            "{err}"
+        );
+        assert!(spec.validate_on(jiff::civil::date(2026, 7, 22)).is_ok());
+        // The default is in standard support on the day the table was read.
+        spec.kubernetes_version = DEFAULT_KUBERNETES_VERSION.into();
+        assert_eq!(
+            crate::versions::eks_version(DEFAULT_KUBERNETES_VERSION)
+                .unwrap()
+                .support_on(crate::versions::READ_ON),
+            crate::versions::Support::Standard
+        );
+        assert!(spec.validate_on(crate::versions::READ_ON).is_ok());
+    }
+
+    #[test]
+    fn the_cluster_is_named_after_its_stack() {
+        let mut spec = StackSpec::new(StackName::new("glrunner").unwrap(), "us-east-1");
+        assert!(spec.validate().is_ok());
+        spec.cluster.name = "other".into();
+        assert!(
+            spec.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("cluster.name")
+        );
+    }
+
+    #[test]
     fn regions() {
         assert!(validate_region("us-east-1").is_ok());
+        assert!(validate_region("ap-southeast-6").is_ok());
+        let gov = validate_region("us-gov-west-1").unwrap_err().to_string();
+        assert!(
+            gov.contains("region") && gov.contains("no Fargate"),
+            "{gov}"
+        );
         assert_eq!(partition("us-gov-west-1"), "aws-us-gov");
         let china = validate_region("cn-north-1").unwrap_err().to_string();
         assert!(

@@ -95,6 +95,19 @@ pub async fn provision_until(
         engine = engine.with_state(state);
     }
     let mut plan = crate::plan_stack(spec, network).await?;
+    // The caller's access entry is its own (keyed by its ARN), so the plan says whether this
+    // caller already has one. A dry run of a caller EKS cannot name still shows the plan.
+    let caller = match cluster.caller_arn().await {
+        Ok(caller) => Some(caller),
+        Err(err) if options.dry_run => {
+            tracing::warn!(error = %err, "cannot name the caller; its access entry step stays unnamed");
+            None
+        }
+        Err(err) => return Err(err),
+    };
+    if let Some(caller) = &caller {
+        plan.bind_caller(caller);
+    }
     plan.mark_existing(&engine.existing(&spec.stack).await?);
     if options.dry_run {
         return Ok(ProvisionOutcome {
@@ -120,6 +133,9 @@ pub async fn provision_until(
                 .collect();
             let azs = crate::plan::choose_azs(&available, spec.network.az_count)?;
             let mut replanned = Plan::build(spec, &azs)?;
+            if let Some(caller) = &caller {
+                replanned.bind_caller(caller);
+            }
             engine
                 .prune(&spec.stack, |res| {
                     res.kind != crate::ResourceKind::RouteTable

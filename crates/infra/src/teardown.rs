@@ -1,5 +1,7 @@
 //! Teardown: everything found by tag, deleted in dependency order, then a scan for leftovers.
 
+use std::sync::Mutex;
+
 use futures::stream::{FuturesUnordered, StreamExt};
 use serde::Serialize;
 use tokio::time::Instant;
@@ -9,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::progress::ProgressEvent;
 use crate::resource::{Resource, ResourceKind};
 use crate::spec::StackName;
-use crate::wait::{needs_wait, retry, retry_if};
+use crate::wait::{needs_wait, retry_if};
 
 /// Deletion order. ENIs are swept twice: once after the cluster (EKS-created interfaces),
 /// once after the NAT gateways (interfaces they release). IAM roles go last: EKS needs the
@@ -77,11 +79,18 @@ impl Engine<'_> {
                 if let Ok(found) = self.discover_kind(stack, kind).await {
                     for res in found {
                         let names: Vec<String> = clusters.iter().map(|c| c.id.clone()).collect();
-                        let why = format!(
-                            "{} kept: EKS cluster {} still exists and needs it to finish deleting; run teardown again once the cluster is gone",
-                            res.describe(),
-                            names.join(", ")
-                        );
+                        let why = if names.is_empty() {
+                            format!(
+                                "{} kept: the stack's EKS cluster could not be listed and may still exist (it needs its network and roles to finish deleting); run teardown again once it can be listed",
+                                res.describe()
+                            )
+                        } else {
+                            format!(
+                                "{} kept: EKS cluster {} still exists and needs it to finish deleting; run teardown again once the cluster is gone",
+                                res.describe(),
+                                names.join(", ")
+                            )
+                        };
                         self.progress.event(&ProgressEvent::Warning {
                             key: res.describe(),
                             message: why.clone(),
@@ -96,8 +105,29 @@ impl Engine<'_> {
                 Ok(found) => found,
                 Err(err) => {
                     report.errors.push(format!("discover {kind}s: {err}"));
+                    if kind == ResourceKind::Cluster {
+                        // Unknown whether the cluster is there: keep what it needs (the safe
+                        // side; deleting the NAT gateway and routes would strand it).
+                        cluster_remains = Some(Vec::new());
+                    }
                     continue;
                 }
+            };
+            let found: Vec<Resource> = if kind == ResourceKind::AccessEntry {
+                // Only the entries glrunner made (tagged with a key). The FARGATE_LINUX entry
+                // EKS makes for the pod execution role must outlive the Fargate profile, or its
+                // nodes lose their identity ("identity is not mapped": aws/containers-roadmap
+                // #2441; "Pod execution role is not found in auth config":
+                // terraform-aws-modules/terraform-aws-eks#2972); it and any entry someone else
+                // added go with the cluster.
+                let (ours, others): (Vec<_>, Vec<_>) =
+                    found.into_iter().partition(|r| !r.key.is_empty());
+                for res in &others {
+                    tracing::info!("{} left to go with its cluster", res.describe());
+                }
+                ours
+            } else {
+                found
             };
             if kind == ResourceKind::FargateProfile {
                 for res in found {
@@ -132,10 +162,20 @@ impl Engine<'_> {
                 }
             }
         }
-        report.leftovers = self.leftovers(stack).await?;
+        report.leftovers = match self.leftovers(stack).await {
+            Ok(left) => left,
+            // What is left is unknown; the errors below say why.
+            Err(err) if !report.errors.is_empty() || !report.kept.is_empty() => {
+                report.errors.push(format!("scan for leftovers: {err}"));
+                Vec::new()
+            }
+            Err(err) => return Err(err),
+        };
         report.makespan_s = start.elapsed().as_secs_f64();
         if let Some(state) = self.state
             && report.leftovers.is_empty()
+            && report.kept.is_empty()
+            && report.errors.is_empty()
         {
             state.remove()?;
         }
@@ -281,7 +321,10 @@ impl Engine<'_> {
         }
     }
 
-    /// Deletes one resource, retrying while busy, and waits until it is gone where AWS is asynchronous.
+    /// Deletes one resource, retrying while busy and, within the propagation window, while AWS
+    /// has not caught up ([`Error::Propagating`]: EC2 refuses to release a NAT gateway's
+    /// Elastic IP for a while after the gateway is deleted), and waits until it is gone where
+    /// AWS is asynchronous.
     async fn delete_resource(&self, res: Resource) -> (Resource, Result<()>) {
         let started = Instant::now();
         let label = res.describe();
@@ -290,14 +333,33 @@ impl Engine<'_> {
         });
         tracing::info!("deleting {label}");
         let timeout = self.waits.timeout_for(res.kind);
+        let first_propagating: Mutex<Option<Instant>> = Mutex::new(None);
+        let retryable = |err: &Error| -> bool {
+            if err.is_retryable() {
+                return true;
+            }
+            if !matches!(err, Error::Propagating { .. }) {
+                return false;
+            }
+            let mut first = first_propagating.lock().expect("propagation clock");
+            let since = *first.get_or_insert_with(Instant::now);
+            since.elapsed() < self.waits.propagation_timeout
+        };
         let outcome = async {
-            let deleted = retry(&label, timeout, &self.waits, self.progress, || async {
-                if res.kind.is_network() {
-                    self.network.delete(&res).await
-                } else {
-                    self.cluster.delete(&res).await
-                }
-            })
+            let deleted = retry_if(
+                &label,
+                timeout.max(self.waits.propagation_timeout),
+                &self.waits,
+                self.progress,
+                || async {
+                    if res.kind.is_network() {
+                        self.network.delete(&res).await
+                    } else {
+                        self.cluster.delete(&res).await
+                    }
+                },
+                retryable,
+            )
             .await;
             match deleted {
                 Ok(()) => {}

@@ -91,6 +91,13 @@ impl AwsAccount {
     }
 }
 
+/// Whether a NAT gateway in this state counts against "NAT gateways per Availability Zone":
+/// "A NAT gateway in the pending, active, or deleting state counts against your quota" (Amazon
+/// VPC User Guide, Amazon VPC quotas). `available` is the API's name for active.
+fn counts_towards_nat_quota(state: Option<&str>) -> bool {
+    !matches!(state, Some("deleted" | "failed"))
+}
+
 /// The on-demand USD price of the first product whose `usagetype` ends with `suffix`.
 pub fn on_demand_usd(products: &[serde_json::Value], suffix: &str) -> Option<f64> {
     products.iter().find_map(|p| {
@@ -272,12 +279,7 @@ impl AccountInspector for AwsAccount {
             .map_err(|e| map_sdk_error("describe NAT gateways", "region", "ec2", e))?;
         let live_subnets: Vec<String> = nats
             .iter()
-            .filter(|n| {
-                !matches!(
-                    n.state().map(|s| s.as_str()),
-                    Some("deleted" | "deleting" | "failed")
-                )
-            })
+            .filter(|n| counts_towards_nat_quota(n.state().map(|s| s.as_str())))
             .filter_map(|n| n.subnet_id().map(str::to_owned))
             .collect();
         let mut per_az: BTreeMap<String, u32> = BTreeMap::new();
@@ -332,6 +334,16 @@ impl AccountInspector for AwsAccount {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deleting_nat_gateways_count_towards_the_quota() {
+        for state in ["pending", "available", "deleting"] {
+            assert!(counts_towards_nat_quota(Some(state)), "{state}");
+        }
+        for state in ["deleted", "failed"] {
+            assert!(!counts_towards_nat_quota(Some(state)), "{state}");
+        }
+    }
 
     #[test]
     fn reads_the_on_demand_price_of_a_usage_type() {

@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 use aws_sdk_ec2::Client;
+use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::{
     AttributeBooleanValue, DomainType, Filter, NatGatewayState, ResourceType, Tag, TagSpecification,
 };
@@ -315,6 +316,70 @@ impl AwsNetwork {
                 )
             })
             .collect())
+    }
+
+    /// The NAT gateway, deleting or deleted, that used the Elastic IP `allocation_id`.
+    async fn deleted_nat_of(&self, allocation_id: &str) -> Result<Option<String>> {
+        let nats: Vec<_> = self
+            .ec2
+            .describe_nat_gateways()
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| map_sdk_error("describe NAT gateways", "NAT gateways", "ec2", e))?;
+        Ok(nats
+            .iter()
+            .filter(|n| {
+                matches!(
+                    n.state(),
+                    Some(NatGatewayState::Deleting | NatGatewayState::Deleted)
+                )
+            })
+            .find(|n| {
+                n.nat_gateway_addresses()
+                    .iter()
+                    .any(|a| a.allocation_id() == Some(allocation_id))
+            })
+            .and_then(|n| n.nat_gateway_id().map(str::to_owned)))
+    }
+
+    /// ReleaseAddress; an address whose NAT gateway was just deleted is reported as
+    /// [`Error::Propagating`] so that teardown retries it for a bounded window.
+    async fn release_address(&self, resource: &Resource, action: &str, what: &str) -> Result<()> {
+        let err = match self
+            .ec2
+            .release_address()
+            .allocation_id(&resource.id)
+            .send()
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(e) => e,
+        };
+        let code = err.code().unwrap_or_default().to_string();
+        // Right after its NAT gateway is deleted, and for a while after DescribeNatGateways says
+        // `deleted`, EC2 refuses to release the address with AuthFailure "You do not have
+        // permission to access the specified resource." (terraform-aws-modules/terraform-aws-vpc
+        // #64, hashicorp/terraform-provider-aws#13763, eformat/sno-for-100#9), or with
+        // InvalidNetworkInterfaceID.NotFound naming the gateway's gone interface
+        // (hashicorp/terraform-provider-aws#49299), which must not pass for "already released".
+        if matches!(
+            code.as_str(),
+            "AuthFailure" | "InvalidNetworkInterfaceID.NotFound"
+        ) && let Some(nat) = self.deleted_nat_of(&resource.id).await?
+        {
+            return Err(Error::Propagating {
+                action: action.to_string(),
+                resource: what.to_string(),
+                message: format!(
+                    "{code}: {} (NAT gateway {nat}, which used this address, was deleted moments ago; EC2 releases the address a little later)",
+                    err.message().unwrap_or_default()
+                ),
+            });
+        }
+        Err(map_sdk_error(action, what, "ec2", err))
     }
 
     async fn rollback(&self, resource: Resource, cause: Error) -> Error {
@@ -693,14 +758,7 @@ impl NetworkProvisioner for AwsNetwork {
                     .map(|_| ())
                     .map_err(|e| map_sdk_error(&action, &what, "ec2", e))
             }
-            ResourceKind::ElasticIp => self
-                .ec2
-                .release_address()
-                .allocation_id(id)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| map_sdk_error(&action, &what, "ec2", e)),
+            ResourceKind::ElasticIp => self.release_address(resource, &action, &what).await,
             ResourceKind::NatGateway => self
                 .ec2
                 .delete_nat_gateway()

@@ -18,7 +18,9 @@ use crate::resource::{
 };
 use crate::spec::{KEY_TAG, REGION_TAG, STACK_TAG, StackName};
 
-/// IAM path of every role glrunner creates; discovery lists roles under it.
+/// IAM path of the EKS cluster role glrunner creates. The Fargate pod execution role lives at
+/// `/` ([`crate::resource::RoleTrust::path`]); discovery lists every path (older stacks made
+/// both roles under this one).
 pub const ROLE_PATH: &str = "/glrunner/";
 
 /// [`ClusterProvisioner`] on aws-sdk-eks, aws-sdk-iam and STS.
@@ -306,13 +308,13 @@ impl AwsCluster {
         let roles = self
             .iam
             .list_roles()
-            .path_prefix(ROLE_PATH)
+            .path_prefix("/")
             .into_paginator()
             .items()
             .send()
             .try_collect()
             .await
-            .map_err(|e| map_sdk_error("list IAM roles", ROLE_PATH, "iam", e))?;
+            .map_err(|e| map_sdk_error("list IAM roles", "/", "iam", e))?;
         let mut found = Vec::new();
         let prefix = format!("{stack}-");
         for role in roles.iter().filter(|r| r.role_name().starts_with(&prefix)) {
@@ -525,7 +527,12 @@ impl ClusterProvisioner for AwsCluster {
             .try_collect()
             .await
             .map_err(|e| map_sdk_error("list EKS clusters", "region", "eks", e))?;
-        for name in clusters {
+        // A stack's cluster is named after it (StackSpec::validate). In a shared account the
+        // caller may list every cluster of the Region but not describe the others' (a policy
+        // scoped to `arn:aws:eks:*:*:cluster/<stack>` answers AccessDeniedException), so only
+        // the stack's own name is described. An error on that one is not skipped: the cluster
+        // may be ours, and teardown keeps the network while it may exist.
+        for name in clusters.into_iter().filter(|n| n == stack.as_str()) {
             if let Some((cluster, tags)) = self.describe_cluster_resource(&name).await?
                 && is_ours(tags.as_ref(), stack)
             {
@@ -555,7 +562,7 @@ impl ClusterProvisioner for AwsCluster {
                     .iam
                     .create_role()
                     .role_name(name)
-                    .path(ROLE_PATH)
+                    .path(trust.path())
                     .assume_role_policy_document(trust_policy(
                         trust.service(),
                         source_arn.as_deref(),
@@ -899,12 +906,17 @@ impl ClusterProvisioner for AwsCluster {
                 principal_arn,
                 policy_arn,
             } => {
-                let out = self
+                // Every page (maxResults/nextToken: EKS API reference,
+                // ListAssociatedAccessPolicies).
+                let policies: Vec<_> = self
                     .eks
                     .list_associated_access_policies()
                     .cluster_name(cluster)
                     .principal_arn(principal_arn)
+                    .into_paginator()
+                    .items()
                     .send()
+                    .try_collect()
                     .await
                     .map_err(|e| {
                         map_sdk_error(
@@ -914,8 +926,7 @@ impl ClusterProvisioner for AwsCluster {
                             e,
                         )
                     })?;
-                let associated = out
-                    .associated_access_policies()
+                let associated = policies
                     .iter()
                     .any(|p| p.policy_arn() == Some(policy_arn.as_str()));
                 Ok(if associated {

@@ -411,7 +411,7 @@ async fn the_access_entry_names_the_callers_role_with_its_path() {
     let plan = glrunner_infra::plan_stack(&spec, &cloud).await.unwrap();
     let report = Engine::new(&cloud, &cloud).apply(&plan).await.unwrap();
     assert_eq!(
-        report.resources["access/admin"].id,
+        report.resources[&glrunner_infra::plan::access_entry_key(&role)].id,
         format!("sso/{role}"),
         "the role ARN with its path"
     );
@@ -503,27 +503,13 @@ async fn an_access_entry_that_already_exists_is_reused() {
         .apply(&plan)
         .await
         .unwrap();
-    assert_eq!(report.resources["access/admin"].id, entry.id);
-    assert_eq!(report.created(), 0);
-}
-
-#[tokio::test(start_paused = true)]
-async fn gov_cloud_arns_use_the_partition() {
-    let cloud = InMemoryCloud::new("us-gov-west-1");
-    let spec = StackSpec::new(StackName::new("gov").unwrap(), "us-gov-west-1");
-    let plan = glrunner_infra::plan_stack(&spec, &cloud).await.unwrap();
-    let report = Engine::new(&cloud, &cloud).apply(&plan).await.unwrap();
-    assert!(
-        report.resources["role/cluster"]
-            .arn
-            .as_deref()
-            .unwrap()
-            .starts_with("arn:aws-us-gov:iam::")
+    assert_eq!(
+        report.resources
+            [&glrunner_infra::plan::access_entry_key("arn:aws:iam::123456789012:user/sandbox")]
+            .id,
+        entry.id
     );
-    Engine::new(&cloud, &cloud)
-        .teardown(&spec.stack)
-        .await
-        .unwrap();
+    assert_eq!(report.created(), 0);
 }
 
 #[tokio::test(start_paused = true)]
@@ -772,4 +758,247 @@ async fn two_concurrent_runs_of_one_stack_end_with_one_stack() {
             .await
             .unwrap();
     }
+}
+
+/// Right after a NAT gateway is deleted EC2 refuses to release its Elastic IP for a while
+/// (memory.rs, `Durations::eip_release_after_nat`); the first teardown still ends with nothing.
+#[tokio::test(start_paused = true)]
+async fn the_first_teardown_releases_the_eip_of_a_just_deleted_nat_gateway() {
+    let cloud = InMemoryCloud::default();
+    let spec = spec("eipwait");
+    let plan = glrunner_infra::plan_stack(&spec, &cloud).await.unwrap();
+    Engine::new(&cloud, &cloud).apply(&plan).await.unwrap();
+    let report = Engine::new(&cloud, &cloud)
+        .teardown(&spec.stack)
+        .await
+        .unwrap_or_else(|e| panic!("the first teardown failed: {e}"));
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert!(
+        cloud
+            .all_resources()
+            .iter()
+            .all(|r| r.kind == ResourceKind::NatGateway),
+        "left: {:?}",
+        cloud.all_resources()
+    );
+}
+
+/// A cluster provisioner whose discovery always fails (a denied or broken ListClusters).
+struct BlindDiscovery<'a>(&'a InMemoryCloud);
+
+#[async_trait::async_trait]
+impl glrunner_infra::ClusterProvisioner for BlindDiscovery<'_> {
+    async fn caller_arn(&self) -> glrunner_infra::Result<String> {
+        glrunner_infra::ClusterProvisioner::caller_arn(self.0).await
+    }
+    async fn discover(
+        &self,
+        _: &StackName,
+    ) -> glrunner_infra::Result<Vec<glrunner_infra::Resource>> {
+        Err(Error::PermissionDenied {
+            action: "list EKS clusters".into(),
+            message: "not authorized to perform: eks:ListClusters".into(),
+        })
+    }
+    async fn create(
+        &self,
+        r: &CreateRequest,
+        t: &ResourceTags,
+    ) -> glrunner_infra::Result<glrunner_infra::Resource> {
+        glrunner_infra::ClusterProvisioner::create(self.0, r, t).await
+    }
+    async fn describe(
+        &self,
+        k: ResourceKind,
+        id: &str,
+    ) -> glrunner_infra::Result<Option<glrunner_infra::Resource>> {
+        glrunner_infra::ClusterProvisioner::describe(self.0, k, id).await
+    }
+    async fn delete(&self, r: &glrunner_infra::Resource) -> glrunner_infra::Result<()> {
+        glrunner_infra::ClusterProvisioner::delete(self.0, r).await
+    }
+    async fn cluster_access(
+        &self,
+        name: &str,
+    ) -> glrunner_infra::Result<glrunner_infra::ClusterAccess> {
+        glrunner_infra::ClusterProvisioner::cluster_access(self.0, name).await
+    }
+}
+
+/// When teardown cannot tell whether the cluster is gone, it keeps the network and the roles:
+/// deleting the NAT gateway, routes and internet gateway under a live cluster strands it.
+#[tokio::test(start_paused = true)]
+async fn a_failed_cluster_discovery_keeps_the_network_for_the_cluster() {
+    let cloud = InMemoryCloud::default();
+    let spec = spec("blind");
+    let plan = glrunner_infra::plan_stack(&spec, &cloud).await.unwrap();
+    Engine::new(&cloud, &cloud).apply(&plan).await.unwrap();
+    let err = Engine::new(&cloud, &BlindDiscovery(&cloud))
+        .teardown(&spec.stack)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("kept"), "{err}");
+    let left = Engine::new(&cloud, &cloud)
+        .existing(&spec.stack)
+        .await
+        .unwrap();
+    for key in [
+        "cluster",
+        "nat/us-east-1a",
+        "eip/us-east-1a",
+        "igw",
+        "rt/private",
+        "vpc",
+        "role/cluster",
+    ] {
+        assert!(
+            left.contains_key(key),
+            "{key} was deleted while the cluster may exist: {:?}",
+            left.keys().collect::<Vec<_>>()
+        );
+    }
+    Engine::new(&cloud, &cloud)
+        .teardown(&spec.stack)
+        .await
+        .unwrap();
+}
+
+/// Cluster access belongs to a principal: a developer who runs after the CI role provisioned
+/// gets an access entry of their own, not the CI role's.
+#[tokio::test(start_paused = true)]
+async fn a_second_principal_after_the_first_provisioned_gets_its_own_entry() {
+    let ci = InMemoryCloud::default();
+    let spec = spec("twoheads");
+    let plan = glrunner_infra::plan_stack(&spec, &ci).await.unwrap();
+    Engine::new(&ci, &ci).apply(&plan).await.unwrap();
+    let dev = ci.clone().with_caller("arn:aws:iam::123456789012:user/dev");
+    let report = Engine::new(&dev, &dev).apply(&plan).await.unwrap();
+    for principal in [
+        "arn:aws:iam::123456789012:user/sandbox",
+        "arn:aws:iam::123456789012:user/dev",
+    ] {
+        let id = format!("twoheads/{principal}");
+        assert!(
+            glrunner_infra::ClusterProvisioner::describe(&ci, ResourceKind::AccessEntry, &id)
+                .await
+                .unwrap()
+                .is_some(),
+            "no access entry for {principal}"
+        );
+    }
+    assert_eq!(
+        report.created(),
+        1,
+        "the second run creates the developer's entry alone"
+    );
+}
+
+/// EKS makes a FARGATE_LINUX access entry for the pod execution role; teardown leaves it to go
+/// with the cluster, so the Fargate nodes keep authenticating until their profile is gone.
+#[tokio::test(start_paused = true)]
+async fn teardown_keeps_the_eks_managed_fargate_entry_until_the_profile_is_gone() {
+    let cloud = InMemoryCloud::default();
+    let spec = spec("fgentry");
+    let plan = glrunner_infra::plan_stack(&spec, &cloud).await.unwrap();
+    let applied = Engine::new(&cloud, &cloud).apply(&plan).await.unwrap();
+    let role = applied.resources["role/fargate"].arn.clone().unwrap();
+    assert!(
+        glrunner_infra::ClusterProvisioner::describe(
+            &cloud,
+            ResourceKind::AccessEntry,
+            &format!("fgentry/{role}")
+        )
+        .await
+        .unwrap()
+        .is_some(),
+        "the profile brought its FARGATE_LINUX entry"
+    );
+    Engine::new(&cloud, &cloud)
+        .teardown(&spec.stack)
+        .await
+        .unwrap();
+    assert!(
+        cloud.fargate_auth_broken().is_empty(),
+        "profiles lost their node access entry: {:?}",
+        cloud.fargate_auth_broken()
+    );
+}
+
+/// The Fargate pod execution role's ARN has no path (EKS's Fargate guide), and EKS refuses one
+/// that has.
+#[tokio::test(start_paused = true)]
+async fn the_fargate_pod_execution_role_has_no_path() {
+    let cloud = InMemoryCloud::default();
+    let spec = spec("nopath");
+    let plan = glrunner_infra::plan_stack(&spec, &cloud).await.unwrap();
+    let applied = Engine::new(&cloud, &cloud).apply(&plan).await.unwrap();
+    let name = glrunner_infra::plan::fargate_role_name("nopath", "us-east-1");
+    assert_eq!(
+        applied.resources["role/fargate"].arn.as_deref(),
+        Some(format!("arn:aws:iam::123456789012:role/{name}").as_str())
+    );
+    let refused = glrunner_infra::ClusterProvisioner::create(
+        &cloud,
+        &CreateRequest::FargateProfile {
+            cluster: "nopath".into(),
+            name: "other".into(),
+            pod_execution_role_arn: "arn:aws:iam::123456789012:role/team/pods".into(),
+            subnet_ids: vec![],
+            selectors: vec![FargateSelector::namespace("x")],
+        },
+        &ResourceTags {
+            stack: "nopath".into(),
+            key: "other".into(),
+            extra: Default::default(),
+        },
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(refused.contains("path other than /"), "{refused}");
+}
+
+/// GovCloud has EKS but no Fargate for it: provision refuses the Region before any call, where
+/// the in-memory EKS (like AWS) would refuse only the Fargate profile, after the billed network
+/// and control plane.
+#[tokio::test(start_paused = true)]
+async fn gov_cloud_is_refused_before_anything_is_created() {
+    let cloud = InMemoryCloud::new("us-gov-west-1");
+    let spec = StackSpec::new(StackName::new("gov").unwrap(), "us-gov-west-1");
+    let err = glrunner_infra::provision(
+        &spec,
+        &cloud,
+        &cloud,
+        &glrunner_infra::StackOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidInput { ref field, ref message } if field == "region" && message.contains("Fargate")),
+        "{err}"
+    );
+    assert!(cloud.calls().is_empty(), "{:?}", cloud.calls());
+}
+
+/// IAM is eventually consistent: right after a crash that followed CreateRole, GetRole does
+/// not see the role yet while CreateRole answers EntityAlreadyExists. The re-run waits for it.
+#[tokio::test(start_paused = true)]
+async fn a_rerun_right_after_create_role_waits_for_iam_to_show_the_role() {
+    use glrunner_infra::conformance::Instrumented;
+    let cloud = InMemoryCloud::default();
+    let spec = spec("iamlag");
+    let plan = glrunner_infra::plan_stack(&spec, &cloud).await.unwrap();
+    let crashing = Instrumented::new(&cloud, &cloud).failing_after_create(1);
+    assert!(
+        Engine::new(&crashing, &crashing)
+            .apply(&plan)
+            .await
+            .is_err()
+    );
+    let rerun = Engine::new(&cloud, &cloud)
+        .apply(&plan)
+        .await
+        .unwrap_or_else(|e| panic!("the re-run failed: {e}"));
+    assert_eq!(rerun.created(), plan.steps.len() - 1);
 }

@@ -13,6 +13,7 @@ use glrunner_infra::aws::{AwsCluster, AwsNetwork};
 use glrunner_infra::conformance::{self, Capabilities};
 use glrunner_infra::spec::{STACK_TAG, StackName, StackSpec};
 use glrunner_infra::{StackOptions, WaitPolicy};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// moto is one shared server: run its tests one at a time.
 static MOTO: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -301,7 +302,8 @@ async fn provision_twice_then_teardown_without_state_leaves_nothing() {
         ("cluster", 1),
         ("fargate profile", 1),
         ("addon", 1),
-        ("access entry", 1),
+        // The caller's, and the FARGATE_LINUX entry EKS makes for the pod execution role.
+        ("access entry", 2),
     ];
     assert_eq!(
         census(&config, "moto-full").await,
@@ -417,7 +419,7 @@ async fn provision_as_an_assumed_role_with_a_path_on_the_first_try() {
     .unwrap();
     let applied = outcome.applied.unwrap();
     assert_eq!(
-        applied.resources["access/admin"].id,
+        applied.resources[&glrunner_infra::plan::access_entry_key(&role)].id,
         format!("moto-sso/{role}")
     );
     // The zones EKS accepts, by ID: this account's us-east-1a is use1-az3.
@@ -428,7 +430,11 @@ async fn provision_as_an_assumed_role_with_a_path_on_the_first_try() {
         .send()
         .await
         .unwrap();
-    assert_eq!(entries.access_entries(), [role.as_str()]);
+    assert!(
+        entries.access_entries().contains(&role),
+        "{:?}",
+        entries.access_entries()
+    );
     glrunner_infra::teardown(
         &spec.stack,
         &spec.region,
@@ -501,4 +507,243 @@ async fn the_same_stack_in_two_regions_is_two_stacks() {
         let after = census(config, "moto-twin").await;
         assert!(after.iter().all(|(_, n)| *n == 0), "left behind: {after:?}");
     }
+}
+
+/// A call to the shim's control endpoints (plain HTTP/1.1 on loopback); the JSON answer.
+async fn shim(method: &str, path: &str, body: serde_json::Value) -> serde_json::Value {
+    let url = std::env::var("GLRUNNER_TEST_MOTO_URL").expect("moto runs");
+    let addr = url.trim_start_matches("http://").trim_end_matches('/');
+    let body = body.to_string();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200"),
+        "{method} {path}: {answer}"
+    );
+    let (_, json) = answer.split_once("\r\n\r\n").unwrap();
+    serde_json::from_str(json).unwrap()
+}
+
+fn fast() -> StackOptions<'static> {
+    StackOptions {
+        waits: WaitPolicy::fast(),
+        ..Default::default()
+    }
+}
+
+/// EC2 refuses to release a NAT gateway's Elastic IP for a while after the gateway is deleted
+/// (the shim's `eip_auth_failure_s`, with its sources); the first teardown still leaves nothing.
+#[tokio::test]
+async fn the_first_teardown_leaves_nothing_despite_the_eip_auth_failure_window() {
+    let Some(config) = moto().await else { return };
+    let _guard = MOTO.lock().await;
+    let before = shim("GET", "/glrunner-shim/config", serde_json::json!({})).await;
+    shim(
+        "POST",
+        "/glrunner-shim/config",
+        serde_json::json!({"eip_auth_failure_s": 4.0}),
+    )
+    .await;
+    let (network, cluster) = (AwsNetwork::new(&config), AwsCluster::new(&config));
+    let spec = spec("moto-eip");
+    let provisioned = glrunner_infra::provision(&spec, &network, &cluster, &fast()).await;
+    let torn =
+        glrunner_infra::teardown(&spec.stack, &spec.region, &network, &cluster, &fast()).await;
+    shim(
+        "POST",
+        "/glrunner-shim/config",
+        serde_json::json!({"eip_auth_failure_s": before["eip_auth_failure_s"]}),
+    )
+    .await;
+    let applied = provisioned.unwrap().applied.unwrap();
+    // The pod execution role sits at path / (EKS's Fargate guide; the shim refuses a path).
+    let name = glrunner_infra::plan::fargate_role_name("moto-eip", "us-east-1");
+    assert_eq!(
+        applied.resources["role/fargate"].arn.as_deref(),
+        Some(format!("arn:aws:iam::123456789012:role/{name}").as_str())
+    );
+    let report = torn.unwrap_or_else(|e| panic!("the first teardown failed: {e}"));
+    assert!(
+        report.leftovers.is_empty() && report.errors.is_empty(),
+        "{report:?}"
+    );
+    let after = census(&config, "moto-eip").await;
+    assert!(after.iter().all(|(_, n)| *n == 0), "left behind: {after:?}");
+}
+
+/// In a shared account, clusters of other teams (one named like another glrunner stack) are
+/// listed but may not be described: provision and teardown go on without them.
+#[tokio::test]
+async fn a_foreign_cluster_the_caller_may_not_describe_stops_neither_provision_nor_teardown() {
+    let Some(config) = moto().await else { return };
+    let _guard = MOTO.lock().await;
+    for name in ["team-payments", "moto-shared-prod"] {
+        shim(
+            "POST",
+            "/glrunner-shim/foreign-clusters",
+            serde_json::json!({"region": "us-east-1", "name": name}),
+        )
+        .await;
+    }
+    let denied = aws_sdk_eks::Client::new(&config)
+        .describe_cluster()
+        .name("team-payments")
+        .send()
+        .await;
+    let (network, cluster) = (AwsNetwork::new(&config), AwsCluster::new(&config));
+    let spec = spec("moto-shared");
+    let provisioned = glrunner_infra::provision(&spec, &network, &cluster, &fast()).await;
+    let torn =
+        glrunner_infra::teardown(&spec.stack, &spec.region, &network, &cluster, &fast()).await;
+    shim(
+        "DELETE",
+        "/glrunner-shim/foreign-clusters",
+        serde_json::json!({}),
+    )
+    .await;
+    assert!(
+        denied.is_err_and(|e| format!("{e:?}").contains("AccessDeniedException")),
+        "the shim denies the foreign cluster"
+    );
+    provisioned.unwrap_or_else(|e| panic!("provision: {e}"));
+    torn.unwrap_or_else(|e| panic!("teardown: {e}"));
+    let after = census(&config, "moto-shared").await;
+    assert!(after.iter().all(|(_, n)| *n == 0), "left behind: {after:?}");
+}
+
+/// A developer's SSO role that runs after the CI principal provisioned gets an access entry of
+/// its own, and EKS (the shim's token review) lets it in as itself.
+#[tokio::test]
+async fn a_second_principal_after_the_first_provisioned_gets_its_own_entry() {
+    let Some(config) = moto().await else { return };
+    let _guard = MOTO.lock().await;
+    let spec = spec("moto-heads");
+    let (network, cluster) = (AwsNetwork::new(&config), AwsCluster::new(&config));
+    let first = glrunner_infra::provision(&spec, &network, &cluster, &fast()).await;
+    let (session, role) = sso_session(&config).await;
+    let second = glrunner_infra::provision(
+        &spec,
+        &AwsNetwork::new(&session),
+        &AwsCluster::new(&session),
+        &fast(),
+    )
+    .await;
+    let entries = aws_sdk_eks::Client::new(&config)
+        .list_access_entries()
+        .cluster_name("moto-heads")
+        .send()
+        .await
+        .unwrap();
+    shim(
+        "POST",
+        "/glrunner-shim/eks-endpoints",
+        serde_json::json!({"moto-heads": {"endpoint": "https://127.0.0.1:9", "ca": ""}}),
+    )
+    .await;
+    let token = glrunner_infra::kubeconfig::EksTokenGenerator::new(&session)
+        .unwrap()
+        .token("moto-heads")
+        .await
+        .unwrap();
+    let review = shim(
+        "POST",
+        "/glrunner-shim/tokenreview",
+        serde_json::json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token.expose()}}),
+    )
+    .await;
+    let torn =
+        glrunner_infra::teardown(&spec.stack, &spec.region, &network, &cluster, &fast()).await;
+    first.unwrap();
+    second.unwrap();
+    let entries = entries.access_entries();
+    for principal in ["arn:aws:iam::123456789012:user/moto", role.as_str()] {
+        assert!(
+            entries.iter().any(|e| e == principal),
+            "no access entry for {principal}: {entries:?}"
+        );
+    }
+    assert_eq!(review["status"]["authenticated"], true, "{review}");
+    assert_eq!(
+        review["status"]["user"]["username"],
+        role.as_str(),
+        "{review}"
+    );
+    torn.unwrap();
+}
+
+/// ListAssociatedAccessPolicies pages (maxResults, nextToken): an admin policy on the second
+/// page is still found, so a reused access entry is not reported as drifted.
+#[tokio::test]
+async fn the_access_policies_of_an_entry_are_read_past_the_first_page() {
+    use glrunner_infra::ClusterProvisioner as _;
+    let Some(config) = moto().await else { return };
+    let _guard = MOTO.lock().await;
+    let spec = spec("moto-pages");
+    let (network, cluster) = (AwsNetwork::new(&config), AwsCluster::new(&config));
+    glrunner_infra::provision(&spec, &network, &cluster, &fast())
+        .await
+        .unwrap();
+    let (_, role) = sso_session(&config).await;
+    let eks = aws_sdk_eks::Client::new(&config);
+    eks.create_access_entry()
+        .cluster_name("moto-pages")
+        .principal_arn(&role)
+        .send()
+        .await
+        .unwrap();
+    let scope = aws_sdk_eks::types::AccessScope::builder()
+        .r#type(aws_sdk_eks::types::AccessScopeType::Cluster)
+        .build();
+    let admin = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy";
+    for policy in [
+        "arn:aws:eks::aws:cluster-access-policy/AmazonEKSViewPolicy",
+        admin,
+    ] {
+        eks.associate_access_policy()
+            .cluster_name("moto-pages")
+            .principal_arn(&role)
+            .policy_arn(policy)
+            .access_scope(scope.clone())
+            .send()
+            .await
+            .unwrap();
+    }
+    shim(
+        "POST",
+        "/glrunner-shim/config",
+        serde_json::json!({"access_policies_page_size": 1}),
+    )
+    .await;
+    let drift = cluster
+        .drift(
+            &glrunner_infra::CreateRequest::AccessEntry {
+                cluster: "moto-pages".into(),
+                principal_arn: role.clone(),
+                policy_arn: admin.into(),
+            },
+            &glrunner_infra::Resource {
+                kind: glrunner_infra::ResourceKind::AccessEntry,
+                id: format!("moto-pages/{role}"),
+                key: String::new(),
+                arn: None,
+                state: glrunner_infra::ResourceState::Available,
+            },
+        )
+        .await;
+    shim(
+        "POST",
+        "/glrunner-shim/config",
+        serde_json::json!({"access_policies_page_size": 100}),
+    )
+    .await;
+    glrunner_infra::teardown(&spec.stack, &spec.region, &network, &cluster, &fast())
+        .await
+        .unwrap();
+    assert_eq!(drift.unwrap(), Vec::<String>::new());
 }
