@@ -4,11 +4,15 @@
 //! the runner token never does: it is in the Secret named by `runners.secret`.
 //!
 //! Helm versions: the client asks `helm version --short` once and refuses anything older than
-//! [`MIN_HELM_VERSION`] (3.8, the first with OCI charts by default). Helm 4 gets `--wait=watcher`
-//! (its `--wait` takes a strategy; Helm 3's is a plain switch) and keeps Helm 4's server-side
-//! apply default (`--server-side=auto`: the method of the release's previous revision). The
-//! official chart is fetched with `--repo URL` on the command itself, so the user's own helm
-//! repositories (a `gitlab` entry pointing elsewhere, say) are never rewritten.
+//! [`MIN_HELM_VERSION`] (3.8, the first with OCI charts by default). Each major gets only the
+//! flags its cobra commands define (the tests check every command line against tables derived
+//! from Helm's source at v3.8.0, v3.19.0, v4.0.0 and v4.2.4, `scripts/helm_flags.json`): Helm 4
+//! gets `--wait=watcher` (its `--wait` takes a strategy; Helm 3's is a plain switch) and no
+//! `helm list --all`, which it removed when it made `list` show every state (helm/helm
+//! 8a73d9798); Helm 4 keeps its server-side apply default (`--server-side=auto`: the method of
+//! the release's previous revision). The official chart is fetched with `--repo URL` on the
+//! command itself, so the user's own helm repositories (a `gitlab` entry pointing elsewhere, say)
+//! are never rewritten.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -59,6 +63,14 @@ impl HelmVersion {
         } else {
             "--wait"
         }
+    }
+
+    /// `helm list`'s switch for releases in every state, where there is one: without it Helm 3
+    /// lists only deployed and failed releases (helm v3.19.0 pkg/action/list.go `SetStateMask`,
+    /// "Apply a default"); Helm 4 removed it (helm/helm 8a73d9798, v4.0.0 pkg/cmd/list.go) and
+    /// lists every state unless a state filter is given (v4.0.0 pkg/action/list.go `SetStateMask`).
+    fn list_all_states(&self) -> Option<&'static str> {
+        (!self.is_helm4()).then_some("--all")
     }
 
     /// Whether `helm get metadata` exists.
@@ -283,9 +295,9 @@ impl HelmCli {
         let stdout = self
             .cmd(format!("find {} in helm list", id.describe()))
             .about(id.describe(), "list")
+            .args(["list"])
+            .args(helm.list_all_states())
             .args([
-                "list",
-                "--all",
                 "--max",
                 "0",
                 "--filter",
@@ -481,11 +493,15 @@ impl ReleaseManager for HelmCli {
             Some(ns) => format!("namespace {ns:?}"),
             None => "all namespaces".to_string(),
         };
+        let helm = self.version().await?;
         let mut cmd = self
             .cmd(format!("list gitlab-runner releases in {scope}"))
             .about(format!("helm releases in {scope}"), "list")
+            .args(["list"])
+            // Every state: pending and uninstalling releases are ours to see too.
+            .args(helm.list_all_states())
             // `--max 0`: every release (helm's default stops at 256).
-            .args(["list", "--all", "--max", "0", "--output", "json"]);
+            .args(["--max", "0", "--output", "json"]);
         cmd = match namespace {
             Some(ns) => cmd.args(["--namespace", ns]),
             None => cmd.args(["--all-namespaces"]),
