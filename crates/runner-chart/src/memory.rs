@@ -608,6 +608,7 @@ mod tests {
     async fn release_conformance() {
         let rm = InMemoryReleases::new();
         conformance::run_release_suite(&rm, "mem").await;
+        conformance::run_recovery_suite(&rm, "mem", &conformance::Suite::default()).await;
     }
 
     #[tokio::test(start_paused = true)]

@@ -282,6 +282,18 @@ async fn command_lines(tag: &str) -> Vec<Vec<String>> {
     helm.uninstall(&repo.id(), Duration::from_secs(60))
         .await
         .unwrap();
+    // Releases left pending by a killed helm, long ago: a pending upgrade is rolled back
+    // (`history`, `rollback`), a pending install uninstalled, and the upgrade goes on.
+    helm.ensure(&repo).await.unwrap();
+    helm.ensure(&repo).await.unwrap();
+    fake.set_pending("ci", &repo.name, "pending-upgrade", "2000-01-01T00:00:00Z");
+    assert_eq!(helm.ensure(&repo).await.unwrap().revision, 4);
+    helm.uninstall(&repo.id(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    helm.ensure(&repo).await.unwrap();
+    fake.set_pending("ci", &repo.name, "pending-install", "2000-01-01T00:00:00Z");
+    assert_eq!(helm.ensure(&repo).await.unwrap().revision, 1);
     fake.calls().into_iter().map(|c| c.argv).collect()
 }
 
@@ -312,7 +324,15 @@ async fn every_command_line_uses_only_flags_of_the_helm_it_runs() {
     }
     assert!(refused.is_empty(), "{}", refused.join("\n"));
     for (tag, (commands, lines)) in &seen {
-        for expected in ["version", "upgrade", "status", "list", "uninstall"] {
+        for expected in [
+            "version",
+            "upgrade",
+            "status",
+            "list",
+            "uninstall",
+            "history",
+            "rollback",
+        ] {
             assert!(
                 commands.contains(expected),
                 "{tag}: no {expected} in {lines:?}"

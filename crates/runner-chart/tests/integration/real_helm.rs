@@ -13,7 +13,10 @@
 //! `templates/configmap.yaml`).
 //!
 //! The test apiserver has no kubelet: no pod ever becomes Ready, so the helm-compatible CLI
-//! accepts `--wait` without honouring it (a real wait could only time out).
+//! accepts `--wait` without honouring it (a real wait could only time out), except in the
+//! recovery tests: there the CLI marks the release's Deployments ready after a few seconds
+//! (`GLRUNNER_HELM_SDK_READY_AFTER`), so the engine's wait holds the release pending that long
+//! and a helm killed in the meantime leaves it so.
 //!
 //! Every test runs twice, with the CLI as Helm 3 and as Helm 4 (`GLRUNNER_HELM_MAJOR`, set by a
 //! wrapper script per test): it then parses exactly that major's flags (`scripts/helm_flags.json`,
@@ -386,6 +389,55 @@ async fn release_conformance(major: Major) {
         "invalid",
     ];
     delete_namespaces(&client, &cases.map(|c| format!("{prefix}-{c}"))).await;
+}
+
+/// Seconds after which the CLI marks a release's Deployments ready in the recovery tests, so
+/// the engine's wait holds the release pending that long (scripts/helm_sdk_cli.py).
+const READY_AFTER: &str = "6";
+
+#[tokio::test]
+async fn killed_helm_operations_are_cleared_on_helms_real_engine_as_helm_3() {
+    killed_operations_are_cleared(Major::Helm3).await;
+}
+
+#[tokio::test]
+async fn killed_helm_operations_are_cleared_on_helms_real_engine_as_helm_4() {
+    killed_operations_are_cleared(Major::Helm4).await;
+}
+
+/// The recovery cases on the real engine: helm killed (SIGKILL, as `HelmCli` drops it) 3 s into
+/// a 6 s wait leaves the release pending in Helm's storage; the re-run, with a 10 s timeout,
+/// waits that out and converges.
+async fn killed_operations_are_cleared(major: Major) {
+    let Some(real) = real_helm(
+        "killed_helm_operations_are_cleared_on_helms_real_engine",
+        major,
+        &[("GLRUNNER_HELM_SDK_READY_AFTER", READY_AFTER)],
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let chart = write_test_chart(dir.path());
+    let helm = real.cli();
+    let prefix = unique(&format!("glr-kill{}", major.number()));
+    let suite = Suite {
+        chart: ChartSource::Path { path: chart },
+        kill_after: Duration::from_secs(3),
+        pending_timeout: Duration::from_secs(10),
+    };
+    let started = std::time::Instant::now();
+    conformance::run_recovery_suite(&helm, &prefix, &suite).await;
+    eprintln!(
+        "recovery cases as helm {}: {:?}",
+        major.number(),
+        started.elapsed()
+    );
+    let client = kube_client(&real.kubeconfig).await;
+    delete_namespaces(
+        &client,
+        &["kill-inst", "kill-upg"].map(|c| format!("{prefix}-{c}")),
+    )
+    .await;
 }
 
 /// Names of every object of kind `K` in `namespace` carrying the chart's `release` label.
