@@ -88,9 +88,10 @@ impl Table {
             } else {
                 words.push(rest.remove(i));
                 let path = words.join(" ");
-                let top = self.commands.iter().find(|(p, c)| {
-                    **p == path || (words.len() == 1 && c.aliases.iter().any(|a| *a == path))
-                });
+                let top = self
+                    .commands
+                    .iter()
+                    .find(|(p, c)| **p == path || (words.len() == 1 && c.aliases.contains(&path)));
                 if let Some((p, _)) = top {
                     return Ok((p.clone(), rest));
                 }
