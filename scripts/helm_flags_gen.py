@@ -151,7 +151,7 @@ class Package:
             out[name] = {
                 "short": short or None,
                 "kind": kind,
-                "type": (typ or "Var") + (var or "") + (short_form or ""),
+                "type": typ + (var or "") + (short_form or ""),
                 "no_opt_default": "true" if kind == "bool" else None,
                 "at": f"{path}:{line}",
             }
