@@ -22,11 +22,29 @@ pub fn test_spec(namespace: &str, name: &str) -> ReleaseSpec {
     ReleaseSpec::new(name, namespace, test_values()).with_timeout(Duration::from_secs(300))
 }
 
-/// Where the cases take their chart from.
-#[derive(Debug, Clone, Default)]
+/// Where the cases take their chart from, and the recovery cases' timing.
+#[derive(Debug, Clone)]
 pub struct Suite {
     /// The chart every case installs (a chart directory on a real engine without network).
     pub chart: ChartSource,
+    /// How long the recovery cases let an install or upgrade run before they kill it (drop its
+    /// future: [`crate::HelmCli`] kills the helm process). The backend's wait must last longer.
+    pub kill_after: Duration,
+    /// The timeout of the recovery cases' specs: longer than the backend's wait, so that
+    /// operations that are not killed succeed; a killed one is cleared once pending this long.
+    pub pending_timeout: Duration,
+}
+
+impl Default for Suite {
+    /// The default chart; timing for the in-memory backend's default [`crate::Timing`] (an
+    /// install takes 45 s, an upgrade 30 s).
+    fn default() -> Self {
+        Self {
+            chart: ChartSource::default(),
+            kill_after: Duration::from_secs(10),
+            pending_timeout: Duration::from_secs(120),
+        }
+    }
 }
 
 impl Suite {
@@ -204,6 +222,95 @@ pub async fn invalid_spec_is_rejected(rm: &dyn ReleaseManager, suite: &Suite, ns
     let e = rm.ensure(&bad_name).await.expect_err("bad release name");
     assert!(e.issues().iter().any(|i| i.field == "release"), "{e}");
     assert!(rm.list(Some(ns)).await.expect("list").is_empty());
+}
+
+/// Runs the cases of operations killed mid-wait, in `<prefix>-<case>` namespaces. The backend's
+/// install and upgrade must wait longer than `suite.kill_after` and less than
+/// `suite.pending_timeout`.
+pub async fn run_recovery_suite(rm: &dyn ReleaseManager, prefix: &str, suite: &Suite) {
+    killed_install_is_cleared_and_the_rerun_installs(rm, suite, &format!("{prefix}-kill-inst"))
+        .await;
+    killed_upgrade_is_rolled_back_and_the_rerun_upgrades(rm, suite, &format!("{prefix}-kill-upg"))
+        .await;
+}
+
+/// An install killed during its wait leaves the release `pending-install` (listed as such);
+/// `ensure` again clears it (an uninstall) and installs afresh: revision 1, deployed.
+pub async fn killed_install_is_cleared_and_the_rerun_installs(
+    rm: &dyn ReleaseManager,
+    suite: &Suite,
+    ns: &str,
+) {
+    let spec = suite.spec(ns, "killed").with_timeout(suite.pending_timeout);
+    assert!(
+        tokio::time::timeout(suite.kill_after, rm.ensure(&spec))
+            .await
+            .is_err(),
+        "the install was still waiting when it was killed"
+    );
+    let left = rm
+        .status(&spec.id())
+        .await
+        .expect("status")
+        .expect("the killed install left a release");
+    assert_eq!(left.state, ReleaseState::PendingInstall, "{left:?}");
+    let listed = rm.list(Some(ns)).await.expect("list");
+    assert!(
+        listed
+            .iter()
+            .any(|r| r.name == "killed" && r.state == ReleaseState::PendingInstall),
+        "a pending release is listed: {listed:?}"
+    );
+    let done = rm.ensure(&spec).await.expect("the re-run converges");
+    assert_eq!(
+        (done.revision, done.state.clone()),
+        (1, ReleaseState::Deployed),
+        "{done:?}"
+    );
+    rm.uninstall(&spec.id(), Duration::from_secs(60))
+        .await
+        .expect("cleanup");
+}
+
+/// An upgrade killed during its wait leaves the release `pending-upgrade`; `ensure` with the
+/// new values again rolls it back to the deployed revision (revision 3) and upgrades
+/// (revision 4, the new values).
+pub async fn killed_upgrade_is_rolled_back_and_the_rerun_upgrades(
+    rm: &dyn ReleaseManager,
+    suite: &Suite,
+    ns: &str,
+) {
+    let spec = suite.spec(ns, "killed").with_timeout(suite.pending_timeout);
+    let first = rm.ensure(&spec).await.expect("install");
+    assert_eq!(first.revision, 1);
+    let mut changed = spec.clone();
+    changed.values.concurrent = 40;
+    assert!(
+        tokio::time::timeout(suite.kill_after, rm.upgrade(&changed))
+            .await
+            .is_err(),
+        "the upgrade was still waiting when it was killed"
+    );
+    let left = rm
+        .status(&spec.id())
+        .await
+        .expect("status")
+        .expect("release");
+    assert_eq!(
+        (left.revision, left.state.clone()),
+        (2, ReleaseState::PendingUpgrade),
+        "{left:?}"
+    );
+    let done = rm.ensure(&changed).await.expect("the re-run converges");
+    assert_eq!(
+        (done.revision, done.state.clone()),
+        (4, ReleaseState::Deployed),
+        "rolled back (3), then upgraded (4): {done:?}"
+    );
+    assert_eq!(done.runner.expect("values").concurrent, 40);
+    rm.uninstall(&spec.id(), Duration::from_secs(60))
+        .await
+        .expect("cleanup");
 }
 
 /// Runs every Secret case in `<prefix>-<case>` namespaces.

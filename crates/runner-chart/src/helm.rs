@@ -4,11 +4,23 @@
 //! the runner token never does: it is in the Secret named by `runners.secret`.
 //!
 //! Helm versions: the client asks `helm version --short` once and refuses anything older than
-//! [`MIN_HELM_VERSION`] (3.8, the first with OCI charts by default). Helm 4 gets `--wait=watcher`
-//! (its `--wait` takes a strategy; Helm 3's is a plain switch) and keeps Helm 4's server-side
-//! apply default (`--server-side=auto`: the method of the release's previous revision). The
-//! official chart is fetched with `--repo URL` on the command itself, so the user's own helm
-//! repositories (a `gitlab` entry pointing elsewhere, say) are never rewritten.
+//! [`MIN_HELM_VERSION`] (3.8, the first with OCI charts by default). Each major gets only the
+//! flags its cobra commands define (the tests check every command line against tables derived
+//! from Helm's source at v3.8.0, v3.19.0, v4.0.0 and v4.2.4, `scripts/helm_flags.json`): Helm 4
+//! gets `--wait=watcher` (its `--wait` takes a strategy; Helm 3's is a plain switch) and no
+//! `helm list --all`, which it removed when it made `list` show every state (helm/helm
+//! 8a73d9798); Helm 4 keeps its server-side apply default (`--server-side=auto`: the method of
+//! the release's previous revision). The official chart is fetched with `--repo URL` on the
+//! command itself, so the user's own helm repositories (a `gitlab` entry pointing elsewhere, say)
+//! are never rewritten.
+//!
+//! A release left `pending-install`, `pending-upgrade` or `pending-rollback` by a helm that was
+//! killed mid-operation refuses every later upgrade ("another operation (install/upgrade/rollback)
+//! is in progress": helm v4.2.4 pkg/action/upgrade.go:246-248, the same since v3.8.0) until a
+//! rollback or an uninstall. An install or upgrade meeting that waits while the pending
+//! operation may still be running (up to the spec's timeout after it started), then rolls a
+//! pending upgrade or rollback back to the last deployed revision, or uninstalls a pending
+//! install, and goes on.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -29,6 +41,8 @@ use crate::values::RunnerSummary;
 pub const HELM_ENV: &str = "GLRUNNER_HELM";
 /// Revisions Helm keeps per release.
 const HISTORY_MAX: &str = "10";
+/// How often a release another helm operation holds is looked at again.
+const PENDING_POLL: Duration = Duration::from_secs(2);
 /// Oldest helm this client drives.
 pub const MIN_HELM_VERSION: semver::Version = semver::Version::new(3, 8, 0);
 /// First helm with `helm get metadata`.
@@ -59,6 +73,14 @@ impl HelmVersion {
         } else {
             "--wait"
         }
+    }
+
+    /// `helm list`'s switch for releases in every state, where there is one: without it Helm 3
+    /// lists only deployed and failed releases (helm v3.19.0 pkg/action/list.go `SetStateMask`,
+    /// "Apply a default"); Helm 4 removed it (helm/helm 8a73d9798, v4.0.0 pkg/cmd/list.go) and
+    /// lists every state unless a state filter is given (v4.0.0 pkg/action/list.go `SetStateMask`).
+    fn list_all_states(&self) -> Option<&'static str> {
+        (!self.is_helm4()).then_some("--all")
     }
 
     /// Whether `helm get metadata` exists.
@@ -283,9 +305,9 @@ impl HelmCli {
         let stdout = self
             .cmd(format!("find {} in helm list", id.describe()))
             .about(id.describe(), "list")
+            .args(["list"])
+            .args(helm.list_all_states())
             .args([
-                "list",
-                "--all",
                 "--max",
                 "0",
                 "--filter",
@@ -306,6 +328,27 @@ impl HelmCli {
 
     async fn deploy(&self, spec: &ReleaseSpec, install: bool) -> Result<ReleaseStatus> {
         spec.validate()?;
+        let helm = self.version().await?;
+        let first = self.run_upgrade(spec, install, &helm).await;
+        if !matches!(first, Err(Error::Conflict { .. })) {
+            return first;
+        }
+        // "another operation (install/upgrade/rollback) is in progress", or a write conflict:
+        // only a pending release is waited for or cleared, then the upgrade runs again.
+        if self.clear_pending(&spec.id(), spec.timeout, &helm).await? {
+            self.run_upgrade(spec, install, &helm).await
+        } else {
+            first
+        }
+    }
+
+    /// `helm upgrade [--install]` with the spec's values, once.
+    async fn run_upgrade(
+        &self,
+        spec: &ReleaseSpec,
+        install: bool,
+        helm: &HelmVersion,
+    ) -> Result<ReleaseStatus> {
         let yaml = spec.values.to_yaml()?;
         let id = spec.id();
         let action = if install {
@@ -313,7 +356,6 @@ impl HelmCli {
         } else {
             "upgrade"
         };
-        let helm = self.version().await?;
         let chart = self.chart_args(&spec.chart);
         let values_file = ValuesFile::write(&yaml)?;
         let timeout = format!("{}s", spec.timeout.as_secs());
@@ -357,6 +399,164 @@ impl HelmCli {
         tracing::info!(release = %id, revision = status.revision, state = %status.state, "helm release {action} done");
         Ok(status)
     }
+
+    /// The release's pending state, its revision, and how long ago the pending operation began
+    /// (`info.last_deployed`, which Helm sets when it starts one: helm v4.2.4 pkg/action/upgrade.go
+    /// `prepareUpgrade`, pkg/action/rollback.go `prepareRollback`); `None` when it is absent or
+    /// not pending.
+    async fn pending(&self, id: &ReleaseId) -> Result<Option<Pending>> {
+        let result = self
+            .cmd(format!("read the status of {}", id.describe()))
+            .about(id.describe(), "read the status of")
+            .args([
+                "status",
+                id.name.as_str(),
+                "--namespace",
+                id.namespace.as_str(),
+                "--output",
+                "json",
+            ])
+            .run()
+            .await;
+        let stdout = match result {
+            Ok(stdout) => stdout,
+            Err(Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let release: HelmRelease = serde_json::from_str(stdout.trim())
+            .map_err(|e| bad_output(id.describe(), "read the status of", e))?;
+        let state = ReleaseState::parse(&release.info.status);
+        // Helm's `IsPending` (helm v4.2.4 pkg/release/common/status.go:47): what errPending refuses.
+        if !matches!(
+            state,
+            ReleaseState::PendingInstall
+                | ReleaseState::PendingUpgrade
+                | ReleaseState::PendingRollback
+        ) {
+            return Ok(None);
+        }
+        let age = release
+            .info
+            .last_deployed
+            .as_deref()
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+            .map(|t| {
+                let secs = jiff::Timestamp::now().duration_since(t).as_secs_f64();
+                Duration::from_secs_f64(secs.max(0.0))
+            });
+        Ok(Some(Pending {
+            state,
+            revision: release.version,
+            age,
+        }))
+    }
+
+    /// Waits while `id` is pending and the operation that made it so may still run (until
+    /// `timeout` after it began: a live helm ends its wait by then), then clears it: a pending
+    /// install is uninstalled, a pending upgrade or rollback rolled back to the last deployed
+    /// revision. `true` when the release was pending (an upgrade may now go ahead), `false`
+    /// when it never was.
+    async fn clear_pending(
+        &self,
+        id: &ReleaseId,
+        timeout: Duration,
+        helm: &HelmVersion,
+    ) -> Result<bool> {
+        let first_look = tokio::time::Instant::now();
+        let mut seen = false;
+        loop {
+            let Some(pending) = self.pending(id).await? else {
+                return Ok(seen);
+            };
+            seen = true;
+            // Without a readable start time, count from the first look.
+            let age = pending.age.unwrap_or_else(|| first_look.elapsed());
+            if age < timeout {
+                tracing::info!(release = %id, state = %pending.state, revision = pending.revision,
+                    age_secs = age.as_secs(), timeout_secs = timeout.as_secs(),
+                    "release held by another helm operation; waiting for it to end or time out");
+                tokio::time::sleep((timeout - age).min(PENDING_POLL)).await;
+                continue;
+            }
+            tracing::warn!(release = %id, state = %pending.state, revision = pending.revision,
+                age_secs = age.as_secs(), "release left pending by a helm operation that is gone; clearing it");
+            match pending.state {
+                ReleaseState::PendingInstall => {
+                    self.uninstall(id, timeout).await?;
+                }
+                _ => self.roll_back_to_last_deployed(id, timeout, helm).await?,
+            }
+            return Ok(true);
+        }
+    }
+
+    /// `helm rollback` to the newest deployed revision (during an upgrade the previous revision
+    /// stays `deployed` until the new one succeeds: helm v4.2.4 pkg/action/upgrade.go
+    /// `releasingUpgrade`); a release that was never deployed is uninstalled instead.
+    async fn roll_back_to_last_deployed(
+        &self,
+        id: &ReleaseId,
+        timeout: Duration,
+        helm: &HelmVersion,
+    ) -> Result<()> {
+        let stdout = self
+            .cmd(format!("read the history of {}", id.describe()))
+            .about(id.describe(), "read the history of")
+            .args([
+                "history",
+                id.name.as_str(),
+                "--namespace",
+                id.namespace.as_str(),
+                "--output",
+                "json",
+            ])
+            .run()
+            .await?;
+        let history: Vec<HelmRevision> = serde_json::from_str(stdout.trim())
+            .map_err(|e| bad_output(id.describe(), "read the history of", e))?;
+        let Some(target) = history
+            .iter()
+            .filter(|r| r.status == "deployed")
+            .map(|r| r.revision)
+            .max()
+        else {
+            tracing::warn!(release = %id, "no deployed revision to roll back to; uninstalling");
+            self.uninstall(id, timeout).await?;
+            return Ok(());
+        };
+        let revision = target.to_string();
+        let secs = format!("{}s", timeout.as_secs().max(1));
+        self.cmd(format!(
+            "roll {} back to revision {revision}",
+            id.describe()
+        ))
+        .about(id.describe(), "roll back")
+        .args([
+            "rollback",
+            id.name.as_str(),
+            revision.as_str(),
+            "--namespace",
+            id.namespace.as_str(),
+            helm.wait_flag(),
+            "--timeout",
+            secs.as_str(),
+            "--history-max",
+            HISTORY_MAX,
+        ])
+        .bounded(timeout)
+        .run()
+        .await?;
+        tracing::info!(release = %id, revision = target, "helm release rolled back");
+        Ok(())
+    }
+}
+
+/// A release some helm operation left pending.
+struct Pending {
+    state: ReleaseState,
+    revision: u32,
+    /// Since the operation began, when helm says.
+    age: Option<Duration>,
 }
 
 /// The temporary values file: created 0600, removed on [`ValuesFile::remove`] or drop.
@@ -481,11 +681,15 @@ impl ReleaseManager for HelmCli {
             Some(ns) => format!("namespace {ns:?}"),
             None => "all namespaces".to_string(),
         };
+        let helm = self.version().await?;
         let mut cmd = self
             .cmd(format!("list gitlab-runner releases in {scope}"))
             .about(format!("helm releases in {scope}"), "list")
+            .args(["list"])
+            // Every state: pending and uninstalling releases are ours to see too.
+            .args(helm.list_all_states())
             // `--max 0`: every release (helm's default stops at 256).
-            .args(["list", "--all", "--max", "0", "--output", "json"]);
+            .args(["--max", "0", "--output", "json"]);
         cmd = match namespace {
             Some(ns) => cmd.args(["--namespace", ns]),
             None => cmd.args(["--all-namespaces"]),
@@ -511,6 +715,17 @@ struct HelmRelease {
 
 #[derive(Deserialize, Default)]
 struct HelmInfo {
+    #[serde(default)]
+    status: String,
+    /// When the revision's operation began (RFC 3339).
+    #[serde(default)]
+    last_deployed: Option<String>,
+}
+
+/// One row of `helm history --output json` (helm v4.2.4 pkg/cmd/history.go `releaseInfo`).
+#[derive(Deserialize)]
+struct HelmRevision {
+    revision: u32,
     #[serde(default)]
     status: String,
 }

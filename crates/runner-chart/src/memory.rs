@@ -12,6 +12,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Serialize;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::fargate::FargateSize;
@@ -85,7 +86,35 @@ struct StoredRelease {
     spec: ReleaseSpec,
     revision: u32,
     state: ReleaseState,
+    /// When the pending operation began (Helm's `info.last_deployed` of a pending revision).
+    pending_since: Option<Instant>,
+    /// The spec of the last revision that was deployed: what a rollback goes back to.
+    deployed: Option<ReleaseSpec>,
 }
+
+impl StoredRelease {
+    fn new(spec: &ReleaseSpec, state: ReleaseState) -> Self {
+        Self {
+            spec: spec.clone(),
+            revision: 1,
+            pending_since: helm_pending(&state).then(Instant::now),
+            state,
+            deployed: None,
+        }
+    }
+}
+
+/// Helm's `IsPending` (helm v4.2.4 pkg/release/common/status.go:47): the states in which
+/// `helm upgrade` answers errPending. `uninstalling` is not one of them.
+fn helm_pending(state: &ReleaseState) -> bool {
+    matches!(
+        state,
+        ReleaseState::PendingInstall | ReleaseState::PendingUpgrade | ReleaseState::PendingRollback
+    )
+}
+
+/// How often a pending release is looked at again (as [`crate::HelmCli`] does).
+const PENDING_POLL: Duration = Duration::from_secs(2);
 
 impl StoredRelease {
     fn runner(&self) -> InstalledRunner {
@@ -275,16 +304,91 @@ impl InMemoryReleases {
         let status = {
             let mut map = self.lock();
             let r = map.get_mut(id).filter(|r| r.revision == revision)?;
+            if state == ReleaseState::Deployed {
+                r.deployed = Some(r.spec.clone());
+            }
             r.state = state;
+            r.pending_since = None;
             r.status()
         };
         self.notify();
         Some(status)
     }
 
+    /// A release whose operation was killed stays pending, and Helm refuses every later upgrade
+    /// ("another operation (install/upgrade/rollback) is in progress": helm v4.2.4
+    /// pkg/action/action.go:73, pkg/action/upgrade.go:246-248). Like [`crate::HelmCli`]: waits
+    /// while the pending operation may still run (until `timeout` after it began), then rolls a
+    /// pending upgrade or rollback back to the last deployed revision, or uninstalls a pending
+    /// install (or one never deployed).
+    async fn clear_pending(&self, id: &ReleaseId, timeout: Duration) -> Result<()> {
+        loop {
+            let since = match self.lock().get(id) {
+                Some(r) if helm_pending(&r.state) => r.pending_since,
+                _ => return Ok(()),
+            };
+            let age = since.map_or(timeout, |s| s.elapsed());
+            if age < timeout {
+                tokio::time::sleep((timeout - age).min(PENDING_POLL)).await;
+                continue;
+            }
+            let target = {
+                let map = self.lock();
+                map.get(id)
+                    .filter(|r| r.state != ReleaseState::PendingInstall)
+                    .and_then(|r| r.deployed.clone())
+            };
+            tracing::warn!(release = %id, "simulated release left pending by an operation that is gone; clearing it");
+            return match target {
+                Some(deployed) => self.roll_back(id, &deployed, timeout).await,
+                None => self.uninstall(id, timeout).await.map(|_| ()),
+            };
+        }
+    }
+
+    /// `helm rollback` to `deployed`: a new revision with that revision's config, pending
+    /// (`pending-rollback`) while it waits like an upgrade (helm v4.2.4 pkg/action/rollback.go
+    /// `prepareRollback`, `performRollback`).
+    async fn roll_back(
+        &self,
+        id: &ReleaseId,
+        deployed: &ReleaseSpec,
+        timeout: Duration,
+    ) -> Result<()> {
+        let revision = {
+            let mut map = self.lock();
+            let Some(r) = map.get_mut(id) else {
+                return Ok(());
+            };
+            r.revision += 1;
+            r.spec = deployed.clone();
+            r.state = ReleaseState::PendingRollback;
+            r.pending_since = Some(Instant::now());
+            r.revision
+        };
+        self.notify();
+        let secret_ready = match &self.secrets {
+            Some(secrets) => secrets.contains(&deployed.secret()),
+            None => true,
+        };
+        if !secret_ready || self.timing.upgrade > timeout {
+            tokio::time::sleep(timeout).await;
+            self.settle(id, revision, ReleaseState::Failed);
+            return Err(Error::Timeout {
+                resource: id.describe(),
+                action: "roll back".into(),
+                waited: timeout,
+            });
+        }
+        tokio::time::sleep(self.timing.upgrade).await;
+        self.settle(id, revision, ReleaseState::Deployed);
+        Ok(())
+    }
+
     async fn deploy(&self, spec: &ReleaseSpec, install: bool) -> Result<ReleaseStatus> {
         spec.validate()?;
         let id = spec.id();
+        self.clear_pending(&id, spec.timeout).await?;
         let action = if install {
             "install or upgrade"
         } else {
@@ -313,14 +417,7 @@ impl InMemoryReleases {
                         r.state = ReleaseState::Failed;
                     }
                     None if install => {
-                        map.insert(
-                            id.clone(),
-                            StoredRelease {
-                                spec: spec.clone(),
-                                revision: 1,
-                                state: ReleaseState::Failed,
-                            },
-                        );
+                        map.insert(id.clone(), StoredRelease::new(spec, ReleaseState::Failed));
                     }
                     _ => {}
                 }
@@ -348,6 +445,7 @@ impl InMemoryReleases {
                     let unchanged = r.spec == *spec && r.state == ReleaseState::Deployed;
                     r.revision += 1;
                     r.state = ReleaseState::PendingUpgrade;
+                    r.pending_since = Some(Instant::now());
                     r.spec = spec.clone();
                     (
                         r.revision,
@@ -367,11 +465,7 @@ impl InMemoryReleases {
                 None => {
                     map.insert(
                         id.clone(),
-                        StoredRelease {
-                            spec: spec.clone(),
-                            revision: 1,
-                            state: ReleaseState::PendingInstall,
-                        },
+                        StoredRelease::new(spec, ReleaseState::PendingInstall),
                     );
                     (1, self.timing.install)
                 }
@@ -421,6 +515,7 @@ impl ReleaseManager for InMemoryReleases {
                 None => return Ok(Removal::AlreadyAbsent),
                 Some(r) => {
                     r.state = ReleaseState::Uninstalling;
+                    r.pending_since = None;
                     r.revision
                 }
             }
@@ -608,6 +703,30 @@ mod tests {
     async fn release_conformance() {
         let rm = InMemoryReleases::new();
         conformance::run_release_suite(&rm, "mem").await;
+        conformance::run_recovery_suite(&rm, "mem", &conformance::Suite::default()).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_killed_install_is_cleared_once_pending_for_its_timeout() {
+        let rm = InMemoryReleases::new();
+        let s = spec("r").with_timeout(Duration::from_secs(120));
+        assert!(
+            tokio::time::timeout(Duration::from_secs(10), rm.ensure(&s))
+                .await
+                .is_err()
+        );
+        assert_eq!(rm.runners()[0].state, ReleaseState::PendingInstall);
+        let rerun = tokio::time::Instant::now();
+        let done = rm.ensure(&s).await.unwrap();
+        assert_eq!((done.revision, done.state), (1, ReleaseState::Deployed));
+        // Pending since 10 s before the re-run: it waits out the other 110 s of the timeout,
+        // then the uninstall (5 s) and the install (45 s).
+        let waited = rerun.elapsed();
+        assert!(
+            waited >= Duration::from_secs(110 + 5 + 45)
+                && waited <= Duration::from_secs(110 + 5 + 45 + 2),
+            "{waited:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -639,12 +758,13 @@ mod tests {
         let runners = rm.runners();
         assert_eq!(runners[0].state, ReleaseState::PendingInstall);
         assert!(!runners[0].is_ready());
-        // A second operation while pending conflicts, as with helm.
-        let e = rm.ensure(&spec("r")).await.unwrap_err();
-        assert_eq!(e.kind(), crate::ErrorKind::Conflict);
+        // A second operation while pending waits for the first (Helm would refuse it; the
+        // client waits for the pending operation to end), then upgrades.
+        let second = rm.ensure(&spec("r")).await.unwrap();
+        assert_eq!((second.revision, second.state), (2, ReleaseState::Deployed));
         let status = task.await.unwrap().unwrap();
-        assert_eq!(status.state, ReleaseState::Deployed);
-        assert_eq!(start.elapsed(), Timing::default().install);
+        assert_eq!((status.revision, status.state), (1, ReleaseState::Deployed));
+        assert!(start.elapsed() >= Timing::default().install);
         let r = &rm.runners()[0];
         assert!(r.is_ready());
         assert_eq!(rm.ready_runners_for_tag("t1").len(), 1);

@@ -4,6 +4,7 @@ mod integration {
     mod fake_helm;
     mod fleet_props;
     mod helm_cli;
+    mod helm_flags;
     mod kube_secrets;
     mod mocks;
     mod real_helm;

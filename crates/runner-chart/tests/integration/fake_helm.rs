@@ -1,5 +1,8 @@
 //! A fake `helm` executable: records argv, environment and the values files it is handed, and
-//! answers `upgrade`/`status`/`list`/`uninstall` from a small state directory.
+//! answers `upgrade`/`status`/`list`/`uninstall`/`history`/`rollback` from a small state
+//! directory. A release can be left pending, as a killed helm leaves it: `upgrade` then answers
+//! Helm's errPending (helm v4.2.4 pkg/action/action.go:73, pkg/action/upgrade.go:246-248) until a
+//! `rollback` or an `uninstall`.
 
 use std::path::{Path, PathBuf};
 
@@ -105,7 +108,9 @@ release_json() {
   printf '{"name":"%s","namespace":"%s","version":%s,"info":{"status":"deployed","description":"fake"},"chart":{"metadata":{"name":"gitlab-runner","version":"0.86.0","appVersion":"18.9.0"}}}\n' "$1" "$2" "$3"
 }
 status_json() {
-  printf '{"name":"%s","namespace":"%s","version":%s,"info":{"status":"deployed","description":"fake"}}\n' "$1" "$2" "$3"
+  state=deployed; since=""
+  if [ -f "$STATE/pending/$2/$1" ]; then state=$(sed -n 1p "$STATE/pending/$2/$1"); since=$(sed -n 2p "$STATE/pending/$2/$1"); fi
+  printf '{"name":"%s","namespace":"%s","version":%s,"info":{"status":"%s","last_deployed":"%s","description":"fake"}}\n' "$1" "$2" "$3" "$state" "$since"
 }
 case "$sub" in
   version) cat "$STATE/version" 2>/dev/null || echo 'v3.16.0+gfake';;
@@ -117,6 +122,9 @@ case "$sub" in
   repo) echo "fake: repo $2 ok";;
   upgrade)
     name="$2"; f="$STATE/releases/$ns/$name"
+    if [ -f "$STATE/pending/$ns/$name" ]; then
+      echo "Error: UPGRADE FAILED: another operation (install/upgrade/rollback) is in progress" >&2; exit 1
+    fi
     if [ -f "$f" ]; then rev=$(( $(cat "$f") + 1 ));
     elif [ "$install" = 1 ]; then rev=1;
     else echo "Error: UPGRADE FAILED: \"$name\" has no deployed releases" >&2; exit 1; fi
@@ -126,8 +134,29 @@ case "$sub" in
     name="$2"; f="$STATE/releases/$ns/$name"
     if [ -f "$f" ]; then status_json "$name" "$ns" "$(cat "$f")";
     else echo "Error: release: not found" >&2; exit 1; fi;;
+  history)
+    # The newest revision pending (if left so), the one before it deployed, older ones superseded.
+    name="$2"; f="$STATE/releases/$ns/$name"
+    if [ ! -f "$f" ]; then echo "Error: release: not found" >&2; exit 1; fi
+    cur=$(cat "$f"); sep=""; printf '['
+    for rev in $(seq 1 "$cur"); do
+      state=superseded
+      if [ "$rev" = "$cur" ]; then
+        state=deployed
+        [ -f "$STATE/pending/$ns/$name" ] && state=$(sed -n 1p "$STATE/pending/$ns/$name")
+      elif [ "$rev" = $((cur - 1)) ] && [ -f "$STATE/pending/$ns/$name" ]; then state=deployed; fi
+      printf '%s{"revision":%s,"updated":"2000-01-01T00:00:00Z","status":"%s","chart":"gitlab-runner-0.86.0","app_version":"18.9.0","description":"fake"}' "$sep" "$rev" "$state"
+      sep=","
+    done
+    printf ']\n';;
+  rollback)
+    name="$2"; f="$STATE/releases/$ns/$name"
+    if [ ! -f "$f" ]; then echo "Error: release: not found" >&2; exit 1; fi
+    rm -f "$STATE/pending/$ns/$name"; echo $(( $(cat "$f") + 1 )) > "$f"
+    echo "Rollback was a success! Happy Helming!";;
   uninstall)
     name="$2"; f="$STATE/releases/$ns/$name"
+    rm -f "$STATE/pending/$ns/$name"
     if [ -f "$f" ]; then rm -f "$f"; echo "release \"$name\" uninstalled";
     else echo "Error: uninstall: Release not loaded: $name: release: not found" >&2; exit 1; fi;;
   list)
@@ -190,6 +219,14 @@ impl FakeHelm {
         for i in 1..=count {
             std::fs::write(dir.join(format!("r-{i:04}")), "1\n").expect("release");
         }
+    }
+
+    /// Leaves release `name` in `namespace` in `state` (`pending-install`, `pending-upgrade`, ...)
+    /// since `since` (RFC 3339), as a helm killed during that operation leaves it.
+    pub fn set_pending(&self, namespace: &str, name: &str, state: &str, since: &str) {
+        let dir = self.dir.path().join("state/pending").join(namespace);
+        std::fs::create_dir_all(&dir).expect("pending dir");
+        std::fs::write(dir.join(name), format!("{state}\n{since}\n")).expect("pending");
     }
 
     /// The next helm call fails with this stderr.

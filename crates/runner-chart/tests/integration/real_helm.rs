@@ -13,7 +13,14 @@
 //! `templates/configmap.yaml`).
 //!
 //! The test apiserver has no kubelet: no pod ever becomes Ready, so the helm-compatible CLI
-//! accepts `--wait` without honouring it (a real wait could only time out).
+//! accepts `--wait` without honouring it (a real wait could only time out), except in the
+//! recovery tests: there the CLI marks the release's Deployments ready after a few seconds
+//! (`GLRUNNER_HELM_SDK_READY_AFTER`), so the engine's wait holds the release pending that long
+//! and a helm killed in the meantime leaves it so.
+//!
+//! Every test runs twice, with the CLI as Helm 3 and as Helm 4 (`GLRUNNER_HELM_MAJOR`, set by a
+//! wrapper script per test): it then parses exactly that major's flags (`scripts/helm_flags.json`,
+//! from Helm's cobra definitions at v3.19.0 and v4.2.4) and refuses any other, as helm does.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -36,6 +43,66 @@ use kube::api::{DeleteParams, ListParams, PostParams};
 
 const HELM_ENV: &str = "GLRUNNER_TEST_HELM";
 const KUBE_ENV: &str = "GLRUNNER_TEST_KUBECONFIG";
+
+/// The helm major the helm-compatible CLI emulates (scripts/helm_sdk_cli.py).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Major {
+    Helm3,
+    Helm4,
+}
+
+impl Major {
+    fn number(self) -> u64 {
+        match self {
+            Self::Helm3 => 3,
+            Self::Helm4 => 4,
+        }
+    }
+}
+
+/// The helm-compatible CLI in one mode: a wrapper script setting its environment.
+struct RealHelm {
+    _dir: tempfile::TempDir,
+    program: PathBuf,
+    kubeconfig: PathBuf,
+}
+
+impl RealHelm {
+    fn cli(&self) -> HelmCli {
+        HelmCli::builder()
+            .with_program(&self.program)
+            .with_kubeconfig(&self.kubeconfig)
+            .build()
+            .unwrap()
+    }
+}
+
+/// The helm-compatible CLI as helm `major`, with `env` set for it, or `None` outside CI.
+fn real_helm(test: &str, major: Major, env: &[(&str, &str)]) -> Option<RealHelm> {
+    let (helm, kubeconfig) = real_parts(test)?;
+    let dir = tempfile::tempdir().unwrap();
+    let program = dir.path().join("helm");
+    let quote = |s: &str| {
+        assert!(!s.contains('\''), "{s}");
+        format!("'{s}'")
+    };
+    let mut script = format!("#!/bin/sh\nexport GLRUNNER_HELM_MAJOR={}\n", major.number());
+    for (name, value) in env {
+        script.push_str(&format!("export {name}={}\n", quote(value)));
+    }
+    script.push_str(&format!(
+        "exec {} \"$@\"\n",
+        quote(&helm.display().to_string())
+    ));
+    std::fs::write(&program, script).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    Some(RealHelm {
+        _dir: dir,
+        program,
+        kubeconfig,
+    })
+}
 
 /// The helm-compatible CLI and the kubeconfig, or `None` (with the reason printed) outside CI.
 fn real_parts(test: &str) -> Option<(PathBuf, PathBuf)> {
@@ -283,24 +350,34 @@ async fn delete_namespaces(client: &kube::Client, namespaces: &[String]) {
 }
 
 #[tokio::test]
-async fn release_conformance_on_helms_real_engine() {
-    let Some((helm_path, kubeconfig)) = real_parts("release_conformance_on_helms_real_engine")
-    else {
+async fn release_conformance_on_helms_real_engine_as_helm_3() {
+    release_conformance(Major::Helm3).await;
+}
+
+#[tokio::test]
+async fn release_conformance_on_helms_real_engine_as_helm_4() {
+    release_conformance(Major::Helm4).await;
+}
+
+async fn release_conformance(major: Major) {
+    let Some(real) = real_helm("release_conformance_on_helms_real_engine", major, &[]) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
     let chart = write_test_chart(dir.path());
-    let helm = HelmCli::builder()
-        .with_program(&helm_path)
-        .with_kubeconfig(&kubeconfig)
-        .build()
-        .unwrap();
-    let prefix = unique("glr-helm");
+    let helm = real.cli();
+    assert_eq!(
+        helm.version().await.unwrap().0.major,
+        major.number(),
+        "the CLI answers as the helm it emulates"
+    );
+    let prefix = unique(&format!("glr-helm{}", major.number()));
     let suite = Suite {
         chart: ChartSource::Path { path: chart },
+        ..Suite::default()
     };
     conformance::run_release_suite_with(&helm, &prefix, &suite).await;
-    let client = kube_client(&kubeconfig).await;
+    let client = kube_client(&real.kubeconfig).await;
     let cases = [
         "idem",
         "upg-missing",
@@ -312,6 +389,55 @@ async fn release_conformance_on_helms_real_engine() {
         "invalid",
     ];
     delete_namespaces(&client, &cases.map(|c| format!("{prefix}-{c}"))).await;
+}
+
+/// Seconds after which the CLI marks a release's Deployments ready in the recovery tests, so
+/// the engine's wait holds the release pending that long (scripts/helm_sdk_cli.py).
+const READY_AFTER: &str = "6";
+
+#[tokio::test]
+async fn killed_helm_operations_are_cleared_on_helms_real_engine_as_helm_3() {
+    killed_operations_are_cleared(Major::Helm3).await;
+}
+
+#[tokio::test]
+async fn killed_helm_operations_are_cleared_on_helms_real_engine_as_helm_4() {
+    killed_operations_are_cleared(Major::Helm4).await;
+}
+
+/// The recovery cases on the real engine: helm killed (SIGKILL, as `HelmCli` drops it) 3 s into
+/// a 6 s wait leaves the release pending in Helm's storage; the re-run, with a 10 s timeout,
+/// waits that out and converges.
+async fn killed_operations_are_cleared(major: Major) {
+    let Some(real) = real_helm(
+        "killed_helm_operations_are_cleared_on_helms_real_engine",
+        major,
+        &[("GLRUNNER_HELM_SDK_READY_AFTER", READY_AFTER)],
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let chart = write_test_chart(dir.path());
+    let helm = real.cli();
+    let prefix = unique(&format!("glr-kill{}", major.number()));
+    let suite = Suite {
+        chart: ChartSource::Path { path: chart },
+        kill_after: Duration::from_secs(3),
+        pending_timeout: Duration::from_secs(10),
+    };
+    let started = std::time::Instant::now();
+    conformance::run_recovery_suite(&helm, &prefix, &suite).await;
+    eprintln!(
+        "recovery cases as helm {}: {:?}",
+        major.number(),
+        started.elapsed()
+    );
+    let client = kube_client(&real.kubeconfig).await;
+    delete_namespaces(
+        &client,
+        &["kill-inst", "kill-upg"].map(|c| format!("{prefix}-{c}")),
+    )
+    .await;
 }
 
 /// Names of every object of kind `K` in `namespace` carrying the chart's `release` label.
@@ -334,24 +460,32 @@ where
 }
 
 #[tokio::test]
-async fn a_runner_release_with_a_job_namespace_lives_and_goes_on_helms_real_engine() {
-    let Some((helm_path, kubeconfig)) =
-        real_parts("a_runner_release_with_a_job_namespace_lives_and_goes_on_helms_real_engine")
-    else {
+async fn a_runner_release_with_a_job_namespace_lives_and_goes_on_helms_real_engine_as_helm_3() {
+    a_runner_release_lives_and_goes(Major::Helm3).await;
+}
+
+#[tokio::test]
+async fn a_runner_release_with_a_job_namespace_lives_and_goes_on_helms_real_engine_as_helm_4() {
+    a_runner_release_lives_and_goes(Major::Helm4).await;
+}
+
+async fn a_runner_release_lives_and_goes(major: Major) {
+    let Some(real) = real_helm(
+        "a_runner_release_with_a_job_namespace_lives_and_goes_on_helms_real_engine",
+        major,
+        &[],
+    ) else {
         return;
     };
+    let kubeconfig = real.kubeconfig.clone();
     let dir = tempfile::tempdir().unwrap();
     let chart = write_test_chart(dir.path());
-    let helm = HelmCli::builder()
-        .with_program(&helm_path)
-        .with_kubeconfig(&kubeconfig)
-        .build()
-        .unwrap();
+    let helm = real.cli();
     let secrets = KubeTokenSecrets::connect(Some(&kubeconfig), None)
         .await
         .unwrap();
     let client = kube_client(&kubeconfig).await;
-    let ns = unique("glr-life");
+    let ns = unique(&format!("glr-life{}", major.number()));
     let jobs_ns = format!("{ns}-jobs");
     let mut values = RunnerValues::new("https://gitlab.example.com/")
         .with_concurrent(200)
@@ -548,24 +682,32 @@ async fn a_runner_release_with_a_job_namespace_lives_and_goes_on_helms_real_engi
 }
 
 #[tokio::test]
-async fn an_install_over_a_foreign_secret_fails_and_leaves_it_as_it_was() {
-    let Some((helm_path, kubeconfig)) =
-        real_parts("an_install_over_a_foreign_secret_fails_and_leaves_it_as_it_was")
-    else {
+async fn an_install_over_a_foreign_secret_fails_and_leaves_it_as_it_was_as_helm_3() {
+    an_install_over_a_foreign_secret(Major::Helm3).await;
+}
+
+#[tokio::test]
+async fn an_install_over_a_foreign_secret_fails_and_leaves_it_as_it_was_as_helm_4() {
+    an_install_over_a_foreign_secret(Major::Helm4).await;
+}
+
+async fn an_install_over_a_foreign_secret(major: Major) {
+    let Some(real) = real_helm(
+        "an_install_over_a_foreign_secret_fails_and_leaves_it_as_it_was",
+        major,
+        &[],
+    ) else {
         return;
     };
+    let kubeconfig = real.kubeconfig.clone();
     let dir = tempfile::tempdir().unwrap();
     let chart = write_test_chart(dir.path());
-    let helm = HelmCli::builder()
-        .with_program(&helm_path)
-        .with_kubeconfig(&kubeconfig)
-        .build()
-        .unwrap();
+    let helm = real.cli();
     let secrets = KubeTokenSecrets::connect(Some(&kubeconfig), None)
         .await
         .unwrap();
     let client = kube_client(&kubeconfig).await;
-    let ns = unique("glr-foreign");
+    let ns = unique(&format!("glr-foreign{}", major.number()));
     Api::<Namespace>::all(client.clone())
         .create(
             &PostParams::default(),
