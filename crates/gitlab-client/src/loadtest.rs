@@ -10,13 +10,19 @@
 //!   test is split into several pipelines (part `k` ≥ 2 on branch `<branch>-glrunner-part-<k>`,
 //!   created from `<branch>`), created together and watched as one report.
 //! - **New branches**: a branch that does not exist is created from the default branch.
+//! - **Lost answers** ([`LoadTestRun::lost_answer`]): a pipeline POST whose answer was lost is
+//!   looked for until GitLab's request timeout has passed before it is sent again
+//!   ([`GitLabApiExt::create_pipeline_checked_with`]), and any pipeline of the load test's
+//!   commit that the run did not start (a lost answer's pipeline that GitLab made even later)
+//!   is canceled after the pipelines are created and again when the watch ends
+//!   ([`cancel_unexpected`]).
 //! - **Early end** (timeout, request budget, an error after a pipeline exists): the
 //!   pipelines are canceled unless [`LoadTestRun::keep_pipeline`]. [`RunningPipelines`] lets a
 //!   signal handler cancel them too.
 
 use std::sync::{Arc, Mutex};
 
-use crate::api::{GitLabApi, GitLabApiExt};
+use crate::api::{GitLabApi, GitLabApiExt, LostAnswerPolicy};
 use crate::ci::{LoadTestSpec, SKIP_CI};
 use crate::error::{Error, Result};
 use crate::report::{Report, WatchOutcome};
@@ -40,6 +46,8 @@ pub struct LoadTestRun {
     pub max_jobs_per_pipeline: Option<u32>,
     /// Leave the pipelines running when the run ends early.
     pub keep_pipeline: bool,
+    /// How long a pipeline POST whose answer was lost is looked for before it is sent again.
+    pub lost_answer: LostAnswerPolicy,
 }
 
 impl LoadTestRun {
@@ -51,7 +59,15 @@ impl LoadTestRun {
             variables: Vec::new(),
             max_jobs_per_pipeline: None,
             keep_pipeline: false,
+            lost_answer: LostAnswerPolicy::default(),
         }
+    }
+
+    /// Sets how long a lost pipeline answer is looked for (GitLab's request timeout).
+    #[must_use]
+    pub fn with_lost_answer_policy(mut self, policy: LostAnswerPolicy) -> Self {
+        self.lost_answer = policy;
+        self
     }
 
     /// Sets the branch.
@@ -210,6 +226,37 @@ pub struct Started {
     pub pipelines: Vec<Pipeline>,
     /// The branch of each part.
     pub branches: Vec<String>,
+    /// The commit (SHA) of each part's CI file.
+    pub commits: Vec<String>,
+    /// Pipelines of the load test's commits that the run did not start, canceled after the
+    /// creation ([`cancel_unexpected`]).
+    pub unexpected: CancelSummary,
+}
+
+/// Cancels every unfinished pipeline of the load test's commits (on its branches) that the run
+/// did not start: one that GitLab created for a POST whose answer was lost, after the client
+/// stopped looking (a server slower than [`LoadTestRun::lost_answer`] allows). Pipelines of
+/// other commits on those branches are left alone. A branch that cannot be listed is logged.
+pub async fn cancel_unexpected(api: &dyn GitLabApi, started: &Started) -> CancelSummary {
+    let ours: Vec<u64> = started.pipelines.iter().map(|p| p.id).collect();
+    let mut strays = Vec::new();
+    for (branch, sha) in started.branches.iter().zip(&started.commits) {
+        match api.list_pipelines(&started.project, branch).await {
+            Ok(list) => strays.extend(
+                list.iter()
+                    .filter(|p| &p.sha == sha && !ours.contains(&p.id) && !p.status.is_finished())
+                    .map(|p| p.id),
+            ),
+            Err(e) => {
+                tracing::warn!(%branch, error = %e, "cannot look for unexpected pipelines of the load test")
+            }
+        }
+    }
+    if strays.is_empty() {
+        return CancelSummary::default();
+    }
+    tracing::warn!(pipelines = ?strays, "pipelines of the load test's commit that this run did not start; canceling them");
+    cancel_pipelines(api, &started.project, &strays).await
 }
 
 /// GitLab's pipeline-creation refusals, with what they mean and what to do.
@@ -253,6 +300,7 @@ pub async fn start(
     let project_ref = ProjectRef::Id(project.id);
     let default_branch = project.default_branch.as_deref().unwrap_or("main");
     let parts = run.parts(default_branch)?;
+    let mut commits = Vec::with_capacity(parts.len());
     for (k, (branch, part)) in parts.iter().enumerate() {
         let yaml = part.to_yaml()?;
         let message = if parts.len() == 1 {
@@ -265,14 +313,19 @@ pub async fn start(
                 part.total_jobs()
             )
         };
-        api.put_file(&project_ref, branch, CI_FILE, &yaml, &message)
+        let commit = api
+            .put_file(&project_ref, branch, CI_FILE, &yaml, &message)
             .await?;
+        commits.push(commit.id);
     }
     let mut pipelines = Vec::new();
     for (branch, part) in &parts {
         let mut new = NewPipeline::new(branch);
         new.variables = run.variables.clone();
-        match api.create_pipeline_checked(&project_ref, &new).await {
+        match api
+            .create_pipeline_checked_with(&project_ref, &new, &run.lost_answer)
+            .await
+        {
             Ok(p) => {
                 tracing::info!(pipeline = p.id, branch = %branch, jobs = part.total_jobs(), url = %p.web_url, "pipeline created");
                 running.add(&project_ref, p.id);
@@ -288,11 +341,15 @@ pub async fn start(
             }
         }
     }
-    Ok(Started {
+    let mut started = Started {
         project: project_ref,
         branches: parts.into_iter().map(|(b, _)| b).collect(),
+        commits,
         pipelines,
-    })
+        unexpected: CancelSummary::default(),
+    };
+    started.unexpected = cancel_unexpected(api, &started).await;
+    Ok(started)
 }
 
 /// How a load test ended.
@@ -303,6 +360,9 @@ pub struct Outcome {
     /// What was canceled because the run ended early (empty when it finished or
     /// [`LoadTestRun::keep_pipeline`]).
     pub cancel: CancelSummary,
+    /// Pipelines of the load test's commits that the run did not start, canceled after the
+    /// creation or when the watch ended ([`cancel_unexpected`]).
+    pub unexpected: CancelSummary,
 }
 
 /// A load test that failed after its pipelines existed: the error and what was canceled.
@@ -362,6 +422,10 @@ pub async fn run(
     };
     let ids: Vec<u64> = started.pipelines.iter().map(|p| p.id).collect();
     let result = watch_pipelines(api, &started.project, &ids, watch, on_event).await;
+    let mut unexpected = started.unexpected.clone();
+    let late = cancel_unexpected(api, &started).await;
+    unexpected.canceled.extend(late.canceled);
+    unexpected.failed.extend(late.failed);
     let ended_early = !matches!(&result, Ok(r) if r.outcome == WatchOutcome::Finished);
     let cancel = if ended_early && !run.keep_pipeline {
         running.cancel(api).await
@@ -374,11 +438,21 @@ pub async fn run(
         delete_part_branches(api, &started.project, &started.branches).await;
     }
     match result {
-        Ok(report) => Ok(Outcome { report, cancel }),
-        Err(error) => Err(Failure {
-            error,
-            pipelines: ids,
+        Ok(report) => Ok(Outcome {
+            report,
             cancel,
+            unexpected,
         }),
+        Err(error) => {
+            // The failure names one summary: what the run canceled, strays included.
+            let mut cancel = cancel;
+            cancel.canceled.extend(unexpected.canceled);
+            cancel.failed.extend(unexpected.failed);
+            Err(Failure {
+                error,
+                pipelines: ids,
+                cancel,
+            })
+        }
     }
 }
