@@ -825,3 +825,85 @@ async fn the_python_double_models_the_same_rules() {
         "GitLab keeps the last contact: {d:?}"
     );
 }
+
+// ---- item 4: parts run one after another under the active-jobs limit ---------------------
+
+/// 1,000 jobs on GitLab.com Free: two parts started together are refused (500 jobs in active
+/// pipelines), so the parts run in waves and are reported as one run.
+#[tokio::test(start_paused = true)]
+async fn on_free_the_parts_of_a_big_load_test_run_one_after_another() {
+    use glrunner_gitlab_client::WatchOutcome;
+    use glrunner_gitlab_client::memory::{SimulatedRunner, SimulationConfig, simulate_runners};
+    use glrunner_gitlab_client::watch::WatchConfig;
+    let free = PlanLimits::gitlab_com_free();
+    let gl = InMemoryGitLab::new(
+        MemoryConfig::default()
+            .with_max_jobs_per_pipeline(free.jobs_per_pipeline)
+            .with_max_active_jobs(free.active_jobs),
+    );
+    let project = gl.get_or_create_project("sandbox/waves").await.unwrap();
+    let tags = vec!["a".to_owned(), "b".to_owned()];
+    let mut runners = Vec::new();
+    for tag in &tags {
+        let r = gl
+            .create_runner(&NewRunner::project(
+                project.id,
+                tag.clone(),
+                vec![tag.clone()],
+            ))
+            .await
+            .unwrap();
+        runners.push(SimulatedRunner {
+            runner_id: r.id,
+            concurrent: 500,
+        });
+    }
+    let _sim = simulate_runners(gl.clone(), SimulationConfig::new(runners));
+    let spec = ci::LoadTestSpec::even(1_000, &tags);
+    let split = LoadTestRun::new(spec).with_max_jobs_per_pipeline(free.max_pipeline_jobs());
+    // All parts together: GitLab refuses the second, and the error says what to do.
+    let together = loadtest::run(
+        &gl,
+        &project,
+        &split,
+        &WatchConfig::default(),
+        &RunningPipelines::default(),
+        &mut |_| {},
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        together.error.is_active_jobs_limit_exceeded()
+            || together.error.to_string().contains("active pipelines"),
+        "{together}"
+    );
+    assert!(
+        together.error.to_string().contains("one after another"),
+        "{together}"
+    );
+    // In waves below the limit: every job runs, one report.
+    let waves = split.clone().with_max_active_jobs(free.active_jobs);
+    assert_eq!(waves.waves("main").unwrap().len(), 3);
+    let outcome = loadtest::run(
+        &gl,
+        &project,
+        &waves,
+        &WatchConfig::default(),
+        &RunningPipelines::default(),
+        &mut |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(outcome.report.outcome, WatchOutcome::Finished);
+    assert_eq!(
+        outcome.report.by_status["success"], 1_000,
+        "{:?}",
+        outcome.report.by_status
+    );
+    assert_eq!(outcome.report.pipelines.len(), 3);
+    // A part that alone reaches the limit cannot run at all.
+    let too_big =
+        LoadTestRun::new(ci::LoadTestSpec::even(500, &tags)).with_max_active_jobs(Some(500));
+    let e = too_big.waves("main").unwrap_err().to_string();
+    assert!(e.contains("at most 499"), "{e}");
+}
