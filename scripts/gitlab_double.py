@@ -20,15 +20,34 @@ real binaries meet it:
   deploys it (without `--kubeconfig` no runner ever contacts); jobs run only on online runners
   whose tags match;
 - `GET /version`, `GET /personal_access_tokens/self` (scopes), `GET /{projects,groups}/:id/members/all/:user_id`
-  (the token user's role, 404 for others), a namespace's `plan` (GitLab.com only) and a project's
+  (the token user's role, 404 for others), a namespace's `plan` and a project's
   `ci_pipeline_variables_minimum_override_role` answer like GitLab, set through `POST /double/config`
-  (`version`, `scopes`, `access_level`, `plan`, `refuse_variables`, `max_jobs_per_pipeline`); `POST /user/runners`
-  is 404 before 15.10 and 403 without the `create_runner` scope or below Maintainer (40);
+  (`version`, `scopes`, `access_level`, `is_admin`, `admin_mode`, `plan`, `refuse_variables`,
+  `max_jobs_per_pipeline`, `max_active_jobs`);
+- every call checks the token's scopes as GitLab's API guard does: any scope registered for the
+  route passes (`api` everywhere, `read_api` on GET/HEAD, `read_user` on `GET /user` and
+  `/version`, `create_runner` on `POST /user/runners`, any scope on
+  `GET /personal_access_tokens/self`), else 403 `insufficient_scope` naming every registered
+  scope (sources: crates/gitlab-client/src/permissions.rs). `POST /user/runners` is 404 before
+  15.10 and `403 Forbidden - Insufficient permissions` below Maintainer (40) unless the user is an
+  administrator acting as one (Admin Mode off, or the token has `admin_mode`);
+- a namespace's `plan` is shown only to those who can administer it (EE `can_admin_namespace`:
+  a group's Owners, the user's own namespace, administrators); `plan: "default"` is self-managed EE;
+- pipeline creation answers GitLab's refusals: `Pipeline filtered out by workflow rules.`, the
+  jobs-per-pipeline limit (`ci_pipeline_size`, with its help link) and the jobs-in-active-pipelines
+  limit (`ci_active_jobs`: alive pipelines' jobs plus the new ones `>=` the limit); sources in
+  crates/gitlab-client/src/limits.rs;
+- a runner keeps its last `contacted_at` when its manager is gone (GitLab never clears it; it is
+  `online` for 2 hours after it, then `offline`); `POST /double/runners/ID` with
+  `{"contacted_ago": SECONDS}` sets it (a reused runner whose manager is gone);
 - faults: `POST /double/faults` with `{"METHOD /path-regex": [status, count, skip]}` lets the
   next `skip` matching calls through (optional), then answers `count` of them with `status`
   (429 carries `Retry-After: 1`). A fourth element `"after"` makes GitLab act first and then
   answers `status` (a proxy's 502 after GitLab created the runner, commit or pipeline: the
-  answer is lost, the effect is not).
+  answer is lost, the effect is not). `"slow", ANSWER_AFTER, EFFECT_AFTER` (seconds) is the slow
+  effect: GitLab carries the call out EFFECT_AFTER seconds after it arrived, whether the client
+  still waits or not (Puma goes on with a request whose client left, until GitLab's request
+  timeout: doc/administration/operations/puma.md), and `status` is answered after ANSWER_AFTER.
 
 `GET /double/state` returns counters for the tests (projects, runners, pipelines by source,
 jobs by status, requests). Nothing here is a secret store: tokens are random test values.
@@ -64,8 +83,17 @@ STATE = {
     "version": "18.9.0",
     "scopes": ["api", "create_runner"],
     "access_level": 50,  # the token user's role everywhere (Owner)
-    "plan": None,  # GitLab.com reports a namespace's plan ("free", ...); self-managed none
+    "is_admin": False,  # an instance administrator
+    "admin_mode": False,  # the instance's Admin Mode
+    "plan": None,  # a namespace's plan ("free", ... on GitLab.com; "default" on self-managed EE; CE none)
+    "max_active_jobs": 0,  # ci_active_jobs (0: no limit)
 }
+WEB_URL = "http://gitlab.double"
+# rack-oauth2's DEFAULT_DESCRIPTION[:insufficient_scope] (lib/rack/oauth2/server/resource/error.rb)
+INSUFFICIENT_SCOPE = "The request requires higher privileges than provided by the access token."
+# Chain::Limit::ActiveJobs::MESSAGE (lib/gitlab/ci/pipeline/chain/limit/active_jobs.rb)
+ACTIVE_JOBS_EXCEEDED = "Project exceeded the allowed number of jobs in active pipelines. Retry later."
+ALIVE = ("created", "waiting_for_resource", "preparing", "pending", "running")  # Ci::HasStatus::ALIVE_STATUSES
 IDS = {"project": 100, "runner": 9000, "pipeline": 500, "job": 70000, "commit": 1}
 TOKEN = "glpat-double-token"
 KUBE = None  # (server, bearer token) when --kubeconfig is given
@@ -131,11 +159,13 @@ def runners_loop():
         with LOCK:
             for r in STATE["runners"].values():
                 # Without a cluster no manager runs anywhere: as on GitLab, nothing contacts.
+                # GitLab keeps a runner's last contact when its manager is gone; only its status
+                # moves on (online for ONLINE_CONTACT_TIMEOUT = 2 hours, app/models/ci/runner.rb).
                 if live is not None and r["token"] in live:
                     r["contacted_at"] = t
-                elif live is not None:
-                    r["contacted_at"] = r["contacted_at"] if r["contacted_at"] and t - r["contacted_at"] < 3600 else None
-            online = [r for r in STATE["runners"].values() if r["contacted_at"] and not r["paused"]]
+            # Only a manager that runs takes jobs: a runner merely "online" on an old contact does not.
+            online = [r for r in STATE["runners"].values()
+                      if live is not None and r["token"] in live and not r["paused"]]
             for job in sorted(STATE["jobs"].values(), key=lambda j: j["id"]):
                 if job["status"] == "pending":
                     runner = next((r for r in online if set(job["tag_list"]) <= set(r["tags"])), None)
@@ -181,6 +211,26 @@ def version_tuple(v):
         return int(major), int(minor)
     except ValueError:
         return (0, 0)
+
+
+def registered_scopes(method, path):
+    """The scopes GitLab registers for a route, in its order (the endpoint class's, then API::API's:
+    `scopes_registered_for_endpoint`, lib/api/api_guard.rb), each with whether its `if:` holds."""
+    get = method in ("GET", "HEAD")
+    if path == "personal_access_tokens/self":
+        return None  # allow_access_with_scope(Gitlab::Auth.all_available_scopes)
+    own = []
+    if path in ("user", "version") and get:
+        own = [("read_user", True)]  # API::Users, API::Version: read_user for GET/HEAD
+    if path == "user/runners" and method == "POST":
+        own = [("create_runner", True)]  # lib/api/user_runners.rb line 7
+    return own + [("api", True), ("read_api", get)]  # lib/api/api.rb
+
+
+def acting_admin():
+    """An administrator acts as one with Admin Mode off or a token with `admin_mode`
+    (`bypass_session_for_admin_mode?`, lib/api/api_guard.rb)."""
+    return STATE["is_admin"] and (not STATE["admin_mode"] or "admin_mode" in STATE["scopes"])
 
 
 def member_reply(handler, user_id):
@@ -284,12 +334,21 @@ def start_pipeline(project, ref, source):
     if content is None:
         return None, (400, {"message": {"base": ["Missing CI config file"]}})
     if not admits(content, source):
-        return None, (400, {"message": {"base": ["Pipeline will not run for the selected trigger. The rules configuration prevented any jobs from being added to the pipeline."]}})
+        # Chain::EvaluateWorkflowRules (lib/gitlab/ci/pipeline/chain/evaluate_workflow_rules.rb)
+        return None, (400, {"message": {"base": ["Pipeline filtered out by workflow rules."]}})
     jobs = expand_jobs(content)
-    limit = STATE["max_jobs_per_pipeline"]
-    if limit and len(jobs) > limit:
-        return None, (400, {"message": {"base": [f"Pipeline has too many jobs! Requested {len(jobs)}, but the limit is {limit}. To run a larger pipeline, please contact support."]}})
     t = time.time()
+    limit = STATE["max_jobs_per_pipeline"]
+    if limit and len(jobs) > limit:  # Quota::Size: seeds_size > ci_pipeline_size
+        return None, (400, {"message": {"base": [
+            f"The number of jobs has exceeded the limit of {limit}. Try splitting the configuration with "
+            f"parent-child-pipelines {WEB_URL}/help/ci/debugging.md#pipeline-with-many-jobs-fails-to-start"]}})
+    active = STATE["max_active_jobs"]
+    if active:  # Chain::Limit::ActiveJobs: alive pipelines' jobs (24 h) + the new ones >= limit
+        alive = sum(len(p["job_ids"]) for p in STATE["pipelines"].values()
+                    if p["project_id"] == project["id"] and p["status"] in ALIVE and t - p["created_at"] < 86400)
+        if alive + len(jobs) >= active:
+            return None, (400, {"message": {"base": [ACTIVE_JOBS_EXCEEDED]}})
     pid = next_id("pipeline")
     p = {"id": pid, "project_id": project["id"], "status": "pending", "source": source, "ref": ref,
          "sha": "%040x" % IDS["commit"], "created_at": t, "started_at": None, "finished_at": None, "job_ids": []}
@@ -312,6 +371,8 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     def reply(self, status, body=None, headers=None):
+        if getattr(self, "swallow", False):
+            return None
         lost = getattr(self, "lost_answer", None)
         if lost is not None:  # GitLab acted; the answer is replaced on the way back
             self.lost_answer = None
@@ -345,6 +406,7 @@ class Handler(BaseHTTPRequestHandler):
         self.query_lists = urllib.parse.parse_qs(url.query)
         if path.startswith("/double/"):
             return self.control(method, path)
+        slow = None
         with LOCK:
             STATE["requests"] += 1
             for key, fault in STATE["faults"].items():
@@ -357,6 +419,9 @@ class Handler(BaseHTTPRequestHandler):
                     if len(fault) > 3 and fault[3] == "after":
                         self.lost_answer = fault[0]
                         break
+                    if len(fault) > 5 and fault[3] == "slow":
+                        slow = (fault[0], float(fault[4]), float(fault[5]))
+                        break
                     hdr = {"Retry-After": "1"} if fault[0] == 429 else {}
                     return self.reply(fault[0], {"message": "injected fault"}, hdr)
         auth = self.headers.get("PRIVATE-TOKEN") or (self.headers.get("Authorization") or "").removeprefix("Bearer ")
@@ -364,9 +429,38 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(401, {"message": "401 Unauthorized"})
         if not path.startswith("/api/v4/"):
             return self.reply(404, {"message": "404 Not Found"})
+        # `include_any_scope?` (app/services/access_token_validation_service.rb); the refusal is
+        # rack-oauth2's Bearer Forbidden with every registered scope, space-separated.
+        registered = registered_scopes(method, path[len("/api/v4/"):])
+        if registered is not None and not any(ok and name in STATE["scopes"] for name, ok in registered):
+            return self.reply(403, {"error": "insufficient_scope", "error_description": INSUFFICIENT_SCOPE,
+                                    "scope": " ".join(name for name, _ in registered)})
         body = self.body() if method in ("POST", "PUT") else {}
+        if slow is not None:
+            return self.slow(slow, method, path[len("/api/v4/"):], query, body)
         with LOCK:
             return self.api(method, path[len("/api/v4/"):], query, body)
+
+    def slow(self, fault, method, path, query, body):
+        """The slow effect: act EFFECT_AFTER seconds after arrival, answer STATUS after ANSWER_AFTER."""
+        status, answer_after, effect_after = fault
+        arrived = time.time()
+
+        # A handler of its own that writes nothing: GitLab's answer to a client that has gone is lost.
+        sink = Handler.__new__(Handler)
+        sink.swallow, sink.command, sink.query_lists = True, method, self.query_lists
+
+        def effect():
+            time.sleep(effect_after)
+            with LOCK:
+                sink.api(method, path, query, body)
+
+        threading.Thread(target=effect, daemon=True).start()
+        time.sleep(max(0.0, answer_after - (time.time() - arrived)))
+        try:
+            return self.reply(status, {"message": "injected fault: the answer came late"})
+        except OSError:  # the client gave up and closed the connection
+            return None
 
     def project(self, ident):
         ident = urllib.parse.unquote(ident)
@@ -380,7 +474,10 @@ class Handler(BaseHTTPRequestHandler):
         if path == "version":
             return self.reply(200, {"version": STATE["version"], "revision": "double"})
         if path == "user":
-            return self.reply(200, {"id": 1, "username": "double", "name": "Double"})
+            user = {"id": 1, "username": "double", "name": "Double"}
+            if STATE["is_admin"]:  # Entities::UserWithAdmin only for admins (lib/api/users.rb)
+                user["is_admin"] = True
+            return self.reply(200, user)
         if path == "personal_access_tokens/self":
             return self.reply(200, {"id": 1, "name": "double", "scopes": STATE["scopes"], "active": True})
         if parts[0] == "groups" and len(parts) == 5 and parts[2:4] == ["members", "all"] and method == "GET":
@@ -389,8 +486,12 @@ class Handler(BaseHTTPRequestHandler):
             full = urllib.parse.unquote("/".join(parts[1:]))
             nid = next((i for i, n in STATE["namespaces"].items() if n == full), None) or len(STATE["namespaces"]) + 1
             STATE["namespaces"][nid] = full
-            ns = {"id": nid, "full_path": full, "path": full.rsplit("/", 1)[-1], "kind": "group"}
-            if STATE["plan"]:
+            kind = "user" if full == "double" else "group"
+            ns = {"id": nid, "full_path": full, "path": full.rsplit("/", 1)[-1], "kind": kind}
+            # EE: `expose :plan, if: can_admin_namespace` (ee/lib/ee/api/entities/namespace.rb):
+            # a group's Owners, the user of a personal namespace, administrators.
+            may_admin = acting_admin() or kind == "user" or STATE["access_level"] >= 50
+            if STATE["plan"] and may_admin:
                 ns["plan"] = STATE["plan"]
             return self.reply(200, ns)
         if path == "projects" and method == "POST":
@@ -419,10 +520,11 @@ class Handler(BaseHTTPRequestHandler):
         if path == "user/runners" and method == "POST":
             if version_tuple(STATE["version"]) < (15, 10):
                 return nf("Endpoint")
-            if "create_runner" not in STATE["scopes"]:
-                return self.reply(403, {"error": "insufficient_scope", "error_description": "The request requires higher privileges than provided by the access token.", "scope": "create_runner"})
-            if STATE["access_level"] < 40:
-                return self.reply(403, {"message": "403 Forbidden"})
+            # CreateRunnerService: 'Insufficient permissions' (reason :forbidden) without
+            # :create_runners, which Maintainers, Owners and administrators have; forbidden!(msg)
+            # renders "403 Forbidden - msg" (lib/api/helpers.rb).
+            if STATE["access_level"] < 40 and not acting_admin():
+                return self.reply(403, {"message": "403 Forbidden - Insufficient permissions"})
             p = STATE["projects"].get(int(body.get("project_id") or 0))
             if body.get("runner_type") != "project_type" or p is None:
                 return self.reply(400, {"message": "project_id is invalid"})
@@ -580,10 +682,20 @@ class Handler(BaseHTTPRequestHandler):
                 return self.reply(200, {"faults": STATE["faults"]})
             if path == "/double/config" and method == "POST":
                 b = self.body()
-                for k in ("refuse_variables", "max_jobs_per_pipeline", "version", "scopes", "access_level", "plan"):
+                for k in ("refuse_variables", "max_jobs_per_pipeline", "version", "scopes", "access_level", "plan",
+                          "is_admin", "admin_mode", "max_active_jobs"):
                     if k in b:
                         STATE[k] = b[k]
                 return self.reply(200, {})
+            m = re.fullmatch(r"/double/runners/(\d+)", path)
+            if m and method == "POST":
+                r = STATE["runners"].get(int(m.group(1)))
+                if r is None:
+                    return self.reply(404, {"message": "no such runner"})
+                b = self.body()
+                if "contacted_ago" in b:
+                    r["contacted_at"] = time.time() - float(b["contacted_ago"])
+                return self.reply(200, runner_detail_json(r))
         return self.reply(404, {"message": "no such control"})
 
     def do_GET(self):

@@ -1,5 +1,7 @@
 //! The `GitLabApi` trait every backend implements, and `GitLabApiExt` helpers built on it.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 
 use crate::error::{Error, Result};
@@ -43,7 +45,8 @@ pub trait GitLabApi: Send + Sync {
     /// Deletes a project (`DELETE /projects/:id`).
     async fn delete_project(&self, project: &ProjectRef) -> Result<()>;
 
-    /// Creates a runner (`POST /user/runners`; needs the `create_runner` scope).
+    /// Creates a runner (`POST /user/runners`; the token needs `api` or, for this call only,
+    /// `create_runner`: see [`crate::permissions`]).
     async fn create_runner(&self, new: &NewRunner) -> Result<CreatedRunner>;
 
     /// All project runners of a project (`GET /projects/:id/runners?type=project_type`, every
@@ -199,15 +202,33 @@ pub trait GitLabApiExt: GitLabApi {
         self.create_runner(new).await
     }
 
-    /// Creates a pipeline (`POST /projects/:id/pipeline`) without ever starting two.
-    ///
-    /// When the answer is lost ([`Error::may_have_taken_effect`]), the ref's pipelines are
-    /// listed: a pipeline that was not there before the call (and not a push pipeline) is the
-    /// one it made, and is returned; only when there is none is the POST sent once more.
+    /// Creates a pipeline (`POST /projects/:id/pipeline`) without ever starting two, looking
+    /// for a lost answer's pipeline as long as GitLab's default request timeout allows
+    /// ([`LostAnswerPolicy::default`]); see [`GitLabApiExt::create_pipeline_checked_with`].
     async fn create_pipeline_checked(
         &self,
         project: &ProjectRef,
         new: &NewPipeline,
+    ) -> Result<Pipeline> {
+        self.create_pipeline_checked_with(project, new, &LostAnswerPolicy::default())
+            .await
+    }
+
+    /// Creates a pipeline (`POST /projects/:id/pipeline`) without ever starting two.
+    ///
+    /// When the answer is lost ([`Error::may_have_taken_effect`]), the ref's pipelines are
+    /// listed: a pipeline that was not there before the call (and not a push pipeline) is the
+    /// one it made, and is returned. When the server may still be working on the request
+    /// ([`Error::effect_may_follow_late`]: a timeout, a transport failure, a proxy's 502-504),
+    /// the listing is repeated every [`LostAnswerPolicy::poll_interval`] until
+    /// [`LostAnswerPolicy::window`] has passed since the POST was sent: GitLab goes on creating
+    /// the pipeline after the client gave up, until its own request timeout. Only when the last
+    /// listing, after that window, shows no new pipeline is the POST sent once more.
+    async fn create_pipeline_checked_with(
+        &self,
+        project: &ProjectRef,
+        new: &NewPipeline,
+        policy: &LostAnswerPolicy,
     ) -> Result<Pipeline> {
         let before: Vec<u64> = self
             .list_pipelines(project, &new.ref_name)
@@ -215,31 +236,50 @@ pub trait GitLabApiExt: GitLabApi {
             .iter()
             .map(|p| p.id)
             .collect();
+        let sent = tokio::time::Instant::now();
         let first = match self.create_pipeline(project, new).await {
             Err(e) if e.may_have_taken_effect() => e,
             other => return other,
         };
-        let made = match self.list_pipelines(project, &new.ref_name).await {
-            Ok(list) => list
-                .into_iter()
-                .filter(|p| !before.contains(&p.id) && p.source.as_deref() != Some("push"))
-                .max_by_key(|p| p.id),
-            Err(check) => {
-                tracing::warn!(error = %check, "cannot check whether the pipeline was created");
-                return Err(first);
-            }
+        let deadline = if first.effect_may_follow_late() {
+            sent + policy.window()
+        } else {
+            tokio::time::Instant::now()
         };
-        match made {
-            Some(pipeline) => {
-                tracing::warn!(pipeline = pipeline.id, error = %first,
-                    "the pipeline was created but its answer was lost; using it");
-                Ok(pipeline)
-            }
-            None => {
-                tracing::info!(error = %first, "the pipeline was not created; creating it once more");
-                self.create_pipeline(project, new).await
-            }
+        if first.effect_may_follow_late() {
+            tracing::info!(error = %first, window_secs = policy.window().as_secs_f64(),
+                "the pipeline's answer was lost while GitLab may still be creating it; looking for it until GitLab's request timeout has passed");
         }
+        loop {
+            let last_look_ok = match self.list_pipelines(project, &new.ref_name).await {
+                Ok(list) => {
+                    let made = list
+                        .into_iter()
+                        .filter(|p| !before.contains(&p.id) && p.source.as_deref() != Some("push"))
+                        .max_by_key(|p| p.id);
+                    if let Some(pipeline) = made {
+                        tracing::warn!(pipeline = pipeline.id, error = %first,
+                            "the pipeline was created but its answer was lost; using it");
+                        return Ok(pipeline);
+                    }
+                    true
+                }
+                Err(check) => {
+                    tracing::warn!(error = %check, "cannot check whether the pipeline was created");
+                    false
+                }
+            };
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                if !last_look_ok {
+                    return Err(first);
+                }
+                break;
+            }
+            tokio::time::sleep(policy.poll_interval.min(deadline - now)).await;
+        }
+        tracing::info!(error = %first, "the pipeline was not created; creating it once more");
+        self.create_pipeline(project, new).await
     }
 
     /// Creates or updates one file in a single commit on `branch`. A `branch` that does not
@@ -328,3 +368,62 @@ fn made_commit(id: String, message: &str, lost: &Error) -> Commit {
 }
 
 impl<T: GitLabApi + ?Sized> GitLabApiExt for T {}
+
+/// How long the effect of a POST whose answer was lost may still appear on GitLab, and how
+/// often to look for it meanwhile ([`GitLabApiExt::create_pipeline_checked_with`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LostAnswerPolicy {
+    /// GitLab's request timeout: a request still running then is ended by GitLab.
+    pub server_timeout: Duration,
+    /// Added to the timeout for the time a request may wait for a Puma worker first.
+    pub margin: Duration,
+    /// How often to list while waiting.
+    pub poll_interval: Duration,
+}
+
+impl LostAnswerPolicy {
+    /// GitLab's default request timeout, which GitLab.com keeps: 60 s ("The default Puma
+    /// timeout is 60 seconds", `config/initializers/rack_timeout.rb`,
+    /// doc/administration/operations/puma.md "Change the worker timeout"; "GitLab.com uses the
+    /// default of 60 seconds for Puma request timeouts", doc/user/gitlab_com/_index.md "Puma").
+    /// A self-managed instance may raise it (`GITLAB_RAILS_RACK_TIMEOUT`).
+    pub const GITLAB_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+    /// Sets the server's request timeout.
+    #[must_use]
+    pub fn with_server_timeout(mut self, timeout: Duration) -> Self {
+        self.server_timeout = timeout;
+        self
+    }
+
+    /// Sets the margin.
+    #[must_use]
+    pub fn with_margin(mut self, margin: Duration) -> Self {
+        self.margin = margin;
+        self
+    }
+
+    /// Sets the listing interval.
+    #[must_use]
+    pub fn with_poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How long after the POST was sent its effect may still appear.
+    pub fn window(&self) -> Duration {
+        self.server_timeout + self.margin
+    }
+}
+
+impl Default for LostAnswerPolicy {
+    /// GitLab's default request timeout plus 15 s, listing every 5 s.
+    fn default() -> Self {
+        Self {
+            server_timeout: Self::GITLAB_REQUEST_TIMEOUT,
+            margin: Duration::from_secs(15),
+            poll_interval: Duration::from_secs(5),
+        }
+    }
+}

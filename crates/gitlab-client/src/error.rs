@@ -139,6 +139,28 @@ impl Error {
         matches!(self, Error::InvalidInput { message, .. } if message.contains("number of jobs has exceeded the limit"))
     }
 
+    /// True when GitLab refused the pipeline because the project's active pipelines hold too
+    /// many jobs (`Chain::Limit::ActiveJobs`, see [`crate::limits`]).
+    pub fn is_active_jobs_limit_exceeded(&self) -> bool {
+        matches!(self, Error::InvalidInput { message, .. } if message.contains("exceeded the allowed number of jobs in active pipelines"))
+    }
+
+    /// Whether the effect of a failed call may still appear *after* the answer came: GitLab
+    /// did not finish the request when the client heard back. True for a timeout or a
+    /// transport failure (Puma goes on with a request whose client left) and for a proxy's
+    /// 502/503/504 (Workhorse or a load balancer gave up while Rails still works); false for
+    /// GitLab's own 500 (the request ended with an exception: its effect is final) and for a
+    /// 2xx whose body could not be read. GitLab ends such a request at its request timeout
+    /// (60 s by default: doc/administration/operations/puma.md, "Change the worker timeout";
+    /// GitLab.com keeps it: doc/user/gitlab_com/_index.md, "Puma").
+    pub fn effect_may_follow_late(&self) -> bool {
+        match self {
+            Error::Timeout { .. } => true,
+            Error::Backend { status, .. } => status.is_none_or(|s| matches!(s, 502..=504)),
+            _ => false,
+        }
+    }
+
     /// Whether GitLab may have carried out a failed call although no success came back: a 5xx
     /// answer (a proxy's 502 after GitLab acted), a timeout, a transport failure, or a success
     /// whose body could not be read. A POST that

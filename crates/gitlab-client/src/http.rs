@@ -11,7 +11,13 @@
 //!   methods (GET, HEAD, DELETE). A POST is not repeated after a 5xx or a timeout, because
 //!   GitLab may have acted on it (a second pipeline); it is retried only on connection
 //!   errors, where nothing reached the server.
-//! - **Timeouts**: per request (default 30 s) and per connect (default 10 s).
+//! - **Timeouts**: per request (default 30 s) and per connect (default 10 s); pipeline
+//!   creation gets longer (default 90 s, [`HttpGitLabBuilder::with_pipeline_creation_timeout`]):
+//!   GitLab goes on creating a pipeline after the client gave up, until its own request timeout
+//!   (60 s by default), so a client that waits longer than that hears GitLab's own answer
+//!   instead of losing it.
+//! - **A retried DELETE answering 404** counts as done: the first attempt, whose answer was a
+//!   5xx or a timeout, deleted it.
 //! - **401/403** become [`Error::PermissionDenied`] naming the scope the call needs (or the
 //!   scope GitLab's `insufficient_scope` answer names).
 //! - **Authentication** ([`AuthScheme`]): `PRIVATE-TOKEN` for personal, project and group
@@ -220,6 +226,7 @@ pub struct HttpGitLabBuilder {
     auth: AuthScheme,
     allow_insecure_http: bool,
     timeout: Duration,
+    pipeline_creation_timeout: Duration,
     connect_timeout: Duration,
     retry: RetryPolicy,
 }
@@ -232,6 +239,7 @@ impl Default for HttpGitLabBuilder {
             auth: AuthScheme::Auto,
             allow_insecure_http: false,
             timeout: Duration::from_secs(30),
+            pipeline_creation_timeout: Duration::from_secs(90),
             connect_timeout: Duration::from_secs(10),
             retry: RetryPolicy::default(),
         }
@@ -287,6 +295,21 @@ impl HttpGitLabBuilder {
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
+    }
+
+    /// Sets the timeout of `POST /projects/:id/pipeline` (default 90 s). Keep it above GitLab's
+    /// request timeout (60 s by default; doc/administration/operations/puma.md): GitLab goes on
+    /// creating the pipeline after a client gave up, so a shorter wait loses answers of
+    /// pipelines that do get created.
+    #[must_use]
+    pub fn with_pipeline_creation_timeout(mut self, timeout: Duration) -> Self {
+        self.pipeline_creation_timeout = timeout;
+        self
+    }
+
+    /// The timeout of `POST /projects/:id/pipeline`.
+    pub fn pipeline_creation_timeout(&self) -> Duration {
+        self.pipeline_creation_timeout
     }
 
     /// Sets the connect timeout.
@@ -353,6 +376,7 @@ impl HttpGitLabBuilder {
             token,
             retry: self.retry,
             timeout: self.timeout,
+            pipeline_creation_timeout: self.pipeline_creation_timeout,
             requests: Arc::new(AtomicU64::new(0)),
         })
     }
@@ -367,6 +391,7 @@ pub struct HttpGitLab {
     auth: AuthScheme,
     retry: RetryPolicy,
     timeout: Duration,
+    pipeline_creation_timeout: Duration,
     requests: Arc<AtomicU64>,
 }
 
@@ -390,6 +415,8 @@ struct Call {
     action: &'static str,
     resource: String,
     scope: &'static str,
+    /// Overrides the client's request timeout.
+    timeout: Option<Duration>,
 }
 
 impl Call {
@@ -402,6 +429,7 @@ impl Call {
             action,
             resource,
             scope: "api",
+            timeout: None,
         }
     }
 
@@ -420,6 +448,11 @@ impl Call {
 
     fn scope(mut self, scope: &'static str) -> Self {
         self.scope = scope;
+        self
+    }
+
+    fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
         self
     }
 
@@ -529,6 +562,8 @@ impl HttpGitLab {
             .join(&call.path)
             .map_err(|e| Error::invalid(call.action, call.resource.clone(), e.to_string()))?;
         let mut attempt = 0u32;
+        // A DELETE whose earlier attempt may have deleted the resource (a 5xx or a timeout).
+        let mut may_have_deleted = false;
         loop {
             attempt += 1;
             self.requests.fetch_add(1, Ordering::Relaxed);
@@ -551,6 +586,9 @@ impl HttpGitLab {
             if let Some(body) = &call.body {
                 req = req.json(body);
             }
+            if let Some(timeout) = call.timeout {
+                req = req.timeout(timeout);
+            }
             tracing::debug!(method = %call.method, path = %call.path, attempt, "GitLab request");
             let retries_left = attempt <= self.retry.max_retries;
             match req.send().await {
@@ -564,6 +602,11 @@ impl HttpGitLab {
                         "GitLab response"
                     );
                     if status.is_success() {
+                        return Ok(resp);
+                    }
+                    if status == StatusCode::NOT_FOUND && may_have_deleted {
+                        tracing::info!(path = %call.path, attempt,
+                            "the retried DELETE answers 404: an earlier attempt deleted it");
                         return Ok(resp);
                     }
                     if status == StatusCode::TOO_MANY_REQUESTS {
@@ -582,6 +625,7 @@ impl HttpGitLab {
                         continue;
                     }
                     if status.is_server_error() && call.idempotent() && retries_left {
+                        may_have_deleted |= call.method == Method::DELETE;
                         let sleep = self.retry.backoff(attempt);
                         tracing::warn!(path = %call.path, status = status.as_u16(), wait_secs = sleep.as_secs_f64(), "GitLab server error; retrying");
                         tokio::time::sleep(sleep).await;
@@ -594,6 +638,8 @@ impl HttpGitLab {
                         || (e.is_timeout() && call.idempotent())
                         || (e.is_request() && call.idempotent());
                     if retryable && retries_left {
+                        // A connection that never opened sent nothing.
+                        may_have_deleted |= call.method == Method::DELETE && !e.is_connect();
                         let sleep = self.retry.backoff(attempt);
                         tracing::warn!(path = %call.path, wait_secs = sleep.as_secs_f64(), timeout = e.is_timeout(), connect = e.is_connect(), "GitLab request failed; retrying");
                         tokio::time::sleep(sleep).await;
@@ -603,7 +649,7 @@ impl HttpGitLab {
                         return Err(Error::Timeout {
                             action: call.action,
                             resource: call.resource.clone(),
-                            after: self.timeout,
+                            after: call.timeout.unwrap_or(self.timeout),
                         });
                     }
                     let message = if e.is_connect() {
@@ -639,13 +685,26 @@ impl HttpGitLab {
                 ),
             },
             403 => {
-                let scope = serde_json::from_str::<serde_json::Value>(&body)
+                // GitLab lists every scope registered for the route, space-separated
+                // (rack-oauth2's `Forbidden#protocol_params` joins them; lib/api/api_guard.rb
+                // passes `e.scopes`): name the call's own scope when it is among them.
+                let listed = serde_json::from_str::<serde_json::Value>(&body)
                     .ok()
                     .filter(|v| {
                         v.get("error").and_then(|e| e.as_str()) == Some("insufficient_scope")
                     })
-                    .and_then(|v| v.get("scope").and_then(|s| s.as_str()).map(str::to_owned))
-                    .unwrap_or_else(|| call.scope.to_owned());
+                    .and_then(|v| v.get("scope").and_then(|s| s.as_str()).map(str::to_owned));
+                let scope = match listed {
+                    Some(list) if list.split_whitespace().any(|s| s == call.scope) => {
+                        call.scope.to_owned()
+                    }
+                    Some(list) if !list.trim().is_empty() => list
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or(call.scope)
+                        .to_owned(),
+                    _ => call.scope.to_owned(),
+                };
                 Error::PermissionDenied {
                     action,
                     resource,
@@ -851,7 +910,9 @@ impl GitLabApi for HttpGitLab {
                 new.description, new.project_id
             ),
         )
-        .scope("create_runner")
+        // `api` allows every route; `create_runner` (16.1+) only adds this one
+        // (lib/api/user_runners.rb line 7), see [`crate::permissions`].
+        .scope("api")
         .json(new)?;
         let runner: CreatedRunner = self.json(call).await?;
         tracing::info!(runner = runner.id, token = %runner.token, "runner created");
@@ -977,6 +1038,7 @@ impl GitLabApi for HttpGitLab {
             "create",
             format!("pipeline on ref {:?} of {project}", new.ref_name),
         )
+        .timeout(self.pipeline_creation_timeout)
         .json(new)?;
         self.json(call).await
     }

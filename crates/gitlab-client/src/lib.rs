@@ -28,6 +28,10 @@
 //! - [`watch`]: [`watch::watch_pipelines`] with an adaptive interval and a request budget,
 //!   progress events, and a [`Report`] (makespan, queue/run percentiles, jobs/minute,
 //!   failures by reason, requests) as a table or JSON.
+//! - [`permissions`]: the token scopes and roles GitLab requires for glrunner's calls
+//!   ([`permissions::scopes_allow_runner_creation`], [`permissions::runner_creation_role`]).
+//! - [`limits`]: a namespace's CI limits ([`limits::PlanLimits`]: jobs per pipeline, jobs in
+//!   active pipelines), including what a hidden or `default` plan means.
 //! - [`conformance`]: one behavioural suite run against every backend (not API-stable).
 //!
 //! # Features
@@ -76,8 +80,10 @@ pub mod ci;
 pub mod conformance;
 pub mod error;
 pub mod http;
+pub mod limits;
 pub mod loadtest;
 pub mod memory;
+pub mod permissions;
 pub mod report;
 pub mod runners;
 pub mod secret;
@@ -88,7 +94,7 @@ pub mod watch;
 
 #[cfg(feature = "mock")]
 pub use api::MockGitLabApi;
-pub use api::{DynGitLabApi, GitLabApi, GitLabApiExt};
+pub use api::{DynGitLabApi, GitLabApi, GitLabApiExt, LostAnswerPolicy};
 pub use error::{Error, Result};
 pub use http::{AuthScheme, HttpGitLab, HttpGitLabBuilder, RetryPolicy};
 pub use report::{JobTiming, Percentiles, PipelineSummary, Report, WatchOutcome};

@@ -9,14 +9,23 @@
 //! - **Jobs-per-pipeline limit** ([`LoadTestRun::max_jobs_per_pipeline`]): above it the load
 //!   test is split into several pipelines (part `k` ≥ 2 on branch `<branch>-glrunner-part-<k>`,
 //!   created from `<branch>`), created together and watched as one report.
+//! - **Jobs in active pipelines** ([`LoadTestRun::max_active_jobs`], GitLab.com: 500 on Free):
+//!   parts whose jobs together reach the limit cannot run at once (GitLab refuses the later
+//!   pipelines), so they run in waves, one after another, and are still reported as one run.
 //! - **New branches**: a branch that does not exist is created from the default branch.
+//! - **Lost answers** ([`LoadTestRun::lost_answer`]): a pipeline POST whose answer was lost is
+//!   looked for until GitLab's request timeout has passed before it is sent again
+//!   ([`GitLabApiExt::create_pipeline_checked_with`]), and any pipeline of the load test's
+//!   commit that the run did not start (a lost answer's pipeline that GitLab made even later)
+//!   is canceled after the pipelines are created and again when the watch ends
+//!   ([`cancel_unexpected`]).
 //! - **Early end** (timeout, request budget, an error after a pipeline exists): the
 //!   pipelines are canceled unless [`LoadTestRun::keep_pipeline`]. [`RunningPipelines`] lets a
 //!   signal handler cancel them too.
 
 use std::sync::{Arc, Mutex};
 
-use crate::api::{GitLabApi, GitLabApiExt};
+use crate::api::{GitLabApi, GitLabApiExt, LostAnswerPolicy};
 use crate::ci::{LoadTestSpec, SKIP_CI};
 use crate::error::{Error, Result};
 use crate::report::{Report, WatchOutcome};
@@ -40,6 +49,12 @@ pub struct LoadTestRun {
     pub max_jobs_per_pipeline: Option<u32>,
     /// Leave the pipelines running when the run ends early.
     pub keep_pipeline: bool,
+    /// How long a pipeline POST whose answer was lost is looked for before it is sent again.
+    pub lost_answer: LostAnswerPolicy,
+    /// The project's limit of jobs in active pipelines (`ci_active_jobs`, GitLab.com: 500 on
+    /// Free, see [`crate::limits`]): parts whose jobs together would reach it run one after
+    /// another ([`LoadTestRun::waves`]) and are reported as one run. `None`: all together.
+    pub max_active_jobs: Option<u32>,
 }
 
 impl LoadTestRun {
@@ -51,7 +66,63 @@ impl LoadTestRun {
             variables: Vec::new(),
             max_jobs_per_pipeline: None,
             keep_pipeline: false,
+            lost_answer: LostAnswerPolicy::default(),
+            max_active_jobs: None,
         }
+    }
+
+    /// Sets the limit of jobs in active pipelines (parts beyond it run one after another).
+    #[must_use]
+    pub fn with_max_active_jobs(mut self, limit: Option<u32>) -> Self {
+        self.max_active_jobs = limit.filter(|l| *l > 0);
+        self
+    }
+
+    /// The parts ([`LoadTestRun::parts`] indices) grouped into waves that run one after
+    /// another: in order, as many parts per wave as stay below
+    /// [`LoadTestRun::max_active_jobs`] together (GitLab refuses a pipeline when the alive
+    /// pipelines' jobs and its own reach the limit: `subject >= limit`,
+    /// app/models/plan_limits.rb). One wave without a limit. A part that alone reaches the
+    /// limit cannot run at all: [`Error::InvalidInput`].
+    pub fn waves(&self, default_branch: &str) -> Result<Vec<Vec<usize>>> {
+        let parts = self.parts(default_branch)?;
+        let Some(limit) = self.max_active_jobs else {
+            return Ok(vec![(0..parts.len()).collect()]);
+        };
+        let mut waves: Vec<Vec<usize>> = Vec::new();
+        let mut in_wave = 0u64;
+        for (k, (_, part)) in parts.iter().enumerate() {
+            let jobs = part.total_jobs();
+            if jobs >= u64::from(limit) {
+                return Err(Error::invalid(
+                    "plan",
+                    "load test",
+                    format!(
+                        "a pipeline of {jobs} jobs reaches the project's limit of {limit} jobs in active pipelines                          (GitLab refuses it: \"{}\"); split it into pipelines of at most {} jobs",
+                        crate::limits::ACTIVE_JOBS_EXCEEDED,
+                        limit - 1
+                    ),
+                ));
+            }
+            match waves.last_mut() {
+                Some(wave) if in_wave + jobs < u64::from(limit) => {
+                    wave.push(k);
+                    in_wave += jobs;
+                }
+                _ => {
+                    waves.push(vec![k]);
+                    in_wave = jobs;
+                }
+            }
+        }
+        Ok(waves)
+    }
+
+    /// Sets how long a lost pipeline answer is looked for (GitLab's request timeout).
+    #[must_use]
+    pub fn with_lost_answer_policy(mut self, policy: LostAnswerPolicy) -> Self {
+        self.lost_answer = policy;
+        self
     }
 
     /// Sets the branch.
@@ -210,6 +281,37 @@ pub struct Started {
     pub pipelines: Vec<Pipeline>,
     /// The branch of each part.
     pub branches: Vec<String>,
+    /// The commit (SHA) of each part's CI file.
+    pub commits: Vec<String>,
+    /// Pipelines of the load test's commits that the run did not start, canceled after the
+    /// creation ([`cancel_unexpected`]).
+    pub unexpected: CancelSummary,
+}
+
+/// Cancels every unfinished pipeline of the load test's commits (on its branches) that the run
+/// did not start: one that GitLab created for a POST whose answer was lost, after the client
+/// stopped looking (a server slower than [`LoadTestRun::lost_answer`] allows). Pipelines of
+/// other commits on those branches are left alone. A branch that cannot be listed is logged.
+pub async fn cancel_unexpected(api: &dyn GitLabApi, started: &Started) -> CancelSummary {
+    let ours: Vec<u64> = started.pipelines.iter().map(|p| p.id).collect();
+    let mut strays = Vec::new();
+    for (branch, sha) in started.branches.iter().zip(&started.commits) {
+        match api.list_pipelines(&started.project, branch).await {
+            Ok(list) => strays.extend(
+                list.iter()
+                    .filter(|p| &p.sha == sha && !ours.contains(&p.id) && !p.status.is_finished())
+                    .map(|p| p.id),
+            ),
+            Err(e) => {
+                tracing::warn!(%branch, error = %e, "cannot look for unexpected pipelines of the load test")
+            }
+        }
+    }
+    if strays.is_empty() {
+        return CancelSummary::default();
+    }
+    tracing::warn!(pipelines = ?strays, "pipelines of the load test's commit that this run did not start; canceling them");
+    cancel_pipelines(api, &started.project, &strays).await
 }
 
 /// GitLab's pipeline-creation refusals, with what they mean and what to do.
@@ -224,6 +326,17 @@ fn explain_creation_error(e: Error, run: &LoadTestRun, jobs: u64) -> Error {
                  the project does not let the token's role set pipeline variables, which is GitLab.com's default for new \
                  namespaces since 17.7; run without variables, or raise the project's \"Minimum role to use pipeline \
                  variables\" (Settings > CI/CD > Variables)"
+            ),
+        };
+    }
+    if e.is_active_jobs_limit_exceeded() {
+        return Error::InvalidInput {
+            action: "create",
+            resource: "load-test pipeline".into(),
+            message: format!(
+                "{e}; the project's alive pipelines and this one of {jobs} jobs reach GitLab's limit of jobs in active \
+                 pipelines (GitLab.com: 500 on Free, 1,000 on trials): run the parts one after another \
+                 (LoadTestRun::with_max_active_jobs) or wait for the project's other pipelines to end"
             ),
         };
     }
@@ -243,7 +356,7 @@ fn explain_creation_error(e: Error, run: &LoadTestRun, jobs: u64) -> Error {
 /// Commits each part's CI file (with `[skip ci]`) and then creates one pipeline per part, so
 /// the pipelines start together. When a creation fails, the pipelines already created are
 /// canceled (they would otherwise run a partial load test unobserved) and the error explains
-/// GitLab's refusal.
+/// GitLab's refusal. [`LoadTestRun::max_active_jobs`] is not applied here: [`run`] applies it.
 pub async fn start(
     api: &dyn GitLabApi,
     project: &Project,
@@ -253,6 +366,26 @@ pub async fn start(
     let project_ref = ProjectRef::Id(project.id);
     let default_branch = project.default_branch.as_deref().unwrap_or("main");
     let parts = run.parts(default_branch)?;
+    let commits = commit_parts(api, &project_ref, &parts).await?;
+    let pipelines = create_parts(api, &project_ref, run, running, &parts).await?;
+    let mut started = Started {
+        project: project_ref,
+        branches: parts.into_iter().map(|(b, _)| b).collect(),
+        commits,
+        pipelines,
+        unexpected: CancelSummary::default(),
+    };
+    started.unexpected = cancel_unexpected(api, &started).await;
+    Ok(started)
+}
+
+/// Commits each part's CI file with `[skip ci]`; the commits' SHAs, in order.
+async fn commit_parts(
+    api: &dyn GitLabApi,
+    project_ref: &ProjectRef,
+    parts: &[(String, LoadTestSpec)],
+) -> Result<Vec<String>> {
+    let mut commits = Vec::with_capacity(parts.len());
     for (k, (branch, part)) in parts.iter().enumerate() {
         let yaml = part.to_yaml()?;
         let message = if parts.len() == 1 {
@@ -265,22 +398,39 @@ pub async fn start(
                 part.total_jobs()
             )
         };
-        api.put_file(&project_ref, branch, CI_FILE, &yaml, &message)
+        let commit = api
+            .put_file(project_ref, branch, CI_FILE, &yaml, &message)
             .await?;
+        commits.push(commit.id);
     }
+    Ok(commits)
+}
+
+/// Creates one pipeline per part, registering each in `running`; on a failure cancels what
+/// `running` holds and explains GitLab's refusal.
+async fn create_parts(
+    api: &dyn GitLabApi,
+    project_ref: &ProjectRef,
+    run: &LoadTestRun,
+    running: &RunningPipelines,
+    parts: &[(String, LoadTestSpec)],
+) -> Result<Vec<Pipeline>> {
     let mut pipelines = Vec::new();
-    for (branch, part) in &parts {
+    for (branch, part) in parts {
         let mut new = NewPipeline::new(branch);
         new.variables = run.variables.clone();
-        match api.create_pipeline_checked(&project_ref, &new).await {
+        match api
+            .create_pipeline_checked_with(project_ref, &new, &run.lost_answer)
+            .await
+        {
             Ok(p) => {
                 tracing::info!(pipeline = p.id, branch = %branch, jobs = part.total_jobs(), url = %p.web_url, "pipeline created");
-                running.add(&project_ref, p.id);
+                running.add(project_ref, p.id);
                 pipelines.push(p);
             }
             Err(e) => {
                 let e = explain_creation_error(e, run, part.total_jobs());
-                if !pipelines.is_empty() {
+                if !running.ids().is_empty() {
                     let summary = running.cancel(api).await;
                     tracing::warn!(summary = %summary.describe(), "creating a later pipeline failed; canceled the earlier ones");
                 }
@@ -288,11 +438,83 @@ pub async fn start(
             }
         }
     }
-    Ok(Started {
-        project: project_ref,
-        branches: parts.into_iter().map(|(b, _)| b).collect(),
-        pipelines,
-    })
+    Ok(pipelines)
+}
+
+/// The watch configuration left after `elapsed` and `used` requests of `watch`.
+fn remaining(watch: &WatchConfig, since: tokio::time::Instant, used: u64) -> WatchConfig {
+    let mut left = watch.clone();
+    left.timeout = watch.timeout.saturating_sub(since.elapsed());
+    left.max_requests = watch.max_requests.saturating_sub(used);
+    left
+}
+
+/// [`run`] with several waves: commits every part, then creates and watches the waves one
+/// after another (a wave starts once the previous one finished, so the project's alive
+/// pipelines stay below the active-jobs limit), then one last watch of every pipeline makes
+/// the report of the whole run. Stops at the first wave that does not finish.
+async fn run_in_waves(
+    api: &dyn GitLabApi,
+    project: &Project,
+    run: &LoadTestRun,
+    waves: &[Vec<usize>],
+    watch: &WatchConfig,
+    running: &RunningPipelines,
+    on_event: &mut (dyn FnMut(&WatchEvent) + Send),
+) -> std::result::Result<(Started, Result<Report>), Error> {
+    let since = tokio::time::Instant::now();
+    let base = api.requests_sent();
+    let project_ref = ProjectRef::Id(project.id);
+    let default_branch = project.default_branch.as_deref().unwrap_or("main");
+    let parts = run.parts(default_branch)?;
+    let commits = commit_parts(api, &project_ref, &parts).await?;
+    let mut started = Started {
+        project: project_ref.clone(),
+        branches: parts.iter().map(|(b, _)| b.clone()).collect(),
+        commits,
+        pipelines: Vec::new(),
+        unexpected: CancelSummary::default(),
+    };
+    for (w, wave) in waves.iter().enumerate() {
+        let wave_parts: Vec<(String, LoadTestSpec)> =
+            wave.iter().map(|&k| parts[k].clone()).collect();
+        let jobs: u64 = wave_parts.iter().map(|(_, p)| p.total_jobs()).sum();
+        tracing::info!(
+            wave = w + 1,
+            waves = waves.len(),
+            jobs,
+            "starting the next part of the load test (the jobs-in-active-pipelines limit lets the parts run only one after another)"
+        );
+        let created = create_parts(api, &project_ref, run, running, &wave_parts).await?;
+        let ids: Vec<u64> = created.iter().map(|p| p.id).collect();
+        started.pipelines.extend(created);
+        let strays = cancel_unexpected(api, &started).await;
+        started.unexpected.canceled.extend(strays.canceled);
+        started.unexpected.failed.extend(strays.failed);
+        let used = api.requests_sent().saturating_sub(base);
+        let result = watch_pipelines(
+            api,
+            &project_ref,
+            &ids,
+            &remaining(watch, since, used),
+            on_event,
+        )
+        .await;
+        if !matches!(&result, Ok(r) if r.outcome == WatchOutcome::Finished) {
+            return Ok((started, result));
+        }
+    }
+    let all: Vec<u64> = started.pipelines.iter().map(|p| p.id).collect();
+    let used = api.requests_sent().saturating_sub(base);
+    let result = watch_pipelines(
+        api,
+        &project_ref,
+        &all,
+        &remaining(watch, since, used),
+        on_event,
+    )
+    .await;
+    Ok((started, result))
 }
 
 /// How a load test ended.
@@ -303,6 +525,9 @@ pub struct Outcome {
     /// What was canceled because the run ended early (empty when it finished or
     /// [`LoadTestRun::keep_pipeline`]).
     pub cancel: CancelSummary,
+    /// Pipelines of the load test's commits that the run did not start, canceled after the
+    /// creation or when the watch ended ([`cancel_unexpected`]).
+    pub unexpected: CancelSummary,
 }
 
 /// A load test that failed after its pipelines existed: the error and what was canceled.
@@ -344,8 +569,23 @@ pub async fn run(
     running: &RunningPipelines,
     on_event: &mut (dyn FnMut(&WatchEvent) + Send),
 ) -> std::result::Result<Outcome, Failure> {
-    let started = match start(api, project, run, running).await {
-        Ok(started) => started,
+    let default_branch = project.default_branch.as_deref().unwrap_or("main");
+    let waves = run.waves(default_branch).map_err(|error| Failure {
+        error,
+        pipelines: Vec::new(),
+        cancel: CancelSummary::default(),
+    })?;
+    let begun = if waves.len() > 1 {
+        run_in_waves(api, project, run, &waves, watch, running, on_event)
+            .await
+            .map(|(started, result)| (started, Some(result)))
+    } else {
+        start(api, project, run, running)
+            .await
+            .map(|started| (started, None))
+    };
+    let (started, result) = match begun {
+        Ok(begun) => begun,
         Err(error) => {
             // Parts committed before a creation failed have no pipeline left running.
             let default_branch = project.default_branch.as_deref().unwrap_or("main");
@@ -361,7 +601,14 @@ pub async fn run(
         }
     };
     let ids: Vec<u64> = started.pipelines.iter().map(|p| p.id).collect();
-    let result = watch_pipelines(api, &started.project, &ids, watch, on_event).await;
+    let result = match result {
+        Some(result) => result,
+        None => watch_pipelines(api, &started.project, &ids, watch, on_event).await,
+    };
+    let mut unexpected = started.unexpected.clone();
+    let late = cancel_unexpected(api, &started).await;
+    unexpected.canceled.extend(late.canceled);
+    unexpected.failed.extend(late.failed);
     let ended_early = !matches!(&result, Ok(r) if r.outcome == WatchOutcome::Finished);
     let cancel = if ended_early && !run.keep_pipeline {
         running.cancel(api).await
@@ -374,11 +621,21 @@ pub async fn run(
         delete_part_branches(api, &started.project, &started.branches).await;
     }
     match result {
-        Ok(report) => Ok(Outcome { report, cancel }),
-        Err(error) => Err(Failure {
-            error,
-            pipelines: ids,
+        Ok(report) => Ok(Outcome {
+            report,
             cancel,
+            unexpected,
         }),
+        Err(error) => {
+            // The failure names one summary: what the run canceled, strays included.
+            let mut cancel = cancel;
+            cancel.canceled.extend(unexpected.canceled);
+            cancel.failed.extend(unexpected.failed);
+            Err(Failure {
+                error,
+                pipelines: ids,
+                cancel,
+            })
+        }
     }
 }

@@ -20,10 +20,19 @@
 //! - [`MemoryConfig::with_max_jobs_per_pipeline`]: GitLab.com's jobs-per-pipeline limit
 //!   (500 on Free); a larger pipeline is refused with GitLab's message.
 //! - `GET /version`, the token's scopes and the user's role ([`MemoryConfig::with_version`],
-//!   [`MemoryConfig::with_token_scopes`], [`MemoryConfig::with_access_level`]) answer like
-//!   GitLab, and `POST /user/runners` is refused without the `create_runner` scope, before
-//!   15.10, or below the Maintainer role; [`MemoryConfig::with_plan`] makes namespaces report a
-//!   GitLab.com plan.
+//!   [`MemoryConfig::with_token_scopes`], [`MemoryConfig::with_access_level`],
+//!   [`MemoryConfig::with_admin`]) answer like GitLab. Every call checks the token's scopes the
+//!   way GitLab's API guard does (any scope registered for the route: `api` everywhere,
+//!   `read_api` on GET, `read_user` on `GET /user` and `/version`, `create_runner` on
+//!   `POST /user/runners`, any scope on `GET /personal_access_tokens/self`; sources in
+//!   [`crate::permissions`]) and refuses with GitLab's `insufficient_scope` answer.
+//!   `POST /user/runners` is refused before 15.10 and below the Maintainer role, unless the
+//!   user is an administrator acting as one.
+//! - [`MemoryConfig::with_plan`] gives namespaces a plan, shown only to those who can
+//!   administer the namespace (EE's `can_admin_namespace`, see [`crate::limits`]);
+//!   [`MemoryConfig::with_max_active_jobs`] is GitLab.com's limit of jobs in active pipelines.
+//! - [`InMemoryGitLab::slow_pipeline_creation`]: a pipeline POST whose client gives up while
+//!   GitLab goes on and creates the pipeline later (the "slow effect" fault).
 //! - List endpoints return GitLab's list shapes: runner list entries carry no tags
 //!   ([`GitLabApi::get_runner`] does); `scope[]` accepts only the documented job statuses.
 //! - A runner is `never_contacted` until its manager contacts GitLab
@@ -131,8 +140,12 @@ pub struct MemoryConfig {
     pub web_url: String,
     /// Refuse pipeline variables like GitLab.com does by default in new namespaces.
     pub refuse_pipeline_variables: bool,
-    /// Refuse pipelines with more jobs than this (GitLab.com: 500 on Free, 2,000 on Ultimate).
+    /// Refuse pipelines with more jobs than this (`ci_pipeline_size`; GitLab.com: 500 on Free,
+    /// 2,000 on Ultimate).
     pub max_jobs_per_pipeline: Option<u32>,
+    /// Refuse a pipeline when the project's alive pipelines and it would hold this many jobs
+    /// or more (`ci_active_jobs`; GitLab.com: 500 on Free).
+    pub max_active_jobs: Option<u32>,
     /// What `GET /version` answers.
     pub version: String,
     /// The token's scopes (`GET /personal_access_tokens/self`).
@@ -140,9 +153,15 @@ pub struct MemoryConfig {
     /// The user's role in every group and in projects outside the user's own namespace (the
     /// user owns its own namespace).
     pub access_level: u32,
-    /// The plan namespaces report (`Some("free")` is GitLab.com Free; `None` a self-managed
-    /// instance, which reports none).
+    /// The plan of every namespace (`Some("free")`: GitLab.com Free; `Some("default")`: a
+    /// self-managed EE instance; `None`: GitLab CE, which has no plans). Shown only to those
+    /// who can administer the namespace.
     pub plan: Option<String>,
+    /// Whether the token's user is an instance administrator.
+    pub is_admin: bool,
+    /// Whether the instance has Admin Mode on (an administrator's token then acts as one only
+    /// with the `admin_mode` scope).
+    pub admin_mode: bool,
 }
 
 impl Default for MemoryConfig {
@@ -154,10 +173,13 @@ impl Default for MemoryConfig {
             web_url: "https://gitlab.sandbox.invalid".into(),
             refuse_pipeline_variables: false,
             max_jobs_per_pipeline: None,
+            max_active_jobs: None,
             version: "18.9.0".into(),
             token_scopes: vec!["api".into(), "create_runner".into()],
             access_level: access_level::OWNER,
             plan: None,
+            is_admin: false,
+            admin_mode: false,
         }
     }
 }
@@ -205,16 +227,76 @@ impl MemoryConfig {
         self
     }
 
-    /// Makes namespaces report a GitLab.com plan (`free`, `premium`, `ultimate`, ...).
+    /// Gives every namespace a plan (`free`, `premium`, `ultimate`, ... on GitLab.com;
+    /// `default` on self-managed EE).
     #[must_use]
     pub fn with_plan(mut self, plan: Option<&str>) -> Self {
         self.plan = plan.map(str::to_owned);
+        self
+    }
+
+    /// Sets the limit of jobs in active pipelines.
+    #[must_use]
+    pub fn with_max_active_jobs(mut self, limit: Option<u32>) -> Self {
+        self.max_active_jobs = limit;
+        self
+    }
+
+    /// Makes the token's user an instance administrator.
+    #[must_use]
+    pub fn with_admin(mut self, is_admin: bool) -> Self {
+        self.is_admin = is_admin;
+        self
+    }
+
+    /// Turns the instance's Admin Mode on or off.
+    #[must_use]
+    pub fn with_admin_mode(mut self, on: bool) -> Self {
+        self.admin_mode = on;
         self
     }
 }
 
 /// GitLab counts a runner online while its last contact is younger than this.
 pub const ONLINE_CONTACT_TIMEOUT: Duration = Duration::from_secs(2 * 3600);
+
+/// GitLab's description of an `insufficient_scope` refusal (rack-oauth2's
+/// `DEFAULT_DESCRIPTION[:insufficient_scope]`, lib/rack/oauth2/server/resource/error.rb, which
+/// `API::APIGuard` answers with); the HTTP double answers GitLab's OAuth body for it.
+pub const INSUFFICIENT_SCOPE: &str =
+    "The request requires higher privileges than provided by the access token.";
+
+/// Which scopes GitLab registers for a route: the endpoint class's, then `API::API`'s
+/// (`scopes_registered_for_endpoint`, lib/api/api_guard.rb). Sources in [`crate::permissions`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Route {
+    /// GET or HEAD of an endpoint that registers no scope of its own.
+    Read,
+    /// POST, PUT or DELETE of an endpoint that registers no scope of its own.
+    Write,
+    /// `GET /user`, `GET /version`: `API::Users` and `API::Version` add `read_user` for GET.
+    ReadUser,
+    /// `POST /user/runners`: `API::UserRunners` adds `create_runner` for POST.
+    CreateRunner,
+    /// `GET /personal_access_tokens/self`: `allow_access_with_scope(Gitlab::Auth.all_available_scopes)`
+    /// (lib/api/personal_access_tokens/self_information.rb).
+    TokenSelf,
+}
+
+impl Route {
+    /// The registered scopes in GitLab's order, each with whether its `if:` holds here.
+    fn registered(self) -> Vec<(&'static str, bool)> {
+        let get = matches!(self, Route::Read | Route::ReadUser | Route::TokenSelf);
+        let mut own = match self {
+            Route::ReadUser => vec![("read_user", true)],
+            Route::CreateRunner => vec![("create_runner", true)],
+            _ => Vec::new(),
+        };
+        // `allow_access_with_scope :api` and `:read_api, if: get? || head?` (lib/api/api.rb).
+        own.extend([("api", true), ("read_api", get)]);
+        own
+    }
+}
 
 /// A job handed to a runner by [`InMemoryGitLab::request_jobs`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -340,6 +422,17 @@ struct State {
     window: Option<(Instant, u32)>,
     forced_throttles: u32,
     forced_retry_after: Duration,
+    /// Pending "slow effect" faults of `POST /pipeline`: (client gives up after, effect after).
+    slow_pipelines: std::collections::VecDeque<(Duration, Duration)>,
+    /// The token's scopes when a test changed them ([`InMemoryGitLab::set_token_scopes`]).
+    token_scopes: Option<Vec<String>>,
+}
+
+impl State {
+    /// The token's scopes now.
+    fn scopes<'a>(&'a self, config: &'a MemoryConfig) -> &'a [String] {
+        self.token_scopes.as_deref().unwrap_or(&config.token_scopes)
+    }
 }
 
 impl State {
@@ -431,16 +524,44 @@ impl State {
                 "No stages / jobs for this pipeline.",
             ));
         }
-        if let Some(limit) = config.max_jobs_per_pipeline
+        // `Chain::Limit::Size`, then `Chain::Limit::ActiveJobs` (see `crate::limits`).
+        if let Some(limit) = config.max_jobs_per_pipeline.filter(|l| *l > 0)
             && expanded.len() > limit as usize
         {
             return Err(Error::invalid(
                 "create",
                 resource(),
-                format!(
-                    "The number of jobs has exceeded the limit of {limit}. Try splitting the configuration with parent-child-pipelines"
-                ),
+                crate::limits::pipeline_size_exceeded(limit, &config.web_url),
             ));
+        }
+        if let Some(limit) = config.max_active_jobs.filter(|l| *l > 0) {
+            // Every job of the project's alive pipelines created in the last 24 hours, plus
+            // the new pipeline's (`count_persisted_jobs_in_all_alive_pipelines +
+            // count_current_pipeline_jobs`), against `subject >= limit`.
+            let since = now - jiff::SignedDuration::from_hours(24);
+            let alive: usize = self
+                .pipelines
+                .values()
+                .filter(|p| p.project_id == project_id && p.created_at >= since)
+                .filter(|p| {
+                    matches!(
+                        p.status,
+                        PipelineStatus::Created
+                            | PipelineStatus::WaitingForResource
+                            | PipelineStatus::Preparing
+                            | PipelineStatus::Pending
+                            | PipelineStatus::Running
+                    )
+                })
+                .map(|p| self.pipeline_jobs.get(&p.id).map_or(0, |a| a.ids.len()))
+                .sum();
+            if alive + expanded.len() >= limit as usize {
+                return Err(Error::invalid(
+                    "create",
+                    resource(),
+                    crate::limits::ACTIVE_JOBS_EXCEEDED,
+                ));
+            }
         }
         let sha = p.heads.get(ref_name).cloned().unwrap_or_default();
         let web = p.project.web_url.clone();
@@ -764,14 +885,37 @@ impl InMemoryGitLab {
         self.inner.clock.now()
     }
 
-    /// Counts an API request and applies the rate limit / forced 429s.
+    /// Counts an API request, checks the token's scopes for the route and applies the rate
+    /// limit / forced 429s.
     fn admit(
         &self,
+        route: Route,
         action: &'static str,
         resource: impl FnOnce() -> String,
     ) -> Result<MutexGuard<'_, State>> {
         let mut st = self.lock();
         st.requests += 1;
+        // `include_any_scope?`: the token passes with any registered scope whose `if:` holds
+        // (app/services/access_token_validation_service.rb); the refusal lists every
+        // registered scope (`InsufficientScopeError.new(scopes)`, lib/gitlab/auth/auth_finders.rb).
+        let scopes = st.scopes(&self.inner.config);
+        let registered = route.registered();
+        let passes = route == Route::TokenSelf
+            || registered
+                .iter()
+                .any(|(name, applies)| *applies && scopes.iter().any(|s| s == name));
+        if !passes {
+            return Err(Error::PermissionDenied {
+                action,
+                resource: resource(),
+                scope: registered
+                    .iter()
+                    .map(|(name, _)| *name)
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                message: INSUFFICIENT_SCOPE.into(),
+            });
+        }
         if st.forced_throttles > 0 {
             st.forced_throttles -= 1;
             return Err(Error::Throttled {
@@ -832,8 +976,34 @@ impl InMemoryGitLab {
         }
     }
 
-    /// `POST /user/runners` as GitLab refuses it: before 15.10, without the `create_runner`
-    /// scope, or below the Maintainer role on the project.
+    /// Whether the token's user acts as an administrator: an administrator, with Admin Mode
+    /// off or a token with `admin_mode` (`bypass_session_for_admin_mode?`, lib/api/api_guard.rb).
+    fn acting_admin(&self, st: &State) -> bool {
+        let config = &self.inner.config;
+        config.is_admin
+            && (!config.admin_mode || st.scopes(config).iter().any(|s| s == "admin_mode"))
+    }
+
+    /// Whether the user may see a namespace's plan: EE exposes it `if: can_admin_namespace`
+    /// (ee/lib/ee/api/entities/namespace.rb), which a group's Owners (`rule { owner }` enables
+    /// `:admin_namespace`, app/policies/group_policy.rb), a personal namespace's user and
+    /// administrators have.
+    fn may_see_plan(&self, st: &State, ns: &Namespace) -> bool {
+        self.acting_admin(st)
+            || if ns.kind == "user" {
+                ns.full_path
+                    .eq_ignore_ascii_case(&self.inner.config.username)
+            } else {
+                self.access_level_in(&ns.full_path) >= access_level::OWNER
+            }
+    }
+
+    /// `POST /user/runners` as GitLab refuses it once the token's scopes passed: 404 before
+    /// 15.10, and `403 Forbidden - Insufficient permissions` without `:create_runners` on the
+    /// project (`CreateRunnerService#execute` answers `'Insufficient permissions'` with reason
+    /// `:forbidden`, app/services/ci/runners/create_runner_service.rb; lib/api/user_runners.rb
+    /// calls `forbidden!(message)`, which lib/api/helpers.rb renders as `"403 Forbidden - " +
+    /// reason`): Maintainers and Owners have it, administrators acting as one too.
     fn may_create_runner(&self, st: &State, project_id: u64) -> Result<()> {
         let config = &self.inner.config;
         let version = ServerVersion {
@@ -847,24 +1017,48 @@ impl InMemoryGitLab {
             ));
         }
         let path = &st.projects[&project_id].project.path_with_namespace;
-        if !config.token_scopes.iter().any(|s| s == "create_runner") {
-            return Err(Error::PermissionDenied {
-                action: "create",
-                resource: format!("runner for project {path:?}"),
-                scope: "create_runner".into(),
-                message: "insufficient_scope".into(),
-            });
-        }
         let namespace = path.rsplit_once('/').map_or("", |(ns, _)| ns);
-        if self.access_level_in(namespace) < access_level::MAINTAINER {
+        if self.access_level_in(namespace) < access_level::MAINTAINER && !self.acting_admin(st) {
             return Err(Error::PermissionDenied {
                 action: "create",
                 resource: format!("runner for project {path:?}"),
-                scope: "create_runner".into(),
-                message: "403 Forbidden: the Maintainer role is needed".into(),
+                scope: "api".into(),
+                message: "403 Forbidden - Insufficient permissions".into(),
             });
         }
         Ok(())
+    }
+
+    /// `POST /projects/:id/pipeline`'s effect and answer, without counting a request.
+    fn create_pipeline_now(&self, project: &ProjectRef, new: &NewPipeline) -> Result<Pipeline> {
+        let now = self.now();
+        let mut st = self.lock();
+        let id = st.project_id(project, "create pipeline on")?;
+        if !new.variables.is_empty() && self.inner.config.refuse_pipeline_variables {
+            return Err(Error::invalid(
+                "create",
+                format!("pipeline on ref {:?} of {project}", new.ref_name),
+                "Insufficient permissions to set pipeline variables",
+            ));
+        }
+        st.new_pipeline(id, &new.ref_name, "api", now, &self.inner.config)?
+            .ok_or_else(|| Error::backend("create", project.to_string(), "no pipeline"))
+    }
+
+    /// Test hook: the token's scopes from now on (a project made with a full token, then
+    /// used with a narrower one).
+    pub fn set_token_scopes(&self, scopes: &[String]) {
+        self.lock().token_scopes = Some(scopes.to_vec());
+    }
+
+    /// The "slow effect" fault: the next `create_pipeline` call answers [`Error::Timeout`]
+    /// after `client_gives_up_after` (the client's timeout), while GitLab goes on and creates
+    /// the pipeline `effect_after` the call arrived (on tokio's clock), as a real GitLab does
+    /// until its request timeout. Several calls queue several faults.
+    pub fn slow_pipeline_creation(&self, client_gives_up_after: Duration, effect_after: Duration) {
+        self.lock()
+            .slow_pipelines
+            .push_back((client_gives_up_after, effect_after));
     }
 
     /// Adds a group namespace (projects can be created in it).
@@ -1180,16 +1374,17 @@ impl RunnerState {
 #[async_trait]
 impl GitLabApi for InMemoryGitLab {
     async fn current_user(&self) -> Result<User> {
-        let _st = self.admit("get", || "current user".into())?;
+        let _st = self.admit(Route::ReadUser, "get", || "current user".into())?;
         Ok(User {
             id: 1,
             username: self.inner.config.username.clone(),
             name: self.inner.config.username.clone(),
+            is_admin: self.inner.config.is_admin,
         })
     }
 
     async fn version(&self) -> Result<ServerVersion> {
-        let _st = self.admit("get", || "GitLab's version".into())?;
+        let _st = self.admit(Route::ReadUser, "get", || "GitLab's version".into())?;
         Ok(ServerVersion {
             version: self.inner.config.version.clone(),
             revision: "memory".into(),
@@ -1197,18 +1392,18 @@ impl GitLabApi for InMemoryGitLab {
     }
 
     async fn token_info(&self) -> Result<TokenInfo> {
-        let _st = self.admit("get", || "the access token in use".into())?;
+        let _st = self.admit(Route::TokenSelf, "get", || "the access token in use".into())?;
         Ok(TokenInfo {
             id: 1,
             name: "sandbox".into(),
-            scopes: self.inner.config.token_scopes.clone(),
+            scopes: _st.scopes(&self.inner.config).to_vec(),
             active: true,
             expires_at: None,
         })
     }
 
     async fn member(&self, scope: &MemberScope, user_id: u64) -> Result<Option<Member>> {
-        let st = self.admit("get", || format!("user {user_id} in {scope}"))?;
+        let st = self.admit(Route::Read, "get", || format!("user {user_id} in {scope}"))?;
         let namespace = match scope {
             MemberScope::Project(p) => {
                 let id = st.project_id(p, "get members of")?;
@@ -1236,22 +1431,27 @@ impl GitLabApi for InMemoryGitLab {
     }
 
     async fn get_namespace(&self, path: &str) -> Result<Namespace> {
-        let st = self.admit("get", || format!("namespace {path:?}"))?;
-        st.namespaces
+        let st = self.admit(Route::Read, "get", || format!("namespace {path:?}"))?;
+        let mut ns = st
+            .namespaces
             .iter()
             .find(|n| n.full_path.eq_ignore_ascii_case(path))
             .cloned()
-            .ok_or_else(|| Error::not_found("get", format!("namespace {path:?}")))
+            .ok_or_else(|| Error::not_found("get", format!("namespace {path:?}")))?;
+        if !self.may_see_plan(&st, &ns) {
+            ns.plan = None;
+        }
+        Ok(ns)
     }
 
     async fn get_project(&self, project: &ProjectRef) -> Result<Project> {
-        let st = self.admit("get", || project.to_string())?;
+        let st = self.admit(Route::Read, "get", || project.to_string())?;
         let id = st.project_id(project, "get")?;
         Ok(st.projects[&id].project.clone())
     }
 
     async fn create_project(&self, new: &NewProject) -> Result<Project> {
-        let mut st = self.admit("create", || format!("project {:?}", new.path))?;
+        let mut st = self.admit(Route::Write, "create", || format!("project {:?}", new.path))?;
         ProjectRef::parse(&new.path)?;
         let ns = match new.namespace_id {
             None => st.namespaces[0].clone(),
@@ -1309,7 +1509,7 @@ impl GitLabApi for InMemoryGitLab {
     }
 
     async fn delete_project(&self, project: &ProjectRef) -> Result<()> {
-        let mut st = self.admit("delete", || project.to_string())?;
+        let mut st = self.admit(Route::Write, "delete", || project.to_string())?;
         let id = st.project_id(project, "delete")?;
         st.projects.remove(&id);
         st.runners.retain(|_, r| r.project_id != id);
@@ -1323,7 +1523,9 @@ impl GitLabApi for InMemoryGitLab {
     }
 
     async fn create_runner(&self, new: &NewRunner) -> Result<CreatedRunner> {
-        let mut st = self.admit("create", || format!("runner {:?}", new.description))?;
+        let mut st = self.admit(Route::CreateRunner, "create", || {
+            format!("runner {:?}", new.description)
+        })?;
         if new.runner_type != "project_type" {
             return Err(Error::invalid(
                 "create",
@@ -1384,7 +1586,7 @@ impl GitLabApi for InMemoryGitLab {
 
     async fn list_runners(&self, project: &ProjectRef) -> Result<Vec<Runner>> {
         let now = self.now();
-        let st = self.admit("list runners of", || project.to_string())?;
+        let st = self.admit(Route::Read, "list runners of", || project.to_string())?;
         let id = st.project_id(project, "list runners of")?;
         Ok(st
             .runners
@@ -1396,7 +1598,7 @@ impl GitLabApi for InMemoryGitLab {
 
     async fn get_runner(&self, runner_id: u64) -> Result<RunnerDetails> {
         let now = self.now();
-        let st = self.admit("get", || format!("runner {runner_id}"))?;
+        let st = self.admit(Route::Read, "get", || format!("runner {runner_id}"))?;
         st.runners
             .get(&runner_id)
             .map(|r| r.details(now))
@@ -1404,7 +1606,7 @@ impl GitLabApi for InMemoryGitLab {
     }
 
     async fn delete_runner(&self, runner_id: u64) -> Result<()> {
-        let mut st = self.admit("delete", || format!("runner {runner_id}"))?;
+        let mut st = self.admit(Route::Write, "delete", || format!("runner {runner_id}"))?;
         st.runners
             .remove(&runner_id)
             .map(|_| ())
@@ -1417,7 +1619,9 @@ impl GitLabApi for InMemoryGitLab {
         file_path: &str,
         ref_name: &str,
     ) -> Result<bool> {
-        let st = self.admit("check", || format!("file {file_path:?} of {project}"))?;
+        let st = self.admit(Route::Read, "check", || {
+            format!("file {file_path:?} of {project}")
+        })?;
         let id = st.project_id(project, "read file of")?;
         Ok(st.projects[&id]
             .branches
@@ -1426,7 +1630,9 @@ impl GitLabApi for InMemoryGitLab {
     }
 
     async fn get_branch(&self, project: &ProjectRef, branch: &str) -> Result<Branch> {
-        let st = self.admit("get", || format!("branch {branch:?} of {project}"))?;
+        let st = self.admit(Route::Read, "get", || {
+            format!("branch {branch:?} of {project}")
+        })?;
         let id = st.project_id(project, "get branch of")?;
         let p = &st.projects[&id];
         p.branches
@@ -1442,7 +1648,9 @@ impl GitLabApi for InMemoryGitLab {
     }
 
     async fn delete_branch(&self, project: &ProjectRef, branch: &str) -> Result<()> {
-        let mut st = self.admit("delete", || format!("branch {branch:?} of {project}"))?;
+        let mut st = self.admit(Route::Write, "delete", || {
+            format!("branch {branch:?} of {project}")
+        })?;
         let id = st.project_id(project, "delete branch of")?;
         let p = st.projects.get_mut(&id).expect("project_id found it");
         if p.project.default_branch.as_deref() == Some(branch) {
@@ -1461,7 +1669,7 @@ impl GitLabApi for InMemoryGitLab {
     }
 
     async fn commit_files(&self, project: &ProjectRef, commit: &NewCommit) -> Result<Commit> {
-        let mut st = self.admit("commit to", || project.to_string())?;
+        let mut st = self.admit(Route::Write, "commit to", || project.to_string())?;
         let id = st.project_id(project, "commit to")?;
         let resource = || format!("branch {:?} of {project}", commit.branch);
         if commit.actions.is_empty() {
@@ -1549,22 +1757,35 @@ impl GitLabApi for InMemoryGitLab {
     }
 
     async fn create_pipeline(&self, project: &ProjectRef, new: &NewPipeline) -> Result<Pipeline> {
-        let now = self.now();
-        let mut st = self.admit("create pipeline on", || project.to_string())?;
-        let id = st.project_id(project, "create pipeline on")?;
-        if !new.variables.is_empty() && self.inner.config.refuse_pipeline_variables {
-            return Err(Error::invalid(
-                "create",
-                format!("pipeline on ref {:?} of {project}", new.ref_name),
-                "Insufficient permissions to set pipeline variables",
-            ));
-        }
-        st.new_pipeline(id, &new.ref_name, "api", now, &self.inner.config)?
-            .ok_or_else(|| Error::backend("create", project.to_string(), "no pipeline"))
+        let slow = {
+            let mut st = self.admit(Route::Write, "create pipeline on", || project.to_string())?;
+            st.slow_pipelines.pop_front()
+        };
+        let Some((gives_up_after, effect_after)) = slow else {
+            return self.create_pipeline_now(project, new);
+        };
+        // The slow effect: GitLab goes on with the request after its client gave up (Puma does
+        // not stop a request whose client left; GitLab ends it only at its request timeout,
+        // doc/administration/operations/puma.md), and the pipeline appears later.
+        let gitlab = self.clone();
+        let (project_later, new_later) = (project.clone(), new.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(effect_after).await;
+            match gitlab.create_pipeline_now(&project_later, &new_later) {
+                Ok(p) => tracing::debug!(pipeline = p.id, "slow pipeline creation took effect"),
+                Err(e) => tracing::debug!(error = %e, "slow pipeline creation failed"),
+            }
+        });
+        tokio::time::sleep(gives_up_after).await;
+        Err(Error::Timeout {
+            action: "create",
+            resource: format!("pipeline on ref {:?} of {project}", new.ref_name),
+            after: gives_up_after,
+        })
     }
 
     async fn list_pipelines(&self, project: &ProjectRef, ref_name: &str) -> Result<Vec<Pipeline>> {
-        let st = self.admit("list pipelines of", || project.to_string())?;
+        let st = self.admit(Route::Read, "list pipelines of", || project.to_string())?;
         let id = st.project_id(project, "list pipelines of")?;
         Ok(st
             .pipelines
@@ -1577,7 +1798,9 @@ impl GitLabApi for InMemoryGitLab {
     }
 
     async fn get_pipeline(&self, project: &ProjectRef, pipeline_id: u64) -> Result<Pipeline> {
-        let st = self.admit("get", || format!("pipeline {pipeline_id} of {project}"))?;
+        let st = self.admit(Route::Read, "get", || {
+            format!("pipeline {pipeline_id} of {project}")
+        })?;
         let id = st.project_id(project, "get pipeline of")?;
         st.pipeline_of(id, pipeline_id, "get").cloned()
     }
@@ -1588,7 +1811,7 @@ impl GitLabApi for InMemoryGitLab {
         pipeline_id: u64,
         query: &JobsQuery,
     ) -> Result<Page<Job>> {
-        let st = self.admit("list jobs of", || {
+        let st = self.admit(Route::Read, "list jobs of", || {
             format!("pipeline {pipeline_id} of {project}")
         })?;
         let id = st.project_id(project, "list jobs of")?;
@@ -1661,7 +1884,7 @@ impl GitLabApi for InMemoryGitLab {
     }
 
     async fn get_job(&self, project: &ProjectRef, job_id: u64) -> Result<Job> {
-        let st = self.admit("get", || format!("job {job_id} of {project}"))?;
+        let st = self.admit(Route::Read, "get", || format!("job {job_id} of {project}"))?;
         let id = st.project_id(project, "get job of")?;
         st.jobs
             .get(&job_id)
@@ -1672,7 +1895,9 @@ impl GitLabApi for InMemoryGitLab {
 
     async fn cancel_pipeline(&self, project: &ProjectRef, pipeline_id: u64) -> Result<Pipeline> {
         let now = self.now();
-        let mut st = self.admit("cancel", || format!("pipeline {pipeline_id} of {project}"))?;
+        let mut st = self.admit(Route::Write, "cancel", || {
+            format!("pipeline {pipeline_id} of {project}")
+        })?;
         let id = st.project_id(project, "cancel pipeline of")?;
         st.pipeline_of(id, pipeline_id, "cancel")?;
         let active: Vec<u64> = st

@@ -66,22 +66,57 @@ struct FaultRule {
     path_suffix: String,
     status: u16,
     left: u32,
-    after_effect: bool,
+    when: Effect,
+}
+
+/// When a faulted call's effect happens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Effect {
+    /// Never: the fault answers before GitLab acts.
+    Never,
+    /// Before the fault's answer.
+    Before,
+    /// Late: the answer comes after `answer_after`, the effect after `effect_after` (both from
+    /// the request's arrival), whether or not the client still waits.
+    Late {
+        answer_after: std::time::Duration,
+        effect_after: std::time::Duration,
+    },
 }
 
 impl Faults {
     /// The next `count` `method` calls whose path ends with `path_suffix` answer `status`
     /// without GitLab acting (429 carries `Retry-After: 1`).
     pub fn before(&self, method: &str, path_suffix: &str, status: u16, count: u32) {
-        self.push(method, path_suffix, status, count, false);
+        self.push(method, path_suffix, status, count, Effect::Never);
     }
 
     /// The next `count` matching calls are carried out, then answer `status`.
     pub fn after_effect(&self, method: &str, path_suffix: &str, status: u16, count: u32) {
-        self.push(method, path_suffix, status, count, true);
+        self.push(method, path_suffix, status, count, Effect::Before);
     }
 
-    fn push(&self, method: &str, path_suffix: &str, status: u16, left: u32, after_effect: bool) {
+    /// The "slow effect": the next `count` matching calls answer `status` only after
+    /// `answer_after`, and GitLab carries them out `effect_after` they arrived, also when the
+    /// client gave up meanwhile (Puma goes on with a request whose client left, until GitLab's
+    /// request timeout; doc/administration/operations/puma.md). A 504 is a proxy giving up.
+    pub fn slow_effect(
+        &self,
+        method: &str,
+        path_suffix: &str,
+        status: u16,
+        count: u32,
+        answer_after: std::time::Duration,
+        effect_after: std::time::Duration,
+    ) {
+        let when = Effect::Late {
+            answer_after,
+            effect_after,
+        };
+        self.push(method, path_suffix, status, count, when);
+    }
+
+    fn push(&self, method: &str, path_suffix: &str, status: u16, left: u32, when: Effect) {
         self.0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -90,12 +125,12 @@ impl Faults {
                 path_suffix: path_suffix.to_owned(),
                 status,
                 left,
-                after_effect,
+                when,
             });
     }
 
-    /// The matching rule's status and whether it answers after the effect; consumes one use.
-    fn take(&self, request: &Request) -> Option<(u16, bool)> {
+    /// The matching rule's status and when its effect happens; consumes one use.
+    fn take(&self, request: &Request) -> Option<(u16, Effect)> {
         let mut rules = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let rule = rules.iter_mut().find(|r| {
             r.left > 0
@@ -103,7 +138,7 @@ impl Faults {
                 && request.url.path().ends_with(&r.path_suffix)
         })?;
         rule.left -= 1;
-        Some((rule.status, rule.after_effect))
+        Some((rule.status, rule.when))
     }
 }
 
@@ -116,6 +151,7 @@ fn injected(status: u16) -> ResponseTemplate {
     }
 }
 
+#[derive(Clone)]
 struct Double {
     gitlab: InMemoryGitLab,
     token: String,
@@ -154,12 +190,44 @@ fn json_ok<T: Serialize>(status: u16, value: &T) -> ResponseTemplate {
     ResponseTemplate::new(status).set_body_json(value)
 }
 
+/// GitLab's 404 body for a resource the in-memory GitLab names: `not_found!('Project')` and
+/// its kin render `"404 Project Not Found"` (lib/api/helpers.rb `not_found!`); records looked
+/// up with `find` (pipelines, jobs, members) fall to `rescue_from ActiveRecord::RecordNotFound`,
+/// `"404 Not found"`; an unknown route is `error!('404 Not Found', 404)`, `{"error": ...}`
+/// (lib/api/api.rb).
+fn not_found_body(resource: &str) -> Value {
+    let kind = resource.split([' ', '"']).next().unwrap_or_default();
+    let named = |what: &str| json!({ "message": format!("404 {what} Not Found") });
+    match kind {
+        "project" => named("Project"),
+        "runner" => named("Runner"),
+        "namespace" => named("Namespace"),
+        "group" => named("Group"),
+        "branch" => named("Branch"),
+        "file" => named("File"),
+        "POST" => json!({ "error": "404 Not Found" }),
+        _ => json!({ "message": "404 Not found" }),
+    }
+}
+
 /// GitLab's answer for an error of this crate's categories.
 fn error_response(e: &Error) -> ResponseTemplate {
     let message = |m: &str| json!({ "message": m });
     match e {
         Error::NotFound { resource, .. } => {
-            ResponseTemplate::new(404).set_body_json(message(&format!("404 {resource} Not Found")))
+            ResponseTemplate::new(404).set_body_json(not_found_body(resource))
+        }
+        // `API::APIGuard`'s answer to `InsufficientScopeError`: rack-oauth2's Bearer
+        // `Forbidden` with the registered scopes space-separated (lib/api/api_guard.rb,
+        // `oauth2_bearer_token_error_handler`; lib/rack/oauth2/server/resource/error.rb).
+        Error::PermissionDenied {
+            message: m, scope, ..
+        } if m == crate::memory::INSUFFICIENT_SCOPE => {
+            ResponseTemplate::new(403).set_body_json(json!({
+                "error": "insufficient_scope",
+                "error_description": m,
+                "scope": scope,
+            }))
         }
         Error::AlreadyExists { .. } => ResponseTemplate::new(400)
             .set_body_json(json!({"message": {"name": ["has already been taken"]}})),
@@ -419,10 +487,26 @@ impl Respond for Double {
         }
         match self.faults.take(request) {
             None => self.route(request),
-            Some((status, false)) => injected(status),
-            Some((status, true)) => {
+            Some((status, Effect::Never)) => injected(status),
+            Some((status, Effect::Before)) => {
                 let _lost = self.route(request);
                 injected(status)
+            }
+            Some((
+                status,
+                Effect::Late {
+                    answer_after,
+                    effect_after,
+                },
+            )) => {
+                // A thread of its own: the server's tasks keep answering meanwhile (the client
+                // lists pipelines while the slow request runs).
+                let (double, request) = (self.clone(), request.clone());
+                std::thread::spawn(move || {
+                    std::thread::sleep(effect_after);
+                    let _lost = double.route(&request);
+                });
+                injected(status).set_delay(answer_after)
             }
         }
     }

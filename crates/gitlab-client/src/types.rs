@@ -115,6 +115,12 @@ pub struct User {
     /// Display name.
     #[serde(default)]
     pub name: String,
+    /// Whether the user is an instance administrator. GitLab shows `is_admin` only to
+    /// administrators (`GET /user` presents `Entities::UserWithAdmin` when
+    /// `current_user.admin?`, lib/api/users.rb; `UserWithAdmin` exposes `admin?` as
+    /// `is_admin`), so it is absent, read as false, for everyone else.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub is_admin: bool,
 }
 
 /// A namespace (user or group) projects live in (`GET /namespaces/:id`).
@@ -127,8 +133,11 @@ pub struct Namespace {
     /// `user` or `group`.
     #[serde(default)]
     pub kind: String,
-    /// The subscription plan (`free`, `premium`, `ultimate`, `ultimate_trial`, ...). GitLab.com
-    /// reports it; self-managed instances do not.
+    /// The subscription plan (`free`, `premium`, `ultimate`, `ultimate_trial`, ...; `default`
+    /// on a self-managed EE instance). GitLab EE shows it only to those who can administer the
+    /// namespace (`expose :plan, if: can_admin_namespace`, ee/lib/ee/api/entities/namespace.rb:
+    /// Owners of a group, the user of a personal namespace, administrators); GitLab CE never.
+    /// Read it with [`crate::limits::PlanLimits::of`], which knows what its absence means.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan: Option<String>,
 }
@@ -208,10 +217,19 @@ fn yes() -> bool {
     true
 }
 
-/// Roles as GitLab's `access_level` numbers.
+/// Roles as GitLab's `access_level` numbers (`Gitlab::Access`, lib/gitlab/access.rb: `NO_ACCESS = 0`,
+/// `MINIMAL_ACCESS = 5`, `GUEST = 10`, `PLANNER = 15`, `REPORTER = 20`, `DEVELOPER = 30`,
+/// `MAINTAINER = 40`, `OWNER = 50`; the names from its `options_with_none`, "Minimal Access"
+/// from EE's `Gitlab::Access`).
 pub mod access_level {
+    /// No access (a member of an invited group when project sharing is off).
+    pub const NO_ACCESS: u32 = 0;
+    /// Minimal Access (EE): a member who sees the group but none of its projects.
+    pub const MINIMAL_ACCESS: u32 = 5;
     /// Guest.
     pub const GUEST: u32 = 10;
+    /// Planner.
+    pub const PLANNER: u32 = 15;
     /// Reporter.
     pub const REPORTER: u32 = 20;
     /// Developer.
@@ -221,15 +239,19 @@ pub mod access_level {
     /// Owner.
     pub const OWNER: u32 = 50;
 
-    /// The role's name.
+    /// The role's name as GitLab shows it (`Gitlab::Access.human_access_with_none`); a level
+    /// GitLab does not define is "an unknown role".
     pub fn name(level: u32) -> &'static str {
         match level {
-            l if l >= OWNER => "Owner",
-            l if l >= MAINTAINER => "Maintainer",
-            l if l >= DEVELOPER => "Developer",
-            l if l >= REPORTER => "Reporter",
-            l if l >= GUEST => "Guest",
-            _ => "no role",
+            NO_ACCESS => "None",
+            MINIMAL_ACCESS => "Minimal Access",
+            GUEST => "Guest",
+            PLANNER => "Planner",
+            REPORTER => "Reporter",
+            DEVELOPER => "Developer",
+            MAINTAINER => "Maintainer",
+            OWNER => "Owner",
+            _ => "an unknown role",
         }
     }
 }
@@ -410,6 +432,16 @@ pub struct RunnerDetails {
 }
 
 impl RunnerDetails {
+    /// True when a runner manager contacted GitLab at or after `since`. "Online" is not that:
+    /// GitLab calls a runner online for two hours after its last contact
+    /// (`Ci::Runner::ONLINE_CONTACT_TIMEOUT = 2.hours`, app/models/ci/runner.rb), so a reused
+    /// runner whose manager is gone stays online for up to two hours. `contacted_at` is read
+    /// through `cached_attr_reader` (the same file), i.e. from the contact cache each job
+    /// request refreshes, not from the database column that is written only every 40-55 minutes.
+    pub fn contacted_since(&self, since: Timestamp) -> bool {
+        self.contacted_at.is_some_and(|at| at >= since)
+    }
+
     /// True once a runner manager has contacted GitLab and GitLab counts it online.
     pub fn is_online(&self) -> bool {
         match self.online {

@@ -8,6 +8,7 @@ mod integration {
     pub mod memory;
     pub mod mock;
     pub mod report;
+    pub mod rules;
     pub mod strict;
     pub mod watch;
 }

@@ -308,7 +308,8 @@ async fn insufficient_scope_names_the_scope() {
         .respond_with(ResponseTemplate::new(403).set_body_json(json!({
             "error": "insufficient_scope",
             "error_description": "The request requires higher privileges than provided by the access token.",
-            "scope": "create_runner"
+            // GitLab lists every scope registered for the route (lib/api/api_guard.rb).
+            "scope": "create_runner api read_api"
         })))
         .expect(1)
         .mount(&server)
@@ -318,10 +319,10 @@ async fn insufficient_scope_names_the_scope() {
         .await
         .unwrap_err();
     match &err {
-        Error::PermissionDenied { scope, .. } => assert_eq!(scope, "create_runner"),
+        Error::PermissionDenied { scope, .. } => assert_eq!(scope, "api"),
         other => panic!("{other:?}"),
     }
-    assert!(err.to_string().contains("`create_runner` scope"), "{err}");
+    assert!(err.to_string().contains("`api` scope"), "{err}");
 }
 
 #[tokio::test]

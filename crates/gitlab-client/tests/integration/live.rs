@@ -8,7 +8,7 @@
 use glrunner_gitlab_client::{HttpGitLab, conformance};
 
 #[tokio::test]
-#[ignore = "needs a real GitLab: set GITLAB_URL and GITLAB_TOKEN (scopes api, create_runner); creates and deletes projects"]
+#[ignore = "needs a real GitLab: set GITLAB_URL and GITLAB_TOKEN (scope api); creates and deletes projects"]
 async fn conformance_against_real_gitlab() {
     if std::env::var("GITLAB_URL").is_err() || std::env::var("GITLAB_TOKEN").is_err() {
         panic!("set GITLAB_URL and GITLAB_TOKEN to run this test against a real GitLab");

@@ -11,6 +11,7 @@ async fn mock_answers_through_the_trait_object() {
             id: 1,
             username: "root".into(),
             name: "Administrator".into(),
+            is_admin: true,
         })
     });
     let api: &dyn GitLabApi = &mock;
