@@ -390,6 +390,8 @@ fn doctor_with_a_kubeconfig_checks_gitlab_and_helm_but_no_aws_account() {
         );
         (out.status.code(), text(&out.stdout), text(&out.stderr))
     };
+    // An ordinary token whose only scope is `api` passes the token checks (issue 22, item 1).
+    double.post("/double/config", r#"{"scopes": ["api"]}"#);
     let (code, stdout, stderr) = doctor("400", &kubeconfig, None);
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     assert!(stdout.contains("[ok  ] aws.account"), "{stdout}");
@@ -418,10 +420,10 @@ fn doctor_with_a_kubeconfig_checks_gitlab_and_helm_but_no_aws_account() {
     for (config, jobs, failed, said) in [
         (r#"{"version": "15.9.0"}"#, "400", "gitlab.version", "15.10"),
         (
-            r#"{"version": "18.9.0", "scopes": ["api"]}"#,
+            r#"{"version": "18.9.0", "scopes": ["read_api"]}"#,
             "400",
             "gitlab.token-scopes",
-            "missing: create_runner",
+            "missing: api",
         ),
         (
             r#"{"scopes": ["api", "create_runner"], "access_level": 20}"#,
@@ -460,14 +462,27 @@ fn doctor_with_a_kubeconfig_checks_gitlab_and_helm_but_no_aws_account() {
     assert!(stderr.contains("install the aws CLI"), "{stderr}");
 }
 
+/// GovCloud offers EKS but no Fargate for EKS pods: `doctor` and `provision` refuse it as invalid
+/// input (exit 2) before any AWS call, instead of building ~15 minutes of billed network and
+/// control plane that CreateFargateProfile then refuses (issue 21, item 5). The endpoint is a
+/// closed port: a call would fail with exit 1, not 2.
 #[test]
-fn doctor_fails_a_region_without_fargate_for_eks() {
-    let out = example("doctor", &["--region", "us-gov-west-1"], &[]);
-    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
-    assert!(stdout.contains("[fail] region.eks-fargate"), "{stdout}");
-    assert!(
-        stderr.contains("us-gov-west-1 offers EKS but no Fargate"),
-        "{stderr}"
-    );
+fn a_region_without_fargate_for_eks_is_refused_before_any_call() {
+    let closed = [("AWS_ENDPOINT_URL", "http://127.0.0.1:9")];
+    for (name, args) in [
+        ("doctor", &["--region", "us-gov-west-1"][..]),
+        (
+            "provision",
+            &["--backend", "aws", "--region", "us-gov-west-1"][..],
+        ),
+    ] {
+        let out = example(name, args, &closed);
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert_eq!(out.status.code(), Some(2), "{name}: {stdout}\n{stderr}");
+        assert!(
+            stderr.contains("us-gov-west-1 offers EKS but no Fargate"),
+            "{name}: {stderr}"
+        );
+        assert!(stdout.trim().is_empty(), "{name}: nothing runs: {stdout}");
+    }
 }

@@ -106,7 +106,10 @@ impl EnvironmentBuilder {
         glrunner_gitlab_client::http::parse_gitlab_url(&gitlab_url, false)
             .map_err(|e| Error::invalid("--gitlab-url", e.to_string()))?;
         let token = self.token.filter(|t| !t.is_blank()).ok_or_else(|| {
-            Error::invalid("GITLAB_TOKEN", "not set (a token with the api scope)")
+            Error::invalid(
+                "GITLAB_TOKEN",
+                "not set (a personal access token with the api scope)",
+            )
         })?;
         let region = match self.region.or_else(|| {
             self.sdk

@@ -288,15 +288,14 @@ impl ClusterSource {
 }
 
 /// Whether a Fargate profile with `selectors` takes the job pods of `namespace` that carry
-/// `pod_labels`: a selector matches its namespace and requires all of its labels on the pod.
+/// `pod_labels`: a selector matches its namespace and requires all of its labels on the pod, with
+/// EKS's `*` and `?` wildcards (the one matcher, [`glrunner_infra::selects`]).
 pub fn fargate_selects(
     selectors: &[glrunner_infra::FargateSelector],
     namespace: &str,
     pod_labels: &std::collections::BTreeMap<String, String>,
 ) -> bool {
-    selectors.iter().any(|s| {
-        s.namespace == namespace && s.labels.iter().all(|(k, v)| pod_labels.get(k) == Some(v))
-    })
+    glrunner_infra::selects(selectors, namespace, pod_labels)
 }
 
 #[cfg(test)]
@@ -306,6 +305,14 @@ mod tests {
     use glrunner_infra::FargateSelector;
 
     use super::*;
+
+    #[test]
+    fn a_wildcard_selector_covers_the_runner_namespace() {
+        // EKS user guide, "Fargate profile wildcards": `gitlab-*` selects `gitlab-runner`.
+        let wild = [FargateSelector::namespace("gitlab-*")];
+        assert!(fargate_selects(&wild, "gitlab-runner", &BTreeMap::new()));
+        assert!(!fargate_selects(&wild, "ci", &BTreeMap::new()));
+    }
 
     #[test]
     fn fargate_selectors_must_cover_the_job_namespace_and_labels() {

@@ -578,9 +578,12 @@ async fn existing_stack(plan: &PreflightPlan, network: &dyn NetworkProvisioner) 
     }
 }
 
-/// The token scopes glrunner needs: `api` for projects, commits and pipelines, `create_runner`
-/// for `POST /user/runners`.
-pub const REQUIRED_SCOPES: [&str; 2] = ["api", "create_runner"];
+/// The token scope glrunner needs: `api` (GitLab's `API::API` allows it on every route; the
+/// rule and its source live in [`glrunner_gitlab_client::permissions`]).
+#[deprecated(
+    note = "glrunner needs `api` only: see glrunner_gitlab_client::permissions::missing_scopes"
+)]
+pub const REQUIRED_SCOPES: [&str; 1] = ["api"];
 
 /// The oldest GitLab with `POST /user/runners` (runner authentication tokens).
 pub const MIN_GITLAB_VERSION: (u32, u32) = (15, 10);
@@ -622,7 +625,8 @@ async fn gitlab(plan: &PreflightPlan, gitlab: Option<&dyn GitLabApi>) -> Vec<Che
         ];
     };
     let url = &plan.gitlab_url;
-    let token_fix = "check GITLAB_TOKEN: a personal access token with the api and create_runner scopes, not expired or revoked";
+    let token_fix =
+        "check GITLAB_TOKEN: a personal access token with the api scope, not expired or revoked";
     let mut checks = Vec::new();
     let reachable_need = "GitLab's REST API at --gitlab-url";
     match gitlab.version().await {
@@ -672,7 +676,7 @@ async fn gitlab(plan: &PreflightPlan, gitlab: Option<&dyn GitLabApi>) -> Vec<Che
                 "gitlab.token",
                 Status::Ok,
                 format!("token of {} works", user.username),
-                "a token with the api and create_runner scopes",
+                "a token with the api scope",
             ));
             user
         }
@@ -785,14 +789,10 @@ fn gitlab_version(version: &glrunner_gitlab_client::ServerVersion) -> Check {
 }
 
 async fn token_scopes(gitlab: &dyn GitLabApi) -> Check {
-    let needed =
-        "the api scope (projects, commits, pipelines) and create_runner (POST /user/runners)";
+    let needed = "the api scope (projects, commits, pipelines and POST /user/runners)";
     match gitlab.token_info().await {
         Ok(token) => {
-            let missing: Vec<&str> = REQUIRED_SCOPES
-                .into_iter()
-                .filter(|s| !token.scopes.iter().any(|t| t == s))
-                .collect();
+            let missing = glrunner_gitlab_client::permissions::missing_scopes(&token.scopes);
             let found = format!(
                 "token {:?} has the scopes {}",
                 token.name,
@@ -805,7 +805,7 @@ async fn token_scopes(gitlab: &dyn GitLabApi) -> Check {
                     format!("token {:?} is not active (revoked or expired)", token.name),
                     needed,
                 )
-                .fix("create a personal access token with the api and create_runner scopes and put it in GITLAB_TOKEN")
+                .fix("create a personal access token with the api scope and put it in GITLAB_TOKEN")
             } else if missing.is_empty() {
                 Check::new("gitlab.token-scopes", Status::Ok, found, needed)
             } else {
