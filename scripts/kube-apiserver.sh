@@ -267,7 +267,9 @@ do_start_apiserver() {
     local dir="${1:-}"
     [[ -n "$dir" && -s "$dir/apiserver.cmd" && -s "$dir/pids" ]] || die "nothing started in ${dir:-?}"
     [[ $(wc -l <"$dir/pids") -eq 1 ]] || die "the apiserver of $dir is already running"
-    eval "$(cat "$dir/apiserver.cmd")" >>"$dir/kube-apiserver.log" 2>&1 &
+    # `exec`: the background job IS the apiserver, so the pid recorded below is the one `stop`
+    # kills (without it, $! was a subshell and the apiserver outlived the suite).
+    eval "exec $(cat "$dir/apiserver.cmd")" >>"$dir/kube-apiserver.log" 2>&1 &
     echo "$!" >>"$dir/pids"
     wait_ready "$dir" || die "kube-apiserver not ready again within 60 s; see $dir/kube-apiserver.log"
     echo "kube-apiserver of $dir ready again"

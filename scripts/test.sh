@@ -70,3 +70,14 @@ cargo test --workspace --all-features "$@"
 # same suite the flow tests assert on, printed for the CI log; it fails the run on a leftover.
 log "fault suite summary"
 "${CARGO_TARGET_DIR:-$root/target}/debug/examples/fault_suite"
+
+# Every test that starts a server stops it, also when it fails: once this script has stopped its
+# own servers, a kube-apiserver, etcd, moto or GitLab double still running fails the run.
+cleanup
+trap - EXIT
+left=$(pgrep -af 'kube-apiserver|etcd --data-dir|moto_shim|gitlab_double' | grep -v pgrep || true)
+if [ -n "$left" ]; then
+  log "servers left running by the tests:"
+  printf '%s\n' "$left" >&2
+  exit 1
+fi
