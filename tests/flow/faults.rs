@@ -3,8 +3,9 @@
 
 use std::sync::Arc;
 
-use glrunner::fault_suite::{ChaosGitLab, GitLabCall, GitLabFault, PROJECT, run_suite};
+use glrunner::fault_suite::{GitLabCall, GitLabFault, PROJECT, run_suite};
 use glrunner::flow::{self, FlowConfig, FlowEvent};
+use glrunner::gitlab::faulty::Faulty;
 use glrunner::infra::{StackName, StackSpec};
 use glrunner::sandbox::{SandboxConfig, SandboxWorld};
 
@@ -86,8 +87,13 @@ async fn the_cleanup_does_not_retry_what_gitlab_refused() {
     let world = SandboxWorld::new("us-east-1", SandboxConfig::default().with_seed(7));
     let spec = StackSpec::new(StackName::new("f-refused").unwrap(), "us-east-1");
     let config = FlowConfig::new(spec, PROJECT, 400);
-    let chaos = Arc::new(ChaosGitLab::new(world.gitlab.clone()));
-    chaos.inject(GitLabCall::DeleteRunner, GitLabFault::Forbidden, 100);
+    let chaos = Arc::new(
+        Faulty::new(world.gitlab.clone()).with_rule(
+            GitLabFault::Forbidden
+                .rule(GitLabCall::DeleteRunner)
+                .times(100),
+        ),
+    );
     let mut backends = world.backends();
     backends.gitlab = chaos.clone();
     let _runners = world.start_runners();

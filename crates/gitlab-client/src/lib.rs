@@ -40,6 +40,7 @@
 //! |---|---|
 //! | `mock` | `MockGitLabApi` (mockall) |
 //! | `testing` | `testing::serve`: the in-memory GitLab over HTTP (wiremock) for tests of clients and binaries |
+//! | `faulty` | `faulty::Faulty` (also `testing::Faulty`): a `GitLabApi` decorator that injects faults by rule, without wiremock |
 //!
 //! # Why not the `gitlab` crate
 //!
@@ -79,6 +80,9 @@ pub mod api;
 pub mod ci;
 pub mod conformance;
 pub mod error;
+#[cfg(feature = "faulty")]
+pub mod faulty;
+mod forward;
 pub mod http;
 pub mod limits;
 pub mod loadtest;

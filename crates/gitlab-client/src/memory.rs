@@ -405,6 +405,8 @@ struct State {
     namespaces: Vec<Namespace>,
     projects: BTreeMap<u64, ProjectState>,
     runners: BTreeMap<u64, RunnerState>,
+    /// Runner and pipeline creations and runner deletions, in order ([`InMemoryGitLab::history`]).
+    history: Vec<history::Event>,
     /// Runners by a hash of their token (never the token itself: this state derives `Debug`);
     /// entries of deleted runners stay and are skipped. A simulator looks a token up once per
     /// release per change of the fleet, so a scan of every runner would cost releases cubed.
@@ -588,6 +590,7 @@ impl State {
             queued_duration: None,
             web_url: format!("{web}/-/pipelines/{pipeline_id}"),
         };
+        self.record_pipeline_created(&pipeline);
         self.pipelines.insert(pipeline_id, pipeline.clone());
         for e in expanded {
             let job_id = self.id("job");
@@ -819,6 +822,9 @@ struct Inner {
     clock: VirtualClock,
     config: MemoryConfig,
 }
+
+mod history;
+pub use history::Event;
 
 /// The in-memory GitLab. Clones share state; see the [module docs](self).
 #[derive(Clone)]
@@ -1512,6 +1518,7 @@ impl GitLabApi for InMemoryGitLab {
         let mut st = self.admit(Route::Write, "delete", || project.to_string())?;
         let id = st.project_id(project, "delete")?;
         st.projects.remove(&id);
+        st.record_project_runners_deleted(id);
         st.runners.retain(|_, r| r.project_id != id);
         st.pipelines.retain(|_, p| p.project_id != id);
         st.jobs.retain(|_, j| j.project_id != id);
@@ -1577,6 +1584,7 @@ impl GitLabApi for InMemoryGitLab {
                 running: BTreeSet::new(),
             },
         );
+        st.record_runner_created(id, new);
         Ok(CreatedRunner {
             id,
             token,
@@ -1609,7 +1617,7 @@ impl GitLabApi for InMemoryGitLab {
         let mut st = self.admit(Route::Write, "delete", || format!("runner {runner_id}"))?;
         st.runners
             .remove(&runner_id)
-            .map(|_| ())
+            .map(|_| st.record_runner_deleted(runner_id))
             .ok_or_else(|| Error::not_found("delete", format!("runner {runner_id}")))
     }
 

@@ -24,6 +24,9 @@ use crate::types::{
     NewRunner, PipelineVariable, ProjectRef,
 };
 
+/// The fault-injecting decorator, for tests that also serve the double ([`crate::faulty`]).
+pub use crate::faulty::{Call, Faulty, GitLabArgs, GitLabCall, GitLabRule, Timing};
+
 /// Starts a loopback server answering GitLab's REST API v4 from `gitlab`; requests need `token`.
 pub async fn serve(gitlab: InMemoryGitLab, token: &str) -> MockServer {
     let server = MockServer::start().await;

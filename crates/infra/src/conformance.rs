@@ -1,13 +1,10 @@
-//! One conformance suite for every backend, plus call-recording and fault-injecting wrappers.
+//! One conformance suite for every backend.
 //!
 //! Not API-stable; meant for this crate's tests and for embedders checking their own backends.
-//! Every case works on its own stack name and deletes what it creates.
+//! Every case works on its own stack name and deletes what it creates. The cases that crash a
+//! run or count its calls go through [`crate::testing::Faulty`] (feature `testing`).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-use async_trait::async_trait;
 
 use crate::apply::Engine;
 use crate::error::{Error, Result};
@@ -15,10 +12,11 @@ use crate::plan::Plan;
 use crate::progress::NoProgress;
 use crate::provider::{ClusterProvisioner, NetworkProvisioner};
 use crate::resource::{
-    AvailabilityZone, ClusterAccess, CreateRequest, Resource, ResourceKind, ResourceState,
-    ResourceTags, RoleTrust,
+    CreateRequest, Resource, ResourceKind, ResourceState, ResourceTags, RoleTrust,
 };
 use crate::spec::{StackName, StackSpec, SubnetTier};
+#[cfg(feature = "testing")]
+use crate::testing::{Faulty, InfraCall, InfraRule};
 use crate::wait::{WaitPolicy, retry_if, wait_for};
 
 /// What a backend can be asked to prove.
@@ -26,127 +24,6 @@ use crate::wait::{WaitPolicy, retry_if, wait_for};
 pub struct Capabilities {
     /// Deleting a VPC that still has subnets fails with DependencyViolation (moto does this one).
     pub vpc_dependency_check: bool,
-}
-
-/// Wraps a pair of provisioners, records every call, and can fail the N-th create *after*
-/// it reached the backend, which is what a crash between an AWS call and its bookkeeping does.
-pub struct Instrumented<'a> {
-    network: &'a dyn NetworkProvisioner,
-    cluster: &'a dyn ClusterProvisioner,
-    calls: Mutex<Vec<String>>,
-    creates: AtomicUsize,
-    fail_after_create: Option<usize>,
-}
-
-impl std::fmt::Debug for Instrumented<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Instrumented")
-            .field("calls", &self.calls)
-            .field("fail_after_create", &self.fail_after_create)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<'a> Instrumented<'a> {
-    /// Records calls, injects nothing.
-    pub fn new(network: &'a dyn NetworkProvisioner, cluster: &'a dyn ClusterProvisioner) -> Self {
-        Self {
-            network,
-            cluster,
-            calls: Mutex::default(),
-            creates: AtomicUsize::new(0),
-            fail_after_create: None,
-        }
-    }
-
-    /// Fails the `n`-th create (1-based) after the backend performed it.
-    #[must_use]
-    pub fn failing_after_create(mut self, n: usize) -> Self {
-        self.fail_after_create = Some(n);
-        self
-    }
-
-    /// Every call, as `create VPC`, `discover network`, ...
-    pub fn calls(&self) -> Vec<String> {
-        self.calls.lock().expect("calls").clone()
-    }
-
-    /// The calls that change something.
-    pub fn mutating_calls(&self) -> Vec<String> {
-        self.calls()
-            .into_iter()
-            .filter(|c| c.starts_with("create") || c.starts_with("delete"))
-            .collect()
-    }
-
-    fn log(&self, call: String) {
-        self.calls.lock().expect("calls").push(call);
-    }
-
-    fn after_create(&self, created: Result<Resource>) -> Result<Resource> {
-        let resource = created?;
-        let n = self.creates.fetch_add(1, Ordering::SeqCst) + 1;
-        if self.fail_after_create == Some(n) {
-            return Err(Error::Backend {
-                action: format!("create {}", resource.kind),
-                backend: "fault-injector",
-                source: format!("injected crash after creating {}", resource.describe()).into(),
-            });
-        }
-        Ok(resource)
-    }
-}
-
-#[async_trait]
-impl NetworkProvisioner for Instrumented<'_> {
-    async fn availability_zones(&self) -> Result<Vec<AvailabilityZone>> {
-        self.log("describe availability zones".into());
-        self.network.availability_zones().await
-    }
-    async fn discover(&self, stack: &StackName) -> Result<Vec<Resource>> {
-        self.log("discover network".into());
-        self.network.discover(stack).await
-    }
-    async fn create(&self, request: &CreateRequest, tags: &ResourceTags) -> Result<Resource> {
-        self.log(format!("create {}", request.kind()));
-        self.after_create(self.network.create(request, tags).await)
-    }
-    async fn describe(&self, kind: ResourceKind, id: &str) -> Result<Option<Resource>> {
-        self.log(format!("describe {kind}"));
-        self.network.describe(kind, id).await
-    }
-    async fn delete(&self, resource: &Resource) -> Result<()> {
-        self.log(format!("delete {}", resource.kind));
-        self.network.delete(resource).await
-    }
-}
-
-#[async_trait]
-impl ClusterProvisioner for Instrumented<'_> {
-    async fn caller_arn(&self) -> Result<String> {
-        self.log("describe caller identity".into());
-        self.cluster.caller_arn().await
-    }
-    async fn discover(&self, stack: &StackName) -> Result<Vec<Resource>> {
-        self.log("discover cluster".into());
-        self.cluster.discover(stack).await
-    }
-    async fn create(&self, request: &CreateRequest, tags: &ResourceTags) -> Result<Resource> {
-        self.log(format!("create {}", request.kind()));
-        self.after_create(self.cluster.create(request, tags).await)
-    }
-    async fn describe(&self, kind: ResourceKind, id: &str) -> Result<Option<Resource>> {
-        self.log(format!("describe {kind}"));
-        self.cluster.describe(kind, id).await
-    }
-    async fn delete(&self, resource: &Resource) -> Result<()> {
-        self.log(format!("delete {}", resource.kind));
-        self.cluster.delete(resource).await
-    }
-    async fn cluster_access(&self, name: &str) -> Result<ClusterAccess> {
-        self.log("describe cluster access".into());
-        self.cluster.cluster_access(name).await
-    }
 }
 
 fn tags(stack: &StackName, key: &str) -> ResourceTags {
@@ -487,6 +364,7 @@ pub async fn provision_converges_and_teardown_leaves_nothing(
 
 /// For each step n, a run that crashes right after its n-th create, then a clean re-run,
 /// converges to exactly one resource per step; teardown then leaves nothing.
+#[cfg(feature = "testing")]
 pub async fn interrupted_provision_converges(
     network: &dyn NetworkProvisioner,
     cluster: &dyn ClusterProvisioner,
@@ -495,8 +373,22 @@ pub async fn interrupted_provision_converges(
 ) -> Result<()> {
     let plan = crate::plan_stack(spec, network).await?;
     for n in 1..=plan.steps.len() {
-        let faulty = Instrumented::new(network, cluster).failing_after_create(n);
-        let crashed = Engine::new(&faulty, &faulty)
+        // The n-th create that took effect (of either trait) loses its answer: a crash between
+        // an AWS call and its bookkeeping.
+        let crash = InfraRule::on(InfraCall::Create, |args| Error::Backend {
+            action: format!(
+                "create {}",
+                args.kind().map_or("resource".into(), |k| k.to_string())
+            ),
+            backend: "fault-injector",
+            source: "injected crash after the create took effect".into(),
+        })
+        .skip(n as u64 - 1)
+        .times(1)
+        .after_effect();
+        let faulty_network = Faulty::new(network).with_rule(crash);
+        let faulty_cluster = faulty_network.share(cluster);
+        let crashed = Engine::new(&faulty_network, &faulty_cluster)
             .with_waits(waits.clone())
             .apply(&plan)
             .await;
@@ -538,23 +430,23 @@ pub async fn interrupted_provision_converges(
 }
 
 /// A dry-run provision and a dry-run teardown make no mutating call.
+#[cfg(feature = "testing")]
 pub async fn dry_run_mutates_nothing(
     network: &dyn NetworkProvisioner,
     cluster: &dyn ClusterProvisioner,
     spec: &StackSpec,
 ) -> Result<Plan> {
-    let recorder = Instrumented::new(network, cluster);
+    let network = Faulty::new(network);
+    let cluster = network.share(cluster);
     let options = crate::stack::StackOptions {
         dry_run: true,
         ..Default::default()
     };
-    let outcome = crate::stack::provision(spec, &recorder, &recorder, &options).await?;
-    crate::stack::teardown(&spec.stack, &spec.region, &recorder, &recorder, &options).await?;
-    check(recorder.mutating_calls().is_empty(), || {
-        format!(
-            "dry-run made mutating calls: {:?}",
-            recorder.mutating_calls()
-        )
+    let outcome = crate::stack::provision(spec, &network, &cluster, &options).await?;
+    crate::stack::teardown(&spec.stack, &spec.region, &network, &cluster, &options).await?;
+    let mutating = network.calls(InfraCall::Create) + network.calls(InfraCall::Delete);
+    check(mutating == 0, || {
+        format!("dry-run made mutating calls: {:?}", network.call_counts())
     })?;
     check(outcome.applied.is_none(), || "dry-run applied".into())?;
     Ok(outcome.plan)

@@ -32,6 +32,10 @@
 //! # Ok(()) }
 //! ```
 
+mod forward;
+#[cfg(feature = "testing")]
+pub mod testing;
+
 pub mod account;
 pub mod apply;
 pub mod aws;

@@ -211,6 +211,8 @@ impl Entry {
 #[derive(Debug, Default)]
 struct World {
     entries: Vec<Entry>,
+    /// Every resource `create` made, in order, gone ones included ([`InMemoryCloud::created`]).
+    created: Vec<Resource>,
     next_id: u64,
     calls: Vec<String>,
     /// IAM users of the account (ARNs, path included).
@@ -246,6 +248,8 @@ impl World {
         }
     }
 }
+
+mod records;
 
 /// One in-memory AWS account seen from one region, implementing both [`NetworkProvisioner`]
 /// and [`ClusterProvisioner`]. Clones share the same world; [`InMemoryCloud::in_region`] gives
@@ -922,6 +926,7 @@ impl InMemoryCloud {
             }
         }
         let resource = entry.to_resource(now).expect("new entry is present");
+        world.created.push(resource.clone());
         world.entries.push(entry);
         Ok(resource)
     }

@@ -33,7 +33,7 @@
 //! | feature | enables |
 //! |---|---|
 //! | `mock` | mockall mocks of the traits |
-//! | `testing` | the `conformance` suite and `k8s::fixtures` (not API-stable) |
+//! | `testing` | the `conformance` suite, `k8s::fixtures` and `testing::Faulty`, a fault-injecting [`PodApi`] decorator (not API-stable) |
 //!
 //! # Example
 //!
@@ -55,12 +55,15 @@ pub mod clock;
 pub mod conformance;
 pub mod cost;
 mod error;
+mod forward;
 pub mod k8s;
 pub mod memory;
 pub mod model;
 pub mod policy;
 pub mod rbac;
 pub mod reaper;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use api::{DynJobStatusSource, DynPodApi, JobStatus, JobStatusSource, PodApi};
 #[cfg(feature = "mock")]

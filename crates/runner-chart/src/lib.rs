@@ -40,6 +40,7 @@
 //! | feature | what |
 //! |---|---|
 //! | `mock` | mockall mocks of [`ReleaseManager`] and [`TokenSecrets`] |
+//! | `testing` | `testing::FaultyReleases`, `testing::FaultySecrets`: fault-injecting decorators (not API-stable) |
 //!
 //! # Why a Secret and a values file, not `--set runnerToken=...`
 //!
@@ -77,11 +78,14 @@ pub mod deploy;
 pub mod error;
 pub mod fargate;
 pub mod fleet;
+mod forward;
 pub mod helm;
 pub mod k8s;
 pub mod memory;
 pub mod release;
 pub mod secret;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod validate;
 pub mod values;
 

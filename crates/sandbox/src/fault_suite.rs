@@ -7,22 +7,30 @@
 //! Cases: a failure injected into each phase ([`Fault`]); AWS throttling on a share of create,
 //! describe and delete calls plus a burst of 5xx (also during teardown's wait for the
 //! cluster); GitLab 502s before and after GitLab acted on the runner, commit and pipeline
-//! POSTs, and a 429 storm on runner creation ([`ChaosGitLab`]); two runs of one stack at once;
+//! POSTs, and a 429 storm on runner creation ([`GitLabFault`]); two runs of one stack at once;
 //! the Kubernetes API server unavailable in the
 //! middle of the reap phase (an apiserver restart); and the flow stopped at seeded points of
 //! provision, releases and teardown, then run again (what a SIGKILL and a re-run leave).
+//!
+//! Faults go through the capability crates' decorators (infra's `testing::Faulty`,
+//! gitlab-client's `faulty::Faulty`); duplicates are read from the in-memory backends' own
+//! records ([`glrunner_infra::memory::InMemoryCloud::created`],
+//! [`glrunner_gitlab_client::memory::InMemoryGitLab::history`]),
+//! in every case.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use glrunner_infra::{
-    ClusterAccess, ClusterProvisioner, CreateRequest, Error as InfraError, NetworkProvisioner,
-    Resource, ResourceKind, StackName, StackSpec,
-};
+use glrunner_gitlab_client::faulty::{self as gitlab, Call as _, GitLabArgs, GitLabRule};
+use glrunner_gitlab_client::memory::Event as GitLabEvent;
+use glrunner_infra::testing::{self as infra, InfraArgs, InfraCall, InfraRule};
+use glrunner_infra::{Error as InfraError, ResourceKind, StackName, StackSpec};
 use serde::Serialize;
+
+/// The GitLab calls a case can fault (re-exported from gitlab-client's decorator).
+pub use glrunner_gitlab_client::faulty::GitLabCall;
 
 use crate::{Fault, SandboxConfig, SandboxWorld};
 use glrunner_flow::{self as flow, FlowConfig, FlowEvent, FlowReport, Phase};
@@ -235,7 +243,7 @@ async fn run_flow(
         .unwrap_or_else(|e| panic!("the fault suite's input is valid: {e}"))
 }
 
-/// Leftovers from the world itself (not from the flow's own report), duplicates seen during the run.
+/// Leftovers and duplicates from the world itself (not from the flow's own report).
 async fn judge(
     name: &str,
     faults: u64,
@@ -244,6 +252,7 @@ async fn judge(
     report: &FlowReport,
     mut detail: Vec<String>,
 ) -> CaseResult {
+    detail.extend(duplicates(world));
     let mut left = world.leftovers(&config.spec.stack, PROJECT).await;
     let left_by_cleanup = left.total();
     if left_by_cleanup > 0 {
@@ -287,18 +296,19 @@ async fn aws_faults(
 ) -> CaseResult {
     let world = SandboxWorld::new("us-east-1", SandboxConfig::default().with_seed(seed));
     let config = config(name, jobs);
-    let chaos = Arc::new(ChaosCloud::new(
-        world.cloud.clone(),
-        seed,
-        throttle_share,
-        burst,
-    ));
+    let chaos = infra::Faulty::new(world.cloud.clone());
+    if burst > 0 {
+        chaos.inject(describe_burst(burst, None));
+    }
+    if throttle_share > 0.0 {
+        chaos.inject(throttling(seed, throttle_share));
+    }
+    let chaos = Arc::new(chaos);
     let mut backends = world.backends();
     backends.network = chaos.clone();
     backends.cluster = chaos.clone();
     let report = run_flow(&world, &config, backends).await;
-    let detail = chaos.duplicates();
-    judge(name, chaos.injected(), &world, &config, &report, detail).await
+    judge(name, chaos.injected(), &world, &config, &report, Vec::new()).await
 }
 
 /// GitLab faults on the given calls, once each: a 502 before or after GitLab acted on a POST
@@ -313,15 +323,15 @@ async fn gitlab_faults(
 ) -> CaseResult {
     let world = SandboxWorld::new("us-east-1", SandboxConfig::default().with_seed(seed));
     let config = config(name, jobs);
-    let chaos = Arc::new(ChaosGitLab::new(world.gitlab.clone()));
+    let chaos = gitlab::Faulty::new(world.gitlab.clone());
     for &call in calls {
-        chaos.inject(call, fault, 1);
+        chaos.inject(fault.rule(call).times(1));
     }
+    let chaos = Arc::new(chaos);
     let mut backends = world.backends();
     backends.gitlab = chaos.clone();
     let report = run_flow(&world, &config, backends).await;
-    let detail = chaos.duplicates();
-    judge(name, chaos.injected(), &world, &config, &report, detail).await
+    judge(name, chaos.injected(), &world, &config, &report, Vec::new()).await
 }
 
 /// A burst of 5xx answers to the cluster's describe calls from the start of the teardown
@@ -332,7 +342,7 @@ async fn aws_burst_in_cleanup(jobs: u32, seed: u64) -> CaseResult {
     let name = "aws-5xx-burst-in-cleanup";
     let world = SandboxWorld::new("us-east-1", SandboxConfig::default().with_seed(seed));
     let config = config(name, jobs);
-    let chaos = Arc::new(ChaosCloud::new(world.cloud.clone(), seed, 0.0, 0));
+    let chaos = Arc::new(infra::Faulty::new(world.cloud.clone()));
     let mut backends = world.backends();
     backends.network = chaos.clone();
     backends.cluster = chaos.clone();
@@ -342,15 +352,14 @@ async fn aws_burst_in_cleanup(jobs: u32, seed: u64) -> CaseResult {
             phase: Phase::Teardown,
         } = event
         {
-            armed.arm_burst(8, Some(ResourceKind::Cluster));
+            armed.inject(describe_burst(8, Some(ResourceKind::Cluster)));
         }
     };
     let _runners = world.start_runners();
     let report = flow::run(&config, &backends, &progress)
         .await
         .unwrap_or_else(|e| panic!("the fault suite's input is valid: {e}"));
-    let detail = chaos.duplicates();
-    judge(name, chaos.injected(), &world, &config, &report, detail).await
+    judge(name, chaos.injected(), &world, &config, &report, Vec::new()).await
 }
 
 /// The Kubernetes API server unavailable for a minute from the start of the reap phase (a
@@ -401,12 +410,7 @@ async fn killed_then_rerun(jobs: u32, seed: u64, phase: Phase, after: u32) -> Ca
     let name = format!("killed-in-{phase}-then-rerun");
     let world = SandboxWorld::new("us-east-1", SandboxConfig::default().with_seed(seed));
     let config = config(&name, jobs);
-    let cloud = Arc::new(ChaosCloud::new(world.cloud.clone(), seed, 0.0, 0));
-    let gitlab = Arc::new(ChaosGitLab::new(world.gitlab.clone()));
-    let mut backends = world.backends();
-    backends.network = cloud.clone();
-    backends.cluster = cloud.clone();
-    backends.gitlab = gitlab.clone();
+    let backends = world.backends();
     let kill = tokio::sync::Notify::new();
     let in_phase = std::sync::atomic::AtomicBool::new(false);
     let seen = std::sync::atomic::AtomicU32::new(0);
@@ -426,9 +430,15 @@ async fn killed_then_rerun(jobs: u32, seed: u64, phase: Phase, after: u32) -> Ca
     let report = flow::run(&config, &backends, &|_: &FlowEvent<'_>| {})
         .await
         .unwrap_or_else(|e| panic!("the fault suite's input is valid: {e}"));
-    let mut detail = cloud.duplicates();
-    detail.extend(gitlab.duplicates());
-    judge(&name, u64::from(killed), &world, &config, &report, detail).await
+    judge(
+        &name,
+        u64::from(killed),
+        &world,
+        &config,
+        &report,
+        Vec::new(),
+    )
+    .await
 }
 
 /// Two runs of one stack at once (two CI jobs with separate state directories, so no local
@@ -438,10 +448,7 @@ async fn two_runs_of_one_stack(jobs: u32, seed: u64, lag_secs: u64) -> CaseResul
     let name = "two-runs-of-one-stack";
     let world = SandboxWorld::new("us-east-1", SandboxConfig::default().with_seed(seed));
     let config = config(name, jobs);
-    let cloud = Arc::new(ChaosCloud::new(world.cloud.clone(), seed, 0.0, 0));
-    let mut backends = world.backends();
-    backends.network = cloud.clone();
-    backends.cluster = cloud.clone();
+    let backends = world.backends();
     let provision = config.clone().with_phases([Phase::Provision]);
     let noop = |_: &FlowEvent<'_>| {};
     let (first, second) = tokio::join!(flow::run(&provision, &backends, &noop), async {
@@ -458,7 +465,6 @@ async fn two_runs_of_one_stack(jobs: u32, seed: u64, lag_secs: u64) -> CaseResul
     }
     let report = run_flow(&world, &config, backends).await;
     let failed = !detail.is_empty();
-    detail.extend(cloud.duplicates());
     let mut result = judge(name, 1, &world, &config, &report, detail).await;
     if failed {
         result.outcome = format!("failed: concurrent provision; then {}", result.outcome);
@@ -466,200 +472,101 @@ async fn two_runs_of_one_stack(jobs: u32, seed: u64, lag_secs: u64) -> CaseResul
     result
 }
 
-/// Infrastructure backends that throttle a seeded share of calls and answer a burst of 5xx,
-/// and record every present resource's step key to catch duplicates.
-pub struct ChaosCloud<B> {
-    inner: B,
-    rng: std::sync::Mutex<fastrand::Rng>,
-    throttle_share: f64,
-    burst_left: AtomicU64,
-    burst_kind: std::sync::Mutex<Option<ResourceKind>>,
-    injected: AtomicU64,
-    seen: std::sync::Mutex<BTreeMap<String, std::collections::BTreeSet<String>>>,
-}
-
-impl<B> std::fmt::Debug for ChaosCloud<B> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChaosCloud")
-            .field("throttle_share", &self.throttle_share)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<B> ChaosCloud<B> {
-    /// Throttles `throttle_share` (0..1) of create/describe/delete calls; the first `burst`
-    /// describe calls answer a 5xx.
-    pub fn new(inner: B, seed: u64, throttle_share: f64, burst: u64) -> Self {
-        Self {
-            inner,
-            rng: std::sync::Mutex::new(fastrand::Rng::with_seed(seed)),
-            throttle_share,
-            burst_left: AtomicU64::new(burst),
-            burst_kind: std::sync::Mutex::new(None),
-            injected: AtomicU64::new(0),
-            seen: std::sync::Mutex::default(),
+/// The world's duplicates, from the in-memory backends' own records: two resources made for
+/// one plan step (EC2 ids differ; EKS and IAM reuse names, so a re-created profile is none),
+/// two live runners with one description, a pipeline started on a ref while another ran there.
+/// What the in-memory backends themselves did is read, whichever decorator the flow went
+/// through.
+fn duplicates(world: &SandboxWorld) -> Vec<String> {
+    let mut ids_by_key: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    // Resources EKS makes on its own (ENIs) carry no step key.
+    for res in world.cloud.created() {
+        if !res.key.is_empty() && res.kind != ResourceKind::NetworkInterface {
+            ids_by_key.entry(res.key).or_default().insert(res.id);
         }
     }
-
-    /// From now on, the next `count` describe calls of `kind` (any kind when `None`) answer a
-    /// 5xx (e.g. armed when the teardown starts, to hit its wait for the cluster).
-    pub fn arm_burst(&self, count: u64, kind: Option<ResourceKind>) {
-        *self.burst_kind.lock().unwrap_or_else(|e| e.into_inner()) = kind;
-        self.burst_left.store(count, Ordering::SeqCst);
+    let mut out: Vec<String> = ids_by_key
+        .iter()
+        .filter(|(_, ids)| ids.len() > 1)
+        .map(|(key, ids)| format!("duplicate {key}: {ids:?}"))
+        .collect();
+    let mut live: BTreeMap<u64, String> = BTreeMap::new();
+    let mut started_while_running: BTreeMap<String, u64> = BTreeMap::new();
+    for event in world.gitlab.history() {
+        match event {
+            GitLabEvent::RunnerCreated {
+                runner_id,
+                description,
+                ..
+            } => {
+                if live.values().any(|d| *d == description) {
+                    out.push(format!(
+                        "duplicate runner: two live runners described {description:?}"
+                    ));
+                }
+                live.insert(runner_id, description);
+            }
+            GitLabEvent::RunnerDeleted { runner_id } => {
+                live.remove(&runner_id);
+            }
+            // A load-test pipeline started while another one still ran on its ref.
+            GitLabEvent::PipelineCreated {
+                ref_name,
+                source,
+                unfinished_on_ref,
+                ..
+            } if source == "api" && !unfinished_on_ref.is_empty() => {
+                *started_while_running.entry(ref_name).or_default() += 1;
+            }
+            _ => {}
+        }
     }
-
-    /// Faults injected so far.
-    pub fn injected(&self) -> u64 {
-        self.injected.load(Ordering::SeqCst)
-    }
-
-    /// `duplicate …` lines: step keys that two different resources carried.
-    pub fn duplicates(&self) -> Vec<String> {
-        self.seen
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+    out.extend(
+        started_while_running
             .iter()
-            .filter(|(_, ids)| ids.len() > 1)
-            .map(|(key, ids)| format!("duplicate {key}: {ids:?}"))
-            .collect()
-    }
-
-    fn throttle(&self, action: &str) -> Result<(), InfraError> {
-        let roll = self.rng.lock().unwrap_or_else(|e| e.into_inner()).f64();
-        if roll < self.throttle_share {
-            self.injected.fetch_add(1, Ordering::SeqCst);
-            return Err(InfraError::Throttled {
-                action: format!("{action} (injected ThrottlingException)"),
-            });
-        }
-        Ok(())
-    }
-
-    fn burst(&self, action: &str, kind: ResourceKind) -> Result<(), InfraError> {
-        let targeted = *self.burst_kind.lock().unwrap_or_else(|e| e.into_inner());
-        if targeted.is_some_and(|k| k != kind) {
-            return Ok(());
-        }
-        if self
-            .burst_left
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok()
-        {
-            self.injected.fetch_add(1, Ordering::SeqCst);
-            // What the AWS backend maps a 503 that outlasted the SDK's own retries to.
-            return Err(InfraError::Unavailable {
-                action: format!("{action} {kind}"),
-                backend: "memory",
-                source: "injected 503 Service Unavailable (outlasting the SDK's own retries)"
-                    .into(),
-            });
-        }
-        Ok(())
-    }
-
-    fn record(&self, res: &Resource) {
-        // Resources EKS makes on its own (ENIs) carry no step key; replacing a NAT gateway that
-        // failed is not a duplicate either, as the old one is gone.
-        if res.key.is_empty() || res.kind == ResourceKind::NetworkInterface {
-            return;
-        }
-        self.seen
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(res.key.clone())
-            .or_default()
-            .insert(res.id.clone());
-    }
+            .map(|(r, n)| format!("duplicate pipelines: {n} started on ref {r} while another ran")),
+    );
+    out
 }
 
-#[async_trait]
-impl<B: NetworkProvisioner> NetworkProvisioner for ChaosCloud<B> {
-    async fn availability_zones(
-        &self,
-    ) -> glrunner_infra::Result<Vec<glrunner_infra::AvailabilityZone>> {
-        self.inner.availability_zones().await
-    }
-    async fn discover(&self, stack: &StackName) -> glrunner_infra::Result<Vec<Resource>> {
-        self.inner.discover(stack).await
-    }
-    async fn create(
-        &self,
-        request: &CreateRequest,
-        tags: &glrunner_infra::resource::ResourceTags,
-    ) -> glrunner_infra::Result<Resource> {
-        self.throttle("create")?;
-        let res = self.inner.create(request, tags).await?;
-        self.record(&res);
-        Ok(res)
-    }
-    async fn describe(
-        &self,
-        kind: ResourceKind,
-        id: &str,
-    ) -> glrunner_infra::Result<Option<Resource>> {
-        self.burst("describe", kind)?;
-        self.throttle("describe")?;
-        NetworkProvisioner::describe(&self.inner, kind, id).await
-    }
-    async fn delete(&self, resource: &Resource) -> glrunner_infra::Result<()> {
-        self.throttle("delete")?;
-        NetworkProvisioner::delete(&self.inner, resource).await
-    }
+/// AWS throttling (`ThrottlingException`/`RequestLimitExceeded` outlasting the SDK's own
+/// retries) on a seeded `share` (0..1) of create, describe and delete calls.
+fn throttling(seed: u64, share: f64) -> InfraRule {
+    let rng = Mutex::new(fastrand::Rng::with_seed(seed));
+    InfraRule::any(|args| InfraError::Throttled {
+        action: format!("{} (injected ThrottlingException)", verb(args)),
+    })
+    .when(move |args| {
+        matches!(
+            InfraCall::of(args),
+            InfraCall::Create | InfraCall::Describe | InfraCall::Delete
+        ) && rng.lock().unwrap_or_else(|e| e.into_inner()).f64() < share
+    })
 }
 
-#[async_trait]
-impl<B: ClusterProvisioner> ClusterProvisioner for ChaosCloud<B> {
-    async fn caller_arn(&self) -> glrunner_infra::Result<String> {
-        self.inner.caller_arn().await
-    }
-    async fn discover(&self, stack: &StackName) -> glrunner_infra::Result<Vec<Resource>> {
-        ClusterProvisioner::discover(&self.inner, stack).await
-    }
-    async fn create(
-        &self,
-        request: &CreateRequest,
-        tags: &glrunner_infra::resource::ResourceTags,
-    ) -> glrunner_infra::Result<Resource> {
-        self.throttle("create")?;
-        let res = ClusterProvisioner::create(&self.inner, request, tags).await?;
-        self.record(&res);
-        Ok(res)
-    }
-    async fn describe(
-        &self,
-        kind: ResourceKind,
-        id: &str,
-    ) -> glrunner_infra::Result<Option<Resource>> {
-        self.burst("describe", kind)?;
-        self.throttle("describe")?;
-        ClusterProvisioner::describe(&self.inner, kind, id).await
-    }
-    async fn delete(&self, resource: &Resource) -> glrunner_infra::Result<()> {
-        self.throttle("delete")?;
-        ClusterProvisioner::delete(&self.inner, resource).await
-    }
-    async fn cluster_access(&self, name: &str) -> glrunner_infra::Result<ClusterAccess> {
-        self.inner.cluster_access(name).await
-    }
+/// The next `count` describe calls of `kind` (any kind when `None`) answer a 5xx that
+/// outlasted the SDK's retries (armed when the teardown starts, it hits its wait for the
+/// cluster).
+fn describe_burst(count: u64, kind: Option<ResourceKind>) -> InfraRule {
+    InfraRule::on(InfraCall::Describe, |args| InfraError::Unavailable {
+        action: format!(
+            "describe {}",
+            args.kind().map_or_else(String::new, |k| k.to_string())
+        ),
+        // What the AWS backend maps a 503 that outlasted the SDK's own retries to.
+        backend: "memory",
+        source: "injected 503 Service Unavailable (outlasting the SDK's own retries)".into(),
+    })
+    .when(move |args| kind.is_none() || args.kind() == kind)
+    .times(count)
 }
 
-/// A GitLab call [`ChaosGitLab`] can fault.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "kebab-case")]
-#[non_exhaustive]
-pub enum GitLabCall {
-    /// `POST /user/runners`.
-    CreateRunner,
-    /// `GET /projects/:id/runners`.
-    ListRunners,
-    /// `DELETE /runners/:id`.
-    DeleteRunner,
-    /// `POST /projects/:id/repository/commits`.
-    CommitFiles,
-    /// `POST /projects/:id/pipeline`.
-    CreatePipeline,
-    /// `GET /projects/:id/pipelines/:id/jobs`.
-    ListPipelineJobs,
+fn verb(args: &InfraArgs<'_>) -> &'static str {
+    match args {
+        InfraArgs::Create { .. } => "create",
+        InfraArgs::Delete { .. } => "delete",
+        _ => "describe",
+    }
 }
 
 /// What a faulted GitLab call answers, as the HTTP client reports it.
@@ -677,112 +584,35 @@ pub enum GitLabFault {
     Forbidden,
 }
 
-struct GitLabRule {
-    call: GitLabCall,
-    fault: GitLabFault,
-    left: u64,
-}
-
-/// A GitLab backend that faults chosen calls, counts every call, and records the runners and
-/// pipelines that existed to catch duplicates (two live runners with one description, two
-/// pipelines started on one ref).
-pub struct ChaosGitLab<G> {
-    inner: G,
-    rules: std::sync::Mutex<Vec<GitLabRule>>,
-    calls: std::sync::Mutex<BTreeMap<GitLabCall, u64>>,
-    injected: AtomicU64,
-    live_runners: std::sync::Mutex<BTreeMap<u64, String>>,
-    duplicates: std::sync::Mutex<Vec<String>>,
-    pipelines_by_ref: std::sync::Mutex<BTreeMap<String, u64>>,
-}
-
-impl<G> std::fmt::Debug for ChaosGitLab<G> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChaosGitLab")
-            .field("injected", &self.injected.load(Ordering::SeqCst))
-            .finish_non_exhaustive()
-    }
-}
-
-impl<G: glrunner_gitlab_client::GitLabApi> ChaosGitLab<G> {
-    /// No fault until [`ChaosGitLab::inject`].
-    pub fn new(inner: G) -> Self {
-        Self {
-            inner,
-            rules: std::sync::Mutex::default(),
-            calls: std::sync::Mutex::default(),
-            injected: AtomicU64::new(0),
-            live_runners: std::sync::Mutex::default(),
-            duplicates: std::sync::Mutex::default(),
-            pipelines_by_ref: std::sync::Mutex::default(),
+impl GitLabFault {
+    /// A rule on gitlab-client's decorator: every call of `call` answers this fault (narrow it
+    /// with `times`, `skip` and `when`).
+    pub fn rule(self, call: GitLabCall) -> GitLabRule {
+        let rule = GitLabRule::on(call, move |args| self.error(args));
+        match self {
+            Self::BadGatewayAfterEffect => rule.after_effect(),
+            _ => rule,
         }
     }
 
-    /// The next `count` calls of `call` answer `fault`.
-    pub fn inject(&self, call: GitLabCall, fault: GitLabFault, count: u64) {
-        lock(&self.rules).push(GitLabRule {
-            call,
-            fault,
-            left: count,
-        });
-    }
-
-    /// Faults injected so far.
-    pub fn injected(&self) -> u64 {
-        self.injected.load(Ordering::SeqCst)
-    }
-
-    /// Calls of `call` so far (faulted ones included).
-    pub fn calls(&self, call: GitLabCall) -> u64 {
-        lock(&self.calls).get(&call).copied().unwrap_or(0)
-    }
-
-    /// `duplicate …` lines: runners that lived twice with one description, pipelines started
-    /// on a ref while another one still ran there.
-    pub fn duplicates(&self) -> Vec<String> {
-        let mut out = lock(&self.duplicates).clone();
-        out.extend(
-            lock(&self.pipelines_by_ref)
-                .iter()
-                .filter(|(_, n)| **n > 0)
-                .map(|(r, n)| {
-                    format!("duplicate pipelines: {n} started on ref {r} while another ran")
-                }),
-        );
-        out
-    }
-
-    /// Counts the call; the fault to answer, if a rule matches.
-    fn hit(&self, call: GitLabCall) -> Option<GitLabFault> {
-        *lock(&self.calls).entry(call).or_default() += 1;
-        let mut rules = lock(&self.rules);
-        let rule = rules.iter_mut().find(|r| r.call == call && r.left > 0)?;
-        rule.left -= 1;
-        self.injected.fetch_add(1, Ordering::SeqCst);
-        Some(rule.fault)
-    }
-
-    fn error(
-        fault: GitLabFault,
-        action: &'static str,
-        resource: String,
-    ) -> glrunner_gitlab_client::Error {
+    fn error(self, args: &GitLabArgs<'_>) -> glrunner_gitlab_client::Error {
         use glrunner_gitlab_client::Error;
-        match fault {
-            GitLabFault::BadGateway | GitLabFault::BadGatewayAfterEffect => Error::Backend {
+        let (action, resource) = named(args);
+        match self {
+            Self::BadGateway | Self::BadGatewayAfterEffect => Error::Backend {
                 action,
                 resource,
                 status: Some(502),
                 message: "HTTP 502: injected fault (Bad Gateway)".into(),
                 source: None,
             },
-            GitLabFault::TooManyRequests => Error::Throttled {
+            Self::TooManyRequests => Error::Throttled {
                 action,
                 resource,
                 retry_after: Some(Duration::from_secs(60)),
                 retried: true,
             },
-            GitLabFault::Forbidden => Error::PermissionDenied {
+            Self::Forbidden => Error::PermissionDenied {
                 action,
                 resource,
                 scope: "api".into(),
@@ -790,245 +620,132 @@ impl<G: glrunner_gitlab_client::GitLabApi> ChaosGitLab<G> {
             },
         }
     }
-
-    /// Runs `op` unless the fault answers before GitLab acts; after the effect, the answer is
-    /// replaced by the fault's.
-    async fn faulted<T, Fut>(
-        &self,
-        call: GitLabCall,
-        action: &'static str,
-        resource: impl FnOnce() -> String,
-        op: impl FnOnce() -> Fut,
-    ) -> glrunner_gitlab_client::Result<T>
-    where
-        Fut: std::future::Future<Output = glrunner_gitlab_client::Result<T>>,
-    {
-        match self.hit(call) {
-            None => op().await,
-            Some(GitLabFault::BadGatewayAfterEffect) => {
-                let _effect = op().await;
-                Err(Self::error(
-                    GitLabFault::BadGatewayAfterEffect,
-                    action,
-                    resource(),
-                ))
-            }
-            Some(fault) => Err(Self::error(fault, action, resource())),
-        }
-    }
 }
 
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-#[async_trait]
-impl<G: glrunner_gitlab_client::GitLabApi> glrunner_gitlab_client::GitLabApi for ChaosGitLab<G> {
-    async fn current_user(&self) -> glrunner_gitlab_client::Result<glrunner_gitlab_client::User> {
-        self.inner.current_user().await
-    }
-    async fn version(
-        &self,
-    ) -> glrunner_gitlab_client::Result<glrunner_gitlab_client::ServerVersion> {
-        self.inner.version().await
-    }
-    async fn token_info(
-        &self,
-    ) -> glrunner_gitlab_client::Result<glrunner_gitlab_client::TokenInfo> {
-        self.inner.token_info().await
-    }
-    async fn member(
-        &self,
-        scope: &glrunner_gitlab_client::MemberScope,
-        user_id: u64,
-    ) -> glrunner_gitlab_client::Result<Option<glrunner_gitlab_client::Member>> {
-        self.inner.member(scope, user_id).await
-    }
-    async fn get_namespace(
-        &self,
-        path: &str,
-    ) -> glrunner_gitlab_client::Result<glrunner_gitlab_client::Namespace> {
-        self.inner.get_namespace(path).await
-    }
-    async fn get_project(
-        &self,
-        project: &glrunner_gitlab_client::ProjectRef,
-    ) -> glrunner_gitlab_client::Result<glrunner_gitlab_client::Project> {
-        self.inner.get_project(project).await
-    }
-    async fn create_project(
-        &self,
-        new: &glrunner_gitlab_client::NewProject,
-    ) -> glrunner_gitlab_client::Result<glrunner_gitlab_client::Project> {
-        self.inner.create_project(new).await
-    }
-    async fn delete_project(
-        &self,
-        project: &glrunner_gitlab_client::ProjectRef,
-    ) -> glrunner_gitlab_client::Result<()> {
-        self.inner.delete_project(project).await
-    }
-    async fn create_runner(
-        &self,
-        new: &glrunner_gitlab_client::NewRunner,
-    ) -> glrunner_gitlab_client::Result<glrunner_gitlab_client::CreatedRunner> {
-        self.faulted(
-            GitLabCall::CreateRunner,
-            "create",
-            || format!("runner {}", new.description),
-            || async {
-                let created = self.inner.create_runner(new).await?;
-                let mut live = lock(&self.live_runners);
-                if live.values().any(|d| *d == new.description) {
-                    lock(&self.duplicates).push(format!(
-                        "duplicate runner: two live runners described {:?}",
-                        new.description
-                    ));
-                }
-                live.insert(created.id, new.description.clone());
-                Ok(created)
-            },
-        )
-        .await
-    }
-    async fn list_runners(
-        &self,
-        project: &glrunner_gitlab_client::ProjectRef,
-    ) -> glrunner_gitlab_client::Result<Vec<glrunner_gitlab_client::Runner>> {
-        self.faulted(
-            GitLabCall::ListRunners,
-            "list runners of",
-            || project.to_string(),
-            || self.inner.list_runners(project),
-        )
-        .await
-    }
-    async fn get_runner(
-        &self,
-        runner_id: u64,
-    ) -> glrunner_gitlab_client::Result<glrunner_gitlab_client::RunnerDetails> {
-        self.inner.get_runner(runner_id).await
-    }
-    async fn delete_runner(&self, runner_id: u64) -> glrunner_gitlab_client::Result<()> {
-        self.faulted(
-            GitLabCall::DeleteRunner,
-            "delete",
-            || format!("runner {runner_id}"),
-            || async {
-                self.inner.delete_runner(runner_id).await?;
-                lock(&self.live_runners).remove(&runner_id);
-                Ok(())
-            },
-        )
-        .await
-    }
-    async fn file_exists(
-        &self,
-        project: &glrunner_gitlab_client::ProjectRef,
-        file_path: &str,
-        ref_name: &str,
-    ) -> glrunner_gitlab_client::Result<bool> {
-        self.inner.file_exists(project, file_path, ref_name).await
-    }
-    async fn get_branch(
-        &self,
-        project: &glrunner_gitlab_client::ProjectRef,
-        branch: &str,
-    ) -> glrunner_gitlab_client::Result<glrunner_gitlab_client::Branch> {
-        self.inner.get_branch(project, branch).await
-    }
-    async fn delete_branch(
-        &self,
-        project: &glrunner_gitlab_client::ProjectRef,
-        branch: &str,
-    ) -> glrunner_gitlab_client::Result<()> {
-        self.inner.delete_branch(project, branch).await
-    }
-    async fn commit_files(
-        &self,
-        project: &glrunner_gitlab_client::ProjectRef,
-        commit: &glrunner_gitlab_client::NewCommit,
-    ) -> glrunner_gitlab_client::Result<glrunner_gitlab_client::Commit> {
-        self.faulted(
-            GitLabCall::CommitFiles,
+/// The action and resource an error about the call names.
+fn named(args: &GitLabArgs<'_>) -> (&'static str, String) {
+    match args {
+        GitLabArgs::CreateRunner { new } => ("create", format!("runner {}", new.description)),
+        GitLabArgs::ListRunners { project } => ("list runners of", project.to_string()),
+        GitLabArgs::DeleteRunner { runner_id } => ("delete", format!("runner {runner_id}")),
+        GitLabArgs::CommitFiles { project, commit } => (
             "commit to",
-            || format!("branch {:?} of {project}", commit.branch),
-            || self.inner.commit_files(project, commit),
-        )
-        .await
-    }
-    async fn create_pipeline(
-        &self,
-        project: &glrunner_gitlab_client::ProjectRef,
-        new: &glrunner_gitlab_client::NewPipeline,
-    ) -> glrunner_gitlab_client::Result<glrunner_gitlab_client::Pipeline> {
-        self.faulted(
-            GitLabCall::CreatePipeline,
+            format!("branch {:?} of {project}", commit.branch),
+        ),
+        GitLabArgs::CreatePipeline { project, new } => (
             "create",
-            || format!("pipeline on {:?} of {project}", new.ref_name),
-            || async {
-                // Two load-test pipelines running on one ref at once: one was started twice.
-                let running = self
-                    .inner
-                    .list_pipelines(project, &new.ref_name)
-                    .await
-                    .map(|list| list.iter().filter(|p| !p.status.is_finished()).count())
-                    .unwrap_or(0);
-                let pipeline = self.inner.create_pipeline(project, new).await?;
-                if running > 0 {
-                    *lock(&self.pipelines_by_ref)
-                        .entry(new.ref_name.clone())
-                        .or_default() += 1;
-                }
-                Ok(pipeline)
-            },
-        )
-        .await
+            format!("pipeline on {:?} of {project}", new.ref_name),
+        ),
+        GitLabArgs::ListPipelineJobs { pipeline_id, .. } => {
+            ("list jobs of", format!("pipeline {pipeline_id}"))
+        }
+        other => ("call", format!("{:?}", GitLabCall::of(other))),
     }
-    async fn list_pipelines(
-        &self,
-        project: &glrunner_gitlab_client::ProjectRef,
-        ref_name: &str,
-    ) -> glrunner_gitlab_client::Result<Vec<glrunner_gitlab_client::Pipeline>> {
-        self.inner.list_pipelines(project, ref_name).await
+}
+
+#[cfg(test)]
+mod tests {
+    use glrunner_gitlab_client::{GitLabApi, GitLabApiExt, NewPipeline, NewRunner, ProjectRef};
+    use glrunner_infra::resource::{CreateRequest, ResourceTags};
+    use glrunner_infra::{NetworkProvisioner, StackName};
+
+    use super::*;
+
+    fn world() -> SandboxWorld {
+        SandboxWorld::new("us-east-1", SandboxConfig::default().with_seed(1))
     }
-    async fn get_pipeline(
-        &self,
-        project: &glrunner_gitlab_client::ProjectRef,
-        pipeline_id: u64,
-    ) -> glrunner_gitlab_client::Result<glrunner_gitlab_client::Pipeline> {
-        self.inner.get_pipeline(project, pipeline_id).await
+
+    #[tokio::test(start_paused = true)]
+    async fn duplicates_are_read_from_the_worlds_records() {
+        let world = world();
+        assert!(duplicates(&world).is_empty());
+        // Two VPCs made for one plan step.
+        let tags = ResourceTags {
+            stack: StackName::new("dup").unwrap().to_string(),
+            key: "vpc".into(),
+            extra: BTreeMap::new(),
+        };
+        let vpc = CreateRequest::Vpc {
+            cidr: "10.0.0.0/16".parse().unwrap(),
+        };
+        for _ in 0..2 {
+            NetworkProvisioner::create(&world.cloud, &vpc, &tags)
+                .await
+                .unwrap();
+        }
+        // Two live runners with one description; a third after one of them went is fine.
+        let project = world.gitlab.get_or_create_project(PROJECT).await.unwrap();
+        let runner = NewRunner::project(project.id, "shard-a", vec!["a".into()]);
+        let first = world.gitlab.create_runner(&runner).await.unwrap();
+        world.gitlab.create_runner(&runner).await.unwrap();
+        world.gitlab.delete_runner(first.id).await.unwrap();
+        // Two pipelines on one ref while the first is pending; one after both were canceled.
+        let pref = ProjectRef::Id(project.id);
+        let ci = "job:\n  tags: [a]\n  script: [echo]\n";
+        world
+            .gitlab
+            .put_file(&pref, "load", ".gitlab-ci.yml", ci, "ci [skip ci]")
+            .await
+            .unwrap();
+        let mut pipelines = Vec::new();
+        for _ in 0..2 {
+            let p = world
+                .gitlab
+                .create_pipeline(&pref, &NewPipeline::new("load"))
+                .await
+                .unwrap();
+            pipelines.push(p.id);
+        }
+        for id in pipelines {
+            world.gitlab.cancel_pipeline(&pref, id).await.unwrap();
+        }
+        world
+            .gitlab
+            .create_pipeline(&pref, &NewPipeline::new("load"))
+            .await
+            .unwrap();
+        let found = duplicates(&world);
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert!(found[0].starts_with("duplicate vpc: {\"vpc-"), "{found:?}");
+        assert_eq!(
+            found[1],
+            "duplicate runner: two live runners described \"shard-a\""
+        );
+        assert_eq!(
+            found[2],
+            "duplicate pipelines: 1 started on ref load while another ran"
+        );
     }
-    async fn list_pipeline_jobs(
-        &self,
-        project: &glrunner_gitlab_client::ProjectRef,
-        pipeline_id: u64,
-        query: &glrunner_gitlab_client::JobsQuery,
-    ) -> glrunner_gitlab_client::Result<glrunner_gitlab_client::Page<glrunner_gitlab_client::Job>>
-    {
-        self.faulted(
-            GitLabCall::ListPipelineJobs,
-            "list jobs of",
-            || format!("pipeline {pipeline_id}"),
-            || self.inner.list_pipeline_jobs(project, pipeline_id, query),
-        )
-        .await
-    }
-    async fn get_job(
-        &self,
-        project: &glrunner_gitlab_client::ProjectRef,
-        job_id: u64,
-    ) -> glrunner_gitlab_client::Result<glrunner_gitlab_client::Job> {
-        self.inner.get_job(project, job_id).await
-    }
-    async fn cancel_pipeline(
-        &self,
-        project: &glrunner_gitlab_client::ProjectRef,
-        pipeline_id: u64,
-    ) -> glrunner_gitlab_client::Result<glrunner_gitlab_client::Pipeline> {
-        self.inner.cancel_pipeline(project, pipeline_id).await
-    }
-    fn requests_sent(&self) -> u64 {
-        self.inner.requests_sent()
+
+    #[tokio::test(start_paused = true)]
+    async fn gitlab_faults_answer_before_or_after_the_effect() {
+        let world = world();
+        let project = world.gitlab.get_or_create_project(PROJECT).await.unwrap();
+        let chaos = gitlab::Faulty::new(world.gitlab.clone())
+            .with_rule(
+                GitLabFault::BadGatewayAfterEffect
+                    .rule(GitLabCall::CreateRunner)
+                    .times(1),
+            )
+            .with_rule(
+                GitLabFault::BadGateway
+                    .rule(GitLabCall::CreateRunner)
+                    .times(1),
+            );
+        let runner = NewRunner::project(project.id, "shard-a", vec!["a".into()]);
+        let lost = chaos.create_runner(&runner).await.unwrap_err();
+        assert!(lost.to_string().contains("502"), "{lost}");
+        assert_eq!(world.gitlab.runner_count(), 1, "made, answer lost");
+        assert!(chaos.create_runner(&runner).await.is_err());
+        assert_eq!(
+            world.gitlab.runner_count(),
+            1,
+            "refused before GitLab acted"
+        );
+        chaos.create_runner(&runner).await.unwrap();
+        assert_eq!(
+            (chaos.injected(), chaos.calls(GitLabCall::CreateRunner)),
+            (2, 3)
+        );
     }
 }

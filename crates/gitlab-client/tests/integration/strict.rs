@@ -10,6 +10,7 @@ use glrunner_gitlab_client::memory::{
     InMemoryGitLab, MemoryConfig, ONLINE_CONTACT_TIMEOUT, SimulatedRunner, SimulationConfig,
     simulate_runners,
 };
+use glrunner_gitlab_client::testing::{Faulty, GitLabArgs, GitLabCall, GitLabRule};
 use glrunner_gitlab_client::watch::{WatchConfig, WatchEvent, watch_pipeline};
 use glrunner_gitlab_client::{
     CommitAction, Error, FileAction, GitLabApi, GitLabApiExt, JobStatus, JobsQuery, NewCommit,
@@ -512,7 +513,19 @@ async fn an_error_after_the_pipeline_exists_cancels_it() {
     let (gl, p, _sim) = world(MemoryConfig::default(), &[]).await;
     let run = LoadTestRun::new(LoadTestSpec::new(vec![ShardTarget::new("a", 10)]));
     // The watch's first request fails with something no layer retries.
-    let failing = FailingJobs(gl.clone());
+    let failing =
+        Faulty::new(gl.clone()).with_rule(GitLabRule::on(GitLabCall::ListPipelineJobs, |args| {
+            let GitLabArgs::ListPipelineJobs { pipeline_id, .. } = args else {
+                unreachable!("the rule is on job listings")
+            };
+            Error::Backend {
+                action: "list jobs of",
+                resource: format!("pipeline {pipeline_id}"),
+                status: Some(500),
+                message: "HTTP 500".into(),
+                source: None,
+            }
+        }));
     let failure = loadtest::run(
         &failing,
         &p,
@@ -529,152 +542,4 @@ async fn an_error_after_the_pipeline_exists_cancels_it() {
         failure.to_string().contains("canceled pipeline"),
         "{failure}"
     );
-}
-
-/// The in-memory GitLab whose job listings fail with a 500.
-struct FailingJobs(InMemoryGitLab);
-
-#[async_trait::async_trait]
-impl GitLabApi for FailingJobs {
-    async fn current_user(&self) -> glrunner_gitlab_client::Result<glrunner_gitlab_client::User> {
-        self.0.current_user().await
-    }
-    async fn version(
-        &self,
-    ) -> glrunner_gitlab_client::Result<glrunner_gitlab_client::ServerVersion> {
-        self.0.version().await
-    }
-    async fn token_info(
-        &self,
-    ) -> glrunner_gitlab_client::Result<glrunner_gitlab_client::TokenInfo> {
-        self.0.token_info().await
-    }
-    async fn member(
-        &self,
-        scope: &glrunner_gitlab_client::MemberScope,
-        user_id: u64,
-    ) -> glrunner_gitlab_client::Result<Option<glrunner_gitlab_client::Member>> {
-        self.0.member(scope, user_id).await
-    }
-    async fn get_namespace(
-        &self,
-        path: &str,
-    ) -> glrunner_gitlab_client::Result<glrunner_gitlab_client::Namespace> {
-        self.0.get_namespace(path).await
-    }
-    async fn get_project(&self, project: &ProjectRef) -> glrunner_gitlab_client::Result<Project> {
-        self.0.get_project(project).await
-    }
-    async fn create_project(
-        &self,
-        new: &glrunner_gitlab_client::NewProject,
-    ) -> glrunner_gitlab_client::Result<Project> {
-        self.0.create_project(new).await
-    }
-    async fn delete_project(&self, project: &ProjectRef) -> glrunner_gitlab_client::Result<()> {
-        self.0.delete_project(project).await
-    }
-    async fn create_runner(
-        &self,
-        new: &NewRunner,
-    ) -> glrunner_gitlab_client::Result<glrunner_gitlab_client::CreatedRunner> {
-        self.0.create_runner(new).await
-    }
-    async fn list_runners(
-        &self,
-        project: &ProjectRef,
-    ) -> glrunner_gitlab_client::Result<Vec<glrunner_gitlab_client::Runner>> {
-        self.0.list_runners(project).await
-    }
-    async fn get_runner(
-        &self,
-        id: u64,
-    ) -> glrunner_gitlab_client::Result<glrunner_gitlab_client::RunnerDetails> {
-        self.0.get_runner(id).await
-    }
-    async fn delete_runner(&self, id: u64) -> glrunner_gitlab_client::Result<()> {
-        self.0.delete_runner(id).await
-    }
-    async fn file_exists(
-        &self,
-        project: &ProjectRef,
-        file: &str,
-        r: &str,
-    ) -> glrunner_gitlab_client::Result<bool> {
-        self.0.file_exists(project, file, r).await
-    }
-    async fn delete_branch(
-        &self,
-        project: &ProjectRef,
-        b: &str,
-    ) -> glrunner_gitlab_client::Result<()> {
-        self.0.delete_branch(project, b).await
-    }
-    async fn get_branch(
-        &self,
-        project: &ProjectRef,
-        b: &str,
-    ) -> glrunner_gitlab_client::Result<glrunner_gitlab_client::Branch> {
-        self.0.get_branch(project, b).await
-    }
-    async fn commit_files(
-        &self,
-        project: &ProjectRef,
-        c: &NewCommit,
-    ) -> glrunner_gitlab_client::Result<glrunner_gitlab_client::Commit> {
-        self.0.commit_files(project, c).await
-    }
-    async fn create_pipeline(
-        &self,
-        project: &ProjectRef,
-        n: &NewPipeline,
-    ) -> glrunner_gitlab_client::Result<glrunner_gitlab_client::Pipeline> {
-        self.0.create_pipeline(project, n).await
-    }
-    async fn list_pipelines(
-        &self,
-        project: &ProjectRef,
-        r: &str,
-    ) -> glrunner_gitlab_client::Result<Vec<glrunner_gitlab_client::Pipeline>> {
-        self.0.list_pipelines(project, r).await
-    }
-    async fn get_pipeline(
-        &self,
-        project: &ProjectRef,
-        id: u64,
-    ) -> glrunner_gitlab_client::Result<glrunner_gitlab_client::Pipeline> {
-        self.0.get_pipeline(project, id).await
-    }
-    async fn list_pipeline_jobs(
-        &self,
-        _: &ProjectRef,
-        id: u64,
-        _: &JobsQuery,
-    ) -> glrunner_gitlab_client::Result<glrunner_gitlab_client::Page<glrunner_gitlab_client::Job>>
-    {
-        Err(Error::Backend {
-            action: "list jobs of",
-            resource: format!("pipeline {id}"),
-            status: Some(500),
-            message: "HTTP 500".into(),
-            source: None,
-        })
-    }
-    async fn get_job(
-        &self,
-        project: &ProjectRef,
-        id: u64,
-    ) -> glrunner_gitlab_client::Result<glrunner_gitlab_client::Job> {
-        self.0.get_job(project, id).await
-    }
-    async fn cancel_pipeline(
-        &self,
-        project: &ProjectRef,
-        id: u64,
-    ) -> glrunner_gitlab_client::Result<glrunner_gitlab_client::Pipeline> {
-        self.0.cancel_pipeline(project, id).await
-    }
-    fn requests_sent(&self) -> u64 {
-        self.0.requests_sent()
-    }
 }

@@ -6,6 +6,7 @@ use glrunner_infra::conformance::{self, Capabilities};
 use glrunner_infra::memory::InMemoryCloud;
 use glrunner_infra::resource::{CreateRequest, ResourceKind, ResourceTags};
 use glrunner_infra::spec::{FargateSelector, NatMode, StackName, StackSpec};
+use glrunner_infra::testing::{Faulty, InfraCall, InfraRule};
 use glrunner_infra::{Engine, Error, WaitPolicy};
 
 fn spec(name: &str) -> StackSpec {
@@ -214,51 +215,18 @@ async fn teardown_without_sweeping_eks_enis_would_be_blocked() {
 
 #[tokio::test(start_paused = true)]
 async fn leftovers_fail_the_teardown_and_are_named() {
-    use glrunner_infra::conformance::Instrumented;
     let cloud = InMemoryCloud::default();
     let spec = spec("left");
     let plan = glrunner_infra::plan_stack(&spec, &cloud).await.unwrap();
     Engine::new(&cloud, &cloud).apply(&plan).await.unwrap();
-    // A wrapper that refuses to delete the VPC.
-    struct KeepVpc<'a>(Instrumented<'a>);
-    #[async_trait::async_trait]
-    impl glrunner_infra::NetworkProvisioner for KeepVpc<'_> {
-        async fn availability_zones(
-            &self,
-        ) -> glrunner_infra::Result<Vec<glrunner_infra::AvailabilityZone>> {
-            glrunner_infra::NetworkProvisioner::availability_zones(&self.0).await
-        }
-        async fn discover(
-            &self,
-            s: &StackName,
-        ) -> glrunner_infra::Result<Vec<glrunner_infra::Resource>> {
-            glrunner_infra::NetworkProvisioner::discover(&self.0, s).await
-        }
-        async fn create(
-            &self,
-            r: &CreateRequest,
-            t: &ResourceTags,
-        ) -> glrunner_infra::Result<glrunner_infra::Resource> {
-            glrunner_infra::NetworkProvisioner::create(&self.0, r, t).await
-        }
-        async fn describe(
-            &self,
-            k: ResourceKind,
-            id: &str,
-        ) -> glrunner_infra::Result<Option<glrunner_infra::Resource>> {
-            glrunner_infra::NetworkProvisioner::describe(&self.0, k, id).await
-        }
-        async fn delete(&self, r: &glrunner_infra::Resource) -> glrunner_infra::Result<()> {
-            if r.kind == ResourceKind::Vpc {
-                return Err(Error::PermissionDenied {
-                    action: "delete VPC".into(),
-                    message: "test refuses".into(),
-                });
-            }
-            glrunner_infra::NetworkProvisioner::delete(&self.0, r).await
-        }
-    }
-    let keep = KeepVpc(Instrumented::new(&cloud, &cloud));
+    // The network side refuses to delete the VPC.
+    let keep = Faulty::new(cloud.clone()).with_rule(
+        InfraRule::on(InfraCall::Delete, |_| Error::PermissionDenied {
+            action: "delete VPC".into(),
+            message: "test refuses".into(),
+        })
+        .when(|args| args.kind() == Some(ResourceKind::Vpc)),
+    );
     let err = Engine::new(&keep, &cloud)
         .with_waits(WaitPolicy::default())
         .teardown(&spec.stack)
@@ -546,54 +514,18 @@ async fn the_same_stack_in_two_regions_is_two_stacks() {
 
 #[tokio::test(start_paused = true)]
 async fn teardown_keeps_network_and_roles_while_the_cluster_remains() {
-    use glrunner_infra::conformance::Instrumented;
     let cloud = InMemoryCloud::default();
     let spec = spec("stays");
     let plan = glrunner_infra::plan_stack(&spec, &cloud).await.unwrap();
     Engine::new(&cloud, &cloud).apply(&plan).await.unwrap();
-    struct RefuseClusterDelete<'a>(Instrumented<'a>);
-    #[async_trait::async_trait]
-    impl glrunner_infra::ClusterProvisioner for RefuseClusterDelete<'_> {
-        async fn caller_arn(&self) -> glrunner_infra::Result<String> {
-            glrunner_infra::ClusterProvisioner::caller_arn(&self.0).await
-        }
-        async fn discover(
-            &self,
-            s: &StackName,
-        ) -> glrunner_infra::Result<Vec<glrunner_infra::Resource>> {
-            glrunner_infra::ClusterProvisioner::discover(&self.0, s).await
-        }
-        async fn create(
-            &self,
-            r: &CreateRequest,
-            t: &ResourceTags,
-        ) -> glrunner_infra::Result<glrunner_infra::Resource> {
-            glrunner_infra::ClusterProvisioner::create(&self.0, r, t).await
-        }
-        async fn describe(
-            &self,
-            k: ResourceKind,
-            id: &str,
-        ) -> glrunner_infra::Result<Option<glrunner_infra::Resource>> {
-            glrunner_infra::ClusterProvisioner::describe(&self.0, k, id).await
-        }
-        async fn delete(&self, r: &glrunner_infra::Resource) -> glrunner_infra::Result<()> {
-            if r.kind == ResourceKind::Cluster {
-                return Err(Error::PermissionDenied {
-                    action: "delete EKS cluster".into(),
-                    message: "test refuses".into(),
-                });
-            }
-            glrunner_infra::ClusterProvisioner::delete(&self.0, r).await
-        }
-        async fn cluster_access(
-            &self,
-            name: &str,
-        ) -> glrunner_infra::Result<glrunner_infra::ClusterAccess> {
-            glrunner_infra::ClusterProvisioner::cluster_access(&self.0, name).await
-        }
-    }
-    let refuse = RefuseClusterDelete(Instrumented::new(&cloud, &cloud));
+    // The cluster side refuses to delete the cluster.
+    let refuse = Faulty::new(cloud.clone()).with_rule(
+        InfraRule::on(InfraCall::Delete, |_| Error::PermissionDenied {
+            action: "delete EKS cluster".into(),
+            message: "test refuses".into(),
+        })
+        .when(|args| args.kind() == Some(ResourceKind::Cluster)),
+    );
     let err = Engine::new(&cloud, &refuse)
         .teardown(&spec.stack)
         .await
@@ -985,17 +917,21 @@ async fn gov_cloud_is_refused_before_anything_is_created() {
 /// not see the role yet while CreateRole answers EntityAlreadyExists. The re-run waits for it.
 #[tokio::test(start_paused = true)]
 async fn a_rerun_right_after_create_role_waits_for_iam_to_show_the_role() {
-    use glrunner_infra::conformance::Instrumented;
+    use glrunner_infra::testing::{Faulty, InfraCall, InfraRule};
     let cloud = InMemoryCloud::default();
     let spec = spec("iamlag");
     let plan = glrunner_infra::plan_stack(&spec, &cloud).await.unwrap();
-    let crashing = Instrumented::new(&cloud, &cloud).failing_after_create(1);
-    assert!(
-        Engine::new(&crashing, &crashing)
-            .apply(&plan)
-            .await
-            .is_err()
-    );
+    // The first create takes effect, then its answer is lost (a crash after CreateRole).
+    let crash = InfraRule::on(InfraCall::Create, |_| glrunner_infra::Error::Backend {
+        action: "create".into(),
+        backend: "fault-injector",
+        source: "injected crash after the create took effect".into(),
+    })
+    .times(1)
+    .after_effect();
+    let network = Faulty::new(&cloud as &dyn glrunner_infra::NetworkProvisioner).with_rule(crash);
+    let cluster = network.share(&cloud as &dyn glrunner_infra::ClusterProvisioner);
+    assert!(Engine::new(&network, &cluster).apply(&plan).await.is_err());
     let rerun = Engine::new(&cloud, &cloud)
         .apply(&plan)
         .await
