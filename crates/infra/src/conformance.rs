@@ -4,10 +4,13 @@
 //! Every case works on its own stack name and deletes what it creates. The cases that crash a
 //! run or count its calls go through [`crate::testing::Faulty`] (feature `testing`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+#[cfg(feature = "testing")]
+use std::collections::HashMap;
 
 use crate::apply::Engine;
 use crate::error::{Error, Result};
+#[cfg(feature = "testing")]
 use crate::plan::Plan;
 use crate::progress::NoProgress;
 use crate::provider::{ClusterProvisioner, NetworkProvisioner};

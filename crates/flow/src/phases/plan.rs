@@ -45,8 +45,11 @@ impl Run<'_> {
         Ok(plan)
     }
 
-    /// The fleet of the run's plan.
+    /// The fleet of the run's plan (without copying the releases' values once it is computed).
     pub(super) fn plan(&mut self) -> Result<FleetPlan, Error> {
-        Ok(self.run_plan()?.fleet)
+        match &self.plan {
+            Some(p) => Ok(p.fleet.clone()),
+            None => Ok(self.run_plan()?.fleet),
+        }
     }
 }

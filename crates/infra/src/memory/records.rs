@@ -17,13 +17,17 @@ impl InMemoryCloud {
 mod tests {
     use crate::apply::Engine;
     use crate::memory::InMemoryCloud;
+    use crate::provider::ClusterProvisioner;
     use crate::spec::{StackName, StackSpec};
 
     #[tokio::test(start_paused = true)]
     async fn every_create_is_recorded_and_stays_after_teardown() {
         let cloud = InMemoryCloud::default();
         let spec = StackSpec::new(StackName::new("rec").unwrap(), "us-east-1");
-        let plan = crate::plan_stack(&spec, &cloud).await.unwrap();
+        let mut plan = crate::plan_stack(&spec, &cloud).await.unwrap();
+        // The caller's access entry step is keyed by the caller (Plan::bind_caller), as apply
+        // keys it.
+        plan.bind_caller(&cloud.caller_arn().await.unwrap());
         Engine::new(&cloud, &cloud).apply(&plan).await.unwrap();
         Engine::new(&cloud, &cloud)
             .teardown(&spec.stack)
