@@ -21,6 +21,9 @@ export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 
 run_dir=$(mktemp -d /tmp/glrunner-test.XXXXXX)
+# Every process this run starts inherits the marker, so the leftover check below counts only
+# this run's servers, not those of another checkout's run on the same machine.
+export GLRUNNER_TEST_RUN_DIR=$run_dir
 cleanup() {
   "$root/scripts/moto.sh" stop "$run_dir/moto" || true
   "$root/scripts/kube-apiserver.sh" stop "$run_dir/kube" >/dev/null 2>&1 || true
@@ -75,7 +78,12 @@ log "fault suite summary"
 # own servers, a kube-apiserver, etcd, moto or GitLab double still running fails the run.
 cleanup
 trap - EXIT
-left=$(pgrep -af 'kube-apiserver|etcd --data-dir|moto_shim|gitlab_double' | grep -v pgrep || true)
+left=""
+for pid in $(pgrep -f 'kube-apiserver|etcd --data-dir|moto_shim|gitlab_double' || true); do
+  if tr '\0' '\n' < "/proc/$pid/environ" 2>/dev/null | grep -qxF "GLRUNNER_TEST_RUN_DIR=$run_dir"; then
+    left="$left$(ps -o pid=,args= -p "$pid")"$'\n'
+  fi
+done
 if [ -n "$left" ]; then
   log "servers left running by the tests:"
   printf '%s\n' "$left" >&2

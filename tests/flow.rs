@@ -619,7 +619,11 @@ async fn an_offline_runner_is_explained_with_its_manager_log_and_no_pipeline_sta
         .as_ref()
         .expect("the runner never came online");
     assert_eq!(failure.phase, Phase::LoadTest, "{failure:?}");
-    assert!(failure.error.contains("not online"), "{}", failure.error);
+    assert!(
+        failure.error.contains("not contacted since"),
+        "a contact since this run deployed is required, not GitLab's two-hour online: {}",
+        failure.error
+    );
     assert!(
         failure.error.contains("the pipeline was not started"),
         "{}",

@@ -39,14 +39,15 @@ pub enum Command {
     Install(DeployArgs),
     /// Drain the shard, store the token Secret, then upgrade an existing release (`helm upgrade --wait`).
     ///
-    /// Any values change (a token rotation too) replaces the runner manager pod, and GitLab Runner
-    /// takes the kubelet's SIGTERM as "abort all running builds". glrunner's values make the
-    /// manager stop gracefully instead (a preStop hook sends SIGQUIT: no new jobs, running ones
-    /// finish, for up to --drain-timeout; terminationGracePeriodSeconds = drain + shutdown_timeout
-    /// 30s + 15s). A deployed release without that graceful stop (installed before it, or by
-    /// hand) is drained first: the upgrade waits, up to --drain-timeout, until the shard runs no
-    /// job pod (its job namespace's pods labelled manager.runner.gitlab.com/id-short with the
-    /// runner's short token). --force upgrades at once.
+    /// Any values change (a token rotation too) replaces the runner manager pod. The official
+    /// runner image stops with SIGQUIT (no new jobs, running ones finish), and glrunner's values
+    /// bound that: a preStop hook sends SIGQUIT, waits up to --drain-timeout, then SIGTERM so the
+    /// runner aborts what is left and deletes its job pods within shutdown_timeout 30s
+    /// (terminationGracePeriodSeconds = drain + 30s + 15s). A deployed release whose manager
+    /// image glrunner does not know to stop with SIGQUIT (a custom image) is drained first: the
+    /// upgrade waits, up to --drain-timeout, until the shard runs no job pod (its job namespace's
+    /// pods labelled manager.runner.gitlab.com/id-short with the runner's short token). --force
+    /// upgrades at once.
     Upgrade(DeployArgs),
     /// Uninstall the release and delete its token Secret (idempotent).
     Uninstall(RemoveArgs),
@@ -545,12 +546,15 @@ pub fn describe_drain(drain: &DrainReport) -> String {
                 .running_at_upgrade
                 .map_or_else(|| "an unknown number of".to_string(), |n| n.to_string())
         ),
-        DrainOutcome::GracefulStop => format!(
-            "the deployed manager stops gracefully (SIGQUIT, up to {}s): its {running} running job(s) in {ns} finish while the new manager takes new ones",
-            drain
-                .deployed_graceful_stop
-                .map_or(0, |g| g.drain_timeout.as_secs())
-        ),
+        DrainOutcome::GracefulStop => {
+            let how = drain.deployed_graceful_stop.map_or_else(
+                || "the image's SIGQUIT, until the pod's grace period".to_string(),
+                |g| format!("SIGQUIT, up to {}s", g.drain_timeout.as_secs()),
+            );
+            format!(
+                "the deployed manager stops gracefully ({how}): its {running} running job(s) in {ns} finish while the new manager takes new ones"
+            )
+        }
         DrainOutcome::Idle => format!("no job pod running in {ns}"),
         DrainOutcome::Drained => format!(
             "waited {:.0}s until the {running} running job pod(s) in {ns} ended",

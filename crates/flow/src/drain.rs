@@ -1,12 +1,12 @@
 //! Draining a runner shard before its release is upgraded, so the upgrade aborts no job.
 //!
 //! Why: any values change (a token rotation too) rolls the runner manager pod, and GitLab Runner
-//! takes the kubelet's SIGTERM as "abort all running builds" (GitLab Runner docs,
-//! `commands/_index.md#signals`). glrunner's values make the manager stop gracefully
-//! ([`GracefulStop`]: preStop SIGQUIT, a termination grace period to match), but only a pod that
-//! was *started* with those values stops that way. So before `helm upgrade` of an existing
-//! release whose deployed values lack the graceful stop (installed before it, or by hand), the
-//! upgrade waits until the shard runs no job pod: the pods in its job namespace labelled
+//! takes SIGTERM as "abort all running builds" (GitLab Runner docs,
+//! `commands/_index.md#signals`). The official runner image stops with SIGQUIT, which drains
+//! ([`glrunner_runner_chart::stop`]), and glrunner's values bound that drain ([`GracefulStop`]).
+//! But a release whose manager image glrunner cannot vouch for (a custom `image`) may stop with
+//! SIGTERM. So before `helm upgrade` of such an existing release, the upgrade waits until the
+//! shard runs no job pod: the pods in its job namespace labelled
 //! [`JOB_POD_MANAGER_ID_LABEL`] with its runner's short token (the executor's own label, which
 //! cannot be overridden), Pending or Running and not terminating. The wait is bounded; `--force`
 //! upgrades at once.
@@ -16,7 +16,7 @@ use std::time::Duration;
 use glrunner_janitor::{ListQuery, PodApi, PodInfo, PodPhase};
 use glrunner_runner_chart::{
     GracefulStop, JOB_POD_MANAGER_ID_LABEL, ReleaseManager, ReleaseSpec, RunnerToken, SecretRef,
-    TokenSecrets,
+    StopSignal, TokenSecrets,
 };
 use serde::Serialize;
 use tokio::time::Instant;
@@ -57,8 +57,9 @@ pub enum DrainOutcome {
     NotInstalled,
     /// `--force`: upgraded at once; running jobs of a manager without graceful stop are aborted.
     Forced,
-    /// The deployed manager stops gracefully (preStop SIGQUIT): the rolling update lets its
-    /// running jobs finish while the new manager takes new ones, so there was nothing to wait for.
+    /// The deployed manager stops gracefully (glrunner's preStop SIGQUIT, or the official
+    /// image's SIGQUIT stop signal): the rolling update lets its running jobs finish while the new
+    /// manager takes new ones, so there was nothing to wait for.
     GracefulStop,
     /// No job pod of the shard was running.
     Idle,
@@ -84,6 +85,8 @@ pub struct DrainReport {
     pub waited_secs: f64,
     /// The deployed manager's graceful stop, when it has one.
     pub deployed_graceful_stop: Option<GracefulStop>,
+    /// The deployed manager image's stop signal (`None` when the release was absent).
+    pub deployed_stop_signal: Option<StopSignal>,
 }
 
 /// One look at the shard while waiting.
@@ -108,8 +111,9 @@ pub enum DrainError {
     /// The shard still ran job pods when the bound ran out. Nothing was changed.
     #[error(
         "{running} job pod(s) of {release} still running in namespace {namespace:?} after {waited_secs:.0}s \
-         (--drain-timeout); nothing was changed. Upgrading now would abort them: the deployed manager has no \
-         graceful stop (its SIGTERM aborts running builds). Wait for the jobs, raise --drain-timeout, or pass \
+         (--drain-timeout); nothing was changed. Upgrading now would abort them: the deployed manager runs an \
+         image glrunner does not know to stop with SIGQUIT, and no graceful stop of glrunner's (a SIGTERM \
+         aborts running builds). Wait for the jobs, raise --drain-timeout, or pass \
          --force to upgrade at once"
     )]
     StillRunning {
@@ -164,6 +168,7 @@ pub async fn drain_before_upgrade(
             running_at_upgrade: None,
             waited_secs: 0.0,
             deployed_graceful_stop: None,
+            deployed_stop_signal: None,
         });
     };
     let deployed = status.runner.as_ref();
@@ -180,6 +185,9 @@ pub async fn drain_before_upgrade(
         _ => token.short_id(),
     };
     let graceful = deployed.and_then(|r| r.graceful_stop);
+    let stop_signal = deployed.map(|r| r.stop_signal);
+    // Without a summary (values glrunner cannot read) nothing vouches for a graceful stop.
+    let stops_gracefully = deployed.is_some_and(|r| r.stops_gracefully());
     let query = ListQuery {
         namespace: job_namespace.clone(),
         label_selector: Some(format!("{JOB_POD_MANAGER_ID_LABEL}={short_id}")),
@@ -203,16 +211,17 @@ pub async fn drain_before_upgrade(
         running_at_upgrade: now,
         waited_secs: waited,
         deployed_graceful_stop: graceful,
+        deployed_stop_signal: stop_signal,
     };
     if policy.force {
         // Informative only: --force must not fail on an unreachable API server.
         let running = count().await.ok();
-        tracing::warn!(release = %release, running = ?running, graceful = graceful.is_some(), "--force: upgrading without draining the shard first");
+        tracing::warn!(release = %release, running = ?running, graceful = stops_gracefully, "--force: upgrading without draining the shard first");
         return Ok(report(DrainOutcome::Forced, running, running, 0.0));
     }
     let started = Instant::now();
     let first = count().await?;
-    if graceful.is_some() && !policy.wait_for_idle {
+    if stops_gracefully && !policy.wait_for_idle {
         tracing::info!(release = %release, running = first, "the deployed manager stops gracefully; no wait before the upgrade");
         return Ok(report(
             DrainOutcome::GracefulStop,
@@ -259,15 +268,38 @@ mod tests {
 
     use glrunner_janitor::memory::{InMemoryPods, NewPod};
     use glrunner_runner_chart::{
-        InMemoryReleases, InMemoryTokenSecrets, RunnerValues, Timing, deploy_runner,
+        InMemoryReleases, InMemoryTokenSecrets, ManagerImage, RunnerValues, Timing, deploy_runner,
     };
 
     use super::*;
 
     const TOKEN: &str = "glrt-3LJ4iHZt1restOfTheToken";
 
+    /// A manager image whose stop signal glrunner cannot know (taken as SIGTERM).
+    fn custom_image() -> Option<ManagerImage> {
+        Some(ManagerImage {
+            registry: "123456789012.dkr.ecr.us-east-1.amazonaws.com".into(),
+            image: "ci/runner".into(),
+            tag: Some("v1".into()),
+        })
+    }
+
+    /// A deployed release with `graceful` (glrunner's hook or none) and, without it, a custom
+    /// manager image, so nothing drains it by itself.
     async fn installed(
         graceful: Option<GracefulStop>,
+    ) -> (InMemoryReleases, InMemoryTokenSecrets, ReleaseSpec) {
+        let image = if graceful.is_none() {
+            custom_image()
+        } else {
+            None
+        };
+        installed_with(graceful, image).await
+    }
+
+    async fn installed_with(
+        graceful: Option<GracefulStop>,
+        image: Option<ManagerImage>,
     ) -> (InMemoryReleases, InMemoryTokenSecrets, ReleaseSpec) {
         let secrets = InMemoryTokenSecrets::new();
         let releases = InMemoryReleases::new()
@@ -278,7 +310,8 @@ mod tests {
             "ci",
             RunnerValues::new("https://gitlab.example.com/")
                 .with_secret_name("runner-1-token")
-                .with_graceful_stop(graceful),
+                .with_graceful_stop(graceful)
+                .with_manager_image(image),
         );
         deploy_runner(
             &secrets,
@@ -358,7 +391,8 @@ mod tests {
             RunnerValues::new("https://gitlab.example.com/")
                 .with_secret_name("runner-1-token")
                 .with_job_namespace("ci-jobs")
-                .with_graceful_stop(None),
+                .with_graceful_stop(None)
+                .with_manager_image(custom_image()),
         );
         let token = RunnerToken::new(TOKEN).unwrap();
         deploy_runner(&secrets, &releases, &spec, &token)
@@ -436,6 +470,32 @@ mod tests {
         .unwrap();
         assert_eq!(forced.outcome, DrainOutcome::Forced);
         assert_eq!(forced.running_at_upgrade, Some(1));
+    }
+
+    /// The official image stops with SIGQUIT (gitlab-runner `dockerfiles/runner/alpine/Dockerfile`
+    /// `STOPSIGNAL SIGQUIT`): a release with the chart's defaults drains by itself, so the
+    /// upgrade waits for nothing (it waited up to an hour before).
+    #[tokio::test(start_paused = true)]
+    async fn a_chart_default_release_of_the_official_image_needs_no_wait() {
+        let (releases, secrets, spec) = installed_with(None, None).await;
+        let pods = InMemoryPods::new();
+        pods.insert(job_pod("long-job", "3LJ4iHZt1")).unwrap();
+        let started = Instant::now();
+        let report = drain_before_upgrade(
+            &releases,
+            &secrets,
+            &pods,
+            &spec,
+            &RunnerToken::new(TOKEN).unwrap(),
+            &DrainPolicy::new(Duration::from_secs(3600)),
+            &|_: &DrainProgress| {},
+        )
+        .await
+        .unwrap();
+        assert_eq!(report.outcome, DrainOutcome::GracefulStop);
+        assert_eq!(report.deployed_graceful_stop, None);
+        assert_eq!(report.deployed_stop_signal, Some(StopSignal::Sigquit));
+        assert_eq!(started.elapsed(), Duration::ZERO);
     }
 
     #[tokio::test(start_paused = true)]

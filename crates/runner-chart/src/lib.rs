@@ -9,9 +9,11 @@
 //!   typed Kubernetes-executor settings ([`KubernetesExecutor`]: job namespace, image,
 //!   `poll_timeout`, requests = limits for build, helper and services, `privileged = false`).
 //!   Rendered to YAML with `serde_norway`. Every validation error names the field and the fix.
-//! - [`GracefulStop`]: the manager pod stops gracefully when it is replaced (a preStop hook sends
-//!   GitLab Runner SIGQUIT and waits up to the drain timeout; `shutdown_timeout` and
-//!   `terminationGracePeriodSeconds` to match), so an upgrade does not abort running jobs.
+//! - [`GracefulStop`]: the manager pod stops gracefully and within a bound when it is replaced
+//!   (a preStop hook sends GitLab Runner SIGQUIT, waits up to the drain timeout, then SIGTERM so
+//!   the runner aborts what is left and cleans up within `shutdown_timeout`;
+//!   `terminationGracePeriodSeconds` to match). [`StopSignal`]: the official image's own stop
+//!   signal is SIGQUIT, so a release with the chart's defaults drains too, without a bound.
 //! - [`RunnerToken`] and the [`TokenSecrets`] trait: the `glrt-` token lives in a Kubernetes
 //!   Secret (`runner-token` plus the empty `runner-registration-token` the chart expects),
 //!   labelled `app.kubernetes.io/managed-by: glrunner` and with its release; a Secret without
@@ -84,6 +86,7 @@ pub mod k8s;
 pub mod memory;
 pub mod release;
 pub mod secret;
+pub mod stop;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod validate;
@@ -111,6 +114,7 @@ pub use secret::{
     DynTokenSecrets, JOB_POD_MANAGER_ID_LABEL, Ownership, RunnerToken, SecretOutcome, SecretRef,
     StoredTokenSecret, TokenSecrets,
 };
+pub use stop::{ManagerImage, StopSignal, manager_stop_signal};
 pub use validate::{ChartVersion, DEFAULT_CHART_VERSION};
 pub use values::{
     ContainerResources, DEFAULT_DRAIN_TIMEOUT, EnvVar, FargateRounding, GracefulStop,

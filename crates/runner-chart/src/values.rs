@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Invalid, Result};
 use crate::fargate::{FargateSize, NearMiss, Resource};
+use crate::stop::{ManagerImage, StopSignal};
 use crate::validate;
 
 /// Annotation on the runner Deployment recording the runner's GitLab tags (comma-separated), so a
@@ -82,18 +83,21 @@ const TERMINATION_MARGIN: Duration = Duration::from_secs(15);
 pub const DRAIN_TIMEOUT_ANNOTATION: &str = "glrunner.io/drain-timeout-secs";
 
 /// How the runner manager pod stops when Kubernetes replaces it (any upgrade that changes the
-/// pod, a token rotation, a node drain): gracefully, so running jobs finish.
+/// pod, a token rotation, a node drain): gracefully, so running jobs finish, and within a bound.
 ///
-/// GitLab Runner treats SIGTERM (what the kubelet sends) as "abort all running builds", and
-/// SIGQUIT as "take no new jobs and exit when the running ones finish" (GitLab Runner docs,
-/// `commands/_index.md#signals`; `commands/multi.go` `handleGracefulShutdown`). The chart has
-/// no stop-signal setting, but it renders `deploymentLifecycle` as the manager container's
-/// `lifecycle` and `terminationGracePeriodSeconds` as the pod's (chart 0.86.0
-/// `templates/deployment.yaml`). So glrunner renders a preStop hook that sends SIGQUIT to PID 1
-/// (the chart's `dumb-init`, which forwards it to the runner) and waits up to
-/// [`GracefulStop::drain_timeout`] while the runner lives; when the drain runs out, the kubelet's
-/// SIGTERM aborts what is left and the runner has `shutdown_timeout` to clean up; the grace
-/// period covers all of it ([`GracefulStop::termination_grace_period`]).
+/// GitLab Runner takes SIGQUIT as "take no new jobs and exit when the running ones finish" and
+/// SIGTERM as "abort all running builds" (GitLab Runner docs, `commands/_index.md#signals`;
+/// `commands/multi.go` `handleGracefulShutdown`). The official image's stop signal is SIGQUIT
+/// ([`crate::stop`]), so the kubelet's stop alone drains, but without end: a second SIGQUIT keeps
+/// the runner graceful, and the grace period's SIGKILL then leaves its job pods running with no
+/// runner to clean them up. So glrunner renders a preStop hook (the chart renders
+/// `deploymentLifecycle` as the manager container's `lifecycle` and
+/// `terminationGracePeriodSeconds` as the pod's: chart 0.86.0 `templates/deployment.yaml`) that
+/// sends SIGQUIT to PID 1 (the image's `dumb-init`, which forwards it to the runner), waits up to
+/// [`GracefulStop::drain_timeout`] while the runner lives, and when the drain bound passes sends
+/// SIGTERM, so the runner aborts what is left and cleans up its job pods within
+/// `shutdown_timeout`; the grace period covers all of it
+/// ([`GracefulStop::termination_grace_period`]).
 ///
 /// The chart runs its own preStop hook (`unregister --all-runners`) only when
 /// `deploymentLifecycle` is empty, so this replaces it: with a `glrt-` token that hook only
@@ -133,15 +137,31 @@ impl GracefulStop {
         self.drain_timeout + self.shutdown_timeout + TERMINATION_MARGIN
     }
 
-    /// The preStop hook's command: SIGQUIT to the runner (through PID 1, the chart's
-    /// `dumb-init`), then wait while it lives, at most the drain timeout.
+    /// The preStop hook's command: SIGQUIT to the runner (through PID 1, the image's
+    /// `dumb-init`), then wait while it lives, at most the drain timeout; if it still lives,
+    /// SIGTERM (the runner's forced shutdown: it aborts its builds and deletes their pods), then
+    /// wait while it lives, at most `shutdown_timeout`. All of it ends inside
+    /// [`GracefulStop::termination_grace_period`].
     pub fn pre_stop_command(&self) -> Vec<String> {
+        self.pre_stop_command_for_pid(1)
+    }
+
+    /// [`GracefulStop::pre_stop_command`] aimed at `pid` (a test runs it against a stand-in).
+    pub fn pre_stop_command_for_pid(&self, pid: u32) -> Vec<String> {
         let drain = self.drain_timeout.as_secs();
+        let shutdown = self.shutdown_timeout.as_secs();
+        let wait = |var: &str, bound: u64| {
+            format!(
+                "{var}=0; while [ \"${var}\" -lt {bound} ] && kill -0 {pid} 2>/dev/null; do sleep 1; {var}=$(({var}+1)); done"
+            )
+        };
         vec![
             "/bin/sh".to_string(),
             "-c".to_string(),
             format!(
-                "kill -QUIT 1; i=0; while [ \"$i\" -lt {drain} ] && kill -0 1 2>/dev/null; do sleep 1; i=$((i+1)); done"
+                "kill -QUIT {pid}; {}; if kill -0 {pid} 2>/dev/null; then kill -TERM {pid}; {}; fi",
+                wait("i", drain),
+                wait("j", shutdown),
             ),
         ]
     }
@@ -531,10 +551,15 @@ pub struct RunnerValues {
     pub executor: KubernetesExecutor,
     /// The GitLab tags of this runner, recorded in [`RUNNER_TAGS_ANNOTATION`] (not chart `tags`).
     pub runner_tags: Vec<String>,
-    /// How the manager pod stops when it is replaced; `None` renders the chart's defaults, whose
-    /// SIGTERM aborts every running job (what releases before glrunner's graceful stop have).
+    /// How the manager pod stops when it is replaced; `None` renders the chart's defaults: the
+    /// image's stop signal (SIGQUIT for the official image: an unbounded drain) and SIGKILL at the
+    /// chart's 3600 s grace period, which leaves running job pods behind.
     #[serde(default)]
     pub graceful_stop: Option<GracefulStop>,
+    /// The manager's image (chart `image`); `None` keeps the chart's official image, whose stop
+    /// signal is SIGQUIT ([`crate::stop`]).
+    #[serde(default)]
+    pub manager_image: Option<ManagerImage>,
 }
 
 impl RunnerValues {
@@ -557,11 +582,19 @@ impl RunnerValues {
             executor: KubernetesExecutor::default(),
             runner_tags: Vec::new(),
             graceful_stop: Some(GracefulStop::default()),
+            manager_image: None,
         }
     }
 
-    /// Sets how the manager pod stops when replaced (`None`: the chart's SIGTERM, which aborts
-    /// running jobs).
+    /// Sets the manager's image (`None`: the chart's official image).
+    #[must_use]
+    pub fn with_manager_image(mut self, image: Option<ManagerImage>) -> Self {
+        self.manager_image = image;
+        self
+    }
+
+    /// Sets how the manager pod stops when replaced (`None`: the chart's defaults, which stop
+    /// the manager with its image's stop signal and SIGKILL after an hour).
     #[must_use]
     pub fn with_graceful_stop(mut self, stop: Option<GracefulStop>) -> Self {
         self.graceful_stop = stop;
@@ -761,6 +794,12 @@ impl RunnerValues {
             issues.extend(validate::no_template(&f, &var.value).err());
         }
         self.executor.check(&mut issues);
+        if let Some(image) = &self.manager_image {
+            check_image("manager_image", &image.repository(), &mut issues);
+            if let Some(tag) = &image.tag {
+                check_image("manager_image.tag", tag, &mut issues);
+            }
+        }
         if let Some(stop) = &self.graceful_stop {
             stop.check(&mut issues);
         }
@@ -918,6 +957,7 @@ impl RunnerValues {
                 None => (None, None, None),
             };
         ChartValues {
+            image: self.manager_image.as_ref(),
             gitlab_url: &self.gitlab_url,
             concurrent: self.concurrent,
             check_interval: self.check_interval.as_secs(),
@@ -960,6 +1000,8 @@ impl RunnerValues {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct ChartValues<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image: Option<&'a ManagerImage>,
     gitlab_url: &'a str,
     concurrent: u32,
     check_interval: u64,
@@ -1113,10 +1155,17 @@ pub struct RunnerSummary {
     /// `request_concurrency` from `runners.config`, when present.
     #[serde(default)]
     pub request_concurrency: Option<u32>,
-    /// How the manager stops when its pod is replaced; `None` when the release's SIGTERM aborts
-    /// running jobs (no graceful stop rendered by glrunner).
+    /// glrunner's bounded graceful stop ([`GracefulStop`]), when its preStop hook is rendered.
     #[serde(default)]
     pub graceful_stop: Option<GracefulStop>,
+    /// The manager image's stop signal ([`crate::stop::manager_stop_signal`]): with SIGQUIT (the
+    /// official image) a replaced manager drains even without glrunner's hook.
+    #[serde(default = "official_stop_signal")]
+    pub stop_signal: StopSignal,
+}
+
+fn official_stop_signal() -> StopSignal {
+    StopSignal::Sigquit
 }
 
 impl RunnerSummary {
@@ -1130,7 +1179,17 @@ impl RunnerSummary {
             job_namespace: values.executor.namespace.clone(),
             request_concurrency: Some(values.effective_request_concurrency()),
             graceful_stop: values.graceful_stop,
+            stop_signal: values
+                .manager_image
+                .as_ref()
+                .map_or(StopSignal::Sigquit, ManagerImage::stop_signal),
         }
+    }
+
+    /// Whether a replaced manager lets its running jobs finish: glrunner's hook, or an image
+    /// whose stop signal is SIGQUIT.
+    pub fn stops_gracefully(&self) -> bool {
+        self.graceful_stop.is_some() || self.stop_signal == StopSignal::Sigquit
     }
 
     /// Reads a summary from user-supplied chart values (`helm get values -o json`, or a release's `config`).
@@ -1195,6 +1254,7 @@ impl RunnerSummary {
             job_namespace,
             request_concurrency,
             graceful_stop,
+            stop_signal: crate::stop::manager_stop_signal(values),
         })
     }
 }
@@ -1431,7 +1491,8 @@ mod tests {
         );
         let summary = RunnerSummary::from_chart_values(&tree).unwrap();
         assert_eq!(summary.graceful_stop, v.graceful_stop);
-        // Without it: the chart's defaults (SIGTERM aborts the jobs), and the summary says so.
+        // Without it: the chart's defaults (the official image's SIGQUIT, unbounded), and the
+        // summary says so; a custom image is taken to stop with SIGTERM.
         let abrupt = values().with_graceful_stop(None);
         let tree = abrupt.to_chart_values().unwrap();
         for key in [
@@ -1441,17 +1502,100 @@ mod tests {
         ] {
             assert!(tree.get(key).is_none(), "{key} in {tree}");
         }
+        let summary = RunnerSummary::from_chart_values(&tree).unwrap();
+        assert_eq!(summary.graceful_stop, None);
+        assert_eq!(summary.stop_signal, StopSignal::Sigquit);
+        assert!(summary.stops_gracefully());
+        let custom = abrupt.with_manager_image(Some(ManagerImage {
+            registry: "123456789012.dkr.ecr.us-east-1.amazonaws.com".into(),
+            image: "ci/runner".into(),
+            tag: Some("v1".into()),
+        }));
+        let tree = custom.to_chart_values().unwrap();
         assert_eq!(
-            RunnerSummary::from_chart_values(&tree)
-                .unwrap()
-                .graceful_stop,
-            None
+            tree["image"]["registry"],
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com"
         );
+        let summary = RunnerSummary::from_chart_values(&tree).unwrap();
+        assert_eq!(summary, RunnerSummary::of(&custom));
+        assert_eq!(summary.stop_signal, StopSignal::Sigterm);
+        assert!(!summary.stops_gracefully());
         let e = values()
             .with_graceful_stop(Some(GracefulStop::new(Duration::ZERO)))
             .validate()
             .unwrap_err();
         assert_eq!(e.issues()[0].field, "graceful_stop.drain_timeout");
+    }
+
+    /// Runs the rendered preStop script against a stand-in for the runner that logs the
+    /// signals it gets: `trap` for QUIT and TERM as GitLab Runner handles them (SIGQUIT: keep
+    /// going, finish the jobs; SIGTERM: abort and exit), `exits_on_quit` for a drain that ends.
+    fn run_hook_against_stand_in(exits_on_quit: bool) -> String {
+        let dir = std::env::temp_dir().join(format!(
+            "glrunner-prestop-{}-{exits_on_quit}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("signals");
+        let on_quit = if exits_on_quit {
+            "echo QUIT >> \"$LOG\"; exit 0"
+        } else {
+            "echo QUIT >> \"$LOG\""
+        };
+        let stand_in = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(format!(
+                "trap '{on_quit}' QUIT; trap 'echo TERM >> \"$LOG\"; exit 0' TERM; \
+                 echo ready > \"$LOG.ready\"; while :; do sleep 0.1; done"
+            ))
+            .env("LOG", &log)
+            .spawn()
+            .unwrap();
+        let pid = stand_in.id();
+        // Reaped as soon as it exits, as a container's end would be: `kill -0` sees a zombie.
+        let (exited_tx, exited_rx) = std::sync::mpsc::channel();
+        let mut reaper = stand_in;
+        std::thread::spawn(move || {
+            let _ = exited_tx.send(reaper.wait());
+        });
+        while !dir.join("signals.ready").exists() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let stop = GracefulStop {
+            drain_timeout: Duration::from_secs(1),
+            shutdown_timeout: Duration::from_secs(5),
+        };
+        let command = stop.pre_stop_command_for_pid(pid);
+        let status = std::process::Command::new(&command[0])
+            .args(&command[1..])
+            .status()
+            .unwrap();
+        assert!(status.success(), "the hook exits 0: {status}");
+        // The hook returns once the stand-in is gone (or its bounds passed: then it still runs).
+        let exited = exited_rx.recv_timeout(Duration::from_secs(2)).is_ok();
+        if !exited {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+        assert!(exited, "the runner stand-in is gone when the hook ends");
+        let signals = std::fs::read_to_string(&log).unwrap_or_default();
+        std::fs::remove_dir_all(&dir).unwrap();
+        signals
+    }
+
+    #[test]
+    fn the_pre_stop_hook_sends_sigterm_only_when_the_drain_bound_passes() {
+        // The job "never ends" within the 1 s drain: QUIT, then the hook's TERM (the runner's
+        // forced shutdown) rather than leaving it to the kubelet's second SIGQUIT and SIGKILL.
+        assert_eq!(run_hook_against_stand_in(false), "QUIT\nTERM\n");
+        // The drain ends in time: no SIGTERM.
+        assert_eq!(run_hook_against_stand_in(true), "QUIT\n");
+        // Every wait of the hook fits in the grace period, with the margin left for the kubelet.
+        let stop = GracefulStop::default();
+        assert!(stop.drain_timeout + stop.shutdown_timeout < stop.termination_grace_period());
+        assert_eq!(stop.pre_stop_command(), stop.pre_stop_command_for_pid(1));
+        assert!(stop.pre_stop_command()[2].contains("kill -TERM 1"));
     }
 
     #[test]

@@ -37,10 +37,12 @@
 //! An upgrade that changes the release rolls the manager as the chart's Deployment does
 //! (RollingUpdate, one replica: the new pod first, then the old one is terminated): the old
 //! manager keeps taking jobs while the upgrade is pending; once the new revision is ready the
-//! old pod is stopped as its values say. With glrunner's graceful stop (preStop SIGQUIT) it
-//! takes no new jobs and its running jobs finish, for up to the drain timeout; then (or at once,
-//! without it: the kubelet's SIGTERM) GitLab Runner aborts the rest, which fail with
-//! `runner_system_failure` and whose pods it deletes.
+//! old pod is stopped as the kubelet stops it: the preStop hook, then the image's stop signal, then
+//! SIGKILL at the end of the grace period. With glrunner's graceful stop (preStop SIGQUIT) it
+//! takes no new jobs and its running jobs finish, for up to the drain timeout; then the hook's
+//! SIGTERM makes GitLab Runner abort the rest, which fail with `runner_system_failure` and whose
+//! pods it deletes. Without the hook the official image's SIGQUIT drains until the chart's
+//! 3600 s grace period; an image that stops with SIGTERM aborts at once.
 //!
 //! The simulator's cost grows linearly with the jobs: every job is five timer waits (its request's
 //! round trip, the executor's preparation, the pod start, the poll + script + report, the capacity
@@ -89,8 +91,8 @@ use glrunner_janitor::memory::{InMemoryPods, NewPod};
 use glrunner_janitor::model::keys;
 use glrunner_janitor::{Clock, DeleteMode, PodApi, PodPhase, TokioClock};
 use glrunner_runner_chart::{
-    GracefulStop, InMemoryReleases, InMemoryTokenSecrets, InstalledRunner,
-    JOB_POD_MANAGER_ID_LABEL, ReleaseId, ReleaseState, SecretRef, TokenSecrets,
+    InMemoryReleases, InMemoryTokenSecrets, InstalledRunner, JOB_POD_MANAGER_ID_LABEL, ReleaseId,
+    ReleaseState, SecretRef, StopSignal, TokenSecrets,
 };
 use serde::Serialize;
 use tokio::sync::{Semaphore, watch};
@@ -241,11 +243,14 @@ pub struct SimulatorStats {
     pub hung_terminating: u64,
     /// Jobs failed because their pod was not running after `poll_timeout`.
     pub jobs_timed_out: u64,
-    /// Jobs aborted because their runner manager was stopped with SIGTERM (a replaced manager
-    /// pod without a graceful stop, or whose drain ran out): failed with `runner_system_failure`.
+    /// Jobs aborted because their runner manager got SIGTERM (a replaced manager whose image
+    /// stops with SIGTERM, or whose drain bound ran out): failed with `runner_system_failure`.
     pub jobs_aborted: u64,
     /// Runner manager pods replaced by an upgrade (each stopped as its release's values say).
     pub managers_replaced: u64,
+    /// Replaced managers still running at the end of their grace period, SIGKILLed: their job
+    /// pods are left running.
+    pub managers_killed: u64,
     /// Job requests that found nothing and were played with a task and a timer each (a parked
     /// manager plays its idle polls without: they count in each runner's `requests` only).
     /// With parking this grows linearly with the jobs; without, with the jobs squared.
@@ -758,29 +763,64 @@ impl SandboxWorld {
             pod_name,
             held_millis: millis,
             values: runner.values.clone(),
-            graceful_stop: runner.values.graceful_stop,
+            stop: PodStop::of(&runner.values),
             control,
             task: tokio::spawn(async move { world.run_manager(setup, stop).await }),
         }
     }
 
-    /// Stops a replaced manager as its pod's values say: with a graceful stop, SIGQUIT (no new
-    /// jobs, running ones finish) for up to the drain timeout; then, or at once without one, the
-    /// kubelet's SIGTERM: the runner aborts what still runs.
+    /// Stops a replaced manager as the kubelet stops its container (Kubernetes docs, "Pod
+    /// Lifecycle", termination of Pods): the preStop hook runs first; when it ends the runtime
+    /// sends the image's stop signal (containerd/cri#83; SIGQUIT for the official runner image,
+    /// [`glrunner_runner_chart::stop`]); at the end of the grace period, SIGKILL. glrunner's hook
+    /// ([`glrunner_runner_chart::GracefulStop::pre_stop_command`], read from the rendered values) sends SIGQUIT, waits up to
+    /// the drain bound, then SIGTERM and waits up to `shutdown_timeout`. GitLab Runner drains on
+    /// SIGQUIT, stays draining on a second one, and aborts its builds on SIGTERM
+    /// (`commands/multi.go` `handleGracefulShutdown`). A SIGKILLed runner cleans up nothing: its
+    /// job pods stay running, counted in [`SimulatorStats::managers_killed`].
     async fn retire_manager(self, mut manager: Manager) {
-        if let Some(GracefulStop { drain_timeout, .. }) = manager.graceful_stop {
-            let _ = manager.control.send(Stop::Drain);
-            if tokio::time::timeout(drain_timeout, &mut manager.task)
-                .await
-                .is_ok()
-            {
+        let stop = manager.stop;
+        let killed_at = Instant::now() + stop.grace_period;
+        // A signal never takes the runner back: after SIGTERM, SIGQUIT changes nothing.
+        let signal = |control: &watch::Sender<Stop>, to: Stop| {
+            control.send_if_modified(|now| {
+                let raise = to > *now;
+                if raise {
+                    *now = to;
+                }
+                raise
+            });
+        };
+        if let Some(hook) = stop.hook {
+            signal(&manager.control, Stop::Drain);
+            let drained = tokio::time::timeout(hook.drain_timeout, &mut manager.task).await;
+            if drained.is_ok() {
                 self.stop_manager(manager);
                 return;
             }
+            if hook.forces_shutdown {
+                signal(&manager.control, Stop::Abort);
+                let shut = tokio::time::timeout(hook.shutdown_timeout, &mut manager.task).await;
+                if shut.is_ok() {
+                    self.stop_manager(manager);
+                    return;
+                }
+            }
         }
-        let _ = manager.control.send(Stop::Abort);
-        // Aborting is a handful of API calls; the runner exits once its jobs are failed.
-        let _ = tokio::time::timeout(Duration::from_secs(30), &mut manager.task).await;
+        signal(
+            &manager.control,
+            match stop.signal {
+                StopSignal::Sigquit => Stop::Drain,
+                StopSignal::Sigterm => Stop::Abort,
+            },
+        );
+        if tokio::time::timeout_at(killed_at, &mut manager.task)
+            .await
+            .is_err()
+        {
+            tracing::warn!(namespace = %manager.namespace, "runner manager SIGKILLed at the end of its grace period: its job pods stay running");
+            self.with_stats(|s| s.managers_killed += 1);
+        }
         self.stop_manager(manager);
     }
 
@@ -1295,7 +1335,7 @@ struct Manager {
     /// The values its pod was started with (other values roll it).
     values: glrunner_runner_chart::RunnerValues,
     /// How its pod stops when replaced (from the release's values).
-    graceful_stop: Option<GracefulStop>,
+    stop: PodStop,
     control: watch::Sender<Stop>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -1410,8 +1450,57 @@ impl IdlePolls {
     }
 }
 
-/// The signal a manager got: none, SIGQUIT (graceful), or SIGTERM (abort all builds).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a manager's pod stops when it is replaced, read from the values it was started with.
+#[derive(Debug, Clone, Copy)]
+struct PodStop {
+    /// glrunner's preStop hook, when rendered.
+    hook: Option<StopHook>,
+    /// The image's stop signal, sent when the hook has ended.
+    signal: StopSignal,
+    /// `terminationGracePeriodSeconds`: SIGKILL at its end.
+    grace_period: Duration,
+}
+
+/// What glrunner's rendered preStop hook does.
+#[derive(Debug, Clone, Copy)]
+struct StopHook {
+    drain_timeout: Duration,
+    /// Whether the hook ends an unfinished drain with SIGTERM (read from its command).
+    forces_shutdown: bool,
+    shutdown_timeout: Duration,
+}
+
+/// The chart's `terminationGracePeriodSeconds` default (chart 0.86.0 `values.yaml`: 3600).
+const CHART_TERMINATION_GRACE_PERIOD: Duration = Duration::from_secs(3600);
+
+impl PodStop {
+    fn of(values: &glrunner_runner_chart::RunnerValues) -> Self {
+        let signal = glrunner_runner_chart::RunnerSummary::of(values).stop_signal;
+        match values.graceful_stop {
+            Some(stop) => Self {
+                hook: Some(StopHook {
+                    drain_timeout: stop.drain_timeout,
+                    forces_shutdown: stop
+                        .pre_stop_command()
+                        .iter()
+                        .any(|part| part.contains("kill -TERM 1")),
+                    shutdown_timeout: stop.shutdown_timeout,
+                }),
+                signal,
+                grace_period: stop.termination_grace_period(),
+            },
+            None => Self {
+                hook: None,
+                signal,
+                grace_period: CHART_TERMINATION_GRACE_PERIOD,
+            },
+        }
+    }
+}
+
+/// The signal a manager got: none, SIGQUIT (graceful), or SIGTERM (abort all builds); ordered,
+/// as a runner never goes back from aborting to draining.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Stop {
     Run,
     Drain,

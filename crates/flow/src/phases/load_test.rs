@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use glrunner_gitlab_client::ci::{LoadTestSpec, ShardTarget};
+use glrunner_gitlab_client::limits::PlanLimits;
 use glrunner_gitlab_client::loadtest::{self, LoadTestRun, RunningPipelines};
-use glrunner_gitlab_client::runners::wait_until_online;
+use glrunner_gitlab_client::runners::{wait_until_contacted_since, wait_until_online};
 use glrunner_gitlab_client::watch::WatchEvent;
 use glrunner_gitlab_client::{Project, ProjectRef, WatchOutcome};
 
@@ -96,15 +97,41 @@ impl Run<'_> {
         let shard_runners = self.shard_runners(&project).await?;
         if !shard_runners.is_empty() {
             let runner_ids: Vec<u64> = shard_runners.iter().map(|(_, id)| *id).collect();
-            let waited = wait_until_online(
-                gitlab.as_ref(),
-                &runner_ids,
-                RUNNERS_ONLINE_TIMEOUT,
-                RUNNERS_ONLINE_POLL,
-                &mut |_| {},
-            )
-            .await;
+            // GitLab calls a runner online for two hours after its last contact, so a reused
+            // runner whose manager is gone passes "online": require a contact since this run
+            // deployed its releases (without a releases phase in this run: online).
+            let deployed_at = self.releases_deployed_at;
+            let waited = match deployed_at {
+                Some(since) => {
+                    wait_until_contacted_since(
+                        gitlab.as_ref(),
+                        &runner_ids,
+                        since,
+                        RUNNERS_ONLINE_TIMEOUT,
+                        RUNNERS_ONLINE_POLL,
+                        &mut |_| {},
+                    )
+                    .await
+                }
+                None => {
+                    wait_until_online(
+                        gitlab.as_ref(),
+                        &runner_ids,
+                        RUNNERS_ONLINE_TIMEOUT,
+                        RUNNERS_ONLINE_POLL,
+                        &mut |_| {},
+                    )
+                    .await
+                }
+            };
             match waited {
+                Ok(online) if deployed_at.is_some() => self.step(
+                    phase,
+                    format!(
+                        "{} runner(s) online, contacted since the deploy",
+                        online.len()
+                    ),
+                ),
                 Ok(online) => self.step(phase, format!("{} runner(s) online", online.len())),
                 Err(e) => {
                     let releases: Vec<&str> = e
@@ -136,8 +163,27 @@ impl Run<'_> {
             spec = spec.with_image(image);
         }
         spec = spec.with_max_jobs(self.config.max_pipeline_jobs);
+        // GitLab.com limits the jobs of a project's active pipelines (500 on Free): the run
+        // refuses a pipeline that reaches it before creating anything (the preflight said so).
+        // A plan GitLab.com hides from this user is taken to be Free, the lowest.
+        let limits = match crate::preflight::plan_limits(
+            gitlab.as_ref(),
+            &self.backends.gitlab_url,
+            &project.path_with_namespace,
+        )
+        .await
+        {
+            Ok(limits) if limits.known => limits,
+            Ok(_) => PlanLimits::gitlab_com_free(),
+            Err(e) => {
+                tracing::warn!(error = %e, "the namespace's CI limits cannot be read; none applied");
+                PlanLimits::for_plan(None, false)
+            }
+        };
         // The flow's own cleanup (teardown, unless --keep) cancels a pipeline left running.
-        let run = LoadTestRun::new(spec).with_keep_pipeline(true);
+        let run = LoadTestRun::new(spec)
+            .with_keep_pipeline(true)
+            .with_max_active_jobs(limits.active_jobs);
         let progress = self.progress;
         let mut on_event = |event: &WatchEvent| {
             if let WatchEvent::Progress(p) = event {

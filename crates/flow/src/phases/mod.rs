@@ -53,6 +53,9 @@ struct Run<'a> {
     project: Option<Project>,
     plan: Option<crate::RunPlan>,
     runners: Vec<ShardRunner>,
+    /// When this run's releases phase began deploying (the clients' clock): the load test wants a
+    /// runner contact after it, not GitLab's two-hour "online".
+    releases_deployed_at: Option<jiff::Timestamp>,
     created: Created,
     stop: CancellationToken,
 }
@@ -94,6 +97,7 @@ pub async fn run_until(
         project: None,
         plan: None,
         runners: Vec::new(),
+        releases_deployed_at: None,
         created: Created::default(),
         stop: stop.clone(),
     };

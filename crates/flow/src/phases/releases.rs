@@ -50,6 +50,9 @@ impl Run<'_> {
             installs.push((spec, token));
         }
         self.created.releases = true;
+        // A manager this deploy starts (or one still serving) contacts GitLab after this instant;
+        // a reused runner whose manager is gone last did before it.
+        self.releases_deployed_at = Some(clients.clock.now());
         let results = deploy_all(
             clients.secrets.as_ref(),
             clients.releases.as_ref(),

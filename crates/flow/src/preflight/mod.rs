@@ -15,6 +15,7 @@ pub use crate::cost;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use glrunner_gitlab_client::limits::{LimitsSource, PlanLimits, is_gitlab_com};
 use glrunner_gitlab_client::{GitLabApi, MemberScope, ProjectRef, access_level};
 use glrunner_infra::aws::actions;
 use glrunner_infra::{AccountInspector, AccountUsage, NetworkProvisioner};
@@ -588,17 +589,14 @@ pub const REQUIRED_SCOPES: [&str; 1] = ["api"];
 /// The oldest GitLab with `POST /user/runners` (runner authentication tokens).
 pub const MIN_GITLAB_VERSION: (u32, u32) = (15, 10);
 
-/// GitLab.com's jobs-per-pipeline limit of a namespace's plan (source: GitLab docs,
-/// doc/user/gitlab_com/_index.md, "Maximum jobs in a single pipeline": 500 Free, 1,000 trials,
-/// 1,500 Premium, 2,000 Ultimate; read 2026). `None` for a plan the table does not know.
+/// GitLab.com's jobs-per-pipeline limit of a plan name. `None` for a plan the table does not
+/// know.
+#[deprecated(
+    since = "0.1.0",
+    note = "use glrunner_gitlab_client::limits::PlanLimits (it knows `default` is self-managed and unlimited)"
+)]
 pub fn gitlab_com_pipeline_limit(plan: &str) -> Option<u32> {
-    match plan {
-        "free" | "default" => Some(500),
-        p if p.ends_with("_trial") || p == "trial" => Some(1_000),
-        "premium" | "silver" | "bronze" => Some(1_500),
-        "ultimate" | "gold" | "opensource" => Some(2_000),
-        _ => None,
-    }
+    glrunner_gitlab_client::limits::gitlab_com_limits(plan).map(|(per_pipeline, _)| per_pipeline)
 }
 
 /// What a pipeline-variables role name means as an access level (`None`: nobody).
@@ -998,52 +996,120 @@ fn pipeline_variables(
     }
 }
 
+/// The namespace's CI limits as the load test will meet them ([`PlanLimits`]): GitLab.com's
+/// plan table when GitLab names the plan; a self-managed instance's own limits (none by
+/// default) otherwise; GitLab.com Free's, the lowest, when GitLab.com hides the plan from the
+/// token's user (it shows it only to those who can administer the namespace).
+pub async fn plan_limits(
+    gitlab: &dyn GitLabApi,
+    gitlab_url: &str,
+    project_path: &str,
+) -> Result<PlanLimits, String> {
+    let root = project_path.split('/').next().unwrap_or(project_path);
+    let gitlab_com = url::Url::parse(gitlab_url).is_ok_and(|u| is_gitlab_com(&u));
+    let namespace = gitlab
+        .get_namespace(root)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(PlanLimits::of(&namespace, gitlab_com))
+}
+
+/// How many waves of pipelines of `per_pipeline` jobs `total` jobs take when the jobs of the
+/// active pipelines together must stay below `active` (at least one pipeline per wave).
+fn waves(total: u32, per_pipeline: u32, active: u32) -> u32 {
+    let per_pipeline = per_pipeline.max(1);
+    let pipelines = total.div_ceil(per_pipeline);
+    let per_wave = (active.saturating_sub(1) / per_pipeline).max(1);
+    pipelines.div_ceil(per_wave)
+}
+
 async fn pipeline_size(plan: &PreflightPlan, gitlab: &dyn GitLabApi, path: &str) -> Check {
+    const ID: &str = "gitlab.pipeline-size";
     let jobs = plan.pipeline_jobs;
+    let total = plan.fleet.total_jobs;
     let needed = format!("{jobs} jobs in one pipeline");
     let root = path.split('/').next().unwrap_or(path);
-    match gitlab.get_namespace(root).await {
-        Ok(ns) => match ns.plan.as_deref() {
-            None => Check::new(
-                "gitlab.pipeline-size",
+    let limits = match plan_limits(gitlab, &plan.gitlab_url, path).await {
+        Ok(limits) => limits,
+        Err(e) => return Check::new(ID, Status::Warn, format!("not checked: {e}"), needed),
+    };
+    let (limits, plan_name, judged_by_free) = match &limits.source {
+        LimitsSource::SelfManaged => {
+            return Check::new(
+                ID,
                 Status::Ok,
                 format!(
                     "namespace {root} reports no GitLab.com plan: the instance's own limit applies (ci_pipeline_size, unlimited by default)"
                 ),
                 needed,
-            ),
-            Some(tier) => match gitlab_com_pipeline_limit(tier) {
-                Some(limit) if jobs > limit => Check::new(
-                    "gitlab.pipeline-size",
-                    Status::Fail,
-                    format!("namespace {root} is on GitLab.com's {tier} plan: at most {limit} jobs per pipeline"),
-                    needed,
-                )
-                .fix(format!(
-                    "run at most {limit} --jobs, or use a namespace on a plan with a higher limit (Premium 1,500, Ultimate 2,000)"
-                )),
-                Some(limit) => Check::new(
-                    "gitlab.pipeline-size",
-                    Status::Ok,
-                    format!("namespace {root} is on GitLab.com's {tier} plan: up to {limit} jobs per pipeline"),
-                    needed,
-                ),
-                None => Check::new(
-                    "gitlab.pipeline-size",
-                    Status::Warn,
-                    format!("namespace {root} is on plan {tier:?}, whose jobs-per-pipeline limit glrunner does not know"),
-                    needed,
-                )
-                .fix("see GitLab.com's CI/CD settings (\"Maximum jobs in a single pipeline\") for the plan"),
-            },
-        },
-        Err(e) => Check::new(
-            "gitlab.pipeline-size",
-            Status::Warn,
-            format!("not checked: {e}"),
-            needed,
+            );
+        }
+        LimitsSource::GitLabCom { plan } => {
+            (limits.clone(), format!("GitLab.com's {plan} plan"), None)
+        }
+        LimitsSource::Unknown { reason } => (
+            PlanLimits::gitlab_com_free(),
+            "GitLab.com's Free plan (the lowest)".to_string(),
+            Some(reason.clone()),
         ),
+    };
+    let about = match &judged_by_free {
+        Some(reason) => {
+            format!("the plan of namespace {root} is unknown ({reason}); judged by {plan_name}")
+        }
+        None => format!("namespace {root} is on {plan_name}"),
+    };
+    // Below Free's limits a run fits every plan; above them an unknown plan may still allow it.
+    let refused = if judged_by_free.is_some() {
+        Status::Warn
+    } else {
+        Status::Fail
+    };
+    let higher = "use a namespace on a plan with a higher limit (Premium 1,500 per pipeline, Ultimate 2,000; GitLab.com CI/CD settings)";
+    if let Some(limit) = limits.jobs_per_pipeline
+        && jobs > limit
+    {
+        return Check::new(
+            ID,
+            refused,
+            format!("{about}: at most {limit} jobs per pipeline"),
+            needed,
+        )
+        .fix(format!("run at most {limit} --jobs, or {higher}"));
     }
+    if let Some(active) = limits.active_jobs {
+        // GitLab refuses a pipeline once the alive pipelines' jobs and its own reach the limit
+        // (`>=`: Limit::ActiveJobs, lib/gitlab/ci/pipeline/chain/limit/active_jobs.rb).
+        if jobs >= active {
+            return Check::new(
+                ID,
+                refused,
+                format!(
+                    "{about}: fewer than {active} jobs in the project's active pipelines together (GitLab answers \"{}\")",
+                    glrunner_gitlab_client::limits::ACTIVE_JOBS_EXCEEDED
+                ),
+                needed,
+            )
+            .fix(format!("run at most {} --jobs, or {higher}", active - 1));
+        }
+        if total >= active {
+            let waves = waves(total, jobs, active);
+            return Check::new(
+                ID,
+                Status::Warn,
+                format!(
+                    "{about}: fewer than {active} jobs in active pipelines together, so the {total} jobs run as {waves} waves of pipelines one after another, reported as one run"
+                ),
+                needed,
+            )
+            .fix(format!("expect about {waves}x the makespan, or {higher}"));
+        }
+    }
+    let per = limits.jobs_per_pipeline.map_or_else(
+        || "no per-pipeline limit".to_string(),
+        |l| format!("up to {l} jobs per pipeline"),
+    );
+    Check::new(ID, Status::Ok, format!("{about}: {per}"), needed)
 }
 
 /// How long `helm version` may take.

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use glrunner_gitlab_client::limits::PlanLimits;
 use glrunner_gitlab_client::memory::{InMemoryGitLab, MemoryConfig};
 use glrunner_gitlab_client::{GitLabApi as _, GitLabApiExt as _};
 use glrunner_infra::memory::InMemoryCloud;
@@ -360,9 +361,58 @@ async fn the_gitlab_com_jobs_per_pipeline_limit_is_held_against_the_jobs() {
     let w = world_with(MemoryConfig::default().with_plan(Some("ultimate")));
     let c = check(&run_on(&w, &plan(1000)).await, "gitlab.pipeline-size").clone();
     assert_eq!(c.status, Status::Ok, "{c:?}");
+    // A plan the table does not know is judged by Free's limits, the lowest: a run within them
+    // fits any plan; one above them may not (a warning, as the plan may allow it).
     let w = world_with(MemoryConfig::default().with_plan(Some("platinum-ish")));
     let c = check(&run_on(&w, &plan(10)).await, "gitlab.pipeline-size").clone();
+    assert_eq!(c.status, Status::Ok, "{c:?}");
+    assert!(c.found.contains("unknown"), "{}", c.found);
+    let c = check(&run_on(&w, &plan(600)).await, "gitlab.pipeline-size").clone();
     assert_eq!(c.status, Status::Warn, "{c:?}");
+}
+
+/// GitLab.com's Free plan: fewer than 500 jobs in the project's active pipelines together
+/// (doc/user/gitlab_com/_index.md "Maximum jobs in active pipelines"; `>=` refuses:
+/// lib/gitlab/ci/pipeline/chain/limit/active_jobs.rb), and 500 per pipeline. A single pipeline of
+/// 500 reaches it; 800 jobs in pipelines of 400 run as two waves, said before starting.
+#[tokio::test]
+async fn the_active_jobs_limit_is_said_before_starting_and_waves_are_counted() {
+    let w = world_with(MemoryConfig::default().with_plan(Some("free")));
+    let c = check(&run_on(&w, &plan(500)).await, "gitlab.pipeline-size").clone();
+    assert_eq!(c.status, Status::Fail, "{c:?}");
+    assert!(c.found.contains("fewer than 500 jobs"), "{}", c.found);
+    assert!(c.fix.contains("at most 499 --jobs"), "{}", c.fix);
+    let mut p = plan(800);
+    p.pipeline_jobs = 400;
+    let c = check(&run_on(&w, &p).await, "gitlab.pipeline-size").clone();
+    assert_eq!(c.status, Status::Warn, "{c:?}");
+    assert!(c.found.contains("2 waves"), "{}", c.found);
+    assert_eq!(
+        super::waves(1000, 250, 500),
+        4,
+        "one 250-job pipeline per wave"
+    );
+    assert_eq!(
+        super::waves(1000, 100, 500),
+        3,
+        "four 100-job pipelines per wave"
+    );
+}
+
+/// A self-managed EE instance answers `default` for every namespace: the instance's limits,
+/// unlimited unless an administrator set them (was mapped to GitLab.com Free's 500: a false
+/// failure). On GitLab.com a hidden plan is judged by Free's limits, never passed blindly.
+#[tokio::test]
+async fn a_self_managed_default_plan_is_unlimited_and_a_hidden_gitlab_com_plan_is_not_a_pass() {
+    let w = world_with(MemoryConfig::default().with_plan(Some("default")));
+    let c = check(&run_on(&w, &plan(1000)).await, "gitlab.pipeline-size").clone();
+    assert_eq!(c.status, Status::Ok, "{c:?}");
+    let hidden = PlanLimits::for_plan(None, true);
+    assert!(!hidden.known);
+    let limits = super::plan_limits(w.gitlab.as_ref(), "https://gitlab.com", "sandbox/loadtest")
+        .await
+        .unwrap();
+    assert!(!limits.known, "GitLab.com without a plan shown: {limits:?}");
 }
 
 async fn gitlab_checks_over(gitlab: &dyn glrunner_gitlab_client::GitLabApi) -> PreflightReport {
