@@ -154,37 +154,28 @@ impl Categorized for glrunner_infra::Error {
     }
 }
 
-impl Categorized for glrunner_gitlab_client::Error {
-    fn category(&self) -> Category {
-        use glrunner_gitlab_client::Error as E;
-        match self {
-            E::InvalidInput { .. } => Category::InvalidInput,
-            E::NotFound { .. } => Category::NotFound,
-            E::AlreadyExists { .. } => Category::AlreadyExists,
-            E::Conflict { .. } => Category::Conflict,
-            E::Throttled { .. } => Category::Throttled,
-            E::Timeout { .. } => Category::Timeout,
-            E::PermissionDenied { .. } => Category::PermissionDenied,
-            _ => Category::Backend,
+/// The GitLab client's and the janitor's errors name their categories alike: one mapping.
+macro_rules! categorized_by_variant {
+    ($($error:ty),+) => {$(
+        impl Categorized for $error {
+            fn category(&self) -> Category {
+                type E = $error;
+                match self {
+                    E::InvalidInput { .. } => Category::InvalidInput,
+                    E::NotFound { .. } => Category::NotFound,
+                    E::AlreadyExists { .. } => Category::AlreadyExists,
+                    E::Conflict { .. } => Category::Conflict,
+                    E::Throttled { .. } => Category::Throttled,
+                    E::Timeout { .. } => Category::Timeout,
+                    E::PermissionDenied { .. } => Category::PermissionDenied,
+                    _ => Category::Backend,
+                }
+            }
         }
-    }
+    )+};
 }
 
-impl Categorized for glrunner_janitor::Error {
-    fn category(&self) -> Category {
-        use glrunner_janitor::Error as E;
-        match self {
-            E::InvalidInput { .. } => Category::InvalidInput,
-            E::NotFound { .. } => Category::NotFound,
-            E::AlreadyExists { .. } => Category::AlreadyExists,
-            E::Conflict { .. } => Category::Conflict,
-            E::Throttled { .. } => Category::Throttled,
-            E::Timeout { .. } => Category::Timeout,
-            E::PermissionDenied { .. } => Category::PermissionDenied,
-            _ => Category::Backend,
-        }
-    }
-}
+categorized_by_variant!(glrunner_gitlab_client::Error, glrunner_janitor::Error);
 
 impl Categorized for glrunner_runner_chart::Error {
     fn category(&self) -> Category {

@@ -3,12 +3,13 @@
 use std::future::Future;
 use std::time::Duration;
 
-use glrunner_gitlab_client::ProjectRef;
+use glrunner_gitlab_client::{Project, ProjectRef};
 use glrunner_infra::{Engine, StackOptions};
 use glrunner_runner_chart::{ErrorKind, ReleaseId, SecretRef};
 
 use super::{Phase, Run, TeardownSummary};
 use crate::Ownership;
+use crate::backends::ClusterClients;
 use crate::events::InfraProgress;
 
 /// What a teardown covers.
@@ -49,192 +50,38 @@ impl Run<'_> {
     }
 
     /// Removes releases, GitLab runners and infrastructure per `scope`, best effort (every step
-    /// is tried; errors are collected), then checks for leftovers.
+    /// is tried; errors are collected), then checks for leftovers. Order matters: the cluster
+    /// side (releases, Secrets) and GitLab's runners are removed and checked while the cluster
+    /// still exists, then the infrastructure goes.
     pub(super) async fn teardown(&mut self, scope: Scope) -> TeardownSummary {
-        let phase = Phase::Teardown;
         let mut summary = TeardownSummary {
             trigger: scope.trigger.to_owned(),
             ..TeardownSummary::default()
         };
-        let owner = self.config.ownership();
-        let namespace = self.config.spec.cluster.runner_namespace.clone();
-        let gitlab = self.backends.gitlab.clone();
-
-        if let Some(pipeline) = self.created.pipeline.take()
-            && let Some(project) = &self.project
-        {
-            match gitlab
-                .cancel_pipeline(&ProjectRef::Id(project.id), pipeline)
-                .await
-            {
-                Ok(_) => {
-                    self.step(phase, format!("canceled pipeline {pipeline}"));
-                    summary.pipeline_canceled = Some(pipeline);
-                }
-                Err(e) => summary
-                    .errors
-                    .push(format!("cancel pipeline {pipeline}: {e}")),
-            }
-        }
-
-        let mut clients = None;
-        if scope.releases {
-            match self.clients(phase).await {
-                Ok(c) => {
-                    match once_more("list releases", || c.releases.list(Some(&namespace))).await {
-                        Ok(list) => {
-                            for release in list.into_iter().filter(|r| owner.owns_release(&r.name))
-                            {
-                                let id = ReleaseId::new(&namespace, &release.name);
-                                let secret = Ownership::secret_name(&release.name);
-                                let removed =
-                                    once_more(&format!("uninstall {}", id.describe()), || {
-                                        glrunner_runner_chart::remove_runner(
-                                            c.secrets.as_ref(),
-                                            c.releases.as_ref(),
-                                            &id,
-                                            &secret,
-                                            self.config.release_timeout,
-                                        )
-                                    })
-                                    .await;
-                                match removed {
-                                    Ok(_) => {
-                                        self.step(phase, format!("uninstalled {}", id.describe()));
-                                        summary.releases_removed += 1;
-                                    }
-                                    Err(e) => summary.errors.push(e),
-                                }
-                            }
-                        }
-                        Err(e) => summary.errors.push(e),
-                    }
-                    // Secrets written for releases that never got installed.
-                    let shards = self
-                        .plan
-                        .as_ref()
-                        .map(|p| p.fleet.shards.clone())
-                        .unwrap_or_default();
-                    for shard in shards {
-                        let secret =
-                            SecretRef::new(&namespace, Ownership::secret_name(&shard.release));
-                        match once_more(&format!("delete {}", secret.describe()), || {
-                            c.secrets.delete(&secret)
-                        })
-                        .await
-                        {
-                            Ok(true) => self.step(phase, format!("deleted {}", secret.describe())),
-                            Ok(false) => {}
-                            Err(e) => summary.errors.push(e),
-                        }
-                    }
-                    clients = Some(c);
-                }
-                // No cluster (never created, or already gone): no release can exist.
-                Err(e) => tracing::info!(error = %e, "no cluster to uninstall releases from"),
-            }
-        }
-
+        self.cancel_pipeline(&mut summary).await;
+        let clients = if scope.releases {
+            self.remove_releases(&mut summary).await
+        } else {
+            None
+        };
         let project = match &self.project {
             Some(p) => Some(p.clone()),
             None if scope.runners => self.project(false).await.ok(),
             None => None,
         };
-        if scope.runners
-            && let Some(project) = &project
-        {
-            let project_ref = ProjectRef::Id(project.id);
-            // The GitLab client owns the retries of these calls (429s, 5xx of idempotent
-            // calls); the cleanup does not retry them again.
-            match gitlab.list_runners(&project_ref).await {
-                Ok(list) => {
-                    for runner in list.into_iter().filter(|r| {
-                        r.description
-                            .as_deref()
-                            .is_some_and(|d| owner.owns_runner(d))
-                    }) {
-                        match gitlab.delete_runner(runner.id).await {
-                            Ok(()) | Err(glrunner_gitlab_client::Error::NotFound { .. }) => {
-                                self.step(phase, format!("deleted GitLab runner {}", runner.id));
-                                summary.runners_deleted += 1;
-                            }
-                            Err(e) => summary
-                                .errors
-                                .push(format!("delete runner {}: {e}", runner.id)),
-                        }
-                    }
-                }
-                Err(e) => summary.errors.push(format!("list runners: {e}")),
-            }
+        let project = project.filter(|_| scope.runners);
+        if let Some(project) = &project {
+            self.delete_runners(project, &mut summary).await;
         }
-
         // Leftovers of the cluster side are checked before the cluster goes away.
-        if scope.releases
-            && let Some(c) = &clients
-        {
-            match c.releases.list(Some(&namespace)).await {
-                Ok(list) => {
-                    summary.leftovers.releases = list
-                        .into_iter()
-                        .filter(|r| owner.owns_release(&r.name))
-                        .map(|r| r.name)
-                        .collect()
-                }
-                Err(e) => summary
-                    .errors
-                    .push(format!("list releases after teardown: {e}")),
-            }
+        if let Some(c) = &clients {
+            self.release_leftovers(c, &mut summary).await;
         }
-        if scope.runners
-            && let Some(project) = &project
-        {
-            match gitlab.list_runners(&ProjectRef::Id(project.id)).await {
-                Ok(list) => {
-                    summary.leftovers.runners = list
-                        .into_iter()
-                        .filter(|r| {
-                            r.description
-                                .as_deref()
-                                .is_some_and(|d| owner.owns_runner(d))
-                        })
-                        .map(|r| format!("runner {}", r.id))
-                        .collect();
-                }
-                Err(e) => summary
-                    .errors
-                    .push(format!("list runners after teardown: {e}")),
-            }
+        if let Some(project) = &project {
+            self.runner_leftovers(project, &mut summary).await;
         }
-
         if scope.infra {
-            let b = self.backends;
-            let progress = InfraProgress(self.progress);
-            let options = StackOptions {
-                dry_run: false,
-                state_dir: b.state_dir.clone(),
-                waits: b.waits.clone(),
-                progress: &progress,
-            };
-            let spec = &self.config.spec;
-            match glrunner_infra::teardown(
-                &spec.stack,
-                &spec.region,
-                b.network.as_ref(),
-                b.cluster.as_ref(),
-                &options,
-            )
-            .await
-            {
-                Ok(report) => summary.infra_deleted = report.deleted.len(),
-                Err(e) => summary.errors.push(format!("infrastructure teardown: {e}")),
-            }
-            let engine = Engine::new(b.network.as_ref(), b.cluster.as_ref());
-            match engine.leftovers(&spec.stack).await {
-                Ok(left) => summary.leftovers.infra = left.iter().map(|r| r.describe()).collect(),
-                Err(e) => summary.errors.push(format!("leftover scan: {e}")),
-            }
-            self.clients = None;
-            self.access = None;
+            self.remove_infra(&mut summary).await;
         }
         summary.leftovers.total = summary.leftovers.infra.len()
             + summary.leftovers.releases.len()
@@ -246,6 +93,198 @@ impl Run<'_> {
             ));
         }
         summary
+    }
+
+    /// Cancels the pipeline this run started, if it has one.
+    async fn cancel_pipeline(&mut self, summary: &mut TeardownSummary) {
+        let Some(pipeline) = self.created.pipeline.take() else {
+            return;
+        };
+        let Some(project) = &self.project else {
+            return;
+        };
+        match self
+            .backends
+            .gitlab
+            .cancel_pipeline(&ProjectRef::Id(project.id), pipeline)
+            .await
+        {
+            Ok(_) => {
+                self.step(Phase::Teardown, format!("canceled pipeline {pipeline}"));
+                summary.pipeline_canceled = Some(pipeline);
+            }
+            Err(e) => summary
+                .errors
+                .push(format!("cancel pipeline {pipeline}: {e}")),
+        }
+    }
+
+    /// Uninstalls the stack's releases and deletes their token Secrets (also those of releases
+    /// that never got installed). `None` when there is no cluster: then no release can exist.
+    async fn remove_releases(&mut self, summary: &mut TeardownSummary) -> Option<ClusterClients> {
+        let phase = Phase::Teardown;
+        let owner = self.config.ownership();
+        let namespace = self.config.spec.cluster.runner_namespace.clone();
+        let c = match self.clients(phase).await {
+            Ok(c) => c,
+            // No cluster (never created, or already gone): no release can exist.
+            Err(e) => {
+                tracing::info!(error = %e, "no cluster to uninstall releases from");
+                return None;
+            }
+        };
+        match once_more("list releases", || c.releases.list(Some(&namespace))).await {
+            Ok(list) => {
+                for release in list.into_iter().filter(|r| owner.owns_release(&r.name)) {
+                    let id = ReleaseId::new(&namespace, &release.name);
+                    let secret = Ownership::secret_name(&release.name);
+                    let removed = once_more(&format!("uninstall {}", id.describe()), || {
+                        glrunner_runner_chart::remove_runner(
+                            c.secrets.as_ref(),
+                            c.releases.as_ref(),
+                            &id,
+                            &secret,
+                            self.config.release_timeout,
+                        )
+                    })
+                    .await;
+                    match removed {
+                        Ok(_) => {
+                            self.step(phase, format!("uninstalled {}", id.describe()));
+                            summary.releases_removed += 1;
+                        }
+                        Err(e) => summary.errors.push(e),
+                    }
+                }
+            }
+            Err(e) => summary.errors.push(e),
+        }
+        // Secrets written for releases that never got installed.
+        let shards = self
+            .plan
+            .as_ref()
+            .map(|p| p.fleet.shards.clone())
+            .unwrap_or_default();
+        for shard in shards {
+            let secret = SecretRef::new(&namespace, Ownership::secret_name(&shard.release));
+            match once_more(&format!("delete {}", secret.describe()), || {
+                c.secrets.delete(&secret)
+            })
+            .await
+            {
+                Ok(true) => self.step(phase, format!("deleted {}", secret.describe())),
+                Ok(false) => {}
+                Err(e) => summary.errors.push(e),
+            }
+        }
+        Some(c)
+    }
+
+    /// Deletes the project's GitLab runners this stack owns. The GitLab client owns the
+    /// retries of these calls (429s, 5xx of idempotent calls); the cleanup does not retry them
+    /// again. A runner already gone (404) counts as deleted.
+    async fn delete_runners(&mut self, project: &Project, summary: &mut TeardownSummary) {
+        let owner = self.config.ownership();
+        let gitlab = self.backends.gitlab.clone();
+        match gitlab.list_runners(&ProjectRef::Id(project.id)).await {
+            Ok(list) => {
+                for runner in list.into_iter().filter(|r| {
+                    r.description
+                        .as_deref()
+                        .is_some_and(|d| owner.owns_runner(d))
+                }) {
+                    match gitlab.delete_runner(runner.id).await {
+                        Ok(()) | Err(glrunner_gitlab_client::Error::NotFound { .. }) => {
+                            self.step(
+                                Phase::Teardown,
+                                format!("deleted GitLab runner {}", runner.id),
+                            );
+                            summary.runners_deleted += 1;
+                        }
+                        Err(e) => summary
+                            .errors
+                            .push(format!("delete runner {}: {e}", runner.id)),
+                    }
+                }
+            }
+            Err(e) => summary.errors.push(format!("list runners: {e}")),
+        }
+    }
+
+    /// The stack's releases still listed after the teardown.
+    async fn release_leftovers(&self, c: &ClusterClients, summary: &mut TeardownSummary) {
+        let owner = self.config.ownership();
+        let namespace = &self.config.spec.cluster.runner_namespace;
+        match c.releases.list(Some(namespace)).await {
+            Ok(list) => {
+                summary.leftovers.releases = list
+                    .into_iter()
+                    .filter(|r| owner.owns_release(&r.name))
+                    .map(|r| r.name)
+                    .collect()
+            }
+            Err(e) => summary
+                .errors
+                .push(format!("list releases after teardown: {e}")),
+        }
+    }
+
+    /// The stack's GitLab runners still listed after the teardown.
+    async fn runner_leftovers(&self, project: &Project, summary: &mut TeardownSummary) {
+        let owner = self.config.ownership();
+        match self
+            .backends
+            .gitlab
+            .list_runners(&ProjectRef::Id(project.id))
+            .await
+        {
+            Ok(list) => {
+                summary.leftovers.runners = list
+                    .into_iter()
+                    .filter(|r| {
+                        r.description
+                            .as_deref()
+                            .is_some_and(|d| owner.owns_runner(d))
+                    })
+                    .map(|r| format!("runner {}", r.id))
+                    .collect();
+            }
+            Err(e) => summary
+                .errors
+                .push(format!("list runners after teardown: {e}")),
+        }
+    }
+
+    /// Tears the stack's infrastructure down, then scans for what is left of it.
+    async fn remove_infra(&mut self, summary: &mut TeardownSummary) {
+        let b = self.backends;
+        let progress = InfraProgress(self.progress);
+        let options = StackOptions {
+            dry_run: false,
+            state_dir: b.state_dir.clone(),
+            waits: b.waits.clone(),
+            progress: &progress,
+        };
+        let spec = &self.config.spec;
+        match glrunner_infra::teardown(
+            &spec.stack,
+            &spec.region,
+            b.network.as_ref(),
+            b.cluster.as_ref(),
+            &options,
+        )
+        .await
+        {
+            Ok(report) => summary.infra_deleted = report.deleted.len(),
+            Err(e) => summary.errors.push(format!("infrastructure teardown: {e}")),
+        }
+        let engine = Engine::new(b.network.as_ref(), b.cluster.as_ref());
+        match engine.leftovers(&spec.stack).await {
+            Ok(left) => summary.leftovers.infra = left.iter().map(|r| r.describe()).collect(),
+            Err(e) => summary.errors.push(format!("leftover scan: {e}")),
+        }
+        self.clients = None;
+        self.access = None;
     }
 }
 
