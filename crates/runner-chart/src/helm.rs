@@ -400,13 +400,10 @@ impl HelmCli {
         Ok(status)
     }
 
-    /// The release's pending state, its revision, and how long ago the pending operation began
-    /// (`info.last_deployed`, which Helm sets when it starts one: helm v4.2.4 pkg/action/upgrade.go
-    /// `prepareUpgrade`, pkg/action/rollback.go `prepareRollback`); `None` when it is absent or
-    /// not pending.
-    async fn pending(&self, id: &ReleaseId) -> Result<Option<Pending>> {
-        let result = self
-            .cmd(format!("read the status of {}", id.describe()))
+    /// `helm status NAME --namespace NS --output json`: the release as Helm stores it (an
+    /// absent release is [`Error::NotFound`]).
+    async fn status_json(&self, id: &ReleaseId) -> Result<String> {
+        self.cmd(format!("read the status of {}", id.describe()))
             .about(id.describe(), "read the status of")
             .args([
                 "status",
@@ -417,7 +414,15 @@ impl HelmCli {
                 "json",
             ])
             .run()
-            .await;
+            .await
+    }
+
+    /// The release's pending state, its revision, and how long ago the pending operation began
+    /// (`info.last_deployed`, which Helm sets when it starts one: helm v4.2.4 pkg/action/upgrade.go
+    /// `prepareUpgrade`, pkg/action/rollback.go `prepareRollback`); `None` when it is absent or
+    /// not pending.
+    async fn pending(&self, id: &ReleaseId) -> Result<Option<Pending>> {
+        let result = self.status_json(id).await;
         let stdout = match result {
             Ok(stdout) => stdout,
             Err(Error::NotFound { .. }) => return Ok(None),
@@ -644,19 +649,7 @@ impl ReleaseManager for HelmCli {
     async fn status(&self, id: &ReleaseId) -> Result<Option<ReleaseStatus>> {
         id.validate()?;
         let helm = self.version().await?;
-        let result = self
-            .cmd(format!("read the status of {}", id.describe()))
-            .about(id.describe(), "read the status of")
-            .args([
-                "status",
-                id.name.as_str(),
-                "--namespace",
-                id.namespace.as_str(),
-                "--output",
-                "json",
-            ])
-            .run()
-            .await;
+        let result = self.status_json(id).await;
         let mut status = match result {
             Ok(stdout) => parse_release(&stdout, id, "read the status of")?,
             Err(Error::NotFound { .. }) => return Ok(None),

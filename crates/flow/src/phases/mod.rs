@@ -201,6 +201,20 @@ pub async fn run_until(
 }
 
 impl Run<'_> {
+    /// The infra crate's options for this run's provisioning and teardown: never a dry run,
+    /// the backends' state directory and waits, progress to `progress`.
+    fn stack_options<'p>(
+        &self,
+        progress: &'p crate::events::InfraProgress<'_>,
+    ) -> glrunner_infra::StackOptions<'p> {
+        glrunner_infra::StackOptions {
+            dry_run: false,
+            state_dir: self.backends.state_dir.clone(),
+            waits: self.backends.waits.clone(),
+            progress,
+        }
+    }
+
     fn step(&self, phase: Phase, message: impl Into<String>) {
         self.progress.event(&FlowEvent::Step {
             phase,

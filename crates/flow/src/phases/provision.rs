@@ -1,7 +1,5 @@
 //! Phase 1, provision: network + EKS-on-Fargate cluster through the infra crate.
 
-use glrunner_infra::StackOptions;
-
 use super::{Error, Phase, ProvisioningSummary, Run, at};
 use crate::events::InfraProgress;
 
@@ -10,12 +8,7 @@ impl Run<'_> {
     pub(super) async fn provision(&mut self) -> Result<String, Error> {
         let b = self.backends;
         let progress = InfraProgress(self.progress);
-        let options = StackOptions {
-            dry_run: false,
-            state_dir: b.state_dir.clone(),
-            waits: b.waits.clone(),
-            progress: &progress,
-        };
+        let options = self.stack_options(&progress);
         self.created.infra = true;
         let outcome = glrunner_infra::provision_until(
             &self.config.spec,

@@ -4,7 +4,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use glrunner_gitlab_client::{Project, ProjectRef};
-use glrunner_infra::{Engine, StackOptions};
+use glrunner_infra::Engine;
 use glrunner_runner_chart::{ErrorKind, ReleaseId, SecretRef};
 
 use super::{Phase, Run, TeardownSummary};
@@ -259,12 +259,7 @@ impl Run<'_> {
     async fn remove_infra(&mut self, summary: &mut TeardownSummary) {
         let b = self.backends;
         let progress = InfraProgress(self.progress);
-        let options = StackOptions {
-            dry_run: false,
-            state_dir: b.state_dir.clone(),
-            waits: b.waits.clone(),
-            progress: &progress,
-        };
+        let options = self.stack_options(&progress);
         let spec = &self.config.spec;
         match glrunner_infra::teardown(
             &spec.stack,
