@@ -15,9 +15,11 @@ State, set by the tests with `POST /glrunner-shim/preflight` and a JSON object (
 Policies. SimulatePrincipalPolicy evaluates the principal's identity policies (inline and
 attached, its groups' too) as IAM does (below, "IAM policy evaluation"), against each
 `ResourceArns` entry (`*` when none is given, as AWS defaults) and the `ContextEntries` sent.
-One principal has no policies and is allowed everything: moto's default caller (the IAM user
-`moto`, what every test's `test` access key is), which stands for an administrator. Every other
-IAM user or role is denied what its policies do not allow, as on AWS.
+A principal without any policy is allowed everything: moto's default caller (the IAM user
+`moto`, what every test's `test` access key is) and the roles tests assume to play an SSO admin
+stand for administrators. This departs from AWS (which denies a principal without policies
+everything) on purpose: only a test that gives a principal a policy asks for IAM's judgement,
+and that principal is denied what its policies do not allow, as on AWS.
 
 Tag on create. A create call that carries tags, made with an access key of a user or role with
 policies, is refused unless the caller may call the create action and its tagging action
@@ -165,7 +167,7 @@ def principal_policies(region, arn):
     """The identity-based policy documents of a principal: inline and attached managed policies,
     and for an IAM user those of its groups (IAM User Guide, "Policy evaluation logic":
     identity-based policies are those attached to the user, its groups or the role). `None` for
-    the administrator stand-in (moto's default caller without policies of its own)."""
+    the administrator stand-in: a principal without any policy (see the module's "Policies")."""
     entity = principal_entity(region, arn)
     backend = SHIM.iam_backend(region)
     holders = [entity] if entity is not None else []
@@ -182,9 +184,7 @@ def principal_policies(region, arn):
             if version is not None and version.document:
                 doc = version.document
                 docs.append(json.loads(unquote(doc)) if isinstance(doc, str) else doc)
-    if not docs and arn.endswith(":user/moto"):
-        return None
-    return docs
+    return docs or None
 
 
 # ---------------------------------------------------------------------------------------------
