@@ -10,7 +10,21 @@ State, set by the tests with `POST /glrunner-shim/preflight` and a JSON object (
   GetAWSDefaultServiceQuota, which answers AWS's defaults below); other VPC quotas go to moto
   (it knows some), any other unknown quota is NoSuchResourceException (moto answers HTTP 500).
 - `deny`: IAM actions the caller is denied: SimulatePrincipalPolicy reports `implicitDeny` for
-  them and `allowed` for every other action.
+  them whatever the principal's policies say.
+
+Policies. SimulatePrincipalPolicy evaluates the principal's identity policies (inline and
+attached, its groups' too) as IAM does (below, "IAM policy evaluation"), against each
+`ResourceArns` entry (`*` when none is given, as AWS defaults) and the `ContextEntries` sent.
+A principal without any policy is allowed everything: moto's default caller (the IAM user
+`moto`, what every test's `test` access key is) and the roles tests assume to play an SSO admin
+stand for administrators. This departs from AWS (which denies a principal without policies
+everything) on purpose: only a test that gives a principal a policy asks for IAM's judgement,
+and that principal is denied what its policies do not allow, as on AWS.
+
+Tag on create. A create call that carries tags, made with an access key of a user or role with
+policies, is refused unless the caller may call the create action and its tagging action
+(EC2 `ec2:CreateTags` with `ec2:CreateAction`, IAM `iam:TagRole`, EKS `eks:TagResource`), with
+the request's tags and Region as condition context; see `tag_on_create`.
 - `deny_simulation`: SimulatePrincipalPolicy itself answers AccessDenied.
 - `prices`: {"<region>": {"fargate_vcpu_hour": usd, "fargate_gb_hour": usd,
   "eks_cluster_hour": usd}} served by the Price List API's GetProducts (AmazonECS, AmazonEKS) as
@@ -21,6 +35,8 @@ State, set by the tests with `POST /glrunner-shim/preflight` and a JSON object (
 """
 
 import json
+import re
+from urllib.parse import unquote
 from xml.sax.saxutils import escape
 
 SHIM = None
@@ -48,6 +64,9 @@ def register(shim):
     global SHIM
     SHIM = shim
     shim.route(control)
+    # Authorisation comes before any of the checks the other routes make (an EKS create is refused
+    # for a missing permission before its role or zones are looked at).
+    shim.ROUTES.insert(0, tag_on_create)
     shim.route(service_quotas)
     shim.route(simulate_principal_policy)
     shim.route(price_list)
@@ -132,8 +151,203 @@ def principal_known(region, arn):
     """An IAM user or role of moto's, or the caller moto's STS makes up (`…:user/moto`)."""
     if arn in (f"arn:aws:sts::{SHIM.ACCOUNT}:user/moto", f"arn:aws:iam::{SHIM.ACCOUNT}:user/moto"):
         return True
+    return principal_entity(region, arn) is not None
+
+
+def principal_entity(region, arn):
+    """The moto IAM user or role whose ARN (path included) is `arn`, else None."""
     backend = SHIM.iam_backend(region)
-    return any(u.arn == arn for u in backend.users.values()) or any(r.arn == arn for r in backend.roles.values())
+    for entity in list(backend.users.values()) + list(backend.roles.values()):
+        if entity.arn == arn:
+            return entity
+    return None
+
+
+def principal_policies(region, arn):
+    """The identity-based policy documents of a principal: inline and attached managed policies,
+    and for an IAM user those of its groups (IAM User Guide, "Policy evaluation logic":
+    identity-based policies are those attached to the user, its groups or the role). `None` for
+    the administrator stand-in: a principal without any policy (see the module's "Policies")."""
+    entity = principal_entity(region, arn)
+    backend = SHIM.iam_backend(region)
+    holders = [entity] if entity is not None else []
+    if entity is not None and ":user/" in arn:
+        try:
+            holders += backend.get_groups_for_user(entity.name)
+        except Exception:
+            pass
+    docs = []
+    for holder in holders:
+        docs += [json.loads(unquote(d)) if isinstance(d, str) else d for d in holder.policies.values()]
+        for managed in holder.managed_policies.values():
+            version = next((v for v in managed.versions if v.is_default), None)
+            if version is not None and version.document:
+                doc = version.document
+                docs.append(json.loads(unquote(doc)) if isinstance(doc, str) else doc)
+    return docs or None
+
+
+# ---------------------------------------------------------------------------------------------
+# IAM policy evaluation, as the IAM User Guide describes it (reference_policies_evaluation-logic:
+# an explicit Deny in any policy wins, else an Allow is needed, else the request is implicitly
+# denied; reference_policies_elements_action/_resource/_condition and
+# reference_policies_condition-operators / reference_policies_condition-single-vs-multi-valued-
+# context-keys for how one statement matches). Identity policies only: no resource policies,
+# permissions boundaries, session policies or SCPs (glrunner's calls meet none in the tests).
+
+
+def as_list(value):
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def glob_match(pattern, value, ignore_case):
+    """`*` any run of characters, `?` one character (Action and Resource wildcards)."""
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, value, re.IGNORECASE if ignore_case else 0) is not None
+
+
+def action_matches(pattern, action):
+    # "Action … names are case insensitive" (reference_policies_elements_action).
+    return glob_match(pattern, action, ignore_case=True)
+
+
+def resource_matches(pattern, arn):
+    """A Resource ARN pattern against a resource ARN: the partition, service, Region and account
+    segments one by one, then the resource part (which may hold `:` and `/`), wildcards allowed
+    in each and case-sensitive (reference_policies_elements_resource: "ARNs are case sensitive";
+    wildcards "within any ARN segment")."""
+    if pattern == "*":
+        return True
+    p, a = pattern.split(":", 5), arn.split(":", 5)
+    if len(p) != 6 or len(a) != 6:
+        return glob_match(pattern, arn, ignore_case=False)
+    return all(glob_match(x, y, ignore_case=False) for x, y in zip(p, a))
+
+
+def string_op(name):
+    """(match(condition value, context value), negated) of a string/ARN condition operator."""
+    table = {
+        "StringEquals": (lambda c, v: c == v, False),
+        "StringNotEquals": (lambda c, v: c == v, True),
+        "StringEqualsIgnoreCase": (lambda c, v: c.lower() == v.lower(), False),
+        "StringNotEqualsIgnoreCase": (lambda c, v: c.lower() == v.lower(), True),
+        "StringLike": (lambda c, v: glob_match(c, v, ignore_case=False), False),
+        "StringNotLike": (lambda c, v: glob_match(c, v, ignore_case=False), True),
+        "ArnEquals": (lambda c, v: c == v, False),
+        "ArnNotEquals": (lambda c, v: c == v, True),
+        "ArnLike": (lambda c, v: resource_matches(c, v), False),
+        "ArnNotLike": (lambda c, v: resource_matches(c, v), True),
+        "Bool": (lambda c, v: str(c).lower() == str(v).lower(), False),
+    }
+    if name not in table:
+        raise ValueError(f"condition operator {name} is not modelled by the shim")
+    return table[name]
+
+
+def condition_holds(operator, key, wanted, context):
+    """One key of one operator (reference_policies_condition-operators and -single-vs-multi-valued-
+    context-keys). Condition values are ORed. A missing key fails a positive operator and passes
+    a negated one; `…IfExists` passes when the key is missing; `ForAllValues:` passes when every
+    context value matches some condition value (also when the key is missing: the docs' warning),
+    `ForAnyValue:` when at least one does."""
+    wanted = [str(w) for w in as_list(wanted)]
+    values = context.get(key.lower())
+    qualifier = None
+    if ":" in operator:
+        qualifier, operator = operator.split(":", 1)
+    if_exists = operator.endswith("IfExists")
+    if if_exists:
+        operator = operator[: -len("IfExists")]
+    if operator == "Null":
+        absent = values is None or values == []
+        return any((w.lower() == "true") == absent for w in wanted)
+    match, negated = string_op(operator)
+    if values is None:
+        if qualifier == "ForAllValues":
+            return True
+        if qualifier == "ForAnyValue":
+            return False
+        return if_exists or negated
+
+    def one(value):
+        hit = any(match(w, value) for w in wanted)
+        return not hit if negated else hit
+
+    if qualifier == "ForAllValues":
+        return all(one(v) for v in values)
+    # A single-valued key, or ForAnyValue over a multivalued one.
+    return any(one(v) for v in values)
+
+
+def conditions_hold(condition, context):
+    # Operators are ANDed, keys within one operator are ANDed (reference_policies_elements_condition).
+    return all(
+        condition_holds(operator, key, wanted, context)
+        for operator, keys in (condition or {}).items()
+        for key, wanted in keys.items()
+    )
+
+
+def statement_applies(statement, action, resource, context):
+    if "Action" in statement:
+        if not any(action_matches(p, action) for p in as_list(statement["Action"])):
+            return False
+    elif "NotAction" in statement:
+        if any(action_matches(p, action) for p in as_list(statement["NotAction"])):
+            return False
+    else:
+        return False
+    if "Resource" in statement:
+        if not any(resource_matches(p, resource) for p in as_list(statement["Resource"])):
+            return False
+    elif "NotResource" in statement:
+        if any(resource_matches(p, resource) for p in as_list(statement["NotResource"])):
+            return False
+    else:
+        return False
+    return conditions_hold(statement.get("Condition"), context)
+
+
+def evaluate(policies, action, resource, context):
+    """`allowed`, `explicitDeny` or `implicitDeny` for one action on one resource."""
+    if policies is None:
+        return "allowed"
+    allowed = False
+    for doc in policies:
+        for statement in as_list(doc.get("Statement")):
+            if statement_applies(statement, action, resource, context):
+                if statement.get("Effect") == "Deny":
+                    return "explicitDeny"
+                if statement.get("Effect") == "Allow":
+                    allowed = True
+    return "allowed" if allowed else "implicitDeny"
+
+
+def simulation_context(params):
+    """ContextEntries.member.N.{ContextKeyName, ContextKeyValues.member.M, ContextKeyType} of a
+    SimulatePrincipalPolicy request (IAM API reference, ContextEntry), keys lower-cased: condition
+    key names are case-insensitive (reference_policies_elements_condition)."""
+    context = {}
+    n = 1
+    while f"ContextEntries.member.{n}.ContextKeyName" in params:
+        key = params[f"ContextEntries.member.{n}.ContextKeyName"]
+        values, m = [], 1
+        while f"ContextEntries.member.{n}.ContextKeyValues.member.{m}" in params:
+            values.append(params[f"ContextEntries.member.{n}.ContextKeyValues.member.{m}"])
+            m += 1
+        context[key.lower()] = values
+        n += 1
+    return context
+
+
+def members(params, name):
+    out, n = [], 1
+    while f"{name}.member.{n}" in params:
+        out.append(params[f"{name}.member.{n}"])
+        n += 1
+    return out
 
 
 def simulate_principal_policy(req):
@@ -152,31 +366,166 @@ def simulate_principal_policy(req):
         )
     if not principal_known(req.region, source):
         return iam_error(404, "NoSuchEntity", f"The principal {source} does not exist.")
-    actions = []
-    n = 1
-    while f"ActionNames.member.{n}" in req.params:
-        actions.append(req.params[f"ActionNames.member.{n}"])
-        n += 1
+    actions = members(req.params, "ActionNames")
     if not actions:
         return iam_error(400, "ValidationError", "1 validation error detected: Value null at 'actionNames' failed to satisfy constraint: Member must not be null")
+    # "If you do not specify a value for this parameter, the value defaults to * (all
+    # resources). Each API in the ActionNames parameter is evaluated for each resource in this
+    # list." (SimulatePrincipalPolicy, ResourceArns): one result per action and resource.
+    resources = members(req.params, "ResourceArns") or ["*"]
+    context = simulation_context(req.params)
+    with SHIM.LOCK:
+        policies = principal_policies(req.region, source)
+    results = []
+    for action in actions:
+        for resource in resources:
+            decision = "implicitDeny" if action in deny else evaluate(policies, action, resource, context)
+            results.append((action, resource, decision))
     start = int(req.params.get("Marker") or 0)
     page_size = int(req.params.get("MaxItems") or SIMULATION_PAGE)
-    page = actions[start : start + page_size]
-    members = "".join(
-        f"<member><EvalActionName>{escape(a)}</EvalActionName><EvalResourceName>*</EvalResourceName>"
-        f"<EvalDecision>{'implicitDeny' if a in deny else 'allowed'}</EvalDecision>"
+    page = results[start : start + page_size]
+    body = "".join(
+        f"<member><EvalActionName>{escape(a)}</EvalActionName><EvalResourceName>{escape(r)}</EvalResourceName>"
+        f"<EvalDecision>{d}</EvalDecision>"
         f"<MatchedStatements/><MissingContextValues/></member>"
-        for a in page
+        for a, r, d in page
     )
-    truncated = start + page_size < len(actions)
+    truncated = start + page_size < len(results)
     marker = f"<Marker>{start + page_size}</Marker>" if truncated else ""
     return SHIM.reply_xml(
         200,
         f'<SimulatePrincipalPolicyResponse xmlns="{IAM_NS}"><SimulatePrincipalPolicyResult>'
         f"<IsTruncated>{'true' if truncated else 'false'}</IsTruncated>{marker}"
-        f"<EvaluationResults>{members}</EvaluationResults></SimulatePrincipalPolicyResult>"
+        f"<EvaluationResults>{body}</EvaluationResults></SimulatePrincipalPolicyResult>"
         f"<ResponseMetadata><RequestId>glrunner-shim</RequestId></ResponseMetadata></SimulatePrincipalPolicyResponse>",
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Tag on create: a create call that carries tags is also authorised for the service's tagging
+# action, with the request's tags as condition context.
+#
+# - EC2 User Guide, "Grant permission to tag Amazon EC2 resources during creation": "To tag on
+#   resource creation, users must have permissions to use the action that creates the resource,
+#   such as ec2:RunInstances ... If tags are specified in the resource-creating action, Amazon
+#   performs additional authorization on the ec2:CreateTags action to verify if users have
+#   permissions to create tags"; the `ec2:CreateAction` condition key names the create action.
+# - IAM User Guide, "Permissions required to tag IAM entities" / "Tagging IAM roles": creating a
+#   role with tags needs iam:TagRole besides iam:CreateRole.
+# - Service Authorization Reference, Amazon EKS ("API operations" table): CreateCluster,
+#   CreateFargateProfile, CreateAddon and CreateAccessEntry each authorise eks:TagResource too.
+#
+# What AWS answers: EC2 `UnauthorizedOperation`, IAM `AccessDenied` (403), EKS
+# `AccessDeniedException` (403), each "User: <arn> is not authorized to perform: <action> on
+# resource: <arn>".
+
+EC2_TAGGED_CREATES = {
+    "CreateVpc": "vpc",
+    "CreateSubnet": "subnet",
+    "CreateInternetGateway": "internet-gateway",
+    "AllocateAddress": "elastic-ip",
+    "CreateNatGateway": "natgateway",
+    "CreateRouteTable": "route-table",
+    "CreateSecurityGroup": "security-group",
+}
+EKS_CLUSTERS = re.compile(r"^/clusters$")
+EKS_CHILD = re.compile(r"^/clusters/(?P<cluster>[^/]+)/(?P<kind>fargate-profiles|addons|access-entries)$")
+
+
+def tag_context(region, tags):
+    context = {"aws:requestedregion": [region], "aws:tagkeys": list(tags)}
+    for key, value in tags.items():
+        context[f"aws:requesttag/{key}".lower()] = [value]
+    return context
+
+
+def ec2_request_tags(params):
+    tags, n = {}, 1
+    while f"TagSpecification.{n}.ResourceType" in params:
+        m = 1
+        while f"TagSpecification.{n}.Tag.{m}.Key" in params:
+            tags[params[f"TagSpecification.{n}.Tag.{m}.Key"]] = params.get(f"TagSpecification.{n}.Tag.{m}.Value", "")
+            m += 1
+        n += 1
+    return tags
+
+
+def refused(region, caller, checks):
+    """The first (action, resource, context) the caller's policies do not allow, else None."""
+    with SHIM.LOCK:
+        policies = principal_policies(region, caller)
+    for action, resource, context in checks:
+        if evaluate(policies, action, resource, context) != "allowed":
+            return action, resource
+    return None
+
+
+def not_authorized(caller, action, resource):
+    return f"User: {caller} is not authorized to perform: {action} on resource: {resource}"
+
+
+def tag_on_create(req):
+    caller = None
+    if req.service == "ec2" and req.action in EC2_TAGGED_CREATES:
+        tags = ec2_request_tags(req.params)
+        if not tags:
+            return None
+        caller = SHIM.principal_for_access_key(req.region, req.access_key)
+        kind = EC2_TAGGED_CREATES[req.action]
+        arn = f"arn:aws:ec2:{req.region}:{SHIM.ACCOUNT}:{kind}/*"
+        context = tag_context(req.region, tags)
+        context["ec2:createaction"] = [req.action]
+        denied = refused(req.region, caller, [(f"ec2:{req.action}", arn, context), ("ec2:CreateTags", arn, context)])
+        if denied:
+            return SHIM.ec2_error("UnauthorizedOperation", escape(f"You are not authorized to perform this operation. {not_authorized(caller, *denied)}"))
+        return None
+    if req.service == "iam" and req.action == "CreateRole":
+        tags = {}
+        n = 1
+        while f"Tags.member.{n}.Key" in req.params:
+            tags[req.params[f"Tags.member.{n}.Key"]] = req.params.get(f"Tags.member.{n}.Value", "")
+            n += 1
+        if not tags:
+            return None
+        caller = SHIM.principal_for_access_key(req.region, req.access_key)
+        path = req.params.get("Path") or "/"
+        arn = f"arn:aws:iam::{SHIM.ACCOUNT}:role{path}{req.params.get('RoleName', '')}"
+        # IAM is global: its requests are made in us-east-1 (aws:RequestedRegion, IAM User Guide
+        # reference_policies_condition-keys).
+        context = tag_context("us-east-1", tags)
+        denied = refused(req.region, caller, [("iam:CreateRole", arn, context), ("iam:TagRole", arn, context)])
+        if denied:
+            return iam_error(403, "AccessDenied", not_authorized(caller, *denied))
+        return None
+    if req.service == "eks" and req.method == "POST":
+        body = req.json()
+        tags = body.get("tags") or {}
+        if not tags:
+            return None
+        prefix = f"arn:aws:eks:{req.region}:{SHIM.ACCOUNT}"
+        if EKS_CLUSTERS.match(req.path):
+            name = body.get("name", "")
+            # eks:CreateCluster has no resource type (Service Authorization Reference): `*`.
+            checks = [("eks:CreateCluster", "*"), ("eks:TagResource", f"{prefix}:cluster/{name}")]
+        else:
+            m = EKS_CHILD.match(req.path)
+            if not m:
+                return None
+            cluster = unquote(m.group("cluster"))
+            cluster_arn = f"{prefix}:cluster/{cluster}"
+            if m.group("kind") == "fargate-profiles":
+                child = ("eks:CreateFargateProfile", f"{prefix}:fargateprofile/{cluster}/{body.get('fargateProfileName', '')}/*")
+            elif m.group("kind") == "addons":
+                child = ("eks:CreateAddon", f"{prefix}:addon/{cluster}/{body.get('addonName', '')}/*")
+            else:
+                child = ("eks:CreateAccessEntry", f"{prefix}:access-entry/{cluster}/*")
+            checks = [(child[0], cluster_arn), ("eks:TagResource", child[1])]
+        caller = SHIM.principal_for_access_key(req.region, req.access_key)
+        context = tag_context(req.region, tags)
+        denied = refused(req.region, caller, [(a, r, context) for a, r in checks])
+        if denied:
+            return SHIM.reply_json(403, {"message": not_authorized(caller, *denied)}, "AccessDeniedException")
+    return None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -486,3 +486,138 @@ fn a_region_without_fargate_for_eks_is_refused_before_any_call() {
         assert!(stdout.trim().is_empty(), "{name}: nothing runs: {stdout}");
     }
 }
+
+/// An IAM call to moto (it does not check signatures) with `form` urlencoded; moto's XML answer.
+fn iam_call(url: &str, form: &[(&str, &str)]) -> String {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-s", "-H"])
+        .arg("Authorization: AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/iam/aws4_request");
+    for (k, v) in form.iter().chain(&[("Version", "2010-05-08")]) {
+        cmd.arg("--data-urlencode").arg(format!("{k}={v}"));
+    }
+    let out = cmd.arg(url).output().expect("curl");
+    text(&out.stdout)
+}
+
+fn xml_field<'a>(xml: &'a str, name: &str) -> &'a str {
+    let open = format!("<{name}>");
+    let start = xml
+        .find(&open)
+        .unwrap_or_else(|| panic!("no {name} in {xml}"))
+        + open.len();
+    &xml[start..start + xml[start..].find('<').unwrap()]
+}
+
+/// The README's least-privilege policy for `stack` in `region` of moto's account, and that
+/// policy without `dropped` (a statement left without actions goes too).
+fn readme_policy(stack: &str, region: &str, dropped: Option<&str>) -> serde_json::Value {
+    let readme = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("README.md");
+    let text = std::fs::read_to_string(readme).unwrap();
+    let block = text
+        .split_once("<!-- glrunner-least-privilege-policy -->")
+        .and_then(|(_, rest)| rest.split_once("```json"))
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .expect("README.md has no least-privilege policy block")
+        .0
+        .replace("<ACCOUNT>", "123456789012")
+        .replace("<REGION>", region)
+        .replace("<STACK>", stack);
+    let mut policy: serde_json::Value = serde_json::from_str(&block).unwrap();
+    if let Some(dropped) = dropped {
+        let statements = policy["Statement"].as_array_mut().unwrap();
+        for s in statements.iter_mut() {
+            match &mut s["Action"] {
+                serde_json::Value::Array(list) => list.retain(|a| a != dropped),
+                a if a == dropped => *a = serde_json::json!([]),
+                _ => {}
+            }
+        }
+        statements.retain(|s| s["Action"] != serde_json::json!([]));
+    }
+    policy
+}
+
+/// A fresh IAM user with `policy` inline; its access key id and secret.
+fn principal_with(url: &str, policy: &serde_json::Value) -> (String, String) {
+    let name = format!(
+        "ci-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let created = iam_call(url, &[("Action", "CreateUser"), ("UserName", &name)]);
+    assert!(created.contains("<Arn>"), "{created}");
+    let put = iam_call(
+        url,
+        &[
+            ("Action", "PutUserPolicy"),
+            ("UserName", &name),
+            ("PolicyName", "glrunner"),
+            ("PolicyDocument", &policy.to_string()),
+        ],
+    );
+    assert!(!put.contains("<Error>"), "{put}");
+    let key = iam_call(url, &[("Action", "CreateAccessKey"), ("UserName", &name)]);
+    (
+        xml_field(&key, "AccessKeyId").to_owned(),
+        xml_field(&key, "SecretAccessKey").to_owned(),
+    )
+}
+
+/// `doctor --backend aws` as a principal whose policy is the README's least-privilege policy
+/// (scoped to the stack's roles and cluster; on `*` only what AWS cannot scope) passes on moto
+/// with the shim's policy evaluator; the same principal without `eks:TagResource` fails naming
+/// it (issue 21, items 3 and 4). The README policy is the one the test uses, so the README and
+/// glrunner's action list cannot drift apart.
+#[test]
+fn doctor_accepts_the_readme_least_privilege_policy_and_names_a_missing_tag_action() {
+    let Ok(url) = std::env::var("GLRUNNER_TEST_MOTO_URL") else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "GLRUNNER_TEST_MOTO_URL is not set: run ./scripts/test.sh"
+        );
+        eprintln!("skipping: GLRUNNER_TEST_MOTO_URL is not set");
+        return;
+    };
+    let (stack, region) = ("least-priv", "us-east-1");
+    let state = tempfile::tempdir().unwrap();
+    let doctor = |policy: &serde_json::Value| {
+        let (key, secret) = principal_with(&url, policy);
+        let out = example(
+            "doctor",
+            &[
+                "--backend",
+                "aws",
+                "--region",
+                region,
+                "--stack",
+                stack,
+                "--jobs",
+                "4",
+                "--state-dir",
+                state.path().to_str().unwrap(),
+            ],
+            &[
+                ("AWS_ENDPOINT_URL", &url),
+                ("AWS_ACCESS_KEY_ID", &key),
+                ("AWS_SECRET_ACCESS_KEY", &secret),
+                ("AWS_MAX_ATTEMPTS", "1"),
+            ],
+        );
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    };
+    let (code, stdout, stderr) = doctor(&readme_policy(stack, region, None));
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("[ok  ] aws.permissions"), "{stdout}");
+    assert!(stdout.contains(":user/ci-"), "not run as the test principal: {stdout}");
+
+    let (code, stdout, stderr) = doctor(&readme_policy(stack, region, Some("eks:TagResource")));
+    assert_eq!(code, Some(1), "{stdout}\n{stderr}");
+    assert!(stdout.contains("[fail] aws.permissions"), "{stdout}");
+    assert!(
+        stdout.contains("is denied 1: eks:TagResource on arn:aws:eks:us-east-1:123456789012:cluster/least-priv"),
+        "{stdout}"
+    );
+}

@@ -53,13 +53,60 @@ impl CallerIdentity {
     }
 }
 
-/// What IAM's policy simulation decided for one action.
+/// One condition key of the request context a real call carries, as
+/// `iam:SimulatePrincipalPolicy` takes it (`ContextEntries`: key name, values, and whether the
+/// key is multivalued, like `aws:TagKeys`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ContextValue {
+    /// The condition key, e.g. `iam:PassedToService` or `aws:RequestTag/glrunner.io/stack`.
+    pub key: String,
+    /// Its values (one for a single-valued key).
+    pub values: Vec<String>,
+    /// Whether the key is multivalued (`stringList`), e.g. `aws:TagKeys`.
+    pub list: bool,
+}
+
+impl ContextValue {
+    /// A single-valued string key.
+    pub fn string(key: impl Into<String>, value: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            values: vec![value.into()],
+            list: false,
+        }
+    }
+
+    /// A multivalued string key.
+    pub fn list(key: impl Into<String>, values: impl IntoIterator<Item = String>) -> Self {
+        Self {
+            key: key.into(),
+            values: values.into_iter().collect(),
+            list: true,
+        }
+    }
+}
+
+/// One IAM action as glrunner will use it: on these resources, with this request context. The
+/// permission check simulates each; the action is allowed when every resource is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PermissionCheck {
+    /// The IAM action, e.g. `eks:TagResource`.
+    pub action: String,
+    /// The resource ARNs (or ARN patterns, `*` where AWS authorises the action on no resource).
+    pub resources: Vec<String>,
+    /// The condition keys the real call carries.
+    pub context: Vec<ContextValue>,
+}
+
+/// What IAM's policy simulation decided for one [`PermissionCheck`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActionDecision {
     /// The IAM action, e.g. `eks:CreateCluster`.
     pub action: String,
-    /// `allowed`, `explicitDeny` or `implicitDeny`.
+    /// `allowed`, `explicitDeny` or `implicitDeny`: the worst over the check's resources.
     pub decision: String,
+    /// The resource the decision is about: the first one not allowed, else the first one.
+    pub resource: String,
 }
 
 impl ActionDecision {
@@ -118,12 +165,13 @@ pub trait AccountInspector: Send + Sync {
     /// Who is calling (`sts:GetCallerIdentity`).
     async fn caller(&self) -> Result<CallerIdentity>;
 
-    /// `iam:SimulatePrincipalPolicy` of `actions` for `principal_arn`, in the order given.
+    /// `iam:SimulatePrincipalPolicy` of each check for `principal_arn` (its action on its
+    /// resources with its context): one decision per check, in the order given.
     /// [`Error::PermissionDenied`] when the caller may not simulate.
     async fn simulate(
         &self,
         principal_arn: &str,
-        actions: &[String],
+        checks: &[PermissionCheck],
     ) -> Result<Vec<ActionDecision>>;
 
     /// The Service Quotas value in force for `quota_code` of `service_code` in the region.
@@ -149,6 +197,7 @@ struct AccountState {
     caller: CallerIdentity,
     denied: BTreeSet<String>,
     simulation_denied: bool,
+    simulated: Vec<PermissionCheck>,
     quotas: BTreeMap<(String, String), f64>,
     usage: AccountUsage,
     prices: Option<PriceQuote>,
@@ -184,6 +233,7 @@ impl InMemoryAccount {
                 ),
                 denied: BTreeSet::new(),
                 simulation_denied: false,
+                simulated: Vec::new(),
                 quotas: BTreeMap::new(),
                 usage: AccountUsage::default(),
                 prices: None,
@@ -211,6 +261,11 @@ impl InMemoryAccount {
     /// Whether `iam:SimulatePrincipalPolicy` itself is denied.
     pub fn deny_simulation(&self, denied: bool) -> &Self {
         self.with_state(|s| s.simulation_denied = denied)
+    }
+
+    /// The checks of the last simulation, as the caller sent them.
+    pub fn simulated(&self) -> Vec<PermissionCheck> {
+        self.read(|s| s.simulated.clone())
     }
 
     /// Sets a quota's applied value.
@@ -245,30 +300,31 @@ impl AccountInspector for InMemoryAccount {
     async fn simulate(
         &self,
         principal_arn: &str,
-        actions: &[String],
+        checks: &[PermissionCheck],
     ) -> Result<Vec<ActionDecision>> {
-        self.read(|s| {
-            if s.simulation_denied {
-                return Err(Error::PermissionDenied {
-                    action: format!("simulate principal policy ({principal_arn})"),
-                    message: format!(
-                        "{} is not authorized to perform: iam:SimulatePrincipalPolicy",
-                        s.caller.arn
-                    ),
-                });
-            }
-            Ok(actions
-                .iter()
-                .map(|a| ActionDecision {
-                    action: a.clone(),
-                    decision: if s.denied.contains(a) {
-                        "implicitDeny".into()
-                    } else {
-                        "allowed".into()
-                    },
-                })
-                .collect())
-        })
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.simulation_denied {
+            return Err(Error::PermissionDenied {
+                action: format!("simulate principal policy ({principal_arn})"),
+                message: format!(
+                    "{} is not authorized to perform: iam:SimulatePrincipalPolicy",
+                    state.caller.arn
+                ),
+            });
+        }
+        state.simulated = checks.to_vec();
+        Ok(checks
+            .iter()
+            .map(|c| ActionDecision {
+                action: c.action.clone(),
+                decision: if state.denied.contains(&c.action) {
+                    "implicitDeny".into()
+                } else {
+                    "allowed".into()
+                },
+                resource: c.resources.first().cloned().unwrap_or_else(|| "*".into()),
+            })
+            .collect())
     }
 
     async fn quota(&self, service_code: &str, quota_code: &str) -> Result<QuotaValue> {
@@ -336,13 +392,24 @@ pub mod conformance {
         if caller.account.len() != 12 || !caller.principal_arn.starts_with("arn:") {
             return Err(format!("caller identity looks wrong: {caller:?}"));
         }
-        let actions = vec![
-            "ec2:CreateVpc".to_string(),
-            world.denied_action.clone(),
-            "eks:DescribeCluster".to_string(),
+        let check = |action: &str, resource: &str| PermissionCheck {
+            action: action.to_owned(),
+            resources: vec![resource.to_owned()],
+            context: vec![ContextValue::string("aws:RequestedRegion", &world.region)],
+        };
+        let checks = vec![
+            check("ec2:CreateVpc", "*"),
+            check(&world.denied_action, "*"),
+            check(
+                "eks:DescribeCluster",
+                &format!(
+                    "arn:{}:eks:{}:{}:cluster/conformance",
+                    caller.partition, world.region, caller.account
+                ),
+            ),
         ];
         let decisions = account
-            .simulate(&caller.principal_arn, &actions)
+            .simulate(&caller.principal_arn, &checks)
             .await
             .map_err(|e| e.to_string())?;
         let got: Vec<(&str, bool)> = decisions
@@ -434,7 +501,11 @@ mod tests {
         let err = account
             .simulate(
                 "arn:aws:iam::123456789012:user/x",
-                &["ec2:CreateVpc".into()],
+                &[PermissionCheck {
+                    action: "ec2:CreateVpc".into(),
+                    resources: vec!["*".into()],
+                    context: Vec::new(),
+                }],
             )
             .await
             .unwrap_err();

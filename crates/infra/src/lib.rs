@@ -60,7 +60,8 @@ pub mod wait;
 #[cfg(feature = "mock")]
 pub use account::MockAccountInspector;
 pub use account::{
-    AccountInspector, AccountUsage, ActionDecision, CallerIdentity, InMemoryAccount, PriceQuote,
+    AccountInspector, AccountUsage, ActionDecision, CallerIdentity, ContextValue, InMemoryAccount,
+    PermissionCheck, PriceQuote,
     QuotaValue,
 };
 pub use apply::{ApplyReport, Engine, StepTiming};

@@ -224,8 +224,12 @@ async fn aws_account_checks(
 ) {
     let identity = identity(sources, &plan.spec.region, checks).await;
     checks.push(region(&plan.spec.region));
-    if let Some(principal) = &identity {
-        checks.push(permissions(sources.account, principal).await);
+    if let Some(caller) = &identity {
+        checks.push(permissions(sources.account, caller, plan).await);
+    }
+    if let crate::ClusterSource::Eks { name } = &plan.cluster {
+        checks.extend(brought_cluster_quotas(plan, sources.account, name).await);
+        return;
     }
     let usage = sources.account.usage().await;
     if let Err(e) = &usage {
@@ -283,18 +287,22 @@ async fn identity(
     sources: &PreflightSources<'_>,
     region: &str,
     checks: &mut Vec<Check>,
-) -> Option<String> {
+) -> Option<glrunner_infra::CallerIdentity> {
     match sources.account.caller().await {
         Ok(caller) => {
             if let Err(e) = glrunner_infra::identity::classify_caller(&caller.arn) {
+                let message = match e {
+                    glrunner_infra::Error::InvalidInput { message, .. } => message,
+                    other => other.to_string(),
+                };
                 checks.push(
                     Check::new(
                         "aws.identity",
                         Status::Fail,
-                        format!("{} in account {}: {e}", caller.arn, caller.account),
-                        "an IAM role or user an EKS access entry can name",
+                        format!("{} in account {}: {message}", caller.arn, caller.account),
+                        "an IAM role or IAM user: glrunner gives its caller an EKS access entry and simulates its policies",
                     )
-                    .fix("run as an IAM role or user (or pass --admin-principal)"),
+                    .fix(glrunner_infra::identity::CALLER_FIX),
                 );
                 return None;
             }
@@ -324,7 +332,7 @@ async fn identity(
                 ));
             }
             checks.push(check);
-            Some(caller.principal_arn)
+            Some(caller)
         }
         Err(e) => {
             checks.push(
@@ -341,24 +349,73 @@ async fn identity(
     }
 }
 
-async fn permissions(account: &dyn AccountInspector, principal: &str) -> Check {
-    let needed: Vec<String> = actions::required_actions()
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
-    let what = format!("{} IAM actions glrunner calls", needed.len());
+/// What the permission check simulates for this plan: every action on the stack's own ARNs when
+/// glrunner provisions; only the reads of the cluster's endpoint and Fargate profiles when the
+/// user brings an EKS cluster by name (a kubeconfig cluster has no AWS account to check).
+pub fn permission_scope(
+    plan: &PreflightPlan,
+    caller: &glrunner_infra::CallerIdentity,
+) -> actions::PermissionScope {
+    use actions::PermissionFlow;
+    let (flow, cluster) = match &plan.cluster {
+        crate::ClusterSource::Eks { name } => (PermissionFlow::BroughtEksCluster, name.clone()),
+        _ => (PermissionFlow::Provision, plan.spec.cluster.name.clone()),
+    };
+    let caller_role = matches!(
+        glrunner_infra::identity::classify_caller(&caller.arn),
+        Ok(glrunner_infra::identity::Caller::AssumedRole { .. })
+    )
+    .then(|| caller.principal_arn.clone());
+    actions::PermissionScope {
+        partition: caller.partition.clone(),
+        account: caller.account.clone(),
+        region: plan.spec.region.clone(),
+        stack: plan.spec.stack.to_string(),
+        cluster,
+        extra_tags: plan.spec.cluster.tags.keys().cloned().collect(),
+        caller_role,
+        flow,
+    }
+}
+
+async fn permissions(
+    account: &dyn AccountInspector,
+    caller: &glrunner_infra::CallerIdentity,
+    plan: &PreflightPlan,
+) -> Check {
+    let principal = caller.principal_arn.as_str();
+    let scope = permission_scope(plan, caller);
+    let needed = actions::permission_checks(&scope);
+    let actions: std::collections::BTreeSet<&str> =
+        needed.iter().map(|c| c.action.as_str()).collect();
+    let what = match scope.flow {
+        actions::PermissionFlow::Provision => format!(
+            "{} IAM actions glrunner uses, on the stack's resources ({} and roles {})",
+            actions.len(),
+            scope.cluster_arn(),
+            scope.role_arns().join(", ")
+        ),
+        actions::PermissionFlow::BroughtEksCluster => format!(
+            "{} IAM actions on the brought cluster {} (its endpoint and Fargate profiles)",
+            actions.len(),
+            scope.cluster_arn()
+        ),
+    };
     match account.simulate(principal, &needed).await {
         Ok(decisions) => {
-            let denied: Vec<&str> = decisions
-                .iter()
-                .filter(|d| !d.allowed())
-                .map(|d| d.action.as_str())
-                .collect();
+            // One line per denied action, naming the first resource it is denied on.
+            let mut denied: Vec<String> = Vec::new();
+            let mut named = std::collections::BTreeSet::new();
+            for d in decisions.iter().filter(|d| !d.allowed()) {
+                if named.insert(d.action.clone()) {
+                    denied.push(format!("{} on {}", d.action, d.resource));
+                }
+            }
             if denied.is_empty() {
                 Check::new(
                     "aws.permissions",
                     Status::Ok,
-                    format!("{principal} may call all {}", needed.len()),
+                    format!("{principal} may call all {}", actions.len()),
                     what,
                 )
             } else {
@@ -372,7 +429,7 @@ async fn permissions(account: &dyn AccountInspector, principal: &str) -> Check {
                     ),
                     what,
                 )
-                .fix("grant the denied actions to the principal (or run as one that has them)")
+                .fix("grant the denied actions on those resources to the principal (README, \"Permissions\", has a least-privilege policy), or run as one that has them")
             }
         }
         Err(glrunner_infra::Error::PermissionDenied { message, .. }) => Check::new(
@@ -389,6 +446,30 @@ async fn permissions(account: &dyn AccountInspector, principal: &str) -> Check {
             what,
         ),
     }
+}
+
+/// The quotas a run on a brought EKS cluster can hit: the Fargate vCPU quota its pods use. It
+/// creates no VPC, Elastic IP, NAT gateway or cluster, so their quotas (and the account's usage
+/// of them, and an existing stack's network) are not checked.
+async fn brought_cluster_quotas(
+    plan: &PreflightPlan,
+    account: &dyn AccountInspector,
+    cluster: &str,
+) -> Vec<Check> {
+    let mut checks: Vec<Check> = quotas(plan, account, None)
+        .await
+        .into_iter()
+        .filter(|c| c.id == "quota.fargate-vcpu")
+        .collect();
+    checks.push(Check::new(
+        "quota.network",
+        Status::Ok,
+        format!(
+            "not checked: the run uses the brought cluster {cluster} and creates no VPC, Elastic IP, NAT gateway or cluster"
+        ),
+        "nothing",
+    ));
+    checks
 }
 
 /// One quota check: id, (service code, quota code), what the plan needs, current usage, and the

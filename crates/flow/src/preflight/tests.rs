@@ -687,3 +687,154 @@ async fn a_quota_below_the_peak_queues_job_pods_in_waves_and_warns_until_they_wo
     assert_eq!(c.status, Status::Fail, "{c:?}");
     assert!(c.found.contains("no room for a job pod"), "{}", c.found);
 }
+
+fn brought_plan(name: &str) -> PreflightPlan {
+    let mut p = plan(10);
+    p.cluster = crate::ClusterSource::Eks { name: name.into() };
+    p
+}
+
+#[tokio::test]
+async fn a_brought_eks_cluster_is_checked_only_for_what_its_flow_calls() {
+    // A principal that may not create anything, in an account with every VPC in use: provisioning
+    // would fail both, a run on a brought cluster needs neither.
+    let w = world();
+    w.account
+        .set_quota("fargate", "L-3032A538", 1000.0)
+        .deny("ec2:CreateVpc")
+        .deny("eks:CreateCluster")
+        .set_usage(glrunner_infra::AccountUsage {
+            vpcs: 5,
+            elastic_ips: 5,
+            nat_gateways_max_per_az: 5,
+            eks_clusters: 100,
+        });
+    let provisioned = run_on(&w, &plan(10)).await;
+    assert_eq!(check(&provisioned, "aws.permissions").status, Status::Fail);
+    assert_eq!(check(&provisioned, "quota.vpcs").status, Status::Fail);
+
+    let report = run_on(&w, &brought_plan("shared")).await;
+    assert!(!report.failed(), "{}", report.render_text());
+    assert_eq!(check(&report, "aws.permissions").status, Status::Ok);
+    assert_eq!(check(&report, "quota.fargate-vcpu").status, Status::Ok);
+    for id in [
+        "quota.vpcs",
+        "quota.elastic-ips",
+        "quota.nat-per-az",
+        "quota.eks-clusters",
+        "stack.existing",
+        "aws.usage",
+    ] {
+        assert!(
+            report.checks.iter().all(|c| c.id != id),
+            "{id} checked for a brought cluster: {}",
+            report.render_text()
+        );
+    }
+    let simulated: Vec<(String, Vec<String>)> = w
+        .account
+        .simulated()
+        .into_iter()
+        .map(|c| (c.action, c.resources))
+        .collect();
+    let cluster = "arn:aws:eks:us-east-1:123456789012:cluster/shared".to_string();
+    assert_eq!(
+        simulated,
+        [
+            ("eks:DescribeCluster".to_string(), vec![cluster.clone()]),
+            ("eks:ListFargateProfiles".to_string(), vec![cluster]),
+            (
+                "eks:DescribeFargateProfile".to_string(),
+                vec!["arn:aws:eks:us-east-1:123456789012:fargateprofile/shared/*".to_string()]
+            ),
+        ]
+    );
+    // What the flow does call is still checked.
+    w.account.deny("eks:DescribeCluster");
+    let report = run_on(&w, &brought_plan("shared")).await;
+    let c = check(&report, "aws.permissions");
+    assert_eq!(c.status, Status::Fail);
+    assert!(
+        c.found
+            .contains("eks:DescribeCluster on arn:aws:eks:us-east-1:123456789012:cluster/shared"),
+        "{}",
+        c.found
+    );
+}
+
+#[tokio::test]
+async fn permissions_are_simulated_on_the_stacks_arns_and_name_the_denied_resource() {
+    let w = world();
+    w.account
+        .set_quota("fargate", "L-3032A538", 1000.0)
+        .deny("eks:TagResource");
+    let report = run_on(&w, &plan(10)).await;
+    let c = check(&report, "aws.permissions");
+    assert_eq!(c.status, Status::Fail, "{c:?}");
+    assert!(
+        c.found
+            .contains("eks:TagResource on arn:aws:eks:us-east-1:123456789012:cluster/pre"),
+        "{}",
+        c.found
+    );
+    assert!(c.needed.contains("cluster/pre"), "{}", c.needed);
+    let simulated = w.account.simulated();
+    assert!(
+        simulated.iter().all(|c| c.action != "sts:GetCallerIdentity"),
+        "GetCallerIdentity needs no permission"
+    );
+    let create_role = simulated
+        .iter()
+        .find(|c| c.action == "iam:CreateRole")
+        .unwrap();
+    assert_eq!(
+        create_role.resources,
+        [
+            "arn:aws:iam::123456789012:role/glrunner/pre-us-east-1-eks-cluster",
+            "arn:aws:iam::123456789012:role/pre-us-east-1-fargate-pods"
+        ]
+    );
+    assert!(
+        create_role
+            .context
+            .iter()
+            .any(|v| v.key == "aws:RequestTag/glrunner.io/stack" && v.values == ["pre"])
+    );
+}
+
+#[tokio::test]
+async fn a_root_or_federated_caller_is_told_to_run_as_an_iam_role() {
+    for (arn, kind) in [
+        ("arn:aws:iam::123456789012:root", "root user"),
+        (
+            "arn:aws:sts::123456789012:federated-user/bob",
+            "federated user",
+        ),
+    ] {
+        let w = world();
+        w.account.set_caller("123456789012", arn);
+        let report = run_on(&w, &plan(10)).await;
+        let c = check(&report, "aws.identity");
+        assert_eq!(c.status, Status::Fail, "{arn}");
+        assert!(c.found.contains(kind), "{arn}: {}", c.found);
+        assert!(c.fix.contains("run glrunner as an IAM role"), "{}", c.fix);
+        assert!(c.fix.contains("assume"), "{}", c.fix);
+        assert!(!c.fix.contains("--admin-principal"), "{}", c.fix);
+        // Nothing to simulate for a caller that cannot be a principal.
+        assert!(report.checks.iter().all(|c| c.id != "aws.permissions"));
+    }
+    // An SSO session is simulated as its role.
+    let w = world();
+    w.account.set_caller(
+        "123456789012",
+        "arn:aws:sts::123456789012:assumed-role/AWSReservedSSO_Admin_0123/me@example.com",
+    );
+    let report = run_on(&w, &plan(10)).await;
+    let c = check(&report, "aws.permissions");
+    assert!(
+        c.found
+            .starts_with("arn:aws:iam::123456789012:role/AWSReservedSSO_Admin_0123 "),
+        "{}",
+        c.found
+    );
+}

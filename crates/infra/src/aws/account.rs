@@ -8,7 +8,10 @@ use aws_sdk_ec2::error::ProvideErrorMetadata;
 
 use super::map_sdk_error;
 use crate::account::QuotaValue;
-use crate::account::{AccountInspector, AccountUsage, ActionDecision, CallerIdentity, PriceQuote};
+use crate::account::{
+    AccountInspector, AccountUsage, ActionDecision, CallerIdentity, ContextValue, PermissionCheck,
+    PriceQuote,
+};
 use crate::error::{Error, Result};
 
 /// The Price List API answers in us-east-1 (and eu-central-1, ap-south-1) for every region.
@@ -115,6 +118,20 @@ pub fn on_demand_usd(products: &[serde_json::Value], suffix: &str) -> Option<f64
     })
 }
 
+/// Keeps the worst decision seen for one (call, action, resource): an explicit deny over an
+/// implicit one over an allow.
+fn record(decided: &mut BTreeMap<(usize, String, String), String>, key: (usize, String, String), decision: &str) {
+    let rank = |d: &str| match d {
+        "allowed" => 0,
+        "implicitDeny" => 1,
+        _ => 2,
+    };
+    let entry = decided.entry(key).or_insert_with(|| decision.to_owned());
+    if rank(decision) > rank(entry) {
+        *entry = decision.to_owned();
+    }
+}
+
 #[async_trait]
 impl AccountInspector for AwsAccount {
     async fn caller(&self) -> Result<CallerIdentity> {
@@ -154,39 +171,111 @@ impl AccountInspector for AwsAccount {
     async fn simulate(
         &self,
         principal_arn: &str,
-        actions: &[String],
+        checks: &[PermissionCheck],
     ) -> Result<Vec<ActionDecision>> {
-        let mut decided: BTreeMap<String, String> = BTreeMap::new();
-        let mut marker: Option<String> = None;
-        loop {
-            let out = self
-                .iam
-                .simulate_principal_policy()
-                .policy_source_arn(principal_arn)
-                .set_action_names(Some(actions.to_vec()))
-                .set_marker(marker.take())
-                .send()
-                .await
-                .map_err(|e| map_sdk_error("simulate principal policy", principal_arn, "iam", e))?;
-            for r in out.evaluation_results() {
-                decided.insert(
-                    r.eval_action_name().to_owned(),
-                    r.eval_decision().as_str().to_owned(),
-                );
-            }
-            match out.marker() {
-                Some(m) if out.is_truncated() => marker = Some(m.to_owned()),
-                _ => break,
+        // One call per distinct (resources, context): "Each API in the ActionNames parameter is
+        // evaluated for each resource in this list" and the context entries apply to every
+        // action of the call (IAM API reference, SimulatePrincipalPolicy). Without ResourceArns
+        // AWS simulates on `*`, which no resource-scoped Allow matches (cloud-custodian#3383,
+        // #4612), so every check names its resources.
+        let mut groups: Vec<(&[String], &[ContextValue], Vec<String>)> = Vec::new();
+        for check in checks {
+            let group = match groups
+                .iter_mut()
+                .find(|(r, c, _)| *r == check.resources.as_slice() && *c == check.context.as_slice())
+            {
+                Some(g) => g,
+                None => {
+                    groups.push((&check.resources, &check.context, Vec::new()));
+                    groups.last_mut().expect("just pushed")
+                }
+            };
+            if !group.2.contains(&check.action) {
+                group.2.push(check.action.clone());
             }
         }
-        Ok(actions
+        let mut decided: BTreeMap<(usize, String, String), String> = BTreeMap::new();
+        for (index, (resources, context, actions)) in groups.iter().enumerate() {
+            let entries = context
+                .iter()
+                .map(|c| {
+                    aws_sdk_iam::types::ContextEntry::builder()
+                        .context_key_name(&c.key)
+                        .set_context_key_values(Some(c.values.clone()))
+                        .context_key_type(if c.list {
+                            aws_sdk_iam::types::ContextKeyTypeEnum::StringList
+                        } else {
+                            aws_sdk_iam::types::ContextKeyTypeEnum::String
+                        })
+                        .build()
+                })
+                .collect::<Vec<_>>();
+            let mut marker: Option<String> = None;
+            loop {
+                let out = self
+                    .iam
+                    .simulate_principal_policy()
+                    .policy_source_arn(principal_arn)
+                    .set_action_names(Some(actions.clone()))
+                    .set_resource_arns(Some(resources.to_vec()))
+                    .set_context_entries((!entries.is_empty()).then(|| entries.clone()))
+                    .set_marker(marker.take())
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        map_sdk_error("simulate principal policy", principal_arn, "iam", e)
+                    })?;
+                for r in out.evaluation_results() {
+                    let action = r.eval_action_name().to_lowercase();
+                    let resource = r.eval_resource_name().unwrap_or("*").to_owned();
+                    record(&mut decided, (index, action.clone(), resource), r.eval_decision().as_str());
+                    for specific in r.resource_specific_results() {
+                        record(
+                            &mut decided,
+                            (index, action.clone(), specific.eval_resource_name().to_owned()),
+                            specific.eval_resource_decision().as_str(),
+                        );
+                    }
+                }
+                match out.marker() {
+                    Some(m) if out.is_truncated() => marker = Some(m.to_owned()),
+                    _ => break,
+                }
+            }
+        }
+        Ok(checks
             .iter()
-            .map(|a| ActionDecision {
-                action: a.clone(),
-                decision: decided
-                    .get(a)
-                    .cloned()
-                    .unwrap_or_else(|| "implicitDeny".into()),
+            .map(|check| {
+                let index = groups
+                    .iter()
+                    .position(|(r, c, _)| {
+                        *r == check.resources.as_slice() && *c == check.context.as_slice()
+                    })
+                    .expect("every check has its group");
+                let action = check.action.to_lowercase();
+                // A resource the answer does not name is not allowed: the side that cannot
+                // let a denied create start after others have begun billing.
+                let decisions: Vec<(&String, String)> = check
+                    .resources
+                    .iter()
+                    .map(|resource| {
+                        let decision = decided
+                            .get(&(index, action.clone(), resource.clone()))
+                            .cloned()
+                            .unwrap_or_else(|| "implicitDeny".into());
+                        (resource, decision)
+                    })
+                    .collect();
+                let denied = decisions.iter().find(|(_, d)| d != "allowed");
+                let (resource, decision) = denied
+                    .or(decisions.first())
+                    .map(|(r, d)| ((*r).clone(), d.clone()))
+                    .unwrap_or_else(|| ("*".into(), "implicitDeny".into()));
+                ActionDecision {
+                    action: check.action.clone(),
+                    decision,
+                    resource,
+                }
             })
             .collect())
     }

@@ -55,6 +55,14 @@ async fn configure(url: &str, state: serde_json::Value) {
     );
 }
 
+fn on_any(action: &str) -> glrunner_infra::PermissionCheck {
+    glrunner_infra::PermissionCheck {
+        action: action.to_owned(),
+        resources: vec!["*".into()],
+        context: Vec::new(),
+    }
+}
+
 fn clean_state() -> serde_json::Value {
     serde_json::json!({"quotas": {}, "deny": [], "deny_simulation": false, "prices": {}, "pricing_denied": false})
 }
@@ -113,7 +121,7 @@ async fn defaults_denials_and_usage_on_the_shim() {
     .await;
     let caller = account.caller().await.unwrap();
     let err = account
-        .simulate(&caller.principal_arn, &["ec2:CreateVpc".to_string()])
+        .simulate(&caller.principal_arn, &[on_any("ec2:CreateVpc")])
         .await
         .unwrap_err();
     let denied_pricing = account.prices("us-east-1").await;
@@ -125,7 +133,7 @@ async fn defaults_denials_and_usage_on_the_shim() {
     );
 
     // More actions than one page of simulation results.
-    let many: Vec<String> = (0..150).map(|i| format!("ec2:Action{i}")).collect();
+    let many: Vec<_> = (0..150).map(|i| on_any(&format!("ec2:Action{i}"))).collect();
     let decisions = account
         .simulate(&caller.principal_arn, &many)
         .await
@@ -133,4 +141,288 @@ async fn defaults_denials_and_usage_on_the_shim() {
     assert_eq!(decisions.len(), 150);
     assert!(decisions.iter().all(|d| d.allowed()));
     assert_eq!(decisions[149].action, "ec2:Action149");
+}
+
+/// The README's least-privilege policy for `stack` in `region` of moto's account.
+fn readme_policy(stack: &str, region: &str) -> serde_json::Value {
+    let readme = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../../README.md");
+    let text = std::fs::read_to_string(readme).unwrap();
+    let block = text
+        .split_once("<!-- glrunner-least-privilege-policy -->")
+        .and_then(|(_, rest)| rest.split_once("```json"))
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .expect("README.md has no least-privilege policy block")
+        .0
+        .replace("<ACCOUNT>", "123456789012")
+        .replace("<REGION>", region)
+        .replace("<STACK>", stack);
+    serde_json::from_str(&block).unwrap()
+}
+
+/// `policy` without `action` in any statement (a statement left without actions goes too:
+/// IAM refuses it).
+fn without(mut policy: serde_json::Value, action: &str) -> serde_json::Value {
+    let statements = policy["Statement"].as_array_mut().unwrap();
+    for statement in statements.iter_mut() {
+        match &mut statement["Action"] {
+            serde_json::Value::Array(list) => list.retain(|a| a != action),
+            a if a == action => *a = serde_json::Value::Array(Vec::new()),
+            _ => {}
+        }
+    }
+    statements.retain(|s| s["Action"] != serde_json::json!([]));
+    policy
+}
+
+/// An IAM user with `policy` inline and its access key: a principal IAM judges by its policy.
+async fn principal(
+    config: &aws_config::SdkConfig,
+    name: &str,
+    policy: &serde_json::Value,
+) -> (String, aws_config::SdkConfig) {
+    let iam = aws_sdk_iam::Client::new(config);
+    let arn = match iam.create_user().user_name(name).send().await {
+        Ok(out) => out.user().unwrap().arn().to_owned(),
+        Err(_) => iam
+            .get_user()
+            .user_name(name)
+            .send()
+            .await
+            .unwrap()
+            .user()
+            .unwrap()
+            .arn()
+            .to_owned(),
+    };
+    iam.put_user_policy()
+        .user_name(name)
+        .policy_name("glrunner")
+        .policy_document(policy.to_string())
+        .send()
+        .await
+        .unwrap();
+    // One key at a time (IAM allows two per user; reruns reuse the user).
+    let keys = iam.list_access_keys().user_name(name).send().await.unwrap();
+    for old in keys.access_key_metadata() {
+        if let Some(id) = old.access_key_id() {
+            iam.delete_access_key()
+                .user_name(name)
+                .access_key_id(id)
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    let key = iam.create_access_key().user_name(name).send().await.unwrap();
+    let key = key.access_key().unwrap();
+    let session = config
+        .to_builder()
+        .credentials_provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(
+                aws_credential_types::Credentials::new(
+                    key.access_key_id(),
+                    key.secret_access_key(),
+                    None,
+                    None,
+                    "moto-user",
+                ),
+            ),
+        )
+        .build();
+    (arn, session)
+}
+
+fn scope(stack: &str, region: &str) -> glrunner_infra::aws::actions::PermissionScope {
+    glrunner_infra::aws::actions::PermissionScope {
+        partition: "aws".into(),
+        account: "123456789012".into(),
+        region: region.into(),
+        stack: stack.into(),
+        cluster: stack.into(),
+        extra_tags: Vec::new(),
+        caller_role: None,
+        flow: glrunner_infra::aws::actions::PermissionFlow::Provision,
+    }
+}
+
+/// A principal whose policy is the README's (scoped to the stack's roles and cluster, nothing on
+/// `*` that AWS can scope) passes the simulation of glrunner's checks; without `eks:TagResource`
+/// exactly that is denied; and the same checks without their ARNs or context (what the
+/// preflight sent before: every action on `*`) deny what the policy scopes.
+#[tokio::test]
+async fn a_stack_scoped_policy_passes_the_checks_on_its_arns_and_context() {
+    use glrunner_infra::aws::actions::permission_checks;
+    let Some(url) = moto_url() else { return };
+    let _guard = SHIM.lock().await;
+    configure(&url, clean_state()).await;
+    let config = sdk(&url).await;
+    let account = AwsAccount::new(&config);
+    let checks = permission_checks(&scope("scoped", "eu-west-1"));
+
+    let (arn, _) = principal(&config, "scoped-ci", &readme_policy("scoped", "eu-west-1")).await;
+    let decisions = account.simulate(&arn, &checks).await.unwrap();
+    let denied: Vec<String> = decisions
+        .iter()
+        .filter(|d| !d.allowed())
+        .map(|d| format!("{} on {}", d.action, d.resource))
+        .collect();
+    assert!(denied.is_empty(), "the README policy is denied {denied:?}");
+
+    let (arn, _) = principal(
+        &config,
+        "scoped-ci-no-tags",
+        &without(readme_policy("scoped", "eu-west-1"), "eks:TagResource"),
+    )
+    .await;
+    let decisions = account.simulate(&arn, &checks).await.unwrap();
+    let denied: std::collections::BTreeSet<&str> = decisions
+        .iter()
+        .filter(|d| !d.allowed())
+        .map(|d| d.action.as_str())
+        .collect();
+    assert_eq!(denied, ["eks:TagResource"].into_iter().collect());
+
+    // On `*` without context, as before: the scoped statements do not match.
+    let unscoped: Vec<_> = checks
+        .iter()
+        .map(|c| glrunner_infra::PermissionCheck {
+            action: c.action.clone(),
+            resources: vec!["*".into()],
+            context: Vec::new(),
+        })
+        .collect();
+    let (arn, _) = principal(&config, "scoped-ci", &readme_policy("scoped", "eu-west-1")).await;
+    let decisions = account.simulate(&arn, &unscoped).await.unwrap();
+    let denied: std::collections::BTreeSet<&str> = decisions
+        .iter()
+        .filter(|d| !d.allowed())
+        .map(|d| d.action.as_str())
+        .collect();
+    for action in [
+        "eks:DescribeCluster",
+        "iam:CreateRole",
+        "iam:PassRole",
+        "ec2:CreateTags",
+        "eks:CreateCluster",
+    ] {
+        assert!(denied.contains(action), "{action} allowed on * without context");
+    }
+    // Another stack's cluster, and a role passed to another service, are denied.
+    let mut other = scope("other", "eu-west-1");
+    other.cluster = "other".into();
+    let decisions = account
+        .simulate(&arn, &permission_checks(&other))
+        .await
+        .unwrap();
+    assert!(
+        decisions
+            .iter()
+            .any(|d| d.action == "eks:DescribeCluster" && !d.allowed())
+    );
+    let pass_to_ec2 = glrunner_infra::PermissionCheck {
+        action: "iam:PassRole".into(),
+        resources: vec!["arn:aws:iam::123456789012:role/scoped-eu-west-1-fargate-pods".into()],
+        context: vec![glrunner_infra::ContextValue::string(
+            "iam:PassedToService",
+            "ec2.amazonaws.com",
+        )],
+    };
+    let decisions = account.simulate(&arn, &[pass_to_ec2]).await.unwrap();
+    assert_eq!(decisions[0].decision, "implicitDeny");
+}
+
+/// A create that carries tags needs the tagging action too (EC2 User Guide, "Grant permission
+/// to tag resources during creation"; IAM iam:TagRole; EKS eks:TagResource): the shim refuses it
+/// as AWS does, and allows the untagged create.
+#[tokio::test]
+async fn the_shim_refuses_a_tagged_create_without_its_tagging_action() {
+    use aws_sdk_ec2::error::ProvideErrorMetadata as _;
+    let Some(url) = moto_url() else { return };
+    let _guard = SHIM.lock().await;
+    let config = sdk(&url).await;
+    let mut policy = readme_policy("tagless", "eu-west-1");
+    for action in ["ec2:CreateTags", "iam:TagRole", "eks:TagResource"] {
+        policy = without(policy, action);
+    }
+    let (_, session) = principal(&config, "tagless-ci", &policy).await;
+
+    let ec2 = aws_sdk_ec2::Client::new(&session);
+    let tags = aws_sdk_ec2::types::TagSpecification::builder()
+        .resource_type(aws_sdk_ec2::types::ResourceType::Vpc)
+        .tags(
+            aws_sdk_ec2::types::Tag::builder()
+                .key("glrunner.io/stack")
+                .value("tagless")
+                .build(),
+        )
+        .build();
+    let err = ec2
+        .create_vpc()
+        .cidr_block("10.42.0.0/16")
+        .tag_specifications(tags)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("UnauthorizedOperation"), "{err:?}");
+    assert!(
+        err.message().unwrap_or_default().contains("ec2:CreateTags"),
+        "{err:?}"
+    );
+    let vpc = ec2
+        .create_vpc()
+        .cidr_block("10.42.0.0/16")
+        .send()
+        .await
+        .unwrap();
+    ec2.delete_vpc()
+        .vpc_id(vpc.vpc().unwrap().vpc_id().unwrap())
+        .send()
+        .await
+        .unwrap();
+
+    let iam = aws_sdk_iam::Client::new(&session);
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"eks.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+    let err = iam
+        .create_role()
+        .role_name("tagless-eu-west-1-eks-cluster")
+        .path("/glrunner/")
+        .assume_role_policy_document(trust)
+        .tags(
+            aws_sdk_iam::types::Tag::builder()
+                .key("glrunner.io/stack")
+                .value("tagless")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("AccessDenied"), "{err:?}");
+    assert!(err.message().unwrap_or_default().contains("iam:TagRole"), "{err:?}");
+
+    let eks = aws_sdk_eks::Client::new(&session);
+    let err = eks
+        .create_cluster()
+        .name("tagless")
+        .role_arn("arn:aws:iam::123456789012:role/glrunner/tagless-eu-west-1-eks-cluster")
+        .resources_vpc_config(aws_sdk_eks::types::VpcConfigRequest::builder().build())
+        .tags("glrunner.io/stack", "tagless")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("AccessDeniedException"), "{err:?}");
+    assert!(
+        err.message().unwrap_or_default().contains("eks:TagResource"),
+        "{err:?}"
+    );
+    // Nothing was created.
+    let clusters = aws_sdk_eks::Client::new(&config)
+        .list_clusters()
+        .send()
+        .await
+        .unwrap();
+    assert!(!clusters.clusters().contains(&"tagless".to_string()));
 }

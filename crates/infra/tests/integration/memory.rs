@@ -402,7 +402,7 @@ async fn root_and_federated_callers_are_refused_before_anything_is_created() {
             .unwrap();
         let err = Engine::new(&cloud, &cloud).apply(&plan).await.unwrap_err();
         assert!(
-            matches!(err, Error::InvalidInput { ref message, .. } if message.contains("--admin-principal")),
+            matches!(err, Error::InvalidInput { ref message, .. } if message.contains("run glrunner as an IAM role")),
             "{caller}: {err}"
         );
         assert!(cloud.mutating_calls().is_empty(), "{caller}");
