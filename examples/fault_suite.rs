@@ -33,6 +33,10 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    // helm's credential plugin for an EKS cluster is this binary (see `cli::exec_credential_plugin`).
+    if let Some(code) = cli::exec_credential_plugin() {
+        return code;
+    }
     let (cli, matches) = cli::parse::<Cli>();
     cli::init_tracing(cli.global.output);
     let result = cli::targets::check(&cli.global, &matches).and_then(|()| {

@@ -32,6 +32,10 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    // helm's credential plugin for an EKS cluster is this binary (see `cli::exec_credential_plugin`).
+    if let Some(code) = cli::exec_credential_plugin() {
+        return code;
+    }
     let (cli, matches) = cli::parse::<Cli>();
     cli::init_tracing(cli.global.output);
     let result = cli::start(&cli.global, &matches).and_then(|interrupt| {

@@ -35,6 +35,10 @@ struct Cli {
 // A multi-threaded runtime on a real clock on every backend, as before the move.
 #[tokio::main]
 async fn main() -> ExitCode {
+    // helm's credential plugin for an EKS cluster is this binary (see `cli::exec_credential_plugin`).
+    if let Some(code) = cli::exec_credential_plugin() {
+        return code;
+    }
     let (cli, matches) = cli::parse::<Cli>();
     cli::init_tracing(cli.global.output);
     let result = match cli::targets::check(&cli.global, &matches) {

@@ -51,6 +51,7 @@ import json
 import os
 import re
 import ssl
+import subprocess
 import sys
 import tempfile
 import threading
@@ -378,7 +379,7 @@ class Readiness:
                         ],
                     }
                     self.api.merge_patch(f"{path}/{meta['name']}/status", {"status": status})
-            except (OSError, urllib.error.URLError, ValueError) as e:
+            except (OSError, urllib.error.URLError, ValueError, KeyError, subprocess.SubprocessError) as e:
                 print(f"helm_sdk_cli: readiness: {e}", file=sys.stderr)
             self.stop.wait(0.2)
 
@@ -394,8 +395,8 @@ def ready_after() -> float | None:
 
 
 class KubeApi:
-    """Just enough of a Kubernetes client (the stdlib, the kubeconfig's server, CA and token or
-    client certificate) for Readiness."""
+    """Just enough of a Kubernetes client (the stdlib, the kubeconfig's server, CA and token,
+    token file, exec credential plugin or client certificate) for Readiness."""
 
     def __init__(self, kubeconfig: str | None, context: str | None) -> None:
         path = kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or os.path.expanduser("~/.kube/config")
@@ -422,10 +423,37 @@ class KubeApi:
         if cert and key:
             tls.load_cert_chain(os.path.join(base, cert), os.path.join(base, key))
         self.tls = tls
+        self.exec = user.get("exec")
+        self.exec_expiry: datetime | None = None
         self.token = user.get("token")
         if not self.token and user.get("tokenFile"):
             with open(os.path.join(base, user["tokenFile"]), encoding="utf-8") as f:
                 self.token = f.read().strip()
+
+    def bearer(self) -> str | None:
+        """The token to send: from the exec credential plugin when the user has one, run again
+        once the last credential's expirationTimestamp has passed, as client-go does (the
+        client-go credential plugins doc,
+        https://kubernetes.io/docs/reference/access-authn-authz/authentication/#client-go-credential-plugins:
+        the command with the entry's `env` over the caller's and KUBERNETES_EXEC_INFO, the
+        ExecCredential read from stdout, cached "until the expiry time is reached")."""
+        if not self.exec:
+            return self.token
+        if self.token and self.exec_expiry and datetime.now(timezone.utc) < self.exec_expiry:
+            return self.token
+        env = dict(os.environ)
+        env.update({e["name"]: e["value"] for e in self.exec.get("env") or []})
+        env["KUBERNETES_EXEC_INFO"] = json.dumps({
+            "apiVersion": self.exec["apiVersion"], "kind": "ExecCredential",
+            "spec": {"interactive": False},
+        })
+        out = subprocess.run([self.exec["command"], *(self.exec.get("args") or [])], env=env,
+                             stdin=subprocess.DEVNULL, capture_output=True, check=True, timeout=60)
+        status = json.loads(out.stdout)["status"]
+        self.token = status["token"]
+        expiry = status.get("expirationTimestamp")
+        self.exec_expiry = datetime.fromisoformat(expiry.replace("Z", "+00:00")) if expiry else None
+        return self.token
 
     @staticmethod
     def temp(data: bytes) -> str:
@@ -436,8 +464,9 @@ class KubeApi:
 
     def request(self, method: str, path: str, body: Any = None, content_type: str = "application/json") -> Any:
         req = urllib.request.Request(self.server + path, method=method)
-        if self.token:
-            req.add_header("Authorization", f"Bearer {self.token}")
+        token = self.bearer()
+        if token:
+            req.add_header("Authorization", f"Bearer {token}")
         data = None
         if body is not None:
             data = json.dumps(body).encode()

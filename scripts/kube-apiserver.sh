@@ -9,6 +9,9 @@
 #   scripts/kube-apiserver.sh start DIR --eks-webhook URL   (combinable with --rbac) also accept
 #                                          EKS bearer tokens, reviewed by the token webhook at URL
 #                                          (the moto shim's /glrunner-shim/tokenreview plays EKS)
+#   scripts/kube-apiserver.sh start DIR --eks-webhook URL --eks-token-lifetime SECONDS
+#                                          the webhook refuses EKS tokens older than SECONDS
+#                                          (EKS: 15 min), so a test can outlive one in seconds
 #   scripts/kube-apiserver.sh stop DIR     stop what `start DIR` started (by the pids in DIR/pids)
 #   scripts/kube-apiserver.sh stop-apiserver DIR    stop only the kube-apiserver (etcd keeps its data)
 #   scripts/kube-apiserver.sh start-apiserver DIR   start it again with the same flags, port, certs
@@ -28,7 +31,7 @@ K8S_VERSION="v1.20.2"
 die() { echo "kube-apiserver.sh: $*" >&2; exit 1; }
 
 usage() {
-    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -122,7 +125,7 @@ free_port() {
 }
 
 do_start() {
-    local dir="${1:-}" authz=AlwaysAllow webhook=""
+    local dir="${1:-}" authz=AlwaysAllow webhook="" lifetime=""
     [[ -n "$dir" ]] || usage
     shift
     while [[ $# -gt 0 ]]; do
@@ -133,10 +136,20 @@ do_start() {
             webhook=$2
             shift
             ;;
-        *) die "unknown start option $1; the options are --rbac and --eks-webhook URL" ;;
+        --eks-token-lifetime)
+            [[ "${2:-}" =~ ^[0-9]+$ ]] || die "--eks-token-lifetime needs whole seconds"
+            lifetime=$2
+            shift
+            ;;
+        *) die "unknown start option $1; the options are --rbac, --eks-webhook URL and --eks-token-lifetime SECONDS" ;;
         esac
         shift
     done
+    if [[ -n "$lifetime" ]]; then
+        [[ -n "$webhook" ]] || die "--eks-token-lifetime needs --eks-webhook URL"
+        # The shim reads the lifetime from the webhook's path (scripts/shim_eks_auth.py).
+        webhook="${webhook%/}/$lifetime"
+    fi
     have_binaries || die "no cached binaries in $BIN; run: $0 build"
     mkdir -p "$dir"
     dir=$(cd "$dir" && pwd)

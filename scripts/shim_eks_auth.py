@@ -12,7 +12,9 @@ Two parts, as on EKS:
   (kube-apiserver `--authentication-token-webhook-config-file`, scripts/kube-apiserver.sh
   `--eks-webhook URL`) that plays aws-iam-authenticator plus EKS access entries: a
   `k8s-aws-v1.` token must be a base64url pre-signed STS GetCallerIdentity URL that signs the
-  `x-k8s-aws-id` header and is at most 15 minutes old; its caller is the IAM principal of the
+  `x-k8s-aws-id` header and is at most 15 minutes old (settable, so a test can use seconds: the
+  webhook path `/glrunner-shim/tokenreview/<SECONDS>` for one apiserver, scripts/kube-apiserver.sh
+  `--eks-token-lifetime SECONDS`, or GLRUNNER_SHIM_EKS_TOKEN_LIFETIME for the shim); its caller is the IAM principal of the
   access key that signed it (`X-Amz-Credential`), as aws-iam-authenticator maps it: an
   assumed-role session is its role (with the role's path, as access entries name it), an IAM
   user's key is that user, an unknown key the IAM user `moto`; that principal is let in only when
@@ -27,6 +29,8 @@ an access entry on any registered cluster lets its principal in.
 import base64
 import datetime
 import json
+import os
+import re
 import threading
 from urllib.parse import parse_qs, urlsplit
 
@@ -35,7 +39,13 @@ LOCK = threading.Lock()
 ENDPOINTS = {}  # cluster name -> {"endpoint": ..., "ca": ...}
 ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
 TOKEN_PREFIX = "k8s-aws-v1."
-TOKEN_LIFETIME_S = 15 * 60
+# How long a token is accepted after its X-Amz-Date: aws-iam-authenticator pkg/token/token.go,
+# `presignedURLExpiration = 15 * time.Minute` ("presigned STS urls are valid for 15 minutes after
+# timestamp in x-amz-date"), checked in Verify: `if now.After(dateParam.Add(presignedURLExpiration))`
+# -> "X-Amz-Date parameter is expired (15 minute expiration)". The `X-Amz-Expires=60` of the URL
+# does not shorten it (same file: "IT IS IGNORED").
+TOKEN_LIFETIME_S = int(os.environ.get("GLRUNNER_SHIM_EKS_TOKEN_LIFETIME") or 15 * 60)
+REVIEW_PATH = re.compile(r"^/glrunner-shim/tokenreview(?:/(\d+))?$")
 
 
 def cluster_view(region, name, body):
@@ -64,8 +74,10 @@ def caller_arn(credential):
         return SHIM.principal_for_access_key(region, parts[0])
 
 
-def verify(token):
-    """(username, groups) for a valid token, or raises ValueError naming what is wrong."""
+def verify(token, lifetime=None):
+    """(username, groups) for a valid token, or raises ValueError naming what is wrong. A token is
+    refused once it is `lifetime` seconds old (TOKEN_LIFETIME_S unless the webhook path says)."""
+    lifetime = TOKEN_LIFETIME_S if lifetime is None else lifetime
     if not token.startswith(TOKEN_PREFIX):
         raise ValueError("not an EKS token (no k8s-aws-v1. prefix)")
     encoded = token[len(TOKEN_PREFIX):]
@@ -82,8 +94,8 @@ def verify(token):
         raise ValueError("the pre-signed request does not sign x-k8s-aws-id")
     signed = datetime.datetime.strptime(query["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=datetime.timezone.utc)
     age = (datetime.datetime.now(datetime.timezone.utc) - signed).total_seconds()
-    if age > TOKEN_LIFETIME_S:
-        raise ValueError(f"the token expired ({int(age)} s old, at most {TOKEN_LIFETIME_S})")
+    if age > lifetime:
+        raise ValueError(f"X-Amz-Date parameter is expired ({int(age)} s old, at most {lifetime} s)")
     arn = caller_arn(query["X-Amz-Credential"])
     with LOCK:
         clusters = set(ENDPOINTS)
@@ -110,10 +122,12 @@ def control(req):
                 ENDPOINTS.update(req.json())
         with LOCK:
             return SHIM.reply_json(200, ENDPOINTS)
-    if req.path == "/glrunner-shim/tokenreview" and req.method == "POST":
+    review_path = REVIEW_PATH.match(req.path)
+    if review_path and req.method == "POST":
         review = req.json()
+        lifetime = int(review_path.group(1)) if review_path.group(1) else None
         try:
-            user, groups = verify((review.get("spec") or {}).get("token", ""))
+            user, groups = verify((review.get("spec") or {}).get("token", ""), lifetime)
             status = {"authenticated": True, "user": {"username": user, "uid": user, "groups": groups}}
         except (ValueError, UnicodeDecodeError) as e:
             status = {"authenticated": False, "error": str(e)}

@@ -532,11 +532,14 @@ async fn a_fleet_of_300_releases_is_installed_found_and_torn_down() {
     );
 }
 
-/// helm on `--backend aws` needs no aws CLI: each call reads a private kubeconfig with a fresh
-/// EKS token, gone after the call; the token is in no argument.
+/// helm on `--backend aws` needs no aws CLI and gets no token: each call reads a private
+/// kubeconfig (0600, in its own directory, gone after the call) whose user is an exec credential
+/// plugin, the glrunner binary itself. Run as client-go runs it (the kubeconfig's command and
+/// env, nothing in argv), the binary prints an ExecCredential with a fresh EKS token and its
+/// expiry; kube-rs, another implementation of the plugin protocol, accepts it too.
 #[cfg(unix)]
 #[tokio::test]
-async fn helm_gets_a_fresh_token_kubeconfig_per_call_without_the_aws_cli() {
+async fn helm_gets_a_kubeconfig_whose_plugin_is_glrunner_itself_and_no_token() {
     use glrunner::runner_chart::ReleaseManager as _;
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
@@ -560,40 +563,93 @@ echo '[]'
     )
     .unwrap();
     std::fs::set_permissions(&helm, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .test_credentials()
-        .load()
-        .await;
     let access = glrunner::infra::ClusterAccess {
         name: "flowtest".into(),
         arn: "arn:aws:eks:us-east-1:123456789012:cluster/flowtest".into(),
         endpoint: "https://ABCDEF.gr7.us-east-1.eks.amazonaws.com".into(),
-        certificate_authority: "Q0E=".into(),
+        certificate_authority: String::new(),
         fargate_profiles: Vec::new(),
     };
-    let generator = glrunner::infra::kubeconfig::EksTokenGenerator::new(&sdk).unwrap();
-    let releases = glrunner::flow::aws::TokenHelm::new(access, generator, Some(helm));
+    // The plugin is a glrunner example binary, built beside this test.
+    let full_flow = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples/full_flow");
+    let plugin = glrunner::infra::kubeconfig::ExecPlugin {
+        program: full_flow.clone(),
+        region: "us-east-1".into(),
+        token_lifetime: glrunner::infra::kubeconfig::EKS_TOKEN_LIFETIME,
+    };
+    let releases = glrunner::flow::aws::TokenHelm::new(access, plugin, Some(helm));
     assert!(releases.list(None).await.unwrap().is_empty());
-    let kubeconfig = std::fs::read_to_string(capture.join("kubeconfig")).unwrap();
-    assert!(kubeconfig.contains("token: k8s-aws-v1."), "{kubeconfig}");
-    assert!(
-        !kubeconfig.contains("get-token"),
-        "no aws CLI: {kubeconfig}"
-    );
+    let text = std::fs::read_to_string(capture.join("kubeconfig")).unwrap();
+    for absent in ["k8s-aws-v1", "token:", "eks get-token", "- get-token", "AKID", "SECRET"] {
+        assert!(!text.contains(absent), "{absent} in {text}");
+    }
     assert_eq!(
-        std::fs::read_to_string(capture.join("mode"))
-            .unwrap()
-            .trim(),
+        std::fs::read_to_string(capture.join("mode")).unwrap().trim(),
         "600"
     );
     let used = std::fs::read_to_string(capture.join("path")).unwrap();
-    assert!(
-        !std::path::Path::new(used.trim()).exists(),
-        "removed after the call"
-    );
+    let used = std::path::Path::new(used.trim());
+    assert!(!used.exists(), "removed after the call");
+    assert!(!used.parent().unwrap().exists(), "its directory too");
     let argv = std::fs::read_to_string(capture.join("argv")).unwrap();
     assert!(!argv.contains("k8s-aws-v1"), "{argv}");
+
+    // Run the plugin as client-go does: the command, the entry's env over ours, no arguments.
+    let kubeconfig: serde_json::Value = serde_norway::from_str(&text).unwrap();
+    let exec = &kubeconfig["users"][0]["user"]["exec"];
+    assert_eq!(exec["command"], full_flow.display().to_string());
+    let mut command = std::process::Command::new(exec["command"].as_str().unwrap());
+    command
+        .env_remove("AWS_PROFILE")
+        .env("AWS_ACCESS_KEY_ID", "AKIDPLUGINTEST")
+        .env("AWS_SECRET_ACCESS_KEY", "plugin-test-secret")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env(
+            "KUBERNETES_EXEC_INFO",
+            r#"{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","spec":{"interactive":false}}"#,
+        );
+    for var in exec["env"].as_array().unwrap() {
+        command.env(var["name"].as_str().unwrap(), var["value"].as_str().unwrap());
+    }
+    let out = command.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let credential: serde_json::Value = serde_json::from_slice(&out.stdout).expect("only JSON on stdout");
+    assert_eq!(credential["apiVersion"], "client.authentication.k8s.io/v1");
+    assert_eq!(credential["kind"], "ExecCredential");
+    assert!(
+        credential["status"]["token"].as_str().unwrap().starts_with("k8s-aws-v1."),
+        "{credential}"
+    );
+    let expires: jiff::Timestamp = credential["status"]["expirationTimestamp"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let left = expires.duration_since(jiff::Timestamp::now());
+    assert!(
+        left > jiff::SignedDuration::from_mins(13) && left <= jiff::SignedDuration::from_mins(14),
+        "14 minutes of EKS's 15: {left:?}"
+    );
+    // Missing its cluster, the plugin says what is missing and prints no credential.
+    let out = std::process::Command::new(&full_flow)
+        .env("GLRUNNER_EXEC_CREDENTIAL", "1")
+        .env_remove("GLRUNNER_EKS_CLUSTER")
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("GLRUNNER_EKS_CLUSTER"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A runner that never contacts GitLab (no manager picks its token up): the pipeline is not

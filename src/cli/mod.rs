@@ -183,6 +183,41 @@ pub fn runtime(backend: Backend) -> std::io::Result<tokio::runtime::Runtime> {
     }
 }
 
+/// When this process was started as helm's exec credential plugin for an EKS cluster (the
+/// kubeconfig glrunner hands helm sets `GLRUNNER_EXEC_CREDENTIAL` in its `exec.env`): prints the
+/// ExecCredential the library signs ([`glrunner_flow::aws::exec_credential_from_env`]) on stdout,
+/// or the reason on stderr, and returns the exit code; `None` otherwise. Every example calls it
+/// first thing in `main`, before parsing arguments (client-go passes none) or starting tracing
+/// (stdout carries only the credential).
+pub fn exec_credential_plugin() -> Option<ExitCode> {
+    use secrecy::ExposeSecret as _;
+    std::env::var_os(glrunner_infra::kubeconfig::EXEC_CREDENTIAL_ENV).filter(|v| !v.is_empty())?;
+    // On a thread of its own with a private runtime: some mains are already inside one.
+    let outcome = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| format!("glrunner credential plugin: cannot start the async runtime: {e}"))
+                    .map(|runtime| runtime.block_on(glrunner_flow::aws::exec_credential_from_env()))
+            })
+            .join()
+            .unwrap_or_else(|_| Err("glrunner credential plugin: panicked".to_owned()))
+    });
+    Some(match outcome {
+        Ok(None) => return None,
+        Ok(Some(Ok(credential))) => {
+            println!("{}", credential.expose_secret());
+            ExitCode::from(EXIT_OK)
+        }
+        Ok(Some(Err(message))) | Err(message) => {
+            eprintln!("{message}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    })
+}
+
 /// Prints a serialisable value as pretty JSON on stdout.
 pub fn print_json<T: serde::Serialize>(value: &T) -> Result<(), CliError> {
     let text = serde_json::to_string_pretty(value)

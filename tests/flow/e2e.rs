@@ -309,6 +309,11 @@ impl E2e {
     /// `None` (skip) when the servers are not running outside CI.
     pub(crate) async fn prepare(prefix: &str) -> Option<Self> {
         let (helm, kubeconfig) = servers()?;
+        Some(Self::prepare_on(prefix, helm, kubeconfig).await)
+    }
+
+    /// The same world on the apiserver of `kubeconfig`.
+    async fn prepare_on(prefix: &str, helm: String, kubeconfig: String) -> Self {
         let client = kube_client(&kubeconfig).await;
         ensure_coredns(&client).await;
         let double = GitLabDouble::start(&kubeconfig);
@@ -316,7 +321,7 @@ impl E2e {
         let chart = write_chart(dir.path());
         let stack = format!("{prefix}{}", std::process::id());
         let namespace = format!("{stack}-runners");
-        Some(Self {
+        Self {
             helm,
             kubeconfig,
             client,
@@ -325,7 +330,7 @@ impl E2e {
             chart,
             stack,
             namespace,
-        })
+        }
     }
 
     /// `(moto URL, apiserver endpoint)`: the moto shim shows the EKS cluster of this stack (named
@@ -954,4 +959,171 @@ async fn manager_log_tails_find_the_release_pods_and_say_when_a_log_is_empty() {
         .delete(&namespace, &Default::default())
         .await
         .unwrap();
+}
+
+/// A kube-apiserver of this test's own (`scripts/kube-apiserver.sh start DIR`), whose EKS token
+/// webhook (the moto shim) refuses tokens older than `lifetime` seconds instead of EKS's 15
+/// minutes (`--eks-token-lifetime`); stopped and removed on drop, also when the test fails.
+struct ShortTokenApiserver {
+    dir: PathBuf,
+    kubeconfig: String,
+}
+
+impl ShortTokenApiserver {
+    fn script() -> PathBuf {
+        PathBuf::from(
+            std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+        )
+        .join("scripts/kube-apiserver.sh")
+    }
+
+    fn start(moto: &str, lifetime: u64) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("glrunner-e2e-tokens-")
+            .tempdir()
+            .unwrap()
+            .keep();
+        let mut this = Self {
+            dir,
+            kubeconfig: String::new(),
+        };
+        let out = Command::new("bash")
+            .arg(Self::script())
+            .arg("start")
+            .arg(&this.dir)
+            .args(["--rbac", "--eks-webhook"])
+            .arg(format!("{moto}/glrunner-shim/tokenreview"))
+            .args(["--eks-token-lifetime", &lifetime.to_string()])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let kubeconfig = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("GLRUNNER_TEST_KUBECONFIG="))
+            .unwrap_or_else(|| {
+                panic!(
+                    "kube-apiserver.sh start: {stdout}{}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            })
+            .to_owned();
+        this.kubeconfig = kubeconfig;
+        this
+    }
+}
+
+impl Drop for ShortTokenApiserver {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(Self::script())
+            .arg("stop")
+            .arg(&self.dir)
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// EKS tokens expire while glrunner still works (issue 21, item 2). On an apiserver whose token
+/// webhook accepts a token for `LIFETIME` seconds (EKS: 15 minutes; the apiserver caches a
+/// review for 5 s more), with glrunner told the same lifetime: the cluster checks' kube-rs
+/// client still works after its first token is refused, and `full_flow` succeeds on the cluster
+/// although each of helm's `--wait`s (Helm's engine made to wait, GLRUNNER_HELM_SDK_READY_AFTER)
+/// lasts well past a token's end: helm's kubeconfig runs glrunner itself as its exec credential
+/// plugin, and client-go asks it again for each expired token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_waits_and_kube_clients_outlive_the_eks_token_lifetime() {
+    const LIFETIME: u64 = 8;
+    let Some((helm, _)) = servers() else {
+        return;
+    };
+    let moto = std::env::var("GLRUNNER_TEST_MOTO_URL").expect("./scripts/test.sh starts moto");
+    let apiserver = ShortTokenApiserver::start(&moto, LIFETIME);
+    let e2e = E2e::prepare_on("e2t", helm, apiserver.kubeconfig.clone()).await;
+    let (moto, endpoint) = e2e.moto_cluster_on_the_apiserver();
+    let lifetime = LIFETIME.to_string();
+    let aws_env = [
+        ("AWS_ENDPOINT_URL", moto.as_str()),
+        ("AWS_ACCESS_KEY_ID", "e2e"),
+        ("AWS_SECRET_ACCESS_KEY", "e2e"),
+        ("GLRUNNER_EKS_TOKEN_LIFETIME_SECONDS", lifetime.as_str()),
+    ];
+    let state = e2e.dir.path().join("state");
+    let state = state.to_str().unwrap();
+    let stack_args = [
+        "--backend", "aws", "--region", "us-east-1", "--stack", &e2e.stack, "--state-dir", state,
+        "--output", "json",
+    ];
+    let out = example(
+        "provision",
+        &[&stack_args[..], &["--runner-namespace", &e2e.namespace]].concat(),
+        &aws_env,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // kube-rs: the cluster's one client (checks, pods, Secrets), used again after the lifetime.
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(&moto)
+        // Another unknown access key: the same principal in the shim as the examples' `e2e`.
+        .test_credentials()
+        .load()
+        .await;
+    let access = glrunner::flow::aws::InfraBackend::aws(&sdk)
+        .cluster
+        .cluster_access(&e2e.stack)
+        .await
+        .unwrap();
+    let auth = glrunner::flow::aws::EksAuth {
+        token_lifetime: std::time::Duration::from_secs(LIFETIME),
+        credential_plugin: None,
+    };
+    let cluster = glrunner::flow::aws::EksCluster::connect(&sdk, access, &auth)
+        .await
+        .unwrap();
+    let checks = cluster.checks();
+    use glrunner::flow::ClusterChecks as _;
+    let first_token = glrunner::infra::kubeconfig::EksTokenGenerator::new(&sdk)
+        .unwrap()
+        .token(&e2e.stack)
+        .await
+        .unwrap();
+    assert_eq!(status_with_token(&e2e, &endpoint, first_token.expose()).await, 200);
+    checks.log_tail("kube-system", "release=none", 5).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(LIFETIME + 6)).await;
+    assert_eq!(
+        status_with_token(&e2e, &endpoint, first_token.expose()).await,
+        401,
+        "the double refuses a token past its lifetime"
+    );
+    let later = checks.log_tail("kube-system", "release=none", 5).await;
+    assert!(later.is_ok(), "the client re-signs: {later:?}");
+
+    // helm: the whole flow on the cluster by name, each helm --wait lasting 2.5 lifetimes.
+    let mut env = aws_env.to_vec();
+    env.push(("GLRUNNER_HELM_SDK_READY_AFTER", "20"));
+    let out = example(
+        "full_flow",
+        &[
+            &stack_args[..],
+            &[
+                "--cluster", &e2e.stack, "--runner-namespace", &e2e.namespace, "--helm", &e2e.helm,
+                "--chart", e2e.chart.to_str().unwrap(), "--gitlab-url", &e2e.double.url,
+                "--project", "e2e/loadtest", "--jobs", "10", "--skip-preflight",
+            ],
+        ]
+        .concat(),
+        &env,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert_eq!(out.status.code(), Some(0), "{report}\n{stderr}");
+    for p in report["phases"].as_array().unwrap() {
+        assert!(p["status"] == "done" || p["phase"] == "provision", "{p}");
+    }
+    assert_eq!(report["load_test"]["by_status"]["success"], 10, "{report}");
+    assert_eq!(report["teardown"]["leftovers"]["total"], 0, "{report}");
+    assert!(leftovers(&e2e.client, &e2e.namespace).await.is_empty());
+
+    let out = example("teardown", &stack_args, &aws_env);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
 }

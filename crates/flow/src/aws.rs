@@ -2,23 +2,28 @@
 //! `GITLAB_TOKEN`, the `helm` binary, and kube-rs clients for the new cluster authenticated
 //! with the built-in EKS token generator (no aws CLI for the janitor and the Secrets).
 //!
-//! helm gets its credentials from glrunner too: every helm call reads a private temporary
-//! kubeconfig (mode 0600, removed after the call) carrying a fresh EKS token from the built-in
-//! generator, so CI images without the aws CLI work and the token never appears in argv. The
-//! kubeconfig written for people (`<state-dir>/<stack>.kubeconfig`) keeps `aws eks get-token`.
+//! EKS tokens live 15 minutes, and a run lasts longer (helm's `--wait` alone may take an hour), so
+//! no client keeps one token. The kube-rs clients share one client whose layer asks the run's
+//! token cache before every request ([`glrunner_janitor::k8s::refreshing_client`]). helm reads a
+//! private temporary kubeconfig (mode 0600 in its own directory, removed after the call) whose
+//! user is an exec credential plugin: this same binary, switched by `GLRUNNER_EXEC_CREDENTIAL`
+//! ([`exec_credential_from_env`]), signing with the built-in generator; client-go runs it again
+//! whenever the last token's `expirationTimestamp` has passed. No aws CLI, and no token in argv
+//! or on disk. The kubeconfig written for people (`<state-dir>/<stack>.kubeconfig`) keeps
+//! `aws eks get-token`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use glrunner_gitlab_client::{HttpGitLab, SecretToken};
-use glrunner_infra::kubeconfig::{EksTokenCache, EksTokenGenerator, TokenKubeconfig};
+use glrunner_infra::kubeconfig::{EksTokenCache, EksTokenGenerator, ExecPlugin, HelmKubeconfig};
 use glrunner_infra::{ClusterAccess, StackSpec};
 use glrunner_janitor::k8s::{BearerToken, KubePodApi, TokenProvider};
 use glrunner_runner_chart::{
     HelmCli, KubeTokenSecrets, ReleaseId, ReleaseManager, ReleaseSpec, ReleaseStatus, Removal,
-    RunnerToken, SecretOutcome, SecretRef, StoredTokenSecret, TokenSecrets,
+    TokenSecrets,
 };
 
 use glrunner_infra::{ClusterProvisioner, NetworkProvisioner, WaitPolicy};
@@ -41,8 +46,67 @@ pub struct Environment {
     helm: Option<PathBuf>,
     region: String,
     state_dir: PathBuf,
+    eks_auth: EksAuth,
     /// Loaded once, on first use, for every client (EC2, EKS, IAM, the preflight's, the tokens').
     sdk: Arc<tokio::sync::OnceCell<aws_config::SdkConfig>>,
+}
+
+/// How glrunner authenticates to an EKS cluster beyond the AWS credentials: how long the
+/// apiserver accepts a token, and the program helm runs as its exec credential plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EksAuth {
+    /// EKS's 15 minutes ([`glrunner_infra::kubeconfig::EKS_TOKEN_LIFETIME`]) unless a test
+    /// double accepts tokens for less ([`glrunner_infra::kubeconfig::TOKEN_LIFETIME_ENV`]).
+    pub token_lifetime: Duration,
+    /// The credential plugin helm runs; `None`: the running binary, which must call
+    /// [`exec_credential_from_env`] first thing in `main` (every glrunner example does, through
+    /// the root package's `cli::exec_credential_plugin`). An embedder whose binary does not
+    /// names one that does.
+    pub credential_plugin: Option<PathBuf>,
+}
+
+impl Default for EksAuth {
+    fn default() -> Self {
+        Self {
+            token_lifetime: glrunner_infra::kubeconfig::EKS_TOKEN_LIFETIME,
+            credential_plugin: None,
+        }
+    }
+}
+
+impl EksAuth {
+    /// The token lifetime from `GLRUNNER_EKS_TOKEN_LIFETIME_SECONDS` (EKS's own when unset; a
+    /// bad value is invalid input naming it), the running binary as the plugin.
+    pub fn from_env() -> Result<Self, Error> {
+        let token_lifetime = glrunner_infra::kubeconfig::token_lifetime_from_env()
+            .map_err(|e| Error::invalid(glrunner_infra::kubeconfig::TOKEN_LIFETIME_ENV, e.to_string()))?;
+        Ok(Self {
+            token_lifetime,
+            credential_plugin: None,
+        })
+    }
+
+    /// The plugin helm runs for tokens of `region`: [`EksAuth::credential_plugin`], else this
+    /// process's own executable.
+    pub fn plugin(&self, region: &str) -> Result<ExecPlugin, String> {
+        let program = match &self.credential_plugin {
+            Some(program) => program.clone(),
+            None => std::env::current_exe().map_err(|e| {
+                format!("cannot find this program's own path to run it as helm's credential plugin: {e}")
+            })?,
+        };
+        Ok(ExecPlugin {
+            program,
+            region: region.to_owned(),
+            token_lifetime: self.token_lifetime,
+        })
+    }
+
+    fn generator(&self, sdk: &aws_config::SdkConfig) -> Result<EksTokenGenerator, String> {
+        Ok(EksTokenGenerator::new(sdk)
+            .map_err(|e| e.to_string())?
+            .with_lifetime(self.token_lifetime))
+    }
 }
 
 /// Builds an [`Environment`] from explicit values, for embedders that do not read the process
@@ -54,6 +118,7 @@ pub struct EnvironmentBuilder {
     helm: Option<PathBuf>,
     region: Option<String>,
     state_dir: Option<PathBuf>,
+    eks_auth: EksAuth,
     sdk: Option<aws_config::SdkConfig>,
 }
 
@@ -88,8 +153,16 @@ impl EnvironmentBuilder {
         self
     }
 
+    /// How glrunner authenticates to EKS clusters (default: EKS's token lifetime, this binary as
+    /// helm's credential plugin).
+    pub fn eks_auth(mut self, auth: EksAuth) -> Self {
+        self.eks_auth = auth;
+        self
+    }
+
     /// An AWS SDK configuration to use instead of aws-config's standard chain (credentials,
-    /// endpoint, retries of the embedder's choosing).
+    /// endpoint, retries of the embedder's choosing). helm's credential plugin runs in its own
+    /// process with the standard chain of the environment glrunner passes on.
     pub fn sdk_config(mut self, sdk: aws_config::SdkConfig) -> Self {
         self.sdk = Some(sdk);
         self
@@ -133,6 +206,7 @@ impl EnvironmentBuilder {
             helm: self.helm,
             region,
             state_dir: self.state_dir.unwrap_or_else(|| PathBuf::from(".glrunner")),
+            eks_auth: self.eks_auth,
             sdk: Arc::new(match self.sdk {
                 Some(sdk) => tokio::sync::OnceCell::new_with(Some(sdk)),
                 None => tokio::sync::OnceCell::new(),
@@ -149,7 +223,8 @@ impl Environment {
 
     /// The standard environment: `gitlab_url`, else `GITLAB_URL`, else `CI_SERVER_URL`; the
     /// token from `GITLAB_TOKEN` only (never a flag: argv is visible to every process); `helm`,
-    /// else `GLRUNNER_HELM`; `region`, else aws-config's Region chain ([`resolve_region`]).
+    /// else `GLRUNNER_HELM`; `region`, else aws-config's Region chain ([`resolve_region`]); the EKS
+    /// token lifetime ([`EksAuth::from_env`]).
     pub fn from_env(
         gitlab_url: Option<&str>,
         helm: Option<PathBuf>,
@@ -158,7 +233,8 @@ impl Environment {
     ) -> Result<Self, Error> {
         let mut builder = Self::builder()
             .state_dir(state_dir)
-            .region(resolve_region(region, Backend::Aws)?);
+            .region(resolve_region(region, Backend::Aws)?)
+            .eks_auth(EksAuth::from_env()?);
         if let Some(url) = gitlab_url
             .map(str::to_owned)
             .or_else(|| std::env::var("GITLAB_URL").ok())
@@ -211,7 +287,7 @@ impl Environment {
         PreflightClients {
             account: glrunner_infra::aws::AwsAccount::new(sdk),
             // Signing is local: no call until helm runs.
-            eks_tokens: EksTokenGenerator::new(sdk).ok(),
+            eks_tokens: self.eks_auth.generator(sdk).ok(),
         }
     }
 
@@ -235,6 +311,7 @@ impl Environment {
             connector: Arc::new(AwsConnector {
                 sdk,
                 helm: self.helm.clone(),
+                eks_auth: self.eks_auth.clone(),
             }),
         })
     }
@@ -361,16 +438,18 @@ impl InfraBackend {
 struct AwsConnector {
     sdk: aws_config::SdkConfig,
     helm: Option<PathBuf>,
+    eks_auth: EksAuth,
 }
 
 /// An EKS cluster reached with glrunner's own EKS tokens: endpoint, CA and Fargate profiles come
-/// from the EKS API, and one token cache serves every client of the cluster (checks, pods,
-/// Secrets, helm). The flow's connector uses it for its own and for a brought cluster
+/// from the EKS API; one token cache serves the one kube-rs client of the cluster (checks, pods,
+/// Secrets), which asks it before every request, and helm signs its own through the exec
+/// credential plugin. The flow's connector uses it for its own and for a brought cluster
 /// (`--cluster NAME`); the `runner` and `reap` commands use it for `--cluster NAME`.
 pub struct EksCluster {
     access: ClusterAccess,
-    config: kube::Config,
-    tokens: Arc<EksTokenCache>,
+    client: kube::Client,
+    plugin: ExecPlugin,
 }
 
 impl std::fmt::Debug for EksCluster {
@@ -384,8 +463,10 @@ impl std::fmt::Debug for EksCluster {
 
 impl EksCluster {
     /// Finds the cluster `name` through the EKS API of `region` (`--cluster NAME`). A cluster
-    /// that does not exist (or is not ACTIVE) is invalid input naming `--cluster`.
+    /// that does not exist (or is not ACTIVE) is invalid input naming `--cluster`. The EKS
+    /// authentication settings come from the environment ([`EksAuth::from_env`]).
     pub async fn find(region: &str, name: &str) -> Result<Self, Error> {
+        let auth = EksAuth::from_env()?;
         let sdk = glrunner_infra::aws::load_config(Some(region)).await;
         let infra = InfraBackend::aws(&sdk);
         let access = infra.cluster.cluster_access(name).await.map_err(|e| match e {
@@ -399,7 +480,7 @@ impl EksCluster {
             }
             other => Error::backend(format!("--cluster {name}"), other),
         })?;
-        Self::connect(&sdk, access)
+        Self::connect(&sdk, access, &auth)
             .await
             .map_err(|e| Error::backend(format!("--cluster {name}"), e))
     }
@@ -408,14 +489,19 @@ impl EksCluster {
     pub async fn connect(
         sdk: &aws_config::SdkConfig,
         access: ClusterAccess,
+        auth: &EksAuth,
     ) -> Result<Self, String> {
         let config = kube_config(&access).await?;
-        let generator = EksTokenGenerator::new(sdk).map_err(|e| e.to_string())?;
+        let generator = auth.generator(sdk)?;
+        let plugin = auth.plugin(generator.region())?;
         let tokens = Arc::new(EksTokenCache::new(generator, access.name.clone()));
+        let client =
+            glrunner_janitor::k8s::refreshing_client(config, Arc::new(EksTokens(tokens)))
+                .map_err(|e| e.to_string())?;
         Ok(Self {
             access,
-            config,
-            tokens,
+            client,
+            plugin,
         })
     }
 
@@ -424,45 +510,35 @@ impl EksCluster {
         &self.access
     }
 
-    /// The janitor's pod API, re-authenticating as tokens expire.
+    /// The janitor's pod API on the cluster's one refreshing client.
     pub fn pods(&self) -> KubePodApi {
-        KubePodApi::with_token_provider(
-            self.config.clone(),
-            Arc::new(EksTokens(self.tokens.clone())),
-        )
+        KubePodApi::from_client(self.client.clone())
     }
 
-    /// The runners' token Secrets, re-authenticating as tokens expire.
+    /// The runners' token Secrets on the cluster's one refreshing client.
     pub fn secrets(&self) -> impl TokenSecrets + use<> {
-        RefreshingSecrets {
-            config: self.config.clone(),
-            tokens: self.tokens.clone(),
-            current: tokio::sync::Mutex::new(None),
-        }
+        KubeTokenSecrets::new(self.client.clone())
     }
 
-    /// Helm with a fresh token kubeconfig on every call; fails now, not at the first release,
-    /// when no helm can be found.
+    /// Helm whose kubeconfig runs glrunner's own credential plugin; fails now, not at the first
+    /// release, when no helm can be found.
     pub fn releases(&self, program: Option<PathBuf>) -> Result<TokenHelm, String> {
         let mut probe = HelmCli::builder();
         if let Some(program) = &program {
             probe = probe.with_program(program);
         }
         probe.build().map_err(|e| e.to_string())?;
-        Ok(TokenHelm::with_tokens(
+        Ok(TokenHelm::new(
             self.access.clone(),
-            self.tokens.clone(),
+            self.plugin.clone(),
             program,
         ))
     }
 
-    /// The pre-install checks' client. They run once, right after connecting: one token is enough.
-    pub async fn checks(&self) -> Result<KubeClusterChecks, String> {
-        let token = self.tokens.token().await.map_err(|e| e.to_string())?;
-        let mut config = self.config.clone();
-        config.auth_info.token = Some(token.expose().to_owned().into());
-        let client = kube::Client::try_from(config).map_err(|e| e.to_string())?;
-        Ok(KubeClusterChecks::new(client))
+    /// The cluster checks' client: the same refreshing client, so the manager log tails read
+    /// long after the pre-install checks stay authenticated.
+    pub fn checks(&self) -> KubeClusterChecks {
+        KubeClusterChecks::new(self.client.clone())
     }
 }
 
@@ -533,6 +609,46 @@ pub async fn kube_config_from_file(
     Ok(glrunner_janitor::k8s::bounded(config))
 }
 
+/// The exec credential plugin's work, when this process was started as one: `None` unless
+/// `GLRUNNER_EXEC_CREDENTIAL` is set (by helm's kubeconfig, [`HelmKubeconfig`]); else the
+/// ExecCredential JSON to print on stdout, for the cluster and Region of `GLRUNNER_EKS_CLUSTER`
+/// and `AWS_REGION`, signed with credentials of aws-config's standard chain (the environment
+/// glrunner handed helm, which helm hands its plugin). Every glrunner binary calls this before
+/// anything else (the root package's `cli::exec_credential_plugin`); the error says what is
+/// missing, for client-go to show.
+pub async fn exec_credential_from_env() -> Option<Result<secrecy::SecretString, String>> {
+    use glrunner_infra::kubeconfig::{
+        EXEC_CLUSTER_ENV, EXEC_CREDENTIAL_ENV, EXEC_REGION_ENV, exec_credential,
+    };
+    std::env::var_os(EXEC_CREDENTIAL_ENV).filter(|v| !v.is_empty())?;
+    Some(
+        async {
+            let var = |name: &str| {
+                std::env::var(name)
+                    .ok()
+                    .filter(|v| !v.trim().is_empty())
+                    .ok_or_else(|| {
+                        format!(
+                            "glrunner credential plugin: {name} is not set (the kubeconfig's exec.env names the EKS cluster and its Region)"
+                        )
+                    })
+            };
+            let cluster = var(EXEC_CLUSTER_ENV)?;
+            let region = var(EXEC_REGION_ENV)?;
+            let auth = EksAuth::from_env().map_err(|e| format!("glrunner credential plugin: {e}"))?;
+            let sdk = glrunner_infra::aws::load_config(Some(&region)).await;
+            let token = auth
+                .generator(&sdk)
+                .map_err(|e| format!("glrunner credential plugin: {e}"))?
+                .token(&cluster)
+                .await
+                .map_err(|e| format!("glrunner credential plugin: EKS cluster {cluster}: {e}"))?;
+            Ok(exec_credential(&token))
+        }
+        .await,
+    )
+}
+
 /// The janitor's tokens, from the run's one EKS token cache (infra's [`EksTokenCache`]): the
 /// cache alone decides when a token is re-signed.
 #[derive(Debug, Clone)]
@@ -555,76 +671,14 @@ impl TokenProvider for EksTokens {
     }
 }
 
-/// [`TokenSecrets`] on kube-rs with the shared cache's current EKS token; the client is rebuilt
-/// only when the cache hands out a new token (each new token has a new expiry).
-struct RefreshingSecrets {
-    config: kube::Config,
-    tokens: Arc<EksTokenCache>,
-    current: tokio::sync::Mutex<Option<(SystemTime, Arc<KubeTokenSecrets>)>>,
-}
-
-impl RefreshingSecrets {
-    async fn inner(&self) -> glrunner_runner_chart::Result<Arc<KubeTokenSecrets>> {
-        let denied = |message: String| glrunner_runner_chart::Error::PermissionDenied {
-            resource: format!("EKS cluster {}", self.tokens.cluster()),
-            action: "authenticate".into(),
-            detail: message,
-        };
-        let token = self
-            .tokens
-            .token()
-            .await
-            .map_err(|e| denied(e.to_string()))?;
-        let mut current = self.current.lock().await;
-        if let Some((expires, secrets)) = current.as_ref()
-            && *expires == token.expires_at
-        {
-            return Ok(secrets.clone());
-        }
-        let mut config = self.config.clone();
-        config.auth_info.token = Some(token.expose().to_owned().into());
-        let client = kube::Client::try_from(config).map_err(|e| denied(e.to_string()))?;
-        let secrets = Arc::new(KubeTokenSecrets::new(client));
-        *current = Some((token.expires_at, secrets.clone()));
-        Ok(secrets)
-    }
-}
-
-#[async_trait]
-impl TokenSecrets for RefreshingSecrets {
-    async fn ensure(
-        &self,
-        secret: &SecretRef,
-        token: &RunnerToken,
-    ) -> glrunner_runner_chart::Result<SecretOutcome> {
-        self.inner().await?.ensure(secret, token).await
-    }
-    async fn get(
-        &self,
-        secret: &SecretRef,
-    ) -> glrunner_runner_chart::Result<Option<StoredTokenSecret>> {
-        self.inner().await?.get(secret).await
-    }
-    async fn delete(&self, secret: &SecretRef) -> glrunner_runner_chart::Result<bool> {
-        self.inner().await?.delete(secret).await
-    }
-    async fn ownership(
-        &self,
-        secret: &SecretRef,
-    ) -> glrunner_runner_chart::Result<glrunner_runner_chart::Ownership> {
-        self.inner().await?.ownership(secret).await
-    }
-    async fn ensure_namespace(&self, namespace: &str) -> glrunner_runner_chart::Result<bool> {
-        self.inner().await?.ensure_namespace(namespace).await
-    }
-}
-
-/// [`ReleaseManager`] that runs helm with a current EKS token on every call (from the shared
-/// token cache, re-signed a minute before it expires): a private temporary kubeconfig (mode 0600)
-/// written just before the call and removed right after it, so long flows stay authenticated.
+/// [`ReleaseManager`] that runs helm on an EKS cluster with a kubeconfig whose user is glrunner's
+/// own exec credential plugin ([`HelmKubeconfig`]: no token, no secret; mode 0600 in a private
+/// directory written just before the call and removed right after it). client-go runs the
+/// plugin for a fresh token whenever the last one's `expirationTimestamp` has passed, so a
+/// `--wait` longer than a token's 15 minutes stays authenticated.
 pub struct TokenHelm {
     access: ClusterAccess,
-    tokens: Arc<EksTokenCache>,
+    plugin: ExecPlugin,
     program: Option<PathBuf>,
 }
 
@@ -633,48 +687,30 @@ impl std::fmt::Debug for TokenHelm {
         f.debug_struct("TokenHelm")
             .field("cluster", &self.access.name)
             .field("program", &self.program)
+            .field("credential_plugin", &self.plugin.program)
             .finish_non_exhaustive()
     }
 }
 
 impl TokenHelm {
-    /// Helm for `access`, authenticated with tokens from `generator`.
-    pub fn new(
-        access: ClusterAccess,
-        generator: EksTokenGenerator,
-        program: Option<PathBuf>,
-    ) -> Self {
-        let tokens = Arc::new(EksTokenCache::new(generator, access.name.clone()));
-        Self::with_tokens(access, tokens, program)
-    }
-
-    /// Helm for `access`, authenticated with tokens from a shared cache.
-    pub fn with_tokens(
-        access: ClusterAccess,
-        tokens: Arc<EksTokenCache>,
-        program: Option<PathBuf>,
-    ) -> Self {
+    /// Helm (`program`, else `helm` on PATH) for `access`, authenticated by `plugin`.
+    pub fn new(access: ClusterAccess, plugin: ExecPlugin, program: Option<PathBuf>) -> Self {
         Self {
             access,
-            tokens,
+            plugin,
             program,
         }
     }
 
-    /// A helm client bound to a fresh token kubeconfig; the kubeconfig goes when dropped.
-    async fn helm(&self) -> glrunner_runner_chart::Result<(HelmCli, TokenKubeconfig)> {
-        let denied = |message: String| glrunner_runner_chart::Error::PermissionDenied {
-            resource: format!("EKS cluster {}", self.access.name),
-            action: "authenticate helm".into(),
-            detail: message,
-        };
-        let token = self
-            .tokens
-            .token()
-            .await
-            .map_err(|e| denied(e.to_string()))?;
-        let kubeconfig =
-            TokenKubeconfig::new(&self.access, &token).map_err(|e| denied(e.to_string()))?;
+    /// A helm client bound to a fresh plugin kubeconfig; the kubeconfig goes when dropped.
+    async fn helm(&self) -> glrunner_runner_chart::Result<(HelmCli, HelmKubeconfig)> {
+        let kubeconfig = HelmKubeconfig::new(&self.access, &self.plugin).map_err(|e| {
+            glrunner_runner_chart::Error::PermissionDenied {
+                resource: format!("EKS cluster {}", self.access.name),
+                action: "authenticate helm".into(),
+                detail: e.to_string(),
+            }
+        })?;
         let mut builder = HelmCli::builder().with_kubeconfig(kubeconfig.path());
         if let Some(program) = &self.program {
             builder = builder.with_program(program);
@@ -750,7 +786,7 @@ impl ClusterConnector for AwsConnector {
                 })
             }
             ClusterTarget::Eks(access) => {
-                let cluster = EksCluster::connect(&self.sdk, access.clone())
+                let cluster = EksCluster::connect(&self.sdk, access.clone(), &self.eks_auth)
                     .await
                     .map_err(fail)?;
                 Ok(ClusterClients {
@@ -758,7 +794,7 @@ impl ClusterConnector for AwsConnector {
                     secrets: Arc::new(cluster.secrets()),
                     pods: Arc::new(cluster.pods()),
                     clock: Arc::new(glrunner_janitor::SystemClock),
-                    checks: Arc::new(cluster.checks().await.map_err(fail)?),
+                    checks: Arc::new(cluster.checks()),
                 })
             }
         }

@@ -78,51 +78,174 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// A kubeconfig for one cluster that carries a fresh bearer token instead of an exec entry,
-/// in a private temporary file (mode 0600) removed when this value is dropped. For tools such
-/// as helm that read a kubeconfig: no aws CLI needed, and the token never appears in argv.
-/// Tokens live 15 minutes: make one per call.
-#[derive(Debug)]
-pub struct TokenKubeconfig {
-    file: tempfile::NamedTempFile,
+/// The environment switch that turns a glrunner binary into the exec credential plugin of
+/// [`HelmKubeconfig`]: set (to `1`) in the kubeconfig's `exec.env`, checked at the very start of
+/// each binary's `main` (the root package's `cli::exec_credential_plugin`).
+pub const EXEC_CREDENTIAL_ENV: &str = "GLRUNNER_EXEC_CREDENTIAL";
+/// The EKS cluster the plugin signs tokens for (the `x-k8s-aws-id` header), from `exec.env`.
+pub const EXEC_CLUSTER_ENV: &str = "GLRUNNER_EKS_CLUSTER";
+/// The Region the plugin signs for, from `exec.env` (aws-config's own `AWS_REGION`).
+pub const EXEC_REGION_ENV: &str = "AWS_REGION";
+/// How long the apiserver accepts a token, in seconds, when it is shorter than EKS's 15 minutes
+/// (a test double's; on EKS leave it unset): read by the flow's environment and handed to the
+/// plugin through `exec.env`, so glrunner's clients and helm's refresh in time for it.
+pub const TOKEN_LIFETIME_ENV: &str = "GLRUNNER_EKS_TOKEN_LIFETIME_SECONDS";
+
+/// The `apiVersion` of the plugin's ExecCredential: `client.authentication.k8s.io/v1`, GA since
+/// Kubernetes 1.22 (client-go and kube-rs both speak it; v1 requires `interactiveMode`).
+pub const EXEC_CREDENTIAL_API_VERSION: &str = "client.authentication.k8s.io/v1";
+
+/// How long EKS accepts a token: "presigned STS urls are valid for 15 minutes after timestamp in
+/// x-amz-date" (aws-iam-authenticator, pkg/token/token.go `presignedURLExpiration`; the
+/// `X-Amz-Expires=60` of the URL is ignored by STS for this).
+pub const EKS_TOKEN_LIFETIME: Duration = Duration::from_secs(15 * 60);
+
+/// The lifetime `value` of [`TOKEN_LIFETIME_ENV`] names: whole seconds, at least 5 and at most
+/// EKS's 15 minutes (a longer one would make glrunner keep tokens EKS already refuses).
+pub fn parse_token_lifetime(value: &str) -> Result<Duration> {
+    let max = EKS_TOKEN_LIFETIME.as_secs();
+    match value.trim().parse::<u64>() {
+        Ok(seconds) if (5..=max).contains(&seconds) => Ok(Duration::from_secs(seconds)),
+        _ => Err(Error::invalid(
+            TOKEN_LIFETIME_ENV,
+            format!(
+                "{value:?} is not a token lifetime: whole seconds from 5 to {max} (EKS accepts a \
+                 token for {max} s; unset it on EKS)"
+            ),
+        )),
+    }
 }
 
-impl TokenKubeconfig {
-    /// Writes the kubeconfig for `access` with `token` into a new private temporary file.
-    pub fn new(access: &ClusterAccess, token: &EksToken) -> Result<Self> {
-        let name = if access.arn.is_empty() {
-            access.name.clone()
-        } else {
-            access.arn.clone()
-        };
-        let config = json!({
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [{ "name": name, "cluster": { "server": access.endpoint, "certificate-authority-data": access.certificate_authority } }],
-            "contexts": [{ "name": name, "context": { "cluster": name, "user": name } }],
-            "current-context": name,
-            "preferences": {},
-            "users": [{ "name": name, "user": { "token": token.expose() } }]
-        });
-        let text =
-            serde_norway::to_string(&config).expect("a JSON value always serialises to YAML");
+/// [`TOKEN_LIFETIME_ENV`] from the process environment: EKS's 15 minutes when unset.
+pub fn token_lifetime_from_env() -> Result<Duration> {
+    match std::env::var(TOKEN_LIFETIME_ENV) {
+        Ok(value) if !value.trim().is_empty() => parse_token_lifetime(&value),
+        _ => Ok(EKS_TOKEN_LIFETIME),
+    }
+}
+
+/// The exec credential plugin helm runs for an EKS cluster: a glrunner binary (the running one,
+/// unless an embedder names another that dispatches [`EXEC_CREDENTIAL_ENV`]) that signs a token
+/// with glrunner's own generator and prints it as an ExecCredential. No aws CLI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecPlugin {
+    /// The program client-go runs (an absolute path: client-go looks a bare name up on PATH).
+    pub program: std::path::PathBuf,
+    /// The Region the tokens are signed for.
+    pub region: String,
+    /// How long the apiserver accepts a token ([`EKS_TOKEN_LIFETIME`] on EKS).
+    pub token_lifetime: Duration,
+}
+
+impl ExecPlugin {
+    /// The kubeconfig `exec` entry for `cluster`. Per the client-go credential plugins doc
+    /// (<https://kubernetes.io/docs/reference/access-authn-authz/authentication/#client-go-credential-plugins>):
+    /// `interactiveMode: Never` (helm runs without a terminal; the plugin never prompts),
+    /// `provideClusterInfo: false` (the plugin needs the cluster's EKS name, which is not in the
+    /// server URL, so it comes through `env`), and no `args`: the switch is an environment
+    /// variable, so no flag of any glrunner binary is taken. The entry holds no secret: the
+    /// plugin loads AWS credentials through the standard chain, as glrunner did.
+    pub fn exec_entry(&self, cluster: &str) -> serde_json::Value {
+        let mut env = vec![
+            json!({ "name": EXEC_CREDENTIAL_ENV, "value": "1" }),
+            json!({ "name": EXEC_CLUSTER_ENV, "value": cluster }),
+            json!({ "name": EXEC_REGION_ENV, "value": self.region }),
+        ];
+        if self.token_lifetime != EKS_TOKEN_LIFETIME {
+            env.push(json!({ "name": TOKEN_LIFETIME_ENV, "value": self.token_lifetime.as_secs().to_string() }));
+        }
+        json!({
+            "apiVersion": EXEC_CREDENTIAL_API_VERSION,
+            "command": self.program.display().to_string(),
+            "env": env,
+            "interactiveMode": "Never",
+            "provideClusterInfo": false
+        })
+    }
+}
+
+/// The kubeconfig helm reads for an EKS cluster: its user is [`ExecPlugin`], so client-go signs a
+/// new token whenever the last one's `expirationTimestamp` has passed, however long helm's
+/// `--wait` lasts. It holds no token and no secret; it lives in its own private temporary
+/// directory (the file mode 0600), both removed when this value is dropped.
+#[derive(Debug)]
+pub struct HelmKubeconfig {
+    dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+}
+
+impl HelmKubeconfig {
+    /// Writes the kubeconfig for `access` with `plugin` as its user.
+    pub fn new(access: &ClusterAccess, plugin: &ExecPlugin) -> Result<Self> {
         let err = |e: std::io::Error| Error::State {
             path: std::env::temp_dir().display().to_string(),
-            message: format!("cannot write a temporary kubeconfig: {e}"),
+            message: format!("cannot write helm's temporary kubeconfig: {e}"),
         };
-        let mut file = tempfile::Builder::new()
-            .prefix("glrunner-kubeconfig-")
-            .tempfile()
+        let dir = tempfile::Builder::new()
+            .prefix("glrunner-helm-")
+            .tempdir()
             .map_err(err)?;
-        file.write_all(text.as_bytes()).map_err(err)?;
-        file.as_file().sync_all().map_err(err)?;
-        Ok(Self { file })
+        // Readable by the owner only, like the file (tempfile leaves a directory at the umask).
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).map_err(err)?;
+        }
+        let path = dir.path().join("kubeconfig");
+        write_private(&path, render_exec(access, plugin).as_bytes()).map_err(err)?;
+        Ok(Self { dir, path })
     }
 
     /// Where the kubeconfig is, while this value lives.
     pub fn path(&self) -> &Path {
-        self.file.path()
+        &self.path
     }
+
+    /// The private directory holding it.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// The text of [`HelmKubeconfig`]: `access`'s endpoint and CA, `plugin` as the user.
+pub fn render_exec(access: &ClusterAccess, plugin: &ExecPlugin) -> String {
+    let name = if access.arn.is_empty() {
+        access.name.clone()
+    } else {
+        access.arn.clone()
+    };
+    let mut cluster = json!({ "server": access.endpoint });
+    if !access.certificate_authority.trim().is_empty() {
+        cluster["certificate-authority-data"] = json!(access.certificate_authority.trim());
+    }
+    let config = json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{ "name": name, "cluster": cluster }],
+        "contexts": [{ "name": name, "context": { "cluster": name, "user": name } }],
+        "current-context": name,
+        "preferences": {},
+        "users": [{ "name": name, "user": { "exec": plugin.exec_entry(&access.name) } }]
+    });
+    serde_norway::to_string(&config).expect("a JSON value always serialises to YAML")
+}
+
+/// The ExecCredential the plugin prints for `token`: `status.token` and
+/// `status.expirationTimestamp` (RFC 3339). client-go caches the token until that time (or a
+/// 401), then runs the plugin again; kube-rs refreshes 60 s before it. Held as a secret: it
+/// carries the token.
+pub fn exec_credential(token: &EksToken) -> SecretString {
+    // Whole seconds, rounded down: never later than the token's own end.
+    let expires = jiff::Timestamp::try_from(token.expires_at)
+        .and_then(|t| jiff::Timestamp::from_second(t.as_second()))
+        .map(|t| t.to_string())
+        .unwrap_or_default();
+    let credential = json!({
+        "apiVersion": EXEC_CREDENTIAL_API_VERSION,
+        "kind": "ExecCredential",
+        "status": { "expirationTimestamp": expires, "token": token.expose() }
+    });
+    SecretString::from(credential.to_string())
 }
 
 /// An EKS bearer token (`k8s-aws-v1.…`), held as a [`SecretString`]: Debug redacts it and
@@ -130,9 +253,11 @@ impl TokenKubeconfig {
 #[derive(Debug, Clone)]
 pub struct EksToken {
     token: SecretString,
-    /// When the token stops being accepted: 14 minutes after signing (tokens live 15; one
-    /// minute of margin), or when the credentials that signed it expire, whichever is first (a
-    /// pre-signed request is refused once its session credentials have expired).
+    /// When the token stops being used: 14 minutes after signing (tokens live 15; one minute of
+    /// margin, as `aws eks get-token` advertises), or when the credentials that signed it
+    /// expire, whichever is first (a pre-signed request is refused once its session credentials
+    /// have expired). With a shorter lifetime ([`EksTokenGenerator::with_lifetime`]) the margin
+    /// is a fifth of it.
     pub expires_at: SystemTime,
 }
 
@@ -149,6 +274,13 @@ impl EksToken {
 pub struct EksTokenGenerator {
     credentials: SharedCredentialsProvider,
     region: String,
+    lifetime: Duration,
+}
+
+/// How long before a token's end glrunner stops using it: a minute for EKS's 15 (as the aws CLI
+/// and aws-iam-authenticator do), a fifth of a shorter lifetime.
+pub fn refresh_margin(lifetime: Duration) -> Duration {
+    TOKEN_REFRESH_MARGIN.min(lifetime / 5)
 }
 
 impl EksTokenGenerator {
@@ -167,6 +299,7 @@ impl EksTokenGenerator {
         Ok(Self {
             credentials,
             region,
+            lifetime: EKS_TOKEN_LIFETIME,
         })
     }
 
@@ -175,7 +308,25 @@ impl EksTokenGenerator {
         Self {
             credentials,
             region: region.into(),
+            lifetime: EKS_TOKEN_LIFETIME,
         }
+    }
+
+    /// Tokens the apiserver accepts for `lifetime` instead of EKS's 15 minutes (a test double's;
+    /// see [`TOKEN_LIFETIME_ENV`]); never longer than EKS's.
+    pub fn with_lifetime(mut self, lifetime: Duration) -> Self {
+        self.lifetime = lifetime.min(EKS_TOKEN_LIFETIME);
+        self
+    }
+
+    /// The Region tokens are signed for.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// How long the apiserver accepts a token.
+    pub fn lifetime(&self) -> Duration {
+        self.lifetime
     }
 
     /// A fresh token for `cluster`, signed now.
@@ -206,10 +357,10 @@ impl EksTokenGenerator {
         };
         use aws_sigv4::sign::v4;
 
-        let lifetime = now + Duration::from_secs(14 * 60);
+        let usable_until = now + self.lifetime - refresh_margin(self.lifetime);
         let expires_at = credentials
             .expiry()
-            .map_or(lifetime, |expiry| expiry.min(lifetime));
+            .map_or(usable_until, |expiry| expiry.min(usable_until));
         let identity = credentials.into();
         let mut settings = SigningSettings::default();
         settings.signature_location = SignatureLocation::QueryParams;
@@ -264,10 +415,11 @@ impl EksTokenGenerator {
     }
 }
 
-/// How long before its expiry a cached EKS token is replaced by a fresh one.
+/// How long before its expiry a cached EKS token is replaced by a fresh one (for EKS's 15-minute
+/// tokens; [`refresh_margin`] for shorter ones).
 pub const TOKEN_REFRESH_MARGIN: Duration = Duration::from_secs(60);
 
-/// EKS tokens for one cluster, signed once and reused until [`TOKEN_REFRESH_MARGIN`] before they
+/// EKS tokens for one cluster, signed once and reused until [`refresh_margin`] before they
 /// expire: the one token cache that every Kubernetes client of a run shares (the root package
 /// hands it to the janitor's pod client and to the runner-token Secrets client).
 #[derive(Debug)]
@@ -292,7 +444,7 @@ impl EksTokenCache {
         &self.cluster
     }
 
-    /// The cached token while it has more than [`TOKEN_REFRESH_MARGIN`] left (of its own 15
+    /// The cached token while it has more than [`refresh_margin`] left (of its own 15
     /// minutes and of the credentials that signed it), else a fresh one.
     pub async fn token(&self) -> Result<EksToken> {
         self.token_at(SystemTime::now()).await
@@ -300,9 +452,10 @@ impl EksTokenCache {
 
     /// [`EksTokenCache::token`] as of `now` (for tests).
     pub async fn token_at(&self, now: SystemTime) -> Result<EksToken> {
+        let margin = refresh_margin(self.generator.lifetime);
         let mut cached = self.cached.lock().await;
         if let Some(token) = cached.as_ref()
-            && now + TOKEN_REFRESH_MARGIN < token.expires_at
+            && now + margin < token.expires_at
         {
             return Ok(token.clone());
         }
@@ -462,41 +615,124 @@ mod tests {
         );
     }
 
+    fn plugin(lifetime: Duration) -> ExecPlugin {
+        ExecPlugin {
+            program: "/opt/ci/bin/full_flow".into(),
+            region: "eu-west-1".into(),
+            token_lifetime: lifetime,
+        }
+    }
+
     #[test]
-    fn token_kubeconfig_is_private_and_goes_away() {
-        let creds =
-            aws_credential_types::Credentials::new("AKIDEXAMPLE", "secret", None, None, "test");
-        let generator = EksTokenGenerator::from_parts(
-            SharedCredentialsProvider::new(creds.clone()),
-            "us-east-1",
-        );
-        let token = generator
-            .token_at(
-                "demo",
-                creds,
-                SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
-            )
-            .unwrap();
-        let kubeconfig = TokenKubeconfig::new(&access(), &token).unwrap();
+    fn helm_kubeconfig_runs_glrunner_itself_holds_no_secret_and_goes_away() {
+        let kubeconfig = HelmKubeconfig::new(&access(), &plugin(EKS_TOKEN_LIFETIME)).unwrap();
         let path = kubeconfig.path().to_path_buf();
-        let parsed: serde_json::Value =
-            serde_norway::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
-        assert_eq!(parsed["users"][0]["user"]["token"], token.expose());
-        assert!(
-            parsed["users"][0]["user"].get("exec").is_none(),
-            "no aws CLI"
+        let dir = kubeconfig.dir().to_path_buf();
+        let text = fs::read_to_string(&path).unwrap();
+        let parsed: serde_json::Value = serde_norway::from_str(&text).unwrap();
+        let user = &parsed["users"][0]["user"];
+        assert_eq!(
+            user.as_object().unwrap().keys().collect::<Vec<_>>(),
+            ["exec"],
+            "no token, tokenFile, client key or password: {text}"
         );
+        let exec = &user["exec"];
+        assert_eq!(exec["apiVersion"], "client.authentication.k8s.io/v1");
+        assert_eq!(exec["command"], "/opt/ci/bin/full_flow");
+        assert_eq!(exec["interactiveMode"], "Never");
+        assert_eq!(exec["provideClusterInfo"], false);
+        assert!(exec.get("args").is_none(), "{exec}");
+        let env: Vec<(&str, &str)> = exec["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["name"].as_str().unwrap(), e["value"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            env,
+            [
+                ("GLRUNNER_EXEC_CREDENTIAL", "1"),
+                ("GLRUNNER_EKS_CLUSTER", "demo"),
+                ("AWS_REGION", "eu-west-1")
+            ],
+            "EKS's own lifetime is not written"
+        );
+        for secret in ["k8s-aws-v1", "AKID", "aws_secret", "AWS_SECRET", "AWS_SESSION_TOKEN", "get-token"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(
-                fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-                0o600
-            );
+            assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(fs::metadata(&dir).unwrap().permissions().mode() & 0o077, 0, "private dir");
         }
-        assert!(!format!("{kubeconfig:?}").contains(token.expose()));
         drop(kubeconfig);
-        assert!(!path.exists());
+        assert!(!path.exists() && !dir.exists(), "removed with its directory");
+    }
+
+    #[test]
+    fn a_shorter_lifetime_reaches_the_plugin_through_its_env() {
+        let text = render_exec(&access(), &plugin(Duration::from_secs(12)));
+        let parsed: serde_json::Value = serde_norway::from_str(&text).unwrap();
+        assert!(
+            parsed["users"][0]["user"]["exec"]["env"]
+                .as_array()
+                .unwrap()
+                .contains(&json!({ "name": "GLRUNNER_EKS_TOKEN_LIFETIME_SECONDS", "value": "12" })),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn exec_credential_carries_the_token_and_when_to_run_the_plugin_again() {
+        let creds =
+            aws_credential_types::Credentials::new("AKIDEXAMPLE", "secret", None, None, "test");
+        let generator =
+            EksTokenGenerator::from_parts(SharedCredentialsProvider::new(creds.clone()), "us-east-1");
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_700);
+        let token = generator.token_at("demo", creds, t0).unwrap();
+        let credential: serde_json::Value =
+            serde_json::from_str(exec_credential(&token).expose_secret()).unwrap();
+        assert_eq!(credential["apiVersion"], "client.authentication.k8s.io/v1");
+        assert_eq!(credential["kind"], "ExecCredential");
+        assert_eq!(credential["status"]["token"], token.expose());
+        // 14 minutes after signing, rounded down to the second (never after the token's end).
+        assert_eq!(credential["status"]["expirationTimestamp"], "2023-11-14T22:27:20Z");
+        assert!(!format!("{:?}", exec_credential(&token)).contains("k8s-aws-v1"));
+    }
+
+    #[tokio::test]
+    async fn a_shorter_lifetime_shortens_the_tokens_and_the_margin() {
+        let creds =
+            aws_credential_types::Credentials::new("AKIDEXAMPLE", "secret", None, None, "test");
+        let generator = EksTokenGenerator::from_parts(SharedCredentialsProvider::new(creds), "us-east-1")
+            .with_lifetime(Duration::from_secs(10));
+        assert_eq!(generator.lifetime(), Duration::from_secs(10));
+        let cache = EksTokenCache::new(generator, "demo");
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let s = Duration::from_secs;
+        let first = cache.token_at(t0).await.unwrap();
+        // Used for 8 of its 10 seconds (a fifth of margin), replaced 2 s before that.
+        assert_eq!(first.expires_at, t0 + s(8));
+        assert_eq!(cache.token_at(t0 + s(5)).await.unwrap().expose(), first.expose());
+        assert_ne!(cache.token_at(t0 + s(7)).await.unwrap().expose(), first.expose());
+        // Never longer than EKS's own.
+        let long = EksTokenGenerator::from_parts(
+            SharedCredentialsProvider::new(aws_credential_types::Credentials::new("A", "B", None, None, "t")),
+            "us-east-1",
+        )
+        .with_lifetime(s(3600));
+        assert_eq!(long.lifetime(), EKS_TOKEN_LIFETIME);
+    }
+
+    #[test]
+    fn the_lifetime_setting_is_whole_seconds_up_to_eks_s_own() {
+        assert_eq!(parse_token_lifetime("12").unwrap(), Duration::from_secs(12));
+        assert_eq!(parse_token_lifetime("900").unwrap(), EKS_TOKEN_LIFETIME);
+        for bad in ["901", "0", "4", "10s", "", "-3"] {
+            let e = parse_token_lifetime(bad).unwrap_err().to_string();
+            assert!(e.contains("GLRUNNER_EKS_TOKEN_LIFETIME_SECONDS"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -59,9 +59,9 @@ impl fmt::Debug for BearerToken {
 /// A source of bearer tokens for the API server, e.g. EKS tokens (`k8s-aws-v1.` presigned STS URLs,
 /// valid 15 minutes). The root package implements it with infra's EKS token cache.
 ///
-/// [`KubePodApi`] asks for the token before **every** API call and keeps no expiry logic of its
-/// own: the source decides when a token is refreshed (and must be cheap while its cached token is
-/// still good). The client is rebuilt only when the token changes.
+/// [`refreshing_client`] asks for the token before **every** request and keeps no expiry logic
+/// of its own: the source decides when a token is refreshed (and must be cheap while its cached
+/// token is still good).
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait TokenProvider: Send + Sync {
@@ -69,14 +69,127 @@ pub trait TokenProvider: Send + Sync {
     async fn token(&self) -> Result<BearerToken>;
 }
 
-enum Source {
-    Fixed(Client),
-    Token {
-        config: Box<Config>,
-        provider: Arc<dyn TokenProvider>,
-        /// The client built for the last token the provider handed out.
-        current: tokio::sync::Mutex<Option<(SecretString, Client)>>,
-    },
+/// A kube-rs [`Client`] for `config` (server URL and CA; its own credentials, if any, are
+/// ignored) that asks `provider` for the bearer token before **every** request, so one
+/// long-lived client (its connection pool, a log tail an hour later) stays authenticated while
+/// the provider re-signs tokens as they near their end. Bounded like every client here
+/// ([`bounded`]).
+///
+/// Why a layer of our own rather than kube-rs's exec auth: kube-rs's refreshing tokens
+/// (`RefreshableToken` in kube-client 5.0.0 `client/auth/mod.rs`) are not public, and its exec
+/// path runs the plugin as a child process on the blocking pool and re-parses the whole
+/// `AuthInfo` on each refresh (60 s before `expirationTimestamp`). In-process the token is
+/// signed locally by the run's one token cache, so the documented way to extend kube-rs fits
+/// better: its default stack from [`kube::client::ClientBuilder`] (base URI, timeouts, tracing)
+/// with a tower layer on top that sets `Authorization` (kube-client `ConfigExt`, "See
+/// Client::new for an example"). It also works in any binary embedding this library, where no
+/// plugin dispatch exists.
+pub fn refreshing_client(config: Config, provider: Arc<dyn TokenProvider>) -> Result<Client> {
+    let server = config.cluster_url.to_string();
+    let mut config = bounded(config);
+    // The layer is the only source of credentials.
+    config.auth_info = kube::config::AuthInfo::default();
+    let builder = kube::client::ClientBuilder::try_from(config)
+        .map_err(|e| client_error("connect to API server", &server, e))?;
+    Ok(builder.with_layer(&BearerLayer { provider }).build())
+}
+
+/// Sets `Authorization: Bearer <the provider's current token>` on each request.
+#[derive(Clone)]
+struct BearerLayer {
+    provider: Arc<dyn TokenProvider>,
+}
+
+impl<S> tower::Layer<S> for BearerLayer {
+    type Service = BearerService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        BearerService {
+            inner,
+            provider: self.provider.clone(),
+            pending: None,
+            fetched: None,
+        }
+    }
+}
+
+type TokenFuture = futures::future::BoxFuture<'static, Result<BearerToken>>;
+
+/// The token is fetched in `poll_ready` (the service is not `Clone`: kube-rs boxes its stack and
+/// buffers it behind one worker) and used by the `call` that follows. A provider error does not
+/// fail readiness, which would close kube-rs's buffer for good: it is kept and returned by that
+/// one request.
+struct BearerService<S> {
+    inner: S,
+    provider: Arc<dyn TokenProvider>,
+    pending: Option<TokenFuture>,
+    fetched: Option<Result<BearerToken>>,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for BearerService<S>
+where
+    S: tower::Service<http::Request<B>>,
+    S::Error: Into<tower::BoxError>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = tower::BoxError;
+    type Future = futures::future::BoxFuture<'static, std::result::Result<S::Response, tower::BoxError>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::result::Result<(), Self::Error>> {
+        use std::task::Poll;
+        if self.fetched.is_none() {
+            let provider = self.provider.clone();
+            let pending = self
+                .pending
+                .get_or_insert_with(|| Box::pin(async move { provider.token().await }));
+            match std::future::Future::poll(pending.as_mut(), cx) {
+                Poll::Ready(token) => {
+                    self.pending = None;
+                    self.fetched = Some(token);
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        let header = match self.fetched.take() {
+            Some(Ok(token)) => bearer_header(&token),
+            Some(Err(e)) => Err(e),
+            None => Err(Error::Backend {
+                backend: BACKEND,
+                action: "authenticate".into(),
+                resource: "API server".into(),
+                message: "request sent before the token was fetched (poll_ready not called)".into(),
+                source: None,
+            }),
+        };
+        match header {
+            Ok(value) => {
+                request.headers_mut().insert(http::header::AUTHORIZATION, value);
+                let call = self.inner.call(request);
+                Box::pin(async move { call.await.map_err(Into::into) })
+            }
+            Err(e) => Box::pin(async move { Err(Box::new(e) as tower::BoxError) }),
+        }
+    }
+}
+
+fn bearer_header(token: &BearerToken) -> Result<http::HeaderValue> {
+    let mut value = http::HeaderValue::try_from(format!("Bearer {}", token.token.expose_secret()))
+        .map_err(|_| {
+            Error::invalid(
+                "token",
+                "the token provider handed out a token that is not a valid HTTP header value",
+            )
+        })?;
+    // Kept out of hyper's and tracing's debug output.
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 /// [`PodApi`] over a real API server with kube-rs.
@@ -88,7 +201,7 @@ enum Source {
 /// [`KubePodApi::from_client`] uses the caller's client as it is. kube-rs does no client-side
 /// throttling.
 pub struct KubePodApi {
-    source: Source,
+    client: Client,
     server: String,
 }
 
@@ -124,7 +237,7 @@ impl KubePodApi {
     /// Wraps a client built by the caller, as it is: its timeouts and retry layer are the caller's.
     pub fn from_client(client: Client) -> Self {
         Self {
-            source: Source::Fixed(client),
+            client,
             server: "(caller-provided client)".into(),
         }
     }
@@ -190,49 +303,22 @@ impl KubePodApi {
         let server = config.cluster_url.to_string();
         let client = Client::try_from(bounded(config))
             .map_err(|e| client_error("connect to API server", &server, e))?;
+        Ok(Self { client, server })
+    }
+
+    /// Connects with `config` (server URL and CA, e.g. from EKS DescribeCluster), authenticating with
+    /// the token `provider` hands out before each call (see [`TokenProvider`] and
+    /// [`refreshing_client`]).
+    pub fn with_token_provider(config: Config, provider: Arc<dyn TokenProvider>) -> Result<Self> {
+        let server = config.cluster_url.to_string();
         Ok(Self {
-            source: Source::Fixed(client),
+            client: refreshing_client(config, provider)?,
             server,
         })
     }
 
-    /// Connects with `config` (server URL and CA, e.g. from EKS DescribeCluster), authenticating with
-    /// the token `provider` hands out before each call (see [`TokenProvider`]).
-    pub fn with_token_provider(config: Config, provider: Arc<dyn TokenProvider>) -> Self {
-        let server = config.cluster_url.to_string();
-        Self {
-            source: Source::Token {
-                config: Box::new(bounded(config)),
-                provider,
-                current: tokio::sync::Mutex::new(None),
-            },
-            server,
-        }
-    }
-
     async fn client(&self) -> Result<Client> {
-        match &self.source {
-            Source::Fixed(c) => Ok(c.clone()),
-            Source::Token {
-                config,
-                provider,
-                current,
-            } => {
-                let token = provider.token().await?;
-                let mut current = current.lock().await;
-                if let Some((last, client)) = current.as_ref()
-                    && last.expose_secret() == token.token.expose_secret()
-                {
-                    return Ok(client.clone());
-                }
-                let mut config = Config::clone(config);
-                config.auth_info.token = Some(token.token.clone());
-                let client = Client::try_from(config)
-                    .map_err(|e| client_error("connect to API server", &self.server, e))?;
-                *current = Some((token.token, client.clone()));
-                Ok(client)
-            }
-        }
+        Ok(self.client.clone())
     }
 
     fn map_error(&self, action: &str, resource: &str, e: kube::Error) -> Error {

@@ -1256,7 +1256,7 @@ async fn helm_tool(helm: &std::path::Path) -> Check {
 
 /// Whether helm's credentials work here: for a kubeconfig the user brought, every program its
 /// exec plugin runs (`aws eks get-token`, ...) must be on PATH; for an EKS cluster glrunner hands
-/// helm a per-call kubeconfig with a token it signs itself, which must carry no exec plugin.
+/// helm a per-call kubeconfig whose exec plugin is glrunner itself, and signs a token now.
 async fn helm_credentials(
     plan: &PreflightPlan,
     tokens: Option<&glrunner_infra::kubeconfig::EksTokenGenerator>,
@@ -1297,10 +1297,10 @@ async fn token_kubeconfig_credentials(
             "configure AWS credentials glrunner can load (AWS_PROFILE, aws sso login, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)",
         )
     };
-    let token = match tokens.token(cluster).await {
-        Ok(t) => t,
-        Err(e) => return fail(format!("glrunner cannot sign an EKS token for helm: {e}")),
-    };
+    // The plugin signs with the same generator and credentials: one token now proves it can.
+    if let Err(e) = tokens.token(cluster).await {
+        return fail(format!("glrunner cannot sign an EKS token for helm: {e}"));
+    }
     // The same kubeconfig helm gets on every call, for a stand-in endpoint.
     let access = glrunner_infra::ClusterAccess {
         name: cluster.to_owned(),
@@ -1309,7 +1309,16 @@ async fn token_kubeconfig_credentials(
         certificate_authority: String::new(),
         fargate_profiles: Vec::new(),
     };
-    let file = match glrunner_infra::kubeconfig::TokenKubeconfig::new(&access, &token) {
+    let program = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => return fail(format!("cannot find this program's own path for helm's credential plugin: {e}")),
+    };
+    let plugin = glrunner_infra::kubeconfig::ExecPlugin {
+        program,
+        region: tokens.region().to_owned(),
+        token_lifetime: tokens.lifetime(),
+    };
+    let file = match glrunner_infra::kubeconfig::HelmKubeconfig::new(&access, &plugin) {
         Ok(f) => f,
         Err(e) => return fail(format!("cannot write helm's kubeconfig: {e}")),
     };
@@ -1321,12 +1330,15 @@ async fn token_kubeconfig_credentials(
             .collect(),
         Err(e) => return fail(format!("helm's kubeconfig does not parse: {e}")),
     };
-    if !exec_plugins.is_empty() {
+    // The plugin must be this very program (it signs with the same generator), present and
+    // executable: client-go runs it for every token.
+    let own = plugin.program.display().to_string();
+    if exec_plugins != [own.clone()] || !plugin.program.is_file() {
         return Check::new(
             "tools.helm-credentials",
             Status::Fail,
             format!(
-                "helm's kubeconfig runs {} for credentials",
+                "helm's kubeconfig runs {} for credentials, not glrunner's own {own}",
                 exec_plugins.join(", ")
             ),
             needed,
@@ -1341,7 +1353,8 @@ async fn token_kubeconfig_credentials(
         "tools.helm-credentials",
         Status::Ok,
         format!(
-            "helm gets a private per-call kubeconfig with an EKS token glrunner signs, no exec plugin; {aws}"
+            "helm's per-call kubeconfig runs glrunner itself ({own}) as its exec credential plugin, \
+             which signs EKS tokens as they expire; no token on disk; {aws}"
         ),
         needed,
     )

@@ -549,7 +549,7 @@ fn a_kubeconfig_that_runs_the_aws_cli_needs_aws_on_path() {
 }
 
 #[tokio::test]
-async fn helm_on_eks_gets_a_token_kubeconfig_without_an_exec_plugin() {
+async fn helm_on_eks_gets_a_kubeconfig_running_glrunner_itself_as_its_plugin() {
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
         .test_credentials()
@@ -568,7 +568,12 @@ async fn helm_on_eks_gets_a_token_kubeconfig_without_an_exec_plugin() {
     let report = run(&p, &sources).await;
     let c = check(&report, "tools.helm-credentials");
     assert_eq!(c.status, Status::Ok, "{c:?}");
-    assert!(c.found.contains("no exec plugin"), "{}", c.found);
+    let own = std::env::current_exe().unwrap();
+    assert!(
+        c.found.contains("exec credential plugin") && c.found.contains(&own.display().to_string()),
+        "{}",
+        c.found
+    );
     assert!(
         !format!("{report:?}").contains("k8s-aws-v1"),
         "no token in the report"

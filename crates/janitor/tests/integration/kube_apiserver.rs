@@ -482,7 +482,7 @@ async fn every_call_uses_the_token_the_provider_hands_out_now() {
         later: "revoked-token".to_owned(),
         calls: Default::default(),
     });
-    let api = KubePodApi::with_token_provider(config, tokens.clone());
+    let api = KubePodApi::with_token_provider(config, tokens.clone()).unwrap();
     let ns = format!("{}-tok", unique("tok"));
     k.fixtures.create_namespace(&ns).await.unwrap();
     assert!(
