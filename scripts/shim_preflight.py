@@ -28,8 +28,11 @@ the request's tags and Region as condition context; see `tag_on_create`.
 - `deny_simulation`: SimulatePrincipalPolicy itself answers AccessDenied.
 - `prices`: {"<region>": {"fargate_vcpu_hour": usd, "fargate_gb_hour": usd,
   "eks_cluster_hour": usd}} served by the Price List API's GetProducts (AmazonECS, AmazonEKS) as
-  product documents shaped like AWS's, next to ARM and Windows Fargate products the caller must
-  not pick. Regions without an entry get the US list prices when they are us-east-1, us-east-2
+  product documents shaped like AWS's, next to ARM, Windows and Fargate Spot products the caller
+  must not pick (Spot's usage type, `<code>-SpotUsage-Fargate-vCPU-Hours:perCPU`, ends like
+  On-Demand's: the USE1-SpotUsage-Fargate-GB-Hours row of the Cost and Usage Report,
+  cur.vantage.sh/aws/amazonecs/compute/use1-spotusage-fargate-gb-hours; EKS has no Fargate Spot,
+  aws/containers-roadmap#622). Regions without an entry get the US list prices when they are us-east-1, us-east-2
   or us-west-2, and no products otherwise.
 - `pricing_denied`: GetProducts answers AccessDeniedException.
 """
@@ -54,7 +57,15 @@ DEFAULT_QUOTAS = {
 
 US_PRICES = {"fargate_vcpu_hour": 0.04048, "fargate_gb_hour": 0.004445, "eks_cluster_hour": 0.10}
 DEFAULT_PRICES = {"us-east-1": US_PRICES, "us-east-2": US_PRICES, "us-west-2": US_PRICES}
-USAGE_PREFIX = {"us-east-1": "USE1", "us-east-2": "USE2", "us-west-2": "USW2", "eu-west-1": "EU", "eu-central-1": "EUC1"}
+# Region billing codes, the prefix of every usage type (AWS General Reference, "AWS Region
+# billing codes", docs.aws.amazon.com/global-infrastructure/latest/regions/aws-region-billing-codes.html).
+USAGE_PREFIX = {
+    "us-east-1": "USE1", "us-east-2": "USE2", "us-west-1": "USW1", "us-west-2": "USW2",
+    "eu-west-1": "EU", "eu-west-2": "EUW2", "eu-central-1": "EUC1", "ap-northeast-1": "APN1",
+    "ap-south-1": "APS3", "ap-southeast-2": "APS2",
+}
+# Fargate Spot's discount on the On-Demand price (AWS Fargate pricing: "up to 70%").
+SPOT_FACTOR = 0.3
 
 IAM_NS = "https://iam.amazonaws.com/doc/2010-05-08/"
 SIMULATION_PAGE = 100
@@ -562,16 +573,20 @@ def products_for(service_code, region):
         prices = STATE["prices"].get(region) or DEFAULT_PRICES.get(region)
     if not prices:
         return []
-    prefix = USAGE_PREFIX.get(region, region.upper().replace("-", ""))
+    prefix = USAGE_PREFIX.get(region)
+    if prefix is None:
+        return []
     if service_code == "AmazonECS":
         vcpu, gb = prices.get("fargate_vcpu_hour"), prices.get("fargate_gb_hour")
         out = []
         # Variants a caller must not mistake for Linux/x86 on-demand come first.
         if vcpu is not None:
+            out.append(product(service_code, region, f"{prefix}-SpotUsage-Fargate-vCPU-Hours:perCPU", vcpu * SPOT_FACTOR, cputype="perCPU"))
             out.append(product(service_code, region, f"{prefix}-Fargate-ARM-vCPU-Hours:perCPU", vcpu * 0.8, cputype="perCPU"))
             out.append(product(service_code, region, f"{prefix}-Fargate-Windows-vCPU-Hours:perCPU", vcpu * 1.4, cputype="perCPU"))
             out.append(product(service_code, region, f"{prefix}-Fargate-vCPU-Hours:perCPU", vcpu, cputype="perCPU"))
         if gb is not None:
+            out.append(product(service_code, region, f"{prefix}-SpotUsage-Fargate-GB-Hours", gb * SPOT_FACTOR, memorytype="perGB"))
             out.append(product(service_code, region, f"{prefix}-Fargate-ARM-GB-Hours", gb * 0.8, memorytype="perGB"))
             out.append(product(service_code, region, f"{prefix}-Fargate-GB-Hours", gb, memorytype="perGB"))
         out.append(product(service_code, region, f"{prefix}-Fargate-EphemeralStorage-GB-Hours", 0.000111, family="Storage"))

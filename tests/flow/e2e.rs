@@ -929,6 +929,23 @@ async fn manager_log_tails_find_the_release_pods_and_say_when_a_log_is_empty() {
         .unwrap();
         pods.create(&PostParams::default(), &pod).await.unwrap();
     }
+    // Fargate pods: EKS's CapacityProvisioned annotation on an unfinished pod and on a finished
+    // one (this apiserver has no Fargate scheduler: the test sets the annotation EKS would).
+    for (name, phase) in [("fargate-job", "Pending"), ("fargate-done", "Succeeded")] {
+        let pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "annotations": {"CapacityProvisioned": "0.5vCPU 1GB"}},
+            "spec": {"containers": [{"name": "build", "image": "bash"}]}
+        }))
+        .unwrap();
+        pods.create(&PostParams::default(), &pod).await.unwrap();
+        pods.patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"status": {"phase": phase}})),
+        )
+        .await
+        .unwrap();
+    }
     let checks = glrunner::flow::KubeClusterChecks::new(client.clone());
     // The conformance suite every backend of ClusterChecks passes (CoreDNS is the one
     // `ensure_coredns` marks Running).
@@ -938,6 +955,17 @@ async fn manager_log_tails_find_the_release_pods_and_say_when_a_log_is_empty() {
         &glrunner_flow::conformance::Fixture {
             namespace: namespace.clone(),
             coredns_running: true,
+            fargate_pods: vec![glrunner::flow::FargatePod {
+                namespace: namespace.clone(),
+                name: "fargate-job".into(),
+                labels: Default::default(),
+                size: glrunner_fargate::FargateSize::from_capacity_provisioned("0.5vCPU 1GB")
+                    .unwrap(),
+            }],
+            not_fargate_pods: vec![
+                (namespace.clone(), "fargate-done".into()),
+                (namespace.clone(), "manager-a".into()),
+            ],
         },
     )
     .await;

@@ -25,4 +25,7 @@ pub mod size;
 
 pub use price::{FargatePricing, PriceError};
 pub use quantity::{Quantity, QuantityError};
-pub use size::{FARGATE_OVERHEAD_MIB, FargateSize, NearMiss, Resource, pod_requests};
+pub use size::{
+    CAPACITY_PROVISIONED_ANNOTATION, FARGATE_OVERHEAD_MIB, FargateSize, NearMiss, Resource,
+    pod_requests,
+};

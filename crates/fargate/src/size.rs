@@ -67,7 +67,30 @@ impl FargateSize {
     pub fn memory_gb(&self) -> f64 {
         self.memory_mib as f64 / 1024.0
     }
+
+    /// The size in a pod's [`CAPACITY_PROVISIONED_ANNOTATION`], e.g. `0.25vCPU 0.5GB` or
+    /// `2vCPU 9GB`; `None` when the text is not of that shape.
+    pub fn from_capacity_provisioned(text: &str) -> Option<Self> {
+        let mut words = text.split_whitespace();
+        let (Some(vcpu), Some(gb), None) = (words.next(), words.next(), words.next()) else {
+            return None;
+        };
+        let vcpu: f64 = vcpu.strip_suffix("vCPU")?.parse().ok()?;
+        let gb: f64 = gb.strip_suffix("GB")?.parse().ok()?;
+        if !(vcpu.is_finite() && gb.is_finite() && vcpu > 0.0 && gb > 0.0) {
+            return None;
+        }
+        Some(Self {
+            vcpu_millis: u32::try_from((vcpu * 1000.0).round() as u64).ok()?,
+            memory_mib: (gb * 1024.0).round() as u64,
+        })
+    }
 }
+
+/// The annotation EKS puts on every pod Fargate runs, naming the size it provisioned and bills
+/// (`CapacityProvisioned: 0.25vCPU 0.5GB` in the EKS User Guide's Fargate logging page; read as
+/// `(.*?)vCPU (.*?)GB` by awslabs/eks-node-viewer, pkg/model/pod.go `FargateCapacityProvisioned`).
+pub const CAPACITY_PROVISIONED_ANNOTATION: &str = "CapacityProvisioned";
 
 impl fmt::Display for FargateSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -169,6 +192,26 @@ fn cheaper(a: FargateSize, b: FargateSize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_capacity_provisioned_annotation_reads_as_a_size() {
+        assert_eq!(
+            FargateSize::from_capacity_provisioned("0.25vCPU 0.5GB"),
+            FargateSize::for_requests(100, 70)
+        );
+        let big = FargateSize::from_capacity_provisioned("2vCPU 9GB").unwrap();
+        assert_eq!((big.vcpus(), big.memory_gb()), (2.0, 9.0));
+        for bad in [
+            "",
+            "0.25vCPU",
+            "0.25 vCPU 0.5 GB",
+            "0.25GB 0.5vCPU",
+            "-1vCPU 2GB",
+            "xvCPU 1GB",
+        ] {
+            assert_eq!(FargateSize::from_capacity_provisioned(bad), None, "{bad:?}");
+        }
+    }
 
     fn size(vcpu_millis: u32, gb_tenths: u64) -> FargateSize {
         FargateSize {

@@ -333,6 +333,8 @@ impl PreflightClients {
             network: backends.network.as_ref(),
             gitlab: Some(backends.gitlab.as_ref()),
             eks_tokens: self.eks_tokens.as_ref(),
+            cluster: Some(backends.cluster.as_ref()),
+            connector: Some(backends.connector.as_ref()),
         }
     }
 }

@@ -104,7 +104,57 @@ pub trait ClusterChecks: Send + Sync {
         label_selector: &str,
         lines: i64,
     ) -> Result<Vec<(String, String)>, String>;
+    /// Every unfinished pod (phase neither Succeeded nor Failed) that Fargate runs, with the size
+    /// EKS provisioned for it ([`glrunner_fargate::CAPACITY_PROVISIONED_ANNOTATION`]): what the
+    /// cluster holds of the account's Fargate On-Demand vCPU quota. A pod without the annotation
+    /// (not on Fargate, or not placed yet) holds none and is left out.
+    async fn fargate_pods(&self) -> Result<Vec<FargatePod>, String>;
 }
+
+/// A pod Fargate runs, and the size EKS provisioned for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FargatePod {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// Its labels (to tell CoreDNS and the runner managers from other pods).
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// The size from its `CapacityProvisioned` annotation.
+    pub size: glrunner_fargate::FargateSize,
+}
+
+/// The [`FargatePod`] `pod` is, when it is unfinished and carries a readable
+/// `CapacityProvisioned` annotation.
+pub fn fargate_pod(pod: &k8s_openapi::api::core::v1::Pod) -> Option<FargatePod> {
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    if matches!(phase, Some("Succeeded" | "Failed")) {
+        return None;
+    }
+    let meta = &pod.metadata;
+    let text = meta
+        .annotations
+        .as_ref()?
+        .get(glrunner_fargate::CAPACITY_PROVISIONED_ANNOTATION)?;
+    let size = glrunner_fargate::FargateSize::from_capacity_provisioned(text);
+    if size.is_none() {
+        tracing::warn!(pod = ?meta.name, annotation = %text, "unreadable CapacityProvisioned annotation; the pod is not counted");
+    }
+    Some(FargatePod {
+        namespace: meta.namespace.clone().unwrap_or_default(),
+        name: meta.name.clone().unwrap_or_default(),
+        labels: meta
+            .labels
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+        size: size?,
+    })
+}
+
+/// Pods per page when listing the cluster's Fargate pods.
+const FARGATE_POD_PAGE: u32 = 500;
 
 /// At most this many pods' logs are shown per release (a crash-looping Deployment may have more).
 pub const LOG_TAIL_PODS: usize = 3;
@@ -224,6 +274,7 @@ pub struct MemoryClusterChecks {
     denied: Mutex<BTreeSet<(String, String, String)>>,
     coredns_down: Mutex<bool>,
     logs: Mutex<PodLogs>,
+    fargate: Mutex<Vec<FargatePod>>,
 }
 
 /// (namespace, label selector) -> (pod, log text), for [`MemoryClusterChecks::set_log`].
@@ -241,6 +292,14 @@ impl MemoryClusterChecks {
     /// Makes CoreDNS not running.
     pub fn stop_coredns(&self) {
         *self.coredns_down.lock().unwrap_or_else(|e| e.into_inner()) = true;
+    }
+
+    /// Adds a pod Fargate runs (see [`ClusterChecks::fargate_pods`]).
+    pub fn add_fargate_pod(&self, pod: FargatePod) {
+        self.fargate
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(pod);
     }
 
     /// Gives the pod `pod`, matched by `label_selector` in `namespace`, the log `text`.
@@ -284,6 +343,14 @@ impl ClusterChecks for MemoryClusterChecks {
             .take(LOG_TAIL_PODS)
             .map(|(pod, text)| (pod.clone(), last_lines(text, lines)))
             .collect())
+    }
+
+    async fn fargate_pods(&self) -> Result<Vec<FargatePod>, String> {
+        Ok(self
+            .fargate
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone())
     }
 }
 
@@ -385,6 +452,29 @@ impl ClusterChecks for KubeClusterChecks {
             tails.push((name, text));
         }
         Ok(tails)
+    }
+
+    async fn fargate_pods(&self) -> Result<Vec<FargatePod>, String> {
+        use k8s_openapi::api::core::v1::Pod;
+        let api: kube::Api<Pod> = kube::Api::all(self.client.clone());
+        // Pod field selectors support status.phase (the apiserver's pod fields); finished pods
+        // hold no Fargate capacity.
+        let mut params = kube::api::ListParams::default()
+            .fields("status.phase!=Succeeded,status.phase!=Failed")
+            .limit(FARGATE_POD_PAGE);
+        let mut found = Vec::new();
+        loop {
+            let page = api
+                .list(&params)
+                .await
+                .map_err(|e| format!("list pods in every namespace: {e}"))?;
+            found.extend(page.items.iter().filter_map(fargate_pod));
+            match page.metadata.continue_ {
+                Some(token) if !token.is_empty() => params = params.continue_token(&token),
+                _ => break,
+            }
+        }
+        Ok(found)
     }
 }
 

@@ -2,7 +2,7 @@
 //! (the in-memory one in this crate's tests, the kube-rs one on the real apiserver in the
 //! workspace's tests). Not API-stable.
 
-use crate::{ClusterChecks, Permission};
+use crate::{ClusterChecks, FargatePod, Permission};
 
 /// What the backend under test was prepared with.
 #[derive(Debug, Clone)]
@@ -11,6 +11,12 @@ pub struct Fixture {
     pub namespace: String,
     /// Whether CoreDNS (`k8s-app=kube-dns` in `kube-system`) has a Running pod.
     pub coredns_running: bool,
+    /// Unfinished pods with a `CapacityProvisioned` annotation: each must be listed by
+    /// [`ClusterChecks::fargate_pods`] with its size.
+    pub fargate_pods: Vec<FargatePod>,
+    /// `(namespace, name)` of pods that must not be: finished ones (Succeeded or Failed), and
+    /// ones without the annotation.
+    pub not_fargate_pods: Vec<(String, String)>,
 }
 
 /// Runs every case; panics with the case's name on the first failure.
@@ -19,6 +25,36 @@ pub async fn run(checks: &dyn ClusterChecks, fixture: &Fixture) {
     a_selector_that_matches_nothing_counts_no_pods(checks, fixture).await;
     coredns_is_seen_as_it_is(checks, fixture).await;
     a_log_tail_of_no_pods_is_empty(checks, fixture).await;
+    fargate_pods_are_the_unfinished_annotated_ones(checks, fixture).await;
+}
+
+/// The Fargate pods are the unfinished pods with a `CapacityProvisioned` annotation, each with
+/// the size it names; finished pods and pods without it hold no Fargate capacity.
+pub async fn fargate_pods_are_the_unfinished_annotated_ones(
+    checks: &dyn ClusterChecks,
+    fixture: &Fixture,
+) {
+    let found = checks.fargate_pods().await.expect("listing answers");
+    for want in &fixture.fargate_pods {
+        let got = found
+            .iter()
+            .find(|p| p.namespace == want.namespace && p.name == want.name);
+        assert_eq!(
+            got.map(|p| p.size),
+            Some(want.size),
+            "fargate_pods_are_the_unfinished_annotated_ones: {}/{} in {found:?}",
+            want.namespace,
+            want.name
+        );
+    }
+    for (namespace, name) in &fixture.not_fargate_pods {
+        assert!(
+            !found
+                .iter()
+                .any(|p| &p.namespace == namespace && &p.name == name),
+            "fargate_pods_are_the_unfinished_annotated_ones: {namespace}/{name} is listed: {found:?}"
+        );
+    }
 }
 
 /// A permission the caller has answers `true` (SelfSubjectAccessReview `allowed`).
@@ -83,9 +119,18 @@ mod tests {
     #[tokio::test]
     async fn the_in_memory_checks_conform() {
         let checks = MemoryClusterChecks::default();
+        let pod = FargatePod {
+            namespace: "gitlab-runner".into(),
+            name: "job-1".into(),
+            labels: Default::default(),
+            size: glrunner_fargate::FargateSize::from_capacity_provisioned("0.5vCPU 1GB").unwrap(),
+        };
+        checks.add_fargate_pod(pod.clone());
         let fixture = Fixture {
             namespace: "gitlab-runner".into(),
             coredns_running: true,
+            fargate_pods: vec![pod],
+            not_fargate_pods: vec![("gitlab-runner".into(), "job-2".into())],
         };
         run(&checks, &fixture).await;
         checks.stop_coredns();

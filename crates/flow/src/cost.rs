@@ -13,8 +13,9 @@ use serde::Serialize;
 
 /// Where the non-Fargate table prices come from.
 pub const TABLE_SOURCE: &str = "table: AWS EKS and VPC pricing pages (us-east-1 list prices, 2025)";
-/// EKS control plane, standard support: USD per cluster-hour.
-pub const EKS_CLUSTER_HOUR_USD: f64 = 0.10;
+/// EKS control plane, standard support: USD per cluster-hour (the dated version table's; a
+/// version in extended support costs more: [`Prices::for_kubernetes`]).
+pub const EKS_CLUSTER_HOUR_USD: f64 = glrunner_infra::versions::STANDARD_CLUSTER_HOUR_USD;
 /// NAT gateway: USD per gateway-hour.
 pub const NAT_GATEWAY_HOUR_USD: f64 = 0.045;
 /// NAT gateway: USD per GB processed.
@@ -86,6 +87,31 @@ impl Prices {
             prices.eks_source = API.into();
         }
         prices
+    }
+
+    /// These prices for a cluster of Kubernetes `version` running on `day`: a version in EKS
+    /// extended support is billed [`glrunner_infra::versions::EXTENDED_CLUSTER_HOUR_USD`] per
+    /// cluster-hour (the dated table in `glrunner_infra::versions`), whatever the Price List's
+    /// standard `AmazonEKS-Hours:perCluster` said; a version in standard support keeps the
+    /// standard price (the Price List's, else the table's). A version the table does not know,
+    /// or one EKS no longer runs, keeps the standard price (validation refuses those).
+    pub fn for_kubernetes(mut self, version: &str, day: jiff::civil::Date) -> Self {
+        use glrunner_infra::versions::{self, Support};
+        let Some(v) = versions::eks_version(version) else {
+            return self;
+        };
+        if v.support_on(day) == Support::Extended
+            && let Some(hour) = v.cluster_hour_usd_on(day)
+        {
+            self.eks_cluster_hour = hour;
+            self.eks_source = format!(
+                "table: Kubernetes {version} is in EKS extended support on {day} (since {}), ${hour} per cluster-hour \
+                 (glrunner_infra::versions, read {})",
+                v.end_of_standard_support,
+                versions::READ_ON
+            );
+        }
+        self
     }
 
     /// Whether any price came from the Price List API.
@@ -377,6 +403,40 @@ mod tests {
         assert!((jobs.usd - 400.0 * per_pod).abs() < 1e-9, "{}", jobs.usd);
         assert!(!big.price_list_api);
         assert!(big.render_text().contains("tables in the code"));
+    }
+
+    #[test]
+    fn a_version_in_extended_support_costs_six_times_the_control_plane_hour() {
+        use jiff::civil::date;
+        let d = ExpectedDurations::default();
+        let on = date(2026, 12, 3);
+        // 1.35 is in standard support on 2026-12-03, 1.34 in extended support since 2026-12-02.
+        let standard = Prices::table("us-east-1").for_kubernetes("1.35", on);
+        let extended = Prices::table("us-east-1").for_kubernetes("1.34", on);
+        assert_eq!(standard.eks_cluster_hour, 0.10);
+        assert_eq!(extended.eks_cluster_hour, 0.60);
+        assert!(
+            extended.eks_source.contains("extended support"),
+            "{}",
+            extended.eks_source
+        );
+        let cheap = project(&inputs(10), &d, &standard);
+        let dear = project(&inputs(10), &d, &extended);
+        let eks = |p: &CostProjection| p.lines[0].usd;
+        assert!((eks(&dear) - 6.0 * eks(&cheap)).abs() < 1e-12);
+        assert!((dear.total_usd - cheap.total_usd - 5.0 * eks(&cheap)).abs() < 1e-12);
+        // The day before 1.34 left standard support it still costs $0.10.
+        let before = Prices::table("us-east-1").for_kubernetes("1.34", date(2026, 12, 1));
+        assert_eq!(before.eks_cluster_hour, 0.10);
+        // The Price List's standard price does not hide extended support.
+        let quote = PriceQuote {
+            region: "us-east-1".into(),
+            fargate_vcpu_hour: None,
+            fargate_gb_hour: None,
+            eks_cluster_hour: Some(0.10),
+        };
+        let listed = Prices::from_quote("us-east-1", &quote).for_kubernetes("1.33", on);
+        assert_eq!(listed.eks_cluster_hour, 0.60);
     }
 
     #[test]

@@ -37,7 +37,7 @@ const MODULES: &[(&str, u8, &[&str])] = &[
         3,
         &[
             include_str!("preflight/mod.rs"),
-            include_str!("preflight/regions.rs"),
+            include_str!("preflight/footprint.rs"),
             include_str!("preflight/tests.rs"),
         ],
     ),

@@ -84,8 +84,9 @@ pub use checked::{
 #[cfg(feature = "mock")]
 pub use cluster::MockClusterChecks;
 pub use cluster::{
-    ClusterCheckReport, ClusterChecks, ClusterTarget, KubeClusterChecks, MemoryClusterChecks,
-    Permission, check_cluster, fargate_coverage_errors, required_permissions,
+    ClusterCheckReport, ClusterChecks, ClusterTarget, FargatePod, KubeClusterChecks,
+    MemoryClusterChecks, Permission, check_cluster, fargate_coverage_errors, fargate_pod,
+    required_permissions,
 };
 pub use config::{
     ClusterSource, DEFAULT_HELM_CONCURRENCY, FlowConfig, MAX_HELM_CONCURRENCY, fargate_selects,

@@ -87,6 +87,7 @@ impl FlowConfig {
             pipeline_jobs: self.jobs.min(self.max_pipeline_jobs),
             cluster: self.cluster.clone(),
             poll_timeout,
+            priced_on: glrunner_infra::versions::today(),
         };
         Ok(RunPlan {
             fleet,
@@ -127,6 +128,9 @@ pub struct PreflightPlan {
     /// The runners' `poll_timeout`: a job whose pod is not running this long after its creation
     /// fails ("timed out waiting for pod to start").
     pub poll_timeout: Duration,
+    /// The UTC day the projection prices: whether the cluster's Kubernetes version is in
+    /// standard or extended support then (today, when the plan was made).
+    pub priced_on: jiff::civil::Date,
 }
 
 impl PreflightPlan {
@@ -147,8 +151,14 @@ impl PreflightPlan {
         crate::cost::project(
             &self.cost_inputs(),
             &self.durations,
-            &Prices::table(&self.spec.region),
+            &self.prices(Prices::table(&self.spec.region)),
         )
+    }
+
+    /// `prices` for the cluster this plan creates: its Kubernetes version on [`Self::priced_on`]
+    /// ([`Prices::for_kubernetes`]).
+    pub fn prices(&self, prices: Prices) -> Prices {
+        prices.for_kubernetes(&self.spec.cluster.kubernetes_version, self.priced_on)
     }
 
     /// NAT gateways the network needs (each with an Elastic IP).
@@ -159,18 +169,23 @@ impl PreflightPlan {
         }
     }
 
-    /// Fargate vCPUs at the plan's peak: every job pod at once plus the manager pods.
+    /// Fargate vCPUs at the plan's peak: every job pod at once plus the manager pods and the
+    /// CoreDNS pods (Fargate pods too, each of the smallest size: [`cost::coredns_pod_size`]).
     pub fn peak_vcpus(&self) -> f64 {
-        f64::from(self.fleet.total_jobs) * self.job_pod_size.vcpus()
-            + self.fleet.shards.len() as f64 * self.manager_pod_size.vcpus()
+        f64::from(self.fleet.total_jobs) * self.job_pod_size.vcpus() + self.always_running_vcpus()
+    }
+
+    /// Fargate vCPUs the run holds throughout: the manager pods and the CoreDNS pods.
+    pub fn always_running_vcpus(&self) -> f64 {
+        self.fleet.shards.len() as f64 * self.manager_pod_size.vcpus()
+            + f64::from(cost::COREDNS_PODS) * cost::coredns_pod_size().vcpus()
     }
 
     /// How the job pods queue under a Fargate vCPU `quota`: the manager and CoreDNS pods run
     /// throughout, job pods take the rest, a wave at a time; each wave holds its vCPUs for a pod
     /// start and a job. `None` when not even one job pod fits beside them.
     pub fn fargate_queue(&self, quota: f64) -> Option<FargateQueue> {
-        let always = self.fleet.shards.len() as f64 * self.manager_pod_size.vcpus()
-            + f64::from(cost::COREDNS_PODS) * cost::coredns_pod_size().vcpus();
+        let always = self.always_running_vcpus();
         let fits = ((quota - always) / self.job_pod_size.vcpus()).floor();
         if fits.is_nan() || fits < 1.0 {
             return None;

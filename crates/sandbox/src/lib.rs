@@ -480,6 +480,8 @@ impl SandboxWorld {
             network: backends.network.as_ref(),
             gitlab: Some(backends.gitlab.as_ref()),
             eks_tokens: None,
+            cluster: Some(backends.cluster.as_ref()),
+            connector: Some(backends.connector.as_ref()),
         }
     }
 

@@ -7,7 +7,10 @@
 //! the preflight against an account creates nothing. The library never prints: it returns a
 //! [`PreflightReport`].
 
-pub mod regions;
+mod footprint;
+
+/// The one Region table (EKS, and Fargate for EKS pods), at its old path.
+pub use glrunner_infra::regions;
 
 /// The cost projection, at its old path.
 pub use crate::cost;
@@ -18,7 +21,7 @@ use std::time::Duration;
 use glrunner_gitlab_client::limits::{LimitsSource, PlanLimits, is_gitlab_com};
 use glrunner_gitlab_client::{GitLabApi, MemberScope, ProjectRef, access_level};
 use glrunner_infra::aws::actions;
-use glrunner_infra::{AccountInspector, AccountUsage, NetworkProvisioner};
+use glrunner_infra::{AccountInspector, AccountUsage, ClusterProvisioner, NetworkProvisioner};
 use glrunner_runner_chart::{FleetPlan, FleetWarning};
 use serde::Serialize;
 
@@ -102,6 +105,12 @@ pub struct PreflightSources<'a> {
     /// glrunner's EKS token generator, whose tokens helm gets for an EKS cluster (`None` on the
     /// sandbox, where no helm runs).
     pub eks_tokens: Option<&'a glrunner_infra::kubeconfig::EksTokenGenerator>,
+    /// The EKS side, to tell whether the run's cluster exists already: a resumed stack's
+    /// cluster needs no second one of the quota (`None`: not looked for).
+    pub cluster: Option<&'a dyn ClusterProvisioner>,
+    /// Reaches that existing cluster to read the Fargate capacity its pods hold
+    /// ([`crate::ClusterChecks::fargate_pods`]; `None`: not read).
+    pub connector: Option<&'a dyn crate::ClusterConnector>,
 }
 
 impl std::fmt::Debug for PreflightSources<'_> {
@@ -204,6 +213,8 @@ pub async fn run(plan: &PreflightPlan, sources: &PreflightSources<'_>) -> Prefli
     } else {
         Prices::table(&plan.spec.region)
     };
+    // The control plane's price depends on the Kubernetes version's support on the day.
+    let prices = plan.prices(prices);
     let projection = cost::project(&plan.cost_inputs(), &plan.durations, &prices);
     if let Some(budget) = plan.budget_usd {
         checks.push(budget_check(&projection, budget));
@@ -244,7 +255,8 @@ async fn aws_account_checks(
         );
     }
     let usage = usage.ok();
-    checks.extend(quotas(plan, sources.account, usage).await);
+    let footprint = footprint::Footprint::read(plan, sources).await;
+    checks.extend(quotas(plan, sources.account, usage, &footprint).await);
     checks.push(existing_stack(plan, sources.network).await);
 }
 
@@ -472,83 +484,118 @@ async fn brought_cluster_quotas(
     checks
 }
 
-/// One quota check: id, (service code, quota code), what the plan needs, current usage, and the
+/// One quota check: id, (service code, quota code), what the plan adds, current usage, and the
 /// need in words.
 type QuotaItem = (&'static str, (&'static str, &'static str), f64, f64, String);
+
+/// What the plan adds of one resource when the stack already has `existing` of the `planned`.
+fn still_needed(planned: u32, existing: u32) -> f64 {
+    f64::from(planned.saturating_sub(existing))
+}
+
+/// The need in words: `planned` of `what`, less what the stack has already.
+fn need_words(planned: u32, existing: u32, what: &str, stack: &str) -> String {
+    if existing == 0 {
+        format!("{planned} {what}")
+    } else if existing >= planned {
+        format!("{planned} {what}, which stack {stack} has already: none more")
+    } else {
+        format!(
+            "{planned} {what}, of which stack {stack} has {existing}: {} more",
+            planned - existing
+        )
+    }
+}
 
 async fn quotas(
     plan: &PreflightPlan,
     account: &dyn AccountInspector,
     usage: Option<AccountUsage>,
+    existing: &footprint::Footprint,
 ) -> Vec<Check> {
-    let nat = f64::from(plan.nat_gateways());
+    let stack = plan.spec.stack.as_str();
+    let nat = plan.nat_gateways();
     let u = usage.unwrap_or_default();
     let peak = plan.peak_vcpus();
+    // The stack's own resources are in the account's usage already; a resumed provision
+    // creates only what is missing (its NAT gateways sit in the AZs it already counts).
+    let nat_missing = u32::from(existing.nat_gateways < nat);
+    let cluster = u32::from(existing.cluster.is_some());
+    let fargate_used = existing.fargate.vcpus();
     let items: [QuotaItem; 5] = [
         (
             "quota.fargate-vcpu",
             FARGATE_VCPU_QUOTA,
             peak,
-            // Fargate usage is not listed here: other workloads' pods count against it too.
-            0.0,
+            fargate_used,
             format!(
-                "{} job pods × {} + {} manager pods × {} = {peak} vCPUs at peak",
+                "{} job pods × {} + {} manager pods × {} + {} CoreDNS pods × {} = {peak} vCPUs at peak",
                 plan.fleet.total_jobs,
                 plan.job_pod_size,
                 plan.fleet.shards.len(),
-                plan.manager_pod_size
+                plan.manager_pod_size,
+                cost::COREDNS_PODS,
+                cost::coredns_pod_size()
             ),
         ),
         (
             "quota.elastic-ips",
             ELASTIC_IP_QUOTA,
-            nat,
+            still_needed(nat, existing.elastic_ips),
             f64::from(u.elastic_ips),
-            format!("{nat} Elastic IP(s) for the NAT gateway(s)"),
+            need_words(
+                nat,
+                existing.elastic_ips,
+                "Elastic IP(s) for the NAT gateway(s)",
+                stack,
+            ),
         ),
         (
             "quota.vpcs",
             VPC_QUOTA,
-            1.0,
+            still_needed(1, existing.vpcs),
             f64::from(u.vpcs),
-            "1 VPC".into(),
+            need_words(1, existing.vpcs, "VPC", stack),
         ),
         (
             "quota.nat-per-az",
             NAT_PER_AZ_QUOTA,
-            1.0,
+            still_needed(1, 1 - nat_missing),
             f64::from(u.nat_gateways_max_per_az),
-            "1 NAT gateway per availability zone used".into(),
+            need_words(
+                1,
+                1 - nat_missing,
+                "NAT gateway per availability zone used",
+                stack,
+            ),
         ),
         (
             "quota.eks-clusters",
             EKS_CLUSTER_QUOTA,
-            1.0,
+            still_needed(1, cluster),
             f64::from(u.eks_clusters),
-            "1 EKS cluster".into(),
+            need_words(1, cluster, "EKS cluster", stack),
         ),
     ];
     let mut checks = Vec::new();
     for (id, (service, code), need, used, needed) in items {
+        let is_fargate = id == "quota.fargate-vcpu";
         let check = match account.quota(service, code).await {
             Ok(q) => {
-                let used_text = if usage.is_some() && used > 0.0 {
+                let used_text = if is_fargate {
+                    existing.fargate.describe()
+                } else if usage.is_some() && used > 0.0 {
                     format!(", {used} in use")
                 } else {
                     String::new()
                 };
                 let found = format!("{} ({service}/{code}) is {}{used_text}", q.name, q.value);
-                if id == "quota.fargate-vcpu" && need > q.value {
-                    fargate_below_peak(plan, q.value, found, needed)
+                if is_fargate && used + need > q.value {
+                    fargate_below_peak(plan, q.value, used, found, needed)
                 } else if used + need > q.value {
                     Check::new(id, Status::Fail, found, needed).fix(format!(
-                        "request an increase of {service}/{code} to at least {} in Service Quotas{}",
+                        "request an increase of {service}/{code} to at least {} in Service Quotas (or free some)",
                         (used + need).ceil(),
-                        if id == "quota.fargate-vcpu" {
-                            " (or plan fewer --jobs, or smaller job pods)"
-                        } else {
-                            " (or free some)"
-                        }
                     ))
                 } else {
                     Check::new(id, Status::Ok, found, needed)
@@ -562,20 +609,28 @@ async fn quotas(
     checks
 }
 
-/// A Fargate vCPU quota below the plan's peak: job pods queue for it (EKS keeps them Pending until
+/// A Fargate vCPU quota (less `in_use` by pods already running) below the plan's peak: job pods
+/// queue for it (EKS keeps them Pending until
 /// vCPUs free up). A failure when the last wave's pods would still be waiting for room at the
 /// runners' `poll_timeout` (their jobs time out for certain), or when no job pod fits at all; a
 /// warning otherwise, saying whether the last wave may time out while its pods start. The
 /// estimate assumes every pod is created at once; runners create them as they pick jobs, later.
-fn fargate_below_peak(plan: &PreflightPlan, quota: f64, found: String, needed: String) -> Check {
+fn fargate_below_peak(
+    plan: &PreflightPlan,
+    quota: f64,
+    in_use: f64,
+    found: String,
+    needed: String,
+) -> Check {
     let id = "quota.fargate-vcpu";
     let (service, code) = FARGATE_VCPU_QUOTA;
     let increase = format!(
         "request an increase of {service}/{code} to at least {} in Service Quotas",
-        plan.peak_vcpus().ceil()
+        (in_use + plan.peak_vcpus()).ceil()
     );
     let secs = |d: Duration| humantime::format_duration(Duration::from_secs(d.as_secs()));
-    match plan.fargate_queue(quota) {
+    // Pods already running hold their vCPUs throughout: the plan's pods get the rest.
+    match plan.fargate_queue(quota - in_use) {
         None => Check::new(
             id,
             Status::Fail,

@@ -37,6 +37,8 @@ async fn run_on(w: &World, plan: &PreflightPlan) -> PreflightReport {
         network: &w.cloud,
         gitlab: Some(w.gitlab.as_ref()),
         eks_tokens: None,
+        cluster: None,
+        connector: None,
     };
     run(plan, &sources).await
 }
@@ -58,18 +60,23 @@ async fn a_fargate_quota_below_the_peak_fails_naming_quota_need_and_fix() {
     let c = check(&report, "quota.fargate-vcpu");
     assert_eq!(c.status, Status::Fail, "{c:?}");
     // 400 job pods of 0.25 vCPU (the flow's job pod) + 2 managers of 2 vCPU (sized for 200
-    // concurrent jobs each).
-    assert!(c.needed.contains("= 104 vCPUs"), "{}", c.needed);
+    // concurrent jobs each) + 2 CoreDNS pods of 0.25 vCPU.
+    assert!(c.needed.contains("= 104.5 vCPUs"), "{}", c.needed);
     assert!(
         c.found.contains("L-3032A538") && c.found.contains(" 8"),
         "{}",
         c.found
     );
-    assert!(c.fix.contains("at least 104"), "{}", c.fix);
+    assert!(c.fix.contains("at least 105"), "{}", c.fix);
     assert!(report.failure_summary().contains("quota.fargate-vcpu"));
     // And nothing was created.
     let stack = StackName::new("pre").unwrap();
-    assert!(w.cloud.discover(&stack).await.unwrap().is_empty());
+    assert!(
+        NetworkProvisioner::discover(&w.cloud, &stack)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -422,6 +429,8 @@ async fn gitlab_checks_over(gitlab: &dyn glrunner_gitlab_client::GitLabApi) -> P
         network: &w.cloud,
         gitlab: Some(gitlab),
         eks_tokens: None,
+        cluster: None,
+        connector: None,
     };
     run(&plan(10), &sources).await
 }
@@ -564,6 +573,8 @@ async fn helm_on_eks_gets_a_kubeconfig_running_glrunner_itself_as_its_plugin() {
         network: &w.cloud,
         gitlab: Some(w.gitlab.as_ref()),
         eks_tokens: Some(&tokens),
+        cluster: None,
+        connector: None,
     };
     let report = run(&p, &sources).await;
     let c = check(&report, "tools.helm-credentials");
@@ -664,7 +675,7 @@ async fn a_kubeconfig_cluster_skips_the_aws_account_checks() {
 
 #[tokio::test]
 async fn a_quota_below_the_peak_queues_job_pods_in_waves_and_warns_until_they_would_time_out() {
-    // 400 job pods of 0.25 vCPU + 2 managers of 2 vCPU: 104 vCPUs at peak. At 60, 222 job pods
+    // 400 job pods of 0.25 vCPU + 2 managers of 2 vCPU + 2 CoreDNS pods of 0.25: 104.5 vCPUs at peak. At 60, 222 job pods
     // fit beside the managers and CoreDNS: two waves, the second runs within poll_timeout.
     let p = plan(400);
     let q = p.fargate_queue(60.0).unwrap();
@@ -722,6 +733,109 @@ async fn a_brought_eks_cluster_is_checked_only_for_what_its_flow_calls() {
     assert!(!report.failed(), "{}", report.render_text());
     assert_eq!(check(&report, "aws.permissions").status, Status::Ok);
     assert_eq!(check(&report, "quota.fargate-vcpu").status, Status::Ok);
+/// Hands the preflight `checks` as the clients of any cluster it reaches.
+#[derive(Debug)]
+struct ChecksConnector(Arc<crate::MemoryClusterChecks>);
+
+#[async_trait::async_trait]
+impl crate::ClusterConnector for ChecksConnector {
+    async fn connect(
+        &self,
+        _spec: &StackSpec,
+        _target: crate::ClusterTarget<'_>,
+    ) -> Result<crate::ClusterClients, crate::Error> {
+        Ok(crate::ClusterClients {
+            releases: Arc::new(glrunner_runner_chart::InMemoryReleases::new()),
+            secrets: Arc::new(glrunner_runner_chart::InMemoryTokenSecrets::new()),
+            pods: Arc::new(glrunner_janitor::memory::InMemoryPods::new()),
+            clock: Arc::new(glrunner_janitor::SystemClock),
+            checks: self.0.clone(),
+        })
+    }
+}
+
+/// The preflight with the cluster side too: the stack's cluster is looked for, and its pods
+/// read through `checks`.
+async fn run_reaching(
+    w: &World,
+    plan: &PreflightPlan,
+    checks: &Arc<crate::MemoryClusterChecks>,
+) -> PreflightReport {
+    let connector = ChecksConnector(checks.clone());
+    let sources = PreflightSources {
+        account: &w.account,
+        network: &w.cloud,
+        gitlab: Some(w.gitlab.as_ref()),
+        eks_tokens: None,
+        cluster: Some(&w.cloud),
+        connector: Some(&connector),
+    };
+    run(plan, &sources).await
+}
+
+async fn provisioned(w: &World) {
+    let spec = StackSpec::new(StackName::new("pre").unwrap(), "us-east-1");
+    let engine = glrunner_infra::Engine::new(&w.cloud, &w.cloud);
+    let plan_ = glrunner_infra::plan_stack(&spec, &w.cloud).await.unwrap();
+    engine.apply(&plan_).await.unwrap();
+}
+
+fn fargate_pod(
+    namespace: &str,
+    name: &str,
+    labels: &[(&str, &str)],
+    size: &str,
+) -> crate::FargatePod {
+    crate::FargatePod {
+        namespace: namespace.into(),
+        name: name.into(),
+        labels: labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        size: glrunner_fargate::FargateSize::from_capacity_provisioned(size).unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn the_peak_counts_the_coredns_pods_at_their_fargate_size() {
+    // 400 job pods × 0.25 + 2 managers × 2 = 104, and CoreDNS's two pods of 0.25 vCPU / 0.5 GB
+    // (100m and 70Mi + Fargate's 256 MiB, rounded up) run on Fargate too: 104.5.
+    let p = plan(400);
+    assert_eq!(p.peak_vcpus(), 104.5);
+    let w = world();
+    w.account.set_quota("fargate", "L-3032A538", 104.0);
+    let c = check(&run_on(&w, &p).await, "quota.fargate-vcpu").clone();
+    assert_ne!(
+        c.status,
+        Status::Ok,
+        "104 vCPUs do not hold the peak: {c:?}"
+    );
+    assert!(
+        c.needed
+            .contains("2 CoreDNS pods × 0.25 vCPU / 0.5 GB = 104.5 vCPUs"),
+        "{}",
+        c.needed
+    );
+    assert!(c.fix.contains("at least 105"), "{}", c.fix);
+    w.account.set_quota("fargate", "L-3032A538", 104.5);
+    let c = check(&run_on(&w, &p).await, "quota.fargate-vcpu").clone();
+    assert_eq!(c.status, Status::Ok, "{c:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_resumed_stack_asks_for_no_second_vpc_elastic_ip_nat_gateway_or_cluster() {
+    let w = world();
+    provisioned(&w).await;
+    // Every quota is used up, the stack's own resources included.
+    w.account.set_usage(AccountUsage {
+        vpcs: 5,
+        elastic_ips: 5,
+        nat_gateways_max_per_az: 5,
+        eks_clusters: 100,
+    });
+    let checks = Arc::new(crate::MemoryClusterChecks::default());
+    let report = run_reaching(&w, &plan(10), &checks).await;
     for id in [
         "quota.vpcs",
         "quota.elastic-ips",
@@ -841,5 +955,114 @@ async fn a_root_or_federated_caller_is_told_to_run_as_an_iam_role() {
             .starts_with("arn:aws:iam::123456789012:role/AWSReservedSSO_Admin_0123 "),
         "{}",
         c.found
+    ] {
+        let c = check(&report, id);
+        assert_eq!(c.status, Status::Ok, "{c:?}");
+        assert!(c.needed.contains("stack pre has already"), "{}", c.needed);
+    }
+    // A new stack in the same account needs one of each, and the account has none left.
+    let spec = StackSpec::new(StackName::new("other").unwrap(), "us-east-1");
+    let config = FlowConfig::new(spec, "sandbox/loadtest", 10);
+    let other = PreflightPlan::from_flow(&config, "https://gitlab.example.com/").unwrap();
+    let report = run_reaching(&w, &other, &checks).await;
+    for id in [
+        "quota.vpcs",
+        "quota.elastic-ips",
+        "quota.nat-per-az",
+        "quota.eks-clusters",
+    ] {
+        assert_eq!(check(&report, id).status, Status::Fail, "{id}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn fargate_pods_already_on_the_cluster_hold_their_vcpus_beside_the_peak() {
+    let w = world();
+    provisioned(&w).await;
+    let checks = Arc::new(crate::MemoryClusterChecks::default());
+    // Someone else's 4-vCPU pod, and the pods the run's peak already counts: CoreDNS and a
+    // runner manager of this stack's releases (replaced, not added to).
+    checks.add_fargate_pod(fargate_pod("data", "etl-0", &[], "4vCPU 8GB"));
+    for name in ["coredns-a", "coredns-b"] {
+        checks.add_fargate_pod(fargate_pod(
+            "kube-system",
+            name,
+            &[("k8s-app", "kube-dns")],
+            "0.25vCPU 0.5GB",
+        ));
+    }
+    checks.add_fargate_pod(fargate_pod(
+        "gitlab-runner",
+        "pre-runner-1-gitlab-runner-abc",
+        &[("release", "pre-runner-1")],
+        "2vCPU 4GB",
+    ));
+    let p = plan(10);
+    // Room for the peak, but not for the peak and the other pod.
+    let quota = p.peak_vcpus() + 2.0;
+    w.account.set_quota("fargate", "L-3032A538", quota);
+    assert_eq!(
+        check(&run_on(&w, &p).await, "quota.fargate-vcpu").status,
+        Status::Ok,
+        "without the cluster's pods the peak fits"
+    );
+    let c = check(&run_reaching(&w, &p, &checks).await, "quota.fargate-vcpu").clone();
+    assert_ne!(c.status, Status::Ok, "{c:?}");
+    assert!(
+        c.found
+            .contains("4 in use by 1 other Fargate pod(s) on cluster pre"),
+        "{}",
+        c.found
+    );
+    assert!(
+        c.fix
+            .contains(&format!("at least {}", (p.peak_vcpus() + 4.0).ceil())),
+        "{}",
+        c.fix
+    );
+    // With room for both, it passes and still says what is in use.
+    w.account.set_quota("fargate", "L-3032A538", quota + 2.0);
+    let c = check(&run_reaching(&w, &p, &checks).await, "quota.fargate-vcpu").clone();
+    assert_eq!(c.status, Status::Ok, "{c:?}");
+    assert!(c.found.contains("4 in use"), "{}", c.found);
+}
+
+#[tokio::test]
+async fn the_projection_prices_the_kubernetes_version_the_plan_creates() {
+    let w = world();
+    let day = jiff::civil::date(2026, 12, 3);
+    let mut standard = plan(10);
+    standard.priced_on = day;
+    standard.spec.cluster.kubernetes_version = "1.35".into();
+    let mut extended = standard.clone();
+    // 1.34 left standard support on 2026-12-02: $0.60 per cluster-hour, not $0.10.
+    extended.spec.cluster.kubernetes_version = "1.34".into();
+    let eks = |p: &CostProjection| p.lines[0].usd;
+    let cheap = run_on(&w, &standard).await.projection;
+    let dear = run_on(&w, &extended).await.projection;
+    assert!((eks(&dear) - 6.0 * eks(&cheap)).abs() < 1e-12, "{dear:?}");
+    assert!(dear.lines[0].price_source.contains("extended support"));
+    // The Price List's standard price does not hide it, and --dry-run's table projection agrees.
+    w.account.set_prices(Some(PriceQuote {
+        region: String::new(),
+        fargate_vcpu_hour: Some(0.04048),
+        fargate_gb_hour: Some(0.004445),
+        eks_cluster_hour: Some(0.10),
+    }));
+    let listed = run_on(&w, &extended).await.projection;
+    assert_eq!(listed.prices.eks_cluster_hour, 0.60);
+    assert_eq!(extended.table_projection().prices.eks_cluster_hour, 0.60);
+    assert_eq!(standard.table_projection().prices.eks_cluster_hour, 0.10);
+    // A budget between the two prices fails only the extended-support plan.
+    let budget = (cheap.total_usd + dear.total_usd) / 2.0;
+    extended.budget_usd = Some(budget);
+    standard.budget_usd = Some(budget);
+    assert_eq!(
+        check(&run_on(&w, &standard).await, "cost.budget").status,
+        Status::Ok
+    );
+    assert_eq!(
+        check(&run_on(&w, &extended).await, "cost.budget").status,
+        Status::Fail
     );
 }

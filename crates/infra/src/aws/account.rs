@@ -101,11 +101,17 @@ fn counts_towards_nat_quota(state: Option<&str>) -> bool {
     !matches!(state, Some("deleted" | "failed"))
 }
 
-/// The on-demand USD price of the first product whose `usagetype` ends with `suffix`.
-pub fn on_demand_usd(products: &[serde_json::Value], suffix: &str) -> Option<f64> {
+/// The on-demand USD price of the first product whose `usagetype` is one of `usage_types`
+/// exactly ([`crate::regions::usage_types`]). A suffix match is not enough: Fargate Spot's
+/// `USE1-SpotUsage-Fargate-vCPU-Hours:perCPU` ends like On-Demand's
+/// `USE1-Fargate-vCPU-Hours:perCPU` at about a third of its price, and EKS runs no pod on Fargate
+/// Spot (the FARGATE_SPOT capacity provider is Amazon ECS's; a Fargate profile cannot ask for it:
+/// aws/containers-roadmap#622, still open). Usage types: AWS Region billing codes, see
+/// [`crate::regions::BILLING_CODES_SOURCE`].
+pub fn on_demand_usd(products: &[serde_json::Value], usage_types: &[String]) -> Option<f64> {
     products.iter().find_map(|p| {
         let usage = p.pointer("/product/attributes/usagetype")?.as_str()?;
-        if !usage.ends_with(suffix) {
+        if !usage_types.iter().any(|u| u == usage) {
             return None;
         }
         let terms = p.pointer("/terms/OnDemand")?.as_object()?;
@@ -411,11 +417,12 @@ impl AccountInspector for AwsAccount {
     async fn prices(&self, region: &str) -> Result<PriceQuote> {
         let fargate = self.products("AmazonECS", region).await?;
         let eks = self.products("AmazonEKS", region).await?;
+        let usage = |name: &str| crate::regions::usage_types(region, name);
         Ok(PriceQuote {
             region: region.to_owned(),
-            fargate_vcpu_hour: on_demand_usd(&fargate, "Fargate-vCPU-Hours:perCPU"),
-            fargate_gb_hour: on_demand_usd(&fargate, "Fargate-GB-Hours"),
-            eks_cluster_hour: on_demand_usd(&eks, "AmazonEKS-Hours:perCluster"),
+            fargate_vcpu_hour: on_demand_usd(&fargate, &usage("Fargate-vCPU-Hours:perCPU")),
+            fargate_gb_hour: on_demand_usd(&fargate, &usage("Fargate-GB-Hours")),
+            eks_cluster_hour: on_demand_usd(&eks, &usage("AmazonEKS-Hours:perCluster")),
         })
     }
 }
@@ -434,22 +441,47 @@ mod tests {
         }
     }
 
+    fn product(usagetype: &str, usd: &str) -> serde_json::Value {
+        serde_json::json!({
+            "product": {"productFamily": "Compute", "attributes": {"usagetype": usagetype, "regionCode": "us-east-1"}, "sku": usagetype},
+            "serviceCode": "AmazonECS",
+            "terms": {"OnDemand": {"S.T": {"priceDimensions": {"S.T.D": {"unit": "hours", "pricePerUnit": {"USD": usd}}}}}}
+        })
+    }
+
     #[test]
     fn reads_the_on_demand_price_of_a_usage_type() {
-        let doc = serde_json::json!({
-            "product": {"productFamily": "Compute", "attributes": {"usagetype": "USE1-Fargate-vCPU-Hours:perCPU", "regionCode": "us-east-1"}, "sku": "S"},
-            "serviceCode": "AmazonECS",
-            "terms": {"OnDemand": {"S.T": {"priceDimensions": {"S.T.D": {"unit": "hours", "pricePerUnit": {"USD": "0.0404800000"}}}}}}
-        });
-        let arm = serde_json::json!({
-            "product": {"attributes": {"usagetype": "USE1-Fargate-ARM-vCPU-Hours:perCPU"}},
-            "terms": {"OnDemand": {"A.T": {"priceDimensions": {"A.T.D": {"pricePerUnit": {"USD": "0.03238"}}}}}}
-        });
-        let products = [arm, doc];
+        let products = [
+            product("USE1-Fargate-ARM-vCPU-Hours:perCPU", "0.03238"),
+            product("USE1-Fargate-vCPU-Hours:perCPU", "0.0404800000"),
+        ];
+        let vcpu = crate::regions::usage_types("us-east-1", "Fargate-vCPU-Hours:perCPU");
+        assert_eq!(on_demand_usd(&products, &vcpu), Some(0.04048));
+        let gb = crate::regions::usage_types("us-east-1", "Fargate-GB-Hours");
+        assert_eq!(on_demand_usd(&products, &gb), None);
+    }
+
+    #[test]
+    fn fargate_spot_rows_are_not_the_on_demand_price() {
+        // The Spot rows come first and end with the On-Demand usage type's name: a suffix match
+        // priced EKS's Fargate pods at Spot's price (about a third).
+        let products = [
+            product("USE2-SpotUsage-Fargate-vCPU-Hours:perCPU", "0.0127"),
+            product("USE2-SpotUsage-Fargate-GB-Hours", "0.0014"),
+            product("USE2-Fargate-vCPU-Hours:perCPU", "0.04048"),
+            product("USE2-Fargate-GB-Hours", "0.004445"),
+        ];
+        let usage = |name| crate::regions::usage_types("us-east-2", name);
         assert_eq!(
-            on_demand_usd(&products, "-Fargate-vCPU-Hours:perCPU"),
+            on_demand_usd(&products, &usage("Fargate-vCPU-Hours:perCPU")),
             Some(0.04048)
         );
-        assert_eq!(on_demand_usd(&products, "Fargate-GB-Hours"), None);
+        assert_eq!(
+            on_demand_usd(&products, &usage("Fargate-GB-Hours")),
+            Some(0.004445)
+        );
+        // Another Region's row is not this Region's price.
+        let other = crate::regions::usage_types("eu-west-1", "Fargate-GB-Hours");
+        assert_eq!(on_demand_usd(&products, &other), None);
     }
 }

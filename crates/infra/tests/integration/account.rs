@@ -107,11 +107,16 @@ async fn defaults_denials_and_usage_on_the_shim() {
     // The Price List API has no products for a region without prices.
     let prices = account.prices("ap-southeast-2").await.unwrap();
     assert_eq!(prices.fargate_vcpu_hour, None);
-    // us-east-1 gets list prices, and the ARM/Windows products are not mistaken for x86.
+    // us-east-1 gets list prices, and the Fargate Spot (listed first, ending like On-Demand's
+    // usage type), ARM and Windows products are not mistaken for x86 On-Demand.
     let prices = account.prices("us-east-1").await.unwrap();
     assert_eq!(prices.fargate_vcpu_hour, Some(0.04048));
     assert_eq!(prices.fargate_gb_hour, Some(0.004445));
     assert_eq!(prices.eks_cluster_hour, Some(0.10));
+    // Another Region's usage types carry its own billing code (USE2-…).
+    let prices = account.prices("us-east-2").await.unwrap();
+    assert_eq!(prices.fargate_vcpu_hour, Some(0.04048));
+    assert_eq!(prices.fargate_gb_hour, Some(0.004445));
     account.usage().await.unwrap();
 
     configure(
