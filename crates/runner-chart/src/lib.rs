@@ -114,6 +114,6 @@ pub use secret::{
 pub use validate::{ChartVersion, DEFAULT_CHART_VERSION};
 pub use values::{
     ContainerResources, DEFAULT_DRAIN_TIMEOUT, EnvVar, FargateRounding, GracefulStop,
-    KubernetesExecutor, PolicyRule, RunnerSummary, RunnerValues, manager_resources_for,
+    KubernetesExecutor, PolicyRule, PullPolicy, RunnerSummary, RunnerValues, manager_resources_for,
     recommended_request_concurrency,
 };

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use glrunner_gitlab_client::ci::{LoadTestSpec, ShardTarget};
 use glrunner_gitlab_client::loadtest::{self, LoadTestRun, RunningPipelines};
 use glrunner_gitlab_client::runners::wait_until_online;
 use glrunner_gitlab_client::watch::WatchEvent;
@@ -126,16 +125,7 @@ impl Run<'_> {
             }
         }
 
-        let mut spec = LoadTestSpec::new(
-            plan.shards
-                .iter()
-                .map(|s| ShardTarget::new(&s.tag, s.jobs))
-                .collect(),
-        );
-        if let Some(image) = self.config.job_image() {
-            spec = spec.with_image(image);
-        }
-        spec = spec.with_max_jobs(self.config.max_pipeline_jobs);
+        let spec = self.config.load_test_spec(&plan);
         // The flow's own cleanup (teardown, unless --keep) cancels a pipeline left running.
         let run = LoadTestRun::new(spec).with_keep_pipeline(true);
         let progress = self.progress;
@@ -144,28 +134,25 @@ impl Run<'_> {
                 progress.event(&FlowEvent::Pipeline(p));
             }
         };
-        let running = RunningPipelines::default();
-        let on_stop = running.clone();
+        // Stopped (SIGINT/SIGTERM): the pipeline is canceled (keep_on_stop is off) there.
         let stop = self.stop.clone();
-        let outcome = tokio::select! {
-            biased;
-            () = stop.cancelled() => {
-                let canceled = on_stop.cancel(gitlab.as_ref()).await;
+        let outcome = loadtest::run_until(
+            gitlab.as_ref(),
+            &project,
+            &run,
+            &self.config.watch,
+            &RunningPipelines::default(),
+            &mut on_event,
+            stop.cancelled(),
+        )
+        .await;
+        let report = match outcome {
+            Ok(o) if o.report.outcome == WatchOutcome::Interrupted => {
                 return Err(Error::stopped(
                     phase,
-                    format!("{}; {}", super::STOPPED, canceled.describe()),
+                    format!("{}; {}", super::STOPPED, o.cancel.describe()),
                 ));
             }
-            outcome = loadtest::run(
-                gitlab.as_ref(),
-                &project,
-                &run,
-                &self.config.watch,
-                &running,
-                &mut on_event,
-            ) => outcome,
-        };
-        let report = match outcome {
             Ok(o) => o.report,
             Err(failure) => {
                 self.created.pipeline = failure.pipelines.first().copied();
