@@ -1,7 +1,7 @@
 //! `loadtest`: generate the load-test `.gitlab-ci.yml`, run one pipeline, watch it, report.
 //!
 //! ```text
-//! cargo run --example loadtest                                   # sandbox: 400 jobs offline, simulated runners
+//! cargo run --example loadtest                                   # sandbox: 400 jobs offline, on full_flow's calibrated runner simulator
 //! cargo run --example loadtest -- --jobs 1000 --shards 5 --output json
 //! cargo run --example loadtest -- ci-yaml --jobs 400 --tags shard-1,shard-2
 //! GITLAB_TOKEN=glpat-… cargo run --example loadtest -- --backend aws \

@@ -168,7 +168,13 @@ def runners_loop():
                       if live is not None and r["token"] in live and not r["paused"]]
             for job in sorted(STATE["jobs"].values(), key=lambda j: j["id"]):
                 if job["status"] == "pending":
-                    runner = next((r for r in online if set(job["tag_list"]) <= set(r["tags"])), None)
+                    # GitLab's `accepting_tags?` (app/models/ci/runner.rb,
+                    # lib/gitlab/ci/matching/runner_matcher.rb): `(run_untagged || build.has_tags?)
+                    # && (build.tag_list - tag_list).empty?`: an untagged job only goes to a
+                    # runner created with run_untagged.
+                    runner = next((r for r in online
+                                   if (r["run_untagged"] or job["tag_list"])
+                                   and set(job["tag_list"]) <= set(r["tags"])), None)
                     if runner is not None:
                         job["status"] = "running"
                         job["started_at"] = t + START_SECONDS
@@ -256,6 +262,7 @@ def runner_list_json(r):
 def runner_detail_json(r):
     return runner_list_json(r) | {
         "tag_list": r["tags"],
+        "run_untagged": r["run_untagged"],
         "contacted_at": now_iso(r["contacted_at"]) if r["contacted_at"] else None,
         "projects": [{"id": r["project_id"]}],
     }
@@ -533,7 +540,13 @@ class Handler(BaseHTTPRequestHandler):
             if isinstance(tags, str):
                 tags = [t for t in tags.split(",") if t]
             token = "glrt-" + secrets.token_urlsafe(15)
+            # POST /user/runners: `run_untagged` defaults to true (lib/api/user_runners.rb,
+            # `optional :run_untagged, type: Boolean`, the column's default in db/structure.sql).
+            run_untagged = body.get("run_untagged", True)
+            if isinstance(run_untagged, str):
+                run_untagged = run_untagged.lower() == "true"
             STATE["runners"][rid] = {"id": rid, "token": token, "tags": tags, "project_id": p["id"],
+                                     "run_untagged": bool(run_untagged),
                                      "description": body.get("description"), "paused": bool(body.get("paused")),
                                      "contacted_at": None}
             return self.reply(201, {"id": rid, "token": token, "token_expires_at": None})

@@ -6,14 +6,12 @@ use clap::{Args, Subcommand};
 use glrunner_gitlab_client::ci::{self, LoadTestSpec, ShardTarget};
 use glrunner_gitlab_client::http::parse_gitlab_url;
 use glrunner_gitlab_client::loadtest::{self, CancelSummary, LoadTestRun, RunningPipelines};
-use glrunner_gitlab_client::memory::{
-    InMemoryGitLab, SimulatedRunner, SimulationConfig, simulate_runners,
-};
 use glrunner_gitlab_client::watch::{WatchConfig, WatchEvent};
 use glrunner_gitlab_client::{
-    AuthScheme, Error, GitLabApi, GitLabApiExt, HttpGitLab, NewRunner, PipelineVariable,
-    ProjectRef, Report, SecretToken, WatchOutcome,
+    AuthScheme, Error, GitLabApi, GitLabApiExt, HttpGitLab, PipelineVariable, ProjectRef, Report,
+    SecretToken, WatchOutcome,
 };
+use glrunner_sandbox::{SandboxConfig, SandboxWorld};
 
 use crate::cli::signals::{CancellationToken, Interrupt, hold};
 use crate::cli::{self, Backend, CliError, GlobalArgs, OutputFormat};
@@ -107,13 +105,19 @@ pub struct RunArgs {
     #[arg(long, global = true, default_value_t = 300)]
     pub max_requests_per_minute: u32,
 
-    /// Sandbox only: jobs each simulated runner runs at once.
+    /// Sandbox only: `concurrent` of each shard's runner release (jobs it runs at once).
     #[arg(long, global = true, default_value_t = 200)]
     pub sandbox_concurrent: usize,
 
     /// Sandbox only: make every n-th job fail with `script_failure`.
     #[arg(long, global = true)]
     pub sandbox_fail_every: Option<u64>,
+
+    /// Sandbox only: the simulated account's Fargate On-Demand vCPU quota (default: the
+    /// runner simulator's model, fitted to the reference tutorial's makespans). The sandbox
+    /// runs the same calibrated simulator as `full_flow`.
+    #[arg(long, global = true, value_name = "VCPUS")]
+    pub fargate_vcpu_quota: Option<u32>,
 
     /// `--report-html`, `--junit`, `--metrics`: files for people and for GitLab's reports.
     #[command(flatten)]
@@ -219,6 +223,18 @@ pub fn plan(global: &GlobalArgs, args: &RunArgs) -> Result<Plan, CliError> {
         return Err(CliError::invalid(
             "--max-requests-per-minute must be at least 1",
         ));
+    }
+    if let Some(quota) = args.fargate_vcpu_quota {
+        if global.backend == Backend::Aws {
+            return Err(CliError::invalid(
+                "--fargate-vcpu-quota: sandbox only (on AWS the account's quota applies)",
+            ));
+        }
+        if quota == 0 {
+            return Err(CliError::invalid(
+                "--fargate-vcpu-quota must be at least 1 (vCPUs)",
+            ));
+        }
     }
     if args.max_jobs_per_pipeline == Some(0) {
         return Err(CliError::invalid(
@@ -395,7 +411,8 @@ pub async fn run_pipeline_until(
         .with_branch(args.ref_name.clone())
         .with_variables(plan.variables.clone())
         .with_max_jobs_per_pipeline(args.max_jobs_per_pipeline)
-        .with_keep_pipeline(args.keep_pipeline);
+        .with_keep_pipeline(args.keep_pipeline)
+        .with_keep_on_stop(args.keep_pipeline);
     let mut print = progress(output);
     let mut held = false;
     let mut on_event = |event: &WatchEvent| {
@@ -406,48 +423,31 @@ pub async fn run_pipeline_until(
         }
         print(event);
     };
-    let started = tokio::time::Instant::now();
-    let result = tokio::select! {
-        biased;
-        () = stop.cancelled() => None,
-        r = loadtest::run(api, &project, &run, &plan.watch, running, &mut on_event) => Some(r),
-    };
-    let Some(result) = result else {
-        // Stopped: cancel the pipeline(s) (unless kept), then report what ran so far.
-        let ids = running.ids();
-        let cancel = if args.keep_pipeline {
-            eprintln!("keeping pipeline(s) {ids:?} running (--keep-pipeline)");
-            CancelSummary::default()
-        } else {
-            let summary = running.cancel(api).await;
-            eprintln!("{}", summary.describe());
-            summary
-        };
-        let project_ref = ProjectRef::Id(project.id);
-        let mut pipelines = Vec::new();
-        let mut jobs = Vec::new();
-        for id in ids {
-            pipelines.push(api.get_pipeline(&project_ref, id).await.map_err(failure)?);
-            jobs.extend(
-                api.all_pipeline_jobs(&project_ref, id)
-                    .await
-                    .map_err(failure)?,
-            );
-        }
-        let report = Report::compute_many(
-            &pipelines,
-            &jobs,
-            WatchOutcome::Interrupted,
-            api.requests_sent(),
-            started.elapsed().as_secs_f64(),
-        );
-        return Ok(RunOutcome { report, cancel });
-    };
+    let result = loadtest::run_until(
+        api,
+        &project,
+        &run,
+        &plan.watch,
+        running,
+        &mut on_event,
+        stop.cancelled(),
+    )
+    .await;
     match result {
-        Ok(outcome) => Ok(RunOutcome {
-            report: outcome.report,
-            cancel: outcome.cancel,
-        }),
+        Ok(outcome) => {
+            if outcome.report.outcome == WatchOutcome::Interrupted {
+                if args.keep_pipeline {
+                    let ids: Vec<u64> = outcome.report.pipelines.iter().map(|p| p.id).collect();
+                    eprintln!("keeping pipeline(s) {ids:?} running (--keep-pipeline)");
+                } else {
+                    eprintln!("{}", outcome.cancel.describe());
+                }
+            }
+            Ok(RunOutcome {
+                report: outcome.report,
+                cancel: outcome.cancel,
+            })
+        }
         Err(f) => {
             let mut message = failure(f.error).to_string();
             if !f.pipelines.is_empty() {
@@ -461,7 +461,7 @@ pub async fn run_pipeline_until(
     }
 }
 
-/// Runs the load test on the sandbox: an in-memory GitLab, one simulated runner per shard tag, on a paused clock.
+/// Runs the load test on the sandbox world (its in-memory GitLab and calibrated runner simulator), on a paused clock.
 pub async fn run_sandbox(
     plan: &Plan,
     args: &RunArgs,
@@ -470,37 +470,33 @@ pub async fn run_sandbox(
     run_sandbox_until(plan, args, output, &CancellationToken::new()).await
 }
 
-/// [`run_sandbox`] that stops like [`run_pipeline_until`].
+/// [`run_sandbox`] that stops like [`run_pipeline_until`]: the load test runs on a
+/// [`SandboxWorld`], whose calibrated runner simulator (the one `full_flow` reports) takes the
+/// jobs of one runner release per shard ([`SandboxWorld::prepare_load_test`]).
 pub async fn run_sandbox_until(
     plan: &Plan,
     args: &RunArgs,
     output: OutputFormat,
     stop: &CancellationToken,
 ) -> Result<RunOutcome, CliError> {
-    let gitlab = InMemoryGitLab::default();
+    let mut config = SandboxConfig::default()
+        .with_hung_fraction(0.0)
+        .with_script_failure_every(args.sandbox_fail_every);
+    if let Some(quota) = args.fargate_vcpu_quota {
+        config = config.with_fargate_vcpu_quota(f64::from(quota));
+    }
+    let world = SandboxWorld::new("us-east-1", config);
+    let _simulator = world.start_runners();
     // The sandbox starts empty: create the project (and its group) the run asks for.
     let path = match &plan.project {
         ProjectRef::Path(path) => path.clone(),
-        ProjectRef::Id(_) => "sandbox/loadtest".to_owned(),
+        ProjectRef::Id(_) => glrunner_sandbox::SANDBOX_PROJECT.to_owned(),
     };
-    if let Some((group, _)) = path.rsplit_once('/') {
-        gitlab.add_group(group);
-    }
-    let project = gitlab.get_or_create_project(&path).await.map_err(failure)?;
-    let mut runners = Vec::new();
-    for shard in plan.spec.shards.iter().filter(|s| s.jobs > 0) {
-        let ShardTarget { tag, .. } = shard;
-        let new = NewRunner::project(project.id, format!("sandbox-{tag}"), vec![tag.clone()]);
-        let created = gitlab.create_runner_checked(&new).await.map_err(failure)?;
-        runners.push(SimulatedRunner {
-            runner_id: created.id,
-            concurrent: args.sandbox_concurrent.max(1),
-        });
-    }
-    let _simulator = simulate_runners(
-        gitlab.clone(),
-        SimulationConfig::new(runners).with_fail_every(args.sandbox_fail_every),
-    );
+    let concurrent = u32::try_from(args.sandbox_concurrent).unwrap_or(u32::MAX);
+    let (project, _runners) = world
+        .prepare_load_test(&path, &plan.spec.shards, concurrent)
+        .await
+        .map_err(|e| CliError::failure(e.to_string()))?;
     let plan = Plan {
         project: ProjectRef::Id(project.id),
         spec: plan.spec.clone(),
@@ -508,7 +504,7 @@ pub async fn run_sandbox_until(
         variables: plan.variables.clone(),
     };
     run_pipeline_until(
-        &gitlab,
+        &world.gitlab,
         &plan,
         args,
         output,

@@ -174,12 +174,24 @@ impl FlowConfig {
     }
 
     pub(crate) fn fleet_request(&self, template: &RunnerValues) -> FleetRequest {
-        FleetRequest::new(self.jobs)
-            .with_release_prefix(self.release_prefix())
-            .with_tag_prefix(self.spec.stack.to_string())
-            .with_max_per_release(self.max_per_release)
-            .with_expected_pod_start(self.expected_pod_start)
-            .with_values(template)
+        self.runner_profile.fleet_request(
+            FleetRequest::new(self.jobs)
+                .with_release_prefix(self.release_prefix())
+                .with_tag_prefix(self.spec.stack.to_string())
+                .with_max_per_release(self.max_per_release)
+                .with_expected_pod_start(self.expected_pod_start)
+                .with_values(template),
+        )
+    }
+
+    /// The load test's CI file for `fleet`: the profile's jobs ([`RunnerProfile::load_test_spec`]),
+    /// the job image (`--image`, else the profile's) and the pipeline's job limit.
+    pub fn load_test_spec(&self, fleet: &FleetPlan) -> glrunner_gitlab_client::ci::LoadTestSpec {
+        let mut spec = self.runner_profile.load_test_spec(fleet);
+        if let Some(image) = self.job_image() {
+            spec = spec.with_image(image);
+        }
+        spec.with_max_jobs(self.max_pipeline_jobs)
     }
 
     /// Checks everything checkable before any call.

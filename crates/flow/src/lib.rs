@@ -97,7 +97,10 @@ pub use ownership::Ownership;
 pub use phase::Phase;
 pub use phases::{STOPPED, run, run_until};
 pub use plan::RunPlan;
-pub use profile::{REFERENCE_JOB_IMAGE, RUNNER_DEFAULT_POLL_TIMEOUT, RunnerProfile};
+pub use profile::{
+    REFERENCE_CONCURRENT, REFERENCE_JOB_IMAGE, REFERENCE_POLL_TIMEOUT, REFERENCE_RUNNER_TAG,
+    REFERENCE_SCRIPT, RUNNER_DEFAULT_POLL_TIMEOUT, RunnerProfile,
+};
 pub use report::{
     Failure, FleetSummary, FlowReport, Leftovers, LoadTestSummary, PhaseRecord, PhaseStatus,
     ProvisioningSummary, ReapSummary, ShardSummary, TeardownSummary,

@@ -73,6 +73,10 @@ pub struct LoadTestSpec {
     pub job_prefix: String,
     /// Refuse more jobs than this.
     pub max_jobs: u32,
+    /// Render the jobs without `tags:`: only runners created with `run_untagged` take them
+    /// (GitLab's `accepting_tags?`, app/models/ci/runner.rb). The shards' tags then only name
+    /// the CI jobs; the reference tutorial's file was written so.
+    pub untagged: bool,
 }
 
 impl LoadTestSpec {
@@ -88,6 +92,7 @@ impl LoadTestSpec {
             ],
             job_prefix: "loadtest".into(),
             max_jobs: DEFAULT_MAX_JOBS,
+            untagged: false,
         }
     }
 
@@ -114,6 +119,13 @@ impl LoadTestSpec {
     #[must_use]
     pub fn with_script(mut self, script: Vec<String>) -> Self {
         self.script = script;
+        self
+    }
+
+    /// Renders the jobs without `tags:` (see [`LoadTestSpec::untagged`]).
+    #[must_use]
+    pub fn untagged(mut self, yes: bool) -> Self {
+        self.untagged = yes;
         self
     }
 
@@ -264,10 +276,12 @@ impl LoadTestSpec {
             let mut m = Mapping::new();
             m.insert("stage".into(), STAGE.into());
             m.insert("image".into(), job.image.as_str().into());
-            m.insert(
-                "tags".into(),
-                Value::Sequence(vec![job.tag.as_str().into()]),
-            );
+            if !self.untagged {
+                m.insert(
+                    "tags".into(),
+                    Value::Sequence(vec![job.tag.as_str().into()]),
+                );
+            }
             if job.parallel > 1 {
                 m.insert("parallel".into(), Value::from(u64::from(job.parallel)));
             }
@@ -543,6 +557,21 @@ mod tests {
         for m in ["skip ci", "[skipci]", "load test", "[ci]skip"] {
             assert!(!message_skips_ci(m), "{m}");
         }
+    }
+
+    /// An untagged spec (the reference tutorial's file) renders its jobs without `tags:`; its
+    /// tags only name the CI jobs, 200 per `parallel`.
+    #[test]
+    fn untagged_jobs_carry_no_tags() {
+        let spec = LoadTestSpec::new(vec![ShardTarget::new("eks-fargate", 400)]).untagged(true);
+        let yaml = spec.to_yaml().unwrap();
+        assert!(!yaml.contains("tags:"), "{yaml}");
+        let jobs = expand(&yaml).unwrap();
+        assert_eq!(jobs.len(), 400);
+        assert!(jobs.iter().all(|j| j.tags.is_empty()), "{:?}", jobs[0]);
+        let tagged = LoadTestSpec::new(vec![ShardTarget::new("eks-fargate", 400)]);
+        let jobs = expand(&tagged.to_yaml().unwrap()).unwrap();
+        assert!(jobs.iter().all(|j| j.tags == ["eks-fargate"]));
     }
 
     #[test]

@@ -15,7 +15,9 @@
 //!   - [`memory::InMemoryGitLab`]: projects, runners with tags, pipelines whose jobs move
 //!     pending → running → success/failed when a runner simulator takes them
 //!     ([`memory::InMemoryGitLab::request_jobs`] / [`memory::InMemoryGitLab::finish_job`],
-//!     or the built-in [`memory::simulate_runners`] loop), GitLab-like pagination and
+//!     or [`memory::simulate_runners`], a minimal fake runner for this crate's own tests and
+//!     its watch benchmark: fixed delays, no timing model; the sandbox's calibrated runner
+//!     simulator lives in `glrunner-sandbox`), GitLab-like pagination and
 //!     configurable 429s, timestamps from a virtual clock on tokio's (pausable) time.
 //!   - `MockGitLabApi` (feature `mock`): a mockall mock for embedders' unit tests.
 //! - [`ci`]: load-test `.gitlab-ci.yml` generation from explicit shard tags, ≤200 per

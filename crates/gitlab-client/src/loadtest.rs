@@ -22,6 +22,9 @@
 //! - **Early end** (timeout, request budget, an error after a pipeline exists): the
 //!   pipelines are canceled unless [`LoadTestRun::keep_pipeline`]. [`RunningPipelines`] lets a
 //!   signal handler cancel them too.
+//! - **Stopped** ([`run_until`], SIGINT/SIGTERM): the pipelines are canceled unless
+//!   [`LoadTestRun::keep_on_stop`], and the report covers the jobs so far
+//!   ([`WatchOutcome::Interrupted`]).
 
 use std::sync::{Arc, Mutex};
 
@@ -49,6 +52,8 @@ pub struct LoadTestRun {
     pub max_jobs_per_pipeline: Option<u32>,
     /// Leave the pipelines running when the run ends early.
     pub keep_pipeline: bool,
+    /// Leave the pipelines running when the run is stopped ([`run_until`]).
+    pub keep_on_stop: bool,
     /// How long a pipeline POST whose answer was lost is looked for before it is sent again.
     pub lost_answer: LostAnswerPolicy,
     /// The project's limit of jobs in active pipelines (`ci_active_jobs`, GitLab.com: 500 on
@@ -66,6 +71,7 @@ impl LoadTestRun {
             variables: Vec::new(),
             max_jobs_per_pipeline: None,
             keep_pipeline: false,
+            keep_on_stop: false,
             lost_answer: LostAnswerPolicy::default(),
             max_active_jobs: None,
         }
@@ -150,6 +156,13 @@ impl LoadTestRun {
     #[must_use]
     pub fn with_keep_pipeline(mut self, keep: bool) -> Self {
         self.keep_pipeline = keep;
+        self
+    }
+
+    /// Keeps the pipelines when the run is stopped ([`run_until`]).
+    #[must_use]
+    pub fn with_keep_on_stop(mut self, keep: bool) -> Self {
+        self.keep_on_stop = keep;
         self
     }
 
@@ -638,4 +651,70 @@ pub async fn run(
             })
         }
     }
+}
+
+/// [`run`] that ends when `stop` completes first (a signal): the pipelines started so far are
+/// canceled unless [`LoadTestRun::keep_on_stop`], and the outcome's report covers their jobs so
+/// far ([`WatchOutcome::Interrupted`]), with what was canceled. The one place a stopped load
+/// test is handled: the flow's load-test phase and the `loadtest` command both call it.
+pub async fn run_until(
+    api: &dyn GitLabApi,
+    project: &Project,
+    load_test: &LoadTestRun,
+    watch: &WatchConfig,
+    running: &RunningPipelines,
+    on_event: &mut (dyn FnMut(&WatchEvent) + Send),
+    stop: impl std::future::Future<Output = ()> + Send,
+) -> std::result::Result<Outcome, Failure> {
+    let started = tokio::time::Instant::now();
+    let finished = tokio::select! {
+        biased;
+        () = stop => None,
+        r = run(api, project, load_test, watch, running, on_event) => Some(r),
+    };
+    if let Some(result) = finished {
+        return result;
+    }
+    let ids = running.ids();
+    let cancel = if load_test.keep_on_stop {
+        tracing::info!(pipelines = ?ids, "load test stopped; keeping its pipelines running");
+        running.clear();
+        CancelSummary::default()
+    } else {
+        let summary = running.cancel(api).await;
+        tracing::info!(summary = %summary.describe(), "load test stopped");
+        summary
+    };
+    // A stop stays a stop: a pipeline GitLab does not answer for is left out of the report.
+    let project_ref = ProjectRef::Id(project.id);
+    let mut pipelines = Vec::new();
+    let mut jobs = Vec::new();
+    for &id in &ids {
+        let read = async {
+            let pipeline = api.get_pipeline(&project_ref, id).await?;
+            let its_jobs = api.all_pipeline_jobs(&project_ref, id).await?;
+            Ok::<_, Error>((pipeline, its_jobs))
+        };
+        match read.await {
+            Ok((pipeline, its_jobs)) => {
+                pipelines.push(pipeline);
+                jobs.extend(its_jobs);
+            }
+            Err(e) => {
+                tracing::warn!(pipeline = id, error = %e, "cannot read a stopped load test's pipeline; it is left out of the report")
+            }
+        }
+    }
+    let report = Report::compute_many(
+        &pipelines,
+        &jobs,
+        WatchOutcome::Interrupted,
+        api.requests_sent(),
+        started.elapsed().as_secs_f64(),
+    );
+    Ok(Outcome {
+        report,
+        cancel,
+        unexpected: CancelSummary::default(),
+    })
 }

@@ -53,8 +53,12 @@
 //! 3. [`InMemoryGitLab::finish_job`]`(job_id, outcome)` ends it (`success`, `failed` with a
 //!    `failure_reason`, or `canceled`) and frees the runner's slot.
 //!
-//! [`simulate_runners`] is a small built-in driver of that interface (fixed pod start, jitter
-//! and job duration), used by the `loadtest` example and the benchmark.
+//! [`simulate_runners`] is a minimal fake runner driving that interface (fixed pod start,
+//! jitter and job duration), for this crate's own tests, the HTTP-double tests of the
+//! `loadtest` command and the watch benchmark (which count requests, not time). It is no
+//! timing model and no example reports its makespans: the sandbox's calibrated runner
+//! simulator (`glrunner-sandbox`, the one `full_flow` and the sandbox `loadtest` run on)
+//! plays GitLab Runner on Fargate.
 //!
 //! # Time
 //!
@@ -726,7 +730,9 @@ impl State {
         }
     }
 
-    /// Up to `max` pending jobs runner `r` may take, oldest first.
+    /// Up to `max` pending jobs runner `r` may take, oldest first: GitLab's `accepting_tags?`
+    /// (app/models/ci/runner.rb, lib/gitlab/ci/matching/runner_matcher.rb): `(run_untagged ||
+    /// build.has_tags?) && (build.tag_list - tag_list).empty?`.
     fn pickable(
         &self,
         project_id: u64,
@@ -2018,7 +2024,8 @@ impl Drop for SimulatorHandle {
     }
 }
 
-/// Plays GitLab Runner for the configured runners on a background tokio task: every
+/// A minimal fake of GitLab Runner for tests (see the [module docs](self)), on a background
+/// tokio task: every
 /// `check_interval` each runner asks for as many jobs as it has free slots, and each job
 /// finishes after pod start + jitter + job duration (tokio time, so a paused clock works).
 pub fn simulate_runners(gitlab: InMemoryGitLab, config: SimulationConfig) -> SimulatorHandle {

@@ -37,8 +37,16 @@ pub struct FleetRequest {
     pub jobs: u32,
     /// Release names are `<release_prefix>-<i>`.
     pub release_prefix: String,
-    /// Runner tags are `<tag_prefix>-<i>`.
+    /// Runner tags are `<tag_prefix>-<i>`, unless [`FleetRequest::shared_tag`] is set.
     pub tag_prefix: String,
+    /// One tag for every shard's runner instead of `<tag_prefix>-<i>` (the reference tutorial's
+    /// `eks-fargate`): GitLab then hands any job to any of the runners, so no job is routed to
+    /// one release and each release keeps [`Shard::jobs`] only as its share of `concurrent`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shared_tag: Option<String>,
+    /// Whether the runners also take jobs without tags (`run_untagged` of `POST /user/runners`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub run_untagged: bool,
     /// At most this many jobs per release.
     pub max_per_release: u32,
     /// How long a job pod takes to start on Fargate (serialised as seconds).
@@ -63,6 +71,8 @@ impl FleetRequest {
             jobs,
             release_prefix: "gitlab-runner".to_string(),
             tag_prefix: "glrunner".to_string(),
+            shared_tag: None,
+            run_untagged: false,
             max_per_release: DEFAULT_MAX_PER_RELEASE,
             expected_pod_start: DEFAULT_EXPECTED_POD_START,
             job_image: None,
@@ -85,6 +95,27 @@ impl FleetRequest {
     pub fn with_tag_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.tag_prefix = prefix.into();
         self
+    }
+
+    /// Gives every shard's runner the one tag `tag` (see [`FleetRequest::shared_tag`]).
+    #[must_use]
+    pub fn with_shared_tag(mut self, tag: Option<String>) -> Self {
+        self.shared_tag = tag;
+        self
+    }
+
+    /// Lets the runners take untagged jobs too.
+    #[must_use]
+    pub fn with_run_untagged(mut self, yes: bool) -> Self {
+        self.run_untagged = yes;
+        self
+    }
+
+    /// The tag of shard `index` (1-based).
+    fn tag(&self, index: u32) -> String {
+        self.shared_tag
+            .clone()
+            .unwrap_or_else(|| format!("{}-{index}", self.tag_prefix))
     }
 
     /// Sets the cap per release.
@@ -153,9 +184,13 @@ impl FleetRequest {
                 validate::release_name("release_prefix", &format!("{}-{k}", self.release_prefix))
                     .err(),
             );
-            issues.extend(
-                validate::runner_tag("tag_prefix", &format!("{}-{k}", self.tag_prefix)).err(),
-            );
+            match &self.shared_tag {
+                Some(tag) => issues.extend(validate::runner_tag("shared_tag", tag).err()),
+                None => issues.extend(
+                    validate::runner_tag("tag_prefix", &format!("{}-{k}", self.tag_prefix))
+                        .err(),
+                ),
+            }
         }
         issues
     }
@@ -168,8 +203,12 @@ pub struct Shard {
     pub index: u32,
     /// Helm release name, `<prefix>-<index>`.
     pub release: String,
-    /// The runner's GitLab tag, `<tag_prefix>-<index>`; every job routed here carries it.
+    /// The runner's GitLab tag, `<tag_prefix>-<index>` (every job routed here carries it), or
+    /// the request's shared tag (all shards carry it).
     pub tag: String,
+    /// Whether the runner takes untagged jobs too (`run_untagged`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub run_untagged: bool,
     /// First job (0-based, global) routed here; the shard takes `first_job..first_job + jobs`.
     pub first_job: u32,
     /// Jobs routed here.
@@ -256,7 +295,8 @@ impl FleetPlan {
             shards.push(Shard {
                 index: i + 1,
                 release: format!("{}-{}", request.release_prefix, i + 1),
-                tag: format!("{}-{}", request.tag_prefix, i + 1),
+                tag: request.tag(i + 1),
+                run_untagged: request.run_untagged,
                 first_job,
                 jobs,
                 concurrent: jobs,
@@ -314,12 +354,17 @@ impl FleetPlan {
         self.shards.iter().map(|s| s.jobs).max().unwrap_or(0)
     }
 
-    /// `(tag, jobs)` per shard: what the CI generator needs to emit one job per tag.
+    /// `(tag, jobs)` per tag, in shard order: what the CI generator needs to emit the jobs of
+    /// each tag. Shards sharing a tag ([`FleetRequest::shared_tag`]) make one route.
     pub fn routes(&self) -> Vec<(String, u32)> {
-        self.shards
-            .iter()
-            .map(|s| (s.tag.clone(), s.jobs))
-            .collect()
+        let mut routes: Vec<(String, u32)> = Vec::new();
+        for s in &self.shards {
+            match routes.iter_mut().find(|(tag, _)| *tag == s.tag) {
+                Some((_, jobs)) => *jobs += s.jobs,
+                None => routes.push((s.tag.clone(), s.jobs)),
+            }
+        }
+        routes
     }
 
     /// Values for each shard's release from a template: `concurrent` = batch, tags = the shard's tag,
@@ -392,6 +437,34 @@ mod tests {
         assert_eq!(plan.shards[1].release, "gitlab-runner-2");
         assert_eq!(plan.shards[1].first_job, 200);
         assert_eq!(plan.shards[0].parallel, [200]);
+    }
+
+    /// The reference tutorial's fleet: every runner tagged `eks-fargate` and taking untagged
+    /// jobs, so the load test's jobs make one route whatever the number of releases.
+    #[test]
+    fn a_shared_tag_tags_every_shard_and_makes_one_route() {
+        let plan = FleetPlan::new(
+            &FleetRequest::new(400)
+                .with_shared_tag(Some("eks-fargate".into()))
+                .with_run_untagged(true),
+        )
+        .unwrap();
+        assert_eq!(plan.shards.len(), 2);
+        for shard in &plan.shards {
+            assert_eq!(shard.tag, "eks-fargate");
+            assert!(shard.run_untagged);
+        }
+        assert_eq!(plan.routes(), vec![("eks-fargate".to_string(), 400)]);
+        let json = serde_json::to_value(&plan).unwrap();
+        assert_eq!(json["shards"][1]["run_untagged"], true);
+        // Without: one tag per shard, and no `run_untagged` key in the plan's JSON.
+        let plan = FleetPlan::new(&FleetRequest::new(400)).unwrap();
+        assert_eq!(plan.routes().len(), 2);
+        let json = serde_json::to_value(&plan).unwrap();
+        assert!(json["shards"][0].get("run_untagged").is_none(), "{json}");
+        let e = FleetPlan::new(&FleetRequest::new(10).with_shared_tag(Some("a,b".into())))
+            .unwrap_err();
+        assert_eq!(e.issues()[0].field, "shared_tag");
     }
 
     #[test]

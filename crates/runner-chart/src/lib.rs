@@ -118,6 +118,6 @@ pub use stop::{ManagerImage, StopSignal, manager_stop_signal};
 pub use validate::{ChartVersion, DEFAULT_CHART_VERSION};
 pub use values::{
     ContainerResources, DEFAULT_DRAIN_TIMEOUT, EnvVar, FargateRounding, GracefulStop,
-    KubernetesExecutor, PolicyRule, RunnerSummary, RunnerValues, manager_resources_for,
+    KubernetesExecutor, PolicyRule, PullPolicy, RunnerSummary, RunnerValues, manager_resources_for,
     recommended_request_concurrency,
 };

@@ -349,6 +349,38 @@ pub struct KubernetesExecutor {
     pub pod_labels: BTreeMap<String, String>,
     /// Extra annotations on job pods.
     pub pod_annotations: BTreeMap<String, String>,
+    /// When job images are pulled (`pull_policy`); empty: the cluster's default (Kubernetes:
+    /// `Always` for `:latest` or an untagged image, else `IfNotPresent`).
+    #[serde(default)]
+    pub pull_policy: Vec<PullPolicy>,
+}
+
+/// One of GitLab Runner's Kubernetes `pull_policy` values: `pull_policy` in
+/// `[runners.kubernetes]`, a list (`StringOrArray`) of "never, if-not-present, always"
+/// (gitlab-runner common/config.go, `KubernetesConfig.PullPolicy`, env `KUBERNETES_PULL_POLICY`).
+/// Charts before the typed `runners.config` had `runners.imagePullPolicy`, which their
+/// registration passed on as `KUBERNETES_PULL_POLICY`; chart 0.86.0 has no such key, so the
+/// policy goes into `runners.config`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PullPolicy {
+    /// `always`: pull on every pod start.
+    Always,
+    /// `if-not-present`: pull only when the node has no copy (Fargate nodes never do).
+    IfNotPresent,
+    /// `never`: use what the node has.
+    Never,
+}
+
+impl PullPolicy {
+    /// The runner's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PullPolicy::Always => "always",
+            PullPolicy::IfNotPresent => "if-not-present",
+            PullPolicy::Never => "never",
+        }
+    }
 }
 
 impl Default for KubernetesExecutor {
@@ -365,6 +397,7 @@ impl Default for KubernetesExecutor {
             privileged: false,
             pod_labels: BTreeMap::new(),
             pod_annotations: BTreeMap::new(),
+            pull_policy: Vec::new(),
         }
     }
 }
@@ -414,6 +447,11 @@ impl KubernetesExecutor {
             service_memory_limit: Some(service_memory),
             pod_labels: self.pod_labels.clone(),
             pod_annotations: self.pod_annotations.clone(),
+            pull_policy: self
+                .pull_policy
+                .iter()
+                .map(|p| p.as_str().to_owned())
+                .collect(),
         }
     }
 
@@ -1132,6 +1170,10 @@ struct KubernetesToml {
     service_memory_request: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     service_memory_limit: Option<String>,
+    /// A list: GitLab Runner reads a string or an array (`StringOrArray`), older runners an
+    /// array (`[]string`); both read this.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pull_policy: Vec<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pod_labels: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

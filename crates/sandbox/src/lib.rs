@@ -72,12 +72,13 @@
 pub mod bench;
 pub mod fault_suite;
 mod faults;
+pub mod loadtest;
 pub mod model;
 pub mod profile;
 mod report;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -100,6 +101,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub use faults::Fault;
+pub use loadtest::{LoadTestRunner, LoadTestSetupError};
 pub use glrunner_flow::RunnerProfile;
 pub use model::FleetModel;
 pub use report::{Limit, ModelReport, SandboxReport, WaitSummary};
@@ -135,6 +137,9 @@ pub struct SandboxConfig {
     /// job for it becomes pending; same outcome, see `SandboxWorld::park`). Off only to measure
     /// what parking saves.
     pub idle_parking: bool,
+    /// Every n-th job whose script runs ends with `script_failure` (`None`: every script
+    /// passes): for tests and reports of failed jobs; not part of the timing model.
+    pub script_failure_every: Option<u64>,
 }
 
 impl Default for SandboxConfig {
@@ -148,6 +153,7 @@ impl Default for SandboxConfig {
             release_install: Duration::from_secs(45),
             fault: None,
             idle_parking: true,
+            script_failure_every: None,
         }
     }
 }
@@ -205,6 +211,13 @@ impl SandboxConfig {
     #[must_use]
     pub fn with_fault(mut self, fault: Option<Fault>) -> Self {
         self.fault = fault;
+        self
+    }
+
+    /// Makes every n-th job's script fail (`script_failure`); `None` or 0: none fails.
+    #[must_use]
+    pub fn with_script_failure_every(mut self, every: Option<u64>) -> Self {
+        self.script_failure_every = every.filter(|n| *n > 0);
         self
     }
 }
@@ -360,6 +373,8 @@ pub struct SandboxWorld {
     config: SandboxConfig,
     fargate: Arc<FargateAccount>,
     stats: Arc<Mutex<SimulatorStats>>,
+    /// Scripts run so far, for [`SandboxConfig::script_failure_every`].
+    scripts_run: Arc<AtomicU64>,
     /// The AWS account as the preflight sees it: quotas, permissions, prices.
     pub account: glrunner_infra::InMemoryAccount,
 }
@@ -395,6 +410,7 @@ impl SandboxWorld {
             fargate: Arc::new(FargateAccount::new(&config.model.fargate)),
             config,
             stats: Arc::default(),
+            scripts_run: Arc::default(),
             account,
         }
     }
@@ -1174,7 +1190,7 @@ impl SandboxWorld {
         )
         .await;
         // Canceled meanwhile (the flow cleaning up): the runner still removes its pod.
-        let _ = self.gitlab.finish_job(job_id, JobOutcome::Success);
+        let _ = self.gitlab.finish_job(job_id, self.script_outcome());
         lock(slot).finished = true;
         if hang == Hang::StuckTerminating {
             // The Fargate node's kubelet is gone: the runner's delete never completes.
@@ -1273,6 +1289,18 @@ impl SandboxWorld {
             launch_wait,
             running_at: got_room + whole_millis(launch_wait) + whole_millis(start),
         })
+    }
+
+    /// The outcome of the next script to end: `script_failure` for every n-th one when
+    /// [`SandboxConfig::script_failure_every`] asks for it.
+    fn script_outcome(&self) -> JobOutcome {
+        let run = self.scripts_run.fetch_add(1, Ordering::Relaxed) + 1;
+        match self.config.script_failure_every {
+            Some(n) if run.is_multiple_of(n) => JobOutcome::Failed {
+                reason: "script_failure".into(),
+            },
+            _ => JobOutcome::Success,
+        }
     }
 
     fn fail_job(&self, setup: &ManagerSetup, job_id: u64) {

@@ -30,8 +30,12 @@
 //! Not modelled: the runner manager's own CPU (no published measurement ties its size to job
 //! pick-up), GitLab's long polling (a held request is released as soon as jobs are queued for
 //! the runner, so a load test that starts from an idle runner loses at most one
-//! `check_interval`), Docker Hub's pull rate limit (the tutorial pulled 400 times without
-//! hitting it), and the Kubernetes API server's own limits.
+//! `check_interval`), Docker Hub's pull rate limit (the tutorial moved its job image to Amazon
+//! ECR Public after hitting it, and measured there), the Kubernetes API server's own limits,
+//! and the job pull policy: a Fargate pod runs on a node of its own whose image cache starts
+//! empty ("each new node starts with an empty image cache", shared/reference/gitlab.md; AWS
+//! EKS Fargate considerations: one pod per node), so `if-not-present` (the reference's) pulls
+//! exactly as `always` does.
 
 use std::time::Duration;
 
@@ -531,7 +535,9 @@ fn param(name: &'static str, value: String, basis: Basis, source: &'static str) 
 }
 
 /// The reference tutorial's published measurements (one runner release per 200 jobs,
-/// `concurrent: 200`, default runner settings, the `bash` image from Docker Hub).
+/// `concurrent: 200`, runners tagged `eks-fargate` taking untagged jobs, `poll_timeout` 90 s,
+/// `request_concurrency` 1, the `bash` image through Amazon ECR Public: the configuration of
+/// [`RunnerProfile::Reference`](glrunner_flow::RunnerProfile::Reference)).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct PublishedFigure {
     /// Jobs in the pipeline.

@@ -40,20 +40,23 @@ pub fn manager_millis(profile: RunnerProfile, values: &RunnerValues) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use glrunner_flow::RUNNER_DEFAULT_POLL_TIMEOUT;
+    use glrunner_flow::REFERENCE_POLL_TIMEOUT;
 
     #[test]
-    fn reference_keeps_the_runner_defaults() {
+    fn reference_keeps_the_tutorials_settings() {
         let base = RunnerValues::new("https://gitlab.example.com").with_concurrent(200);
         let reference =
             RunnerProfile::Reference.finalize(RunnerProfile::Reference.template(base.clone()));
-        assert_eq!(reference.executor.poll_timeout, RUNNER_DEFAULT_POLL_TIMEOUT);
+        assert_eq!(reference.executor.poll_timeout, REFERENCE_POLL_TIMEOUT);
         assert_eq!(request_concurrency(&reference).max, 1);
         assert_eq!(manager_millis(RunnerProfile::Reference, &reference), 250);
         let tuned = RunnerProfile::Tuned.finalize(RunnerProfile::Tuned.template(base));
-        assert!(tuned.executor.poll_timeout > RUNNER_DEFAULT_POLL_TIMEOUT);
+        assert!(tuned.executor.poll_timeout > REFERENCE_POLL_TIMEOUT);
         assert_eq!(request_concurrency(&tuned).max, 20);
         assert_eq!(manager_millis(RunnerProfile::Tuned, &tuned), 2000);
-        assert_eq!(RunnerProfile::Reference.job_image(), Some("bash"));
+        assert_eq!(
+            RunnerProfile::Reference.job_image(),
+            Some("public.ecr.aws/docker/library/bash")
+        );
     }
 }

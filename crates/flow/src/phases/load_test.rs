@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use glrunner_gitlab_client::ci::{LoadTestSpec, ShardTarget};
 use glrunner_gitlab_client::limits::PlanLimits;
 use glrunner_gitlab_client::loadtest::{self, LoadTestRun, RunningPipelines};
 use glrunner_gitlab_client::runners::{wait_until_contacted_since, wait_until_online};
@@ -153,16 +152,7 @@ impl Run<'_> {
             }
         }
 
-        let mut spec = LoadTestSpec::new(
-            plan.shards
-                .iter()
-                .map(|s| ShardTarget::new(&s.tag, s.jobs))
-                .collect(),
-        );
-        if let Some(image) = self.config.job_image() {
-            spec = spec.with_image(image);
-        }
-        spec = spec.with_max_jobs(self.config.max_pipeline_jobs);
+        let spec = self.config.load_test_spec(&plan);
         // GitLab.com limits the jobs of a project's active pipelines (500 on Free): the run
         // refuses a pipeline that reaches it before creating anything (the preflight said so).
         // A plan GitLab.com hides from this user is taken to be Free, the lowest.
@@ -190,28 +180,25 @@ impl Run<'_> {
                 progress.event(&FlowEvent::Pipeline(p));
             }
         };
-        let running = RunningPipelines::default();
-        let on_stop = running.clone();
+        // Stopped (SIGINT/SIGTERM): the pipeline is canceled (keep_on_stop is off) there.
         let stop = self.stop.clone();
-        let outcome = tokio::select! {
-            biased;
-            () = stop.cancelled() => {
-                let canceled = on_stop.cancel(gitlab.as_ref()).await;
+        let outcome = loadtest::run_until(
+            gitlab.as_ref(),
+            &project,
+            &run,
+            &self.config.watch,
+            &RunningPipelines::default(),
+            &mut on_event,
+            stop.cancelled(),
+        )
+        .await;
+        let report = match outcome {
+            Ok(o) if o.report.outcome == WatchOutcome::Interrupted => {
                 return Err(Error::stopped(
                     phase,
-                    format!("{}; {}", super::STOPPED, canceled.describe()),
+                    format!("{}; {}", super::STOPPED, o.cancel.describe()),
                 ));
             }
-            outcome = loadtest::run(
-                gitlab.as_ref(),
-                &project,
-                &run,
-                &self.config.watch,
-                &running,
-                &mut on_event,
-            ) => outcome,
-        };
-        let report = match outcome {
             Ok(o) => o.report,
             Err(failure) => {
                 self.created.pipeline = failure.pipelines.first().copied();

@@ -31,13 +31,10 @@ impl Run<'_> {
                 let clients = self.checked_clients(phase).await?;
                 let secret = SecretRef::new(&namespace, Ownership::secret_name(&shard.release));
                 // GitLab's list entries carry no tags: read them from the runner's details.
-                let tags = gitlab
-                    .get_runner(runner.id)
-                    .await
-                    .map_err(at(phase))?
-                    .tag_list;
+                let details = gitlab.get_runner(runner.id).await.map_err(at(phase))?;
                 if let Some(stored) = clients.secrets.get(&secret).await.map_err(at(phase))?
-                    && tags.contains(&shard.tag)
+                    && details.tag_list.contains(&shard.tag)
+                    && details.run_untagged == shard.run_untagged
                 {
                     self.runners.push(ShardRunner {
                         release: shard.release.clone(),
@@ -47,11 +44,12 @@ impl Run<'_> {
                     reused += 1;
                     continue;
                 }
-                // Its token is lost (or its tags are stale): replace it.
+                // Its token is lost (or its tags or run_untagged are stale): replace it.
                 gitlab.delete_runner(runner.id).await.map_err(at(phase))?;
             }
             self.created.runners = true;
-            let new = NewRunner::project(project.id, description, vec![shard.tag.clone()]);
+            let new = NewRunner::project(project.id, description, vec![shard.tag.clone()])
+                .run_untagged(shard.run_untagged);
             let runner = gitlab
                 .create_runner_checked(&new)
                 .await

@@ -163,3 +163,41 @@ async fn stops_when_the_request_budget_runs_out() {
     assert_eq!(report.outcome, WatchOutcome::BudgetExhausted);
     assert!(report.requests <= 8, "{}", report.requests);
 }
+
+/// A load test stopped by a signal ([`loadtest::run_until`]): its pipeline is canceled and the
+/// report covers the jobs so far (`interrupted`), or with `keep_on_stop` the pipeline runs on.
+/// No runner takes the jobs, so only the stop can end the run.
+#[tokio::test(start_paused = true)]
+async fn a_stopped_load_test_cancels_its_pipeline_unless_kept_and_reports_so_far() {
+    use glrunner_gitlab_client::PipelineStatus;
+    use glrunner_gitlab_client::loadtest::{self, LoadTestRun, RunningPipelines};
+    for keep in [false, true] {
+        let gl = InMemoryGitLab::default();
+        let project = gl.get_or_create_project("sandbox/stop").await.unwrap();
+        let run = LoadTestRun::new(LoadTestSpec::even(30, &["t".to_owned()]))
+            .with_keep_on_stop(keep);
+        let outcome = loadtest::run_until(
+            &gl,
+            &project,
+            &run,
+            &WatchConfig::default(),
+            &RunningPipelines::default(),
+            &mut |_| {},
+            tokio::time::sleep(Duration::from_secs(60)),
+        )
+        .await
+        .unwrap();
+        assert_eq!(outcome.report.outcome, WatchOutcome::Interrupted);
+        assert_eq!(outcome.report.total_jobs, 30, "the report covers the pipeline");
+        let pipelines = gl.pipelines(project.id);
+        assert_eq!(pipelines.len(), 1);
+        if keep {
+            assert!(outcome.cancel.canceled.is_empty(), "{:?}", outcome.cancel);
+            assert_eq!(pipelines[0].status, PipelineStatus::Pending);
+        } else {
+            assert_eq!(outcome.cancel.canceled, [pipelines[0].id]);
+            assert_eq!(pipelines[0].status, PipelineStatus::Canceled);
+            assert_eq!(outcome.report.pipeline_status, "canceled");
+        }
+    }
+}
