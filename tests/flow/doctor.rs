@@ -611,13 +611,18 @@ fn doctor_accepts_the_readme_least_privilege_policy_and_names_a_missing_tag_acti
     let (code, stdout, stderr) = doctor(&readme_policy(stack, region, None));
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     assert!(stdout.contains("[ok  ] aws.permissions"), "{stdout}");
-    assert!(stdout.contains(":user/ci-"), "not run as the test principal: {stdout}");
+    assert!(
+        stdout.contains(":user/ci-"),
+        "not run as the test principal: {stdout}"
+    );
 
     let (code, stdout, stderr) = doctor(&readme_policy(stack, region, Some("eks:TagResource")));
     assert_eq!(code, Some(1), "{stdout}\n{stderr}");
     assert!(stdout.contains("[fail] aws.permissions"), "{stdout}");
     assert!(
-        stdout.contains("is denied 1: eks:TagResource on arn:aws:eks:us-east-1:123456789012:cluster/least-priv"),
+        stdout.contains(
+            "is denied 1: eks:TagResource on arn:aws:eks:us-east-1:123456789012:cluster/least-priv"
+        ),
         "{stdout}"
     );
 }
