@@ -581,6 +581,11 @@ fn doctor_accepts_the_readme_least_privilege_policy_and_names_a_missing_tag_acti
         eprintln!("skipping: GLRUNNER_TEST_MOTO_URL is not set");
         return;
     };
+    if !python_double_available() {
+        return;
+    }
+    let gitlab = crate::e2e::GitLabDouble::start_without_cluster();
+    gitlab.post("/double/config", r#"{"scopes": ["api"]}"#);
     let (stack, region) = ("least-priv", "us-east-1");
     let state = tempfile::tempdir().unwrap();
     let doctor = |policy: &serde_json::Value| {
@@ -596,6 +601,12 @@ fn doctor_accepts_the_readme_least_privilege_policy_and_names_a_missing_tag_acti
                 stack,
                 "--jobs",
                 "4",
+                "--gitlab-url",
+                &gitlab.url,
+                "--project",
+                "team/loadtest",
+                "--helm",
+                "/bin/true",
                 "--state-dir",
                 state.path().to_str().unwrap(),
             ],
@@ -604,6 +615,7 @@ fn doctor_accepts_the_readme_least_privilege_policy_and_names_a_missing_tag_acti
                 ("AWS_ACCESS_KEY_ID", &key),
                 ("AWS_SECRET_ACCESS_KEY", &secret),
                 ("AWS_MAX_ATTEMPTS", "1"),
+                ("GITLAB_TOKEN", crate::e2e::GITLAB_TOKEN),
             ],
         );
         (out.status.code(), text(&out.stdout), text(&out.stderr))
@@ -611,13 +623,18 @@ fn doctor_accepts_the_readme_least_privilege_policy_and_names_a_missing_tag_acti
     let (code, stdout, stderr) = doctor(&readme_policy(stack, region, None));
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     assert!(stdout.contains("[ok  ] aws.permissions"), "{stdout}");
-    assert!(stdout.contains(":user/ci-"), "not run as the test principal: {stdout}");
+    assert!(
+        stdout.contains(":user/ci-"),
+        "not run as the test principal: {stdout}"
+    );
 
     let (code, stdout, stderr) = doctor(&readme_policy(stack, region, Some("eks:TagResource")));
     assert_eq!(code, Some(1), "{stdout}\n{stderr}");
     assert!(stdout.contains("[fail] aws.permissions"), "{stdout}");
     assert!(
-        stdout.contains("is denied 1: eks:TagResource on arn:aws:eks:us-east-1:123456789012:cluster/least-priv"),
+        stdout.contains(
+            "is denied 1: eks:TagResource on arn:aws:eks:us-east-1:123456789012:cluster/least-priv"
+        ),
         "{stdout}"
     );
 }

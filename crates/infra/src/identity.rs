@@ -124,7 +124,8 @@ mod tests {
             // itself needs the access. The message may mention the flag only to say so.
             if let Error::InvalidInput { message, .. } = &err {
                 assert!(
-                    !message.contains("--admin-principal") || message.contains("--admin-principal does not"),
+                    !message.contains("--admin-principal")
+                        || message.contains("--admin-principal does not"),
                     "{arn}: {message}"
                 );
             }

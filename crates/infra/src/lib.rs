@@ -61,8 +61,7 @@ pub mod wait;
 pub use account::MockAccountInspector;
 pub use account::{
     AccountInspector, AccountUsage, ActionDecision, CallerIdentity, ContextValue, InMemoryAccount,
-    PermissionCheck, PriceQuote,
-    QuotaValue,
+    PermissionCheck, PriceQuote, QuotaValue,
 };
 pub use apply::{ApplyReport, Engine, StepTiming};
 pub use error::{Error, Result};

@@ -899,7 +899,9 @@ async fn permissions_are_simulated_on_the_stacks_arns_and_name_the_denied_resour
     assert!(c.needed.contains("cluster/pre"), "{}", c.needed);
     let simulated = w.account.simulated();
     assert!(
-        simulated.iter().all(|c| c.action != "sts:GetCallerIdentity"),
+        simulated
+            .iter()
+            .all(|c| c.action != "sts:GetCallerIdentity"),
         "GetCallerIdentity needs no permission"
     );
     let create_role = simulated

@@ -126,7 +126,11 @@ pub fn on_demand_usd(products: &[serde_json::Value], usage_types: &[String]) -> 
 
 /// Keeps the worst decision seen for one (call, action, resource): an explicit deny over an
 /// implicit one over an allow.
-fn record(decided: &mut BTreeMap<(usize, String, String), String>, key: (usize, String, String), decision: &str) {
+fn record(
+    decided: &mut BTreeMap<(usize, String, String), String>,
+    key: (usize, String, String),
+    decision: &str,
+) {
     let rank = |d: &str| match d {
         "allowed" => 0,
         "implicitDeny" => 1,
@@ -186,10 +190,9 @@ impl AccountInspector for AwsAccount {
         // #4612), so every check names its resources.
         let mut groups: Vec<(&[String], &[ContextValue], Vec<String>)> = Vec::new();
         for check in checks {
-            let group = match groups
-                .iter_mut()
-                .find(|(r, c, _)| *r == check.resources.as_slice() && *c == check.context.as_slice())
-            {
+            let group = match groups.iter_mut().find(|(r, c, _)| {
+                *r == check.resources.as_slice() && *c == check.context.as_slice()
+            }) {
                 Some(g) => g,
                 None => {
                     groups.push((&check.resources, &check.context, Vec::new()));
@@ -234,11 +237,19 @@ impl AccountInspector for AwsAccount {
                 for r in out.evaluation_results() {
                     let action = r.eval_action_name().to_lowercase();
                     let resource = r.eval_resource_name().unwrap_or("*").to_owned();
-                    record(&mut decided, (index, action.clone(), resource), r.eval_decision().as_str());
+                    record(
+                        &mut decided,
+                        (index, action.clone(), resource),
+                        r.eval_decision().as_str(),
+                    );
                     for specific in r.resource_specific_results() {
                         record(
                             &mut decided,
-                            (index, action.clone(), specific.eval_resource_name().to_owned()),
+                            (
+                                index,
+                                action.clone(),
+                                specific.eval_resource_name().to_owned(),
+                            ),
                             specific.eval_resource_decision().as_str(),
                         );
                     }

@@ -160,7 +160,10 @@ pub struct PermissionScope {
 /// `AWSServiceRoleForAmazonEKSForFargate`, trusted by eks-fargate.amazonaws.com).
 const SERVICE_LINKED_ROLES: &[(&str, &str)] = &[
     ("eks.amazonaws.com", "AWSServiceRoleForAmazonEKS"),
-    ("eks-fargate.amazonaws.com", "AWSServiceRoleForAmazonEKSForFargate"),
+    (
+        "eks-fargate.amazonaws.com",
+        "AWSServiceRoleForAmazonEKSForFargate",
+    ),
 ];
 
 /// The EKS add-ons glrunner creates (the plan's `addon/coredns` step).
@@ -190,17 +193,26 @@ fn eks_tagged_creates(scope: &PermissionScope) -> Vec<(&'static str, String)> {
                 crate::plan::fargate_profile_name(&scope.stack)
             ),
         ),
-        ("eks:CreateAccessEntry", format!("{eks}:access-entry/{cluster}/*")),
+        (
+            "eks:CreateAccessEntry",
+            format!("{eks}:access-entry/{cluster}/*"),
+        ),
     ];
     for addon in ADDONS {
-        out.push(("eks:CreateAddon", format!("{eks}:addon/{cluster}/{addon}/*")));
+        out.push((
+            "eks:CreateAddon",
+            format!("{eks}:addon/{cluster}/{addon}/*"),
+        ));
     }
     out
 }
 
 impl PermissionScope {
     fn eks_prefix(&self) -> String {
-        format!("arn:{}:eks:{}:{}", self.partition, self.region, self.account)
+        format!(
+            "arn:{}:eks:{}:{}",
+            self.partition, self.region, self.account
+        )
     }
 
     /// `arn:<partition>:eks:<region>:<account>:cluster/<cluster>`.
@@ -267,11 +279,12 @@ impl PermissionScope {
 /// before it exists, the resource is `*`.
 pub fn permission_checks(scope: &PermissionScope) -> Vec<PermissionCheck> {
     let region = ContextValue::string("aws:RequestedRegion", &scope.region);
-    let check = |action: &str, resources: Vec<String>, context: Vec<ContextValue>| PermissionCheck {
-        action: action.to_owned(),
-        resources,
-        context,
-    };
+    let check =
+        |action: &str, resources: Vec<String>, context: Vec<ContextValue>| PermissionCheck {
+            action: action.to_owned(),
+            resources,
+            context,
+        };
     let eks = scope.eks_prefix();
     let cluster_arn = scope.cluster_arn();
     let profiles = format!("{eks}:fargateprofile/{}/*", scope.cluster);
@@ -348,14 +361,13 @@ pub fn permission_checks(scope: &PermissionScope) -> Vec<PermissionCheck> {
                 vec!["*".into()],
                 scope.tag_context(&scope.region, &[]),
             )),
-            (
-                "eks",
-                "eks:CreateFargateProfile" | "eks:CreateAddon" | "eks:CreateAccessEntry",
-            ) => out.push(check(
-                action,
-                vec![cluster_arn.clone()],
-                scope.tag_context(&scope.region, &[]),
-            )),
+            ("eks", "eks:CreateFargateProfile" | "eks:CreateAddon" | "eks:CreateAccessEntry") => {
+                out.push(check(
+                    action,
+                    vec![cluster_arn.clone()],
+                    scope.tag_context(&scope.region, &[]),
+                ))
+            }
             (
                 "eks",
                 "eks:DeleteCluster"
@@ -363,7 +375,11 @@ pub fn permission_checks(scope: &PermissionScope) -> Vec<PermissionCheck> {
                 | "eks:ListAccessEntries"
                 | "eks:ListAddons"
                 | "eks:ListFargateProfiles",
-            ) => out.push(check(action, vec![cluster_arn.clone()], vec![region.clone()])),
+            ) => out.push(check(
+                action,
+                vec![cluster_arn.clone()],
+                vec![region.clone()],
+            )),
             ("eks", "eks:DeleteFargateProfile" | "eks:DescribeFargateProfile") => {
                 out.push(check(action, vec![profiles.clone()], vec![region.clone()]));
             }
@@ -403,8 +419,16 @@ pub fn permission_checks(scope: &PermissionScope) -> Vec<PermissionCheck> {
                         ContextValue::string("iam:PassedToService", service),
                     ]
                 };
-                out.push(check(action, vec![cluster_role], passed("eks.amazonaws.com")));
-                out.push(check(action, vec![pod_role.clone()], passed("eks.amazonaws.com")));
+                out.push(check(
+                    action,
+                    vec![cluster_role],
+                    passed("eks.amazonaws.com"),
+                ));
+                out.push(check(
+                    action,
+                    vec![pod_role.clone()],
+                    passed("eks.amazonaws.com"),
+                ));
                 out.push(check(
                     action,
                     vec![pod_role],
@@ -659,7 +683,12 @@ mod tests {
             "arn:aws:iam::123456789012:role/glrunner/ci-eu-west-1-eks-cluster",
             "arn:aws:iam::123456789012:role/ci-eu-west-1-fargate-pods",
         ];
-        for action in ["iam:CreateRole", "iam:TagRole", "iam:DeleteRole", "iam:AttachRolePolicy"] {
+        for action in [
+            "iam:CreateRole",
+            "iam:TagRole",
+            "iam:DeleteRole",
+            "iam:AttachRolePolicy",
+        ] {
             let c = checks_of(&checks, action);
             assert_eq!(c.len(), 1, "{action}");
             assert_eq!(c[0].resources, roles, "{action}");
@@ -671,8 +700,16 @@ mod tests {
                 .contains(&"arn:aws:iam::123456789012:role/ci/deployer".to_string())
         );
         let cluster = "arn:aws:eks:eu-west-1:123456789012:cluster/ci";
-        for action in ["eks:DescribeCluster", "eks:DeleteCluster", "eks:CreateFargateProfile"] {
-            assert_eq!(checks_of(&checks, action)[0].resources, [cluster], "{action}");
+        for action in [
+            "eks:DescribeCluster",
+            "eks:DeleteCluster",
+            "eks:CreateFargateProfile",
+        ] {
+            assert_eq!(
+                checks_of(&checks, action)[0].resources,
+                [cluster],
+                "{action}"
+            );
         }
         // CreateCluster has no resource type: `*`, with the tags it sends.
         let create = checks_of(&checks, "eks:CreateCluster")[0];
@@ -740,7 +777,10 @@ mod tests {
         assert_eq!(linked, ["eks.amazonaws.com", "eks-fargate.amazonaws.com"]);
         // IAM is global: its calls are made in us-east-1.
         assert_eq!(
-            context(checks_of(&checks, "iam:CreateRole")[0], "aws:RequestedRegion"),
+            context(
+                checks_of(&checks, "iam:CreateRole")[0],
+                "aws:RequestedRegion"
+            ),
             Some(&["us-east-1".to_string()][..])
         );
     }

@@ -138,7 +138,9 @@ async fn defaults_denials_and_usage_on_the_shim() {
     );
 
     // More actions than one page of simulation results.
-    let many: Vec<_> = (0..150).map(|i| on_any(&format!("ec2:Action{i}"))).collect();
+    let many: Vec<_> = (0..150)
+        .map(|i| on_any(&format!("ec2:Action{i}")))
+        .collect();
     let decisions = account
         .simulate(&caller.principal_arn, &many)
         .await
@@ -221,7 +223,12 @@ async fn principal(
                 .unwrap();
         }
     }
-    let key = iam.create_access_key().user_name(name).send().await.unwrap();
+    let key = iam
+        .create_access_key()
+        .user_name(name)
+        .send()
+        .await
+        .unwrap();
     let key = key.access_key().unwrap();
     let session = config
         .to_builder()
@@ -313,7 +320,10 @@ async fn a_stack_scoped_policy_passes_the_checks_on_its_arns_and_context() {
         "ec2:CreateTags",
         "eks:CreateCluster",
     ] {
-        assert!(denied.contains(action), "{action} allowed on * without context");
+        assert!(
+            denied.contains(action),
+            "{action} allowed on * without context"
+        );
     }
     // Another stack's cluster, and a role passed to another service, are denied.
     let mut other = scope("other", "eu-west-1");
@@ -406,7 +416,10 @@ async fn the_shim_refuses_a_tagged_create_without_its_tagging_action() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some("AccessDenied"), "{err:?}");
-    assert!(err.message().unwrap_or_default().contains("iam:TagRole"), "{err:?}");
+    assert!(
+        err.message().unwrap_or_default().contains("iam:TagRole"),
+        "{err:?}"
+    );
 
     let eks = aws_sdk_eks::Client::new(&session);
     let err = eks
@@ -420,7 +433,9 @@ async fn the_shim_refuses_a_tagged_create_without_its_tagging_action() {
         .unwrap_err();
     assert_eq!(err.code(), Some("AccessDeniedException"), "{err:?}");
     assert!(
-        err.message().unwrap_or_default().contains("eks:TagResource"),
+        err.message()
+            .unwrap_or_default()
+            .contains("eks:TagResource"),
         "{err:?}"
     );
     // Nothing was created.
