@@ -239,7 +239,7 @@ async fn aws_account_checks(
         checks.push(permissions(sources.account, caller, plan).await);
     }
     if let crate::ClusterSource::Eks { name } = &plan.cluster {
-        checks.extend(brought_cluster_quotas(plan, sources.account, name).await);
+        checks.extend(brought_cluster_quotas(plan, sources, name).await);
         return;
     }
     let usage = sources.account.usage().await;
@@ -465,10 +465,12 @@ async fn permissions(
 /// of them, and an existing stack's network) are not checked.
 async fn brought_cluster_quotas(
     plan: &PreflightPlan,
-    account: &dyn AccountInspector,
+    sources: &PreflightSources<'_>,
     cluster: &str,
 ) -> Vec<Check> {
-    let mut checks: Vec<Check> = quotas(plan, account, None)
+    // The Fargate vCPUs the brought cluster's pods already hold count against the quota.
+    let footprint = footprint::Footprint::read(plan, sources).await;
+    let mut checks: Vec<Check> = quotas(plan, sources.account, None, &footprint)
         .await
         .into_iter()
         .filter(|c| c.id == "quota.fargate-vcpu")
