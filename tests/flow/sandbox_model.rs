@@ -227,7 +227,7 @@ async fn the_preflight_account_and_the_model_hold_one_fargate_quota() {
 }
 
 /// The preflight's verdict on the quota is what the model then does: at the default quota the
-/// 400 jobs queue in waves (a warning) and all succeed; at 8 vCPUs, or with 1000 jobs, the
+/// 400 jobs queue in waves (a warning) and all succeed; at 8 vCPUs, or with 1500 jobs, the
 /// preflight fails, and the model run past it (`--skip-preflight`) times jobs out, leaving about
 /// as many in time as the preflight said.
 #[test]
@@ -242,12 +242,12 @@ fn the_sandbox_preflight_and_the_model_agree_on_the_fargate_quota() {
     let (code, stdout) = doctor(&[]);
     assert_eq!(code, Some(0), "{stdout}");
     assert!(
-        stdout.contains("[warn] quota.fargate-vcpu") && stdout.contains(") is 60: "),
+        stdout.contains("[warn] quota.fargate-vcpu") && stdout.contains(") is 80: "),
         "{stdout}"
     );
     let (report, code) = run("tuned", 400);
     assert_eq!(code, 0, "{report:#}");
-    assert_eq!(report["model"]["vcpu_quota"], 60.0);
+    assert_eq!(report["model"]["vcpu_quota"], 80.0);
     assert_eq!(report["model"]["jobs_timed_out"], 0);
 
     // Too small a quota for 400 jobs, and too many jobs for the default quota.
@@ -257,7 +257,7 @@ fn the_sandbox_preflight_and_the_model_agree_on_the_fargate_quota() {
             400,
             8.0,
         ),
-        (&["--jobs", "1000"][..], 1000, 60.0),
+        (&["--jobs", "1500"][..], 1500, 80.0),
     ] {
         let (code, stdout) = doctor(args);
         assert_eq!(code, Some(1), "{args:?}: {stdout}");
