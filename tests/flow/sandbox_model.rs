@@ -362,7 +362,10 @@ async fn the_reference_profile_installs_the_tutorials_configuration() {
         assert!(values.rbac.create);
         assert_eq!(values.executor.poll_timeout.as_secs(), 90);
         let toml = values.runners_config();
-        assert!(toml.contains("pull_policy = [\"if-not-present\"]"), "{toml}");
+        assert!(
+            toml.contains("pull_policy = [\"if-not-present\"]"),
+            "{toml}"
+        );
         assert!(toml.contains("request_concurrency = 1"), "{toml}");
     }
     let fleet = report.fleet.as_ref().unwrap();
@@ -374,7 +377,9 @@ async fn the_reference_profile_installs_the_tutorials_configuration() {
     }
     let project = world
         .gitlab
-        .get_project(&glrunner::gitlab::ProjectRef::Path("sandbox/loadtest".into()))
+        .get_project(&glrunner::gitlab::ProjectRef::Path(
+            "sandbox/loadtest".into(),
+        ))
         .await
         .unwrap();
     let ci = world
