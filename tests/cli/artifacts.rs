@@ -374,7 +374,14 @@ fn a_1000_job_html_report_stays_under_1_mb() {
     // A large account: the report's size is under test, not the model's quota.
     let a = sandbox_run(
         "loadtest",
-        &["--jobs", "1000", "--shards", "5", "--fargate-vcpu-quota", "4000"],
+        &[
+            "--jobs",
+            "1000",
+            "--shards",
+            "5",
+            "--fargate-vcpu-quota",
+            "4000",
+        ],
     );
     assert!(a.out.status.success(), "{}", text(&a.out.stderr));
     let html = a.read(a.html());

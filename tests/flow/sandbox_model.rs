@@ -338,6 +338,7 @@ async fn the_report_states_the_poll_timeout_that_was_installed() {
 /// `public.ecr.aws/docker/library/bash` running one `echo` line.
 #[tokio::test(start_paused = true)]
 async fn the_reference_profile_installs_the_tutorials_configuration() {
+    use glrunner::gitlab::GitLabApi as _;
     let world = SandboxWorld::new(
         "us-east-1",
         SandboxConfig::default().with_profile(RunnerProfile::Reference),
