@@ -88,6 +88,9 @@ fn main() {
         "5",
         "--sandbox-fail-every",
         "97",
+        // A large account: the renderers are timed, not the model's quota.
+        "--fargate-vcpu-quota",
+        "4000",
     ]
     .into_iter()
     .map(String::from)

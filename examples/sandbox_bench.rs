@@ -1,6 +1,7 @@
 //! `sandbox_bench`: the sandbox's modelled makespans of both runner profiles beside the reference
 //! tutorial's published figures, the sensitivity of the 400-job makespan to each model
-//! parameter (±50 %), and the simulator's wall time per 1,000 jobs at 1k, 10k and 50k jobs.
+//! parameter (±50 %), what the model says stops the reference beyond 400 jobs, and the
+//! simulator's wall time per 1,000 jobs at 1k, 10k and 50k jobs.
 //!
 //! ```text
 //! cargo run --example sandbox_bench              # everything
@@ -12,7 +13,9 @@
 //! wall times are measurements, of the simulator itself.
 
 use glrunner::cli::Backend;
-use glrunner::sandbox::bench::{ScaleRun, modelled_run, scale_run, sensitivity};
+use glrunner::sandbox::bench::{
+    ScaleRun, beyond_four_hundred, modelled_run, scale_run, sensitivity,
+};
 use glrunner::sandbox::{FleetModel, RunnerProfile};
 
 fn secs(v: Option<f64>) -> String {
@@ -64,6 +67,18 @@ fn main() {
                 }
             }
             println!("  published: 200 jobs just under 2 min, 400 jobs (two releases) just over 3 min, beyond 400 hung");
+
+            let beyond = beyond_four_hundred().await;
+            println!("\nBEYOND 400 (the tutorial's five releases of concurrent 300, reference profile, modelled)");
+            println!(
+                "  makespan {}, {} of {} jobs failed, limited by {}; quota not binding: {} failed",
+                secs(beyond.run.makespan_secs),
+                beyond.run.failed_jobs,
+                beyond.jobs,
+                beyond.run.limit.map_or("-", |l| l.as_str()),
+                beyond.quota_not_binding.failed_jobs
+            );
+            println!("  {}", beyond.finding());
 
             let (baseline, rows) = sensitivity(400, RunnerProfile::Reference).await;
             println!(

@@ -25,7 +25,7 @@ pub struct PreflightArgs {
 
     /// Sandbox only: the simulated account's Fargate On-Demand vCPU quota (L-3032A538), one value
     /// for the preflight and the runner simulator's model (default: the model's, fitted to the
-    /// reference tutorial's makespans: 60).
+    /// reference tutorial's makespans: 80).
     #[arg(long, value_name = "VCPUS")]
     pub fargate_vcpu_quota: Option<u32>,
 }

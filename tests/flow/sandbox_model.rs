@@ -227,7 +227,7 @@ async fn the_preflight_account_and_the_model_hold_one_fargate_quota() {
 }
 
 /// The preflight's verdict on the quota is what the model then does: at the default quota the
-/// 400 jobs queue in waves (a warning) and all succeed; at 8 vCPUs, or with 1000 jobs, the
+/// 400 jobs queue in waves (a warning) and all succeed; at 8 vCPUs, or with 1500 jobs, the
 /// preflight fails, and the model run past it (`--skip-preflight`) times jobs out, leaving about
 /// as many in time as the preflight said.
 #[test]
@@ -242,12 +242,12 @@ fn the_sandbox_preflight_and_the_model_agree_on_the_fargate_quota() {
     let (code, stdout) = doctor(&[]);
     assert_eq!(code, Some(0), "{stdout}");
     assert!(
-        stdout.contains("[warn] quota.fargate-vcpu") && stdout.contains(") is 60: "),
+        stdout.contains("[warn] quota.fargate-vcpu") && stdout.contains(") is 80: "),
         "{stdout}"
     );
     let (report, code) = run("tuned", 400);
     assert_eq!(code, 0, "{report:#}");
-    assert_eq!(report["model"]["vcpu_quota"], 60.0);
+    assert_eq!(report["model"]["vcpu_quota"], 80.0);
     assert_eq!(report["model"]["jobs_timed_out"], 0);
 
     // Too small a quota for 400 jobs, and too many jobs for the default quota.
@@ -257,7 +257,7 @@ fn the_sandbox_preflight_and_the_model_agree_on_the_fargate_quota() {
             400,
             8.0,
         ),
-        (&["--jobs", "1000"][..], 1000, 60.0),
+        (&["--jobs", "1500"][..], 1500, 80.0),
     ] {
         let (code, stdout) = doctor(args);
         assert_eq!(code, Some(1), "{args:?}: {stdout}");
@@ -338,6 +338,7 @@ async fn the_report_states_the_poll_timeout_that_was_installed() {
 /// `public.ecr.aws/docker/library/bash` running one `echo` line.
 #[tokio::test(start_paused = true)]
 async fn the_reference_profile_installs_the_tutorials_configuration() {
+    use glrunner::gitlab::GitLabApi as _;
     let world = SandboxWorld::new(
         "us-east-1",
         SandboxConfig::default().with_profile(RunnerProfile::Reference),
@@ -362,7 +363,10 @@ async fn the_reference_profile_installs_the_tutorials_configuration() {
         assert!(values.rbac.create);
         assert_eq!(values.executor.poll_timeout.as_secs(), 90);
         let toml = values.runners_config();
-        assert!(toml.contains("pull_policy = [\"if-not-present\"]"), "{toml}");
+        assert!(
+            toml.contains("pull_policy = [\"if-not-present\"]"),
+            "{toml}"
+        );
         assert!(toml.contains("request_concurrency = 1"), "{toml}");
     }
     let fleet = report.fleet.as_ref().unwrap();
@@ -374,7 +378,9 @@ async fn the_reference_profile_installs_the_tutorials_configuration() {
     }
     let project = world
         .gitlab
-        .get_project(&glrunner::gitlab::ProjectRef::Path("sandbox/loadtest".into()))
+        .get_project(&glrunner::gitlab::ProjectRef::Path(
+            "sandbox/loadtest".into(),
+        ))
         .await
         .unwrap();
     let ci = world

@@ -187,8 +187,7 @@ impl FleetRequest {
             match &self.shared_tag {
                 Some(tag) => issues.extend(validate::runner_tag("shared_tag", tag).err()),
                 None => issues.extend(
-                    validate::runner_tag("tag_prefix", &format!("{}-{k}", self.tag_prefix))
-                        .err(),
+                    validate::runner_tag("tag_prefix", &format!("{}-{k}", self.tag_prefix)).err(),
                 ),
             }
         }
@@ -462,8 +461,8 @@ mod tests {
         assert_eq!(plan.routes().len(), 2);
         let json = serde_json::to_value(&plan).unwrap();
         assert!(json["shards"][0].get("run_untagged").is_none(), "{json}");
-        let e = FleetPlan::new(&FleetRequest::new(10).with_shared_tag(Some("a,b".into())))
-            .unwrap_err();
+        let e =
+            FleetPlan::new(&FleetRequest::new(10).with_shared_tag(Some("a,b".into()))).unwrap_err();
         assert_eq!(e.issues()[0].field, "shared_tag");
     }
 

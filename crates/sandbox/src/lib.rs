@@ -101,8 +101,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub use faults::Fault;
-pub use loadtest::{LoadTestRunner, LoadTestSetupError};
 pub use glrunner_flow::RunnerProfile;
+pub use loadtest::{LoadTestRunner, LoadTestSetupError};
 pub use model::FleetModel;
 pub use report::{Limit, ModelReport, SandboxReport, WaitSummary};
 

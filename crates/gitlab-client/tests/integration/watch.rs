@@ -174,8 +174,8 @@ async fn a_stopped_load_test_cancels_its_pipeline_unless_kept_and_reports_so_far
     for keep in [false, true] {
         let gl = InMemoryGitLab::default();
         let project = gl.get_or_create_project("sandbox/stop").await.unwrap();
-        let run = LoadTestRun::new(LoadTestSpec::even(30, &["t".to_owned()]))
-            .with_keep_on_stop(keep);
+        let run =
+            LoadTestRun::new(LoadTestSpec::even(30, &["t".to_owned()])).with_keep_on_stop(keep);
         let outcome = loadtest::run_until(
             &gl,
             &project,
@@ -188,7 +188,10 @@ async fn a_stopped_load_test_cancels_its_pipeline_unless_kept_and_reports_so_far
         .await
         .unwrap();
         assert_eq!(outcome.report.outcome, WatchOutcome::Interrupted);
-        assert_eq!(outcome.report.total_jobs, 30, "the report covers the pipeline");
+        assert_eq!(
+            outcome.report.total_jobs, 30,
+            "the report covers the pipeline"
+        );
         let pipelines = gl.pipelines(project.id);
         assert_eq!(pipelines.len(), 1);
         if keep {
