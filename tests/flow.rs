@@ -586,11 +586,20 @@ echo '[]'
     let releases = glrunner::flow::aws::TokenHelm::new(access, plugin, Some(helm));
     assert!(releases.list(None).await.unwrap().is_empty());
     let text = std::fs::read_to_string(capture.join("kubeconfig")).unwrap();
-    for absent in ["k8s-aws-v1", "token:", "eks get-token", "- get-token", "AKID", "SECRET"] {
+    for absent in [
+        "k8s-aws-v1",
+        "token:",
+        "eks get-token",
+        "- get-token",
+        "AKID",
+        "SECRET",
+    ] {
         assert!(!text.contains(absent), "{absent} in {text}");
     }
     assert_eq!(
-        std::fs::read_to_string(capture.join("mode")).unwrap().trim(),
+        std::fs::read_to_string(capture.join("mode"))
+            .unwrap()
+            .trim(),
         "600"
     );
     let used = std::fs::read_to_string(capture.join("path")).unwrap();
@@ -615,15 +624,26 @@ echo '[]'
             r#"{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","spec":{"interactive":false}}"#,
         );
     for var in exec["env"].as_array().unwrap() {
-        command.env(var["name"].as_str().unwrap(), var["value"].as_str().unwrap());
+        command.env(
+            var["name"].as_str().unwrap(),
+            var["value"].as_str().unwrap(),
+        );
     }
     let out = command.output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let credential: serde_json::Value = serde_json::from_slice(&out.stdout).expect("only JSON on stdout");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let credential: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("only JSON on stdout");
     assert_eq!(credential["apiVersion"], "client.authentication.k8s.io/v1");
     assert_eq!(credential["kind"], "ExecCredential");
     assert!(
-        credential["status"]["token"].as_str().unwrap().starts_with("k8s-aws-v1."),
+        credential["status"]["token"]
+            .as_str()
+            .unwrap()
+            .starts_with("k8s-aws-v1."),
         "{credential}"
     );
     let expires: jiff::Timestamp = credential["status"]["expirationTimestamp"]

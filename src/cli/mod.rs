@@ -199,7 +199,9 @@ pub fn exec_credential_plugin() -> Option<ExitCode> {
                 tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
-                    .map_err(|e| format!("glrunner credential plugin: cannot start the async runtime: {e}"))
+                    .map_err(|e| {
+                        format!("glrunner credential plugin: cannot start the async runtime: {e}")
+                    })
                     .map(|runtime| runtime.block_on(glrunner_flow::aws::exec_credential_from_env()))
             })
             .join()

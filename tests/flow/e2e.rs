@@ -1000,7 +1000,8 @@ struct ShortTokenApiserver {
 impl ShortTokenApiserver {
     fn script() -> PathBuf {
         PathBuf::from(
-            std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+            std::env::var_os("CARGO_MANIFEST_DIR")
+                .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
         )
         .join("scripts/kube-apiserver.sh")
     }
@@ -1078,15 +1079,28 @@ async fn helm_waits_and_kube_clients_outlive_the_eks_token_lifetime() {
     let state = e2e.dir.path().join("state");
     let state = state.to_str().unwrap();
     let stack_args = [
-        "--backend", "aws", "--region", "us-east-1", "--stack", &e2e.stack, "--state-dir", state,
-        "--output", "json",
+        "--backend",
+        "aws",
+        "--region",
+        "us-east-1",
+        "--stack",
+        &e2e.stack,
+        "--state-dir",
+        state,
+        "--output",
+        "json",
     ];
     let out = example(
         "provision",
         &[&stack_args[..], &["--runner-namespace", &e2e.namespace]].concat(),
         &aws_env,
     );
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // kube-rs: the cluster's one client (checks, pods, Secrets), used again after the lifetime.
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
@@ -1115,8 +1129,14 @@ async fn helm_waits_and_kube_clients_outlive_the_eks_token_lifetime() {
         .token(&e2e.stack)
         .await
         .unwrap();
-    assert_eq!(status_with_token(&e2e, &endpoint, first_token.expose()).await, 200);
-    checks.log_tail("kube-system", "release=none", 5).await.unwrap();
+    assert_eq!(
+        status_with_token(&e2e, &endpoint, first_token.expose()).await,
+        200
+    );
+    checks
+        .log_tail("kube-system", "release=none", 5)
+        .await
+        .unwrap();
     tokio::time::sleep(std::time::Duration::from_secs(LIFETIME + 6)).await;
     assert_eq!(
         status_with_token(&e2e, &endpoint, first_token.expose()).await,
@@ -1134,9 +1154,21 @@ async fn helm_waits_and_kube_clients_outlive_the_eks_token_lifetime() {
         &[
             &stack_args[..],
             &[
-                "--cluster", &e2e.stack, "--runner-namespace", &e2e.namespace, "--helm", &e2e.helm,
-                "--chart", e2e.chart.to_str().unwrap(), "--gitlab-url", &e2e.double.url,
-                "--project", "e2e/loadtest", "--jobs", "10", "--skip-preflight",
+                "--cluster",
+                &e2e.stack,
+                "--runner-namespace",
+                &e2e.namespace,
+                "--helm",
+                &e2e.helm,
+                "--chart",
+                e2e.chart.to_str().unwrap(),
+                "--gitlab-url",
+                &e2e.double.url,
+                "--project",
+                "e2e/loadtest",
+                "--jobs",
+                "10",
+                "--skip-preflight",
             ],
         ]
         .concat(),
@@ -1153,5 +1185,10 @@ async fn helm_waits_and_kube_clients_outlive_the_eks_token_lifetime() {
     assert!(leftovers(&e2e.client, &e2e.namespace).await.is_empty());
 
     let out = example("teardown", &stack_args, &aws_env);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -78,8 +78,13 @@ impl EksAuth {
     /// The token lifetime from `GLRUNNER_EKS_TOKEN_LIFETIME_SECONDS` (EKS's own when unset; a
     /// bad value is invalid input naming it), the running binary as the plugin.
     pub fn from_env() -> Result<Self, Error> {
-        let token_lifetime = glrunner_infra::kubeconfig::token_lifetime_from_env()
-            .map_err(|e| Error::invalid(glrunner_infra::kubeconfig::TOKEN_LIFETIME_ENV, e.to_string()))?;
+        let token_lifetime =
+            glrunner_infra::kubeconfig::token_lifetime_from_env().map_err(|e| {
+                Error::invalid(
+                    glrunner_infra::kubeconfig::TOKEN_LIFETIME_ENV,
+                    e.to_string(),
+                )
+            })?;
         Ok(Self {
             token_lifetime,
             credential_plugin: None,
@@ -92,7 +97,9 @@ impl EksAuth {
         let program = match &self.credential_plugin {
             Some(program) => program.clone(),
             None => std::env::current_exe().map_err(|e| {
-                format!("cannot find this program's own path to run it as helm's credential plugin: {e}")
+                format!(
+                    "cannot find this program's own path to run it as helm's credential plugin: {e}"
+                )
             })?,
         };
         Ok(ExecPlugin {
@@ -497,9 +504,8 @@ impl EksCluster {
         let generator = auth.generator(sdk)?;
         let plugin = auth.plugin(generator.region())?;
         let tokens = Arc::new(EksTokenCache::new(generator, access.name.clone()));
-        let client =
-            glrunner_janitor::k8s::refreshing_client(config, Arc::new(EksTokens(tokens)))
-                .map_err(|e| e.to_string())?;
+        let client = glrunner_janitor::k8s::refreshing_client(config, Arc::new(EksTokens(tokens)))
+            .map_err(|e| e.to_string())?;
         Ok(Self {
             access,
             client,

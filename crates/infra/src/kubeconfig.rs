@@ -657,17 +657,34 @@ mod tests {
             ],
             "EKS's own lifetime is not written"
         );
-        for secret in ["k8s-aws-v1", "AKID", "aws_secret", "AWS_SECRET", "AWS_SESSION_TOKEN", "get-token"] {
+        for secret in [
+            "k8s-aws-v1",
+            "AKID",
+            "aws_secret",
+            "AWS_SECRET",
+            "AWS_SESSION_TOKEN",
+            "get-token",
+        ] {
             assert!(!text.contains(secret), "{secret} in {text}");
         }
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
-            assert_eq!(fs::metadata(&dir).unwrap().permissions().mode() & 0o077, 0, "private dir");
+            assert_eq!(
+                fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+            assert_eq!(
+                fs::metadata(&dir).unwrap().permissions().mode() & 0o077,
+                0,
+                "private dir"
+            );
         }
         drop(kubeconfig);
-        assert!(!path.exists() && !dir.exists(), "removed with its directory");
+        assert!(
+            !path.exists() && !dir.exists(),
+            "removed with its directory"
+        );
     }
 
     #[test]
@@ -687,8 +704,10 @@ mod tests {
     fn exec_credential_carries_the_token_and_when_to_run_the_plugin_again() {
         let creds =
             aws_credential_types::Credentials::new("AKIDEXAMPLE", "secret", None, None, "test");
-        let generator =
-            EksTokenGenerator::from_parts(SharedCredentialsProvider::new(creds.clone()), "us-east-1");
+        let generator = EksTokenGenerator::from_parts(
+            SharedCredentialsProvider::new(creds.clone()),
+            "us-east-1",
+        );
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_700);
         let token = generator.token_at("demo", creds, t0).unwrap();
         let credential: serde_json::Value =
@@ -697,7 +716,10 @@ mod tests {
         assert_eq!(credential["kind"], "ExecCredential");
         assert_eq!(credential["status"]["token"], token.expose());
         // 14 minutes after signing, rounded down to the second (never after the token's end).
-        assert_eq!(credential["status"]["expirationTimestamp"], "2023-11-14T22:27:20Z");
+        assert_eq!(
+            credential["status"]["expirationTimestamp"],
+            "2023-11-14T22:27:20Z"
+        );
         assert!(!format!("{:?}", exec_credential(&token)).contains("k8s-aws-v1"));
     }
 
@@ -705,8 +727,9 @@ mod tests {
     async fn a_shorter_lifetime_shortens_the_tokens_and_the_margin() {
         let creds =
             aws_credential_types::Credentials::new("AKIDEXAMPLE", "secret", None, None, "test");
-        let generator = EksTokenGenerator::from_parts(SharedCredentialsProvider::new(creds), "us-east-1")
-            .with_lifetime(Duration::from_secs(10));
+        let generator =
+            EksTokenGenerator::from_parts(SharedCredentialsProvider::new(creds), "us-east-1")
+                .with_lifetime(Duration::from_secs(10));
         assert_eq!(generator.lifetime(), Duration::from_secs(10));
         let cache = EksTokenCache::new(generator, "demo");
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
@@ -714,11 +737,19 @@ mod tests {
         let first = cache.token_at(t0).await.unwrap();
         // Used for 8 of its 10 seconds (a fifth of margin), replaced 2 s before that.
         assert_eq!(first.expires_at, t0 + s(8));
-        assert_eq!(cache.token_at(t0 + s(5)).await.unwrap().expose(), first.expose());
-        assert_ne!(cache.token_at(t0 + s(7)).await.unwrap().expose(), first.expose());
+        assert_eq!(
+            cache.token_at(t0 + s(5)).await.unwrap().expose(),
+            first.expose()
+        );
+        assert_ne!(
+            cache.token_at(t0 + s(7)).await.unwrap().expose(),
+            first.expose()
+        );
         // Never longer than EKS's own.
         let long = EksTokenGenerator::from_parts(
-            SharedCredentialsProvider::new(aws_credential_types::Credentials::new("A", "B", None, None, "t")),
+            SharedCredentialsProvider::new(aws_credential_types::Credentials::new(
+                "A", "B", None, None, "t",
+            )),
             "us-east-1",
         )
         .with_lifetime(s(3600));
@@ -731,7 +762,10 @@ mod tests {
         assert_eq!(parse_token_lifetime("900").unwrap(), EKS_TOKEN_LIFETIME);
         for bad in ["901", "0", "4", "10s", "", "-3"] {
             let e = parse_token_lifetime(bad).unwrap_err().to_string();
-            assert!(e.contains("GLRUNNER_EKS_TOKEN_LIFETIME_SECONDS"), "{bad}: {e}");
+            assert!(
+                e.contains("GLRUNNER_EKS_TOKEN_LIFETIME_SECONDS"),
+                "{bad}: {e}"
+            );
         }
     }
 

@@ -133,7 +133,8 @@ where
 {
     type Response = S::Response;
     type Error = tower::BoxError;
-    type Future = futures::future::BoxFuture<'static, std::result::Result<S::Response, tower::BoxError>>;
+    type Future =
+        futures::future::BoxFuture<'static, std::result::Result<S::Response, tower::BoxError>>;
 
     fn poll_ready(
         &mut self,
@@ -170,7 +171,9 @@ where
         };
         match header {
             Ok(value) => {
-                request.headers_mut().insert(http::header::AUTHORIZATION, value);
+                request
+                    .headers_mut()
+                    .insert(http::header::AUTHORIZATION, value);
                 let call = self.inner.call(request);
                 Box::pin(async move { call.await.map_err(Into::into) })
             }

@@ -1368,7 +1368,11 @@ async fn token_kubeconfig_credentials(
     };
     let program = match std::env::current_exe() {
         Ok(p) => p,
-        Err(e) => return fail(format!("cannot find this program's own path for helm's credential plugin: {e}")),
+        Err(e) => {
+            return fail(format!(
+                "cannot find this program's own path for helm's credential plugin: {e}"
+            ));
+        }
     };
     let plugin = glrunner_infra::kubeconfig::ExecPlugin {
         program,
