@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use glrunner_gitlab_client::ci::{self, LoadTestSpec, ShardTarget};
+use glrunner_gitlab_client::ci::{self, LoadTestSpec};
 use glrunner_gitlab_client::http::parse_gitlab_url;
 use glrunner_gitlab_client::loadtest::{self, CancelSummary, LoadTestRun, RunningPipelines};
 use glrunner_gitlab_client::watch::{WatchConfig, WatchEvent};

@@ -13,20 +13,23 @@ use super::example::full_flow;
 
 /// `full_flow --output json --runner-profile <profile> --jobs <jobs> --hung-fraction 0`.
 fn run(profile: &str, jobs: u32) -> (Value, i32) {
+    run_with(profile, jobs, &[])
+}
+
+fn run_with(profile: &str, jobs: u32, extra: &[&str]) -> (Value, i32) {
     let jobs = jobs.to_string();
-    let out = full_flow(
-        &[
-            "--output",
-            "json",
-            "--runner-profile",
-            profile,
-            "--jobs",
-            &jobs,
-            "--hung-fraction",
-            "0",
-        ],
-        &[],
-    );
+    let mut args = vec![
+        "--output",
+        "json",
+        "--runner-profile",
+        profile,
+        "--jobs",
+        &jobs,
+        "--hung-fraction",
+        "0",
+    ];
+    args.extend_from_slice(extra);
+    let out = full_flow(&args, &[]);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "not one JSON document ({e}): {}\n{}",
@@ -63,7 +66,20 @@ fn reference_profile_lands_within_25_percent_of_the_published_makespans() {
 
 #[test]
 fn reference_profile_at_600_jobs_says_what_stops_it() {
-    let (report, code) = run("reference", 600);
+    // The preflight refuses it first (the last wave would wait past the 90 s poll_timeout):
+    let (refused, code) = run("reference", 600);
+    assert_eq!(code, 1, "{refused:#}");
+    let checks = refused["preflight"]["checks"].as_array().expect("checks");
+    assert!(
+        checks.iter().any(|c| c["id"] == "quota.fargate-vcpu"
+            && c["status"] == "fail"
+            && c["found"]
+                .as_str()
+                .is_some_and(|f| f.contains("poll_timeout"))),
+        "{refused:#}"
+    );
+    // past it, the model says what stops the run.
+    let (report, code) = run_with("reference", 600, &["--skip-preflight"]);
     let model = &report["model"];
     let limit = model["limit"].as_str().unwrap();
     let verdict = model["verdict"].as_str().unwrap();

@@ -733,109 +733,6 @@ async fn a_brought_eks_cluster_is_checked_only_for_what_its_flow_calls() {
     assert!(!report.failed(), "{}", report.render_text());
     assert_eq!(check(&report, "aws.permissions").status, Status::Ok);
     assert_eq!(check(&report, "quota.fargate-vcpu").status, Status::Ok);
-/// Hands the preflight `checks` as the clients of any cluster it reaches.
-#[derive(Debug)]
-struct ChecksConnector(Arc<crate::MemoryClusterChecks>);
-
-#[async_trait::async_trait]
-impl crate::ClusterConnector for ChecksConnector {
-    async fn connect(
-        &self,
-        _spec: &StackSpec,
-        _target: crate::ClusterTarget<'_>,
-    ) -> Result<crate::ClusterClients, crate::Error> {
-        Ok(crate::ClusterClients {
-            releases: Arc::new(glrunner_runner_chart::InMemoryReleases::new()),
-            secrets: Arc::new(glrunner_runner_chart::InMemoryTokenSecrets::new()),
-            pods: Arc::new(glrunner_janitor::memory::InMemoryPods::new()),
-            clock: Arc::new(glrunner_janitor::SystemClock),
-            checks: self.0.clone(),
-        })
-    }
-}
-
-/// The preflight with the cluster side too: the stack's cluster is looked for, and its pods
-/// read through `checks`.
-async fn run_reaching(
-    w: &World,
-    plan: &PreflightPlan,
-    checks: &Arc<crate::MemoryClusterChecks>,
-) -> PreflightReport {
-    let connector = ChecksConnector(checks.clone());
-    let sources = PreflightSources {
-        account: &w.account,
-        network: &w.cloud,
-        gitlab: Some(w.gitlab.as_ref()),
-        eks_tokens: None,
-        cluster: Some(&w.cloud),
-        connector: Some(&connector),
-    };
-    run(plan, &sources).await
-}
-
-async fn provisioned(w: &World) {
-    let spec = StackSpec::new(StackName::new("pre").unwrap(), "us-east-1");
-    let engine = glrunner_infra::Engine::new(&w.cloud, &w.cloud);
-    let plan_ = glrunner_infra::plan_stack(&spec, &w.cloud).await.unwrap();
-    engine.apply(&plan_).await.unwrap();
-}
-
-fn fargate_pod(
-    namespace: &str,
-    name: &str,
-    labels: &[(&str, &str)],
-    size: &str,
-) -> crate::FargatePod {
-    crate::FargatePod {
-        namespace: namespace.into(),
-        name: name.into(),
-        labels: labels
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect(),
-        size: glrunner_fargate::FargateSize::from_capacity_provisioned(size).unwrap(),
-    }
-}
-
-#[tokio::test]
-async fn the_peak_counts_the_coredns_pods_at_their_fargate_size() {
-    // 400 job pods × 0.25 + 2 managers × 2 = 104, and CoreDNS's two pods of 0.25 vCPU / 0.5 GB
-    // (100m and 70Mi + Fargate's 256 MiB, rounded up) run on Fargate too: 104.5.
-    let p = plan(400);
-    assert_eq!(p.peak_vcpus(), 104.5);
-    let w = world();
-    w.account.set_quota("fargate", "L-3032A538", 104.0);
-    let c = check(&run_on(&w, &p).await, "quota.fargate-vcpu").clone();
-    assert_ne!(
-        c.status,
-        Status::Ok,
-        "104 vCPUs do not hold the peak: {c:?}"
-    );
-    assert!(
-        c.needed
-            .contains("2 CoreDNS pods × 0.25 vCPU / 0.5 GB = 104.5 vCPUs"),
-        "{}",
-        c.needed
-    );
-    assert!(c.fix.contains("at least 105"), "{}", c.fix);
-    w.account.set_quota("fargate", "L-3032A538", 104.5);
-    let c = check(&run_on(&w, &p).await, "quota.fargate-vcpu").clone();
-    assert_eq!(c.status, Status::Ok, "{c:?}");
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_resumed_stack_asks_for_no_second_vpc_elastic_ip_nat_gateway_or_cluster() {
-    let w = world();
-    provisioned(&w).await;
-    // Every quota is used up, the stack's own resources included.
-    w.account.set_usage(AccountUsage {
-        vpcs: 5,
-        elastic_ips: 5,
-        nat_gateways_max_per_az: 5,
-        eks_clusters: 100,
-    });
-    let checks = Arc::new(crate::MemoryClusterChecks::default());
-    let report = run_reaching(&w, &plan(10), &checks).await;
     for id in [
         "quota.vpcs",
         "quota.elastic-ips",
@@ -957,6 +854,117 @@ async fn a_root_or_federated_caller_is_told_to_run_as_an_iam_role() {
             .starts_with("arn:aws:iam::123456789012:role/AWSReservedSSO_Admin_0123 "),
         "{}",
         c.found
+    );
+}
+
+/// Hands the preflight `checks` as the clients of any cluster it reaches.
+#[derive(Debug)]
+struct ChecksConnector(Arc<crate::MemoryClusterChecks>);
+
+#[async_trait::async_trait]
+impl crate::ClusterConnector for ChecksConnector {
+    async fn connect(
+        &self,
+        _spec: &StackSpec,
+        _target: crate::ClusterTarget<'_>,
+    ) -> Result<crate::ClusterClients, crate::Error> {
+        Ok(crate::ClusterClients {
+            releases: Arc::new(glrunner_runner_chart::InMemoryReleases::new()),
+            secrets: Arc::new(glrunner_runner_chart::InMemoryTokenSecrets::new()),
+            pods: Arc::new(glrunner_janitor::memory::InMemoryPods::new()),
+            clock: Arc::new(glrunner_janitor::SystemClock),
+            checks: self.0.clone(),
+        })
+    }
+}
+
+/// The preflight with the cluster side too: the stack's cluster is looked for, and its pods
+/// read through `checks`.
+async fn run_reaching(
+    w: &World,
+    plan: &PreflightPlan,
+    checks: &Arc<crate::MemoryClusterChecks>,
+) -> PreflightReport {
+    let connector = ChecksConnector(checks.clone());
+    let sources = PreflightSources {
+        account: &w.account,
+        network: &w.cloud,
+        gitlab: Some(w.gitlab.as_ref()),
+        eks_tokens: None,
+        cluster: Some(&w.cloud),
+        connector: Some(&connector),
+    };
+    run(plan, &sources).await
+}
+
+async fn provisioned(w: &World) {
+    let spec = StackSpec::new(StackName::new("pre").unwrap(), "us-east-1");
+    let engine = glrunner_infra::Engine::new(&w.cloud, &w.cloud);
+    let plan_ = glrunner_infra::plan_stack(&spec, &w.cloud).await.unwrap();
+    engine.apply(&plan_).await.unwrap();
+}
+
+fn fargate_pod(
+    namespace: &str,
+    name: &str,
+    labels: &[(&str, &str)],
+    size: &str,
+) -> crate::FargatePod {
+    crate::FargatePod {
+        namespace: namespace.into(),
+        name: name.into(),
+        labels: labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        size: glrunner_fargate::FargateSize::from_capacity_provisioned(size).unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn the_peak_counts_the_coredns_pods_at_their_fargate_size() {
+    // 400 job pods × 0.25 + 2 managers × 2 = 104, and CoreDNS's two pods of 0.25 vCPU / 0.5 GB
+    // (100m and 70Mi + Fargate's 256 MiB, rounded up) run on Fargate too: 104.5.
+    let p = plan(400);
+    assert_eq!(p.peak_vcpus(), 104.5);
+    let w = world();
+    w.account.set_quota("fargate", "L-3032A538", 104.0);
+    let c = check(&run_on(&w, &p).await, "quota.fargate-vcpu").clone();
+    assert_ne!(
+        c.status,
+        Status::Ok,
+        "104 vCPUs do not hold the peak: {c:?}"
+    );
+    assert!(
+        c.needed
+            .contains("2 CoreDNS pods × 0.25 vCPU / 0.5 GB = 104.5 vCPUs"),
+        "{}",
+        c.needed
+    );
+    assert!(c.fix.contains("at least 105"), "{}", c.fix);
+    w.account.set_quota("fargate", "L-3032A538", 104.5);
+    let c = check(&run_on(&w, &p).await, "quota.fargate-vcpu").clone();
+    assert_eq!(c.status, Status::Ok, "{c:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_resumed_stack_asks_for_no_second_vpc_elastic_ip_nat_gateway_or_cluster() {
+    let w = world();
+    provisioned(&w).await;
+    // Every quota is used up, the stack's own resources included.
+    w.account.set_usage(AccountUsage {
+        vpcs: 5,
+        elastic_ips: 5,
+        nat_gateways_max_per_az: 5,
+        eks_clusters: 100,
+    });
+    let checks = Arc::new(crate::MemoryClusterChecks::default());
+    let report = run_reaching(&w, &plan(10), &checks).await;
+    for id in [
+        "quota.vpcs",
+        "quota.elastic-ips",
+        "quota.nat-per-az",
+        "quota.eks-clusters",
     ] {
         let c = check(&report, id);
         assert_eq!(c.status, Status::Ok, "{c:?}");
