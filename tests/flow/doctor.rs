@@ -65,7 +65,8 @@ fn doctor_fails_a_sandbox_quota_of_8_vcpus_for_400_jobs() {
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
     assert!(stdout.contains("[fail] quota.fargate-vcpu"), "{stdout}");
     assert!(
-        stderr.contains("L-3032A538") && stderr.contains("= 104.5 vCPUs"),
+        stderr.contains(glrunner::infra::account::FARGATE_VCPU.quota_code)
+            && stderr.contains("= 104.5 vCPUs"),
         "{stderr}"
     );
     assert!(stderr.contains("request an increase"), "{stderr}");

@@ -236,7 +236,14 @@ async fn the_preflight_account_and_the_model_hold_one_fargate_quota() {
     ] {
         let model_quota = config.model.fargate.vcpu_quota;
         let world = SandboxWorld::new("us-east-1", config);
-        let quota = world.account.quota("fargate", "L-3032A538").await.unwrap();
+        let quota = world
+            .account
+            .quota(
+                glrunner::infra::account::FARGATE_VCPU.service_code,
+                glrunner::infra::account::FARGATE_VCPU.quota_code,
+            )
+            .await
+            .unwrap();
         assert_eq!(quota.value, model_quota);
         assert_eq!(world.config().model.fargate.vcpu_quota, model_quota);
     }

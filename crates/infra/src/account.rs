@@ -203,16 +203,78 @@ struct AccountState {
     prices: Option<PriceQuote>,
 }
 
-/// AWS's default value of the quotas glrunner checks (Service Quotas console, 2025).
+/// One Service Quotas quota glrunner checks: its codes, AWS's name and AWS's default value
+/// (Service Quotas console, 2025). The one place these codes are written.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct KnownQuota {
+    /// Service code, e.g. `fargate`.
+    pub service_code: &'static str,
+    /// Quota code, e.g. `L-3032A538`.
+    pub quota_code: &'static str,
+    /// The quota's name as AWS gives it.
+    pub name: &'static str,
+    /// AWS's default value.
+    pub default: f64,
+}
+
+impl KnownQuota {
+    /// `(service code, quota code)`.
+    pub const fn codes(&self) -> (&'static str, &'static str) {
+        (self.service_code, self.quota_code)
+    }
+}
+
+/// Fargate On-Demand vCPU resource count (the vCPUs of every running Fargate pod).
+pub const FARGATE_VCPU: KnownQuota = KnownQuota {
+    service_code: "fargate",
+    quota_code: "L-3032A538",
+    name: "Fargate On-Demand vCPU resource count",
+    default: 6.0,
+};
+/// EC2-VPC Elastic IPs per Region.
+pub const ELASTIC_IPS: KnownQuota = KnownQuota {
+    service_code: "ec2",
+    quota_code: "L-0263D0A3",
+    name: "EC2-VPC Elastic IPs",
+    default: 5.0,
+};
+/// VPCs per Region.
+pub const VPCS: KnownQuota = KnownQuota {
+    service_code: "vpc",
+    quota_code: "L-F678F1CE",
+    name: "VPCs per Region",
+    default: 5.0,
+};
+/// NAT gateways per Availability Zone.
+pub const NAT_GATEWAYS_PER_AZ: KnownQuota = KnownQuota {
+    service_code: "vpc",
+    quota_code: "L-FE5A380F",
+    name: "NAT gateways per Availability Zone",
+    default: 5.0,
+};
+/// EKS clusters per Region.
+pub const EKS_CLUSTERS: KnownQuota = KnownQuota {
+    service_code: "eks",
+    quota_code: "L-1194D53C",
+    name: "Clusters",
+    default: 100.0,
+};
+
+/// Every quota glrunner checks.
+pub const KNOWN_QUOTAS: [KnownQuota; 5] = [
+    FARGATE_VCPU,
+    ELASTIC_IPS,
+    VPCS,
+    NAT_GATEWAYS_PER_AZ,
+    EKS_CLUSTERS,
+];
+
+/// AWS's default value of the quotas glrunner checks, with the quota's name.
 pub fn default_quota(service_code: &str, quota_code: &str) -> Option<(&'static str, f64)> {
-    Some(match (service_code, quota_code) {
-        ("fargate", "L-3032A538") => ("Fargate On-Demand vCPU resource count", 6.0),
-        ("ec2", "L-0263D0A3") => ("EC2-VPC Elastic IPs", 5.0),
-        ("vpc", "L-F678F1CE") => ("VPCs per Region", 5.0),
-        ("vpc", "L-FE5A380F") => ("NAT gateways per Availability Zone", 5.0),
-        ("eks", "L-1194D53C") => ("Clusters", 100.0),
-        _ => return None,
-    })
+    KNOWN_QUOTAS
+        .iter()
+        .find(|q| q.service_code == service_code && q.quota_code == quota_code)
+        .map(|q| (q.name, q.default))
 }
 
 impl Default for InMemoryAccount {
@@ -274,6 +336,11 @@ impl InMemoryAccount {
             s.quotas
                 .insert((service_code.to_owned(), quota_code.to_owned()), value);
         })
+    }
+
+    /// Sets the applied value of one of the quotas glrunner checks.
+    pub fn set_known_quota(&self, quota: KnownQuota, value: f64) -> &Self {
+        self.set_quota(quota.service_code, quota.quota_code, value)
     }
 
     /// Sets the current usage.
@@ -425,17 +492,17 @@ pub mod conformance {
             return Err(format!("simulation: got {got:?}, want {want:?}"));
         }
         let quota = account
-            .quota("fargate", "L-3032A538")
+            .quota(FARGATE_VCPU.service_code, FARGATE_VCPU.quota_code)
             .await
             .map_err(|e| e.to_string())?;
-        if quota.value != world.fargate_vcpu_quota || quota.quota_code != "L-3032A538" {
+        if quota.value != world.fargate_vcpu_quota || quota.quota_code != FARGATE_VCPU.quota_code {
             return Err(format!(
                 "Fargate vCPU quota: got {quota:?}, want {}",
                 world.fargate_vcpu_quota
             ));
         }
         let eips = account
-            .quota("ec2", "L-0263D0A3")
+            .quota(ELASTIC_IPS.service_code, ELASTIC_IPS.quota_code)
             .await
             .map_err(|e| e.to_string())?;
         if eips.value < 1.0 {
@@ -481,7 +548,7 @@ mod tests {
         let w = world();
         account
             .deny(&w.denied_action)
-            .set_quota("fargate", "L-3032A538", w.fargate_vcpu_quota)
+            .set_known_quota(FARGATE_VCPU, w.fargate_vcpu_quota)
             .set_prices(Some(PriceQuote {
                 region: String::new(),
                 fargate_vcpu_hour: Some(w.fargate_vcpu_hour),
@@ -490,7 +557,7 @@ mod tests {
             }));
         conformance::run(&account, &w).await.unwrap();
         // The suite fails when the world is not what it expects.
-        account.set_quota("fargate", "L-3032A538", 6.0);
+        account.set_known_quota(FARGATE_VCPU, 6.0);
         assert!(conformance::run(&account, &w).await.is_err());
     }
 

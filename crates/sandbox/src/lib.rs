@@ -1064,9 +1064,52 @@ impl SandboxWorld {
     async fn run_job(&self, setup: &ManagerSetup, job: AssignedJob, slot: &Mutex<JobSlot>) {
         let job_id = job.job_id;
         let model = &self.config.model;
+        // One seeded stream per job; its draws keep this order (hang, prepare, pod start, script).
         let mut rng =
             fastrand::Rng::with_seed(self.config.seed ^ job_id.wrapping_mul(0x9e37_79b9_7f4a_7c15));
-        let hang = if rng.f64() < self.config.hung_fraction {
+        let hang = self.draw_hang(&mut rng);
+        // The job's `image:`, else the runner's default image.
+        let image = job.image.unwrap_or_else(|| setup.default_image.clone());
+        // "Preparing the kubernetes executor", then the API calls before the pod exists.
+        tokio::time::sleep(model.runner.executor_prepare.sample(&mut rng)).await;
+        let Some(pod) = self.create_job_pods(setup, job_id, job.project_id, hang) else {
+            self.fail_job(setup, job_id);
+            return;
+        };
+        lock(slot).pod = Some((pod.namespace.clone(), pod.name.clone()));
+        let created = Instant::now();
+        let Some(start) = self
+            .wait_until_running(setup, &image, &mut rng, created, slot)
+            .await
+        else {
+            // "Job failed (system failure): timed out waiting for pod to start": the runner
+            // deletes the pod (unbound, so the API server removes it at once).
+            self.pods.remove(&pod.namespace, &pod.name);
+            self.with_stats(|s| s.jobs_timed_out += 1);
+            self.fail_job(setup, job_id);
+            return;
+        };
+        self.mark_running(&pod, &start, created);
+        self.run_script(setup, &mut rng, created).await;
+        // Canceled meanwhile (the flow cleaning up): the runner still removes its pod.
+        let _ = self.gitlab.finish_job(job_id, self.script_outcome());
+        lock(slot).finished = true;
+        self.delete_job_pod(&pod, &start.node, hang).await;
+        self.job_done(&setup.release);
+        {
+            let mut slot = lock(slot);
+            slot.pod = None;
+            slot.done = true;
+        }
+        tokio::time::sleep(model.fargate.capacity_release).await;
+        lock(slot).held = false;
+        self.fargate.release(setup.pod_millis);
+        drop(start.permit);
+    }
+
+    /// Whether this job leaves a hung pod behind (a share of [`SandboxConfig::hung_fraction`]).
+    fn draw_hang(&self, rng: &mut fastrand::Rng) -> Hang {
+        if rng.f64() < self.config.hung_fraction {
             if rng.bool() {
                 Hang::OrphanPending
             } else {
@@ -1074,12 +1117,18 @@ impl SandboxWorld {
             }
         } else {
             Hang::None
-        };
-        let project_id = job.project_id;
-        // The job's `image:`, else the runner's default image.
-        let image = job.image.unwrap_or_else(|| setup.default_image.clone());
-        // "Preparing the kubernetes executor", then the API calls before the pod exists.
-        tokio::time::sleep(model.runner.executor_prepare.sample(&mut rng)).await;
+        }
+    }
+
+    /// Creates the job's pod with the executor's labels and annotations (and, for an orphan
+    /// hang, the pod a timed-out first create left behind); `None` when the API refused it.
+    fn create_job_pods(
+        &self,
+        setup: &ManagerSetup,
+        job_id: u64,
+        project_id: u64,
+        hang: Hang,
+    ) -> Option<glrunner_janitor::PodKey> {
         let prefix = format!(
             "runner-{}-project-{}-concurrent-{}",
             setup.runner_id,
@@ -1117,23 +1166,30 @@ impl SandboxWorld {
                 });
             }
         }
-        let pod = match self.pods.insert(job_pod(&suffix)) {
-            Ok(pod) => pod,
+        match self.pods.insert(job_pod(&suffix)) {
+            Ok(pod) => {
+                self.with_stats(|s| s.pods_created += 1);
+                Some(pod)
+            }
             Err(e) => {
                 tracing::warn!(error = %e, job = job_id, "simulated runner could not create the job pod");
-                self.fail_job(setup, job_id);
-                return;
+                None
             }
-        };
-        self.with_stats(|s| s.pods_created += 1);
-        lock(slot).pod = Some((pod.namespace.clone(), pod.name.clone()));
-        let created = Instant::now();
-        // The runner fails the job when its pod is not running after `poll_timeout`.
+        }
+    }
+
+    /// Waits until the pod created at `created` runs, or until the runner's `poll_timeout`
+    /// after its creation (then `None`: the runner fails the job).
+    async fn wait_until_running(
+        &self,
+        setup: &ManagerSetup,
+        image: &str,
+        rng: &mut fastrand::Rng,
+        created: Instant,
+        slot: &Mutex<JobSlot>,
+    ) -> Option<PodStart> {
         let deadline = created + setup.poll_timeout;
-        let started = match self
-            .start_pod(setup, &image, &mut rng, deadline, slot)
-            .await
-        {
+        match self.start_pod(setup, image, rng, deadline, slot).await {
             Some(start) if start.running_at <= deadline => {
                 tokio::time::sleep_until(start.running_at).await;
                 Some(start)
@@ -1148,56 +1204,52 @@ impl SandboxWorld {
                 }
                 None
             }
-        };
-        let Some(PodStart {
-            permit,
-            node,
-            got_room,
-            launch_wait,
-            ..
-        }) = started
-        else {
-            // "Job failed (system failure): timed out waiting for pod to start": the runner
-            // deletes the pod (unbound, so the API server removes it at once).
-            self.pods.remove(&pod.namespace, &pod.name);
-            self.with_stats(|s| s.jobs_timed_out += 1);
-            self.fail_job(setup, job_id);
-            return;
-        };
+        }
+    }
+
+    /// Records the pod's start (waits for quota room, a launch token, the whole start) and
+    /// binds it to its Fargate node, Running.
+    fn mark_running(&self, pod: &glrunner_janitor::PodKey, start: &PodStart, created: Instant) {
         let running = Instant::now();
         self.with_stats(|s| {
-            s.quota_waits.push((got_room - created).as_secs_f64());
-            s.launch_waits.push(launch_wait.as_secs_f64());
+            s.quota_waits.push((start.got_room - created).as_secs_f64());
+            s.launch_waits.push(start.launch_wait.as_secs_f64());
             s.pod_starts.push((running - created).as_secs_f64());
         });
         let now = self.clock.now();
-        let bound = node.clone();
+        let bound = start.node.clone();
         let _ = self.pods.update(&pod.namespace, &pod.name, |p| {
             p.node_name = Some(bound);
             p.phase = PodPhase::Running;
             p.started_at = Some(now);
         });
-        // The runner notices at its next poll of the pod, then the script runs and the runner
-        // reports: nothing anyone sees happens between, so one timer plays the three waits.
+    }
+
+    /// The runner notices the running pod at its next poll of it, then the script runs and the
+    /// runner reports: nothing anyone sees happens between, so one timer plays the three waits.
+    async fn run_script(&self, setup: &ManagerSetup, rng: &mut fastrand::Rng, created: Instant) {
+        let model = &self.config.model;
+        let running = Instant::now();
         let polls = (running - created)
             .as_secs_f64()
             .div_euclid(setup.poll_interval.as_secs_f64())
             + 1.0;
         let noticed = created + whole_millis(setup.poll_interval.mul_f64(polls));
-        let script = model.runner.script.sample(&mut rng);
+        let script = model.runner.script.sample(rng);
         tokio::time::sleep_until(
             noticed + whole_millis(script) + whole_millis(model.runner.finish),
         )
         .await;
-        // Canceled meanwhile (the flow cleaning up): the runner still removes its pod.
-        let _ = self.gitlab.finish_job(job_id, self.script_outcome());
-        lock(slot).finished = true;
+    }
+
+    /// The runner deletes the job's pod; with a stuck-Terminating hang the node's kubelet is
+    /// gone first, so the delete never completes.
+    async fn delete_job_pod(&self, pod: &glrunner_janitor::PodKey, node: &str, hang: Hang) {
         if hang == Hang::StuckTerminating {
-            // The Fargate node's kubelet is gone: the runner's delete never completes.
-            self.pods.kill_node(&node);
+            self.pods.kill_node(node);
             if self
                 .pods
-                .delete_pod(&pod, DeleteMode::graceful(None))
+                .delete_pod(pod, DeleteMode::graceful(None))
                 .await
                 .is_ok()
             {
@@ -1209,16 +1261,6 @@ impl SandboxWorld {
         } else {
             self.pods.remove(&pod.namespace, &pod.name);
         }
-        self.job_done(&setup.release);
-        {
-            let mut slot = lock(slot);
-            slot.pod = None;
-            slot.done = true;
-        }
-        tokio::time::sleep(model.fargate.capacity_release).await;
-        lock(slot).held = false;
-        self.fargate.release(setup.pod_millis);
-        drop(permit);
     }
 
     /// The runner's forceful shutdown of one job: failed in GitLab unless it already finished,

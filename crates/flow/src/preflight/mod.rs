@@ -29,15 +29,15 @@ pub use crate::plan::{FargateQueue, PreflightPlan};
 pub use cost::{CostComparison, CostInputs, CostProjection, ExpectedDurations, Prices};
 
 /// Service code and quota code of the Fargate On-Demand vCPU quota.
-pub const FARGATE_VCPU_QUOTA: (&str, &str) = ("fargate", "L-3032A538");
+pub const FARGATE_VCPU_QUOTA: (&str, &str) = glrunner_infra::account::FARGATE_VCPU.codes();
 /// EC2-VPC Elastic IPs.
-pub const ELASTIC_IP_QUOTA: (&str, &str) = ("ec2", "L-0263D0A3");
+pub const ELASTIC_IP_QUOTA: (&str, &str) = glrunner_infra::account::ELASTIC_IPS.codes();
 /// VPCs per region.
-pub const VPC_QUOTA: (&str, &str) = ("vpc", "L-F678F1CE");
+pub const VPC_QUOTA: (&str, &str) = glrunner_infra::account::VPCS.codes();
 /// NAT gateways per availability zone.
-pub const NAT_PER_AZ_QUOTA: (&str, &str) = ("vpc", "L-FE5A380F");
+pub const NAT_PER_AZ_QUOTA: (&str, &str) = glrunner_infra::account::NAT_GATEWAYS_PER_AZ.codes();
 /// EKS clusters per region.
-pub const EKS_CLUSTER_QUOTA: (&str, &str) = ("eks", "L-1194D53C");
+pub const EKS_CLUSTER_QUOTA: (&str, &str) = glrunner_infra::account::EKS_CLUSTERS.codes();
 
 /// The outcome of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]

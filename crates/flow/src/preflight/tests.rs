@@ -5,6 +5,7 @@ use std::sync::Arc;
 use glrunner_gitlab_client::limits::PlanLimits;
 use glrunner_gitlab_client::memory::{InMemoryGitLab, MemoryConfig};
 use glrunner_gitlab_client::{GitLabApi as _, GitLabApiExt as _};
+use glrunner_infra::account::FARGATE_VCPU;
 use glrunner_infra::memory::InMemoryCloud;
 use glrunner_infra::{InMemoryAccount, NetworkProvisioner, PriceQuote, StackName, StackSpec};
 
@@ -54,7 +55,7 @@ fn check<'a>(report: &'a PreflightReport, id: &str) -> &'a Check {
 #[tokio::test]
 async fn a_fargate_quota_below_the_peak_fails_naming_quota_need_and_fix() {
     let w = world();
-    w.account.set_quota("fargate", "L-3032A538", 8.0);
+    w.account.set_known_quota(FARGATE_VCPU, 8.0);
     let report = run_on(&w, &plan(400)).await;
     assert!(report.failed());
     let c = check(&report, "quota.fargate-vcpu");
@@ -63,7 +64,7 @@ async fn a_fargate_quota_below_the_peak_fails_naming_quota_need_and_fix() {
     // concurrent jobs each) + 2 CoreDNS pods of 0.25 vCPU.
     assert!(c.needed.contains("= 104.5 vCPUs"), "{}", c.needed);
     assert!(
-        c.found.contains("L-3032A538") && c.found.contains(" 8"),
+        c.found.contains(FARGATE_VCPU.quota_code) && c.found.contains(" 8"),
         "{}",
         c.found
     );
@@ -82,7 +83,7 @@ async fn a_fargate_quota_below_the_peak_fails_naming_quota_need_and_fix() {
 #[tokio::test]
 async fn enough_quota_passes() {
     let w = world();
-    w.account.set_quota("fargate", "L-3032A538", 256.0);
+    w.account.set_known_quota(FARGATE_VCPU, 256.0);
     let report = run_on(&w, &plan(400)).await;
     assert!(!report.failed(), "{}", report.render_text());
     assert_eq!(check(&report, "quota.fargate-vcpu").status, Status::Ok);
@@ -94,7 +95,7 @@ async fn enough_quota_passes() {
 #[tokio::test]
 async fn usage_counts_against_the_other_quotas() {
     let w = world();
-    w.account.set_quota("fargate", "L-3032A538", 1000.0);
+    w.account.set_known_quota(FARGATE_VCPU, 1000.0);
     w.account.set_usage(glrunner_infra::AccountUsage {
         vpcs: 5,
         elastic_ips: 2,
@@ -113,7 +114,7 @@ async fn usage_counts_against_the_other_quotas() {
 async fn a_denied_action_fails_and_a_denied_simulation_warns() {
     let w = world();
     w.account
-        .set_quota("fargate", "L-3032A538", 1000.0)
+        .set_known_quota(FARGATE_VCPU, 1000.0)
         .deny("eks:CreateCluster")
         .deny("iam:PassRole");
     let report = run_on(&w, &plan(10)).await;
@@ -135,7 +136,7 @@ async fn a_denied_action_fails_and_a_denied_simulation_warns() {
 #[tokio::test]
 async fn the_budget_guard_fails_when_the_projection_exceeds_it() {
     let w = world();
-    w.account.set_quota("fargate", "L-3032A538", 1000.0);
+    w.account.set_known_quota(FARGATE_VCPU, 1000.0);
     let mut p = plan(400);
     p.budget_usd = Some(0.01);
     let report = run_on(&w, &p).await;
@@ -168,7 +169,7 @@ async fn prices_come_from_the_price_list_api_when_it_answers() {
 #[tokio::test(start_paused = true)]
 async fn an_existing_stack_is_a_warning_and_gitlab_is_checked() {
     let w = world();
-    w.account.set_quota("fargate", "L-3032A538", 1000.0);
+    w.account.set_known_quota(FARGATE_VCPU, 1000.0);
     let spec = StackSpec::new(StackName::new("pre").unwrap(), "us-east-1");
     let engine = glrunner_infra::Engine::new(&w.cloud, &w.cloud);
     let plan_ = glrunner_infra::plan_stack(&spec, &w.cloud).await.unwrap();
@@ -686,7 +687,7 @@ async fn a_quota_below_the_peak_queues_job_pods_in_waves_and_warns_until_they_wo
         p.poll_timeout
     );
     let w = world();
-    w.account.set_quota("fargate", "L-3032A538", 60.0);
+    w.account.set_known_quota(FARGATE_VCPU, 60.0);
     let report = run_on(&w, &p).await;
     let c = check(&report, "quota.fargate-vcpu");
     assert_eq!(c.status, Status::Warn, "{c:?}");
@@ -698,7 +699,7 @@ async fn a_quota_below_the_peak_queues_job_pods_in_waves_and_warns_until_they_wo
     assert!(q.last_wave_waits > p.poll_timeout);
     // Nothing fits beside the managers and CoreDNS at 4.5 vCPUs.
     assert_eq!(p.fargate_queue(4.5), None);
-    w.account.set_quota("fargate", "L-3032A538", 4.0);
+    w.account.set_known_quota(FARGATE_VCPU, 4.0);
     let c = check(&run_on(&w, &p).await, "quota.fargate-vcpu").clone();
     assert_eq!(c.status, Status::Fail, "{c:?}");
     assert!(c.found.contains("no room for a job pod"), "{}", c.found);
@@ -716,7 +717,7 @@ async fn a_brought_eks_cluster_is_checked_only_for_what_its_flow_calls() {
     // would fail both, a run on a brought cluster needs neither.
     let w = world();
     w.account
-        .set_quota("fargate", "L-3032A538", 1000.0)
+        .set_known_quota(FARGATE_VCPU, 1000.0)
         .deny("ec2:CreateVpc")
         .deny("eks:CreateCluster")
         .set_usage(glrunner_infra::AccountUsage {
@@ -782,7 +783,7 @@ async fn a_brought_eks_cluster_is_checked_only_for_what_its_flow_calls() {
 async fn permissions_are_simulated_on_the_stacks_arns_and_name_the_denied_resource() {
     let w = world();
     w.account
-        .set_quota("fargate", "L-3032A538", 1000.0)
+        .set_known_quota(FARGATE_VCPU, 1000.0)
         .deny("eks:TagResource");
     let report = run_on(&w, &plan(10)).await;
     let c = check(&report, "aws.permissions");
@@ -928,7 +929,7 @@ async fn the_peak_counts_the_coredns_pods_at_their_fargate_size() {
     let p = plan(400);
     assert_eq!(p.peak_vcpus(), 104.5);
     let w = world();
-    w.account.set_quota("fargate", "L-3032A538", 104.0);
+    w.account.set_known_quota(FARGATE_VCPU, 104.0);
     let c = check(&run_on(&w, &p).await, "quota.fargate-vcpu").clone();
     assert_ne!(
         c.status,
@@ -942,7 +943,7 @@ async fn the_peak_counts_the_coredns_pods_at_their_fargate_size() {
         c.needed
     );
     assert!(c.fix.contains("at least 105"), "{}", c.fix);
-    w.account.set_quota("fargate", "L-3032A538", 104.5);
+    w.account.set_known_quota(FARGATE_VCPU, 104.5);
     let c = check(&run_on(&w, &p).await, "quota.fargate-vcpu").clone();
     assert_eq!(c.status, Status::Ok, "{c:?}");
 }
@@ -1010,7 +1011,7 @@ async fn fargate_pods_already_on_the_cluster_hold_their_vcpus_beside_the_peak() 
     let p = plan(10);
     // Room for the peak, but not for the peak and the other pod.
     let quota = p.peak_vcpus() + 2.0;
-    w.account.set_quota("fargate", "L-3032A538", quota);
+    w.account.set_known_quota(FARGATE_VCPU, quota);
     assert_eq!(
         check(&run_on(&w, &p).await, "quota.fargate-vcpu").status,
         Status::Ok,
@@ -1031,7 +1032,7 @@ async fn fargate_pods_already_on_the_cluster_hold_their_vcpus_beside_the_peak() 
         c.fix
     );
     // With room for both, it passes and still says what is in use.
-    w.account.set_quota("fargate", "L-3032A538", quota + 2.0);
+    w.account.set_known_quota(FARGATE_VCPU, quota + 2.0);
     let c = check(&run_reaching(&w, &p, &checks).await, "quota.fargate-vcpu").clone();
     assert_eq!(c.status, Status::Ok, "{c:?}");
     assert!(c.found.contains("4 in use"), "{}", c.found);

@@ -7,6 +7,7 @@ use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::{
     AttributeBooleanValue, DomainType, Filter, NatGatewayState, ResourceType, Tag, TagSpecification,
 };
+use ipnet::Ipv4Net;
 
 use super::{CONSISTENCY_WINDOW, map_sdk_error, until_visible};
 use crate::error::{Error, Result};
@@ -400,6 +401,244 @@ fn found(result: Result<Vec<Resource>>) -> Result<Option<Resource>> {
     }
 }
 
+/// One `create` per kind of network resource: the call, its follow-up calls (attributes,
+/// attachments, routes), and a rollback when a follow-up fails.
+impl AwsNetwork {
+    async fn create_vpc(&self, cidr: &Ipv4Net, tags: &ResourceTags) -> Result<Resource> {
+        let kind = ResourceKind::Vpc;
+        let action = format!("create {kind}");
+        let available = |id: &str| available(kind, id, tags);
+        let out = self
+            .ec2
+            .create_vpc()
+            .cidr_block(cidr.to_string())
+            .tag_specifications(tag_spec(ResourceType::Vpc, tags, &[]))
+            .send()
+            .await
+            .map_err(|e| map_sdk_error(&action, cidr.to_string(), "ec2", e))?;
+        let id = out
+            .vpc()
+            .and_then(|v| v.vpc_id())
+            .unwrap_or_default()
+            .to_string();
+        let vpc = available(&id);
+        // DNS hostnames are required for the EKS private endpoint; one attribute per call.
+        for hostnames in [false, true] {
+            let modify = || {
+                let call = self.ec2.modify_vpc_attribute().vpc_id(&id);
+                let on = AttributeBooleanValue::builder().value(true).build();
+                let call = if hostnames {
+                    call.enable_dns_hostnames(on)
+                } else {
+                    call.enable_dns_support(on)
+                };
+                call.send()
+            };
+            if let Err(e) =
+                until_visible("modify VPC attribute", self.consistency_window, modify).await
+            {
+                let err = map_sdk_error("enable DNS on VPC", &id, "ec2", e);
+                return Err(self.rollback(vpc, err).await);
+            }
+        }
+        Ok(vpc)
+    }
+
+    async fn create_subnet(
+        &self,
+        vpc_id: &str,
+        az: &str,
+        cidr: &Ipv4Net,
+        tier: SubnetTier,
+        cluster_name: &str,
+        tags: &ResourceTags,
+    ) -> Result<Resource> {
+        let kind = ResourceKind::Subnet;
+        let action = format!("create {kind}");
+        let available = |id: &str| available(kind, id, tags);
+        let role_tag = match tier {
+            SubnetTier::Public => "kubernetes.io/role/elb",
+            SubnetTier::Private => "kubernetes.io/role/internal-elb",
+        };
+        let extra = [
+            (role_tag.to_string(), "1".to_string()),
+            (
+                format!("kubernetes.io/cluster/{cluster_name}"),
+                "shared".to_string(),
+            ),
+        ];
+        let out = self
+            .ec2
+            .create_subnet()
+            .vpc_id(vpc_id)
+            .availability_zone(az)
+            .cidr_block(cidr.to_string())
+            .tag_specifications(tag_spec(ResourceType::Subnet, tags, &extra))
+            .send()
+            .await
+            .map_err(|e| map_sdk_error(&action, format!("{tier} {cidr} in {az}"), "ec2", e))?;
+        Ok(available(
+            out.subnet().and_then(|s| s.subnet_id()).unwrap_or_default(),
+        ))
+    }
+
+    async fn create_internet_gateway(&self, vpc_id: &str, tags: &ResourceTags) -> Result<Resource> {
+        let kind = ResourceKind::InternetGateway;
+        let action = format!("create {kind}");
+        let available = |id: &str| available(kind, id, tags);
+        let out = self
+            .ec2
+            .create_internet_gateway()
+            .tag_specifications(tag_spec(ResourceType::InternetGateway, tags, &[]))
+            .send()
+            .await
+            .map_err(|e| map_sdk_error(&action, vpc_id, "ec2", e))?;
+        let igw = available(
+            out.internet_gateway()
+                .and_then(|g| g.internet_gateway_id())
+                .unwrap_or_default(),
+        );
+        let attach = || {
+            self.ec2
+                .attach_internet_gateway()
+                .internet_gateway_id(&igw.id)
+                .vpc_id(vpc_id)
+                .send()
+        };
+        if let Err(e) =
+            until_visible("attach internet gateway", self.consistency_window, attach).await
+        {
+            let err = map_sdk_error(
+                "attach internet gateway",
+                format!("{} to {vpc_id}", igw.id),
+                "ec2",
+                e,
+            );
+            return Err(self.rollback(igw, err).await);
+        }
+        Ok(igw)
+    }
+
+    async fn allocate_elastic_ip(&self, tags: &ResourceTags) -> Result<Resource> {
+        let kind = ResourceKind::ElasticIp;
+        let action = format!("create {kind}");
+        let available = |id: &str| available(kind, id, tags);
+        let out = self
+            .ec2
+            .allocate_address()
+            .domain(DomainType::Vpc)
+            .tag_specifications(tag_spec(ResourceType::ElasticIp, tags, &[]))
+            .send()
+            .await
+            .map_err(|e| map_sdk_error(&action, &tags.key, "ec2", e))?;
+        Ok(available(out.allocation_id().unwrap_or_default()))
+    }
+
+    async fn create_nat_gateway(
+        &self,
+        subnet_id: &str,
+        allocation_id: &str,
+        tags: &ResourceTags,
+    ) -> Result<Resource> {
+        let kind = ResourceKind::NatGateway;
+        let action = format!("create {kind}");
+        let out = self
+            .ec2
+            .create_nat_gateway()
+            .subnet_id(subnet_id)
+            .allocation_id(allocation_id)
+            .tag_specifications(tag_spec(ResourceType::Natgateway, tags, &[]))
+            .send()
+            .await
+            .map_err(|e| map_sdk_error(&action, format!("in {subnet_id}"), "ec2", e))?;
+        let nat = out.nat_gateway();
+        Ok(Resource {
+            kind,
+            id: nat
+                .and_then(|n| n.nat_gateway_id())
+                .unwrap_or_default()
+                .to_string(),
+            key: tags.key.clone(),
+            arn: None,
+            state: nat_state(nat.and_then(|n| n.state())),
+        })
+    }
+
+    async fn create_route_table(
+        &self,
+        vpc_id: &str,
+        default_route: &DefaultRoute,
+        subnet_ids: &[String],
+        tags: &ResourceTags,
+    ) -> Result<Resource> {
+        let kind = ResourceKind::RouteTable;
+        let action = format!("create {kind}");
+        let available = |id: &str| available(kind, id, tags);
+        let out = self
+            .ec2
+            .create_route_table()
+            .vpc_id(vpc_id)
+            .tag_specifications(tag_spec(ResourceType::RouteTable, tags, &[]))
+            .send()
+            .await
+            .map_err(|e| map_sdk_error(&action, vpc_id, "ec2", e))?;
+        let table = available(
+            out.route_table()
+                .and_then(|t| t.route_table_id())
+                .unwrap_or_default(),
+        );
+        let route = || {
+            let route = self
+                .ec2
+                .create_route()
+                .route_table_id(&table.id)
+                .destination_cidr_block("0.0.0.0/0");
+            match default_route {
+                DefaultRoute::InternetGateway(id) => route.gateway_id(id),
+                DefaultRoute::NatGateway(id) => route.nat_gateway_id(id),
+            }
+            .send()
+        };
+        if let Err(e) = until_visible("create default route", self.consistency_window, route).await
+        {
+            let err = map_sdk_error("create default route", &table.id, "ec2", e);
+            return Err(self.rollback(table, err).await);
+        }
+        for subnet in subnet_ids {
+            let associate = || {
+                self.ec2
+                    .associate_route_table()
+                    .route_table_id(&table.id)
+                    .subnet_id(subnet)
+                    .send()
+            };
+            if let Err(e) =
+                until_visible("associate route table", self.consistency_window, associate).await
+            {
+                let err = map_sdk_error(
+                    "associate route table",
+                    format!("{} with {subnet}", table.id),
+                    "ec2",
+                    e,
+                );
+                return Err(self.rollback(table, err).await);
+            }
+        }
+        Ok(table)
+    }
+}
+
+/// A resource `create` made, available at once.
+fn available(kind: ResourceKind, id: &str, tags: &ResourceTags) -> Resource {
+    Resource {
+        kind,
+        id: id.to_string(),
+        key: tags.key.clone(),
+        arn: None,
+        state: ResourceState::Available,
+    }
+}
+
 #[async_trait]
 impl NetworkProvisioner for AwsNetwork {
     async fn availability_zones(&self) -> Result<Vec<AvailabilityZone>> {
@@ -465,52 +704,8 @@ impl NetworkProvisioner for AwsNetwork {
     }
 
     async fn create(&self, request: &CreateRequest, tags: &ResourceTags) -> Result<Resource> {
-        let kind = request.kind();
-        let action = format!("create {kind}");
-        let available = |id: &str| Resource {
-            kind,
-            id: id.to_string(),
-            key: tags.key.clone(),
-            arn: None,
-            state: ResourceState::Available,
-        };
         match request {
-            CreateRequest::Vpc { cidr } => {
-                let out = self
-                    .ec2
-                    .create_vpc()
-                    .cidr_block(cidr.to_string())
-                    .tag_specifications(tag_spec(ResourceType::Vpc, tags, &[]))
-                    .send()
-                    .await
-                    .map_err(|e| map_sdk_error(&action, cidr.to_string(), "ec2", e))?;
-                let id = out
-                    .vpc()
-                    .and_then(|v| v.vpc_id())
-                    .unwrap_or_default()
-                    .to_string();
-                let vpc = available(&id);
-                // DNS hostnames are required for the EKS private endpoint; one attribute per call.
-                for hostnames in [false, true] {
-                    let modify = || {
-                        let call = self.ec2.modify_vpc_attribute().vpc_id(&id);
-                        let on = AttributeBooleanValue::builder().value(true).build();
-                        let call = if hostnames {
-                            call.enable_dns_hostnames(on)
-                        } else {
-                            call.enable_dns_support(on)
-                        };
-                        call.send()
-                    };
-                    if let Err(e) =
-                        until_visible("modify VPC attribute", self.consistency_window, modify).await
-                    {
-                        let err = map_sdk_error("enable DNS on VPC", &id, "ec2", e);
-                        return Err(self.rollback(vpc, err).await);
-                    }
-                }
-                Ok(vpc)
-            }
+            CreateRequest::Vpc { cidr } => self.create_vpc(cidr, tags).await,
             CreateRequest::Subnet {
                 vpc_id,
                 az,
@@ -518,160 +713,27 @@ impl NetworkProvisioner for AwsNetwork {
                 tier,
                 cluster_name,
             } => {
-                let role_tag = match tier {
-                    SubnetTier::Public => "kubernetes.io/role/elb",
-                    SubnetTier::Private => "kubernetes.io/role/internal-elb",
-                };
-                let extra = [
-                    (role_tag.to_string(), "1".to_string()),
-                    (
-                        format!("kubernetes.io/cluster/{cluster_name}"),
-                        "shared".to_string(),
-                    ),
-                ];
-                let out = self
-                    .ec2
-                    .create_subnet()
-                    .vpc_id(vpc_id)
-                    .availability_zone(az)
-                    .cidr_block(cidr.to_string())
-                    .tag_specifications(tag_spec(ResourceType::Subnet, tags, &extra))
-                    .send()
+                self.create_subnet(vpc_id, az, cidr, *tier, cluster_name, tags)
                     .await
-                    .map_err(|e| {
-                        map_sdk_error(&action, format!("{tier} {cidr} in {az}"), "ec2", e)
-                    })?;
-                Ok(available(
-                    out.subnet().and_then(|s| s.subnet_id()).unwrap_or_default(),
-                ))
             }
             CreateRequest::InternetGateway { vpc_id } => {
-                let out = self
-                    .ec2
-                    .create_internet_gateway()
-                    .tag_specifications(tag_spec(ResourceType::InternetGateway, tags, &[]))
-                    .send()
-                    .await
-                    .map_err(|e| map_sdk_error(&action, vpc_id, "ec2", e))?;
-                let igw = available(
-                    out.internet_gateway()
-                        .and_then(|g| g.internet_gateway_id())
-                        .unwrap_or_default(),
-                );
-                let attach = || {
-                    self.ec2
-                        .attach_internet_gateway()
-                        .internet_gateway_id(&igw.id)
-                        .vpc_id(vpc_id)
-                        .send()
-                };
-                if let Err(e) =
-                    until_visible("attach internet gateway", self.consistency_window, attach).await
-                {
-                    let err = map_sdk_error(
-                        "attach internet gateway",
-                        format!("{} to {vpc_id}", igw.id),
-                        "ec2",
-                        e,
-                    );
-                    return Err(self.rollback(igw, err).await);
-                }
-                Ok(igw)
+                self.create_internet_gateway(vpc_id, tags).await
             }
-            CreateRequest::ElasticIp => {
-                let out = self
-                    .ec2
-                    .allocate_address()
-                    .domain(DomainType::Vpc)
-                    .tag_specifications(tag_spec(ResourceType::ElasticIp, tags, &[]))
-                    .send()
-                    .await
-                    .map_err(|e| map_sdk_error(&action, &tags.key, "ec2", e))?;
-                Ok(available(out.allocation_id().unwrap_or_default()))
-            }
+            CreateRequest::ElasticIp => self.allocate_elastic_ip(tags).await,
             CreateRequest::NatGateway {
                 subnet_id,
                 allocation_id,
             } => {
-                let out = self
-                    .ec2
-                    .create_nat_gateway()
-                    .subnet_id(subnet_id)
-                    .allocation_id(allocation_id)
-                    .tag_specifications(tag_spec(ResourceType::Natgateway, tags, &[]))
-                    .send()
+                self.create_nat_gateway(subnet_id, allocation_id, tags)
                     .await
-                    .map_err(|e| map_sdk_error(&action, format!("in {subnet_id}"), "ec2", e))?;
-                let nat = out.nat_gateway();
-                Ok(Resource {
-                    kind,
-                    id: nat
-                        .and_then(|n| n.nat_gateway_id())
-                        .unwrap_or_default()
-                        .to_string(),
-                    key: tags.key.clone(),
-                    arn: None,
-                    state: nat_state(nat.and_then(|n| n.state())),
-                })
             }
             CreateRequest::RouteTable {
                 vpc_id,
                 default_route,
                 subnet_ids,
             } => {
-                let out = self
-                    .ec2
-                    .create_route_table()
-                    .vpc_id(vpc_id)
-                    .tag_specifications(tag_spec(ResourceType::RouteTable, tags, &[]))
-                    .send()
+                self.create_route_table(vpc_id, default_route, subnet_ids, tags)
                     .await
-                    .map_err(|e| map_sdk_error(&action, vpc_id, "ec2", e))?;
-                let table = available(
-                    out.route_table()
-                        .and_then(|t| t.route_table_id())
-                        .unwrap_or_default(),
-                );
-                let route = || {
-                    let route = self
-                        .ec2
-                        .create_route()
-                        .route_table_id(&table.id)
-                        .destination_cidr_block("0.0.0.0/0");
-                    match default_route {
-                        DefaultRoute::InternetGateway(id) => route.gateway_id(id),
-                        DefaultRoute::NatGateway(id) => route.nat_gateway_id(id),
-                    }
-                    .send()
-                };
-                if let Err(e) =
-                    until_visible("create default route", self.consistency_window, route).await
-                {
-                    let err = map_sdk_error("create default route", &table.id, "ec2", e);
-                    return Err(self.rollback(table, err).await);
-                }
-                for subnet in subnet_ids {
-                    let associate = || {
-                        self.ec2
-                            .associate_route_table()
-                            .route_table_id(&table.id)
-                            .subnet_id(subnet)
-                            .send()
-                    };
-                    if let Err(e) =
-                        until_visible("associate route table", self.consistency_window, associate)
-                            .await
-                    {
-                        let err = map_sdk_error(
-                            "associate route table",
-                            format!("{} with {subnet}", table.id),
-                            "ec2",
-                            e,
-                        );
-                        return Err(self.rollback(table, err).await);
-                    }
-                }
-                Ok(table)
             }
             other => Err(Error::invalid(
                 "request",

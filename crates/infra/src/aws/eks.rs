@@ -14,9 +14,9 @@ use crate::error::{Error, Result};
 use crate::identity::{Caller, classify_caller};
 use crate::provider::ClusterProvisioner;
 use crate::resource::{
-    ClusterAccess, CreateRequest, Resource, ResourceKind, ResourceState, ResourceTags,
+    ClusterAccess, CreateRequest, Resource, ResourceKind, ResourceState, ResourceTags, RoleTrust,
 };
-use crate::spec::{KEY_TAG, REGION_TAG, STACK_TAG, StackName};
+use crate::spec::{FargateSelector, KEY_TAG, REGION_TAG, STACK_TAG, StackName};
 
 /// IAM path of the EKS cluster role glrunner creates. The Fargate pod execution role lives at
 /// `/` ([`crate::resource::RoleTrust::path`]); discovery lists every path (older stacks made
@@ -475,6 +475,265 @@ fn gone(err: Error) -> Result<Option<Resource>> {
     }
 }
 
+/// One `create` per kind of IAM and EKS resource: the call, its follow-up calls (policy
+/// attachments, access policy associations), and a rollback when a follow-up fails.
+impl AwsCluster {
+    async fn create_role(
+        &self,
+        name: &str,
+        trust: &RoleTrust,
+        policy_arns: &[String],
+        source_arn: Option<&str>,
+        tags: &ResourceTags,
+    ) -> Result<Resource> {
+        let kind = ResourceKind::IamRole;
+        let action = format!("create {kind}");
+        let tag_map: HashMap<String, String> = tags.pairs().into_iter().collect();
+        let mut role_tags = tag_map.clone();
+        role_tags.insert(REGION_TAG.to_string(), self.region.clone());
+        let out = self
+            .iam
+            .create_role()
+            .role_name(name)
+            .path(trust.path())
+            .assume_role_policy_document(trust_policy(trust.service(), source_arn))
+            .set_tags(Some(
+                role_tags
+                    .iter()
+                    .map(|(k, v)| aws_sdk_iam::types::Tag::builder().key(k).value(v).build())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| Error::Backend {
+                        action: action.clone(),
+                        backend: "iam",
+                        source: Box::new(e),
+                    })?,
+            ))
+            .send()
+            .await
+            .map_err(|e| map_sdk_error(&action, name, "iam", e))?;
+        let role = Resource {
+            kind,
+            id: name.to_string(),
+            key: tags.key.clone(),
+            arn: out.role().map(|r| r.arn().to_string()),
+            state: ResourceState::Available,
+        };
+        for policy in policy_arns {
+            if let Err(e) = self
+                .iam
+                .attach_role_policy()
+                .role_name(name)
+                .policy_arn(policy)
+                .send()
+                .await
+            {
+                let err = map_sdk_error(
+                    "attach role policy",
+                    format!("{policy} to {name}"),
+                    "iam",
+                    e,
+                );
+                return Err(self.rollback(role, err).await);
+            }
+        }
+        Ok(role)
+    }
+
+    async fn create_cluster(
+        &self,
+        name: &str,
+        version: &str,
+        role_arn: &str,
+        subnet_ids: &[String],
+        public_access_cidrs: &[String],
+        tags: &ResourceTags,
+    ) -> Result<Resource> {
+        let kind = ResourceKind::Cluster;
+        let action = format!("create {kind}");
+        let tag_map: HashMap<String, String> = tags.pairs().into_iter().collect();
+        let out = self
+            .eks
+            .create_cluster()
+            .name(name)
+            .version(version)
+            .role_arn(role_arn)
+            .resources_vpc_config(
+                VpcConfigRequest::builder()
+                    .set_subnet_ids(Some(subnet_ids.to_vec()))
+                    .endpoint_public_access(true)
+                    .endpoint_private_access(true)
+                    .set_public_access_cidrs(Some(public_access_cidrs.to_vec()))
+                    .build(),
+            )
+            // Access entries only: no aws-auth ConfigMap, and no implicit admin for the
+            // creator (we grant it explicitly, visibly, as a step of the plan).
+            .access_config(
+                CreateAccessConfigRequest::builder()
+                    .authentication_mode(AuthenticationMode::Api)
+                    .bootstrap_cluster_creator_admin_permissions(false)
+                    .build(),
+            )
+            .set_tags(Some(tag_map))
+            .send()
+            .await
+            .map_err(|e| {
+                use aws_sdk_eks::operation::create_cluster::CreateClusterError;
+                // EKS names the zones it accepts; the stack re-plans on them.
+                if let Some(CreateClusterError::UnsupportedAvailabilityZoneException(z)) =
+                    e.as_service_error()
+                {
+                    return Error::UnsupportedZones {
+                        action: format!("{action} {name}"),
+                        message: z.message().unwrap_or_default().to_string(),
+                        valid_zones: z.valid_zones().to_vec(),
+                    };
+                }
+                map_sdk_error(&action, name, "eks", e)
+            })?;
+        let cluster = out.cluster();
+        Ok(Resource {
+            kind,
+            id: name.to_string(),
+            key: tags.key.clone(),
+            arn: cluster.and_then(|c| c.arn()).map(str::to_string),
+            state: cluster_state(cluster.and_then(|c| c.status())),
+        })
+    }
+
+    async fn create_fargate_profile(
+        &self,
+        cluster: &str,
+        name: &str,
+        pod_execution_role_arn: &str,
+        subnet_ids: &[String],
+        selectors: &[FargateSelector],
+        tags: &ResourceTags,
+    ) -> Result<Resource> {
+        let kind = ResourceKind::FargateProfile;
+        let action = format!("create {kind}");
+        let tag_map: HashMap<String, String> = tags.pairs().into_iter().collect();
+        let selectors = selectors
+            .iter()
+            .map(|s| {
+                FargateProfileSelector::builder()
+                    .namespace(&s.namespace)
+                    .set_labels(
+                        (!s.labels.is_empty()).then(|| s.labels.clone().into_iter().collect()),
+                    )
+                    .build()
+            })
+            .collect();
+        let out = self
+            .eks
+            .create_fargate_profile()
+            .cluster_name(cluster)
+            .fargate_profile_name(name)
+            .pod_execution_role_arn(pod_execution_role_arn)
+            .set_subnets(Some(subnet_ids.to_vec()))
+            .set_selectors(Some(selectors))
+            .set_tags(Some(tag_map))
+            .send()
+            .await
+            .map_err(|e| map_sdk_error(&action, format!("{cluster}/{name}"), "eks", e))?;
+        let profile = out.fargate_profile();
+        Ok(Resource {
+            kind,
+            id: format!("{cluster}/{name}"),
+            key: tags.key.clone(),
+            arn: profile
+                .and_then(|p| p.fargate_profile_arn())
+                .map(str::to_string),
+            state: profile_state(profile.and_then(|p| p.status())),
+        })
+    }
+
+    async fn create_addon(
+        &self,
+        cluster: &str,
+        name: &str,
+        configuration: &str,
+        tags: &ResourceTags,
+    ) -> Result<Resource> {
+        let kind = ResourceKind::Addon;
+        let action = format!("create {kind}");
+        let tag_map: HashMap<String, String> = tags.pairs().into_iter().collect();
+        let out = self
+            .eks
+            .create_addon()
+            .cluster_name(cluster)
+            .addon_name(name)
+            .configuration_values(configuration)
+            .resolve_conflicts(ResolveConflicts::Overwrite)
+            .set_tags(Some(tag_map))
+            .send()
+            .await
+            .map_err(|e| map_sdk_error(&action, format!("{cluster}/{name}"), "eks", e))?;
+        let addon = out.addon();
+        Ok(Resource {
+            kind,
+            id: format!("{cluster}/{name}"),
+            key: tags.key.clone(),
+            arn: addon.and_then(|a| a.addon_arn()).map(str::to_string),
+            state: addon_state(addon.and_then(|a| a.status())),
+        })
+    }
+
+    async fn create_access_entry(
+        &self,
+        cluster: &str,
+        principal_arn: &str,
+        policy_arn: &str,
+        tags: &ResourceTags,
+    ) -> Result<Resource> {
+        let kind = ResourceKind::AccessEntry;
+        let action = format!("create {kind}");
+        let tag_map: HashMap<String, String> = tags.pairs().into_iter().collect();
+        let out = self
+            .eks
+            .create_access_entry()
+            .cluster_name(cluster)
+            .principal_arn(principal_arn)
+            .r#type("STANDARD")
+            .set_tags(Some(tag_map))
+            .send()
+            .await
+            .map_err(|e| map_sdk_error(&action, format!("{cluster}/{principal_arn}"), "eks", e))?;
+        let entry = Resource {
+            kind,
+            id: format!("{cluster}/{principal_arn}"),
+            key: tags.key.clone(),
+            arn: out
+                .access_entry()
+                .and_then(|a| a.access_entry_arn())
+                .map(str::to_string),
+            state: ResourceState::Available,
+        };
+        let associate = self
+            .eks
+            .associate_access_policy()
+            .cluster_name(cluster)
+            .principal_arn(principal_arn)
+            .policy_arn(policy_arn)
+            .access_scope(
+                AccessScope::builder()
+                    .r#type(AccessScopeType::Cluster)
+                    .build(),
+            )
+            .send()
+            .await;
+        if let Err(e) = associate {
+            let err = map_sdk_error(
+                "associate access policy",
+                format!("{policy_arn} with {principal_arn}"),
+                "eks",
+                e,
+            );
+            return Err(self.rollback(entry, err).await);
+        }
+        Ok(entry)
+    }
+}
+
 #[async_trait]
 impl ClusterProvisioner for AwsCluster {
     async fn caller_arn(&self) -> Result<String> {
@@ -546,9 +805,6 @@ impl ClusterProvisioner for AwsCluster {
     }
 
     async fn create(&self, request: &CreateRequest, tags: &ResourceTags) -> Result<Resource> {
-        let kind = request.kind();
-        let action = format!("create {kind}");
-        let tag_map: HashMap<String, String> = tags.pairs().into_iter().collect();
         match request {
             CreateRequest::IamRole {
                 name,
@@ -556,59 +812,8 @@ impl ClusterProvisioner for AwsCluster {
                 policy_arns,
                 source_arn,
             } => {
-                let mut role_tags = tag_map.clone();
-                role_tags.insert(REGION_TAG.to_string(), self.region.clone());
-                let out = self
-                    .iam
-                    .create_role()
-                    .role_name(name)
-                    .path(trust.path())
-                    .assume_role_policy_document(trust_policy(
-                        trust.service(),
-                        source_arn.as_deref(),
-                    ))
-                    .set_tags(Some(
-                        role_tags
-                            .iter()
-                            .map(|(k, v)| {
-                                aws_sdk_iam::types::Tag::builder().key(k).value(v).build()
-                            })
-                            .collect::<Result<Vec<_>, _>>()
-                            .map_err(|e| Error::Backend {
-                                action: action.clone(),
-                                backend: "iam",
-                                source: Box::new(e),
-                            })?,
-                    ))
-                    .send()
+                self.create_role(name, trust, policy_arns, source_arn.as_deref(), tags)
                     .await
-                    .map_err(|e| map_sdk_error(&action, name, "iam", e))?;
-                let role = Resource {
-                    kind,
-                    id: name.clone(),
-                    key: tags.key.clone(),
-                    arn: out.role().map(|r| r.arn().to_string()),
-                    state: ResourceState::Available,
-                };
-                for policy in policy_arns {
-                    if let Err(e) = self
-                        .iam
-                        .attach_role_policy()
-                        .role_name(name)
-                        .policy_arn(policy)
-                        .send()
-                        .await
-                    {
-                        let err = map_sdk_error(
-                            "attach role policy",
-                            format!("{policy} to {name}"),
-                            "iam",
-                            e,
-                        );
-                        return Err(self.rollback(role, err).await);
-                    }
-                }
-                Ok(role)
             }
             CreateRequest::Cluster {
                 name,
@@ -617,53 +822,15 @@ impl ClusterProvisioner for AwsCluster {
                 subnet_ids,
                 public_access_cidrs,
             } => {
-                let out = self
-                    .eks
-                    .create_cluster()
-                    .name(name)
-                    .version(version)
-                    .role_arn(role_arn)
-                    .resources_vpc_config(
-                        VpcConfigRequest::builder()
-                            .set_subnet_ids(Some(subnet_ids.clone()))
-                            .endpoint_public_access(true)
-                            .endpoint_private_access(true)
-                            .set_public_access_cidrs(Some(public_access_cidrs.clone()))
-                            .build(),
-                    )
-                    // Access entries only: no aws-auth ConfigMap, and no implicit admin for the
-                    // creator (we grant it explicitly, visibly, as a step of the plan).
-                    .access_config(
-                        CreateAccessConfigRequest::builder()
-                            .authentication_mode(AuthenticationMode::Api)
-                            .bootstrap_cluster_creator_admin_permissions(false)
-                            .build(),
-                    )
-                    .set_tags(Some(tag_map))
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        use aws_sdk_eks::operation::create_cluster::CreateClusterError;
-                        // EKS names the zones it accepts; the stack re-plans on them.
-                        if let Some(CreateClusterError::UnsupportedAvailabilityZoneException(z)) =
-                            e.as_service_error()
-                        {
-                            return Error::UnsupportedZones {
-                                action: format!("{action} {name}"),
-                                message: z.message().unwrap_or_default().to_string(),
-                                valid_zones: z.valid_zones().to_vec(),
-                            };
-                        }
-                        map_sdk_error(&action, name, "eks", e)
-                    })?;
-                let cluster = out.cluster();
-                Ok(Resource {
-                    kind,
-                    id: name.clone(),
-                    key: tags.key.clone(),
-                    arn: cluster.and_then(|c| c.arn()).map(str::to_string),
-                    state: cluster_state(cluster.and_then(|c| c.status())),
-                })
+                self.create_cluster(
+                    name,
+                    version,
+                    role_arn,
+                    subnet_ids,
+                    public_access_cidrs,
+                    tags,
+                )
+                .await
             }
             CreateRequest::FargateProfile {
                 cluster,
@@ -672,116 +839,28 @@ impl ClusterProvisioner for AwsCluster {
                 subnet_ids,
                 selectors,
             } => {
-                let selectors = selectors
-                    .iter()
-                    .map(|s| {
-                        FargateProfileSelector::builder()
-                            .namespace(&s.namespace)
-                            .set_labels(
-                                (!s.labels.is_empty())
-                                    .then(|| s.labels.clone().into_iter().collect()),
-                            )
-                            .build()
-                    })
-                    .collect();
-                let out = self
-                    .eks
-                    .create_fargate_profile()
-                    .cluster_name(cluster)
-                    .fargate_profile_name(name)
-                    .pod_execution_role_arn(pod_execution_role_arn)
-                    .set_subnets(Some(subnet_ids.clone()))
-                    .set_selectors(Some(selectors))
-                    .set_tags(Some(tag_map))
-                    .send()
-                    .await
-                    .map_err(|e| map_sdk_error(&action, format!("{cluster}/{name}"), "eks", e))?;
-                let profile = out.fargate_profile();
-                Ok(Resource {
-                    kind,
-                    id: format!("{cluster}/{name}"),
-                    key: tags.key.clone(),
-                    arn: profile
-                        .and_then(|p| p.fargate_profile_arn())
-                        .map(str::to_string),
-                    state: profile_state(profile.and_then(|p| p.status())),
-                })
+                self.create_fargate_profile(
+                    cluster,
+                    name,
+                    pod_execution_role_arn,
+                    subnet_ids,
+                    selectors,
+                    tags,
+                )
+                .await
             }
             CreateRequest::Addon {
                 cluster,
                 name,
                 configuration,
-            } => {
-                let out = self
-                    .eks
-                    .create_addon()
-                    .cluster_name(cluster)
-                    .addon_name(name)
-                    .configuration_values(configuration)
-                    .resolve_conflicts(ResolveConflicts::Overwrite)
-                    .set_tags(Some(tag_map))
-                    .send()
-                    .await
-                    .map_err(|e| map_sdk_error(&action, format!("{cluster}/{name}"), "eks", e))?;
-                let addon = out.addon();
-                Ok(Resource {
-                    kind,
-                    id: format!("{cluster}/{name}"),
-                    key: tags.key.clone(),
-                    arn: addon.and_then(|a| a.addon_arn()).map(str::to_string),
-                    state: addon_state(addon.and_then(|a| a.status())),
-                })
-            }
+            } => self.create_addon(cluster, name, configuration, tags).await,
             CreateRequest::AccessEntry {
                 cluster,
                 principal_arn,
                 policy_arn,
             } => {
-                let out = self
-                    .eks
-                    .create_access_entry()
-                    .cluster_name(cluster)
-                    .principal_arn(principal_arn)
-                    .r#type("STANDARD")
-                    .set_tags(Some(tag_map))
-                    .send()
+                self.create_access_entry(cluster, principal_arn, policy_arn, tags)
                     .await
-                    .map_err(|e| {
-                        map_sdk_error(&action, format!("{cluster}/{principal_arn}"), "eks", e)
-                    })?;
-                let entry = Resource {
-                    kind,
-                    id: format!("{cluster}/{principal_arn}"),
-                    key: tags.key.clone(),
-                    arn: out
-                        .access_entry()
-                        .and_then(|a| a.access_entry_arn())
-                        .map(str::to_string),
-                    state: ResourceState::Available,
-                };
-                let associate = self
-                    .eks
-                    .associate_access_policy()
-                    .cluster_name(cluster)
-                    .principal_arn(principal_arn)
-                    .policy_arn(policy_arn)
-                    .access_scope(
-                        AccessScope::builder()
-                            .r#type(AccessScopeType::Cluster)
-                            .build(),
-                    )
-                    .send()
-                    .await;
-                if let Err(e) = associate {
-                    let err = map_sdk_error(
-                        "associate access policy",
-                        format!("{policy_arn} with {principal_arn}"),
-                        "eks",
-                        e,
-                    );
-                    return Err(self.rollback(entry, err).await);
-                }
-                Ok(entry)
             }
             other => Err(Error::invalid(
                 "request",

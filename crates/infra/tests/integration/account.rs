@@ -101,7 +101,13 @@ async fn defaults_denials_and_usage_on_the_shim() {
     configure(&url, clean_state()).await;
     let account = AwsAccount::new(&sdk(&url).await);
     // No applied value: AWS's default (6 vCPUs) through GetAWSDefaultServiceQuota.
-    let quota = account.quota("fargate", "L-3032A538").await.unwrap();
+    let quota = account
+        .quota(
+            glrunner_infra::account::FARGATE_VCPU.service_code,
+            glrunner_infra::account::FARGATE_VCPU.quota_code,
+        )
+        .await
+        .unwrap();
     assert_eq!(quota.value, 6.0);
     assert_eq!(quota.name, "Fargate On-Demand vCPU resource count");
     // The Price List API has no products for a region without prices.
