@@ -624,6 +624,14 @@ impl RunnerValues {
         }
     }
 
+    /// The stop signal of the manager's image: SIGQUIT for the chart's official image
+    /// ([`ManagerImage::stop_signal`] for any other).
+    pub fn manager_stop_signal(&self) -> StopSignal {
+        self.manager_image
+            .as_ref()
+            .map_or(StopSignal::Sigquit, ManagerImage::stop_signal)
+    }
+
     /// Sets the manager's image (`None`: the chart's official image).
     #[must_use]
     pub fn with_manager_image(mut self, image: Option<ManagerImage>) -> Self {
@@ -1221,10 +1229,7 @@ impl RunnerSummary {
             job_namespace: values.executor.namespace.clone(),
             request_concurrency: Some(values.effective_request_concurrency()),
             graceful_stop: values.graceful_stop,
-            stop_signal: values
-                .manager_image
-                .as_ref()
-                .map_or(StopSignal::Sigquit, ManagerImage::stop_signal),
+            stop_signal: values.manager_stop_signal(),
         }
     }
 

@@ -1547,7 +1547,7 @@ const CHART_TERMINATION_GRACE_PERIOD: Duration = Duration::from_secs(3600);
 
 impl PodStop {
     fn of(values: &glrunner_runner_chart::RunnerValues) -> Self {
-        let signal = glrunner_runner_chart::RunnerSummary::of(values).stop_signal;
+        let signal = values.manager_stop_signal();
         match values.graceful_stop {
             Some(stop) => Self {
                 hook: Some(StopHook {
