@@ -324,6 +324,11 @@ impl KubePodApi {
         Ok(self.client.clone())
     }
 
+    /// The kube-rs client this backend uses (bounded as built), for the controller's watches.
+    pub fn kube_client(&self) -> Client {
+        self.client.clone()
+    }
+
     fn map_error(&self, action: &str, resource: &str, e: kube::Error) -> Error {
         let (action, resource) = (action.to_owned(), resource.to_owned());
         match e {
@@ -502,7 +507,7 @@ fn requests(pod: &Pod) -> std::result::Result<PodRequests, glrunner_fargate::Qua
 
 /// Converts a kube Pod; pods without name, namespace, UID or creation time are skipped (`None`).
 /// A resource request that is not a Kubernetes quantity is an error naming the pod.
-fn pod_info(pod: &Pod) -> Result<Option<PodInfo>> {
+pub(crate) fn pod_info(pod: &Pod) -> Result<Option<PodInfo>> {
     let meta = &pod.metadata;
     let requests = requests(pod).map_err(|e| {
         Error::invalid(

@@ -26,6 +26,7 @@
 //! | [`JobStatusSource`] | trait: GitLab's view of a job, for the optional cross-check |
 //! | [`Reaper`] | one round or a watch loop; dry run; bounded delete concurrency; a [`Report`] |
 //! | [`cost`] | Fargate size (+256 MiB, rounded up) and price of each reaped pod |
+//! | [`controller::Controller`] | `reap run`: watch-backed stores, the policy on every change, a deadline per pod, Events, a Lease, orphaned Secrets |
 //! | [`rbac::rbac_manifest`] | ServiceAccount + Role + RoleBinding to run in-cluster (k8s-openapi objects, [`rbac::rbac_objects`]) |
 //!
 //! # Features
@@ -53,15 +54,19 @@ pub mod api;
 pub mod clock;
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
+pub mod controller;
 pub mod cost;
+pub mod deploy;
 mod error;
 mod forward;
 pub mod k8s;
+pub mod lease;
 pub mod memory;
 pub mod model;
 pub mod policy;
 pub mod rbac;
 pub mod reaper;
+pub mod secrets;
 #[cfg(feature = "testing")]
 pub mod testing;
 

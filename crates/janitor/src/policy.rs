@@ -188,6 +188,11 @@ pub enum ReapReason {
         /// GitLab's status.
         status: JobStatus,
     },
+    /// Pending in a state that cannot recover (decided by a controller observer, opt-in).
+    Unrecoverable {
+        /// The rule or class that decided it, as the observer named it.
+        rule: String,
+    },
 }
 
 impl ReapReason {
@@ -200,6 +205,7 @@ impl ReapReason {
             Self::StuckTerminating => "stuck_terminating",
             Self::ManagerGone { .. } => "manager_gone",
             Self::GitLabJobFinished { .. } => "gitlab_job_finished",
+            Self::Unrecoverable { .. } => "unrecoverable",
         }
     }
 
@@ -223,6 +229,7 @@ impl fmt::Display for ReapReason {
             Self::StuckTerminating => f.write_str("stuck terminating (force delete)"),
             Self::ManagerGone { manager } => write!(f, "runner manager {manager:?} is gone"),
             Self::GitLabJobFinished { status } => write!(f, "GitLab job is {status}"),
+            Self::Unrecoverable { rule } => write!(f, "pending and cannot recover ({rule})"),
         }
     }
 }
@@ -376,6 +383,66 @@ pub fn decide(pod: &PodInfo, now: Timestamp, policy: &Policy, evidence: &Evidenc
     primary
 }
 
+/// When [`decide`]'s verdict on `pod` changes on its own as time passes (no new event): the first
+/// instant past the deadline that applies to its state (pending timeout + grace, job timeout +
+/// grace, finished + grace, Terminating + grace), or, when evidence (GitLab, the manager check)
+/// is gathered, the end of the grace after creation from which evidence counts. `None` when the
+/// verdict cannot change without an event (not a job pod, running without a known timeout,
+/// unknown phase) or the deadline has passed.
+///
+/// A controller sleeps until the earliest of these instead of re-listing.
+pub fn next_deadline(
+    pod: &PodInfo,
+    now: Timestamp,
+    policy: &Policy,
+    with_evidence: bool,
+) -> Option<Timestamp> {
+    check_identity(pod, &policy.namespaces).ok()?;
+    let after = |since: Timestamp, wait: Duration| -> Option<Timestamp> {
+        let wait = jiff::SignedDuration::try_from(wait).ok()?;
+        // `decide` compares with `>`: the verdict flips just past the deadline.
+        since
+            .checked_add(wait)
+            .ok()?
+            .checked_add(jiff::SignedDuration::from_millis(1))
+            .ok()
+    };
+    let grace = policy.grace;
+    let primary = if let Some(deleted) = pod.deletion_timestamp {
+        after(deleted, grace)
+    } else {
+        match pod.phase {
+            PodPhase::Succeeded | PodPhase::Failed => {
+                after(pod.started_at.unwrap_or(pod.created_at), grace)
+            }
+            PodPhase::Pending => after(
+                pod.created_at,
+                policy.pending_timeout.saturating_add(grace),
+            ),
+            PodPhase::Running => pod
+                .annotations
+                .get(keys::ANNOTATION_JOB_TIMEOUT)
+                .and_then(|t| parse_go_duration(t))
+                .or(policy.default_job_timeout)
+                .and_then(|timeout| {
+                    after(
+                        pod.started_at.unwrap_or(pod.created_at),
+                        timeout.saturating_add(grace),
+                    )
+                }),
+            PodPhase::Unknown => None,
+        }
+    };
+    let evidence = (with_evidence && pod.deletion_timestamp.is_none())
+        .then(|| after(pod.created_at, grace))
+        .flatten();
+    [primary, evidence]
+        .into_iter()
+        .flatten()
+        .filter(|t| *t > now)
+        .min()
+}
+
 /// Parses a Go `time.Duration` string as the executor writes it (`2h3m0.5s`, `1h0m0s`, `90s`, `0`).
 /// Negative or malformed values give `None`.
 ///
@@ -460,6 +527,43 @@ mod tests {
 
     fn at(s: &str, pod: &PodInfo) -> Decision {
         decide(pod, ts(s), &policy(), &Evidence::default())
+    }
+
+    #[test]
+    fn the_deadline_is_where_the_verdict_flips_in_every_state() {
+        let policy = policy();
+        let mut pending = job_pod(PodPhase::Pending);
+        pending.node_name = None;
+        let mut terminating = job_pod(PodPhase::Running);
+        terminating.deletion_timestamp = Some(ts("2026-01-01T00:30:00Z"));
+        let mut no_timeout = job_pod(PodPhase::Running);
+        no_timeout.annotations.remove(keys::ANNOTATION_JOB_TIMEOUT);
+        let now = ts("2026-01-01T00:00:10Z");
+        for pod in [
+            pending,
+            job_pod(PodPhase::Running),
+            job_pod(PodPhase::Succeeded),
+            terminating,
+        ] {
+            let deadline = next_deadline(&pod, now, &policy, false).unwrap();
+            let before = deadline
+                .checked_sub(jiff::SignedDuration::from_millis(2))
+                .unwrap();
+            let none = Evidence::default();
+            assert!(!decide(&pod, before, &policy, &none).is_reap(), "{pod:?}");
+            assert!(decide(&pod, deadline, &policy, &none).is_reap(), "{pod:?}");
+            // Past it, nothing is left to wait for.
+            assert_eq!(next_deadline(&pod, deadline, &policy, false), None);
+        }
+        // Evidence counts from the end of the grace after creation.
+        assert_eq!(next_deadline(&no_timeout, now, &policy, false), None);
+        assert_eq!(
+            next_deadline(&no_timeout, now, &policy, true),
+            Some(ts("2026-01-01T00:01:00.001Z"))
+        );
+        let mut foreign = job_pod(PodPhase::Pending);
+        foreign.namespace = "other".into();
+        assert_eq!(next_deadline(&foreign, now, &policy, true), None);
     }
 
     #[test]

@@ -36,6 +36,9 @@ pub struct ReaperConfig {
     pub check_manager: bool,
     /// Fargate prices for the cost estimate.
     pub pricing: FargatePricing,
+    /// At most this many pods reaped per round (the oldest first); the rest wait for the next
+    /// round (`--max-deletes`, as kube-janitor's `--delete-limit`). `None`: no cap.
+    pub max_deletes: Option<NonZeroUsize>,
 }
 
 impl ReaperConfig {
@@ -51,7 +54,15 @@ impl ReaperConfig {
             page_size: 250,
             check_manager: false,
             pricing: FargatePricing::us_east_1(),
+            max_deletes: None,
         }
+    }
+
+    /// Caps the pods reaped per round.
+    #[must_use]
+    pub fn with_max_deletes(mut self, max_deletes: Option<NonZeroUsize>) -> Self {
+        self.max_deletes = max_deletes;
+        self
     }
 
     /// Sets dry-run.
@@ -217,6 +228,14 @@ pub struct Report {
     pub errors: Vec<PodError>,
     /// Cost totals over the reaped pods.
     pub cost: CostSummary,
+    /// Pods that qualified but were left for a later round: over `--max-deletes`, or (in a
+    /// controller) while this replica did not hold the leader Lease.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub deferred: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl Report {
@@ -305,6 +324,13 @@ impl fmt::Display for Report {
             self.cost.pricing.vcpu_hour_usd,
             self.cost.pricing.gb_hour_usd
         )?;
+        if self.deferred > 0 {
+            writeln!(
+                f,
+                "deferred: {} qualifying pod(s) left for the next round (--max-deletes)",
+                self.deferred
+            )?;
+        }
         if !self.errors.is_empty() {
             writeln!(f, "errors ({}):", self.errors.len())?;
             for e in &self.errors {
@@ -312,6 +338,24 @@ impl fmt::Display for Report {
             }
         }
         Ok(())
+    }
+}
+
+/// What a round may use beyond the policy: whether it gathers evidence, observers' extra
+/// verdicts (by pod UID), and a gate asked before each delete (the controller's leadership).
+#[derive(Default)]
+pub(crate) struct RoundInput<'a> {
+    pub(crate) gather_evidence: bool,
+    pub(crate) extra: HashMap<String, ReapReason>,
+    pub(crate) gate: Option<&'a (dyn Fn() -> bool + Sync)>,
+}
+
+impl RoundInput<'_> {
+    fn with_evidence() -> Self {
+        Self {
+            gather_evidence: true,
+            ..Self::default()
+        }
     }
 }
 
@@ -367,12 +411,36 @@ impl Reaper {
     pub async fn run_once(&self) -> Result<Report> {
         let t0 = tokio::time::Instant::now();
         let now = self.clock.now();
-        let policy = &self.config.policy;
         let mut pods = Vec::new();
-        for ns in &policy.namespaces {
+        for ns in &self.config.policy.namespaces {
             let query = ListQuery::job_pods(ns).with_page_size(self.config.page_size);
             pods.extend(self.api.list_pods(&query).await?);
         }
+        Ok(self
+            .round_over(pods, now, t0, RoundInput::with_evidence())
+            .await)
+    }
+
+    /// The clock the policy's `now` comes from.
+    pub(crate) fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// Whether a round gathers evidence (a manager check or a GitLab cross-check is configured).
+    pub(crate) fn gathers_evidence(&self) -> bool {
+        self.config.check_manager || self.jobs.is_some()
+    }
+
+    /// One round over `pods` (listed, or a controller's store): evidence, the policy, the cap,
+    /// the deletes. What [`Reaper::run_once`] does after listing.
+    pub(crate) async fn round_over(
+        &self,
+        pods: Vec<PodInfo>,
+        now: Timestamp,
+        t0: tokio::time::Instant,
+        input: RoundInput<'_>,
+    ) -> Report {
+        let policy = &self.config.policy;
         let mut errors = Vec::new();
 
         // First pass without evidence: which pods could be reaped on evidence alone.
@@ -381,7 +449,8 @@ impl Reaper {
             .map(|p| decide(p, now, policy, &Evidence::default()))
             .collect();
         let needs_evidence = |p: &PodInfo, d: &Decision| {
-            !d.is_reap()
+            input.gather_evidence
+                && !d.is_reap()
                 && check_identity(p, &policy.namespaces).is_ok()
                 && !p.is_terminating()
                 && now.duration_since(p.created_at)
@@ -424,6 +493,17 @@ impl Reaper {
             } else {
                 first[i].clone()
             };
+            let decision = match (decision, input.extra.get(&pod.uid)) {
+                // An observer's verdict only on job pods the policy keeps while Pending.
+                (Decision::Keep(keep), Some(extra))
+                    if !keep.is_identity()
+                        && pod.phase == PodPhase::Pending
+                        && !pod.is_terminating() =>
+                {
+                    Decision::Reap(extra.clone())
+                }
+                (decision, _) => decision,
+            };
             match decision {
                 Decision::Keep(reason) => {
                     tracing::debug!(pod = %pod.qualified_name(), reason = %reason, "keep");
@@ -432,8 +512,18 @@ impl Reaper {
                 Decision::Reap(reason) => targets.push((pod, reason)),
             }
         }
+        let mut deferred = 0;
+        if let Some(cap) = self.config.max_deletes
+            && targets.len() > cap.get()
+        {
+            // The oldest first: they have burned the longest.
+            targets.sort_by_key(|(p, _)| (p.created_at, p.namespace.clone(), p.name.clone()));
+            deferred = targets.len() - cap.get();
+            targets.truncate(cap.get());
+        }
 
-        let reaped = self.reap(targets, now, &mut errors).await;
+        let (reaped, not_leading) = self.reap(targets, now, input.gate, &mut errors).await;
+        deferred += not_leading;
         let mut reaped_by_reason: BTreeMap<&'static str, usize> = BTreeMap::new();
         for p in &reaped {
             *reaped_by_reason.entry(p.reason.code()).or_default() += 1;
@@ -455,16 +545,18 @@ impl Reaper {
             reaped,
             errors,
             cost,
+            deferred,
         };
         tracing::info!(
             considered = report.considered,
             reaped = report.reaped.len(),
             deleted = report.deleted(),
+            deferred = report.deferred,
             errors = report.errors.len(),
             dry_run = report.dry_run,
             "janitor round done"
         );
-        Ok(report)
+        report
     }
 
     async fn manager_presence<'a>(
@@ -532,12 +624,17 @@ impl Reaper {
         &self,
         targets: Vec<(&PodInfo, ReapReason)>,
         now: Timestamp,
+        gate: Option<&(dyn Fn() -> bool + Sync)>,
         errors: &mut Vec<PodError>,
-    ) -> Vec<ReapedPod> {
+    ) -> (Vec<ReapedPod>, usize) {
         let dry_run = self.config.dry_run;
         let api = &self.api;
-        let results: Vec<(ReapedPod, Option<Error>)> = futures::stream::iter(targets)
+        let results: Vec<Option<(ReapedPod, Option<Error>)>> = futures::stream::iter(targets)
             .map(|(pod, reason)| async move {
+                // Asked right before each delete: a replica that lost the Lease stops at once.
+                if gate.is_some_and(|leading| !leading()) {
+                    return None;
+                }
                 let mode = reason.delete_mode();
                 let (action, error) = if dry_run {
                     (if mode.is_force() { Action::WouldForceDelete } else { Action::WouldDelete }, None)
@@ -561,13 +658,14 @@ impl Reaper {
                     reason,
                     action,
                 };
-                (reaped, error)
+                Some((reaped, error))
             })
             .buffer_unordered(self.config.concurrency.get())
             .collect()
             .await;
+        let skipped = results.iter().filter(|r| r.is_none()).count();
         let mut reaped = Vec::with_capacity(results.len());
-        for (pod, error) in results {
+        for (pod, error) in results.into_iter().flatten() {
             if let Some(e) = error {
                 tracing::warn!(error = %e, "delete failed");
                 errors.push(PodError::from(&e));
@@ -575,7 +673,7 @@ impl Reaper {
             reaped.push(pod);
         }
         reaped.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-        reaped
+        (reaped, skipped)
     }
 
     /// Runs rounds every `interval` (tokio time) until `shutdown` resolves (checked between rounds)

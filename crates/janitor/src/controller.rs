@@ -1,0 +1,697 @@
+//! The janitor as a controller (`reap run`): a watch-backed store per namespace, the policy on every change, a deadline per pod, no re-listing.
+//!
+//! kube-runtime's `watcher` (list once, then watch from the last resourceVersion; on 410 Gone a
+//! fresh list; errors retried with its `DefaultBackoff`, 0.8 s doubling to at most 30 s) feeds a
+//! reflector store per namespace, selected server-side by the executor's job-pod label. After
+//! each change the whole store is judged by [`Reaper`]'s own round (the same policy, UID
+//! preconditions, dry run, GitLab and manager cross-checks, `--max-deletes`), and the controller
+//! then sleeps until the earliest [`crate::policy::next_deadline`] of any pod, the next change, or
+//! shutdown. Optionally it holds a [`crate::lease`] Lease (only the leader deletes), records a
+//! Kubernetes Event on each deleted pod, and reaps the executor's orphaned per-job Secrets
+//! ([`crate::secrets`]) from a second, metadata-only watch.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::{BoxStream, SelectAll};
+use futures::{FutureExt as _, StreamExt as _};
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{Api, DeleteParams, PartialObjectMeta, Preconditions};
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt as _;
+use kube::{Client, Resource as _, ResourceExt as _};
+use serde::Serialize;
+
+use crate::api::DynJobStatusSource;
+use crate::clock::Clock;
+use crate::k8s::{KubePodApi, pod_info};
+use crate::lease::{LeaderElector, LeaseConfig};
+use crate::model::{PodInfo, keys};
+use crate::policy::{ReapReason, next_deadline};
+use crate::reaper::{Action, Reaper, ReaperConfig, Report, RoundInput};
+use crate::secrets::{PodsView, SecretDecision, decide_secret, field_selector, secret_deadline};
+use crate::{Error, Result};
+
+/// Hooks into the controller, for metrics, explanations and extra verdicts. Every method has a
+/// no-op default; observers are called on the controller's task, so they must be quick.
+pub trait ControllerObserver: Send + Sync {
+    /// The store's view (every job pod of every namespace) after each change, and `now`.
+    fn pods_changed(&self, pods: &[Arc<Pod>], now: Timestamp) {
+        let _ = (pods, now);
+    }
+
+    /// A pod was deleted (or set Terminating) for `reason`.
+    fn pod_reaped(&self, pod: &Pod, reason: &ReapReason) {
+        let _ = (pod, reason);
+    }
+
+    /// An extra verdict on a Pending job pod the policy keeps: `Some(rule)` reaps it now as
+    /// [`ReapReason::Unrecoverable`] (e.g. a class of Pending that cannot recover).
+    fn extra_reap(&self, pod: &Pod) -> Option<String> {
+        let _ = pod;
+        None
+    }
+
+    /// A round ended with `report`.
+    fn round_done(&self, report: &Report) {
+        let _ = report;
+    }
+
+    /// An orphaned executor Secret was deleted for `reason` (a [`SecretDecision`] code).
+    fn secret_reaped(&self, namespace: &str, name: &str, reason: &str) {
+        let _ = (namespace, name, reason);
+    }
+}
+
+/// How the controller runs, beyond the reaper's configuration.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ControllerConfig {
+    /// Record a Kubernetes Event (events.k8s.io/v1) on each deleted pod.
+    pub events: bool,
+    /// The Events' reporting controller.
+    pub reporter: String,
+    /// The Events' reporting instance and the Lease identity (in a pod: its name).
+    pub instance: String,
+    /// At most one round with GitLab/manager evidence per this interval (the lookups cost calls).
+    pub evidence_interval: Duration,
+    /// After a round capped by `--max-deletes`, the next round comes no sooner than this.
+    pub capped_round_pause: Duration,
+    /// Server-side timeout of each watch request, below the client's 60 s read timeout (the
+    /// watch then resumes from its last resourceVersion: a watch, not a list).
+    pub watch_timeout: Duration,
+    /// Leader election on this Lease; `None`: act alone.
+    pub lease: Option<LeaseConfig>,
+    /// Also reap the executor's per-job Secrets whose pod is gone.
+    pub reap_secrets: bool,
+}
+
+impl ControllerConfig {
+    /// Events on, no Lease, no Secrets; evidence at most every 60 s.
+    pub fn new(instance: impl Into<String>) -> Self {
+        Self {
+            events: true,
+            reporter: "glrunner-janitor".into(),
+            instance: instance.into(),
+            evidence_interval: Duration::from_secs(60),
+            capped_round_pause: Duration::from_secs(10),
+            watch_timeout: Duration::from_secs(50),
+            lease: None,
+            reap_secrets: false,
+        }
+    }
+
+    /// Sets whether Events are recorded.
+    #[must_use]
+    pub fn with_events(mut self, events: bool) -> Self {
+        self.events = events;
+        self
+    }
+
+    /// Elects a leader on `lease`.
+    #[must_use]
+    pub fn with_lease(mut self, lease: Option<LeaseConfig>) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// Sets Secret reaping.
+    #[must_use]
+    pub fn with_secrets(mut self, reap_secrets: bool) -> Self {
+        self.reap_secrets = reap_secrets;
+        self
+    }
+
+    /// Sets the pause after a capped round.
+    #[must_use]
+    pub fn with_capped_round_pause(mut self, pause: Duration) -> Self {
+        self.capped_round_pause = pause;
+        self
+    }
+
+    /// Sets the evidence interval.
+    #[must_use]
+    pub fn with_evidence_interval(mut self, interval: Duration) -> Self {
+        self.evidence_interval = interval;
+        self
+    }
+
+    /// Sets the server-side watch timeout (whole seconds, at least 1).
+    #[must_use]
+    pub fn with_watch_timeout(mut self, timeout: Duration) -> Self {
+        self.watch_timeout = timeout.max(Duration::from_secs(1));
+        self
+    }
+}
+
+/// What a controller run did, when it stopped.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ControllerSummary {
+    /// Rounds judged.
+    pub rounds: u64,
+    /// Pods deleted or set Terminating.
+    pub deleted: usize,
+    /// Failed deletes and lookups.
+    pub errors: usize,
+    /// Qualifying pods left for a later round (cap, or not leading).
+    pub deferred: usize,
+    /// Watch errors (apiserver unreachable, 410 Gone, ...), each retried with backoff.
+    pub watch_errors: u64,
+    /// Full lists the watchers made (one per namespace at start, one after each 410).
+    pub lists: u64,
+    /// Events recorded on deleted pods.
+    pub events_recorded: usize,
+    /// Events the apiserver refused (the delete still counts).
+    pub events_failed: usize,
+    /// Orphaned executor Secrets deleted.
+    pub secrets_deleted: usize,
+    /// Times this replica became leader.
+    pub leaderships: u64,
+}
+
+/// The controller: see the module documentation.
+pub struct Controller {
+    client: Client,
+    reaper: Reaper,
+    config: ControllerConfig,
+    observers: Vec<Arc<dyn ControllerObserver>>,
+}
+
+impl std::fmt::Debug for Controller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Controller")
+            .field("reaper", &self.reaper)
+            .field("config", &self.config)
+            .field("observers", &self.observers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+enum Change {
+    Pods(usize, std::result::Result<Event<Pod>, watcher::Error>),
+    Secrets(std::result::Result<Event<PartialObjectMeta<Secret>>, watcher::Error>),
+}
+
+impl Controller {
+    /// A controller over `client` (deletes go through [`KubePodApi::from_client`] on the same
+    /// client). Fails like [`Reaper::new`] on a bad namespace.
+    pub fn new(client: Client, reaper: ReaperConfig, config: ControllerConfig) -> Result<Self> {
+        let api = Arc::new(KubePodApi::from_client(client.clone()));
+        Ok(Self {
+            reaper: Reaper::new(api, reaper)?,
+            client,
+            config,
+            observers: Vec::new(),
+        })
+    }
+
+    /// Enables the GitLab cross-check.
+    #[must_use]
+    pub fn with_job_status(mut self, jobs: Arc<DynJobStatusSource>) -> Self {
+        self.reaper = self.reaper.with_job_status(jobs);
+        self
+    }
+
+    /// Uses `clock` for the policy's `now` (deadlines are still slept on tokio's clock).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.reaper = self.reaper.with_clock(clock);
+        self
+    }
+
+    /// Adds observers.
+    #[must_use]
+    pub fn with_observers(
+        mut self,
+        observers: impl IntoIterator<Item = Arc<dyn ControllerObserver>>,
+    ) -> Self {
+        self.observers.extend(observers);
+        self
+    }
+
+    fn namespaces(&self) -> Vec<String> {
+        self.reaper.config().policy.namespaces.iter().cloned().collect()
+    }
+
+    /// Runs until `shutdown` resolves (a round in flight finishes its deletes first), then
+    /// gives up the Lease. Watch failures never end the run: they are retried with backoff.
+    pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<ControllerSummary> {
+        let namespaces = self.namespaces();
+        let mut stores: Vec<Store<Pod>> = Vec::new();
+        let mut changes: SelectAll<BoxStream<'static, Change>> = SelectAll::new();
+        let timeout = u32::try_from(self.config.watch_timeout.as_secs()).unwrap_or(50);
+        for (i, ns) in namespaces.iter().enumerate() {
+            let (reader, writer) = reflector::store::<Pod>();
+            let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
+            let config = watcher::Config::default()
+                .labels(keys::LABEL_JOB_POD)
+                .timeout(timeout);
+            let stream = watcher::watcher(api, config)
+                .default_backoff()
+                .reflect(writer)
+                .map(move |e| Change::Pods(i, e))
+                .boxed();
+            stores.push(reader);
+            changes.push(stream);
+        }
+        let mut secret_stores: Vec<Store<PartialObjectMeta<Secret>>> = Vec::new();
+        if self.config.reap_secrets {
+            for ns in &namespaces {
+                let (reader, writer) = reflector::store::<PartialObjectMeta<Secret>>();
+                let api: Api<PartialObjectMeta<Secret>> =
+                    Api::namespaced(self.client.clone(), ns);
+                let config = watcher::Config::default()
+                    .fields(&field_selector())
+                    .timeout(timeout);
+                changes.push(
+                    watcher::watcher(api, config)
+                        .default_backoff()
+                        .reflect(writer)
+                        .map(Change::Secrets)
+                        .boxed(),
+                );
+                secret_stores.push(reader);
+            }
+        }
+        let elector = self
+            .config
+            .lease
+            .clone()
+            .map(|lease| LeaderElector::new(self.client.clone(), lease));
+        let recorder = self.config.events.then(|| {
+            Recorder::new(
+                self.client.clone(),
+                Reporter {
+                    controller: self.config.reporter.clone(),
+                    instance: Some(self.config.instance.clone()),
+                },
+            )
+        });
+
+        let mut state = LoopState {
+            ready: vec![false; namespaces.len()],
+            secrets_ready: vec![false; secret_stores.len()],
+            ..LoopState::default()
+        };
+        let mut lease_tick = elector.as_ref().map(|e| {
+            let mut t = tokio::time::interval(e.config().retry_period);
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            t
+        });
+        tokio::pin!(shutdown);
+        let mut wake: Option<tokio::time::Instant> = None;
+        loop {
+            let sleep: Pin<Box<dyn Future<Output = ()> + Send>> = match wake {
+                Some(at) => Box::pin(tokio::time::sleep_until(at)),
+                None => Box::pin(std::future::pending()),
+            };
+            let tick = async {
+                match lease_tick.as_mut() {
+                    Some(t) => {
+                        t.tick().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            let mut dirty = false;
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                change = changes.next() => {
+                    let Some(change) = change else { break };
+                    dirty |= state.apply(change);
+                    // Coalesce what has already arrived into one round.
+                    for _ in 0..10_000 {
+                        match changes.next().now_or_never() {
+                            Some(Some(change)) => dirty |= state.apply(change),
+                            _ => break,
+                        }
+                    }
+                }
+                () = sleep => dirty = true,
+                () = tick => {
+                    if let Some(elector) = &elector {
+                        let was = elector.is_leading();
+                        match elector.try_acquire_or_renew().await {
+                            Ok(true) if !was => {
+                                tracing::info!(identity = %elector.config().identity, "became leader");
+                                state.summary.leaderships += 1;
+                                dirty = true;
+                            }
+                            Ok(true) => {}
+                            Ok(false) if was => tracing::warn!("lost the lease; not acting"),
+                            Ok(false) => {}
+                            Err(e) => tracing::warn!(error = %e, "lease renewal failed; not acting"),
+                        }
+                    }
+                }
+            }
+            if !dirty || !state.ready.iter().all(|r| *r) {
+                continue;
+            }
+            let leading = || elector.as_ref().is_none_or(LeaderElector::is_leading);
+            wake = self
+                .round(
+                    &stores,
+                    &secret_stores,
+                    &mut state,
+                    recorder.as_ref(),
+                    &leading,
+                )
+                .await;
+        }
+        if let Some(elector) = &elector
+            && let Err(e) = elector.release().await
+        {
+            tracing::warn!(error = %e, "could not release the lease; it expires on its own");
+        }
+        Ok(state.summary)
+    }
+
+    /// One round over the stores; returns when to wake for the next deadline.
+    async fn round(
+        &self,
+        stores: &[Store<Pod>],
+        secret_stores: &[Store<PartialObjectMeta<Secret>>],
+        state: &mut LoopState,
+        recorder: Option<&Recorder>,
+        leading: &(dyn Fn() -> bool + Sync),
+    ) -> Option<tokio::time::Instant> {
+        let t0 = tokio::time::Instant::now();
+        let now = self.reaper.now();
+        let pods: Vec<Arc<Pod>> = stores.iter().flat_map(Store::state).collect();
+        for o in &self.observers {
+            o.pods_changed(&pods, now);
+        }
+        let mut infos = Vec::with_capacity(pods.len());
+        let mut by_uid: HashMap<String, Arc<Pod>> = HashMap::with_capacity(pods.len());
+        let mut extra = HashMap::new();
+        let live: HashSet<String> = pods.iter().filter_map(|p| p.metadata.uid.clone()).collect();
+        state.in_flight.retain(|uid, _| live.contains(uid));
+        for pod in &pods {
+            let info = match pod_info(pod) {
+                Ok(Some(info)) => info,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "pod skipped");
+                    continue;
+                }
+            };
+            // Deleted by us and unchanged since: the watch has not caught up yet.
+            if state
+                .in_flight
+                .get(&info.uid)
+                .is_some_and(|rv| pod.metadata.resource_version.as_ref() == Some(rv))
+            {
+                continue;
+            }
+            if info.phase == crate::PodPhase::Pending
+                && let Some(rule) = self.observers.iter().find_map(|o| o.extra_reap(pod))
+            {
+                extra.insert(info.uid.clone(), ReapReason::Unrecoverable { rule });
+            }
+            by_uid.insert(info.uid.clone(), pod.clone());
+            infos.push(info);
+        }
+        let with_evidence = self.reaper.gathers_evidence();
+        let evidence_due = with_evidence
+            && state
+                .last_evidence
+                .is_none_or(|t| t.elapsed() >= self.config.evidence_interval);
+        let mut next: Option<Timestamp> = infos
+            .iter()
+            .filter_map(|p| next_deadline(p, now, &self.reaper.config().policy, with_evidence))
+            .min();
+        if !leading() {
+            // Not the leader: judge nothing, delete nothing; the lease tick wakes us.
+            return None;
+        }
+        let kept_before: Vec<PodInfo> = if with_evidence { infos.clone() } else { Vec::new() };
+        let report = self
+            .reaper
+            .round_over(
+                infos,
+                now,
+                t0,
+                RoundInput {
+                    gather_evidence: evidence_due,
+                    extra,
+                    gate: Some(leading),
+                },
+            )
+            .await;
+        if evidence_due {
+            state.last_evidence = Some(std::time::Instant::now());
+        }
+        state.summary.rounds += 1;
+        state.summary.deleted += report.deleted();
+        state.summary.errors += report.errors.len();
+        state.summary.deferred += report.deferred;
+        let acted: Vec<(Arc<Pod>, ReapReason, Action)> = report
+            .reaped
+            .iter()
+            .filter(|r| matches!(r.action, Action::Deleted | Action::Terminating))
+            .filter_map(|r| Some((by_uid.get(&r.uid)?.clone(), r.reason.clone(), r.action)))
+            .collect();
+        for (pod, reason, _) in &acted {
+            if let (Some(uid), Some(rv)) = (&pod.metadata.uid, &pod.metadata.resource_version) {
+                state.in_flight.insert(uid.clone(), rv.clone());
+            }
+            for o in &self.observers {
+                o.pod_reaped(pod, reason);
+            }
+        }
+        if let Some(recorder) = recorder {
+            let concurrency = self.reaper.config().concurrency.get();
+            let results: Vec<bool> = futures::stream::iter(&acted)
+                .map(|(pod, reason, action)| record(recorder, pod, reason, *action))
+                .buffer_unordered(concurrency)
+                .collect()
+                .await;
+            let ok = results.iter().filter(|ok| **ok).count();
+            state.summary.events_recorded += ok;
+            state.summary.events_failed += results.len() - ok;
+        }
+        for o in &self.observers {
+            o.round_done(&report);
+        }
+        if !secret_stores.is_empty() && state.secrets_ready.iter().all(|r| *r) {
+            let secret_next = self.reap_secrets(&pods, secret_stores, now, state, leading).await;
+            next = [next, secret_next].into_iter().flatten().min();
+        }
+
+        let mut wake = next.and_then(|t| instant_at(t, now));
+        if with_evidence && !kept_before.is_empty() {
+            let at = state
+                .last_evidence
+                .map(|t| t + self.config.evidence_interval)
+                .unwrap_or_else(std::time::Instant::now);
+            let at = tokio::time::Instant::from_std(at);
+            wake = Some(wake.map_or(at, |w| w.min(at)));
+        }
+        if report.deferred > 0 {
+            let at = tokio::time::Instant::now() + self.config.capped_round_pause;
+            wake = Some(wake.map_or(at, |w| w.min(at)));
+        }
+        wake
+    }
+
+    async fn reap_secrets(
+        &self,
+        pods: &[Arc<Pod>],
+        stores: &[Store<PartialObjectMeta<Secret>>],
+        now: Timestamp,
+        state: &mut LoopState,
+        leading: &(dyn Fn() -> bool + Sync),
+    ) -> Option<Timestamp> {
+        let policy = &self.reaper.config().policy;
+        let view = PodsView {
+            uids: pods.iter().filter_map(|p| p.metadata.uid.clone()).collect(),
+            pull_secrets: pods
+                .iter()
+                .flat_map(|p| {
+                    let ns = p.metadata.namespace.clone().unwrap_or_default();
+                    p.spec
+                        .iter()
+                        .flat_map(|s| s.image_pull_secrets.iter().flatten())
+                        .map(move |r| (ns.clone(), r.name.clone()))
+                })
+                .collect::<BTreeSet<_>>(),
+        };
+        let mut next = None;
+        let secrets: Vec<_> = stores.iter().flat_map(Store::state).collect();
+        for secret in secrets {
+            let meta = &secret.metadata;
+            match decide_secret(meta, now, policy, &view) {
+                SecretDecision::Reap(why) => {
+                    let (Some(ns), Some(name), Some(uid)) =
+                        (&meta.namespace, &meta.name, &meta.uid)
+                    else {
+                        continue;
+                    };
+                    if state.deleted_secrets.contains(uid) {
+                        continue;
+                    }
+                    if self.reaper.config().dry_run {
+                        tracing::info!(secret = %format!("{ns}/{name}"), reason = why, "would delete secret");
+                        state.deleted_secrets.insert(uid.clone());
+                        continue;
+                    }
+                    if !leading() {
+                        break;
+                    }
+                    let api: Api<Secret> = Api::namespaced(self.client.clone(), ns);
+                    let params = DeleteParams {
+                        preconditions: Some(Preconditions {
+                            uid: Some(uid.clone()),
+                            resource_version: None,
+                        }),
+                        ..DeleteParams::default()
+                    };
+                    match api.delete(name, &params).await {
+                        Ok(_) => {
+                            tracing::info!(secret = %format!("{ns}/{name}"), reason = why, "deleted secret");
+                            state.summary.secrets_deleted += 1;
+                            state.deleted_secrets.insert(uid.clone());
+                            for o in &self.observers {
+                                o.secret_reaped(ns, name, why);
+                            }
+                        }
+                        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {
+                            state.deleted_secrets.insert(uid.clone());
+                        }
+                        Err(e) => {
+                            state.summary.errors += 1;
+                            tracing::warn!(error = %e, secret = %format!("{ns}/{name}"), "delete secret failed");
+                        }
+                    }
+                }
+                SecretDecision::Keep(_) => {
+                    if let Some(t) = secret_deadline(meta, now, policy, &view) {
+                        next = Some(next.map_or(t, |n: Timestamp| n.min(t)));
+                    }
+                }
+            }
+        }
+        next
+    }
+}
+
+/// Records the Event of one deletion; `false` when the apiserver refused it.
+async fn record(recorder: &Recorder, pod: &Pod, reason: &ReapReason, action: Action) -> bool {
+    let event = KubeEvent {
+        type_: EventType::Normal,
+        reason: event_reason(reason).into(),
+        note: Some(format!(
+            "glrunner-janitor deleted this job pod: {reason} (rule {}){}",
+            reason.code(),
+            if reason.delete_mode().is_force() {
+                ", grace period 0"
+            } else {
+                ""
+            }
+        )),
+        action: match action {
+            Action::Terminating => "DeleteGracefully".into(),
+            _ if reason.delete_mode().is_force() => "ForceDelete".into(),
+            _ => "Delete".into(),
+        },
+        secondary: None,
+    };
+    match recorder.publish(&event, &pod.object_ref(&())).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, pod = %pod.name_any(), "could not record the deletion Event");
+            false
+        }
+    }
+}
+
+/// The Event's `reason`: the policy rule in the PascalCase Kubernetes uses for reasons.
+pub fn event_reason(reason: &ReapReason) -> &'static str {
+    match reason {
+        ReapReason::Finished { .. } => "ReapedFinished",
+        ReapReason::PendingTooLong => "ReapedPendingTooLong",
+        ReapReason::PastJobTimeout { .. } => "ReapedPastJobTimeout",
+        ReapReason::StuckTerminating => "ReapedStuckTerminating",
+        ReapReason::ManagerGone { .. } => "ReapedManagerGone",
+        ReapReason::GitLabJobFinished { .. } => "ReapedGitLabJobFinished",
+        ReapReason::Unrecoverable { .. } => "ReapedUnrecoverable",
+    }
+}
+
+fn instant_at(at: Timestamp, now: Timestamp) -> Option<tokio::time::Instant> {
+    let wait = Duration::try_from(at.duration_since(now)).unwrap_or(Duration::ZERO);
+    Some(tokio::time::Instant::now() + wait)
+}
+
+#[derive(Default)]
+struct LoopState {
+    ready: Vec<bool>,
+    secrets_ready: Vec<bool>,
+    /// UID → resourceVersion of pods deleted by us and not yet seen changed or gone.
+    in_flight: HashMap<String, String>,
+    deleted_secrets: HashSet<String>,
+    last_evidence: Option<std::time::Instant>,
+    summary: ControllerSummary,
+    secrets_seen: usize,
+}
+
+impl LoopState {
+    /// Applies one change; `true` when the store's view changed.
+    fn apply(&mut self, change: Change) -> bool {
+        match change {
+            Change::Pods(i, Ok(event)) => self.event(Some(i), &event),
+            Change::Secrets(Ok(event)) => self.event(None, &event),
+            Change::Pods(_, Err(e)) | Change::Secrets(Err(e)) => {
+                self.summary.watch_errors += 1;
+                tracing::warn!(error = %e, "watch failed; retrying with backoff");
+                false
+            }
+        }
+    }
+
+    fn event<K>(&mut self, pods: Option<usize>, event: &Event<K>) -> bool {
+        match event {
+            Event::Init => {
+                self.summary.lists += 1;
+                false
+            }
+            Event::InitApply(_) => false,
+            Event::InitDone => {
+                match pods {
+                    Some(i) => {
+                        if let Some(r) = self.ready.get_mut(i) {
+                            *r = true;
+                        }
+                    }
+                    None => {
+                        if let Some(r) = self.secrets_ready.get_mut(self.secrets_seen) {
+                            *r = true;
+                        }
+                        self.secrets_seen = (self.secrets_seen + 1).min(self.secrets_ready.len());
+                    }
+                }
+                true
+            }
+            Event::Apply(_) | Event::Delete(_) => true,
+        }
+    }
+}
+
+/// Maps a watcher error to the crate's error (for callers that surface one).
+pub fn watch_error(namespace: &str, e: &watcher::Error) -> Error {
+    Error::Backend {
+        backend: "kubernetes",
+        action: "watch".into(),
+        resource: format!("pods in namespace {namespace}"),
+        message: e.to_string(),
+        source: None,
+    }
+}

@@ -1,0 +1,451 @@
+//! `reap deploy` / `reap undeploy`: the janitor's in-cluster objects (ServiceAccount, least-privilege Roles and RoleBindings, a Lease, a Deployment of the smallest Fargate size).
+//!
+//! The objects are k8s-openapi's typed structs, printed as YAML and applied exactly as printed
+//! (server-side apply, field manager `glrunner`), so what `deploy` prints is what it creates.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{
+    Container, EnvVar, EnvVarSource, ObjectFieldSelector, PodSecurityContext, PodSpec,
+    PodTemplateSpec, ResourceRequirements, SecurityContext, ServiceAccount, Capabilities,
+};
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use kube::Client;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use serde::Serialize;
+
+use crate::rbac::rbac_objects;
+use crate::{Error, Result};
+
+/// The janitor's labels on every object it deploys.
+pub fn labels() -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".to_owned(), "glrunner-janitor".to_owned()),
+        ("app.kubernetes.io/managed-by".to_owned(), "glrunner".to_owned()),
+    ])
+}
+
+/// CPU request of the janitor's container: with its 256 MiB of memory, Fargate's smallest size
+/// (0.25 vCPU, 0.5 GB: Fargate adds 256 MiB for its own components and rounds up; see
+/// `glrunner_fargate`).
+pub const CPU: &str = "250m";
+/// Memory request (and limit) of the janitor's container.
+pub const MEMORY: &str = "256Mi";
+
+/// What to deploy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DeploySpec {
+    /// The image (`<account>.dkr.ecr.<region>.amazonaws.com/glrunner-janitor:TAG`).
+    pub image: String,
+    /// Where the janitor runs: a namespace a Fargate profile selects (the first namespace of
+    /// the runner's profile).
+    pub home: String,
+    /// The namespaces it reaps in.
+    pub namespaces: Vec<String>,
+    /// Name of the ServiceAccount, Roles, RoleBindings, Lease and Deployment.
+    pub name: String,
+    /// Replicas (they elect a leader on the Lease; one acts).
+    pub replicas: i32,
+    /// Also reap the executor's orphaned per-job Secrets (adds list/watch/delete on secrets).
+    pub reap_secrets: bool,
+    /// Extra arguments of `reap run` (policy flags: `--grace 5m`, ...).
+    pub extra_args: Vec<String>,
+}
+
+impl DeploySpec {
+    /// One replica of `image` in `home`, reaping in `namespaces`, named `glrunner-janitor`.
+    pub fn new(image: impl Into<String>, home: impl Into<String>, namespaces: Vec<String>) -> Self {
+        Self {
+            image: image.into(),
+            home: home.into(),
+            namespaces,
+            name: "glrunner-janitor".into(),
+            replicas: 1,
+            reap_secrets: false,
+            extra_args: Vec::new(),
+        }
+    }
+}
+
+/// The objects of a deployment, in apply order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeployObjects {
+    /// The ServiceAccount (in `home`).
+    pub service_account: ServiceAccount,
+    /// A Role per namespace (pods, events; secrets when enabled) and one in `home` for the Lease.
+    pub roles: Vec<Role>,
+    /// A RoleBinding per Role.
+    pub bindings: Vec<RoleBinding>,
+    /// The Lease the replicas elect a leader on.
+    pub lease: Lease,
+    /// The Deployment.
+    pub deployment: Deployment,
+}
+
+/// One object as `kind namespace/name`, for listings.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct ObjectId {
+    /// Kind.
+    pub kind: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+fn rule(group: &str, resources: &[&str], verbs: &[&str], names: Option<&str>) -> PolicyRule {
+    PolicyRule {
+        api_groups: Some(vec![group.to_owned()]),
+        resources: Some(resources.iter().map(|r| (*r).to_owned()).collect()),
+        verbs: verbs.iter().map(|v| (*v).to_owned()).collect(),
+        resource_names: names.map(|n| vec![n.to_owned()]),
+        ..PolicyRule::default()
+    }
+}
+
+/// Builds the objects; bad names are [`Error::InvalidInput`].
+pub fn deploy_objects(spec: &DeploySpec) -> Result<DeployObjects> {
+    if spec.image.trim().is_empty() {
+        return Err(Error::invalid(
+            "--image",
+            "no image given; build and push the Containerfile (see README) and pass its URI",
+        ));
+    }
+    if spec.replicas < 1 {
+        return Err(Error::invalid("--replicas", "use 1 or more"));
+    }
+    crate::model::validate_namespace(&spec.home)?;
+    // The ServiceAccount lives in `home`; the reaping Roles in every reaped namespace.
+    let mut all = vec![spec.home.clone()];
+    all.extend(spec.namespaces.iter().filter(|n| **n != spec.home).cloned());
+    let base = rbac_objects(&all, &spec.name)?;
+    let first_binding = base.bindings.first().cloned();
+    let mut roles = Vec::new();
+    let mut bindings = Vec::new();
+    for (role, binding) in base.roles.into_iter().zip(base.bindings) {
+        let ns = role.metadata.namespace.clone().unwrap_or_default();
+        if !spec.namespaces.contains(&ns) {
+            continue; // `home` only hosts the janitor: no pod rights there unless reaped
+        }
+        let mut role = role;
+        let rules = role.rules.get_or_insert_with(Vec::new);
+        // kube-runtime's Recorder creates an Event, and patches it on a repeat (events.rs).
+        rules.push(rule("events.k8s.io", &["events"], &["create", "patch"], None));
+        if spec.reap_secrets {
+            rules.push(rule("", &["secrets"], &["list", "watch", "delete"], None));
+        }
+        roles.push(role);
+        bindings.push(binding);
+    }
+    let meta = |name: String| ObjectMeta {
+        name: Some(name),
+        namespace: Some(spec.home.clone()),
+        labels: Some(labels()),
+        ..ObjectMeta::default()
+    };
+    let lease_role_name = format!("{}-lease", spec.name);
+    roles.push(Role {
+        metadata: meta(lease_role_name.clone()),
+        // Only its own Lease, which deploy creates: no create, no list.
+        rules: Some(vec![rule(
+            "coordination.k8s.io",
+            &["leases"],
+            &["get", "update"],
+            Some(&spec.name),
+        )]),
+    });
+    let mut lease_binding = first_binding.ok_or_else(|| Error::invalid("namespace", "no namespace given"))?;
+    lease_binding.metadata = meta(lease_role_name.clone());
+    lease_binding.role_ref.name = lease_role_name;
+    bindings.push(lease_binding);
+
+    let lease = Lease {
+        metadata: meta(spec.name.clone()),
+        spec: None,
+    };
+    let selector = BTreeMap::from([(
+        "app.kubernetes.io/name".to_owned(),
+        "glrunner-janitor".to_owned(),
+    )]);
+    let mut args = vec![
+        "run".to_owned(),
+        "--backend".to_owned(),
+        "aws".to_owned(),
+        "--in-cluster".to_owned(),
+        "--lease".to_owned(),
+        spec.name.clone(),
+        "--lease-namespace".to_owned(),
+        spec.home.clone(),
+    ];
+    for ns in &spec.namespaces {
+        args.push("--namespace".into());
+        args.push(ns.clone());
+    }
+    if spec.reap_secrets {
+        args.push("--reap-secrets".into());
+    }
+    args.extend(spec.extra_args.iter().cloned());
+    let quantity = |s: &str| Quantity(s.to_owned());
+    let resources = BTreeMap::from([
+        ("cpu".to_owned(), quantity(CPU)),
+        ("memory".to_owned(), quantity(MEMORY)),
+    ]);
+    let deployment = Deployment {
+        metadata: meta(spec.name.clone()),
+        spec: DeploymentSpec {
+            replicas: Some(spec.replicas),
+            selector: LabelSelector {
+                match_labels: Some(selector.clone()),
+                ..LabelSelector::default()
+            },
+            strategy: Some(DeploymentStrategy {
+                // The Lease keeps an old and a new replica from both acting during a rollout.
+                type_: Some("RollingUpdate".into()),
+                ..DeploymentStrategy::default()
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels()),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    service_account_name: Some(spec.name.clone()),
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        ..PodSecurityContext::default()
+                    }),
+                    containers: vec![Container {
+                        name: "janitor".into(),
+                        image: Some(spec.image.clone()),
+                        args: Some(args),
+                        env: Some(vec![EnvVar {
+                            name: "GLRUNNER_JANITOR_IDENTITY".into(),
+                            value_from: Some(EnvVarSource {
+                                field_ref: Some(ObjectFieldSelector {
+                                    field_path: "metadata.name".into(),
+                                    ..ObjectFieldSelector::default()
+                                }),
+                                ..EnvVarSource::default()
+                            }),
+                            ..EnvVar::default()
+                        }]),
+                        // Requests equal to limits: Fargate sizes the pod from them.
+                        resources: Some(ResourceRequirements {
+                            requests: Some(resources.clone()),
+                            limits: Some(resources),
+                            ..ResourceRequirements::default()
+                        }),
+                        security_context: Some(SecurityContext {
+                            allow_privilege_escalation: Some(false),
+                            read_only_root_filesystem: Some(true),
+                            capabilities: Some(Capabilities {
+                                drop: Some(vec!["ALL".into()]),
+                                ..Capabilities::default()
+                            }),
+                            ..SecurityContext::default()
+                        }),
+                        ..Container::default()
+                    }],
+                    ..PodSpec::default()
+                }),
+            },
+            ..DeploymentSpec::default()
+        },
+        status: None,
+    };
+    Ok(DeployObjects {
+        service_account: base.service_account,
+        roles,
+        bindings,
+        lease,
+        deployment,
+    })
+}
+
+fn id(kind: &str, meta: &ObjectMeta) -> ObjectId {
+    ObjectId {
+        kind: kind.into(),
+        namespace: meta.namespace.clone().unwrap_or_default(),
+        name: meta.name.clone().unwrap_or_default(),
+    }
+}
+
+impl DeployObjects {
+    /// Every object, as `kind namespace/name`, in apply order.
+    pub fn ids(&self) -> Vec<ObjectId> {
+        let mut out = vec![id("ServiceAccount", &self.service_account.metadata)];
+        out.extend(self.roles.iter().map(|r| id("Role", &r.metadata)));
+        out.extend(self.bindings.iter().map(|b| id("RoleBinding", &b.metadata)));
+        out.push(id("Lease", &self.lease.metadata));
+        out.push(id("Deployment", &self.deployment.metadata));
+        out
+    }
+
+    /// The objects as one multi-document YAML manifest, in apply order.
+    pub fn manifest(&self) -> Result<String> {
+        let yaml = |doc: std::result::Result<String, serde_norway::Error>| {
+            doc.map_err(|e| Error::Backend {
+                backend: "yaml",
+                action: "render deploy manifest".into(),
+                resource: "glrunner-janitor".into(),
+                message: e.to_string(),
+                source: Some(Box::new(e)),
+            })
+        };
+        let mut docs = vec![yaml(serde_norway::to_string(&self.service_account))?];
+        for r in &self.roles {
+            docs.push(yaml(serde_norway::to_string(r))?);
+        }
+        for b in &self.bindings {
+            docs.push(yaml(serde_norway::to_string(b))?);
+        }
+        docs.push(yaml(serde_norway::to_string(&self.lease))?);
+        docs.push(yaml(serde_norway::to_string(&self.deployment))?);
+        Ok(docs.join("---\n"))
+    }
+}
+
+fn apply_error(object: &ObjectId, action: &str, e: kube::Error) -> Error {
+    let resource = format!("{} {}/{}", object.kind, object.namespace, object.name);
+    match e {
+        kube::Error::Api(s) if s.code == 403 => Error::PermissionDenied {
+            action: action.into(),
+            resource,
+            message: s.message,
+        },
+        other => Error::Backend {
+            backend: "kubernetes",
+            action: action.into(),
+            resource,
+            message: other.to_string(),
+            source: Some(Box::new(other)),
+        },
+    }
+}
+
+async fn apply_one<K>(client: &Client, object: &K, kind: &str) -> Result<ObjectId>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let meta = object.meta();
+    let oid = id(kind, meta);
+    let api: Api<K> = Api::namespaced(client.clone(), &oid.namespace);
+    api.patch(
+        &oid.name,
+        &PatchParams::apply("glrunner").force(),
+        &Patch::Apply(object),
+    )
+    .await
+    .map_err(|e| apply_error(&oid, "apply", e))?;
+    Ok(oid)
+}
+
+/// Applies every object (server-side apply); returns what it applied, in order.
+pub async fn apply(client: &Client, objects: &DeployObjects) -> Result<Vec<ObjectId>> {
+    let mut done = vec![apply_one(client, &objects.service_account, "ServiceAccount").await?];
+    for r in &objects.roles {
+        done.push(apply_one(client, r, "Role").await?);
+    }
+    for b in &objects.bindings {
+        done.push(apply_one(client, b, "RoleBinding").await?);
+    }
+    done.push(apply_one(client, &objects.lease, "Lease").await?);
+    done.push(apply_one(client, &objects.deployment, "Deployment").await?);
+    Ok(done)
+}
+
+async fn delete_one<K>(client: &Client, oid: &ObjectId) -> Result<bool>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), &oid.namespace);
+    match api.delete(&oid.name, &DeleteParams::background()).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+        Err(e) => Err(apply_error(oid, "delete", e)),
+    }
+}
+
+/// Deletes every object `objects` names, the Deployment first (NotFound counts as done);
+/// returns those that existed.
+pub async fn remove(client: &Client, objects: &DeployObjects) -> Result<Vec<ObjectId>> {
+    let mut gone = Vec::new();
+    for oid in objects.ids().into_iter().rev() {
+        let existed = match oid.kind.as_str() {
+            "Deployment" => delete_one::<Deployment>(client, &oid).await?,
+            "Lease" => delete_one::<Lease>(client, &oid).await?,
+            "RoleBinding" => delete_one::<RoleBinding>(client, &oid).await?,
+            "Role" => delete_one::<Role>(client, &oid).await?,
+            _ => delete_one::<ServiceAccount>(client, &oid).await?,
+        };
+        if existed {
+            gone.push(oid);
+        }
+    }
+    Ok(gone)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_manifest_is_the_objects_and_the_pod_is_the_smallest_fargate_size() {
+        let spec = DeploySpec::new(
+            "1.dkr.ecr.us-east-1.amazonaws.com/glrunner-janitor:1",
+            "gitlab-runner",
+            vec!["gitlab-runner".into(), "jobs".into()],
+        );
+        let objects = deploy_objects(&spec).unwrap();
+        let yaml = objects.manifest().unwrap();
+        let kinds: Vec<String> = yaml
+            .split("---\n")
+            .map(|d| {
+                let v: serde_json::Value = serde_norway::from_str(d).unwrap();
+                format!(
+                    "{} {}/{}",
+                    v["kind"].as_str().unwrap(),
+                    v["metadata"]["namespace"].as_str().unwrap(),
+                    v["metadata"]["name"].as_str().unwrap()
+                )
+            })
+            .collect();
+        let ids: Vec<String> = objects
+            .ids()
+            .iter()
+            .map(|i| format!("{} {}/{}", i.kind, i.namespace, i.name))
+            .collect();
+        assert_eq!(kinds, ids);
+        let container = &objects.deployment.spec.template.spec.as_ref().unwrap().containers[0];
+        let requests = container.resources.as_ref().unwrap().requests.as_ref().unwrap();
+        let cpu = glrunner_fargate::quantity::cpu_millis(&requests["cpu"].0).unwrap();
+        let mem = glrunner_fargate::quantity::memory_mib(&requests["memory"].0).unwrap();
+        let (cpu, mem) = glrunner_fargate::pod_requests(vec![(cpu, mem)], vec![]);
+        let size = glrunner_fargate::FargateSize::for_requests(cpu, mem).unwrap();
+        let smallest = glrunner_fargate::FargateSize::all().next().unwrap();
+        assert_eq!(size, smallest, "{size:?}");
+        // No cluster-scoped object, no wildcard.
+        assert!(!yaml.contains("ClusterRole") && !yaml.contains("'*'"), "{yaml}");
+    }
+
+    #[test]
+    fn bad_input_names_the_field() {
+        let mut spec = DeploySpec::new("", "gitlab-runner", vec!["gitlab-runner".into()]);
+        assert!(deploy_objects(&spec).unwrap_err().to_string().contains("--image"));
+        spec.image = "img".into();
+        spec.home = "Bad".into();
+        assert!(deploy_objects(&spec).unwrap_err().to_string().contains("namespace"));
+    }
+}
