@@ -12,6 +12,8 @@
 #   scripts/kube-apiserver.sh start DIR --eks-webhook URL --eks-token-lifetime SECONDS
 #                                          the webhook refuses EKS tokens older than SECONDS
 #                                          (EKS: 15 min), so a test can outlive one in seconds
+#   scripts/kube-apiserver.sh start DIR --apiserver-flag FLAG   (repeatable, combinable) one more
+#                                          kube-apiserver flag, e.g. --watch-cache-sizes=pods#0
 #   scripts/kube-apiserver.sh stop DIR     stop what `start DIR` started (by the pids in DIR/pids)
 #   scripts/kube-apiserver.sh stop-apiserver DIR    stop only the kube-apiserver (etcd keeps its data)
 #   scripts/kube-apiserver.sh start-apiserver DIR   start it again with the same flags, port, certs
@@ -31,7 +33,7 @@ K8S_VERSION="v1.20.2"
 die() { echo "kube-apiserver.sh: $*" >&2; exit 1; }
 
 usage() {
-    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -125,7 +127,7 @@ free_port() {
 }
 
 do_start() {
-    local dir="${1:-}" authz=AlwaysAllow webhook="" lifetime=""
+    local dir="${1:-}" authz=AlwaysAllow webhook="" lifetime="" extra=()
     [[ -n "$dir" ]] || usage
     shift
     while [[ $# -gt 0 ]]; do
@@ -141,7 +143,12 @@ do_start() {
             lifetime=$2
             shift
             ;;
-        *) die "unknown start option $1; the options are --rbac, --eks-webhook URL and --eks-token-lifetime SECONDS" ;;
+        --apiserver-flag)
+            [[ "${2:-}" == --* ]] || die "--apiserver-flag needs a kube-apiserver flag (--name=value)"
+            extra+=("$2")
+            shift
+            ;;
+        *) die "unknown start option $1; the options are --rbac, --eks-webhook URL, --eks-token-lifetime SECONDS and --apiserver-flag FLAG" ;;
         esac
         shift
     done
@@ -210,10 +217,11 @@ EOF
         --service-account-issuer=https://kubernetes.default.svc.cluster.local
         --service-account-key-file="$dir/sa.pub" --service-account-signing-key-file="$dir/sa.key"
         --authorization-mode="$authz" --token-auth-file="$dir/tokens.csv"
-        --disable-admission-plugins=ServiceAccount "${webhook_flags[@]}")
+        --disable-admission-plugins=ServiceAccount "${webhook_flags[@]}" "${extra[@]}")
     # Kept for start-apiserver: a restart reuses the flags, the port, the certs and etcd.
     printf '%q ' "${api_cmd[@]}" >"$dir/apiserver.cmd"
     echo "$api_port" >"$dir/apiserver.port"
+    echo "$etcd_port" >"$dir/etcd.port"
     "${api_cmd[@]}" >"$dir/kube-apiserver.log" 2>&1 &
     echo "$!" >>"$dir/pids"
 

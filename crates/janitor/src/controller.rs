@@ -375,7 +375,18 @@ impl Controller {
     }
 
     /// One round over the stores; returns when to wake for the next deadline.
-    async fn round(
+    fn round<'a>(
+        &'a self,
+        stores: &'a [Store<Pod>],
+        secret_stores: &'a [Store<PartialObjectMeta<Secret>>],
+        state: &'a mut LoopState,
+        recorder: Option<&'a Recorder>,
+        leading: &'a (dyn Fn() -> bool + Sync),
+    ) -> futures::future::BoxFuture<'a, Option<tokio::time::Instant>> {
+        Box::pin(self.round_inner(stores, secret_stores, state, recorder, leading))
+    }
+
+    async fn round_inner(
         &self,
         stores: &[Store<Pod>],
         secret_stores: &[Store<PartialObjectMeta<Secret>>],
@@ -384,6 +395,12 @@ impl Controller {
         leading: &(dyn Fn() -> bool + Sync),
     ) -> Option<tokio::time::Instant> {
         let t0 = tokio::time::Instant::now();
+        // After a capped round, no deletes until the pause is over, however many events come.
+        if let Some(until) = state.hold_until
+            && until > t0
+        {
+            return Some(until);
+        }
         let now = self.reaper.now();
         let pods: Vec<Arc<Pod>> = stores.iter().flat_map(Store::state).collect();
         for o in &self.observers {
@@ -469,8 +486,11 @@ impl Controller {
         }
         if let Some(recorder) = recorder {
             let concurrency = self.reaper.config().concurrency.get();
-            let results: Vec<bool> = futures::stream::iter(&acted)
-                .map(|(pod, reason, action)| record(recorder, pod, reason, *action))
+            let results: Vec<bool> = futures::stream::iter(acted.clone())
+                .map(|(pod, reason, action)| {
+                    let recorder = recorder.clone();
+                    record(recorder, pod, reason, action)
+                })
                 .buffer_unordered(concurrency)
                 .collect()
                 .await;
@@ -495,14 +515,29 @@ impl Controller {
             let at = tokio::time::Instant::from_std(at);
             wake = Some(wake.map_or(at, |w| w.min(at)));
         }
+        state.hold_until = None;
         if report.deferred > 0 {
             let at = tokio::time::Instant::now() + self.config.capped_round_pause;
+            if self.reaper.config().max_deletes.is_some() {
+                state.hold_until = Some(at);
+            }
             wake = Some(wake.map_or(at, |w| w.min(at)));
         }
         wake
     }
 
-    async fn reap_secrets(
+    fn reap_secrets<'a>(
+        &'a self,
+        pods: &'a [Arc<Pod>],
+        stores: &'a [Store<PartialObjectMeta<Secret>>],
+        now: Timestamp,
+        state: &'a mut LoopState,
+        leading: &'a (dyn Fn() -> bool + Sync),
+    ) -> futures::future::BoxFuture<'a, Option<Timestamp>> {
+        Box::pin(self.reap_secrets_inner(pods, stores, now, state, leading))
+    }
+
+    async fn reap_secrets_inner(
         &self,
         pods: &[Arc<Pod>],
         stores: &[Store<PartialObjectMeta<Secret>>],
@@ -584,7 +619,16 @@ impl Controller {
 }
 
 /// Records the Event of one deletion; `false` when the apiserver refused it.
-async fn record(recorder: &Recorder, pod: &Pod, reason: &ReapReason, action: Action) -> bool {
+fn record(
+    recorder: Recorder,
+    pod: Arc<Pod>,
+    reason: ReapReason,
+    action: Action,
+) -> futures::future::BoxFuture<'static, bool> {
+    Box::pin(async move { record_one(&recorder, &pod, &reason, action).await })
+}
+
+async fn record_one(recorder: &Recorder, pod: &Pod, reason: &ReapReason, action: Action) -> bool {
     let event = KubeEvent {
         type_: EventType::Normal,
         reason: event_reason(reason).into(),
@@ -639,6 +683,7 @@ struct LoopState {
     in_flight: HashMap<String, String>,
     deleted_secrets: HashSet<String>,
     last_evidence: Option<std::time::Instant>,
+    hold_until: Option<tokio::time::Instant>,
     summary: ControllerSummary,
     secrets_seen: usize,
 }

@@ -168,7 +168,12 @@ impl LeaderElector {
 
     /// One attempt to take or renew the Lease. `Ok(true)`: this replica leads until the renew
     /// deadline; `Ok(false)`: another replica holds it (or won the race for it).
-    pub async fn try_acquire_or_renew(&self) -> Result<bool> {
+    pub fn try_acquire_or_renew(&self) -> futures::future::BoxFuture<'_, Result<bool>> {
+        // Boxed here, where the lifetimes are concrete, so callers' spawned futures stay `Send`.
+        Box::pin(self.acquire_or_renew())
+    }
+
+    async fn acquire_or_renew(&self) -> Result<bool> {
         let started = Instant::now();
         let now = Timestamp::now();
         let lease = match self.api.get_opt(&self.config.name).await {
@@ -232,7 +237,11 @@ impl LeaderElector {
 
     /// Gives the Lease up (as client-go's `ReleaseOnCancel`): stops acting at once, then clears
     /// the holder so another replica takes over without waiting out the lease duration.
-    pub async fn release(&self) -> Result<()> {
+    pub fn release(&self) -> futures::future::BoxFuture<'_, Result<()>> {
+        Box::pin(self.give_up())
+    }
+
+    async fn give_up(&self) -> Result<()> {
         let was_leading = self.is_leading();
         self.set_leading(None);
         if !was_leading {

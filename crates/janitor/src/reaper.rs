@@ -433,7 +433,18 @@ impl Reaper {
 
     /// One round over `pods` (listed, or a controller's store): evidence, the policy, the cap,
     /// the deletes. What [`Reaper::run_once`] does after listing.
-    pub(crate) async fn round_over(
+    pub(crate) fn round_over<'a>(
+        &'a self,
+        pods: Vec<PodInfo>,
+        now: Timestamp,
+        t0: tokio::time::Instant,
+        input: RoundInput<'a>,
+    ) -> futures::future::BoxFuture<'a, Report> {
+        // Boxed where the lifetimes are concrete, so a spawned controller's future is `Send`.
+        Box::pin(self.round_inner(pods, now, t0, input))
+    }
+
+    async fn round_inner(
         &self,
         pods: Vec<PodInfo>,
         now: Timestamp,
@@ -629,8 +640,11 @@ impl Reaper {
     ) -> (Vec<ReapedPod>, usize) {
         let dry_run = self.config.dry_run;
         let api = &self.api;
-        let results: Vec<Option<(ReapedPod, Option<Error>)>> = futures::stream::iter(targets)
-            .map(|(pod, reason)| async move {
+        let owned: Vec<(PodInfo, ReapReason)> =
+            targets.into_iter().map(|(p, r)| (p.clone(), r)).collect();
+        let results: Vec<Option<(ReapedPod, Option<Error>)>> = futures::stream::iter(owned)
+            .map(|(pod, reason): (PodInfo, ReapReason)| async move {
+                let pod = &pod;
                 // Asked right before each delete: a replica that lost the Lease stops at once.
                 if gate.is_some_and(|leading| !leading()) {
                     return None;

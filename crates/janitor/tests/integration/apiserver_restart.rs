@@ -6,7 +6,7 @@
 //! The test starts its own apiserver (`scripts/kube-apiserver.sh start DIR`, the binaries
 //! `./scripts/test.sh` builds), so restarting it disturbs no other test.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -23,51 +23,7 @@ use glrunner_janitor::{
 };
 use jiff::{SignedDuration, Timestamp};
 
-use super::support::kube;
-
-fn script() -> PathBuf {
-    // The checkout's directory at run time: the build cache is shared between checkouts, so this
-    // binary may have been built in another one.
-    PathBuf::from(
-        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
-    )
-    .join("../../scripts/kube-apiserver.sh")
-}
-
-fn control(command: &str, dir: &Path) -> String {
-    let out = std::process::Command::new("bash")
-        .arg(script())
-        .arg(command)
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "kube-apiserver.sh {command}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A private apiserver in its own directory, stopped and removed on drop.
-struct Private(PathBuf);
-
-impl Private {
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Private {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("bash")
-            .arg(script())
-            .arg("stop")
-            .arg(&self.0)
-            .output();
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use super::support::{PrivateApiserver, control, kube};
 
 /// Forwards to the real backend; right before the `stop_at`-th delete, stops the apiserver.
 struct StoppingApi {
@@ -91,7 +47,7 @@ impl PodApi for StoppingApi {
     async fn delete_pod(&self, key: &PodKey, mode: DeleteMode) -> Result<DeleteOutcome> {
         if self.deletes.fetch_add(1, Ordering::SeqCst) + 1 == self.stop_at {
             let dir = self.dir.clone();
-            tokio::task::spawn_blocking(move || control("stop-apiserver", &dir))
+            tokio::task::spawn_blocking(move || control("stop-apiserver", &dir, &[]))
                 .await
                 .unwrap();
         }
@@ -124,11 +80,9 @@ async fn an_apiserver_restart_mid_round_fails_clearly_and_the_next_round_finishe
     let Some(_shared) = kube("an_apiserver_restart_mid_round").await else {
         return;
     };
-    let private =
-        Private(std::env::temp_dir().join(format!("janitor-restart-{}", std::process::id())));
-    let printed = control("start", private.path());
-    assert!(printed.contains("GLRUNNER_TEST_KUBECONFIG="), "{printed}");
-    let kubeconfig = private.path().join("kubeconfig");
+    // Stopped on drop, also when an assertion below fails (see PrivateApiserver).
+    let private = PrivateApiserver::start("restart", false);
+    let kubeconfig = private.kubeconfig();
     let api = KubePodApi::from_kubeconfig(Some(&kubeconfig), None)
         .await
         .unwrap();
@@ -197,7 +151,7 @@ async fn an_apiserver_restart_mid_round_fails_clearly_and_the_next_round_finishe
         "the stop hit the round in its middle: {first:?}"
     );
 
-    control("start-apiserver", private.path());
+    private.control("start-apiserver");
     let api = Arc::new(api);
     let second = bounded(&reaper(api.clone(), ns, now))
         .await

@@ -1,0 +1,419 @@
+//! The controller (`reap run`) on the real kube-apiserver: a pod that qualifies later is reaped at
+//! its deadline with no re-list, each deletion records an Event, a watch that expires (410) and an
+//! apiserver restart are survived, two replicas on one Lease never both delete, and `--max-deletes`
+//! caps a round.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use glrunner_janitor::controller::{Controller, ControllerConfig, ControllerObserver};
+use glrunner_janitor::conformance::PodFixtures;
+use glrunner_janitor::k8s::fixtures::KubeFixtures;
+use glrunner_janitor::lease::LeaseConfig;
+use glrunner_janitor::memory::NewPod;
+use glrunner_janitor::{Policy, ReapReason, ReaperConfig};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, ListParams};
+use tokio_util_shim::Shutdown;
+
+use super::support::{PrivateApiserver, kube, unique};
+
+/// A oneshot-like shutdown signal (the CLI uses a CancellationToken; any future does).
+mod tokio_util_shim {
+    use tokio::sync::watch;
+
+    /// Resolves the controller's shutdown future when fired.
+    pub struct Shutdown(watch::Sender<bool>);
+
+    impl Shutdown {
+        pub fn new() -> (Self, impl std::future::Future<Output = ()> + Send + 'static) {
+            let (tx, mut rx) = watch::channel(false);
+            let fut = async move {
+                let _ = rx.wait_for(|v| *v).await;
+            };
+            (Self(tx), fut)
+        }
+        pub fn fire(&self) {
+            let _ = self.0.send(true);
+        }
+    }
+}
+
+/// Counts the requests a client sends: lists (GET on a collection without `watch`) and watches.
+#[derive(Clone, Default)]
+struct Counts {
+    lists: Arc<AtomicU64>,
+    watches: Arc<AtomicU64>,
+    /// Rewrite the next watch request's resourceVersion to this, once (to provoke a 410).
+    stale_next_watch: Arc<Mutex<Option<String>>>,
+}
+
+#[derive(Clone)]
+struct CountLayer(Counts);
+
+impl<S> tower::Layer<S> for CountLayer {
+    type Service = CountService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        CountService {
+            inner,
+            counts: self.0.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct CountService<S> {
+    inner: S,
+    counts: Counts,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for CountService<S>
+where
+    S: tower::Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        let uri = request.uri().clone();
+        let query = uri.query().unwrap_or_default().to_owned();
+        let is_pods = uri.path().ends_with("/pods");
+        if request.method() == http::Method::GET && is_pods {
+            if query.contains("watch=true") {
+                self.counts.watches.fetch_add(1, Ordering::SeqCst);
+                if let Some(rv) = self.counts.stale_next_watch.lock().unwrap().take() {
+                    let rewritten: Vec<String> = query
+                        .split('&')
+                        .map(|kv| {
+                            if kv.starts_with("resourceVersion=") {
+                                format!("resourceVersion={rv}")
+                            } else {
+                                kv.to_owned()
+                            }
+                        })
+                        .collect();
+                    let new = format!("{}?{}", uri.path(), rewritten.join("&"));
+                    *request.uri_mut() = new.parse().unwrap();
+                }
+            } else {
+                self.counts.lists.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        self.inner.call(request)
+    }
+}
+
+async fn counting_client(kubeconfig: &std::path::Path, counts: &Counts) -> kube::Client {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
+    let config = glrunner_janitor::k8s::bounded(config);
+    kube::client::ClientBuilder::try_from(config)
+        .unwrap()
+        .with_layer(&CountLayer(counts.clone()))
+        .build()
+}
+
+/// Records each reaped pod with the replica that reaped it and when.
+#[derive(Default)]
+struct Reaped {
+    who: String,
+    log: Arc<Mutex<Vec<(String, String, Instant)>>>,
+}
+
+impl ControllerObserver for Reaped {
+    fn pod_reaped(&self, pod: &Pod, reason: &ReapReason) {
+        let _ = reason;
+        self.log.lock().unwrap().push((
+            self.who.clone(),
+            pod.metadata.name.clone().unwrap_or_default(),
+            Instant::now(),
+        ));
+    }
+}
+
+fn policy(ns: &str) -> ReaperConfig {
+    ReaperConfig::new(
+        Policy::new([ns])
+            .with_pending_timeout(Duration::from_secs(2))
+            .with_grace(Duration::from_secs(1)),
+    )
+}
+
+/// A hung Pending job pod (unbound, so the apiserver deletes it at once).
+fn hung(ns: &str, job: u64) -> NewPod {
+    let mut pod = NewPod::job(ns, "gitlab-runner-5fd7489954-jx682", 7, job);
+    pod.node_name = None;
+    pod
+}
+
+async fn wait_gone(client: &kube::Client, ns: &str, names: &[String], within: Duration) -> bool {
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let end = Instant::now() + within;
+    while Instant::now() < end {
+        let left = api.list(&ListParams::default()).await.unwrap();
+        if !left
+            .items
+            .iter()
+            .any(|p| names.contains(p.metadata.name.as_ref().unwrap()))
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_that_qualifies_later_is_reaped_at_its_deadline_without_a_relist_and_gets_an_event() {
+    let Some(k) = kube("controller_deadline").await else {
+        return;
+    };
+    let ns = unique("ctl");
+    k.fixtures.create_namespace(&ns).await.unwrap();
+    let counts = Counts::default();
+    let client = counting_client(&k.kubeconfig, &counts).await;
+    let controller = Controller::new(client, policy(&ns), ControllerConfig::new("ctl-test")).unwrap();
+    let (stop, shutdown) = Shutdown::new();
+    let task = tokio::spawn(async move { controller.run(shutdown).await });
+    // Let the initial list and watch start, then create the pod: it qualifies 3 s later.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pod = k.fixtures.create_pod(hung(&ns, 1)).await.unwrap();
+    let healthy = k
+        .fixtures
+        .create_pod(
+            NewPod::job(&ns, "gitlab-runner-5fd7489954-jx682", 7, 2)
+                .with_phase(glrunner_janitor::PodPhase::Running),
+        )
+        .await
+        .unwrap();
+    assert!(
+        wait_gone(&k.client, &ns, std::slice::from_ref(&pod.name), Duration::from_secs(20)).await,
+        "the hung pod was reaped"
+    );
+    let lists_at_delete = counts.lists.load(Ordering::SeqCst);
+    // Idle: nothing qualifies any more; the controller must not list again.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.fire();
+    let summary = task.await.unwrap().unwrap();
+    assert_eq!(summary.deleted, 1, "{summary:?}");
+    assert_eq!(
+        (lists_at_delete, counts.lists.load(Ordering::SeqCst)),
+        (1, 1),
+        "one initial list, none after: {summary:?}"
+    );
+    assert_eq!(summary.lists, 1, "{summary:?}");
+    assert!(counts.watches.load(Ordering::SeqCst) >= 1);
+    let left: Api<Pod> = Api::namespaced(k.client.clone(), &ns);
+    assert!(left.get_opt(&healthy.name).await.unwrap().is_some(), "the healthy pod stays");
+
+    // The deletion's Event, on the pod, naming the rule.
+    let events: Api<Event> = Api::namespaced(k.client.clone(), &ns);
+    let events = events.list(&ListParams::default()).await.unwrap().items;
+    let ours: Vec<&Event> = events
+        .iter()
+        .filter(|e| {
+            e.regarding
+                .as_ref()
+                .is_some_and(|r| r.uid.as_deref() == Some(pod.uid.as_str()))
+        })
+        .collect();
+    assert_eq!(ours.len(), 1, "{events:?}");
+    let e = ours[0];
+    assert_eq!(e.reason.as_deref(), Some("ReapedPendingTooLong"));
+    assert_eq!(e.reporting_controller.as_deref(), Some("glrunner-janitor"));
+    assert_eq!(e.reporting_instance.as_deref(), Some("ctl-test"));
+    assert!(
+        e.note.as_deref().unwrap_or_default().contains("rule pending_too_long"),
+        "{e:?}"
+    );
+    assert_eq!(summary.events_recorded, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_that_expires_with_410_relists_and_goes_on_reaping() {
+    let Some(_shared) = kube("controller_410").await else {
+        return;
+    };
+    // A private apiserver whose pod watches read etcd directly (no watch cache, whose window
+    // only grows on a busy server): once etcd is compacted, a watch from an older revision gets
+    // the real 410 Gone ("required revision has been compacted"), as after a long disconnection.
+    let private = PrivateApiserver::start_with(
+        "ctl-410",
+        &["--apiserver-flag", "--watch-cache-sizes=pods#0"],
+    );
+    let admin = counting_client(&private.kubeconfig(), &Counts::default()).await;
+    let fixtures = KubeFixtures::new(admin.clone());
+    let ns = "gone-ctl";
+    fixtures.create_namespace(ns).await.unwrap();
+    let compacted = private.compact_etcd();
+    assert!(compacted > 2);
+    let counts = Counts::default();
+    // The controller's first watch resumes from revision 2, compacted away above.
+    *counts.stale_next_watch.lock().unwrap() = Some("2".into());
+    let client = counting_client(&private.kubeconfig(), &counts).await;
+    let controller = Controller::new(client, policy(ns), ControllerConfig::new("ctl-410")).unwrap();
+    let (stop, shutdown) = Shutdown::new();
+    let task = tokio::spawn(async move { controller.run(shutdown).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pod = fixtures.create_pod(hung(ns, 3)).await.unwrap();
+    let gone = wait_gone(&admin, ns, std::slice::from_ref(&pod.name), Duration::from_secs(30)).await;
+    stop.fire();
+    let summary = task.await.unwrap().unwrap();
+    assert!(gone, "reaped after the 410: {summary:?}");
+    assert!(summary.watch_errors >= 1, "the 410 reached the watcher: {summary:?}");
+    assert_eq!(summary.lists, 2, "the initial list and one after the 410: {summary:?}");
+    assert_eq!(counts.lists.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_apiserver_restart_is_survived_and_a_pod_that_qualifies_after_it_is_reaped() {
+    let Some(_shared) = kube("controller_restart").await else {
+        return;
+    };
+    let private = PrivateApiserver::start("ctl-restart", false);
+    let kubeconfig = private.kubeconfig();
+    let counts = Counts::default();
+    let client = counting_client(&kubeconfig, &counts).await;
+    let admin = counting_client(&kubeconfig, &Counts::default()).await;
+    let fixtures = KubeFixtures::new(admin.clone());
+    let ns = "restart-ctl";
+    fixtures.create_namespace(ns).await.unwrap();
+    let controller = Controller::new(client, policy(ns), ControllerConfig::new("ctl-restart")).unwrap();
+    let (stop, shutdown) = Shutdown::new();
+    let task = tokio::spawn(async move { controller.run(shutdown).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = fixtures.create_pod(hung(ns, 4)).await.unwrap();
+    assert!(wait_gone(&admin, ns, std::slice::from_ref(&before.name), Duration::from_secs(20)).await);
+
+    private.control("stop-apiserver");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    private.control("start-apiserver");
+    let after = fixtures.create_pod(hung(ns, 5)).await.unwrap();
+    let gone = wait_gone(&admin, ns, std::slice::from_ref(&after.name), Duration::from_secs(60)).await;
+    stop.fire();
+    let summary = tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .expect("the controller stops on shutdown")
+        .unwrap()
+        .unwrap();
+    assert!(gone, "reaped after the restart: {summary:?}");
+    assert_eq!(summary.deleted, 2, "{summary:?}");
+    assert!(summary.watch_errors >= 1, "the restart broke the watch: {summary:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_on_one_lease_never_both_delete_and_the_other_takes_over() {
+    let Some(k) = kube("controller_lease").await else {
+        return;
+    };
+    let ns = unique("lease");
+    k.fixtures.create_namespace(&ns).await.unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let lease = |who: &str| {
+        LeaseConfig::new(&ns, "glrunner-janitor", who)
+            .with_timings(
+                Duration::from_secs(3),
+                Duration::from_secs(2),
+                Duration::from_millis(300),
+            )
+            .unwrap()
+    };
+    let mut stops = Vec::new();
+    let mut tasks = Vec::new();
+    for who in ["replica-a", "replica-b"] {
+        let counts = Counts::default();
+        let client = counting_client(&k.kubeconfig, &counts).await;
+        let observer: Arc<dyn ControllerObserver> = Arc::new(Reaped {
+            who: who.into(),
+            log: log.clone(),
+        });
+        let controller = Controller::new(
+            client,
+            policy(&ns),
+            ControllerConfig::new(who).with_lease(Some(lease(who))),
+        )
+        .unwrap()
+        .with_observers([observer]);
+        let (stop, shutdown) = Shutdown::new();
+        stops.push(stop);
+        tasks.push(tokio::spawn(async move { controller.run(shutdown).await }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut first = Vec::new();
+    for job in 10..16 {
+        first.push(k.fixtures.create_pod(hung(&ns, job)).await.unwrap().name);
+    }
+    assert!(wait_gone(&k.client, &ns, &first, Duration::from_secs(30)).await);
+    let leader = {
+        let log = log.lock().unwrap();
+        let who: std::collections::BTreeSet<&str> = log.iter().map(|(w, _, _)| w.as_str()).collect();
+        assert_eq!(who.len(), 1, "one replica deleted: {log:?}");
+        assert_eq!(log.len(), first.len(), "each pod deleted once: {log:?}");
+        log[0].0.clone()
+    };
+    // Stop the leader: it gives the Lease up and the other replica takes over.
+    let (index, other) = if leader == "replica-a" { (0, "replica-b") } else { (1, "replica-a") };
+    stops[index].fire();
+    let leader_summary = tasks.remove(index).await.unwrap().unwrap();
+    let stopped_at = Instant::now();
+    let mut second = Vec::new();
+    for job in 20..23 {
+        second.push(k.fixtures.create_pod(hung(&ns, job)).await.unwrap().name);
+    }
+    assert!(wait_gone(&k.client, &ns, &second, Duration::from_secs(30)).await);
+    for s in &stops {
+        s.fire();
+    }
+    let other_summary = tasks.remove(0).await.unwrap().unwrap();
+    let log = log.lock().unwrap();
+    let by_other: Vec<_> = log.iter().filter(|(w, _, _)| w == other).collect();
+    assert_eq!(by_other.len(), second.len(), "{log:?}");
+    assert!(by_other.iter().all(|(_, _, at)| *at > stopped_at), "{log:?}");
+    assert_eq!(leader_summary.deleted, first.len());
+    assert_eq!(other_summary.deleted, second.len());
+    assert!(other_summary.leaderships >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_deletes_caps_each_round_and_the_rest_follow_in_later_rounds() {
+    let Some(k) = kube("controller_cap").await else {
+        return;
+    };
+    let ns = unique("cap");
+    k.fixtures.create_namespace(&ns).await.unwrap();
+    let mut names = Vec::new();
+    for job in 30..35 {
+        names.push(k.fixtures.create_pod(hung(&ns, job)).await.unwrap().name);
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await; // all qualify before the controller starts
+    let client = counting_client(&k.kubeconfig, &Counts::default()).await;
+    let config = policy(&ns).with_max_deletes(std::num::NonZeroUsize::new(2));
+    let controller = Controller::new(
+        client,
+        config,
+        ControllerConfig::new("ctl-cap").with_capped_round_pause(Duration::from_millis(500)),
+    )
+    .unwrap();
+    let (stop, shutdown) = Shutdown::new();
+    let task = tokio::spawn(async move { controller.run(shutdown).await });
+    let gone = wait_gone(&k.client, &ns, &names, Duration::from_secs(30)).await;
+    stop.fire();
+    let summary = task.await.unwrap().unwrap();
+    assert!(gone, "{summary:?}");
+    assert_eq!(summary.deleted, 5, "{summary:?}");
+    // 5 pods at 2 per round: at least three rounds, and 3 + 1 deferrals on the way.
+    assert!(summary.rounds >= 3, "{summary:?}");
+    assert!(summary.deferred >= 4, "{summary:?}");
+}
