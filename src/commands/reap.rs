@@ -31,6 +31,77 @@ pub enum Command {
         #[arg(long, default_value = "glrunner-janitor")]
         service_account: String,
     },
+    /// Run as a controller until SIGTERM: watch the job pods of each namespace, judge them on
+    /// every change and at each pod's deadline (no re-listing), record an Event per deletion;
+    /// with --lease, only the replica holding the Lease acts.
+    Run(Box<ControllerArgs>),
+    /// Apply the janitor's in-cluster objects (ServiceAccount, least-privilege Roles and
+    /// RoleBindings, a Lease, a Deployment of the smallest Fargate size) and print them.
+    Deploy(DeployArgs),
+    /// Remove what `deploy` applied (NotFound counts as done).
+    Undeploy(DeployArgs),
+}
+
+/// Flags of `reap run`: the reaping flags, plus the controller's.
+#[derive(Debug, Args)]
+pub struct ControllerArgs {
+    #[command(flatten)]
+    /// The reaping flags (namespaces, cluster access, policy).
+    pub run: RunArgs,
+
+    /// Elect a leader on this Lease (in --lease-namespace); only the holder deletes.
+    #[arg(long)]
+    pub lease: Option<String>,
+
+    /// The Lease's namespace (default: the first --namespace).
+    #[arg(long, requires = "lease")]
+    pub lease_namespace: Option<String>,
+
+    /// This replica's identity on the Lease and its Events (default: the host name).
+    #[arg(long, env = "GLRUNNER_JANITOR_IDENTITY")]
+    pub identity: Option<String>,
+
+    /// Record no Kubernetes Event on deleted pods.
+    #[arg(long)]
+    pub no_events: bool,
+
+    /// Also delete the executor's per-job registry Secrets whose pod is gone
+    /// (gitlab-org/gitlab-runner#4184). Needs list/watch/delete on secrets.
+    #[arg(long)]
+    pub reap_secrets: bool,
+}
+
+/// Flags of `reap deploy` / `reap undeploy`.
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// The janitor image (built from the repository's Containerfile and pushed to ECR).
+    #[arg(long)]
+    pub image: Option<String>,
+
+    /// Namespace the janitor runs in: one a Fargate profile selects (default: the first
+    /// --namespace).
+    #[arg(long)]
+    pub home: Option<String>,
+
+    /// Namespaces it reaps in (repeatable).
+    #[arg(long = "namespace", short = 'n', default_value = "gitlab-runner")]
+    pub namespaces: Vec<String>,
+
+    /// Replicas (they elect a leader on the Lease).
+    #[arg(long, default_value_t = 1)]
+    pub replicas: i32,
+
+    /// Also reap orphaned executor Secrets (adds list/watch/delete on secrets to the Roles).
+    #[arg(long)]
+    pub reap_secrets: bool,
+
+    /// Kubeconfig file (default: $KUBECONFIG or ~/.kube/config). `--backend aws` only.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Kubeconfig context. `--backend aws` only.
+    #[arg(long)]
+    pub context: Option<String>,
 }
 
 /// Flags of a reaping run.
@@ -111,6 +182,10 @@ pub struct RunArgs {
     /// Fargate price per GB-hour in USD (default: us-east-1 Linux/x86).
     #[arg(long)]
     pub gb_hour_usd: Option<f64>,
+
+    /// Reap at most this many pods per round, the oldest first (default: no cap).
+    #[arg(long)]
+    pub max_deletes: Option<usize>,
 }
 
 /// A janitor error as invalid input (exit 2).
@@ -174,7 +249,18 @@ pub fn config(run: &RunArgs, global: &GlobalArgs) -> Result<ReaperConfig, CliErr
         )
         .map_err(|e| CliError::invalid(format!("invalid --vcpu-hour-usd/--gb-hour-usd: {e}")))?,
     };
+    let max_deletes = run
+        .max_deletes
+        .map(|n| {
+            NonZeroUsize::new(n).ok_or_else(|| {
+                CliError::invalid(
+                    "invalid --max-deletes: 0 would never delete anything; use 1 or more, or leave it out",
+                )
+            })
+        })
+        .transpose()?;
     Ok(ReaperConfig::new(policy)
+        .with_max_deletes(max_deletes)
         .with_dry_run(global.dry_run)
         .with_concurrency(concurrency)
         .with_manager_check(run.check_manager)
@@ -231,12 +317,18 @@ pub async fn run_until(
     run: &RunArgs,
     interrupt: &Interrupt,
 ) -> Result<(), CliError> {
-    if let Some(Command::Rbac {
-        namespaces,
-        service_account,
-    }) = &command
-    {
-        return print_rbac(namespaces, service_account);
+    match &command {
+        Some(Command::Rbac {
+            namespaces,
+            service_account,
+        }) => return print_rbac(namespaces, service_account),
+        Some(Command::Run(args)) => return run_controller(global, args, interrupt).await,
+        Some(Command::Deploy(args)) => return deploy(global, args, true).await,
+        Some(Command::Undeploy(args)) => return deploy(global, args, false).await,
+        None => {}
+    }
+    if run.watch {
+        tracing::warn!("--watch re-lists every --interval; `reap run` watches instead (deprecated)");
     }
     let config = config(run, global)?;
     let interval = duration("--interval", &run.interval)?;
@@ -319,6 +411,161 @@ pub async fn run_until(
         }
     }
     outcome
+}
+
+fn cluster_error(e: Error) -> CliError {
+    match e {
+        Error::InvalidInput { .. } => invalid(e),
+        other => CliError::failure(other.to_string()),
+    }
+}
+
+async fn kube_api(run: &RunArgs) -> Result<KubePodApi, CliError> {
+    let api = if run.in_cluster {
+        // kube-rs's own in-cluster configuration: KUBERNETES_SERVICE_HOST/PORT and the
+        // ServiceAccount token and CA under /var/run/secrets/kubernetes.io/serviceaccount.
+        KubePodApi::in_cluster()
+    } else {
+        KubePodApi::from_kubeconfig(run.kubeconfig.as_deref(), run.context.as_deref()).await
+    };
+    api.map_err(cluster_error)
+}
+
+/// `reap run`: the controller until SIGINT/SIGTERM, then its summary.
+pub async fn run_controller(
+    global: &GlobalArgs,
+    args: &ControllerArgs,
+    interrupt: &Interrupt,
+) -> Result<(), CliError> {
+    use glrunner_janitor::controller::{Controller, ControllerConfig};
+    use glrunner_janitor::lease::LeaseConfig;
+
+    let run = &args.run;
+    let config = config(run, global)?;
+    if global.backend != Backend::Aws {
+        return Err(CliError::invalid(
+            "`reap run` watches a real cluster: pass --backend aws with --kubeconfig/--context or              --in-cluster (the sandbox has no apiserver to watch; try `reap --once`)",
+        ));
+    }
+    if run.cluster.is_some() || run.gitlab_url.is_some() {
+        return Err(CliError::invalid(
+            "`reap run` takes --kubeconfig/--context or --in-cluster; --cluster and --gitlab-url are              not wired into the controller yet",
+        ));
+    }
+    let identity = args
+        .identity
+        .clone()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| format!("glrunner-janitor-{}", std::process::id()));
+    let lease = match &args.lease {
+        Some(name) => {
+            let ns = args
+                .lease_namespace
+                .clone()
+                .or_else(|| run.namespaces.first().cloned())
+                .unwrap_or_default();
+            model::validate_namespace(&ns).map_err(|e| flag_error("--lease-namespace", e))?;
+            Some(LeaseConfig::new(ns, name, &identity))
+        }
+        None => None,
+    };
+    let api = kube_api(run).await?;
+    let controller = Controller::new(
+        api.kube_client(),
+        config,
+        ControllerConfig::new(identity)
+            .with_events(!args.no_events)
+            .with_lease(lease)
+            .with_secrets(args.reap_secrets),
+    )
+    .map_err(invalid)?;
+    let summary = controller
+        .run(interrupt.token().cancelled_owned())
+        .await
+        .map_err(|e| CliError::failure(e.to_string()))?;
+    match global.output {
+        OutputFormat::Human => eprintln!(
+            "janitor controller stopped: {} round(s), {} pod(s) deleted, {} Secret(s) deleted, {} error(s), {} watch error(s), {} list(s)",
+            summary.rounds,
+            summary.deleted,
+            summary.secrets_deleted,
+            summary.errors,
+            summary.watch_errors,
+            summary.lists
+        ),
+        OutputFormat::Json => cli::print_json(&summary)?,
+    }
+    if summary.errors > 0 {
+        return Err(CliError::failure(format!(
+            "{} delete(s) or lookup(s) failed; see the log",
+            summary.errors
+        )));
+    }
+    Ok(())
+}
+
+/// `reap deploy` (`apply`) / `reap undeploy`: prints the objects, then applies or removes
+/// exactly those. `--dry-run` prints only.
+pub async fn deploy(global: &GlobalArgs, args: &DeployArgs, apply: bool) -> Result<(), CliError> {
+    use glrunner_janitor::deploy::{DeploySpec, deploy_objects};
+
+    for ns in &args.namespaces {
+        model::validate_namespace(ns).map_err(|e| flag_error("--namespace", e))?;
+    }
+    let home = args
+        .home
+        .clone()
+        .or_else(|| args.namespaces.first().cloned())
+        .unwrap_or_default();
+    model::validate_namespace(&home).map_err(|e| flag_error("--home", e))?;
+    let image = match (&args.image, apply) {
+        (Some(image), _) => image.clone(),
+        (None, false) => "unused".to_owned(),
+        (None, true) => {
+            return Err(CliError::invalid(
+                "reap deploy needs --image IMAGE: build the repository's Containerfile and push it                  to ECR (see README, \"The janitor in the cluster\")",
+            ));
+        }
+    };
+    let mut spec = DeploySpec::new(image, home, args.namespaces.clone());
+    spec.replicas = args.replicas;
+    spec.reap_secrets = args.reap_secrets;
+    let objects = deploy_objects(&spec).map_err(invalid)?;
+    if apply {
+        match global.output {
+            OutputFormat::Human => print!("{}", objects.manifest().map_err(invalid)?),
+            OutputFormat::Json => cli::print_json(&objects.ids())?,
+        }
+    }
+    if global.dry_run {
+        return Ok(());
+    }
+    if global.backend != Backend::Aws {
+        return Err(CliError::invalid(
+            "reap deploy/undeploy change a real cluster: pass --backend aws (or --dry-run to print only)",
+        ));
+    }
+    let api = KubePodApi::from_kubeconfig(args.kubeconfig.as_deref(), args.context.as_deref())
+        .await
+        .map_err(cluster_error)?;
+    let client = api.kube_client();
+    let done = if apply {
+        glrunner_janitor::deploy::apply(&client, &objects).await
+    } else {
+        glrunner_janitor::deploy::remove(&client, &objects).await
+    }
+    .map_err(|e| CliError::failure(e.to_string()))?;
+    let verb = if apply { "applied" } else { "deleted" };
+    match global.output {
+        OutputFormat::Human => {
+            for o in &done {
+                eprintln!("{verb} {} {}/{}", o.kind, o.namespace, o.name);
+            }
+        }
+        OutputFormat::Json if !apply => cli::print_json(&done)?,
+        OutputFormat::Json => {}
+    }
+    Ok(())
 }
 
 /// Runs `--watch` rounds every `interval` until `max_rounds` (or forever) or `shutdown` (checked

@@ -20,6 +20,14 @@
 //! includes process and runtime start, reading the kubeconfig and building the client, as the
 //! reference's includes kubectl's.
 //!
+//! - controller: `reap run`'s [`Controller`] in this process. Three figures: the burst (the same
+//!   population, already qualifying, from controller start — its one list — to the last
+//!   deletion), then, with it running, qualify→delete latency of pods that qualify one by one
+//!   (p50/p95, from the pod's deadline to the delete the watch reports), then the list requests
+//!   it sends while idle (counted by a layer on its client; none expected).
+//!
+//! Every figure is printed with its ratio to the reference measured in the same run.
+//!
 //! Env: `GLRUNNER_BENCH_PODS` (500), `GLRUNNER_BENCH_NAMESPACE` (gitlab-runner), `GLRUNNER_KUBECTL`
 //! (default: the newest `kubectl.1.*` of the Google Cloud SDK, else `kubectl` on PATH).
 //! The runner namespace is emptied before each contender: use a server no one else is using.
@@ -34,6 +42,7 @@ use glrunner_janitor::conformance::PodFixtures;
 use glrunner_janitor::k8s::KubePodApi;
 use glrunner_janitor::k8s::fixtures::KubeFixtures;
 use glrunner_janitor::memory::NewPod;
+use glrunner_janitor::controller::{Controller, ControllerConfig};
 use glrunner_janitor::{Policy, Reaper, ReaperConfig};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams};
@@ -232,6 +241,178 @@ async fn reference(s: &Setup) -> Outcome {
     score(s, &seeded, secs, note).await
 }
 
+/// Counts the list requests (GET on the pods collection without `watch=true`) of a client.
+#[derive(Clone)]
+struct ListCounter(Arc<std::sync::atomic::AtomicU64>);
+
+impl<S> tower::Layer<S> for ListCounter {
+    type Service = ListCounting<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        ListCounting {
+            inner,
+            lists: self.0.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct ListCounting<S> {
+    inner: S,
+    lists: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for ListCounting<S>
+where
+    S: tower::Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let uri = request.uri();
+        if request.method() == http::Method::GET
+            && uri.path().ends_with("/pods")
+            && !uri.query().unwrap_or_default().contains("watch=true")
+        {
+            self.lists.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        self.inner.call(request)
+    }
+}
+
+struct ControllerFigures {
+    burst_seconds: f64,
+    burst_reaped: usize,
+    p50: f64,
+    p95: f64,
+    latency_pods: usize,
+    idle_lists: u64,
+    idle_seconds: u64,
+    wrong: usize,
+}
+
+async fn live_names(client: &kube::Client, ns: &str) -> std::collections::BTreeSet<String> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    api.list(&ListParams::default())
+        .await
+        .expect("list")
+        .items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter_map(|p| p.metadata.name)
+        .collect()
+}
+
+async fn controller(s: &Setup) -> ControllerFigures {
+    let seeded = seed(s).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await; // every job pod qualifies
+    let lists = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let kc = kube::config::Kubeconfig::read_from(&s.kubeconfig).expect("kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .expect("config");
+    let client = kube::client::ClientBuilder::try_from(glrunner_janitor::k8s::bounded(config))
+        .expect("client")
+        .with_layer(&ListCounter(lists.clone()))
+        .build();
+    let policy = Policy::new([s.ns.clone()])
+        .with_pending_timeout(Duration::from_secs(1))
+        .with_grace(Duration::from_secs(1));
+    let controller = Controller::new(
+        client,
+        ReaperConfig::new(policy),
+        ControllerConfig::new("bench").with_events(false),
+    )
+    .expect("controller");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let t = Instant::now();
+    let task = tokio::spawn(async move {
+        controller
+            .run(async move {
+                let _ = stop_rx.await;
+            })
+            .await
+    });
+    let eligible: Vec<String> = seeded
+        .iter()
+        .filter(|(_, e)| **e)
+        .map(|((_, n), _)| n.clone())
+        .collect();
+    loop {
+        let live = live_names(&s.client, &s.ns).await;
+        if !eligible.iter().any(|n| live.contains(n)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let burst_seconds = t.elapsed().as_secs_f64();
+    let left: std::collections::BTreeSet<_> = all_pods(&s.client).await.into_iter().collect();
+    let wrong = seeded
+        .iter()
+        .filter(|(k, e)| !**e && !left.contains(*k))
+        .count();
+
+    // Latency: pods created one by one while it runs; each qualifies 2 s after its server-side
+    // creationTimestamp (whole seconds) and is timed until this watcher sees it gone.
+    let latency_pods = 40;
+    let api: Api<Pod> = Api::namespaced(s.client.clone(), &s.ns);
+    let mut deadlines = BTreeMap::new();
+    for job in 0..latency_pods {
+        let mut spec = NewPod::job(&s.ns, "gitlab-runner-5fd7489954-jx682", 4343, 50_000 + job);
+        spec.node_name = None;
+        let pod = s.fixtures.create_pod(spec).await.expect("create");
+        let deadline = pod.created_at + jiff::SignedDuration::from_millis(2001);
+        deadlines.insert(pod.name, deadline);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut latencies = Vec::new();
+    while latencies.len() < deadlines.len() {
+        let live: std::collections::BTreeSet<String> = api
+            .list(&ListParams::default())
+            .await
+            .expect("list")
+            .items
+            .into_iter()
+            .filter_map(|p| p.metadata.name)
+            .collect();
+        let now = jiff::Timestamp::now();
+        for (name, deadline) in &mut deadlines {
+            if !live.contains(name) && *deadline != jiff::Timestamp::MAX {
+                latencies.push(now.duration_since(*deadline).as_secs_f64().max(0.0));
+                *deadline = jiff::Timestamp::MAX;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    latencies.sort_by(f64::total_cmp);
+    let pct = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q).round() as usize];
+    let (p50, p95) = (pct(0.5), pct(0.95));
+
+    // Idle: nothing qualifies; count its list requests.
+    let idle_seconds = 10;
+    let before = lists.load(std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(idle_seconds)).await;
+    let idle_lists = lists.load(std::sync::atomic::Ordering::SeqCst) - before;
+    let _ = stop_tx.send(());
+    let summary = task.await.expect("join").expect("controller run");
+    ControllerFigures {
+        burst_seconds,
+        burst_reaped: summary.deleted.min(eligible.len()),
+        p50,
+        p95,
+        latency_pods: latencies.len(),
+        idle_lists,
+        idle_seconds,
+        wrong,
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let Some(path) = std::env::var_os("GLRUNNER_TEST_KUBECONFIG").filter(|p| !p.is_empty()) else {
@@ -267,6 +448,7 @@ async fn main() {
     );
     let j = janitor(&s).await;
     let r = reference(&s).await;
+    let c = controller(&s).await;
     for ns in [s.ns.as_str(), FOREIGN_NS] {
         empty(&s.client, ns).await;
     }
@@ -293,5 +475,21 @@ async fn main() {
         r.seconds / j.seconds.max(1e-9),
         j.wrong,
         r.wrong
+    );
+    println!();
+    println!(
+        "controller (reap run): {} qualifying pods deleted in {:.2} s from start (one list) = {:.1}x the reference's rate; {} wrongly deleted",
+        c.burst_reaped,
+        c.burst_seconds,
+        r.seconds / c.burst_seconds.max(1e-9),
+        c.wrong
+    );
+    println!(
+        "controller: qualify -> delete over {} pods: p50 {:.2} s, p95 {:.2} s (bound 5 s; the reference has none: it runs when a human runs it)",
+        c.latency_pods, c.p50, c.p95
+    );
+    println!(
+        "controller: {} list request(s) in {} s idle (one initial list at start, then watches only)",
+        c.idle_lists, c.idle_seconds
     );
 }

@@ -6,6 +6,7 @@ mod integration {
 
     mod apiserver_restart;
     mod controller;
+    mod deploy;
     pub mod identity_examples;
     mod kube_apiserver;
     mod kube_retries;
