@@ -328,7 +328,9 @@ pub async fn run_until(
         None => {}
     }
     if run.watch {
-        tracing::warn!("--watch re-lists every --interval; `reap run` watches instead (deprecated)");
+        tracing::warn!(
+            "--watch re-lists every --interval; `reap run` watches instead (deprecated)"
+        );
     }
     let config = config(run, global)?;
     let interval = duration("--interval", &run.interval)?;
@@ -689,6 +691,57 @@ mod tests {
         assert_eq!(c.concurrency.get(), 3);
         assert!(c.check_manager && c.dry_run);
         assert_eq!(c.pricing.region, "us-east-1");
+    }
+
+    #[test]
+    fn run_deploy_and_max_deletes_parse_and_zero_is_refused() {
+        let cli = parse(&[
+            "--backend",
+            "aws",
+            "run",
+            "-n",
+            "jobs",
+            "--lease",
+            "glrunner-janitor",
+            "--max-deletes",
+            "50",
+            "--reap-secrets",
+        ]);
+        let Some(Command::Run(args)) = &cli.command else {
+            panic!("{cli:?}");
+        };
+        assert_eq!(args.lease.as_deref(), Some("glrunner-janitor"));
+        assert!(args.reap_secrets && !args.no_events);
+        let c = config(&args.run, &cli.global).unwrap();
+        assert_eq!(c.max_deletes.map(NonZeroUsize::get), Some(50));
+        assert_eq!(c.policy.namespaces.iter().collect::<Vec<_>>(), ["jobs"]);
+        let message = invalid_message(&["--max-deletes", "0"]);
+        assert!(message.contains("--max-deletes"), "{message}");
+        let cli = parse(&["deploy", "--image", "img", "-n", "a", "--replicas", "2"]);
+        let Some(Command::Deploy(d)) = &cli.command else {
+            panic!("{cli:?}");
+        };
+        assert_eq!((d.image.as_deref(), d.replicas), (Some("img"), 2));
+    }
+
+    #[tokio::test]
+    async fn deploy_without_an_image_or_on_the_sandbox_is_invalid_input() {
+        let cli = parse(&["deploy", "-n", "gitlab-runner"]);
+        let Some(Command::Deploy(d)) = &cli.command else {
+            panic!("{cli:?}");
+        };
+        let err = deploy(&cli.global, d, true).await.unwrap_err();
+        assert_eq!(err.code, EXIT_INVALID_INPUT);
+        assert!(err.message.contains("--image"), "{}", err.message);
+        let cli = parse(&["run", "-n", "gitlab-runner"]);
+        let Some(Command::Run(args)) = &cli.command else {
+            panic!("{cli:?}");
+        };
+        let err = run_controller(&cli.global, args, &Interrupt::detached())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, EXIT_INVALID_INPUT);
+        assert!(err.message.contains("--backend aws"), "{}", err.message);
     }
 
     fn demo_reaper(dry_run: bool) -> (Reaper, InMemoryPods) {

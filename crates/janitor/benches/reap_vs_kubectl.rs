@@ -39,10 +39,10 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use glrunner_janitor::conformance::PodFixtures;
+use glrunner_janitor::controller::{Controller, ControllerConfig};
 use glrunner_janitor::k8s::KubePodApi;
 use glrunner_janitor::k8s::fixtures::KubeFixtures;
 use glrunner_janitor::memory::NewPod;
-use glrunner_janitor::controller::{Controller, ControllerConfig};
 use glrunner_janitor::{Policy, Reaper, ReaperConfig};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams};

@@ -21,10 +21,10 @@ use futures::{FutureExt as _, StreamExt as _};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, DeleteParams, PartialObjectMeta, Preconditions};
+use kube::runtime::WatchStreamExt as _;
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt as _;
 use kube::{Client, Resource as _, ResourceExt as _};
 use serde::Serialize;
 
@@ -236,7 +236,13 @@ impl Controller {
     }
 
     fn namespaces(&self) -> Vec<String> {
-        self.reaper.config().policy.namespaces.iter().cloned().collect()
+        self.reaper
+            .config()
+            .policy
+            .namespaces
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// Runs until `shutdown` resolves (a round in flight finishes its deletes first), then
@@ -264,8 +270,7 @@ impl Controller {
         if self.config.reap_secrets {
             for ns in &namespaces {
                 let (reader, writer) = reflector::store::<PartialObjectMeta<Secret>>();
-                let api: Api<PartialObjectMeta<Secret>> =
-                    Api::namespaced(self.client.clone(), ns);
+                let api: Api<PartialObjectMeta<Secret>> = Api::namespaced(self.client.clone(), ns);
                 let config = watcher::Config::default()
                     .fields(&field_selector())
                     .timeout(timeout);
@@ -449,7 +454,11 @@ impl Controller {
             // Not the leader: judge nothing, delete nothing; the lease tick wakes us.
             return None;
         }
-        let kept_before: Vec<PodInfo> = if with_evidence { infos.clone() } else { Vec::new() };
+        let kept_before: Vec<PodInfo> = if with_evidence {
+            infos.clone()
+        } else {
+            Vec::new()
+        };
         let report = self
             .reaper
             .round_over(
@@ -502,7 +511,9 @@ impl Controller {
             o.round_done(&report);
         }
         if !secret_stores.is_empty() && state.secrets_ready.iter().all(|r| *r) {
-            let secret_next = self.reap_secrets(&pods, secret_stores, now, state, leading).await;
+            let secret_next = self
+                .reap_secrets(&pods, secret_stores, now, state, leading)
+                .await;
             next = [next, secret_next].into_iter().flatten().min();
         }
 

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    Container, EnvVar, EnvVarSource, ObjectFieldSelector, PodSecurityContext, PodSpec,
-    PodTemplateSpec, ResourceRequirements, SecurityContext, ServiceAccount, Capabilities,
+    Capabilities, Container, EnvVar, EnvVarSource, ObjectFieldSelector, PodSecurityContext,
+    PodSpec, PodTemplateSpec, ResourceRequirements, SecurityContext, ServiceAccount,
 };
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -24,8 +24,14 @@ use crate::{Error, Result};
 /// The janitor's labels on every object it deploys.
 pub fn labels() -> BTreeMap<String, String> {
     BTreeMap::from([
-        ("app.kubernetes.io/name".to_owned(), "glrunner-janitor".to_owned()),
-        ("app.kubernetes.io/managed-by".to_owned(), "glrunner".to_owned()),
+        (
+            "app.kubernetes.io/name".to_owned(),
+            "glrunner-janitor".to_owned(),
+        ),
+        (
+            "app.kubernetes.io/managed-by".to_owned(),
+            "glrunner".to_owned(),
+        ),
     ])
 }
 
@@ -135,7 +141,12 @@ pub fn deploy_objects(spec: &DeploySpec) -> Result<DeployObjects> {
         let mut role = role;
         let rules = role.rules.get_or_insert_with(Vec::new);
         // kube-runtime's Recorder creates an Event, and patches it on a repeat (events.rs).
-        rules.push(rule("events.k8s.io", &["events"], &["create", "patch"], None));
+        rules.push(rule(
+            "events.k8s.io",
+            &["events"],
+            &["create", "patch"],
+            None,
+        ));
         if spec.reap_secrets {
             rules.push(rule("", &["secrets"], &["list", "watch", "delete"], None));
         }
@@ -159,7 +170,8 @@ pub fn deploy_objects(spec: &DeploySpec) -> Result<DeployObjects> {
             Some(&spec.name),
         )]),
     });
-    let mut lease_binding = first_binding.ok_or_else(|| Error::invalid("namespace", "no namespace given"))?;
+    let mut lease_binding =
+        first_binding.ok_or_else(|| Error::invalid("namespace", "no namespace given"))?;
     lease_binding.metadata = meta(lease_role_name.clone());
     lease_binding.role_ref.name = lease_role_name;
     bindings.push(lease_binding);
@@ -428,8 +440,21 @@ mod tests {
             .map(|i| format!("{} {}/{}", i.kind, i.namespace, i.name))
             .collect();
         assert_eq!(kinds, ids);
-        let container = &objects.deployment.spec.template.spec.as_ref().unwrap().containers[0];
-        let requests = container.resources.as_ref().unwrap().requests.as_ref().unwrap();
+        let container = &objects
+            .deployment
+            .spec
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0];
+        let requests = container
+            .resources
+            .as_ref()
+            .unwrap()
+            .requests
+            .as_ref()
+            .unwrap();
         let cpu = glrunner_fargate::quantity::cpu_millis(&requests["cpu"].0).unwrap();
         let mem = glrunner_fargate::quantity::memory_mib(&requests["memory"].0).unwrap();
         let (cpu, mem) = glrunner_fargate::pod_requests(vec![(cpu, mem)], vec![]);
@@ -437,15 +462,28 @@ mod tests {
         let smallest = glrunner_fargate::FargateSize::all().next().unwrap();
         assert_eq!(size, smallest, "{size:?}");
         // No cluster-scoped object, no wildcard.
-        assert!(!yaml.contains("ClusterRole") && !yaml.contains("'*'"), "{yaml}");
+        assert!(
+            !yaml.contains("ClusterRole") && !yaml.contains("'*'"),
+            "{yaml}"
+        );
     }
 
     #[test]
     fn bad_input_names_the_field() {
         let mut spec = DeploySpec::new("", "gitlab-runner", vec!["gitlab-runner".into()]);
-        assert!(deploy_objects(&spec).unwrap_err().to_string().contains("--image"));
+        assert!(
+            deploy_objects(&spec)
+                .unwrap_err()
+                .to_string()
+                .contains("--image")
+        );
         spec.image = "img".into();
         spec.home = "Bad".into();
-        assert!(deploy_objects(&spec).unwrap_err().to_string().contains("namespace"));
+        assert!(
+            deploy_objects(&spec)
+                .unwrap_err()
+                .to_string()
+                .contains("namespace")
+        );
     }
 }

@@ -415,10 +415,9 @@ pub fn next_deadline(
             PodPhase::Succeeded | PodPhase::Failed => {
                 after(pod.started_at.unwrap_or(pod.created_at), grace)
             }
-            PodPhase::Pending => after(
-                pod.created_at,
-                policy.pending_timeout.saturating_add(grace),
-            ),
+            PodPhase::Pending => {
+                after(pod.created_at, policy.pending_timeout.saturating_add(grace))
+            }
             PodPhase::Running => pod
                 .annotations
                 .get(keys::ANNOTATION_JOB_TIMEOUT)

@@ -101,7 +101,10 @@ pub fn decide_secret(
     if meta.deletion_timestamp.is_some() {
         return SecretDecision::Keep("terminating");
     }
-    if pods.pull_secrets.contains(&(ns.to_owned(), name.to_owned())) {
+    if pods
+        .pull_secrets
+        .contains(&(ns.to_owned(), name.to_owned()))
+    {
         return SecretDecision::Keep("used_by_pod");
     }
     let Some(created) = meta.creation_timestamp.as_ref().map(|t| t.0) else {
@@ -121,7 +124,10 @@ pub fn decide_secret(
             SecretDecision::Keep("no_owner_yet")
         };
     }
-    if owners.iter().any(|o| o.kind != "Pod" || o.api_version != "v1") {
+    if owners
+        .iter()
+        .any(|o| o.kind != "Pod" || o.api_version != "v1")
+    {
         return SecretDecision::Keep("owned_by_other_kind");
     }
     if owners.iter().any(|o| pods.uids.contains(&o.uid)) {
@@ -146,7 +152,12 @@ pub fn secret_deadline(
         || decide_secret(meta, now, policy, pods) == SecretDecision::Keep("no_owner_yet")
     {
         let created = meta.creation_timestamp.as_ref()?.0;
-        let wait = if meta.owner_references.as_deref().unwrap_or_default().is_empty() {
+        let wait = if meta
+            .owner_references
+            .as_deref()
+            .unwrap_or_default()
+            .is_empty()
+        {
             policy.pending_timeout.saturating_add(policy.grace)
         } else {
             policy.grace
@@ -267,7 +278,10 @@ mod tests {
         );
         let mut foreign = meta(NAME, old, vec![]);
         foreign.namespace = Some("team-b".into());
-        assert_eq!(d(&foreign, &live), SecretDecision::Keep("outside_namespaces"));
+        assert_eq!(
+            d(&foreign, &live),
+            SecretDecision::Keep("outside_namespaces")
+        );
         // The deadline is where the verdict flips.
         let m = meta(NAME, fresh, vec![pod_owner("gone")]);
         let at = secret_deadline(&m, now, &p, &live).unwrap();

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use glrunner_janitor::controller::{Controller, ControllerConfig, ControllerObserver};
 use glrunner_janitor::conformance::PodFixtures;
+use glrunner_janitor::controller::{Controller, ControllerConfig, ControllerObserver};
 use glrunner_janitor::k8s::fixtures::KubeFixtures;
 use glrunner_janitor::lease::LeaseConfig;
 use glrunner_janitor::memory::NewPod;
@@ -184,7 +184,8 @@ async fn a_pod_that_qualifies_later_is_reaped_at_its_deadline_without_a_relist_a
     k.fixtures.create_namespace(&ns).await.unwrap();
     let counts = Counts::default();
     let client = counting_client(&k.kubeconfig, &counts).await;
-    let controller = Controller::new(client, policy(&ns), ControllerConfig::new("ctl-test")).unwrap();
+    let controller =
+        Controller::new(client, policy(&ns), ControllerConfig::new("ctl-test")).unwrap();
     let (stop, shutdown) = Shutdown::new();
     let task = tokio::spawn(async move { controller.run(shutdown).await });
     // Let the initial list and watch start, then create the pod: it qualifies 3 s later.
@@ -199,8 +200,21 @@ async fn a_pod_that_qualifies_later_is_reaped_at_its_deadline_without_a_relist_a
         .await
         .unwrap();
     assert!(
-        wait_gone(&k.client, &ns, std::slice::from_ref(&pod.name), Duration::from_secs(20)).await,
+        wait_gone(
+            &k.client,
+            &ns,
+            std::slice::from_ref(&pod.name),
+            Duration::from_secs(20)
+        )
+        .await,
         "the hung pod was reaped"
+    );
+    // The deadline is 2 s after the (whole-second) creationTimestamp; the bound from
+    // qualifying to deletion is 5 s (a generous bound on a shared, loaded machine).
+    let after_creation = jiff::Timestamp::now().duration_since(pod.created_at);
+    assert!(
+        after_creation < jiff::SignedDuration::from_secs(2 + 5 + 1),
+        "deleted {after_creation:?} after creation: not at its deadline"
     );
     let lists_at_delete = counts.lists.load(Ordering::SeqCst);
     // Idle: nothing qualifies any more; the controller must not list again.
@@ -216,7 +230,10 @@ async fn a_pod_that_qualifies_later_is_reaped_at_its_deadline_without_a_relist_a
     assert_eq!(summary.lists, 1, "{summary:?}");
     assert!(counts.watches.load(Ordering::SeqCst) >= 1);
     let left: Api<Pod> = Api::namespaced(k.client.clone(), &ns);
-    assert!(left.get_opt(&healthy.name).await.unwrap().is_some(), "the healthy pod stays");
+    assert!(
+        left.get_opt(&healthy.name).await.unwrap().is_some(),
+        "the healthy pod stays"
+    );
 
     // The deletion's Event, on the pod, naming the rule.
     let events: Api<Event> = Api::namespaced(k.client.clone(), &ns);
@@ -235,7 +252,10 @@ async fn a_pod_that_qualifies_later_is_reaped_at_its_deadline_without_a_relist_a
     assert_eq!(e.reporting_controller.as_deref(), Some("glrunner-janitor"));
     assert_eq!(e.reporting_instance.as_deref(), Some("ctl-test"));
     assert!(
-        e.note.as_deref().unwrap_or_default().contains("rule pending_too_long"),
+        e.note
+            .as_deref()
+            .unwrap_or_default()
+            .contains("rule pending_too_long"),
         "{e:?}"
     );
     assert_eq!(summary.events_recorded, 1);
@@ -268,12 +288,24 @@ async fn a_watch_that_expires_with_410_relists_and_goes_on_reaping() {
     let task = tokio::spawn(async move { controller.run(shutdown).await });
     tokio::time::sleep(Duration::from_millis(500)).await;
     let pod = fixtures.create_pod(hung(ns, 3)).await.unwrap();
-    let gone = wait_gone(&admin, ns, std::slice::from_ref(&pod.name), Duration::from_secs(30)).await;
+    let gone = wait_gone(
+        &admin,
+        ns,
+        std::slice::from_ref(&pod.name),
+        Duration::from_secs(30),
+    )
+    .await;
     stop.fire();
     let summary = task.await.unwrap().unwrap();
     assert!(gone, "reaped after the 410: {summary:?}");
-    assert!(summary.watch_errors >= 1, "the 410 reached the watcher: {summary:?}");
-    assert_eq!(summary.lists, 2, "the initial list and one after the 410: {summary:?}");
+    assert!(
+        summary.watch_errors >= 1,
+        "the 410 reached the watcher: {summary:?}"
+    );
+    assert_eq!(
+        summary.lists, 2,
+        "the initial list and one after the 410: {summary:?}"
+    );
     assert_eq!(counts.lists.load(Ordering::SeqCst), 2);
 }
 
@@ -290,18 +322,33 @@ async fn an_apiserver_restart_is_survived_and_a_pod_that_qualifies_after_it_is_r
     let fixtures = KubeFixtures::new(admin.clone());
     let ns = "restart-ctl";
     fixtures.create_namespace(ns).await.unwrap();
-    let controller = Controller::new(client, policy(ns), ControllerConfig::new("ctl-restart")).unwrap();
+    let controller =
+        Controller::new(client, policy(ns), ControllerConfig::new("ctl-restart")).unwrap();
     let (stop, shutdown) = Shutdown::new();
     let task = tokio::spawn(async move { controller.run(shutdown).await });
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = fixtures.create_pod(hung(ns, 4)).await.unwrap();
-    assert!(wait_gone(&admin, ns, std::slice::from_ref(&before.name), Duration::from_secs(20)).await);
+    assert!(
+        wait_gone(
+            &admin,
+            ns,
+            std::slice::from_ref(&before.name),
+            Duration::from_secs(20)
+        )
+        .await
+    );
 
     private.control("stop-apiserver");
     tokio::time::sleep(Duration::from_secs(2)).await;
     private.control("start-apiserver");
     let after = fixtures.create_pod(hung(ns, 5)).await.unwrap();
-    let gone = wait_gone(&admin, ns, std::slice::from_ref(&after.name), Duration::from_secs(60)).await;
+    let gone = wait_gone(
+        &admin,
+        ns,
+        std::slice::from_ref(&after.name),
+        Duration::from_secs(60),
+    )
+    .await;
     stop.fire();
     let summary = tokio::time::timeout(Duration::from_secs(30), task)
         .await
@@ -310,7 +357,10 @@ async fn an_apiserver_restart_is_survived_and_a_pod_that_qualifies_after_it_is_r
         .unwrap();
     assert!(gone, "reaped after the restart: {summary:?}");
     assert_eq!(summary.deleted, 2, "{summary:?}");
-    assert!(summary.watch_errors >= 1, "the restart broke the watch: {summary:?}");
+    assert!(
+        summary.watch_errors >= 1,
+        "the restart broke the watch: {summary:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -358,13 +408,18 @@ async fn two_replicas_on_one_lease_never_both_delete_and_the_other_takes_over() 
     assert!(wait_gone(&k.client, &ns, &first, Duration::from_secs(30)).await);
     let leader = {
         let log = log.lock().unwrap();
-        let who: std::collections::BTreeSet<&str> = log.iter().map(|(w, _, _)| w.as_str()).collect();
+        let who: std::collections::BTreeSet<&str> =
+            log.iter().map(|(w, _, _)| w.as_str()).collect();
         assert_eq!(who.len(), 1, "one replica deleted: {log:?}");
         assert_eq!(log.len(), first.len(), "each pod deleted once: {log:?}");
         log[0].0.clone()
     };
     // Stop the leader: it gives the Lease up and the other replica takes over.
-    let (index, other) = if leader == "replica-a" { (0, "replica-b") } else { (1, "replica-a") };
+    let (index, other) = if leader == "replica-a" {
+        (0, "replica-b")
+    } else {
+        (1, "replica-a")
+    };
     stops[index].fire();
     let leader_summary = tasks.remove(index).await.unwrap().unwrap();
     let stopped_at = Instant::now();
@@ -380,7 +435,10 @@ async fn two_replicas_on_one_lease_never_both_delete_and_the_other_takes_over() 
     let log = log.lock().unwrap();
     let by_other: Vec<_> = log.iter().filter(|(w, _, _)| w == other).collect();
     assert_eq!(by_other.len(), second.len(), "{log:?}");
-    assert!(by_other.iter().all(|(_, _, at)| *at > stopped_at), "{log:?}");
+    assert!(
+        by_other.iter().all(|(_, _, at)| *at > stopped_at),
+        "{log:?}"
+    );
     assert_eq!(leader_summary.deleted, first.len());
     assert_eq!(other_summary.deleted, second.len());
     assert!(other_summary.leaderships >= 1);

@@ -44,11 +44,17 @@ fn the_containerfile_builds_an_example_that_exists_and_runs_reap_run() {
         .nth(1)
         .expect("the Containerfile builds an example");
     assert!(
-        root().join("examples").join(format!("{example}.rs")).is_file(),
+        root()
+            .join("examples")
+            .join(format!("{example}.rs"))
+            .is_file(),
         "examples/{example}.rs exists"
     );
     let manifest = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
-    assert!(!manifest.contains("autoexamples = false"), "examples are targets");
+    assert!(
+        !manifest.contains("autoexamples = false"),
+        "examples are targets"
+    );
     let copy = text
         .lines()
         .find(|l| l.starts_with("COPY --from=build"))
@@ -58,10 +64,20 @@ fn the_containerfile_builds_an_example_that_exists_and_runs_reap_run() {
         text.contains(&format!("ENTRYPOINT [\"{dest}\"]")),
         "the entrypoint is the copied binary: {text}"
     );
-    assert!(text.contains("distroless/static"), "a static, distroless runtime");
+    assert!(
+        text.contains("distroless/static"),
+        "a static, distroless runtime"
+    );
     let spec = DeploySpec::new("img", "gitlab-runner", vec!["gitlab-runner".into()]);
     let objects = deploy_objects(&spec).unwrap();
-    let args = objects.deployment.spec.template.spec.as_ref().unwrap().containers[0]
+    let args = objects
+        .deployment
+        .spec
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
         .args
         .clone()
         .unwrap();
@@ -176,8 +192,11 @@ async fn in_cluster_child() {
     let controller = Controller::new(
         client.clone(),
         policy(ns),
-        ControllerConfig::new("in-cluster-child")
-            .with_lease(Some(LeaseConfig::new(ns, "glrunner-janitor", "in-cluster-child"))),
+        ControllerConfig::new("in-cluster-child").with_lease(Some(LeaseConfig::new(
+            ns,
+            "glrunner-janitor",
+            "in-cluster-child",
+        ))),
     )
     .unwrap();
     let (ns2, pod2) = (ns.to_owned(), pod.to_owned());
@@ -211,13 +230,21 @@ async fn deploy_creates_what_it_prints_and_the_janitor_runs_with_those_rights_on
     for ns in [runner, foreign] {
         fixtures.create_namespace(ns).await.unwrap();
     }
-    let spec = DeploySpec::new("1.dkr.ecr.us-east-1.amazonaws.com/glrunner-janitor:1", runner, vec![runner.into()]);
+    let spec = DeploySpec::new(
+        "1.dkr.ecr.us-east-1.amazonaws.com/glrunner-janitor:1",
+        runner,
+        vec![runner.into()],
+    );
     let objects = deploy_objects(&spec).unwrap();
     let applied = apply(&admin, &objects).await.unwrap();
     let mut printed = objects.ids();
     assert_eq!(applied, printed, "applied in the printed order");
     printed.sort();
-    assert_eq!(listed(&admin, &[runner, foreign]).await, printed, "exactly the printed objects");
+    assert_eq!(
+        listed(&admin, &[runner, foreign]).await,
+        printed,
+        "exactly the printed objects"
+    );
 
     // The janitor as its ServiceAccount, with a token from the TokenRequest API (what the
     // kubelet projects into the pod).
@@ -227,8 +254,11 @@ async fn deploy_creates_what_it_prints_and_the_janitor_runs_with_those_rights_on
     let controller = Controller::new(
         as_janitor.clone(),
         policy(runner),
-        ControllerConfig::new("replica-1")
-            .with_lease(Some(LeaseConfig::new(runner, &spec.name, "replica-1"))),
+        ControllerConfig::new("replica-1").with_lease(Some(LeaseConfig::new(
+            runner,
+            &spec.name,
+            "replica-1",
+        ))),
     )
     .unwrap();
     let probe = admin.clone();
@@ -239,21 +269,42 @@ async fn deploy_creates_what_it_prints_and_the_janitor_runs_with_those_rights_on
         })
         .await
         .unwrap();
-    assert_eq!((summary.deleted, summary.errors, summary.events_failed), (1, 0, 0), "{summary:?}");
+    assert_eq!(
+        (summary.deleted, summary.errors, summary.events_failed),
+        (1, 0, 0),
+        "{summary:?}"
+    );
     assert!(summary.leaderships >= 1, "{summary:?}");
     let events: Api<Event> = Api::namespaced(admin.clone(), runner);
     assert!(
-        events.list(&ListParams::default()).await.unwrap().items.iter().any(|e| {
-            e.regarding.as_ref().and_then(|r| r.uid.as_deref()) == Some(pod.uid.as_str())
-        }),
+        events
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .any(|e| {
+                e.regarding.as_ref().and_then(|r| r.uid.as_deref()) == Some(pod.uid.as_str())
+            }),
         "the Event was recorded with the Role's rights"
     );
 
     // Nothing beyond the Role.
     let pods_elsewhere: Api<Pod> = Api::namespaced(as_janitor.clone(), foreign);
-    assert_eq!(code(pods_elsewhere.list(&ListParams::default()).await.unwrap_err()), 403);
+    assert_eq!(
+        code(
+            pods_elsewhere
+                .list(&ListParams::default())
+                .await
+                .unwrap_err()
+        ),
+        403
+    );
     let secrets: Api<Secret> = Api::namespaced(as_janitor.clone(), runner);
-    assert_eq!(code(secrets.list(&ListParams::default()).await.unwrap_err()), 403);
+    assert_eq!(
+        code(secrets.list(&ListParams::default()).await.unwrap_err()),
+        403
+    );
     let leases: Api<Lease> = Api::namespaced(as_janitor.clone(), runner);
     let other = Lease {
         metadata: kube::api::ObjectMeta {
@@ -262,22 +313,46 @@ async fn deploy_creates_what_it_prints_and_the_janitor_runs_with_those_rights_on
         },
         spec: None,
     };
-    assert_eq!(code(leases.create(&PostParams::default(), &other).await.unwrap_err()), 403);
+    assert_eq!(
+        code(
+            leases
+                .create(&PostParams::default(), &other)
+                .await
+                .unwrap_err()
+        ),
+        403
+    );
     let deployments: Api<Deployment> = Api::namespaced(as_janitor.clone(), runner);
     assert_eq!(
-        code(deployments.delete(&spec.name, &DeleteParams::default()).await.unwrap_err()),
+        code(
+            deployments
+                .delete(&spec.name, &DeleteParams::default())
+                .await
+                .unwrap_err()
+        ),
         403
     );
     let all_pods: Api<Pod> = Api::all(as_janitor.clone());
-    assert_eq!(code(all_pods.list(&ListParams::default()).await.unwrap_err()), 403);
+    assert_eq!(
+        code(all_pods.list(&ListParams::default()).await.unwrap_err()),
+        403
+    );
 
     // The in-cluster entry point, as in a pod: the token, CA and namespace at
     // /var/run/secrets/kubernetes.io/serviceaccount (a private mount namespace, so the host's
     // /run is untouched) and KUBERNETES_SERVICE_HOST/PORT.
     let sa_dir = private.path().join("sa");
     std::fs::create_dir_all(&sa_dir).unwrap();
-    std::fs::write(sa_dir.join("token"), sa_token(&admin, runner, &spec.name).await).unwrap();
-    std::fs::copy(private.path().join("certs/apiserver.crt"), sa_dir.join("ca.crt")).unwrap();
+    std::fs::write(
+        sa_dir.join("token"),
+        sa_token(&admin, runner, &spec.name).await,
+    )
+    .unwrap();
+    std::fs::copy(
+        private.path().join("certs/apiserver.crt"),
+        sa_dir.join("ca.crt"),
+    )
+    .unwrap();
     std::fs::write(sa_dir.join("namespace"), runner).unwrap();
     let second = fixtures.create_pod(hung(runner, 2)).await.unwrap();
     let port = std::fs::read_to_string(private.path().join("apiserver.port")).unwrap();
@@ -297,7 +372,10 @@ async fn deploy_creates_what_it_prints_and_the_janitor_runs_with_those_rights_on
         .status()
         .await
         .expect("unshare (util-linux) runs the child in its own mount namespace");
-    assert!(status.success(), "the in-cluster child reaped its pod: {status}");
+    assert!(
+        status.success(),
+        "the in-cluster child reaped its pod: {status}"
+    );
     assert!(wait_gone(&admin, runner, &second.name, Duration::from_secs(1)).await);
 
     // undeploy removes all of it.
