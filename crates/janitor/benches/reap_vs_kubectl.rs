@@ -362,17 +362,25 @@ async fn controller(s: &Setup) -> ControllerFigures {
     // creationTimestamp (whole seconds) and is timed until this watcher sees it gone.
     let latency_pods = 40;
     let api: Api<Pod> = Api::namespaced(s.client.clone(), &s.ns);
-    let mut deadlines = BTreeMap::new();
-    for job in 0..latency_pods {
-        let mut spec = NewPod::job(&s.ns, "gitlab-runner-5fd7489954-jx682", 4343, 50_000 + job);
-        spec.node_name = None;
-        let pod = s.fixtures.create_pod(spec).await.expect("create");
-        let deadline = pod.created_at + jiff::SignedDuration::from_millis(2001);
-        deadlines.insert(pod.name, deadline);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // Created by a task of their own while this loop watches, so a pod's deletion is seen as
+    // it happens, not after the last creation.
+    let deadlines = Arc::new(std::sync::Mutex::new(BTreeMap::new()));
+    let creator = {
+        let (fixtures, ns, deadlines) = (s.fixtures.clone(), s.ns.clone(), deadlines.clone());
+        tokio::spawn(async move {
+            for job in 0..latency_pods {
+                let mut spec =
+                    NewPod::job(&ns, "gitlab-runner-5fd7489954-jx682", 4343, 50_000 + job);
+                spec.node_name = None;
+                let pod = fixtures.create_pod(spec).await.expect("create");
+                let deadline = pod.created_at + jiff::SignedDuration::from_millis(2001);
+                deadlines.lock().unwrap().insert(pod.name, Some(deadline));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
     let mut latencies = Vec::new();
-    while latencies.len() < deadlines.len() {
+    while latencies.len() < latency_pods as usize {
         let live: std::collections::BTreeSet<String> = api
             .list(&ListParams::default())
             .await
@@ -382,14 +390,17 @@ async fn controller(s: &Setup) -> ControllerFigures {
             .filter_map(|p| p.metadata.name)
             .collect();
         let now = jiff::Timestamp::now();
-        for (name, deadline) in &mut deadlines {
-            if !live.contains(name) && *deadline != jiff::Timestamp::MAX {
-                latencies.push(now.duration_since(*deadline).as_secs_f64().max(0.0));
-                *deadline = jiff::Timestamp::MAX;
+        for (name, deadline) in deadlines.lock().unwrap().iter_mut() {
+            if let Some(at) = *deadline
+                && !live.contains(name)
+            {
+                latencies.push(now.duration_since(at).as_secs_f64().max(0.0));
+                *deadline = None;
             }
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+    creator.await.expect("creator");
     latencies.sort_by(f64::total_cmp);
     let pct = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q).round() as usize];
     let (p50, p95) = (pct(0.5), pct(0.95));
