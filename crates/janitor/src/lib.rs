@@ -26,6 +26,8 @@
 //! | [`JobStatusSource`] | trait: GitLab's view of a job, for the optional cross-check |
 //! | [`Reaper`] | one round or a watch loop; dry run; bounded delete concurrency; a [`Report`] |
 //! | [`cost`] | Fargate size (+256 MiB, rounded up) and price of each reaped pod |
+//! | [`classify`] | why a Pending job pod has not started: [`classify::explain_pending`] → class, message, fix |
+//! | [`metrics`] | OpenMetrics registry (pods by phase and Pending class, reaped, Fargate vCPUs) and its `/metrics` server |
 //! | [`rbac::rbac_manifest`] | ServiceAccount + Role + RoleBinding to run in-cluster (k8s-openapi objects, [`rbac::rbac_objects`]) |
 //!
 //! # Features
@@ -50,6 +52,7 @@
 //! ```
 
 pub mod api;
+pub mod classify;
 pub mod clock;
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
@@ -58,6 +61,7 @@ mod error;
 mod forward;
 pub mod k8s;
 pub mod memory;
+pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod rbac;
@@ -68,6 +72,7 @@ pub mod testing;
 pub use api::{DynJobStatusSource, DynPodApi, JobStatus, JobStatusSource, PodApi};
 #[cfg(feature = "mock")]
 pub use api::{MockJobStatusSource, MockPodApi};
+pub use classify::{PendingClass, PendingPod, PodEvent, PodSignals};
 pub use clock::{Clock, SystemClock, TokioClock};
 pub use error::{BoxError, Error, Result};
 /// The time crate used in the public API (`jiff::Timestamp`).

@@ -5,6 +5,7 @@ mod integration {
     pub mod support;
 
     mod apiserver_restart;
+    mod explain;
     pub mod identity_examples;
     mod kube_apiserver;
     mod kube_retries;
