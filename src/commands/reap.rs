@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
+use glrunner_janitor::classify::{PendingPod, explain_pending};
 use glrunner_janitor::cost::FargatePricing;
 use glrunner_janitor::k8s::KubePodApi;
-use glrunner_janitor::classify::{PendingPod, explain_pending};
 use glrunner_janitor::memory::{InMemoryJobStatus, InMemoryPods, seed_demo, seed_pending_demo};
 use glrunner_janitor::metrics::JanitorMetrics;
 use glrunner_janitor::policy::Policy;
@@ -441,7 +441,9 @@ async fn start_metrics(
     let server = glrunner_janitor::metrics::bind(addr, metrics.clone())
         .await
         .map_err(|e| flag_error("--metrics-addr", e))?;
-    let shown = server.local_addr().map_or_else(|_| addr.to_string(), |a| a.to_string());
+    let shown = server
+        .local_addr()
+        .map_or_else(|_| addr.to_string(), |a| a.to_string());
     tracing::info!(addr = %shown, "serving OpenMetrics on /metrics");
     let token = interrupt.token();
     tokio::spawn(async move {
@@ -463,7 +465,9 @@ async fn observe(
     let mut pods = Vec::new();
     let mut events = Vec::new();
     for ns in namespaces {
-        let listed = api.list_pods(&glrunner_janitor::ListQuery::job_pods(ns.clone())).await;
+        let listed = api
+            .list_pods(&glrunner_janitor::ListQuery::job_pods(ns.clone()))
+            .await;
         let listed_events = api.list_pod_events(ns).await;
         match (listed, listed_events) {
             (Ok(p), Ok(e)) => {
@@ -647,6 +651,55 @@ mod tests {
             .unwrap()
             .with_clock(clock);
         (reaper, pods)
+    }
+
+    #[tokio::test]
+    async fn explain_names_each_demo_pending_pod_with_its_job_and_fix() {
+        let cli = parse(&["explain", "-n", "ci"]);
+        let Some(Command::Explain(args)) = &cli.command else {
+            panic!("explain parses: {:?}", cli.command);
+        };
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let target = Target {
+            namespaces: &args.namespaces,
+            kubeconfig: None,
+            context: None,
+            in_cluster: false,
+            cluster: None,
+        };
+        let (api, _) = connect(&cli.global, &target, &clock, true).await.unwrap();
+        let pending = explain_pending(api.as_ref(), &args.namespaces, clock.now())
+            .await
+            .unwrap();
+        let class_of = |job: u64| {
+            pending
+                .iter()
+                .find(|p| p.job_id == Some(job))
+                .map(|p| p.class)
+        };
+        use glrunner_janitor::PendingClass;
+        assert_eq!(class_of(60), Some(PendingClass::FargatePrivileged));
+        assert_eq!(class_of(61), Some(PendingClass::ImagePullRateLimited));
+        assert_eq!(class_of(62), Some(PendingClass::MissingSecret));
+        // The demo's plain Pending pods (no Events yet) are starting; running pods are not listed.
+        assert_eq!(class_of(7), Some(PendingClass::Starting));
+        assert_eq!(class_of(1), None);
+        let privileged = pending.iter().find(|p| p.job_id == Some(60)).unwrap();
+        assert!(privileged.unrecoverable && privileged.fix.contains("privileged"));
+        assert!(
+            privileged.to_string().contains("fargate-scheduler"),
+            "{privileged}"
+        );
+        let json = serde_json::to_value(serde_json::json!({ "pending": pending })).unwrap();
+        assert!(json["pending"][0]["class"].is_string(), "{json}");
+    }
+
+    #[test]
+    fn a_metrics_address_that_is_not_host_port_is_refused_by_the_parser() {
+        let err = Cli::try_parse_from(["reap", "--metrics-addr", "localhost"]).unwrap_err();
+        assert!(err.to_string().contains("--metrics-addr"), "{err}");
+        let cli = parse(&["--metrics-addr", "127.0.0.1:0", "--watch"]);
+        assert_eq!(cli.run.metrics_addr, Some("127.0.0.1:0".parse().unwrap()));
     }
 
     #[tokio::test(start_paused = true)]

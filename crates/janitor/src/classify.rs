@@ -99,7 +99,10 @@ impl PodSignals {
                 })
                 .collect::<Vec<_>>()
         };
-        let mut containers = states(status.and_then(|s| s.init_container_statuses.as_ref()), true);
+        let mut containers = states(
+            status.and_then(|s| s.init_container_statuses.as_ref()),
+            true,
+        );
         containers.extend(states(
             status.and_then(|s| s.container_statuses.as_ref()),
             false,
@@ -452,7 +455,8 @@ fn fargate_message(message: &str) -> Option<PendingClass> {
         } else {
             PendingClass::FargateUnsupported
         }
-    } else if m.contains("exceed the max fargate") || m.contains("pod_cpu_mem_exceeds_max_fargate_size")
+    } else if m.contains("exceed the max fargate")
+        || m.contains("pod_cpu_mem_exceeds_max_fargate_size")
     {
         PendingClass::FargateTooLarge
     } else if m.contains("misconfigured fargate profile") {
@@ -473,7 +477,9 @@ fn fargate_message(message: &str) -> Option<PendingClass> {
 /// Classifies a kubelet image-pull failure message (`Failed to pull image "...": ...`).
 fn image_message(message: &str) -> PendingClass {
     let m = message.to_ascii_lowercase();
-    if m.contains("toomanyrequests") || m.contains("429 too many requests") || m.contains("rate limit")
+    if m.contains("toomanyrequests")
+        || m.contains("429 too many requests")
+        || m.contains("rate limit")
     {
         PendingClass::ImagePullRateLimited
     } else if m.contains("repository does not exist")
@@ -536,7 +542,7 @@ const START_REASONS: &[&str] = &["StartError", "RunContainerError", "CreateConta
 pub fn classify(signals: &PodSignals, events: &[PodEvent]) -> Explanation {
     let mut warnings: Vec<&PodEvent> = events.iter().filter(|e| e.is_warning()).collect();
     // Newest first; an Event without a time counts as oldest.
-    warnings.sort_by(|a, b| b.last_seen.cmp(&a.last_seen));
+    warnings.sort_by_key(|e| std::cmp::Reverse(e.last_seen));
     let newest_pull_failure = || {
         warnings
             .iter()
@@ -562,12 +568,12 @@ pub fn classify(signals: &PodSignals, events: &[PodEvent]) -> Explanation {
             return Explanation::new(config_message(&message), source, message);
         }
         if START_REASONS.contains(&reason) {
-            let class = if message.contains("cfs_quota_us") || !signals.limits_not_requests.is_empty()
-            {
-                PendingClass::RequestsNotLimits
-            } else {
-                PendingClass::Unknown
-            };
+            let class =
+                if message.contains("cfs_quota_us") || !signals.limits_not_requests.is_empty() {
+                    PendingClass::RequestsNotLimits
+                } else {
+                    PendingClass::Unknown
+                };
             return Explanation::new(class, source, message);
         }
         if !PROGRESS_REASONS.contains(&reason) {
@@ -626,7 +632,9 @@ fn event_class(signals: &PodSignals, event: &PodEvent) -> Option<PendingClass> {
     // schedulerName alone and only EC2 nodes (none, or tainted Fargate ones) could take it
     // ("0/2 nodes are available: 2 node(s) had untolerated taint {eks.amazonaws.com/compute-type:
     // fargate}", eksctl-io/eksctl#6705).
-    if event.reason == "FailedScheduling" && event.source != FARGATE_SCHEDULER && !on_fargate(signals)
+    if event.reason == "FailedScheduling"
+        && event.source != FARGATE_SCHEDULER
+        && !on_fargate(signals)
     {
         return Some(PendingClass::NoFargateProfile);
     }
@@ -796,12 +804,28 @@ mod tests {
     #[test]
     fn the_newest_warning_wins() {
         let events = [
-            warning(FARGATE_SCHEDULER, "FailedScheduling", "Pod provisioning timed out (will retry) for pod: ci/p", "2026-01-01T00:00:00Z"),
-            warning(FARGATE_SCHEDULER, "FailedScheduling", "Your AWS account has reached the limit on the number of Fargate pods it can run concurrently", "2026-01-01T00:01:00Z"),
+            warning(
+                FARGATE_SCHEDULER,
+                "FailedScheduling",
+                "Pod provisioning timed out (will retry) for pod: ci/p",
+                "2026-01-01T00:00:00Z",
+            ),
+            warning(
+                FARGATE_SCHEDULER,
+                "FailedScheduling",
+                "Your AWS account has reached the limit on the number of Fargate pods it can run concurrently",
+                "2026-01-01T00:01:00Z",
+            ),
         ];
-        assert_eq!(classify(&on_fargate(), &events).class, PendingClass::FargatePodLimit);
+        assert_eq!(
+            classify(&on_fargate(), &events).class,
+            PendingClass::FargatePodLimit
+        );
         let reversed = [events[1].clone(), events[0].clone()];
-        assert_eq!(classify(&on_fargate(), &reversed).class, PendingClass::FargatePodLimit);
+        assert_eq!(
+            classify(&on_fargate(), &reversed).class,
+            PendingClass::FargatePodLimit
+        );
     }
 
     #[test]
@@ -813,7 +837,12 @@ mod tests {
             reason: Some("CreateContainerConfigError".into()),
             message: Some("configmap \"ci-env\" not found".into()),
         });
-        let events = [warning(FARGATE_SCHEDULER, "FailedScheduling", "Pod provisioning timed out (will retry) for pod: ci/p", "2026-01-01T00:00:00Z")];
+        let events = [warning(
+            FARGATE_SCHEDULER,
+            "FailedScheduling",
+            "Pod provisioning timed out (will retry) for pod: ci/p",
+            "2026-01-01T00:00:00Z",
+        )];
         let e = classify(&signals, &events);
         assert_eq!(e.class, PendingClass::MissingConfigMap);
         assert_eq!(e.source, "container build: CreateContainerConfigError");
@@ -822,11 +851,22 @@ mod tests {
     #[test]
     fn unknown_warnings_are_unknown_and_nothing_is_starting() {
         // Synthetic: a warning no class describes.
-        let events = [warning("kubelet", "FailedCreatePodSandBox", "synthetic: sandbox failed", "2026-01-01T00:00:00Z")];
+        let events = [warning(
+            "kubelet",
+            "FailedCreatePodSandBox",
+            "synthetic: sandbox failed",
+            "2026-01-01T00:00:00Z",
+        )];
         let e = classify(&on_fargate(), &events);
-        assert_eq!((e.class, e.message.as_str()), (PendingClass::Unknown, "synthetic: sandbox failed"));
+        assert_eq!(
+            (e.class, e.message.as_str()),
+            (PendingClass::Unknown, "synthetic: sandbox failed")
+        );
         let e = classify(&on_fargate(), &[]);
-        assert_eq!((e.class, e.source.as_str()), (PendingClass::Starting, "none"));
+        assert_eq!(
+            (e.class, e.source.as_str()),
+            (PendingClass::Starting, "none")
+        );
         assert!(!e.class.unrecoverable());
     }
 
@@ -847,7 +887,10 @@ mod tests {
         let signals = PodSignals::from_pod(&pod);
         // 1024Mi is 1Gi: only the CPU differs; the helper's limit alone is its request.
         assert_eq!(signals.limits_not_requests, ["build"]);
-        assert_eq!(classify(&signals, &[]).class, PendingClass::RequestsNotLimits);
+        assert_eq!(
+            classify(&signals, &[]).class,
+            PendingClass::RequestsNotLimits
+        );
     }
 
     #[test]
@@ -857,10 +900,18 @@ mod tests {
             .insert(crate::memory::NewPod::job("ci", "m", 1, 5))
             .unwrap();
         let pod = pods.pod("ci", &key.name).unwrap();
-        let mut event = warning(FARGATE_SCHEDULER, "FailedScheduling", "Pod not supported on Fargate: invalid SecurityContext fields: Privileged", "2026-01-01T00:00:00Z");
+        let mut event = warning(
+            FARGATE_SCHEDULER,
+            "FailedScheduling",
+            "Pod not supported on Fargate: invalid SecurityContext fields: Privileged",
+            "2026-01-01T00:00:00Z",
+        );
         event.pod_name = pod.name.clone();
         let now = pod.created_at;
-        assert_eq!(explain(&pod, &[event.clone()], now).class, PendingClass::Starting);
+        assert_eq!(
+            explain(&pod, &[event.clone()], now).class,
+            PendingClass::Starting
+        );
         event.pod_uid = Some(pod.uid.clone());
         let explained = explain(&pod, &[event], now);
         assert_eq!(explained.class, PendingClass::FargatePrivileged);

@@ -294,7 +294,9 @@ pub async fn signals_and_events_round_trip(api: &dyn PodApi, fx: &dyn PodFixture
             kind: "PodScheduled".into(),
             status: "False".into(),
             reason: Some("Unschedulable".into()),
-            message: Some("Pod not supported on Fargate: invalid SecurityContext fields: Privileged".into()),
+            message: Some(
+                "Pod not supported on Fargate: invalid SecurityContext fields: Privileged".into(),
+            ),
         }],
         containers: vec![ContainerSignal {
             name: "build".into(),
@@ -327,10 +329,25 @@ pub async fn signals_and_events_round_trip(api: &dyn PodApi, fx: &dyn PodFixture
     let got = &events[0];
     assert!(got.is_about(&pod), "{got:?}");
     assert_eq!(
-        (got.reason.as_str(), got.source.as_str(), got.event_type.as_str(), got.message.as_str()),
-        ("FailedScheduling", "fargate-scheduler", "Warning", event.message.as_str())
+        (
+            got.reason.as_str(),
+            got.source.as_str(),
+            got.event_type.as_str(),
+            got.message.as_str()
+        ),
+        (
+            "FailedScheduling",
+            "fargate-scheduler",
+            "Warning",
+            event.message.as_str()
+        )
     );
     assert_eq!(got.last_seen, event.last_seen);
     assert!(api.list_pod_events(&other).await.unwrap().is_empty());
-    assert!(api.list_pod_events(&format!("{prefix}-no-such-ns")).await.unwrap().is_empty());
+    assert!(
+        api.list_pod_events(&format!("{prefix}-no-such-ns"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

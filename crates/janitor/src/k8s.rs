@@ -624,8 +624,9 @@ pub mod fixtures {
 
     use async_trait::async_trait;
     use k8s_openapi::api::core::v1::{
-        Container, ContainerState, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, Event, EventSource,
-        Namespace, ObjectReference, Pod, PodCondition, PodSpec, PodStatus, ResourceRequirements,
+        Container, ContainerState, ContainerStateTerminated, ContainerStateWaiting,
+        ContainerStatus, Event, EventSource, Namespace, ObjectReference, Pod, PodCondition,
+        PodSpec, PodStatus, ResourceRequirements,
     };
     use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
@@ -841,9 +842,8 @@ pub mod fixtures {
                 let status = PodStatus {
                     phase: Some(pod.phase.as_str().to_owned()),
                     start_time: pod.started_at.map(Time),
-                    conditions: (!signals.conditions.is_empty()).then(|| {
-                        signals.conditions.iter().map(condition).collect()
-                    }),
+                    conditions: (!signals.conditions.is_empty())
+                        .then(|| signals.conditions.iter().map(condition).collect()),
                     init_container_statuses: container_statuses(signals, true),
                     container_statuses: container_statuses(signals, false),
                     ..Default::default()

@@ -751,27 +751,48 @@ pub fn seed_pending_demo(pods: &InMemoryPods, namespace: &str, now: Timestamp) -
         (
             60,
             fargate.clone(),
-            ("FailedScheduling", "fargate-scheduler",
-             "Pod not supported on Fargate: invalid SecurityContext fields: Privileged"),
+            (
+                "FailedScheduling",
+                "fargate-scheduler",
+                "Pod not supported on Fargate: invalid SecurityContext fields: Privileged",
+            ),
         ),
         (
             61,
-            waiting("ImagePullBackOff", "Back-off pulling image \"docker:24-dind\""),
-            ("Failed", "kubelet",
-             "Failed to pull image \"docker:24-dind\": rpc error: code = Unknown desc = failed to pull and unpack image \"docker.io/library/docker:24-dind\": failed to copy: httpReadSeeker: failed open: unexpected status code https://registry-1.docker.io/v2/library/docker/manifests/24-dind: 429 Too Many Requests - Server message: toomanyrequests: You have reached your pull rate limit. You may increase the limit by authenticating and upgrading: https://www.docker.com/increase-rate-limit"),
+            waiting(
+                "ImagePullBackOff",
+                "Back-off pulling image \"docker:24-dind\"",
+            ),
+            (
+                "Failed",
+                "kubelet",
+                "Failed to pull image \"docker:24-dind\": rpc error: code = Unknown desc = failed to pull and unpack image \"docker.io/library/docker:24-dind\": failed to copy: httpReadSeeker: failed open: unexpected status code https://registry-1.docker.io/v2/library/docker/manifests/24-dind: 429 Too Many Requests - Server message: toomanyrequests: You have reached your pull rate limit. You may increase the limit by authenticating and upgrading: https://www.docker.com/increase-rate-limit",
+            ),
         ),
         (
             62,
-            waiting("CreateContainerConfigError", "secret \"runner-ci-credentials\" not found"),
-            ("Failed", "kubelet", "Error: secret \"runner-ci-credentials\" not found"),
+            waiting(
+                "CreateContainerConfigError",
+                "secret \"runner-ci-credentials\" not found",
+            ),
+            (
+                "Failed",
+                "kubelet",
+                "Error: secret \"runner-ci-credentials\" not found",
+            ),
         ),
     ];
     for (job_id, signals, (reason, source, message)) in cases {
         let key = pods.insert(
-            NewPod::job(namespace, "gitlab-runner-gitlab-runner-5fd7489954-jx682", 4242, job_id)
-                .with_requests(500, 1024)
-                .with_signals(signals)
-                .created_at(ago(240)),
+            NewPod::job(
+                namespace,
+                "gitlab-runner-gitlab-runner-5fd7489954-jx682",
+                4242,
+                job_id,
+            )
+            .with_requests(500, 1024)
+            .with_signals(signals)
+            .created_at(ago(240)),
         )?;
         pods.record_event(PodEvent {
             namespace: namespace.to_owned(),

@@ -35,7 +35,8 @@ use crate::{Error, Result};
 
 /// The content type of OpenMetrics text (OpenMetrics 1.0 spec, "Overall Structure"; the type
 /// prometheus-client's text encoder writes).
-pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PhaseLabels {
@@ -418,7 +419,9 @@ fn respond<B>(metrics: &JanitorMetrics, request: &http::Request<B>) -> http::Res
         response
             .status(http::StatusCode::NOT_FOUND)
             .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
-            .body(Full::new(Bytes::from_static(b"not found: the metrics are on GET /metrics\n")))
+            .body(Full::new(Bytes::from_static(
+                b"not found: the metrics are on GET /metrics\n",
+            )))
     };
     built.unwrap_or_else(|_| http::Response::new(Full::new(Bytes::new())))
 }
@@ -458,8 +461,14 @@ mod tests {
             "2vCPU 4GB".into(),
         );
         let mut manager = pod(3, PodPhase::Running);
-        manager.owners.push(crate::OwnerRef::controller("ReplicaSet", "rs"));
-        metrics.observe(&[pod(1, PodPhase::Pending), running.clone(), manager], &[], now);
+        manager
+            .owners
+            .push(crate::OwnerRef::controller("ReplicaSet", "rs"));
+        metrics.observe(
+            &[pod(1, PodPhase::Pending), running.clone(), manager],
+            &[],
+            now,
+        );
         metrics.set_vcpu_quota(80.0);
         metrics.reaped_pod(&running, "pending_too_long");
         metrics.reaped_pod(&running, "pending_too_long");
@@ -480,13 +489,19 @@ mod tests {
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }
-        assert!(text.ends_with("# EOF\n"), "OpenMetrics ends with # EOF:\n{text}");
+        assert!(
+            text.ends_with("# EOF\n"),
+            "OpenMetrics ends with # EOF:\n{text}"
+        );
         // The Pending pod started: the next observation drops its series.
         metrics.observe(&[running], &[], now);
         let text = metrics.encode();
         assert!(!text.contains(r#"phase="Pending""#), "{text}");
         assert!(!text.contains("oldest_pending_pod_age_seconds{"), "{text}");
-        assert!(text.contains(r#"reason="pending_too_long"} 2"#), "counters stay: {text}");
+        assert!(
+            text.contains(r#"reason="pending_too_long"} 2"#),
+            "counters stay: {text}"
+        );
     }
 
     async fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
@@ -500,7 +515,11 @@ mod tests {
         let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
         let content_type = head
             .lines()
-            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-type: ").map(str::to_owned))
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-type: ")
+                    .map(str::to_owned)
+            })
             .unwrap_or_default();
         (status, content_type, body.to_owned())
     }
@@ -520,7 +539,10 @@ mod tests {
         assert_eq!(status, 200);
         assert_eq!(content_type, OPENMETRICS_CONTENT_TYPE);
         assert!(body.contains("glrunner_janitor_job_pods{"), "{body}");
-        assert!(body.contains("# TYPE glrunner_janitor_pods_reaped counter"), "{body}");
+        assert!(
+            body.contains("# TYPE glrunner_janitor_pods_reaped counter"),
+            "{body}"
+        );
         let (status, _, _) = get(addr, "/other").await;
         assert_eq!(status, 404);
         token.cancel();
@@ -535,7 +557,9 @@ mod tests {
     async fn a_busy_address_is_invalid_input_naming_the_flag_fix() {
         let taken = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = taken.local_addr().unwrap();
-        let err = bind(addr, Arc::new(JanitorMetrics::new())).await.unwrap_err();
+        let err = bind(addr, Arc::new(JanitorMetrics::new()))
+            .await
+            .unwrap_err();
         assert_eq!(err.category(), "invalid_input");
         assert!(err.to_string().contains("--metrics-addr"), "{err}");
     }

@@ -184,7 +184,10 @@ mod tests {
         assert_eq!(rule.api_groups.as_deref(), Some(&[String::new()][..]));
         // Events: list only (reading, never writing or watching).
         assert_eq!(rules.len(), 2);
-        assert_eq!(rules[1].resources.as_deref(), Some(&["events".to_owned()][..]));
+        assert_eq!(
+            rules[1].resources.as_deref(),
+            Some(&["events".to_owned()][..])
+        );
         assert_eq!(rules[1].verbs, EVENT_READ_VERBS);
         let subject = &binding.subjects.as_ref().unwrap()[0];
         assert_eq!(

@@ -62,7 +62,11 @@ fn cases() -> Vec<Case> {
     let cases: Vec<Case> = serde_json::from_str(text).expect("pending_pods.json parses");
     assert!(cases.len() >= 20, "{} fixtures", cases.len());
     for case in &cases {
-        assert!(!case.source.is_empty(), "{}: every fixture names its source", case.name);
+        assert!(
+            !case.source.is_empty(),
+            "{}: every fixture names its source",
+            case.name
+        );
     }
     cases
 }
@@ -110,8 +114,13 @@ async fn seed(fx: &dyn PodFixtures, ns: &str, cases: &[Case]) -> BTreeMap<u64, P
         let job_id = 9000 + i as u64;
         let pod = fx
             .create_pod(
-                NewPod::job(ns, "gitlab-runner-gitlab-runner-5fd7489954-jx682", 77, job_id)
-                    .with_signals(signals(case)),
+                NewPod::job(
+                    ns,
+                    "gitlab-runner-gitlab-runner-5fd7489954-jx682",
+                    77,
+                    job_id,
+                )
+                .with_signals(signals(case)),
             )
             .await
             .unwrap_or_else(|e| panic!("{}: {e}", case.name));
@@ -136,7 +145,11 @@ async fn seed(fx: &dyn PodFixtures, ns: &str, cases: &[Case]) -> BTreeMap<u64, P
 }
 
 fn check(listed: &[PendingPod], expected: &BTreeMap<u64, PendingClass>, cases: &[Case]) {
-    assert_eq!(listed.len(), expected.len(), "every Pending job pod is explained");
+    assert_eq!(
+        listed.len(),
+        expected.len(),
+        "every Pending job pod is explained"
+    );
     for pod in listed {
         let job_id = pod.job_id.expect("job id from the annotation");
         let case = &cases[(job_id - 9000) as usize];
@@ -148,12 +161,18 @@ fn check(listed: &[PendingPod], expected: &BTreeMap<u64, PendingClass>, cases: &
         assert_eq!(pod.unrecoverable, pod.class.unrecoverable());
         assert_eq!(pod.fix, pod.class.fix());
         assert!(
-            pod.job_url.as_deref().is_some_and(|u| u.ends_with(&job_id.to_string())),
+            pod.job_url
+                .as_deref()
+                .is_some_and(|u| u.ends_with(&job_id.to_string())),
             "{pod:?}"
         );
         assert_eq!(pod.shard, "gitlab-runner-gitlab-runner");
         if pod.class != PendingClass::Starting {
-            assert!(!pod.message.is_empty(), "{}: the message it came from", case.name);
+            assert!(
+                !pod.message.is_empty(),
+                "{}: the message it came from",
+                case.name
+            );
         }
     }
 }
@@ -167,7 +186,8 @@ async fn fixtures_are_classified_in_memory() {
     // A running job pod and a manager pod: never listed.
     pods.insert(NewPod::job(ns, "m", 77, 1).with_phase(PodPhase::Running))
         .unwrap();
-    pods.insert(NewPod::manager(ns, "gitlab-runner", "abcde")).unwrap();
+    pods.insert(NewPod::manager(ns, "gitlab-runner", "abcde"))
+        .unwrap();
     let listed = explain_pending(&pods, &[ns.to_owned()], Timestamp::now())
         .await
         .unwrap();
@@ -188,7 +208,11 @@ async fn fixtures_are_classified_on_the_real_apiserver_and_the_metrics_count_the
         .unwrap();
     check(&listed, &expected, &cases);
     // What the apiserver stored is what the classifier read: the scheduler name survived too.
-    let pods = k.api.list_pods(&glrunner_janitor::ListQuery::job_pods(ns.clone())).await.unwrap();
+    let pods = k
+        .api
+        .list_pods(&glrunner_janitor::ListQuery::job_pods(ns.clone()))
+        .await
+        .unwrap();
     assert!(pods.iter().all(|p| p.signals.scheduler_name.is_some()));
     assert!(
         pods.iter()
