@@ -7,9 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
+use glrunner_janitor::classify::{PendingPod, explain_pending};
 use glrunner_janitor::cost::FargatePricing;
 use glrunner_janitor::k8s::KubePodApi;
-use glrunner_janitor::memory::{InMemoryJobStatus, InMemoryPods, seed_demo};
+use glrunner_janitor::memory::{InMemoryJobStatus, InMemoryPods, seed_demo, seed_pending_demo};
+use glrunner_janitor::metrics::JanitorMetrics;
 use glrunner_janitor::policy::Policy;
 use glrunner_janitor::{
     Clock, Error, PodApi, Reaper, ReaperConfig, Report, SystemClock, model, rbac,
@@ -40,6 +42,9 @@ pub enum Command {
     Deploy(DeployArgs),
     /// Remove what `deploy` applied (NotFound counts as done).
     Undeploy(DeployArgs),
+    /// List each Pending job pod with why it has not started (its class, the message it came
+    /// from, how long it has waited, the GitLab job) and the fix. Reads pods and Events only.
+    Explain(ExplainArgs),
 }
 
 /// Flags of `reap run`: the reaping flags, plus the controller's.
@@ -102,6 +107,30 @@ pub struct DeployArgs {
     /// Kubeconfig context. `--backend aws` only.
     #[arg(long)]
     pub context: Option<String>,
+}
+
+/// Flags of `reap explain`: where to look.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// Namespace to explain (repeatable).
+    #[arg(long = "namespace", short = 'n', default_value = "gitlab-runner")]
+    pub namespaces: Vec<String>,
+
+    /// Kubeconfig file (default: $KUBECONFIG or ~/.kube/config). `--backend aws` only.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Kubeconfig context (default: the current context). `--backend aws` only.
+    #[arg(long)]
+    pub context: Option<String>,
+
+    /// Use the in-cluster service account. `--backend aws` only.
+    #[arg(long, conflicts_with_all = ["kubeconfig", "context"])]
+    pub in_cluster: bool,
+
+    /// An EKS cluster found through the EKS API of --region. `--backend aws` only.
+    #[arg(long, conflicts_with_all = ["kubeconfig", "context", "in_cluster"])]
+    pub cluster: Option<String>,
 }
 
 /// Flags of a reaping run.
@@ -186,6 +215,11 @@ pub struct RunArgs {
     /// Reap at most this many pods per round, the oldest first (default: no cap).
     #[arg(long)]
     pub max_deletes: Option<usize>,
+
+    /// Serve OpenMetrics on http://ADDR/metrics while reaping (`0.0.0.0:9090`): job pods by
+    /// phase and Pending class, pods reaped by reason, Fargate vCPUs, the oldest Pending pod.
+    #[arg(long)]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// A janitor error as invalid input (exit 2).
@@ -325,6 +359,7 @@ pub async fn run_until(
         Some(Command::Run(args)) => return run_controller(global, args, interrupt).await,
         Some(Command::Deploy(args)) => return deploy(global, args, true).await,
         Some(Command::Undeploy(args)) => return deploy(global, args, false).await,
+        Some(Command::Explain(args)) => return explain(global, args).await,
         None => {}
     }
     if run.watch {
@@ -342,62 +377,74 @@ pub async fn run_until(
     }
 
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let (api, jobs): (Arc<dyn PodApi>, Option<InMemoryJobStatus>) = match global.backend {
-        Backend::Sandbox => {
-            let pods = InMemoryPods::new().with_clock(clock.clone());
-            let jobs = InMemoryJobStatus::new();
-            for ns in &run.namespaces {
-                seed_demo(&pods, &jobs, ns, clock.now())
-                    .map_err(|e| CliError::failure(e.to_string()))?;
-            }
-            tracing::info!(
-                pods = pods.pods().len(),
-                "sandbox: seeded a demo fleet (runner managers, healthy and hung job pods)"
-            );
-            (Arc::new(pods), run.gitlab_url.is_some().then_some(jobs))
-        }
-        Backend::Aws if run.cluster.is_some() => {
-            let name = run.cluster.as_deref().unwrap_or_default();
-            let region = super::provision::resolve_region(global)?;
-            let cluster = glrunner_flow::aws::EksCluster::find(&region, name).await?;
-            (Arc::new(cluster.pods()), None)
-        }
-        Backend::Aws => {
-            let api = if run.in_cluster {
-                KubePodApi::in_cluster()
-            } else {
-                KubePodApi::from_kubeconfig(run.kubeconfig.as_deref(), run.context.as_deref()).await
-            };
-            (
-                Arc::new(api.map_err(|e| match e {
-                    Error::InvalidInput { .. } => invalid(e),
-                    other => CliError::failure(other.to_string()),
-                })?),
-                None,
-            )
-        }
+    let target = Target {
+        namespaces: &run.namespaces,
+        kubeconfig: run.kubeconfig.as_deref(),
+        context: run.context.as_deref(),
+        in_cluster: run.in_cluster,
+        cluster: run.cluster.as_deref(),
+    };
+    let (api, jobs) = connect(global, &target, &clock, false).await?;
+    let jobs = jobs.filter(|_| run.gitlab_url.is_some());
+    let metrics = match run.metrics_addr {
+        Some(addr) => Some(start_metrics(addr, interrupt).await?),
+        None => None,
     };
 
-    let mut reaper = Reaper::new(api, config).map_err(invalid)?.with_clock(clock);
+    let mut reaper = Reaper::new(api.clone(), config)
+        .map_err(invalid)?
+        .with_clock(clock.clone());
     if let Some(jobs) = jobs {
         reaper = reaper.with_job_status(Arc::new(jobs));
     }
 
     if !run.watch {
+        let listed = match &metrics {
+            Some(m) => observe(m, api.as_ref(), &run.namespaces, clock.now()).await,
+            None => Vec::new(),
+        };
         let report = reaper
             .run_once()
             .await
             .map_err(|e| CliError::failure(e.to_string()))?;
+        if let Some(m) = &metrics {
+            m.observe_report(&report, &listed);
+        }
         print_report(&report, global.output)?;
         return round_result(&report);
     }
 
+    // With metrics, the job pods and their Events are listed every interval beside the rounds
+    // (the gauges, and the shards of the pods a round reaps); each round counts its deletions.
+    let listed = Arc::new(std::sync::Mutex::new(Vec::new()));
+    if let Some(m) = &metrics {
+        *listed.lock().unwrap_or_else(|e| e.into_inner()) =
+            observe(m, api.as_ref(), &run.namespaces, clock.now()).await;
+        let (m, api, clock, listed) = (m.clone(), api.clone(), clock.clone(), listed.clone());
+        let namespaces = run.namespaces.clone();
+        let token = interrupt.token();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = token.cancelled() => break,
+                    () = tokio::time::sleep(interval) => {}
+                }
+                let pods = observe(&m, api.as_ref(), &namespaces, clock.now()).await;
+                *listed.lock().unwrap_or_else(|e| e.into_inner()) = pods;
+            }
+        });
+    }
     let (rounds, outcome) = watch(
         &reaper,
         interval,
         run.rounds,
         interrupt.token().cancelled_owned(),
-        |report| print_report(report, global.output),
+        |report| {
+            if let Some(m) = &metrics {
+                m.observe_report(report, &listed.lock().unwrap_or_else(|e| e.into_inner()));
+            }
+            print_report(report, global.output)
+        },
     )
     .await;
     if let Some(signal) = interrupt.received() {
@@ -568,6 +615,153 @@ pub async fn deploy(global: &GlobalArgs, args: &DeployArgs, apply: bool) -> Resu
         OutputFormat::Json => {}
     }
     Ok(())
+}
+
+/// Where `reap` and `reap explain` look.
+struct Target<'a> {
+    namespaces: &'a [String],
+    kubeconfig: Option<&'a std::path::Path>,
+    context: Option<&'a str>,
+    in_cluster: bool,
+    cluster: Option<&'a str>,
+}
+
+/// The pod API of `--backend`: the sandbox's demo fleet (with Pending pods whose causes
+/// `explain` names when `explained`), or the cluster.
+async fn connect(
+    global: &GlobalArgs,
+    target: &Target<'_>,
+    clock: &Arc<dyn Clock>,
+    explained: bool,
+) -> Result<(Arc<dyn PodApi>, Option<InMemoryJobStatus>), CliError> {
+    for ns in target.namespaces {
+        model::validate_namespace(ns).map_err(|e| flag_error("--namespace", e))?;
+    }
+    Ok(match global.backend {
+        Backend::Sandbox => {
+            let pods = InMemoryPods::new().with_clock(clock.clone());
+            let jobs = InMemoryJobStatus::new();
+            for ns in target.namespaces {
+                seed_demo(&pods, &jobs, ns, clock.now())
+                    .map_err(|e| CliError::failure(e.to_string()))?;
+                if explained {
+                    seed_pending_demo(&pods, ns, clock.now())
+                        .map_err(|e| CliError::failure(e.to_string()))?;
+                }
+            }
+            tracing::info!(
+                pods = pods.pods().len(),
+                "sandbox: seeded a demo fleet (runner managers, healthy and hung job pods)"
+            );
+            (Arc::new(pods), Some(jobs))
+        }
+        Backend::Aws if target.cluster.is_some() => {
+            let name = target.cluster.unwrap_or_default();
+            let region = super::provision::resolve_region(global)?;
+            let cluster = glrunner_flow::aws::EksCluster::find(&region, name).await?;
+            (Arc::new(cluster.pods()), None)
+        }
+        Backend::Aws => {
+            let api = if target.in_cluster {
+                KubePodApi::in_cluster()
+            } else {
+                KubePodApi::from_kubeconfig(target.kubeconfig, target.context).await
+            };
+            (
+                Arc::new(api.map_err(|e| match e {
+                    Error::InvalidInput { .. } => invalid(e),
+                    other => CliError::failure(other.to_string()),
+                })?),
+                None,
+            )
+        }
+    })
+}
+
+/// Binds `--metrics-addr` (bad or busy address: invalid input, exit 2) and serves `/metrics`
+/// until the command is interrupted.
+async fn start_metrics(
+    addr: std::net::SocketAddr,
+    interrupt: &Interrupt,
+) -> Result<Arc<JanitorMetrics>, CliError> {
+    let metrics = Arc::new(JanitorMetrics::new());
+    let server = glrunner_janitor::metrics::bind(addr, metrics.clone())
+        .await
+        .map_err(|e| flag_error("--metrics-addr", e))?;
+    let shown = server
+        .local_addr()
+        .map_or_else(|_| addr.to_string(), |a| a.to_string());
+    tracing::info!(addr = %shown, "serving OpenMetrics on /metrics");
+    let token = interrupt.token();
+    tokio::spawn(async move {
+        if let Err(e) = server.serve(token).await {
+            tracing::warn!(error = %e, "metrics server stopped");
+        }
+    });
+    Ok(metrics)
+}
+
+/// Lists the job pods and pod Events of `namespaces` into `metrics`; returns the pods (a failed
+/// list is logged and leaves the gauges as they were).
+async fn observe(
+    metrics: &JanitorMetrics,
+    api: &dyn PodApi,
+    namespaces: &[String],
+    now: glrunner_janitor::jiff::Timestamp,
+) -> Vec<glrunner_janitor::PodInfo> {
+    let mut pods = Vec::new();
+    let mut events = Vec::new();
+    for ns in namespaces {
+        let listed = api
+            .list_pods(&glrunner_janitor::ListQuery::job_pods(ns.clone()))
+            .await;
+        let listed_events = api.list_pod_events(ns).await;
+        match (listed, listed_events) {
+            (Ok(p), Ok(e)) => {
+                pods.extend(p);
+                events.extend(e);
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(namespace = %ns, error = %e, "metrics: cannot list job pods or Events");
+                return pods;
+            }
+        }
+    }
+    metrics.observe(&pods, &events, now);
+    pods
+}
+
+/// `reap explain`: every Pending job pod with its class, message, wait, job and fix.
+pub async fn explain(global: &GlobalArgs, args: &ExplainArgs) -> Result<(), CliError> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let target = Target {
+        namespaces: &args.namespaces,
+        kubeconfig: args.kubeconfig.as_deref(),
+        context: args.context.as_deref(),
+        in_cluster: args.in_cluster,
+        cluster: args.cluster.as_deref(),
+    };
+    let (api, _) = connect(global, &target, &clock, true).await?;
+    let pending = explain_pending(api.as_ref(), &args.namespaces, clock.now())
+        .await
+        .map_err(|e| CliError::failure(e.to_string()))?;
+    print_explained(&pending, global.output)
+}
+
+/// Prints `reap explain`'s listing: one block per pod, or JSON `{"pending": [...]}`.
+pub fn print_explained(pending: &[PendingPod], output: OutputFormat) -> Result<(), CliError> {
+    match output {
+        OutputFormat::Json => cli::print_json(&serde_json::json!({ "pending": pending })),
+        OutputFormat::Human => {
+            if pending.is_empty() {
+                println!("no Pending job pods");
+            }
+            for pod in pending {
+                println!("{pod}");
+            }
+            Ok(())
+        }
+    }
 }
 
 /// Runs `--watch` rounds every `interval` until `max_rounds` (or forever) or `shutdown` (checked
@@ -755,6 +949,55 @@ mod tests {
             .unwrap()
             .with_clock(clock);
         (reaper, pods)
+    }
+
+    #[tokio::test]
+    async fn explain_names_each_demo_pending_pod_with_its_job_and_fix() {
+        let cli = parse(&["explain", "-n", "ci"]);
+        let Some(Command::Explain(args)) = &cli.command else {
+            panic!("explain parses: {:?}", cli.command);
+        };
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let target = Target {
+            namespaces: &args.namespaces,
+            kubeconfig: None,
+            context: None,
+            in_cluster: false,
+            cluster: None,
+        };
+        let (api, _) = connect(&cli.global, &target, &clock, true).await.unwrap();
+        let pending = explain_pending(api.as_ref(), &args.namespaces, clock.now())
+            .await
+            .unwrap();
+        let class_of = |job: u64| {
+            pending
+                .iter()
+                .find(|p| p.job_id == Some(job))
+                .map(|p| p.class)
+        };
+        use glrunner_janitor::PendingClass;
+        assert_eq!(class_of(60), Some(PendingClass::FargatePrivileged));
+        assert_eq!(class_of(61), Some(PendingClass::ImagePullRateLimited));
+        assert_eq!(class_of(62), Some(PendingClass::MissingSecret));
+        // The demo's plain Pending pods (no Events yet) are starting; running pods are not listed.
+        assert_eq!(class_of(7), Some(PendingClass::Starting));
+        assert_eq!(class_of(1), None);
+        let privileged = pending.iter().find(|p| p.job_id == Some(60)).unwrap();
+        assert!(privileged.unrecoverable && privileged.fix.contains("privileged"));
+        assert!(
+            privileged.to_string().contains("fargate-scheduler"),
+            "{privileged}"
+        );
+        let json = serde_json::to_value(serde_json::json!({ "pending": pending })).unwrap();
+        assert!(json["pending"][0]["class"].is_string(), "{json}");
+    }
+
+    #[test]
+    fn a_metrics_address_that_is_not_host_port_is_refused_by_the_parser() {
+        let err = Cli::try_parse_from(["reap", "--metrics-addr", "localhost"]).unwrap_err();
+        assert!(err.to_string().contains("--metrics-addr"), "{err}");
+        let cli = parse(&["--metrics-addr", "127.0.0.1:0", "--watch"]);
+        assert_eq!(cli.run.metrics_addr, Some("127.0.0.1:0".parse().unwrap()));
     }
 
     #[tokio::test(start_paused = true)]

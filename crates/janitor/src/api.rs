@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::Result;
+use crate::classify::PodEvent;
 use crate::model::{DeleteMode, DeleteOutcome, ListQuery, PodInfo, PodKey};
 
 /// Listing and deleting pods: what the janitor needs from a Kubernetes API server, and nothing more.
@@ -30,6 +31,17 @@ pub trait PodApi: Send + Sync {
     /// Errors: [`crate::Error::NotFound`] when no pod has that name, [`crate::Error::Conflict`]
     /// when a pod with that name has another UID (deleted and recreated since it was listed).
     async fn delete_pod(&self, key: &PodKey, mode: DeleteMode) -> Result<DeleteOutcome>;
+
+    /// Lists the Events about pods in one namespace (`involvedObject.kind=Pod`), following
+    /// pagination; what [`crate::classify`] explains Pending pods from. A missing namespace
+    /// yields an empty list.
+    ///
+    /// The default answers an empty list (a backend without Events: pods are then explained
+    /// from their conditions and container states alone); every backend of this crate reads them.
+    async fn list_pod_events(&self, namespace: &str) -> Result<Vec<PodEvent>> {
+        let _ = namespace;
+        Ok(Vec::new())
+    }
 }
 
 /// `dyn PodApi`, for `Arc<DynPodApi>`.

@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 use async_trait::async_trait;
 
 use crate::api::PodApi;
+use crate::classify::{ConditionSignal, ContainerSignal, PodEvent, PodSignals};
 use crate::memory::{InMemoryPods, NewPod};
 use crate::model::{DeleteMode, DeleteOutcome, ListQuery, PodInfo, PodPhase, keys};
 use crate::{Error, Result};
@@ -20,6 +21,8 @@ pub trait PodFixtures: Send + Sync {
     async fn create_namespace(&self, namespace: &str) -> Result<()>;
     /// Creates a pod, then sets its phase and start time if the pod asks for them.
     async fn create_pod(&self, pod: NewPod) -> Result<PodInfo>;
+    /// Records an Event about a pod, as a scheduler or the kubelet would.
+    async fn record_event(&self, event: &PodEvent) -> Result<()>;
 }
 
 #[async_trait]
@@ -35,6 +38,11 @@ impl PodFixtures for InMemoryPods {
                 action: "read created pod".into(),
                 resource: key.to_string(),
             })
+    }
+
+    async fn record_event(&self, event: &PodEvent) -> Result<()> {
+        InMemoryPods::record_event(self, event.clone());
+        Ok(())
     }
 }
 
@@ -272,4 +280,74 @@ pub async fn run_all(api: &dyn PodApi, fx: &dyn PodFixtures, prefix: &str) {
     delete_with_stale_uid_conflicts(api, fx, prefix).await;
     bound_pod_terminates_then_force_deletes(api, fx, prefix).await;
     finished_bound_pod_is_deleted_at_once(api, fx, prefix).await;
+    signals_and_events_round_trip(api, fx, prefix).await;
+}
+
+/// A pod's conditions and container states (set through the status subresource) and the Events
+/// about it read back as they were written; Events stay in their namespace and name their pod.
+pub async fn signals_and_events_round_trip(api: &dyn PodApi, fx: &dyn PodFixtures, prefix: &str) {
+    let ns = namespace(fx, prefix, "signals").await;
+    let other = namespace(fx, prefix, "signals-other").await;
+    let signals = PodSignals {
+        scheduler_name: Some("fargate-scheduler".into()),
+        conditions: vec![ConditionSignal {
+            kind: "PodScheduled".into(),
+            status: "False".into(),
+            reason: Some("Unschedulable".into()),
+            message: Some(
+                "Pod not supported on Fargate: invalid SecurityContext fields: Privileged".into(),
+            ),
+        }],
+        containers: vec![ContainerSignal {
+            name: "build".into(),
+            init: false,
+            reason: Some("ErrImagePull".into()),
+            message: Some("rpc error: code = Unknown desc = not found".into()),
+        }],
+        limits_not_requests: Vec::new(),
+    };
+    let pod = fx
+        .create_pod(NewPod::job(&ns, "mgr", 7, 4242).with_signals(signals.clone()))
+        .await
+        .expect("create pod with signals");
+    let read = api.get_pod(&ns, &pod.name).await.unwrap().expect("pod");
+    assert_eq!(read.signals, signals, "signals read back");
+    let event = PodEvent {
+        namespace: ns.clone(),
+        pod_name: pod.name.clone(),
+        pod_uid: Some(pod.uid.clone()),
+        reason: "FailedScheduling".into(),
+        message: "Pod not supported on Fargate: invalid SecurityContext fields: Privileged".into(),
+        source: "fargate-scheduler".into(),
+        event_type: "Warning".into(),
+        count: 1,
+        last_seen: Some("2026-01-01T00:00:00Z".parse().unwrap()),
+    };
+    fx.record_event(&event).await.expect("record event");
+    let events = api.list_pod_events(&ns).await.unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let got = &events[0];
+    assert!(got.is_about(&pod), "{got:?}");
+    assert_eq!(
+        (
+            got.reason.as_str(),
+            got.source.as_str(),
+            got.event_type.as_str(),
+            got.message.as_str()
+        ),
+        (
+            "FailedScheduling",
+            "fargate-scheduler",
+            "Warning",
+            event.message.as_str()
+        )
+    );
+    assert_eq!(got.last_seen, event.last_seen);
+    assert!(api.list_pod_events(&other).await.unwrap().is_empty());
+    assert!(
+        api.list_pod_events(&format!("{prefix}-no-such-ns"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::api::PodApi;
+use crate::classify::PodEvent;
 use crate::error::Result;
 use crate::model::{DeleteMode, DeleteOutcome, ListQuery, PodInfo, PodKey};
 
@@ -26,6 +27,9 @@ macro_rules! forward {
             }
             async fn delete_pod(&self, key: &PodKey, mode: DeleteMode) -> Result<DeleteOutcome> {
                 (**self).delete_pod(key, mode).await
+            }
+            async fn list_pod_events(&self, namespace: &str) -> Result<Vec<PodEvent>> {
+                (**self).list_pod_events(namespace).await
             }
         }
     )+};

@@ -8,13 +8,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Preconditions};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::api::PodApi;
+use crate::classify::PodEvent;
 use crate::model::{
     DeleteMode, DeleteOutcome, ListQuery, OwnerRef, PodInfo, PodKey, PodPhase, PodRequests,
 };
@@ -465,6 +466,30 @@ impl PodApi for KubePodApi {
             _ => DeleteOutcome::Deleted,
         })
     }
+
+    async fn list_pod_events(&self, namespace: &str) -> Result<Vec<PodEvent>> {
+        let api: Api<Event> = Api::namespaced(self.client().await?, namespace);
+        let resource = format!("events in namespace {namespace}");
+        // Events support field selectors on involvedObject.* (kubernetes pkg/registry/core/event
+        // strategy.go ToSelectableFields: involvedObject.kind, .name, .uid, reason, source, type).
+        let mut params = ListParams::default()
+            .fields("involvedObject.kind=Pod")
+            .limit(500);
+        let mut out = Vec::new();
+        loop {
+            let page = api
+                .list(&params)
+                .await
+                .map_err(|e| self.map_error("list", &resource, e))?;
+            out.extend(page.items.iter().filter_map(pod_event));
+            match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                Some(token) => params.continue_token = Some(token),
+                None => break,
+            }
+        }
+        tracing::debug!(%namespace, count = out.len(), "listed pod events");
+        Ok(out)
+    }
 }
 
 /// A pod's requests as Fargate counts them, parsed exactly ([`glrunner_fargate::quantity`]);
@@ -551,6 +576,48 @@ fn pod_fields(pod: &Pod, requests: PodRequests) -> Option<PodInfo> {
         started_at: status.and_then(|s| s.start_time.as_ref()).map(|t| t.0),
         deletion_timestamp: meta.deletion_timestamp.as_ref().map(|t| t.0),
         requests,
+        signals: crate::classify::PodSignals::from_pod(pod),
+    })
+}
+
+/// A kube Pod as the janitor sees it ([`PodInfo`]); `Ok(None)` for a pod without name,
+/// namespace, UID or creation time. A resource request that is not a quantity is an error.
+pub fn to_pod_info(pod: &Pod) -> Result<Option<PodInfo>> {
+    pod_info(pod)
+}
+
+/// A kube Event about a pod; `None` when it is about another kind of object.
+pub fn pod_event(event: &Event) -> Option<PodEvent> {
+    let object = &event.involved_object;
+    if object.kind.as_deref() != Some("Pod") {
+        return None;
+    }
+    let source = event
+        .source
+        .as_ref()
+        .and_then(|s| s.component.clone())
+        .or_else(|| event.reporting_component.clone())
+        .unwrap_or_default();
+    let last_seen = event
+        .last_timestamp
+        .as_ref()
+        .map(|t| t.0)
+        .or_else(|| event.event_time.as_ref().map(|t| t.0))
+        .or_else(|| event.first_timestamp.as_ref().map(|t| t.0));
+    Some(PodEvent {
+        namespace: object
+            .namespace
+            .clone()
+            .or_else(|| event.metadata.namespace.clone())
+            .unwrap_or_default(),
+        pod_name: object.name.clone().unwrap_or_default(),
+        pod_uid: object.uid.clone().filter(|u| !u.is_empty()),
+        reason: event.reason.clone().unwrap_or_default(),
+        message: event.message.clone().unwrap_or_default(),
+        source,
+        event_type: event.type_.clone().unwrap_or_else(|| "Normal".to_owned()),
+        count: event.count.and_then(|c| u32::try_from(c).ok()).unwrap_or(1),
+        last_seen,
     })
 }
 
@@ -562,7 +629,9 @@ pub mod fixtures {
 
     use async_trait::async_trait;
     use k8s_openapi::api::core::v1::{
-        Container, Namespace, Pod, PodSpec, PodStatus, ResourceRequirements,
+        Container, ContainerState, ContainerStateTerminated, ContainerStateWaiting,
+        ContainerStatus, Event, EventSource, Namespace, ObjectReference, Pod, PodCondition,
+        PodSpec, PodStatus, ResourceRequirements,
     };
     use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
@@ -570,6 +639,7 @@ pub mod fixtures {
     use kube::api::{Api, Patch, PatchParams, PostParams};
 
     use super::pod_info;
+    use crate::classify::{ConditionSignal, PodEvent, PodSignals};
     use crate::conformance::PodFixtures;
     use crate::memory::NewPod;
     use crate::model::{PodInfo, PodPhase};
@@ -607,8 +677,93 @@ pub mod fixtures {
         }
     }
 
+    fn condition(c: &ConditionSignal) -> PodCondition {
+        PodCondition {
+            type_: c.kind.clone(),
+            status: c.status.clone(),
+            reason: c.reason.clone(),
+            message: c.message.clone(),
+            ..Default::default()
+        }
+    }
+
+    /// Waiting container states, as a kubelet reports them (the apiserver requires name, ready,
+    /// restartCount, image and imageID: core/v1 ContainerStatus).
+    fn container_statuses(signals: &PodSignals, init: bool) -> Option<Vec<ContainerStatus>> {
+        let statuses: Vec<ContainerStatus> = signals
+            .containers
+            .iter()
+            .filter(|c| c.init == init)
+            .map(|c| ContainerStatus {
+                name: c.name.clone(),
+                image: "alpine:3".into(),
+                image_id: String::new(),
+                ready: false,
+                restart_count: 0,
+                // containerd's StartError is a terminated state (the task never ran); every
+                // other reason here is the kubelet's waiting state.
+                state: Some(if c.reason.as_deref() == Some("StartError") {
+                    ContainerState {
+                        terminated: Some(ContainerStateTerminated {
+                            exit_code: 128,
+                            reason: c.reason.clone(),
+                            message: c.message.clone(),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }
+                } else {
+                    ContainerState {
+                        waiting: Some(ContainerStateWaiting {
+                            reason: c.reason.clone(),
+                            message: c.message.clone(),
+                        }),
+                        ..Default::default()
+                    }
+                }),
+                ..Default::default()
+            })
+            .collect();
+        (!statuses.is_empty()).then_some(statuses)
+    }
+
     #[async_trait]
     impl PodFixtures for KubeFixtures {
+        async fn record_event(&self, event: &PodEvent) -> Result<()> {
+            let api: Api<Event> = Api::namespaced(self.client.clone(), &event.namespace);
+            let at = event.last_seen.map(Time);
+            let object = Event {
+                metadata: ObjectMeta {
+                    generate_name: Some(format!("{}.", event.pod_name)),
+                    namespace: Some(event.namespace.clone()),
+                    ..Default::default()
+                },
+                involved_object: ObjectReference {
+                    api_version: Some("v1".into()),
+                    kind: Some("Pod".into()),
+                    name: Some(event.pod_name.clone()),
+                    namespace: Some(event.namespace.clone()),
+                    uid: event.pod_uid.clone(),
+                    ..Default::default()
+                },
+                reason: Some(event.reason.clone()),
+                message: Some(event.message.clone()),
+                source: Some(EventSource {
+                    component: Some(event.source.clone()),
+                    host: None,
+                }),
+                type_: Some(event.event_type.clone()),
+                count: Some(i32::try_from(event.count).unwrap_or(i32::MAX)),
+                first_timestamp: at.clone(),
+                last_timestamp: at,
+                ..Default::default()
+            };
+            api.create(&PostParams::default(), &object)
+                .await
+                .map_err(|e| err("create event", &event.pod_name, e))?;
+            Ok(())
+        }
+
         async fn create_namespace(&self, namespace: &str) -> Result<()> {
             let api: Api<Namespace> = Api::all(self.client.clone());
             let ns = Namespace {
@@ -673,6 +828,7 @@ pub mod fixtures {
                         ..Default::default()
                     }],
                     node_name: pod.node_name.clone(),
+                    scheduler_name: pod.signals.scheduler_name.clone(),
                     ..Default::default()
                 }),
                 status: None,
@@ -682,10 +838,19 @@ pub mod fixtures {
                 .create(&PostParams::default(), &object)
                 .await
                 .map_err(|e| err("create pod", &resource, e))?;
-            if pod.phase != PodPhase::Pending || pod.started_at.is_some() {
+            let signals = &pod.signals;
+            if pod.phase != PodPhase::Pending
+                || pod.started_at.is_some()
+                || !signals.conditions.is_empty()
+                || !signals.containers.is_empty()
+            {
                 let status = PodStatus {
                     phase: Some(pod.phase.as_str().to_owned()),
                     start_time: pod.started_at.map(Time),
+                    conditions: (!signals.conditions.is_empty())
+                        .then(|| signals.conditions.iter().map(condition).collect()),
+                    init_container_statuses: container_statuses(signals, true),
+                    container_statuses: container_statuses(signals, false),
                     ..Default::default()
                 };
                 let patch = serde_json::json!({ "status": status });

@@ -27,6 +27,8 @@
 //! | [`Reaper`] | one round or a watch loop; dry run; bounded delete concurrency; a [`Report`] |
 //! | [`cost`] | Fargate size (+256 MiB, rounded up) and price of each reaped pod |
 //! | [`controller::Controller`] | `reap run`: watch-backed stores, the policy on every change, a deadline per pod, Events, a Lease, orphaned Secrets |
+//! | [`classify`] | why a Pending job pod has not started: [`classify::explain_pending`] → class, message, fix |
+//! | [`metrics`] | OpenMetrics registry (pods by phase and Pending class, reaped, Fargate vCPUs) and its `/metrics` server |
 //! | [`rbac::rbac_manifest`] | ServiceAccount + Role + RoleBinding to run in-cluster (k8s-openapi objects, [`rbac::rbac_objects`]) |
 //!
 //! # Features
@@ -51,6 +53,7 @@
 //! ```
 
 pub mod api;
+pub mod classify;
 pub mod clock;
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
@@ -62,6 +65,7 @@ mod forward;
 pub mod k8s;
 pub mod lease;
 pub mod memory;
+pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod rbac;
@@ -73,6 +77,7 @@ pub mod testing;
 pub use api::{DynJobStatusSource, DynPodApi, JobStatus, JobStatusSource, PodApi};
 #[cfg(feature = "mock")]
 pub use api::{MockJobStatusSource, MockPodApi};
+pub use classify::{PendingClass, PendingPod, PodEvent, PodSignals};
 pub use clock::{Clock, SystemClock, TokioClock};
 pub use error::{BoxError, Error, Result};
 /// The time crate used in the public API (`jiff::Timestamp`).

@@ -11,6 +11,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
 use crate::api::{JobStatus, JobStatusSource, PodApi};
+use crate::classify::{PodEvent, PodSignals};
 use crate::clock::{Clock, SystemClock};
 use crate::model::{
     DeleteMode, DeleteOutcome, ListQuery, OwnerRef, PodInfo, PodKey, PodPhase, PodRequests, keys,
@@ -44,6 +45,9 @@ pub struct NewPod {
     pub started_at: Option<Timestamp>,
     /// Resource requests.
     pub requests: PodRequests,
+    /// Conditions, container states, scheduler name (set through the status subresource on a
+    /// real API server, which ignores `status` on create).
+    pub signals: PodSignals,
 }
 
 impl NewPod {
@@ -60,6 +64,7 @@ impl NewPod {
             created_at: None,
             started_at: None,
             requests: PodRequests::default(),
+            signals: PodSignals::default(),
         }
     }
 
@@ -154,6 +159,13 @@ impl NewPod {
         self
     }
 
+    /// Sets the conditions, container states and scheduler name.
+    #[must_use]
+    pub fn with_signals(mut self, signals: PodSignals) -> Self {
+        self.signals = signals;
+        self
+    }
+
     /// Sets the resource requests.
     #[must_use]
     pub fn with_requests(mut self, cpu_millis: u64, memory_mib: u64) -> Self {
@@ -220,6 +232,9 @@ struct State {
     delete_faults: BTreeMap<String, Fault>,
     calls: CallCounts,
     deletion_events: Option<tokio::sync::broadcast::Sender<DeletionRecord>>,
+    /// Events about pods, by namespace. Like the API server's, they outlive their pod (kept for
+    /// `--event-ttl`, default 1h, kube-apiserver `options.go`); this store never expires them.
+    events: BTreeMap<String, Vec<PodEvent>>,
 }
 
 impl State {
@@ -336,6 +351,7 @@ impl InMemoryPods {
             started_at: pod.started_at,
             deletion_timestamp: None,
             requests: pod.requests,
+            signals: pod.signals,
         });
         Ok(key)
     }
@@ -407,6 +423,15 @@ impl InMemoryPods {
         st.pods
             .get(&(namespace.to_owned(), name.to_owned()))
             .cloned()
+    }
+
+    /// Records an Event about a pod, as a scheduler or kubelet would.
+    pub fn record_event(&self, event: PodEvent) {
+        self.lock()
+            .events
+            .entry(event.namespace.clone())
+            .or_default()
+            .push(event);
     }
 
     /// Every delete call accepted so far.
@@ -571,6 +596,19 @@ impl PodApi for InMemoryPods {
             .cloned())
     }
 
+    async fn list_pod_events(&self, namespace: &str) -> Result<Vec<PodEvent>> {
+        self.delay().await;
+        let st = self.lock();
+        if let Some(fault) = st.list_fault {
+            return Err(fault_error(
+                fault,
+                "list events",
+                format!("namespace {namespace}"),
+            ));
+        }
+        Ok(st.events.get(namespace).cloned().unwrap_or_default())
+    }
+
     async fn delete_pod(&self, key: &PodKey, mode: DeleteMode) -> Result<DeleteOutcome> {
         self.delay().await;
         let mut st = self.lock();
@@ -684,6 +722,91 @@ impl JobStatusSource for InMemoryJobStatus {
             .cloned()
             .unwrap_or(JobStatus::NotFound))
     }
+}
+
+/// Adds Pending job pods stuck for reasons `reap explain` names, each with the status and the
+/// Events a real cluster shows (messages from tests/fixtures/pending_pods.json, with sources):
+/// a privileged build refused by fargate-scheduler, a Docker Hub rate-limited pull, a missing
+/// Secret. Job IDs 60-62 of project 4242.
+pub fn seed_pending_demo(pods: &InMemoryPods, namespace: &str, now: Timestamp) -> Result<()> {
+    use crate::classify::{ContainerSignal, PodEvent};
+    let ago = |secs: i64| {
+        now.saturating_sub(SignedDuration::from_secs(secs))
+            .unwrap_or(now)
+    };
+    let fargate = PodSignals {
+        scheduler_name: Some(crate::classify::FARGATE_SCHEDULER.into()),
+        ..PodSignals::default()
+    };
+    let waiting = |reason: &str, message: &str| PodSignals {
+        containers: vec![ContainerSignal {
+            name: "build".into(),
+            init: false,
+            reason: Some(reason.into()),
+            message: Some(message.into()),
+        }],
+        ..fargate.clone()
+    };
+    let cases = [
+        (
+            60,
+            fargate.clone(),
+            (
+                "FailedScheduling",
+                "fargate-scheduler",
+                "Pod not supported on Fargate: invalid SecurityContext fields: Privileged",
+            ),
+        ),
+        (
+            61,
+            waiting(
+                "ImagePullBackOff",
+                "Back-off pulling image \"docker:24-dind\"",
+            ),
+            (
+                "Failed",
+                "kubelet",
+                "Failed to pull image \"docker:24-dind\": rpc error: code = Unknown desc = failed to pull and unpack image \"docker.io/library/docker:24-dind\": failed to copy: httpReadSeeker: failed open: unexpected status code https://registry-1.docker.io/v2/library/docker/manifests/24-dind: 429 Too Many Requests - Server message: toomanyrequests: You have reached your pull rate limit. You may increase the limit by authenticating and upgrading: https://www.docker.com/increase-rate-limit",
+            ),
+        ),
+        (
+            62,
+            waiting(
+                "CreateContainerConfigError",
+                "secret \"runner-ci-credentials\" not found",
+            ),
+            (
+                "Failed",
+                "kubelet",
+                "Error: secret \"runner-ci-credentials\" not found",
+            ),
+        ),
+    ];
+    for (job_id, signals, (reason, source, message)) in cases {
+        let key = pods.insert(
+            NewPod::job(
+                namespace,
+                "gitlab-runner-gitlab-runner-5fd7489954-jx682",
+                4242,
+                job_id,
+            )
+            .with_requests(500, 1024)
+            .with_signals(signals)
+            .created_at(ago(240)),
+        )?;
+        pods.record_event(PodEvent {
+            namespace: namespace.to_owned(),
+            pod_name: key.name,
+            pod_uid: Some(key.uid),
+            reason: reason.into(),
+            message: message.into(),
+            source: source.into(),
+            event_type: "Warning".into(),
+            count: 3,
+            last_seen: Some(ago(30)),
+        });
+    }
+    Ok(())
 }
 
 /// Seeds a small, realistic fleet into `pods` (and GitLab statuses into `jobs`) at time `now`:

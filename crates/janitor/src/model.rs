@@ -137,6 +137,9 @@ pub struct PodInfo {
     pub deletion_timestamp: Option<Timestamp>,
     /// Resource requests, for the Fargate cost estimate.
     pub requests: PodRequests,
+    /// Conditions, container states and scheduler: what [`crate::classify`] reads.
+    #[serde(default)]
+    pub signals: crate::classify::PodSignals,
 }
 
 impl PodInfo {

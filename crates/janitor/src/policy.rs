@@ -517,6 +517,7 @@ mod tests {
             started_at: Some(ts("2026-01-01T00:01:00Z")),
             deletion_timestamp: None,
             requests: PodRequests::default(),
+            signals: Default::default(),
         }
     }
 

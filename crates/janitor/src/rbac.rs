@@ -15,6 +15,9 @@ use crate::model::validate_namespace;
 /// The verbs the janitor needs on pods, and nothing more.
 pub const POD_VERBS: &[&str] = &["get", "list", "watch", "delete"];
 
+/// The verbs `reap explain` needs on Events (reading why a Pending pod has not started).
+pub const EVENT_READ_VERBS: &[&str] = &["list"];
+
 /// The janitor's RBAC objects: one ServiceAccount, and a Role plus RoleBinding per namespace.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RbacObjects {
@@ -69,12 +72,21 @@ pub fn rbac_objects(namespaces: &[String], name: &str) -> Result<RbacObjects> {
         .iter()
         .map(|ns| Role {
             metadata: meta(ns),
-            rules: Some(vec![PolicyRule {
-                api_groups: Some(vec![String::new()]),
-                resources: Some(vec!["pods".to_owned()]),
-                verbs: POD_VERBS.iter().map(|v| (*v).to_owned()).collect(),
-                ..PolicyRule::default()
-            }]),
+            rules: Some(vec![
+                PolicyRule {
+                    api_groups: Some(vec![String::new()]),
+                    resources: Some(vec!["pods".to_owned()]),
+                    verbs: POD_VERBS.iter().map(|v| (*v).to_owned()).collect(),
+                    ..PolicyRule::default()
+                },
+                // The classifier reads core/v1 Events (`list`, field-selected on involvedObject).
+                PolicyRule {
+                    api_groups: Some(vec![String::new()]),
+                    resources: Some(vec!["events".to_owned()]),
+                    verbs: EVENT_READ_VERBS.iter().map(|v| (*v).to_owned()).collect(),
+                    ..PolicyRule::default()
+                },
+            ]),
         })
         .collect();
     let bindings = namespaces
@@ -166,9 +178,17 @@ mod tests {
         assert_eq!(role, objects.roles[1]);
         let binding: RoleBinding = serde_json::from_value(docs[4].clone()).unwrap();
         assert_eq!(binding, objects.bindings[1]);
-        let rule = &role.rules.as_ref().unwrap()[0];
+        let rules = role.rules.as_ref().unwrap();
+        let rule = &rules[0];
         assert_eq!(rule.verbs, POD_VERBS);
         assert_eq!(rule.api_groups.as_deref(), Some(&[String::new()][..]));
+        // Events: list only (reading, never writing or watching).
+        assert_eq!(rules.len(), 2);
+        assert_eq!(
+            rules[1].resources.as_deref(),
+            Some(&["events".to_owned()][..])
+        );
+        assert_eq!(rules[1].verbs, EVENT_READ_VERBS);
         let subject = &binding.subjects.as_ref().unwrap()[0];
         assert_eq!(
             (subject.kind.as_str(), subject.namespace.as_deref()),

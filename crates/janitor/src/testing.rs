@@ -20,6 +20,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 
 use crate::api::PodApi;
+use crate::classify::PodEvent;
 use crate::error::{Error, Result};
 use crate::model::{DeleteMode, DeleteOutcome, ListQuery, PodInfo, PodKey};
 
@@ -42,6 +43,8 @@ pub enum PodCall {
     GetPod,
     /// [`PodApi::delete_pod`] (with its UID precondition).
     DeletePod,
+    /// [`PodApi::list_pod_events`] (`GET /api/v1/namespaces/:ns/events`, every page).
+    ListPodEvents,
 }
 
 /// The arguments of one [`PodApi`] call, for a rule's condition and its error.
@@ -52,6 +55,7 @@ pub enum PodArgs<'a> {
     ListPods { query: &'a ListQuery },
     GetPod { namespace: &'a str, name: &'a str },
     DeletePod { key: &'a PodKey, mode: DeleteMode },
+    ListPodEvents { namespace: &'a str },
 }
 
 impl glrunner_fault::Call for PodCall {
@@ -63,6 +67,7 @@ impl glrunner_fault::Call for PodCall {
             PodArgs::ListPods { .. } => Self::ListPods,
             PodArgs::GetPod { .. } => Self::GetPod,
             PodArgs::DeletePod { .. } => Self::DeletePod,
+            PodArgs::ListPodEvents { .. } => Self::ListPodEvents,
         }
     }
 }
@@ -84,6 +89,11 @@ impl<T: PodApi> PodApi for Faulty<T> {
     async fn delete_pod(&self, key: &PodKey, mode: DeleteMode) -> Result<DeleteOutcome> {
         let args = PodArgs::DeletePod { key, mode };
         self.run(args, self.inner().delete_pod(key, mode)).await
+    }
+    async fn list_pod_events(&self, namespace: &str) -> Result<Vec<PodEvent>> {
+        let args = PodArgs::ListPodEvents { namespace };
+        self.run(args, self.inner().list_pod_events(namespace))
+            .await
     }
 }
 

@@ -7,6 +7,7 @@ mod integration {
     mod apiserver_restart;
     mod controller;
     mod deploy;
+    mod explain;
     pub mod identity_examples;
     mod kube_apiserver;
     mod kube_retries;

@@ -598,6 +598,30 @@ pub struct RunnerValues {
     /// signal is SIGQUIT ([`crate::stop`]).
     #[serde(default)]
     pub manager_image: Option<ManagerImage>,
+    /// The runner's own Prometheus metrics (chart `metrics`); `None` leaves them off.
+    #[serde(default)]
+    pub metrics: Option<RunnerMetrics>,
+}
+
+/// The runner manager's embedded metrics server (`/metrics`: jobs, API requests, failures).
+///
+/// The chart's values.yaml (gitlab-runner 0.86.0) has `metrics.enabled: false`, `port: 9252`,
+/// `portName: metrics`; with `enabled` its deployment names the container port and its pod
+/// template carries `prometheus.io/scrape: "true"` and `prometheus.io/port`, the annotations a
+/// Prometheus `kubernetes_sd_configs` pod job keeps. The runner only listens when a listen
+/// address is set: `listen_address` in config.toml or `LISTEN_ADDRESS` in its environment
+/// (gitlab-runner `commands/config.go`, `configOptionsWithListenAddress`; "Listen address not
+/// defined, metrics server disabled" in `commands/multi.go`), so the environment gets one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunnerMetrics {
+    /// The port (`metrics.port`, the runner's default 9252).
+    pub port: u16,
+}
+
+impl Default for RunnerMetrics {
+    fn default() -> Self {
+        Self { port: 9252 }
+    }
 }
 
 impl RunnerValues {
@@ -621,7 +645,15 @@ impl RunnerValues {
             runner_tags: Vec::new(),
             graceful_stop: Some(GracefulStop::default()),
             manager_image: None,
+            metrics: Some(RunnerMetrics::default()),
         }
+    }
+
+    /// Sets the runner's own metrics (`None`: off).
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Option<RunnerMetrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The stop signal of the manager's image: SIGQUIT for the chart's official image
@@ -1030,7 +1062,23 @@ impl RunnerValues {
                 requests: manager.clone(),
                 limits: manager,
             },
-            env_vars: &self.env_vars,
+            env_vars: {
+                let mut env = self.env_vars.clone();
+                if let Some(m) = &self.metrics
+                    && !env.iter().any(|e| e.name == "LISTEN_ADDRESS")
+                {
+                    env.push(EnvVar {
+                        name: "LISTEN_ADDRESS".into(),
+                        value: format!(":{}", m.port),
+                    });
+                }
+                env
+            },
+            metrics: self.metrics.map(|m| ChartMetrics {
+                enabled: true,
+                port: m.port,
+                port_name: "metrics",
+            }),
             runners: ChartRunners {
                 secret: &self.secret_name,
                 // The chart puts the executor's Role and RoleBinding in `runners.jobNamespace`
@@ -1067,9 +1115,20 @@ struct ChartValues<'a> {
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pod_annotations: &'a BTreeMap<String, String>,
     resources: ChartResources,
-    #[serde(skip_serializing_if = "<[EnvVar]>::is_empty")]
-    env_vars: &'a [EnvVar],
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    env_vars: Vec<EnvVar>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metrics: Option<ChartMetrics>,
     runners: ChartRunners<'a>,
+}
+
+/// `metrics`: the chart's switch for the runner's metrics port and scrape annotations.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ChartMetrics {
+    enabled: bool,
+    port: u16,
+    port_name: &'static str,
 }
 
 /// `deploymentLifecycle`: the manager container's `lifecycle`.

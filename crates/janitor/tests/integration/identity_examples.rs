@@ -85,6 +85,7 @@ pub fn executor_job_pod(job_id: u64, phase: PodPhase, created_at: Timestamp) -> 
         started_at: None,
         deletion_timestamp: None,
         requests: PodRequests::default(),
+        signals: Default::default(),
     }
 }
 
@@ -117,6 +118,7 @@ pub fn chart_manager_pod(created_at: Timestamp) -> PodInfo {
         started_at: Some(created_at),
         deletion_timestamp: None,
         requests: PodRequests::default(),
+        signals: Default::default(),
     }
 }
 

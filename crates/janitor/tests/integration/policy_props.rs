@@ -97,6 +97,7 @@ prop_compose! {
             started_at: started_after.map(|s| at(created + s)),
             deletion_timestamp: deleted_after.map(|d| at(created + d)),
             requests: PodRequests::default(),
+            signals: Default::default(),
         }
     }
 }
