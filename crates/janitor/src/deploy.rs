@@ -324,20 +324,7 @@ impl DeployObjects {
 
 fn apply_error(object: &ObjectId, action: &str, e: kube::Error) -> Error {
     let resource = format!("{} {}/{}", object.kind, object.namespace, object.name);
-    match e {
-        kube::Error::Api(s) if s.code == 403 => Error::PermissionDenied {
-            action: action.into(),
-            resource,
-            message: s.message,
-        },
-        other => Error::Backend {
-            backend: "kubernetes",
-            action: action.into(),
-            resource,
-            message: other.to_string(),
-            source: Some(Box::new(other)),
-        },
-    }
+    crate::k8s::forbidden_or_backend(action, &resource, e)
 }
 
 async fn apply_one<K>(client: &Client, object: &K, kind: &str) -> Result<ObjectId>

@@ -227,6 +227,20 @@ pub fn bounded(mut config: Config) -> Config {
     config
 }
 
+/// A kube-rs error of a call the janitor makes outside [`PodApi`] (its Lease, the objects `reap
+/// deploy` applies): 403 is [`Error::PermissionDenied`] (the Role does not grant it), anything
+/// else a backend error.
+pub(crate) fn forbidden_or_backend(action: &str, resource: &str, e: kube::Error) -> Error {
+    match e {
+        kube::Error::Api(s) if s.code == 403 => Error::PermissionDenied {
+            action: action.into(),
+            resource: resource.into(),
+            message: s.message,
+        },
+        other => client_error(action, resource, other),
+    }
+}
+
 fn client_error(action: &str, resource: &str, e: kube::Error) -> Error {
     Error::Backend {
         backend: BACKEND,

@@ -96,20 +96,7 @@ impl std::fmt::Debug for LeaderElector {
 
 fn lease_error(action: &str, config: &LeaseConfig, e: kube::Error) -> Error {
     let resource = format!("lease {}/{}", config.namespace, config.name);
-    match e {
-        kube::Error::Api(s) if s.code == 403 => Error::PermissionDenied {
-            action: action.into(),
-            resource,
-            message: s.message,
-        },
-        other => Error::Backend {
-            backend: "kubernetes",
-            action: action.into(),
-            resource,
-            message: other.to_string(),
-            source: Some(Box::new(other)),
-        },
-    }
+    crate::k8s::forbidden_or_backend(action, &resource, e)
 }
 
 impl LeaderElector {
