@@ -261,3 +261,75 @@ fn round_trip_against_moto() {
 
 #[path = "cli/reap.rs"]
 mod reap;
+
+/// `--janitor`: an image without `in-cluster`, or `in-cluster` on AWS without an image, is bad
+/// input (exit 2, the flag named, no AWS call); on the sandbox `in-cluster` runs and its JSON
+/// report says the janitor was installed and left nothing.
+#[test]
+fn the_janitor_flags_are_checked_before_any_call_and_in_cluster_runs_on_the_sandbox() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--janitor-image", "img:1"], "--janitor-image"),
+        (&["--janitor", "in-cluster"], "--janitor-image"),
+        (
+            &["--janitor", "in-cluster", "--janitor-image", "has space"],
+            "--janitor-image",
+        ),
+    ];
+    for (args, needle) in cases {
+        let wire = Tripwire::new();
+        let url = wire.url();
+        let mut full = vec![
+            "--backend",
+            "aws",
+            "--region",
+            "us-east-1",
+            "--project",
+            "g/p",
+        ];
+        full.extend_from_slice(args);
+        let out = run(
+            "full_flow",
+            &full,
+            &[
+                ("AWS_ENDPOINT_URL", &url),
+                ("AWS_ACCESS_KEY_ID", "x"),
+                ("AWS_SECRET_ACCESS_KEY", "x"),
+                ("GITLAB_TOKEN", "glpat-xxxxxxxxxxxxxxxxxxxx"),
+                ("GITLAB_URL", &url),
+            ],
+        );
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert!(!wire.touched(), "{args:?}: a call was made");
+    }
+    let out = run(
+        "full_flow",
+        &[
+            "--jobs",
+            "20",
+            "--janitor",
+            "in-cluster",
+            "--output",
+            "json",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON report");
+    let releases = report["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["phase"] == "releases")
+        .expect("the releases phase");
+    assert!(
+        releases["summary"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("janitor in-cluster"),
+        "{releases}"
+    );
+    assert_eq!(report["teardown"]["leftovers"]["total"], 0, "{stdout}");
+}

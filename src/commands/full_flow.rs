@@ -9,8 +9,8 @@ use clap::Args;
 use glrunner_flow::artifacts::ArtifactFiles;
 use glrunner_flow::aws::Environment;
 use glrunner_flow::{
-    ClusterSource, DryRun, FlowConfig, FlowEvent, FlowProgress, FlowReport, Phase, PreflightGate,
-    RunnerProfile,
+    ClusterSource, DryRun, FlowConfig, FlowEvent, FlowProgress, FlowReport, JanitorMode, Phase,
+    PreflightGate, RunnerProfile,
 };
 use glrunner_sandbox::{Fault, SandboxWorld};
 
@@ -132,7 +132,33 @@ pub struct FlowArgs {
     /// Skip the preflight checks (quotas, permissions, GitLab, --budget) before provisioning.
     #[arg(long)]
     pub skip_preflight: bool,
+
+    /// Where the janitor runs besides the flow's own reap phase: `local` (only the flow's
+    /// rounds) or `in-cluster` (also `reap run` as a Deployment with a Lease and least-privilege
+    /// RBAC in the runner namespace, installed after the releases and removed by teardown; the
+    /// same objects `reap deploy` prints). A teardown run on its own (`--phases teardown`)
+    /// removes it only when given `--janitor in-cluster` too.
+    #[arg(long, value_enum, default_value_t = JanitorArg::Local)]
+    pub janitor: JanitorArg,
+
+    /// The janitor image for `--janitor in-cluster` (the repository's Containerfile, pushed to a
+    /// registry the cluster pulls from; see the README). Required with --backend aws.
+    #[arg(long, value_name = "IMAGE")]
+    pub janitor_image: Option<String>,
 }
+
+/// `--janitor`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum JanitorArg {
+    /// Only the flow's reap phase.
+    Local,
+    /// Also a controller in the cluster.
+    InCluster,
+}
+
+/// The image the sandbox's in-cluster janitor is "installed" with when none is given (the
+/// sandbox pulls nothing).
+pub const SANDBOX_JANITOR_IMAGE: &str = "glrunner-janitor:sandbox";
 
 /// Builds the flow configuration from the flags. Makes no call.
 pub fn flow_config(global: &GlobalArgs, args: &FlowArgs) -> Result<FlowConfig, CliError> {
@@ -183,7 +209,34 @@ pub fn flow_config(global: &GlobalArgs, args: &FlowArgs) -> Result<FlowConfig, C
     if let Some(chart) = &args.chart {
         config.chart = chart_source(chart)?;
     }
+    config.janitor = janitor_mode(global, args)?;
     Ok(config.with_runner_profile(args.runner_profile))
+}
+
+/// `--janitor` / `--janitor-image`.
+fn janitor_mode(global: &GlobalArgs, args: &FlowArgs) -> Result<JanitorMode, CliError> {
+    match (args.janitor, &args.janitor_image, global.backend) {
+        (JanitorArg::Local, Some(_), _) => Err(CliError::invalid(
+            "--janitor-image: only with --janitor in-cluster",
+        )),
+        (JanitorArg::Local, None, _) => Ok(JanitorMode::Local),
+        (JanitorArg::InCluster, None, Backend::Aws) => Err(CliError::invalid(
+            "--janitor in-cluster: pass --janitor-image IMAGE (build the repository's Containerfile \
+             and push it to ECR; see the README)",
+        )),
+        (JanitorArg::InCluster, image, _) => {
+            let image = image
+                .clone()
+                .unwrap_or_else(|| SANDBOX_JANITOR_IMAGE.into());
+            if image.trim().is_empty() || image.chars().any(char::is_whitespace) {
+                return Err(CliError::invalid(format!(
+                    "--janitor-image: {image:?} is not an image reference (e.g. \
+                     123456789012.dkr.ecr.us-east-1.amazonaws.com/glrunner-janitor:1)"
+                )));
+            }
+            Ok(JanitorMode::InCluster { image })
+        }
+    }
 }
 
 /// `--cluster` / `--kubeconfig [--context]`: a cluster the user brings. These name a real target:

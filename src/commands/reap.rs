@@ -74,6 +74,18 @@ pub struct ControllerArgs {
     /// (gitlab-org/gitlab-runner#4184). Needs list/watch/delete on secrets.
     #[arg(long)]
     pub reap_secrets: bool,
+
+    /// Delete a Pending job pod as soon as its class cannot recover (a fargate-scheduler refusal,
+    /// no Fargate profile, an image that does not exist, ...: see `reap explain`), so the runner
+    /// fails the job with a clear error instead of waiting out its poll_timeout. Off by default.
+    #[arg(long)]
+    pub reap_unrecoverable: bool,
+
+    /// The account's Fargate On-Demand vCPU quota (L-3032A538) for the
+    /// `fargate_vcpu_quota` metric. Default with --cluster: read from Service Quotas; in a
+    /// pod (no AWS identity): unset unless given.
+    #[arg(long, value_name = "VCPUS")]
+    pub fargate_vcpu_quota: Option<f64>,
 }
 
 /// Flags of `reap deploy` / `reap undeploy`.
@@ -496,10 +508,19 @@ pub async fn run_controller(
             "`reap run` watches a real cluster: pass --backend aws with --kubeconfig/--context or              --in-cluster (the sandbox has no apiserver to watch; try `reap --once`)",
         ));
     }
-    if run.cluster.is_some() || run.gitlab_url.is_some() {
+    if run.gitlab_url.is_some() {
         return Err(CliError::invalid(
-            "`reap run` takes --kubeconfig/--context or --in-cluster; --cluster and --gitlab-url are              not wired into the controller yet",
+            "`reap run` does not take --gitlab-url yet: its GitLab cross-check is not wired into the \
+             controller; rerun without it (`reap --once --gitlab-url` cross-checks one round)",
         ));
+    }
+    if let Some(quota) = args.fargate_vcpu_quota
+        && !(quota.is_finite() && quota > 0.0)
+    {
+        return Err(CliError::invalid(format!(
+            "--fargate-vcpu-quota: {quota} is not a vCPU count (fix: the applied value of quota \
+             L-3032A538, e.g. 256)"
+        )));
     }
     let identity = args
         .identity
@@ -518,25 +539,48 @@ pub async fn run_controller(
         }
         None => None,
     };
-    let api = kube_api(run).await?;
+    let (client, quota) = match run.cluster.as_deref() {
+        Some(name) => {
+            let region = super::provision::resolve_region(global)?;
+            let cluster = glrunner_flow::aws::EksCluster::find(&region, name).await?;
+            let quota = match args.fargate_vcpu_quota {
+                Some(q) => Some(q),
+                None => cluster.fargate_vcpu_quota().await,
+            };
+            (cluster.pods().kube_client(), quota)
+        }
+        None => (kube_api(run).await?.kube_client(), args.fargate_vcpu_quota),
+    };
+    let mut observers: Vec<Arc<dyn glrunner_janitor::controller::ControllerObserver>> = Vec::new();
+    if let Some(addr) = run.metrics_addr {
+        let metrics = start_metrics(addr, interrupt).await?;
+        if let Some(quota) = quota {
+            metrics.set_vcpu_quota(quota);
+        }
+        observers.push(metrics);
+    }
     let controller = Controller::new(
-        api.kube_client(),
+        client,
         config,
         ControllerConfig::new(identity)
             .with_events(!args.no_events)
             .with_lease(lease)
-            .with_secrets(args.reap_secrets),
+            .with_secrets(args.reap_secrets)
+            .with_reap_unrecoverable(args.reap_unrecoverable),
     )
-    .map_err(invalid)?;
+    .map_err(invalid)?
+    .with_observers(observers);
     let summary = controller
         .run(interrupt.token().cancelled_owned())
         .await
         .map_err(|e| CliError::failure(e.to_string()))?;
     match global.output {
         OutputFormat::Human => eprintln!(
-            "janitor controller stopped: {} round(s), {} pod(s) deleted, {} Secret(s) deleted, {} error(s), {} watch error(s), {} list(s)",
+            "janitor controller stopped: {} round(s), {} pod(s) deleted ({} unrecoverable), {} class Event(s), {} Secret(s) deleted, {} error(s), {} watch error(s), {} list(s)",
             summary.rounds,
             summary.deleted,
+            summary.unrecoverable_reaped,
+            summary.class_events_recorded,
             summary.secrets_deleted,
             summary.errors,
             summary.watch_errors,

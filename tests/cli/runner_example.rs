@@ -366,12 +366,45 @@ async fn an_upgrade_waits_for_the_shards_job_pods_on_helms_real_engine() {
                 "14",
             ],
         );
-        tokio::task::spawn_blocking(move || {
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            run("runner", &args, &[("GLRUNNER_RUNNER_TOKEN", TOKEN)])
-        })
+        // Started with its stderr read line by line: the jobs end once it reports its wait
+        // (`drain_wait`), not after a fixed sleep a loaded machine may outlast.
+        let (waiting_tx, waiting_rx) = tokio::sync::oneshot::channel::<()>();
+        let child = tokio::task::spawn_blocking(move || {
+            use std::io::BufRead as _;
+            let mut child = std::process::Command::new(super::example("runner"))
+                .args(&args)
+                .env_remove("AWS_ENDPOINT_URL")
+                .env_remove("AWS_REGION")
+                .env("AWS_EC2_METADATA_DISABLED", "true")
+                .env("GLRUNNER_RUNNER_TOKEN", TOKEN)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("runner example");
+            let stderr = child.stderr.take().unwrap();
+            let mut lines = Vec::new();
+            let mut waiting_tx = Some(waiting_tx);
+            for line in std::io::BufReader::new(stderr).lines() {
+                let line = line.unwrap_or_default();
+                if line.contains("\"event\":\"drain_wait\"")
+                    && let Some(tx) = waiting_tx.take()
+                {
+                    let _ = tx.send(());
+                }
+                lines.push(line);
+            }
+            let mut out = child.wait_with_output().expect("runner example exits");
+            out.stderr = lines.join("\n").into_bytes();
+            out
+        });
+        tokio::time::timeout(std::time::Duration::from_secs(120), waiting_rx)
+            .await
+            .expect("the upgrade reports its wait")
+            .expect("the upgrade reports its wait before it exits");
+        // Waiting a while first, so the report's `waited_secs` has something to show.
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        child
     };
-    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     for name in ["runner-example-s-job-1", "runner-example-s-job-2"] {
         pods.delete(name, &DeleteParams::default()).await.unwrap();
     }

@@ -150,3 +150,97 @@ async fn a_failed_phase_keeps_its_source_error_s_category() {
         failure.error
     );
 }
+
+/// `--janitor in-cluster` on the sandbox: the releases phase applies the janitor's objects (the
+/// same `reap deploy` prints) into the runner namespace, and teardown removes every one.
+#[tokio::test(start_paused = true)]
+async fn an_in_cluster_janitor_is_installed_after_the_releases_and_removed_by_teardown() {
+    let world = SandboxWorld::new(
+        "us-east-1",
+        SandboxConfig::default().with_hung_fraction(0.0),
+    );
+    let spec = StackSpec::new(StackName::new("janitor").unwrap(), "us-east-1");
+    let image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/glrunner-janitor:1";
+    let config = FlowConfig::new(spec, glrunner_sandbox::SANDBOX_PROJECT, 50).with_janitor(
+        glrunner_flow::JanitorMode::InCluster {
+            image: image.into(),
+        },
+    );
+    let plan = world
+        .preflight_plan(&config, &PreflightOptions::default())
+        .unwrap();
+    let expected = config
+        .janitor_objects(glrunner_sandbox::SANDBOX_GITLAB_URL, plan.poll_timeout)
+        .unwrap()
+        .expect("in-cluster objects");
+    let steps = std::sync::Mutex::new(Vec::new());
+    let installed = std::sync::Mutex::new(None);
+    let report = world
+        .run_checked(
+            &config,
+            &plan,
+            PreflightGate::Check,
+            &|e: &FlowEvent<'_>| match e {
+                FlowEvent::Step { phase, message } => {
+                    steps.lock().unwrap().push((*phase, message.clone()));
+                }
+                // What exists while the load test runs: the janitor is in.
+                FlowEvent::PhaseStarted {
+                    phase: Phase::LoadTest,
+                } => *installed.lock().unwrap() = Some(world.janitor.objects()),
+                _ => {}
+            },
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert!(report.is_success(), "{}", report.render_text());
+    let installed = installed.into_inner().unwrap().expect("the load test ran");
+    assert_eq!(
+        installed.keys().cloned().collect::<Vec<_>>(),
+        {
+            let mut ids = expected.ids();
+            ids.sort();
+            ids
+        },
+        "exactly the printed objects"
+    );
+    let deployment = installed
+        .iter()
+        .find(|(id, _)| id.kind == "Deployment")
+        .unwrap();
+    assert_eq!(deployment.1, image);
+    assert!(world.janitor.objects().is_empty(), "teardown removed it");
+    let steps = steps.into_inner().unwrap();
+    let applied = steps
+        .iter()
+        .filter(|(p, m)| *p == Phase::Releases && m.starts_with("janitor: applied"))
+        .count();
+    let deleted = steps
+        .iter()
+        .filter(|(p, m)| *p == Phase::Teardown && m.starts_with("janitor: deleted"))
+        .count();
+    assert_eq!(
+        (applied, deleted),
+        (expected.ids().len(), expected.ids().len())
+    );
+    assert_eq!(report.leftovers(), Some(0));
+    // The janitor reaps with the runners' own poll timeout.
+    let args = expected
+        .deployment
+        .spec
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
+        .args
+        .clone()
+        .unwrap();
+    let timeout = format!("{}s", plan.poll_timeout.as_secs());
+    assert!(
+        args.windows(2)
+            .any(|w| w[0] == "--pending-timeout" && w[1] == timeout),
+        "{args:?} ({timeout})"
+    );
+}

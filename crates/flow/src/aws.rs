@@ -20,6 +20,7 @@ use async_trait::async_trait;
 use glrunner_gitlab_client::{HttpGitLab, SecretToken};
 use glrunner_infra::kubeconfig::{EksTokenCache, EksTokenGenerator, ExecPlugin, HelmKubeconfig};
 use glrunner_infra::{ClusterAccess, StackSpec};
+use glrunner_janitor::deploy::KubeJanitorInstaller;
 use glrunner_janitor::k8s::{BearerToken, KubePodApi, TokenProvider};
 use glrunner_runner_chart::{
     HelmCli, KubeTokenSecrets, ReleaseId, ReleaseManager, ReleaseSpec, ReleaseStatus, Removal,
@@ -459,6 +460,7 @@ pub struct EksCluster {
     access: ClusterAccess,
     client: kube::Client,
     plugin: ExecPlugin,
+    sdk: aws_config::SdkConfig,
 }
 
 impl std::fmt::Debug for EksCluster {
@@ -510,7 +512,23 @@ impl EksCluster {
             access,
             client,
             plugin,
+            sdk: sdk.clone(),
         })
+    }
+
+    /// The applied value of the account's Fargate On-Demand vCPU quota (L-3032A538) from
+    /// Service Quotas, for the janitor's metrics; `None` (logged) when it cannot be read.
+    pub async fn fargate_vcpu_quota(&self) -> Option<f64> {
+        use glrunner_infra::account::{AccountInspector as _, FARGATE_VCPU};
+        let account = glrunner_infra::aws::AwsAccount::new(&self.sdk);
+        let (service, code) = FARGATE_VCPU.codes();
+        match account.quota(service, code).await {
+            Ok(quota) => Some(quota.value),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the Fargate vCPU quota; the metric stays unset");
+                None
+            }
+        }
     }
 
     /// Endpoint, CA and Fargate profiles as the EKS API reported them.
@@ -521,6 +539,11 @@ impl EksCluster {
     /// The janitor's pod API on the cluster's one refreshing client.
     pub fn pods(&self) -> KubePodApi {
         KubePodApi::from_client(self.client.clone())
+    }
+
+    /// The in-cluster janitor's installer on the cluster's one refreshing client.
+    pub fn janitor(&self) -> KubeJanitorInstaller {
+        KubeJanitorInstaller::new(self.client.clone())
     }
 
     /// The runners' token Secrets on the cluster's one refreshing client.
@@ -790,6 +813,7 @@ impl ClusterConnector for AwsConnector {
                         .map_err(|e| fail(e.to_string()))?,
                     ),
                     clock: Arc::new(glrunner_janitor::SystemClock),
+                    janitor: Arc::new(KubeJanitorInstaller::new(client.clone())),
                     checks: Arc::new(KubeClusterChecks::new(client)),
                 })
             }
@@ -803,6 +827,7 @@ impl ClusterConnector for AwsConnector {
                     pods: Arc::new(cluster.pods()),
                     clock: Arc::new(glrunner_janitor::SystemClock),
                     checks: Arc::new(cluster.checks()),
+                    janitor: Arc::new(cluster.janitor()),
                 })
             }
         }

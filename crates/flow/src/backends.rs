@@ -26,6 +26,8 @@ pub struct ClusterClients {
     pub clock: Arc<dyn Clock>,
     /// RBAC and CoreDNS checks before anything is installed.
     pub checks: Arc<dyn ClusterChecks>,
+    /// Installs and removes the in-cluster janitor (`--janitor in-cluster`).
+    pub janitor: Arc<dyn glrunner_janitor::deploy::JanitorInstaller>,
 }
 
 impl fmt::Debug for ClusterClients {

@@ -62,6 +62,9 @@ pub struct FlowConfig {
     pub chart: ChartSource,
     /// At most this many helm installs/upgrades at once (results keep the shards' order).
     pub helm_concurrency: usize,
+    /// Where the janitor runs besides the flow's own reap phase: nowhere else (default), or
+    /// in the cluster as a controller installed after the releases and removed by teardown.
+    pub janitor: JanitorMode,
 }
 
 /// Default bound on concurrent helm operations: enough to overlap the ~45 s manager pod starts,
@@ -93,7 +96,45 @@ impl FlowConfig {
             helm_concurrency: DEFAULT_HELM_CONCURRENCY,
             cluster: ClusterSource::default(),
             chart: ChartSource::default(),
+            janitor: JanitorMode::default(),
         }
+    }
+
+    /// Sets where the janitor runs.
+    #[must_use]
+    pub fn with_janitor(mut self, janitor: JanitorMode) -> Self {
+        self.janitor = janitor;
+        self
+    }
+
+    /// The janitor's in-cluster objects for this run (`None` unless [`JanitorMode::InCluster`]):
+    /// it lives in the runner namespace (the one the stack's Fargate profile selects) and reaps
+    /// the job namespace with the flow's own policy (the runners' poll timeout, the grace).
+    pub fn janitor_objects(
+        &self,
+        gitlab_url: &str,
+        poll_timeout: Duration,
+    ) -> Result<Option<glrunner_janitor::deploy::DeployObjects>, Error> {
+        let JanitorMode::InCluster { image } = &self.janitor else {
+            return Ok(None);
+        };
+        let home = self.spec.cluster.runner_namespace.clone();
+        let jobs = self
+            .template(gitlab_url)
+            .executor
+            .namespace
+            .clone()
+            .unwrap_or_else(|| home.clone());
+        let mut spec = glrunner_janitor::deploy::DeploySpec::new(image, home, vec![jobs]);
+        spec.extra_args = vec![
+            "--pending-timeout".into(),
+            format!("{}s", poll_timeout.as_secs()),
+            "--grace".into(),
+            format!("{}s", self.reap_grace.as_secs()),
+        ];
+        glrunner_janitor::deploy::deploy_objects(&spec)
+            .map(Some)
+            .map_err(|e| Error::invalid("--janitor-image", e.to_string()))
     }
 
     /// Runs on a cluster the user brings (provisioning and the infrastructure teardown are
@@ -208,6 +249,7 @@ impl FlowConfig {
         if self.reap_interval.is_zero() {
             return Err(Error::invalid("reap_interval", "must be above zero"));
         }
+        self.janitor_objects(gitlab_url, Duration::from_secs(180))?;
         if !(1..=MAX_HELM_CONCURRENCY).contains(&self.helm_concurrency) {
             return Err(Error::invalid(
                 "--helm-concurrency",
@@ -252,6 +294,22 @@ impl FlowConfig {
 
 /// Most helm operations at once that `--helm-concurrency` accepts.
 pub const MAX_HELM_CONCURRENCY: usize = 32;
+
+/// Where the janitor runs (`--janitor`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum JanitorMode {
+    /// Only the flow's reap phase, from where the flow runs.
+    #[default]
+    Local,
+    /// Also in the cluster (`reap deploy`'s objects: a Deployment of `reap run` with a Lease and
+    /// least-privilege RBAC), installed after the releases, removed by teardown.
+    InCluster {
+        /// The janitor image (the repository's Containerfile, pushed to a registry the cluster
+        /// pulls from).
+        image: String,
+    },
+}
 
 /// Where the cluster comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]

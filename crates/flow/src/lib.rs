@@ -89,7 +89,8 @@ pub use cluster::{
     required_permissions,
 };
 pub use config::{
-    ClusterSource, DEFAULT_HELM_CONCURRENCY, FlowConfig, MAX_HELM_CONCURRENCY, fargate_selects,
+    ClusterSource, DEFAULT_HELM_CONCURRENCY, FlowConfig, JanitorMode, MAX_HELM_CONCURRENCY,
+    fargate_selects,
 };
 pub use error::{Category, Error};
 pub use events::{FlowEvent, FlowProgress};

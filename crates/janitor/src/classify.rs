@@ -325,8 +325,11 @@ impl PendingClass {
     pub fn fix(&self) -> &'static str {
         match self {
             Self::FargatePrivileged => {
-                "Fargate runs no privileged containers: remove `privileged = true` from the runner's \
-                 [runners.kubernetes] (docker-in-docker cannot run on Fargate; build images with kaniko or buildah)"
+                "Fargate runs no privileged containers (EKS user guide, Fargate considerations): remove \
+                 `privileged = true` from the runner's [runners.kubernetes] and route jobs that build \
+                 images (docker-in-docker) to a runner on EC2 nodes by tag; Kaniko was archived in \
+                 June 2025 and Buildah cannot run on Fargate since user namespaces are disabled there \
+                 (containers/buildah#6718)"
             }
             Self::FargateSecurityContext => {
                 "Fargate refuses added capabilities and allowPrivilegeEscalation: remove \
@@ -664,6 +667,9 @@ pub struct PendingPod {
     pub namespace: String,
     /// Name.
     pub name: String,
+    /// The pod's UID (a recreated pod of the same name is another pod).
+    #[serde(default)]
+    pub uid: String,
     /// The GitLab job (annotation `job.runner.gitlab.com/id`).
     pub job_id: Option<u64>,
     /// The job's web URL (annotation `job.runner.gitlab.com/url`).
@@ -692,6 +698,7 @@ pub fn explain(pod: &PodInfo, events: &[PodEvent], now: Timestamp) -> PendingPod
     PendingPod {
         namespace: pod.namespace.clone(),
         name: pod.name.clone(),
+        uid: pod.uid.clone(),
         job_id: pod
             .annotations
             .get(keys::ANNOTATION_JOB_ID)

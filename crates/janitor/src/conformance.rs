@@ -351,3 +351,45 @@ pub async fn signals_and_events_round_trip(api: &dyn PodApi, fx: &dyn PodFixture
             .is_empty()
     );
 }
+
+/// The [`crate::deploy::JanitorInstaller`] contract, on a backend whose namespace `home`
+/// exists: apply creates every object and is idempotent, `existing` sees them, remove deletes
+/// them all (the Deployment first) and a second remove finds nothing.
+pub async fn installer_applies_idempotently_and_removes_everything(
+    installer: &dyn crate::deploy::JanitorInstaller,
+    home: &str,
+) {
+    use crate::deploy::{DeploySpec, deploy_objects};
+    let objects = deploy_objects(&DeploySpec::new(
+        "registry.example/glrunner-janitor:conformance",
+        home,
+        vec![home.to_owned()],
+    ))
+    .expect("objects");
+    let ids = objects.ids();
+    assert_eq!(
+        installer.existing(&ids).await.expect("existing"),
+        Vec::new(),
+        "nothing before apply"
+    );
+    assert_eq!(installer.apply(&objects).await.expect("apply"), ids);
+    assert_eq!(
+        installer.apply(&objects).await.expect("apply again"),
+        ids,
+        "idempotent"
+    );
+    assert_eq!(installer.existing(&ids).await.expect("existing"), ids);
+    let removed = installer.remove(&ids).await.expect("remove");
+    let mut reversed = ids.clone();
+    reversed.reverse();
+    assert_eq!(removed, reversed, "every object, the Deployment first");
+    assert_eq!(
+        installer.existing(&ids).await.expect("existing"),
+        Vec::new()
+    );
+    assert_eq!(
+        installer.remove(&ids).await.expect("remove again"),
+        Vec::new(),
+        "a second remove finds nothing and does not fail"
+    );
+}

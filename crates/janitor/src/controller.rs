@@ -9,6 +9,13 @@
 //! shutdown. Optionally it holds a [`crate::lease`] Lease (only the leader deletes), records a
 //! Kubernetes Event on each deleted pod, and reaps the executor's orphaned per-job Secrets
 //! ([`crate::secrets`]) from a second, metadata-only watch.
+//!
+//! Every Pending job pod is explained ([`crate::classify`]) from its status and the Warning
+//! Events of a third watch (core/v1 Events, `involvedObject.kind=Pod,type=Warning`): the
+//! observers see each explanation (the metrics count them by class), a class seen for the first
+//! time is recorded as an Event on the pod, and — opt-in, [`ControllerConfig::reap_unrecoverable`]
+//! — a pod whose class cannot recover is reaped at once, so its runner reports a failure instead
+//! of waiting out `poll_timeout`.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::future::Future;
@@ -19,7 +26,7 @@ use std::time::Duration;
 use futures::StreamExt as _;
 use futures::stream::{BoxStream, SelectAll};
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::{Event as CoreEvent, Pod, Secret};
 use kube::api::{Api, DeleteParams, PartialObjectMeta, Preconditions};
 use kube::runtime::WatchStreamExt as _;
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
@@ -29,8 +36,9 @@ use kube::{Client, Resource as _, ResourceExt as _};
 use serde::Serialize;
 
 use crate::api::DynJobStatusSource;
+use crate::classify::{PendingClass, PendingPod, PodEvent, explain, is_pending_job_pod};
 use crate::clock::Clock;
-use crate::k8s::{KubePodApi, pod_info};
+use crate::k8s::{KubePodApi, pod_event, pod_info};
 use crate::lease::{LeaderElector, LeaseConfig};
 use crate::model::{PodInfo, keys};
 use crate::policy::{ReapReason, next_deadline};
@@ -41,9 +49,10 @@ use crate::{Error, Result};
 /// Hooks into the controller, for metrics, explanations and extra verdicts. Every method has a
 /// no-op default; observers are called on the controller's task, so they must be quick.
 pub trait ControllerObserver: Send + Sync {
-    /// The store's view (every job pod of every namespace) after each change, and `now`.
-    fn pods_changed(&self, pods: &[Arc<Pod>], now: Timestamp) {
-        let _ = (pods, now);
+    /// The store's view after each change: every job pod of every namespace, each Pending job
+    /// pod explained (class, message, fix), and `now`.
+    fn pods_changed(&self, pods: &[PodInfo], pending: &[PendingPod], now: Timestamp) {
+        let _ = (pods, pending, now);
     }
 
     /// A pod was deleted (or set Terminating) for `reason`.
@@ -90,6 +99,10 @@ pub struct ControllerConfig {
     pub lease: Option<LeaseConfig>,
     /// Also reap the executor's per-job Secrets whose pod is gone.
     pub reap_secrets: bool,
+    /// Reap a Pending job pod as soon as its class cannot recover
+    /// ([`PendingClass::unrecoverable`]): the runner then fails the job with a clear error
+    /// instead of waiting out its `poll_timeout`. Off by default.
+    pub reap_unrecoverable: bool,
 }
 
 impl ControllerConfig {
@@ -104,7 +117,15 @@ impl ControllerConfig {
             watch_timeout: Duration::from_secs(50),
             lease: None,
             reap_secrets: false,
+            reap_unrecoverable: false,
         }
+    }
+
+    /// Sets whether Pending job pods whose class cannot recover are reaped at once.
+    #[must_use]
+    pub fn with_reap_unrecoverable(mut self, reap: bool) -> Self {
+        self.reap_unrecoverable = reap;
+        self
     }
 
     /// Sets whether Events are recorded.
@@ -163,12 +184,17 @@ pub struct ControllerSummary {
     pub deferred: usize,
     /// Watch errors (apiserver unreachable, 410 Gone, ...), each retried with backoff.
     pub watch_errors: u64,
-    /// Full lists the watchers made (one per namespace at start, one after each 410).
+    /// Full lists the watchers made: at start one per watch (job pods and Warning Events per
+    /// namespace, executor Secrets when reaped), then one after each 410.
     pub lists: u64,
     /// Events recorded on deleted pods.
     pub events_recorded: usize,
     /// Events the apiserver refused (the delete still counts).
     pub events_failed: usize,
+    /// Events recorded on Pending job pods naming why they have not started.
+    pub class_events_recorded: usize,
+    /// Pending job pods reaped because their class cannot recover.
+    pub unrecoverable_reaped: usize,
     /// Orphaned executor Secrets deleted.
     pub secrets_deleted: usize,
     /// Times this replica became leader.
@@ -202,7 +228,28 @@ enum Change {
     // Boxed: a Pod event is some 2.5 kB, the Secret metadata variant a sixth of it.
     Pods(usize, Box<std::result::Result<Event<Pod>, watcher::Error>>),
     Secrets(Box<std::result::Result<Event<PartialObjectMeta<Secret>>, watcher::Error>>),
+    Warnings(
+        usize,
+        Box<std::result::Result<Event<CoreEvent>, watcher::Error>>,
+    ),
 }
+
+/// Which watch a change came from.
+#[derive(Clone, Copy)]
+enum Feed {
+    Pods(usize),
+    Secrets,
+    Warnings(usize),
+}
+
+/// The field selector of the Warning-Event watch: only Events about pods, only warnings (the
+/// classifier reads nothing else). Both fields are selectable on core/v1 Events (kubernetes
+/// pkg/registry/core/event/strategy.go `ToSelectableFields`: `involvedObject.kind`, `type`).
+pub const WARNING_EVENTS_SELECTOR: &str = "involvedObject.kind=Pod,type=Warning";
+
+/// The longest `note` an events.k8s.io/v1 Event may carry (kubernetes
+/// pkg/apis/events/validation/validation.go `NoteLengthLimit = 1024` bytes).
+const EVENT_NOTE_LIMIT: usize = 1024;
 
 impl Controller {
     /// A controller over `client` (deletes go through [`KubePodApi::from_client`] on the same
@@ -272,6 +319,23 @@ impl Controller {
             stores.push(reader);
             changes.push(stream);
         }
+        // The Warning Events the classifier explains Pending pods from: a watch, like the pods'.
+        let mut warning_stores: Vec<Store<CoreEvent>> = Vec::new();
+        for (i, ns) in namespaces.iter().enumerate() {
+            let (reader, writer) = reflector::store::<CoreEvent>();
+            let api: Api<CoreEvent> = Api::namespaced(self.client.clone(), ns);
+            let config = watcher::Config::default()
+                .fields(WARNING_EVENTS_SELECTOR)
+                .timeout(timeout);
+            changes.push(
+                watcher::watcher(api, config)
+                    .default_backoff()
+                    .reflect(writer)
+                    .map(move |e| Change::Warnings(i, Box::new(e)))
+                    .boxed(),
+            );
+            warning_stores.push(reader);
+        }
         let mut secret_stores: Vec<Store<PartialObjectMeta<Secret>>> = Vec::new();
         if self.config.reap_secrets {
             for ns in &namespaces {
@@ -307,6 +371,7 @@ impl Controller {
 
         let mut state = LoopState {
             ready: vec![false; namespaces.len()],
+            warnings_ready: vec![false; namespaces.len()],
             secrets_ready: vec![false; secret_stores.len()],
             ..LoopState::default()
         };
@@ -365,14 +430,17 @@ impl Controller {
                     }
                 }
             }
-            if !dirty || !state.ready.iter().all(|r| *r) {
+            if !dirty || !state.ready.iter().chain(&state.warnings_ready).all(|r| *r) {
                 continue;
             }
             let leading = || elector.as_ref().is_none_or(LeaderElector::is_leading);
             wake = self
                 .round(
-                    &stores,
-                    &secret_stores,
+                    Stores {
+                        pods: &stores,
+                        warnings: &warning_stores,
+                        secrets: &secret_stores,
+                    },
                     &mut state,
                     recorder.as_ref(),
                     &leading,
@@ -390,19 +458,17 @@ impl Controller {
     /// One round over the stores; returns when to wake for the next deadline.
     fn round<'a>(
         &'a self,
-        stores: &'a [Store<Pod>],
-        secret_stores: &'a [Store<PartialObjectMeta<Secret>>],
+        stores: Stores<'a>,
         state: &'a mut LoopState,
         recorder: Option<&'a Recorder>,
         leading: &'a (dyn Fn() -> bool + Sync),
     ) -> futures::future::BoxFuture<'a, Option<tokio::time::Instant>> {
-        Box::pin(self.round_inner(stores, secret_stores, state, recorder, leading))
+        Box::pin(self.round_inner(stores, state, recorder, leading))
     }
 
     async fn round_inner(
         &self,
-        stores: &[Store<Pod>],
-        secret_stores: &[Store<PartialObjectMeta<Secret>>],
+        stores: Stores<'_>,
         state: &mut LoopState,
         recorder: Option<&Recorder>,
         leading: &(dyn Fn() -> bool + Sync),
@@ -415,25 +481,15 @@ impl Controller {
             return Some(until);
         }
         let now = self.reaper.now();
-        let pods: Vec<Arc<Pod>> = stores.iter().flat_map(Store::state).collect();
-        for o in &self.observers {
-            o.pods_changed(&pods, now);
-        }
-        let mut infos = Vec::with_capacity(pods.len());
-        let mut by_uid: HashMap<String, Arc<Pod>> = HashMap::with_capacity(pods.len());
-        let mut extra = HashMap::new();
+        let pods: Vec<Arc<Pod>> = stores.pods.iter().flat_map(Store::state).collect();
         let live: HashSet<String> = pods.iter().filter_map(|p| p.metadata.uid.clone()).collect();
         state.in_flight.retain(|uid, _| live.contains(uid));
+        state.classes.retain(|uid, _| live.contains(uid));
+        let mut infos = Vec::with_capacity(pods.len());
+        let mut by_uid: HashMap<String, Arc<Pod>> = HashMap::with_capacity(pods.len());
+        // Deleted by us and unchanged since: the watch has not caught up yet.
+        let mut in_flight: HashSet<String> = HashSet::new();
         for pod in &pods {
-            // Deleted by us and unchanged since: the watch has not caught up yet.
-            if let Some(uid) = &pod.metadata.uid
-                && state
-                    .in_flight
-                    .get(uid)
-                    .is_some_and(|rv| pod.metadata.resource_version.as_ref() == Some(rv))
-            {
-                continue;
-            }
             let info = match pod_info(pod) {
                 Ok(Some(info)) => info,
                 Ok(None) => continue,
@@ -442,14 +498,35 @@ impl Controller {
                     continue;
                 }
             };
-            if info.phase == crate::PodPhase::Pending
-                && let Some(rule) = self.observers.iter().find_map(|o| o.extra_reap(pod))
+            if state
+                .in_flight
+                .get(&info.uid)
+                .is_some_and(|rv| pod.metadata.resource_version.as_ref() == Some(rv))
             {
-                extra.insert(info.uid.clone(), ReapReason::Unrecoverable { rule });
+                in_flight.insert(info.uid.clone());
             }
             by_uid.insert(info.uid.clone(), pod.clone());
             infos.push(info);
         }
+        let pending = self.explain_pending(&infos, &in_flight, stores.warnings, now);
+        for o in &self.observers {
+            o.pods_changed(&infos, &pending, now);
+        }
+        let mut extra = HashMap::new();
+        for explained in &pending {
+            let uid = &explained.uid;
+            let observer_rule = by_uid
+                .get(uid)
+                .and_then(|pod| self.observers.iter().find_map(|o| o.extra_reap(pod)));
+            let rule = observer_rule.or_else(|| {
+                (self.config.reap_unrecoverable && explained.unrecoverable)
+                    .then(|| explained.class.code().to_owned())
+            });
+            if let Some(rule) = rule {
+                extra.insert(uid.clone(), ReapReason::Unrecoverable { rule });
+            }
+        }
+        infos.retain(|p| !in_flight.contains(&p.uid));
         let with_evidence = self.reaper.gathers_evidence();
         let evidence_due = with_evidence
             && state
@@ -463,6 +540,13 @@ impl Controller {
             // Not the leader: judge nothing, delete nothing; the lease tick wakes us.
             return None;
         }
+        // A class seen for the first time on a pod (or changed) is recorded on it, once.
+        let newly_classified: Vec<(Arc<Pod>, PendingPod)> = pending
+            .iter()
+            .filter(|p| p.class != PendingClass::Starting)
+            .filter(|p| state.classes.insert(p.uid.clone(), p.class) != Some(p.class))
+            .filter_map(|p| Some((by_uid.get(&p.uid)?.clone(), p.clone())))
+            .collect();
         let kept_before: Vec<PodInfo> = if with_evidence {
             infos.clone()
         } else {
@@ -488,6 +572,12 @@ impl Controller {
         state.summary.deleted += report.deleted();
         state.summary.errors += report.errors.len();
         state.summary.deferred += report.deferred;
+        state.summary.unrecoverable_reaped += report
+            .reaped
+            .iter()
+            .filter(|r| matches!(r.reason, ReapReason::Unrecoverable { .. }))
+            .filter(|r| matches!(r.action, Action::Deleted | Action::Terminating))
+            .count();
         let acted: Vec<(Arc<Pod>, ReapReason, Action)> = report
             .reaped
             .iter()
@@ -515,13 +605,21 @@ impl Controller {
             let ok = results.iter().filter(|ok| **ok).count();
             state.summary.events_recorded += ok;
             state.summary.events_failed += results.len() - ok;
+            let results: Vec<bool> = futures::stream::iter(newly_classified)
+                .map(|(pod, explained)| record_class(recorder.clone(), pod, explained))
+                .buffer_unordered(concurrency)
+                .collect()
+                .await;
+            let ok = results.iter().filter(|ok| **ok).count();
+            state.summary.class_events_recorded += ok;
+            state.summary.events_failed += results.len() - ok;
         }
         for o in &self.observers {
             o.round_done(&report);
         }
-        if !secret_stores.is_empty() && state.secrets_ready.iter().all(|r| *r) {
+        if !stores.secrets.is_empty() && state.secrets_ready.iter().all(|r| *r) {
             let secret_next = self
-                .reap_secrets(&pods, secret_stores, now, state, leading)
+                .reap_secrets(&pods, stores.secrets, now, state, leading)
                 .await;
             next = [next, secret_next].into_iter().flatten().min();
         }
@@ -544,6 +642,43 @@ impl Controller {
             wake = Some(wake.map_or(at, |w| w.min(at)));
         }
         wake
+    }
+
+    /// Explains every Pending job pod of `infos` (but those deleted by us and not yet gone)
+    /// from its status and the Warning Events about it.
+    fn explain_pending(
+        &self,
+        infos: &[PodInfo],
+        in_flight: &HashSet<String>,
+        warnings: &[Store<CoreEvent>],
+        now: Timestamp,
+    ) -> Vec<PendingPod> {
+        let pending: Vec<&PodInfo> = infos
+            .iter()
+            .filter(|p| is_pending_job_pod(p) && !in_flight.contains(&p.uid))
+            .collect();
+        if pending.is_empty() {
+            return Vec::new();
+        }
+        // Indexed by (namespace, pod name): each pod reads only its own Events.
+        let mut by_pod: HashMap<(String, String), Vec<PodEvent>> = HashMap::new();
+        for event in warnings.iter().flat_map(Store::state) {
+            if let Some(event) = pod_event(&event) {
+                by_pod
+                    .entry((event.namespace.clone(), event.pod_name.clone()))
+                    .or_default()
+                    .push(event);
+            }
+        }
+        pending
+            .into_iter()
+            .map(|pod| {
+                let own = by_pod
+                    .get(&(pod.namespace.clone(), pod.name.clone()))
+                    .map_or(&[][..], Vec::as_slice);
+                explain(pod, own, now)
+            })
+            .collect()
     }
 
     fn reap_secrets<'a>(
@@ -677,6 +812,67 @@ async fn record_one(recorder: &Recorder, pod: &Pod, reason: &ReapReason, action:
     }
 }
 
+/// Records why a Pending job pod has not started; `false` when the apiserver refused it.
+fn record_class(
+    recorder: Recorder,
+    pod: Arc<Pod>,
+    explained: PendingPod,
+) -> futures::future::BoxFuture<'static, bool> {
+    Box::pin(async move {
+        let note = truncate_note(format!(
+            "glrunner-janitor: this job pod has not started: {} ({}: {}). Fix: {}",
+            explained.class.code(),
+            explained.source,
+            explained.message,
+            explained.fix
+        ));
+        let event = KubeEvent {
+            type_: if explained.unrecoverable {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: class_event_reason(explained.class),
+            note: Some(note),
+            action: "Classify".into(),
+            secondary: None,
+        };
+        match recorder.publish(&event, &pod.object_ref(&())).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, pod = %pod.name_any(), "could not record the class Event");
+                false
+            }
+        }
+    })
+}
+
+/// The class Event's `reason`: `Pending` and the class in PascalCase (`PendingFargatePrivileged`).
+pub fn class_event_reason(class: PendingClass) -> String {
+    let mut reason = String::from("Pending");
+    for word in class.code().split('_') {
+        let mut chars = word.chars();
+        if let Some(first) = chars.next() {
+            reason.extend(first.to_uppercase());
+            reason.push_str(chars.as_str());
+        }
+    }
+    reason
+}
+
+/// Cuts `note` to [`EVENT_NOTE_LIMIT`] bytes on a character boundary.
+fn truncate_note(mut note: String) -> String {
+    if note.len() > EVENT_NOTE_LIMIT {
+        let mut end = EVENT_NOTE_LIMIT - '…'.len_utf8();
+        while !note.is_char_boundary(end) {
+            end -= 1;
+        }
+        note.truncate(end);
+        note.push('…');
+    }
+    note
+}
+
 /// The Event's `reason`: the policy rule in the PascalCase Kubernetes uses for reasons.
 pub fn event_reason(reason: &ReapReason) -> &'static str {
     match reason {
@@ -695,10 +891,21 @@ fn instant_at(at: Timestamp, now: Timestamp) -> Option<tokio::time::Instant> {
     Some(tokio::time::Instant::now() + wait)
 }
 
+/// The watch stores a round reads.
+#[derive(Clone, Copy)]
+struct Stores<'a> {
+    pods: &'a [Store<Pod>],
+    warnings: &'a [Store<CoreEvent>],
+    secrets: &'a [Store<PartialObjectMeta<Secret>>],
+}
+
 #[derive(Default)]
 struct LoopState {
     ready: Vec<bool>,
+    warnings_ready: Vec<bool>,
     secrets_ready: Vec<bool>,
+    /// UID → the class last recorded on the pod as an Event.
+    classes: HashMap<String, PendingClass>,
     /// UID → resourceVersion of pods deleted by us and not yet seen changed or gone.
     in_flight: HashMap<String, String>,
     deleted_secrets: HashSet<String>,
@@ -713,11 +920,15 @@ impl LoopState {
     fn apply(&mut self, change: Change) -> bool {
         let failed = match change {
             Change::Pods(i, event) => match *event {
-                Ok(event) => return self.event(Some(i), &event),
+                Ok(event) => return self.event(Feed::Pods(i), &event),
                 Err(e) => e,
             },
             Change::Secrets(event) => match *event {
-                Ok(event) => return self.event(None, &event),
+                Ok(event) => return self.event(Feed::Secrets, &event),
+                Err(e) => e,
+            },
+            Change::Warnings(i, event) => match *event {
+                Ok(event) => return self.event(Feed::Warnings(i), &event),
                 Err(e) => e,
             },
         };
@@ -726,7 +937,7 @@ impl LoopState {
         false
     }
 
-    fn event<K>(&mut self, pods: Option<usize>, event: &Event<K>) -> bool {
+    fn event<K>(&mut self, feed: Feed, event: &Event<K>) -> bool {
         match event {
             Event::Init => {
                 self.summary.lists += 1;
@@ -734,13 +945,18 @@ impl LoopState {
             }
             Event::InitApply(_) => false,
             Event::InitDone => {
-                match pods {
-                    Some(i) => {
+                match feed {
+                    Feed::Pods(i) => {
                         if let Some(r) = self.ready.get_mut(i) {
                             *r = true;
                         }
                     }
-                    None => {
+                    Feed::Warnings(i) => {
+                        if let Some(r) = self.warnings_ready.get_mut(i) {
+                            *r = true;
+                        }
+                    }
+                    Feed::Secrets => {
                         if let Some(r) = self.secrets_ready.get_mut(self.secrets_seen) {
                             *r = true;
                         }

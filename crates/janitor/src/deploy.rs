@@ -2,9 +2,12 @@
 //!
 //! The objects are k8s-openapi's typed structs, printed as YAML and applied exactly as printed
 //! (server-side apply, field manager `glrunner`), so what `deploy` prints is what it creates.
+//! [`JanitorInstaller`] applies and removes them: [`KubeJanitorInstaller`] on a cluster,
+//! [`InMemoryJanitorInstaller`] for the sandbox, `MockJanitorInstaller` with the `mock` feature.
 
 use std::collections::BTreeMap;
 
+use async_trait::async_trait;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
@@ -102,6 +105,12 @@ pub struct ObjectId {
     pub namespace: String,
     /// Name.
     pub name: String,
+}
+
+impl std::fmt::Display for ObjectId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+    }
 }
 
 fn rule(group: &str, resources: &[&str], verbs: &[&str], names: Option<&str>) -> PolicyRule {
@@ -380,20 +389,210 @@ where
 /// Deletes every object `objects` names, the Deployment first (NotFound counts as done);
 /// returns those that existed.
 pub async fn remove(client: &Client, objects: &DeployObjects) -> Result<Vec<ObjectId>> {
+    remove_ids(client, &objects.ids()).await
+}
+
+/// Deletes the objects `ids` names (in apply order), in reverse: the Deployment first, so no
+/// replica acts while its rights go. NotFound counts as done; returns those that existed.
+pub async fn remove_ids(client: &Client, ids: &[ObjectId]) -> Result<Vec<ObjectId>> {
     let mut gone = Vec::new();
-    for oid in objects.ids().into_iter().rev() {
+    for oid in ids.iter().rev() {
         let existed = match oid.kind.as_str() {
-            "Deployment" => delete_one::<Deployment>(client, &oid).await?,
-            "Lease" => delete_one::<Lease>(client, &oid).await?,
-            "RoleBinding" => delete_one::<RoleBinding>(client, &oid).await?,
-            "Role" => delete_one::<Role>(client, &oid).await?,
-            _ => delete_one::<ServiceAccount>(client, &oid).await?,
+            "Deployment" => delete_one::<Deployment>(client, oid).await?,
+            "Lease" => delete_one::<Lease>(client, oid).await?,
+            "RoleBinding" => delete_one::<RoleBinding>(client, oid).await?,
+            "Role" => delete_one::<Role>(client, oid).await?,
+            "ServiceAccount" => delete_one::<ServiceAccount>(client, oid).await?,
+            other => {
+                return Err(Error::invalid(
+                    "object kind",
+                    format!("{other} is not an object `reap deploy` creates"),
+                ));
+            }
         };
         if existed {
-            gone.push(oid);
+            gone.push(oid.clone());
         }
     }
     Ok(gone)
+}
+
+async fn exists<K>(client: &Client, oid: &ObjectId) -> Result<bool>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), &oid.namespace);
+    api.get_metadata_opt(&oid.name)
+        .await
+        .map(|m| m.is_some())
+        .map_err(|e| apply_error(oid, "get", e))
+}
+
+/// Installs and removes the janitor's in-cluster objects: what `reap deploy`/`undeploy` and the
+/// full flow's `--janitor in-cluster` use.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait JanitorInstaller: Send + Sync {
+    /// Applies every object (idempotent: applying the same objects again changes nothing);
+    /// returns what it applied, in apply order.
+    async fn apply(&self, objects: &DeployObjects) -> Result<Vec<ObjectId>>;
+
+    /// Deletes the objects `ids` names (in apply order), the Deployment first; an object that
+    /// does not exist counts as done. Returns those that existed.
+    async fn remove(&self, ids: &[ObjectId]) -> Result<Vec<ObjectId>>;
+
+    /// Those of `ids` that exist now (a teardown's leftover check).
+    async fn existing(&self, ids: &[ObjectId]) -> Result<Vec<ObjectId>>;
+}
+
+/// [`JanitorInstaller`] on a cluster: server-side apply, background deletes.
+#[derive(Clone)]
+pub struct KubeJanitorInstaller {
+    client: Client,
+}
+
+impl std::fmt::Debug for KubeJanitorInstaller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeJanitorInstaller")
+            .finish_non_exhaustive()
+    }
+}
+
+impl KubeJanitorInstaller {
+    /// Installs with `client`.
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+}
+
+#[async_trait]
+impl JanitorInstaller for KubeJanitorInstaller {
+    async fn apply(&self, objects: &DeployObjects) -> Result<Vec<ObjectId>> {
+        apply(&self.client, objects).await
+    }
+
+    async fn remove(&self, ids: &[ObjectId]) -> Result<Vec<ObjectId>> {
+        remove_ids(&self.client, ids).await
+    }
+
+    async fn existing(&self, ids: &[ObjectId]) -> Result<Vec<ObjectId>> {
+        let mut out = Vec::new();
+        for oid in ids {
+            let found = match oid.kind.as_str() {
+                "Deployment" => exists::<Deployment>(&self.client, oid).await?,
+                "Lease" => exists::<Lease>(&self.client, oid).await?,
+                "RoleBinding" => exists::<RoleBinding>(&self.client, oid).await?,
+                "Role" => exists::<Role>(&self.client, oid).await?,
+                _ => exists::<ServiceAccount>(&self.client, oid).await?,
+            };
+            if found {
+                out.push(oid.clone());
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// [`JanitorInstaller`] in memory: the objects applied, by id. Applying into a namespace that
+/// does not exist fails as on a real apiserver (`namespaces "X" not found`, 404: the namespace
+/// lifecycle admission plugin, kubernetes plugin/pkg/admission/namespace/lifecycle), so the
+/// namespaces are declared first; applying twice is a no-op (server-side apply of unchanged
+/// objects, Kubernetes docs "Server-Side Apply").
+#[derive(Debug, Clone, Default)]
+pub struct InMemoryJanitorInstaller {
+    state: std::sync::Arc<std::sync::Mutex<InstallerState>>,
+}
+
+#[derive(Debug, Default)]
+struct InstallerState {
+    namespaces: std::collections::BTreeSet<String>,
+    objects: BTreeMap<ObjectId, String>,
+}
+
+impl InMemoryJanitorInstaller {
+    /// An empty cluster with `namespaces`.
+    pub fn with_namespaces<I, S>(namespaces: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let this = Self::default();
+        this.lock()
+            .namespaces
+            .extend(namespaces.into_iter().map(Into::into));
+        this
+    }
+
+    /// Declares that `namespace` exists (created by `kubectl create namespace` or a release).
+    pub fn declare_namespace(&self, namespace: &str) {
+        self.lock().namespaces.insert(namespace.to_owned());
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, InstallerState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The objects that exist, with the image of the Deployment (other kinds: empty).
+    pub fn objects(&self) -> BTreeMap<ObjectId, String> {
+        self.lock().objects.clone()
+    }
+}
+
+#[async_trait]
+impl JanitorInstaller for InMemoryJanitorInstaller {
+    async fn apply(&self, objects: &DeployObjects) -> Result<Vec<ObjectId>> {
+        let ids = objects.ids();
+        let mut state = self.lock();
+        if let Some(missing) = ids
+            .iter()
+            .find(|i| !state.namespaces.contains(&i.namespace))
+        {
+            return Err(Error::NotFound {
+                action: "apply".into(),
+                resource: format!("namespaces \"{}\"", missing.namespace),
+            });
+        }
+        let image = objects
+            .deployment
+            .spec
+            .template
+            .spec
+            .as_ref()
+            .and_then(|s| s.containers.first())
+            .and_then(|c| c.image.clone())
+            .unwrap_or_default();
+        for oid in &ids {
+            let value = if oid.kind == "Deployment" {
+                image.clone()
+            } else {
+                String::new()
+            };
+            state.objects.insert(oid.clone(), value);
+        }
+        Ok(ids)
+    }
+
+    async fn remove(&self, ids: &[ObjectId]) -> Result<Vec<ObjectId>> {
+        let mut state = self.lock();
+        Ok(ids
+            .iter()
+            .rev()
+            .filter(|oid| state.objects.remove(*oid).is_some())
+            .cloned()
+            .collect())
+    }
+
+    async fn existing(&self, ids: &[ObjectId]) -> Result<Vec<ObjectId>> {
+        let state = self.lock();
+        Ok(ids
+            .iter()
+            .filter(|oid| state.objects.contains_key(*oid))
+            .cloned()
+            .collect())
+    }
 }
 
 #[cfg(test)]
@@ -453,6 +652,21 @@ mod tests {
             !yaml.contains("ClusterRole") && !yaml.contains("'*'"),
             "{yaml}"
         );
+    }
+
+    #[tokio::test]
+    async fn the_in_memory_installer_passes_the_conformance_case_and_needs_its_namespace() {
+        let installer = InMemoryJanitorInstaller::with_namespaces(["gitlab-runner"]);
+        crate::conformance::installer_applies_idempotently_and_removes_everything(
+            &installer,
+            "gitlab-runner",
+        )
+        .await;
+        let elsewhere =
+            deploy_objects(&DeploySpec::new("img", "other", vec!["other".into()])).unwrap();
+        let err = installer.apply(&elsewhere).await.unwrap_err();
+        assert!(err.to_string().contains("other"), "{err}");
+        assert!(installer.objects().is_empty(), "nothing applied on failure");
     }
 
     #[test]

@@ -27,7 +27,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
-use crate::classify::{PodEvent, classify, is_pending_job_pod, shard};
+use crate::classify::{PendingClass, PendingPod, PodEvent, explain, is_pending_job_pod, shard};
+use crate::controller::ControllerObserver;
 use crate::model::{PodInfo, PodPhase, keys};
 use crate::policy::ReapReason;
 use crate::reaper::Report;
@@ -187,6 +188,20 @@ impl JanitorMetrics {
     /// Replaces the pod gauges with what `pods` show at `now`, classifying Pending job pods with
     /// the `events` of their namespaces.
     pub fn observe(&self, pods: &[PodInfo], events: &[PodEvent], now: Timestamp) {
+        let pending: Vec<PendingPod> = pods
+            .iter()
+            .filter(|p| is_job_pod(p) && is_pending_job_pod(p))
+            .map(|p| explain(p, events, now))
+            .collect();
+        self.observe_explained(pods, &pending, now);
+    }
+
+    /// Replaces the pod gauges with what `pods` show at `now`, the Pending job pods counted by
+    /// the class of their explanation in `pending` (matched by UID; a Pending job pod without one
+    /// counts as `starting`).
+    pub fn observe_explained(&self, pods: &[PodInfo], pending: &[PendingPod], now: Timestamp) {
+        let classes_by_uid: HashMap<&str, PendingClass> =
+            pending.iter().map(|p| (p.uid.as_str(), p.class)).collect();
         let mut phases: HashMap<PhaseLabels, i64> = HashMap::new();
         let mut classes: HashMap<ClassLabels, i64> = HashMap::new();
         let mut oldest: HashMap<ShardLabels, f64> = HashMap::new();
@@ -213,9 +228,10 @@ impl JanitorMetrics {
                 *vcpus.entry(at.clone()).or_default() += size.vcpus();
             }
             if is_pending_job_pod(pod) {
-                let own: Vec<PodEvent> =
-                    events.iter().filter(|e| e.is_about(pod)).cloned().collect();
-                let class = classify(&pod.signals, &own).class;
+                let class = classes_by_uid
+                    .get(pod.uid.as_str())
+                    .copied()
+                    .unwrap_or(PendingClass::Starting);
                 *classes
                     .entry(ClassLabels {
                         namespace: pod.namespace.clone(),
@@ -319,6 +335,17 @@ impl JanitorMetrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// The controller feeds the metrics: its store after each change, and each deletion.
+impl ControllerObserver for JanitorMetrics {
+    fn pods_changed(&self, pods: &[PodInfo], pending: &[PendingPod], now: Timestamp) {
+        self.observe_explained(pods, pending, now);
+    }
+
+    fn pod_reaped(&self, pod: &Pod, reason: &ReapReason) {
+        JanitorMetrics::pod_reaped(self, pod, reason);
     }
 }
 

@@ -15,8 +15,9 @@ use crate::model::validate_namespace;
 /// The verbs the janitor needs on pods, and nothing more.
 pub const POD_VERBS: &[&str] = &["get", "list", "watch", "delete"];
 
-/// The verbs `reap explain` needs on Events (reading why a Pending pod has not started).
-pub const EVENT_READ_VERBS: &[&str] = &["list"];
+/// The verbs `reap explain` (a list) and the controller (a watch of Warning Events) need on
+/// core/v1 Events, reading why a Pending pod has not started.
+pub const EVENT_READ_VERBS: &[&str] = &["list", "watch"];
 
 /// The janitor's RBAC objects: one ServiceAccount, and a Role plus RoleBinding per namespace.
 #[derive(Debug, Clone, PartialEq)]
@@ -79,7 +80,8 @@ pub fn rbac_objects(namespaces: &[String], name: &str) -> Result<RbacObjects> {
                     verbs: POD_VERBS.iter().map(|v| (*v).to_owned()).collect(),
                     ..PolicyRule::default()
                 },
-                // The classifier reads core/v1 Events (`list`, field-selected on involvedObject).
+                // The classifier reads core/v1 Events (`reap explain` lists them, the controller
+                // watches the Warnings; both field-selected on involvedObject.kind).
                 PolicyRule {
                     api_groups: Some(vec![String::new()]),
                     resources: Some(vec!["events".to_owned()]),

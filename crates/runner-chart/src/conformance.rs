@@ -234,6 +234,37 @@ pub async fn run_recovery_suite(rm: &dyn ReleaseManager, prefix: &str, suite: &S
         .await;
 }
 
+/// Runs `operation` until it is mid-wait — at least `suite.kill_after` has passed and the release
+/// shows `state` — then drops it (kills it); `false` when it finished first. Waiting for the state,
+/// not a fixed time, keeps the case honest on a loaded machine, where helm may not have written its
+/// release record within `kill_after`.
+async fn kill_when_pending<T>(
+    rm: &dyn ReleaseManager,
+    id: &ReleaseId,
+    state: ReleaseState,
+    suite: &Suite,
+    operation: impl std::future::Future<Output = T>,
+) -> bool {
+    let started = tokio::time::Instant::now();
+    let pending = async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if started.elapsed() < suite.kill_after {
+                continue;
+            }
+            if let Ok(Some(release)) = rm.status(id).await
+                && release.state == state
+            {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        _ = operation => false,
+        () = pending => true,
+    }
+}
+
 /// An install killed during its wait leaves the release `pending-install` (listed as such);
 /// `ensure` again clears it (an uninstall) and installs afresh: revision 1, deployed.
 pub async fn killed_install_is_cleared_and_the_rerun_installs(
@@ -243,9 +274,14 @@ pub async fn killed_install_is_cleared_and_the_rerun_installs(
 ) {
     let spec = suite.spec(ns, "killed").with_timeout(suite.pending_timeout);
     assert!(
-        tokio::time::timeout(suite.kill_after, rm.ensure(&spec))
-            .await
-            .is_err(),
+        kill_when_pending(
+            rm,
+            &spec.id(),
+            ReleaseState::PendingInstall,
+            suite,
+            rm.ensure(&spec)
+        )
+        .await,
         "the install was still waiting when it was killed"
     );
     let left = rm
@@ -286,9 +322,14 @@ pub async fn killed_upgrade_is_rolled_back_and_the_rerun_upgrades(
     let mut changed = spec.clone();
     changed.values.concurrent = 40;
     assert!(
-        tokio::time::timeout(suite.kill_after, rm.upgrade(&changed))
-            .await
-            .is_err(),
+        kill_when_pending(
+            rm,
+            &spec.id(),
+            ReleaseState::PendingUpgrade,
+            suite,
+            rm.upgrade(&changed)
+        )
+        .await,
         "the upgrade was still waiting when it was killed"
     );
     let left = rm

@@ -369,6 +369,8 @@ pub struct SandboxWorld {
     pub clock: TokioClock,
     /// RBAC and CoreDNS answers of the cluster (all allowed, CoreDNS running, unless told).
     pub cluster_checks: Arc<glrunner_flow::MemoryClusterChecks>,
+    /// The in-cluster janitor's objects (`--janitor in-cluster`).
+    pub janitor: glrunner_janitor::deploy::InMemoryJanitorInstaller,
     region: String,
     config: SandboxConfig,
     fargate: Arc<FargateAccount>,
@@ -406,6 +408,7 @@ impl SandboxWorld {
             pods,
             clock,
             cluster_checks: Arc::default(),
+            janitor: glrunner_janitor::deploy::InMemoryJanitorInstaller::default(),
             region,
             fargate: Arc::new(FargateAccount::new(&config.model.fargate)),
             config,
@@ -1760,16 +1763,22 @@ struct SandboxConnector {
 impl ClusterConnector for SandboxConnector {
     async fn connect(
         &self,
-        _spec: &glrunner_infra::StackSpec,
+        spec: &glrunner_infra::StackSpec,
         _target: glrunner_flow::ClusterTarget<'_>,
     ) -> Result<ClusterClients, FlowError> {
         let releases = faults::releases(&self.world);
+        // The runner namespace exists on the cluster the flow reaches: the releases create it
+        // (`helm install --create-namespace`) before the janitor is installed into it.
+        self.world
+            .janitor
+            .declare_namespace(&spec.cluster.runner_namespace);
         Ok(ClusterClients {
             releases,
             secrets: Arc::new(self.world.secrets.clone()),
             pods: Arc::new(self.world.pods.clone()) as Arc<dyn PodApi>,
             clock: Arc::new(self.world.clock),
             checks: self.world.cluster_checks.clone(),
+            janitor: Arc::new(self.world.janitor.clone()),
         })
     }
 }

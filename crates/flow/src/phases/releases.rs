@@ -76,10 +76,29 @@ impl Run<'_> {
         if !errors.is_empty() {
             return Err(Error::phase(phase, errors.join("; ")));
         }
+        let janitor = self.install_janitor(&clients).await?;
         Ok(format!(
-            "{} release(s) deployed in {namespace}",
+            "{} release(s) deployed in {namespace}{janitor}",
             installs.len()
         ))
+    }
+
+    /// `--janitor in-cluster`: applies the janitor's objects (a Deployment of `reap run` with its
+    /// Lease and least-privilege RBAC) once the releases run; returns the summary's suffix.
+    async fn install_janitor(&mut self, clients: &ClusterClients) -> Result<String, Error> {
+        let phase = Phase::Releases;
+        let poll_timeout = self.run_plan()?.poll_timeout;
+        let Some(objects) = self
+            .config
+            .janitor_objects(&self.backends.gitlab_url, poll_timeout)?
+        else {
+            return Ok(String::new());
+        };
+        let applied = clients.janitor.apply(&objects).await.map_err(at(phase))?;
+        for object in &applied {
+            self.step(phase, format!("janitor: applied {object}"));
+        }
+        Ok(format!(", janitor in-cluster ({} objects)", applied.len()))
     }
 
     /// The cluster's clients, once it passed the checks made before anything is created for it

@@ -133,6 +133,19 @@ impl Run<'_> {
                 return None;
             }
         };
+        // The in-cluster janitor first: no replica should act while the releases go.
+        if let Some(ids) = self.janitor_ids() {
+            match c.janitor.remove(&ids).await {
+                Ok(removed) => {
+                    for object in removed {
+                        self.step(phase, format!("janitor: deleted {object}"));
+                    }
+                }
+                Err(e) => summary
+                    .errors
+                    .push(format!("remove the in-cluster janitor: {e}")),
+            }
+        }
         match once_more("list releases", || c.releases.list(Some(&namespace))).await {
             Ok(list) => {
                 for release in list.into_iter().filter(|r| owner.owns_release(&r.name)) {
@@ -212,6 +225,26 @@ impl Run<'_> {
     }
 
     /// The stack's releases still listed after the teardown.
+    /// The in-cluster janitor's objects when this run installs one (`--janitor in-cluster`).
+    fn janitor_ids(&self) -> Option<Vec<glrunner_janitor::deploy::ObjectId>> {
+        let poll_timeout = self
+            .plan
+            .as_ref()
+            .map_or(glrunner_janitor::Policy::DEFAULT_PENDING_TIMEOUT, |p| {
+                p.poll_timeout
+            });
+        match self
+            .config
+            .janitor_objects(&self.backends.gitlab_url, poll_timeout)
+        {
+            Ok(objects) => objects.map(|o| o.ids()),
+            Err(e) => {
+                tracing::warn!(error = %e, "no janitor objects to remove");
+                None
+            }
+        }
+    }
+
     async fn release_leftovers(&self, c: &ClusterClients, summary: &mut TeardownSummary) {
         let owner = self.config.ownership();
         let namespace = &self.config.spec.cluster.runner_namespace;
@@ -226,6 +259,17 @@ impl Run<'_> {
             Err(e) => summary
                 .errors
                 .push(format!("list releases after teardown: {e}")),
+        }
+        if let Some(ids) = self.janitor_ids() {
+            match c.janitor.existing(&ids).await {
+                Ok(left) => summary
+                    .leftovers
+                    .releases
+                    .extend(left.iter().map(|o| format!("janitor {o}"))),
+                Err(e) => summary
+                    .errors
+                    .push(format!("look for the janitor after teardown: {e}")),
+            }
         }
     }
 

@@ -875,6 +875,7 @@ impl crate::ClusterConnector for ChecksConnector {
             pods: Arc::new(glrunner_janitor::memory::InMemoryPods::new()),
             clock: Arc::new(glrunner_janitor::SystemClock),
             checks: self.0.clone(),
+            janitor: Arc::new(glrunner_janitor::deploy::InMemoryJanitorInstaller::default()),
         })
     }
 }

@@ -227,7 +227,8 @@ async fn a_pod_that_qualifies_later_is_reaped_at_its_deadline_without_a_relist_a
         (1, 1),
         "one initial list, none after: {summary:?}"
     );
-    assert_eq!(summary.lists, 1, "{summary:?}");
+    // One list of job pods and one of Warning Events (the classifier's watch).
+    assert_eq!(summary.lists, 2, "{summary:?}");
     assert!(counts.watches.load(Ordering::SeqCst) >= 1);
     let left: Api<Pod> = Api::namespaced(k.client.clone(), &ns);
     assert!(
@@ -303,8 +304,8 @@ async fn a_watch_that_expires_with_410_relists_and_goes_on_reaping() {
         "the 410 reached the watcher: {summary:?}"
     );
     assert_eq!(
-        summary.lists, 2,
-        "the initial list and one after the 410: {summary:?}"
+        summary.lists, 3,
+        "the initial lists (pods, Warning Events) and one of pods after the 410: {summary:?}"
     );
     assert_eq!(counts.lists.load(Ordering::SeqCst), 2);
 }
@@ -474,4 +475,299 @@ async fn max_deletes_caps_each_round_and_the_rest_follow_in_later_rounds() {
     // 5 pods at 2 per round: at least three rounds, and 3 + 1 deferrals on the way.
     assert!(summary.rounds >= 3, "{summary:?}");
     assert!(summary.deferred >= 4, "{summary:?}");
+}
+
+/// A Pending job pod on the Fargate scheduler with one Warning Event from it.
+async fn refused(k: &super::support::Kube, ns: &str, job: u64, message: &str) -> (String, String) {
+    use glrunner_janitor::classify::{FARGATE_SCHEDULER, PodEvent, PodSignals};
+    let pod = k
+        .fixtures
+        .create_pod(hung(ns, job).with_signals(PodSignals {
+            scheduler_name: Some(FARGATE_SCHEDULER.into()),
+            ..PodSignals::default()
+        }))
+        .await
+        .unwrap();
+    k.fixtures
+        .record_event(&PodEvent {
+            namespace: ns.to_owned(),
+            pod_name: pod.name.clone(),
+            pod_uid: Some(pod.uid.clone()),
+            reason: "FailedScheduling".into(),
+            // Messages as real clusters printed them: tests/fixtures/pending_pods.json.
+            message: message.into(),
+            source: FARGATE_SCHEDULER.into(),
+            event_type: "Warning".into(),
+            count: 1,
+            last_seen: Some(jiff::Timestamp::now()),
+        })
+        .await
+        .unwrap();
+    (pod.name, pod.uid)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_pods_are_explained_by_event_and_metric_and_an_unrecoverable_one_is_reaped_at_once()
+{
+    use glrunner_janitor::metrics::JanitorMetrics;
+    let Some(k) = kube("controller_explain").await else {
+        return;
+    };
+    let ns = unique("why");
+    k.fixtures.create_namespace(&ns).await.unwrap();
+    let counts = Counts::default();
+    let client = counting_client(&k.kubeconfig, &counts).await;
+    // The policy alone would keep both pods for 10 minutes.
+    let config = ReaperConfig::new(
+        Policy::new([ns.as_str()])
+            .with_pending_timeout(Duration::from_secs(600))
+            .with_grace(Duration::from_secs(1)),
+    );
+    let metrics = Arc::new(JanitorMetrics::new());
+    let controller = Controller::new(
+        client,
+        config,
+        ControllerConfig::new("ctl-why").with_reap_unrecoverable(true),
+    )
+    .unwrap()
+    .with_observers([metrics.clone() as Arc<dyn ControllerObserver>]);
+    let (stop, shutdown) = Shutdown::new();
+    let task = tokio::spawn(async move { controller.run(shutdown).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let created = Instant::now();
+    let (privileged, privileged_uid) = refused(
+        &k,
+        &ns,
+        40,
+        "Pod not supported on Fargate: invalid SecurityContext fields: Privileged",
+    )
+    .await;
+    let (waiting, waiting_uid) = refused(
+        &k,
+        &ns,
+        41,
+        "Fargate capacity is unavailable at this time. Please try again later or in a different availability zone",
+    )
+    .await;
+    let gone = wait_gone(
+        &k.client,
+        &ns,
+        std::slice::from_ref(&privileged),
+        Duration::from_secs(20),
+    )
+    .await;
+    let reaped_after = created.elapsed();
+    // The recoverable one waits: give the controller time to (wrongly) act on it too.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let text = metrics.encode();
+    stop.fire();
+    let summary = task.await.unwrap().unwrap();
+    assert!(gone, "the refused pod was reaped: {summary:?}");
+    assert!(
+        reaped_after < Duration::from_secs(10),
+        "at once, not at the 600 s pending timeout: {reaped_after:?}"
+    );
+    let pods: Api<Pod> = Api::namespaced(k.client.clone(), &ns);
+    assert!(
+        pods.get_opt(&waiting).await.unwrap().is_some(),
+        "capacity recovers: the pod stays"
+    );
+    assert_eq!(summary.deleted, 1, "{summary:?}");
+    assert_eq!(summary.unrecoverable_reaped, 1, "{summary:?}");
+    assert_eq!(summary.class_events_recorded, 2, "{summary:?}");
+    assert_eq!(
+        counts.lists.load(Ordering::SeqCst),
+        1,
+        "one list of pods, the rest watched"
+    );
+
+    // The class of each pod on an Event, and the deletion's Event naming the class as its rule.
+    let events: Api<Event> = Api::namespaced(k.client.clone(), &ns);
+    let events = events.list(&ListParams::default()).await.unwrap().items;
+    // The janitor's own Events (the scheduler's Warning, written above, is there too).
+    let about = |uid: &str| -> Vec<(String, String)> {
+        events
+            .iter()
+            .filter(|e| e.reporting_controller.as_deref() == Some("glrunner-janitor"))
+            .filter(|e| {
+                e.regarding
+                    .as_ref()
+                    .is_some_and(|r| r.uid.as_deref() == Some(uid))
+            })
+            .map(|e| {
+                (
+                    e.reason.clone().unwrap_or_default(),
+                    e.note.clone().unwrap_or_default(),
+                )
+            })
+            .collect()
+    };
+    let mut on_privileged = about(&privileged_uid);
+    on_privileged.sort();
+    assert_eq!(on_privileged.len(), 2, "{on_privileged:?}");
+    assert_eq!(on_privileged[0].0, "PendingFargatePrivileged");
+    assert!(on_privileged[0].1.contains("Fix: "), "{on_privileged:?}");
+    assert_eq!(on_privileged[1].0, "ReapedUnrecoverable");
+    assert!(
+        on_privileged[1].1.contains("rule unrecoverable"),
+        "{on_privileged:?}"
+    );
+    let on_waiting = about(&waiting_uid);
+    assert_eq!(
+        on_waiting
+            .iter()
+            .map(|(r, _)| r.as_str())
+            .collect::<Vec<_>>(),
+        ["PendingFargateCapacity"],
+        "one class Event, however many rounds: {on_waiting:?}"
+    );
+
+    // The metrics: the waiting pod by its class, the reaped one by its reason.
+    let shard = "gitlab-runner";
+    for line in [
+        format!(
+            "glrunner_janitor_pending_job_pods{{namespace=\"{ns}\",shard=\"{shard}\",class=\"fargate_capacity\"}} 1"
+        ),
+        format!(
+            "glrunner_janitor_pods_reaped_total{{namespace=\"{ns}\",shard=\"{shard}\",reason=\"unrecoverable\"}} 1"
+        ),
+    ] {
+        assert!(text.contains(&line), "missing {line} in\n{text}");
+    }
+}
+
+/// An executor-shaped per-job registry Secret (gitlab-runner `executors/kubernetes`
+/// `setupCredentials`: type `kubernetes.io/dockercfg`, key `.dockercfg`, no labels).
+fn executor_secret(
+    ns: &str,
+    name: &str,
+    owner: Option<(&str, &str)>,
+) -> k8s_openapi::api::core::v1::Secret {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+    k8s_openapi::api::core::v1::Secret {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(ns.into()),
+            owner_references: owner.map(|(pod, uid)| {
+                vec![OwnerReference {
+                    api_version: "v1".into(),
+                    kind: "Pod".into(),
+                    name: pod.into(),
+                    uid: uid.into(),
+                    ..OwnerReference::default()
+                }]
+            }),
+            ..ObjectMeta::default()
+        },
+        type_: Some(glrunner_janitor::secrets::EXECUTOR_SECRET_TYPE.into()),
+        string_data: Some([(".dockercfg".to_owned(), "{}".to_owned())].into()),
+        ..k8s_openapi::api::core::v1::Secret::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orphaned_executor_secrets_are_reaped_and_nothing_else() {
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::api::PostParams;
+    let Some(k) = kube("controller_secrets").await else {
+        return;
+    };
+    let ns = unique("sec");
+    k.fixtures.create_namespace(&ns).await.unwrap();
+    // A Running job pod whose Secret must stay, and a pod that owned a Secret and is gone (the
+    // apiserver has no garbage collector here: the Secret outlives it, as when GC lags).
+    let alive = k
+        .fixtures
+        .create_pod(
+            NewPod::job(&ns, "gitlab-runner-5fd7489954-jx682", 7, 60)
+                .with_phase(glrunner_janitor::PodPhase::Running),
+        )
+        .await
+        .unwrap();
+    let gone = k.fixtures.create_pod(hung(&ns, 61)).await.unwrap();
+    let pods: Api<Pod> = Api::namespaced(k.client.clone(), &ns);
+    pods.delete(&gone.name, &kube::api::DeleteParams::default())
+        .await
+        .unwrap();
+    let secrets: Api<Secret> = Api::namespaced(k.client.clone(), &ns);
+    let name = |n: &str| format!("runner-t3st-project-7-concurrent-0-{n}");
+    let cases = [
+        (
+            name("keep0001"),
+            Some((alive.name.as_str(), alive.uid.as_str())),
+        ),
+        (
+            name("gone0001"),
+            Some((gone.name.as_str(), gone.uid.as_str())),
+        ),
+        (name("noowner1"), None),
+    ];
+    for (n, owner) in &cases {
+        secrets
+            .create(&PostParams::default(), &executor_secret(&ns, n, *owner))
+            .await
+            .unwrap();
+    }
+    // Not the executor's: another name shape of the same type, and the right shape of another type.
+    secrets
+        .create(
+            &PostParams::default(),
+            &executor_secret(&ns, "registry-credentials", None),
+        )
+        .await
+        .unwrap();
+    let mut opaque = executor_secret(&ns, &name("opaque01"), None);
+    opaque.type_ = Some("Opaque".into());
+    secrets
+        .create(&PostParams::default(), &opaque)
+        .await
+        .unwrap();
+    // The unowned Secret qualifies after pending timeout (2 s) + grace (1 s); the other at once.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let client = counting_client(&k.kubeconfig, &Counts::default()).await;
+    let controller = Controller::new(
+        client,
+        policy(&ns),
+        ControllerConfig::new("ctl-secrets").with_secrets(true),
+    )
+    .unwrap();
+    let (stop, shutdown) = Shutdown::new();
+    let task = tokio::spawn(async move { controller.run(shutdown).await });
+    let end = Instant::now() + Duration::from_secs(20);
+    let left = loop {
+        let left: Vec<String> = secrets
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter_map(|s| s.metadata.name)
+            .collect();
+        if !left.contains(&name("gone0001")) && !left.contains(&name("noowner1")) {
+            break left;
+        }
+        assert!(Instant::now() < end, "orphans still there: {left:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // A moment more, for a wrong delete to show.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.fire();
+    let summary = task.await.unwrap().unwrap();
+    assert_eq!(summary.secrets_deleted, 2, "{summary:?}");
+    let left: std::collections::BTreeSet<String> = secrets
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|s| s.metadata.name)
+        .filter(|n| left.contains(n))
+        .collect();
+    for kept in [
+        name("keep0001"),
+        "registry-credentials".into(),
+        name("opaque01"),
+    ] {
+        assert!(left.contains(&kept), "{kept} must stay: {left:?}");
+    }
 }

@@ -383,3 +383,17 @@ async fn deploy_creates_what_it_prints_and_the_janitor_runs_with_those_rights_on
     assert_eq!(removed.len(), printed.len());
     assert!(listed(&admin, &[runner, foreign]).await.is_empty());
 }
+
+#[tokio::test]
+async fn the_kube_installer_passes_the_installer_conformance_case() {
+    let Some(k) = super::support::kube("installer_conformance").await else {
+        return;
+    };
+    let ns = super::support::unique("install");
+    k.fixtures.create_namespace(&ns).await.unwrap();
+    let installer = glrunner_janitor::deploy::KubeJanitorInstaller::new(k.client.clone());
+    glrunner_janitor::conformance::installer_applies_idempotently_and_removes_everything(
+        &installer, &ns,
+    )
+    .await;
+}
