@@ -28,7 +28,12 @@
 //!
 //! Every figure is printed with its ratio to the reference measured in the same run.
 //!
-//! Env: `GLRUNNER_BENCH_PODS` (500), `GLRUNNER_BENCH_NAMESPACE` (gitlab-runner), `GLRUNNER_KUBECTL`
+//! The bench observes deletions through a watch of its own (no re-listing that would compete with
+//! the deletes it times).
+//!
+//! Env: `GLRUNNER_BENCH_PODS` (500), `GLRUNNER_BENCH_NAMESPACE` (gitlab-runner),
+//! `GLRUNNER_BENCH_CONCURRENCY` (the controller's delete concurrency; default the reaper's),
+//! `GLRUNNER_KUBECTL`
 //! (default: the newest `kubectl.1.*` of the Google Cloud SDK, else `kubectl` on PATH).
 //! The runner namespace is emptied before each contender: use a server no one else is using.
 
@@ -297,20 +302,59 @@ struct ControllerFigures {
     wrong: usize,
 }
 
-async fn live_names(client: &kube::Client, ns: &str) -> std::collections::BTreeSet<String> {
+/// Deletions as a watch on the namespace reports them: name → when (monotonic and wall clock).
+/// The bench observes with a watch, not by re-listing, so it adds no list load of its own to the
+/// apiserver it measures (a list of 1,000 pods every few milliseconds competes with the deletes).
+type Deletions = Arc<std::sync::Mutex<BTreeMap<String, (Instant, jiff::Timestamp)>>>;
+
+/// Starts recording the deletions in `ns`; resolves once the watch has its initial list.
+async fn watch_deletions(
+    client: &kube::Client,
+    ns: &str,
+) -> (Deletions, tokio::task::JoinHandle<()>) {
+    use kube::runtime::watcher;
+    let deletions: Deletions = Arc::default();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
     let api: Api<Pod> = Api::namespaced(client.clone(), ns);
-    api.list(&ListParams::default())
-        .await
-        .expect("list")
-        .items
-        .into_iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .filter_map(|p| p.metadata.name)
-        .collect()
+    let log = deletions.clone();
+    let task = tokio::spawn(async move {
+        let mut ready = Some(ready_tx);
+        let mut stream = std::pin::pin!(watcher::watcher(api, watcher::Config::default()));
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(watcher::Event::InitDone) => {
+                    if let Some(tx) = ready.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                Ok(watcher::Event::Delete(pod)) => {
+                    if let Some(name) = pod.metadata.name {
+                        log.lock()
+                            .unwrap()
+                            .entry(name)
+                            .or_insert((Instant::now(), jiff::Timestamp::now()));
+                    }
+                }
+                // A pod set Terminating counts as deleted, as `all_pods` counts it.
+                Ok(watcher::Event::Apply(pod)) if pod.metadata.deletion_timestamp.is_some() => {
+                    if let Some(name) = pod.metadata.name {
+                        log.lock()
+                            .unwrap()
+                            .entry(name)
+                            .or_insert((Instant::now(), jiff::Timestamp::now()));
+                    }
+                }
+                _ => {}
+            }
+        }
+    });
+    let _ = ready_rx.await;
+    (deletions, task)
 }
 
 async fn controller(s: &Setup) -> ControllerFigures {
     let seeded = seed(s).await;
+    let (deletions, watch_task) = watch_deletions(&s.client, &s.ns).await;
     tokio::time::sleep(Duration::from_millis(2500)).await; // every job pod qualifies
     let lists = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let kc = kube::config::Kubeconfig::read_from(&s.kubeconfig).expect("kubeconfig");
@@ -324,9 +368,17 @@ async fn controller(s: &Setup) -> ControllerFigures {
     let policy = Policy::new([s.ns.clone()])
         .with_pending_timeout(Duration::from_secs(1))
         .with_grace(Duration::from_secs(1));
+    let mut reaper = ReaperConfig::new(policy);
+    if let Some(n) = std::env::var("GLRUNNER_BENCH_CONCURRENCY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .and_then(std::num::NonZeroUsize::new)
+    {
+        reaper = reaper.with_concurrency(n);
+    }
     let controller = Controller::new(
         client,
-        ReaperConfig::new(policy),
+        reaper,
         ControllerConfig::new("bench").with_events(false),
     )
     .expect("controller");
@@ -344,14 +396,21 @@ async fn controller(s: &Setup) -> ControllerFigures {
         .filter(|(_, e)| **e)
         .map(|((_, n), _)| n.clone())
         .collect();
-    loop {
-        let live = live_names(&s.client, &s.ns).await;
-        if !eligible.iter().any(|n| live.contains(n)) {
-            break;
+    let burst_end = loop {
+        let last = {
+            let log = deletions.lock().unwrap();
+            eligible
+                .iter()
+                .map(|n| log.get(n).map(|(at, _)| *at))
+                .collect::<Option<Vec<_>>>()
+                .and_then(|ats| ats.into_iter().max())
+        };
+        if let Some(last) = last {
+            break last;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let burst_seconds = t.elapsed().as_secs_f64();
+    };
+    let burst_seconds = burst_end.duration_since(t).as_secs_f64();
     let left: std::collections::BTreeSet<_> = all_pods(&s.client).await.into_iter().collect();
     let wrong = seeded
         .iter()
@@ -359,48 +418,41 @@ async fn controller(s: &Setup) -> ControllerFigures {
         .count();
 
     // Latency: pods created one by one while it runs; each qualifies 2 s after its server-side
-    // creationTimestamp (whole seconds) and is timed until this watcher sees it gone.
+    // creationTimestamp (whole seconds) and is timed until the watch reports it deleted.
     let latency_pods = 40;
-    let api: Api<Pod> = Api::namespaced(s.client.clone(), &s.ns);
-    // Created by a task of their own while this loop watches, so a pod's deletion is seen as
-    // it happens, not after the last creation.
-    let deadlines = Arc::new(std::sync::Mutex::new(BTreeMap::new()));
-    let creator = {
-        let (fixtures, ns, deadlines) = (s.fixtures.clone(), s.ns.clone(), deadlines.clone());
-        tokio::spawn(async move {
-            for job in 0..latency_pods {
-                let mut spec =
-                    NewPod::job(&ns, "gitlab-runner-5fd7489954-jx682", 4343, 50_000 + job);
-                spec.node_name = None;
-                let pod = fixtures.create_pod(spec).await.expect("create");
-                let deadline = pod.created_at + jiff::SignedDuration::from_millis(2001);
-                deadlines.lock().unwrap().insert(pod.name, Some(deadline));
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        })
-    };
-    let mut latencies = Vec::new();
-    while latencies.len() < latency_pods as usize {
-        let live: std::collections::BTreeSet<String> = api
-            .list(&ListParams::default())
-            .await
-            .expect("list")
-            .items
-            .into_iter()
-            .filter_map(|p| p.metadata.name)
-            .collect();
-        let now = jiff::Timestamp::now();
-        for (name, deadline) in deadlines.lock().unwrap().iter_mut() {
-            if let Some(at) = *deadline
-                && !live.contains(name)
-            {
-                latencies.push(now.duration_since(at).as_secs_f64().max(0.0));
-                *deadline = None;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
+    let mut deadlines = BTreeMap::new();
+    for job in 0..latency_pods {
+        let mut spec = NewPod::job(&s.ns, "gitlab-runner-5fd7489954-jx682", 4343, 50_000 + job);
+        spec.node_name = None;
+        let pod = s.fixtures.create_pod(spec).await.expect("create");
+        deadlines.insert(
+            pod.name,
+            pod.created_at + jiff::SignedDuration::from_millis(2001),
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    creator.await.expect("creator");
+    let end = Instant::now() + Duration::from_secs(60);
+    let latencies = loop {
+        let found: Option<Vec<f64>> = {
+            let log = deletions.lock().unwrap();
+            deadlines
+                .iter()
+                .map(|(name, deadline)| {
+                    log.get(name)
+                        .map(|(_, at)| at.duration_since(*deadline).as_secs_f64().max(0.0))
+                })
+                .collect()
+        };
+        if let Some(found) = found {
+            break found;
+        }
+        assert!(
+            Instant::now() < end,
+            "latency pods not all reaped within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut latencies = latencies;
     latencies.sort_by(f64::total_cmp);
     let pct = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q).round() as usize];
     let (p50, p95) = (pct(0.5), pct(0.95));
@@ -412,6 +464,7 @@ async fn controller(s: &Setup) -> ControllerFigures {
     let idle_lists = lists.load(std::sync::atomic::Ordering::SeqCst) - before;
     let _ = stop_tx.send(());
     let summary = task.await.expect("join").expect("controller run");
+    watch_task.abort();
     ControllerFigures {
         burst_seconds,
         burst_reaped: summary.deleted.min(eligible.len()),
