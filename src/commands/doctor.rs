@@ -148,7 +148,8 @@ pub fn lint_ci_file(global: &GlobalArgs, flow: &FlowArgs, path: &Path) -> Result
     // The project and the GitLab URL change neither the runners' tags nor their pod sizes; the
     // plan needs both, so a lint on `--backend aws` does not ask for them.
     let mut flow = flow.clone();
-    flow.project.get_or_insert_with(|| "lint/ci-file".to_owned());
+    flow.project
+        .get_or_insert_with(|| "lint/ci-file".to_owned());
     let config = flow_config(global, &flow)?;
     let gitlab_url = flow
         .gitlab_url

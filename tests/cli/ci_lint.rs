@@ -42,11 +42,20 @@ fn a_job_that_cannot_run_exits_1_and_says_where_why_and_what_instead() {
         stdout.contains("error   docker-in-docker (.gitlab-ci.yml:5)"),
         "{stdout}"
     );
-    assert!(stdout.contains("fargate.html#fargate-considerations"), "{stdout}");
+    assert!(
+        stdout.contains("fargate.html#fargate-considerations"),
+        "{stdout}"
+    );
     assert!(stdout.contains("fix: route this job to a runner that is not on Fargate"));
-    assert!(stdout.contains("warning docker-hub-image (.gitlab-ci.yml:2)"), "{stdout}");
+    assert!(
+        stdout.contains("warning docker-hub-image (.gitlab-ci.yml:2)"),
+        "{stdout}"
+    );
     assert!(stderr.contains("1 job(s) of"), "{stderr}");
-    assert!(stderr.contains("cannot run on this Fargate fleet: build-image"), "{stderr}");
+    assert!(
+        stderr.contains("cannot run on this Fargate fleet: build-image"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -55,9 +64,17 @@ fn a_fargate_clean_file_exits_0() {
     let path = write(dir.path(), CLEAN);
     let out = run("doctor", &["--ci-file", path.to_str().unwrap()], &[]);
     let stdout = text(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
     assert!(stdout.contains("1 job(s); 0 cannot run"), "{stdout}");
-    assert!(stdout.contains("job \"test\" (.gitlab-ci.yml:1): ok"), "{stdout}");
+    assert!(
+        stdout.contains("job \"test\" (.gitlab-ci.yml:1): ok"),
+        "{stdout}"
+    );
     assert!(stdout.contains("runs on: glrunner-runner-1"), "{stdout}");
     // The same file on another stack's fleet: its tag is served by no runner there.
     let other = run(
@@ -88,7 +105,12 @@ fn json_output_is_the_report() {
     assert_eq!(dind["job"], "build-image");
     assert_eq!(dind["line"], 5);
     assert_eq!(dind["severity"], "error");
-    assert!(dind["source"].as_str().unwrap().contains("docs.aws.amazon.com"));
+    assert!(
+        dind["source"]
+            .as_str()
+            .unwrap()
+            .contains("docs.aws.amazon.com")
+    );
     assert_eq!(report["jobs"][0]["runners"][0], "glrunner-runner-1");
     // The error line that ends stderr is JSON too.
     let stderr = text(&out.stderr);
@@ -113,7 +135,10 @@ fn a_missing_or_unparsable_file_is_invalid_input_naming_the_flag_and_the_fix() {
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--ci-file:"), "{stderr}");
-    assert!(stderr.contains("is not a GitLab CI configuration"), "{stderr}");
+    assert!(
+        stderr.contains("is not a GitLab CI configuration"),
+        "{stderr}"
+    );
     assert!(stderr.contains("fix: correct the file's YAML"), "{stderr}");
 }
 
@@ -123,5 +148,8 @@ fn help_explains_the_flag() {
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0));
     assert!(stdout.contains("--ci-file <PATH>"), "{stdout}");
-    assert!(stdout.contains("Lint a project's `.gitlab-ci.yml`"), "{stdout}");
+    assert!(
+        stdout.contains("Lint a project's `.gitlab-ci.yml`"),
+        "{stdout}"
+    );
 }

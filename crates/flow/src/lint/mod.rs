@@ -206,8 +206,7 @@ impl LintReport {
             .jobs
             .iter()
             .filter(|j| {
-                !failing.contains(&j.name.as_str())
-                    && self.findings_of(&j.name).next().is_some()
+                !failing.contains(&j.name.as_str()) && self.findings_of(&j.name).next().is_some()
             })
             .count();
         let _ = writeln!(
@@ -299,7 +298,9 @@ pub enum LintError {
 /// against `fleet`.
 pub fn lint_file(path: &Path, fleet: &LintFleet) -> Result<LintReport, LintError> {
     let root = path.parent().unwrap_or_else(|| Path::new("."));
-    let name = path.file_name().map_or_else(|| path.to_owned(), PathBuf::from);
+    let name = path
+        .file_name()
+        .map_or_else(|| path.to_owned(), PathBuf::from);
     let text = std::fs::read_to_string(path).map_err(|source| LintError::Read {
         path: path.to_owned(),
         source,

@@ -23,7 +23,13 @@ const GLOBAL_KEYWORDS: [&str; 11] = [
 ];
 
 /// The deprecated top-level keywords that act as `default:` ones.
-const GLOBAL_DEFAULTS: [&str; 5] = ["image", "services", "before_script", "after_script", "cache"];
+const GLOBAL_DEFAULTS: [&str; 5] = [
+    "image",
+    "services",
+    "before_script",
+    "after_script",
+    "cache",
+];
 
 /// GitLab resolves `extends:` up to eleven levels deep (CI/CD YAML reference, `extends`).
 const MAX_EXTENDS_DEPTH: usize = 11;
@@ -191,8 +197,7 @@ fn resolve_value(value: &mut Value, merged: &Mapping, depth: usize) {
         Value::Sequence(items) => {
             let mut out = Vec::with_capacity(items.len());
             for mut item in std::mem::take(items) {
-                let is_reference =
-                    matches!(&item, Value::Tagged(t) if t.tag == "reference");
+                let is_reference = matches!(&item, Value::Tagged(t) if t.tag == "reference");
                 resolve_value(&mut item, merged, depth + 1);
                 match item {
                     Value::Sequence(spliced) if is_reference => out.extend(spliced),

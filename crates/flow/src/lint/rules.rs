@@ -258,9 +258,7 @@ fn scripts(ctx: &mut Ctx<'_>) {
             let sub = words.iter().skip(1).find(|w| !w.starts_with('-')).copied();
             let rule = match basename(word) {
                 "buildah" | "podman" => Some(Rule::Buildah),
-                "executor"
-                    if word.ends_with("/kaniko/executor") || image.contains("kaniko") =>
-                {
+                "executor" if word.ends_with("/kaniko/executor") || image.contains("kaniko") => {
                     Some(Rule::Kaniko)
                 }
                 "docker" | "docker-compose" => match sub {
@@ -361,11 +359,17 @@ fn gpu(ctx: &mut Ctx<'_>) {
         .find(|l| commands(l).iter().any(|w| basename(w[0]) == "nvidia-smi"));
     let gpu_variable = ctx.job.variable("NVIDIA_VISIBLE_DEVICES").is_some();
     let (what, needle) = if gpu_image {
-        (format!("image {image} is a GPU (CUDA) image"), image.clone())
+        (
+            format!("image {image} is a GPU (CUDA) image"),
+            image.clone(),
+        )
     } else if let Some(tag) = gpu_tag {
         (format!("tag {tag} asks for a GPU runner"), tag)
     } else if let Some(line) = gpu_tool {
-        (format!("`{}` needs a GPU", line.trim()), line.trim().to_owned())
+        (
+            format!("`{}` needs a GPU", line.trim()),
+            line.trim().to_owned(),
+        )
     } else if gpu_variable {
         (
             "NVIDIA_VISIBLE_DEVICES asks for a GPU".to_owned(),
@@ -375,7 +379,8 @@ fn gpu(ctx: &mut Ctx<'_>) {
         return;
     };
     let at = ctx.locate(&["variables"], &|l| {
-        l.to_ascii_lowercase().contains(&needle.to_ascii_lowercase())
+        l.to_ascii_lowercase()
+            .contains(&needle.to_ascii_lowercase())
     });
     ctx.push(
         at,
@@ -393,15 +398,14 @@ fn gpu(ctx: &mut Ctx<'_>) {
 
 /// A container's resources as the job asks them (a `KUBERNETES_<prefix>*` variable) or as the
 /// runner sets them: (cpu millis, memory MiB, ephemeral storage MiB).
-fn container(
-    ctx: &Ctx<'_>,
-    prefix: &str,
-    runner: &ContainerResources,
-) -> (u64, u64, u64, bool) {
+fn container(ctx: &Ctx<'_>, prefix: &str, runner: &ContainerResources) -> (u64, u64, u64, bool) {
     let value = |what: &str, parse: fn(&str) -> Result<u64, quantity::QuantityError>| {
         ["REQUEST", "LIMIT"]
             .iter()
-            .filter_map(|kind| ctx.job.variable(&format!("KUBERNETES_{prefix}{what}_{kind}")))
+            .filter_map(|kind| {
+                ctx.job
+                    .variable(&format!("KUBERNETES_{prefix}{what}_{kind}"))
+            })
             .filter_map(|v| parse(v).ok())
             .max()
     };
@@ -450,7 +454,8 @@ fn resources(ctx: &mut Ctx<'_>, runner: Option<&FleetRunner>) {
                     ),
                     constraint: "the runner reads these variables as Kubernetes quantities",
                     source: OVERWRITES,
-                    fix: "write a literal quantity (e.g. 2, 500m, 4Gi) to have it checked".to_owned(),
+                    fix: "write a literal quantity (e.g. 2, 500m, 4Gi) to have it checked"
+                        .to_owned(),
                 },
             );
             continue;

@@ -30,7 +30,13 @@ fn reference_fleet() -> LintFleet {
 }
 
 fn lint(text: &str, fleet: &LintFleet) -> LintReport {
-    lint_source(Path::new("/nonexistent"), Path::new(".gitlab-ci.yml"), text, fleet).unwrap()
+    lint_source(
+        Path::new("/nonexistent"),
+        Path::new(".gitlab-ci.yml"),
+        text,
+        fleet,
+    )
+    .unwrap()
 }
 
 /// 1-based line of the first line of `text` containing `needle`.
@@ -42,10 +48,7 @@ fn line_of(text: &str, needle: &str) -> usize {
 }
 
 fn only<'a>(report: &'a LintReport, job: &'a str, rule: Rule) -> &'a Finding {
-    let found: Vec<&Finding> = report
-        .findings_of(job)
-        .filter(|f| f.rule == rule)
-        .collect();
+    let found: Vec<&Finding> = report.findings_of(job).filter(|f| f.rule == rule).collect();
     assert_eq!(found.len(), 1, "{job} {rule:?}: {:#?}", report.findings);
     found[0]
 }
@@ -61,7 +64,10 @@ fn the_plans_fleet_is_what_the_releases_install() {
     let tuned = tuned_fleet();
     assert_eq!(tuned.all_tags(), ["ci-1", "ci-2"]);
     assert!(tuned.runners.iter().all(|r| !r.run_untagged));
-    assert_eq!(tuned.runners[0].build, ContainerResources::new("200m", "128Mi"));
+    assert_eq!(
+        tuned.runners[0].build,
+        ContainerResources::new("200m", "128Mi")
+    );
     let reference = reference_fleet();
     assert_eq!(reference.all_tags(), ["eks-fargate"]);
     assert!(reference.runners.iter().all(|r| r.run_untagged));
@@ -131,7 +137,11 @@ fn a_32_vcpu_job_is_beyond_fargate_and_its_overwrite_is_ignored() {
         .collect();
     assert_eq!(ignored.len(), 2);
     assert!(ignored.iter().all(|f| f.severity == Severity::Warning));
-    assert!(ignored[0].message.contains("cpu_request_overwrite_max_allowed"));
+    assert!(
+        ignored[0]
+            .message
+            .contains("cpu_request_overwrite_max_allowed")
+    );
     assert!(ignored[0].source.contains("overwrites.go"));
     assert_eq!(ignored[1].line, line_of(BIG, "KUBERNETES_MEMORY_REQUEST"));
 }
@@ -420,9 +430,15 @@ main-job:
         ]
     );
     let hub = only(&report, "build", Rule::DockerHubImage);
-    assert_eq!((hub.file.as_path(), hub.line), (Path::new("ci/build.yml"), 5));
+    assert_eq!(
+        (hub.file.as_path(), hub.line),
+        (Path::new("ci/build.yml"), 5)
+    );
     let dind = only(&report, "test", Rule::DockerInDocker);
-    assert_eq!((dind.file.as_path(), dind.line), (Path::new("ci/test.yml"), 5));
+    assert_eq!(
+        (dind.file.as_path(), dind.line),
+        (Path::new("ci/test.yml"), 5)
+    );
     assert_eq!(only(&report, "deep", Rule::UnservedTags).line, 2);
     let unchecked: Vec<(&str, &str)> = report
         .unchecked_includes
@@ -529,7 +545,11 @@ fn real_docker_markdownlint_cli_dind_anchors_and_merge_keys() {
     assert_eq!(rules_of(&report, "lint:markdown:gitlab"), []);
     assert_eq!(hub("poll:docker_hub"), [line_of(&text, "image: alpine")]);
     assert!(
-        report.findings_of("poll:docker_hub").next().unwrap().fix
+        report
+            .findings_of("poll:docker_hub")
+            .next()
+            .unwrap()
+            .fix
             .contains("public.ecr.aws/docker/library/alpine")
     );
 }
@@ -555,7 +575,10 @@ fn real_gitlab_docker_template_cannot_run_on_fargate() {
     }
     let second = text.find("docker-build:").unwrap();
     let build_line = text[..second].lines().count() + line_of(&text[second..], "docker build");
-    assert_eq!(only(&report, "docker-build", Rule::DockerBuild).line, build_line);
+    assert_eq!(
+        only(&report, "docker-build", Rule::DockerBuild).line,
+        build_line
+    );
     assert_eq!(
         only(&report, "docker-build-master", Rule::DockerDaemon).line,
         line_of(&text, "docker login")
@@ -602,7 +625,10 @@ fn real_language_templates_pull_their_global_image_from_docker_hub() {
         for job in jobs {
             let hub = only(&report, job, Rule::DockerHubImage);
             assert_eq!(hub.line, line_of(&text, image_line), "{name} {job}");
-            assert!(hub.fix.contains(&format!("public.ecr.aws/docker/library/{image}")));
+            assert!(
+                hub.fix
+                    .contains(&format!("public.ecr.aws/docker/library/{image}"))
+            );
             assert_eq!(rules_of(&report, job), [Rule::DockerHubImage]);
         }
     }
@@ -637,7 +663,10 @@ fn real_meltano_reads_its_local_include_and_finds_dind_in_both_files() {
     let dind = only(&report, "meltano_base_dev", Rule::DockerInDocker);
     assert_eq!(
         (dind.file.as_path(), dind.line),
-        (Path::new("docker/build-ci.yml"), line_of(&included, "- docker:dind"))
+        (
+            Path::new("docker/build-ci.yml"),
+            line_of(&included, "- docker:dind")
+        )
     );
     let build = only(&report, "meltano_base_dev", Rule::DockerBuild);
     assert_eq!(build.line, line_of(&included, "docker build -t"));
@@ -648,7 +677,10 @@ fn real_meltano_reads_its_local_include_and_finds_dind_in_both_files() {
             (dind.file.as_path(), dind.line),
             (Path::new(".gitlab-ci.yml"), line_of(&text, "- docker:dind"))
         );
-        assert_eq!(only(&report, job, Rule::DockerDaemon).line, line_of(&text, "docker pull"));
+        assert_eq!(
+            only(&report, job, Rule::DockerDaemon).line,
+            line_of(&text, "docker pull")
+        );
     }
     let postgres = report
         .findings_of("test_postgres")
