@@ -3,6 +3,8 @@
 
 #[path = "cli/artifacts.rs"]
 mod artifacts;
+#[path = "cli/ci_lint.rs"]
+mod ci_lint;
 #[path = "cli/golden.rs"]
 mod golden;
 #[path = "cli/loadtest.rs"]

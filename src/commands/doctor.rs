@@ -1,14 +1,32 @@
 //! The `doctor` command (and the preflight flags `full_flow` shares): flags, backend wiring
 //! and output.
 
+use std::path::{Path, PathBuf};
+
 use clap::Args;
 use glrunner_flow::PreflightOptions;
 use glrunner_flow::aws::Environment;
+use glrunner_flow::lint::{self, LintError, LintFleet};
 use glrunner_flow::preflight::{self, PreflightReport, Status};
 use glrunner_sandbox::{SandboxConfig, SandboxWorld};
 
 use super::full_flow::{FlowArgs, flow_config};
 use crate::cli::{Backend, CliError, GlobalArgs, OutputFormat, print_json};
+
+/// `doctor`'s own flags (beside `full_flow`'s, which say what fleet is checked).
+#[derive(Debug, Clone, Args)]
+pub struct DoctorArgs {
+    /// Lint a project's `.gitlab-ci.yml` instead of running the preflight: list, per job, what
+    /// cannot run on the Fargate fleet the other flags plan (--jobs, --max-per-release,
+    /// --runner-profile, --stack): privileged Docker-in-Docker, docker build / buildah / kaniko,
+    /// requests beyond Fargate's sizes or the runners' overwrite ceilings, GPUs, Docker Hub
+    /// images past the pull-through cache, tags no runner serves. Local `include:` files are
+    /// read relative to the file's directory (the repository root); remote, template, project
+    /// and component includes are named as not checked. Calls nothing. Exit 1 when a job cannot
+    /// run, 0 when every job can (warnings allowed), 2 when the file cannot be read or parsed.
+    #[arg(long, value_name = "PATH")]
+    pub ci_file: Option<PathBuf>,
+}
 
 /// Flags of the preflight and the cost projection.
 #[derive(Debug, Clone, Args)]
@@ -119,6 +137,47 @@ pub async fn doctor(global: &GlobalArgs, flow: &FlowArgs) -> Result<(), CliError
         return Err(CliError::failure(format!(
             "{n} preflight check(s) failed: {}",
             report.failure_summary()
+        )));
+    }
+    Ok(())
+}
+
+/// `doctor --ci-file PATH`: lints the CI file against the fleet `full_flow`'s flags plan, prints
+/// the report; exit 1 when a job cannot run on it, 2 when the file is bad input.
+pub fn lint_ci_file(global: &GlobalArgs, flow: &FlowArgs, path: &Path) -> Result<(), CliError> {
+    // The project and the GitLab URL change neither the runners' tags nor their pod sizes; the
+    // plan needs both, so a lint on `--backend aws` does not ask for them.
+    let mut flow = flow.clone();
+    flow.project
+        .get_or_insert_with(|| "lint/ci-file".to_owned());
+    let config = flow_config(global, &flow)?;
+    let gitlab_url = flow
+        .gitlab_url
+        .as_deref()
+        .unwrap_or(glrunner_sandbox::SANDBOX_GITLAB_URL);
+    let fleet = LintFleet::from_plan(&config.plan(gitlab_url)?);
+    let report = lint::lint_file(path, &fleet).map_err(|e| {
+        let fix = match e {
+            LintError::Read { .. } => {
+                "fix: pass the path of a readable .gitlab-ci.yml (its local includes are read relative to its directory)"
+            }
+            _ => {
+                "fix: correct the file's YAML; it must be a mapping of keywords and jobs (GitLab's pipeline editor validates it too)"
+            }
+        };
+        CliError::invalid(format!("--ci-file: {e} ({fix})"))
+    })?;
+    match global.output {
+        OutputFormat::Json => print_json(&report)?,
+        OutputFormat::Human => print!("{}", report.render_text()),
+    }
+    let failing = report.jobs_that_cannot_run();
+    if !failing.is_empty() {
+        return Err(CliError::failure(format!(
+            "{} job(s) of {} cannot run on this Fargate fleet: {}",
+            failing.len(),
+            path.display(),
+            failing.join(", ")
         )));
     }
     Ok(())

@@ -23,6 +23,18 @@ const MODULES: &[(&str, u8, &[&str])] = &[
     ("drain", 2, &[include_str!("drain.rs")]),
     ("report", 2, &[include_str!("report.rs")]),
     (
+        "lint",
+        2,
+        &[
+            include_str!("lint/mod.rs"),
+            include_str!("lint/fleet.rs"),
+            include_str!("lint/load.rs"),
+            include_str!("lint/resolve.rs"),
+            include_str!("lint/rules.rs"),
+            include_str!("lint/tests.rs"),
+        ],
+    ),
+    (
         "artifacts",
         2,
         &[

@@ -495,11 +495,17 @@ impl KubernetesExecutor {
                 "lower --cpu / --memory",
             ));
         }
+        // Sources: Fargate refuses privileged containers (EKS User Guide, Fargate
+        // considerations); Kaniko was archived in June 2025 (GoogleContainerTools/kaniko);
+        // Buildah fails on Fargate since March 2026, user namespaces being disabled there
+        // (containers/buildah#6718). So no in-cluster builder is the answer: another runner is.
         if self.privileged {
             issues.push(Invalid::new(
                 "executor.privileged",
-                "Fargate does not run privileged containers",
-                "set privileged = false (build images with kaniko or buildah instead of Docker-in-Docker)",
+                "Fargate does not run privileged containers (EKS User Guide, Fargate considerations)",
+                "set privileged = false and route image builds to a runner that is not on Fargate by tag; \
+                 in-cluster builders are no way out: Kaniko is archived (June 2025) and Buildah fails on \
+                 Fargate, whose user namespaces are disabled (containers/buildah#6718)",
             ));
         }
         check_labels("executor.pod_labels", &self.pod_labels, true, issues);
@@ -1467,6 +1473,29 @@ mod tests {
         }
         assert!(e.issues().iter().all(|i| !i.fix.is_empty()));
         assert!(!e.to_string().contains("glrt-oops"));
+    }
+
+    #[test]
+    fn the_privileged_fix_routes_image_builds_off_fargate() {
+        let mut v = RunnerValues::new("https://gitlab.example.com");
+        v.executor.privileged = true;
+        let e = v.validate().unwrap_err();
+        let issue = e
+            .issues()
+            .iter()
+            .find(|i| i.field == "executor.privileged")
+            .expect("privileged is refused");
+        assert!(
+            issue
+                .fix
+                .contains("route image builds to a runner that is not on Fargate"),
+            "{}",
+            issue.fix
+        );
+        // Neither in-cluster builder is offered as the way out any more.
+        assert!(issue.fix.contains("Kaniko is archived"));
+        assert!(issue.fix.contains("containers/buildah#6718"));
+        assert!(!issue.fix.contains("with kaniko or buildah"));
     }
 
     #[test]
