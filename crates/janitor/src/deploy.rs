@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EnvVar, EnvVarSource, ObjectFieldSelector, PodSecurityContext,
+    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, ObjectFieldSelector, PodSecurityContext,
     PodSpec, PodTemplateSpec, ResourceRequirements, SecurityContext, ServiceAccount,
 };
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding};
@@ -45,6 +45,9 @@ pub const CPU: &str = "250m";
 /// Memory request (and limit) of the janitor's container.
 pub const MEMORY: &str = "256Mi";
 
+/// The janitor's metrics port in the cluster (Prometheus's own default port, 9090).
+pub const DEFAULT_METRICS_PORT: u16 = 9090;
+
 /// What to deploy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -62,6 +65,9 @@ pub struct DeploySpec {
     pub replicas: i32,
     /// Also reap the executor's orphaned per-job Secrets (adds list/watch/delete on secrets).
     pub reap_secrets: bool,
+    /// Serve the metrics on this port (`--metrics-addr 0.0.0.0:PORT`, a container port named
+    /// `metrics`, and the `prometheus.io/scrape`/`port` annotations on the pod); `None`: none.
+    pub metrics_port: Option<u16>,
     /// Extra arguments of `reap run` (policy flags: `--grace 5m`, ...).
     pub extra_args: Vec<String>,
 }
@@ -76,6 +82,7 @@ impl DeploySpec {
             name: "glrunner-janitor".into(),
             replicas: 1,
             reap_secrets: false,
+            metrics_port: Some(DEFAULT_METRICS_PORT),
             extra_args: Vec::new(),
         }
     }
@@ -210,6 +217,10 @@ pub fn deploy_objects(spec: &DeploySpec) -> Result<DeployObjects> {
     if spec.reap_secrets {
         args.push("--reap-secrets".into());
     }
+    if let Some(port) = spec.metrics_port {
+        args.push("--metrics-addr".into());
+        args.push(format!("0.0.0.0:{port}"));
+    }
     args.extend(spec.extra_args.iter().cloned());
     let quantity = |s: &str| Quantity(s.to_owned());
     let resources = BTreeMap::from([
@@ -232,6 +243,14 @@ pub fn deploy_objects(spec: &DeploySpec) -> Result<DeployObjects> {
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(labels()),
+                    // The annotations a Prometheus `kubernetes_sd_configs: [{role: pod}]` job keeps
+                    // with the usual relabelling (the README's scrape configuration).
+                    annotations: spec.metrics_port.map(|port| {
+                        BTreeMap::from([
+                            ("prometheus.io/scrape".to_owned(), "true".to_owned()),
+                            ("prometheus.io/port".to_owned(), port.to_string()),
+                        ])
+                    }),
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {
@@ -244,6 +263,13 @@ pub fn deploy_objects(spec: &DeploySpec) -> Result<DeployObjects> {
                         name: "janitor".into(),
                         image: Some(spec.image.clone()),
                         args: Some(args),
+                        ports: spec.metrics_port.map(|port| {
+                            vec![ContainerPort {
+                                name: Some("metrics".into()),
+                                container_port: i32::from(port),
+                                ..ContainerPort::default()
+                            }]
+                        }),
                         env: Some(vec![EnvVar {
                             name: "GLRUNNER_JANITOR_IDENTITY".into(),
                             value_from: Some(EnvVarSource {
@@ -647,6 +673,25 @@ mod tests {
         let size = glrunner_fargate::FargateSize::for_requests(cpu, mem).unwrap();
         let smallest = glrunner_fargate::FargateSize::all().next().unwrap();
         assert_eq!(size, smallest, "{size:?}");
+        // The metrics are served and announced for scraping.
+        let args = container.args.as_ref().unwrap();
+        assert!(
+            args.windows(2)
+                .any(|w| w[0] == "--metrics-addr" && w[1] == "0.0.0.0:9090"),
+            "{args:?}"
+        );
+        assert_eq!(container.ports.as_ref().unwrap()[0].container_port, 9090);
+        let annotations = objects
+            .deployment
+            .spec
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .annotations
+            .as_ref()
+            .unwrap();
+        assert_eq!(annotations["prometheus.io/port"], "9090");
         // No cluster-scoped object, no wildcard.
         assert!(
             !yaml.contains("ClusterRole") && !yaml.contains("'*'"),
