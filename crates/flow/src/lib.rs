@@ -68,6 +68,7 @@ pub mod cost;
 pub mod drain;
 mod error;
 mod events;
+pub mod janitor;
 mod ownership;
 mod phase;
 mod phases;
