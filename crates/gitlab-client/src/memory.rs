@@ -1953,7 +1953,7 @@ impl GitLabApi for InMemoryGitLab {
                 .range(range)
                 .flat_map(|(_, ids)| ids.iter().copied())
                 .collect();
-            ids.sort_unstable_by(|a, b| b.cmp(a));
+            ids.sort_unstable_by_key(|id| std::cmp::Reverse(*id));
             ids.truncate(want);
             ids
         } else {
