@@ -362,7 +362,9 @@ fn gitlab_flags_are_checked_before_anything_is_contacted() {
         "https://gitlab.example.com",
     ];
     let metrics = ["--metrics-addr", "127.0.0.1:0"];
-    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+    /// Extra arguments, environment, what stderr must name.
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case<'_>] = &[
         // The token comes from the environment only.
         (&[], &[("GITLAB_TOKEN", "")], "GITLAB_TOKEN"),
         (&[], &[("GITLAB_TOKEN", "   ")], "GITLAB_TOKEN"),
@@ -595,6 +597,9 @@ async fn once_on_aws_cross_checks_job_pods_with_gitlab() {
     let api = KubePodApi::from_kubeconfig(Some(&path), None)
         .await
         .unwrap();
-    assert_eq!(pod_names(&api, &ns).await, [pending.name.clone()]);
+    assert_eq!(
+        pod_names(&api, &ns).await,
+        std::slice::from_ref(&pending.name)
+    );
     assert!(gl.requests() >= 2, "GitLab was asked about both jobs");
 }
