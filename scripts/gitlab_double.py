@@ -15,6 +15,7 @@ real binaries meet it:
 - a commit starts a push pipeline unless its message has `[skip ci]`/`[ci skip]` or the CI
   file's `workflow: rules` only admit `$CI_PIPELINE_SOURCE == "api"`;
 - pipeline jobs are paginated (`page`, `per_page` ≤ 100, `x-next-page`, `x-total`), newest first;
+  a project's jobs (`GET /projects/:id/jobs`) too, but without `x-total` (GitLab does not count them);
 - a runner is `online` only once its manager exists: with `--kubeconfig`, once a Secret in the
   cluster holds its token under `runner-token` (the chart's layout), which is how glrunner
   deploys it (without `--kubeconfig` no runner ever contacts); jobs run only on online runners
@@ -666,6 +667,24 @@ class Handler(BaseHTTPRequestHandler):
                 return self.reply(200, [job_json(j) for j in chunk],
                                   {"x-next-page": nxt, "x-page": str(page), "x-per-page": str(per),
                                    "x-total": str(len(jobs)), "x-total-pages": str(max(1, -(-len(jobs) // per)))})
+        if rest == ["jobs"] and method == "GET":
+            # GitLab REST docs, "Jobs API -> List project jobs": newest first
+            # (`user_project.builds.order(id: :desc)`, lib/api/ci/jobs.rb), `scope[]`, offset
+            # pagination without counts (`without_count: true`): `x-next-page` but no `x-total`.
+            jobs = sorted((j for j in STATE["jobs"].values() if j["project_id"] == pid), key=lambda j: -j["id"])
+            scope = self.query_lists.get("scope[]", []) + self.query_lists.get("scope", [])
+            valid = {"created", "pending", "running", "failed", "success", "canceled", "skipped",
+                     "waiting_for_resource", "manual"}
+            if any(s not in valid for s in scope):
+                return self.reply(400, {"error": "scope does not have a valid value"})
+            if scope:
+                jobs = [j for j in jobs if j["status"] in scope]
+            per = min(int(q.get("per_page", 20)), 100)
+            page = max(int(q.get("page", 1)), 1)
+            chunk = jobs[(page - 1) * per: page * per]
+            nxt = str(page + 1) if page * per < len(jobs) else ""
+            return self.reply(200, [job_json(j) for j in chunk],
+                              {"x-next-page": nxt, "x-page": str(page), "x-per-page": str(per)})
         if rest[0] == "jobs" and len(rest) == 2 and rest[1].isdigit():
             j = STATE["jobs"].get(int(rest[1]))
             if j is None or j["project_id"] != pid:

@@ -9,7 +9,7 @@ use glrunner_gitlab_client::loadtest::{self, CancelSummary, LoadTestRun, Running
 use glrunner_gitlab_client::watch::{WatchConfig, WatchEvent};
 use glrunner_gitlab_client::{
     AuthScheme, Error, GitLabApi, GitLabApiExt, HttpGitLab, PipelineVariable, ProjectRef, Report,
-    SecretToken, WatchOutcome,
+    WatchOutcome,
 };
 use glrunner_sandbox::{SandboxConfig, SandboxWorld};
 
@@ -279,48 +279,26 @@ pub fn jobs_limit_warning(
     })
 }
 
-/// The GitLab client for `--backend aws`, checked without sending anything.
-/// With `dry_run`, only the URL is checked (a dry run needs no token) and `None` is returned.
+/// The GitLab client for `--backend aws`, checked without sending anything
+/// ([`super::gitlab::http_client`]). With `dry_run`, only the URL is checked (a dry run needs no
+/// token) and `None` is returned.
 pub fn http_client(args: &RunArgs, dry_run: bool) -> Result<Option<HttpGitLab>, CliError> {
-    let url = args
-        .gitlab_url
-        .clone()
-        .or_else(|| std::env::var("GITLAB_URL").ok())
-        .or_else(|| std::env::var("CI_SERVER_URL").ok())
-        .ok_or_else(|| {
-            CliError::invalid(
-                "no GitLab URL: pass --gitlab-url https://gitlab.example.com or set GITLAB_URL",
-            )
-        })?;
-    parse_gitlab_url(&url, args.allow_insecure_http).map_err(|e| {
-        let hint = if url.starts_with("http://") {
-            " (or pass --allow-insecure-http)"
-        } else {
-            ""
-        };
-        CliError::invalid(format!("--gitlab-url: {e}{hint}"))
-    })?;
-    if dry_run {
-        return Ok(None);
+    let target = super::gitlab::GitLabTarget {
+        url: args.gitlab_url.as_deref(),
+        allow_insecure_http: args.allow_insecure_http,
+        auth: &args.gitlab_auth,
+        scope: "api",
+    };
+    let client = super::gitlab::http_client(&target, dry_run)?;
+    if client.is_some() {
+        let url = super::gitlab::resolve_url(args.gitlab_url.as_deref()).unwrap_or_default();
+        if let Some(warning) =
+            jobs_limit_warning(&url, u64::from(args.jobs), args.max_jobs_per_pipeline)
+        {
+            tracing::warn!("{warning}");
+        }
     }
-    let token = std::env::var("GITLAB_TOKEN").ok().filter(|t| !t.trim().is_empty()).ok_or_else(|| {
-        CliError::invalid("GITLAB_TOKEN is not set: export a personal access token with the `api` scope (never pass it as a flag)")
-    })?;
-    let auth = AuthScheme::parse(&args.gitlab_auth)
-        .map_err(|e| CliError::invalid(format!("--gitlab-auth: {e}")))?;
-    if let Some(warning) =
-        jobs_limit_warning(&url, u64::from(args.jobs), args.max_jobs_per_pipeline)
-    {
-        tracing::warn!("{warning}");
-    }
-    HttpGitLab::builder()
-        .with_url(url)
-        .with_token(SecretToken::new(token))
-        .with_auth(auth)
-        .allow_insecure_http(args.allow_insecure_http)
-        .build()
-        .map(Some)
-        .map_err(|e| CliError::invalid(e.to_string()))
+    Ok(client)
 }
 
 /// A GitLab error as a failure (exit 1), with its whole source chain.

@@ -4,6 +4,7 @@
 
 pub mod doctor;
 pub mod full_flow;
+pub mod gitlab;
 pub mod loadtest;
 pub mod provision;
 pub mod reap;

@@ -7,14 +7,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
+use glrunner_flow::janitor::{GitLabJobStatus, GitLabPendingJobs, ShardRoute, shard_label};
+use glrunner_gitlab_client::{DynGitLabApi, ProjectRef};
 use glrunner_janitor::classify::{PendingPod, explain_pending};
 use glrunner_janitor::cost::FargatePricing;
 use glrunner_janitor::k8s::KubePodApi;
 use glrunner_janitor::memory::{InMemoryJobStatus, InMemoryPods, seed_demo, seed_pending_demo};
-use glrunner_janitor::metrics::JanitorMetrics;
+use glrunner_janitor::metrics::{JanitorMetrics, PendingJobsSource};
 use glrunner_janitor::policy::Policy;
 use glrunner_janitor::{
-    Clock, Error, PodApi, Reaper, ReaperConfig, Report, SystemClock, model, rbac,
+    Clock, DynJobStatusSource, Error, PodApi, Reaper, ReaperConfig, Report, SystemClock, model,
+    rbac,
 };
 
 use crate::cli::signals::Interrupt;
@@ -212,9 +215,39 @@ pub struct RunArgs {
     pub check_manager: bool,
 
     /// Cross-check with GitLab: also reap pods whose job GitLab says is finished.
-    /// The token is read from the GITLAB_TOKEN environment variable, never from the command line.
+    /// The token (scope `read_api`) is read from the GITLAB_TOKEN environment variable, never
+    /// from the command line. `--backend aws` only.
     #[arg(long)]
     pub gitlab_url: Option<String>,
+
+    /// With --gitlab-url and --metrics-addr: a GitLab project (`group/project` or numeric id)
+    /// whose pending jobs the metrics count per shard (`glrunner_janitor_gitlab_pending_jobs`).
+    /// Repeatable; needs --shard.
+    #[arg(
+        long = "gitlab-project",
+        value_name = "PATH_OR_ID",
+        requires_all = ["gitlab_url", "metrics_addr", "shards"]
+    )]
+    pub gitlab_projects: Vec<String>,
+
+    /// A runner shard for the pending-jobs metric: its Helm release (or the metrics' shard label,
+    /// `<release>-gitlab-runner`) and its runner's tags. GitLab hands a job only to a runner
+    /// holding all of the job's tags; jobs no shard takes count as `unmatched`. Repeatable.
+    #[arg(
+        long = "shard",
+        value_name = "RELEASE=TAG[,TAG...]",
+        requires = "gitlab_projects"
+    )]
+    pub shards: Vec<String>,
+
+    /// A shard (as in --shard) whose runner also takes untagged jobs (`run_untagged`); a release
+    /// not named by --shard is a shard that takes untagged jobs only. Repeatable.
+    #[arg(
+        long = "shard-untagged",
+        value_name = "RELEASE",
+        requires = "gitlab_projects"
+    )]
+    pub shards_untagged: Vec<String>,
 
     /// Fargate price per vCPU-hour in USD (default: us-east-1 Linux/x86).
     #[arg(long)]
@@ -313,6 +346,122 @@ pub fn config(run: &RunArgs, global: &GlobalArgs) -> Result<ReaperConfig, CliErr
         .with_pricing(pricing))
 }
 
+/// What the janitor reads from GitLab ([`gitlab_sources`]).
+pub struct GitLabSources {
+    /// GitLab's view of a job, for the reaper's (and the controller's) cross-check.
+    pub job_status: Arc<DynJobStatusSource>,
+    /// GitLab's pending jobs per shard for the metrics; `None` without --gitlab-project.
+    pub pending_jobs: Option<Arc<dyn PendingJobsSource>>,
+}
+
+impl std::fmt::Debug for GitLabSources {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GitLabSources")
+            .field("pending_jobs", &self.pending_jobs.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The shard routes of `--shard RELEASE=TAG[,TAG...]` and `--shard-untagged RELEASE`, labelled as
+/// the janitor labels job pods ([`glrunner_flow::janitor::shard_label`]); a release given twice
+/// gathers its tags. Bad values are invalid input (exit 2) naming the flag.
+pub fn shard_routes(run: &RunArgs) -> Result<Vec<ShardRoute>, CliError> {
+    let mut routes: Vec<ShardRoute> = Vec::new();
+    let mut route = |release: &str, flag: &str| -> Result<usize, CliError> {
+        let release = release.trim();
+        if !is_dns_label(release) {
+            return Err(CliError::invalid(format!(
+                "invalid {flag}: {release:?} is not a Helm release name or shard label (lowercase letters, digits and \
+                 '-', at most 63, starting and ending with a letter or digit), e.g. --shard gitlab-runner-1=glrunner-1"
+            )));
+        }
+        let label = shard_label(release);
+        Ok(match routes.iter().position(|r| r.label == label) {
+            Some(i) => i,
+            None => {
+                routes.push(ShardRoute::new(label, [], false));
+                routes.len() - 1
+            }
+        })
+    };
+    let mut pending: Vec<(usize, Vec<String>)> = Vec::new();
+    for value in &run.shards {
+        let Some((release, tags)) = value.split_once('=') else {
+            return Err(CliError::invalid(format!(
+                "invalid --shard {value:?}: expected RELEASE=TAG[,TAG...], e.g. --shard gitlab-runner-1=glrunner-1"
+            )));
+        };
+        let tags: Vec<String> = tags.split(',').map(|t| t.trim().to_owned()).collect();
+        if tags.iter().any(String::is_empty) {
+            return Err(CliError::invalid(format!(
+                "invalid --shard {value:?}: a tag is empty; name the runner's tags after '=', comma-separated \
+                 (a shard that takes only untagged jobs is --shard-untagged RELEASE)"
+            )));
+        }
+        pending.push((route(release, "--shard")?, tags));
+    }
+    let mut untagged = Vec::new();
+    for release in &run.shards_untagged {
+        untagged.push(route(release, "--shard-untagged")?);
+    }
+    for (i, tags) in pending {
+        routes[i].tags.extend(tags);
+    }
+    for i in untagged {
+        routes[i].run_untagged = true;
+    }
+    Ok(routes)
+}
+
+/// A DNS-1123 label: what Helm release names and the chart's fullname are.
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// What the janitor reads from GitLab with `--backend aws --gitlab-url URL`: the job-status
+/// cross-check, and with `--gitlab-project`/`--shard` the pending jobs per shard. `None` without
+/// --gitlab-url, and on the sandbox (its demo fleet has its own job statuses). The token comes
+/// from `GITLAB_TOKEN` only; a missing one is invalid input (exit 2) naming the variable, as are
+/// bad --gitlab-project and --shard values. Sends nothing.
+pub async fn gitlab_sources(
+    global: &GlobalArgs,
+    run: &RunArgs,
+) -> Result<Option<GitLabSources>, CliError> {
+    let mut projects = Vec::new();
+    for value in &run.gitlab_projects {
+        projects.push(ProjectRef::parse(value).map_err(|e| {
+            CliError::invalid(format!(
+                "invalid --gitlab-project {value:?}: {e}; use `group/project` or the numeric id"
+            ))
+        })?);
+    }
+    let routes = shard_routes(run)?;
+    if global.backend != Backend::Aws || run.gitlab_url.is_none() {
+        return Ok(None);
+    }
+    let target = super::gitlab::GitLabTarget {
+        scope: "read_api",
+        ..super::gitlab::GitLabTarget::new(run.gitlab_url.as_deref())
+    };
+    let Some(client) = super::gitlab::http_client(&target, false)? else {
+        return Ok(None);
+    };
+    let gitlab: Arc<DynGitLabApi> = Arc::new(client);
+    let pending_jobs = (!projects.is_empty()).then(|| {
+        Arc::new(GitLabPendingJobs::new(gitlab.clone(), projects, routes))
+            as Arc<dyn PendingJobsSource>
+    });
+    Ok(Some(GitLabSources {
+        job_status: Arc::new(GitLabJobStatus::new(gitlab)),
+        pending_jobs,
+    }))
+}
+
 /// Prints one round's report: the summary, or JSON.
 pub fn print_report(report: &Report, output: OutputFormat) -> Result<(), CliError> {
     match output {
@@ -381,12 +530,7 @@ pub async fn run_until(
     }
     let config = config(run, global)?;
     let interval = duration("--interval", &run.interval)?;
-    if run.gitlab_url.is_some() && global.backend == Backend::Aws {
-        return Err(CliError::invalid(
-            "--gitlab-url with --backend aws needs the root package's GitLab job-status adapter, which is not \
-             wired into this example yet; rerun without --gitlab-url",
-        ));
-    }
+    let gitlab = gitlab_sources(global, run).await?;
 
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let target = Target {
@@ -397,7 +541,13 @@ pub async fn run_until(
         cluster: run.cluster.as_deref(),
     };
     let (api, jobs) = connect(global, &target, &clock, false).await?;
-    let jobs = jobs.filter(|_| run.gitlab_url.is_some());
+    let jobs: Option<Arc<DynJobStatusSource>> = match &gitlab {
+        Some(sources) => Some(sources.job_status.clone()),
+        None => jobs
+            .filter(|_| run.gitlab_url.is_some())
+            .map(|j| Arc::new(j) as Arc<DynJobStatusSource>),
+    };
+    let pending_jobs = gitlab.and_then(|sources| sources.pending_jobs);
     let metrics = match run.metrics_addr {
         Some(addr) => Some(start_metrics(addr, interrupt).await?),
         None => None,
@@ -407,12 +557,15 @@ pub async fn run_until(
         .map_err(invalid)?
         .with_clock(clock.clone());
     if let Some(jobs) = jobs {
-        reaper = reaper.with_job_status(Arc::new(jobs));
+        reaper = reaper.with_job_status(jobs);
     }
 
     if !run.watch {
         let listed = match &metrics {
-            Some(m) => observe(m, api.as_ref(), &run.namespaces, clock.now()).await,
+            Some(m) => {
+                refresh_pending(m, pending_jobs.as_deref()).await;
+                observe(m, api.as_ref(), &run.namespaces, clock.now()).await
+            }
             None => Vec::new(),
         };
         let report = reaper
@@ -430,9 +583,11 @@ pub async fn run_until(
     // (the gauges, and the shards of the pods a round reaps); each round counts its deletions.
     let listed = Arc::new(std::sync::Mutex::new(Vec::new()));
     if let Some(m) = &metrics {
+        refresh_pending(m, pending_jobs.as_deref()).await;
         *listed.lock().unwrap_or_else(|e| e.into_inner()) =
             observe(m, api.as_ref(), &run.namespaces, clock.now()).await;
         let (m, api, clock, listed) = (m.clone(), api.clone(), clock.clone(), listed.clone());
+        let pending_jobs = pending_jobs.clone();
         let namespaces = run.namespaces.clone();
         let token = interrupt.token();
         tokio::spawn(async move {
@@ -441,6 +596,7 @@ pub async fn run_until(
                     () = token.cancelled() => break,
                     () = tokio::time::sleep(interval) => {}
                 }
+                refresh_pending(&m, pending_jobs.as_deref()).await;
                 let pods = observe(&m, api.as_ref(), &namespaces, clock.now()).await;
                 *listed.lock().unwrap_or_else(|e| e.into_inner()) = pods;
             }
@@ -775,6 +931,16 @@ async fn observe(
     pods
 }
 
+/// Refreshes GitLab's pending jobs per shard in `metrics` (a failure is logged; the last
+/// values stay).
+async fn refresh_pending(metrics: &JanitorMetrics, source: Option<&dyn PendingJobsSource>) {
+    if let Some(source) = source
+        && let Err(e) = metrics.refresh_pending_jobs(source).await
+    {
+        tracing::warn!(error = %e, "metrics: cannot read GitLab's pending jobs");
+    }
+}
+
 /// `reap explain`: every Pending job pod with its class, message, wait, job and fix.
 pub async fn explain(global: &GlobalArgs, args: &ExplainArgs) -> Result<(), CliError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -894,6 +1060,96 @@ mod tests {
             let message = invalid_message(args);
             assert!(message.contains(flag), "{args:?}: {message}");
         }
+    }
+
+    #[test]
+    fn shard_flags_become_routes_labelled_like_the_janitors_shards() {
+        let cli = parse(&[
+            "--backend",
+            "aws",
+            "--gitlab-url",
+            "https://gitlab.example.com",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--gitlab-project",
+            "group/ci",
+            "--shard",
+            "ci-1=a",
+            "--shard",
+            "ci-1-gitlab-runner=b, c",
+            "--shard",
+            "gitlab-runner-2=d",
+            "--shard-untagged",
+            "ci-1",
+            "--shard-untagged",
+            "only-untagged",
+        ]);
+        let routes = shard_routes(&cli.run).unwrap();
+        let tags = |t: &[&str]| t.iter().map(|t| (*t).to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            routes,
+            vec![
+                ShardRoute::new("ci-1-gitlab-runner", tags(&["a", "b", "c"]), true),
+                ShardRoute::new("gitlab-runner-2", tags(&["d"]), false),
+                ShardRoute::new("only-untagged-gitlab-runner", tags(&[]), true),
+            ]
+        );
+        for (value, needle) in [
+            ("ci-1", "expected RELEASE=TAG"),
+            ("=a", "not a Helm release name"),
+            ("CI=a", "not a Helm release name"),
+            ("ci-1=", "a tag is empty"),
+        ] {
+            let cli = parse(&[
+                "--gitlab-url",
+                "https://gitlab.example.com",
+                "--metrics-addr",
+                "127.0.0.1:0",
+                "--gitlab-project",
+                "group/ci",
+                "--shard",
+                value,
+            ]);
+            let err = shard_routes(&cli.run).unwrap_err();
+            assert_eq!(err.code, EXIT_INVALID_INPUT);
+            assert!(
+                err.message.contains("--shard") && err.message.contains(needle),
+                "{value}: {}",
+                err.message
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn no_gitlab_sources_without_a_gitlab_url_or_on_the_sandbox() {
+        let cli = parse(&["--backend", "aws", "--kubeconfig", "/tmp/kc"]);
+        assert!(
+            gitlab_sources(&cli.global, &cli.run)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let cli = parse(&["--gitlab-url", "https://gitlab.example.com"]);
+        assert!(
+            gitlab_sources(&cli.global, &cli.run)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let cli = parse(&[
+            "--backend",
+            "aws",
+            "--gitlab-url",
+            "https://gitlab.example.com",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--gitlab-project",
+            "not a path!",
+            "--shard",
+            "ci-1=a",
+        ]);
+        let err = gitlab_sources(&cli.global, &cli.run).await.unwrap_err();
+        assert!(err.message.contains("--gitlab-project"), "{}", err.message);
     }
 
     #[test]

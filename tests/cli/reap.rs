@@ -347,3 +347,259 @@ async fn rbac_manifest_lets_the_service_account_reap_its_namespaces_and_nothing_
     );
     assert_eq!(pod_names(&admin_pods, &foreign_ns).await.len(), 2);
 }
+
+/// The GitLab flags of `reap --backend aws`: bad values, a missing `GITLAB_TOKEN` and flags that
+/// need others are invalid input (exit 2) naming the flag or the variable, before any cluster or
+/// GitLab is contacted (the kubeconfig does not exist; the URL answers nothing).
+#[test]
+fn gitlab_flags_are_checked_before_anything_is_contacted() {
+    let aws = [
+        "--backend",
+        "aws",
+        "--kubeconfig",
+        "/nonexistent/kc",
+        "--gitlab-url",
+        "https://gitlab.example.com",
+    ];
+    let metrics = ["--metrics-addr", "127.0.0.1:0"];
+    /// Extra arguments, environment, what stderr must name.
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case<'_>] = &[
+        // The token comes from the environment only.
+        (&[], &[("GITLAB_TOKEN", "")], "GITLAB_TOKEN"),
+        (&[], &[("GITLAB_TOKEN", "   ")], "GITLAB_TOKEN"),
+        (
+            &["--gitlab-project", "group/ci", "--shard", "ci-1=t"],
+            &[("GITLAB_TOKEN", "glpat-x")],
+            "--metrics-addr",
+        ),
+        (
+            &["--gitlab-project", "group/ci"],
+            &[("GITLAB_TOKEN", "glpat-x")],
+            "--shard",
+        ),
+        (
+            &["--shard", "ci-1=t"],
+            &[("GITLAB_TOKEN", "glpat-x")],
+            "--gitlab-project",
+        ),
+        (
+            &["--gitlab-project", "group/ci", "--shard", "ci-1"],
+            &[("GITLAB_TOKEN", "glpat-x")],
+            "--shard",
+        ),
+        (
+            &["--gitlab-project", "group/ci", "--shard", "Bad_Release=t"],
+            &[("GITLAB_TOKEN", "glpat-x")],
+            "--shard",
+        ),
+        (
+            &["--gitlab-project", "group/ci", "--shard", "ci-1=a,,b"],
+            &[("GITLAB_TOKEN", "glpat-x")],
+            "--shard",
+        ),
+        (
+            &[
+                "--gitlab-project",
+                "group/ci",
+                "--shard",
+                "ci-1=t",
+                "--shard-untagged=-x",
+            ],
+            &[("GITLAB_TOKEN", "glpat-x")],
+            "--shard-untagged",
+        ),
+        (
+            &["--gitlab-project", "not a path!", "--shard", "ci-1=t"],
+            &[("GITLAB_TOKEN", "glpat-x")],
+            "--gitlab-project",
+        ),
+    ];
+    for (extra, env, needle) in cases {
+        let mut args = aws.to_vec();
+        args.extend_from_slice(extra);
+        if extra.contains(&"--gitlab-project") && *needle != "--metrics-addr" {
+            args.extend_from_slice(&metrics);
+        }
+        let out = run("reap", &args, env);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(needle),
+            "{args:?} should name {needle}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("glpat-x"),
+            "{args:?}: the token is never printed: {stderr}"
+        );
+        assert!(out.stdout.is_empty(), "{args:?}: nothing printed on stdout");
+    }
+    // Valid GitLab flags get past the checks: the failure is then the (missing) kubeconfig.
+    let mut args = aws.to_vec();
+    args.extend([
+        "--gitlab-project",
+        "group/ci",
+        "--gitlab-project",
+        "42",
+        "--shard",
+        "ci-1=glrunner-1",
+        "--shard",
+        "ci-1=extra",
+        "--shard-untagged",
+        "ci-2",
+    ]);
+    args.extend_from_slice(&metrics);
+    let out = run("reap", &args, &[("GITLAB_TOKEN", "glpat-x")]);
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("kubeconfig"), "{stderr}");
+    assert!(!stderr.contains("glpat-x"), "{stderr}");
+    // On the sandbox the GitLab URL names a real target: refused.
+    let out = run(
+        "reap",
+        &["--gitlab-url", "https://gitlab.example.com"],
+        &[("GITLAB_TOKEN", "glpat-x")],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    // The flags are documented.
+    let help = text(&run("reap", &["--help"], &[]).stdout);
+    for flag in [
+        "--gitlab-project",
+        "--shard <RELEASE=TAG[,TAG...]>",
+        "--shard-untagged",
+    ] {
+        assert!(help.contains(flag), "--help documents {flag}: {help}");
+    }
+}
+
+/// `reap --once --backend aws --gitlab-url`: the one-shot reaper asks GitLab (the HTTP double,
+/// through the real client) about each job pod, reaps the pod whose job GitLab says succeeded
+/// and keeps the one whose job is still pending; the token travels in the environment only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_on_aws_cross_checks_job_pods_with_gitlab() {
+    use glrunner_gitlab_client::ci::{LoadTestSpec, ShardTarget};
+    use glrunner_gitlab_client::memory::InMemoryGitLab;
+    use glrunner_gitlab_client::{GitLabApi, GitLabApiExt, JobStatus, NewPipeline, ProjectRef};
+
+    let Some(path) = std::env::var_os("GLRUNNER_TEST_KUBECONFIG").filter(|p| !p.is_empty()) else {
+        assert!(
+            !servers_required(),
+            "GLRUNNER_TEST_KUBECONFIG is not set: run ./scripts/test.sh"
+        );
+        eprintln!(
+            "skipping: GLRUNNER_TEST_KUBECONFIG is not set (scripts/kube-apiserver.sh start DIR)"
+        );
+        return;
+    };
+    let path = std::path::PathBuf::from(path);
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(&path).unwrap(),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    let admin = kube::Client::try_from(config).unwrap();
+    let fixtures = KubeFixtures::new(admin.clone());
+
+    const TOKEN: &str = "glpat-reap-cross-check-1";
+    let gl = InMemoryGitLab::default();
+    let project = gl.get_or_create_project("sandbox/ci").await.unwrap();
+    let pref = ProjectRef::Id(project.id);
+    let yaml = LoadTestSpec::new(vec![ShardTarget::new("t", 2)])
+        .to_yaml()
+        .unwrap();
+    gl.put_file(&pref, "main", ".gitlab-ci.yml", &yaml, "ci")
+        .await
+        .unwrap();
+    let pipeline = gl
+        .create_pipeline(&pref, &NewPipeline::new("main"))
+        .await
+        .unwrap();
+    let jobs = gl.all_pipeline_jobs(&pref, pipeline.id).await.unwrap();
+    let (done, waiting) = (jobs[0].id, jobs[1].id);
+    gl.force_job_status(done, JobStatus::Success).unwrap();
+    let server = glrunner_gitlab_client::testing::serve(gl.clone(), TOKEN).await;
+
+    let ns = format!(
+        "gl-{:x}",
+        std::process::id()
+            ^ std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos()
+    );
+    fixtures.create_namespace(&ns).await.unwrap();
+    let finished = fixtures
+        .create_pod(NewPod::job(
+            &ns,
+            "ci-1-gitlab-runner-5fd7489954-jx682",
+            project.id,
+            done,
+        ))
+        .await
+        .unwrap();
+    let pending = fixtures
+        .create_pod(NewPod::job(
+            &ns,
+            "ci-1-gitlab-runner-5fd7489954-jx682",
+            project.id,
+            waiting,
+        ))
+        .await
+        .unwrap();
+    // Evidence counts only past --grace after creation; both stay within --pending-timeout.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+
+    let kc = path.to_str().unwrap().to_owned();
+    let uri = server.uri();
+    let ns_arg = ns.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        run(
+            "reap",
+            &[
+                "--backend",
+                "aws",
+                "--kubeconfig",
+                &kc,
+                "-n",
+                &ns_arg,
+                "--grace",
+                "1s",
+                "--pending-timeout",
+                "10m",
+                "--once",
+                "--gitlab-url",
+                &uri,
+                "--output",
+                "json",
+            ],
+            &[("GITLAB_TOKEN", TOKEN)],
+        )
+    })
+    .await
+    .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains(TOKEN) && !text(&out.stdout).contains(TOKEN));
+    let report = &json_documents(&out.stdout)[0];
+    let reaped: Vec<&str> = report["reaped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(reaped, [finished.name.as_str()], "{report}");
+    let by_reason = report["reaped_by_reason"].as_object().unwrap();
+    assert_eq!(by_reason.len(), 1, "{report}");
+    assert!(
+        by_reason.contains_key("gitlab_job_finished"),
+        "reaped because GitLab says the job finished: {report}"
+    );
+    let api = KubePodApi::from_kubeconfig(Some(&path), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        pod_names(&api, &ns).await,
+        std::slice::from_ref(&pending.name)
+    );
+    assert!(gl.requests() >= 2, "GitLab was asked about both jobs");
+}

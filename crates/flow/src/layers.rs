@@ -21,6 +21,7 @@ const MODULES: &[(&str, u8, &[&str])] = &[
     ("cluster", 2, &[include_str!("cluster.rs")]),
     ("conformance", 2, &[include_str!("conformance.rs")]),
     ("drain", 2, &[include_str!("drain.rs")]),
+    ("janitor", 2, &[include_str!("janitor.rs")]),
     ("report", 2, &[include_str!("report.rs")]),
     (
         "lint",

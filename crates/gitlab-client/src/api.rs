@@ -6,9 +6,9 @@ use async_trait::async_trait;
 
 use crate::error::{Error, Result};
 use crate::types::{
-    Branch, Commit, CommitAction, CreatedRunner, FileAction, Job, JobsQuery, Member, MemberScope,
-    Namespace, NewCommit, NewPipeline, NewProject, NewRunner, Page, Pipeline, Project, ProjectRef,
-    Runner, RunnerDetails, ServerVersion, TokenInfo, User,
+    Bounded, Branch, Commit, CommitAction, CreatedRunner, FileAction, Job, JobStatus, JobsQuery,
+    Member, MemberScope, Namespace, NewCommit, NewPipeline, NewProject, NewRunner, Page, Pipeline,
+    Project, ProjectRef, Runner, RunnerDetails, ServerVersion, TokenInfo, User,
 };
 
 /// The GitLab operations glrunner needs, over this crate's own types.
@@ -96,6 +96,16 @@ pub trait GitLabApi: Send + Sync {
         query: &JobsQuery,
     ) -> Result<Page<Job>>;
 
+    /// One page of a project's jobs (builds of every pipeline), newest first
+    /// (`GET /projects/:id/jobs` with `scope[]`: GitLab REST docs, "Jobs API → List project
+    /// jobs"; token scope `read_api`). GitLab counts nothing on this route
+    /// (`paginate_with_strategies(builds, …, without_count: true)`, lib/api/ci/jobs.rb): the
+    /// page has [`Page::next_page`] but no `total`/`total_pages`. The route has a rate limit of
+    /// its own, 600 requests a minute per user by default (`jobs_index`,
+    /// `project_jobs_api_rate_limit`, doc/api/settings.md).
+    async fn list_project_jobs(&self, project: &ProjectRef, query: &JobsQuery)
+    -> Result<Page<Job>>;
+
     /// One job (`GET /projects/:id/jobs/:job_id`).
     async fn get_job(&self, project: &ProjectRef, job_id: u64) -> Result<Job>;
 
@@ -125,6 +135,69 @@ pub trait GitLabApiExt: GitLabApi {
             match page.next_page {
                 Some(next) if next > query.page => query.page = next,
                 _ => return Ok(jobs),
+            }
+        }
+    }
+
+    /// Up to `max_jobs` of a project's jobs in `scope` (all statuses when empty), newest first
+    /// ([`GitLabApi::list_project_jobs`]): pages of `min(max_jobs, 100)` until `x-next-page` is
+    /// empty or `max_jobs` are read, so at most `ceil(max_jobs / 100)` requests (transport
+    /// retries aside) whatever the project holds. [`Bounded::truncated`] says the project had
+    /// more. A bound at the plan's jobs in active pipelines
+    /// ([`crate::limits::PlanLimits::max_jobs_at_once`]: 499 on GitLab.com Free) reads every
+    /// pending or running job the project can have.
+    ///
+    /// Pages are offsets into a list that moves while it is read: a job created meanwhile pushes
+    /// the older ones down a place, so a job already read is skipped when it comes again (ids
+    /// only fall along the list); a job that leaves `scope` meanwhile may make one job of the
+    /// next page go unread.
+    async fn project_jobs_up_to(
+        &self,
+        project: &ProjectRef,
+        scope: &[JobStatus],
+        max_jobs: usize,
+    ) -> Result<Bounded<Job>> {
+        let max_jobs = max_jobs.max(1);
+        let per_page = u32::try_from(max_jobs)
+            .unwrap_or(u32::MAX)
+            .min(crate::MAX_PER_PAGE);
+        let mut query = JobsQuery {
+            page: 1,
+            per_page,
+            scope: scope.to_vec(),
+        };
+        let mut jobs: Vec<Job> = Vec::new();
+        loop {
+            let page = self.list_project_jobs(project, &query).await?;
+            for job in page.items {
+                if jobs.last().is_some_and(|last| job.id >= last.id) {
+                    continue;
+                }
+                if jobs.len() == max_jobs {
+                    return Ok(Bounded {
+                        items: jobs,
+                        truncated: true,
+                    });
+                }
+                jobs.push(job);
+            }
+            match page.next_page {
+                Some(next) if next > query.page => {
+                    if jobs.len() == max_jobs {
+                        tracing::debug!(%project, max_jobs, "stopping at the bound of jobs to read");
+                        return Ok(Bounded {
+                            items: jobs,
+                            truncated: true,
+                        });
+                    }
+                    query.page = next;
+                }
+                _ => {
+                    return Ok(Bounded {
+                        items: jobs,
+                        truncated: false,
+                    });
+                }
             }
         }
     }

@@ -226,6 +226,131 @@ pub async fn pipeline_jobs_are_paginated_and_cancelable(
     api.delete_project(&pref).await
 }
 
+/// A project's jobs (`GET /projects/:id/jobs`): newest first across its pipelines, filtered by
+/// `scope[]`, pages of at most 100 with a next page until the last; the bounded walk stops at
+/// its bound in as few requests as it promises and says it stopped.
+pub async fn project_jobs_are_listed_newest_first_by_scope(
+    api: &dyn GitLabApi,
+    prefix: &str,
+) -> Result<()> {
+    let user = api.current_user().await?;
+    let project = api
+        .get_or_create_project(&format!("{}/{prefix}-project-jobs", user.username))
+        .await?;
+    let pref = ProjectRef::Id(project.id);
+    let branch = project
+        .default_branch
+        .clone()
+        .unwrap_or_else(|| "main".into());
+    let spec = LoadTestSpec::new(vec![
+        ShardTarget::new(format!("{prefix}-a"), 80),
+        ShardTarget::new(format!("{prefix}-b"), 40),
+    ]);
+    api.put_file(
+        &pref,
+        &branch,
+        ".gitlab-ci.yml",
+        &spec.to_yaml()?,
+        "load test: 120 jobs",
+    )
+    .await?;
+    let first = api
+        .create_pipeline(&pref, &NewPipeline::new(&branch))
+        .await?;
+    let second = api
+        .create_pipeline(&pref, &NewPipeline::new(&branch))
+        .await?;
+    // The first pipeline's jobs end; the second's stay pending (no runner here).
+    api.cancel_pipeline(&pref, first.id).await?;
+    let pending = [JobStatus::Pending];
+    let page = api
+        .list_project_jobs(&pref, &JobsQuery::page(1).scope(&pending))
+        .await?;
+    check(
+        page.items.len() == 100 && page.next_page == Some(2),
+        format!(
+            "the first page of pending jobs has 100 and a next page, got {} and {:?}",
+            page.items.len(),
+            page.next_page
+        ),
+    )?;
+    let all = api.project_jobs_up_to(&pref, &pending, 1_000).await?;
+    check(
+        all.items.len() == 120 && !all.truncated,
+        format!(
+            "all 120 pending jobs read, got {} (truncated: {})",
+            all.items.len(),
+            all.truncated
+        ),
+    )?;
+    check(
+        all.items.windows(2).all(|w| w[0].id > w[1].id),
+        "project jobs are sorted by id descending",
+    )?;
+    check(
+        all.items.iter().all(|j| j.status == JobStatus::Pending),
+        "scope[]=pending lists pending jobs only",
+    )?;
+    let second_jobs = api.all_pipeline_jobs(&pref, second.id).await?;
+    let mut second_ids: Vec<u64> = second_jobs.iter().map(|j| j.id).collect();
+    let mut listed: Vec<u64> = all.items.iter().map(|j| j.id).collect();
+    second_ids.sort_unstable();
+    listed.sort_unstable();
+    check(
+        listed == second_ids,
+        "the pending jobs are exactly the uncanceled pipeline's",
+    )?;
+    let tags = |tag: &str| {
+        all.items
+            .iter()
+            .filter(|j| j.tag_list == [tag.to_owned()])
+            .count()
+    };
+    check(
+        tags(&format!("{prefix}-a")) == 80 && tags(&format!("{prefix}-b")) == 40,
+        "project jobs carry their tags",
+    )?;
+    let before = api.requests_sent();
+    let bounded = api.project_jobs_up_to(&pref, &pending, 50).await?;
+    let spent = api.requests_sent() - before;
+    check(
+        bounded.items.len() == 50 && bounded.truncated && bounded.items[0].id == all.items[0].id,
+        format!(
+            "a bound of 50 reads the newest 50 and says there were more, got {} (truncated: {})",
+            bounded.items.len(),
+            bounded.truncated
+        ),
+    )?;
+    check(
+        spent == 1,
+        format!("a bound of 50 costs one request, took {spent}"),
+    )?;
+    let canceled = api
+        .project_jobs_up_to(&pref, &[JobStatus::Canceled], 1_000)
+        .await?;
+    check(
+        canceled.items.len() == 120
+            && canceled
+                .items
+                .iter()
+                .all(|j| j.status == JobStatus::Canceled),
+        format!(
+            "the canceled pipeline's 120 jobs are listed by scope[]=canceled, got {}",
+            canceled.items.len()
+        ),
+    )?;
+    let everything = api.project_jobs_up_to(&pref, &[], 1_000).await?;
+    check(
+        everything.items.len() == 240,
+        format!(
+            "no scope lists every job of both pipelines, got {}",
+            everything.items.len()
+        ),
+    )?;
+    api.cancel_pipeline(&pref, second.id).await?;
+    api.delete_project(&pref).await
+}
+
 /// Push pipelines: the generated CI file (api-only `workflow: rules`) committed without
 /// `[skip ci]` starts none, and `POST /pipeline` then starts exactly one; a plain CI file
 /// committed with `[skip ci]` starts none, and without it starts a push pipeline; a commit to
@@ -383,5 +508,6 @@ pub async fn run_all_settling(
     project_get_or_create_is_idempotent(api, prefix).await?;
     runner_lifecycle(api, prefix).await?;
     pipeline_jobs_are_paginated_and_cancelable(api, prefix).await?;
+    project_jobs_are_listed_newest_first_by_scope(api, prefix).await?;
     commits_start_only_the_pipelines_glrunner_watches(api, prefix, settle).await
 }

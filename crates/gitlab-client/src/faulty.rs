@@ -90,6 +90,8 @@ pub enum GitLabCall {
     GetPipeline,
     /// `GET /projects/:id/pipelines/:pipeline_id/jobs`.
     ListPipelineJobs,
+    /// `GET /projects/:id/jobs`.
+    ListProjectJobs,
     /// `GET /projects/:id/jobs/:job_id`.
     GetJob,
     /// `POST /projects/:id/pipelines/:pipeline_id/cancel`.
@@ -166,6 +168,10 @@ pub enum GitLabArgs<'a> {
         pipeline_id: u64,
         query: &'a JobsQuery,
     },
+    ListProjectJobs {
+        project: &'a ProjectRef,
+        query: &'a JobsQuery,
+    },
     GetJob {
         project: &'a ProjectRef,
         job_id: u64,
@@ -203,6 +209,7 @@ impl glrunner_fault::Call for GitLabCall {
             A::ListPipelines { .. } => Self::ListPipelines,
             A::GetPipeline { .. } => Self::GetPipeline,
             A::ListPipelineJobs { .. } => Self::ListPipelineJobs,
+            A::ListProjectJobs { .. } => Self::ListProjectJobs,
             A::GetJob { .. } => Self::GetJob,
             A::CancelPipeline { .. } => Self::CancelPipeline,
         }
@@ -319,6 +326,15 @@ impl<T: GitLabApi> GitLabApi for Faulty<T> {
         };
         let call = self.inner().list_pipeline_jobs(project, pipeline_id, query);
         self.run(args, call).await
+    }
+    async fn list_project_jobs(
+        &self,
+        project: &ProjectRef,
+        query: &JobsQuery,
+    ) -> Result<Page<Job>> {
+        let args = GitLabArgs::ListProjectJobs { project, query };
+        self.run(args, self.inner().list_project_jobs(project, query))
+            .await
     }
     async fn get_job(&self, project: &ProjectRef, job_id: u64) -> Result<Job> {
         let args = GitLabArgs::GetJob { project, job_id };

@@ -105,6 +105,13 @@ macro_rules! forward {
             ) -> Result<Page<Job>> {
                 (**self).list_pipeline_jobs(project, pipeline_id, query).await
             }
+            async fn list_project_jobs(
+                &self,
+                project: &ProjectRef,
+                query: &JobsQuery,
+            ) -> Result<Page<Job>> {
+                (**self).list_project_jobs(project, query).await
+            }
             async fn get_job(&self, project: &ProjectRef, job_id: u64) -> Result<Job> {
                 (**self).get_job(project, job_id).await
             }

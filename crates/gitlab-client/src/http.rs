@@ -1094,6 +1094,32 @@ impl GitLabApi for HttpGitLab {
         Ok(page_of(items, &headers, query.page.max(1), per_page))
     }
 
+    async fn list_project_jobs(
+        &self,
+        project: &ProjectRef,
+        query: &JobsQuery,
+    ) -> Result<Page<Job>> {
+        // GitLab REST docs, "Jobs API → List project jobs": `GET /projects/:id/jobs`, `scope`
+        // as a string or an array (`scope[]=pending`), offset pagination; newest first
+        // (`user_project.builds.order(id: :desc)`, lib/api/ci/jobs.rb).
+        let per_page = query.per_page.clamp(1, crate::MAX_PER_PAGE);
+        let mut call = Call::new(
+            Method::GET,
+            format!("{}/jobs", Self::project_path(project)),
+            "list jobs of",
+            project.to_string(),
+        )
+        .scope("read_api")
+        .query("per_page", per_page)
+        .query("page", query.page.max(1));
+        for s in &query.scope {
+            call = call.query("scope[]", s.as_str());
+        }
+        let resp = self.send(&call).await?;
+        let (items, headers) = self.decode::<Vec<Job>>(&call, resp).await?;
+        Ok(page_of(items, &headers, query.page.max(1), per_page))
+    }
+
     async fn get_job(&self, project: &ProjectRef, job_id: u64) -> Result<Job> {
         let call = Call::new(
             Method::GET,

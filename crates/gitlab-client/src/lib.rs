@@ -3,8 +3,9 @@
 //! # What is here
 //!
 //! - [`GitLabApi`]: the object-safe trait over this crate's own types (token check, projects,
-//!   runners via `POST /user/runners`, commits, pipelines, pipeline jobs page by page, cancel),
-//!   with [`GitLabApiExt`] helpers (`all_pipeline_jobs`, `get_or_create_project`, `put_file`).
+//!   runners via `POST /user/runners`, commits, pipelines, pipeline jobs page by page, a
+//!   project's jobs by status, cancel), with [`GitLabApiExt`] helpers (`all_pipeline_jobs`,
+//!   `project_jobs_up_to` with a bound on the jobs read, `get_or_create_project`, `put_file`).
 //! - Backends:
 //!   - [`HttpGitLab`] ([`http`]): GitLab's REST API v4 on reqwest, with our transport policy:
 //!     429 honoured through `Retry-After` / `RateLimit-Reset`, 5xx and connection errors

@@ -421,6 +421,9 @@ struct State {
     jobs: BTreeMap<u64, JobState>,
     pending: PendingIndex,
     pipeline_jobs: BTreeMap<u64, PipelineJobs>,
+    /// Each project's job ids in creation order (ids only grow, so this is ascending): a
+    /// project listing reads it from the end instead of walking every job of the instance.
+    project_jobs: BTreeMap<u64, Vec<u64>>,
     /// Bumped whenever a job becomes pending in a project: a simulated runner that found nothing
     /// to take waits on it instead of polling ([`InMemoryGitLab::pending_signal`]).
     pending_signals: BTreeMap<u64, tokio::sync::watch::Sender<u64>>,
@@ -649,6 +652,10 @@ impl State {
     /// Adds a new job (pending unless already finished) to the indexes.
     fn add_job(&mut self, job: JobState) {
         let id = job.job.id;
+        self.project_jobs
+            .entry(job.project_id)
+            .or_default()
+            .push(id);
         let agg = self.pipeline_jobs.entry(job.pipeline_id).or_default();
         agg.ids.push(id);
         *agg.by_status.entry(job.job.status).or_insert(0) += 1;
@@ -1154,6 +1161,12 @@ impl InMemoryGitLab {
         {
             set.remove(&job_id);
         }
+        if status == JobStatus::Pending && before != JobStatus::Pending {
+            st.pending
+                .entry(j.pending_key.clone())
+                .or_default()
+                .insert(job_id);
+        }
         if let Some(agg) = st.pipeline_jobs.get_mut(&pipeline_id) {
             move_status(agg, before, status);
         }
@@ -1532,6 +1545,7 @@ impl GitLabApi for InMemoryGitLab {
         let pipelines = &st.pipelines;
         st.pipeline_jobs.retain(|p, _| pipelines.contains_key(p));
         st.pending.retain(|(project, _), _| *project != id);
+        st.project_jobs.remove(&id);
         Ok(())
     }
 
@@ -1894,6 +1908,84 @@ impl GitLabApi for InMemoryGitLab {
             next_page: (page < total_pages).then_some(page + 1),
             total: Some(total),
             total_pages: Some(total_pages),
+        })
+    }
+
+    async fn list_project_jobs(
+        &self,
+        project: &ProjectRef,
+        query: &JobsQuery,
+    ) -> Result<Page<Job>> {
+        let st = self.admit(Route::Read, "list jobs of", || project.to_string())?;
+        let id = st.project_id(project, "list jobs of")?;
+        let per_page = match query.per_page {
+            0 => self.inner.config.default_per_page,
+            n => n.min(crate::MAX_PER_PAGE),
+        };
+        // As `list_pipeline_jobs`: only the documented `scope` values (GitLab REST docs, "Jobs
+        // API → List project jobs": created, pending, running, failed, success, canceled,
+        // skipped, waiting_for_resource, manual).
+        if let Some(bad) = query
+            .scope
+            .iter()
+            .find(|s| !JobStatus::DOCUMENTED_SCOPES.contains(s))
+        {
+            return Err(Error::invalid(
+                "list jobs of",
+                project.to_string(),
+                format!("scope does not have a valid value ({bad})"),
+            ));
+        }
+        let page = query.page.max(1);
+        let start = (page as usize - 1).saturating_mul(per_page as usize);
+        // One more than the page, to tell whether a next page exists: GitLab paginates this
+        // route without counting (`paginate_with_strategies(builds, user_project,
+        // paginator_params: { without_count: true })`, lib/api/ci/jobs.rb; Kaminari's
+        // `without_count` reads `per_page + 1` rows), so `x-total` and `x-total-pages` are
+        // absent (`OffsetHeaderBuilder` with `data_without_counts`,
+        // lib/gitlab/pagination/offset_pagination.rb) and only `x-next-page` says there is more.
+        let want = start.saturating_add(per_page as usize).saturating_add(1);
+        let newest_first: Vec<u64> = if query.scope == [JobStatus::Pending] {
+            // Pending jobs straight from the pending index (this project's tag sets only).
+            let range = (id, Vec::new())..(id.saturating_add(1), Vec::new());
+            let mut ids: Vec<u64> = st
+                .pending
+                .range(range)
+                .flat_map(|(_, ids)| ids.iter().copied())
+                .collect();
+            ids.sort_unstable_by_key(|id| std::cmp::Reverse(*id));
+            ids.truncate(want);
+            ids
+        } else {
+            // `user_project.builds.order(id: :desc)`, filtered by `scope` (lib/api/ci/jobs.rb).
+            let in_scope =
+                |status: &JobStatus| query.scope.is_empty() || query.scope.contains(status);
+            st.project_jobs
+                .get(&id)
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .rev()
+                .filter(|j| st.jobs.get(*j).is_some_and(|j| in_scope(&j.job.status)))
+                .take(want)
+                .copied()
+                .collect()
+        };
+        let more = newest_first.len() > start + per_page as usize;
+        let items: Vec<Job> = newest_first
+            .iter()
+            .skip(start)
+            .take(per_page as usize)
+            .filter_map(|j| st.jobs.get(j))
+            .map(|j| j.job.clone())
+            .collect();
+        Ok(Page {
+            items,
+            page,
+            per_page,
+            next_page: more.then_some(page + 1),
+            total: None,
+            total_pages: None,
         })
     }
 

@@ -300,7 +300,12 @@ impl Double {
         ProjectRef::parse(segment).unwrap_or_else(|_| ProjectRef::Path(segment.to_owned()))
     }
 
-    fn jobs(&self, request: &Request, project: &ProjectRef, pipeline_id: u64) -> ResponseTemplate {
+    /// A job listing (a pipeline's or a project's) with GitLab's pagination headers; `x-total`
+    /// and `x-total-pages` only when the listing counted.
+    fn jobs(
+        request: &Request,
+        list: impl FnOnce(&JobsQuery) -> Option<crate::Result<crate::types::Page<crate::types::Job>>>,
+    ) -> ResponseTemplate {
         let mut scope = Vec::new();
         for (k, v) in request.url.query_pairs() {
             if k == "scope[]" || k == "scope" {
@@ -319,7 +324,7 @@ impl Double {
                 .unwrap_or(0),
             scope,
         };
-        match now(self.gitlab.list_pipeline_jobs(project, pipeline_id, &query)) {
+        match list(&query) {
             Some(Ok(page)) => {
                 let mut t = json_ok(200, &page.items)
                     .insert_header("x-page", page.page.to_string())
@@ -470,9 +475,14 @@ impl Double {
                 None => ResponseTemplate::new(404),
             },
             ("GET", ["projects", p, "pipelines", id, "jobs"]) => match id_of(id) {
-                Some(id) => self.jobs(request, &Self::project(p), id),
+                Some(id) => Self::jobs(request, |q| {
+                    now(gl.list_pipeline_jobs(&Self::project(p), id, q))
+                }),
                 None => ResponseTemplate::new(404),
             },
+            ("GET", ["projects", p, "jobs"]) => {
+                Self::jobs(request, |q| now(gl.list_project_jobs(&Self::project(p), q)))
+            }
             ("GET", ["projects", p, "jobs", id]) => match id_of(id) {
                 Some(id) => answer(200, now(gl.get_job(&Self::project(p), id))),
                 None => ResponseTemplate::new(404),

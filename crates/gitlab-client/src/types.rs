@@ -872,6 +872,15 @@ impl JobsQuery {
     }
 }
 
+/// The first items of a listing, read up to a bound ([`crate::GitLabApiExt::project_jobs_up_to`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Bounded<T> {
+    /// The items read, in the listing's order.
+    pub items: Vec<T>,
+    /// Whether the listing had more than the bound: then `items` is its first part only.
+    pub truncated: bool,
+}
+
 /// One page of an offset-paginated list, with GitLab's pagination headers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Page<T> {

@@ -2,41 +2,12 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use glrunner_gitlab_client::{GitLabApi, ProjectRef};
 use glrunner_janitor::policy::Policy;
 use glrunner_janitor::{ListQuery, Reaper, ReaperConfig};
 use tokio::time::Instant;
 
 use super::{Error, Phase, ReapSummary, Run, at};
-
-/// GitLab's view of a job for the janitor's cross-check.
-struct GitLabJobStatus(Arc<dyn GitLabApi>);
-
-#[async_trait]
-impl glrunner_janitor::JobStatusSource for GitLabJobStatus {
-    async fn job_status(
-        &self,
-        project_id: u64,
-        job_id: u64,
-    ) -> glrunner_janitor::Result<glrunner_janitor::JobStatus> {
-        match self.0.get_job(&ProjectRef::Id(project_id), job_id).await {
-            Ok(job) => Ok(glrunner_janitor::JobStatus::from_gitlab(
-                job.status.as_str(),
-            )),
-            Err(glrunner_gitlab_client::Error::NotFound { .. }) => {
-                Ok(glrunner_janitor::JobStatus::NotFound)
-            }
-            Err(e) => Err(glrunner_janitor::Error::Backend {
-                backend: "gitlab",
-                action: "get job".into(),
-                resource: format!("job {job_id} of project {project_id}"),
-                message: e.to_string(),
-                source: None,
-            }),
-        }
-    }
-}
+use crate::janitor::GitLabJobStatus;
 
 impl Run<'_> {
     /// Sleeps one reap interval; a stop ends the phase (`Err`).
@@ -65,8 +36,8 @@ impl Run<'_> {
             .map_err(at(phase))?
             .with_clock(clients.clock.clone());
         if self.project.is_some() {
-            reaper =
-                reaper.with_job_status(Arc::new(GitLabJobStatus(self.backends.gitlab.clone())));
+            reaper = reaper
+                .with_job_status(Arc::new(GitLabJobStatus::new(self.backends.gitlab.clone())));
         }
         let t0 = Instant::now();
         let mut summary = ReapSummary::default();

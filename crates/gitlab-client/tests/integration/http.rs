@@ -164,6 +164,76 @@ async fn scope_and_page_headers_are_parsed() {
     );
 }
 
+/// `GET /projects/:id/jobs?scope[]=pending` as GitLab answers it: pages without `x-total` or
+/// `x-total-pages` (GitLab paginates this route `without_count`, lib/api/ci/jobs.rb), a next page
+/// until the last; the bounded walk stops at its bound without asking for the page after it.
+#[tokio::test]
+async fn project_jobs_are_walked_up_to_a_bound() {
+    let server = MockServer::start().await;
+    let uncounted = |items: Vec<Value>, page: u32, next: Option<u32>| {
+        ResponseTemplate::new(200)
+            .insert_header("x-page", page.to_string())
+            .insert_header("x-per-page", "100")
+            .insert_header(
+                "x-next-page",
+                next.map(|n| n.to_string()).unwrap_or_default(),
+            )
+            .set_body_json(Value::Array(items))
+    };
+    for (p, range, next) in [(1u32, 151..=250u64, Some(2)), (2, 51..=150, Some(3))] {
+        Mock::given(method("GET"))
+            .and(path("/api/v4/projects/my-group%2Floadtest/jobs"))
+            .and(query_param("scope[]", "pending"))
+            .and(query_param("page", p.to_string()))
+            .and(query_param("per_page", "100"))
+            .and(header("PRIVATE-TOKEN", PAT))
+            .respond_with(uncounted(
+                range.rev().map(|id| doc_job(id, "pending")).collect(),
+                p,
+                next,
+            ))
+            .mount(&server)
+            .await;
+    }
+    let gl = client(&server);
+    let project = ProjectRef::parse("my-group/loadtest").unwrap();
+    let first = gl
+        .list_project_jobs(
+            &project,
+            &glrunner_gitlab_client::JobsQuery::page(1).scope(&[JobStatus::Pending]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            first.items.len(),
+            first.next_page,
+            first.total,
+            first.total_pages
+        ),
+        (100, Some(2), None, None)
+    );
+    let before = gl.requests_made();
+    let bounded = gl
+        .project_jobs_up_to(&project, &[JobStatus::Pending], 150)
+        .await
+        .unwrap();
+    assert_eq!(
+        gl.requests_made() - before,
+        2,
+        "two pages for 150 jobs, not the third"
+    );
+    assert_eq!((bounded.items.len(), bounded.truncated), (150, true));
+    assert_eq!(bounded.items[0].id, 250);
+    assert_eq!(bounded.items[149].id, 101);
+    assert!(
+        bounded
+            .items
+            .iter()
+            .all(|j| j.status == JobStatus::Pending && j.tag_list == ["shard-1"])
+    );
+}
+
 #[tokio::test]
 async fn waits_out_429_retry_after() {
     let server = MockServer::start().await;

@@ -217,6 +217,134 @@ async fn pagination_defaults_and_scope() {
     assert_eq!(running.total, Some(7));
 }
 
+/// `GET /projects/:id/jobs` as GitLab paginates it: no counts (`without_count: true`,
+/// lib/api/ci/jobs.rb), a next page only while more jobs follow, `per_page` 0 meaning GitLab's
+/// default of 20; the pending listing follows jobs as runners take them and as tests force them;
+/// only documented scopes; another project's jobs never appear.
+#[tokio::test]
+async fn project_jobs_are_uncounted_pages_newest_first() {
+    let f = fixture(
+        vec![ShardTarget::new("a", 25), ShardTarget::new("b", 20)],
+        3,
+    )
+    .await;
+    let other = f.gl.get_or_create_project("sandbox/other").await.unwrap();
+    let yaml = LoadTestSpec::new(vec![ShardTarget::new("a", 5)])
+        .to_yaml()
+        .unwrap();
+    let other = ProjectRef::Id(other.id);
+    f.gl.put_file(&other, "main", ".gitlab-ci.yml", &yaml, "ci")
+        .await
+        .unwrap();
+    f.gl.create_pipeline(&other, &NewPipeline::new("main"))
+        .await
+        .unwrap();
+    let q = JobsQuery {
+        page: 1,
+        per_page: 0,
+        scope: vec![JobStatus::Pending],
+    };
+    let first = f.gl.list_project_jobs(&f.project, &q).await.unwrap();
+    assert_eq!(
+        (
+            first.items.len(),
+            first.next_page,
+            first.total,
+            first.total_pages
+        ),
+        (20, Some(2), None, None)
+    );
+    let third =
+        f.gl.list_project_jobs(
+            &f.project,
+            &JobsQuery {
+                page: 3,
+                ..q.clone()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((third.items.len(), third.next_page), (8, None));
+    let all =
+        f.gl.project_jobs_up_to(&f.project, &[JobStatus::Pending], 100)
+            .await
+            .unwrap();
+    assert_eq!((all.items.len(), all.truncated), (48, false));
+    let pipeline_ids: Vec<u64> =
+        f.gl.all_pipeline_jobs(&f.project, f.pipeline)
+            .await
+            .unwrap()
+            .iter()
+            .map(|j| j.id)
+            .collect();
+    assert_eq!(
+        all.items.iter().map(|j| j.id).collect::<Vec<_>>(),
+        pipeline_ids,
+        "this project's jobs only, newest first like the pipeline's listing"
+    );
+    let untagged = all.items.iter().filter(|j| j.tag_list.is_empty()).count();
+    assert_eq!(untagged, 3);
+
+    let a = runner(&f, &["a"], false).await;
+    let taken = f.gl.request_jobs(a, 10).unwrap();
+    let pending =
+        f.gl.project_jobs_up_to(&f.project, &[JobStatus::Pending], 100)
+            .await
+            .unwrap();
+    assert_eq!(pending.items.len(), 38, "taken jobs are no longer pending");
+    assert!(
+        pending
+            .items
+            .iter()
+            .all(|j| taken.iter().all(|t| t.job_id != j.id))
+    );
+    let running =
+        f.gl.project_jobs_up_to(&f.project, &[JobStatus::Running], 100)
+            .await
+            .unwrap();
+    assert_eq!(running.items.len(), 10);
+    let both =
+        f.gl.project_jobs_up_to(&f.project, &[JobStatus::Pending, JobStatus::Running], 100)
+            .await
+            .unwrap();
+    assert_eq!(both.items.len(), 48);
+    f.gl.force_job_status(taken[0].job_id, JobStatus::Pending)
+        .unwrap();
+    let pending =
+        f.gl.project_jobs_up_to(&f.project, &[JobStatus::Pending], 100)
+            .await
+            .unwrap();
+    assert_eq!(
+        pending.items.len(),
+        39,
+        "a job forced back to pending is listed as pending"
+    );
+
+    let bounded = f.gl.project_jobs_up_to(&f.project, &[], 7).await.unwrap();
+    assert_eq!((bounded.items.len(), bounded.truncated), (7, true));
+    assert_eq!(bounded.items[0].id, all.items[0].id, "newest first");
+
+    let err =
+        f.gl.list_project_jobs(
+            &f.project,
+            &JobsQuery::page(1).scope(&[JobStatus::Preparing]),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidInput { .. })
+            && err
+                .to_string()
+                .contains("scope does not have a valid value"),
+        "{err}"
+    );
+    let missing =
+        f.gl.list_project_jobs(&ProjectRef::Path("sandbox/missing".into()), &q)
+            .await
+            .unwrap_err();
+    assert!(matches!(missing, Error::NotFound { .. }), "{missing}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn rate_limit_answers_429_like_gitlab() {
     let gl = InMemoryGitLab::new(MemoryConfig::default().with_rate_limit_per_minute(Some(3)));
