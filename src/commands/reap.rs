@@ -664,12 +664,6 @@ pub async fn run_controller(
             "`reap run` watches a real cluster: pass --backend aws with --kubeconfig/--context or              --in-cluster (the sandbox has no apiserver to watch; try `reap --once`)",
         ));
     }
-    if run.gitlab_url.is_some() {
-        return Err(CliError::invalid(
-            "`reap run` does not take --gitlab-url yet: its GitLab cross-check is not wired into the \
-             controller; rerun without it (`reap --once --gitlab-url` cross-checks one round)",
-        ));
-    }
     if let Some(quota) = args.fargate_vcpu_quota
         && !(quota.is_finite() && quota > 0.0)
     {
@@ -707,11 +701,26 @@ pub async fn run_controller(
         }
         None => (kube_api(run).await?.kube_client(), args.fargate_vcpu_quota),
     };
+    let gitlab = gitlab_sources(global, run).await?;
     let mut observers: Vec<Arc<dyn glrunner_janitor::controller::ControllerObserver>> = Vec::new();
     if let Some(addr) = run.metrics_addr {
         let metrics = start_metrics(addr, interrupt).await?;
         if let Some(quota) = quota {
             metrics.set_vcpu_quota(quota);
+        }
+        // GitLab's pending jobs are not watched: read every --interval beside the controller.
+        if let Some(source) = gitlab.as_ref().and_then(|g| g.pending_jobs.clone()) {
+            let interval = duration("--interval", &run.interval)?;
+            let (m, token) = (metrics.clone(), interrupt.token());
+            tokio::spawn(async move {
+                loop {
+                    refresh_pending(&m, Some(source.as_ref())).await;
+                    tokio::select! {
+                        () = token.cancelled() => break,
+                        () = tokio::time::sleep(interval) => {}
+                    }
+                }
+            });
         }
         observers.push(metrics);
     }
@@ -726,6 +735,10 @@ pub async fn run_controller(
     )
     .map_err(invalid)?
     .with_observers(observers);
+    let controller = match gitlab {
+        Some(sources) => controller.with_job_status(sources.job_status),
+        None => controller,
+    };
     let summary = controller
         .run(interrupt.token().cancelled_owned())
         .await
