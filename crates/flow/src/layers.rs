@@ -22,6 +22,7 @@ const MODULES: &[(&str, u8, &[&str])] = &[
     ("conformance", 2, &[include_str!("conformance.rs")]),
     ("drain", 2, &[include_str!("drain.rs")]),
     ("report", 2, &[include_str!("report.rs")]),
+    ("pending", 2, &[include_str!("pending.rs")]),
     (
         "artifacts",
         2,

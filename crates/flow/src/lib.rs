@@ -69,6 +69,7 @@ pub mod drain;
 mod error;
 mod events;
 mod ownership;
+pub mod pending;
 mod phase;
 mod phases;
 mod plan;
@@ -89,7 +90,8 @@ pub use cluster::{
     required_permissions,
 };
 pub use config::{
-    ClusterSource, DEFAULT_HELM_CONCURRENCY, FlowConfig, MAX_HELM_CONCURRENCY, fargate_selects,
+    ClusterSource, DEFAULT_HELM_CONCURRENCY, DEFAULT_PENDING_SAMPLE_INTERVAL, FlowConfig,
+    MAX_HELM_CONCURRENCY, MIN_PENDING_SAMPLE_INTERVAL, fargate_selects,
 };
 pub use error::{Category, Error};
 pub use events::{FlowEvent, FlowProgress};
