@@ -14,6 +14,8 @@ mod embedder;
 mod example;
 #[path = "flow/faults.rs"]
 mod faults;
+#[path = "flow/pending.rs"]
+mod pending;
 #[path = "flow/sandbox_model.rs"]
 mod sandbox_model;
 #[path = "flow/upgrade.rs"]
@@ -76,6 +78,16 @@ async fn assert_whole_flow(jobs: u32, shards: usize) {
         "Fargate start latency is part of the makespan"
     );
     assert!(load.queue_p95_secs.is_some() && load.jobs_per_minute.unwrap() > 0.0);
+    // No quota binds: no pod was held up, every job groups under `starting`.
+    let classes: Vec<_> = load
+        .queue_by_class
+        .iter()
+        .map(|r| (r.class, r.jobs))
+        .collect();
+    assert_eq!(
+        classes,
+        [(glrunner::janitor::PendingClass::Starting, jobs as usize)]
+    );
 
     // The fleet sharded; no shard ever ran more than its concurrent.
     let fleet = report.fleet.as_ref().unwrap();
@@ -179,6 +191,22 @@ async fn an_injected_failure_in_each_phase_still_cleans_up() {
             "{fault:?}: {:?}",
             teardown.errors
         );
+        if fault == Fault::Reap {
+            // The pod API fails from the start: the Pending samples fail too, the load test
+            // does not, and the report says the classes are unknown instead of `starting`.
+            let load = report.load_test.as_ref().unwrap();
+            let sampling = load.pending_sampling.as_ref().unwrap();
+            assert!(
+                sampling.samples == 0 && sampling.failed_samples > 0,
+                "{sampling:?}"
+            );
+            assert!(load.queue_by_class.is_empty());
+            assert!(
+                report.render_text().contains("none of"),
+                "{}",
+                report.render_text()
+            );
+        }
         if fault == Fault::LoadTest {
             assert!(
                 teardown.pipeline_canceled.is_some(),

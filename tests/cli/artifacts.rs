@@ -453,6 +453,25 @@ fn sandbox_full_flow_writes_the_artifacts_with_its_phases() {
         );
     }
     assert!(html.contains("hung pods reaped"));
+    // The queue time by Pending class: the JSON's rows, one HTML row each, every job once.
+    let classes = report["load_test"]["queue_by_class"].as_array().unwrap();
+    assert!(!classes.is_empty(), "{report:#}");
+    assert_eq!(
+        occurrences(&html, "<tr class=\"pending-class\""),
+        classes.len()
+    );
+    let mut grouped = 0;
+    for c in classes {
+        let (class, jobs) = (c["class"].as_str().unwrap(), c["jobs"].as_u64().unwrap());
+        assert!(
+            html.contains(&format!(
+                "<tr class=\"pending-class\" data-class=\"{class}\" data-jobs=\"{jobs}\">"
+            )),
+            "class {class} in the HTML"
+        );
+        grouped += jobs;
+    }
+    assert_eq!(grouped, 300);
     assert_eq!(occurrences(&a.read(a.junit()), "<testcase "), 300);
     let metrics = gitlab_metrics(&a.read(a.metrics()));
     assert_eq!(metrics["glrunner_loadtest_jobs"], "300");

@@ -65,7 +65,18 @@ pub struct FlowConfig {
     /// Where the janitor runs besides the flow's own reap phase: nowhere else (default), or
     /// in the cluster as a controller installed after the releases and removed by teardown.
     pub janitor: JanitorMode,
+    /// How often the load test samples the job pods that are Pending to learn why (one pod
+    /// list, and one Event list when any is Pending, per job namespace per sample; Kubernetes
+    /// calls, off the GitLab request budget): the report's "queue time by Pending class".
+    /// At least [`MIN_PENDING_SAMPLE_INTERVAL`].
+    pub pending_sample_interval: Duration,
 }
+
+/// Default interval of the load test's Pending samples ([`FlowConfig::pending_sample_interval`]).
+pub const DEFAULT_PENDING_SAMPLE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Shortest interval of the load test's Pending samples: at most one sample per second.
+pub const MIN_PENDING_SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Default bound on concurrent helm operations: enough to overlap the ~45 s manager pod starts,
 /// few enough not to queue dozens of `helm --wait` watches against the API server at once.
@@ -97,6 +108,7 @@ impl FlowConfig {
             cluster: ClusterSource::default(),
             chart: ChartSource::default(),
             janitor: JanitorMode::default(),
+            pending_sample_interval: DEFAULT_PENDING_SAMPLE_INTERVAL,
         }
     }
 
@@ -250,6 +262,15 @@ impl FlowConfig {
             return Err(Error::invalid("reap_interval", "must be above zero"));
         }
         self.janitor_objects(gitlab_url, Duration::from_secs(180))?;
+        if self.pending_sample_interval < MIN_PENDING_SAMPLE_INTERVAL {
+            return Err(Error::invalid(
+                "pending_sample_interval",
+                format!(
+                    "{:?} is below {MIN_PENDING_SAMPLE_INTERVAL:?} (at most one sample of the Pending job pods per second)",
+                    self.pending_sample_interval
+                ),
+            ));
+        }
         if !(1..=MAX_HELM_CONCURRENCY).contains(&self.helm_concurrency) {
             return Err(Error::invalid(
                 "--helm-concurrency",
@@ -278,6 +299,15 @@ impl FlowConfig {
             ));
         }
         Ok(())
+    }
+
+    /// The namespace the runners create job pods in (the template's executor namespace, else
+    /// the runner namespace).
+    pub(crate) fn job_namespace(&self, gitlab_url: &str) -> String {
+        self.template(gitlab_url)
+            .executor
+            .namespace
+            .unwrap_or_else(|| self.spec.cluster.runner_namespace.clone())
     }
 
     pub(crate) fn template(&self, gitlab_url: &str) -> RunnerValues {

@@ -23,6 +23,7 @@ const MODULES: &[(&str, u8, &[&str])] = &[
     ("drain", 2, &[include_str!("drain.rs")]),
     ("janitor", 2, &[include_str!("janitor.rs")]),
     ("report", 2, &[include_str!("report.rs")]),
+    ("pending", 2, &[include_str!("pending.rs")]),
     (
         "lint",
         2,

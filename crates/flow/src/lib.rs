@@ -71,6 +71,7 @@ mod events;
 pub mod janitor;
 pub mod lint;
 mod ownership;
+pub mod pending;
 mod phase;
 mod phases;
 mod plan;
@@ -91,8 +92,8 @@ pub use cluster::{
     required_permissions,
 };
 pub use config::{
-    ClusterSource, DEFAULT_HELM_CONCURRENCY, FlowConfig, JanitorMode, MAX_HELM_CONCURRENCY,
-    fargate_selects,
+    ClusterSource, DEFAULT_HELM_CONCURRENCY, DEFAULT_PENDING_SAMPLE_INTERVAL, FlowConfig,
+    JanitorMode, MAX_HELM_CONCURRENCY, MIN_PENDING_SAMPLE_INTERVAL, fargate_selects,
 };
 pub use error::{Category, Error};
 pub use events::{FlowEvent, FlowProgress};

@@ -10,6 +10,7 @@ use super::{FlowConfig, Phase};
 use crate::Backend;
 use crate::RunnerProfile;
 use crate::artifacts::{PhaseRow, RunContext};
+use crate::pending::{ClassQueue, PendingSampler, PendingSampling};
 
 /// How a phase went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -102,6 +103,12 @@ pub struct LoadTestSummary {
     pub failures_by_reason: BTreeMap<String, usize>,
     /// GitLab API requests of the watch.
     pub requests: u64,
+    /// The jobs grouped by the class their pod spent Pending under, with each class's
+    /// queue-time percentiles; sorted by job count. Empty when no sample of the Pending job
+    /// pods succeeded (see [`crate::pending`]).
+    pub queue_by_class: Vec<ClassQueue>,
+    /// How the Pending job pods were sampled (`None`: the cluster could not be reached).
+    pub pending_sampling: Option<PendingSampling>,
 }
 
 impl LoadTestSummary {
@@ -118,7 +125,20 @@ impl LoadTestSummary {
             jobs_per_minute: r.jobs_per_minute,
             failures_by_reason: r.failures_by_reason.clone(),
             requests: r.requests,
+            queue_by_class: Vec::new(),
+            pending_sampling: None,
         }
+    }
+
+    /// Adds the "queue time by Pending class" table of `sampler`'s samples over `r`'s jobs.
+    pub(super) fn with_pending(
+        mut self,
+        r: &glrunner_gitlab_client::Report,
+        sampler: &PendingSampler,
+    ) -> Self {
+        self.queue_by_class = sampler.queue_by_class(&r.jobs);
+        self.pending_sampling = Some(sampler.summary());
+        self
     }
 
     pub(super) fn one_line(&self) -> String {
@@ -290,6 +310,55 @@ pub struct FlowReport {
     pub cost: Option<crate::cost::CostComparison>,
 }
 
+/// The "queue time by Pending class" table under the load test's rows: one line per class.
+fn render_queue_by_class(out: &mut String, l: &LoadTestSummary) {
+    let Some(sampling) = &l.pending_sampling else {
+        row(
+            out,
+            "queue time by Pending class",
+            "not sampled (the cluster could not be reached)".into(),
+        );
+        return;
+    };
+    if l.queue_by_class.is_empty() {
+        row(
+            out,
+            "queue time by Pending class",
+            format!(
+                "unknown: none of {} sample(s) of the Pending job pods succeeded",
+                sampling.failed_samples
+            ),
+        );
+        return;
+    }
+    row(
+        out,
+        "queue time by Pending class",
+        format!(
+            "(pods sampled every {:.0}s, {} sample(s); seen = jobs whose pod a sample saw Pending)",
+            sampling.interval_secs, sampling.samples
+        ),
+    );
+    let q = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |s| format!("{s:.1}s"));
+    let _ = writeln!(
+        out,
+        "    {:<30} {:>6} {:>6} {:>9} {:>9} {:>9}",
+        "class", "jobs", "seen", "p50", "p95", "max"
+    );
+    for c in &l.queue_by_class {
+        let _ = writeln!(
+            out,
+            "    {:<30} {:>6} {:>6} {:>9} {:>9} {:>9}",
+            c.class.code(),
+            c.jobs,
+            c.observed,
+            q(c.queue_p50_secs),
+            q(c.queue_p95_secs),
+            q(c.queue_max_secs)
+        );
+    }
+}
+
 /// One `key value` line of the summary.
 fn row(out: &mut String, k: &str, v: String) {
     let _ = writeln!(out, "  {k:<26} {v}");
@@ -387,6 +456,11 @@ impl FlowReport {
             })
             .collect();
         context.reaped_pods = self.reap.as_ref().map(|r| r.reaped);
+        if let Some(l) = &self.load_test {
+            context.queue_by_class = l.queue_by_class.clone();
+            context.pending_sample_interval_secs =
+                l.pending_sampling.as_ref().map(|p| p.interval_secs);
+        }
         context
     }
 
@@ -533,6 +607,7 @@ impl FlowReport {
                 "queue time p50 / p95",
                 format!("{} / {}", q(l.queue_p50_secs), q(l.queue_p95_secs)),
             );
+            render_queue_by_class(out, l);
             row(
                 out,
                 "jobs per minute",

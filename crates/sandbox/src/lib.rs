@@ -22,7 +22,9 @@
 //!   and `concurrent` jobs running;
 //! - creates one job pod per job in the job namespace with the executor's labels and
 //!   annotations (`job.runner.gitlab.com/pod`, `job.runner.gitlab.com/id`, ...), Pending;
-//! - the pod waits for room under the account's Fargate vCPU quota and for a launch-rate token,
+//! - the pod waits for room under the account's Fargate vCPU quota (a pod that finds none gets
+//!   `fargate-scheduler`'s `FailedScheduling` Warning Event, [`FARGATE_POD_LIMIT_MESSAGE`], so the
+//!   janitor's classifier sees why it is Pending) and for a launch-rate token,
 //!   then starts on a new node (node start, pod setup, helper and job image pulls by registry);
 //!   the runner sees it at its next `poll_interval` and fails the job when it is not running
 //!   after `poll_timeout`;
@@ -115,6 +117,16 @@ pub const SANDBOX_GITLAB_URL: &str = "https://gitlab.sandbox.invalid/";
 
 /// The GitLab project the sandbox flow uses when none is named.
 pub const SANDBOX_PROJECT: &str = "sandbox/loadtest";
+
+/// What Fargate's scheduler says on a pod the account's Fargate quota has no room for (a
+/// `FailedScheduling` Warning Event from `fargate-scheduler`), word for word as
+/// terraform-aws-modules/terraform-aws-eks#1758 quotes it (its title; the janitor's fixture
+/// `crates/janitor/tests/fixtures/pending_pods.json`, case `pod-limit`, carries it with that
+/// source). That report predates Fargate's vCPU-based quotas (2022); that Fargate still words
+/// a vCPU-quota refusal this way is **assumed** (no later capture is in the fixtures). The
+/// janitor classifies it as `fargate_pod_limit`.
+pub const FARGATE_POD_LIMIT_MESSAGE: &str =
+    "Your AWS account has reached the limit on the number of Fargate pods it can run concurrently";
 
 /// Knobs of the sandbox world.
 #[derive(Debug, Clone, PartialEq)]
@@ -270,6 +282,9 @@ pub struct SimulatorStats {
     pub empty_request_tasks: u64,
     /// Per started pod: seconds it waited for room under the vCPU quota.
     pub quota_waits: Vec<f64>,
+    /// Job pods the vCPU quota had no room for at once (each got the `fargate-scheduler`
+    /// Warning Event [`FARGATE_POD_LIMIT_MESSAGE`]), started or not.
+    pub quota_refusals: u64,
     /// Per started pod: seconds it waited for a launch-rate token.
     pub launch_waits: Vec<f64>,
     /// Per started pod: seconds from creation to running.
@@ -1082,7 +1097,7 @@ impl SandboxWorld {
         lock(slot).pod = Some((pod.namespace.clone(), pod.name.clone()));
         let created = Instant::now();
         let Some(start) = self
-            .wait_until_running(setup, &image, &mut rng, created, slot)
+            .wait_until_running(setup, &pod, &image, &mut rng, created, slot)
             .await
         else {
             // "Job failed (system failure): timed out waiting for pod to start": the runner
@@ -1186,13 +1201,14 @@ impl SandboxWorld {
     async fn wait_until_running(
         &self,
         setup: &ManagerSetup,
+        pod: &glrunner_janitor::PodKey,
         image: &str,
         rng: &mut fastrand::Rng,
         created: Instant,
         slot: &Mutex<JobSlot>,
     ) -> Option<PodStart> {
         let deadline = created + setup.poll_timeout;
-        match self.start_pod(setup, image, rng, deadline, slot).await {
+        match self.start_pod(setup, pod, image, rng, deadline, slot).await {
             Some(start) if start.running_at <= deadline => {
                 tokio::time::sleep_until(start.running_at).await;
                 Some(start)
@@ -1297,6 +1313,7 @@ impl SandboxWorld {
     async fn start_pod(
         &self,
         setup: &ManagerSetup,
+        pod: &glrunner_janitor::PodKey,
         image: &str,
         rng: &mut fastrand::Rng,
         deadline: Instant,
@@ -1307,6 +1324,7 @@ impl SandboxWorld {
         let permit = match capacity.clone().try_acquire_many_owned(setup.pod_millis) {
             Ok(permit) => permit,
             Err(_) => {
+                self.record_quota_refusal(pod);
                 let wait = capacity.clone().acquire_many_owned(setup.pod_millis);
                 match tokio::time::timeout_at(deadline, wait).await {
                     Ok(Ok(permit)) => permit,
@@ -1334,6 +1352,26 @@ impl SandboxWorld {
             launch_wait,
             running_at: got_room + whole_millis(launch_wait) + whole_millis(start),
         })
+    }
+
+    /// The Warning Event Fargate's scheduler records on a pod the account's quota has no room
+    /// for, while the pod waits (Pending) for room: reason `FailedScheduling`, source
+    /// `fargate-scheduler`, the message [`FARGATE_POD_LIMIT_MESSAGE`]. One Event per pod, the
+    /// first time it finds no room (assumed: how often the real scheduler repeats it is not
+    /// modelled; the classifier reads the newest Warning, so the count does not matter).
+    fn record_quota_refusal(&self, pod: &glrunner_janitor::PodKey) {
+        self.pods.record_event(glrunner_janitor::PodEvent {
+            namespace: pod.namespace.clone(),
+            pod_name: pod.name.clone(),
+            pod_uid: Some(pod.uid.clone()),
+            reason: "FailedScheduling".into(),
+            message: FARGATE_POD_LIMIT_MESSAGE.into(),
+            source: glrunner_janitor::classify::FARGATE_SCHEDULER.into(),
+            event_type: "Warning".into(),
+            count: 1,
+            last_seen: Some(self.clock.now()),
+        });
+        self.with_stats(|s| s.quota_refusals += 1);
     }
 
     /// The outcome of the next script to end: `script_failure` for every n-th one when

@@ -9,8 +9,8 @@
 //!   their lane under a "failed" label and drawn in vermillion;
 //! - queue-time and run-time histograms with p50, p95 and max marked and labelled.
 //!
-//! Then the summary table (jobs, failures by reason, jobs per minute, API requests, the cost
-//! section when there is one), the flow's phases, the failed jobs and the run's parameters.
+//! Then the summary table (jobs, failures by reason, jobs per minute, API requests), the queue
+//! time by Pending class (the full flow's), the cost section when there is one, the flow's phases, the failed jobs and the run's parameters.
 //! A Content-Security-Policy forbids every script and every network request, so the page
 //! behaves the same with JavaScript disabled and offline.
 
@@ -670,6 +670,36 @@ fn summary(out: &mut String, report: &Report, context: &RunContext) {
     out.push_str("</section>");
 }
 
+/// The "queue time by Pending class" table: one row per class, most jobs first.
+fn queue_by_class(out: &mut String, context: &RunContext) {
+    if context.queue_by_class.is_empty() {
+        return;
+    }
+    let secs = |v: Option<f64>| v.map_or("-".into(), human_secs);
+    out.push_str("<section id=\"queue-by-class\"><h2>Queue time by Pending class</h2><table><thead><tr><th>class</th><th class=\"n\">jobs</th><th class=\"n\">seen Pending</th><th class=\"n\">p50</th><th class=\"n\">p95</th><th class=\"n\">max</th></tr></thead><tbody>");
+    for c in &context.queue_by_class {
+        let _ = write!(
+            out,
+            "<tr class=\"pending-class\" data-class=\"{code}\" data-jobs=\"{}\"><td>{code}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+            c.jobs,
+            c.jobs,
+            c.observed,
+            secs(c.queue_p50_secs),
+            secs(c.queue_p95_secs),
+            secs(c.queue_max_secs),
+            code = escape(c.class.code()),
+        );
+    }
+    let every = context
+        .pending_sample_interval_secs
+        .map_or_else(String::new, |s| format!(" every {}", human_secs(s)));
+    let _ = write!(
+        out,
+        "</tbody></table><p class=\"sub\">Each job is grouped by the first cause other than <code>starting</code> that a sample of the Pending job pods{} found for its pod (the classifier of <code>reap explain</code>); a job whose pod no sample saw held up is <code>starting</code>. Queue time is created → started, as above: GitLab counts a job running once a runner takes it, so a pod's own Pending time is part of the job's run time, and a class shows here through the jobs that queued behind its pods.</p></section>",
+        escape(&every)
+    );
+}
+
 fn cost_section(out: &mut String, context: &RunContext) {
     let Some(cost) = &context.cost else {
         return;
@@ -783,6 +813,7 @@ pub fn render(report: &Report, context: &RunContext) -> String {
         report.created_at.strftime("%Y-%m-%d %H:%M:%S UTC"),
     );
     summary(&mut out, report, context);
+    queue_by_class(&mut out, context);
     cost_section(&mut out, context);
     phases(&mut out, context);
 

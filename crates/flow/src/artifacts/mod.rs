@@ -95,6 +95,11 @@ pub struct RunContext {
     pub reaped_pods: Option<usize>,
     /// Cost lines, when a projection exists.
     pub cost: Option<CostSection>,
+    /// The load test's jobs by the class their pod spent Pending under (the flow's "queue time
+    /// by Pending class"; empty for a plain load test, which samples no pods).
+    pub queue_by_class: Vec<crate::pending::ClassQueue>,
+    /// Seconds between the Pending samples the table comes from.
+    pub pending_sample_interval_secs: Option<f64>,
 }
 
 impl RunContext {

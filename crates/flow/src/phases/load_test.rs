@@ -1,5 +1,6 @@
 //! Phase 6, load test: wait until every shard's runner has contacted GitLab, then commit the
-//! CI file and run exactly the pipeline that is watched, to the end.
+//! CI file and run exactly the pipeline that is watched, to the end, sampling the job pods
+//! that are Pending meanwhile ([`crate::pending`]).
 
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use glrunner_gitlab_client::watch::WatchEvent;
 use glrunner_gitlab_client::{Project, ProjectRef, WatchOutcome};
 
 use super::{Error, FlowEvent, LoadTestSummary, Phase, Run, at};
+use crate::pending::PendingSampler;
 
 /// How long the runners may take to contact GitLab once their releases are deployed: the
 /// manager pod's Fargate start (about a minute) plus registration, with room to spare.
@@ -180,18 +182,42 @@ impl Run<'_> {
                 progress.event(&FlowEvent::Pipeline(p));
             }
         };
+        // Beside the watch, the job pods that are Pending are sampled to learn why (the report's
+        // queue time by Pending class): Kubernetes calls at a bounded rate, none to GitLab.
+        let mut sampler = PendingSampler::new(
+            vec![self.config.job_namespace(&self.backends.gitlab_url)],
+            self.config.pending_sample_interval,
+        );
+        let cluster = match self.clients(phase).await {
+            Ok(clients) => Some(clients),
+            Err(e) => {
+                tracing::warn!(error = %e, "the cluster cannot be reached; the load test's Pending job pods are not sampled");
+                None
+            }
+        };
         // Stopped (SIGINT/SIGTERM): the pipeline is canceled (keep_on_stop is off) there.
         let stop = self.stop.clone();
-        let outcome = loadtest::run_until(
+        let running = RunningPipelines::default();
+        let watch = loadtest::run_until(
             gitlab.as_ref(),
             &project,
             &run,
             &self.config.watch,
-            &RunningPipelines::default(),
+            &running,
             &mut on_event,
             stop.cancelled(),
-        )
-        .await;
+        );
+        let outcome = match &cluster {
+            Some(clients) => {
+                let sampling = sampler.run(clients.pods.as_ref(), clients.clock.as_ref());
+                tokio::select! {
+                    biased;
+                    outcome = watch => outcome,
+                    never = sampling => match never {},
+                }
+            }
+            None => watch.await,
+        };
         let report = match outcome {
             Ok(o) if o.report.outcome == WatchOutcome::Interrupted => {
                 return Err(Error::stopped(
@@ -210,7 +236,10 @@ impl Run<'_> {
             phase,
             format!("pipeline {pipeline_id} ran: {}", report.web_url),
         );
-        let summary = LoadTestSummary::from_report(&report);
+        let mut summary = LoadTestSummary::from_report(&report);
+        if cluster.is_some() {
+            summary = summary.with_pending(&report, &sampler);
+        }
         let line = summary.one_line();
         self.report.load_test = Some(summary);
         self.report.load_test_report = Some(report.clone());
