@@ -33,7 +33,8 @@
 //!
 //! Env: `GLRUNNER_BENCH_PODS` (500), `GLRUNNER_BENCH_NAMESPACE` (gitlab-runner),
 //! `GLRUNNER_BENCH_CONCURRENCY` (the controller's delete concurrency; default the reaper's),
-//! `GLRUNNER_KUBECTL`
+//! `GLRUNNER_BENCH_CONTROLLER_ONLY=1` (experiments: the controller against the one-shot janitor
+//! only, no kubectl), `GLRUNNER_KUBECTL`
 //! (default: the newest `kubectl.1.*` of the Google Cloud SDK, else `kubectl` on PATH).
 //! The runner namespace is emptied before each contender: use a server no one else is using.
 
@@ -511,6 +512,23 @@ async fn main() {
         s.pods, s.ns
     );
     let j = janitor(&s).await;
+    if std::env::var_os("GLRUNNER_BENCH_CONTROLLER_ONLY").is_some() {
+        // For experiments (e.g. GLRUNNER_BENCH_CONCURRENCY): the one-shot janitor is the baseline.
+        let c = controller(&s).await;
+        for ns in [s.ns.as_str(), FOREIGN_NS] {
+            empty(&s.client, ns).await;
+        }
+        println!(
+            "janitor (reap --once, own process) {:.2} s; controller burst {:.2} s = {:.2}x the one-shot's time; p50 {:.2} s, p95 {:.2} s; {} idle list(s)",
+            j.seconds,
+            c.burst_seconds,
+            c.burst_seconds / j.seconds.max(1e-9),
+            c.p50,
+            c.p95,
+            c.idle_lists
+        );
+        return;
+    }
     let r = reference(&s).await;
     let c = controller(&s).await;
     for ns in [s.ns.as_str(), FOREIGN_NS] {
