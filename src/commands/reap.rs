@@ -69,7 +69,7 @@ pub struct ControllerArgs {
     #[arg(long, env = "GLRUNNER_JANITOR_IDENTITY")]
     pub identity: Option<String>,
 
-    /// Record no Kubernetes Event on deleted pods.
+    /// Record no Kubernetes Event: neither on deleted pods nor the class of Pending ones.
     #[arg(long)]
     pub no_events: bool,
 
