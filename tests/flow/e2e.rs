@@ -350,6 +350,11 @@ impl E2e {
 
     /// Runs the `full_flow` binary against this world.
     fn run(&self) -> Output {
+        self.run_with(&[])
+    }
+
+    /// [`E2e::run`] with `extra` flags.
+    fn run_with(&self, extra: &[&str]) -> Output {
         let state = self.dir.path().join("state");
         let mut args = flow_args(
             &self.stack,
@@ -360,6 +365,7 @@ impl E2e {
             &self.double.url,
         );
         args.extend(["--state-dir", state.to_str().unwrap()]);
+        args.extend_from_slice(extra);
         full_flow(&args, &[])
     }
 }
@@ -371,7 +377,15 @@ async fn full_flow_on_the_real_backends_with_a_brought_cluster_leaves_nothing() 
         return;
     };
     let (client, double, namespace) = (&e2e.client, &e2e.double, &e2e.namespace);
-    let out = e2e.run();
+    // With the janitor in the cluster too: kube-rs applies its objects after the releases and
+    // teardown removes them (the apiserver runs no controller-manager, so its Deployment starts
+    // no pod here; `reap deploy`'s own tests run its entry point in-cluster).
+    let out = e2e.run_with(&[
+        "--janitor",
+        "in-cluster",
+        "--janitor-image",
+        "registry.example/glrunner-janitor:e2e",
+    ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON report");
@@ -382,6 +396,25 @@ async fn full_flow_on_the_real_backends_with_a_brought_cluster_leaves_nothing() 
             .unwrap()
             .contains("brought by the user"),
         "{report}"
+    );
+    let releases = report["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["phase"] == "releases")
+        .unwrap();
+    assert!(
+        releases["summary"]
+            .as_str()
+            .unwrap()
+            .contains("janitor in-cluster (7 objects)"),
+        "{releases}"
+    );
+    let janitor: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(client.clone(), namespace);
+    assert!(
+        janitor.get_opt("glrunner-janitor").await.unwrap().is_none(),
+        "teardown removed the janitor"
     );
     let phases = report["phases"].as_array().unwrap();
     assert_eq!(phases[0]["phase"], "provision");
