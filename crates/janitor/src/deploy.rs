@@ -19,7 +19,7 @@ use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::Client;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams};
 use serde::Serialize;
 
 use crate::rbac::rbac_objects;
@@ -398,19 +398,46 @@ pub async fn apply(client: &Client, objects: &DeployObjects) -> Result<Vec<Objec
     Ok(done)
 }
 
-async fn delete_one<K>(client: &Client, oid: &ObjectId) -> Result<bool>
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-{
-    let api: Api<K> = Api::namespaced(client.clone(), &oid.namespace);
-    match api.delete(&oid.name, &DeleteParams::background()).await {
+/// The API of `oid`'s kind: the one dispatch on the kinds `reap deploy` creates, shared by the
+/// deletes and the existence checks (kube-rs's dynamic API, typed by each kind's own resource).
+fn api_of(client: &Client, oid: &ObjectId) -> Result<Api<DynamicObject>> {
+    let resource = match oid.kind.as_str() {
+        "Deployment" => ApiResource::erase::<Deployment>(&()),
+        "Lease" => ApiResource::erase::<Lease>(&()),
+        "RoleBinding" => ApiResource::erase::<RoleBinding>(&()),
+        "Role" => ApiResource::erase::<Role>(&()),
+        "ServiceAccount" => ApiResource::erase::<ServiceAccount>(&()),
+        other => {
+            return Err(Error::invalid(
+                "object kind",
+                format!("{other} is not an object `reap deploy` creates"),
+            ));
+        }
+    };
+    Ok(Api::namespaced_with(
+        client.clone(),
+        &oid.namespace,
+        &resource,
+    ))
+}
+
+async fn delete_one(client: &Client, oid: &ObjectId) -> Result<bool> {
+    match api_of(client, oid)?
+        .delete(&oid.name, &DeleteParams::background())
+        .await
+    {
         Ok(_) => Ok(true),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
         Err(e) => Err(apply_error(oid, "delete", e)),
     }
+}
+
+async fn exists(client: &Client, oid: &ObjectId) -> Result<bool> {
+    api_of(client, oid)?
+        .get_metadata_opt(&oid.name)
+        .await
+        .map(|m| m.is_some())
+        .map_err(|e| apply_error(oid, "get", e))
 }
 
 /// Deletes every object `objects` names, the Deployment first (NotFound counts as done);
@@ -424,38 +451,11 @@ pub async fn remove(client: &Client, objects: &DeployObjects) -> Result<Vec<Obje
 pub async fn remove_ids(client: &Client, ids: &[ObjectId]) -> Result<Vec<ObjectId>> {
     let mut gone = Vec::new();
     for oid in ids.iter().rev() {
-        let existed = match oid.kind.as_str() {
-            "Deployment" => delete_one::<Deployment>(client, oid).await?,
-            "Lease" => delete_one::<Lease>(client, oid).await?,
-            "RoleBinding" => delete_one::<RoleBinding>(client, oid).await?,
-            "Role" => delete_one::<Role>(client, oid).await?,
-            "ServiceAccount" => delete_one::<ServiceAccount>(client, oid).await?,
-            other => {
-                return Err(Error::invalid(
-                    "object kind",
-                    format!("{other} is not an object `reap deploy` creates"),
-                ));
-            }
-        };
-        if existed {
+        if delete_one(client, oid).await? {
             gone.push(oid.clone());
         }
     }
     Ok(gone)
-}
-
-async fn exists<K>(client: &Client, oid: &ObjectId) -> Result<bool>
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-{
-    let api: Api<K> = Api::namespaced(client.clone(), &oid.namespace);
-    api.get_metadata_opt(&oid.name)
-        .await
-        .map(|m| m.is_some())
-        .map_err(|e| apply_error(oid, "get", e))
 }
 
 /// Installs and removes the janitor's in-cluster objects: what `reap deploy`/`undeploy` and the
@@ -508,14 +508,7 @@ impl JanitorInstaller for KubeJanitorInstaller {
     async fn existing(&self, ids: &[ObjectId]) -> Result<Vec<ObjectId>> {
         let mut out = Vec::new();
         for oid in ids {
-            let found = match oid.kind.as_str() {
-                "Deployment" => exists::<Deployment>(&self.client, oid).await?,
-                "Lease" => exists::<Lease>(&self.client, oid).await?,
-                "RoleBinding" => exists::<RoleBinding>(&self.client, oid).await?,
-                "Role" => exists::<Role>(&self.client, oid).await?,
-                _ => exists::<ServiceAccount>(&self.client, oid).await?,
-            };
-            if found {
+            if exists(&self.client, oid).await? {
                 out.push(oid.clone());
             }
         }
