@@ -378,6 +378,24 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, fmt, *args):  # quiet; the tests read /double/state
         pass
 
+    def jobs_page(self, jobs, q):
+        """One page of `jobs` (newest first) under `scope[]` and `page`/`per_page`, as both job
+        lists read them (GitLab REST docs, "Jobs API": `scope[]` of the job statuses, at most 100
+        per page, 20 by default); `None` for a scope GitLab refuses. Returns (jobs in scope, the
+        page's jobs, page, per_page, next page or "")."""
+        scope = self.query_lists.get("scope[]", []) + self.query_lists.get("scope", [])
+        valid = {"created", "pending", "running", "failed", "success", "canceled", "skipped",
+                 "waiting_for_resource", "manual"}
+        if any(s not in valid for s in scope):
+            return None
+        if scope:
+            jobs = [j for j in jobs if j["status"] in scope]
+        per = min(int(q.get("per_page", 20)), 100)
+        page = max(int(q.get("page", 1)), 1)
+        chunk = jobs[(page - 1) * per: page * per]
+        nxt = str(page + 1) if page * per < len(jobs) else ""
+        return jobs, chunk, page, per, nxt
+
     def reply(self, status, body=None, headers=None):
         if getattr(self, "swallow", False):
             return None
@@ -653,17 +671,10 @@ class Handler(BaseHTTPRequestHandler):
                 return self.reply(200, pipeline_json(pl))
             if rest[2:] == ["jobs"] and method == "GET":
                 jobs = sorted((STATE["jobs"][j] for j in pl["job_ids"]), key=lambda j: -j["id"])
-                scope = self.query_lists.get("scope[]", []) + self.query_lists.get("scope", [])
-                valid = {"created", "pending", "running", "failed", "success", "canceled", "skipped",
-                         "waiting_for_resource", "manual"}
-                if any(s not in valid for s in scope):
+                paged = self.jobs_page(jobs, q)
+                if paged is None:
                     return self.reply(400, {"error": "scope does not have a valid value"})
-                if scope:
-                    jobs = [j for j in jobs if j["status"] in scope]
-                per = min(int(q.get("per_page", 20)), 100)
-                page = max(int(q.get("page", 1)), 1)
-                chunk = jobs[(page - 1) * per: page * per]
-                nxt = str(page + 1) if page * per < len(jobs) else ""
+                jobs, chunk, page, per, nxt = paged
                 return self.reply(200, [job_json(j) for j in chunk],
                                   {"x-next-page": nxt, "x-page": str(page), "x-per-page": str(per),
                                    "x-total": str(len(jobs)), "x-total-pages": str(max(1, -(-len(jobs) // per)))})
@@ -672,17 +683,10 @@ class Handler(BaseHTTPRequestHandler):
             # (`user_project.builds.order(id: :desc)`, lib/api/ci/jobs.rb), `scope[]`, offset
             # pagination without counts (`without_count: true`): `x-next-page` but no `x-total`.
             jobs = sorted((j for j in STATE["jobs"].values() if j["project_id"] == pid), key=lambda j: -j["id"])
-            scope = self.query_lists.get("scope[]", []) + self.query_lists.get("scope", [])
-            valid = {"created", "pending", "running", "failed", "success", "canceled", "skipped",
-                     "waiting_for_resource", "manual"}
-            if any(s not in valid for s in scope):
+            paged = self.jobs_page(jobs, q)
+            if paged is None:
                 return self.reply(400, {"error": "scope does not have a valid value"})
-            if scope:
-                jobs = [j for j in jobs if j["status"] in scope]
-            per = min(int(q.get("per_page", 20)), 100)
-            page = max(int(q.get("page", 1)), 1)
-            chunk = jobs[(page - 1) * per: page * per]
-            nxt = str(page + 1) if page * per < len(jobs) else ""
+            _, chunk, page, per, nxt = paged
             return self.reply(200, [job_json(j) for j in chunk],
                               {"x-next-page": nxt, "x-page": str(page), "x-per-page": str(per)})
         if rest[0] == "jobs" and len(rest) == 2 and rest[1].isdigit():
