@@ -49,8 +49,9 @@ use crate::{Error, Result};
 /// Hooks into the controller, for metrics, explanations and extra verdicts. Every method has a
 /// no-op default; observers are called on the controller's task, so they must be quick.
 pub trait ControllerObserver: Send + Sync {
-    /// The store's view after each change: every job pod of every namespace, each Pending job
-    /// pod explained (class, message, fix), and `now`.
+    /// The store's view after each change: every job pod of every namespace (but those the
+    /// controller has deleted and the watch still shows), each Pending job pod explained (class,
+    /// message, fix), and `now`.
     fn pods_changed(&self, pods: &[PodInfo], pending: &[PendingPod], now: Timestamp) {
         let _ = (pods, pending, now);
     }
@@ -508,7 +509,10 @@ impl Controller {
             by_uid.insert(info.uid.clone(), pod.clone());
             infos.push(info);
         }
-        let pending = self.explain_pending(&infos, &in_flight, stores.warnings, now);
+        // A pod we deleted is gone for every purpose below: the gauges must not count it as a
+        // Pending pod `starting` while the watch catches up, nor the policy judge it twice.
+        infos.retain(|p| !in_flight.contains(&p.uid));
+        let pending = self.explain_pending(&infos, stores.warnings, now);
         for o in &self.observers {
             o.pods_changed(&infos, &pending, now);
         }
@@ -526,7 +530,6 @@ impl Controller {
                 extra.insert(uid.clone(), ReapReason::Unrecoverable { rule });
             }
         }
-        infos.retain(|p| !in_flight.contains(&p.uid));
         let with_evidence = self.reaper.gathers_evidence();
         let evidence_due = with_evidence
             && state
@@ -644,18 +647,16 @@ impl Controller {
         wake
     }
 
-    /// Explains every Pending job pod of `infos` (but those deleted by us and not yet gone)
-    /// from its status and the Warning Events about it.
+    /// Explains every Pending job pod of `infos` from its status and the Warning Events about it.
     fn explain_pending(
         &self,
         infos: &[PodInfo],
-        in_flight: &HashSet<String>,
         warnings: &[Store<CoreEvent>],
         now: Timestamp,
     ) -> Vec<PendingPod> {
         let pending: Vec<&PodInfo> = infos
             .iter()
-            .filter(|p| is_pending_job_pod(p) && !in_flight.contains(&p.uid))
+            .filter(|p| is_pending_job_pod(p))
             .collect();
         if pending.is_empty() {
             return Vec::new();
