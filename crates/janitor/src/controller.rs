@@ -654,10 +654,7 @@ impl Controller {
         warnings: &[Store<CoreEvent>],
         now: Timestamp,
     ) -> Vec<PendingPod> {
-        let pending: Vec<&PodInfo> = infos
-            .iter()
-            .filter(|p| is_pending_job_pod(p))
-            .collect();
+        let pending: Vec<&PodInfo> = infos.iter().filter(|p| is_pending_job_pod(p)).collect();
         if pending.is_empty() {
             return Vec::new();
         }

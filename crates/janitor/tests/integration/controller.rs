@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use glrunner_janitor::conformance::PodFixtures;
-use glrunner_janitor::controller::{Controller, ControllerConfig, ControllerObserver};
+use glrunner_janitor::controller::{
+    Controller, ControllerConfig, ControllerObserver, ControllerSummary,
+};
 use glrunner_janitor::k8s::fixtures::KubeFixtures;
 use glrunner_janitor::lease::LeaseConfig;
 use glrunner_janitor::memory::NewPod;
@@ -16,28 +18,37 @@ use glrunner_janitor::{Policy, ReapReason, ReaperConfig};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams};
-use tokio_util_shim::Shutdown;
 
 use super::support::{PrivateApiserver, kube, unique};
 
-/// A oneshot-like shutdown signal (the CLI uses a CancellationToken; any future does).
-mod tokio_util_shim {
-    use tokio::sync::watch;
+/// A controller running on a task of its own until [`Running::stop`] (the CLI stops it with a
+/// CancellationToken; any future does).
+struct Running {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<glrunner_janitor::Result<ControllerSummary>>,
+}
 
-    /// Resolves the controller's shutdown future when fired.
-    pub struct Shutdown(watch::Sender<bool>);
+impl Running {
+    fn start(controller: Controller) -> Self {
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            controller
+                .run(async move {
+                    let _ = stopped.wait_for(|v| *v).await;
+                })
+                .await
+        });
+        Self { stop, task }
+    }
 
-    impl Shutdown {
-        pub fn new() -> (Self, impl std::future::Future<Output = ()> + Send + 'static) {
-            let (tx, mut rx) = watch::channel(false);
-            let fut = async move {
-                let _ = rx.wait_for(|v| *v).await;
-            };
-            (Self(tx), fut)
-        }
-        pub fn fire(&self) {
-            let _ = self.0.send(true);
-        }
+    /// Signals shutdown and waits for the summary; the controller must stop within 30 s.
+    async fn stop(self) -> ControllerSummary {
+        let _ = self.stop.send(true);
+        tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .expect("the controller stops on shutdown")
+            .unwrap()
+            .unwrap()
     }
 }
 
@@ -186,8 +197,7 @@ async fn a_pod_that_qualifies_later_is_reaped_at_its_deadline_without_a_relist_a
     let client = counting_client(&k.kubeconfig, &counts).await;
     let controller =
         Controller::new(client, policy(&ns), ControllerConfig::new("ctl-test")).unwrap();
-    let (stop, shutdown) = Shutdown::new();
-    let task = tokio::spawn(async move { controller.run(shutdown).await });
+    let running = Running::start(controller);
     // Let the initial list and watch start, then create the pod: it qualifies 3 s later.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let pod = k.fixtures.create_pod(hung(&ns, 1)).await.unwrap();
@@ -219,8 +229,7 @@ async fn a_pod_that_qualifies_later_is_reaped_at_its_deadline_without_a_relist_a
     let lists_at_delete = counts.lists.load(Ordering::SeqCst);
     // Idle: nothing qualifies any more; the controller must not list again.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    stop.fire();
-    let summary = task.await.unwrap().unwrap();
+    let summary = running.stop().await;
     assert_eq!(summary.deleted, 1, "{summary:?}");
     assert_eq!(
         (lists_at_delete, counts.lists.load(Ordering::SeqCst)),
@@ -285,8 +294,7 @@ async fn a_watch_that_expires_with_410_relists_and_goes_on_reaping() {
     *counts.stale_next_watch.lock().unwrap() = Some("2".into());
     let client = counting_client(&private.kubeconfig(), &counts).await;
     let controller = Controller::new(client, policy(ns), ControllerConfig::new("ctl-410")).unwrap();
-    let (stop, shutdown) = Shutdown::new();
-    let task = tokio::spawn(async move { controller.run(shutdown).await });
+    let running = Running::start(controller);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let pod = fixtures.create_pod(hung(ns, 3)).await.unwrap();
     let gone = wait_gone(
@@ -296,8 +304,7 @@ async fn a_watch_that_expires_with_410_relists_and_goes_on_reaping() {
         Duration::from_secs(30),
     )
     .await;
-    stop.fire();
-    let summary = task.await.unwrap().unwrap();
+    let summary = running.stop().await;
     assert!(gone, "reaped after the 410: {summary:?}");
     assert!(
         summary.watch_errors >= 1,
@@ -325,8 +332,7 @@ async fn an_apiserver_restart_is_survived_and_a_pod_that_qualifies_after_it_is_r
     fixtures.create_namespace(ns).await.unwrap();
     let controller =
         Controller::new(client, policy(ns), ControllerConfig::new("ctl-restart")).unwrap();
-    let (stop, shutdown) = Shutdown::new();
-    let task = tokio::spawn(async move { controller.run(shutdown).await });
+    let running = Running::start(controller);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = fixtures.create_pod(hung(ns, 4)).await.unwrap();
     assert!(
@@ -350,12 +356,7 @@ async fn an_apiserver_restart_is_survived_and_a_pod_that_qualifies_after_it_is_r
         Duration::from_secs(60),
     )
     .await;
-    stop.fire();
-    let summary = tokio::time::timeout(Duration::from_secs(30), task)
-        .await
-        .expect("the controller stops on shutdown")
-        .unwrap()
-        .unwrap();
+    let summary = running.stop().await;
     assert!(gone, "reaped after the restart: {summary:?}");
     assert_eq!(summary.deleted, 2, "{summary:?}");
     assert!(
@@ -381,8 +382,7 @@ async fn two_replicas_on_one_lease_never_both_delete_and_the_other_takes_over() 
             )
             .unwrap()
     };
-    let mut stops = Vec::new();
-    let mut tasks = Vec::new();
+    let mut replicas = Vec::new();
     for who in ["replica-a", "replica-b"] {
         let counts = Counts::default();
         let client = counting_client(&k.kubeconfig, &counts).await;
@@ -397,9 +397,7 @@ async fn two_replicas_on_one_lease_never_both_delete_and_the_other_takes_over() 
         )
         .unwrap()
         .with_observers([observer]);
-        let (stop, shutdown) = Shutdown::new();
-        stops.push(stop);
-        tasks.push(tokio::spawn(async move { controller.run(shutdown).await }));
+        replicas.push(Running::start(controller));
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let mut first = Vec::new();
@@ -421,18 +419,14 @@ async fn two_replicas_on_one_lease_never_both_delete_and_the_other_takes_over() 
     } else {
         (1, "replica-a")
     };
-    stops[index].fire();
-    let leader_summary = tasks.remove(index).await.unwrap().unwrap();
+    let leader_summary = replicas.remove(index).stop().await;
     let stopped_at = Instant::now();
     let mut second = Vec::new();
     for job in 20..23 {
         second.push(k.fixtures.create_pod(hung(&ns, job)).await.unwrap().name);
     }
     assert!(wait_gone(&k.client, &ns, &second, Duration::from_secs(30)).await);
-    for s in &stops {
-        s.fire();
-    }
-    let other_summary = tasks.remove(0).await.unwrap().unwrap();
+    let other_summary = replicas.remove(0).stop().await;
     let log = log.lock().unwrap();
     let by_other: Vec<_> = log.iter().filter(|(w, _, _)| w == other).collect();
     assert_eq!(by_other.len(), second.len(), "{log:?}");
@@ -465,11 +459,9 @@ async fn max_deletes_caps_each_round_and_the_rest_follow_in_later_rounds() {
         ControllerConfig::new("ctl-cap").with_capped_round_pause(Duration::from_millis(500)),
     )
     .unwrap();
-    let (stop, shutdown) = Shutdown::new();
-    let task = tokio::spawn(async move { controller.run(shutdown).await });
+    let running = Running::start(controller);
     let gone = wait_gone(&k.client, &ns, &names, Duration::from_secs(30)).await;
-    stop.fire();
-    let summary = task.await.unwrap().unwrap();
+    let summary = running.stop().await;
     assert!(gone, "{summary:?}");
     assert_eq!(summary.deleted, 5, "{summary:?}");
     // 5 pods at 2 per round: at least three rounds, and 3 + 1 deferrals on the way.
@@ -531,8 +523,7 @@ async fn pending_pods_are_explained_by_event_and_metric_and_an_unrecoverable_one
     )
     .unwrap()
     .with_observers([metrics.clone() as Arc<dyn ControllerObserver>]);
-    let (stop, shutdown) = Shutdown::new();
-    let task = tokio::spawn(async move { controller.run(shutdown).await });
+    let running = Running::start(controller);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let created = Instant::now();
     let (privileged, privileged_uid) = refused(
@@ -560,8 +551,7 @@ async fn pending_pods_are_explained_by_event_and_metric_and_an_unrecoverable_one
     // The recoverable one waits: give the controller time to (wrongly) act on it too.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let text = metrics.encode();
-    stop.fire();
-    let summary = task.await.unwrap().unwrap();
+    let summary = running.stop().await;
     assert!(gone, "the refused pod was reaped: {summary:?}");
     assert!(
         reaped_after < Duration::from_secs(10),
@@ -731,8 +721,7 @@ async fn orphaned_executor_secrets_are_reaped_and_nothing_else() {
         ControllerConfig::new("ctl-secrets").with_secrets(true),
     )
     .unwrap();
-    let (stop, shutdown) = Shutdown::new();
-    let task = tokio::spawn(async move { controller.run(shutdown).await });
+    let running = Running::start(controller);
     let end = Instant::now() + Duration::from_secs(20);
     let left = loop {
         let left: Vec<String> = secrets
@@ -751,8 +740,7 @@ async fn orphaned_executor_secrets_are_reaped_and_nothing_else() {
     };
     // A moment more, for a wrong delete to show.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    stop.fire();
-    let summary = task.await.unwrap().unwrap();
+    let summary = running.stop().await;
     assert_eq!(summary.secrets_deleted, 2, "{summary:?}");
     let left: std::collections::BTreeSet<String> = secrets
         .list(&ListParams::default())
