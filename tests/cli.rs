@@ -1,6 +1,7 @@
 //! The provision and teardown examples as CI pipelines call them: exit codes, messages, JSON,
 //! no AWS call on bad input or dry-run, and a full round trip against moto when it runs.
 
+// Each test binary uses its part of the shared module.
 #[path = "cli/artifacts.rs"]
 mod artifacts;
 #[path = "cli/ci_lint.rs"]
@@ -13,6 +14,9 @@ mod loadtest;
 mod runner_example;
 #[path = "cli/scripts.rs"]
 mod scripts;
+#[allow(dead_code)]
+#[path = "support/servers.rs"]
+mod servers;
 #[path = "cli/signals.rs"]
 mod signals;
 #[path = "cli/targets.rs"]
@@ -190,13 +194,7 @@ fn sandbox_provision_reports_the_virtual_makespan() {
 /// provision → provision again → teardown with the state file deleted, through the binaries.
 #[test]
 fn round_trip_against_moto() {
-    let Ok(url) = std::env::var("GLRUNNER_TEST_MOTO_URL") else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true")
-                && std::env::var("GLRUNNER_TEST_REQUIRE_SERVERS").as_deref() != Ok("1"),
-            "GLRUNNER_TEST_MOTO_URL is not set: run ./scripts/test.sh"
-        );
-        eprintln!("skipping: GLRUNNER_TEST_MOTO_URL is not set (./scripts/test.sh starts moto)");
+    let Some(url) = crate::servers::moto_url() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

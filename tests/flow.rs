@@ -2,6 +2,7 @@
 //! in each phase in turn, the keep flags, phase selection and resumption, secrets hygiene, and
 //! the infrastructure phases against moto (`GLRUNNER_TEST_MOTO_URL`, started by scripts/test.sh).
 
+// Each test binary uses its part of the shared module.
 #[path = "flow/byo.rs"]
 mod byo;
 #[path = "flow/doctor.rs"]
@@ -18,6 +19,9 @@ mod faults;
 mod pending;
 #[path = "flow/sandbox_model.rs"]
 mod sandbox_model;
+#[allow(dead_code)]
+#[path = "support/servers.rs"]
+mod servers;
 #[path = "flow/upgrade.rs"]
 mod upgrade;
 
@@ -419,15 +423,7 @@ async fn invalid_input_changes_nothing() {
 /// from the sandbox, which needs no running cluster).
 #[tokio::test]
 async fn infrastructure_phases_against_moto() {
-    let Ok(url) = std::env::var("GLRUNNER_TEST_MOTO_URL") else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true")
-                && std::env::var("GLRUNNER_TEST_REQUIRE_SERVERS").as_deref() != Ok("1"),
-            "GLRUNNER_TEST_MOTO_URL is not set: run ./scripts/test.sh"
-        );
-        eprintln!(
-            "skipping: GLRUNNER_TEST_MOTO_URL is not set (./scripts/test.sh starts moto and sets it)"
-        );
+    let Some(url) = crate::servers::moto_url() else {
         return;
     };
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())

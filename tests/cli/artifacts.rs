@@ -82,20 +82,11 @@ fn failing_loadtest() -> Artifacts {
 
 /// A tool from scripts/report-tools.sh: `None` (skip, with the reason printed) outside CI.
 fn tool(var: &str) -> Option<PathBuf> {
-    match std::env::var_os(var) {
-        Some(v) if !v.is_empty() => Some(PathBuf::from(v)),
-        _ => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true")
-                    && std::env::var("GLRUNNER_TEST_REQUIRE_SERVERS").as_deref() != Ok("1"),
-                "{var} is not set: scripts/test.sh sets it after scripts/report-tools.sh install"
-            );
-            eprintln!(
-                "skipping: {var} is not set (export $(scripts/report-tools.sh install) first)"
-            );
-            None
-        }
-    }
+    crate::servers::env(
+        [var],
+        "scripts/test.sh sets it; or export $(scripts/report-tools.sh install)",
+    )
+    .map(|[path]| PathBuf::from(path))
 }
 
 fn occurrences(haystack: &str, needle: &str) -> usize {

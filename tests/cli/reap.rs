@@ -15,12 +15,6 @@ use serde_json::Value;
 
 use super::{run, text};
 
-/// Whether a missing or misconfigured server must fail the test (CI, or `scripts/test.sh`).
-fn servers_required() -> bool {
-    std::env::var("CI").as_deref() == Ok("true")
-        || std::env::var("GLRUNNER_TEST_REQUIRE_SERVERS").as_deref() == Ok("1")
-}
-
 /// Every JSON document on stdout (`--output json` prints one per round).
 fn json_documents(stdout: &[u8]) -> Vec<Value> {
     serde_json::Deserializer::from_slice(stdout)
@@ -215,14 +209,7 @@ async fn pod_names(api: &KubePodApi, namespace: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn rbac_manifest_lets_the_service_account_reap_its_namespaces_and_nothing_else() {
-    let Some(path) = std::env::var_os("GLRUNNER_TEST_KUBECONFIG").filter(|p| !p.is_empty()) else {
-        assert!(
-            !servers_required(),
-            "GLRUNNER_TEST_KUBECONFIG is not set: run ./scripts/test.sh"
-        );
-        eprintln!(
-            "skipping: GLRUNNER_TEST_KUBECONFIG is not set (scripts/kube-apiserver.sh start DIR --rbac)"
-        );
+    let Some(path) = crate::servers::kubeconfig() else {
         return;
     };
     let path = std::path::PathBuf::from(path);
@@ -277,7 +264,7 @@ async fn rbac_manifest_lets_the_service_account_reap_its_namespaces_and_nothing_
         Err(Error::PermissionDenied { .. }) => {}
         Ok(_) => {
             assert!(
-                !servers_required(),
+                !crate::servers::required(),
                 "the test kube-apiserver does not enforce RBAC: start it with `scripts/kube-apiserver.sh start DIR --rbac`"
             );
             eprintln!("skipping: the kube-apiserver runs without RBAC (start it with --rbac)");
@@ -480,14 +467,7 @@ async fn once_on_aws_cross_checks_job_pods_with_gitlab() {
     use glrunner_gitlab_client::memory::InMemoryGitLab;
     use glrunner_gitlab_client::{GitLabApi, GitLabApiExt, JobStatus, NewPipeline, ProjectRef};
 
-    let Some(path) = std::env::var_os("GLRUNNER_TEST_KUBECONFIG").filter(|p| !p.is_empty()) else {
-        assert!(
-            !servers_required(),
-            "GLRUNNER_TEST_KUBECONFIG is not set: run ./scripts/test.sh"
-        );
-        eprintln!(
-            "skipping: GLRUNNER_TEST_KUBECONFIG is not set (scripts/kube-apiserver.sh start DIR)"
-        );
+    let Some(path) = crate::servers::kubeconfig() else {
         return;
     };
     let path = std::path::PathBuf::from(path);

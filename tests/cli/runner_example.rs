@@ -83,20 +83,7 @@ fn bad_tokens_and_flags_exit_2_and_name_the_variable_or_flag() {
 
 #[test]
 fn install_status_uninstall_through_the_binary_on_helms_real_engine() {
-    let get = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let (Some(helm), Some(kubeconfig)) =
-        (get("GLRUNNER_TEST_HELM"), get("GLRUNNER_TEST_KUBECONFIG"))
-    else {
-        if std::env::var("CI").is_ok_and(|v| v == "true")
-            || std::env::var("GLRUNNER_TEST_REQUIRE_SERVERS").as_deref() == Ok("1")
-        {
-            panic!(
-                "GLRUNNER_TEST_HELM and GLRUNNER_TEST_KUBECONFIG must be set in CI (./scripts/test.sh)"
-            );
-        }
-        eprintln!(
-            "skipping: set GLRUNNER_TEST_HELM (scripts/helm-sdk.sh install) and GLRUNNER_TEST_KUBECONFIG"
-        );
+    let Some((helm, kubeconfig)) = crate::servers::helm_and_kubeconfig() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -182,27 +169,6 @@ fn install_status_uninstall_through_the_binary_on_helms_real_engine() {
     assert_eq!(out.status.code(), Some(1), "gone: {}", text(&out.stdout));
 }
 
-/// The helm-compatible CLI and kubeconfig of the real parts, or `None` (skip) outside CI.
-fn real_parts() -> Option<(String, String)> {
-    let get = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    match (get("GLRUNNER_TEST_HELM"), get("GLRUNNER_TEST_KUBECONFIG")) {
-        (Some(helm), Some(kubeconfig)) => Some((helm, kubeconfig)),
-        _ if std::env::var("CI").is_ok_and(|v| v == "true")
-            || std::env::var("GLRUNNER_TEST_REQUIRE_SERVERS").as_deref() == Ok("1") =>
-        {
-            panic!(
-                "GLRUNNER_TEST_HELM and GLRUNNER_TEST_KUBECONFIG must be set in CI (./scripts/test.sh)"
-            )
-        }
-        _ => {
-            eprintln!(
-                "skipping: set GLRUNNER_TEST_HELM (scripts/helm-sdk.sh install) and GLRUNNER_TEST_KUBECONFIG"
-            );
-            None
-        }
-    }
-}
-
 async fn kube_client(kubeconfig: &str) -> kube::Client {
     let kc = kube::config::Kubeconfig::read_from(kubeconfig).expect("kubeconfig");
     let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
@@ -234,7 +200,7 @@ async fn an_upgrade_waits_for_the_shards_job_pods_on_helms_real_engine() {
     use kube::Api;
     use kube::api::{DeleteParams, PostParams};
 
-    let Some((helm, kubeconfig)) = real_parts() else {
+    let Some((helm, kubeconfig)) = crate::servers::helm_and_kubeconfig() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

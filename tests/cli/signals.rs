@@ -255,13 +255,7 @@ fn sandbox_full_flow_cleans_up_on_sigterm_and_a_second_signal_stops_at_once() {
 /// duplicated, nothing left.
 #[test]
 fn provision_and_teardown_on_moto_stop_on_sigterm_and_resume() {
-    let Ok(url) = std::env::var("GLRUNNER_TEST_MOTO_URL") else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true")
-                && std::env::var("GLRUNNER_TEST_REQUIRE_SERVERS").as_deref() != Ok("1"),
-            "GLRUNNER_TEST_MOTO_URL is not set: run ./scripts/test.sh"
-        );
-        eprintln!("skipping: GLRUNNER_TEST_MOTO_URL is not set (./scripts/test.sh starts moto)");
+    let Some(url) = crate::servers::moto_url() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -349,13 +343,7 @@ fn provision_and_teardown_on_moto_stop_on_sigterm_and_resume() {
 /// of the stack is left.
 #[test]
 fn provision_and_teardown_on_moto_killed_at_random_points_then_rerun_leave_nothing() {
-    let Ok(url) = std::env::var("GLRUNNER_TEST_MOTO_URL") else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true")
-                && std::env::var("GLRUNNER_TEST_REQUIRE_SERVERS").as_deref() != Ok("1"),
-            "GLRUNNER_TEST_MOTO_URL is not set: run ./scripts/test.sh"
-        );
-        eprintln!("skipping: GLRUNNER_TEST_MOTO_URL is not set (./scripts/test.sh starts moto)");
+    let Some(url) = crate::servers::moto_url() else {
         return;
     };
     let seed: u64 = std::env::var("GLRUNNER_TEST_SEED")
@@ -466,13 +454,7 @@ fn provision_and_teardown_on_moto_killed_at_random_points_then_rerun_leave_nothi
 /// all.
 #[test]
 fn two_provisions_of_one_stack_at_once_on_moto_make_one_stack() {
-    let Ok(url) = std::env::var("GLRUNNER_TEST_MOTO_URL") else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true")
-                && std::env::var("GLRUNNER_TEST_REQUIRE_SERVERS").as_deref() != Ok("1"),
-            "GLRUNNER_TEST_MOTO_URL is not set: run ./scripts/test.sh"
-        );
-        eprintln!("skipping: GLRUNNER_TEST_MOTO_URL is not set (./scripts/test.sh starts moto)");
+    let Some(url) = crate::servers::moto_url() else {
         return;
     };
     let stack = format!("twin-{}", std::process::id() % 100_000);

@@ -139,12 +139,7 @@ fn runner_values_warns_when_a_job_pod_lands_just_past_a_fargate_size() {
 /// names quota, need and fix, and creates nothing.
 #[test]
 fn doctor_on_the_aws_shim_fails_a_small_quota_and_creates_nothing() {
-    let Ok(url) = std::env::var("GLRUNNER_TEST_MOTO_URL") else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "GLRUNNER_TEST_MOTO_URL is not set: run ./scripts/test.sh"
-        );
-        eprintln!("skipping: GLRUNNER_TEST_MOTO_URL is not set");
+    let Some(url) = crate::servers::moto_url() else {
         return;
     };
     let post = |body: &str| {
@@ -274,12 +269,7 @@ fn full_flow_reports_projected_and_estimated_cost_and_dry_run_projects() {
 /// `full_flow --backend aws --budget 0.01` on moto + shim stops before any resource exists.
 #[test]
 fn full_flow_on_the_aws_shim_stops_on_the_budget_before_creating_anything() {
-    let Ok(url) = std::env::var("GLRUNNER_TEST_MOTO_URL") else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "GLRUNNER_TEST_MOTO_URL is not set: run ./scripts/test.sh"
-        );
-        eprintln!("skipping: GLRUNNER_TEST_MOTO_URL is not set");
+    let Some(url) = crate::servers::moto_url() else {
         return;
     };
     let state = tempfile::tempdir().unwrap();
@@ -574,12 +564,7 @@ fn principal_with(url: &str, policy: &serde_json::Value) -> (String, String) {
 /// glrunner's action list cannot drift apart.
 #[test]
 fn doctor_accepts_the_readme_least_privilege_policy_and_names_a_missing_tag_action() {
-    let Ok(url) = std::env::var("GLRUNNER_TEST_MOTO_URL") else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "GLRUNNER_TEST_MOTO_URL is not set: run ./scripts/test.sh"
-        );
-        eprintln!("skipping: GLRUNNER_TEST_MOTO_URL is not set");
+    let Some(url) = crate::servers::moto_url() else {
         return;
     };
     if !python_double_available() {

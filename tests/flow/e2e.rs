@@ -14,28 +14,6 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 
 pub(crate) const GITLAB_TOKEN: &str = "glpat-e2e-double-token";
 
-/// `(helm, kubeconfig)` from scripts/test.sh, or `None` (skip) outside CI.
-fn servers() -> Option<(String, String)> {
-    let get = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    match (get("GLRUNNER_TEST_HELM"), get("GLRUNNER_TEST_KUBECONFIG")) {
-        (Some(h), Some(k)) => Some((h, k)),
-        _ if std::env::var("CI").is_ok_and(|v| v == "true")
-            || std::env::var("GLRUNNER_TEST_REQUIRE_SERVERS").as_deref() == Ok("1") =>
-        {
-            panic!(
-                "GLRUNNER_TEST_HELM and GLRUNNER_TEST_KUBECONFIG must be set (./scripts/test.sh)"
-            )
-        }
-        _ => {
-            eprintln!(
-                "skipping: set GLRUNNER_TEST_HELM (scripts/helm-sdk.sh install) and GLRUNNER_TEST_KUBECONFIG \
-                 (scripts/kube-apiserver.sh start DIR)"
-            );
-            None
-        }
-    }
-}
-
 /// The GitLab double on a free loopback port; killed on drop.
 pub(crate) struct GitLabDouble {
     child: Child,
@@ -308,7 +286,7 @@ pub(crate) struct E2e {
 impl E2e {
     /// `None` (skip) when the servers are not running outside CI.
     pub(crate) async fn prepare(prefix: &str) -> Option<Self> {
-        let (helm, kubeconfig) = servers()?;
+        let (helm, kubeconfig) = crate::servers::helm_and_kubeconfig()?;
         Some(Self::prepare_on(prefix, helm, kubeconfig).await)
     }
 
@@ -942,7 +920,7 @@ async fn a_brought_eks_cluster_is_found_through_the_eks_api() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manager_log_tails_find_the_release_pods_and_say_when_a_log_is_empty() {
     use glrunner::flow::ClusterChecks as _;
-    let Some((_, kubeconfig)) = servers() else {
+    let Some((_, kubeconfig)) = crate::servers::helm_and_kubeconfig() else {
         return;
     };
     let client = kube_client(&kubeconfig).await;
@@ -1095,7 +1073,7 @@ impl Drop for ShortTokenApiserver {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn helm_waits_and_kube_clients_outlive_the_eks_token_lifetime() {
     const LIFETIME: u64 = 8;
-    let Some((helm, _)) = servers() else {
+    let Some((helm, _)) = crate::servers::helm_and_kubeconfig() else {
         return;
     };
     let moto = std::env::var("GLRUNNER_TEST_MOTO_URL").expect("./scripts/test.sh starts moto");
