@@ -1369,6 +1369,31 @@ fn runner_status(contacted_at: Option<Timestamp>, now: Timestamp) -> (&'static s
     }
 }
 
+impl InMemoryGitLab {
+    /// The page and page size a jobs list reads, after refusing a `scope` GitLab does not
+    /// document (GitLab REST docs, "Jobs API": created, pending, running, failed, success,
+    /// canceled, skipped, waiting_for_resource, manual; the list routes answer 400 "scope does
+    /// not have a valid value" otherwise). `subject` names the pipeline or project in the error.
+    fn jobs_page(&self, query: &JobsQuery, subject: impl FnOnce() -> String) -> Result<(u32, u32)> {
+        if let Some(bad) = query
+            .scope
+            .iter()
+            .find(|s| !JobStatus::DOCUMENTED_SCOPES.contains(s))
+        {
+            return Err(Error::invalid(
+                "list jobs of",
+                subject(),
+                format!("scope does not have a valid value ({bad})"),
+            ));
+        }
+        let per_page = match query.per_page {
+            0 => self.inner.config.default_per_page,
+            n => n.min(crate::MAX_PER_PAGE),
+        };
+        Ok((query.page.max(1), per_page))
+    }
+}
+
 impl RunnerState {
     /// The list entry GitLab returns: no tags, status from the last contact.
     fn list_entry(&self, now: Timestamp) -> Runner {
@@ -1844,22 +1869,8 @@ impl GitLabApi for InMemoryGitLab {
         })?;
         let id = st.project_id(project, "list jobs of")?;
         st.pipeline_of(id, pipeline_id, "list jobs of")?;
-        let per_page = match query.per_page {
-            0 => self.inner.config.default_per_page,
-            n => n.min(crate::MAX_PER_PAGE),
-        };
-        if let Some(bad) = query
-            .scope
-            .iter()
-            .find(|s| !JobStatus::DOCUMENTED_SCOPES.contains(s))
-        {
-            return Err(Error::invalid(
-                "list jobs of",
-                format!("pipeline {pipeline_id} of {project}"),
-                format!("scope does not have a valid value ({bad})"),
-            ));
-        }
-        let page = query.page.max(1);
+        let (page, per_page) =
+            self.jobs_page(query, || format!("pipeline {pipeline_id} of {project}"))?;
         let Some(agg) = st.pipeline_jobs.get(&pipeline_id) else {
             return Ok(Page {
                 items: Vec::new(),
@@ -1918,25 +1929,7 @@ impl GitLabApi for InMemoryGitLab {
     ) -> Result<Page<Job>> {
         let st = self.admit(Route::Read, "list jobs of", || project.to_string())?;
         let id = st.project_id(project, "list jobs of")?;
-        let per_page = match query.per_page {
-            0 => self.inner.config.default_per_page,
-            n => n.min(crate::MAX_PER_PAGE),
-        };
-        // As `list_pipeline_jobs`: only the documented `scope` values (GitLab REST docs, "Jobs
-        // API → List project jobs": created, pending, running, failed, success, canceled,
-        // skipped, waiting_for_resource, manual).
-        if let Some(bad) = query
-            .scope
-            .iter()
-            .find(|s| !JobStatus::DOCUMENTED_SCOPES.contains(s))
-        {
-            return Err(Error::invalid(
-                "list jobs of",
-                project.to_string(),
-                format!("scope does not have a valid value ({bad})"),
-            ));
-        }
-        let page = query.page.max(1);
+        let (page, per_page) = self.jobs_page(query, || project.to_string())?;
         let start = (page as usize - 1).saturating_mul(per_page as usize);
         // One more than the page, to tell whether a next page exists: GitLab paginates this
         // route without counting (`paginate_with_strategies(builds, user_project,
