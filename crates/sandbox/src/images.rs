@@ -277,8 +277,10 @@ pub struct JobLog<'a> {
     pub image: &'a str,
     /// The job's script lines (echoed as `$ line`).
     pub script: &'a [String],
-    /// Unix seconds the job's pod ran from.
-    pub started: u64,
+    /// Unix seconds (fractional) the job's pod ran from.
+    pub started: f64,
+    /// Seconds the script ran.
+    pub script_secs: f64,
     /// The cache: key, restore, save time, bucket URL.
     pub cache: Option<CacheLog<'a>>,
     /// The shared cache exists.
@@ -298,10 +300,27 @@ pub struct CacheLog<'a> {
     pub paths: &'a [String],
 }
 
+/// One line as a runner with `FF_TIMESTAMPS` writes it: `<RFC 3339 date> 00O <text>`
+/// (gitlab-runner common/buildlogger/internal/timestamper/timestamper.go lines 42-50), so that
+/// the cache's times read back below a second.
+fn stamped(out: &mut String, at: f64, text: &str) {
+    let micros = (at * 1e6).round() as i64;
+    let stamp = jiff::Timestamp::from_microsecond(micros)
+        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())
+        .unwrap_or_default();
+    for line in text.lines() {
+        out.push_str(&format!("{stamp} 00O {line}\n"));
+    }
+}
+
 /// Section markers as the runner writes them (`section_start:%v:%s\r` + ANSI clear,
-/// gitlab-runner helpers/build_section.go line 19).
-fn section(edge: &str, at: u64, name: &str) -> String {
-    format!("section_{edge}:{at}:{name}\r\u{1b}[0K")
+/// gitlab-runner helpers/build_section.go line 19), the unix second of `at`.
+fn section(out: &mut String, edge: &str, at: f64, name: &str) {
+    stamped(
+        out,
+        at,
+        &format!("section_{edge}:{}:{name}\r\u{1b}[0K", at.floor() as i64),
+    );
 }
 
 /// The job's log as the runner would write it: the executor and image (gitlab-runner
@@ -313,76 +332,107 @@ pub fn job_log(job: &JobLog<'_>) -> String {
     use glrunner_gitlab_client::trace::{OS_RELEASE_BEGIN, OS_RELEASE_END};
     let mut out = String::new();
     let mut t = job.started;
-    out.push_str(&format!(
-        "Running with gitlab-runner (sandbox)\n  on {}\n",
-        job.runner
-    ));
-    out.push_str(&section("start", t, "prepare_executor"));
-    out.push_str("Preparing the \"kubernetes\" executor\n");
-    out.push_str(&format!(
-        "Using Kubernetes executor with image {} ...\n",
-        job.image
-    ));
-    out.push_str(&section("end", t, "prepare_executor"));
+    let o = &mut out;
+    stamped(
+        o,
+        t,
+        &format!("Running with gitlab-runner (sandbox)\n  on {}", job.runner),
+    );
+    section(o, "start", t, "prepare_executor");
+    stamped(o, t, "Preparing the \"kubernetes\" executor");
+    stamped(
+        o,
+        t,
+        &format!("Using Kubernetes executor with image {} ...", job.image),
+    );
+    section(o, "end", t, "prepare_executor");
     if let Some(c) = &job.cache {
-        out.push_str(&section("start", t, "restore_cache"));
-        out.push_str("Restoring cache\n");
-        out.push_str(&format!("Checking cache for {}...\n", c.key));
+        section(o, "start", t, "restore_cache");
+        stamped(o, t, "Restoring cache");
+        stamped(o, t, &format!("Checking cache for {}...", c.key));
         if !job.shared_cache {
-            out.push_str("No URL provided, cache will not be downloaded from shared cache server. Instead a local version of cache will be extracted.\n");
-            out.push_str("WARNING: Cache file does not exist\nFailed to extract cache\n");
+            stamped(
+                o,
+                t,
+                "No URL provided, cache will not be downloaded from shared cache server. Instead a local version of cache will be extracted.",
+            );
+            stamped(
+                o,
+                t,
+                "WARNING: Cache file does not exist\nFailed to extract cache",
+            );
         } else if c.restore.hit {
-            out.push_str(&format!(
-                "Downloading cache from https://glrunner-cache.s3.amazonaws.com/runner/project/{}\n",
-                c.key
-            ));
-            out.push_str("Successfully extracted cache\n");
+            stamped(
+                o,
+                t,
+                &format!(
+                    "Downloading cache from https://glrunner-cache.s3.amazonaws.com/runner/project/{}",
+                    c.key
+                ),
+            );
+            t += c.restore.time.as_secs_f64();
+            stamped(o, t, "Successfully extracted cache");
         } else {
-            out.push_str("WARNING: file does not exist\nFailed to extract cache\n");
+            t += c.restore.time.as_secs_f64();
+            stamped(
+                o,
+                t,
+                "WARNING: file does not exist\nFailed to extract cache",
+            );
         }
-        t += c.restore.time.as_secs();
-        out.push_str(&section("end", t, "restore_cache"));
+        section(o, "end", t, "restore_cache");
     }
-    out.push_str(&section("start", t, "step_script"));
-    out.push_str("Executing \"step_script\" stage of the job script\n");
+    section(o, "start", t, "step_script");
+    stamped(o, t, "Executing \"step_script\" stage of the job script");
     for line in job.script {
-        out.push_str(&format!("$ {line}\n"));
+        stamped(o, t, &format!("$ {line}"));
         if line.contains(OS_RELEASE_BEGIN) {
-            out.push_str(OS_RELEASE_BEGIN);
-            out.push('\n');
-            if let Some(os) = os_release(job.image) {
-                out.push_str(os);
-            } else {
-                out.push_str("cat: can't open '/etc/os-release': No such file or directory\n");
+            stamped(o, t, OS_RELEASE_BEGIN);
+            match os_release(job.image) {
+                Some(os) => stamped(o, t, os),
+                None => stamped(
+                    o,
+                    t,
+                    "cat: can't open '/etc/os-release': No such file or directory",
+                ),
             }
-            out.push_str(OS_RELEASE_END);
-            out.push('\n');
+            stamped(o, t, OS_RELEASE_END);
         }
     }
-    t += 1;
-    out.push_str(&section("end", t, "step_script"));
+    t += job.script_secs;
+    section(o, "end", t, "step_script");
     if let Some(c) = &job.cache {
-        out.push_str(&section("start", t, "archive_cache"));
-        out.push_str("Saving cache for successful job\n");
-        out.push_str(&format!("Creating cache {}...\n", c.key));
+        section(o, "start", t, "archive_cache");
+        stamped(o, t, "Saving cache for successful job");
+        stamped(o, t, &format!("Creating cache {}...", c.key));
         for p in c.paths {
-            out.push_str(&format!(
-                "{p}: found 2 matching artifact files and directories\n"
-            ));
+            stamped(
+                o,
+                t,
+                &format!("{p}: found 2 matching artifact files and directories"),
+            );
         }
         if job.shared_cache {
-            out.push_str(&format!(
-                "Uploading cache.zip to https://glrunner-cache.s3.amazonaws.com/runner/project/{}\n",
-                c.key
-            ));
+            stamped(
+                o,
+                t,
+                &format!(
+                    "Uploading cache.zip to https://glrunner-cache.s3.amazonaws.com/runner/project/{}",
+                    c.key
+                ),
+            );
         } else {
-            out.push_str("No URL provided, cache will not be uploaded to shared cache server. Cache will be stored only locally.\n");
+            stamped(
+                o,
+                t,
+                "No URL provided, cache will not be uploaded to shared cache server. Cache will be stored only locally.",
+            );
         }
-        out.push_str("Created cache\n");
-        t += c.save.as_secs();
-        out.push_str(&section("end", t, "archive_cache"));
+        t += c.save.as_secs_f64();
+        stamped(o, t, "Created cache");
+        section(o, "end", t, "archive_cache");
     }
-    out.push_str("Job succeeded\n");
+    stamped(o, t, "Job succeeded");
     out
 }
 
@@ -399,7 +449,8 @@ mod tests {
             runner: "r",
             image: "public.ecr.aws/docker/library/debian:bookworm-slim",
             script: &script,
-            started: 1_700_000_000,
+            started: 1_700_000_000.0,
+            script_secs: 1.0,
             cache: Some(CacheLog {
                 key: "glrunner-a",
                 restore: Restore {

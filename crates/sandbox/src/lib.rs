@@ -1133,8 +1133,11 @@ impl SandboxWorld {
             return;
         };
         self.mark_running(&pod, &start, created);
+        let started = self.gitlab.clock().now().as_microsecond() as f64 / 1e6;
+        let restore = self.restore_cache(&job).await;
         self.run_script(setup, &mut rng, created).await;
-        self.play_log(setup, &job, &image).await;
+        self.save_cache_and_log(setup, &job, &image, started, restore)
+            .await;
         // Canceled meanwhile (the flow cleaning up): the runner still removes its pod.
         let _ = self.gitlab.finish_job(job_id, self.script_outcome());
         lock(slot).finished = true;
@@ -1403,43 +1406,58 @@ impl SandboxWorld {
 
     /// The outcome of the next script to end: `script_failure` for every n-th one when
     /// [`SandboxConfig::script_failure_every`] asks for it.
-    /// The job's cache steps (their time on the clock) and its log, written to GitLab as the
-    /// runner streams it ([`images::job_log`]).
-    async fn play_log(&self, setup: &ManagerSetup, job: &AssignedJob, image: &str) {
-        let started = self.gitlab.clock().now().as_second().max(0) as u64;
-        let cache = match &job.cache {
-            Some(c) => {
-                let restore = if c.policy.pulls() {
-                    self.images.restore(&c.key)
-                } else {
-                    images::Restore {
-                        hit: false,
-                        time: Duration::ZERO,
-                    }
-                };
-                tokio::time::sleep(restore.time).await;
-                let megabytes = cache_megabytes(&job.script);
+    /// The job's cache restore before its script (`restore_cache`): its time on the clock.
+    async fn restore_cache(&self, job: &AssignedJob) -> Option<images::Restore> {
+        let c = job.cache.as_ref()?;
+        let restore = if c.policy.pulls() {
+            self.images.restore(&c.key)
+        } else {
+            images::Restore {
+                hit: false,
+                time: Duration::ZERO,
+            }
+        };
+        tokio::time::sleep(restore.time).await;
+        Some(restore)
+    }
+
+    /// The job's cache save after its script (`archive_cache`, its time on the clock) and its
+    /// log, written to GitLab as the runner streams it ([`images::job_log`]).
+    async fn save_cache_and_log(
+        &self,
+        setup: &ManagerSetup,
+        job: &AssignedJob,
+        image: &str,
+        started: f64,
+        restore: Option<images::Restore>,
+    ) {
+        let script_secs = (self.gitlab.clock().now().as_microsecond() as f64 / 1e6)
+            - started
+            - restore.map_or(0.0, |r| r.time.as_secs_f64());
+        let cache = match (&job.cache, restore) {
+            (Some(c), Some(restore)) => {
                 let save = if c.policy.pushes() {
-                    self.images.save(&c.key, megabytes)
+                    self.images.save(&c.key, cache_megabytes(&job.script))
                 } else {
                     Duration::ZERO
                 };
                 tokio::time::sleep(save).await;
-                Some((c, restore, save))
+                Some(images::CacheLog {
+                    key: &c.key,
+                    restore,
+                    save,
+                    paths: &c.paths,
+                })
             }
-            None => None,
+            _ => None,
         };
         let log = images::job_log(&images::JobLog {
             runner: &setup.release,
             image,
             script: &job.script,
             started,
-            cache: cache.map(|(c, restore, save)| images::CacheLog {
-                key: &c.key,
-                restore,
-                save,
-                paths: &c.paths,
-            }),
+            script_secs: script_secs.max(0.0),
+            cache,
             shared_cache: self.images.model().shared_cache,
         });
         let _ = self.gitlab.append_trace(job.job_id, &log);
