@@ -475,7 +475,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    fn a_shared_key_costs_sts_calls_per_transfer_unless_cached() {
+    async fn a_shared_key_costs_sts_calls_per_transfer_unless_cached() {
         let images = SandboxImages::new(ImageModel::default());
         assert!(!images.restore("k").hit);
         images.save("k", 4.0);
