@@ -46,6 +46,19 @@ pub fn other_image(image: &str) -> &'static str {
     }
 }
 
+/// Compressed size (linux/amd64) of the default matrix's images, MB, for their pull time.
+/// **Assumed**: Docker Hub's tag pages list about 3.6 MB for `alpine:3.20`, 28 MB for
+/// `debian:bookworm-slim` and 29 MB for `ubuntu:24.04` (not fetched here; ECR Public mirrors the
+/// same manifests). `None`: the pull model's own size for the image.
+pub fn image_megabytes(image: &str) -> Option<f64> {
+    match os_release(image)? {
+        ALPINE_3_20 if !image.contains("bash") => Some(3.6),
+        DEBIAN_12 => Some(28.0),
+        UBUNTU_24_04 => Some(29.0),
+        _ => None,
+    }
+}
+
 /// What the sandbox's images and cache do.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[non_exhaustive]
@@ -472,6 +485,36 @@ mod tests {
         assert_eq!(c.restore_secs, Some(3.0));
         assert_eq!(c.save, Some(SaveOutcome::Uploaded));
         assert_eq!(c.save_secs, Some(2.0));
+    }
+
+    #[test]
+    fn a_pull_through_cache_is_cold_once_per_image() {
+        let direct = SandboxImages::new(ImageModel::default());
+        assert_eq!(direct.pull_extra("alpine:3.20"), Duration::ZERO);
+        let cached = SandboxImages::new(ImageModel {
+            pull_through_cache: true,
+            ..ImageModel::default()
+        });
+        let cold = cached.model().cold_import;
+        assert_eq!(cached.pull_extra("alpine:3.20"), cold);
+        assert_eq!(cached.pull_extra("alpine:3.20"), Duration::ZERO);
+        assert_eq!(cached.pull_extra("ubuntu:24.04"), cold);
+        let stats = cached.stats();
+        assert_eq!(stats.pulls["alpine:3.20"], ImagePulls { cold: 1, warm: 1 });
+        assert_eq!(stats.pulls["ubuntu:24.04"], ImagePulls { cold: 1, warm: 0 });
+    }
+
+    #[test]
+    fn the_wrong_image_fault_swaps_one_job_for_another_distro() {
+        let images = SandboxImages::new(ImageModel {
+            wrong_image_job: Some(2),
+            ..ImageModel::default()
+        });
+        let alpine = glrunner_gitlab_client::ci::DEFAULT_IMAGE_MATRIX[0];
+        assert_eq!(images.image_to_run(1, alpine), alpine);
+        assert_ne!(images.image_to_run(2, alpine), alpine);
+        assert_eq!(images.image_to_run(3, alpine), alpine);
+        assert_eq!(images.stats().wrong_images.len(), 1);
     }
 
     #[tokio::test(start_paused = true)]

@@ -494,6 +494,7 @@ impl SandboxWorld {
     /// queue-time p95 (job created → picked up), from GitLab's timestamps.
     pub fn model_report(&self, queue_p95_secs: Option<f64>) -> ModelReport {
         ModelReport::new(&self.config, &self.stats(), queue_p95_secs)
+            .with_images(&self.config.images, self.images.stats())
     }
 
     /// A flow report of a run on this world, with the model's account of the run attached.
@@ -1368,7 +1369,10 @@ impl SandboxWorld {
         let start = model.fargate.node_start.sample(rng)
             + model.fargate.pod_setup.sample(rng)
             + model.pulls.helper_image()
-            + model.pulls.job_image(image)
+            + images::image_megabytes(image).map_or_else(
+                || model.pulls.job_image(image),
+                |mb| model.pulls.job_image_megabytes(image, mb),
+            )
             + self.images.pull_extra(image);
         let node_seq = rng.u32(..);
         Some(PodStart {
