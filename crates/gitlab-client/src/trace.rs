@@ -531,7 +531,10 @@ impl CacheTrace {
                     }
                     SectionEdge::End => {
                         if let Some(start) = section_start.remove(name) {
-                            section_secs.insert(name.clone(), (at - start).max(0.0));
+                            // Milliseconds: the timestamps' microseconds are below any
+                            // cache transfer's noise (and unix seconds in an f64 are not exact).
+                            let secs = ((at - start).max(0.0) * 1000.0).round() / 1000.0;
+                            section_secs.insert(name.clone(), secs);
                         }
                     }
                 }
