@@ -50,6 +50,17 @@ real binaries meet it:
   still waits or not (Puma goes on with a request whose client left, until GitLab's request
   timeout: doc/administration/operations/puma.md), and `status` is answered after ANSWER_AFTER.
 
+- a job's log (`GET /projects/:id/jobs/:job_id/trace`, `text/plain`, empty until a runner writes
+  one: `build.trace.raw || ''`, lib/api/ci/jobs.rb): a job that runs gets the log its runner would
+  write — the executor line with its image, the image's real `/etc/os-release` where the load
+  test's script prints it (files in OS_RELEASE, with their sources), and with a `cache:` the
+  runner's restore/save lines (messages from gitlab-runner's source, cited in
+  crates/gitlab-client/src/trace.rs). `POST /double/config` with `{"wrong_image_job": N}` runs the
+  N-th job to start with another image than its own (the image proof's fault), and
+  `{"shared_cache": false}` answers every restore "No URL provided";
+- `POST /double/runners/ID` with `{"manager": true}` says the runner's manager runs elsewhere (a
+  test without a cluster): it contacts and takes jobs as one found through `--kubeconfig` does.
+
 `GET /double/state` returns counters for the tests (projects, runners, pipelines by source,
 jobs by status, requests). Nothing here is a secret store: tokens are random test values.
 """
@@ -88,7 +99,90 @@ STATE = {
     "admin_mode": False,  # the instance's Admin Mode
     "plan": None,  # a namespace's plan ("free", ... on GitLab.com; "default" on self-managed EE; CE none)
     "max_active_jobs": 0,  # ci_active_jobs (0: no limit)
+    "wrong_image_job": 0,  # the N-th job to start runs another image (0: none)
+    "shared_cache": True,  # restores find what earlier jobs saved
+    "managers": set(),  # runner ids whose manager runs without a cluster (POST /double/runners/ID)
+    "cache_objects": {},  # cache key -> True once a job saved it
+    "jobs_started": 0,
 }
+
+# /etc/os-release of the default image matrix (crates/sandbox/src/images.rs has the same files):
+# alpine:3.20 (alpine-baselayout, aports main/alpine-base/APKBUILD), debian:bookworm-slim (Debian
+# base-files 12.4+deb12u*, etc/os-release), ubuntu:24.04 (Ubuntu base-files 13ubuntu10.1).
+OS_RELEASE = {
+    "alpine": 'NAME="Alpine Linux"\nID=alpine\nVERSION_ID=3.20.3\nPRETTY_NAME="Alpine Linux v3.20"\n'
+              'HOME_URL="https://alpinelinux.org/"\nBUG_REPORT_URL="https://gitlab.alpinelinux.org/alpine/aports/-/issues"\n',
+    "debian": 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nNAME="Debian GNU/Linux"\nVERSION_ID="12"\n'
+              'VERSION="12 (bookworm)"\nVERSION_CODENAME=bookworm\nID=debian\nHOME_URL="https://www.debian.org/"\n',
+    "ubuntu": 'PRETTY_NAME="Ubuntu 24.04.1 LTS"\nNAME="Ubuntu"\nVERSION_ID="24.04"\nVERSION="24.04.1 LTS (Noble Numbat)"\n'
+              'VERSION_CODENAME=noble\nID=ubuntu\nID_LIKE=debian\nUBUNTU_CODENAME=noble\n',
+}
+OS_RELEASE_BEGIN = "glrunner-os-release-begin"  # crates/gitlab-client/src/trace.rs
+OS_RELEASE_END = "glrunner-os-release-end"
+
+
+def os_release_of(image):
+    """The os-release file of an image the double knows (by repository name and tag), else None."""
+    name = (image or "").rsplit("/", 1)[-1]
+    repo, _, tag = name.partition(":")
+    if repo == "alpine" and tag.startswith("3.20") or repo == "bash":
+        return OS_RELEASE["alpine"]
+    if repo == "debian" and tag in ("bookworm", "bookworm-slim", "12", "12-slim"):
+        return OS_RELEASE["debian"]
+    if repo == "ubuntu" and tag in ("24.04", "noble"):
+        return OS_RELEASE["ubuntu"]
+    return None
+
+
+def other_image(image):
+    """The image the wrong-image fault runs instead: another distro of the default matrix."""
+    if os_release_of(image) == OS_RELEASE["alpine"]:
+        return "public.ecr.aws/docker/library/debian:bookworm-slim"
+    return "public.ecr.aws/docker/library/alpine:3.20"
+
+
+def section(edge, name, t):
+    # `section_start:%v:%s\r` + ANSI clear (gitlab-runner helpers/build_section.go line 19)
+    return f"section_{edge}:{int(t)}:{name}\r\x1b[0K"
+
+
+def job_log(job, runner, image, t):
+    """The log a Kubernetes-executor runner writes for a load-test job (sources: the Rust
+    sandbox's `images::job_log`, which cites each line in gitlab-runner's source)."""
+    out = ["Running with gitlab-runner (gitlab-double)", f"  on {runner['description']}",
+           section("start", "prepare_executor", t), 'Preparing the "kubernetes" executor',
+           f"Using Kubernetes executor with image {image} ...", section("end", "prepare_executor", t)]
+    cache = job.get("cache")
+    if cache:
+        out += [section("start", "restore_cache", t), "Restoring cache", f"Checking cache for {cache['key']}..."]
+        if not STATE["shared_cache"]:
+            out += ["No URL provided, cache will not be downloaded from shared cache server. "
+                    "Instead a local version of cache will be extracted.", "Failed to extract cache"]
+        elif cache["key"] in STATE["cache_objects"]:
+            out += [f"Downloading cache from https://cache.double/project/{job['project_id']}/{cache['key']}",
+                    "Successfully extracted cache"]
+        else:
+            out += ["WARNING: file does not exist", "Failed to extract cache"]
+        out.append(section("end", "restore_cache", t))
+    out += [section("start", "step_script", t), 'Executing "step_script" stage of the job script']
+    for line in job.get("script") or []:
+        out.append(f"$ {line}")
+        if OS_RELEASE_BEGIN in line:
+            os = os_release_of(image)
+            out += [OS_RELEASE_BEGIN] + (os.splitlines() if os else
+                                         ["cat: can't open '/etc/os-release': No such file or directory"]) + [OS_RELEASE_END]
+    out.append(section("end", "step_script", t))
+    if cache:
+        out += [section("start", "archive_cache", t), "Saving cache for successful job", f"Creating cache {cache['key']}..."]
+        if STATE["shared_cache"]:
+            out.append(f"Uploading cache.zip to https://cache.double/project/{job['project_id']}/{cache['key']}")
+            STATE["cache_objects"][cache["key"]] = True
+        else:
+            out.append("No URL provided, cache will not be uploaded to shared cache server. Cache will be stored only locally.")
+        out += ["Created cache", section("end", "archive_cache", t)]
+    out.append("Job succeeded")
+    return "\n".join(out) + "\n"
+
 WEB_URL = "http://gitlab.double"
 # rack-oauth2's DEFAULT_DESCRIPTION[:insufficient_scope] (lib/rack/oauth2/server/resource/error.rb)
 INSUFFICIENT_SCOPE = "The request requires higher privileges than provided by the access token."
@@ -165,8 +259,12 @@ def runners_loop():
                 if live is not None and r["token"] in live:
                     r["contacted_at"] = t
             # Only a manager that runs takes jobs: a runner merely "online" on an old contact does not.
+            for r in STATE["runners"].values():
+                if r["id"] in STATE["managers"]:
+                    r["contacted_at"] = t
             online = [r for r in STATE["runners"].values()
-                      if live is not None and r["token"] in live and not r["paused"]]
+                      if ((live is not None and r["token"] in live) or r["id"] in STATE["managers"])
+                      and not r["paused"]]
             for job in sorted(STATE["jobs"].values(), key=lambda j: j["id"]):
                 if job["status"] == "pending":
                     # GitLab's `accepting_tags?` (app/models/ci/runner.rb,
@@ -180,9 +278,15 @@ def runners_loop():
                         job["status"] = "running"
                         job["started_at"] = t + START_SECONDS
                         job["runner"] = {"id": runner["id"], "description": runner["description"]}
+                        STATE["jobs_started"] += 1
+                        image = job.get("image")
+                        if STATE["wrong_image_job"] and STATE["jobs_started"] == STATE["wrong_image_job"]:
+                            image = other_image(image)
+                        job["ran_image"] = image
                 elif job["status"] == "running" and t >= job["started_at"] + RUN_SECONDS:
                     job["status"] = "success"
                     job["finished_at"] = t
+                    job["trace"] = job_log(job, job["runner"], job.get("ran_image"), t)
             for p in STATE["pipelines"].values():
                 update_pipeline(p)
 
@@ -300,7 +404,8 @@ def job_json(j):
 # --- CI file semantics ----------------------------------------------------------------------
 
 def expand_jobs(content):
-    """(name, tags) of every job the CI file defines, `parallel: N` expanded as `name i/N`."""
+    """(name, tags, details) of every job the CI file defines, `parallel: N` expanded as
+    `name i/N`; details are the job's `image` (string or `{name:}`), `script` and `cache`."""
     doc = yaml.safe_load(content) or {}
     out = []
     for name, job in doc.items():
@@ -309,11 +414,19 @@ def expand_jobs(content):
         if not isinstance(job, dict):
             continue
         tags = job.get("tags") or []
+        image = job.get("image", doc.get("image"))
+        if isinstance(image, dict):
+            image = image.get("name")
+        script = job.get("script") or []
+        cache = job.get("cache")
+        details = {"image": image, "script": [script] if isinstance(script, str) else list(script),
+                   # `cache:key` defaults to `default` (GitLab CI/CD YAML reference, `cache:key`)
+                   "cache": {"key": str(cache.get("key", "default"))} if isinstance(cache, dict) else None}
         n = job.get("parallel")
         if isinstance(n, int) and n > 1:
-            out += [(f"{name} {i}/{n}", tags) for i in range(1, n + 1)]
+            out += [(f"{name} {i}/{n}", tags, details) for i in range(1, n + 1)]
         else:
-            out.append((name, tags))
+            out.append((name, tags, details))
     return out
 
 
@@ -360,11 +473,11 @@ def start_pipeline(project, ref, source):
     pid = next_id("pipeline")
     p = {"id": pid, "project_id": project["id"], "status": "pending", "source": source, "ref": ref,
          "sha": "%040x" % IDS["commit"], "created_at": t, "started_at": None, "finished_at": None, "job_ids": []}
-    for name, tags in jobs:
+    for name, tags, details in jobs:
         jid = next_id("job")
         STATE["jobs"][jid] = {"id": jid, "name": name, "tag_list": tags, "status": "pending", "ref": ref,
                               "created_at": t, "started_at": None, "finished_at": None,
-                              "pipeline_id": pid, "project_id": project["id"]}
+                              "pipeline_id": pid, "project_id": project["id"], **details}
         p["job_ids"].append(jid)
     STATE["pipelines"][pid] = p
     return p, None
@@ -412,6 +525,15 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         # A HEAD response carries the headers of the GET but never its body: bytes written here
         # would sit on the kept-alive connection and corrupt the next response read from it.
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def reply_text(self, status, text):
+        data = text.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
 
@@ -689,6 +811,13 @@ class Handler(BaseHTTPRequestHandler):
             _, chunk, page, per, nxt = paged
             return self.reply(200, [job_json(j) for j in chunk],
                               {"x-next-page": nxt, "x-page": str(page), "x-per-page": str(per)})
+        if rest[0] == "jobs" and len(rest) == 3 and rest[1].isdigit() and rest[2] == "trace" and method == "GET":
+            # `text/plain`, the raw log, or '' while there is none (`build.trace.raw || ''`,
+            # lib/api/ci/jobs.rb); another project's job is 404 like any job route.
+            j = STATE["jobs"].get(int(rest[1]))
+            if j is None or j["project_id"] != pid:
+                return self.reply(404, {"message": "404 Not found"})
+            return self.reply_text(200, j.get("trace", ""))
         if rest[0] == "jobs" and len(rest) == 2 and rest[1].isdigit():
             j = STATE["jobs"].get(int(rest[1]))
             if j is None or j["project_id"] != pid:
@@ -719,7 +848,7 @@ class Handler(BaseHTTPRequestHandler):
             if path == "/double/config" and method == "POST":
                 b = self.body()
                 for k in ("refuse_variables", "max_jobs_per_pipeline", "version", "scopes", "access_level", "plan",
-                          "is_admin", "admin_mode", "max_active_jobs"):
+                          "is_admin", "admin_mode", "max_active_jobs", "wrong_image_job", "shared_cache"):
                     if k in b:
                         STATE[k] = b[k]
                 return self.reply(200, {})
@@ -731,6 +860,10 @@ class Handler(BaseHTTPRequestHandler):
                 b = self.body()
                 if "contacted_ago" in b:
                     r["contacted_at"] = time.time() - float(b["contacted_ago"])
+                if b.get("manager") is True:
+                    STATE["managers"].add(r["id"])
+                elif b.get("manager") is False:
+                    STATE["managers"].discard(r["id"])
                 return self.reply(200, runner_detail_json(r))
         return self.reply(404, {"message": "no such control"})
 

@@ -64,8 +64,28 @@ pub struct FlowArgs {
     pub keep: bool,
 
     /// Job image (default: public.ecr.aws/docker/library/bash).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "images")]
     pub image: Option<String>,
+
+    /// The load test's image matrix, comma-separated: jobs spread over the images, each
+    /// prints its `/etc/os-release`, and a sample of job logs proves each ran its own image.
+    /// `--images` alone: alpine, debian and ubuntu from ECR Public.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        num_args = 0..=1,
+        default_missing_value = "public.ecr.aws/docker/library/alpine:3.20,public.ecr.aws/docker/library/debian:bookworm-slim,public.ecr.aws/docker/library/ubuntu:24.04"
+    )]
+    pub images: Vec<String>,
+
+    /// Every load-test job restores and saves a cache of this many MB (default 4), one key
+    /// per shard; the report shows hits, misses and their time per shard.
+    #[arg(long, value_name = "MB", num_args = 0..=1, default_missing_value = "4")]
+    pub cache_workload: Option<u32>,
+
+    /// Sandbox only: the n-th job to run runs another image than its own (tests the image proof).
+    #[arg(long, value_name = "N")]
+    pub sandbox_wrong_image_job: Option<u64>,
 
     /// helm binary (`--backend aws`; default: $GLRUNNER_HELM, else `helm` on PATH).
     #[arg(long)]
@@ -204,6 +224,14 @@ pub fn flow_config(global: &GlobalArgs, args: &FlowArgs) -> Result<FlowConfig, C
         config = config.with_phases(args.phases.iter().copied());
     }
     config.image = args.image.clone();
+    config.images = args.images.iter().map(|i| i.trim().to_owned()).collect();
+    config.cache_workload = args.cache_workload;
+    // The sandbox's fleet has its modelled S3 cache; on AWS the stack says (wired where the
+    // cache is provisioned).
+    config.fleet_has_cache = global.backend == Backend::Sandbox;
+    if args.sandbox_wrong_image_job.is_some() && global.backend == Backend::Aws {
+        return Err(CliError::invalid("--sandbox-wrong-image-job: sandbox only"));
+    }
     config.cleanup_timeout = args.cleanup_timeout;
     config.cluster = cluster;
     if let Some(chart) = &args.chart {
@@ -386,9 +414,12 @@ pub async fn full_flow_until(
     let report = match global.backend {
         Backend::Sandbox => {
             // One quota for the preflight's account and the runner simulator's model.
+            let mut images = glrunner_sandbox::images::ImageModel::default();
+            images.wrong_image_job = args.sandbox_wrong_image_job;
             let sandbox = super::doctor::sandbox_config(args)
                 .with_hung_fraction(args.hung_fraction)
-                .with_fault(args.inject_fault);
+                .with_fault(args.inject_fault)
+                .with_images(images);
             let world = SandboxWorld::new(&config.spec.region, sandbox);
             config
                 .validate(glrunner_sandbox::SANDBOX_GITLAB_URL)

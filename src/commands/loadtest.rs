@@ -85,9 +85,32 @@ pub struct RunArgs {
     #[arg(long, global = true, default_value = ci::DEFAULT_IMAGE)]
     pub image: String,
 
-    /// Several images, comma-separated: CI jobs cycle through them (shows `image:` is honoured).
-    #[arg(long, global = true, value_delimiter = ',', conflicts_with = "image")]
+    /// Several images, comma-separated: CI jobs cycle through them, each job prints its
+    /// `/etc/os-release`, and a sample of job logs per image proves each job ran its own image
+    /// (the run fails naming a job that did not). `--images` alone: alpine, debian and ubuntu
+    /// from ECR Public.
+    #[arg(
+        long,
+        global = true,
+        value_delimiter = ',',
+        num_args = 0..=1,
+        default_missing_value = DEFAULT_MATRIX_ARG,
+        conflicts_with = "image"
+    )]
     pub images: Vec<String>,
+
+    /// Every job restores and saves a cache of this many MB (default 4), one key per shard,
+    /// through `.gitlab-ci.yml` `cache:`; the report shows hits, misses and their time per shard.
+    #[arg(long, global = true, value_name = "MB", num_args = 0..=1, default_missing_value = "4")]
+    pub cache_workload: Option<u32>,
+
+    /// Sandbox only: the n-th job to run runs another image than its own (tests the image proof).
+    #[arg(long, global = true, value_name = "N")]
+    pub sandbox_wrong_image_job: Option<u64>,
+
+    /// Sandbox only: the fleet has no shared cache (every restore misses: "No URL provided").
+    #[arg(long, global = true)]
+    pub sandbox_no_shared_cache: bool,
 
     /// Script line of every job (repeatable; default: a hello-world echo).
     #[arg(long, global = true)]
@@ -123,6 +146,9 @@ pub struct RunArgs {
     #[command(flatten)]
     pub artifacts: ArtifactFiles,
 }
+
+/// `--images` without a value: [`ci::DEFAULT_IMAGE_MATRIX`].
+const DEFAULT_MATRIX_ARG: &str = "public.ecr.aws/docker/library/alpine:3.20,public.ecr.aws/docker/library/debian:bookworm-slim,public.ecr.aws/docker/library/ubuntu:24.04";
 
 /// Everything checked before any request.
 #[derive(Debug)]
@@ -188,7 +214,21 @@ pub fn plan(global: &GlobalArgs, args: &RunArgs) -> Result<Plan, CliError> {
     if args.images.is_empty() {
         spec = spec.with_image(args.image.clone());
     } else {
-        spec = spec.with_images(args.images.clone());
+        let images: Vec<String> = args.images.iter().map(|i| i.trim().to_owned()).collect();
+        if images.len() < 2 {
+            return Err(CliError::invalid(format!(
+                "--images: {images:?} is one image; the matrix needs at least two (e.g. --images with no value for alpine, debian and ubuntu from ECR Public), or use --image"
+            )));
+        }
+        spec = spec.with_images(images);
+    }
+    spec = spec.with_cache_workload(args.cache_workload);
+    if global.backend == Backend::Aws
+        && (args.sandbox_wrong_image_job.is_some() || args.sandbox_no_shared_cache)
+    {
+        return Err(CliError::invalid(
+            "--sandbox-wrong-image-job/--sandbox-no-shared-cache: sandbox only",
+        ));
     }
     if !args.script.is_empty() {
         spec = spec.with_script(args.script.clone());
@@ -201,7 +241,14 @@ pub fn plan(global: &GlobalArgs, args: &RunArgs) -> Result<Plan, CliError> {
                 "--tags"
             }
             Error::InvalidInput { resource, .. } if resource.contains("image") => {
-                "--image/--images"
+                if args.images.is_empty() {
+                    "--image"
+                } else {
+                    "--images"
+                }
+            }
+            Error::InvalidInput { resource, .. } if resource.contains("cache") => {
+                "--cache-workload"
             }
             Error::InvalidInput { resource, .. } if resource.contains("script") => "--script",
             _ => "--jobs",
@@ -457,9 +504,13 @@ pub async fn run_sandbox_until(
     output: OutputFormat,
     stop: &CancellationToken,
 ) -> Result<RunOutcome, CliError> {
+    let mut images = glrunner_sandbox::images::ImageModel::default();
+    images.wrong_image_job = args.sandbox_wrong_image_job;
+    images.shared_cache = !args.sandbox_no_shared_cache;
     let mut config = SandboxConfig::default()
         .with_hung_fraction(0.0)
-        .with_script_failure_every(args.sandbox_fail_every);
+        .with_script_failure_every(args.sandbox_fail_every)
+        .with_images(images);
     if let Some(quota) = args.fargate_vcpu_quota {
         config = config.with_fargate_vcpu_quota(f64::from(quota));
     }
@@ -675,6 +726,16 @@ pub async fn run_until(
         return Err(CliError::failure(format!(
             "pipeline(s) {pipelines} did not finish ({:?}); {what}",
             report.outcome
+        )));
+    }
+    if !report.image_mismatches().is_empty() {
+        return Err(CliError::failure(format!(
+            "pipeline(s) {pipelines}: {}",
+            report
+                .traces
+                .as_ref()
+                .map(|t| t.describe_mismatches())
+                .unwrap_or_default()
         )));
     }
     if report.has_failures() {

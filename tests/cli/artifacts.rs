@@ -547,3 +547,36 @@ fn the_readme_ci_example_is_a_valid_gitlab_ci_file_publishing_all_three() {
         text(&out.stderr)
     );
 }
+
+/// `--images --cache-workload`: the HTML page has the image proof per image (each proved)
+/// and the cache per shard, and the JSON report carries the same under `traces`.
+#[test]
+fn html_shows_the_image_proof_and_the_cache_per_shard() {
+    let a = sandbox_run(
+        "loadtest",
+        &[
+            "--jobs",
+            "90",
+            "--shards",
+            "2",
+            "--images",
+            "--cache-workload",
+            "2",
+        ],
+    );
+    assert_eq!(a.out.status.code(), Some(0), "{}", text(&a.out.stderr));
+    let html = a.read(a.html());
+    assert!(html.contains("<section id=\"images\">"), "{html}");
+    for image in glrunner_gitlab_client::ci::DEFAULT_IMAGE_MATRIX {
+        assert!(
+            html.contains(&format!(
+                "<tr class=\"image\" data-verdict=\"proved\"><td>{image}</td>"
+            )),
+            "{image}"
+        );
+    }
+    assert_eq!(html.matches("<tr class=\"cache\"").count(), 2, "two shards");
+    let report = a.report();
+    assert_eq!(report["traces"]["images"].as_array().map(Vec::len), Some(3));
+    assert_eq!(report["traces"]["cache"].as_array().map(Vec::len), Some(2));
+}

@@ -1,5 +1,5 @@
 //! The sandbox's machine-readable outputs, pinned: `--output json` of `full_flow` (both runner
-//! profiles, and `--dry-run`), `doctor`, `provision --dry-run` and `fault_suite`, compared with
+//! profiles, `--dry-run`, and the image matrix with the cache workload), `doctor`, `provision --dry-run` and `fault_suite`, compared with
 //! the files in `tests/golden/` (recorded before the library moved into `glrunner-flow` and
 //! `glrunner-sandbox`). The sandbox is deterministic (one seed, a virtual clock); only the
 //! wall-clock seconds differ between runs, so `wall_secs` is left out. JSON objects compare as
@@ -32,6 +32,19 @@ const CASES: &[(&str, &str, &[&str])] = &[
         &["--dry-run", "--output", "json"],
     ),
     ("fault_suite", "fault_suite", &["--output", "json"]),
+    // The image matrix's proof per image and the cache workload's hits and misses per shard.
+    (
+        "full_flow_images_cache",
+        "full_flow",
+        &[
+            "--output",
+            "json",
+            "--jobs",
+            "400",
+            "--images",
+            "--cache-workload",
+        ],
+    ),
 ];
 
 fn without_wall_clock(value: Value) -> Value {

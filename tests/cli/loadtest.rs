@@ -247,3 +247,114 @@ fn loadtest_explains_refused_pipeline_variables() {
     );
     assert!(d.pipelines().is_empty());
 }
+
+/// `--images` alone on the sandbox: the jobs spread over alpine, debian and ubuntu from ECR
+/// Public, every sampled job's log shows its own image's `/etc/os-release`, and the cache
+/// workload's restores and uploads show per shard.
+#[test]
+fn loadtest_images_on_the_sandbox_proves_every_sampled_image() {
+    let out = run(
+        "loadtest",
+        &["--images", "--jobs", "90", "--cache-workload", "2"],
+        &[],
+    );
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    for image in glrunner_gitlab_client::ci::DEFAULT_IMAGE_MATRIX {
+        assert!(
+            stdout.contains(&format!("{image} — proved")),
+            "{image}: {stdout}"
+        );
+    }
+    assert!(stdout.contains("cache per shard"), "{stdout}");
+    assert!(!stdout.contains("MISMATCH"), "{stdout}");
+}
+
+/// The sandbox's wrong-image fault (the first job to run gets another image): the run exits 1
+/// and names the job, its image and the one it ran.
+#[test]
+fn loadtest_images_fails_naming_a_job_that_ran_another_image() {
+    let out = run(
+        "loadtest",
+        &[
+            "--images",
+            "--jobs",
+            "30",
+            "--sandbox-wrong-image-job",
+            "1",
+            "--output",
+            "json",
+        ],
+        &[],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let [alpine, debian, _] = glrunner_gitlab_client::ci::DEFAULT_IMAGE_MATRIX else {
+        unreachable!()
+    };
+    assert!(
+        stderr.contains(&format!("ran {debian} instead of its image {alpine}"))
+            && stderr.contains("(loadtest-"),
+        "{stderr}"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let m = &report["traces"]["mismatches"];
+    assert_eq!(m.as_array().map(Vec::len), Some(1), "{report}");
+    assert_eq!(m[0]["expected_image"], *alpine);
+    assert_eq!(m[0]["ran"], *debian);
+}
+
+/// Bad `--images` and `--cache-workload` values exit 2 naming the flag, before anything runs.
+#[test]
+fn loadtest_bad_images_exit_2_naming_the_flag() {
+    for (args, needle) in [
+        (vec!["--images", "alpine:3.20"], "--images"),
+        (vec!["--images", "alpine:3.20,Debian:12"], "--images"),
+        (vec!["--images", "alpine:3.20,alpine:3.20"], "listed twice"),
+        (
+            vec!["--images", "alpine:3.20,debian@sha256:abc"],
+            "--images",
+        ),
+        (vec!["--image", "ubuntu:"], "--image"),
+        (vec!["--cache-workload", "0"], "--cache-workload"),
+        (vec!["--cache-workload", "4096"], "--cache-workload"),
+        (
+            vec!["--backend", "aws", "--sandbox-wrong-image-job", "1"],
+            "sandbox only",
+        ),
+    ] {
+        let out = run("loadtest", &args, &[("GITLAB_TOKEN", "")]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+}
+
+/// `full_flow --images` on the sandbox proves every sampled job ran its own image (the report
+/// shows each image proved and the cache per shard); a wrong image fails the load-test phase
+/// naming the job; a bad list exits 2 naming `--images`.
+#[test]
+fn full_flow_images_on_the_sandbox() {
+    let out = run(
+        "full_flow",
+        &["--jobs", "60", "--images", "--cache-workload"],
+        &[],
+    );
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    for image in glrunner_gitlab_client::ci::DEFAULT_IMAGE_MATRIX {
+        assert!(stdout.contains(&format!("{image}: proved")), "{stdout}");
+    }
+    assert!(stdout.contains("hit(s)"), "{stdout}");
+    let out = run(
+        "full_flow",
+        &["--jobs", "30", "--images", "--sandbox-wrong-image-job", "1"],
+        &[],
+    );
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(all.contains("ran another image than its own"), "{all}");
+    let out = run("full_flow", &["--images", "alpine:3.20"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("--images"));
+}

@@ -70,6 +70,17 @@ pub struct FlowConfig {
     /// calls, off the GitLab request budget): the report's "queue time by Pending class".
     /// At least [`MIN_PENDING_SAMPLE_INTERVAL`].
     pub pending_sample_interval: Duration,
+    /// The load test's image matrix (`--images`): jobs spread over these images, each job
+    /// prints its `/etc/os-release`, and a sample of job logs proves each ran its own image.
+    /// Empty: one image ([`FlowConfig::image`]).
+    pub images: Vec<String>,
+    /// Every load-test job restores and saves a cache of this many MB, one key per shard
+    /// (`--cache-workload`); `None`: no cache.
+    pub cache_workload: Option<u32>,
+    /// The fleet's runners have a shared cache (`[runners.cache]`): set by whoever installs
+    /// it (the stack's S3 cache); off, the cache workload's restores all miss and the report
+    /// says why. Off by default.
+    pub fleet_has_cache: bool,
 }
 
 /// Default interval of the load test's Pending samples ([`FlowConfig::pending_sample_interval`]).
@@ -109,6 +120,9 @@ impl FlowConfig {
             chart: ChartSource::default(),
             janitor: JanitorMode::default(),
             pending_sample_interval: DEFAULT_PENDING_SAMPLE_INTERVAL,
+            images: Vec::new(),
+            cache_workload: None,
+            fleet_has_cache: false,
         }
     }
 
@@ -244,7 +258,55 @@ impl FlowConfig {
         if let Some(image) = self.job_image() {
             spec = spec.with_image(image);
         }
-        spec.with_max_jobs(self.max_pipeline_jobs)
+        if !self.images.is_empty() {
+            spec = spec.with_images(self.images.clone());
+        }
+        spec.with_cache_workload(self.cache_workload)
+            .with_max_jobs(self.max_pipeline_jobs)
+    }
+
+    /// Checks `--images` and `--cache-workload`: image references by distribution/reference's
+    /// grammar, at least two distinct images, a cache of 1 to 1024 MB.
+    fn validate_workload(&self) -> Result<(), Error> {
+        if !self.images.is_empty() {
+            if self.images.len() < 2 {
+                return Err(Error::invalid(
+                    "--images",
+                    format!(
+                        "{:?} is one image; the matrix needs at least two (--images alone: {})",
+                        self.images,
+                        glrunner_gitlab_client::ci::DEFAULT_IMAGE_MATRIX.join(",")
+                    ),
+                ));
+            }
+            let mut seen = BTreeSet::new();
+            for image in &self.images {
+                glrunner_gitlab_client::trace::ImageRef::parse(image).map_err(|e| {
+                    Error::invalid(
+                        "--images",
+                        format!(
+                            "{e}; write REGISTRY/REPOSITORY:TAG, e.g. {}",
+                            glrunner_gitlab_client::ci::DEFAULT_IMAGE_MATRIX[0]
+                        ),
+                    )
+                })?;
+                if !seen.insert(image.as_str()) {
+                    return Err(Error::invalid(
+                        "--images",
+                        format!("{image:?} is listed twice"),
+                    ));
+                }
+            }
+        }
+        if let Some(mb) = self.cache_workload
+            && !(1..=1024).contains(&mb)
+        {
+            return Err(Error::invalid(
+                "--cache-workload",
+                format!("{mb} MB: the cache size must be between 1 and 1024 MB"),
+            ));
+        }
+        Ok(())
     }
 
     /// Checks everything checkable before any call.
@@ -256,6 +318,7 @@ impl FlowConfig {
             return Err(Error::invalid("--phases", "no phase selected"));
         }
         ProjectRef::parse(&self.project).map_err(|e| Error::invalid("--project", e.to_string()))?;
+        self.validate_workload()?;
         FleetPlan::new(&self.fleet_request(&self.template(gitlab_url)))
             .map_err(|e| Error::invalid("--jobs", e.to_string()))?;
         if self.reap_interval.is_zero() {

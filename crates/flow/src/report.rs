@@ -109,6 +109,15 @@ pub struct LoadTestSummary {
     pub queue_by_class: Vec<ClassQueue>,
     /// How the Pending job pods were sampled (`None`: the cluster could not be reached).
     pub pending_sampling: Option<PendingSampling>,
+    /// With an image matrix: per image, whether its sampled jobs' logs proved it ran.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<glrunner_gitlab_client::sample::ImageResult>,
+    /// Sampled jobs that ran another image than their own.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub image_mismatches: Vec<glrunner_gitlab_client::sample::ImageMismatch>,
+    /// With the cache workload: per shard, the sampled jobs' cache hits, misses and times.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cache: Vec<glrunner_gitlab_client::sample::ShardCache>,
 }
 
 impl LoadTestSummary {
@@ -127,6 +136,17 @@ impl LoadTestSummary {
             requests: r.requests,
             queue_by_class: Vec::new(),
             pending_sampling: None,
+            images: r
+                .traces
+                .as_ref()
+                .map(|t| t.images.clone())
+                .unwrap_or_default(),
+            image_mismatches: r.image_mismatches().to_vec(),
+            cache: r
+                .traces
+                .as_ref()
+                .map(|t| t.cache.clone())
+                .unwrap_or_default(),
         }
     }
 
@@ -355,6 +375,56 @@ fn render_queue_by_class(out: &mut String, l: &LoadTestSummary) {
             q(c.queue_p50_secs),
             q(c.queue_p95_secs),
             q(c.queue_max_secs)
+        );
+    }
+}
+
+/// The image proof per image and the cache per shard under the load test's rows.
+fn render_images_and_cache(out: &mut String, l: &LoadTestSummary) {
+    use glrunner_gitlab_client::sample::ImageVerdict;
+    for i in &l.images {
+        let verdict = match i.verdict {
+            ImageVerdict::Proved => "proved",
+            ImageVerdict::Failed => "FAILED",
+            ImageVerdict::Unverified => "unverified (os-release not known from the reference)",
+            ImageVerdict::NotSampled => "not sampled",
+        };
+        row(
+            out,
+            "image",
+            format!(
+                "{}: {verdict}, {}/{} sampled job log(s) of {} job(s) matched ({})",
+                i.image,
+                i.matched,
+                i.sampled,
+                i.jobs,
+                i.observed.join(", ")
+            ),
+        );
+    }
+    for m in &l.image_mismatches {
+        row(out, "image MISMATCH", m.to_string());
+    }
+    let p50 = |p: &Option<glrunner_gitlab_client::Percentiles>| {
+        p.map_or_else(|| "-".to_owned(), |p| format!("{:.1}s", p.p50))
+    };
+    for c in &l.cache {
+        row(
+            out,
+            "cache",
+            format!(
+                "{} (key {}): {} hit(s) p50 {}, {} miss(es) p50 {}, {} without a shared cache; {} upload(s) p50 {} ({} sampled)",
+                c.shard,
+                c.key.as_deref().unwrap_or("-"),
+                c.hits,
+                p50(&c.hit_secs),
+                c.misses,
+                p50(&c.miss_secs),
+                c.local_only,
+                c.uploads,
+                p50(&c.upload_secs),
+                c.sampled
+            ),
         );
     }
 }
@@ -608,6 +678,7 @@ impl FlowReport {
                 format!("{} / {}", q(l.queue_p50_secs), q(l.queue_p95_secs)),
             );
             render_queue_by_class(out, l);
+            render_images_and_cache(out, l);
             row(
                 out,
                 "jobs per minute",

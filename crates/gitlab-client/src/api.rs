@@ -112,6 +112,13 @@ pub trait GitLabApi: Send + Sync {
     /// Cancels a pipeline's unfinished jobs (`POST /projects/:id/pipelines/:pipeline_id/cancel`).
     async fn cancel_pipeline(&self, project: &ProjectRef, pipeline_id: u64) -> Result<Pipeline>;
 
+    /// A job's log (`GET /projects/:id/jobs/:job_id/trace`: GitLab REST docs, "Jobs API → Get
+    /// a log file"; token scope `read_api`). GitLab answers `text/plain` with the raw trace, or
+    /// an empty body while the job has none (`trace = build.trace.raw || ''`, lib/api/ci/jobs.rb);
+    /// another project's job or an unknown id is [`Error::NotFound`]. At most
+    /// [`crate::MAX_TRACE_BYTES`] are read (a longer log is cut there), invalid UTF-8 replaced.
+    async fn job_trace(&self, project: &ProjectRef, job_id: u64) -> Result<String>;
+
     /// Requests this client has sent so far, the transport's own retries included (callers
     /// with a request budget count with it).
     fn requests_sent(&self) -> u64;

@@ -77,6 +77,27 @@ pub struct LoadTestSpec {
     /// (GitLab's `accepting_tags?`, app/models/ci/runner.rb). The shards' tags then only name
     /// the CI jobs; the reference tutorial's file was written so.
     pub untagged: bool,
+    /// Every job restores and saves a cache of this many MB, one key per shard
+    /// (`--cache-workload`); `None`: no `cache:`.
+    pub cache_megabytes: Option<u32>,
+}
+
+/// The image matrix's default: three distros from ECR Public's mirror of Docker's official
+/// images (tags from the images' pages on gallery.ecr.aws/docker/library/…), so that an image
+/// swapped for another shows in the job's `/etc/os-release`.
+pub const DEFAULT_IMAGE_MATRIX: &[&str] = &[
+    "public.ecr.aws/docker/library/alpine:3.20",
+    "public.ecr.aws/docker/library/debian:bookworm-slim",
+    "public.ecr.aws/docker/library/ubuntu:24.04",
+];
+
+/// The directory the cache workload writes and caches, relative to `$CI_PROJECT_DIR`
+/// (`cache:paths` must be inside the project directory: GitLab CI/CD YAML reference, `cache:paths`).
+pub const CACHE_DIR: &str = "glrunner-cache";
+
+/// The cache key of a shard's jobs: one per shard, so that the shard's jobs share it.
+pub fn cache_key(tag: &str) -> String {
+    format!("glrunner-{tag}")
 }
 
 impl LoadTestSpec {
@@ -93,7 +114,40 @@ impl LoadTestSpec {
             job_prefix: "loadtest".into(),
             max_jobs: DEFAULT_MAX_JOBS,
             untagged: false,
+            cache_megabytes: None,
         }
+    }
+
+    /// Makes every job restore and save a cache of `megabytes` MB (one key per shard).
+    #[must_use]
+    pub fn with_cache_workload(mut self, megabytes: Option<u32>) -> Self {
+        self.cache_megabytes = megabytes;
+        self
+    }
+
+    /// Whether the jobs print their `/etc/os-release` for the image proof: with an image
+    /// matrix ([`LoadTestSpec::images`]).
+    pub fn proves_images(&self) -> bool {
+        !self.images.is_empty()
+    }
+
+    /// The script lines every job runs: the os-release print first with an image matrix, then
+    /// the spec's script, then the cache workload's file.
+    pub fn job_script(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        if self.proves_images() {
+            lines.extend(crate::trace::os_release_script());
+        }
+        lines.extend(self.script.iter().cloned());
+        if let Some(mb) = self.cache_megabytes {
+            // `head -c` is in busybox and coreutils alike; an existing file (a cache hit) is kept,
+            // so a hit shows as an unchanged file and a miss writes a new one.
+            lines.push(format!(
+                "mkdir -p {CACHE_DIR} && (test -s {CACHE_DIR}/blob || head -c {} /dev/urandom > {CACHE_DIR}/blob) && ls -l {CACHE_DIR}",
+                u64::from(mb) * 1024 * 1024
+            ));
+        }
+        lines
     }
 
     /// `jobs` jobs spread evenly over `tags`.
@@ -209,9 +263,27 @@ impl LoadTestSpec {
             }
         }
         for image in std::iter::once(&self.image).chain(&self.images) {
-            if image.trim().is_empty() || image.chars().any(char::is_whitespace) {
-                return invalid("image", format!("{image:?} is not an image reference"));
+            if let Err(e) = crate::trace::ImageRef::parse(image) {
+                return invalid(
+                    "image",
+                    format!(
+                        "{e}; write REGISTRY/REPOSITORY:TAG, e.g. {}",
+                        DEFAULT_IMAGE_MATRIX[0]
+                    ),
+                );
             }
+        }
+        let mut images = std::collections::BTreeSet::new();
+        for image in &self.images {
+            if !images.insert(image.as_str()) {
+                return invalid("images", format!("{image:?} is listed twice"));
+            }
+        }
+        if self.cache_megabytes == Some(0) || self.cache_megabytes.is_some_and(|mb| mb > 1024) {
+            return invalid(
+                "cache workload",
+                "the cache size must be between 1 and 1024 MB".into(),
+            );
         }
         if self.script.iter().all(|l| l.trim().is_empty()) {
             return invalid("script", "the script is empty".into());
@@ -268,7 +340,7 @@ impl LoadTestSpec {
         vars.insert("GIT_STRATEGY".into(), "none".into());
         root.insert("variables".into(), Value::Mapping(vars));
         let script: Vec<Value> = self
-            .script
+            .job_script()
             .iter()
             .map(|l| Value::from(l.as_str()))
             .collect();
@@ -286,6 +358,18 @@ impl LoadTestSpec {
                 m.insert("parallel".into(), Value::from(u64::from(job.parallel)));
             }
             m.insert("needs".into(), Value::Sequence(Vec::new()));
+            if self.cache_megabytes.is_some() {
+                // GitLab CI/CD YAML reference, `cache`: `key`, `paths`, `policy` (pull-push:
+                // restore before the script, save after it).
+                let mut cache = Mapping::new();
+                cache.insert("key".into(), cache_key(&job.tag).into());
+                cache.insert(
+                    "paths".into(),
+                    Value::Sequence(vec![format!("{CACHE_DIR}/").into()]),
+                );
+                cache.insert("policy".into(), CachePolicy::PullPush.as_str().into());
+                m.insert("cache".into(), Value::Mapping(cache));
+            }
             m.insert("interruptible".into(), true.into());
             m.insert("script".into(), Value::Sequence(script.clone()));
             root.insert(job.name.as_str().into(), Value::Mapping(m));
@@ -339,6 +423,92 @@ pub struct ExpandedJob {
     pub tags: Vec<String>,
     /// Image, if any.
     pub image: Option<String>,
+    /// Its `cache:` (the job's, else `default:cache`), if any.
+    pub cache: Option<JobCache>,
+    /// Its `script:` lines.
+    pub script: Vec<String>,
+}
+
+/// A job's `cache:` as the load test uses it (GitLab CI/CD YAML reference, `cache`:
+/// `cache:key`, `cache:paths`, `cache:policy` of `pull`, `push` or `pull-push`, the default).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct JobCache {
+    /// `cache:key` (default `default`, GitLab's).
+    pub key: String,
+    /// `cache:paths`.
+    pub paths: Vec<String>,
+    /// `cache:policy`.
+    pub policy: CachePolicy,
+}
+
+/// `cache:policy` (GitLab CI/CD YAML reference: "`pull-push` (default), `pull`, `push`").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CachePolicy {
+    /// Restore at the start and save at the end.
+    PullPush,
+    /// Restore only.
+    Pull,
+    /// Save only.
+    Push,
+}
+
+impl CachePolicy {
+    /// The YAML value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PullPush => "pull-push",
+            Self::Pull => "pull",
+            Self::Push => "push",
+        }
+    }
+
+    /// Whether the job restores the cache.
+    pub fn pulls(self) -> bool {
+        self != Self::Push
+    }
+
+    /// Whether the job saves the cache.
+    pub fn pushes(self) -> bool {
+        self != Self::Pull
+    }
+}
+
+fn cache_of(v: &Value) -> std::result::Result<Option<JobCache>, String> {
+    let Some(m) = v.as_mapping() else {
+        return Err("cache must be a mapping (key, paths, policy)".into());
+    };
+    let key = match m.get("key") {
+        None => "default".to_owned(),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        Some(_) => {
+            return Err("cache:key must be a string (cache:key:files is not supported)".into());
+        }
+    };
+    let paths = match m.get("paths") {
+        None => Vec::new(),
+        Some(Value::Sequence(s)) => s
+            .iter()
+            .map(|p| {
+                p.as_str()
+                    .map(str::to_owned)
+                    .ok_or("cache:paths must be strings")
+            })
+            .collect::<std::result::Result<_, _>>()?,
+        Some(_) => return Err("cache:paths must be a list".into()),
+    };
+    let policy = match m.get("policy").and_then(Value::as_str) {
+        None | Some("pull-push") => CachePolicy::PullPush,
+        Some("pull") => CachePolicy::Pull,
+        Some("push") => CachePolicy::Push,
+        Some(other) => {
+            return Err(format!(
+                "cache:policy {other:?} is not pull, push or pull-push"
+            ));
+        }
+    };
+    Ok(Some(JobCache { key, paths, policy }))
 }
 
 const RESERVED: &[&str] = &[
@@ -373,6 +543,9 @@ pub fn expand(yaml: &str) -> Result<Vec<ExpandedJob>> {
     };
     let default_image = image_of(root.get("image"))
         .or_else(|| image_of(root.get("default").and_then(|d| d.get("image"))));
+    let default_cache = root
+        .get("cache")
+        .or_else(|| root.get("default").and_then(|d| d.get("cache")));
     let mut jobs = Vec::new();
     for (key, value) in root {
         let Some(name) = key.as_str() else {
@@ -421,6 +594,18 @@ pub fn expand(yaml: &str) -> Result<Vec<ExpandedJob>> {
             .unwrap_or("test")
             .to_owned();
         let image = image_of(job.get("image")).or_else(|| default_image.clone());
+        let script: Vec<String> = match job.get("script") {
+            Some(Value::String(s)) => vec![s.clone()],
+            Some(Value::Sequence(lines)) => lines
+                .iter()
+                .filter_map(|l| l.as_str().map(str::to_owned))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let cache = match job.get("cache").or(default_cache) {
+            None => None,
+            Some(v) => cache_of(v).map_err(|m| bad(format!("job {name:?}: {m}")))?,
+        };
         for i in 1..=parallel {
             let job_name = if parallel == 1 && !job.contains_key("parallel") {
                 name.to_owned()
@@ -432,6 +617,8 @@ pub fn expand(yaml: &str) -> Result<Vec<ExpandedJob>> {
                 stage: stage.clone(),
                 tags: tags.clone(),
                 image: image.clone(),
+                cache: cache.clone(),
+                script: script.clone(),
             });
         }
     }

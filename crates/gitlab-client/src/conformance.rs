@@ -351,6 +351,56 @@ pub async fn project_jobs_are_listed_newest_first_by_scope(
     api.delete_project(&pref).await
 }
 
+/// A job's log (`GET /projects/:id/jobs/:job_id/trace`): a job no runner took yet has none and
+/// GitLab answers an empty body (`build.trace.raw || ''`, lib/api/ci/jobs.rb), not an error; an
+/// unknown job, and a job asked for through another project, are not found.
+pub async fn job_logs_are_served_by_project(api: &dyn GitLabApi, prefix: &str) -> Result<()> {
+    let user = api.current_user().await?;
+    let project = api
+        .get_or_create_project(&format!("{}/{prefix}-job-logs", user.username))
+        .await?;
+    let other = api
+        .get_or_create_project(&format!("{}/{prefix}-job-logs-other", user.username))
+        .await?;
+    let pref = ProjectRef::Id(project.id);
+    let branch = project
+        .default_branch
+        .clone()
+        .unwrap_or_else(|| "main".into());
+    let spec = LoadTestSpec::new(vec![ShardTarget::new(format!("{prefix}-logs"), 2)]);
+    api.put_file(
+        &pref,
+        &branch,
+        ".gitlab-ci.yml",
+        &spec.to_yaml()?,
+        "load test: 2 jobs",
+    )
+    .await?;
+    let pipeline = api
+        .create_pipeline(&pref, &NewPipeline::new(&branch))
+        .await?;
+    let jobs = api.all_pipeline_jobs(&pref, pipeline.id).await?;
+    check(jobs.len() == 2, format!("2 jobs, got {}", jobs.len()))?;
+    let log = api.job_trace(&pref, jobs[0].id).await?;
+    check(
+        log.is_empty(),
+        format!("a pending job's log is empty, got {} bytes", log.len()),
+    )?;
+    let missing = api.job_trace(&pref, jobs[0].id + 1_000_000).await;
+    check(
+        matches!(missing, Err(Error::NotFound { .. })),
+        format!("an unknown job's log is not found, got {missing:?}"),
+    )?;
+    let elsewhere = api.job_trace(&ProjectRef::Id(other.id), jobs[0].id).await;
+    check(
+        matches!(elsewhere, Err(Error::NotFound { .. })),
+        format!("a job asked for through another project is not found, got {elsewhere:?}"),
+    )?;
+    api.cancel_pipeline(&pref, pipeline.id).await?;
+    api.delete_project(&ProjectRef::Id(other.id)).await?;
+    api.delete_project(&pref).await
+}
+
 /// Push pipelines: the generated CI file (api-only `workflow: rules`) committed without
 /// `[skip ci]` starts none, and `POST /pipeline` then starts exactly one; a plain CI file
 /// committed with `[skip ci]` starts none, and without it starts a push pipeline; a commit to
@@ -509,5 +559,6 @@ pub async fn run_all_settling(
     runner_lifecycle(api, prefix).await?;
     pipeline_jobs_are_paginated_and_cancelable(api, prefix).await?;
     project_jobs_are_listed_newest_first_by_scope(api, prefix).await?;
+    job_logs_are_served_by_project(api, prefix).await?;
     commits_start_only_the_pipelines_glrunner_watches(api, prefix, settle).await
 }

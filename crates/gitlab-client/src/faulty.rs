@@ -96,6 +96,8 @@ pub enum GitLabCall {
     GetJob,
     /// `POST /projects/:id/pipelines/:pipeline_id/cancel`.
     CancelPipeline,
+    /// `GET /projects/:id/jobs/:job_id/trace`.
+    JobTrace,
 }
 
 /// The arguments of one [`GitLabApi`] call, for a rule's condition and its error.
@@ -180,6 +182,10 @@ pub enum GitLabArgs<'a> {
         project: &'a ProjectRef,
         pipeline_id: u64,
     },
+    JobTrace {
+        project: &'a ProjectRef,
+        job_id: u64,
+    },
 }
 
 impl glrunner_fault::Call for GitLabCall {
@@ -212,6 +218,7 @@ impl glrunner_fault::Call for GitLabCall {
             A::ListProjectJobs { .. } => Self::ListProjectJobs,
             A::GetJob { .. } => Self::GetJob,
             A::CancelPipeline { .. } => Self::CancelPipeline,
+            A::JobTrace { .. } => Self::JobTrace,
         }
     }
 }
@@ -339,6 +346,11 @@ impl<T: GitLabApi> GitLabApi for Faulty<T> {
     async fn get_job(&self, project: &ProjectRef, job_id: u64) -> Result<Job> {
         let args = GitLabArgs::GetJob { project, job_id };
         self.run(args, self.inner().get_job(project, job_id)).await
+    }
+    async fn job_trace(&self, project: &ProjectRef, job_id: u64) -> Result<String> {
+        let args = GitLabArgs::JobTrace { project, job_id };
+        self.run(args, self.inner().job_trace(project, job_id))
+            .await
     }
     async fn cancel_pipeline(&self, project: &ProjectRef, pipeline_id: u64) -> Result<Pipeline> {
         let args = GitLabArgs::CancelPipeline {

@@ -115,6 +115,9 @@ macro_rules! forward {
             async fn get_job(&self, project: &ProjectRef, job_id: u64) -> Result<Job> {
                 (**self).get_job(project, job_id).await
             }
+            async fn job_trace(&self, project: &ProjectRef, job_id: u64) -> Result<String> {
+                (**self).job_trace(project, job_id).await
+            }
             async fn cancel_pipeline(
                 &self,
                 project: &ProjectRef,

@@ -1144,6 +1144,38 @@ impl GitLabApi for HttpGitLab {
         self.json(call).await
     }
 
+    async fn job_trace(&self, project: &ProjectRef, job_id: u64) -> Result<String> {
+        // GitLab REST docs, "Jobs API → Get a log file": `GET /projects/:id/jobs/:job_id/trace`,
+        // `text/plain`, the raw log (`body trace`, lib/api/ci/jobs.rb). Read in chunks up to the
+        // bound, so a runaway log costs at most that much memory.
+        let call = Call::new(
+            Method::GET,
+            format!("{}/jobs/{job_id}/trace", Self::project_path(project)),
+            "get the log of",
+            format!("job {job_id} of {project}"),
+        )
+        .scope("read_api");
+        let mut resp = self.send(&call).await?;
+        let mut body: Vec<u8> = Vec::new();
+        while body.len() < crate::MAX_TRACE_BYTES {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                Ok(None) => break,
+                Err(e) => {
+                    return Err(Error::Backend {
+                        action: call.action,
+                        resource: call.resource.clone(),
+                        status: None,
+                        message: "the job log could not be read".into(),
+                        source: Some(Box::new(e.without_url())),
+                    });
+                }
+            }
+        }
+        body.truncate(crate::MAX_TRACE_BYTES);
+        Ok(self.scrub(String::from_utf8_lossy(&body).into_owned()))
+    }
+
     fn requests_sent(&self) -> u64 {
         self.requests_made()
     }

@@ -93,9 +93,11 @@ pub mod memory;
 pub mod permissions;
 pub mod report;
 pub mod runners;
+pub mod sample;
 pub mod secret;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod trace;
 pub mod types;
 pub mod watch;
 
@@ -107,6 +109,10 @@ pub use http::{AuthScheme, HttpGitLab, HttpGitLabBuilder, RetryPolicy};
 pub use report::{JobTiming, Percentiles, PipelineSummary, Report, WatchOutcome};
 pub use secret::SecretToken;
 pub use types::*;
+
+/// How much of a job log [`GitLabApi::job_trace`] reads: the load test's lines come early, and
+/// a runaway log must not cost the watcher its memory.
+pub const MAX_TRACE_BYTES: usize = 1024 * 1024;
 
 /// GitLab's maximum `per_page`.
 pub const MAX_PER_PAGE: u32 = 100;

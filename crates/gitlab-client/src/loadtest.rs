@@ -60,6 +60,9 @@ pub struct LoadTestRun {
     /// Free, see [`crate::limits`]): parts whose jobs together would reach it run one after
     /// another ([`LoadTestRun::waves`]) and are reported as one run. `None`: all together.
     pub max_active_jobs: Option<u32>,
+    /// How many job logs are read after the watch to prove each job's image (with an image
+    /// matrix) and to count the cache's hits (with the cache workload).
+    pub trace_sampling: crate::sample::TraceSampling,
 }
 
 impl LoadTestRun {
@@ -74,6 +77,7 @@ impl LoadTestRun {
             keep_on_stop: false,
             lost_answer: LostAnswerPolicy::default(),
             max_active_jobs: None,
+            trace_sampling: crate::sample::TraceSampling::default(),
         }
     }
 
@@ -634,11 +638,39 @@ pub async fn run(
         delete_part_branches(api, &started.project, &started.branches).await;
     }
     match result {
-        Ok(report) => Ok(Outcome {
-            report,
-            cancel,
-            unexpected,
-        }),
+        Ok(mut report) => {
+            if report.outcome == WatchOutcome::Finished
+                && (run.spec.proves_images() || run.spec.cache_megabytes.is_some())
+            {
+                let parts: Vec<LoadTestSpec> = run
+                    .parts(default_branch)
+                    .map(|p| p.into_iter().map(|(_, s)| s).collect())
+                    .unwrap_or_else(|_| vec![run.spec.clone()]);
+                // What the watch left of its budget: the logs never take more.
+                let budget = watch.max_requests.saturating_sub(report.requests);
+                match crate::sample::read_traces(
+                    api,
+                    &started.project,
+                    &report.jobs,
+                    &parts,
+                    &run.trace_sampling,
+                    budget,
+                )
+                .await
+                {
+                    Ok(traces) => {
+                        report.requests += traces.requests;
+                        report.traces = Some(traces);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "the job logs could not be sampled"),
+                }
+            }
+            Ok(Outcome {
+                report,
+                cancel,
+                unexpected,
+            })
+        }
         Err(error) => {
             // The failure names one summary: what the run canceled, strays included.
             let mut cancel = cancel;

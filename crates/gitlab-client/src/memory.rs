@@ -317,6 +317,10 @@ pub struct AssignedJob {
     pub name: String,
     /// Image to run.
     pub image: Option<String>,
+    /// The job's `cache:`, when it has one.
+    pub cache: Option<crate::ci::JobCache>,
+    /// The job's `script:` lines.
+    pub script: Vec<String>,
     /// Tags the job required.
     pub tags: Vec<String>,
     /// When it was created.
@@ -367,6 +371,13 @@ struct JobState {
     pipeline_id: u64,
     image: Option<String>,
     runner_id: Option<u64>,
+    /// The job's `cache:` (key, policy), for a runner that plays it.
+    cache: Option<crate::ci::JobCache>,
+    /// The job's `script:`, for a runner that plays it.
+    script: Vec<String>,
+    /// The job log a runner wrote ([`InMemoryGitLab::append_trace`]), served by
+    /// [`GitLabApi::job_trace`].
+    trace: String,
     /// Its key in [`State::pending`], computed once (a runner's every pickup looks it up).
     pending_key: PendingKey,
 }
@@ -624,6 +635,9 @@ impl State {
                 pipeline_id,
                 image: e.image,
                 runner_id: None,
+                trace: String::new(),
+                cache: e.cache,
+                script: e.script,
             });
         }
         tracing::debug!(
@@ -1283,6 +1297,8 @@ impl InMemoryGitLab {
                 runner_id,
                 name: j.job.name.clone(),
                 image: j.image.clone(),
+                cache: j.cache.clone(),
+                script: j.script.clone(),
                 tags: j.job.tag_list.clone(),
                 created_at: j.job.created_at,
                 started_at: now,
@@ -1296,6 +1312,18 @@ impl InMemoryGitLab {
         }
         tracing::trace!(runner = runner_id, picked = out.len(), "runner took jobs");
         Ok(out)
+    }
+
+    /// Runner side: appends to a job's log, as a runner's `PATCH /api/v4/jobs/:id/trace`
+    /// does; [`GitLabApi::job_trace`] serves it.
+    pub fn append_trace(&self, job_id: u64, text: &str) -> Result<()> {
+        let mut st = self.lock();
+        let j = st
+            .jobs
+            .get_mut(&job_id)
+            .ok_or_else(|| Error::not_found("append to the log of", format!("job {job_id}")))?;
+        j.trace.push_str(text);
+        Ok(())
     }
 
     /// Runner side: ends a job and frees its runner slot. Pending jobs may be failed or
@@ -1992,6 +2020,19 @@ impl GitLabApi for InMemoryGitLab {
             .ok_or_else(|| Error::not_found("get", format!("job {job_id} of {project}")))
     }
 
+    async fn job_trace(&self, project: &ProjectRef, job_id: u64) -> Result<String> {
+        let st = self.admit(Route::Read, "get the log of", || {
+            format!("job {job_id} of {project}")
+        })?;
+        let id = st.project_id(project, "get a job log of")?;
+        // `build.trace.raw || ''` (lib/api/ci/jobs.rb): a job with no log yet answers empty.
+        st.jobs
+            .get(&job_id)
+            .filter(|j| j.project_id == id)
+            .map(|j| truncate_utf8(&j.trace, crate::MAX_TRACE_BYTES).to_owned())
+            .ok_or_else(|| Error::not_found("get the log of", format!("job {job_id} of {project}")))
+    }
+
     async fn cancel_pipeline(&self, project: &ProjectRef, pipeline_id: u64) -> Result<Pipeline> {
         let now = self.now();
         let mut st = self.admit(Route::Write, "cancel", || {
@@ -2159,4 +2200,16 @@ pub fn simulate_runners(gitlab: InMemoryGitLab, config: SimulationConfig) -> Sim
         }
     });
     SimulatorHandle { task }
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+fn truncate_utf8(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }

@@ -173,6 +173,10 @@ pub struct Report {
     pub created_at: Timestamp,
     /// Every job's timeline, by job id.
     pub jobs: Vec<JobTiming>,
+    /// What the sampled job logs showed: each image proved (with an image matrix) and the
+    /// cache's hits and misses per shard (with the cache workload); absent when no log was read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traces: Option<crate::sample::TraceReport>,
 }
 
 /// `to - from` in seconds (negative when `to` is earlier: clock skew between GitLab's nodes).
@@ -299,12 +303,91 @@ impl Report {
                 timeline.sort_by_key(|j| j.id);
                 timeline
             },
+            traces: None,
         }
     }
 
-    /// True when any job failed or the pipeline did not succeed.
+    /// True when any job failed, the pipeline did not succeed, or a sampled job ran another
+    /// image than its own.
     pub fn has_failures(&self) -> bool {
-        !self.failures_by_reason.is_empty() || self.pipeline_status != "success"
+        !self.failures_by_reason.is_empty()
+            || self.pipeline_status != "success"
+            || !self.image_mismatches().is_empty()
+    }
+
+    /// The sampled jobs that ran another image than their own.
+    pub fn image_mismatches(&self) -> &[crate::sample::ImageMismatch] {
+        self.traces
+            .as_ref()
+            .map_or(&[], |t| t.mismatches.as_slice())
+    }
+
+    /// The sampled logs' findings as table lines (empty when none was read).
+    pub fn render_traces(&self) -> String {
+        let mut out = String::new();
+        let Some(t) = &self.traces else {
+            return out;
+        };
+        let _ = writeln!(
+            out,
+            "job logs read           {:>10}{}",
+            format!("{}/{}", t.traces_read, t.traces_wanted),
+            if t.budget_limited {
+                " (request budget reached)"
+            } else {
+                ""
+            }
+        );
+        if !t.images.is_empty() {
+            let _ = writeln!(out, "image proof (sampled job logs' /etc/os-release)");
+            for i in &t.images {
+                let verdict = match i.verdict {
+                    crate::sample::ImageVerdict::Proved => "proved",
+                    crate::sample::ImageVerdict::Failed => "FAILED",
+                    crate::sample::ImageVerdict::Unverified => "unverified",
+                    crate::sample::ImageVerdict::NotSampled => "not sampled",
+                };
+                let _ = writeln!(
+                    out,
+                    "  {} — {verdict}: {}/{} sampled of {} jobs matched; saw {}",
+                    i.image,
+                    i.matched,
+                    i.sampled,
+                    i.jobs,
+                    if i.observed.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        i.observed.join(", ")
+                    }
+                );
+            }
+            for m in &t.mismatches {
+                let _ = writeln!(out, "  MISMATCH: {m}");
+            }
+        }
+        if !t.cache.is_empty() {
+            let _ = writeln!(
+                out,
+                "cache per shard (sampled)   hits misses local  hit s p50  miss s p50  uploads  upload s p50"
+            );
+            let p50 =
+                |p: &Option<Percentiles>| p.map_or("-".to_owned(), |p| format!("{:.1}", p.p50));
+            for c in &t.cache {
+                let _ = writeln!(
+                    out,
+                    "  {:<24} {:>5} {:>6} {:>5} {:>10} {:>11} {:>8} {:>13}",
+                    c.shard,
+                    c.hits,
+                    c.misses,
+                    c.local_only,
+                    p50(&c.hit_secs),
+                    p50(&c.miss_secs),
+                    c.uploads,
+                    p50(&c.upload_secs)
+                );
+            }
+        }
+        out
     }
 
     /// The report as a human-readable table.
@@ -377,6 +460,7 @@ impl Report {
                 let _ = writeln!(out, "  {reason:<20} {n:>10}");
             }
         }
+        out.push_str(&self.render_traces());
         let _ = writeln!(out, "{:<22} {:>10}", "API requests", self.requests);
         let _ = write!(
             out,

@@ -487,6 +487,16 @@ impl Double {
                 Some(id) => answer(200, now(gl.get_job(&Self::project(p), id))),
                 None => ResponseTemplate::new(404),
             },
+            // `text/plain`, the raw log or an empty body (lib/api/ci/jobs.rb).
+            ("GET", ["projects", p, "jobs", id, "trace"]) => match id_of(id) {
+                Some(id) => match now(gl.job_trace(&Self::project(p), id)) {
+                    Some(Ok(text)) => ResponseTemplate::new(200)
+                        .insert_header("content-type", "text/plain")
+                        .set_body_string(text),
+                    other => answer(200, other.map(|r| r.map(|_| ()))),
+                },
+                None => ResponseTemplate::new(404),
+            },
             _ => ResponseTemplate::new(404).set_body_json(json!({"error": "404 Not Found"})),
         }
     }

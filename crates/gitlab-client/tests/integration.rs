@@ -10,5 +10,6 @@ mod integration {
     pub mod report;
     pub mod rules;
     pub mod strict;
+    pub mod trace;
     pub mod watch;
 }

@@ -74,6 +74,7 @@
 pub mod bench;
 pub mod fault_suite;
 mod faults;
+pub mod images;
 pub mod loadtest;
 pub mod model;
 pub mod profile;
@@ -152,6 +153,9 @@ pub struct SandboxConfig {
     /// Every n-th job whose script runs ends with `script_failure` (`None`: every script
     /// passes): for tests and reports of failed jobs; not part of the timing model.
     pub script_failure_every: Option<u64>,
+    /// Job images (cold and warm pulls), the shared cache and its STS calls, and the
+    /// wrong-image fault ([`images::ImageModel`]).
+    pub images: images::ImageModel,
 }
 
 impl Default for SandboxConfig {
@@ -166,6 +170,7 @@ impl Default for SandboxConfig {
             fault: None,
             idle_parking: true,
             script_failure_every: None,
+            images: images::ImageModel::default(),
         }
     }
 }
@@ -223,6 +228,13 @@ impl SandboxConfig {
     #[must_use]
     pub fn with_fault(mut self, fault: Option<Fault>) -> Self {
         self.fault = fault;
+        self
+    }
+
+    /// Sets the images and cache model.
+    #[must_use]
+    pub fn with_images(mut self, images: images::ImageModel) -> Self {
+        self.images = images;
         self
     }
 
@@ -392,6 +404,8 @@ pub struct SandboxWorld {
     stats: Arc<Mutex<SimulatorStats>>,
     /// Scripts run so far, for [`SandboxConfig::script_failure_every`].
     scripts_run: Arc<AtomicU64>,
+    /// Job images and the shared cache ([`images::SandboxImages`]).
+    images: Arc<images::SandboxImages>,
     /// The AWS account as the preflight sees it: quotas, permissions, prices.
     pub account: glrunner_infra::InMemoryAccount,
 }
@@ -426,11 +440,18 @@ impl SandboxWorld {
             janitor: glrunner_janitor::deploy::InMemoryJanitorInstaller::default(),
             region,
             fargate: Arc::new(FargateAccount::new(&config.model.fargate)),
+            images: Arc::new(images::SandboxImages::new(config.images.clone())),
             config,
             stats: Arc::default(),
             scripts_run: Arc::default(),
             account,
         }
+    }
+
+    /// What the job images and the shared cache did so far: pulls per image (cold, warm),
+    /// cache hits, misses, uploads, the STS calls they cost, and wrong-image faults.
+    pub fn image_stats(&self) -> images::ImageStats {
+        self.images.stats()
     }
 
     /// The configuration.
@@ -473,6 +494,7 @@ impl SandboxWorld {
     /// queue-time p95 (job created → picked up), from GitLab's timestamps.
     pub fn model_report(&self, queue_p95_secs: Option<f64>) -> ModelReport {
         ModelReport::new(&self.config, &self.stats(), queue_p95_secs)
+            .with_images(&self.config.images, self.images.stats())
     }
 
     /// A flow report of a run on this world, with the model's account of the run attached.
@@ -1086,8 +1108,12 @@ impl SandboxWorld {
         let mut rng =
             fastrand::Rng::with_seed(self.config.seed ^ job_id.wrapping_mul(0x9e37_79b9_7f4a_7c15));
         let hang = self.draw_hang(&mut rng);
-        // The job's `image:`, else the runner's default image.
-        let image = job.image.unwrap_or_else(|| setup.default_image.clone());
+        // The job's `image:`, else the runner's default image; the wrong-image fault swaps it.
+        let own_image = job
+            .image
+            .clone()
+            .unwrap_or_else(|| setup.default_image.clone());
+        let image = self.images.image_to_run(job_id, &own_image);
         // "Preparing the kubernetes executor", then the API calls before the pod exists.
         tokio::time::sleep(model.runner.executor_prepare.sample(&mut rng)).await;
         let Some(pod) = self.create_job_pods(setup, job_id, job.project_id, hang) else {
@@ -1108,7 +1134,11 @@ impl SandboxWorld {
             return;
         };
         self.mark_running(&pod, &start, created);
+        let started = self.gitlab.clock().now().as_microsecond() as f64 / 1e6;
+        let restore = self.restore_cache(&job).await;
         self.run_script(setup, &mut rng, created).await;
+        self.save_cache_and_log(setup, &job, &image, started, restore)
+            .await;
         // Canceled meanwhile (the flow cleaning up): the runner still removes its pod.
         let _ = self.gitlab.finish_job(job_id, self.script_outcome());
         lock(slot).finished = true;
@@ -1339,7 +1369,11 @@ impl SandboxWorld {
         let start = model.fargate.node_start.sample(rng)
             + model.fargate.pod_setup.sample(rng)
             + model.pulls.helper_image()
-            + model.pulls.job_image(image);
+            + images::image_megabytes(image).map_or_else(
+                || model.pulls.job_image(image),
+                |mb| model.pulls.job_image_megabytes(image, mb),
+            )
+            + self.images.pull_extra(image);
         let node_seq = rng.u32(..);
         Some(PodStart {
             permit,
@@ -1376,6 +1410,63 @@ impl SandboxWorld {
 
     /// The outcome of the next script to end: `script_failure` for every n-th one when
     /// [`SandboxConfig::script_failure_every`] asks for it.
+    /// The job's cache restore before its script (`restore_cache`): its time on the clock.
+    async fn restore_cache(&self, job: &AssignedJob) -> Option<images::Restore> {
+        let c = job.cache.as_ref()?;
+        let restore = if c.policy.pulls() {
+            self.images.restore(&c.key)
+        } else {
+            images::Restore {
+                hit: false,
+                time: Duration::ZERO,
+            }
+        };
+        tokio::time::sleep(restore.time).await;
+        Some(restore)
+    }
+
+    /// The job's cache save after its script (`archive_cache`, its time on the clock) and its
+    /// log, written to GitLab as the runner streams it ([`images::job_log`]).
+    async fn save_cache_and_log(
+        &self,
+        setup: &ManagerSetup,
+        job: &AssignedJob,
+        image: &str,
+        started: f64,
+        restore: Option<images::Restore>,
+    ) {
+        let script_secs = (self.gitlab.clock().now().as_microsecond() as f64 / 1e6)
+            - started
+            - restore.map_or(0.0, |r| r.time.as_secs_f64());
+        let cache = match (&job.cache, restore) {
+            (Some(c), Some(restore)) => {
+                let save = if c.policy.pushes() {
+                    self.images.save(&c.key, cache_megabytes(&job.script))
+                } else {
+                    Duration::ZERO
+                };
+                tokio::time::sleep(save).await;
+                Some(images::CacheLog {
+                    key: &c.key,
+                    restore,
+                    save,
+                    paths: &c.paths,
+                })
+            }
+            _ => None,
+        };
+        let log = images::job_log(&images::JobLog {
+            runner: &setup.release,
+            image,
+            script: &job.script,
+            started,
+            script_secs: script_secs.max(0.0),
+            cache,
+            shared_cache: self.images.model().shared_cache,
+        });
+        let _ = self.gitlab.append_trace(job.job_id, &log);
+    }
+
     fn script_outcome(&self) -> JobOutcome {
         let run = self.scripts_run.fetch_add(1, Ordering::Relaxed) + 1;
         match self.config.script_failure_every {
@@ -1829,4 +1920,17 @@ fn sandbox_account(fargate_vcpu_quota: f64) -> glrunner_infra::InMemoryAccount {
     let (service, code) = glrunner_flow::preflight::FARGATE_VCPU_QUOTA;
     account.set_quota(service, code, fargate_vcpu_quota);
     account
+}
+
+/// The size of the cache the load test's script writes (`head -c BYTES`, the cache workload's
+/// line, [`glrunner_gitlab_client::ci::LoadTestSpec::job_script`]), MB; 1 MB when no line says.
+fn cache_megabytes(script: &[String]) -> f64 {
+    script
+        .iter()
+        .find_map(|l| {
+            let rest = &l[l.find("head -c ")? + 8..];
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse::<u64>().ok()
+        })
+        .map_or(1.0, |bytes| bytes as f64 / (1024.0 * 1024.0))
 }

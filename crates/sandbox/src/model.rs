@@ -246,6 +246,11 @@ impl PullModel {
         self.timing(registry).pull(megabytes)
     }
 
+    /// Pull time of `image` of `megabytes` MB (compressed) from its registry onto an empty node.
+    pub fn job_image_megabytes(&self, image: &str, megabytes: f64) -> Duration {
+        self.timing(Registry::of(image)).pull(megabytes)
+    }
+
     /// Pull time of the runner's helper image (registry.gitlab.com).
     pub fn helper_image(&self) -> Duration {
         self.gitlab.pull(self.helper_megabytes)

@@ -90,6 +90,11 @@ pub struct ModelReport {
     pub limit: Limit,
     /// The same in words, with the numbers behind it.
     pub verdict: String,
+    /// Job images and the shared cache, when the run used the cache, a pull-through cache or
+    /// the wrong-image fault: pulls per image (cold, warm), cache hits, misses and uploads, and
+    /// the STS calls they cost ([`crate::images`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub images: Option<crate::images::ImageStats>,
 }
 
 /// A wait counts as a limit only above this many seconds (one poll interval).
@@ -138,7 +143,23 @@ impl ModelReport {
             vcpu_quota: quota,
             limit,
             verdict,
+            images: None,
         }
+    }
+
+    /// Attaches what the images and the cache did, when there is anything to say (the cache
+    /// was used, pulls went through a pull-through cache, or the wrong-image fault fired).
+    #[must_use]
+    pub fn with_images(
+        mut self,
+        model: &crate::images::ImageModel,
+        stats: crate::images::ImageStats,
+    ) -> Self {
+        let used = stats.cache_hits + stats.cache_misses + stats.cache_uploads > 0
+            || model.pull_through_cache
+            || !stats.wrong_images.is_empty();
+        self.images = used.then_some(stats);
+        self
     }
 
     /// Lines for a terminal: the note, the verdict, the waits and each parameter's source.
@@ -172,6 +193,19 @@ impl ModelReport {
             "                  pod start   {}",
             wait(&self.pod_start)
         );
+        if let Some(i) = &self.images {
+            let pulls: Vec<String> = i
+                .pulls
+                .iter()
+                .map(|(image, p)| format!("{image} {} cold/{} warm", p.cold, p.warm))
+                .collect();
+            let _ = writeln!(out, "  modelled pulls: {}", pulls.join(", "));
+            let _ = writeln!(
+                out,
+                "  modelled cache: {} hit(s), {} miss(es), {} upload(s), {} STS AssumeRole call(s)",
+                i.cache_hits, i.cache_misses, i.cache_uploads, i.sts_calls
+            );
+        }
         let _ = writeln!(
             out,
             "  peak Fargate vCPUs {:.2} of a {:.1} vCPU quota",

@@ -700,6 +700,62 @@ fn queue_by_class(out: &mut String, context: &RunContext) {
     );
 }
 
+/// The image proof per image and the cache per shard, from the sampled job logs.
+fn traces_section(out: &mut String, report: &Report) {
+    use glrunner_gitlab_client::sample::ImageVerdict;
+    let Some(t) = &report.traces else {
+        return;
+    };
+    if !t.images.is_empty() {
+        out.push_str("<section id=\"images\"><h2>Images (sampled job logs' /etc/os-release)</h2><table><thead><tr><th>image</th><th>verdict</th><th class=\"n\">jobs</th><th class=\"n\">sampled</th><th class=\"n\">matched</th><th>seen</th></tr></thead><tbody>");
+        for i in &t.images {
+            let verdict = match i.verdict {
+                ImageVerdict::Proved => "proved",
+                ImageVerdict::Failed => "failed",
+                ImageVerdict::Unverified => "unverified",
+                ImageVerdict::NotSampled => "not sampled",
+            };
+            let _ = write!(
+                out,
+                "<tr class=\"image\" data-verdict=\"{verdict}\"><td>{}</td><td>{verdict}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
+                escape(&i.image),
+                i.jobs,
+                i.sampled,
+                i.matched,
+                escape(&i.observed.join(", "))
+            );
+        }
+        out.push_str("</tbody></table>");
+        for m in &t.mismatches {
+            let _ = write!(out, "<p class=\"mismatch\">{}</p>", escape(&m.to_string()));
+        }
+        out.push_str("</section>");
+    }
+    if !t.cache.is_empty() {
+        let p50 = |p: &Option<glrunner_gitlab_client::Percentiles>| {
+            p.map_or_else(|| "-".to_owned(), |p| human_secs(p.p50))
+        };
+        out.push_str("<section id=\"cache\"><h2>Cache per shard (sampled job logs)</h2><table><thead><tr><th>shard</th><th>key</th><th class=\"n\">sampled</th><th class=\"n\">hits</th><th class=\"n\">misses</th><th class=\"n\">no shared cache</th><th class=\"n\">hit p50</th><th class=\"n\">miss p50</th><th class=\"n\">uploads</th><th class=\"n\">upload p50</th></tr></thead><tbody>");
+        for c in &t.cache {
+            let _ = write!(
+                out,
+                "<tr class=\"cache\" data-shard=\"{s}\"><td>{s}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+                escape(c.key.as_deref().unwrap_or("-")),
+                c.sampled,
+                c.hits,
+                c.misses,
+                c.local_only,
+                p50(&c.hit_secs),
+                p50(&c.miss_secs),
+                c.uploads,
+                p50(&c.upload_secs),
+                s = escape(&c.shard),
+            );
+        }
+        out.push_str("</tbody></table></section>");
+    }
+}
+
 fn cost_section(out: &mut String, context: &RunContext) {
     let Some(cost) = &context.cost else {
         return;
@@ -814,6 +870,7 @@ pub fn render(report: &Report, context: &RunContext) -> String {
     );
     summary(&mut out, report, context);
     queue_by_class(&mut out, context);
+    traces_section(&mut out, report);
     cost_section(&mut out, context);
     phases(&mut out, context);
 

@@ -155,6 +155,12 @@ impl Run<'_> {
         }
 
         let spec = self.config.load_test_spec(&plan);
+        if spec.cache_megabytes.is_some() && !self.config.fleet_has_cache {
+            self.step(
+                phase,
+                "cache workload without a shared cache on the fleet: every restore misses (\"No URL provided\")".to_owned(),
+            );
+        }
         // GitLab.com limits the jobs of a project's active pipelines (500 on Free): the run
         // refuses a pipeline that reaches it before creating anything (the preflight said so).
         // A plan GitLab.com hides from this user is taken to be Free, the lowest.
@@ -250,6 +256,19 @@ impl Run<'_> {
                 format!(
                     "pipeline {pipeline_id} did not finish: {:?}",
                     report.outcome
+                ),
+            ));
+        }
+        if !report.image_mismatches().is_empty() {
+            return Err(Error::phase(
+                phase,
+                format!(
+                    "pipeline {pipeline_id}: a job ran another image than its own: {}",
+                    report
+                        .traces
+                        .as_ref()
+                        .map(|t| t.describe_mismatches())
+                        .unwrap_or_default()
                 ),
             ));
         }

@@ -16,7 +16,7 @@ use glrunner_gitlab_client::{
 
 const TOKEN: &str = "glpat-rules-token-123";
 
-fn client(uri: &str) -> HttpGitLab {
+pub(crate) fn client(uri: &str) -> HttpGitLab {
     HttpGitLab::builder()
         .with_url(uri)
         .with_token(SecretToken::new(TOKEN))
@@ -573,13 +573,13 @@ async fn a_reused_runner_whose_manager_is_gone_is_online_but_not_contacted_since
 
 // ---- the Python double of the e2e tests ---------------------------------------------------
 
-struct PyDouble {
+pub(crate) struct PyDouble {
     child: std::process::Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl PyDouble {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         use std::io::BufRead as _;
         let root = std::env::var_os("CARGO_MANIFEST_DIR")
             .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
@@ -602,7 +602,7 @@ impl PyDouble {
         Self { child, url }
     }
 
-    async fn post(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
+    pub(crate) async fn post(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
         reqwest::Client::new()
             .post(format!("{}{path}", self.url))
             .json(&body)
