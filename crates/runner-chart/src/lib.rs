@@ -82,6 +82,7 @@ pub mod fargate;
 pub mod fleet;
 mod forward;
 pub mod helm;
+pub mod identity;
 pub mod k8s;
 pub mod memory;
 pub mod release;
@@ -100,6 +101,7 @@ pub use error::{Error, ErrorKind, Invalid, Result};
 pub use fargate::FargateSize;
 pub use fleet::{FleetPlan, FleetRequest, FleetWarning, Shard};
 pub use helm::{HelmCli, HelmCliBuilder, HelmVersion};
+pub use identity::{JobIdentity, ROLE_ARN_ANNOTATION, SERVICE_ACCOUNT_OVERWRITE_VARIABLE};
 pub use k8s::KubeTokenSecrets;
 pub use memory::{InMemoryReleases, InMemoryTokenSecrets, InstalledRunner, Timing};
 #[cfg(feature = "mock")]
