@@ -454,3 +454,35 @@ pub async fn dry_run_mutates_nothing(
     check(outcome.applied.is_none(), || "dry-run applied".into())?;
     Ok(outcome.plan)
 }
+
+/// A [`crate::pod_identity::PodIdentityInspector`] lists exactly the associations `cluster` has
+/// (`expected` as `(namespace, service account)`, seeded by the caller through the backend's own
+/// API), in order, and answers [`Error::NotFound`] for `missing_cluster`.
+pub async fn pod_identity_lists_what_exists(
+    inspector: &dyn crate::pod_identity::PodIdentityInspector,
+    cluster: &str,
+    expected: &[(&str, &str)],
+    missing_cluster: &str,
+) -> Result<()> {
+    let found = inspector.pod_identity_associations(cluster).await?;
+    let pairs: Vec<(&str, &str)> = found
+        .iter()
+        .map(|a| (a.namespace.as_str(), a.service_account.as_str()))
+        .collect();
+    let mut want = expected.to_vec();
+    want.sort();
+    check(pairs == want, || {
+        format!("associations of {cluster}: {pairs:?}, expected {want:?}")
+    })?;
+    check(
+        found.iter().all(|a| a.association_id.starts_with("a-")),
+        || format!("association ids: {found:?}"),
+    )?;
+    match inspector.pod_identity_associations(missing_cluster).await {
+        Err(Error::NotFound { .. }) => Ok(()),
+        other => Err(Error::invalid(
+            "conformance",
+            format!("listing under the missing cluster {missing_cluster}: {other:?}"),
+        )),
+    }
+}

@@ -45,6 +45,7 @@ pub mod identity;
 pub mod kubeconfig;
 pub mod memory;
 pub mod plan;
+pub mod pod_identity;
 pub mod progress;
 pub mod provider;
 pub mod regions;
@@ -66,6 +67,9 @@ pub use account::{
 pub use apply::{ApplyReport, Engine, StepTiming};
 pub use error::{Error, Result};
 pub use plan::{Plan, Step, StepStatus};
+#[cfg(feature = "mock")]
+pub use pod_identity::MockPodIdentityInspector;
+pub use pod_identity::{InMemoryPodIdentity, PodIdentityAssociation, PodIdentityInspector};
 pub use progress::{NoProgress, Progress, ProgressEvent};
 pub use provider::{ClusterProvisioner, NetworkProvisioner};
 #[cfg(feature = "mock")]

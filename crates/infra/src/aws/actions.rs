@@ -58,6 +58,8 @@ pub const CALLED_ACTIONS: &[&str] = &[
     "eks:ListAssociatedAccessPolicies",
     "eks:ListClusters",
     "eks:ListFargateProfiles",
+    // The doctor's Pod Identity guard (aws/pod_identity.rs).
+    "eks:ListPodIdentityAssociations",
     // Roles (aws-sdk-iam).
     "iam:AttachRolePolicy",
     "iam:CreateRole",
@@ -118,6 +120,7 @@ pub const DOCTOR_ONLY_ACTIONS: &[&str] = &[
     "servicequotas:GetServiceQuota",
     "servicequotas:GetAWSDefaultServiceQuota",
     "pricing:GetProducts",
+    "eks:ListPodIdentityAssociations",
 ];
 
 /// Which flow the permission check is for.

@@ -9,6 +9,7 @@ mod account;
 pub mod actions;
 mod ec2;
 mod eks;
+mod pod_identity;
 
 use std::future::Future;
 use std::time::Duration;
@@ -19,6 +20,7 @@ use aws_smithy_runtime_api::client::result::SdkError;
 pub use account::{AwsAccount, PRICING_API_REGION, on_demand_usd};
 pub use ec2::AwsNetwork;
 pub use eks::{AwsCluster, ROLE_PATH};
+pub use pod_identity::AwsPodIdentity;
 
 /// How long a multi-call creation keeps retrying `*.NotFound` for the id it has just created
 /// (EC2 eventual consistency: ModifyVpcAttribute right after CreateVpc, AttachInternetGateway

@@ -938,3 +938,20 @@ async fn a_rerun_right_after_create_role_waits_for_iam_to_show_the_role() {
         .unwrap_or_else(|e| panic!("the re-run failed: {e}"));
     assert_eq!(rerun.created(), plan.steps.len() - 1);
 }
+
+/// The Pod Identity conformance case on the in-memory backend.
+#[tokio::test]
+async fn pod_identity_associations_in_memory() {
+    let memory = glrunner_infra::InMemoryPodIdentity::default();
+    memory.add_cluster("c");
+    memory.associate("c", "ci-jobs", "deploy");
+    memory.associate("c", "apps", "web");
+    glrunner_infra::conformance::pod_identity_lists_what_exists(
+        &memory,
+        "c",
+        &[("apps", "web"), ("ci-jobs", "deploy")],
+        "missing",
+    )
+    .await
+    .unwrap();
+}

@@ -747,3 +747,154 @@ async fn the_access_policies_of_an_entry_are_read_past_the_first_page() {
         .unwrap();
     assert_eq!(drift.unwrap(), Vec::<String>::new());
 }
+
+/// EKS Pod Identity associations on moto through the shim (scripts/shim_pod_identity.py, which
+/// validates against botocore's EKS model): `AwsPodIdentity` lists what CreatePodIdentityAssociation
+/// made, every page; the shim refuses what EKS refuses (a duplicate, a non-role ARN, a
+/// `maxResults` outside the model's 1..100, a missing cluster) and Delete removes.
+#[tokio::test]
+async fn pod_identity_associations_on_moto() {
+    use aws_sdk_eks::error::ProvideErrorMetadata as _;
+    use glrunner_infra::PodIdentityInspector as _;
+    use glrunner_infra::aws::AwsPodIdentity;
+    let Some(config) = moto().await else { return };
+    let _guard = MOTO.lock().await;
+    // A cluster to hang them on: made with the strict checks off (they are about provisioning,
+    // proven elsewhere), then back on.
+    shim(
+        "POST",
+        "/glrunner-shim/config",
+        serde_json::json!({"strict": false}),
+    )
+    .await;
+    let eks = aws_sdk_eks::Client::new(&config);
+    let made = eks
+        .create_cluster()
+        .name("moto-podid")
+        .role_arn("arn:aws:iam::123456789012:role/moto-podid")
+        .resources_vpc_config(aws_sdk_eks::types::VpcConfigRequest::builder().build())
+        .send()
+        .await;
+    shim(
+        "POST",
+        "/glrunner-shim/config",
+        serde_json::json!({"strict": true}),
+    )
+    .await;
+    made.unwrap();
+    let role = "arn:aws:iam::123456789012:role/job-deploy";
+    let mut ids = Vec::new();
+    for (ns, sa) in [
+        ("ci-jobs", "deploy"),
+        ("apps", "web"),
+        ("ci-jobs", "reader"),
+    ] {
+        let out = eks
+            .create_pod_identity_association()
+            .cluster_name("moto-podid")
+            .namespace(ns)
+            .service_account(sa)
+            .role_arn(role)
+            .send()
+            .await
+            .unwrap();
+        ids.push(
+            out.association()
+                .unwrap()
+                .association_id()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let inspector = AwsPodIdentity::new(&config);
+    conformance::pod_identity_lists_what_exists(
+        &inspector,
+        "moto-podid",
+        &[
+            ("apps", "web"),
+            ("ci-jobs", "deploy"),
+            ("ci-jobs", "reader"),
+        ],
+        "moto-no-such-cluster",
+    )
+    .await
+    .unwrap();
+
+    // Pages: the paginator follows nextToken.
+    let page = eks
+        .list_pod_identity_associations()
+        .cluster_name("moto-podid")
+        .max_results(2)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.associations().len(), 2);
+    assert!(page.next_token().is_some());
+
+    // What EKS refuses, the shim refuses.
+    let dup = eks
+        .create_pod_identity_association()
+        .cluster_name("moto-podid")
+        .namespace("ci-jobs")
+        .service_account("deploy")
+        .role_arn(role)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(dup.code(), Some("ResourceInUseException"), "{dup:?}");
+    let bad_role = eks
+        .create_pod_identity_association()
+        .cluster_name("moto-podid")
+        .namespace("ci-jobs")
+        .service_account("other")
+        .role_arn("arn:aws:iam::123456789012:user/someone")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        bad_role.code(),
+        Some("InvalidParameterException"),
+        "{bad_role:?}"
+    );
+    let range = eks
+        .list_pod_identity_associations()
+        .cluster_name("moto-podid")
+        .max_results(101)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(range.code(), Some("InvalidParameterException"), "{range:?}");
+    assert!(
+        range.message().unwrap_or_default().contains("maxResults"),
+        "{range:?}"
+    );
+
+    for id in &ids {
+        eks.delete_pod_identity_association()
+            .cluster_name("moto-podid")
+            .association_id(id)
+            .send()
+            .await
+            .unwrap();
+    }
+    let gone = eks
+        .delete_pod_identity_association()
+        .cluster_name("moto-podid")
+        .association_id(&ids[0])
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), Some("ResourceNotFoundException"), "{gone:?}");
+    assert!(
+        inspector
+            .pod_identity_associations("moto-podid")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    eks.delete_cluster()
+        .name("moto-podid")
+        .send()
+        .await
+        .unwrap();
+}
