@@ -294,6 +294,7 @@ impl Environment {
         let sdk = self.sdk_config().await;
         PreflightClients {
             account: glrunner_infra::aws::AwsAccount::new(sdk),
+            pod_identity: glrunner_infra::aws::AwsPodIdentity::new(sdk),
             // Signing is local: no call until helm runs.
             eks_tokens: self.eks_auth.generator(sdk).ok(),
         }
@@ -331,6 +332,7 @@ impl Environment {
 pub struct PreflightClients {
     account: glrunner_infra::aws::AwsAccount,
     eks_tokens: Option<EksTokenGenerator>,
+    pod_identity: glrunner_infra::aws::AwsPodIdentity,
 }
 
 impl PreflightClients {
@@ -343,6 +345,7 @@ impl PreflightClients {
             eks_tokens: self.eks_tokens.as_ref(),
             cluster: Some(backends.cluster.as_ref()),
             connector: Some(backends.connector.as_ref()),
+            pod_identity: Some(&self.pod_identity),
         }
     }
 }

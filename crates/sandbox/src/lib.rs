@@ -538,6 +538,7 @@ impl SandboxWorld {
             eks_tokens: None,
             cluster: Some(backends.cluster.as_ref()),
             connector: Some(backends.connector.as_ref()),
+            pod_identity: None,
         }
     }
 

@@ -8,6 +8,7 @@
 //! [`PreflightReport`].
 
 mod footprint;
+pub mod pod_identity;
 
 /// The one Region table (EKS, and Fargate for EKS pods), at its old path.
 pub use glrunner_infra::regions;
@@ -111,6 +112,9 @@ pub struct PreflightSources<'a> {
     /// Reaches that existing cluster to read the Fargate capacity its pods hold
     /// ([`crate::ClusterChecks::fargate_pods`]; `None`: not read).
     pub connector: Option<&'a dyn crate::ClusterConnector>,
+    /// The cluster's EKS Pod Identity associations, for the guard against Pod Identity on
+    /// Fargate ([`pod_identity`]; `None`: not checked).
+    pub pod_identity: Option<&'a dyn glrunner_infra::PodIdentityInspector>,
 }
 
 impl std::fmt::Debug for PreflightSources<'_> {
@@ -193,6 +197,7 @@ pub async fn run(plan: &PreflightPlan, sources: &PreflightSources<'_>) -> Prefli
         }
         _ => {
             aws_account_checks(plan, sources, &mut checks).await;
+            checks.extend(pod_identity::check(plan, sources.cluster, sources.pod_identity).await);
             true
         }
     };

@@ -40,6 +40,7 @@ async fn run_on(w: &World, plan: &PreflightPlan) -> PreflightReport {
         eks_tokens: None,
         cluster: None,
         connector: None,
+        pod_identity: None,
     };
     run(plan, &sources).await
 }
@@ -432,6 +433,7 @@ async fn gitlab_checks_over(gitlab: &dyn glrunner_gitlab_client::GitLabApi) -> P
         eks_tokens: None,
         cluster: None,
         connector: None,
+        pod_identity: None,
     };
     run(&plan(10), &sources).await
 }
@@ -576,6 +578,7 @@ async fn helm_on_eks_gets_a_kubeconfig_running_glrunner_itself_as_its_plugin() {
         eks_tokens: Some(&tokens),
         cluster: None,
         connector: None,
+        pod_identity: None,
     };
     let report = run(&p, &sources).await;
     let c = check(&report, "tools.helm-credentials");
@@ -895,6 +898,7 @@ async fn run_reaching(
         eks_tokens: None,
         cluster: Some(&w.cloud),
         connector: Some(&connector),
+        pod_identity: None,
     };
     run(plan, &sources).await
 }
