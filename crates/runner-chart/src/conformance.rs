@@ -405,3 +405,113 @@ pub async fn invalid_secret_ref_is_rejected(store: &dyn TokenSecrets) {
     assert!(e.issues().iter().any(|i| i.field == "namespace"), "{e}");
     assert!(!format!("{e} {e:?}").contains("glrt-conformance-x"));
 }
+
+/// The [`crate::ServiceAccountInstaller`] contract, in `namespace` (which exists and holds a
+/// ServiceAccount `foreign` that glrunner did not create), with `missing` a namespace that does
+/// not exist. Leaves no job account behind.
+pub async fn run_service_account_suite(
+    installer: &dyn crate::job_accounts::ServiceAccountInstaller,
+    namespace: &str,
+    missing: &str,
+    foreign: &str,
+) {
+    use crate::job_accounts::JobServiceAccount;
+    let arn = |name: &str| format!("arn:aws:iam::123456789012:role/glrunner-conformance-{name}");
+    let pairs = |list: &[(&str, String)]| -> Vec<(String, String)> {
+        list.iter()
+            .map(|(n, a)| ((*n).to_owned(), a.clone()))
+            .collect()
+    };
+    assert!(installer.list(namespace).await.expect("list").is_empty());
+
+    // Applied with the role annotation, then idempotent, then updated in place.
+    let accounts = pairs(&[("deploy", arn("deploy")), ("read.only", arn("read"))]);
+    assert_eq!(
+        installer.apply(namespace, &accounts).await.expect("apply"),
+        ["deploy", "read.only"]
+    );
+    let expected = vec![
+        JobServiceAccount::new("deploy", arn("deploy")),
+        JobServiceAccount::new("read.only", arn("read")),
+    ];
+    assert_eq!(installer.list(namespace).await.expect("list"), expected);
+    installer
+        .apply(namespace, &accounts)
+        .await
+        .expect("apply again");
+    assert_eq!(installer.list(namespace).await.expect("list"), expected);
+    installer
+        .apply(namespace, &pairs(&[("deploy", arn("deploy-2"))]))
+        .await
+        .expect("apply a new role");
+    assert_eq!(
+        installer.list(namespace).await.expect("list")[0],
+        JobServiceAccount::new("deploy", arn("deploy-2"))
+    );
+
+    // Refused: a missing namespace (404), invalid input (before any call), a foreign account.
+    let e = installer
+        .apply(missing, &pairs(&[("deploy", arn("deploy"))]))
+        .await
+        .expect_err("missing namespace");
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    assert!(e.to_string().contains(missing), "{e}");
+    assert!(installer.list(missing).await.expect("list").is_empty());
+    for (name, role) in [
+        ("Bad_Name", arn("x")),
+        ("fine", "arn:aws:iam::123456789012:user/x".to_owned()),
+    ] {
+        let e = installer
+            .apply(namespace, &pairs(&[("other", arn("other")), (name, role)]))
+            .await
+            .expect_err("invalid input");
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+        assert!(
+            e.issues()
+                .iter()
+                .any(|i| i.field == format!("--job-role {name}")),
+            "{e}"
+        );
+    }
+    let e = installer
+        .apply(
+            namespace,
+            &pairs(&[("other", arn("other")), (foreign, arn("x"))]),
+        )
+        .await
+        .expect_err("a foreign account");
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+    assert!(e.to_string().contains(foreign), "{e}");
+    let e = installer
+        .remove(namespace, &[foreign.to_owned()])
+        .await
+        .expect_err("a foreign account is not deleted");
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+    assert_eq!(
+        installer.list(namespace).await.expect("list").len(),
+        2,
+        "nothing applied by the refused calls"
+    );
+
+    // Removed; missing ones (and a missing namespace) count as done.
+    let names = ["deploy", "read.only", "never-applied"].map(str::to_owned);
+    assert_eq!(
+        installer.remove(namespace, &names).await.expect("remove"),
+        ["deploy", "read.only"]
+    );
+    assert!(installer.list(namespace).await.expect("list").is_empty());
+    assert!(
+        installer
+            .remove(namespace, &names)
+            .await
+            .expect("remove again")
+            .is_empty()
+    );
+    assert!(
+        installer
+            .remove(missing, &names)
+            .await
+            .expect("remove in a missing namespace")
+            .is_empty()
+    );
+}

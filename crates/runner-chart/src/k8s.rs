@@ -43,37 +43,9 @@ impl KubeTokenSecrets {
     /// Connects with an explicit kubeconfig file and context; `None` falls back to kube-rs's
     /// standard discovery (`KUBECONFIG`, `~/.kube/config`, in-cluster).
     pub async fn connect(kubeconfig: Option<&Path>, context: Option<&str>) -> Result<Self> {
-        let options = KubeConfigOptions {
-            context: context.map(str::to_string),
-            ..KubeConfigOptions::default()
-        };
-        let backend =
-            |action: &str, source: Box<dyn std::error::Error + Send + Sync>| Error::Backend {
-                backend: "kube",
-                resource: match kubeconfig {
-                    Some(p) => format!("kubeconfig {}", p.display()),
-                    None => "the default kubeconfig".to_string(),
-                },
-                action: action.to_string(),
-                source,
-            };
-        let config = match kubeconfig {
-            Some(path) => {
-                let kc = Kubeconfig::read_from(path).map_err(|e| backend("read", Box::new(e)))?;
-                Config::from_custom_kubeconfig(kc, &options)
-                    .await
-                    .map_err(|e| backend("load", Box::new(e)))?
-            }
-            None if context.is_some() => Config::from_kubeconfig(&options)
-                .await
-                .map_err(|e| backend("load", Box::new(e)))?,
-            None => Config::infer()
-                .await
-                .map_err(|e| backend("infer", Box::new(e)))?,
-        };
-        let client = Client::try_from(bounded(config))
-            .map_err(|e| backend("build a client from", Box::new(e)))?;
-        Ok(Self { client })
+        Ok(Self {
+            client: connect_client(kubeconfig, context).await?,
+        })
     }
 
     async fn create_namespace(&self, ns: &str) -> Result<bool> {
@@ -109,6 +81,44 @@ impl KubeTokenSecrets {
             },
         }
     }
+}
+
+/// A client from an explicit kubeconfig file and context; `None` falls back to kube-rs's standard
+/// discovery (`KUBECONFIG`, `~/.kube/config`, in-cluster). No kube-rs retry layer ([`bounded`]).
+pub(crate) async fn connect_client(
+    kubeconfig: Option<&Path>,
+    context: Option<&str>,
+) -> Result<Client> {
+    let options = KubeConfigOptions {
+        context: context.map(str::to_string),
+        ..KubeConfigOptions::default()
+    };
+    let backend = |action: &str, source: Box<dyn std::error::Error + Send + Sync>| Error::Backend {
+        backend: "kube",
+        resource: match kubeconfig {
+            Some(p) => format!("kubeconfig {}", p.display()),
+            None => "the default kubeconfig".to_string(),
+        },
+        action: action.to_string(),
+        source,
+    };
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = Kubeconfig::read_from(path).map_err(|e| backend("read", Box::new(e)))?;
+            Config::from_custom_kubeconfig(kc, &options)
+                .await
+                .map_err(|e| backend("load", Box::new(e)))?
+        }
+        None if context.is_some() => Config::from_kubeconfig(&options)
+            .await
+            .map_err(|e| backend("load", Box::new(e)))?,
+        None => Config::infer()
+            .await
+            .map_err(|e| backend("infer", Box::new(e)))?,
+    };
+    let client = Client::try_from(bounded(config))
+        .map_err(|e| backend("build a client from", Box::new(e)))?;
+    Ok(client)
 }
 
 /// The data this crate stores: the token and the empty registration-token key.
@@ -156,7 +166,7 @@ fn is_current(existing: &Secret, secret: &SecretRef, token: &RunnerToken) -> boo
 }
 
 /// Maps a kube error to a category, naming the resource and the action.
-fn map_kube(e: kube::Error, resource: &str, action: &str) -> Error {
+pub(crate) fn map_kube(e: kube::Error, resource: &str, action: &str) -> Error {
     let (resource, action) = (resource.to_string(), action.to_string());
     match e {
         kube::Error::Api(status) => match (status.code, status.reason.as_str()) {

@@ -31,6 +31,7 @@
 //! |---|---|---|---|
 //! | [`ReleaseManager`] | [`HelmCli`] (`helm` via `tokio::process`) | [`InMemoryReleases`] | `MockReleaseManager` |
 //! | [`TokenSecrets`] | [`KubeTokenSecrets`] (kube-rs) | [`InMemoryTokenSecrets`] | `MockTokenSecrets` |
+//! | [`ServiceAccountInstaller`] (job ServiceAccounts for IRSA) | [`KubeServiceAccounts`] (kube-rs) | [`InMemoryServiceAccounts`] | `MockServiceAccountInstaller` |
 //!
 //! The in-memory backends model Helm's behaviour on tokio's clock (pending states, conflicts,
 //! `--wait` timeouts, a runner that never gets ready without its Secret); the sandbox reads
@@ -82,6 +83,8 @@ pub mod fargate;
 pub mod fleet;
 mod forward;
 pub mod helm;
+pub mod identity;
+pub mod job_accounts;
 pub mod k8s;
 pub mod memory;
 pub mod release;
@@ -100,6 +103,13 @@ pub use error::{Error, ErrorKind, Invalid, Result};
 pub use fargate::FargateSize;
 pub use fleet::{FleetPlan, FleetRequest, FleetWarning, Shard};
 pub use helm::{HelmCli, HelmCliBuilder, HelmVersion};
+pub use identity::{JobIdentity, ROLE_ARN_ANNOTATION, SERVICE_ACCOUNT_OVERWRITE_VARIABLE};
+#[cfg(feature = "mock")]
+pub use job_accounts::MockServiceAccountInstaller;
+pub use job_accounts::{
+    DynServiceAccountInstaller, InMemoryServiceAccounts, JobServiceAccount, KubeServiceAccounts,
+    ServiceAccountInstaller,
+};
 pub use k8s::KubeTokenSecrets;
 pub use memory::{InMemoryReleases, InMemoryTokenSecrets, InstalledRunner, Timing};
 #[cfg(feature = "mock")]

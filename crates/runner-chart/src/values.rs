@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Invalid, Result};
 use crate::fargate::{FargateSize, NearMiss, Resource};
+use crate::identity::JobIdentity;
 use crate::stop::{ManagerImage, StopSignal};
 use crate::validate;
 
@@ -353,6 +354,10 @@ pub struct KubernetesExecutor {
     /// `Always` for `:latest` or an untagged image, else `IfNotPresent`).
     #[serde(default)]
     pub pull_policy: Vec<PullPolicy>,
+    /// Which ServiceAccount job pods run as: `service_account` and
+    /// `service_account_overwrite_allowed`, from the job roles ([`crate::identity`]).
+    #[serde(default, skip_serializing_if = "JobIdentity::is_empty")]
+    pub identity: JobIdentity,
 }
 
 /// One of GitLab Runner's Kubernetes `pull_policy` values: `pull_policy` in
@@ -398,6 +403,7 @@ impl Default for KubernetesExecutor {
             pod_labels: BTreeMap::new(),
             pod_annotations: BTreeMap::new(),
             pull_policy: Vec::new(),
+            identity: JobIdentity::default(),
         }
     }
 }
@@ -452,6 +458,8 @@ impl KubernetesExecutor {
                 .iter()
                 .map(|p| p.as_str().to_owned())
                 .collect(),
+            service_account: self.identity.service_account.clone(),
+            service_account_overwrite_allowed: self.identity.overwrite_allowed.clone(),
         }
     }
 
@@ -515,6 +523,7 @@ impl KubernetesExecutor {
             false,
             issues,
         );
+        issues.extend(self.identity.issues("executor"));
     }
 }
 
@@ -779,6 +788,19 @@ impl RunnerValues {
         S: Into<String>,
     {
         self.runner_tags = tags.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Job pods run as these job ServiceAccounts (created in the job namespace with their IAM
+    /// roles): one is the default `service_account`; several are admitted by an anchored
+    /// `service_account_overwrite_allowed` ([`JobIdentity::for_accounts`]).
+    #[must_use]
+    pub fn with_job_service_accounts<I, S>(mut self, accounts: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.executor.identity = JobIdentity::for_accounts(accounts);
         self
     }
 
@@ -1251,6 +1273,10 @@ struct KubernetesToml {
     pod_labels: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pod_annotations: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    service_account: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    service_account_overwrite_allowed: Option<String>,
 }
 
 /// What a release's values say about its runner, as read back from Helm (or the in-memory store).

@@ -5,6 +5,7 @@ mod integration {
     mod fleet_props;
     mod helm_cli;
     mod helm_flags;
+    mod job_accounts;
     mod kube_secrets;
     mod mocks;
     mod real_helm;

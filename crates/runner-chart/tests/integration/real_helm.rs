@@ -781,3 +781,65 @@ async fn an_install_over_a_foreign_secret(major: Major) {
     );
     delete_namespaces(&client, &[ns]).await;
 }
+
+/// Job identity (#25): Helm's engine renders `service_account` and the anchored
+/// `service_account_overwrite_allowed` through the chart's `tpl` and `quote` into the runner's
+/// config template, backslashes intact (the runner reads `^(deploy|read\.only)$`, not a YAML or
+/// TOML escape of it).
+#[tokio::test]
+async fn job_service_accounts_render_into_the_runner_config_on_helms_real_engine() {
+    let Some(real) = real_helm(
+        "job_service_accounts_render_into_the_runner_config_on_helms_real_engine",
+        Major::Helm4,
+        &[],
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let chart = write_test_chart(dir.path());
+    let helm = real.cli();
+    let secrets = KubeTokenSecrets::connect(Some(&real.kubeconfig), None)
+        .await
+        .unwrap();
+    let client = kube_client(&real.kubeconfig).await;
+    let ns = unique("glr-jobsa");
+    let jobs_ns = format!("{ns}-jobs");
+    let token = RunnerToken::new("glrt-identity-AAAAAAAAAAAAAAAAAAAA").unwrap();
+    let read_config = |release: &'static str| {
+        let api = Api::<ConfigMap>::namespaced(client.clone(), &ns);
+        async move {
+            let config = api.get(release).await.unwrap();
+            let text = config.data.unwrap()["config.template.toml"].clone();
+            let parsed: toml::Value = toml::from_str(&text).unwrap();
+            parsed["runners"][0]["kubernetes"].clone()
+        }
+    };
+    for (release, accounts) in [
+        ("gitlab-runner-many", vec!["deploy", "read.only"]),
+        ("gitlab-runner-one", vec!["deploy"]),
+    ] {
+        let values = RunnerValues::new("https://gitlab.example.com/")
+            .with_job_namespace(&jobs_ns)
+            .with_secret_name(format!("{release}-token"))
+            .with_job_service_accounts(accounts);
+        let spec = ReleaseSpec::new(release, &ns, values)
+            .with_chart(ChartSource::Path {
+                path: chart.clone(),
+            })
+            .with_timeout(Duration::from_secs(120));
+        deploy_runner(&secrets, &helm, &spec, &token).await.unwrap();
+    }
+    let many = read_config("gitlab-runner-many").await;
+    assert_eq!(
+        many["service_account_overwrite_allowed"].as_str(),
+        Some(r"^(deploy|read\.only)$")
+    );
+    assert!(many.get("service_account").is_none(), "{many}");
+    let one = read_config("gitlab-runner-one").await;
+    assert_eq!(one["service_account"].as_str(), Some("deploy"));
+    assert!(
+        one.get("service_account_overwrite_allowed").is_none(),
+        "{one}"
+    );
+    delete_namespaces(&client, &[ns, jobs_ns]).await;
+}
