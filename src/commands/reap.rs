@@ -131,6 +131,14 @@ pub struct ExplainArgs {
     #[arg(long = "namespace", short = 'n', default_value = "gitlab-runner")]
     pub namespaces: Vec<String>,
 
+    #[command(flatten)]
+    /// Which cluster to read.
+    pub access: ClusterAccessArgs,
+}
+
+/// How `reap`, `reap run` and `reap explain` reach a real cluster (`--backend aws`).
+#[derive(Debug, Args)]
+pub struct ClusterAccessArgs {
     /// Kubeconfig file (default: $KUBECONFIG or ~/.kube/config). `--backend aws` only.
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
@@ -139,11 +147,13 @@ pub struct ExplainArgs {
     #[arg(long)]
     pub context: Option<String>,
 
-    /// Use the in-cluster service account. `--backend aws` only.
+    /// Use the in-cluster service account (the janitor's Deployment, or a CronJob): kube-rs's
+    /// in-cluster configuration. `--backend aws` only.
     #[arg(long, conflicts_with_all = ["kubeconfig", "context"])]
     pub in_cluster: bool,
 
-    /// An EKS cluster found through the EKS API of --region. `--backend aws` only.
+    /// An EKS cluster found through the EKS API of --region, reached with glrunner's own EKS
+    /// tokens (no kubeconfig, no aws CLI). `--backend aws` only.
     #[arg(long, conflicts_with_all = ["kubeconfig", "context", "in_cluster"])]
     pub cluster: Option<String>,
 }
@@ -155,22 +165,9 @@ pub struct RunArgs {
     #[arg(long = "namespace", short = 'n', default_value = "gitlab-runner")]
     pub namespaces: Vec<String>,
 
-    /// Kubeconfig file (default: $KUBECONFIG or ~/.kube/config). `--backend aws` only.
-    #[arg(long)]
-    pub kubeconfig: Option<PathBuf>,
-
-    /// Kubeconfig context (default: the current context). `--backend aws` only.
-    #[arg(long)]
-    pub context: Option<String>,
-
-    /// Use the in-cluster service account (when running as a CronJob). `--backend aws` only.
-    #[arg(long, conflicts_with_all = ["kubeconfig", "context"])]
-    pub in_cluster: bool,
-
-    /// An EKS cluster found through the EKS API of --region, reached with glrunner's own EKS
-    /// tokens (no kubeconfig, no aws CLI). `--backend aws` only.
-    #[arg(long, conflicts_with_all = ["kubeconfig", "context", "in_cluster"])]
-    pub cluster: Option<String>,
+    #[command(flatten)]
+    /// Which cluster to reap in.
+    pub access: ClusterAccessArgs,
 
     /// Run one round and exit (the default).
     #[arg(long, conflicts_with = "watch")]
@@ -533,14 +530,7 @@ pub async fn run_until(
     let gitlab = gitlab_sources(global, run).await?;
 
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let target = Target {
-        namespaces: &run.namespaces,
-        kubeconfig: run.kubeconfig.as_deref(),
-        context: run.context.as_deref(),
-        in_cluster: run.in_cluster,
-        cluster: run.cluster.as_deref(),
-    };
-    let (api, jobs) = connect(global, &target, &clock, false).await?;
+    let (api, jobs) = connect(global, &run.namespaces, &run.access, &clock, false).await?;
     let jobs: Option<Arc<DynJobStatusSource>> = match &gitlab {
         Some(sources) => Some(sources.job_status.clone()),
         None => jobs
@@ -637,13 +627,15 @@ fn cluster_error(e: Error) -> CliError {
     }
 }
 
-async fn kube_api(run: &RunArgs) -> Result<KubePodApi, CliError> {
-    let api = if run.in_cluster {
+/// The pod API of `--in-cluster` or `--kubeconfig`/`--context` (`--cluster` is resolved by the
+/// callers, which also need the EKS cluster's quota).
+async fn kube_api(access: &ClusterAccessArgs) -> Result<KubePodApi, CliError> {
+    let api = if access.in_cluster {
         // kube-rs's own in-cluster configuration: KUBERNETES_SERVICE_HOST/PORT and the
         // ServiceAccount token and CA under /var/run/secrets/kubernetes.io/serviceaccount.
         KubePodApi::in_cluster()
     } else {
-        KubePodApi::from_kubeconfig(run.kubeconfig.as_deref(), run.context.as_deref()).await
+        KubePodApi::from_kubeconfig(access.kubeconfig.as_deref(), access.context.as_deref()).await
     };
     api.map_err(cluster_error)
 }
@@ -661,7 +653,8 @@ pub async fn run_controller(
     let config = config(run, global)?;
     if global.backend != Backend::Aws {
         return Err(CliError::invalid(
-            "`reap run` watches a real cluster: pass --backend aws with --kubeconfig/--context or              --in-cluster (the sandbox has no apiserver to watch; try `reap --once`)",
+            "`reap run` watches a real cluster: pass --backend aws with --kubeconfig/--context, \
+             --in-cluster or --cluster (the sandbox has no apiserver to watch; try `reap --once`)",
         ));
     }
     if let Some(quota) = args.fargate_vcpu_quota
@@ -689,7 +682,7 @@ pub async fn run_controller(
         }
         None => None,
     };
-    let (client, quota) = match run.cluster.as_deref() {
+    let (client, quota) = match run.access.cluster.as_deref() {
         Some(name) => {
             let region = super::provision::resolve_region(global)?;
             let cluster = glrunner_flow::aws::EksCluster::find(&region, name).await?;
@@ -699,7 +692,10 @@ pub async fn run_controller(
             };
             (cluster.pods().kube_client(), quota)
         }
-        None => (kube_api(run).await?.kube_client(), args.fargate_vcpu_quota),
+        None => (
+            kube_api(&run.access).await?.kube_client(),
+            args.fargate_vcpu_quota,
+        ),
     };
     let gitlab = gitlab_sources(global, run).await?;
     let mut observers: Vec<Arc<dyn glrunner_janitor::controller::ControllerObserver>> = Vec::new();
@@ -830,31 +826,23 @@ pub async fn deploy(global: &GlobalArgs, args: &DeployArgs, apply: bool) -> Resu
     Ok(())
 }
 
-/// Where `reap` and `reap explain` look.
-struct Target<'a> {
-    namespaces: &'a [String],
-    kubeconfig: Option<&'a std::path::Path>,
-    context: Option<&'a str>,
-    in_cluster: bool,
-    cluster: Option<&'a str>,
-}
-
 /// The pod API of `--backend`: the sandbox's demo fleet (with Pending pods whose causes
 /// `explain` names when `explained`), or the cluster.
 async fn connect(
     global: &GlobalArgs,
-    target: &Target<'_>,
+    namespaces: &[String],
+    access: &ClusterAccessArgs,
     clock: &Arc<dyn Clock>,
     explained: bool,
 ) -> Result<(Arc<dyn PodApi>, Option<InMemoryJobStatus>), CliError> {
-    for ns in target.namespaces {
+    for ns in namespaces {
         model::validate_namespace(ns).map_err(|e| flag_error("--namespace", e))?;
     }
     Ok(match global.backend {
         Backend::Sandbox => {
             let pods = InMemoryPods::new().with_clock(clock.clone());
             let jobs = InMemoryJobStatus::new();
-            for ns in target.namespaces {
+            for ns in namespaces {
                 seed_demo(&pods, &jobs, ns, clock.now())
                     .map_err(|e| CliError::failure(e.to_string()))?;
                 if explained {
@@ -868,26 +856,14 @@ async fn connect(
             );
             (Arc::new(pods), Some(jobs))
         }
-        Backend::Aws if target.cluster.is_some() => {
-            let name = target.cluster.unwrap_or_default();
-            let region = super::provision::resolve_region(global)?;
-            let cluster = glrunner_flow::aws::EksCluster::find(&region, name).await?;
-            (Arc::new(cluster.pods()), None)
-        }
-        Backend::Aws => {
-            let api = if target.in_cluster {
-                KubePodApi::in_cluster()
-            } else {
-                KubePodApi::from_kubeconfig(target.kubeconfig, target.context).await
-            };
-            (
-                Arc::new(api.map_err(|e| match e {
-                    Error::InvalidInput { .. } => invalid(e),
-                    other => CliError::failure(other.to_string()),
-                })?),
-                None,
-            )
-        }
+        Backend::Aws => match access.cluster.as_deref() {
+            Some(name) => {
+                let region = super::provision::resolve_region(global)?;
+                let cluster = glrunner_flow::aws::EksCluster::find(&region, name).await?;
+                (Arc::new(cluster.pods()), None)
+            }
+            None => (Arc::new(kube_api(access).await?), None),
+        },
     })
 }
 
@@ -957,14 +933,7 @@ async fn refresh_pending(metrics: &JanitorMetrics, source: Option<&dyn PendingJo
 /// `reap explain`: every Pending job pod with its class, message, wait, job and fix.
 pub async fn explain(global: &GlobalArgs, args: &ExplainArgs) -> Result<(), CliError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let target = Target {
-        namespaces: &args.namespaces,
-        kubeconfig: args.kubeconfig.as_deref(),
-        context: args.context.as_deref(),
-        in_cluster: args.in_cluster,
-        cluster: args.cluster.as_deref(),
-    };
-    let (api, _) = connect(global, &target, &clock, true).await?;
+    let (api, _) = connect(global, &args.namespaces, &args.access, &clock, true).await?;
     let pending = explain_pending(api.as_ref(), &args.namespaces, clock.now())
         .await
         .map_err(|e| CliError::failure(e.to_string()))?;
@@ -1271,14 +1240,9 @@ mod tests {
             panic!("explain parses: {:?}", cli.command);
         };
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let target = Target {
-            namespaces: &args.namespaces,
-            kubeconfig: None,
-            context: None,
-            in_cluster: false,
-            cluster: None,
-        };
-        let (api, _) = connect(&cli.global, &target, &clock, true).await.unwrap();
+        let (api, _) = connect(&cli.global, &args.namespaces, &args.access, &clock, true)
+            .await
+            .unwrap();
         let pending = explain_pending(api.as_ref(), &args.namespaces, clock.now())
             .await
             .unwrap();

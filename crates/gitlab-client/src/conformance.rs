@@ -33,6 +33,21 @@ async fn pipelines_after(
     }
 }
 
+/// A project of the signed-in user named `<prefix>-<name>` (created when missing), as a
+/// reference and its default branch (`main` when GitLab names none yet).
+async fn scratch_project(
+    api: &dyn GitLabApi,
+    prefix: &str,
+    name: &str,
+) -> Result<(ProjectRef, String)> {
+    let user = api.current_user().await?;
+    let project = api
+        .get_or_create_project(&format!("{}/{prefix}-{name}", user.username))
+        .await?;
+    let branch = project.default_branch.unwrap_or_else(|| "main".into());
+    Ok((ProjectRef::Id(project.id), branch))
+}
+
 fn check(cond: bool, what: impl Into<String>) -> Result<()> {
     if cond {
         Ok(())
@@ -137,15 +152,7 @@ pub async fn pipeline_jobs_are_paginated_and_cancelable(
     api: &dyn GitLabApi,
     prefix: &str,
 ) -> Result<()> {
-    let user = api.current_user().await?;
-    let project = api
-        .get_or_create_project(&format!("{}/{prefix}-pipeline", user.username))
-        .await?;
-    let pref = ProjectRef::Id(project.id);
-    let branch = project
-        .default_branch
-        .clone()
-        .unwrap_or_else(|| "main".into());
+    let (pref, branch) = scratch_project(api, prefix, "pipeline").await?;
     let spec = LoadTestSpec::new(vec![
         ShardTarget::new(format!("{prefix}-a"), 150),
         ShardTarget::new(format!("{prefix}-b"), 101),
@@ -233,15 +240,7 @@ pub async fn project_jobs_are_listed_newest_first_by_scope(
     api: &dyn GitLabApi,
     prefix: &str,
 ) -> Result<()> {
-    let user = api.current_user().await?;
-    let project = api
-        .get_or_create_project(&format!("{}/{prefix}-project-jobs", user.username))
-        .await?;
-    let pref = ProjectRef::Id(project.id);
-    let branch = project
-        .default_branch
-        .clone()
-        .unwrap_or_else(|| "main".into());
+    let (pref, branch) = scratch_project(api, prefix, "project-jobs").await?;
     let spec = LoadTestSpec::new(vec![
         ShardTarget::new(format!("{prefix}-a"), 80),
         ShardTarget::new(format!("{prefix}-b"), 40),
@@ -355,18 +354,8 @@ pub async fn project_jobs_are_listed_newest_first_by_scope(
 /// GitLab answers an empty body (`build.trace.raw || ''`, lib/api/ci/jobs.rb), not an error; an
 /// unknown job, and a job asked for through another project, are not found.
 pub async fn job_logs_are_served_by_project(api: &dyn GitLabApi, prefix: &str) -> Result<()> {
-    let user = api.current_user().await?;
-    let project = api
-        .get_or_create_project(&format!("{}/{prefix}-job-logs", user.username))
-        .await?;
-    let other = api
-        .get_or_create_project(&format!("{}/{prefix}-job-logs-other", user.username))
-        .await?;
-    let pref = ProjectRef::Id(project.id);
-    let branch = project
-        .default_branch
-        .clone()
-        .unwrap_or_else(|| "main".into());
+    let (pref, branch) = scratch_project(api, prefix, "job-logs").await?;
+    let (other, _) = scratch_project(api, prefix, "job-logs-other").await?;
     let spec = LoadTestSpec::new(vec![ShardTarget::new(format!("{prefix}-logs"), 2)]);
     api.put_file(
         &pref,
@@ -391,13 +380,13 @@ pub async fn job_logs_are_served_by_project(api: &dyn GitLabApi, prefix: &str) -
         matches!(missing, Err(Error::NotFound { .. })),
         format!("an unknown job's log is not found, got {missing:?}"),
     )?;
-    let elsewhere = api.job_trace(&ProjectRef::Id(other.id), jobs[0].id).await;
+    let elsewhere = api.job_trace(&other, jobs[0].id).await;
     check(
         matches!(elsewhere, Err(Error::NotFound { .. })),
         format!("a job asked for through another project is not found, got {elsewhere:?}"),
     )?;
     api.cancel_pipeline(&pref, pipeline.id).await?;
-    api.delete_project(&ProjectRef::Id(other.id)).await?;
+    api.delete_project(&other).await?;
     api.delete_project(&pref).await
 }
 
@@ -410,15 +399,7 @@ pub async fn commits_start_only_the_pipelines_glrunner_watches(
     prefix: &str,
     settle: std::time::Duration,
 ) -> Result<()> {
-    let user = api.current_user().await?;
-    let project = api
-        .get_or_create_project(&format!("{}/{prefix}-push", user.username))
-        .await?;
-    let pref = ProjectRef::Id(project.id);
-    let branch = project
-        .default_branch
-        .clone()
-        .unwrap_or_else(|| "main".into());
+    let (pref, branch) = scratch_project(api, prefix, "push").await?;
     let spec = LoadTestSpec::new(vec![ShardTarget::new(format!("{prefix}-a"), 2)]);
     api.put_file(
         &pref,
