@@ -408,6 +408,8 @@ pub struct SandboxWorld {
     images: Arc<images::SandboxImages>,
     /// The AWS account as the preflight sees it: quotas, permissions, prices.
     pub account: glrunner_infra::InMemoryAccount,
+    /// EKS Pod Identity associations, for the doctor's guard (none unless a test adds one).
+    pub pod_identity: glrunner_infra::InMemoryPodIdentity,
 }
 
 impl SandboxWorld {
@@ -445,6 +447,7 @@ impl SandboxWorld {
             stats: Arc::default(),
             scripts_run: Arc::default(),
             account,
+            pod_identity: glrunner_infra::InMemoryPodIdentity::default(),
         }
     }
 
@@ -538,7 +541,7 @@ impl SandboxWorld {
             eks_tokens: None,
             cluster: Some(backends.cluster.as_ref()),
             connector: Some(backends.connector.as_ref()),
-            pod_identity: None,
+            pod_identity: Some(&self.pod_identity),
         }
     }
 
