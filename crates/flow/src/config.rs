@@ -81,6 +81,10 @@ pub struct FlowConfig {
     /// it (the stack's S3 cache); off, the cache workload's restores all miss and the report
     /// says why. Off by default.
     pub fleet_has_cache: bool,
+    /// The stack's ECR pull-through cache: job images (`--image`, `--images`, the default
+    /// image) and the runner's helper image are pulled through it ([`FlowConfig::image_paths`]).
+    /// `None`: every image comes from its own registry.
+    pub image_cache: Option<crate::image_cache::ImageCache>,
 }
 
 /// Default interval of the load test's Pending samples ([`FlowConfig::pending_sample_interval`]).
@@ -123,6 +127,7 @@ impl FlowConfig {
             images: Vec::new(),
             cache_workload: None,
             fleet_has_cache: false,
+            image_cache: None,
         }
     }
 
@@ -256,10 +261,10 @@ impl FlowConfig {
     pub fn load_test_spec(&self, fleet: &FleetPlan) -> glrunner_gitlab_client::ci::LoadTestSpec {
         let mut spec = self.runner_profile.load_test_spec(fleet);
         if let Some(image) = self.job_image() {
-            spec = spec.with_image(image);
+            spec = spec.with_image(self.pulled(&image));
         }
         if !self.images.is_empty() {
-            spec = spec.with_images(self.images.clone());
+            spec = spec.with_images(self.images.iter().map(|i| self.pulled(i)).collect());
         }
         spec.with_cache_workload(self.cache_workload)
             .with_max_jobs(self.max_pipeline_jobs)
@@ -381,7 +386,60 @@ impl FlowConfig {
         if let Some(image) = self.job_image() {
             values = values.with_image(image);
         }
+        if let Some(cache) = &self.image_cache {
+            values.executor.image = self.pulled(&values.executor.image);
+            if values.executor.helper_image.is_none()
+                && let crate::image_cache::ImagePath::Cache { cached, .. } =
+                    cache.helper_path(&self.helper_tag())
+            {
+                values.executor.helper_image = Some(cached);
+            }
+        }
         values
+    }
+
+    /// The reference a job pulls for `image`: its pull-through cache path, or itself (no
+    /// cache, a registry the cache does not mirror, or a reference validation refuses).
+    fn pulled(&self, image: &str) -> String {
+        match &self.image_cache {
+            Some(cache) => cache.rewrite(image).unwrap_or_else(|_| image.to_owned()),
+            None => image.to_owned(),
+        }
+    }
+
+    /// The helper image's tag for the chart the releases install: the exact one for the pinned
+    /// default chart's GitLab Runner, else the runner's own version, which it expands in
+    /// `helper_image` ([`crate::image_cache::HELPER_TAG_OF_RUNNER`]).
+    fn helper_tag(&self) -> String {
+        match self.chart.version() {
+            Some(v) if v.to_string() == glrunner_runner_chart::DEFAULT_CHART_VERSION => {
+                crate::image_cache::helper_tag(glrunner_runner_chart::DEFAULT_RUNNER_VERSION)
+            }
+            _ => crate::image_cache::HELPER_TAG_OF_RUNNER.to_owned(),
+        }
+    }
+
+    /// Where each image of the run comes from (the job images, then the runner's helper image):
+    /// through the pull-through cache or straight from its registry, and why. Empty without a
+    /// cache.
+    pub fn image_paths(&self) -> Vec<crate::image_cache::ImagePath> {
+        let Some(cache) = &self.image_cache else {
+            return Vec::new();
+        };
+        let mut images: Vec<String> = if self.images.is_empty() {
+            self.job_image().into_iter().collect()
+        } else {
+            self.images.clone()
+        };
+        if images.is_empty() {
+            images.push(glrunner_gitlab_client::ci::DEFAULT_IMAGE.to_owned());
+        }
+        let mut paths: Vec<_> = images
+            .iter()
+            .filter_map(|image| cache.path(image).ok())
+            .collect();
+        paths.push(cache.helper_path(&self.helper_tag()));
+        paths
     }
 }
 
@@ -491,5 +549,88 @@ mod tests {
         assert!(!fargate_selects(&[labelled.clone()], "ci-jobs", &none));
         let pod = BTreeMap::from([("fargate".to_string(), "yes".to_string())]);
         assert!(fargate_selects(&[labelled], "ci-jobs", &pod));
+    }
+
+    /// With the stack's pull-through cache, every image the run pulls goes through it: the
+    /// matrix's images and the default job image at their cache paths, the helper image at the
+    /// pinned chart's exact runner tag, and the report's list says so per image.
+    #[test]
+    fn images_and_the_helper_go_through_the_pull_through_cache() {
+        use crate::image_cache::{ImageCache, ImagePath, Upstream};
+        let spec = glrunner_infra::StackSpec::new(
+            glrunner_infra::StackName::new("ptc").unwrap(),
+            "us-east-1",
+        );
+        let mut config = FlowConfig::new(spec, "group/app", 40);
+        config.images = vec!["alpine:3.22".into(), "quay.io/fedora/fedora:41".into()];
+        let url = "https://gitlab.example.com/";
+        let before = config.plan(url).unwrap();
+        assert_eq!(before.releases[0].1.executor.helper_image, None);
+        assert!(config.image_paths().is_empty());
+
+        config.image_cache = Some(
+            ImageCache::new("123456789012", "us-east-1")
+                .with_rule(Upstream::EcrPublic, "ptc/ecr-public")
+                .with_rule(Upstream::DockerHub, "ptc/docker-hub"),
+        );
+        let reg = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+        let plan = config.plan(url).unwrap();
+        let executor = &plan.releases[0].1.executor;
+        assert_eq!(
+            executor.helper_image.as_deref(),
+            Some(&*format!(
+                "{reg}/ptc/ecr-public/gitlab/gitlab-runner-helper:x86_64-v18.9.0"
+            ))
+        );
+        assert!(
+            executor
+                .image
+                .starts_with(&format!("{reg}/ptc/ecr-public/")),
+            "{}",
+            executor.image
+        );
+        let load = config.load_test_spec(&plan.fleet);
+        assert_eq!(
+            load.images,
+            [
+                format!("{reg}/ptc/docker-hub/library/alpine:3.22"),
+                "quay.io/fedora/fedora:41".to_owned(),
+            ]
+        );
+        let paths = config.image_paths();
+        assert_eq!(paths.len(), 3, "{paths:?}");
+        assert!(matches!(
+            &paths[0],
+            ImagePath::Cache {
+                upstream: Upstream::DockerHub,
+                ..
+            }
+        ));
+        assert!(
+            matches!(&paths[1], ImagePath::Direct { reason, .. } if reason.contains("quay.io")),
+            "{paths:?}"
+        );
+        assert!(matches!(
+            &paths[2],
+            ImagePath::Cache {
+                upstream: Upstream::EcrPublic,
+                ..
+            }
+        ));
+
+        // Another chart version: the runner's own version picks the helper tag.
+        config.chart = glrunner_runner_chart::ChartSource::Repo {
+            version: glrunner_runner_chart::ChartVersion::parse("chart", "0.87.1").unwrap(),
+        };
+        let plan = config.plan(url).unwrap();
+        assert!(
+            plan.releases[0]
+                .1
+                .executor
+                .helper_image
+                .as_deref()
+                .unwrap()
+                .ends_with(":x86_64-v${CI_RUNNER_VERSION}")
+        );
     }
 }

@@ -68,6 +68,7 @@ pub mod cost;
 pub mod drain;
 mod error;
 mod events;
+pub mod image_cache;
 pub mod janitor;
 pub mod lint;
 mod ownership;

@@ -76,6 +76,10 @@ pub struct FleetSummary {
     pub poll_timeout_secs: u64,
     /// Shards.
     pub shards: Vec<ShardSummary>,
+    /// With the stack's pull-through cache: where each job image and the helper image come
+    /// from ([`crate::FlowConfig::image_paths`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub image_paths: Vec<crate::image_cache::ImagePath>,
 }
 
 /// The load test.
@@ -649,6 +653,17 @@ impl FlowReport {
                 "fleet",
                 format!("{} shard(s): {}", f.shards.len(), shards.join(", ")),
             );
+            for path in &f.image_paths {
+                let line = match path {
+                    crate::image_cache::ImagePath::Cache {
+                        original, cached, ..
+                    } => format!("{original} through the pull-through cache: {cached}"),
+                    crate::image_cache::ImagePath::Direct { original, reason } => {
+                        format!("{original} from its registry: {reason}")
+                    }
+                };
+                row(out, "image", line);
+            }
         }
     }
 

@@ -125,7 +125,7 @@ pub use secret::{
     StoredTokenSecret, TokenSecrets,
 };
 pub use stop::{ManagerImage, StopSignal, manager_stop_signal};
-pub use validate::{ChartVersion, DEFAULT_CHART_VERSION};
+pub use validate::{ChartVersion, DEFAULT_CHART_VERSION, DEFAULT_RUNNER_VERSION};
 pub use values::{
     ContainerResources, DEFAULT_DRAIN_TIMEOUT, EnvVar, FargateRounding, GracefulStop,
     KubernetesExecutor, PolicyRule, PullPolicy, RunnerSummary, RunnerValues, manager_resources_for,

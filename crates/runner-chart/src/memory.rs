@@ -25,7 +25,7 @@ use crate::secret::{
 use crate::values::{RunnerSummary, RunnerValues};
 
 /// App version the in-memory releases report for the pinned chart.
-const SIMULATED_APP_VERSION: &str = "18.9.0";
+const SIMULATED_APP_VERSION: &str = crate::DEFAULT_RUNNER_VERSION;
 
 /// How long simulated operations take on tokio's clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -228,6 +228,10 @@ pub struct ChartVersion {
 /// The chart version this crate's values model was checked against (chart 0.86.0 = GitLab Runner 18.9.0).
 pub const DEFAULT_CHART_VERSION: &str = "0.86.0";
 
+/// The GitLab Runner version [`DEFAULT_CHART_VERSION`] deploys (the chart's `appVersion` in its
+/// Chart.yaml, as `helm list` reports it), which picks the runner's helper image tag.
+pub const DEFAULT_RUNNER_VERSION: &str = "18.9.0";
+
 impl ChartVersion {
     /// Parses an exact semantic version; ranges, `v` prefixes and `latest` are rejected so installs are repeatable.
     pub fn parse(field: &str, raw: &str) -> Result<Self, Invalid> {

@@ -40,6 +40,7 @@ impl Run<'_> {
                     runner_id: None,
                 })
                 .collect(),
+            image_paths: self.config.image_paths(),
         });
         self.plan = Some(plan.clone());
         Ok(plan)

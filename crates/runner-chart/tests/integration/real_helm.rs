@@ -843,3 +843,50 @@ async fn job_service_accounts_render_into_the_runner_config_on_helms_real_engine
     );
     delete_namespaces(&client, &[ns, jobs_ns]).await;
 }
+
+/// Images through the stack's pull-through cache (#24): Helm's engine renders the job image and
+/// the helper image, as `glrunner_flow::FlowConfig` rewrites them (ECR's cache path, the
+/// helper at the runner's exact tag, a digest kept), into the runner's config template.
+#[tokio::test]
+async fn cached_job_and_helper_images_render_into_the_runner_config_on_helms_real_engine() {
+    let Some(real) = real_helm(
+        "cached_job_and_helper_images_render_into_the_runner_config_on_helms_real_engine",
+        Major::Helm4,
+        &[],
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let chart = write_test_chart(dir.path());
+    let helm = real.cli();
+    let secrets = KubeTokenSecrets::connect(Some(&real.kubeconfig), None)
+        .await
+        .unwrap();
+    let client = kube_client(&real.kubeconfig).await;
+    let ns = unique("glr-ptc");
+    let registry = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+    let image = format!(
+        "{registry}/glr/docker-hub/library/alpine:3.22@sha256:{}",
+        "b".repeat(64)
+    );
+    let helper = format!("{registry}/glr/ecr-public/gitlab/gitlab-runner-helper:x86_64-v18.9.0");
+    let mut values = RunnerValues::new("https://gitlab.example.com/")
+        .with_secret_name("gitlab-runner-ptc-token")
+        .with_image(&image);
+    values.executor.helper_image = Some(helper.clone());
+    let spec = ReleaseSpec::new("gitlab-runner-ptc", &ns, values)
+        .with_chart(ChartSource::Path { path: chart })
+        .with_timeout(Duration::from_secs(120));
+    let token = RunnerToken::new("glrt-ptc-AAAAAAAAAAAAAAAAAAAAAAA").unwrap();
+    deploy_runner(&secrets, &helm, &spec, &token).await.unwrap();
+    let config = Api::<ConfigMap>::namespaced(client.clone(), &ns)
+        .get("gitlab-runner-ptc")
+        .await
+        .unwrap();
+    let text = config.data.unwrap()["config.template.toml"].clone();
+    let parsed: toml::Value = toml::from_str(&text).unwrap();
+    let kubernetes = &parsed["runners"][0]["kubernetes"];
+    assert_eq!(kubernetes["image"].as_str(), Some(image.as_str()));
+    assert_eq!(kubernetes["helper_image"].as_str(), Some(helper.as_str()));
+    delete_namespaces(&client, &[ns]).await;
+}
