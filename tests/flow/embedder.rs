@@ -244,3 +244,96 @@ async fn an_in_cluster_janitor_is_installed_after_the_releases_and_removed_by_te
         "{args:?} ({timeout})"
     );
 }
+
+/// Job identity through IRSA on the sandbox (#25): the releases phase applies one job
+/// ServiceAccount per job role, annotated with its role, in the job namespace before any job
+/// runs; every release's executor admits exactly those accounts; teardown removes them. Bad job
+/// roles are refused before anything is created.
+#[tokio::test(start_paused = true)]
+async fn job_service_accounts_are_applied_with_the_releases_and_removed_by_teardown() {
+    use glrunner_runner_chart::ServiceAccountInstaller as _;
+    let world = SandboxWorld::new(
+        "us-east-1",
+        SandboxConfig::default().with_hung_fraction(0.0),
+    );
+    let spec = StackSpec::new(StackName::new("irsa").unwrap(), "us-east-1");
+    let namespace = spec.cluster.runner_namespace.clone();
+    let mut config = FlowConfig::new(spec, glrunner_sandbox::SANDBOX_PROJECT, 30);
+    let accounts = vec![
+        (
+            "deploy".to_owned(),
+            "arn:aws:iam::123456789012:role/irsa-job-deploy".to_owned(),
+        ),
+        (
+            "read-only".to_owned(),
+            "arn:aws:iam::123456789012:role/irsa-job-read-only".to_owned(),
+        ),
+    ];
+
+    // Refused before any call: a role ARN that is none, a name the apiserver refuses.
+    for bad in [
+        vec![("deploy".to_owned(), "arn:aws:iam::123:policy/x".to_owned())],
+        vec![("Deploy_Role".to_owned(), accounts[0].1.clone())],
+    ] {
+        config.job_accounts = bad;
+        let err = config
+            .validate(glrunner_sandbox::SANDBOX_GITLAB_URL)
+            .unwrap_err();
+        assert!(err.to_string().contains("--job-role"), "{err}");
+    }
+
+    config.job_accounts = accounts.clone();
+    let plan = world
+        .preflight_plan(&config, &PreflightOptions::default())
+        .unwrap();
+    let during = std::sync::Mutex::new(None);
+    let report = world
+        .run_checked(
+            &config,
+            &plan,
+            PreflightGate::Check,
+            &|e: &FlowEvent<'_>| {
+                if let FlowEvent::PhaseStarted {
+                    phase: Phase::LoadTest,
+                } = e
+                {
+                    *during.lock().unwrap() = Some((
+                        world.job_accounts.accounts(&namespace),
+                        world.releases.runners(),
+                    ));
+                }
+            },
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert!(report.is_success(), "{}", report.render_text());
+    let (listed, runners) = during.into_inner().unwrap().expect("the load test ran");
+    assert_eq!(
+        listed
+            .iter()
+            .map(|a| (a.name.clone(), a.role_arn.clone()))
+            .collect::<Vec<_>>(),
+        accounts
+    );
+    assert!(!runners.is_empty());
+    for runner in &runners {
+        let identity = &runner.values.executor.identity;
+        assert_eq!(identity.accounts, ["deploy", "read-only"]);
+        assert_eq!(identity.service_account, None);
+        assert_eq!(
+            identity.overwrite_allowed.as_deref(),
+            Some(r"^(deploy|read\-only)$")
+        );
+    }
+    assert!(
+        world
+            .job_accounts
+            .list(&namespace)
+            .await
+            .unwrap()
+            .is_empty(),
+        "teardown removed them"
+    );
+    assert_eq!(report.leftovers(), Some(0));
+}

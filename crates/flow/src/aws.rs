@@ -23,8 +23,8 @@ use glrunner_infra::{ClusterAccess, StackSpec};
 use glrunner_janitor::deploy::KubeJanitorInstaller;
 use glrunner_janitor::k8s::{BearerToken, KubePodApi, TokenProvider};
 use glrunner_runner_chart::{
-    HelmCli, KubeTokenSecrets, ReleaseId, ReleaseManager, ReleaseSpec, ReleaseStatus, Removal,
-    TokenSecrets,
+    HelmCli, KubeServiceAccounts, KubeTokenSecrets, ReleaseId, ReleaseManager, ReleaseSpec,
+    ReleaseStatus, Removal, TokenSecrets,
 };
 
 use glrunner_infra::{ClusterProvisioner, NetworkProvisioner, WaitPolicy};
@@ -549,6 +549,11 @@ impl EksCluster {
         KubeJanitorInstaller::new(self.client.clone())
     }
 
+    /// The job ServiceAccounts' installer on the cluster's one refreshing client.
+    pub fn job_accounts(&self) -> KubeServiceAccounts {
+        KubeServiceAccounts::new(self.client.clone())
+    }
+
     /// The runners' token Secrets on the cluster's one refreshing client.
     pub fn secrets(&self) -> impl TokenSecrets + use<> {
         KubeTokenSecrets::new(self.client.clone())
@@ -817,6 +822,7 @@ impl ClusterConnector for AwsConnector {
                     ),
                     clock: Arc::new(glrunner_janitor::SystemClock),
                     janitor: Arc::new(KubeJanitorInstaller::new(client.clone())),
+                    job_accounts: Arc::new(KubeServiceAccounts::new(client.clone())),
                     checks: Arc::new(KubeClusterChecks::new(client)),
                 })
             }
@@ -831,6 +837,7 @@ impl ClusterConnector for AwsConnector {
                     clock: Arc::new(glrunner_janitor::SystemClock),
                     checks: Arc::new(cluster.checks()),
                     janitor: Arc::new(cluster.janitor()),
+                    job_accounts: Arc::new(cluster.job_accounts()),
                 })
             }
         }

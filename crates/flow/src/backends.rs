@@ -28,6 +28,9 @@ pub struct ClusterClients {
     pub checks: Arc<dyn ClusterChecks>,
     /// Installs and removes the in-cluster janitor (`--janitor in-cluster`).
     pub janitor: Arc<dyn glrunner_janitor::deploy::JanitorInstaller>,
+    /// Applies and removes the job ServiceAccounts of IRSA job roles
+    /// ([`crate::FlowConfig::job_accounts`]).
+    pub job_accounts: Arc<dyn glrunner_runner_chart::ServiceAccountInstaller>,
 }
 
 impl fmt::Debug for ClusterClients {

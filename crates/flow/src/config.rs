@@ -85,6 +85,12 @@ pub struct FlowConfig {
     /// image) and the runner's helper image are pulled through it ([`FlowConfig::image_paths`]).
     /// `None`: every image comes from its own registry.
     pub image_cache: Option<crate::image_cache::ImageCache>,
+    /// Job identity through IRSA: `(ServiceAccount name, IAM role ARN)` per job role (the
+    /// stack's `--job-role` roles). The flow applies each ServiceAccount, annotated with its
+    /// role, in the job namespace once the releases run, sets the executor's `service_account`
+    /// (one) or an anchored `service_account_overwrite_allowed` (several), and removes them on
+    /// teardown. Empty: jobs run without an AWS identity.
+    pub job_accounts: Vec<(String, String)>,
 }
 
 /// Default interval of the load test's Pending samples ([`FlowConfig::pending_sample_interval`]).
@@ -128,6 +134,7 @@ impl FlowConfig {
             cache_workload: None,
             fleet_has_cache: false,
             image_cache: None,
+            job_accounts: Vec::new(),
         }
     }
 
@@ -324,6 +331,11 @@ impl FlowConfig {
         }
         ProjectRef::parse(&self.project).map_err(|e| Error::invalid("--project", e.to_string()))?;
         self.validate_workload()?;
+        glrunner_runner_chart::job_accounts::check_input(
+            &self.job_namespace(gitlab_url),
+            &self.job_accounts,
+        )
+        .map_err(|e| Error::invalid("--job-role", e.to_string()))?;
         FleetPlan::new(&self.fleet_request(&self.template(gitlab_url)))
             .map_err(|e| Error::invalid("--jobs", e.to_string()))?;
         if self.reap_interval.is_zero() {
@@ -385,6 +397,9 @@ impl FlowConfig {
             .template(RunnerValues::new(gitlab_url).with_job_namespace(ns));
         if let Some(image) = self.job_image() {
             values = values.with_image(image);
+        }
+        if !self.job_accounts.is_empty() {
+            values = values.with_job_service_accounts(self.job_accounts.iter().map(|(n, _)| n));
         }
         if let Some(cache) = &self.image_cache {
             values.executor.image = self.pulled(&values.executor.image);

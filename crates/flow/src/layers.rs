@@ -15,6 +15,7 @@ const MODULES: &[(&str, u8, &[&str])] = &[
     ("error", 0, &[include_str!("error.rs")]),
     ("config", 0, &[include_str!("config.rs")]),
     ("cost", 0, &[include_str!("cost.rs")]),
+    ("image_cache", 0, &[include_str!("image_cache.rs")]),
     ("ownership", 0, &[include_str!("ownership.rs")]),
     ("plan", 1, &[include_str!("plan.rs")]),
     ("backends", 2, &[include_str!("backends.rs")]),
@@ -52,6 +53,7 @@ const MODULES: &[(&str, u8, &[&str])] = &[
         &[
             include_str!("preflight/mod.rs"),
             include_str!("preflight/footprint.rs"),
+            include_str!("preflight/pod_identity.rs"),
             include_str!("preflight/tests.rs"),
         ],
     ),

@@ -354,6 +354,17 @@ impl InMemoryServiceAccounts {
         );
     }
 
+    /// The job ServiceAccounts glrunner applied in `namespace` now (what `list` answers),
+    /// for a test's synchronous look.
+    pub fn accounts(&self, namespace: &str) -> Vec<JobServiceAccount> {
+        self.lock()
+            .accounts
+            .iter()
+            .filter(|((ns, _), (_, ours))| ns == namespace && *ours)
+            .map(|((_, name), (arn, _))| JobServiceAccount::new(name.clone(), arn.clone()))
+            .collect()
+    }
+
     fn lock(&self) -> MutexGuard<'_, MemoryState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -407,13 +418,7 @@ impl ServiceAccountInstaller for InMemoryServiceAccounts {
 
     async fn list(&self, namespace: &str) -> Result<Vec<JobServiceAccount>> {
         check_input(namespace, &[])?;
-        Ok(self
-            .lock()
-            .accounts
-            .iter()
-            .filter(|((ns, _), (_, ours))| ns == namespace && *ours)
-            .map(|((_, name), (arn, _))| JobServiceAccount::new(name.clone(), arn.clone()))
-            .collect())
+        Ok(self.accounts(namespace))
     }
 }
 

@@ -398,6 +398,8 @@ pub struct SandboxWorld {
     pub cluster_checks: Arc<glrunner_flow::MemoryClusterChecks>,
     /// The in-cluster janitor's objects (`--janitor in-cluster`).
     pub janitor: glrunner_janitor::deploy::InMemoryJanitorInstaller,
+    /// The job ServiceAccounts of IRSA job roles, in the runner namespace.
+    pub job_accounts: glrunner_runner_chart::InMemoryServiceAccounts,
     region: String,
     config: SandboxConfig,
     fargate: Arc<FargateAccount>,
@@ -440,6 +442,7 @@ impl SandboxWorld {
             clock,
             cluster_checks: Arc::default(),
             janitor: glrunner_janitor::deploy::InMemoryJanitorInstaller::default(),
+            job_accounts: glrunner_runner_chart::InMemoryServiceAccounts::default(),
             region,
             fargate: Arc::new(FargateAccount::new(&config.model.fargate)),
             images: Arc::new(images::SandboxImages::new(config.images.clone())),
@@ -1905,6 +1908,9 @@ impl ClusterConnector for SandboxConnector {
         self.world
             .janitor
             .declare_namespace(&spec.cluster.runner_namespace);
+        self.world
+            .job_accounts
+            .declare_namespace(&spec.cluster.runner_namespace);
         Ok(ClusterClients {
             releases,
             secrets: Arc::new(self.world.secrets.clone()),
@@ -1912,6 +1918,7 @@ impl ClusterConnector for SandboxConnector {
             clock: Arc::new(self.world.clock),
             checks: self.world.cluster_checks.clone(),
             janitor: Arc::new(self.world.janitor.clone()),
+            job_accounts: Arc::new(self.world.job_accounts.clone()),
         })
     }
 }

@@ -76,11 +76,35 @@ impl Run<'_> {
         if !errors.is_empty() {
             return Err(Error::phase(phase, errors.join("; ")));
         }
+        let accounts = self.install_job_accounts(&clients).await?;
         let janitor = self.install_janitor(&clients).await?;
         Ok(format!(
-            "{} release(s) deployed in {namespace}{janitor}",
+            "{} release(s) deployed in {namespace}{accounts}{janitor}",
             installs.len()
         ))
+    }
+
+    /// The job ServiceAccounts of the IRSA job roles ([`crate::FlowConfig::job_accounts`]),
+    /// applied in the job namespace once the releases created it and before any job runs;
+    /// returns the summary's suffix.
+    async fn install_job_accounts(&mut self, clients: &ClusterClients) -> Result<String, Error> {
+        if self.config.job_accounts.is_empty() {
+            return Ok(String::new());
+        }
+        let phase = Phase::Releases;
+        let namespace = self.config.job_namespace(&self.backends.gitlab_url);
+        let applied = clients
+            .job_accounts
+            .apply(&namespace, &self.config.job_accounts)
+            .await
+            .map_err(at(phase))?;
+        for name in &applied {
+            self.step(
+                phase,
+                format!("job ServiceAccount {namespace}/{name} applied"),
+            );
+        }
+        Ok(format!(", {} job ServiceAccount(s)", applied.len()))
     }
 
     /// `--janitor in-cluster`: applies the janitor's objects (a Deployment of `reap run` with its

@@ -146,6 +146,7 @@ impl Run<'_> {
                     .push(format!("remove the in-cluster janitor: {e}")),
             }
         }
+        self.remove_job_accounts(&c, summary).await;
         match once_more("list releases", || c.releases.list(Some(&namespace))).await {
             Ok(list) => {
                 for release in list.into_iter().filter(|r| owner.owns_release(&r.name)) {
@@ -225,6 +226,36 @@ impl Run<'_> {
     }
 
     /// The stack's releases still listed after the teardown.
+    /// Deletes the job ServiceAccounts of the run's job roles (only those: another stack's in a
+    /// shared namespace stay, and one glrunner did not create is never touched).
+    async fn remove_job_accounts(&mut self, c: &ClusterClients, summary: &mut TeardownSummary) {
+        if self.config.job_accounts.is_empty() {
+            return;
+        }
+        let namespace = self.config.job_namespace(&self.backends.gitlab_url);
+        let names: Vec<String> = self
+            .config
+            .job_accounts
+            .iter()
+            .map(|(n, _)| n.clone())
+            .collect();
+        match once_more("delete job ServiceAccounts", || {
+            c.job_accounts.remove(&namespace, &names)
+        })
+        .await
+        {
+            Ok(removed) => {
+                for name in removed {
+                    self.step(
+                        Phase::Teardown,
+                        format!("deleted job ServiceAccount {namespace}/{name}"),
+                    );
+                }
+            }
+            Err(e) => summary.errors.push(e),
+        }
+    }
+
     /// The in-cluster janitor's objects when this run installs one (`--janitor in-cluster`).
     fn janitor_ids(&self) -> Option<Vec<glrunner_janitor::deploy::ObjectId>> {
         let poll_timeout = self

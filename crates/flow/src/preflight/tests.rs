@@ -879,6 +879,7 @@ impl crate::ClusterConnector for ChecksConnector {
             clock: Arc::new(glrunner_janitor::SystemClock),
             checks: self.0.clone(),
             janitor: Arc::new(glrunner_janitor::deploy::InMemoryJanitorInstaller::default()),
+            job_accounts: Arc::new(glrunner_runner_chart::InMemoryServiceAccounts::default()),
         })
     }
 }
