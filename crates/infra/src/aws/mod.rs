@@ -9,6 +9,7 @@ mod account;
 pub mod actions;
 mod ec2;
 mod eks;
+mod oidc;
 
 use std::future::Future;
 use std::time::Duration;
