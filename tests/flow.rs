@@ -476,6 +476,7 @@ async fn aws_kube_config_takes_the_eks_endpoint_and_ca() {
         endpoint: "https://ABCDEF.gr7.us-east-1.eks.amazonaws.com".into(),
         certificate_authority: base64::engine::general_purpose::STANDARD.encode(pem),
         fargate_profiles: Vec::new(),
+        oidc_issuer: None,
     };
     let config = glrunner::flow::aws::kube_config(&access).await.unwrap();
     assert_eq!(
@@ -593,6 +594,7 @@ echo '[]'
         endpoint: "https://ABCDEF.gr7.us-east-1.eks.amazonaws.com".into(),
         certificate_authority: String::new(),
         fargate_profiles: Vec::new(),
+        oidc_issuer: None,
     };
     // The plugin is a glrunner example binary, built beside this test.
     let full_flow = std::env::current_exe()

@@ -288,6 +288,46 @@ pub async fn cluster_lifecycle(
             &tags(stack, &crate::plan::access_entry_key(&caller)),
         )
         .await?;
+    // The cluster's OIDC provider: for the issuer DescribeCluster returns, ARN as IAM names it.
+    let provider = cluster
+        .create(
+            &CreateRequest::OidcProvider {
+                cluster: name.clone(),
+            },
+            &tags(stack, crate::oidc::OIDC_PROVIDER_KEY),
+        )
+        .await?;
+    let issuer = cluster.cluster_access(&name).await?.oidc_issuer;
+    let account = crate::plan::account_of(&caller)
+        .unwrap_or_default()
+        .to_string();
+    check(
+        issuer.as_deref().is_some_and(|i| {
+            i.starts_with("https://")
+                && provider.id == crate::oidc::provider_arn(&partition, &account, i)
+                && provider.arn.as_deref() == Some(provider.id.as_str())
+        }),
+        || format!("OIDC provider {provider:?} is not the one of issuer {issuer:?}"),
+    )?;
+    let again = cluster
+        .create(
+            &CreateRequest::OidcProvider {
+                cluster: name.clone(),
+            },
+            &tags(stack, crate::oidc::OIDC_PROVIDER_KEY),
+        )
+        .await
+        .err();
+    check(matches!(again, Some(Error::AlreadyExists { .. })), || {
+        format!("a second OIDC provider for one issuer gave {again:?}")
+    })?;
+    check(
+        cluster
+            .describe(ResourceKind::OidcProvider, &provider.id)
+            .await?
+            .is_some_and(|r| r.key == crate::oidc::OIDC_PROVIDER_KEY),
+        || format!("describe lost the OIDC provider {}", provider.id),
+    )?;
     let found = cluster.discover(stack).await?;
     for (res, key) in [
         (&cluster_role, "role/cluster"),
@@ -295,6 +335,7 @@ pub async fn cluster_lifecycle(
         (&profile, "fargate-profile"),
         (&addon, "addon/coredns"),
         (&entry, crate::plan::access_entry_key(&caller).as_str()),
+        (&provider, crate::oidc::OIDC_PROVIDER_KEY),
     ] {
         check(
             found
@@ -315,7 +356,14 @@ pub async fn cluster_lifecycle(
         .await?;
     check(report.leftovers.is_empty(), || {
         format!("leftovers: {:?}", report.leftovers)
-    })
+    })?;
+    check(
+        cluster
+            .describe(ResourceKind::OidcProvider, &provider.id)
+            .await?
+            .is_none(),
+        || format!("teardown left the OIDC provider {}", provider.id),
+    )
 }
 
 /// Whole-stack provision twice (the second creates nothing and returns the same ids), then

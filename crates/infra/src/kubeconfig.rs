@@ -477,6 +477,7 @@ mod tests {
             endpoint: "https://ABC.gr7.us-east-1.eks.amazonaws.com".into(),
             certificate_authority: "Q0E=".into(),
             fargate_profiles: Vec::new(),
+            oidc_issuer: None,
         }
     }
 

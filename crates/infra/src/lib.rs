@@ -44,6 +44,7 @@ pub mod error;
 pub mod identity;
 pub mod kubeconfig;
 pub mod memory;
+pub mod oidc;
 pub mod plan;
 pub mod pod_identity;
 pub mod progress;

@@ -249,6 +249,7 @@ impl World {
     }
 }
 
+mod oidc;
 mod records;
 
 /// One in-memory AWS account seen from one region, implementing both [`NetworkProvisioner`]
@@ -520,8 +521,8 @@ impl InMemoryCloud {
             // ListRoles does not list a role IAM has not propagated yet.
             .filter(|e| e.kind != ResourceKind::IamRole || e.readable_at <= now)
             .filter(|e| {
-                // Roles are global: only those of this region's stack.
-                if e.kind == ResourceKind::IamRole {
+                // Roles and OIDC providers are global: only those of this region's stack.
+                if matches!(e.kind, ResourceKind::IamRole | ResourceKind::OidcProvider) {
                     return ours(e)
                         && e.tags.get(REGION_TAG).map(String::as_str)
                             == Some(self.region.as_str());
@@ -559,7 +560,9 @@ impl InMemoryCloud {
         self.log(&mut world, action.clone());
         let d = &self.durations;
         let partition = partition(&self.region);
-        let regional = (kind != ResourceKind::IamRole).then(|| self.region.clone());
+        // IAM (roles, OIDC providers) is global.
+        let regional = (!matches!(kind, ResourceKind::IamRole | ResourceKind::OidcProvider))
+            .then(|| self.region.clone());
         let mut entry = Entry::new(kind, regional, now);
         entry.tags = tags.pairs();
         if kind.is_network() {
@@ -924,6 +927,9 @@ impl InMemoryCloud {
                 entry.parent = Some(cluster.clone());
                 entry.policies = vec![policy_arn.clone()];
             }
+            CreateRequest::OidcProvider { cluster } => {
+                self.create_oidc_provider(&world, &mut entry, cluster, &action, now)?
+            }
         }
         let resource = entry.to_resource(now).expect("new entry is present");
         world.created.push(resource.clone());
@@ -1264,6 +1270,7 @@ impl ClusterProvisioner for InMemoryCloud {
             certificate_authority: base64::engine::general_purpose::STANDARD
                 .encode("-----BEGIN CERTIFICATE-----\nc2FuZGJveA==\n-----END CERTIFICATE-----\n"),
             fargate_profiles: self.fargate_profiles(name),
+            oidc_issuer: Some(oidc::issuer(&self.region, name)),
         })
     }
 }

@@ -143,6 +143,11 @@ pub enum StepAction {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         principal: Option<String>,
     },
+    /// IAM OIDC provider for the cluster's issuer.
+    OidcProvider {
+        /// Cluster step.
+        cluster: StepRef,
+    },
 }
 
 /// Whether a step will create its resource or found it already there.
@@ -527,6 +532,19 @@ impl Plan {
             vec!["fargate-profile".into()],
             StepAction::Addon { cluster: r("cluster"), name: "coredns".into(), configuration: COREDNS_FARGATE_CONFIG.into() },
         );
+        add(
+            crate::oidc::OIDC_PROVIDER_KEY.into(),
+            ResourceKind::OidcProvider,
+            format!(
+                "create the IAM OIDC provider for the issuer of cluster {} (client id {}), for IAM roles for service accounts",
+                cluster.name,
+                crate::oidc::STS_AUDIENCE
+            ),
+            vec!["cluster".into()],
+            StepAction::OidcProvider {
+                cluster: r("cluster"),
+            },
+        );
         let mut warnings = Vec::new();
         if cluster.public_endpoint_is_open() {
             warnings.push(
@@ -827,6 +845,9 @@ impl StepAction {
                 principal_arn: principal.clone().unwrap_or_else(|| caller_arn.to_string()),
                 policy_arn: policy_arn.clone(),
             },
+            Self::OidcProvider { cluster } => CreateRequest::OidcProvider {
+                cluster: id(cluster)?,
+            },
         })
     }
 }
@@ -881,7 +902,7 @@ mod tests {
         assert_eq!(counts[&ResourceKind::RouteTable], 2);
         assert_eq!(counts[&ResourceKind::FargateProfile], 1);
         assert_eq!(counts[&ResourceKind::IamRole], 2);
-        assert_eq!(plan.steps.len(), 16);
+        assert_eq!(plan.steps.len(), 17);
         assert!(
             plan.step("nat/us-east-1a")
                 .unwrap()
@@ -929,7 +950,7 @@ mod tests {
         for step in &plan.steps {
             assert!(tree.contains(&step.description), "{}", step.key);
         }
-        assert!(tree.starts_with("plan for stack glrunner in us-east-1: 16 steps"));
+        assert!(tree.starts_with("plan for stack glrunner in us-east-1: 17 steps"));
     }
 
     #[test]
@@ -1023,7 +1044,7 @@ mod tests {
             plan.step("access/principal/arn:aws:iam::123456789012:role/ci")
                 .is_some()
         );
-        assert_eq!(plan.steps.len(), 17);
+        assert_eq!(plan.steps.len(), 18);
         // The caller is named in its own step; a caller that is also an admin principal has one.
         let mut bound = plan.clone();
         bound.bind_caller("arn:aws:iam::123456789012:user/dev");
@@ -1033,10 +1054,10 @@ mod tests {
                 .step("access/principal/arn:aws:iam::123456789012:user/dev")
                 .is_some()
         );
-        assert_eq!(bound.steps.len(), 17);
+        assert_eq!(bound.steps.len(), 18);
         let mut same = plan.clone();
         same.bind_caller("arn:aws:iam::123456789012:role/ci");
-        assert_eq!(same.steps.len(), 16);
+        assert_eq!(same.steps.len(), 17);
         assert!(!same.needs_caller() && same.step(CALLER_ACCESS_KEY).is_none());
         assert!(
             plan.render_tree()

@@ -38,6 +38,8 @@ pub enum ResourceKind {
     Vpc,
     /// IAM role with its managed policies.
     IamRole,
+    /// IAM OpenID Connect provider for an EKS cluster's issuer (IRSA).
+    OidcProvider,
 }
 
 impl ResourceKind {
@@ -57,6 +59,7 @@ impl ResourceKind {
             Self::Subnet => "subnet",
             Self::Vpc => "VPC",
             Self::IamRole => "IAM role",
+            Self::OidcProvider => "IAM OIDC provider",
         }
     }
 
@@ -285,6 +288,12 @@ pub enum CreateRequest {
         /// Access policy ARN (cluster admin).
         policy_arn: String,
     },
+    /// IAM OIDC provider for the issuer the cluster's DescribeCluster returns
+    /// (`cluster.identity.oidc.issuer`), with the client id `sts.amazonaws.com`.
+    OidcProvider {
+        /// Cluster name.
+        cluster: String,
+    },
 }
 
 impl CreateRequest {
@@ -329,7 +338,9 @@ impl CreateRequest {
                 ids.extend(subnet_ids.iter().map(String::as_str));
                 ids
             }
-            Self::Addon { cluster, .. } | Self::AccessEntry { cluster, .. } => vec![cluster],
+            Self::Addon { cluster, .. }
+            | Self::AccessEntry { cluster, .. }
+            | Self::OidcProvider { cluster } => vec![cluster],
         }
     }
 
@@ -365,6 +376,7 @@ impl CreateRequest {
             Self::FargateProfile { .. } => ResourceKind::FargateProfile,
             Self::Addon { .. } => ResourceKind::Addon,
             Self::AccessEntry { .. } => ResourceKind::AccessEntry,
+            Self::OidcProvider { .. } => ResourceKind::OidcProvider,
         }
     }
 }
@@ -427,6 +439,11 @@ pub struct ClusterAccess {
     /// The cluster's Fargate profiles and their selectors (which namespaces run on Fargate).
     #[serde(default)]
     pub fargate_profiles: Vec<FargateProfileSelectors>,
+    /// The cluster's OpenID Connect issuer URL (`cluster.identity.oidc.issuer` of
+    /// DescribeCluster), e.g. `https://oidc.eks.us-east-1.amazonaws.com/id/EXAMPLE`: what an IAM
+    /// OIDC provider and IRSA trust policies name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc_issuer: Option<String>,
 }
 
 /// One Fargate profile of a cluster and its selectors.

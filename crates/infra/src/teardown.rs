@@ -20,6 +20,7 @@ pub const TEARDOWN_ORDER: &[ResourceKind] = &[
     ResourceKind::Addon,
     ResourceKind::AccessEntry,
     ResourceKind::FargateProfile,
+    ResourceKind::OidcProvider,
     ResourceKind::Cluster,
     ResourceKind::NetworkInterface,
     ResourceKind::SecurityGroup,

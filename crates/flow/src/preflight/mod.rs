@@ -1370,6 +1370,7 @@ async fn token_kubeconfig_credentials(
         endpoint: "https://preflight.invalid".into(),
         certificate_authority: String::new(),
         fargate_profiles: Vec::new(),
+        oidc_issuer: None,
     };
     let program = match std::env::current_exe() {
         Ok(p) => p,

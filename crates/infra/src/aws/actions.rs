@@ -71,6 +71,11 @@ pub const CALLED_ACTIONS: &[&str] = &[
     "iam:ListRolePolicies",
     "iam:ListRoles",
     "iam:SimulatePrincipalPolicy",
+    // The cluster's OIDC provider (aws-sdk-iam; aws/oidc.rs).
+    "iam:CreateOpenIDConnectProvider",
+    "iam:DeleteOpenIDConnectProvider",
+    "iam:GetOpenIDConnectProvider",
+    "iam:ListOpenIDConnectProviders",
     // Identity (aws-sdk-sts).
     "sts:GetCallerIdentity",
     // Quotas and prices, read by the preflight (aws-sdk-servicequotas, aws-sdk-pricing).
@@ -88,13 +93,16 @@ pub const CALLED_ACTIONS: &[&str] = &[
 /// action"), `iam:TagRole` (IAM User Guide, "Permissions required to tag IAM entities": a role
 /// created with tags needs iam:TagRole), `eks:TagResource` (Service Authorization Reference,
 /// Amazon EKS, "API operations": CreateCluster, CreateFargateProfile, CreateAddon and
-/// CreateAccessEntry each authorise eks:TagResource).
+/// CreateAccessEntry each authorise eks:TagResource), `iam:TagOpenIDConnectProvider` (IAM
+/// User Guide, "Permissions required to tag IAM entities": an OIDC provider created with tags
+/// needs it).
 pub const IMPLIED_ACTIONS: &[&str] = &[
     "iam:PassRole",
     "iam:CreateServiceLinkedRole",
     "ec2:CreateTags",
     "iam:TagRole",
     "eks:TagResource",
+    "iam:TagOpenIDConnectProvider",
 ];
 
 /// Calls AWS authorises without any permission: "No permissions are required to perform this
@@ -239,6 +247,15 @@ impl PermissionScope {
                 crate::plan::fargate_role_name(&self.stack, &self.region)
             ),
         ]
+    }
+
+    /// The ARNs of the OIDC providers of this Region's EKS clusters (the stack's cluster's
+    /// issuer is not known before the cluster exists): `…:oidc-provider/oidc.eks.<region>.amazonaws.com/id/*`.
+    pub fn oidc_provider_arns(&self) -> String {
+        format!(
+            "arn:{}:iam::{}:oidc-provider/oidc.eks.{}.amazonaws.com/id/*",
+            self.partition, self.account, self.region
+        )
     }
 
     /// The Region IAM's requests are made in: IAM is global, and `aws:RequestedRegion` of a
@@ -458,6 +475,22 @@ pub fn permission_checks(scope: &PermissionScope) -> Vec<PermissionCheck> {
                 resources.extend(scope.caller_role.iter().cloned());
                 out.push(check(action, resources, vec![iam_region.clone()]));
             }
+            // ListOpenIDConnectProviders has no resource type (Service Authorization
+            // Reference, IAM, "Actions defined by AWS Identity and Access Management").
+            ("iam", "iam:ListOpenIDConnectProviders") => {
+                out.push(check(action, vec!["*".into()], vec![iam_region.clone()]));
+            }
+            ("iam", "iam:CreateOpenIDConnectProvider" | "iam:TagOpenIDConnectProvider") => out
+                .push(check(
+                    action,
+                    vec![scope.oidc_provider_arns()],
+                    scope.tag_context(scope.iam_region(), &[]),
+                )),
+            ("iam", a) if a.ends_with("OpenIDConnectProvider") => out.push(check(
+                a,
+                vec![scope.oidc_provider_arns()],
+                vec![iam_region.clone()],
+            )),
             ("iam", a) => out.push(check(a, roles.clone(), vec![iam_region.clone()])),
             (_, a) => out.push(check(a, vec!["*".into()], vec![region.clone()])),
         }
@@ -869,6 +902,7 @@ mod tests {
                                 "eks:CreateCluster",
                                 "eks:ListClusters",
                                 "iam:ListRoles",
+                                "iam:ListOpenIDConnectProviders",
                                 "servicequotas:GetAWSDefaultServiceQuota",
                                 "pricing:GetProducts"
                             ]

@@ -26,11 +26,11 @@ pub const ROLE_PATH: &str = "/glrunner/";
 /// [`ClusterProvisioner`] on aws-sdk-eks, aws-sdk-iam and STS.
 #[derive(Debug, Clone)]
 pub struct AwsCluster {
-    eks: aws_sdk_eks::Client,
-    iam: aws_sdk_iam::Client,
+    pub(super) eks: aws_sdk_eks::Client,
+    pub(super) iam: aws_sdk_iam::Client,
     sts: aws_sdk_sts::Client,
     /// The EKS client's region: IAM is global, so roles are told apart by region.
-    region: String,
+    pub(super) region: String,
 }
 
 impl AwsCluster {
@@ -777,6 +777,7 @@ impl ClusterProvisioner for AwsCluster {
 
     async fn discover(&self, stack: &StackName) -> Result<Vec<Resource>> {
         let mut found = self.discover_roles(stack).await?;
+        found.extend(self.discover_oidc_providers(stack).await?);
         let clusters = self
             .eks
             .list_clusters()
@@ -862,6 +863,9 @@ impl ClusterProvisioner for AwsCluster {
                 self.create_access_entry(cluster, principal_arn, policy_arn, tags)
                     .await
             }
+            CreateRequest::OidcProvider { cluster } => {
+                self.create_oidc_provider(cluster, tags).await
+            }
             other => Err(Error::invalid(
                 "request",
                 format!("{} is not a cluster resource", other.kind()),
@@ -885,6 +889,7 @@ impl ClusterProvisioner for AwsCluster {
                 self.describe_access_entry(cluster, principal).await
             }
             ResourceKind::IamRole => Ok(self.describe_role(id).await?.map(|(r, _)| r)),
+            ResourceKind::OidcProvider => self.describe_oidc_provider(id).await,
             other => Err(Error::invalid(
                 "kind",
                 format!("{other} is not a cluster resource"),
@@ -939,6 +944,7 @@ impl ClusterProvisioner for AwsCluster {
                     .map_err(|e| map_sdk_error(&action, &what, "eks", e))
             }
             ResourceKind::IamRole => self.delete_role(id).await,
+            ResourceKind::OidcProvider => self.delete_oidc_provider(id).await,
             other => Err(Error::invalid(
                 "kind",
                 format!("{other} is not a cluster resource"),
@@ -1076,6 +1082,11 @@ impl ClusterProvisioner for AwsCluster {
             });
         }
         Ok(ClusterAccess {
+            oidc_issuer: cluster
+                .identity()
+                .and_then(|i| i.oidc())
+                .and_then(|o| o.issuer())
+                .map(str::to_owned),
             fargate_profiles,
             name: name.to_string(),
             arn: cluster.arn().unwrap_or_default().to_string(),

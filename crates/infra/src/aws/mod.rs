@@ -9,6 +9,7 @@ mod account;
 pub mod actions;
 mod ec2;
 mod eks;
+mod oidc;
 mod pod_identity;
 
 use std::future::Future;

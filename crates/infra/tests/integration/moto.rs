@@ -122,7 +122,7 @@ async fn dry_run_mutates_nothing() {
     )
     .await
     .unwrap();
-    assert_eq!(plan.steps.len(), 16);
+    assert_eq!(plan.steps.len(), 17);
     let ec2 = aws_sdk_ec2::Client::new(&config);
     let vpcs = ec2
         .describe_vpcs()
