@@ -81,6 +81,10 @@ pub struct FlowConfig {
     /// it (the stack's S3 cache); off, the cache workload's restores all miss and the report
     /// says why. Off by default.
     pub fleet_has_cache: bool,
+    /// The job pods' disk and the runners' resource-overwrite ceilings
+    /// ([`glrunner_runner_chart::job_disk`]); default: Fargate's included 20 GiB, no overwrites.
+    /// The cost projection prices the largest job pod the ceilings allow.
+    pub job_disk: crate::job_disk::JobDisk,
 }
 
 /// Default interval of the load test's Pending samples ([`FlowConfig::pending_sample_interval`]).
@@ -123,6 +127,7 @@ impl FlowConfig {
             images: Vec::new(),
             cache_workload: None,
             fleet_has_cache: false,
+            job_disk: crate::job_disk::JobDisk::default(),
         }
     }
 
@@ -319,6 +324,7 @@ impl FlowConfig {
         }
         ProjectRef::parse(&self.project).map_err(|e| Error::invalid("--project", e.to_string()))?;
         self.validate_workload()?;
+        self.job_disk.validate(&self.template(gitlab_url))?;
         FleetPlan::new(&self.fleet_request(&self.template(gitlab_url)))
             .map_err(|e| Error::invalid("--jobs", e.to_string()))?;
         if self.reap_interval.is_zero() {
@@ -381,7 +387,7 @@ impl FlowConfig {
         if let Some(image) = self.job_image() {
             values = values.with_image(image);
         }
-        values
+        self.job_disk.apply(values)
     }
 }
 

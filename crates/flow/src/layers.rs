@@ -16,6 +16,7 @@ const MODULES: &[(&str, u8, &[&str])] = &[
     ("config", 0, &[include_str!("config.rs")]),
     ("cost", 0, &[include_str!("cost.rs")]),
     ("ownership", 0, &[include_str!("ownership.rs")]),
+    ("job_disk", 0, &[include_str!("job_disk.rs")]),
     ("plan", 1, &[include_str!("plan.rs")]),
     ("backends", 2, &[include_str!("backends.rs")]),
     ("cluster", 2, &[include_str!("cluster.rs")]),

@@ -69,6 +69,7 @@ pub mod drain;
 mod error;
 mod events;
 pub mod janitor;
+pub mod job_disk;
 pub mod lint;
 mod ownership;
 pub mod pending;
