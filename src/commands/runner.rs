@@ -98,6 +98,19 @@ pub struct ReleaseArgs {
     /// Build container memory (requests = limits), e.g. 512Mi or 2Gi.
     #[arg(long, default_value = "512Mi")]
     pub memory: String,
+    /// Build container ephemeral storage (requests = limits), e.g. 30Gi; at most 175Gi on
+    /// Fargate (default: Fargate's included 20 GiB).
+    #[arg(long)]
+    pub ephemeral_storage: Option<String>,
+    /// Highest CPU a job may ask with KUBERNETES_CPU_REQUEST/_LIMIT (cpu_request/limit_overwrite_max_allowed); unset: ignored.
+    #[arg(long)]
+    pub cpu_overwrite_max: Option<String>,
+    /// Highest memory a job may ask with KUBERNETES_MEMORY_REQUEST/_LIMIT; unset: ignored.
+    #[arg(long)]
+    pub memory_overwrite_max: Option<String>,
+    /// Highest ephemeral storage a job may ask with KUBERNETES_EPHEMERAL_STORAGE_REQUEST/_LIMIT; unset: ignored.
+    #[arg(long)]
+    pub ephemeral_storage_overwrite_max: Option<String>,
     /// Default job image.
     #[arg(long)]
     pub image: Option<String>,
@@ -253,6 +266,10 @@ pub fn flag_for(field: &str) -> String {
         "executor.image" => "--image",
         "executor.build.cpu" => "--cpu",
         "executor.build.memory" => "--memory",
+        "executor.ephemeral_storage"
+        | "executor.overwrite_max.cpu"
+        | "executor.overwrite_max.memory"
+        | "executor.overwrite_max.ephemeral_storage" => glrunner_flow::job_disk::flag_for(field),
         "runner_tags" => "--tag",
         "runners.secret" => "--secret-name",
         "request_concurrency" => "--request-concurrency",
@@ -331,6 +348,13 @@ pub fn spec(args: &ReleaseArgs) -> Result<ReleaseSpec, CliError> {
     if let Some(image) = &args.image {
         values = values.with_image(image);
     }
+    values = glrunner_flow::job_disk::JobDisk::new(
+        args.ephemeral_storage.as_deref(),
+        args.cpu_overwrite_max.as_deref(),
+        args.memory_overwrite_max.as_deref(),
+        args.ephemeral_storage_overwrite_max.as_deref(),
+    )
+    .apply(values);
     if let Some(ns) = &args.job_namespace {
         values = values.with_job_namespace(ns);
     }

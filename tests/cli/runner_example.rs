@@ -67,6 +67,22 @@ fn bad_tokens_and_flags_exit_2_and_name_the_variable_or_flag() {
             &[],
             "--request-concurrency",
         ),
+        // Job disk (#25): beyond Fargate's 175 GiB, and ceilings beyond its largest pod.
+        (
+            &["values", "--ephemeral-storage", "200Gi"],
+            &[],
+            "--ephemeral-storage: \"200Gi\" is outside",
+        ),
+        (
+            &["install", "--cpu-overwrite-max", "16"],
+            &[],
+            "--cpu-overwrite-max",
+        ),
+        (
+            &["values", "--ephemeral-storage-overwrite-max", "1Ti"],
+            &[],
+            "--ephemeral-storage-overwrite-max",
+        ),
     ];
     for (args, env, needle) in cases {
         let mut env = env.to_vec();
@@ -78,6 +94,44 @@ fn bad_tokens_and_flags_exit_2_and_name_the_variable_or_flag() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
         assert!(!stderr.contains("legacySecretValue"), "{stderr}");
+    }
+}
+
+/// `runner values` renders the job disk and the ceilings into the runner's config.
+#[test]
+fn values_carry_the_job_disk_and_the_overwrite_ceilings() {
+    let out = run(
+        "runner",
+        &[
+            "values",
+            "--ephemeral-storage",
+            "30Gi",
+            "--cpu-overwrite-max",
+            "2",
+            "--memory-overwrite-max",
+            "4Gi",
+            "--ephemeral-storage-overwrite-max",
+            "60Gi",
+        ],
+        &[],
+    );
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let values: serde_json::Value = serde_norway::from_str(&stdout).expect("values YAML");
+    let config = values["runners"]["config"]
+        .as_str()
+        .expect("runners.config");
+    for line in [
+        "ephemeral_storage_request = \"30Gi\"",
+        "ephemeral_storage_limit = \"30Gi\"",
+        "cpu_request_overwrite_max_allowed = \"2\"",
+        "cpu_limit_overwrite_max_allowed = \"2\"",
+        "memory_request_overwrite_max_allowed = \"4Gi\"",
+        "memory_limit_overwrite_max_allowed = \"4Gi\"",
+        "ephemeral_storage_request_overwrite_max_allowed = \"60Gi\"",
+        "ephemeral_storage_limit_overwrite_max_allowed = \"60Gi\"",
+    ] {
+        assert!(config.lines().any(|l| l == line), "{line} in {config}");
     }
 }
 

@@ -1,5 +1,6 @@
 //! EKS Fargate domain knowledge shared by glrunner's crates: exact Kubernetes quantities, how a
-//! pod's requests round up to a billable Fargate size, and what that size costs.
+//! pod's requests round up to a billable Fargate size, what that size costs, and the pod's
+//! ephemeral storage ([`storage`]).
 //!
 //! A leaf crate: it depends on none of glrunner's other crates, so runner-chart, janitor and
 //! the root package's cost projection can all use it.
@@ -22,6 +23,7 @@
 pub mod price;
 pub mod quantity;
 pub mod size;
+pub mod storage;
 
 pub use price::{FargatePricing, PriceError};
 pub use quantity::{Quantity, QuantityError};

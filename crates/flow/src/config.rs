@@ -91,6 +91,10 @@ pub struct FlowConfig {
     /// (one) or an anchored `service_account_overwrite_allowed` (several), and removes them on
     /// teardown. Empty: jobs run without an AWS identity.
     pub job_accounts: Vec<(String, String)>,
+    /// The job pods' disk and the runners' resource-overwrite ceilings
+    /// ([`glrunner_runner_chart::job_disk`]); default: Fargate's included 20 GiB, no overwrites.
+    /// The cost projection prices the largest job pod the ceilings allow.
+    pub job_disk: crate::job_disk::JobDisk,
 }
 
 /// Default interval of the load test's Pending samples ([`FlowConfig::pending_sample_interval`]).
@@ -135,6 +139,7 @@ impl FlowConfig {
             fleet_has_cache: false,
             image_cache: None,
             job_accounts: Vec::new(),
+            job_disk: crate::job_disk::JobDisk::default(),
         }
     }
 
@@ -336,6 +341,7 @@ impl FlowConfig {
             &self.job_accounts,
         )
         .map_err(|e| Error::invalid("--job-role", e.to_string()))?;
+        self.job_disk.validate(&self.template(gitlab_url))?;
         FleetPlan::new(&self.fleet_request(&self.template(gitlab_url)))
             .map_err(|e| Error::invalid("--jobs", e.to_string()))?;
         if self.reap_interval.is_zero() {
@@ -410,7 +416,7 @@ impl FlowConfig {
                 values.executor.helper_image = Some(cached);
             }
         }
-        values
+        self.job_disk.apply(values)
     }
 
     /// The reference a job pulls for `image`: its pull-through cache path, or itself (no

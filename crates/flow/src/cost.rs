@@ -203,6 +203,10 @@ pub struct CostInputs {
     pub job_pods: u32,
     /// A job pod's Fargate size.
     pub job_pod_size: FargateSize,
+    /// The largest job pod the overwrite ceilings and job disk allow; `Some`: the projection
+    /// prices every job pod at it, ephemeral storage beyond Fargate's 20 GiB included.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job_pod_ceiling: Option<glrunner_runner_chart::JobPodCeiling>,
 }
 
 /// One line of the projection.
@@ -231,6 +235,10 @@ pub struct CostProjection {
     pub price_list_api: bool,
     /// The prices used, with their sources.
     pub prices: Prices,
+    /// The job pod the projection priced when the runners' overwrite ceilings or job disk make
+    /// it larger than the default one, e.g. `4 vCPU / 8 GB with 60 GiB of ephemeral storage`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priced_job_pod: Option<String>,
 }
 
 fn hours(d: Duration) -> f64 {
@@ -315,17 +323,8 @@ pub fn project(
             * prices.fargate.cost(inputs.manager_pod_size, manager_time),
         price_source: prices.fargate.source.clone(),
     });
-    lines.push(CostLine {
-        item: "job pods".into(),
-        basis: format!(
-            "{} × {} × {} (pod start + job; 1 min minimum)",
-            inputs.job_pods,
-            inputs.job_pod_size,
-            minutes(job_time)
-        ),
-        usd: f64::from(inputs.job_pods) * prices.fargate.cost(inputs.job_pod_size, job_time),
-        price_source: prices.fargate.source.clone(),
-    });
+    let (job_lines, priced_job_pod) = job_pod_lines(inputs, job_time, prices);
+    lines.extend(job_lines);
     let total_usd = lines.iter().map(|l| l.usd).sum();
     CostProjection {
         lines,
@@ -333,7 +332,69 @@ pub fn project(
         durations: *durations,
         price_list_api: prices.used_price_list_api(),
         prices: prices.clone(),
+        priced_job_pod,
     }
+}
+
+/// The job pods' lines: at the default size, or, with overwrite ceilings or a job disk, at the
+/// largest size they allow (a job may raise its pod up to it) plus the ephemeral storage Fargate
+/// bills beyond the included 20 GiB (glrunner_fargate::storage: requests + 10% + 5 GiB,
+/// whole GB, per second with the one-minute minimum).
+fn job_pod_lines(
+    inputs: &CostInputs,
+    job_time: Duration,
+    prices: &Prices,
+) -> (Vec<CostLine>, Option<String>) {
+    let pods = f64::from(inputs.job_pods);
+    let Some(ceiling) = inputs.job_pod_ceiling else {
+        let line = CostLine {
+            item: "job pods".into(),
+            basis: format!(
+                "{} × {} × {} (pod start + job; 1 min minimum)",
+                inputs.job_pods,
+                inputs.job_pod_size,
+                minutes(job_time)
+            ),
+            usd: pods * prices.fargate.cost(inputs.job_pod_size, job_time),
+            price_source: prices.fargate.source.clone(),
+        };
+        return (vec![line], None);
+    };
+    let size = ceiling.size.max(inputs.job_pod_size);
+    let storage_gib = ceiling.storage_mib as f64 / 1024.0;
+    let described = if ceiling.storage_mib == 0 {
+        format!("{size} with Fargate's included 20 GiB of ephemeral storage")
+    } else {
+        format!("{size} with {storage_gib:.0} GiB of ephemeral storage")
+    };
+    let mut lines = vec![CostLine {
+        item: "job pods".into(),
+        basis: format!(
+            "{} × {} × {} (the largest pod the overwrite ceilings allow; default {}; pod start + job; 1 min minimum)",
+            inputs.job_pods,
+            size,
+            minutes(job_time),
+            inputs.job_pod_size
+        ),
+        usd: pods * prices.fargate.cost(size, job_time),
+        price_source: prices.fargate.source.clone(),
+    }];
+    let billed_gb = ceiling.billed_storage_gb();
+    if billed_gb > 0 {
+        let (gb_hour, source) = glrunner_fargate::storage::storage_gb_hour_usd(&inputs.region);
+        let billed_time = job_time.max(prices.fargate.minimum_billed);
+        lines.push(CostLine {
+            item: "job pod ephemeral storage".into(),
+            basis: format!(
+                "{} × {billed_gb} GB beyond the included 20 GiB ({storage_gib:.0} GiB requested + 10% + 5 GiB) × {} × ${gb_hour}/GB-h",
+                inputs.job_pods,
+                minutes(billed_time)
+            ),
+            usd: pods * billed_gb as f64 * gb_hour * hours(billed_time),
+            price_source: source,
+        });
+    }
+    (lines, Some(described))
 }
 
 /// What the run was projected to cost before it started, and the same lines from the
@@ -382,7 +443,55 @@ mod tests {
             manager_pod_size: FargateSize::for_requests(250, 256).unwrap(),
             job_pods: jobs,
             job_pod_size: FargateSize::for_requests(500, 768).unwrap(),
+            job_pod_ceiling: None,
         }
+    }
+
+    #[test]
+    fn the_largest_pod_the_ceilings_allow_is_priced_with_its_storage() {
+        let prices = Prices::table("us-east-1");
+        let d = ExpectedDurations::default();
+        let plain = project(&inputs(100), &d, &prices);
+        assert_eq!(plain.priced_job_pod, None);
+        assert!(
+            plain
+                .lines
+                .iter()
+                .all(|l| l.item != "job pod ephemeral storage")
+        );
+        let mut ceiling = inputs(100);
+        let big = FargateSize::for_requests(4000, 8 * 1024).unwrap();
+        ceiling.job_pod_ceiling = Some(glrunner_runner_chart::JobPodCeiling {
+            size: big,
+            storage_mib: 100 * 1024,
+        });
+        let dear = project(&ceiling, &d, &prices);
+        let job_time = d.pod_start + d.job;
+        let jobs = dear.lines.iter().find(|l| l.item == "job pods").unwrap();
+        assert!((jobs.usd - 100.0 * prices.fargate.cost(big, job_time)).abs() < 1e-9);
+        assert!(
+            jobs.basis.contains("overwrite ceilings allow"),
+            "{}",
+            jobs.basis
+        );
+        // 100 GiB requested: 115 GiB provisioned, 95 GB billed (AWS's own example).
+        let disk = dear
+            .lines
+            .iter()
+            .find(|l| l.item == "job pod ephemeral storage")
+            .unwrap();
+        let want = 100.0 * 95.0 * 0.000111 * job_time.as_secs_f64() / 3600.0;
+        assert!((disk.usd - want).abs() < 1e-12, "{} vs {want}", disk.usd);
+        assert!(
+            disk.price_source.contains("Ephemeral Storage"),
+            "{}",
+            disk.price_source
+        );
+        assert!(dear.total_usd > plain.total_usd);
+        assert_eq!(
+            dear.priced_job_pod.as_deref(),
+            Some("4 vCPU / 9 GB with 100 GiB of ephemeral storage")
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ const MODULES: &[(&str, u8, &[&str])] = &[
     ("cost", 0, &[include_str!("cost.rs")]),
     ("image_cache", 0, &[include_str!("image_cache.rs")]),
     ("ownership", 0, &[include_str!("ownership.rs")]),
+    ("job_disk", 0, &[include_str!("job_disk.rs")]),
     ("plan", 1, &[include_str!("plan.rs")]),
     ("backends", 2, &[include_str!("backends.rs")]),
     ("cluster", 2, &[include_str!("cluster.rs")]),

@@ -70,6 +70,7 @@ mod error;
 mod events;
 pub mod image_cache;
 pub mod janitor;
+pub mod job_disk;
 pub mod lint;
 mod ownership;
 pub mod pending;

@@ -70,10 +70,17 @@ impl FlowConfig {
                 "the runner values' requests do not fit a Fargate pod",
             ));
         };
+        // With a job disk or overwrite ceilings, a job may make its pod this large.
+        let job_pod_ceiling = if self.job_disk.is_empty() {
+            None
+        } else {
+            template.executor.largest_job_pod()
+        };
         let preflight = PreflightPlan {
             spec: self.spec.clone(),
             fleet: fleet.clone(),
             job_pod_size,
+            job_pod_ceiling,
             manager_pod_size,
             project: Some(self.project.clone()),
             durations: ExpectedDurations {
@@ -107,6 +114,9 @@ pub struct PreflightPlan {
     pub fleet: FleetPlan,
     /// A job pod's Fargate size.
     pub job_pod_size: FargateSize,
+    /// The largest job pod the runners' overwrite ceilings and job disk allow, when either is
+    /// set ([`crate::job_disk`]): what the cost projection prices.
+    pub job_pod_ceiling: Option<glrunner_runner_chart::JobPodCeiling>,
     /// A runner manager pod's Fargate size.
     pub manager_pod_size: FargateSize,
     /// The GitLab project (path or id); `None` skips the project check.
@@ -223,6 +233,7 @@ impl PreflightPlan {
             manager_pod_size: self.manager_pod_size,
             job_pods: self.fleet.total_jobs,
             job_pod_size: self.job_pod_size,
+            job_pod_ceiling: self.job_pod_ceiling,
         }
     }
 }

@@ -768,6 +768,13 @@ impl FlowReport {
                     }
                 ),
             );
+            if let Some(pod) = &c.projected.priced_job_pod {
+                row(
+                    out,
+                    "priced job pod",
+                    format!("{pod} (the largest the runners' overwrite ceilings allow)"),
+                );
+            }
             row(
                 out,
                 "estimated cost",

@@ -85,6 +85,7 @@ mod forward;
 pub mod helm;
 pub mod identity;
 pub mod job_accounts;
+pub mod job_disk;
 pub mod k8s;
 pub mod memory;
 pub mod release;
@@ -110,6 +111,7 @@ pub use job_accounts::{
     DynServiceAccountInstaller, InMemoryServiceAccounts, JobServiceAccount, KubeServiceAccounts,
     ServiceAccountInstaller,
 };
+pub use job_disk::{EphemeralStorage, JobPodCeiling, OverwriteCeilings};
 pub use k8s::KubeTokenSecrets;
 pub use memory::{InMemoryReleases, InMemoryTokenSecrets, InstalledRunner, Timing};
 #[cfg(feature = "mock")]

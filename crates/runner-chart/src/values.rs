@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Invalid, Result};
 use crate::fargate::{FargateSize, NearMiss, Resource};
 use crate::identity::JobIdentity;
+use crate::job_disk::{EphemeralStorage, OverwriteCeilings};
 use crate::stop::{ManagerImage, StopSignal};
 use crate::validate;
 
@@ -358,6 +359,14 @@ pub struct KubernetesExecutor {
     /// `service_account_overwrite_allowed`, from the job roles ([`crate::identity`]).
     #[serde(default, skip_serializing_if = "JobIdentity::is_empty")]
     pub identity: JobIdentity,
+    /// The build container's ephemeral storage (`ephemeral_storage_request` = `_limit`);
+    /// `None`: Fargate's included 20 GiB ([`crate::job_disk`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ephemeral_storage: Option<EphemeralStorage>,
+    /// The `*_overwrite_max_allowed` ceilings of CPU, memory and ephemeral storage; empty: the
+    /// runner ignores the jobs' `KUBERNETES_*` resource variables ([`crate::job_disk`]).
+    #[serde(default, skip_serializing_if = "OverwriteCeilings::is_empty")]
+    pub overwrite_max: OverwriteCeilings,
 }
 
 /// One of GitLab Runner's Kubernetes `pull_policy` values: `pull_policy` in
@@ -404,6 +413,8 @@ impl Default for KubernetesExecutor {
             pod_annotations: BTreeMap::new(),
             pull_policy: Vec::new(),
             identity: JobIdentity::default(),
+            ephemeral_storage: None,
+            overwrite_max: OverwriteCeilings::default(),
         }
     }
 }
@@ -428,6 +439,8 @@ impl KubernetesExecutor {
         let (cpu, memory) = quantities(&self.build);
         let (helper_cpu, helper_memory) = quantities(&self.helper);
         let (service_cpu, service_memory) = quantities(&self.service);
+        let disk: BTreeMap<&str, String> = self.job_disk_toml().into_iter().collect();
+        let disk = |key: &str| disk.get(key).cloned();
         KubernetesToml {
             namespace: Some(match &self.namespace {
                 Some(ns) => ns.clone(),
@@ -460,6 +473,18 @@ impl KubernetesExecutor {
                 .collect(),
             service_account: self.identity.service_account.clone(),
             service_account_overwrite_allowed: self.identity.overwrite_allowed.clone(),
+            ephemeral_storage_request: disk("ephemeral_storage_request"),
+            ephemeral_storage_limit: disk("ephemeral_storage_limit"),
+            cpu_request_overwrite_max_allowed: disk("cpu_request_overwrite_max_allowed"),
+            cpu_limit_overwrite_max_allowed: disk("cpu_limit_overwrite_max_allowed"),
+            memory_request_overwrite_max_allowed: disk("memory_request_overwrite_max_allowed"),
+            memory_limit_overwrite_max_allowed: disk("memory_limit_overwrite_max_allowed"),
+            ephemeral_storage_request_overwrite_max_allowed: disk(
+                "ephemeral_storage_request_overwrite_max_allowed",
+            ),
+            ephemeral_storage_limit_overwrite_max_allowed: disk(
+                "ephemeral_storage_limit_overwrite_max_allowed",
+            ),
         }
     }
 
@@ -524,6 +549,7 @@ impl KubernetesExecutor {
             issues,
         );
         issues.extend(self.identity.issues("executor"));
+        issues.extend(self.job_disk_issues());
     }
 }
 
@@ -763,6 +789,20 @@ impl RunnerValues {
         memory: impl Into<String>,
     ) -> Self {
         self.executor.build = ContainerResources::new(cpu, memory);
+        self
+    }
+
+    /// Sets the build container's ephemeral storage (`None`: Fargate's included 20 GiB).
+    #[must_use]
+    pub fn with_ephemeral_storage(mut self, storage: Option<EphemeralStorage>) -> Self {
+        self.executor.ephemeral_storage = storage;
+        self
+    }
+
+    /// Sets the `*_overwrite_max_allowed` ceilings of the build container.
+    #[must_use]
+    pub fn with_overwrite_ceilings(mut self, ceilings: OverwriteCeilings) -> Self {
+        self.executor.overwrite_max = ceilings;
         self
     }
 
@@ -1277,6 +1317,24 @@ struct KubernetesToml {
     service_account: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     service_account_overwrite_allowed: Option<String>,
+    // The job disk and the overwrite ceilings (crate::job_disk; gitlab-runner common/config.go
+    // `KubernetesConfig`, the `toml:` tags of the same names).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ephemeral_storage_request: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ephemeral_storage_limit: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cpu_request_overwrite_max_allowed: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cpu_limit_overwrite_max_allowed: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    memory_request_overwrite_max_allowed: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    memory_limit_overwrite_max_allowed: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ephemeral_storage_request_overwrite_max_allowed: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ephemeral_storage_limit_overwrite_max_allowed: Option<String>,
 }
 
 /// What a release's values say about its runner, as read back from Helm (or the in-memory store).

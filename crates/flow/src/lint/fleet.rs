@@ -24,11 +24,11 @@ pub struct FleetRunner {
     /// Each service container's requests = limits.
     pub service: ContainerResources,
     /// The `*_overwrite_max_allowed` ceilings of `[runners.kubernetes]`, by the CI variable they
-    /// bound (`KUBERNETES_CPU_REQUEST` → `cpu_request_overwrite_max_allowed`). Empty for every
-    /// release glrunner installs: `RunnerValues` sets no ceiling, so the runner ignores every
-    /// `KUBERNETES_*` resource variable (gitlab-runner executors/kubernetes/overwrites.go,
-    /// `evaluateMaxResourceOverwrite`: "setting allowing overrides ... is empty, disabling
-    /// override").
+    /// bound (`KUBERNETES_CPU_REQUEST` → `cpu_request_overwrite_max_allowed`): the build
+    /// container's from `RunnerValues` (`executor.overwrite_max`, glrunner_runner_chart::job_disk);
+    /// without one the runner ignores the `KUBERNETES_*` resource variable (gitlab-runner
+    /// executors/kubernetes/overwrites.go, `evaluateMaxResourceOverwrite`: "setting allowing
+    /// overrides ... is empty, disabling override").
     pub overwrite_max_allowed: BTreeMap<String, String>,
 }
 
@@ -81,7 +81,7 @@ pub(super) fn from_plan(plan: &RunPlan) -> LintFleet {
             build: values.executor.build.clone(),
             helper: values.executor.helper.clone(),
             service: values.executor.service.clone(),
-            overwrite_max_allowed: BTreeMap::new(),
+            overwrite_max_allowed: values.executor.overwrite_max.by_variable(),
         })
         .collect();
     LintFleet { runners }

@@ -59,8 +59,8 @@ const ROUTE_ELSEWHERE: &str = "route this job to a runner that is not on Fargate
      only that runner carries (e.g. `tags: [image-build]` on an EC2 runner with the Docker or \
      docker-autoscaler executor); Fargate cannot run it";
 
-/// Ephemeral storage Fargate can give one pod: 175 GiB.
-const FARGATE_MAX_STORAGE_MIB: u64 = 175 * 1024;
+/// Ephemeral storage Fargate can give one pod: 175 GiB (glrunner_fargate::storage).
+const FARGATE_MAX_STORAGE_MIB: u64 = glrunner_fargate::storage::MAX_STORAGE_MIB;
 
 /// The job-level resource variables of the Kubernetes executor (overwrites.go constants).
 const RESOURCE_VARIABLES: [&str; 18] = [
@@ -542,8 +542,9 @@ fn resources(ctx: &mut Ctx<'_>, runner: Option<&FleetRunner>) {
                                  *_overwrite_max_allowed ceiling, and ignores it without one",
                     source: OVERWRITES,
                     fix: format!(
-                        "size the job for the runner's pod, or give the fleet a {setting} ceiling (not yet a \
-                         glrunner flag) of at most Fargate's 16 vCPU / 120 GB"
+                        "size the job for the runner's pod, or give the fleet a {setting} ceiling (`runner values \
+                         {}`, request = limit) within Fargate's 16 vCPU / 120 GB and 175 GiB of storage",
+                        ceiling_flag(name)
                     ),
                 },
             ),
@@ -569,6 +570,19 @@ fn resources(ctx: &mut Ctx<'_>, runner: Option<&FleetRunner>) {
                 }
             }
         }
+    }
+}
+
+/// The `runner` flag that sets the build container's ceiling bounding `variable`
+/// (`--cpu-overwrite-max`, `--memory-overwrite-max`, `--ephemeral-storage-overwrite-max`);
+/// helper and service ceilings have none.
+fn ceiling_flag(variable: &str) -> &'static str {
+    let build = !variable.contains("HELPER_") && !variable.contains("SERVICE_");
+    match () {
+        _ if !build => "no flag for helper or service ceilings yet",
+        _ if variable.contains("EPHEMERAL_STORAGE") => "--ephemeral-storage-overwrite-max",
+        _ if variable.contains("CPU") => "--cpu-overwrite-max",
+        _ => "--memory-overwrite-max",
     }
 }
 

@@ -186,6 +186,58 @@ fn ephemeral_storage_beyond_175_gib_cannot_run() {
     assert_eq!(rules_of(&fits, "big-data"), [Rule::OverwriteIgnored]);
 }
 
+/// A fleet planned with `--cpu-overwrite-max 2` and `--ephemeral-storage 30Gi` (crate::job_disk):
+/// every release carries the ceilings, and the lint holds jobs against them.
+#[test]
+fn the_plans_overwrite_ceilings_reach_the_lint() {
+    let spec = StackSpec::new(StackName::new("ci").unwrap(), "us-east-1");
+    let mut config = FlowConfig::new(spec, "g/p", 400);
+    config.job_disk = crate::job_disk::JobDisk::new(Some("30Gi"), Some("2"), None, Some("60Gi"));
+    let plan = config.plan(URL).unwrap();
+    for (_, values) in &plan.releases {
+        assert_eq!(
+            values.executor.ephemeral_storage,
+            Some(glrunner_runner_chart::EphemeralStorage::new("30Gi"))
+        );
+        assert_eq!(
+            values.executor.overwrite_max.cpu_limit.as_deref(),
+            Some("2")
+        );
+    }
+    let fleet = LintFleet::from_plan(&plan);
+    assert_eq!(
+        fleet.runners[0].overwrite_max_allowed["KUBERNETES_CPU_REQUEST"],
+        "2"
+    );
+    let text = BIG.replace("\"32\"", "\"4\"");
+    let report = lint(&text, &fleet);
+    let high = only(&report, "compile", Rule::OverwriteTooHigh);
+    assert!(
+        high.message
+            .contains("cpu_request_overwrite_max_allowed = 2"),
+        "{}",
+        high.message
+    );
+    // Memory has no ceiling: ignored, and the fix names the flag that would set one.
+    let ignored = only(&report, "compile", Rule::OverwriteIgnored);
+    assert!(
+        ignored.fix.contains("--memory-overwrite-max"),
+        "{}",
+        ignored.fix
+    );
+    // The projection prices the largest pod the ceilings allow, with its disk.
+    let priced = plan.preflight.table_projection();
+    assert!(
+        priced
+            .lines
+            .iter()
+            .any(|l| l.item == "job pod ephemeral storage"),
+        "{:#?}",
+        priced.lines
+    );
+    assert!(priced.priced_job_pod.unwrap().contains("60 GiB"));
+}
+
 const HUB: &str = "\
 test:
   image: ruby:3.3

@@ -890,3 +890,58 @@ async fn cached_job_and_helper_images_render_into_the_runner_config_on_helms_rea
     assert_eq!(kubernetes["helper_image"].as_str(), Some(helper.as_str()));
     delete_namespaces(&client, &[ns]).await;
 }
+
+/// Job disk (#25): Helm's engine renders the build container's `ephemeral_storage_request` =
+/// `_limit` and the CPU, memory and storage overwrite ceilings into the runner's config template,
+/// under the keys GitLab Runner reads (`common/config.go`, `KubernetesConfig`'s `toml:` tags).
+#[tokio::test]
+async fn job_disk_and_overwrite_ceilings_render_into_the_runner_config_on_helms_real_engine() {
+    let Some(real) = real_helm(
+        "job_disk_and_overwrite_ceilings_render_into_the_runner_config_on_helms_real_engine",
+        Major::Helm4,
+        &[],
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let chart = write_test_chart(dir.path());
+    let helm = real.cli();
+    let secrets = KubeTokenSecrets::connect(Some(&real.kubeconfig), None)
+        .await
+        .unwrap();
+    let client = kube_client(&real.kubeconfig).await;
+    let ns = unique("glr-disk");
+    let token = RunnerToken::new("glrt-jobdisk-AAAAAAAAAAAAAAAAAAAAA").unwrap();
+    let values = RunnerValues::new("https://gitlab.example.com/")
+        .with_secret_name("gitlab-runner-disk-token")
+        .with_ephemeral_storage(Some(glrunner_runner_chart::EphemeralStorage::new("30Gi")))
+        .with_overwrite_ceilings(glrunner_runner_chart::OverwriteCeilings::equal(
+            Some("2"),
+            Some("4Gi"),
+            Some("60Gi"),
+        ));
+    let spec = ReleaseSpec::new("gitlab-runner-disk", &ns, values)
+        .with_chart(ChartSource::Path { path: chart })
+        .with_timeout(Duration::from_secs(120));
+    deploy_runner(&secrets, &helm, &spec, &token).await.unwrap();
+    let config = Api::<ConfigMap>::namespaced(client.clone(), &ns)
+        .get("gitlab-runner-disk")
+        .await
+        .unwrap();
+    let text = config.data.unwrap()["config.template.toml"].clone();
+    let parsed: toml::Value = toml::from_str(&text).unwrap();
+    let k = &parsed["runners"][0]["kubernetes"];
+    for (key, want) in [
+        ("ephemeral_storage_request", "30Gi"),
+        ("ephemeral_storage_limit", "30Gi"),
+        ("cpu_request_overwrite_max_allowed", "2"),
+        ("cpu_limit_overwrite_max_allowed", "2"),
+        ("memory_request_overwrite_max_allowed", "4Gi"),
+        ("memory_limit_overwrite_max_allowed", "4Gi"),
+        ("ephemeral_storage_request_overwrite_max_allowed", "60Gi"),
+        ("ephemeral_storage_limit_overwrite_max_allowed", "60Gi"),
+    ] {
+        assert_eq!(k[key].as_str(), Some(want), "{key} in {k}");
+    }
+    delete_namespaces(&client, &[ns]).await;
+}
