@@ -15,7 +15,9 @@ use glrunner_infra::spec::{STACK_TAG, StackName, StackSpec};
 use glrunner_infra::{StackOptions, WaitPolicy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// moto is one shared server: run its tests one at a time.
+/// moto is one shared server: run its tests one at a time. Take the guard before [`moto`]: a
+/// test may switch the shim's strict mode off for a moment while it holds the guard, and the
+/// check that the shim is strict must not see that.
 static MOTO: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn moto() -> Option<aws_config::SdkConfig> {
@@ -68,8 +70,8 @@ fn spec(name: &str) -> StackSpec {
 
 #[tokio::test]
 async fn network_lifecycle() {
-    let Some(config) = moto().await else { return };
     let _guard = MOTO.lock().await;
+    let Some(config) = moto().await else { return };
     let network = AwsNetwork::new(&config);
     conformance::network_lifecycle(
         &network,
@@ -85,8 +87,8 @@ async fn network_lifecycle() {
 
 #[tokio::test]
 async fn cluster_lifecycle() {
-    let Some(config) = moto().await else { return };
     let _guard = MOTO.lock().await;
+    let Some(config) = moto().await else { return };
     conformance::cluster_lifecycle(
         &AwsNetwork::new(&config),
         &AwsCluster::new(&config),
@@ -99,8 +101,8 @@ async fn cluster_lifecycle() {
 
 #[tokio::test]
 async fn interrupted_provision_converges() {
-    let Some(config) = moto().await else { return };
     let _guard = MOTO.lock().await;
+    let Some(config) = moto().await else { return };
     conformance::interrupted_provision_converges(
         &AwsNetwork::new(&config),
         &AwsCluster::new(&config),
@@ -113,8 +115,8 @@ async fn interrupted_provision_converges() {
 
 #[tokio::test]
 async fn dry_run_mutates_nothing() {
-    let Some(config) = moto().await else { return };
     let _guard = MOTO.lock().await;
+    let Some(config) = moto().await else { return };
     let plan = conformance::dry_run_mutates_nothing(
         &AwsNetwork::new(&config),
         &AwsCluster::new(&config),
@@ -277,8 +279,8 @@ async fn census(config: &aws_config::SdkConfig, stack: &str) -> Vec<(&'static st
 
 #[tokio::test]
 async fn provision_twice_then_teardown_without_state_leaves_nothing() {
-    let Some(config) = moto().await else { return };
     let _guard = MOTO.lock().await;
+    let Some(config) = moto().await else { return };
     let (network, cluster) = (AwsNetwork::new(&config), AwsCluster::new(&config));
     let spec = spec("moto-full");
     let dir = tempfile::tempdir().unwrap();
@@ -397,8 +399,8 @@ async fn sso_session(config: &aws_config::SdkConfig) -> (aws_config::SdkConfig, 
 
 #[tokio::test]
 async fn provision_as_an_assumed_role_with_a_path_on_the_first_try() {
-    let Some(config) = moto().await else { return };
     let _guard = MOTO.lock().await;
+    let Some(config) = moto().await else { return };
     let (session, role) = sso_session(&config).await;
     assert!(
         role.contains(":role/aws-reserved/sso.amazonaws.com/us-east-1/"),
@@ -451,13 +453,13 @@ async fn provision_as_an_assumed_role_with_a_path_on_the_first_try() {
 
 #[tokio::test]
 async fn the_same_stack_in_two_regions_is_two_stacks() {
+    let _guard = MOTO.lock().await;
     let Some(east) = moto_in("us-east-1").await else {
         return;
     };
     let Some(west) = moto_in("us-west-2").await else {
         return;
     };
-    let _guard = MOTO.lock().await;
     let options = StackOptions {
         waits: WaitPolicy::fast(),
         ..Default::default()
@@ -541,8 +543,8 @@ fn fast() -> StackOptions<'static> {
 /// (the shim's `eip_auth_failure_s`, with its sources); the first teardown still leaves nothing.
 #[tokio::test]
 async fn the_first_teardown_leaves_nothing_despite_the_eip_auth_failure_window() {
-    let Some(config) = moto().await else { return };
     let _guard = MOTO.lock().await;
+    let Some(config) = moto().await else { return };
     let before = shim("GET", "/glrunner-shim/config", serde_json::json!({})).await;
     shim(
         "POST",
@@ -581,8 +583,8 @@ async fn the_first_teardown_leaves_nothing_despite_the_eip_auth_failure_window()
 /// listed but may not be described: provision and teardown go on without them.
 #[tokio::test]
 async fn a_foreign_cluster_the_caller_may_not_describe_stops_neither_provision_nor_teardown() {
-    let Some(config) = moto().await else { return };
     let _guard = MOTO.lock().await;
+    let Some(config) = moto().await else { return };
     for name in ["team-payments", "moto-shared-prod"] {
         shim(
             "POST",
@@ -621,8 +623,8 @@ async fn a_foreign_cluster_the_caller_may_not_describe_stops_neither_provision_n
 /// its own, and EKS (the shim's token review) lets it in as itself.
 #[tokio::test]
 async fn a_second_principal_after_the_first_provisioned_gets_its_own_entry() {
-    let Some(config) = moto().await else { return };
     let _guard = MOTO.lock().await;
+    let Some(config) = moto().await else { return };
     let spec = spec("moto-heads");
     let (network, cluster) = (AwsNetwork::new(&config), AwsCluster::new(&config));
     let first = glrunner_infra::provision(&spec, &network, &cluster, &fast()).await;
@@ -682,8 +684,8 @@ async fn a_second_principal_after_the_first_provisioned_gets_its_own_entry() {
 #[tokio::test]
 async fn the_access_policies_of_an_entry_are_read_past_the_first_page() {
     use glrunner_infra::ClusterProvisioner as _;
-    let Some(config) = moto().await else { return };
     let _guard = MOTO.lock().await;
+    let Some(config) = moto().await else { return };
     let spec = spec("moto-pages");
     let (network, cluster) = (AwsNetwork::new(&config), AwsCluster::new(&config));
     glrunner_infra::provision(&spec, &network, &cluster, &fast())
@@ -757,8 +759,8 @@ async fn pod_identity_associations_on_moto() {
     use aws_sdk_eks::error::ProvideErrorMetadata as _;
     use glrunner_infra::PodIdentityInspector as _;
     use glrunner_infra::aws::AwsPodIdentity;
-    let Some(config) = moto().await else { return };
     let _guard = MOTO.lock().await;
+    let Some(config) = moto().await else { return };
     // A cluster to hang them on: made with the strict checks off (they are about provisioning,
     // proven elsewhere), then back on.
     shim(
