@@ -908,3 +908,24 @@ fn real_veloren_is_fargate_clean_on_a_fleet_taking_untagged_jobs() {
     assert_eq!(tuned.jobs_that_cannot_run().len(), 12);
     assert!(tuned.findings.iter().all(|f| f.rule == Rule::UntaggedJob));
 }
+
+#[test]
+fn real_aws_s3_sample_calls_aws_with_no_identity_on_a_fleet_without_job_roles() {
+    let (report, text) = fixture("aws-s3-sample", &reference_fleet());
+    assert_eq!(
+        rules_of(&report, "deploy"),
+        [Rule::DockerHubImage, Rule::AwsWithoutIdentity]
+    );
+    let f = only(&report, "deploy", Rule::AwsWithoutIdentity);
+    // The `aws s3 cp` line, not the commented-out `aws cloudfront` one.
+    assert_eq!(f.line, line_of(&text, "- aws s3 cp"));
+    assert!(f.message.contains("aws s3 cp ./build"), "{}", f.message);
+    assert!(!report.cannot_run());
+    // With one job role the pod runs as its ServiceAccount: nothing to warn about.
+    let mut fleet = reference_fleet();
+    for runner in &mut fleet.runners {
+        runner.job_identity = glrunner_runner_chart::JobIdentity::for_accounts(["deploy"]);
+    }
+    let (report, _) = fixture("aws-s3-sample", &fleet);
+    assert_eq!(rules_of(&report, "deploy"), [Rule::DockerHubImage]);
+}
