@@ -153,3 +153,28 @@ fn help_explains_the_flag() {
         "{stdout}"
     );
 }
+
+/// The AWS CLI on the default fleet, which gives jobs no AWS identity (no `--job-role`): a
+/// warning naming the line, why and the fix; the job still runs (exit 0).
+#[test]
+fn the_aws_cli_without_a_job_role_is_a_warning_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "deploy:\n  image: public.ecr.aws/aws-cli/aws-cli:2.17.0\n  tags: [glrunner-1]\n  script:\n    - aws s3 sync public/ s3://site/\n",
+    );
+    let out = run("doctor", &["--ci-file", path.to_str().unwrap()], &[]);
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    assert!(
+        stdout.contains("warning aws-without-identity (.gitlab-ci.yml:5)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("pod-identities.html"), "{stdout}");
+    assert!(stdout.contains("--job-role NAME=POLICY_ARN"), "{stdout}");
+}

@@ -35,6 +35,7 @@ const MODULES: &[(&str, u8, &[&str])] = &[
             include_str!("lint/load.rs"),
             include_str!("lint/resolve.rs"),
             include_str!("lint/rules.rs"),
+            include_str!("lint/rules/identity.rs"),
             include_str!("lint/tests.rs"),
         ],
     ),

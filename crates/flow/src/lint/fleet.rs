@@ -1,9 +1,9 @@
 //! The fleet as the lint sees it: each runner's tags, whether it takes untagged jobs, its job
-//! pod's container sizes and its resource-overwrite ceilings.
+//! pod's container sizes, its resource-overwrite ceilings and the AWS identity it gives jobs.
 
 use std::collections::BTreeMap;
 
-use glrunner_runner_chart::ContainerResources;
+use glrunner_runner_chart::{ContainerResources, JobIdentity};
 use serde::Serialize;
 
 use crate::RunPlan;
@@ -30,6 +30,11 @@ pub struct FleetRunner {
     /// executors/kubernetes/overwrites.go, `evaluateMaxResourceOverwrite`: "setting allowing
     /// overrides ... is empty, disabling override").
     pub overwrite_max_allowed: BTreeMap<String, String>,
+    /// Which AWS identity the runner gives its job pods: the job ServiceAccounts with IAM roles,
+    /// the default one and the overwrite regex (`executor.identity`, from `--job-role`; default:
+    /// none, jobs have no AWS identity).
+    #[serde(skip_serializing_if = "JobIdentity::is_empty")]
+    pub job_identity: JobIdentity,
 }
 
 /// The runners a CI file's jobs would meet.
@@ -82,6 +87,7 @@ pub(super) fn from_plan(plan: &RunPlan) -> LintFleet {
             helper: values.executor.helper.clone(),
             service: values.executor.service.clone(),
             overwrite_max_allowed: values.executor.overwrite_max.by_variable(),
+            job_identity: values.executor.identity.clone(),
         })
         .collect();
     LintFleet { runners }

@@ -6,7 +6,8 @@
 //! ([`LintFleet::from_plan`]): what Fargate refuses (privileged Docker-in-Docker, image builds
 //! with Docker or Buildah, GPUs, pods beyond its largest size), what the fleet's runners will not
 //! do (tags no shard serves, resource overwrites they ignore or refuse) and what works but hurts
-//! (Docker Hub images past the pull-through cache, Kaniko, which is archived). Every
+//! (Docker Hub images past the pull-through cache, Kaniko, which is archived, the AWS CLI in a
+//! job the fleet gives no AWS identity). Every
 //! [`Finding`] names the job, the file and line, the constraint with its source and the fix.
 //!
 //! Other include kinds (remote, template, project, component) are not fetched: the report names
@@ -85,6 +86,8 @@ pub enum Rule {
     UntaggedJob,
     /// Tags or resources written with CI variables: the lint cannot evaluate them.
     NotEvaluated,
+    /// The AWS CLI while the runner gives the job pod no AWS identity (no job role).
+    AwsWithoutIdentity,
 }
 
 impl Rule {
@@ -105,6 +108,7 @@ impl Rule {
             Rule::UnservedTags => "unserved-tags",
             Rule::UntaggedJob => "untagged-job",
             Rule::NotEvaluated => "not-evaluated",
+            Rule::AwsWithoutIdentity => "aws-without-identity",
         }
     }
 }

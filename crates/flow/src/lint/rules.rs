@@ -11,6 +11,8 @@ use super::load::{Config, Location};
 use super::resolve::Job;
 use super::{Finding, LintedJob, Rule, Severity};
 
+mod identity;
+
 /// EKS on Fargate refuses privileged containers and has no GPUs.
 const FARGATE_CONSIDERATIONS: &str = "Amazon EKS User Guide, Fargate considerations \
      (https://docs.aws.amazon.com/eks/latest/userguide/fargate.html#fargate-considerations): \
@@ -176,8 +178,13 @@ pub(super) fn check(job: &Job, config: &Config, fleet: &LintFleet) -> (LintedJob
     docker_in_docker(&mut ctx);
     scripts(&mut ctx);
     gpu(&mut ctx);
-    resources(&mut ctx, serving.first().copied().or(fleet.runners.first()));
+    let runner = serving.first().copied().or(fleet.runners.first());
+    resources(&mut ctx, runner);
     docker_hub(&mut ctx);
+    identity::aws_without_identity(
+        &mut ctx,
+        &runner.map(|r| r.job_identity.clone()).unwrap_or_default(),
+    );
     routing(&mut ctx, fleet, &tags, serving.is_empty());
     (linted, ctx.findings)
 }
@@ -437,6 +444,7 @@ fn resources(ctx: &mut Ctx<'_>, runner: Option<&FleetRunner>) {
         helper: ContainerResources::new("0", "0"),
         service: ContainerResources::new("0", "0"),
         overwrite_max_allowed: Default::default(),
+        job_identity: Default::default(),
     };
     let runner = runner.unwrap_or(&default_runner);
     let mut evaluable = Vec::new();

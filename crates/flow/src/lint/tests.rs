@@ -238,6 +238,157 @@ fn the_plans_overwrite_ceilings_reach_the_lint() {
     assert!(priced.priced_job_pod.unwrap().contains("60 GiB"));
 }
 
+const AWS: &str = "\
+deploy:
+  image: public.ecr.aws/docker/library/alpine:3.22
+  tags: [ci-1]
+  before_script:
+    - apk add aws-cli
+  script:
+    - echo deploying
+    - aws s3 sync public/ s3://my-bucket/
+public-data:
+  image: public.ecr.aws/aws-cli/aws-cli:2.17.0
+  tags: [ci-1]
+  script:
+    - aws s3 cp --no-sign-request s3://public-bucket/data.csv .
+cli-image:
+  image: public.ecr.aws/aws-cli/aws-cli:2.17.0
+  tags: [ci-1]
+  script: [./deploy.sh]
+own-keys:
+  tags: [ci-1]
+  image: public.ecr.aws/docker/library/alpine:3.22
+  variables:
+    AWS_ACCESS_KEY_ID: $DEPLOY_KEY_ID
+  script: [aws sts get-caller-identity]
+oidc:
+  tags: [ci-1]
+  image: public.ecr.aws/docker/library/alpine:3.22
+  id_tokens:
+    AWS_TOKEN:
+      aud: sts.amazonaws.com
+  script:
+    - aws sts assume-role-with-web-identity --role-arn $ROLE --web-identity-token $AWS_TOKEN
+chosen:
+  tags: [ci-1]
+  image: public.ecr.aws/docker/library/alpine:3.22
+  variables:
+    KUBERNETES_SERVICE_ACCOUNT_OVERWRITE: deploy
+  script: [aws ecr describe-repositories]
+";
+
+fn with_job_roles(accounts: &[&str]) -> LintFleet {
+    let mut fleet = tuned_fleet();
+    for runner in &mut fleet.runners {
+        runner.job_identity = glrunner_runner_chart::JobIdentity::for_accounts(accounts.to_vec());
+    }
+    fleet
+}
+
+fn aws_warned(report: &LintReport) -> Vec<&str> {
+    report
+        .findings
+        .iter()
+        .filter(|f| f.rule == Rule::AwsWithoutIdentity)
+        .map(|f| f.job.as_str())
+        .collect()
+}
+
+#[test]
+fn the_aws_cli_without_a_job_role_is_a_warning_with_the_line_why_and_fix() {
+    let report = lint(AWS, &tuned_fleet());
+    // The fleet gives jobs no AWS identity (default: no job role).
+    assert_eq!(aws_warned(&report), ["deploy", "cli-image", "chosen"]);
+    let f = only(&report, "deploy", Rule::AwsWithoutIdentity);
+    assert_eq!(f.severity, Severity::Warning);
+    assert_eq!(f.line, line_of(AWS, "aws s3 sync"));
+    assert!(
+        f.message.contains("`aws s3 sync public/ s3://my-bucket/`"),
+        "{}",
+        f.message
+    );
+    assert!(f.message.contains("no job role"), "{}", f.message);
+    assert!(
+        f.constraint.contains("no instance metadata"),
+        "{}",
+        f.constraint
+    );
+    assert!(
+        f.constraint
+            .contains("EKS Pod Identity does not work on Fargate")
+    );
+    assert!(f.source.contains("(IMDS) isn't available"), "{}", f.source);
+    assert!(f.source.contains("pod-identities.html"), "{}", f.source);
+    assert!(f.fix.contains("--job-role NAME=POLICY_ARN"), "{}", f.fix);
+    assert!(
+        f.fix.contains("KUBERNETES_SERVICE_ACCOUNT_OVERWRITE"),
+        "{}",
+        f.fix
+    );
+    // The AWS CLI's image with scripts the lint cannot read: flagged at the image line.
+    let image = only(&report, "cli-image", Rule::AwsWithoutIdentity);
+    assert_eq!(image.line, line_of(AWS, "cli-image:") + 1);
+    assert!(
+        image
+            .message
+            .contains("image public.ecr.aws/aws-cli/aws-cli:2.17.0")
+    );
+    // A warning: the jobs can still run.
+    assert!(!report.cannot_run());
+}
+
+#[test]
+fn one_job_role_gives_every_job_an_identity() {
+    let report = lint(AWS, &with_job_roles(&["deploy"]));
+    assert!(aws_warned(&report).is_empty(), "{:#?}", report.findings);
+}
+
+#[test]
+fn with_several_job_roles_a_job_must_name_one() {
+    let report = lint(AWS, &with_job_roles(&["deploy", "read-only"]));
+    // `chosen` names `deploy`; the others name none and have no default.
+    assert_eq!(aws_warned(&report), ["deploy", "cli-image"]);
+    let f = only(&report, "deploy", Rule::AwsWithoutIdentity);
+    assert!(
+        f.message.contains("names no job ServiceAccount"),
+        "{}",
+        f.message
+    );
+    assert!(
+        f.fix
+            .contains("`KUBERNETES_SERVICE_ACCOUNT_OVERWRITE: deploy` (one of deploy, read-only)"),
+        "{}",
+        f.fix
+    );
+    let stranger = AWS.replace("OVERWRITE: deploy", "OVERWRITE: admin");
+    let report = lint(&stranger, &with_job_roles(&["deploy", "read-only"]));
+    let f = only(&report, "chosen", Rule::AwsWithoutIdentity);
+    assert!(f.message.contains("=admin is not one of"), "{}", f.message);
+    assert!(f.fix.contains("--job-role admin=POLICY_ARN"), "{}", f.fix);
+}
+
+#[test]
+fn the_plans_job_identity_reaches_the_lint() {
+    let spec = StackSpec::new(StackName::new("ci").unwrap(), "us-east-1");
+    let mut plan = FlowConfig::new(spec, "g/p", 400).plan(URL).unwrap();
+    assert!(
+        LintFleet::from_plan(&plan)
+            .runners
+            .iter()
+            .all(|r| r.job_identity.is_empty())
+    );
+    for (_, values) in &mut plan.releases {
+        *values = values.clone().with_job_service_accounts(["deploy"]);
+    }
+    let fleet = LintFleet::from_plan(&plan);
+    assert_eq!(
+        fleet.runners[0].job_identity.service_account.as_deref(),
+        Some("deploy")
+    );
+    assert!(aws_warned(&lint(AWS, &fleet)).is_empty());
+}
+
 const HUB: &str = "\
 test:
   image: ruby:3.3
@@ -756,4 +907,25 @@ fn real_veloren_is_fargate_clean_on_a_fleet_taking_untagged_jobs() {
     let (tuned, _) = fixture("veloren", &tuned_fleet());
     assert_eq!(tuned.jobs_that_cannot_run().len(), 12);
     assert!(tuned.findings.iter().all(|f| f.rule == Rule::UntaggedJob));
+}
+
+#[test]
+fn real_aws_s3_sample_calls_aws_with_no_identity_on_a_fleet_without_job_roles() {
+    let (report, text) = fixture("aws-s3-sample", &reference_fleet());
+    assert_eq!(
+        rules_of(&report, "deploy"),
+        [Rule::DockerHubImage, Rule::AwsWithoutIdentity]
+    );
+    let f = only(&report, "deploy", Rule::AwsWithoutIdentity);
+    // The `aws s3 cp` line, not the commented-out `aws cloudfront` one.
+    assert_eq!(f.line, line_of(&text, "- aws s3 cp"));
+    assert!(f.message.contains("aws s3 cp ./build"), "{}", f.message);
+    assert!(!report.cannot_run());
+    // With one job role the pod runs as its ServiceAccount: nothing to warn about.
+    let mut fleet = reference_fleet();
+    for runner in &mut fleet.runners {
+        runner.job_identity = glrunner_runner_chart::JobIdentity::for_accounts(["deploy"]);
+    }
+    let (report, _) = fixture("aws-s3-sample", &fleet);
+    assert_eq!(rules_of(&report, "deploy"), [Rule::DockerHubImage]);
 }
