@@ -9,6 +9,7 @@ mod account;
 pub mod actions;
 mod ec2;
 mod eks;
+mod image_cache;
 
 use std::future::Future;
 use std::time::Duration;
@@ -71,7 +72,12 @@ fn is_not_found_code(code: &str) -> bool {
     code.ends_with(".NotFound")
         || matches!(
             code,
-            "NatGatewayNotFound" | "ResourceNotFoundException" | "NoSuchEntity"
+            "NatGatewayNotFound"
+                | "ResourceNotFoundException"
+                | "NoSuchEntity"
+                | "PullThroughCacheRuleNotFoundException"
+                | "RepositoryNotFoundException"
+                | "SecretNotFoundException"
         )
 }
 
@@ -163,7 +169,9 @@ where
         "EntityAlreadyExists"
         | "RouteAlreadyExists"
         | "InvalidGroup.Duplicate"
-        | "ResourceAlreadyExists" => Error::AlreadyExists { action, resource },
+        | "ResourceAlreadyExists"
+        | "PullThroughCacheRuleAlreadyExistsException"
+        | "ResourceExistsException" => Error::AlreadyExists { action, resource },
         "Throttling"
         | "ThrottlingException"
         | "RequestLimitExceeded"
