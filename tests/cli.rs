@@ -164,7 +164,8 @@ fn sandbox_dry_run_prints_the_plan_tree_and_json() {
     assert!(human.status.success(), "{}", text(&human.stderr));
     let stdout = text(&human.stdout);
     assert!(
-        stdout.starts_with("plan for stack glrunner in us-east-1: 17 steps"),
+        // 16, the OIDC provider, and the image cache's S3 endpoint, role policy and three rules.
+        stdout.starts_with("plan for stack glrunner in us-east-1: 22 steps"),
         "{stdout}"
     );
     assert!(
@@ -174,7 +175,7 @@ fn sandbox_dry_run_prints_the_plan_tree_and_json() {
     let json = run("provision", &["--dry-run", "--output", "json"], &[]);
     assert!(json.status.success());
     let doc: serde_json::Value = serde_json::from_slice(&json.stdout).expect("one JSON document");
-    assert_eq!(doc["plan"]["steps"].as_array().unwrap().len(), 17);
+    assert_eq!(doc["plan"]["steps"].as_array().unwrap().len(), 22);
     assert!(doc["applied"].is_null());
 }
 
@@ -223,7 +224,7 @@ fn round_trip_against_moto() {
     let first = run("provision", &common, &env);
     assert!(first.status.success(), "{}", text(&first.stderr));
     let first: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
-    assert_eq!(first["applied"]["steps"].as_array().unwrap().len(), 16);
+    assert_eq!(first["applied"]["steps"].as_array().unwrap().len(), 22);
     assert!(
         dir.path().join("cli-moto.json").exists()
             && dir.path().join("cli-moto.kubeconfig").exists()
@@ -332,4 +333,128 @@ fn the_janitor_flags_are_checked_before_any_call_and_in_cluster_runs_on_the_sand
         "{releases}"
     );
     assert_eq!(report["teardown"]["leftovers"]["total"], 0, "{stdout}");
+}
+
+/// `--no-image-cache` plans no cache; a credential flag takes an ARN or `env:VAR`, never the
+/// value, and a bad one exits 2 naming the flag before anything is created.
+#[test]
+fn image_cache_flags_are_checked_before_anything_runs() {
+    let off = run(
+        "provision",
+        &["--dry-run", "--output", "json", "--no-image-cache"],
+        &[],
+    );
+    assert!(off.status.success(), "{}", text(&off.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&off.stdout).unwrap();
+    // The OIDC provider stays: only the cache's five steps go.
+    assert_eq!(doc["plan"]["steps"].as_array().unwrap().len(), 17);
+    for (args, env, says) in [
+        (
+            vec!["--docker-hub-credential", "me:token"],
+            vec![],
+            "--docker-hub-credential: give the ARN",
+        ),
+        (
+            vec!["--docker-hub-credential", "env:GLRUNNER_TEST_UNSET_VAR"],
+            vec![],
+            "GLRUNNER_TEST_UNSET_VAR is not set",
+        ),
+        (
+            vec!["--gitlab-registry-credential", "env:GLRUNNER_TEST_HUB"],
+            vec![("GLRUNNER_TEST_HUB", "no-colon-S3CRET")],
+            "USERNAME:ACCESS_TOKEN",
+        ),
+        (
+            vec![
+                "--docker-hub-credential",
+                "arn:aws:secretsmanager:us-east-1:123456789012:secret:hub",
+            ],
+            vec![],
+            "ecr-pullthroughcache/",
+        ),
+        (
+            vec![
+                "--no-image-cache",
+                "--docker-hub-credential",
+                "env:GLRUNNER_TEST_HUB",
+            ],
+            vec![("GLRUNNER_TEST_HUB", "me:S3CRET")],
+            "the image cache is off",
+        ),
+    ] {
+        let out = run("provision", &[&["--dry-run"][..], &args].concat(), &env);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert!(
+            !stderr.contains("S3CRET"),
+            "{args:?}: the value leaked: {stderr}"
+        );
+    }
+}
+
+/// A Docker Hub credential from the environment, through the binaries on strict moto: stored
+/// as `ecr-pullthroughcache/<stack>/docker-hub`, and absent from argv, logs (trace level),
+/// output and state; teardown leaves nothing.
+#[test]
+fn a_docker_hub_credential_from_the_environment_never_appears() {
+    let Some(url) = crate::servers::moto_url() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().to_str().unwrap();
+    let token = "dckr_pat_CLI-NEVER-SHOWN";
+    let credential = format!("glrunner:{token}");
+    let env = [
+        ("AWS_ENDPOINT_URL", url.as_str()),
+        ("AWS_ACCESS_KEY_ID", "x"),
+        ("AWS_SECRET_ACCESS_KEY", "x"),
+        ("AWS_MAX_ATTEMPTS", "2"),
+        ("RUST_LOG", "trace"),
+        ("GLRUNNER_TEST_DOCKER_HUB", credential.as_str()),
+    ];
+    let common = [
+        "--backend",
+        "aws",
+        "--region",
+        "us-east-1",
+        "--stack",
+        "cli-cache",
+        "--state-dir",
+        state,
+        "--output",
+        "json",
+    ];
+    let args = [
+        &common[..],
+        &["--docker-hub-credential", "env:GLRUNNER_TEST_DOCKER_HUB"],
+    ]
+    .concat();
+    assert!(args.iter().all(|a| !a.contains("NEVER-SHOWN")));
+    let up = run("provision", &args, &env);
+    let (stdout, stderr) = (text(&up.stdout), text(&up.stderr));
+    assert!(up.status.success(), "{stderr}");
+    assert!(
+        !stdout.contains("NEVER-SHOWN") && !stderr.contains("NEVER-SHOWN"),
+        "the credential leaked into the output or logs"
+    );
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let steps = doc["applied"]["steps"].as_array().unwrap();
+    assert!(
+        steps
+            .iter()
+            .any(|s| s.to_string().contains("image-cache/secret/docker-hub")),
+        "{stdout}"
+    );
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let body = std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default();
+        assert!(
+            !body.contains("NEVER-SHOWN"),
+            "the credential is in a state file"
+        );
+    }
+    let down = run("teardown", &common, &env);
+    let stderr = text(&down.stderr);
+    assert!(down.status.success(), "{stderr}");
+    assert!(!text(&down.stdout).contains("NEVER-SHOWN") && !stderr.contains("NEVER-SHOWN"));
 }

@@ -47,6 +47,48 @@ pub struct ProvisionArgs {
     /// (default: 0.0.0.0/0, with a warning). Include the address glrunner runs from.
     #[arg(long, value_name = "CIDR,...", value_delimiter = ',')]
     pub public_access_cidrs: Vec<String>,
+    /// The ECR pull-through cache (on by default): rules for ECR Public, Quay and
+    /// registry.k8s.io, the pod execution role's pull-through permissions and an S3 gateway
+    /// endpoint, so image layers skip the NAT gateway.
+    #[arg(long, overrides_with = "no_image_cache")]
+    pub image_cache: bool,
+    /// No pull-through cache.
+    #[arg(long, overrides_with = "image_cache")]
+    pub no_image_cache: bool,
+    /// Docker Hub credential for the cache: the ARN of a Secrets Manager secret named
+    /// ecr-pullthroughcache/…, or env:VAR (an environment variable holding
+    /// USERNAME:ACCESS_TOKEN, stored as ecr-pullthroughcache/<stack>/docker-hub). Never the
+    /// value itself.
+    #[arg(long, value_name = "ARN|env:VAR")]
+    pub docker_hub_credential: Option<String>,
+    /// GitLab container registry credential for the cache, as --docker-hub-credential.
+    #[arg(long, value_name = "ARN|env:VAR")]
+    pub gitlab_registry_credential: Option<String>,
+}
+
+/// A credential flag's value: a secret ARN, or `env:VAR` read now (the value never in argv).
+fn credential_source(
+    flag: &str,
+    value: Option<&str>,
+) -> Result<Option<glrunner_infra::image_cache::CredentialSource>, CliError> {
+    use glrunner_infra::image_cache::{Credential, CredentialSource};
+    let Some(value) = value else { return Ok(None) };
+    if value.starts_with("arn:") {
+        return Ok(Some(CredentialSource::SecretArn(value.to_string())));
+    }
+    let Some(var) = value.strip_prefix("env:").filter(|v| !v.is_empty()) else {
+        return Err(CliError::invalid(format!(
+            "{flag}: give the ARN of a Secrets Manager secret (arn:aws:secretsmanager:…:secret:ecr-pullthroughcache/…) or env:VAR naming an environment variable that holds USERNAME:ACCESS_TOKEN; never the credential itself"
+        )));
+    };
+    let text = std::env::var(var).map_err(|_| {
+        CliError::invalid(format!(
+            "{flag}: environment variable {var} is not set (or not UTF-8); export it with USERNAME:ACCESS_TOKEN"
+        ))
+    })?;
+    Credential::parse(&format!("environment variable {var}"), &text)
+        .map(|c| Some(CredentialSource::Provided(c)))
+        .map_err(|e| CliError::invalid(format!("{flag}: {e}")))
 }
 
 /// Maps an infra error to the examples' exit codes: invalid input is 2, the rest 1.
@@ -86,6 +128,17 @@ pub fn stack_spec(global: &GlobalArgs, args: &ProvisionArgs) -> Result<StackSpec
             })
             .collect::<Result<_, _>>()?;
     }
+    if args.no_image_cache {
+        spec.image_cache = glrunner_infra::image_cache::ImageCacheSpec::off();
+    }
+    spec.image_cache.docker_hub = credential_source(
+        "--docker-hub-credential",
+        args.docker_hub_credential.as_deref(),
+    )?;
+    spec.image_cache.gitlab = credential_source(
+        "--gitlab-registry-credential",
+        args.gitlab_registry_credential.as_deref(),
+    )?;
     spec.validate()
         .map_err(|e| CliError::invalid(flag_hint(e)))?;
     Ok(spec)
@@ -103,6 +156,8 @@ fn flag_hint(err: glrunner_infra::Error) -> String {
             "stack" => "--stack",
             "admin_principals" => "--admin-principal",
             "public_access_cidrs" => "--public-access-cidrs",
+            "image_cache.docker_hub" => "--docker-hub-credential",
+            "image_cache.gitlab" => "--gitlab-registry-credential",
             "caller" => "AWS credentials",
             _ => "",
         },

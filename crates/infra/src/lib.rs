@@ -42,6 +42,7 @@ pub mod aws;
 pub mod conformance;
 pub mod error;
 pub mod identity;
+pub mod image_cache;
 pub mod kubeconfig;
 pub mod memory;
 pub mod oidc;

@@ -219,6 +219,8 @@ struct World {
     users: Vec<String>,
     /// Fargate profiles whose pod execution role lost its access entry while they existed.
     fargate_auth_broken: Vec<String>,
+    /// ARNs of Secrets Manager secrets someone else made ([`InMemoryCloud::add_external_secret`]).
+    external_secrets: Vec<String>,
 }
 
 impl World {
@@ -250,6 +252,7 @@ impl World {
 }
 
 mod oidc;
+mod image_cache;
 mod records;
 
 /// One in-memory AWS account seen from one region, implementing both [`NetworkProvisioner`]
@@ -514,7 +517,7 @@ impl InMemoryCloud {
             .filter(|e| e.kind == ResourceKind::Vpc && self.here(e) && ours(e))
             .map(|e| e.id.clone())
             .collect();
-        world
+        let mut found: Vec<Resource> = world
             .entries
             .iter()
             .filter(|e| e.kind.is_network() == network && self.here(e))
@@ -534,7 +537,16 @@ impl InMemoryCloud {
                     ) && e.parent.as_ref().is_some_and(|v| stack_vpcs.contains(v)))
             })
             .filter_map(|e| e.to_resource(now))
-            .collect()
+            .collect();
+        if !network {
+            let roles: Vec<(String, String)> = found
+                .iter()
+                .filter(|r| r.kind == ResourceKind::IamRole)
+                .map(|r| (r.id.clone(), r.key.clone()))
+                .collect();
+            found.extend(self.discover_cache(&world, stack, &roles, now));
+        }
+        found
     }
 
     fn describe_impl(&self, kind: ResourceKind, id: &str) -> Option<Resource> {
@@ -930,8 +942,16 @@ impl InMemoryCloud {
             CreateRequest::OidcProvider { cluster } => {
                 self.create_oidc_provider(&world, &mut entry, cluster, &action, now)?
             }
+            CreateRequest::VpcEndpoint { .. }
+            | CreateRequest::PullThroughCacheRule { .. }
+            | CreateRequest::CacheSecret { .. }
+            | CreateRequest::RolePolicy { .. } => {
+                self.create_cache_entry(&mut world, &mut entry, request, &action, now)?;
+            }
         }
-        let resource = entry.to_resource(now).expect("new entry is present");
+        let mut resource = entry.to_resource(now).expect("new entry is present");
+        // Untagged kinds (ECR rules, inline policies) answer with the step's key too.
+        resource.key = tags.key.clone();
         world.created.push(resource.clone());
         world.entries.push(entry);
         Ok(resource)
@@ -1138,6 +1158,15 @@ impl InMemoryCloud {
             }
         }
         world.fargate_auth_broken.extend(broken_profiles);
+        if kind == ResourceKind::IamRole {
+            // The backends delete a role's inline policies before the role (DeleteRole answers
+            // DeleteConflict while it has any: IAM API Reference, DeleteRole).
+            for e in world.entries.iter_mut() {
+                if e.kind == ResourceKind::RolePolicy && e.parent.as_deref() == Some(id) {
+                    e.deleting_until = Some(now);
+                }
+            }
+        }
         world.entries[index].deleting_until = Some(until);
         world.settle(now);
         Ok(())

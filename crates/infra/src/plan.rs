@@ -148,6 +148,52 @@ pub enum StepAction {
         /// Cluster step.
         cluster: StepRef,
     },
+    /// VPC gateway endpoint on route tables.
+    VpcEndpoint {
+        /// VPC step.
+        vpc: StepRef,
+        /// Service name.
+        service: String,
+        /// Route table steps.
+        route_tables: Vec<StepRef>,
+    },
+    /// ECR pull-through cache rule.
+    PullThroughCacheRule {
+        /// Repository prefix.
+        prefix: String,
+        /// Upstream registry.
+        upstream: crate::image_cache::Upstream,
+        /// Where its upstream credential is.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        credential: Option<RuleCredential>,
+    },
+    /// Secrets Manager secret with an upstream credential.
+    CacheSecret {
+        /// Secret name.
+        name: String,
+        /// The credential (never serialised: a plan printed or read back has none).
+        #[serde(skip)]
+        value: crate::image_cache::Credential,
+    },
+    /// Inline policy of a role: the pull-through cache actions on the rules' repositories.
+    RolePolicy {
+        /// Role step.
+        role: StepRef,
+        /// Policy name.
+        name: String,
+        /// Repository prefixes the policy covers.
+        prefixes: Vec<String>,
+    },
+}
+
+/// Where a pull-through cache rule's upstream credential is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RuleCredential {
+    /// A secret the user made.
+    SecretArn(String),
+    /// The secret of this step.
+    Step(StepRef),
 }
 
 /// Whether a step will create its resource or found it already there.
@@ -545,6 +591,7 @@ impl Plan {
                 cluster: r("cluster"),
             },
         );
+        crate::image_cache::plan_steps(spec, &private_rt_keys, &mut add);
         let mut warnings = Vec::new();
         if cluster.public_endpoint_is_open() {
             warnings.push(
@@ -848,6 +895,56 @@ impl StepAction {
             Self::OidcProvider { cluster } => CreateRequest::OidcProvider {
                 cluster: id(cluster)?,
             },
+            Self::VpcEndpoint {
+                vpc,
+                service,
+                route_tables,
+            } => CreateRequest::VpcEndpoint {
+                vpc_id: id(vpc)?,
+                service_name: service.clone(),
+                route_table_ids: ids(route_tables)?,
+            },
+            Self::PullThroughCacheRule {
+                prefix,
+                upstream,
+                credential,
+            } => CreateRequest::PullThroughCacheRule {
+                prefix: prefix.clone(),
+                upstream: *upstream,
+                credential_arn: match credential {
+                    None => None,
+                    Some(RuleCredential::SecretArn(a)) => Some(a.clone()),
+                    Some(RuleCredential::Step(step)) => Some(arn(step)?),
+                },
+            },
+            Self::CacheSecret { name, value } => {
+                if value.is_empty() {
+                    return Err(Error::invalid(
+                        "image_cache.credential",
+                        format!(
+                            "the credential for secret {name} was not given to this run; give it again (it is never stored in the plan)"
+                        ),
+                    ));
+                }
+                CreateRequest::CacheSecret {
+                    name: name.clone(),
+                    value: value.clone(),
+                }
+            }
+            Self::RolePolicy {
+                role,
+                name,
+                prefixes,
+            } => CreateRequest::RolePolicy {
+                role: id(role)?,
+                name: name.clone(),
+                document: crate::image_cache::pod_role_policy(
+                    partition(region),
+                    region,
+                    account_of(caller_arn).unwrap_or("*"),
+                    prefixes,
+                ),
+            },
         })
     }
 }
@@ -875,6 +972,8 @@ mod tests {
         let mut spec = StackSpec::new(StackName::new("glrunner").unwrap(), "us-east-1");
         spec.network.az_count = azs;
         spec.network.nat = nat;
+        // The core shape; the cache's steps have their own tests.
+        spec.image_cache = crate::image_cache::ImageCacheSpec::off();
         spec
     }
 
@@ -1065,5 +1164,110 @@ mod tests {
         );
         spec.cluster.public_access_cidrs = vec!["203.0.113.0/24".parse().unwrap()];
         assert!(Plan::build(&spec, &azs(2)).unwrap().warnings.is_empty());
+    }
+
+    #[test]
+    fn image_cache_steps_follow_their_dependencies_and_keep_credentials_out() {
+        use crate::image_cache::{Credential, CredentialSource};
+        let mut spec = spec(2, NatMode::PerAz);
+        spec.image_cache = crate::image_cache::ImageCacheSpec::default();
+        spec.image_cache.docker_hub = Some(CredentialSource::Provided(
+            Credential::parse("ENV", "me:S3CRET-token").unwrap(),
+        ));
+        let plan = Plan::build(&spec, &azs(2)).unwrap();
+        let endpoint = plan.step("vpce/s3").unwrap();
+        assert_eq!(
+            endpoint.depends_on,
+            ["vpc", "rt/private/us-east-1a", "rt/private/us-east-1b"]
+        );
+        assert!(endpoint.description.contains("com.amazonaws.us-east-1.s3"));
+        let rule = plan.step("image-cache/docker-hub").unwrap();
+        assert_eq!(rule.depends_on, ["image-cache/secret/docker-hub"]);
+        for key in [
+            "image-cache/ecr-public",
+            "image-cache/quay",
+            "image-cache/k8s",
+        ] {
+            assert!(plan.step(key).unwrap().depends_on.is_empty(), "{key}");
+        }
+        assert!(plan.step("image-cache/gitlab").is_none());
+        assert_eq!(
+            plan.step("role/fargate/image-cache").unwrap().depends_on,
+            ["role/fargate"]
+        );
+        let json = serde_json::to_string(&plan).unwrap();
+        assert!(!json.contains("S3CRET") && !format!("{plan:?}").contains("S3CRET"));
+        assert!(!plan.render_tree().contains("S3CRET"));
+        // Resolved: the rule names the secret's ARN, the policy the caller's account.
+        let mut done = HashMap::new();
+        done.insert(
+            "image-cache/secret/docker-hub".to_string(),
+            Resource {
+                kind: ResourceKind::CacheSecret,
+                id: "ecr-pullthroughcache/glrunner/docker-hub".into(),
+                key: "image-cache/secret/docker-hub".into(),
+                arn: Some("arn:aws:secretsmanager:us-east-1:123456789012:secret:ecr-pullthroughcache/glrunner/docker-hub-AbCdEf".into()),
+                state: crate::resource::ResourceState::Available,
+            },
+        );
+        done.insert(
+            "role/fargate".to_string(),
+            Resource {
+                kind: ResourceKind::IamRole,
+                id: "glrunner-us-east-1-fargate-pods".into(),
+                key: "role/fargate".into(),
+                arn: None,
+                state: crate::resource::ResourceState::Available,
+            },
+        );
+        let caller = "arn:aws:iam::123456789012:user/ci";
+        let request = rule
+            .action
+            .resolve(&done, caller, "glrunner", "us-east-1")
+            .unwrap();
+        assert!(
+            matches!(&request, CreateRequest::PullThroughCacheRule { credential_arn: Some(a), prefix, .. }
+                if a.ends_with("docker-hub-AbCdEf") && prefix == "glrunner/docker-hub"),
+            "{request:?}"
+        );
+        let secret = plan.step("image-cache/secret/docker-hub").unwrap();
+        let request = secret
+            .action
+            .resolve(&done, caller, "glrunner", "us-east-1")
+            .unwrap();
+        assert!(!format!("{request:?}").contains("S3CRET"));
+        assert!(!serde_json::to_string(&request).unwrap().contains("S3CRET"));
+        let policy = plan.step("role/fargate/image-cache").unwrap();
+        let CreateRequest::RolePolicy { document, role, .. } = policy
+            .action
+            .resolve(&done, caller, "glrunner", "us-east-1")
+            .unwrap()
+        else {
+            panic!("not a role policy");
+        };
+        assert_eq!(role, "glrunner-us-east-1-fargate-pods");
+        assert!(
+            document
+                .contains("arn:aws:ecr:us-east-1:123456789012:repository/glrunner/docker-hub/*")
+        );
+        assert!(document.contains("ecr:BatchImportUpstreamImage"));
+        // A plan read back has no credential: resolving its secret step says to give it again.
+        let back: Plan = serde_json::from_str(&json).unwrap();
+        let err = back
+            .step("image-cache/secret/docker-hub")
+            .unwrap()
+            .action
+            .resolve(&done, caller, "glrunner", "us-east-1")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("give it again"), "{err}");
+        // Off: none of it.
+        spec.image_cache = crate::image_cache::ImageCacheSpec::off();
+        let plan = Plan::build(&spec, &azs(2)).unwrap();
+        assert!(
+            plan.steps
+                .iter()
+                .all(|s| !s.key.contains("image-cache") && s.key != "vpce/s3")
+        );
     }
 }

@@ -40,6 +40,16 @@ pub enum ResourceKind {
     IamRole,
     /// IAM OpenID Connect provider for an EKS cluster's issuer (IRSA).
     OidcProvider,
+    /// VPC gateway endpoint (S3, for ECR layer downloads off the NAT gateway).
+    VpcEndpoint,
+    /// ECR pull-through cache rule (id: its repository prefix; ECR rules carry no tags).
+    PullThroughCacheRule,
+    /// Secrets Manager secret glrunner stored (an upstream registry credential).
+    CacheSecret,
+    /// Inline policy of an IAM role (id: `<role>/<policy>`; key from its role's and its name).
+    RolePolicy,
+    /// ECR repository a pull-through cache rule created (untagged; found by the rule's prefix).
+    CacheRepository,
 }
 
 impl ResourceKind {
@@ -60,6 +70,11 @@ impl ResourceKind {
             Self::Vpc => "VPC",
             Self::IamRole => "IAM role",
             Self::OidcProvider => "IAM OIDC provider",
+            Self::VpcEndpoint => "VPC endpoint",
+            Self::PullThroughCacheRule => "ECR pull-through cache rule",
+            Self::CacheSecret => "Secrets Manager secret",
+            Self::RolePolicy => "IAM inline policy",
+            Self::CacheRepository => "ECR cache repository",
         }
     }
 
@@ -75,6 +90,7 @@ impl ResourceKind {
                 | Self::InternetGateway
                 | Self::Subnet
                 | Self::Vpc
+                | Self::VpcEndpoint
         )
     }
 }
@@ -294,6 +310,42 @@ pub enum CreateRequest {
         /// Cluster name.
         cluster: String,
     },
+    /// VPC gateway endpoint on route tables.
+    VpcEndpoint {
+        /// VPC id.
+        vpc_id: String,
+        /// Service name (`com.amazonaws.<region>.s3`).
+        service_name: String,
+        /// Route tables that get the endpoint's prefix-list route.
+        route_table_ids: Vec<String>,
+    },
+    /// ECR pull-through cache rule.
+    PullThroughCacheRule {
+        /// `ecrRepositoryPrefix`.
+        prefix: String,
+        /// Upstream registry.
+        upstream: crate::image_cache::Upstream,
+        /// Secrets Manager ARN of the upstream credential.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        credential_arn: Option<String>,
+    },
+    /// Secrets Manager secret holding an upstream credential (value redacted everywhere).
+    CacheSecret {
+        /// Secret name (`ecr-pullthroughcache/<stack>/<registry>`).
+        name: String,
+        /// The credential; never serialised.
+        #[serde(skip)]
+        value: crate::image_cache::Credential,
+    },
+    /// Inline policy on an IAM role.
+    RolePolicy {
+        /// Role name.
+        role: String,
+        /// Policy name.
+        name: String,
+        /// Policy document (JSON).
+        document: String,
+    },
 }
 
 impl CreateRequest {
@@ -301,7 +353,24 @@ impl CreateRequest {
     /// cluster's role and subnets...): what eventual consistency may not show yet.
     pub fn referenced_ids(&self) -> Vec<&str> {
         match self {
-            Self::Vpc { .. } | Self::ElasticIp | Self::IamRole { .. } => Vec::new(),
+            Self::Vpc { .. }
+            | Self::ElasticIp
+            | Self::IamRole { .. }
+            | Self::CacheSecret { .. } => Vec::new(),
+            // A secret made moments ago: ECR may answer SecretNotFoundException for a while.
+            Self::PullThroughCacheRule { credential_arn, .. } => {
+                credential_arn.iter().map(String::as_str).collect()
+            }
+            Self::RolePolicy { role, .. } => vec![role],
+            Self::VpcEndpoint {
+                vpc_id,
+                route_table_ids,
+                ..
+            } => {
+                let mut ids = vec![vpc_id.as_str()];
+                ids.extend(route_table_ids.iter().map(String::as_str));
+                ids
+            }
             Self::Subnet { vpc_id, .. } | Self::InternetGateway { vpc_id } => vec![vpc_id],
             Self::NatGateway {
                 subnet_id,
@@ -358,6 +427,9 @@ impl CreateRequest {
                 principal_arn,
                 ..
             } => Some(format!("{cluster}/{principal_arn}")),
+            Self::PullThroughCacheRule { prefix, .. } => Some(prefix.clone()),
+            Self::CacheSecret { name, .. } => Some(name.clone()),
+            Self::RolePolicy { role, name, .. } => Some(format!("{role}/{name}")),
             _ => None,
         }
     }
@@ -377,6 +449,10 @@ impl CreateRequest {
             Self::Addon { .. } => ResourceKind::Addon,
             Self::AccessEntry { .. } => ResourceKind::AccessEntry,
             Self::OidcProvider { .. } => ResourceKind::OidcProvider,
+            Self::VpcEndpoint { .. } => ResourceKind::VpcEndpoint,
+            Self::PullThroughCacheRule { .. } => ResourceKind::PullThroughCacheRule,
+            Self::CacheSecret { .. } => ResourceKind::CacheSecret,
+            Self::RolePolicy { .. } => ResourceKind::RolePolicy,
         }
     }
 }

@@ -529,6 +529,9 @@ pub struct StackSpec {
     pub network: NetworkSpec,
     /// Cluster settings.
     pub cluster: ClusterSpec,
+    /// The ECR pull-through cache (on by default).
+    #[serde(default)]
+    pub image_cache: crate::image_cache::ImageCacheSpec,
 }
 
 impl StackSpec {
@@ -540,6 +543,7 @@ impl StackSpec {
             region: region.into(),
             network: NetworkSpec::default(),
             cluster,
+            image_cache: crate::image_cache::ImageCacheSpec::default(),
         }
     }
 
@@ -560,6 +564,7 @@ impl StackSpec {
             ));
         }
         let partition = partition(&self.region);
+        self.image_cache.validate(partition, &self.region)?;
         for principal in &self.cluster.admin_principals {
             if !principal.starts_with(&format!("arn:{partition}:")) {
                 return Err(Error::invalid(

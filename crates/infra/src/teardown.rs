@@ -15,22 +15,29 @@ use crate::wait::{needs_wait, retry_if};
 
 /// Deletion order. ENIs are swept twice: once after the cluster (EKS-created interfaces),
 /// once after the NAT gateways (interfaces they release). IAM roles go last: EKS needs the
-/// cluster role until the cluster is gone, or it cannot clean up its own ENIs.
+/// cluster role until the cluster is gone, or it cannot clean up its own ENIs. The pull-through
+/// cache goes once the cluster is gone (no pod pulls through it any more): its rules first (no
+/// new repository appears), then the repositories they created, then the secrets the rules named.
 pub const TEARDOWN_ORDER: &[ResourceKind] = &[
     ResourceKind::Addon,
     ResourceKind::AccessEntry,
     ResourceKind::FargateProfile,
     ResourceKind::OidcProvider,
     ResourceKind::Cluster,
+    ResourceKind::PullThroughCacheRule,
+    ResourceKind::CacheRepository,
+    ResourceKind::CacheSecret,
     ResourceKind::NetworkInterface,
     ResourceKind::SecurityGroup,
     ResourceKind::NatGateway,
     ResourceKind::NetworkInterface,
     ResourceKind::ElasticIp,
+    ResourceKind::VpcEndpoint,
     ResourceKind::RouteTable,
     ResourceKind::InternetGateway,
     ResourceKind::Subnet,
     ResourceKind::Vpc,
+    ResourceKind::RolePolicy,
     ResourceKind::IamRole,
 ];
 

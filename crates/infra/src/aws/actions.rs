@@ -82,6 +82,22 @@ pub const CALLED_ACTIONS: &[&str] = &[
     "servicequotas:GetServiceQuota",
     "servicequotas:GetAWSDefaultServiceQuota",
     "pricing:GetProducts",
+    // The pull-through cache (aws/image_cache.rs): S3 gateway endpoint, ECR rules and the
+    // repositories they create, upstream credential secrets, the pod role's inline policy.
+    "ec2:CreateVpcEndpoint",
+    "ec2:DeleteVpcEndpoints",
+    "ec2:DescribeVpcEndpoints",
+    "ecr:CreatePullThroughCacheRule",
+    "ecr:DeletePullThroughCacheRule",
+    "ecr:DescribePullThroughCacheRules",
+    "ecr:DeleteRepository",
+    "ecr:DescribeRepositories",
+    "secretsmanager:CreateSecret",
+    "secretsmanager:DeleteSecret",
+    "secretsmanager:DescribeSecret",
+    "secretsmanager:ListSecrets",
+    "iam:GetRolePolicy",
+    "iam:PutRolePolicy",
 ];
 
 /// Permissions AWS checks without a call of that name: `eks:CreateCluster` and
@@ -103,6 +119,9 @@ pub const IMPLIED_ACTIONS: &[&str] = &[
     "iam:TagRole",
     "eks:TagResource",
     "iam:TagOpenIDConnectProvider",
+    // CreateSecret with tags (Secrets Manager User Guide, "Tag secrets": "To add tags when
+    // you create a secret, you need secretsmanager:TagResource").
+    "secretsmanager:TagResource",
 ];
 
 /// Calls AWS authorises without any permission: "No permissions are required to perform this
@@ -175,6 +194,11 @@ const SERVICE_LINKED_ROLES: &[(&str, &str)] = &[
         "eks-fargate.amazonaws.com",
         "AWSServiceRoleForAmazonEKSForFargate",
     ),
+    // ECR User Guide, "Amazon ECR service-linked role for pull through cache".
+    (
+        "pullthroughcache.ecr.amazonaws.com",
+        "AWSServiceRoleForECRPullThroughCache",
+    ),
 ];
 
 /// The EKS add-ons glrunner creates (the plan's `addon/coredns` step).
@@ -189,6 +213,7 @@ const EC2_TAGGED_CREATES: &[&str] = &[
     "ec2:AllocateAddress",
     "ec2:CreateNatGateway",
     "ec2:CreateRouteTable",
+    "ec2:CreateVpcEndpoint",
 ];
 
 /// The EKS creates that carry tags, with the resource their `eks:TagResource` is on.
@@ -255,6 +280,41 @@ impl PermissionScope {
         format!(
             "arn:{}:iam::{}:oidc-provider/oidc.eks.{}.amazonaws.com/id/*",
             self.partition, self.account, self.region
+        )
+    }
+
+    /// The ECR repositories the stack's pull-through cache rules create (one pattern per rule
+    /// prefix, [`crate::image_cache::rule_prefix`]).
+    pub fn cache_repository_arns(&self) -> Vec<String> {
+        let Ok(stack) = crate::spec::StackName::new(self.stack.clone()) else {
+            return vec![format!(
+                "arn:{}:ecr:{}:{}:repository/{}/*",
+                self.partition, self.region, self.account, self.stack
+            )];
+        };
+        crate::image_cache::Upstream::ALL
+            .into_iter()
+            .map(|u| {
+                format!(
+                    "arn:{}:ecr:{}:{}:repository/{}/*",
+                    self.partition,
+                    self.region,
+                    self.account,
+                    crate::image_cache::rule_prefix(&stack, u)
+                )
+            })
+            .collect()
+    }
+
+    /// The secrets glrunner stores for the stack (`ecr-pullthroughcache/<stack>/…`).
+    pub fn cache_secret_arns(&self) -> String {
+        format!(
+            "arn:{}:secretsmanager:{}:{}:secret:{}{}/*",
+            self.partition,
+            self.region,
+            self.account,
+            crate::image_cache::SECRET_PREFIX,
+            self.stack
         )
     }
 
@@ -492,6 +552,29 @@ pub fn permission_checks(scope: &PermissionScope) -> Vec<PermissionCheck> {
                 vec![iam_region.clone()],
             )),
             ("iam", a) => out.push(check(a, roles.clone(), vec![iam_region.clone()])),
+            // The repositories under the stack's rule prefixes.
+            ("ecr", "ecr:DeleteRepository") => out.push(check(
+                action,
+                scope.cache_repository_arns(),
+                vec![region.clone()],
+            )),
+            // Pull-through cache rules and DescribeRepositories of the registry: no resource
+            // type to scope them to.
+            ("ecr", a) => out.push(check(a, vec!["*".into()], vec![region.clone()])),
+            ("secretsmanager", "secretsmanager:ListSecrets") => {
+                out.push(check(action, vec!["*".into()], vec![region.clone()]));
+            }
+            ("secretsmanager", "secretsmanager:CreateSecret" | "secretsmanager:TagResource") => out
+                .push(check(
+                    action,
+                    vec![scope.cache_secret_arns()],
+                    scope.tag_context(&scope.region, &[]),
+                )),
+            ("secretsmanager", a) => out.push(check(
+                a,
+                vec![scope.cache_secret_arns()],
+                vec![region.clone()],
+            )),
             (_, a) => out.push(check(a, vec!["*".into()], vec![region.clone()])),
         }
     }
@@ -512,6 +595,8 @@ mod tests {
         ("sts", "sts"),
         ("quotas", "servicequotas"),
         ("pricing", "pricing"),
+        ("ecr", "ecr"),
+        ("secrets", "secretsmanager"),
     ];
 
     fn pascal(snake: &str) -> String {
@@ -785,7 +870,8 @@ mod tests {
                 "CreateInternetGateway",
                 "AllocateAddress",
                 "CreateNatGateway",
-                "CreateRouteTable"
+                "CreateRouteTable",
+                "CreateVpcEndpoint"
             ]
         );
         // PassRole names the role and the service it is passed to.
@@ -904,7 +990,14 @@ mod tests {
                                 "iam:ListRoles",
                                 "iam:ListOpenIDConnectProviders",
                                 "servicequotas:GetAWSDefaultServiceQuota",
-                                "pricing:GetProducts"
+                                "pricing:GetProducts",
+                                // No resource type (Service Authorization Reference, ECR
+                                // and Secrets Manager).
+                                "ecr:CreatePullThroughCacheRule",
+                                "ecr:DeletePullThroughCacheRule",
+                                "ecr:DescribePullThroughCacheRules",
+                                "ecr:DescribeRepositories",
+                                "secretsmanager:ListSecrets",
                             ]
                             .contains(&a.as_str()),
                         "{a} is granted on * in the README"

@@ -22,8 +22,8 @@ use std::time::Duration;
 /// [`NetworkProvisioner`] on aws-sdk-ec2.
 #[derive(Debug, Clone)]
 pub struct AwsNetwork {
-    ec2: Client,
-    consistency_window: Duration,
+    pub(super) ec2: Client,
+    pub(super) consistency_window: Duration,
 }
 
 impl AwsNetwork {
@@ -49,7 +49,7 @@ impl AwsNetwork {
     }
 }
 
-fn tag_spec(
+pub(super) fn tag_spec(
     resource_type: ResourceType,
     tags: &ResourceTags,
     extra: &[(String, String)],
@@ -67,14 +67,14 @@ fn tag_spec(
         .build()
 }
 
-fn stack_filter(stack: &StackName) -> Filter {
+pub(super) fn stack_filter(stack: &StackName) -> Filter {
     Filter::builder()
         .name(format!("tag:{STACK_TAG}"))
         .values(stack.as_str())
         .build()
 }
 
-fn key_of(tags: &[Tag]) -> String {
+pub(super) fn key_of(tags: &[Tag]) -> String {
     tags.iter()
         .find(|t| t.key() == Some(KEY_TAG))
         .and_then(|t| t.value())
@@ -669,13 +669,14 @@ impl NetworkProvisioner for AwsNetwork {
 
     async fn discover(&self, stack: &StackName) -> Result<Vec<Resource>> {
         let f = || vec![stack_filter(stack)];
-        let (vpcs, subnets, igws, tables, eips, nats) = tokio::try_join!(
+        let (vpcs, subnets, igws, tables, eips, nats, endpoints) = tokio::try_join!(
             self.vpcs(f(), vec![]),
             self.subnets(f(), vec![]),
             self.internet_gateways(f(), vec![]),
             self.route_tables(f(), vec![]),
             self.addresses(f(), vec![]),
             self.nat_gateways(f(), vec![], Some(stack)),
+            self.discover_endpoints(stack),
         )?;
         let mut all = Vec::new();
         if !vpcs.is_empty() {
@@ -700,6 +701,7 @@ impl NetworkProvisioner for AwsNetwork {
         all.extend(tables);
         all.extend(eips);
         all.extend(nats);
+        all.extend(endpoints);
         Ok(all)
     }
 
@@ -735,6 +737,14 @@ impl NetworkProvisioner for AwsNetwork {
                 self.create_route_table(vpc_id, default_route, subnet_ids, tags)
                     .await
             }
+            CreateRequest::VpcEndpoint {
+                vpc_id,
+                service_name,
+                route_table_ids,
+            } => {
+                self.create_vpc_endpoint(vpc_id, service_name, route_table_ids, tags)
+                    .await
+            }
             other => Err(Error::invalid(
                 "request",
                 format!("{} is not a network resource", other.kind()),
@@ -753,6 +763,7 @@ impl NetworkProvisioner for AwsNetwork {
             ResourceKind::NatGateway => self.nat_gateways(vec![], ids, None).await,
             ResourceKind::SecurityGroup => self.security_groups(vec![], ids).await,
             ResourceKind::NetworkInterface => self.network_interfaces(vec![], ids).await,
+            ResourceKind::VpcEndpoint => self.vpc_endpoints(vec![], ids, None).await,
             other => Err(Error::invalid(
                 "kind",
                 format!("{other} is not a network resource"),
@@ -882,6 +893,7 @@ impl NetworkProvisioner for AwsNetwork {
                 .await
                 .map(|_| ())
                 .map_err(|e| map_sdk_error(&action, &what, "ec2", e)),
+            ResourceKind::VpcEndpoint => self.delete_vpc_endpoint(resource).await,
             other => Err(Error::invalid(
                 "kind",
                 format!("{other} is not a network resource"),

@@ -31,6 +31,12 @@ pub struct AwsCluster {
     sts: aws_sdk_sts::Client,
     /// The EKS client's region: IAM is global, so roles are told apart by region.
     pub(super) region: String,
+    /// ECR (pull-through cache rules and their repositories).
+    pub(super) ecr: aws_sdk_ecr::Client,
+    /// Secrets Manager (upstream registry credentials).
+    pub(super) secrets: aws_sdk_secretsmanager::Client,
+    /// Whether `ecr` and `secrets` are real clients (else the cache is neither discovered nor made).
+    pub(super) cache_clients: bool,
 }
 
 impl AwsCluster {
@@ -41,6 +47,24 @@ impl AwsCluster {
             aws_sdk_iam::Client::new(config),
             aws_sdk_sts::Client::new(config),
         )
+        .with_cache_clients(
+            aws_sdk_ecr::Client::new(config),
+            aws_sdk_secretsmanager::Client::new(config),
+        )
+    }
+
+    /// With the ECR and Secrets Manager clients of the pull-through cache (without them, the
+    /// cache's resources are neither discovered nor created).
+    #[must_use]
+    pub fn with_cache_clients(
+        mut self,
+        ecr: aws_sdk_ecr::Client,
+        secrets: aws_sdk_secretsmanager::Client,
+    ) -> Self {
+        self.ecr = ecr;
+        self.secrets = secrets;
+        self.cache_clients = true;
+        self
     }
 
     /// From existing clients (tests pass mocked clients here). The region is the EKS client's.
@@ -54,10 +78,18 @@ impl AwsCluster {
             .region()
             .map(|r| r.to_string())
             .unwrap_or_default();
+        // Placeholders, never called until with_cache_clients (cache_clients is false).
+        let placeholder = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(region.clone()))
+            .build();
         Self {
             eks,
             iam,
             sts,
+            ecr: aws_sdk_ecr::Client::new(&placeholder),
+            secrets: aws_sdk_secretsmanager::Client::new(&placeholder),
+            cache_clients: false,
             region,
         }
     }
@@ -778,6 +810,8 @@ impl ClusterProvisioner for AwsCluster {
     async fn discover(&self, stack: &StackName) -> Result<Vec<Resource>> {
         let mut found = self.discover_roles(stack).await?;
         found.extend(self.discover_oidc_providers(stack).await?);
+        let cache = self.discover_cache(stack, &found).await?;
+        found.extend(cache);
         let clusters = self
             .eks
             .list_clusters()
@@ -866,6 +900,22 @@ impl ClusterProvisioner for AwsCluster {
             CreateRequest::OidcProvider { cluster } => {
                 self.create_oidc_provider(cluster, tags).await
             }
+            CreateRequest::PullThroughCacheRule {
+                prefix,
+                upstream,
+                credential_arn,
+            } => {
+                self.create_rule(prefix, *upstream, credential_arn.as_deref(), tags)
+                    .await
+            }
+            CreateRequest::CacheSecret { name, value } => {
+                self.create_secret(name, value, tags).await
+            }
+            CreateRequest::RolePolicy {
+                role,
+                name,
+                document,
+            } => self.put_role_policy(role, name, document, tags).await,
             other => Err(Error::invalid(
                 "request",
                 format!("{} is not a cluster resource", other.kind()),
@@ -890,6 +940,10 @@ impl ClusterProvisioner for AwsCluster {
             }
             ResourceKind::IamRole => Ok(self.describe_role(id).await?.map(|(r, _)| r)),
             ResourceKind::OidcProvider => self.describe_oidc_provider(id).await,
+            ResourceKind::PullThroughCacheRule
+            | ResourceKind::CacheRepository
+            | ResourceKind::CacheSecret
+            | ResourceKind::RolePolicy => self.describe_cache(kind, id).await,
             other => Err(Error::invalid(
                 "kind",
                 format!("{other} is not a cluster resource"),
@@ -945,6 +999,10 @@ impl ClusterProvisioner for AwsCluster {
             }
             ResourceKind::IamRole => self.delete_role(id).await,
             ResourceKind::OidcProvider => self.delete_oidc_provider(id).await,
+            ResourceKind::PullThroughCacheRule
+            | ResourceKind::CacheRepository
+            | ResourceKind::CacheSecret
+            | ResourceKind::RolePolicy => self.delete_cache(resource).await,
             other => Err(Error::invalid(
                 "kind",
                 format!("{other} is not a cluster resource"),

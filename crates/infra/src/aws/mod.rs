@@ -11,6 +11,7 @@ mod ec2;
 mod eks;
 mod oidc;
 mod pod_identity;
+mod image_cache;
 
 use std::future::Future;
 use std::time::Duration;
@@ -74,7 +75,12 @@ fn is_not_found_code(code: &str) -> bool {
     code.ends_with(".NotFound")
         || matches!(
             code,
-            "NatGatewayNotFound" | "ResourceNotFoundException" | "NoSuchEntity"
+            "NatGatewayNotFound"
+                | "ResourceNotFoundException"
+                | "NoSuchEntity"
+                | "PullThroughCacheRuleNotFoundException"
+                | "RepositoryNotFoundException"
+                | "SecretNotFoundException"
         )
 }
 
@@ -166,7 +172,9 @@ where
         "EntityAlreadyExists"
         | "RouteAlreadyExists"
         | "InvalidGroup.Duplicate"
-        | "ResourceAlreadyExists" => Error::AlreadyExists { action, resource },
+        | "ResourceAlreadyExists"
+        | "PullThroughCacheRuleAlreadyExistsException"
+        | "ResourceExistsException" => Error::AlreadyExists { action, resource },
         "Throttling"
         | "ThrottlingException"
         | "RequestLimitExceeded"

@@ -92,7 +92,8 @@ async fn dry_run_mutates_nothing() {
     let plan = conformance::dry_run_mutates_nothing(&cloud, &cloud, &spec("dry"))
         .await
         .unwrap();
-    assert_eq!(plan.steps.len(), 17);
+    // 16, the OIDC provider, and the image cache's S3 endpoint, role policy and three rules.
+    assert_eq!(plan.steps.len(), 22);
     assert!(cloud.mutating_calls().is_empty());
 }
 
@@ -954,4 +955,66 @@ async fn pod_identity_associations_in_memory() {
     )
     .await
     .unwrap();
+/// The image cache on the in-memory account with a user's own Docker Hub secret: the rule
+/// names it, a first pull makes a repository under the rule's prefix (none without a rule), and
+/// teardown removes the rules and that repository but never the user's secret.
+#[tokio::test(start_paused = true)]
+async fn the_image_cache_goes_with_its_repositories_and_keeps_the_users_secret() {
+    use glrunner_infra::image_cache::{CredentialSource, Upstream, rule_prefix};
+    let cloud = InMemoryCloud::default();
+    let mut spec = spec("cache");
+    let arn = cloud.add_external_secret("ecr-pullthroughcache/mine");
+    spec.image_cache.docker_hub = Some(CredentialSource::SecretArn(arn));
+    let options = glrunner_infra::StackOptions {
+        waits: WaitPolicy::default(),
+        ..Default::default()
+    };
+    let outcome = glrunner_infra::provision(&spec, &cloud, &cloud, &options)
+        .await
+        .unwrap();
+    let applied = outcome.applied.unwrap();
+    assert!(applied.resources.contains_key("image-cache/docker-hub"));
+    assert!(
+        !applied
+            .resources
+            .contains_key("image-cache/secret/docker-hub")
+    );
+    let hub = rule_prefix(&spec.stack, Upstream::DockerHub);
+    assert!(
+        cloud
+            .pull_through_cache(&format!("{hub}/library/alpine"))
+            .unwrap()
+    );
+    assert!(
+        !cloud
+            .pull_through_cache("elsewhere/library/alpine")
+            .unwrap()
+    );
+    let found = Engine::new(&cloud, &cloud)
+        .leftovers(&spec.stack)
+        .await
+        .unwrap();
+    assert!(
+        found
+            .iter()
+            .any(|r| r.kind == ResourceKind::CacheRepository && r.id.ends_with("/library/alpine"))
+    );
+    glrunner_infra::teardown(&spec.stack, &spec.region, &cloud, &cloud, &options)
+        .await
+        .unwrap();
+    let left: Vec<_> = cloud
+        .all_resources()
+        .into_iter()
+        .filter(|r| {
+            matches!(
+                r.kind,
+                ResourceKind::PullThroughCacheRule
+                    | ResourceKind::CacheRepository
+                    | ResourceKind::CacheSecret
+                    | ResourceKind::RolePolicy
+                    | ResourceKind::VpcEndpoint
+            )
+        })
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }

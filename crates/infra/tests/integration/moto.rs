@@ -124,7 +124,8 @@ async fn dry_run_mutates_nothing() {
     )
     .await
     .unwrap();
-    assert_eq!(plan.steps.len(), 17);
+    // 16, the OIDC provider, and the image cache's S3 endpoint, role policy and three rules.
+    assert_eq!(plan.steps.len(), 22);
     let ec2 = aws_sdk_ec2::Client::new(&config);
     let vpcs = ec2
         .describe_vpcs()
@@ -262,7 +263,8 @@ async fn census(config: &aws_config::SdkConfig, stack: &str) -> Vec<(&'static st
             .access_entries()
             .len();
     }
-    vec![
+    let cache = cache_census(config, stack).await;
+    let mut counts = vec![
         ("vpc", vpcs.vpcs().len()),
         ("subnet", subnets.subnets().len()),
         ("internet gateway", igws.internet_gateways().len()),
@@ -274,6 +276,89 @@ async fn census(config: &aws_config::SdkConfig, stack: &str) -> Vec<(&'static st
         ("fargate profile", profiles),
         ("addon", addons),
         ("access entry", entries),
+    ];
+    counts.extend(cache);
+    counts
+}
+
+/// The image cache's resources of the stack, straight from the SDK: live S3 gateway endpoints
+/// (tagged), ECR rules under the stack's prefixes, the repositories under them, the secrets
+/// glrunner stored, and the inline policies of the pod execution role.
+async fn cache_census(config: &aws_config::SdkConfig, stack: &str) -> Vec<(&'static str, usize)> {
+    use glrunner_infra::image_cache::{Upstream, rule_prefix};
+    let name = StackName::new(stack).unwrap();
+    let prefixes: Vec<String> = Upstream::ALL
+        .iter()
+        .map(|u| rule_prefix(&name, *u))
+        .collect();
+    let ec2 = aws_sdk_ec2::Client::new(config);
+    let endpoints = ec2
+        .describe_vpc_endpoints()
+        .filters(tag_filter(stack))
+        .send()
+        .await
+        .unwrap();
+    let live_endpoints = endpoints
+        .vpc_endpoints()
+        .iter()
+        .filter(|e| {
+            e.state()
+                .map(|s| s.as_str().to_ascii_lowercase())
+                .as_deref()
+                != Some("deleted")
+        })
+        .count();
+    let ecr = aws_sdk_ecr::Client::new(config);
+    let rules = ecr
+        .describe_pull_through_cache_rules()
+        .send()
+        .await
+        .unwrap();
+    let rules = rules
+        .pull_through_cache_rules()
+        .iter()
+        .filter(|r| {
+            prefixes
+                .iter()
+                .any(|p| r.ecr_repository_prefix() == Some(p.as_str()))
+        })
+        .count();
+    let repos = ecr.describe_repositories().send().await.unwrap();
+    let repos = repos
+        .repositories()
+        .iter()
+        .filter(|r| {
+            let name = r.repository_name().unwrap_or_default();
+            prefixes.iter().any(|p| name.starts_with(&format!("{p}/")))
+        })
+        .count();
+    let secrets = aws_sdk_secretsmanager::Client::new(config)
+        .list_secrets()
+        .send()
+        .await
+        .unwrap();
+    let secrets = secrets
+        .secret_list()
+        .iter()
+        .filter(|s| {
+            s.name()
+                .is_some_and(|n| n.starts_with(&format!("ecr-pullthroughcache/{stack}/")))
+        })
+        .count();
+    let region = config.region().unwrap().to_string();
+    let policies = aws_sdk_iam::Client::new(config)
+        .list_role_policies()
+        .role_name(glrunner_infra::plan::fargate_role_name(stack, &region))
+        .send()
+        .await
+        .map(|out| out.policy_names().len())
+        .unwrap_or(0);
+    vec![
+        ("vpc endpoint", live_endpoints),
+        ("cache rule", rules),
+        ("cache repository", repos),
+        ("cache secret", secrets),
+        ("role inline policy", policies),
     ]
 }
 
@@ -306,6 +391,13 @@ async fn provision_twice_then_teardown_without_state_leaves_nothing() {
         ("addon", 1),
         // The caller's, and the FARGATE_LINUX entry EKS makes for the pod execution role.
         ("access entry", 2),
+        // The image cache: S3 gateway endpoint, the three rules that need no credential, no
+        // repository before a pull, no secret without a credential, the pod role's policy.
+        ("vpc endpoint", 1),
+        ("cache rule", 3),
+        ("cache repository", 0),
+        ("cache secret", 0),
+        ("role inline policy", 1),
     ];
     assert_eq!(
         census(&config, "moto-full").await,
@@ -494,6 +586,10 @@ async fn the_same_stack_in_two_regions_is_two_stacks() {
     .unwrap();
     let west_census = census(&west, "moto-twin").await;
     for (what, n) in &west_census {
+        // No pull made a cache repository and no credential a secret (both 0 from the start).
+        if matches!(*what, "cache repository" | "cache secret") {
+            continue;
+        }
         assert!(*n > 0, "us-west-2 lost its {what}: {west_census:?}");
     }
     glrunner_infra::teardown(
@@ -899,4 +995,117 @@ async fn pod_identity_associations_on_moto() {
         .send()
         .await
         .unwrap();
+/// The image cache with a Docker Hub credential on strict moto (the shim's ECR routes, checked
+/// against botocore's ECR model): the credential is stored as `ecr-pullthroughcache/<stack>/…`
+/// and named by the Docker Hub rule; a first pull makes a repository under the rule's prefix;
+/// teardown leaves no rule, no repository, no secret, no endpoint and no inline policy; the
+/// credential appears in no state file, plan, outcome or report.
+#[tokio::test]
+async fn the_image_cache_with_a_credential_is_torn_down_with_its_repositories() {
+    use glrunner_infra::image_cache::{Credential, CredentialSource, Upstream, rule_prefix};
+    let Some(config) = moto().await else { return };
+    let _guard = MOTO.lock().await;
+    let (network, cluster) = (AwsNetwork::new(&config), AwsCluster::new(&config));
+    let mut spec = spec("moto-cache");
+    let token = "dckr_pat_NEVER-SHOWN-7f3a";
+    spec.image_cache.docker_hub = Some(CredentialSource::Provided(
+        Credential::parse("TEST", &format!("glrunner:{token}")).unwrap(),
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let options = StackOptions {
+        state_dir: Some(dir.path().to_path_buf()),
+        waits: WaitPolicy::fast(),
+        ..Default::default()
+    };
+    let outcome = glrunner_infra::provision(&spec, &network, &cluster, &options)
+        .await
+        .unwrap();
+    let counts = census(&config, "moto-cache").await;
+    for (what, n) in [
+        ("vpc endpoint", 1),
+        ("cache rule", 4),
+        ("cache secret", 1),
+        ("role inline policy", 1),
+    ] {
+        assert!(counts.contains(&(what, n)), "{what}: {counts:?}");
+    }
+    // The rule names the stored secret, whose value is what ECR reads.
+    let ecr = aws_sdk_ecr::Client::new(&config);
+    let stack = StackName::new("moto-cache").unwrap();
+    let hub = rule_prefix(&stack, Upstream::DockerHub);
+    let rules = ecr
+        .describe_pull_through_cache_rules()
+        .ecr_repository_prefixes(&hub)
+        .send()
+        .await
+        .unwrap();
+    let arn = rules.pull_through_cache_rules()[0]
+        .credential_arn()
+        .unwrap()
+        .to_string();
+    assert!(
+        arn.contains(":secret:ecr-pullthroughcache/moto-cache/docker-hub-"),
+        "{arn}"
+    );
+    let value = aws_sdk_secretsmanager::Client::new(&config)
+        .get_secret_value()
+        .secret_id(&arn)
+        .send()
+        .await
+        .unwrap();
+    let value: serde_json::Value = serde_json::from_str(value.secret_string().unwrap()).unwrap();
+    assert_eq!(value["username"], "glrunner");
+    assert_eq!(value["accessToken"], token);
+    // A job's first pull through the Docker Hub and ECR Public rules.
+    for repository in [
+        format!("{hub}/library/alpine"),
+        format!(
+            "{}/docker/library/debian",
+            rule_prefix(&stack, Upstream::EcrPublic)
+        ),
+    ] {
+        let pulled = shim(
+            "POST",
+            "/glrunner-shim/ecr-pull",
+            serde_json::json!({"region": "us-east-1", "repository": repository}),
+        )
+        .await;
+        assert_eq!(pulled["created"], true, "{repository}");
+    }
+    assert!(
+        census(&config, "moto-cache")
+            .await
+            .contains(&("cache repository", 2))
+    );
+    // Nothing written or returned carries the token.
+    let state = std::fs::read_to_string(dir.path().join("moto-cache.json")).unwrap();
+    assert!(!state.contains(token) && !state.contains("NEVER-SHOWN"));
+    let shown = format!(
+        "{outcome:?}{}{}",
+        serde_json::to_string(&outcome).unwrap(),
+        outcome.plan.render_tree()
+    );
+    assert!(!shown.contains("NEVER-SHOWN"), "the credential leaked");
+
+    let report = glrunner_infra::teardown(&spec.stack, &spec.region, &network, &cluster, &options)
+        .await
+        .unwrap();
+    assert!(report.leftovers.is_empty());
+    assert!(!format!("{report:?}").contains("NEVER-SHOWN"));
+    let after = census(&config, "moto-cache").await;
+    assert!(after.iter().all(|(_, n)| *n == 0), "left behind: {after:?}");
+    // Deleted without a recovery window: the name is free again at once.
+    let listed = aws_sdk_secretsmanager::Client::new(&config)
+        .list_secrets()
+        .include_planned_deletion(true)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        listed.secret_list().iter().all(|s| !s
+            .name()
+            .unwrap_or_default()
+            .starts_with("ecr-pullthroughcache/moto-cache/")),
+        "the secret is only scheduled for deletion"
+    );
 }
