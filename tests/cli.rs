@@ -164,7 +164,7 @@ fn sandbox_dry_run_prints_the_plan_tree_and_json() {
     assert!(human.status.success(), "{}", text(&human.stderr));
     let stdout = text(&human.stdout);
     assert!(
-        stdout.starts_with("plan for stack glrunner in us-east-1: 17 steps"),
+        stdout.starts_with("plan for stack glrunner in us-east-1: 19 steps"),
         "{stdout}"
     );
     assert!(
@@ -174,7 +174,7 @@ fn sandbox_dry_run_prints_the_plan_tree_and_json() {
     let json = run("provision", &["--dry-run", "--output", "json"], &[]);
     assert!(json.status.success());
     let doc: serde_json::Value = serde_json::from_slice(&json.stdout).expect("one JSON document");
-    assert_eq!(doc["plan"]["steps"].as_array().unwrap().len(), 17);
+    assert_eq!(doc["plan"]["steps"].as_array().unwrap().len(), 19);
     assert!(doc["applied"].is_null());
 }
 

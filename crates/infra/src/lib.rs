@@ -39,6 +39,7 @@ pub mod testing;
 pub mod account;
 pub mod apply;
 pub mod aws;
+pub mod cache;
 pub mod conformance;
 pub mod error;
 pub mod identity;

@@ -249,6 +249,7 @@ impl World {
     }
 }
 
+mod cache;
 mod oidc;
 mod records;
 
@@ -929,6 +930,12 @@ impl InMemoryCloud {
             }
             CreateRequest::OidcProvider { cluster } => {
                 self.create_oidc_provider(&world, &mut entry, cluster, &action, now)?
+            }
+            CreateRequest::CacheBucket { name, expire_days } => {
+                self.create_cache_bucket(&world, &mut entry, name, *expire_days, &action, now)?
+            }
+            CreateRequest::IrsaRole { name, .. } => {
+                self.create_irsa_role(&world, &mut entry, name, &action, now)?
             }
         }
         let resource = entry.to_resource(now).expect("new entry is present");

@@ -40,6 +40,8 @@ pub enum ResourceKind {
     IamRole,
     /// IAM OpenID Connect provider for an EKS cluster's issuer (IRSA).
     OidcProvider,
+    /// S3 bucket of the runners' distributed cache.
+    CacheBucket,
 }
 
 impl ResourceKind {
@@ -60,6 +62,7 @@ impl ResourceKind {
             Self::Vpc => "VPC",
             Self::IamRole => "IAM role",
             Self::OidcProvider => "IAM OIDC provider",
+            Self::CacheBucket => "S3 cache bucket",
         }
     }
 
@@ -294,6 +297,26 @@ pub enum CreateRequest {
         /// Cluster name.
         cluster: String,
     },
+    /// S3 bucket for the runner cache: tagged, public access blocked, SSE-S3, objects expiring,
+    /// TLS-only policy ([`crate::cache`]).
+    CacheBucket {
+        /// Bucket name ([`crate::cache::bucket_name`]).
+        name: String,
+        /// Days after which objects expire.
+        expire_days: u16,
+    },
+    /// IAM role one Kubernetes ServiceAccount assumes through the cluster's OIDC provider
+    /// (IRSA), with one inline policy. Discovered and deleted as an [`ResourceKind::IamRole`].
+    IrsaRole {
+        /// Role name.
+        name: String,
+        /// Trust policy JSON ([`crate::oidc::irsa_trust_policy`]).
+        trust_policy: String,
+        /// Name of the inline policy.
+        policy_name: String,
+        /// Inline policy JSON.
+        policy: String,
+    },
 }
 
 impl CreateRequest {
@@ -301,7 +324,11 @@ impl CreateRequest {
     /// cluster's role and subnets...): what eventual consistency may not show yet.
     pub fn referenced_ids(&self) -> Vec<&str> {
         match self {
-            Self::Vpc { .. } | Self::ElasticIp | Self::IamRole { .. } => Vec::new(),
+            Self::Vpc { .. }
+            | Self::ElasticIp
+            | Self::IamRole { .. }
+            | Self::CacheBucket { .. }
+            | Self::IrsaRole { .. } => Vec::new(),
             Self::Subnet { vpc_id, .. } | Self::InternetGateway { vpc_id } => vec![vpc_id],
             Self::NatGateway {
                 subnet_id,
@@ -349,7 +376,10 @@ impl CreateRequest {
     /// for EC2 resources, whose ids AWS assigns.
     pub fn known_id(&self) -> Option<String> {
         match self {
-            Self::IamRole { name, .. } | Self::Cluster { name, .. } => Some(name.clone()),
+            Self::IamRole { name, .. }
+            | Self::Cluster { name, .. }
+            | Self::CacheBucket { name, .. }
+            | Self::IrsaRole { name, .. } => Some(name.clone()),
             Self::FargateProfile { cluster, name, .. } | Self::Addon { cluster, name, .. } => {
                 Some(format!("{cluster}/{name}"))
             }
@@ -377,6 +407,8 @@ impl CreateRequest {
             Self::Addon { .. } => ResourceKind::Addon,
             Self::AccessEntry { .. } => ResourceKind::AccessEntry,
             Self::OidcProvider { .. } => ResourceKind::OidcProvider,
+            Self::CacheBucket { .. } => ResourceKind::CacheBucket,
+            Self::IrsaRole { .. } => ResourceKind::IamRole,
         }
     }
 }

@@ -529,6 +529,9 @@ pub struct StackSpec {
     pub network: NetworkSpec,
     /// Cluster settings.
     pub cluster: ClusterSpec,
+    /// The runners' S3 cache (`--cache s3`, the default); `None` for `--cache none`.
+    #[serde(default)]
+    pub cache: Option<crate::cache::CacheSpec>,
 }
 
 impl StackSpec {
@@ -540,6 +543,7 @@ impl StackSpec {
             region: region.into(),
             network: NetworkSpec::default(),
             cluster,
+            cache: Some(crate::cache::CacheSpec::default()),
         }
     }
 
@@ -548,6 +552,11 @@ impl StackSpec {
         validate_region(&self.region)?;
         self.network.validate()?;
         self.cluster.validate()?;
+        if let Some(cache) = &self.cache {
+            cache.validate()?;
+            // The bucket's name fits S3 whatever the account (12 digits).
+            crate::cache::bucket_name(self.stack.as_str(), "000000000000", &self.region)?;
+        }
         if self.cluster.name != self.stack.as_str() {
             // Discovery describes only the cluster named after the stack: in a shared account
             // the others' clusters may not be described at all.

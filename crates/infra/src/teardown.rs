@@ -21,6 +21,7 @@ pub const TEARDOWN_ORDER: &[ResourceKind] = &[
     ResourceKind::AccessEntry,
     ResourceKind::FargateProfile,
     ResourceKind::OidcProvider,
+    ResourceKind::CacheBucket,
     ResourceKind::Cluster,
     ResourceKind::NetworkInterface,
     ResourceKind::SecurityGroup,

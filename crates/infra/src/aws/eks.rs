@@ -31,16 +31,31 @@ pub struct AwsCluster {
     sts: aws_sdk_sts::Client,
     /// The EKS client's region: IAM is global, so roles are told apart by region.
     pub(super) region: String,
+    /// S3, for the runner cache's bucket ([`AwsCluster::with_s3`]); `None` finds no bucket and
+    /// refuses to create one.
+    pub(super) s3: Option<aws_sdk_s3::Client>,
 }
 
 impl AwsCluster {
     /// From a loaded [`aws_config::SdkConfig`] (see [`super::load_config`]).
     pub fn new(config: &aws_config::SdkConfig) -> Self {
+        // An endpoint override (moto, LocalStack) serves buckets by path, not by host name.
+        let s3 = aws_sdk_s3::config::Builder::from(config)
+            .force_path_style(config.endpoint_url().is_some())
+            .build();
         Self::from_clients(
             aws_sdk_eks::Client::new(config),
             aws_sdk_iam::Client::new(config),
             aws_sdk_sts::Client::new(config),
         )
+        .with_s3(aws_sdk_s3::Client::from_conf(s3))
+    }
+
+    /// Adds the S3 client the runner cache's bucket is made with.
+    #[must_use]
+    pub fn with_s3(mut self, s3: aws_sdk_s3::Client) -> Self {
+        self.s3 = Some(s3);
+        self
     }
 
     /// From existing clients (tests pass mocked clients here). The region is the EKS client's.
@@ -59,6 +74,7 @@ impl AwsCluster {
             iam,
             sts,
             region,
+            s3: None,
         }
     }
 }
@@ -395,7 +411,7 @@ impl AwsCluster {
             .collect())
     }
 
-    async fn delete_role(&self, name: &str) -> Result<()> {
+    pub(super) async fn delete_role(&self, name: &str) -> Result<()> {
         let attached = self.attached_policy_arns(name).await?;
         for arn in &attached {
             match self
@@ -778,6 +794,7 @@ impl ClusterProvisioner for AwsCluster {
     async fn discover(&self, stack: &StackName) -> Result<Vec<Resource>> {
         let mut found = self.discover_roles(stack).await?;
         found.extend(self.discover_oidc_providers(stack).await?);
+        found.extend(self.discover_cache_buckets(stack).await?);
         let clusters = self
             .eks
             .list_clusters()
@@ -866,6 +883,18 @@ impl ClusterProvisioner for AwsCluster {
             CreateRequest::OidcProvider { cluster } => {
                 self.create_oidc_provider(cluster, tags).await
             }
+            CreateRequest::CacheBucket { name, expire_days } => {
+                self.create_cache_bucket(name, *expire_days, tags).await
+            }
+            CreateRequest::IrsaRole {
+                name,
+                trust_policy,
+                policy_name,
+                policy,
+            } => {
+                self.create_irsa_role(name, trust_policy, policy_name, policy, tags)
+                    .await
+            }
             other => Err(Error::invalid(
                 "request",
                 format!("{} is not a cluster resource", other.kind()),
@@ -890,6 +919,7 @@ impl ClusterProvisioner for AwsCluster {
             }
             ResourceKind::IamRole => Ok(self.describe_role(id).await?.map(|(r, _)| r)),
             ResourceKind::OidcProvider => self.describe_oidc_provider(id).await,
+            ResourceKind::CacheBucket => self.describe_cache_bucket(id).await,
             other => Err(Error::invalid(
                 "kind",
                 format!("{other} is not a cluster resource"),
@@ -945,6 +975,7 @@ impl ClusterProvisioner for AwsCluster {
             }
             ResourceKind::IamRole => self.delete_role(id).await,
             ResourceKind::OidcProvider => self.delete_oidc_provider(id).await,
+            ResourceKind::CacheBucket => self.delete_cache_bucket(id).await,
             other => Err(Error::invalid(
                 "kind",
                 format!("{other} is not a cluster resource"),

@@ -7,6 +7,7 @@
 
 mod account;
 pub mod actions;
+mod cache;
 mod ec2;
 mod eks;
 mod oidc;

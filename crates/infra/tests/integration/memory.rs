@@ -92,7 +92,7 @@ async fn dry_run_mutates_nothing() {
     let plan = conformance::dry_run_mutates_nothing(&cloud, &cloud, &spec("dry"))
         .await
         .unwrap();
-    assert_eq!(plan.steps.len(), 17);
+    assert_eq!(plan.steps.len(), 19);
     assert!(cloud.mutating_calls().is_empty());
 }
 

@@ -122,7 +122,7 @@ async fn dry_run_mutates_nothing() {
     )
     .await
     .unwrap();
-    assert_eq!(plan.steps.len(), 17);
+    assert_eq!(plan.steps.len(), 19);
     let ec2 = aws_sdk_ec2::Client::new(&config);
     let vpcs = ec2
         .describe_vpcs()
@@ -746,4 +746,270 @@ async fn the_access_policies_of_an_entry_are_read_past_the_first_page() {
         .await
         .unwrap();
     assert_eq!(drift.unwrap(), Vec::<String>::new());
+}
+
+/// The S3 client of the moto server (path-style, as [`AwsCluster::new`] makes its own).
+fn s3_of(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(config)
+            .force_path_style(true)
+            .build(),
+    )
+}
+
+/// IAM answers policy documents URL-encoded.
+fn decode_policy(text: &str) -> serde_json::Value {
+    let mut out = Vec::new();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&text[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    serde_json::from_slice(&out).unwrap_or_else(|e| panic!("{text}: {e}"))
+}
+
+/// The runner cache on real S3 and IAM: a bucket with its public access blocked, SSE-S3, an
+/// expiry rule and a TLS-only policy; a role whose trust admits exactly the managers'
+/// ServiceAccount with the STS audience, through the cluster's OIDC provider, and whose policy
+/// names only the bucket; teardown empties the bucket (objects, versions, delete markers) and
+/// leaves no bucket, role or provider.
+#[tokio::test]
+async fn the_cache_bucket_and_its_irsa_role_are_locked_down_and_torn_down() {
+    let Some(config) = moto().await else { return };
+    let _guard = MOTO.lock().await;
+    let (network, cluster) = (AwsNetwork::new(&config), AwsCluster::new(&config));
+    let mut spec = spec("moto-cache");
+    spec.cache.as_mut().unwrap().expire_days = 9;
+    let outcome = glrunner_infra::provision(&spec, &network, &cluster, &fast())
+        .await
+        .unwrap();
+    let cache = outcome.cache.clone().expect("the stack has a cache");
+    assert_eq!(cache.bucket, "moto-cache-123456789012-us-east-1-cache");
+    assert_eq!(
+        (cache.namespace.as_str(), cache.service_account.as_str()),
+        ("gitlab-runner", "glrunner-manager")
+    );
+    let s3 = s3_of(&config);
+    let bucket = cache.bucket.as_str();
+
+    let block = s3
+        .get_public_access_block()
+        .bucket(bucket)
+        .send()
+        .await
+        .unwrap();
+    let block = block.public_access_block_configuration().unwrap();
+    assert_eq!(
+        (
+            block.block_public_acls(),
+            block.ignore_public_acls(),
+            block.block_public_policy(),
+            block.restrict_public_buckets()
+        ),
+        (Some(true), Some(true), Some(true), Some(true))
+    );
+    let encryption = s3
+        .get_bucket_encryption()
+        .bucket(bucket)
+        .send()
+        .await
+        .unwrap();
+    let rule = &encryption
+        .server_side_encryption_configuration()
+        .unwrap()
+        .rules()[0];
+    assert_eq!(
+        rule.apply_server_side_encryption_by_default()
+            .unwrap()
+            .sse_algorithm()
+            .as_str(),
+        "AES256"
+    );
+    let lifecycle = s3
+        .get_bucket_lifecycle_configuration()
+        .bucket(bucket)
+        .send()
+        .await
+        .unwrap();
+    let rule = &lifecycle.rules()[0];
+    assert_eq!(rule.status().as_str(), "Enabled");
+    assert_eq!(rule.expiration().and_then(|e| e.days()), Some(9));
+    let policy: serde_json::Value = serde_json::from_str(
+        s3.get_bucket_policy()
+            .bucket(bucket)
+            .send()
+            .await
+            .unwrap()
+            .policy()
+            .unwrap(),
+    )
+    .unwrap();
+    let deny = &policy["Statement"][0];
+    assert_eq!(deny["Effect"], "Deny");
+    assert_eq!(deny["Condition"]["Bool"]["aws:SecureTransport"], "false");
+    let tags = s3.get_bucket_tagging().bucket(bucket).send().await.unwrap();
+    assert!(
+        tags.tag_set()
+            .iter()
+            .any(|t| t.key() == STACK_TAG && t.value() == "moto-cache")
+    );
+
+    // The role: trust exactly the managers' ServiceAccount with the STS audience.
+    let iam = aws_sdk_iam::Client::new(&config);
+    let role_name = cache.role_arn.rsplit('/').next().unwrap();
+    let role = iam.get_role().role_name(role_name).send().await.unwrap();
+    let trust = decode_policy(role.role().unwrap().assume_role_policy_document().unwrap());
+    let providers = iam.list_open_id_connect_providers().send().await.unwrap();
+    let provider = outcome.applied.as_ref().unwrap().resources["oidc-provider"]
+        .id
+        .clone();
+    assert!(
+        providers
+            .open_id_connect_provider_list()
+            .iter()
+            .any(|p| p.arn() == Some(provider.as_str()))
+    );
+    let host = provider.split_once(":oidc-provider/").unwrap().1;
+    assert_eq!(
+        trust["Statement"],
+        serde_json::json!([{
+            "Effect": "Allow",
+            "Principal": { "Federated": provider },
+            "Action": "sts:AssumeRoleWithWebIdentity",
+            "Condition": { "StringEquals": {
+                format!("{host}:sub"): "system:serviceaccount:gitlab-runner:glrunner-manager",
+                format!("{host}:aud"): "sts.amazonaws.com",
+            } }
+        }])
+    );
+    let inline = iam
+        .get_role_policy()
+        .role_name(role_name)
+        .policy_name("glrunner-cache-bucket")
+        .send()
+        .await
+        .unwrap();
+    let access = decode_policy(inline.policy_document());
+    let resources: Vec<&str> = access["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["Resource"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        resources,
+        [
+            format!("arn:aws:s3:::{bucket}/*"),
+            format!("arn:aws:s3:::{bucket}")
+        ]
+    );
+
+    // The TLS-only policy in force: moto evaluates a bucket's policy on object requests, and
+    // this endpoint is plain HTTP, so PutObject is refused.
+    let refused = s3
+        .put_object()
+        .bucket(bucket)
+        .key("plain-http")
+        .body(b"x".to_vec().into())
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.raw_response().map(|r| r.status().as_u16()),
+        Some(403),
+        "{refused:?}"
+    );
+    // A used cache (written over TLS in real life: the policy is lifted to write here, then
+    // put back): versioning on (someone turned it on), an object with two versions and a
+    // delete marker, and a plain object.
+    let tls_only = s3
+        .get_bucket_policy()
+        .bucket(bucket)
+        .send()
+        .await
+        .unwrap()
+        .policy()
+        .unwrap()
+        .to_owned();
+    s3.delete_bucket_policy()
+        .bucket(bucket)
+        .send()
+        .await
+        .unwrap();
+    s3.put_bucket_versioning()
+        .bucket(bucket)
+        .versioning_configuration(
+            aws_sdk_s3::types::VersioningConfiguration::builder()
+                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    for body in ["one", "two"] {
+        s3.put_object()
+            .bucket(bucket)
+            .key("project/default/cache.zip")
+            .body(body.as_bytes().to_vec().into())
+            .send()
+            .await
+            .unwrap();
+    }
+    s3.delete_object()
+        .bucket(bucket)
+        .key("project/default/cache.zip")
+        .send()
+        .await
+        .unwrap();
+    s3.put_object()
+        .bucket(bucket)
+        .key("project/other/cache.zip")
+        .body(b"three".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+
+    s3.put_bucket_policy()
+        .bucket(bucket)
+        .policy(tls_only)
+        .send()
+        .await
+        .unwrap();
+    let versions = s3
+        .list_object_versions()
+        .bucket(bucket)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (versions.versions().len(), versions.delete_markers().len()),
+        (3, 1)
+    );
+
+    let report = glrunner_infra::teardown(&spec.stack, &spec.region, &network, &cluster, &fast())
+        .await
+        .unwrap();
+    assert!(report.leftovers.is_empty(), "{:?}", report.leftovers);
+    assert!(s3.head_bucket().bucket(bucket).send().await.is_err());
+    let buckets = s3.list_buckets().send().await.unwrap();
+    assert!(buckets.buckets().iter().all(|b| b.name() != Some(bucket)));
+    assert!(iam.get_role().role_name(role_name).send().await.is_err());
+    let providers = iam.list_open_id_connect_providers().send().await.unwrap();
+    assert!(
+        providers
+            .open_id_connect_provider_list()
+            .iter()
+            .all(|p| p.arn() != Some(provider.as_str()))
+    );
+    let after = census(&config, "moto-cache").await;
+    assert!(after.iter().all(|(_, n)| *n == 0), "left behind: {after:?}");
 }
