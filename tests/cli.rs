@@ -333,3 +333,23 @@ fn the_janitor_flags_are_checked_before_any_call_and_in_cluster_runs_on_the_sand
     );
     assert_eq!(report["teardown"]["leftovers"]["total"], 0, "{stdout}");
 }
+
+#[test]
+fn a_bad_cache_expiry_is_refused_naming_the_flag_and_nothing_is_planned() {
+    let out = run("provision", &["--dry-run", "--cache-expire-days", "0"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--cache-expire-days"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!text(&out.stdout).contains("plan for stack"));
+    // --cache none plans no bucket and no cache role.
+    let none = run("provision", &["--dry-run", "--cache", "none"], &[]);
+    assert!(none.status.success(), "{}", text(&none.stderr));
+    assert!(
+        text(&none.stdout).starts_with("plan for stack glrunner in us-east-1: 17 steps"),
+        "{}",
+        text(&none.stdout)
+    );
+}

@@ -21,6 +21,15 @@ pub enum NatArg {
     PerAz,
 }
 
+/// Runner cache flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CacheArg {
+    /// An S3 bucket the runners reach through IRSA (the default).
+    S3,
+    /// No distributed cache.
+    None,
+}
+
 /// Flags of `provision`.
 #[derive(Debug, Clone, Args)]
 pub struct ProvisionArgs {
@@ -47,6 +56,12 @@ pub struct ProvisionArgs {
     /// (default: 0.0.0.0/0, with a warning). Include the address glrunner runs from.
     #[arg(long, value_name = "CIDR,...", value_delimiter = ',')]
     pub public_access_cidrs: Vec<String>,
+    /// The runners' distributed cache: an S3 bucket reached through IRSA, or none.
+    #[arg(long, value_enum, default_value = "s3")]
+    pub cache: CacheArg,
+    /// Days after which cached objects expire (1-3650).
+    #[arg(long, default_value_t = glrunner_infra::cache::DEFAULT_EXPIRE_DAYS)]
+    pub cache_expire_days: u16,
 }
 
 /// Maps an infra error to the examples' exit codes: invalid input is 2, the rest 1.
@@ -73,6 +88,13 @@ pub fn stack_spec(global: &GlobalArgs, args: &ProvisionArgs) -> Result<StackSpec
     spec.cluster.kubernetes_version = args.kubernetes_version.clone();
     spec.cluster.runner_namespace = args.runner_namespace.clone();
     spec.cluster.admin_principals = args.admin_principals.clone();
+    spec.cache = match args.cache {
+        CacheArg::S3 => Some(glrunner_infra::cache::CacheSpec {
+            expire_days: args.cache_expire_days,
+            ..Default::default()
+        }),
+        CacheArg::None => None,
+    };
     if !args.public_access_cidrs.is_empty() {
         spec.cluster.public_access_cidrs = args
             .public_access_cidrs
@@ -103,6 +125,7 @@ fn flag_hint(err: glrunner_infra::Error) -> String {
             "stack" => "--stack",
             "admin_principals" => "--admin-principal",
             "public_access_cidrs" => "--public-access-cidrs",
+            "cache-expire-days" => "--cache-expire-days",
             "caller" => "AWS credentials",
             _ => "",
         },
