@@ -616,6 +616,9 @@ pub struct RunnerValues {
     /// The runner's own Prometheus metrics (chart `metrics`); `None` leaves them off.
     #[serde(default)]
     pub metrics: Option<RunnerMetrics>,
+    /// The distributed cache on S3 through IRSA (`[runners.cache]`); `None`: no cache.
+    #[serde(default)]
+    pub cache: Option<crate::cache::S3Cache>,
 }
 
 /// The runner manager's embedded metrics server (`/metrics`: jobs, API requests, failures).
@@ -661,6 +664,7 @@ impl RunnerValues {
             graceful_stop: Some(GracefulStop::default()),
             manager_image: None,
             metrics: Some(RunnerMetrics::default()),
+            cache: None,
         }
     }
 
@@ -995,6 +999,7 @@ impl RunnerValues {
                     true,
                 )]),
                 kubernetes: self.executor.toml_table(),
+                cache: self.cache.as_ref().map(crate::cache::S3Cache::toml),
             }],
         };
         // Plain data with string keys: serialising it cannot fail.
@@ -1224,6 +1229,8 @@ struct RunnerEntry {
     feature_flags: BTreeMap<String, bool>,
     #[serde(default)]
     kubernetes: KubernetesToml,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cache: Option<crate::cache::CacheToml>,
 }
 
 /// `[runners.kubernetes]`: the Kubernetes executor's settings.
