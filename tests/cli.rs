@@ -164,8 +164,8 @@ fn sandbox_dry_run_prints_the_plan_tree_and_json() {
     assert!(human.status.success(), "{}", text(&human.stderr));
     let stdout = text(&human.stdout);
     assert!(
-        // 16, the OIDC provider, and the image cache's S3 endpoint, role policy and three rules.
-        stdout.starts_with("plan for stack glrunner in us-east-1: 22 steps"),
+        // 16, the OIDC provider, the S3 cache's bucket and role, and the image cache's five steps.
+        stdout.starts_with("plan for stack glrunner in us-east-1: 24 steps"),
         "{stdout}"
     );
     assert!(
@@ -175,7 +175,7 @@ fn sandbox_dry_run_prints_the_plan_tree_and_json() {
     let json = run("provision", &["--dry-run", "--output", "json"], &[]);
     assert!(json.status.success());
     let doc: serde_json::Value = serde_json::from_slice(&json.stdout).expect("one JSON document");
-    assert_eq!(doc["plan"]["steps"].as_array().unwrap().len(), 22);
+    assert_eq!(doc["plan"]["steps"].as_array().unwrap().len(), 24);
     assert!(doc["applied"].is_null());
 }
 
@@ -224,7 +224,7 @@ fn round_trip_against_moto() {
     let first = run("provision", &common, &env);
     assert!(first.status.success(), "{}", text(&first.stderr));
     let first: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
-    assert_eq!(first["applied"]["steps"].as_array().unwrap().len(), 22);
+    assert_eq!(first["applied"]["steps"].as_array().unwrap().len(), 24);
     assert!(
         dir.path().join("cli-moto.json").exists()
             && dir.path().join("cli-moto.kubeconfig").exists()
@@ -346,8 +346,8 @@ fn image_cache_flags_are_checked_before_anything_runs() {
     );
     assert!(off.status.success(), "{}", text(&off.stderr));
     let doc: serde_json::Value = serde_json::from_slice(&off.stdout).unwrap();
-    // The OIDC provider stays: only the cache's five steps go.
-    assert_eq!(doc["plan"]["steps"].as_array().unwrap().len(), 17);
+    // The OIDC provider and the S3 cache stay: only the image cache's five steps go.
+    assert_eq!(doc["plan"]["steps"].as_array().unwrap().len(), 19);
     for (args, env, says) in [
         (
             vec!["--docker-hub-credential", "me:token"],
@@ -457,4 +457,69 @@ fn a_docker_hub_credential_from_the_environment_never_appears() {
     let stderr = text(&down.stderr);
     assert!(down.status.success(), "{stderr}");
     assert!(!text(&down.stdout).contains("NEVER-SHOWN") && !stderr.contains("NEVER-SHOWN"));
+}
+
+#[test]
+fn a_bad_cache_expiry_is_refused_naming_the_flag_and_nothing_is_planned() {
+    let out = run("provision", &["--dry-run", "--cache-expire-days", "0"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--cache-expire-days"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!text(&out.stdout).contains("plan for stack"));
+    // --cache none plans no bucket and no cache role.
+    let none = run("provision", &["--dry-run", "--cache", "none"], &[]);
+    assert!(none.status.success(), "{}", text(&none.stderr));
+    assert!(
+        text(&none.stdout).starts_with("plan for stack glrunner in us-east-1: 22 steps"),
+        "{}",
+        text(&none.stdout)
+    );
+}
+
+/// `--job-role NAME=POLICY_ARN` (#25): each job role is a planned IRSA role naming its
+/// ServiceAccount and policies; a malformed value, a bad NAME or a policy of another partition
+/// exits 2 naming the flag, and nothing is planned.
+#[test]
+fn job_roles_are_planned_and_bad_ones_are_refused_naming_the_flag() {
+    let out = run(
+        "provision",
+        &[
+            "--dry-run",
+            "--job-role",
+            "deploy=arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess",
+            "--job-role",
+            "deploy=arn:aws:iam::123456789012:policy/team/push",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.starts_with("plan for stack glrunner in us-east-1: 25 steps"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "create IAM role glrunner-us-east-1-job-deploy for job ServiceAccount gitlab-runner/deploy (IRSA, audience sts.amazonaws.com) with arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess, arn:aws:iam::123456789012:policy/team/push"
+        ),
+        "{stdout}"
+    );
+    for bad in [
+        "deploy",
+        "Deploy=arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess",
+        "deploy=arn:aws-cn:iam::aws:policy/AmazonS3ReadOnlyAccess",
+        "deploy=arn:aws:iam::aws:role/admin",
+    ] {
+        let out = run("provision", &["--dry-run", "--job-role", bad], &[]);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains("--job-role"),
+            "{bad}: {}",
+            text(&out.stderr)
+        );
+        assert!(!text(&out.stdout).contains("plan for stack"), "{bad}");
+    }
 }

@@ -21,6 +21,15 @@ pub enum NatArg {
     PerAz,
 }
 
+/// Runner cache flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CacheArg {
+    /// An S3 bucket the runners reach through IRSA (the default).
+    S3,
+    /// No distributed cache.
+    None,
+}
+
 /// Flags of `provision`.
 #[derive(Debug, Clone, Args)]
 pub struct ProvisionArgs {
@@ -64,6 +73,19 @@ pub struct ProvisionArgs {
     /// GitLab container registry credential for the cache, as --docker-hub-credential.
     #[arg(long, value_name = "ARN|env:VAR")]
     pub gitlab_registry_credential: Option<String>,
+    /// The runners' distributed cache: an S3 bucket reached through IRSA, or none.
+    #[arg(long, value_enum, default_value = "s3")]
+    pub cache: CacheArg,
+    /// Days after which cached objects expire (1-3650).
+    #[arg(long, default_value_t = glrunner_infra::cache::DEFAULT_EXPIRE_DAYS)]
+    pub cache_expire_days: u16,
+    /// An AWS identity for jobs, NAME=POLICY_ARN: an IAM role (<stack>-<region>-job-NAME) with
+    /// that managed policy, which the job ServiceAccount NAME in the runner namespace assumes
+    /// through IRSA (Fargate has no EKS Pod Identity). With one job role every job runs as it;
+    /// with several a job picks one with KUBERNETES_SERVICE_ACCOUNT_OVERWRITE=NAME. Repeatable;
+    /// a NAME given twice gets both policies.
+    #[arg(long = "job-role", value_name = "NAME=POLICY_ARN")]
+    pub job_roles: Vec<String>,
 }
 
 /// A credential flag's value: a secret ARN, or `env:VAR` read now (the value never in argv).
@@ -115,6 +137,13 @@ pub fn stack_spec(global: &GlobalArgs, args: &ProvisionArgs) -> Result<StackSpec
     spec.cluster.kubernetes_version = args.kubernetes_version.clone();
     spec.cluster.runner_namespace = args.runner_namespace.clone();
     spec.cluster.admin_principals = args.admin_principals.clone();
+    spec.cache = match args.cache {
+        CacheArg::S3 => Some(glrunner_infra::cache::CacheSpec {
+            expire_days: args.cache_expire_days,
+            ..Default::default()
+        }),
+        CacheArg::None => None,
+    };
     if !args.public_access_cidrs.is_empty() {
         spec.cluster.public_access_cidrs = args
             .public_access_cidrs
@@ -139,6 +168,13 @@ pub fn stack_spec(global: &GlobalArgs, args: &ProvisionArgs) -> Result<StackSpec
         "--gitlab-registry-credential",
         args.gitlab_registry_credential.as_deref(),
     )?;
+    spec.job_roles = glrunner_infra::job_roles::group(
+        args.job_roles
+            .iter()
+            .map(|flag| glrunner_infra::job_roles::parse_flag(flag))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| CliError::invalid(flag_hint(e)))?,
+    );
     spec.validate()
         .map_err(|e| CliError::invalid(flag_hint(e)))?;
     Ok(spec)
@@ -158,6 +194,8 @@ fn flag_hint(err: glrunner_infra::Error) -> String {
             "public_access_cidrs" => "--public-access-cidrs",
             "image_cache.docker_hub" => "--docker-hub-credential",
             "image_cache.gitlab" => "--gitlab-registry-credential",
+            "cache-expire-days" => "--cache-expire-days",
+            "job_roles" => "--job-role",
             "caller" => "AWS credentials",
             _ => "",
         },

@@ -342,8 +342,16 @@ fn full_flow_images_on_the_sandbox() {
     );
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    // The default stack has the image cache: each job pulled, and proved, its image's cache path.
     for image in glrunner_gitlab_client::ci::DEFAULT_IMAGE_MATRIX {
-        assert!(stdout.contains(&format!("{image}: proved")), "{stdout}");
+        let path = image.strip_prefix("public.ecr.aws/").unwrap();
+        let cached =
+            format!("123456789012.dkr.ecr.us-east-1.amazonaws.com/glrunner/ecr-public/{path}");
+        assert!(stdout.contains(&format!("{cached}: proved")), "{stdout}");
+        assert!(
+            stdout.contains(&format!("{image} through the pull-through cache: {cached}")),
+            "{stdout}"
+        );
     }
     assert!(stdout.contains("hit(s)"), "{stdout}");
     let out = run(

@@ -337,3 +337,110 @@ async fn job_service_accounts_are_applied_with_the_releases_and_removed_by_teard
     );
     assert_eq!(report.leftovers(), Some(0));
 }
+
+/// What the stack makes reaches the runners on the sandbox (#24, #25): with `--job-role`, the
+/// default image cache and the default S3 cache, the flow learns the caller's account and gives
+/// the job ServiceAccount the role provisioning made, every manager the cache bucket and the
+/// cache role through one ServiceAccount the first release creates, and the job and helper
+/// images their pull-through cache paths; the report lists each image's path.
+#[tokio::test(start_paused = true)]
+async fn the_stacks_job_roles_caches_and_image_paths_reach_the_runners() {
+    let world = SandboxWorld::new(
+        "us-east-1",
+        SandboxConfig::default().with_hung_fraction(0.0),
+    );
+    let mut spec = StackSpec::new(StackName::new("outs").unwrap(), "us-east-1");
+    spec.job_roles = glrunner_infra::job_roles::group([(
+        "deploy".to_owned(),
+        "arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess".to_owned(),
+    )]);
+    let namespace = spec.cluster.runner_namespace.clone();
+    let config =
+        FlowConfig::new(spec, glrunner_sandbox::SANDBOX_PROJECT, 30).with_max_per_release(10);
+    let plan = world
+        .preflight_plan(&config, &PreflightOptions::default())
+        .unwrap();
+    let during = std::sync::Mutex::new(None);
+    let report = world
+        .run_checked(
+            &config,
+            &plan,
+            PreflightGate::Check,
+            &|e: &FlowEvent<'_>| {
+                if let FlowEvent::PhaseStarted {
+                    phase: Phase::LoadTest,
+                } = e
+                {
+                    *during.lock().unwrap() = Some((
+                        world.job_accounts.accounts(&namespace),
+                        world.releases.runners(),
+                    ));
+                }
+            },
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert!(report.is_success(), "{}", report.render_text());
+    let (accounts, mut runners) = during.into_inner().unwrap().expect("the load test ran");
+    assert_eq!(
+        accounts
+            .iter()
+            .map(|a| (a.name.as_str(), a.role_arn.as_str()))
+            .collect::<Vec<_>>(),
+        [(
+            "deploy",
+            "arn:aws:iam::123456789012:role/outs-us-east-1-job-deploy"
+        )]
+    );
+    runners.sort_by(|a, b| a.id.name.cmp(&b.id.name));
+    assert_eq!(runners.len(), 3);
+    let registry = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+    for (i, runner) in runners.iter().enumerate() {
+        let values = &runner.values;
+        assert_eq!(
+            values.executor.identity.service_account.as_deref(),
+            Some("deploy")
+        );
+        let account = &values.service_account;
+        assert_eq!(account.name.as_deref(), Some("glrunner-manager"));
+        assert_eq!(
+            account
+                .annotations
+                .get(glrunner_runner_chart::ROLE_ARN_ANNOTATION)
+                .map(String::as_str),
+            Some("arn:aws:iam::123456789012:role/outs-us-east-1-runner-cache")
+        );
+        assert_eq!(account.shared, i > 0, "only the first release creates it");
+        let toml = values.runners_config();
+        assert!(
+            toml.contains("BucketName = \"outs-123456789012-us-east-1-cache\""),
+            "{toml}"
+        );
+        assert!(
+            values
+                .executor
+                .image
+                .starts_with(&format!("{registry}/outs/")),
+            "{}",
+            values.executor.image
+        );
+        assert_eq!(
+            values.executor.helper_image.as_deref(),
+            Some(
+                format!("{registry}/outs/ecr-public/gitlab/gitlab-runner-helper:x86_64-v18.9.0")
+                    .as_str()
+            )
+        );
+    }
+    let fleet = report.fleet.as_ref().unwrap();
+    assert!(
+        fleet
+            .image_paths
+            .iter()
+            .all(|p| matches!(p, glrunner_flow::image_cache::ImagePath::Cache { .. })),
+        "{:?}",
+        fleet.image_paths
+    );
+    assert_eq!(report.leftovers(), Some(0));
+}

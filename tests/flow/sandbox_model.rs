@@ -415,7 +415,9 @@ async fn the_reference_profile_installs_the_tutorials_configuration() {
     assert!(jobs.iter().all(|j| j.tags.is_empty()), "untagged: {ci}");
     assert!(
         jobs.iter()
-            .all(|j| j.image.as_deref() == Some("public.ecr.aws/docker/library/bash")),
+            // The tutorial's ECR Public image, through the stack's pull-through cache.
+            .all(|j| j.image.as_deref()
+                == Some("123456789012.dkr.ecr.us-east-1.amazonaws.com/tutorial/ecr-public/docker/library/bash")),
         "{ci}"
     );
     assert_eq!(ci.matches("parallel: 200").count(), 2, "{ci}");

@@ -91,6 +91,10 @@ pub struct FlowConfig {
     /// (one) or an anchored `service_account_overwrite_allowed` (several), and removes them on
     /// teardown. Empty: jobs run without an AWS identity.
     pub job_accounts: Vec<(String, String)>,
+    /// The runners' shared S3 cache through IRSA (the stack's `--cache s3` bucket and role):
+    /// each release's `[runners.cache]` and its manager ServiceAccount's role. `None`: no
+    /// distributed cache.
+    pub runner_cache: Option<glrunner_infra::cache::CacheOutputs>,
     /// The job pods' disk and the runners' resource-overwrite ceilings
     /// ([`glrunner_runner_chart::job_disk`]); default: Fargate's included 20 GiB, no overwrites.
     /// The cost projection prices the largest job pod the ceilings allow.
@@ -139,8 +143,44 @@ impl FlowConfig {
             fleet_has_cache: false,
             image_cache: None,
             job_accounts: Vec::new(),
+            runner_cache: None,
             job_disk: crate::job_disk::JobDisk::default(),
         }
+    }
+
+    /// Whether the run uses what the stack it provisions makes in the account (the image cache,
+    /// the S3 cache, job roles) and has not been given it: then [`FlowConfig::with_stack_outputs`]
+    /// fills it in once the account is known. A cluster the user brought has none of them.
+    pub fn needs_stack_outputs(&self) -> bool {
+        !self.cluster.brought_by_user()
+            && ((self.image_cache.is_none() && self.spec.image_cache.enabled)
+                || (self.runner_cache.is_none() && self.spec.cache.is_some())
+                || (self.job_accounts.is_empty() && !self.spec.job_roles.is_empty()))
+    }
+
+    /// This configuration with what the stack makes in `account` and was not set by hand: the
+    /// pull-through cache's paths ([`crate::image_cache::ImageCache::for_stack`]), the S3
+    /// cache's bucket and manager role ([`glrunner_infra::cache::outputs_for`]) and the job
+    /// ServiceAccounts of the job roles ([`glrunner_infra::job_roles::service_accounts`]). Every
+    /// name is the one provisioning gives the resource, so nothing is read from AWS.
+    #[must_use]
+    pub fn with_stack_outputs(mut self, account: &str) -> Self {
+        if self.cluster.brought_by_user() {
+            return self;
+        }
+        if self.image_cache.is_none() {
+            self.image_cache = crate::image_cache::ImageCache::for_stack(&self.spec, account);
+        }
+        if self.runner_cache.is_none() {
+            self.runner_cache = glrunner_infra::cache::outputs_for(&self.spec, account);
+        }
+        if self.runner_cache.is_some() {
+            self.fleet_has_cache = true;
+        }
+        if self.job_accounts.is_empty() {
+            self.job_accounts = glrunner_infra::job_roles::service_accounts(&self.spec, account);
+        }
+        self
     }
 
     /// Sets where the janitor runs.
@@ -341,6 +381,17 @@ impl FlowConfig {
             &self.job_accounts,
         )
         .map_err(|e| Error::invalid("--job-role", e.to_string()))?;
+        let job_namespace = self.job_namespace(gitlab_url);
+        if !self.spec.job_roles.is_empty() && job_namespace != self.spec.cluster.runner_namespace {
+            // Each job role trusts its ServiceAccount in the runner namespace only.
+            return Err(Error::invalid(
+                "--job-role",
+                format!(
+                    "the job roles trust ServiceAccounts in namespace {:?}, but jobs run in {job_namespace:?}; run jobs in the runner namespace or drop --job-role",
+                    self.spec.cluster.runner_namespace
+                ),
+            ));
+        }
         self.job_disk.validate(&self.template(gitlab_url))?;
         FleetPlan::new(&self.fleet_request(&self.template(gitlab_url)))
             .map_err(|e| Error::invalid("--jobs", e.to_string()))?;
@@ -404,8 +455,22 @@ impl FlowConfig {
         if let Some(image) = self.job_image() {
             values = values.with_image(image);
         }
+        // The job ServiceAccounts' names are known before the account is (the spec's job roles),
+        // so the doctor's lint and the preflight see the identity the run will have.
         if !self.job_accounts.is_empty() {
             values = values.with_job_service_accounts(self.job_accounts.iter().map(|(n, _)| n));
+        } else if !self.cluster.brought_by_user() && !self.spec.job_roles.is_empty() {
+            values = values.with_job_service_accounts(self.spec.job_roles.iter().map(|r| &r.name));
+        }
+        if let Some(cache) = &self.runner_cache {
+            values = values.with_s3_cache(
+                glrunner_runner_chart::cache::S3Cache {
+                    bucket: cache.bucket.clone(),
+                    region: cache.region.clone(),
+                },
+                &cache.role_arn,
+                &cache.service_account,
+            );
         }
         if let Some(cache) = &self.image_cache {
             values.executor.image = self.pulled(&values.executor.image);

@@ -25,6 +25,15 @@ pub const PUBLIC_IPV4_HOUR_USD: f64 = 0.005;
 /// Data each job pod pulls through the NAT gateway (image layers on an empty Fargate node):
 /// the default bash image is about 6 MB compressed plus the runner helper image of ~50 MB.
 pub const NAT_GB_PER_JOB_POD: f64 = 0.06;
+/// Where the S3 prices come from.
+pub const S3_SOURCE: &str =
+    "table: Amazon S3 pricing page (S3 Standard, US East (N. Virginia) list prices, 2025)";
+/// S3 Standard storage: USD per GB-month (Amazon S3 pricing, US East (N. Virginia), first 50 TB).
+pub const S3_STORAGE_GB_MONTH_USD: f64 = 0.023;
+/// S3 PUT, COPY, POST and LIST requests: USD per 1,000 (Amazon S3 pricing, S3 Standard).
+pub const S3_PUT_PER_1000_USD: f64 = 0.005;
+/// S3 GET and other requests: USD per 1,000 (Amazon S3 pricing, S3 Standard).
+pub const S3_GET_PER_1000_USD: f64 = 0.0004;
 /// The default load-test script only echoes: a job runs for seconds once its pod is up.
 pub const DEFAULT_EXPECTED_JOB_DURATION: Duration = Duration::from_secs(30);
 
@@ -207,6 +216,14 @@ pub struct CostInputs {
     /// prices every job pod at it, ephemeral storage beyond Fargate's 20 GiB included.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub job_pod_ceiling: Option<glrunner_runner_chart::JobPodCeiling>,
+    /// The stack has the ECR pull-through cache and its S3 gateway endpoint: job and helper
+    /// image layers come from ECR through the endpoint, not through the NAT gateway.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub image_cache: bool,
+    /// The S3 runner cache the load test's cache workload uses: `(MB per key, days objects
+    /// live)`; one key per shard, each job restores (GET) and saves (PUT) it once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3_cache: Option<(u32, u16)>,
 }
 
 /// One line of the projection.
@@ -239,6 +256,10 @@ pub struct CostProjection {
     /// it larger than the default one, e.g. `4 vCPU / 8 GB with 60 GiB of ephemeral storage`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub priced_job_pod: Option<String>,
+    /// With the image cache: what the image pulls would have cost in NAT data without it (not
+    /// in the total).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nat_data_saved_usd: Option<f64>,
 }
 
 fn hours(d: Duration) -> f64 {
@@ -282,15 +303,7 @@ pub fn project(
             usd: nat * prices.nat_hour * hours(wall),
             price_source: prices.network_source.clone(),
         },
-        CostLine {
-            item: "NAT data processed".into(),
-            basis: format!(
-                "{} job pods × {} GB of image pulls × ${}/GB",
-                inputs.job_pods, NAT_GB_PER_JOB_POD, prices.nat_gb
-            ),
-            usd: f64::from(inputs.job_pods) * NAT_GB_PER_JOB_POD * prices.nat_gb,
-            price_source: prices.network_source.clone(),
-        },
+        nat_data_line(inputs, prices),
         CostLine {
             item: "public IPv4 addresses".into(),
             basis: format!(
@@ -325,15 +338,79 @@ pub fn project(
     });
     let (job_lines, priced_job_pod) = job_pod_lines(inputs, job_time, prices);
     lines.extend(job_lines);
+    lines.extend(s3_cache_lines(inputs));
     let total_usd = lines.iter().map(|l| l.usd).sum();
+    let nat_data_saved_usd = inputs
+        .image_cache
+        .then(|| f64::from(inputs.job_pods) * NAT_GB_PER_JOB_POD * prices.nat_gb);
     CostProjection {
         lines,
         total_usd,
+        nat_data_saved_usd,
         durations: *durations,
         price_list_api: prices.used_price_list_api(),
         prices: prices.clone(),
         priced_job_pod,
     }
+}
+
+/// NAT data: the job pods' image pulls ([`NAT_GB_PER_JOB_POD`] each) at the NAT's per-GB price,
+/// or none with the image cache: ECR serves layers from S3 (ECR User Guide, "Amazon ECR interface
+/// VPC endpoints": "Amazon ECR uses Amazon S3 to store your image layers"), which the free S3
+/// gateway endpoint reaches without the NAT gateway (Amazon VPC User Guide, "Gateway endpoints
+/// for Amazon S3"), and ECR itself pulls from the upstream, outside the VPC. What still crosses
+/// the NAT (ECR API calls and manifests, kilobytes) is left out.
+fn nat_data_line(inputs: &CostInputs, prices: &Prices) -> CostLine {
+    let pulled_gb = if inputs.image_cache {
+        0.0
+    } else {
+        NAT_GB_PER_JOB_POD
+    };
+    let via = if inputs.image_cache {
+        " (image layers from ECR through the S3 gateway endpoint)"
+    } else {
+        ""
+    };
+    CostLine {
+        item: "NAT data processed".into(),
+        basis: format!(
+            "{} job pods × {pulled_gb} GB of image pulls × ${}/GB{via}",
+            inputs.job_pods, prices.nat_gb
+        ),
+        usd: f64::from(inputs.job_pods) * pulled_gb * prices.nat_gb,
+        price_source: prices.network_source.clone(),
+    }
+}
+
+/// The S3 cache's lines, with a cache workload on the stack's bucket: a GET and a PUT per job,
+/// and each shard's key stored until the bucket's lifecycle expires it. Its traffic goes through
+/// the S3 gateway endpoint (no NAT data, no S3 data transfer charge within the Region).
+fn s3_cache_lines(inputs: &CostInputs) -> Vec<CostLine> {
+    let Some((mb, days)) = inputs.s3_cache else {
+        return Vec::new();
+    };
+    let jobs = f64::from(inputs.job_pods);
+    let gb = f64::from(inputs.manager_pods) * f64::from(mb) / 1024.0;
+    vec![
+        CostLine {
+            item: "S3 cache requests".into(),
+            basis: format!(
+                "{} job(s) × (1 GET × ${S3_GET_PER_1000_USD}/1000 + 1 PUT × ${S3_PUT_PER_1000_USD}/1000)",
+                inputs.job_pods
+            ),
+            usd: jobs * (S3_GET_PER_1000_USD + S3_PUT_PER_1000_USD) / 1000.0,
+            price_source: S3_SOURCE.into(),
+        },
+        CostLine {
+            item: "S3 cache storage".into(),
+            basis: format!(
+                "{} key(s) × {mb} MB × {days} day(s) until expiry × ${S3_STORAGE_GB_MONTH_USD}/GB-month",
+                inputs.manager_pods
+            ),
+            usd: gb * S3_STORAGE_GB_MONTH_USD * f64::from(days) / 30.0,
+            price_source: S3_SOURCE.into(),
+        },
+    ]
 }
 
 /// The job pods' lines: at the default size, or, with overwrite ceilings or a job disk, at the
@@ -415,6 +492,13 @@ impl CostProjection {
         for l in &self.lines {
             let _ = writeln!(out, "  {:<24} ${:>9.4}  {}", l.item, l.usd, l.basis);
         }
+        if let Some(saved) = self.nat_data_saved_usd {
+            let _ = writeln!(
+                out,
+                "  {:<24} ${saved:>9.4}  NAT data the image pulls would cost without the image cache (not in the total)",
+                "saved by the image cache"
+            );
+        }
         let _ = writeln!(
             out,
             "  {:<24} ${:>9.4}  over {} wall time (modelled durations); prices: {}",
@@ -444,7 +528,58 @@ mod tests {
             job_pods: jobs,
             job_pod_size: FargateSize::for_requests(500, 768).unwrap(),
             job_pod_ceiling: None,
+            image_cache: false,
+            s3_cache: None,
         }
+    }
+
+    #[test]
+    fn the_s3_cache_workload_is_priced_per_request_and_stored_key() {
+        let prices = Prices::table("us-east-1");
+        let durations = ExpectedDurations::default();
+        let without = project(&inputs(400), &durations, &prices);
+        let with = project(
+            &CostInputs {
+                s3_cache: Some((10, 14)),
+                ..inputs(400)
+            },
+            &durations,
+            &prices,
+        );
+        let line = |item: &str| with.lines.iter().find(|l| l.item == item).unwrap().usd;
+        assert!((line("S3 cache requests") - 400.0 * 0.0054 / 1000.0).abs() < 1e-12);
+        let gb = 2.0 * 10.0 / 1024.0;
+        assert!((line("S3 cache storage") - gb * 0.023 * 14.0 / 30.0).abs() < 1e-12);
+        assert!(without.lines.iter().all(|l| !l.item.starts_with("S3")));
+    }
+
+    #[test]
+    fn the_image_cache_takes_the_image_pulls_off_the_nat_data_line() {
+        let prices = Prices::table("us-east-1");
+        let durations = ExpectedDurations::default();
+        let direct = project(&inputs(400), &durations, &prices);
+        let cached = project(
+            &CostInputs {
+                image_cache: true,
+                ..inputs(400)
+            },
+            &durations,
+            &prices,
+        );
+        let nat_data = |p: &CostProjection| {
+            p.lines
+                .iter()
+                .find(|l| l.item == "NAT data processed")
+                .unwrap()
+                .usd
+        };
+        let pulls = 400.0 * NAT_GB_PER_JOB_POD * prices.nat_gb;
+        assert!((nat_data(&direct) - pulls).abs() < 1e-9);
+        assert_eq!(nat_data(&cached), 0.0);
+        assert_eq!(direct.nat_data_saved_usd, None);
+        assert!((cached.nat_data_saved_usd.unwrap() - pulls).abs() < 1e-9);
+        assert!((direct.total_usd - cached.total_usd - pulls).abs() < 1e-9);
+        assert!(cached.render_text().contains("saved by the image cache"));
     }
 
     #[test]

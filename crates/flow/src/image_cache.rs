@@ -15,85 +15,18 @@ use std::collections::BTreeMap;
 use glrunner_gitlab_client::trace::ImageRef;
 use serde::Serialize;
 
-/// An upstream registry ECR's pull-through cache can mirror (the ECR service model's
-/// `UpstreamRegistry` enum, the ones glrunner sets up).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Upstream {
-    /// Amazon ECR Public (`ecr-public`, `public.ecr.aws`): no credential.
-    EcrPublic,
-    /// Quay (`quay`, `quay.io`): no credential.
-    Quay,
-    /// The Kubernetes registry (`k8s`, `registry.k8s.io`): no credential.
-    K8s,
-    /// Docker Hub (`docker-hub`, `registry-1.docker.io`): needs a credential.
-    DockerHub,
-    /// GitHub Container Registry (`github-container-registry`, `ghcr.io`): needs a credential.
-    GitHub,
-    /// GitLab Container Registry (`gitlab-container-registry`, `registry.gitlab.com`): needs a
-    /// credential.
-    GitLab,
-}
+pub use glrunner_infra::image_cache::Upstream;
 
-impl Upstream {
-    /// Every upstream, in the order the stack creates their rules.
-    pub const ALL: [Upstream; 6] = [
-        Upstream::EcrPublic,
-        Upstream::Quay,
-        Upstream::K8s,
-        Upstream::DockerHub,
-        Upstream::GitHub,
-        Upstream::GitLab,
-    ];
-
-    /// ECR's `UpstreamRegistry` value.
-    pub fn kind(self) -> &'static str {
-        match self {
-            Upstream::EcrPublic => "ecr-public",
-            Upstream::Quay => "quay",
-            Upstream::K8s => "k8s",
-            Upstream::DockerHub => "docker-hub",
-            Upstream::GitHub => "github-container-registry",
-            Upstream::GitLab => "gitlab-container-registry",
+/// The upstream an image reference's registry is, among those the stack's cache mirrors
+/// ([`Upstream`]); `None` for any other registry. A reference without a registry is Docker
+/// Hub's (distribution/reference normalize.go: `docker.io` is the default domain;
+/// `index.docker.io` is its legacy name).
+pub fn upstream_of(image: &ImageRef) -> Option<Upstream> {
+    match image.domain.as_deref() {
+        None | Some("docker.io" | "index.docker.io" | "registry-1.docker.io") => {
+            Some(Upstream::DockerHub)
         }
-    }
-
-    /// The rule's `upstreamRegistryUrl` (ECR service model, CreatePullThroughCacheRule).
-    pub fn url(self) -> &'static str {
-        match self {
-            Upstream::EcrPublic => "public.ecr.aws",
-            Upstream::Quay => "quay.io",
-            Upstream::K8s => "registry.k8s.io",
-            Upstream::DockerHub => "registry-1.docker.io",
-            Upstream::GitHub => "ghcr.io",
-            Upstream::GitLab => "registry.gitlab.com",
-        }
-    }
-
-    /// Whether ECR refuses the rule without a Secrets Manager credential (ECR User Guide,
-    /// "Creating a pull through cache rule": Docker Hub, GitHub, GitLab and Azure need one).
-    pub fn needs_credential(self) -> bool {
-        matches!(
-            self,
-            Upstream::DockerHub | Upstream::GitHub | Upstream::GitLab
-        )
-    }
-
-    /// The upstream an image reference's registry is; `None` for any other registry. A
-    /// reference without a registry is Docker Hub's (distribution/reference normalize.go:
-    /// `docker.io` is the default domain; `index.docker.io` is its legacy name).
-    pub fn of(image: &ImageRef) -> Option<Upstream> {
-        match image.domain.as_deref() {
-            None | Some("docker.io" | "index.docker.io" | "registry-1.docker.io") => {
-                Some(Upstream::DockerHub)
-            }
-            Some("public.ecr.aws") => Some(Upstream::EcrPublic),
-            Some("quay.io") => Some(Upstream::Quay),
-            Some("registry.k8s.io") => Some(Upstream::K8s),
-            Some("ghcr.io") => Some(Upstream::GitHub),
-            Some("registry.gitlab.com") => Some(Upstream::GitLab),
-            Some(_) => None,
-        }
+        Some(domain) => Upstream::ALL.into_iter().find(|u| u.url() == domain),
     }
 }
 
@@ -154,6 +87,45 @@ impl ImageCache {
         }
     }
 
+    /// The pull-through cache a stack glrunner provisions has in `account`: one rule per
+    /// upstream the spec mirrors, under [`glrunner_infra::image_cache::rule_prefix`]; `None` when
+    /// the stack has no cache (`--no-image-cache`).
+    pub fn for_stack(spec: &glrunner_infra::StackSpec, account: &str) -> Option<Self> {
+        let upstreams = spec.image_cache.upstreams();
+        if upstreams.is_empty() {
+            return None;
+        }
+        Some(
+            upstreams
+                .into_iter()
+                .fold(Self::new(account, &spec.region), |cache, upstream| {
+                    let prefix = glrunner_infra::image_cache::rule_prefix(&spec.stack, upstream);
+                    cache.with_rule(upstream, prefix)
+                }),
+        )
+    }
+
+    /// The cache the rules of `account`'s registry in `region` make, for a cluster the user
+    /// brought: the first rule (by prefix) of each upstream glrunner knows; rules of other
+    /// registries are left out, and an upstream without a rule goes direct, saying so.
+    pub fn from_rules(
+        account: &str,
+        region: &str,
+        rules: &[glrunner_infra::image_cache::CacheRule],
+    ) -> Self {
+        let mut rules: Vec<_> = rules.iter().collect();
+        rules.sort_by(|a, b| a.prefix.cmp(&b.prefix));
+        let mut cache = Self::new(account, region);
+        for rule in rules {
+            if let Some(upstream) = rule.upstream()
+                && !cache.rules.contains_key(&upstream)
+            {
+                cache = cache.with_rule(upstream, rule.prefix.clone());
+            }
+        }
+        cache
+    }
+
     /// Adds the rule mirroring `upstream` under `prefix` (a trailing `/` is ECR's own: ignored).
     #[must_use]
     pub fn with_rule(mut self, upstream: Upstream, prefix: impl Into<String>) -> Self {
@@ -174,10 +146,11 @@ impl ImageCache {
         if parsed.domain.as_deref() == Some(self.registry.as_str()) {
             return Ok(direct("already in the stack's registry".into()));
         }
-        let Some(upstream) = Upstream::of(&parsed) else {
+        let Some(upstream) = upstream_of(&parsed) else {
             return Ok(direct(format!(
-                "{} is not a registry ECR's pull-through cache mirrors",
-                parsed.domain.as_deref().unwrap_or_default()
+                "{} is not a registry the stack's pull-through cache mirrors (glrunner's rules cover {})",
+                parsed.domain.as_deref().unwrap_or_default(),
+                Upstream::ALL.map(Upstream::url).join(", ")
             )));
         };
         let Some(prefix) = self.rules.get(&upstream) else {
@@ -187,7 +160,7 @@ impl ImageCache {
                 ""
             };
             return Ok(direct(format!(
-                "the stack has no pull-through cache rule for {}{how}",
+                "the registry has no pull-through cache rule for {}{how}",
                 upstream.url()
             )));
         };
@@ -242,7 +215,7 @@ impl ImageCache {
         .unwrap_or_else(|| ImagePath::Direct {
             original: original.clone(),
             reason:
-                "the stack has no pull-through cache rule for public.ecr.aws or registry.gitlab.com"
+                "the registry has no pull-through cache rule for public.ecr.aws or registry.gitlab.com"
                     .into(),
         })
     }
@@ -333,6 +306,45 @@ mod tests {
     }
 
     #[test]
+    fn a_brought_clusters_registry_rules_are_used_and_the_missing_ones_named() {
+        use glrunner_infra::image_cache::CacheRule;
+        let rule = |prefix: &str, url: &str| CacheRule {
+            prefix: prefix.into(),
+            upstream_url: url.into(),
+        };
+        let cache = ImageCache::from_rules(
+            "123456789012",
+            "us-east-1",
+            &[
+                rule("team/ecr", "public.ecr.aws"),
+                rule("other/ecr", "public.ecr.aws"),
+                rule("azure", "myreg.azurecr.io"),
+            ],
+        );
+        assert_eq!(cache.rules.len(), 1);
+        assert_eq!(
+            cache
+                .rewrite("public.ecr.aws/docker/library/alpine:3.20")
+                .unwrap(),
+            format!("{REG}/other/ecr/docker/library/alpine:3.20")
+        );
+        match cache.path("quay.io/fedora/fedora:41").unwrap() {
+            ImagePath::Direct { reason, .. } => {
+                assert!(
+                    reason.contains("no pull-through cache rule for quay.io"),
+                    "{reason}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            ImageCache::from_rules("123456789012", "us-east-1", &[])
+                .rules
+                .is_empty()
+        );
+    }
+
+    #[test]
     fn images_no_rule_mirrors_stay_and_say_why() {
         let c = cache();
         for (image, why) in [
@@ -340,11 +352,11 @@ mod tests {
                 "registry.gitlab.com/group/app:1",
                 "no pull-through cache rule for registry.gitlab.com (it needs a credential",
             ),
+            ("ghcr.io/org/tool:2", "not a registry the stack's"),
             (
-                "ghcr.io/org/tool:2",
-                "no pull-through cache rule for ghcr.io",
+                "mcr.microsoft.com/dotnet/sdk:8.0",
+                "not a registry the stack's",
             ),
-            ("mcr.microsoft.com/dotnet/sdk:8.0", "not a registry"),
             (&*format!("{REG}/app:1"), "already in the stack's registry"),
         ] {
             match c.path(image).unwrap() {

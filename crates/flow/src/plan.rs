@@ -82,6 +82,7 @@ impl FlowConfig {
             job_pod_size,
             job_pod_ceiling,
             manager_pod_size,
+            cache_workload_mb: self.cache_workload,
             project: Some(self.project.clone()),
             durations: ExpectedDurations {
                 pod_start: self.expected_pod_start,
@@ -119,6 +120,8 @@ pub struct PreflightPlan {
     pub job_pod_ceiling: Option<glrunner_runner_chart::JobPodCeiling>,
     /// A runner manager pod's Fargate size.
     pub manager_pod_size: FargateSize,
+    /// The load test's cache workload in MB per key (`--cache-workload`), if any.
+    pub cache_workload_mb: Option<u32>,
     /// The GitLab project (path or id); `None` skips the project check.
     pub project: Option<String>,
     /// Modelled durations for the cost projection.
@@ -234,6 +237,10 @@ impl PreflightPlan {
             job_pods: self.fleet.total_jobs,
             job_pod_size: self.job_pod_size,
             job_pod_ceiling: self.job_pod_ceiling,
+            image_cache: self.spec.image_cache.enabled,
+            s3_cache: self
+                .cache_workload_mb
+                .zip(self.spec.cache.as_ref().map(|c| c.expire_days)),
         }
     }
 }

@@ -775,6 +775,13 @@ impl FlowReport {
                     format!("{pod} (the largest the runners' overwrite ceilings allow)"),
                 );
             }
+            if let Some(saved) = c.projected.nat_data_saved_usd {
+                row(
+                    out,
+                    "saved by image cache",
+                    format!("${saved:.2} of NAT data the image pulls would cost without it"),
+                );
+            }
             row(
                 out,
                 "estimated cost",

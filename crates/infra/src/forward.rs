@@ -66,6 +66,9 @@ macro_rules! forward {
             async fn cluster_access(&self, name: &str) -> Result<ClusterAccess> {
                 (**self).cluster_access(name).await
             }
+            async fn cache_rules(&self) -> Result<Vec<crate::image_cache::CacheRule>> {
+                (**self).cache_rules().await
+            }
             async fn drift(
                 &self,
                 request: &CreateRequest,

@@ -132,6 +132,26 @@ impl fmt::Display for Upstream {
     }
 }
 
+/// A pull-through cache rule of the account's registry (ECR API `DescribePullThroughCacheRules`,
+/// `PullThroughCacheRule`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheRule {
+    /// `ecrRepositoryPrefix`.
+    pub prefix: String,
+    /// `upstreamRegistryUrl`.
+    pub upstream_url: String,
+}
+
+impl CacheRule {
+    /// The upstream glrunner knows it as, by the URL ECR stores for it ([`Upstream::url`]);
+    /// `None` for another registry.
+    pub fn upstream(&self) -> Option<Upstream> {
+        Upstream::ALL
+            .into_iter()
+            .find(|u| u.url() == self.upstream_url)
+    }
+}
+
 /// FNV-1a: a stable hash for shortening names (not for security).
 fn fnv1a(text: &str) -> u32 {
     text.bytes().fold(0x811c_9dc5_u32, |h, b| {
@@ -169,11 +189,16 @@ pub fn secret_name(stack: &StackName, upstream: Upstream) -> String {
     format!("{SECRET_PREFIX}{stack}/{}", upstream.short())
 }
 
-/// The key of an inline policy of a role: `<role key>/<name without glrunner->`; `None` for a
-/// policy glrunner did not name.
+/// The key of an inline policy of a role that glrunner plans as a step of its own (only
+/// [`ROLE_POLICY_NAME`], put on the pod execution role): `<role key>/<name without glrunner->`.
+/// `None` for any other policy: someone else's, or one glrunner puts on a role it creates with
+/// it (the IRSA roles' policies), which is created and deleted with its role.
 pub fn inline_policy_key(role_key: &str, policy_name: &str) -> Option<String> {
+    if policy_name != ROLE_POLICY_NAME || role_key.is_empty() {
+        return None;
+    }
     let rest = policy_name.strip_prefix("glrunner-")?;
-    (!role_key.is_empty() && !rest.is_empty()).then(|| format!("{role_key}/{rest}"))
+    Some(format!("{role_key}/{rest}"))
 }
 
 /// The S3 gateway endpoint's service name in a region (`cn.com.amazonaws.` in China, Amazon VPC
@@ -665,5 +690,10 @@ mod tests {
             Some(ROLE_POLICY_KEY)
         );
         assert_eq!(inline_policy_key("role/fargate", "someone-else"), None);
+        // The cache role's bucket policy goes with its role: no step of its own.
+        assert_eq!(
+            inline_policy_key("role/cache", crate::cache::CACHE_POLICY_NAME),
+            None
+        );
     }
 }

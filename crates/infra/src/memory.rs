@@ -251,8 +251,9 @@ impl World {
     }
 }
 
-mod oidc;
+mod cache;
 mod image_cache;
+mod oidc;
 mod records;
 
 /// One in-memory AWS account seen from one region, implementing both [`NetworkProvisioner`]
@@ -948,6 +949,27 @@ impl InMemoryCloud {
             | CreateRequest::RolePolicy { .. } => {
                 self.create_cache_entry(&mut world, &mut entry, request, &action, now)?;
             }
+            CreateRequest::CacheBucket { name, expire_days } => {
+                self.create_cache_bucket(&world, &mut entry, name, *expire_days, &action, now)?
+            }
+            CreateRequest::IrsaRole {
+                name, policy_arns, ..
+            } => {
+                self.create_irsa_role(&world, &mut entry, name, &action, now)?;
+                // Managed policies are attached as IAM attaches them (IAM API Reference,
+                // AttachRolePolicy, Errors: NoSuchEntity for a policy that does not exist), and
+                // the half-made role is rolled back as the AWS backend does.
+                if let Some(bad) = policy_arns
+                    .iter()
+                    .find(|p| !self.managed_policy_exists(p, partition))
+                {
+                    return Err(Error::NotFound {
+                        action: format!("attach role policy to {name}"),
+                        resource: format!("managed policy {bad}"),
+                    });
+                }
+                entry.policies = policy_arns.clone();
+            }
         }
         let mut resource = entry.to_resource(now).expect("new entry is present");
         // Untagged kinds (ECR rules, inline policies) answer with the step's key too.
@@ -1274,6 +1296,10 @@ impl ClusterProvisioner for InMemoryCloud {
 
     async fn drift(&self, request: &CreateRequest, found: &Resource) -> Result<Vec<String>> {
         Ok(self.drift_impl(request, found))
+    }
+
+    async fn cache_rules(&self) -> Result<Vec<crate::image_cache::CacheRule>> {
+        Ok(self.cache_rules_impl())
     }
 
     async fn cluster_access(&self, name: &str) -> Result<ClusterAccess> {

@@ -184,6 +184,40 @@ pub enum StepAction {
         /// Repository prefixes the policy covers.
         prefixes: Vec<String>,
     },
+    /// The runner cache's S3 bucket, named for the stack, the caller's account and the Region.
+    CacheBucket {
+        /// Stack name.
+        stack: String,
+        /// Days after which objects expire.
+        expire_days: u16,
+    },
+    /// A role one ServiceAccount assumes through the OIDC provider, limited to the bucket.
+    CacheRole {
+        /// Role name.
+        name: String,
+        /// OIDC provider step.
+        provider: StepRef,
+        /// Bucket step.
+        bucket: StepRef,
+        /// The ServiceAccount's namespace.
+        namespace: String,
+        /// The ServiceAccount.
+        service_account: String,
+    },
+    /// A job role (`--job-role`): the job ServiceAccount assumes it through the OIDC provider;
+    /// the user's managed policies are attached.
+    JobRole {
+        /// Role name ([`crate::job_roles::role_name`]).
+        name: String,
+        /// OIDC provider step.
+        provider: StepRef,
+        /// The ServiceAccount's namespace.
+        namespace: String,
+        /// The job ServiceAccount.
+        service_account: String,
+        /// Managed policy ARNs.
+        policy_arns: Vec<String>,
+    },
 }
 
 /// Where a pull-through cache rule's upstream credential is.
@@ -592,6 +626,65 @@ impl Plan {
             },
         );
         crate::image_cache::plan_steps(spec, &private_rt_keys, &mut add);
+        if let Some(cache) = &spec.cache {
+            add(
+                crate::cache::CACHE_BUCKET_KEY.into(),
+                ResourceKind::CacheBucket,
+                format!(
+                    "create S3 bucket {stack}-<account>-{}-cache for the runner cache (public access blocked, SSE-S3, objects expire after {} days, TLS only)",
+                    spec.region, cache.expire_days
+                ),
+                vec![],
+                StepAction::CacheBucket {
+                    stack: stack.to_string(),
+                    expire_days: cache.expire_days,
+                },
+            );
+            let role = crate::cache::cache_role_name(stack, &spec.region);
+            add(
+                crate::cache::CACHE_ROLE_KEY.into(),
+                ResourceKind::IamRole,
+                format!(
+                    "create IAM role {role} for ServiceAccount {}/{} (IRSA, audience {}) limited to the cache bucket",
+                    cluster.runner_namespace,
+                    cache.manager_service_account,
+                    crate::oidc::STS_AUDIENCE
+                ),
+                vec![
+                    crate::oidc::OIDC_PROVIDER_KEY.into(),
+                    crate::cache::CACHE_BUCKET_KEY.into(),
+                ],
+                StepAction::CacheRole {
+                    name: role,
+                    provider: r(crate::oidc::OIDC_PROVIDER_KEY),
+                    bucket: r(crate::cache::CACHE_BUCKET_KEY),
+                    namespace: cluster.runner_namespace.clone(),
+                    service_account: cache.manager_service_account.clone(),
+                },
+            );
+        }
+        for job in &spec.job_roles {
+            let role = crate::job_roles::role_name(stack, &spec.region, &job.name);
+            add(
+                crate::job_roles::key(&job.name),
+                ResourceKind::IamRole,
+                format!(
+                    "create IAM role {role} for job ServiceAccount {}/{} (IRSA, audience {}) with {}",
+                    cluster.runner_namespace,
+                    job.name,
+                    crate::oidc::STS_AUDIENCE,
+                    job.policy_arns.join(", ")
+                ),
+                vec![crate::oidc::OIDC_PROVIDER_KEY.into()],
+                StepAction::JobRole {
+                    name: role,
+                    provider: r(crate::oidc::OIDC_PROVIDER_KEY),
+                    namespace: cluster.runner_namespace.clone(),
+                    service_account: job.name.clone(),
+                    policy_arns: job.policy_arns.clone(),
+                },
+            );
+        }
         let mut warnings = Vec::new();
         if cluster.public_endpoint_is_open() {
             warnings.push(
@@ -945,6 +1038,52 @@ impl StepAction {
                     prefixes,
                 ),
             },
+            Self::CacheBucket { stack, expire_days } => CreateRequest::CacheBucket {
+                name: crate::cache::bucket_name(
+                    stack,
+                    account_of(caller_arn).ok_or_else(|| {
+                        Error::invalid(
+                            "caller",
+                            format!("no account in the caller's ARN {caller_arn:?}"),
+                        )
+                    })?,
+                    region,
+                )?,
+                expire_days: *expire_days,
+            },
+            Self::CacheRole {
+                name,
+                provider,
+                bucket,
+                namespace,
+                service_account,
+            } => CreateRequest::IrsaRole {
+                name: name.clone(),
+                trust_policy: crate::oidc::irsa_trust_policy(
+                    &arn(provider)?,
+                    &crate::oidc::service_account_subject(namespace, service_account),
+                )?,
+                inline_policy: Some((
+                    crate::cache::CACHE_POLICY_NAME.into(),
+                    crate::cache::bucket_access_policy(partition(region), &id(bucket)?),
+                )),
+                policy_arns: Vec::new(),
+            },
+            Self::JobRole {
+                name,
+                provider,
+                namespace,
+                service_account,
+                policy_arns,
+            } => CreateRequest::IrsaRole {
+                name: name.clone(),
+                trust_policy: crate::oidc::irsa_trust_policy(
+                    &arn(provider)?,
+                    &crate::oidc::service_account_subject(namespace, service_account),
+                )?,
+                inline_policy: None,
+                policy_arns: policy_arns.clone(),
+            },
         })
     }
 }
@@ -1000,8 +1139,10 @@ mod tests {
         assert_eq!(counts[&ResourceKind::ElasticIp], 1);
         assert_eq!(counts[&ResourceKind::RouteTable], 2);
         assert_eq!(counts[&ResourceKind::FargateProfile], 1);
-        assert_eq!(counts[&ResourceKind::IamRole], 2);
-        assert_eq!(plan.steps.len(), 17);
+        // The cluster role, the Fargate pod execution role and the cache role.
+        assert_eq!(counts[&ResourceKind::IamRole], 3);
+        assert_eq!(counts[&ResourceKind::CacheBucket], 1);
+        assert_eq!(plan.steps.len(), 19);
         assert!(
             plan.step("nat/us-east-1a")
                 .unwrap()
@@ -1038,7 +1179,13 @@ mod tests {
         let first: Vec<&str> = plan.waves()[0].iter().map(|s| s.key.as_str()).collect();
         assert_eq!(
             first,
-            ["vpc", "eip/us-east-1a", "role/cluster", "role/fargate"]
+            [
+                "vpc",
+                "eip/us-east-1a",
+                "role/cluster",
+                "role/fargate",
+                "cache/bucket"
+            ]
         );
     }
 
@@ -1049,7 +1196,7 @@ mod tests {
         for step in &plan.steps {
             assert!(tree.contains(&step.description), "{}", step.key);
         }
-        assert!(tree.starts_with("plan for stack glrunner in us-east-1: 17 steps"));
+        assert!(tree.starts_with("plan for stack glrunner in us-east-1: 19 steps"));
     }
 
     #[test]
@@ -1143,7 +1290,7 @@ mod tests {
             plan.step("access/principal/arn:aws:iam::123456789012:role/ci")
                 .is_some()
         );
-        assert_eq!(plan.steps.len(), 18);
+        assert_eq!(plan.steps.len(), 20);
         // The caller is named in its own step; a caller that is also an admin principal has one.
         let mut bound = plan.clone();
         bound.bind_caller("arn:aws:iam::123456789012:user/dev");
@@ -1153,10 +1300,10 @@ mod tests {
                 .step("access/principal/arn:aws:iam::123456789012:user/dev")
                 .is_some()
         );
-        assert_eq!(bound.steps.len(), 18);
+        assert_eq!(bound.steps.len(), 20);
         let mut same = plan.clone();
         same.bind_caller("arn:aws:iam::123456789012:role/ci");
-        assert_eq!(same.steps.len(), 17);
+        assert_eq!(same.steps.len(), 19);
         assert!(!same.needs_caller() && same.step(CALLER_ACCESS_KEY).is_none());
         assert!(
             plan.render_tree()

@@ -63,6 +63,10 @@ pub trait ClusterProvisioner: Send + Sync {
     /// Endpoint and CA of an ACTIVE cluster, for kubeconfig.
     async fn cluster_access(&self, name: &str) -> Result<ClusterAccess>;
 
+    /// Every ECR pull-through cache rule of the account's registry in the Region, whoever made
+    /// it: what a cluster the user brought can pull through.
+    async fn cache_rules(&self) -> Result<Vec<crate::image_cache::CacheRule>>;
+
     /// How a resource found and reused differs from what `request` would create (an IAM role
     /// missing a managed policy, an access entry without the admin policy), one line per
     /// difference; empty when it matches. Reported, never changed.

@@ -50,6 +50,8 @@ pub enum ResourceKind {
     RolePolicy,
     /// ECR repository a pull-through cache rule created (untagged; found by the rule's prefix).
     CacheRepository,
+    /// S3 bucket of the runners' distributed cache.
+    CacheBucket,
 }
 
 impl ResourceKind {
@@ -75,6 +77,7 @@ impl ResourceKind {
             Self::CacheSecret => "Secrets Manager secret",
             Self::RolePolicy => "IAM inline policy",
             Self::CacheRepository => "ECR cache repository",
+            Self::CacheBucket => "S3 cache bucket",
         }
     }
 
@@ -346,6 +349,26 @@ pub enum CreateRequest {
         /// Policy document (JSON).
         document: String,
     },
+    /// S3 bucket for the runner cache: tagged, public access blocked, SSE-S3, objects expiring,
+    /// TLS-only policy ([`crate::cache`]).
+    CacheBucket {
+        /// Bucket name ([`crate::cache::bucket_name`]).
+        name: String,
+        /// Days after which objects expire.
+        expire_days: u16,
+    },
+    /// IAM role one Kubernetes ServiceAccount assumes through the cluster's OIDC provider
+    /// (IRSA), with one inline policy. Discovered and deleted as an [`ResourceKind::IamRole`].
+    IrsaRole {
+        /// Role name.
+        name: String,
+        /// Trust policy JSON ([`crate::oidc::irsa_trust_policy`]).
+        trust_policy: String,
+        /// The inline policy `(name, JSON)`, if any (the cache role's bucket policy).
+        inline_policy: Option<(String, String)>,
+        /// Managed policies attached to it (a job role's `--job-role` policies).
+        policy_arns: Vec<String>,
+    },
 }
 
 impl CreateRequest {
@@ -371,6 +394,7 @@ impl CreateRequest {
                 ids.extend(route_table_ids.iter().map(String::as_str));
                 ids
             }
+            Self::CacheBucket { .. } | Self::IrsaRole { .. } => Vec::new(),
             Self::Subnet { vpc_id, .. } | Self::InternetGateway { vpc_id } => vec![vpc_id],
             Self::NatGateway {
                 subnet_id,
@@ -418,7 +442,10 @@ impl CreateRequest {
     /// for EC2 resources, whose ids AWS assigns.
     pub fn known_id(&self) -> Option<String> {
         match self {
-            Self::IamRole { name, .. } | Self::Cluster { name, .. } => Some(name.clone()),
+            Self::IamRole { name, .. }
+            | Self::Cluster { name, .. }
+            | Self::CacheBucket { name, .. }
+            | Self::IrsaRole { name, .. } => Some(name.clone()),
             Self::FargateProfile { cluster, name, .. } | Self::Addon { cluster, name, .. } => {
                 Some(format!("{cluster}/{name}"))
             }
@@ -453,6 +480,8 @@ impl CreateRequest {
             Self::PullThroughCacheRule { .. } => ResourceKind::PullThroughCacheRule,
             Self::CacheSecret { .. } => ResourceKind::CacheSecret,
             Self::RolePolicy { .. } => ResourceKind::RolePolicy,
+            Self::CacheBucket { .. } => ResourceKind::CacheBucket,
+            Self::IrsaRole { .. } => ResourceKind::IamRole,
         }
     }
 }

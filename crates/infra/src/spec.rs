@@ -532,6 +532,12 @@ pub struct StackSpec {
     /// The ECR pull-through cache (on by default).
     #[serde(default)]
     pub image_cache: crate::image_cache::ImageCacheSpec,
+    /// The runners' S3 cache (`--cache s3`, the default); `None` for `--cache none`.
+    #[serde(default)]
+    pub cache: Option<crate::cache::CacheSpec>,
+    /// Job roles (`--job-role NAME=POLICY_ARN`): an IRSA role per job ServiceAccount.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub job_roles: Vec<crate::job_roles::JobRole>,
 }
 
 impl StackSpec {
@@ -544,6 +550,8 @@ impl StackSpec {
             network: NetworkSpec::default(),
             cluster,
             image_cache: crate::image_cache::ImageCacheSpec::default(),
+            cache: Some(crate::cache::CacheSpec::default()),
+            job_roles: Vec::new(),
         }
     }
 
@@ -552,6 +560,11 @@ impl StackSpec {
         validate_region(&self.region)?;
         self.network.validate()?;
         self.cluster.validate()?;
+        if let Some(cache) = &self.cache {
+            cache.validate()?;
+            // The bucket's name fits S3 whatever the account (12 digits).
+            crate::cache::bucket_name(self.stack.as_str(), "000000000000", &self.region)?;
+        }
         if self.cluster.name != self.stack.as_str() {
             // Discovery describes only the cluster named after the stack: in a shared account
             // the others' clusters may not be described at all.
@@ -565,6 +578,12 @@ impl StackSpec {
         }
         let partition = partition(&self.region);
         self.image_cache.validate(partition, &self.region)?;
+        crate::job_roles::validate(
+            &self.job_roles,
+            self.stack.as_str(),
+            &self.region,
+            partition,
+        )?;
         for principal in &self.cluster.admin_principals {
             if !principal.starts_with(&format!("arn:{partition}:")) {
                 return Err(Error::invalid(

@@ -57,6 +57,8 @@ pub struct ProvisionOutcome {
     pub applied: Option<ApplyReport>,
     /// The kubeconfig written for the cluster, if any.
     pub kubeconfig: Option<PathBuf>,
+    /// The runner cache's bucket and IRSA role, when the stack has one (`--cache s3`).
+    pub cache: Option<crate::cache::CacheOutputs>,
 }
 
 /// Validates, plans and (unless dry-run) applies a stack, then writes its kubeconfig.
@@ -114,6 +116,7 @@ pub async fn provision_until(
             plan,
             applied: None,
             kubeconfig: None,
+            cache: None,
         });
     }
     let report = match engine.apply(&plan).await {
@@ -160,6 +163,7 @@ pub async fn provision_until(
         kubeconfig = Some(path);
     }
     Ok(ProvisionOutcome {
+        cache: crate::cache::outputs(spec, &report),
         plan,
         applied: Some(report),
         kubeconfig,

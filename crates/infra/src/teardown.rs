@@ -23,6 +23,7 @@ pub const TEARDOWN_ORDER: &[ResourceKind] = &[
     ResourceKind::AccessEntry,
     ResourceKind::FargateProfile,
     ResourceKind::OidcProvider,
+    ResourceKind::CacheBucket,
     ResourceKind::Cluster,
     ResourceKind::PullThroughCacheRule,
     ResourceKind::CacheRepository,

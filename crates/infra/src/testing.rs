@@ -68,6 +68,8 @@ pub enum InfraCall {
     ClusterAccess,
     /// [`ClusterProvisioner::drift`].
     Drift,
+    /// [`ClusterProvisioner::cache_rules`] (`ecr:DescribePullThroughCacheRules`).
+    CacheRules,
 }
 
 /// The arguments of one call, for a rule's condition and its error.
@@ -101,6 +103,7 @@ pub enum InfraArgs<'a> {
         request: &'a CreateRequest,
         found: &'a Resource,
     },
+    CacheRules,
 }
 
 impl InfraArgs<'_> {
@@ -115,7 +118,8 @@ impl InfraArgs<'_> {
             | Self::DiscoverNetwork { .. }
             | Self::CallerArn
             | Self::DiscoverCluster { .. }
-            | Self::ClusterAccess { .. } => None,
+            | Self::ClusterAccess { .. }
+            | Self::CacheRules => None,
         }
     }
 }
@@ -136,6 +140,7 @@ impl glrunner_fault::Call for InfraCall {
             A::Delete { .. } => Self::Delete,
             A::ClusterAccess { .. } => Self::ClusterAccess,
             A::Drift { .. } => Self::Drift,
+            A::CacheRules => Self::CacheRules,
         }
     }
 }
@@ -195,6 +200,10 @@ impl<T: ClusterProvisioner> ClusterProvisioner for Faulty<T> {
     async fn drift(&self, request: &CreateRequest, found: &Resource) -> Result<Vec<String>> {
         let call = self.inner().drift(request, found);
         self.run(InfraArgs::Drift { request, found }, call).await
+    }
+    async fn cache_rules(&self) -> Result<Vec<crate::image_cache::CacheRule>> {
+        self.run(InfraArgs::CacheRules, self.inner().cache_rules())
+            .await
     }
 }
 

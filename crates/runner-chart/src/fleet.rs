@@ -371,11 +371,17 @@ impl FleetPlan {
     pub fn release_values(&self, template: &RunnerValues) -> Result<Vec<(Shard, RunnerValues)>> {
         self.shards
             .iter()
-            .map(|shard| {
+            .enumerate()
+            .map(|(i, shard)| {
                 let mut v = template
                     .clone()
                     .with_concurrent(shard.concurrent)
                     .with_runner_tags([shard.tag.clone()]);
+                // A named manager ServiceAccount (the S3 cache's IRSA subject) is one object in
+                // the namespace: the first release owns it, Helm refuses a second owner.
+                if i > 0 {
+                    v = v.with_shared_service_account();
+                }
                 v.executor.poll_timeout =
                     v.executor.poll_timeout.max(self.recommended_poll_timeout);
                 v.validate()?;

@@ -314,6 +314,10 @@ pub struct ServiceAccount {
     pub name: Option<String>,
     /// Annotations, e.g. `eks.amazonaws.com/role-arn` for IRSA.
     pub annotations: BTreeMap<String, String>,
+    /// The ServiceAccount [`ServiceAccount::name`] names is another release's (the first of the
+    /// fleet's): this release renders none (`serviceAccount.create: false`) and runs as it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shared: bool,
 }
 
 /// One plain environment variable of the runner manager (`envVars`).
@@ -642,6 +646,9 @@ pub struct RunnerValues {
     /// The runner's own Prometheus metrics (chart `metrics`); `None` leaves them off.
     #[serde(default)]
     pub metrics: Option<RunnerMetrics>,
+    /// The distributed cache on S3 through IRSA (`[runners.cache]`); `None`: no cache.
+    #[serde(default)]
+    pub cache: Option<crate::cache::S3Cache>,
 }
 
 /// The runner manager's embedded metrics server (`/metrics`: jobs, API requests, failures).
@@ -687,6 +694,7 @@ impl RunnerValues {
             graceful_stop: Some(GracefulStop::default()),
             manager_image: None,
             metrics: Some(RunnerMetrics::default()),
+            cache: None,
         }
     }
 
@@ -828,6 +836,14 @@ impl RunnerValues {
         S: Into<String>,
     {
         self.runner_tags = tags.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Runs the manager as the named ServiceAccount another release of the fleet creates
+    /// ([`ServiceAccount::shared`]); a no-op without a named ServiceAccount.
+    #[must_use]
+    pub fn with_shared_service_account(mut self) -> Self {
+        self.service_account.shared = self.service_account.name.is_some();
         self
     }
 
@@ -1035,6 +1051,7 @@ impl RunnerValues {
                     true,
                 )]),
                 kubernetes: self.executor.toml_table(),
+                cache: self.cache.as_ref().map(crate::cache::S3Cache::toml),
             }],
         };
         // Plain data with string keys: serialising it cannot fail.
@@ -1119,7 +1136,12 @@ impl RunnerValues {
                 // The chart only applies `serviceAccount.annotations` (IRSA's role ARN) to a
                 // service account it creates: create one whenever there are annotations, even
                 // with rbac.create = false, or the role is silently lost.
-                create: self.rbac.create || !self.service_account.annotations.is_empty(),
+                // A shared account is another release's: the chart renders a ServiceAccount
+                // when serviceAccount.create is true, or rbac.create is true and
+                // serviceAccount.create is unset (gitlab-runner chart 0.86.0,
+                // templates/service-account.yaml:2), so an explicit false is what leaves it out.
+                create: !self.service_account.shared
+                    && (self.rbac.create || !self.service_account.annotations.is_empty()),
                 name: self.service_account.name.as_deref(),
                 annotations: &self.service_account.annotations,
             },
@@ -1264,6 +1286,8 @@ struct RunnerEntry {
     feature_flags: BTreeMap<String, bool>,
     #[serde(default)]
     kubernetes: KubernetesToml,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cache: Option<crate::cache::CacheToml>,
 }
 
 /// `[runners.kubernetes]`: the Kubernetes executor's settings.

@@ -63,9 +63,10 @@ pub fn image_megabytes(image: &str) -> Option<f64> {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct ImageModel {
-    /// Job images come through a pull-through cache (ECR): the first pull of each image
-    /// imports it from upstream (cold), later ones are served by the cache (warm). Off: every
-    /// pull goes to the upstream registry as the pull model times it (no extra).
+    /// Every job image comes through a pull-through cache (ECR): the first pull of each image
+    /// imports it from upstream (cold), later ones are served by the cache (warm). Off: only
+    /// images named by their private ECR path (the stack's cache paths) are; every other pull
+    /// goes to its registry as the pull model times it (no extra).
     pub pull_through_cache: bool,
     /// What a cold pull-through pull costs on top of the registry model: ECR fetching the
     /// manifest and layers from upstream before it serves them. **Assumed** (no published
@@ -199,7 +200,9 @@ impl SandboxImages {
     pub fn pull_extra(&self, image: &str) -> Duration {
         let mut st = self.lock();
         let pulls = st.stats.pulls.entry(image.to_owned()).or_default();
-        if !self.model.pull_through_cache {
+        let through_cache = self.model.pull_through_cache
+            || crate::model::Registry::of(image) == crate::model::Registry::PrivateEcr;
+        if !through_cache {
             pulls.cold += 1;
             return Duration::ZERO;
         }

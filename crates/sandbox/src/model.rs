@@ -157,6 +157,9 @@ pub enum Registry {
     PublicEcr,
     /// GitLab's registry (`registry.gitlab.com`), where the runner's helper image lives.
     GitLab,
+    /// The account's private ECR registry (`<account>.dkr.ecr.<region>.amazonaws.com`), where
+    /// the stack's pull-through cache serves its images.
+    PrivateEcr,
     /// Any other registry (timed like Docker Hub).
     Other,
 }
@@ -176,6 +179,14 @@ impl Registry {
             "docker.io" | "registry-1.docker.io" | "index.docker.io" => Registry::DockerHub,
             "public.ecr.aws" => Registry::PublicEcr,
             "registry.gitlab.com" => Registry::GitLab,
+            // ECR's registry host: `<account>.dkr.ecr.<region>.amazonaws.com` (ECR User Guide,
+            // "Amazon ECR private registry"), `.amazonaws.com.cn` in China.
+            host if host.split('.').nth(1) == Some("dkr")
+                && host.split('.').nth(2) == Some("ecr")
+                && (host.ends_with(".amazonaws.com") || host.ends_with(".amazonaws.com.cn")) =>
+            {
+                Registry::PrivateEcr
+            }
             _ => Registry::Other,
         }
     }
@@ -259,7 +270,10 @@ impl PullModel {
     fn timing(&self, registry: Registry) -> RegistryTiming {
         match registry {
             Registry::DockerHub | Registry::Other => self.docker_hub,
-            Registry::PublicEcr => self.public_ecr,
+            // **Assumed**: the private registry in the pod's Region, its layers through the S3
+            // gateway endpoint, serves as fast as ECR Public in the Region (no published figure
+            // for either); a cold pull-through pull's import is [`crate::images::ImageModel`]'s.
+            Registry::PublicEcr | Registry::PrivateEcr => self.public_ecr,
             Registry::GitLab => self.gitlab,
         }
     }
@@ -632,6 +646,17 @@ mod tests {
             Registry::GitLab
         );
         assert_eq!(Registry::of("localhost:5000/x"), Registry::Other);
+        assert_eq!(
+            Registry::of(
+                "123456789012.dkr.ecr.us-east-1.amazonaws.com/ci/ecr-public/docker/library/bash"
+            ),
+            Registry::PrivateEcr
+        );
+        assert_eq!(
+            Registry::of("123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn/x"),
+            Registry::PrivateEcr
+        );
+        assert_eq!(Registry::of("ecr.example.com/x"), Registry::Other);
     }
 
     #[test]

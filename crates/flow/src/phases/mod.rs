@@ -70,6 +70,47 @@ pub async fn run(
     run_until(config, backends, progress, &CancellationToken::new()).await
 }
 
+/// The configuration with what the stack makes in the caller's account (image cache paths, the
+/// S3 cache, job ServiceAccounts: [`FlowConfig::with_stack_outputs`]), when the run needs them;
+/// `None` when it does not, or when the account cannot be read (logged: provisioning then fails
+/// on the same credentials, and a run without provisioning pulls images directly).
+async fn with_stack_outputs(config: &FlowConfig, backends: &Backends) -> Option<FlowConfig> {
+    let brought_without_cache = config.cluster.brought_by_user() && config.image_cache.is_none();
+    if !config.needs_stack_outputs() && !brought_without_cache {
+        return None;
+    }
+    let arn = match backends.cluster.caller_arn().await {
+        Ok(arn) => arn,
+        Err(e) => {
+            tracing::warn!(error = %e, "the caller's account is unknown: the stack's image cache, S3 cache and job roles are left out of the runners' values");
+            return None;
+        }
+    };
+    let Some(account) = glrunner_infra::plan::account_of(&arn) else {
+        tracing::warn!(caller = %arn, "no account in the caller's ARN: the stack's outputs are left out");
+        return None;
+    };
+    if brought_without_cache {
+        // A cluster the user brought pulls through whatever rules the account's registry has.
+        return match backends.cluster.cache_rules().await {
+            Ok(rules) => {
+                let mut resolved = config.clone();
+                resolved.image_cache = Some(crate::image_cache::ImageCache::from_rules(
+                    account,
+                    &config.spec.region,
+                    &rules,
+                ));
+                Some(resolved)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the registry's pull-through cache rules are unknown: images are pulled directly");
+                None
+            }
+        };
+    }
+    Some(config.clone().with_stack_outputs(account))
+}
+
 /// What a stopped phase reports as its error.
 pub const STOPPED: &str = "stopped (SIGINT/SIGTERM)";
 
@@ -84,6 +125,11 @@ pub async fn run_until(
     stop: &CancellationToken,
 ) -> Result<FlowReport, Error> {
     config.validate(&backends.gitlab_url)?;
+    let resolved = with_stack_outputs(config, backends).await;
+    if let Some(resolved) = &resolved {
+        resolved.validate(&backends.gitlab_url)?;
+    }
+    let config = resolved.as_ref().unwrap_or(config);
     let wall = std::time::Instant::now();
     let start = Instant::now();
     let mut run = Run {

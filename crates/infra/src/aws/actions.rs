@@ -76,6 +76,22 @@ pub const CALLED_ACTIONS: &[&str] = &[
     "iam:DeleteOpenIDConnectProvider",
     "iam:GetOpenIDConnectProvider",
     "iam:ListOpenIDConnectProviders",
+    // The runner cache (aws-sdk-s3 and aws-sdk-iam; aws/cache.rs), as IAM names the S3 calls
+    // ([`S3_OPERATION_ACTIONS`]).
+    "iam:PutRolePolicy",
+    "s3:CreateBucket",
+    "s3:DeleteBucket",
+    "s3:DeleteBucketPolicy",
+    "s3:DeleteObject",
+    "s3:GetBucketTagging",
+    "s3:ListAllMyBuckets",
+    "s3:ListBucket",
+    "s3:ListBucketVersions",
+    "s3:PutBucketPolicy",
+    "s3:PutBucketPublicAccessBlock",
+    "s3:PutBucketTagging",
+    "s3:PutEncryptionConfiguration",
+    "s3:PutLifecycleConfiguration",
     // Identity (aws-sdk-sts).
     "sts:GetCallerIdentity",
     // Quotas and prices, read by the preflight (aws-sdk-servicequotas, aws-sdk-pricing).
@@ -97,7 +113,6 @@ pub const CALLED_ACTIONS: &[&str] = &[
     "secretsmanager:DescribeSecret",
     "secretsmanager:ListSecrets",
     "iam:GetRolePolicy",
-    "iam:PutRolePolicy",
 ];
 
 /// Permissions AWS checks without a call of that name: `eks:CreateCluster` and
@@ -122,7 +137,37 @@ pub const IMPLIED_ACTIONS: &[&str] = &[
     // CreateSecret with tags (Secrets Manager User Guide, "Tag secrets": "To add tags when
     // you create a secret, you need secretsmanager:TagResource").
     "secretsmanager:TagResource",
+    // DeleteObjects of a version id needs it besides s3:DeleteObject (S3 API Reference,
+    // DeleteObjects, "Permissions").
+    "s3:DeleteObjectVersion",
 ];
+
+/// S3 operations whose IAM action has another name (S3 API Reference, each operation's
+/// "Permissions"; Service Authorization Reference, Amazon S3): HeadBucket is authorised as
+/// s3:ListBucket, ListBuckets as s3:ListAllMyBuckets, and so on. Every other S3 operation
+/// glrunner calls is its own action.
+pub const S3_OPERATION_ACTIONS: &[(&str, &str)] = &[
+    ("DeleteObjects", "s3:DeleteObject"),
+    ("HeadBucket", "s3:ListBucket"),
+    ("ListBuckets", "s3:ListAllMyBuckets"),
+    ("ListObjectVersions", "s3:ListBucketVersions"),
+    ("PutBucketEncryption", "s3:PutEncryptionConfiguration"),
+    (
+        "PutBucketLifecycleConfiguration",
+        "s3:PutLifecycleConfiguration",
+    ),
+    ("PutPublicAccessBlock", "s3:PutBucketPublicAccessBlock"),
+];
+
+/// The IAM action of an SDK operation of the service with this prefix.
+pub fn action_of_operation(prefix: &str, operation: &str) -> String {
+    if prefix == "s3"
+        && let Some((_, action)) = S3_OPERATION_ACTIONS.iter().find(|(op, _)| *op == operation)
+    {
+        return (*action).to_string();
+    }
+    format!("{prefix}:{operation}")
+}
 
 /// Calls AWS authorises without any permission: "No permissions are required to perform this
 /// operation" (STS API reference, GetCallerIdentity); even an explicit Deny does not stop it.
@@ -315,6 +360,14 @@ impl PermissionScope {
             self.account,
             crate::image_cache::SECRET_PREFIX,
             self.stack
+        )
+    }
+
+    /// The ARN of the stack's cache bucket ([`crate::cache::bucket_name`]).
+    pub fn cache_bucket_arn(&self) -> String {
+        format!(
+            "arn:{}:s3:::{}-{}-{}-cache",
+            self.partition, self.stack, self.account, self.region
         )
     }
 
@@ -546,6 +599,21 @@ pub fn permission_checks(scope: &PermissionScope) -> Vec<PermissionCheck> {
                     vec![scope.oidc_provider_arns()],
                     scope.tag_context(scope.iam_region(), &[]),
                 )),
+            // The cache bucket: account-level listing on `*` (no resource type), object
+            // actions on its objects, the rest on the bucket.
+            ("s3", "s3:ListAllMyBuckets") => {
+                out.push(check(action, vec!["*".into()], vec![region.clone()]));
+            }
+            ("s3", "s3:DeleteObject" | "s3:DeleteObjectVersion") => out.push(check(
+                action,
+                vec![format!("{}/*", scope.cache_bucket_arn())],
+                vec![region.clone()],
+            )),
+            ("s3", a) => out.push(check(
+                a,
+                vec![scope.cache_bucket_arn()],
+                vec![region.clone()],
+            )),
             ("iam", a) if a.ends_with("OpenIDConnectProvider") => out.push(check(
                 a,
                 vec![scope.oidc_provider_arns()],
@@ -597,6 +665,8 @@ mod tests {
         ("pricing", "pricing"),
         ("ecr", "ecr"),
         ("secrets", "secretsmanager"),
+        // aws/cache.rs calls S3 through `self.s3()?` (the client is optional).
+        ("s3()?", "s3"),
     ];
 
     fn pascal(snake: &str) -> String {
@@ -653,11 +723,11 @@ mod tests {
                             .unwrap_or(args);
                         let called = ident_at(args);
                         if called != param && !called.is_empty() {
-                            found.insert(format!("{prefix}:{}", pascal(called)));
+                            found.insert(action_of_operation(prefix, &pascal(called)));
                         }
                     }
                 } else {
-                    found.insert(format!("{prefix}:{}", pascal(op)));
+                    found.insert(action_of_operation(prefix, &pascal(op)));
                 }
             }
         }
@@ -896,7 +966,14 @@ mod tests {
             .iter()
             .map(|c| context(c, "iam:AWSServiceName").unwrap()[0].as_str())
             .collect();
-        assert_eq!(linked, ["eks.amazonaws.com", "eks-fargate.amazonaws.com"]);
+        assert_eq!(
+            linked,
+            [
+                "eks.amazonaws.com",
+                "eks-fargate.amazonaws.com",
+                "pullthroughcache.ecr.amazonaws.com"
+            ]
+        );
         // IAM is global: its calls are made in us-east-1.
         assert_eq!(
             context(
@@ -989,6 +1066,7 @@ mod tests {
                                 "eks:ListClusters",
                                 "iam:ListRoles",
                                 "iam:ListOpenIDConnectProviders",
+                                "s3:ListAllMyBuckets",
                                 "servicequotas:GetAWSDefaultServiceQuota",
                                 "pricing:GetProducts",
                                 // No resource type (Service Authorization Reference, ECR

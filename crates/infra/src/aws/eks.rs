@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::identity::{Caller, classify_caller};
 use crate::provider::ClusterProvisioner;
 use crate::resource::{
-    ClusterAccess, CreateRequest, Resource, ResourceKind, ResourceState, ResourceTags, RoleTrust,
+    ClusterAccess, CreateRequest, Resource, ResourceKind, ResourceState, ResourceTags,
 };
 use crate::spec::{FargateSelector, KEY_TAG, REGION_TAG, STACK_TAG, StackName};
 
@@ -37,11 +37,18 @@ pub struct AwsCluster {
     pub(super) secrets: aws_sdk_secretsmanager::Client,
     /// Whether `ecr` and `secrets` are real clients (else the cache is neither discovered nor made).
     pub(super) cache_clients: bool,
+    /// S3, for the runner cache's bucket ([`AwsCluster::with_s3`]); `None` finds no bucket and
+    /// refuses to create one.
+    pub(super) s3: Option<aws_sdk_s3::Client>,
 }
 
 impl AwsCluster {
     /// From a loaded [`aws_config::SdkConfig`] (see [`super::load_config`]).
     pub fn new(config: &aws_config::SdkConfig) -> Self {
+        // An endpoint override (moto, LocalStack) serves buckets by path, not by host name.
+        let s3 = aws_sdk_s3::config::Builder::from(config)
+            .force_path_style(config.endpoint_url().is_some())
+            .build();
         Self::from_clients(
             aws_sdk_eks::Client::new(config),
             aws_sdk_iam::Client::new(config),
@@ -51,6 +58,7 @@ impl AwsCluster {
             aws_sdk_ecr::Client::new(config),
             aws_sdk_secretsmanager::Client::new(config),
         )
+        .with_s3(aws_sdk_s3::Client::from_conf(s3))
     }
 
     /// With the ECR and Secrets Manager clients of the pull-through cache (without them, the
@@ -64,6 +72,13 @@ impl AwsCluster {
         self.ecr = ecr;
         self.secrets = secrets;
         self.cache_clients = true;
+        self
+    }
+
+    /// Adds the S3 client the runner cache's bucket is made with.
+    #[must_use]
+    pub fn with_s3(mut self, s3: aws_sdk_s3::Client) -> Self {
+        self.s3 = Some(s3);
         self
     }
 
@@ -91,6 +106,7 @@ impl AwsCluster {
             secrets: aws_sdk_secretsmanager::Client::new(&placeholder),
             cache_clients: false,
             region,
+            s3: None,
         }
     }
 }
@@ -427,7 +443,7 @@ impl AwsCluster {
             .collect())
     }
 
-    async fn delete_role(&self, name: &str) -> Result<()> {
+    pub(super) async fn delete_role(&self, name: &str) -> Result<()> {
         let attached = self.attached_policy_arns(name).await?;
         for arn in &attached {
             match self
@@ -510,25 +526,27 @@ fn gone(err: Error) -> Result<Option<Resource>> {
 /// One `create` per kind of IAM and EKS resource: the call, its follow-up calls (policy
 /// attachments, access policy associations), and a rollback when a follow-up fails.
 impl AwsCluster {
-    async fn create_role(
+    /// Creates a tagged role at `path` trusting `trust_document`, puts `inline_policy` on it and
+    /// attaches `policy_arns`; a failed follow-up deletes the half-made role again.
+    pub(super) async fn create_role(
         &self,
         name: &str,
-        trust: &RoleTrust,
+        path: &str,
+        trust_document: &str,
+        inline_policy: Option<&(String, String)>,
         policy_arns: &[String],
-        source_arn: Option<&str>,
         tags: &ResourceTags,
     ) -> Result<Resource> {
         let kind = ResourceKind::IamRole;
         let action = format!("create {kind}");
-        let tag_map: HashMap<String, String> = tags.pairs().into_iter().collect();
-        let mut role_tags = tag_map.clone();
+        let mut role_tags: HashMap<String, String> = tags.pairs().into_iter().collect();
         role_tags.insert(REGION_TAG.to_string(), self.region.clone());
         let out = self
             .iam
             .create_role()
             .role_name(name)
-            .path(trust.path())
-            .assume_role_policy_document(trust_policy(trust.service(), source_arn))
+            .path(path)
+            .assume_role_policy_document(trust_document)
             .set_tags(Some(
                 role_tags
                     .iter()
@@ -550,6 +568,24 @@ impl AwsCluster {
             arn: out.role().map(|r| r.arn().to_string()),
             state: ResourceState::Available,
         };
+        if let Some((policy_name, policy)) = inline_policy
+            && let Err(e) = self
+                .iam
+                .put_role_policy()
+                .role_name(name)
+                .policy_name(policy_name)
+                .policy_document(policy)
+                .send()
+                .await
+        {
+            let err = map_sdk_error(
+                "put role policy",
+                format!("{policy_name} on {name}"),
+                "iam",
+                e,
+            );
+            return Err(self.rollback(role, err).await);
+        }
         for policy in policy_arns {
             if let Err(e) = self
                 .iam
@@ -812,6 +848,7 @@ impl ClusterProvisioner for AwsCluster {
         found.extend(self.discover_oidc_providers(stack).await?);
         let cache = self.discover_cache(stack, &found).await?;
         found.extend(cache);
+        found.extend(self.discover_cache_buckets(stack).await?);
         let clusters = self
             .eks
             .list_clusters()
@@ -847,7 +884,8 @@ impl ClusterProvisioner for AwsCluster {
                 policy_arns,
                 source_arn,
             } => {
-                self.create_role(name, trust, policy_arns, source_arn.as_deref(), tags)
+                let document = trust_policy(trust.service(), source_arn.as_deref());
+                self.create_role(name, trust.path(), &document, None, policy_arns, tags)
                     .await
             }
             CreateRequest::Cluster {
@@ -916,6 +954,26 @@ impl ClusterProvisioner for AwsCluster {
                 name,
                 document,
             } => self.put_role_policy(role, name, document, tags).await,
+            CreateRequest::CacheBucket { name, expire_days } => {
+                self.create_cache_bucket(name, *expire_days, tags).await
+            }
+            // IRSA roles sit at `/`, as the cache and job roles' ARNs say.
+            CreateRequest::IrsaRole {
+                name,
+                trust_policy,
+                inline_policy,
+                policy_arns,
+            } => {
+                self.create_role(
+                    name,
+                    "/",
+                    trust_policy,
+                    inline_policy.as_ref(),
+                    policy_arns,
+                    tags,
+                )
+                .await
+            }
             other => Err(Error::invalid(
                 "request",
                 format!("{} is not a cluster resource", other.kind()),
@@ -944,6 +1002,7 @@ impl ClusterProvisioner for AwsCluster {
             | ResourceKind::CacheRepository
             | ResourceKind::CacheSecret
             | ResourceKind::RolePolicy => self.describe_cache(kind, id).await,
+            ResourceKind::CacheBucket => self.describe_cache_bucket(id).await,
             other => Err(Error::invalid(
                 "kind",
                 format!("{other} is not a cluster resource"),
@@ -1003,6 +1062,7 @@ impl ClusterProvisioner for AwsCluster {
             | ResourceKind::CacheRepository
             | ResourceKind::CacheSecret
             | ResourceKind::RolePolicy => self.delete_cache(resource).await,
+            ResourceKind::CacheBucket => self.delete_cache_bucket(id).await,
             other => Err(Error::invalid(
                 "kind",
                 format!("{other} is not a cluster resource"),
@@ -1080,6 +1140,11 @@ impl ClusterProvisioner for AwsCluster {
             }
             _ => Ok(Vec::new()),
         }
+    }
+
+    async fn cache_rules(&self) -> Result<Vec<crate::image_cache::CacheRule>> {
+        self.need_cache_clients()?;
+        self.registry_rules().await
     }
 
     async fn cluster_access(&self, name: &str) -> Result<ClusterAccess> {

@@ -170,7 +170,7 @@ fn key_of_prefix(prefix: &str) -> String {
 impl AwsCluster {
     /// Refuses cache calls on a backend built without its ECR and Secrets Manager clients
     /// ([`AwsCluster::from_clients`] without [`AwsCluster::with_cache_clients`]).
-    fn need_cache_clients(&self) -> Result<()> {
+    pub(super) fn need_cache_clients(&self) -> Result<()> {
         if self.cache_clients {
             Ok(())
         } else {
@@ -179,6 +179,29 @@ impl AwsCluster {
                 "this cluster backend has no ECR and Secrets Manager clients",
             ))
         }
+    }
+
+    /// Every pull-through cache rule of the registry (`DescribePullThroughCacheRules`, every
+    /// page): the stack's and anyone else's.
+    pub(super) async fn registry_rules(&self) -> Result<Vec<crate::image_cache::CacheRule>> {
+        let rules: Vec<_> = self
+            .ecr
+            .describe_pull_through_cache_rules()
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| map_sdk_error("describe pull-through cache rules", "ECR", "ecr", e))?;
+        Ok(rules
+            .iter()
+            .filter_map(|r| {
+                Some(crate::image_cache::CacheRule {
+                    prefix: r.ecr_repository_prefix()?.to_string(),
+                    upstream_url: r.upstream_registry_url()?.to_string(),
+                })
+            })
+            .collect())
     }
 
     /// The stack's cache resources: rules, the repositories under them, glrunner's secrets and
@@ -192,28 +215,16 @@ impl AwsCluster {
             return Ok(Vec::new());
         }
         let mut found = Vec::new();
-        let rules: Vec<_> = self
-            .ecr
-            .describe_pull_through_cache_rules()
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| map_sdk_error("describe pull-through cache rules", "ECR", "ecr", e))?;
         let prefixes: Vec<String> = Upstream::ALL
             .into_iter()
             .map(|u| rule_prefix(stack, u))
             .collect();
-        for rule in &rules {
-            let Some(prefix) = rule.ecr_repository_prefix() else {
-                continue;
-            };
-            if let Some(upstream) = rule_of(stack, prefix) {
+        for rule in self.registry_rules().await? {
+            if let Some(upstream) = rule_of(stack, &rule.prefix) {
                 found.push(Resource {
                     kind: ResourceKind::PullThroughCacheRule,
-                    id: prefix.to_string(),
                     key: rule_key(upstream),
+                    id: rule.prefix,
                     arn: None,
                     state: ResourceState::Available,
                 });

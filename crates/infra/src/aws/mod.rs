@@ -7,11 +7,12 @@
 
 mod account;
 pub mod actions;
+mod cache;
 mod ec2;
 mod eks;
+mod image_cache;
 mod oidc;
 mod pod_identity;
-mod image_cache;
 
 use std::future::Future;
 use std::time::Duration;

@@ -199,6 +199,27 @@ impl InMemoryCloud {
             .collect()
     }
 
+    /// The rules of this Region's registry, any stack's or a user's (ECR's
+    /// `DescribePullThroughCacheRules` without filters lists every rule of the registry).
+    pub(super) fn cache_rules_impl(&self) -> Vec<crate::image_cache::CacheRule> {
+        let now = Instant::now();
+        let mut world = self.world.lock().expect("world");
+        world.settle(now);
+        self.log(&mut world, "describe pull-through cache rules".into());
+        world
+            .entries
+            .iter()
+            .filter(|e| {
+                e.kind == ResourceKind::PullThroughCacheRule && self.here(e) && e.is_present(now)
+            })
+            .map(|e| crate::image_cache::CacheRule {
+                prefix: e.id.clone(),
+                // The rule's upstream URL, kept where the entry keeps it at creation.
+                upstream_url: e.zone.clone().unwrap_or_default(),
+            })
+            .collect()
+    }
+
     /// A pull of `repository` (`<prefix>/<upstream path>`) through the cache, as a Fargate pod
     /// does it: the first one creates the repository when a rule covers its prefix (ECR User
     /// Guide, "Pulling an image with a pull through cache rule"). `Ok(false)` when no rule covers

@@ -92,8 +92,9 @@ async fn dry_run_mutates_nothing() {
     let plan = conformance::dry_run_mutates_nothing(&cloud, &cloud, &spec("dry"))
         .await
         .unwrap();
-    // 16, the OIDC provider, and the image cache's S3 endpoint, role policy and three rules.
-    assert_eq!(plan.steps.len(), 22);
+    // 16, the OIDC provider, the S3 cache's bucket and role, and the image cache's S3 endpoint,
+    // role policy and three rules.
+    assert_eq!(plan.steps.len(), 24);
     assert!(cloud.mutating_calls().is_empty());
 }
 
@@ -467,6 +468,11 @@ async fn an_access_entry_that_already_exists_is_reused() {
         ) -> glrunner_infra::Result<glrunner_infra::ClusterAccess> {
             glrunner_infra::ClusterProvisioner::cluster_access(self.0, name).await
         }
+        async fn cache_rules(
+            &self,
+        ) -> glrunner_infra::Result<Vec<glrunner_infra::image_cache::CacheRule>> {
+            glrunner_infra::ClusterProvisioner::cache_rules(self.0).await
+        }
     }
     let report = Engine::new(&cloud, &MissEntries(&cloud))
         .apply(&plan)
@@ -756,6 +762,11 @@ impl glrunner_infra::ClusterProvisioner for BlindDiscovery<'_> {
     ) -> glrunner_infra::Result<glrunner_infra::ClusterAccess> {
         glrunner_infra::ClusterProvisioner::cluster_access(self.0, name).await
     }
+    async fn cache_rules(
+        &self,
+    ) -> glrunner_infra::Result<Vec<glrunner_infra::image_cache::CacheRule>> {
+        glrunner_infra::ClusterProvisioner::cache_rules(self.0).await
+    }
 }
 
 /// When teardown cannot tell whether the cluster is gone, it keeps the network and the roles:
@@ -955,6 +966,8 @@ async fn pod_identity_associations_in_memory() {
     )
     .await
     .unwrap();
+}
+
 /// The image cache on the in-memory account with a user's own Docker Hub secret: the rule
 /// names it, a first pull makes a repository under the rule's prefix (none without a rule), and
 /// teardown removes the rules and that repository but never the user's secret.
@@ -980,6 +993,22 @@ async fn the_image_cache_goes_with_its_repositories_and_keeps_the_users_secret()
             .contains_key("image-cache/secret/docker-hub")
     );
     let hub = rule_prefix(&spec.stack, Upstream::DockerHub);
+    // The registry's rules, as a brought cluster sees them: this stack's four, by upstream URL.
+    let rules = glrunner_infra::ClusterProvisioner::cache_rules(&cloud)
+        .await
+        .unwrap();
+    let mut upstreams: Vec<_> = rules.iter().filter_map(|r| r.upstream()).collect();
+    upstreams.sort();
+    assert_eq!(
+        upstreams,
+        [
+            Upstream::EcrPublic,
+            Upstream::Quay,
+            Upstream::K8s,
+            Upstream::DockerHub
+        ]
+    );
+    assert!(rules.iter().any(|r| r.prefix == hub));
     assert!(
         cloud
             .pull_through_cache(&format!("{hub}/library/alpine"))
@@ -1017,4 +1046,63 @@ async fn the_image_cache_goes_with_its_repositories_and_keeps_the_users_secret()
         })
         .collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+/// Job roles on the in-memory cloud (#25): a role per job ServiceAccount at the ARN the flow
+/// computes, with its policies; a customer policy of another account is IAM's NoSuchEntity and
+/// leaves no role; teardown removes the roles.
+#[tokio::test(start_paused = true)]
+async fn job_roles_are_created_where_the_flow_expects_them_and_torn_down() {
+    let cloud = InMemoryCloud::default();
+    let mut spec = spec("jobs");
+    spec.job_roles = glrunner_infra::job_roles::group([(
+        "deploy".to_string(),
+        "arn:aws:iam::123456789012:policy/team/deploy".to_string(),
+    )]);
+    let outcome = glrunner_infra::provision(&spec, &cloud, &cloud, &Default::default())
+        .await
+        .unwrap();
+    let applied = outcome.applied.unwrap();
+    let accounts = glrunner_infra::job_roles::service_accounts(&spec, "123456789012");
+    assert_eq!(
+        applied.resources[&glrunner_infra::job_roles::key("deploy")]
+            .arn
+            .as_deref(),
+        Some(accounts[0].1.as_str())
+    );
+    let report = Engine::new(&cloud, &cloud)
+        .teardown(&spec.stack)
+        .await
+        .unwrap();
+    assert!(report.leftovers.is_empty(), "{:?}", report.leftovers);
+    assert!(
+        report
+            .deleted
+            .iter()
+            .any(|r| r.id == glrunner_infra::job_roles::role_name("jobs", "us-east-1", "deploy"))
+    );
+
+    let mut bad = spec.clone();
+    bad.job_roles = glrunner_infra::job_roles::group([(
+        "deploy".to_string(),
+        "arn:aws:iam::999999999999:policy/theirs".to_string(),
+    )]);
+    let err = glrunner_infra::provision(&bad, &cloud, &cloud, &Default::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("999999999999:policy/theirs"), "{err}");
+    let report = Engine::new(&cloud, &cloud)
+        .teardown(&bad.stack)
+        .await
+        .unwrap();
+    assert!(
+        report
+            .deleted
+            .iter()
+            .all(|r| !r.id.ends_with("-job-deploy")),
+        "no half-made role: {:?}",
+        report.deleted
+    );
+    assert!(report.leftovers.is_empty());
 }

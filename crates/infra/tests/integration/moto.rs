@@ -124,8 +124,9 @@ async fn dry_run_mutates_nothing() {
     )
     .await
     .unwrap();
-    // 16, the OIDC provider, and the image cache's S3 endpoint, role policy and three rules.
-    assert_eq!(plan.steps.len(), 22);
+    // 16, the OIDC provider, the S3 cache's bucket and role, and the image cache's S3 endpoint,
+    // role policy and three rules.
+    assert_eq!(plan.steps.len(), 24);
     let ec2 = aws_sdk_ec2::Client::new(&config);
     let vpcs = ec2
         .describe_vpcs()
@@ -995,6 +996,8 @@ async fn pod_identity_associations_on_moto() {
         .send()
         .await
         .unwrap();
+}
+
 /// The image cache with a Docker Hub credential on strict moto (the shim's ECR routes, checked
 /// against botocore's ECR model): the credential is stored as `ecr-pullthroughcache/<stack>/…`
 /// and named by the Docker Hub rule; a first pull makes a repository under the rule's prefix;
@@ -1003,8 +1006,8 @@ async fn pod_identity_associations_on_moto() {
 #[tokio::test]
 async fn the_image_cache_with_a_credential_is_torn_down_with_its_repositories() {
     use glrunner_infra::image_cache::{Credential, CredentialSource, Upstream, rule_prefix};
-    let Some(config) = moto().await else { return };
     let _guard = MOTO.lock().await;
+    let Some(config) = moto().await else { return };
     let (network, cluster) = (AwsNetwork::new(&config), AwsCluster::new(&config));
     let mut spec = spec("moto-cache");
     let token = "dckr_pat_NEVER-SHOWN-7f3a";
@@ -1029,9 +1032,26 @@ async fn the_image_cache_with_a_credential_is_torn_down_with_its_repositories() 
     ] {
         assert!(counts.contains(&(what, n)), "{what}: {counts:?}");
     }
+    // What a brought cluster pulls through: every rule of the registry with its upstream URL
+    // (another test's stack may have rules too; this stack's four are among them).
+    let stack = StackName::new("moto-cache").unwrap();
+    let listed = glrunner_infra::ClusterProvisioner::cache_rules(&cluster)
+        .await
+        .unwrap();
+    for upstream in [
+        Upstream::EcrPublic,
+        Upstream::Quay,
+        Upstream::K8s,
+        Upstream::DockerHub,
+    ] {
+        let rule = listed
+            .iter()
+            .find(|r| r.prefix == rule_prefix(&stack, upstream))
+            .unwrap_or_else(|| panic!("{upstream}: {listed:?}"));
+        assert_eq!(rule.upstream(), Some(upstream), "{rule:?}");
+    }
     // The rule names the stored secret, whose value is what ECR reads.
     let ecr = aws_sdk_ecr::Client::new(&config);
-    let stack = StackName::new("moto-cache").unwrap();
     let hub = rule_prefix(&stack, Upstream::DockerHub);
     let rules = ecr
         .describe_pull_through_cache_rules()
@@ -1108,4 +1128,374 @@ async fn the_image_cache_with_a_credential_is_torn_down_with_its_repositories() 
             .starts_with("ecr-pullthroughcache/moto-cache/")),
         "the secret is only scheduled for deletion"
     );
+}
+
+/// The S3 client of the moto server (path-style, as [`AwsCluster::new`] makes its own).
+fn s3_of(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(config)
+            .force_path_style(true)
+            .build(),
+    )
+}
+
+/// IAM answers policy documents URL-encoded.
+fn decode_policy(text: &str) -> serde_json::Value {
+    let mut out = Vec::new();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&text[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    serde_json::from_slice(&out).unwrap_or_else(|e| panic!("{text}: {e}"))
+}
+
+/// The runner cache on real S3 and IAM: a bucket with its public access blocked, SSE-S3, an
+/// expiry rule and a TLS-only policy; a role whose trust admits exactly the managers'
+/// ServiceAccount with the STS audience, through the cluster's OIDC provider, and whose policy
+/// names only the bucket; teardown empties the bucket (objects, versions, delete markers) and
+/// leaves no bucket, role or provider.
+#[tokio::test]
+async fn the_cache_bucket_and_its_irsa_role_are_locked_down_and_torn_down() {
+    let _guard = MOTO.lock().await;
+    let Some(config) = moto().await else { return };
+    let (network, cluster) = (AwsNetwork::new(&config), AwsCluster::new(&config));
+    let mut spec = spec("moto-s3c");
+    spec.cache.as_mut().unwrap().expire_days = 9;
+    let outcome = glrunner_infra::provision(&spec, &network, &cluster, &fast())
+        .await
+        .unwrap();
+    let cache = outcome.cache.clone().expect("the stack has a cache");
+    assert_eq!(cache.bucket, "moto-s3c-123456789012-us-east-1-cache");
+    assert_eq!(
+        (cache.namespace.as_str(), cache.service_account.as_str()),
+        ("gitlab-runner", "glrunner-manager")
+    );
+    let s3 = s3_of(&config);
+    let bucket = cache.bucket.as_str();
+
+    let block = s3
+        .get_public_access_block()
+        .bucket(bucket)
+        .send()
+        .await
+        .unwrap();
+    let block = block.public_access_block_configuration().unwrap();
+    assert_eq!(
+        (
+            block.block_public_acls(),
+            block.ignore_public_acls(),
+            block.block_public_policy(),
+            block.restrict_public_buckets()
+        ),
+        (Some(true), Some(true), Some(true), Some(true))
+    );
+    let encryption = s3
+        .get_bucket_encryption()
+        .bucket(bucket)
+        .send()
+        .await
+        .unwrap();
+    let rule = &encryption
+        .server_side_encryption_configuration()
+        .unwrap()
+        .rules()[0];
+    assert_eq!(
+        rule.apply_server_side_encryption_by_default()
+            .unwrap()
+            .sse_algorithm()
+            .as_str(),
+        "AES256"
+    );
+    let lifecycle = s3
+        .get_bucket_lifecycle_configuration()
+        .bucket(bucket)
+        .send()
+        .await
+        .unwrap();
+    let rule = &lifecycle.rules()[0];
+    assert_eq!(rule.status().as_str(), "Enabled");
+    assert_eq!(rule.expiration().and_then(|e| e.days()), Some(9));
+    let policy: serde_json::Value = serde_json::from_str(
+        s3.get_bucket_policy()
+            .bucket(bucket)
+            .send()
+            .await
+            .unwrap()
+            .policy()
+            .unwrap(),
+    )
+    .unwrap();
+    let deny = &policy["Statement"][0];
+    assert_eq!(deny["Effect"], "Deny");
+    assert_eq!(deny["Condition"]["Bool"]["aws:SecureTransport"], "false");
+    let tags = s3.get_bucket_tagging().bucket(bucket).send().await.unwrap();
+    assert!(
+        tags.tag_set()
+            .iter()
+            .any(|t| t.key() == STACK_TAG && t.value() == "moto-s3c")
+    );
+
+    // The role: trust exactly the managers' ServiceAccount with the STS audience.
+    let iam = aws_sdk_iam::Client::new(&config);
+    let role_name = cache.role_arn.rsplit('/').next().unwrap();
+    let role = iam.get_role().role_name(role_name).send().await.unwrap();
+    let trust = decode_policy(role.role().unwrap().assume_role_policy_document().unwrap());
+    let providers = iam.list_open_id_connect_providers().send().await.unwrap();
+    let provider = outcome.applied.as_ref().unwrap().resources["oidc-provider"]
+        .id
+        .clone();
+    assert!(
+        providers
+            .open_id_connect_provider_list()
+            .iter()
+            .any(|p| p.arn() == Some(provider.as_str()))
+    );
+    let host = provider.split_once(":oidc-provider/").unwrap().1;
+    assert_eq!(
+        trust["Statement"],
+        serde_json::json!([{
+            "Effect": "Allow",
+            "Principal": { "Federated": provider },
+            "Action": "sts:AssumeRoleWithWebIdentity",
+            "Condition": { "StringEquals": {
+                format!("{host}:sub"): "system:serviceaccount:gitlab-runner:glrunner-manager",
+                format!("{host}:aud"): "sts.amazonaws.com",
+            } }
+        }])
+    );
+    let inline = iam
+        .get_role_policy()
+        .role_name(role_name)
+        .policy_name("glrunner-cache-bucket")
+        .send()
+        .await
+        .unwrap();
+    let access = decode_policy(inline.policy_document());
+    let resources: Vec<&str> = access["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["Resource"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        resources,
+        [
+            format!("arn:aws:s3:::{bucket}/*"),
+            format!("arn:aws:s3:::{bucket}")
+        ]
+    );
+
+    // The TLS-only policy in force: moto evaluates a bucket's policy on object requests, and
+    // this endpoint is plain HTTP, so PutObject is refused.
+    let refused = s3
+        .put_object()
+        .bucket(bucket)
+        .key("plain-http")
+        .body(b"x".to_vec().into())
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.raw_response().map(|r| r.status().as_u16()),
+        Some(403),
+        "{refused:?}"
+    );
+    // A used cache (written over TLS in real life: the policy is lifted to write here, then
+    // put back): versioning on (someone turned it on), an object with two versions and a
+    // delete marker, and a plain object.
+    let tls_only = s3
+        .get_bucket_policy()
+        .bucket(bucket)
+        .send()
+        .await
+        .unwrap()
+        .policy()
+        .unwrap()
+        .to_owned();
+    s3.delete_bucket_policy()
+        .bucket(bucket)
+        .send()
+        .await
+        .unwrap();
+    s3.put_bucket_versioning()
+        .bucket(bucket)
+        .versioning_configuration(
+            aws_sdk_s3::types::VersioningConfiguration::builder()
+                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    for body in ["one", "two"] {
+        s3.put_object()
+            .bucket(bucket)
+            .key("project/default/cache.zip")
+            .body(body.as_bytes().to_vec().into())
+            .send()
+            .await
+            .unwrap();
+    }
+    s3.delete_object()
+        .bucket(bucket)
+        .key("project/default/cache.zip")
+        .send()
+        .await
+        .unwrap();
+    s3.put_object()
+        .bucket(bucket)
+        .key("project/other/cache.zip")
+        .body(b"three".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+
+    s3.put_bucket_policy()
+        .bucket(bucket)
+        .policy(tls_only)
+        .send()
+        .await
+        .unwrap();
+    let versions = s3
+        .list_object_versions()
+        .bucket(bucket)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (versions.versions().len(), versions.delete_markers().len()),
+        (3, 1)
+    );
+
+    let report = glrunner_infra::teardown(&spec.stack, &spec.region, &network, &cluster, &fast())
+        .await
+        .unwrap();
+    assert!(report.leftovers.is_empty(), "{:?}", report.leftovers);
+    assert!(s3.head_bucket().bucket(bucket).send().await.is_err());
+    let buckets = s3.list_buckets().send().await.unwrap();
+    assert!(buckets.buckets().iter().all(|b| b.name() != Some(bucket)));
+    assert!(iam.get_role().role_name(role_name).send().await.is_err());
+    let providers = iam.list_open_id_connect_providers().send().await.unwrap();
+    assert!(
+        providers
+            .open_id_connect_provider_list()
+            .iter()
+            .all(|p| p.arn() != Some(provider.as_str()))
+    );
+    let after = census(&config, "moto-s3c").await;
+    assert!(after.iter().all(|(_, n)| *n == 0), "left behind: {after:?}");
+}
+
+/// Job roles (`--job-role`, #25): one IAM role per job ServiceAccount, trusting exactly
+/// `system:serviceaccount:<runner ns>:<NAME>` with the STS audience on the cluster's OIDC
+/// provider, with the user's managed policies attached (moto loads AWS's managed policies:
+/// `MOTO_IAM_LOAD_MANAGED_POLICIES`); the role ARN the flow annotates the ServiceAccount with is
+/// the one IAM answers; a policy ARN no policy has is refused and rolls the role back; teardown
+/// detaches the policies and deletes the roles.
+#[tokio::test]
+async fn job_roles_trust_their_service_account_carry_their_policies_and_are_torn_down() {
+    let _guard = MOTO.lock().await;
+    let Some(config) = moto().await else { return };
+    let (network, cluster) = (AwsNetwork::new(&config), AwsCluster::new(&config));
+    let mut spec = spec("moto-jobs");
+    spec.cache = None;
+    spec.image_cache = glrunner_infra::image_cache::ImageCacheSpec::off();
+    let s3_read = "arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess";
+    let ecr_read = "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly";
+    spec.job_roles = glrunner_infra::job_roles::group([
+        ("deploy".to_string(), s3_read.to_string()),
+        ("deploy".to_string(), ecr_read.to_string()),
+        ("read-only".to_string(), s3_read.to_string()),
+    ]);
+    let outcome = glrunner_infra::provision(&spec, &network, &cluster, &fast())
+        .await
+        .unwrap();
+    let applied = outcome.applied.as_ref().unwrap();
+    let provider = applied.resources["oidc-provider"].id.clone();
+    let host = provider.split_once(":oidc-provider/").unwrap().1;
+    let iam = aws_sdk_iam::Client::new(&config);
+    let accounts = glrunner_infra::job_roles::service_accounts(&spec, "123456789012");
+    assert_eq!(accounts.len(), 2);
+    for ((name, arn), want) in accounts
+        .iter()
+        .zip([vec![s3_read, ecr_read], vec![s3_read]])
+    {
+        let role_name = arn.rsplit('/').next().unwrap();
+        let role = iam.get_role().role_name(role_name).send().await.unwrap();
+        let role = role.role().unwrap();
+        assert_eq!(role.arn(), arn, "the ARN the flow computes is IAM's");
+        assert_eq!(
+            applied.resources[&glrunner_infra::job_roles::key(name)]
+                .arn
+                .as_deref(),
+            Some(arn.as_str())
+        );
+        let trust = decode_policy(role.assume_role_policy_document().unwrap());
+        assert_eq!(
+            trust["Statement"],
+            serde_json::json!([{
+                "Effect": "Allow",
+                "Principal": { "Federated": provider },
+                "Action": "sts:AssumeRoleWithWebIdentity",
+                "Condition": { "StringEquals": {
+                    format!("{host}:sub"): format!("system:serviceaccount:gitlab-runner:{name}"),
+                    format!("{host}:aud"): "sts.amazonaws.com",
+                } }
+            }])
+        );
+        let attached = iam
+            .list_attached_role_policies()
+            .role_name(role_name)
+            .send()
+            .await
+            .unwrap();
+        let mut arns: Vec<&str> = attached
+            .attached_policies()
+            .iter()
+            .filter_map(|p| p.policy_arn())
+            .collect();
+        arns.sort_unstable();
+        let mut want = want;
+        want.sort_unstable();
+        assert_eq!(arns, want, "{name}");
+    }
+
+    let report = glrunner_infra::teardown(&spec.stack, &spec.region, &network, &cluster, &fast())
+        .await
+        .unwrap();
+    assert!(report.leftovers.is_empty(), "{:?}", report.leftovers);
+    for (_, arn) in &accounts {
+        let role_name = arn.rsplit('/').next().unwrap();
+        assert!(iam.get_role().role_name(role_name).send().await.is_err());
+    }
+    let after = census(&config, "moto-jobs").await;
+    assert!(after.iter().all(|(_, n)| *n == 0), "left behind: {after:?}");
+
+    // A policy no one has: IAM's NoSuchEntity, and no half-made role stays.
+    let mut bad = spec.clone();
+    bad.job_roles = glrunner_infra::job_roles::group([(
+        "deploy".to_string(),
+        "arn:aws:iam::123456789012:policy/does-not-exist".to_string(),
+    )]);
+    let err = glrunner_infra::provision(&bad, &network, &cluster, &fast())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("does-not-exist"), "{err}");
+    let role_name = glrunner_infra::job_roles::role_name("moto-jobs", "us-east-1", "deploy");
+    assert!(iam.get_role().role_name(&role_name).send().await.is_err());
+    let report = glrunner_infra::teardown(&bad.stack, &bad.region, &network, &cluster, &fast())
+        .await
+        .unwrap();
+    assert!(report.leftovers.is_empty(), "{:?}", report.leftovers);
 }

@@ -158,8 +158,10 @@ rbac:
   create: false
   clusterWideAccess: false
   rules: []
+  generatedServiceAccountName: \"\"
+  serviceAccountAnnotations: {}
 serviceAccount:
-  create: false
+  name: \"\"
   annotations: {}
 podAnnotations: {}
 podLabels: {}
@@ -185,7 +187,15 @@ release: {{ .Release.Name | quote }}
 heritage: {{ .Release.Service | quote }}
 {{- end -}}
 {{- define "gitlab-runner.secret" -}}{{ default (include "gitlab-runner.fullname" .) .Values.runners.secret }}{{- end -}}
-{{- define "gitlab-runner.serviceAccountName" -}}{{ default (include "gitlab-runner.fullname" .) .Values.serviceAccount.name }}{{- end -}}
+{{- define "gitlab-runner.serviceAccountName" -}}
+{{- if or .Values.serviceAccount.create .Values.serviceAccount.name -}}
+{{- .Values.serviceAccount.name | default (include "gitlab-runner.fullname" .) | quote -}}
+{{- else if .Values.rbac.create -}}
+{{- default (include "gitlab-runner.fullname" .) .Values.rbac.generatedServiceAccountName | quote -}}
+{{- else -}}
+"{{- .Values.rbac.serviceAccountName -}}"
+{{- end -}}
+{{- end -}}
 "#;
 
 const CONFIGMAP: &str = r#"apiVersion: v1
@@ -227,7 +237,7 @@ spec:
         checksum/configmap: {{ include (print $.Template.BasePath "/configmap.yaml") . | sha256sum }}
         {{- with .Values.podAnnotations }}{{ toYaml . | nindent 8 }}{{ end }}
     spec:
-      serviceAccountName: {{ if or .Values.serviceAccount.create .Values.rbac.create }}{{ include "gitlab-runner.serviceAccountName" . }}{{ else }}default{{ end }}
+      serviceAccountName: {{ include "gitlab-runner.serviceAccountName" . }}
       terminationGracePeriodSeconds: {{ .Values.terminationGracePeriodSeconds }}
       containers:
       - name: {{ include "gitlab-runner.fullname" . }}
@@ -301,16 +311,22 @@ subjects:
 {{- end }}
 "#;
 
-const SERVICE_ACCOUNT: &str = r#"{{- if or .Values.serviceAccount.create .Values.rbac.create }}
+// The official chart 0.86.0's condition, name and annotations (gitlab-runner-0.86.0.tgz,
+// templates/service-account.yaml:1-2 and _helpers.tpl `gitlab-runner.serviceAccountName`): a
+// ServiceAccount when serviceAccount.create is true, or rbac.create is true and
+// serviceAccount.create is unset; an explicit false renders none.
+const SERVICE_ACCOUNT: &str = r#"{{- if or .Values.serviceAccount.create (and .Values.rbac.create (kindIs "invalid" .Values.serviceAccount.create)) -}}
 apiVersion: v1
 kind: ServiceAccount
 metadata:
   name: {{ include "gitlab-runner.serviceAccountName" . }}
   labels:
     {{- include "gitlab-runner.labels" . | nindent 4 }}
-  {{- with .Values.serviceAccount.annotations }}
+  {{- with (merge .Values.serviceAccount.annotations .Values.rbac.serviceAccountAnnotations) }}
   annotations:
-    {{- toYaml . | nindent 4 }}
+    {{- range $key, $value := . }}
+    {{ $key }}: {{ tpl $value $ | quote }}
+    {{- end }}
   {{- end }}
 {{- end }}
 "#;
@@ -340,6 +356,45 @@ async fn kube_client(kubeconfig: &Path) -> kube::Client {
         .await
         .expect("kube config");
     kube::Client::try_from(config).expect("kube client")
+}
+
+/// What the tests of rendered values share: Helm 4's real engine, the test chart, the token
+/// Secrets and a client of the apiserver.
+struct RenderEnv {
+    real: RealHelm,
+    _dir: tempfile::TempDir,
+    chart: PathBuf,
+    helm: HelmCli,
+    secrets: KubeTokenSecrets,
+    client: kube::Client,
+}
+
+async fn render_env(test: &str) -> Option<RenderEnv> {
+    let real = real_helm(test, Major::Helm4, &[])?;
+    let dir = tempfile::tempdir().unwrap();
+    let chart = write_test_chart(dir.path());
+    let helm = real.cli();
+    let secrets = KubeTokenSecrets::connect(Some(&real.kubeconfig), None)
+        .await
+        .unwrap();
+    let client = kube_client(&real.kubeconfig).await;
+    Some(RenderEnv {
+        real,
+        _dir: dir,
+        chart,
+        helm,
+        secrets,
+        client,
+    })
+}
+
+/// The runner's config template as the release's ConfigMap holds it, parsed.
+async fn config_template(client: &kube::Client, namespace: &str, release: &str) -> toml::Value {
+    let config = Api::<ConfigMap>::namespaced(client.clone(), namespace)
+        .get(release)
+        .await
+        .unwrap();
+    toml::from_str(&config.data.unwrap()["config.template.toml"]).unwrap()
 }
 
 async fn delete_namespaces(client: &kube::Client, namespaces: &[String]) {
@@ -849,20 +904,20 @@ async fn job_service_accounts_render_into_the_runner_config_on_helms_real_engine
 /// helper at the runner's exact tag, a digest kept), into the runner's config template.
 #[tokio::test]
 async fn cached_job_and_helper_images_render_into_the_runner_config_on_helms_real_engine() {
-    let Some(real) = real_helm(
+    let Some(RenderEnv {
+        real: _real,
+        _dir,
+        chart,
+        helm,
+        secrets,
+        client,
+    }) = render_env(
         "cached_job_and_helper_images_render_into_the_runner_config_on_helms_real_engine",
-        Major::Helm4,
-        &[],
-    ) else {
+    )
+    .await
+    else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let chart = write_test_chart(dir.path());
-    let helm = real.cli();
-    let secrets = KubeTokenSecrets::connect(Some(&real.kubeconfig), None)
-        .await
-        .unwrap();
-    let client = kube_client(&real.kubeconfig).await;
     let ns = unique("glr-ptc");
     let registry = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
     let image = format!(
@@ -879,12 +934,7 @@ async fn cached_job_and_helper_images_render_into_the_runner_config_on_helms_rea
         .with_timeout(Duration::from_secs(120));
     let token = RunnerToken::new("glrt-ptc-AAAAAAAAAAAAAAAAAAAAAAA").unwrap();
     deploy_runner(&secrets, &helm, &spec, &token).await.unwrap();
-    let config = Api::<ConfigMap>::namespaced(client.clone(), &ns)
-        .get("gitlab-runner-ptc")
-        .await
-        .unwrap();
-    let text = config.data.unwrap()["config.template.toml"].clone();
-    let parsed: toml::Value = toml::from_str(&text).unwrap();
+    let parsed = config_template(&client, &ns, "gitlab-runner-ptc").await;
     let kubernetes = &parsed["runners"][0]["kubernetes"];
     assert_eq!(kubernetes["image"].as_str(), Some(image.as_str()));
     assert_eq!(kubernetes["helper_image"].as_str(), Some(helper.as_str()));
@@ -896,20 +946,20 @@ async fn cached_job_and_helper_images_render_into_the_runner_config_on_helms_rea
 /// under the keys GitLab Runner reads (`common/config.go`, `KubernetesConfig`'s `toml:` tags).
 #[tokio::test]
 async fn job_disk_and_overwrite_ceilings_render_into_the_runner_config_on_helms_real_engine() {
-    let Some(real) = real_helm(
+    let Some(RenderEnv {
+        real: _real,
+        _dir,
+        chart,
+        helm,
+        secrets,
+        client,
+    }) = render_env(
         "job_disk_and_overwrite_ceilings_render_into_the_runner_config_on_helms_real_engine",
-        Major::Helm4,
-        &[],
-    ) else {
+    )
+    .await
+    else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let chart = write_test_chart(dir.path());
-    let helm = real.cli();
-    let secrets = KubeTokenSecrets::connect(Some(&real.kubeconfig), None)
-        .await
-        .unwrap();
-    let client = kube_client(&real.kubeconfig).await;
     let ns = unique("glr-disk");
     let token = RunnerToken::new("glrt-jobdisk-AAAAAAAAAAAAAAAAAAAAA").unwrap();
     let values = RunnerValues::new("https://gitlab.example.com/")
@@ -924,12 +974,7 @@ async fn job_disk_and_overwrite_ceilings_render_into_the_runner_config_on_helms_
         .with_chart(ChartSource::Path { path: chart })
         .with_timeout(Duration::from_secs(120));
     deploy_runner(&secrets, &helm, &spec, &token).await.unwrap();
-    let config = Api::<ConfigMap>::namespaced(client.clone(), &ns)
-        .get("gitlab-runner-disk")
-        .await
-        .unwrap();
-    let text = config.data.unwrap()["config.template.toml"].clone();
-    let parsed: toml::Value = toml::from_str(&text).unwrap();
+    let parsed = config_template(&client, &ns, "gitlab-runner-disk").await;
     let k = &parsed["runners"][0]["kubernetes"];
     for (key, want) in [
         ("ephemeral_storage_request", "30Gi"),
@@ -943,5 +988,77 @@ async fn job_disk_and_overwrite_ceilings_render_into_the_runner_config_on_helms_
     ] {
         assert_eq!(k[key].as_str(), Some(want), "{key} in {k}");
     }
+    delete_namespaces(&client, &[ns]).await;
+}
+
+/// The S3 cache through IRSA (#25): two releases of one fleet name the same manager
+/// ServiceAccount (the cache role's one subject); Helm's engine renders it, annotated with the
+/// role, for the first release only, so the second install is not refused for owning it twice,
+/// and both managers run as it with `[runners.cache]` type s3, IAM, in their config template.
+#[tokio::test]
+async fn two_releases_share_the_cache_service_account_on_helms_real_engine() {
+    let Some(RenderEnv {
+        real: _real,
+        _dir,
+        chart,
+        helm,
+        secrets,
+        client,
+    }) = render_env("two_releases_share_the_cache_service_account_on_helms_real_engine").await
+    else {
+        return;
+    };
+    let ns = unique("glr-s3c");
+    let role = "arn:aws:iam::123456789012:role/ci-us-east-1-runner-cache";
+    let first = RunnerValues::new("https://gitlab.example.com/").with_s3_cache(
+        glrunner_runner_chart::cache::S3Cache {
+            bucket: "ci-123456789012-us-east-1-cache".into(),
+            region: "us-east-1".into(),
+        },
+        role,
+        "glrunner-manager",
+    );
+    let second = first.clone().with_shared_service_account();
+    for (i, values) in [first, second].into_iter().enumerate() {
+        let name = format!("gitlab-runner-s3c-{i}");
+        let spec = ReleaseSpec::new(&name, &ns, values.with_secret_name(format!("{name}-token")))
+            .with_chart(ChartSource::Path {
+                path: chart.clone(),
+            })
+            .with_timeout(Duration::from_secs(120));
+        let token = RunnerToken::new(format!("glrt-s3c{i}-AAAAAAAAAAAAAAAAAAAAAA")).unwrap();
+        deploy_runner(&secrets, &helm, &spec, &token).await.unwrap();
+        let parsed = config_template(&client, &ns, &name).await;
+        let cache = &parsed["runners"][0]["cache"];
+        assert_eq!(cache["Type"].as_str(), Some("s3"), "{parsed}");
+        assert_eq!(cache["s3"]["AuthenticationType"].as_str(), Some("iam"));
+        let deployment = Api::<Deployment>::namespaced(client.clone(), &ns)
+            .get(&name)
+            .await
+            .unwrap();
+        let pod = deployment.spec.template.spec.unwrap();
+        assert_eq!(
+            pod.service_account_name.as_deref(),
+            Some("glrunner-manager")
+        );
+    }
+    let account = Api::<ServiceAccount>::namespaced(client.clone(), &ns)
+        .get("glrunner-manager")
+        .await
+        .unwrap();
+    let annotations = account.metadata.annotations.unwrap_or_default();
+    assert_eq!(
+        annotations
+            .get(glrunner_runner_chart::ROLE_ARN_ANNOTATION)
+            .map(String::as_str),
+        Some(role)
+    );
+    assert_eq!(
+        annotations
+            .get("meta.helm.sh/release-name")
+            .map(String::as_str),
+        Some("gitlab-runner-s3c-0"),
+        "the first release owns it"
+    );
     delete_namespaces(&client, &[ns]).await;
 }
