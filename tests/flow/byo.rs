@@ -37,6 +37,20 @@ async fn an_eks_cluster_brought_by_the_user_is_used_and_left_alone() {
     });
     // The runner namespace of the existing cluster's profile.
     config.spec.cluster.runner_namespace = spec("existing").cluster.runner_namespace;
+    // Job roles are the stack's: refused on a brought cluster, before anything is done.
+    let mut with_roles = config.clone();
+    with_roles.spec.job_roles = glrunner::infra::job_roles::group([(
+        "deploy".to_owned(),
+        "arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess".to_owned(),
+    )]);
+    let refused = flow::run(&with_roles, &world.backends(), &|_: &FlowEvent<'_>| {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("--job-role") && refused.contains("brought"),
+        "{refused}"
+    );
     let _runners = world.start_runners();
     let report = flow::run(&config, &world.backends(), &|_: &FlowEvent<'_>| {})
         .await
@@ -51,6 +65,16 @@ async fn an_eks_cluster_brought_by_the_user_is_used_and_left_alone() {
     );
     assert!(report.cluster.contains(&format!("EKS cluster {cluster}")));
     assert!(report.render_text().contains("brought by the user"));
+    // The registry's rules (the other stack's) serve the brought cluster's images (#24).
+    let paths = &report.fleet.as_ref().unwrap().image_paths;
+    assert!(
+        paths.iter().any(|p| matches!(
+            p,
+            glrunner::flow::image_cache::ImagePath::Cache { cached, .. }
+                if cached.contains("/existing/ecr-public/")
+        )),
+        "{paths:?}"
+    );
     assert_eq!(report.load_test.as_ref().unwrap().total_jobs, 400);
     let teardown = report.teardown.as_ref().unwrap();
     assert_eq!(teardown.infra_deleted, 0, "{teardown:?}");

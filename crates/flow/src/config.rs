@@ -381,6 +381,16 @@ impl FlowConfig {
             &self.job_accounts,
         )
         .map_err(|e| Error::invalid("--job-role", e.to_string()))?;
+        if !self.spec.job_roles.is_empty() && self.cluster.brought_by_user() {
+            // Job roles are planned with the stack; a brought cluster's roles are its owner's.
+            return Err(Error::invalid(
+                "--job-role",
+                format!(
+                    "job roles are created with the stack glrunner provisions, and cluster {} was brought; drop --job-role and give the job ServiceAccounts yourself (FlowConfig::job_accounts), or let glrunner provision the cluster",
+                    self.cluster.describe()
+                ),
+            ));
+        }
         let job_namespace = self.job_namespace(gitlab_url);
         if !self.spec.job_roles.is_empty() && job_namespace != self.spec.cluster.runner_namespace {
             // Each job role trusts its ServiceAccount in the runner namespace only.
