@@ -245,6 +245,46 @@ async fn an_in_cluster_janitor_is_installed_after_the_releases_and_removed_by_te
     );
 }
 
+/// Runs `config` checked on `world` and returns the successful report with what the cluster held
+/// when the load test began: the job ServiceAccounts in `namespace` and the installed runners.
+async fn run_to_the_load_test(
+    world: &SandboxWorld,
+    config: &FlowConfig,
+    namespace: &str,
+) -> (
+    glrunner_sandbox::SandboxReport,
+    Vec<glrunner_runner_chart::JobServiceAccount>,
+    Vec<glrunner_runner_chart::InstalledRunner>,
+) {
+    let plan = world
+        .preflight_plan(config, &PreflightOptions::default())
+        .unwrap();
+    let during = std::sync::Mutex::new(None);
+    let report = world
+        .run_checked(
+            config,
+            &plan,
+            PreflightGate::Check,
+            &|e: &FlowEvent<'_>| {
+                if let FlowEvent::PhaseStarted {
+                    phase: Phase::LoadTest,
+                } = e
+                {
+                    *during.lock().unwrap() = Some((
+                        world.job_accounts.accounts(namespace),
+                        world.releases.runners(),
+                    ));
+                }
+            },
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert!(report.is_success(), "{}", report.render_text());
+    let (accounts, runners) = during.into_inner().unwrap().expect("the load test ran");
+    (report, accounts, runners)
+}
+
 /// Job identity through IRSA on the sandbox (#25): the releases phase applies one job
 /// ServiceAccount per job role, annotated with its role, in the job namespace before any job
 /// runs; every release's executor admits exactly those accounts; teardown removes them. Bad job
@@ -283,32 +323,7 @@ async fn job_service_accounts_are_applied_with_the_releases_and_removed_by_teard
     }
 
     config.job_accounts = accounts.clone();
-    let plan = world
-        .preflight_plan(&config, &PreflightOptions::default())
-        .unwrap();
-    let during = std::sync::Mutex::new(None);
-    let report = world
-        .run_checked(
-            &config,
-            &plan,
-            PreflightGate::Check,
-            &|e: &FlowEvent<'_>| {
-                if let FlowEvent::PhaseStarted {
-                    phase: Phase::LoadTest,
-                } = e
-                {
-                    *during.lock().unwrap() = Some((
-                        world.job_accounts.accounts(&namespace),
-                        world.releases.runners(),
-                    ));
-                }
-            },
-            &CancellationToken::new(),
-        )
-        .await
-        .unwrap();
-    assert!(report.is_success(), "{}", report.render_text());
-    let (listed, runners) = during.into_inner().unwrap().expect("the load test ran");
+    let (report, listed, runners) = run_to_the_load_test(&world, &config, &namespace).await;
     assert_eq!(
         listed
             .iter()
@@ -357,32 +372,7 @@ async fn the_stacks_job_roles_caches_and_image_paths_reach_the_runners() {
     let namespace = spec.cluster.runner_namespace.clone();
     let config =
         FlowConfig::new(spec, glrunner_sandbox::SANDBOX_PROJECT, 30).with_max_per_release(10);
-    let plan = world
-        .preflight_plan(&config, &PreflightOptions::default())
-        .unwrap();
-    let during = std::sync::Mutex::new(None);
-    let report = world
-        .run_checked(
-            &config,
-            &plan,
-            PreflightGate::Check,
-            &|e: &FlowEvent<'_>| {
-                if let FlowEvent::PhaseStarted {
-                    phase: Phase::LoadTest,
-                } = e
-                {
-                    *during.lock().unwrap() = Some((
-                        world.job_accounts.accounts(&namespace),
-                        world.releases.runners(),
-                    ));
-                }
-            },
-            &CancellationToken::new(),
-        )
-        .await
-        .unwrap();
-    assert!(report.is_success(), "{}", report.render_text());
-    let (accounts, mut runners) = during.into_inner().unwrap().expect("the load test ran");
+    let (report, accounts, mut runners) = run_to_the_load_test(&world, &config, &namespace).await;
     assert_eq!(
         accounts
             .iter()

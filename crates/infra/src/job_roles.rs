@@ -101,14 +101,14 @@ pub fn validate(roles: &[JobRole], stack: &str, region: &str, partition: &str) -
                 "{name:?} is not a ServiceAccount name glrunner accepts; use lowercase letters, digits and '-', starting and ending with a letter or digit"
             ));
         }
-        let role = role_name(stack, region, name);
-        if role.len() > MAX_ROLE_NAME_LEN {
+        let iam_name = role_name(stack, region, name);
+        if iam_name.len() > MAX_ROLE_NAME_LEN {
             return bad(format!(
-                "job role {name:?} makes the IAM role name {role:?} ({} characters; IAM allows {MAX_ROLE_NAME_LEN}); use a shorter NAME",
-                role.len()
+                "job role {name:?} makes the IAM role name {iam_name:?} ({} characters; IAM allows {MAX_ROLE_NAME_LEN}); use a shorter NAME",
+                iam_name.len()
             ));
         }
-        let policies = &roles[i].policy_arns;
+        let policies = &role.policy_arns;
         if policies.is_empty() || policies.len() > MAX_POLICIES_PER_ROLE {
             return bad(format!(
                 "job role {name:?} has {} policies; give 1-{MAX_POLICIES_PER_ROLE}",

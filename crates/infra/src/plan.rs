@@ -890,6 +890,13 @@ impl StepAction {
                 })
         };
         let ids = |refs: &[StepRef]| refs.iter().map(id).collect::<Result<Vec<_>>>();
+        // The trust of a role one ServiceAccount assumes through the OIDC provider (IRSA).
+        let irsa_trust = |provider: &StepRef, namespace: &str, service_account: &str| {
+            crate::oidc::irsa_trust_policy(
+                &arn(provider)?,
+                &crate::oidc::service_account_subject(namespace, service_account),
+            )
+        };
         Ok(match self {
             Self::Vpc { cidr } => CreateRequest::Vpc { cidr: *cidr },
             Self::Subnet {
@@ -1059,10 +1066,7 @@ impl StepAction {
                 service_account,
             } => CreateRequest::IrsaRole {
                 name: name.clone(),
-                trust_policy: crate::oidc::irsa_trust_policy(
-                    &arn(provider)?,
-                    &crate::oidc::service_account_subject(namespace, service_account),
-                )?,
+                trust_policy: irsa_trust(provider, namespace, service_account)?,
                 inline_policy: Some((
                     crate::cache::CACHE_POLICY_NAME.into(),
                     crate::cache::bucket_access_policy(partition(region), &id(bucket)?),
@@ -1077,10 +1081,7 @@ impl StepAction {
                 policy_arns,
             } => CreateRequest::IrsaRole {
                 name: name.clone(),
-                trust_policy: crate::oidc::irsa_trust_policy(
-                    &arn(provider)?,
-                    &crate::oidc::service_account_subject(namespace, service_account),
-                )?,
+                trust_policy: irsa_trust(provider, namespace, service_account)?,
                 inline_policy: None,
                 policy_arns: policy_arns.clone(),
             },

@@ -443,6 +443,26 @@ impl AwsCluster {
             .collect())
     }
 
+    /// The names of role `name`'s inline policies (every page).
+    pub(super) async fn inline_policy_names(&self, name: &str) -> Result<Vec<String>> {
+        self.iam
+            .list_role_policies()
+            .role_name(name)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| {
+                map_sdk_error(
+                    "list inline role policies",
+                    format!("IAM role {name}"),
+                    "iam",
+                    e,
+                )
+            })
+    }
+
     pub(super) async fn delete_role(&self, name: &str) -> Result<()> {
         let attached = self.attached_policy_arns(name).await?;
         for arn in &attached {
@@ -460,24 +480,7 @@ impl AwsCluster {
                 _ => {}
             }
         }
-        let inline = self
-            .iam
-            .list_role_policies()
-            .role_name(name)
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| {
-                map_sdk_error(
-                    "list inline role policies",
-                    format!("IAM role {name}"),
-                    "iam",
-                    e,
-                )
-            })?;
-        for policy in inline {
+        for policy in self.inline_policy_names(name).await? {
             match self
                 .iam
                 .delete_role_policy()

@@ -292,24 +292,7 @@ impl AwsCluster {
             }
         }
         for role in roles.iter().filter(|r| r.kind == ResourceKind::IamRole) {
-            let names: Vec<String> = self
-                .iam
-                .list_role_policies()
-                .role_name(&role.id)
-                .into_paginator()
-                .items()
-                .send()
-                .try_collect()
-                .await
-                .map_err(|e| {
-                    map_sdk_error(
-                        "list inline role policies",
-                        format!("IAM role {}", role.id),
-                        "iam",
-                        e,
-                    )
-                })?;
-            for name in names {
+            for name in self.inline_policy_names(&role.id).await? {
                 if let Some(key) = inline_policy_key(&role.key, &name) {
                     found.push(Resource {
                         kind: ResourceKind::RolePolicy,

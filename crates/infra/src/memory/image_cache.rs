@@ -199,8 +199,9 @@ impl InMemoryCloud {
             .collect()
     }
 
-    /// The rules of this Region's registry, any stack's or a user's (ECR's
-    /// `DescribePullThroughCacheRules` without filters lists every rule of the registry).
+    /// The rules of this Region's registry, any stack's or a user's (ECR API Reference,
+    /// `DescribePullThroughCacheRules`, `ecrRepositoryPrefixes`: "If no repository prefix value
+    /// is specified, all pull through cache rules are returned").
     pub(super) fn cache_rules_impl(&self) -> Vec<crate::image_cache::CacheRule> {
         let now = Instant::now();
         let mut world = self.world.lock().expect("world");
